@@ -1,0 +1,40 @@
+"""Shared fixtures: where ../shared lives, and whether its absence skips or fails."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ZT_SHARED_DIR", ROOT.parent / "shared"))
+CORPUS = SHARED / "corpus" / "kfp-compiled"
+ROLES_FILE = SHARED / "data" / "gcp-predefined-roles.json.gz"
+
+
+def require_shared(path: Path) -> Path:
+    """Return ``path``; skip with a visible reason when missing, fail under CI=true."""
+    if path.exists():
+        return path
+    message = f"{path} is missing: tests on the real corpus/role catalogue need ../shared"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: its absence is a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The directory of 113 KFP-compiled pipelines."""
+    return require_shared(CORPUS)
+
+
+@pytest.fixture(scope="session")
+def predefined_roles() -> dict[str, Any]:
+    """``{"roles/NAME": {"title", "stage", "includedPermissions"}}`` for every predefined role."""
+    with gzip.open(require_shared(ROLES_FILE), "rt") as fh:
+        data: dict[str, Any] = json.load(fh)["roles"]
+    return data

@@ -1,0 +1,81 @@
+"""zt-pipelines: zero trust for Vertex AI Pipelines.
+
+Public API (imported lazily so ``import zt_pipelines`` stays cheap; aiplatform is only
+imported when :class:`PipelineJob` is first used)::
+
+    import zt_pipelines as zt
+
+    @zt.step("train-sa@proj.iam.gserviceaccount.com",
+             needs={"gs://features": ["storage.objects.get"]})
+    @dsl.component
+    def train(...): ...
+
+    spec = zt.rewrite(compiled_ir, project="proj")
+    report = zt.check("pipeline.yaml", project="proj", location="us-central1",
+                      pipeline_service_account="pipeline-sa@proj.iam.gserviceaccount.com",
+                      snapshot="snapshot.yaml")
+    job = zt.PipelineJob(display_name="train", template_path="pipeline.yaml")  # drop-in
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from zt_pipelines.errors import (
+    ApiError,
+    DeclarationError,
+    DefaultIdentityError,
+    IdentityError,
+    InputError,
+    ManifestError,
+    PolicyFileError,
+    ResourceError,
+    SnapshotError,
+    TemplateError,
+    ZeroTrustViolation,
+    ZtError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access.
+_LAZY = {
+    "step": "zt_pipelines.declare",
+    "load_manifest": "zt_pipelines.declare",
+    "rewrite": "zt_pipelines.spec",
+    "rewrite_pipeline": "zt_pipelines.spec",
+    "check": "zt_pipelines.check",
+    "Report": "zt_pipelines.policy.report",
+    "Finding": "zt_pipelines.policy.report",
+    "load_snapshot": "zt_pipelines.policy.snapshot_file",
+    "load_policy": "zt_pipelines.policy.orgpolicy",
+    "PipelineJob": "zt_pipelines.job",
+    "plan": "zt_pipelines.provision",
+    "Plan": "zt_pipelines.provision",
+}
+
+__all__ = [
+    "ApiError",
+    "DeclarationError",
+    "DefaultIdentityError",
+    "IdentityError",
+    "InputError",
+    "ManifestError",
+    "PolicyFileError",
+    "ResourceError",
+    "SnapshotError",
+    "TemplateError",
+    "ZeroTrustViolation",
+    "ZtError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zt_pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

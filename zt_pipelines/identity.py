@@ -1,0 +1,201 @@
+"""Service-account identities: strict email validation, default-identity detection, derived ids.
+
+One helper, :func:`classify_identity`, decides what a default identity is; the rewrite, the
+verification engine, the drop-in ``PipelineJob`` and provisioning all call it, so the rule
+cannot drift. Pure: no IO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from dataclasses import dataclass
+
+from zt_pipelines.errors import DefaultIdentityError, IdentityError
+
+# A service-account email: local part 6-30 (user-managed) or longer for Google-managed ones,
+# then a domain under gserviceaccount.com. We are deliberately strict: ASCII only (no
+# homoglyphs), no whitespace, lowercase, no trailing dot.
+_LOCAL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+_USER_MANAGED_DOMAIN = re.compile(
+    r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[a-z][a-z0-9.-]*[a-z0-9]\.[a-z][a-z0-9-]{4,28}[a-z0-9])"
+    r"\.iam\.gserviceaccount\.com$"
+)
+_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GOOGLE_DOMAINS = (
+    "developer.gserviceaccount.com",
+    "appspot.gserviceaccount.com",
+    "cloudservices.gserviceaccount.com",
+    "cloudbuild.gserviceaccount.com",
+)
+_SERVICE_AGENT_DOMAIN = re.compile(r"^gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+
+DEFAULT_KINDS = {
+    "compute-default": "the Compute Engine default service account",
+    "appengine-default": "the App Engine default service account",
+    "custom-code-agent": "the Vertex AI Custom Code Service Agent",
+    "vertex-agent": "the Vertex AI Service Agent",
+    "service-agent": "a Google-managed service agent",
+    "cloudservices": "the Google APIs Service Agent",
+    "cloudbuild": "the Cloud Build service account",
+    "empty": "an empty service account (Vertex would fall back to a default identity)",
+}
+
+
+@dataclass(frozen=True)
+class IdentityClass:
+    """What :func:`classify_identity` found.
+
+    Attributes:
+        email: the email, lower-cased (valid emails only).
+        default_kind: a key of ``DEFAULT_KINDS`` when this is a default/Google-managed identity.
+    """
+
+    email: str
+    default_kind: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        """True for any default or Google-managed identity."""
+        return self.default_kind is not None
+
+    @property
+    def description(self) -> str:
+        """Human description of the default kind (empty for user-managed accounts)."""
+        return DEFAULT_KINDS.get(self.default_kind or "", "")
+
+
+def classify_identity(email: str | None, *, where: str | None = None) -> IdentityClass:
+    """Validate ``email`` strictly and say whether it is a default identity.
+
+    Default identities are compared case-insensitively; a malformed email raises.
+
+    Raises:
+        IdentityError: whitespace, non-ASCII characters (homoglyphs), wrong domain, trailing
+            dots, upper-case letters in the local part that would hide a default identity, ...
+    """
+    if email is None or email == "":
+        return IdentityClass("", "empty")
+    if not isinstance(email, str):
+        raise IdentityError(f"service account {email!r} is not a string", where=where)
+    if not email.isascii():
+        bad = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in email if not c.isascii())
+        raise IdentityError(
+            f"service account {email!r} contains non-ASCII characters: {bad}",
+            where=where,
+            fix="service-account emails are ASCII only; this may be a look-alike character",
+        )
+    if any(c in string.whitespace for c in email) or not email.isprintable():
+        raise IdentityError(
+            f"service account {email!r} contains whitespace or control characters", where=where
+        )
+    lowered = email.lower()
+    local, at, domain = lowered.partition("@")
+    if not at or "@" in domain:
+        raise IdentityError(f"service account {email!r} is not an email address", where=where)
+    if domain.endswith(".") or local.endswith(".") or ".." in domain:
+        raise IdentityError(f"service account {email!r} has a stray dot", where=where)
+    if not _LOCAL.match(local):
+        raise IdentityError(
+            f"service account {email!r}: {local!r} is not a valid account name", where=where
+        )
+    kind = _default_kind(local, domain)
+    if kind is not None:
+        return IdentityClass(lowered, kind)
+    if not domain.endswith(".gserviceaccount.com") or not _USER_MANAGED_DOMAIN.match(domain):
+        raise IdentityError(
+            f"{email!r} is not a service-account email",
+            where=where,
+            fix="use NAME@PROJECT_ID.iam.gserviceaccount.com",
+        )
+    if not _ACCOUNT_ID.match(local):
+        raise IdentityError(
+            f"service account {email!r}: account ids are 6-30 characters [a-z][a-z0-9-]*[a-z0-9]",
+            where=where,
+        )
+    if email != lowered:
+        raise IdentityError(
+            f"service account {email!r} has upper-case letters",
+            where=where,
+            fix=f"write it as {lowered!r}",
+        )
+    return IdentityClass(lowered)
+
+
+def _default_kind(local: str, domain: str) -> str | None:
+    if domain == "developer.gserviceaccount.com" and local.endswith("-compute"):
+        return "compute-default"
+    if domain == "appspot.gserviceaccount.com":
+        return "appengine-default"
+    if domain == "cloudservices.gserviceaccount.com":
+        return "cloudservices"
+    if domain == "cloudbuild.gserviceaccount.com":
+        return "cloudbuild"
+    if domain == "gcp-sa-aiplatform-cc.iam.gserviceaccount.com":
+        return "custom-code-agent"
+    if domain == "gcp-sa-aiplatform.iam.gserviceaccount.com":
+        return "vertex-agent"
+    if _SERVICE_AGENT_DOMAIN.match(domain) or (
+        local.startswith("service-") and domain.endswith(".gserviceaccount.com")
+    ):
+        return "service-agent"
+    if domain in _GOOGLE_DOMAINS:
+        return "service-agent"
+    return None
+
+
+def require_user_managed(email: str | None, *, where: str | None = None) -> str:
+    """Return the validated, lower-cased email, or raise if it is a default identity.
+
+    Raises:
+        DefaultIdentityError: a default or Google-managed identity (named, with ``where``).
+        IdentityError: a malformed email.
+    """
+    found = classify_identity(email, where=where)
+    if found.is_default:
+        shown = f"{email!r} is " if email else ""
+        raise DefaultIdentityError(
+            f"{shown}{found.description}; zero trust refuses default identities",
+            where=where,
+            fix="declare a dedicated service account with @zt.step(service_account=...) "
+            "or leave it unset to get a derived identity",
+        )
+    return found.email
+
+
+DEFAULT_NAME_TEMPLATE = "zt-{pipeline}-{task}"
+
+
+def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_TEMPLATE) -> str:
+    """Derive a deterministic, valid service-account id for a task.
+
+    The template may use ``{pipeline}`` and ``{task}``. The result is lower-cased, squeezed to
+    ``[a-z][a-z0-9-]*[a-z0-9]``, and, when it would exceed 30 characters or collide-prone
+    truncation happens, shortened with a 6-character hash of the *full* (pipeline, task)
+    pair, so distinct tasks never share an id and the same task always gets the same id.
+    """
+    try:
+        raw = template.format(pipeline=pipeline, task=task)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise IdentityError(
+            f"naming template {template!r} is invalid ({exc})",
+            fix="use only {pipeline} and {task} placeholders",
+        ) from exc
+    slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = "zt-" + slug
+    digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()[:6]
+    if len(slug) > 30 or slug != raw:
+        # Any normalisation may make two tasks meet (e.g. "a_b" and "a-b"): add the hash.
+        slug = slug[: 30 - 7].rstrip("-") + "-" + digest
+    if len(slug) < 6:
+        slug = f"{slug}-{digest}"
+    if not _ACCOUNT_ID.match(slug):  # pragma: no cover - construction above guarantees it
+        raise IdentityError(f"derived account id {slug!r} is invalid")
+    return slug
+
+
+def service_account_email(account_id: str, project: str) -> str:
+    """``ACCOUNT_ID@PROJECT.iam.gserviceaccount.com`` for a user-managed service account."""
+    return f"{account_id}@{project}.iam.gserviceaccount.com"

@@ -1,0 +1,128 @@
+"""Frozen data shared across the package: what a step needs and who runs it.
+
+These are the contracts between the parts (declarations → ``spec`` → ``policy`` → ``job`` /
+``provision``). They hold data only; parsing lives in :mod:`zt_pipelines.declare` and
+:mod:`zt_pipelines.resources`, decisions in :mod:`zt_pipelines.policy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from zt_pipelines.resources import ResourceRef
+
+IdentitySource = Literal[
+    "declared",  # @zt.step(service_account=...) on the component or the task
+    "manifest",  # a manifest file entry
+    "derived",  # no declaration: derived from the naming template
+    "parameter",  # a pipeline parameter resolved from parameter_values and pinned
+    "gcpc",  # an existing GCPC custom job whose service_account input was read
+    "pipeline",  # the step runs as the pipeline service account
+]
+
+
+@dataclass(frozen=True, order=True)
+class Need:
+    """One resource a step needs, with the permissions it needs there.
+
+    Attributes:
+        resource: the normalised resource (full resource name + optional object prefix).
+        permissions: sorted, de-duplicated IAM permissions.
+    """
+
+    resource: ResourceRef
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobFields:
+    """CustomJob fields for a step. ``None`` means "not set here" (fall back to a default).
+
+    Names follow GCPC's ``create_custom_training_job_from_component`` keyword arguments.
+    """
+
+    network: str | None = None
+    psc_interface_config: dict[str, Any] | None = None
+    reserved_ip_ranges: tuple[str, ...] | None = None
+    encryption_spec_key_name: str | None = None
+    enable_web_access: bool | None = None
+    machine_type: str | None = None
+    accelerator_type: str | None = None
+    accelerator_count: int | None = None
+    replica_count: int | None = None
+    boot_disk_type: str | None = None
+    boot_disk_size_gb: int | None = None
+    labels: dict[str, str] | None = None
+
+    def merged_over(self, base: JobFields) -> JobFields:
+        """Return these fields with every ``None`` filled from ``base``."""
+        values = {
+            name: getattr(self, name) if getattr(self, name) is not None else getattr(base, name)
+            for name in self.__dataclass_fields__
+        }
+        return JobFields(**values)
+
+
+@dataclass(frozen=True)
+class StepDeclaration:
+    """What a user declared for a component or a task (decorator, task form or manifest).
+
+    Attributes:
+        service_account: the step's identity, or ``None`` to derive one.
+        needs: the resources and permissions the step needs.
+        job: CustomJob fields for the step.
+        source: where the declaration came from (for error messages).
+    """
+
+    service_account: str | None = None
+    needs: tuple[Need, ...] = ()
+    job: JobFields = field(default_factory=JobFields)
+    source: str = "decorator"
+
+
+@dataclass(frozen=True)
+class StepIdentity:
+    """A container step after the rewrite: who runs it and what it needs.
+
+    Attributes:
+        task: the task's path through the DAG, ``/``-joined (``"train"``,
+            ``"for-loop-2/train"``, ``"my-sub-pipeline/ingest"``).
+        component: the component name in the IR (``comp-train``).
+        executor: the executor label in the deployment spec (``exec-train``).
+        service_account: the validated, lower-cased email that will run the step; ``None``
+            only when the step runs as the pipeline SA (source ``"pipeline"``).
+        source: where the identity came from.
+        needs: declared needs (implicit needs are derived by the policy engine).
+        image: the step's container image (for image-registry policy rules).
+        job: the CustomJob fields that were written into the payload.
+        already_custom_job: the step was a GCPC custom job before the rewrite.
+    """
+
+    task: str
+    component: str
+    executor: str
+    service_account: str | None
+    source: IdentitySource
+    needs: tuple[Need, ...] = ()
+    image: str = ""
+    job: JobFields = field(default_factory=JobFields)
+    already_custom_job: bool = False
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    """The rewritten IR plus what the rewrite learned about every container step.
+
+    Attributes:
+        spec: the rewritten pipeline IR (a new dict; our metadata stripped). When the input
+            was a multi-document YAML, ``platform_docs`` holds the other documents.
+        pipeline_name: ``pipelineInfo.name``.
+        steps: one entry per container task, in DAG order.
+        platform_docs: any PlatformSpec documents (other platforms kept intact; ours stripped).
+    """
+
+    spec: dict[str, Any]
+    pipeline_name: str
+    steps: tuple[StepIdentity, ...]
+    platform_docs: tuple[dict[str, Any], ...] = ()

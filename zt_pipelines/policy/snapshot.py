@@ -1,0 +1,187 @@
+"""The snapshot: the IAM world the engine evaluates, as frozen data.
+
+A snapshot is filled either from a file (:mod:`zt_pipelines.policy.snapshot_file`) or from the
+live Google APIs (:mod:`zt_pipelines.gcp`), and served by the emulator. The engine never reads
+anything else. Keys are Cloud Asset full resource names (see :mod:`zt_pipelines.resources`).
+
+Reads that failed are part of the snapshot (``unreadable``): the engine turns them into
+ZT201/ZT400 findings instead of treating a missing policy as an empty one. Fail closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NodeKind = Literal[
+    "organization",
+    "folder",
+    "project",
+    "bucket",
+    "dataset",
+    "table",
+    "serviceAccount",
+    "secret",
+    "repository",
+    "cryptoKey",
+    "other",
+]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An IAM condition (allow binding or deny rule): a CEL expression with a title."""
+
+    expression: str
+    title: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One allow-policy binding: a role granted to members, optionally under a condition."""
+
+    role: str
+    members: tuple[str, ...]
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True)
+class AllowPolicy:
+    """An allow (IAM) policy attached to one node."""
+
+    bindings: tuple[Binding, ...] = ()
+    etag: str = ""
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class DenyRule:
+    """One rule of an IAM v2 deny policy.
+
+    Principals use the IAM v2 principal identifiers
+    (``principal://iam.googleapis.com/projects/-/serviceAccounts/EMAIL``,
+    ``principalSet://goog/public:all``, ``principalSet://goog/group/EMAIL``, ...).
+    Permissions use the v2 form ``SERVICE.googleapis.com/RESOURCE.VERB``.
+    """
+
+    denied_principals: tuple[str, ...]
+    denied_permissions: tuple[str, ...]
+    exception_principals: tuple[str, ...] = ()
+    exception_permissions: tuple[str, ...] = ()
+    denial_condition: Condition | None = None
+
+
+@dataclass(frozen=True)
+class DenyPolicy:
+    """An IAM v2 deny policy attached to an organisation, folder or project."""
+
+    name: str
+    attachment_point: str
+    rules: tuple[DenyRule, ...]
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class Role:
+    """A role definition (predefined ``roles/...`` or custom ``projects/P/roles/R`` /
+    ``organizations/O/roles/R``) with the permissions it includes."""
+
+    name: str
+    permissions: frozenset[str]
+    title: str = ""
+    stage: str = "GA"
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    """A resource in the hierarchy.
+
+    Attributes:
+        name: full resource name.
+        kind: what it is.
+        parent: the full resource name of its parent (``None`` for an organisation, or when the
+            ancestry is unknown — which the engine treats as unverifiable, not as "no ancestors").
+        policy: its allow policy; ``None`` when it has none recorded.
+        project_number: for projects, the project number.
+        display_name: optional.
+    """
+
+    name: str
+    kind: NodeKind
+    parent: str | None = None
+    policy: AllowPolicy | None = None
+    project_number: str | None = None
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """A service account as the IAM API describes it."""
+
+    email: str
+    project_id: str
+    unique_id: str = ""
+    disabled: bool = False
+    user_managed_keys: tuple[str, ...] = ()
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Something the snapshot could not read: the engine refuses to guess about it.
+
+    Attributes:
+        target: the full resource name (or ``roles/...``, ``group:...``) that could not be read.
+        what: which read failed (``getIamPolicy``, ``getAncestry``, ``roles.get``, ...).
+        reason: the error, as the adapter reported it.
+    """
+
+    target: str
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the engine may know about the IAM world.
+
+    Attributes:
+        nodes: every known resource by full resource name.
+        roles: role definitions by role name.
+        deny_policies: every deny policy, at any attachment point.
+        service_accounts: by lower-cased email.
+        groups: group email → direct members (``user:``, ``serviceAccount:``, ``group:``...).
+            A group not listed here has unknown membership.
+        unreadable: reads that failed.
+        complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
+            anywhere is known to be in the snapshot (e.g. from Cloud Asset
+            ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
+    """
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    deny_policies: tuple[DenyPolicy, ...] = ()
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unreadable: tuple[Unreadable, ...] = ()
+    complete_bindings_for: frozenset[str] = frozenset()
+
+    def ancestors(self, name: str) -> list[Node]:
+        """The node itself, then its parents up to the root, as far as they are known."""
+        chain: list[Node] = []
+        seen: set[str] = set()
+        current = self.nodes.get(name)
+        while current is not None and current.name not in seen:
+            chain.append(current)
+            seen.add(current.name)
+            current = self.nodes.get(current.parent) if current.parent else None
+        return chain
+
+    def project_by_number(self, number: str) -> Node | None:
+        """The project node with this number, if known."""
+        for node in self.nodes.values():
+            if node.kind == "project" and node.project_number == number:
+                return node
+        return None
