@@ -1,0 +1,232 @@
+"""The audit log's hash chain and redaction: pure, no IO, no clock.
+
+One decision is one line of canonical JSON (sorted keys, no spaces, UTF-8). Each line carries
+
+- ``seq``: its position (0, 1, 2, ...), so a dropped or reordered line is named by number;
+- ``prev``: the sha256 of the previous line's bytes (``GENESIS`` for the first line), so an
+  edited line breaks the link to the line after it;
+- ``hash``: the sha256 of the line's own body without ``hash``, so a naive edit of any line,
+  including the last one, is caught on that very line.
+
+A writer that rewrites the whole tail consistently is only caught with an external anchor: the
+head hash (:func:`verify_chain` takes ``expect_head``) or the Cloud Logging mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+GENESIS = "0" * 64
+FORMAT_VERSION = 1
+
+# Secrets that must never reach a record or a log line, whatever a caller puts into one.
+_SECRET_PATTERNS = (
+    re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+    ),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\bya29\.[A-Za-z0-9._-]+"),  # Google OAuth2 access tokens
+    re.compile(r"\b1//[A-Za-z0-9._-]{20,}"),  # Google refresh tokens
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),  # JWTs / ID tokens
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # API keys
+    re.compile(r"\bGOCSPX-[0-9A-Za-z_-]{20,}"),  # OAuth client secrets
+)
+_SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "private_key",
+        "private_key_id",
+        "client_secret",
+        "token",
+        "authorization",
+        "password",
+    }
+)
+REDACTED = "[REDACTED]"
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with every secret-looking string replaced by ``[REDACTED]``.
+
+    Strings are scanned for private keys, bearer/access/refresh/ID tokens and API keys; mapping
+    entries whose key names a secret (``private_key``, ``access_token`` ...) are dropped to
+    ``[REDACTED]`` whatever their value.
+    """
+    if isinstance(value, str):
+        for pattern in _SECRET_PATTERNS:
+            value = pattern.sub(REDACTED, value)
+        return value
+    if isinstance(value, Mapping):
+        return {
+            str(k): (REDACTED if str(k).lower() in _SECRET_KEYS else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes: sorted keys, compact separators, UTF-8 (no ASCII escaping)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def seal(body: Mapping[str, Any], *, prev: str, seq: int) -> bytes:
+    """Return the line (without newline) for ``body`` chained after a line hashing to ``prev``.
+
+    ``body`` is redacted first; the keys ``seq``, ``prev``, ``hash`` and ``v`` are reserved.
+    """
+    clean = redact(dict(body))
+    for reserved in ("seq", "prev", "hash", "v"):
+        clean.pop(reserved, None)
+    clean.update({"seq": seq, "prev": prev, "v": FORMAT_VERSION})
+    clean["hash"] = sha256_hex(canonical(clean))
+    return canonical(clean)
+
+
+ProblemKind = Literal["malformed", "edited", "dropped", "reordered", "truncated", "head"]
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """One thing wrong with an audit log.
+
+    Attributes:
+        line: 1-based line number in the file where the problem shows.
+        kind: what happened to the log.
+        message: a sentence naming the line(s) and the evidence.
+    """
+
+    line: int
+    kind: ProblemKind
+    message: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of :func:`verify_chain`.
+
+    Attributes:
+        records: how many lines were read.
+        head: the sha256 of the last line (``GENESIS`` for an empty log): keep it elsewhere
+            (a ticket, Cloud Logging) to detect a rewritten tail later.
+        problems: everything that is wrong, in file order; empty means the chain is intact.
+    """
+
+    records: int
+    head: str
+    problems: tuple[ChainProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+def verify_chain(lines: Sequence[bytes], *, expect_head: str | None = None) -> ChainReport:
+    """Check a log's lines (without newlines) and say which are edited, dropped or reordered."""
+    problems: list[ChainProblem] = []
+    by_seq: dict[int, tuple[int, str]] = {}  # seq -> (line number, sha256 of the line)
+    parsed: list[tuple[int, int, str] | None] = []  # per line: (seq, line number, prev)
+    highest = -1
+    for index, raw in enumerate(lines):
+        number = index + 1
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            problems.append(
+                ChainProblem(number, "malformed", f"line {number} is not a JSON record (edited)")
+            )
+            parsed.append(None)
+            continue
+        seq = record.get("seq")
+        body = {k: v for k, v in record.items() if k != "hash"}
+        if not isinstance(seq, int) or record.get("hash") != sha256_hex(canonical(body)):
+            problems.append(
+                ChainProblem(
+                    number,
+                    "edited",
+                    f"line {number} (seq {seq}) was edited: its content no longer matches "
+                    "its own hash",
+                )
+            )
+            parsed.append(None)
+            continue
+        if seq in by_seq:
+            problems.append(
+                ChainProblem(
+                    number,
+                    "reordered",
+                    f"line {number} repeats seq {seq} (first at line {by_seq[seq][0]}): "
+                    "duplicated line",
+                )
+            )
+        elif seq < highest:
+            problems.append(
+                ChainProblem(
+                    number,
+                    "reordered",
+                    f"line {number} holds seq {seq} after seq {highest}: lines reordered",
+                )
+            )
+        by_seq.setdefault(seq, (number, sha256_hex(raw)))
+        highest = max(highest, seq)
+        parsed.append((seq, number, str(record.get("prev"))))
+    for seq in range(highest + 1):
+        if seq not in by_seq and not _malformed_in_place(parsed, seq):
+            after = max((n for s, (n, _) in by_seq.items() if s < seq), default=0)
+            problems.append(
+                ChainProblem(
+                    after + 1,
+                    "dropped",
+                    f"seq {seq} is missing (it belonged after line {after}): record dropped",
+                )
+            )
+    for entry in parsed:
+        if entry is None:
+            continue
+        seq, number, prev = entry
+        expected = GENESIS if seq == 0 else by_seq.get(seq - 1, (0, None))[1]
+        if expected is not None and prev != expected:
+            earlier = "the genesis" if seq == 0 else f"line {by_seq[seq - 1][0]}"
+            problems.append(
+                ChainProblem(
+                    number,
+                    "edited",
+                    f"{earlier} (seq {seq - 1}) was changed after line {number} (seq {seq}) "
+                    "was written: the hash recorded for it no longer matches",
+                )
+            )
+    head = sha256_hex(lines[-1]) if lines else GENESIS
+    if expect_head is not None and expect_head != head:
+        problems.append(
+            ChainProblem(
+                len(lines),
+                "head",
+                f"the last line hashes to {head[:12]}…, not the expected head "
+                f"{expect_head[:12]}…: the tail was dropped or rewritten",
+            )
+        )
+    problems.sort(key=lambda p: p.line)
+    return ChainReport(records=len(lines), head=head, problems=tuple(problems))
+
+
+def _malformed_in_place(parsed: Sequence[tuple[int, int, str] | None], seq: int) -> bool:
+    """Whether a malformed/edited line sits where ``seq`` should be (already reported)."""
+    return 0 <= seq < len(parsed) and parsed[seq] is None

@@ -1,0 +1,267 @@
+"""The audit log file: append one hash-chained JSON line per decision (IO).
+
+Appends are serialised with an exclusive ``flock`` on the log file itself, so several processes
+(a notebook, a CI job, the CLI) can share one log: each appender reads the current last line
+under the lock, chains after it and fsyncs before releasing. The clock is passed in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from zt_pipelines.audit.chain import (
+    GENESIS,
+    ChainReport,
+    redact,
+    seal,
+    sha256_hex,
+    verify_chain,
+)
+from zt_pipelines.audit.mirror import AuditMirror
+from zt_pipelines.errors import ApiError, InputError
+
+_LOG = logging.getLogger("zt_pipelines.audit")
+
+Outcome = Literal["allowed", "refused"]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The system clock in UTC (the default clock at the IO edge)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class AuditIdentity:
+    """Who runs one part of the pipeline.
+
+    Attributes:
+        role: ``"pipeline"`` for the pipeline service account, else ``"step"``.
+        task: the task path for steps (empty for the pipeline).
+        service_account: the email (empty when none was resolved).
+        source: where the identity came from (``declared``, ``derived``, ``argument`` ...).
+    """
+
+    role: Literal["pipeline", "step"]
+    service_account: str
+    task: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision to record: everything an auditor needs, nothing secret.
+
+    Attributes:
+        action: what was attempted (``submit``, ``schedule``, ``verify``, ``cli-submit`` ...).
+        outcome: ``allowed`` or ``refused``.
+        submitter: the principal that asked (``user:...``, ``serviceAccount:...``, or
+            ``unknown``).
+        project: the Vertex project.
+        location: the Vertex region.
+        pipeline: ``pipelineInfo.name``.
+        spec_sha256: sha256 of the exact spec bytes that were verified (and, if allowed,
+            submitted); empty when the refusal came before a spec existed.
+        identities: the pipeline identity and every step identity.
+        findings: the report's findings as plain mappings (code, severity, step, ...).
+        job_id: the Vertex job or schedule id, when one was (or would have been) created.
+        reason: a one-line summary (the error for refusals before verification).
+    """
+
+    action: str
+    outcome: Outcome
+    submitter: str
+    project: str
+    location: str
+    pipeline: str
+    spec_sha256: str = ""
+    identities: tuple[AuditIdentity, ...] = ()
+    findings: tuple[Mapping[str, Any], ...] = ()
+    job_id: str = ""
+    reason: str = ""
+
+    def to_body(self, time: datetime) -> dict[str, Any]:
+        """The record body (before chaining) for a decision taken at ``time``."""
+        return {
+            "time": time.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+            "action": self.action,
+            "outcome": self.outcome,
+            "submitter": self.submitter,
+            "project": self.project,
+            "location": self.location,
+            "pipeline": self.pipeline,
+            "spec_sha256": self.spec_sha256,
+            "identities": [
+                {
+                    "role": i.role,
+                    "task": i.task,
+                    "service_account": i.service_account,
+                    "source": i.source,
+                }
+                for i in self.identities
+            ],
+            "findings": [dict(f) for f in self.findings],
+            "job_id": self.job_id,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A record as written: its position, its line's sha256, and the record itself."""
+
+    seq: int
+    line_sha256: str
+    record: dict[str, Any] = field(hash=False, compare=False)
+
+
+class AuditLog:
+    """An append-only, hash-chained JSON Lines decision log.
+
+    Args:
+        path: the log file (created with its parent directories, mode 0600).
+        clock: returns the current time (tests pass a fixed clock).
+        mirror: optional second sink (e.g. :class:`~zt_pipelines.audit.mirror.CloudLoggingMirror`)
+            that receives every record after it is written; a mirror failure is an
+            :class:`ApiError`, so a caller that requires the mirror fails closed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = utc_now,
+        mirror: AuditMirror | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.mirror = mirror
+
+    def append(self, decision: Decision) -> AuditEntry:
+        """Append ``decision`` as the next line of the chain and return what was written.
+
+        Raises:
+            ApiError: the file (or the mirror) could not be written.
+        """
+        body = decision.to_body(self.clock())
+        try:
+            with self._locked() as fd:
+                prev, seq = _last_link(fd)
+                line = seal(body, prev=prev, seq=seq)
+                os.lseek(fd, 0, os.SEEK_END)
+                os.write(fd, line + b"\n")
+                os.fsync(fd)
+        except OSError as exc:
+            raise ApiError(
+                f"cannot append to the audit log ({exc.strerror or exc})",
+                where=str(self.path),
+                fix="make the audit log writable; nothing is submitted without an audit record",
+            ) from exc
+        entry = AuditEntry(seq=seq, line_sha256=sha256_hex(line), record=_loads(line))
+        _LOG.info(
+            "audit seq=%d outcome=%s pipeline=%s spec=%s",
+            seq,
+            decision.outcome,
+            redact(decision.pipeline),
+            decision.spec_sha256[:12],
+        )
+        if self.mirror is not None:
+            try:
+                self.mirror.emit(entry.record)
+            except Exception as exc:  # any sink failure: the caller decides; we never hide it
+                raise ApiError(
+                    f"cannot mirror the audit record ({type(exc).__name__}: {redact(str(exc))})",
+                    where=type(self.mirror).__name__,
+                    fix="check the mirror's destination and permissions",
+                ) from exc
+        return entry
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in file order (unverified; use :meth:`verify` first)."""
+        return [_loads(line) for line in self.lines()]
+
+    def lines(self) -> list[bytes]:
+        """The raw lines, without newlines; an absent file is an empty log."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise InputError(
+                f"cannot read audit log ({exc.strerror or exc})", where=str(self.path)
+            ) from exc
+        return [line for line in data.split(b"\n") if line]
+
+    def verify(self, *, expect_head: str | None = None) -> ChainReport:
+        """Verify the whole chain (see :func:`~zt_pipelines.audit.chain.verify_chain`)."""
+        return verify_chain(self.lines(), expect_head=expect_head)
+
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _last_link(fd: int) -> tuple[str, int]:
+    """(sha256 of the last line, next seq) read from an open, locked log."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size == 0:
+        return GENESIS, 0
+    chunk = 4096
+    data = b""
+    pos = size
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        os.lseek(fd, pos, os.SEEK_SET)
+        data = os.read(fd, step) + data
+        stripped = data.rstrip(b"\n")
+        if b"\n" in stripped or pos == 0:
+            last = stripped.rsplit(b"\n", 1)[-1]
+            break
+        chunk *= 2
+    try:
+        seq = int(_loads(last).get("seq", -1)) + 1
+    except (ValueError, TypeError):
+        seq = -1
+    if seq <= 0:
+        raise OSError(f"the last line of the audit log is not a chained record: {last[:60]!r}")
+    return sha256_hex(last), seq
+
+
+def _loads(line: bytes) -> dict[str, Any]:
+    value = json.loads(line)
+    if not isinstance(value, dict):
+        raise ValueError("audit line is not a JSON object")
+    return value
+
+
+def identities_from(
+    pipeline_service_account: str | None, steps: Sequence[Any], *, pipeline_source: str = ""
+) -> tuple[AuditIdentity, ...]:
+    """Audit identities from a pipeline SA and :class:`~zt_pipelines.model.StepIdentity` steps."""
+    found = [AuditIdentity("pipeline", pipeline_service_account or "", source=pipeline_source)]
+    for step in steps:
+        found.append(
+            AuditIdentity(
+                "step",
+                getattr(step, "service_account", None) or "",
+                task=str(getattr(step, "task", "")),
+                source=str(getattr(step, "source", "")),
+            )
+        )
+    return tuple(found)
