@@ -1,0 +1,380 @@
+"""The verification engine: pure IAM evaluation over a :class:`Snapshot`.
+
+:func:`decide` answers one (member, resource, permission) question four ways — *granted*
+(with the binding that grants it), *not granted*, *unverifiable* (with why) or *denied* (with
+the deny rule) — and :func:`evaluate` turns a pipeline's requirements into a
+:class:`~zt_pipelines.policy.report.Report`. Only *granted* ever counts as granted.
+
+Order of evaluation, as IAM does it: deny policies on the resource's ancestry first (with
+exception principals/permissions and denial conditions), then allow bindings on the resource
+and every ancestor (roles expanded, members matched, conditions evaluated). Anything the
+snapshot cannot prove — an unknown group, an unknown role, an undecidable condition, an
+unreadable policy, a missing ancestor — makes the answer *unverifiable*, never *granted*.
+
+Pure: no IO, no clock (``now`` is an argument).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from zt_pipelines.policy.conditions import (
+    ConditionEvaluator,
+    ConditionResult,
+    RequestAttributes,
+    Tri,
+    request_attributes,
+)
+from zt_pipelines.policy.deny import permission_matches
+from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
+from zt_pipelines.policy.report import Evidence
+from zt_pipelines.policy.snapshot import Binding, DenyPolicy, Node, Snapshot, Unreadable
+from zt_pipelines.resources import ResourceRef
+
+DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
+
+# Unreadable.what values that hide allow bindings or deny rules.
+_ALLOW_READS = ("getIamPolicy", "allow", "policy")
+_DENY_READS = ("deny", "listPolicies", "denyPolicies")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one (member, resource, permission) question.
+
+    Attributes:
+        state: granted / not_granted / unverifiable / denied.
+        member: the principal asked about (normalised: ``serviceAccount:email``).
+        resource: the full resource name.
+        permission: the permission.
+        evidence: for *granted*, the binding(s); for *denied*, the deny rule; for
+            *unverifiable*, each thing that could not be decided.
+        reasons: human sentences for *unverifiable* / *not_granted*.
+    """
+
+    state: DecisionState
+    member: str
+    resource: str
+    permission: str
+    evidence: tuple[Evidence, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def granted(self) -> bool:
+        """True only for *granted*: fail closed."""
+        return self.state == "granted"
+
+
+@dataclass(frozen=True)
+class _NodeIndex:
+    direct: dict[str, tuple[Binding, ...]]
+    indirect: tuple[tuple[str, Binding], ...]
+
+
+_INDIRECT_KINDS = (
+    "group:",
+    "domain:",
+    "allUsers",
+    "allAuthenticatedUsers",
+    "principalSet://",
+    "projectOwner:",
+    "projectEditor:",
+    "projectViewer:",
+)
+
+
+class Evaluator:
+    """Indexes a snapshot once (members per node, role expansion, deny policies) and answers
+    :meth:`decide` questions quickly. Treat the snapshot as immutable while in use."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.members = MemberResolver(snapshot)
+        self.conditions = ConditionEvaluator()
+        self._nodes: dict[str, _NodeIndex] = {}
+        self._chains: dict[str, tuple[tuple[Node, ...], str]] = {}
+        self._deny: dict[str, list[DenyPolicy]] = defaultdict(list)
+        for dp in snapshot.deny_policies:
+            self._deny[dp.attachment_point].append(dp)
+        self._unreadable: dict[str, list[Unreadable]] = defaultdict(list)
+        for u in snapshot.unreadable:
+            self._unreadable[u.target].append(u)
+        self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
+
+    # -- indexes -------------------------------------------------------------------------
+
+    def _index(self, node: Node) -> _NodeIndex:
+        idx = self._nodes.get(node.name)
+        if idx is None:
+            direct: dict[str, list[Binding]] = defaultdict(list)
+            indirect: list[tuple[str, Binding]] = []
+            for b in node.policy.bindings if node.policy else ():
+                for m in b.members:
+                    if m.startswith(_INDIRECT_KINDS):
+                        indirect.append((m, b))
+                    else:
+                        direct[normalize_principal(m)].append(b)
+            idx = _NodeIndex({k: tuple(v) for k, v in direct.items()}, tuple(indirect))
+            self._nodes[node.name] = idx
+        return idx
+
+    def role_permissions(self, role: str) -> frozenset[str] | None:
+        """The permissions of ``role``; ``None`` when its definition is not in the snapshot."""
+        r = self.snapshot.roles.get(role)
+        if r is None:
+            return None
+        return frozenset() if r.deleted else r.permissions
+
+    def chain(self, name: str) -> tuple[tuple[Node, ...], str]:
+        """(the node and its known ancestors, why the ancestry is incomplete or ``""``)."""
+        cached = self._chains.get(name)
+        if cached is not None:
+            return cached
+        nodes = tuple(self.snapshot.ancestors(name))
+        gap = ""
+        if not nodes:
+            gap = f"{name} is not in the snapshot"
+        else:
+            top = nodes[-1]
+            if top.parent is None and top.kind != "organization":
+                gap = f"the ancestry of {top.name} is unknown"
+            elif top.parent and top.parent not in self.snapshot.nodes:
+                gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
+            for n in nodes:
+                for u in self._unreadable.get(n.name, ()):
+                    if "ncestry" in u.what or u.what in ("getProject", "getFolder"):
+                        gap = gap or f"{u.what} on {n.name} failed: {u.reason}"
+        cached = (nodes, gap)
+        self._chains[name] = cached
+        return cached
+
+    def bindings_for(self, principal: str) -> list[tuple[Node, Binding, MemberMatch]]:
+        """Every visible binding, anywhere, whose members cover ``principal`` (or may)."""
+        principal = normalize_principal(principal)
+        if self._by_member is None:
+            by_member: dict[str, list[tuple[Node, Binding]]] = defaultdict(list)
+            for node in self.snapshot.nodes.values():
+                for member, bindings in self._index(node).direct.items():
+                    by_member[member].extend((node, b) for b in bindings)
+            self._by_member = by_member
+        out = [
+            (n, b, MemberMatch(Match.YES, "named directly"))
+            for n, b in self._by_member.get(principal, ())
+        ]
+        for node in self.snapshot.nodes.values():
+            for member, b in self._index(node).indirect:
+                m = self.members.matches(member, principal)
+                if m.match is not Match.NO:
+                    out.append((node, b, m))
+        return out
+
+    # -- decide --------------------------------------------------------------------------
+
+    def decide(
+        self,
+        member: str,
+        resource: str | ResourceRef,
+        permission: str,
+        *,
+        now: datetime,
+        object_name: str | None = None,
+    ) -> Decision:
+        """Is ``permission`` on ``resource`` granted to ``member`` at ``now``?
+
+        ``resource`` is a full resource name or a :class:`ResourceRef` (whose ``prefix`` names
+        the objects under a bucket). ``object_name`` names one exact object in a bucket.
+        """
+        principal = normalize_principal(member)
+        if isinstance(resource, ResourceRef):
+            name, prefix = resource.name, resource.prefix
+        else:
+            name, prefix = resource, None
+        chain, gap = self.chain(name)
+        if not chain:
+            return Decision(
+                "unverifiable",
+                principal,
+                name,
+                permission,
+                (Evidence("missing", node=name, detail="resource not in the snapshot"),),
+                (gap,),
+            )
+        attrs = request_attributes(name, prefix, permission, chain[0].kind)
+        if object_name is not None and attrs.name_prefix is not None:
+            attrs = RequestAttributes(
+                attrs.name_prefix + object_name, None, attrs.type, attrs.service
+            )
+        uncertain: list[tuple[Evidence, str]] = []
+        if gap:
+            uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
+
+        # 1. deny before allow
+        for node in chain:
+            for u in self._unreadable.get(node.name, ()):
+                if any(k in u.what for k in _DENY_READS):
+                    why = f"deny policies on {node.name} could not be read: {u.reason}"
+                    uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
+            for dp in self._deny.get(node.name, ()):
+                for i, rule in enumerate(dp.rules):
+                    if not any(permission_matches(p, permission) for p in rule.denied_permissions):
+                        continue
+                    if any(permission_matches(p, permission) for p in rule.exception_permissions):
+                        continue
+                    who = _best(self.members, rule.denied_principals, principal)
+                    if who[0].match is Match.NO:
+                        continue
+                    exc = _best(self.members, rule.exception_principals, principal)
+                    if exc[0].match is Match.YES:
+                        continue
+                    cond = ConditionResult(Tri.TRUE)
+                    if rule.denial_condition is not None:
+                        cond = self.conditions.evaluate(rule.denial_condition, attrs, now)
+                        if cond.value is Tri.FALSE:
+                            continue
+                    ev = Evidence(
+                        "deny",
+                        node=dp.attachment_point,
+                        member=who[1],
+                        condition=rule.denial_condition.expression if rule.denial_condition else "",
+                        deny_policy=dp.name,
+                        detail=f"rule {i}: {who[0].reason}",
+                    )
+                    if (
+                        who[0].match is Match.YES
+                        and exc[0].match is Match.NO
+                        and cond.value is Tri.TRUE
+                    ):
+                        return Decision(
+                            "denied",
+                            principal,
+                            name,
+                            permission,
+                            (ev,),
+                            (f"denied by {dp.name} rule {i}",),
+                        )
+                    why = "; ".join(
+                        r
+                        for r in (
+                            who[0].reason if who[0].match is Match.UNKNOWN else "",
+                            exc[0].reason if exc[0].match is Match.UNKNOWN else "",
+                            cond.reason,
+                        )
+                        if r
+                    )
+                    uncertain.append((ev, f"deny rule {i} of {dp.name} may apply: {why}"))
+
+        # 2. allow bindings on the resource and every ancestor
+        grants: list[Evidence] = []
+        for node in chain:
+            for u in self._unreadable.get(node.name, ()):
+                if any(k in u.what for k in _ALLOW_READS):
+                    why = f"the allow policy of {node.name} could not be read: {u.reason}"
+                    uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
+            idx = self._index(node)
+            candidates: list[tuple[str, Binding, MemberMatch]] = [
+                (principal, b, MemberMatch(Match.YES, "named directly"))
+                for b in idx.direct.get(principal, ())
+            ]
+            for m, b in idx.indirect:
+                mm = self.members.matches(m, principal)
+                if mm.match is not Match.NO:
+                    candidates.append((m, b, mm))
+            for m, b, mm in candidates:
+                perms = self.role_permissions(b.role)
+                if perms is not None and permission not in perms:
+                    continue
+                cond = ConditionResult(Tri.TRUE)
+                if b.condition is not None:
+                    cond = self.conditions.evaluate(b.condition, attrs, now)
+                    if cond.value is Tri.FALSE:
+                        continue
+                ev = Evidence(
+                    "binding",
+                    node=node.name,
+                    role=b.role,
+                    member=m,
+                    condition=b.condition.expression if b.condition else "",
+                    detail=mm.reason,
+                )
+                if perms is None:
+                    why = (
+                        f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
+                    )
+                    uncertain.append((ev, why))
+                elif mm.match is Match.UNKNOWN:
+                    uncertain.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
+                elif cond.value is Tri.UNKNOWN:
+                    uncertain.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
+                else:
+                    grants.append(ev)
+
+        if grants:
+            deny_doubts = [
+                u
+                for u in uncertain
+                if u[0].kind in ("deny", "unreadable", "missing") and not _is_allow_doubt(u[1])
+            ]
+            if not deny_doubts:
+                grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
+                return Decision("granted", principal, name, permission, tuple(grants))
+            return Decision(
+                "unverifiable",
+                principal,
+                name,
+                permission,
+                tuple(e for e, _ in deny_doubts) + tuple(grants),
+                tuple(w for _, w in deny_doubts),
+            )
+        if uncertain:
+            return Decision(
+                "unverifiable",
+                principal,
+                name,
+                permission,
+                tuple(e for e, _ in uncertain),
+                tuple(w for _, w in uncertain),
+            )
+        return Decision(
+            "not_granted",
+            principal,
+            name,
+            permission,
+            (),
+            (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
+        )
+
+
+def _is_allow_doubt(why: str) -> bool:
+    return why.startswith("the allow policy of")
+
+
+def _best(
+    resolver: MemberResolver, patterns: tuple[str, ...], principal: str
+) -> tuple[MemberMatch, str]:
+    """The strongest (YES > UNKNOWN > NO) deny-principal match, and the pattern that gave it."""
+    best = (MemberMatch(Match.NO), "")
+    for p in patterns:
+        m = resolver.deny_matches(p, principal)
+        if m.match is Match.YES:
+            return (m, p)
+        if m.match is Match.UNKNOWN and best[0].match is Match.NO:
+            best = (m, p)
+    return best
+
+
+def decide(
+    member: str,
+    resource: str | ResourceRef,
+    permission: str,
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    object_name: str | None = None,
+) -> Decision:
+    """One-shot :meth:`Evaluator.decide` (builds an :class:`Evaluator`; reuse one for many)."""
+    return Evaluator(snapshot).decide(
+        member, resource, permission, now=now, object_name=object_name
+    )

@@ -1,0 +1,369 @@
+"""Findings and reports: what verification found, rendered for people, machines and CI.
+
+Pure data and rendering: no IO. A :class:`Report` is *allowed* only when it holds no
+error-severity finding (fail closed: a check that could not complete is an error finding).
+
+Renderings: ``str(report)`` (a readable table), :meth:`Report.to_json`, :meth:`Report.to_sarif`
+(SARIF 2.1.0, one rule per finding code) and :meth:`Report._repr_html_` for notebooks.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Severity(str, Enum):
+    """How a finding counts: only ``error`` refuses."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+# The stable finding codes: code -> (short name, one-line meaning). Documented in docs/findings.md
+# and used as SARIF rule ids; never renumber.
+CODES: dict[str, tuple[str, str]] = {
+    "ZT100": ("DefaultIdentity", "a default identity would run the pipeline or a step"),
+    "ZT101": ("NoStepIdentity", "a step has no identity of its own (runs as the pipeline SA)"),
+    "ZT102": ("UnpinnedIdentity", "a step's identity comes from a runtime value"),
+    "ZT103": ("SharedIdentity", "one identity is shared by several steps or with the pipeline"),
+    "ZT110": ("MissingIdentity", "identity does not exist or is disabled"),
+    "ZT111": ("UserManagedKeys", "identity has user-managed keys"),
+    "ZT200": ("NotGranted", "a required permission is not granted"),
+    "ZT201": ("Unverifiable", "a required permission cannot be verified"),
+    "ZT202": ("Denied", "a required permission is denied by a deny policy"),
+    "ZT210": ("ExcessPermissions", "permissions beyond the step's needs"),
+    "ZT211": ("BasicRole", "a basic role (owner, editor, viewer)"),
+    "ZT212": ("EscalationPermission", "an escalation-capable permission"),
+    "ZT213": ("PublicResource", "a declared resource is public"),
+    "ZT300": (
+        "SubmitterCannotSubmit",
+        "the submitter cannot act as the pipeline SA or create the job",
+    ),
+    "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
+    "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
+    "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
+}
+
+DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One link in the chain that explains a decision or a finding.
+
+    Attributes:
+        kind: ``binding`` (an allow binding), ``deny`` (a deny rule), ``condition``,
+            ``group``, ``unreadable``, ``missing`` (something absent from the snapshot),
+            ``identity`` or ``policy``.
+        node: the full resource name of the node the binding/deny policy is attached to.
+        role: the role of the binding.
+        member: the binding member (or deny principal) that matched.
+        condition: the CEL expression involved.
+        deny_policy: the deny policy name.
+        detail: a human sentence.
+    """
+
+    kind: str
+    node: str = ""
+    role: str = ""
+    member: str = ""
+    condition: str = ""
+    deny_policy: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """The non-empty fields, for JSON and SARIF."""
+        return {k: v for k, v in self.__dict__.items() if v}
+
+    def __str__(self) -> str:
+        parts = [self.kind]
+        if self.role:
+            parts.append(self.role)
+        if self.node:
+            parts.append(f"on {self.node}")
+        if self.member:
+            parts.append(f"to {self.member}")
+        if self.deny_policy:
+            parts.append(f"deny policy {self.deny_policy}")
+        if self.condition:
+            parts.append(f"if {self.condition}")
+        if self.detail:
+            parts.append(f"({self.detail})")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing verification found.
+
+    Attributes:
+        code: a stable code from :data:`CODES` (``ZT200`` ...).
+        severity: error (refuses), warning or note.
+        message: one human sentence.
+        step: the task path, or ``None`` for pipeline-level findings.
+        principal: the member concerned (``serviceAccount:EMAIL``, ``user:...``).
+        resource: the full resource name concerned.
+        permission: the IAM permission concerned.
+        evidence: the chain that explains it (binding, role, node, condition, deny rule).
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    step: str | None = None
+    principal: str | None = None
+    resource: str | None = None
+    permission: str | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "step": self.step,
+            "principal": self.principal,
+            "resource": self.resource,
+            "permission": self.permission,
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+@dataclass(frozen=True)
+class SuppressedFinding:
+    """A finding an organisation policy suppression matched, with its justification."""
+
+    finding: Finding
+    justification: str
+    expires: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of a check.
+
+    Attributes:
+        findings: every active finding, errors first.
+        suppressed: findings silenced by an unexpired suppression (kept for the audit trail).
+        pipeline: the pipeline name.
+        project: the project checked against.
+        location: the region.
+        checked_at: the ``now`` used, ISO 8601.
+        notes: coverage notes (e.g. excess-privilege check limited to visible bindings).
+        template: the template path, when known (used as the SARIF artifact).
+    """
+
+    findings: tuple[Finding, ...]
+    suppressed: tuple[SuppressedFinding, ...] = ()
+    pipeline: str = ""
+    project: str = ""
+    location: str = ""
+    checked_at: str = ""
+    notes: tuple[str, ...] = ()
+    template: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """True when no finding has error severity."""
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """The error-severity findings."""
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    def codes(self) -> set[str]:
+        """The set of active finding codes (handy in tests and scripts)."""
+        return {f.code for f in self.findings}
+
+    def by_code(self, code: str) -> tuple[Finding, ...]:
+        """The active findings with this code."""
+        return tuple(f for f in self.findings if f.code == code)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {
+            "allowed": self.allowed,
+            "pipeline": self.pipeline,
+            "project": self.project,
+            "location": self.location,
+            "checkedAt": self.checked_at,
+            "findings": [f.to_dict() for f in self.findings],
+            "suppressed": [
+                {**s.finding.to_dict(), "justification": s.justification, "expires": s.expires}
+                for s in self.suppressed
+            ],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The report as a JSON document (stable key order)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def to_sarif(self) -> dict[str, Any]:
+        """The report as a SARIF 2.1.0 log (one run, one rule per code, suppressions kept)."""
+        rules = [
+            {
+                "id": code,
+                "name": name,
+                "shortDescription": {"text": meaning},
+                "fullDescription": {"text": f"{code}: {meaning}."},
+                "helpUri": DOCS_URL + "#" + code.lower(),
+                "defaultConfiguration": {"level": "warning" if code == "ZT210" else "error"},
+            }
+            for code, (name, meaning) in CODES.items()
+        ]
+        index = {code: i for i, code in enumerate(CODES)}
+        results = [self._sarif_result(f, index) for f in self.findings]
+        for s in self.suppressed:
+            result = self._sarif_result(s.finding, index)
+            result["suppressions"] = [
+                {
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": f"{s.justification} (expires {s.expires})",
+                }
+            ]
+            results.append(result)
+        run: dict[str, Any] = {
+            "tool": {
+                "driver": {
+                    "name": "zt-pipelines",
+                    "informationUri": DOCS_URL,
+                    "semanticVersion": "0.1.0",
+                    "rules": rules,
+                }
+            },
+            "results": results,
+            "invocations": [
+                {
+                    "executionSuccessful": True,
+                    "properties": {"allowed": self.allowed, "checkedAt": self.checked_at},
+                }
+            ],
+            "properties": {
+                "pipeline": self.pipeline,
+                "project": self.project,
+                "location": self.location,
+            },
+        }
+        return {
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [run],
+        }
+
+    def _sarif_result(self, f: Finding, index: dict[str, int]) -> dict[str, Any]:
+        logical = []
+        if f.step:
+            logical.append({"name": f.step, "kind": "function", "fullyQualifiedName": f.step})
+        if f.resource:
+            logical.append({"name": f.resource, "kind": "resource"})
+        location: dict[str, Any] = {}
+        if self.template:
+            location["physicalLocation"] = {"artifactLocation": {"uri": self.template}}
+        if logical:
+            location["logicalLocations"] = logical
+        result: dict[str, Any] = {
+            "ruleId": f.code,
+            "level": f.severity.value,
+            "message": {"text": f.message},
+            "properties": {
+                "principal": f.principal or "",
+                "permission": f.permission or "",
+                "evidence": [e.to_dict() for e in f.evidence],
+            },
+        }
+        if f.code in index:
+            result["ruleIndex"] = index[f.code]
+        if location:
+            result["locations"] = [location]
+        return result
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                f.severity.value,
+                f.code,
+                f.step or "-",
+                f.principal or "-",
+                f.resource or "-",
+                f.permission or "-",
+                f.message,
+            )
+            for f in self.findings
+        ]
+
+    def __str__(self) -> str:
+        verdict = "ALLOWED" if self.allowed else "REFUSED"
+        head = f"{verdict}: {self.pipeline or 'pipeline'} in {self.project}/{self.location}"
+        counts = {s: sum(1 for f in self.findings if f.severity is s) for s in Severity}
+        head += f" — {counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s)"
+        head += f", {counts[Severity.NOTE]} note(s), {len(self.suppressed)} suppressed"
+        if not self.findings:
+            return head
+        header = ("severity", "code", "step", "principal", "resource", "permission", "message")
+        rows = [header, *self._rows()]
+        widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header) - 1)]
+        lines = [head, ""]
+        for row in rows:
+            cells = [_clip(row[i], widths[i]).ljust(widths[i]) for i in range(len(widths))]
+            lines.append("  ".join([*cells, row[-1]]).rstrip())
+        for f in self.findings:
+            if f.evidence:
+                lines.append("")
+                lines.append(f"{f.code} {f.step or ''} {f.permission or ''}".rstrip() + ":")
+                lines.extend(f"    - {e}" for e in f.evidence)
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        verdict = "ALLOWED" if self.allowed else "REFUSED"
+        colour = "#1a7f37" if self.allowed else "#cf222e"
+        out = [
+            f'<div><p><b style="color:{colour}">{verdict}</b> '
+            f"{html.escape(self.pipeline)} in {html.escape(self.project)}/"
+            f"{html.escape(self.location)}</p>"
+        ]
+        if self.findings:
+            out.append("<table><thead><tr>")
+            for h in ("severity", "code", "step", "principal", "resource", "permission", "message"):
+                out.append(f"<th>{h}</th>")
+            out.append("<th>evidence</th></tr></thead><tbody>")
+            for f, row in zip(self.findings, self._rows(), strict=True):
+                cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                ev = "<br>".join(html.escape(str(e)) for e in f.evidence)
+                out.append(f"<tr>{cells}<td>{ev}</td></tr>")
+            out.append("</tbody></table>")
+        out.append("</div>")
+        return "".join(out)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def sort_findings(findings: list[Finding] | tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """Errors first, then by code, step, principal, resource, permission (deterministic)."""
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+    return tuple(
+        sorted(
+            findings,
+            key=lambda f: (
+                order[f.severity],
+                f.code,
+                f.step or "",
+                f.principal or "",
+                f.resource or "",
+                f.permission or "",
+                f.message,
+            ),
+        )
+    )

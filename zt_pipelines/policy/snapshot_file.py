@@ -1,0 +1,482 @@
+"""Read and write snapshot files (YAML or JSON), strictly.
+
+The format is documented in ``docs/snapshot.md`` and by the JSON Schema shipped at
+``zt_pipelines/schemas/snapshot.schema.json``. Loading validates the schema first, then what a
+schema cannot say (member and principal formats, CEL syntax, v2 deny permissions, service
+account emails, duplicates). Every problem raises :class:`~zt_pipelines.errors.SnapshotError`
+naming the file and the JSON path (``snap.yaml: $.nodes[2].policy.bindings[0].members[1]``).
+
+``dump_snapshot`` is the inverse: ``load_snapshot(dump_snapshot(s)) == s``.
+
+This module reads files (IO) but decides nothing about IAM.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zt_pipelines.errors import IdentityError, SnapshotError
+from zt_pipelines.identity import classify_identity
+from zt_pipelines.policy.catalogue import roles_from_catalogue
+from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
+from zt_pipelines.policy.deny import V2_PERMISSION, normalize_attachment_point
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    Binding,
+    Condition,
+    DenyPolicy,
+    DenyRule,
+    Node,
+    Role,
+    ServiceAccount,
+    Snapshot,
+    Unreadable,
+)
+
+__all__ = [
+    "SnapshotError",
+    "dump_snapshot",
+    "load_catalogue_file",
+    "load_snapshot",
+    "read_document",
+    "roles_from_catalogue",
+    "with_roles",
+]
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "snapshot.schema.json"
+
+_EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+_MEMBER = re.compile(
+    rf"^(?:allUsers|allAuthenticatedUsers"
+    rf"|(?:user|serviceAccount|group):{_EMAIL}"
+    rf"|domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}"
+    rf"|deleted:(?:user|serviceAccount|group):{_EMAIL}(?:\?uid=[0-9]+)?"
+    rf"|(?:projectOwner|projectEditor|projectViewer):[a-z][a-z0-9.:-]+"
+    rf"|(?:deleted:)?principal(?:Set)?://\S+)$"
+)
+_DENY_PRINCIPAL = re.compile(r"^(?:deleted:)?principal(?:Set)?://[^\s]+$")
+_PERMISSION = re.compile(
+    r"^(?:[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9]*){2,}|[a-z0-9.-]+\.[a-z]{2,}/[A-Za-z0-9.]+)$"
+)
+_ROLE = re.compile(
+    r"^(?:roles/[A-Za-z0-9_.]+|(?:projects|organizations)/[a-z0-9.:-]+/roles/[A-Za-z0-9_.]+)$"
+)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys (a silent overwrite hides grants)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_document(path: str | Path, error: type[SnapshotError] | Any = SnapshotError) -> Any:
+    """Read a YAML or JSON file (``.gz`` allowed) strictly; raise ``error`` naming the file."""
+    p = Path(path)
+    try:
+        if p.suffix == ".gz":
+            with gzip.open(p, "rt", encoding="utf-8") as fh:
+                raw = fh.read()
+        else:
+            raw = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"file {str(p)!r} does not exist", where=str(p)) from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise error(f"cannot read the file: {exc}", where=str(p)) from None
+    name = p.name.removesuffix(".gz")
+    try:
+        if name.endswith(".json"):
+            return json.loads(raw)
+        return yaml.load(raw, Loader=_StrictLoader)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"not valid JSON: {exc.msg}", where=f"{p}: line {exc.lineno} column {exc.colno}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        at = f"{p}: line {mark.line + 1} column {mark.column + 1}" if mark else str(p)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"not valid YAML: {problem}", where=at) from None
+
+
+@lru_cache(maxsize=4)
+def _validator(path: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def json_path(parts: Any) -> str:
+    """``["nodes", 2, "kind"]`` → ``$.nodes[2].kind``."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def validate_schema(data: Any, schema_path: Path, source: str, error: Any) -> None:
+    """Validate ``data`` against a JSON Schema; raise ``error`` naming source and JSON path."""
+    errors = sorted(
+        _validator(str(schema_path)).iter_errors(data), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        best = errors[0]
+        raise error(
+            f"{best.message}"
+            + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""),
+            where=f"{source}: {json_path(best.absolute_path)}",
+            fix=f"see the schema {schema_path.name}",
+        )
+
+
+def load_snapshot(
+    path_or_dict: str | Path | dict[str, Any], *, roles: dict[str, Role] | None = None
+) -> Snapshot:
+    """Load and validate a snapshot from a YAML/JSON file or an already-parsed dict.
+
+    ``roles`` (e.g. from :func:`roles_from_catalogue` on the predefined catalogue) are added
+    under the file's own role definitions (the file wins on a name clash).
+
+    Raises:
+        SnapshotError: naming the file (or ``<snapshot>``) and the JSON path.
+    """
+    if isinstance(path_or_dict, dict):
+        data: Any = path_or_dict
+        source = "<snapshot>"
+    else:
+        source = str(path_or_dict)
+        data = read_document(path_or_dict)
+    if not isinstance(data, dict):
+        raise SnapshotError("a snapshot must be a mapping at the top level", where=f"{source}: $")
+    validate_schema(data, SCHEMA_PATH, source, SnapshotError)
+    snapshot = _build(data, source)
+    return with_roles(snapshot, roles) if roles else snapshot
+
+
+def with_roles(snapshot: Snapshot, roles: dict[str, Role]) -> Snapshot:
+    """A copy of ``snapshot`` with ``roles`` added (the snapshot's own definitions win)."""
+    return replace(snapshot, roles={**roles, **snapshot.roles})
+
+
+def load_catalogue_file(path: str | Path) -> dict[str, Role]:
+    """Read a predefined-role catalogue file (``gcp-predefined-roles.json.gz`` shape)."""
+    data = read_document(path)
+    if not isinstance(data, dict):
+        raise SnapshotError("a role catalogue must be a mapping", where=f"{path}: $")
+    try:
+        return roles_from_catalogue(data)
+    except SnapshotError as exc:
+        raise SnapshotError(exc.what, where=f"{path}: {exc.where}") from None
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.cel = ConditionEvaluator()
+
+    def fail(self, what: str, path: str, fix: str | None = None) -> SnapshotError:
+        return SnapshotError(what, where=f"{self.source}: {path}", fix=fix)
+
+    def condition(self, raw: dict[str, Any] | None, path: str) -> Condition | None:
+        if raw is None:
+            return None
+        try:
+            self.cel.check_syntax(raw["expression"])
+        except ConditionError as exc:
+            raise self.fail(str(exc), path + ".expression") from None
+        return Condition(raw["expression"], raw.get("title", ""), raw.get("description", ""))
+
+    def member(self, m: str, path: str) -> str:
+        if not _MEMBER.match(m):
+            raise self.fail(
+                f"{m!r} is not an IAM member",
+                path,
+                "use user:/serviceAccount:/group:/domain:EMAIL, allUsers, "
+                "allAuthenticatedUsers, deleted:..., principal:// or principalSet://",
+            )
+        return m
+
+    def permission(self, p: str, path: str) -> str:
+        if not _PERMISSION.match(p):
+            raise self.fail(f"{p!r} is not an IAM permission", path, "write service.resource.verb")
+        return p
+
+
+def _build(data: dict[str, Any], source: str) -> Snapshot:
+    b = _Builder(source)
+    nodes: dict[str, Node] = {}
+    for i, raw in enumerate(data.get("nodes", [])):
+        path = f"$.nodes[{i}]"
+        name = raw["name"]
+        if name in nodes:
+            raise b.fail(f"node {name!r} appears twice", path + ".name")
+        parent = raw.get("parent")
+        if parent not in (None, "") and not re.match(r"^//\S+$", parent):
+            raise b.fail(f"parent {parent!r} is not a full resource name", path + ".parent")
+        if parent == name:
+            raise b.fail("a node cannot be its own parent", path + ".parent")
+        policy = None
+        if "policy" in raw:
+            bindings = []
+            for j, rb in enumerate(raw["policy"].get("bindings", [])):
+                bpath = f"{path}.policy.bindings[{j}]"
+                if not _ROLE.match(rb["role"]):
+                    raise b.fail(
+                        f"{rb['role']!r} is not a role name",
+                        bpath + ".role",
+                        "roles/NAME, projects/P/roles/R or organizations/O/roles/R",
+                    )
+                members = tuple(
+                    b.member(m, f"{bpath}.members[{k}]") for k, m in enumerate(rb["members"])
+                )
+                bindings.append(
+                    Binding(
+                        rb["role"], members, b.condition(rb.get("condition"), bpath + ".condition")
+                    )
+                )
+            policy = AllowPolicy(
+                tuple(bindings), raw["policy"].get("etag", ""), raw["policy"].get("version", 1)
+            )
+        if raw["kind"] == "project" and "projectNumber" not in raw:
+            pass  # allowed: number unknown
+        nodes[name] = Node(
+            name=name,
+            kind=raw["kind"],
+            parent=parent,
+            policy=policy,
+            project_number=raw.get("projectNumber"),
+            display_name=raw.get("displayName", ""),
+        )
+    _check_cycles(nodes, b)
+
+    roles: dict[str, Role] = {}
+    for i, raw in enumerate(data.get("roles", [])):
+        path = f"$.roles[{i}]"
+        if raw["name"] in roles:
+            raise b.fail(f"role {raw['name']!r} appears twice", path + ".name")
+        perms = frozenset(
+            b.permission(p, f"{path}.permissions[{k}]") for k, p in enumerate(raw["permissions"])
+        )
+        roles[raw["name"]] = Role(
+            raw["name"],
+            perms,
+            raw.get("title", ""),
+            raw.get("stage", "GA"),
+            raw.get("deleted", False),
+        )
+
+    denies = []
+    for i, raw in enumerate(data.get("denyPolicies", [])):
+        path = f"$.denyPolicies[{i}]"
+        attach = normalize_attachment_point(raw["attachmentPoint"])
+        if not re.match(
+            r"^//cloudresourcemanager\.googleapis\.com/(organizations|folders|projects)/[^/\s]+$",
+            attach,
+        ):
+            raise b.fail(
+                f"deny policies attach to an organisation, folder or project, not {attach!r}",
+                path + ".attachmentPoint",
+            )
+        rules = []
+        for j, rr in enumerate(raw["rules"]):
+            rpath = f"{path}.rules[{j}]"
+            for key in ("deniedPrincipals", "exceptionPrincipals"):
+                for k, p in enumerate(rr.get(key, [])):
+                    if not _DENY_PRINCIPAL.match(p):
+                        raise b.fail(
+                            f"{p!r} is not an IAM v2 principal identifier",
+                            f"{rpath}.{key}[{k}]",
+                            "deny rules use principal://... or principalSet://... "
+                            "(e.g. principal://iam.googleapis.com/projects/-/serviceAccounts/EMAIL)",
+                        )
+            for key in ("deniedPermissions", "exceptionPermissions"):
+                for k, p in enumerate(rr.get(key, [])):
+                    if not V2_PERMISSION.match(p):
+                        raise b.fail(
+                            f"{p!r} is not a v2 permission name",
+                            f"{rpath}.{key}[{k}]",
+                            "deny rules use SERVICE.googleapis.com/RESOURCE.VERB, "
+                            "e.g. storage.googleapis.com/objects.get",
+                        )
+            rules.append(
+                DenyRule(
+                    tuple(rr["deniedPrincipals"]),
+                    tuple(rr["deniedPermissions"]),
+                    tuple(rr.get("exceptionPrincipals", [])),
+                    tuple(rr.get("exceptionPermissions", [])),
+                    b.condition(rr.get("denialCondition"), rpath + ".denialCondition"),
+                )
+            )
+        denies.append(DenyPolicy(raw["name"], attach, tuple(rules), raw.get("etag", "")))
+
+    sas: dict[str, ServiceAccount] = {}
+    for i, raw in enumerate(data.get("serviceAccounts", [])):
+        path = f"$.serviceAccounts[{i}]"
+        try:
+            email = classify_identity(raw["email"], where=path).email
+        except IdentityError as exc:
+            raise b.fail(exc.what, path + ".email", exc.fix) from None
+        if not email:
+            raise b.fail("a service account needs an email", path + ".email")
+        if email in sas:
+            raise b.fail(f"service account {email!r} appears twice", path + ".email")
+        sas[email] = ServiceAccount(
+            email=email,
+            project_id=raw["projectId"],
+            unique_id=raw.get("uniqueId", ""),
+            disabled=raw.get("disabled", False),
+            user_managed_keys=tuple(raw.get("userManagedKeys", [])),
+            display_name=raw.get("displayName", ""),
+        )
+
+    groups: dict[str, tuple[str, ...]] = {}
+    for g, members in data.get("groups", {}).items():
+        if not re.match(rf"^{_EMAIL}$", g):
+            raise b.fail(
+                f"group {g!r} is not an email",
+                f"$.groups[{g!r}]",
+                "key groups by their email, without the group: prefix",
+            )
+        groups[g.lower()] = tuple(
+            b.member(m, f"$.groups[{g!r}][{k}]") for k, m in enumerate(members)
+        )
+
+    unreadable = tuple(
+        Unreadable(u["target"], u["what"], u["reason"]) for u in data.get("unreadable", [])
+    )
+    complete = frozenset(data.get("completeBindingsFor", []))
+    for k, p in enumerate(sorted(complete)):
+        b.member(p, f"$.completeBindingsFor[{k}]")
+    return Snapshot(
+        nodes=nodes,
+        roles=roles,
+        deny_policies=tuple(denies),
+        service_accounts=sas,
+        groups=groups,
+        unreadable=unreadable,
+        complete_bindings_for=complete,
+    )
+
+
+def _check_cycles(nodes: dict[str, Node], b: _Builder) -> None:
+    for i, start in enumerate(nodes):
+        seen = {start}
+        current = nodes[start].parent
+        while current:
+            if current in seen:
+                raise b.fail(
+                    f"the hierarchy has a cycle through {current!r}", f"$.nodes[{i}].parent"
+                )
+            seen.add(current)
+            parent = nodes.get(current)
+            current = parent.parent if parent else None
+
+
+def _condition_dict(c: Condition | None) -> dict[str, str] | None:
+    if c is None:
+        return None
+    out = {"expression": c.expression}
+    if c.title:
+        out["title"] = c.title
+    if c.description:
+        out["description"] = c.description
+    return out
+
+
+def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    """The snapshot as a dict in the file format (``load_snapshot`` of it gives it back)."""
+    nodes = []
+    for n in snapshot.nodes.values():
+        raw: dict[str, Any] = {"name": n.name, "kind": n.kind}
+        if n.parent is not None:
+            raw["parent"] = n.parent
+        if n.project_number is not None:
+            raw["projectNumber"] = n.project_number
+        if n.display_name:
+            raw["displayName"] = n.display_name
+        if n.policy is not None:
+            bindings = []
+            for bnd in n.policy.bindings:
+                rb: dict[str, Any] = {"role": bnd.role, "members": list(bnd.members)}
+                if bnd.condition is not None:
+                    rb["condition"] = _condition_dict(bnd.condition)
+                bindings.append(rb)
+            raw["policy"] = {
+                "bindings": bindings,
+                "etag": n.policy.etag,
+                "version": n.policy.version,
+            }
+        nodes.append(raw)
+    roles = []
+    for r in snapshot.roles.values():
+        rr: dict[str, Any] = {"name": r.name, "permissions": sorted(r.permissions)}
+        if r.title:
+            rr["title"] = r.title
+        if r.stage != "GA":
+            rr["stage"] = r.stage
+        if r.deleted:
+            rr["deleted"] = True
+        roles.append(rr)
+    denies = []
+    for d in snapshot.deny_policies:
+        rules = []
+        for rule in d.rules:
+            raw_rule: dict[str, Any] = {
+                "deniedPrincipals": list(rule.denied_principals),
+                "deniedPermissions": list(rule.denied_permissions),
+            }
+            if rule.exception_principals:
+                raw_rule["exceptionPrincipals"] = list(rule.exception_principals)
+            if rule.exception_permissions:
+                raw_rule["exceptionPermissions"] = list(rule.exception_permissions)
+            if rule.denial_condition is not None:
+                raw_rule["denialCondition"] = _condition_dict(rule.denial_condition)
+            rules.append(raw_rule)
+        denies.append(
+            {"name": d.name, "attachmentPoint": d.attachment_point, "rules": rules, "etag": d.etag}
+        )
+    sas = []
+    for sa in snapshot.service_accounts.values():
+        raw_sa: dict[str, Any] = {"email": sa.email, "projectId": sa.project_id}
+        if sa.unique_id:
+            raw_sa["uniqueId"] = sa.unique_id
+        if sa.disabled:
+            raw_sa["disabled"] = True
+        if sa.user_managed_keys:
+            raw_sa["userManagedKeys"] = list(sa.user_managed_keys)
+        if sa.display_name:
+            raw_sa["displayName"] = sa.display_name
+        sas.append(raw_sa)
+    return {
+        "version": 1,
+        "nodes": nodes,
+        "roles": roles,
+        "denyPolicies": denies,
+        "serviceAccounts": sas,
+        "groups": {g: list(m) for g, m in snapshot.groups.items()},
+        "unreadable": [
+            {"target": u.target, "what": u.what, "reason": u.reason} for u in snapshot.unreadable
+        ],
+        "completeBindingsFor": sorted(snapshot.complete_bindings_for),
+    }
