@@ -73,12 +73,16 @@ class StepDeclaration:
         needs: the resources and permissions the step needs.
         job: CustomJob fields for the step.
         source: where the declaration came from (for error messages).
+        service_account_parameter: the name of the pipeline parameter (as seen by the task's
+            parent DAG) that holds the identity, when declared with ``zt.step.on(task,
+            service_account=<pipeline parameter>)``; resolved and pinned by the rewrite.
     """
 
     service_account: str | None = None
     needs: tuple[Need, ...] = ()
     job: JobFields = field(default_factory=JobFields)
     source: str = "decorator"
+    service_account_parameter: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,257 @@
+"""Build GCPC custom-job launcher components, exactly as GCPC would (pure, no kfp import).
+
+:func:`custom_job_component` reproduces what
+``google_cloud_pipeline_components.v1.custom_job.utils.create_custom_training_job_from_component``
+produces for a component's IR and the same job fields, once that component is compiled into a
+pipeline: the container moves into the ``worker_pool_specs`` input default (``{{$}}`` becomes
+``{{$.json_escape[1]}}``), job fields become input defaults (``None`` removes the default, as
+GCPC does), the component's own inputs and outputs are merged over the launcher's, a
+``gcp_resources`` output is added and the executor becomes the launcher. GCPC itself is only a
+test dependency; ``tests/test_gcpc_equivalence.py`` compiles both ways and compares.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from zt_pipelines.errors import TemplateError
+from zt_pipelines.model import JobFields
+from zt_pipelines.spec._gcpc import (
+    CUSTOM_JOB_INPUTS,
+    CUSTOM_JOB_OUTPUTS,
+    GCPC_VERSION,
+    LAUNCHER_ARGS,
+    LAUNCHER_COMMAND,
+    LAUNCHER_IMAGE,
+)
+
+__all__ = [
+    "CUSTOM_JOB_INPUT_NAMES",
+    "GCPC_DEFAULTS",
+    "GCPC_VERSION",
+    "LAUNCHER_IMAGE",
+    "CustomJobSettings",
+    "custom_job_component",
+    "is_custom_job_launcher",
+    "launcher_executor",
+    "worker_pool_specs",
+]
+
+CUSTOM_JOB_INPUT_NAMES = frozenset(CUSTOM_JOB_INPUTS)
+_LAUNCHER_MODULE = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
+_SA_PLACEHOLDER = '"service_account": "{{$.inputs.parameters[\'service_account\']}}"'
+_EXECUTOR_INPUT = "{{$}}"
+_EXECUTOR_INPUT_ESCAPED = "{{$.json_escape[1]}}"
+
+GCPC_DEFAULTS = JobFields(
+    machine_type="n1-standard-4",
+    accelerator_type="",
+    accelerator_count=1,
+    replica_count=1,
+    boot_disk_type="pd-ssd",
+    boot_disk_size_gb=100,
+    network="",
+    encryption_spec_key_name="",
+    enable_web_access=False,
+)
+"""GCPC's keyword defaults for ``create_custom_training_job_from_component``."""
+
+_CONTAINER_KEYS = {"image", "command", "args", "env", "resources"}
+_COMPONENT_KEYS = {"executorLabel", "inputDefinitions", "outputDefinitions"}
+
+
+@dataclass(frozen=True)
+class CustomJobSettings:
+    """Everything the launcher payload needs for one step (after defaults are applied).
+
+    ``accelerator_count`` may be a string when KFP recorded a runtime placeholder.
+    """
+
+    display_name: str
+    service_account: str
+    machine_type: str
+    replica_count: int
+    accelerator_type: str
+    accelerator_count: int | str
+    boot_disk_type: str
+    boot_disk_size_gb: int
+    network: str
+    encryption_spec_key_name: str
+    enable_web_access: bool
+    reserved_ip_ranges: tuple[str, ...] | None = None
+    labels: dict[str, str] | None = None
+    psc_interface_config: dict[str, Any] | None = None
+
+
+def is_custom_job_launcher(container: dict[str, Any]) -> bool:
+    """True if an executor container is GCPC's custom-job launcher (any GCPC version)."""
+    command = container.get("command") or []
+    args = container.get("args") or []
+    return _LAUNCHER_MODULE in command and "CustomJob" in args
+
+
+def reads_service_account_input(container: dict[str, Any]) -> bool:
+    """True if a launcher's payload takes ``service_account`` from the component input."""
+    args = container.get("args") or []
+    try:
+        payload = args[args.index("--payload") + 1]
+    except (ValueError, IndexError):
+        return False
+    return isinstance(payload, str) and payload.count(_SA_PLACEHOLDER) == 1
+
+
+def launcher_executor() -> dict[str, Any]:
+    """The launcher executor, as GCPC's component compiles it."""
+    return {
+        "container": {
+            "image": LAUNCHER_IMAGE,
+            "command": list(LAUNCHER_COMMAND),
+            "args": list(LAUNCHER_ARGS),
+        }
+    }
+
+
+def _escape(parts: list[Any]) -> list[Any]:
+    return [_EXECUTOR_INPUT_ESCAPED if p == _EXECUTOR_INPUT else p for p in parts]
+
+
+def _number(value: int | str) -> float | str:
+    # the IR stores numbers in protobuf Structs: GCPC's compiled defaults hold floats
+    return float(value) if isinstance(value, int) else value
+
+
+def worker_pool_specs(container: dict[str, Any], settings: CustomJobSettings) -> list[Any]:
+    """``worker_pool_specs`` as GCPC builds it from a container and job settings."""
+    machine: dict[str, Any] = {"machine_type": settings.machine_type}
+    if settings.accelerator_type:
+        machine["accelerator_type"] = settings.accelerator_type
+        machine["accelerator_count"] = _number(settings.accelerator_count)
+    pool: dict[str, Any] = {
+        "machine_spec": machine,
+        "replica_count": 1.0,
+        "container_spec": {
+            "image_uri": container["image"],
+            "command": _escape(list(container.get("command") or [])),
+            "args": _escape(list(container.get("args") or [])),
+            "env": [dict(e) for e in container.get("env") or []],
+        },
+    }
+    if settings.boot_disk_type:
+        pool["disk_spec"] = {
+            "boot_disk_type": settings.boot_disk_type,
+            "boot_disk_size_gb": float(settings.boot_disk_size_gb),
+        }
+    pools = [pool]
+    if settings.replica_count > 1:
+        extra = _copy(pool)
+        extra["replica_count"] = float(settings.replica_count - 1)
+        pools.append(extra)
+    return pools
+
+
+def custom_job_component(
+    component: dict[str, Any],
+    container: dict[str, Any],
+    settings: CustomJobSettings,
+    *,
+    executor_label: str,
+    where: str,
+) -> dict[str, Any]:
+    """The launcher component replacing ``component`` (whose executor is ``container``).
+
+    Raises:
+        TemplateError: the component has an input or output whose name the launcher uses
+            (it would let a task argument steer the CustomJob, e.g. its service account), or
+            the container uses a field a CustomJob cannot carry.
+    """
+    unknown = set(container) - _CONTAINER_KEYS
+    if unknown:
+        raise TemplateError(
+            f"the container sets {sorted(unknown)}, which a CustomJob cannot carry",
+            where=where,
+            fix="remove those settings from the component",
+        )
+    extra = set(component) - _COMPONENT_KEYS
+    if extra:
+        raise TemplateError(
+            f"the component sets {sorted(extra)}, which the launcher cannot carry", where=where
+        )
+    user_in = (component.get("inputDefinitions") or {}).get("parameters") or {}
+    user_out = (component.get("outputDefinitions") or {}).get("parameters") or {}
+    clash = sorted((set(user_in) & CUSTOM_JOB_INPUT_NAMES) | (set(user_out) & {"gcp_resources"}))
+    if clash:
+        raise TemplateError(
+            f"component parameter {clash[0]!r} has the name of a CustomJob launcher input; "
+            "as a CustomJob it would steer the job instead of reaching the step",
+            where=where,
+            fix=f"rename the component's {clash[0]!r} parameter",
+        )
+    defaults: dict[str, Any] = {
+        "display_name": settings.display_name,
+        "worker_pool_specs": worker_pool_specs(container, settings),
+        "timeout": "604800s",
+        "restart_job_on_worker_restart": False,
+        "strategy": "STANDARD",
+        "max_wait_duration": "86400s",
+        "service_account": settings.service_account,
+        "tensorboard": "",
+        "enable_web_access": settings.enable_web_access,
+        "network": settings.network,
+        "reserved_ip_ranges": (
+            list(settings.reserved_ip_ranges) if settings.reserved_ip_ranges is not None else None
+        ),
+        "base_output_directory": "",
+        "labels": dict(settings.labels) if settings.labels is not None else None,
+        "encryption_spec_key_name": settings.encryption_spec_key_name,
+        "psc_interface_config": (
+            _copy(settings.psc_interface_config)
+            if settings.psc_interface_config is not None
+            else None
+        ),
+    }
+    params: dict[str, Any] = {}
+    for name, definition in CUSTOM_JOB_INPUTS.items():
+        param = dict(definition)
+        if name in defaults:
+            if defaults[name] is None:
+                param.pop("defaultValue", None)
+            else:
+                param["defaultValue"] = defaults[name]
+        if "defaultValue" in param:
+            param["isOptional"] = True  # KFP marks inputs with a default optional on load
+        params[name] = param
+    params.update(_copy(user_in))
+    outputs: dict[str, Any] = _copy(CUSTOM_JOB_OUTPUTS)
+    outputs.update(_copy(user_out))
+    inputs_def: dict[str, Any] = {"parameters": params}
+    outputs_def: dict[str, Any] = {"parameters": outputs}
+    in_artifacts = (component.get("inputDefinitions") or {}).get("artifacts")
+    out_artifacts = (component.get("outputDefinitions") or {}).get("artifacts")
+    if in_artifacts:
+        inputs_def["artifacts"] = _copy(in_artifacts)
+    if out_artifacts:
+        outputs_def["artifacts"] = _copy(out_artifacts)
+    return {
+        "executorLabel": executor_label,
+        "inputDefinitions": inputs_def,
+        "outputDefinitions": outputs_def,
+    }
+
+
+_PLACEHOLDER = re.compile(r"^\{\{\$\.[^{}]+\}\}$")
+
+
+def is_placeholder(value: Any) -> bool:
+    """True for a runtime placeholder string such as ``{{$.inputs.parameters['x']}}``."""
+    return isinstance(value, str) and bool(_PLACEHOLDER.match(value))
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of JSON-like data (much faster than :func:`copy.deepcopy`)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
