@@ -1,0 +1,367 @@
+"""Live mode against the emulator: the real Google client libraries, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zt_pipelines.emulator import Emulator, emulator_credentials
+from zt_pipelines.errors import ApiError
+from zt_pipelines.gcp import ClientFactory, build_adapters, fetch_snapshot, resolve_submitter
+from zt_pipelines.gcp.cache import DiskCache
+from zt_pipelines.gcp.retry import no_wait_policy
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    Binding,
+    Condition,
+    DenyPolicy,
+    DenyRule,
+    Node,
+    Role,
+    ServiceAccount,
+    Snapshot,
+)
+
+CRM = "//cloudresourcemanager.googleapis.com/"
+ORG = CRM + "organizations/111"
+FOLDER = CRM + "folders/222"
+PROJECT = CRM + "projects/proj-a1"
+PROJECT_B = CRM + "projects/proj-b2"
+BUCKET = "//storage.googleapis.com/feat-bucket"
+DATASET = "//bigquery.googleapis.com/projects/proj-a1/datasets/features"
+TABLE = DATASET + "/tables/rows"
+TRAIN = "train-sa@proj-a1.iam.gserviceaccount.com"
+PIPE = "pipeline-sa@proj-a1.iam.gserviceaccount.com"
+READER = "reader-sa@proj-a1.iam.gserviceaccount.com"
+SA_NODE = f"//iam.googleapis.com/projects/proj-a1/serviceAccounts/{TRAIN}"
+
+READ_PERMISSIONS = frozenset(
+    {
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.getIamPolicy",
+        "resourcemanager.folders.get",
+        "resourcemanager.folders.getIamPolicy",
+        "resourcemanager.organizations.get",
+        "resourcemanager.organizations.getIamPolicy",
+        "iam.serviceAccounts.get",
+        "iam.serviceAccounts.list",
+        "iam.serviceAccounts.getIamPolicy",
+        "iam.serviceAccountKeys.list",
+        "iam.roles.get",
+        "iam.roles.list",
+        "iam.denypolicies.get",
+        "iam.denypolicies.list",
+        "storage.buckets.get",
+        "storage.buckets.getIamPolicy",
+        "bigquery.datasets.get",
+        "bigquery.tables.getIamPolicy",
+        "cloudasset.assets.searchAllIamPolicies",
+    }
+)
+
+
+def sa_member(email: str) -> str:
+    """``serviceAccount:EMAIL``."""
+    return f"serviceAccount:{email}"
+
+
+def world(extra_accounts: int = 0) -> Snapshot:
+    """A small org → folder → 2 projects world with a bucket, a dataset, a table and SAs."""
+    accounts = {
+        TRAIN: ServiceAccount(TRAIN, "proj-a1", user_managed_keys=("k1",)),
+        PIPE: ServiceAccount(PIPE, "proj-a1"),
+        READER: ServiceAccount(READER, "proj-a1"),
+    }
+    for i in range(extra_accounts):
+        email = f"step-{i:03d}-sa@proj-a1.iam.gserviceaccount.com"
+        accounts[email] = ServiceAccount(email, "proj-a1")
+    cond = Condition("resource.name.startsWith('projects/_/buckets/feat-bucket/objects/x')", "x")
+    nodes = {
+        ORG: Node(
+            ORG,
+            "organization",
+            policy=AllowPolicy((Binding("roles/zt.reader", (sa_member(READER),)),)),
+        ),
+        FOLDER: Node(FOLDER, "folder", parent=ORG, policy=AllowPolicy()),
+        PROJECT: Node(
+            PROJECT,
+            "project",
+            parent=FOLDER,
+            project_number="123456789012",
+            policy=AllowPolicy(
+                (
+                    Binding("roles/editor", (sa_member(TRAIN),)),
+                    Binding("projects/proj-a1/roles/custom1", (sa_member(TRAIN),)),
+                )
+            ),
+        ),
+        PROJECT_B: Node(
+            PROJECT_B,
+            "project",
+            parent=ORG,
+            project_number="222222222222",
+            policy=AllowPolicy((Binding("organizations/111/roles/orgrole", (sa_member(TRAIN),)),)),
+        ),
+        BUCKET: Node(
+            BUCKET,
+            "bucket",
+            parent=PROJECT,
+            policy=AllowPolicy(
+                (
+                    Binding("roles/storage.objectViewer", (sa_member(TRAIN),)),
+                    Binding("roles/storage.objectCreator", (sa_member(TRAIN),), cond),
+                ),
+                version=3,
+            ),
+        ),
+        DATASET: Node(
+            DATASET,
+            "dataset",
+            parent=PROJECT,
+            policy=AllowPolicy((Binding("roles/bigquery.dataViewer", (sa_member(TRAIN),)),)),
+        ),
+        TABLE: Node(
+            TABLE,
+            "table",
+            parent=DATASET,
+            policy=AllowPolicy((Binding("roles/bigquery.dataEditor", (sa_member(TRAIN),)),)),
+        ),
+        SA_NODE: Node(
+            SA_NODE,
+            "serviceAccount",
+            parent=PROJECT,
+            policy=AllowPolicy((Binding("roles/iam.serviceAccountUser", (sa_member(PIPE),)),)),
+        ),
+    }
+    roles = {
+        "roles/zt.reader": Role("roles/zt.reader", READ_PERMISSIONS),
+        "roles/editor": Role("roles/editor", frozenset({"storage.objects.get", "iam.roles.get"})),
+        "roles/storage.objectViewer": Role(
+            "roles/storage.objectViewer", frozenset({"storage.objects.get", "storage.objects.list"})
+        ),
+        "roles/storage.objectCreator": Role(
+            "roles/storage.objectCreator", frozenset({"storage.objects.create"})
+        ),
+        "roles/bigquery.dataViewer": Role(
+            "roles/bigquery.dataViewer", frozenset({"bigquery.tables.getData"})
+        ),
+        "roles/bigquery.dataEditor": Role(
+            "roles/bigquery.dataEditor", frozenset({"bigquery.tables.updateData"})
+        ),
+        "roles/iam.serviceAccountUser": Role(
+            "roles/iam.serviceAccountUser", frozenset({"iam.serviceAccounts.actAs"})
+        ),
+        "projects/proj-a1/roles/custom1": Role(
+            "projects/proj-a1/roles/custom1", frozenset({"bigquery.jobs.create"})
+        ),
+        "organizations/111/roles/orgrole": Role(
+            "organizations/111/roles/orgrole", frozenset({"aiplatform.customJobs.create"})
+        ),
+    }
+    deny = (
+        DenyPolicy(
+            "no-delete",
+            ORG,
+            (
+                DenyRule(
+                    ("principalSet://goog/public:all",), ("storage.googleapis.com/objects.delete",)
+                ),
+            ),
+        ),
+    )
+    return Snapshot(nodes=nodes, roles=roles, deny_policies=deny, service_accounts=accounts)
+
+
+@pytest.fixture()
+def emulator() -> Iterator[Emulator]:
+    """A running emulator over :func:`world`."""
+    with Emulator(world()) as emu:
+        yield emu
+
+
+def fetch(emu: Emulator, tmp: Path | None = None, **kwargs: object) -> Snapshot:
+    """``fetch_snapshot`` of the standard inputs, as READER, with zero-wait retries."""
+    args: dict[str, object] = {
+        "resources": [BUCKET, TABLE, PROJECT_B],
+        "service_accounts": [TRAIN, PIPE],
+        "projects": ["proj-a1"],
+        "credentials": emulator_credentials(sa_member(READER)),
+        "emulator_host": emu.address,
+        "retry": no_wait_policy(),
+        "use_cache": tmp is not None,
+        "cache_dir": tmp,
+    }
+    args.update(kwargs)
+    return fetch_snapshot(**args)  # type: ignore[arg-type]
+
+
+def test_fetch_reads_the_whole_hierarchy_through_the_real_clients(emulator: Emulator) -> None:
+    snap = fetch(emulator)
+    assert snap.unreadable == ()
+    assert [n.name for n in snap.ancestors(TABLE)] == [TABLE, DATASET, PROJECT, FOLDER, ORG]
+    assert [n.name for n in snap.ancestors(BUCKET)] == [BUCKET, PROJECT, FOLDER, ORG]
+    assert snap.nodes[PROJECT].project_number == "123456789012"
+    bucket = snap.nodes[BUCKET].policy
+    assert bucket is not None and bucket.version == 3
+    conditional = [b for b in bucket.bindings if b.condition is not None]
+    assert conditional[0].condition is not None
+    assert conditional[0].condition.expression.startswith("resource.name.startsWith(")
+    dataset = snap.nodes[DATASET].policy
+    assert dataset is not None
+    assert any(
+        b.role == "roles/bigquery.dataViewer" and sa_member(TRAIN) in b.members
+        for b in dataset.bindings
+    )
+    assert snap.nodes[TABLE].policy == world().nodes[TABLE].policy.__class__(
+        bindings=snap.nodes[TABLE].policy.bindings,  # type: ignore[union-attr]
+        etag=snap.nodes[TABLE].policy.etag,  # type: ignore[union-attr]
+        version=snap.nodes[TABLE].policy.version,  # type: ignore[union-attr]
+    )
+    assert snap.nodes[SA_NODE].policy is not None
+    assert snap.nodes[SA_NODE].policy.bindings[0].members == (sa_member(PIPE),)
+
+
+def test_fetch_expands_predefined_and_custom_roles_and_deny(emulator: Emulator) -> None:
+    snap = fetch(emulator)
+    for role in (
+        "roles/editor",
+        "roles/storage.objectViewer",
+        "projects/proj-a1/roles/custom1",
+        "organizations/111/roles/orgrole",
+    ):
+        assert snap.roles[role].permissions == world().roles[role].permissions
+    assert len(snap.deny_policies) == 1
+    deny = snap.deny_policies[0]
+    assert deny.attachment_point == ORG
+    assert deny.rules[0].denied_permissions == ("storage.googleapis.com/objects.delete",)
+
+
+def test_fetch_reads_service_accounts_keys_and_principal_search(emulator: Emulator) -> None:
+    snap = fetch(emulator)
+    assert set(snap.service_accounts) == {TRAIN, PIPE}
+    assert snap.service_accounts[TRAIN].user_managed_keys
+    assert snap.service_accounts[PIPE].user_managed_keys == ()
+    assert snap.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
+    # the search found the grant on a project no resource named
+    assert snap.nodes[PROJECT_B].policy is not None
+
+
+def test_each_distinct_read_happens_once(emulator: Emulator) -> None:
+    fetch(emulator)
+    counts = emulator.counts()
+    assert counts["google.cloud.resourcemanager.v3.Projects/GetProject"] == 2
+    assert counts["google.cloud.resourcemanager.v3.Folders/GetFolder"] == 1
+    assert counts["google.cloud.resourcemanager.v3.Organizations/GetIamPolicy"] == 1
+    assert counts["google.iam.admin.v1.IAM/ListServiceAccounts"] == 1
+    assert counts["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 2
+    assert all(r.status == "OK" for r in emulator.request_log)
+    assert not emulator.writes()
+
+
+def test_missing_service_account_is_absent_not_unreadable(emulator: Emulator) -> None:
+    ghost = "ghost-sa@proj-a1.iam.gserviceaccount.com"
+    snap = fetch(emulator, service_accounts=[TRAIN, ghost])
+    assert ghost not in snap.service_accounts
+    assert not [u for u in snap.unreadable if ghost in u.target and "NOT_FOUND" in u.reason]
+
+
+def test_caller_without_read_access_fails_closed(emulator: Emulator) -> None:
+    snap = fetch(emulator, credentials=emulator_credentials(sa_member(TRAIN)))
+    assert snap.unreadable
+    assert any("PERMISSION_DENIED" in u.reason for u in snap.unreadable)
+    # nothing unreadable became an empty policy
+    unreadable_targets = {u.target for u in snap.unreadable}
+    for name in unreadable_targets & set(snap.nodes):
+        assert snap.nodes[name].policy is None or snap.nodes[name].policy != AllowPolicy()
+
+
+def test_unsupported_resource_is_unreadable(emulator: Emulator) -> None:
+    secret = "//secretmanager.googleapis.com/projects/proj-a1/secrets/token"
+    snap = fetch(emulator, resources=[secret])
+    assert any(u.target == secret for u in snap.unreadable)
+    assert secret not in snap.nodes
+
+
+def test_pagination_lists_every_service_account() -> None:
+    with Emulator(world(extra_accounts=230)) as emu:
+        factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emu.address)
+        accounts = build_adapters(factory, no_wait_policy()).iam.list_service_accounts("proj-a1")
+        assert len(accounts) == 233
+        assert emu.counts()["google.iam.admin.v1.IAM/ListServiceAccounts"] == 3
+
+
+def test_adapters_raise_api_error_with_code(emulator: Emulator) -> None:
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    adapters = build_adapters(factory, no_wait_policy())
+    with pytest.raises(ApiError) as err:
+        adapters.storage.get_bucket_policy("no-such-bucket")
+    assert err.value.code == "NOT_FOUND" and not err.value.transient
+    assert err.value.where == "//storage.googleapis.com/no-such-bucket"
+
+
+def test_troubleshooter_adapter_answers_one_tuple(emulator: Emulator) -> None:
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    troubleshooter = build_adapters(factory, no_wait_policy()).troubleshooter
+    assert troubleshooter is not None
+    assert troubleshooter.troubleshoot(TRAIN, BUCKET, "storage.objects.list") == "GRANTED"
+    assert troubleshooter.troubleshoot(TRAIN, BUCKET, "storage.buckets.delete") == "NOT_GRANTED"
+
+
+def test_warm_cache_prefetches_and_skips_role_reads(emulator: Emulator, tmp_path: Path) -> None:
+    cold = fetch(emulator, tmp_path)
+    cold_roles = emulator.counts().get("google.iam.admin.v1.IAM/GetRole", 0)
+    assert cold_roles >= 4
+    emulator.clear_log()
+    warm = fetch(emulator, tmp_path)
+    assert emulator.counts().get("google.iam.admin.v1.IAM/GetRole", 0) == 0
+    assert emulator.counts().get("google.iam.v2.Policies/GetPolicy", 0) == 0  # etag unchanged
+    assert warm.nodes == cold.nodes and warm.roles == cold.roles
+    assert warm.deny_policies == cold.deny_policies
+
+
+def test_stale_hierarchy_cache_never_leaks_into_the_snapshot(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    cache = DiskCache(tmp_path, namespace=f"emulator-{emulator.address}")
+    # pretend the project used to live directly under another organisation
+    cache.put_parent(PROJECT, CRM + "organizations/999", "123456789012")
+    snap = fetch(emulator, tmp_path)
+    assert snap.nodes[PROJECT].parent == FOLDER
+    assert [n.name for n in snap.ancestors(BUCKET)][-1] == ORG
+    assert snap.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
+
+
+def test_resolve_submitter_names_the_caller() -> None:
+    assert resolve_submitter(emulator_credentials("user:alice@example.com")) == (
+        "user:alice@example.com"
+    )
+
+
+def test_service_account_key_file_credentials_are_flagged() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    from zt_pipelines.gcp import describe_submitter
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    creds = service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account",
+            "client_email": "ci@proj-a1.iam.gserviceaccount.com",
+            "private_key": pem,
+            "private_key_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+            "project_id": "proj-a1",
+        }
+    )
+    who = describe_submitter(creds)
+    assert who.member == "serviceAccount:ci@proj-a1.iam.gserviceaccount.com"
+    assert who.key_file

@@ -1,0 +1,109 @@
+"""Live mode: the only place that talks to Google (or to the zt-pipelines emulator).
+
+``fetch_snapshot`` reads the IAM state a check needs through the official client libraries and
+returns a :class:`~zt_pipelines.policy.snapshot.Snapshot`; ``resolve_submitter`` says who the
+credentials belong to. Point everything at the emulator with ``ZT_EMULATOR_HOST=HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from zt_pipelines.gcp.asset import AssetAdapter
+from zt_pipelines.gcp.bigquery import BigQueryAdapter
+from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
+from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
+from zt_pipelines.gcp.deny import DenyAdapter
+from zt_pipelines.gcp.fetch import FetchPlan, Progress
+from zt_pipelines.gcp.iam_admin import IamAdminAdapter
+from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+from zt_pipelines.gcp.retry import RetryPolicy
+from zt_pipelines.gcp.storage import StorageAdapter
+from zt_pipelines.gcp.submitter import Submitter, describe_submitter, resolve_submitter
+from zt_pipelines.gcp.troubleshooter import TroubleshooterAdapter
+from zt_pipelines.policy.snapshot import Snapshot
+
+__all__ = [
+    "Adapters",
+    "ClientFactory",
+    "DiskCache",
+    "RetryPolicy",
+    "Submitter",
+    "build_adapters",
+    "describe_submitter",
+    "emulator_aiplatform_init_kwargs",
+    "fetch_snapshot",
+    "resolve_submitter",
+]
+
+
+def build_adapters(factory: ClientFactory, retry: RetryPolicy | None = None) -> Adapters:
+    """The official-client implementation of every capability, sharing one retry policy."""
+    policy = retry or RetryPolicy()
+    return Adapters(
+        hierarchy=ResourceManagerAdapter(factory, policy),
+        iam=IamAdminAdapter(factory, policy),
+        storage=StorageAdapter(factory, policy),
+        bigquery=BigQueryAdapter(factory, policy),
+        deny=DenyAdapter(factory, policy),
+        search=AssetAdapter(factory, policy),
+        troubleshooter=TroubleshooterAdapter(factory, policy),
+    )
+
+
+def fetch_snapshot(
+    *,
+    resources: Iterable[str],
+    service_accounts: Iterable[str],
+    principals: Iterable[str] = (),
+    projects: Iterable[str] = (),
+    credentials: Any = None,
+    emulator_host: str | None = None,
+    cache_dir: str | Path | None = None,
+    cache_ttl: float = DEFAULT_TTL,
+    use_cache: bool = True,
+    max_workers: int = 16,
+    retry: RetryPolicy | None = None,
+    progress: Progress | None = None,
+    adapters: Adapters | None = None,
+) -> Snapshot:
+    """Read, live, everything a check of these resources and identities needs.
+
+    Args:
+        resources: Cloud Asset full resource names (see :mod:`zt_pipelines.resources`).
+        service_accounts: emails of the step and pipeline service accounts.
+        principals: other members involved (the submitter); their grants are read from the
+            nodes fetched for the resources and accounts.
+        projects: projects to read even if no resource names them (the job's project).
+        credentials: google-auth credentials (ADC when ``None``).
+        emulator_host: ``HOST:PORT`` of the emulator (default ``$ZT_EMULATOR_HOST``).
+        cache_dir: where the role/hierarchy cache lives (default ``~/.cache/zt-pipelines``).
+        cache_ttl: seconds a cached predefined role stays fresh.
+        use_cache: ``False`` reads everything fresh and writes nothing.
+        max_workers: concurrent reads.
+        retry: retry policy for every call (default: 5 attempts, 30 s).
+        progress: called with ``(done, scheduled)`` after each read.
+        adapters: use these instead of the official clients (tests of the plan itself).
+
+    Returns:
+        The snapshot; reads that failed after retries are in ``Snapshot.unreadable``.
+    """
+    factory = ClientFactory(credentials, emulator_host=emulator_host)
+    chosen = adapters or build_adapters(factory, retry)
+    cache = None
+    if use_cache:
+        namespace = f"emulator-{factory.emulator_host}" if factory.emulator_host else "google"
+        cache = DiskCache(cache_dir, namespace=namespace, ttl=cache_ttl)
+    plan = FetchPlan(chosen, cache=cache, max_workers=max_workers, progress=progress)
+    try:
+        return plan.run(
+            resources=resources,
+            service_accounts=service_accounts,
+            principals=principals,
+            projects=projects,
+        )
+    finally:
+        factory.close()

@@ -1,0 +1,310 @@
+"""Builds the official Google clients, pointed at Google or at the zt-pipelines emulator.
+
+One switch, ``ZT_EMULATOR_HOST=HOST:PORT`` (or ``emulator_host=``), points every client at the
+emulator: gRPC clients get a channel to that address that still carries the caller's bearer
+token (so the emulator can enforce IAM on its callers), HTTP clients (Cloud Storage, BigQuery,
+Vertex AI over REST) get ``http://HOST:PORT`` as their endpoint. Nothing else changes.
+
+Clients are created lazily and once per factory; they are thread-safe, so one factory serves a
+whole concurrent fetch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from zt_pipelines.errors import InputError
+
+EMULATOR_ENV = "ZT_EMULATOR_HOST"
+_CLOUD_PLATFORM = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+class EmulatorHostError(InputError):
+    """``ZT_EMULATOR_HOST`` / ``emulator_host`` is not ``HOST:PORT``."""
+
+
+def emulator_host_from_env(explicit: str | None = None) -> str | None:
+    """The emulator address to use: ``explicit``, else ``$ZT_EMULATOR_HOST``, else ``None``.
+
+    Raises:
+        EmulatorHostError: the value is not ``HOST:PORT``.
+    """
+    value = explicit if explicit is not None else os.environ.get(EMULATOR_ENV)
+    if not value:
+        return None
+    value = value.strip().removeprefix("http://")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or "/" in value:
+        raise EmulatorHostError(
+            f"emulator address {value!r} is not HOST:PORT",
+            where=EMULATOR_ENV,
+            fix="set it to the address the emulator printed, e.g. 127.0.0.1:8085",
+        )
+    return value
+
+
+def default_credentials() -> tuple[Any, str | None]:
+    """Application Default Credentials and their project, via google-auth.
+
+    Raises:
+        InputError: no credentials are configured.
+    """
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, project = google.auth.default(scopes=_CLOUD_PLATFORM)
+    except DefaultCredentialsError as exc:
+        raise InputError(
+            "no Google credentials found",
+            where="Application Default Credentials",
+            fix="run `gcloud auth application-default login`, pass credentials=..., "
+            "or check against a snapshot file",
+        ) from exc
+    return creds, project
+
+
+class _TokenInterceptor:
+    """Adds ``authorization: Bearer TOKEN`` to every gRPC call (refreshing when needed)."""
+
+    def __init__(self, credentials: Any) -> None:
+        self._credentials = credentials
+        self._lock = threading.Lock()
+
+    def _metadata(self, metadata: Any) -> list[tuple[str, str]]:
+        from google.auth.transport.requests import Request
+
+        with self._lock:
+            if not getattr(self._credentials, "valid", True) or not getattr(
+                self._credentials, "token", None
+            ):
+                self._credentials.refresh(Request())
+            token = self._credentials.token
+        out = [(k, v) for k, v in (metadata or ()) if k.lower() != "authorization"]
+        out.append(("authorization", f"Bearer {token}"))
+        return out
+
+
+def _interceptor_classes() -> Any:
+    import grpc
+
+    class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+        def __init__(self, base: Any, metadata: Any) -> None:
+            self.method = base.method
+            self.timeout = base.timeout
+            self.metadata = metadata
+            self.credentials = base.credentials
+            self.wait_for_ready = getattr(base, "wait_for_ready", None)
+            self.compression = getattr(base, "compression", None)
+
+    class Interceptor(
+        _TokenInterceptor,
+        grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+        grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    ):
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(_Details(details, self._metadata(details.metadata)), request)
+
+        def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(_Details(details, self._metadata(details.metadata)), request)
+
+    return Interceptor
+
+
+def emulator_channel(address: str, credentials: Any) -> Any:
+    """A gRPC channel to the emulator at ``address`` that carries ``credentials``' token.
+
+    The emulator listens on loopback without TLS; the token rides as call metadata (plain
+    insecure channels would otherwise drop call credentials).
+    """
+    import grpc
+
+    channel = grpc.insecure_channel(
+        address,
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )
+    return grpc.intercept_channel(channel, _interceptor_classes()(credentials))
+
+
+class ClientFactory:
+    """Creates (once) and hands out the official clients, for Google or for the emulator.
+
+    Args:
+        credentials: google-auth credentials; ``None`` means Application Default Credentials
+            (resolved on first use, so building a factory does no IO).
+        emulator_host: ``HOST:PORT`` of a zt-pipelines emulator; defaults to
+            ``$ZT_EMULATOR_HOST``.
+        project: quota/billing project for HTTP clients that want one (Storage, BigQuery).
+    """
+
+    def __init__(
+        self,
+        credentials: Any = None,
+        *,
+        emulator_host: str | None = None,
+        project: str | None = None,
+    ) -> None:
+        self.emulator_host = emulator_host_from_env(emulator_host)
+        self._credentials = credentials
+        self._project = project
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._channel: Any = None
+
+    # -- credentials ------------------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials every client uses (ADC resolved on first access)."""
+        with self._lock:
+            if self._credentials is None:
+                if self.emulator_host:
+                    # the emulator needs a caller; without one it sees an anonymous caller
+                    from google.auth.credentials import AnonymousCredentials
+
+                    self._credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                else:
+                    self._credentials, adc_project = default_credentials()
+                    self._project = self._project or adc_project
+            return self._credentials
+
+    @property
+    def http_endpoint(self) -> str | None:
+        """``http://HOST:PORT`` of the emulator, or ``None`` for Google."""
+        return f"http://{self.emulator_host}" if self.emulator_host else None
+
+    # -- gRPC (gapic) clients ------------------------------------------------------------------
+
+    def _get(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
+        client = build()
+        with self._lock:
+            return self._clients.setdefault(key, client)
+
+    def _gapic(self, client_cls: Any) -> Any:
+        creds = self.credentials
+        if not self.emulator_host:
+            return client_cls(credentials=creds)
+        with self._lock:
+            if self._channel is None:
+                self._channel = emulator_channel(self.emulator_host, creds)
+            channel = self._channel
+        transport = client_cls.get_transport_class("grpc")(channel=channel)
+        return client_cls(transport=transport)
+
+    def iam_admin(self) -> Any:
+        """``google.cloud.iam_admin_v1.IAMClient`` (gRPC only)."""
+        from google.cloud import iam_admin_v1
+
+        return self._get("iam_admin", lambda: self._gapic(iam_admin_v1.IAMClient))
+
+    def projects(self) -> Any:
+        """``google.cloud.resourcemanager_v3.ProjectsClient``."""
+        from google.cloud import resourcemanager_v3
+
+        return self._get("projects", lambda: self._gapic(resourcemanager_v3.ProjectsClient))
+
+    def folders(self) -> Any:
+        """``google.cloud.resourcemanager_v3.FoldersClient``."""
+        from google.cloud import resourcemanager_v3
+
+        return self._get("folders", lambda: self._gapic(resourcemanager_v3.FoldersClient))
+
+    def organizations(self) -> Any:
+        """``google.cloud.resourcemanager_v3.OrganizationsClient``."""
+        from google.cloud import resourcemanager_v3
+
+        return self._get(
+            "organizations", lambda: self._gapic(resourcemanager_v3.OrganizationsClient)
+        )
+
+    def deny_policies(self) -> Any:
+        """``google.cloud.iam_v2.PoliciesClient`` (IAM deny policies)."""
+        from google.cloud import iam_v2
+
+        return self._get("iam_v2", lambda: self._gapic(iam_v2.PoliciesClient))
+
+    def asset(self) -> Any:
+        """``google.cloud.asset_v1.AssetServiceClient``."""
+        from google.cloud import asset_v1
+
+        return self._get("asset", lambda: self._gapic(asset_v1.AssetServiceClient))
+
+    def troubleshooter(self) -> Any:
+        """``google.cloud.policytroubleshooter_v1.IamCheckerClient``."""
+        from google.cloud import policytroubleshooter_v1
+
+        return self._get(
+            "troubleshooter", lambda: self._gapic(policytroubleshooter_v1.IamCheckerClient)
+        )
+
+    # -- HTTP clients ----------------------------------------------------------------------------
+
+    def storage(self) -> Any:
+        """``google.cloud.storage.Client`` (JSON API)."""
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        def build() -> Any:
+            creds = self.credentials
+            if self.emulator_host:
+                return storage.Client(
+                    project=self._project or "zt-emulator",
+                    credentials=creds,
+                    client_options={"api_endpoint": self.http_endpoint},
+                )
+            return storage.Client(project=self._project, credentials=creds)
+
+        return self._get("storage", build)
+
+    def bigquery(self) -> Any:
+        """``google.cloud.bigquery.Client`` (REST)."""
+        from google.cloud import bigquery
+
+        def build() -> Any:
+            creds = self.credentials
+            options = {"api_endpoint": self.http_endpoint} if self.emulator_host else None
+            return bigquery.Client(
+                project=self._project or "zt-emulator",
+                credentials=creds,
+                client_options=options,
+            )
+
+        return self._get("bigquery", build)
+
+    def aiplatform_init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``aiplatform.init`` that point Vertex AI at this target.
+
+        Against the emulator: its HTTP endpoint over REST, with these credentials. Against
+        Google: just the credentials (aiplatform picks its regional endpoints itself).
+        """
+        kwargs: dict[str, Any] = {"credentials": self.credentials}
+        if self.emulator_host:
+            kwargs["api_endpoint"] = self.http_endpoint
+            kwargs["api_transport"] = "rest"
+        return kwargs
+
+    def close(self) -> None:
+        """Close the emulator channel, if one was opened."""
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+
+def emulator_aiplatform_init_kwargs(
+    credentials: Any = None, *, emulator_host: str | None = None
+) -> dict[str, Any]:
+    """``aiplatform.init`` keyword arguments for the emulator at ``emulator_host``/env, or ``{}``.
+
+    Returns an empty dict when no emulator is configured, so callers can always splat it.
+    """
+    factory = ClientFactory(credentials, emulator_host=emulator_host)
+    if not factory.emulator_host:
+        return {}
+    return factory.aiplatform_init_kwargs()

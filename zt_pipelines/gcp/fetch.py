@@ -1,0 +1,624 @@
+"""The live fetch plan: read every distinct thing a check needs, once, concurrently.
+
+The plan is a dependency graph, not a list: each read, when it returns, schedules the reads it
+unlocks (a project's parent folder, the roles its bindings name, the organisation's deny
+policies ...), so independent chains run side by side on one bounded pool and the wall time is
+the longest chain, not the number of reads. Every read has a key and runs at most once.
+
+Cold, the longest chain is four round trips: project → folder → organisation (policy, deny
+list, custom roles, principal search) → the roles those bindings name. With a warm cache the
+hierarchy shape and predefined roles are known up front, so everything is asked for in the
+first wave; the fresh parents that come back are still what the snapshot records (the cached
+shape only decides what to prefetch).
+
+Fail closed: a read that fails after retries becomes ``Snapshot.unreadable`` — never an empty
+policy, never a missing node that looks like "no grants".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from zt_pipelines.errors import ApiError
+from zt_pipelines.gcp.cache import DiskCache
+from zt_pipelines.gcp.interface import Adapters, PolicySearchHit
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    DenyPolicy,
+    Node,
+    NodeKind,
+    Role,
+    ServiceAccount,
+    Snapshot,
+    Unreadable,
+)
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+Progress = Callable[[int, int], None]
+
+_ASSET_KINDS: dict[str, NodeKind] = {
+    "cloudresourcemanager.googleapis.com/Organization": "organization",
+    "cloudresourcemanager.googleapis.com/Folder": "folder",
+    "cloudresourcemanager.googleapis.com/Project": "project",
+    "storage.googleapis.com/Bucket": "bucket",
+    "bigquery.googleapis.com/Dataset": "dataset",
+    "bigquery.googleapis.com/Table": "table",
+    "iam.googleapis.com/ServiceAccount": "serviceAccount",
+    "secretmanager.googleapis.com/Secret": "secret",
+    "artifactregistry.googleapis.com/Repository": "repository",
+    "cloudkms.googleapis.com/CryptoKey": "cryptoKey",
+}
+
+
+@dataclass
+class _State:
+    """Everything read so far (guarded by ``FetchPlan._lock``)."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    policies: dict[str, AllowPolicy] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    deny: dict[str, DenyPolicy] = field(default_factory=dict)
+    accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    listed_projects: set[str] = field(default_factory=set)
+    numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
+    hits: list[PolicySearchHit] = field(default_factory=list)
+    searched: dict[str, set[str]] = field(default_factory=dict)  # principal -> roots searched
+    roots: set[str] = field(default_factory=set)  # fresh hierarchy roots (org or project)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    failed_keys: set[tuple[str, ...]] = field(default_factory=set)
+    pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
+
+
+class FetchPlan:
+    """One live fetch: schedule reads, run them on a bounded pool, assemble a Snapshot.
+
+    Args:
+        adapters: the capability implementations to read through.
+        cache: the on-disk cache (``None``: no caching).
+        max_workers: the pool bound.
+        progress: called with ``(done, scheduled)`` after every read (CLI progress bar).
+    """
+
+    def __init__(
+        self,
+        adapters: Adapters,
+        *,
+        cache: DiskCache | None = None,
+        max_workers: int = 16,
+        progress: Progress | None = None,
+    ) -> None:
+        self.a = adapters
+        self.cache = cache
+        self.max_workers = max(1, max_workers)
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._scheduled: set[tuple[str, ...]] = set()
+        self._outstanding = 0
+        self._done = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self.s = _State()
+        self.principals: list[str] = []
+        self.calls: dict[str, int] = {}
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+        with self._lock:
+            if key in self._scheduled:
+                return
+            self._scheduled.add(key)
+            self._outstanding += 1
+            self.calls[key[0]] = self.calls.get(key[0], 0) + 1
+        assert self._pool is not None
+        self._pool.submit(self._run, key, fn)
+
+    def _run(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except ApiError as exc:
+            self._fail(key, exc.where or "/".join(key[1:]), key[0], exc)
+        except Exception as exc:  # a bug or an unexpected shape: unreadable, never a pass
+            self._fail(key, "/".join(key[1:]), key[0], exc)
+        finally:
+            with self._lock:
+                self._outstanding -= 1
+                self._done += 1
+                done, total = self._done, len(self._scheduled)
+                if self._outstanding == 0:
+                    self._idle.notify_all()
+            if self.progress is not None:
+                self.progress(done, total)
+
+    def _fail(self, key: tuple[str, ...], target: str, what: str, exc: BaseException) -> None:
+        reason = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
+        code = exc.code if isinstance(exc, ApiError) else "INTERNAL"
+        with self._lock:
+            self.s.failed_keys.add(key)
+            self.s.unreadable.append(
+                Unreadable(target=target, what=what, reason=f"{code}: {reason}")
+            )
+
+    def _wait(self) -> None:
+        with self._lock:
+            while self._outstanding:
+                self._idle.wait()
+
+    # -- the plan --------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        resources: Iterable[str],
+        service_accounts: Iterable[str],
+        principals: Iterable[str] = (),
+        projects: Iterable[str] = (),
+    ) -> Snapshot:
+        """Fetch everything for these inputs and return the snapshot (never raises ApiError)."""
+        emails = sorted({e.strip().lower() for e in service_accounts if e and e.strip()})
+        self.principals = emails
+        del principals  # other principals' grants live on nodes we already read
+        project_ids = {p for p in projects if p}
+        names = sorted(set(resources))
+        for email in emails:
+            project = _sa_project(email)
+            if project:
+                project_ids.add(project)
+        for name in names:
+            project = _project_of_name(name)
+            if project:
+                project_ids.add(project)
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
+            self._pool = pool
+            for project in sorted(project_ids):
+                self._project(project)
+            for name in names:
+                self._resource(name)
+            for email in emails:
+                self._account(email)
+            # rounds: drain, then schedule what only the whole picture reveals
+            while True:
+                self._wait()
+                if not self._follow_ups():
+                    break
+            self._pool = None
+        return self._assemble(project_ids, names)
+
+    # -- hierarchy -------------------------------------------------------------------------------
+
+    def _project(self, ref: str) -> None:
+        """Projects.get (fresh parent) + policy + deny + custom roles; prefetch cached ancestors."""
+        full = CRM + "projects/" + ref
+
+        def get() -> None:
+            node = self.a.hierarchy.get_project(ref)
+            with self._lock:
+                self.s.nodes[node.name] = node
+                if node.project_number:
+                    self.s.numbers[node.project_number] = node.name.rsplit("/", 1)[1]
+            if self.cache is not None:
+                self.cache.put_parent(node.name, node.parent, node.project_number)
+            self._resolve_buckets()
+            if node.name != full:  # fetched by number: the id-keyed reads follow
+                self._project(node.name.rsplit("/", 1)[1])
+            self._parent(node)
+
+        self._submit(("projects.get", ref), get)
+        if ref.isdigit():
+            return
+        self._crm_node_reads(full)
+        if self.cache is not None:
+            self._prefetch_ancestors(full)
+
+    def _prefetch_ancestors(self, name: str) -> None:
+        assert self.cache is not None
+        seen = {name}
+        hint = self.cache.get_parent(name)
+        while hint is not None and hint[0] and hint[0] not in seen:
+            parent = hint[0]
+            seen.add(parent)
+            self._ancestor(parent)
+            hint = self.cache.get_parent(parent)
+
+    def _parent(self, node: Node) -> None:
+        """Follow a *fresh* parent link; the root it reaches is what searches must cover."""
+        root = node.name if node.parent is None else None
+        if node.parent is not None and node.parent.startswith(CRM + "organizations/"):
+            root = node.parent
+        if root is not None:
+            with self._lock:
+                self.s.roots.add(root)
+            self._searches(root)
+        if node.parent is not None:
+            self._ancestor(node.parent)
+
+    def _ancestor(self, name: str) -> None:
+        kind, _, ident = name.removeprefix(CRM).partition("/")
+        if kind == "folders":
+
+            def get_folder() -> None:
+                node = self.a.hierarchy.get_folder(ident)
+                with self._lock:
+                    self.s.nodes[node.name] = node
+                if self.cache is not None:
+                    self.cache.put_parent(node.name, node.parent, None)
+                self._parent(node)
+
+            self._submit(("folders.get", ident), get_folder)
+        elif kind == "organizations":
+
+            def get_org() -> None:
+                node = self.a.hierarchy.get_organization(ident)
+                with self._lock:
+                    self.s.nodes[node.name] = node
+
+            self._submit(("organizations.get", ident), get_org)
+            # an organisation is a root: its searches need nothing more than its id (prefetched
+            # ones too; only roots reached through fresh parents count for completeness)
+            self._searches(name)
+        else:
+            self._submit(("unknown-parent", name), lambda: _raise_unknown_parent(name))
+            return
+        self._crm_node_reads(name)
+
+    def _crm_node_reads(self, name: str) -> None:
+        """Allow policy, deny policies and (projects, orgs) custom roles of a hierarchy node."""
+
+        def policy() -> None:
+            got = self.a.hierarchy.get_iam_policy(name)
+            self._store_policy(name, got)
+
+        self._submit(("crm.getIamPolicy", name), policy)
+        self._deny(name)
+        short = name.removeprefix(CRM)
+        if short.startswith(("projects/", "organizations/")):
+            self._custom_roles(short)
+
+    def _deny(self, point: str) -> None:
+        def list_deny() -> None:
+            for ref in self.a.deny.list_deny_policies(point):
+                cached = self.cache.get_deny(ref.name, ref.etag) if self.cache else None
+                if cached is not None:
+                    with self._lock:
+                        self.s.deny[ref.name] = replace(cached, attachment_point=point)
+                    continue
+                self._submit(("denyPolicies.get", ref.name), _bind(self._get_deny, ref.name, point))
+
+        self._submit(("denyPolicies.list", point), list_deny)
+
+    def _get_deny(self, name: str, point: str) -> None:
+        policy = self.a.deny.get_deny_policy(name, point)
+        with self._lock:
+            self.s.deny[name] = policy
+        if self.cache is not None:
+            self.cache.put_deny(policy)
+
+    def _custom_roles(self, parent: str) -> None:
+        def list_roles() -> None:
+            roles = self.a.iam.list_custom_roles(parent)
+            with self._lock:
+                for role in roles:
+                    self.s.roles.setdefault(role.name, role)
+
+        self._submit(("roles.list", parent), list_roles)
+
+    def _searches(self, root: str) -> None:
+        scope = root.removeprefix(CRM)
+        for email in self.principals:
+
+            def search(email: str = email) -> None:
+                hits = self.a.search.search_policies(scope, f"policy:{email}")
+                with self._lock:
+                    self.s.hits.extend(hits)
+                    self.s.searched.setdefault(email, set()).add(root)
+                for hit in hits:
+                    self._roles_of(hit.policy)
+
+            self._submit(("searchAllIamPolicies", scope, email), search)
+
+    # -- declared resources --------------------------------------------------------------------
+
+    def _resource(self, name: str) -> None:
+        if name.startswith(CRM):
+            kind, _, ident = name.removeprefix(CRM).partition("/")
+            if kind == "projects":
+                self._project(ident)
+            else:
+                self._ancestor(name)
+        elif name.startswith(STORAGE):
+            self._bucket(name.removeprefix(STORAGE).split("/", 1)[0])
+        elif name.startswith(BIGQUERY + "projects/"):
+            self._bigquery(name)
+        elif name.startswith(IAM) and "/serviceAccounts/" in name:
+            self._account(name.rsplit("/", 1)[1].lower())
+        else:
+            self._submit(("unsupported", name), lambda: _raise_unsupported(name))
+
+    def _bucket(self, bucket: str) -> None:
+        full = STORAGE + bucket
+
+        def meta() -> None:
+            number = self.a.storage.get_bucket_project_number(bucket)
+            with self._lock:
+                self.s.pending_buckets[bucket] = number
+            self._resolve_buckets()
+
+        def policy() -> None:
+            self._store_policy(full, self.a.storage.get_bucket_policy(bucket))
+
+        self._submit(("storage.buckets.get", bucket), meta)
+        self._submit(("storage.buckets.getIamPolicy", bucket), policy)
+
+    def _resolve_buckets(self) -> None:
+        """Attach buckets to projects whose number is known (fetched or being fetched)."""
+        with self._lock:
+            ready = {
+                b: self.s.numbers[n]
+                for b, n in self.s.pending_buckets.items()
+                if n in self.s.numbers
+            }
+            for bucket, project in ready.items():
+                del self.s.pending_buckets[bucket]
+                name = STORAGE + bucket
+                self.s.nodes[name] = Node(name, "bucket", parent=CRM + "projects/" + project)
+
+    def _bigquery(self, name: str) -> None:
+        parts = name.removeprefix(BIGQUERY).split("/")
+        if len(parts) not in (4, 6):
+            self._submit(("unsupported", name), lambda: _raise_unsupported(name))
+            return
+        project, dataset = parts[1], parts[3]
+        dataset_name = f"{BIGQUERY}projects/{project}/datasets/{dataset}"
+
+        def get_dataset() -> None:
+            policy = self.a.bigquery.get_dataset_policy(project, dataset)
+            with self._lock:
+                self.s.nodes[dataset_name] = Node(
+                    dataset_name, "dataset", parent=CRM + "projects/" + project
+                )
+            self._store_policy(dataset_name, policy)
+
+        self._submit(("bigquery.datasets.get", project, dataset), get_dataset)
+        if len(parts) == 6:
+            table = parts[5]
+
+            def get_table() -> None:
+                policy = self.a.bigquery.get_table_policy(project, dataset, table)
+                with self._lock:
+                    self.s.nodes[name] = Node(name, "table", parent=dataset_name)
+                self._store_policy(name, policy)
+
+            self._submit(("bigquery.tables.getIamPolicy", project, dataset, table), get_table)
+
+    # -- service accounts ------------------------------------------------------------------------
+
+    def _account(self, email: str) -> None:
+        project = _sa_project(email)
+        name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
+        if project:
+
+            def list_accounts() -> None:
+                accounts = self.a.iam.list_service_accounts(project)
+                with self._lock:
+                    self.s.listed_projects.add(project)
+                    for sa in accounts:
+                        self.s.accounts[sa.email.lower()] = sa
+
+            self._submit(("serviceAccounts.list", project), list_accounts)
+        else:
+
+            def get_account() -> None:
+                sa = self.a.iam.get_service_account(email)
+                with self._lock:
+                    self.s.accounts[sa.email.lower()] = sa
+
+            self._submit(("serviceAccounts.get", email), get_account)
+
+        def keys() -> None:
+            found = self.a.iam.list_user_managed_keys(email)
+            with self._lock:
+                self.s.keys[email] = found
+
+        def policy() -> None:
+            got = self.a.iam.get_service_account_policy(email)
+            with self._lock:
+                parent = CRM + "projects/" + project if project else None
+                self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
+            self._store_policy(name, got)
+
+        self._submit(("serviceAccountKeys.list", email), keys)
+        self._submit(("serviceAccounts.getIamPolicy", email), policy)
+
+    # -- roles -----------------------------------------------------------------------------------
+
+    def _store_policy(self, name: str, policy: AllowPolicy) -> None:
+        with self._lock:
+            self.s.policies[name] = policy
+        self._roles_of(policy)
+
+    def _roles_of(self, policy: AllowPolicy) -> None:
+        for binding in policy.bindings:
+            role = binding.role
+            if role.startswith("roles/"):
+                self._predefined_role(role)
+            else:
+                parent = role.split("/roles/", 1)[0]
+                if parent.startswith(("projects/", "organizations/")):
+                    self._custom_roles(parent)
+
+    def _predefined_role(self, role: str) -> None:
+        with self._lock:
+            if role in self.s.roles:
+                return
+        cached = self.cache.get_role(role) if self.cache else None
+        if cached is not None:
+            with self._lock:
+                self.s.roles.setdefault(role, cached)
+            return
+        self._submit(("roles.get", role), _bind(self._get_role, role))
+
+    def _get_role(self, role: str) -> None:
+        got = self.a.iam.get_role(role)
+        with self._lock:
+            self.s.roles[got.name] = got
+        if self.cache is not None:
+            self.cache.put_role(got)
+
+    def _follow_ups(self) -> bool:
+        """After a drain: custom roles a listing did not return (maybe deleted), and buckets
+        whose project was not among the known ones. Returns whether anything was scheduled."""
+        before = len(self._scheduled)
+        with self._lock:
+            referenced = {
+                b.role
+                for p in [*self.s.policies.values(), *(h.policy for h in self.s.hits)]
+                for b in p.bindings
+                if not b.role.startswith("roles/")
+            }
+            missing = sorted(r for r in referenced if r not in self.s.roles)
+            numbers = sorted(set(self.s.pending_buckets.values()) - set(self.s.numbers))
+        for role in missing:
+            self._submit(("roles.get", role), _bind(self._get_role, role))
+        for number in numbers:
+            self._project(number)
+        return len(self._scheduled) > before
+
+    # -- assembly ----------------------------------------------------------------------------
+
+    def _assemble(self, project_ids: set[str], names: list[str]) -> Snapshot:
+        s = self.s
+        nodes = dict(s.nodes)
+        unreadable = list(s.unreadable)
+        for name, policy in s.policies.items():
+            node = nodes.get(name) or Node(name, _kind_of(name), parent=_parent_guess(name))
+            nodes[name] = replace(node, policy=policy)
+        for bucket, number in s.pending_buckets.items():  # project never resolved
+            unreadable.append(
+                Unreadable(STORAGE + bucket, "getAncestry", f"project number {number} unresolved")
+            )
+        # search hits: filtered bindings on nodes we did not read directly
+        for hit in s.hits:
+            if hit.resource in s.policies:
+                continue
+            existing = nodes.get(hit.resource)
+            merged = _merge(existing.policy if existing else None, hit.policy)
+            if existing is not None:
+                nodes[hit.resource] = replace(existing, policy=merged)
+                continue
+            parent = None
+            number = hit.project.removeprefix("projects/")
+            if number in s.numbers and _ASSET_KINDS.get(hit.asset_type) != "project":
+                parent = CRM + "projects/" + s.numbers[number]
+            nodes[hit.resource] = Node(
+                hit.resource, _ASSET_KINDS.get(hit.asset_type, "other"), parent, merged
+            )
+        accounts: dict[str, ServiceAccount] = {}
+        for email, sa in s.accounts.items():
+            if email in self.principals or any(
+                n.endswith("/serviceAccounts/" + email) for n in names
+            ):
+                accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()))
+        missing_keys = [e for e in accounts if e not in s.keys]
+        unreadable = [u for u in unreadable if not _absent_account_noise(u, s, accounts)]
+        for email in missing_keys:
+            if not any(u.target.endswith("/serviceAccounts/" + email) for u in unreadable):
+                unreadable.append(
+                    Unreadable(IAM + f"serviceAccounts/{email}", "serviceAccountKeys.list", "")
+                )
+        complete = frozenset(
+            f"serviceAccount:{email}"
+            for email, roots in s.searched.items()
+            if s.roots and s.roots <= roots
+        )
+        del project_ids
+        return Snapshot(
+            nodes=nodes,
+            roles=dict(s.roles),
+            deny_policies=tuple(s.deny[k] for k in sorted(s.deny)),
+            service_accounts=accounts,
+            unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
+            complete_bindings_for=complete,
+        )
+
+
+def _absent_account_noise(u: Unreadable, s: _State, accounts: dict[str, ServiceAccount]) -> bool:
+    """A NOT_FOUND on a service account that a successful listing proved does not exist."""
+    if "/serviceAccounts/" not in u.target or not u.reason.startswith("NOT_FOUND"):
+        return False
+    email = u.target.rsplit("/", 1)[1].lower()
+    return email not in accounts and _sa_project(email) in s.listed_projects
+
+
+def _merge(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPolicy:
+    if existing is None:
+        return extra
+    seen = set(existing.bindings)
+    return replace(
+        existing, bindings=existing.bindings + tuple(b for b in extra.bindings if b not in seen)
+    )
+
+
+def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+    return lambda: fn(*args)
+
+
+def _raise_unsupported(name: str) -> None:
+    raise ApiError(
+        f"no live adapter reads IAM policies of {name}",
+        where=name,
+        code="UNIMPLEMENTED",
+        fix="check this resource with a snapshot file",
+    )
+
+
+def _raise_unknown_parent(name: str) -> None:
+    raise ApiError(f"unknown kind of parent {name}", where=name, code="UNIMPLEMENTED")
+
+
+def _sa_project(email: str) -> str | None:
+    domain = email.partition("@")[2]
+    if domain.endswith(".iam.gserviceaccount.com"):
+        return domain.removesuffix(".iam.gserviceaccount.com").rsplit(".", 1)[-1]
+    return None
+
+
+def _project_of_name(name: str) -> str | None:
+    if name.startswith(BIGQUERY + "projects/"):
+        return name.removeprefix(BIGQUERY).split("/")[1]
+    if name.startswith(CRM + "projects/"):
+        return name.removeprefix(CRM).split("/")[1]
+    if name.startswith(IAM) and "/serviceAccounts/" in name:
+        return _sa_project(name.rsplit("/", 1)[1])
+    return None
+
+
+def _kind_of(name: str) -> NodeKind:
+    if name.startswith(STORAGE):
+        return "bucket"
+    if name.startswith(IAM):
+        return "serviceAccount"
+    if name.startswith(BIGQUERY):
+        return "table" if "/tables/" in name else "dataset"
+    short = name.removeprefix(CRM)
+    if short.startswith("projects/"):
+        return "project"
+    if short.startswith("folders/"):
+        return "folder"
+    if short.startswith("organizations/"):
+        return "organization"
+    return "other"
+
+
+def _parent_guess(name: str) -> str | None:
+    """Parents we know from the name alone (datasets, tables); otherwise unknown."""
+    if name.startswith(BIGQUERY):
+        parts = name.removeprefix(BIGQUERY).split("/")
+        if len(parts) == 6:
+            return BIGQUERY + "/".join(parts[:4])
+        return CRM + "projects/" + parts[1]
+    return None

@@ -1,0 +1,172 @@
+"""The seam between the fetch plan and Google: one Protocol per capability.
+
+Each adapter module implements one of these with an official client library and returns the
+shared snapshot dataclasses (:mod:`zt_pipelines.policy.snapshot`). Every method either returns
+what Google said or raises :class:`zt_pipelines.errors.ApiError` (after retries); nothing else
+escapes an adapter, and no adapter ever turns a failed read into an empty answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from zt_pipelines.policy.snapshot import AllowPolicy, DenyPolicy, Node, Role, ServiceAccount
+
+
+@dataclass(frozen=True)
+class DenyPolicyRef:
+    """A deny policy as ``ListPolicies`` describes it: name and etag, never its rules."""
+
+    name: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class PolicySearchHit:
+    """One Cloud Asset ``SearchAllIamPolicies`` result.
+
+    Attributes:
+        resource: full resource name the policy is attached to.
+        asset_type: e.g. ``storage.googleapis.com/Bucket``.
+        project: ``projects/NUMBER`` of the resource, if any.
+        folders: ``folders/ID`` ancestors, nearest first.
+        organization: ``organizations/ID``, if any.
+        policy: the bindings that matched the query (Cloud Asset filters them).
+    """
+
+    resource: str
+    asset_type: str
+    project: str
+    folders: tuple[str, ...]
+    organization: str
+    policy: AllowPolicy
+
+
+class HierarchyReader(Protocol):
+    """Organisations, folders and projects (Resource Manager v3)."""
+
+    def get_project(self, project: str) -> Node:
+        """The project (id or number) with its parent and number; ``policy`` not filled."""
+        ...
+
+    def get_folder(self, folder_id: str) -> Node:
+        """The folder with its parent."""
+        ...
+
+    def get_organization(self, org_id: str) -> Node:
+        """The organisation."""
+        ...
+
+    def get_iam_policy(self, name: str) -> AllowPolicy:
+        """The allow policy of an organisation, folder or project (full resource name)."""
+        ...
+
+
+class IamAdminReader(Protocol):
+    """Service accounts, their keys and IAM policies, and roles (IAM Admin v1)."""
+
+    def list_service_accounts(self, project: str) -> list[ServiceAccount]:
+        """Every service account of ``project`` (all pages)."""
+        ...
+
+    def get_service_account(self, email: str) -> ServiceAccount:
+        """One service account."""
+        ...
+
+    def list_user_managed_keys(self, email: str) -> tuple[str, ...]:
+        """Names of the account's user-managed keys."""
+        ...
+
+    def get_service_account_policy(self, email: str) -> AllowPolicy:
+        """The allow policy on the service account as a resource."""
+        ...
+
+    def get_role(self, name: str) -> Role:
+        """A predefined or custom role with its permissions."""
+        ...
+
+    def list_custom_roles(self, parent: str) -> list[Role]:
+        """Every custom role of ``projects/P`` or ``organizations/O``, with permissions."""
+        ...
+
+
+class StorageReader(Protocol):
+    """Cloud Storage buckets (JSON API)."""
+
+    def get_bucket_project_number(self, bucket: str) -> str:
+        """The number of the project that owns ``bucket``."""
+        ...
+
+    def get_bucket_policy(self, bucket: str) -> AllowPolicy:
+        """The bucket's allow policy (version 3, with conditions)."""
+        ...
+
+
+class BigQueryReader(Protocol):
+    """BigQuery datasets (access entries) and tables (IAM)."""
+
+    def get_dataset_policy(self, project: str, dataset: str) -> AllowPolicy:
+        """The dataset's access entries as an allow policy."""
+        ...
+
+    def get_table_policy(self, project: str, dataset: str, table: str) -> AllowPolicy:
+        """The table's allow policy."""
+        ...
+
+
+class DenyReader(Protocol):
+    """IAM v2 deny policies."""
+
+    def list_deny_policies(self, attachment_point: str) -> list[DenyPolicyRef]:
+        """Deny policies attached to an org/folder/project (full resource name); no rules."""
+        ...
+
+    def get_deny_policy(self, name: str, attachment_point: str) -> DenyPolicy:
+        """One deny policy with its rules."""
+        ...
+
+
+class PolicySearcher(Protocol):
+    """Cloud Asset Inventory IAM policy search."""
+
+    def search_policies(self, scope: str, query: str) -> list[PolicySearchHit]:
+        """Every policy in ``scope`` (``organizations/O``, ``folders/F``, ``projects/P``)
+        matching ``query`` (all pages)."""
+        ...
+
+
+class AccessTroubleshooter(Protocol):
+    """Policy Troubleshooter: Google's own answer for one (principal, resource, permission)."""
+
+    def troubleshoot(self, principal: str, resource: str, permission: str) -> str:
+        """``GRANTED``, ``NOT_GRANTED``, ``UNKNOWN_CONDITIONAL`` or ``UNKNOWN_INFO_DENIED``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """One implementation of every capability: what the fetch plan reads through."""
+
+    hierarchy: HierarchyReader
+    iam: IamAdminReader
+    storage: StorageReader
+    bigquery: BigQueryReader
+    deny: DenyReader
+    search: PolicySearcher
+    troubleshooter: AccessTroubleshooter | None = None
+
+
+__all__: Sequence[str] = (
+    "AccessTroubleshooter",
+    "Adapters",
+    "BigQueryReader",
+    "DenyPolicyRef",
+    "DenyReader",
+    "HierarchyReader",
+    "IamAdminReader",
+    "PolicySearchHit",
+    "PolicySearcher",
+    "StorageReader",
+)

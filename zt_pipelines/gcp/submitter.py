@@ -1,0 +1,109 @@
+"""Who is submitting: the IAM member behind a set of google-auth credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zt_pipelines.errors import IdentityError
+from zt_pipelines.gcp.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """The submitting principal.
+
+    Attributes:
+        member: ``user:EMAIL`` or ``serviceAccount:EMAIL``.
+        key_file: the credentials are a downloaded service-account key (a long-lived secret
+            the organisation policy may refuse).
+        kind: the credentials' class name, for reports.
+    """
+
+    member: str
+    key_file: bool
+    kind: str
+
+
+def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = None) -> Submitter:
+    """Resolve the member behind ``credentials`` (Application Default Credentials if ``None``).
+
+    Service-account, impersonated, Compute Engine and emulator credentials name their account
+    directly; end-user credentials are resolved with Google's tokeninfo endpoint.
+
+    Raises:
+        IdentityError: the credentials do not reveal who they belong to.
+    """
+    if credentials is None:
+        from zt_pipelines.gcp.clients import default_credentials
+
+        credentials, _ = default_credentials()
+    kind = type(credentials).__name__
+    member = getattr(credentials, "member", None)  # emulator credentials
+    if isinstance(member, str) and ":" in member:
+        return Submitter(member, False, kind)
+    module = type(credentials).__module__
+    key_file = module == "google.oauth2.service_account" and kind == "Credentials"
+    for attr in ("service_account_email", "signer_email", "_target_principal"):
+        email = getattr(credentials, attr, None)
+        if isinstance(email, str) and "@" in email:
+            return Submitter(f"serviceAccount:{email.lower()}", key_file, kind)
+    if module.startswith("google.auth.compute_engine"):
+        email = _refreshed(credentials, "service_account_email", retry)
+        if email:
+            return Submitter(f"serviceAccount:{email.lower()}", False, kind)
+    account = getattr(credentials, "account", None)
+    if isinstance(account, str) and "@" in account:
+        return Submitter(_member(account), False, kind)
+    email = _tokeninfo_email(credentials, retry)
+    if email:
+        return Submitter(_member(email), False, kind)
+    raise IdentityError(
+        f"cannot tell who the {kind} credentials belong to",
+        where="submitter credentials",
+        fix="use credentials that name their principal (a service account, or "
+        "`gcloud auth application-default login` with the email scope)",
+    )
+
+
+def resolve_submitter(credentials: Any = None, *, retry: RetryPolicy | None = None) -> str:
+    """The submitter's IAM member (``user:…`` / ``serviceAccount:…``)."""
+    return describe_submitter(credentials, retry=retry).member
+
+
+def _member(email: str) -> str:
+    email = email.lower()
+    kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+    return f"{kind}:{email}"
+
+
+def _refreshed(credentials: Any, attr: str, retry: RetryPolicy | None) -> str | None:
+    from google.auth.transport.requests import Request
+
+    policy = retry or RetryPolicy()
+    policy.call(lambda: credentials.refresh(Request()), what="credentials.refresh", target=attr)
+    value = getattr(credentials, attr, None)
+    return value if isinstance(value, str) and "@" in value else None
+
+
+def _tokeninfo_email(credentials: Any, retry: RetryPolicy | None) -> str | None:
+    import requests  # type: ignore[import-untyped]
+    from google.auth.transport.requests import Request
+
+    policy = retry or RetryPolicy()
+
+    def run() -> str | None:
+        if not getattr(credentials, "token", None) or not getattr(credentials, "valid", False):
+            credentials.refresh(Request())
+        response = requests.get(
+            "https://oauth2.googleapis.com/tokeninfo",
+            params={"access_token": credentials.token},
+            timeout=policy.attempt_timeout,
+        )
+        if response.status_code != 200:
+            return None
+        email = response.json().get("email")
+        return email if isinstance(email, str) and "@" in email else None
+
+    result: str | None = policy.call(run, what="tokeninfo", target="submitter credentials")
+    return result
