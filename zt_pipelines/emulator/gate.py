@@ -1,0 +1,85 @@
+"""The one path every emulated call takes: latency, scripted faults, the call, the log entry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zt_pipelines.emulator.faults import FaultPlan
+from zt_pipelines.emulator.records import RequestLog, RequestRecord
+from zt_pipelines.emulator.world import EmulatorError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the transport must send back: a value, an error, a malformed body or a reset."""
+
+    value: Any = None
+    error: EmulatorError | None = None
+    malformed: bool = False
+    reset: bool = False
+
+
+class Gate:
+    """Applies latency and faults around one call and records it in the request log.
+
+    Args:
+        log: where records go.
+        faults: the faults in force.
+        latency_ms: added to every call.
+        stopping: set when the emulator stops, so waits end at once.
+    """
+
+    def __init__(
+        self, log: RequestLog, faults: FaultPlan, latency_ms: int, stopping: threading.Event
+    ) -> None:
+        self.log = log
+        self.faults = faults
+        self.latency_ms = latency_ms
+        self._stopping = stopping
+
+    def _wait(self, ms: int) -> None:
+        if ms > 0:
+            self._stopping.wait(ms / 1000.0)
+
+    def call(
+        self,
+        *,
+        api: str,
+        method: str,
+        target: str,
+        caller: str | None,
+        write: bool,
+        run: Callable[[], Any],
+    ) -> Outcome:
+        """Run ``run`` under latency and faults; never raises for Google errors."""
+        self._wait(self.latency_ms)
+        fault = self.faults.draw(method)
+        if fault is not None:
+            self._wait(fault.delay_ms)
+        outcome: Outcome
+        if fault is not None and fault.reset:
+            outcome, status = Outcome(reset=True), "RESET"
+        elif fault is not None and fault.code is not None:
+            error = EmulatorError(fault.code, f"injected fault: {fault.code} for {method}")
+            outcome, status = Outcome(error=error), fault.code
+        elif fault is not None and fault.malformed:
+            outcome, status = Outcome(malformed=True), "MALFORMED"
+        else:
+            try:
+                outcome, status = Outcome(value=run()), "OK"
+            except EmulatorError as exc:
+                outcome, status = Outcome(error=exc), exc.code
+        self.log.append(
+            RequestRecord(
+                api=api,
+                method=method,
+                target=target,
+                caller=caller or "",
+                status=status,
+                write=write,
+            )
+        )
+        return outcome

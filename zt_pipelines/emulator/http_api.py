@@ -1,0 +1,882 @@
+"""The HTTP/1.1 half of the emulator: the Storage JSON API, Vertex AI REST (pipeline jobs,
+schedules, custom jobs) and the BigQuery dataset/table IAM calls.
+
+Routes are ``(verb, pattern) -> Route``; each route function takes the parsed request and
+returns ``(http status, body)``. Google errors leave as :class:`EmulatorError` and are rendered
+as Google's JSON error envelope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import email.parser
+import email.policy
+import json
+import re
+import socket
+import struct
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from zt_pipelines.emulator import policies
+from zt_pipelines.emulator.auth import caller_from_authorization
+from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
+from zt_pipelines.policy.snapshot import AllowPolicy, Node
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+HTTP_STATUS = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+MALFORMED_BODY = b'{"kind": "storage#bucket", "name": '
+
+
+@dataclass(frozen=True)
+class Request:
+    """One parsed HTTP request."""
+
+    verb: str
+    path: str
+    segments: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    caller: str | None
+
+    def json(self) -> Any:
+        """The body as JSON.
+
+        Raises:
+            EmulatorError: INVALID_ARGUMENT when it is not JSON.
+        """
+        if not self.body:
+            return {}
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise EmulatorError("INVALID_ARGUMENT", f"request body is not JSON: {exc}") from exc
+
+
+Body = Any  # a JSON-able value, or (bytes, content type) for media
+Handler = Callable[[World, Request], tuple[int, Body]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One served HTTP method."""
+
+    verb: str
+    pattern: re.Pattern[str]
+    api: str
+    method: str
+    write: bool
+    handler: Handler
+    target: Callable[[Request], str]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- Storage -------------------------------------------------------------------------------------
+
+
+def _bucket_node(world: World, bucket: str) -> Node:
+    node = world.node(STORAGE + bucket)
+    if node is None or node.kind != "bucket":
+        raise EmulatorError("NOT_FOUND", f"The specified bucket does not exist: {bucket}")
+    return node
+
+
+def _bucket_json(world: World, node: Node) -> dict[str, Any]:
+    name = node.name[len(STORAGE) :]
+    project = (node.parent or "").rsplit("/", 1)[-1]
+    body: dict[str, Any] = {
+        "kind": "storage#bucket",
+        "id": name,
+        "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
+        "name": name,
+        "metageneration": "1",
+        "location": "US-CENTRAL1",
+        "storageClass": "STANDARD",
+        "etag": "CAE=",
+        "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}},
+    }
+    if node.parent and node.parent.startswith(CRM + "projects/"):
+        body["projectNumber"] = world.project_number(project)
+    return body
+
+
+def bucket_get(world: World, req: Request) -> tuple[int, Body]:
+    """storage.buckets.get — with projectNumber (aiplatform checks it against the project)."""
+    bucket = req.segments["bucket"]
+    node = _bucket_node(world, bucket)
+    world.authorize(req.caller, "storage.buckets.get", node.name)
+    return 200, _bucket_json(world, node)
+
+
+def bucket_get_iam(world: World, req: Request) -> tuple[int, Body]:
+    """storage.buckets.getIamPolicy."""
+    node = _bucket_node(world, req.segments["bucket"])
+    world.authorize(req.caller, "storage.buckets.getIamPolicy", node.name)
+    body = policies.to_json(world.policy_of(node.name))
+    body.update(kind="storage#policy", resourceId=f"projects/_/buckets/{req.segments['bucket']}")
+    return 200, body
+
+
+def bucket_set_iam(world: World, req: Request) -> tuple[int, Body]:
+    """storage.buckets.setIamPolicy: a stale etag answers 412 Precondition Failed."""
+    node = _bucket_node(world, req.segments["bucket"])
+    world.authorize(req.caller, "storage.buckets.setIamPolicy", node.name)
+    sent = req.json()
+    policy = policies.from_json(sent, "storage.buckets.setIamPolicy")
+    with world.lock:
+        current = world.policy_of(node.name)
+        etag = sent.get("etag") if isinstance(sent, dict) else None
+        if etag and etag != current.etag:
+            raise EmulatorError(
+                "FAILED_PRECONDITION",
+                "At least one of the pre-conditions you specified did not hold.",
+                http_status=412,
+            )
+        stored = world.set_policy(node.name, policy, etag_matches=True)
+    body = policies.to_json(stored)
+    body.update(kind="storage#policy", resourceId=f"projects/_/buckets/{req.segments['bucket']}")
+    return 200, body
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+def bucket_insert(world: World, req: Request) -> tuple[int, Body]:
+    """storage.buckets.insert (a write): the bucket joins the project, with an empty policy."""
+    ref = req.query.get("project", "")
+    if not ref:
+        raise EmulatorError("INVALID_ARGUMENT", "Required parameter: project")
+    project = world.project_id(ref) or ref
+    world.authorize(req.caller, "storage.buckets.create", CRM + "projects/" + project)
+    sent = req.json()
+    name = sent.get("name", "") if isinstance(sent, dict) else ""
+    if not isinstance(name, str) or not _BUCKET_NAME.match(name):
+        raise EmulatorError("INVALID_ARGUMENT", f"Invalid bucket name: {name!r}")
+    with world.lock:
+        if world.node(STORAGE + name) is not None:
+            raise EmulatorError(
+                "ALREADY_EXISTS",
+                "Your previous request to create the named bucket succeeded and you already "
+                "own it.",
+            )
+        node = Node(
+            name=STORAGE + name,
+            kind="bucket",
+            parent=CRM + "projects/" + project,
+            policy=AllowPolicy(etag=world.new_etag()),
+        )
+        world.add_node(node)
+    return 200, _bucket_json(world, node)
+
+
+def _object_json(bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+    quoted = urllib.parse.quote(name, safe="")
+    return {
+        "kind": "storage#object",
+        "id": f"{bucket}/{name}/1",
+        "name": name,
+        "bucket": bucket,
+        "generation": "1",
+        "metageneration": "1",
+        "contentType": content_type,
+        "size": str(len(data)),
+        "mediaLink": f"/download/storage/v1/b/{bucket}/o/{quoted}?generation=1&alt=media",
+    }
+
+
+def _multipart(req: Request) -> tuple[dict[str, Any], bytes, str]:
+    content_type = req.headers.get("content-type", "")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + req.body
+    )
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if len(parts) != 2:
+        raise EmulatorError("INVALID_ARGUMENT", "multipart upload needs metadata and media parts")
+    meta_raw = parts[0].get_payload(decode=True)
+    data = parts[1].get_payload(decode=True)
+    try:
+        meta = json.loads(meta_raw if isinstance(meta_raw, bytes) else b"{}")
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", "upload metadata is not JSON") from exc
+    media_type = parts[1].get_content_type()
+    return meta, data if isinstance(data, bytes) else b"", media_type
+
+
+def object_insert(world: World, req: Request) -> tuple[int, Body]:
+    """storage.objects.insert (a write): multipart and media uploads."""
+    bucket = req.segments["bucket"]
+    node = _bucket_node(world, bucket)
+    upload_type = req.query.get("uploadType", "")
+    if upload_type == "multipart":
+        meta, data, content_type = _multipart(req)
+        name = str(meta.get("name") or req.query.get("name", ""))
+        content_type = str(meta.get("contentType") or content_type)
+    elif upload_type == "media":
+        name, data = req.query.get("name", ""), req.body
+        content_type = req.headers.get("content-type", "application/octet-stream")
+    else:
+        raise EmulatorError(
+            "INVALID_ARGUMENT", f"uploadType {upload_type!r} is not supported by the emulator"
+        )
+    if not name:
+        raise EmulatorError("INVALID_ARGUMENT", "Required parameter: name")
+    world.authorize(req.caller, "storage.objects.create", node.name, object_name=name)
+    with world.lock:
+        world.objects[(bucket, name)] = (data, content_type)
+    return 200, _object_json(bucket, name, data, content_type)
+
+
+def object_get(world: World, req: Request) -> tuple[int, Body]:
+    """storage.objects.get: metadata, or the bytes with ``alt=media`` / the download path."""
+    bucket, name = req.segments["bucket"], req.segments["object"]
+    node = _bucket_node(world, bucket)
+    world.authorize(req.caller, "storage.objects.get", node.name, object_name=name)
+    with world.lock:
+        stored = world.objects.get((bucket, name))
+    if stored is None:
+        raise EmulatorError("NOT_FOUND", f"No such object: {bucket}/{name}")
+    data, content_type = stored
+    if req.query.get("alt") == "media" or req.path.startswith("/download/"):
+        return 200, (data, content_type)
+    return 200, _object_json(bucket, name, data, content_type)
+
+
+def object_list(world: World, req: Request) -> tuple[int, Body]:
+    """storage.objects.list (prefix filter, paginated)."""
+    bucket = req.segments["bucket"]
+    node = _bucket_node(world, bucket)
+    world.authorize(req.caller, "storage.objects.list", node.name)
+    prefix = req.query.get("prefix", "")
+    with world.lock:
+        found = sorted(
+            (n, d, c)
+            for (b, n), (d, c) in world.objects.items()
+            if b == bucket and n.startswith(prefix)
+        )
+    items, token = page(
+        found, int(req.query.get("maxResults", "0") or 0), req.query.get("pageToken", ""), 1000
+    )
+    body: dict[str, Any] = {
+        "kind": "storage#objects",
+        "items": [_object_json(bucket, n, d, c) for n, d, c in items],
+    }
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
+# -- Vertex AI -----------------------------------------------------------------------------------
+
+
+def _location_parent(world: World, req: Request) -> tuple[str, str, str]:
+    ref, location = req.segments["project"], req.segments["location"]
+    project = world.project_id(ref) or ref
+    return project, location, f"projects/{world.project_number(project)}/locations/{location}"
+
+
+def _act_as(world: World, caller: str | None, service_account: Any) -> None:
+    if not service_account:
+        return
+    if not isinstance(service_account, str):
+        raise EmulatorError("INVALID_ARGUMENT", "serviceAccount must be a string")
+    email_ = service_account.lower()
+    with world.lock:
+        sa = world.service_accounts.get(email_)
+    domain = email_.partition("@")[2]
+    project = sa.project_id if sa else domain.split(".", 1)[0]
+    world.authorize(
+        caller,
+        "iam.serviceAccounts.actAs",
+        f"{IAM}projects/{project}/serviceAccounts/{sa.email if sa else service_account}",
+        parent=f"{CRM}projects/{project}" if project else None,
+    )
+
+
+def _job_id(req: Request, key: str) -> str:
+    job_id = req.query.get(key) or f"zt-{uuid.uuid4().hex[:16]}"
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,127}$", job_id):
+        raise EmulatorError("INVALID_ARGUMENT", f"invalid {key} {job_id!r}")
+    return job_id
+
+
+def pipeline_job_create(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.pipelineJobs.create: needs create on the project and actAs on the job's SA."""
+    project, _location, parent = _location_parent(world, req)
+    sent = req.json()
+    if not isinstance(sent, dict):
+        raise EmulatorError("INVALID_ARGUMENT", "the pipeline job must be a JSON object")
+    world.authorize(req.caller, "aiplatform.pipelineJobs.create", CRM + "projects/" + project)
+    _act_as(world, req.caller, sent.get("serviceAccount"))
+    if not sent.get("pipelineSpec") and not sent.get("templateUri"):
+        raise EmulatorError("INVALID_ARGUMENT", "pipelineSpec or templateUri is required")
+    name = f"{parent}/pipelineJobs/{_job_id(req, 'pipelineJobId')}"
+    served = deep_copy_json(sent)
+    served.update(name=name, state="PIPELINE_STATE_PENDING", createTime=_now(), updateTime=_now())
+    with world.lock:
+        if name in world.served_jobs:
+            raise EmulatorError("ALREADY_EXISTS", f"pipeline job {name} already exists")
+        world.pipeline_jobs[name] = deep_copy_json(sent)
+        world.served_jobs[name] = served
+    return 200, served
+
+
+_PIPELINE_DONE = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
+
+
+def pipeline_job_get(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.pipelineJobs.get: a pending job has succeeded by the time it is read."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.pipelineJobs.get", CRM + "projects/" + project)
+    name = f"{parent}/pipelineJobs/{req.segments['id']}"
+    with world.lock:
+        job = world.served_jobs.get(name)
+        if job is None:
+            raise EmulatorError("NOT_FOUND", f"pipeline job {name} not found")
+        if job["state"] not in _PIPELINE_DONE:
+            job.update(state="PIPELINE_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
+        return 200, deep_copy_json(job)
+
+
+def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.pipelineJobs.list (paginated)."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.pipelineJobs.list", CRM + "projects/" + project)
+    with world.lock:
+        jobs = [
+            deep_copy_json(j) for n, j in sorted(world.served_jobs.items()) if n.startswith(parent)
+        ]
+    items, token = page(
+        jobs, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
+    )
+    body: dict[str, Any] = {"pipelineJobs": items}
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
+def pipeline_job_cancel(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.pipelineJobs.cancel (a write)."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.pipelineJobs.cancel", CRM + "projects/" + project)
+    name = f"{parent}/pipelineJobs/{req.segments['id']}"
+    with world.lock:
+        job = world.served_jobs.get(name)
+        if job is None:
+            raise EmulatorError("NOT_FOUND", f"pipeline job {name} not found")
+        if job["state"] in _PIPELINE_DONE:
+            raise EmulatorError("FAILED_PRECONDITION", f"pipeline job {name} has already ended")
+        job.update(state="PIPELINE_STATE_CANCELLED", updateTime=_now())
+    return 200, {}
+
+
+def custom_job_create(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.customJobs.create: needs create on the project and actAs on the job's SA."""
+    project, _location, parent = _location_parent(world, req)
+    sent = req.json()
+    if not isinstance(sent, dict) or not isinstance(sent.get("jobSpec"), dict):
+        raise EmulatorError("INVALID_ARGUMENT", "a custom job needs a jobSpec")
+    world.authorize(req.caller, "aiplatform.customJobs.create", CRM + "projects/" + project)
+    _act_as(world, req.caller, sent["jobSpec"].get("serviceAccount"))
+    name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
+    served = deep_copy_json(sent)
+    served.update(name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
+    with world.lock:
+        world.custom_jobs[name] = served
+    return 200, served
+
+
+def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.customJobs.get: a pending job has succeeded by the time it is read."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.customJobs.get", CRM + "projects/" + project)
+    name = f"{parent}/customJobs/{req.segments['id']}"
+    with world.lock:
+        job = world.custom_jobs.get(name)
+        if job is None:
+            raise EmulatorError("NOT_FOUND", f"custom job {name} not found")
+        if job["state"] == "JOB_STATE_PENDING":
+            job.update(state="JOB_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
+        return 200, deep_copy_json(job)
+
+
+def custom_job_list(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.customJobs.list (paginated)."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.customJobs.list", CRM + "projects/" + project)
+    with world.lock:
+        jobs = [
+            deep_copy_json(j) for n, j in sorted(world.custom_jobs.items()) if n.startswith(parent)
+        ]
+    items, token = page(
+        jobs, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
+    )
+    body: dict[str, Any] = {"customJobs": items}
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
+def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.customJobs.cancel (a write)."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.customJobs.cancel", CRM + "projects/" + project)
+    name = f"{parent}/customJobs/{req.segments['id']}"
+    with world.lock:
+        job = world.custom_jobs.get(name)
+        if job is None:
+            raise EmulatorError("NOT_FOUND", f"custom job {name} not found")
+        job.update(state="JOB_STATE_CANCELLED", updateTime=_now())
+    return 200, {}
+
+
+def schedule_create(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.schedules.create: also needs actAs on the scheduled pipeline job's SA."""
+    project, _location, parent = _location_parent(world, req)
+    sent = req.json()
+    if not isinstance(sent, dict):
+        raise EmulatorError("INVALID_ARGUMENT", "the schedule must be a JSON object")
+    world.authorize(req.caller, "aiplatform.schedules.create", CRM + "projects/" + project)
+    job = (sent.get("createPipelineJobRequest") or {}).get("pipelineJob") or {}
+    _act_as(world, req.caller, job.get("serviceAccount") if isinstance(job, dict) else None)
+    name = f"{parent}/schedules/{uuid.uuid4().int % 10**19}"
+    served = deep_copy_json(sent)
+    served.update(name=name, state="ACTIVE", createTime=_now(), updateTime=_now())
+    with world.lock:
+        world.schedules[name] = served
+    return 200, served
+
+
+def schedule_get(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.schedules.get."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.schedules.get", CRM + "projects/" + project)
+    name = f"{parent}/schedules/{req.segments['id']}"
+    with world.lock:
+        schedule = world.schedules.get(name)
+        if schedule is None:
+            raise EmulatorError("NOT_FOUND", f"schedule {name} not found")
+        return 200, deep_copy_json(schedule)
+
+
+def schedule_list(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.schedules.list (paginated)."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.schedules.list", CRM + "projects/" + project)
+    with world.lock:
+        found = [
+            deep_copy_json(s) for n, s in sorted(world.schedules.items()) if n.startswith(parent)
+        ]
+    items, token = page(
+        found, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
+    )
+    body: dict[str, Any] = {"schedules": items}
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
+# -- BigQuery ------------------------------------------------------------------------------------
+
+
+def _bq_names(world: World, req: Request) -> tuple[str, str]:
+    project = world.project_id(req.segments["project"]) or req.segments["project"]
+    dataset = f"{BIGQUERY}projects/{project}/datasets/{req.segments['dataset']}"
+    table = req.segments.get("table")
+    return dataset, f"{dataset}/tables/{table}" if table else dataset
+
+
+_SPECIAL = {"allAuthenticatedUsers": ("specialGroup", "allAuthenticatedUsers")}
+
+
+def _access_entry(role: str, member: str) -> dict[str, str]:
+    kind, _, value = member.partition(":")
+    if member in _SPECIAL:
+        key, value = _SPECIAL[member]
+        return {"role": role, key: value}
+    if kind in ("user", "serviceAccount"):
+        return {"role": role, "userByEmail": value}
+    if kind == "group":
+        return {"role": role, "groupByEmail": value}
+    if kind == "domain":
+        return {"role": role, "domain": value}
+    return {"role": role, "iamMember": member}
+
+
+def dataset_get(world: World, req: Request) -> tuple[int, Body]:
+    """bigquery.datasets.get: access entries from the dataset's allow policy."""
+    name, _ = _bq_names(world, req)
+    node = world.node(name)
+    if node is None or node.kind != "dataset":
+        raise EmulatorError(
+            "NOT_FOUND", f"Not found: Dataset {req.segments['project']}:{req.segments['dataset']}"
+        )
+    world.authorize(req.caller, "bigquery.datasets.get", name)
+    policy = world.policy_of(name)
+    access = [
+        _access_entry(b.role, m) for b in policy.bindings if b.condition is None for m in b.members
+    ]
+    project = name.split("/")[4]
+    return 200, {
+        "kind": "bigquery#dataset",
+        "id": f"{project}:{req.segments['dataset']}",
+        "datasetReference": {"projectId": project, "datasetId": req.segments["dataset"]},
+        "access": access,
+        "etag": policy.etag,
+        "location": "US",
+    }
+
+
+def _table_node(world: World, req: Request) -> Node:
+    _, name = _bq_names(world, req)
+    node = world.node(name)
+    if node is None or node.kind != "table":
+        raise EmulatorError("NOT_FOUND", f"Not found: Table {req.segments['table']}")
+    return node
+
+
+def table_get_iam(world: World, req: Request) -> tuple[int, Body]:
+    """bigquery.tables.getIamPolicy."""
+    node = _table_node(world, req)
+    world.authorize(req.caller, "bigquery.tables.getIamPolicy", node.name)
+    return 200, policies.to_json(world.policy_of(node.name))
+
+
+def table_set_iam(world: World, req: Request) -> tuple[int, Body]:
+    """bigquery.tables.setIamPolicy: a stale etag answers 409 ABORTED."""
+    node = _table_node(world, req)
+    world.authorize(req.caller, "bigquery.tables.setIamPolicy", node.name)
+    sent = req.json()
+    body = sent.get("policy") if isinstance(sent, dict) else None
+    policy = policies.from_json(body, "bigquery.tables.setIamPolicy")
+    assert isinstance(body, dict)
+    with world.lock:
+        current = world.policy_of(node.name)
+        etag = body.get("etag")
+        stored = world.set_policy(node.name, policy, etag_matches=not etag or etag == current.etag)
+    return 200, policies.to_json(stored)
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+_P = r"(?P<project>[^/]+)"
+_L = r"(?P<location>[^/]+)"
+_V = rf"^/v1/projects/{_P}/locations/{_L}"
+_B = r"^/storage/v1/b/(?P<bucket>[^/]+)"
+_BQ = rf"^/bigquery/v2/projects/{_P}/datasets/(?P<dataset>[^/]+)"
+
+
+def _t_bucket(r: Request) -> str:
+    return r.segments.get("bucket", "")
+
+
+def _t_path(r: Request) -> str:
+    return r.path
+
+
+def _t_project(r: Request) -> str:
+    return "projects/" + r.query.get("project", "")
+
+
+def _route(
+    verb: str,
+    pattern: str,
+    api: str,
+    method: str,
+    write: bool,
+    handler: Handler,
+    target: Callable[[Request], str] = _t_path,
+) -> Route:
+    return Route(verb, re.compile(pattern + "$"), api, method, write, handler, target)
+
+
+ROUTES: tuple[Route, ...] = (
+    _route("GET", _B, "storage", "storage.buckets.get", False, bucket_get, _t_bucket),
+    _route(
+        "GET",
+        _B + "/iam",
+        "storage",
+        "storage.buckets.getIamPolicy",
+        False,
+        bucket_get_iam,
+        _t_bucket,
+    ),
+    _route(
+        "PUT",
+        _B + "/iam",
+        "storage",
+        "storage.buckets.setIamPolicy",
+        True,
+        bucket_set_iam,
+        _t_bucket,
+    ),
+    _route(
+        "POST",
+        r"^/storage/v1/b",
+        "storage",
+        "storage.buckets.insert",
+        True,
+        bucket_insert,
+        _t_project,
+    ),
+    _route("GET", _B + "/o", "storage", "storage.objects.list", False, object_list, _t_bucket),
+    _route("GET", _B + "/o/(?P<object>.+)", "storage", "storage.objects.get", False, object_get),
+    _route(
+        "GET",
+        r"^/download/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<object>.+)",
+        "storage",
+        "storage.objects.get",
+        False,
+        object_get,
+    ),
+    _route(
+        "POST",
+        r"^/upload/storage/v1/b/(?P<bucket>[^/]+)/o",
+        "storage",
+        "storage.objects.insert",
+        True,
+        object_insert,
+    ),
+    _route(
+        "POST",
+        _V + "/pipelineJobs",
+        "aiplatform",
+        "aiplatform.pipelineJobs.create",
+        True,
+        pipeline_job_create,
+    ),
+    _route(
+        "GET",
+        _V + "/pipelineJobs",
+        "aiplatform",
+        "aiplatform.pipelineJobs.list",
+        False,
+        pipeline_job_list,
+    ),
+    _route(
+        "GET",
+        _V + "/pipelineJobs/(?P<id>[^/:]+)",
+        "aiplatform",
+        "aiplatform.pipelineJobs.get",
+        False,
+        pipeline_job_get,
+    ),
+    _route(
+        "POST",
+        _V + "/pipelineJobs/(?P<id>[^/:]+):cancel",
+        "aiplatform",
+        "aiplatform.pipelineJobs.cancel",
+        True,
+        pipeline_job_cancel,
+    ),
+    _route(
+        "POST",
+        _V + "/customJobs",
+        "aiplatform",
+        "aiplatform.customJobs.create",
+        True,
+        custom_job_create,
+    ),
+    _route(
+        "GET",
+        _V + "/customJobs",
+        "aiplatform",
+        "aiplatform.customJobs.list",
+        False,
+        custom_job_list,
+    ),
+    _route(
+        "GET",
+        _V + "/customJobs/(?P<id>[^/:]+)",
+        "aiplatform",
+        "aiplatform.customJobs.get",
+        False,
+        custom_job_get,
+    ),
+    _route(
+        "POST",
+        _V + "/customJobs/(?P<id>[^/:]+):cancel",
+        "aiplatform",
+        "aiplatform.customJobs.cancel",
+        True,
+        custom_job_cancel,
+    ),
+    _route(
+        "POST",
+        _V + "/schedules",
+        "aiplatform",
+        "aiplatform.schedules.create",
+        True,
+        schedule_create,
+    ),
+    _route(
+        "GET", _V + "/schedules", "aiplatform", "aiplatform.schedules.list", False, schedule_list
+    ),
+    _route(
+        "GET",
+        _V + "/schedules/(?P<id>[^/:]+)",
+        "aiplatform",
+        "aiplatform.schedules.get",
+        False,
+        schedule_get,
+    ),
+    _route("GET", _BQ, "bigquery", "bigquery.datasets.get", False, dataset_get),
+    _route(
+        "POST",
+        _BQ + "/tables/(?P<table>[^/:]+):getIamPolicy",
+        "bigquery",
+        "bigquery.tables.getIamPolicy",
+        False,
+        table_get_iam,
+    ),
+    _route(
+        "POST",
+        _BQ + "/tables/(?P<table>[^/:]+):setIamPolicy",
+        "bigquery",
+        "bigquery.tables.setIamPolicy",
+        True,
+        table_set_iam,
+    ),
+)
+
+
+def error_body(code: str, message: str, status: int) -> dict[str, Any]:
+    """Google's JSON error envelope."""
+    reason = {403: "forbidden", 404: "notFound", 412: "conditionNotMet", 401: "required"}
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": code,
+            "errors": [
+                {"message": message, "domain": "global", "reason": reason.get(status, code.lower())}
+            ],
+        }
+    }
+
+
+class EmulatorHttpHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler; ``world`` and ``gate`` are set on a subclass per emulator."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "zt-emulator"
+    world: World
+    gate: Gate
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request log is the record."""
+
+    def do_GET(self) -> None:
+        """Dispatch a GET."""
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        """Dispatch a POST."""
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        """Dispatch a PUT."""
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        """Dispatch a PATCH."""
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        """Dispatch a DELETE."""
+        self._dispatch("DELETE")
+
+    def _dispatch(self, verb: str) -> None:
+        split = urllib.parse.urlsplit(self.path)
+        path = split.path
+        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        caller = caller_from_authorization(headers.get("authorization"))
+        for route in ROUTES:
+            if route.verb != verb:
+                continue
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            segments = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+            req = Request(verb, path, segments, query, headers, body, caller)
+            outcome = self.gate.call(
+                api=route.api,
+                method=route.method,
+                target=route.target(req),
+                caller=caller,
+                write=route.write,
+                run=lambda route=route, req=req: route.handler(self.world, req),  # type: ignore[misc]
+            )
+            if outcome.reset:
+                self._reset()
+                return
+            if outcome.malformed:
+                self._send(200, MALFORMED_BODY, "application/json; charset=UTF-8")
+                return
+            if outcome.error is not None:
+                self._send_error(outcome.error)
+                return
+            _status, value = outcome.value
+            if isinstance(value, tuple):
+                self._send(200, value[0], value[1])
+            else:
+                self._send(200, json.dumps(value).encode(), "application/json; charset=UTF-8")
+            return
+        self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+
+    def _send_error(self, error: EmulatorError, status: int | None = None) -> None:
+        status = status or error.http_status or HTTP_STATUS.get(error.code, 500)
+        body = json.dumps(error_body(error.code, error.message, status)).encode()
+        self._send(status, body, "application/json; charset=UTF-8")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reset(self) -> None:
+        # SO_LINGER with a zero timeout makes close() send a TCP RST
+        sock: socket.socket = self.connection
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def finish(self) -> None:
+        """Flush, tolerating a connection we reset on purpose."""
+        with contextlib.suppress(OSError, ValueError):
+            super().finish()

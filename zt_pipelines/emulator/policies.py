@@ -1,0 +1,94 @@
+"""Allow policies between the snapshot model and the two wire forms (iam.v1 protobuf, JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.iam.v1 import policy_pb2
+from google.type import expr_pb2
+
+from zt_pipelines.emulator.world import EmulatorError, etag_bytes
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Condition
+
+
+def _version(policy: AllowPolicy) -> int:
+    if any(b.condition is not None for b in policy.bindings):
+        return 3
+    return policy.version or 1
+
+
+def to_proto(policy: AllowPolicy) -> policy_pb2.Policy:
+    """The ``google.iam.v1.Policy`` message for ``policy``."""
+    message = policy_pb2.Policy(version=_version(policy), etag=etag_bytes(policy.etag))
+    for binding in policy.bindings:
+        entry = message.bindings.add(role=binding.role, members=list(binding.members))
+        if binding.condition is not None:
+            entry.condition.CopyFrom(
+                expr_pb2.Expr(
+                    expression=binding.condition.expression,
+                    title=binding.condition.title,
+                    description=binding.condition.description,
+                )
+            )
+    return message
+
+
+def from_proto(message: policy_pb2.Policy) -> AllowPolicy:
+    """The snapshot form of a ``google.iam.v1.Policy`` a client sent."""
+    bindings = []
+    for entry in message.bindings:
+        condition = None
+        if entry.HasField("condition"):
+            condition = Condition(
+                expression=entry.condition.expression,
+                title=entry.condition.title,
+                description=entry.condition.description,
+            )
+        bindings.append(Binding(role=entry.role, members=tuple(entry.members), condition=condition))
+    return AllowPolicy(bindings=tuple(bindings), version=message.version or 1)
+
+
+def to_json(policy: AllowPolicy) -> dict[str, Any]:
+    """The JSON form (Storage, BigQuery and other REST APIs)."""
+    bindings: list[dict[str, Any]] = []
+    for binding in policy.bindings:
+        entry: dict[str, Any] = {"role": binding.role, "members": list(binding.members)}
+        if binding.condition is not None:
+            entry["condition"] = {
+                "expression": binding.condition.expression,
+                "title": binding.condition.title,
+                "description": binding.condition.description,
+            }
+        bindings.append(entry)
+    return {"version": _version(policy), "etag": policy.etag, "bindings": bindings}
+
+
+def from_json(body: Any, where: str) -> AllowPolicy:
+    """The snapshot form of a JSON policy a client sent.
+
+    Raises:
+        EmulatorError: INVALID_ARGUMENT when the body is not a policy.
+    """
+    if not isinstance(body, dict):
+        raise EmulatorError("INVALID_ARGUMENT", f"{where}: the policy must be a JSON object")
+    bindings = []
+    for entry in body.get("bindings") or []:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("role"), str)
+            or not isinstance(entry.get("members", []), list)
+        ):
+            raise EmulatorError("INVALID_ARGUMENT", f"{where}: malformed binding {entry!r}")
+        condition = None
+        raw = entry.get("condition")
+        if isinstance(raw, dict):
+            condition = Condition(
+                expression=str(raw.get("expression", "")),
+                title=str(raw.get("title", "")),
+                description=str(raw.get("description", "")),
+            )
+        members = tuple(str(m) for m in entry.get("members", []))
+        if members:
+            bindings.append(Binding(role=entry["role"], members=members, condition=condition))
+    version = body.get("version", 1)
+    return AllowPolicy(bindings=tuple(bindings), version=int(version) if version else 1)

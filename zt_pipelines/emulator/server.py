@@ -1,0 +1,379 @@
+"""The emulator process: one loopback port that speaks both gRPC (HTTP/2) and HTTP/1.1.
+
+Each accepted connection is classified by its first bytes: the HTTP/2 client preface goes to an
+internal ``grpc.server`` on an ephemeral loopback port (bytes are relayed as they are), anything
+else to the HTTP/1.1 handler. Stopping closes every socket and joins every thread it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import struct
+import threading
+from concurrent import futures
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from zt_pipelines.emulator import grpc_api
+from zt_pipelines.emulator.faults import Fault, FaultPlan
+from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.http_api import EmulatorHttpHandler
+from zt_pipelines.emulator.records import RequestLog, RequestRecord
+from zt_pipelines.emulator.world import Authorizer, World
+from zt_pipelines.policy.snapshot import Snapshot
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_CHUNK = 65536
+
+
+class _Relay:
+    """One client connection relayed to the internal gRPC server."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.reset = threading.Event()
+
+
+class Emulator:
+    """A wire-level stand-in for the Google APIs zt-pipelines uses, serving a snapshot.
+
+    Args:
+        snapshot: the IAM world to serve (an empty one if ``None``); writes change a copy.
+        host: interface to bind; loopback by default (never expose the emulator).
+        port: port to bind; 0 picks a free one (see :attr:`address`).
+        latency_ms: added to every call.
+        enforce_iam: check each caller's permissions with our engine; without a token the
+            call is refused with UNAUTHENTICATED/401.
+        project_numbers: project id → number, for projects the snapshot gives no number.
+        authorizer: replaces the engine for the emulator's own IAM checks (tests only).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: int = 0,
+        enforce_iam: bool = True,
+        project_numbers: dict[str, str] | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        if latency_ms < 0:
+            raise ValueError("latency_ms must not be negative")
+        self._world = World(
+            snapshot or Snapshot(),
+            project_numbers=project_numbers,
+            authorizer=authorizer,
+            enforce_iam=enforce_iam,
+        )
+        self._host = host
+        self._requested_port = port
+        self._port = 0
+        self._log = RequestLog()
+        self._faults = FaultPlan()
+        self._stopping = threading.Event()
+        self._gate = Gate(self._log, self._faults, latency_ms, self._stopping)
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._sockets: set[socket.socket] = set()
+        self._relays: dict[int, _Relay] = {}
+        self._listener: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._grpc: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
+        self._grpc_port = 0
+        self._acceptor: threading.Thread | None = None
+        handler = type(
+            "BoundEmulatorHttpHandler",
+            (EmulatorHttpHandler,),
+            {"world": self._world, "gate": self._gate},
+        )
+        self._http_handler: type[EmulatorHttpHandler] = handler
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind, start serving, and return ``self``."""
+        if self._acceptor is not None:
+            raise RuntimeError("the emulator is already running")
+        self._stopping.clear()
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=64, thread_name_prefix="zt-emulator-grpc"
+        )
+        self._grpc = grpc.server(
+            self._executor,
+            handlers=grpc_api.build_handlers(self._world, self._gate, self._reset_peer),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self._grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._grpc.start()
+        listener = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self._host, self._requested_port))
+        except OSError:
+            listener.close()
+            self._shutdown_grpc()
+            raise
+        listener.listen(128)
+        self._listener = listener
+        self._port = listener.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name="zt-emulator-accept", daemon=True
+        )
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: close every connection, join every thread, free the port."""
+        if self._acceptor is None:
+            return
+        self._stopping.set()
+        assert self._wake_w is not None
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._acceptor.join()
+        self._acceptor = None
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join()
+        for owned in (self._listener, self._wake_r, self._wake_w):
+            if owned is not None:
+                owned.close()
+        self._listener = None
+        self._wake_r = None
+        self._wake_w = None
+        self._shutdown_grpc()
+
+    def _shutdown_grpc(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=None).wait()
+            self._grpc = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what tests read and control ---------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the running emulator — the value for ``ZT_EMULATOR_HOST``."""
+        if not self._port:
+            raise RuntimeError("the emulator is not running; call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before :meth:`start`)."""
+        return self._port
+
+    @property
+    def state(self) -> Snapshot:
+        """The served world as a frozen snapshot, with every write applied so far."""
+        return self._world.snapshot()
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        """Every call so far, oldest first."""
+        return self._log.records()
+
+    def counts(self) -> dict[str, int]:
+        """Method name → number of calls."""
+        return self._log.counts()
+
+    def writes(self) -> list[RequestRecord]:
+        """The calls to methods that change state (whatever their status)."""
+        return [r for r in self._log.records() if r.write]
+
+    def clear_log(self) -> None:
+        """Forget the request log."""
+        self._log.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Put a scripted fault in force (first added, first matched)."""
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every scripted fault."""
+        self._faults.clear()
+
+    @property
+    def latency_ms(self) -> int:
+        """Latency added to every call."""
+        return self._gate.latency_ms
+
+    @latency_ms.setter
+    def latency_ms(self, value: int) -> None:
+        if value < 0:
+            raise ValueError("latency_ms must not be negative")
+        self._gate.latency_ms = value
+
+    @property
+    def pipeline_jobs(self) -> dict[str, dict[str, Any]]:
+        """Created pipeline jobs by resource name (``projects/NUMBER/locations/L/pipelineJobs/ID``),
+        each exactly as the client sent it."""
+        with self._world.lock:
+            return {k: dict(v) for k, v in self._world.pipeline_jobs.items()}
+
+    @property
+    def custom_jobs(self) -> dict[str, dict[str, Any]]:
+        """Created custom jobs by resource name, as served (with ``name`` and ``state``)."""
+        with self._world.lock:
+            return {k: dict(v) for k, v in self._world.custom_jobs.items()}
+
+    @property
+    def schedules(self) -> dict[str, dict[str, Any]]:
+        """Created schedules by resource name, as served."""
+        with self._world.lock:
+            return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    @property
+    def objects(self) -> dict[tuple[str, str], bytes]:
+        """Uploaded objects: (bucket, object name) → bytes."""
+        with self._world.lock:
+            return {k: v[0] for k, v in self._world.objects.items()}
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=self._run_tracked, args=(target, *args), daemon=True)
+        thread.name = "zt-emulator-conn"
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run_tracked(self, target: Any, *args: Any) -> None:
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _untrack(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None and self._wake_r is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    try:
+                        client, address = self._listener.accept()
+                    except OSError:
+                        continue
+                    if self._stopping.is_set():
+                        client.close()
+                        return
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._track(client)
+                    self._spawn(self._serve, client, address)
+
+    def _serve(self, client: socket.socket, address: Any) -> None:
+        try:
+            head = self._peek(client)
+            if head is None:
+                return
+            if head.startswith(_H2_PREFACE[: len(head)]) and head[:3] == b"PRI":
+                self._relay(client)
+            else:
+                self._http_handler(client, address, self)  # type: ignore[arg-type]
+        except OSError:
+            pass
+        finally:
+            self._untrack(client)
+
+    def _peek(self, client: socket.socket) -> bytes | None:
+        """The first bytes of a connection, without consuming them (``None``: it closed)."""
+        while True:
+            data = client.recv(len(_H2_PREFACE), socket.MSG_PEEK)
+            if not data:
+                return None
+            # enough to tell HTTP/2 from HTTP/1.1: a mismatch, or the whole preface
+            if len(data) >= len(_H2_PREFACE) or not _H2_PREFACE.startswith(data):
+                return data
+            if len(data) >= 3:
+                return data
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self._grpc_port))
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._track(upstream)
+        local_port = upstream.getsockname()[1]
+        relay = _Relay(client, upstream)
+        with self._lock:
+            self._relays[local_port] = relay
+        try:
+            self._pump(relay)
+        finally:
+            with self._lock:
+                self._relays.pop(local_port, None)
+            self._untrack(upstream)
+
+    def _pump(self, relay: _Relay) -> None:
+        pairs = {relay.client: relay.upstream, relay.upstream: relay.client}
+        with selectors.DefaultSelector() as selector:
+            selector.register(relay.client, selectors.EVENT_READ)
+            selector.register(relay.upstream, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if relay.reset.is_set():
+                        # SO_LINGER 0: close() sends a TCP RST to the client
+                        relay.client.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        return
+                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = source.recv(_CHUNK)
+                    if not data:
+                        return
+                    pairs[source].sendall(data)
+
+    def _reset_peer(self, peer: str) -> None:
+        """Reset the client connection whose relay reached gRPC from ``peer`` (ipv4:H:PORT)."""
+        try:
+            port = int(peer.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return
+        with self._lock:
+            relay = self._relays.get(port)
+        if relay is not None:
+            relay.reset.set()
