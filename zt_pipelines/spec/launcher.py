@@ -213,7 +213,8 @@ def custom_job_component(
     }
     params: dict[str, Any] = {}
     for name, definition in CUSTOM_JOB_INPUTS.items():
-        param = dict(definition)
+        # GCPC's reloaded component drops the launcher's input descriptions
+        param = {k: v for k, v in definition.items() if k != "description"}
         if name in defaults:
             if defaults[name] is None:
                 param.pop("defaultValue", None)
@@ -223,7 +224,10 @@ def custom_job_component(
             param["isOptional"] = True  # KFP marks inputs with a default optional on load
         params[name] = param
     params.update(_copy(user_in))
-    outputs: dict[str, Any] = _copy(CUSTOM_JOB_OUTPUTS)
+    outputs: dict[str, Any] = {
+        name: {k: v for k, v in definition.items() if k != "description"}
+        for name, definition in CUSTOM_JOB_OUTPUTS.items()
+    }
     outputs.update(_copy(user_out))
     inputs_def: dict[str, Any] = {"parameters": params}
     outputs_def: dict[str, Any] = {"parameters": outputs}
