@@ -1,0 +1,333 @@
+"""The provisioning plan (pure): grants, custom roles, conditions, refusals, diff and prune."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import zt_pipelines as zt
+from zt_pipelines.errors import InputError
+from zt_pipelines.model import Need, RewriteResult, StepIdentity
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    Binding,
+    Condition,
+    Node,
+    Role,
+    ServiceAccount,
+    Snapshot,
+)
+from zt_pipelines.provision import (
+    ProvisioningRefused,
+    UnsupportedResourceError,
+    plan,
+    role_id_for,
+)
+from zt_pipelines.provision.custom_roles import custom_role_for, is_managed_role
+from zt_pipelines.resources import normalize_resource
+
+PROJECT = "zt-demo-proj"
+PIPE_SA = f"pipeline-runner@{PROJECT}.iam.gserviceaccount.com"
+TRAIN_SA = f"train-sa@{PROJECT}.iam.gserviceaccount.com"
+PREP_SA = f"prep-sa@{PROJECT}.iam.gserviceaccount.com"
+ROOT = "gs://zt-root/pipeline"
+
+
+def need(uri: str, *perms: str) -> Need:
+    return Need(normalize_resource(uri), tuple(sorted(perms)))
+
+
+def result(*steps: StepIdentity) -> RewriteResult:
+    return RewriteResult(spec={"defaultPipelineRoot": ROOT}, pipeline_name="demo", steps=steps)
+
+
+def step(task: str, sa: str | None, *needs: Need) -> StepIdentity:
+    return StepIdentity(
+        task=task,
+        component=f"comp-{task}",
+        executor=f"exec-{task}",
+        service_account=sa,
+        source="declared" if sa else "pipeline",
+        needs=needs,
+    )
+
+
+PIPELINE = result(
+    step("prep", PREP_SA, need("gs://raw-data", "storage.objects.get", "storage.objects.list")),
+    step(
+        "train",
+        TRAIN_SA,
+        need("gs://raw-data", "storage.objects.get", "storage.objects.list"),
+        need("bq://zt-demo-proj.features", "bigquery.tables.getData"),
+        need("gs://models/train", "storage.objects.create", "storage.objects.list"),
+    ),
+)
+
+
+def make_plan(template: Any = PIPELINE, **kwargs: Any) -> zt.Plan:
+    kwargs.setdefault("project", PROJECT)
+    kwargs.setdefault("pipeline_service_account", PIPE_SA)
+    return plan(template, **kwargs)
+
+
+def grants_of(p: zt.Plan, member_email: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {
+        (g.uri + ("?" + g.condition.expression if g.condition else ""), g.role): g.permissions
+        for g in p.grants
+        if g.member == f"serviceAccount:{member_email}"
+    }
+
+
+def test_public_api_names_resolve() -> None:
+    assert zt.plan is plan
+    assert zt.Plan.__name__ == "Plan"
+
+
+def test_every_step_gets_exactly_its_needs_as_custom_roles() -> None:
+    p = make_plan()
+    assert {a.email: a.state for a in p.accounts} == {
+        PIPE_SA: "create",
+        PREP_SA: "create",
+        TRAIN_SA: "create",
+    }
+    train = grants_of(p, TRAIN_SA)
+    perms_by_resource: dict[str, set[str]] = {}
+    for (where, _role), perms in train.items():
+        perms_by_resource.setdefault(where, set()).update(perms)
+    assert perms_by_resource == {
+        "gs://raw-data": {"storage.objects.get", "storage.objects.list"},
+        "bq://zt-demo-proj.features": {"bigquery.tables.getData"},
+        # list is authorised on the bucket, so it cannot sit under an object-prefix condition
+        "gs://models": {"storage.objects.list"},
+        'gs://models?resource.name.startsWith("projects/_/buckets/models/objects/train")': {
+            "storage.objects.create"
+        },
+        # implicit: artifacts under the pipeline root
+        'gs://zt-root?resource.name.startsWith("projects/_/buckets/zt-root/objects/pipeline")': {
+            "storage.objects.create",
+            "storage.objects.get",
+        },
+    }
+    for grant in p.grants:
+        assert grant.role.startswith(f"projects/{PROJECT}/roles/zt_") or (
+            grant.role == "roles/iam.serviceAccountUser"
+        )
+        assert not grant.excess
+
+
+def test_identical_permission_sets_share_one_role_and_replanning_is_stable() -> None:
+    p1, p2 = make_plan(), make_plan()
+    assert p1.to_json() == p2.to_json()
+    raw_roles = {
+        g.role for g in p1.grants if g.uri == "gs://raw-data" and g.member.endswith(PREP_SA)
+    } | {g.role for g in p1.grants if g.uri == "gs://raw-data" and g.member.endswith(TRAIN_SA)}
+    assert len(raw_roles) == 1  # prep and train need the same set: one role
+    names = [spec.role.name for spec in p1.custom_roles]
+    assert len(names) == len(set(names))
+    for spec in p1.custom_roles:
+        assert is_managed_role(spec.role.name)
+        assert spec.role.role_id == role_id_for(reversed(spec.role.permissions))
+        assert 3 <= len(spec.role.role_id) <= 64
+
+
+def test_pipeline_sa_can_act_as_each_step_sa_bound_on_the_step_sa() -> None:
+    p = make_plan()
+    act_as = [g for g in p.grants if g.role == "roles/iam.serviceAccountUser"]
+    assert {(g.resource, g.member) for g in act_as} == {
+        (
+            f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{sa}",
+            f"serviceAccount:{PIPE_SA}",
+        )
+        for sa in (PREP_SA, TRAIN_SA)
+    }
+    project_grants = [g for g in p.grants if g.resource.endswith(f"projects/{PROJECT}")]
+    assert all(g.member == f"serviceAccount:{PIPE_SA}" for g in project_grants)
+    assert "aiplatform.customJobs.create" in project_grants[0].permissions
+
+
+def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
+    p = make_plan()
+    declared = {"gs://raw-data", "bq://zt-demo-proj.features", "gs://models", "gs://zt-root"}
+    allowed_targets = declared | {f"projects/{PROJECT}"}
+    for g in p.grants:
+        if g.role == "roles/iam.serviceAccountUser":
+            continue
+        assert g.uri in allowed_targets
+        assert g.role not in ("roles/owner", "roles/editor", "roles/viewer")
+
+
+@pytest.mark.parametrize(
+    "perm",
+    [
+        "iam.serviceAccounts.actAs",
+        "iam.serviceAccounts.getAccessToken",
+        "storage.buckets.setIamPolicy",
+        "iam.roles.update",
+        "resourcemanager.projects.setIamPolicy",
+    ],
+)
+def test_escalation_capable_needs_are_refused(perm: str) -> None:
+    bad = result(step("train", TRAIN_SA, need("projects/zt-demo-proj", perm)))
+    with pytest.raises(ProvisioningRefused, match=perm.replace(".", r"\.")) as info:
+        make_plan(bad)
+    assert info.value.exit_code == 1 and "train" in str(info.value)
+
+
+def test_unsupported_resource_is_a_typed_error() -> None:
+    bad = result(
+        step(
+            "train",
+            TRAIN_SA,
+            need("//pubsub.googleapis.com/projects/zt-demo-proj/topics/t", "pubsub.topics.publish"),
+        )
+    )
+    with pytest.raises(UnsupportedResourceError, match="pubsub"):
+        make_plan(bad)
+
+
+def test_default_identity_as_pipeline_sa_is_refused() -> None:
+    with pytest.raises(InputError, match="default"):
+        make_plan(pipeline_service_account="123456789-compute@developer.gserviceaccount.com")
+
+
+def state_with(
+    *nodes: Node, accounts: tuple[str, ...] = (), roles: dict[str, Role] | None = None
+) -> Snapshot:
+    return Snapshot(
+        nodes={n.name: n for n in nodes},
+        service_accounts={a: ServiceAccount(a, PROJECT) for a in accounts},
+        roles=roles or {},
+    )
+
+
+def test_plan_is_a_diff_and_prune_touches_only_our_identities() -> None:
+    full = make_plan()
+    raw_role = next(g.role for g in full.grants if g.uri == "gs://raw-data")
+    other = "user:alice@example.com"
+    raw = Node(
+        "//storage.googleapis.com/raw-data",
+        "bucket",
+        policy=AllowPolicy(
+            (
+                Binding(raw_role, (f"serviceAccount:{PREP_SA}", f"serviceAccount:{TRAIN_SA}")),
+                # an old grant to our step SA that the plan does not need, shared with alice
+                Binding("roles/storage.objectAdmin", (f"serviceAccount:{TRAIN_SA}", other)),
+                Binding("roles/storage.admin", (other,)),
+            ),
+            etag="e1",
+        ),
+    )
+    roles = {
+        s.role.name: Role(s.role.name, frozenset(s.role.permissions)) for s in full.custom_roles
+    }
+    snapshot = state_with(raw, accounts=(PIPE_SA, PREP_SA, TRAIN_SA), roles=roles)
+    p = make_plan(snapshot=snapshot)
+    assert all(a.state == "exists" for a in p.accounts)
+    assert all(r.state == "exists" for r in p.custom_roles)
+    assert not any(g.uri == "gs://raw-data" for g in p.additions)
+    assert len(p.additions) == len(full.additions) - 2
+    assert [(g.role, g.member) for g in p.extras] == [
+        ("roles/storage.objectAdmin", f"serviceAccount:{TRAIN_SA}")
+    ]
+    assert p.removals == ()  # not pruning: reported only
+    pruned = make_plan(snapshot=snapshot, prune=True)
+    assert pruned.removals == pruned.extras == p.extras
+    assert "roles/storage.admin" not in {g.role for g in pruned.removals}
+
+
+def test_edited_managed_role_is_planned_as_update() -> None:
+    full = make_plan()
+    spec = full.custom_roles[0]
+    drifted = Role(spec.role.name, frozenset({*spec.role.permissions, "storage.objects.delete"}))
+    p = make_plan(snapshot=state_with(roles={spec.role.name: drifted}))
+    assert {s.role.name: s.state for s in p.custom_roles}[spec.role.name] == "update"
+
+
+def test_no_changes_when_state_matches() -> None:
+    full = make_plan()
+    nodes: dict[str, list[Binding]] = {}
+    for g in full.grants:
+        nodes.setdefault(g.resource, []).append(Binding(g.role, (g.member,), g.condition))
+    snapshot = Snapshot(
+        nodes={
+            name: Node(name, "other", policy=AllowPolicy(tuple(b), etag="x", version=3))
+            for name, b in nodes.items()
+        },
+        service_accounts={a.email: ServiceAccount(a.email, PROJECT) for a in full.accounts},
+        roles={
+            s.role.name: Role(s.role.name, frozenset(s.role.permissions)) for s in full.custom_roles
+        },
+    )
+    p = make_plan(snapshot=snapshot, prune=True)
+    assert p.is_noop and not p.additions and not p.removals
+    assert "No changes." in str(p)
+    assert "nothing to do" in p.to_gcloud()
+
+
+def test_predefined_roles_mode_uses_a_cover_and_reports_excess() -> None:
+    catalogue = {
+        "roles/storage.objectViewer": frozenset(
+            {"storage.objects.get", "storage.objects.list", "resourcemanager.projects.get"}
+        ),
+        "roles/storage.objectCreator": frozenset({"storage.objects.create"}),
+        "roles/storage.admin": frozenset(
+            {"storage.objects.get", "storage.objects.list", "storage.buckets.setIamPolicy"}
+        ),
+        "roles/editor": frozenset({"storage.objects.get", "bigquery.tables.getData"}),
+        "roles/bigquery.dataViewer": frozenset({"bigquery.tables.getData", "bigquery.tables.get"}),
+        "roles/storage.bucketViewer": frozenset({"storage.buckets.get"}),
+        "roles/aiplatform.user": frozenset(
+            {
+                "aiplatform.customJobs.cancel",
+                "aiplatform.customJobs.create",
+                "aiplatform.customJobs.get",
+                "aiplatform.metadataStores.get",
+                "aiplatform.models.get",
+            }
+        ),
+    }
+    p = make_plan(roles="predefined", catalogue=catalogue)
+    roles = {g.role for g in p.grants}
+    assert "roles/editor" not in roles  # basic: never
+    assert "roles/storage.admin" not in roles  # carries setIamPolicy: never
+    assert p.roles_mode == "predefined" and not p.custom_roles
+    raw = {g.role for g in p.grants if g.uri == "gs://raw-data" and g.member.endswith(TRAIN_SA)}
+    assert raw == {"roles/storage.objectViewer"}
+    excess = p.excess_by_step()
+    # raw-data: projects.get; features: tables.get; models (list on the bucket): objects.get +
+    # projects.get; pipeline root (get/create under the prefix): objects.list + projects.get
+    assert excess["train"] == 1 + 1 + 2 + 2
+    assert all(c.cover.exact for c in p.covers)
+    data = json.loads(p.to_json())
+    assert data["covers"] and data["roles"] == "predefined"
+
+
+def test_custom_role_ids_are_valid_and_order_independent() -> None:
+    a = custom_role_for(["b.c.d", "a.b.c", "a.b.c"], parent="projects/zt-demo-proj")
+    b = custom_role_for(["a.b.c", "b.c.d"], parent="projects/zt-demo-proj")
+    assert a == b and a.permissions == ("a.b.c", "b.c.d")
+    assert a.name == f"projects/zt-demo-proj/roles/{a.role_id}"
+    org = custom_role_for(["a.b.c"], parent="organizations/1234")
+    assert org.name.startswith("organizations/1234/roles/zt_")
+    with pytest.raises(InputError):
+        custom_role_for(["a.b.c"], parent="folders/12")
+    with pytest.raises(InputError):
+        custom_role_for(["roles/editor"], parent="projects/zt-demo-proj")
+
+
+def test_table_lists_changes_and_marks_extras() -> None:
+    text = str(make_plan())
+    assert "+ " + TRAIN_SA in text
+    assert "Plan: 3 account(s) to create" in text
+
+
+def test_prefix_condition_escapes_quotes() -> None:
+    odd = result(step("train", TRAIN_SA, need('gs://models/a"b', "storage.objects.get")))
+    g = next(g for g in make_plan(odd).grants if g.condition and "models" in g.resource)
+    assert g.condition == Condition(
+        'resource.name.startsWith("projects/_/buckets/models/objects/a\\"b")',
+        'zt prefix a"b',
+        'objects under gs://models/a"b',
+    )

@@ -1,0 +1,191 @@
+"""Provisioning: give every step its own minimal service account — plan, apply, Terraform.
+
+::
+
+    import zt_pipelines as zt
+
+    plan = zt.plan("pipeline.yaml", project="proj",
+                   pipeline_service_account="pipeline@proj.iam.gserviceaccount.com",
+                   snapshot="snapshot.yaml")
+    print(plan)                 # table of accounts, roles and bindings (+ add, - remove)
+    plan.to_terraform()         # HCL for the google provider
+    plan.to_gcloud()            # a bash script
+    plan.apply()                # through the official clients (or ZT_EMULATOR_HOST)
+
+Modules: :mod:`.plan` (the pure diff), :mod:`.requirements` (who needs what),
+:mod:`.cover` (predefined-role set cover), :mod:`.custom_roles` (hash-named roles),
+:mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import json
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from zt_pipelines.errors import InputError
+from zt_pipelines.model import RewriteResult
+from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.provision.cover import Cover, CoverError, find_cover
+from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for, role_id_for
+from zt_pipelines.provision.plan import (
+    AccountSpec,
+    Grant,
+    Plan,
+    ProvisioningRefused,
+    RoleMode,
+    RoleSpec,
+    UnsupportedResourceError,
+    Want,
+    build_plan,
+)
+from zt_pipelines.provision.requirements import wants_for
+
+__all__ = [
+    "AccountSpec",
+    "Cover",
+    "CoverError",
+    "CustomRole",
+    "Grant",
+    "Plan",
+    "ProvisioningRefused",
+    "RoleSpec",
+    "UnsupportedResourceError",
+    "Want",
+    "build_plan",
+    "custom_role_for",
+    "find_cover",
+    "load_catalogue",
+    "plan",
+    "role_id_for",
+    "wants_for",
+]
+
+
+def plan(
+    template: str | PathLike[str] | dict[str, Any] | RewriteResult,
+    *,
+    project: str,
+    pipeline_service_account: str,
+    location: str = "us-central1",
+    pipeline_root: str | None = None,
+    parameter_values: Mapping[str, Any] | None = None,
+    manifest: str | PathLike[str] | None = None,
+    roles: RoleMode = "custom",
+    snapshot: str | PathLike[str] | Snapshot | None = None,
+    prune: bool = False,
+    organization: str | None = None,
+    catalogue: str | PathLike[str] | Mapping[str, Any] | None = None,
+    submitter: str | None = None,
+) -> Plan:
+    """Plan the service accounts, roles and bindings a pipeline needs.
+
+    Args:
+        template: a compiled pipeline (path or IR dict), or an already rewritten
+            :class:`~zt_pipelines.model.RewriteResult`.
+        project: the project the pipeline runs in (custom roles are created here).
+        pipeline_service_account: the pipeline identity (it launches the steps).
+        location: the Vertex region.
+        pipeline_root: ``gs://`` root for artifacts (default: the template's).
+        parameter_values: pipeline parameters (identities bound to parameters).
+        manifest: a manifest file for templates compiled elsewhere.
+        roles: ``custom`` (default; one hash-named custom role per permission set) or
+            ``predefined`` (smallest-excess cover from the predefined catalogue).
+        snapshot: the current state (path or loaded); ``None`` plans against an empty project.
+        prune: also remove bindings on the step identities that the plan does not need.
+        organization: organisation number to hold the custom roles instead of the project.
+        catalogue: predefined role catalogue (path to ``.json``/``.json.gz`` or a mapping)
+            for ``predefined`` mode when the snapshot has no role definitions.
+        submitter: also grant this principal what submitting needs (actAs on the pipeline SA,
+            ``aiplatform.pipelineJobs.create``).
+
+    Raises:
+        InputError: bad template, manifest, snapshot or arguments.
+        ProvisioningRefused: a need would require a forbidden grant.
+    """
+    result = _rewrite(template, project, parameter_values, manifest)
+    state = _snapshot(snapshot)
+    wants = wants_for(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_service_account,
+        pipeline_root=pipeline_root,
+        submitter=submitter,
+    )
+    step_accounts: dict[str, list[str]] = {}
+    for step in result.steps:
+        if step.service_account is not None:
+            step_accounts.setdefault(step.service_account, []).append(step.task)
+    return build_plan(
+        wants,
+        project=project,
+        pipeline_service_account=pipeline_service_account,
+        pipeline_name=result.pipeline_name,
+        step_accounts=step_accounts,
+        roles=roles,
+        snapshot=state,
+        prune=prune,
+        organization=organization,
+        catalogue=load_catalogue(catalogue) if catalogue is not None else None,
+    )
+
+
+def _rewrite(
+    template: str | PathLike[str] | dict[str, Any] | RewriteResult,
+    project: str,
+    parameter_values: Mapping[str, Any] | None,
+    manifest: str | PathLike[str] | None,
+) -> RewriteResult:
+    if isinstance(template, RewriteResult):
+        return template
+    rewrite_pipeline = importlib.import_module("zt_pipelines.spec").rewrite_pipeline
+    result: RewriteResult = rewrite_pipeline(
+        template,
+        project=project,
+        parameter_values=dict(parameter_values) if parameter_values else None,
+        manifest=manifest,
+    )
+    return result
+
+
+def _snapshot(snapshot: str | PathLike[str] | Snapshot | None) -> Snapshot | None:
+    if snapshot is None or isinstance(snapshot, Snapshot):
+        return snapshot
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    loaded: Snapshot = load_snapshot(Path(snapshot))
+    return loaded
+
+
+def load_catalogue(source: str | PathLike[str] | Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """Predefined role → permissions, from a mapping (``{NAME: permissions}`` or the catalogue
+    shape) or a ``.json``/``.json.gz`` file in the shape of ``gcp-predefined-roles.json.gz``
+    (``{"roles": {NAME: {"includedPermissions"}}}``).
+
+    Deleted, deprecated and alpha roles are left out: they are not offered for new grants.
+    """
+    from zt_pipelines.policy.catalogue import roles_from_catalogue
+
+    if isinstance(source, Mapping):
+        if all(isinstance(v, (set, frozenset, list, tuple)) for v in source.values()):
+            return {str(k): frozenset(v) for k, v in source.items()}  # name -> permissions
+        data: Any = dict(source)
+    else:
+        path = Path(source)
+        try:
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read role catalogue: {exc}", where=str(path)) from exc
+    roles = roles_from_catalogue(data)
+    return {
+        name: role.permissions
+        for name, role in roles.items()
+        if not role.deleted and role.stage not in ("DEPRECATED", "DISABLED", "ALPHA")
+    }

@@ -1,0 +1,648 @@
+"""Carry out a :class:`~zt_pipelines.provision.plan.Plan` through the official Google clients.
+
+This module does IO; every decision was made by :mod:`zt_pipelines.provision.plan`.
+
+- Clients come from :class:`zt_pipelines.gcp.clients.ClientFactory`, so ``ZT_EMULATOR_HOST``
+  (or ``emulator_host=``) points every call at the emulator and nothing else changes.
+- Transient failures are retried by the adapters' :class:`~zt_pipelines.gcp.retry.RetryPolicy`.
+- Each allow policy is changed by read-modify-write with its etag: read (version 3), add the
+  plan's members to their bindings and remove the pruned ones, write back with the etag that
+  was read. A concurrent writer makes the write fail (gRPC ``ABORTED``, HTTP 409/412); the
+  whole read-modify-write is then repeated (bounded, jittered backoff) on fresh state, so the
+  other writer's bindings are never lost.
+- Idempotent: a policy that already holds every planned binding is not written at all; an
+  account or role that already exists is left alone (a hand-edited managed role is corrected).
+- Policy version 3 whenever a binding has a condition (required by IAM).
+- Every apply writes an audit record when an audit log is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zt_pipelines.errors import ApiError
+from zt_pipelines.provision.plan import (
+    PIPELINE_STEP,
+    Grant,
+    Plan,
+    UnsupportedResourceError,
+)
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+#: codes a stale etag produces: gRPC ABORTED (HTTP 409) and HTTP 412 Precondition Failed
+CONFLICT_CODES = frozenset({"ABORTED", "FAILED_PRECONDITION", "HTTP_412", "HTTP_409"})
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply changed.
+
+    Attributes:
+        created_accounts: service accounts created.
+        created_roles: custom roles created.
+        updated_roles: custom roles corrected (drift) or undeleted.
+        added: bindings written (member added).
+        removed: bindings removed (member removed; ``prune``).
+        policies_written: full names of the resources whose allow policy was written.
+        conflicts: etag conflicts met and retried.
+    """
+
+    created_accounts: tuple[str, ...] = ()
+    created_roles: tuple[str, ...] = ()
+    updated_roles: tuple[str, ...] = ()
+    added: tuple[Grant, ...] = ()
+    removed: tuple[Grant, ...] = ()
+    policies_written: tuple[str, ...] = ()
+    conflicts: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when anything was written."""
+        return bool(
+            self.created_accounts
+            or self.created_roles
+            or self.updated_roles
+            or self.added
+            or self.removed
+        )
+
+    def __str__(self) -> str:
+        if not self.changed:
+            return "Apply complete: no changes."
+        return (
+            f"Apply complete: {len(self.created_accounts)} account(s) created, "
+            f"{len(self.created_roles) + len(self.updated_roles)} role(s) created/updated, "
+            f"{len(self.added)} binding(s) added, {len(self.removed)} removed "
+            f"({len(self.policies_written)} policy write(s), "
+            f"{self.conflicts} etag conflict(s) retried)."
+        )
+
+
+@dataclass
+class _Binding:
+    role: str
+    members: list[str]
+    condition: dict[str, str] | None = None
+
+    @property
+    def expression(self) -> str:
+        return (self.condition or {}).get("expression", "")
+
+
+@dataclass
+class _Policy:
+    """A policy in a client-neutral shape, with what is needed to write it back."""
+
+    bindings: list[_Binding]
+    etag: Any
+    version: int
+    raw: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Store:
+    """Reads and writes the allow policy of one kind of resource."""
+
+    def __init__(self, factory: Any, retry: Any, name: str) -> None:
+        self.factory = factory
+        self.retry = retry
+        self.name = name
+
+    def get(self) -> _Policy:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def set(self, policy: _Policy) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        return self.retry.call(fn, what=what, target=self.name)
+
+
+def _from_pb(policy: Any) -> list[_Binding]:
+    bindings = []
+    for b in policy.bindings:
+        cond = None
+        if b.HasField("condition") and b.condition.expression:
+            cond = {
+                "expression": b.condition.expression,
+                "title": b.condition.title,
+                "description": b.condition.description,
+            }
+        bindings.append(_Binding(b.role, list(b.members), cond))
+    return bindings
+
+
+def _to_pb(policy: _Policy) -> Any:
+    from google.iam.v1 import policy_pb2
+    from google.type import expr_pb2
+
+    out = policy_pb2.Policy()
+    if policy.raw is not None:
+        out.CopyFrom(policy.raw)
+    del out.bindings[:]
+    for b in policy.bindings:
+        pb = out.bindings.add(role=b.role, members=sorted(b.members))
+        if b.condition:
+            pb.condition.CopyFrom(expr_pb2.Expr(**b.condition))
+    out.version = policy.version
+    out.etag = policy.etag
+    return out
+
+
+class _GapicStore(_Store):
+    """Projects (resourcemanager_v3) and service accounts (iam_admin_v1): protobuf policies."""
+
+    def __init__(self, factory: Any, retry: Any, name: str, client: Any, resource: str) -> None:
+        super().__init__(factory, retry, name)
+        self.client = client
+        self.resource = resource
+
+    def get(self) -> _Policy:
+        raw = self.call(
+            lambda: self.client.get_iam_policy(
+                request={"resource": self.resource, "options": {"requested_policy_version": 3}}
+            ),
+            "getIamPolicy",
+        )
+        return _Policy(_from_pb(raw), raw.etag, raw.version, raw)
+
+    def set(self, policy: _Policy) -> None:
+        pb = _to_pb(policy)
+        self.call(
+            lambda: self.client.set_iam_policy(request={"resource": self.resource, "policy": pb}),
+            "setIamPolicy",
+        )
+
+
+class _BucketStore(_Store):
+    """Cloud Storage bucket policies (JSON API via google-cloud-storage)."""
+
+    def __init__(self, factory: Any, retry: Any, name: str) -> None:
+        super().__init__(factory, retry, name)
+        self.bucket = factory.storage().bucket(name[len(STORAGE) :])
+
+    def get(self) -> _Policy:
+        raw = self.call(
+            lambda: self.bucket.get_iam_policy(requested_policy_version=3, retry=None),
+            "storage.buckets.getIamPolicy",
+        )
+        bindings = [
+            _Binding(
+                b["role"],
+                sorted(b.get("members", ())),
+                dict(b["condition"]) if b.get("condition") else None,
+            )
+            for b in raw.bindings
+        ]
+        return _Policy(bindings, raw.etag, raw.version or 1, raw)
+
+    def set(self, policy: _Policy) -> None:
+        raw = policy.raw
+        raw.version = policy.version
+        raw.bindings = [
+            {
+                "role": b.role,
+                "members": set(b.members),
+                **({"condition": b.condition} if b.condition else {}),
+            }
+            for b in policy.bindings
+        ]
+        self.call(
+            lambda: self.bucket.set_iam_policy(raw, retry=None),
+            "storage.buckets.setIamPolicy",
+        )
+
+
+class _TableStore(_Store):
+    """BigQuery table policies."""
+
+    def __init__(self, factory: Any, retry: Any, name: str) -> None:
+        super().__init__(factory, retry, name)
+        parts = name[len(BIGQUERY) :].split("/")
+        self.table = f"{parts[1]}.{parts[3]}.{parts[5]}"
+        self.client = factory.bigquery()
+
+    def get(self) -> _Policy:
+        raw = self.call(
+            lambda: self.client.get_iam_policy(self.table, retry=None),
+            "bigquery.tables.getIamPolicy",
+        )
+        bindings = [
+            _Binding(b["role"], sorted(b.get("members", ())), b.get("condition"))
+            for b in raw.bindings
+        ]
+        return _Policy(bindings, raw.etag, raw.version or 1, raw)
+
+    def set(self, policy: _Policy) -> None:
+        raw = policy.raw
+        raw.version = policy.version
+        raw.bindings = [
+            {
+                "role": b.role,
+                "members": set(b.members),
+                **({"condition": b.condition} if b.condition else {}),
+            }
+            for b in policy.bindings
+        ]
+        self.call(
+            lambda: self.client.set_iam_policy(self.table, raw, retry=None),
+            "bigquery.tables.setIamPolicy",
+        )
+
+
+class _DatasetStore(_Store):
+    """BigQuery dataset access entries (PATCH with the dataset's etag)."""
+
+    def __init__(self, factory: Any, retry: Any, name: str) -> None:
+        super().__init__(factory, retry, name)
+        parts = name[len(BIGQUERY) :].split("/")
+        self.dataset = f"{parts[1]}.{parts[3]}"
+        self.client = factory.bigquery()
+
+    def get(self) -> _Policy:
+        raw = self.call(
+            lambda: self.client.get_dataset(self.dataset, retry=None), "bigquery.datasets.get"
+        )
+        bindings: list[_Binding] = []
+        others = []
+        for entry in raw.access_entries:
+            member = _dataset_member(entry)
+            if member is None:
+                others.append(entry)  # views, routines, special groups: kept verbatim
+                continue
+            bindings.append(_Binding(entry.role, [member]))
+        return _Policy(bindings, raw.etag, 1, raw, {"others": others})
+
+    def set(self, policy: _Policy) -> None:
+        from google.cloud.bigquery import AccessEntry
+
+        entries = list(policy.extra["others"])
+        for b in policy.bindings:
+            if b.condition:
+                raise UnsupportedResourceError(
+                    "conditional grants on BigQuery datasets are not supported", where=self.name
+                )
+            for member in sorted(b.members):
+                kind, _, email = member.partition(":")
+                entity = "userByEmail" if kind in ("user", "serviceAccount") else "iamMember"
+                entries.append(AccessEntry(b.role, entity, email if kind else member))
+        raw = policy.raw
+        raw.access_entries = entries
+        self.call(
+            lambda: self.client.update_dataset(raw, ["access_entries"], retry=None),
+            "bigquery.datasets.update",
+        )
+
+
+def _dataset_member(entry: Any) -> str | None:
+    kind, ident = entry.entity_type, entry.entity_id
+    if kind == "userByEmail":
+        email = str(ident).lower()
+        return (
+            f"serviceAccount:{email}" if email.endswith("gserviceaccount.com") else f"user:{email}"
+        )
+    if kind == "groupByEmail":
+        return f"group:{str(ident).lower()}"
+    if kind == "iamMember":
+        return str(ident)
+    return None
+
+
+def _store_for(factory: Any, retry: Any, name: str) -> _Store:
+    if name.startswith(STORAGE):
+        return _BucketStore(factory, retry, name)
+    if name.startswith(CRM + "projects/"):
+        return _GapicStore(factory, retry, name, factory.projects(), name[len(CRM) :])
+    if name.startswith(IAM + "projects/"):
+        return _GapicStore(factory, retry, name, factory.iam_admin(), name[len(IAM) :])
+    if name.startswith(BIGQUERY):
+        if "/tables/" in name:
+            return _TableStore(factory, retry, name)
+        return _DatasetStore(factory, retry, name)
+    raise UnsupportedResourceError(
+        f"apply cannot write the policy of {name}",
+        where="apply",
+        fix="use plan --format terraform or --format gcloud for this resource",
+    )
+
+
+def _supported(name: str) -> bool:
+    return name.startswith((STORAGE, CRM + "projects/", IAM + "projects/", BIGQUERY))
+
+
+# -- the read-modify-write -----------------------------------------------------------------
+
+
+def _modify(
+    policy: _Policy, adds: Sequence[Grant], removes: Sequence[Grant]
+) -> tuple[list[Grant], list[Grant]]:
+    """Apply the changes to ``policy`` in place; return what actually changed."""
+    added: list[Grant] = []
+    removed: list[Grant] = []
+    for grant in removes:
+        expr = grant.condition.expression if grant.condition else ""
+        for b in policy.bindings:
+            if b.role == grant.role and b.expression == expr:
+                kept = [m for m in b.members if m.lower() != grant.member.lower()]
+                if len(kept) != len(b.members):
+                    b.members = kept
+                    removed.append(grant)
+    policy.bindings = [b for b in policy.bindings if b.members]
+    for grant in adds:
+        expr = grant.condition.expression if grant.condition else ""
+        match = next(
+            (b for b in policy.bindings if b.role == grant.role and b.expression == expr), None
+        )
+        if match is not None and any(m.lower() == grant.member.lower() for m in match.members):
+            continue
+        if match is None:
+            cond = None
+            if grant.condition is not None:
+                cond = {"expression": grant.condition.expression, "title": grant.condition.title}
+                if grant.condition.description:
+                    cond["description"] = grant.condition.description
+            match = _Binding(grant.role, [], cond)
+            policy.bindings.append(match)
+        match.members.append(grant.member)
+        added.append(grant)
+    if any(b.condition for b in policy.bindings):
+        policy.version = 3  # IAM requires version 3 for conditional bindings
+    return added, removed
+
+
+@dataclass
+class _Conflicts:
+    count: int = 0
+
+
+def _read_modify_write(
+    store: _Store,
+    adds: Sequence[Grant],
+    removes: Sequence[Grant],
+    *,
+    attempts: int,
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    conflicts: _Conflicts,
+) -> tuple[list[Grant], list[Grant], bool]:
+    for attempt in range(1, attempts + 1):
+        policy = store.get()
+        added, removed = _modify(policy, adds, removes)
+        if not added and not removed:
+            return [], [], False  # already as planned: no write (idempotent)
+        try:
+            store.set(policy)
+        except ApiError as exc:
+            if exc.code not in CONFLICT_CODES or attempt == attempts:
+                raise
+            conflicts.count += 1
+            # someone wrote in between: back off (full jitter) and redo on fresh state
+            sleep(rng.uniform(0, min(2.0, 0.05 * 2 ** min(attempt, 6))))
+            continue
+        return added, removed, True
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- accounts and roles ----------------------------------------------------------------------
+
+
+def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
+    created: list[str] = []
+    todo = [acct for acct in plan.accounts if acct.state == "create"]
+    client: Any = factory.iam_admin() if todo else None
+    for acct in todo:
+        request = {
+            "name": f"projects/{acct.project}",
+            "account_id": acct.account_id,
+            "service_account": {"display_name": acct.display_name},
+        }
+        try:
+            retry.call(
+                lambda r=request: client.create_service_account(request=r),
+                what="iam.serviceAccounts.create",
+                target=acct.email,
+            )
+        except ApiError as exc:
+            if exc.code != "ALREADY_EXISTS":
+                raise
+            continue  # created since the plan was made: fine
+        created.append(acct.email)
+    return created
+
+
+def _sync_roles(plan: Plan, factory: Any, retry: Any) -> tuple[list[str], list[str]]:
+    created: list[str] = []
+    updated: list[str] = []
+    todo = [spec for spec in plan.custom_roles if spec.state != "exists"]
+    client: Any = factory.iam_admin() if todo else None
+    for spec in todo:
+        role = spec.role
+        body = {
+            "title": role.title,
+            "description": role.description,
+            "included_permissions": list(role.permissions),
+            "stage": "GA",
+        }
+        if spec.state == "create":
+            try:
+                retry.call(
+                    lambda b=body, r=role: client.create_role(
+                        request={"parent": r.parent, "role_id": r.role_id, "role": b}
+                    ),
+                    what="iam.roles.create",
+                    target=role.name,
+                )
+                created.append(role.name)
+                continue
+            except ApiError as exc:
+                if exc.code != "ALREADY_EXISTS":
+                    raise
+            current = retry.call(
+                lambda r=role: client.get_role(request={"name": r.name}),
+                what="iam.roles.get",
+                target=role.name,
+            )
+            if set(current.included_permissions) == set(role.permissions) and not current.deleted:
+                continue
+        else:
+            current = retry.call(
+                lambda r=role: client.get_role(request={"name": r.name}),
+                what="iam.roles.get",
+                target=role.name,
+            )
+        if current.deleted:
+            retry.call(
+                lambda r=role: client.undelete_role(request={"name": r.name}),
+                what="iam.roles.undelete",
+                target=role.name,
+            )
+        retry.call(
+            lambda b=body, r=role: client.update_role(
+                request={
+                    "name": r.name,
+                    "role": b,
+                    "update_mask": {"paths": ["title", "description", "included_permissions"]},
+                }
+            ),
+            what="iam.roles.update",
+            target=role.name,
+        )
+        updated.append(role.name)
+    return created, updated
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    factory: Any = None,
+    credentials: Any = None,
+    emulator_host: str | None = None,
+    retry: Any = None,
+    conflict_attempts: int = 40,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    audit_log: Any = None,
+    submitter: str = "unknown",
+    location: str = "",
+) -> ApplyResult:
+    """Create the plan's accounts and roles and write its bindings, idempotently.
+
+    Args:
+        plan: the plan to carry out.
+        factory: a :class:`zt_pipelines.gcp.clients.ClientFactory`; built from
+            ``credentials``/``emulator_host`` (or ``ZT_EMULATOR_HOST``) when omitted.
+        retry: a :class:`zt_pipelines.gcp.retry.RetryPolicy` for transient errors.
+        conflict_attempts: read-modify-write attempts per policy on etag conflicts.
+        sleep, rng: backoff between conflict retries (injectable for tests).
+        audit_log: an :class:`zt_pipelines.audit.AuditLog` or a path; one record per apply.
+        submitter, location: recorded in the audit record.
+
+    Raises:
+        UnsupportedResourceError: a grant is on a resource apply cannot write (before any
+            write happens).
+        ApiError: an API call failed after retries (what was done before stays done; a
+            re-run continues where it stopped, because every step is idempotent).
+    """
+    from zt_pipelines.gcp.clients import ClientFactory
+    from zt_pipelines.gcp.retry import RetryPolicy
+
+    for grant in (*plan.grants, *plan.removals):
+        if not _supported(grant.resource):
+            raise UnsupportedResourceError(
+                f"apply cannot write the policy of {grant.uri}",
+                where=f"step {grant.step!r}",
+                fix="use plan --format terraform or --format gcloud for this resource",
+            )
+    factory = factory or ClientFactory(
+        credentials, emulator_host=emulator_host, project=plan.project
+    )
+    retry = retry or RetryPolicy()
+    rng = rng or random.Random()
+    conflicts = _Conflicts()
+    try:
+        accounts = _create_accounts(plan, factory, retry)
+        roles_created, roles_updated = _sync_roles(plan, factory, retry)
+        added: list[Grant] = []
+        removed: list[Grant] = []
+        written: list[str] = []
+        for name in sorted({g.resource for g in (*plan.grants, *plan.removals)}):
+            store = _store_for(factory, retry, name)
+            adds = [g for g in plan.grants if g.resource == name]
+            removes = [g for g in plan.removals if g.resource == name]
+            a, r, wrote = _read_modify_write(
+                store,
+                adds,
+                removes,
+                attempts=conflict_attempts,
+                sleep=sleep,
+                rng=rng,
+                conflicts=conflicts,
+            )
+            added += a
+            removed += r
+            if wrote:
+                written.append(name)
+        result = ApplyResult(
+            tuple(accounts),
+            tuple(roles_created),
+            tuple(roles_updated),
+            tuple(added),
+            tuple(removed),
+            tuple(written),
+            conflicts.count,
+        )
+    except Exception as exc:
+        _audit(plan, audit_log, submitter, location, None, str(exc))
+        raise
+    _audit(plan, audit_log, submitter, location, result, str(result))
+    return result
+
+
+def _audit(
+    plan: Plan,
+    audit_log: Any,
+    submitter: str,
+    location: str,
+    result: ApplyResult | None,
+    reason: str,
+) -> None:
+    if audit_log is None:
+        return
+    from zt_pipelines.audit import AuditIdentity, AuditLog, Decision
+
+    log = audit_log if isinstance(audit_log, AuditLog) else AuditLog(audit_log)
+    identities = tuple(
+        AuditIdentity(
+            "pipeline" if acct.steps == (PIPELINE_STEP,) else "step",
+            acct.email,
+            "" if acct.steps == (PIPELINE_STEP,) else ", ".join(acct.steps),
+            "provisioned",
+        )
+        for acct in plan.accounts
+    )
+    changes: list[dict[str, Any]] = []
+    if result is not None:
+        changes += [_change("account-created", email) for email in result.created_accounts]
+        changes += [_change("role-created", name) for name in result.created_roles]
+        changes += [_change("role-updated", name) for name in result.updated_roles]
+        changes += [_grant_change("binding-added", g) for g in result.added]
+        changes += [_grant_change("binding-removed", g) for g in result.removed]
+    log.append(
+        Decision(
+            action="provision-apply",
+            outcome="allowed" if result is not None else "refused",
+            submitter=submitter,
+            project=plan.project,
+            location=location,
+            pipeline=plan.pipeline_name,
+            spec_sha256=hashlib.sha256(plan.to_json().encode()).hexdigest(),
+            identities=identities,
+            findings=tuple(changes),
+            reason=reason.splitlines()[0][:500] if reason else "",
+        )
+    )
+
+
+def _change(kind: str, target: str) -> dict[str, Any]:
+    return {"change": kind, "target": target}
+
+
+def _grant_change(kind: str, grant: Grant) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "change": kind,
+        "resource": grant.resource,
+        "role": grant.role,
+        "member": grant.member,
+        "step": grant.step,
+    }
+    if grant.condition is not None:
+        data["condition"] = grant.condition.expression
+    return data

@@ -1,0 +1,654 @@
+"""The provisioning plan: which identities, roles and bindings a pipeline needs, as a diff.
+
+Input: the requirements of a rewritten pipeline (who needs which permissions on which
+resource — declared and implicit, see :mod:`zt_pipelines.provision.requirements`) and the
+current state (a :class:`~zt_pipelines.policy.snapshot.Snapshot`, or nothing for an empty
+project). Output: a :class:`Plan` — service accounts to create, custom roles to create or
+correct, bindings to add and (with ``prune``) bindings to remove.
+
+Rules (docs/provisioning.md):
+
+- every grant comes from a requirement, on that requirement's resource, to that
+  requirement's principal: nothing on undeclared resources, never a basic role;
+- declared needs may not ask for escalation-capable permissions (the catalogue in
+  :mod:`zt_pipelines.policy.catalogue`); the only ones granted are those the pipeline itself
+  needs (``roles/iam.serviceAccountUser`` for the pipeline SA *on each step SA*, and the
+  orchestration permissions of the pipeline SA);
+- needs on an object prefix become conditional bindings on the bucket; permissions that are
+  authorised on the bucket rather than on objects (``storage.buckets.*``,
+  ``storage.objects.list``) are granted on the bucket without a condition, because a
+  ``resource.name`` condition on the prefix can never match them;
+- ``prune`` removes bindings that name one of the plan's *step* identities and that the plan
+  does not need — only that member, never another principal, never the pipeline SA (which
+  other pipelines may share).
+
+Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from zt_pipelines.errors import InputError, ZtError
+from zt_pipelines.identity import require_user_managed
+from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
+from zt_pipelines.provision.cover import Cover, find_cover
+from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
+from zt_pipelines.resources import (
+    BIGQUERY,
+    CRM,
+    IAM,
+    STORAGE,
+    ResourceRef,
+    display_uri,
+    service_account_resource,
+)
+
+if TYPE_CHECKING:
+    from zt_pipelines.provision.apply import ApplyResult
+
+RoleMode = Literal["custom", "predefined"]
+SERVICE_ACCOUNT_USER = "roles/iam.serviceAccountUser"
+ACT_AS = "iam.serviceAccounts.actAs"
+PIPELINE_STEP = "(pipeline)"
+SUBMITTER_STEP = "(submitter)"
+
+
+class ProvisioningRefused(ZtError):
+    """The plan would grant something zero trust forbids (basic role, escalation, undeclared
+    resource). Exit code 1: refused."""
+
+    exit_code = 1
+
+
+class UnsupportedResourceError(InputError):
+    """A need names a resource kind that provisioning cannot grant on."""
+
+
+@dataclass(frozen=True)
+class Want:
+    """One principal's need on one resource (a requirement, as provisioning sees it).
+
+    Attributes:
+        member: the IAM member (``serviceAccount:EMAIL``, ``user:EMAIL`` ...).
+        resource: the resource and optional object prefix.
+        permissions: sorted, de-duplicated permissions.
+        step: the task path, or ``(pipeline)`` / ``(submitter)``.
+        declared: True for a user's declaration, False for an implicit need we derived.
+    """
+
+    member: str
+    resource: ResourceRef
+    permissions: tuple[str, ...]
+    step: str
+    declared: bool = True
+
+
+def want_order(want: Want) -> tuple[str, str, str, tuple[str, ...], str]:
+    """A total order on wants (ResourceRef's own order fails on a ``None`` prefix)."""
+    return (
+        want.member,
+        want.resource.name,
+        want.resource.prefix or "",
+        want.permissions,
+        want.step,
+    )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role granted to one member on one resource, optionally under a condition.
+
+    Attributes:
+        resource: full resource name of the node whose allow policy holds the binding.
+        role: ``roles/...`` or a custom role name.
+        member: ``serviceAccount:EMAIL`` etc.
+        condition: the IAM condition, for prefix-scoped needs.
+        step: the task path (or ``(pipeline)`` / ``(submitter)``) the grant serves.
+        permissions: the needed permissions this grant provides.
+        excess: permissions the role grants beyond them (predefined roles only).
+    """
+
+    resource: str
+    role: str
+    member: str
+    condition: Condition | None = None
+    step: str = ""
+    permissions: tuple[str, ...] = ()
+    excess: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity of the binding: (resource, role, lower-cased member, condition expression)."""
+        expression = self.condition.expression if self.condition else ""
+        return (self.resource, self.role, self.member.lower(), expression)
+
+    @property
+    def uri(self) -> str:
+        """The resource in the short form users write."""
+        return display_uri(self.resource)
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """A service account the pipeline uses.
+
+    Attributes:
+        email: the account.
+        account_id: the part before ``@``.
+        project: the project that owns it.
+        steps: the tasks it runs (``(pipeline)`` for the pipeline SA).
+        state: ``create`` (missing), ``exists``, or ``disabled`` (exists but disabled; we do
+            not re-enable accounts: that is someone's deliberate decision).
+    """
+
+    email: str
+    account_id: str
+    project: str
+    steps: tuple[str, ...]
+    state: Literal["create", "exists", "disabled"] = "create"
+
+    @property
+    def display_name(self) -> str:
+        """A display name that says who created the account and for what."""
+        steps = ", ".join(self.steps)
+        text = f"zt-pipelines: {steps}"
+        return text if len(text) <= 100 else text[:97] + "..."
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A custom role the plan uses and what must happen to it: create, exists or update."""
+
+    role: CustomRole
+    state: Literal["create", "exists", "update"] = "create"
+
+
+@dataclass(frozen=True)
+class StepCover:
+    """The predefined-role cover chosen for one grant group (``--roles predefined``)."""
+
+    step: str
+    member: str
+    resource: str
+    condition: str
+    cover: Cover
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What provisioning will do. Render it with ``str()``, :meth:`to_json`,
+    :meth:`to_terraform`, :meth:`to_gcloud`; carry it out with :meth:`apply`.
+
+    Attributes:
+        project: the project the pipeline runs in.
+        pipeline_name: ``pipelineInfo.name``.
+        pipeline_service_account: the pipeline (launcher) identity.
+        roles_mode: ``custom`` or ``predefined``.
+        prune: whether ``removals`` will be applied.
+        against_state: False when no snapshot was given (everything is planned as new).
+        accounts: every service account the pipeline uses (to create or existing).
+        custom_roles: custom roles the grants use.
+        grants: every binding the pipeline needs (present or not).
+        additions: grants missing from the current state.
+        extras: bindings on step identities that the plan does not need.
+        removals: ``extras`` when ``prune`` is set, else empty.
+        covers: predefined-role covers (``--roles predefined`` only).
+        wants: the requirements the plan was computed from.
+    """
+
+    project: str
+    pipeline_name: str
+    pipeline_service_account: str
+    roles_mode: RoleMode
+    prune: bool
+    against_state: bool
+    accounts: tuple[AccountSpec, ...]
+    custom_roles: tuple[RoleSpec, ...]
+    grants: tuple[Grant, ...]
+    additions: tuple[Grant, ...]
+    extras: tuple[Grant, ...]
+    removals: tuple[Grant, ...]
+    covers: tuple[StepCover, ...] = ()
+    wants: tuple[Want, ...] = field(default=(), repr=False)
+
+    @property
+    def is_noop(self) -> bool:
+        """True when applying would change nothing."""
+        return not (
+            self.additions
+            or self.removals
+            or any(a.state == "create" for a in self.accounts)
+            or any(r.state != "exists" for r in self.custom_roles)
+        )
+
+    @property
+    def step_accounts(self) -> tuple[AccountSpec, ...]:
+        """The accounts of the steps (not the pipeline SA)."""
+        return tuple(a for a in self.accounts if a.steps != (PIPELINE_STEP,))
+
+    def excess_by_step(self) -> dict[str, int]:
+        """Per step, how many permissions the chosen roles grant beyond the needs."""
+        counts: dict[str, int] = defaultdict(int)
+        for grant in self.grants:
+            counts[grant.step] += len(grant.excess)
+        return dict(sorted(counts.items()))
+
+    def to_json(self) -> str:
+        """The plan as a JSON document (stable key order)."""
+        from zt_pipelines.provision.render import render_json
+
+        return render_json(self)
+
+    def to_terraform(self) -> str:
+        """The desired state as Terraform HCL for the google provider."""
+        from zt_pipelines.provision.render import render_terraform
+
+        return render_terraform(self)
+
+    def to_gcloud(self) -> str:
+        """A bash script of gcloud/bq commands that applies this plan's changes."""
+        from zt_pipelines.provision.render import render_gcloud
+
+        return render_gcloud(self)
+
+    def __str__(self) -> str:
+        from zt_pipelines.provision.render import render_table
+
+        return render_table(self)
+
+    def apply(self, **kwargs: Any) -> ApplyResult:
+        """Carry out the plan through the official clients; see
+        :func:`zt_pipelines.provision.apply.apply_plan` for the keyword arguments."""
+        from zt_pipelines.provision.apply import apply_plan
+
+        return apply_plan(self, **kwargs)
+
+
+def build_plan(
+    wants: Sequence[Want],
+    *,
+    project: str,
+    pipeline_service_account: str,
+    pipeline_name: str = "",
+    step_accounts: Mapping[str, Sequence[str]] | None = None,
+    roles: RoleMode = "custom",
+    snapshot: Snapshot | None = None,
+    prune: bool = False,
+    organization: str | None = None,
+    catalogue: Mapping[str, frozenset[str]] | None = None,
+) -> Plan:
+    """Compute the plan for ``wants`` against ``snapshot`` (an empty project when ``None``).
+
+    Args:
+        wants: the requirements (see :func:`zt_pipelines.provision.requirements.wants_for`).
+        project: the project the pipeline runs in (custom roles live here).
+        pipeline_service_account: the pipeline identity.
+        pipeline_name: for display.
+        step_accounts: step SA email → the tasks it runs (accounts to create if missing).
+        roles: ``custom`` (hash-named custom roles) or ``predefined`` (set cover).
+        snapshot: the current state; ``None`` plans against an empty project.
+        prune: also remove bindings on step identities that the plan does not need.
+        organization: an organisation number to hold the custom roles instead of the project.
+        catalogue: predefined role → permissions (``predefined`` mode); defaults to the
+            ``roles/...`` entries of the snapshot.
+
+    Raises:
+        ProvisioningRefused: a need asks for an escalation-capable permission or a role
+            chosen for it would be basic/escalating.
+        UnsupportedResourceError: a need names a resource we cannot grant on.
+        CoverError: ``predefined`` mode and no allowed role grants a permission.
+    """
+    if roles not in ("custom", "predefined"):
+        raise InputError(f"roles must be 'custom' or 'predefined', not {roles!r}", where="--roles")
+    pipeline_sa = require_user_managed(pipeline_service_account, where="pipeline service account")
+    state = snapshot or Snapshot()
+    parent = f"organizations/{organization}" if organization else f"projects/{project}"
+    _refuse_escalating_needs(wants)
+    groups = _group(wants)
+
+    role_specs: dict[str, CustomRole] = {}
+    grants: list[Grant] = []
+    covers: list[StepCover] = []
+    role_table = _catalogue(catalogue, state) if roles == "predefined" else {}
+    for (member, resource, expression), (perms, served) in sorted(groups.items()):
+        step = ", ".join(sorted(served))
+        condition = _prefix_condition(resource, expression) if expression else None
+        if perms == {ACT_AS} and resource.startswith(IAM):
+            # The one escalation the pipeline needs: act as its step SAs, bound on each SA.
+            grants.append(Grant(resource, SERVICE_ACCOUNT_USER, member, None, step, (ACT_AS,), ()))
+            continue
+        if roles == "custom":
+            role = custom_role_for(perms, parent=parent)
+            role_specs[role.name] = role
+            grants.append(Grant(resource, role.name, member, condition, step, role.permissions))
+            continue
+        where = f"{step} on {display_uri(resource)}"
+        cover = find_cover(
+            perms, role_table, allowed=_allowed_predefined(frozenset(perms)), where=where
+        )
+        covers.append(StepCover(step, member, resource, expression, cover))
+        for name in cover.roles:
+            role_perms = role_table[name]
+            grants.append(
+                Grant(
+                    resource,
+                    name,
+                    member,
+                    condition,
+                    step,
+                    tuple(sorted(role_perms & perms)),
+                    tuple(sorted(role_perms - perms)),
+                )
+            )
+    grants = _merge_same_binding(grants)
+    _refuse_unsafe_grants(grants, wants, role_specs, role_table)
+
+    present = _present_keys(state)
+    additions = tuple(g for g in grants if g.key not in present)
+    steps_by_account = _accounts_by_step(wants, pipeline_sa, step_accounts)
+    ours = {
+        f"serviceaccount:{email}"
+        for email, steps in steps_by_account.items()
+        if steps != (PIPELINE_STEP,)
+    }
+    wanted = {g.key for g in grants}
+    extras = tuple(_extras(state, ours, wanted, steps_by_account))
+    return Plan(
+        project=project,
+        pipeline_name=pipeline_name,
+        pipeline_service_account=pipeline_sa,
+        roles_mode=roles,
+        prune=prune,
+        against_state=snapshot is not None,
+        accounts=tuple(_account_specs(steps_by_account, state)),
+        custom_roles=tuple(_role_specs(role_specs, state)),
+        grants=tuple(grants),
+        additions=additions,
+        extras=extras,
+        removals=extras if prune else (),
+        covers=tuple(covers),
+        wants=tuple(sorted(wants, key=want_order)),
+    )
+
+
+# -- grouping -------------------------------------------------------------------------------
+
+_GroupKey = tuple[str, str, str]  # member, resource name, condition prefix
+
+
+def _group(wants: Iterable[Want]) -> dict[_GroupKey, tuple[set[str], set[str]]]:
+    """Union permissions (and the steps they serve) per (member, resource, prefix condition).
+
+    One binding per identity per resource: steps that share an identity share its grant.
+    """
+    groups: dict[_GroupKey, tuple[set[str], set[str]]] = {}
+    for want in wants:
+        _check_supported(want)
+        for perm in want.permissions:
+            prefix = want.resource.prefix
+            scoped = prefix is not None and _object_level(want.resource.name, perm)
+            key = (want.member, want.resource.name, prefix if scoped and prefix else "")
+            perms, steps = groups.setdefault(key, (set(), set()))
+            perms.add(perm)
+            steps.add(want.step)
+    # a permission granted unconditionally on a resource needs no prefix-scoped copy
+    for (member, name, expression), (perms, _steps) in list(groups.items()):
+        if expression:
+            perms -= groups.get((member, name, ""), (set(), set()))[0]
+            if not perms:
+                del groups[(member, name, expression)]
+    return groups
+
+
+def _object_level(resource: str, permission: str) -> bool:
+    """Authorised on the object (so a prefix condition can match it), not on the bucket."""
+    return (
+        resource.startswith(STORAGE)
+        and permission.startswith("storage.objects.")
+        and permission != "storage.objects.list"
+    )
+
+
+def _prefix_condition(resource: str, prefix: str) -> Condition:
+    bucket = resource[len(STORAGE) :]
+    escaped = f"projects/_/buckets/{bucket}/objects/{prefix}".replace("\\", "\\\\").replace(
+        '"', '\\"'
+    )
+    title = f"zt prefix {prefix}"
+    return Condition(
+        expression=f'resource.name.startsWith("{escaped}")',
+        title=title if len(title) <= 100 else title[:97] + "...",
+        description=f"objects under gs://{bucket}/{prefix}"[:256],
+    )
+
+
+_SUPPORTED = (STORAGE, BIGQUERY + "projects/", CRM + "projects/", IAM + "projects/")
+_EXTRA_SUPPORTED = (
+    "//secretmanager.googleapis.com/projects/",
+    "//artifactregistry.googleapis.com/projects/",
+    "//cloudkms.googleapis.com/projects/",
+)
+
+
+def _check_supported(want: Want) -> None:
+    name = want.resource.name
+    if name.startswith(_SUPPORTED + _EXTRA_SUPPORTED):
+        if want.resource.prefix and not name.startswith(STORAGE):
+            raise UnsupportedResourceError(
+                f"{want.resource.uri}: only Cloud Storage needs may name an object prefix",
+                where=f"step {want.step!r}",
+            )
+        return
+    raise UnsupportedResourceError(
+        f"cannot provision grants on {want.resource.uri}",
+        where=f"step {want.step!r}",
+        fix="provisioning grants on buckets, BigQuery datasets/tables, projects, service "
+        "accounts, secrets, Artifact Registry repositories and KMS keys; grant this one by hand",
+    )
+
+
+def _merge_same_binding(grants: list[Grant]) -> list[Grant]:
+    """One grant per binding key (several steps can share an identity)."""
+    merged: dict[tuple[str, str, str, str], Grant] = {}
+    for grant in grants:
+        seen = merged.get(grant.key)
+        if seen is None:
+            merged[grant.key] = grant
+            continue
+        steps = ", ".join(sorted({*seen.step.split(", "), grant.step}))
+        perms = tuple(sorted({*seen.permissions, *grant.permissions}))
+        excess = tuple(sorted(set(seen.excess) | set(grant.excess)))
+        merged[grant.key] = dataclasses.replace(seen, step=steps, permissions=perms, excess=excess)
+    return sorted(merged.values(), key=lambda g: (g.member.lower(), g.resource, g.role, g.key))
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
+    for want in wants:
+        if not want.declared:
+            continue  # implicit needs are the pipeline's own (actAs on step SAs, launching)
+        for perm in want.permissions:
+            reason = escalation_reason(perm)
+            if reason is not None:
+                raise ProvisioningRefused(
+                    f"refusing to grant {perm} ({reason}) on {want.resource.uri}",
+                    where=f"step {want.step!r}",
+                    fix="escalation-capable permissions are never provisioned; if the step "
+                    "truly needs it, grant it by hand after review",
+                )
+
+
+def _allowed_predefined(needed: frozenset[str]) -> Callable[[str, frozenset[str]], bool]:
+    def allowed(name: str, perms: frozenset[str]) -> bool:
+        if is_basic_role(name) or name.endswith(("serviceAgent", "ServiceAgent")):
+            return False
+        # a role may carry an escalation permission only when the need asks for exactly it
+        return all(p in needed or escalation_reason(p) is None for p in perms)
+
+    return allowed
+
+
+def _catalogue(
+    catalogue: Mapping[str, frozenset[str]] | None, state: Snapshot
+) -> dict[str, frozenset[str]]:
+    if catalogue is not None:
+        return dict(catalogue)
+    table = {
+        name: role.permissions
+        for name, role in state.roles.items()
+        if name.startswith("roles/")
+        and not role.deleted
+        and role.stage not in ("DEPRECATED", "DISABLED", "ALPHA")
+    }
+    if not table:
+        raise InputError(
+            "--roles predefined needs the predefined role catalogue",
+            where="snapshot",
+            fix="pass a snapshot that includes predefined roles, or a role catalogue",
+        )
+    return table
+
+
+def _refuse_unsafe_grants(
+    grants: Iterable[Grant],
+    wants: Iterable[Want],
+    custom: Mapping[str, CustomRole],
+    predefined: Mapping[str, frozenset[str]],
+) -> None:
+    """Last line of defence: re-check every grant independently of how it was built."""
+    allowed_targets = {(w.member, w.resource.name) for w in wants}
+    implicit_actas = {
+        (w.member, w.resource.name) for w in wants if not w.declared and ACT_AS in w.permissions
+    }
+    for grant in grants:
+        where = f"step {grant.step!r}"
+        if is_basic_role(grant.role):
+            raise ProvisioningRefused(f"refusing basic role {grant.role}", where=where)
+        if (grant.member, grant.resource) not in allowed_targets:
+            raise ProvisioningRefused(
+                f"refusing a grant on {grant.uri}, which the pipeline did not declare",
+                where=where,
+            )
+        if grant.role == SERVICE_ACCOUNT_USER:
+            if (grant.member, grant.resource) not in implicit_actas:
+                raise ProvisioningRefused(
+                    f"refusing {SERVICE_ACCOUNT_USER} on {grant.uri}: only the pipeline SA's "
+                    "actAs on its step SAs is provisioned",
+                    where=where,
+                )
+            continue
+        perms = (
+            custom[grant.role].permissions
+            if grant.role in custom
+            else predefined.get(grant.role, frozenset())
+        )
+        needed = set(grant.permissions)
+        for perm in perms:
+            if perm not in needed and escalation_reason(perm) is not None:
+                raise ProvisioningRefused(
+                    f"refusing {grant.role}: it grants {perm} ({escalation_reason(perm)}) "
+                    "which no requirement asks for",
+                    where=where,
+                )
+
+
+# -- state diff -----------------------------------------------------------------------------
+
+
+def _binding_keys(name: str, policy: AllowPolicy) -> Iterable[tuple[str, str, str, str]]:
+    for binding in policy.bindings:
+        expression = binding.condition.expression if binding.condition else ""
+        for member in binding.members:
+            yield (name, binding.role, member.lower(), expression)
+
+
+def _present_keys(state: Snapshot) -> set[tuple[str, str, str, str]]:
+    present: set[tuple[str, str, str, str]] = set()
+    for name, node in state.nodes.items():
+        if node.policy is not None:
+            present.update(_binding_keys(name, node.policy))
+    return present
+
+
+def _extras(
+    state: Snapshot,
+    ours: set[str],
+    wanted: set[tuple[str, str, str, str]],
+    steps_by_account: Mapping[str, tuple[str, ...]],
+) -> Iterable[Grant]:
+    found: list[Grant] = []
+    for name in sorted(state.nodes):
+        node = state.nodes[name]
+        if node.policy is None:
+            continue
+        for binding in node.policy.bindings:
+            for member in binding.members:
+                lowered = member.lower()
+                if lowered not in ours:
+                    continue  # never touch other principals
+                key = (name, binding.role, lowered, _expr(binding.condition))
+                if key in wanted:
+                    continue
+                email = lowered.split(":", 1)[1]
+                step = ", ".join(steps_by_account.get(email, ()))
+                found.append(Grant(name, binding.role, member, binding.condition, step))
+    return sorted(found, key=lambda g: g.key)
+
+
+def _expr(condition: Condition | None) -> str:
+    return condition.expression if condition else ""
+
+
+def _accounts_by_step(
+    wants: Iterable[Want], pipeline_sa: str, step_accounts: Mapping[str, Sequence[str]] | None
+) -> dict[str, tuple[str, ...]]:
+    steps: dict[str, set[str]] = defaultdict(set)
+    for email, tasks in (step_accounts or {}).items():
+        steps[email.lower()].update(tasks)
+    for want in wants:
+        kind, _, email = want.member.partition(":")
+        if kind == "serviceAccount" and want.step not in (PIPELINE_STEP, SUBMITTER_STEP):
+            steps[email.lower()].add(want.step)
+    steps.pop(pipeline_sa, None)
+    result = {email: tuple(sorted(tasks)) for email, tasks in steps.items()}
+    result[pipeline_sa] = (PIPELINE_STEP,)
+    return result
+
+
+def _account_specs(
+    steps_by_account: Mapping[str, tuple[str, ...]], state: Snapshot
+) -> Iterable[AccountSpec]:
+    for email in sorted(steps_by_account):
+        validated = require_user_managed(email, where=f"identity of {steps_by_account[email]}")
+        account_id, _, domain = validated.partition("@")
+        project = domain.removesuffix(".iam.gserviceaccount.com")
+        known = state.service_accounts.get(validated)
+        status: Literal["create", "exists", "disabled"] = (
+            "create" if known is None else "disabled" if known.disabled else "exists"
+        )
+        yield AccountSpec(validated, account_id, project, steps_by_account[email], status)
+
+
+def _role_specs(roles: Mapping[str, CustomRole], state: Snapshot) -> Iterable[RoleSpec]:
+    for name in sorted(roles):
+        role = roles[name]
+        known = state.roles.get(name)
+        if known is None:
+            yield RoleSpec(role, "create")
+        elif known.deleted or known.permissions != frozenset(role.permissions):
+            yield RoleSpec(role, "update")  # drift: someone edited (or deleted) our role
+        else:
+            yield RoleSpec(role, "exists")
+
+
+def account_resource(email: str) -> str:
+    """The full resource name of a service account (where its IAM policy lives)."""
+    return service_account_resource(email)

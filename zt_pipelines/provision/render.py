@@ -1,0 +1,476 @@
+"""Render a :class:`~zt_pipelines.provision.plan.Plan`: table, JSON, Terraform HCL, gcloud script.
+
+Terraform describes the *desired state* (every account, custom role and binding the pipeline
+needs; accounts that already exist get an ``import`` block so ``terraform apply`` adopts them
+instead of failing); removals under ``prune`` are listed as comments, because a binding
+Terraform never managed cannot be removed by deleting it from the configuration. The gcloud
+script applies the *changes* (creates, additions, and removals when pruning).
+
+Pure: no IO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+from zt_pipelines.policy.snapshot import Condition
+from zt_pipelines.provision.plan import AccountSpec, Grant, Plan
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+_SECRETS = "//secretmanager.googleapis.com/"
+_ARTIFACTS = "//artifactregistry.googleapis.com/"
+_KMS = "//cloudkms.googleapis.com/"
+_TERRAFORM_HEADER = """terraform {
+  required_providers {
+    google = {
+      source = "hashicorp/google"
+    }
+  }
+}"""
+
+
+# -- table ----------------------------------------------------------------------------------
+
+
+def render_table(plan: Plan) -> str:
+    """A human-readable summary of the plan."""
+    lines = [
+        f"Provisioning plan for pipeline {plan.pipeline_name or '?'} in project {plan.project}"
+        f" (roles: {plan.roles_mode}{', prune' if plan.prune else ''})",
+    ]
+    if not plan.against_state:
+        lines.append("  no snapshot given: planned against an empty project")
+    lines.append("")
+    lines.append("Service accounts:")
+    for acct in plan.accounts:
+        lines.append(f"  {_mark(acct.state)} {acct.email}  [{', '.join(acct.steps)}]")
+    if plan.custom_roles:
+        lines.append("Custom roles:")
+        for spec in plan.custom_roles:
+            lines.append(
+                f"  {_mark(spec.state)} {spec.role.name}  ({', '.join(spec.role.permissions)})"
+            )
+    lines.append("Bindings:")
+    added = {g.key for g in plan.additions}
+    rows = [
+        (
+            "+" if g.key in added else "=",
+            g.step,
+            g.member,
+            g.uri + (" [prefix]" if g.condition else ""),
+            g.role,
+            str(len(g.excess)) if plan.roles_mode == "predefined" else "",
+        )
+        for g in plan.grants
+    ]
+    rows += [("-" if plan.prune else "?", g.step, g.member, g.uri, g.role, "") for g in plan.extras]
+    header = ("", "step", "member", "resource", "role", "excess")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    if plan.covers:
+        lines.append("Predefined-role covers:")
+        for c in plan.covers:
+            lines.append(
+                f"  {c.step} on {c.resource}: {len(c.cover.roles)} role(s), "
+                f"{len(c.cover.excess)} excess permission(s), {c.cover.method}"
+            )
+    if plan.extras and not plan.prune:
+        lines.append(
+            f"{len(plan.extras)} binding(s) marked '?' are not needed; re-plan with --prune "
+            "to remove them"
+        )
+    summary = (
+        f"{sum(a.state == 'create' for a in plan.accounts)} account(s) to create, "
+        f"{sum(r.state != 'exists' for r in plan.custom_roles)} role(s) to create/update, "
+        f"{len(plan.additions)} binding(s) to add, {len(plan.removals)} to remove"
+    )
+    lines.append("")
+    lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
+    return "\n".join(lines)
+
+
+def _mark(state: str) -> str:
+    return {"create": "+", "exists": "=", "update": "~", "disabled": "!"}.get(state, "?")
+
+
+# -- JSON -----------------------------------------------------------------------------------
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as plain data."""
+    return {
+        "project": plan.project,
+        "pipeline": plan.pipeline_name,
+        "pipeline_service_account": plan.pipeline_service_account,
+        "roles": plan.roles_mode,
+        "prune": plan.prune,
+        "against_state": plan.against_state,
+        "noop": plan.is_noop,
+        "service_accounts": [
+            {"email": a.email, "project": a.project, "steps": list(a.steps), "state": a.state}
+            for a in plan.accounts
+        ],
+        "custom_roles": [
+            {
+                "name": r.role.name,
+                "title": r.role.title,
+                "permissions": list(r.role.permissions),
+                "state": r.state,
+            }
+            for r in plan.custom_roles
+        ],
+        "grants": [_grant_dict(g) for g in plan.grants],
+        "additions": [_grant_dict(g) for g in plan.additions],
+        "extras": [_grant_dict(g) for g in plan.extras],
+        "removals": [_grant_dict(g) for g in plan.removals],
+        "covers": [
+            {
+                "step": c.step,
+                "member": c.member,
+                "resource": c.resource,
+                "roles": list(c.cover.roles),
+                "excess": sorted(c.cover.excess),
+                "method": c.cover.method,
+                "bound": c.cover.bound,
+            }
+            for c in plan.covers
+        ],
+    }
+
+
+def _grant_dict(grant: Grant) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "resource": grant.resource,
+        "uri": grant.uri,
+        "role": grant.role,
+        "member": grant.member,
+        "step": grant.step,
+        "permissions": list(grant.permissions),
+    }
+    if grant.condition is not None:
+        data["condition"] = {
+            "expression": grant.condition.expression,
+            "title": grant.condition.title,
+            "description": grant.condition.description,
+        }
+    if grant.excess:
+        data["excess"] = list(grant.excess)
+    return data
+
+
+def render_json(plan: Plan) -> str:
+    """The plan as indented JSON."""
+    return json.dumps(plan_dict(plan), indent=2, sort_keys=True) + "\n"
+
+
+# -- Terraform ------------------------------------------------------------------------------
+
+
+def _label(prefix: str, *parts: str) -> str:
+    """A stable, valid Terraform resource label."""
+    slug = re.sub(r"[^a-z0-9]+", "_", parts[0].lower()).strip("_")[:40]
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:8]
+    return f"{prefix}_{slug}_{digest}" if slug else f"{prefix}_{digest}"
+
+
+def _hcl_string(value: str) -> str:
+    """A quoted HCL string; ``${`` and ``%{`` are escaped so nothing is interpolated."""
+    escaped = json.dumps(value)[1:-1]
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+def _hcl_list(values: Iterable[str], indent: str) -> str:
+    items = list(values)
+    if not items:
+        return "[]"
+    inner = "".join(f"{indent}  {_hcl_string(v)},\n" for v in items)
+    return "[\n" + inner + indent + "]"
+
+
+class _Block:
+    """Builds one aligned HCL block (``terraform fmt`` aligns ``=`` in consecutive lines)."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+        self.attrs: list[tuple[str, str]] = []
+        self.children: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def attr(self, name: str, raw_value: str) -> _Block:
+        self.attrs.append((name, raw_value))
+        return self
+
+    def child(self, name: str, attrs: list[tuple[str, str]]) -> _Block:
+        self.children.append((name, attrs))
+        return self
+
+    def render(self) -> str:
+        out = [self.header + " {"]
+        out.extend(_aligned(self.attrs, "  "))
+        for name, attrs in self.children:
+            out.append("")
+            out.append(f"  {name} {{")
+            out.extend(_aligned(attrs, "    "))
+            out.append("  }")
+        out.append("}")
+        return "\n".join(out)
+
+
+def _aligned(attrs: list[tuple[str, str]], indent: str) -> list[str]:
+    # terraform fmt aligns '=' across runs of single-line attributes; multi-line values break runs
+    lines: list[str] = []
+    run: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        width = max((len(n) for n, _ in run), default=0)
+        lines.extend(f"{indent}{n.ljust(width)} = {v}" for n, v in run)
+        run.clear()
+
+    for name, value in attrs:
+        if "\n" in value:
+            run.append((name, value))
+            flush()
+        else:
+            run.append((name, value))
+    flush()
+    return lines
+
+
+def render_terraform(plan: Plan) -> str:
+    """The pipeline's desired IAM state as Terraform for the ``hashicorp/google`` provider."""
+    blocks: list[str] = [
+        "# Generated by zt-pipelines: one minimal service account per pipeline step.\n"
+        f"# pipeline: {plan.pipeline_name or '?'}  project: {plan.project}  "
+        f"roles: {plan.roles_mode}",
+        _TERRAFORM_HEADER,
+    ]
+    accounts = {a.email: a for a in plan.accounts}
+    for acct in plan.accounts:
+        label = _sa_label(acct)
+        blocks.append(
+            _Block(f'resource "google_service_account" "{label}"')
+            .attr("project", _hcl_string(acct.project))
+            .attr("account_id", _hcl_string(acct.account_id))
+            .attr("display_name", _hcl_string(acct.display_name))
+            .render()
+        )
+        if acct.state != "create":
+            blocks.append(
+                _Block("import")
+                .attr("to", f"google_service_account.{label}")
+                .attr(
+                    "id",
+                    _hcl_string(f"projects/{acct.project}/serviceAccounts/{acct.email}"),
+                )
+                .render()
+            )
+    role_refs: dict[str, str] = {}
+    for spec in plan.custom_roles:
+        role = spec.role
+        kind, _, ident = role.parent.partition("/")
+        if kind == "organizations":
+            rtype, scope = "google_organization_iam_custom_role", ("org_id", ident)
+        else:
+            rtype, scope = "google_project_iam_custom_role", ("project", ident)
+        label = f"role_{role.role_id.lower()}"
+        role_refs[role.name] = f"{rtype}.{label}.name"
+        blocks.append(
+            _Block(f'resource "{rtype}" "{label}"')
+            .attr(scope[0], _hcl_string(scope[1]))
+            .attr("role_id", _hcl_string(role.role_id))
+            .attr("title", _hcl_string(role.title))
+            .attr("description", _hcl_string(role.description))
+            .attr("stage", _hcl_string("GA"))
+            .attr("permissions", _hcl_list(role.permissions, "  "))
+            .render()
+        )
+    for grant in plan.grants:
+        blocks.append(_grant_block(grant, accounts, role_refs))
+    if plan.removals:
+        lines = ["# Bindings to remove (--prune); Terraform did not create them, so remove with:"]
+        lines += [f"#   {cmd}" for cmd in (_binding_command(g, "remove") for g in plan.removals)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _sa_label(acct: AccountSpec) -> str:
+    return _label("sa", acct.account_id, acct.email)
+
+
+def _member_ref(member: str, accounts: dict[str, AccountSpec]) -> str:
+    kind, _, email = member.partition(":")
+    acct = accounts.get(email.lower())
+    if kind == "serviceAccount" and acct is not None:
+        # reference the account so Terraform creates it before binding it
+        return f'"serviceAccount:${{google_service_account.{_sa_label(acct)}.email}}"'
+    return _hcl_string(member)
+
+
+def _grant_block(grant: Grant, accounts: dict[str, AccountSpec], role_refs: dict[str, str]) -> str:
+    role = role_refs.get(grant.role) or _hcl_string(grant.role)
+    member = _member_ref(grant.member, accounts)
+    name = grant.resource
+    attrs: list[tuple[str, str]]
+    if name.startswith(STORAGE):
+        rtype, attrs = (
+            "google_storage_bucket_iam_member",
+            [("bucket", _hcl_string(name[len(STORAGE) :]))],
+        )
+    elif name.startswith(BIGQUERY):
+        parts = name[len(BIGQUERY) :].split("/")
+        attrs = [("project", _hcl_string(parts[1])), ("dataset_id", _hcl_string(parts[3]))]
+        if len(parts) >= 6:
+            rtype = "google_bigquery_table_iam_member"
+            attrs.append(("table_id", _hcl_string(parts[5])))
+        else:
+            rtype = "google_bigquery_dataset_iam_member"
+    elif name.startswith(CRM + "projects/"):
+        rtype, attrs = (
+            "google_project_iam_member",
+            [("project", _hcl_string(name[len(CRM + "projects/") :]))],
+        )
+    elif name.startswith(IAM):
+        email = name.rsplit("/", 1)[1]
+        acct = accounts.get(email.lower())
+        target = (
+            f"google_service_account.{_sa_label(acct)}.name"
+            if acct is not None
+            else _hcl_string(name[len(IAM) :])
+        )
+        rtype, attrs = "google_service_account_iam_member", [("service_account_id", target)]
+    elif name.startswith(_SECRETS):
+        parts = name[len(_SECRETS) :].split("/")
+        rtype, attrs = (
+            "google_secret_manager_secret_iam_member",
+            [
+                ("project", _hcl_string(parts[1])),
+                ("secret_id", _hcl_string(parts[3])),
+            ],
+        )
+    elif name.startswith(_ARTIFACTS):
+        parts = name[len(_ARTIFACTS) :].split("/")
+        rtype, attrs = (
+            "google_artifact_registry_repository_iam_member",
+            [
+                ("project", _hcl_string(parts[1])),
+                ("location", _hcl_string(parts[3])),
+                ("repository", _hcl_string(parts[5])),
+            ],
+        )
+    elif name.startswith(_KMS):
+        rtype, attrs = (
+            "google_kms_crypto_key_iam_member",
+            [("crypto_key_id", _hcl_string(name[len(_KMS) :]))],
+        )
+    else:  # pragma: no cover - the plan refuses other resources
+        raise ValueError(f"no Terraform resource for {name}")
+    label = _label("iam", grant.step.split(",")[0] or "grant", *grant.key)
+    block = _Block(f'resource "{rtype}" "{label}"')
+    for attr in attrs:
+        block.attr(*attr)
+    block.attr("role", role).attr("member", member)
+    if grant.condition is not None:
+        block.child("condition", _condition_attrs(grant.condition))
+    return block.render()
+
+
+def _condition_attrs(condition: Condition) -> list[tuple[str, str]]:
+    attrs = [("title", _hcl_string(condition.title))]
+    if condition.description:
+        attrs.append(("description", _hcl_string(condition.description)))
+    attrs.append(("expression", _hcl_string(condition.expression)))
+    return attrs
+
+
+# -- gcloud ---------------------------------------------------------------------------------
+
+
+def render_gcloud(plan: Plan) -> str:
+    """A bash script that applies the plan's changes with ``gcloud`` (and ``bq``)."""
+    q = shlex.quote
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# Generated by zt-pipelines for pipeline {plan.pipeline_name or '?'} "
+        f"in project {plan.project}",
+        "set -euo pipefail",
+        "",
+    ]
+    for acct in plan.accounts:
+        if acct.state == "create":
+            lines.append(
+                f"gcloud iam service-accounts create {q(acct.account_id)} "
+                f"--project={q(acct.project)} --display-name={q(acct.display_name)}"
+            )
+    for spec in plan.custom_roles:
+        if spec.state == "exists":
+            continue
+        role = spec.role
+        verb = "create" if spec.state == "create" else "update"
+        kind, _, ident = role.parent.partition("/")
+        scope = f"--organization={q(ident)}" if kind == "organizations" else f"--project={q(ident)}"
+        lines.append(
+            f"gcloud iam roles {verb} {q(role.role_id)} {scope} --title={q(role.title)} "
+            f"--description={q(role.description)} --stage=GA "
+            f"--permissions={q(','.join(role.permissions))}"
+        )
+    for grant in plan.additions:
+        lines.append(_binding_command(grant, "add"))
+    for grant in plan.removals:
+        lines.append(_binding_command(grant, "remove"))
+    if plan.is_noop:
+        lines.append("# nothing to do")
+    return "\n".join(lines) + "\n"
+
+
+def _binding_command(grant: Grant, verb: str) -> str:
+    q = shlex.quote
+    name = grant.resource
+    action = f"{verb}-iam-policy-binding"
+    tail = f"--member={q(grant.member)} --role={q(grant.role)}"
+    if grant.condition is not None:
+        tail += " --condition=" + q(_gcloud_condition(grant.condition))
+    else:
+        tail += " --condition=None"
+    if name.startswith(STORAGE):
+        return f"gcloud storage buckets {action} {q('gs://' + name[len(STORAGE) :])} {tail}"
+    if name.startswith(BIGQUERY):
+        parts = name[len(BIGQUERY) :].split("/")
+        target = f"{parts[1]}:{parts[3]}" + (f".{parts[5]}" if len(parts) >= 6 else "")
+        return f"bq {action} --member={q(grant.member)} --role={q(grant.role)} {q(target)}"
+    if name.startswith(CRM + "projects/"):
+        return f"gcloud projects {action} {q(name[len(CRM + 'projects/') :])} {tail}"
+    if name.startswith(IAM):
+        _, project, _, email = name[len(IAM) :].split("/", 3)
+        return f"gcloud iam service-accounts {action} {q(email)} --project={q(project)} {tail}"
+    if name.startswith(_SECRETS):
+        parts = name[len(_SECRETS) :].split("/")
+        return f"gcloud secrets {action} {q(parts[3])} --project={q(parts[1])} {tail}"
+    if name.startswith(_ARTIFACTS):
+        parts = name[len(_ARTIFACTS) :].split("/")
+        return (
+            f"gcloud artifacts repositories {action} {q(parts[5])} --project={q(parts[1])} "
+            f"--location={q(parts[3])} {tail}"
+        )
+    if name.startswith(_KMS):
+        parts = name[len(_KMS) :].split("/")
+        return (
+            f"gcloud kms keys {action} {q(parts[7])} --keyring={q(parts[5])} "
+            f"--location={q(parts[3])} --project={q(parts[1])} {tail}"
+        )
+    raise ValueError(f"no gcloud command for {name}")  # pragma: no cover
+
+
+def _gcloud_condition(condition: Condition) -> str:
+    fields = [f"expression={condition.expression}", f"title={condition.title}"]
+    if condition.description:
+        fields.append(f"description={condition.description}")
+    if any("," in f for f in fields):
+        # gcloud dict flags split on ','; '^|^' switches the delimiter
+        return "^|^" + "|".join(fields)
+    return ",".join(fields)
