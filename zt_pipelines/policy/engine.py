@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from zt_pipelines.policy.conditions import (
     ConditionEvaluator,
@@ -33,6 +33,12 @@ from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, norm
 from zt_pipelines.policy.report import Evidence
 from zt_pipelines.policy.snapshot import Binding, DenyPolicy, Node, Snapshot, Unreadable
 from zt_pipelines.resources import ResourceRef
+
+if TYPE_CHECKING:
+    from zt_pipelines.model import StepIdentity
+    from zt_pipelines.policy.orgpolicy import OrgPolicy
+    from zt_pipelines.policy.report import Report
+    from zt_pipelines.policy.requirements import CheckContext, Requirement
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 
@@ -377,4 +383,38 @@ def decide(
     """One-shot :meth:`Evaluator.decide` (builds an :class:`Evaluator`; reuse one for many)."""
     return Evaluator(snapshot).decide(
         member, resource, permission, now=now, object_name=object_name
+    )
+
+
+# -- the whole check -----------------------------------------------------------------------
+
+
+def evaluate(
+    requirements: tuple[Requirement, ...] | list[Requirement],
+    steps: tuple[StepIdentity, ...] | list[StepIdentity],
+    snapshot: Snapshot | Evaluator,
+    policy: OrgPolicy | None,
+    *,
+    now: datetime,
+    context: CheckContext,
+    pipeline: str = "",
+) -> Report:
+    """Turn a pipeline's requirements and steps into a :class:`Report` (pure).
+
+    Findings: identities (ZT100–ZT111), every requirement decided (ZT200–ZT202, ZT300,
+    ZT301), excess privilege of every step and pipeline identity (ZT210–ZT213), what the
+    snapshot could not read (ZT400) and the organisation policy rules (ZT500). Severities and
+    suppressions come from ``policy`` (strict defaults when ``None``).
+    """
+    from zt_pipelines.policy.findings import build_report
+
+    evaluator = snapshot if isinstance(snapshot, Evaluator) else Evaluator(snapshot)
+    return build_report(
+        tuple(requirements),
+        tuple(steps),
+        evaluator,
+        policy,
+        now=now,
+        context=context,
+        pipeline=pipeline,
     )

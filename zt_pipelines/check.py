@@ -1,0 +1,251 @@
+"""``zt_pipelines.check``: verify a pipeline's identities before anything is submitted.
+
+This is the IO shell around the pure engine: it reads the template, the manifest, the policy
+and the snapshot files, reads the clock (unless ``now`` is given), and — when no snapshot is
+given — asks the live adapters (:func:`zt_pipelines.gcp.fetch_snapshot`) for exactly the IAM
+state the requirements need. Everything it decides, it decides through
+:func:`zt_pipelines.policy.engine.evaluate`.
+
+A default identity or an identity that cannot be pinned before submission is reported as a
+refusing finding (ZT100 / ZT102) rather than raised, so the report says everything at once.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from zt_pipelines.errors import ApiError, DefaultIdentityError, IdentityError
+from zt_pipelines.identity import classify_identity
+from zt_pipelines.model import RewriteResult
+from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
+from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
+from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
+from zt_pipelines.policy.snapshot import Role, Snapshot
+
+SnapshotInput = str | Path | dict[str, Any] | Snapshot | None
+PolicyInput = str | Path | dict[str, Any] | OrgPolicy | None
+
+
+def check(
+    template: str | Path | dict[str, Any],
+    *,
+    project: str,
+    location: str,
+    pipeline_service_account: str,
+    pipeline_root: str | None = None,
+    parameter_values: dict[str, Any] | None = None,
+    manifest: Any = None,
+    policy: PolicyInput = None,
+    snapshot: SnapshotInput = None,
+    submitter: str | None = None,
+    submitter_credentials: str | None = None,
+    network: str | None = None,
+    credentials: Any = None,
+    roles: str | Path | dict[str, Role] | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Rewrite ``template`` as it would be submitted and verify every identity in it.
+
+    Args:
+        template: a compiled pipeline (path or IR dict).
+        project, location: where the pipeline runs.
+        pipeline_service_account: the pipeline identity.
+        pipeline_root: ``gs://...`` where artifacts go (adds the implicit storage needs).
+        parameter_values: pipeline parameters (identities from parameters are pinned).
+        manifest: per-task declarations for templates compiled elsewhere.
+        policy: ``zt-policy.yaml`` / ``pyproject.toml`` path, a dict, or an :class:`OrgPolicy`;
+            strict defaults when ``None``.
+        snapshot: a snapshot file, dict or :class:`Snapshot`; ``None`` reads live state.
+        submitter: the submitting principal (``user:...``), for ZT300 and submitter rules.
+        submitter_credentials: ``user``, ``service_account_key``, ... for submitter rules.
+        network: the pipeline job's network, if set.
+        credentials: google-auth credentials for live mode.
+        roles: a predefined-role catalogue (path or ``{name: Role}``) to add to a snapshot.
+        now: the time conditions and suppressions are evaluated at (default: the clock).
+
+    Raises:
+        InputError subclasses for unreadable or malformed inputs (exit code 2).
+    """
+    from zt_pipelines.spec import rewrite_pipeline
+
+    when = now or datetime.now(timezone.utc)
+    sa = classify_identity(pipeline_service_account, where="pipeline service account")
+    template_name = str(template) if isinstance(template, (str, Path)) else ""
+    ctx = CheckContext(
+        project=project,
+        location=location,
+        pipeline_service_account=sa.email,
+        pipeline_root=pipeline_root,
+        submitter=submitter,
+        submitter_credentials=submitter_credentials,
+        network=network,
+        template=template_name,
+    )
+    try:
+        result = rewrite_pipeline(
+            template,
+            parameter_values=parameter_values,
+            manifest=manifest,
+            project=project,
+            location=location,
+            pipeline_service_account=sa.email or None,
+        )
+    except DefaultIdentityError as exc:
+        return _refusal("ZT100", exc, ctx, when)
+    except IdentityError as exc:
+        if _is_unpinned(exc):
+            return _refusal("ZT102", exc, ctx, when)
+        raise
+    return check_rewritten(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=sa.email,
+        pipeline_root=pipeline_root,
+        policy=policy,
+        snapshot=snapshot,
+        submitter=submitter,
+        submitter_credentials=submitter_credentials,
+        network=network,
+        credentials=credentials,
+        roles=roles,
+        now=when,
+        template=template_name,
+    )
+
+
+def check_rewritten(
+    result: RewriteResult,
+    *,
+    project: str,
+    location: str,
+    pipeline_service_account: str,
+    pipeline_root: str | None = None,
+    parameter_values: dict[str, Any] | None = None,
+    manifest: Any = None,
+    policy: PolicyInput = None,
+    snapshot: SnapshotInput = None,
+    submitter: str | None = None,
+    submitter_credentials: str | None = None,
+    network: str | None = None,
+    credentials: Any = None,
+    roles: str | Path | dict[str, Role] | None = None,
+    now: datetime | None = None,
+    template: str = "",
+) -> Report:
+    """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
+
+    ``parameter_values`` and ``manifest`` are accepted for signature symmetry with
+    :func:`check`; the rewrite already applied them.
+    """
+    del parameter_values, manifest
+    when = now or datetime.now(timezone.utc)
+    sa = classify_identity(pipeline_service_account, where="pipeline service account")
+    org_policy = load_policy(policy)
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=sa.email,
+        pipeline_root=pipeline_root,
+        submitter=submitter,
+    )
+    extra_roles = _roles(roles)
+    world = _snapshot(
+        snapshot, requirements, result, sa.email, extra_roles, credentials=credentials
+    )
+    ctx = CheckContext(
+        project=project,
+        location=location,
+        pipeline_service_account=sa.email,
+        pipeline_root=pipeline_root,
+        submitter=submitter,
+        submitter_credentials=submitter_credentials,
+        network=network,
+        template=template,
+    )
+    from zt_pipelines.policy.engine import evaluate
+
+    return evaluate(
+        requirements,
+        result.steps,
+        world,
+        org_policy,
+        now=when,
+        context=ctx,
+        pipeline=result.pipeline_name,
+    )
+
+
+def _roles(roles: str | Path | dict[str, Role] | None) -> dict[str, Role]:
+    if roles is None:
+        return {}
+    if isinstance(roles, dict):
+        return roles
+    from zt_pipelines.policy.snapshot_file import load_catalogue_file
+
+    return load_catalogue_file(roles)
+
+
+def _snapshot(
+    snapshot: SnapshotInput,
+    requirements: Any,
+    result: RewriteResult,
+    pipeline_sa: str,
+    roles: dict[str, Role],
+    *,
+    credentials: Any,
+) -> Snapshot:
+    from zt_pipelines.policy.snapshot_file import load_snapshot, with_roles
+
+    if isinstance(snapshot, Snapshot):
+        return with_roles(snapshot, roles) if roles else snapshot
+    if snapshot is not None:
+        return load_snapshot(snapshot, roles=roles or None)
+    needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+    try:
+        from zt_pipelines.gcp import fetch_snapshot  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ApiError(
+            "live verification is not available in this build",
+            where="check",
+            fix="pass a snapshot file (--snapshot FILE)",
+        ) from exc
+    live: Snapshot = fetch_snapshot(
+        resources=needs.resources,
+        service_accounts=needs.service_accounts,
+        principals=needs.principals,
+        projects=needs.projects,
+        credentials=credentials,
+        emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+    )
+    return with_roles(live, roles) if roles else live
+
+
+def _is_unpinned(exc: IdentityError) -> bool:
+    text = exc.what
+    return "run time" in text or "has no value" in text or "runtime" in text
+
+
+def _refusal(code: str, exc: IdentityError, ctx: CheckContext, now: datetime) -> Report:
+    """A report with one refusing finding, for errors that stop the rewrite itself."""
+    step = None
+    if exc.where and exc.where.startswith("task "):
+        step = exc.where[len("task ") :].strip("'\"")
+    finding = Finding(
+        code,
+        Severity.ERROR,
+        exc.what + (f" — {exc.fix}" if exc.fix else ""),
+        step=step,
+        evidence=(Evidence("identity", detail=exc.where or ""),),
+    )
+    return Report(
+        findings=sort_findings([finding]),
+        project=ctx.project,
+        location=ctx.location,
+        checked_at=now.isoformat(),
+        template=ctx.template,
+    )

@@ -1,0 +1,114 @@
+"""``zt-pipelines check TEMPLATE ...``: verify every identity of a pipeline; exit 0/1/2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zt_pipelines.errors import InputError
+
+
+def _parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param {pair!r} is not KEY=VALUE", where="--param")
+        if key in values:
+            raise InputError(f"--param {key!r} is given twice", where="--param")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+@click.command("check")
+@click.argument("template", type=click.Path(path_type=Path))
+@click.option("--project", required=True, help="Project the pipeline runs in.")
+@click.option("--location", required=True, help="Region, e.g. us-central1.")
+@click.option("--pipeline-sa", "pipeline_sa", required=True, help="The pipeline service account.")
+@click.option(
+    "--snapshot",
+    type=click.Path(path_type=Path),
+    help="IAM snapshot file (YAML/JSON). Without it, live IAM state is read.",
+)
+@click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
+@click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
+@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@click.option("--roles", type=click.Path(path_type=Path), help="Predefined-role catalogue file.")
+@click.option("--submitter", help="Submitting principal, e.g. user:alice@example.com.")
+@click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
+@click.option("--network", help="The pipeline job's network.")
+@click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def command(
+    template: Path,
+    project: str,
+    location: str,
+    pipeline_sa: str,
+    snapshot: Path | None,
+    pipeline_root: str | None,
+    params: tuple[str, ...],
+    manifest: Path | None,
+    policy: Path | None,
+    roles: Path | None,
+    submitter: str | None,
+    submitter_credentials: str | None,
+    network: str | None,
+    now_text: str | None,
+    fmt: str,
+    output: Path | None,
+) -> int:
+    """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
+    from datetime import datetime, timezone
+
+    from zt_pipelines.check import check
+
+    now = None
+    if now_text:
+        try:
+            now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+    report = check(
+        template,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_sa,
+        pipeline_root=pipeline_root,
+        parameter_values=_parameters(params),
+        manifest=manifest,
+        policy=policy,
+        snapshot=snapshot,
+        submitter=submitter,
+        submitter_credentials=submitter_credentials,
+        network=network,
+        roles=roles,
+        now=now,
+    )
+    if fmt == "json":
+        text = report.to_json()
+    elif fmt == "sarif":
+        text = json.dumps(report.to_sarif(), indent=2)
+    else:
+        text = str(report)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        click.echo(text)
+    return 0 if report.allowed else 1

@@ -1,0 +1,607 @@
+"""From requirements, steps and a snapshot to findings: the rules behind every ZT code.
+
+Called through :func:`zt_pipelines.policy.engine.evaluate`. Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import defaultdict
+from datetime import datetime
+
+from zt_pipelines.identity import classify_identity
+from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.engine import Decision, Evaluator
+from zt_pipelines.policy.members import Match, is_public_member
+from zt_pipelines.policy.orgpolicy import STRICT, OrgPolicy, Suppression
+from zt_pipelines.policy.report import (
+    Evidence,
+    Finding,
+    Report,
+    Severity,
+    SuppressedFinding,
+    sort_findings,
+)
+from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
+from zt_pipelines.resources import display_uri, service_account_resource
+
+_MAX_LISTED = 8
+
+
+def build_report(
+    requirements: tuple[Requirement, ...],
+    steps: tuple[StepIdentity, ...],
+    evaluator: Evaluator,
+    policy: OrgPolicy | None,
+    *,
+    now: datetime,
+    context: CheckContext,
+    pipeline: str = "",
+) -> Report:
+    """Evaluate everything and return the report (see :func:`engine.evaluate`)."""
+    policy = policy or STRICT
+    raw: list[Finding] = []
+    notes: list[str] = []
+    raw += _identity_findings(steps, evaluator, policy, context)
+    decisions = _decide_all(requirements, evaluator, now)
+    raw += _permission_findings(requirements, decisions)
+    excess, excess_notes = _excess_findings(requirements, steps, evaluator, policy, context)
+    raw += excess
+    notes += excess_notes
+    raw += _public_findings(requirements, evaluator)
+    raw += _unreadable_findings(evaluator)
+    raw += _org_policy_findings(steps, policy, context)
+    findings = [
+        Finding(
+            f.code,
+            policy.severity(f.code),
+            f.message,
+            f.step,
+            f.principal,
+            f.resource,
+            f.permission,
+            f.evidence,
+        )
+        for f in _dedupe(raw)
+    ]
+    active, suppressed, expired = _apply_suppressions(findings, policy, now)
+    active += expired
+    return Report(
+        findings=sort_findings(active),
+        suppressed=tuple(suppressed),
+        pipeline=pipeline,
+        project=context.project,
+        location=context.location,
+        checked_at=now.isoformat(),
+        notes=tuple(notes),
+        template=context.template,
+    )
+
+
+def _f(code: str, message: str, **kw: object) -> Finding:
+    # severities are applied once at the end from the organisation policy
+    return Finding(code, Severity.ERROR, message, **kw)  # type: ignore[arg-type]
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for f in findings:
+        key = (f.code, f.step, f.principal, f.resource, f.permission, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+# -- identities ------------------------------------------------------------------------------
+
+
+def _identity_findings(
+    steps: tuple[StepIdentity, ...], ev: Evaluator, policy: OrgPolicy, ctx: CheckContext
+) -> list[Finding]:
+    out: list[Finding] = []
+    pipeline_sa = ctx.pipeline_service_account.lower()
+    found = classify_identity(pipeline_sa, where="pipeline service account")
+    if found.is_default:
+        out.append(
+            _f(
+                "ZT100",
+                f"the pipeline would run as {found.description} ({pipeline_sa})",
+                principal=sa_member(pipeline_sa) if pipeline_sa else None,
+                evidence=(Evidence("identity", detail=found.default_kind or ""),),
+            )
+        )
+    users: dict[str, list[str]] = defaultdict(list)
+    for step in steps:
+        sa = (step.service_account or "").lower()
+        if not sa:
+            if step.source == "pipeline":
+                out.append(
+                    _f(
+                        "ZT101",
+                        "the step has no identity of its own and runs as the "
+                        f"pipeline service account {pipeline_sa}",
+                        step=step.task,
+                        principal=sa_member(pipeline_sa),
+                    )
+                )
+            else:
+                out.append(
+                    _f(
+                        "ZT102",
+                        "the step's identity is not pinned before submission "
+                        f"(source: {step.source})",
+                        step=step.task,
+                    )
+                )
+            continue
+        kind = classify_identity(sa, where=f"task {step.task!r}")
+        if kind.is_default:
+            out.append(
+                _f(
+                    "ZT100",
+                    f"the step would run as {kind.description} ({sa})",
+                    step=step.task,
+                    principal=sa_member(sa),
+                    evidence=(Evidence("identity", detail=kind.default_kind or ""),),
+                )
+            )
+        if sa == pipeline_sa:
+            out.append(
+                _f(
+                    "ZT103",
+                    "the step runs as the pipeline service account",
+                    step=step.task,
+                    principal=sa_member(sa),
+                )
+            )
+        users[sa].append(step.task)
+    if not policy.allow_shared_identities:
+        for sa, tasks in users.items():
+            if len(tasks) > 1:
+                out.append(
+                    _f(
+                        "ZT103",
+                        f"{sa} is shared by {len(tasks)} steps: " + ", ".join(sorted(tasks)),
+                        step=sorted(tasks)[0],
+                        principal=sa_member(sa),
+                        evidence=tuple(
+                            Evidence("identity", detail=f"used by {t}") for t in sorted(tasks)
+                        ),
+                    )
+                )
+    unreadable = {u.target for u in ev.snapshot.unreadable}
+    for sa in sorted({pipeline_sa, *users}):
+        if not sa or classify_identity(sa).is_default:
+            continue
+        tasks = users.get(sa, [])
+        step_names = ",".join(sorted(tasks)) if tasks else None
+        record = ev.snapshot.service_accounts.get(sa)
+        node = service_account_resource(sa)
+        if record is None:
+            if sa in unreadable or node in unreadable or sa_member(sa) in unreadable:
+                continue  # reported as ZT400: we could not look
+            out.append(
+                _f(
+                    "ZT110",
+                    f"service account {sa} does not exist",
+                    step=step_names,
+                    principal=sa_member(sa),
+                    resource=node,
+                    evidence=(
+                        Evidence(
+                            "missing", node=node, detail="not in the snapshot's service accounts"
+                        ),
+                    ),
+                )
+            )
+        elif record.disabled:
+            out.append(
+                _f(
+                    "ZT110",
+                    f"service account {sa} is disabled",
+                    step=step_names,
+                    principal=sa_member(sa),
+                    resource=node,
+                    evidence=(Evidence("identity", node=node, detail="disabled"),),
+                )
+            )
+        if record is not None and record.user_managed_keys:
+            keys = ", ".join(record.user_managed_keys[:_MAX_LISTED])
+            out.append(
+                _f(
+                    "ZT111",
+                    f"service account {sa} has {len(record.user_managed_keys)} "
+                    f"user-managed key(s): {keys}",
+                    step=step_names,
+                    principal=sa_member(sa),
+                    resource=node,
+                    evidence=tuple(
+                        Evidence("identity", node=node, detail=f"key {k}")
+                        for k in record.user_managed_keys
+                    ),
+                )
+            )
+    return out
+
+
+# -- requirements ----------------------------------------------------------------------------
+
+
+def _decide_all(
+    requirements: tuple[Requirement, ...], ev: Evaluator, now: datetime
+) -> dict[tuple[str, str, str | None, str], Decision]:
+    out: dict[tuple[str, str, str | None, str], Decision] = {}
+    for r in requirements:
+        key = (r.principal, r.resource.name, r.resource.prefix, r.permission)
+        if key not in out:
+            out[key] = ev.decide(r.principal, r.resource, r.permission, now=now)
+    return out
+
+
+_KIND_TEXT = {
+    "declared": "declared need",
+    "artifacts": "pipeline-root artifacts",
+    "orchestration": "pipeline orchestration",
+    "launch": "launching the step as a custom job",
+    "submit": "submitting the pipeline",
+}
+
+
+def _permission_findings(
+    requirements: tuple[Requirement, ...],
+    decisions: dict[tuple[str, str, str | None, str], Decision],
+) -> list[Finding]:
+    out: list[Finding] = []
+    for r in requirements:
+        d = decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]
+        if d.granted:
+            continue
+        where = display_uri(r.resource.name, r.resource.prefix)
+        why = f" ({_KIND_TEXT[r.kind]})"
+        if d.state == "denied":
+            code, text = "ZT202", f"{r.permission} on {where} is denied to {r.principal}"
+        elif d.state == "unverifiable":
+            code = "ZT201"
+            text = f"{r.permission} on {where} for {r.principal} cannot be verified: " + "; ".join(
+                d.reasons[:3]
+            )
+        else:
+            code, text = r.code, f"{r.principal} lacks {r.permission} on {where}"
+        out.append(
+            _f(
+                code,
+                text + why,
+                step=r.step,
+                principal=r.principal,
+                resource=r.resource.name,
+                permission=r.permission,
+                evidence=d.evidence,
+            )
+        )
+    return out
+
+
+# -- excess privilege ------------------------------------------------------------------------
+
+
+def _excess_findings(
+    requirements: tuple[Requirement, ...],
+    steps: tuple[StepIdentity, ...],
+    ev: Evaluator,
+    policy: OrgPolicy,
+    ctx: CheckContext,
+) -> tuple[list[Finding], list[str]]:
+    out: list[Finding] = []
+    notes: list[str] = []
+    principals: dict[str, set[str]] = defaultdict(set)
+    for s in steps:
+        if s.service_account:
+            principals[sa_member(s.service_account)].add(s.task)
+    pipeline = sa_member(ctx.pipeline_service_account)
+    principals.setdefault(pipeline, set())
+    needed: dict[str, list[Requirement]] = defaultdict(list)
+    for r in requirements:
+        needed[r.principal].append(r)
+    for principal in sorted(principals):
+        tasks = principals[principal]
+        step = ",".join(sorted(tasks)) if tasks else None
+        if principal not in ev.snapshot.complete_bindings_for:
+            notes.append(
+                f"excess-privilege check for {principal} covers only the bindings in the "
+                "snapshot (no complete binding search for this principal)"
+            )
+        reqs = needed.get(principal, [])
+        for node, binding, mm in ev.bindings_for(principal):
+            if mm.match is not Match.YES:
+                continue
+            perms = ev.role_permissions(binding.role)
+            if perms is None:
+                notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
+                continue
+            # requirements this binding can serve: on this node or below it
+            here = {
+                r.permission
+                for r in reqs
+                if any(n.name == node.name for n in ev.chain(r.resource.name)[0])
+            }
+            excess = perms - here
+            ev_binding = Evidence(
+                "binding",
+                node=node.name,
+                role=binding.role,
+                member=_member_of(binding, principal),
+                condition=binding.condition.expression if binding.condition else "",
+                detail=mm.reason,
+            )
+            where = display_uri(node.name)
+            basic = is_basic_role(binding.role)
+            if basic:
+                out.append(
+                    _f(
+                        "ZT211",
+                        f"{principal} holds the basic role {binding.role} on "
+                        f"{where} ({len(perms):,} permissions)",
+                        step=step,
+                        principal=principal,
+                        resource=node.name,
+                        evidence=(ev_binding,),
+                    )
+                )
+            risky = sorted(p for p in excess if escalation_reason(p))
+            if risky:
+                listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
+                out.append(
+                    _f(
+                        "ZT212",
+                        f"{binding.role} on {where} gives {principal} "
+                        f"{len(risky)} escalation-capable permission(s) it does not need: "
+                        f"{listed}",
+                        step=step,
+                        principal=principal,
+                        resource=node.name,
+                        permission=risky[0] if len(risky) == 1 else None,
+                        evidence=(
+                            ev_binding,
+                            *(
+                                Evidence("permission", detail=f"{p}: {escalation_reason(p)}")
+                                for p in risky[:_MAX_LISTED]
+                            ),
+                        ),
+                    )
+                )
+            if not basic and len(excess) > policy.excess_threshold:
+                scope = (
+                    "on a resource no step need covers"
+                    if not here
+                    else f"{len(excess)} of {len(perms)} beyond what is needed there"
+                )
+                sample = ", ".join(sorted(excess)[:_MAX_LISTED])
+                out.append(
+                    _f(
+                        "ZT210",
+                        f"{binding.role} on {where} gives {principal} "
+                        f"{len(excess)} permission(s) beyond its needs ({scope}): {sample}"
+                        + (" …" if len(excess) > _MAX_LISTED else ""),
+                        step=step,
+                        principal=principal,
+                        resource=node.name,
+                        evidence=(ev_binding,),
+                    )
+                )
+    return out, notes
+
+
+def _member_of(binding: object, principal: str) -> str:
+    members = getattr(binding, "members", ())
+    return principal if principal in members else ", ".join(members)
+
+
+def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> list[Finding]:
+    out: list[Finding] = []
+    seen: set[str] = set()
+    for r in requirements:
+        if r.kind != "declared" or r.resource.name in seen:
+            continue
+        seen.add(r.resource.name)
+        for node in ev.chain(r.resource.name)[0]:
+            for b in node.policy.bindings if node.policy else ():
+                public = [m for m in b.members if is_public_member(m)]
+                if public:
+                    out.append(
+                        _f(
+                            "ZT213",
+                            f"{display_uri(r.resource.name)} is public: {b.role} is granted to "
+                            f"{', '.join(public)} on {display_uri(node.name)}",
+                            step=r.step,
+                            resource=r.resource.name,
+                            evidence=(
+                                Evidence(
+                                    "binding",
+                                    node=node.name,
+                                    role=b.role,
+                                    member=", ".join(public),
+                                    condition=b.condition.expression if b.condition else "",
+                                ),
+                            ),
+                        )
+                    )
+    return out
+
+
+def _unreadable_findings(ev: Evaluator) -> list[Finding]:
+    return [
+        _f(
+            "ZT400",
+            f"{u.what} on {u.target} could not be read ({u.reason}); verification is incomplete",
+            resource=u.target,
+            evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
+        )
+        for u in ev.snapshot.unreadable
+    ]
+
+
+# -- organisation policy ---------------------------------------------------------------------
+
+
+def _org_policy_findings(
+    steps: tuple[StepIdentity, ...], policy: OrgPolicy, ctx: CheckContext
+) -> list[Finding]:
+    out: list[Finding] = []
+    src = Evidence("policy", detail=f"organisation policy {policy.source}")
+    if policy.allowed_regions is not None and ctx.location not in policy.allowed_regions:
+        out.append(
+            _f(
+                "ZT500",
+                f"region {ctx.location} is not allowed (allowed: "
+                f"{', '.join(policy.allowed_regions)})",
+                evidence=(src,),
+            )
+        )
+    if (
+        policy.required_network
+        and ctx.network is not None
+        and not re.fullmatch(policy.required_network, ctx.network)
+    ):
+        out.append(
+            _f(
+                "ZT500",
+                f"the pipeline job's network {ctx.network} does not match "
+                f"{policy.required_network}",
+                evidence=(src,),
+            )
+        )
+    for s in steps:
+        job = s.job
+        if policy.required_network and (
+            not job.network or not re.fullmatch(policy.required_network, job.network)
+        ):
+            out.append(
+                _f(
+                    "ZT500",
+                    f"the step's network {job.network or '(none)'} does not "
+                    f"match the required {policy.required_network}",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+        if policy.require_psc and not job.psc_interface_config:
+            out.append(
+                _f(
+                    "ZT500",
+                    "the step has no Private Service Connect interface",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+        if policy.cmek_key_pattern:
+            key = job.encryption_spec_key_name
+            if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+                out.append(
+                    _f(
+                        "ZT500",
+                        f"the step's CMEK key {key or '(none)'} does not match "
+                        f"{policy.cmek_key_pattern}",
+                        step=s.task,
+                        evidence=(src,),
+                    )
+                )
+        if job.enable_web_access and not policy.allow_web_access:
+            out.append(
+                _f("ZT500", "the step enables interactive web access", step=s.task, evidence=(src,))
+            )
+        if policy.allowed_image_registries is not None and not any(
+            s.image.startswith(p) for p in policy.allowed_image_registries
+        ):
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {s.image or '(none)'} is not from an allowed registry "
+                    f"({', '.join(policy.allowed_image_registries)})",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+        if policy.require_image_digest and "@sha256:" not in s.image:
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {s.image or '(none)'} is not pinned by digest",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+    if policy.refuse_key_file_credentials and ctx.submitter_credentials == "service_account_key":
+        out.append(
+            _f(
+                "ZT500",
+                "the submitter authenticates with a service-account key file",
+                principal=submitter_member(ctx.submitter) if ctx.submitter else None,
+                evidence=(src,),
+            )
+        )
+    if policy.allowed_submitters is not None:
+        who = submitter_member(ctx.submitter) if ctx.submitter else None
+        if who is None:
+            out.append(
+                _f(
+                    "ZT500",
+                    "the submitter is unknown but the policy restricts submitters",
+                    evidence=(src,),
+                )
+            )
+        elif not any(fnmatch.fnmatchcase(who, p) for p in policy.allowed_submitters):
+            out.append(
+                _f("ZT500", f"{who} is not an allowed submitter", principal=who, evidence=(src,))
+            )
+    return out
+
+
+# -- suppressions ----------------------------------------------------------------------------
+
+
+def _matches(s: Suppression, f: Finding) -> bool:
+    if s.code != f.code:
+        return False
+    if s.step is not None and s.step not in (f.step or "").split(","):
+        return False
+    if s.resource is not None and s.resource != f.resource:
+        return False
+    if s.principal is not None and s.principal != f.principal:
+        return False
+    return s.permission is None or s.permission == f.permission
+
+
+def _apply_suppressions(
+    findings: list[Finding], policy: OrgPolicy, now: datetime
+) -> tuple[list[Finding], list[SuppressedFinding], list[Finding]]:
+    today = now.date()
+    active: list[Finding] = []
+    suppressed: list[SuppressedFinding] = []
+    for f in findings:
+        hit = next(
+            (s for s in policy.suppressions if not s.expired(today) and _matches(s, f)), None
+        )
+        if hit is None:
+            active.append(f)
+        else:
+            suppressed.append(SuppressedFinding(f, hit.justification, hit.expires.isoformat()))
+    expired = [
+        Finding(
+            "ZT500",
+            policy.severity("ZT500"),
+            f"suppression of {s.describe()} expired on {s.expires.isoformat()}; it no longer "
+            "applies — renew it with a new justification or fix the finding",
+            step=s.step,
+            principal=s.principal,
+            resource=s.resource,
+            permission=s.permission,
+            evidence=(Evidence("policy", detail=f"{policy.source}: {s.justification}"),),
+        )
+        for s in policy.suppressions
+        if s.expired(today)
+    ]
+    return active, suppressed, expired

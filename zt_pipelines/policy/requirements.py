@@ -1,0 +1,239 @@
+"""What every identity of a pipeline must hold: declared needs plus the implicit ones.
+
+Implicit needs (Google's "configure a service account with granular permissions" for Vertex
+AI Pipelines, plus how the GCPC custom-job launcher works):
+
+* every step identity reads and writes its artifacts under ``pipeline_root``
+  (``storage.objects.get`` / ``storage.objects.create`` on the root prefix);
+* the pipeline identity reads the pipeline-root bucket and writes under it
+  (``storage.buckets.get``, ``storage.objects.get``, ``storage.objects.create``), reads the
+  metadata store (``aiplatform.metadataStores.get``), launches each step as a custom job
+  (``aiplatform.customJobs.create/get/cancel``) and may act as every step identity
+  (``iam.serviceAccounts.actAs``);
+* the submitter may act as the pipeline identity and create pipeline jobs
+  (``iam.serviceAccounts.actAs``, ``aiplatform.pipelineJobs.create``).
+
+Pure: no IO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from zt_pipelines.model import RewriteResult, StepIdentity
+from zt_pipelines.resources import (
+    ResourceRef,
+    normalize_resource,
+    project_resource,
+    service_account_resource,
+)
+
+RequirementKind = Literal["declared", "artifacts", "orchestration", "launch", "submit"]
+
+STEP_ARTIFACT_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
+PIPELINE_ROOT_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
+PIPELINE_BUCKET_PERMISSIONS = ("storage.buckets.get",)
+PIPELINE_PROJECT_PERMISSIONS = ("aiplatform.metadataStores.get",)
+LAUNCH_PERMISSIONS = (
+    "aiplatform.customJobs.cancel",
+    "aiplatform.customJobs.create",
+    "aiplatform.customJobs.get",
+)
+SUBMIT_PERMISSIONS = ("aiplatform.pipelineJobs.create",)
+ACT_AS = "iam.serviceAccounts.actAs"
+
+# the finding code a missing requirement of each kind produces
+MISSING_CODE: dict[str, str] = {
+    "declared": "ZT200",
+    "artifacts": "ZT200",
+    "orchestration": "ZT200",
+    "launch": "ZT301",
+    "submit": "ZT300",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Requirement:
+    """One permission one principal must hold on one resource.
+
+    Attributes:
+        principal: the member (``serviceAccount:EMAIL``, ``user:EMAIL``).
+        resource: the resource (and object prefix).
+        permission: the IAM permission.
+        step: the task that needs it; ``None`` for pipeline-level needs.
+        kind: declared / artifacts / orchestration / launch / submit.
+    """
+
+    principal: str
+    resource: ResourceRef
+    permission: str
+    step: str | None = None
+    kind: RequirementKind = "declared"
+
+    @property
+    def code(self) -> str:
+        """The finding code when this requirement is not granted."""
+        return MISSING_CODE[self.kind]
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """Everything about the submission that is not the pipeline or the IAM world.
+
+    Attributes:
+        project: the project the pipeline runs in.
+        location: the region.
+        pipeline_service_account: the pipeline identity (validated email).
+        pipeline_root: ``gs://...`` or ``None``.
+        submitter: the submitting principal (``user:...`` / ``serviceAccount:...``), if known.
+        submitter_credentials: what kind of credentials the submitter uses
+            (``user``, ``service_account_key``, ``impersonated``, ``metadata``, ...), if known.
+        network: the pipeline job's network, if set.
+        template: the template path (for SARIF).
+    """
+
+    project: str
+    location: str
+    pipeline_service_account: str
+    pipeline_root: str | None = None
+    submitter: str | None = None
+    submitter_credentials: str | None = None
+    network: str | None = None
+    template: str = ""
+
+
+def sa_member(email: str) -> str:
+    """``serviceAccount:EMAIL`` (lower-cased)."""
+    return f"serviceAccount:{email.lower()}"
+
+
+def submitter_member(submitter: str) -> str:
+    """Accept ``user:x``, ``serviceAccount:x``, a bare SA email or a bare user email."""
+    if ":" in submitter:
+        return submitter
+    if submitter.endswith(".gserviceaccount.com"):
+        return sa_member(submitter)
+    return f"user:{submitter.lower()}"
+
+
+def step_principal(step: StepIdentity, pipeline_service_account: str) -> str:
+    """The member a step runs as (the pipeline SA when it has no identity of its own)."""
+    return sa_member(step.service_account or pipeline_service_account)
+
+
+def derive_requirements(
+    result: RewriteResult | Any,
+    *,
+    project: str,
+    location: str,
+    pipeline_service_account: str,
+    pipeline_root: str | None,
+    submitter: str | None,
+) -> tuple[Requirement, ...]:
+    """Declared and implicit requirements of a rewritten pipeline, sorted and de-duplicated.
+
+    ``result`` is a :class:`RewriteResult` (anything with ``.steps`` of
+    :class:`StepIdentity`). ``location`` is accepted for symmetry (Vertex permissions are
+    checked on the project).
+    """
+    del location  # permissions are project-level; kept in the signature for callers
+    pipeline_service_account = pipeline_service_account.lower()
+    steps: tuple[StepIdentity, ...] = tuple(result.steps)
+    pipeline = sa_member(pipeline_service_account)
+    project_ref = ResourceRef(project_resource(project))
+    root = normalize_resource(pipeline_root, where="pipeline_root") if pipeline_root else None
+    out: set[Requirement] = set()
+    for step in steps:
+        who = step_principal(step, pipeline_service_account)
+        for need in step.needs:
+            for perm in need.permissions:
+                out.add(Requirement(who, need.resource, perm, step.task, "declared"))
+        if root is not None:
+            for perm in STEP_ARTIFACT_PERMISSIONS:
+                out.add(Requirement(who, root, perm, step.task, "artifacts"))
+        if step.service_account and step.service_account.lower() != pipeline_service_account:
+            sa_ref = ResourceRef(service_account_resource(step.service_account.lower()))
+            out.add(Requirement(pipeline, sa_ref, ACT_AS, step.task, "launch"))
+    if steps:
+        for perm in LAUNCH_PERMISSIONS:
+            out.add(Requirement(pipeline, project_ref, perm, None, "launch"))
+    for perm in PIPELINE_PROJECT_PERMISSIONS:
+        out.add(Requirement(pipeline, project_ref, perm, None, "orchestration"))
+    if root is not None:
+        bucket = ResourceRef(root.name)
+        for perm in PIPELINE_BUCKET_PERMISSIONS:
+            out.add(Requirement(pipeline, bucket, perm, None, "orchestration"))
+        for perm in PIPELINE_ROOT_PERMISSIONS:
+            out.add(Requirement(pipeline, root, perm, None, "orchestration"))
+    if submitter:
+        who = submitter_member(submitter)
+        sa_ref = ResourceRef(service_account_resource(pipeline_service_account))
+        out.add(Requirement(who, sa_ref, ACT_AS, None, "submit"))
+        for perm in SUBMIT_PERMISSIONS:
+            out.add(Requirement(who, project_ref, perm, None, "submit"))
+    return tuple(sorted(out, key=_order))
+
+
+def _order(r: Requirement) -> tuple[str, str, str, str, str, str]:
+    return (
+        r.step or "",
+        r.principal,
+        r.resource.name,
+        r.resource.prefix or "",
+        r.permission,
+        r.kind,
+    )
+
+
+@dataclass(frozen=True)
+class NeededNodes:
+    """What a snapshot must contain to check given requirements (the live fetch plan's input).
+
+    Attributes:
+        resources: full resource names whose allow policies and ancestry are needed
+            (declared resources, the pipeline-root bucket, step service accounts, the project).
+        service_accounts: emails whose IAM record (exists, disabled, keys) is needed.
+        principals: members whose every binding should be searched for (excess privilege;
+            e.g. Cloud Asset ``SearchAllIamPolicies`` ``policy:EMAIL``) — list them in
+            ``Snapshot.complete_bindings_for`` when the search succeeded.
+        projects: project ids (deny policies, custom roles, the project hierarchy).
+    """
+
+    resources: tuple[str, ...]
+    service_accounts: tuple[str, ...]
+    principals: tuple[str, ...]
+    projects: tuple[str, ...]
+
+
+def needed_nodes(
+    requirements: tuple[Requirement, ...] | list[Requirement],
+    *,
+    steps: tuple[StepIdentity, ...] = (),
+    pipeline_service_account: str | None = None,
+) -> NeededNodes:
+    """List what a snapshot must hold to decide ``requirements`` (and check identities)."""
+    resources = {r.resource.name for r in requirements}
+    emails = {s.service_account.lower() for s in steps if s.service_account}
+    if pipeline_service_account:
+        emails.add(pipeline_service_account.lower())
+    for r in requirements:
+        if r.principal.startswith("serviceAccount:"):
+            emails.add(r.principal.split(":", 1)[1])
+    projects = set()
+    for name in resources:
+        if name.startswith("//cloudresourcemanager.googleapis.com/projects/"):
+            projects.add(name.rsplit("/", 1)[1])
+        elif name.startswith(
+            ("//bigquery.googleapis.com/projects/", "//iam.googleapis.com/projects/")
+        ):
+            projects.add(name.split("/")[4])
+    projects.discard("-")
+    principals = {r.principal for r in requirements if r.kind != "submit"}
+    principals.update(sa_member(e) for e in emails)
+    return NeededNodes(
+        resources=tuple(sorted(resources)),
+        service_accounts=tuple(sorted(emails)),
+        principals=tuple(sorted(principals)),
+        projects=tuple(sorted(projects)),
+    )
