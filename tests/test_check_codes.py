@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from policy_worlds import (
     ALICE,
     FEATURES,
@@ -28,6 +27,7 @@ from policy_worlds import (
     v2_sa,
     world_dict,
 )
+
 from zt_pipelines.check import check_rewritten
 from zt_pipelines.model import JobFields, Need, RewriteResult, StepIdentity
 from zt_pipelines.policy.report import Report, Severity
