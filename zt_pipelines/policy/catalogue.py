@@ -114,3 +114,11 @@ def roles_from_catalogue(data: dict[str, object]) -> dict[str, Role]:
             deleted=bool(spec.get("deleted", False)),
         )
     return roles
+
+
+def escalation_rank(permission: str) -> tuple[int, str]:
+    """Sort key: the catalogue's order (most direct escalation first), then by name."""
+    order = list(ESCALATION_PERMISSIONS)
+    if permission in ESCALATION_PERMISSIONS:
+        return (order.index(permission), permission)
+    return (len(order), permission)

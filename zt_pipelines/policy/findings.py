@@ -12,7 +12,7 @@ from datetime import datetime
 
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
-from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.engine import Decision, Evaluator
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import STRICT, OrgPolicy, Suppression
@@ -351,7 +351,7 @@ def _excess_findings(
                         evidence=(ev_binding,),
                     )
                 )
-            risky = sorted(p for p in excess if escalation_reason(p))
+            risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
             if risky:
                 listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
                 out.append(
@@ -368,7 +368,7 @@ def _excess_findings(
                             ev_binding,
                             *(
                                 Evidence("permission", detail=f"{p}: {escalation_reason(p)}")
-                                for p in risky[:_MAX_LISTED]
+                                for p in risky[:20]
                             ),
                         ),
                     )
