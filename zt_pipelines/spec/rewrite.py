@@ -136,6 +136,10 @@ def rewrite_pipeline(
             where="project",
             fix="project ids are 6-30 lowercase letters, digits and hyphens",
         )
+    try:
+        derive_account_id("pipeline", "task", template=naming_template)
+    except IdentityError as exc:
+        raise IdentityError(exc.what, where="naming_template", fix=exc.fix) from exc
     walker = _Walker(
         ir,
         declarations=declarations,

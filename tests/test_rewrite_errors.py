@@ -1,0 +1,413 @@
+"""Bad input to the rewrite: every case raises a typed error whose message names where.
+
+One base pipeline is compiled once (a plain step in a sub-DAG, a step reading a pipeline
+parameter, an existing GCPC custom job); each case changes one thing.
+
+No `from __future__ import annotations`: KFP reads component annotations at decoration time.
+"""
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kfp import compiler, dsl
+
+from zt_pipelines.declare import PLATFORM_KEY
+from zt_pipelines.errors import (
+    DeclarationError,
+    DefaultIdentityError,
+    IdentityError,
+    InputError,
+    ManifestError,
+    PermissionFormatError,
+    ResourceError,
+    TemplateError,
+)
+from zt_pipelines.spec import load_template, rewrite_pipeline
+
+PROJECT = "zt-test-project"
+GOOD = f"good-runner@{PROJECT}.iam.gserviceaccount.com"
+
+
+@dsl.component(base_image="python:3.11")
+def step(msg: str) -> str:
+    return msg
+
+
+@dsl.pipeline(name="bad-inputs")
+def base_pipeline(unset_sa: str, sa: str = GOOD, required_sa: str = "") -> None:
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+
+    first = step(msg="a")
+    with dsl.If(first.output == "a"):
+        step(msg="b")
+    CustomTrainingJobOp(display_name="job", worker_pool_specs=[], service_account=sa)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    pytest.importorskip("google_cloud_pipeline_components")
+    path = tmp_path_factory.mktemp("bad") / "base.yaml"
+    compiler.Compiler().compile(base_pipeline, str(path))
+    return load_template(path)
+
+
+Case = Callable[[dict[str, Any], Path], dict[str, Any]]
+
+
+def manifest(entry: dict[str, Any], task: str = "step") -> Case:
+    def make(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        return {"spec": spec, "manifest": {"steps": {task: entry}}}
+
+    return make
+
+
+def edited(change: Callable[[dict[str, Any]], None], **kwargs: Any) -> Case:
+    def make(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        change(spec)
+        return {"spec": spec, **kwargs}
+
+    return make
+
+
+def file_with(text: str, name: str = "t.yaml") -> Case:
+    def make(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        path = tmp / name
+        path.write_text(text)
+        return {"spec": path}
+
+    return make
+
+
+def job_task(spec: dict[str, Any]) -> dict[str, Any]:
+    task: dict[str, Any] = spec["root"]["dag"]["tasks"]["custom-training-job"]
+    return task
+
+
+def set_job_sa(binding: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        job_task(spec)["inputs"]["parameters"]["service_account"] = binding
+
+    return change
+
+
+def rename_input(spec: dict[str, Any]) -> None:
+    params = spec["components"]["comp-step"]["inputDefinitions"]["parameters"]
+    params["service_account"] = params.pop("msg")
+
+
+def drop_component(spec: dict[str, Any]) -> None:
+    del spec["components"]["comp-step"]
+
+
+def drop_executor(spec: dict[str, Any]) -> None:
+    del spec["deploymentSpec"]["executors"]["exec-step"]
+
+
+def cycle(spec: dict[str, Any]) -> None:
+    name = next(n for n, c in spec["components"].items() if "dag" in c)
+    first = next(iter(spec["components"][name]["dag"]["tasks"].values()))
+    first["componentRef"]["name"] = name
+
+
+def big_accelerator(spec: dict[str, Any]) -> None:
+    container = spec["deploymentSpec"]["executors"]["exec-step"]["container"]
+    container["resources"] = {"accelerator": {"resourceType": "NVIDIA_A100", "resourceCount": "1"}}
+
+
+def lifecycle(spec: dict[str, Any]) -> None:
+    spec["deploymentSpec"]["executors"]["exec-step"]["container"]["lifecycle"] = {
+        "preCacheCheck": {}
+    }
+
+
+def our_platform(struct: Any) -> Case:
+    def make(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        doc = {
+            "platforms": {PLATFORM_KEY: {"deploymentSpec": {"executors": {"exec-step": struct}}}}
+        }
+        return {"spec": (spec, (doc,))}
+
+    return make
+
+
+def with_kwargs(**kwargs: Any) -> Case:
+    def make(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        return {"spec": spec, **kwargs}
+
+    return make
+
+
+CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
+    # templates
+    ("malformed-yaml", file_with("a: [b\n"), TemplateError, ("t.yaml", "malformed")),
+    ("empty-file", file_with(""), TemplateError, ("t.yaml", "empty")),
+    (
+        "not-a-pipeline",
+        file_with("name: x\nimplementation: {}\n"),
+        TemplateError,
+        ("t.yaml", "pipelineInfo"),
+    ),
+    ("list-document", file_with("- a\n- b\n"), TemplateError, ("t.yaml", "not a mapping")),
+    (
+        "json-pipelinejob-bad",
+        file_with('{"pipelineSpec": [1]}', "j.json"),
+        TemplateError,
+        ("j.json",),
+    ),
+    (
+        "third-doc-not-platform",
+        file_with("pipelineInfo: {name: x}\nroot: {dag: {tasks: {}}}\n---\nfoo: 1\n"),
+        TemplateError,
+        ("t.yaml", "PlatformSpec"),
+    ),
+    ("missing-component", edited(drop_component), TemplateError, ("task 'step'", "comp-step")),
+    ("missing-executor", edited(drop_executor), TemplateError, ("task 'step'", "exec-step")),
+    ("dag-cycle", edited(cycle), TemplateError, ("contains itself",)),
+    (
+        "input-collides-with-launcher",
+        edited(rename_input),
+        TemplateError,
+        ("task 'step'", "service_account"),
+    ),
+    ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
+    (
+        "big-gpu-no-machine",
+        edited(big_accelerator),
+        DeclarationError,
+        ("task 'step'", "machine_type"),
+    ),
+    # manifests
+    (
+        "manifest-unknown-task",
+        manifest({"service_account": GOOD}, task="nope"),
+        ManifestError,
+        ("nope", "not a task"),
+    ),
+    (
+        "manifest-duplicate-entry",
+        lambda s, t: {"spec": s, "manifest": {"steps": {"step-2": {}, "condition-1/step-2": {}}}},
+        ManifestError,
+        ("two manifest entries",),
+    ),
+    (
+        "manifest-unknown-key",
+        manifest({"serviceAccount": GOOD}),
+        ManifestError,
+        ("steps['step']", "serviceAccount"),
+    ),
+    (
+        "manifest-bad-uri",
+        manifest({"needs": {"gs://UPPER": ["storage.objects.get"]}}),
+        ResourceError,
+        ("steps['step']", "UPPER"),
+    ),
+    (
+        "manifest-bad-permission",
+        manifest({"needs": {"gs://bucket-a": ["storage.objects"]}}),
+        PermissionFormatError,
+        ("steps['step']",),
+    ),
+    (
+        "manifest-role-not-permission",
+        manifest({"needs": {"gs://bucket-a": ["roles/viewer"]}}),
+        PermissionFormatError,
+        ("roles/viewer",),
+    ),
+    (
+        "manifest-bad-network",
+        manifest({"network": "default"}),
+        DeclarationError,
+        ("steps['step']", "network"),
+    ),
+    # default and malformed identities, all through the one helper
+    (
+        "compute-default",
+        manifest({"service_account": "123456789012-compute@developer.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("steps['step']", "Compute Engine"),
+    ),
+    (
+        "appengine-default",
+        manifest({"service_account": f"{PROJECT}@appspot.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("App Engine",),
+    ),
+    (
+        "custom-code-agent",
+        manifest({"service_account": "service-123@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("Custom Code",),
+    ),
+    (
+        "vertex-agent",
+        manifest({"service_account": "service-123@gcp-sa-aiplatform.iam.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("Vertex AI Service Agent",),
+    ),
+    (
+        "other-service-agent",
+        manifest({"service_account": "service-123@gcp-sa-bigquery.iam.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("service agent",),
+    ),
+    (
+        "cloudservices",
+        manifest({"service_account": "123@cloudservices.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("Google APIs",),
+    ),
+    (
+        "cloudbuild",
+        manifest({"service_account": "123@cloudbuild.gserviceaccount.com"}),
+        DefaultIdentityError,
+        ("Cloud Build",),
+    ),
+    (
+        "explicit-empty",
+        manifest({"service_account": ""}),
+        DefaultIdentityError,
+        ("steps['step']", "empty"),
+    ),
+    (
+        "homoglyph",
+        manifest({"service_account": f"gооd-runner@{PROJECT}.iam.gserviceaccount.com"}),
+        IdentityError,
+        ("U+043E",),
+    ),
+    ("whitespace", manifest({"service_account": f" {GOOD}"}), IdentityError, ("whitespace",)),
+    ("trailing-dot", manifest({"service_account": GOOD + "."}), IdentityError, ("stray dot",)),
+    (
+        "wrong-domain",
+        manifest({"service_account": "someone@gmail.com"}),
+        IdentityError,
+        ("not a service-account",),
+    ),
+    (
+        "upper-case",
+        manifest({"service_account": GOOD.replace("good", "Good")}),
+        IdentityError,
+        ("upper-case",),
+    ),
+    # identities that are not constants
+    (
+        "sa-from-upstream-output",
+        edited(
+            set_job_sa(
+                {"taskOutputParameter": {"producerTask": "step", "outputParameterKey": "Output"}}
+            )
+        ),
+        IdentityError,
+        ("task 'custom-training-job'", "'step'"),
+    ),
+    (
+        "sa-from-unset-parameter",
+        edited(set_job_sa({"componentInputParameter": "missing"})),
+        IdentityError,
+        ("task 'custom-training-job'",),
+    ),
+    (
+        "sa-parameter-explicitly-empty",
+        with_kwargs(parameter_values={"sa": ""}),
+        DefaultIdentityError,
+        ("task 'custom-training-job'", "empty"),
+    ),
+    (
+        "sa-constant-empty",
+        edited(set_job_sa({"runtimeValue": {"constant": ""}})),
+        DefaultIdentityError,
+        ("task 'custom-training-job'",),
+    ),
+    (
+        "unknown-parameter-value",
+        with_kwargs(parameter_values={"nope": 1}),
+        TemplateError,
+        ("parameter_values", "nope"),
+    ),
+    (
+        "declared-from-upstream",
+        our_platform({"serviceAccount": {"taskOutputParameter": {"producerTask": "x"}}}),
+        DeclarationError,
+        ("exec-step", "upstream"),
+    ),
+    (
+        "declared-unset-parameter",
+        our_platform({"serviceAccount": {"componentInputParameter": "required_sa"}}),
+        DefaultIdentityError,
+        ("task 'step'",),
+    ),
+    (
+        "declared-parameter-without-value",
+        our_platform({"serviceAccount": {"componentInputParameter": "unset_sa"}}),
+        IdentityError,
+        ("task 'step'", "no value"),
+    ),
+    (
+        "our-config-unknown-key",
+        our_platform({"serviceAcount": GOOD}),
+        DeclarationError,
+        ("exec-step", "serviceAcount"),
+    ),
+    (
+        "conflicting-declarations",
+        lambda s, t: {
+            **our_platform({"serviceAccount": GOOD})(s, t),
+            "manifest": {
+                "steps": {
+                    "step": {"service_account": f"other-runner@{PROJECT}.iam.gserviceaccount.com"}
+                }
+            },
+        },
+        DeclarationError,
+        ("task 'step'", "conflicting"),
+    ),
+    (
+        "machine-on-gcpc-job",
+        manifest({"machine_type": "n1-standard-8"}, task="custom-training-job"),
+        DeclarationError,
+        ("custom-training-job", "machine_type"),
+    ),
+    (
+        "pipeline-sa-reused",
+        with_kwargs(pipeline_service_account=GOOD),
+        IdentityError,
+        ("task 'custom-training-job'", "pipeline's own"),
+    ),
+    ("no-project", with_kwargs(project=None), IdentityError, ("task '", "project")),
+    ("bad-project", with_kwargs(project="X"), IdentityError, ("project",)),
+    (
+        "bad-naming-template",
+        with_kwargs(naming_template="{nope}"),
+        IdentityError,
+        ("naming template",),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "needles"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_raises_a_typed_error_naming_where(
+    base: tuple[dict[str, Any], tuple[Any, ...]],
+    tmp_path: Path,
+    case: Case,
+    error: type[Exception],
+    needles: tuple[str, ...],
+) -> None:
+    spec, docs = copy.deepcopy(base)
+    kwargs = case(spec, tmp_path)
+    kwargs.setdefault("project", PROJECT)
+    target = kwargs.pop("spec")
+    with pytest.raises(error) as info:
+        rewrite_pipeline(target, **kwargs)
+    assert isinstance(info.value, InputError)  # exit code 2 in the CLI
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, message
+    assert info.value.where, "every error names where"
+
+
+def test_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
