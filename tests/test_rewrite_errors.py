@@ -396,7 +396,7 @@ def test_bad_input_raises_a_typed_error_naming_where(
     error: type[Exception],
     needles: tuple[str, ...],
 ) -> None:
-    spec, docs = copy.deepcopy(base)
+    spec, _docs = copy.deepcopy(base)
     kwargs = case(spec, tmp_path)
     kwargs.setdefault("project", PROJECT)
     target = kwargs.pop("spec")
