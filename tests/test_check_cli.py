@@ -1,0 +1,198 @@
+"""check() end to end on a real kfp compile, and the ``zt-pipelines check`` command."""
+
+# no `from __future__ import annotations`: kfp reads the component annotations at runtime
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler, dsl
+from policy_worlds import FEATURES, INGEST_SA, PIPELINE_SA, TRAIN_SA, WORLD_FILE, grant, world_dict
+
+import zt_pipelines as zt
+from zt_pipelines.cli import main
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@zt.step(
+    INGEST_SA,
+    needs={
+        "gs://zt-raw-data": ["storage.objects.get", "storage.objects.list"],
+        "gs://zt-features": ["storage.objects.create"],
+    },
+)
+@dsl.component(base_image="python:3.11")
+def ingest(out: dsl.Output[dsl.Dataset]):
+    pass
+
+
+@zt.step(TRAIN_SA, needs={"gs://zt-features": ["storage.objects.get", "storage.objects.list"]})
+@dsl.component(base_image="python:3.11")
+def train(data: dsl.Input[dsl.Dataset]):
+    pass
+
+
+@dsl.pipeline(name="demo")
+def demo():
+    i = ingest()
+    train(data=i.outputs["out"])
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tpl") / "demo.yaml"
+    compiler.Compiler().compile(demo, str(out))
+    return out
+
+
+ARGS = [
+    "--project",
+    "ml-prod",
+    "--location",
+    "us-central1",
+    "--pipeline-sa",
+    PIPELINE_SA,
+    "--pipeline-root",
+    "gs://zt-pipeline-root/runs",
+    "--submitter",
+    "user:alice@example.com",
+    "--now",
+    "2026-11-25T12:00:00Z",
+]
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
+
+
+def test_check_end_to_end_allowed(template: Path) -> None:
+    report = zt.check(
+        str(template),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        pipeline_root="gs://zt-pipeline-root/runs",
+        snapshot=WORLD_FILE,
+        submitter="user:alice@example.com",
+        now=NOW,
+    )
+    assert report.allowed, str(report)
+    assert report.pipeline == "demo" and report.template == str(template)
+    assert {f.step for f in report.findings} <= {"ingest", "train", None}
+
+
+def test_check_end_to_end_refused_with_evidence(template: Path) -> None:
+    data = grant(world_dict(), FEATURES, "roles/storage.admin", f"serviceAccount:{TRAIN_SA}")
+    report = zt.check(
+        str(template),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=data,
+        now=NOW,
+    )
+    (f,) = report.by_code("ZT212")
+    assert f.step == "train" and f.evidence[0].role == "roles/storage.admin"
+    assert not report.allowed
+
+
+def test_check_default_pipeline_sa_is_a_zt100_refusal(template: Path) -> None:
+    report = zt.check(
+        str(template),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account="123456789012-compute@developer.gserviceaccount.com",
+        snapshot=WORLD_FILE,
+        now=NOW,
+    )
+    assert "ZT100" in report.codes() and not report.allowed
+
+
+def test_cli_allowed_exit_0(template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["check", str(template), *ARGS, "--snapshot", str(WORLD_FILE)], capsys)
+    assert code == 0 and out.startswith("ALLOWED")
+
+
+def test_cli_refused_exit_1_json_and_sarif(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = tmp_path / "snap.yaml"
+    snap.write_text(
+        yaml.safe_dump(
+            grant(
+                world_dict(),
+                "//cloudresourcemanager.googleapis.com/projects/ml-prod",
+                "roles/editor",
+                f"serviceAccount:{TRAIN_SA}",
+            )
+        )
+    )
+    code, out, _ = cli(
+        ["check", str(template), *ARGS, "--snapshot", str(snap), "--format", "json"], capsys
+    )
+    assert code == 1
+    data = json.loads(out)
+    assert data["allowed"] is False and any(f["code"] == "ZT211" for f in data["findings"])
+    sarif_file = tmp_path / "out.sarif"
+    code, _, _ = cli(
+        [
+            "check",
+            str(template),
+            *ARGS,
+            "--snapshot",
+            str(snap),
+            "--format",
+            "sarif",
+            "-o",
+            str(sarif_file),
+        ],
+        capsys,
+    )
+    assert code == 1
+    assert json.loads(sarif_file.read_text())["version"] == "2.1.0"
+
+
+def test_cli_policy_file(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "zt-policy.yaml"
+    policy.write_text("regions: [europe-west4]\n")
+    code, out, _ = cli(
+        ["check", str(template), *ARGS, "--snapshot", str(WORLD_FILE), "--policy", str(policy)],
+        capsys,
+    )
+    assert code == 1 and "ZT500" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--snapshot", "nope.yaml"], "nope.yaml"),
+        (["--snapshot", str(WORLD_FILE), "--param", "novalue"], "--param"),
+        (["--snapshot", str(WORLD_FILE), "--now", "yesterday"], "--now"),
+        (["--snapshot", str(WORLD_FILE), "--policy", "missing-policy.yaml"], "missing-policy"),
+    ],
+)
+def test_cli_bad_input_exit_2(
+    template: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    code, _, err = cli(["check", str(template), *ARGS, *extra], capsys)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_cli_bad_snapshot_names_file_and_path(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = world_dict()
+    data["nodes"][2]["policy"]["bindings"][0]["members"][0] = "pipeline-sa"
+    snap = tmp_path / "bad.yaml"
+    snap.write_text(yaml.safe_dump(data))
+    code, _, err = cli(["check", str(template), *ARGS, "--snapshot", str(snap)], capsys)
+    assert code == 2
+    assert f"{snap}: $.nodes[2].policy.bindings[0].members[0]" in err
