@@ -75,8 +75,11 @@ class _TokenInterceptor:
         self._lock = threading.Lock()
 
     def _metadata(self, metadata: Any) -> list[tuple[str, str]]:
+        from google.auth.credentials import AnonymousCredentials
         from google.auth.transport.requests import Request
 
+        if isinstance(self._credentials, AnonymousCredentials):
+            return list(metadata or ())  # anonymous callers send no token (cannot refresh)
         with self._lock:
             if not getattr(self._credentials, "valid", True) or not getattr(
                 self._credentials, "token", None

@@ -292,7 +292,10 @@ class FetchPlan:
         self._submit(("denyPolicies.list", point), list_deny)
 
     def _get_deny(self, name: str, point: str) -> None:
-        policy = self.a.deny.get_deny_policy(name, point)
+        try:
+            policy = self.a.deny.get_deny_policy(name, point)
+        except ApiError as exc:  # the engine looks failures up by the node they hide rules of
+            raise ApiError(exc.what, where=point, code=exc.code, transient=exc.transient) from exc
         with self._lock:
             self.s.deny[name] = policy
         if self.cache is not None:
@@ -383,7 +386,8 @@ class FetchPlan:
                 )
             self._store_policy(dataset_name, policy)
 
-        self._submit(("bigquery.datasets.get", project, dataset), get_dataset)
+        # a dataset's access entries are its allow policy: name the read so the engine sees it
+        self._submit(("bigquery.datasets.getIamPolicy", project, dataset), get_dataset)
         if len(parts) == 6:
             table = parts[5]
 
@@ -502,8 +506,10 @@ class FetchPlan:
                 Unreadable(STORAGE + bucket, "getAncestry", f"project number {number} unresolved")
             )
         # search hits: filtered bindings on nodes we did not read directly
+        failed = {u.target for u in unreadable}
         for hit in s.hits:
-            if hit.resource in s.policies:
+            # a direct read is authoritative; when it failed, the index must not stand in for it
+            if hit.resource in s.policies or hit.resource in failed:
                 continue
             existing = nodes.get(hit.resource)
             merged = _merge(existing.policy if existing else None, hit.policy)
@@ -523,6 +529,16 @@ class FetchPlan:
                 n.endswith("/serviceAccounts/" + email) for n in names
             ):
                 accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()))
+        for email in self.principals:  # a failed listing: the account is unknown, not absent
+            project = _sa_project(email)
+            if project and ("serviceAccounts.list", project) in s.failed_keys:
+                unreadable.append(
+                    Unreadable(
+                        f"{IAM}projects/{project}/serviceAccounts/{email}",
+                        "serviceAccounts.get",
+                        f"listing the service accounts of {project} failed",
+                    )
+                )
         missing_keys = [e for e in accounts if e not in s.keys]
         unreadable = [u for u in unreadable if not _absent_account_noise(u, s, accounts)]
         for email in missing_keys:

@@ -1,0 +1,193 @@
+"""Fault matrix: every call site of the live fetch × every kind of failure, real clients.
+
+Transient faults (timeout, UNAVAILABLE, 429, INTERNAL, connection reset, malformed body) for
+the first two calls must be retried away and give exactly the clean answer; PERMISSION_DENIED
+must make the read unreadable, and the engine must never grant what that read would have had
+to prove. Retries never sleep here (injected zero-length sleep).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+from test_gcp_live import BUCKET, DATASET, PIPE, PROJECT, READER, SA_NODE, TABLE, TRAIN, world
+
+from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
+from zt_pipelines.gcp import fetch_snapshot
+from zt_pipelines.gcp.retry import RetryPolicy
+from zt_pipelines.policy.engine import decide
+from zt_pipelines.policy.snapshot import Snapshot
+
+# emulator method -> a (member, resource, permission) whose answer that read decides; the
+# answer must become "unverifiable" when the read is refused (granted or not before).
+PROBE_GRANTED = (TRAIN, BUCKET, "storage.objects.list")
+PROBE_ABSENT = (TRAIN, BUCKET, "storage.buckets.delete")
+CALL_SITES: dict[str, tuple[str, str, str] | None] = {
+    "google.cloud.resourcemanager.v3.Projects/GetProject": PROBE_GRANTED,
+    "google.cloud.resourcemanager.v3.Projects/GetIamPolicy": (
+        TRAIN,
+        PROJECT,
+        "bigquery.jobs.create",
+    ),
+    "google.cloud.resourcemanager.v3.Folders/GetFolder": PROBE_GRANTED,
+    "google.cloud.resourcemanager.v3.Folders/GetIamPolicy": PROBE_ABSENT,
+    # the organisation node itself adds nothing an ancestor walk needs beyond its policy
+    "google.cloud.resourcemanager.v3.Organizations/GetOrganization": None,
+    "google.cloud.resourcemanager.v3.Organizations/GetIamPolicy": PROBE_ABSENT,
+    "google.iam.v2.Policies/ListPolicies": PROBE_GRANTED,
+    "google.iam.v2.Policies/GetPolicy": PROBE_GRANTED,
+    # a custom role the listing could not return is read with roles.get instead
+    "google.iam.admin.v1.IAM/ListRoles": None,
+    "google.iam.admin.v1.IAM/GetRole": PROBE_GRANTED,
+    "google.iam.admin.v1.IAM/ListServiceAccounts": None,
+    "google.iam.admin.v1.IAM/ListServiceAccountKeys": None,
+    "google.iam.admin.v1.IAM/GetIamPolicy": (PIPE, SA_NODE, "iam.serviceAccounts.actAs"),
+    "google.cloud.asset.v1.AssetService/SearchAllIamPolicies": None,
+    "storage.buckets.get": PROBE_GRANTED,
+    "storage.buckets.getIamPolicy": PROBE_GRANTED,
+    "bigquery.datasets.get": (TRAIN, DATASET, "bigquery.tables.getData"),
+    "bigquery.tables.getIamPolicy": (TRAIN, TABLE, "bigquery.tables.updateData"),
+}
+
+TRANSIENT = {
+    "timeout": {"delay_ms": 250},
+    "UNAVAILABLE": {"code": "UNAVAILABLE"},
+    "429": {"code": "RESOURCE_EXHAUSTED"},
+    "INTERNAL": {"code": "INTERNAL"},
+    "reset": {"reset": True},
+    "malformed": {"malformed": True},
+}
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def policy() -> RetryPolicy:
+    """Five attempts, no sleeping, a deadline short enough for the injected delay."""
+    return RetryPolicy(max_attempts=5, sleep=lambda _s: None, attempt_timeout=0.1)
+
+
+def run(emu: Emulator) -> Snapshot:
+    """One live fetch as the reader."""
+    return fetch_snapshot(
+        resources=[BUCKET, TABLE],
+        service_accounts=[TRAIN, PIPE],
+        projects=["proj-a1"],
+        credentials=emulator_credentials(f"serviceAccount:{READER}"),
+        emulator_host=emu.address,
+        retry=policy(),
+        use_cache=False,
+    )
+
+
+def essence(snap: Snapshot) -> tuple[object, ...]:
+    """Everything the engine reads, in a comparable form."""
+    return (
+        snap.nodes,
+        snap.roles,
+        snap.deny_policies,
+        snap.service_accounts,
+        snap.unreadable,
+        snap.complete_bindings_for,
+    )
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    """One emulator for the whole matrix (faults are cleared between cases)."""
+    with Emulator(world()) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def clean(emu: Emulator) -> Snapshot:
+    """The answer without faults."""
+    snap = run(emu)
+    assert snap.unreadable == ()
+    return snap
+
+
+@pytest.fixture(scope="module")
+def clean_counts(emu: Emulator, clean: Snapshot) -> dict[str, int]:
+    """Calls per method in a clean run."""
+    emu.clear_log()
+    run(emu)
+    return dict(Counter(f"{r.method} {r.target}" for r in emu.request_log))
+
+
+def test_every_call_site_is_exercised(emu: Emulator, clean: Snapshot) -> None:
+    emu.clear_log()
+    run(emu)
+    assert set(CALL_SITES) <= set(emu.counts()), set(CALL_SITES) - set(emu.counts())
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT))
+@pytest.mark.parametrize("method", sorted(CALL_SITES))
+def test_transient_fault_recovers_with_the_clean_answer(
+    emu: Emulator, clean: Snapshot, method: str, fault: str
+) -> None:
+    emu.clear_faults()
+    emu.clear_log()
+    emu.add_fault(Fault(method=method, times=2, **TRANSIENT[fault]))  # type: ignore[arg-type]
+    try:
+        snap = run(emu)
+    finally:
+        emu.clear_faults()
+    assert essence(snap) == essence(clean)
+    # the fault fired and the read was retried (a delayed call is logged when it ends)
+    for _ in range(100):
+        if emu.counts().get(method, 0) >= 3:
+            break
+        time.sleep(0.02)
+    assert emu.counts()[method] >= 3
+
+
+@pytest.mark.parametrize("method", sorted(CALL_SITES))
+def test_permission_denied_fails_closed(
+    emu: Emulator, clean: Snapshot, clean_counts: dict[str, int], method: str
+) -> None:
+    emu.clear_faults()
+    emu.add_fault(Fault(method=method, code="PERMISSION_DENIED"))
+    emu.clear_log()
+    try:
+        snap = run(emu)
+    finally:
+        emu.clear_faults()
+    assert snap.unreadable, "a failed read must be recorded"
+    assert any("PERMISSION_DENIED" in u.reason for u in snap.unreadable)
+    # never retried: no target is asked more often than in the clean run
+    asked = Counter(r.target for r in emu.request_log if r.method == method)
+    for target, times in asked.items():
+        assert times <= max(1, clean_counts.get(f"{method} {target}", 0)), target
+    probe = CALL_SITES[method]
+    if probe is not None:
+        member, resource, permission = probe
+        after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
+        assert after.state == "unverifiable", after
+    # never an allow the faulted snapshot cannot prove that the clean one would not
+    for member, resource, permission in {p for p in CALL_SITES.values() if p}:
+        before = decide(f"serviceAccount:{member}", resource, permission, clean, now=NOW)
+        after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
+        assert before.granted or not after.granted
+    if method.endswith("SearchAllIamPolicies"):
+        assert snap.complete_bindings_for == frozenset()
+    if method.endswith("ListServiceAccounts"):
+        assert any(u.what == "serviceAccounts.get" for u in snap.unreadable)
+
+
+def test_persistent_transient_fault_exhausts_the_budget_and_fails_closed(
+    emu: Emulator, clean: Snapshot
+) -> None:
+    emu.clear_faults()
+    emu.add_fault(Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE"))
+    emu.clear_log()
+    try:
+        snap = run(emu)
+    finally:
+        emu.clear_faults()
+    assert emu.counts()["storage.buckets.getIamPolicy"] == 5
+    assert [u.target for u in snap.unreadable] == [BUCKET]
+    after = decide(f"serviceAccount:{TRAIN}", BUCKET, "storage.objects.list", snap, now=NOW)
+    assert not after.granted
