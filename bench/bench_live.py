@@ -1,0 +1,274 @@
+"""Live fetch vs. the per-tuple baseline, against the emulator with 50 ms injected latency.
+
+World: 1 organisation, 1 folder, 2 projects; a generated 100-step pipeline, one service
+account per step, touching 40 resources (buckets, datasets, tables) plus the pipeline root.
+
+(a) our live fetch (``fetch_snapshot``): API calls and wall time, cold and with a warm cache;
+(b) the baseline a user would script today: one Policy Troubleshooter call per
+    (principal, resource, permission), serial. Its call count is exact; its wall time is
+    measured on a serial sample and scaled to the full count (said so in the output).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+from zt_pipelines.emulator import Emulator, emulator_credentials
+from zt_pipelines.gcp import ClientFactory, build_adapters, fetch_snapshot
+from zt_pipelines.gcp.retry import RetryPolicy
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    Binding,
+    DenyPolicy,
+    DenyRule,
+    Node,
+    Role,
+    ServiceAccount,
+    Snapshot,
+)
+
+LATENCY_MS = 50
+STEPS = 100
+CRM = "//cloudresourcemanager.googleapis.com/"
+ORG, FOLDER = CRM + "organizations/4242", CRM + "folders/77"
+PROJECTS = ("zt-bench-a", "zt-bench-b")
+READER = "checker@zt-bench-a.iam.gserviceaccount.com"
+PIPE = "pipeline@zt-bench-a.iam.gserviceaccount.com"
+ROOT = "//storage.googleapis.com/zt-bench-root"
+STORAGE_READ = ("storage.objects.get", "storage.objects.list")
+STORAGE_WRITE = ("storage.objects.create",)
+BQ_READ = ("bigquery.tables.getData", "bigquery.tables.get")
+
+
+def _resources() -> list[tuple[str, str, tuple[str, ...]]]:
+    """40 resources: (full name, role that grants the need, permissions needed)."""
+    out = []
+    for i in range(24):
+        project = PROJECTS[i % 2]
+        out.append((f"//storage.googleapis.com/zt-bench-{project}-b{i:02d}", project, STORAGE_READ))
+    for i in range(8):
+        project = PROJECTS[i % 2]
+        dataset = f"//bigquery.googleapis.com/projects/{project}/datasets/ds{i}"
+        out.append((dataset, project, BQ_READ))
+        out.append((dataset + f"/tables/t{i}", project, BQ_READ))
+    return out
+
+
+def build_world() -> tuple[Snapshot, list[tuple[str, str, str]], list[str], list[str]]:
+    """The world, the baseline tuples, the declared resources and the step accounts."""
+    resources = _resources()
+    role_for = {
+        STORAGE_READ: "roles/storage.objectViewer",
+        BQ_READ: "roles/bigquery.dataViewer",
+    }
+    grants: dict[str, list[Binding]] = {name: [] for name, _, _ in resources}
+    grants[ROOT] = []
+    tuples: list[tuple[str, str, str]] = []
+    accounts = {
+        READER: ServiceAccount(READER, PROJECTS[0]),
+        PIPE: ServiceAccount(PIPE, PROJECTS[0]),
+    }
+    steps = []
+    sa_nodes: dict[str, Node] = {}
+    for step in range(STEPS):
+        project = PROJECTS[step % 2]
+        email = f"step-{step:03d}@{project}.iam.gserviceaccount.com"
+        steps.append(email)
+        accounts[email] = ServiceAccount(email, project)
+        member = f"serviceAccount:{email}"
+        for k in (step % 40, (step * 7 + 3) % 40):
+            name, _, perms = resources[k]
+            grants[name].append(Binding(role_for[perms], (member,)))
+            tuples += [(member, name, p) for p in perms]
+        grants[ROOT].append(Binding("roles/storage.objectUser", (member,)))
+        tuples += [(member, ROOT, p) for p in (*STORAGE_READ, *STORAGE_WRITE)]
+        sa_name = f"//iam.googleapis.com/projects/{project}/serviceAccounts/{email}"
+        sa_nodes[sa_name] = Node(
+            sa_name,
+            "serviceAccount",
+            parent=CRM + f"projects/{project}",
+            policy=AllowPolicy(
+                (Binding("roles/iam.serviceAccountUser", (f"serviceAccount:{PIPE}",)),)
+            ),
+        )
+        tuples.append((f"serviceAccount:{PIPE}", sa_name, "iam.serviceAccounts.actAs"))
+    for perm in (
+        "aiplatform.customJobs.create",
+        "aiplatform.customJobs.get",
+        "aiplatform.customJobs.cancel",
+        "aiplatform.metadataStores.get",
+    ):
+        tuples.append((f"serviceAccount:{PIPE}", CRM + f"projects/{PROJECTS[0]}", perm))
+    nodes: dict[str, Node] = {
+        ORG: Node(
+            ORG,
+            "organization",
+            policy=AllowPolicy(
+                (Binding("roles/iam.securityReviewer", (f"serviceAccount:{READER}",)),)
+            ),
+        ),
+        FOLDER: Node(FOLDER, "folder", parent=ORG, policy=AllowPolicy()),
+        CRM + f"projects/{PROJECTS[0]}": Node(
+            CRM + f"projects/{PROJECTS[0]}",
+            "project",
+            parent=FOLDER,
+            project_number="1001",
+            policy=AllowPolicy((Binding("roles/aiplatform.user", (f"serviceAccount:{PIPE}",)),)),
+        ),
+        CRM + f"projects/{PROJECTS[1]}": Node(
+            CRM + f"projects/{PROJECTS[1]}",
+            "project",
+            parent=ORG,
+            project_number="1002",
+            policy=AllowPolicy(),
+        ),
+        **sa_nodes,
+    }
+    for name, project, _ in resources:
+        kind = (
+            "bucket"
+            if name.startswith("//storage")
+            else ("table" if "/tables/" in name else "dataset")
+        )
+        parent = CRM + f"projects/{project}"
+        if kind == "table":
+            parent = name.rsplit("/tables/", 1)[0]
+        nodes[name] = Node(name, kind, parent=parent, policy=AllowPolicy(tuple(grants[name])))
+    nodes[ROOT] = Node(
+        ROOT,
+        "bucket",
+        parent=CRM + f"projects/{PROJECTS[0]}",
+        policy=AllowPolicy(tuple(grants[ROOT])),
+    )
+    reader_perms = frozenset(
+        {
+            "resourcemanager.projects.get",
+            "resourcemanager.projects.getIamPolicy",
+            "resourcemanager.folders.get",
+            "resourcemanager.folders.getIamPolicy",
+            "resourcemanager.organizations.get",
+            "resourcemanager.organizations.getIamPolicy",
+            "iam.serviceAccounts.get",
+            "iam.serviceAccounts.list",
+            "iam.serviceAccounts.getIamPolicy",
+            "iam.serviceAccountKeys.list",
+            "iam.roles.get",
+            "iam.roles.list",
+            "iam.denypolicies.get",
+            "iam.denypolicies.list",
+            "storage.buckets.get",
+            "storage.buckets.getIamPolicy",
+            "bigquery.datasets.get",
+            "bigquery.tables.getIamPolicy",
+            "cloudasset.assets.searchAllIamPolicies",
+        }
+    )
+    roles = {
+        "roles/iam.securityReviewer": Role("roles/iam.securityReviewer", reader_perms),
+        "roles/storage.objectViewer": Role("roles/storage.objectViewer", frozenset(STORAGE_READ)),
+        "roles/storage.objectUser": Role(
+            "roles/storage.objectUser", frozenset((*STORAGE_READ, *STORAGE_WRITE))
+        ),
+        "roles/bigquery.dataViewer": Role("roles/bigquery.dataViewer", frozenset(BQ_READ)),
+        "roles/iam.serviceAccountUser": Role(
+            "roles/iam.serviceAccountUser", frozenset({"iam.serviceAccounts.actAs"})
+        ),
+        "roles/aiplatform.user": Role(
+            "roles/aiplatform.user",
+            frozenset(
+                {
+                    "aiplatform.customJobs.create",
+                    "aiplatform.customJobs.get",
+                    "aiplatform.customJobs.cancel",
+                    "aiplatform.metadataStores.get",
+                }
+            ),
+        ),
+    }
+    deny = (
+        DenyPolicy(
+            "no-public-delete",
+            ORG,
+            (
+                DenyRule(
+                    ("principalSet://goog/public:all",), ("storage.googleapis.com/objects.delete",)
+                ),
+            ),
+        ),
+    )
+    snap = Snapshot(nodes=nodes, roles=roles, deny_policies=deny, service_accounts=accounts)
+    declared = [name for name, _, _ in resources] + [ROOT]
+    return snap, tuples, declared, steps
+
+
+def run() -> list[str]:
+    """Run the benchmark and return report lines."""
+    world, tuples, declared, steps = build_world()
+    creds = emulator_credentials(f"serviceAccount:{READER}")
+    retry = RetryPolicy(sleep=lambda _s: None)
+    lines = []
+    with Emulator(world, latency_ms=LATENCY_MS) as emu, tempfile.TemporaryDirectory() as cache:
+
+        def ours() -> tuple[int, float, int]:
+            emu.clear_log()
+            start = time.perf_counter()
+            snap = fetch_snapshot(
+                resources=declared,
+                service_accounts=[*steps, PIPE],
+                projects=list(PROJECTS),
+                credentials=creds,
+                emulator_host=emu.address,
+                cache_dir=cache,
+                retry=retry,
+                max_workers=64,
+            )
+            wall = time.perf_counter() - start
+            return sum(emu.counts().values()), wall, len(snap.unreadable)
+
+        cold_calls, cold_wall, cold_bad = ours()
+        warm_calls, warm_wall, warm_bad = ours()
+        by_method = sorted(emu.counts().items(), key=lambda kv: -kv[1])
+
+        factory = ClientFactory(creds, emulator_host=emu.address)
+        troubleshooter = build_adapters(factory, retry).troubleshooter
+        assert troubleshooter is not None
+        sample = tuples[:: max(1, len(tuples) // 40)][:40]
+        emu.clear_log()
+        start = time.perf_counter()
+        for member, resource, permission in sample:
+            troubleshooter.troubleshoot(member, resource, permission)
+        per_call = (time.perf_counter() - start) / len(sample)
+        factory.close()
+    base_calls, base_wall = len(tuples), per_call * len(tuples)
+    rtt = LATENCY_MS / 1000
+    lines.append(
+        f"world: {STEPS} steps / {STEPS} step SAs, {len(declared) - 1} resources + pipeline "
+        f"root, 2 projects, 1 folder, 1 org; injected latency {LATENCY_MS} ms per call"
+    )
+    lines.append(
+        f"baseline (troubleshooter, serial): {base_calls} calls, {base_wall:.2f} s "
+        f"(measured {len(sample)} calls at {per_call * 1000:.1f} ms each, scaled)"
+    )
+    lines.append(
+        f"ours cold: {cold_calls} calls, {cold_wall * 1000:.0f} ms, unreadable={cold_bad}; "
+        f"goal <= {4 * LATENCY_MS + 100} ms"
+    )
+    lines.append(
+        f"ours warm: {warm_calls} calls, {warm_wall * 1000:.0f} ms, unreadable={warm_bad}; "
+        f"goal <= {2 * LATENCY_MS} ms"
+    )
+    lines.append(
+        f"ratios: calls {base_calls / cold_calls:.1f}x cold / {base_calls / warm_calls:.1f}x warm "
+        f"(goal >= 50x); wall {base_wall / cold_wall:.0f}x cold / {base_wall / warm_wall:.0f}x "
+        f"warm; wall in RTTs: cold {cold_wall / rtt:.1f}, warm {warm_wall / rtt:.1f}"
+    )
+    lines.append(
+        "warm calls by method: " + ", ".join(f"{m.split('/')[-1]}={n}" for m, n in by_method)
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    for line in run():
+        print(line)
