@@ -20,7 +20,6 @@ Modules: :mod:`.plan` (the pure diff), :mod:`.requirements` (who needs what),
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 from collections.abc import Mapping
 from os import PathLike
@@ -74,7 +73,7 @@ def plan(
     location: str = "us-central1",
     pipeline_root: str | None = None,
     parameter_values: Mapping[str, Any] | None = None,
-    manifest: str | PathLike[str] | None = None,
+    manifest: str | PathLike[str] | Mapping[str, Any] | None = None,
     roles: RoleMode = "custom",
     snapshot: str | PathLike[str] | Snapshot | None = None,
     prune: bool = False,
@@ -107,7 +106,14 @@ def plan(
         InputError: bad template, manifest, snapshot or arguments.
         ProvisioningRefused: a need would require a forbidden grant.
     """
-    result = _rewrite(template, project, parameter_values, manifest)
+    result = _rewrite(
+        template,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_service_account,
+        parameter_values=parameter_values,
+        manifest=manifest,
+    )
     state = _snapshot(snapshot)
     wants = wants_for(
         result,
@@ -137,20 +143,25 @@ def plan(
 
 def _rewrite(
     template: str | PathLike[str] | dict[str, Any] | RewriteResult,
+    *,
     project: str,
+    location: str,
+    pipeline_service_account: str,
     parameter_values: Mapping[str, Any] | None,
-    manifest: str | PathLike[str] | None,
+    manifest: str | PathLike[str] | Mapping[str, Any] | None,
 ) -> RewriteResult:
     if isinstance(template, RewriteResult):
         return template
-    rewrite_pipeline = importlib.import_module("zt_pipelines.spec").rewrite_pipeline
-    result: RewriteResult = rewrite_pipeline(
+    from zt_pipelines.spec import rewrite_pipeline
+
+    return rewrite_pipeline(
         template,
         project=project,
-        parameter_values=dict(parameter_values) if parameter_values else None,
+        location=location,
+        pipeline_service_account=pipeline_service_account,
+        parameter_values=parameter_values,
         manifest=manifest,
     )
-    return result
 
 
 def _snapshot(snapshot: str | PathLike[str] | Snapshot | None) -> Snapshot | None:

@@ -18,6 +18,7 @@ This module does IO; every decision was made by :mod:`zt_pipelines.provision.pla
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
@@ -411,11 +412,30 @@ def _read_modify_write(
 # -- accounts and roles ----------------------------------------------------------------------
 
 
+def _exists(retry: Any, fn: Callable[[], Any], what: str, target: str) -> Any | None:
+    """Read first, so re-applying a stale plan makes no write at all; ``None`` if absent."""
+    try:
+        return retry.call(fn, what=what, target=target)
+    except ApiError as exc:
+        if exc.code == "NOT_FOUND":
+            return None
+        raise
+
+
 def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
     created: list[str] = []
     todo = [acct for acct in plan.accounts if acct.state == "create"]
     client: Any = factory.iam_admin() if todo else None
     for acct in todo:
+        name = f"projects/{acct.project}/serviceAccounts/{acct.email}"
+        found = _exists(
+            retry,
+            functools.partial(client.get_service_account, request={"name": name}),
+            "iam.serviceAccounts.get",
+            acct.email,
+        )
+        if found is not None:
+            continue  # created since the plan was made
         request = {
             "name": f"projects/{acct.project}",
             "account_id": acct.account_id,
@@ -430,7 +450,7 @@ def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
         except ApiError as exc:
             if exc.code != "ALREADY_EXISTS":
                 raise
-            continue  # created since the plan was made: fine
+            continue  # a concurrent apply created it: fine
         created.append(acct.email)
     return created
 
@@ -448,7 +468,13 @@ def _sync_roles(plan: Plan, factory: Any, retry: Any) -> tuple[list[str], list[s
             "included_permissions": list(role.permissions),
             "stage": "GA",
         }
-        if spec.state == "create":
+        current = _exists(
+            retry,
+            functools.partial(client.get_role, request={"name": role.name}),
+            "iam.roles.get",
+            role.name,
+        )
+        if current is None:
             try:
                 retry.call(
                     lambda b=body, r=role: client.create_role(
@@ -467,14 +493,8 @@ def _sync_roles(plan: Plan, factory: Any, retry: Any) -> tuple[list[str], list[s
                 what="iam.roles.get",
                 target=role.name,
             )
-            if set(current.included_permissions) == set(role.permissions) and not current.deleted:
-                continue
-        else:
-            current = retry.call(
-                lambda r=role: client.get_role(request={"name": r.name}),
-                what="iam.roles.get",
-                target=role.name,
-            )
+        if set(current.included_permissions) == set(role.permissions) and not current.deleted:
+            continue  # as planned (identical sets share the role; concurrent applies agree)
         if current.deleted:
             retry.call(
                 lambda r=role: client.undelete_role(request={"name": r.name}),
@@ -510,7 +530,7 @@ def apply_plan(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     audit_log: Any = None,
-    submitter: str = "unknown",
+    submitter: str | None = None,
     location: str = "",
 ) -> ApplyResult:
     """Create the plan's accounts and roles and write its bindings, idempotently.
@@ -522,8 +542,11 @@ def apply_plan(
         retry: a :class:`zt_pipelines.gcp.retry.RetryPolicy` for transient errors.
         conflict_attempts: read-modify-write attempts per policy on etag conflicts.
         sleep, rng: backoff between conflict retries (injectable for tests).
-        audit_log: an :class:`zt_pipelines.audit.AuditLog` or a path; one record per apply.
-        submitter, location: recorded in the audit record.
+        audit_log: an :class:`zt_pipelines.audit.AuditLog` or a path for the record of this
+            apply; ``None`` uses the same trail as submissions (``$ZT_AUDIT_LOG``, else
+            ``~/.local/state/zt-pipelines/audit.jsonl``); ``False`` writes none.
+        submitter: who applies, for the record (default: the credentials' principal).
+        location: recorded in the audit record.
 
     Raises:
         UnsupportedResourceError: a grant is on a resource apply cannot write (before any
@@ -546,6 +569,11 @@ def apply_plan(
     )
     retry = retry or RetryPolicy()
     rng = rng or random.Random()
+    if audit_log is None or submitter is None:
+        from zt_pipelines.job import default_audit_log, submitter_of
+
+        audit_log = default_audit_log() if audit_log is None else audit_log
+        submitter = submitter or submitter_of(factory.credentials)
     conflicts = _Conflicts()
     try:
         accounts = _create_accounts(plan, factory, retry)
@@ -580,9 +608,9 @@ def apply_plan(
             conflicts.count,
         )
     except Exception as exc:
-        _audit(plan, audit_log, submitter, location, None, str(exc))
+        _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
         raise
-    _audit(plan, audit_log, submitter, location, result, str(result))
+    _audit(plan, audit_log, submitter or "unknown", location, result, str(result))
     return result
 
 
@@ -594,7 +622,7 @@ def _audit(
     result: ApplyResult | None,
     reason: str,
 ) -> None:
-    if audit_log is None:
+    if audit_log is False or audit_log is None:
         return
     from zt_pipelines.audit import AuditIdentity, AuditLog, Decision
 

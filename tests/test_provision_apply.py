@@ -1,0 +1,372 @@
+"""Provisioning end to end against the emulator, through the real Google client libraries.
+
+empty project → plan → apply → check allowed → apply again (no writes) → a step's needs
+shrink → plan --prune removes exactly the unneeded grant. Plus 20 concurrent applies on one
+bucket policy with injected etag conflicts: no binding lost.
+
+(No ``from __future__ import annotations`` here: KFP reads the component annotations.)
+"""
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kfp import compiler, dsl
+
+import zt_pipelines as zt
+from zt_pipelines.audit import AuditLog
+from zt_pipelines.cli import cli
+from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
+from zt_pipelines.gcp.clients import ClientFactory
+from zt_pipelines.gcp.retry import no_wait_policy
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    Binding,
+    Node,
+    Role,
+    Snapshot,
+)
+from zt_pipelines.provision import Want, build_plan
+from zt_pipelines.resources import ResourceRef
+
+PROJECT = "zt-e2e-proj"
+LOCATION = "us-central1"
+CRM = "//cloudresourcemanager.googleapis.com/projects/"
+ROOT = "gs://zt-e2e-root/runs"
+PIPE_SA = f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com"
+PREP_SA = f"prep-sa@{PROJECT}.iam.gserviceaccount.com"
+TRAIN_SA = f"train-sa@{PROJECT}.iam.gserviceaccount.com"
+ADMIN = "user:admin@example.com"
+BYSTANDER = "user:bob@example.com"
+TABLE = f"//bigquery.googleapis.com/projects/{PROJECT}/datasets/features/tables/rows"
+ADMIN_ROLE = f"projects/{PROJECT}/roles/provisioner"
+SA_USER = "roles/iam.serviceAccountUser"
+SA_USER_PERMISSIONS = frozenset(
+    {
+        "iam.serviceAccounts.actAs",
+        "iam.serviceAccounts.get",
+        "iam.serviceAccounts.list",
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.list",
+    }
+)
+ADMIN_PERMISSIONS = frozenset(
+    {
+        "iam.serviceAccounts.create",
+        "iam.serviceAccounts.get",
+        "iam.serviceAccounts.list",
+        "iam.serviceAccounts.getIamPolicy",
+        "iam.serviceAccounts.setIamPolicy",
+        "iam.serviceAccountKeys.list",
+        "iam.roles.create",
+        "iam.roles.get",
+        "iam.roles.list",
+        "iam.roles.update",
+        "iam.roles.undelete",
+        "iam.denypolicies.get",
+        "iam.denypolicies.list",
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.getIamPolicy",
+        "resourcemanager.projects.setIamPolicy",
+        "storage.buckets.get",
+        "storage.buckets.getIamPolicy",
+        "storage.buckets.setIamPolicy",
+        "bigquery.datasets.get",
+        "bigquery.tables.getIamPolicy",
+        "bigquery.tables.setIamPolicy",
+        "cloudasset.assets.searchAllIamPolicies",
+    }
+)
+
+
+@dsl.component(base_image="python:3.11-slim")
+def prep(source: str) -> str:
+    return source
+
+
+@dsl.component(base_image="python:3.11-slim")
+def train(data: str) -> str:
+    return data
+
+
+@dsl.component(base_image="python:3.11-slim")
+def evaluate(model: str) -> str:
+    return model
+
+
+@dsl.pipeline(name="zt-e2e", pipeline_root=ROOT)
+def e2e_pipeline(source: str = "gs://zt-e2e-raw/2026/") -> None:
+    data = prep(source=source)
+    model = train(data=data.output)
+    evaluate(model=model.output)
+
+
+FULL_NEEDS = {
+    "steps": {
+        "prep": {
+            "service_account": PREP_SA,
+            "needs": {"gs://zt-e2e-raw": ["storage.objects.get", "storage.objects.list"]},
+        },
+        "train": {
+            "service_account": TRAIN_SA,
+            "needs": {
+                "gs://zt-e2e-raw": ["storage.objects.get"],
+                "gs://zt-e2e-models/train": ["storage.objects.create"],
+                f"bq://{PROJECT}.features.rows": ["bigquery.tables.getData"],
+            },
+        },
+        # evaluate: no declaration, so it gets a derived identity that provisioning creates
+    }
+}
+SHRUNK_NEEDS = json.loads(json.dumps(FULL_NEEDS))
+del SHRUNK_NEEDS["steps"]["train"]["needs"]["gs://zt-e2e-models/train"]
+
+
+def empty_project() -> Snapshot:
+    """A project with three buckets and a table, one admin, one bystander, no step SAs."""
+    project = CRM + PROJECT
+    bystander = AllowPolicy((Binding("roles/storage.objectViewer", (BYSTANDER,)),), etag="b0")
+    org = "//cloudresourcemanager.googleapis.com/organizations/777"
+    nodes = [
+        Node(org, "organization", None, AllowPolicy(etag="o0")),
+        Node(
+            project,
+            "project",
+            org,
+            project_number="424242424242",
+            policy=AllowPolicy((Binding(ADMIN_ROLE, (ADMIN,)),), etag="p0"),
+        ),
+        Node("//storage.googleapis.com/zt-e2e-raw", "bucket", project, bystander),
+        Node("//storage.googleapis.com/zt-e2e-models", "bucket", project, bystander),
+        Node("//storage.googleapis.com/zt-e2e-root", "bucket", project, AllowPolicy(etag="r0")),
+        Node(TABLE.rsplit("/tables/", 1)[0], "dataset", project, AllowPolicy(etag="d0")),
+        Node(TABLE, "table", TABLE.rsplit("/tables/", 1)[0], AllowPolicy(etag="t0")),
+    ]
+    return Snapshot(
+        nodes={n.name: n for n in nodes},
+        roles={
+            ADMIN_ROLE: Role(ADMIN_ROLE, ADMIN_PERMISSIONS, "provisioner"),
+            # the one predefined role provisioning binds (as in the real catalogue)
+            SA_USER: Role(SA_USER, SA_USER_PERMISSIONS, "Service Account User"),
+        },
+    )
+
+
+@pytest.fixture()
+def emulator() -> Iterator[Emulator]:
+    with Emulator(empty_project()) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def factory(emulator: Emulator) -> Iterator[ClientFactory]:
+    made = ClientFactory(
+        emulator_credentials(ADMIN), emulator_host=emulator.address, project=PROJECT
+    )
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("e2e") / "pipeline.yaml"
+    compiler.Compiler().compile(e2e_pipeline, package_path=str(path))
+    return path
+
+
+def make_plan(template: Path, manifest: dict, state: Snapshot, **kw: object) -> zt.Plan:
+    return zt.plan(
+        template,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPE_SA,
+        pipeline_root=ROOT,
+        manifest=manifest,
+        snapshot=state,
+        **kw,
+    )
+
+
+def check(template: Path, manifest: dict, state: Snapshot) -> "zt.Report":
+    return zt.check(
+        template,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPE_SA,
+        pipeline_root=ROOT,
+        manifest=manifest,
+        snapshot=state,
+    )
+
+
+def members_of(state: Snapshot, resource: str) -> set[tuple[str, str, str]]:
+    node = state.nodes[resource]
+    assert node.policy is not None
+    return {
+        (b.role, m, b.condition.expression if b.condition else "")
+        for b in node.policy.bindings
+        for m in b.members
+    }
+
+
+def test_end_to_end_plan_apply_check_noop_shrink_prune(
+    emulator: Emulator, factory: ClientFactory, template: Path, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    before = check(template, FULL_NEEDS, emulator.state)
+    assert not before.allowed  # empty project: nothing exists yet
+
+    first = make_plan(template, FULL_NEEDS, emulator.state)
+    derived = next(a for a in first.accounts if a.steps == ("evaluate",))
+    assert {a.state for a in first.accounts} == {"create"}
+    assert len(first.accounts) == 4  # pipeline, prep, train, derived evaluate
+
+    applied = first.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    assert set(applied.created_accounts) == {PIPE_SA, PREP_SA, TRAIN_SA, derived.email}
+    assert set(applied.created_roles) == {s.role.name for s in first.custom_roles}
+    assert {g.key for g in applied.added} == {g.key for g in first.grants}
+
+    state = emulator.state
+    report = check(template, FULL_NEEDS, state)
+    assert report.allowed, str(report)
+    # the pipeline SA may act as each step SA — bound on the step SA, not on the project
+    for email in (PREP_SA, TRAIN_SA, derived.email):
+        node = f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{email}"
+        assert ("roles/iam.serviceAccountUser", f"serviceAccount:{PIPE_SA}", "") in members_of(
+            state, node
+        )
+    assert not any(
+        r == "roles/iam.serviceAccountUser" for r, _, _ in members_of(state, CRM + PROJECT)
+    )
+    # the bystander's bindings are untouched
+    assert ("roles/storage.objectViewer", BYSTANDER, "") in members_of(
+        state, "//storage.googleapis.com/zt-e2e-raw"
+    )
+    models = state.nodes["//storage.googleapis.com/zt-e2e-models"].policy
+    assert models is not None and models.version == 3  # conditional binding → version 3
+
+    # apply again: a fresh plan is empty, and re-applying the old plan writes nothing
+    emulator.clear_log()
+    again = make_plan(template, FULL_NEEDS, emulator.state)
+    assert again.is_noop, str(again)
+    second = first.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    assert not second.changed
+    assert emulator.writes() == []
+
+    # train no longer writes models: prune removes exactly that conditional grant
+    shrunk = make_plan(template, SHRUNK_NEEDS, emulator.state, prune=True)
+    assert not shrunk.additions
+    assert [(g.resource, g.member, g.condition is not None) for g in shrunk.removals] == [
+        ("//storage.googleapis.com/zt-e2e-models", f"serviceAccount:{TRAIN_SA}", True)
+    ]
+    before_prune = emulator.state
+    pruned = shrunk.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    assert [g.key for g in pruned.removed] == [g.key for g in shrunk.removals]
+    after = emulator.state
+    for name in after.nodes:
+        old = members_of(before_prune, name) if before_prune.nodes[name].policy else set()
+        new = members_of(after, name) if after.nodes[name].policy else set()
+        expected = old - {
+            (g.role, g.member, g.condition.expression if g.condition else "")
+            for g in shrunk.removals
+            if g.resource == name
+        }
+        assert new == expected, name
+    assert check(template, SHRUNK_NEEDS, after).allowed
+    assert make_plan(template, SHRUNK_NEEDS, after, prune=True).is_noop
+
+    records = AuditLog(audit).records()
+    assert [r["action"] for r in records] == ["provision-apply"] * 3
+    assert AuditLog(audit).verify().ok
+    assert any(f.get("change") == "binding-removed" for f in records[2]["findings"])
+
+
+def test_cli_plan_and_apply_against_the_emulator(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(FULL_NEEDS))
+    audit = tmp_path / "audit.jsonl"
+    args = [
+        str(template),
+        "--project",
+        PROJECT,
+        "--pipeline-sa",
+        PIPE_SA,
+        "--pipeline-root",
+        ROOT,
+        "--manifest",
+        str(manifest),
+    ]
+    runner = CliRunner()
+    # the CLI has no emulator identity to present, so this emulator does not enforce IAM
+    with Emulator(empty_project(), enforce_iam=False) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("ZT_AUDIT_LOG", str(audit))  # apply writes to the submissions trail
+        shown = runner.invoke(cli, ["plan", *args, "--format", "json"], catch_exceptions=False)
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.output)
+        assert data["against_state"] and len(data["additions"]) == len(data["grants"])
+        assert {a["state"] for a in data["service_accounts"]} == {"create"}
+        applied = runner.invoke(cli, ["apply", *args, "--yes"], catch_exceptions=False)
+        assert applied.exit_code == 0, applied.output
+        assert "Apply complete: 4 account(s) created" in applied.output
+        emu.clear_log()
+        again = runner.invoke(cli, ["apply", *args, "--yes"], catch_exceptions=False)
+        assert again.exit_code == 0 and "No changes." in again.output
+        assert emu.writes() == []
+        assert check(template, FULL_NEEDS, emu.state).allowed
+        tf = runner.invoke(cli, ["plan", *args, "--empty", "--format", "terraform"])
+        assert tf.exit_code == 0 and "google_storage_bucket_iam_member" in tf.output
+    assert len(AuditLog(audit).records()) == 1
+
+
+def test_twenty_concurrent_applies_on_one_bucket_lose_no_binding(
+    emulator: Emulator, factory: ClientFactory, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    bucket = "//storage.googleapis.com/zt-e2e-models"
+    plans = []
+    for i in range(20):
+        member = f"serviceAccount:step-{i:02d}-sa@{PROJECT}.iam.gserviceaccount.com"
+        perms = (
+            ("storage.objects.get",) if i % 2 else ("storage.objects.get", "storage.objects.list")
+        )
+        prefix = f"run-{i}" if i % 3 == 0 else None
+        wants = [Want(member, ResourceRef(bucket, prefix), tuple(perms), f"step-{i}")]
+        plans.append(build_plan(wants, project=PROJECT, pipeline_service_account=PIPE_SA))
+    # conflicts on top of the natural ones: the first 15 writes answer ABORTED (409)
+    emulator.add_fault(Fault(method="storage.buckets.setIamPolicy", code="ABORTED", times=15))
+    start = threading.Barrier(20)
+
+    def run(i: int) -> int:
+        start.wait()
+        result = plans[i].apply(
+            factory=factory,
+            retry=no_wait_policy(),
+            sleep=lambda s: time.sleep(min(s, 0.02)),
+            rng=random.Random(i),
+            audit_log=audit,
+        )
+        return result.conflicts
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        conflicts = list(pool.map(run, range(20)))
+    assert sum(conflicts) >= 15
+    present = members_of(emulator.state, bucket)
+    for p in plans:
+        for g in p.grants:
+            if g.resource == bucket:
+                key = (g.role, g.member, g.condition.expression if g.condition else "")
+                assert key in present, key
+    assert ("roles/storage.objectViewer", BYSTANDER, "") in present
+    log = AuditLog(audit)
+    assert len(log.records()) == 20 and log.verify().ok
+    assert {r["submitter"] for r in log.records()} == {ADMIN}
+    print(f"\n20 concurrent applies: {sum(conflicts)} etag conflicts retried, none lost")

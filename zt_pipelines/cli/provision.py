@@ -1,0 +1,148 @@
+"""``zt-pipelines plan`` and ``zt-pipelines apply``: provision one minimal SA per step.
+
+``plan`` prints what would change (table, JSON, Terraform or a gcloud script) and exits 0;
+``apply`` carries the plan out through the official clients (``ZT_EMULATOR_HOST`` points them
+at the emulator) after a confirmation (``--yes`` skips it). Without ``--snapshot`` both read
+the current state live, so the plan is a real diff.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zt_pipelines.errors import InputError
+
+
+def _options(fn: Any) -> Any:
+    """The options ``plan`` and ``apply`` share."""
+    decorators = [
+        click.argument("template", type=click.Path(path_type=Path)),
+        click.option("--project", required=True, help="Project the pipeline runs in."),
+        click.option(
+            "--pipeline-sa",
+            "pipeline_sa",
+            required=True,
+            help="The pipeline service account (it launches the steps).",
+        ),
+        click.option("--location", default="us-central1", show_default=True),
+        click.option("--pipeline-root", help="gs:// root for artifacts (default: template's)."),
+        click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations."),
+        click.option(
+            "--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter."
+        ),
+        click.option(
+            "--roles",
+            type=click.Choice(["custom", "predefined"]),
+            default="custom",
+            show_default=True,
+            help="Hash-named custom roles, or the least-excess cover of predefined roles.",
+        ),
+        click.option(
+            "--catalogue",
+            type=click.Path(path_type=Path),
+            help="Predefined role catalogue (.json/.json.gz) for --roles predefined.",
+        ),
+        click.option(
+            "--snapshot",
+            type=click.Path(path_type=Path),
+            help="Current state from a snapshot file instead of reading it live.",
+        ),
+        click.option("--empty", is_flag=True, help="Plan against an empty project (no reads)."),
+        click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
+        click.option("--organization", help="Organisation number to hold the custom roles."),
+        click.option("--submitter", help="Also grant this principal what submitting needs."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _make_plan(opts: dict[str, Any]) -> Any:
+    from zt_pipelines.cli.rewrite import _parameters
+    from zt_pipelines.provision import plan
+
+    if opts["snapshot"] is not None and opts["empty"]:
+        raise InputError("--snapshot and --empty exclude each other", where="plan")
+    if opts["snapshot"] is not None:
+        snapshot: Any = opts["snapshot"]
+    elif opts["empty"]:
+        snapshot = None
+    else:
+        snapshot = _live_state(opts)
+    return plan(
+        opts["template"],
+        project=opts["project"],
+        pipeline_service_account=opts["pipeline_sa"],
+        location=opts["location"],
+        pipeline_root=opts["pipeline_root"],
+        parameter_values=_parameters(opts["params"]),
+        manifest=opts["manifest"],
+        roles=opts["roles"],
+        snapshot=snapshot,
+        prune=opts["prune"],
+        organization=opts["organization"],
+        catalogue=opts["catalogue"],
+        submitter=opts["submitter"],
+    )
+
+
+def _live_state(opts: dict[str, Any]) -> Any:
+    """Read what the plan must diff against through the live adapters (or the emulator)."""
+    from zt_pipelines.provision.live import read_state
+
+    return read_state(
+        opts["template"],
+        project=opts["project"],
+        pipeline_service_account=opts["pipeline_sa"],
+        location=opts["location"],
+        pipeline_root=opts["pipeline_root"],
+        manifest=opts["manifest"],
+        submitter=opts["submitter"],
+    )
+
+
+@click.command("plan")
+@_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "terraform", "gcloud"]),
+    default="table",
+    show_default=True,
+)
+def plan_command(fmt: str, **opts: Any) -> None:
+    """Show the service accounts, roles and bindings TEMPLATE needs, as a diff."""
+    result = _make_plan(opts)
+    if fmt == "json":
+        text = result.to_json()
+    elif fmt == "terraform":
+        text = result.to_terraform()
+    elif fmt == "gcloud":
+        text = result.to_gcloud()
+    else:
+        text = str(result)
+    click.echo(text.rstrip("\n"))
+
+
+@click.command("apply")
+@_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--audit-log", type=click.Path(path_type=Path), help="Append an audit record to this file."
+)
+def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> None:
+    """Create the service accounts and roles TEMPLATE needs and write its bindings."""
+    result = _make_plan(opts)
+    click.echo(str(result))
+    if result.is_noop:
+        return
+    if not yes:
+        click.confirm("Apply these changes?", abort=True)
+    outcome = result.apply(audit_log=audit_log, location=opts["location"])
+    click.echo(str(outcome))
+
+
+commands = {"plan": plan_command, "apply": apply_command}

@@ -1,0 +1,65 @@
+"""Read the current state a plan diffs against, live (or from the emulator). Does IO.
+
+Everything a check of the same pipeline would read — the declared resources, the pipeline
+root, the project, every step and pipeline service account and their custom roles — through
+the live adapters (:func:`zt_pipelines.gcp.fetch_snapshot`), so ``plan`` and ``check`` see the
+same world.
+"""
+
+from __future__ import annotations
+
+import os
+from os import PathLike
+from typing import Any
+
+from zt_pipelines.policy.requirements import derive_requirements, needed_nodes
+from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.provision.requirements import pipeline_root_of
+
+
+def read_state(
+    template: str | PathLike[str] | dict[str, Any],
+    *,
+    project: str,
+    pipeline_service_account: str,
+    location: str = "us-central1",
+    pipeline_root: str | None = None,
+    manifest: Any = None,
+    parameter_values: dict[str, Any] | None = None,
+    submitter: str | None = None,
+    credentials: Any = None,
+    emulator_host: str | None = None,
+) -> Snapshot:
+    """The live snapshot of everything the pipeline's plan touches."""
+    from zt_pipelines.gcp import fetch_snapshot
+    from zt_pipelines.spec import rewrite_pipeline
+
+    result = rewrite_pipeline(
+        template,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_service_account,
+        parameter_values=parameter_values,
+        manifest=manifest,
+    )
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_service_account.lower(),
+        pipeline_root=pipeline_root_of(result, pipeline_root),
+        submitter=submitter,
+    )
+    needs = needed_nodes(
+        requirements, steps=result.steps, pipeline_service_account=pipeline_service_account
+    )
+    snapshot: Snapshot = fetch_snapshot(
+        resources=needs.resources,
+        service_accounts=needs.service_accounts,
+        principals=needs.principals,
+        projects=tuple(sorted({*needs.projects, project})),
+        credentials=credentials,
+        emulator_host=emulator_host or os.environ.get("ZT_EMULATOR_HOST") or None,
+        use_cache=False,
+    )
+    return snapshot
