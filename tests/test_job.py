@@ -1,0 +1,357 @@
+"""The drop-in PipelineJob, end to end: real kfp compiles, real aiplatform, our emulator.
+
+Every refusal must leave the emulator's state unchanged (its request log shows only reads);
+every allowed submission must send exactly the spec that was verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import aiplatform
+from google.cloud.aiplatform import initializer
+
+import zt_pipelines as zt
+from zt_pipelines.audit import AuditLog
+from zt_pipelines.emulator import Emulator, emulator_credentials
+from zt_pipelines.job import SPEC_LABELS, PipelineJob, _struct_to_dict, canonical_spec_bytes
+from zt_pipelines.policy.snapshot_file import load_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+WORLD = ROOT / "examples" / "world.yaml"
+PROJECT = "zt-demo"
+LOCATION = "us-central1"
+PIPELINE_SA = "pipeline-sa@zt-demo.iam.gserviceaccount.com"
+STEP_SAS = {
+    "ingest": "ingest-sa@zt-demo.iam.gserviceaccount.com",
+    "train": "train-sa@zt-demo.iam.gserviceaccount.com",
+    "evaluate-and-upload": "upload-sa@zt-demo.iam.gserviceaccount.com",
+}
+
+
+def _load_examples() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "zt_example_pipeline", ROOT / "examples" / "pipeline.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLES = _load_examples()
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("templates")
+    return {
+        name: EXAMPLES.compile_pipeline(name, str(out / f"{name}.yaml"))
+        for name in EXAMPLES.PIPELINES
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(load_snapshot(WORLD)) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def emu(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The shared emulator with a clean log, aiplatform reset and pointed at it."""
+    monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator.address}")
+    config = initializer.global_config  # aiplatform.init is bound to this object: reset in place
+    saved = dict(vars(config))
+    config.__init__()  # type: ignore[misc]
+    aiplatform.init(project=PROJECT, location=LOCATION)
+    emulator.clear_log()
+    BASELINE["jobs"] = set(emulator.pipeline_jobs)
+    BASELINE["schedules"] = set(emulator.schedules)
+    try:
+        yield emulator
+    finally:
+        vars(config).clear()
+        vars(config).update(saved)
+
+
+BASELINE: dict[str, set[str]] = {"jobs": set(), "schedules": set()}
+
+
+def created_jobs(emu: Emulator) -> dict[str, dict[str, Any]]:
+    """Pipeline jobs created during the current test (the emulator is shared by the module)."""
+    return {k: v for k, v in emu.pipeline_jobs.items() if k not in BASELINE["jobs"]}
+
+
+def created_schedules(emu: Emulator) -> dict[str, dict[str, Any]]:
+    """Schedules created during the current test."""
+    return {k: v for k, v in emu.schedules.items() if k not in BASELINE["schedules"]}
+
+
+@pytest.fixture()
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+def make_job(template: str, audit: AuditLog, **extra: Any) -> PipelineJob:
+    extra.setdefault("job_id", f"t-{uuid.uuid4().hex[:12]}")  # the module shares one emulator
+    return PipelineJob(
+        display_name="demo",
+        template_path=template,
+        credentials=emulator_credentials("user:alice@example.com"),
+        audit_log=audit,
+        **extra,
+    )
+
+
+def _walk_keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _walk_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_keys(v)
+
+
+def step_service_accounts(spec: dict[str, Any]) -> dict[str, str]:
+    """task name -> the service_account its CustomJob launcher receives (a task constant, else
+    the component's pinned input default, as GCPC writes it)."""
+    found: dict[str, str] = {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        params = task.get("inputs", {}).get("parameters", {})
+        sa = params.get("service_account", {}).get("runtimeValue", {}).get("constant")
+        if sa is None:
+            component = spec["components"][task["componentRef"]["name"]]
+            definition = component["inputDefinitions"]["parameters"].get("service_account", {})
+            sa = definition.get("defaultValue")
+        if sa is not None:
+            found[name] = sa
+    return found
+
+
+# ------------------------------------------------------------------------ signature
+
+
+def test_constructor_signature_is_aiplatforms_plus_keyword_only_extras() -> None:
+    base = inspect.signature(aiplatform.PipelineJob.__init__).parameters
+    ours = inspect.signature(PipelineJob.__init__).parameters
+    base_names = list(base)
+    assert list(ours)[: len(base_names)] == base_names
+    for name, param in base.items():
+        assert ours[name].kind == param.kind, name
+        assert ours[name].default == param.default, name
+    extras = [p for name, p in ours.items() if name not in base]
+    assert {p.name for p in extras} >= {"manifest", "policy", "snapshot", "audit_log"}
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extras)
+    assert all(p.default is None for p in extras)
+    assert issubclass(PipelineJob, aiplatform.PipelineJob)
+    assert zt.PipelineJob is PipelineJob
+
+
+@pytest.mark.parametrize("method", ["submit", "run", "create_schedule", "from_pipeline_func"])
+def test_methods_accept_everything_aiplatforms_accept(method: str) -> None:
+    base = inspect.signature(getattr(aiplatform.PipelineJob, method)).parameters
+    ours = inspect.signature(getattr(PipelineJob, method)).parameters
+    for name, param in base.items():
+        assert name in ours, f"{method}({name}) missing"
+        assert ours[name].kind == param.kind, f"{method}({name})"
+        assert ours[name].default == param.default, f"{method}({name})"
+
+
+# ------------------------------------------------------------------------ refusals
+
+
+def test_no_service_account_is_refused_before_anything_is_written(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        job.submit()
+    assert info.value.report.codes() == {"ZT100"}
+    assert "Compute Engine default service account" in str(info.value)
+    assert emu.writes() == []
+    assert created_jobs(emu) == {}
+    # not even the bucket lookup of create_gcs_bucket_for_pipeline_artifacts...
+    assert not [r for r in emu.request_log if r.api == "storage"]
+    [record] = audit.records()
+    assert record["outcome"] == "refused" and record["action"] == "submit"
+    assert record["findings"][0]["code"] == "ZT100"
+    assert record["submitter"] == "user:alice@example.com"
+
+
+def test_default_compute_sa_argument_is_refused(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        job.submit(service_account="123456789012-compute@developer.gserviceaccount.com")
+    assert info.value.report.codes() == {"ZT100"}
+    assert emu.writes() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "task"),
+    [("missing-permission", "ZT200", "train-with-restricted-data"), ("editor", "ZT211", None)],
+)
+def test_bad_pipelines_are_refused_with_reads_only(
+    emu: Emulator,
+    templates: dict[str, str],
+    audit: AuditLog,
+    name: str,
+    code: str,
+    task: str | None,
+) -> None:
+    job = make_job(templates[name], audit)
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        job.submit(service_account=PIPELINE_SA)
+    report = info.value.report
+    assert code in {f.code for f in report.errors}
+    if task is not None:
+        assert any(f.step == task for f in report.by_code(code))
+    assert emu.writes() == []
+    assert created_jobs(emu) == {}
+    assert all(not r.write for r in emu.request_log)
+    [record] = audit.records()
+    assert record["outcome"] == "refused"
+    assert len(record["spec_sha256"]) == 64
+    assert code in {f["code"] for f in record["findings"]}
+
+
+def test_run_async_refuses_in_the_callers_thread(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["editor"], audit)
+    with pytest.raises(zt.ZeroTrustViolation):
+        job.run(service_account=PIPELINE_SA, sync=False)
+    assert emu.writes() == []
+
+
+def test_create_schedule_is_refused_without_a_schedule(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["missing-permission"], audit)
+    with pytest.raises(zt.ZeroTrustViolation):
+        job.create_schedule(cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA)
+    assert emu.writes() == []
+    assert created_schedules(emu) == {}
+
+
+def test_pipeline_job_schedule_built_from_our_job_is_verified(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    with pytest.raises(zt.ZeroTrustViolation) as info:  # no aiplatform.init SA → ZT100
+        aiplatform.PipelineJobSchedule(
+            pipeline_job=job, display_name="direct", credentials=job.credentials
+        )
+    assert info.value.report.codes() == {"ZT100"}
+    assert emu.writes() == []
+    assert audit.records()[-1]["action"] == "export"
+
+
+# ------------------------------------------------------------------------ allowed
+
+
+def test_allowed_submission_sends_exactly_the_verified_spec(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    job.submit(service_account=PIPELINE_SA)
+    [sent] = created_jobs(emu).values()
+    assert sent["serviceAccount"] == PIPELINE_SA
+    spec = sent["pipelineSpec"]
+    # every step runs as its own declared SA, launched as a CustomJob
+    assert step_service_accounts(spec) == STEP_SAS
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor["container"]
+        assert container["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components")
+        assert "google_cloud_pipeline_components.container.v1.custom_job.launcher" in " ".join(
+            container["command"]
+        )
+    # no metadata of ours reaches Vertex
+    assert "zt_pipelines" not in set(_walk_keys(sent))
+    assert "platforms" not in spec
+    # verified bytes == submitted bytes: one hash in the label, the record and the object
+    submitted = hashlib.sha256(canonical_spec_bytes(spec)).hexdigest()
+    labels = sent["labels"]
+    assert labels[SPEC_LABELS[0]] + labels[SPEC_LABELS[1]] == submitted
+    assert job.verified_sha256 == submitted
+    [record] = audit.records()
+    assert record["outcome"] == "allowed" and record["spec_sha256"] == submitted
+    assert {i["task"]: i["service_account"] for i in record["identities"] if i["task"]} == (
+        STEP_SAS
+    )
+    # and the object aiplatform submitted holds the same bytes
+    installed = _struct_to_dict(job._gca_resource.pipeline_spec)
+    assert canonical_spec_bytes(installed) == canonical_spec_bytes(spec)
+
+
+def test_service_account_from_aiplatform_init_is_used(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    aiplatform.init(service_account=PIPELINE_SA)
+    job = make_job(templates["training"], audit)
+    job.run(sync=True)
+    [sent] = created_jobs(emu).values()
+    assert sent["serviceAccount"] == PIPELINE_SA
+    assert audit.records()[-1]["action"] == "run"
+    assert len(audit.records()) == 1  # run() verified once, submit() reused it
+
+
+def test_verify_returns_a_report_and_writes_nothing(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    ok = make_job(templates["training"], audit).verify(service_account=PIPELINE_SA)
+    bad = make_job(templates["editor"], audit).verify(service_account=PIPELINE_SA)
+    assert ok.allowed and not bad.allowed
+    assert "ZT211" in bad.codes()
+    assert emu.writes() == []
+    assert "<table" in bad._repr_html_()
+
+
+def test_create_schedule_uses_the_verified_spec(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    job.create_schedule(cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA)
+    [served] = created_schedules(emu).values()
+    sent = served["createPipelineJobRequest"]["pipelineJob"]
+    assert sent["serviceAccount"] == PIPELINE_SA
+    assert step_service_accounts(sent["pipelineSpec"]) == STEP_SAS
+    digest = hashlib.sha256(canonical_spec_bytes(sent["pipelineSpec"])).hexdigest()
+    assert digest == audit.records()[-1]["spec_sha256"] == job.verified_sha256
+
+
+def test_from_pipeline_func_builds_a_verified_job(emu: Emulator, audit: AuditLog) -> None:
+    job = PipelineJob.from_pipeline_func(
+        EXAMPLES.training_pipeline,
+        job_id=f"t-{uuid.uuid4().hex[:12]}",
+        credentials=emulator_credentials("user:alice@example.com"),
+        audit_log=audit,
+    )
+    assert isinstance(job, PipelineJob)
+    job.submit(service_account=PIPELINE_SA)
+    [sent] = created_jobs(emu).values()
+    assert step_service_accounts(sent["pipelineSpec"]) == STEP_SAS
+
+
+def test_no_token_in_the_audit_log(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    creds = emulator_credentials("user:alice@example.com")
+    job = make_job(templates["training"], audit)
+    job.submit(service_account=PIPELINE_SA)
+    assert creds.token not in audit.path.read_text()
+    assert os.environ.get("ZT_EMULATOR_HOST")
