@@ -1,0 +1,114 @@
+"""Rewrite speed against kfp's own compile, and import cost against ``import kfp``.
+
+* rewrite: a generated 500-task pipeline (chains, a loop, a condition, a sub-pipeline) is
+  compiled by kfp (baseline) and rewritten by zt (measured); ratio = rewrite / compile
+  (goal <= 0.2). Median of several repeats, each in this process.
+* import: the time of ``import X`` measured inside fresh interpreters (subprocesses);
+  ratio = zt_pipelines / kfp (goal <= 1.1). Median of several repeats.
+"""
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TASKS = 500
+REPEATS = 5
+IMPORT_REPEATS = 7
+
+
+def _build_pipeline(n_tasks: int) -> Any:
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11")
+    def step(x: int) -> int:
+        return x + 1
+
+    @dsl.pipeline(name="inner")
+    def inner(x: int) -> int:
+        return step(x=step(x=x).output).output
+
+    @dsl.pipeline(name="bench-500")
+    def pipeline(seed: int = 1) -> None:
+        made = 0
+        previous = step(x=seed)
+        made += 1
+        with dsl.ParallelFor([1, 2, 3]) as item:
+            step(x=item)
+        made += 1
+        with dsl.If(previous.output > 0):
+            step(x=seed)
+        made += 1
+        inner(x=seed)
+        made += 2
+        while made < n_tasks:
+            previous = step(x=previous.output)
+            made += 1
+
+    return pipeline
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _import_time(modules: str, repeats: int) -> float:
+    """Median seconds to import ``modules`` in a fresh interpreter (timed inside it)."""
+    code = f"import time; t = time.perf_counter(); import {modules}; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+        times.append(float(out.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def run() -> list[str]:
+    """Measure and return report lines."""
+    from kfp import compiler
+
+    from zt_pipelines.spec import dump_template, load_template, rewrite_pipeline
+
+    pipeline = _build_pipeline(TASKS)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.yaml"
+        compile_s = _median_time(lambda: compiler.Compiler().compile(pipeline, str(path)), REPEATS)
+        spec, docs = load_template(path)
+        rewrite_s = _median_time(
+            lambda: rewrite_pipeline((spec, docs), project="bench-project"), REPEATS
+        )
+        full_s = _median_time(
+            lambda: dump_template(rewrite_pipeline(path, project="bench-project")), REPEATS
+        )
+        steps = len(rewrite_pipeline((spec, docs), project="bench-project").steps)
+
+    kfp_s = _import_time("kfp", IMPORT_REPEATS)
+    zt_s = _import_time("zt_pipelines", IMPORT_REPEATS)
+    spec_s = _import_time("zt_pipelines.spec, zt_pipelines.declare", IMPORT_REPEATS)
+    return [
+        f"pipeline: {steps} container tasks; kfp compile {compile_s * 1000:.0f} ms (median of "
+        f"{REPEATS})",
+        f"rewrite (IR in memory): {rewrite_s * 1000:.1f} ms -> ratio {rewrite_s / compile_s:.3f} "
+        "(goal <= 0.2)",
+        f"load + rewrite + dump (file to YAML text): {full_s * 1000:.1f} ms -> ratio "
+        f"{full_s / compile_s:.3f}",
+        f"import (fresh interpreter, median of {IMPORT_REPEATS}): "
+        f"kfp {kfp_s * 1000:.0f} ms, zt_pipelines {zt_s * 1000:.1f} ms -> ratio "
+        f"{zt_s / kfp_s:.3f} (goal <= 1.1)",
+        f"import zt_pipelines.spec + declare: {spec_s * 1000:.1f} ms -> ratio "
+        f"{spec_s / kfp_s:.3f} vs kfp",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(run()))
