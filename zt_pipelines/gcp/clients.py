@@ -19,6 +19,8 @@ from typing import Any
 from zt_pipelines.errors import InputError
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
+#: Who the emulator should see as the caller when no credentials are passed (an IAM member).
+EMULATOR_CALLER_ENV = "ZT_EMULATOR_CALLER"
 _CLOUD_PLATFORM = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
@@ -65,6 +67,27 @@ def default_credentials() -> tuple[Any, str | None]:
             "or check against a snapshot file",
         ) from exc
     return creds, project
+
+
+def emulator_caller_credentials() -> Any:
+    """Credentials for the emulator: the member in ``$ZT_EMULATOR_CALLER``, else anonymous.
+
+    The emulator's tokens only name a caller (they are not secrets), so the CLI and the
+    drop-in job can play any principal against it without a credentials file.
+    """
+    member = os.environ.get(EMULATOR_CALLER_ENV, "").strip()
+    if member:
+        from zt_pipelines.emulator.auth import emulator_credentials
+
+        try:
+            return emulator_credentials(member)
+        except ValueError as exc:
+            raise EmulatorHostError(
+                str(exc), where=EMULATOR_CALLER_ENV, fix="write serviceAccount:EMAIL or user:EMAIL"
+            ) from exc
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
 
 
 class _TokenInterceptor:
@@ -165,10 +188,7 @@ class ClientFactory:
         with self._lock:
             if self._credentials is None:
                 if self.emulator_host:
-                    # the emulator needs a caller; without one it sees an anonymous caller
-                    from google.auth.credentials import AnonymousCredentials
-
-                    self._credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                    self._credentials = emulator_caller_credentials()
                 else:
                     self._credentials, adc_project = default_credentials()
                     self._project = self._project or adc_project

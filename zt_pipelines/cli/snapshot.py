@@ -1,0 +1,143 @@
+"""``zt-pipelines snapshot``: write the live IAM state a check needs to a snapshot file.
+
+The file is exactly what a later ``zt-pipelines check --snapshot FILE`` reads, so a check can
+run offline (CI without cloud credentials) on the state captured here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zt_pipelines.errors import InputError
+from zt_pipelines.resources import normalize_resource
+
+
+def _needs(
+    templates: tuple[str, ...],
+    manifest: str | None,
+    project: str,
+    location: str,
+    pipeline_sa: str | None,
+    pipeline_root: str | None,
+) -> tuple[set[str], set[str], set[str], set[str]]:
+    """(resources, service accounts, principals, projects) the templates' check needs."""
+    resources: set[str] = set()
+    accounts: set[str] = set()
+    principals: set[str] = set()
+    projects: set[str] = {project}
+    if not templates:
+        if pipeline_sa:
+            accounts.add(pipeline_sa.lower())
+        return resources, accounts, principals, projects
+    if not pipeline_sa:
+        raise InputError(
+            "--pipeline-sa is required with --template",
+            where="snapshot",
+            fix="name the pipeline service account the job will run as",
+        )
+    from zt_pipelines.policy.requirements import derive_requirements, needed_nodes
+    from zt_pipelines.spec import rewrite_pipeline
+
+    for template in templates:
+        result = rewrite_pipeline(
+            template,
+            manifest=manifest,
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+        )
+        requirements = derive_requirements(
+            result,
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=pipeline_root,
+            submitter=None,
+        )
+        needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+        resources |= set(needs.resources)
+        accounts |= set(needs.service_accounts)
+        principals |= set(needs.principals)
+        projects |= set(needs.projects)
+    return resources, accounts, principals, projects
+
+
+@click.command("snapshot")
+@click.option("--project", required=True, help="Project the pipeline runs in.")
+@click.option("--location", default="us-central1", show_default=True, help="Vertex region.")
+@click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")
+@click.option("--resource", "resources", multiple=True, help="Extra resource URI (repeatable).")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="Per-task declarations.")
+@click.option("--pipeline-sa", help="Pipeline service account email.")
+@click.option("--pipeline-root", help="gs:// pipeline root (adds its bucket).")
+@click.option("--service-account", "accounts", multiple=True, help="Extra SA email.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Role cache directory.")
+@click.option("--no-cache", is_flag=True, help="Read everything fresh; write no cache.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File.")
+def command(
+    project: str,
+    location: str,
+    templates: tuple[str, ...],
+    resources: tuple[str, ...],
+    manifest: str | None,
+    pipeline_sa: str | None,
+    pipeline_root: str | None,
+    accounts: tuple[str, ...],
+    cache_dir: str | None,
+    no_cache: bool,
+    output: str,
+) -> int:
+    """Read live IAM state (or the emulator's, with ZT_EMULATOR_HOST) into a snapshot file."""
+    from zt_pipelines.gcp import fetch_snapshot
+    from zt_pipelines.policy.snapshot_file import dump_snapshot
+
+    names, emails, principals, projects = _needs(
+        templates, manifest, project, location, pipeline_sa, pipeline_root
+    )
+    for uri in resources:
+        names.add(normalize_resource(uri, where="--resource").name)
+    if pipeline_root:
+        names.add(normalize_resource(pipeline_root, where="--pipeline-root").name)
+    emails |= {a.lower() for a in accounts}
+    snap = _fetch_with_progress(
+        fetch_snapshot,
+        resources=sorted(names),
+        service_accounts=sorted(emails),
+        principals=sorted(principals),
+        projects=sorted(projects),
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+    )
+    data = dump_snapshot(snap)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if output.endswith((".yaml", ".yml")):
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=True)
+    Path(output).write_text(text, encoding="utf-8")
+    click.echo(
+        f"wrote {output}: {len(snap.nodes)} nodes, {len(snap.roles)} roles, "
+        f"{len(snap.service_accounts)} service accounts, {len(snap.unreadable)} unreadable",
+        err=True,
+    )
+    return 0
+
+
+def _fetch_with_progress(fetch: Any, **kwargs: Any) -> Any:
+    """Run ``fetch`` with a rich progress bar on a terminal, silently otherwise."""
+    if not sys.stderr.isatty():
+        return fetch(**kwargs)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("reading IAM state", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fetch(progress=progress, **kwargs)
