@@ -370,3 +370,36 @@ def test_twenty_concurrent_applies_on_one_bucket_lose_no_binding(
     assert len(log.records()) == 20 and log.verify().ok
     assert {r["submitter"] for r in log.records()} == {ADMIN}
     print(f"\n20 concurrent applies: {sum(conflicts)} etag conflicts retried, none lost")
+
+
+@pytest.mark.shared
+def test_predefined_roles_apply_then_check_is_allowed(
+    emulator: Emulator, factory: ClientFactory, template: Path, predefined_roles: dict
+) -> None:
+    catalogue = {
+        name: frozenset(spec["includedPermissions"]) for name, spec in predefined_roles.items()
+    }
+    planned = make_plan(
+        template, FULL_NEEDS, emulator.state, roles="predefined", catalogue=catalogue
+    )
+    assert not planned.custom_roles
+    assert not {"roles/owner", "roles/editor", "roles/viewer"} & {g.role for g in planned.grants}
+    planned.apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+    roles = {
+        name: Role(name, perms, predefined_roles[name].get("title", ""))
+        for name, perms in catalogue.items()
+    }
+    report = zt.check(
+        template,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPE_SA,
+        pipeline_root=ROOT,
+        manifest=FULL_NEEDS,
+        snapshot=emulator.state,
+        roles=roles,
+    )
+    assert report.allowed, str(report)
+    print("\npredefined covers (step: roles, excess):")
+    for step, excess in planned.excess_by_step().items():
+        print(f"  {step}: excess {excess}")

@@ -302,6 +302,7 @@ def test_predefined_roles_mode_uses_a_cover_and_reports_excess() -> None:
     assert all(c.cover.exact for c in p.covers)
     data = json.loads(p.to_json())
     assert data["covers"] and data["roles"] == "predefined"
+    assert "train: 6" in str(p)
 
 
 def test_custom_role_ids_are_valid_and_order_independent() -> None:
@@ -331,3 +332,19 @@ def test_prefix_condition_escapes_quotes() -> None:
         'zt prefix a"b',
         'objects under gs://models/a"b',
     )
+
+
+def test_custom_roles_cannot_cross_projects_without_an_organisation() -> None:
+    other = result(
+        step("train", TRAIN_SA, need("bq://other-proj-1.ds.rows", "bigquery.tables.getData"))
+    )
+    with pytest.raises(InputError, match="other-proj-1") as info:
+        make_plan(other)
+    assert "--organization" in str(info.value)
+    p = make_plan(other, organization="1234567")
+    assert all(s.role.parent == "organizations/1234567" for s in p.custom_roles)
+    # a bucket whose project the snapshot knows is checked too
+    project = Node("//cloudresourcemanager.googleapis.com/projects/other-proj-1", "project")
+    bucket = Node("//storage.googleapis.com/raw-data", "bucket", project.name)
+    with pytest.raises(InputError, match="gs://raw-data"):
+        make_plan(snapshot=state_with(project, bucket))

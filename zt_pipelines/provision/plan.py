@@ -324,6 +324,8 @@ def build_plan(
             grants.append(Grant(resource, SERVICE_ACCOUNT_USER, member, None, step, (ACT_AS,), ()))
             continue
         if roles == "custom":
+            if not organization:
+                _check_role_scope(resource, project, state, step)
             role = custom_role_for(perms, parent=parent)
             role_specs[role.name] = role
             grants.append(Grant(resource, role.name, member, condition, step, role.permissions))
@@ -434,6 +436,34 @@ _EXTRA_SUPPORTED = (
     "//artifactregistry.googleapis.com/projects/",
     "//cloudkms.googleapis.com/projects/",
 )
+
+
+def _resource_project(resource: str, state: Snapshot) -> str | None:
+    """The project that owns ``resource``, when the name or the snapshot says."""
+    for prefix in (CRM + "projects/", BIGQUERY + "projects/", IAM + "projects/"):
+        if resource.startswith(prefix):
+            return resource[len(prefix) :].split("/", 1)[0]
+    for node in state.ancestors(resource)[1:]:
+        if node.kind == "project":
+            return node.name.rsplit("/", 1)[1]
+    return None  # unknown (e.g. a bucket not in the snapshot): IAM will say at apply time
+
+
+def _check_role_scope(resource: str, project: str, state: Snapshot, step: str) -> None:
+    """Project-level custom roles can only be granted within their project."""
+    owner = _resource_project(resource, state)
+    if owner is None or owner in (project, "-"):
+        return
+    home = state.nodes.get(CRM + "projects/" + project)
+    if home is not None and home.project_number == owner:
+        return  # the same project, named by number
+    raise InputError(
+        f"{display_uri(resource)} is in project {owner!r}, where custom roles of project "
+        f"{project!r} cannot be granted",
+        where=f"step {step!r}",
+        fix="pass --organization ORG_NUMBER to create the roles in the organisation, "
+        "or use --roles predefined",
+    )
 
 
 def _check_supported(want: Want) -> None:

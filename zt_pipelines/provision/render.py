@@ -20,7 +20,7 @@ from typing import Any
 
 from zt_pipelines.policy.snapshot import Condition
 from zt_pipelines.provision.plan import AccountSpec, Grant, Plan
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
 
 _SECRETS = "//secretmanager.googleapis.com/"
 _ARTIFACTS = "//artifactregistry.googleapis.com/"
@@ -78,9 +78,12 @@ def render_table(plan: Plan) -> str:
         lines.append("Predefined-role covers:")
         for c in plan.covers:
             lines.append(
-                f"  {c.step} on {c.resource}: {len(c.cover.roles)} role(s), "
+                f"  {c.step} on {display_uri(c.resource)}: {', '.join(c.cover.roles)} — "
                 f"{len(c.cover.excess)} excess permission(s), {c.cover.method}"
             )
+        lines.append("Excess permissions by step (granted beyond the needs):")
+        for step, count in plan.excess_by_step().items():
+            lines.append(f"  {step}: {count}")
     if plan.extras and not plan.prune:
         lines.append(
             f"{len(plan.extras)} binding(s) marked '?' are not needed; re-plan with --prune "
