@@ -1,0 +1,55 @@
+"""``make demo``: one allowed submission, three refusals, no writes, an intact audit chain."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zt_pipelines.cli import cli
+from zt_pipelines.demo import run_demo
+from zt_pipelines.errors import InputError
+
+
+def test_demo_allows_one_and_refuses_three(tmp_path: Path) -> None:
+    out = io.StringIO()
+    audit = tmp_path / "audit.jsonl"
+    env_before = {k: os.environ.get(k) for k in ("ZT_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")}
+    result = run_demo(out, audit_log=audit)
+    text = out.getvalue()
+    assert result.ok, text
+    assert result.step_accounts == {
+        "ingest": "ingest-sa@zt-demo.iam.gserviceaccount.com",
+        "train": "train-sa@zt-demo.iam.gserviceaccount.com",
+        "evaluate-and-upload": "upload-sa@zt-demo.iam.gserviceaccount.com",
+    }
+    assert "ZT100" in result.refusals["no service account"]
+    assert "ZT200" in result.refusals["missing permission"]
+    assert "ZT211" in result.refusals["roles/editor"]
+    assert result.writes_during_refusals == 0
+    for shown in ("ALLOWED and submitted", "runs as train-sa@", "ZT100", "ZT200", "ZT211"):
+        assert shown in text
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [r["outcome"] for r in records] == ["allowed", "refused", "refused", "refused"]
+    assert "Traceback" not in text
+    # the demo restores the environment it changed
+    assert {k: os.environ.get(k) for k in env_before} == env_before
+
+
+def test_demo_command_exits_zero(tmp_path: Path) -> None:
+    runner = CliRunner()
+    run = runner.invoke(
+        cli, ["demo", "--audit-log", str(tmp_path / "a.jsonl")], standalone_mode=False
+    )
+    assert run.exception is None, run.output
+    assert run.return_value == 0
+    assert "OK: demo finished" in run.output
+
+
+def test_demo_without_examples_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="example pipeline and world are missing"):
+        run_demo(io.StringIO(), examples_dir=tmp_path)

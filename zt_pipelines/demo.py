@@ -1,0 +1,263 @@
+"""``make demo``: one allowed submission and three refusals, against the built-in emulator.
+
+Starts the emulator with the example world (``examples/world.yaml``), compiles the example
+training pipeline (``examples/pipeline.py``: ingest → train → evaluate-and-upload, each declared
+with ``@zt.step``), verifies and submits it through :class:`zt_pipelines.PipelineJob` — the real
+aiplatform client over REST to the emulator — and then shows three refused attempts:
+
+1. no service account (Vertex would use the Compute Engine default identity) → ZT100;
+2. a step whose identity lacks a permission it declared → ZT200;
+3. a step whose identity holds ``roles/editor`` → ZT211.
+
+Each refusal is checked against the emulator's request log: no write reached it. Every decision
+is appended to a hash-chained audit log, which is verified at the end. IO: this module starts a
+server, sets environment variables for its duration and prints.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from zt_pipelines.errors import InputError, ZeroTrustViolation
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+@dataclass
+class DemoResult:
+    """What the demo did (for tests and the exit code).
+
+    Attributes:
+        submitted: resource name of the allowed pipeline job (empty if it was not created).
+        step_accounts: task → service account, read back from the job the emulator received.
+        refusals: attempt name → the refusing finding codes.
+        writes_during_refusals: emulator writes seen while the refusals ran (must be 0).
+        audit_ok: the audit chain verified intact.
+        audit_records: records in the audit log.
+        seconds: wall time.
+    """
+
+    submitted: str = ""
+    step_accounts: dict[str, str] = field(default_factory=dict)
+    refusals: dict[str, set[str]] = field(default_factory=dict)
+    writes_during_refusals: int = 0
+    audit_ok: bool = False
+    audit_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """The demo showed what it promises: one allowed job, three refusals, no writes."""
+        return (
+            bool(self.submitted)
+            and self.refusals.get("no service account", set()) >= {"ZT100"}
+            and self.refusals.get("missing permission", set()) >= {"ZT200"}
+            and self.refusals.get("roles/editor", set()) >= {"ZT211"}
+            and self.writes_during_refusals == 0
+            and self.audit_ok
+        )
+
+
+def load_examples(examples_dir: Path = EXAMPLES_DIR) -> ModuleType:
+    """Import ``examples/pipeline.py`` from ``examples_dir``.
+
+    Raises:
+        InputError: the directory has no example pipeline (not a source checkout).
+    """
+    path = examples_dir / "pipeline.py"
+    if not path.is_file() or not (examples_dir / "world.yaml").is_file():
+        raise InputError(
+            "the example pipeline and world are missing",
+            where=str(examples_dir),
+            fix="run the demo from a source checkout (make demo) or pass --examples DIR",
+        )
+    spec = importlib.util.spec_from_file_location("zt_examples_pipeline", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
+        raise InputError("cannot import the example pipeline", where=str(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def _environment(address: str) -> Iterator[None]:
+    """Point aiplatform and our adapters at the emulator for the demo, then restore."""
+    from google.cloud.aiplatform import initializer
+
+    names = ("ZT_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "NO_GCE_CHECK")
+    saved_env = {name: os.environ.get(name) for name in names}
+    config = initializer.global_config
+    saved_config = dict(vars(config))
+    quiet = [logging.getLogger("google.cloud.aiplatform")] + [
+        logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if name.startswith("google.cloud.aiplatform.") and isinstance(logger, logging.Logger)
+    ]
+    saved_levels = [logger.level for logger in quiet]
+    os.environ["ZT_EMULATOR_HOST"] = address
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://{address}"
+    os.environ["NO_GCE_CHECK"] = "True"  # no metadata-server probe: there is no cloud here
+    # aiplatform logs its own progress (and, against an emulator, fails to look up the project
+    # number for its bucket-ownership check from the real Resource Manager): keep it quiet.
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        vars(config).clear()
+        vars(config).update(saved_config)
+        for logger, level in zip(quiet, saved_levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_demo(
+    out: TextIO | None = None,
+    *,
+    examples_dir: Path = EXAMPLES_DIR,
+    audit_log: Path | None = None,
+) -> DemoResult:
+    """Run the demo, printing to ``out`` (stdout by default); see the module docstring."""
+    stream = out or sys.stdout
+    started = time.monotonic()
+    result = DemoResult()
+
+    def say(text: str = "") -> None:
+        print(text, file=stream, flush=True)
+
+    examples = load_examples(examples_dir)
+    from google.cloud import aiplatform
+
+    from zt_pipelines.audit import AuditLog
+    from zt_pipelines.emulator import Emulator, emulator_credentials
+    from zt_pipelines.job import PipelineJob
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    world = load_snapshot(examples_dir / "world.yaml")
+    with tempfile.TemporaryDirectory(prefix="zt-demo-") as tmp:
+        log = AuditLog(audit_log or Path(tmp) / "audit.jsonl")
+        templates = {
+            name: examples.compile_pipeline(name, str(Path(tmp) / f"{name}.yaml"))
+            for name in examples.PIPELINES
+        }
+        with Emulator(world) as emu, _environment(emu.address):
+            aiplatform.init(project=examples.PROJECT, location=examples.LOCATION)
+            alice = emulator_credentials(examples.SUBMITTER)
+            say(f"zt-pipelines demo — emulator on {emu.address}, world {examples_dir}/world.yaml")
+            say(f"submitter {examples.SUBMITTER}; audit log {log.path}")
+            say()
+
+            def job(name: str) -> PipelineJob:
+                return PipelineJob(
+                    display_name=f"demo-{name}",
+                    template_path=templates[name],
+                    job_id=f"zt-demo-{name}-{uuid.uuid4().hex[:8]}",
+                    credentials=alice,
+                    audit_log=log,
+                )
+
+            say("1. The training pipeline: ingest → train → evaluate-and-upload")
+            allowed = job("training")
+            allowed.submit(service_account=examples.PIPELINE_SA)
+            sent = emu.pipeline_jobs.get(allowed.resource_name) or {}
+            result.submitted = allowed.resource_name if sent else ""
+            result.step_accounts = _step_accounts(sent.get("pipelineSpec", {}))
+            say(f"   ALLOWED and submitted: {allowed.resource_name}")
+            say(f"   pipeline SA  {sent.get('serviceAccount', '?')}")
+            for task, account in sorted(result.step_accounts.items()):
+                say(f"   step {task:<20} runs as {account}")
+            say(f"   spec sha256  {allowed.verified_sha256} (job labels + audit record)")
+            warnings = len(allowed.last_report.findings) if allowed.last_report else 0
+            say(f"   findings     {warnings} (0 errors)")
+            say()
+
+            attempts = [
+                (
+                    "no service account",
+                    "training",
+                    None,
+                    "no service_account and none in aiplatform.init()",
+                ),
+                (
+                    "missing permission",
+                    "missing-permission",
+                    examples.PIPELINE_SA,
+                    "train also reads gs://zt-demo-restricted",
+                ),
+                (
+                    "roles/editor",
+                    "editor",
+                    examples.PIPELINE_SA,
+                    "evaluate-and-upload runs as legacy-sa",
+                ),
+            ]
+            for number, (label, name, account, why) in enumerate(attempts, start=2):
+                say(f"{number}. Refused: {label} ({why})")
+                before = len(emu.writes())
+                try:
+                    job(name).submit(service_account=account)
+                except ZeroTrustViolation as exc:
+                    result.refusals[label] = {f.code for f in exc.report.errors}
+                    _show_errors(say, exc.report)
+                else:
+                    say("   !! this attempt was NOT refused")
+                written = len(emu.writes()) - before
+                result.writes_during_refusals += written
+                say(f"   emulator writes during this attempt: {written}")
+                say()
+
+        chain = log.verify()
+        result.audit_ok = chain.ok
+        result.audit_records = chain.records
+        say(
+            f"Audit log: {chain.records} decisions, chain "
+            f"{'intact' if chain.ok else 'BROKEN'}, head {chain.head[:16]}…"
+        )
+        if audit_log:
+            say(f"(verify it yourself: zt-pipelines audit verify {log.path})")
+    result.seconds = time.monotonic() - started
+    say(f"{'OK' if result.ok else 'FAILED'}: demo finished in {result.seconds:.1f} s")
+    return result
+
+
+def _show_errors(say: Any, report: Any) -> None:
+    for finding in report.errors:
+        who = (finding.principal or "").removeprefix("serviceAccount:") or "-"
+        where = f"step {finding.step}" if finding.step else "pipeline"
+        say(f"   {finding.code}  {where}  {who}")
+        for line in textwrap.wrap(finding.message, width=92, break_on_hyphens=False):
+            say(f"          {line}")
+
+
+def _step_accounts(spec: dict[str, Any]) -> dict[str, str]:
+    """task → service account, read from a submitted spec (task constant or pinned default)."""
+    found: dict[str, str] = {}
+    components = spec.get("components", {})
+    for name, task in spec.get("root", {}).get("dag", {}).get("tasks", {}).items():
+        params = task.get("inputs", {}).get("parameters", {})
+        account = params.get("service_account", {}).get("runtimeValue", {}).get("constant")
+        if account is None:
+            component = components.get(task.get("componentRef", {}).get("name", ""), {})
+            definitions = component.get("inputDefinitions", {}).get("parameters", {})
+            account = definitions.get("service_account", {}).get("defaultValue")
+        if account:
+            found[name] = str(account)
+    return found
