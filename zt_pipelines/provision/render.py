@@ -62,13 +62,16 @@ def render_table(plan: Plan) -> str:
             "+" if g.key in added else "=",
             g.step,
             g.member,
-            g.uri + (" [prefix]" if g.condition else ""),
+            _short(g.resource) + (" [prefix]" if g.condition else ""),
             g.role,
             str(len(g.excess)) if plan.roles_mode == "predefined" else "",
         )
         for g in plan.grants
     ]
-    rows += [("-" if plan.prune else "?", g.step, g.member, g.uri, g.role, "") for g in plan.extras]
+    rows += [
+        ("-" if plan.prune else "?", g.step, g.member, _short(g.resource), g.role, "")
+        for g in plan.extras
+    ]
     header = ("", "step", "member", "resource", "role", "excess")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -97,6 +100,13 @@ def render_table(plan: Plan) -> str:
     lines.append("")
     lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
     return "\n".join(lines)
+
+
+def _short(resource: str) -> str:
+    """The resource as users write it; service accounts as ``sa:EMAIL``."""
+    if resource.startswith(IAM) and "/serviceAccounts/" in resource:
+        return "sa:" + resource.rsplit("/", 1)[1]
+    return display_uri(resource)
 
 
 def _mark(state: str) -> str:
