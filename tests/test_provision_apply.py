@@ -403,3 +403,46 @@ def test_predefined_roles_apply_then_check_is_allowed(
     print("\npredefined covers (step: roles, excess):")
     for step, excess in planned.excess_by_step().items():
         print(f"  {step}: excess {excess}")
+
+
+def test_grpc_policy_conflicts_are_retried_and_transient_errors_recovered(
+    emulator: Emulator, factory: ClientFactory, template: Path
+) -> None:
+    planned = make_plan(template, FULL_NEEDS, emulator.state)
+    # etag conflicts on the project and service-account policies (gRPC ABORTED) ...
+    emulator.add_fault(
+        Fault(
+            method="google.cloud.resourcemanager.v3.Projects/SetIamPolicy", code="ABORTED", times=3
+        )
+    )
+    emulator.add_fault(
+        Fault(method="google.iam.admin.v1.IAM/SetIamPolicy", code="ABORTED", times=2)
+    )
+    # ... and a transient failure the adapters' retry policy absorbs
+    emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE", times=2))
+    sleeps: list[float] = []
+    result = planned.apply(
+        factory=factory, retry=no_wait_policy(), sleep=sleeps.append, audit_log=False
+    )
+    assert result.conflicts == 5 and len(sleeps) == 5
+    assert {g.key for g in result.added} == {g.key for g in planned.grants}
+    assert check(template, FULL_NEEDS, emulator.state).allowed
+
+
+def test_a_conflict_that_never_clears_fails_closed(
+    emulator: Emulator, factory: ClientFactory, template: Path, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    planned = make_plan(template, FULL_NEEDS, emulator.state)
+    emulator.add_fault(Fault(method="storage.buckets.setIamPolicy", code="ABORTED"))
+    with pytest.raises(zt.ApiError) as info:
+        planned.apply(
+            factory=factory,
+            retry=no_wait_policy(),
+            sleep=lambda _s: None,
+            conflict_attempts=4,
+            audit_log=audit,
+        )
+    assert info.value.code == "ABORTED"
+    (record,) = AuditLog(audit).records()
+    assert record["outcome"] == "refused" and "ABORTED" in record["reason"]
