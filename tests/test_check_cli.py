@@ -196,3 +196,14 @@ def test_cli_bad_snapshot_names_file_and_path(
     code, _, err = cli(["check", str(template), *ARGS, "--snapshot", str(snap)], capsys)
     assert code == 2
     assert f"{snap}: $.nodes[2].policy.bindings[0].members[0]" in err
+
+
+def test_check_name_works_as_module_and_function() -> None:
+    import importlib
+
+    import zt_pipelines.check as module
+
+    from_package = importlib.import_module("zt_pipelines").check
+    for obj in (module, from_package):
+        assert callable(obj)
+        assert obj.check_rewritten is module.check_rewritten

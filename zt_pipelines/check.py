@@ -13,6 +13,8 @@ refusing finding (ZT100 / ZT102) rather than raised, so the report says everythi
 from __future__ import annotations
 
 import os
+import sys
+import types
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -249,3 +251,17 @@ def _refusal(code: str, exc: IdentityError, ctx: CheckContext, now: datetime) ->
         checked_at=now.isoformat(),
         template=ctx.template,
     )
+
+
+# ``zt_pipelines.check`` is both this module and (lazily) its ``check`` function; which one the
+# package attribute holds depends on import order. Make either one work for either use:
+# the module is callable (``zt.check(...)``) and the function carries the module's API
+# (``from zt_pipelines import check; check.check_rewritten(...)``).
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+for _name in ("check", "check_rewritten", "needed_nodes"):
+    setattr(check, _name, globals()[_name])

@@ -13,6 +13,7 @@ Pure data and predicates: no IO.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from zt_pipelines.policy.snapshot import Role
 
@@ -65,6 +66,7 @@ ESCALATION_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+@lru_cache(maxsize=65536)
 def escalation_reason(permission: str) -> str | None:
     """Why ``permission`` is escalation-capable, or ``None`` when it is not."""
     reason = ESCALATION_PERMISSIONS.get(permission)

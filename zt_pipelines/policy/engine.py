@@ -109,6 +109,7 @@ class Evaluator:
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
+        self._indirect_all: list[tuple[Node, str, Binding]] | None = None
 
     # -- indexes -------------------------------------------------------------------------
 
@@ -166,15 +167,20 @@ class Evaluator:
                 for member, bindings in self._index(node).direct.items():
                     by_member[member].extend((node, b) for b in bindings)
             self._by_member = by_member
+        if self._indirect_all is None:
+            self._indirect_all = [
+                (node, member, b)
+                for node in self.snapshot.nodes.values()
+                for member, b in self._index(node).indirect
+            ]
         out = [
             (n, b, MemberMatch(Match.YES, "named directly"))
             for n, b in self._by_member.get(principal, ())
         ]
-        for node in self.snapshot.nodes.values():
-            for member, b in self._index(node).indirect:
-                m = self.members.matches(member, principal)
-                if m.match is not Match.NO:
-                    out.append((node, b, m))
+        for node, member, b in self._indirect_all:
+            m = self.members.matches(member, principal)
+            if m.match is not Match.NO:
+                out.append((node, b, m))
         return out
 
     # -- decide --------------------------------------------------------------------------

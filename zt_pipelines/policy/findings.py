@@ -314,7 +314,10 @@ def _excess_findings(
                 f"excess-privilege check for {principal} covers only the bindings in the "
                 "snapshot (no complete binding search for this principal)"
             )
-        reqs = needed.get(principal, [])
+        required_at: dict[str, set[str]] = defaultdict(set)
+        for r in needed.get(principal, []):
+            for n in ev.chain(r.resource.name)[0]:
+                required_at[n.name].add(r.permission)
         for node, binding, mm in ev.bindings_for(principal):
             if mm.match is not Match.YES:
                 continue
@@ -323,11 +326,7 @@ def _excess_findings(
                 notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
                 continue
             # requirements this binding can serve: on this node or below it
-            here = {
-                r.permission
-                for r in reqs
-                if any(n.name == node.name for n in ev.chain(r.resource.name)[0])
-            }
+            here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
             excess = perms - here
             ev_binding = Evidence(
                 "binding",
