@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import zt_pipelines as zt
 from zt_pipelines.errors import InputError
@@ -22,11 +24,13 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.provision import (
     ProvisioningRefused,
     UnsupportedResourceError,
+    Want,
+    build_plan,
     plan,
     role_id_for,
 )
 from zt_pipelines.provision.custom_roles import custom_role_for, is_managed_role
-from zt_pipelines.resources import normalize_resource
+from zt_pipelines.resources import ResourceRef, normalize_resource
 
 PROJECT = "zt-demo-proj"
 PIPE_SA = f"pipeline-runner@{PROJECT}.iam.gserviceaccount.com"
@@ -348,3 +352,71 @@ def test_custom_roles_cannot_cross_projects_without_an_organisation() -> None:
     bucket = Node("//storage.googleapis.com/raw-data", "bucket", project.name)
     with pytest.raises(InputError, match="gs://raw-data"):
         make_plan(snapshot=state_with(project, bucket))
+
+
+MEMBERS = [f"serviceAccount:step{i}-sa@zt-demo-proj.iam.gserviceaccount.com" for i in range(3)]
+RESOURCES = [
+    ResourceRef("//storage.googleapis.com/bkt-a"),
+    ResourceRef("//storage.googleapis.com/bkt-a", "p1/"),
+    ResourceRef("//storage.googleapis.com/bkt-a", "p2/"),
+    ResourceRef("//bigquery.googleapis.com/projects/zt-demo-proj/datasets/d"),
+    ResourceRef("//cloudresourcemanager.googleapis.com/projects/zt-demo-proj"),
+]
+PERMISSIONS = [
+    "storage.objects.get",
+    "storage.objects.create",
+    "storage.objects.list",
+    "storage.buckets.get",
+    "bigquery.tables.getData",
+    "aiplatform.models.get",
+]
+wants_strategy = st.lists(
+    st.builds(
+        Want,
+        st.sampled_from(MEMBERS),
+        st.sampled_from(RESOURCES),
+        st.lists(st.sampled_from(PERMISSIONS), min_size=1, max_size=4, unique=True).map(
+            lambda p: tuple(sorted(p))
+        ),
+        st.sampled_from(["a", "b", "c"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _effective(p: zt.Plan) -> set[tuple[str, str, str, str]]:
+    """(member, resource, prefix, permission) the plan's grants give, read back from roles."""
+    perms_of = {s.role.name: set(s.role.permissions) for s in p.custom_roles}
+    out = set()
+    for g in p.grants:
+        prefix = ""
+        if g.condition is not None:
+            prefix = g.condition.expression.split("/objects/", 1)[1].rsplit('")', 1)[0]
+        for perm in perms_of.get(g.role, set()):
+            out.add((g.member, g.resource, prefix, perm))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(wants_strategy)
+def test_custom_plan_grants_exactly_the_needs(wants: list[Want]) -> None:
+    p = build_plan(wants, project=PROJECT, pipeline_service_account=PIPE_SA)
+    granted = _effective(p)
+    needed = set()
+    for w in wants:
+        for perm in w.permissions:
+            object_level = perm.startswith("storage.objects.") and perm != "storage.objects.list"
+            prefix = w.resource.prefix if w.resource.prefix and object_level else ""
+            needed.add((w.member, w.resource.name, prefix, perm))
+    # complete: every need is granted, unconditionally or under its own prefix
+    for member, resource, prefix, perm in needed:
+        assert (member, resource, prefix, perm) in granted or (
+            member,
+            resource,
+            "",
+            perm,
+        ) in granted
+    # minimal: nothing is granted that no need asked for, on that resource and prefix
+    assert granted <= needed
+    assert {g.resource for g in p.grants} <= {w.resource.name for w in wants}
