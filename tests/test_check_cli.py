@@ -207,3 +207,49 @@ def test_check_name_works_as_module_and_function() -> None:
     for obj in (module, from_package):
         assert callable(obj)
         assert obj.check_rewritten is module.check_rewritten
+
+
+@dsl.component(base_image="python:3.11")
+def who() -> str:
+    return "x"
+
+
+@dsl.pipeline(name="runtime-sa")
+def runtime_sa(sa: str = TRAIN_SA):
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+
+    who()
+    CustomTrainingJobOp(display_name="job", worker_pool_specs=[], service_account=sa)
+
+
+def test_check_identity_from_runtime_value_is_zt102(tmp_path: Path) -> None:
+    pytest.importorskip("google_cloud_pipeline_components")
+    from zt_pipelines.spec import load_template
+
+    path = tmp_path / "rt.yaml"
+    compiler.Compiler().compile(runtime_sa, str(path))
+    spec, _ = load_template(path)
+    task = spec["root"]["dag"]["tasks"]["custom-training-job"]
+    task["inputs"]["parameters"]["service_account"] = {
+        "taskOutputParameter": {"producerTask": "who", "outputParameterKey": "Output"}
+    }
+    report = zt.check(
+        spec,
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=WORLD_FILE,
+        now=NOW,
+    )
+    (f,) = report.findings
+    assert f.code == "ZT102" and f.step == "custom-training-job" and not report.allowed
+    # the same pipeline with the parameter pinned is checked normally
+    ok = zt.check(
+        str(path),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=WORLD_FILE,
+        now=NOW,
+    )
+    assert "ZT102" not in ok.codes()
