@@ -234,6 +234,7 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_approval: Approval | None = None
         self._zt_pending: Approval | None = None
         self._zt_scheduling: Approval | None = None
+        self._zt_origin = ""  # "cli" when the zt-pipelines CLI drives the job (audit action)
         self.last_report: Any = None
 
     # ------------------------------------------------------------------ public API
@@ -446,7 +447,8 @@ class PipelineJob(  # type: ignore[misc]
     def _decide(self, action: str, sa: str | None, net: str | None) -> Approval:
         """Rewrite, verify, audit; return the approval or raise (after auditing the refusal)."""
         self._zt_approval = None
-        base = _DecisionContext(self, action, sa, net)
+        origin = getattr(self, "_zt_origin", "")
+        base = _DecisionContext(self, f"{origin}-{action}" if origin else action, sa, net)
         try:
             report, spec_bytes, result = self._verify_bytes(sa, net)
         except ZeroTrustViolation as exc:

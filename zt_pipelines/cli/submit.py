@@ -1,0 +1,151 @@
+"""``zt-pipelines submit TEMPLATE ...``: verify, audit, then submit the verified spec; exit 0/1/2.
+
+The same path as the Python API (:class:`zt_pipelines.PipelineJob`): a refusal makes no
+mutating API call, an allowed submission sends exactly the bytes that were verified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zt_pipelines.cli.check import _parameters
+from zt_pipelines.errors import InputError, ZeroTrustViolation
+
+
+def _labels(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--label {pair!r} is not KEY=VALUE", where="--label")
+        labels[key] = value
+    return labels or None
+
+
+def _build_job(**kwargs: Any) -> Any:
+    from zt_pipelines.job import PipelineJob
+
+    return PipelineJob(**kwargs)
+
+
+def _render(report: Any, fmt: str) -> str:
+    if fmt == "json":
+        return str(report.to_json())
+    if fmt == "sarif":
+        return json.dumps(report.to_sarif(), indent=2)
+    return str(report)
+
+
+@click.command("submit")
+@click.argument("template")
+@click.option("--project", required=True, help="Project the pipeline runs in.")
+@click.option("--location", required=True, help="Region, e.g. us-central1.")
+@click.option(
+    "--pipeline-sa",
+    "pipeline_sa",
+    default=None,
+    help="The pipeline service account (else aiplatform's default: refused as ZT100).",
+)
+@click.option("--display-name", default=None, help="Job display name (default: pipeline name).")
+@click.option("--job-id", default=None, help="Job id (default: pipeline name + timestamp).")
+@click.option(
+    "--snapshot",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Verify against this IAM snapshot instead of live IAM state.",
+)
+@click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
+@click.option("--label", "label_pairs", multiple=True, metavar="KEY=VALUE", help="Job label.")
+@click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
+@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@click.option("--network", help="The pipeline job's VPC network.")
+@click.option(
+    "--audit-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Audit log file (default: $ZT_AUDIT_LOG or ~/.local/state/zt-pipelines/audit.jsonl).",
+)
+@click.option(
+    "--emulator-principal",
+    metavar="MEMBER",
+    help="With ZT_EMULATOR_HOST: call the emulator as this member (user:..., serviceAccount:...).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="How the verification report is printed.",
+)
+def command(
+    template: str,
+    project: str,
+    location: str,
+    pipeline_sa: str | None,
+    display_name: str | None,
+    job_id: str | None,
+    snapshot: Path | None,
+    pipeline_root: str | None,
+    params: tuple[str, ...],
+    label_pairs: tuple[str, ...],
+    manifest: Path | None,
+    policy: Path | None,
+    network: str | None,
+    audit_log: Path | None,
+    emulator_principal: str | None,
+    fmt: str,
+) -> int:
+    """Verify TEMPLATE, record the decision, and submit it to Vertex AI Pipelines.
+
+    Exit 0 submitted, 1 refused (nothing was created), 2 bad input.
+    """
+    from google.cloud import aiplatform
+
+    credentials = None
+    if emulator_principal:
+        if not os.environ.get("ZT_EMULATOR_HOST"):
+            raise InputError(
+                "--emulator-principal needs ZT_EMULATOR_HOST",
+                where="--emulator-principal",
+                fix="start `zt-pipelines emulator` and export ZT_EMULATOR_HOST=HOST:PORT",
+            )
+        from zt_pipelines.emulator import emulator_credentials
+
+        try:
+            credentials = emulator_credentials(emulator_principal)
+        except ValueError as exc:
+            raise InputError(str(exc), where="--emulator-principal") from exc
+    try:  # aiplatform validates region, labels and job id with ValueError
+        aiplatform.init(project=project, location=location)
+        job = _build_job(
+            display_name=display_name or "",
+            template_path=template,
+            job_id=job_id,
+            pipeline_root=pipeline_root,
+            parameter_values=_parameters(params),
+            labels=_labels(label_pairs),
+            credentials=credentials,
+            project=project,
+            location=location,
+            manifest=manifest,
+            policy=policy,
+            snapshot=snapshot,
+            audit_log=audit_log,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc).split("\n")[0][:300], where="submit arguments") from exc
+    job._zt_origin = "cli"
+    try:
+        job.submit(service_account=pipeline_sa, network=network)
+    except ZeroTrustViolation as exc:
+        click.echo(_render(exc.report, fmt))
+        click.echo(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)
+        return 1
+    click.echo(_render(job.last_report, fmt))
+    click.echo(f"submitted {job.resource_name} (spec sha256 {job.verified_sha256})", err=True)
+    return 0
