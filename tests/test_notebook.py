@@ -1,0 +1,47 @@
+"""notebooks/quickstart.ipynb runs clean against the emulator (nbclient, kernel from this venv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[dict[str, object]]:
+    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+
+
+def test_quickstart_notebook_runs_clean() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute()  # raises CellExecutionError on any error outside "raises-exception" cells
+    outputs = _outputs(nb)
+    html = [str(o["data"]["text/html"]) for o in outputs if "text/html" in o.get("data", {})]
+    # the refused report and the allowed report both render as HTML
+    assert any("REFUSED" in h and "<table" in h and "ZT200" in h for h in html)
+    assert any("ALLOWED" in h for h in html)
+    text = "".join(str(o.get("text", "")) for o in outputs)
+    assert "writes that reached the emulator: 0" in text
+    assert "train                runs as train-sa@zt-demo.iam.gserviceaccount.com" in text
+    assert "chain intact" in text
+    # only the cell tagged raises-exception raised, and it raised a ZeroTrustViolation
+    errors = [
+        cell
+        for cell in nb.cells
+        if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.outputs)
+    ]
+    assert all("raises-exception" in c.metadata.get("tags", []) for c in errors)
+    [refused] = [c for c in nb.cells if "raises-exception" in c.metadata.get("tags", [])]
+    shown = [
+        str(o["data"]["text/html"]) for o in refused.outputs if "text/html" in o.get("data", {})
+    ]
+    assert shown and "REFUSED" in shown[0] and "ZT200" in shown[0]  # the report, not a traceback
