@@ -405,3 +405,10 @@ def test_evaluator_answers_repeatedly_and_consistently() -> None:
     )
     assert first == again and first.granted
     assert ev.decide(ALICE, ResourceRef(PROJECT), "aiplatform.pipelineJobs.create", now=NOW).granted
+
+
+def test_failed_metadata_read_hides_the_ancestry() -> None:
+    data = world_dict()
+    data["unreadable"] = [{"target": PROJECT, "what": "projects.get", "reason": "UNAVAILABLE"}]
+    d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
+    assert d.state == "unverifiable" and "projects.get" in d.reasons[0]

@@ -152,7 +152,7 @@ class Evaluator:
                 gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
             for n in nodes:
                 for u in self._unreadable.get(n.name, ()):
-                    if "ncestry" in u.what or u.what in ("getProject", "getFolder"):
+                    if _hides_ancestry(u.what):
                         gap = gap or f"{u.what} on {n.name} failed: {u.reason}"
         cached = (nodes, gap)
         self._chains[name] = cached
@@ -357,6 +357,14 @@ class Evaluator:
             (),
             (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
         )
+
+
+def _hides_ancestry(what: str) -> bool:
+    """A failed read of a node's metadata (``projects.get``, ``getAncestry``, ...) hides its
+    parent, hence every ancestor's allow and deny policies."""
+    if "deny" in what.lower() or "IamPolicy" in what:
+        return False
+    return "ncestry" in what or what.endswith(".get") or what in ("getProject", "getFolder")
 
 
 def _is_allow_doubt(why: str) -> bool:
