@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "demo": "demo",
     "plan": "provision",
     "apply": "provision",
+    "precommit-check": "precommit",
 }
 
 

@@ -1,0 +1,85 @@
+"""The pre-commit hook: `.pre-commit-hooks.yaml` runs `precommit-check` on compiled templates."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zt_pipelines.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+WORLD = ROOT / "examples" / "world.yaml"
+ARGS = [
+    "--project",
+    "zt-demo",
+    "--location",
+    "us-central1",
+    "--pipeline-sa",
+    "pipeline-sa@zt-demo.iam.gserviceaccount.com",
+    "--snapshot",
+    str(WORLD),
+    "--submitter",
+    "user:alice@example.com",
+]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    spec = importlib.util.spec_from_file_location(
+        "zt_hook_examples", ROOT / "examples" / "pipeline.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("hook")
+    return {n: Path(module.compile_pipeline(n, str(out / f"{n}.yaml"))) for n in module.PIPELINES}
+
+
+def hook_argv() -> list[str]:
+    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "zt-pipelines-check" and hook["language"] == "python"
+    assert hook["pass_filenames"] is True
+    program, *rest = shlex.split(hook["entry"])
+    assert program == "zt-pipelines"  # the console script of this package
+    return rest
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out + err
+
+
+def test_hook_passes_a_good_template_and_skips_other_yaml(
+    compiled: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "values.yaml"
+    other.write_text("replicas: 3\n")
+    code, out = run([*hook_argv(), *ARGS, str(compiled["training"]), str(other)], capsys)
+    assert code == 0, out
+    assert "training.yaml: allowed" in out and "values.yaml" not in out
+
+
+def test_hook_blocks_a_refused_template(
+    compiled: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(
+        [*hook_argv(), *ARGS, str(compiled["training"]), str(compiled["missing-permission"])],
+        capsys,
+    )
+    assert code == 1
+    assert "missing-permission.yaml:" in out and "ZT200" in out
+
+
+def test_hook_needs_a_snapshot(
+    compiled: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run([*hook_argv(), *ARGS[:-4], str(compiled["training"])], capsys)
+    assert code == 2 and "--snapshot" in out
