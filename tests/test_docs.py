@@ -51,6 +51,14 @@ def test_nav_lists_only_existing_pages_and_the_required_ones() -> None:
         assert required in files
 
 
+def test_cli_page_documents_every_subcommand() -> None:
+    from zt_pipelines.cli import SUBCOMMANDS
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    for name in SUBCOMMANDS:
+        assert f"zt-pipelines {name}" in page, f"docs/cli.md does not document {name}"
+
+
 def test_dependencies_page_explains_every_dependency() -> None:
     import tomllib
 
