@@ -355,3 +355,79 @@ def test_no_token_in_the_audit_log(
     job.submit(service_account=PIPELINE_SA)
     assert creds.token not in audit.path.read_text()
     assert os.environ.get("ZT_EMULATOR_HOST")
+
+
+def test_pipeline_job_schedule_from_our_job_gets_the_verified_spec(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    aiplatform.init(service_account=PIPELINE_SA)
+    job = make_job(templates["training"], audit)
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="direct", credentials=job.credentials
+    )
+    schedule.create(cron="0 3 * * *")
+    [served] = created_schedules(emu).values()
+    sent = served["createPipelineJobRequest"]["pipelineJob"]
+    assert step_service_accounts(sent["pipelineSpec"]) == STEP_SAS
+    digest = hashlib.sha256(canonical_spec_bytes(sent["pipelineSpec"])).hexdigest()
+    assert digest == job.verified_sha256 == audit.records()[-1]["spec_sha256"]
+    assert audit.records()[-1]["action"] == "export"
+
+
+def test_run_async_allowed_then_wait(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit)
+    job.run(service_account=PIPELINE_SA, sync=False)
+    job.wait()
+    [sent] = created_jobs(emu).values()
+    assert step_service_accounts(sent["pipelineSpec"]) == STEP_SAS
+
+
+def test_no_audit_record_no_submission(
+    emu: Emulator, templates: dict[str, str], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()  # the audit log path is a directory: the record cannot be written
+    job = make_job(templates["training"], AuditLog(blocked))
+    with pytest.raises(zt.ApiError, match="audit log"):
+        job.submit(service_account=PIPELINE_SA)
+    assert emu.writes() == []
+    assert created_jobs(emu) == {}
+
+
+def test_refusal_message_is_a_readable_table_and_html_in_notebooks(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["missing-permission"], audit)
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        job.submit(service_account=PIPELINE_SA)
+    text = str(info.value)
+    assert text.splitlines()[0].startswith("refused: ")
+    assert "REFUSED: zt-demo-missing-permission" in text
+    assert "severity  code" in text and "ZT200" in text
+    html = info.value._repr_html_()
+    assert "<table" in html and "ZT200" in html
+    assert "ZT200" in job._repr_html_()
+
+
+def test_mirror_receives_the_jobs_decisions(
+    emu: Emulator, templates: dict[str, str], tmp_path: Path
+) -> None:
+    from zt_pipelines.audit import InMemoryMirror
+
+    mirror = InMemoryMirror()
+    job = make_job(templates["training"], AuditLog(tmp_path / "a.jsonl", mirror=mirror))
+    job.submit(service_account=PIPELINE_SA)
+    assert [r["outcome"] for r in mirror.records] == ["allowed"]
+    assert mirror.records[0]["spec_sha256"] == job.verified_sha256
+
+
+def test_snapshot_mode_verifies_offline(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["editor"], audit, snapshot=str(WORLD))
+    report = job.verify(service_account=PIPELINE_SA)
+    assert "ZT211" in report.codes()
+    # the IAM state came from the file: no IAM/Resource Manager/Storage IAM reads
+    assert not [r for r in emu.request_log if r.api in ("iam", "cloudresourcemanager")]
