@@ -39,6 +39,14 @@ class Gate:
         self.faults = faults
         self.latency_ms = latency_ms
         self._stopping = stopping
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Calls that have arrived and not yet been answered."""
+        with self._lock:
+            return self._in_flight
 
     def _wait(self, ms: int) -> None:
         if ms > 0:
@@ -55,6 +63,23 @@ class Gate:
         run: Callable[[], Any],
     ) -> Outcome:
         """Run ``run`` under latency and faults; never raises for Google errors."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self._call(api, method, target, caller, write, run)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _call(
+        self,
+        api: str,
+        method: str,
+        target: str,
+        caller: str | None,
+        write: bool,
+        run: Callable[[], Any],
+    ) -> Outcome:
         self._wait(self.latency_ms)
         fault = self.faults.draw(method)
         if fault is not None:

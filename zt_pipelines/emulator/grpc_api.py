@@ -558,16 +558,23 @@ _ASSET_TYPES = {
 }
 
 
-def _query_terms(query: str) -> list[str]:
-    terms = []
-    for token in query.split():
+def _query_terms(query: str) -> list[tuple[str, ...]]:
+    """``policy:X`` terms (all must match); ``policy:(X OR Y ...)`` matches any of its values."""
+    terms: list[tuple[str, ...]] = []
+    for group in re.findall(r"policy:\(([^)]*)\)", query):
+        values = [v.strip().strip('"').lower() for v in re.split(r"\s+OR\s+", group.strip())]
+        if not all(values):
+            raise EmulatorError("INVALID_ARGUMENT", f"unsupported query {query!r}")
+        terms.append(tuple(values))
+    for token in re.sub(r"policy:\([^)]*\)", " ", query).split():
         key, sep, value = token.partition(":")
         if not sep or key != "policy" or not value.strip('"'):
             raise EmulatorError(
                 "INVALID_ARGUMENT",
-                f"unsupported query {query!r}: the emulator understands policy:VALUE terms",
+                f"unsupported query {query!r}: the emulator understands policy:VALUE terms "
+                "and policy:(VALUE OR VALUE ...) groups",
             )
-        terms.append(value.strip('"').lower())
+        terms.append((value.strip('"').lower(),))
     return terms
 
 
@@ -593,7 +600,7 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
         bindings = [
             b
             for b in node.policy.bindings
-            if all(any(t in m.lower() for m in b.members) for t in terms)
+            if all(any(v in m.lower() for v in t for m in b.members) for t in terms)
         ]
         if not bindings:
             continue

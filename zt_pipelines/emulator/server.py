@@ -213,6 +213,11 @@ class Emulator:
         """The calls to methods that change state (whatever their status)."""
         return [r for r in self._log.records() if r.write]
 
+    @property
+    def in_flight(self) -> int:
+        """Calls that have arrived and not yet been answered (e.g. held by a delay fault)."""
+        return self._gate.in_flight
+
     def clear_log(self) -> None:
         """Forget the request log."""
         self._log.clear()
