@@ -338,14 +338,13 @@ def test_troubleshooter_is_answered_by_the_engine(emu: Emulator) -> None:
     sa = f"//iam.googleapis.com/projects/proj-alpha/serviceAccounts/{PIPELINE_SA}"
     state = policytroubleshooter_v1.AccessState
     assert (
-        access("ci@proj-alpha.iam.gserviceaccount.com", project, "aiplatform.pipelineJobs.create")
+        access(SUBMITTER.split(":")[1], project, "aiplatform.pipelineJobs.create") == state.GRANTED
+    )
+    assert (
+        access("ci-submit@proj-alpha.iam.gserviceaccount.com", sa, "iam.serviceAccounts.actAs")
         == state.GRANTED
     )
     assert (
-        access("ci@proj-alpha.iam.gserviceaccount.com", sa, "iam.serviceAccounts.actAs")
-        == state.GRANTED
-    )
-    assert (
-        access("intern@proj-alpha.iam.gserviceaccount.com", sa, "iam.serviceAccounts.actAs")
+        access("intern-dev@proj-alpha.iam.gserviceaccount.com", sa, "iam.serviceAccounts.actAs")
         == state.NOT_GRANTED
     )

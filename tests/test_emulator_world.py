@@ -23,9 +23,9 @@ BUCKET = "//storage.googleapis.com/zt-root-bucket"
 DATASET = "//bigquery.googleapis.com/projects/proj-alpha/datasets/features"
 TABLE = DATASET + "/tables/rows"
 
-ADMIN = "serviceAccount:admin@proj-alpha.iam.gserviceaccount.com"
-SUBMITTER = "serviceAccount:ci@proj-alpha.iam.gserviceaccount.com"
-NO_ACT_AS = "serviceAccount:intern@proj-alpha.iam.gserviceaccount.com"
+ADMIN = "serviceAccount:zt-admin@proj-alpha.iam.gserviceaccount.com"
+SUBMITTER = "serviceAccount:ci-submit@proj-alpha.iam.gserviceaccount.com"
+NO_ACT_AS = "serviceAccount:intern-dev@proj-alpha.iam.gserviceaccount.com"
 PIPELINE_SA = "pipeline@proj-alpha.iam.gserviceaccount.com"
 STEP_SA = "step-train@proj-alpha.iam.gserviceaccount.com"
 
@@ -169,9 +169,9 @@ def world(extra_sas: int = 0) -> Snapshot:
             [
                 PIPELINE_SA,
                 STEP_SA,
-                "admin@proj-alpha.iam.gserviceaccount.com",
-                "ci@proj-alpha.iam.gserviceaccount.com",
-                "intern@proj-alpha.iam.gserviceaccount.com",
+                "zt-admin@proj-alpha.iam.gserviceaccount.com",
+                "ci-submit@proj-alpha.iam.gserviceaccount.com",
+                "intern-dev@proj-alpha.iam.gserviceaccount.com",
                 *(f"bulk-{n:03d}@proj-alpha.iam.gserviceaccount.com" for n in range(extra_sas)),
             ]
         )
@@ -187,7 +187,7 @@ def world(extra_sas: int = 0) -> Snapshot:
                     denied_permissions=("iam.googleapis.com/serviceAccounts.delete",),
                     exception_principals=(
                         "principal://iam.googleapis.com/projects/-/serviceAccounts/"
-                        "admin@proj-alpha.iam.gserviceaccount.com",
+                        "zt-admin@proj-alpha.iam.gserviceaccount.com",
                     ),
                 ),
             ),

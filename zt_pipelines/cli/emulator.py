@@ -1,0 +1,142 @@
+"""``zt-pipelines emulator --snapshot FILE``: serve a snapshot as Google's APIs on one local port.
+
+Prints ``ZT_EMULATOR_HOST=HOST:PORT`` as its first line, then serves until interrupted
+(Ctrl-C or SIGTERM), and exits 0 after a clean stop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zt_pipelines.errors import InputError
+
+
+def _project_numbers(pairs: tuple[str, ...]) -> dict[str, str]:
+    numbers: dict[str, str] = {}
+    for pair in pairs:
+        project, sep, number = pair.partition("=")
+        if not sep or not project or not number.isdigit():
+            raise InputError(
+                f"--project-number {pair!r} is not PROJECT_ID=NUMBER",
+                where="--project-number",
+                fix="e.g. --project-number my-proj=123456789012",
+            )
+        numbers[project] = number
+    return numbers
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("emulator")
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Snapshot file (YAML/JSON) with the IAM world to serve.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option(
+    "--latency-ms", default=0, type=click.IntRange(0, None), help="Latency added to every call."
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="METHOD=KIND[,times=N][,p=P][,seed=S][,delay_ms=MS]",
+    help="Scripted fault; KIND is a status code (UNAVAILABLE...), malformed, reset or delay.",
+)
+@click.option(
+    "--project-number",
+    "project_numbers",
+    multiple=True,
+    metavar="PROJECT_ID=NUMBER",
+    help="Project numbers the snapshot does not record.",
+)
+@click.option(
+    "--no-enforce-iam",
+    is_flag=True,
+    help="Do not check callers' permissions (tokens become optional).",
+)
+def command(
+    snapshot_path: Path,
+    host: str,
+    port: int,
+    latency_ms: int,
+    faults: tuple[str, ...],
+    project_numbers: tuple[str, ...],
+    no_enforce_iam: bool,
+) -> int:
+    """Serve a snapshot as the Google APIs zt-pipelines uses (gRPC and HTTP on one port)."""
+    from zt_pipelines.emulator import Emulator, Fault
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    parsed = [Fault.parse(spec) for spec in faults]
+    numbers = _project_numbers(project_numbers)
+    if not snapshot_path.is_file():
+        raise InputError(
+            f"snapshot file {str(snapshot_path)!r} does not exist",
+            where="--snapshot",
+            fix="write one with `zt-pipelines snapshot` or by hand (see docs/emulator.md)",
+        )
+    snapshot = load_snapshot(snapshot_path)
+    if not _is_loopback(host):
+        click.echo(
+            f"zt-pipelines: warning: binding {host}: the emulator has no real authentication",
+            err=True,
+        )
+    emulator = Emulator(
+        snapshot,
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        enforce_iam=not no_enforce_iam,
+        project_numbers=numbers,
+    )
+    for fault in parsed:
+        emulator.add_fault(fault)
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise InputError(
+            f"cannot bind {host}:{port}: {exc.strerror or exc}",
+            where="--host/--port",
+            fix="choose another port, or --port 0 for any free one",
+        ) from exc
+    done = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        done.set()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    click.echo(f"ZT_EMULATOR_HOST={emulator.address}")
+    click.echo(
+        f"serving {len(snapshot.nodes)} resources, {len(snapshot.service_accounts)} service "
+        f"accounts, {len(snapshot.roles)} roles; Ctrl-C to stop",
+        err=True,
+    )
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        signal.signal(signal.SIGTERM, previous)
+    counts = emulator.counts()
+    click.echo(f"stopped after {sum(counts.values())} calls", err=True)
+    return 0
