@@ -384,6 +384,18 @@ def _policy_writer(
     return write
 
 
+def _permission_tester(to_full: Callable[[World, str], tuple[str, str | None]]) -> Impl:
+    def test(world: World, request: Any, caller: str | None) -> Any:
+        full, _parent = to_full(world, request.resource)
+        world.authenticate(caller)
+        held = [
+            p for p in request.permissions if caller and world.decide(caller, full, p) == "granted"
+        ]
+        return iam_policy_pb2.TestIamPermissionsResponse(permissions=held)
+
+    return test
+
+
 def _sa_full(world: World, resource: str) -> tuple[str, str | None]:
     full, _sa = _sa_lookup(world, resource)
     return full, CRM + "projects/" + full.split("/")[4]
@@ -673,6 +685,8 @@ _ORGS = "google.cloud.resourcemanager.v3.Organizations"
 _GET_POLICY = iam_policy_pb2.GetIamPolicyRequest
 _SET_POLICY = iam_policy_pb2.SetIamPolicyRequest
 _POLICY = policy_pb2.Policy
+_TEST = iam_policy_pb2.TestIamPermissionsRequest
+_TESTED = iam_policy_pb2.TestIamPermissionsResponse
 t = iam_admin_v1
 
 
@@ -685,6 +699,15 @@ def _resource(r: Any) -> str:
 
 
 METHODS: tuple[GrpcMethod, ...] = (
+    *(
+        GrpcMethod(service, "TestIamPermissions", _TEST, _TESTED, _resource, False, impl, api)
+        for service, impl, api in (
+            (_IAM, _permission_tester(_sa_full), "iam"),
+            (_PROJECTS, _permission_tester(_crm_full("projects")), "cloudresourcemanager"),
+            (_FOLDERS, _permission_tester(_crm_full("folders")), "cloudresourcemanager"),
+            (_ORGS, _permission_tester(_crm_full("organizations")), "cloudresourcemanager"),
+        )
+    ),
     GrpcMethod(
         _IAM,
         "GetServiceAccount",
