@@ -82,6 +82,7 @@ class FetchPlan:
         cache: the on-disk cache (``None``: no caching).
         max_workers: the pool bound.
         progress: called with ``(done, scheduled)`` after every read (CLI progress bar).
+        search_batch: principals per Cloud Asset query (``policy:(a OR b ...)``).
     """
 
     def __init__(
@@ -91,8 +92,10 @@ class FetchPlan:
         cache: DiskCache | None = None,
         max_workers: int = 16,
         progress: Progress | None = None,
+        search_batch: int = 20,
     ) -> None:
         self.a = adapters
+        self.search_batch = max(1, search_batch)
         self.cache = cache
         self.max_workers = max(1, max_workers)
         self.progress = progress
@@ -311,18 +314,27 @@ class FetchPlan:
         self._submit(("roles.list", parent), list_roles)
 
     def _searches(self, root: str) -> None:
+        """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
         scope = root.removeprefix(CRM)
-        for email in self.principals:
+        batch = self.search_batch
+        for start in range(0, len(self.principals), batch):
+            emails = tuple(self.principals[start : start + batch])
+            query = (
+                f"policy:{emails[0]}"
+                if len(emails) == 1
+                else "policy:(" + " OR ".join(emails) + ")"
+            )
 
-            def search(email: str = email) -> None:
-                hits = self.a.search.search_policies(scope, f"policy:{email}")
+            def search(emails: tuple[str, ...] = emails, query: str = query) -> None:
+                hits = self.a.search.search_policies(scope, query)
                 with self._lock:
                     self.s.hits.extend(hits)
-                    self.s.searched.setdefault(email, set()).add(root)
+                    for email in emails:
+                        self.s.searched.setdefault(email, set()).add(root)
                 for hit in hits:
                     self._roles_of(hit.policy)
 
-            self._submit(("searchAllIamPolicies", scope, email), search)
+            self._submit(("searchAllIamPolicies", scope, *emails), search)
 
     # -- declared resources --------------------------------------------------------------------
 
