@@ -30,6 +30,9 @@ _GOOGLE_DOMAINS = (
     "cloudbuild.gserviceaccount.com",
 )
 _SERVICE_AGENT_DOMAIN = re.compile(r"^gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+# service agents outside gcp-sa-* domains (compute-system, container-engine-robot, ...) are
+# service-PROJECT_NUMBER (or service-org-/folder-NUMBER); "service-reader" is a user account.
+_SERVICE_AGENT_LOCAL = re.compile(r"^service-(?:org-|folder-)?[0-9]+$")
 
 DEFAULT_KINDS = {
     "compute-default": "the Compute Engine default service account",
@@ -137,7 +140,7 @@ def _default_kind(local: str, domain: str) -> str | None:
     if domain == "gcp-sa-aiplatform.iam.gserviceaccount.com":
         return "vertex-agent"
     if _SERVICE_AGENT_DOMAIN.match(domain) or (
-        local.startswith("service-") and domain.endswith(".gserviceaccount.com")
+        _SERVICE_AGENT_LOCAL.match(local) and domain.endswith(".gserviceaccount.com")
     ):
         return "service-agent"
     if domain in _GOOGLE_DOMAINS:
@@ -171,9 +174,11 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     """Derive a deterministic, valid service-account id for a task.
 
     The template may use ``{pipeline}`` and ``{task}``. The result is lower-cased, squeezed to
-    ``[a-z][a-z0-9-]*[a-z0-9]``, and, when it would exceed 30 characters or collide-prone
-    truncation happens, shortened with a 6-character hash of the *full* (pipeline, task)
-    pair, so distinct tasks never share an id and the same task always gets the same id.
+    ``[a-z][a-z0-9-]*[a-z0-9]``, cut to 23 characters and always suffixed with a 6-character
+    hash of the *full* (pipeline, task, template) triple, so distinct tasks never share an id
+    and the same task always gets the same id. The hash is unconditional: without it
+    ``("a-b", "c")`` and ``("a", "b-c")`` both render ``zt-a-b-c``, and a template without
+    ``{task}`` would give every task of a pipeline one identity.
     """
     try:
         raw = template.format(pipeline=pipeline, task=task)
@@ -186,11 +191,7 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     if not slug or not slug[0].isalpha():
         slug = "zt-" + slug
     digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()[:6]
-    if len(slug) > 30 or slug != raw:
-        # Any normalisation may make two tasks meet (e.g. "a_b" and "a-b"): add the hash.
-        slug = slug[: 30 - 7].rstrip("-") + "-" + digest
-    if len(slug) < 6:
-        slug = f"{slug}-{digest}"
+    slug = slug[: 30 - 7].rstrip("-") + "-" + digest
     if not _ACCOUNT_ID.match(slug):  # pragma: no cover - construction above guarantees it
         raise IdentityError(f"derived account id {slug!r} is invalid")
     return slug

@@ -214,7 +214,7 @@ def custom_job_component(
     params: dict[str, Any] = {}
     for name, definition in CUSTOM_JOB_INPUTS.items():
         # GCPC's reloaded component drops the launcher's input descriptions
-        param = {k: v for k, v in definition.items() if k != "description"}
+        param = {k: _copy(v) for k, v in definition.items() if k != "description"}
         if name in defaults:
             if defaults[name] is None:
                 param.pop("defaultValue", None)

@@ -1,0 +1,239 @@
+"""The one place that decides identities (zt_pipelines.identity) and resource URIs
+(zt_pipelines.resources): strict parsing, default detection, derived ids."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zt_pipelines.errors import (
+    DefaultIdentityError,
+    IdentityError,
+    PermissionFormatError,
+    ResourceError,
+)
+from zt_pipelines.identity import (
+    DEFAULT_NAME_TEMPLATE,
+    classify_identity,
+    derive_account_id,
+    require_user_managed,
+    service_account_email,
+)
+from zt_pipelines.resources import (
+    ResourceRef,
+    check_permission,
+    display_uri,
+    normalize_resource,
+    project_resource,
+    service_account_resource,
+)
+
+ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+@pytest.mark.parametrize(
+    ("email", "kind"),
+    [
+        ("123456789012-compute@developer.gserviceaccount.com", "compute-default"),
+        ("123456789012-COMPUTE@developer.gserviceaccount.com", "compute-default"),
+        ("my-proj-1@appspot.gserviceaccount.com", "appengine-default"),
+        ("service-1234@gcp-sa-aiplatform-cc.iam.gserviceaccount.com", "custom-code-agent"),
+        ("service-1234@gcp-sa-aiplatform.iam.gserviceaccount.com", "vertex-agent"),
+        ("service-1234@gcp-sa-bigquerydatatransfer.iam.gserviceaccount.com", "service-agent"),
+        ("service-1234@compute-system.iam.gserviceaccount.com", "service-agent"),
+        ("service-org-99@gcp-sa-logging.iam.gserviceaccount.com", "service-agent"),
+        ("1234@cloudservices.gserviceaccount.com", "cloudservices"),
+        ("1234@cloudbuild.gserviceaccount.com", "cloudbuild"),
+        ("", "empty"),
+        (None, "empty"),
+    ],
+)
+def test_default_identities_are_classified_and_refused(email: str | None, kind: str) -> None:
+    assert classify_identity(email).default_kind == kind
+    with pytest.raises(DefaultIdentityError) as info:
+        require_user_managed(email, where="task 'x'")
+    assert "task 'x'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "trainer@my-proj-1.iam.gserviceaccount.com",
+        "service-reader@my-proj-1.iam.gserviceaccount.com",  # a user account named service-*
+        "a23456@my-proj-1.iam.gserviceaccount.com",
+    ],
+)
+def test_user_managed_accounts_pass(email: str) -> None:
+    assert require_user_managed(email) == email
+    assert not classify_identity(email).is_default
+
+
+@pytest.mark.parametrize(
+    ("email", "needle"),
+    [
+        ("trаiner@my-proj-1.iam.gserviceaccount.com", "non-ASCII"),  # Cyrillic a
+        ("trainer@my-proj-1.iam.gserviceaccount.com.", "stray dot"),
+        (" trainer@my-proj-1.iam.gserviceaccount.com", "whitespace"),
+        ("trainer@my-proj-1.iam.gserviceaccount.com\n", "whitespace"),
+        ("Trainer@my-proj-1.iam.gserviceaccount.com", "upper-case"),
+        ("trainer@gmail.com", "not a service-account"),
+        ("trainer@@my-proj-1.iam.gserviceaccount.com", "not an email"),
+        ("trainer", "not an email"),
+        ("abc@my-proj-1.iam.gserviceaccount.com", "6-30"),
+        ("trainer@my..proj.iam.gserviceaccount.com", "stray dot"),
+    ],
+)
+def test_malformed_emails_raise_identity_errors(email: str, needle: str) -> None:
+    with pytest.raises(IdentityError) as info:
+        classify_identity(email, where="manifest")
+    assert needle in str(info.value) and "manifest" in str(info.value)
+    assert not isinstance(info.value, DefaultIdentityError)
+
+
+def test_derived_ids_are_valid_stable_and_hash_suffixed() -> None:
+    one = derive_account_id("training-pipeline", "train")
+    assert one == derive_account_id("training-pipeline", "train")
+    assert ACCOUNT_ID.match(one) and one.startswith("zt-training-pipeline-t")
+    long = derive_account_id("a-very-long-pipeline-name-indeed", "and-a-long-task-name")
+    assert len(long) <= 30 and ACCOUNT_ID.match(long)
+    assert service_account_email(one, "my-proj-1") == f"{one}@my-proj-1.iam.gserviceaccount.com"
+    assert derive_account_id("1pipe", "2task").startswith("zt-")
+
+
+def test_derived_ids_do_not_collide_where_hyphens_meet() -> None:
+    # both render "zt-a-b-c" before the hash
+    assert derive_account_id("a-b", "c") != derive_account_id("a", "b-c")
+    # normalisation would merge these
+    assert derive_account_id("p", "a_b") != derive_account_id("p", "a-b")
+    # a template without {task} still gives each task its own identity
+    assert derive_account_id("p", "a", template="zt-{pipeline}") != derive_account_id(
+        "p", "b", template="zt-{pipeline}"
+    )
+
+
+def test_bad_naming_template_is_an_identity_error() -> None:
+    with pytest.raises(IdentityError, match="naming template"):
+        derive_account_id("p", "t", template="{project}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pipeline=st.text(min_size=1, max_size=60),
+    tasks=st.lists(st.text(min_size=1, max_size=60), min_size=2, max_size=6, unique=True),
+)
+def test_derived_ids_are_always_valid_and_distinct(pipeline: str, tasks: list[str]) -> None:
+    ids = [derive_account_id(pipeline, t, template=DEFAULT_NAME_TEMPLATE) for t in tasks]
+    assert all(ACCOUNT_ID.match(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    for i in ids:
+        email = service_account_email(i, "my-proj-1")
+        assert require_user_managed(email) == email
+
+
+@pytest.mark.parametrize(
+    ("uri", "name", "prefix"),
+    [
+        ("gs://raw-data", "//storage.googleapis.com/raw-data", None),
+        ("gs://raw-data/train/2024", "//storage.googleapis.com/raw-data", "train/2024"),
+        (
+            "bq://my-proj-1.features",
+            "//bigquery.googleapis.com/projects/my-proj-1/datasets/features",
+            None,
+        ),
+        (
+            "bq://my-proj-1.features.daily",
+            "//bigquery.googleapis.com/projects/my-proj-1/datasets/features/tables/daily",
+            None,
+        ),
+        ("projects/my-proj-1", "//cloudresourcemanager.googleapis.com/projects/my-proj-1", None),
+        ("//storage.googleapis.com/raw-data", "//storage.googleapis.com/raw-data", None),
+        (
+            "//storage.googleapis.com/projects/_/buckets/raw-data",
+            "//storage.googleapis.com/raw-data",
+            None,
+        ),
+        (
+            "//storage.googleapis.com/raw-data/objects/p/q",
+            "//storage.googleapis.com/raw-data",
+            "p/q",
+        ),
+        (
+            "//cloudresourcemanager.googleapis.com/folders/123",
+            "//cloudresourcemanager.googleapis.com/folders/123",
+            None,
+        ),
+        (
+            "//pubsub.googleapis.com/projects/p/topics/t",
+            "//pubsub.googleapis.com/projects/p/topics/t",
+            None,
+        ),
+    ],
+)
+def test_resource_uris_normalise_to_full_names(uri: str, name: str, prefix: str | None) -> None:
+    ref = normalize_resource(uri)
+    assert ref == ResourceRef(name, prefix)
+    # the short display form parses back to the same resource
+    assert normalize_resource(display_uri(ref.name, ref.prefix)) == ref
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket",
+        "gs://UPPER",
+        "gs://a",
+        "gs://bucket/a//b",
+        "bq://proj",
+        "bq://Bad_Project.ds",
+        "bq://my-proj-1.bad-dataset",
+        "projects/X",
+        "//storage.googleapis.com/",
+        "//cloudresourcemanager.googleapis.com/folders/abc",
+        "//cloudresourcemanager.googleapis.com/buckets/x",
+        " gs://bucket",
+        "gs://bücket",
+        "",
+    ],
+)
+def test_bad_resource_uris_raise(uri: str) -> None:
+    with pytest.raises(ResourceError) as info:
+        normalize_resource(uri, where="needs")
+    assert "needs" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "perm", ["storage.objects.get", "bigquery.tables.getData", "iam.serviceAccounts.actAs"]
+)
+def test_permissions_accept_service_resource_verb(perm: str) -> None:
+    assert check_permission(perm) == perm
+
+
+@pytest.mark.parametrize(
+    "perm",
+    [
+        "roles/viewer",
+        "storage.objects",
+        "storage",
+        "Storage.objects.get",
+        "storage.objects.get ",
+        "",
+    ],
+)
+def test_bad_permissions_raise(perm: str) -> None:
+    with pytest.raises(PermissionFormatError):
+        check_permission(perm, where="needs")
+
+
+def test_resource_helpers() -> None:
+    assert (
+        project_resource("my-proj-1") == "//cloudresourcemanager.googleapis.com/projects/my-proj-1"
+    )
+    email = "trainer@my-proj-1.iam.gserviceaccount.com"
+    assert (
+        service_account_resource(email)
+        == f"//iam.googleapis.com/projects/my-proj-1/serviceAccounts/{email}"
+    )
+    assert ResourceRef("//storage.googleapis.com/b").service == "storage.googleapis.com"
