@@ -256,6 +256,21 @@ def test_project_policy_conditions_and_etag(emu: Emulator) -> None:
     assert "roles/viewer" in {b.role for b in project.policy.bindings}
 
 
+def test_test_iam_permissions_answers_for_the_caller(emu: Emulator) -> None:
+    asked = ["aiplatform.pipelineJobs.create", "resourcemanager.projects.setIamPolicy"]
+    reply = projects(emu, SUBMITTER).test_iam_permissions(
+        request={"resource": "projects/proj-alpha", "permissions": asked}
+    )
+    assert list(reply.permissions) == ["aiplatform.pipelineJobs.create"]
+    on_sa = iam(emu, NO_ACT_AS).test_iam_permissions(
+        request={
+            "resource": f"projects/-/serviceAccounts/{PIPELINE_SA}",
+            "permissions": ["iam.serviceAccounts.actAs"],
+        }
+    )
+    assert list(on_sa.permissions) == []
+
+
 # -- IAM enforcement on callers ------------------------------------------------------------------
 
 

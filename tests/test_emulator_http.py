@@ -122,6 +122,37 @@ def test_bigquery_dataset_access_and_table_policy(emu: Emulator) -> None:
         client.get_dataset("proj-alpha.missing")
 
 
+def test_bigquery_dataset_access_update_with_etag(emu: Emulator) -> None:
+    client = bq(emu)
+    dataset = client.get_dataset("proj-alpha.features")
+    entries = list(dataset.access_entries)
+    entries.append(bigquery.AccessEntry("READER", "userByEmail", PIPELINE_SA))
+    entries.append(
+        bigquery.AccessEntry(
+            None, "view", {"projectId": "proj-alpha", "datasetId": "v", "tableId": "t"}
+        )
+    )
+    dataset.access_entries = entries
+    updated = client.update_dataset(dataset, ["access_entries"], retry=None)
+    node = emu.state.nodes["//bigquery.googleapis.com/projects/proj-alpha/datasets/features"]
+    assert node.policy is not None
+    assert {(b.role, m) for b in node.policy.bindings for m in b.members} == {
+        ("roles/bigquery.dataViewer", f"serviceAccount:{STEP_SA}"),
+        ("roles/bigquery.dataViewer", f"serviceAccount:{PIPELINE_SA}"),
+    }
+    assert any(e.entity_type == "view" for e in updated.access_entries)
+    dataset.access_entries = entries[:1]  # the old etag: someone else wrote in between
+    with pytest.raises(gexc.PreconditionFailed):
+        client.update_dataset(dataset, ["access_entries"], retry=None)
+    assert [r.method for r in emu.writes()] == ["bigquery.datasets.update"] * 2
+
+
+def test_storage_test_iam_permissions_answers_for_the_caller(emu: Emulator) -> None:
+    asked = ["storage.buckets.get", "storage.objects.list", "storage.buckets.setIamPolicy"]
+    held = gcs(SUBMITTER).bucket("zt-root-bucket").test_iam_permissions(asked)
+    assert held == ["storage.buckets.get", "storage.objects.list"]
+
+
 # -- Vertex AI -----------------------------------------------------------------------------------
 
 

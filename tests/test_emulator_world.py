@@ -59,6 +59,7 @@ ALL_ADMIN_PERMISSIONS = frozenset(
         "storage.objects.get",
         "storage.objects.list",
         "bigquery.datasets.get",
+        "bigquery.datasets.update",
         "bigquery.tables.getIamPolicy",
         "bigquery.tables.setIamPolicy",
         "aiplatform.pipelineJobs.create",

@@ -27,7 +27,7 @@ from zt_pipelines.emulator import policies
 from zt_pipelines.emulator.auth import caller_from_authorization
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
-from zt_pipelines.policy.snapshot import AllowPolicy, Node
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 HTTP_STATUS = {
@@ -63,6 +63,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     caller: str | None
+    query_list: tuple[tuple[str, str], ...] = ()
 
     def json(self) -> Any:
         """The body as JSON.
@@ -164,6 +165,15 @@ def bucket_set_iam(world: World, req: Request) -> tuple[int, Body]:
     body = policies.to_json(stored)
     body.update(kind="storage#policy", resourceId=f"projects/_/buckets/{req.segments['bucket']}")
     return 200, body
+
+
+def bucket_test_permissions(world: World, req: Request) -> tuple[int, Body]:
+    """storage.buckets.testIamPermissions: which of ``permissions`` the caller holds."""
+    node = _bucket_node(world, req.segments["bucket"])
+    world.authenticate(req.caller)
+    asked = [v for k, v in req.query_list if k == "permissions"]
+    held = [p for p in asked if req.caller and world.decide(req.caller, node.name, p) == "granted"]
+    return 200, {"kind": "storage#testIamPermissionsResponse", "permissions": held}
 
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -543,6 +553,8 @@ def dataset_get(world: World, req: Request) -> tuple[int, Body]:
     access = [
         _access_entry(b.role, m) for b in policy.bindings if b.condition is None for m in b.members
     ]
+    with world.lock:
+        access.extend(deep_copy_json(e) for e in world.dataset_extras.get(name, []))
     project = name.split("/")[4]
     return 200, {
         "kind": "bigquery#dataset",
@@ -552,6 +564,71 @@ def dataset_get(world: World, req: Request) -> tuple[int, Body]:
         "etag": policy.etag,
         "location": "US",
     }
+
+
+_LEGACY_DATASET_ROLES = {
+    "READER": "roles/bigquery.dataViewer",
+    "WRITER": "roles/bigquery.dataEditor",
+    "OWNER": "roles/bigquery.dataOwner",
+}
+
+
+def _entry_member(entry: dict[str, Any]) -> str | None:
+    """The IAM member of a dataset access entry (``None``: views, routines, special groups)."""
+    if isinstance(entry.get("userByEmail"), str):
+        email = entry["userByEmail"].lower()
+        kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+        return f"{kind}:{email}"
+    if isinstance(entry.get("groupByEmail"), str):
+        return "group:" + str(entry["groupByEmail"]).lower()
+    if isinstance(entry.get("domain"), str):
+        return "domain:" + str(entry["domain"])
+    if isinstance(entry.get("iamMember"), str):
+        return str(entry["iamMember"])
+    if entry.get("specialGroup") == "allAuthenticatedUsers":
+        return "allAuthenticatedUsers"
+    return None
+
+
+def dataset_patch(world: World, req: Request) -> tuple[int, Body]:
+    """bigquery.datasets.update (PATCH/PUT; a write): access entries become the dataset's allow
+    policy; ``If-Match`` with a stale etag answers 412."""
+    name, _ = _bq_names(world, req)
+    node = world.node(name)
+    if node is None or node.kind != "dataset":
+        raise EmulatorError("NOT_FOUND", f"Not found: Dataset {req.segments['dataset']}")
+    world.authorize(req.caller, "bigquery.datasets.update", name)
+    sent = req.json()
+    if not isinstance(sent, dict):
+        raise EmulatorError("INVALID_ARGUMENT", "the dataset must be a JSON object")
+    with world.lock:
+        current = world.policy_of(name)
+        if_match = req.headers.get("if-match")
+        if if_match and if_match != current.etag:
+            raise EmulatorError(
+                "FAILED_PRECONDITION", "Precondition check failed.", http_status=412
+            )
+        if "access" in sent:
+            if not isinstance(sent["access"], list):
+                raise EmulatorError("INVALID_ARGUMENT", "access must be a list")
+            grants: dict[str, list[str]] = {}
+            extras: list[dict[str, Any]] = []
+            for entry in sent["access"]:
+                if not isinstance(entry, dict) or not isinstance(entry.get("role") or "", str):
+                    raise EmulatorError("INVALID_ARGUMENT", f"malformed access entry {entry!r}")
+                member = _entry_member(entry)
+                role = entry.get("role") or ""
+                role = _LEGACY_DATASET_ROLES.get(role, role)
+                if member is None or not role:
+                    extras.append(deep_copy_json(entry))
+                else:
+                    grants.setdefault(role, []).append(member)
+            bindings = tuple(
+                Binding(role=r, members=tuple(dict.fromkeys(m))) for r, m in grants.items()
+            )
+            world.set_policy(name, AllowPolicy(bindings=bindings), etag_matches=True)
+            world.dataset_extras[name] = extras
+    return dataset_get(world, req)
 
 
 def _table_node(world: World, req: Request) -> Node:
@@ -619,6 +696,15 @@ def _route(
 
 ROUTES: tuple[Route, ...] = (
     _route("GET", _B, "storage", "storage.buckets.get", False, bucket_get, _t_bucket),
+    _route(
+        "GET",
+        _B + "/iam/testPermissions",
+        "storage",
+        "storage.buckets.testIamPermissions",
+        False,
+        bucket_test_permissions,
+        _t_bucket,
+    ),
     _route(
         "GET",
         _B + "/iam",
@@ -748,6 +834,8 @@ ROUTES: tuple[Route, ...] = (
         schedule_get,
     ),
     _route("GET", _BQ, "bigquery", "bigquery.datasets.get", False, dataset_get),
+    _route("PATCH", _BQ, "bigquery", "bigquery.datasets.update", True, dataset_patch),
+    _route("PUT", _BQ, "bigquery", "bigquery.datasets.update", True, dataset_patch),
     _route(
         "POST",
         _BQ + "/tables/(?P<table>[^/:]+):getIamPolicy",
@@ -816,7 +904,8 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
     def _dispatch(self, verb: str) -> None:
         split = urllib.parse.urlsplit(self.path)
         path = split.path
-        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        pairs = tuple(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        query = dict(pairs)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -828,7 +917,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             if match is None:
                 continue
             segments = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
-            req = Request(verb, path, segments, query, headers, body, caller)
+            req = Request(verb, path, segments, query, headers, body, caller, pairs)
             outcome = self.gate.call(
                 api=route.api,
                 method=route.method,

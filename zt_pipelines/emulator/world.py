@@ -121,6 +121,8 @@ class World:
         self.served_jobs: dict[str, dict[str, Any]] = {}  # as served (with name, state)
         self.custom_jobs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
+        # dataset access entries that are not IAM members (views, routines): kept verbatim
+        self.dataset_extras: dict[str, list[dict[str, Any]]] = {}
         self._frozen: Snapshot | None = None
         self._evaluator: Evaluator | None = None
         for name, node in list(self.nodes.items()):
