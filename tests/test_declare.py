@@ -292,3 +292,26 @@ def test_manifest_json_and_strict_validation_name_file_and_key(tmp_path: Path) -
     broken.write_text("steps: [unclosed\n")
     with pytest.raises(ManifestError, match=r"broken\.yaml"):
         load_manifest(broken)
+
+
+def test_declarations_inside_a_sub_pipeline_used_twice(tmp_path: Path) -> None:
+    @dsl.pipeline(name="sub")
+    def sub(x: int, reader: str) -> int:
+        scored = train(x=x)  # declared on the component
+        checked = evaluate(x=scored.output)
+        zt.step.on(checked, reader)  # a parameter of the sub-pipeline
+        return checked.output
+
+    @dsl.pipeline(name="outer")
+    def outer(first: str = EVAL_SA) -> None:
+        sub(x=1, reader=first)
+        sub(x=2, reader=PARAM_SA)
+
+    result = rewrite_pipeline(compile_to(outer, tmp_path / "p.yaml"), project=PROJECT)
+    by_task = {s.task: (s.service_account, s.source) for s in result.steps}
+    assert by_task == {
+        "sub/train": (TRAIN_SA, "declared"),
+        "sub/evaluate": (EVAL_SA, "parameter"),
+        "sub-2/train": (TRAIN_SA, "declared"),
+        "sub-2/evaluate": (PARAM_SA, "parameter"),
+    }

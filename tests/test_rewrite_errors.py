@@ -24,6 +24,7 @@ from zt_pipelines.errors import (
     PermissionFormatError,
     ResourceError,
     TemplateError,
+    UnpinnedIdentityError,
 )
 from zt_pipelines.spec import load_template, rewrite_pipeline
 
@@ -299,13 +300,13 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
                 {"taskOutputParameter": {"producerTask": "step", "outputParameterKey": "Output"}}
             )
         ),
-        IdentityError,
+        UnpinnedIdentityError,
         ("task 'custom-training-job'", "'step'"),
     ),
     (
         "sa-from-unset-parameter",
         edited(set_job_sa({"componentInputParameter": "missing"})),
-        IdentityError,
+        UnpinnedIdentityError,
         ("task 'custom-training-job'",),
     ),
     (
@@ -341,7 +342,7 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
     (
         "declared-parameter-without-value",
         our_platform({"serviceAccount": {"componentInputParameter": "unset_sa"}}),
-        IdentityError,
+        UnpinnedIdentityError,
         ("task 'step'", "no value"),
     ),
     (

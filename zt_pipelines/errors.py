@@ -73,6 +73,11 @@ class IdentityError(InputError):
     """A service-account identity is malformed or cannot be resolved before submission."""
 
 
+class UnpinnedIdentityError(IdentityError):
+    """An identity not known before submission: it comes from an upstream task's output, a
+    loop item or another run-time value, or from a pipeline parameter that has no value."""
+
+
 class DefaultIdentityError(IdentityError):
     """A default or Google-managed identity (Compute default SA, a service agent, ...) was used."""
 

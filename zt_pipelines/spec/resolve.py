@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from zt_pipelines.errors import DeclarationError, IdentityError, TemplateError
+from zt_pipelines.errors import DeclarationError, TemplateError, UnpinnedIdentityError
 from zt_pipelines.model import JobFields
 from zt_pipelines.spec.launcher import GCPC_DEFAULTS, CustomJobSettings, is_placeholder
 
@@ -109,19 +109,19 @@ def resolve_identity_binding(bound: Bound, *, where: str) -> tuple[Any, str | No
     """Return ``(value, parameter)`` for an identity binding, or raise if not a constant.
 
     Raises:
-        IdentityError: the identity comes from an upstream output / run-time value, or from
-            a pipeline parameter that has no value.
+        UnpinnedIdentityError: the identity comes from an upstream output / run-time value,
+            or from a pipeline parameter that has no value.
     """
     if bound.kind == "constant":
         return bound.value, bound.parameter
     if bound.kind == "unresolved":
-        raise IdentityError(
+        raise UnpinnedIdentityError(
             f"the service account comes from {bound.what}, which has no value",
             where=where,
             fix=f"pass parameter_values={{{bound.parameter!r}: 'SA_EMAIL'}} (it is then "
             "pinned) or declare a constant",
         )
-    raise IdentityError(
+    raise UnpinnedIdentityError(
         f"the service account comes from {bound.what}, known only at run time",
         where=where,
         fix="an identity must be known before submission: use a constant or a pipeline parameter",

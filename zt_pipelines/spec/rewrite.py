@@ -613,7 +613,7 @@ class _Walker:
     ) -> str:
         """Add a (possibly rewritten) component; return its final name."""
         component.pop("executorLabel", None)
-        key = json.dumps([component, executor, label], sort_keys=True)
+        key = json.dumps([component, executor, label], sort_keys=True, default=repr)
         versions = self._versions.setdefault(name, [])
         for existing_key, existing_name, _ in versions:
             if existing_key == key:
