@@ -99,6 +99,12 @@ def rename_input(spec: dict[str, Any]) -> None:
     params["service_account"] = params.pop("msg")
 
 
+def smuggle_sa(spec: dict[str, Any]) -> None:
+    spec["root"]["dag"]["tasks"]["step"]["inputs"]["parameters"]["service_account"] = {
+        "taskOutputParameter": {"producerTask": "x", "outputParameterKey": "y"}
+    }
+
+
 def drop_component(spec: dict[str, Any]) -> None:
     del spec["components"]["comp-step"]
 
@@ -173,6 +179,7 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         TemplateError,
         ("task 'step'", "service_account"),
     ),
+    ("task-smuggles-launcher-input", edited(smuggle_sa), TemplateError, ("task 'step'", "steer")),
     ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
     (
         "big-gpu-no-machine",

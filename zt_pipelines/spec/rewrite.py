@@ -40,6 +40,7 @@ from zt_pipelines.model import (
     StepIdentity,
 )
 from zt_pipelines.spec.launcher import (
+    CUSTOM_JOB_INPUT_NAMES,
     _copy,
     custom_job_component,
     is_custom_job_launcher,
@@ -419,6 +420,16 @@ class _Walker:
         decl = self._declaration(path, label)
         if is_custom_job_launcher(container):
             return self._gcpc_task(new_task, path, ref, child, label, executor, env, decl)
+        steering = sorted(
+            set((task.get("inputs") or {}).get("parameters") or {}) & CUSTOM_JOB_INPUT_NAMES
+        )
+        if steering:
+            raise TemplateError(
+                f"the task passes {steering[0]!r}, which its component does not declare; as a "
+                "CustomJob it would steer the job (its identity, network, project ...)",
+                where=where,
+                fix="remove the argument from the task",
+            )
         sa, source = self._identity(path, decl, env)
         settings, job = job_settings(
             display_name=ref.removeprefix("comp-"),
