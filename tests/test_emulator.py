@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import asset_v1, iam_admin_v1, iam_v2, policytroubleshooter_v1, resourcemanager_v3
 from google.cloud.asset_v1.services.asset_service.transports import AssetServiceGrpcTransport
@@ -69,8 +70,11 @@ def test_binds_loopback_and_stops_cleanly() -> None:
     assert host == "127.0.0.1"
     client = iam(emu)
     client.get_service_account(name=f"projects/-/serviceAccounts/{PIPELINE_SA}")
+    session = requests.Session()  # a kept-alive HTTP/1.1 connection the stop must close
+    session.get(f"http://{emu.address}/storage/v1/b/zt-root-bucket", timeout=5)
     assert _our_threads()
     emu.stop()
+    session.close()
     assert _our_threads() == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
@@ -80,8 +84,6 @@ def test_binds_loopback_and_stops_cleanly() -> None:
 
 
 def test_one_port_serves_grpc_and_http(emu: Emulator) -> None:
-    import requests
-
     sa = iam(emu).get_service_account(name=f"projects/-/serviceAccounts/{PIPELINE_SA}")
     assert sa.email == PIPELINE_SA
     reply = requests.get(

@@ -201,3 +201,19 @@ def test_bad_fault_specs_are_input_errors(spec: str) -> None:
     with pytest.raises(FaultSpecError) as raised:
         Fault.parse(spec)
     assert raised.value.exit_code == 2
+
+
+def test_an_emulator_error_answers_internal_instead_of_hanging() -> None:
+    def broken(*_args: object) -> bool:
+        raise RuntimeError("authorizer exploded")
+
+    with Emulator(world(), authorizer=broken) as emu:
+        with pytest.raises(gexc.InternalServerError, match="authorizer exploded"):
+            iam(emu).get_service_account(name=SA_NAME, retry=None)
+        reply = requests.get(
+            f"http://{emu.address}/storage/v1/b/zt-root-bucket",
+            headers={"Authorization": "Bearer " + emulator_credentials(ADMIN).token},
+            timeout=5,
+        )
+        assert reply.status_code == 500
+        assert [r.status for r in emu.request_log] == ["INTERNAL", "INTERNAL"]

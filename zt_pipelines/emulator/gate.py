@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Any
 from zt_pipelines.emulator.faults import FaultPlan
 from zt_pipelines.emulator.records import RequestLog, RequestRecord
 from zt_pipelines.emulator.world import EmulatorError
+
+_LOG = logging.getLogger("zt_pipelines.emulator")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class Gate:
                 outcome, status = Outcome(value=run()), "OK"
             except EmulatorError as exc:
                 outcome, status = Outcome(error=exc), exc.code
+            except Exception as exc:  # an emulator bug: answer INTERNAL, never hang the client
+                _LOG.exception("emulator error in %s", method)
+                error = EmulatorError("INTERNAL", f"emulator error in {method}: {exc!r}")
+                outcome, status = Outcome(error=error), "INTERNAL"
         self.log.append(
             RequestRecord(
                 api=api,
