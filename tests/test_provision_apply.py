@@ -180,7 +180,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_plan(template: Path, manifest: dict, state: Snapshot, **kw: object) -> zt.Plan:
+def make_plan(template: Path, manifest: dict, state: Snapshot | str, **kw: object) -> zt.Plan:
     return zt.plan(
         template,
         project=PROJECT,
@@ -216,7 +216,11 @@ def members_of(state: Snapshot, resource: str) -> set[tuple[str, str, str]]:
 
 
 def test_end_to_end_plan_apply_check_noop_shrink_prune(
-    emulator: Emulator, factory: ClientFactory, template: Path, tmp_path: Path
+    emulator: Emulator,
+    factory: ClientFactory,
+    template: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     audit = tmp_path / "audit.jsonl"
     before = check(template, FULL_NEEDS, emulator.state)
@@ -255,6 +259,11 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
     emulator.clear_log()
     again = make_plan(template, FULL_NEEDS, emulator.state)
     assert again.is_noop, str(again)
+    # the same answer when the state is read live, through the adapters, from the emulator
+    monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", ADMIN)
+    live = make_plan(template, FULL_NEEDS, "live")
+    assert live.against_state and live.is_noop, str(live)
     second = first.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
     assert not second.changed
     assert emulator.writes() == []

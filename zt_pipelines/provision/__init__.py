@@ -94,7 +94,9 @@ def plan(
         manifest: a manifest file for templates compiled elsewhere.
         roles: ``custom`` (default; one hash-named custom role per permission set) or
             ``predefined`` (smallest-excess cover from the predefined catalogue).
-        snapshot: the current state (path or loaded); ``None`` plans against an empty project.
+        snapshot: the current state (path or loaded); ``"live"`` reads it through the
+            official clients (or ``$ZT_EMULATOR_HOST``); ``None`` plans against an empty
+            project.
         prune: also remove bindings on the step identities that the plan does not need.
         organization: organisation number to hold the custom roles instead of the project.
         catalogue: predefined role catalogue (path to ``.json``/``.json.gz`` or a mapping)
@@ -114,7 +116,19 @@ def plan(
         parameter_values=parameter_values,
         manifest=manifest,
     )
-    state = _snapshot(snapshot)
+    if snapshot == "live":
+        from zt_pipelines.provision.live import read_state
+
+        state: Snapshot | None = read_state(
+            result,
+            project=project,
+            pipeline_service_account=pipeline_service_account,
+            location=location,
+            pipeline_root=pipeline_root,
+            submitter=submitter,
+        )
+    else:
+        state = _snapshot(snapshot)
     wants = wants_for(
         result,
         project=project,

@@ -12,13 +12,14 @@ import os
 from os import PathLike
 from typing import Any
 
+from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.requirements import derive_requirements, needed_nodes
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.requirements import pipeline_root_of
 
 
 def read_state(
-    template: str | PathLike[str] | dict[str, Any],
+    template: str | PathLike[str] | dict[str, Any] | RewriteResult,
     *,
     project: str,
     pipeline_service_account: str,
@@ -34,14 +35,17 @@ def read_state(
     from zt_pipelines.gcp import fetch_snapshot
     from zt_pipelines.spec import rewrite_pipeline
 
-    result = rewrite_pipeline(
-        template,
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_service_account,
-        parameter_values=parameter_values,
-        manifest=manifest,
-    )
+    if isinstance(template, RewriteResult):
+        result = template
+    else:
+        result = rewrite_pipeline(
+            template,
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_service_account,
+            parameter_values=parameter_values,
+            manifest=manifest,
+        )
     requirements = derive_requirements(
         result,
         project=project,

@@ -262,12 +262,28 @@ class Plan:
 
         return render_table(self)
 
-    def apply(self, **kwargs: Any) -> ApplyResult:
-        """Carry out the plan through the official clients; see
-        :func:`zt_pipelines.provision.apply.apply_plan` for the keyword arguments."""
+    def apply(
+        self,
+        *,
+        factory: Any = None,
+        credentials: Any = None,
+        emulator_host: str | None = None,
+        audit_log: Any = None,
+        **options: Any,
+    ) -> ApplyResult:
+        """Carry out the plan through the official clients (``$ZT_EMULATOR_HOST``: the
+        emulator); idempotent. See :func:`zt_pipelines.provision.apply.apply_plan` for
+        ``audit_log`` and the other options (retry, conflict attempts, sleep, submitter)."""
         from zt_pipelines.provision.apply import apply_plan
 
-        return apply_plan(self, **kwargs)
+        return apply_plan(
+            self,
+            factory=factory,
+            credentials=credentials,
+            emulator_host=emulator_host,
+            audit_log=audit_log,
+            **options,
+        )
 
 
 def build_plan(
