@@ -348,3 +348,27 @@ def test_decorated_pipeline_end_to_end_with_dump(tmp_path: Path) -> None:
     assert dump_template(rewrite_pipeline(path, project=PROJECT)) == text  # deterministic
     assert "zt_pipelines" not in text and "storage.objects.get" not in text
     assert sa("loader-runner") in text
+
+
+def test_rewritten_spec_is_accepted_by_aiplatform_pipeline_job(
+    control_flow_path: Path, tmp_path: Path
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    result = rewrite_pipeline(control_flow_path, project=PROJECT)
+    path = tmp_path / "rewritten.yaml"
+    # aiplatform's loader reads ONE YAML document: submit the spec, not the platform documents
+    path.write_text(dump_template(result.spec))
+    job = aiplatform.PipelineJob(
+        display_name="zt",
+        template_path=str(path),
+        project=PROJECT,
+        location="us-central1",
+        credentials=AnonymousCredentials(),
+        pipeline_root="gs://zt-test-root/runs",
+        parameter_values={"seed": 4},
+    )
+    body = job.to_dict()
+    assert body["pipelineSpec"] == result.spec
+    assert body["runtimeConfig"]["parameterValues"] == {"seed": 4}
