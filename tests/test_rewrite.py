@@ -372,3 +372,10 @@ def test_rewritten_spec_is_accepted_by_aiplatform_pipeline_job(
     body = job.to_dict()
     assert body["pipelineSpec"] == result.spec
     assert body["runtimeConfig"]["parameterValues"] == {"seed": 4}
+
+
+def test_json_templates_with_tabs_are_read(control_flow_path: Path, tmp_path: Path) -> None:
+    spec, _ = load_template(control_flow_path)
+    path = tmp_path / "tabs.json"
+    path.write_text(json.dumps(spec, indent="\t"))
+    assert load_template(path) == (spec, ())

@@ -54,6 +54,16 @@ def parse_template_text(
     text: str, *, where: str = "template"
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
     """Like :func:`load_template` for template text (YAML or JSON) already read."""
+    if text.lstrip().startswith("{"):
+        # JSON first: PyYAML refuses some valid JSON (tab indentation, "\/" escapes)
+        try:
+            document = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            if not isinstance(document, dict):  # pragma: no cover - starts with "{"
+                raise TemplateError("not a KFP pipeline: not a mapping", where=where)
+            return _pipeline_from(document, (), where)
     try:
         documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as exc:
