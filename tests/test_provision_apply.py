@@ -78,6 +78,7 @@ ADMIN_PERMISSIONS = frozenset(
         "storage.buckets.getIamPolicy",
         "storage.buckets.setIamPolicy",
         "bigquery.datasets.get",
+        "bigquery.datasets.update",
         "bigquery.tables.getIamPolicy",
         "bigquery.tables.setIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
@@ -111,7 +112,10 @@ FULL_NEEDS = {
     "steps": {
         "prep": {
             "service_account": PREP_SA,
-            "needs": {"gs://zt-e2e-raw": ["storage.objects.get", "storage.objects.list"]},
+            "needs": {
+                "gs://zt-e2e-raw": ["storage.objects.get", "storage.objects.list"],
+                f"bq://{PROJECT}.features": ["bigquery.tables.list"],
+            },
         },
         "train": {
             "service_account": TRAIN_SA,
@@ -252,6 +256,8 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
     assert ("roles/storage.objectViewer", BYSTANDER, "") in members_of(
         state, "//storage.googleapis.com/zt-e2e-raw"
     )
+    dataset = TABLE.rsplit("/tables/", 1)[0]
+    assert {m for _, m, _ in members_of(state, dataset)} == {f"serviceAccount:{PREP_SA}"}
     models = state.nodes["//storage.googleapis.com/zt-e2e-models"].policy
     assert models is not None and models.version == 3  # conditional binding → version 3
 

@@ -290,8 +290,12 @@ class _DatasetStore(_Store):
                 )
             for member in sorted(b.members):
                 kind, _, email = member.partition(":")
-                entity = "userByEmail" if kind in ("user", "serviceAccount") else "iamMember"
-                entries.append(AccessEntry(b.role, entity, email if kind else member))
+                if kind in ("user", "serviceAccount"):
+                    entries.append(AccessEntry(b.role, "userByEmail", email))
+                elif kind == "group":
+                    entries.append(AccessEntry(b.role, "groupByEmail", email))
+                else:
+                    entries.append(AccessEntry(b.role, "iamMember", member))
         raw = policy.raw
         raw.access_entries = entries
         self.call(
