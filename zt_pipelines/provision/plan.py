@@ -46,7 +46,6 @@ from zt_pipelines.resources import (
     STORAGE,
     ResourceRef,
     display_uri,
-    service_account_resource,
 )
 
 if TYPE_CHECKING:
@@ -693,8 +692,3 @@ def _role_specs(roles: Mapping[str, CustomRole], state: Snapshot) -> Iterable[Ro
             yield RoleSpec(role, "update")  # drift: someone edited (or deleted) our role
         else:
             yield RoleSpec(role, "exists")
-
-
-def account_resource(email: str) -> str:
-    """The full resource name of a service account (where its IAM policy lives)."""
-    return service_account_resource(email)
