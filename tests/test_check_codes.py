@@ -413,3 +413,28 @@ def test_severity_override() -> None:
 def test_no_pipeline_root_means_no_artifact_needs() -> None:
     data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)
     assert "ZT200" not in run(data, pipeline_root=None).codes()
+
+
+def test_granted_requirements_are_explained() -> None:
+    report = run()
+    g = next(
+        g
+        for g in report.granted
+        if g.step == "train"
+        and g.permission == "storage.objects.get"
+        and g.resource == "gs://zt-features"
+    )
+    assert g.evidence[0].role == "roles/storage.objectViewer" and g.evidence[0].node == FEATURES
+    assert (
+        "train: serviceAccount:train-sa@ml-prod.iam.gserviceaccount.com has storage.objects.get "
+        "on gs://zt-features — granted by roles/storage.objectViewer on "
+        "//storage.googleapis.com/zt-features"
+    ) in report.explain()
+    assert len(report.to_dict()["granted"]) == len(report.granted) > 0
+
+
+def test_inherited_grant_is_marked() -> None:
+    data = grant(world_dict(), PROJECT, "roles/storage.objectViewer", TRAIN)
+    data = without_binding(data, FEATURES, "roles/storage.objectViewer", TRAIN)
+    g = next(g for g in run(data).granted if g.step == "train" and g.resource == "gs://zt-features")
+    assert g.evidence[0].node == PROJECT and g.evidence[0].detail.endswith("inherited")

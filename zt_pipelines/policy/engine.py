@@ -309,7 +309,7 @@ class Evaluator:
                     role=b.role,
                     member=m,
                     condition=b.condition.expression if b.condition else "",
-                    detail=mm.reason,
+                    detail=mm.reason if node is chain[0] else f"{mm.reason}; inherited",
                 )
                 if perms is None:
                     why = (

@@ -19,6 +19,7 @@ from zt_pipelines.policy.orgpolicy import STRICT, OrgPolicy, Suppression
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
+    Grant,
     Report,
     Severity,
     SuppressedFinding,
@@ -68,7 +69,13 @@ def build_report(
     ]
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
+    granted = tuple(
+        Grant(r.principal, r.resource.uri, r.permission, r.step, d.evidence)
+        for r in requirements
+        if (d := decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]).granted
+    )
     return Report(
+        granted=granted,
         findings=sort_findings(active),
         suppressed=tuple(suppressed),
         pipeline=pipeline,

@@ -145,6 +145,27 @@ class SuppressedFinding:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A required permission that was proven granted, with the binding(s) that grant it."""
+
+    principal: str
+    resource: str
+    permission: str
+    step: str | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "step": self.step,
+            "principal": self.principal,
+            "resource": self.resource,
+            "permission": self.permission,
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     """The result of a check.
 
@@ -157,6 +178,7 @@ class Report:
         checked_at: the ``now`` used, ISO 8601.
         notes: coverage notes (e.g. excess-privilege check limited to visible bindings).
         template: the template path, when known (used as the SARIF artifact).
+        granted: every required permission proven granted, with its evidence (the "why").
     """
 
     findings: tuple[Finding, ...]
@@ -167,6 +189,7 @@ class Report:
     checked_at: str = ""
     notes: tuple[str, ...] = ()
     template: str = ""
+    granted: tuple[Grant, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -200,7 +223,22 @@ class Report:
                 for s in self.suppressed
             ],
             "notes": list(self.notes),
+            "granted": [g.to_dict() for g in self.granted],
         }
+
+    def explain(self) -> str:
+        """Why each required permission holds: one line per grant, naming role and node."""
+        lines = []
+        for g in self.granted:
+            how = "; ".join(
+                f"{e.role} on {e.node}" + (f" if {e.condition}" if e.condition else "")
+                for e in g.evidence
+            )
+            lines.append(
+                f"{g.step or '(pipeline)'}: {g.principal} has {g.permission} on "
+                f"{g.resource} — granted by {how}"
+            )
+        return "\n".join(lines)
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """The report as a JSON document (stable key order)."""
