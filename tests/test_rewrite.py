@@ -15,7 +15,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Input, Output
 
 import zt_pipelines as zt
-from zt_pipelines.errors import DeclarationError, IdentityError
+from zt_pipelines.errors import DeclarationError, IdentityError, TemplateError
 from zt_pipelines.model import JobFields
 from zt_pipelines.spec import dump_template, load_template, rewrite, rewrite_pipeline
 from zt_pipelines.spec.launcher import is_custom_job_launcher
@@ -379,3 +379,16 @@ def test_json_templates_with_tabs_are_read(control_flow_path: Path, tmp_path: Pa
     path = tmp_path / "tabs.json"
     path.write_text(json.dumps(spec, indent="\t"))
     assert load_template(path) == (spec, ())
+
+
+def test_a_look_alike_launcher_in_another_image_is_not_trusted(control_flow_path: Path) -> None:
+    result = rewrite_pipeline(control_flow_path, project=PROJECT)
+    step = result.steps[0]
+    forged = copy.deepcopy(result.spec)
+    container = forged["deploymentSpec"]["executors"][step.executor]["container"]
+    assert is_custom_job_launcher(container)
+    container["image"] = "evil.example.com/launcher:1"  # would run as the pipeline SA
+    assert not is_custom_job_launcher(container)
+    # treated as a plain container, its launcher-named inputs are refused: nothing is trusted
+    with pytest.raises(TemplateError, match=re.escape(f"task {step.task!r}")):
+        rewrite_pipeline(forged, project=PROJECT)

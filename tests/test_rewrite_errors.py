@@ -105,6 +105,13 @@ def smuggle_sa(spec: dict[str, Any]) -> None:
     }
 
 
+def set_job_input(name: str, binding: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        job_task(spec)["inputs"]["parameters"][name] = binding
+
+    return change
+
+
 def drop_component(spec: dict[str, Any]) -> None:
     del spec["components"]["comp-step"]
 
@@ -180,6 +187,25 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         ("task 'step'", "service_account"),
     ),
     ("task-smuggles-launcher-input", edited(smuggle_sa), TemplateError, ("task 'step'", "steer")),
+    (
+        "payload-injection-from-output",
+        edited(
+            set_job_input(
+                "display_name",
+                {"taskOutputParameter": {"producerTask": "step", "outputParameterKey": "Output"}},
+            )
+        ),
+        UnpinnedIdentityError,
+        ("task 'custom-training-job'", "display_name"),
+    ),
+    (
+        "payload-injection-constant",
+        edited(
+            set_job_input("network", {"runtimeValue": {"constant": 'x", "service_account": "evil'}})
+        ),
+        TemplateError,
+        ("task 'custom-training-job'", "network"),
+    ),
     ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
     (
         "big-gpu-no-machine",

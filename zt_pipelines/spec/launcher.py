@@ -41,6 +41,24 @@ __all__ = [
 
 CUSTOM_JOB_INPUT_NAMES = frozenset(CUSTOM_JOB_INPUTS)
 _LAUNCHER_MODULE = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
+_GCPC_IMAGE = re.compile(
+    r"^gcr\.io/ml-pipeline/google-cloud-pipeline-components(?::[0-9][0-9A-Za-z.+-]*)?$"
+)
+# launcher inputs the payload interpolates *inside JSON quotes*: a value holding a quote, a
+# backslash or a nested placeholder could rewrite the payload (e.g. its service account).
+QUOTED_PAYLOAD_INPUTS = (
+    "display_name",
+    "timeout",
+    "strategy",
+    "max_wait_duration",
+    "service_account",
+    "tensorboard",
+    "network",
+    "base_output_directory",
+    "persistent_resource_id",
+    "encryption_spec_key_name",
+)
+_SYSTEM_PLACEHOLDER = re.compile(r"^\{\{\$\.pipeline_[a-z_]+\}\}$")
 _SA_PLACEHOLDER = '"service_account": "{{$.inputs.parameters[\'service_account\']}}"'
 _EXECUTOR_INPUT = "{{$}}"
 _EXECUTOR_INPUT_ESCAPED = "{{$.json_escape[1]}}"
@@ -86,10 +104,20 @@ class CustomJobSettings:
 
 
 def is_custom_job_launcher(container: dict[str, Any]) -> bool:
-    """True if an executor container is GCPC's custom-job launcher (any GCPC version)."""
+    """True if an executor container is GCPC's custom-job launcher (any GCPC version).
+
+    The image must be GCPC's own: the launcher runs as the *pipeline* SA, so a look-alike
+    command in another image must be wrapped like any other container, never trusted.
+    """
     command = container.get("command") or []
     args = container.get("args") or []
-    return _LAUNCHER_MODULE in command and "CustomJob" in args
+    image = container.get("image")
+    return (
+        isinstance(image, str)
+        and _GCPC_IMAGE.match(image) is not None
+        and _LAUNCHER_MODULE in command
+        and "CustomJob" in args
+    )
 
 
 def reads_service_account_input(container: dict[str, Any]) -> bool:
@@ -245,6 +273,17 @@ def custom_job_component(
 
 
 _PLACEHOLDER = re.compile(r"^\{\{\$\.[^{}]+\}\}$")
+
+
+def is_safe_payload_string(value: Any) -> bool:
+    """True if a value can be interpolated inside the payload's JSON quotes unchanged."""
+    if isinstance(value, (bool, int, float)):
+        return True
+    if not isinstance(value, str):
+        return False
+    if _SYSTEM_PLACEHOLDER.match(value):
+        return True  # resolved by Vertex to a project id / location / resource id
+    return '"' not in value and "\\" not in value and "{{" not in value
 
 
 def is_placeholder(value: Any) -> bool:

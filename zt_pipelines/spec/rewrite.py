@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.declare import PLATFORM_KEY, from_struct, load_manifest, merge
-from zt_pipelines.errors import DeclarationError, IdentityError, ManifestError, TemplateError
+from zt_pipelines.errors import (
+    DeclarationError,
+    IdentityError,
+    ManifestError,
+    TemplateError,
+    UnpinnedIdentityError,
+)
 from zt_pipelines.identity import (
     DEFAULT_NAME_TEMPLATE,
     classify_identity,
@@ -41,9 +47,11 @@ from zt_pipelines.model import (
 )
 from zt_pipelines.spec.launcher import (
     CUSTOM_JOB_INPUT_NAMES,
+    QUOTED_PAYLOAD_INPUTS,
     _copy,
     custom_job_component,
     is_custom_job_launcher,
+    is_safe_payload_string,
     launcher_executor,
     reads_service_account_input,
 )
@@ -566,6 +574,7 @@ class _Walker:
         if pin:
             bindings["service_account"] = {"runtimeValue": {"constant": sa}}
         self._apply_gcpc_fields(bindings, params, decl, where)
+        _check_payload_inputs(bindings, params, env, where)
         if bindings != before:
             task.setdefault("inputs", {})["parameters"] = bindings
         name = self._emit(ref, _copy(component), label, _copy(executor))
@@ -647,6 +656,38 @@ class _Walker:
         versions.append((key, new_name, new_label))
         self.new_components[new_name] = component
         return new_name
+
+
+def _check_payload_inputs(
+    bindings: dict[str, Any], params: dict[str, Any], env: Env, where: str
+) -> None:
+    """Refuse launcher inputs that could rewrite the payload JSON they are pasted into.
+
+    Vertex substitutes ``{{$.inputs.parameters['x']}}`` into the ``--payload`` string as is:
+    a run-time value, or a constant holding a quote, could add a second ``service_account``
+    the launcher's JSON parser would take instead of the one we checked.
+    """
+    for name in QUOTED_PAYLOAD_INPUTS:
+        if name in bindings:
+            bound = bind(bindings[name], env)
+        elif "defaultValue" in (params.get(name) or {}):
+            bound = Bound("constant", params[name]["defaultValue"])
+        else:
+            continue
+        if bound.kind != "constant":
+            raise UnpinnedIdentityError(
+                f"the custom job's {name!r} comes from {bound.what or 'a run-time value'}; it is "
+                "pasted into the launcher payload, where a run-time value could change the job's "
+                "service account",
+                where=where,
+                fix=f"bind {name!r} to a constant or a pipeline parameter with a value",
+            )
+        if not is_safe_payload_string(bound.value):
+            raise TemplateError(
+                f"the custom job's {name!r} value {bound.value!r} holds a quote, a backslash or "
+                "a placeholder; pasted into the launcher payload it could rewrite the job",
+                where=where,
+            )
 
 
 def _unique(name: str, used: set[str]) -> str:
