@@ -420,3 +420,34 @@ def test_custom_plan_grants_exactly_the_needs(wants: list[Want]) -> None:
     # minimal: nothing is granted that no need asked for, on that resource and prefix
     assert granted <= needed
     assert {g.resource for g in p.grants} <= {w.resource.name for w in wants}
+
+
+def test_an_existing_role_with_exactly_the_needed_permissions_is_reused() -> None:
+    reader = f"projects/{PROJECT}/roles/objectReader"
+    wider = f"projects/{PROJECT}/roles/objectAdmin"
+    raw = Node(
+        "//storage.googleapis.com/raw-data",
+        "bucket",
+        policy=AllowPolicy(
+            (
+                Binding(reader, (f"serviceAccount:{PREP_SA}",)),
+                Binding(wider, (f"serviceAccount:{TRAIN_SA}",)),
+            ),
+            etag="e",
+        ),
+    )
+    roles = {
+        reader: Role(reader, frozenset({"storage.objects.get", "storage.objects.list"})),
+        wider: Role(
+            wider,
+            frozenset({"storage.objects.get", "storage.objects.list", "storage.objects.delete"}),
+        ),
+    }
+    p = make_plan(snapshot=state_with(raw, roles=roles), prune=True)
+    prep_raw = [g for g in p.grants if g.member.endswith(PREP_SA) and g.uri == "gs://raw-data"]
+    assert [g.role for g in prep_raw] == [reader]  # kept, not replaced
+    assert not any(g.role == reader for g in p.additions + p.removals)
+    # a wider role is not "equivalent": train gets the exact role and the wide one is pruned
+    assert [(g.role, g.member) for g in p.removals] == [(wider, f"serviceAccount:{TRAIN_SA}")]
+    train_raw = [g for g in p.additions if g.member.endswith(TRAIN_SA) and g.uri == "gs://raw-data"]
+    assert len(train_raw) == 1 and train_raw[0].role.split("/roles/")[1].startswith("zt_")

@@ -338,6 +338,11 @@ def build_plan(
             # The one escalation the pipeline needs: act as its step SAs, bound on each SA.
             grants.append(Grant(resource, SERVICE_ACCOUNT_USER, member, None, step, (ACT_AS,), ()))
             continue
+        reused = _equivalent_binding(state, resource, member, condition, perms)
+        if reused is not None:
+            # already granted exactly this set by an existing role: keep it, add nothing
+            grants.append(Grant(resource, reused, member, condition, step, tuple(sorted(perms))))
+            continue
         if roles == "custom":
             if not organization:
                 _check_role_scope(resource, project, state, step)
@@ -364,7 +369,8 @@ def build_plan(
                 )
             )
     grants = _merge_same_binding(grants)
-    _refuse_unsafe_grants(grants, wants, role_specs, role_table)
+    known = {name: r.permissions for name, r in state.roles.items() if not r.deleted}
+    _refuse_unsafe_grants(grants, wants, role_specs, {**known, **role_table})
 
     present = _present_keys(state)
     additions = tuple(g for g in grants if g.key not in present)
@@ -511,6 +517,31 @@ def _merge_same_binding(grants: list[Grant]) -> list[Grant]:
         excess = tuple(sorted(set(seen.excess) | set(grant.excess)))
         merged[grant.key] = dataclasses.replace(seen, step=steps, permissions=perms, excess=excess)
     return sorted(merged.values(), key=lambda g: (g.member.lower(), g.resource, g.role, g.key))
+
+
+def _equivalent_binding(
+    state: Snapshot,
+    resource: str,
+    member: str,
+    condition: Condition | None,
+    perms: set[str],
+) -> str | None:
+    """An existing role bound to ``member`` on ``resource`` (same condition) whose permissions
+    are exactly ``perms`` — reusing it avoids churn (a new role, an add and a prune)."""
+    node = state.nodes.get(resource)
+    if node is None or node.policy is None:
+        return None
+    expression = _expr(condition)
+    wanted = frozenset(perms)
+    for binding in sorted(node.policy.bindings, key=lambda b: b.role):
+        if _expr(binding.condition) != expression or is_basic_role(binding.role):
+            continue
+        if member.lower() not in {m.lower() for m in binding.members}:
+            continue
+        role = state.roles.get(binding.role)
+        if role is not None and not role.deleted and role.permissions == wanted:
+            return binding.role
+    return None
 
 
 # -- refusals -------------------------------------------------------------------------------
