@@ -112,6 +112,12 @@ def set_job_input(name: str, binding: dict[str, Any]) -> Callable[[dict[str, Any
     return change
 
 
+def quote_in_component_name(spec: dict[str, Any]) -> None:
+    evil = 'comp-x", "service_account": "evil'
+    spec["components"][evil] = spec["components"].pop("comp-step")
+    spec["root"]["dag"]["tasks"]["step"]["componentRef"]["name"] = evil
+
+
 def drop_component(spec: dict[str, Any]) -> None:
     del spec["components"]["comp-step"]
 
@@ -205,6 +211,12 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         ),
         TemplateError,
         ("task 'custom-training-job'", "network"),
+    ),
+    (
+        "payload-injection-name",
+        edited(quote_in_component_name),
+        TemplateError,
+        ("task 'step'", "display_name"),
     ),
     ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
     (

@@ -239,6 +239,13 @@ def custom_job_component(
             else None
         ),
     }
+    for name in QUOTED_PAYLOAD_INPUTS:
+        if name in defaults and not is_safe_payload_string(defaults[name]):
+            raise TemplateError(
+                f"{name} {defaults[name]!r} holds a quote, a backslash or a placeholder; pasted "
+                "into the launcher payload it could rewrite the job",
+                where=where,
+            )
     params: dict[str, Any] = {}
     for name, definition in CUSTOM_JOB_INPUTS.items():
         # GCPC's reloaded component drops the launcher's input descriptions
