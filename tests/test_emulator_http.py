@@ -173,6 +173,18 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _fresh_aiplatform_config() -> Iterator[None]:
+    from google.cloud import aiplatform
+
+    # aiplatform.init is process-global: leave no emulator endpoint or credentials behind
+    config = aiplatform.initializer.global_config
+    saved = dict(vars(config))
+    yield
+    vars(config).clear()
+    vars(config).update(saved)
+
+
 def _vertex(emu: Emulator, member: str) -> None:
     from google.cloud import aiplatform
 

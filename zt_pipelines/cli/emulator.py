@@ -68,6 +68,11 @@ def _is_loopback(host: str) -> bool:
     help="Project numbers the snapshot does not record.",
 )
 @click.option(
+    "--simulate-runs",
+    is_flag=True,
+    help="Fail pipeline jobs whose run-as SA could not run them (pipeline root, step actAs).",
+)
+@click.option(
     "--no-enforce-iam",
     is_flag=True,
     help="Do not check callers' permissions (tokens become optional).",
@@ -79,6 +84,7 @@ def command(
     latency_ms: int,
     faults: tuple[str, ...],
     project_numbers: tuple[str, ...],
+    simulate_runs: bool,
     no_enforce_iam: bool,
 ) -> int:
     """Serve a snapshot as the Google APIs zt-pipelines uses (gRPC and HTTP on one port)."""
@@ -106,6 +112,7 @@ def command(
         latency_ms=latency_ms,
         enforce_iam=not no_enforce_iam,
         project_numbers=numbers,
+        simulate_runs=simulate_runs,
     )
     for fault in parsed:
         emulator.add_fault(fault)

@@ -636,6 +636,55 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
     return asset_v1.SearchAllIamPoliciesResponse(results=items, next_page_token=token)
 
 
+_KEY_TYPE = "iam.googleapis.com/ServiceAccountKey"
+
+
+def search_all_resources(world: World, request: Any, caller: str | None) -> Any:
+    """AssetService.SearchAllResources for service-account keys (the one type served).
+
+    Added by the live-mode adapters (helper D): keys in bulk, one call per scope instead of
+    one ``ListServiceAccountKeys`` per account.
+    """
+    kind, _, ident = request.scope.partition("/")
+    if kind not in ("projects", "folders", "organizations") or not ident:
+        raise EmulatorError("INVALID_ARGUMENT", f"invalid scope {request.scope!r}")
+    if kind == "projects":
+        ident = _project_of(world, ident)
+    if list(request.asset_types) != [_KEY_TYPE] or request.query:
+        raise EmulatorError(
+            "UNIMPLEMENTED",
+            f"the emulator searches only asset_types=[{_KEY_TYPE!r}] with an empty query",
+        )
+    scope = f"{CRM}{kind}/{ident}"
+    world.authorize(caller, "cloudasset.assets.searchAllResources", scope)
+    snapshot = world.snapshot()
+    results = []
+    for email in sorted(snapshot.service_accounts):
+        sa = snapshot.service_accounts[email]
+        project_name = f"{CRM}projects/{sa.project_id}"
+        chain = snapshot.ancestors(project_name)
+        if scope not in {n.name for n in chain}:
+            continue
+        parent = f"{IAM}projects/{sa.project_id}/serviceAccounts/{sa.email}"
+        for key in sa.user_managed_keys:
+            key_id = key.rsplit("/", 1)[-1]
+            results.append(
+                asset_v1.ResourceSearchResult(
+                    name=f"{parent}/keys/{key_id}",
+                    asset_type=_KEY_TYPE,
+                    project=f"projects/{world.project_number(sa.project_id)}",
+                    folders=[_short(n.name) for n in chain if n.kind == "folder"],
+                    organization=next(
+                        (_short(n.name) for n in chain if n.kind == "organization"), ""
+                    ),
+                    parent_full_resource_name=parent,
+                    parent_asset_type="iam.googleapis.com/ServiceAccount",
+                )
+            )
+    items, token = page(results, request.page_size, request.page_token, 100)
+    return asset_v1.SearchAllResourcesResponse(results=items, next_page_token=token)
+
+
 # -- Policy Troubleshooter -----------------------------------------------------------------------
 
 _ACCESS = policytroubleshooter_v1.AccessState
@@ -899,6 +948,16 @@ METHODS: tuple[GrpcMethod, ...] = (
         False,
         get_policy,
         "iam",
+    ),
+    GrpcMethod(
+        "google.cloud.asset.v1.AssetService",
+        "SearchAllResources",
+        asset_v1.SearchAllResourcesRequest,
+        asset_v1.SearchAllResourcesResponse,
+        lambda r: str(r.scope),
+        False,
+        search_all_resources,
+        "cloudasset",
     ),
     GrpcMethod(
         "google.cloud.asset.v1.AssetService",

@@ -26,6 +26,7 @@ from typing import Any
 from zt_pipelines.emulator import policies
 from zt_pipelines.emulator.auth import caller_from_authorization
 from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
@@ -371,8 +372,38 @@ def pipeline_job_get(world: World, req: Request) -> tuple[int, Body]:
         if job is None:
             raise EmulatorError("NOT_FOUND", f"pipeline job {name} not found")
         if job["state"] not in _PIPELINE_DONE:
-            job.update(state="PIPELINE_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
+            _finish_pipeline_job(world, job, project, parent)
         return 200, deep_copy_json(job)
+
+
+def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent: str) -> None:
+    """End a pending job: succeeded, or — when runs are simulated — what Vertex would find."""
+    if not world.simulate_runs:
+        job.update(state="PIPELINE_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
+        return
+    runner = job.get("serviceAccount") or (
+        f"{world.project_number(project)}-compute@developer.gserviceaccount.com"
+    )
+
+    def decide(member: str, resource: str, permission: str, obj: str | None) -> str:
+        return world.decide(member, resource, permission, object_name=obj)
+
+    result = simulate_run(job, project, str(runner), decide)
+    job.update(state=result.state, endTime=_now(), updateTime=_now())
+    if result.error:
+        job["error"] = {"code": 7, "message": result.error}  # google.rpc.Code PERMISSION_DENIED
+        return
+    for launch in result.launches:
+        name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
+        world.custom_jobs[name] = {
+            "name": name,
+            "displayName": f"{job['name'].rsplit('/', 1)[1]}-{launch.task}",
+            "jobSpec": {"serviceAccount": launch.service_account or ""},
+            "labels": {"zt-emulator-launched-by": str(runner).split("@")[0]},
+            "state": "JOB_STATE_SUCCEEDED",
+            "createTime": _now(),
+            "endTime": _now(),
+        }
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:

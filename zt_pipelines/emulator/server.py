@@ -51,6 +51,9 @@ class Emulator:
             call is refused with UNAUTHENTICATED/401.
         project_numbers: project id → number, for projects the snapshot gives no number.
         authorizer: replaces the engine for the emulator's own IAM checks (tests only).
+        simulate_runs: end pipeline jobs the way Vertex would once they run: FAILED when the
+            run-as SA cannot write the pipeline root or launch a step's CustomJob (create, and
+            actAs on the step SA); otherwise SUCCEEDED with one custom job per launched step.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -65,6 +68,7 @@ class Emulator:
         enforce_iam: bool = True,
         project_numbers: dict[str, str] | None = None,
         authorizer: Authorizer | None = None,
+        simulate_runs: bool = False,
     ) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
@@ -73,6 +77,7 @@ class Emulator:
             project_numbers=project_numbers,
             authorizer=authorizer,
             enforce_iam=enforce_iam,
+            simulate_runs=simulate_runs,
         )
         self._host = host
         self._requested_port = port

@@ -98,9 +98,11 @@ class World:
         project_numbers: dict[str, str] | None = None,
         authorizer: Authorizer | None = None,
         enforce_iam: bool = True,
+        simulate_runs: bool = False,
     ) -> None:
         self.lock = threading.RLock()
         self.enforce_iam = enforce_iam
+        self.simulate_runs = simulate_runs
         self._authorizer = authorizer
         self._etags = itertools.count(1)
         self.nodes: dict[str, Node] = dict(snapshot.nodes)
