@@ -431,3 +431,14 @@ def test_snapshot_mode_verifies_offline(
     assert "ZT211" in report.codes()
     # the IAM state came from the file: no IAM/Resource Manager/Storage IAM reads
     assert not [r for r in emu.request_log if r.api in ("iam", "cloudresourcemanager")]
+
+
+def test_a_clone_is_verified_too(emu: Emulator, templates: dict[str, str], audit: AuditLog) -> None:
+    original = make_job(templates["editor"], audit)
+    cloned = original.clone(job_id=f"t-{uuid.uuid4().hex[:12]}")
+    assert isinstance(cloned, PipelineJob)
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        cloned.submit(service_account=PIPELINE_SA)
+    assert "ZT211" in info.value.report.codes()
+    assert emu.writes() == []
+    assert audit.records()[-1]["outcome"] == "refused"

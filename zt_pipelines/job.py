@@ -428,6 +428,30 @@ class PipelineJob(  # type: ignore[misc]
 
     # ------------------------------------------------------------------ the decision
 
+    def clone(self, *args: Any, **kwargs: Any) -> PipelineJob:
+        """aiplatform's ``clone``; the copy keeps this job's options and is verified on submit
+        like any other job (aiplatform builds it without calling ``__init__``)."""
+        cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
+        cloned._zt_adopt(self, kwargs.get("parameter_values"))
+        return cloned
+
+    def _zt_adopt(self, parent: PipelineJob | None, parameter_values: Any = None) -> None:
+        """State for an instance aiplatform built without ``__init__`` (clone, get, list)."""
+        self._zt_source = json.loads(
+            canonical_spec_bytes(_struct_to_dict(self._gca_resource.pipeline_spec))
+        )
+        self._zt_platform_docs = parent._zt_platform_docs if parent else ()
+        merged = dict(parent._zt_parameter_values) if parent else {}
+        merged.update(parameter_values or {})
+        self._zt_parameter_values = merged
+        for name in ("manifest", "policy", "snapshot", "audit", "naming_template"):
+            setattr(self, f"_zt_{name}", getattr(parent, f"_zt_{name}", None))
+        self._zt_clock = parent._zt_clock if parent else utc_now
+        self._zt_template_path = parent._zt_template_path if parent else ""
+        self._zt_approval = self._zt_pending = self._zt_scheduling = None
+        self._zt_origin = parent._zt_origin if parent else ""
+        self.last_report = None
+
     def _take_pending(self, sa: str | None, net: str | None) -> Approval | None:
         pending, self._zt_pending = self._zt_pending, None
         if pending is not None and (pending.service_account, pending.network) == (sa, net):
@@ -446,6 +470,8 @@ class PipelineJob(  # type: ignore[misc]
 
     def _decide(self, action: str, sa: str | None, net: str | None) -> Approval:
         """Rewrite, verify, audit; return the approval or raise (after auditing the refusal)."""
+        if not hasattr(self, "_zt_source"):  # fetched with get()/list(): verify it all the same
+            self._zt_adopt(None)
         self._zt_approval = None
         origin = getattr(self, "_zt_origin", "")
         base = _DecisionContext(self, f"{origin}-{action}" if origin else action, sa, net)
