@@ -7,16 +7,18 @@ credentials belong to. Point everything at the emulator with ``ZT_EMULATOR_HOST=
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from zt_pipelines.errors import InputError
 from zt_pipelines.gcp.asset import AssetAdapter
 from zt_pipelines.gcp.bigquery import BigQueryAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
 from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
 from zt_pipelines.gcp.deny import DenyAdapter
-from zt_pipelines.gcp.fetch import FetchPlan, Progress
+from zt_pipelines.gcp.fetch import STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
 from zt_pipelines.gcp.interface import Adapters
 from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
@@ -25,6 +27,9 @@ from zt_pipelines.gcp.storage import StorageAdapter
 from zt_pipelines.gcp.submitter import Submitter, describe_submitter, resolve_submitter
 from zt_pipelines.gcp.troubleshooter import TroubleshooterAdapter
 from zt_pipelines.policy.snapshot import Snapshot
+
+#: Environment variable choosing the live-mode strategy (``direct`` or ``inventory``).
+STRATEGY_ENV = "ZT_LIVE_STRATEGY"
 
 __all__ = [
     "Adapters",
@@ -69,6 +74,8 @@ def fetch_snapshot(
     retry: RetryPolicy | None = None,
     progress: Progress | None = None,
     adapters: Adapters | None = None,
+    strategy: str | None = None,
+    search_batch: int = 20,
 ) -> Snapshot:
     """Read, live, everything a check of these resources and identities needs.
 
@@ -87,6 +94,11 @@ def fetch_snapshot(
         retry: retry policy for every call (default: 5 attempts, 30 s).
         progress: called with ``(done, scheduled)`` after each read.
         adapters: use these instead of the official clients (tests of the plan itself).
+        strategy: ``"direct"`` (default; every policy from its own API, authoritative) or
+            ``"inventory"`` (the declared projects' policies and all keys from Cloud Asset in
+            bulk: a few calls instead of several per identity, eventually consistent). Default
+            from ``$ZT_LIVE_STRATEGY``.
+        search_batch: principals per Cloud Asset ``policy:(a OR b ...)`` query.
 
     Returns:
         The snapshot; reads that failed after retries are in ``Snapshot.unreadable``.
@@ -97,7 +109,21 @@ def fetch_snapshot(
     if use_cache:
         namespace = f"emulator-{factory.emulator_host}" if factory.emulator_host else "google"
         cache = DiskCache(cache_dir, namespace=namespace, ttl=cache_ttl)
-    plan = FetchPlan(chosen, cache=cache, max_workers=max_workers, progress=progress)
+    chosen_strategy = strategy or os.environ.get(STRATEGY_ENV) or "direct"
+    if chosen_strategy not in STRATEGIES:
+        raise InputError(
+            f"unknown live-mode strategy {chosen_strategy!r}",
+            where=STRATEGY_ENV if strategy is None else "strategy",
+            fix="use direct or inventory",
+        )
+    plan = FetchPlan(
+        chosen,
+        cache=cache,
+        max_workers=max_workers,
+        progress=progress,
+        strategy=chosen_strategy,
+        search_batch=search_batch,
+    )
     try:
         return plan.run(
             resources=resources,

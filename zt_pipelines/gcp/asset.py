@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from zt_pipelines.gcp._base import Adapter
 from zt_pipelines.gcp.convert import policy_from_proto
-from zt_pipelines.gcp.interface import PolicySearchHit
+from zt_pipelines.gcp.interface import KeyHit, PolicySearchHit
+
+KEY_ASSET_TYPE = "iam.googleapis.com/ServiceAccountKey"
 
 
 class AssetAdapter(Adapter):
@@ -29,3 +31,24 @@ class AssetAdapter(Adapter):
             what="searchAllIamPolicies",
             target=f"{scope} ({query})",
         )
+
+    def search_keys(self, scope: str) -> list[KeyHit]:
+        """Every service-account key in ``scope`` (``SearchAllResources``, all pages)."""
+        client = self.factory.asset()
+        request = {"scope": scope, "asset_types": [KEY_ASSET_TYPE], "page_size": 500}
+
+        def run() -> list[KeyHit]:
+            out = []
+            for hit in client.search_all_resources(request=request, **self.gapic_kwargs()):
+                name = str(hit.name)
+                head, sep, _key = name.rpartition("/keys/")
+                if not sep or "/serviceAccounts/" not in head:
+                    raise ValueError(f"unexpected key name {name!r}")
+                attributes = dict(hit.additional_attributes or {})
+                key_type = str(attributes.get("keyType", "") or "")
+                # the IAM API's own key name (projects/P/serviceAccounts/A/keys/ID)
+                iam_name = name.removeprefix("//iam.googleapis.com/")
+                out.append(KeyHit(iam_name, head.rsplit("/", 1)[1].lower(), key_type))
+            return out
+
+        return self.call(run, what="searchAllResources(keys)", target=scope)

@@ -276,12 +276,18 @@ class ClientFactory:
         def build() -> Any:
             creds = self.credentials
             if self.emulator_host:
-                return storage.Client(
+                client = storage.Client(
                     project=self._project or "zt-emulator",
                     credentials=creds,
                     client_options={"api_endpoint": self.http_endpoint},
                 )
-            return storage.Client(project=self._project, credentials=creds)
+            else:
+                client = storage.Client(project=self._project, credentials=creds)
+            # recent clients fetch bucket metadata for telemetry in a background thread on
+            # every bucket call: one hidden extra request per bucket, outside our retries
+            if getattr(client, "_bucket_metadata_cache", None) is not None:
+                client._bucket_metadata_cache = None
+            return client
 
         return self._get("storage", build)
 

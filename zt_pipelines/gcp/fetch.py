@@ -25,7 +25,7 @@ from typing import Any
 
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp.cache import DiskCache
-from zt_pipelines.gcp.interface import Adapters, PolicySearchHit
+from zt_pipelines.gcp.interface import Adapters, KeyHit, PolicySearchHit
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     DenyPolicy,
@@ -39,6 +39,8 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 Progress = Callable[[int, int], None]
+STRATEGIES = ("direct", "inventory")
+KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
 
 _ASSET_KINDS: dict[str, NodeKind] = {
     "cloudresourcemanager.googleapis.com/Organization": "organization",
@@ -72,6 +74,11 @@ class _State:
     unreadable: list[Unreadable] = field(default_factory=list)
     failed_keys: set[tuple[str, ...]] = field(default_factory=set)
     pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
+    # inventory strategy: per-project policy dumps and key searches
+    dump_hits: list[PolicySearchHit] = field(default_factory=list)
+    dumped: set[str] = field(default_factory=set)  # project ids whose dump succeeded
+    key_hits: list[KeyHit] = field(default_factory=list)
+    keys_searched: set[str] = field(default_factory=set)  # roots whose key search succeeded
 
 
 class FetchPlan:
@@ -83,6 +90,11 @@ class FetchPlan:
         max_workers: the pool bound.
         progress: called with ``(done, scheduled)`` after every read (CLI progress bar).
         search_batch: principals per Cloud Asset query (``policy:(a OR b ...)``).
+        strategy: ``"direct"`` reads every allow policy, key list and account policy from its
+            own API (authoritative); ``"inventory"`` reads the declared projects' allow
+            policies and every key from Cloud Asset in bulk (a few calls instead of several
+            per identity; the index is eventually consistent). Hierarchy, deny policies,
+            roles and account existence are read directly either way.
     """
 
     def __init__(
@@ -93,7 +105,12 @@ class FetchPlan:
         max_workers: int = 16,
         progress: Progress | None = None,
         search_batch: int = 20,
+        strategy: str = "direct",
     ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        self.strategy = strategy
+        self.inventory = strategy == "inventory"
         self.a = adapters
         self.search_batch = max(1, search_batch)
         self.cache = cache
@@ -107,6 +124,7 @@ class FetchPlan:
         self._pool: ThreadPoolExecutor | None = None
         self.s = _State()
         self.principals: list[str] = []
+        self.declared: list[str] = []
         self.calls: dict[str, int] = {}
 
     # -- scheduling ------------------------------------------------------------------------------
@@ -168,6 +186,7 @@ class FetchPlan:
         del principals  # other principals' grants live on nodes we already read
         project_ids = {p for p in projects if p}
         names = sorted(set(resources))
+        self.declared = names
         for email in emails:
             project = _sa_project(email)
             if project:
@@ -181,6 +200,8 @@ class FetchPlan:
             for project in sorted(project_ids):
                 self._project(project)
             for name in names:
+                if self.inventory and not name.startswith(CRM):
+                    continue  # from the project dumps; the follow-up round reads what is missing
                 self._resource(name)
             for email in emails:
                 self._account(email)
@@ -214,7 +235,9 @@ class FetchPlan:
         self._submit(("projects.get", ref), get)
         if ref.isdigit():
             return
-        self._crm_node_reads(full)
+        if self.inventory:
+            self._dump(ref)
+        self._crm_node_reads(full, policy=not self.inventory)
         if self.cache is not None:
             self._prefetch_ancestors(full)
 
@@ -269,14 +292,15 @@ class FetchPlan:
             return
         self._crm_node_reads(name)
 
-    def _crm_node_reads(self, name: str) -> None:
+    def _crm_node_reads(self, name: str, *, policy: bool = True) -> None:
         """Allow policy, deny policies and (projects, orgs) custom roles of a hierarchy node."""
 
-        def policy() -> None:
+        def read_policy() -> None:
             got = self.a.hierarchy.get_iam_policy(name)
             self._store_policy(name, got)
 
-        self._submit(("crm.getIamPolicy", name), policy)
+        if policy:
+            self._submit(("crm.getIamPolicy", name), read_policy)
         self._deny(name)
         short = name.removeprefix(CRM)
         if short.startswith(("projects/", "organizations/")):
@@ -313,8 +337,33 @@ class FetchPlan:
 
         self._submit(("roles.list", parent), list_roles)
 
+    def _dump(self, project: str) -> None:
+        """Inventory: every allow policy in the project, complete (an empty query filters no
+        binding), in one paginated ``SearchAllIamPolicies``."""
+
+        def dump() -> None:
+            hits = self.a.search.search_policies(f"projects/{project}", "")
+            with self._lock:
+                self.s.dump_hits.extend(hits)
+                self.s.dumped.add(project)
+            for hit in hits:
+                self._roles_of(hit.policy)
+
+        self._submit(("searchAllIamPolicies(dump)", project), dump)
+
+    def _key_search(self, root: str) -> None:
+        def keys() -> None:
+            hits = self.a.search.search_keys(root.removeprefix(CRM))
+            with self._lock:
+                self.s.key_hits.extend(hits)
+                self.s.keys_searched.add(root)
+
+        self._submit(("searchAllResources(keys)", root), keys)
+
     def _searches(self, root: str) -> None:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
+        if self.inventory:
+            self._key_search(root)
         scope = root.removeprefix(CRM)
         batch = self.search_batch
         for start in range(0, len(self.principals), batch):
@@ -434,6 +483,12 @@ class FetchPlan:
                     self.s.accounts[sa.email.lower()] = sa
 
             self._submit(("serviceAccounts.get", email), get_account)
+        if self.inventory:
+            return  # keys from the key search, the account's policy from its project's dump
+        self._account_reads(email, name, project)
+
+    def _account_reads(self, email: str, name: str, project: str | None) -> None:
+        """Direct strategy: the account's user-managed keys and its allow policy."""
 
         def keys() -> None:
             found = self.a.iam.list_user_managed_keys(email)
@@ -502,12 +557,116 @@ class FetchPlan:
             self._submit(("roles.get", role), _bind(self._get_role, role))
         for number in numbers:
             self._project(number)
+        if self.inventory:
+            self._inventory_gaps()
         return len(self._scheduled) > before
+
+    def _inventory_gaps(self) -> None:
+        """Declared things the dumps did not settle: read them directly (fail-safe)."""
+        with self._lock:
+            found = {_dump_name(h, self.s) for h in self.s.dump_hits}
+            dumped = set(self.s.dumped)
+            failed = project_dumps_failed(self.s)
+        for failed_project in failed:  # the project's own policy was to come from its dump
+
+            def read_policy(name: str = CRM + "projects/" + failed_project) -> None:
+                self._store_policy(name, self.a.hierarchy.get_iam_policy(name))
+
+            self._submit(("crm.getIamPolicy", CRM + "projects/" + failed_project), read_policy)
+        for name in self.declared:
+            if name in found or name.startswith(CRM):
+                continue
+            owner = _project_of_name(name)
+            if owner is not None and owner in dumped:
+                continue  # its project's dump succeeded: no policy is set on it
+            self._resource(name)  # buckets (project unknown) and undumped projects
+        for email in self.principals:
+            project = _sa_project(email)
+            sa_name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
+            if sa_name in found or (project is not None and project in dumped):
+                continue
+            self._account_reads(email, sa_name, project)
 
     # -- assembly ----------------------------------------------------------------------------
 
+    def _assemble_inventory(self) -> None:
+        """Turn dump hits into policies and nodes, key hits into key lists."""
+        s = self.s
+        for hit in s.dump_hits:
+            name = _dump_name(hit, s)
+            if name in s.policies:
+                continue  # a direct read (fallback) wins
+            s.policies[name] = hit.policy
+            if name not in s.nodes:
+                kind = _ASSET_KINDS.get(hit.asset_type, _kind_of(name))
+                parent = _parent_guess(name)
+                number = hit.project.removeprefix("projects/")
+                if kind not in ("project", "table") and number in s.numbers:
+                    parent = CRM + "projects/" + s.numbers[number]
+                if kind == "serviceAccount":
+                    owner = name.split("/")[4]
+                    parent = CRM + "projects/" + owner if owner != "-" else None
+                if kind != "project":
+                    s.nodes[name] = Node(name, kind, parent=parent)
+        # declared things a successful dump did not return carry no policy at all
+        for wanted in [*self.declared, *self.principals]:
+            project: str | None = None
+            if "@" in wanted and not wanted.startswith("//"):
+                project = _sa_project(wanted)
+                name = f"{IAM}projects/{project or '-'}/serviceAccounts/{wanted}"
+            else:
+                name, project = wanted, _project_of_name(wanted)
+            if name in s.policies or project is None or project not in s.dumped:
+                continue
+            if name.startswith(CRM):
+                continue
+            s.policies[name] = AllowPolicy()
+            s.nodes.setdefault(name, Node(name, _kind_of(name), parent=_parent_guess(name)))
+            if name.startswith(IAM):
+                s.nodes[name] = Node(name, "serviceAccount", parent=CRM + "projects/" + project)
+        for project in s.dumped:  # a project without bindings is not in its own dump
+            s.policies.setdefault(CRM + "projects/" + project, AllowPolicy())
+        for project in project_dumps_failed(s):
+            if CRM + "projects/" + project not in s.policies:
+                s.unreadable.append(
+                    Unreadable(CRM + "projects/" + project, "getIamPolicy", "dump failed")
+                )
+        keys: dict[str, list[str]] = {}
+        uid = {sa.unique_id: e for e, sa in s.accounts.items() if sa.unique_id}
+        for key in s.key_hits:
+            if key.key_type == "SYSTEM_MANAGED":
+                continue
+            email = key.account if "@" in key.account else uid.get(key.account, key.account)
+            keys.setdefault(email, []).append(key.name)
+        for email in self.principals:
+            if email in s.keys:
+                continue  # read directly (fallback)
+            root = self._root_of(_sa_project(email))
+            if root is not None and root in s.keys_searched:
+                s.keys[email] = tuple(sorted(keys.get(email, ())))
+
+    def _root_of(self, project: str | None) -> str | None:
+        """The fresh root above ``project`` (following parents read in this fetch)."""
+        if project is None:
+            return None
+        name: str | None = CRM + "projects/" + project
+        seen: set[str] = set()
+        while name is not None and name not in seen:
+            seen.add(name)
+            node = self.s.nodes.get(name)
+            if node is None:
+                return None
+            if node.parent is None:
+                return name if name in self.s.roots else None
+            if node.parent.startswith(CRM + "organizations/"):
+                return node.parent if node.parent in self.s.roots else None
+            name = node.parent
+        return None
+
     def _assemble(self, project_ids: set[str], names: list[str]) -> Snapshot:
         s = self.s
+        if self.inventory:
+            self._assemble_inventory()
         nodes = dict(s.nodes)
         unreadable = list(s.unreadable)
         for name, policy in s.policies.items():
@@ -574,12 +733,34 @@ class FetchPlan:
         )
 
 
+def _dump_name(hit: PolicySearchHit, s: _State) -> str:
+    """The snapshot key of a dumped resource (Cloud Asset names projects and accounts by
+    number / unique id; the snapshot by id / email)."""
+    name = hit.resource
+    if name.startswith(CRM + "projects/"):
+        ref = name.rsplit("/", 1)[1]
+        return CRM + "projects/" + s.numbers.get(ref, ref)
+    if name.startswith(IAM) and "/serviceAccounts/" in name:
+        head, _, account = name.rpartition("/")
+        if "@" not in account:
+            for sa in s.accounts.values():
+                if sa.unique_id and sa.unique_id == account:
+                    return f"{head}/{sa.email}"
+        return f"{head}/{account.lower()}"
+    return name
+
+
 def _absent_account_noise(u: Unreadable, s: _State, accounts: dict[str, ServiceAccount]) -> bool:
     """A NOT_FOUND on a service account that a successful listing proved does not exist."""
     if "/serviceAccounts/" not in u.target or not u.reason.startswith("NOT_FOUND"):
         return False
     email = u.target.rsplit("/", 1)[1].lower()
     return email not in accounts and _sa_project(email) in s.listed_projects
+
+
+def project_dumps_failed(s: _State) -> list[str]:
+    """Projects whose inventory dump failed (their policies are unreadable unless read)."""
+    return sorted(k[1] for k in s.failed_keys if k[0] == "searchAllIamPolicies(dump)")
 
 
 def _merge(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPolicy:

@@ -44,6 +44,21 @@ class PolicySearchHit:
     policy: AllowPolicy
 
 
+@dataclass(frozen=True)
+class KeyHit:
+    """One service-account key from Cloud Asset ``SearchAllResources``.
+
+    Attributes:
+        name: ``//iam.googleapis.com/projects/P/serviceAccounts/ACCOUNT/keys/ID``.
+        account: the account segment (an email, or the account's unique id).
+        key_type: ``USER_MANAGED`` / ``SYSTEM_MANAGED`` when the index says, else ``""``.
+    """
+
+    name: str
+    account: str
+    key_type: str = ""
+
+
 class HierarchyReader(Protocol):
     """Organisations, folders and projects (Resource Manager v3)."""
 
@@ -136,6 +151,10 @@ class PolicySearcher(Protocol):
         matching ``query`` (all pages)."""
         ...
 
+    def search_keys(self, scope: str) -> list[KeyHit]:
+        """Every service-account key in ``scope`` (all pages)."""
+        ...
+
 
 class AccessTroubleshooter(Protocol):
     """Policy Troubleshooter: Google's own answer for one (principal, resource, permission)."""
@@ -166,6 +185,7 @@ __all__: Sequence[str] = (
     "DenyReader",
     "HierarchyReader",
     "IamAdminReader",
+    "KeyHit",
     "PolicySearchHit",
     "PolicySearcher",
     "StorageReader",
