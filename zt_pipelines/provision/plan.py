@@ -331,6 +331,7 @@ def build_plan(
     grants: list[Grant] = []
     covers: list[StepCover] = []
     role_table = _catalogue(catalogue, state) if roles == "predefined" else {}
+    cover_cache: dict[frozenset[str], Cover] = {}
     for (member, resource, expression), (perms, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
         condition = _prefix_condition(resource, expression) if expression else None
@@ -350,10 +351,12 @@ def build_plan(
             role_specs[role.name] = role
             grants.append(Grant(resource, role.name, member, condition, step, role.permissions))
             continue
-        where = f"{step} on {display_uri(resource)}"
-        cover = find_cover(
-            perms, role_table, allowed=_allowed_predefined(frozenset(perms)), where=where
-        )
+        need = frozenset(perms)
+        cover = cover_cache.get(need)
+        if cover is None:  # identical sets recur across steps: solve each once
+            where = f"{step} on {display_uri(resource)}"
+            cover = find_cover(need, role_table, allowed=_allowed_predefined(need), where=where)
+            cover_cache[need] = cover
         covers.append(StepCover(step, member, resource, expression, cover))
         for name in cover.roles:
             role_perms = role_table[name]
