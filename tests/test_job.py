@@ -442,3 +442,11 @@ def test_a_clone_is_verified_too(emu: Emulator, templates: dict[str, str], audit
     assert "ZT211" in info.value.report.codes()
     assert emu.writes() == []
     assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_a_malformed_emulator_address_is_bad_input(
+    templates: dict[str, str], audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZT_EMULATOR_HOST", "not an address")
+    with pytest.raises(zt.InputError, match="HOST:PORT"):
+        make_job(templates["training"], audit)

@@ -113,11 +113,16 @@ def use_emulator_if_configured() -> str | None:
 
     Returns the ``host:port`` in use, or ``None``. Nothing else changes: the same code runs
     against Vertex when the variable is unset.
+
+    Raises:
+        InputError: the variable is set but is not ``HOST:PORT``.
     """
-    host = os.environ.get(EMULATOR_ENV, "").strip()
+    from zt_pipelines.gcp.clients import emulator_host_from_env
+
+    host = emulator_host_from_env()
     if not host:
         return None
-    endpoint = host if "://" in host else f"http://{host}"
+    endpoint = f"http://{host}"
     if initializer.global_config.api_endpoint != endpoint:
         aiplatform.init(api_endpoint=endpoint, api_transport="rest")
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
