@@ -85,6 +85,7 @@ def find_cover(
     allowed: Callable[[str, frozenset[str]], bool] | None = None,
     node_budget: int = DEFAULT_NODE_BUDGET,
     where: str | None = None,
+    index: Mapping[str, Iterable[str]] | None = None,
 ) -> Cover:
     """Return the predefined-role cover of ``needed`` with the least excess.
 
@@ -95,6 +96,8 @@ def find_cover(
             (basic roles, roles with escalation-capable permissions, deprecated roles ...).
         node_budget: search nodes before falling back to the heuristic result.
         where: for error messages (``step 'train' on gs://bucket``).
+        index: permission → roles containing it (:func:`permission_index`), so only roles
+            that can help are looked at; without it every role is scanned.
 
     Raises:
         CoverError: a needed permission is in no allowed role.
@@ -104,7 +107,8 @@ def find_cover(
         return Cover((), need, frozenset(), frozenset(), True, 0)
     # cov/exc per candidate: what it covers of the need, and what it adds beyond it
     cands: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-    for name in sorted(roles):
+    names = roles if index is None else {r for p in need for r in index.get(p, ())}
+    for name in sorted(names):
         perms = roles[name]
         cov = perms & need
         if cov and (allowed is None or allowed(name, perms)):
@@ -135,6 +139,16 @@ def find_cover(
         explored=search.explored,
         candidates=len(cands),
     )
+
+
+def permission_index(roles: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+    """Permission → the roles that contain it (build once per catalogue, pass to
+    :func:`find_cover` as ``index``)."""
+    index: dict[str, list[str]] = {}
+    for name, perms in roles.items():
+        for perm in perms:
+            index.setdefault(perm, []).append(name)
+    return {perm: tuple(sorted(names)) for perm, names in index.items()}
 
 
 def _excess(chosen: Iterable[str], cands: _Cands) -> frozenset[str]:

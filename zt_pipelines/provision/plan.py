@@ -37,7 +37,7 @@ from zt_pipelines.errors import InputError, ZtError
 from zt_pipelines.identity import require_user_managed
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
-from zt_pipelines.provision.cover import Cover, find_cover
+from zt_pipelines.provision.cover import Cover, find_cover, permission_index
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
 from zt_pipelines.resources import (
     BIGQUERY,
@@ -332,6 +332,8 @@ def build_plan(
     covers: list[StepCover] = []
     role_table = _catalogue(catalogue, state) if roles == "predefined" else {}
     cover_cache: dict[frozenset[str], Cover] = {}
+    index = permission_index(role_table) if role_table else {}
+    escalating = escalating_permissions(role_table) if role_table else {}
     for (member, resource, expression), (perms, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
         condition = _prefix_condition(resource, expression) if expression else None
@@ -355,7 +357,13 @@ def build_plan(
         cover = cover_cache.get(need)
         if cover is None:  # identical sets recur across steps: solve each once
             where = f"{step} on {display_uri(resource)}"
-            cover = find_cover(need, role_table, allowed=_allowed_predefined(need), where=where)
+            cover = find_cover(
+                need,
+                role_table,
+                allowed=_allowed_predefined(need, escalating),
+                where=where,
+                index=index,
+            )
             cover_cache[need] = cover
         covers.append(StepCover(step, member, resource, expression, cover))
         for name in cover.roles:
@@ -565,11 +573,30 @@ def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
                 )
 
 
-def _allowed_predefined(needed: frozenset[str]) -> Callable[[str, frozenset[str]], bool]:
+def escalating_permissions(roles: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Role → its escalation-capable permissions (computed once per catalogue)."""
+    memo: dict[str, bool] = {}
+
+    def escalates(perm: str) -> bool:
+        found = memo.get(perm)
+        if found is None:
+            found = memo[perm] = escalation_reason(perm) is not None
+        return found
+
+    return {name: frozenset(p for p in perms if escalates(p)) for name, perms in roles.items()}
+
+
+def _allowed_predefined(
+    needed: frozenset[str], escalating: Mapping[str, frozenset[str]] | None = None
+) -> Callable[[str, frozenset[str]], bool]:
+    """Which predefined roles a cover of ``needed`` may use (see docs/provisioning.md)."""
+
     def allowed(name: str, perms: frozenset[str]) -> bool:
         if is_basic_role(name) or name.endswith(("serviceAgent", "ServiceAgent")):
             return False
         # a role may carry an escalation permission only when the need asks for exactly it
+        if escalating is not None and name in escalating:
+            return escalating[name] <= needed
         return all(p in needed or escalation_reason(p) is None for p in perms)
 
     return allowed
