@@ -98,6 +98,20 @@ def test_one_port_serves_grpc_and_http(emu: Emulator) -> None:
     }
 
 
+def test_a_request_whose_first_bytes_arrive_one_by_one(emu: Emulator) -> None:
+    request = b"PUT /storage/v1/b/zt-root-bucket/iam HTTP/1.1\r\nHost: x\r\n"
+    request += b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    host, port = emu.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        for byte in request[:2]:  # "PU" could still become the HTTP/2 preface "PRI"
+            raw.sendall(bytes([byte]))
+            threading.Event().wait(0.05)
+        raw.sendall(request[2:])
+        reply = raw.makefile("rb").read()
+    assert reply.startswith(b"HTTP/1.1 401")
+    assert emu.request_log[-1].method == "storage.buckets.setIamPolicy"
+
+
 # -- IAM admin -----------------------------------------------------------------------------------
 
 

@@ -342,6 +342,9 @@ class Emulator:
                 return data
             if len(data) >= 3:
                 return data
+            # "P" or "PR" could start either protocol: wait for more bytes without spinning
+            if self._stopping.wait(0.005):
+                return None
 
     def _relay(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self._grpc_port))

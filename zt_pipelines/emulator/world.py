@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.snapshot import AllowPolicy, Node, Role, ServiceAccount, Snapshot
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import CRM, IAM
 
 T = TypeVar("T")
 
@@ -304,12 +304,6 @@ class World:
                 f"Permission '{permission}' denied on resource '{resource}' for {caller} "
                 "(or it may not exist).",
             )
-
-
-def full_name_for(kind: str, path: str) -> str:
-    """Full resource names for short API names (``projects/P`` → ``//cloudresourcemanager...``)."""
-    prefixes = {"crm": CRM, "storage": STORAGE, "bigquery": BIGQUERY, "iam": IAM}
-    return prefixes[kind] + path
 
 
 def deep_copy_json(value: dict[str, Any]) -> dict[str, Any]:
