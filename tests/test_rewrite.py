@@ -392,3 +392,28 @@ def test_a_look_alike_launcher_in_another_image_is_not_trusted(control_flow_path
     # treated as a plain container, its launcher-named inputs are refused: nothing is trusted
     with pytest.raises(TemplateError, match=re.escape(f"task {step.task!r}")):
         rewrite_pipeline(forged, project=PROJECT)
+
+
+@dsl.container_component
+def shout(text: str, extra: str):  # type: ignore[no-untyped-def]
+    return dsl.ContainerSpec(image="alpine:3.19", command=["echo", text, extra])
+
+
+def test_values_pasted_verbatim_into_the_payload_are_reported(tmp_path: Path) -> None:
+    @dsl.pipeline(name="pasted")
+    def pipeline(word: str = "plain") -> None:
+        upstream = say(msg="x")
+        shout(text=upstream.output, extra="safe")  # run-time value
+        shout(text='say "hi"', extra=word)  # quotes in a constant; a parameter without any
+        shout(text=f"n={upstream.output}", extra="safe")  # nested placeholder in a constant
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    result = rewrite_pipeline(path, project=PROJECT)
+    reported = {s.task: s.unescaped_payload_inputs for s in result.steps}
+    assert reported["say"] == ()  # a Python component: inputs travel in the escaped executor input
+    assert reported["shout"] == ("text",)
+    assert reported["shout-2"] == ("text",)
+    assert reported["shout-3"] == ("pipelinechannel--say-Output",)
+    again = rewrite_pipeline(result.spec, project=PROJECT)
+    assert {s.task: s.unescaped_payload_inputs for s in again.steps} == reported

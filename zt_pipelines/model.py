@@ -101,6 +101,13 @@ class StepIdentity:
         image: the step's container image (for image-registry policy rules).
         job: the CustomJob fields that were written into the payload.
         already_custom_job: the step was a GCPC custom job before the rewrite.
+        unescaped_payload_inputs: input parameters the step's command/args (or an existing
+            custom job's worker pools) paste verbatim into the CustomJob payload
+            (``{{$.inputs.parameters['x']}}``) and whose values are not proven safe there:
+            known only at run time, or constants holding quotes or backslashes. GCPC's
+            payload is a JSON string; if Vertex substitutes such a value unescaped, a quote
+            corrupts the payload or rewrites it (down to its service account). For the policy
+            engine to report; the rewrite cannot decide it offline.
     """
 
     task: str
@@ -112,6 +119,7 @@ class StepIdentity:
     image: str = ""
     job: JobFields = field(default_factory=JobFields)
     already_custom_job: bool = False
+    unescaped_payload_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

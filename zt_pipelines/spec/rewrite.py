@@ -448,6 +448,10 @@ class _Walker:
             where=where,
         )
         component = custom_job_component(child, container, settings, executor_label="", where=where)
+        params = component["inputDefinitions"]["parameters"]
+        runtime_inputs = _raw_payload_inputs(
+            params["worker_pool_specs"]["defaultValue"], params, task, env
+        )
         name = self._emit(ref, component, label, launcher_executor())
         new_task["componentRef"]["name"] = name
         self.steps.append(
@@ -460,6 +464,7 @@ class _Walker:
                 needs=decl.needs,
                 image=str(container.get("image", "")),
                 job=job,
+                unescaped_payload_inputs=runtime_inputs,
             )
         )
         return new_task
@@ -590,6 +595,12 @@ class _Walker:
                 image=_gcpc_image(bindings, params, env),
                 job=_gcpc_job(bindings, params, env),
                 already_custom_job=True,
+                unescaped_payload_inputs=_raw_payload_inputs(
+                    _constant("worker_pool_specs", bindings, params, env),
+                    params,
+                    {"inputs": {"parameters": bindings}},
+                    env,
+                ),
             )
         )
         return task
@@ -656,6 +667,54 @@ class _Walker:
         versions.append((key, new_name, new_label))
         self.new_components[new_name] = component
         return new_name
+
+
+_INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+
+
+def _raw_payload_inputs(
+    pools: Any,
+    definitions: dict[str, Any],
+    task: dict[str, Any],
+    env: Env,
+) -> tuple[str, ...]:
+    """Inputs pasted verbatim into the payload via the worker pools whose values are not proven
+    safe: known only at run time, or constants holding quotes or backslashes (see
+    ``StepIdentity.unescaped_payload_inputs``)."""
+    names: set[str] = set()
+    stack = [pools]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            names.update(_INPUT_PLACEHOLDER.findall(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    bindings = (task.get("inputs") or {}).get("parameters") or {}
+    runtime: list[str] = []
+    todo, seen = sorted(names), set(names)
+    while todo:
+        name = todo.pop(0)
+        if name in bindings:
+            bound = bind(bindings[name], env)
+        elif "defaultValue" in (definitions.get(name) or {}):
+            bound = Bound("constant", definitions[name]["defaultValue"])
+        else:
+            continue  # an optional input left unset
+        if bound.kind != "constant":
+            runtime.append(name)
+            continue
+        value = bound.value
+        if isinstance(value, str):
+            # KFP's string concatenation nests placeholders in a constant: follow them
+            nested = [n for n in _INPUT_PLACEHOLDER.findall(value) if n not in seen]
+            seen.update(nested)
+            todo.extend(nested)
+            value = _INPUT_PLACEHOLDER.sub("", value)
+        if not is_safe_payload_string(value):
+            runtime.append(name)  # holds a quote or backslash: not proven safe either
+    return tuple(sorted(runtime))
 
 
 def _check_payload_inputs(
