@@ -461,3 +461,29 @@ def test_a_conflict_that_never_clears_fails_closed(
     assert info.value.code == "ABORTED"
     (record,) = AuditLog(audit).records()
     assert record["outcome"] == "refused" and "ABORTED" in record["reason"]
+
+
+def test_submitter_grants_make_the_submitter_checks_pass(
+    emulator: Emulator, factory: ClientFactory, template: Path
+) -> None:
+    alice = "user:alice@example.com"
+    planned = make_plan(template, FULL_NEEDS, emulator.state, submitter=alice)
+    mine = [g for g in planned.grants if g.member == alice]
+    assert {
+        (g.role, g.resource.rsplit("/", 1)[1]) for g in mine if g.role.startswith("roles/")
+    } == {
+        ("roles/iam.serviceAccountUser", PIPE_SA)  # actAs on the pipeline SA only
+    }
+    planned.apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+    report = zt.check(
+        template,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPE_SA,
+        pipeline_root=ROOT,
+        manifest=FULL_NEEDS,
+        snapshot=emulator.state,
+        submitter=alice,
+    )
+    assert report.allowed, str(report)
+    assert not [f for f in report.findings if f.code == "ZT300"]
