@@ -206,6 +206,25 @@ def test_duplicate_declarations_are_refused() -> None:
             zt.step.on(t, TRAIN_SA)
 
 
+def test_task_form_twice_on_a_decorated_component_is_refused() -> None:
+    with pytest.raises(DeclarationError, match="twice"):
+
+        @dsl.pipeline(name="twice-decorated")
+        def pipeline() -> None:
+            t = train(x=1)
+            zt.step.on(t, TRAIN_SA)
+            zt.step.on(t, TRAIN_SA)
+
+
+def test_a_pipeline_cannot_be_declared_as_a_step() -> None:
+    @dsl.pipeline(name="p")
+    def sub() -> None:
+        evaluate(x=1)
+
+    with pytest.raises(DeclarationError, match="only container components"):
+        zt.step(TRAIN_SA)(sub)
+
+
 def test_decorator_below_dsl_component_is_refused() -> None:
     with pytest.raises(DeclarationError, match="ABOVE"):
 

@@ -345,7 +345,7 @@ def _attach(task: Any, decl: StepDeclaration, *, where: str) -> None:
     existing = config.get(PLATFORM_KEY)
     if existing is not None:
         previous = from_struct(existing, where=where)
-        if decl.source == previous.source == "task":
+        if decl.source == "task" and "task" in previous.source.split("+"):
             raise DeclarationError(
                 "zt.step.on() was called twice on the same task",
                 where=where,
@@ -368,6 +368,13 @@ def _declared_component(component: Any, decl: StepDeclaration) -> Any:
     We subclass the component's own class (so ``isinstance`` checks, ``.component_spec`` and
     GCPC's helpers keep working) and override ``__call__`` only.
     """
+    implementation = getattr(component.component_spec, "implementation", None)
+    if getattr(implementation, "container", None) is None:
+        raise DeclarationError(
+            "only container components run as a step; this is a pipeline or an importer",
+            where=f"component {component.name!r}",
+            fix="declare the steps inside the pipeline instead",
+        )
     if getattr(component, DECLARATION_ATTR, None) is not None:
         raise DeclarationError(
             "the component already has a @zt.step declaration",
