@@ -224,7 +224,7 @@ class Evaluator:
             uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
 
         # 1. deny before allow
-        for node in chain:
+        for node in chain if (self._deny or self._unreadable) else ():
             for u in self._unreadable.get(node.name, ()):
                 if any(k in u.what for k in _DENY_READS):
                     why = f"deny policies on {node.name} could not be read: {u.reason}"
@@ -281,7 +281,7 @@ class Evaluator:
         # 2. allow bindings on the resource and every ancestor
         grants: list[Evidence] = []
         for node in chain:
-            for u in self._unreadable.get(node.name, ()):
+            for u in self._unreadable.get(node.name, ()) if self._unreadable else ():
                 if any(k in u.what for k in _ALLOW_READS):
                     why = f"the allow policy of {node.name} could not be read: {u.reason}"
                     uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))

@@ -9,6 +9,7 @@ import fnmatch
 import re
 from collections import defaultdict
 from datetime import datetime
+from functools import lru_cache
 
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
@@ -29,6 +30,7 @@ from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_membe
 from zt_pipelines.resources import display_uri, service_account_resource
 
 _MAX_LISTED = 8
+_uri = lru_cache(maxsize=65536)(display_uri)
 
 
 def build_report(
@@ -70,7 +72,9 @@ def build_report(
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
     granted = tuple(
-        Grant(r.principal, r.resource.uri, r.permission, r.step, d.evidence)
+        Grant(
+            r.principal, _uri(r.resource.name, r.resource.prefix), r.permission, r.step, d.evidence
+        )
         for r in requirements
         if (d := decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]).granted
     )
@@ -267,7 +271,7 @@ def _permission_findings(
         d = decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]
         if d.granted:
             continue
-        where = display_uri(r.resource.name, r.resource.prefix)
+        where = _uri(r.resource.name, r.resource.prefix)
         why = f" ({_KIND_TEXT[r.kind]})"
         if d.state == "denied":
             code, text = "ZT202", f"{r.permission} on {where} is denied to {r.principal}"
@@ -343,7 +347,7 @@ def _excess_findings(
                 condition=binding.condition.expression if binding.condition else "",
                 detail=mm.reason,
             )
-            where = display_uri(node.name)
+            where = _uri(node.name)
             basic = is_basic_role(binding.role)
             if basic:
                 out.append(
@@ -420,8 +424,8 @@ def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> li
                     out.append(
                         _f(
                             "ZT213",
-                            f"{display_uri(r.resource.name)} is public: {b.role} is granted to "
-                            f"{', '.join(public)} on {display_uri(node.name)}",
+                            f"{_uri(r.resource.name)} is public: {b.role} is granted to "
+                            f"{', '.join(public)} on {_uri(node.name)}",
                             step=r.step,
                             resource=r.resource.name,
                             evidence=(
