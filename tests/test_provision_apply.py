@@ -487,3 +487,23 @@ def test_submitter_grants_make_the_submitter_checks_pass(
     )
     assert report.allowed, str(report)
     assert not [f for f in report.findings if f.code == "ZT300"]
+
+
+def test_prune_removes_a_legacy_dataset_access_entry_and_keeps_others(template: Path) -> None:
+    world = empty_project()
+    dataset = TABLE.rsplit("/tables/", 1)[0]
+    old = world.nodes[dataset]
+    legacy = AllowPolicy((Binding("READER", (f"serviceAccount:{TRAIN_SA}", BYSTANDER)),), etag="d1")
+    world.nodes[dataset] = Node(old.name, old.kind, old.parent, legacy)
+    with Emulator(world) as emu:
+        local = ClientFactory(emulator_credentials(ADMIN), emulator_host=emu.address)
+        planned = make_plan(template, FULL_NEEDS, emu.state, prune=True)
+        assert [(g.role, g.member) for g in planned.removals] == [
+            ("READER", f"serviceAccount:{TRAIN_SA}")
+        ]
+        result = planned.apply(factory=local, retry=no_wait_policy(), audit_log=False)
+        assert len(result.removed) == 1
+        members = {m for _, m, _ in members_of(emu.state, dataset)}
+        assert f"serviceAccount:{TRAIN_SA}" not in members
+        assert {BYSTANDER, f"serviceAccount:{PREP_SA}"} <= members
+        local.close()

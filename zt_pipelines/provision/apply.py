@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zt_pipelines.errors import ApiError
+from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.provision.plan import (
     PIPELINE_STEP,
     Grant,
@@ -276,7 +277,9 @@ class _DatasetStore(_Store):
             if member is None:
                 others.append(entry)  # views, routines, special groups: kept verbatim
                 continue
-            bindings.append(_Binding(entry.role, [member]))
+            # legacy names as the snapshot shows them, so planned removals match
+            role = DATASET_LEGACY_ROLES.get(entry.role, entry.role)
+            bindings.append(_Binding(role, [member]))
         return _Policy(bindings, raw.etag, 1, raw, {"others": others})
 
     def set(self, policy: _Policy) -> None:
@@ -343,6 +346,11 @@ def _supported(name: str) -> bool:
 # -- the read-modify-write -----------------------------------------------------------------
 
 
+def _same_role(a: str, b: str) -> bool:
+    """Role names equal, reading BigQuery's legacy dataset names (READER...) as their roles."""
+    return DATASET_LEGACY_ROLES.get(a, a) == DATASET_LEGACY_ROLES.get(b, b)
+
+
 def _modify(
     policy: _Policy, adds: Sequence[Grant], removes: Sequence[Grant]
 ) -> tuple[list[Grant], list[Grant]]:
@@ -352,7 +360,7 @@ def _modify(
     for grant in removes:
         expr = grant.condition.expression if grant.condition else ""
         for b in policy.bindings:
-            if b.role == grant.role and b.expression == expr:
+            if _same_role(b.role, grant.role) and b.expression == expr:
                 kept = [m for m in b.members if m.lower() != grant.member.lower()]
                 if len(kept) != len(b.members):
                     b.members = kept
@@ -361,7 +369,8 @@ def _modify(
     for grant in adds:
         expr = grant.condition.expression if grant.condition else ""
         match = next(
-            (b for b in policy.bindings if b.role == grant.role and b.expression == expr), None
+            (b for b in policy.bindings if _same_role(b.role, grant.role) and b.expression == expr),
+            None,
         )
         if match is not None and any(m.lower() == grant.member.lower() for m in match.members):
             continue
