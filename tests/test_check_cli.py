@@ -253,3 +253,17 @@ def test_check_identity_from_runtime_value_is_zt102(tmp_path: Path) -> None:
         now=NOW,
     )
     assert "ZT102" not in ok.codes()
+
+
+def test_cli_refused_world_file(template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused = WORLD_FILE.parent / "refused.yaml"
+    code, out, _ = cli(
+        ["check", str(template), *ARGS, "--snapshot", str(refused), "--format", "json"], capsys
+    )
+    assert code == 1
+    findings = json.loads(out)["findings"]
+    errors = {f["code"] for f in findings if f["severity"] == "error"}
+    assert errors == {"ZT111", "ZT202", "ZT211", "ZT212", "ZT213", "ZT400"}
+    denied = next(f for f in findings if f["code"] == "ZT202")
+    assert (denied["step"], denied["permission"]) == ("ingest", "storage.objects.create")
+    assert denied["evidence"][0]["deny_policy"].endswith("no-writes-for-ingest")
