@@ -438,3 +438,8 @@ def test_inherited_grant_is_marked() -> None:
     data = without_binding(data, FEATURES, "roles/storage.objectViewer", TRAIN)
     g = next(g for g in run(data).granted if g.step == "train" and g.resource == "gs://zt-features")
     assert g.evidence[0].node == PROJECT and g.evidence[0].detail.endswith("inherited")
+
+
+def test_unknown_submitter_is_noted() -> None:
+    assert any("submitter unknown" in n for n in run(submitter=None).notes)
+    assert not any("submitter unknown" in n for n in run().notes)

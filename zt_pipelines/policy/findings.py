@@ -48,6 +48,8 @@ def build_report(
     raw: list[Finding] = []
     notes: list[str] = []
     raw += _identity_findings(steps, evaluator, policy, context)
+    if context.submitter is None:
+        notes.append("submitter unknown: its actAs/pipelineJobs.create (ZT300) were not checked")
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
     excess, excess_notes = _excess_findings(requirements, steps, evaluator, policy, context)
