@@ -217,3 +217,34 @@ def test_an_emulator_error_answers_internal_instead_of_hanging() -> None:
         )
         assert reply.status_code == 500
         assert [r.status for r in emu.request_log] == ["INTERNAL", "INTERNAL"]
+
+
+def test_latency_applies_to_every_call(emu: Emulator) -> None:
+    emu.latency_ms = 5_000
+    with pytest.raises(gexc.DeadlineExceeded):
+        iam(emu).get_service_account(name=SA_NAME, retry=None, timeout=0.2)
+    with pytest.raises(requests.exceptions.Timeout):
+        bucket().reload(retry=None, timeout=0.2)
+    emu.latency_ms = 0
+    assert iam(emu).get_service_account(name=SA_NAME, retry=None).email == PIPELINE_SA
+
+
+def test_concurrent_calls_over_both_protocols_are_all_answered(emu: Emulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    emu.latency_ms = 20
+    client = iam(emu)
+
+    def one(i: int) -> str:
+        if i % 2:
+            return str(client.get_service_account(name=SA_NAME, retry=None).email)
+        return str(bucket().get_iam_policy(retry=None).etag)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(64)))
+    assert answers[1::2] == [PIPELINE_SA] * 32
+    assert len(set(answers[0::2])) == 1
+    counts = emu.counts()
+    assert (counts[GET_SA], counts["storage.buckets.getIamPolicy"]) == (32, 32)
+    assert {r.status for r in emu.request_log} == {"OK"}
+    assert emu.in_flight == 0
