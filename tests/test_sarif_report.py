@@ -101,3 +101,10 @@ def test_text_table_and_html() -> None:
     assert "<script" not in html
     ok = run(policy={"excessThreshold": 100})
     assert str(ok).startswith("ALLOWED") and "0 error(s)" in str(ok)
+
+
+def test_sarif_carries_coverage_notes() -> None:
+    sarif = run(submitter=None).to_sarif()
+    jsonschema.Draft4Validator(SCHEMA).validate(sarif)
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert any("submitter unknown" in n["message"]["text"] for n in notes)

@@ -282,6 +282,9 @@ class Report:
             "invocations": [
                 {
                     "executionSuccessful": True,
+                    "toolExecutionNotifications": [
+                        {"level": "note", "message": {"text": n}} for n in self.notes
+                    ],
                     "properties": {"allowed": self.allowed, "checkedAt": self.checked_at},
                 }
             ],
