@@ -69,6 +69,7 @@ class ConditionError(ValueError):
 
 
 _STARTS_WITH = re.compile(r"""resource\.name\.startsWith\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
+_MAX_MEMO = 50_000
 _PROBE_SUFFIXES = ("", "zt-probe/zt-probe.bin")
 _OBJECT_LEVEL_EXCEPTIONS = frozenset({"storage.objects.list"})
 
@@ -148,6 +149,8 @@ class ConditionEvaluator:
         cached = self._results.get(key)
         if cached is None:
             cached = self._evaluate(condition.expression, attrs, now)
+            if len(self._results) >= _MAX_MEMO:
+                self._results.clear()  # bounded: a long-lived evaluator sees ever-new times
             self._results[key] = cached
         return cached
 
