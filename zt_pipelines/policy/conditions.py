@@ -70,6 +70,7 @@ class ConditionError(ValueError):
 
 _STARTS_WITH = re.compile(r"""resource\.name\.startsWith\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
 _MAX_MEMO = 50_000
+_SCHEDULE = re.compile(r"request\.time\.get[A-Z]")
 _PROBE_SUFFIXES = ("", "zt-probe/zt-probe.bin")
 _OBJECT_LEVEL_EXCEPTIONS = frozenset({"storage.objects.list"})
 
@@ -157,6 +158,11 @@ class ConditionEvaluator:
     def _evaluate(
         self, expression: str, attrs: RequestAttributes, now: datetime
     ) -> ConditionResult:
+        if _SCHEDULE.search(expression):
+            # time-of-day/weekday rules hold at check time but not necessarily when steps run
+            return ConditionResult(
+                Tri.UNKNOWN, "the condition depends on when the step runs (time of day/week)"
+            )
         if attrs.name is None and attrs.name_prefix is not None:
             prefix = attrs.name_prefix
             expression = _STARTS_WITH.sub(lambda m: _starts_with(prefix, m), expression)
