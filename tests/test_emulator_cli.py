@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 from test_emulator_world import ADMIN, PIPELINE_SA, world
 
 from zt_pipelines.emulator import emulator_channel, emulator_credentials
-from zt_pipelines.policy.snapshot_file import dump_snapshot
+from zt_pipelines.policy.snapshot_file import dump_snapshot, load_snapshot
 
 MAIN = "from zt_pipelines.cli import main; main()"
 
@@ -37,6 +38,10 @@ def test_serves_a_snapshot_file_until_sigterm(tmp_path: Path) -> None:
             str(_snapshot_file(tmp_path)),
             "--fault",
             "google.iam.admin.v1.IAM/GetServiceAccount=UNAVAILABLE,times=1",
+            "--request-log",
+            str(tmp_path / "calls.jsonl"),
+            "--dump-state",
+            str(tmp_path / "after.json"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -53,12 +58,23 @@ def test_serves_a_snapshot_file_until_sigterm(tmp_path: Path) -> None:
         with pytest.raises(gexc.ServiceUnavailable):
             client.get_service_account(name=name, retry=None)
         assert client.get_service_account(name=name, retry=None).email == PIPELINE_SA
+        client.create_service_account(
+            request={"name": "projects/proj-alpha", "account_id": "made-by-cli-test"}
+        )
         channel.close()
     finally:
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert "stopped after 2 calls" in err
+    assert "stopped after 3 calls" in err
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert [(c["status"], c["write"]) for c in calls] == [
+        ("UNAVAILABLE", False),
+        ("OK", False),
+        ("OK", True),
+    ]
+    after = load_snapshot(tmp_path / "after.json")
+    assert "made-by-cli-test@proj-alpha.iam.gserviceaccount.com" in after.service_accounts
 
 
 @pytest.mark.parametrize(

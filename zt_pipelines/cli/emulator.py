@@ -68,6 +68,18 @@ def _is_loopback(host: str) -> bool:
     help="Project numbers the snapshot does not record.",
 )
 @click.option(
+    "--request-log",
+    "request_log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="On exit, write every call as JSON lines (api, method, target, caller, status, write).",
+)
+@click.option(
+    "--dump-state",
+    "dump_state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="On exit, write the served world (writes applied) as a snapshot file (JSON).",
+)
+@click.option(
     "--simulate-runs",
     is_flag=True,
     help="Fail pipeline jobs whose run-as SA could not run them (pipeline root, step actAs).",
@@ -84,6 +96,8 @@ def command(
     latency_ms: int,
     faults: tuple[str, ...],
     project_numbers: tuple[str, ...],
+    request_log: Path | None,
+    dump_state: Path | None,
     simulate_runs: bool,
     no_enforce_iam: bool,
 ) -> int:
@@ -144,6 +158,31 @@ def command(
     finally:
         emulator.stop()
         signal.signal(signal.SIGTERM, previous)
+    _write_outputs(emulator, request_log, dump_state)
     counts = emulator.counts()
     click.echo(f"stopped after {sum(counts.values())} calls", err=True)
     return 0
+
+
+def _write_outputs(emulator: Any, request_log: Path | None, dump_state: Path | None) -> None:
+    """The request log (JSON lines) and the final world (snapshot JSON), when asked for."""
+    import dataclasses
+    import json
+
+    from zt_pipelines.policy.snapshot_file import dump_snapshot
+
+    try:
+        if request_log is not None:
+            lines = (json.dumps(dataclasses.asdict(r)) + "\n" for r in emulator.request_log)
+            request_log.write_text("".join(lines), encoding="utf-8")
+        if dump_state is not None:
+            dump_state.write_text(
+                json.dumps(dump_snapshot(emulator.state), indent=2, sort_keys=True) + "\n",
+                encoding="utf-8",
+            )
+    except OSError as exc:
+        raise InputError(
+            f"cannot write {exc.filename}: {exc.strerror}",
+            where="--request-log/--dump-state",
+            fix="choose a writable path",
+        ) from exc
