@@ -267,3 +267,15 @@ def test_cli_refused_world_file(template: Path, capsys: pytest.CaptureFixture[st
     denied = next(f for f in findings if f["code"] == "ZT202")
     assert (denied["step"], denied["permission"]) == ("ingest", "storage.objects.create")
     assert denied["evidence"][0]["deny_policy"].endswith("no-writes-for-ingest")
+
+
+def test_cli_explain(template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(
+        ["check", str(template), *ARGS, "--snapshot", str(WORLD_FILE), "--explain"], capsys
+    )
+    assert code == 0
+    assert (
+        "train: serviceAccount:train-sa@ml-prod.iam.gserviceaccount.com has "
+        "storage.objects.get on gs://zt-features — granted by roles/storage.objectViewer on "
+        "//storage.googleapis.com/zt-features"
+    ) in out

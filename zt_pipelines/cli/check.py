@@ -54,6 +54,7 @@ def _parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
     show_default=True,
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+@click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
     template: Path,
     project: str,
@@ -71,6 +72,7 @@ def command(
     now_text: str | None,
     fmt: str,
     output: Path | None,
+    explain: bool,
 ) -> int:
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
@@ -107,6 +109,8 @@ def command(
         text = json.dumps(report.to_sarif(), indent=2)
     else:
         text = str(report)
+        if explain and report.granted:
+            text += "\n\ngranted:\n" + report.explain()
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
