@@ -161,3 +161,22 @@ def test_removing_the_evidence_binding_revokes(
                 kept.append(b)
         nodes[ev.node] = replace(n, policy=replace(n.policy, bindings=tuple(kept)))
     assert ask(replace(snap, nodes=nodes), q) != "granted"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(bindings, max_size=6), st.lists(deny_rules, max_size=2), questions)
+def test_evidence_is_consistent_with_the_answer(
+    grants: list[Any], denies: list[Any], q: tuple[str, str, str]
+) -> None:
+    snap = build(BASE, grants, denies)
+    d = Evaluator(snap).decide(q[0], q[1], q[2], now=NOW)
+    if d.state == "granted":
+        assert d.evidence
+        for ev in d.evidence:
+            role = snap.roles[ev.role]
+            assert q[2] in role.permissions and ev.node in {n.name for n in snap.ancestors(q[1])}
+    elif d.state == "denied":
+        (ev,) = d.evidence
+        assert ev.kind == "deny" and ev.deny_policy.startswith("prop-")
+    elif d.state == "unverifiable":
+        assert d.reasons and d.evidence

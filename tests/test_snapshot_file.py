@@ -50,3 +50,12 @@ def test_catalogue_file_reader(tmp_path: Path) -> None:
     path.write_text(json.dumps({"roles": {"roles/x.y": {"includedPermissions": "a.b.c"}}}))
     with pytest.raises(SnapshotError, match=r"roles\.json"):
         load_catalogue_file(path)
+
+
+def test_gzipped_json_snapshot(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "snap.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(dump_snapshot(world()), fh)
+    assert load_snapshot(path) == world()
