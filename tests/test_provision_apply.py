@@ -507,3 +507,13 @@ def test_prune_removes_a_legacy_dataset_access_entry_and_keeps_others(template: 
         assert f"serviceAccount:{TRAIN_SA}" not in members
         assert {BYSTANDER, f"serviceAccount:{PREP_SA}"} <= members
         local.close()
+
+
+def test_live_plan_refuses_when_a_policy_cannot_be_read(
+    emulator: Emulator, template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", ADMIN)
+    emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="PERMISSION_DENIED"))
+    with pytest.raises(zt.ApiError, match="could not be read"):
+        make_plan(template, FULL_NEEDS, "live")

@@ -20,6 +20,7 @@ from zt_pipelines.policy.snapshot import (
     Role,
     ServiceAccount,
     Snapshot,
+    Unreadable,
 )
 from zt_pipelines.provision import (
     ProvisioningRefused,
@@ -451,3 +452,22 @@ def test_an_existing_role_with_exactly_the_needed_permissions_is_reused() -> Non
     assert [(g.role, g.member) for g in p.removals] == [(wider, f"serviceAccount:{TRAIN_SA}")]
     train_raw = [g for g in p.additions if g.member.endswith(TRAIN_SA) and g.uri == "gs://raw-data"]
     assert len(train_raw) == 1 and train_raw[0].role.split("/roles/")[1].startswith("zt_")
+
+
+def test_unreadable_state_fails_closed_but_missing_accounts_are_created() -> None:
+    denied = Unreadable(
+        "//storage.googleapis.com/raw-data", "storage.buckets.getIamPolicy", "PERMISSION_DENIED: no"
+    )
+    with pytest.raises(zt.ApiError, match="raw-data") as info:
+        make_plan(snapshot=Snapshot(unreadable=(denied,)))
+    assert info.value.exit_code == 1
+    missing = Unreadable(
+        f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{TRAIN_SA}",
+        "serviceAccounts.get",
+        "NOT_FOUND: gone",
+    )
+    irrelevant = Unreadable(
+        "organizations/1 (policy:x)", "searchAllIamPolicies", "PERMISSION_DENIED"
+    )
+    p = make_plan(snapshot=Snapshot(unreadable=(missing, irrelevant)))
+    assert {a.email: a.state for a in p.accounts}[TRAIN_SA] == "create"

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from zt_pipelines.errors import InputError, ZtError
+from zt_pipelines.errors import ApiError, InputError, ZtError
 from zt_pipelines.identity import require_user_managed
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
@@ -46,6 +46,7 @@ from zt_pipelines.resources import (
     STORAGE,
     ResourceRef,
     display_uri,
+    service_account_resource,
 )
 
 if TYPE_CHECKING:
@@ -383,9 +384,10 @@ def build_plan(
     known = {name: r.permissions for name, r in state.roles.items() if not r.deleted}
     _refuse_unsafe_grants(grants, wants, role_specs, {**known, **role_table})
 
+    steps_by_account = _accounts_by_step(wants, pipeline_sa, step_accounts)
+    _require_readable(state, grants, role_specs, steps_by_account)
     present = _present_keys(state)
     additions = tuple(g for g in grants if g.key not in present)
-    steps_by_account = _accounts_by_step(wants, pipeline_sa, step_accounts)
     ours = {
         f"serviceaccount:{email}"
         for email, steps in steps_by_account.items()
@@ -667,6 +669,49 @@ def _refuse_unsafe_grants(
 
 
 # -- state diff -----------------------------------------------------------------------------
+
+# reads whose failure leaves the diff unknown (others — deny policies, keys, ancestors, the
+# asset search — matter to a check, not to what provisioning must write)
+_DIFF_READS = ("getIamPolicy", "serviceAccounts.get", "serviceAccounts.list", "roles.get")
+_DIFF_READS_EXACT = ("bigquery.datasets.get",)
+
+
+def _require_readable(
+    state: Snapshot,
+    grants: Sequence[Grant],
+    roles: Mapping[str, CustomRole],
+    accounts: Iterable[str],
+) -> None:
+    """Fail closed when the state the diff depends on could not be read.
+
+    A plan over an unreadable policy would show grants as missing that may exist and miss
+    the bindings ``prune`` must remove. ``NOT_FOUND`` for a service account or a managed role
+    means "not there yet" (the plan creates it); for a resource it means the grant cannot be
+    made.
+    """
+    emails = set(accounts)
+    targets = {g.resource for g in grants} | set(roles)
+    targets |= {service_account_resource(email) for email in emails}
+    problems: list[str] = []
+    for entry in state.unreadable:
+        relevant = entry.target in targets or entry.target in emails
+        if not relevant or not (
+            entry.what.endswith(_DIFF_READS) or entry.what in _DIFF_READS_EXACT
+        ):
+            continue
+        creatable = entry.target in roles or entry.target.startswith(IAM)
+        if entry.reason.startswith("NOT_FOUND") and creatable:
+            continue
+        problems.append(f"{display_uri(entry.target)} ({entry.what}: {entry.reason[:160]})")
+    if problems:
+        raise ApiError(
+            f"the current state could not be read, so the plan cannot be a diff: "
+            f"{'; '.join(sorted(set(problems))[:5])}",
+            where="plan",
+            fix="grant the planning identity read access to these policies, or plan with "
+            "--snapshot FILE / --empty",
+            code="UNREADABLE",
+        )
 
 
 def _binding_keys(name: str, policy: AllowPolicy) -> Iterable[tuple[str, str, str, str]]:
