@@ -35,8 +35,6 @@ CALL_SITES: dict[str, tuple[str, str, str] | None] = {
     ),
     "google.cloud.resourcemanager.v3.Folders/GetFolder": PROBE_GRANTED,
     "google.cloud.resourcemanager.v3.Folders/GetIamPolicy": PROBE_ABSENT,
-    # the organisation node itself adds nothing an ancestor walk needs beyond its policy
-    "google.cloud.resourcemanager.v3.Organizations/GetOrganization": None,
     "google.cloud.resourcemanager.v3.Organizations/GetIamPolicy": PROBE_ABSENT,
     "google.iam.v2.Policies/ListPolicies": PROBE_GRANTED,
     "google.iam.v2.Policies/GetPolicy": PROBE_GRANTED,
@@ -54,7 +52,7 @@ CALL_SITES: dict[str, tuple[str, str, str] | None] = {
 }
 
 TRANSIENT = {
-    "timeout": {"delay_ms": 250},
+    "timeout": {"delay_ms": 400},
     "UNAVAILABLE": {"code": "UNAVAILABLE"},
     "429": {"code": "RESOURCE_EXHAUSTED"},
     "INTERNAL": {"code": "INTERNAL"},
@@ -64,12 +62,20 @@ TRANSIENT = {
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def policy() -> RetryPolicy:
-    """Five attempts, no sleeping, a deadline short enough for the injected delay."""
-    return RetryPolicy(max_attempts=5, sleep=lambda _s: None, attempt_timeout=0.1)
+def policy(deadline: float = 2.0) -> RetryPolicy:
+    """Five attempts, no sleeping; timeout cases pass a deadline shorter than the delay."""
+    return RetryPolicy(max_attempts=5, sleep=lambda _s: None, attempt_timeout=deadline)
 
 
-def run(emu: Emulator) -> Snapshot:
+def settle(emu: Emulator) -> None:
+    """Wait until calls still held by an injected delay have ended (and been logged)."""
+    for _ in range(200):
+        if not emu.in_flight:
+            return
+        time.sleep(0.01)
+
+
+def run(emu: Emulator, deadline: float = 2.0) -> Snapshot:
     """One live fetch as the reader."""
     return fetch_snapshot(
         resources=[BUCKET, TABLE],
@@ -77,7 +83,7 @@ def run(emu: Emulator) -> Snapshot:
         projects=["proj-a1"],
         credentials=emulator_credentials(f"serviceAccount:{READER}"),
         emulator_host=emu.address,
-        retry=policy(),
+        retry=policy(deadline),
         use_cache=False,
     )
 
@@ -129,10 +135,11 @@ def test_transient_fault_recovers_with_the_clean_answer(
     emu: Emulator, clean: Snapshot, method: str, fault: str
 ) -> None:
     emu.clear_faults()
+    settle(emu)
     emu.clear_log()
     emu.add_fault(Fault(method=method, times=2, **TRANSIENT[fault]))  # type: ignore[arg-type]
     try:
-        snap = run(emu)
+        snap = run(emu, 0.15 if fault == "timeout" else 2.0)
     finally:
         emu.clear_faults()
     assert essence(snap) == essence(clean)
@@ -150,6 +157,7 @@ def test_permission_denied_fails_closed(
 ) -> None:
     emu.clear_faults()
     emu.add_fault(Fault(method=method, code="PERMISSION_DENIED"))
+    settle(emu)
     emu.clear_log()
     try:
         snap = run(emu)
@@ -182,6 +190,7 @@ def test_persistent_transient_fault_exhausts_the_budget_and_fails_closed(
 ) -> None:
     emu.clear_faults()
     emu.add_fault(Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE"))
+    settle(emu)
     emu.clear_log()
     try:
         snap = run(emu)

@@ -58,6 +58,7 @@ READ_PERMISSIONS = frozenset(
         "bigquery.datasets.get",
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
+        "cloudasset.assets.searchAllResources",
     }
 )
 
@@ -366,3 +367,9 @@ def test_service_account_key_file_credentials_are_flagged() -> None:
     who = describe_submitter(creds)
     assert who.member == "serviceAccount:ci@proj-a1.iam.gserviceaccount.com"
     assert who.key_file
+
+
+def test_hierarchy_adapter_reads_an_organisation(emulator: Emulator) -> None:
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    node = build_adapters(factory, no_wait_policy()).hierarchy.get_organization("111")
+    assert node.name == ORG and node.kind == "organization" and node.parent is None

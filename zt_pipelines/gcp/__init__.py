@@ -75,7 +75,7 @@ def fetch_snapshot(
     progress: Progress | None = None,
     adapters: Adapters | None = None,
     strategy: str | None = None,
-    search_batch: int = 20,
+    search_batch: int = 50,
 ) -> Snapshot:
     """Read, live, everything a check of these resources and identities needs.
 

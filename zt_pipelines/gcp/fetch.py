@@ -104,7 +104,7 @@ class FetchPlan:
         cache: DiskCache | None = None,
         max_workers: int = 16,
         progress: Progress | None = None,
-        search_batch: int = 20,
+        search_batch: int = 50,
         strategy: str = "direct",
     ) -> None:
         if strategy not in STRATEGIES:
@@ -277,14 +277,9 @@ class FetchPlan:
 
             self._submit(("folders.get", ident), get_folder)
         elif kind == "organizations":
-
-            def get_org() -> None:
-                node = self.a.hierarchy.get_organization(ident)
-                with self._lock:
-                    self.s.nodes[node.name] = node
-
-            self._submit(("organizations.get", ident), get_org)
-            # an organisation is a root: its searches need nothing more than its id (prefetched
+            # no organizations.get: an organisation has no parent, and its node comes with its
+            # policy (a failed policy read leaves the folder's parent missing: fail closed).
+            # An organisation is a root: its searches need nothing more than its id (prefetched
             # ones too; only roots reached through fresh parents count for completeness)
             self._searches(name)
         else:
@@ -293,7 +288,8 @@ class FetchPlan:
         self._crm_node_reads(name)
 
     def _crm_node_reads(self, name: str, *, policy: bool = True) -> None:
-        """Allow policy, deny policies and (projects, orgs) custom roles of a hierarchy node."""
+        """Allow policy and deny policies of a hierarchy node (custom roles are listed when a
+        binding names one: most parents have none, and listing them costs a call each)."""
 
         def read_policy() -> None:
             got = self.a.hierarchy.get_iam_policy(name)
@@ -302,9 +298,6 @@ class FetchPlan:
         if policy:
             self._submit(("crm.getIamPolicy", name), read_policy)
         self._deny(name)
-        short = name.removeprefix(CRM)
-        if short.startswith(("projects/", "organizations/")):
-            self._custom_roles(short)
 
     def _deny(self, point: str) -> None:
         def list_deny() -> None:
