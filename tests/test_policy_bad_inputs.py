@@ -426,3 +426,23 @@ def test_malformed_pipeline_sa_is_bad_input(tmp_path: Path) -> None:
             snapshot=world_dict(),
         )
     assert info.value.where == "pipeline service account"
+
+
+def test_step_as_pipeline_identity_is_a_zt103_refusal_not_bad_input(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from zt_pipelines.check import check
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"steps: {{ingest: {{service_account: {PIPELINE_SA}}}}}\n")
+    report = check(
+        _compile(tmp_path),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        manifest=manifest,
+        snapshot=world_dict(),
+        now=datetime(2026, 11, 25, tzinfo=timezone.utc),
+    )
+    (f,) = report.findings
+    assert f.code == "ZT103" and f.step == "ingest" and not report.allowed

@@ -100,6 +100,8 @@ def check(
     except IdentityError as exc:
         if _is_unpinned(exc):
             return _refusal("ZT102", exc, ctx, when)
+        if "pipeline's own service account" in exc.what:
+            return _refusal("ZT103", exc, ctx, when)
         raise
     return check_rewritten(
         result,
