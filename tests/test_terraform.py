@@ -125,9 +125,30 @@ def test_terraform_fmt_accepts_the_output_unchanged(tmp_path: Path) -> None:
     # `terraform validate` needs the google provider from the registry, unreachable here;
     # `terraform fmt -check` parses the HCL and fails on any formatting difference.
     snapshot = Snapshot(service_accounts={PREP_SA: ServiceAccount(PREP_SA, PROJECT)})
+    stale = Node(
+        "//storage.googleapis.com/raw-data",
+        "bucket",
+        policy=AllowPolicy((Binding("roles/storage.admin", (f"serviceAccount:{TRAIN_SA}",)),)),
+    )
+    catalogue = {
+        "roles/storage.objectViewer": frozenset({"storage.objects.get", "storage.objects.list"}),
+        "roles/storage.objectCreator": frozenset({"storage.objects.create"}),
+        "roles/storage.bucketViewer": frozenset({"storage.buckets.get"}),
+        "roles/bigquery.dataViewer": frozenset({"bigquery.tables.getData"}),
+        "roles/aiplatform.user": frozenset(
+            {
+                "aiplatform.customJobs.cancel",
+                "aiplatform.customJobs.create",
+                "aiplatform.customJobs.get",
+                "aiplatform.metadataStores.get",
+            }
+        ),
+    }
     for name, plan in {
         "custom": make_plan(snapshot=snapshot),
         "org": make_plan(organization="123456789"),
+        "pruned": make_plan(snapshot=Snapshot(nodes={stale.name: stale}), prune=True),
+        "predefined": make_plan(roles="predefined", catalogue=catalogue),
     }.items():
         path = tmp_path / f"{name}.tf"
         path.write_text(plan.to_terraform())
