@@ -218,6 +218,27 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         TemplateError,
         ("task 'step'", "display_name"),
     ),
+    (
+        "declaration-for-unknown-executor",
+        lambda s, t: {
+            "spec": (
+                s,
+                (
+                    {
+                        "platforms": {
+                            PLATFORM_KEY: {
+                                "deploymentSpec": {
+                                    "executors": {"exec-nope": {"serviceAccount": GOOD}}
+                                }
+                            }
+                        }
+                    },
+                ),
+            )
+        },
+        DeclarationError,
+        ("exec-nope",),
+    ),
     ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
     (
         "big-gpu-no-machine",

@@ -160,6 +160,14 @@ def rewrite_pipeline(
     )
     walker.match_manifest(decls)
     new_spec = walker.run()
+    stale = sorted(set(declarations) - walker.used_declarations)
+    if stale:
+        raise DeclarationError(
+            f"a declaration names executor {stale[0]!r}, which no container task of pipeline "
+            f"{walker.pipeline_name!r} uses",
+            where=f"PlatformSpec {PLATFORM_KEY}",
+            fix="recompile the pipeline, or remove the stale declaration",
+        )
     new_docs = _rebuild_platform_docs(kept_docs, walker.executor_origin)
     return RewriteResult(
         spec=new_spec,
@@ -294,6 +302,7 @@ class _Walker:
         self.defaults = defaults
         self.steps: list[StepIdentity] = []
         self.by_path: dict[str, StepDeclaration] = {}
+        self.used_declarations: set[str] = set()
         # interning state
         self.new_components: dict[str, Any] = {}
         self.new_executors: dict[str, Any] = {}
@@ -470,6 +479,7 @@ class _Walker:
         return new_task
 
     def _declaration(self, path: str, label: str) -> StepDeclaration:
+        self.used_declarations.add(label)
         compiled = self.declarations.get(label)
         listed = self.by_path.get(path)
         if compiled is not None and listed is not None:
