@@ -47,7 +47,7 @@ _FULL_NAME = re.compile(r"^//([a-z0-9-]+(?:\.[a-z0-9-]+)*\.googleapis\.com)/(\S+
 _PERMISSION = re.compile(r"^[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9]*){2,}$")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ResourceRef:
     """A normalised resource: its full resource name and an optional object prefix.
 
@@ -58,6 +58,13 @@ class ResourceRef:
 
     name: str
     prefix: str | None = None
+
+    def __lt__(self, other: object) -> bool:
+        # Sort by name, then prefix, with "no prefix" first (a dataclass order would compare
+        # None with str and raise).
+        if not isinstance(other, ResourceRef):
+            return NotImplemented
+        return (self.name, self.prefix or "") < (other.name, other.prefix or "")
 
     @property
     def service(self) -> str:
