@@ -122,6 +122,7 @@ class FetchPlan:
         self._outstanding = 0
         self._done = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._held: list[tuple[tuple[str, ...], Callable[[], None]]] | None = None
         self.s = _State()
         self.principals: list[str] = []
         self.declared: list[str] = []
@@ -136,6 +137,9 @@ class FetchPlan:
             self._scheduled.add(key)
             self._outstanding += 1
             self.calls[key[0]] = self.calls.get(key[0], 0) + 1
+        if self._held is not None:  # planning the first wave: start it all at once
+            self._held.append((key, fn))
+            return
         assert self._pool is not None
         self._pool.submit(self._run, key, fn)
 
@@ -197,6 +201,7 @@ class FetchPlan:
                 project_ids.add(project)
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
             self._pool = pool
+            self._held = []
             for project in sorted(project_ids):
                 self._project(project)
             for name in names:
@@ -205,6 +210,9 @@ class FetchPlan:
                 self._resource(name)
             for email in emails:
                 self._account(email)
+            held, self._held = self._held, None
+            for key, fn in held:
+                pool.submit(self._run, key, fn)
             # rounds: drain, then schedule what only the whole picture reveals
             while True:
                 self._wait()
