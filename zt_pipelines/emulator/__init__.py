@@ -13,17 +13,34 @@ tests and benchmarks. See ``docs/emulator.md``.
 
 from __future__ import annotations
 
-from zt_pipelines.emulator.auth import (
-    EmulatorCredentials,
-    emulator_channel,
-    emulator_credentials,
-    token_for,
-)
-from zt_pipelines.emulator.faults import Fault, FaultSpecError
-from zt_pipelines.emulator.records import RequestRecord
-from zt_pipelines.emulator.server import Emulator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zt_pipelines.emulator.auth import (
+        EmulatorCredentials,
+        emulator_channel,
+        emulator_credentials,
+        token_for,
+    )
+    from zt_pipelines.emulator.faults import Fault, FaultSpecError
+    from zt_pipelines.emulator.records import RequestRecord
+    from zt_pipelines.emulator.server import Emulator
 
 ENV_VAR = "ZT_EMULATOR_HOST"
+
+# name -> submodule; imported on first use so that `emulator.auth` (used by live mode) does not
+# pull in the servers and every gRPC service definition
+_LAZY = {
+    "EmulatorCredentials": "auth",
+    "emulator_channel": "auth",
+    "emulator_credentials": "auth",
+    "token_for": "auth",
+    "Fault": "faults",
+    "FaultSpecError": "faults",
+    "RequestRecord": "records",
+    "Emulator": "server",
+}
 
 __all__ = [
     "ENV_VAR",
@@ -36,3 +53,12 @@ __all__ = [
     "emulator_credentials",
     "token_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zt_pipelines.emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"zt_pipelines.emulator.{module}"), name)
+    globals()[name] = value
+    return value
