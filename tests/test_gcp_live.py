@@ -373,3 +373,12 @@ def test_hierarchy_adapter_reads_an_organisation(emulator: Emulator) -> None:
     factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
     node = build_adapters(factory, no_wait_policy()).hierarchy.get_organization("111")
     assert node.name == ORG and node.kind == "organization" and node.parent is None
+
+
+def test_anonymous_credentials_name_no_submitter() -> None:
+    from google.auth.credentials import AnonymousCredentials
+
+    from zt_pipelines.errors import IdentityError
+
+    with pytest.raises(IdentityError):
+        resolve_submitter(AnonymousCredentials())  # type: ignore[no-untyped-call]

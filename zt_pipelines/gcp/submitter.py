@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +56,12 @@ def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = N
     account = getattr(credentials, "account", None)
     if isinstance(account, str) and "@" in account:
         return Submitter(_member(account), False, kind)
-    email = _tokeninfo_email(credentials, retry)
-    if email:
-        return Submitter(_member(email), False, kind)
+    anonymous = module == "google.auth.credentials" and kind == "AnonymousCredentials"
+    # Google's tokeninfo knows nothing of emulator tokens; anonymous callers have no token
+    if not anonymous and not os.environ.get("ZT_EMULATOR_HOST"):
+        email = _tokeninfo_email(credentials, retry)
+        if email:
+            return Submitter(_member(email), False, kind)
     raise IdentityError(
         f"cannot tell who the {kind} credentials belong to",
         where="submitter credentials",
