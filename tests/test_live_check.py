@@ -161,3 +161,24 @@ def test_keys_and_missing_accounts_are_seen_live(templates: dict[str, str]) -> N
 
 def test_service_account_type_is_the_shared_one() -> None:
     assert ServiceAccount  # the adapters fill the shared dataclass, nothing of their own
+
+
+def test_snapshot_command_needs_the_pipeline_sa_with_a_template(
+    templates: dict[str, str], tmp_path: Path
+) -> None:
+    from zt_pipelines.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "snapshot",
+                "--project",
+                EX.PROJECT,
+                "--template",
+                templates["training"],
+                "-o",
+                str(tmp_path / "s.json"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "s.json").exists()
