@@ -443,3 +443,10 @@ def test_inherited_grant_is_marked() -> None:
 def test_unknown_submitter_is_noted() -> None:
     assert any("submitter unknown" in n for n in run(submitter=None).notes)
     assert not any("submitter unknown" in n for n in run().notes)
+
+
+def test_zt102_unescaped_payload_inputs() -> None:
+    steps = (INGEST_STEP, replace(TRAIN_STEP, unescaped_payload_inputs=("query",)))
+    f = only(run(steps=steps), "ZT102")
+    assert f.step == "train" and "'query'" in f.message
+    assert f.evidence[0].detail == "input 'query' not proven safe"

@@ -230,6 +230,11 @@ def _snapshot(
 
 
 def _is_unpinned(exc: IdentityError) -> bool:
+    from zt_pipelines import errors
+
+    unpinned = getattr(errors, "UnpinnedIdentityError", None)
+    if unpinned is not None and isinstance(exc, unpinned):
+        return True
     text = exc.what
     return "run time" in text or "has no value" in text or "runtime" in text
 

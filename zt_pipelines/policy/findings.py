@@ -151,6 +151,22 @@ def _identity_findings(
                     )
                 )
             continue
+        unsafe = tuple(getattr(step, "unescaped_payload_inputs", ()))
+        if unsafe:
+            out.append(
+                _f(
+                    "ZT102",
+                    "the step pastes input(s) "
+                    + ", ".join(repr(i) for i in unsafe)
+                    + " unescaped into its CustomJob payload; a run-time or quoted value "
+                    "could rewrite the payload, down to its service account",
+                    step=step.task,
+                    principal=sa_member(sa),
+                    evidence=tuple(
+                        Evidence("identity", detail=f"input {i!r} not proven safe") for i in unsafe
+                    ),
+                )
+            )
         kind = classify_identity(sa, where=f"task {step.task!r}")
         if kind.is_default:
             out.append(
