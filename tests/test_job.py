@@ -450,3 +450,25 @@ def test_a_malformed_emulator_address_is_bad_input(
     monkeypatch.setenv("ZT_EMULATOR_HOST", "not an address")
     with pytest.raises(zt.InputError, match="HOST:PORT"):
         make_job(templates["training"], audit)
+
+
+@pytest.mark.parametrize(
+    "account",
+    ["pipeline-sa@zt-demo.iam.gserviceaccount.com.", "pipеline-sa@zt-demo.iam.gserviceaccount.com"],
+)
+def test_a_malformed_pipeline_sa_is_bad_input_and_audited(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog, account: str
+) -> None:
+    job = make_job(templates["training"], audit)
+    with pytest.raises(zt.IdentityError):
+        job.submit(service_account=account)  # a stray dot; a Cyrillic 'е' (homoglyph)
+    assert emu.writes() == []
+    [record] = audit.records()
+    assert record["outcome"] == "refused" and "service account" in record["reason"]
+
+
+def test_bad_template_is_a_typed_error(tmp_path: Path, audit: AuditLog) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("just: [a, list\n")
+    with pytest.raises(zt.TemplateError, match=r"bad\.yaml"):
+        make_job(str(bad), audit)
