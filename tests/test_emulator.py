@@ -26,8 +26,12 @@ from google.cloud.resourcemanager_v3.services.projects.transports import Project
 from google.iam.v1 import iam_policy_pb2
 from test_emulator_world import (
     ADMIN,
+    BUCKET,
+    DATASET,
     NO_ACT_AS,
+    ORG,
     PIPELINE_SA,
+    PROJECT,
     PROJECT_NUMBER,
     STEP_SA,
     SUBMITTER,
@@ -345,7 +349,56 @@ def test_search_all_iam_policies_paginates(emu: Emulator) -> None:
         assert result.organization == "organizations/1001"
         assert all(f"serviceAccount:{STEP_SA}" in b.members for b in result.policy.bindings)
     with pytest.raises(gexc.InvalidArgument):
-        list(client.search_all_iam_policies(request={"scope": "organizations/1001", "query": "x"}))
+        list(
+            client.search_all_iam_policies(
+                request={"scope": "organizations/1001", "query": "NOT policy:x"}
+            )
+        )
+
+
+SA_NODE = f"//iam.googleapis.com/projects/proj-alpha/serviceAccounts/{PIPELINE_SA}"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # one query for many principals: Cloud Asset's OR groups
+        (
+            f"policy:({STEP_SA} OR {PIPELINE_SA})",
+            {
+                (PROJECT, "roles/storage.objectViewer"),
+                (DATASET, "roles/bigquery.dataViewer"),
+                (BUCKET, "roles/storage.objectViewer"),
+            },
+        ),
+        # a word, not a substring: "ci-submit@..." must not match "xci-submit@..."
+        ("policy:submit@proj-alpha.iam.gserviceaccount.com", set()),
+        (
+            "policy:ci-sub*",
+            {
+                (PROJECT, "roles/aiplatform.user"),
+                (PROJECT, "roles/storage.legacyBucketReader"),
+                (SA_NODE, "roles/iam.serviceAccountUser"),
+            },
+        ),
+        ("roles:roles/zt.admin", {(ORG, "roles/zt.admin")}),
+        (
+            "policy.role.permissions:iam.serviceAccounts.actAs resource:serviceAccounts",
+            {(SA_NODE, "roles/iam.serviceAccountUser")},
+        ),
+        (
+            "memberTypes:serviceAccount AND resource=//storage.googleapis.com/zt-root-bucket",
+            {(BUCKET, "roles/storage.objectViewer")},
+        ),
+    ],
+)
+def test_search_query_language(emu: Emulator, query: str, expected: set[tuple[str, str]]) -> None:
+    client = asset_v1.AssetServiceClient(transport=AssetServiceGrpcTransport(channel=channel(emu)))
+    results = client.search_all_iam_policies(
+        request={"scope": "organizations/1001", "query": query}
+    )
+    found = {(r.resource, b.role) for r in results for b in r.policy.bindings}
+    assert found == expected
 
 
 def test_troubleshooter_is_answered_by_the_engine(emu: Emulator) -> None:

@@ -19,7 +19,7 @@ from google.cloud import asset_v1, iam_admin_v1, iam_v2, policytroubleshooter_v1
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.type import expr_pb2
 
-from zt_pipelines.emulator import policies
+from zt_pipelines.emulator import asset_query, policies
 from zt_pipelines.emulator.gate import Gate, Outcome
 from zt_pipelines.emulator.world import EmulatorError, World, etag_bytes, page
 from zt_pipelines.policy.snapshot import AllowPolicy, Node, Role, ServiceAccount
@@ -570,28 +570,8 @@ _ASSET_TYPES = {
 }
 
 
-def _query_terms(query: str) -> list[tuple[str, ...]]:
-    """``policy:X`` terms (all must match); ``policy:(X OR Y ...)`` matches any of its values."""
-    terms: list[tuple[str, ...]] = []
-    for group in re.findall(r"policy:\(([^)]*)\)", query):
-        values = [v.strip().strip('"').lower() for v in re.split(r"\s+OR\s+", group.strip())]
-        if not all(values):
-            raise EmulatorError("INVALID_ARGUMENT", f"unsupported query {query!r}")
-        terms.append(tuple(values))
-    for token in re.sub(r"policy:\([^)]*\)", " ", query).split():
-        key, sep, value = token.partition(":")
-        if not sep or key != "policy" or not value.strip('"'):
-            raise EmulatorError(
-                "INVALID_ARGUMENT",
-                f"unsupported query {query!r}: the emulator understands policy:VALUE terms "
-                "and policy:(VALUE OR VALUE ...) groups",
-            )
-        terms.append((value.strip('"').lower(),))
-    return terms
-
-
 def search_all_iam_policies(world: World, request: Any, caller: str | None) -> Any:
-    """AssetService.SearchAllIamPolicies: ``policy:X`` terms, paginated (default 100)."""
+    """AssetService.SearchAllIamPolicies (query: see :mod:`.asset_query`), pages of 100."""
     kind, _, ident = request.scope.partition("/")
     if kind not in ("projects", "folders", "organizations") or not ident:
         raise EmulatorError("INVALID_ARGUMENT", f"invalid scope {request.scope!r}")
@@ -599,7 +579,10 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
         ident = _project_of(world, ident)
     scope = f"{CRM}{kind}/{ident}"
     world.authorize(caller, "cloudasset.assets.searchAllIamPolicies", scope)
-    terms = _query_terms(request.query)
+    try:
+        clauses = asset_query.parse(request.query)
+    except asset_query.QueryError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", f"query {request.query!r}: {exc}") from exc
     snapshot = world.snapshot()
     results = []
     for name in sorted(snapshot.nodes):
@@ -612,7 +595,7 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
         bindings = [
             b
             for b in node.policy.bindings
-            if all(any(v in m.lower() for v in t for m in b.members) for t in terms)
+            if asset_query.binding_matches(clauses, name, b, snapshot.roles.get)
         ]
         if not bindings:
             continue
