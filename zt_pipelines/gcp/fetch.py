@@ -219,7 +219,7 @@ class FetchPlan:
                 if not self._follow_ups():
                     break
             self._pool = None
-        return self._assemble(project_ids, names)
+        return self._assemble(names)
 
     # -- hierarchy -------------------------------------------------------------------------------
 
@@ -664,7 +664,7 @@ class FetchPlan:
             name = node.parent
         return None
 
-    def _assemble(self, project_ids: set[str], names: list[str]) -> Snapshot:
+    def _assemble(self, names: list[str]) -> Snapshot:
         s = self.s
         if self.inventory:
             self._assemble_inventory()
@@ -723,7 +723,6 @@ class FetchPlan:
             for email, roots in s.searched.items()
             if s.roots and s.roots <= roots
         )
-        del project_ids
         return Snapshot(
             nodes=nodes,
             roles=dict(s.roles),
