@@ -472,3 +472,30 @@ def test_bad_template_is_a_typed_error(tmp_path: Path, audit: AuditLog) -> None:
     bad.write_text("just: [a, list\n")
     with pytest.raises(zt.TemplateError, match=r"bad\.yaml"):
         make_job(str(bad), audit)
+
+
+def test_an_identity_only_known_at_run_time_is_zt102(
+    emu: Emulator, audit: AuditLog, tmp_path: Path
+) -> None:
+    from kfp import compiler, dsl
+
+    @dsl.component(base_image="python:3.11-slim")
+    def hello():  # type: ignore[no-untyped-def]
+        print("hello")
+
+    def body(step_sa: str) -> None:
+        zt.step.on(hello(), service_account=step_sa)
+
+    body.__annotations__ = {
+        "step_sa": str
+    }  # this module's annotations are strings; kfp reads types
+    pipeline = dsl.pipeline(name="param-sa", pipeline_root="gs://zt-demo-pipeline-root/runs")(body)
+
+    path = str(tmp_path / "param.yaml")
+    compiler.Compiler().compile(pipeline, package_path=path)
+    job = make_job(path, audit)  # no parameter_values: the step's SA is unknown until run time
+    with pytest.raises(zt.ZeroTrustViolation) as info:
+        job.submit(service_account=PIPELINE_SA)
+    assert info.value.report.codes() == {"ZT102"}
+    assert emu.writes() == []
+    assert audit.records()[-1]["findings"][0]["code"] == "ZT102"

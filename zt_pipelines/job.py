@@ -500,7 +500,7 @@ class PipelineJob(  # type: ignore[misc]
 
     def _verify_bytes(self, sa: str | None, net: str | None) -> tuple[Any, bytes, Any]:
         from zt_pipelines.check import check_rewritten
-        from zt_pipelines.errors import DefaultIdentityError, IdentityError
+        from zt_pipelines.errors import DefaultIdentityError, UnpinnedIdentityError
         from zt_pipelines.spec import rewrite_pipeline
 
         pipeline_name = str(self._zt_source.get("pipelineInfo", {}).get("name", ""))
@@ -525,13 +525,11 @@ class PipelineJob(  # type: ignore[misc]
                 _error_report(self, pipeline_name, "ZT100", exc),
                 what=f"refused: {exc.message}",
             ) from exc
-        except IdentityError as exc:
-            if "run time" in exc.what or "has no value" in exc.what:  # unpinnable identity
-                raise ZeroTrustViolation(
-                    _error_report(self, pipeline_name, "ZT102", exc),
-                    what=f"refused: {exc.message}",
-                ) from exc
-            raise
+        except UnpinnedIdentityError as exc:  # an identity only known at run time
+            raise ZeroTrustViolation(
+                _error_report(self, pipeline_name, "ZT102", exc),
+                what=f"refused: {exc.message}",
+            ) from exc
         spec_bytes = canonical_spec_bytes(result.spec)
         # Verify exactly what will be submitted: the rewrite result re-read from those bytes.
         verified = replace(result, spec=json.loads(spec_bytes))
