@@ -382,3 +382,54 @@ def test_anonymous_credentials_name_no_submitter() -> None:
 
     with pytest.raises(IdentityError):
         resolve_submitter(AnonymousCredentials())  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("strategy", ["direct", "inventory"])
+def test_small_pages_give_the_same_snapshot(emulator: Emulator, strategy: str) -> None:
+    whole = fetch(emulator, strategy=strategy)
+    emulator.clear_log()
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    paged = fetch(
+        emulator,
+        strategy=strategy,
+        adapters=build_adapters(factory, no_wait_policy(), page_size=1),
+    )
+    assert paged.nodes.keys() == whole.nodes.keys()
+    assert {n: v.policy for n, v in paged.nodes.items()} == {
+        n: v.policy for n, v in whole.nodes.items()
+    }
+    assert paged.roles == whole.roles and paged.service_accounts == whole.service_accounts
+    counts = emulator.counts()
+    assert counts["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] > 1
+    assert counts["google.iam.admin.v1.IAM/ListServiceAccounts"] > 1
+
+
+def test_get_service_account_adapter(emulator: Emulator) -> None:
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    sa = build_adapters(factory, no_wait_policy()).iam.get_service_account(TRAIN)
+    assert sa.email == TRAIN and sa.project_id == "proj-a1" and not sa.disabled
+
+
+def test_live_deny_policy_denies() -> None:
+    from datetime import datetime, timezone
+
+    from zt_pipelines.policy.engine import decide
+
+    base = world()
+    rule = DenyRule(
+        (f"principal://iam.googleapis.com/projects/-/serviceAccounts/{TRAIN}",),
+        ("storage.googleapis.com/objects.list",),
+    )
+    denied = Snapshot(
+        nodes=base.nodes,
+        roles=base.roles,
+        deny_policies=(*base.deny_policies, DenyPolicy("no-list", FOLDER, (rule,))),
+        service_accounts=base.service_accounts,
+    )
+    with Emulator(denied) as emu:
+        snap = fetch(emu)
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert decide(sa_member(TRAIN), BUCKET, "storage.objects.list", snap, now=now).state == (
+        "denied"
+    )
+    assert decide(sa_member(TRAIN), BUCKET, "storage.objects.get", snap, now=now).granted

@@ -45,17 +45,24 @@ __all__ = [
 ]
 
 
-def build_adapters(factory: ClientFactory, retry: RetryPolicy | None = None) -> Adapters:
-    """The official-client implementation of every capability, sharing one retry policy."""
+def build_adapters(
+    factory: ClientFactory, retry: RetryPolicy | None = None, *, page_size: int | None = None
+) -> Adapters:
+    """The official-client implementation of every capability, sharing one retry policy.
+
+    ``page_size`` caps list/search pages (default: each API's largest); tests use small pages
+    to exercise pagination.
+    """
     policy = retry or RetryPolicy()
+    kw = {"page_size": page_size}
     return Adapters(
-        hierarchy=ResourceManagerAdapter(factory, policy),
-        iam=IamAdminAdapter(factory, policy),
-        storage=StorageAdapter(factory, policy),
-        bigquery=BigQueryAdapter(factory, policy),
-        deny=DenyAdapter(factory, policy),
-        search=AssetAdapter(factory, policy),
-        troubleshooter=TroubleshooterAdapter(factory, policy),
+        hierarchy=ResourceManagerAdapter(factory, policy, **kw),
+        iam=IamAdminAdapter(factory, policy, **kw),
+        storage=StorageAdapter(factory, policy, **kw),
+        bigquery=BigQueryAdapter(factory, policy, **kw),
+        deny=DenyAdapter(factory, policy, **kw),
+        search=AssetAdapter(factory, policy, **kw),
+        troubleshooter=TroubleshooterAdapter(factory, policy, **kw),
     )
 
 

@@ -14,9 +14,20 @@ T = TypeVar("T")
 class Adapter:
     """Base of the adapters: runs each call through :class:`RetryPolicy` with a deadline."""
 
-    def __init__(self, factory: ClientFactory, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        factory: ClientFactory,
+        retry: RetryPolicy | None = None,
+        *,
+        page_size: int | None = None,
+    ) -> None:
         self.factory = factory
         self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+
+    def page(self, largest: int) -> int:
+        """The page size to ask for: the API's largest unless a smaller one was set (tests)."""
+        return min(self.page_size, largest) if self.page_size else largest
 
     @property
     def timeout(self) -> float:

@@ -15,7 +15,7 @@ class AssetAdapter(Adapter):
     def search_policies(self, scope: str, query: str) -> list[PolicySearchHit]:
         """Every policy in ``scope`` matching ``query`` (all pages)."""
         client = self.factory.asset()
-        request = {"scope": scope, "query": query, "page_size": 500}
+        request = {"scope": scope, "query": query, "page_size": self.page(500)}
         return self.call(
             lambda: [
                 PolicySearchHit(
@@ -35,7 +35,7 @@ class AssetAdapter(Adapter):
     def search_keys(self, scope: str) -> list[KeyHit]:
         """Every service-account key in ``scope`` (``SearchAllResources``, all pages)."""
         client = self.factory.asset()
-        request = {"scope": scope, "asset_types": [KEY_ASSET_TYPE], "page_size": 500}
+        request = {"scope": scope, "asset_types": [KEY_ASSET_TYPE], "page_size": self.page(500)}
 
         def run() -> list[KeyHit]:
             out = []

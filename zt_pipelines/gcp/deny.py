@@ -14,7 +14,7 @@ class DenyAdapter(Adapter):
     def list_deny_policies(self, attachment_point: str) -> list[DenyPolicyRef]:
         """Deny policies attached to ``attachment_point`` (full resource name); no rules."""
         client = self.factory.deny_policies()
-        request = {"parent": deny_parent(attachment_point), "page_size": 1000}
+        request = {"parent": deny_parent(attachment_point), "page_size": self.page(1000)}
         return self.call(
             lambda: [
                 DenyPolicyRef(str(p.name), str(p.etag or ""))

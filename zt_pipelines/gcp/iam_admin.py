@@ -41,7 +41,7 @@ class IamAdminAdapter(Adapter):
     def list_service_accounts(self, project: str) -> list[ServiceAccount]:
         """Every service account of ``project`` (all pages)."""
         client = self.factory.iam_admin()
-        request = {"name": f"projects/{project}", "page_size": 100}
+        request = {"name": f"projects/{project}", "page_size": self.page(100)}
         return self.call(
             lambda: [
                 _account(sa)
@@ -117,7 +117,11 @@ class IamAdminAdapter(Adapter):
         from google.cloud import iam_admin_v1
 
         client = self.factory.iam_admin()
-        request = {"parent": parent, "view": iam_admin_v1.RoleView.FULL, "page_size": 1000}
+        request = {
+            "parent": parent,
+            "view": iam_admin_v1.RoleView.FULL,
+            "page_size": self.page(1000),
+        }
         return self.call(
             lambda: [_role(r) for r in client.list_roles(request=request, **self.gapic_kwargs())],
             what="roles.list",
