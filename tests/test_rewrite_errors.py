@@ -26,6 +26,7 @@ from zt_pipelines.errors import (
     TemplateError,
     UnpinnedIdentityError,
 )
+from zt_pipelines.model import JobFields
 from zt_pipelines.spec import load_template, rewrite_pipeline
 
 PROJECT = "zt-test-project"
@@ -238,6 +239,12 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         },
         DeclarationError,
         ("exec-nope",),
+    ),
+    (
+        "bad-defaults",
+        with_kwargs(defaults=JobFields(network="default")),
+        DeclarationError,
+        ("defaults", "network"),
     ),
     ("container-lifecycle", edited(lifecycle), TemplateError, ("task 'step'", "lifecycle")),
     (

@@ -23,7 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.declare import PLATFORM_KEY, from_struct, load_manifest, merge
+from zt_pipelines.declare import (
+    PLATFORM_KEY,
+    from_struct,
+    load_manifest,
+    merge,
+    parse_job_fields,
+)
 from zt_pipelines.errors import (
     DeclarationError,
     IdentityError,
@@ -156,7 +162,7 @@ def rewrite_pipeline(
         project=project,
         pipeline_sa=pipeline_sa,
         naming_template=naming_template,
-        defaults=defaults or JobFields(),
+        defaults=_checked_defaults(defaults),
     )
     walker.match_manifest(decls)
     new_spec = walker.run()
@@ -265,6 +271,18 @@ def _manifest_declarations(manifest: Manifest | None) -> dict[str, StepDeclarati
     ):
         return dict(manifest)
     return load_manifest(manifest)
+
+
+def _checked_defaults(defaults: JobFields | None) -> JobFields:
+    """Pipeline-wide job fields get the same validation as declarations."""
+    if defaults is None:
+        return JobFields()
+    if not isinstance(defaults, JobFields):
+        raise DeclarationError(
+            f"defaults must be a JobFields, not {type(defaults).__name__}", where="defaults"
+        )
+    values = {name: getattr(defaults, name) for name in defaults.__dataclass_fields__}
+    return parse_job_fields(values, where="defaults")
 
 
 def _pipeline_sa(email: str | None) -> str | None:
