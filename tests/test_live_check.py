@@ -182,3 +182,52 @@ def test_snapshot_command_needs_the_pipeline_sa_with_a_template(
         )
     assert exit_info.value.code == 2
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("strategy", ["direct", "inventory"])
+def test_check_cli_live_equals_check_cli_with_the_snapshot_file(
+    live: Emulator,
+    templates: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    strategy: str,
+) -> None:
+    monkeypatch.setenv("ZT_LIVE_STRATEGY", strategy)
+    common = [
+        "--project",
+        EX.PROJECT,
+        "--pipeline-sa",
+        EX.PIPELINE_SA,
+        "--pipeline-root",
+        EX.PIPELINE_ROOT,
+    ]
+    check_args = [
+        "check",
+        templates["editor"],
+        "--location",
+        EX.LOCATION,
+        "--submitter",
+        EX.SUBMITTER,
+        "--now",
+        NOW.isoformat(),
+        "--format",
+        "json",
+        *common,
+    ]
+    runner = CliRunner()
+    live_run = runner.invoke(cli, check_args, standalone_mode=False)
+    snap = tmp_path / "snap.yaml"
+    made = runner.invoke(
+        cli, ["snapshot", "--template", templates["editor"], "-o", str(snap), *common]
+    )
+    assert made.exit_code == 0, made.output
+    file_run = runner.invoke(cli, [*check_args, "--snapshot", str(snap)], standalone_mode=False)
+    # both refuse (exit code 1): legacy-sa holds roles/editor
+    assert live_run.return_value == file_run.return_value == 1, live_run.output
+    live_findings = json.loads(live_run.output)["findings"]
+    file_findings = json.loads(file_run.output)["findings"]
+    keys = ("code", "severity", "step", "principal", "resource", "permission")
+    assert [tuple(f.get(k) for k in keys) for f in live_findings] == [
+        tuple(f.get(k) for k in keys) for f in file_findings
+    ]
+    assert any(f["code"] == "ZT211" for f in live_findings)
