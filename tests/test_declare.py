@@ -334,3 +334,18 @@ def test_declarations_inside_a_sub_pipeline_used_twice(tmp_path: Path) -> None:
         "sub-2/train": (TRAIN_SA, "declared"),
         "sub-2/evaluate": (PARAM_SA, "parameter"),
     }
+
+
+def test_declare_and_spec_import_neither_kfp_nor_aiplatform() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zt_pipelines as zt, zt_pipelines.declare, zt_pipelines.spec; "
+        "zt.step; zt.rewrite; zt.rewrite_pipeline; zt.load_manifest; "
+        "bad = [m for m in sys.modules if m == 'kfp' or m.startswith(('kfp.', "
+        "'google.cloud.aiplatform', 'google_cloud_pipeline_components'))]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
