@@ -122,3 +122,56 @@ def test_account_without_bindings_has_an_empty_policy_not_an_unknown_one(emu: Em
     node = snap.nodes[f"//iam.googleapis.com/projects/proj-a1/serviceAccounts/{lonely}"]
     assert node.policy == AllowPolicy()
     assert node.parent == "//cloudresourcemanager.googleapis.com/projects/proj-a1"
+
+
+class _GoogleShapedSearch:
+    """The emulator's Cloud Asset answers, renamed the way Google names assets: projects by
+    number, service accounts by unique id (a wrapper over the real adapter, not a mock)."""
+
+    def __init__(self, inner: object, numbers: dict[str, str], uids: dict[str, str]) -> None:
+        self.inner = inner
+        self.numbers = numbers
+        self.uids = uids
+
+    def _rename(self, name: str) -> str:
+        crm = "//cloudresourcemanager.googleapis.com/projects/"
+        if name.startswith(crm):
+            return crm + self.numbers.get(name[len(crm) :], name[len(crm) :])
+        head, _, last = name.rpartition("/")
+        return f"{head}/{self.uids[last]}" if last in self.uids else name
+
+    def search_policies(self, scope: str, query: str) -> list[object]:
+        from dataclasses import replace
+
+        hits = self.inner.search_policies(scope, query)  # type: ignore[attr-defined]
+        return [replace(h, resource=self._rename(h.resource)) for h in hits]
+
+    def search_keys(self, scope: str) -> list[object]:
+        return self.inner.search_keys(scope)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize("strategy", ["direct", "inventory"])
+def test_google_asset_names_map_onto_snapshot_names(strategy: str) -> None:
+    from dataclasses import replace
+
+    from zt_pipelines.emulator import emulator_credentials
+    from zt_pipelines.gcp import ClientFactory, build_adapters
+    from zt_pipelines.gcp.retry import no_wait_policy
+
+    base = world()
+    uids = {email: str(100000 + i) for i, email in enumerate(sorted(base.service_accounts))}
+    accounts = {e: replace(sa, unique_id=uids[e]) for e, sa in base.service_accounts.items()}
+    with Emulator(replace(base, service_accounts=accounts)) as emu:
+        plain = fetch(emu, strategy=strategy)
+        factory = ClientFactory(
+            emulator_credentials("serviceAccount:reader-sa@proj-a1.iam.gserviceaccount.com"),
+            emulator_host=emu.address,
+        )
+        real = build_adapters(factory, no_wait_policy())
+        numbers = {"proj-a1": "123456789012", "proj-b2": "222222222222"}
+        shaped = replace(
+            real, search=_GoogleShapedSearch(real.search, numbers, {e: uids[e] for e in uids})
+        )
+        renamed = fetch(emu, strategy=strategy, adapters=shaped)
+    assert policies(renamed) == policies(plain)
+    assert not [n for n in renamed.nodes if n.endswith(("/123456789012", "/222222222222"))]

@@ -680,21 +680,22 @@ class FetchPlan:
         # search hits: filtered bindings on nodes we did not read directly
         failed = {u.target for u in unreadable}
         for hit in s.hits:
+            # Cloud Asset names projects by number and accounts by unique id: use our keys
+            name = _dump_name(hit, s)
             # a direct read is authoritative; when it failed, the index must not stand in for it
-            if hit.resource in s.policies or hit.resource in failed:
+            if name in s.policies or name in failed:
                 continue
-            existing = nodes.get(hit.resource)
+            existing = nodes.get(name)
             merged = _merge(existing.policy if existing else None, hit.policy)
             if existing is not None:
-                nodes[hit.resource] = replace(existing, policy=merged)
+                nodes[name] = replace(existing, policy=merged)
                 continue
+            kind = _ASSET_KINDS.get(hit.asset_type, "other")
             parent = None
             number = hit.project.removeprefix("projects/")
-            if number in s.numbers and _ASSET_KINDS.get(hit.asset_type) != "project":
+            if number in s.numbers and kind != "project":
                 parent = CRM + "projects/" + s.numbers[number]
-            nodes[hit.resource] = Node(
-                hit.resource, _ASSET_KINDS.get(hit.asset_type, "other"), parent, merged
-            )
+            nodes[name] = Node(name, kind, parent, merged)
         accounts: dict[str, ServiceAccount] = {}
         for email, sa in s.accounts.items():
             if email in self.principals or any(
