@@ -94,7 +94,8 @@ def fetch_snapshot(
         projects: projects to read even if no resource names them (the job's project).
         credentials: google-auth credentials (ADC when ``None``).
         emulator_host: ``HOST:PORT`` of the emulator (default ``$ZT_EMULATOR_HOST``).
-        cache_dir: where the role/hierarchy cache lives (default ``~/.cache/zt-pipelines``).
+        cache_dir: where the role/hierarchy cache lives (default ``~/.cache/zt-pipelines``;
+            against the emulator there is no cache unless a directory is given).
         cache_ttl: seconds a cached predefined role stays fresh.
         use_cache: ``False`` reads everything fresh and writes nothing.
         max_workers: concurrent reads.
@@ -113,7 +114,8 @@ def fetch_snapshot(
     factory = ClientFactory(credentials, emulator_host=emulator_host)
     chosen = adapters or build_adapters(factory, retry)
     cache = None
-    if use_cache:
+    # an emulator's world lives as long as its process: cache it only where asked to
+    if use_cache and (cache_dir is not None or not factory.emulator_host):
         namespace = f"emulator-{factory.emulator_host}" if factory.emulator_host else "google"
         cache = DiskCache(cache_dir, namespace=namespace, ttl=cache_ttl)
     chosen_strategy = strategy or os.environ.get(STRATEGY_ENV) or "direct"
