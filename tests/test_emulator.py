@@ -260,10 +260,25 @@ def test_projects_folders_organizations(emu: Emulator) -> None:
 
 def test_project_policy_conditions_and_etag(emu: Emulator) -> None:
     client = projects(emu)
-    policy = client.get_iam_policy(request={"resource": "projects/proj-alpha"})
+    # a version-1 reader sees IAM's "_withcond_" role names and no conditions
+    old = client.get_iam_policy(request={"resource": "projects/proj-alpha"})
+    assert old.version == 1
+    assert not any(b.HasField("condition") for b in old.bindings)
+    assert any(b.role.startswith("roles/storage.objectViewer_withcond_") for b in old.bindings)
+    policy = client.get_iam_policy(
+        request={"resource": "projects/proj-alpha", "options": {"requested_policy_version": 3}}
+    )
     assert policy.version == 3
     conditional = [b for b in policy.bindings if b.HasField("condition")]
     assert conditional[0].condition.expression == "resource.name.startsWith('x')"
+    with pytest.raises(gexc.InvalidArgument):
+        client.get_iam_policy(
+            request={"resource": "projects/proj-alpha", "options": {"requested_policy_version": 2}}
+        )
+    as_v1 = iam_policy_pb2.SetIamPolicyRequest(resource="projects/proj-alpha", policy=policy)
+    as_v1.policy.version = 1
+    with pytest.raises(gexc.InvalidArgument):  # conditions need version 3
+        client.set_iam_policy(request=as_v1)
     stale = iam_policy_pb2.SetIamPolicyRequest(resource="projects/proj-alpha", policy=policy)
     stale.policy.etag = b"not-the-etag"
     with pytest.raises(gexc.Aborted):

@@ -63,6 +63,27 @@ def test_bucket_iam_policy_round_trip_and_stale_etag(emu: Emulator) -> None:
     assert [r.method for r in emu.writes()] == ["storage.buckets.setIamPolicy"] * 2
 
 
+def test_conditional_bucket_policy_needs_version_3(emu: Emulator) -> None:
+    bucket = gcs().bucket("zt-root-bucket")
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.version = 3
+    policy.bindings.append(
+        {
+            "role": "roles/storage.objectViewer",
+            "members": {f"serviceAccount:{STEP_SA}"},
+            "condition": {"title": "runs", "expression": "resource.name.startsWith('r')"},
+        }
+    )
+    bucket.set_iam_policy(policy)
+    with pytest.raises(gexc.BadRequest):
+        bucket.get_iam_policy()  # version 1: Cloud Storage refuses to hide the condition
+    again = bucket.get_iam_policy(requested_policy_version=3)
+    assert again.version == 3
+    again.version = 1
+    with pytest.raises(gexc.BadRequest):
+        bucket.set_iam_policy(again)
+
+
 def test_bucket_create_and_objects(emu: Emulator) -> None:
     client = gcs()
     created = client.create_bucket("zt-new-bucket", project="proj-alpha")

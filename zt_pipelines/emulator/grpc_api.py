@@ -360,8 +360,10 @@ def _policy_reader(
 ) -> Impl:
     def read(world: World, request: Any, caller: str | None) -> Any:
         full, parent = to_full(world, request.resource)
+        version = request.options.requested_policy_version
+        policies.check_requested_version(version)
         world.authorize(caller, permission, full, parent=parent)
-        return policies.to_proto(world.policy_of(full))
+        return policies.to_proto(world.policy_of(full), version)
 
     return read
 
@@ -372,13 +374,13 @@ def _policy_writer(
     def write(world: World, request: Any, caller: str | None) -> Any:
         full, parent = to_full(world, request.resource)
         world.authorize(caller, permission, full, parent=parent)
+        policy = policies.from_proto(request.policy)
+        policies.check_writable(policy, request.policy.version)
         with world.lock:
             current = world.policy_of(full)
             sent = request.policy.etag
             matches = not sent or sent == etag_bytes(current.etag)
-            stored = world.set_policy(
-                full, policies.from_proto(request.policy), etag_matches=matches
-            )
+            stored = world.set_policy(full, policy, etag_matches=matches)
         return policies.to_proto(stored)
 
     return write

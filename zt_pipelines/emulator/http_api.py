@@ -141,8 +141,21 @@ def bucket_get(world: World, req: Request) -> tuple[int, Body]:
 def bucket_get_iam(world: World, req: Request) -> tuple[int, Body]:
     """storage.buckets.getIamPolicy."""
     node = _bucket_node(world, req.segments["bucket"])
+    try:
+        version = int(req.query.get("optionsRequestedPolicyVersion") or 1)
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", "bad optionsRequestedPolicyVersion") from exc
+    policies.check_requested_version(version)
     world.authorize(req.caller, "storage.buckets.getIamPolicy", node.name)
-    body = policies.to_json(world.policy_of(node.name))
+    policy = world.policy_of(node.name)
+    if version < 3 and any(b.condition is not None for b in policy.bindings):
+        # Cloud Storage refuses rather than hide conditions from a version-1 reader
+        raise EmulatorError(
+            "INVALID_ARGUMENT",
+            "the bucket's IAM policy has conditions: request it with "
+            "optionsRequestedPolicyVersion=3",
+        )
+    body = policies.to_json(policy)
     body.update(kind="storage#policy", resourceId=f"projects/_/buckets/{req.segments['bucket']}")
     return 200, body
 
@@ -153,6 +166,7 @@ def bucket_set_iam(world: World, req: Request) -> tuple[int, Body]:
     world.authorize(req.caller, "storage.buckets.setIamPolicy", node.name)
     sent = req.json()
     policy = policies.from_json(sent, "storage.buckets.setIamPolicy")
+    policies.check_writable(policy, int(sent.get("version") or 1) if isinstance(sent, dict) else 1)
     with world.lock:
         current = world.policy_of(node.name)
         etag = sent.get("etag") if isinstance(sent, dict) else None

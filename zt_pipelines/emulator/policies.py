@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from google.iam.v1 import policy_pb2
@@ -17,8 +18,51 @@ def _version(policy: AllowPolicy) -> int:
     return policy.version or 1
 
 
-def to_proto(policy: AllowPolicy) -> policy_pb2.Policy:
-    """The ``google.iam.v1.Policy`` message for ``policy``."""
+def check_requested_version(version: int) -> None:
+    """Only policy versions 0, 1 and 3 exist.
+
+    Raises:
+        EmulatorError: INVALID_ARGUMENT for any other version.
+    """
+    if version not in (0, 1, 3):
+        raise EmulatorError(
+            "INVALID_ARGUMENT", f"invalid policy version {version}: valid values are 0, 1 and 3"
+        )
+
+
+def check_writable(policy: AllowPolicy, version: int) -> None:
+    """IAM refuses conditional bindings in a policy written with a version below 3.
+
+    Raises:
+        EmulatorError: INVALID_ARGUMENT.
+    """
+    check_requested_version(version)
+    if version < 3 and any(b.condition is not None for b in policy.bindings):
+        raise EmulatorError(
+            "INVALID_ARGUMENT",
+            "a policy with conditional role bindings must be set with version 3",
+        )
+
+
+def as_version_1(policy: AllowPolicy) -> AllowPolicy:
+    """What a version-1 reader sees: each conditional binding's role gets IAM's
+    ``_withcond_<hash>`` suffix and its condition is hidden."""
+    bindings = []
+    for binding in policy.bindings:
+        if binding.condition is None:
+            bindings.append(binding)
+            continue
+        seed = f"{binding.condition.expression}\n{binding.condition.title}".encode()
+        digest = hashlib.sha256(seed).hexdigest()[:20]
+        bindings.append(Binding(f"{binding.role}_withcond_{digest}", binding.members))
+    return AllowPolicy(bindings=tuple(bindings), etag=policy.etag, version=1)
+
+
+def to_proto(policy: AllowPolicy, requested_version: int = 3) -> policy_pb2.Policy:
+    """The ``google.iam.v1.Policy`` message for ``policy`` as a reader asking for
+    ``requested_version`` sees it (conditions need version 3)."""
+    if requested_version < 3:
+        policy = as_version_1(policy)
     message = policy_pb2.Policy(version=_version(policy), etag=etag_bytes(policy.etag))
     for binding in policy.bindings:
         entry = message.bindings.add(role=binding.role, members=list(binding.members))
