@@ -12,6 +12,7 @@ from test_gcp_live import BUCKET, PIPE, SA_NODE, TABLE, TRAIN, fetch, world
 from zt_pipelines.emulator import Emulator, Fault
 from zt_pipelines.errors import InputError
 from zt_pipelines.gcp import fetch_snapshot
+from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.policy.engine import decide
 from zt_pipelines.policy.snapshot import AllowPolicy, Snapshot
 
@@ -97,6 +98,7 @@ def test_failed_key_search_makes_keys_unreadable(emu: Emulator) -> None:
 @pytest.mark.parametrize(
     "fault",
     [
+        {"delay_ms": 400},  # a timeout: the attempt's deadline is shorter
         {"code": "UNAVAILABLE"},
         {"code": "RESOURCE_EXHAUSTED"},
         {"code": "INTERNAL"},
@@ -110,7 +112,9 @@ def test_transient_inventory_faults_recover(
 ) -> None:
     clean = fetch(emu, strategy="inventory")
     emu.add_fault(Fault(method=method, times=2, **fault))  # type: ignore[arg-type]
-    snap = fetch(emu, strategy="inventory")
+    deadline = 0.15 if "delay_ms" in fault else 5.0
+    retry = RetryPolicy(max_attempts=5, sleep=lambda _s: None, attempt_timeout=deadline)
+    snap = fetch(emu, strategy="inventory", retry=retry)
     assert snap.unreadable == ()
     assert policies(snap) == policies(clean)
     assert snap.service_accounts == clean.service_accounts
