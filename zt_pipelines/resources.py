@@ -221,5 +221,6 @@ def service_account_resource(email: str) -> str:
     the project as the IAM API does.
     """
     domain = email.split("@", 1)[1] if "@" in email else ""
-    project = domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else "-"
+    user_managed = domain.endswith(".iam.gserviceaccount.com") and not domain.startswith("gcp-sa-")
+    project = domain.split(".", 1)[0] if user_managed else "-"
     return f"{IAM}projects/{project}/serviceAccounts/{email}"
