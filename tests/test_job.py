@@ -191,6 +191,15 @@ def test_no_service_account_is_refused_before_anything_is_written(
     assert record["submitter"] == "user:alice@example.com"
 
 
+def test_no_service_account_names_the_default_sa_when_the_snapshot_knows_the_number(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    job = make_job(templates["training"], audit, snapshot=str(WORLD))
+    report = job.verify()
+    assert report.codes() == {"ZT100"}
+    assert "123456789012-compute@developer.gserviceaccount.com" in str(report)
+
+
 def test_default_compute_sa_argument_is_refused(
     emu: Emulator, templates: dict[str, str], audit: AuditLog
 ) -> None:

@@ -638,10 +638,11 @@ def _default_identity_report(job: PipelineJob, pipeline: str, sa: str | None, wh
         message = f"the pipeline service account {sa} is {what}"
         principal: str | None = f"serviceAccount:{sa}"
     else:
+        number = _project_number(job) or "PROJECT_NUMBER"
         message = (
             "no pipeline service account: neither the service_account argument nor "
             "aiplatform.init(service_account=...) is set, so Vertex would run the pipeline as the "
-            "Compute Engine default service account (PROJECT_NUMBER-compute@developer."
+            f"Compute Engine default service account ({number}-compute@developer."
             "gserviceaccount.com) — pass service_account= a dedicated account"
         )
         principal = None
@@ -718,6 +719,22 @@ def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[di
 
     docs = [d for d in yaml.safe_load_all(text) if d is not None]
     return docs[0], tuple(docs[1:])
+
+
+def _project_number(job: PipelineJob) -> str | None:
+    """The project's number when the job's snapshot knows it (for naming the default SA)."""
+    snapshot = job._zt_snapshot
+    if snapshot is None:
+        return None
+    try:
+        from zt_pipelines.policy.snapshot import Snapshot
+        from zt_pipelines.policy.snapshot_file import load_snapshot
+
+        world = snapshot if isinstance(snapshot, Snapshot) else load_snapshot(snapshot)
+    except ZtError:
+        return None  # the check itself will report the bad snapshot
+    node = world.nodes.get(f"//cloudresourcemanager.googleapis.com/projects/{job.project}")
+    return node.project_number if node is not None else None
 
 
 def _error_report(job: PipelineJob, pipeline: str, code: str, exc: ZtError) -> Any:
