@@ -416,6 +416,23 @@ def test_search_query_language(emu: Emulator, query: str, expected: set[tuple[st
     assert found == expected
 
 
+def test_search_all_resources_lists_user_managed_keys(emu: Emulator) -> None:
+    client = asset_v1.AssetServiceClient(transport=AssetServiceGrpcTransport(channel=channel(emu)))
+    keys = list(
+        client.search_all_resources(
+            request={
+                "scope": "folders/2002",
+                "asset_types": ["iam.googleapis.com/ServiceAccountKey"],
+                "page_size": 1,
+            }
+        )
+    )
+    assert [k.name.rsplit("/", 1)[1] for k in keys] == ["k1"]
+    assert keys[0].parent_full_resource_name == SA_NODE.replace(PIPELINE_SA, STEP_SA)
+    with pytest.raises(gexc.MethodNotImplemented):
+        list(client.search_all_resources(request={"scope": "folders/2002", "query": "x"}))
+
+
 def test_troubleshooter_is_answered_by_the_engine(emu: Emulator) -> None:
     client = policytroubleshooter_v1.IamCheckerClient(
         transport=IamCheckerGrpcTransport(channel=channel(emu))

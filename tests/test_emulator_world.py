@@ -51,6 +51,7 @@ ALL_ADMIN_PERMISSIONS = frozenset(
         "iam.denypolicies.get",
         "iam.denypolicies.list",
         "cloudasset.assets.searchAllIamPolicies",
+        "cloudasset.assets.searchAllResources",
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",
         "storage.buckets.setIamPolicy",
