@@ -83,3 +83,17 @@ def test_hook_needs_a_snapshot(
 ) -> None:
     code, out = run([*hook_argv(), *ARGS[:-4], str(compiled["training"])], capsys)
     assert code == 2 and "--snapshot" in out
+
+
+def test_hook_json_and_sarif(compiled: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    files = [str(compiled["training"]), str(compiled["editor"])]
+    code, out = run([*hook_argv(), *ARGS, "--format", "json", *files], capsys)
+    data = json.loads(out)
+    assert code == 1
+    assert data[files[0]]["allowed"] is True and data[files[1]]["allowed"] is False
+    code, out = run([*hook_argv(), *ARGS, "--format", "sarif", *files], capsys)
+    sarif = json.loads(out)
+    assert code == 1 and sarif["version"] == "2.1.0" and len(sarif["runs"]) == 2
+    assert "ZT211" in {r["ruleId"] for r in sarif["runs"][1]["results"]}

@@ -7,7 +7,9 @@ Exit 0 when every template is allowed, 1 when any is refused, 2 on bad input.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -42,6 +44,14 @@ def _is_template(path: Path) -> bool:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
 @click.option("--submitter", help="Submitting principal, e.g. serviceAccount:ci@...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="json: {file: report}; sarif: one SARIF log with a run per template.",
+)
 def command(
     files: tuple[Path, ...],
     project: str,
@@ -52,6 +62,7 @@ def command(
     params: tuple[str, ...],
     policy: Path | None,
     submitter: str | None,
+    fmt: str,
 ) -> int:
     """Check every compiled template among FILES against --snapshot (other files are skipped)."""
     from zt_pipelines.check import check
@@ -59,6 +70,7 @@ def command(
 
     world = load_snapshot(snapshot)  # once for all files
     worst = 0
+    reports: dict[str, Any] = {}
     for path in files:
         if not _is_template(path):
             continue
@@ -73,9 +85,19 @@ def command(
             snapshot=world,
             submitter=submitter,
         )
+        reports[str(path)] = report
+        worst = max(worst, 0 if report.allowed else 1)
+        if fmt != "text":
+            continue
         if report.allowed:
             click.echo(f"{path}: allowed ({len(report.findings)} warning(s)/note(s))")
         else:
             click.echo(f"{path}:\n{report}\n")
-            worst = max(worst, 1)
+    if fmt == "json":
+        click.echo(json.dumps({p: r.to_dict() for p, r in reports.items()}, indent=2))
+    elif fmt == "sarif":
+        logs = [r.to_sarif() for r in reports.values()]
+        runs = [run for log in logs for run in log["runs"]]
+        sarif = {**logs[0], "runs": runs} if logs else {"version": "2.1.0", "runs": []}
+        click.echo(json.dumps(sarif, indent=2))
     return worst
