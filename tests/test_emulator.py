@@ -116,6 +116,17 @@ def test_a_request_whose_first_bytes_arrive_one_by_one(emu: Emulator) -> None:
     assert emu.request_log[-1].method == "storage.buckets.setIamPolicy"
 
 
+def test_state_is_a_copy_and_an_empty_world_refuses_everyone() -> None:
+    with Emulator() as emu:
+        emu.state.nodes.clear()
+        assert emu.state.nodes == {}
+        with pytest.raises(gexc.PermissionDenied):
+            projects(emu).get_project(name="projects/proj-alpha")
+    with Emulator(world()) as emu:
+        emu.state.nodes.clear()  # must not empty the served world
+        assert projects(emu).get_project(name="projects/proj-alpha").project_id == "proj-alpha"
+
+
 # -- IAM admin -----------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ else to the HTTP/1.1 handler. Stopping closes every socket and joins every threa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import selectors
 import socket
 import struct
@@ -202,8 +203,16 @@ class Emulator:
 
     @property
     def state(self) -> Snapshot:
-        """The served world as a frozen snapshot, with every write applied so far."""
-        return self._world.snapshot()
+        """The served world as a snapshot, with every write applied so far (a copy: changing
+        its dicts does not change what the emulator serves)."""
+        current = self._world.snapshot()
+        return dataclasses.replace(
+            current,
+            nodes=dict(current.nodes),
+            roles=dict(current.roles),
+            service_accounts=dict(current.service_accounts),
+            groups=dict(current.groups),
+        )
 
     @property
     def request_log(self) -> list[RequestRecord]:
