@@ -176,17 +176,22 @@ def run_demo(
 
             say("1. The training pipeline: ingest → train → evaluate-and-upload")
             allowed = job("training")
-            allowed.submit(service_account=examples.PIPELINE_SA)
-            sent = emu.pipeline_jobs.get(allowed.resource_name) or {}
-            result.submitted = allowed.resource_name if sent else ""
-            result.step_accounts = _step_accounts(sent.get("pipelineSpec", {}))
-            say(f"   ALLOWED and submitted: {allowed.resource_name}")
-            say(f"   pipeline SA  {sent.get('serviceAccount', '?')}")
-            for task, account in sorted(result.step_accounts.items()):
-                say(f"   step {task:<20} runs as {account}")
-            say(f"   spec sha256  {allowed.verified_sha256} (job labels + audit record)")
-            warnings = len(allowed.last_report.findings) if allowed.last_report else 0
-            say(f"   findings     {warnings} (0 errors)")
+            try:
+                allowed.submit(service_account=examples.PIPELINE_SA)
+            except ZeroTrustViolation as exc:  # the example world should allow it: say why not
+                say("   !! the example pipeline was refused:")
+                _show_errors(say, exc.report)
+            else:
+                sent = emu.pipeline_jobs.get(allowed.resource_name) or {}
+                result.submitted = allowed.resource_name if sent else ""
+                result.step_accounts = _step_accounts(sent.get("pipelineSpec", {}))
+                say(f"   ALLOWED and submitted: {allowed.resource_name}")
+                say(f"   pipeline SA  {sent.get('serviceAccount', '?')}")
+                for task, account in sorted(result.step_accounts.items()):
+                    say(f"   step {task:<20} runs as {account}")
+                say(f"   spec sha256  {allowed.verified_sha256} (job labels + audit record)")
+                found = len(allowed.last_report.findings) if allowed.last_report else 0
+                say(f"   findings     {found} (0 errors)")
             say()
 
             attempts = [
