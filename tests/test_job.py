@@ -508,3 +508,28 @@ def test_an_identity_only_known_at_run_time_is_zt102(
     assert info.value.report.codes() == {"ZT102"}
     assert emu.writes() == []
     assert audit.records()[-1]["findings"][0]["code"] == "ZT102"
+
+
+def test_template_from_gcs_keeps_its_declarations(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    from google.cloud import storage
+
+    writer = emulator_credentials("serviceAccount:pipeline-sa@zt-demo.iam.gserviceaccount.com")
+    client = storage.Client(project=PROJECT, credentials=writer)
+    blob = client.bucket("zt-demo-pipeline-root").blob("templates/training.yaml")
+    blob.upload_from_filename(templates["training"])
+    job = PipelineJob(
+        display_name="from-gcs",
+        template_path="gs://zt-demo-pipeline-root/templates/training.yaml",
+        credentials=writer,
+        audit_log=audit,
+        snapshot=str(WORLD),
+        job_id=f"t-{uuid.uuid4().hex[:12]}",
+    )
+    # the PlatformSpec document (our declarations) survived the trip through storage
+    report = job.verify(service_account=PIPELINE_SA)
+    assert {i["service_account"] for i in audit.records()[-1]["identities"]} >= set(
+        STEP_SAS.values()
+    )
+    assert "ZT100" not in report.codes()
