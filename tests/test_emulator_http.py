@@ -2,6 +2,7 @@
 """The emulator's HTTP half against the REAL clients: google-cloud-storage, google-cloud-bigquery
 and aiplatform.PipelineJob (submit, run) over the Vertex AI REST transport."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +104,22 @@ def test_storage_refuses_callers_without_permission(emu: Emulator) -> None:
     with pytest.raises(gexc.Forbidden):
         gcs(NO_ACT_AS).bucket("zt-root-bucket").get_iam_policy()
     assert emu.request_log[-1].status == "PERMISSION_DENIED"
+
+
+def test_chunked_request_bodies_are_read(emu: Emulator) -> None:
+    import requests
+
+    bucket = gcs().bucket("zt-root-bucket")
+    etag = bucket.get_iam_policy(retry=None).etag
+    body = json.dumps({"etag": etag, "bindings": [{"role": "roles/viewer", "members": [ADMIN]}]})
+    reply = requests.put(
+        f"http://{emu.address}/storage/v1/b/zt-root-bucket/iam",
+        data=(part.encode() for part in (body[:10], body[10:])),  # a generator: sent chunked
+        headers={"Authorization": "Bearer " + emulator_credentials(ADMIN).token},
+        timeout=5,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["bindings"] == [{"role": "roles/viewer", "members": [ADMIN]}]
 
 
 def test_storage_without_token_is_401(emu: Emulator) -> None:

@@ -951,8 +951,11 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         path = split.path
         pairs = tuple(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
         query = dict(pairs)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._read_body()
+        if body is None:
+            self._send_error(EmulatorError("INVALID_ARGUMENT", "malformed request body framing"))
+            self.close_connection = True
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         caller = caller_from_authorization(headers.get("authorization"))
         for route in ROUTES:
@@ -987,6 +990,30 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 self._send(200, json.dumps(value).encode(), "application/json; charset=UTF-8")
             return
         self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); ``None`` when the framing is bad."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)  # the CRLF after each chunk
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0:
+            return None
+        return self.rfile.read(length) if length else b""
 
     def _send_error(self, error: EmulatorError, status: int | None = None) -> None:
         status = status or error.http_status or HTTP_STATUS.get(error.code, 500)
