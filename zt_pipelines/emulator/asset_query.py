@@ -9,8 +9,10 @@ Fields: ``policy`` (members, role, condition), ``roles``, ``memberTypes``, ``res
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from zt_pipelines.policy.snapshot import Binding, Role
@@ -89,16 +91,22 @@ def _unquote(value: str) -> str:
     return value.lower()
 
 
-def _words(texts: list[str]) -> set[str]:
+def _words(texts: list[str]) -> frozenset[str]:
+    return _words_of(tuple(texts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _words_of(texts: tuple[str, ...]) -> frozenset[str]:
+    # cached: a query with N OR-ed values would otherwise split every binding N times
     words = {t.lower() for t in texts if t}
     for text in texts:
         words.update(w for w in _SPLIT.split(text.lower()) if w)
         if ":" in text:
             words.add(text.split(":", 1)[1].lower())
-    return words
+    return frozenset(words)
 
 
-def _hit(value: str, words: set[str]) -> bool:
+def _hit(value: str, words: AbstractSet[str]) -> bool:
     if value.endswith("*"):
         stem = value[:-1]
         return any(w.startswith(stem) for w in words)
@@ -113,9 +121,27 @@ def binding_matches(
 ) -> bool:
     """Whether ``binding`` (on ``resource``) satisfies every clause."""
     for clause in clauses:
+        if clause.field == "policy" and _exact(clause):
+            # exact words: one set intersection instead of one test per OR-ed value
+            if _words(_policy_texts(binding)).isdisjoint(clause.values):
+                return False
+            continue
         if not any(_value_matches(clause, v, resource, binding, role_of) for v in clause.values):
             return False
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _exact(clause: Clause) -> bool:
+    return not any(v.endswith("*") for v in clause.values)
+
+
+def _policy_texts(binding: Binding) -> list[str]:
+    texts = [*binding.members, binding.role]
+    if binding.condition is not None:
+        condition = binding.condition
+        texts += [condition.expression, condition.title, condition.description]
+    return texts
 
 
 def _value_matches(
