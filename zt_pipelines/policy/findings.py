@@ -16,13 +16,12 @@ from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.engine import Decision, Evaluator
 from zt_pipelines.policy.members import Match, is_public_member
-from zt_pipelines.policy.orgpolicy import STRICT, OrgPolicy, Suppression
+from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, STRICT, OrgPolicy, Suppression
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
     Grant,
     Report,
-    Severity,
     SuppressedFinding,
     sort_findings,
 )
@@ -59,7 +58,9 @@ def build_report(
     raw += _unreadable_findings(evaluator)
     raw += _org_policy_findings(steps, policy, context)
     findings = [
-        Finding(
+        f
+        if policy.severity(f.code) is f.severity
+        else Finding(
             f.code,
             policy.severity(f.code),
             f.message,
@@ -94,8 +95,8 @@ def build_report(
 
 
 def _f(code: str, message: str, **kw: object) -> Finding:
-    # severities are applied once at the end from the organisation policy
-    return Finding(code, Severity.ERROR, message, **kw)  # type: ignore[arg-type]
+    # the strict default here; the organisation policy's severity is applied once at the end
+    return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
