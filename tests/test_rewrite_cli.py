@@ -146,3 +146,38 @@ def test_ambiguous_manifest_task_names_the_paths(template: Path) -> None:
     assert "inner/say" in str(ambiguous.value) and "inner-2/say" in str(ambiguous.value)
     with pytest.raises(ManifestError, match="not a task"):
         rewrite_pipeline(spec, project=PROJECT, manifest={"steps": {"say-9": {}}})
+
+
+GARBAGE = {
+    "unclosed.yaml": "steps: [\n",
+    "list.yaml": "- 1\n- 2\n",
+    "empty.yaml": "",
+    "no-root.yaml": "pipelineInfo: {name: p}\n",
+    "str-components.yaml": "pipelineInfo: {name: p}\nroot: {dag: {tasks: {}}}\ncomponents: x\n",
+    "int-task.yaml": "pipelineInfo: {name: p}\nroot: {dag: {tasks: {t: 5}}}\n",
+    "str-args.yaml": (
+        "pipelineInfo: {name: p}\n"
+        "root: {dag: {tasks: {t: {componentRef: {name: comp-t}}}}}\n"
+        "components: {comp-t: {executorLabel: exec-t}}\n"
+        "deploymentSpec: {executors: {exec-t: {container: {image: x, args: 7}}}}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GARBAGE))
+@pytest.mark.parametrize("as_manifest", [False, True], ids=["template", "manifest"])
+def test_rewrite_cli_garbage_files_exit_2_with_one_line(
+    template: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    as_manifest: bool,
+) -> None:
+    garbage = tmp_path / name
+    garbage.write_text(GARBAGE[name])
+    args = [str(template), "--manifest", str(garbage)] if as_manifest else [str(garbage)]
+    code = run(["rewrite", *args, "-o", str(tmp_path / "o.yaml"), "--project", PROJECT])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("zt-pipelines: error:"), err
+    assert name in err

@@ -7,6 +7,7 @@ No `from __future__ import annotations`: KFP reads component annotations at deco
 """
 
 import copy
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -485,3 +486,57 @@ def test_bad_input_raises_a_typed_error_naming_where(
 
 def test_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30
+
+
+JUNK: tuple[Any, ...] = (None, 1, 1.5, True, "x", [], {}, [1], {"a": 1}, "", {"runtimeValue": 1})
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out += _paths(value, (*path, index))
+    return out
+
+
+def _mutate(document: Any, rng: random.Random) -> None:
+    """Replace (or delete) one to three values anywhere in ``document``."""
+    candidates = _paths(document)[1:]
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(candidates)
+        node = document
+        try:
+            for key in path[:-1]:
+                node = node[key]
+            if isinstance(node, dict) and rng.random() < 0.3:
+                del node[path[-1]]
+            else:
+                node[path[-1]] = copy.deepcopy(rng.choice(JUNK))
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed this path
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_malformed_ir_and_platform_docs_never_raise_anything_but_input_errors(
+    base: tuple[dict[str, Any], tuple[Any, ...]], seed: int
+) -> None:
+    rng = random.Random(seed)
+    ours = {
+        "version": 1,
+        "serviceAccount": GOOD,
+        "needs": {"gs://bucket/p": ["storage.objects.get"]},
+        "job": {"machine_type": "n1-standard-8"},
+    }
+    for _ in range(150):
+        spec, docs = copy.deepcopy(base)
+        platform = {"platforms": {PLATFORM_KEY: {"deploymentSpec": {"executors": {}}}}}
+        platform["platforms"][PLATFORM_KEY]["deploymentSpec"]["executors"]["exec-step"] = ours
+        documents = [*copy.deepcopy(docs), copy.deepcopy(platform)]
+        _mutate(documents if rng.random() < 0.3 else spec, rng)
+        try:
+            rewrite_pipeline((spec, tuple(documents)), project=PROJECT)
+        except InputError as exc:
+            assert exc.where, exc

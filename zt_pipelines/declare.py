@@ -535,7 +535,8 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ManifestError(f"malformed YAML/JSON ({exc})", where=label) from exc
+            detail = " ".join(str(exc).split())[:300]  # one line for the CLI
+            raise ManifestError(f"malformed YAML/JSON ({detail})", where=label) from exc
     if not isinstance(data, Mapping) or set(data) != {"steps"}:
         raise ManifestError(
             "a manifest is a mapping with one key, 'steps'",

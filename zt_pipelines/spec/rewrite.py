@@ -223,7 +223,8 @@ def _read_platform_docs(
             raise TemplateError("platforms is not a mapping", where="PlatformSpec")
         ours = platforms.get(PLATFORM_KEY)
         if ours is not None:
-            executors = ((ours or {}).get("deploymentSpec") or {}).get("executors")
+            deployment = ours.get("deploymentSpec") if isinstance(ours, Mapping) else None
+            executors = deployment.get("executors") if isinstance(deployment, Mapping) else None
             if not isinstance(executors, Mapping) or set(ours) != {"deploymentSpec"}:
                 raise DeclarationError(
                     f"the {PLATFORM_KEY} platform config is malformed",
@@ -236,6 +237,14 @@ def _read_platform_docs(
                     raise DeclarationError("declared twice", where=where)
                 declarations[label] = from_struct(struct, where=where)
         rest = {k: _copy(v) for k, v in platforms.items() if k != PLATFORM_KEY}
+        for key, config in rest.items():
+            if not isinstance(config, dict) or not isinstance(
+                config.get("deploymentSpec") or {}, dict
+            ):
+                raise TemplateError(
+                    f"the {key!r} platform config is not a mapping with a deploymentSpec",
+                    where="PlatformSpec",
+                )
         if rest:
             kept.append({"platforms": rest})
     return declarations, kept
@@ -431,7 +440,7 @@ class _Walker:
         new = {k: _copy(v) for k, v in component.items() if k != "dag"}
         dag = {k: _copy(v) for k, v in component["dag"].items() if k != "tasks"}
         tasks: dict[str, Any] = {}
-        for name, task in sorted(component["dag"]["tasks"].items()):
+        for name, task in sorted((component["dag"].get("tasks") or {}).items()):
             tasks[name] = self._task(task, prefix + name, env)
         dag["tasks"] = tasks
         new["dag"] = dag

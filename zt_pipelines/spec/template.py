@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -120,6 +120,108 @@ def check_pipeline(spec: Any, *, where: str = "template") -> None:
     deployment = spec.get("deploymentSpec", {})
     if not isinstance(deployment, dict) or not isinstance(deployment.get("executors", {}), dict):
         raise TemplateError("deploymentSpec.executors is not a mapping", where=where)
+    _check_shapes(spec, where)
+
+
+# ------------------------------------------------------------------ structure of the IR
+# The rewrite reads these fields; a template that has them in another shape is refused here,
+# once, with a TemplateError naming the component/executor, instead of a traceback later.
+
+
+def _check_shapes(spec: dict[str, Any], where: str) -> None:
+    params = _mapping(spec["root"].get("inputDefinitions"), "root.inputDefinitions", where)
+    _named_mappings(params.get("parameters"), "root.inputDefinitions.parameters", where)
+    _component(spec["root"], "root", where)
+    for name, component in (spec.get("components") or {}).items():
+        _component(component, f"component {name!r}", where)
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    for label, executor in executors.items():
+        at = f"executor {label!r}"
+        executor = _mapping(executor, at, where)
+        if "container" in executor:
+            _container(executor["container"], at, where)
+
+
+def _component(component: Any, at: str, where: str) -> None:
+    component = _mapping(component, at, where)
+    label = component.get("executorLabel")
+    if label is not None and not isinstance(label, str):
+        _bad(f"{at}: executorLabel is not a string", where)
+    for key in ("inputDefinitions", "outputDefinitions"):
+        definitions = _mapping(component.get(key), f"{at}: {key}", where)
+        for kind in ("parameters", "artifacts"):
+            _named_mappings(definitions.get(kind), f"{at}: {key}.{kind}", where)
+    if "dag" not in component:
+        return
+    if not isinstance(component["dag"], dict):
+        _bad(f"{at}: dag is not a mapping", where)
+    dag = component["dag"]
+    for task_name, task in _named_mappings(dag.get("tasks"), f"{at}: dag.tasks", where).items():
+        task_at = f"{at}: task {task_name!r}"
+        ref = _mapping(task.get("componentRef"), f"{task_at}: componentRef", where)
+        if not isinstance(ref.get("name"), str):
+            _bad(f"{task_at}: componentRef.name is not a string", where)
+        inputs = _mapping(task.get("inputs"), f"{task_at}: inputs", where)
+        bindings = _named_mappings(inputs.get("parameters"), f"{task_at}: inputs.parameters", where)
+        _named_mappings(inputs.get("artifacts"), f"{task_at}: inputs.artifacts", where)
+        for input_name, binding in bindings.items():
+            _binding(binding, f"{task_at}: input {input_name!r}", where)
+
+
+def _binding(binding: dict[str, Any], at: str, where: str) -> None:
+    if "componentInputParameter" in binding and not isinstance(
+        binding["componentInputParameter"], str
+    ):
+        _bad(f"{at}: componentInputParameter is not a string", where)
+    for key in ("runtimeValue", "taskOutputParameter", "taskFinalStatus"):
+        if key in binding and not isinstance(binding[key], dict):
+            _bad(f"{at}: {key} is not a mapping", where)
+
+
+def _container(container: Any, at: str, where: str) -> None:
+    container = _mapping(container, f"{at}: container", where)
+    if not isinstance(container.get("image"), str) or not container["image"]:
+        _bad(f"{at}: container.image is missing or not a string", where)
+    for key in ("command", "args"):
+        value = container.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            _bad(f"{at}: container.{key} is not a list of strings", where)
+    env = container.get("env")
+    if env is not None and (
+        not isinstance(env, list)
+        or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env)
+    ):
+        _bad(f"{at}: container.env is not a list of {{name, value}} mappings", where)
+    resources = _mapping(container.get("resources"), f"{at}: container.resources", where)
+    _mapping(resources.get("accelerator"), f"{at}: container.resources.accelerator", where)
+
+
+def _mapping(value: Any, at: str, where: str) -> dict[str, Any]:
+    """``value`` as a dict (``{}`` when absent); anything else is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _bad(f"{at} is not a mapping", where)
+    return value
+
+
+def _named_mappings(value: Any, at: str, where: str) -> dict[str, dict[str, Any]]:
+    """A mapping of names to mappings (``{}`` when absent)."""
+    found = _mapping(value, at, where)
+    for name, item in found.items():
+        if not isinstance(name, str) or not isinstance(item, dict):
+            _bad(f"{at}: entry {name!r} is not a mapping", where)
+    return found
+
+
+def _bad(what: str, where: str) -> NoReturn:
+    raise TemplateError(
+        f"malformed pipeline IR: {what}",
+        where=where,
+        fix="pass a pipeline compiled with kfp.compiler.Compiler (KFP v2 IR)",
+    )
 
 
 def dump_template(result: RewriteResult | dict[str, Any]) -> str:
