@@ -179,3 +179,13 @@ def test_google_asset_names_map_onto_snapshot_names(strategy: str) -> None:
         renamed = fetch(emu, strategy=strategy, adapters=shaped)
     assert policies(renamed) == policies(plain)
     assert not [n for n in renamed.nodes if n.endswith(("/123456789012", "/222222222222"))]
+
+
+def test_declared_service_account_resource_is_read_in_both_strategies(emu: Emulator) -> None:
+    direct = fetch(emu, resources=[SA_NODE], service_accounts=[PIPE])
+    emu.clear_log()
+    inventory = fetch(emu, resources=[SA_NODE], service_accounts=[PIPE], strategy="inventory")
+    assert inventory.unreadable == direct.unreadable == ()
+    assert policies(inventory)[SA_NODE] == policies(direct)[SA_NODE]
+    assert inventory.service_accounts == direct.service_accounts
+    assert inventory.service_accounts[TRAIN].user_managed_keys

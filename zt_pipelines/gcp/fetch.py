@@ -205,7 +205,7 @@ class FetchPlan:
             for project in sorted(project_ids):
                 self._project(project)
             for name in names:
-                if self.inventory and not name.startswith(CRM):
+                if self.inventory and not name.startswith((CRM, IAM)):
                     continue  # from the project dumps; the follow-up round reads what is missing
                 self._resource(name)
             for email in emails:
@@ -639,7 +639,12 @@ class FetchPlan:
                 continue
             email = key.account if "@" in key.account else uid.get(key.account, key.account)
             keys.setdefault(email, []).append(key.name)
-        for email in self.principals:
+        declared_accounts = [
+            n.rsplit("/", 1)[1].lower()
+            for n in self.declared
+            if n.startswith(IAM) and "/serviceAccounts/" in n
+        ]
+        for email in {*self.principals, *declared_accounts}:
             if email in s.keys:
                 continue  # read directly (fallback)
             root = self._root_of(_sa_project(email))
