@@ -517,3 +517,27 @@ def test_live_plan_refuses_when_a_policy_cannot_be_read(
     emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="PERMISSION_DENIED"))
     with pytest.raises(zt.ApiError, match="could not be read"):
         make_plan(template, FULL_NEEDS, "live")
+
+
+@dsl.pipeline(name="zt-param", pipeline_root=ROOT)
+def param_pipeline(runner: str) -> None:
+    zt.step.on(prep(source="gs://zt-e2e-raw/x"), service_account=runner)
+
+
+def test_cli_live_plan_reads_state_with_the_given_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the live read used to rewrite the template again without --param: a step whose identity
+    # is a pipeline parameter could not be planned live at all
+    template = tmp_path / "param.yaml"
+    compiler.Compiler().compile(param_pipeline, package_path=str(template))
+    args = [str(template), "--project", PROJECT, "--pipeline-sa", PIPE_SA]
+    with Emulator(empty_project(), enforce_iam=False) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        shown = CliRunner().invoke(
+            cli, ["plan", *args, "--param", f"runner={PREP_SA}", "--format", "json"]
+        )
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["against_state"]
+    assert {a["email"]: a["steps"] for a in data["service_accounts"]}[PREP_SA] == ["prep"]

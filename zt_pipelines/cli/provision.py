@@ -71,7 +71,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     elif opts["empty"]:
         snapshot = None
     else:
-        snapshot = _live_state(opts)
+        snapshot = "live"  # read after the rewrite, with the same parameters and manifest
     return plan(
         opts["template"],
         project=opts["project"],
@@ -85,21 +85,6 @@ def _make_plan(opts: dict[str, Any]) -> Any:
         prune=opts["prune"],
         organization=opts["organization"],
         catalogue=opts["catalogue"],
-        submitter=opts["submitter"],
-    )
-
-
-def _live_state(opts: dict[str, Any]) -> Any:
-    """Read what the plan must diff against through the live adapters (or the emulator)."""
-    from zt_pipelines.provision.live import read_state
-
-    return read_state(
-        opts["template"],
-        project=opts["project"],
-        pipeline_service_account=opts["pipeline_sa"],
-        location=opts["location"],
-        pipeline_root=opts["pipeline_root"],
-        manifest=opts["manifest"],
         submitter=opts["submitter"],
     )
 
