@@ -192,6 +192,77 @@ def test_unsupported_resource_is_a_typed_error() -> None:
         make_plan(bad)
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "//cloudkms.googleapis.com/projects/zt-demo-proj/locations/us/keyRings/r",
+        "//secretmanager.googleapis.com/projects/zt-demo-proj",
+        "//secretmanager.googleapis.com/projects/zt-demo-proj/secrets/s/versions/1",
+        "//artifactregistry.googleapis.com/projects/zt-demo-proj/locations/us",
+        "//iam.googleapis.com/projects/zt-demo-proj",
+        "//bigquery.googleapis.com/projects/zt-demo-proj",
+        "//cloudresourcemanager.googleapis.com/folders/123",
+    ],
+)
+def test_resource_shapes_that_hold_no_bindable_policy_are_refused(uri: str) -> None:
+    # these used to plan, then crash the Terraform/gcloud renderers (or render a wrong resource)
+    with pytest.raises(UnsupportedResourceError, match="cannot provision"):
+        make_plan(result(step("train", TRAIN_SA, need(uri, "storage.objects.get"))))
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gs://zt-bucket/prefix",
+        "bq://zt-demo-proj.features",
+        "bq://zt-demo-proj.features.rows",
+        "projects/zt-demo-proj",
+        f"//iam.googleapis.com/projects/zt-demo-proj/serviceAccounts/{PREP_SA}",
+        "//secretmanager.googleapis.com/projects/zt-demo-proj/secrets/s",
+        "//artifactregistry.googleapis.com/projects/zt-demo-proj/locations/us/repositories/r",
+        "//cloudkms.googleapis.com/projects/zt-demo-proj/locations/us/keyRings/r/cryptoKeys/k",
+    ],
+)
+def test_every_bindable_resource_shape_renders_in_every_format(uri: str) -> None:
+    planned = make_plan(result(step("train", TRAIN_SA, need(uri, "storage.objects.get"))))
+    resource = normalize_resource(uri).name
+    assert any(g.resource == resource for g in planned.additions)
+    for text in (str(planned), planned.to_json(), planned.to_terraform(), planned.to_gcloud()):
+        assert text.strip()
+    assert resource.rsplit("/", 1)[-1] in planned.to_gcloud()
+
+
+@pytest.mark.parametrize(
+    ("submitter", "member"),
+    [
+        ("alice@example.com", "user:alice@example.com"),
+        ("group:ML-Eng@example.com", "group:ml-eng@example.com"),
+        (f"ci-runner@{PROJECT}.iam.gserviceaccount.com", "serviceAccount:ci-runner@"),
+    ],
+)
+def test_submitter_is_normalised(submitter: str, member: str) -> None:
+    planned = make_plan(submitter=submitter)
+    assert any(g.member.startswith(member) and g.step == "(submitter)" for g in planned.grants)
+
+
+@pytest.mark.parametrize(
+    "submitter",
+    [
+        "bob",
+        "allUsers",
+        "user:allAuthenticatedUsers",
+        "domain:example.com",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
+        "serviceAccount:123456789-compute@developer.gserviceaccount.com",
+        "user:ålice@example.com",
+    ],
+)
+def test_a_submitter_that_is_not_one_principal_is_refused(submitter: str) -> None:
+    # the submitter gets actAs on the pipeline SA: never a public or default principal
+    with pytest.raises(InputError, match="submitter"):
+        make_plan(submitter=submitter)
+
+
 def test_default_identity_as_pipeline_sa_is_refused() -> None:
     with pytest.raises(InputError, match="default"):
         make_plan(pipeline_service_account="123456789-compute@developer.gserviceaccount.com")

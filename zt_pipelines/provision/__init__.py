@@ -41,6 +41,7 @@ from zt_pipelines.provision.plan import (
     UnsupportedResourceError,
     Want,
     build_plan,
+    check_submitter,
 )
 from zt_pipelines.provision.requirements import wants_for
 
@@ -56,6 +57,7 @@ __all__ = [
     "UnsupportedResourceError",
     "Want",
     "build_plan",
+    "check_submitter",
     "custom_role_for",
     "find_cover",
     "load_catalogue",
@@ -108,6 +110,8 @@ def plan(
         InputError: bad template, manifest, snapshot or arguments.
         ProvisioningRefused: a need would require a forbidden grant.
     """
+    if submitter is not None:
+        submitter = check_submitter(submitter)
     result = _rewrite(
         template,
         project=project,

@@ -28,6 +28,7 @@ Pure: no IO, no clock.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -464,11 +465,21 @@ def _prefix_condition(resource: str, prefix: str) -> Condition:
     )
 
 
-_SUPPORTED = (STORAGE, BIGQUERY + "projects/", CRM + "projects/", IAM + "projects/")
-_EXTRA_SUPPORTED = (
-    "//secretmanager.googleapis.com/projects/",
-    "//artifactregistry.googleapis.com/projects/",
-    "//cloudkms.googleapis.com/projects/",
+# the resource shapes render and apply know how to bind on (one IAM policy each); a need on
+# anything else — a key ring, a secret version, a bare dataset project — is refused, not guessed
+_SEGMENT = "[^/]+"
+_GRANTABLE = tuple(
+    re.compile("^" + re.escape(service) + path.replace("*", _SEGMENT) + "$")
+    for service, path in (
+        (STORAGE, "*"),
+        (BIGQUERY, "projects/*/datasets/*"),
+        (BIGQUERY, "projects/*/datasets/*/tables/*"),
+        (CRM, "projects/*"),
+        (IAM, "projects/*/serviceAccounts/*"),
+        ("//secretmanager.googleapis.com/", "projects/*/secrets/*"),
+        ("//artifactregistry.googleapis.com/", "projects/*/locations/*/repositories/*"),
+        ("//cloudkms.googleapis.com/", "projects/*/locations/*/keyRings/*/cryptoKeys/*"),
+    )
 )
 
 
@@ -502,7 +513,7 @@ def _check_role_scope(resource: str, project: str, state: Snapshot, step: str) -
 
 def _check_supported(want: Want) -> None:
     name = want.resource.name
-    if name.startswith(_SUPPORTED + _EXTRA_SUPPORTED):
+    if any(shape.match(name) for shape in _GRANTABLE):
         if want.resource.prefix and not name.startswith(STORAGE):
             raise UnsupportedResourceError(
                 f"{want.resource.uri}: only Cloud Storage needs may name an object prefix",
@@ -513,7 +524,8 @@ def _check_supported(want: Want) -> None:
         f"cannot provision grants on {want.resource.uri}",
         where=f"step {want.step!r}",
         fix="provisioning grants on buckets, BigQuery datasets/tables, projects, service "
-        "accounts, secrets, Artifact Registry repositories and KMS keys; grant this one by hand",
+        "accounts, secrets (not versions), Artifact Registry repositories and KMS crypto keys; "
+        "declare one of those, or grant this one by hand",
     )
 
 
@@ -558,6 +570,41 @@ def _equivalent_binding(
 
 
 # -- refusals -------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
+_MEMBER_KINDS = ("user", "group", "serviceAccount")
+
+
+def check_submitter(submitter: str) -> str:
+    """The IAM member of the principal that submits the pipeline, validated.
+
+    ``user:EMAIL``, ``group:EMAIL``, ``serviceAccount:EMAIL`` or a bare email (a service
+    account by its domain, else a user). Provisioning grants this member actAs on the pipeline
+    SA, so anything else — ``allUsers``, ``domain:``, a name without ``@``, a default
+    identity — is refused rather than passed on to IAM.
+
+    Raises:
+        InputError: a malformed member; DefaultIdentityError: a default service account.
+    """
+    where = "submitter"
+    kind, sep, email = submitter.partition(":") if isinstance(submitter, str) else ("", "", "")
+    if not sep:
+        kind, email = "", kind
+    if kind and kind not in _MEMBER_KINDS:
+        raise InputError(
+            f"submitter {submitter!r} is not a user, group or service account",
+            where=where,
+            fix="write user:EMAIL, group:EMAIL, serviceAccount:EMAIL or an email",
+        )
+    if kind == "serviceAccount" or (not kind and email.lower().endswith(".gserviceaccount.com")):
+        return f"serviceAccount:{require_user_managed(email, where=where)}"
+    if not email.isascii() or not _EMAIL.match(email.lower()):
+        raise InputError(
+            f"submitter {submitter!r} is not an email address",
+            where=where,
+            fix="write user:EMAIL, group:EMAIL, serviceAccount:EMAIL or an email",
+        )
+    return f"{kind or 'user'}:{email.lower()}"
 
 
 def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
