@@ -7,6 +7,7 @@ against the clean test world and mutations of it, through the public check_rewri
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import pytest
@@ -29,7 +30,9 @@ from policy_worlds import (
 )
 
 from zt_pipelines.check import check_rewritten
+from zt_pipelines.errors import PolicyFileError
 from zt_pipelines.model import JobFields, Need, RewriteResult, StepIdentity
+from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy, Suppression
 from zt_pipelines.policy.report import Report, Severity
 from zt_pipelines.resources import normalize_resource
 
@@ -408,6 +411,45 @@ def test_severity_override() -> None:
     assert not run(policy={"severities": {"ZT210": "error"}}).allowed
     data = grant(world_dict(), PROJECT, "roles/editor", TRAIN)
     assert run(data, policy={"severities": {"ZT211": "warning", "ZT212": "warning"}}).allowed
+
+
+@pytest.mark.parametrize("code", ["ZT100", "ZT400"])
+def test_default_identity_and_incomplete_verification_cannot_be_relaxed(code: str) -> None:
+    for bad in (
+        {"severities": {code: "note"}},
+        {
+            "suppressions": [
+                {
+                    "code": code,
+                    "step": "train",
+                    "justification": "we know what we are doing",
+                    "expires": "2099-01-01",
+                }
+            ]
+        },
+    ):
+        with pytest.raises(PolicyFileError, match=f"{code} cannot be"):
+            run(policy=bad)
+    # a hand-built policy object cannot relax them either
+    relaxed = OrgPolicy(
+        severities={**DEFAULT_SEVERITIES, code: Severity.NOTE},
+        suppressions=(Suppression(code, "hand-built bypass", date(2099, 1, 1), step="train"),),
+    )
+    agent = "service-123456789012@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    data = world_dict()
+    data["unreadable"] = [{"target": FEATURES, "what": "getIamPolicy", "reason": "UNAVAILABLE"}]
+    report = check_rewritten(
+        RewriteResult({}, "demo", (INGEST_STEP, replace(TRAIN_STEP, service_account=agent))),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=data,
+        policy=relaxed,
+        now=NOW,
+        submitter=ALICE,
+    )
+    assert only(report, code).severity is Severity.ERROR and not report.allowed
+    assert not report.suppressed or all(s.finding.code != code for s in report.suppressed)
 
 
 def test_no_pipeline_root_means_no_artifact_needs() -> None:

@@ -16,7 +16,13 @@ from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.engine import Decision, Evaluator
 from zt_pipelines.policy.members import Match, is_public_member
-from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, STRICT, OrgPolicy, Suppression
+from zt_pipelines.policy.orgpolicy import (
+    DEFAULT_SEVERITIES,
+    STRICT,
+    UNRELAXABLE,
+    OrgPolicy,
+    Suppression,
+)
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
@@ -593,7 +599,7 @@ def _org_policy_findings(
 
 
 def _matches(s: Suppression, f: Finding) -> bool:
-    if s.code != f.code:
+    if s.code != f.code or f.code in UNRELAXABLE:
         return False
     if s.step is not None and s.step not in (f.step or "").split(","):
         return False

@@ -32,6 +32,10 @@ DEFAULT_SEVERITIES: dict[str, Severity] = {
     code: (Severity.WARNING if code == "ZT210" else Severity.ERROR) for code in CODES
 }
 
+#: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
+#: could not complete (ZT400) always refuse — the check proved nothing it could be waived on.
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400"})
+
 
 @dataclass(frozen=True)
 class Suppression:
@@ -89,7 +93,10 @@ class OrgPolicy:
     source: str = "<strict defaults>"
 
     def severity(self, code: str) -> Severity:
-        """The severity configured for ``code`` (error for unknown codes: fail closed)."""
+        """The severity configured for ``code`` (error for unknown codes and for
+        :data:`UNRELAXABLE` ones, whatever the mapping says: fail closed)."""
+        if code in UNRELAXABLE:
+            return Severity.ERROR
         return self.severities.get(code, Severity.ERROR)
 
 
@@ -158,6 +165,13 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 where=f"{source}: $.severities.{code}",
                 fix="codes are listed in docs/findings.md",
             )
+        if code in UNRELAXABLE and level != Severity.ERROR.value:
+            raise PolicyFileError(
+                f"{code} cannot be relaxed to {level!r}",
+                where=f"{source}: $.severities.{code}",
+                fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
+                "fix the cause instead",
+            )
         severities[code] = Severity(level)
     for key, pattern in (
         ("network.required", data.get("network", {}).get("required")),
@@ -176,6 +190,13 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         where = f"{source}: $.suppressions[{i}]"
         if raw["code"] not in CODES:
             raise PolicyFileError(f"unknown finding code {raw['code']!r}", where=where + ".code")
+        if raw["code"] in UNRELAXABLE:
+            raise PolicyFileError(
+                f"{raw['code']} cannot be suppressed",
+                where=where + ".code",
+                fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
+                "fix the cause instead",
+            )
         if not any(k in raw for k in ("step", "resource", "principal", "permission")):
             raise PolicyFileError(
                 "a suppression must name a step, resource, principal or permission",
