@@ -7,6 +7,7 @@ bucket policy with injected etag conflicts: no binding lost.
 (No ``from __future__ import annotations`` here: KFP reads the component annotations.)
 """
 
+import dataclasses
 import json
 import random
 import threading
@@ -32,7 +33,7 @@ from zt_pipelines.policy.snapshot import (
     Role,
     Snapshot,
 )
-from zt_pipelines.provision import Want, build_plan
+from zt_pipelines.provision import Grant, ProvisioningRefused, Want, build_plan
 from zt_pipelines.resources import ResourceRef
 
 PROJECT = "zt-e2e-proj"
@@ -541,3 +542,38 @@ def test_cli_live_plan_reads_state_with_the_given_parameters(
     data = json.loads(shown.output)
     assert data["against_state"]
     assert {a["email"]: a["steps"] for a in data["service_accounts"]}[PREP_SA] == ["prep"]
+
+
+def _tampered(plan: zt.Plan, how: str) -> zt.Plan:
+    raw = "//storage.googleapis.com/zt-e2e-raw"
+    prep = next(g for g in plan.grants if g.member == f"serviceAccount:{PREP_SA}")
+    if how == "basic-role":
+        extra = (dataclasses.replace(prep, role="roles/editor"),)
+        return dataclasses.replace(plan, grants=plan.grants + extra)
+    if how == "undeclared-resource":
+        extra = (dataclasses.replace(prep, resource="//storage.googleapis.com/zt-e2e-models"),)
+        return dataclasses.replace(plan, grants=plan.grants + extra, additions=extra)
+    if how == "act-as-for-a-step":
+        target = f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{TRAIN_SA}"
+        extra = (Grant(target, "roles/iam.serviceAccountUser", f"serviceAccount:{PREP_SA}"),)
+        return dataclasses.replace(plan, grants=plan.grants + extra)
+    if how == "no-wants":
+        return dataclasses.replace(plan, wants=())
+    if how == "prune-a-bystander":
+        removal = Grant(raw, "roles/storage.objectViewer", BYSTANDER, step="prep")
+        return dataclasses.replace(plan, prune=True, removals=(removal,), extras=(removal,))
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["basic-role", "undeclared-resource", "act-as-for-a-step", "no-wants", "prune-a-bystander"],
+)
+def test_apply_rechecks_a_tampered_plan_before_any_write(
+    emulator: Emulator, factory: ClientFactory, template: Path, how: str
+) -> None:
+    planned = make_plan(template, FULL_NEEDS, emulator.state)
+    emulator.clear_log()
+    with pytest.raises(ProvisioningRefused):
+        _tampered(planned, how).apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+    assert emulator.writes() == []

@@ -41,6 +41,7 @@ from zt_pipelines.provision.plan import (
     UnsupportedResourceError,
     Want,
     build_plan,
+    check_plan,
     check_submitter,
 )
 from zt_pipelines.provision.requirements import wants_for
@@ -57,6 +58,7 @@ __all__ = [
     "UnsupportedResourceError",
     "Want",
     "build_plan",
+    "check_plan",
     "check_submitter",
     "custom_role_for",
     "find_cover",

@@ -33,6 +33,7 @@ from zt_pipelines.provision.plan import (
     Grant,
     Plan,
     UnsupportedResourceError,
+    check_plan,
 )
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
@@ -562,6 +563,8 @@ def apply_plan(
         location: recorded in the audit record.
 
     Raises:
+        ProvisioningRefused: the plan grants or removes something planning would refuse
+            (:func:`~zt_pipelines.provision.plan.check_plan`; before any write happens).
         UnsupportedResourceError: a grant is on a resource apply cannot write (before any
             write happens).
         ApiError: an API call failed after retries (what was done before stays done; a
@@ -570,6 +573,7 @@ def apply_plan(
     from zt_pipelines.gcp.clients import ClientFactory
     from zt_pipelines.gcp.retry import RetryPolicy
 
+    check_plan(plan)  # the plan may not come from build_plan: re-check before any write
     for grant in (*plan.grants, *plan.removals):
         if not _supported(grant.resource):
             raise UnsupportedResourceError(

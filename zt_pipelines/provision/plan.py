@@ -672,6 +672,37 @@ def _catalogue(
     return table
 
 
+def check_plan(plan: Plan) -> None:
+    """Re-check a plan right before it is carried out: it may have been built, replaced or
+    edited by other code than :func:`build_plan`.
+
+    The same last line of defence as planning (no basic role, no grant on a resource or to a
+    member no requirement names, no escalation beyond the need, ``serviceAccountUser`` only as
+    the pipeline SA's actAs on a step SA), plus: removals name only the plan's step identities.
+    A plan without its ``wants`` therefore grants nothing.
+
+    Raises:
+        ProvisioningRefused: naming the offending grant.
+    """
+    custom = {spec.role.name: spec.role for spec in plan.custom_roles}
+    granted: dict[str, frozenset[str]] = {}
+    for grant in plan.grants:
+        if grant.role not in custom:  # a predefined or reused role: what the plan says it grants
+            granted[grant.role] = granted.get(grant.role, frozenset()) | {
+                *grant.permissions,
+                *grant.excess,
+            }
+    _refuse_unsafe_grants(plan.grants, plan.wants, custom, granted)
+    ours = {f"serviceaccount:{account.email.lower()}" for account in plan.step_accounts}
+    for grant in plan.removals:
+        if grant.member.lower() not in ours:
+            raise ProvisioningRefused(
+                f"refusing to remove {grant.member} from {grant.uri}: prune only removes the "
+                "plan's own step identities",
+                where=f"step {grant.step!r}",
+            )
+
+
 def _refuse_unsafe_grants(
     grants: Iterable[Grant],
     wants: Iterable[Want],
