@@ -21,10 +21,10 @@ import json
 import random
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.bench_rewrite import _median_time
 
 STEPS = 1_000
 NEEDS_PER_STEP = 5
@@ -86,15 +86,6 @@ def _manifest(task_names: list[str]) -> dict[str, Any]:
     return {"steps": steps}
 
 
-def _median(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _catalogue() -> dict[str, frozenset[str]] | None:
     if not CATALOGUE.exists():
         return None
@@ -121,7 +112,7 @@ def run() -> list[str]:
     def rewrite() -> Any:
         return rewrite_pipeline(template, project=PROJECT, manifest=manifest)
 
-    rewrite_s = _median(rewrite)
+    rewrite_s = _median_time(rewrite, REPEATS)
     result = rewrite()
 
     def planned(mode: str, catalogue: Any = None) -> Any:
@@ -134,7 +125,7 @@ def run() -> list[str]:
             catalogue=catalogue,
         )
 
-    custom_s = _median(lambda: planned("custom"))
+    custom_s = _median_time(lambda: planned("custom"), REPEATS)
     custom = planned("custom")
     lines = [
         f"pipeline: {len(result.steps)} steps x {NEEDS_PER_STEP} needs; rewrite (baseline) "
@@ -145,7 +136,7 @@ def run() -> list[str]:
     roles = _catalogue()
     if roles is None:
         return [*lines, f"plan --roles predefined: skipped ({CATALOGUE} is missing)"]
-    predefined_s = _median(lambda: planned("predefined", roles))
+    predefined_s = _median_time(lambda: planned("predefined", roles), REPEATS)
     predefined = planned("predefined", roles)
     exact = sum(c.cover.exact for c in predefined.covers)
     excess = sorted(len(c.cover.excess) for c in predefined.covers)
@@ -159,7 +150,7 @@ def run() -> list[str]:
             need = c.cover.needed
             find_cover(need, roles, allowed=_allowed_predefined(need, escalating), index=index)
 
-    uncached_s = _median(uncached)
+    uncached_s = _median_time(uncached, REPEATS)
     return [
         *lines,
         f"plan --roles predefined: {predefined_s * 1000:.0f} ms -> ratio "

@@ -182,18 +182,10 @@ class _GapicStore(_Store):
         )
 
 
-class _BucketStore(_Store):
-    """Cloud Storage bucket policies (JSON API via google-cloud-storage)."""
+class _JsonPolicyStore(_Store):
+    """Policies the JSON/HTTP clients return as ``google.api_core.iam.Policy`` objects."""
 
-    def __init__(self, factory: Any, retry: Any, name: str) -> None:
-        super().__init__(factory, retry, name)
-        self.bucket = factory.storage().bucket(name[len(STORAGE) :])
-
-    def get(self) -> _Policy:
-        raw = self.call(
-            lambda: self.bucket.get_iam_policy(requested_policy_version=3, retry=None),
-            "storage.buckets.getIamPolicy",
-        )
+    def _read(self, raw: Any) -> _Policy:
         bindings = [
             _Binding(
                 b["role"],
@@ -204,7 +196,8 @@ class _BucketStore(_Store):
         ]
         return _Policy(bindings, raw.etag, raw.version or 1, raw)
 
-    def set(self, policy: _Policy) -> None:
+    @staticmethod
+    def _raw(policy: _Policy) -> Any:
         raw = policy.raw
         raw.version = policy.version
         raw.bindings = [
@@ -215,13 +208,33 @@ class _BucketStore(_Store):
             }
             for b in policy.bindings
         ]
+        return raw
+
+
+class _BucketStore(_JsonPolicyStore):
+    """Cloud Storage bucket policies (JSON API via google-cloud-storage)."""
+
+    def __init__(self, factory: Any, retry: Any, name: str) -> None:
+        super().__init__(factory, retry, name)
+        self.bucket = factory.storage().bucket(name[len(STORAGE) :])
+
+    def get(self) -> _Policy:
+        return self._read(
+            self.call(
+                lambda: self.bucket.get_iam_policy(requested_policy_version=3, retry=None),
+                "storage.buckets.getIamPolicy",
+            )
+        )
+
+    def set(self, policy: _Policy) -> None:
+        raw = self._raw(policy)
         self.call(
             lambda: self.bucket.set_iam_policy(raw, retry=None),
             "storage.buckets.setIamPolicy",
         )
 
 
-class _TableStore(_Store):
+class _TableStore(_JsonPolicyStore):
     """BigQuery table policies."""
 
     def __init__(self, factory: Any, retry: Any, name: str) -> None:
@@ -231,27 +244,15 @@ class _TableStore(_Store):
         self.client = factory.bigquery()
 
     def get(self) -> _Policy:
-        raw = self.call(
-            lambda: self.client.get_iam_policy(self.table, retry=None),
-            "bigquery.tables.getIamPolicy",
+        return self._read(
+            self.call(
+                lambda: self.client.get_iam_policy(self.table, retry=None),
+                "bigquery.tables.getIamPolicy",
+            )
         )
-        bindings = [
-            _Binding(b["role"], sorted(b.get("members", ())), b.get("condition"))
-            for b in raw.bindings
-        ]
-        return _Policy(bindings, raw.etag, raw.version or 1, raw)
 
     def set(self, policy: _Policy) -> None:
-        raw = policy.raw
-        raw.version = policy.version
-        raw.bindings = [
-            {
-                "role": b.role,
-                "members": set(b.members),
-                **({"condition": b.condition} if b.condition else {}),
-            }
-            for b in policy.bindings
-        ]
+        raw = self._raw(policy)
         self.call(
             lambda: self.client.set_iam_policy(self.table, raw, retry=None),
             "bigquery.tables.setIamPolicy",

@@ -9,7 +9,6 @@ same world.
 from __future__ import annotations
 
 import os
-from os import PathLike
 from typing import Any
 
 from zt_pipelines.model import RewriteResult
@@ -19,33 +18,23 @@ from zt_pipelines.provision.requirements import pipeline_root_of
 
 
 def read_state(
-    template: str | PathLike[str] | dict[str, Any] | RewriteResult,
+    result: RewriteResult,
     *,
     project: str,
     pipeline_service_account: str,
     location: str = "us-central1",
     pipeline_root: str | None = None,
-    manifest: Any = None,
-    parameter_values: dict[str, Any] | None = None,
     submitter: str | None = None,
     credentials: Any = None,
     emulator_host: str | None = None,
 ) -> Snapshot:
-    """The live snapshot of everything the pipeline's plan touches."""
-    from zt_pipelines.gcp import fetch_snapshot
-    from zt_pipelines.spec import rewrite_pipeline
+    """The live snapshot of everything the plan of an already rewritten pipeline touches.
 
-    if isinstance(template, RewriteResult):
-        result = template
-    else:
-        result = rewrite_pipeline(
-            template,
-            project=project,
-            location=location,
-            pipeline_service_account=pipeline_service_account,
-            parameter_values=parameter_values,
-            manifest=manifest,
-        )
+    Takes the :class:`~zt_pipelines.model.RewriteResult` the plan is computed from, so the
+    state is read for exactly the identities (parameters, manifest) the plan uses.
+    """
+    from zt_pipelines.gcp import fetch_snapshot
+
     requirements = derive_requirements(
         result,
         project=project,
