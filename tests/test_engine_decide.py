@@ -413,3 +413,22 @@ def test_failed_metadata_read_hides_the_ancestry() -> None:
     data["unreadable"] = [{"target": PROJECT, "what": "projects.get", "reason": "UNAVAILABLE"}]
     d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
     assert d.state == "unverifiable" and "projects.get" in d.reasons[0]
+
+
+def test_unknown_unreadable_what_hides_everything() -> None:
+    # a read the engine does not know the meaning of could have hidden a deny or the ancestry
+    data = world_dict()
+    data["unreadable"] = [{"target": PROJECT, "what": "mystery.read", "reason": "UNAVAILABLE"}]
+    d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
+    assert d.state == "unverifiable" and any("mystery.read" in r for r in d.reasons)
+    # a known read that hides nothing on the chain leaves the grant standing
+    data["unreadable"] = [{"target": PROJECT, "what": "roles.list", "reason": "UNAVAILABLE"}]
+    assert decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW).granted
+
+
+def test_disabled_custom_role_grants_nothing() -> None:
+    data = grant(world_dict(), RAW, "projects/ml-prod/roles/featureReader", TRAIN)
+    data["roles"][-1]["stage"] = "DISABLED"
+    assert decide(TRAIN, RAW, "storage.objects.get", load_snapshot(data), now=NOW).state == (
+        "not_granted"
+    )

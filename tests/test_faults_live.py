@@ -20,7 +20,7 @@ from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
 from zt_pipelines.gcp import fetch_snapshot
 from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.policy.engine import decide
-from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.policy.snapshot import UNREADABLE_WHAT, Snapshot
 
 # emulator method -> a (member, resource, permission) whose answer that read decides; the
 # answer must become "unverifiable" when the read is refused (granted or not before).
@@ -165,6 +165,8 @@ def test_permission_denied_fails_closed(
         emu.clear_faults()
     assert snap.unreadable, "a failed read must be recorded"
     assert any("PERMISSION_DENIED" in u.reason for u in snap.unreadable)
+    # every failed read is one the engine knows the meaning of (policy/snapshot.py)
+    assert all(u.what in UNREADABLE_WHAT for u in snap.unreadable), snap.unreadable
     # never retried: no target is asked more often than in the clean run
     asked = Counter(r.target for r in emu.request_log if r.method == method)
     for target, times in asked.items():

@@ -31,7 +31,14 @@ from zt_pipelines.policy.conditions import (
 from zt_pipelines.policy.deny import permission_matches
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
 from zt_pipelines.policy.report import Evidence
-from zt_pipelines.policy.snapshot import Binding, DenyPolicy, Node, Snapshot, Unreadable
+from zt_pipelines.policy.snapshot import (
+    Binding,
+    DenyPolicy,
+    Node,
+    Snapshot,
+    Unreadable,
+    read_hides,
+)
 from zt_pipelines.resources import ResourceRef
 
 if TYPE_CHECKING:
@@ -41,10 +48,6 @@ if TYPE_CHECKING:
     from zt_pipelines.policy.requirements import CheckContext, Requirement
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
-
-# Unreadable.what values that hide allow bindings or deny rules.
-_ALLOW_READS = ("getIamPolicy", "allow", "policy")
-_DENY_READS = ("deny", "listPolicies", "denyPolicies")
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,13 @@ class Evaluator:
         return idx
 
     def role_permissions(self, role: str) -> frozenset[str] | None:
-        """The permissions of ``role``; ``None`` when its definition is not in the snapshot."""
+        """The permissions of ``role``; ``None`` when its definition is not in the snapshot.
+
+        A deleted or disabled role grants nothing (IAM inactivates its bindings)."""
         r = self.snapshot.roles.get(role)
         if r is None:
             return None
-        return frozenset() if r.deleted else r.permissions
+        return frozenset() if r.deleted or r.stage == "DISABLED" else r.permissions
 
     def chain(self, name: str) -> tuple[tuple[Node, ...], str]:
         """(the node and its known ancestors, why the ancestry is incomplete or ``""``)."""
@@ -152,7 +157,7 @@ class Evaluator:
                 gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
             for n in nodes:
                 for u in self._unreadable.get(n.name, ()):
-                    if _hides_ancestry(u.what):
+                    if "ancestry" in read_hides(u.what):
                         gap = gap or f"{u.what} on {n.name} failed: {u.reason}"
         cached = (nodes, gap)
         self._chains[name] = cached
@@ -219,14 +224,16 @@ class Evaluator:
             attrs = RequestAttributes(
                 attrs.name_prefix + object_name, None, attrs.type, attrs.service
             )
+        # what could block a grant (ancestry gaps, deny doubts) vs what only fails to prove one
         uncertain: list[tuple[Evidence, str]] = []
+        allow_doubts: list[tuple[Evidence, str]] = []
         if gap:
             uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
 
         # 1. deny before allow
         for node in chain if (self._deny or self._unreadable) else ():
             for u in self._unreadable.get(node.name, ()):
-                if any(k in u.what for k in _DENY_READS):
+                if "deny" in read_hides(u.what):
                     why = f"deny policies on {node.name} could not be read: {u.reason}"
                     uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
             for dp in self._deny.get(node.name, ()):
@@ -282,9 +289,9 @@ class Evaluator:
         grants: list[Evidence] = []
         for node in chain:
             for u in self._unreadable.get(node.name, ()) if self._unreadable else ():
-                if any(k in u.what for k in _ALLOW_READS):
+                if "allow" in read_hides(u.what):
                     why = f"the allow policy of {node.name} could not be read: {u.reason}"
-                    uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
+                    allow_doubts.append((Evidence("unreadable", node=node.name, detail=why), why))
             idx = self._index(node)
             candidates: list[tuple[str, Binding, MemberMatch]] = [
                 (principal, b, MemberMatch(Match.YES, "named directly"))
@@ -315,21 +322,16 @@ class Evaluator:
                     why = (
                         f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
                     )
-                    uncertain.append((ev, why))
+                    allow_doubts.append((ev, why))
                 elif mm.match is Match.UNKNOWN:
-                    uncertain.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
+                    allow_doubts.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
                 elif cond.value is Tri.UNKNOWN:
-                    uncertain.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
+                    allow_doubts.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
                 else:
                     grants.append(ev)
 
         if grants:
-            deny_doubts = [
-                u
-                for u in uncertain
-                if u[0].kind in ("deny", "unreadable", "missing") and not _is_allow_doubt(u[1])
-            ]
-            if not deny_doubts:
+            if not uncertain:
                 grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
                 return Decision("granted", principal, name, permission, tuple(grants))
             return Decision(
@@ -337,17 +339,18 @@ class Evaluator:
                 principal,
                 name,
                 permission,
-                tuple(e for e, _ in deny_doubts) + tuple(grants),
-                tuple(w for _, w in deny_doubts),
+                tuple(e for e, _ in uncertain) + tuple(grants),
+                tuple(w for _, w in uncertain),
             )
-        if uncertain:
+        doubts = uncertain + allow_doubts
+        if doubts:
             return Decision(
                 "unverifiable",
                 principal,
                 name,
                 permission,
-                tuple(e for e, _ in uncertain),
-                tuple(w for _, w in uncertain),
+                tuple(e for e, _ in doubts),
+                tuple(w for _, w in doubts),
             )
         return Decision(
             "not_granted",
@@ -357,18 +360,6 @@ class Evaluator:
             (),
             (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
         )
-
-
-def _hides_ancestry(what: str) -> bool:
-    """A failed read of a node's metadata (``projects.get``, ``getAncestry``, ...) hides its
-    parent, hence every ancestor's allow and deny policies."""
-    if "deny" in what.lower() or "IamPolicy" in what:
-        return False
-    return "ncestry" in what or what.endswith(".get") or what in ("getProject", "getFolder")
-
-
-def _is_allow_doubt(why: str) -> bool:
-    return why.startswith("the allow policy of")
 
 
 def _best(

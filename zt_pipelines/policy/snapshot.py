@@ -128,13 +128,72 @@ class ServiceAccount:
     display_name: str = ""
 
 
+#: What a failed read hides from the engine: the allow policy of its target, the deny policies
+#: attached to it, or its place in the hierarchy (hence every ancestor's policies).
+ReadHides = Literal["allow", "deny", "ancestry"]
+
+_ALLOW: frozenset[ReadHides] = frozenset({"allow"})
+_DENY: frozenset[ReadHides] = frozenset({"deny"})
+_ANCESTRY: frozenset[ReadHides] = frozenset({"ancestry"})
+_NOTHING: frozenset[ReadHides] = frozenset()
+_EVERYTHING: frozenset[ReadHides] = frozenset({"allow", "deny", "ancestry"})
+
+#: Every ``Unreadable.what`` value the adapters emit (and snapshot files may use), with what a
+#: failure of that read hides on its target. "Nothing" reads (role definitions, key listings,
+#: searches) still refuse as ZT400; their effect reaches the engine by other fields (an unknown
+#: role, ``complete_bindings_for``). Shared by :mod:`zt_pipelines.gcp.fetch` and the engine.
+UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
+    # allow policies
+    "getIamPolicy": _ALLOW,
+    "crm.getIamPolicy": _ALLOW,
+    "projects.getIamPolicy": _ALLOW,
+    "folders.getIamPolicy": _ALLOW,
+    "organizations.getIamPolicy": _ALLOW,
+    "storage.buckets.getIamPolicy": _ALLOW,
+    "bigquery.datasets.getIamPolicy": _ALLOW,
+    "bigquery.tables.getIamPolicy": _ALLOW,
+    "serviceAccounts.getIamPolicy": _ALLOW,
+    # deny policies
+    "denyPolicies": _DENY,
+    "denyPolicies.list": _DENY,
+    "denyPolicies.get": _DENY,
+    "listPolicies": _DENY,
+    "listPolicies(deny)": _DENY,
+    # the node's parent
+    "getAncestry": _ANCESTRY,
+    "getProject": _ANCESTRY,
+    "getFolder": _ANCESTRY,
+    "projects.get": _ANCESTRY,
+    "folders.get": _ANCESTRY,
+    "organizations.get": _ANCESTRY,
+    "storage.buckets.get": _ANCESTRY,
+    "bigquery.datasets.get": _ANCESTRY,
+    "serviceAccounts.get": _ANCESTRY,
+    # nothing on the target's chain
+    "roles.get": _NOTHING,
+    "roles.list": _NOTHING,
+    "serviceAccounts.list": _NOTHING,
+    "serviceAccountKeys.list": _NOTHING,
+    "searchAllIamPolicies": _NOTHING,
+    "searchAllIamPolicies(dump)": _NOTHING,
+    "searchAllResources(keys)": _NOTHING,
+    "unsupported": _NOTHING,
+}
+
+
+def read_hides(what: str) -> frozenset[ReadHides]:
+    """What a failed ``what`` read hides; an unknown value hides everything (fail closed)."""
+    return UNREADABLE_WHAT.get(what, _EVERYTHING)
+
+
 @dataclass(frozen=True)
 class Unreadable:
     """Something the snapshot could not read: the engine refuses to guess about it.
 
     Attributes:
         target: the full resource name (or ``roles/...``, ``group:...``) that could not be read.
-        what: which read failed (``getIamPolicy``, ``getAncestry``, ``roles.get``, ...).
+        what: which read failed (``getIamPolicy``, ``getAncestry``, ``roles.get``, ...): a key
+            of :data:`UNREADABLE_WHAT`; any other value is taken to hide everything.
         reason: the error, as the adapter reported it.
     """
 
