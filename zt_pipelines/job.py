@@ -556,13 +556,19 @@ class PipelineJob(  # type: ignore[misc]
         return report, spec_bytes, verified
 
     def _submitter(self) -> Any:
-        """Who is submitting (``None`` when the credentials do not say)."""
+        """Who is submitting (``None`` when the credentials do not say); resolved once per job
+        and credentials, since end-user credentials cost a tokeninfo call."""
         from zt_pipelines.gcp import describe_submitter
 
+        cached = getattr(self, "_zt_submitter", None)
+        if cached is not None and cached[0] is self.credentials:
+            return cached[1]
         try:
-            return describe_submitter(self.credentials)
+            found = describe_submitter(self.credentials)
         except ZtError:
-            return None
+            found = None
+        self._zt_submitter = (self.credentials, found)
+        return found
 
     def _audit_log(self) -> AuditLog:
         target = self._zt_audit
