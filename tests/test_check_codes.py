@@ -457,6 +457,23 @@ def test_no_pipeline_root_means_no_artifact_needs() -> None:
     assert "ZT200" not in run(data, pipeline_root=None).codes()
 
 
+def test_template_default_pipeline_root_is_checked_when_none_is_given() -> None:
+    # as a run and provisioning would: the template's defaultPipelineRoot holds the artifacts
+    data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)
+    report = check_rewritten(
+        RewriteResult({"defaultPipelineRoot": "gs://zt-pipeline-root/runs"}, "demo", STEPS),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=data,
+        now=NOW,
+        submitter=ALICE,
+    )
+    assert {(f.code, f.principal) for f in report.by_code("ZT200")} == {("ZT200", TRAIN)}
+    assert all(f.resource == ROOT_BUCKET for f in report.by_code("ZT200"))
+    assert report.codes() == run(data).codes()
+
+
 def test_granted_requirements_are_explained() -> None:
     report = run()
     g = next(

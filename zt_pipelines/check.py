@@ -19,12 +19,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.errors import ApiError, DefaultIdentityError, IdentityError
+from zt_pipelines.errors import (
+    ApiError,
+    DefaultIdentityError,
+    PipelineIdentityReuseError,
+    UnpinnedIdentityError,
+    ZtError,
+)
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
-from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
+from zt_pipelines.policy.requirements import (
+    CheckContext,
+    derive_requirements,
+    needed_nodes,
+    pipeline_root_of,
+)
 from zt_pipelines.policy.snapshot import Role, Snapshot
 
 SnapshotInput = str | Path | dict[str, Any] | Snapshot | None
@@ -55,7 +66,8 @@ def check(
         template: a compiled pipeline (path or IR dict).
         project, location: where the pipeline runs.
         pipeline_service_account: the pipeline identity.
-        pipeline_root: ``gs://...`` where artifacts go (adds the implicit storage needs).
+        pipeline_root: ``gs://...`` where artifacts go (adds the implicit storage needs);
+            default: the template's ``defaultPipelineRoot``.
         parameter_values: pipeline parameters (identities from parameters are pinned).
         manifest: per-task declarations for templates compiled elsewhere.
         policy: ``zt-policy.yaml`` / ``pyproject.toml`` path, a dict, or an :class:`OrgPolicy`;
@@ -97,12 +109,10 @@ def check(
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)
-    except IdentityError as exc:
-        if _is_unpinned(exc):
-            return _refusal("ZT102", exc, ctx, when)
-        if "pipeline's own service account" in exc.what:
-            return _refusal("ZT103", exc, ctx, when)
-        raise
+    except UnpinnedIdentityError as exc:
+        return _refusal("ZT102", exc, ctx, when)
+    except PipelineIdentityReuseError as exc:
+        return _refusal("ZT103", exc, ctx, when)
     return check_rewritten(
         result,
         project=project,
@@ -143,9 +153,11 @@ def check_rewritten(
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
     ``parameter_values`` and ``manifest`` are accepted for signature symmetry with
-    :func:`check`; the rewrite already applied them.
+    :func:`check`; the rewrite already applied them. Without ``pipeline_root`` the template's
+    ``defaultPipelineRoot`` is used, as a run (and provisioning) would.
     """
     del parameter_values, manifest
+    pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
     org_policy = load_policy(policy)
@@ -229,17 +241,7 @@ def _snapshot(
     return with_roles(live, roles) if roles else live
 
 
-def _is_unpinned(exc: IdentityError) -> bool:
-    from zt_pipelines import errors
-
-    unpinned = getattr(errors, "UnpinnedIdentityError", None)
-    if unpinned is not None and isinstance(exc, unpinned):
-        return True
-    text = exc.what
-    return "run time" in text or "has no value" in text or "runtime" in text
-
-
-def _refusal(code: str, exc: IdentityError, ctx: CheckContext, now: datetime) -> Report:
+def _refusal(code: str, exc: ZtError, ctx: CheckContext, now: datetime) -> Report:
     """A report with one refusing finding, for errors that stop the rewrite itself."""
     step = None
     if exc.where and exc.where.startswith("task "):

@@ -78,6 +78,11 @@ class UnpinnedIdentityError(IdentityError):
     loop item or another run-time value, or from a pipeline parameter that has no value."""
 
 
+class PipelineIdentityReuseError(IdentityError):
+    """A step would run as the pipeline's own service account, which can act as every step
+    identity: per-step isolation is gone (ZT103)."""
+
+
 class DefaultIdentityError(IdentityError):
     """A default or Google-managed identity (Compute default SA, a service agent, ...) was used."""
 

@@ -122,6 +122,16 @@ def step_principal(step: StepIdentity, pipeline_service_account: str) -> str:
     return sa_member(step.service_account or pipeline_service_account)
 
 
+def pipeline_root_of(result: RewriteResult | Any, pipeline_root: str | None) -> str | None:
+    """The pipeline root a run would use: the argument, else the template's
+    ``defaultPipelineRoot`` (a ``gs://`` URI), else ``None`` (no artifact needs)."""
+    if pipeline_root:
+        return pipeline_root
+    spec = getattr(result, "spec", None)
+    default = spec.get("defaultPipelineRoot") if isinstance(spec, dict) else None
+    return default if isinstance(default, str) and default.startswith("gs://") else None
+
+
 def derive_requirements(
     result: RewriteResult | Any,
     *,

@@ -34,6 +34,7 @@ from zt_pipelines.errors import (
     DeclarationError,
     IdentityError,
     ManifestError,
+    PipelineIdentityReuseError,
     TemplateError,
     UnpinnedIdentityError,
 )
@@ -542,7 +543,7 @@ class _Walker:
         )
         email = service_account_email(account, self.project)
         other = self._derived.get(email)
-        if other is not None and other != path:  # pragma: no cover - hash suffix prevents it
+        if other is not None and other != path:  # backstop: 24-40 hash bits make it unlikely
             raise IdentityError(
                 f"derived identity {email!r} is shared with task {other!r}",
                 where=where,
@@ -556,7 +557,7 @@ class _Walker:
             raise IdentityError(f"service account {value!r} is not a string", where=where)
         email = require_user_managed(value, where=where)
         if self.pipeline_sa is not None and email == self.pipeline_sa:
-            raise IdentityError(
+            raise PipelineIdentityReuseError(
                 f"{email!r} is the pipeline's own service account",
                 where=where,
                 fix="give the step a dedicated identity: the pipeline SA can act as every "
