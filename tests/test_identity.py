@@ -96,7 +96,7 @@ def test_malformed_emails_raise_identity_errors(email: str, needle: str) -> None
 def test_derived_ids_are_valid_stable_and_hash_suffixed() -> None:
     one = derive_account_id("training-pipeline", "train")
     assert one == derive_account_id("training-pipeline", "train")
-    assert ACCOUNT_ID.match(one) and one.startswith("zt-training-pipeline-t")
+    assert ACCOUNT_ID.match(one) and one.startswith("zt-training-pipelin-")
     long = derive_account_id("a-very-long-pipeline-name-indeed", "and-a-long-task-name")
     assert len(long) <= 30 and ACCOUNT_ID.match(long)
     assert service_account_email(one, "my-proj-1") == f"{one}@my-proj-1.iam.gserviceaccount.com"
@@ -112,6 +112,17 @@ def test_derived_ids_do_not_collide_where_hyphens_meet() -> None:
     assert derive_account_id("p", "a", template="zt-{pipeline}") != derive_account_id(
         "p", "b", template="zt-{pipeline}"
     )
+
+
+def test_derived_ids_of_a_long_named_pipeline_do_not_collide() -> None:
+    # the name is cut before the task shows, so only the hash tells tasks apart: with 6 hex
+    # digits these 20,000 tasks shared ids (the first pair after ~3,900 tasks)
+    pipeline = "customer-churn-training-pipeline"
+    ids = {derive_account_id(pipeline, f"step-{i}") for i in range(20_000)}
+    assert len(ids) == 20_000
+    short = derive_account_id("short", "t")
+    readable, _, digest = short.rpartition("-")
+    assert readable == "zt-short-t" and len(digest) == 6  # it fits: a short hash
 
 
 def test_bad_naming_template_is_an_identity_error() -> None:

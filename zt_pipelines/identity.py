@@ -174,11 +174,13 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     """Derive a deterministic, valid service-account id for a task.
 
     The template may use ``{pipeline}`` and ``{task}``. The result is lower-cased, squeezed to
-    ``[a-z][a-z0-9-]*[a-z0-9]``, cut to 23 characters and always suffixed with a 6-character
-    hash of the *full* (pipeline, task, template) triple, so distinct tasks never share an id
-    and the same task always gets the same id. The hash is unconditional: without it
-    ``("a-b", "c")`` and ``("a", "b-c")`` both render ``zt-a-b-c``, and a template without
-    ``{task}`` would give every task of a pipeline one identity.
+    ``[a-z][a-z0-9-]*[a-z0-9]`` and always suffixed with a hash of the *full* (pipeline, task,
+    template) triple, so distinct tasks never share an id and the same task always gets the
+    same id. The hash is unconditional: without it ``("a-b", "c")`` and ``("a", "b-c")`` both
+    render ``zt-a-b-c``, and a template without ``{task}`` would give every task of a pipeline
+    one identity. A name that fits in 23 characters gets 6 hex digits; a longer one is cut to
+    19 characters and gets 10, because then the hash alone tells tasks apart (with 6, a
+    pipeline with a long name and 1,000 tasks would meet a shared id ~3% of the time).
     """
     try:
         raw = template.format(pipeline=pipeline, task=task)
@@ -190,8 +192,11 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
     if not slug or not slug[0].isalpha():
         slug = "zt-" + slug
-    digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()[:6]
-    slug = slug[: 30 - 7].rstrip("-") + "-" + digest
+    digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()
+    if len(slug) <= 23:
+        slug = slug.rstrip("-") + "-" + digest[:6]
+    else:  # truncated: task names may be cut away, so the hash must carry the difference
+        slug = slug[:19].rstrip("-") + "-" + digest[:10]
     if not _ACCOUNT_ID.match(slug):  # pragma: no cover - construction above guarantees it
         raise IdentityError(f"derived account id {slug!r} is invalid")
     return slug
