@@ -200,3 +200,23 @@ def test_gcloud_script_is_valid_shell_with_one_command_per_change() -> None:
     bash = shutil.which("bash")
     if bash:
         subprocess.run([bash, "-n", "-c", script], check=True, timeout=30)
+
+
+def test_gcloud_condition_flag_splits_into_exactly_its_three_fields() -> None:
+    # gcloud splits dict flags on ',' (or on D after '^D^'): a prefix holding ',' and '|' must
+    # not cut the expression short
+    prefix = "runs,a|b/"
+    planned = make_plan(
+        result(step("train", TRAIN_SA, need(f"gs://raw-data/{prefix}", "storage.objects.get")))
+    )
+    (flag,) = [
+        w.removeprefix("--condition=")
+        for line in planned.to_gcloud().splitlines()
+        if "raw-data" in line
+        for w in shlex.split(line)
+        if w.startswith("--condition=^")
+    ]
+    delimiter = flag[1]
+    fields = dict(f.split("=", 1) for f in flag[3:].split(delimiter))
+    assert set(fields) == {"expression", "title", "description"}
+    assert fields["expression"].endswith(f'/objects/{prefix}")')

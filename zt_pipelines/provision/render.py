@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
+from zt_pipelines.errors import InputError
 from zt_pipelines.policy.snapshot import Condition
 from zt_pipelines.provision.plan import AccountSpec, Grant, Plan
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
@@ -483,7 +484,14 @@ def _gcloud_condition(condition: Condition) -> str:
     fields = [f"expression={condition.expression}", f"title={condition.title}"]
     if condition.description:
         fields.append(f"description={condition.description}")
-    if any("," in f for f in fields):
-        # gcloud dict flags split on ','; '^|^' switches the delimiter
-        return "^|^" + "|".join(fields)
-    return ",".join(fields)
+    if not any("," in f for f in fields):
+        return ",".join(fields)
+    # gcloud dict flags split on ','; '^D^' switches to a delimiter D no field contains
+    for delimiter in "|;~#@!":
+        if not any(delimiter in f for f in fields):
+            return f"^{delimiter}^" + delimiter.join(fields)
+    raise InputError(
+        f"the condition {condition.title!r} cannot be written as a gcloud flag",
+        where="gcloud script",
+        fix="use --format terraform, or a prefix without , | ; ~ # @ !",
+    )
