@@ -12,9 +12,8 @@ import os
 from typing import Any
 
 from zt_pipelines.model import RewriteResult
-from zt_pipelines.policy.requirements import derive_requirements, needed_nodes
+from zt_pipelines.policy.requirements import derive_requirements, needed_nodes, pipeline_root_of
 from zt_pipelines.policy.snapshot import Snapshot
-from zt_pipelines.provision.requirements import pipeline_root_of
 
 
 def read_state(

@@ -13,16 +13,8 @@ Pure: no IO.
 from __future__ import annotations
 
 from zt_pipelines.model import RewriteResult
-from zt_pipelines.policy.requirements import Requirement, derive_requirements
+from zt_pipelines.policy.requirements import Requirement, derive_requirements, pipeline_root_of
 from zt_pipelines.provision.plan import PIPELINE_STEP, SUBMITTER_STEP, Want, want_order
-
-
-def pipeline_root_of(result: RewriteResult, pipeline_root: str | None) -> str | None:
-    """The pipeline root: the argument, else the template's ``defaultPipelineRoot``."""
-    if pipeline_root:
-        return pipeline_root
-    default = result.spec.get("defaultPipelineRoot")
-    return default if isinstance(default, str) and default.startswith("gs://") else None
 
 
 def wants_for(
