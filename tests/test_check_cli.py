@@ -177,6 +177,14 @@ def test_cli_policy_file(
         (["--snapshot", str(WORLD_FILE), "--param", "novalue"], "--param"),
         (["--snapshot", str(WORLD_FILE), "--now", "yesterday"], "--now"),
         (["--snapshot", str(WORLD_FILE), "--policy", "missing-policy.yaml"], "missing-policy"),
+        (["--snapshot", str(WORLD_FILE), "--param", "a=1", "--param", "a=2"], "twice"),
+        (["--snapshot", str(WORLD_FILE), "-o", "/nonexistent-dir/r.json"], "--output"),
+        (["--snapshot", str(WORLD_FILE), "-o", "/"], "is a directory"),
+        (["--snapshot", str(WORLD_FILE), "--location", "us central1"], "location"),
+        (["--snapshot", str(WORLD_FILE), "--location", ""], "location"),
+        (["--snapshot", str(WORLD_FILE), "--submitter", "group:ml@example.com"], "submitter"),
+        (["--snapshot", str(WORLD_FILE), "--submitter", "allUsers"], "submitter"),
+        (["--snapshot", str(WORLD_FILE), "--submitter", "bob"], "submitter"),
     ],
 )
 def test_cli_bad_input_exit_2(

@@ -231,3 +231,24 @@ def test_check_cli_live_equals_check_cli_with_the_snapshot_file(
         tuple(f.get(k) for k in keys) for f in file_findings
     ]
     assert any(f["code"] == "ZT211" for f in live_findings)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--project", "ml-prod", "-o", "/nonexistent-dir/snap.json"], "--output"),
+        (["--project", "ML_PROD", "-o", "snap.json"], "--project"),
+        (["--project", "ml-prod", "--resource", "s3://x", "-o", "snap.json"], "--resource"),
+    ],
+)
+def test_snapshot_command_bad_input_exits_2_before_reading_anything(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zt_pipelines.cli import main
+
+    args = [str(tmp_path / a) if a == "snap.json" else a for a in args]
+    with pytest.raises(SystemExit) as info:
+        main(["snapshot", *args])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "snap.json").exists()

@@ -13,6 +13,7 @@ refusing finding (ZT100 / ZT102) rather than raised, so the report says everythi
 from __future__ import annotations
 
 import os
+import re
 import sys
 import types
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Any
 from zt_pipelines.errors import (
     ApiError,
     DefaultIdentityError,
+    InputError,
     PipelineIdentityReuseError,
     UnpinnedIdentityError,
     ZtError,
@@ -37,6 +39,11 @@ from zt_pipelines.policy.requirements import (
     pipeline_root_of,
 )
 from zt_pipelines.policy.snapshot import Role, Snapshot
+
+# a Vertex region: letters and hyphens, then the zone digit(s) (us-central1, europe-west4)
+_LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]+$")
+# the principal kinds that can hold credentials and submit a job
+_SUBMITTER_KINDS = ("user:", "serviceAccount:")
 
 SnapshotInput = str | Path | dict[str, Any] | Snapshot | None
 PolicyInput = str | Path | dict[str, Any] | OrgPolicy | None
@@ -85,6 +92,8 @@ def check(
     """
     from zt_pipelines.spec import rewrite_pipeline
 
+    _require_location(location)
+    _require_submitter(submitter)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
     template_name = str(template) if isinstance(template, (str, Path)) else ""
@@ -157,6 +166,8 @@ def check_rewritten(
     ``defaultPipelineRoot`` is used, as a run (and provisioning) would.
     """
     del parameter_values, manifest
+    _require_location(location)
+    _require_submitter(submitter)
     pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
@@ -239,6 +250,33 @@ def _snapshot(
         emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
     )
     return with_roles(live, roles) if roles else live
+
+
+def _require_location(location: str) -> None:
+    if not isinstance(location, str) or not _LOCATION.match(location):
+        raise InputError(
+            f"location {location!r} is not a Vertex AI region",
+            where="location",
+            fix="e.g. us-central1 or europe-west4",
+        )
+
+
+def _require_submitter(submitter: str | None) -> None:
+    """A submitter is one principal that holds credentials: never a group, domain or set."""
+    if submitter is None:
+        return
+    if ":" in submitter and not submitter.startswith(_SUBMITTER_KINDS):
+        raise InputError(
+            f"submitter {submitter!r} is not a user or service account",
+            where="submitter",
+            fix="user:EMAIL or serviceAccount:EMAIL (or a bare email)",
+        )
+    if "@" not in submitter:
+        raise InputError(
+            f"submitter {submitter!r} is not an email",
+            where="submitter",
+            fix="user:EMAIL or serviceAccount:EMAIL (or a bare email)",
+        )
 
 
 def _refusal(code: str, exc: ZtError, ctx: CheckContext, now: datetime) -> Report:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,6 +61,60 @@ class _LazyGroup(click.Group):
 def cli() -> None:
     """Zero trust for Vertex AI Pipelines: one minimal service account per step, verified
     before anything is submitted."""
+
+
+def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--param KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed.
+
+    Raises:
+        InputError: a pair without ``=`` or key, or a key given twice (exit 2).
+    """
+    import json
+
+    from zt_pipelines.errors import InputError
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(
+                f"--param {pair!r} is not KEY=VALUE", where="--param", fix="e.g. --param sa=x"
+            )
+        if key in values:
+            raise InputError(f"--param {key!r} is given twice", where="--param")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+def require_writable(path: str | Path, *, option: str = "--output") -> Path:
+    """Refuse an output path whose directory does not exist (checked before slow work).
+
+    Raises:
+        InputError: naming the option (exit 2).
+    """
+    from zt_pipelines.errors import InputError
+
+    out = Path(path)
+    if out.is_dir() or not out.parent.is_dir():
+        why = "is a directory" if out.is_dir() else "is in a directory that does not exist"
+        raise InputError(f"{str(out)!r} {why}", where=option, fix="choose a writable file path")
+    return out
+
+
+def write_output(path: str | Path, text: str, *, option: str = "--output") -> None:
+    """Write a CLI output file; an unwritable path is bad input (exit 2), not a traceback."""
+    from zt_pipelines.errors import InputError
+
+    out = require_writable(path, option=option)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"cannot write {str(out)!r}: {exc.strerror}", where=option, fix="choose a writable path"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
+from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.errors import InputError
 
-
-def _parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--param {pair!r} is not KEY=VALUE", where="--param")
-        if key in values:
-            raise InputError(f"--param {key!r} is given twice", where="--param")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
+# submit/precommit import this name; one parser for every --param (cli.parse_parameters)
+_parameters = parse_parameters
 
 
 @click.command("check")
@@ -79,6 +66,8 @@ def command(
 
     from zt_pipelines.check import check
 
+    if output is not None:
+        require_writable(output)
     now = None
     if now_text:
         try:
@@ -93,7 +82,7 @@ def command(
         location=location,
         pipeline_service_account=pipeline_sa,
         pipeline_root=pipeline_root,
-        parameter_values=_parameters(params),
+        parameter_values=parse_parameters(params),
         manifest=manifest,
         policy=policy,
         snapshot=snapshot,
@@ -112,7 +101,7 @@ def command(
         if explain and report.granted:
             text += "\n\ngranted:\n" + report.explain()
     if output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
+        write_output(output, text + "\n")
     else:
         click.echo(text)
     return 0 if report.allowed else 1

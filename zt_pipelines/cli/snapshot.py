@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
+from zt_pipelines.cli import require_writable, write_output
 from zt_pipelines.errors import InputError
 from zt_pipelines.resources import normalize_resource
 
@@ -96,6 +96,8 @@ def command(
     from zt_pipelines.gcp import fetch_snapshot
     from zt_pipelines.policy.snapshot_file import dump_snapshot
 
+    require_writable(output)
+    normalize_resource(f"projects/{project}", where="--project")  # a valid project id
     names, emails, principals, projects = _needs(
         templates, manifest, project, location, pipeline_sa, pipeline_root
     )
@@ -119,7 +121,7 @@ def command(
         import yaml
 
         text = yaml.safe_dump(data, sort_keys=True)
-    Path(output).write_text(text, encoding="utf-8")
+    write_output(output, text)
     click.echo(
         f"wrote {output}: {len(snap.nodes)} nodes, {len(snap.roles)} roles, "
         f"{len(snap.service_accounts)} service accounts, {len(snap.unreadable)} unreadable",
