@@ -258,6 +258,8 @@ def test_decorator_below_dsl_component_is_refused() -> None:
             DeclarationError,
             "both",
         ),
+        ({"psc_interface_config": {"a": {1, 2}}}, DeclarationError, "plain JSON"),
+        ({"psc_interface_config": {"a": float("nan")}}, DeclarationError, "plain JSON"),
     ],
 )
 def test_bad_declarations_raise_typed_errors(
@@ -349,3 +351,9 @@ def test_declare_and_spec_import_neither_kfp_nor_aiplatform() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("source", [[1], b"m.yaml", 5])
+def test_a_manifest_that_is_neither_a_path_nor_a_mapping_is_a_manifest_error(source: Any) -> None:
+    with pytest.raises(ManifestError, match="path or a mapping"):
+        load_manifest(source)

@@ -162,7 +162,10 @@ def _job_value(name: str, value: Any, at: str) -> Any:
     # psc_interface_config: a free-form struct passed through to the CustomJob
     if not isinstance(value, Mapping) or not value:
         raise DeclarationError(f"{value!r} is not a non-empty mapping", where=at)
-    return json.loads(json.dumps(value))
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:  # sets, bytes, NaN ...: not what a CustomJob holds
+        raise DeclarationError(f"{value!r} is not plain JSON data ({exc})", where=at) from exc
 
 
 def parse_service_account(value: Any, *, where: str) -> str | None:
@@ -523,6 +526,12 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
     if isinstance(source, Mapping):
         data: Any = source
         label = "manifest"
+    elif not isinstance(source, (str, os.PathLike)):
+        raise ManifestError(
+            f"a manifest is a path or a mapping, not {type(source).__name__}",
+            where="manifest",
+            fix="pass the manifest file's path, or {'steps': {...}}",
+        )
     else:
         path = Path(source)
         label = str(path)
