@@ -120,7 +120,7 @@ class ConditionEvaluator:
 
     def __init__(self) -> None:
         self._programs: dict[str, Any] = {}
-        self._results: dict[tuple[str, RequestAttributes, datetime], ConditionResult] = {}
+        self._results: dict[tuple[str, RequestAttributes, datetime, bool], ConditionResult] = {}
         self._env: Any = None
 
     def check_syntax(self, expression: str) -> None:
@@ -143,20 +143,25 @@ class ConditionEvaluator:
         return program
 
     def evaluate(
-        self, condition: Condition, attrs: RequestAttributes, now: datetime
+        self, condition: Condition, attrs: RequestAttributes, now: datetime, *, deny: bool = False
     ) -> ConditionResult:
-        """Evaluate ``condition`` for a request with ``attrs`` at ``now``."""
-        key = (condition.expression, attrs, now)
+        """Evaluate ``condition`` for a request with ``attrs`` at ``now``.
+
+        ``deny``: the condition guards a deny rule. Probing object names can show that an allow
+        condition fails for *some* object under a prefix (so the need is not granted), but never
+        that a deny condition fails for *every* object: that is unknown instead.
+        """
+        key = (condition.expression, attrs, now, deny)
         cached = self._results.get(key)
         if cached is None:
-            cached = self._evaluate(condition.expression, attrs, now)
+            cached = self._evaluate(condition.expression, attrs, now, deny)
             if len(self._results) >= _MAX_MEMO:
                 self._results.clear()  # bounded: a long-lived evaluator sees ever-new times
             self._results[key] = cached
         return cached
 
     def _evaluate(
-        self, expression: str, attrs: RequestAttributes, now: datetime
+        self, expression: str, attrs: RequestAttributes, now: datetime, deny: bool
     ) -> ConditionResult:
         if _SCHEDULE.search(expression):
             # time-of-day/weekday rules hold at check time but not necessarily when steps run
@@ -171,7 +176,7 @@ class ConditionEvaluator:
                     self._run(expression, _activation(prefix + s, attrs, now))
                     for s in _PROBE_SUFFIXES
                 ]
-                if all(v.value is Tri.FALSE for v in values):
+                if not deny and all(v.value is Tri.FALSE for v in values):
                     return ConditionResult(Tri.FALSE)
                 return ConditionResult(
                     Tri.UNKNOWN,

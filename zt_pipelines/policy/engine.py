@@ -250,7 +250,9 @@ class Evaluator:
                         continue
                     cond = ConditionResult(Tri.TRUE)
                     if rule.denial_condition is not None:
-                        cond = self.conditions.evaluate(rule.denial_condition, attrs, now)
+                        cond = self.conditions.evaluate(
+                            rule.denial_condition, attrs, now, deny=True
+                        )
                         if cond.value is Tri.FALSE:
                             continue
                     ev = Evidence(
