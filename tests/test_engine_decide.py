@@ -434,3 +434,28 @@ def test_disabled_custom_role_grants_nothing() -> None:
     assert decide(TRAIN, RAW, "storage.objects.get", load_snapshot(data), now=NOW).state == (
         "not_granted"
     )
+
+
+@pytest.mark.parametrize(
+    ("principal", "state"),
+    [
+        # train-sa's unique id is 1003 in the test world
+        ("principal://iam.googleapis.com/projects/-/serviceAccounts/1003", "denied"),
+        ("principal://iam.googleapis.com/projects/-/serviceAccounts/9999", "granted"),
+        # an identifier form the engine does not know could name the SA: the deny may apply
+        ("principalSet://goog/somethingNew/x", "unverifiable"),
+        # federated pools never hold a service account
+        (
+            "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
+            "granted",
+        ),
+        (
+            "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/s",
+            "granted",
+        ),
+    ],
+)
+def test_deny_principal_forms_not_understood_are_not_ignored(principal: str, state: str) -> None:
+    data = deny(world_dict(), PROJECT, [principal], ["storage.googleapis.com/objects.get"])
+    d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
+    assert d.state == state, d

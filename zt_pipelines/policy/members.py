@@ -12,6 +12,7 @@ Pure: reads only the snapshot.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,6 +37,11 @@ class MemberMatch:
 
 
 _NO = MemberMatch(Match.NO)
+# workforce / workload identity pool principals: federated identities only
+_FEDERATED = re.compile(
+    r"^principal(?:Set)?://iam\.googleapis\.com/"
+    r"(?:locations/global/workforcePools/|projects/[^/]+/locations/global/workloadIdentityPools/)"
+)
 _PUBLIC = frozenset({"allUsers", "allAuthenticatedUsers"})
 _CONVENIENCE = {
     "projectOwner": "roles/owner",
@@ -174,6 +180,8 @@ class MemberResolver:
         if v1 is not None:
             if v1.startswith("group:"):
                 return self.in_group(principal, v1[len("group:") :])
+            if v1.startswith("serviceAccount:") and "@" not in v1:
+                return self._sa_by_unique_id(v1[len("serviceAccount:") :], principal)
             return MemberMatch(Match.YES, "named directly") if v1 == principal else _NO
         if deny_principal.startswith("principalSet://goog/cloudIdentityCustomerId/"):
             if principal.startswith("serviceAccount:"):
@@ -183,9 +191,21 @@ class MemberResolver:
             return self._sa_set(deny_principal, principal)
         if deny_principal == principal:
             return MemberMatch(Match.YES, "named directly")
-        if deny_principal.startswith("principalSet://"):
-            return self._principal_set(deny_principal, principal)
-        return _NO
+        if _FEDERATED.match(deny_principal):
+            if deny_principal.startswith("principalSet://"):
+                return self._principal_set(deny_principal, principal)
+            return _NO  # one federated identity: not a Google account or service account
+        # a form we do not understand might name this principal: the deny may apply
+        return MemberMatch(Match.UNKNOWN, f"{deny_principal} is not an identifier we understand")
+
+    def _sa_by_unique_id(self, unique_id: str, principal: str) -> MemberMatch:
+        # a service account named by its unique id: only the snapshot can tell whose it is
+        if not principal.startswith("serviceAccount:"):
+            return _NO
+        sa = self._snapshot.service_accounts.get(principal[len("serviceAccount:") :])
+        if sa is None or not sa.unique_id:
+            return MemberMatch(Match.UNKNOWN, f"the unique id of {principal} is not known")
+        return MemberMatch(Match.YES, "named by unique id") if sa.unique_id == unique_id else _NO
 
     def _sa_set(self, deny_principal: str, principal: str) -> MemberMatch:
         # principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/ID/type/ServiceAccount
