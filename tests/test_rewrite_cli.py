@@ -181,3 +181,15 @@ def test_rewrite_cli_garbage_files_exit_2_with_one_line(
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("zt-pipelines: error:"), err
     assert name in err
+
+
+@pytest.mark.parametrize("where", ["missing-dir/out.yaml", "."])
+def test_rewrite_cli_unwritable_output_exits_2_before_rewriting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # the template does not even exist: the output is checked first, so that is what is named
+    out = tmp_path / where
+    code = run(["rewrite", str(tmp_path / "none.yaml"), "-o", str(out), "--project", PROJECT])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--output" in err and "none.yaml" not in err

@@ -61,7 +61,7 @@ def _options(fn: Any) -> Any:
 
 
 def _make_plan(opts: dict[str, Any]) -> Any:
-    from zt_pipelines.cli.rewrite import _parameters
+    from zt_pipelines.cli import parse_parameters
     from zt_pipelines.provision import plan
 
     if opts["snapshot"] is not None and opts["empty"]:
@@ -78,7 +78,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
         pipeline_service_account=opts["pipeline_sa"],
         location=opts["location"],
         pipeline_root=opts["pipeline_root"],
-        parameter_values=_parameters(opts["params"]),
+        parameter_values=parse_parameters(opts["params"]),
         manifest=opts["manifest"],
         roles=opts["roles"],
         snapshot=snapshot,

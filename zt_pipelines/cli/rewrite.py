@@ -3,31 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
-
-from zt_pipelines.errors import InputError
-
-
-def _parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed."""
-    import json
-
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InputError(
-                f"--param {pair!r} is not KEY=VALUE", where="--param", fix="e.g. --param sa=x"
-            )
-        if key in values:
-            raise InputError(f"--param {key!r} is given twice", where="--param")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
 
 
 @click.command("rewrite")
@@ -64,21 +41,19 @@ def command(
     naming_template: str | None,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
+    from zt_pipelines.cli import parse_parameters, require_writable, write_output
     from zt_pipelines.spec import DEFAULT_NAME_TEMPLATE, dump_template, rewrite_pipeline
 
+    require_writable(output)  # before the rewrite: a typo in -o should not cost the work
     result = rewrite_pipeline(
         template,
-        parameter_values=_parameters(params),
+        parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,
         pipeline_service_account=pipeline_service_account,
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
     )
-    text = dump_template(result)
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the output ({exc})", where=str(output)) from exc
+    write_output(output, dump_template(result))
     for step in result.steps:
         click.echo(f"{step.task}\t{step.service_account}\t{step.source}")
     click.echo(f"wrote {output} ({len(result.steps)} steps)", err=True)
