@@ -577,3 +577,15 @@ def test_apply_rechecks_a_tampered_plan_before_any_write(
     with pytest.raises(ProvisioningRefused):
         _tampered(planned, how).apply(factory=factory, retry=no_wait_policy(), audit_log=False)
     assert emulator.writes() == []
+
+
+def test_apply_refuses_before_any_write_when_the_audit_log_cannot_be_written(
+    emulator: Emulator, factory: ClientFactory, template: Path, tmp_path: Path
+) -> None:
+    planned = make_plan(template, FULL_NEEDS, emulator.state)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    emulator.clear_log()
+    with pytest.raises(zt.ApiError, match="audit log"):
+        planned.apply(factory=factory, retry=no_wait_policy(), audit_log=blocker / "audit.jsonl")
+    assert emulator.writes() == []

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import ApiError
@@ -592,6 +594,7 @@ def apply_plan(
 
         audit_log = default_audit_log() if audit_log is None else audit_log
         submitter = submitter or submitter_of(factory.credentials)
+    _require_audit_writable(audit_log)  # no grant may be written without its record
     conflicts = _Conflicts()
     try:
         accounts = _create_accounts(plan, factory, retry)
@@ -630,6 +633,28 @@ def apply_plan(
         raise
     _audit(plan, audit_log, submitter or "unknown", location, result, str(result))
     return result
+
+
+def _require_audit_writable(audit_log: Any) -> None:
+    """Open the audit log for appending (writing nothing) before any change is made.
+
+    Raises:
+        ApiError: the log cannot be appended to.
+    """
+    if audit_log is False or audit_log is None:
+        return
+    from zt_pipelines.audit import AuditLog
+
+    path = audit_log.path if isinstance(audit_log, AuditLog) else Path(audit_log)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        raise ApiError(
+            f"cannot append to the audit log ({exc.strerror or exc})",
+            where=str(path),
+            fix="make the audit log writable; nothing is provisioned without an audit record",
+        ) from exc
 
 
 def _audit(
