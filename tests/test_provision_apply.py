@@ -570,13 +570,16 @@ def _tampered(plan: zt.Plan, how: str) -> zt.Plan:
     ["basic-role", "undeclared-resource", "act-as-for-a-step", "no-wants", "prune-a-bystander"],
 )
 def test_apply_rechecks_a_tampered_plan_before_any_write(
-    emulator: Emulator, factory: ClientFactory, template: Path, how: str
+    emulator: Emulator, factory: ClientFactory, template: Path, tmp_path: Path, how: str
 ) -> None:
     planned = make_plan(template, FULL_NEEDS, emulator.state)
+    audit = tmp_path / "audit.jsonl"
     emulator.clear_log()
     with pytest.raises(ProvisioningRefused):
-        _tampered(planned, how).apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+        _tampered(planned, how).apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
     assert emulator.writes() == []
+    (record,) = AuditLog(audit).records()  # the refusal is on the trail
+    assert record["action"] == "provision-apply" and record["outcome"] == "refused"
 
 
 def test_apply_refuses_before_any_write_when_the_audit_log_cannot_be_written(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.errors import ApiError
+from zt_pipelines.errors import ApiError, ZtError
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.provision.plan import (
     PIPELINE_STEP,
@@ -576,14 +576,6 @@ def apply_plan(
     from zt_pipelines.gcp.clients import ClientFactory
     from zt_pipelines.gcp.retry import RetryPolicy
 
-    check_plan(plan)  # the plan may not come from build_plan: re-check before any write
-    for grant in (*plan.grants, *plan.removals):
-        if not _supported(grant.resource):
-            raise UnsupportedResourceError(
-                f"apply cannot write the policy of {grant.uri}",
-                where=f"step {grant.step!r}",
-                fix="use plan --format terraform or --format gcloud for this resource",
-            )
     factory = factory or ClientFactory(
         credentials, emulator_host=emulator_host, project=plan.project
     )
@@ -595,6 +587,11 @@ def apply_plan(
         audit_log = default_audit_log() if audit_log is None else audit_log
         submitter = submitter or submitter_of(factory.credentials)
     _require_audit_writable(audit_log)  # no grant may be written without its record
+    try:
+        _refuse_before_writing(plan)
+    except ZtError as exc:  # a refused apply is a decision too: recorded like a refused submit
+        _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
+        raise
     conflicts = _Conflicts()
     try:
         accounts = _create_accounts(plan, factory, retry)
@@ -633,6 +630,18 @@ def apply_plan(
         raise
     _audit(plan, audit_log, submitter or "unknown", location, result, str(result))
     return result
+
+
+def _refuse_before_writing(plan: Plan) -> None:
+    """Everything that refuses the whole apply, checked before the first write."""
+    check_plan(plan)  # the plan may not come from build_plan: re-check before any write
+    for grant in (*plan.grants, *plan.removals):
+        if not _supported(grant.resource):
+            raise UnsupportedResourceError(
+                f"apply cannot write the policy of {grant.uri}",
+                where=f"step {grant.step!r}",
+                fix="use plan --format terraform or --format gcloud for this resource",
+            )
 
 
 def _require_audit_writable(audit_log: Any) -> None:
