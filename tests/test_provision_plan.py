@@ -542,3 +542,10 @@ def test_unreadable_state_fails_closed_but_missing_accounts_are_created() -> Non
     )
     p = make_plan(snapshot=Snapshot(unreadable=(missing, irrelevant)))
     assert {a.email: a.state for a in p.accounts}[TRAIN_SA] == "create"
+
+
+def test_parameters_or_manifest_with_an_already_rewritten_pipeline_are_refused() -> None:
+    with pytest.raises(InputError, match="already rewritten"):
+        make_plan(parameter_values={"sa": TRAIN_SA})
+    with pytest.raises(InputError, match="already rewritten"):
+        make_plan(manifest={"steps": {}})

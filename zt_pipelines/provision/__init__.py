@@ -171,6 +171,13 @@ def _rewrite(
     manifest: str | PathLike[str] | Mapping[str, Any] | None,
 ) -> RewriteResult:
     if isinstance(template, RewriteResult):
+        if parameter_values or manifest is not None:
+            raise InputError(
+                "parameter_values and manifest apply to the rewrite, and this pipeline is "
+                "already rewritten: they would be ignored",
+                where="plan",
+                fix="pass them to rewrite_pipeline, or pass the template instead",
+            )
         return template
     from zt_pipelines.spec import rewrite_pipeline
 
