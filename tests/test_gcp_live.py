@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zt_pipelines.emulator import Emulator, emulator_credentials
+from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp import ClientFactory, build_adapters, fetch_snapshot, resolve_submitter
 from zt_pipelines.gcp.cache import DiskCache
@@ -433,3 +433,22 @@ def test_live_deny_policy_denies() -> None:
         "denied"
     )
     assert decide(sa_member(TRAIN), BUCKET, "storage.objects.get", snap, now=now).granted
+
+
+def test_refused_principal_search_is_split_in_halves(emulator: Emulator) -> None:
+    # a query Google refuses as invalid (e.g. too long) is halved and asked again
+    emulator.add_fault(Fault(method="*SearchAllIamPolicies", code="INVALID_ARGUMENT", times=1))
+    snap = fetch(emulator)
+    assert snap.unreadable == ()
+    assert snap.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
+    assert snap.nodes[PROJECT_B].policy is not None
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 3
+
+
+def test_persistently_refused_principal_search_fails_closed(emulator: Emulator) -> None:
+    emulator.add_fault(Fault(method="*SearchAllIamPolicies", code="INVALID_ARGUMENT"))
+    snap = fetch(emulator)
+    assert snap.complete_bindings_for == frozenset()
+    assert {u.what for u in snap.unreadable} == {"searchAllIamPolicies"}
+    # the whole query, then each principal alone: bounded, never a pass
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 3

@@ -18,7 +18,7 @@ from zt_pipelines.gcp.bigquery import BigQueryAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
 from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
 from zt_pipelines.gcp.deny import DenyAdapter
-from zt_pipelines.gcp.fetch import STRATEGIES, FetchPlan, Progress
+from zt_pipelines.gcp.fetch import DEFAULT_SEARCH_BATCH, STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
 from zt_pipelines.gcp.interface import Adapters
 from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
@@ -82,7 +82,7 @@ def fetch_snapshot(
     progress: Progress | None = None,
     adapters: Adapters | None = None,
     strategy: str | None = None,
-    search_batch: int = 50,
+    search_batch: int | None = None,
 ) -> Snapshot:
     """Read, live, everything a check of these resources and identities needs.
 
@@ -106,7 +106,9 @@ def fetch_snapshot(
             ``"inventory"`` (the declared projects' policies and all keys from Cloud Asset in
             bulk: a few calls instead of several per identity, eventually consistent). Default
             from ``$ZT_LIVE_STRATEGY``.
-        search_batch: principals per Cloud Asset ``policy:(a OR b ...)`` query.
+        search_batch: principals per Cloud Asset ``policy:(a OR b ...)`` query (default: all
+            of them, up to 1000; a query Google refuses with INVALID_ARGUMENT is halved, up to
+            three times, before the search counts as unreadable).
 
     Returns:
         The snapshot; reads that failed after retries are in ``Snapshot.unreadable``.
@@ -131,7 +133,7 @@ def fetch_snapshot(
         max_workers=max_workers,
         progress=progress,
         strategy=chosen_strategy,
-        search_batch=search_batch,
+        search_batch=search_batch or DEFAULT_SEARCH_BATCH,
     )
     try:
         return plan.run(

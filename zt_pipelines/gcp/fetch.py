@@ -40,6 +40,10 @@ from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 Progress = Callable[[int, int], None]
 STRATEGIES = ("direct", "inventory")
+#: how often a refused principal search is halved (1 query -> at most 2**3 = 8 queries)
+_MAX_SEARCH_SPLITS = 3
+#: principals per Cloud Asset query by default: all of a pipeline's in one (split if refused)
+DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
 
 _ASSET_KINDS: dict[str, NodeKind] = {
@@ -104,7 +108,7 @@ class FetchPlan:
         cache: DiskCache | None = None,
         max_workers: int = 16,
         progress: Progress | None = None,
-        search_batch: int = 50,
+        search_batch: int = DEFAULT_SEARCH_BATCH,
         strategy: str = "direct",
     ) -> None:
         if strategy not in STRATEGIES:
@@ -365,26 +369,37 @@ class FetchPlan:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
         if self.inventory:
             self._key_search(root)
-        scope = root.removeprefix(CRM)
         batch = self.search_batch
         for start in range(0, len(self.principals), batch):
-            emails = tuple(self.principals[start : start + batch])
-            query = (
-                f"policy:{emails[0]}"
-                if len(emails) == 1
-                else "policy:(" + " OR ".join(emails) + ")"
-            )
+            self._principal_search(root, tuple(self.principals[start : start + batch]))
 
-            def search(emails: tuple[str, ...] = emails, query: str = query) -> None:
+    def _principal_search(self, root: str, emails: tuple[str, ...], splits: int = 0) -> None:
+        """One ``policy:(a OR b ...)`` search; a query Google refuses (INVALID_ARGUMENT, e.g.
+        too long) is split in halves, at most :data:`_MAX_SEARCH_SPLITS` times — a search that
+        still fails is unreadable, and its principals' bindings incomplete (fail closed)."""
+        scope = root.removeprefix(CRM)
+        query = "policy:(" + " OR ".join(emails) + ")" if len(emails) > 1 else f"policy:{emails[0]}"
+
+        def search() -> None:
+            try:
                 hits = self.a.search.search_policies(scope, query)
-                with self._lock:
-                    self.s.hits.extend(hits)
-                    for email in emails:
-                        self.s.searched.setdefault(email, set()).add(root)
-                for hit in hits:
-                    self._roles_of(hit.policy)
+            except ApiError as exc:
+                if exc.code != "INVALID_ARGUMENT" or len(emails) < 2:
+                    raise
+                if splits >= _MAX_SEARCH_SPLITS:
+                    raise
+                half = len(emails) // 2
+                self._principal_search(root, emails[:half], splits + 1)
+                self._principal_search(root, emails[half:], splits + 1)
+                return
+            with self._lock:
+                self.s.hits.extend(hits)
+                for email in emails:
+                    self.s.searched.setdefault(email, set()).add(root)
+            for hit in hits:
+                self._roles_of(hit.policy)
 
-            self._submit(("searchAllIamPolicies", scope, *emails), search)
+        self._submit(("searchAllIamPolicies", scope, *emails), search)
 
     # -- declared resources --------------------------------------------------------------------
 
