@@ -74,14 +74,15 @@ def run(
     data: dict[str, Any] | None = None,
     *,
     steps: tuple[StepIdentity, ...] = STEPS,
-    policy: dict[str, Any] | None = None,
+    policy: dict[str, Any] | OrgPolicy | None = None,
     pipeline_sa: str = PIPELINE_SA,
+    spec: dict[str, Any] | None = None,
     **kw: Any,
 ) -> Report:
     kw.setdefault("submitter", ALICE)
     kw.setdefault("pipeline_root", "gs://zt-pipeline-root/runs")
     return check_rewritten(
-        RewriteResult({}, "demo", steps),
+        RewriteResult(spec or {}, "demo", steps),
         project="ml-prod",
         location="us-central1",
         pipeline_service_account=pipeline_sa,
@@ -438,15 +439,8 @@ def test_default_identity_and_incomplete_verification_cannot_be_relaxed(code: st
     agent = "service-123456789012@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
     data = world_dict()
     data["unreadable"] = [{"target": FEATURES, "what": "getIamPolicy", "reason": "UNAVAILABLE"}]
-    report = check_rewritten(
-        RewriteResult({}, "demo", (INGEST_STEP, replace(TRAIN_STEP, service_account=agent))),
-        project="ml-prod",
-        location="us-central1",
-        pipeline_service_account=PIPELINE_SA,
-        snapshot=data,
-        policy=relaxed,
-        now=NOW,
-        submitter=ALICE,
+    report = run(
+        data, steps=(INGEST_STEP, replace(TRAIN_STEP, service_account=agent)), policy=relaxed
     )
     assert only(report, code).severity is Severity.ERROR and not report.allowed
     assert not report.suppressed or all(s.finding.code != code for s in report.suppressed)
@@ -460,15 +454,8 @@ def test_no_pipeline_root_means_no_artifact_needs() -> None:
 def test_template_default_pipeline_root_is_checked_when_none_is_given() -> None:
     # as a run and provisioning would: the template's defaultPipelineRoot holds the artifacts
     data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)
-    report = check_rewritten(
-        RewriteResult({"defaultPipelineRoot": "gs://zt-pipeline-root/runs"}, "demo", STEPS),
-        project="ml-prod",
-        location="us-central1",
-        pipeline_service_account=PIPELINE_SA,
-        snapshot=data,
-        now=NOW,
-        submitter=ALICE,
-    )
+    spec = {"defaultPipelineRoot": "gs://zt-pipeline-root/runs"}
+    report = run(data, spec=spec, pipeline_root=None)
     assert {(f.code, f.principal) for f in report.by_code("ZT200")} == {("ZT200", TRAIN)}
     assert all(f.resource == ROOT_BUCKET for f in report.by_code("ZT200"))
     assert report.codes() == run(data).codes()
