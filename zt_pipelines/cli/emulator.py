@@ -89,6 +89,11 @@ def _is_loopback(host: str) -> bool:
     is_flag=True,
     help="Do not check callers' permissions (tokens become optional).",
 )
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --host (anyone who reaches it can claim any identity).",
+)
 def command(
     snapshot_path: Path,
     host: str,
@@ -100,6 +105,7 @@ def command(
     dump_state: Path | None,
     simulate_runs: bool,
     no_enforce_iam: bool,
+    allow_remote: bool,
 ) -> int:
     """Serve a snapshot as the Google APIs zt-pipelines uses (gRPC and HTTP on one port)."""
     from zt_pipelines.emulator import Emulator, Fault
@@ -112,6 +118,13 @@ def command(
             f"snapshot file {str(snapshot_path)!r} does not exist",
             where="--snapshot",
             fix="write one with `zt-pipelines snapshot` or by hand (see docs/emulator.md)",
+        )
+    if not _is_loopback(host) and not allow_remote:
+        # the bearer token *is* the identity: on a shared network anyone could act as anyone
+        raise InputError(
+            f"refusing to bind {host}: the emulator has no real authentication",
+            where="--host",
+            fix="bind 127.0.0.1 (the default), or pass --allow-remote on a network you trust",
         )
     snapshot = load_snapshot(snapshot_path)
     if not _is_loopback(host):
