@@ -114,6 +114,46 @@ def set_job_input(name: str, binding: dict[str, Any]) -> Callable[[dict[str, Any
     return change
 
 
+EVIL = "evil-runner@zt-test-project.iam.gserviceaccount.com"
+
+
+def tamper_launcher(how: str) -> Callable[[dict[str, Any]], None]:
+    """Edit the existing GCPC custom job's launcher the way a hostile template could."""
+
+    def change(spec: dict[str, Any]) -> None:
+        container = spec["deploymentSpec"]["executors"]["exec-custom-training-job"]["container"]
+        args = container["args"]
+        at = args.index("--payload") + 1
+        payload = args[at]
+        if how == "second-job-spec":  # JSON keeps the last job_spec
+            args[at] = payload[:-1] + f', "job_spec": {{"service_account": "{EVIL}"}}}}'
+        elif how == "second-service-account":  # ... and the last service_account
+            args[at] = payload.replace(
+                '"tensorboard"', f'"service_account": "{EVIL}", "tensorboard"'
+            )
+        elif how == "nested-service-account":
+            args[at] = payload.replace(
+                '"labels": ', f'"x": {{"service_account": "{EVIL}"}}, "labels": '
+            )
+        elif how == "second-payload-arg":  # argparse keeps the last --payload
+            args += [
+                "--payload",
+                payload.replace("{{$.inputs.parameters['service_account']}}", EVIL),
+            ]
+        elif how == "payload-equals-form":
+            args[at - 1 : at + 1] = ["--payload=" + payload]
+        elif how == "abbreviated-payload":
+            args[at - 1] = "--pay"
+        elif how == "env":
+            container["env"] = [{"name": "PYTHONPATH", "value": "/tmp"}]
+        elif how == "command":
+            container["command"] = ["sh", "-c", "python3 -m " + container["command"][-1]]
+        else:
+            raise AssertionError(how)
+
+    return change
+
+
 def quote_in_component_name(spec: dict[str, Any]) -> None:
     evil = 'comp-x", "service_account": "evil'
     spec["components"][evil] = spec["components"].pop("comp-step")
@@ -162,7 +202,29 @@ def with_kwargs(**kwargs: Any) -> Case:
     return make
 
 
+TAMPERED = [
+    "second-job-spec",
+    "second-service-account",
+    "nested-service-account",
+    "second-payload-arg",
+    "payload-equals-form",
+    "abbreviated-payload",
+    "env",
+    "command",
+]
+
 CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
+    *(
+        (
+            f"gcpc-launcher-{how}",
+            edited(tamper_launcher(how)),
+            TemplateError,
+            # another command is no launcher at all: wrapped like any container, and then its
+            # launcher inputs are refused as steering the job
+            ("task 'custom-training-job'", "steer" if how == "command" else "cannot read"),
+        )
+        for how in TAMPERED
+    ),
     # templates
     ("malformed-yaml", file_with("a: [b\n"), TemplateError, ("t.yaml", "malformed")),
     ("empty-file", file_with(""), TemplateError, ("t.yaml", "empty")),

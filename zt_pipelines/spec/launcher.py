@@ -12,6 +12,7 @@ test dependency; ``tests/test_gcpc_equivalence.py`` compiles both ways and compa
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,6 @@ QUOTED_PAYLOAD_INPUTS = (
     "encryption_spec_key_name",
 )
 _SYSTEM_PLACEHOLDER = re.compile(r"^\{\{\$\.pipeline_[a-z_]+\}\}$")
-_SA_PLACEHOLDER = '"service_account": "{{$.inputs.parameters[\'service_account\']}}"'
 _EXECUTOR_INPUT = "{{$}}"
 _EXECUTOR_INPUT_ESCAPED = "{{$.json_escape[1]}}"
 
@@ -121,13 +121,64 @@ def is_custom_job_launcher(container: dict[str, Any]) -> bool:
 
 
 def reads_service_account_input(container: dict[str, Any]) -> bool:
-    """True if a launcher's payload takes ``service_account`` from the component input."""
-    args = container.get("args") or []
-    try:
-        payload = args[args.index("--payload") + 1]
-    except (ValueError, IndexError):
+    """True if a launcher runs its CustomJob as the component's ``service_account`` input.
+
+    Strict, because the template may come from anyone: the command and every argument but
+    the payload must be GCPC's own (argparse takes the *last* ``--payload``, and accepts
+    ``--payload=...`` and abbreviations), nothing else may be set on the container, and the
+    payload must parse — placeholders stood in for — as JSON without duplicate keys whose
+    one ``service_account`` is ``job_spec.service_account`` and is exactly that input
+    (JSON parsers keep the last of two equal keys, so a second ``job_spec`` or
+    ``service_account`` would silently replace the one we check).
+    """
+    args = container.get("args")
+    if set(container) - {"image", "command", "args"} or not isinstance(args, list):
         return False
-    return isinstance(payload, str) and payload.count(_SA_PLACEHOLDER) == 1
+    if container.get("command") != list(LAUNCHER_COMMAND) or len(args) != len(LAUNCHER_ARGS):
+        return False
+    at = LAUNCHER_ARGS.index("--payload") + 1
+    if [a for i, a in enumerate(args) if i != at] != [
+        a for i, a in enumerate(LAUNCHER_ARGS) if i != at
+    ]:
+        return False
+    payload = args[at]
+    return isinstance(payload, str) and _runs_as_service_account_input(payload)
+
+
+_QUOTED_INPUT = re.compile(r"\"\{\{\$\.inputs\.parameters\['([a-z_]+)'\]\}\}\"")
+_RAW_INPUT = re.compile(r"\{\{\$\.inputs\.parameters\['([a-z_]+)'\]\}\}")
+
+
+def _runs_as_service_account_input(payload: str) -> bool:
+    # quoted placeholders become marker strings, bare ones (JSON values) marker objects
+    text = _QUOTED_INPUT.sub(lambda m: f'"@zt-input:{m.group(1)}"', payload)
+    text = _RAW_INPUT.sub(lambda m: f'{{"@zt-raw": "{m.group(1)}"}}', text)
+    if "{{" in text:
+        return False  # a placeholder inside a longer string, or an unknown one
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError("duplicate key")
+        return dict(pairs)
+
+    try:
+        job = json.loads(text, object_pairs_hook=unique)
+    except ValueError:
+        return False
+    found: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), job)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            found += [path] if "service_account" in node else []
+            stack += [((*path, k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            stack += [((*path, i), v) for i, v in enumerate(node)]
+    return (
+        found == [("job_spec",)]
+        and job["job_spec"]["service_account"] == "@zt-input:service_account"
+    )
 
 
 def launcher_executor() -> dict[str, Any]:
