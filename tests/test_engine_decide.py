@@ -459,3 +459,15 @@ def test_deny_principal_forms_not_understood_are_not_ignored(principal: str, sta
     data = deny(world_dict(), PROJECT, [principal], ["storage.googleapis.com/objects.get"])
     d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
     assert d.state == state, d
+
+
+def test_a_looping_hierarchy_is_unverifiable() -> None:
+    # files with a cycle are refused on load; a live snapshot is built in code and may loop
+    from dataclasses import replace
+
+    snap = world()
+    nodes = dict(snap.nodes)
+    nodes[ORG] = replace(nodes[ORG], parent=FOLDER)
+    d = decide(TRAIN, FEATURES, "storage.objects.get", replace(snap, nodes=nodes), now=NOW)
+    assert d.state == "unverifiable" and "loops" in d.reasons[0]
+    assert decide(TRAIN, FEATURES, "storage.objects.get", snap, now=NOW).granted

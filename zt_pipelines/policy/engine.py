@@ -155,6 +155,8 @@ class Evaluator:
                 gap = f"the ancestry of {top.name} is unknown"
             elif top.parent and top.parent not in self.snapshot.nodes:
                 gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
+            elif top.parent:  # the walk stopped at a known parent: the hierarchy loops
+                gap = f"the ancestry of {name} loops through {top.parent}"
             for n in nodes:
                 for u in self._unreadable.get(n.name, ()):
                     if "ancestry" in read_hides(u.what):
