@@ -448,7 +448,11 @@ def test_default_identity_and_incomplete_verification_cannot_be_relaxed(code: st
 
 def test_no_pipeline_root_means_no_artifact_needs() -> None:
     data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)
-    assert "ZT200" not in run(data, pipeline_root=None).codes()
+    report = run(data, pipeline_root=None)
+    assert "ZT200" not in report.codes()
+    # not checked is said, never silent
+    assert any("artifact access was not checked" in n for n in report.notes)
+    assert not any("pipeline root unknown" in n for n in run(data).notes)
 
 
 def test_template_default_pipeline_root_is_checked_when_none_is_given() -> None:

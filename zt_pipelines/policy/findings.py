@@ -55,6 +55,11 @@ def build_report(
     raw += _identity_findings(steps, evaluator, policy, context)
     if context.submitter is None:
         notes.append("submitter unknown: its actAs/pipelineJobs.create (ZT300) were not checked")
+    if context.pipeline_root is None:
+        notes.append(
+            "pipeline root unknown (no --pipeline-root, no defaultPipelineRoot): the run would "
+            "use a new bucket named at submit time, so artifact access was not checked"
+        )
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
     excess, excess_notes = _excess_findings(requirements, steps, evaluator, policy, context)
