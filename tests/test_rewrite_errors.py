@@ -277,6 +277,32 @@ CASES: list[tuple[str, Case, type[Exception], tuple[str, ...]]] = [
         ("task 'custom-training-job'", "network"),
     ),
     (
+        "payload-injection-unquoted-string-constant",
+        edited(
+            set_job_input(
+                "labels",
+                {
+                    "runtimeValue": {
+                        "constant": f'{{}}, "job_spec": {{"service_account": "{EVIL}"}}'
+                    }
+                },
+            )
+        ),
+        TemplateError,
+        ("task 'custom-training-job'", "labels", "not a dict"),
+    ),
+    (
+        "payload-injection-unquoted-bool-slot",
+        edited(
+            set_job_input(
+                "enable_web_access",
+                {"runtimeValue": {"constant": f'true, "service_account": "{EVIL}"'}},
+            )
+        ),
+        TemplateError,
+        ("task 'custom-training-job'", "enable_web_access", "not a bool"),
+    ),
+    (
         "payload-injection-name",
         edited(quote_in_component_name),
         TemplateError,
@@ -602,3 +628,16 @@ def test_malformed_ir_and_platform_docs_never_raise_anything_but_input_errors(
             rewrite_pipeline((spec, tuple(documents)), project=PROJECT)
         except InputError as exc:
             assert exc.where, exc
+
+
+def test_unquoted_launcher_inputs_known_only_at_run_time_are_reported(
+    base: tuple[dict[str, Any], tuple[Any, ...]],
+) -> None:
+    spec, docs = copy.deepcopy(base)
+    upstream = {"taskOutputParameter": {"producerTask": "step", "outputParameterKey": "Output"}}
+    for name in ("labels", "worker_pool_specs"):
+        set_job_input(name, upstream)(spec)
+    result = rewrite_pipeline((spec, docs), project=PROJECT)
+    (job,) = [s for s in result.steps if s.already_custom_job]
+    # the policy engine refuses them (ZT102): their text is pasted into the payload as is
+    assert set(job.unescaped_payload_inputs) >= {"labels", "worker_pool_specs"}

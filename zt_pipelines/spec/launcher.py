@@ -59,6 +59,15 @@ QUOTED_PAYLOAD_INPUTS = (
     "persistent_resource_id",
     "encryption_spec_key_name",
 )
+# launcher inputs the payload interpolates *unquoted*, as JSON values of these types
+RAW_PAYLOAD_INPUTS: dict[str, type] = {
+    "worker_pool_specs": list,
+    "restart_job_on_worker_restart": bool,
+    "enable_web_access": bool,
+    "reserved_ip_ranges": list,
+    "psc_interface_config": dict,
+    "labels": dict,
+}
 _SYSTEM_PLACEHOLDER = re.compile(r"^\{\{\$\.pipeline_[a-z_]+\}\}$")
 _EXECUTOR_INPUT = "{{$}}"
 _EXECUTOR_INPUT_ESCAPED = "{{$.json_escape[1]}}"

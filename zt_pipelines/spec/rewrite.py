@@ -55,6 +55,7 @@ from zt_pipelines.model import (
 from zt_pipelines.spec.launcher import (
     CUSTOM_JOB_INPUT_NAMES,
     QUOTED_PAYLOAD_INPUTS,
+    RAW_PAYLOAD_INPUTS,
     _copy,
     custom_job_component,
     is_custom_job_launcher,
@@ -617,7 +618,7 @@ class _Walker:
         if pin:
             bindings["service_account"] = {"runtimeValue": {"constant": sa}}
         self._apply_gcpc_fields(bindings, params, decl, where)
-        _check_payload_inputs(bindings, params, env, where)
+        runtime_raw = _check_payload_inputs(bindings, params, env, where)
         if bindings != before:
             task.setdefault("inputs", {})["parameters"] = bindings
         name = self._emit(ref, _copy(component), label, _copy(executor))
@@ -633,11 +634,18 @@ class _Walker:
                 image=_gcpc_image(bindings, params, env),
                 job=_gcpc_job(bindings, params, env),
                 already_custom_job=True,
-                unescaped_payload_inputs=_raw_payload_inputs(
-                    _constant("worker_pool_specs", bindings, params, env),
-                    params,
-                    {"inputs": {"parameters": bindings}},
-                    env,
+                unescaped_payload_inputs=tuple(
+                    sorted(
+                        {
+                            *runtime_raw,
+                            *_raw_payload_inputs(
+                                _constant("worker_pool_specs", bindings, params, env),
+                                params,
+                                {"inputs": {"parameters": bindings}},
+                                env,
+                            ),
+                        }
+                    )
                 ),
             )
         )
@@ -757,19 +765,34 @@ def _raw_payload_inputs(
 
 def _check_payload_inputs(
     bindings: dict[str, Any], params: dict[str, Any], env: Env, where: str
-) -> None:
-    """Refuse launcher inputs that could rewrite the payload JSON they are pasted into.
+) -> tuple[str, ...]:
+    """Refuse launcher inputs that could rewrite the payload JSON they are pasted into; return
+    the unquoted ones known only at run time (for ``unescaped_payload_inputs``).
 
     Vertex substitutes ``{{$.inputs.parameters['x']}}`` into the ``--payload`` string as is:
     a run-time value, or a constant holding a quote, could add a second ``service_account``
-    the launcher's JSON parser would take instead of the one we checked.
+    the launcher's JSON parser would take instead of the one we checked. An unquoted slot
+    (``"labels": {{...}}``) holding a *string* constant would be pasted as JSON text, so its
+    constant must be a value of the slot's own JSON type.
     """
-    for name in QUOTED_PAYLOAD_INPUTS:
+    runtime: list[str] = []
+    for name in (*QUOTED_PAYLOAD_INPUTS, *RAW_PAYLOAD_INPUTS):
         if name in bindings:
             bound = bind(bindings[name], env)
         elif "defaultValue" in (params.get(name) or {}):
             bound = Bound("constant", params[name]["defaultValue"])
         else:
+            continue
+        if name in RAW_PAYLOAD_INPUTS:
+            expected = RAW_PAYLOAD_INPUTS[name]
+            if bound.kind != "constant":
+                runtime.append(name)
+            elif not isinstance(bound.value, expected):
+                raise TemplateError(
+                    f"the custom job's {name!r} is {bound.value!r}, not a {expected.__name__}; "
+                    "pasted unquoted into the launcher payload it could rewrite the job",
+                    where=where,
+                )
             continue
         if bound.kind != "constant":
             raise UnpinnedIdentityError(
@@ -785,6 +808,7 @@ def _check_payload_inputs(
                 "a placeholder; pasted into the launcher payload it could rewrite the job",
                 where=where,
             )
+    return tuple(runtime)
 
 
 def _unique(name: str, used: set[str]) -> str:
