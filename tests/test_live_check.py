@@ -252,3 +252,30 @@ def test_snapshot_command_bad_input_exits_2_before_reading_anything(
     err = capsys.readouterr().err
     assert info.value.code == 2 and needle in err and "Traceback" not in err, err
     assert not (tmp_path / "snap.json").exists()
+
+
+def test_live_check_resolves_the_submitter_from_the_credentials(
+    live: Emulator, templates: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def live_check() -> Report:
+        return check(
+            templates["training"],
+            project=EX.PROJECT,
+            location=EX.LOCATION,
+            pipeline_service_account=EX.PIPELINE_SA,
+            pipeline_root=EX.PIPELINE_ROOT,
+            now=NOW,
+        )
+
+    report = live_check()  # ZT_EMULATOR_CALLER is the example's submitter
+    assert not any("submitter unknown" in n for n in report.notes)
+    assert any(g.principal == EX.SUBMITTER for g in report.granted)
+    # another caller is checked as the submitter: nothing proves mallory may submit
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", "user:mallory@example.com")
+    refused = live_check()
+    assert not refused.allowed
+    assert not any(g.principal == "user:mallory@example.com" for g in refused.granted)
+    assert any(
+        f.principal == "user:mallory@example.com" and f.code in ("ZT300", "ZT201")
+        for f in refused.findings
+    ), str(refused)

@@ -168,6 +168,9 @@ def check_rewritten(
     del parameter_values, manifest
     _require_location(location)
     _require_submitter(submitter)
+    if snapshot is None and submitter is None:
+        # live mode: whoever holds these credentials is who would submit
+        submitter, submitter_credentials = _live_submitter(credentials, submitter_credentials)
     pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
@@ -250,6 +253,22 @@ def _snapshot(
         emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
     )
     return with_roles(live, roles) if roles else live
+
+
+def _live_submitter(credentials: Any, kind: str | None) -> tuple[str | None, str | None]:
+    """The member behind the live credentials (``None`` when they do not say: the report then
+    notes that ZT300 was not checked)."""
+    from zt_pipelines.errors import IdentityError
+    from zt_pipelines.gcp import describe_submitter
+    from zt_pipelines.gcp.clients import emulator_caller_credentials
+
+    if credentials is None and os.environ.get("ZT_EMULATOR_HOST"):
+        credentials = emulator_caller_credentials()
+    try:
+        found = describe_submitter(credentials)
+    except IdentityError:
+        return None, kind
+    return found.member, kind or ("service_account_key" if found.key_file else found.kind)
 
 
 def _require_location(location: str) -> None:
