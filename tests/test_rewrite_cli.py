@@ -193,3 +193,23 @@ def test_rewrite_cli_unwritable_output_exits_2_before_rewriting(
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "--output" in err and "none.yaml" not in err
+
+
+@dsl.container_component
+def echo(text: str):  # type: ignore[no-untyped-def]
+    return dsl.ContainerSpec(image="alpine:3.19", command=["echo", text])
+
+
+def test_rewrite_cli_warns_about_inputs_pasted_unescaped_into_the_payload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @dsl.pipeline(name="pasted")
+    def pasted() -> None:
+        echo(text=say(msg="x").output)
+
+    template = tmp_path / "p.yaml"
+    compiler.Compiler().compile(pasted, str(template))
+    code = run(["rewrite", str(template), "-o", str(tmp_path / "o.yaml"), "--project", PROJECT])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "warning: task 'echo' pastes 'text' unescaped" in err and "ZT102" in err

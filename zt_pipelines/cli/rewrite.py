@@ -56,4 +56,12 @@ def command(
     write_output(output, dump_template(result))
     for step in result.steps:
         click.echo(f"{step.task}\t{step.service_account}\t{step.source}")
+        if step.unescaped_payload_inputs:
+            # not refused here (a rewrite decides nothing); `check` and submit refuse it (ZT102)
+            names = ", ".join(repr(n) for n in step.unescaped_payload_inputs)
+            click.echo(
+                f"warning: task {step.task!r} pastes {names} unescaped into its CustomJob "
+                "payload; check and submit refuse this (ZT102)",
+                err=True,
+            )
     click.echo(f"wrote {output} ({len(result.steps)} steps)", err=True)
