@@ -306,3 +306,15 @@ def test_custom_jobs_and_schedules(emu: Emulator) -> None:
     made = requests.post(f"{base}/schedules", json=schedule, headers=auth, timeout=5)
     assert made.status_code == 200 and made.json()["state"] == "ACTIVE"
     assert list(emu.schedules) == [made.json()["name"]]
+
+
+def test_a_group_cannot_be_a_caller(emu: Emulator) -> None:
+    # groups hold grants but never credentials: a token naming one is no authentication
+    import requests
+
+    reply = requests.get(
+        f"http://{emu.address}/storage/v1/b/zt-root-bucket",
+        headers={"Authorization": "Bearer zt-emulator:group:ml-admins@example.com"},
+        timeout=5,
+    )
+    assert reply.status_code == 401

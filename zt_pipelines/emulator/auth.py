@@ -13,6 +13,7 @@ from google.auth import credentials as ga_credentials
 
 TOKEN_PREFIX = "zt-emulator:"
 _MEMBER_KINDS = ("serviceAccount:", "user:", "group:", "domain:", "principal:", "principalSet:")
+_CALLER_KINDS = ("serviceAccount:", "user:", "principal:")
 
 
 def token_for(member: str) -> str:
@@ -36,7 +37,8 @@ def caller_from_authorization(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
         return None
     member = token[len(TOKEN_PREFIX) :].strip()
-    return member if member.startswith(_MEMBER_KINDS) else None
+    # only an account can hold credentials: a group, domain or set never calls an API itself
+    return member if member.startswith(_CALLER_KINDS) else None
 
 
 class EmulatorCredentials(ga_credentials.Credentials):  # type: ignore[misc]
