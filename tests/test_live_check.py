@@ -279,3 +279,42 @@ def test_live_check_resolves_the_submitter_from_the_credentials(
         f.principal == "user:mallory@example.com" and f.code in ("ZT300", "ZT201")
         for f in refused.findings
     ), str(refused)
+
+
+def test_snapshot_command_reads_the_template_default_pipeline_root(
+    live: Emulator, templates: dict[str, str], tmp_path: Path
+) -> None:
+    # no --pipeline-root: check() uses the template's defaultPipelineRoot, so must the snapshot
+    out = tmp_path / "snap.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "snapshot",
+            "--project",
+            EX.PROJECT,
+            "--template",
+            templates["training"],
+            "--pipeline-sa",
+            EX.PIPELINE_SA,
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    root_bucket = "//storage.googleapis.com/" + EX.PIPELINE_ROOT.removeprefix("gs://").split("/")[0]
+    assert root_bucket in json.dumps(json.loads(out.read_text())["nodes"])
+
+    def no_root(snapshot: object) -> Report:
+        return check(
+            templates["training"],
+            project=EX.PROJECT,
+            location=EX.LOCATION,
+            pipeline_service_account=EX.PIPELINE_SA,
+            submitter=EX.SUBMITTER,
+            snapshot=snapshot,  # type: ignore[arg-type]
+            now=NOW,
+        )
+
+    from_file = no_root(out)
+    assert essence(from_file) == essence(no_root(None))
+    assert from_file.allowed, str(from_file)

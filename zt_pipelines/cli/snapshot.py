@@ -40,7 +40,11 @@ def _needs(
             where="snapshot",
             fix="name the pipeline service account the job will run as",
         )
-    from zt_pipelines.policy.requirements import derive_requirements, needed_nodes
+    from zt_pipelines.policy.requirements import (
+        derive_requirements,
+        needed_nodes,
+        pipeline_root_of,
+    )
     from zt_pipelines.spec import rewrite_pipeline
 
     for template in templates:
@@ -56,7 +60,7 @@ def _needs(
             project=project,
             location=location,
             pipeline_service_account=pipeline_sa,
-            pipeline_root=pipeline_root,
+            pipeline_root=pipeline_root_of(result, pipeline_root),  # as check() will
             submitter=None,
         )
         needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
