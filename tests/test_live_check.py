@@ -239,6 +239,7 @@ def test_check_cli_live_equals_check_cli_with_the_snapshot_file(
         (["--project", "ml-prod", "-o", "/nonexistent-dir/snap.json"], "--output"),
         (["--project", "ML_PROD", "-o", "snap.json"], "--project"),
         (["--project", "ml-prod", "--resource", "s3://x", "-o", "snap.json"], "--resource"),
+        (["--project", "ml-prod", "--param", "novalue", "-o", "snap.json"], "--param"),
     ],
 )
 def test_snapshot_command_bad_input_exits_2_before_reading_anything(

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from zt_pipelines.cli import require_writable, write_output
+from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.errors import InputError
 from zt_pipelines.resources import normalize_resource
 
@@ -24,6 +24,7 @@ def _needs(
     location: str,
     pipeline_sa: str | None,
     pipeline_root: str | None,
+    parameter_values: dict[str, Any] | None = None,
 ) -> tuple[set[str], set[str], set[str], set[str]]:
     """(resources, service accounts, principals, projects) the templates' check needs."""
     resources: set[str] = set()
@@ -50,6 +51,7 @@ def _needs(
     for template in templates:
         result = rewrite_pipeline(
             template,
+            parameter_values=parameter_values,
             manifest=manifest,
             project=project,
             location=location,
@@ -77,6 +79,7 @@ def _needs(
 @click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")
 @click.option("--resource", "resources", multiple=True, help="Extra resource URI (repeatable).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Per-task declarations.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--pipeline-sa", help="Pipeline service account email.")
 @click.option("--pipeline-root", help="gs:// pipeline root (adds its bucket).")
 @click.option("--service-account", "accounts", multiple=True, help="Extra SA email.")
@@ -89,6 +92,7 @@ def command(
     templates: tuple[str, ...],
     resources: tuple[str, ...],
     manifest: str | None,
+    params: tuple[str, ...],
     pipeline_sa: str | None,
     pipeline_root: str | None,
     accounts: tuple[str, ...],
@@ -103,7 +107,13 @@ def command(
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
     names, emails, principals, projects = _needs(
-        templates, manifest, project, location, pipeline_sa, pipeline_root
+        templates,
+        manifest,
+        project,
+        location,
+        pipeline_sa,
+        pipeline_root,
+        parse_parameters(params) or None,
     )
     for uri in resources:
         names.add(normalize_resource(uri, where="--resource").name)
