@@ -169,6 +169,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "storage.buckets.get": _ANCESTRY,
     "bigquery.datasets.get": _ANCESTRY,
     "serviceAccounts.get": _ANCESTRY,
+    "unknown-parent": _ANCESTRY,
     # nothing on the target's chain
     "roles.get": _NOTHING,
     "roles.list": _NOTHING,
