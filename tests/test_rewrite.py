@@ -417,3 +417,22 @@ def test_values_pasted_verbatim_into_the_payload_are_reported(tmp_path: Path) ->
     assert reported["shout-3"] == ("pipelinechannel--say-Output",)
     again = rewrite_pipeline(result.spec, project=PROJECT)
     assert {s.task: s.unescaped_payload_inputs for s in again.steps} == reported
+
+
+@dsl.container_component
+def cat_file(data: Input[Dataset]):  # type: ignore[no-untyped-def]
+    return dsl.ContainerSpec(image="alpine:3.19", command=["cat", data.path])
+
+
+def test_input_artifact_paths_pasted_into_the_payload_are_reported(tmp_path: Path) -> None:
+    # the producer sets its output artifact's URI, and the path derives from it: a quote there
+    # would land inside the payload JSON of the consumer
+    @dsl.pipeline(name="artifact-paths")
+    def pipeline() -> None:
+        cat_file(data=produce().outputs["data"])
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    result = rewrite_pipeline(path, project=PROJECT)
+    reported = {s.task: s.unescaped_payload_inputs for s in result.steps}
+    assert reported == {"produce": (), "cat-file": ("data",)}

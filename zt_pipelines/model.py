@@ -101,10 +101,12 @@ class StepIdentity:
         image: the step's container image (for image-registry policy rules).
         job: the CustomJob fields that were written into the payload.
         already_custom_job: the step was a GCPC custom job before the rewrite.
-        unescaped_payload_inputs: input parameters the step's command/args (or an existing
-            custom job's worker pools) paste verbatim into the CustomJob payload
-            (``{{$.inputs.parameters['x']}}``) and whose values are not proven safe there:
-            known only at run time, or constants holding quotes or backslashes. GCPC's
+        unescaped_payload_inputs: inputs the step's command/args (or an existing custom
+            job's worker pools and unquoted launcher inputs) paste verbatim into the CustomJob
+            payload (``{{$.inputs.parameters['x']}}``, an input artifact's
+            ``{{$.inputs.artifacts['x'].path}}``/``.uri``, whose URI the producing step sets)
+            and whose values are not proven safe there: known only at run time, or constants
+            holding quotes or backslashes. GCPC's
             payload is a JSON string; if Vertex substitutes such a value unescaped, a quote
             corrupts the payload or rewrites it (down to its service account). For the policy
             engine to report; the rewrite cannot decide it offline.

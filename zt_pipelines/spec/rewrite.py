@@ -716,6 +716,8 @@ class _Walker:
 
 
 _INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+# an input artifact's uri/path/metadata: the producing step can set its output's URI
+_ARTIFACT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['([^']+)'\]\.[^}]*\}\}")
 
 
 def _raw_payload_inputs(
@@ -728,17 +730,18 @@ def _raw_payload_inputs(
     safe: known only at run time, or constants holding quotes or backslashes (see
     ``StepIdentity.unescaped_payload_inputs``)."""
     names: set[str] = set()
+    runtime: list[str] = []
     stack = [pools]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             names.update(_INPUT_PLACEHOLDER.findall(item))
+            runtime += _ARTIFACT_PLACEHOLDER.findall(item)  # always a run-time value
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
     bindings = (task.get("inputs") or {}).get("parameters") or {}
-    runtime: list[str] = []
     todo, seen = sorted(names), set(names)
     while todo:
         name = todo.pop(0)
@@ -760,7 +763,7 @@ def _raw_payload_inputs(
             value = _INPUT_PLACEHOLDER.sub("", value)
         if not is_safe_payload_string(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
-    return tuple(sorted(runtime))
+    return tuple(sorted(set(runtime)))
 
 
 def _check_payload_inputs(
