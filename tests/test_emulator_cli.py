@@ -85,6 +85,7 @@ def test_serves_a_snapshot_file_until_sigterm(tmp_path: Path) -> None:
         (["--snapshot", "{snap}", "--project-number", "p=abc"], "PROJECT_ID=NUMBER"),
         # never bound: refused before anything listens
         (["--snapshot", "{snap}", "--host", "0.0.0.0"], "refusing to bind 0.0.0.0"),
+        (["--snapshot", "{snap}", "--request-log", "/no-dir/calls.jsonl"], "--request-log"),
     ],
 )
 def test_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:

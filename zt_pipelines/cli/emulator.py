@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from zt_pipelines.cli import require_writable
 from zt_pipelines.errors import InputError
 
 
@@ -111,6 +112,11 @@ def command(
     from zt_pipelines.emulator import Emulator, Fault
     from zt_pipelines.policy.snapshot_file import load_snapshot
 
+    # an unwritable output is bad input now, not after a whole session has been served
+    if request_log is not None:
+        require_writable(request_log, option="--request-log")
+    if dump_state is not None:
+        require_writable(dump_state, option="--dump-state")
     parsed = [Fault.parse(spec) for spec in faults]
     numbers = _project_numbers(project_numbers)
     if not snapshot_path.is_file():
