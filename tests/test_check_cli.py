@@ -185,6 +185,7 @@ def test_cli_policy_file(
         (["--snapshot", str(WORLD_FILE), "--submitter", "group:ml@example.com"], "submitter"),
         (["--snapshot", str(WORLD_FILE), "--submitter", "allUsers"], "submitter"),
         (["--snapshot", str(WORLD_FILE), "--submitter", "bob"], "submitter"),
+        (["--snapshot", str(WORLD_FILE), "--submitter", "user:a@x.com@example.com"], "submitter"),
     ],
 )
 def test_cli_bad_input_exit_2(

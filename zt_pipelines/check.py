@@ -290,7 +290,7 @@ def _require_submitter(submitter: str | None) -> None:
             where="submitter",
             fix="user:EMAIL or serviceAccount:EMAIL (or a bare email)",
         )
-    if "@" not in submitter:
+    if submitter.split(":", 1)[-1].count("@") != 1:
         raise InputError(
             f"submitter {submitter!r} is not an email",
             where="submitter",
