@@ -17,7 +17,7 @@ from policy_worlds import (
 )
 from test_check_codes import STEPS, run
 
-from zt_pipelines.policy.catalogue import BASIC_ROLES, escalation_reason
+from zt_pipelines.policy.catalogue import BASIC_ROLES, ESCALATION_PERMISSIONS, escalation_reason
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.snapshot import Role
 from zt_pipelines.policy.snapshot_file import load_snapshot, roles_from_catalogue
@@ -78,3 +78,6 @@ def test_catalogue_sanity(real_roles: dict[str, Role]) -> None:
     assert "resourcemanager.projects.setIamPolicy" in owner
     assert escalation_reason("resourcemanager.projects.setIamPolicy")
     assert escalation_reason("storage.objects.get") is None
+    # every exact escalation permission is a real one (a misspelt entry would never match)
+    real = frozenset().union(*(r.permissions for r in real_roles.values()))
+    assert sorted(set(ESCALATION_PERMISSIONS) - real) == []
