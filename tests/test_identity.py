@@ -21,6 +21,7 @@ from zt_pipelines.identity import (
     derive_account_id,
     require_user_managed,
     service_account_email,
+    submitter_member,
 )
 from zt_pipelines.resources import (
     ResourceRef,
@@ -248,3 +249,42 @@ def test_resource_helpers() -> None:
         == f"//iam.googleapis.com/projects/my-proj-1/serviceAccounts/{email}"
     )
     assert ResourceRef("//storage.googleapis.com/b").service == "storage.googleapis.com"
+
+
+@pytest.mark.parametrize(
+    ("submitter", "member"),
+    [
+        ("Alice@Example.com", "user:alice@example.com"),
+        ("user:alice@example.com", "user:alice@example.com"),
+        (
+            "ci-runner@my-proj-1.iam.gserviceaccount.com",
+            "serviceAccount:ci-runner@my-proj-1.iam.gserviceaccount.com",
+        ),
+        (
+            "serviceAccount:ci-runner@my-proj-1.iam.gserviceaccount.com",
+            "serviceAccount:ci-runner@my-proj-1.iam.gserviceaccount.com",
+        ),
+    ],
+)
+def test_submitter_member_accepts_one_user_or_service_account(submitter: str, member: str) -> None:
+    assert submitter_member(submitter) == member
+
+
+@pytest.mark.parametrize(
+    "submitter",
+    [
+        "bob",
+        "allUsers",
+        "user:allAuthenticatedUsers",
+        "group:eng@example.com",
+        "domain:example.com",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
+        "user:a@b@example.com",
+        "user:ålice@example.com",
+        "123456789-compute@developer.gserviceaccount.com",
+    ],
+)
+def test_submitter_member_refuses_anything_else(submitter: str) -> None:
+    with pytest.raises(IdentityError) as info:
+        submitter_member(submitter, where="--submitter")
+    assert info.value.where == "--submitter"

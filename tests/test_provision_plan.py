@@ -236,7 +236,7 @@ def test_every_bindable_resource_shape_renders_in_every_format(uri: str) -> None
     ("submitter", "member"),
     [
         ("alice@example.com", "user:alice@example.com"),
-        ("group:ML-Eng@example.com", "group:ml-eng@example.com"),
+        ("user:Bob@Example.com", "user:bob@example.com"),
         (f"ci-runner@{PROJECT}.iam.gserviceaccount.com", "serviceAccount:ci-runner@"),
     ],
 )
@@ -252,6 +252,7 @@ def test_submitter_is_normalised(submitter: str, member: str) -> None:
         "allUsers",
         "user:allAuthenticatedUsers",
         "domain:example.com",
+        "group:ml-eng@example.com",
         "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
         "serviceAccount:123456789-compute@developer.gserviceaccount.com",
         "user:ålice@example.com",

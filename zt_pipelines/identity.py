@@ -205,3 +205,36 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
 def service_account_email(account_id: str, project: str) -> str:
     """``ACCOUNT_ID@PROJECT.iam.gserviceaccount.com`` for a user-managed service account."""
     return f"{account_id}@{project}.iam.gserviceaccount.com"
+
+
+_EMAIL = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
+
+
+def submitter_member(submitter: str, *, where: str = "submitter") -> str:
+    """The IAM member (``user:EMAIL`` / ``serviceAccount:EMAIL``) of a submitting principal.
+
+    Accepts ``user:EMAIL``, ``serviceAccount:EMAIL`` or a bare email (a service account by its
+    domain). A submitter is one principal that holds credentials and may be granted actAs on
+    the pipeline SA: groups, domains, ``allUsers``/``allAuthenticatedUsers``, principal sets,
+    names without ``@`` and default service accounts are refused.
+
+    Raises:
+        IdentityError: not one user or service account; DefaultIdentityError: a default SA.
+    """
+    fix = "write user:EMAIL, serviceAccount:EMAIL or a bare email"
+    if not isinstance(submitter, str):
+        raise IdentityError(f"submitter {submitter!r} is not a string", where=where, fix=fix)
+    kind, sep, email = submitter.partition(":")
+    if not sep:
+        kind, email = "", kind
+    if kind not in ("", "user", "serviceAccount"):
+        raise IdentityError(
+            f"submitter {submitter!r} is not one user or service account", where=where, fix=fix
+        )
+    if kind == "serviceAccount" or (not kind and email.lower().endswith(".gserviceaccount.com")):
+        return f"serviceAccount:{require_user_managed(email, where=where)}"
+    if not email.isascii() or not _EMAIL.match(email.lower()):
+        raise IdentityError(
+            f"submitter {submitter!r} is not an email address", where=where, fix=fix
+        )
+    return f"user:{email.lower()}"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from zt_pipelines.errors import ApiError, InputError, ZtError
-from zt_pipelines.identity import require_user_managed
+from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
 from zt_pipelines.provision.cover import Cover, find_cover, permission_index
@@ -571,40 +571,18 @@ def _equivalent_binding(
 
 # -- refusals -------------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
-_MEMBER_KINDS = ("user", "group", "serviceAccount")
-
 
 def check_submitter(submitter: str) -> str:
     """The IAM member of the principal that submits the pipeline, validated.
 
-    ``user:EMAIL``, ``group:EMAIL``, ``serviceAccount:EMAIL`` or a bare email (a service
-    account by its domain, else a user). Provisioning grants this member actAs on the pipeline
-    SA, so anything else — ``allUsers``, ``domain:``, a name without ``@``, a default
-    identity — is refused rather than passed on to IAM.
+    Provisioning grants this member actAs on the pipeline SA, so the one rule of
+    :func:`zt_pipelines.identity.submitter_member` applies: one user or one user-managed
+    service account, never a group, a domain, ``allUsers`` or a default identity.
 
     Raises:
-        InputError: a malformed member; DefaultIdentityError: a default service account.
+        IdentityError: (or a subclass) naming ``submitter``.
     """
-    where = "submitter"
-    kind, sep, email = submitter.partition(":") if isinstance(submitter, str) else ("", "", "")
-    if not sep:
-        kind, email = "", kind
-    if kind and kind not in _MEMBER_KINDS:
-        raise InputError(
-            f"submitter {submitter!r} is not a user, group or service account",
-            where=where,
-            fix="write user:EMAIL, group:EMAIL, serviceAccount:EMAIL or an email",
-        )
-    if kind == "serviceAccount" or (not kind and email.lower().endswith(".gserviceaccount.com")):
-        return f"serviceAccount:{require_user_managed(email, where=where)}"
-    if not email.isascii() or not _EMAIL.match(email.lower()):
-        raise InputError(
-            f"submitter {submitter!r} is not an email address",
-            where=where,
-            fix="write user:EMAIL, group:EMAIL, serviceAccount:EMAIL or an email",
-        )
-    return f"{kind or 'user'}:{email.lower()}"
+    return submitter_member(submitter, where="submitter")
 
 
 def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
