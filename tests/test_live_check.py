@@ -62,14 +62,16 @@ def live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Emulator]:
         yield emu
 
 
-def run_check(template: str, snapshot: object = None) -> Report:
+def run_check(
+    template: str, snapshot: object = None, *, pipeline_root: str | None = EX.PIPELINE_ROOT
+) -> Report:
     """``check`` of an example template (live when ``snapshot`` is None)."""
     return check(
         template,
         project=EX.PROJECT,
         location=EX.LOCATION,
         pipeline_service_account=EX.PIPELINE_SA,
-        pipeline_root=EX.PIPELINE_ROOT,
+        pipeline_root=pipeline_root,
         submitter=EX.SUBMITTER,
         snapshot=snapshot,  # type: ignore[arg-type]
         now=NOW,
@@ -107,28 +109,20 @@ def test_live_check_finds_what_the_examples_promise(
     assert "ZT211" in codes(run_check(templates["editor"]))
 
 
+def write_snapshot(template: str, out: Path, *extra: str) -> None:
+    """``zt-pipelines snapshot`` of one example template into ``out``."""
+    args = ["snapshot", "--project", EX.PROJECT, "--template", template]
+    args += ["--pipeline-sa", EX.PIPELINE_SA, "-o", str(out), *extra]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+
+
 def test_snapshot_command_round_trip(
     live: Emulator, templates: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "snap.json"
     for name in ("training", "editor"):
-        result = CliRunner().invoke(
-            cli,
-            [
-                "snapshot",
-                "--project",
-                EX.PROJECT,
-                "--template",
-                templates[name],
-                "--pipeline-sa",
-                EX.PIPELINE_SA,
-                "--pipeline-root",
-                EX.PIPELINE_ROOT,
-                "-o",
-                str(out),
-            ],
-        )
-        assert result.exit_code == 0, result.output
+        write_snapshot(templates[name], out, "--pipeline-root", EX.PIPELINE_ROOT)
         assert json.loads(out.read_text())["nodes"]
         from_file = run_check(templates[name], out)
         assert essence(from_file) == essence(run_check(templates[name]))
@@ -287,35 +281,9 @@ def test_snapshot_command_reads_the_template_default_pipeline_root(
 ) -> None:
     # no --pipeline-root: check() uses the template's defaultPipelineRoot, so must the snapshot
     out = tmp_path / "snap.json"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "snapshot",
-            "--project",
-            EX.PROJECT,
-            "--template",
-            templates["training"],
-            "--pipeline-sa",
-            EX.PIPELINE_SA,
-            "-o",
-            str(out),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    write_snapshot(templates["training"], out)
     root_bucket = "//storage.googleapis.com/" + EX.PIPELINE_ROOT.removeprefix("gs://").split("/")[0]
     assert root_bucket in json.dumps(json.loads(out.read_text())["nodes"])
-
-    def no_root(snapshot: object) -> Report:
-        return check(
-            templates["training"],
-            project=EX.PROJECT,
-            location=EX.LOCATION,
-            pipeline_service_account=EX.PIPELINE_SA,
-            submitter=EX.SUBMITTER,
-            snapshot=snapshot,  # type: ignore[arg-type]
-            now=NOW,
-        )
-
-    from_file = no_root(out)
-    assert essence(from_file) == essence(no_root(None))
+    from_file = run_check(templates["training"], out, pipeline_root=None)
+    assert essence(from_file) == essence(run_check(templates["training"], pipeline_root=None))
     assert from_file.allowed, str(from_file)
