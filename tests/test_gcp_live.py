@@ -452,3 +452,18 @@ def test_persistently_refused_principal_search_fails_closed(emulator: Emulator) 
     assert {u.what for u in snap.unreadable} == {"searchAllIamPolicies"}
     # the whole query, then each principal alone: bounded, never a pass
     assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 3
+
+
+def test_dataset_project_special_groups_become_basic_role_holders() -> None:
+    from google.cloud.bigquery import AccessEntry
+
+    from zt_pipelines.gcp.convert import dataset_access_policy
+
+    entries = [
+        AccessEntry("READER", "specialGroup", "projectReaders"),
+        AccessEntry("OWNER", "specialGroup", "projectOwners"),
+        AccessEntry("READER", "userByEmail", TRAIN),
+    ]
+    policy = dataset_access_policy(entries, "e1", "proj-a1")
+    members = {m for b in policy.bindings for m in b.members}
+    assert members == {"projectViewer:proj-a1", "projectOwner:proj-a1", sa_member(TRAIN)}

@@ -19,7 +19,7 @@ class BigQueryAdapter(Adapter):
 
         def run() -> AllowPolicy:
             meta: Any = client.get_dataset(f"{project}.{dataset}", retry=None, timeout=self.timeout)
-            return dataset_access_policy(meta.access_entries, meta.etag or "")
+            return dataset_access_policy(meta.access_entries, meta.etag or "", project)
 
         return self.call(
             run,

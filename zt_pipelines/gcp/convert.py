@@ -77,11 +77,16 @@ def policy_from_json(bindings: Iterable[Mapping[str, Any]], etag: str, version: 
     return AllowPolicy(tuple(out), str(etag or ""), int(version or 1))
 
 
-def dataset_access_policy(entries: Iterable[Any], etag: str) -> AllowPolicy:
+def dataset_access_policy(
+    entries: Iterable[Any], etag: str, project: str | None = None
+) -> AllowPolicy:
     """BigQuery dataset access entries → an allow policy with IAM roles and members.
 
     Authorized views/routines/datasets are not principals and are left out; an entry whose
     kind we do not know is kept under a member that never matches (fail closed for grants).
+    With the dataset's ``project`` (id), the special groups ``projectOwners`` /
+    ``projectWriters`` / ``projectReaders`` become ``projectOwner:`` / ``projectEditor:`` /
+    ``projectViewer:`` members, which the engine resolves through the project's basic roles.
     """
     by_role: dict[tuple[str, Condition | None], list[str]] = {}
     for entry in entries:
@@ -91,6 +96,8 @@ def dataset_access_policy(entries: Iterable[Any], etag: str) -> AllowPolicy:
         role = DATASET_LEGACY_ROLES.get(role, role)
         kind, ident = entry.entity_type, entry.entity_id
         member = _dataset_member(kind, ident)
+        if project and member in _PROJECT_GROUPS:
+            member = f"{_PROJECT_GROUPS[member]}:{project}"
         if member is None:
             continue
         condition = _condition(_dataset_condition(entry))
@@ -100,6 +107,14 @@ def dataset_access_policy(entries: Iterable[Any], etag: str) -> AllowPolicy:
         for (role, condition), members in sorted(by_role.items(), key=lambda kv: kv[0][0])
     )
     return AllowPolicy(bindings, etag or "", 3 if any(b.condition for b in bindings) else 1)
+
+
+# BigQuery's project special groups: the holders of the enclosing project's basic roles
+_PROJECT_GROUPS = {
+    "projectOwners": "projectOwner",
+    "projectWriters": "projectEditor",
+    "projectReaders": "projectViewer",
+}
 
 
 def _dataset_condition(entry: Any) -> Any:
