@@ -467,3 +467,18 @@ def test_dataset_project_special_groups_become_basic_role_holders() -> None:
     policy = dataset_access_policy(entries, "e1", "proj-a1")
     members = {m for b in policy.bindings for m in b.members}
     assert members == {"projectViewer:proj-a1", "projectOwner:proj-a1", sa_member(TRAIN)}
+
+
+def test_cache_written_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
+    # a cached role or deny policy decides grants: an entry others could write is a miss
+    cache = DiskCache(tmp_path, namespace="google")
+    role = Role("roles/storage.objectViewer", frozenset({"storage.objects.get"}))
+    cache.put_role(role)
+    assert cache.get_role(role.name) == role
+    (cache.directory / "roles").chmod(0o777)
+    assert cache.get_role(role.name) is None
+    (cache.directory / "roles").chmod(0o700)
+    assert cache.get_role(role.name) == role
+    entry = next((cache.directory / "roles").iterdir())
+    entry.chmod(0o666)
+    assert cache.get_role(role.name) is None

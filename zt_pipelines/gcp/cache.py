@@ -11,6 +11,11 @@
 Entries are JSON files written to a temporary file and moved into place with ``os.replace``,
 so concurrent processes never read half an entry. A corrupt or unreadable entry is a miss.
 The cache is namespaced by endpoint (Google or an emulator address), so worlds never mix.
+
+A cached role or deny policy decides grants, so the cache is only trusted when nobody else could
+have written it: every entry is read only if the entry file and its directories (up to the
+namespace directory) belong to the current user and are not group/world-writable. Anything else
+is a miss (fail closed: a fresh read). Directories are created ``0700``.
 """
 
 from __future__ import annotations
@@ -62,10 +67,28 @@ class DiskCache:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return self.directory / kind / f"{digest}.json"
 
+    def _trusted(self, path: Path) -> bool:
+        """Only this user can have written ``path`` (POSIX owner and mode checks)."""
+        if not hasattr(os, "getuid"):  # pragma: no cover - no POSIX ownership to check
+            return True
+        uid = os.getuid()
+        for item in (path, path.parent, self.directory):
+            try:
+                st = item.stat()
+            except OSError:
+                return False
+            if st.st_uid != uid or st.st_mode & 0o022:
+                return False
+        return True
+
     def get(self, kind: str, key: str) -> Any:
-        """The fresh value stored under ``(kind, key)``, or ``None``."""
+        """The fresh value stored under ``(kind, key)``, or ``None`` (also when the entry could
+        have been written by someone else)."""
+        path = self._path(kind, key)
+        if not self._trusted(path):
+            return None
         try:
-            with open(self._path(kind, key), encoding="utf-8") as fh:
+            with open(path, encoding="utf-8") as fh:
                 entry = json.load(fh)
         except (OSError, ValueError):
             return None
@@ -80,7 +103,8 @@ class DiskCache:
         """Store ``value`` (JSON-serialisable); failures to write are ignored (it is a cache)."""
         path = self._path(kind, key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
