@@ -446,3 +446,17 @@ def test_step_as_pipeline_identity_is_a_zt103_refusal_not_bad_input(tmp_path: Pa
     )
     (f,) = report.findings
     assert f.code == "ZT103" and f.step == "ingest" and not report.allowed
+
+
+def test_role_catalogue_holds_predefined_roles_only(tmp_path: Path) -> None:
+    from zt_pipelines.policy.snapshot_file import load_catalogue_file
+
+    file = tmp_path / "roles.json"
+    file.write_text(json.dumps({"roles": {"roles/viewer": {"includedPermissions": ["a.b.get"]}}}))
+    assert set(load_catalogue_file(file)) == {"roles/viewer"}
+    # a custom role from a catalogue file would stand in for the tenant's real definition
+    custom = "projects/ml-prod/roles/featureReader"
+    file.write_text(json.dumps({"roles": {custom: {"includedPermissions": ["a.b.get"]}}}))
+    with pytest.raises(SnapshotError) as info:
+        load_catalogue_file(file)
+    assert info.value.where == f"{file}: $.roles[{custom!r}]"

@@ -185,9 +185,18 @@ def load_catalogue_file(path: str | Path) -> dict[str, Role]:
     if not isinstance(data, dict):
         raise SnapshotError("a role catalogue must be a mapping", where=f"{path}: $")
     try:
-        return roles_from_catalogue(data)
+        roles = roles_from_catalogue(data)
     except SnapshotError as exc:
         raise SnapshotError(exc.what, where=f"{path}: {exc.where}") from None
+    custom = sorted(name for name in roles if not name.startswith("roles/"))
+    if custom:
+        # custom roles are per tenant and mutable: only the snapshot (or a live read) knows them
+        raise SnapshotError(
+            f"{custom[0]!r} is not a predefined role",
+            where=f"{path}: $.roles[{custom[0]!r}]",
+            fix="a catalogue holds predefined roles/... only; custom roles belong in the snapshot",
+        )
+    return roles
 
 
 class _Builder:
