@@ -17,7 +17,13 @@ from kfp.dsl import Dataset, Input, Output
 import zt_pipelines as zt
 from zt_pipelines.errors import DeclarationError, IdentityError, TemplateError
 from zt_pipelines.model import JobFields
-from zt_pipelines.spec import dump_template, load_template, rewrite, rewrite_pipeline
+from zt_pipelines.spec import (
+    dump_template,
+    load_template,
+    parse_template_text,
+    rewrite,
+    rewrite_pipeline,
+)
 from zt_pipelines.spec.launcher import is_custom_job_launcher
 
 PROJECT = "zt-test-project"
@@ -436,3 +442,12 @@ def test_input_artifact_paths_pasted_into_the_payload_are_reported(tmp_path: Pat
     result = rewrite_pipeline(path, project=PROJECT)
     reported = {s.task: s.unescaped_payload_inputs for s in result.steps}
     assert reported == {"produce": (), "cat-file": ("data",)}
+
+
+def test_dumped_templates_never_use_yaml_aliases() -> None:
+    # the loader refuses aliases, so what we write must not contain any, even for shared objects
+    shared = {"a": 1}
+    spec = {"pipelineInfo": {"name": "p"}, "root": {"dag": {"tasks": {}}}, "x": [shared, shared]}
+    text = dump_template(spec)
+    assert "&" not in text and "*" not in text
+    assert parse_template_text(text) == (spec, ())

@@ -148,7 +148,16 @@ def test_ambiguous_manifest_task_names_the_paths(template: Path) -> None:
         rewrite_pipeline(spec, project=PROJECT, manifest={"steps": {"say-9": {}}})
 
 
+LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]\n"
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True)
+)
 GARBAGE = {
+    # nested aliases expand exponentially: this kept the rewrite busy for minutes
+    "laughs.yaml": (
+        'a: &a ["x", "x"]\n' + LAUGHS + "pipelineInfo: {name: p}\n"
+        "root: {dag: {tasks: {}}}\nschemaVersion: *h\n"
+    ),
     "unclosed.yaml": "steps: [\n",
     "list.yaml": "- 1\n- 2\n",
     "empty.yaml": "",

@@ -28,6 +28,13 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 __all__ = ["dump_template", "load_template", "parse_template_text"]
 
 
+class _PlainDumper(_Dumper):
+    """Never writes anchors/aliases (the loader refuses them): shared objects are repeated."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def load_template(
     template: str | Path | Mapping[str, Any],
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
@@ -70,6 +77,7 @@ def parse_template_text(
         raise TemplateError(f"malformed YAML/JSON ({_short(exc)})", where=where) from exc
     if not documents:
         raise TemplateError("the file is empty", where=where)
+    _refuse_aliases(documents, where)
     first, *rest = documents
     if not isinstance(first, dict):
         raise TemplateError("not a KFP pipeline: the first document is not a mapping", where=where)
@@ -77,6 +85,24 @@ def parse_template_text(
         if not isinstance(doc, dict):
             raise TemplateError(f"document {index} is not a mapping", where=where)
     return _pipeline_from(first, tuple(rest), where)
+
+
+def _refuse_aliases(documents: list[Any], where: str) -> None:
+    """Refuse YAML aliases: KFP never writes them, and nested ones expand exponentially
+    (a 17-line "billion laughs" template kept the rewrite busy for minutes)."""
+    seen: set[int] = set()
+    stack: list[Any] = list(documents)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:  # the loader shares one object for every alias of an anchor
+                raise TemplateError(
+                    "the template uses YAML anchors and aliases (&x / *x)",
+                    where=where,
+                    fix="pass the YAML kfp.compiler.Compiler wrote, without anchors",
+                )
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
 
 
 def _pipeline_from(
@@ -235,7 +261,7 @@ def dump_template(result: RewriteResult | dict[str, Any]) -> str:
         documents = [result]
     return yaml.dump_all(
         documents,
-        Dumper=_Dumper,
+        Dumper=_PlainDumper,
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,
