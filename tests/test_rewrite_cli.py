@@ -160,6 +160,10 @@ GARBAGE = {
     ),
     "unclosed.yaml": "steps: [\n",
     "list.yaml": "- 1\n- 2\n",
+    "laughs-manifest.yaml": (
+        "steps:\n  t:\n    psc_interface_config:\n      a: &a [x, x]\n"
+        + "".join("      " + line + "\n" for line in LAUGHS.splitlines())
+    ),
     "empty.yaml": "",
     "no-root.yaml": "pipelineInfo: {name: p}\n",
     "str-components.yaml": "pipelineInfo: {name: p}\nroot: {dag: {tasks: {}}}\ncomponents: x\n",

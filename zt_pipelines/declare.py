@@ -546,6 +546,13 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
         except yaml.YAMLError as exc:
             detail = " ".join(str(exc).split())[:300]  # one line for the CLI
             raise ManifestError(f"malformed YAML/JSON ({detail})", where=label) from exc
+        from zt_pipelines.errors import TemplateError
+        from zt_pipelines.spec.template import refuse_aliases
+
+        try:
+            refuse_aliases([data], label)
+        except TemplateError as exc:
+            raise ManifestError(exc.what, where=label, fix=exc.fix) from None
     if not isinstance(data, Mapping) or set(data) != {"steps"}:
         raise ManifestError(
             "a manifest is a mapping with one key, 'steps'",

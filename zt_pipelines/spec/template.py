@@ -77,7 +77,7 @@ def parse_template_text(
         raise TemplateError(f"malformed YAML/JSON ({_short(exc)})", where=where) from exc
     if not documents:
         raise TemplateError("the file is empty", where=where)
-    _refuse_aliases(documents, where)
+    refuse_aliases(documents, where)
     first, *rest = documents
     if not isinstance(first, dict):
         raise TemplateError("not a KFP pipeline: the first document is not a mapping", where=where)
@@ -87,9 +87,13 @@ def parse_template_text(
     return _pipeline_from(first, tuple(rest), where)
 
 
-def _refuse_aliases(documents: list[Any], where: str) -> None:
-    """Refuse YAML aliases: KFP never writes them, and nested ones expand exponentially
-    (a 17-line "billion laughs" template kept the rewrite busy for minutes)."""
+def refuse_aliases(documents: list[Any], where: str) -> None:
+    """Refuse YAML aliases in loaded documents: KFP never writes them, and nested ones expand
+    exponentially (a 17-line "billion laughs" template kept the rewrite busy for minutes).
+
+    Raises:
+        TemplateError: naming ``where``.
+    """
     seen: set[int] = set()
     stack: list[Any] = list(documents)
     while stack:
@@ -97,9 +101,10 @@ def _refuse_aliases(documents: list[Any], where: str) -> None:
         if isinstance(node, (dict, list)):
             if id(node) in seen:  # the loader shares one object for every alias of an anchor
                 raise TemplateError(
-                    "the template uses YAML anchors and aliases (&x / *x)",
+                    "YAML anchors and aliases (&x / *x) are not accepted",
                     where=where,
-                    fix="pass the YAML kfp.compiler.Compiler wrote, without anchors",
+                    fix="write the YAML out without anchors (kfp.compiler.Compiler never "
+                    "uses them)",
                 )
             seen.add(id(node))
             stack.extend(node.values() if isinstance(node, dict) else node)
