@@ -28,7 +28,7 @@ from zt_pipelines.errors import (
     UnpinnedIdentityError,
     ZtError,
 )
-from zt_pipelines.identity import classify_identity
+from zt_pipelines.identity import classify_identity, submitter_member
 from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
@@ -42,8 +42,6 @@ from zt_pipelines.policy.snapshot import Role, Snapshot
 
 # a Vertex region: letters and hyphens, then the zone digit(s) (us-central1, europe-west4)
 _LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]+$")
-# the principal kinds that can hold credentials and submit a job
-_SUBMITTER_KINDS = ("user:", "serviceAccount:")
 
 SnapshotInput = str | Path | dict[str, Any] | Snapshot | None
 PolicyInput = str | Path | dict[str, Any] | OrgPolicy | None
@@ -281,21 +279,10 @@ def _require_location(location: str) -> None:
 
 
 def _require_submitter(submitter: str | None) -> None:
-    """A submitter is one principal that holds credentials: never a group, domain or set."""
-    if submitter is None:
-        return
-    if ":" in submitter and not submitter.startswith(_SUBMITTER_KINDS):
-        raise InputError(
-            f"submitter {submitter!r} is not a user or service account",
-            where="submitter",
-            fix="user:EMAIL or serviceAccount:EMAIL (or a bare email)",
-        )
-    if submitter.split(":", 1)[-1].count("@") != 1:
-        raise InputError(
-            f"submitter {submitter!r} is not an email",
-            where="submitter",
-            fix="user:EMAIL or serviceAccount:EMAIL (or a bare email)",
-        )
+    """A submitter is one principal that holds credentials: never a group, domain or set
+    (the one rule, :func:`zt_pipelines.identity.submitter_member`)."""
+    if submitter is not None:
+        submitter_member(submitter, where="submitter")
 
 
 def _refusal(code: str, exc: ZtError, ctx: CheckContext, now: datetime) -> Report:
