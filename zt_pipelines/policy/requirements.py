@@ -109,12 +109,14 @@ def sa_member(email: str) -> str:
 
 
 def submitter_member(submitter: str) -> str:
-    """Accept ``user:x``, ``serviceAccount:x``, a bare SA email or a bare user email."""
-    if ":" in submitter:
-        return submitter
-    if submitter.endswith(".gserviceaccount.com"):
-        return sa_member(submitter)
-    return f"user:{submitter.lower()}"
+    """The member of a submitter: :func:`zt_pipelines.identity.submitter_member` (one rule).
+
+    Raises:
+        IdentityError: not one user or user-managed service account.
+    """
+    from zt_pipelines.identity import submitter_member as validated
+
+    return validated(submitter)
 
 
 def step_principal(step: StepIdentity, pipeline_service_account: str) -> str:
