@@ -264,6 +264,7 @@ def _live_submitter(credentials: Any, kind: str | None) -> tuple[str | None, str
         credentials = emulator_caller_credentials()
     try:
         found = describe_submitter(credentials)
+        submitter_member(found.member)  # e.g. a default SA cannot be checked as a submitter
     except IdentityError:
         return None, kind
     return found.member, kind or ("service_account_key" if found.key_file else found.kind)
