@@ -345,6 +345,40 @@ def _act_as(world: World, caller: str | None, service_account: Any) -> None:
     )
 
 
+def _vertex_named(
+    world: World, req: Request, permission: str, collection: str
+) -> tuple[str, str, str]:
+    """Authorize ``permission`` on the project; the project, parent and the named resource."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, permission, CRM + "projects/" + project)
+    return project, parent, f"{parent}/{collection}/{req.segments['id']}"
+
+
+def _served(store: dict[str, dict[str, Any]], name: str, what: str) -> dict[str, Any]:
+    """The resource ``name`` in ``store`` (caller holds the world lock), else NOT_FOUND."""
+    found = store.get(name)
+    if found is None:
+        raise EmulatorError("NOT_FOUND", f"{what} {name} not found")
+    return found
+
+
+def _vertex_list(
+    world: World, req: Request, permission: str, store: dict[str, Any], key: str
+) -> tuple[int, Body]:
+    """One page of the Vertex resources in ``store`` under the request's location."""
+    project, _location, parent = _location_parent(world, req)
+    world.authorize(req.caller, permission, CRM + "projects/" + project)
+    with world.lock:
+        found = [deep_copy_json(r) for n, r in sorted(store.items()) if n.startswith(parent)]
+    items, token = page(
+        found, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
+    )
+    body: dict[str, Any] = {key: items}
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
 def _job_id(req: Request, key: str) -> str:
     job_id = req.query.get(key) or f"zt-{uuid.uuid4().hex[:16]}"
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,127}$", job_id):
@@ -378,13 +412,9 @@ _PIPELINE_DONE = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE
 
 def pipeline_job_get(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.pipelineJobs.get: a pending job has succeeded by the time it is read."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.pipelineJobs.get", CRM + "projects/" + project)
-    name = f"{parent}/pipelineJobs/{req.segments['id']}"
+    project, parent, name = _vertex_named(world, req, "aiplatform.pipelineJobs.get", "pipelineJobs")
     with world.lock:
-        job = world.served_jobs.get(name)
-        if job is None:
-            raise EmulatorError("NOT_FOUND", f"pipeline job {name} not found")
+        job = _served(world.served_jobs, name, "pipeline job")
         if job["state"] not in _PIPELINE_DONE:
             _finish_pipeline_job(world, job, project, parent)
         return 200, deep_copy_json(job)
@@ -422,30 +452,18 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.pipelineJobs.list (paginated)."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.pipelineJobs.list", CRM + "projects/" + project)
-    with world.lock:
-        jobs = [
-            deep_copy_json(j) for n, j in sorted(world.served_jobs.items()) if n.startswith(parent)
-        ]
-    items, token = page(
-        jobs, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
+    return _vertex_list(
+        world, req, "aiplatform.pipelineJobs.list", world.served_jobs, "pipelineJobs"
     )
-    body: dict[str, Any] = {"pipelineJobs": items}
-    if token:
-        body["nextPageToken"] = token
-    return 200, body
 
 
 def pipeline_job_cancel(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.pipelineJobs.cancel (a write)."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.pipelineJobs.cancel", CRM + "projects/" + project)
-    name = f"{parent}/pipelineJobs/{req.segments['id']}"
+    _project, _parent, name = _vertex_named(
+        world, req, "aiplatform.pipelineJobs.cancel", "pipelineJobs"
+    )
     with world.lock:
-        job = world.served_jobs.get(name)
-        if job is None:
-            raise EmulatorError("NOT_FOUND", f"pipeline job {name} not found")
+        job = _served(world.served_jobs, name, "pipeline job")
         if job["state"] in _PIPELINE_DONE:
             raise EmulatorError("FAILED_PRECONDITION", f"pipeline job {name} has already ended")
         job.update(state="PIPELINE_STATE_CANCELLED", updateTime=_now())
@@ -470,13 +488,9 @@ def custom_job_create(world: World, req: Request) -> tuple[int, Body]:
 
 def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.customJobs.get: a pending job has succeeded by the time it is read."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.customJobs.get", CRM + "projects/" + project)
-    name = f"{parent}/customJobs/{req.segments['id']}"
+    _project, _parent, name = _vertex_named(world, req, "aiplatform.customJobs.get", "customJobs")
     with world.lock:
-        job = world.custom_jobs.get(name)
-        if job is None:
-            raise EmulatorError("NOT_FOUND", f"custom job {name} not found")
+        job = _served(world.custom_jobs, name, "custom job")
         if job["state"] == "JOB_STATE_PENDING":
             job.update(state="JOB_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
         return 200, deep_copy_json(job)
@@ -484,30 +498,16 @@ def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
 
 def custom_job_list(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.customJobs.list (paginated)."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.customJobs.list", CRM + "projects/" + project)
-    with world.lock:
-        jobs = [
-            deep_copy_json(j) for n, j in sorted(world.custom_jobs.items()) if n.startswith(parent)
-        ]
-    items, token = page(
-        jobs, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
-    )
-    body: dict[str, Any] = {"customJobs": items}
-    if token:
-        body["nextPageToken"] = token
-    return 200, body
+    return _vertex_list(world, req, "aiplatform.customJobs.list", world.custom_jobs, "customJobs")
 
 
 def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.customJobs.cancel (a write)."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.customJobs.cancel", CRM + "projects/" + project)
-    name = f"{parent}/customJobs/{req.segments['id']}"
+    _project, _parent, name = _vertex_named(
+        world, req, "aiplatform.customJobs.cancel", "customJobs"
+    )
     with world.lock:
-        job = world.custom_jobs.get(name)
-        if job is None:
-            raise EmulatorError("NOT_FOUND", f"custom job {name} not found")
+        job = _served(world.custom_jobs, name, "custom job")
         job.update(state="JOB_STATE_CANCELLED", updateTime=_now())
     return 200, {}
 
@@ -531,31 +531,14 @@ def schedule_create(world: World, req: Request) -> tuple[int, Body]:
 
 def schedule_get(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.schedules.get."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.schedules.get", CRM + "projects/" + project)
-    name = f"{parent}/schedules/{req.segments['id']}"
+    _project, _parent, name = _vertex_named(world, req, "aiplatform.schedules.get", "schedules")
     with world.lock:
-        schedule = world.schedules.get(name)
-        if schedule is None:
-            raise EmulatorError("NOT_FOUND", f"schedule {name} not found")
-        return 200, deep_copy_json(schedule)
+        return 200, deep_copy_json(_served(world.schedules, name, "schedule"))
 
 
 def schedule_list(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.schedules.list (paginated)."""
-    project, _location, parent = _location_parent(world, req)
-    world.authorize(req.caller, "aiplatform.schedules.list", CRM + "projects/" + project)
-    with world.lock:
-        found = [
-            deep_copy_json(s) for n, s in sorted(world.schedules.items()) if n.startswith(parent)
-        ]
-    items, token = page(
-        found, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 100
-    )
-    body: dict[str, Any] = {"schedules": items}
-    if token:
-        body["nextPageToken"] = token
-    return 200, body
+    return _vertex_list(world, req, "aiplatform.schedules.list", world.schedules, "schedules")
 
 
 # -- BigQuery ------------------------------------------------------------------------------------
