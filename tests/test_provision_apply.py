@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -198,7 +199,7 @@ def make_plan(template: Path, manifest: dict, state: Snapshot | str, **kw: objec
     )
 
 
-def check(template: Path, manifest: dict, state: Snapshot) -> "zt.Report":
+def check(template: Path, manifest: dict, state: Snapshot, **extra: Any) -> "zt.Report":
     return zt.check(
         template,
         project=PROJECT,
@@ -207,6 +208,7 @@ def check(template: Path, manifest: dict, state: Snapshot) -> "zt.Report":
         pipeline_root=ROOT,
         manifest=manifest,
         snapshot=state,
+        **extra,
     )
 
 
@@ -405,16 +407,7 @@ def test_predefined_roles_apply_then_check_is_allowed(
         name: Role(name, perms, predefined_roles[name].get("title", ""))
         for name, perms in catalogue.items()
     }
-    report = zt.check(
-        template,
-        project=PROJECT,
-        location=LOCATION,
-        pipeline_service_account=PIPE_SA,
-        pipeline_root=ROOT,
-        manifest=FULL_NEEDS,
-        snapshot=emulator.state,
-        roles=roles,
-    )
+    report = check(template, FULL_NEEDS, emulator.state, roles=roles)
     assert report.allowed, str(report)
     print("\npredefined covers (step: roles, excess):")
     for step, excess in planned.excess_by_step().items():
@@ -476,16 +469,7 @@ def test_submitter_grants_make_the_submitter_checks_pass(
         ("roles/iam.serviceAccountUser", PIPE_SA)  # actAs on the pipeline SA only
     }
     planned.apply(factory=factory, retry=no_wait_policy(), audit_log=False)
-    report = zt.check(
-        template,
-        project=PROJECT,
-        location=LOCATION,
-        pipeline_service_account=PIPE_SA,
-        pipeline_root=ROOT,
-        manifest=FULL_NEEDS,
-        snapshot=emulator.state,
-        submitter=alice,
-    )
+    report = check(template, FULL_NEEDS, emulator.state, submitter=alice)
     assert report.allowed, str(report)
     assert not [f for f in report.findings if f.code == "ZT300"]
 
