@@ -430,12 +430,18 @@ def _short(full: str | None) -> str:
     return full[len(CRM) :] if full and full.startswith(CRM) else ""
 
 
-def get_project(world: World, request: Any, caller: str | None) -> Any:
-    """Projects.GetProject (by id or number); the name is returned as projects/NUMBER."""
-    full, _ = _crm_full("projects")(world, request.name)
-    world.authorize(caller, "resourcemanager.projects.get", full)
+def _crm_get(world: World, request: Any, caller: str | None, kind: str) -> tuple[str, Node]:
+    """The container ``request.name`` names, once ``resourcemanager.KIND.get`` is allowed."""
+    full, _ = _crm_full(kind)(world, request.name)
+    world.authorize(caller, f"resourcemanager.{kind}.get", full)
     node = world.node(full)
     assert node is not None
+    return full, node
+
+
+def get_project(world: World, request: Any, caller: str | None) -> Any:
+    """Projects.GetProject (by id or number); the name is returned as projects/NUMBER."""
+    full, node = _crm_get(world, request, caller, "projects")
     project_id = full.rsplit("/", 1)[1]
     return resourcemanager_v3.Project(
         name=f"projects/{world.project_number(project_id)}",
@@ -448,10 +454,7 @@ def get_project(world: World, request: Any, caller: str | None) -> Any:
 
 def get_folder(world: World, request: Any, caller: str | None) -> Any:
     """Folders.GetFolder."""
-    full, _ = _crm_full("folders")(world, request.name)
-    world.authorize(caller, "resourcemanager.folders.get", full)
-    node = world.node(full)
-    assert node is not None
+    _full, node = _crm_get(world, request, caller, "folders")
     return resourcemanager_v3.Folder(
         name=request.name,
         parent=_short(node.parent),
@@ -462,10 +465,7 @@ def get_folder(world: World, request: Any, caller: str | None) -> Any:
 
 def get_organization(world: World, request: Any, caller: str | None) -> Any:
     """Organizations.GetOrganization."""
-    full, _ = _crm_full("organizations")(world, request.name)
-    world.authorize(caller, "resourcemanager.organizations.get", full)
-    node = world.node(full)
-    assert node is not None
+    _full, node = _crm_get(world, request, caller, "organizations")
     return resourcemanager_v3.Organization(
         name=request.name,
         display_name=node.display_name,
