@@ -88,6 +88,18 @@ def run(emu: Emulator, deadline: float = 2.0) -> Snapshot:
     )
 
 
+def run_with_fault(emu: Emulator, fault: Fault, deadline: float = 2.0) -> Snapshot:
+    """One live fetch with only ``fault`` armed, on a settled emulator with an empty log."""
+    emu.clear_faults()
+    settle(emu)
+    emu.clear_log()
+    emu.add_fault(fault)
+    try:
+        return run(emu, deadline)
+    finally:
+        emu.clear_faults()
+
+
 def essence(snap: Snapshot) -> tuple[object, ...]:
     """Everything the engine reads, in a comparable form."""
     return (
@@ -134,14 +146,11 @@ def test_every_call_site_is_exercised(emu: Emulator, clean: Snapshot) -> None:
 def test_transient_fault_recovers_with_the_clean_answer(
     emu: Emulator, clean: Snapshot, method: str, fault: str
 ) -> None:
-    emu.clear_faults()
-    settle(emu)
-    emu.clear_log()
-    emu.add_fault(Fault(method=method, times=2, **TRANSIENT[fault]))  # type: ignore[arg-type]
-    try:
-        snap = run(emu, 0.15 if fault == "timeout" else 2.0)
-    finally:
-        emu.clear_faults()
+    snap = run_with_fault(
+        emu,
+        Fault(method=method, times=2, **TRANSIENT[fault]),  # type: ignore[arg-type]
+        0.15 if fault == "timeout" else 2.0,
+    )
     assert essence(snap) == essence(clean)
     # the fault fired and the read was retried (a delayed call is logged when it ends)
     for _ in range(100):
@@ -155,14 +164,7 @@ def test_transient_fault_recovers_with_the_clean_answer(
 def test_permission_denied_fails_closed(
     emu: Emulator, clean: Snapshot, clean_counts: dict[str, int], method: str
 ) -> None:
-    emu.clear_faults()
-    emu.add_fault(Fault(method=method, code="PERMISSION_DENIED"))
-    settle(emu)
-    emu.clear_log()
-    try:
-        snap = run(emu)
-    finally:
-        emu.clear_faults()
+    snap = run_with_fault(emu, Fault(method=method, code="PERMISSION_DENIED"))
     assert snap.unreadable, "a failed read must be recorded"
     assert any("PERMISSION_DENIED" in u.reason for u in snap.unreadable)
     # every failed read is one the engine knows the meaning of (policy/snapshot.py)
@@ -190,14 +192,7 @@ def test_permission_denied_fails_closed(
 def test_persistent_transient_fault_exhausts_the_budget_and_fails_closed(
     emu: Emulator, clean: Snapshot
 ) -> None:
-    emu.clear_faults()
-    emu.add_fault(Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE"))
-    settle(emu)
-    emu.clear_log()
-    try:
-        snap = run(emu)
-    finally:
-        emu.clear_faults()
+    snap = run_with_fault(emu, Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE"))
     assert emu.counts()["storage.buckets.getIamPolicy"] == 5
     assert [u.target for u in snap.unreadable] == [BUCKET]
     after = decide(f"serviceAccount:{TRAIN}", BUCKET, "storage.objects.list", snap, now=NOW)
