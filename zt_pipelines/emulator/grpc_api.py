@@ -22,7 +22,7 @@ from google.type import expr_pb2
 from zt_pipelines.emulator import asset_query, policies
 from zt_pipelines.emulator.gate import Gate, Outcome
 from zt_pipelines.emulator.world import EmulatorError, World, etag_bytes, page
-from zt_pipelines.policy.snapshot import AllowPolicy, Node, Role, ServiceAccount
+from zt_pipelines.policy.snapshot import ASSET_TYPES, AllowPolicy, Node, Role, ServiceAccount
 from zt_pipelines.resources import CRM, IAM
 
 # bytes no protobuf parser accepts: field 1, length-delimited, with an impossible length
@@ -558,19 +558,6 @@ def get_policy(world: World, request: Any, caller: str | None) -> Any:
 
 # -- Cloud Asset ---------------------------------------------------------------------------------
 
-_ASSET_TYPES = {
-    "organization": "cloudresourcemanager.googleapis.com/Organization",
-    "folder": "cloudresourcemanager.googleapis.com/Folder",
-    "project": "cloudresourcemanager.googleapis.com/Project",
-    "bucket": "storage.googleapis.com/Bucket",
-    "dataset": "bigquery.googleapis.com/Dataset",
-    "table": "bigquery.googleapis.com/Table",
-    "serviceAccount": "iam.googleapis.com/ServiceAccount",
-    "secret": "secretmanager.googleapis.com/Secret",
-    "repository": "artifactregistry.googleapis.com/Repository",
-    "cryptoKey": "cloudkms.googleapis.com/CryptoKey",
-}
-
 
 def search_all_iam_policies(world: World, request: Any, caller: str | None) -> Any:
     """AssetService.SearchAllIamPolicies (query: see :mod:`.asset_query`), pages of 100."""
@@ -606,7 +593,7 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
         results.append(
             asset_v1.IamPolicySearchResult(
                 resource=name,
-                asset_type=_ASSET_TYPES.get(node.kind, ""),
+                asset_type=ASSET_TYPES.get(node.kind, ""),
                 project=(
                     f"projects/{world.project_number(project.name.rsplit('/', 1)[1])}"
                     if project

@@ -27,6 +27,7 @@ from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp.cache import DiskCache
 from zt_pipelines.gcp.interface import Adapters, KeyHit, PolicySearchHit
 from zt_pipelines.policy.snapshot import (
+    ASSET_TYPES,
     AllowPolicy,
     DenyPolicy,
     Node,
@@ -46,18 +47,7 @@ _MAX_SEARCH_SPLITS = 3
 DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
 
-_ASSET_KINDS: dict[str, NodeKind] = {
-    "cloudresourcemanager.googleapis.com/Organization": "organization",
-    "cloudresourcemanager.googleapis.com/Folder": "folder",
-    "cloudresourcemanager.googleapis.com/Project": "project",
-    "storage.googleapis.com/Bucket": "bucket",
-    "bigquery.googleapis.com/Dataset": "dataset",
-    "bigquery.googleapis.com/Table": "table",
-    "iam.googleapis.com/ServiceAccount": "serviceAccount",
-    "secretmanager.googleapis.com/Secret": "secret",
-    "artifactregistry.googleapis.com/Repository": "repository",
-    "cloudkms.googleapis.com/CryptoKey": "cryptoKey",
-}
+_ASSET_KINDS: dict[str, NodeKind] = {t: kind for kind, t in ASSET_TYPES.items()}
 
 
 @dataclass

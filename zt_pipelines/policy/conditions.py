@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from zt_pipelines.policy.snapshot import Condition
+from zt_pipelines.policy.snapshot import ASSET_TYPES, Condition
 
 
 class Tri(Enum):
@@ -93,17 +93,8 @@ def request_attributes(
     return RequestAttributes(path, None, rtype, service)
 
 
-_TYPES = {
-    "organization": "cloudresourcemanager.googleapis.com/Organization",
-    "folder": "cloudresourcemanager.googleapis.com/Folder",
-    "project": "cloudresourcemanager.googleapis.com/Project",
-    "dataset": "bigquery.googleapis.com/Dataset",
-    "table": "bigquery.googleapis.com/Table",
-    "serviceAccount": "iam.googleapis.com/ServiceAccount",
-    "secret": "secretmanager.googleapis.com/Secret",
-    "repository": "artifactregistry.googleapis.com/Repository",
-    "cryptoKey": "cloudkms.googleapis.com/CryptoKey",
-}
+# bucket left out as before: storage names are answered above, by name not kind
+_TYPES: dict[str, str] = {kind: t for kind, t in ASSET_TYPES.items() if kind != "bucket"}
 
 
 def _type_from_path(service: str, path: str) -> str | None:

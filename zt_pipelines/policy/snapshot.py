@@ -27,6 +27,20 @@ NodeKind = Literal[
     "other",
 ]
 
+#: the Cloud Asset Inventory asset type of each node kind (``other`` has none)
+ASSET_TYPES: dict[NodeKind, str] = {
+    "organization": "cloudresourcemanager.googleapis.com/Organization",
+    "folder": "cloudresourcemanager.googleapis.com/Folder",
+    "project": "cloudresourcemanager.googleapis.com/Project",
+    "bucket": "storage.googleapis.com/Bucket",
+    "dataset": "bigquery.googleapis.com/Dataset",
+    "table": "bigquery.googleapis.com/Table",
+    "serviceAccount": "iam.googleapis.com/ServiceAccount",
+    "secret": "secretmanager.googleapis.com/Secret",
+    "repository": "artifactregistry.googleapis.com/Repository",
+    "cryptoKey": "cloudkms.googleapis.com/CryptoKey",
+}
+
 
 @dataclass(frozen=True)
 class Condition:
