@@ -17,6 +17,8 @@ from test_emulator_world import (
     PROJECT_NUMBER,
     STEP_SA,
     SUBMITTER,
+    restored_aiplatform_config,
+    vertex_init,
     world,
 )
 
@@ -213,32 +215,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_aiplatform_config() -> Iterator[None]:
-    from google.cloud import aiplatform
-
-    # aiplatform.init is process-global: leave no emulator endpoint or credentials behind
-    config = aiplatform.initializer.global_config
-    saved = dict(vars(config))
-    yield
-    vars(config).clear()
-    vars(config).update(saved)
-
-
-def _vertex(emu: Emulator, member: str) -> None:
-    from google.cloud import aiplatform
-
-    aiplatform.init(
-        project="proj-alpha",
-        location="us-central1",
-        api_endpoint=f"http://{emu.address}",
-        api_transport="rest",
-        credentials=emulator_credentials(member),
-    )
+    yield from restored_aiplatform_config()
 
 
 def test_real_pipeline_job_submit_and_run(emu: Emulator, template: Path) -> None:
     from google.cloud import aiplatform
 
-    _vertex(emu, SUBMITTER)
+    vertex_init(emu, SUBMITTER)
     # a pipeline root in a bucket that does not exist yet: aiplatform creates it and grants the
     # run-as SA on it (the existing-bucket path asks Resource Manager at its default endpoint)
     job = aiplatform.PipelineJob(
@@ -266,7 +249,7 @@ def test_real_pipeline_job_submit_and_run(emu: Emulator, template: Path) -> None
 def test_pipeline_job_needs_act_as_on_the_run_as_sa(emu: Emulator, template: Path) -> None:
     from google.cloud import aiplatform
 
-    _vertex(emu, NO_ACT_AS)
+    vertex_init(emu, NO_ACT_AS)
     job = aiplatform.PipelineJob(
         display_name="hello", template_path=str(template), pipeline_root="gs://zt-root-bucket/r"
     )

@@ -8,9 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_emulator_world import ADMIN, PIPELINE_SA, PROJECT, STEP_SA, world
+from test_emulator_world import (
+    ADMIN,
+    PIPELINE_SA,
+    PROJECT,
+    STEP_SA,
+    restored_aiplatform_config,
+    vertex_init,
+    world,
+)
 
-from zt_pipelines.emulator import Emulator, emulator_credentials
+from zt_pipelines.emulator import Emulator
 from zt_pipelines.emulator.runs import step_launches
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, Role, Snapshot
 
@@ -75,27 +83,14 @@ def _step_node() -> Node:
 
 @pytest.fixture()
 def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from google.cloud import aiplatform
-
-    # aiplatform.init is process-global: leave no emulator endpoint or credentials behind
-    config = aiplatform.initializer.global_config
-    saved = dict(vars(config))
-    yield
-    vars(config).clear()
-    vars(config).update(saved)
+    yield from restored_aiplatform_config()
 
 
 def _run(emu: Emulator, monkeypatch: pytest.MonkeyPatch, template: Path, root: str) -> object:
     from google.cloud import aiplatform
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emu.address}")
-    aiplatform.init(
-        project="proj-alpha",
-        location="us-central1",
-        api_endpoint=f"http://{emu.address}",
-        api_transport="rest",
-        credentials=emulator_credentials(ADMIN),
-    )
+    vertex_init(emu, ADMIN)
     # a fresh root bucket: aiplatform creates it and grants the run-as SA on it
     job = aiplatform.PipelineJob(
         display_name="runs", template_path=str(template), pipeline_root=root

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from zt_pipelines.emulator import Emulator, emulator_credentials
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Binding,
@@ -196,3 +199,28 @@ def world(extra_sas: int = 0) -> Snapshot:
         ),
     )
     return Snapshot(nodes=nodes, roles=roles, deny_policies=deny, service_accounts=accounts)
+
+
+def restored_aiplatform_config() -> Iterator[None]:
+    """Body of a fixture: leave aiplatform's process-global config as it was found."""
+    from google.cloud import aiplatform
+
+    # aiplatform.init is process-global: leave no emulator endpoint or credentials behind
+    config = aiplatform.initializer.global_config
+    saved = dict(vars(config))
+    yield
+    vars(config).clear()
+    vars(config).update(saved)
+
+
+def vertex_init(emu: Emulator, member: str) -> None:
+    """Point aiplatform (REST transport) at ``emu`` in proj-alpha, calling as ``member``."""
+    from google.cloud import aiplatform
+
+    aiplatform.init(
+        project="proj-alpha",
+        location="us-central1",
+        api_endpoint=f"http://{emu.address}",
+        api_transport="rest",
+        credentials=emulator_credentials(member),
+    )
