@@ -144,6 +144,15 @@ def _sa_lookup(world: World, name: str) -> tuple[str, ServiceAccount | None]:
     return f"{IAM}projects/{project}/serviceAccounts/{email}", sa
 
 
+def _sa_existing(world: World, name: str, caller: str | None, permission: str) -> ServiceAccount:
+    """The account ``name`` once ``permission`` on it is allowed (checked first), else NOT_FOUND."""
+    full, sa = _sa_lookup(world, name)
+    world.authorize(caller, permission, full, parent=CRM + "projects/" + full.split("/")[4])
+    if sa is None:
+        raise EmulatorError("NOT_FOUND", f"Unknown service account {name}")
+    return sa
+
+
 def _sa_message(sa: ServiceAccount) -> iam_admin_v1.ServiceAccount:
     return iam_admin_v1.ServiceAccount(
         name=f"projects/{sa.project_id}/serviceAccounts/{sa.email}",
@@ -165,11 +174,7 @@ def _project_of(world: World, ref: str) -> str:
 
 def get_service_account(world: World, request: Any, caller: str | None) -> Any:
     """GetServiceAccount."""
-    full, sa = _sa_lookup(world, request.name)
-    project = CRM + "projects/" + full.split("/")[4]
-    world.authorize(caller, "iam.serviceAccounts.get", full, parent=project)
-    if sa is None:
-        raise EmulatorError("NOT_FOUND", f"Unknown service account {request.name}")
+    sa = _sa_existing(world, request.name, caller, "iam.serviceAccounts.get")
     return _sa_message(sa)
 
 
@@ -224,11 +229,7 @@ def create_service_account(world: World, request: Any, caller: str | None) -> An
 
 def list_service_account_keys(world: World, request: Any, caller: str | None) -> Any:
     """ListServiceAccountKeys: the user-managed keys the snapshot records."""
-    full, sa = _sa_lookup(world, request.name)
-    project = CRM + "projects/" + full.split("/")[4]
-    world.authorize(caller, "iam.serviceAccountKeys.list", full, parent=project)
-    if sa is None:
-        raise EmulatorError("NOT_FOUND", f"Unknown service account {request.name}")
+    sa = _sa_existing(world, request.name, caller, "iam.serviceAccountKeys.list")
     user_managed = iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED
     system = iam_admin_v1.ListServiceAccountKeysRequest.KeyType.SYSTEM_MANAGED
     wanted = set(request.key_types) or {user_managed, system}
