@@ -379,6 +379,23 @@ def _vertex_list(
     return 200, body
 
 
+def _store_new(
+    world: World,
+    store: dict[str, dict[str, Any]],
+    parent: str,
+    collection: str,
+    sent: dict[str, Any],
+    state: str,
+) -> dict[str, Any]:
+    """Store a copy of ``sent`` under a new numeric id in ``state``; the stored resource."""
+    name = f"{parent}/{collection}/{uuid.uuid4().int % 10**19}"
+    served = deep_copy_json(sent)
+    served.update(name=name, state=state, createTime=_now(), updateTime=_now())
+    with world.lock:
+        store[name] = served
+    return served
+
+
 def _job_id(req: Request, key: str) -> str:
     job_id = req.query.get(key) or f"zt-{uuid.uuid4().hex[:16]}"
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,127}$", job_id):
@@ -478,12 +495,9 @@ def custom_job_create(world: World, req: Request) -> tuple[int, Body]:
         raise EmulatorError("INVALID_ARGUMENT", "a custom job needs a jobSpec")
     world.authorize(req.caller, "aiplatform.customJobs.create", CRM + "projects/" + project)
     _act_as(world, req.caller, sent["jobSpec"].get("serviceAccount"))
-    name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
-    served = deep_copy_json(sent)
-    served.update(name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
-    with world.lock:
-        world.custom_jobs[name] = served
-    return 200, served
+    return 200, _store_new(
+        world, world.custom_jobs, parent, "customJobs", sent, "JOB_STATE_PENDING"
+    )
 
 
 def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
@@ -521,12 +535,7 @@ def schedule_create(world: World, req: Request) -> tuple[int, Body]:
     world.authorize(req.caller, "aiplatform.schedules.create", CRM + "projects/" + project)
     job = (sent.get("createPipelineJobRequest") or {}).get("pipelineJob") or {}
     _act_as(world, req.caller, job.get("serviceAccount") if isinstance(job, dict) else None)
-    name = f"{parent}/schedules/{uuid.uuid4().int % 10**19}"
-    served = deep_copy_json(sent)
-    served.update(name=name, state="ACTIVE", createTime=_now(), updateTime=_now())
-    with world.lock:
-        world.schedules[name] = served
-    return 200, served
+    return 200, _store_new(world, world.schedules, parent, "schedules", sent, "ACTIVE")
 
 
 def schedule_get(world: World, req: Request) -> tuple[int, Body]:
