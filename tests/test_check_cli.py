@@ -207,15 +207,14 @@ def test_cli_bad_snapshot_names_file_and_path(
     assert f"{snap}: $.nodes[2].policy.bindings[0].members[0]" in err
 
 
-def test_check_name_works_as_module_and_function() -> None:
+def test_check_is_the_function_whatever_the_import_order() -> None:
     import importlib
 
-    import zt_pipelines.check as module
+    import zt_pipelines.verification as module
 
-    from_package = importlib.import_module("zt_pipelines").check
-    for obj in (module, from_package):
-        assert callable(obj)
-        assert obj.check_rewritten is module.check_rewritten
+    package = importlib.import_module("zt_pipelines")
+    assert package.check is module.check
+    assert callable(package.check)
 
 
 @dsl.component(base_image="python:3.11")

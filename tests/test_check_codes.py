@@ -29,12 +29,12 @@ from policy_worlds import (
     world_dict,
 )
 
-from zt_pipelines.check import check_rewritten
 from zt_pipelines.errors import PolicyFileError
 from zt_pipelines.model import JobFields, Need, RewriteResult, StepIdentity
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy, Suppression
 from zt_pipelines.policy.report import Report, Severity
 from zt_pipelines.resources import normalize_resource
+from zt_pipelines.verification import check_rewritten
 
 TRAIN = f"serviceAccount:{TRAIN_SA}"
 INGEST = f"serviceAccount:{INGEST_SA}"

@@ -15,12 +15,12 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner
 
-from zt_pipelines.check import check
 from zt_pipelines.cli import cli
 from zt_pipelines.emulator import Emulator, Fault
 from zt_pipelines.policy.report import Report
 from zt_pipelines.policy.snapshot import ServiceAccount, Snapshot
 from zt_pipelines.policy.snapshot_file import load_snapshot
+from zt_pipelines.verification import check
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)

@@ -396,7 +396,7 @@ def _compile(tmp_path: Path) -> Path:
     ],
 )
 def test_bad_manifest_through_check(tmp_path: Path, manifest: str, error: type[ZtError]) -> None:
-    from zt_pipelines.check import check
+    from zt_pipelines.verification import check
 
     template = _compile(tmp_path)
     file = tmp_path / "manifest.yaml"
@@ -415,7 +415,7 @@ def test_bad_manifest_through_check(tmp_path: Path, manifest: str, error: type[Z
 
 
 def test_malformed_pipeline_sa_is_bad_input(tmp_path: Path) -> None:
-    from zt_pipelines.check import check
+    from zt_pipelines.verification import check
 
     with pytest.raises(IdentityError) as info:
         check(
@@ -431,7 +431,7 @@ def test_malformed_pipeline_sa_is_bad_input(tmp_path: Path) -> None:
 def test_step_as_pipeline_identity_is_a_zt103_refusal_not_bad_input(tmp_path: Path) -> None:
     from datetime import datetime, timezone
 
-    from zt_pipelines.check import check
+    from zt_pipelines.verification import check
 
     manifest = tmp_path / "m.yaml"
     manifest.write_text(f"steps: {{ingest: {{service_account: {PIPELINE_SA}}}}}\n")

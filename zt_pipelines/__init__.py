@@ -45,7 +45,7 @@ _LAZY = {
     "load_manifest": "zt_pipelines.declare",
     "rewrite": "zt_pipelines.spec",
     "rewrite_pipeline": "zt_pipelines.spec",
-    "check": "zt_pipelines.check",
+    "check": "zt_pipelines.verification",
     "Report": "zt_pipelines.policy.report",
     "Finding": "zt_pipelines.policy.report",
     "load_snapshot": "zt_pipelines.policy.snapshot_file",

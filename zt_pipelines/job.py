@@ -11,7 +11,7 @@ is verified. Every path that can start a pipeline run — :meth:`PipelineJob.sub
    default SA → ZT100);
 2. rewrites the template so every step runs as its own service account (:mod:`zt_pipelines.spec`);
 3. serialises the rewritten spec to canonical bytes and verifies *those bytes*
-   (:func:`zt_pipelines.check.check_rewritten`, against ``snapshot=`` or live);
+   (:func:`zt_pipelines.verification.check_rewritten`, against ``snapshot=`` or live);
 4. appends the decision to the audit log;
 5. refuses with :class:`~zt_pipelines.errors.ZeroTrustViolation` — before aiplatform's
    ``submit()`` reaches ``create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist``, so no
@@ -499,9 +499,9 @@ class PipelineJob(  # type: ignore[misc]
         return Approval(sa, net, spec_bytes, digest, report)
 
     def _verify_bytes(self, sa: str | None, net: str | None) -> tuple[Any, bytes, Any]:
-        from zt_pipelines.check import check_rewritten
         from zt_pipelines.errors import DefaultIdentityError, UnpinnedIdentityError
         from zt_pipelines.spec import rewrite_pipeline
+        from zt_pipelines.verification import check_rewritten
 
         pipeline_name = str(self._zt_source.get("pipelineInfo", {}).get("name", ""))
         identity = classify_identity(sa, where="pipeline service account")

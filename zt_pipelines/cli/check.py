@@ -64,7 +64,7 @@ def command(
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
 
-    from zt_pipelines.check import check
+    from zt_pipelines.verification import check
 
     if output is not None:
         require_writable(output)

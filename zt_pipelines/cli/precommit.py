@@ -65,8 +65,8 @@ def command(
     fmt: str,
 ) -> int:
     """Check every compiled template among FILES against --snapshot (other files are skipped)."""
-    from zt_pipelines.check import check
     from zt_pipelines.policy.snapshot_file import load_snapshot
+    from zt_pipelines.verification import check
 
     world = load_snapshot(snapshot)  # once for all files
     worst = 0

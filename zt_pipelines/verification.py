@@ -1,4 +1,4 @@
-"""``zt_pipelines.check``: verify a pipeline's identities before anything is submitted.
+"""``zt_pipelines.verification`` (``zt.check``): verify identities before anything is submitted.
 
 This is the IO shell around the pure engine: it reads the template, the manifest, the policy
 and the snapshot files, reads the clock (unless ``now`` is given), and — when no snapshot is
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import types
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -305,17 +303,3 @@ def _refusal(code: str, exc: ZtError, ctx: CheckContext, now: datetime) -> Repor
         checked_at=now.isoformat(),
         template=ctx.template,
     )
-
-
-# ``zt_pipelines.check`` is both this module and (lazily) its ``check`` function; which one the
-# package attribute holds depends on import order. Make either one work for either use:
-# the module is callable (``zt.check(...)``) and the function carries the module's API
-# (``from zt_pipelines import check; check.check_rewritten(...)``).
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-for _name in ("check", "check_rewritten", "needed_nodes"):
-    setattr(check, _name, globals()[_name])
