@@ -42,12 +42,12 @@ from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform import pipeline_jobs as _pipeline_jobs
 
-from zt_pipelines.audit import AuditLog, Decision, identities_from, utc_now
+from zt_pipelines.audit import AuditLog, Decision, default_audit_log, identities_from, utc_now
 from zt_pipelines.errors import InputError, ZeroTrustViolation, ZtError
+from zt_pipelines.gcp.submitter import submitter_of
 from zt_pipelines.identity import DEFAULT_NAME_TEMPLATE, classify_identity
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
-AUDIT_ENV = "ZT_AUDIT_LOG"
 SPEC_LABELS = ("zt-spec-sha256-a", "zt-spec-sha256-b")
 """Job labels holding the two halves of the verified spec's sha256 (label values max 63 chars)."""
 VERIFIED_LABEL = "zt-verified"
@@ -127,29 +127,6 @@ def use_emulator_if_configured() -> str | None:
         aiplatform.init(api_endpoint=endpoint, api_transport="rest")
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
     return host
-
-
-def default_audit_log() -> Path:
-    """``$ZT_AUDIT_LOG``, else ``$XDG_STATE_HOME/zt-pipelines/audit.jsonl`` (~/.local/state)."""
-    configured = os.environ.get(AUDIT_ENV)
-    if configured:
-        return Path(configured)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "zt-pipelines" / "audit.jsonl"
-
-
-def submitter_of(credentials: Any) -> str:
-    """The IAM member the credentials act as, without ever touching their secrets."""
-    member = getattr(credentials, "member", None)
-    if isinstance(member, str) and member:
-        return member
-    email = getattr(credentials, "service_account_email", None)
-    if isinstance(email, str) and "@" in email:
-        return f"serviceAccount:{email}"
-    account = getattr(credentials, "account", None) or getattr(credentials, "_account", None)
-    if isinstance(account, str) and "@" in account:
-        return f"user:{account}"
-    return "unknown"
 
 
 class PipelineJob(  # type: ignore[misc]

@@ -16,16 +16,19 @@ from zt_pipelines.audit.chain import (
     verify_chain,
 )
 from zt_pipelines.audit.log import (
+    AUDIT_ENV,
     AuditEntry,
     AuditIdentity,
     AuditLog,
     Decision,
+    default_audit_log,
     identities_from,
     utc_now,
 )
 from zt_pipelines.audit.mirror import AuditMirror, CloudLoggingMirror, InMemoryMirror
 
 __all__ = [
+    "AUDIT_ENV",
     "GENESIS",
     "REDACTED",
     "AuditEntry",
@@ -37,6 +40,7 @@ __all__ = [
     "CloudLoggingMirror",
     "Decision",
     "InMemoryMirror",
+    "default_audit_log",
     "identities_from",
     "redact",
     "utc_now",

@@ -29,6 +29,18 @@ from zt_pipelines.audit.chain import (
 from zt_pipelines.audit.mirror import AuditMirror
 from zt_pipelines.errors import ApiError, InputError
 
+AUDIT_ENV = "ZT_AUDIT_LOG"
+
+
+def default_audit_log() -> Path:
+    """``$ZT_AUDIT_LOG``, else ``$XDG_STATE_HOME/zt-pipelines/audit.jsonl`` (~/.local/state)."""
+    configured = os.environ.get(AUDIT_ENV)
+    if configured:
+        return Path(configured)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "zt-pipelines" / "audit.jsonl"
+
+
 _LOG = logging.getLogger("zt_pipelines.audit")
 
 Outcome = Literal["allowed", "refused"]

@@ -111,3 +111,17 @@ def _tokeninfo_email(credentials: Any, retry: RetryPolicy | None) -> str | None:
 
     result: str | None = policy.call(run, what="tokeninfo", target="submitter credentials")
     return result
+
+
+def submitter_of(credentials: Any) -> str:
+    """The IAM member the credentials act as, without ever touching their secrets."""
+    member = getattr(credentials, "member", None)
+    if isinstance(member, str) and member:
+        return member
+    email = getattr(credentials, "service_account_email", None)
+    if isinstance(email, str) and "@" in email:
+        return f"serviceAccount:{email}"
+    account = getattr(credentials, "account", None) or getattr(credentials, "_account", None)
+    if isinstance(account, str) and "@" in account:
+        return f"user:{account}"
+    return "unknown"

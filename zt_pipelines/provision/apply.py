@@ -582,7 +582,8 @@ def apply_plan(
     retry = retry or RetryPolicy()
     rng = rng or random.Random()
     if audit_log is None or submitter is None:
-        from zt_pipelines.job import default_audit_log, submitter_of
+        from zt_pipelines.audit import default_audit_log
+        from zt_pipelines.gcp.submitter import submitter_of
 
         audit_log = default_audit_log() if audit_log is None else audit_log
         submitter = submitter or submitter_of(factory.credentials)
