@@ -108,3 +108,15 @@ def test_sarif_carries_coverage_notes() -> None:
     jsonschema.Draft4Validator(SCHEMA).validate(sarif)
     notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert any("submitter unknown" in n["message"]["text"] for n in notes)
+
+
+def test_text_of_a_clean_report_still_says_what_was_not_checked() -> None:
+    report = Report(
+        findings=(),
+        project=PROJECT,
+        location="us-central1",
+        notes=("submitter unknown: its actAs/pipelineJobs.create (ZT300) were not checked",),
+    )
+    text = str(report)
+    assert text.startswith("ALLOWED")
+    assert "note: submitter unknown" in text

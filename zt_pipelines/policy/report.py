@@ -348,7 +348,8 @@ class Report:
         head += f" — {counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s)"
         head += f", {counts[Severity.NOTE]} note(s), {len(self.suppressed)} suppressed"
         if not self.findings:
-            return head
+            # coverage notes (what was not checked) matter most when nothing else is shown
+            return "\n".join([head, *(f"note: {note}" for note in self.notes)])
         header = ("severity", "code", "step", "principal", "resource", "permission", "message")
         rows = [header, *self._rows()]
         widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header) - 1)]
