@@ -143,8 +143,6 @@ def check_rewritten(
     location: str,
     pipeline_service_account: str,
     pipeline_root: str | None = None,
-    parameter_values: dict[str, Any] | None = None,
-    manifest: Any = None,
     policy: PolicyInput = None,
     snapshot: SnapshotInput = None,
     submitter: str | None = None,
@@ -157,11 +155,11 @@ def check_rewritten(
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
-    ``parameter_values`` and ``manifest`` are accepted for signature symmetry with
-    :func:`check`; the rewrite already applied them. Without ``pipeline_root`` the template's
-    ``defaultPipelineRoot`` is used, as a run (and provisioning) would.
+    Parameters and manifests were applied by the rewrite that produced ``result``, so this
+    function does not take them (accepting and ignoring them would surprise a caller). Without
+    ``pipeline_root`` the template's ``defaultPipelineRoot`` is used, as a run (and
+    provisioning) would.
     """
-    del parameter_values, manifest
     _require_location(location)
     _require_submitter(submitter)
     if snapshot is None and submitter is None:
