@@ -533,3 +533,20 @@ def test_template_from_gcs_keeps_its_declarations(
         STEP_SAS.values()
     )
     assert "ZT100" not in report.codes()
+
+
+def test_fields_changed_on_the_resource_after_verification_are_not_submitted(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    # verified with no network and the constructor's parameter values; a later edit of the
+    # aiplatform resource must not reach Vertex (aiplatform keeps a network it is not given)
+    job = make_job(templates["training"], audit)
+    job._gca_resource.network = "projects/123/global/networks/unverified"
+    job._gca_resource.runtime_config.parameter_values["source"] = {"string_value": "gs://other/"}
+    job.submit(service_account=PIPELINE_SA)
+    [sent] = created_jobs(emu).values()
+    assert not sent.get("network")
+    assert "source" not in sent["runtimeConfig"].get(
+        "parameterValues", {}
+    )  # the default, as verified
+    assert not job._gca_resource.network

@@ -101,6 +101,8 @@ class Approval:
     spec_bytes: bytes
     sha256: str
     report: Any
+    runtime_config: bytes = b""
+    """The serialised ``RuntimeConfig`` verified with the spec (parameters, pipeline root)."""
 
     def spec(self) -> dict[str, Any]:
         """A fresh dict parsed from :attr:`spec_bytes` (what is handed to aiplatform)."""
@@ -206,6 +208,7 @@ class PipelineJob(  # type: ignore[misc]
         )
         self._zt_platform_docs = platform_docs
         self._zt_parameter_values = dict(parameter_values or {})
+        self._zt_runtime = _runtime_bytes(self._gca_resource.runtime_config)
         self._zt_manifest = manifest
         self._zt_policy = policy
         self._zt_snapshot = snapshot
@@ -426,6 +429,7 @@ class PipelineJob(  # type: ignore[misc]
         merged = dict(parent._zt_parameter_values) if parent else {}
         merged.update(parameter_values or {})
         self._zt_parameter_values = merged
+        self._zt_runtime = _runtime_bytes(self._gca_resource.runtime_config)
         for name in ("manifest", "policy", "snapshot", "audit", "naming_template"):
             setattr(self, f"_zt_{name}", getattr(parent, f"_zt_{name}", None))
         self._zt_clock = parent._zt_clock if parent else utc_now
@@ -441,8 +445,12 @@ class PipelineJob(  # type: ignore[misc]
         return None
 
     def _install(self, approval: Approval) -> None:
-        """Make the verified bytes the job's spec and label the job with their hash."""
+        """Make the verified bytes, runtime config, SA and network the job's, and label the job
+        with the spec's hash (aiplatform keeps a resource field it is not given a value for)."""
         self._gca_resource.pipeline_spec = approval.spec()
+        self._gca_resource.runtime_config = _RuntimeConfig.deserialize(approval.runtime_config)
+        self._gca_resource.service_account = approval.service_account
+        self._gca_resource.network = approval.network or ""
         labels = dict(self._gca_resource.labels)
         labels[SPEC_LABELS[0]] = approval.sha256[:32]
         labels[SPEC_LABELS[1]] = approval.sha256[32:]
@@ -458,7 +466,7 @@ class PipelineJob(  # type: ignore[misc]
         origin = getattr(self, "_zt_origin", "")
         base = _DecisionContext(self, f"{origin}-{action}" if origin else action, sa, net)
         try:
-            report, spec_bytes, result = self._verify_bytes(sa, net)
+            report, spec_bytes, result, runtime = self._verify_bytes(sa, net)
         except ZeroTrustViolation as exc:
             self.last_report = exc.report
             base.record("refused", report=exc.report, reason=exc.what)
@@ -473,9 +481,9 @@ class PipelineJob(  # type: ignore[misc]
             raise ZeroTrustViolation(report, what=f"refused: {_summary(report)}")
         base.record("allowed", report=report, sha256=digest, steps=result.steps)
         assert sa is not None  # an allowed report always has a pipeline SA
-        return Approval(sa, net, spec_bytes, digest, report)
+        return Approval(sa, net, spec_bytes, digest, report, runtime)
 
-    def _verify_bytes(self, sa: str | None, net: str | None) -> tuple[Any, bytes, Any]:
+    def _verify_bytes(self, sa: str | None, net: str | None) -> tuple[Any, bytes, Any, bytes]:
         from zt_pipelines.errors import DefaultIdentityError, UnpinnedIdentityError
         from zt_pipelines.spec import rewrite_pipeline
         from zt_pipelines.verification import check_rewritten
@@ -510,13 +518,17 @@ class PipelineJob(  # type: ignore[misc]
         spec_bytes = canonical_spec_bytes(result.spec)
         # Verify exactly what will be submitted: the rewrite result re-read from those bytes.
         verified = replace(result, spec=json.loads(spec_bytes))
+        # The parameters verified are the constructor's (edits on the resource are discarded);
+        # the pipeline root is today's value, and both are submitted as verified.
+        runtime = _RuntimeConfig.deserialize(self._zt_runtime)
+        runtime.gcs_output_directory = self._gca_resource.runtime_config.gcs_output_directory
         submitter = self._submitter()
         report = check_rewritten(
             verified,
             project=self.project,
             location=self.location,
             pipeline_service_account=identity.email,
-            pipeline_root=self._gca_resource.runtime_config.gcs_output_directory or None,
+            pipeline_root=runtime.gcs_output_directory or None,
             network=net,
             policy=self._zt_policy,
             snapshot=self._zt_snapshot,
@@ -530,7 +542,7 @@ class PipelineJob(  # type: ignore[misc]
             now=self._zt_clock(),
             template=self._zt_template_path,
         )
-        return report, spec_bytes, verified
+        return report, spec_bytes, verified, _runtime_bytes(runtime)
 
     def _submitter(self) -> Any:
         """Who is submitting (``None`` when the credentials do not say); resolved once per job
@@ -735,6 +747,15 @@ def _error_report(job: PipelineJob, pipeline: str, code: str, exc: ZtError) -> A
         location=str(job.location),
         checked_at=job._zt_clock().isoformat(),
     )
+
+
+_RuntimeConfig = _pipeline_jobs.gca_pipeline_job.PipelineJob.RuntimeConfig
+
+
+def _runtime_bytes(runtime: Any) -> bytes:
+    """A private copy of a job's ``RuntimeConfig`` (later edits of the resource do not reach it)."""
+    data: bytes = _RuntimeConfig.serialize(runtime)
+    return data
 
 
 def _struct_to_dict(value: Any) -> Any:
