@@ -41,6 +41,7 @@ from google.auth import credentials as auth_credentials
 from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform import pipeline_jobs as _pipeline_jobs
+from google.cloud.aiplatform_v1.types import pipeline_job as _gca_pipeline_job
 
 from zt_pipelines.audit import AuditLog, Decision, default_audit_log, identities_from, utc_now
 from zt_pipelines.errors import InputError, ZeroTrustViolation, ZtError
@@ -749,7 +750,7 @@ def _error_report(job: PipelineJob, pipeline: str, code: str, exc: ZtError) -> A
     )
 
 
-_RuntimeConfig = _pipeline_jobs.gca_pipeline_job.PipelineJob.RuntimeConfig
+_RuntimeConfig = _gca_pipeline_job.PipelineJob.RuntimeConfig
 
 
 def _runtime_bytes(runtime: Any) -> bytes:
