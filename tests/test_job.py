@@ -550,3 +550,19 @@ def test_fields_changed_on_the_resource_after_verification_are_not_submitted(
         "parameterValues", {}
     )  # the default, as verified
     assert not job._gca_resource.network
+
+
+def test_pipeline_job_schedule_from_our_job_gets_the_verified_parameters(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    # PipelineJobSchedule reads job.runtime_config before job.pipeline_spec (which verifies)
+    aiplatform.init(service_account=PIPELINE_SA)
+    job = make_job(templates["training"], audit)
+    job._gca_resource.runtime_config.parameter_values["source"] = {"string_value": "gs://other/"}
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="params", credentials=job.credentials
+    )
+    schedule.create(cron="0 3 * * *")
+    [served] = created_schedules(emu).values()
+    runtime = served["createPipelineJobRequest"]["pipelineJob"]["runtimeConfig"]
+    assert "source" not in runtime.get("parameterValues", {})  # the default, as verified

@@ -386,16 +386,31 @@ class PipelineJob(  # type: ignore[misc]
         one the schedule will use when ``create()`` gets none), and a refusal raises
         :class:`ZeroTrustViolation` before any schedule exists.
         """
-        if not hasattr(self, "_zt_source"):  # fetched with get()/list(): already on Vertex
-            return self._gca_resource.pipeline_spec
+        approval = self._exported_approval()
+        return self._gca_resource.pipeline_spec if approval is None else approval.spec()
+
+    @property
+    def runtime_config(self) -> Any:
+        """The runtime config, verified with the spec when it leaves this object (the schedule
+        reads it before :attr:`pipeline_spec`, so it must not see an unverified edit)."""
+        approval = self._exported_approval()
+        if approval is None:
+            return self._gca_resource.runtime_config
+        return _RuntimeConfig.deserialize(approval.runtime_config)
+
+    def _exported_approval(self) -> Approval | None:
+        """The approval an exported spec/runtime config must come from (``None``: a job fetched
+        with get()/list(), already on Vertex)."""
+        if not hasattr(self, "_zt_source"):
+            return None
         if self._zt_scheduling is not None:  # inside create_schedule(), verified for its SA
-            return self._zt_scheduling.spec()
+            return self._zt_scheduling
         sa, net = _resolve(None, None)
         approval = self._zt_approval
         if approval is None or (approval.service_account, approval.network) != (sa, net):
             approval = self._decide("export", sa, net)
             self._install(approval)
-        return approval.spec()
+        return approval
 
     @property
     def verified_sha256(self) -> str | None:
