@@ -315,3 +315,21 @@ def test_cli_exit_codes_through_main(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     rewrite(path, [lines_of(path)[1]])
     assert subprocess.run([*run, str(path)], capture_output=True).returncode == 1
+
+
+@pytest.mark.parametrize("target", [1, 3])
+@pytest.mark.parametrize("how", ["whitespace", "key order"])
+def test_an_edit_that_keeps_the_json_equal_is_named(tmp_path: Path, target: int, how: str) -> None:
+    # the last line (3) has no successor whose prev would notice; it must still be caught
+    path = tmp_path / "log.jsonl"
+    write_log(path, 4)
+    lines = lines_of(path)
+    record = json.loads(lines[target])
+    if how == "whitespace":
+        lines[target] = json.dumps(record, sort_keys=True).encode()
+    else:
+        lines[target] = json.dumps(dict(reversed(record.items())), separators=(",", ":")).encode()
+    assert json.loads(lines[target]) == record
+    rewrite(path, lines)
+    report = AuditLog(path).verify()
+    assert [(p.line, p.kind) for p in report.problems] == [(target + 1, "edited")]

@@ -168,6 +168,17 @@ def verify_chain(lines: Sequence[bytes], *, expect_head: str | None = None) -> C
             )
             parsed.append(None)
             continue
+        if raw != canonical(record):  # same JSON, other bytes: the successor's prev would differ
+            problems.append(
+                ChainProblem(
+                    number,
+                    "edited",
+                    f"line {number} (seq {seq}) was edited: it is not in the exact form it was "
+                    "written in (whitespace, key order or escaping changed)",
+                )
+            )
+            parsed.append(None)
+            continue
         if seq in by_seq:
             problems.append(
                 ChainProblem(
