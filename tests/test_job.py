@@ -566,3 +566,17 @@ def test_pipeline_job_schedule_from_our_job_gets_the_verified_parameters(
     [served] = created_schedules(emu).values()
     runtime = served["createPipelineJobRequest"]["pipelineJob"]["runtimeConfig"]
     assert "source" not in runtime.get("parameterValues", {})  # the default, as verified
+
+
+def test_an_unexpected_error_during_verification_is_audited_as_refused(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    def broken_clock() -> Any:
+        raise RuntimeError("clock unavailable")
+
+    job = make_job(templates["training"], audit, clock=broken_clock)
+    with pytest.raises(RuntimeError):
+        job.submit(service_account=PIPELINE_SA)
+    assert not created_jobs(emu)
+    [record] = audit.records()
+    assert record["outcome"] == "refused" and "clock unavailable" in record["reason"]

@@ -490,6 +490,9 @@ class PipelineJob(  # type: ignore[misc]
         except ZtError as exc:
             base.record("refused", reason=exc.message)
             raise
+        except Exception as exc:  # any other failure is a refusal too, and is audited as one
+            base.record("refused", reason=f"{type(exc).__name__}: {exc}")
+            raise
         digest = hashlib.sha256(spec_bytes).hexdigest()
         self.last_report = report
         if not report.allowed:
