@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.errors import InputError
 
-# submit/precommit import this name; one parser for every --param (cli.parse_parameters)
-_parameters = parse_parameters
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def format_option(help: str | None = None) -> Callable[[_F], _F]:
+    """The ``--format text|json|sarif`` option every report-printing command takes."""
+    option: Callable[[_F], _F] = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "sarif"]),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+    return option
+
+
+def render_report(report: Any, fmt: str) -> str:
+    """One report as ``check``, ``submit`` (and friends) print it in ``fmt``."""
+    if fmt == "json":
+        return str(report.to_json())
+    if fmt == "sarif":
+        return json.dumps(report.to_sarif(), indent=2)
+    return str(report)
 
 
 @click.command("check")
@@ -33,13 +56,7 @@ _parameters = parse_parameters
 @click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
 @click.option("--network", help="The pipeline job's network.")
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "sarif"]),
-    default="text",
-    show_default=True,
-)
+@format_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
@@ -92,14 +109,9 @@ def command(
         roles=roles,
         now=now,
     )
-    if fmt == "json":
-        text = report.to_json()
-    elif fmt == "sarif":
-        text = json.dumps(report.to_sarif(), indent=2)
-    else:
-        text = str(report)
-        if explain and report.granted:
-            text += "\n\ngranted:\n" + report.explain()
+    text = render_report(report, fmt)
+    if fmt == "text" and explain and report.granted:
+        text += "\n\ngranted:\n" + report.explain()
     if output is not None:
         write_output(output, text + "\n")
     else:

@@ -14,7 +14,8 @@ from typing import Any
 import click
 import yaml
 
-from zt_pipelines.cli.check import _parameters
+from zt_pipelines.cli import parse_parameters
+from zt_pipelines.cli.check import format_option
 
 
 def _is_template(path: Path) -> bool:
@@ -44,14 +45,7 @@ def _is_template(path: Path) -> bool:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
 @click.option("--submitter", help="Submitting principal, e.g. serviceAccount:ci@...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "sarif"]),
-    default="text",
-    show_default=True,
-    help="json: {file: report}; sarif: one SARIF log with a run per template.",
-)
+@format_option(help="json: {file: report}; sarif: one SARIF log with a run per template.")
 def command(
     files: tuple[Path, ...],
     project: str,
@@ -80,7 +74,7 @@ def command(
             location=location,
             pipeline_service_account=pipeline_sa,
             pipeline_root=pipeline_root,
-            parameter_values=_parameters(params),
+            parameter_values=parse_parameters(params),
             policy=policy,
             snapshot=world,
             submitter=submitter,

@@ -6,14 +6,14 @@ mutating API call, an allowed submission sends exactly the bytes that were verif
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from zt_pipelines.cli.check import _parameters
+from zt_pipelines.cli import parse_parameters
+from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.errors import InputError, ZeroTrustViolation
 
 
@@ -31,14 +31,6 @@ def _build_job(**kwargs: Any) -> Any:
     from zt_pipelines.job import PipelineJob
 
     return PipelineJob(**kwargs)
-
-
-def _render(report: Any, fmt: str) -> str:
-    if fmt == "json":
-        return str(report.to_json())
-    if fmt == "sarif":
-        return json.dumps(report.to_sarif(), indent=2)
-    return str(report)
 
 
 @click.command("submit")
@@ -74,14 +66,7 @@ def _render(report: Any, fmt: str) -> str:
     metavar="MEMBER",
     help="With ZT_EMULATOR_HOST: call the emulator as this member (user:..., serviceAccount:...).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "sarif"]),
-    default="text",
-    show_default=True,
-    help="How the verification report is printed.",
-)
+@format_option(help="How the verification report is printed.")
 def command(
     template: str,
     project: str,
@@ -127,7 +112,7 @@ def command(
             template_path=template,
             job_id=job_id,
             pipeline_root=pipeline_root,
-            parameter_values=_parameters(params),
+            parameter_values=parse_parameters(params),
             labels=_labels(label_pairs),
             credentials=credentials,
             project=project,
@@ -143,9 +128,9 @@ def command(
     try:
         job.submit(service_account=pipeline_sa, network=network)
     except ZeroTrustViolation as exc:
-        click.echo(_render(exc.report, fmt))
+        click.echo(render_report(exc.report, fmt))
         click.echo(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)
         return 1
-    click.echo(_render(job.last_report, fmt))
+    click.echo(render_report(job.last_report, fmt))
     click.echo(f"submitted {job.resource_name} (spec sha256 {job.verified_sha256})", err=True)
     return 0
