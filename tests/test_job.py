@@ -580,3 +580,16 @@ def test_an_unexpected_error_during_verification_is_audited_as_refused(
     assert not created_jobs(emu)
     [record] = audit.records()
     assert record["outcome"] == "refused" and "clock unavailable" in record["reason"]
+
+
+def test_a_schedule_built_after_submit_is_verified_and_audited_again(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    aiplatform.init(service_account=PIPELINE_SA)
+    job = make_job(templates["training"], audit)
+    job.submit()
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="later", credentials=job.credentials
+    )
+    schedule.create(cron="0 3 * * *")
+    assert [r["action"] for r in audit.records()] == ["submit", "export"]

@@ -391,26 +391,33 @@ class PipelineJob(  # type: ignore[misc]
 
     @property
     def runtime_config(self) -> Any:
-        """The runtime config, verified with the spec when it leaves this object (the schedule
-        reads it before :attr:`pipeline_spec`, so it must not see an unverified edit)."""
-        approval = self._exported_approval()
-        if approval is None:
+        """The runtime config that verification uses: the constructor's parameters (an edit on
+        the resource is discarded) and today's pipeline root. The schedule reads it before
+        :attr:`pipeline_spec`, so it must not carry an unverified edit."""
+        if not hasattr(self, "_zt_source"):  # fetched with get()/list(): already on Vertex
             return self._gca_resource.runtime_config
-        return _RuntimeConfig.deserialize(approval.runtime_config)
+        if self._zt_scheduling is not None:
+            return _RuntimeConfig.deserialize(self._zt_scheduling.runtime_config)
+        return self._zt_verified_runtime()
 
     def _exported_approval(self) -> Approval | None:
-        """The approval an exported spec/runtime config must come from (``None``: a job fetched
-        with get()/list(), already on Vertex)."""
+        """The approval an exported spec must come from: decided afresh on every export (an
+        earlier submit's approval is not reused for a schedule); ``None`` for a job fetched
+        with get()/list(), already on Vertex."""
         if not hasattr(self, "_zt_source"):
             return None
         if self._zt_scheduling is not None:  # inside create_schedule(), verified for its SA
             return self._zt_scheduling
         sa, net = _resolve(None, None)
-        approval = self._zt_approval
-        if approval is None or (approval.service_account, approval.network) != (sa, net):
-            approval = self._decide("export", sa, net)
-            self._install(approval)
+        approval = self._decide("export", sa, net)
+        self._install(approval)
         return approval
+
+    def _zt_verified_runtime(self) -> Any:
+        """The constructor's runtime config with the resource's current pipeline root."""
+        runtime = _RuntimeConfig.deserialize(self._zt_runtime)
+        runtime.gcs_output_directory = self._gca_resource.runtime_config.gcs_output_directory
+        return runtime
 
     @property
     def verified_sha256(self) -> str | None:
@@ -539,8 +546,7 @@ class PipelineJob(  # type: ignore[misc]
         verified = replace(result, spec=json.loads(spec_bytes))
         # The parameters verified are the constructor's (edits on the resource are discarded);
         # the pipeline root is today's value, and both are submitted as verified.
-        runtime = _RuntimeConfig.deserialize(self._zt_runtime)
-        runtime.gcs_output_directory = self._gca_resource.runtime_config.gcs_output_directory
+        runtime = self._zt_verified_runtime()
         submitter = self._submitter()
         report = check_rewritten(
             verified,
