@@ -333,3 +333,14 @@ def test_an_edit_that_keeps_the_json_equal_is_named(tmp_path: Path, target: int,
     rewrite(path, lines)
     report = AuditLog(path).verify()
     assert [(p.line, p.kind) for p in report.problems] == [(target + 1, "edited")]
+
+
+@pytest.mark.parametrize(
+    "param", ["X-Goog-Signature", "X-Amz-Signature", "sig", "X-Goog-Credential", "signature"]
+)
+def test_signed_url_signatures_are_redacted(param: str) -> None:
+    # a template fetched from a signed URL may be named in a reason or finding
+    url = f"https://storage.googleapis.com/b/p.yaml?X-Goog-Algorithm=GOOG4-RSA-SHA256&{param}=5ecret0123abcdef"
+    cleaned = redact(f"cannot fetch the template at {url}")
+    assert "5ecret0123abcdef" not in cleaned
+    assert "storage.googleapis.com/b/p.yaml" in cleaned

@@ -35,6 +35,10 @@ _SECRET_PATTERNS = (
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),  # JWTs / ID tokens
     re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # API keys
     re.compile(r"\bGOCSPX-[0-9A-Za-z_-]{20,}"),  # OAuth client secrets
+    # signed-URL credentials (GCS V2/V4, S3, Azure SAS) in a query string, e.g. a template URL
+    re.compile(
+        r"(?i)(?<=[?&])(?:x-goog-signature|x-goog-credential|x-amz-signature|x-amz-credential|signature|sig)=[^&#\s\"']*"
+    ),
 )
 _SECRET_KEYS = frozenset(
     {
