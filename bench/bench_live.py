@@ -20,6 +20,7 @@ from typing import Any
 
 from zt_pipelines.emulator import Emulator, emulator_credentials
 from zt_pipelines.gcp import ClientFactory, build_adapters, fetch_snapshot
+from zt_pipelines.gcp.interface import READ_PERMISSIONS
 from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
@@ -146,32 +147,8 @@ def build_world() -> tuple[Snapshot, list[tuple[str, str, str]], list[str], list
         parent=CRM + f"projects/{PROJECTS[0]}",
         policy=AllowPolicy(tuple(grants[ROOT])),
     )
-    reader_perms = frozenset(
-        {
-            "resourcemanager.projects.get",
-            "resourcemanager.projects.getIamPolicy",
-            "resourcemanager.folders.get",
-            "resourcemanager.folders.getIamPolicy",
-            "resourcemanager.organizations.get",
-            "resourcemanager.organizations.getIamPolicy",
-            "iam.serviceAccounts.get",
-            "iam.serviceAccounts.list",
-            "iam.serviceAccounts.getIamPolicy",
-            "iam.serviceAccountKeys.list",
-            "iam.roles.get",
-            "iam.roles.list",
-            "iam.denypolicies.get",
-            "iam.denypolicies.list",
-            "storage.buckets.get",
-            "storage.buckets.getIamPolicy",
-            "bigquery.datasets.get",
-            "bigquery.tables.getIamPolicy",
-            "cloudasset.assets.searchAllIamPolicies",
-            "cloudasset.assets.searchAllResources",
-        }
-    )
     roles = {
-        "roles/iam.securityReviewer": Role("roles/iam.securityReviewer", reader_perms),
+        "roles/iam.securityReviewer": Role("roles/iam.securityReviewer", READ_PERMISSIONS),
         "roles/storage.objectViewer": Role("roles/storage.objectViewer", frozenset(STORAGE_READ)),
         "roles/storage.objectUser": Role(
             "roles/storage.objectUser", frozenset((*STORAGE_READ, *STORAGE_WRITE))

@@ -11,6 +11,7 @@ from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp import ClientFactory, build_adapters, fetch_snapshot, resolve_submitter
 from zt_pipelines.gcp.cache import DiskCache
+from zt_pipelines.gcp.interface import READ_PERMISSIONS
 from zt_pipelines.gcp.retry import no_wait_policy
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
@@ -36,31 +37,6 @@ TRAIN = "train-sa@proj-a1.iam.gserviceaccount.com"
 PIPE = "pipeline-sa@proj-a1.iam.gserviceaccount.com"
 READER = "reader-sa@proj-a1.iam.gserviceaccount.com"
 SA_NODE = f"//iam.googleapis.com/projects/proj-a1/serviceAccounts/{TRAIN}"
-
-READ_PERMISSIONS = frozenset(
-    {
-        "resourcemanager.projects.get",
-        "resourcemanager.projects.getIamPolicy",
-        "resourcemanager.folders.get",
-        "resourcemanager.folders.getIamPolicy",
-        "resourcemanager.organizations.get",
-        "resourcemanager.organizations.getIamPolicy",
-        "iam.serviceAccounts.get",
-        "iam.serviceAccounts.list",
-        "iam.serviceAccounts.getIamPolicy",
-        "iam.serviceAccountKeys.list",
-        "iam.roles.get",
-        "iam.roles.list",
-        "iam.denypolicies.get",
-        "iam.denypolicies.list",
-        "storage.buckets.get",
-        "storage.buckets.getIamPolicy",
-        "bigquery.datasets.get",
-        "bigquery.tables.getIamPolicy",
-        "cloudasset.assets.searchAllIamPolicies",
-        "cloudasset.assets.searchAllResources",
-    }
-)
 
 
 def sa_member(email: str) -> str:

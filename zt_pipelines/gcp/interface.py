@@ -177,7 +177,36 @@ class Adapters:
     troubleshooter: AccessTroubleshooter | None = None
 
 
+# Every permission live mode exercises on the resources it reads: the role to give the identity
+# that runs `zt-pipelines check` / `snapshot` (the emulator enforces exactly these).
+READ_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.getIamPolicy",
+        "resourcemanager.folders.get",
+        "resourcemanager.folders.getIamPolicy",
+        "resourcemanager.organizations.get",
+        "resourcemanager.organizations.getIamPolicy",
+        "iam.serviceAccounts.get",
+        "iam.serviceAccounts.list",
+        "iam.serviceAccounts.getIamPolicy",
+        "iam.serviceAccountKeys.list",
+        "iam.roles.get",
+        "iam.roles.list",
+        "iam.denypolicies.get",
+        "iam.denypolicies.list",
+        "storage.buckets.get",
+        "storage.buckets.getIamPolicy",
+        "bigquery.datasets.get",
+        "bigquery.tables.getIamPolicy",
+        "cloudasset.assets.searchAllIamPolicies",
+        "cloudasset.assets.searchAllResources",
+    }
+)
+
+
 __all__: Sequence[str] = (
+    "READ_PERMISSIONS",
     "AccessTroubleshooter",
     "Adapters",
     "BigQueryReader",
