@@ -383,11 +383,16 @@ def test_predefined_roles_mode_uses_a_cover_and_reports_excess() -> None:
 
 
 def test_custom_role_ids_are_valid_and_order_independent() -> None:
-    a = custom_role_for(["b.c.d", "a.b.c", "a.b.c"], parent="projects/zt-demo-proj")
-    b = custom_role_for(["a.b.c", "b.c.d"], parent="projects/zt-demo-proj")
-    assert a == b and a.permissions == ("a.b.c", "b.c.d")
+    a = custom_role_for(
+        ["storage.objects.list", "storage.objects.get", "storage.objects.get"],
+        parent="projects/zt-demo-proj",
+    )
+    b = custom_role_for(
+        ["storage.objects.get", "storage.objects.list"], parent="projects/zt-demo-proj"
+    )
+    assert a == b and a.permissions == ("storage.objects.get", "storage.objects.list")
     assert a.name == f"projects/zt-demo-proj/roles/{a.role_id}"
-    org = custom_role_for(["a.b.c"], parent="organizations/1234")
+    org = custom_role_for(["storage.objects.get"], parent="organizations/1234")
     assert org.name.startswith("organizations/1234/roles/zt_")
     with pytest.raises(InputError):
         custom_role_for(["a.b.c"], parent="folders/12")

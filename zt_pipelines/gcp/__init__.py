@@ -135,12 +135,18 @@ def fetch_snapshot(
         strategy=chosen_strategy,
         search_batch=search_batch or DEFAULT_SEARCH_BATCH,
     )
+    from zt_pipelines.policy.role_catalogue import with_catalogue_roles
+
     try:
-        return plan.run(
-            resources=resources,
-            service_accounts=service_accounts,
-            principals=principals,
-            projects=projects,
+        # live definitions win; predefined roles a read could not return come from the
+        # shipped catalogue instead of refusing as unreadable
+        return with_catalogue_roles(
+            plan.run(
+                resources=resources,
+                service_accounts=service_accounts,
+                principals=principals,
+                projects=projects,
+            )
         )
     finally:
         factory.close()

@@ -68,6 +68,16 @@ def build_report(
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
     raw += _org_policy_findings(steps, policy, context)
+    if evaluator.catalogue_used:
+        from zt_pipelines.policy.role_catalogue import catalogue_info
+
+        used = sorted(evaluator.catalogue_used)
+        notes.append(
+            f"the snapshot lacks the definition of {len(used)} predefined role(s); the shipped "
+            f"catalogue's ({catalogue_info().date}) was used: "
+            + ", ".join(used[:_MAX_LISTED])
+            + (" …" if len(used) > _MAX_LISTED else "")
+        )
     findings = [
         f
         if policy.severity(f.code) is f.severity

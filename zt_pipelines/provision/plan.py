@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zt_pipelines.errors import ApiError, InputError, ZtError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.role_catalogue import predefined_roles, validate_permissions
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
 from zt_pipelines.provision.cover import Cover, find_cover, permission_index
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
@@ -313,7 +314,7 @@ def build_plan(
         prune: also remove bindings on step identities that the plan does not need.
         organization: an organisation number to hold the custom roles instead of the project.
         catalogue: predefined role → permissions (``predefined`` mode); defaults to the
-            ``roles/...`` entries of the snapshot.
+            shipped catalogue, overridden by the ``roles/...`` definitions of the snapshot.
 
     Raises:
         ProvisioningRefused: a need asks for an escalation-capable permission or a role
@@ -326,6 +327,8 @@ def build_plan(
     pipeline_sa = require_user_managed(pipeline_service_account, where="pipeline service account")
     state = snapshot or Snapshot()
     parent = f"organizations/{organization}" if organization else f"projects/{project}"
+    for want in wants:  # a misspelt permission would become a role IAM refuses
+        validate_permissions(want.permissions, where=f"step {want.step!r}")
     _refuse_escalating_needs(wants)
     groups = _group(wants)
 
@@ -634,20 +637,15 @@ def _catalogue(
 ) -> dict[str, frozenset[str]]:
     if catalogue is not None:
         return dict(catalogue)
-    table = {
+    # the shipped catalogue, with the snapshot's own (live or file) definitions winning
+    roles = {**predefined_roles(), **state.roles}
+    return {
         name: role.permissions
-        for name, role in state.roles.items()
+        for name, role in roles.items()
         if name.startswith("roles/")
         and not role.deleted
         and role.stage not in ("DEPRECATED", "DISABLED", "ALPHA")
     }
-    if not table:
-        raise InputError(
-            "--roles predefined needs the predefined role catalogue",
-            where="snapshot",
-            fix="pass a snapshot that includes predefined roles, or a role catalogue",
-        )
-    return table
 
 
 def check_plan(plan: Plan) -> None:
