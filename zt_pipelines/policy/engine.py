@@ -29,6 +29,7 @@ from zt_pipelines.policy.conditions import (
     request_attributes,
 )
 from zt_pipelines.policy.deny import permission_matches
+from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
 from zt_pipelines.policy.report import Evidence
 from zt_pipelines.policy.role_catalogue import catalogue_role
@@ -437,8 +438,6 @@ def evaluate(
     snapshot could not read (ZT400) and the organisation policy rules (ZT500). Severities and
     suppressions come from ``policy`` (strict defaults when ``None``).
     """
-    from zt_pipelines.policy.findings import build_report
-
     evaluator = snapshot if isinstance(snapshot, Evaluator) else Evaluator(snapshot)
     return build_report(
         tuple(requirements),
