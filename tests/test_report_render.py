@@ -118,9 +118,8 @@ def test_cli_on_a_terminal_is_coloured_and_fits_it(tmp_path: pytest.TempPathFact
     import sys
     from pathlib import Path
 
-    from policy_worlds import FEATURES, PIPELINE_SA, TRAIN_SA, grant, world_dict
-
     import yaml
+    from policy_worlds import FEATURES, PIPELINE_SA, TRAIN_SA, grant, world_dict
 
     root = Path(str(tmp_path))
     world = root / "world.yaml"
