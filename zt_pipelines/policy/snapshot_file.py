@@ -58,6 +58,8 @@ _EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _MEMBER = re.compile(
     rf"^(?:allUsers|allAuthenticatedUsers"
     rf"|(?:user|serviceAccount|group):{_EMAIL}"
+    # GKE Workload Identity: a Kubernetes service account (never matches a Google one)
+    r"|serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]"
     rf"|domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}"
     rf"|deleted:(?:user|serviceAccount|group):{_EMAIL}(?:\?uid=[0-9]+)?"
     rf"|(?:projectOwner|projectEditor|projectViewer):[a-z][a-z0-9.:-]+"
