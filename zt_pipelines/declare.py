@@ -48,8 +48,10 @@ _STRUCT_VERSION = 1
 JOB_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(JobFields))
 _INT_FIELDS = {"accelerator_count", "replica_count", "boot_disk_size_gb"}
 _STR_FIELDS = {"network", "encryption_spec_key_name", "machine_type", "accelerator_type"}
-_STR_FIELDS |= {"boot_disk_type"}
+_STR_FIELDS |= {"boot_disk_type", "persistent_resource_id"}
 _KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
+# a PersistentResource ID (Vertex: 1-63 chars, lower-case letters, digits and hyphens)
+_PERSISTENT_RESOURCE_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -142,6 +144,13 @@ def _job_value(name: str, value: Any, at: str) -> Any:
                 f"{value!r} is not a Cloud KMS key name",
                 where=at,
                 fix="projects/P/locations/L/keyRings/R/cryptoKeys/K",
+            )
+        if name == "persistent_resource_id" and not _PERSISTENT_RESOURCE_ID.match(value):
+            raise DeclarationError(
+                f"{value!r} is not a persistent resource ID",
+                where=at,
+                fix="the ID of a PersistentResource in the job's project and location "
+                "(lower-case letters, digits and hyphens), not its full name",
             )
         if name == "network" and not _NETWORK.match(value):
             raise DeclarationError(

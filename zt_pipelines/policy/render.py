@@ -35,6 +35,10 @@ FIXES: dict[str, str] = {
     "ZT103": "one service account per step (or identities.allowShared in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
     "ZT111": "delete the user-managed keys and set iam.disableServiceAccountKeyCreation",
+    "ZT120": "use a persistent resource created with custom service accounts enabled, "
+    "or drop persistent_resource_id for the step",
+    "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
+    "location), or add the resource to the snapshot",
     "ZT200": "grant the permission on the resource: `zt-pipelines plan` prints the binding",
     "ZT201": "make the grant provable: known group membership, a decidable condition, "
     "a readable policy",
