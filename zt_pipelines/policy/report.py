@@ -32,6 +32,14 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT103": ("SharedIdentity", "one identity is shared by several steps or with the pipeline"),
     "ZT110": ("MissingIdentity", "identity does not exist or is disabled"),
     "ZT111": ("UserManagedKeys", "identity has user-managed keys"),
+    "ZT120": (
+        "PersistentResourceNoCustomSA",
+        "a step's persistent resource does not allow custom service accounts",
+    ),
+    "ZT121": (
+        "PersistentResourceUnknown",
+        "a step's persistent resource cannot be verified (unknown or not found)",
+    ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
     "ZT202": ("Denied", "a required permission is denied by a deny policy"),
