@@ -38,7 +38,7 @@ def render_report(report: Any, fmt: str) -> str:
 
 
 @click.command("check")
-@click.argument("template", type=click.Path(path_type=Path))
+@click.argument("template")
 @click.option("--project", required=True, help="Project the pipeline runs in.")
 @click.option("--location", required=True, help="Region, e.g. us-central1.")
 @click.option("--pipeline-sa", "pipeline_sa", required=True, help="The pipeline service account.")
@@ -60,7 +60,7 @@ def render_report(report: Any, fmt: str) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
-    template: Path,
+    template: str,
     project: str,
     location: str,
     pipeline_sa: str,
@@ -81,6 +81,7 @@ def command(
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
 
+    from zt_pipelines.cli.templates import template_location
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -94,7 +95,7 @@ def command(
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
     report = check(
-        template,
+        template_location(template),
         project=project,
         location=location,
         pipeline_service_account=pipeline_sa,
