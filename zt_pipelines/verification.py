@@ -202,6 +202,8 @@ def check_rewritten(
         extra_roles,
         credentials=credentials,
         emulator_host=emulator,
+        project=project,
+        location=location,
     )
     ctx = CheckContext(
         project=project,
@@ -245,6 +247,8 @@ def _snapshot(
     *,
     credentials: Any,
     emulator_host: str | None,
+    project: str | None = None,
+    location: str | None = None,
 ) -> Snapshot:
     from zt_pipelines.policy.snapshot_file import load_snapshot, with_roles
 
@@ -252,7 +256,13 @@ def _snapshot(
         return with_roles(snapshot, roles) if roles else snapshot
     if snapshot is not None:
         return load_snapshot(snapshot, roles=roles or None)
-    needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+    needs = needed_nodes(
+        requirements,
+        steps=result.steps,
+        pipeline_service_account=pipeline_sa,
+        project=project,
+        location=location,
+    )
     try:
         from zt_pipelines.gcp import fetch_snapshot  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -268,6 +278,7 @@ def _snapshot(
         projects=needs.projects,
         credentials=credentials,
         emulator_host=emulator_host,
+        persistent_resources=needs.persistent_resources,
     )
     return with_roles(live, roles) if roles else live
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,12 +29,22 @@ def format_option(help: str | None = None) -> Callable[[_F], _F]:
     return option
 
 
-def render_report(report: Any, fmt: str) -> str:
-    """One report as ``check``, ``submit`` (and friends) print it in ``fmt``."""
+def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
+    """One report as ``check``, ``submit`` (and friends) print it in ``fmt``.
+
+    Text on a terminal is coloured and fitted to its width; anywhere else (a pipe, a file,
+    CI logs) it is plain text, 100 columns wide.
+    """
     if fmt == "json":
         return str(report.to_json())
     if fmt == "sarif":
         return json.dumps(report.to_sarif(), indent=2)
+    if not to_file and sys.stdout.isatty():
+        import shutil
+
+        from zt_pipelines.policy.render import render_text
+
+        return render_text(report, width=shutil.get_terminal_size().columns, color=True)
     return str(report)
 
 
@@ -110,7 +121,7 @@ def command(
         roles=roles,
         now=now,
     )
-    text = render_report(report, fmt)
+    text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()
     if output is not None:

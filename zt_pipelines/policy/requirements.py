@@ -124,6 +124,17 @@ def step_principal(step: StepIdentity, pipeline_service_account: str) -> str:
     return sa_member(step.service_account or pipeline_service_account)
 
 
+def persistent_resource_name(step: StepIdentity, project: str, location: str) -> str | None:
+    """``projects/P/locations/L/persistentResources/ID`` a step's CustomJob runs on, or ``None``.
+
+    A persistent resource is always in the job's own project and location.
+    """
+    resource_id = step.job.persistent_resource_id
+    if not resource_id:
+        return None
+    return f"projects/{project}/locations/{location}/persistentResources/{resource_id}"
+
+
 def pipeline_root_of(result: RewriteResult | Any, pipeline_root: str | None) -> str | None:
     """The pipeline root a run would use: the argument, else the template's
     ``defaultPipelineRoot`` (a ``gs://`` URI), else ``None`` (no artifact needs)."""
@@ -210,12 +221,15 @@ class NeededNodes:
             e.g. Cloud Asset ``SearchAllIamPolicies`` ``policy:EMAIL``) — list them in
             ``Snapshot.complete_bindings_for`` when the search succeeded.
         projects: project ids (deny policies, custom roles, the project hierarchy).
+        persistent_resources: Vertex persistent resources steps run on
+            (``projects/P/locations/L/persistentResources/ID``).
     """
 
     resources: tuple[str, ...]
     service_accounts: tuple[str, ...]
     principals: tuple[str, ...]
     projects: tuple[str, ...]
+    persistent_resources: tuple[str, ...] = ()
 
 
 def needed_nodes(
@@ -223,8 +237,14 @@ def needed_nodes(
     *,
     steps: tuple[StepIdentity, ...] = (),
     pipeline_service_account: str | None = None,
+    project: str | None = None,
+    location: str | None = None,
 ) -> NeededNodes:
-    """List what a snapshot must hold to decide ``requirements`` (and check identities)."""
+    """List what a snapshot must hold to decide ``requirements`` (and check identities).
+
+    ``project`` and ``location`` (where the pipeline runs) name the persistent resources its
+    steps run on; without them none are listed.
+    """
     resources = {r.resource.name for r in requirements}
     emails = {s.service_account.lower() for s in steps if s.service_account}
     if pipeline_service_account:
@@ -243,9 +263,16 @@ def needed_nodes(
     projects.discard("-")
     principals = {r.principal for r in requirements if r.kind != "submit"}
     principals.update(sa_member(e) for e in emails)
+    persistent: set[str] = set()
+    if project and location:
+        for step in steps:
+            runs_on = persistent_resource_name(step, project, location)
+            if runs_on:
+                persistent.add(runs_on)
     return NeededNodes(
         resources=tuple(sorted(resources)),
         service_accounts=tuple(sorted(emails)),
         principals=tuple(sorted(principals)),
         projects=tuple(sorted(projects)),
+        persistent_resources=tuple(sorted(persistent)),
     )
