@@ -161,3 +161,23 @@ def test_cli_on_a_terminal_is_coloured_and_fits_it(tmp_path: pytest.TempPathFact
     assert "\x1b[" in text and "REFUSED" in text
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert max(len(line.rstrip("\r")) for line in plain.splitlines()) <= 72
+
+
+def test_failed_reads_get_one_headline_with_the_fix() -> None:
+    reads = tuple(
+        Finding(
+            "ZT400",
+            Severity.ERROR,
+            f"getIamPolicy on //x/{i} could not be read (PERMISSION_DENIED: 403); incomplete",
+            resource=f"//x/{i}",
+        )
+        for i in range(38)
+    )
+    broken = Report(findings=reads, project="p", location="l")
+    text = render_text(broken)
+    assert text.splitlines()[1].startswith("the checking identity lacks read access: 38 of 38")
+    assert "docs/live-mode.md" in text.splitlines()[1] + text.splitlines()[2]
+    assert "lacks read access" in render_html(broken)
+    flaky = Report(findings=(Finding("ZT400", Severity.ERROR, "UNAVAILABLE: 503"),))
+    assert "verification is incomplete: 1 read failed" in render_text(flaky)
+    assert "lacks read access" not in render_text(report())

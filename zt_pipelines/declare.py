@@ -21,10 +21,13 @@ kfp is never imported here: components and tasks are recognised by their attribu
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import linecache
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -102,10 +105,13 @@ def parse_job_fields(values: Mapping[str, Any], *, where: str) -> JobFields:
     for name, value in values.items():
         at = f"{where}: {name}"
         if name not in JOB_FIELD_NAMES:
+            known = ("needs", "service_account", *JOB_FIELD_NAMES)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise DeclarationError(
                 f"unknown job field {name!r}",
                 where=where,
-                fix="known fields: " + ", ".join(JOB_FIELD_NAMES),
+                fix=hint + "known fields: " + ", ".join(known),
             )
         if value is None:
             continue
@@ -443,7 +449,7 @@ class _Step:
                 where="@zt.step",
                 fix="stack @zt.step ABOVE @dsl.component / @dsl.container_component",
             )
-        decl = declaration(service_account, needs=needs, where="@zt.step", **job)
+        decl = declaration(service_account, needs=needs, where=_decorator_site(), **job)
 
         def decorate(component: Any) -> Any:
             if not _is_component(component):
@@ -491,6 +497,29 @@ class _Step:
                 register([service_account_channel])
         _attach(task, decl, where=where)
         return task
+
+
+def _decorator_site() -> str:
+    """``@zt.step`` plus the component it sits above and its file:line, for error messages.
+
+    The decorator's arguments are checked before Python hands it the component, so the
+    component is found in the caller's source: the first ``def`` after the decorator line.
+    """
+    frame = sys._getframe(2)  # _decorator_site <- _Step.__call__ <- the user's module
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    del frame
+    site = f"{os.path.basename(filename)}:{line}"
+    for offset in range(0, 40):
+        text = linecache.getline(filename, line + offset)
+        if not text:
+            break
+        match = _DEF.match(text)
+        if match:
+            return f"@zt.step on component {match.group(1)!r} ({site})"
+    return f"@zt.step ({site})"
+
+
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
 def _channel_parameter(value: Any, *, where: str) -> str:

@@ -24,7 +24,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from zt_pipelines.policy.report import Finding, Grant, Report
 
-__all__ = ["FIXES", "fix_for", "plural", "render_html", "render_text", "summary_line"]
+__all__ = ["FIXES", "fix_for", "headline", "plural", "render_html", "render_text", "summary_line"]
 
 #: How to fix each finding code, in one line (docs/findings.md has the long form).
 FIXES: dict[str, str] = {
@@ -86,6 +86,32 @@ def summary_line(report: Report) -> str:
     return line
 
 
+_DENIED = ("denied", "403", "forbidden", "unauthenticated", "401")
+
+
+def headline(report: Report) -> str | None:
+    """What explains most of a refusal, when one cause does: failed reads (ZT400).
+
+    A live check by an identity that cannot read IAM fails dozens of reads; the reader needs
+    the one cause and the one fix, not the count.
+    """
+    failed = [f for f in report.findings if f.code == "ZT400"]
+    if not failed:
+        return None
+    denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
+    if denied:
+        return (
+            f"the checking identity lacks read access: {len(denied)} of "
+            f"{plural(len(failed), 'read')} were denied — grant it the read permissions "
+            "listed in docs/live-mode.md (zt_pipelines.gcp.interface.READ_PERMISSIONS) "
+            "and re-run; findings below may follow from these failed reads"
+        )
+    return (
+        f"verification is incomplete: {plural(len(failed), 'read')} failed (ZT400 below); "
+        "findings below may follow from them"
+    )
+
+
 def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding]]]:
     """Findings grouped by step; pipeline-level (``None``) first, then steps in first-seen
     order (the engine sorts errors first)."""
@@ -128,6 +154,9 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     )
     verdict_style = "bold green" if report.allowed else "bold red"
     console.print(Text(summary_line(report), style=verdict_style), overflow="fold")
+    cause = headline(report)
+    if cause:
+        console.print(Text(cause, style="bold"), overflow="fold")
     for step, findings in _by_step(report.findings):
         who = _identity(step, findings, report.granted)
         title = f"step {step}" if step is not None else "pipeline"
@@ -188,6 +217,9 @@ def render_html(report: Report) -> str:
         f"{'ALLOWED' if ok else 'REFUSED'}</b> {esc(summary_line(report).split(': ', 1)[1])}"
         "</div>",
     ]
+    cause = headline(report)
+    if cause:
+        out.append(f"<div><b>{esc(cause)}</b></div>")
     steps = _step_rows(report)
     if steps:
         out.append(
