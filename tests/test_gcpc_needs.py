@@ -196,9 +196,7 @@ def test_a_serving_identity_shared_with_a_step_or_missing_is_reported() -> None:
     assert "ZT123" in codes(world(PIPE, STEP), shared)
     own = gcpc_step("DeployModel", serving_service_account=SERVING)
     assert "ZT123" not in codes(world(PIPE, STEP, SERVING), own)
-    missing = [
-        c for c, _, msg in findings(world(PIPE, STEP), own) if "serving identity" in msg
-    ]
+    missing = [c for c, _, msg in findings(world(PIPE, STEP), own) if "serving identity" in msg]
     assert missing == ["ZT110"]
 
 
