@@ -57,7 +57,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 
 
 @click.command("check")
-@click.argument("template", type=click.Path(path_type=Path))
+@click.argument("template")
 @project_option()
 @location_option()
 @pipeline_sa_option()
@@ -75,7 +75,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @output_option(help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
-    template: Path,
+    template: str,
     project: str,
     location: str,
     pipeline_sa: str,
@@ -96,6 +96,7 @@ def command(
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
 
+    from zt_pipelines.cli.templates import template_location
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -109,7 +110,7 @@ def command(
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
     report = check(
-        template,
+        template_location(template),
         project=project,
         location=location,
         pipeline_service_account=pipeline_sa,

@@ -26,7 +26,7 @@ from zt_pipelines.errors import InputError
 def _options(fn: Any) -> Any:
     """The options ``plan`` and ``apply`` share."""
     decorators = [
-        click.argument("template", type=click.Path(path_type=Path)),
+        click.argument("template"),
         project_option(),
         pipeline_sa_option(),
         location_option(),
@@ -70,8 +70,10 @@ def _make_plan(opts: dict[str, Any]) -> Any:
         snapshot = None
     else:
         snapshot = "live"  # read after the rewrite, with the same parameters and manifest
+    from zt_pipelines.cli.templates import template_source
+
     return plan(
-        opts["template"],
+        template_source(opts["template"], project=opts["project"]),
         project=opts["project"],
         pipeline_service_account=opts["pipeline_sa"],
         location=opts["location"],

@@ -48,6 +48,7 @@ def _needs(
             where="snapshot",
             fix="name the pipeline service account the job will run as",
         )
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.policy.requirements import (
         derive_requirements,
         needed_nodes,
@@ -57,7 +58,7 @@ def _needs(
 
     for template in templates:
         result = rewrite_pipeline(
-            template,
+            template_source(template, project=project),
             parameter_values=parameter_values,
             manifest=manifest,
             project=project,
