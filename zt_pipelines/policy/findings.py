@@ -377,7 +377,7 @@ def _excess_findings(
         for r in needed.get(principal, []):
             for n in ev.chain(r.resource.name)[0]:
                 required_at[n.name].add(r.permission)
-        for node, binding, mm in ev.bindings_for(principal):
+        for node, binding, mm, member in ev.member_bindings(principal):
             if mm.match is not Match.YES:
                 continue
             perms = ev.role_permissions(binding.role)
@@ -391,7 +391,7 @@ def _excess_findings(
                 "binding",
                 node=node.name,
                 role=binding.role,
-                member=_member_of(binding, principal),
+                member=member,
                 condition=binding.condition.expression if binding.condition else "",
                 detail=mm.reason,
             )
