@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import PolicyFileError
-from zt_pipelines.policy.report import CODES, Severity
+from zt_pipelines.policy.report import CODES, WARNING_CODES, Severity
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy.schema.json"
 
 #: default severity of every code: strict.
 DEFAULT_SEVERITIES: dict[str, Severity] = {
-    code: (Severity.WARNING if code == "ZT210" else Severity.ERROR) for code in CODES
+    code: (Severity.WARNING if code in WARNING_CODES else Severity.ERROR) for code in CODES
 }
 
 #: codes no policy can relax or suppress: a default identity (ZT100) and a verification that

@@ -55,6 +55,11 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT211": ("BasicRole", "a basic role (owner, editor, viewer)"),
     "ZT212": ("EscalationPermission", "an escalation-capable permission"),
     "ZT213": ("PublicResource", "a declared resource is public"),
+    "ZT214": ("BroaderScope", "a grant covers a need from a broader scope (project/folder/org)"),
+    "ZT215": ("BucketWideForPrefix", "a bucket-wide grant where only an object prefix is needed"),
+    "ZT216": ("CanBecomeIdentity", "an identity can become another one holding more"),
+    "ZT217": ("ReachUnverifiable", "who an identity can become cannot be verified"),
+    "ZT218": ("SubmitterCanBecome", "the submitter can become identities beyond the pipeline's"),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -63,6 +68,9 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
 }
+
+#: codes whose default severity is a warning (every other code refuses by default)
+WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT215", "ZT218"})
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
@@ -268,7 +276,7 @@ class Report:
                 "shortDescription": {"text": meaning},
                 "fullDescription": {"text": f"{code}: {meaning}."},
                 "helpUri": DOCS_URL + "#" + code.lower(),
-                "defaultConfiguration": {"level": "warning" if code == "ZT210" else "error"},
+                "defaultConfiguration": {"level": "warning" if code in WARNING_CODES else "error"},
             }
             for code, (name, meaning) in CODES.items()
         ]
