@@ -333,6 +333,8 @@ for _first, _resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
     if kept:
         _IMPLICIT[_first or ""] = kept
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+# first characters of plain scalars that need the resolver (or are refused: ``<<``, empty)
+_SLOW_FIRST = frozenset(_IMPLICIT) | {"<", ""}
 
 
 class _YamlRefused(Exception):
@@ -419,6 +421,7 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
     max_nodes = limits.max_nodes
     max_depth = limits.max_depth
     scalar_cls = _ev.ScalarEvent
+    slow_first = _SLOW_FIRST
     try:
         while True:
             event: Any = parser.get_event()
@@ -431,21 +434,24 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
                     raise _YamlRefused(
                         "YAML anchors and aliases (&x / *x) are not accepted", event.start_mark
                     )
+                value = event.value
+                # fast path: untagged and quoted, or plain and no resolver can type it
+                fast = event.tag is None and (not event.implicit[0] or value[:1] not in slow_first)
                 if stack:
                     frame = stack[-1]
                     container = frame[0]
                     if type(container) is list:
-                        container.append(_scalar(event, limits, False))
+                        container.append(value if fast else _scalar(event, limits, False))
                     elif frame[1] is _NOKEY:
-                        key = _scalar(event, limits, True)
+                        key = value if fast else _scalar(event, limits, True)
                         if key in container:
                             raise _YamlRefused(f"duplicate key {key!r}", event.start_mark)
                         frame[1] = key
                     else:
-                        container[frame[1]] = _scalar(event, limits, False)
+                        container[frame[1]] = value if fast else _scalar(event, limits, False)
                         frame[1] = _NOKEY
                 else:
-                    root = _scalar(event, limits, False)
+                    root = value if fast else _scalar(event, limits, False)
                 continue
             if cls is _ev.MappingStartEvent or cls is _ev.SequenceStartEvent:
                 if event.anchor is not None:
@@ -671,36 +677,42 @@ class _Emitter:
     def emit(self, value: Any, indent: int, prefix: str) -> None:
         """Append the lines of ``value`` at ``indent``; ``prefix`` starts its first line."""
         out = self.out
+        keys = self.keys
+        strings = self.strings
         pad = " " * indent
         if type(value) is dict and value:
-            first = True
+            inner = indent + 2
+            inner_pad = " " * inner
+            lead = prefix
             for key in sorted(value):
-                written = self.key(key)
-                lead = prefix if first else pad
-                first = False
+                written = keys.get(key) or self.key(key)
                 if len(written) > 1000:  # libyaml reads implicit keys of 1024 characters at most
                     out.append(lead + "? " + written)
                     head = pad + ":"
                 else:
                     head = lead + written + ":"
+                lead = pad
                 child = value[key]
                 kind = type(child)
-                if (kind is dict or kind is list) and child:
+                if kind is str:
+                    out.append(head + " " + (strings.get(child) or self.scalar(child)))
+                elif (kind is dict or kind is list) and child:
                     out.append(head)
-                    inner = indent + 2
-                    self.emit(child, inner, " " * inner)
+                    self.emit(child, inner, inner_pad)
                 else:
                     out.append(head + " " + self.scalar(child))
         elif type(value) is list and value:
-            first = True
+            lead = prefix + "- "
+            item_lead = pad + "- "
             for item in value:
-                head = (prefix if first else pad) + "- "
-                first = False
                 kind = type(item)
-                if (kind is dict or kind is list) and item:
-                    self.emit(item, indent + 2, head)
+                if kind is str:
+                    out.append(lead + (strings.get(item) or self.scalar(item)))
+                elif (kind is dict or kind is list) and item:
+                    self.emit(item, indent + 2, lead)
                 else:
-                    out.append(head + self.scalar(item))
+                    out.append(lead + self.scalar(item))
+                lead = item_lead
         elif isinstance(value, (dict, list)) and value:  # subclasses: as their base type
             self.emit(dict(value) if isinstance(value, dict) else list(value), indent, prefix)
         else:
