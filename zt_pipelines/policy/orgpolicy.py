@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,22 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     return _build(data, source)
 
 
+def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """A suppression's ``expires`` written as a date (YAML ``expires: 2026-12-31`` or TOML
+    ``expires = 2026-12-31``) is the date it names; a date *with a time* is refused by the
+    schema like any other non-string."""
+    suppressions = data.get("suppressions")
+    if not isinstance(suppressions, list):
+        return data
+    fixed = []
+    for raw in suppressions:
+        value = raw.get("expires") if isinstance(raw, dict) else None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            raw = {**raw, "expires": value.isoformat()}
+        fixed.append(raw)
+    return {**data, "suppressions": fixed}
+
+
 def _read_pyproject(path: Path) -> Any:
     from zt_pipelines import loaders
 
@@ -198,6 +214,7 @@ def _compiled(pattern: str) -> Any:
 def _build(data: dict[str, Any], source: str) -> OrgPolicy:
     from zt_pipelines.policy.snapshot_file import validate_schema
 
+    data = _dates_as_text(data)
     validate_schema(data, SCHEMA_PATH, source, PolicyFileError)
     severities = dict(DEFAULT_SEVERITIES)
     for code, level in data.get("severities", {}).items():
@@ -254,6 +271,15 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 resource = normalize_resource(resource).name
             except ResourceError as exc:
                 raise PolicyFileError(exc.what, where=where + ".resource") from None
+        permission = raw.get("permission")
+        if permission is not None:
+            from zt_pipelines.errors import PermissionFormatError
+            from zt_pipelines.policy.role_catalogue import validate_permission
+
+            try:
+                validate_permission(permission)
+            except PermissionFormatError as exc:
+                raise PolicyFileError(exc.what, where=where + ".permission", fix=exc.fix) from None
         suppressions.append(
             Suppression(
                 code=raw["code"],
@@ -262,7 +288,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 step=raw.get("step"),
                 resource=resource,
                 principal=raw.get("principal"),
-                permission=raw.get("permission"),
+                permission=permission,
             )
         )
     network = data.get("network", {})

@@ -9,6 +9,7 @@ documents after the first are PlatformSpecs. :func:`dump_template` renders a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,6 +40,13 @@ def load_template(
     return parse_template_text(text, where=str(path))
 
 
+# the first statements of a pipeline's Python source (never the start of a YAML/JSON template)
+_PYTHON_SOURCE = re.compile(
+    r"^(?:from\s+[\w.]+\s+import\s|import\s+[\w.]+|@[\w.]+|def\s+\w+\s*\(|#!.*python)",
+    re.MULTILINE,
+)
+
+
 def parse_template_text(
     text: str, *, where: str = "template"
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
@@ -48,6 +56,13 @@ def parse_template_text(
     YAML tags beyond the JSON types, depth and size bounds are refused), then checked to be
     what aiplatform's ``PipelineJob`` accepts (:func:`check_envelope`).
     """
+    if where.endswith(".py") or _PYTHON_SOURCE.search(text[:4096]):
+        raise TemplateError(
+            "this is Python source, not a compiled pipeline",
+            where=where,
+            fix="compile it first: kfp.compiler.Compiler().compile(my_pipeline, "
+            "'pipeline.yaml'), then pass pipeline.yaml",
+        )
     documents = [
         d
         for d in loaders.parse_text(text, where=where, kind="template", error=TemplateError)
