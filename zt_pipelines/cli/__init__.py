@@ -31,6 +31,10 @@ SUBCOMMANDS = {
     "plan": "provision",
     "apply": "provision",
     "precommit-check": "precommit",
+    "verify-run": "monitor",
+    "drift": "monitor",
+    "usage": "monitor",
+    "monitor": "monitor",
 }
 
 
