@@ -32,9 +32,6 @@ SUBCOMMANDS = {
     "apply": "provision",
     "precommit-check": "precommit",
     "verify-run": "monitor",
-    "drift": "monitor",
-    "usage": "monitor",
-    "monitor": "monitor",
 }
 
 

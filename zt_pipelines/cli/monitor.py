@@ -12,6 +12,7 @@ import click
 
 from zt_pipelines.cli import require_writable, write_output
 from zt_pipelines.cli.check import format_option, render_report
+from zt_pipelines.cli.options import location_option, project_option
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -23,8 +24,8 @@ def _emit(text: str, output: Path | None) -> None:
 
 @click.command("verify-run")
 @click.argument("job")
-@click.option("--project", required=True, help="Project the job was submitted to.")
-@click.option("--location", required=True, help="Region, e.g. us-central1.")
+@project_option(help="Project the job was submitted to.")
+@location_option()
 @click.option(
     "--audit-log",
     type=click.Path(path_type=Path),
