@@ -30,8 +30,10 @@ def _needs(
     pipeline_sa: str | None,
     pipeline_root: str | None,
     parameter_values: dict[str, Any] | None = None,
-) -> tuple[set[str], set[str], set[str], set[str]]:
-    """(resources, service accounts, principals, projects) the templates' check needs."""
+) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
+    """(resources, service accounts, principals, projects, persistent resources) the
+    templates' check needs."""
+    persistent: set[str] = set()
     resources: set[str] = set()
     accounts: set[str] = set()
     principals: set[str] = set()
@@ -39,7 +41,7 @@ def _needs(
     if not templates:
         if pipeline_sa:
             accounts.add(pipeline_sa.lower())
-        return resources, accounts, principals, projects
+        return resources, accounts, principals, projects, persistent
     if not pipeline_sa:
         raise InputError(
             "--pipeline-sa is required with --template",
@@ -71,12 +73,19 @@ def _needs(
             pipeline_root=pipeline_root_of(result, pipeline_root),  # as check() will
             submitter=None,
         )
-        needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+        needs = needed_nodes(
+            requirements,
+            steps=result.steps,
+            pipeline_service_account=pipeline_sa,
+            project=project,
+            location=location,
+        )
+        persistent |= set(needs.persistent_resources)
         resources |= set(needs.resources)
         accounts |= set(needs.service_accounts)
         principals |= set(needs.principals)
         projects |= set(needs.projects)
-    return resources, accounts, principals, projects
+    return resources, accounts, principals, projects, persistent
 
 
 @click.command("snapshot")
@@ -112,7 +121,7 @@ def command(
 
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
-    names, emails, principals, projects = _needs(
+    names, emails, principals, projects, persistent = _needs(
         templates,
         manifest,
         project,
@@ -134,6 +143,7 @@ def command(
         projects=sorted(projects),
         cache_dir=cache_dir,
         use_cache=not no_cache,
+        persistent_resources=sorted(persistent),
     )
     data = dump_snapshot(snap)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,22 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     return _build(data, source)
 
 
+def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """A suppression's ``expires`` written as a date (YAML ``expires: 2026-12-31`` or TOML
+    ``expires = 2026-12-31``) is the date it names; a date *with a time* is refused by the
+    schema like any other non-string."""
+    suppressions = data.get("suppressions")
+    if not isinstance(suppressions, list):
+        return data
+    fixed = []
+    for raw in suppressions:
+        value = raw.get("expires") if isinstance(raw, dict) else None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            raw = {**raw, "expires": value.isoformat()}
+        fixed.append(raw)
+    return {**data, "suppressions": fixed}
+
+
 def _read_pyproject(path: Path) -> Any:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -156,6 +172,7 @@ def _read_pyproject(path: Path) -> Any:
 def _build(data: dict[str, Any], source: str) -> OrgPolicy:
     from zt_pipelines.policy.snapshot_file import validate_schema
 
+    data = _dates_as_text(data)
     validate_schema(data, SCHEMA_PATH, source, PolicyFileError)
     severities = dict(DEFAULT_SEVERITIES)
     for code, level in data.get("severities", {}).items():
