@@ -36,7 +36,8 @@ from typing import Any
 from zt_pipelines.errors import DeclarationError, ManifestError
 from zt_pipelines.identity import require_user_managed
 from zt_pipelines.model import JobFields, Need, StepDeclaration
-from zt_pipelines.resources import ResourceRef, check_permission, normalize_resource
+from zt_pipelines.policy.role_catalogue import validate_permission
+from zt_pipelines.resources import ResourceRef, normalize_resource
 
 PLATFORM_KEY = "zt_pipelines"
 """Our key in ``task.platform_config`` and in the compiled PlatformSpec's ``platforms``."""
@@ -69,6 +70,7 @@ def parse_needs(needs: Any, *, where: str) -> tuple[Need, ...]:
         DeclarationError: ``needs`` is not a mapping of strings to lists of strings.
         ResourceError: a resource URI is malformed.
         PermissionFormatError: a permission is not ``service.resource.verb``.
+        UnknownPermissionError: a permission no predefined role includes (with suggestions).
     """
     if needs is None:
         return ()
@@ -90,7 +92,7 @@ def parse_needs(needs: Any, *, where: str) -> tuple[Need, ...]:
             )
         if not perms:
             raise DeclarationError("the permission list is empty", where=at)
-        merged.setdefault(ref, set()).update(check_permission(p, where=at) for p in perms)
+        merged.setdefault(ref, set()).update(validate_permission(p, where=at) for p in perms)
     return tuple(sorted(Need(ref, tuple(sorted(p))) for ref, p in merged.items()))
 
 

@@ -140,6 +140,8 @@ def fetch_snapshot(
         strategy=chosen_strategy,
         search_batch=search_batch or DEFAULT_SEARCH_BATCH,
     )
+    from zt_pipelines.policy.role_catalogue import with_catalogue_roles
+
     try:
         snapshot = plan.run(
             resources=resources,
@@ -155,6 +157,8 @@ def fetch_snapshot(
                 persistent_resources={**snapshot.persistent_resources, **found},
                 unreadable=(*snapshot.unreadable, *failed),
             )
-        return snapshot
+        # live definitions win; predefined roles a read could not return come from the
+        # shipped catalogue instead of refusing as unreadable
+        return with_catalogue_roles(snapshot)
     finally:
         factory.close()

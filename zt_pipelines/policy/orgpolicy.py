@@ -235,6 +235,15 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 resource = normalize_resource(resource).name
             except ResourceError as exc:
                 raise PolicyFileError(exc.what, where=where + ".resource") from None
+        permission = raw.get("permission")
+        if permission is not None:
+            from zt_pipelines.errors import PermissionFormatError
+            from zt_pipelines.policy.role_catalogue import validate_permission
+
+            try:
+                validate_permission(permission)
+            except PermissionFormatError as exc:
+                raise PolicyFileError(exc.what, where=where + ".permission", fix=exc.fix) from None
         suppressions.append(
             Suppression(
                 code=raw["code"],
@@ -243,7 +252,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 step=raw.get("step"),
                 resource=resource,
                 principal=raw.get("principal"),
-                permission=raw.get("permission"),
+                permission=permission,
             )
         )
     network = data.get("network", {})
