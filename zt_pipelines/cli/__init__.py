@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "plan": "provision",
     "apply": "provision",
     "precommit-check": "precommit",
+    "verify-run": "monitor",
 }
 
 
