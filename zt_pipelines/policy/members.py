@@ -181,7 +181,7 @@ class MemberResolver:
         return _NO
 
     def _convenience(self, role: str, project: str, principal: str) -> MemberMatch:
-        node = self._snapshot.nodes.get(f"{CRM}projects/{project}")
+        node = self._snapshot.nodes.get(self._snapshot.canonical(f"{CRM}projects/{project}"))
         if node is None:
             return MemberMatch(Match.UNKNOWN, f"project {project} is not in the snapshot")
         if node.policy is None:
