@@ -95,6 +95,16 @@ class PolicyFileError(InputError):
     """An organisation policy file (``zt-policy.yaml``) is malformed."""
 
 
+class MissingCredentialsError(InputError):
+    """A Google API call is needed (a live check, a remote template, a submission) and no
+    credentials are configured: neither ``credentials=``, ``aiplatform.init`` nor ADC."""
+
+
+class StateChangedError(ZtError):
+    """What a decision was taken against (endpoint, project, location, credentials, service
+    account, network) changed before the action it approved: refused, nothing was sent."""
+
+
 class ApiError(ZtError):
     """A Google API call failed in a way that stops verification (after retries)."""
 

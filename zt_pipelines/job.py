@@ -177,7 +177,9 @@ class PipelineJob(  # type: ignore[misc]
     ) -> None:
         credentials = credentials or _emulator_default_credentials()
         use_emulator_if_configured()
-        text = _read_template_text(template_path, project=project, credentials=credentials)
+        from zt_pipelines.gcp.templates import fetch_template_text
+
+        text = fetch_template_text(template_path, project=project, credentials=credentials)
         first, platform_docs = _split_documents(text, where=template_path)
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
@@ -686,48 +688,6 @@ def _emulator_default_credentials() -> Any:
     from zt_pipelines.gcp.clients import ClientFactory
 
     return ClientFactory().credentials
-
-
-def _read_template_text(path: str, *, project: str | None, credentials: Any) -> str:
-    """The template's text from a local file, ``gs://`` or an https/Artifact Registry URL
-    (the places aiplatform reads templates from; reads only)."""
-    try:
-        if path.startswith("gs://"):
-            from google.cloud import storage  # type: ignore[attr-defined]
-
-            bucket, _, blob = path[len("gs://") :].partition("/")
-            client = storage.Client(project=project, credentials=credentials)
-            data: bytes = client.bucket(bucket).blob(blob).download_as_bytes()
-            return data.decode("utf-8")
-        if path.startswith(("http://", "https://")):
-            from google.auth.transport.requests import AuthorizedSession
-
-            if _pipeline_jobs._VALID_AR_URL.match(path):
-                session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-                response = session.get(path, timeout=60)
-                response.raise_for_status()
-                return str(response.text)
-            if not _pipeline_jobs._VALID_HTTPS_URL.match(path):
-                raise InputError(
-                    "not an Artifact Registry URL or an https URL of a .yaml/.json file",
-                    where=path,
-                )
-            from urllib import request
-
-            with request.urlopen(path, timeout=60) as fh:  # same as aiplatform's https loader
-                body: bytes = fh.read()
-            return body.decode("utf-8")
-        return Path(path).read_text(encoding="utf-8")
-    except ZtError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the template ({exc})", where=path) from exc
-    except Exception as exc:  # network/API errors from storage or requests
-        from zt_pipelines.errors import ApiError
-
-        raise ApiError(
-            f"cannot fetch the template ({type(exc).__name__}: {exc})", where=path
-        ) from exc
 
 
 def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:

@@ -64,7 +64,7 @@ def _serializer(kind: Any) -> Callable[[Any], bytes]:
 
 def caller_from_metadata(context: grpc.ServicerContext) -> str | None:
     """The caller named by the ``authorization`` metadata, if any."""
-    from zt_pipelines.emulator.auth import caller_from_authorization
+    from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
 
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":

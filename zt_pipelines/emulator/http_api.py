@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from zt_pipelines.emulator import policies
-from zt_pipelines.emulator.auth import caller_from_authorization
+from zt_pipelines.emulator import artifact_registry, policies
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
+from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, PersistentResource
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
@@ -960,6 +960,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
     server_version = "zt-emulator"
     world: World
     gate: Gate
+    kfp: artifact_registry.KfpRepositories
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is the record."""
@@ -996,6 +997,10 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         caller = caller_from_authorization(headers.get("authorization"))
+        region = artifact_registry.region_of(headers.get("host"))
+        if region is not None:  # an Artifact Registry KFP host: the path is PROJECT/REPO/...
+            self._artifact_registry(verb, path, region, caller)
+            return
         for route in ROUTES:
             if route.verb != verb:
                 continue
@@ -1028,6 +1033,28 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 self._send(200, json.dumps(value).encode(), "application/json; charset=UTF-8")
             return
         self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+
+    def _artifact_registry(self, verb: str, path: str, region: str, caller: str | None) -> None:
+        if verb != "GET":
+            self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+            return
+        outcome = self.gate.call(
+            api="artifactregistry",
+            method=artifact_registry.DOWNLOAD,
+            target=f"{region}-kfp.pkg.dev{path}",
+            caller=caller,
+            write=False,
+            run=lambda: artifact_registry.download(self.world, self.kfp, region, path, caller),
+        )
+        if outcome.reset:
+            self._reset()
+        elif outcome.malformed:
+            self._send(200, MALFORMED_BODY, "application/x-yaml")
+        elif outcome.error is not None:
+            self._send_error(outcome.error)
+        else:
+            data, content_type = outcome.value
+            self._send(200, data, content_type)
 
     def _read_body(self) -> bytes | None:
         """The request body (Content-Length or chunked); ``None`` when the framing is bad."""

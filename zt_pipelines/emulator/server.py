@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from zt_pipelines.emulator import grpc_api
+from zt_pipelines.emulator.artifact_registry import KfpRepositories
 from zt_pipelines.emulator.faults import Fault, FaultPlan
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.http_api import EmulatorHttpHandler
@@ -98,10 +99,11 @@ class Emulator:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._grpc_port = 0
         self._acceptor: threading.Thread | None = None
+        self._kfp = KfpRepositories()
         handler = type(
             "BoundEmulatorHttpHandler",
             (EmulatorHttpHandler,),
-            {"world": self._world, "gate": self._gate},
+            {"world": self._world, "gate": self._gate, "kfp": self._kfp},
         )
         self._http_handler: type[EmulatorHttpHandler] = handler
 
@@ -273,6 +275,23 @@ class Emulator:
         """Created schedules by resource name, as served."""
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    def add_kfp_template(
+        self,
+        template: bytes | str,
+        *,
+        project: str,
+        repository: str,
+        package: str,
+        region: str = "us-central1",
+        tags: tuple[str, ...] = ("latest",),
+    ) -> str:
+        """Serve ``template`` from the Artifact Registry KFP repository
+        ``https://REGION-kfp.pkg.dev/PROJECT/REPOSITORY`` as a new version of ``package``
+        (``tags`` point at it); return the version URL."""
+        data = template.encode() if isinstance(template, str) else template
+        version = self._kfp.add(region, project, repository, package, data, tags)
+        return f"https://{region}-kfp.pkg.dev/{project}/{repository}/{package}/{version}"
 
     @property
     def objects(self) -> dict[tuple[str, str], bytes]:

@@ -40,6 +40,14 @@ CODES: dict[str, tuple[str, str]] = {
         "PersistentResourceUnknown",
         "a step's persistent resource cannot be verified (unknown or not found)",
     ),
+    "ZT122": (
+        "JobOutsidePipeline",
+        "a GCPC job runs outside the pipeline's project or region, undeclared",
+    ),
+    "ZT123": (
+        "SharedServingIdentity",
+        "a deployed model's serving identity also runs a step or the pipeline",
+    ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
     "ZT202": ("Denied", "a required permission is denied by a deny policy"),
