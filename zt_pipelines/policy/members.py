@@ -281,6 +281,9 @@ class MemberResolver:
             ):
                 return MemberMatch(Match.YES, f"service account in project {ident}")
             if project.project_number is None and ident.isdigit():
+                other = self._snapshot.project_by_number(ident)
+                if other is not None and other.name != project.name:
+                    return _NO  # that number is another project's
                 return MemberMatch(
                     Match.UNKNOWN,
                     f"the number of project {sa.project_id} is not known: it may be {ident}",
