@@ -575,24 +575,14 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
     else:
         path = Path(source)
         label = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"cannot read the manifest ({exc})", where=label) from exc
-        import yaml  # lazy: only manifests need it here
+        from zt_pipelines import loaders  # strict and bounded, as for every file kind
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            detail = " ".join(str(exc).split())[:300]  # one line for the CLI
-            raise ManifestError(f"malformed YAML/JSON ({detail})", where=label) from exc
-        from zt_pipelines.errors import TemplateError
-        from zt_pipelines.spec.template import refuse_aliases
-
-        try:
-            refuse_aliases([data], label)
-        except TemplateError as exc:
-            raise ManifestError(exc.what, where=label, fix=exc.fix) from None
+        documents = loaders.load_file(path, kind="manifest", error=ManifestError)
+        if len(documents) > 1:
+            raise ManifestError(
+                f"a manifest is one YAML/JSON document, not {len(documents)}", where=label
+            )
+        data = documents[0] if documents else None
     if not isinstance(data, Mapping) or set(data) != {"steps"}:
         raise ManifestError(
             "a manifest is a mapping with one key, 'steps'",
@@ -615,6 +605,13 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
                 f"unknown key {unknown[0]!r}",
                 where=where,
                 fix="known keys: service_account, needs, " + ", ".join(JOB_FIELD_NAMES),
+            )
+        nulls = sorted(k for k, v in entry.items() if v is None)
+        if nulls:  # `needs: null` is not "no needs": a value was cut or mistyped
+            raise ManifestError(
+                f"{nulls[0]!r} is null",
+                where=where,
+                fix="give a value, or leave the key out",
             )
         job = {k: v for k, v in entry.items() if k in JOB_FIELD_NAMES}
         out[task] = declaration(

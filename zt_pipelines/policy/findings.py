@@ -8,7 +8,6 @@ at run time (no import circle). Pure: no IO, no clock.
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections import defaultdict
 from datetime import datetime
 from functools import lru_cache
@@ -25,6 +24,7 @@ from zt_pipelines.policy.orgpolicy import (
     UNRELAXABLE,
     OrgPolicy,
     Suppression,
+    policy_fullmatch,
 )
 from zt_pipelines.policy.report import (
     Evidence,
@@ -522,7 +522,7 @@ def _org_policy_findings(
     if (
         policy.required_network
         and ctx.network is not None
-        and not re.fullmatch(policy.required_network, ctx.network)
+        and not policy_fullmatch(policy.required_network, ctx.network)
     ):
         out.append(
             _f(
@@ -535,7 +535,7 @@ def _org_policy_findings(
     for s in steps:
         job = s.job
         if policy.required_network and (
-            not job.network or not re.fullmatch(policy.required_network, job.network)
+            not job.network or not policy_fullmatch(policy.required_network, job.network)
         ):
             out.append(
                 _f(
@@ -557,7 +557,7 @@ def _org_policy_findings(
             )
         if policy.cmek_key_pattern:
             key = job.encryption_spec_key_name
-            if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+            if not key or not policy_fullmatch(policy.cmek_key_pattern, key):
                 out.append(
                     _f(
                         "ZT500",
