@@ -637,7 +637,7 @@ class PipelineJob(  # type: ignore[misc]
 
     def _zt_verify_after(self) -> None:
         """``verify_after=True``: wait for the run to end, verify it, raise if it does not."""
-        self.wait()
+        self.wait()  # type: ignore[no-untyped-call]
         report = self.verify_run()
         if not report.allowed:
             raise ZeroTrustViolation(report, what="the run does not verify against its approval")
