@@ -299,11 +299,16 @@ class PipelineJob(  # type: ignore[misc]
         *,
         experiment: Any = None,
         enable_preflight_validations: bool | None = False,
+        verify_after: bool = False,
     ) -> None:
         """Verify, then submit the verified spec (aiplatform's ``submit``).
 
+        With ``verify_after=True``, wait for the run to end and verify it against its approval
+        (:meth:`verify_run`).
+
         Raises:
-            ZeroTrustViolation: verification found an error; nothing was created.
+            ZeroTrustViolation: verification found an error; nothing was created — or, with
+                ``verify_after``, the run did not verify.
         """
         sa, net = _resolve(service_account, network)
         approval = self._take_pending(sa, net) or self._decide("submit", sa, net)
@@ -316,6 +321,8 @@ class PipelineJob(  # type: ignore[misc]
             experiment=experiment,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def run(
         self,
@@ -325,9 +332,18 @@ class PipelineJob(  # type: ignore[misc]
         sync: bool | None = True,
         create_request_timeout: float | None = None,
         enable_preflight_validations: bool | None = False,
+        *,
+        verify_after: bool = False,
     ) -> None:
         """Verify in the caller's thread (so a refusal raises here even with ``sync=False``),
-        then run as aiplatform does."""
+        then run as aiplatform does; ``verify_after=True`` (with ``sync=True``) verifies the
+        run once it ended (:meth:`verify_run`) and raises ZeroTrustViolation if it does not."""
+        if verify_after and not sync:
+            raise InputError(
+                "verify_after needs sync=True",
+                where="PipelineJob.run",
+                fix="or call job.wait() and then job.verify_run()",
+            )
         sa, net = _resolve(service_account, network)
         self._zt_pending = self._decide("run", sa, net)
         super().run(
@@ -338,6 +354,8 @@ class PipelineJob(  # type: ignore[misc]
             create_request_timeout=create_request_timeout,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def create_schedule(
         self,
@@ -591,6 +609,38 @@ class PipelineJob(  # type: ignore[misc]
         if isinstance(target, AuditLog):
             return target
         return AuditLog(target or default_audit_log(), clock=self._zt_clock)
+
+    # ------------------------------------------------------------------ after the run
+
+    def verify_run(self, *, record: bool = True) -> Any:
+        """Verify this run after the fact against its approval in the audit log: every task
+        ran as the approved identity, image, network, key, project and location
+        (:mod:`zt_pipelines.monitor`; docs/monitoring.md). Returns the
+        :class:`~zt_pipelines.policy.report.Report` (``allowed`` means verified; a read that
+        failed is an error, never "verified") and appends a ``verify-run`` audit record unless
+        ``record=False``."""
+        from zt_pipelines.monitor.service import verify_run
+
+        if not hasattr(self, "_zt_source"):  # fetched with get()/list()
+            self._zt_adopt(None)
+        verdict = verify_run(
+            self.resource_name,
+            project=str(self.project),
+            location=str(self.location),
+            audit_log=self._audit_log(),
+            credentials=self.credentials,
+            clock=self._zt_clock,
+            record=record,
+        )
+        self.last_run_report = verdict.report
+        return verdict.report
+
+    def _zt_verify_after(self) -> None:
+        """``verify_after=True``: wait for the run to end, verify it, raise if it does not."""
+        self.wait()  # type: ignore[no-untyped-call]
+        report = self.verify_run()
+        if not report.allowed:
+            raise ZeroTrustViolation(report, what="the run does not verify against its approval")
 
 
 class _DecisionContext:
