@@ -22,7 +22,7 @@ from typing import Any
 
 from zt_pipelines.errors import IdentityError, InputError, SnapshotError
 from zt_pipelines.identity import classify_identity
-from zt_pipelines.loaders import load_file
+from zt_pipelines.loaders import check_plain_data, load_file
 from zt_pipelines.policy.catalogue import roles_from_catalogue
 from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
 from zt_pipelines.policy.deny import V2_PERMISSION, normalize_attachment_point
@@ -129,6 +129,7 @@ def load_snapshot(
     if isinstance(path_or_dict, dict):
         data: Any = path_or_dict
         source = "<snapshot>"
+        check_plain_data(data, where=source, kind="snapshot", error=SnapshotError)
     else:
         source = str(path_or_dict)
         data = read_document(path_or_dict)
