@@ -65,6 +65,25 @@ class PermissionFormatError(DeclarationError):
     """A permission string is not of the form ``service.resource.verb``."""
 
 
+class UnknownPermissionError(PermissionFormatError):
+    """A well-formed permission no predefined role includes (a typo, most often).
+
+    Attributes:
+        suggestions: the closest known permission names, best first.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        self.suggestions = suggestions
+        super().__init__(what, where=where, fix=fix)
+
+
 class ManifestError(DeclarationError):
     """A manifest file is malformed, or names a task the pipeline does not have."""
 

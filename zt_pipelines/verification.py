@@ -68,7 +68,8 @@ def check(
     Args:
         template: a compiled pipeline: a path, a ``gs://`` / Artifact Registry / https URI
             (fetched as aiplatform fetches it, with ``credentials``), or an IR dict.
-        project, location: where the pipeline runs.
+        project: the project the pipeline runs in.
+        location: the region it runs in.
         pipeline_service_account: the pipeline identity.
         pipeline_root: ``gs://...`` where artifacts go (adds the implicit storage needs);
             default: the template's ``defaultPipelineRoot``.
@@ -85,7 +86,7 @@ def check(
         now: the time conditions and suppressions are evaluated at (default: the clock).
 
     Raises:
-        InputError subclasses for unreadable or malformed inputs (exit code 2).
+        InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
     """
     from zt_pipelines.spec import rewrite_pipeline
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from zt_pipelines.emulator import artifact_registry, policies
 from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.run_details import create_time_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
 from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
@@ -453,18 +454,16 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
     job.update(state=result.state, endTime=_now(), updateTime=_now())
     if result.error:
         job["error"] = {"code": 7, "message": result.error}  # google.rpc.Code PERMISSION_DENIED
-        return
-    for launch in result.launches:
-        name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
-        world.custom_jobs[name] = {
-            "name": name,
-            "displayName": f"{job['name'].rsplit('/', 1)[1]}-{launch.task}",
-            "jobSpec": {"serviceAccount": launch.service_account or ""},
-            "labels": {"zt-emulator-launched-by": str(runner).split("@")[0]},
-            "state": "JOB_STATE_SUCCEEDED",
-            "createTime": _now(),
-            "endTime": _now(),
-        }
+    world.step_runs.extend(
+        record_run(
+            job,
+            parent=parent,
+            runner=str(runner),
+            scripts=world.run_scripts.all(),
+            custom_jobs=world.custom_jobs,
+            succeeded=not result.error,
+        )
+    )
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
@@ -520,8 +519,16 @@ def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
 
 
 def custom_job_list(world: World, req: Request) -> tuple[int, Body]:
-    """aiplatform.customJobs.list (paginated)."""
-    return _vertex_list(world, req, "aiplatform.customJobs.list", world.custom_jobs, "customJobs")
+    """aiplatform.customJobs.list (paginated; ``create_time`` filters applied)."""
+    try:
+        keep = create_time_filter(req.query.get("filter", ""))
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", f"filter: {exc}") from exc
+    store = world.custom_jobs
+    if keep is not None:
+        with world.lock:
+            store = {n: j for n, j in world.custom_jobs.items() if keep(j)}
+    return _vertex_list(world, req, "aiplatform.customJobs.list", store, "customJobs")
 
 
 def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:

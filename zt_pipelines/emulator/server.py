@@ -25,6 +25,7 @@ from zt_pipelines.emulator.faults import Fault, FaultPlan
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.http_api import EmulatorHttpHandler
 from zt_pipelines.emulator.records import RequestLog, RequestRecord
+from zt_pipelines.emulator.run_details import RunScript, StepRun
 from zt_pipelines.emulator.world import Authorizer, World
 from zt_pipelines.policy.snapshot import Snapshot
 
@@ -275,6 +276,20 @@ class Emulator:
         """Created schedules by resource name, as served."""
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    def script_run(self, script: RunScript) -> None:
+        """Make simulated runs deviate from their spec (see :class:`RunScript`)."""
+        self._world.run_scripts.add(script)
+
+    def clear_run_scripts(self) -> None:
+        """Remove every run script."""
+        self._world.run_scripts.clear()
+
+    @property
+    def step_runs(self) -> list[StepRun]:
+        """Every step job simulated runs created, oldest first."""
+        with self._world.lock:
+            return list(self._world.step_runs)
 
     def add_kfp_template(
         self,

@@ -29,8 +29,10 @@ from zt_pipelines.policy.conditions import (
     request_attributes,
 )
 from zt_pipelines.policy.deny import permission_matches
+from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
 from zt_pipelines.policy.report import Evidence
+from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     Binding,
     DenyPolicy,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from zt_pipelines.policy.requirements import CheckContext, Requirement
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class Evaluator:
         self._unreadable: dict[str, list[Unreadable]] = defaultdict(list)
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
+        self._role_cache: dict[str, object] = {}
+        #: predefined roles whose definition came from the shipped catalogue
+        self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
         self._indirect_all: list[tuple[Node, str, Binding]] | None = None
 
@@ -135,11 +141,28 @@ class Evaluator:
     def role_permissions(self, role: str) -> frozenset[str] | None:
         """The permissions of ``role``; ``None`` when its definition is not in the snapshot.
 
-        A deleted or disabled role grants nothing (IAM inactivates its bindings)."""
+        A predefined (``roles/...``) role the snapshot lacks is taken from the shipped
+        catalogue (:mod:`~zt_pipelines.policy.role_catalogue`); the snapshot's own definition
+        (read live or written in a file) always wins. A deleted or disabled role grants
+        nothing (IAM inactivates its bindings)."""
+        cached = self._role_cache.get(role, _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[return-value]
         r = self.snapshot.roles.get(role)
         if r is None:
-            return None
-        return frozenset() if r.deleted or r.stage == "DISABLED" else r.permissions
+            # a predefined role the snapshot lacks: the shipped catalogue's definition
+            r = catalogue_role(role)
+            if r is not None:
+                self.catalogue_used.add(role)
+        perms = (
+            None
+            if r is None
+            else frozenset()
+            if r.deleted or r.stage == "DISABLED"
+            else r.permissions
+        )
+        self._role_cache[role] = perms
+        return perms
 
     def chain(self, name: str) -> tuple[tuple[Node, ...], str]:
         """(the node and its known ancestors, why the ancestry is incomplete or ``""``)."""
@@ -417,8 +440,6 @@ def evaluate(
     snapshot could not read (ZT400) and the organisation policy rules (ZT500). Severities and
     suppressions come from ``policy`` (strict defaults when ``None``).
     """
-    from zt_pipelines.policy.findings import build_report
-
     evaluator = snapshot if isinstance(snapshot, Evaluator) else Evaluator(snapshot)
     return build_report(
         tuple(requirements),
