@@ -45,8 +45,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load
     from zt_pipelines.policy.orgpolicy import load_policy
     from zt_pipelines.policy.report import Finding, Report
     from zt_pipelines.policy.snapshot_file import load_snapshot
-    from zt_pipelines.provision import Plan, plan
-    from zt_pipelines.spec import rewrite, rewrite_pipeline
+    from zt_pipelines.provision import Plan, plan  # type: ignore[no-redef]
+    from zt_pipelines.spec.rewrite import rewrite, rewrite_pipeline
     from zt_pipelines.verification import check
 
 # name -> module that defines it; resolved on first attribute access.
