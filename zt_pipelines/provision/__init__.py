@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
@@ -159,6 +160,13 @@ def plan(
     for step in result.steps:
         if step.service_account is not None:
             step_accounts.setdefault(step.service_account, []).append(step.task)
+        # identities a GCPC step's job runs or serves as are the pipeline's to create too
+        for email, role in (
+            (step.launched_service_account, "job"),
+            (step.serving_service_account, "serving"),
+        ):
+            if email and email != step.service_account and not classify_identity(email).is_default:
+                step_accounts.setdefault(email, []).append(f"{step.task} ({role})")
     return build_plan(
         wants,
         project=project,
