@@ -18,6 +18,8 @@ PROJECT = "zt-demo"
 LOCATION = "us-central1"
 PROJECT_NODE = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
 AUDITOR = "user:auditor@example.com"
+#: submits (as alice may) and reads runs (as the auditor may): for verify_after
+AUDITOR_AND_SUBMITTER = "user:alice@example.com"
 SUBMITTER = "user:alice@example.com"
 PIPELINE_SA = f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com"
 TRAIN_SA = f"train-sa@{PROJECT}.iam.gserviceaccount.com"
@@ -74,7 +76,10 @@ def monitor_world() -> Snapshot:
         project,
         policy=dataclasses.replace(
             project.policy,
-            bindings=(*project.policy.bindings, Binding("roles/zt.monitor", (AUDITOR,))),
+            bindings=(
+                *project.policy.bindings,
+                Binding("roles/zt.monitor", (AUDITOR, AUDITOR_AND_SUBMITTER)),
+            ),
         ),
     )
     return dataclasses.replace(base, roles=roles, nodes=nodes)

@@ -458,11 +458,16 @@ class PipelineJob(  # type: ignore[misc]
         *,
         experiment: Any = None,
         enable_preflight_validations: bool | None = False,
+        verify_after: bool = False,
     ) -> None:
         """Verify, then send exactly the verified request (aiplatform's ``submit``).
 
+        With ``verify_after=True``, wait for the run to end and verify it against its approval
+        (:meth:`verify_run`).
+
         Raises:
-            ZeroTrustViolation: verification found an error; nothing was created.
+            ZeroTrustViolation: verification found an error; nothing was created — or, with
+                ``verify_after``, the run did not verify.
             StateChangedError: endpoint, project, location, credentials, service account or
                 network changed since the job was built or verified; nothing was created.
             MissingCredentialsError: no credentials to submit with.
@@ -473,6 +478,8 @@ class PipelineJob(  # type: ignore[misc]
         approval = self._take_pending(sa, net, ranges) or self._decide("submit", sa, net, ranges)
         self._zt_require_unchanged(approval, "submit", sa, net)
         self._zt_send(approval, create_request_timeout, experiment, enable_preflight_validations)
+        if verify_after:
+            self._zt_verify_after()
 
     def run(
         self,
@@ -482,10 +489,19 @@ class PipelineJob(  # type: ignore[misc]
         sync: bool | None = True,
         create_request_timeout: float | None = None,
         enable_preflight_validations: bool | None = False,
+        *,
+        verify_after: bool = False,
     ) -> None:
         """Verify in the caller's thread (so a refusal raises here even with ``sync=False``),
-        then run as aiplatform does."""
+        then run as aiplatform does; ``verify_after=True`` (with ``sync=True``) verifies the
+        run once it ended (:meth:`verify_run`) and raises ZeroTrustViolation if it does not."""
         self._zt_ensure()
+        if verify_after and not sync:
+            raise InputError(
+                "verify_after needs sync=True",
+                where="PipelineJob.run",
+                fix="or call job.wait() and then job.verify_run()",
+            )
         sa, net = _resolve(service_account, network)
         ranges = tuple(reserved_ip_ranges or ())
         self._zt_pending = self._decide("run", sa, net, ranges)
@@ -497,6 +513,8 @@ class PipelineJob(  # type: ignore[misc]
             create_request_timeout=create_request_timeout,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def create_schedule(
         self,
@@ -978,6 +996,37 @@ class PipelineJob(  # type: ignore[misc]
         if isinstance(target, AuditLog):
             return target
         return AuditLog(target or default_audit_log(), clock=self._zt_clock)
+
+    # ------------------------------------------------------------------ after the run
+
+    def verify_run(self, *, record: bool = True) -> Any:
+        """Verify this run after the fact against its approval in the audit log: every task
+        ran as the approved identity, image, network, key, project and location
+        (:mod:`zt_pipelines.monitor`; docs/monitoring.md). Returns the
+        :class:`~zt_pipelines.policy.report.Report` (``allowed`` means verified; a read that
+        failed is an error, never "verified") and appends a ``verify-run`` audit record unless
+        ``record=False``."""
+        from zt_pipelines.monitor.service import verify_run
+
+        self._zt_ensure()  # fetched with get()/list()
+        verdict = verify_run(
+            self.resource_name,
+            project=str(self.project),
+            location=str(self.location),
+            audit_log=self._audit_log(),
+            credentials=self.credentials,
+            clock=self._zt_clock,
+            record=record,
+        )
+        self.last_run_report = verdict.report
+        return verdict.report
+
+    def _zt_verify_after(self) -> None:
+        """``verify_after=True``: wait for the run to end, verify it, raise if it does not."""
+        self.wait()  # type: ignore[no-untyped-call]
+        report = self.verify_run()
+        if not report.allowed:
+            raise ZeroTrustViolation(report, what="the run does not verify against its approval")
 
 
 _OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template")
