@@ -78,10 +78,19 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT612": ("ImageNotPinned", "an approved image is a tag, not a digest"),
     "ZT613": ("RunNotFinished", "the run has not ended: only the tasks so far were verified"),
     "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
+    # drift (zt_pipelines.monitor.drift)
+    "ZT620": ("GrantAdded", "an approved identity was granted more since its approval"),
+    "ZT621": ("KeyAdded", "an approved identity has a new user-managed key"),
+    "ZT622": ("IdentityReenabled", "a disabled or missing approved identity is usable again"),
+    "ZT623": ("DenyRemoved", "a deny policy that named an approved identity no longer does"),
+    "ZT624": ("NewImpersonationPath", "an approved identity can now become another identity"),
+    "ZT625": ("ApprovalNoLongerHolds", "the approval would be refused today"),
+    "ZT626": ("DriftUnverifiable", "IAM state drift needs could not be read"),
+    "ZT629": ("PostureRecorded", "an approved identity's posture (the next drift baseline)"),
 }
 
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
-_DEFAULT_LEVEL = {"ZT210": "warning", "ZT612": "warning", "ZT613": "warning"}
+_DEFAULT_LEVEL = {"ZT210": "warning", "ZT612": "warning", "ZT613": "warning", "ZT629": "note"}
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
