@@ -192,8 +192,9 @@ def check_rewritten(
         template=template,
     )
     from zt_pipelines.policy.engine import evaluate
+    from zt_pipelines.segmentation import check_segmentation
 
-    return evaluate(
+    report = evaluate(
         requirements,
         result.steps,
         world,
@@ -201,6 +202,9 @@ def check_rewritten(
         now=when,
         context=ctx,
         pipeline=result.pipeline_name,
+    )
+    return check_segmentation(
+        report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
 
 

@@ -47,7 +47,24 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
+    "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
+    "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),
+    "ZT512": ("DryRunPerimeter", "the project is protected by a dry-run perimeter only"),
+    "ZT513": ("ServiceNotRestricted", "the perimeter does not restrict a service the steps use"),
+    "ZT514": ("VpcServicesOpen", "the perimeter does not limit VPC-accessible services"),
+    "ZT515": ("PerimeterEgressOpen", "a perimeter egress rule reaches beyond the needs"),
+    "ZT516": ("PerimeterIngressOpen", "a perimeter ingress rule admits beyond the needs"),
+    "ZT520": ("NoNetwork", "a step has no VPC network under an isolation policy"),
+    "ZT521": ("NetworkMissing", "a step's network, subnet, attachment or range does not exist"),
+    "ZT522": ("EgressBeyondReach", "the firewall allows egress beyond the step's reach"),
+    "ZT523": ("UndeclaredEndpoint", "a step can reach a Vertex endpoint it does not declare"),
+    "ZT524": ("ReachNotAllowed", "a step declares reach the policy does not allow"),
+    "ZT525": ("ReachBlocked", "the firewall blocks a step's declared reach"),
+    "ZT530": ("SegmentationUnverifiable", "perimeters or networks could not be verified"),
 }
+
+#: codes whose default severity is a warning (every other code is an error by default)
+WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525"})
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
@@ -253,7 +270,7 @@ class Report:
                 "shortDescription": {"text": meaning},
                 "fullDescription": {"text": f"{code}: {meaning}."},
                 "helpUri": DOCS_URL + "#" + code.lower(),
-                "defaultConfiguration": {"level": "warning" if code == "ZT210" else "error"},
+                "defaultConfiguration": {"level": "warning" if code in WARNING_CODES else "error"},
             }
             for code, (name, meaning) in CODES.items()
         ]

@@ -11,7 +11,10 @@ ZT201/ZT400 findings instead of treating a missing policy as an empty one. Fail 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from zt_pipelines.segmentation.model import SegmentationState
 
 NodeKind = Literal[
     "organization",
@@ -232,6 +235,8 @@ class Snapshot:
         complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
             anywhere is known to be in the snapshot (e.g. from Cloud Asset
             ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
+        segmentation: perimeters and networks (:mod:`zt_pipelines.segmentation`); ``None``
+            when not read (unknown).
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -241,6 +246,7 @@ class Snapshot:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()
     complete_bindings_for: frozenset[str] = frozenset()
+    segmentation: SegmentationState | None = None
 
     def ancestors(self, name: str) -> list[Node]:
         """The node itself, then its parents up to the root, as far as they are known."""
