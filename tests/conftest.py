@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ZT_SHARED_DIR", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus" / "kfp-compiled"
+GCPC_CORPUS = SHARED / "corpus" / "gcpc-2.22"
 ROLES_FILE = SHARED / "data" / "gcp-predefined-roles.json.gz"
 
 
@@ -30,6 +31,12 @@ def require_shared(path: Path) -> Path:
 def corpus_dir() -> Path:
     """The directory of 113 KFP-compiled pipelines."""
     return require_shared(CORPUS)
+
+
+@pytest.fixture(scope="session")
+def gcpc_corpus_dir() -> Path:
+    """The directory of 41 GCPC 2.22 first-party pipelines (``shipped/`` and ``compiled/``)."""
+    return require_shared(GCPC_CORPUS)
 
 
 @pytest.fixture(scope="session")

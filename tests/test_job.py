@@ -414,9 +414,9 @@ def test_refusal_message_is_a_readable_table_and_html_in_notebooks(
     text = str(info.value)
     assert text.splitlines()[0].startswith("refused: ")
     assert "REFUSED: zt-demo-missing-permission" in text
-    assert "severity  code" in text and "ZT200" in text
+    assert "\nstep " in text and "error   ZT200" in text and "fix: " in text
     html = info.value._repr_html_()
-    assert "<table" in html and "ZT200" in html
+    assert "<table" in html and "ZT200" in html and "<details" in html and "fix:" in html
     assert "ZT200" in job._repr_html_()
 
 

@@ -342,6 +342,12 @@ def test_cli_plan_and_apply_against_the_emulator(
         assert check(template, FULL_NEEDS, emu.state).allowed
         tf = runner.invoke(cli, ["plan", *args, "--empty", "--format", "terraform"])
         assert tf.exit_code == 0 and "google_storage_bucket_iam_member" in tf.output
+        out = tmp_path / "plan.tf"
+        written = runner.invoke(
+            cli, ["plan", *args, "--empty", "--format", "terraform", "-o", str(out)]
+        )
+        assert written.exit_code == 0 and written.output == ""
+        assert out.read_text() == tf.output
     assert len(AuditLog(audit).records()) == 1
 
 

@@ -94,13 +94,13 @@ def test_text_table_and_html() -> None:
     report = busy_report()
     text = str(report)
     assert text.startswith("REFUSED: demo in ml-prod/us-central1")
-    assert "severity  code" in text and "ZT211" in text
-    assert "binding roles/editor on //cloudresourcemanager.googleapis.com/projects/ml-prod" in text
+    assert "error   ZT211" in text
+    assert "binding roles/editor on" in text and "projects/ml-prod" in text
     html = report._repr_html_()
-    assert "<table>" in html and "REFUSED" in html and "roles/editor" in html
+    assert "<table" in html and "REFUSED" in html and "roles/editor" in html
     assert "<script" not in html
     ok = run(policy={"excessThreshold": 100})
-    assert str(ok).startswith("ALLOWED") and "0 error(s)" in str(ok)
+    assert str(ok).startswith("ALLOWED") and "0 errors" in str(ok)
 
 
 def test_sarif_carries_coverage_notes() -> None:
@@ -119,4 +119,4 @@ def test_text_of_a_clean_report_still_says_what_was_not_checked() -> None:
     )
     text = str(report)
     assert text.startswith("ALLOWED")
-    assert "note: submitter unknown" in text
+    assert "coverage notes (1):" in text and "- submitter unknown" in text

@@ -21,10 +21,13 @@ kfp is never imported here: components and tasks are recognised by their attribu
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import linecache
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -45,8 +48,10 @@ _STRUCT_VERSION = 1
 JOB_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(JobFields))
 _INT_FIELDS = {"accelerator_count", "replica_count", "boot_disk_size_gb"}
 _STR_FIELDS = {"network", "encryption_spec_key_name", "machine_type", "accelerator_type"}
-_STR_FIELDS |= {"boot_disk_type"}
+_STR_FIELDS |= {"boot_disk_type", "persistent_resource_id"}
 _KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
+# a PersistentResource ID (Vertex: 1-63 chars, lower-case letters, digits and hyphens)
+_PERSISTENT_RESOURCE_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -100,10 +105,13 @@ def parse_job_fields(values: Mapping[str, Any], *, where: str) -> JobFields:
     for name, value in values.items():
         at = f"{where}: {name}"
         if name not in JOB_FIELD_NAMES:
+            known = ("needs", "service_account", *JOB_FIELD_NAMES)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise DeclarationError(
                 f"unknown job field {name!r}",
                 where=where,
-                fix="known fields: " + ", ".join(JOB_FIELD_NAMES),
+                fix=hint + "known fields: " + ", ".join(known),
             )
         if value is None:
             continue
@@ -136,6 +144,13 @@ def _job_value(name: str, value: Any, at: str) -> Any:
                 f"{value!r} is not a Cloud KMS key name",
                 where=at,
                 fix="projects/P/locations/L/keyRings/R/cryptoKeys/K",
+            )
+        if name == "persistent_resource_id" and not _PERSISTENT_RESOURCE_ID.match(value):
+            raise DeclarationError(
+                f"{value!r} is not a persistent resource ID",
+                where=at,
+                fix="the ID of a PersistentResource in the job's project and location "
+                "(lower-case letters, digits and hyphens), not its full name",
             )
         if name == "network" and not _NETWORK.match(value):
             raise DeclarationError(
@@ -438,7 +453,7 @@ class _Step:
                 where="@zt.step",
                 fix="stack @zt.step ABOVE @dsl.component / @dsl.container_component",
             )
-        decl = declaration(service_account, needs=needs, where="@zt.step", **job)
+        decl = declaration(service_account, needs=needs, where=_decorator_site(), **job)
 
         def decorate(component: Any) -> Any:
             if not _is_component(component):
@@ -486,6 +501,29 @@ class _Step:
                 register([service_account_channel])
         _attach(task, decl, where=where)
         return task
+
+
+def _decorator_site() -> str:
+    """``@zt.step`` plus the component it sits above and its file:line, for error messages.
+
+    The decorator's arguments are checked before Python hands it the component, so the
+    component is found in the caller's source: the first ``def`` after the decorator line.
+    """
+    frame = sys._getframe(2)  # _decorator_site <- _Step.__call__ <- the user's module
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    del frame
+    site = f"{os.path.basename(filename)}:{line}"
+    for offset in range(0, 40):
+        text = linecache.getline(filename, line + offset)
+        if not text:
+            break
+        match = _DEF.match(text)
+        if match:
+            return f"@zt.step on component {match.group(1)!r} ({site})"
+    return f"@zt.step ({site})"
+
+
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
 def _channel_parameter(value: Any, *, where: str) -> str:

@@ -56,7 +56,13 @@ class JobFields:
     boot_disk_type: str | None = None
     boot_disk_size_gb: int | None = None
     labels: dict[str, str] | None = None
+<<<<<<< HEAD
     reach: tuple[str, ...] | None = None
+=======
+    # a Vertex persistent resource (same project and location as the job) to run on: jobs
+    # start in seconds instead of minutes of provisioning; it must allow custom SAs
+    persistent_resource_id: str | None = None
+>>>>>>> main
 
     def merged_over(self, base: JobFields) -> JobFields:
         """Return these fields with every ``None`` filled from ``base``."""
@@ -113,6 +119,23 @@ class StepIdentity:
             payload is a JSON string; if Vertex substitutes such a value unescaped, a quote
             corrupts the payload or rewrites it (down to its service account). For the policy
             engine to report; the rewrite cannot decide it offline.
+        job_kind: the GCPC launcher kind of the step (:attr:`zt_pipelines.spec.gcpc.
+            LauncherKind.name`, e.g. ``"BigqueryQueryJob"``), ``""`` for a plain container.
+        launched_service_account: the identity the job the step launches runs as (a
+            CustomJob, BatchPredictionJob, Dataflow or Dataproc job, or a job started by a
+            component through an input such as ``dataflow_service_account``); ``None`` when
+            the step launches no job with an identity of its own (its calls run as the step).
+        launched_identity_field: where that identity was pinned
+            (``"payload job_spec.service_account"``, ``"input dataflow_service_account"``).
+        serving_service_account: a deploy step's serving identity (the deployed model's
+            service account).
+        wrapped_launcher: a GCPC launcher was wrapped in a CustomJob, so its API calls are
+            made by ``service_account``; ``False`` for a launcher left as GCPC built it (its
+            calls are made by the pipeline SA, which needs actAs on the launched identity).
+        job_project / job_location: the project / location the launched job (or the API
+            call) is made in, resolved before submission; ``None`` = the pipeline's own.
+        job_network: the VPC network the launched job is peered with, if any.
+        job_kms_key: the CMEK key the launched job's resources are encrypted with, if any.
     """
 
     task: str
@@ -125,6 +148,15 @@ class StepIdentity:
     job: JobFields = field(default_factory=JobFields)
     already_custom_job: bool = False
     unescaped_payload_inputs: tuple[str, ...] = ()
+    job_kind: str = ""
+    launched_service_account: str | None = None
+    launched_identity_field: str = ""
+    serving_service_account: str | None = None
+    wrapped_launcher: bool = False
+    job_project: str | None = None
+    job_location: str | None = None
+    job_network: str | None = None
+    job_kms_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,13 @@ def _bigquery(uri: str, where: str | None) -> ResourceRef:
 
 def _full_name(uri: str, where: str | None) -> ResourceRef:
     match = _FULL_NAME.match(uri)
-    if not match or uri.endswith("/") or "//" in match.group(2):
+    # an object prefix may end in "/" (gs://bucket/runs/ normalises to .../objects/runs/)
+    prefix_slash = (
+        match is not None
+        and match.group(1) == "storage.googleapis.com"
+        and ("/objects/" in match.group(2))
+    )
+    if not match or (uri.endswith("/") and not prefix_slash) or "//" in match.group(2):
         raise ResourceError(
             f"{uri!r} is not a full resource name",
             where=where,

@@ -179,7 +179,14 @@ def check_rewritten(
     )
     extra_roles = _roles(roles)
     world = _snapshot(
-        snapshot, requirements, result, sa.email, extra_roles, credentials=credentials
+        snapshot,
+        requirements,
+        result,
+        sa.email,
+        extra_roles,
+        credentials=credentials,
+        project=project,
+        location=location,
     )
     ctx = CheckContext(
         project=project,
@@ -226,6 +233,8 @@ def _snapshot(
     roles: dict[str, Role],
     *,
     credentials: Any,
+    project: str | None = None,
+    location: str | None = None,
 ) -> Snapshot:
     from zt_pipelines.policy.snapshot_file import load_snapshot, with_roles
 
@@ -233,7 +242,13 @@ def _snapshot(
         return with_roles(snapshot, roles) if roles else snapshot
     if snapshot is not None:
         return load_snapshot(snapshot, roles=roles or None)
-    needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+    needs = needed_nodes(
+        requirements,
+        steps=result.steps,
+        pipeline_service_account=pipeline_sa,
+        project=project,
+        location=location,
+    )
     try:
         from zt_pipelines.gcp import fetch_snapshot  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -249,6 +264,7 @@ def _snapshot(
         projects=needs.projects,
         credentials=credentials,
         emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+        persistent_resources=needs.persistent_resources,
     )
     return with_roles(live, roles) if roles else live
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +11,14 @@ from typing import Any, TypeVar
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
+from zt_pipelines.cli.options import (
+    location_option,
+    output_option,
+    pipeline_sa_option,
+    policy_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -28,36 +37,42 @@ def format_option(help: str | None = None) -> Callable[[_F], _F]:
     return option
 
 
-def render_report(report: Any, fmt: str) -> str:
-    """One report as ``check``, ``submit`` (and friends) print it in ``fmt``."""
+def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
+    """One report as ``check``, ``submit`` (and friends) print it in ``fmt``.
+
+    Text on a terminal is coloured and fitted to its width; anywhere else (a pipe, a file,
+    CI logs) it is plain text, 100 columns wide.
+    """
     if fmt == "json":
         return str(report.to_json())
     if fmt == "sarif":
         return json.dumps(report.to_sarif(), indent=2)
+    if not to_file and sys.stdout.isatty():
+        import shutil
+
+        from zt_pipelines.policy.render import render_text
+
+        return render_text(report, width=shutil.get_terminal_size().columns, color=True)
     return str(report)
 
 
 @click.command("check")
 @click.argument("template", type=click.Path(path_type=Path))
-@click.option("--project", required=True, help="Project the pipeline runs in.")
-@click.option("--location", required=True, help="Region, e.g. us-central1.")
-@click.option("--pipeline-sa", "pipeline_sa", required=True, help="The pipeline service account.")
-@click.option(
-    "--snapshot",
-    type=click.Path(path_type=Path),
-    help="IAM snapshot file (YAML/JSON). Without it, live IAM state is read.",
-)
+@project_option()
+@location_option()
+@pipeline_sa_option()
+@snapshot_option()
 @click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
-@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@policy_option()
 @click.option("--roles", type=click.Path(path_type=Path), help="Predefined-role catalogue file.")
 @click.option("--submitter", help="Submitting principal, e.g. user:alice@example.com.")
 @click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
 @click.option("--network", help="The pipeline job's network.")
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
 @format_option()
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+@output_option(help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
     template: Path,
@@ -109,7 +124,7 @@ def command(
         roles=roles,
         now=now,
     )
-    text = render_report(report, fmt)
+    text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()
     if output is not None:

@@ -13,6 +13,13 @@ from typing import Any
 
 import click
 
+from zt_pipelines.cli.options import (
+    location_option,
+    output_option,
+    pipeline_sa_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError
 
 
@@ -20,14 +27,9 @@ def _options(fn: Any) -> Any:
     """The options ``plan`` and ``apply`` share."""
     decorators = [
         click.argument("template", type=click.Path(path_type=Path)),
-        click.option("--project", required=True, help="Project the pipeline runs in."),
-        click.option(
-            "--pipeline-sa",
-            "pipeline_sa",
-            required=True,
-            help="The pipeline service account (it launches the steps).",
-        ),
-        click.option("--location", default="us-central1", show_default=True),
+        project_option(),
+        pipeline_sa_option(),
+        location_option(),
         click.option("--pipeline-root", help="gs:// root for artifacts (default: template's)."),
         click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations."),
         click.option(
@@ -45,11 +47,7 @@ def _options(fn: Any) -> Any:
             type=click.Path(path_type=Path),
             help="Predefined role catalogue (.json/.json.gz) for --roles predefined.",
         ),
-        click.option(
-            "--snapshot",
-            type=click.Path(path_type=Path),
-            help="Current state from a snapshot file instead of reading it live.",
-        ),
+        snapshot_option(help="Current state from a snapshot file instead of reading it live."),
         click.option("--empty", is_flag=True, help="Plan against an empty project (no reads)."),
         click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
         click.option("--organization", help="Organisation number to hold the custom roles."),
@@ -98,7 +96,8 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     default="table",
     show_default=True,
 )
-def plan_command(fmt: str, **opts: Any) -> None:
+@output_option(help="Write the plan here instead of printing it.")
+def plan_command(fmt: str, output: Path | None, **opts: Any) -> None:
     """Show the service accounts, roles and bindings TEMPLATE needs, as a diff."""
     result = _make_plan(opts)
     if fmt == "json":
@@ -109,7 +108,12 @@ def plan_command(fmt: str, **opts: Any) -> None:
         text = result.to_gcloud()
     else:
         text = str(result)
-    click.echo(text.rstrip("\n"))
+    if output is not None:
+        from zt_pipelines.cli import write_output
+
+        write_output(output, text.rstrip("\n") + "\n")
+    else:
+        click.echo(text.rstrip("\n"))
 
 
 @click.command("apply")

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import click
 
+from zt_pipelines.cli.options import (
+    pipeline_sa_option,
+    project_option,
+)
+
 
 @click.command("rewrite")
 @click.argument("template", type=click.Path(path_type=Path))
@@ -26,8 +31,8 @@ import click
     metavar="KEY=VALUE",
     help="A pipeline parameter value (repeatable).",
 )
-@click.option("--project", help="Project of derived per-step service accounts.")
-@click.option("--pipeline-service-account", help="The pipeline's SA (a step may not run as it).")
+@project_option(required=False, help="Project of derived per-step service accounts.")
+@pipeline_sa_option(required=False, help="The pipeline's SA (a step may not run as it).")
 @click.option(
     "--naming-template", default=None, help="Derived account ids, e.g. 'zt-{pipeline}-{task}'."
 )
@@ -37,7 +42,7 @@ def command(
     manifest: Path | None,
     params: tuple[str, ...],
     project: str | None,
-    pipeline_service_account: str | None,
+    pipeline_sa: str | None,
     naming_template: str | None,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
@@ -50,7 +55,7 @@ def command(
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,
-        pipeline_service_account=pipeline_service_account,
+        pipeline_service_account=pipeline_sa,
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
     )
     write_output(output, dump_template(result))

@@ -13,6 +13,11 @@ from typing import Any
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
+from zt_pipelines.cli.options import (
+    location_option,
+    pipeline_sa_option,
+    project_option,
+)
 from zt_pipelines.errors import InputError
 from zt_pipelines.resources import normalize_resource
 
@@ -74,13 +79,13 @@ def _needs(
 
 
 @click.command("snapshot")
-@click.option("--project", required=True, help="Project the pipeline runs in.")
-@click.option("--location", default="us-central1", show_default=True, help="Vertex region.")
+@project_option()
+@location_option()
 @click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")
 @click.option("--resource", "resources", multiple=True, help="Extra resource URI (repeatable).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Per-task declarations.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
-@click.option("--pipeline-sa", help="Pipeline service account email.")
+@pipeline_sa_option(required=False, help="Pipeline service account email.")
 @click.option("--pipeline-root", help="gs:// pipeline root (adds its bucket).")
 @click.option("--service-account", "accounts", multiple=True, help="Extra SA email.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Role cache directory.")

@@ -28,7 +28,7 @@ from zt_pipelines.emulator.auth import caller_from_authorization
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
-from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, PersistentResource
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 HTTP_STATUS = {
@@ -489,12 +489,21 @@ def pipeline_job_cancel(world: World, req: Request) -> tuple[int, Body]:
 
 def custom_job_create(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.customJobs.create: needs create on the project and actAs on the job's SA."""
-    project, _location, parent = _location_parent(world, req)
+    project, location, parent = _location_parent(world, req)
     sent = req.json()
     if not isinstance(sent, dict) or not isinstance(sent.get("jobSpec"), dict):
         raise EmulatorError("INVALID_ARGUMENT", "a custom job needs a jobSpec")
     world.authorize(req.caller, "aiplatform.customJobs.create", CRM + "projects/" + project)
     _act_as(world, req.caller, sent["jobSpec"].get("serviceAccount"))
+    resource_id = sent["jobSpec"].get("persistentResourceId")
+    if resource_id:
+        found = _persistent_resource(world, project, location, str(resource_id))
+        if sent["jobSpec"].get("serviceAccount") and not found.enable_custom_service_account:
+            raise EmulatorError(
+                "INVALID_ARGUMENT",
+                f"persistent resource {resource_id} does not allow custom service accounts "
+                "(resourceRuntimeSpec.serviceAccountSpec.enableCustomServiceAccount)",
+            )
     return 200, _store_new(
         world, world.custom_jobs, parent, "customJobs", sent, "JOB_STATE_PENDING"
     )
@@ -524,6 +533,35 @@ def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:
         job = _served(world.custom_jobs, name, "custom job")
         job.update(state="JOB_STATE_CANCELLED", updateTime=_now())
     return 200, {}
+
+
+def _persistent_resource(
+    world: World, project: str, location: str, resource_id: str
+) -> PersistentResource:
+    """The world's persistent resource (snapshot names use the project id), else NOT_FOUND."""
+    name = f"projects/{project}/locations/{location}/persistentResources/{resource_id}"
+    found = world.snapshot().persistent_resources.get(name)
+    if found is None:
+        raise EmulatorError("NOT_FOUND", f"persistent resource {name} not found")
+    return found
+
+
+def persistent_resource_get(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.persistentResources.get, answered as Vertex does (project number in names)."""
+    project, location, parent = _location_parent(world, req)
+    world.authorize(req.caller, "aiplatform.persistentResources.get", CRM + "projects/" + project)
+    found = _persistent_resource(world, project, location, req.segments["id"])
+    body: dict[str, Any] = {
+        "name": f"{parent}/persistentResources/{req.segments['id']}",
+        "resourceRuntimeSpec": {
+            "serviceAccountSpec": {
+                "enableCustomServiceAccount": found.enable_custom_service_account
+            }
+        },
+    }
+    if found.state:
+        body["state"] = found.state
+    return 200, body
 
 
 def schedule_create(world: World, req: Request) -> tuple[int, Body]:
@@ -850,6 +888,14 @@ ROUTES: tuple[Route, ...] = (
         "aiplatform.customJobs.cancel",
         True,
         custom_job_cancel,
+    ),
+    _route(
+        "GET",
+        _V + "/persistentResources/(?P<id>[^/:]+)",
+        "aiplatform",
+        "aiplatform.persistentResources.get",
+        False,
+        persistent_resource_get,
     ),
     _route(
         "POST",

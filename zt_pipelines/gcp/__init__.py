@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.gcp.storage import StorageAdapter
 from zt_pipelines.gcp.submitter import Submitter, describe_submitter, resolve_submitter
 from zt_pipelines.gcp.troubleshooter import TroubleshooterAdapter
+from zt_pipelines.gcp.vertex import VertexAdapter, read_persistent_resources
 from zt_pipelines.policy.snapshot import Snapshot
 
 #: Environment variable choosing the live-mode strategy (``direct`` or ``inventory``).
@@ -83,6 +85,7 @@ def fetch_snapshot(
     adapters: Adapters | None = None,
     strategy: str | None = None,
     search_batch: int | None = None,
+    persistent_resources: Iterable[str] = (),
 ) -> Snapshot:
     """Read, live, everything a check of these resources and identities needs.
 
@@ -109,6 +112,8 @@ def fetch_snapshot(
         search_batch: principals per Cloud Asset ``policy:(a OR b ...)`` query (default: all
             of them, up to 1000; a query Google refuses with INVALID_ARGUMENT is halved, up to
             three times, before the search counts as unreadable).
+        persistent_resources: Vertex persistent resources steps run on
+            (``projects/P/locations/L/persistentResources/ID``), read through Vertex AI.
 
     Returns:
         The snapshot; reads that failed after retries are in ``Snapshot.unreadable``.
@@ -136,11 +141,20 @@ def fetch_snapshot(
         search_batch=search_batch or DEFAULT_SEARCH_BATCH,
     )
     try:
-        return plan.run(
+        snapshot = plan.run(
             resources=resources,
             service_accounts=service_accounts,
             principals=principals,
             projects=projects,
         )
+        wanted = tuple(persistent_resources)
+        if wanted:
+            found, failed = read_persistent_resources(VertexAdapter(factory, retry), wanted)
+            snapshot = replace(
+                snapshot,
+                persistent_resources={**snapshot.persistent_resources, **found},
+                unreadable=(*snapshot.unreadable, *failed),
+            )
+        return snapshot
     finally:
         factory.close()

@@ -201,6 +201,8 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
         "cloudasset.assets.searchAllResources",
+        # only when a step runs on a persistent resource
+        "aiplatform.persistentResources.get",
     }
 )
 

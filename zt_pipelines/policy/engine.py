@@ -83,6 +83,7 @@ class _NodeIndex:
     indirect: tuple[tuple[str, Binding], ...]
 
 
+_DENY_POINTS = ("organization", "folder", "project")
 _INDIRECT_KINDS = (
     "group:",
     "domain:",
@@ -235,7 +236,8 @@ class Evaluator:
         # 1. deny before allow
         for node in chain if (self._deny or self._unreadable) else ():
             for u in self._unreadable.get(node.name, ()):
-                if "deny" in read_hides(u.what):
+                # deny policies attach only to organisations, folders and projects
+                if "deny" in read_hides(u.what) and node.kind in _DENY_POINTS:
                     why = f"deny policies on {node.name} could not be read: {u.reason}"
                     uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
             for dp in self._deny.get(node.name, ()):

@@ -15,6 +15,7 @@ from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.engine import Decision, Evaluator
+from zt_pipelines.policy.gcpc_checks import gcpc_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -68,6 +69,7 @@ def build_report(
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
     raw += _org_policy_findings(steps, policy, context)
+    raw += gcpc_findings(steps, evaluator.snapshot, policy, context)
     findings = [
         f
         if policy.severity(f.code) is f.severity
@@ -288,6 +290,7 @@ _KIND_TEXT = {
     "artifacts": "pipeline-root artifacts",
     "orchestration": "pipeline orchestration",
     "launch": "launching the step as a custom job",
+    "job": "the step's GCPC job",
     "submit": "submitting the pipeline",
 }
 

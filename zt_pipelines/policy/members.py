@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.policy.snapshot import Node, Snapshot, read_hides
 from zt_pipelines.resources import CRM
 
 
@@ -37,11 +37,20 @@ class MemberMatch:
 
 
 _NO = MemberMatch(Match.NO)
-# workforce / workload identity pool principals: federated identities only
-_FEDERATED = re.compile(
+# workforce / workload identity pool principals and sets: federated identities only.
+# group 1: the pool (``locations/global/workforcePools/P`` or
+# ``projects/N/locations/global/workloadIdentityPools/P``), group 2: the rest of the path
+_POOL = re.compile(
     r"^principal(?:Set)?://iam\.googleapis\.com/"
-    r"(?:locations/global/workforcePools/|projects/[^/]+/locations/global/workloadIdentityPools/)"
+    r"(locations/global/workforcePools/[^/]+|projects/[^/]+/locations/global/workloadIdentityPools/[^/]+)"
+    r"/(.+)$"
 )
+_FEDERATED = _POOL
+#: GKE Workload Identity: ``serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]`` is a Kubernetes
+#: service account, a federated identity; never a Google service account
+_GKE_KSA = re.compile(r"^serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]$")
+#: ``principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/ID/type/ServiceAccount``
+_SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
 _PUBLIC = frozenset({"allUsers", "allAuthenticatedUsers"})
 _CONVENIENCE = {
     "projectOwner": "roles/owner",
@@ -51,11 +60,31 @@ _CONVENIENCE = {
 
 
 def normalize_principal(principal: str) -> str:
-    """Lower-case the email of ``user:``/``serviceAccount:``/``group:`` principals."""
+    """Lower-case the email of ``user:``/``serviceAccount:``/``group:`` principals; an IAM v2
+    service-account identifier becomes its ``serviceAccount:`` form (the same account)."""
+    v1 = v2_to_v1_principal(principal) if principal.startswith("principal://") else None
+    if v1 is not None and v1.startswith("serviceAccount:") and "@" in v1:
+        return v1
     kind, sep, rest = principal.partition(":")
     if sep and kind in ("user", "serviceAccount", "group", "domain") and "//" not in rest:
         return f"{kind}:{rest.lower()}"
     return principal
+
+
+def is_gke_workload_identity(principal: str) -> bool:
+    """True for a GKE Kubernetes service account (``serviceAccount:P.svc.id.goog[NS/KSA]``)."""
+    return _GKE_KSA.match(principal) is not None
+
+
+def is_google_account(principal: str) -> bool:
+    """True for principals ``allAuthenticatedUsers`` covers: Google accounts (``user:``) and
+    Google service accounts. Federated identities (workforce / workload identity pools, GKE
+    Kubernetes service accounts) are not included (IAM principal-identifiers docs)."""
+    if principal.startswith("user:"):
+        return "@" in principal
+    if principal.startswith("serviceAccount:"):
+        return "@" in principal and not is_gke_workload_identity(principal)
+    return False
 
 
 def is_public_member(member: str) -> bool:
@@ -75,6 +104,9 @@ class MemberResolver:
             if u.target.startswith("group:")
         }
         self._closure: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._ancestry_unreadable = {
+            u.target for u in snapshot.unreadable if "ancestry" in read_hides(u.what)
+        }
 
     def group_closure(self, group: str) -> tuple[frozenset[str], frozenset[str]]:
         """(every non-group member reachable, every reachable group with unknown membership)."""
@@ -122,7 +154,12 @@ class MemberResolver:
         if member == "allUsers":
             return MemberMatch(Match.YES, "allUsers (public)")
         if member == "allAuthenticatedUsers":
-            return MemberMatch(Match.YES, "allAuthenticatedUsers (public)")
+            # Google accounts and service accounts only: never a federated identity
+            if is_google_account(principal):
+                return MemberMatch(Match.YES, "allAuthenticatedUsers (public)")
+            if principal.startswith(("principal://", "serviceAccount:")):
+                return _NO  # a workforce/workload pool identity or a GKE KSA
+            return MemberMatch(Match.UNKNOWN, f"{principal} is not a principal kind we know")
         kind, _, rest = member.partition(":")
         if kind == "deleted":
             return _NO  # a deleted principal's bindings never apply to a re-created one
@@ -135,6 +172,8 @@ class MemberResolver:
             return _NO
         if kind in _CONVENIENCE:
             return self._convenience(_CONVENIENCE[kind], rest, principal)
+        if member.startswith(_SA_SET):
+            return self._sa_set(member, principal)
         if member.startswith("principalSet://"):
             return self._principal_set(member, principal)
         if normalize_principal(member) == principal:
@@ -162,13 +201,19 @@ class MemberResolver:
         return MemberMatch(Match.UNKNOWN, unknown) if unknown else _NO
 
     def _principal_set(self, member: str, principal: str) -> MemberMatch:
-        if not principal.startswith("principal://"):
-            return _NO  # workload/workforce pool sets hold federated identities only
-        base = member.removeprefix("principalSet://").rsplit("/", 1)[0]
-        target = principal.removeprefix("principal://")
-        if target.startswith(base + "/"):
-            return MemberMatch(Match.UNKNOWN, f"{member} membership cannot be enumerated")
-        return _NO
+        """A workforce / workload identity pool set: ``.../POOL/*`` holds every identity of
+        the pool; a group or attribute set holds some we cannot enumerate."""
+        pool = _POOL.match(member)
+        if pool is None:
+            return MemberMatch(Match.UNKNOWN, f"{member} is not a principal set we understand")
+        mine = _POOL.match(principal)
+        if mine is None:
+            return _NO  # pool sets hold federated identities only
+        if mine.group(1) != pool.group(1):
+            return _NO
+        if pool.group(2) == "*":
+            return MemberMatch(Match.YES, f"every identity of {pool.group(1)}")
+        return MemberMatch(Match.UNKNOWN, f"{member} membership cannot be enumerated")
 
     def deny_matches(self, deny_principal: str, principal: str) -> MemberMatch:
         """Does the IAM v2 deny ``deny_principal`` cover ``principal``?"""
@@ -187,14 +232,14 @@ class MemberResolver:
             if principal.startswith("serviceAccount:"):
                 return _NO  # service accounts are not Cloud Identity account members
             return MemberMatch(Match.UNKNOWN, f"{deny_principal} cannot be enumerated")
-        if deny_principal.startswith("principalSet://cloudresourcemanager.googleapis.com/"):
+        if deny_principal.startswith(_SA_SET):
             return self._sa_set(deny_principal, principal)
         if deny_principal == principal:
             return MemberMatch(Match.YES, "named directly")
         if _FEDERATED.match(deny_principal):
             if deny_principal.startswith("principalSet://"):
                 return self._principal_set(deny_principal, principal)
-            return _NO  # one federated identity: not a Google account or service account
+            return _NO  # one federated identity, and not ``principal`` (checked above)
         # a form we do not understand might name this principal: the deny may apply
         return MemberMatch(Match.UNKNOWN, f"{deny_principal} is not an identifier we understand")
 
@@ -207,13 +252,21 @@ class MemberResolver:
             return MemberMatch(Match.UNKNOWN, f"the unique id of {principal} is not known")
         return MemberMatch(Match.YES, "named by unique id") if sa.unique_id == unique_id else _NO
 
-    def _sa_set(self, deny_principal: str, principal: str) -> MemberMatch:
-        # principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/ID/type/ServiceAccount
-        path = deny_principal.removeprefix("principalSet://cloudresourcemanager.googleapis.com/")
+    def _sa_set(self, member: str, principal: str) -> MemberMatch:
+        """``principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/
+        ID/type/ServiceAccount``: every service account in a project, or in any project under a
+        folder / organisation. Needs the account's project placed in a complete hierarchy."""
+        path = member.removeprefix(_SA_SET)
         parts = path.split("/")
-        if len(parts) != 4 or parts[2] != "type" or parts[3] != "ServiceAccount":
-            return MemberMatch(Match.UNKNOWN, f"{deny_principal} is not understood")
-        if not principal.startswith("serviceAccount:"):
+        if (
+            len(parts) != 4
+            or parts[0] not in ("projects", "folders", "organizations")
+            or not parts[1]
+            or parts[2] != "type"
+            or parts[3] != "ServiceAccount"
+        ):
+            return MemberMatch(Match.UNKNOWN, f"{member} is not understood")
+        if not principal.startswith("serviceAccount:") or is_gke_workload_identity(principal):
             return _NO
         sa = self._snapshot.service_accounts.get(principal[len("serviceAccount:") :])
         if sa is None:
@@ -222,13 +275,41 @@ class MemberResolver:
         if project is None:
             return MemberMatch(Match.UNKNOWN, f"project {sa.project_id} is not in the snapshot")
         kind, ident = parts[0], parts[1]
-        for node in self._snapshot.ancestors(project.name):
-            if kind == "projects" and node.kind == "project":
-                if ident in (node.project_number, sa.project_id):
-                    return MemberMatch(Match.YES, f"service account in project {ident}")
-            elif node.name == f"{CRM}{kind}/{ident}":
+        if kind == "projects":
+            if ident == sa.project_id or (
+                project.project_number and ident == project.project_number
+            ):
+                return MemberMatch(Match.YES, f"service account in project {ident}")
+            if project.project_number is None and ident.isdigit():
+                return MemberMatch(
+                    Match.UNKNOWN,
+                    f"the number of project {sa.project_id} is not known: it may be {ident}",
+                )
+            return _NO
+        chain = self._snapshot.ancestors(project.name)
+        for node in chain:
+            if node.name == f"{CRM}{kind}/{ident}":
                 return MemberMatch(Match.YES, f"service account under {kind}/{ident}")
+        gap = self._hierarchy_gap(chain)
+        if gap:
+            return MemberMatch(
+                Match.UNKNOWN, f"project {sa.project_id} cannot be placed in the hierarchy: {gap}"
+            )
         return _NO
+
+    def _hierarchy_gap(self, chain: list[Node]) -> str:
+        """Why ``chain`` (a node and its known ancestors) may not reach the real root, or ``""``."""
+        top = chain[-1]
+        if top.parent is None and top.kind != "organization":
+            return f"the ancestry of {top.name} is unknown"  # "" marks a known root
+        if top.parent and top.parent not in self._snapshot.nodes:
+            return f"{top.parent} (parent of {top.name}) is not in the snapshot"
+        elif top.parent:
+            return f"the ancestry of {chain[0].name} loops through {top.parent}"
+        for node in chain:
+            if node.name in self._ancestry_unreadable:
+                return f"the ancestry of {node.name} could not be read"
+        return ""
 
 
 def v2_to_v1_principal(principal: str) -> str | None:

@@ -9,7 +9,6 @@ Renderings: ``str(report)`` (a readable table), :meth:`Report.to_json`, :meth:`R
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass
 from enum import Enum
@@ -33,6 +32,22 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT103": ("SharedIdentity", "one identity is shared by several steps or with the pipeline"),
     "ZT110": ("MissingIdentity", "identity does not exist or is disabled"),
     "ZT111": ("UserManagedKeys", "identity has user-managed keys"),
+    "ZT120": (
+        "PersistentResourceNoCustomSA",
+        "a step's persistent resource does not allow custom service accounts",
+    ),
+    "ZT121": (
+        "PersistentResourceUnknown",
+        "a step's persistent resource cannot be verified (unknown or not found)",
+    ),
+    "ZT122": (
+        "JobOutsidePipeline",
+        "a GCPC job runs outside the pipeline's project or region, undeclared",
+    ),
+    "ZT123": (
+        "SharedServingIdentity",
+        "a deployed model's serving identity also runs a step or the pipeline",
+    ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
     "ZT202": ("Denied", "a required permission is denied by a deny policy"),
@@ -344,69 +359,25 @@ class Report:
             result["locations"] = [location]
         return result
 
-    def _rows(self) -> list[tuple[str, ...]]:
-        return [
-            (
-                f.severity.value,
-                f.code,
-                f.step or "-",
-                f.principal or "-",
-                f.resource or "-",
-                f.permission or "-",
-                f.message,
-            )
-            for f in self.findings
-        ]
-
     def __str__(self) -> str:
+        """Plain text, 100 columns: verdict line, findings grouped by step, coverage notes."""
+        from zt_pipelines.policy.render import render_text
+
+        return render_text(self)
+
+    def __repr__(self) -> str:
         verdict = "ALLOWED" if self.allowed else "REFUSED"
-        head = f"{verdict}: {self.pipeline or 'pipeline'} in {self.project}/{self.location}"
-        counts = {s: sum(1 for f in self.findings if f.severity is s) for s in Severity}
-        head += f" — {counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s)"
-        head += f", {counts[Severity.NOTE]} note(s), {len(self.suppressed)} suppressed"
-        if not self.findings:
-            # coverage notes (what was not checked) matter most when nothing else is shown
-            return "\n".join([head, *(f"note: {note}" for note in self.notes)])
-        header = ("severity", "code", "step", "principal", "resource", "permission", "message")
-        rows = [header, *self._rows()]
-        widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(header) - 1)]
-        lines = [head, ""]
-        for row in rows:
-            cells = [_clip(row[i], widths[i]).ljust(widths[i]) for i in range(len(widths))]
-            lines.append("  ".join([*cells, row[-1]]).rstrip())
-        for f in self.findings:
-            if f.evidence:
-                lines.append("")
-                lines.append(f"{f.code} {f.step or ''} {f.permission or ''}".rstrip() + ":")
-                lines.extend(f"    - {e}" for e in f.evidence)
-        for note in self.notes:
-            lines.append(f"note: {note}")
-        return "\n".join(lines)
+        warnings = sum(1 for f in self.findings if f.severity is Severity.WARNING)
+        return (
+            f"<Report {verdict} pipeline={self.pipeline!r} errors={len(self.errors)} "
+            f"warnings={warnings} findings={len(self.findings)} "
+            f"suppressed={len(self.suppressed)} granted={len(self.granted)}>"
+        )
 
     def _repr_html_(self) -> str:
-        verdict = "ALLOWED" if self.allowed else "REFUSED"
-        colour = "#1a7f37" if self.allowed else "#cf222e"
-        out = [
-            f'<div><p><b style="color:{colour}">{verdict}</b> '
-            f"{html.escape(self.pipeline)} in {html.escape(self.project)}/"
-            f"{html.escape(self.location)}</p>"
-        ]
-        if self.findings:
-            out.append("<table><thead><tr>")
-            for h in ("severity", "code", "step", "principal", "resource", "permission", "message"):
-                out.append(f"<th>{h}</th>")
-            out.append("<th>evidence</th></tr></thead><tbody>")
-            for f, row in zip(self.findings, self._rows(), strict=True):
-                cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                ev = "<br>".join(html.escape(str(e)) for e in f.evidence)
-                out.append(f"<tr>{cells}<td>{ev}</td></tr>")
-            out.append("</tbody></table>")
-        out.append("</div>")
-        return "".join(out)
+        from zt_pipelines.policy.render import render_html
 
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+        return render_html(self)
 
 
 def sort_findings(findings: list[Finding] | tuple[Finding, ...]) -> tuple[Finding, ...]:

@@ -145,6 +145,24 @@ class ServiceAccount:
     display_name: str = ""
 
 
+@dataclass(frozen=True)
+class PersistentResource:
+    """A Vertex AI persistent resource, as ``persistentResources.get`` describes it.
+
+    Attributes:
+        name: ``projects/PROJECT/locations/LOCATION/persistentResources/ID`` (project id as
+            the job names it; Vertex answers with the number, the adapter keeps the asked name).
+        enable_custom_service_account:
+            ``resourceRuntimeSpec.serviceAccountSpec.enableCustomServiceAccount``: only then
+            does a job on it run as the job's own service account.
+        state: the resource's state (``RUNNING``, ``PROVISIONING``, ...), for messages.
+    """
+
+    name: str
+    enable_custom_service_account: bool = False
+    state: str = ""
+
+
 #: What a failed read hides from the engine: the allow policy of its target, the deny policies
 #: attached to it, or its place in the hierarchy (hence every ancestor's policies).
 ReadHides = Literal["allow", "deny", "ancestry"]
@@ -195,6 +213,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,
+    "persistentResources.get": _NOTHING,
     "unsupported": _NOTHING,
 }
 
@@ -235,8 +254,14 @@ class Snapshot:
         complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
             anywhere is known to be in the snapshot (e.g. from Cloud Asset
             ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
+<<<<<<< HEAD
         segmentation: perimeters and networks (:mod:`zt_pipelines.segmentation`); ``None``
             when not read (unknown).
+=======
+        persistent_resources: Vertex persistent resources by name
+            (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
+            not here is unknown, so unverifiable.
+>>>>>>> main
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -246,7 +271,11 @@ class Snapshot:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()
     complete_bindings_for: frozenset[str] = frozenset()
+<<<<<<< HEAD
     segmentation: SegmentationState | None = None
+=======
+    persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+>>>>>>> main
 
     def ancestors(self, name: str) -> list[Node]:
         """The node itself, then its parents up to the root, as far as they are known."""

@@ -35,6 +35,7 @@ from zt_pipelines.policy.snapshot import (
     DenyPolicy,
     DenyRule,
     Node,
+    PersistentResource,
     Role,
     ServiceAccount,
     Snapshot,
@@ -57,6 +58,8 @@ _EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _MEMBER = re.compile(
     rf"^(?:allUsers|allAuthenticatedUsers"
     rf"|(?:user|serviceAccount|group):{_EMAIL}"
+    # GKE Workload Identity: a Kubernetes service account (never matches a Google one)
+    r"|serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]"
     rf"|domain:[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}"
     rf"|deleted:(?:user|serviceAccount|group):{_EMAIL}(?:\?uid=[0-9]+)?"
     rf"|(?:projectOwner|projectEditor|projectViewer):[a-z][a-z0-9.:-]+"
@@ -374,6 +377,15 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
     unreadable = tuple(
         Unreadable(u["target"], u["what"], u["reason"]) for u in data.get("unreadable", [])
     )
+    persistent: dict[str, PersistentResource] = {}
+    for i, raw in enumerate(data.get("persistentResources", [])):
+        if raw["name"] in persistent:
+            raise b.fail(
+                f"persistent resource {raw['name']!r} appears twice", f"$.persistentResources[{i}]"
+            )
+        persistent[raw["name"]] = PersistentResource(
+            raw["name"], raw.get("enableCustomServiceAccount", False), raw.get("state", "")
+        )
     complete = frozenset(data.get("completeBindingsFor", []))
     for k, p in enumerate(sorted(complete)):
         b.member(p, f"$.completeBindingsFor[{k}]")
@@ -385,7 +397,11 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         groups=groups,
         unreadable=unreadable,
         complete_bindings_for=complete,
+<<<<<<< HEAD
         segmentation=_segmentation(data, source),
+=======
+        persistent_resources=persistent,
+>>>>>>> main
     )
 
 
@@ -499,8 +515,20 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "completeBindingsFor": sorted(snapshot.complete_bindings_for),
     }
+<<<<<<< HEAD
     if snapshot.segmentation is not None:
         from zt_pipelines.segmentation.snapshot import dump_section
 
         out["segmentation"] = dump_section(snapshot.segmentation)
+=======
+    if snapshot.persistent_resources:
+        out["persistentResources"] = [
+            {
+                "name": r.name,
+                "enableCustomServiceAccount": r.enable_custom_service_account,
+                **({"state": r.state} if r.state else {}),
+            }
+            for r in snapshot.persistent_resources.values()
+        ]
+>>>>>>> main
     return out

@@ -9,6 +9,7 @@ documents after the first are PlatformSpecs. :func:`dump_template` renders a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +58,13 @@ def load_template(
     return parse_template_text(text, where=str(path))
 
 
+# the first statements of a pipeline's Python source (never the start of a YAML/JSON template)
+_PYTHON_SOURCE = re.compile(
+    r"^(?:from\s+[\w.]+\s+import\s|import\s+[\w.]+|@[\w.]+|def\s+\w+\s*\(|#!.*python)",
+    re.MULTILINE,
+)
+
+
 def parse_template_text(
     text: str, *, where: str = "template"
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
@@ -71,6 +79,13 @@ def parse_template_text(
             if not isinstance(document, dict):  # pragma: no cover - starts with "{"
                 raise TemplateError("not a KFP pipeline: not a mapping", where=where)
             return _pipeline_from(document, (), where)
+    if where.endswith(".py") or _PYTHON_SOURCE.search(text[:4096]):
+        raise TemplateError(
+            "this is Python source, not a compiled pipeline",
+            where=where,
+            fix="compile it first: kfp.compiler.Compiler().compile(my_pipeline, "
+            "'pipeline.yaml'), then pass pipeline.yaml",
+        )
     try:
         documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as exc:

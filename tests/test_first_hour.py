@@ -1,0 +1,97 @@
+"""What a new user meets first: errors that say what, where and how to fix (issue 14)."""
+
+# no `from __future__ import annotations`: kfp reads the component annotations at runtime
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kfp import compiler, dsl
+
+import zt_pipelines as zt
+from zt_pipelines.errors import DeclarationError, DefaultIdentityError, TemplateError
+from zt_pipelines.spec import load_template, rewrite_pipeline
+
+SA = "train-sa@ml-prod.iam.gserviceaccount.com"
+
+
+def run_module(tmp_path: Path, body: str) -> str:
+    """Run a user's pipeline module in a fresh interpreter; return the last stderr line."""
+    path = tmp_path / "my_pipeline.py"
+    path.write_text("from kfp import dsl\nimport zt_pipelines as zt\n\n" + body)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)
+    assert proc.returncode != 0
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_default_identity_in_the_decorator_names_the_component_and_line(
+    tmp_path: Path,
+) -> None:
+    line = run_module(
+        tmp_path,
+        '@zt.step("123456789012-compute@developer.gserviceaccount.com")\n'
+        "@dsl.component\ndef train_model():\n    pass\n",
+    )
+    assert "DefaultIdentityError" in line
+    assert "component 'train_model' (my_pipeline.py:4)" in line
+
+
+def test_an_unknown_keyword_suggests_the_nearest_one() -> None:
+    with pytest.raises(DeclarationError, match="did you mean 'needs'") as info:
+        zt.step(SA, need={"gs://b": ["storage.objects.get"]})
+    assert "test_first_hour.py" in str(info.value)  # where: the decorator's file:line
+    with pytest.raises(DeclarationError, match="did you mean 'machine_type'"):
+        zt.step(SA, machinetype="n1-standard-4")
+
+
+def test_decorator_errors_are_still_typed_in_the_call_form() -> None:
+    with pytest.raises(DefaultIdentityError, match=r"@zt\.step"):
+        zt.step("123456789012-compute@developer.gserviceaccount.com")
+
+
+@pytest.mark.parametrize("name", ["pipeline.py", "pipeline.yaml"])
+def test_python_source_given_as_a_template_says_compile_it_first(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("from kfp import dsl\n\n@dsl.pipeline\ndef p():\n    pass\n")
+    with pytest.raises(TemplateError, match="Python source") as info:
+        load_template(path)
+    assert "compile it first" in str(info.value)
+
+
+@zt.step(SA, needs={"gs://zt-features/runs/": ["storage.objects.get", "storage.objects.list"]})
+@dsl.component(base_image="python:3.11")
+def reader():
+    pass
+
+
+@dsl.pipeline(name="slash")
+def slash():
+    reader()
+
+
+def test_a_prefix_with_a_trailing_slash_survives_compile_and_rewrite(tmp_path: Path) -> None:
+    out = tmp_path / "p.yaml"
+    compiler.Compiler().compile(slash, str(out))
+    result = rewrite_pipeline(str(out), project="ml-prod")
+    (need,) = result.steps[0].needs
+    assert need.resource.uri == "gs://zt-features/runs/"
+    again = rewrite_pipeline(result.spec, project="ml-prod", platform_docs=result.platform_docs)
+    assert again.steps[0].service_account == SA
+
+
+def test_a_prefix_with_a_trailing_slash_is_checked_and_planned(tmp_path: Path) -> None:
+    from policy_worlds import NOW, PIPELINE_SA, WORLD_FILE
+
+    out = tmp_path / "p.yaml"
+    compiler.Compiler().compile(slash, str(out))
+    report = zt.check(
+        str(out),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=WORLD_FILE,
+        now=NOW,
+    )
+    assert not [f for f in report.findings if f.code in ("ZT200", "ZT201")], str(report)
+    assert any(g.permission == "storage.objects.list" for g in report.granted)

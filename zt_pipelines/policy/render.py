@@ -1,0 +1,319 @@
+"""Reports for people: a terminal rendering (rich) and a notebook rendering (HTML).
+
+Pure: both functions take a :class:`~zt_pipelines.policy.report.Report` and return a string;
+the terminal rendering writes into an in-memory rich console, never to a stream. What the CLI
+prints on a terminal (colour, its width) and what ``str(report)`` gives (plain text, 100
+columns) differ only in the console options.
+
+The layout is what a reviewer reads first: a one-line verdict with counts, then findings
+grouped by step (pipeline-level ones first) with the identity concerned, each finding's
+evidence and a fix, then the coverage notes (what the check could not look at).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from zt_pipelines.policy.report import Finding, Grant, Report
+
+__all__ = ["FIXES", "fix_for", "headline", "plural", "render_html", "render_text", "summary_line"]
+
+#: How to fix each finding code, in one line (docs/findings.md has the long form).
+FIXES: dict[str, str] = {
+    "ZT100": "give the pipeline and every step a dedicated service account (service_account=, "
+    "@zt.step) or let `zt-pipelines plan/apply` create derived ones",
+    "ZT101": "declare @zt.step(...) on the component or a manifest entry for the task",
+    "ZT102": "bind the value to a constant or a pipeline parameter given in parameter_values",
+    "ZT103": "one service account per step (or identities.allowShared in the policy file)",
+    "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
+    "ZT111": "delete the user-managed keys and set iam.disableServiceAccountKeyCreation",
+    "ZT120": "use a persistent resource created with custom service accounts enabled, "
+    "or drop persistent_resource_id for the step",
+    "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
+    "location), or add the resource to the snapshot",
+    "ZT122": "declare the job's project as a need of the step, or allow its region "
+    "(regions) in the policy file",
+    "ZT123": "give the deployed model a serving identity of its own (ModelDeployOp "
+    "service_account)",
+    "ZT200": "grant the permission on the resource: `zt-pipelines plan` prints the binding",
+    "ZT201": "make the grant provable: known group membership, a decidable condition, "
+    "a readable policy",
+    "ZT202": "remove the principal from the deny rule or add an exception for it",
+    "ZT210": "replace the role with a narrower one (`zt-pipelines plan --roles custom`)",
+    "ZT211": "remove the basic role; grant only what the step needs",
+    "ZT212": "remove the escalation-capable permission from the identity",
+    "ZT213": "remove allUsers / allAuthenticatedUsers from the resource's policy",
+    "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
+    "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
+    "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
+    "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
+}
+
+_DOCS = "docs/findings.md"
+_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+_COLOUR = {"error": "#cf222e", "warning": "#9a6700", "note": "#0969da"}
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, ``1 step``, ``0 steps`` (English plural by ``s``)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def fix_for(code: str) -> str:
+    """The one-line fix for ``code`` (or where to read about it)."""
+    return FIXES.get(code) or f"see {_DOCS}#{code.lower()}"
+
+
+def summary_line(report: Report) -> str:
+    """The one-line verdict: ``REFUSED: pipe in p/l — 2 errors, 1 warning, 3 suppressed``
+    (warnings, notes and suppressed only when there are any)."""
+    verdict = "ALLOWED" if report.allowed else "REFUSED"
+    counts = {s: 0 for s in ("error", "warning", "note")}
+    for f in report.findings:
+        counts[f.severity.value] += 1
+    parts = [plural(counts["error"], "error")]
+    parts += [plural(counts[s], s) for s in ("warning", "note") if counts[s]]
+    if report.suppressed:
+        parts.append(f"{len(report.suppressed)} suppressed")
+    where = f"{report.project}/{report.location}" if report.project else "(no project)"
+    line = f"{verdict}: {report.pipeline or 'pipeline'} in {where} — " + ", ".join(parts)
+    if report.notes:
+        line += f" ({plural(len(report.notes), 'coverage note')} below)"
+    return line
+
+
+_DENIED = ("denied", "403", "forbidden", "unauthenticated", "401")
+
+
+def headline(report: Report) -> str | None:
+    """What explains most of a refusal, when one cause does: failed reads (ZT400).
+
+    A live check by an identity that cannot read IAM fails dozens of reads; the reader needs
+    the one cause and the one fix, not the count.
+    """
+    failed = [f for f in report.findings if f.code == "ZT400"]
+    if not failed:
+        return None
+    denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
+    if denied:
+        return (
+            f"the checking identity lacks read access: {len(denied)} of "
+            f"{plural(len(failed), 'read')} were denied — grant it the read permissions "
+            "listed in docs/live-mode.md (zt_pipelines.gcp.interface.READ_PERMISSIONS) "
+            "and re-run; findings below may follow from these failed reads"
+        )
+    return (
+        f"verification is incomplete: {plural(len(failed), 'read')} failed (ZT400 below); "
+        "findings below may follow from them"
+    )
+
+
+def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding]]]:
+    """Findings grouped by step; pipeline-level (``None``) first, then steps in first-seen
+    order (the engine sorts errors first)."""
+    groups: dict[str | None, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.step, []).append(f)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0] is not None, kv[0] or ""))
+    return ordered
+
+
+def _identity(step: str | None, findings: list[Finding], granted: Iterable[Grant]) -> str:
+    for f in findings:
+        if f.principal:
+            return f.principal
+    for g in granted:
+        if g.step == step and g.principal:
+            return g.principal
+    return ""
+
+
+def _subject(f: Finding) -> str:
+    parts = [p for p in (f.permission, f.resource) if p]
+    return " on ".join(parts)
+
+
+def render_text(report: Report, *, width: int = 100, color: bool = False) -> str:
+    """The report as terminal text, fitted to ``width`` columns, with ANSI colour if asked.
+
+    Long evidence wraps inside its column instead of stretching the line.
+    """
+    console = Console(
+        file=io.StringIO(),
+        width=max(width, 40),
+        color_system="standard" if color else None,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+    )
+    verdict_style = "bold green" if report.allowed else "bold red"
+    console.print(Text(summary_line(report), style=verdict_style), overflow="fold")
+    cause = headline(report)
+    if cause:
+        console.print(Text(cause, style="bold"), overflow="fold")
+    for step, findings in _by_step(report.findings):
+        who = _identity(step, findings, report.granted)
+        title = f"step {step}" if step is not None else "pipeline"
+        console.print()
+        console.print(
+            Text.assemble((title, "bold"), (f"  {who}" if who else "", "dim")), overflow="fold"
+        )
+        table = Table(
+            box=None,
+            show_header=False,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+            expand=True,
+        )
+        table.add_column("severity", no_wrap=True, width=7)
+        table.add_column("code", no_wrap=True, width=5)
+        table.add_column("what", ratio=1, overflow="fold")
+        for f in findings:
+            lines = [Text(f.message)]
+            subject = _subject(f)
+            if subject:
+                lines.append(Text(subject, style="dim"))
+            lines.extend(Text(f"- {e}", style="dim") for e in f.evidence)
+            lines.append(Text(f"fix: {fix_for(f.code)}", style="italic"))
+            table.add_row(
+                Text(f.severity.value, style=_STYLE[f.severity.value]), f.code, Group(*lines)
+            )
+        console.print(table)
+    if report.suppressed:
+        console.print()
+        console.print(Text(f"suppressed ({len(report.suppressed)}):", style="bold"))
+        for s in report.suppressed:
+            f = s.finding
+            console.print(
+                f"  {f.code} {f.step or '(pipeline)'}: {f.message} "
+                f"— {s.justification} (expires {s.expires})",
+                overflow="fold",
+                markup=False,
+            )
+    if report.notes:
+        console.print()
+        console.print(Text(f"coverage notes ({len(report.notes)}):", style="bold"))
+        for note in report.notes:
+            console.print(f"  - {note}", overflow="fold", markup=False)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in str(out).rstrip("\n").splitlines())
+
+
+def render_html(report: Report) -> str:
+    """The report as an HTML fragment for notebooks: verdict, one row per step (identity,
+    needs granted / not granted, by which binding), findings with fixes, evidence folded."""
+    esc = html.escape
+    ok = report.allowed
+    colour = "#1a7f37" if ok else "#cf222e"
+    out = [
+        '<div class="zt-report" style="font-family:sans-serif;line-height:1.4">',
+        f'<div style="font-size:1.15em;margin-bottom:.4em"><b style="color:{colour}">'
+        f"{'ALLOWED' if ok else 'REFUSED'}</b> {esc(summary_line(report).split(': ', 1)[1])}"
+        "</div>",
+    ]
+    cause = headline(report)
+    if cause:
+        out.append(f"<div><b>{esc(cause)}</b></div>")
+    steps = _step_rows(report)
+    if steps:
+        out.append(
+            '<table style="border-collapse:collapse;margin:.3em 0">'
+            "<thead><tr>"
+            + "".join(
+                f'<th style="text-align:left;border-bottom:1px solid #999;padding:2px 8px">{h}</th>'
+                for h in ("step", "identity", "granted", "not granted", "findings")
+            )
+            + "</tr></thead><tbody>"
+        )
+        for step, who, grants, missing, codes in steps:
+            binding = "".join(
+                f"<li>{esc(g.permission)} on {esc(g.resource)} ← "
+                + esc("; ".join(f"{e.role} on {e.node}" for e in g.evidence))
+                + "</li>"
+                for g in grants
+            )
+            granted = (
+                f"<details><summary>{len(grants)}</summary><ul>{binding}</ul></details>"
+                if grants
+                else "0"
+            )
+            cell = 'style="padding:2px 8px;vertical-align:top"'
+            bad = f'<b style="color:#cf222e">{missing}</b>' if missing else "0"
+            out.append(
+                f"<tr><td {cell}>{esc(step)}</td><td {cell}><code>{esc(who)}</code></td>"
+                f"<td {cell}>{granted}</td><td {cell}>{bad}</td>"
+                f"<td {cell}>{esc(', '.join(codes))}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    if report.findings:
+        out.append("<div><b>Findings</b></div>")
+        for f in report.findings:
+            sev = f.severity.value
+            head = (
+                f'<span style="color:{_COLOUR[sev]};font-weight:bold">{sev}</span> '
+                f"<code>{esc(f.code)}</code> {esc(f.step or '(pipeline)')}: {esc(f.message)}"
+            )
+            body = []
+            subject = _subject(f)
+            if f.principal:
+                body.append(f"<div>principal: <code>{esc(f.principal)}</code></div>")
+            if subject:
+                body.append(f"<div>{esc(subject)}</div>")
+            if f.evidence:
+                body.append(
+                    "<ul>" + "".join(f"<li>{esc(str(e))}</li>" for e in f.evidence) + "</ul>"
+                )
+            body.append(f"<div><i>fix:</i> {esc(fix_for(f.code))}</div>")
+            out.append(
+                f'<details style="margin:.2em 0"><summary>{head}</summary>'
+                f'<div style="margin-left:1.5em">{"".join(body)}</div></details>'
+            )
+    if report.suppressed:
+        items = "".join(
+            f"<li><code>{esc(s.finding.code)}</code> {esc(s.finding.step or '(pipeline)')}: "
+            f"{esc(s.finding.message)} — {esc(s.justification)} (expires {esc(s.expires)})</li>"
+            for s in report.suppressed
+        )
+        out.append(
+            f"<details><summary>{len(report.suppressed)} suppressed</summary>"
+            f"<ul>{items}</ul></details>"
+        )
+    if report.notes:
+        notes = "".join(f"<li>{esc(n)}</li>" for n in report.notes)
+        out.append(
+            f"<details><summary>{plural(len(report.notes), 'coverage note')}</summary>"
+            f"<ul>{notes}</ul></details>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+_NOT_GRANTED = ("ZT200", "ZT201", "ZT202")
+
+
+def _step_rows(report: Report) -> list[tuple[str, str, list[Grant], int, list[str]]]:
+    """One row per step seen in grants or findings (pipeline-level last)."""
+    order: list[str | None] = []
+    for step in [g.step for g in report.granted] + [f.step for f in report.findings]:
+        if step not in order:
+            order.append(step)
+    order.sort(key=lambda s: (s is None, s or ""))
+    rows = []
+    for step in order:
+        findings = [f for f in report.findings if f.step == step]
+        grants = [g for g in report.granted if g.step == step]
+        who = _identity(step, findings, grants)
+        missing = sum(1 for f in findings if f.code in _NOT_GRANTED)
+        codes = sorted({f.code for f in findings})
+        rows.append((step or "(pipeline)", who, grants, missing, codes))
+    return rows
