@@ -56,13 +56,10 @@ class JobFields:
     boot_disk_type: str | None = None
     boot_disk_size_gb: int | None = None
     labels: dict[str, str] | None = None
-<<<<<<< HEAD
     reach: tuple[str, ...] | None = None
-=======
     # a Vertex persistent resource (same project and location as the job) to run on: jobs
     # start in seconds instead of minutes of provisioning; it must allow custom SAs
     persistent_resource_id: str | None = None
->>>>>>> main
 
     def merged_over(self, base: JobFields) -> JobFields:
         """Return these fields with every ``None`` filled from ``base``."""

@@ -254,14 +254,11 @@ class Snapshot:
         complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
             anywhere is known to be in the snapshot (e.g. from Cloud Asset
             ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
-<<<<<<< HEAD
         segmentation: perimeters and networks (:mod:`zt_pipelines.segmentation`); ``None``
             when not read (unknown).
-=======
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
->>>>>>> main
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -271,11 +268,8 @@ class Snapshot:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()
     complete_bindings_for: frozenset[str] = frozenset()
-<<<<<<< HEAD
     segmentation: SegmentationState | None = None
-=======
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
->>>>>>> main
 
     def ancestors(self, name: str) -> list[Node]:
         """The node itself, then its parents up to the root, as far as they are known."""

@@ -397,11 +397,8 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         groups=groups,
         unreadable=unreadable,
         complete_bindings_for=complete,
-<<<<<<< HEAD
         segmentation=_segmentation(data, source),
-=======
         persistent_resources=persistent,
->>>>>>> main
     )
 
 
@@ -515,12 +512,10 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "completeBindingsFor": sorted(snapshot.complete_bindings_for),
     }
-<<<<<<< HEAD
     if snapshot.segmentation is not None:
         from zt_pipelines.segmentation.snapshot import dump_section
 
         out["segmentation"] = dump_section(snapshot.segmentation)
-=======
     if snapshot.persistent_resources:
         out["persistentResources"] = [
             {
@@ -530,5 +525,4 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             }
             for r in snapshot.persistent_resources.values()
         ]
->>>>>>> main
     return out
