@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import segmentation_world as sw
 
+from zt_pipelines.emulator import Emulator
 from zt_pipelines.errors import DeclarationError, PolicyFileError, SnapshotError
 from zt_pipelines.policy.orgpolicy import load_policy
 from zt_pipelines.policy.report import Report, Severity
@@ -51,9 +52,33 @@ def run_file(template: str, world: dict[str, Any], policy: Any = sw.POLICY) -> R
 Runner = Callable[..., Report]
 
 
-@pytest.fixture(params=["file"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return run_file
+@pytest.fixture(params=["file", "live"])
+def run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Runner:
+    """``check`` from a snapshot file, or live against the emulator serving that world."""
+    if request.param == "file":
+        return run_file
+
+    def live(template: str, world: dict[str, Any], policy: Any = sw.POLICY) -> Report:
+        with Emulator(load_snapshot(copy.deepcopy(world))) as emu:
+            monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+            monkeypatch.setenv("ZT_EMULATOR_CALLER", sw.SUBMITTER)
+            monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+            report = check(
+                template,
+                project=sw.PROJECT,
+                location=sw.LOCATION,
+                pipeline_service_account=sw.PIPELINE_SA,
+                submitter=sw.SUBMITTER,
+                policy=policy,
+                now=NOW,
+            )
+            methods = {r.method for r in emu.request_log}
+        if (policy or {}).get("segmentation", {}).get("requirePerimeter"):
+            assert "google.cloud.asset.v1.AssetService/ListAssets" in methods
+        assert any(m.startswith("compute.") for m in methods)
+        return report
+
+    return live
 
 
 def seg(report: Report) -> set[str]:
@@ -124,9 +149,9 @@ def test_dry_run_only_perimeter(run: Runner, templates: dict[str, str]) -> None:
     # the policy requires an enforced perimeter: refused, naming the dry-run perimeter
     (err,) = report.by_code("ZT510")
     assert err.severity is Severity.ERROR and err.evidence[0].node == sw.PERIMETER
-    # without requirePerimeter the dry-run perimeter is a warning only
+    # perimeters are verified under requirePerimeter only (live reads them only then, too)
     relaxed = run(templates["segmented"], world, {"segmentation": {"requireIsolation": True}})
-    assert relaxed.allowed and seg(relaxed) == {"ZT512"}
+    assert relaxed.allowed and seg(relaxed) == set()
 
 
 def test_aiplatform_not_restricted(run: Runner, templates: dict[str, str]) -> None:
@@ -215,9 +240,9 @@ def test_implied_allow_egress_without_a_deny_all(run: Runner, templates: dict[st
     assert found and all("implied allow-egress" in f.message for f in found)
 
 
-def test_step_reaching_an_undeclared_production_endpoint(
-    run: Runner, templates: dict[str, str]
-) -> None:
+def test_step_reaching_an_undeclared_production_endpoint(templates: dict[str, str]) -> None:
+    """Snapshot file only: live mode does not read Vertex endpoints yet (docs/segmentation.md)."""
+    run = run_file
     world = sw.clean()
     sw.add_firewall(
         world,

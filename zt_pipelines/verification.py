@@ -188,6 +188,19 @@ def check_rewritten(
         project=project,
         location=location,
     )
+    if snapshot is None:  # live: the perimeters and networks the policy and steps call for
+        from zt_pipelines.gcp.segmentation import fetch_segmentation, reads_needed
+
+        perimeters, networks = reads_needed(org_policy, result.steps)
+        world = fetch_segmentation(
+            world,
+            result.steps,
+            project=project,
+            perimeters=perimeters,
+            networks=networks,
+            credentials=credentials,
+            emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+        )
     ctx = CheckContext(
         project=project,
         location=location,

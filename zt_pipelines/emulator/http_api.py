@@ -938,6 +938,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def all_routes() -> tuple[Route, ...]:
+    """Every served route: these, then the ones of the emulator's other modules."""
+    from zt_pipelines.emulator.segmentation_api import ROUTES as SEGMENTATION_ROUTES
+
+    return (*ROUTES, *SEGMENTATION_ROUTES)
+
+
 def error_body(code: str, message: str, status: int) -> dict[str, Any]:
     """Google's JSON error envelope."""
     reason = {403: "forbidden", 404: "notFound", 412: "conditionNotMet", 401: "required"}
@@ -996,7 +1003,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         caller = caller_from_authorization(headers.get("authorization"))
-        for route in ROUTES:
+        for route in all_routes():
             if route.verb != verb:
                 continue
             match = route.pattern.match(path)

@@ -87,13 +87,16 @@ def segmentation_findings(
     steps = tuple(steps)
     requirements = tuple(requirements)
     state: SegmentationState | None = getattr(snapshot, "segmentation", None)
-    declared = any(s.job.reach is not None for s in steps)
+    # the same condition as the live reads (gcp.segmentation.reads_needed): a snapshot file
+    # and a live check decide alike
+    networked = any(
+        s.job.network or s.job.psc_interface_config or s.job.reach is not None for s in steps
+    )
     active = (
         policy.require_perimeter
         or policy.require_isolation
         or policy.allowed_reach is not None
-        or declared
-        or state is not None
+        or networked
     )
     out = _Out()
     if not active:
@@ -191,18 +194,17 @@ def _perimeter_checks(
     ctx: CheckContext,
     numbers: dict[str, str],
 ) -> None:
+    if not policy.require_perimeter:
+        return  # perimeters are verified under segmentation.requirePerimeter
     perimeters = state.perimeters if state else None
     if perimeters is None:
-        if policy.require_perimeter:
-            out.add(
-                "ZT530",
-                "the policy requires a VPC Service Controls perimeter but the snapshot holds no "
-                "perimeters (not read): unverifiable",
-                resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
-                evidence=(Evidence("missing", detail="segmentation.perimeters absent"),),
-            )
-        else:
-            out.notes.append("VPC Service Controls perimeters not read: perimeters not checked")
+        out.add(
+            "ZT530",
+            "the policy requires a VPC Service Controls perimeter but the snapshot holds no "
+            "perimeters (not read): unverifiable",
+            resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+            evidence=(Evidence("missing", detail="segmentation.perimeters absent"),),
+        )
         return
     pipeline_number = numbers.get(ctx.project)
     if pipeline_number is None:
@@ -226,16 +228,13 @@ def _perimeter_checks(
                 resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
                 evidence=(_pev(p, "dry-run only (spec, not status)"),),
             )
-        if policy.require_perimeter:
-            out.add(
-                "ZT510",
-                f"project {ctx.project} ({member}) is in no enforced service perimeter",
-                resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
-                evidence=tuple(_pev(p, "dry-run only") for p in dry)
-                or (Evidence("perimeter", detail=f"{len(perimeters)} perimeter(s) read"),),
-            )
-        else:
-            out.notes.append(f"project {ctx.project} is in no enforced perimeter (not required)")
+        out.add(
+            "ZT510",
+            f"project {ctx.project} ({member}) is in no enforced service perimeter",
+            resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+            evidence=tuple(_pev(p, "dry-run only") for p in dry)
+            or (Evidence("perimeter", detail=f"{len(perimeters)} perimeter(s) read"),),
+        )
         return
     # every project holding a declared resource must share the perimeter (or a bridge)
     seen: set[str] = set()
