@@ -177,7 +177,9 @@ class PipelineJob(  # type: ignore[misc]
     ) -> None:
         credentials = credentials or _emulator_default_credentials()
         use_emulator_if_configured()
-        text = _read_template_text(template_path, project=project, credentials=credentials)
+        from zt_pipelines.gcp.templates import fetch_template_text
+
+        text = fetch_template_text(template_path, project=project, credentials=credentials)
         first, platform_docs = _split_documents(text, where=template_path)
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
@@ -297,11 +299,16 @@ class PipelineJob(  # type: ignore[misc]
         *,
         experiment: Any = None,
         enable_preflight_validations: bool | None = False,
+        verify_after: bool = False,
     ) -> None:
         """Verify, then submit the verified spec (aiplatform's ``submit``).
 
+        With ``verify_after=True``, wait for the run to end and verify it against its approval
+        (:meth:`verify_run`).
+
         Raises:
-            ZeroTrustViolation: verification found an error; nothing was created.
+            ZeroTrustViolation: verification found an error; nothing was created — or, with
+                ``verify_after``, the run did not verify.
         """
         sa, net = _resolve(service_account, network)
         approval = self._take_pending(sa, net) or self._decide("submit", sa, net)
@@ -314,6 +321,8 @@ class PipelineJob(  # type: ignore[misc]
             experiment=experiment,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def run(
         self,
@@ -323,9 +332,18 @@ class PipelineJob(  # type: ignore[misc]
         sync: bool | None = True,
         create_request_timeout: float | None = None,
         enable_preflight_validations: bool | None = False,
+        *,
+        verify_after: bool = False,
     ) -> None:
         """Verify in the caller's thread (so a refusal raises here even with ``sync=False``),
-        then run as aiplatform does."""
+        then run as aiplatform does; ``verify_after=True`` (with ``sync=True``) verifies the
+        run once it ended (:meth:`verify_run`) and raises ZeroTrustViolation if it does not."""
+        if verify_after and not sync:
+            raise InputError(
+                "verify_after needs sync=True",
+                where="PipelineJob.run",
+                fix="or call job.wait() and then job.verify_run()",
+            )
         sa, net = _resolve(service_account, network)
         self._zt_pending = self._decide("run", sa, net)
         super().run(
@@ -336,6 +354,8 @@ class PipelineJob(  # type: ignore[misc]
             create_request_timeout=create_request_timeout,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def create_schedule(
         self,
@@ -590,6 +610,38 @@ class PipelineJob(  # type: ignore[misc]
             return target
         return AuditLog(target or default_audit_log(), clock=self._zt_clock)
 
+    # ------------------------------------------------------------------ after the run
+
+    def verify_run(self, *, record: bool = True) -> Any:
+        """Verify this run after the fact against its approval in the audit log: every task
+        ran as the approved identity, image, network, key, project and location
+        (:mod:`zt_pipelines.monitor`; docs/monitoring.md). Returns the
+        :class:`~zt_pipelines.policy.report.Report` (``allowed`` means verified; a read that
+        failed is an error, never "verified") and appends a ``verify-run`` audit record unless
+        ``record=False``."""
+        from zt_pipelines.monitor.service import verify_run
+
+        if not hasattr(self, "_zt_source"):  # fetched with get()/list()
+            self._zt_adopt(None)
+        verdict = verify_run(
+            self.resource_name,
+            project=str(self.project),
+            location=str(self.location),
+            audit_log=self._audit_log(),
+            credentials=self.credentials,
+            clock=self._zt_clock,
+            record=record,
+        )
+        self.last_run_report = verdict.report
+        return verdict.report
+
+    def _zt_verify_after(self) -> None:
+        """``verify_after=True``: wait for the run to end, verify it, raise if it does not."""
+        self.wait()  # type: ignore[no-untyped-call]
+        report = self.verify_run()
+        if not report.allowed:
+            raise ZeroTrustViolation(report, what="the run does not verify against its approval")
+
 
 class _DecisionContext:
     """Collects what the audit record of one decision needs."""
@@ -686,48 +738,6 @@ def _emulator_default_credentials() -> Any:
     from zt_pipelines.gcp.clients import ClientFactory
 
     return ClientFactory().credentials
-
-
-def _read_template_text(path: str, *, project: str | None, credentials: Any) -> str:
-    """The template's text from a local file, ``gs://`` or an https/Artifact Registry URL
-    (the places aiplatform reads templates from; reads only)."""
-    try:
-        if path.startswith("gs://"):
-            from google.cloud import storage  # type: ignore[attr-defined]
-
-            bucket, _, blob = path[len("gs://") :].partition("/")
-            client = storage.Client(project=project, credentials=credentials)
-            data: bytes = client.bucket(bucket).blob(blob).download_as_bytes()
-            return data.decode("utf-8")
-        if path.startswith(("http://", "https://")):
-            from google.auth.transport.requests import AuthorizedSession
-
-            if _pipeline_jobs._VALID_AR_URL.match(path):
-                session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-                response = session.get(path, timeout=60)
-                response.raise_for_status()
-                return str(response.text)
-            if not _pipeline_jobs._VALID_HTTPS_URL.match(path):
-                raise InputError(
-                    "not an Artifact Registry URL or an https URL of a .yaml/.json file",
-                    where=path,
-                )
-            from urllib import request
-
-            with request.urlopen(path, timeout=60) as fh:  # same as aiplatform's https loader
-                body: bytes = fh.read()
-            return body.decode("utf-8")
-        return Path(path).read_text(encoding="utf-8")
-    except ZtError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the template ({exc})", where=path) from exc
-    except Exception as exc:  # network/API errors from storage or requests
-        from zt_pipelines.errors import ApiError
-
-        raise ApiError(
-            f"cannot fetch the template ({type(exc).__name__}: {exc})", where=path
-        ) from exc
 
 
 def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:

@@ -8,7 +8,6 @@ under the lock, chains after it and fsyncs before releasing. The clock is passed
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -211,7 +210,11 @@ class AuditLog:
             raise InputError(
                 f"cannot read audit log ({exc.strerror or exc})", where=str(self.path)
             ) from exc
-        return [line for line in data.split(b"\n") if line]
+        # a blank line is kept (verify reports it); only the final newline ends the last line
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        return lines
 
     def verify(self, *, expect_head: str | None = None) -> ChainReport:
         """Verify the whole chain (see :func:`~zt_pipelines.audit.chain.verify_chain`)."""
@@ -256,7 +259,18 @@ def _last_link(fd: int) -> tuple[str, int]:
 
 
 def _loads(line: bytes) -> dict[str, Any]:
-    value = json.loads(line)
+    from zt_pipelines.errors import InputError
+    from zt_pipelines.loaders import decode, parse_json
+
+    try:
+        value = parse_json(
+            decode(line, where="audit line", error=InputError),
+            where="audit line",
+            kind="audit line",
+            error=InputError,
+        )
+    except InputError as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(value, dict):
         raise ValueError("audit line is not a JSON object")
     return value

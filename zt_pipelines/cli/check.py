@@ -12,6 +12,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    live_progress,
     location_option,
     output_option,
     pipeline_sa_option,
@@ -57,7 +58,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 
 
 @click.command("check")
-@click.argument("template", type=click.Path(path_type=Path))
+@click.argument("template")
 @project_option()
 @location_option()
 @pipeline_sa_option()
@@ -75,7 +76,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @output_option(help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
-    template: Path,
+    template: str,
     project: str,
     location: str,
     pipeline_sa: str,
@@ -96,6 +97,7 @@ def command(
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
 
+    from zt_pipelines.cli.templates import template_location
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -108,22 +110,23 @@ def command(
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
-    report = check(
-        template,
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_sa,
-        pipeline_root=pipeline_root,
-        parameter_values=parse_parameters(params),
-        manifest=manifest,
-        policy=policy,
-        snapshot=snapshot,
-        submitter=submitter,
-        submitter_credentials=submitter_credentials,
-        network=network,
-        roles=roles,
-        now=now,
-    )
+    with live_progress():
+        report = check(
+            template_location(template),
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=pipeline_root,
+            parameter_values=parse_parameters(params),
+            manifest=manifest,
+            policy=policy,
+            snapshot=snapshot,
+            submitter=submitter,
+            submitter_credentials=submitter_credentials,
+            network=network,
+            roles=roles,
+            now=now,
+        )
     text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()

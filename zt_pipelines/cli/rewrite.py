@@ -13,7 +13,7 @@ from zt_pipelines.cli.options import (
 
 
 @click.command("rewrite")
-@click.argument("template", type=click.Path(path_type=Path))
+@click.argument("template")
 @click.option(
     "-o",
     "--output",
@@ -37,7 +37,7 @@ from zt_pipelines.cli.options import (
     "--naming-template", default=None, help="Derived account ids, e.g. 'zt-{pipeline}-{task}'."
 )
 def command(
-    template: Path,
+    template: str,
     output: Path,
     manifest: Path | None,
     params: tuple[str, ...],
@@ -47,11 +47,12 @@ def command(
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.spec import DEFAULT_NAME_TEMPLATE, dump_template, rewrite_pipeline
 
     require_writable(output)  # before the rewrite: a typo in -o should not cost the work
     result = rewrite_pipeline(
-        template,
+        template_source(template, project=project),
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,

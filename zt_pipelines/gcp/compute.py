@@ -9,10 +9,13 @@ on a ``get`` is an answer (``None``: the resource does not exist), never an empt
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp._base import Adapter
+
+T = TypeVar("T")
 
 
 def _short(url: str) -> str:
@@ -38,12 +41,12 @@ class ComputeAdapter(Adapter):
 
         return self.factory._get(f"compute.{name}", build)
 
-    def call(self, fn: Any, *, what: str, target: str) -> Any:
+    def call(self, fn: Callable[[], T], *, what: str, target: str) -> T:
         """As :meth:`Adapter.call`; a body that is not Compute JSON counts as malformed
         (transient), like any other client's bad body."""
         from google.protobuf import json_format
 
-        def parsed() -> Any:
+        def parsed() -> T:
             try:
                 return fn()
             except json_format.ParseError as exc:
