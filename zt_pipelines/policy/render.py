@@ -69,7 +69,7 @@ FIXES: dict[str, str] = {
     "ZT611": "check the task in the console; re-run verify-run once its details are complete",
     "ZT612": "pin images by digest (image@sha256:...); the policy file can require it",
     "ZT613": "verify again when the run has ended (submit(..., verify_after=True) does)",
-    "ZT614": "`zt-pipelines audit verify` says what changed; restore the log from its mirror",
+    "ZT614": "run `zt-pipelines audit verify` to see what changed; restore the log from its mirror",
     "ZT510": "add the project to an enforced service perimeter (`zt-pipelines plan` emits it)",
     "ZT511": "move the resource's project into the perimeter, or bridge the two projects",
     "ZT512": "enforce the dry-run perimeter configuration once its logs are clean",
