@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 from collections import defaultdict
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import iam_reference as ref
