@@ -55,6 +55,20 @@ FIXES: dict[str, str] = {
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
+    "ZT510": "add the project to an enforced service perimeter (`zt-pipelines plan` emits it)",
+    "ZT511": "move the resource's project into the perimeter, or bridge the two projects",
+    "ZT512": "enforce the dry-run perimeter configuration once its logs are clean",
+    "ZT513": "add the service to the perimeter's restrictedServices",
+    "ZT514": "enable vpcAccessibleServices with allowedServices [RESTRICTED-SERVICES]",
+    "ZT515": "limit the egress rule to the projects the pipeline needs",
+    "ZT516": "limit the ingress rule to the pipeline's identities and sources",
+    "ZT520": "run the step on a VPC: psc_interface_config= or network=, with reach=[...]",
+    "ZT521": "create the network piece (`zt-pipelines plan` emits it) or fix its name",
+    "ZT522": "add a deny-all egress rule and allow only the step's declared reach",
+    "ZT523": "deny egress to the endpoint from the step's network, or declare it in reach",
+    "ZT524": "remove the reach, or extend segmentation.allowedReach with its owners",
+    "ZT525": "allow the declared reach in the firewall (`zt-pipelines plan`), or drop it",
+    "ZT530": "give the checker the segmentation read permissions (docs/live-mode.md), re-run",
 }
 
 _DOCS = "docs/findings.md"

@@ -62,6 +62,20 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
+    "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
+    "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),
+    "ZT512": ("DryRunPerimeter", "the project is protected by a dry-run perimeter only"),
+    "ZT513": ("ServiceNotRestricted", "the perimeter does not restrict a service the steps use"),
+    "ZT514": ("VpcServicesOpen", "the perimeter does not limit VPC-accessible services"),
+    "ZT515": ("PerimeterEgressOpen", "a perimeter egress rule reaches beyond the needs"),
+    "ZT516": ("PerimeterIngressOpen", "a perimeter ingress rule admits beyond the needs"),
+    "ZT520": ("NoNetwork", "a step has no VPC network under an isolation policy"),
+    "ZT521": ("NetworkMissing", "a step's network, subnet, attachment or range does not exist"),
+    "ZT522": ("EgressBeyondReach", "the firewall allows egress beyond the step's reach"),
+    "ZT523": ("UndeclaredEndpoint", "a step can reach a Vertex endpoint it does not declare"),
+    "ZT524": ("ReachNotAllowed", "a step declares reach the policy does not allow"),
+    "ZT525": ("ReachBlocked", "the firewall blocks a step's declared reach"),
+    "ZT530": ("SegmentationUnverifiable", "perimeters or networks could not be verified"),
     # post-run verification (zt_pipelines.monitor)
     "ZT600": ("RunUnreadable", "a read post-run verification needs failed: not verified"),
     "ZT601": ("NotSubmittedThroughZt", "a job carries no zt-pipelines labels"),
@@ -80,8 +94,17 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
 }
 
+#: codes whose default severity is a warning (every other code is an error by default)
+WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525"})
+
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
-_DEFAULT_LEVEL = {"ZT210": "warning", "ZT612": "warning", "ZT613": "warning"}
+_DEFAULT_LEVEL = {
+    "ZT210": "warning",
+    "ZT612": "warning",
+    "ZT613": "warning",
+    "ZT512": "warning",
+    "ZT525": "warning",
+}
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
