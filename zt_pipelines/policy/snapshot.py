@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from zt_pipelines.segmentation.model import SegmentationState
 
 from zt_pipelines.policy.deny import normalize_attachment_point
 
@@ -265,6 +268,8 @@ class Snapshot:
         complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
             anywhere is known to be in the snapshot (e.g. from Cloud Asset
             ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
+        segmentation: perimeters and networks (:mod:`zt_pipelines.segmentation`); ``None``
+            when not read (unknown).
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
@@ -277,6 +282,7 @@ class Snapshot:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()
     complete_bindings_for: frozenset[str] = frozenset()
+    segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
 
     _project_names: dict[str, str] = field(
