@@ -92,16 +92,26 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT612": ("ImageNotPinned", "an approved image is a tag, not a digest"),
     "ZT613": ("RunNotFinished", "the run has not ended: only the tasks so far were verified"),
     "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
+    # drift (zt_pipelines.monitor.drift)
+    "ZT620": ("GrantAdded", "an approved identity was granted more since its approval"),
+    "ZT621": ("KeyAdded", "an approved identity has a new user-managed key"),
+    "ZT622": ("IdentityReenabled", "a disabled or missing approved identity is usable again"),
+    "ZT623": ("DenyRemoved", "a deny policy that named an approved identity no longer does"),
+    "ZT624": ("NewImpersonationPath", "an approved identity can now become another identity"),
+    "ZT625": ("ApprovalNoLongerHolds", "the approval would be refused today"),
+    "ZT626": ("DriftUnverifiable", "IAM state drift needs could not be read"),
+    "ZT629": ("PostureRecorded", "an approved identity's posture (the next drift baseline)"),
 }
 
 #: codes whose default severity is a warning (every other code is an error by default)
-WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525"})
+WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525", "ZT612", "ZT613"})
 
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
 _DEFAULT_LEVEL = {
     "ZT210": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
+    "ZT629": "note",
     "ZT512": "warning",
     "ZT525": "warning",
 }
