@@ -232,6 +232,7 @@ def job_settings(
         encryption_spec_key_name=step.encryption_spec_key_name,
         enable_web_access=step.enable_web_access,
         labels=step.labels,
+        reach=step.reach,
     ).merged_over(GCPC_DEFAULTS)
     count = final.accelerator_count
     if final.network and final.psc_interface_config:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -654,7 +655,10 @@ class _Walker:
                 source=source,
                 needs=decl.needs,
                 image=_gcpc_image(bindings, params, env),
-                job=_gcpc_job(bindings, params, env),
+                job=replace(
+                    _gcpc_job(bindings, params, env),
+                    reach=decl.job.reach if decl.job.reach is not None else self.defaults.reach,
+                ),
                 already_custom_job=True,
                 unescaped_payload_inputs=tuple(
                     sorted(
