@@ -78,7 +78,7 @@ def command(
 def _jobs(step: Any) -> str:
     """Extra tab-separated columns: the GCPC job kind and the identities of launched jobs."""
     out = ""
-    if step.job_kind and step.job_kind != "CustomJob" or step.wrapped_launcher:
+    if (step.job_kind and step.job_kind != "CustomJob") or step.wrapped_launcher:
         how = "wrapped in a CustomJob" if step.wrapped_launcher else "launched"
         out += f"\t{step.job_kind} ({how})"
     if step.launched_service_account and (
