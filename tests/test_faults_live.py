@@ -40,7 +40,9 @@ CALL_SITES: dict[str, tuple[str, str, str] | None] = {
     "google.iam.v2.Policies/GetPolicy": PROBE_GRANTED,
     # a custom role the listing could not return is read with roles.get instead
     "google.iam.admin.v1.IAM/ListRoles": None,
-    "google.iam.admin.v1.IAM/GetRole": PROBE_GRANTED,
+    # predefined roles a refused roles.get cannot return come from the shipped catalogue
+    # (test_refused_get_role_falls_back_to_the_catalogue); custom ones stay unreadable
+    "google.iam.admin.v1.IAM/GetRole": None,
     "google.iam.admin.v1.IAM/ListServiceAccounts": None,
     "google.iam.admin.v1.IAM/ListServiceAccountKeys": None,
     "google.iam.admin.v1.IAM/GetIamPolicy": (PIPE, SA_NODE, "iam.serviceAccounts.actAs"),
@@ -178,8 +180,11 @@ def test_permission_denied_fails_closed(
         member, resource, permission = probe
         after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
         assert after.state == "unverifiable", after
-    # never an allow the faulted snapshot cannot prove that the clean one would not
-    for member, resource, permission in {p for p in CALL_SITES.values() if p}:
+    # never an allow the faulted snapshot cannot prove that the clean one would not (a refused
+    # GetRole swaps this world's hand-narrowed roles/editor for the real catalogue's one)
+    for member, resource, permission in {
+        p for p in CALL_SITES.values() if p and not method.endswith("/GetRole")
+    }:
         before = decide(f"serviceAccount:{member}", resource, permission, clean, now=NOW)
         after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
         assert before.granted or not after.granted
@@ -187,6 +192,18 @@ def test_permission_denied_fails_closed(
         assert snap.complete_bindings_for == frozenset()
     if method.endswith("ListServiceAccounts"):
         assert any(u.what == "serviceAccounts.get" for u in snap.unreadable)
+
+
+def test_refused_get_role_falls_back_to_the_catalogue(emu: Emulator, clean: Snapshot) -> None:
+    snap = run_with_fault(
+        emu, Fault(method="google.iam.admin.v1.IAM/GetRole", code="PERMISSION_DENIED")
+    )
+    refused = {u.target for u in snap.unreadable if u.what == "roles.get"}
+    # roles/zt.reader is this world's own invention: no catalogue defines it
+    assert refused == {"roles/zt.reader"}
+    member, resource, permission = PROBE_GRANTED
+    after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
+    assert after.granted and after.evidence[0].role.startswith("roles/")
 
 
 def test_persistent_transient_fault_exhausts_the_budget_and_fails_closed(

@@ -35,6 +35,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
 )
 from zt_pipelines.provision import Grant, ProvisioningRefused, Want, build_plan
+from zt_pipelines.provision.apply import apply_plan
 from zt_pipelines.resources import ResourceRef
 
 PROJECT = "zt-e2e-proj"
@@ -238,7 +239,7 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
     assert {a.state for a in first.accounts} == {"create"}
     assert len(first.accounts) == 4  # pipeline, prep, train, derived evaluate
 
-    applied = first.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    applied = apply_plan(first, factory=factory, retry=no_wait_policy(), audit_log=audit)
     assert set(applied.created_accounts) == {PIPE_SA, PREP_SA, TRAIN_SA, derived.email}
     assert set(applied.created_roles) == {s.role.name for s in first.custom_roles}
     assert {g.key for g in applied.added} == {g.key for g in first.grants}
@@ -273,7 +274,7 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
     monkeypatch.setenv("ZT_EMULATOR_CALLER", ADMIN)
     live = make_plan(template, FULL_NEEDS, "live")
     assert live.against_state and live.is_noop, str(live)
-    second = first.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    second = apply_plan(first, factory=factory, retry=no_wait_policy(), audit_log=audit)
     assert not second.changed
     assert emulator.writes() == []
 
@@ -284,7 +285,7 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
         ("//storage.googleapis.com/zt-e2e-models", f"serviceAccount:{TRAIN_SA}", True)
     ]
     before_prune = emulator.state
-    pruned = shrunk.apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+    pruned = apply_plan(shrunk, factory=factory, retry=no_wait_policy(), audit_log=audit)
     assert [g.key for g in pruned.removed] == [g.key for g in shrunk.removals]
     after = emulator.state
     for name in after.nodes:
@@ -342,6 +343,12 @@ def test_cli_plan_and_apply_against_the_emulator(
         assert check(template, FULL_NEEDS, emu.state).allowed
         tf = runner.invoke(cli, ["plan", *args, "--empty", "--format", "terraform"])
         assert tf.exit_code == 0 and "google_storage_bucket_iam_member" in tf.output
+        out = tmp_path / "plan.tf"
+        written = runner.invoke(
+            cli, ["plan", *args, "--empty", "--format", "terraform", "-o", str(out)]
+        )
+        assert written.exit_code == 0 and written.output == ""
+        assert out.read_text() == tf.output
     assert len(AuditLog(audit).records()) == 1
 
 
@@ -365,7 +372,8 @@ def test_twenty_concurrent_applies_on_one_bucket_lose_no_binding(
 
     def run(i: int) -> int:
         start.wait()
-        result = plans[i].apply(
+        result = apply_plan(
+            plans[i],
             factory=factory,
             retry=no_wait_policy(),
             sleep=lambda s: time.sleep(min(s, 0.02)),
@@ -402,7 +410,7 @@ def test_predefined_roles_apply_then_check_is_allowed(
     )
     assert not planned.custom_roles
     assert not {"roles/owner", "roles/editor", "roles/viewer"} & {g.role for g in planned.grants}
-    planned.apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+    apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
     roles = {
         name: Role(name, perms, predefined_roles[name].get("title", ""))
         for name, perms in catalogue.items()
@@ -430,8 +438,8 @@ def test_grpc_policy_conflicts_are_retried_and_transient_errors_recovered(
     # ... and a transient failure the adapters' retry policy absorbs
     emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="UNAVAILABLE", times=2))
     sleeps: list[float] = []
-    result = planned.apply(
-        factory=factory, retry=no_wait_policy(), sleep=sleeps.append, audit_log=False
+    result = apply_plan(
+        planned, factory=factory, retry=no_wait_policy(), sleep=sleeps.append, audit_log=False
     )
     assert result.conflicts == 5 and len(sleeps) == 5
     assert {g.key for g in result.added} == {g.key for g in planned.grants}
@@ -445,7 +453,8 @@ def test_a_conflict_that_never_clears_fails_closed(
     planned = make_plan(template, FULL_NEEDS, emulator.state)
     emulator.add_fault(Fault(method="storage.buckets.setIamPolicy", code="ABORTED"))
     with pytest.raises(zt.ApiError) as info:
-        planned.apply(
+        apply_plan(
+            planned,
             factory=factory,
             retry=no_wait_policy(),
             sleep=lambda _s: None,
@@ -468,7 +477,7 @@ def test_submitter_grants_make_the_submitter_checks_pass(
     } == {
         ("roles/iam.serviceAccountUser", PIPE_SA)  # actAs on the pipeline SA only
     }
-    planned.apply(factory=factory, retry=no_wait_policy(), audit_log=False)
+    apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
     report = check(template, FULL_NEEDS, emulator.state, submitter=alice)
     assert report.allowed, str(report)
     assert not [f for f in report.findings if f.code == "ZT300"]
@@ -486,7 +495,7 @@ def test_prune_removes_a_legacy_dataset_access_entry_and_keeps_others(template: 
         assert [(g.role, g.member) for g in planned.removals] == [
             ("READER", f"serviceAccount:{TRAIN_SA}")
         ]
-        result = planned.apply(factory=local, retry=no_wait_policy(), audit_log=False)
+        result = apply_plan(planned, factory=local, retry=no_wait_policy(), audit_log=False)
         assert len(result.removed) == 1
         members = {m for _, m, _ in members_of(emu.state, dataset)}
         assert f"serviceAccount:{TRAIN_SA}" not in members
@@ -560,7 +569,9 @@ def test_apply_rechecks_a_tampered_plan_before_any_write(
     audit = tmp_path / "audit.jsonl"
     emulator.clear_log()
     with pytest.raises(ProvisioningRefused):
-        _tampered(planned, how).apply(factory=factory, retry=no_wait_policy(), audit_log=audit)
+        apply_plan(
+            _tampered(planned, how), factory=factory, retry=no_wait_policy(), audit_log=audit
+        )
     assert emulator.writes() == []
     (record,) = AuditLog(audit).records()  # the refusal is on the trail
     assert record["action"] == "provision-apply" and record["outcome"] == "refused"
@@ -574,5 +585,7 @@ def test_apply_refuses_before_any_write_when_the_audit_log_cannot_be_written(
     blocker.write_text("")
     emulator.clear_log()
     with pytest.raises(zt.ApiError, match="audit log"):
-        planned.apply(factory=factory, retry=no_wait_policy(), audit_log=blocker / "audit.jsonl")
+        apply_plan(
+            planned, factory=factory, retry=no_wait_policy(), audit_log=blocker / "audit.jsonl"
+        )
     assert emulator.writes() == []

@@ -8,6 +8,7 @@ import hcl2
 import pytest
 
 import zt_pipelines as zt
+from zt_pipelines.provision.render import render_terraform
 
 PROJECT = "corpus-proj"
 PIPE_SA = f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com"
@@ -41,5 +42,5 @@ def test_every_corpus_pipeline_plans(corpus_dir: Path) -> None:
             ), path
         steps_seen += len(steps)
         if index % 10 == 0:  # parsing HCL is the slow part: a sample is enough here
-            assert hcl2.loads(plan.to_terraform())
+            assert hcl2.loads(render_terraform(plan))
     print(f"\n{len(files)} corpus pipelines planned, {steps_seen} step identities")

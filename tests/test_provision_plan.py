@@ -31,6 +31,7 @@ from zt_pipelines.provision import (
     role_id_for,
 )
 from zt_pipelines.provision.custom_roles import custom_role_for, is_managed_role
+from zt_pipelines.provision.render import render_gcloud, render_json, render_table, render_terraform
 from zt_pipelines.resources import ResourceRef, normalize_resource
 
 PROJECT = "zt-demo-proj"
@@ -124,7 +125,7 @@ def test_every_step_gets_exactly_its_needs_as_custom_roles() -> None:
 
 def test_identical_permission_sets_share_one_role_and_replanning_is_stable() -> None:
     p1, p2 = make_plan(), make_plan()
-    assert p1.to_json() == p2.to_json()
+    assert render_json(p1) == render_json(p2)
     raw_roles = {
         g.role for g in p1.grants if g.uri == "gs://raw-data" and g.member.endswith(PREP_SA)
     } | {g.role for g in p1.grants if g.uri == "gs://raw-data" and g.member.endswith(TRAIN_SA)}
@@ -227,9 +228,14 @@ def test_every_bindable_resource_shape_renders_in_every_format(uri: str) -> None
     planned = make_plan(result(step("train", TRAIN_SA, need(uri, "storage.objects.get"))))
     resource = normalize_resource(uri).name
     assert any(g.resource == resource for g in planned.additions)
-    for text in (str(planned), planned.to_json(), planned.to_terraform(), planned.to_gcloud()):
+    for text in (
+        render_table(planned),
+        render_json(planned),
+        render_terraform(planned),
+        render_gcloud(planned),
+    ):
         assert text.strip()
-    assert resource.rsplit("/", 1)[-1] in planned.to_gcloud()
+    assert resource.rsplit("/", 1)[-1] in render_gcloud(planned)
 
 
 @pytest.mark.parametrize(
@@ -339,8 +345,8 @@ def test_no_changes_when_state_matches() -> None:
     )
     p = make_plan(snapshot=snapshot, prune=True)
     assert p.is_noop and not p.additions and not p.removals
-    assert "No changes." in str(p)
-    assert "nothing to do" in p.to_gcloud()
+    assert "No changes." in render_table(p)
+    assert "nothing to do" in render_gcloud(p)
 
 
 def test_predefined_roles_mode_uses_a_cover_and_reports_excess() -> None:
@@ -377,17 +383,22 @@ def test_predefined_roles_mode_uses_a_cover_and_reports_excess() -> None:
     # projects.get; pipeline root (get/create under the prefix): objects.list + projects.get
     assert excess["train"] == 1 + 1 + 2 + 2
     assert all(c.cover.exact for c in p.covers)
-    data = json.loads(p.to_json())
+    data = json.loads(render_json(p))
     assert data["covers"] and data["roles"] == "predefined"
-    assert "train: 6" in str(p)
+    assert "train: 6" in render_table(p)
 
 
 def test_custom_role_ids_are_valid_and_order_independent() -> None:
-    a = custom_role_for(["b.c.d", "a.b.c", "a.b.c"], parent="projects/zt-demo-proj")
-    b = custom_role_for(["a.b.c", "b.c.d"], parent="projects/zt-demo-proj")
-    assert a == b and a.permissions == ("a.b.c", "b.c.d")
+    a = custom_role_for(
+        ["storage.objects.list", "storage.objects.get", "storage.objects.get"],
+        parent="projects/zt-demo-proj",
+    )
+    b = custom_role_for(
+        ["storage.objects.get", "storage.objects.list"], parent="projects/zt-demo-proj"
+    )
+    assert a == b and a.permissions == ("storage.objects.get", "storage.objects.list")
     assert a.name == f"projects/zt-demo-proj/roles/{a.role_id}"
-    org = custom_role_for(["a.b.c"], parent="organizations/1234")
+    org = custom_role_for(["storage.objects.get"], parent="organizations/1234")
     assert org.name.startswith("organizations/1234/roles/zt_")
     with pytest.raises(InputError):
         custom_role_for(["a.b.c"], parent="folders/12")
@@ -396,7 +407,7 @@ def test_custom_role_ids_are_valid_and_order_independent() -> None:
 
 
 def test_table_lists_changes_and_marks_extras() -> None:
-    text = str(make_plan())
+    text = render_table(make_plan())
     assert "+ " + TRAIN_SA in text
     assert "Plan: 3 account(s) to create" in text
 

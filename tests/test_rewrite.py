@@ -334,7 +334,7 @@ def test_derived_identities_are_stable_and_follow_the_naming_template(
 def test_pipeline_job_json_is_accepted(control_flow_path: Path, tmp_path: Path) -> None:
     spec, _ = load_template(control_flow_path)
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"displayName": "x", "pipelineSpec": spec}))
+    job.write_text(json.dumps({"displayName": "x", "pipelineSpec": spec, "runtimeConfig": {}}))
     assert rewrite(job, project=PROJECT) == rewrite(spec, project=PROJECT)
 
 
@@ -461,7 +461,12 @@ def test_input_artifact_paths_pasted_into_the_payload_are_reported(tmp_path: Pat
 def test_dumped_templates_never_use_yaml_aliases() -> None:
     # the loader refuses aliases, so what we write must not contain any, even for shared objects
     shared = {"a": 1}
-    spec = {"pipelineInfo": {"name": "p"}, "root": {"dag": {"tasks": {}}}, "x": [shared, shared]}
+    spec = {
+        "pipelineInfo": {"name": "p"},
+        "root": {"dag": {"tasks": {}}},
+        "schemaVersion": "2.1.0",
+        "x": [shared, shared],
+    }
     text = dump_template(spec)
     assert "&" not in text and "*" not in text
     assert parse_template_text(text) == (spec, ())

@@ -84,7 +84,7 @@ def test_rewrite_cli_success(
         (["--project", PROJECT, "--param", "nope=1"], "nope"),
         (["--project", PROJECT, "--param", "novalue"], "KEY=VALUE"),
         (["--project", PROJECT, "--manifest", "/nonexistent/m.yaml"], "m.yaml"),
-        (["--project", PROJECT, "--pipeline-service-account", "not an email"], "whitespace"),
+        (["--project", PROJECT, "--pipeline-sa", "not an email"], "whitespace"),
     ],
 )
 def test_rewrite_cli_bad_input_exits_2_with_one_line(

@@ -20,6 +20,7 @@ from zt_pipelines.policy.snapshot import (
     ServiceAccount,
     Snapshot,
 )
+from zt_pipelines.provision.render import render_gcloud, render_terraform
 
 
 def unquote(value: Any) -> Any:
@@ -56,7 +57,7 @@ def resources(doc: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
 
 def test_terraform_parses_and_has_the_planned_structure(tmp_path: Path) -> None:
     plan = make_plan()
-    text = plan.to_terraform()
+    text = render_terraform(plan)
     doc = parse(text)
     accounts = resources(doc, "google_service_account")
     assert sorted(unquote(a["account_id"]) for a in accounts.values()) == sorted(
@@ -92,14 +93,14 @@ def test_terraform_parses_and_has_the_planned_structure(tmp_path: Path) -> None:
 
 def test_existing_accounts_get_import_blocks() -> None:
     snapshot = Snapshot(service_accounts={PREP_SA: ServiceAccount(PREP_SA, PROJECT)})
-    doc = parse(make_plan(snapshot=snapshot).to_terraform())
+    doc = parse(render_terraform(make_plan(snapshot=snapshot)))
     imports = doc.get("import", [])
     assert len(imports) == 1
     assert unquote(imports[0]["id"]) == f"projects/{PROJECT}/serviceAccounts/{PREP_SA}"
 
 
 def test_labels_are_unique_and_stable() -> None:
-    a, b = make_plan().to_terraform(), make_plan().to_terraform()
+    a, b = render_terraform(make_plan()), render_terraform(make_plan())
     assert a == b
     doc = parse(a)
     labels = [label for block in doc["resource"] for body in block.values() for label in body]
@@ -108,7 +109,7 @@ def test_labels_are_unique_and_stable() -> None:
 
 def test_hostile_strings_cannot_inject_hcl() -> None:
     odd = result(step("train", TRAIN_SA, need('gs://models/${evil}"%{x}#', "storage.objects.get")))
-    text = make_plan(odd).to_terraform()
+    text = render_terraform(make_plan(odd))
     doc = parse(text)
     buckets = resources(doc, "google_storage_bucket_iam_member")
     cond = next(
@@ -151,7 +152,7 @@ def test_terraform_fmt_accepts_the_output_unchanged(tmp_path: Path) -> None:
         "predefined": make_plan(roles="predefined", catalogue=catalogue),
     }.items():
         path = tmp_path / f"{name}.tf"
-        path.write_text(plan.to_terraform())
+        path.write_text(render_terraform(plan))
         proc = subprocess.run(
             ["terraform", "fmt", "-check", "-diff", str(path)],
             capture_output=True,
@@ -170,7 +171,7 @@ def test_gcloud_script_is_valid_shell_with_one_command_per_change() -> None:
         ),
     )
     plan = make_plan(snapshot=Snapshot(nodes={train_bucket.name: train_bucket}), prune=True)
-    script = plan.to_gcloud()
+    script = render_gcloud(plan)
     lines = [ln for ln in script.splitlines() if ln and not ln.startswith("#")]
     assert lines[0] == "set -euo pipefail"
     commands = [shlex.split(ln) for ln in lines[1:]]
@@ -211,7 +212,7 @@ def test_gcloud_condition_flag_splits_into_exactly_its_three_fields() -> None:
     )
     (flag,) = [
         w.removeprefix("--condition=")
-        for line in planned.to_gcloud().splitlines()
+        for line in render_gcloud(planned).splitlines()
         if "raw-data" in line
         for w in shlex.split(line)
         if w.startswith("--condition=^")

@@ -20,7 +20,7 @@ imported when :class:`PipelineJob` is first used)::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zt_pipelines.errors import (
     ApiError,
@@ -38,6 +38,16 @@ from zt_pipelines.errors import (
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
+    from zt_pipelines.declare import load_manifest, step
+    from zt_pipelines.job import PipelineJob
+    from zt_pipelines.policy.orgpolicy import load_policy
+    from zt_pipelines.policy.report import Finding, Report
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+    from zt_pipelines.provision import Plan, plan  # type: ignore[no-redef]
+    from zt_pipelines.spec.rewrite import rewrite, rewrite_pipeline
+    from zt_pipelines.verification import check
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
@@ -59,16 +69,27 @@ __all__ = [
     "ApiError",
     "DeclarationError",
     "DefaultIdentityError",
+    "Finding",
     "IdentityError",
     "InputError",
     "ManifestError",
+    "PipelineJob",
+    "Plan",
     "PolicyFileError",
+    "Report",
     "ResourceError",
     "SnapshotError",
     "TemplateError",
     "ZeroTrustViolation",
     "ZtError",
-    *_LAZY,
+    "check",
+    "load_manifest",
+    "load_policy",
+    "load_snapshot",
+    "plan",
+    "rewrite",
+    "rewrite_pipeline",
+    "step",
 ]
 
 

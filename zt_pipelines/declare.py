@@ -36,7 +36,8 @@ from typing import Any
 from zt_pipelines.errors import DeclarationError, ManifestError
 from zt_pipelines.identity import require_user_managed
 from zt_pipelines.model import JobFields, Need, StepDeclaration
-from zt_pipelines.resources import ResourceRef, check_permission, normalize_resource
+from zt_pipelines.policy.role_catalogue import validate_permission
+from zt_pipelines.resources import ResourceRef, normalize_resource
 
 PLATFORM_KEY = "zt_pipelines"
 """Our key in ``task.platform_config`` and in the compiled PlatformSpec's ``platforms``."""
@@ -69,6 +70,7 @@ def parse_needs(needs: Any, *, where: str) -> tuple[Need, ...]:
         DeclarationError: ``needs`` is not a mapping of strings to lists of strings.
         ResourceError: a resource URI is malformed.
         PermissionFormatError: a permission is not ``service.resource.verb``.
+        UnknownPermissionError: a permission no predefined role includes (with suggestions).
     """
     if needs is None:
         return ()
@@ -90,7 +92,7 @@ def parse_needs(needs: Any, *, where: str) -> tuple[Need, ...]:
             )
         if not perms:
             raise DeclarationError("the permission list is empty", where=at)
-        merged.setdefault(ref, set()).update(check_permission(p, where=at) for p in perms)
+        merged.setdefault(ref, set()).update(validate_permission(p, where=at) for p in perms)
     return tuple(sorted(Need(ref, tuple(sorted(p))) for ref, p in merged.items()))
 
 
@@ -573,24 +575,14 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
     else:
         path = Path(source)
         label = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"cannot read the manifest ({exc})", where=label) from exc
-        import yaml  # lazy: only manifests need it here
+        from zt_pipelines import loaders  # strict and bounded, as for every file kind
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            detail = " ".join(str(exc).split())[:300]  # one line for the CLI
-            raise ManifestError(f"malformed YAML/JSON ({detail})", where=label) from exc
-        from zt_pipelines.errors import TemplateError
-        from zt_pipelines.spec.template import refuse_aliases
-
-        try:
-            refuse_aliases([data], label)
-        except TemplateError as exc:
-            raise ManifestError(exc.what, where=label, fix=exc.fix) from None
+        documents = loaders.load_file(path, kind="manifest", error=ManifestError)
+        if len(documents) > 1:
+            raise ManifestError(
+                f"a manifest is one YAML/JSON document, not {len(documents)}", where=label
+            )
+        data = documents[0] if documents else None
     if not isinstance(data, Mapping) or set(data) != {"steps"}:
         raise ManifestError(
             "a manifest is a mapping with one key, 'steps'",
@@ -613,6 +605,13 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
                 f"unknown key {unknown[0]!r}",
                 where=where,
                 fix="known keys: service_account, needs, " + ", ".join(JOB_FIELD_NAMES),
+            )
+        nulls = sorted(k for k, v in entry.items() if v is None)
+        if nulls:  # `needs: null` is not "no needs": a value was cut or mistyped
+            raise ManifestError(
+                f"{nulls[0]!r} is null",
+                where=where,
+                fix="give a value, or leave the key out",
             )
         job = {k: v for k, v in entry.items() if k in JOB_FIELD_NAMES}
         out[task] = declaration(

@@ -65,6 +65,25 @@ class PermissionFormatError(DeclarationError):
     """A permission string is not of the form ``service.resource.verb``."""
 
 
+class UnknownPermissionError(PermissionFormatError):
+    """A well-formed permission no predefined role includes (a typo, most often).
+
+    Attributes:
+        suggestions: the closest known permission names, best first.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        self.suggestions = suggestions
+        super().__init__(what, where=where, fix=fix)
+
+
 class ManifestError(DeclarationError):
     """A manifest file is malformed, or names a task the pipeline does not have."""
 
@@ -93,6 +112,21 @@ class SnapshotError(InputError):
 
 class PolicyFileError(InputError):
     """An organisation policy file (``zt-policy.yaml``) is malformed."""
+
+
+class MissingCredentialsError(InputError):
+    """A Google API call is needed (a live check, a remote template, a submission) and no
+    credentials are configured: neither ``credentials=``, ``aiplatform.init`` nor ADC."""
+
+
+class StateChangedError(ZtError):
+    """What a decision was taken against (endpoint, project, location, credentials, service
+    account, network) changed before the action it approved: refused, nothing was sent."""
+
+
+class PipelineRootOwnerError(ZtError):
+    """The pipeline-root bucket belongs to another project than the job's (bucket squatting):
+    refused, nothing was sent."""
 
 
 class ApiError(ZtError):

@@ -66,8 +66,10 @@ def check(
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
     Args:
-        template: a compiled pipeline (path or IR dict).
-        project, location: where the pipeline runs.
+        template: a compiled pipeline: a path, a ``gs://`` / Artifact Registry / https URI
+            (fetched as aiplatform fetches it, with ``credentials``), or an IR dict.
+        project: the project the pipeline runs in.
+        location: the region it runs in.
         pipeline_service_account: the pipeline identity.
         pipeline_root: ``gs://...`` where artifacts go (adds the implicit storage needs);
             default: the template's ``defaultPipelineRoot``.
@@ -84,7 +86,7 @@ def check(
         now: the time conditions and suppressions are evaluated at (default: the clock).
 
     Raises:
-        InputError subclasses for unreadable or malformed inputs (exit code 2).
+        InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
     """
     from zt_pipelines.spec import rewrite_pipeline
 
@@ -93,6 +95,15 @@ def check(
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
     template_name = str(template) if isinstance(template, (str, Path)) else ""
+    source: Any = template
+    if isinstance(template, str):
+        from zt_pipelines.gcp.templates import fetch_template_text, is_remote
+
+        if is_remote(template):
+            from zt_pipelines.spec.template import parse_template_text
+
+            text = fetch_template_text(template, credentials=credentials, project=project)
+            source = parse_template_text(text, where=template)
     ctx = CheckContext(
         project=project,
         location=location,
@@ -105,7 +116,7 @@ def check(
     )
     try:
         result = rewrite_pipeline(
-            template,
+            source,
             parameter_values=parameter_values,
             manifest=manifest,
             project=project,
@@ -152,19 +163,25 @@ def check_rewritten(
     roles: str | Path | dict[str, Role] | None = None,
     now: datetime | None = None,
     template: str = "",
+    emulator_host: str | None = None,
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
     Parameters and manifests were applied by the rewrite that produced ``result``, so this
     function does not take them (accepting and ignoring them would surprise a caller). Without
     ``pipeline_root`` the template's ``defaultPipelineRoot`` is used, as a run (and
-    provisioning) would.
+    provisioning) would. ``emulator_host`` pins where live state is read (the drop-in job
+    passes the address it captured, so a later change of ``$ZT_EMULATOR_HOST`` is not read);
+    default ``$ZT_EMULATOR_HOST``.
     """
     _require_location(location)
     _require_submitter(submitter)
+    emulator = os.environ.get("ZT_EMULATOR_HOST") if emulator_host is None else emulator_host
     if snapshot is None and submitter is None:
         # live mode: whoever holds these credentials is who would submit
-        submitter, submitter_credentials = _live_submitter(credentials, submitter_credentials)
+        submitter, submitter_credentials = _live_submitter(
+            credentials, submitter_credentials, emulator or None
+        )
     pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
@@ -185,6 +202,7 @@ def check_rewritten(
         sa.email,
         extra_roles,
         credentials=credentials,
+        emulator_host=emulator,
         project=project,
         location=location,
     )
@@ -229,6 +247,7 @@ def _snapshot(
     roles: dict[str, Role],
     *,
     credentials: Any,
+    emulator_host: str | None,
     project: str | None = None,
     location: str | None = None,
 ) -> Snapshot:
@@ -259,20 +278,22 @@ def _snapshot(
         principals=needs.principals,
         projects=needs.projects,
         credentials=credentials,
-        emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+        emulator_host=emulator_host,
         persistent_resources=needs.persistent_resources,
     )
     return with_roles(live, roles) if roles else live
 
 
-def _live_submitter(credentials: Any, kind: str | None) -> tuple[str | None, str | None]:
+def _live_submitter(
+    credentials: Any, kind: str | None, emulator_host: str | None
+) -> tuple[str | None, str | None]:
     """The member behind the live credentials (``None`` when they do not say: the report then
     notes that ZT300 was not checked)."""
     from zt_pipelines.errors import IdentityError
     from zt_pipelines.gcp import describe_submitter
     from zt_pipelines.gcp.clients import emulator_caller_credentials
 
-    if credentials is None and os.environ.get("ZT_EMULATOR_HOST"):
+    if credentials is None and emulator_host:
         credentials = emulator_caller_credentials()
     try:
         found = describe_submitter(credentials)

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "plan": "provision",
     "apply": "provision",
     "precommit-check": "precommit",
+    "verify-run": "monitor",
 }
 
 
@@ -53,11 +54,53 @@ class _LazyGroup(click.Group):
                 return None  # subcommand not shipped in this build
             raise
         command = getattr(mod, "commands", {}).get(name) or getattr(mod, "command", None)
-        return command if isinstance(command, click.Command) else None
+        if not isinstance(command, click.Command):
+            return None
+        if not any(p.name == "verbose" for p in command.params):
+            command.params.append(_verbose_option())  # `zt-pipelines check -v ...` too
+        return command
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """``-v``: what zt-pipelines does (endpoints, retries, cache); ``-vv``: debug detail;
+    ``-vvv``: the Google client libraries' logs as well. Logs go to stderr."""
+    if not value:
+        return
+    import logging
+
+    level = logging.INFO if value == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("zt_pipelines", *(("google", "grpc", "urllib3") if value >= 3 else ())):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_zt_cli", False) for h in logger.handlers):
+            handler._zt_cli = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(min(level, logger.level or logging.WARNING))
+
+
+def _verbose_option() -> click.Option:
+    return click.Option(
+        ["-v", "--verbose"],
+        count=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_verbosity,
+        help="Log what happens to stderr (-v: info, -vv: debug, -vvv: client libraries too).",
+    )
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="zt-pipelines")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_verbosity,
+    help="Log what happens to stderr (-v: info, -vv: debug, -vvv: client libraries too).",
+)
 def cli() -> None:
     """Zero trust for Vertex AI Pipelines: one minimal service account per step, verified
     before anything is submitted."""
@@ -67,11 +110,11 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``--param KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed.
 
     Raises:
-        InputError: a pair without ``=`` or key, or a key given twice (exit 2).
+        InputError: a pair without ``=`` or key, a key given twice, or a JSON-shaped VALUE
+            the strict loader refuses (exit 2).
     """
-    import json
-
     from zt_pipelines.errors import InputError
+    from zt_pipelines.loaders import parse_param_value
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -82,10 +125,8 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
             )
         if key in values:
             raise InputError(f"--param {key!r} is given twice", where="--param")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        # strict and bounded like every input: duplicate keys, depth, huge integers refused
+        values[key] = parse_param_value(raw, where=f"--param {key}", error=InputError)
     return values
 
 

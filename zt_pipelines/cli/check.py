@@ -11,6 +11,15 @@ from typing import Any, TypeVar
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
+from zt_pipelines.cli.options import (
+    live_progress,
+    location_option,
+    output_option,
+    pipeline_sa_option,
+    policy_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -49,29 +58,25 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 
 
 @click.command("check")
-@click.argument("template", type=click.Path(path_type=Path))
-@click.option("--project", required=True, help="Project the pipeline runs in.")
-@click.option("--location", required=True, help="Region, e.g. us-central1.")
-@click.option("--pipeline-sa", "pipeline_sa", required=True, help="The pipeline service account.")
-@click.option(
-    "--snapshot",
-    type=click.Path(path_type=Path),
-    help="IAM snapshot file (YAML/JSON). Without it, live IAM state is read.",
-)
+@click.argument("template")
+@project_option()
+@location_option()
+@pipeline_sa_option()
+@snapshot_option()
 @click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
-@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@policy_option()
 @click.option("--roles", type=click.Path(path_type=Path), help="Predefined-role catalogue file.")
 @click.option("--submitter", help="Submitting principal, e.g. user:alice@example.com.")
 @click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
 @click.option("--network", help="The pipeline job's network.")
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
 @format_option()
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+@output_option(help="Write the report here.")
 @click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
 def command(
-    template: Path,
+    template: str,
     project: str,
     location: str,
     pipeline_sa: str,
@@ -92,6 +97,7 @@ def command(
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
 
+    from zt_pipelines.cli.templates import template_location
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -104,22 +110,23 @@ def command(
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
-    report = check(
-        template,
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_sa,
-        pipeline_root=pipeline_root,
-        parameter_values=parse_parameters(params),
-        manifest=manifest,
-        policy=policy,
-        snapshot=snapshot,
-        submitter=submitter,
-        submitter_credentials=submitter_credentials,
-        network=network,
-        roles=roles,
-        now=now,
-    )
+    with live_progress():
+        report = check(
+            template_location(template),
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=pipeline_root,
+            parameter_values=parse_parameters(params),
+            manifest=manifest,
+            policy=policy,
+            snapshot=snapshot,
+            submitter=submitter,
+            submitter_credentials=submitter_credentials,
+            network=network,
+            roles=roles,
+            now=now,
+        )
     text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()

@@ -188,6 +188,7 @@ def _write_outputs(emulator: Any, request_log: Path | None, dump_state: Path | N
     import dataclasses
     import json
 
+    from zt_pipelines.policy.role_catalogue import with_catalogue_roles
     from zt_pipelines.policy.snapshot_file import dump_snapshot
 
     try:
@@ -196,7 +197,14 @@ def _write_outputs(emulator: Any, request_log: Path | None, dump_state: Path | N
             request_log.write_text("".join(lines), encoding="utf-8")
         if dump_state is not None:
             dump_state.write_text(
-                json.dumps(dump_snapshot(emulator.state), indent=2, sort_keys=True) + "\n",
+                json.dumps(
+                    # the definitions of every predefined role bound in the world: the dump
+                    # re-checks offline without ZT201 "definition not in the snapshot"
+                    dump_snapshot(with_catalogue_roles(emulator.state)),
+                    indent=2,
+                    sort_keys=True,
+                )
+                + "\n",
                 encoding="utf-8",
             )
     except OSError as exc:

@@ -12,19 +12,41 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option
+from zt_pipelines.cli.options import (
+    location_option,
+    pipeline_sa_option,
+    policy_option,
+    project_option,
+    snapshot_option,
+)
 
 
 def _is_template(path: Path) -> bool:
-    """A compiled KFP pipeline (PipelineSpec or PipelineJob) in its first document."""
+    """A compiled KFP pipeline (PipelineSpec or PipelineJob) in its first document.
+
+    A file that names ``pipelineInfo`` but cannot be loaded (too large, malformed, refused
+    YAML) counts as a template, so ``check`` reports it instead of skipping it silently.
+    """
+    from zt_pipelines import loaders
+    from zt_pipelines.errors import InputError, TemplateError
+
     try:
-        with path.open(encoding="utf-8") as fh:
-            first = next(yaml.safe_load_all(fh), None)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
+        raw = loaders.read_bytes(path, kind="template", error=TemplateError)
+    except InputError as exc:
+        return "larger than" in exc.what or "decompresses" in exc.what
+    try:
+        documents = loaders.parse_text(
+            loaders.decode(raw, where=str(path), error=TemplateError),
+            where=str(path),
+            kind="template",
+            error=TemplateError,
+        )
+    except InputError:
+        return b"pipelineInfo" in raw
+    first = next((d for d in documents if d is not None), None)
     if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
         first = first["pipelineSpec"]
     return isinstance(first, dict) and "pipelineInfo" in first and "root" in first
@@ -32,18 +54,17 @@ def _is_template(path: Path) -> bool:
 
 @click.command("precommit-check")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--project", required=True, help="Project the pipelines run in.")
-@click.option("--location", required=True, help="Region, e.g. us-central1.")
-@click.option("--pipeline-sa", "pipeline_sa", required=True, help="The pipeline service account.")
-@click.option(
-    "--snapshot",
+@project_option(help="Project the pipelines run in.")
+@location_option()
+@pipeline_sa_option()
+@snapshot_option(
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    exists=True,
     help="IAM snapshot file the templates are checked against (offline, no credentials).",
 )
 @click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
-@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@policy_option()
 @click.option("--submitter", help="Submitting principal, e.g. serviceAccount:ci@...")
 @format_option(help="json: {file: report}; sarif: one SARIF log with a run per template.")
 def command(

@@ -13,21 +13,24 @@ from typing import Any
 
 import click
 
+from zt_pipelines.cli.options import (
+    live_progress,
+    location_option,
+    output_option,
+    pipeline_sa_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError
 
 
 def _options(fn: Any) -> Any:
     """The options ``plan`` and ``apply`` share."""
     decorators = [
-        click.argument("template", type=click.Path(path_type=Path)),
-        click.option("--project", required=True, help="Project the pipeline runs in."),
-        click.option(
-            "--pipeline-sa",
-            "pipeline_sa",
-            required=True,
-            help="The pipeline service account (it launches the steps).",
-        ),
-        click.option("--location", default="us-central1", show_default=True),
+        click.argument("template"),
+        project_option(),
+        pipeline_sa_option(),
+        location_option(),
         click.option("--pipeline-root", help="gs:// root for artifacts (default: template's)."),
         click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations."),
         click.option(
@@ -45,11 +48,7 @@ def _options(fn: Any) -> Any:
             type=click.Path(path_type=Path),
             help="Predefined role catalogue (.json/.json.gz) for --roles predefined.",
         ),
-        click.option(
-            "--snapshot",
-            type=click.Path(path_type=Path),
-            help="Current state from a snapshot file instead of reading it live.",
-        ),
+        snapshot_option(help="Current state from a snapshot file instead of reading it live."),
         click.option("--empty", is_flag=True, help="Plan against an empty project (no reads)."),
         click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
         click.option("--organization", help="Organisation number to hold the custom roles."),
@@ -72,21 +71,24 @@ def _make_plan(opts: dict[str, Any]) -> Any:
         snapshot = None
     else:
         snapshot = "live"  # read after the rewrite, with the same parameters and manifest
-    return plan(
-        opts["template"],
-        project=opts["project"],
-        pipeline_service_account=opts["pipeline_sa"],
-        location=opts["location"],
-        pipeline_root=opts["pipeline_root"],
-        parameter_values=parse_parameters(opts["params"]),
-        manifest=opts["manifest"],
-        roles=opts["roles"],
-        snapshot=snapshot,
-        prune=opts["prune"],
-        organization=opts["organization"],
-        catalogue=opts["catalogue"],
-        submitter=opts["submitter"],
-    )
+    from zt_pipelines.cli.templates import template_source
+
+    with live_progress():
+        return plan(
+            template_source(opts["template"], project=opts["project"]),
+            project=opts["project"],
+            pipeline_service_account=opts["pipeline_sa"],
+            location=opts["location"],
+            pipeline_root=opts["pipeline_root"],
+            parameter_values=parse_parameters(opts["params"]),
+            manifest=opts["manifest"],
+            roles=opts["roles"],
+            snapshot=snapshot,
+            prune=opts["prune"],
+            organization=opts["organization"],
+            catalogue=opts["catalogue"],
+            submitter=opts["submitter"],
+        )
 
 
 @click.command("plan")
@@ -98,18 +100,24 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     default="table",
     show_default=True,
 )
-def plan_command(fmt: str, **opts: Any) -> None:
+@output_option(help="Write the plan here instead of printing it.")
+def plan_command(fmt: str, output: Path | None, **opts: Any) -> None:
     """Show the service accounts, roles and bindings TEMPLATE needs, as a diff."""
+    from zt_pipelines.provision import render
+
     result = _make_plan(opts)
-    if fmt == "json":
-        text = result.to_json()
-    elif fmt == "terraform":
-        text = result.to_terraform()
-    elif fmt == "gcloud":
-        text = result.to_gcloud()
+    renderer = {
+        "json": render.render_json,
+        "terraform": render.render_terraform,
+        "gcloud": render.render_gcloud,
+    }.get(fmt, render.render_table)
+    text = renderer(result)
+    if output is not None:
+        from zt_pipelines.cli import write_output
+
+        write_output(output, text.rstrip("\n") + "\n")
     else:
-        text = str(result)
-    click.echo(text.rstrip("\n"))
+        click.echo(text.rstrip("\n"))
 
 
 @click.command("apply")
@@ -120,13 +128,16 @@ def plan_command(fmt: str, **opts: Any) -> None:
 )
 def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> None:
     """Create the service accounts and roles TEMPLATE needs and write its bindings."""
+    from zt_pipelines.provision.apply import apply_plan
+    from zt_pipelines.provision.render import render_table
+
     result = _make_plan(opts)
-    click.echo(str(result))
+    click.echo(render_table(result))
     if result.is_noop:
         return
     if not yes:
         click.confirm("Apply these changes?", abort=True)
-    outcome = result.apply(audit_log=audit_log, location=opts["location"])
+    outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
     click.echo(str(outcome))
 
 

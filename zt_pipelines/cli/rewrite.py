@@ -7,9 +7,14 @@ from typing import Any
 
 import click
 
+from zt_pipelines.cli.options import (
+    pipeline_sa_option,
+    project_option,
+)
+
 
 @click.command("rewrite")
-@click.argument("template", type=click.Path(path_type=Path))
+@click.argument("template")
 @click.option(
     "-o",
     "--output",
@@ -27,8 +32,8 @@ import click
     metavar="KEY=VALUE",
     help="A pipeline parameter value (repeatable).",
 )
-@click.option("--project", help="Project of derived per-step service accounts.")
-@click.option("--pipeline-service-account", help="The pipeline's SA (a step may not run as it).")
+@project_option(required=False, help="Project of derived per-step service accounts.")
+@pipeline_sa_option(required=False, help="The pipeline's SA (a step may not run as it).")
 @click.option(
     "--naming-template", default=None, help="Derived account ids, e.g. 'zt-{pipeline}-{task}'."
 )
@@ -38,26 +43,27 @@ import click
     help="The gs:// pipeline root Vertex substitutes for {{$.pipeline_root}} (checked).",
 )
 def command(
-    template: Path,
+    template: str,
     output: Path,
     manifest: Path | None,
     params: tuple[str, ...],
     project: str | None,
-    pipeline_service_account: str | None,
+    pipeline_sa: str | None,
     naming_template: str | None,
     pipeline_root: str | None,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.spec import DEFAULT_NAME_TEMPLATE, dump_template, rewrite_pipeline
 
     require_writable(output)  # before the rewrite: a typo in -o should not cost the work
     result = rewrite_pipeline(
-        template,
+        template_source(template, project=project),
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,
-        pipeline_service_account=pipeline_service_account,
+        pipeline_service_account=pipeline_sa,
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
         pipeline_root=pipeline_root,
     )

@@ -7,12 +7,17 @@ run offline (CI without cloud credentials) on the state captured here.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
+from zt_pipelines.cli.options import (
+    live_progress,
+    location_option,
+    pipeline_sa_option,
+    project_option,
+)
 from zt_pipelines.errors import InputError
 from zt_pipelines.resources import normalize_resource
 
@@ -25,8 +30,10 @@ def _needs(
     pipeline_sa: str | None,
     pipeline_root: str | None,
     parameter_values: dict[str, Any] | None = None,
-) -> tuple[set[str], set[str], set[str], set[str]]:
-    """(resources, service accounts, principals, projects) the templates' check needs."""
+) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
+    """(resources, service accounts, principals, projects, persistent resources) the
+    templates' check needs."""
+    persistent: set[str] = set()
     resources: set[str] = set()
     accounts: set[str] = set()
     principals: set[str] = set()
@@ -34,13 +41,14 @@ def _needs(
     if not templates:
         if pipeline_sa:
             accounts.add(pipeline_sa.lower())
-        return resources, accounts, principals, projects
+        return resources, accounts, principals, projects, persistent
     if not pipeline_sa:
         raise InputError(
             "--pipeline-sa is required with --template",
             where="snapshot",
             fix="name the pipeline service account the job will run as",
         )
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.policy.requirements import (
         derive_requirements,
         needed_nodes,
@@ -50,7 +58,7 @@ def _needs(
 
     for template in templates:
         result = rewrite_pipeline(
-            template,
+            template_source(template, project=project),
             parameter_values=parameter_values,
             manifest=manifest,
             project=project,
@@ -65,22 +73,29 @@ def _needs(
             pipeline_root=pipeline_root_of(result, pipeline_root),  # as check() will
             submitter=None,
         )
-        needs = needed_nodes(requirements, steps=result.steps, pipeline_service_account=pipeline_sa)
+        needs = needed_nodes(
+            requirements,
+            steps=result.steps,
+            pipeline_service_account=pipeline_sa,
+            project=project,
+            location=location,
+        )
+        persistent |= set(needs.persistent_resources)
         resources |= set(needs.resources)
         accounts |= set(needs.service_accounts)
         principals |= set(needs.principals)
         projects |= set(needs.projects)
-    return resources, accounts, principals, projects
+    return resources, accounts, principals, projects, persistent
 
 
 @click.command("snapshot")
-@click.option("--project", required=True, help="Project the pipeline runs in.")
-@click.option("--location", default="us-central1", show_default=True, help="Vertex region.")
+@project_option()
+@location_option()
 @click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")
 @click.option("--resource", "resources", multiple=True, help="Extra resource URI (repeatable).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Per-task declarations.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
-@click.option("--pipeline-sa", help="Pipeline service account email.")
+@pipeline_sa_option(required=False, help="Pipeline service account email.")
 @click.option("--pipeline-root", help="gs:// pipeline root (adds its bucket).")
 @click.option("--service-account", "accounts", multiple=True, help="Extra SA email.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Role cache directory.")
@@ -106,7 +121,7 @@ def command(
 
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
-    names, emails, principals, projects = _needs(
+    names, emails, principals, projects, persistent = _needs(
         templates,
         manifest,
         project,
@@ -120,15 +135,16 @@ def command(
     if pipeline_root:
         names.add(normalize_resource(pipeline_root, where="--pipeline-root").name)
     emails |= {a.lower() for a in accounts}
-    snap = _fetch_with_progress(
-        fetch_snapshot,
-        resources=sorted(names),
-        service_accounts=sorted(emails),
-        principals=sorted(principals),
-        projects=sorted(projects),
-        cache_dir=cache_dir,
-        use_cache=not no_cache,
-    )
+    with live_progress():
+        snap = fetch_snapshot(
+            resources=sorted(names),
+            service_accounts=sorted(emails),
+            principals=sorted(principals),
+            projects=sorted(projects),
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            persistent_resources=sorted(persistent),
+        )
     data = dump_snapshot(snap)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if output.endswith((".yaml", ".yml")):
@@ -142,18 +158,3 @@ def command(
         err=True,
     )
     return 0
-
-
-def _fetch_with_progress(fetch: Any, **kwargs: Any) -> Any:
-    """Run ``fetch`` with a rich progress bar on a terminal, silently otherwise."""
-    if not sys.stderr.isatty():
-        return fetch(**kwargs)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("reading IAM state", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return fetch(progress=progress, **kwargs)

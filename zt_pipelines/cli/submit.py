@@ -14,6 +14,13 @@ import click
 
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option, render_report
+from zt_pipelines.cli.options import (
+    location_option,
+    pipeline_sa_option,
+    policy_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError, ZeroTrustViolation
 
 
@@ -35,26 +42,20 @@ def _build_job(**kwargs: Any) -> Any:
 
 @click.command("submit")
 @click.argument("template")
-@click.option("--project", required=True, help="Project the pipeline runs in.")
-@click.option("--location", required=True, help="Region, e.g. us-central1.")
-@click.option(
-    "--pipeline-sa",
-    "pipeline_sa",
-    default=None,
+@project_option()
+@location_option()
+@pipeline_sa_option(
+    required=False,
     help="The pipeline service account (else aiplatform's default: refused as ZT100).",
 )
 @click.option("--display-name", default=None, help="Job display name (default: pipeline name).")
 @click.option("--job-id", default=None, help="Job id (default: pipeline name + timestamp).")
-@click.option(
-    "--snapshot",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Verify against this IAM snapshot instead of live IAM state.",
-)
+@snapshot_option(help="Verify against this IAM snapshot instead of live IAM state.")
 @click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--label", "label_pairs", multiple=True, metavar="KEY=VALUE", help="Job label.")
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
-@click.option("--policy", type=click.Path(path_type=Path), help="zt-policy.yaml or pyproject.toml.")
+@policy_option()
 @click.option("--network", help="The pipeline job's VPC network.")
 @click.option(
     "--audit-log",

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 ENV_VAR = "ZT_EMULATOR_HOST"
 
-# name -> submodule; imported on first use so that `emulator.auth` (used by live mode) does not
+# name -> submodule; imported on first use so that `emulator.auth` (tests and tools) does not
 # pull in the servers and every gRPC service definition
 _LAZY = {
     "EmulatorCredentials": "auth",

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from zt_pipelines.emulator import policies
-from zt_pipelines.emulator.auth import caller_from_authorization
+from zt_pipelines.emulator import artifact_registry, policies
 from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.run_details import create_time_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
+from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, PersistentResource
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
@@ -453,18 +454,16 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
     job.update(state=result.state, endTime=_now(), updateTime=_now())
     if result.error:
         job["error"] = {"code": 7, "message": result.error}  # google.rpc.Code PERMISSION_DENIED
-        return
-    for launch in result.launches:
-        name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
-        world.custom_jobs[name] = {
-            "name": name,
-            "displayName": f"{job['name'].rsplit('/', 1)[1]}-{launch.task}",
-            "jobSpec": {"serviceAccount": launch.service_account or ""},
-            "labels": {"zt-emulator-launched-by": str(runner).split("@")[0]},
-            "state": "JOB_STATE_SUCCEEDED",
-            "createTime": _now(),
-            "endTime": _now(),
-        }
+    world.step_runs.extend(
+        record_run(
+            job,
+            parent=parent,
+            runner=str(runner),
+            scripts=world.run_scripts.all(),
+            custom_jobs=world.custom_jobs,
+            succeeded=not result.error,
+        )
+    )
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
@@ -520,8 +519,16 @@ def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
 
 
 def custom_job_list(world: World, req: Request) -> tuple[int, Body]:
-    """aiplatform.customJobs.list (paginated)."""
-    return _vertex_list(world, req, "aiplatform.customJobs.list", world.custom_jobs, "customJobs")
+    """aiplatform.customJobs.list (paginated; ``create_time`` filters applied)."""
+    try:
+        keep = create_time_filter(req.query.get("filter", ""))
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", f"filter: {exc}") from exc
+    store = world.custom_jobs
+    if keep is not None:
+        with world.lock:
+            store = {n: j for n, j in world.custom_jobs.items() if keep(j)}
+    return _vertex_list(world, req, "aiplatform.customJobs.list", store, "customJobs")
 
 
 def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:
@@ -960,6 +967,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
     server_version = "zt-emulator"
     world: World
     gate: Gate
+    kfp: artifact_registry.KfpRepositories
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is the record."""
@@ -996,6 +1004,10 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         caller = caller_from_authorization(headers.get("authorization"))
+        region = artifact_registry.region_of(headers.get("host"))
+        if region is not None:  # an Artifact Registry KFP host: the path is PROJECT/REPO/...
+            self._artifact_registry(verb, path, region, caller)
+            return
         for route in ROUTES:
             if route.verb != verb:
                 continue
@@ -1028,6 +1040,28 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 self._send(200, json.dumps(value).encode(), "application/json; charset=UTF-8")
             return
         self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+
+    def _artifact_registry(self, verb: str, path: str, region: str, caller: str | None) -> None:
+        if verb != "GET":
+            self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+            return
+        outcome = self.gate.call(
+            api="artifactregistry",
+            method=artifact_registry.DOWNLOAD,
+            target=f"{region}-kfp.pkg.dev{path}",
+            caller=caller,
+            write=False,
+            run=lambda: artifact_registry.download(self.world, self.kfp, region, path, caller),
+        )
+        if outcome.reset:
+            self._reset()
+        elif outcome.malformed:
+            self._send(200, MALFORMED_BODY, "application/x-yaml")
+        elif outcome.error is not None:
+            self._send_error(outcome.error)
+        else:
+            data, content_type = outcome.value
+            self._send(200, data, content_type)
 
     def _read_body(self) -> bytes | None:
         """The request body (Content-Length or chunked); ``None`` when the framing is bad."""

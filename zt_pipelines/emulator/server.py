@@ -20,10 +20,12 @@ from typing import Any
 import grpc
 
 from zt_pipelines.emulator import grpc_api
+from zt_pipelines.emulator.artifact_registry import KfpRepositories
 from zt_pipelines.emulator.faults import Fault, FaultPlan
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.http_api import EmulatorHttpHandler
 from zt_pipelines.emulator.records import RequestLog, RequestRecord
+from zt_pipelines.emulator.run_details import RunScript, StepRun
 from zt_pipelines.emulator.world import Authorizer, World
 from zt_pipelines.policy.snapshot import Snapshot
 
@@ -98,10 +100,11 @@ class Emulator:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._grpc_port = 0
         self._acceptor: threading.Thread | None = None
+        self._kfp = KfpRepositories()
         handler = type(
             "BoundEmulatorHttpHandler",
             (EmulatorHttpHandler,),
-            {"world": self._world, "gate": self._gate},
+            {"world": self._world, "gate": self._gate, "kfp": self._kfp},
         )
         self._http_handler: type[EmulatorHttpHandler] = handler
 
@@ -273,6 +276,37 @@ class Emulator:
         """Created schedules by resource name, as served."""
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    def script_run(self, script: RunScript) -> None:
+        """Make simulated runs deviate from their spec (see :class:`RunScript`)."""
+        self._world.run_scripts.add(script)
+
+    def clear_run_scripts(self) -> None:
+        """Remove every run script."""
+        self._world.run_scripts.clear()
+
+    @property
+    def step_runs(self) -> list[StepRun]:
+        """Every step job simulated runs created, oldest first."""
+        with self._world.lock:
+            return list(self._world.step_runs)
+
+    def add_kfp_template(
+        self,
+        template: bytes | str,
+        *,
+        project: str,
+        repository: str,
+        package: str,
+        region: str = "us-central1",
+        tags: tuple[str, ...] = ("latest",),
+    ) -> str:
+        """Serve ``template`` from the Artifact Registry KFP repository
+        ``https://REGION-kfp.pkg.dev/PROJECT/REPOSITORY`` as a new version of ``package``
+        (``tags`` point at it); return the version URL."""
+        data = template.encode() if isinstance(template, str) else template
+        version = self._kfp.add(region, project, repository, package, data, tags)
+        return f"https://{region}-kfp.pkg.dev/{project}/{repository}/{package}/{version}"
 
     @property
     def objects(self) -> dict[tuple[str, str], bytes]:

@@ -12,17 +12,30 @@ Entries are JSON files written to a temporary file and moved into place with ``o
 so concurrent processes never read half an entry. A corrupt or unreadable entry is a miss.
 The cache is namespaced by endpoint (Google or an emulator address), so worlds never mix.
 
-A cached role or deny policy decides grants, so the cache is only trusted when nobody else could
-have written it: every entry is read only if the entry file and its directories (up to the
-namespace directory) belong to the current user and are not group/world-writable. Anything else
-is a miss (fail closed: a fresh read). Directories are created ``0700``.
+A cached role or deny policy decides grants, so a cache entry is evidence only when it is bound
+to what this user fetched:
+
+* every entry carries an HMAC-SHA256 over (namespace, kind, key, time stored, value), keyed by a
+  per-user secret kept *outside* the cache directory (``$XDG_CONFIG_HOME/zt-pipelines/cache.key``,
+  created ``0600`` on first use). An entry written by anyone without the secret — a file
+  committed into a repository the cache was pointed at, an entry copied between kinds or
+  namespaces, an edited permission list — fails the check and is a miss (a fresh read);
+* the secret is used only if it belongs to this user, is readable by nobody else, and does not
+  lie inside the cache directory or a git checkout; otherwise the cache is off;
+* a cache directory inside a git checkout (any parent holds ``.git``) is never used: a checkout
+  is writable by whoever can push to it;
+* entries and their directories must belong to this user and not be group/world-writable.
+
+Anything else is a miss (fail closed: a fresh read). Directories are created ``0700``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +53,32 @@ def default_cache_dir() -> Path:
     return Path(base) / "zt-pipelines"
 
 
+def default_key_path() -> Path:
+    """``$XDG_CONFIG_HOME/zt-pipelines/cache.key`` or ``~/.config/zt-pipelines/cache.key``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "zt-pipelines" / "cache.key"
+
+
+def inside_checkout(path: Path) -> bool:
+    """True when ``path`` or a parent directory holds ``.git`` (a repository checkout)."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return True  # cannot tell: treat as untrusted
+    return any((p / ".git").exists() for p in (resolved, *resolved.parents))
+
+
+def _private(path: Path, *, secret: bool) -> bool:
+    """Only this user owns ``path``; a secret is readable by nobody else either."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - no POSIX ownership to check
+        return True
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & (0o077 if secret else 0o022)
+
+
 class DiskCache:
     """A small JSON key-value store with a TTL, safe for concurrent processes.
 
@@ -48,6 +87,8 @@ class DiskCache:
         namespace: separates endpoints (``google`` or ``emulator-127.0.0.1-8085``).
         ttl: seconds an entry stays fresh.
         clock: wall clock (injectable for tests).
+        key_path: the per-user secret that authenticates entries (default
+            :func:`default_key_path`); it must lie outside ``directory``.
     """
 
     def __init__(
@@ -57,11 +98,63 @@ class DiskCache:
         namespace: str = "google",
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
+        key_path: Path | str | None = None,
     ) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in namespace)
+        self.namespace = namespace
         self.directory = Path(directory or default_cache_dir()) / safe
         self.ttl = ttl
         self.clock = clock
+        self.key_path = Path(key_path) if key_path is not None else default_key_path()
+        self._secret: bytes | None = None
+        #: why the cache is off (``""`` while it is usable); set on first use
+        self.disabled = ""
+        self._checked = False
+
+    def _key(self) -> bytes | None:
+        """The per-user secret, created on first use; ``None`` (cache off) when untrusted."""
+        if self._checked:
+            return self._secret
+        self._checked = True
+        root = self.directory.parent
+        key = self.key_path
+        try:
+            rkey, rroot = key.resolve(), root.resolve()
+        except (OSError, RuntimeError):
+            self.disabled = "the cache paths cannot be resolved"
+            return None
+        if rkey == rroot or rroot in rkey.parents:
+            self.disabled = f"the cache key {key} lies inside the cache directory {root}"
+        elif inside_checkout(root):
+            self.disabled = f"the cache directory {root} lies inside a git checkout"
+        elif inside_checkout(key.parent):
+            self.disabled = f"the cache key {key} lies inside a git checkout"
+        if self.disabled:
+            return None
+        try:
+            if not key.exists():
+                key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(secrets.token_bytes(32))
+            if not (_private(key, secret=True) and _private(key.parent, secret=False)):
+                self.disabled = f"the cache key {key} could be read or written by others"
+                return None
+            data = key.read_bytes()
+        except OSError as exc:
+            self.disabled = f"the cache key {key} cannot be used: {exc.strerror or exc}"
+            return None
+        if len(data) < 32:
+            self.disabled = f"the cache key {key} is too short"
+            return None
+        self._secret = data
+        return data
+
+    def _mac(self, secret: bytes, kind: str, key: str, stored: Any, value: Any) -> str:
+        body = json.dumps(
+            [self.namespace, kind, key, stored, value], sort_keys=True, separators=(",", ":")
+        )
+        return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
 
     def _path(self, kind: str, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -84,31 +177,46 @@ class DiskCache:
     def get(self, kind: str, key: str) -> Any:
         """The fresh value stored under ``(kind, key)``, or ``None`` (also when the entry could
         have been written by someone else)."""
+        secret = self._key()
+        if secret is None:
+            return None
         path = self._path(kind, key)
         if not self._trusted(path):
             return None
         try:
             with open(path, encoding="utf-8") as fh:
                 entry = json.load(fh)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
-        stored = entry.get("stored")
-        if not isinstance(stored, int | float) or self.clock() - stored > self.ttl:
+        stored, value, mac = entry.get("stored"), entry.get("value"), entry.get("mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(
+            mac, self._mac(secret, kind, key, stored, value)
+        ):
+            return None  # not written by us (or edited since): never evidence
+        if not isinstance(stored, int | float) or not 0 <= self.clock() - stored <= self.ttl:
             return None
-        return entry.get("value")
+        return value
 
     def put(self, kind: str, key: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable); failures to write are ignored (it is a cache)."""
+        secret = self._key()
+        if secret is None:
+            return
         path = self._path(kind, key)
+        stored = self.clock()
+        try:
+            mac = self._mac(secret, kind, key, stored, value)
+        except (TypeError, ValueError):
+            return
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"key": key, "stored": self.clock(), "value": value}, fh)
+                    json.dump({"key": key, "stored": stored, "value": value, "mac": mac}, fh)
                 os.replace(tmp, path)
             except BaseException:
                 os.unlink(tmp)

@@ -77,7 +77,7 @@ def emulator_caller_credentials() -> Any:
     """
     member = os.environ.get(EMULATOR_CALLER_ENV, "").strip()
     if member:
-        from zt_pipelines.emulator.auth import emulator_credentials
+        from zt_pipelines.gcp.emulator_tokens import emulator_credentials
 
         try:
             return emulator_credentials(member)

@@ -14,6 +14,7 @@ records it in ``Snapshot.unreadable`` and the engine refuses (fail closed).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import socket
 import time
@@ -141,6 +142,9 @@ def to_api_error(exc: BaseException, *, what: str, target: str) -> ApiError:
     )
 
 
+_LOG = logging.getLogger("zt_pipelines.gcp")
+
+
 def _no_sleep_default(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -186,8 +190,20 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], *, what: str, target: str) -> T:
         """Run ``fn`` with retries; raise :class:`ApiError` naming ``what`` and ``target``."""
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            _LOG.info(
+                "%s %s: attempt %d failed (%s), retrying",
+                what,
+                target,
+                state.attempt_number,
+                type(exc).__name__ if exc else "?",
+            )
+
+        _LOG.debug("%s %s", what, target)
         try:
-            return self.retrying()(fn)
+            return self.retrying().copy(before_sleep=log_retry)(fn)
         except ApiError:
             raise
         except Exception as exc:

@@ -1,20 +1,31 @@
-"""IAM Conditions: evaluate CEL with cel-python, three-valued, never guessing.
+"""IAM Conditions: decide CEL on its parsed AST, three-valued, never guessing.
+
+cel-python parses the expression; this module walks the syntax tree itself and models only
+what it can decide exactly: ``&&``/``||``/``!``/``?:`` (Kleene logic), comparisons of strings,
+integers, booleans and timestamps, ``in`` on list literals, ``startsWith``/``endsWith``/
+``contains`` on strings, ``timestamp("RFC 3339")``, and the request attributes below — written
+as ``a.b``, ``a["b"]`` or in parentheses alike. Any other node, function, method or attribute
+is **unknown**, and unknown never proves a grant (nor rules out a deny).
 
 A condition is evaluated with the attributes of the *request* the step will make: the accessed
 resource's ``resource.name`` / ``resource.type`` / ``resource.service`` and ``request.time``
-(the ``now`` passed in). Anything else a condition may read (``request.host``, tags via
-``resource.matchTag``, ``api.getAttribute``, destination IPs, ...) is unknown before the step
-runs, so such a condition is **unknown** — which can never prove a grant.
+(the ``now`` passed in). Resource attributes exist only for the services Google lists
+(IAM "Resource attributes for IAM Conditions"); on any other service (Vertex AI, IAM, Artifact
+Registry, ...) reading one is unknown, never an invented value. Time-of-day/week accessors of
+``request.time`` (``getHours`` ...) are unknown: the step runs later than the check. Anything
+else a condition may read (``request.host``, tags via ``resource.matchTag``,
+``api.getAttribute``, destination IPs, ...) is unknown before the step runs.
 
 Resource names follow the IAM Conditions attribute reference: buckets are
 ``projects/_/buckets/BUCKET``, objects ``projects/_/buckets/BUCKET/objects/OBJECT``, BigQuery
 ``projects/P/datasets/D[/tables/T]``. ``storage.objects.list`` is authorised on the *bucket*,
 every other ``storage.objects.*`` permission on the object.
 
-A need on an object *prefix* covers objects whose names we do not know. For every
-``resource.name.startsWith("L")`` we decide the call for all names under the prefix at once;
-any other use of ``resource.name`` is evaluated on probe names and, unless false for all of
-them, is unknown (it depends on the object name).
+A need on an object *prefix* covers objects whose names we do not know: ``resource.name`` is
+then a string known to start with the prefix. ``startsWith``/``==``/``contains`` are decided
+for every name under the prefix at once where they can be; otherwise an allow condition is
+evaluated on probe names and, unless false for all of them, is unknown (it depends on the
+object name). A deny condition is never ruled out by probes.
 
 Pure: no IO, no clock.
 """
@@ -22,11 +33,12 @@ Pure: no IO, no clock.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+from zt_pipelines.policy.deny import to_v2
 from zt_pipelines.policy.snapshot import ASSET_TYPES, Condition
 
 
@@ -56,30 +68,79 @@ class RequestAttributes:
             prefix of ``resource.name`` (``name`` is then ``None``).
         type: ``resource.type`` (``None`` when unknown: reading it is then unknown).
         service: ``resource.service``.
+        unavailable: why the resource attributes are unknown (the service has none), or ``""``.
     """
 
     name: str | None
     name_prefix: str | None = None
     type: str | None = None
     service: str | None = None
+    unavailable: str = ""
 
 
 class ConditionError(ValueError):
     """A condition expression is not valid CEL."""
 
 
-_STARTS_WITH = re.compile(r"""resource\.name\.startsWith\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
 _MAX_MEMO = 50_000
-_SCHEDULE = re.compile(r"request\.time\.get[A-Z]")
 _PROBE_SUFFIXES = ("", "zt-probe/zt-probe.bin")
 _OBJECT_LEVEL_EXCEPTIONS = frozenset({"storage.objects.list"})
+
+
+#: services whose requests carry resource attributes (IAM "Resource attributes for IAM
+#: Conditions": resource service values); any other service recognises none
+ATTRIBUTE_SERVICES = frozenset(
+    {
+        "apigee.googleapis.com",
+        "apihub.googleapis.com",
+        "backupdr.googleapis.com",
+        "bigquery.googleapis.com",
+        "bigqueryreservation.googleapis.com",
+        "bigtableadmin.googleapis.com",
+        "binaryauthorization.googleapis.com",
+        "clouddeploy.googleapis.com",
+        "cloudkms.googleapis.com",
+        "cloudresourcemanager.googleapis.com",
+        "compute.googleapis.com",
+        "connectors.googleapis.com",
+        "container.googleapis.com",
+        "dataform.googleapis.com",
+        "firestore.googleapis.com",
+        "iap.googleapis.com",
+        "integrations.googleapis.com",
+        "logging.googleapis.com",
+        "pubsublite.googleapis.com",
+        "secretmanager.googleapis.com",
+        "spanner.googleapis.com",
+        "sqladmin.googleapis.com",
+        "storage.googleapis.com",
+    }
+)
+#: node kinds whose ``resource.name`` format we model exactly (the full name's path): BigQuery
+#: datasets/tables and KMS keys; others (projects, secrets, ...) have a name we do not model
+_PATH_NAMED = frozenset({"dataset", "table", "cryptoKey"})
 
 
 def request_attributes(
     full_name: str, prefix: str | None, permission: str, kind: str | None = None
 ) -> RequestAttributes:
-    """The attributes of a request for ``permission`` on a resource (and object prefix)."""
+    """The attributes of a request for ``permission`` on a resource (and object prefix).
+
+    The request belongs to the permission's service (``aiplatform.customJobs.create`` checked
+    on a project is a Vertex AI request): when that service has no resource attributes they
+    are unavailable; when it is not the resource's own service, type and name are unknown.
+    """
     service, _, path = full_name[2:].partition("/")
+    request_service = to_v2(permission).partition("/")[0]
+    if request_service not in ATTRIBUTE_SERVICES:
+        return RequestAttributes(
+            None,
+            unavailable=(
+                f"{request_service} requests carry no resource attributes in IAM Conditions"
+            ),
+        )
+    if request_service != service:
+        return RequestAttributes(None, None, None, request_service)
     if service == "storage.googleapis.com":
         bucket = f"projects/_/buckets/{path}"
         if permission.startswith("storage.objects.") and permission not in (
@@ -89,25 +150,21 @@ def request_attributes(
                 None, f"{bucket}/objects/{prefix or ''}", "storage.googleapis.com/Object", service
             )
         return RequestAttributes(bucket, None, "storage.googleapis.com/Bucket", service)
-    rtype = _TYPES.get(kind or "") or _type_from_path(service, path)
-    return RequestAttributes(path, None, rtype, service)
+    rtype = _TYPES.get(kind or "")
+    if rtype is not None and not rtype.startswith(service + "/"):
+        rtype = None  # a kind that does not match the name's service: do not guess
+    name = path if kind in _PATH_NAMED else None
+    return RequestAttributes(name, None, rtype, service)
 
 
 # bucket left out as before: storage names are answered above, by name not kind
-_TYPES: dict[str, str] = {kind: t for kind, t in ASSET_TYPES.items() if kind != "bucket"}
-
-
-def _type_from_path(service: str, path: str) -> str | None:
-    parts = path.split("/")
-    if len(parts) >= 2 and len(parts) % 2 == 0:
-        collection = parts[-2]
-        singular = collection[:-1] if collection.endswith("s") else collection
-        return f"{service}/{singular[:1].upper()}{singular[1:]}"
-    return None
+_TYPES: dict[str, str] = {
+    kind: t for kind, t in ASSET_TYPES.items() if kind not in ("bucket", "folder", "organization")
+}
 
 
 class ConditionEvaluator:
-    """Compiles each expression once and evaluates it three-valued."""
+    """Parses each expression once and evaluates its AST three-valued."""
 
     def __init__(self) -> None:
         self._programs: dict[str, Any] = {}
@@ -125,11 +182,17 @@ class ConditionEvaluator:
 
             if self._env is None:
                 self._env = celpy.Environment()
+            if len(expression) > MAX_EXPRESSION:
+                raise ConditionError(
+                    f"the condition is {len(expression)} characters long "
+                    f"(IAM allows {MAX_EXPRESSION})"
+                )
             try:
-                ast = self._env.compile(expression)
+                program = self._env.compile(expression)
+            except RecursionError:
+                raise ConditionError("the condition is nested too deeply") from None
             except Exception as exc:  # celpy raises CELParseError and lark errors
                 raise ConditionError(f"invalid CEL: {exc}".splitlines()[0]) from exc
-            program = self._env.program(ast)
             self._programs[expression] = program
         return program
 
@@ -154,86 +217,355 @@ class ConditionEvaluator:
     def _evaluate(
         self, expression: str, attrs: RequestAttributes, now: datetime, deny: bool
     ) -> ConditionResult:
-        if _SCHEDULE.search(expression):
-            # time-of-day/weekday rules hold at check time but not necessarily when steps run
-            return ConditionResult(
-                Tri.UNKNOWN, "the condition depends on when the step runs (time of day/week)"
-            )
-        if attrs.name is None and attrs.name_prefix is not None:
-            prefix = attrs.name_prefix
-            expression = _STARTS_WITH.sub(lambda m: _starts_with(prefix, m), expression)
-            if "resource.name" in expression:
-                values = [
-                    self._run(expression, _activation(prefix + s, attrs, now))
-                    for s in _PROBE_SUFFIXES
-                ]
-                if not deny and all(v.value is Tri.FALSE for v in values):
-                    return ConditionResult(Tri.FALSE)
-                return ConditionResult(
-                    Tri.UNKNOWN,
-                    "the condition depends on the object name, which is not known for every "
-                    f"object under {prefix!r}",
-                )
-            return self._run(expression, _activation(prefix, attrs, now))
-        return self._run(expression, _activation(attrs.name, attrs, now))
-
-    def _run(self, expression: str, activation: dict[str, Any]) -> ConditionResult:
         try:
-            program = self._program(expression)
+            tree = self._program(expression)
         except ConditionError as exc:
             return ConditionResult(Tri.UNKNOWN, str(exc))
-        from celpy.evaluation import CELEvalError
-
-        try:
-            value = program.evaluate(activation)
-        except CELEvalError as exc:
-            return ConditionResult(Tri.UNKNOWN, _eval_reason(exc))
-        except Exception as exc:  # any library failure: never a grant
-            return ConditionResult(Tri.UNKNOWN, f"could not evaluate: {type(exc).__name__}")
-        if isinstance(value, CELEvalError):
-            return ConditionResult(Tri.UNKNOWN, _eval_reason(value))
-        from celpy import celtypes
-
-        if isinstance(value, (bool, celtypes.BoolType)):
-            return ConditionResult(Tri.TRUE if bool(value) else Tri.FALSE)
-        return ConditionResult(
-            Tri.UNKNOWN, f"the condition is not boolean ({type(value).__name__})"
-        )
-
-
-def _starts_with(prefix: str, match: re.Match[str]) -> str:
-    literal = match.group(1) if match.group(1) is not None else match.group(2)
-    if prefix.startswith(literal):
-        return "true"
-    if not literal.startswith(prefix):
-        return "false"
-    return match.group(0)  # depends on the rest of the object name
+        when = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        result = _run(tree, attrs, when)
+        if (
+            result.value is Tri.UNKNOWN
+            and not deny
+            and attrs.name is None
+            and attrs.name_prefix is not None
+        ):
+            # objects whose names make the allow condition false: not every object is granted
+            probes = [
+                _run(tree, replace(attrs, name=attrs.name_prefix + s, name_prefix=None), when)
+                for s in _PROBE_SUFFIXES
+            ]
+            if all(p.value is Tri.FALSE for p in probes):
+                return ConditionResult(Tri.FALSE)
+        return result
 
 
-def _eval_reason(exc: Any) -> str:
-    args = getattr(exc, "args", ())
-    text = str(args[0]) if args else str(exc)
-    if "undeclared reference to" in text:
-        ref = text.split("undeclared reference to", 1)[1].split("(", 1)[0].strip()
-        return f"the condition uses {ref}, which is not known before the step runs"
-    if "no such member" in text or "KeyError" in text:
-        return "the condition reads an attribute that is not known before the step runs"
-    return "the condition could not be evaluated: " + text.splitlines()[0][:200]
+# -- the AST walk ---------------------------------------------------------------------------
+
+#: IAM's limit on a condition expression (characters)
+MAX_EXPRESSION = 12_800
+_NAME_DEPENDS = (
+    "the condition depends on the object name, not known for every object under the prefix"
+)
 
 
-def _activation(name: str | None, attrs: RequestAttributes, now: datetime) -> dict[str, Any]:
-    from celpy import celtypes
+class _Unknown:
+    """A value we cannot know before the step runs (or do not model exactly), with why."""
 
-    resource: dict[Any, Any] = {}
-    if name is not None:
-        resource[celtypes.StringType("name")] = celtypes.StringType(name)
-    if attrs.type is not None:
-        resource[celtypes.StringType("type")] = celtypes.StringType(attrs.type)
-    if attrs.service is not None:
-        resource[celtypes.StringType("service")] = celtypes.StringType(attrs.service)
-    when = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
-    request = {celtypes.StringType("time"): celtypes.TimestampType(when)}
-    return {
-        "resource": celtypes.MapType(resource),
-        "request": celtypes.MapType(request),
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Time:
+    """A timestamp; ``request`` marks ``request.time`` (whose time-of-day accessors vary)."""
+
+    value: datetime
+    request: bool = False
+
+
+@dataclass(frozen=True)
+class _Prefixed:
+    """``resource.name`` of an object under a prefix: some string starting with ``prefix``."""
+
+    prefix: str
+
+
+@dataclass(frozen=True)
+class _Root:
+    """The ``resource`` or ``request`` variable itself."""
+
+    name: str
+
+
+_Value = Any  # bool | int | str | _Time | _Prefixed | _Root | tuple | _Unknown
+_TIME_ACCESSORS = frozenset(
+    {
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getFullYear",
+        "getHours",
+        "getMilliseconds",
+        "getMinutes",
+        "getMonth",
+        "getSeconds",
     }
+)
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+_SKIP = frozenset({"expr", "conditionalor", "conditionaland", "relation", "addition"})
+_SKIP |= {"multiplication", "unary", "member", "primary", "paren_expr"}
+
+
+def _run(tree: Any, attrs: RequestAttributes, now: datetime) -> ConditionResult:
+    try:
+        value = _Walk(attrs, now).eval(tree)
+    except RecursionError:
+        return ConditionResult(Tri.UNKNOWN, "the condition is nested too deeply")
+    if isinstance(value, _Unknown):
+        return ConditionResult(Tri.UNKNOWN, value.reason)
+    if isinstance(value, bool):
+        return ConditionResult(Tri.TRUE if value else Tri.FALSE)
+    return ConditionResult(Tri.UNKNOWN, "the condition is not boolean")
+
+
+class _Walk:
+    """One evaluation of a parsed expression (lark tree from cel-python's grammar)."""
+
+    def __init__(self, attrs: RequestAttributes, now: datetime) -> None:
+        self.attrs = attrs
+        self.now = now
+
+    def eval(self, node: Any) -> _Value:
+        from lark import Token
+
+        if isinstance(node, Token):
+            return _Unknown(f"unexpected token {node.value!r}")
+        kids = node.children
+        rule = node.data
+        if rule in _SKIP and len(kids) == 1:
+            return self.eval(kids[0])
+        handler = getattr(self, "_" + rule, None)
+        if handler is None:
+            return _Unknown(f"the condition uses {rule.replace('_', ' ')}, which is not modelled")
+        result: _Value = handler(kids)
+        return result
+
+    # logic
+    def _expr(self, kids: list[Any]) -> _Value:  # cond ? a : b
+        if len(kids) != 3:
+            return _Unknown("malformed conditional")
+        cond = self.eval(kids[0])
+        if cond is True:
+            return self.eval(kids[1])
+        if cond is False:
+            return self.eval(kids[2])
+        a, b = self.eval(kids[1]), self.eval(kids[2])
+        if _definite(a) and _definite(b) and type(a) is type(b) and a == b:
+            return a
+        return cond if isinstance(cond, _Unknown) else _Unknown("the condition is not boolean")
+
+    def _conditionalor(self, kids: list[Any]) -> _Value:
+        return _kleene(self.eval(kids[0]), self.eval(kids[1]), absorbing=True)
+
+    def _conditionaland(self, kids: list[Any]) -> _Value:
+        return _kleene(self.eval(kids[0]), self.eval(kids[1]), absorbing=False)
+
+    def _unary(self, kids: list[Any]) -> _Value:
+        op = kids[0].data if len(kids) == 2 else ""
+        value = self.eval(kids[-1])
+        if isinstance(value, _Unknown):
+            return value
+        if op == "unary_not" and isinstance(value, bool):
+            return not value
+        if op == "unary_neg" and isinstance(value, int) and not isinstance(value, bool):
+            return -value
+        return _Unknown(f"{op or 'unary'} on a value it does not apply to")
+
+    # comparisons
+    def _relation(self, kids: list[Any]) -> _Value:
+        op = kids[0].data
+        left = self.eval(kids[0].children[0])
+        right = self.eval(kids[1])
+        return _compare(op, left, right)
+
+    def _addition(self, kids: list[Any]) -> _Value:
+        op = kids[0].data
+        left, right = self.eval(kids[0].children[0]), self.eval(kids[1])
+        for v in (left, right):
+            if isinstance(v, _Unknown):
+                return v
+        if op == "addition_add" and isinstance(left, str) and isinstance(right, str):
+            return left + right
+        if op == "addition_add" and isinstance(left, _Prefixed) and isinstance(right, str):
+            return _Prefixed(left.prefix)  # still starts with the prefix
+        return _Unknown(f"{op.replace('_', ' ')} is not modelled")
+
+    # members and calls
+    def _member_dot(self, kids: list[Any]) -> _Value:
+        return self._attribute(self.eval(kids[0]), str(kids[1].value))
+
+    def _member_index(self, kids: list[Any]) -> _Value:
+        target = self.eval(kids[0])
+        key = self.eval(kids[1])
+        if isinstance(target, _Unknown):
+            return target
+        if isinstance(target, _Root) and isinstance(key, str):
+            return self._attribute(target, key)
+        if isinstance(key, _Unknown):
+            return key
+        return _Unknown("indexing is not modelled here")
+
+    def _attribute(self, target: _Value, name: str) -> _Value:
+        if isinstance(target, _Unknown):
+            return target
+        if not isinstance(target, _Root):
+            return _Unknown(f"the field {name!r} is not modelled")
+        if target.name == "request":
+            if name == "time":
+                return _Time(self.now, request=True)
+            return _Unknown(f"the condition uses request.{name}, not known before the step runs")
+        a = self.attrs
+        if a.unavailable:
+            return _Unknown(f"resource.{name}: {a.unavailable}")
+        if name == "name":
+            if a.name is not None:
+                return a.name
+            if a.name_prefix is not None:
+                return _Prefixed(a.name_prefix)
+            return _Unknown("resource.name of this resource is not modelled")
+        if name == "type":
+            return a.type if a.type is not None else _Unknown("resource.type is not known here")
+        if name == "service":
+            if a.service is not None:
+                return a.service
+            return _Unknown("resource.service is not known here")
+        return _Unknown(f"the condition uses resource.{name}, not known before the step runs")
+
+    def _member_dot_arg(self, kids: list[Any]) -> _Value:
+        target = self.eval(kids[0])
+        method = str(kids[1].value)
+        args = [self.eval(k) for k in kids[2].children] if len(kids) > 2 else []
+        if isinstance(target, _Root):
+            return _Unknown(f"the condition uses {target.name}.{method}(), which is not modelled")
+        if isinstance(target, _Time) and method in _TIME_ACCESSORS:
+            return _Unknown("the condition depends on when the step runs (time of day/week)")
+        if isinstance(target, _Unknown):
+            return target
+        for arg in args:
+            if isinstance(arg, _Unknown):
+                return arg
+        if method in ("startsWith", "endsWith", "contains") and len(args) == 1:
+            return _string_test(method, target, args[0])
+        return _Unknown(f"the method {method}() is not modelled")
+
+    def _ident_arg(self, kids: list[Any]) -> _Value:
+        func = str(kids[0].value)
+        args = [self.eval(k) for k in kids[1].children] if len(kids) > 1 else []
+        if func == "timestamp" and len(args) == 1 and isinstance(args[0], str):
+            if not _RFC3339.match(args[0]):
+                return _Unknown(f"timestamp({args[0]!r}) is not an RFC 3339 time")
+            try:
+                parsed = datetime.fromisoformat(args[0].upper().replace("Z", "+00:00"))
+            except ValueError:
+                return _Unknown(f"timestamp({args[0]!r}) is not a valid time")
+            return _Time(parsed)
+        for arg in args:
+            if isinstance(arg, _Unknown):
+                return arg
+        return _Unknown(f"the function {func}() is not modelled")
+
+    def _ident(self, kids: list[Any]) -> _Value:
+        name = str(kids[0].value)
+        if name in ("resource", "request"):
+            return _Root(name)
+        return _Unknown(f"the condition uses {name}, which is not known before the step runs")
+
+    def _literal(self, kids: list[Any]) -> _Value:
+        token = kids[0]
+        kind, text = token.type, str(token.value)
+        if kind in ("STRING_LIT", "MLSTRING_LIT"):
+            from celpy.evaluation import celstr
+
+            return str(celstr(token))
+        if kind == "INT_LIT" and len(text) < 40:
+            try:
+                return int(text, 0)
+            except ValueError:
+                return _Unknown(f"integer literal {text!r} is not modelled")
+        if kind == "BOOL_LIT":
+            return text == "true"
+        return _Unknown(f"{kind.lower().replace('_lit', '')} literals are not modelled")
+
+    def _list_lit(self, kids: list[Any]) -> _Value:
+        return tuple(self.eval(k) for k in kids[0].children) if kids else ()
+
+
+def _definite(value: _Value) -> bool:
+    return isinstance(value, (bool, int, str, _Time))
+
+
+def _kleene(left: _Value, right: _Value, *, absorbing: bool) -> _Value:
+    """``||`` (``absorbing`` = True) or ``&&``: a definite absorbing side decides the whole."""
+    if left is absorbing or right is absorbing:
+        return absorbing
+    if left is (not absorbing) and right is (not absorbing):
+        return not absorbing
+    for v in (left, right):
+        if isinstance(v, _Unknown):
+            return v
+    return _Unknown("a logical operator on a value that is not boolean")
+
+
+def _same_kind(left: _Value, right: _Value) -> bool:
+    kinds = (bool, int, str, _Time)
+    for kind in kinds:
+        if isinstance(left, kind) and isinstance(right, kind):
+            return kind is not int or not (isinstance(left, bool) or isinstance(right, bool))
+    return False
+
+
+def _compare(op: str, left: _Value, right: _Value) -> _Value:
+    for v in (left, right):
+        if isinstance(v, _Unknown):
+            return v
+    if op == "relation_in":
+        if not isinstance(right, tuple):
+            return _Unknown("'in' on something other than a list literal is not modelled")
+        result: _Value = False
+        for item in right:
+            result = _kleene(result, _compare("relation_eq", left, item), absorbing=True)
+        return result
+    if isinstance(left, _Prefixed) or isinstance(right, _Prefixed):
+        prefixed, other = (left, right) if isinstance(left, _Prefixed) else (right, left)
+        if (
+            op in ("relation_eq", "relation_ne")
+            and isinstance(other, str)
+            and not other.startswith(prefixed.prefix)
+        ):
+            return op == "relation_ne"
+        return _Unknown(_NAME_DEPENDS)
+    if not _same_kind(left, right):
+        return _Unknown("a comparison of values of different types")
+    a = left.value if isinstance(left, _Time) else left
+    b = right.value if isinstance(right, _Time) else right
+    if op == "relation_eq":
+        return bool(a == b)
+    if op == "relation_ne":
+        return bool(a != b)
+    if isinstance(a, bool):
+        return _Unknown("ordering booleans is not modelled")
+    if op == "relation_lt":
+        return bool(a < b)
+    if op == "relation_le":
+        return bool(a <= b)
+    if op == "relation_gt":
+        return bool(a > b)
+    if op == "relation_ge":
+        return bool(a >= b)
+    return _Unknown(f"{op} is not modelled")
+
+
+def _string_test(method: str, target: _Value, arg: _Value) -> _Value:
+    if not isinstance(arg, str):
+        return _Unknown(f"{method}() with a non-string argument")
+    if isinstance(target, _Prefixed):
+        if method == "startsWith":
+            if target.prefix.startswith(arg):
+                return True
+            if not arg.startswith(target.prefix):
+                return False
+        elif method == "contains" and arg in target.prefix:
+            return True
+        return _Unknown(_NAME_DEPENDS)
+    if not isinstance(target, str):
+        return _Unknown(f"{method}() on a value that is not a string")
+    if method == "startsWith":
+        return target.startswith(arg)
+    if method == "endsWith":
+        return target.endswith(arg)
+    return arg in target

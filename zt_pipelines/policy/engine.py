@@ -29,8 +29,10 @@ from zt_pipelines.policy.conditions import (
     request_attributes,
 )
 from zt_pipelines.policy.deny import permission_matches
+from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
 from zt_pipelines.policy.report import Evidence
+from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     Binding,
     DenyPolicy,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from zt_pipelines.policy.requirements import CheckContext, Requirement
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,20 @@ class Evaluator:
         self._nodes: dict[str, _NodeIndex] = {}
         self._chains: dict[str, tuple[tuple[Node, ...], str]] = {}
         self._deny: dict[str, list[DenyPolicy]] = defaultdict(list)
+        # attached to a project number no project in the snapshot has: may be any project
+        # whose number is unknown (never simply absent)
+        self._unplaced: list[DenyPolicy] = []
         for dp in snapshot.deny_policies:
-            self._deny[dp.attachment_point].append(dp)
+            if snapshot.unplaced_number(dp.attachment_point) is not None:
+                self._unplaced.append(dp)
+            else:
+                self._deny[dp.attachment_point].append(dp)
         self._unreadable: dict[str, list[Unreadable]] = defaultdict(list)
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
+        self._role_cache: dict[str, object] = {}
+        #: predefined roles whose definition came from the shipped catalogue
+        self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
         self._indirect_all: list[tuple[Node, str, Binding]] | None = None
 
@@ -135,11 +147,28 @@ class Evaluator:
     def role_permissions(self, role: str) -> frozenset[str] | None:
         """The permissions of ``role``; ``None`` when its definition is not in the snapshot.
 
-        A deleted or disabled role grants nothing (IAM inactivates its bindings)."""
+        A predefined (``roles/...``) role the snapshot lacks is taken from the shipped
+        catalogue (:mod:`~zt_pipelines.policy.role_catalogue`); the snapshot's own definition
+        (read live or written in a file) always wins. A deleted or disabled role grants
+        nothing (IAM inactivates its bindings)."""
+        cached = self._role_cache.get(role, _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[return-value]
         r = self.snapshot.roles.get(role)
         if r is None:
-            return None
-        return frozenset() if r.deleted or r.stage == "DISABLED" else r.permissions
+            # a predefined role the snapshot lacks: the shipped catalogue's definition
+            r = catalogue_role(role)
+            if r is not None:
+                self.catalogue_used.add(role)
+        perms = (
+            None
+            if r is None
+            else frozenset()
+            if r.deleted or r.stage == "DISABLED"
+            else r.permissions
+        )
+        self._role_cache[role] = perms
+        return perms
 
     def chain(self, name: str) -> tuple[tuple[Node, ...], str]:
         """(the node and its known ancestors, why the ancestry is incomplete or ``""``)."""
@@ -212,6 +241,7 @@ class Evaluator:
             name, prefix = resource.name, resource.prefix
         else:
             name, prefix = resource, None
+        name = self.snapshot.canonical(name)  # a project named by its number
         chain, gap = self.chain(name)
         if not chain:
             return Decision(
@@ -234,13 +264,21 @@ class Evaluator:
             uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
 
         # 1. deny before allow
-        for node in chain if (self._deny or self._unreadable) else ():
-            for u in self._unreadable.get(node.name, ()):
+        sites = [(node, self._deny.get(node.name, ()), "") for node in chain]
+        if self._unplaced:
+            for node in chain:
+                if node.kind == "project" and not node.project_number:
+                    why = f"its number is unknown, so {node.name} may be that project"
+                    sites.append((node, self._unplaced, why))
+        for node, policies, maybe in (
+            sites if (self._deny or self._unreadable or self._unplaced) else ()
+        ):
+            for u in self._unreadable.get(node.name, ()) if not maybe else ():
                 # deny policies attach only to organisations, folders and projects
                 if "deny" in read_hides(u.what) and node.kind in _DENY_POINTS:
                     why = f"deny policies on {node.name} could not be read: {u.reason}"
                     uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
-            for dp in self._deny.get(node.name, ()):
+            for dp in policies:
                 for i, rule in enumerate(dp.rules):
                     if not any(permission_matches(p, permission) for p in rule.denied_permissions):
                         continue
@@ -271,6 +309,7 @@ class Evaluator:
                         who[0].match is Match.YES
                         and exc[0].match is Match.NO
                         and cond.value is Tri.TRUE
+                        and not maybe
                     ):
                         return Decision(
                             "denied",
@@ -286,6 +325,7 @@ class Evaluator:
                             who[0].reason if who[0].match is Match.UNKNOWN else "",
                             exc[0].reason if exc[0].match is Match.UNKNOWN else "",
                             cond.reason,
+                            f"attached to {dp.attachment_point}; {maybe}" if maybe else "",
                         )
                         if r
                     )
@@ -417,8 +457,6 @@ def evaluate(
     snapshot could not read (ZT400) and the organisation policy rules (ZT500). Severities and
     suppressions come from ``policy`` (strict defaults when ``None``).
     """
-    from zt_pipelines.policy.findings import build_report
-
     evaluator = snapshot if isinstance(snapshot, Evaluator) else Evaluator(snapshot)
     return build_report(
         tuple(requirements),

@@ -1,21 +1,22 @@
 """From requirements, steps and a snapshot to findings: the rules behind every ZT code.
 
-Called through :func:`zt_pipelines.policy.engine.evaluate`. Pure: no IO, no clock.
+Called through :func:`zt_pipelines.policy.engine.evaluate`, with the engine's
+:class:`~zt_pipelines.policy.engine.Evaluator` passed in: this module never imports the engine
+at run time (no import circle). Pure: no IO, no clock.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections import defaultdict
 from datetime import datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.engine import Decision, Evaluator
-from zt_pipelines.policy.gcpc_checks import persistent_resource_findings
+from zt_pipelines.policy.gcpc_checks import gcpc_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -23,6 +24,7 @@ from zt_pipelines.policy.orgpolicy import (
     UNRELAXABLE,
     OrgPolicy,
     Suppression,
+    policy_fullmatch,
 )
 from zt_pipelines.policy.report import (
     Evidence,
@@ -34,6 +36,9 @@ from zt_pipelines.policy.report import (
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.resources import display_uri, service_account_resource
+
+if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
+    from zt_pipelines.policy.engine import Decision, Evaluator
 
 _MAX_LISTED = 8
 _uri = lru_cache(maxsize=65536)(display_uri)
@@ -69,7 +74,17 @@ def build_report(
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
     raw += _org_policy_findings(steps, policy, context)
-    raw += persistent_resource_findings(steps, evaluator.snapshot, context)
+    raw += gcpc_findings(steps, evaluator.snapshot, policy, context)
+    if evaluator.catalogue_used:
+        from zt_pipelines.policy.role_catalogue import catalogue_info
+
+        used = sorted(evaluator.catalogue_used)
+        notes.append(
+            f"the snapshot lacks the definition of {len(used)} predefined role(s); the shipped "
+            f"catalogue's ({catalogue_info().date}) was used: "
+            + ", ".join(used[:_MAX_LISTED])
+            + (" …" if len(used) > _MAX_LISTED else "")
+        )
     findings = [
         f
         if policy.severity(f.code) is f.severity
@@ -290,6 +305,7 @@ _KIND_TEXT = {
     "artifacts": "pipeline-root artifacts",
     "orchestration": "pipeline orchestration",
     "launch": "launching the step as a custom job",
+    "job": "the step's GCPC job",
     "submit": "submitting the pipeline",
 }
 
@@ -506,7 +522,7 @@ def _org_policy_findings(
     if (
         policy.required_network
         and ctx.network is not None
-        and not re.fullmatch(policy.required_network, ctx.network)
+        and not policy_fullmatch(policy.required_network, ctx.network)
     ):
         out.append(
             _f(
@@ -519,7 +535,7 @@ def _org_policy_findings(
     for s in steps:
         job = s.job
         if policy.required_network and (
-            not job.network or not re.fullmatch(policy.required_network, job.network)
+            not job.network or not policy_fullmatch(policy.required_network, job.network)
         ):
             out.append(
                 _f(
@@ -541,7 +557,7 @@ def _org_policy_findings(
             )
         if policy.cmek_key_pattern:
             key = job.encryption_spec_key_name
-            if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+            if not key or not policy_fullmatch(policy.cmek_key_pattern, key):
                 out.append(
                     _f(
                         "ZT500",

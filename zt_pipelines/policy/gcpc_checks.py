@@ -1,21 +1,200 @@
-"""Checks on what a step's launched job runs on and where (ZT120–ZT129): persistent resources.
+"""Checks on GCPC steps' launched jobs: what they run on, where, and as whom they serve.
 
-A step that runs as a CustomJob on a Vertex persistent resource starts in seconds instead of
-minutes, but only runs as its *own* service account when the resource allows custom service
-accounts (``resourceRuntimeSpec.serviceAccountSpec.enableCustomServiceAccount``); otherwise
-Vertex refuses the job. A resource the snapshot does not hold (not read, not found) is
-unknown, and unknown is not verified: fail closed.
+* **Persistent resources** (ZT120, ZT121). A step that runs as a CustomJob on a Vertex
+  persistent resource starts in seconds instead of minutes, but only runs as its *own*
+  service account when the resource allows custom service accounts
+  (``resourceRuntimeSpec.serviceAccountSpec.enableCustomServiceAccount``); otherwise Vertex
+  refuses the job. A resource the snapshot does not hold (not read, not found) is unknown,
+  and unknown is not verified: fail closed.
+* **Serving identity** of a deploy step (the deployed model's service account): empty means
+  the Vertex AI service agent serves the model — a default identity, ZT100 like every other;
+  shared with the pipeline or a step it would serve with their permissions (ZT123); it must
+  exist (ZT110).
+* **Where a launched job runs** (ZT122): a job in another project, or a Vertex/Dataflow/
+  Dataproc job in another region, than the pipeline's must be declared — a need on that
+  project in the step's declaration, the region in the policy file's ``regions``.
+* **The policy file** (ZT500) judges a launched job's CMEK key and network like a step's own.
 
 Called through :func:`zt_pipelines.policy.findings.build_report`. Pure: no IO, no clock.
 """
 
 from __future__ import annotations
 
+import re
+
+from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
-from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
+from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, persistent_resource_name, sa_member
 from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.resources import project_resource, service_account_resource
+from zt_pipelines.spec.gcpc import LauncherKind, by_name
+
+# job families whose location is a Vertex/Compute region (BigQuery's is a dataset location)
+_REGIONAL_JOBS = ("aiplatform.", "dataflow.", "dataproc.")
+
+
+def gcpc_findings(
+    steps: tuple[StepIdentity, ...], snapshot: Snapshot, policy: OrgPolicy, ctx: CheckContext
+) -> list[Finding]:
+    """Every finding of this module for a rewritten pipeline's steps."""
+    out = persistent_resource_findings(steps, snapshot, ctx)
+    for step in steps:
+        kind = _kind(step)
+        if kind is None:
+            continue
+        out += _serving_findings(step, kind, steps, snapshot, ctx)
+        out += _placement_findings(step, kind, policy, ctx)
+        out += _job_policy_findings(step, kind, policy)
+    return out
+
+
+def _kind(step: StepIdentity) -> LauncherKind | None:
+    if not step.job_kind:
+        return None
+    try:
+        return by_name(step.job_kind)
+    except KeyError:
+        return None  # refused when its requirements are derived (TemplateError)
+
+
+def _serving_findings(
+    step: StepIdentity,
+    kind: LauncherKind,
+    steps: tuple[StepIdentity, ...],
+    snapshot: Snapshot,
+    ctx: CheckContext,
+) -> list[Finding]:
+    if kind.serving_identity is None:
+        return []
+    serving = (step.serving_service_account or "").lower()
+    if not serving:
+        return [
+            _f(
+                "ZT100",
+                "the deployed model would serve as the Vertex AI service agent: the deploy "
+                "step has no serving identity (ModelDeployOp service_account)",
+                step=step.task,
+                evidence=(Evidence("identity", detail="serving identity empty"),),
+            )
+        ]
+    found = classify_identity(serving, where=f"task {step.task!r}: serving identity")
+    who = sa_member(serving)
+    if found.is_default:
+        return [
+            _f(
+                "ZT100",
+                f"the deployed model would serve as {found.description} ({serving})",
+                step=step.task,
+                principal=who,
+                evidence=(Evidence("identity", detail=found.default_kind or ""),),
+            )
+        ]
+    out: list[Finding] = []
+    sharers = sorted(
+        {s.task for s in steps if (s.service_account or "").lower() == serving}
+        | ({"the pipeline"} if serving == ctx.pipeline_service_account.lower() else set())
+    )
+    if sharers:
+        out.append(
+            _f(
+                "ZT123",
+                f"the serving identity {serving} also runs {', '.join(sharers)}: the deployed "
+                "model would serve with their permissions",
+                step=step.task,
+                principal=who,
+                evidence=tuple(Evidence("identity", detail=f"used by {t}") for t in sharers),
+            )
+        )
+    node = service_account_resource(serving)
+    unreadable = {u.target for u in snapshot.unreadable}
+    if serving not in snapshot.service_accounts and not unreadable & {serving, node, who}:
+        out.append(
+            _f(
+                "ZT110",
+                f"serving identity {serving} does not exist",
+                step=step.task,
+                principal=who,
+                resource=node,
+                evidence=(
+                    Evidence("missing", node=node, detail="not in the snapshot's service accounts"),
+                ),
+            )
+        )
+    return out
+
+
+def _placement_findings(
+    step: StepIdentity, kind: LauncherKind, policy: OrgPolicy, ctx: CheckContext
+) -> list[Finding]:
+    out: list[Finding] = []
+    project = step.job_project
+    if project and project != ctx.project:
+        declared = {n.resource.name for n in step.needs}
+        if project_resource(project) not in declared:
+            out.append(
+                _f(
+                    "ZT122",
+                    f"the step's {kind.name} job runs in project {project}, not the "
+                    f"pipeline's {ctx.project}, and the step does not declare it",
+                    step=step.task,
+                    resource=project_resource(project),
+                    evidence=(Evidence("policy", detail=f"job project {project}"),),
+                )
+            )
+    location = step.job_location
+    if (
+        location
+        and location != ctx.location
+        and kind.job.startswith(_REGIONAL_JOBS)
+        and location not in (policy.allowed_regions or ())
+    ):
+        out.append(
+            _f(
+                "ZT122",
+                f"the step's {kind.name} job runs in {location}, not the pipeline's "
+                f"{ctx.location}, and the policy file does not allow that region",
+                step=step.task,
+                evidence=(Evidence("policy", detail=f"job location {location}"),),
+            )
+        )
+    return out
+
+
+def _job_policy_findings(
+    step: StepIdentity, kind: LauncherKind, policy: OrgPolicy
+) -> list[Finding]:
+    out: list[Finding] = []
+    src = Evidence("policy", detail=f"organisation policy {policy.source}")
+    if policy.cmek_key_pattern and kind.cmek_inputs:
+        key = step.job_kms_key
+        if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+            out.append(
+                _f(
+                    "ZT500",
+                    f"the step's {kind.name} job's CMEK key {key or '(none)'} does not match "
+                    f"{policy.cmek_key_pattern}",
+                    step=step.task,
+                    evidence=(src,),
+                )
+            )
+    if (
+        policy.required_network
+        and kind.network_inputs
+        and step.job_network is not None
+        and not re.fullmatch(policy.required_network, step.job_network)
+    ):
+        out.append(
+            _f(
+                "ZT500",
+                f"the step's {kind.name} job's network {step.job_network or '(none)'} does "
+                f"not match the required {policy.required_network}",
+                step=step.task,
+                evidence=(src,),
+            )
+        )
+    return out
 
 
 def persistent_resource_findings(

@@ -16,9 +16,9 @@ is the only IO here; expiry is decided later with the ``now`` the caller passes 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     else:
         from zt_pipelines.policy.snapshot_file import read_document
 
-        data = read_document(path, PolicyFileError)
+        data = read_document(path, PolicyFileError, kind="policy")
         if data is None:
             data = {}
     if not isinstance(data, dict):
@@ -133,19 +133,33 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     return _build(data, source)
 
 
+def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """A suppression's ``expires`` written as a date (YAML ``expires: 2026-12-31`` or TOML
+    ``expires = 2026-12-31``) is the date it names; a date *with a time* is refused by the
+    schema like any other non-string."""
+    suppressions = data.get("suppressions")
+    if not isinstance(suppressions, list):
+        return data
+    fixed = []
+    for raw in suppressions:
+        value = raw.get("expires") if isinstance(raw, dict) else None
+        if isinstance(value, date) and not isinstance(value, datetime):
+            raw = {**raw, "expires": value.isoformat()}
+        fixed.append(raw)
+    return {**data, "suppressions": fixed}
+
+
 def _read_pyproject(path: Path) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[import-not-found]
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyFileError(f"file {str(path)!r} does not exist", where=str(path)) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyFileError(f"not valid TOML: {exc}", where=str(path)) from None
-    section = data.get("tool", {}).get("zt-pipelines")
+    from zt_pipelines import loaders
+
+    raw = loaders.read_bytes(path, kind="pyproject", error=PolicyFileError)
+    data = loaders.parse_toml(raw, where=str(path), kind="pyproject", error=PolicyFileError)
+    tool = data.get("tool")
+    if tool is not None and not isinstance(tool, dict):
+        raise PolicyFileError(
+            f"'tool' is a {type(tool).__name__}, not a table", where=f"{path}: tool"
+        )
+    section = (tool or {}).get("zt-pipelines")
     if section is None:
         raise PolicyFileError(
             "no [tool.zt-pipelines] table", where=str(path), fix="add one or use zt-policy.yaml"
@@ -153,9 +167,54 @@ def _read_pyproject(path: Path) -> Any:
     return section
 
 
+def compile_pattern(pattern: str, *, where: str) -> Any:
+    """Compile a policy regular expression with RE2 (linear-time matching, no backtracking).
+
+    Patterns RE2 cannot run in linear time (backreferences, lookaround) are refused, so a
+    policy can never make a check slow (``(a+)+b`` took 92 s with Python's ``re``).
+
+    Raises:
+        PolicyFileError: naming ``where``.
+    """
+    import re2  # type: ignore[import-not-found, import-untyped]
+
+    if len(pattern) > 1000:
+        raise PolicyFileError("the regular expression is longer than 1000 characters", where=where)
+    try:
+        re.compile(pattern)  # Python's syntax first: the documented dialect
+        options = re2.Options()
+        options.max_mem = 8 << 20
+        options.log_errors = False  # the error is raised, not printed to stderr
+        return re2.compile(pattern, options)
+    except (re.error, re2.error) as exc:
+        raise PolicyFileError(
+            f"{pattern!r} is not a regular expression zt-pipelines accepts ({exc})",
+            where=where,
+            fix="use RE2 syntax (no backreferences or lookaround)",
+        ) from None
+
+
+def policy_fullmatch(pattern: str, text: str) -> bool:
+    """Whether ``text`` fully matches a policy ``pattern``, in time linear in ``text`` (RE2).
+
+    ``pattern`` was accepted by :func:`load_policy`; a pattern RE2 refuses never matches.
+    """
+    try:
+        compiled = _compiled(pattern)
+    except PolicyFileError:
+        return False  # fail closed: an unusable pattern matches nothing
+    return compiled.fullmatch(text) is not None
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> Any:
+    return compile_pattern(pattern, where="policy")
+
+
 def _build(data: dict[str, Any], source: str) -> OrgPolicy:
     from zt_pipelines.policy.snapshot_file import validate_schema
 
+    data = _dates_as_text(data)
     validate_schema(data, SCHEMA_PATH, source, PolicyFileError)
     severities = dict(DEFAULT_SEVERITIES)
     for code, level in data.get("severities", {}).items():
@@ -178,13 +237,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         ("cmek.keyPattern", data.get("cmek", {}).get("keyPattern")),
     ):
         if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise PolicyFileError(
-                    f"{pattern!r} is not a valid regular expression ({exc})",
-                    where=f"{source}: $.{key}",
-                ) from None
+            compile_pattern(pattern, where=f"{source}: $.{key}")
     suppressions = []
     for i, raw in enumerate(data.get("suppressions", [])):
         where = f"{source}: $.suppressions[{i}]"
@@ -218,6 +271,15 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 resource = normalize_resource(resource).name
             except ResourceError as exc:
                 raise PolicyFileError(exc.what, where=where + ".resource") from None
+        permission = raw.get("permission")
+        if permission is not None:
+            from zt_pipelines.errors import PermissionFormatError
+            from zt_pipelines.policy.role_catalogue import validate_permission
+
+            try:
+                validate_permission(permission)
+            except PermissionFormatError as exc:
+                raise PolicyFileError(exc.what, where=where + ".permission", fix=exc.fix) from None
         suppressions.append(
             Suppression(
                 code=raw["code"],
@@ -226,7 +288,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 step=raw.get("step"),
                 resource=resource,
                 principal=raw.get("principal"),
-                permission=raw.get("permission"),
+                permission=permission,
             )
         )
     network = data.get("network", {})

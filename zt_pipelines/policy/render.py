@@ -39,6 +39,10 @@ FIXES: dict[str, str] = {
     "or drop persistent_resource_id for the step",
     "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
     "location), or add the resource to the snapshot",
+    "ZT122": "declare the job's project as a need of the step, or allow its region "
+    "(regions) in the policy file",
+    "ZT123": "give the deployed model a serving identity of its own (ModelDeployOp "
+    "service_account)",
     "ZT200": "grant the permission on the resource: `zt-pipelines plan` prints the binding",
     "ZT201": "make the grant provable: known group membership, a decidable condition, "
     "a readable policy",

@@ -40,6 +40,14 @@ CODES: dict[str, tuple[str, str]] = {
         "PersistentResourceUnknown",
         "a step's persistent resource cannot be verified (unknown or not found)",
     ),
+    "ZT122": (
+        "JobOutsidePipeline",
+        "a GCPC job runs outside the pipeline's project or region, undeclared",
+    ),
+    "ZT123": (
+        "SharedServingIdentity",
+        "a deployed model's serving identity also runs a step or the pipeline",
+    ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
     "ZT202": ("Denied", "a required permission is denied by a deny policy"),
@@ -54,7 +62,26 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
+    # post-run verification (zt_pipelines.monitor)
+    "ZT600": ("RunUnreadable", "a read post-run verification needs failed: not verified"),
+    "ZT601": ("NotSubmittedThroughZt", "a job carries no zt-pipelines labels"),
+    "ZT602": ("NoApproval", "no allowed audit record matches the run"),
+    "ZT603": ("SpecChanged", "the run's pipeline spec is not the approved spec"),
+    "ZT604": ("PipelineIdentityChanged", "the run's pipeline SA is not the approved one"),
+    "ZT605": ("TaskIdentityChanged", "a task's job ran as another identity"),
+    "ZT606": ("ImageChanged", "a task's job ran another container image"),
+    "ZT607": ("NetworkChanged", "a task's job used another network, PSC or IP ranges"),
+    "ZT608": ("EncryptionChanged", "a task's job used another CMEK key"),
+    "ZT609": ("PlaceChanged", "a task's job ran in another project or location"),
+    "ZT610": ("UnapprovedTask", "a task ran that the approved spec does not contain"),
+    "ZT611": ("TaskJobUnknown", "a task's job cannot be identified or compared"),
+    "ZT612": ("ImageNotPinned", "an approved image is a tag, not a digest"),
+    "ZT613": ("RunNotFinished", "the run has not ended: only the tasks so far were verified"),
+    "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
 }
+
+# codes whose findings are warnings by default (SARIF defaultConfiguration)
+_DEFAULT_LEVEL = {"ZT210": "warning", "ZT612": "warning", "ZT613": "warning"}
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
@@ -260,7 +287,7 @@ class Report:
                 "shortDescription": {"text": meaning},
                 "fullDescription": {"text": f"{code}: {meaning}."},
                 "helpUri": DOCS_URL + "#" + code.lower(),
-                "defaultConfiguration": {"level": "warning" if code == "ZT210" else "error"},
+                "defaultConfiguration": {"level": _DEFAULT_LEVEL.get(code, "error")},
             }
             for code, (name, meaning) in CODES.items()
         ]

@@ -11,7 +11,16 @@ AI Pipelines, plus how the GCPC custom-job launcher works):
   (``aiplatform.customJobs.create/get/cancel``) and may act as every step identity
   (``iam.serviceAccounts.actAs``);
 * the submitter may act as the pipeline identity and create pipeline jobs
-  (``iam.serviceAccounts.actAs``, ``aiplatform.pipelineJobs.create``).
+  (``iam.serviceAccounts.actAs``, ``aiplatform.pipelineJobs.create``);
+* a GCPC step (``StepIdentity.job_kind``, see :mod:`zt_pipelines.spec.gcpc`): whoever runs its
+  launcher — the step identity when the rewrite wrapped it in a CustomJob, else the pipeline
+  identity — needs the kind's ``caller_permissions`` in the job's project (e.g.
+  ``bigquery.jobs.create``, ``aiplatform.models.upload``, ``aiplatform.endpoints.deploy``,
+  ``dataflow.jobs.create``) and, when the kind says so, ``iam.serviceAccounts.actAs`` on the
+  launched job's identity (Dataflow/Dataproc worker, CustomJob, HPT trials, batch prediction)
+  or on a deploy step's serving identity; the launched identity needs the kind's
+  ``job_permissions`` (a Dataflow or Dataproc worker's) in the job's project. Data the job
+  reads or writes is declared by the user.
 
 Pure: no IO.
 """
@@ -21,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from zt_pipelines.errors import TemplateError
+from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import RewriteResult, StepIdentity
 from zt_pipelines.resources import (
     ResourceRef,
@@ -29,7 +40,7 @@ from zt_pipelines.resources import (
     service_account_resource,
 )
 
-RequirementKind = Literal["declared", "artifacts", "orchestration", "launch", "submit"]
+RequirementKind = Literal["declared", "artifacts", "orchestration", "launch", "job", "submit"]
 
 STEP_ARTIFACT_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
 PIPELINE_ROOT_PERMISSIONS = ("storage.objects.create", "storage.objects.get")
@@ -49,6 +60,7 @@ MISSING_CODE: dict[str, str] = {
     "artifacts": "ZT200",
     "orchestration": "ZT200",
     "launch": "ZT301",
+    "job": "ZT200",
     "submit": "ZT300",
 }
 
@@ -62,7 +74,8 @@ class Requirement:
         resource: the resource (and object prefix).
         permission: the IAM permission.
         step: the task that needs it; ``None`` for pipeline-level needs.
-        kind: declared / artifacts / orchestration / launch / submit.
+        kind: declared / artifacts / orchestration / launch (the pipeline identity launching
+            a step or a GCPC job) / job (a GCPC step's implicit needs) / submit.
     """
 
     principal: str
@@ -178,6 +191,7 @@ def derive_requirements(
         if step.service_account and step.service_account.lower() != pipeline_service_account:
             sa_ref = ResourceRef(service_account_resource(step.service_account.lower()))
             out.add(Requirement(pipeline, sa_ref, ACT_AS, step.task, "launch"))
+        out.update(gcpc_requirements(step, project=project, pipeline_service_account=pipeline))
     if steps:
         for perm in LAUNCH_PERMISSIONS:
             out.add(Requirement(pipeline, project_ref, perm, None, "launch"))
@@ -196,6 +210,56 @@ def derive_requirements(
         for perm in SUBMIT_PERMISSIONS:
             out.add(Requirement(who, project_ref, perm, None, "submit"))
     return tuple(sorted(out, key=_order))
+
+
+def gcpc_requirements(
+    step: StepIdentity, *, project: str, pipeline_service_account: str
+) -> set[Requirement]:
+    """The implicit needs of a GCPC step's launcher and of the job it launches (see module doc).
+
+    ``pipeline_service_account`` is the pipeline's email or member. An empty or default
+    launched/serving identity adds no actAs requirement: it is refused on its own (ZT100).
+
+    Raises:
+        TemplateError: ``step.job_kind`` names no catalogued GCPC launcher.
+    """
+    if not step.job_kind:
+        return set()
+    from zt_pipelines.spec.gcpc import by_name
+
+    try:
+        kind = by_name(step.job_kind)
+    except KeyError:
+        raise TemplateError(
+            f"GCPC launcher kind {step.job_kind!r} is not in the catalogue",
+            where=f"task {step.task!r}",
+        ) from None
+    pipeline = sa_member(pipeline_service_account.removeprefix("serviceAccount:"))
+    where = ResourceRef(project_resource(step.job_project or project))
+    how: RequirementKind
+    if step.wrapped_launcher:  # the launcher runs in a CustomJob as the step's identity
+        caller, how = step_principal(step, pipeline_service_account), "job"
+    else:  # GCPC's launcher container runs as the pipeline identity
+        caller, how = pipeline, "launch"
+    out = {Requirement(caller, where, p, step.task, how) for p in kind.caller_permissions}
+    if kind.caller_acts_as:
+        target = (
+            step.serving_service_account
+            if kind.serving_identity is not None
+            else step.launched_service_account
+        )
+        if target and not classify_identity(target).is_default:
+            member = sa_member(target)
+            if member != caller or step.wrapped_launcher:  # e.g. Dataflow: actAs its own worker
+                node = ResourceRef(service_account_resource(target.lower()))
+                out.add(Requirement(caller, node, ACT_AS, step.task, how))
+    launched = step.launched_service_account
+    if launched and not classify_identity(launched).is_default:
+        out.update(
+            Requirement(sa_member(launched), where, p, step.task, "job")
+            for p in kind.job_permissions
+        )
+    return out
 
 
 def _order(r: Requirement) -> tuple[str, str, str, str, str, str]:

@@ -6,12 +6,26 @@ anything else. Keys are Cloud Asset full resource names (see :mod:`zt_pipelines.
 
 Reads that failed are part of the snapshot (``unreadable``): the engine turns them into
 ZT201/ZT400 findings instead of treating a missing policy as an empty one. Fail closed.
+
+Resource identities are normalised once, here, whoever builds the snapshot (file, live fetch,
+emulator): a project named by its number (``//cloudresourcemanager.googleapis.com/projects/
+123``, as Cloud Asset and IAM v2 attachment points write it) becomes the project's id-based name
+wherever the number is known — node names and parents, deny attachment points (also
+``%2F``-encoded ones), unreadable targets and service accounts' projects. A deny policy attached
+to a project number nobody in the snapshot has stays as it is: the engine treats it as possibly
+attached to every project whose number is unknown (unverifiable), never as absent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from zt_pipelines.policy.deny import normalize_attachment_point
+
+_CRM = "//cloudresourcemanager.googleapis.com/"
+_PROJECT_NUMBER = re.compile(r"^//cloudresourcemanager\.googleapis\.com/projects/([0-9]+)$")
 
 NodeKind = Literal[
     "organization",
@@ -265,6 +279,29 @@ class Snapshot:
     complete_bindings_for: frozenset[str] = frozenset()
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
 
+    _project_names: dict[str, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        _normalise_identities(self)
+
+    def canonical(self, name: str) -> str:
+        """The snapshot's name for a resource: a project number becomes the project's id-based
+        name when the number is known; anything else is returned as it is."""
+        match = _PROJECT_NUMBER.match(name)
+        if match is None:
+            return name
+        return self._project_names.get(match.group(1), name)
+
+    def unplaced_number(self, point: str) -> str | None:
+        """The project number of ``point`` when it names a project by a number no project in
+        the snapshot has (it may be any project whose number is unknown), else ``None``."""
+        match = _PROJECT_NUMBER.match(point)
+        if match is None or point in self.nodes:
+            return None
+        return match.group(1) if match.group(1) not in self._project_names else None
+
     def ancestors(self, name: str) -> list[Node]:
         """The node itself, then its parents up to the root, as far as they are known."""
         chain: list[Node] = []
@@ -278,7 +315,75 @@ class Snapshot:
 
     def project_by_number(self, number: str) -> Node | None:
         """The project node with this number, if known."""
-        for node in self.nodes.values():
-            if node.kind == "project" and node.project_number == number:
-                return node
-        return None
+        name = self._project_names.get(number)
+        if name is not None:
+            return self.nodes.get(name)
+        node = self.nodes.get(f"{_CRM}projects/{number}")
+        return node if node is not None and node.kind == "project" else None
+
+
+def _merge(a: Node, b: Node) -> Node:
+    """One project known under its id (``a``) and its number (``b``): one node."""
+    policy = a.policy
+    if b.policy is not None:
+        bindings = (a.policy.bindings if a.policy else ()) + b.policy.bindings
+        policy = AllowPolicy(bindings, a.policy.etag if a.policy else b.policy.etag)
+    parent = a.parent
+    if b.parent is not None and parent is not None and b.parent != parent:
+        parent = None  # the two say different things: the ancestry is unknown (fail closed)
+    elif parent is None:
+        parent = b.parent
+    return replace(a, policy=policy, parent=parent, display_name=a.display_name or b.display_name)
+
+
+def _normalise_identities(snap: Snapshot) -> None:
+    """Rewrite project numbers to id-based names everywhere in ``snap`` (in place, once)."""
+    names: dict[str, str] = {}
+    for name, node in snap.nodes.items():
+        if node.kind == "project" and node.project_number and not _PROJECT_NUMBER.match(name):
+            names.setdefault(node.project_number, name)
+    object.__setattr__(snap, "_project_names", names)
+
+    def canon(name: str | None) -> str | None:
+        if name is None or not name.startswith(_CRM + "projects/"):
+            return name
+        return snap.canonical(name)
+
+    nodes: dict[str, Node] = {}
+    changed = False
+    for key, node in snap.nodes.items():
+        match = _PROJECT_NUMBER.match(node.name) if node.kind == "project" else None
+        if match is not None and node.project_number is None:
+            node = replace(node, project_number=match.group(1))  # a number names itself
+        name, parent = canon(node.name) or node.name, canon(node.parent)
+        if name != node.name or parent != node.parent:
+            node = replace(node, name=name, parent=parent)
+        if node is not snap.nodes[key] or key != name:
+            changed = True
+        if name in nodes:
+            first, second = (nodes[name], node) if key != name else (node, nodes[name])
+            node = _merge(first, second)
+            changed = True
+        nodes[name] = node
+    if changed:
+        object.__setattr__(snap, "nodes", nodes)
+
+    denies = []
+    for dp in snap.deny_policies:
+        point = snap.canonical(normalize_attachment_point(dp.attachment_point))
+        denies.append(dp if point == dp.attachment_point else replace(dp, attachment_point=point))
+    object.__setattr__(snap, "deny_policies", tuple(denies))
+
+    if names:
+        unreadable = tuple(
+            replace(u, target=t) if (t := snap.canonical(u.target)) != u.target else u
+            for u in snap.unreadable
+        )
+        object.__setattr__(snap, "unreadable", unreadable)
+        sas = {}
+        for email, sa in snap.service_accounts.items():
+            pid = sa.project_id
+            if pid.isdigit() and pid in names:
+                sa = replace(sa, project_id=names[pid].rsplit("/", 1)[1])
+            sas[email] = sa
+        object.__setattr__(snap, "service_accounts", sas)

@@ -13,7 +13,6 @@ This module reads files (IO) but decides nothing about IAM.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from dataclasses import replace
@@ -21,10 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from zt_pipelines.errors import IdentityError, SnapshotError
+from zt_pipelines.errors import IdentityError, InputError, SnapshotError
 from zt_pipelines.identity import classify_identity
+from zt_pipelines.loaders import load_file
 from zt_pipelines.policy.catalogue import roles_from_catalogue
 from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
 from zt_pipelines.policy.deny import V2_PERMISSION, normalize_attachment_point
@@ -74,52 +72,15 @@ _ROLE = re.compile(
 )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (a silent overwrite hides grants)."""
-
-
-def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
-
-
-def read_document(path: str | Path, error: type[SnapshotError] | Any = SnapshotError) -> Any:
-    """Read a YAML or JSON file (``.gz`` allowed) strictly; raise ``error`` naming the file."""
-    p = Path(path)
-    try:
-        if p.suffix == ".gz":
-            with gzip.open(p, "rt", encoding="utf-8") as fh:
-                raw = fh.read()
-        else:
-            raw = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"file {str(p)!r} does not exist", where=str(p)) from None
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise error(f"cannot read the file: {exc}", where=str(p)) from None
-    name = p.name.removesuffix(".gz")
-    try:
-        if name.endswith(".json"):
-            return json.loads(raw)
-        return yaml.load(raw, Loader=_StrictLoader)
-    except json.JSONDecodeError as exc:
-        raise error(
-            f"not valid JSON: {exc.msg}", where=f"{p}: line {exc.lineno} column {exc.colno}"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        at = f"{p}: line {mark.line + 1} column {mark.column + 1}" if mark else str(p)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"not valid YAML: {problem}", where=at) from None
+def read_document(
+    path: str | Path, error: type[InputError] = SnapshotError, *, kind: str = "snapshot"
+) -> Any:
+    """Read one YAML or JSON document (``.gz`` allowed) with the strict, bounded loader
+    (:mod:`zt_pipelines.loaders`); raise ``error`` naming the file, line and column."""
+    documents = load_file(path, kind=kind, error=error)
+    if len(documents) > 1:
+        raise error(f"expected one document, found {len(documents)}", where=str(path))
+    return documents[0] if documents else None
 
 
 @lru_cache(maxsize=4)
@@ -184,7 +145,7 @@ def with_roles(snapshot: Snapshot, roles: dict[str, Role]) -> Snapshot:
 
 def load_catalogue_file(path: str | Path) -> dict[str, Role]:
     """Read a predefined-role catalogue file (``gcp-predefined-roles.json.gz`` shape)."""
-    data = read_document(path)
+    data = read_document(path, kind="catalogue")
     if not isinstance(data, dict):
         raise SnapshotError("a role catalogue must be a mapping", where=f"{path}: $")
     try:
@@ -402,17 +363,25 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
 
 
 def _check_cycles(nodes: dict[str, Node], b: _Builder) -> None:
-    for i, start in enumerate(nodes):
-        seen = {start}
-        current = nodes[start].parent
-        while current:
-            if current in seen:
+    """Refuse a cycle in the parent links, in time linear in the number of nodes (every node
+    is walked once: a 10,000-node chain took ~50 s when each node walked to the root)."""
+    done: set[str] = set()  # nodes whose chain up to the root (or an unknown parent) is sound
+    index = {name: i for i, name in enumerate(nodes)}
+    for start in nodes:
+        path: list[str] = []
+        on_path: set[str] = set()
+        current: str | None = start
+        while current and current not in done:
+            if current in on_path:
                 raise b.fail(
-                    f"the hierarchy has a cycle through {current!r}", f"$.nodes[{i}].parent"
+                    f"the hierarchy has a cycle through {current!r}",
+                    f"$.nodes[{index.get(start, 0)}].parent",
                 )
-            seen.add(current)
-            parent = nodes.get(current)
-            current = parent.parent if parent else None
+            on_path.add(current)
+            path.append(current)
+            node = nodes.get(current)
+            current = node.parent if node else None
+        done.update(path)
 
 
 def _condition_dict(c: Condition | None) -> dict[str, str] | None:

@@ -7,14 +7,15 @@
     plan = zt.plan("pipeline.yaml", project="proj",
                    pipeline_service_account="pipeline@proj.iam.gserviceaccount.com",
                    snapshot="snapshot.yaml")
-    print(plan)                 # table of accounts, roles and bindings (+ add, - remove)
-    plan.to_terraform()         # HCL for the google provider
-    plan.to_gcloud()            # a bash script
-    plan.apply()                # through the official clients (or ZT_EMULATOR_HOST)
+    print(zt.provision.render_table(plan))  # accounts, roles and bindings (+ add, - remove)
+    zt.provision.render_terraform(plan)     # HCL for the google provider
+    zt.provision.render_gcloud(plan)        # a bash script
+    zt.provision.apply_plan(plan)           # official clients (or ZT_EMULATOR_HOST)
 
-Modules: :mod:`.plan` (the pure diff), :mod:`.requirements` (who needs what),
-:mod:`.cover` (predefined-role set cover), :mod:`.custom_roles` (hash-named roles),
-:mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
+A plan is data (:mod:`.model`) that :mod:`.render` and :mod:`.apply` consume; none of them
+depends back on its consumers. Modules: :mod:`.plan` (the pure diff), :mod:`.requirements`
+(who needs what), :mod:`.cover` (predefined-role set cover), :mod:`.custom_roles` (hash-named
+roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
@@ -44,6 +46,12 @@ from zt_pipelines.provision.plan import (
     check_plan,
     check_submitter,
 )
+from zt_pipelines.provision.render import (
+    render_gcloud,
+    render_json,
+    render_table,
+    render_terraform,
+)
 from zt_pipelines.provision.requirements import wants_for
 
 __all__ = [
@@ -57,6 +65,7 @@ __all__ = [
     "RoleSpec",
     "UnsupportedResourceError",
     "Want",
+    "apply_plan",
     "build_plan",
     "check_plan",
     "check_submitter",
@@ -64,6 +73,10 @@ __all__ = [
     "find_cover",
     "load_catalogue",
     "plan",
+    "render_gcloud",
+    "render_json",
+    "render_table",
+    "render_terraform",
     "role_id_for",
     "wants_for",
 ]
@@ -147,6 +160,13 @@ def plan(
     for step in result.steps:
         if step.service_account is not None:
             step_accounts.setdefault(step.service_account, []).append(step.task)
+        # identities a GCPC step's job runs or serves as are the pipeline's to create too
+        for email, role in (
+            (step.launched_service_account, "job"),
+            (step.serving_service_account, "serving"),
+        ):
+            if email and email != step.service_account and not classify_identity(email).is_default:
+                step_accounts.setdefault(email, []).append(f"{step.task} ({role})")
     return build_plan(
         wants,
         project=project,
@@ -227,3 +247,12 @@ def load_catalogue(source: str | PathLike[str] | Mapping[str, Any]) -> dict[str,
         for name, role in roles.items()
         if not role.deleted and role.stage not in ("DEPRECATED", "DISABLED", "ALPHA")
     }
+
+
+def __getattr__(name: str) -> Any:
+    # apply_plan does IO through the Google clients: imported on first use only
+    if name == "apply_plan":
+        from zt_pipelines.provision.apply import apply_plan
+
+        return apply_plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

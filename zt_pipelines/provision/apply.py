@@ -30,13 +30,9 @@ from typing import Any
 
 from zt_pipelines.errors import ApiError, ZtError
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
-from zt_pipelines.provision.plan import (
-    PIPELINE_STEP,
-    Grant,
-    Plan,
-    UnsupportedResourceError,
-    check_plan,
-)
+from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
+from zt_pipelines.provision.plan import check_plan
+from zt_pipelines.provision.render import render_json
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 #: codes a stale etag produces: gRPC ABORTED (HTTP 409) and HTTP 412 Precondition Failed
@@ -704,7 +700,7 @@ def _audit(
             project=plan.project,
             location=location,
             pipeline=plan.pipeline_name,
-            spec_sha256=hashlib.sha256(plan.to_json().encode()).hexdigest(),
+            spec_sha256=hashlib.sha256(render_json(plan).encode()).hexdigest(),
             identities=identities,
             findings=tuple(changes),
             reason=reason.splitlines()[0][:500] if reason else "",

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from zt_pipelines.errors import InputError
-from zt_pipelines.resources import check_permission
+from zt_pipelines.policy.role_catalogue import validate_permission
 
 ROLE_ID_PREFIX = "zt_"
 _ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
@@ -70,7 +70,9 @@ def custom_role_for(permissions: Iterable[str], *, parent: str) -> CustomRole:
 
     Raises:
         InputError: ``parent`` is not ``projects/ID`` / ``organizations/NUMBER``.
-        PermissionFormatError: a permission is malformed.
+        PermissionFormatError: a permission is malformed (or, as
+            :class:`~zt_pipelines.errors.UnknownPermissionError`, unknown: IAM would refuse
+            the role).
     """
     if not _PARENT.match(parent):
         raise InputError(
@@ -78,7 +80,7 @@ def custom_role_for(permissions: Iterable[str], *, parent: str) -> CustomRole:
             where="custom role parent",
             fix="use projects/PROJECT_ID or organizations/ORG_NUMBER",
         )
-    perms = tuple(sorted({check_permission(p, where="custom role") for p in permissions}))
+    perms = tuple(sorted({validate_permission(p, where="custom role") for p in permissions}))
     role_id = role_id_for(perms)
     services = sorted({p.split(".", 1)[0] for p in perms})
     title = f"zt-pipelines {'/'.join(services)} ({len(perms)} permissions)"

@@ -31,260 +31,60 @@ import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-from zt_pipelines.errors import ApiError, InputError, ZtError
+from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.role_catalogue import predefined_roles, validate_permissions
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
 from zt_pipelines.provision.cover import Cover, find_cover, permission_index
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
+from zt_pipelines.provision.model import (
+    ACT_AS,
+    PIPELINE_STEP,
+    SERVICE_ACCOUNT_USER,
+    SUBMITTER_STEP,
+    AccountSpec,
+    Grant,
+    Plan,
+    ProvisioningRefused,
+    RoleMode,
+    RoleSpec,
+    StepCover,
+    UnsupportedResourceError,
+    Want,
+    want_order,
+)
 from zt_pipelines.resources import (
     BIGQUERY,
     CRM,
     IAM,
     STORAGE,
-    ResourceRef,
     display_uri,
     service_account_resource,
 )
 
-if TYPE_CHECKING:
-    from zt_pipelines.provision.apply import ApplyResult
-
-RoleMode = Literal["custom", "predefined"]
-SERVICE_ACCOUNT_USER = "roles/iam.serviceAccountUser"
-ACT_AS = "iam.serviceAccounts.actAs"
-PIPELINE_STEP = "(pipeline)"
-SUBMITTER_STEP = "(submitter)"
-
-
-class ProvisioningRefused(ZtError):
-    """The plan would grant something zero trust forbids (basic role, escalation, undeclared
-    resource). Exit code 1: refused."""
-
-    exit_code = 1
-
-
-class UnsupportedResourceError(InputError):
-    """A need names a resource kind that provisioning cannot grant on."""
-
-
-@dataclass(frozen=True)
-class Want:
-    """One principal's need on one resource (a requirement, as provisioning sees it).
-
-    Attributes:
-        member: the IAM member (``serviceAccount:EMAIL``, ``user:EMAIL`` ...).
-        resource: the resource and optional object prefix.
-        permissions: sorted, de-duplicated permissions.
-        step: the task path, or ``(pipeline)`` / ``(submitter)``.
-        declared: True for a user's declaration, False for an implicit need we derived.
-    """
-
-    member: str
-    resource: ResourceRef
-    permissions: tuple[str, ...]
-    step: str
-    declared: bool = True
-
-
-def want_order(want: Want) -> tuple[str, str, str, tuple[str, ...], str]:
-    """A total order on wants (ResourceRef's own order fails on a ``None`` prefix)."""
-    return (
-        want.member,
-        want.resource.name,
-        want.resource.prefix or "",
-        want.permissions,
-        want.step,
-    )
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One role granted to one member on one resource, optionally under a condition.
-
-    Attributes:
-        resource: full resource name of the node whose allow policy holds the binding.
-        role: ``roles/...`` or a custom role name.
-        member: ``serviceAccount:EMAIL`` etc.
-        condition: the IAM condition, for prefix-scoped needs.
-        step: the task path (or ``(pipeline)`` / ``(submitter)``) the grant serves.
-        permissions: the needed permissions this grant provides.
-        excess: permissions the role grants beyond them (predefined roles only).
-    """
-
-    resource: str
-    role: str
-    member: str
-    condition: Condition | None = None
-    step: str = ""
-    permissions: tuple[str, ...] = ()
-    excess: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        """Identity of the binding: (resource, role, lower-cased member, condition expression)."""
-        expression = self.condition.expression if self.condition else ""
-        return (self.resource, self.role, self.member.lower(), expression)
-
-    @property
-    def uri(self) -> str:
-        """The resource in the short form users write."""
-        return display_uri(self.resource)
-
-
-@dataclass(frozen=True)
-class AccountSpec:
-    """A service account the pipeline uses.
-
-    Attributes:
-        email: the account.
-        account_id: the part before ``@``.
-        project: the project that owns it.
-        steps: the tasks it runs (``(pipeline)`` for the pipeline SA).
-        state: ``create`` (missing), ``exists``, or ``disabled`` (exists but disabled; we do
-            not re-enable accounts: that is someone's deliberate decision).
-    """
-
-    email: str
-    account_id: str
-    project: str
-    steps: tuple[str, ...]
-    state: Literal["create", "exists", "disabled"] = "create"
-
-    @property
-    def display_name(self) -> str:
-        """A display name that says who created the account and for what."""
-        steps = ", ".join(self.steps)
-        text = f"zt-pipelines: {steps}"
-        return text if len(text) <= 100 else text[:97] + "..."
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    """A custom role the plan uses and what must happen to it: create, exists or update."""
-
-    role: CustomRole
-    state: Literal["create", "exists", "update"] = "create"
-
-
-@dataclass(frozen=True)
-class StepCover:
-    """The predefined-role cover chosen for one grant group (``--roles predefined``)."""
-
-    step: str
-    member: str
-    resource: str
-    condition: str
-    cover: Cover
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What provisioning will do. Render it with ``str()``, :meth:`to_json`,
-    :meth:`to_terraform`, :meth:`to_gcloud`; carry it out with :meth:`apply`.
-
-    Attributes:
-        project: the project the pipeline runs in.
-        pipeline_name: ``pipelineInfo.name``.
-        pipeline_service_account: the pipeline (launcher) identity.
-        roles_mode: ``custom`` or ``predefined``.
-        prune: whether ``removals`` will be applied.
-        against_state: False when no snapshot was given (everything is planned as new).
-        accounts: every service account the pipeline uses (to create or existing).
-        custom_roles: custom roles the grants use.
-        grants: every binding the pipeline needs (present or not).
-        additions: grants missing from the current state.
-        extras: bindings on step identities that the plan does not need.
-        removals: ``extras`` when ``prune`` is set, else empty.
-        covers: predefined-role covers (``--roles predefined`` only).
-        wants: the requirements the plan was computed from.
-    """
-
-    project: str
-    pipeline_name: str
-    pipeline_service_account: str
-    roles_mode: RoleMode
-    prune: bool
-    against_state: bool
-    accounts: tuple[AccountSpec, ...]
-    custom_roles: tuple[RoleSpec, ...]
-    grants: tuple[Grant, ...]
-    additions: tuple[Grant, ...]
-    extras: tuple[Grant, ...]
-    removals: tuple[Grant, ...]
-    covers: tuple[StepCover, ...] = ()
-    wants: tuple[Want, ...] = field(default=(), repr=False)
-
-    @property
-    def is_noop(self) -> bool:
-        """True when applying would change nothing."""
-        return not (
-            self.additions
-            or self.removals
-            or any(a.state == "create" for a in self.accounts)
-            or any(r.state != "exists" for r in self.custom_roles)
-        )
-
-    @property
-    def step_accounts(self) -> tuple[AccountSpec, ...]:
-        """The accounts of the steps (not the pipeline SA)."""
-        return tuple(a for a in self.accounts if a.steps != (PIPELINE_STEP,))
-
-    def excess_by_step(self) -> dict[str, int]:
-        """Per step, how many permissions the chosen roles grant beyond the needs."""
-        counts: dict[str, int] = defaultdict(int)
-        for grant in self.grants:
-            counts[grant.step] += len(grant.excess)
-        return dict(sorted(counts.items()))
-
-    def to_json(self) -> str:
-        """The plan as a JSON document (stable key order)."""
-        from zt_pipelines.provision.render import render_json
-
-        return render_json(self)
-
-    def to_terraform(self) -> str:
-        """The desired state as Terraform HCL for the google provider."""
-        from zt_pipelines.provision.render import render_terraform
-
-        return render_terraform(self)
-
-    def to_gcloud(self) -> str:
-        """A bash script of gcloud/bq commands that applies this plan's changes."""
-        from zt_pipelines.provision.render import render_gcloud
-
-        return render_gcloud(self)
-
-    def __str__(self) -> str:
-        from zt_pipelines.provision.render import render_table
-
-        return render_table(self)
-
-    def apply(
-        self,
-        *,
-        factory: Any = None,
-        credentials: Any = None,
-        emulator_host: str | None = None,
-        audit_log: Any = None,
-        **options: Any,
-    ) -> ApplyResult:
-        """Carry out the plan through the official clients (``$ZT_EMULATOR_HOST``: the
-        emulator); idempotent. See :func:`zt_pipelines.provision.apply.apply_plan` for
-        ``audit_log`` and the other options (retry, conflict attempts, sleep, submitter)."""
-        from zt_pipelines.provision.apply import apply_plan
-
-        return apply_plan(
-            self,
-            factory=factory,
-            credentials=credentials,
-            emulator_host=emulator_host,
-            audit_log=audit_log,
-            **options,
-        )
+__all__ = [  # the plan's data lives in .model; re-exported where callers have always found it
+    "ACT_AS",
+    "PIPELINE_STEP",
+    "SERVICE_ACCOUNT_USER",
+    "SUBMITTER_STEP",
+    "AccountSpec",
+    "Grant",
+    "Plan",
+    "ProvisioningRefused",
+    "RoleMode",
+    "RoleSpec",
+    "StepCover",
+    "UnsupportedResourceError",
+    "Want",
+    "build_plan",
+    "check_plan",
+    "check_submitter",
+    "escalating_permissions",
+    "want_order",
+]
 
 
 def build_plan(
@@ -313,7 +113,7 @@ def build_plan(
         prune: also remove bindings on step identities that the plan does not need.
         organization: an organisation number to hold the custom roles instead of the project.
         catalogue: predefined role → permissions (``predefined`` mode); defaults to the
-            ``roles/...`` entries of the snapshot.
+            shipped catalogue, overridden by the ``roles/...`` definitions of the snapshot.
 
     Raises:
         ProvisioningRefused: a need asks for an escalation-capable permission or a role
@@ -326,6 +126,8 @@ def build_plan(
     pipeline_sa = require_user_managed(pipeline_service_account, where="pipeline service account")
     state = snapshot or Snapshot()
     parent = f"organizations/{organization}" if organization else f"projects/{project}"
+    for want in wants:  # a misspelt permission would become a role IAM refuses
+        validate_permissions(want.permissions, where=f"step {want.step!r}")
     _refuse_escalating_needs(wants)
     groups = _group(wants)
 
@@ -634,20 +436,15 @@ def _catalogue(
 ) -> dict[str, frozenset[str]]:
     if catalogue is not None:
         return dict(catalogue)
-    table = {
+    # the shipped catalogue, with the snapshot's own (live or file) definitions winning
+    roles = {**predefined_roles(), **state.roles}
+    return {
         name: role.permissions
-        for name, role in state.roles.items()
+        for name, role in roles.items()
         if name.startswith("roles/")
         and not role.deleted
         and role.stage not in ("DEPRECATED", "DISABLED", "ALPHA")
     }
-    if not table:
-        raise InputError(
-            "--roles predefined needs the predefined role catalogue",
-            where="snapshot",
-            fix="pass a snapshot that includes predefined roles, or a role catalogue",
-        )
-    return table
 
 
 def check_plan(plan: Plan) -> None:

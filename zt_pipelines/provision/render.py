@@ -20,7 +20,7 @@ from typing import Any
 
 from zt_pipelines.errors import InputError
 from zt_pipelines.policy.snapshot import Condition
-from zt_pipelines.provision.plan import AccountSpec, Grant, Plan
+from zt_pipelines.provision.model import AccountSpec, Grant, Plan
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
 
 _SECRETS = "//secretmanager.googleapis.com/"

@@ -127,9 +127,31 @@ _GCPC_MACHINE_FIELDS = (
 Manifest = str | os.PathLike[str] | Mapping[str, Any]
 
 
-def rewrite(spec: Any, **kwargs: Any) -> dict[str, Any]:
-    """Rewrite ``spec`` and return only the new IR (see :func:`rewrite_pipeline`)."""
-    return rewrite_pipeline(spec, **kwargs).spec
+def rewrite(
+    spec: Any,
+    *,
+    parameter_values: Mapping[str, Any] | None = None,
+    manifest: Manifest | None = None,
+    project: str | None = None,
+    location: str | None = None,
+    pipeline_service_account: str | None = None,
+    naming_template: str = DEFAULT_NAME_TEMPLATE,
+    defaults: JobFields | None = None,
+    platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Rewrite ``spec`` and return only the new IR; the arguments are
+    :func:`rewrite_pipeline`'s (spelled out so ``help()`` and IDEs show them)."""
+    return rewrite_pipeline(
+        spec,
+        parameter_values=parameter_values,
+        manifest=manifest,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_service_account,
+        naming_template=naming_template,
+        defaults=defaults,
+        platform_docs=platform_docs,
+    ).spec
 
 
 def rewrite_pipeline(

@@ -1,0 +1,168 @@
+"""Options every subcommand spells the same way, with their defaults from the environment.
+
+One spelling per option (``--pipeline-sa`` everywhere), one default per option (``--location``
+defaults to ``us-central1`` everywhere, as ``aiplatform.init`` does), and the environment
+variables a Google Cloud user already has: ``--project`` falls back to ``ZT_PROJECT``, then
+``GOOGLE_CLOUD_PROJECT`` / ``CLOUDSDK_CORE_PROJECT``, then gcloud's configured project.
+Every other shared option reads ``ZT_<OPTION>``. ``--help`` shows each variable.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+DEFAULT_LOCATION = "us-central1"
+"""aiplatform's default region (``initializer.global_config.location``)."""
+
+PROJECT_ENVVARS = ("ZT_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
+LOCATION_ENVVARS = ("ZT_LOCATION", "GOOGLE_CLOUD_REGION", "CLOUDSDK_AI_REGION")
+
+
+def gcloud_project() -> str | None:
+    """The project in gcloud's active configuration (``gcloud config set project``), if any.
+
+    Read from the files gcloud writes (``$CLOUDSDK_CONFIG`` or ``~/.config/gcloud``); gcloud
+    itself is never run.
+    """
+    root = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+    try:
+        active = (root / "active_config").read_text(encoding="utf-8").strip() or "default"
+    except (OSError, UnicodeDecodeError):
+        active = "default"
+    if not active.replace("-", "").replace("_", "").isalnum():
+        return None  # not a configuration name: never read outside gcloud's folder
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(root / "configurations" / f"config_{active}", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    value = parser.get("core", "project", fallback="").strip()
+    return value or None
+
+
+def _default_project() -> str | None:
+    return gcloud_project()
+
+
+def project_option(
+    *, required: bool = True, help: str = "Project the pipeline runs in."
+) -> Callable[[_F], _F]:
+    """``--project`` with the environment and gcloud's configuration as defaults."""
+
+    def need(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        # click takes a callable default's None as a value, so "required" is checked here
+        if required and not value:
+            raise click.MissingParameter(
+                ctx=ctx,
+                param=param,
+                message="pass --project, set GOOGLE_CLOUD_PROJECT, or `gcloud config set project`",
+            )
+        return value
+
+    option: Callable[[_F], _F] = click.option(
+        "--project",
+        envvar=list(PROJECT_ENVVARS),
+        show_envvar=True,
+        default=_default_project,
+        show_default="gcloud's configured project",
+        callback=need,
+        help=help,
+    )
+    return option
+
+
+def location_option(help: str = "Vertex AI region.") -> Callable[[_F], _F]:
+    """``--location``, default ``us-central1`` (as aiplatform), from the environment."""
+    option: Callable[[_F], _F] = click.option(
+        "--location",
+        envvar=list(LOCATION_ENVVARS),
+        show_envvar=True,
+        default=DEFAULT_LOCATION,
+        show_default=True,
+        help=help,
+    )
+    return option
+
+
+def pipeline_sa_option(
+    *, required: bool = True, help: str = "The pipeline service account (it launches the steps)."
+) -> Callable[[_F], _F]:
+    """``--pipeline-sa`` (``ZT_PIPELINE_SA``)."""
+    option: Callable[[_F], _F] = click.option(
+        "--pipeline-sa",
+        "pipeline_sa",
+        required=required,
+        envvar="ZT_PIPELINE_SA",
+        show_envvar=True,
+        help=help,
+    )
+    return option
+
+
+def snapshot_option(
+    *, required: bool = False, exists: bool = False, help: str | None = None
+) -> Callable[[_F], _F]:
+    """``--snapshot FILE`` (``ZT_SNAPSHOT``): verify offline against an IAM snapshot."""
+    option: Callable[[_F], _F] = click.option(
+        "--snapshot",
+        required=required,
+        envvar="ZT_SNAPSHOT",
+        show_envvar=True,
+        type=click.Path(path_type=Path, dir_okay=False, exists=exists),
+        help=help or "IAM snapshot file (YAML/JSON). Without it, live IAM state is read.",
+    )
+    return option
+
+
+def policy_option() -> Callable[[_F], _F]:
+    """``--policy FILE`` (``ZT_POLICY``): the organisation policy file."""
+    option: Callable[[_F], _F] = click.option(
+        "--policy",
+        envvar="ZT_POLICY",
+        show_envvar=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="zt-policy.yaml or pyproject.toml.",
+    )
+    return option
+
+
+def output_option(
+    *, required: bool = False, help: str = "Write the output here."
+) -> Callable[[_F], _F]:
+    """``-o/--output FILE``."""
+    option: Callable[[_F], _F] = click.option(
+        "-o", "--output", required=required, type=click.Path(path_type=Path), help=help
+    )
+    return option
+
+
+@contextmanager
+def live_progress(what: str = "reading IAM state") -> Iterator[None]:
+    """A transient progress bar on stderr for the live reads made inside the block, when
+    stderr is a terminal; nothing otherwise (CI logs stay clean)."""
+    from zt_pipelines.gcp.progress import reporting
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        with reporting(progress):
+            yield
