@@ -138,6 +138,7 @@ def rewrite(
     naming_template: str = DEFAULT_NAME_TEMPLATE,
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
+    pipeline_root: str | None = None,
 ) -> dict[str, Any]:
     """Rewrite ``spec`` and return only the new IR; the arguments are
     :func:`rewrite_pipeline`'s (spelled out so ``help()`` and IDEs show them)."""
@@ -151,6 +152,7 @@ def rewrite(
         naming_template=naming_template,
         defaults=defaults,
         platform_docs=platform_docs,
+        pipeline_root=pipeline_root,
     ).spec
 
 
