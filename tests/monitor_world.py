@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "zt-demo"
 LOCATION = "us-central1"
 PROJECT_NODE = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
+ORG_NODE = "//cloudresourcemanager.googleapis.com/organizations/100"
 AUDITOR = "user:auditor@example.com"
 #: submits (as alice may) and reads runs (as the auditor may): for verify_after
 AUDITOR_AND_SUBMITTER = "user:alice@example.com"
@@ -70,6 +71,18 @@ def monitor_world() -> Snapshot:
     roles = dict(base.roles)
     roles["roles/zt.monitor"] = Role("roles/zt.monitor", MONITOR_PERMISSIONS)
     nodes = dict(base.nodes)
+    org = nodes[ORG_NODE]
+    assert org.policy is not None
+    nodes[ORG_NODE] = dataclasses.replace(
+        org,
+        policy=dataclasses.replace(
+            org.policy,
+            bindings=(
+                *org.policy.bindings,
+                Binding("organizations/100/roles/ztChecker", (AUDITOR,)),
+            ),
+        ),
+    )
     project = nodes[PROJECT_NODE]
     assert project.policy is not None
     nodes[PROJECT_NODE] = dataclasses.replace(

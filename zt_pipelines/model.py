@@ -39,7 +39,9 @@ class Need:
 class JobFields:
     """CustomJob fields for a step. ``None`` means "not set here" (fall back to a default).
 
-    Names follow GCPC's ``create_custom_training_job_from_component`` keyword arguments.
+    Names follow GCPC's ``create_custom_training_job_from_component`` keyword arguments,
+    except ``reach``: the step's network intent (what it may reach, see
+    :func:`zt_pipelines.segmentation.model.parse_reach`), verified, never sent to Vertex.
     """
 
     network: str | None = None
@@ -54,6 +56,7 @@ class JobFields:
     boot_disk_type: str | None = None
     boot_disk_size_gb: int | None = None
     labels: dict[str, str] | None = None
+    reach: tuple[str, ...] | None = None
     # a Vertex persistent resource (same project and location as the job) to run on: jobs
     # start in seconds instead of minutes of provisioning; it must allow custom SAs
     persistent_resource_id: str | None = None

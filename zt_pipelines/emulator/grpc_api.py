@@ -76,8 +76,10 @@ def build_handlers(
     world: World, gate: Gate, reset_peer: Callable[[str], None]
 ) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for every served method, grouped by service."""
+    from zt_pipelines.emulator.segmentation_api import METHODS as SEGMENTATION_METHODS
+
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for method in METHODS:
+    for method in (*METHODS, *SEGMENTATION_METHODS):
         by_service.setdefault(method.service, {})[method.name] = (
             grpc.unary_unary_rpc_method_handler(
                 _wrap(method, world, gate, reset_peer),

@@ -534,8 +534,11 @@ def _org_policy_findings(
         )
     for s in steps:
         job = s.job
-        if policy.required_network and (
-            not job.network or not policy_fullmatch(policy.required_network, job.network)
+        # a PSC step has no network (GCPC refuses both): segmentation checks its attachment's
+        if (
+            policy.required_network
+            and not job.psc_interface_config
+            and (not job.network or not policy_fullmatch(policy.required_network, job.network))
         ):
             out.append(
                 _f(

@@ -358,8 +358,18 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         groups=groups,
         unreadable=unreadable,
         complete_bindings_for=complete,
+        segmentation=_segmentation(data, source),
         persistent_resources=persistent,
     )
+
+
+def _segmentation(data: dict[str, Any], source: str) -> Any:
+    """The ``segmentation`` section, parsed by its own module (absent: ``None``, unknown)."""
+    if "segmentation" not in data:
+        return None
+    from zt_pipelines.segmentation.snapshot import load_section
+
+    return load_section(data["segmentation"], source)
 
 
 def _check_cycles(nodes: dict[str, Node], b: _Builder) -> None:
@@ -471,6 +481,10 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "completeBindingsFor": sorted(snapshot.complete_bindings_for),
     }
+    if snapshot.segmentation is not None:
+        from zt_pipelines.segmentation.snapshot import dump_section
+
+        out["segmentation"] = dump_section(snapshot.segmentation)
     if snapshot.persistent_resources:
         out["persistentResources"] = [
             {

@@ -233,6 +233,7 @@ def job_settings(
         enable_web_access=step.enable_web_access,
         labels=step.labels,
         persistent_resource_id=step.persistent_resource_id,
+        reach=step.reach,
     ).merged_over(GCPC_DEFAULTS)
     count = final.accelerator_count
     if final.network and final.psc_interface_config:

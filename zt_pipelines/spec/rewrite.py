@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -784,7 +785,10 @@ class _Walker:
                 source=source,
                 needs=decl.needs,
                 image=image,
-                job=job,
+                job=replace(
+                    job,
+                    reach=decl.job.reach if decl.job.reach is not None else self.defaults.reach,
+                ),
                 already_custom_job=kind.name == "CustomJob",
                 unescaped_payload_inputs=runtime,
                 job_kind=inner.name if inner is not None else kind.name,
