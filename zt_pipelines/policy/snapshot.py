@@ -187,6 +187,9 @@ class PersistentResource:
 #: attached to it, or its place in the hierarchy (hence every ancestor's policies).
 ReadHides = Literal["allow", "deny", "ancestry"]
 
+#: Google's role launch stages (``Role.stage``), exactly as the IAM API spells them.
+ROLE_STAGES: tuple[str, ...] = ("ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP")
+
 _ALLOW: frozenset[ReadHides] = frozenset({"allow"})
 _DENY: frozenset[ReadHides] = frozenset({"deny"})
 _ANCESTRY: frozenset[ReadHides] = frozenset({"ancestry"})
@@ -279,6 +282,8 @@ class Snapshot:
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
+        notes: ``(code, message)`` findings about the snapshot itself that every report
+            carries (e.g. ZT401: a snapshot file without an integrity digest).
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -290,6 +295,7 @@ class Snapshot:
     complete_bindings_for: frozenset[str] = frozenset()
     segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+    notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
 
     _project_names: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
