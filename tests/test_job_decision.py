@@ -440,3 +440,59 @@ def test_the_happy_path_logs_no_traceback(
     assert noisy == []
     # aiplatform's create-if-missing step is gone: no bucket was created or re-permissioned
     assert not [r for r in emu.writes() if r.api == "storage"]
+
+
+def test_a_pipeline_root_in_another_projects_bucket_is_refused(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    # a look-alike bucket in an attacker's project grants everything the run needs, so the
+    # IAM check passes; its projectNumber is not zt-demo's (aiplatform's squatting check, done
+    # here through the emulator instead of Google's default endpoint)
+    from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node
+
+    members = tuple(f"serviceAccount:{sa}" for sa in (PIPELINE_SA, *STEP_SAS.values()))
+    world = emu._world
+    attacker = "//cloudresourcemanager.googleapis.com/projects/attacker-proj"
+    with world.lock:
+        world.project_numbers["attacker-proj"] = "999999999999"
+    world.add_node(
+        Node(
+            attacker,
+            "project",
+            parent="//cloudresourcemanager.googleapis.com/organizations/100",
+            project_number="999999999999",
+        )
+    )
+    world.add_node(
+        Node(
+            "//storage.googleapis.com/zt-demo-pipeline-root-squat",
+            "bucket",
+            parent=attacker,
+            policy=AllowPolicy(
+                bindings=(
+                    Binding("projects/zt-demo/roles/artifactReadWrite", members),
+                    Binding("projects/zt-demo/roles/bucketReader", members),
+                ),
+                etag="BwSquat",
+            ),
+        )
+    )
+    job = make_job(
+        templates["training"], audit, pipeline_root="gs://zt-demo-pipeline-root-squat/runs"
+    )
+    with pytest.raises(zt.PipelineRootOwnerError, match="squatting"):
+        job.submit(service_account=PIPELINE_SA)
+    assert created_jobs(emu) == {}
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_the_demo_happy_path_is_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    from zt_pipelines.demo import run_demo
+
+    caplog.set_level(logging.INFO)
+    out = io.StringIO()
+    assert run_demo(out, audit_log=tmp_path / "audit.jsonl").ok, out.getvalue()
+    noisy = [r.getMessage() for r in caplog.records if r.exc_info or "squatting" in r.getMessage()]
+    assert noisy == []
