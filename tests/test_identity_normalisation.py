@@ -211,3 +211,27 @@ def test_emulator_serves_a_deny_policy_attached_by_number() -> None:
         )
     assert [dp.attachment_point for dp in snap.deny_policies] == [PROJECT]
     assert decide(TRAIN, FEATURES, "storage.objects.get", snap, now=NOW).state == "denied"
+
+
+def test_service_account_principal_sets_by_number_are_rewritten_once() -> None:
+    by_number = (
+        f"principalSet://cloudresourcemanager.googleapis.com/projects/{NUMBER}/type/ServiceAccount"
+    )
+    by_id = (
+        "principalSet://cloudresourcemanager.googleapis.com/projects/ml-prod/type/ServiceAccount"
+    )
+    bucket = "//storage.googleapis.com/zt-other-bucket"
+    data = grant(world_dict(), bucket, "roles/storage.objectViewer", by_number)
+    data = deny(
+        data,
+        PROJECT,
+        [by_number],
+        ["storage.googleapis.com/objects.delete"],
+        exceptionPrincipals=[by_number],
+    )
+    snap = load_snapshot(data)
+    assert snap.nodes[bucket].policy is not None
+    assert snap.nodes[bucket].policy.bindings[-1].members == (by_id,)
+    rule = snap.deny_policies[0].rules[0]
+    assert rule.denied_principals == rule.exception_principals == (by_id,)
+    assert decide(TRAIN, bucket, "storage.objects.get", snap, now=NOW).granted

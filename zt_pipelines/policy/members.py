@@ -208,6 +208,9 @@ class MemberResolver:
             return MemberMatch(Match.UNKNOWN, f"{member} is not a principal set we understand")
         mine = _POOL.match(principal)
         if mine is None:
+            if is_gke_workload_identity(principal) and "/workloadIdentityPools/" in pool.group(1):
+                # a GKE KSA is an identity of its project's PROJECT.svc.id.goog pool
+                return MemberMatch(Match.UNKNOWN, f"{principal} may be in {member}")
             return _NO  # pool sets hold federated identities only
         if mine.group(1) != pool.group(1):
             return _NO

@@ -11,7 +11,8 @@ Resource identities are normalised once, here, whoever builds the snapshot (file
 emulator): a project named by its number (``//cloudresourcemanager.googleapis.com/projects/
 123``, as Cloud Asset and IAM v2 attachment points write it) becomes the project's id-based name
 wherever the number is known — node names and parents, deny attachment points (also
-``%2F``-encoded ones), unreadable targets and service accounts' projects. A deny policy attached
+``%2F``-encoded ones), unreadable targets, service accounts' projects and the service-account
+principal sets of allow bindings and deny rules. A deny policy attached
 to a project number nobody in the snapshot has stays as it is: the engine treats it as possibly
 attached to every project whose number is unknown (unverifiable), never as absent.
 """
@@ -29,6 +30,9 @@ from zt_pipelines.policy.deny import normalize_attachment_point
 
 _CRM = "//cloudresourcemanager.googleapis.com/"
 _PROJECT_NUMBER = re.compile(r"^//cloudresourcemanager\.googleapis\.com/projects/([0-9]+)$")
+_SA_SET_NUMBER = re.compile(
+    r"^principalSet://cloudresourcemanager\.googleapis\.com/projects/([0-9]+)/type/ServiceAccount$"
+)
 
 NodeKind = Literal[
     "organization",
@@ -381,6 +385,7 @@ def _normalise_identities(snap: Snapshot) -> None:
     object.__setattr__(snap, "deny_policies", tuple(denies))
 
     if names:
+        _normalise_principal_sets(snap, names)
         unreadable = tuple(
             replace(u, target=t) if (t := snap.canonical(u.target)) != u.target else u
             for u in snap.unreadable
@@ -393,3 +398,45 @@ def _normalise_identities(snap: Snapshot) -> None:
                 sa = replace(sa, project_id=names[pid].rsplit("/", 1)[1])
             sas[email] = sa
         object.__setattr__(snap, "service_accounts", sas)
+
+
+def _normalise_principal_sets(snap: Snapshot, names: dict[str, str]) -> None:
+    """``principalSet://.../projects/NUMBER/type/ServiceAccount`` → the project id, when known
+    (allow-binding members and deny-rule principals alike)."""
+
+    def one(member: str) -> str:
+        match = _SA_SET_NUMBER.match(member)
+        if match is None or match.group(1) not in names:
+            return member
+        pid = names[match.group(1)].rsplit("/", 1)[1]
+        return (
+            f"principalSet://cloudresourcemanager.googleapis.com/projects/{pid}/type/ServiceAccount"
+        )
+
+    def many(members: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(one(m) for m in members)
+
+    def touched(members: tuple[str, ...]) -> bool:
+        return any(m.startswith("principalSet://cloudresourcemanager") for m in members)
+
+    nodes = dict(snap.nodes)
+    for name, node in snap.nodes.items():
+        if node.policy is None or not any(touched(b.members) for b in node.policy.bindings):
+            continue
+        bindings = tuple(replace(b, members=many(b.members)) for b in node.policy.bindings)
+        nodes[name] = replace(node, policy=replace(node.policy, bindings=bindings))
+    object.__setattr__(snap, "nodes", nodes)
+    denies = []
+    for dp in snap.deny_policies:
+        if any(touched(r.denied_principals + r.exception_principals) for r in dp.rules):
+            rules = tuple(
+                replace(
+                    r,
+                    denied_principals=many(r.denied_principals),
+                    exception_principals=many(r.exception_principals),
+                )
+                for r in dp.rules
+            )
+            dp = replace(dp, rules=rules)
+        denies.append(dp)
+    object.__setattr__(snap, "deny_policies", tuple(denies))
