@@ -174,7 +174,7 @@ class AuditLogStore:
 
 
 _TERM = re.compile(
-    r'^\s*(logName|protoPayload\.authenticationInfo\.principalEmail|timestamp)\s*'
+    r"^\s*(logName|protoPayload\.authenticationInfo\.principalEmail|timestamp)\s*"
     r'(>=|<=|=|>|<)\s*(\(.*\)|"[^"]*")\s*$'
 )
 
@@ -223,7 +223,9 @@ def _split_and(text: str) -> list[str]:
 
 
 def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bool]:
-    
+
+    from zt_pipelines.emulator.world import EmulatorError  # world imports this module
+
     if field == "timestamp":
         if len(values) != 1:
             raise EmulatorError("INVALID_ARGUMENT", "timestamp takes one value")
@@ -246,7 +248,9 @@ def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bo
 
 
 def _time(text: str) -> datetime.datetime:
-    
+
+    from zt_pipelines.emulator.world import EmulatorError  # world imports this module
+
     try:
         value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -254,9 +258,12 @@ def _time(text: str) -> datetime.datetime:
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
 
 
-def default_accesses(snapshot: Any, email: str) -> list[tuple[str, str]]:
-    """(permission, full resource name) for every permission granted to ``email`` directly."""
+def default_accesses(snapshot: Any, email: str, root: str = "") -> list[tuple[str, str]]:
+    """(permission, full resource name) for every permission granted to ``email`` directly;
+    object permissions on a bucket name an object (under the pipeline root ``root`` in its
+    bucket)."""
     member = f"serviceAccount:{email}"
+    root_bucket, _, root_prefix = root.removeprefix("gs://").partition("/")
     out: list[tuple[str, str]] = []
     for node in snapshot.nodes.values():
         if node.policy is None:
@@ -266,12 +273,26 @@ def default_accesses(snapshot: Any, email: str) -> list[tuple[str, str]]:
                 continue
             role = snapshot.roles.get(binding.role)
             for permission in sorted(role.permissions if role else ()):
-                out.append((permission, node.name))
+                resource = node.name
+                if (
+                    node.kind == "bucket"
+                    and permission.startswith("storage.objects.")
+                    and (permission != "storage.objects.list")
+                ):
+                    bucket = node.name.rsplit("/", 1)[-1]
+                    prefix = root_prefix.rstrip("/") + "/" if bucket == root_bucket else ""
+                    resource = f"{node.name}/{prefix}zt-emulated/{email.split('@')[0]}"
+                out.append((permission, resource))
     return sorted(set(out))
 
 
 def log_run(
-    store: AuditLogStore, snapshot: Any, project: str, steps: Iterable[Any], scripts: list[Any]
+    store: AuditLogStore,
+    snapshot: Any,
+    project: str,
+    steps: Iterable[Any],
+    scripts: list[Any],
+    root: str = "",
 ) -> None:
     """Log what each step of a simulated run did, inside its task's window."""
     for step in steps:
@@ -281,7 +302,7 @@ def log_run(
         mine = [s for s in scripts if s.task in (step.task, leaf)]
         omitted = {p for s in mine for p in s.omit}
         accesses = [
-            a for a in default_accesses(snapshot, step.service_account) if a[0] not in omitted
+            a for a in default_accesses(snapshot, step.service_account, root) if a[0] not in omitted
         ]
         accesses += [a for s in mine for a in s.accesses]
         span = step.end - step.start

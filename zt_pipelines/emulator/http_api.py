@@ -465,7 +465,8 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
         succeeded=not result.error,
     )
     world.step_runs.extend(steps)
-    log_run(world.log_store, world.snapshot(), project, steps, scripts)
+    root = str((job.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "")
+    log_run(world.log_store, world.snapshot(), project, steps, scripts, root)
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:

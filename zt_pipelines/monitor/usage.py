@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from zt_pipelines.model import Need
-from zt_pipelines.policy.requirements import STEP_ARTIFACT_PERMISSIONS
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
+from zt_pipelines.policy.requirements import STEP_ARTIFACT_PERMISSIONS
 
 _ADMIN_VERBS = re.compile(r"(IamPolicy|\.create|\.delete|\.update|\.patch|\.upload|\.deploy)$")
 #: permissions a step uses on the pipeline root's artifacts (implicit needs, as the engine has)
@@ -89,7 +89,7 @@ def _log_form(full: str, prefix: str | None) -> tuple[str, ...]:
     service = service_of(full)
     rest = full[2 + len(service) + 1 :] if service else full
     if service == "storage.googleapis.com":
-        bucket, _, obj = rest.partition("/")
+        bucket = rest.partition("/")[0]
         base = f"projects/_/buckets/{bucket}"
         if prefix is not None:
             return (f"{base}/objects/{prefix}",)
@@ -295,7 +295,9 @@ def _logged_services(
 def _user_form(need: Need) -> str:
     name = need.resource.name
     if name.startswith("//storage.googleapis.com/"):
-        return "gs://" + name[len("//storage.googleapis.com/") :] + (
-            "/" + need.resource.prefix if need.resource.prefix else ""
+        return (
+            "gs://"
+            + name[len("//storage.googleapis.com/") :]
+            + ("/" + need.resource.prefix if need.resource.prefix else "")
         )
     return name + (f" (objects {need.resource.prefix}*)" if need.resource.prefix else "")
