@@ -26,8 +26,12 @@ import zt_pipelines as zt
 PROJECT = "zt-demo"
 LOCATION = "us-central1"
 PIPELINE_ROOT = "gs://zt-demo-pipeline-root/gcpc"
-PIPELINE_SA = f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com"
+# its own pipeline identity: the training example's pipeline-sa may act as that example's steps,
+# which this pipeline does not need (and check would flag as excess)
+PIPELINE_SA = f"gcpc-pipeline@{PROJECT}.iam.gserviceaccount.com"
 SUBMITTER = "user:alice@example.com"
+#: the platform engineer who creates the example's identities (``zt-pipelines apply``)
+PLATFORM = "user:platform@example.com"
 IMAGE = "python:3.11-slim"
 TRAINER_IMAGE = "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest"
 SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-0:latest"

@@ -458,3 +458,15 @@ def test_cache_written_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
     entry = next((cache.directory / "roles").iterdir())
     entry.chmod(0o666)
     assert cache.get_role(role.name) is None
+
+
+def test_a_reporter_installed_around_a_live_read_hears_every_read(emulator: Emulator) -> None:
+    """The CLI's progress bar: ``reporting(cb)`` reaches fetch_snapshot without a parameter."""
+    from zt_pipelines.gcp.progress import current, reporting
+
+    heard: list[tuple[int, int]] = []
+    with reporting(lambda done, total: heard.append((done, total))):
+        fetch(emulator)
+    assert current() is None  # scoped to the block
+    assert heard and heard[-1][0] == heard[-1][1] == sum(emulator.counts().values())
+    assert [done for done, _ in heard] == list(range(1, len(heard) + 1))

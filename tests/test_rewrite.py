@@ -15,7 +15,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Input, Output
 
 import zt_pipelines as zt
-from zt_pipelines.errors import DeclarationError, IdentityError, TemplateError
+from zt_pipelines.errors import DeclarationError, IdentityError
 from zt_pipelines.model import JobFields
 from zt_pipelines.spec import (
     dump_template,
@@ -334,7 +334,7 @@ def test_derived_identities_are_stable_and_follow_the_naming_template(
 def test_pipeline_job_json_is_accepted(control_flow_path: Path, tmp_path: Path) -> None:
     spec, _ = load_template(control_flow_path)
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"displayName": "x", "pipelineSpec": spec}))
+    job.write_text(json.dumps({"displayName": "x", "pipelineSpec": spec, "runtimeConfig": {}}))
     assert rewrite(job, project=PROJECT) == rewrite(spec, project=PROJECT)
 
 
@@ -395,9 +395,23 @@ def test_a_look_alike_launcher_in_another_image_is_not_trusted(control_flow_path
     assert is_custom_job_launcher(container)
     container["image"] = "evil.example.com/launcher:1"  # would run as the pipeline SA
     assert not is_custom_job_launcher(container)
-    # treated as a plain container, its launcher-named inputs are refused: nothing is trusted
-    with pytest.raises(TemplateError, match=re.escape(f"task {step.task!r}")):
-        rewrite_pipeline(forged, project=PROJECT)
+    # treated as a plain container: it is wrapped in a CustomJob (GCPC's own launcher image)
+    # and runs there as the step's identity, never as the pipeline SA
+    again = rewrite_pipeline(forged, project=PROJECT)
+    (wrapped,) = [s for s in again.steps if s.task == step.task]
+    outer = again.spec["deploymentSpec"]["executors"][wrapped.executor]["container"]
+    assert is_custom_job_launcher(outer) and outer["image"] != container["image"]
+    assert wrapped.image == "evil.example.com/launcher:1" and not wrapped.wrapped_launcher
+    assert wrapped.service_account == step.service_account
+    # the look-alike's own service_account input is pinned to the step's identity too
+    (task,) = [
+        t
+        for t in again.spec["root"]["dag"]["tasks"].values()
+        if t["componentRef"]["name"] == wrapped.component
+    ] or [None]
+    if task is not None:
+        pinned = task["inputs"]["parameters"]["service_account"]
+        assert pinned == {"runtimeValue": {"constant": step.service_account}}
 
 
 @dsl.container_component
@@ -447,7 +461,12 @@ def test_input_artifact_paths_pasted_into_the_payload_are_reported(tmp_path: Pat
 def test_dumped_templates_never_use_yaml_aliases() -> None:
     # the loader refuses aliases, so what we write must not contain any, even for shared objects
     shared = {"a": 1}
-    spec = {"pipelineInfo": {"name": "p"}, "root": {"dag": {"tasks": {}}}, "x": [shared, shared]}
+    spec = {
+        "pipelineInfo": {"name": "p"},
+        "root": {"dag": {"tasks": {}}},
+        "schemaVersion": "2.1.0",
+        "x": [shared, shared],
+    }
     text = dump_template(spec)
     assert "&" not in text and "*" not in text
     assert parse_template_text(text) == (spec, ())

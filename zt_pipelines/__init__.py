@@ -20,7 +20,7 @@ imported when :class:`PipelineJob` is first used)::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zt_pipelines.errors import (
     ApiError,
@@ -29,15 +29,28 @@ from zt_pipelines.errors import (
     IdentityError,
     InputError,
     ManifestError,
+    MissingCredentialsError,
+    PipelineRootOwnerError,
     PolicyFileError,
     ResourceError,
     SnapshotError,
+    StateChangedError,
     TemplateError,
     ZeroTrustViolation,
     ZtError,
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
+    from zt_pipelines.declare import load_manifest, step
+    from zt_pipelines.job import PipelineJob
+    from zt_pipelines.policy.orgpolicy import load_policy
+    from zt_pipelines.policy.report import Finding, Report
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+    from zt_pipelines.provision import Plan, plan  # type: ignore[no-redef]
+    from zt_pipelines.spec.rewrite import rewrite, rewrite_pipeline
+    from zt_pipelines.verification import check
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
@@ -59,16 +72,30 @@ __all__ = [
     "ApiError",
     "DeclarationError",
     "DefaultIdentityError",
+    "Finding",
     "IdentityError",
     "InputError",
     "ManifestError",
+    "MissingCredentialsError",
+    "PipelineJob",
+    "PipelineRootOwnerError",
+    "Plan",
     "PolicyFileError",
+    "Report",
     "ResourceError",
     "SnapshotError",
+    "StateChangedError",
     "TemplateError",
     "ZeroTrustViolation",
     "ZtError",
-    *_LAZY,
+    "check",
+    "load_manifest",
+    "load_policy",
+    "load_snapshot",
+    "plan",
+    "rewrite",
+    "rewrite_pipeline",
+    "step",
 ]
 
 

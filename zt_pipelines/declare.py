@@ -29,7 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,10 @@ def _job_value(name: str, value: Any, at: str) -> Any:
                 fix="projects/PROJECT_NUMBER/global/networks/NETWORK",
             )
         return value
+    if name == "reach":
+        from zt_pipelines.segmentation.model import parse_reach
+
+        return tuple(e.text for e in parse_reach(value, where=at))
     if name == "reserved_ip_ranges":
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise DeclarationError(f"{value!r} is not a list of range names", where=at)
@@ -328,6 +332,10 @@ def merge(first: StepDeclaration, second: StepDeclaration, *, where: str) -> Ste
     needs: dict[ResourceRef, set[str]] = {}
     for need in (*first.needs, *second.needs):
         needs.setdefault(need.resource, set()).update(need.permissions)
+    for name in ("serving_service_account", "launcher"):
+        a, b = getattr(first, name), getattr(second, name)
+        if a is not None and b is not None and a != b:
+            raise clash(name, a, b)
     sources = [s for s in (first.source, second.source) if s]
     return StepDeclaration(
         service_account=first.service_account or second.service_account,
@@ -337,6 +345,8 @@ def merge(first: StepDeclaration, second: StepDeclaration, *, where: str) -> Ste
         service_account_parameter=(
             first.service_account_parameter or second.service_account_parameter
         ),
+        serving_service_account=first.serving_service_account or second.serving_service_account,
+        launcher=first.launcher or second.launcher,
     )
 
 
@@ -549,7 +559,13 @@ step = _Step()
 
 # ------------------------------------------------------------------------------ manifest
 
-_MANIFEST_ENTRY_KEYS = {"service_account", "needs", *JOB_FIELD_NAMES}
+_MANIFEST_ENTRY_KEYS = {
+    "service_account",
+    "needs",
+    "serving_service_account",
+    "launcher",
+    *JOB_FIELD_NAMES,
+}
 
 
 def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, StepDeclaration]:
@@ -575,24 +591,14 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
     else:
         path = Path(source)
         label = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"cannot read the manifest ({exc})", where=label) from exc
-        import yaml  # lazy: only manifests need it here
+        from zt_pipelines import loaders  # strict and bounded, as for every file kind
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            detail = " ".join(str(exc).split())[:300]  # one line for the CLI
-            raise ManifestError(f"malformed YAML/JSON ({detail})", where=label) from exc
-        from zt_pipelines.errors import TemplateError
-        from zt_pipelines.spec.template import refuse_aliases
-
-        try:
-            refuse_aliases([data], label)
-        except TemplateError as exc:
-            raise ManifestError(exc.what, where=label, fix=exc.fix) from None
+        documents = loaders.load_file(path, kind="manifest", error=ManifestError)
+        if len(documents) > 1:
+            raise ManifestError(
+                f"a manifest is one YAML/JSON document, not {len(documents)}", where=label
+            )
+        data = documents[0] if documents else None
     if not isinstance(data, Mapping) or set(data) != {"steps"}:
         raise ManifestError(
             "a manifest is a mapping with one key, 'steps'",
@@ -614,14 +620,33 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
             raise ManifestError(
                 f"unknown key {unknown[0]!r}",
                 where=where,
-                fix="known keys: service_account, needs, " + ", ".join(JOB_FIELD_NAMES),
+                fix="known keys: service_account, needs, serving_service_account, launcher, "
+                + ", ".join(JOB_FIELD_NAMES),
+            )
+        nulls = sorted(k for k, v in entry.items() if v is None)
+        if nulls:  # `needs: null` is not "no needs": a value was cut or mistyped
+            raise ManifestError(
+                f"{nulls[0]!r} is null",
+                where=where,
+                fix="give a value, or leave the key out",
             )
         job = {k: v for k, v in entry.items() if k in JOB_FIELD_NAMES}
-        out[task] = declaration(
+        decl = declaration(
             entry.get("service_account"),
             needs=entry.get("needs"),
             source="manifest",
             where=where,
             **job,
         )
+        launcher = entry.get("launcher")
+        if launcher is not None and launcher != "caller":
+            raise ManifestError(
+                f"launcher {launcher!r} is not 'caller'",
+                where=where,
+                fix="write launcher: caller for a GCPC launcher whose job runs as the caller",
+            )
+        serving = entry.get("serving_service_account")
+        if serving is not None:
+            serving = parse_service_account(serving, where=f"{where}.serving_service_account")
+        out[task] = replace(decl, serving_service_account=serving, launcher=launcher)
     return out

@@ -31,6 +31,9 @@ SUBCOMMANDS = {
     "plan": "provision",
     "apply": "provision",
     "precommit-check": "precommit",
+    "verify-run": "monitor",
+    "drift": "monitor",
+    "usage": "monitor",
 }
 
 
@@ -109,11 +112,11 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``--param KEY=VALUE`` pairs; a VALUE that parses as JSON (number, bool, list...) is typed.
 
     Raises:
-        InputError: a pair without ``=`` or key, or a key given twice (exit 2).
+        InputError: a pair without ``=`` or key, a key given twice, or a JSON-shaped VALUE
+            the strict loader refuses (exit 2).
     """
-    import json
-
     from zt_pipelines.errors import InputError
+    from zt_pipelines.loaders import parse_param_value
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -124,10 +127,8 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
             )
         if key in values:
             raise InputError(f"--param {key!r} is given twice", where="--param")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        # strict and bounded like every input: duplicate keys, depth, huge integers refused
+        values[key] = parse_param_value(raw, where=f"--param {key}", error=InputError)
     return values
 
 

@@ -39,6 +39,7 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
                     "ok": report.ok,
                     "records": report.records,
                     "head": report.head,
+                    "anchored": report.anchored,
                     "problems": [
                         {"line": p.line, "kind": p.kind, "message": p.message}
                         for p in report.problems
@@ -47,8 +48,18 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
                 indent=2,
             )
         )
+    elif report.ok and report.anchored:
+        click.echo(
+            f"{file}: {report.records} records, chain intact; head {report.head} matches "
+            "the expected head"
+        )
     elif report.ok:
         click.echo(f"{file}: {report.records} records, chain intact; head {report.head}")
+        click.echo(
+            "  no anchor: the lines agree with each other, but whoever can write the file "
+            "could have rewritten it consistently; pass --expect-head with a head kept "
+            "elsewhere (see docs/audit.md: Anchoring the head)"
+        )
     else:
         click.echo(f"{file}: {len(report.problems)} problem(s) in {report.records} records")
         for problem in report.problems:

@@ -12,6 +12,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    live_progress,
     location_option,
     output_option,
     pipeline_sa_option,
@@ -113,22 +114,23 @@ def command(
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
-    report = check(
-        template_location(template),
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_sa,
-        pipeline_root=pipeline_root,
-        parameter_values=parse_parameters(params),
-        manifest=manifest,
-        policy=policy,
-        snapshot=snapshot,
-        submitter=submitter,
-        submitter_credentials=submitter_credentials,
-        network=network,
-        roles=roles,
-        now=now,
-    )
+    with live_progress():
+        report = check(
+            template_location(template),
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=pipeline_root,
+            parameter_values=parse_parameters(params),
+            manifest=manifest,
+            policy=policy,
+            snapshot=snapshot,
+            submitter=submitter,
+            submitter_credentials=submitter_credentials,
+            network=network,
+            roles=roles,
+            now=now,
+        )
     text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()

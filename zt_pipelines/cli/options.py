@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import configparser
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,3 +144,25 @@ def output_option(
         "-o", "--output", required=required, type=click.Path(path_type=Path), help=help
     )
     return option
+
+
+@contextmanager
+def live_progress(what: str = "reading IAM state") -> Iterator[None]:
+    """A transient progress bar on stderr for the live reads made inside the block, when
+    stderr is a terminal; nothing otherwise (CI logs stay clean)."""
+    from zt_pipelines.gcp.progress import reporting
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        with reporting(progress):
+            yield

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option
@@ -26,12 +25,28 @@ from zt_pipelines.cli.options import (
 
 
 def _is_template(path: Path) -> bool:
-    """A compiled KFP pipeline (PipelineSpec or PipelineJob) in its first document."""
+    """A compiled KFP pipeline (PipelineSpec or PipelineJob) in its first document.
+
+    A file that names ``pipelineInfo`` but cannot be loaded (too large, malformed, refused
+    YAML) counts as a template, so ``check`` reports it instead of skipping it silently.
+    """
+    from zt_pipelines import loaders
+    from zt_pipelines.errors import InputError, TemplateError
+
     try:
-        with path.open(encoding="utf-8") as fh:
-            first = next(yaml.safe_load_all(fh), None)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
+        raw = loaders.read_bytes(path, kind="template", error=TemplateError)
+    except InputError as exc:
+        return "larger than" in exc.what or "decompresses" in exc.what
+    try:
+        documents = loaders.parse_text(
+            loaders.decode(raw, where=str(path), error=TemplateError),
+            where=str(path),
+            kind="template",
+            error=TemplateError,
+        )
+    except InputError:
+        return b"pipelineInfo" in raw
+    first = next((d for d in documents if d is not None), None)
     if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
         first = first["pipelineSpec"]
     return isinstance(first, dict) and "pipelineInfo" in first and "root" in first

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from zt_pipelines.cli.options import (
+    live_progress,
     location_option,
     output_option,
     pipeline_sa_option,
@@ -72,21 +73,22 @@ def _make_plan(opts: dict[str, Any]) -> Any:
         snapshot = "live"  # read after the rewrite, with the same parameters and manifest
     from zt_pipelines.cli.templates import template_source
 
-    return plan(
-        template_source(opts["template"], project=opts["project"]),
-        project=opts["project"],
-        pipeline_service_account=opts["pipeline_sa"],
-        location=opts["location"],
-        pipeline_root=opts["pipeline_root"],
-        parameter_values=parse_parameters(opts["params"]),
-        manifest=opts["manifest"],
-        roles=opts["roles"],
-        snapshot=snapshot,
-        prune=opts["prune"],
-        organization=opts["organization"],
-        catalogue=opts["catalogue"],
-        submitter=opts["submitter"],
-    )
+    with live_progress():
+        return plan(
+            template_source(opts["template"], project=opts["project"]),
+            project=opts["project"],
+            pipeline_service_account=opts["pipeline_sa"],
+            location=opts["location"],
+            pipeline_root=opts["pipeline_root"],
+            parameter_values=parse_parameters(opts["params"]),
+            manifest=opts["manifest"],
+            roles=opts["roles"],
+            snapshot=snapshot,
+            prune=opts["prune"],
+            organization=opts["organization"],
+            catalogue=opts["catalogue"],
+            submitter=opts["submitter"],
+        )
 
 
 @click.command("plan")

@@ -7,13 +7,13 @@ run offline (CI without cloud credentials) on the state captured here.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    live_progress,
     location_option,
     pipeline_sa_option,
     project_option,
@@ -117,7 +117,7 @@ def command(
 ) -> int:
     """Read live IAM state (or the emulator's, with ZT_EMULATOR_HOST) into a snapshot file."""
     from zt_pipelines.gcp import fetch_snapshot
-    from zt_pipelines.policy.snapshot_file import dump_snapshot
+    from zt_pipelines.policy.snapshot_file import dump_snapshot, seal
 
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
@@ -135,22 +135,22 @@ def command(
     if pipeline_root:
         names.add(normalize_resource(pipeline_root, where="--pipeline-root").name)
     emails |= {a.lower() for a in accounts}
-    snap = _fetch_with_progress(
-        fetch_snapshot,
-        resources=sorted(names),
-        service_accounts=sorted(emails),
-        principals=sorted(principals),
-        projects=sorted(projects),
-        cache_dir=cache_dir,
-        use_cache=not no_cache,
-        persistent_resources=sorted(persistent),
-    )
-    data = dump_snapshot(snap)
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with live_progress():
+        snap = fetch_snapshot(
+            resources=sorted(names),
+            service_accounts=sorted(emails),
+            principals=sorted(principals),
+            projects=sorted(projects),
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            persistent_resources=sorted(persistent),
+        )
+    data = seal(dump_snapshot(snap))  # every section present; the digest `check` verifies
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output.endswith((".yaml", ".yml")):
-        import yaml
+        from zt_pipelines.loaders import dump_yaml
 
-        text = yaml.safe_dump(data, sort_keys=True)
+        text = dump_yaml([data])
     write_output(output, text)
     click.echo(
         f"wrote {output}: {len(snap.nodes)} nodes, {len(snap.roles)} roles, "
@@ -158,18 +158,3 @@ def command(
         err=True,
     )
     return 0
-
-
-def _fetch_with_progress(fetch: Any, **kwargs: Any) -> Any:
-    """Run ``fetch`` with a rich progress bar on a terminal, silently otherwise."""
-    if not sys.stderr.isatty():
-        return fetch(**kwargs)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("reading IAM state", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return fetch(progress=progress, **kwargs)

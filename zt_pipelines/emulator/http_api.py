@@ -24,7 +24,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from zt_pipelines.emulator import artifact_registry, policies
+from zt_pipelines.emulator.audit_logs import log_run
 from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.run_details import create_time_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
 from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
@@ -453,18 +455,18 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
     job.update(state=result.state, endTime=_now(), updateTime=_now())
     if result.error:
         job["error"] = {"code": 7, "message": result.error}  # google.rpc.Code PERMISSION_DENIED
-        return
-    for launch in result.launches:
-        name = f"{parent}/customJobs/{uuid.uuid4().int % 10**19}"
-        world.custom_jobs[name] = {
-            "name": name,
-            "displayName": f"{job['name'].rsplit('/', 1)[1]}-{launch.task}",
-            "jobSpec": {"serviceAccount": launch.service_account or ""},
-            "labels": {"zt-emulator-launched-by": str(runner).split("@")[0]},
-            "state": "JOB_STATE_SUCCEEDED",
-            "createTime": _now(),
-            "endTime": _now(),
-        }
+    scripts = world.run_scripts.all()
+    steps = record_run(
+        job,
+        parent=parent,
+        runner=str(runner),
+        scripts=scripts,
+        custom_jobs=world.custom_jobs,
+        succeeded=not result.error,
+    )
+    world.step_runs.extend(steps)
+    root = str((job.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "")
+    log_run(world.log_store, world.snapshot(), project, steps, scripts, root)
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
@@ -520,8 +522,16 @@ def custom_job_get(world: World, req: Request) -> tuple[int, Body]:
 
 
 def custom_job_list(world: World, req: Request) -> tuple[int, Body]:
-    """aiplatform.customJobs.list (paginated)."""
-    return _vertex_list(world, req, "aiplatform.customJobs.list", world.custom_jobs, "customJobs")
+    """aiplatform.customJobs.list (paginated; ``create_time`` filters applied)."""
+    try:
+        keep = create_time_filter(req.query.get("filter", ""))
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", f"filter: {exc}") from exc
+    store = world.custom_jobs
+    if keep is not None:
+        with world.lock:
+            store = {n: j for n, j in world.custom_jobs.items() if keep(j)}
+    return _vertex_list(world, req, "aiplatform.customJobs.list", store, "customJobs")
 
 
 def custom_job_cancel(world: World, req: Request) -> tuple[int, Body]:
@@ -938,6 +948,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def all_routes() -> tuple[Route, ...]:
+    """Every served route: these, then the ones of the emulator's other modules."""
+    from zt_pipelines.emulator.segmentation_api import ROUTES as SEGMENTATION_ROUTES
+
+    return (*ROUTES, *SEGMENTATION_ROUTES)
+
+
 def error_body(code: str, message: str, status: int) -> dict[str, Any]:
     """Google's JSON error envelope."""
     reason = {403: "forbidden", 404: "notFound", 412: "conditionNotMet", 401: "required"}
@@ -1001,7 +1018,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         if region is not None:  # an Artifact Registry KFP host: the path is PROJECT/REPO/...
             self._artifact_registry(verb, path, region, caller)
             return
-        for route in ROUTES:
+        for route in all_routes():
             if route.verb != verb:
                 continue
             match = route.pattern.match(path)

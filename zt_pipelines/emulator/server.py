@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import selectors
 import socket
 import struct
@@ -25,6 +26,7 @@ from zt_pipelines.emulator.faults import Fault, FaultPlan
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.http_api import EmulatorHttpHandler
 from zt_pipelines.emulator.records import RequestLog, RequestRecord
+from zt_pipelines.emulator.run_details import RunScript, StepRun
 from zt_pipelines.emulator.world import Authorizer, World
 from zt_pipelines.policy.snapshot import Snapshot
 
@@ -115,7 +117,7 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
         self._executor = futures.ThreadPoolExecutor(
-            max_workers=128, thread_name_prefix="zt-emulator-grpc"
+            max_workers=512, thread_name_prefix="zt-emulator-grpc"
         )
         self._grpc = grpc.server(
             self._executor,
@@ -275,6 +277,51 @@ class Emulator:
         """Created schedules by resource name, as served."""
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    def script_run(self, script: RunScript) -> None:
+        """Make simulated runs deviate from their spec (see :class:`RunScript`)."""
+        self._world.run_scripts.add(script)
+
+    def clear_run_scripts(self) -> None:
+        """Remove every run script."""
+        self._world.run_scripts.clear()
+
+    def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
+        """Set a project's IAM ``auditConfigs``: service (or ``allServices``) → enabled log
+        types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``); Data Access entries are logged
+        only where enabled."""
+        self._world.log_store.set_audit_configs(project, configs)
+
+    def log_access(
+        self,
+        principal: str,
+        permission: str,
+        resource: str,
+        *,
+        at: datetime.datetime,
+        project: str,
+        granted: bool = True,
+    ) -> None:
+        """Write a Cloud Audit Log entry: ``principal`` (an email) used ``permission`` on
+        ``resource`` (a full resource name) at ``at`` (e.g. a use outside any run)."""
+        self._world.log_store.log_access(
+            project=project,
+            principal=principal,
+            permission=permission,
+            resource=resource,
+            at=at,
+            granted=granted,
+        )
+
+    def add_log_entries(self, entries: Any) -> None:
+        """Add prepared ``(timestamp, principal, log name, LogEntry)`` entries (benchmarks)."""
+        self._world.log_store.add_entries(entries)
+
+    @property
+    def step_runs(self) -> list[StepRun]:
+        """Every step job simulated runs created, oldest first."""
+        with self._world.lock:
+            return list(self._world.step_runs)
 
     def add_kfp_template(
         self,

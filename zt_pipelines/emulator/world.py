@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from zt_pipelines.emulator.audit_logs import AuditLogStore
+from zt_pipelines.emulator.run_details import RunScripts, StepRun
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.snapshot import AllowPolicy, Node, Role, ServiceAccount, Snapshot
 from zt_pipelines.resources import CRM, IAM
@@ -123,6 +125,10 @@ class World:
         self.served_jobs: dict[str, dict[str, Any]] = {}  # as served (with name, state)
         self.custom_jobs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
+        # simulated runs: scripted deviations and the step jobs they ran (for audit logs)
+        self.run_scripts = RunScripts()
+        self.step_runs: list[StepRun] = []
+        self.log_store = AuditLogStore()  # Cloud Audit Logs and project auditConfigs
         # dataset access entries that are not IAM members (views, routines): kept verbatim
         self.dataset_extras: dict[str, list[dict[str, Any]]] = {}
         self._frozen: Snapshot | None = None

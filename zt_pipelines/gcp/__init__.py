@@ -22,6 +22,7 @@ from zt_pipelines.gcp.deny import DenyAdapter
 from zt_pipelines.gcp.fetch import DEFAULT_SEARCH_BATCH, STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
 from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.gcp.progress import current as current_progress
 from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
 from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.gcp.storage import StorageAdapter
@@ -79,7 +80,7 @@ def fetch_snapshot(
     cache_dir: str | Path | None = None,
     cache_ttl: float = DEFAULT_TTL,
     use_cache: bool = True,
-    max_workers: int = 16,
+    max_workers: int = 128,
     retry: RetryPolicy | None = None,
     progress: Progress | None = None,
     adapters: Adapters | None = None,
@@ -103,7 +104,8 @@ def fetch_snapshot(
         use_cache: ``False`` reads everything fresh and writes nothing.
         max_workers: concurrent reads.
         retry: retry policy for every call (default: 5 attempts, 30 s).
-        progress: called with ``(done, scheduled)`` after each read.
+        progress: called with ``(done, scheduled)`` after each read (default: the reporter
+            installed by :func:`zt_pipelines.gcp.progress.reporting`, if any).
         adapters: use these instead of the official clients (tests of the plan itself).
         strategy: ``"direct"`` (default; every policy from its own API, authoritative) or
             ``"inventory"`` (the declared projects' policies and all keys from Cloud Asset in
@@ -136,7 +138,7 @@ def fetch_snapshot(
         chosen,
         cache=cache,
         max_workers=max_workers,
-        progress=progress,
+        progress=progress or current_progress(),
         strategy=chosen_strategy,
         search_batch=search_batch or DEFAULT_SEARCH_BATCH,
     )

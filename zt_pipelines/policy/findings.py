@@ -8,7 +8,6 @@ at run time (no import circle). Pure: no IO, no clock.
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
@@ -26,6 +25,7 @@ from zt_pipelines.policy.orgpolicy import (
     UNRELAXABLE,
     OrgPolicy,
     Suppression,
+    policy_fullmatch,
 )
 from zt_pipelines.policy.reach import (
     Holding,
@@ -90,6 +90,7 @@ def build_report(
     notes += reach_notes
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
+    raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
     raw += _org_policy_findings(steps, policy, context)
     raw += gcpc_findings(steps, evaluator.snapshot, policy, context)
     if evaluator.catalogue_used:
@@ -721,7 +722,7 @@ def _org_policy_findings(
     if (
         policy.required_network
         and ctx.network is not None
-        and not re.fullmatch(policy.required_network, ctx.network)
+        and not policy_fullmatch(policy.required_network, ctx.network)
     ):
         out.append(
             _f(
@@ -733,8 +734,11 @@ def _org_policy_findings(
         )
     for s in steps:
         job = s.job
-        if policy.required_network and (
-            not job.network or not re.fullmatch(policy.required_network, job.network)
+        # a PSC step has no network (GCPC refuses both): segmentation checks its attachment's
+        if (
+            policy.required_network
+            and not job.psc_interface_config
+            and (not job.network or not policy_fullmatch(policy.required_network, job.network))
         ):
             out.append(
                 _f(
@@ -756,7 +760,7 @@ def _org_policy_findings(
             )
         if policy.cmek_key_pattern:
             key = job.encryption_spec_key_name
-            if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+            if not key or not policy_fullmatch(policy.cmek_key_pattern, key):
                 out.append(
                     _f(
                         "ZT500",

@@ -16,9 +16,9 @@ is the only IO here; expiry is decided later with the ``now`` the caller passes 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,13 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy.schem
 DEFAULT_SEVERITIES: dict[str, Severity] = {
     code: (Severity.WARNING if code in WARNING_CODES else Severity.ERROR) for code in CODES
 }
+# a hand-written snapshot is legitimate; the report says its completeness is not proven
+DEFAULT_SEVERITIES["ZT401"] = Severity.NOTE
 
 #: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
-#: could not complete (ZT400) always refuse — the check proved nothing it could be waived on.
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400"})
+#: could not complete (ZT400, ZT530 for segmentation) always refuse — the check proved nothing
+#: it could be waived on.
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class OrgPolicy:
     allowed_submitters: tuple[str, ...] | None = None
     suppressions: tuple[Suppression, ...] = ()
     source: str = "<strict defaults>"
+    require_perimeter: bool = False
+    require_isolation: bool = False
+    allowed_reach: tuple[str, ...] | None = None
 
     def severity(self, code: str) -> Severity:
         """The severity configured for ``code`` (error for unknown codes and for
@@ -125,7 +131,7 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     else:
         from zt_pipelines.policy.snapshot_file import read_document
 
-        data = read_document(path, PolicyFileError)
+        data = read_document(path, PolicyFileError, kind="policy")
         if data is None:
             data = {}
     if not isinstance(data, dict):
@@ -150,23 +156,65 @@ def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_pyproject(path: Path) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[import-not-found]
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyFileError(f"file {str(path)!r} does not exist", where=str(path)) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyFileError(f"not valid TOML: {exc}", where=str(path)) from None
-    section = data.get("tool", {}).get("zt-pipelines")
+    from zt_pipelines import loaders
+
+    raw = loaders.read_bytes(path, kind="pyproject", error=PolicyFileError)
+    data = loaders.parse_toml(raw, where=str(path), kind="pyproject", error=PolicyFileError)
+    tool = data.get("tool")
+    if tool is not None and not isinstance(tool, dict):
+        raise PolicyFileError(
+            f"'tool' is a {type(tool).__name__}, not a table", where=f"{path}: tool"
+        )
+    section = (tool or {}).get("zt-pipelines")
     if section is None:
         raise PolicyFileError(
             "no [tool.zt-pipelines] table", where=str(path), fix="add one or use zt-policy.yaml"
         )
     return section
+
+
+def compile_pattern(pattern: str, *, where: str) -> Any:
+    """Compile a policy regular expression with RE2 (linear-time matching, no backtracking).
+
+    Patterns RE2 cannot run in linear time (backreferences, lookaround) are refused, so a
+    policy can never make a check slow (``(a+)+b`` took 92 s with Python's ``re``).
+
+    Raises:
+        PolicyFileError: naming ``where``.
+    """
+    import re2  # type: ignore[import-not-found, import-untyped]
+
+    if len(pattern) > 1000:
+        raise PolicyFileError("the regular expression is longer than 1000 characters", where=where)
+    try:
+        re.compile(pattern)  # Python's syntax first: the documented dialect
+        options = re2.Options()
+        options.max_mem = 8 << 20
+        options.log_errors = False  # the error is raised, not printed to stderr
+        return re2.compile(pattern, options)
+    except (re.error, re2.error) as exc:
+        raise PolicyFileError(
+            f"{pattern!r} is not a regular expression zt-pipelines accepts ({exc})",
+            where=where,
+            fix="use RE2 syntax (no backreferences or lookaround)",
+        ) from None
+
+
+def policy_fullmatch(pattern: str, text: str) -> bool:
+    """Whether ``text`` fully matches a policy ``pattern``, in time linear in ``text`` (RE2).
+
+    ``pattern`` was accepted by :func:`load_policy`; a pattern RE2 refuses never matches.
+    """
+    try:
+        compiled = _compiled(pattern)
+    except PolicyFileError:
+        return False  # fail closed: an unusable pattern matches nothing
+    return compiled.fullmatch(text) is not None
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> Any:
+    return compile_pattern(pattern, where="policy")
 
 
 def _build(data: dict[str, Any], source: str) -> OrgPolicy:
@@ -195,13 +243,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         ("cmek.keyPattern", data.get("cmek", {}).get("keyPattern")),
     ):
         if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise PolicyFileError(
-                    f"{pattern!r} is not a valid regular expression ({exc})",
-                    where=f"{source}: $.{key}",
-                ) from None
+            compile_pattern(pattern, where=f"{source}: $.{key}")
     suppressions = []
     for i, raw in enumerate(data.get("suppressions", [])):
         where = f"{source}: $.suppressions[{i}]"
@@ -256,6 +298,18 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
             )
         )
     network = data.get("network", {})
+    segmentation = data.get("segmentation", {})
+    reach = segmentation.get("allowedReach")
+    if reach is not None:
+        from zt_pipelines.errors import DeclarationError
+        from zt_pipelines.segmentation.model import parse_reach
+
+        try:
+            reach = tuple(e.text for e in parse_reach(reach, where="allowedReach"))
+        except DeclarationError as exc:
+            raise PolicyFileError(
+                exc.what, where=f"{source}: $.segmentation.allowedReach"
+            ) from None
     images = data.get("images", {})
     submitters = data.get("submitters", {})
     regions = data.get("regions")
@@ -276,4 +330,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         allowed_submitters=tuple(allowed) if allowed is not None else None,
         suppressions=tuple(suppressions),
         source=source,
+        require_perimeter=segmentation.get("requirePerimeter", False),
+        require_isolation=segmentation.get("requireIsolation", False),
+        allowed_reach=reach,
     )

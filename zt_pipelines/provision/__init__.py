@@ -20,14 +20,13 @@ roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
@@ -159,7 +158,14 @@ def plan(
     for step in result.steps:
         if step.service_account is not None:
             step_accounts.setdefault(step.service_account, []).append(step.task)
-    return build_plan(
+        # identities a GCPC step's job runs or serves as are the pipeline's to create too
+        for email, role in (
+            (step.launched_service_account, "job"),
+            (step.serving_service_account, "serving"),
+        ):
+            if email and email != step.service_account and not classify_identity(email).is_default:
+                step_accounts.setdefault(email, []).append(f"{step.task} ({role})")
+    planned = build_plan(
         wants,
         project=project,
         pipeline_service_account=pipeline_service_account,
@@ -171,6 +177,38 @@ def plan(
         organization=organization,
         catalogue=load_catalogue(catalogue) if catalogue is not None else None,
     )
+    return _with_segmentation(
+        planned, result, state, project=project, location=location, pipeline_root=pipeline_root
+    )
+
+
+def _with_segmentation(
+    planned: Plan,
+    result: RewriteResult,
+    state: Snapshot | None,
+    *,
+    project: str,
+    location: str,
+    pipeline_root: str | None,
+) -> Plan:
+    """The plan with the missing segmentation pieces, when the state holds segmentation."""
+    if state is None or state.segmentation is None:
+        return planned
+    from dataclasses import replace
+
+    from zt_pipelines.policy.requirements import derive_requirements, pipeline_root_of
+    from zt_pipelines.segmentation.plan import plan_segmentation
+
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=planned.pipeline_service_account,
+        pipeline_root=pipeline_root_of(result, pipeline_root),
+        submitter=None,
+    )
+    seg = plan_segmentation(requirements, result.steps, state, project=project)
+    return replace(planned, segmentation=seg)
 
 
 def _rewrite(
@@ -226,13 +264,11 @@ def load_catalogue(source: str | PathLike[str] | Mapping[str, Any]) -> dict[str,
             return {str(k): frozenset(v) for k, v in source.items()}  # name -> permissions
         data: Any = dict(source)
     else:
-        path = Path(source)
-        try:
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read role catalogue: {exc}", where=str(path)) from exc
+        from zt_pipelines.loaders import load_file
+
+        path = Path(source)  # strict and bounded (a gzip bomb stops at the catalogue limit)
+        documents = load_file(path, kind="catalogue", error=InputError)
+        data = documents[0] if len(documents) == 1 else None
     roles = roles_from_catalogue(data)
     return {
         name: role.permissions

@@ -14,26 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
+from zt_pipelines import loaders
 from zt_pipelines.errors import TemplateError
 from zt_pipelines.model import RewriteResult
 
-try:  # libyaml is 10x faster; fall back to the pure-Python classes
-    from yaml import CSafeDumper as _Dumper
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
-
-__all__ = ["dump_template", "load_template", "parse_template_text"]
-
-
-class _PlainDumper(_Dumper):
-    """Never writes anchors/aliases (the loader refuses them): shared objects are repeated."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+__all__ = ["check_envelope", "dump_template", "load_template", "parse_template_text"]
 
 
 def load_template(
@@ -49,12 +34,13 @@ def load_template(
             the file.
     """
     if isinstance(template, Mapping):
+        # built in Python, not parsed: still bounded (depth, size) before anything walks it
+        loaders.check_plain_data(
+            dict(template), where="template", kind="template", error=TemplateError
+        )
         return _pipeline_from(dict(template), (), "template")
     path = Path(template)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read the template ({exc})", where=str(path)) from exc
+    text = loaders.read_text(path, kind="template", error=TemplateError)  # bounded, strict
     return parse_template_text(text, where=str(path))
 
 
@@ -68,17 +54,12 @@ _PYTHON_SOURCE = re.compile(
 def parse_template_text(
     text: str, *, where: str = "template"
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
-    """Like :func:`load_template` for template text (YAML or JSON) already read."""
-    if text.lstrip().startswith("{"):
-        # JSON first: PyYAML refuses some valid JSON (tab indentation, "\/" escapes)
-        try:
-            document = json.loads(text)
-        except ValueError:
-            pass
-        else:
-            if not isinstance(document, dict):  # pragma: no cover - starts with "{"
-                raise TemplateError("not a KFP pipeline: not a mapping", where=where)
-            return _pipeline_from(document, (), where)
+    """Like :func:`load_template` for template text (YAML or JSON) already read.
+
+    Parsed by the strict loader (:mod:`zt_pipelines.loaders`: duplicate keys, anchors/aliases,
+    YAML tags beyond the JSON types, depth and size bounds are refused), then checked to be
+    what aiplatform's ``PipelineJob`` accepts (:func:`check_envelope`).
+    """
     if where.endswith(".py") or _PYTHON_SOURCE.search(text[:4096]):
         raise TemplateError(
             "this is Python source, not a compiled pipeline",
@@ -86,20 +67,49 @@ def parse_template_text(
             fix="compile it first: kfp.compiler.Compiler().compile(my_pipeline, "
             "'pipeline.yaml'), then pass pipeline.yaml",
         )
-    try:
-        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"malformed YAML/JSON ({_short(exc)})", where=where) from exc
+    documents = [
+        d
+        for d in loaders.parse_text(text, where=where, kind="template", error=TemplateError)
+        if d is not None
+    ]
     if not documents:
         raise TemplateError("the file is empty", where=where)
-    refuse_aliases(documents, where)
     first, *rest = documents
     if not isinstance(first, dict):
         raise TemplateError("not a KFP pipeline: the first document is not a mapping", where=where)
     for index, doc in enumerate(rest, start=2):
         if not isinstance(doc, dict):
             raise TemplateError(f"document {index} is not a mapping", where=where)
-    return _pipeline_from(first, tuple(rest), where)
+    spec, others = _pipeline_from(first, tuple(rest), where)
+    check_envelope(first, where=where)
+    return spec, others
+
+
+def check_envelope(document: Mapping[str, Any], *, where: str = "template") -> None:
+    """Refuse a template aiplatform's ``PipelineJob`` constructor would fail on with a
+    ``KeyError``: a PipelineSpec needs ``schemaVersion``; a PipelineJob (``pipelineSpec``
+    inside) also needs a ``runtimeConfig`` mapping.
+
+    Raises:
+        TemplateError: naming ``where`` and the missing field.
+    """
+    spec = document.get("pipelineSpec", document)
+    if "pipelineSpec" in document:
+        config = document.get("runtimeConfig")
+        if not isinstance(config, Mapping):
+            raise TemplateError(
+                "a PipelineJob template needs a runtimeConfig mapping"
+                + ("" if config is None else f", not {type(config).__name__}"),
+                where=f"{where}: runtimeConfig",
+                fix="write runtimeConfig: {} (or pass the pipelineSpec alone)",
+            )
+    version = spec.get("schemaVersion") if isinstance(spec, Mapping) else None
+    if not isinstance(version, str) or not version:
+        raise TemplateError(
+            "the pipeline has no schemaVersion",
+            where=f"{where}: schemaVersion",
+            fix="pass a pipeline compiled with kfp.compiler.Compiler (it writes schemaVersion)",
+        )
 
 
 def refuse_aliases(documents: list[Any], where: str) -> None:
@@ -279,20 +289,9 @@ def dump_template(result: RewriteResult | dict[str, Any]) -> str:
         documents: list[Any] = [result.spec, *result.platform_docs]
     else:
         documents = [result]
-    return yaml.dump_all(
-        documents,
-        Dumper=_PlainDumper,
-        sort_keys=True,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=4096,
-    )
+    return loaders.dump_yaml(documents)
 
 
 def dump_json(spec: dict[str, Any]) -> str:
     """Canonical JSON of a spec (sorted keys, no whitespace) — for hashing and comparison."""
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:300]

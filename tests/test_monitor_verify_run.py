@@ -1,0 +1,343 @@
+"""Post-run verification end to end: real kfp compiles, real aiplatform submits through
+zt_pipelines.PipelineJob, the emulator simulates the run (task details + CustomJobs), and
+verify-run reads them back with the real Vertex AI clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import aiplatform
+from google.cloud.aiplatform import initializer
+from monitor_world import (
+    AUDITOR,
+    AUDITOR_AND_SUBMITTER,
+    EXAMPLES,
+    LEGACY_SA,
+    LOCATION,
+    PIPELINE_SA,
+    PROJECT,
+    SUBMITTER,
+    TRAIN_SA,
+    monitor_world,
+    new_job_id,
+)
+
+from zt_pipelines.audit import AuditLog
+from zt_pipelines.cli import main
+from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
+from zt_pipelines.emulator.run_details import RunScript
+from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
+from zt_pipelines.gcp.retry import no_wait_policy
+from zt_pipelines.job import PipelineJob
+from zt_pipelines.monitor import expected_tasks
+from zt_pipelines.monitor.service import verify_run
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("tpl") / "training.yaml"
+    return str(EXAMPLES.compile_pipeline("training", str(out)))
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(monitor_world(), simulate_runs=True) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def emu(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator.address}")
+    config = initializer.global_config
+    saved = dict(vars(config))
+    config.__init__()  # type: ignore[misc]
+    aiplatform.init(project=PROJECT, location=LOCATION)
+    emulator.clear_log()
+    try:
+        yield emulator
+    finally:
+        emulator.clear_faults()
+        emulator.clear_run_scripts()
+        vars(config).clear()
+        vars(config).update(saved)
+
+
+@pytest.fixture()
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+def submit(template: str, audit: AuditLog) -> PipelineJob:
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+        audit_log=audit,
+    )
+    job.submit(service_account=PIPELINE_SA)
+    return job
+
+
+def auditor() -> ClientFactory:
+    return ClientFactory(emulator_credentials(AUDITOR))
+
+
+def check(job_id: str, audit: AuditLog, **kw: Any) -> Any:
+    kw.setdefault("factory", auditor())
+    kw.setdefault("retry", no_wait_policy(2))
+    return verify_run(job_id, project=PROJECT, location=LOCATION, audit_log=audit, **kw)
+
+
+def test_a_run_submitted_through_zt_verifies_clean_and_is_recorded(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    job = submit(template, audit)
+    verdict = check(job.job_id, audit)
+    assert verdict.verified, verdict.report
+    assert not verdict.report.errors
+    ran = {
+        t.path: verdict.run.jobs[t.job_names[0]].service_account
+        for t in verdict.run.tasks
+        if t.job_names
+    }
+    assert ran["train"] == TRAIN_SA
+    assert len(ran) == 3
+    last = audit.records()[-1]
+    assert last["action"] == "verify-run" and last["outcome"] == "allowed"
+    assert last["job_id"] == job.job_id
+    assert audit.verify().ok
+
+
+def test_reads_cost_at_most_tasks_plus_three_calls(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    job = submit(template, audit)
+    emu.clear_log()
+    check(job.job_id, audit)
+    counts = emu.counts()
+    assert sum(counts.values()) <= 3 + 3
+    assert counts.get("aiplatform.pipelineJobs.get") == 1
+
+
+def test_a_task_that_ran_as_another_service_account_is_caught(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.script_run(RunScript(task="train", service_account=LEGACY_SA))
+    job = submit(template, audit)
+    verdict = check(job.job_id, audit)
+    assert not verdict.verified
+    [finding] = verdict.report.by_code("ZT605")
+    assert finding.step == "train" and LEGACY_SA in finding.message
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_a_changed_image_is_caught(emu: Emulator, template: str, audit: AuditLog) -> None:
+    emu.script_run(RunScript(task="ingest", image="evil.example/miner:latest"))
+    job = submit(template, audit)
+    verdict = check(job.job_id, audit)
+    assert not verdict.verified
+    [finding] = verdict.report.by_code("ZT606")
+    assert finding.step == "ingest" and "evil.example/miner" in finding.message
+
+
+def test_network_and_key_changes_and_extra_tasks_are_caught(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.script_run(RunScript(task="train", network="projects/1/global/networks/other"))
+    emu.script_run(RunScript(task="evaluate-and-upload", kms_key="projects/x/keys/k"))
+    emu.script_run(
+        RunScript(task="exfiltrate", extra_task=True, service_account=TRAIN_SA, image="x:1")
+    )
+    job = submit(template, audit)
+    verdict = check(job.job_id, audit)
+    assert {"ZT607", "ZT608", "ZT610"} <= verdict.report.codes()
+    assert not verdict.verified
+
+
+def test_a_job_submitted_with_plain_aiplatform_is_caught(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    import yaml
+
+    plain = tmp_path / "plain.json"  # aiplatform reads one document: the PipelineSpec
+    plain.write_text(json.dumps(next(yaml.safe_load_all(Path(template).read_text()))))
+    aiplatform.init(
+        project=PROJECT,
+        location=LOCATION,
+        **emulator_aiplatform_init_kwargs(emulator_credentials(SUBMITTER)),
+    )
+    job = aiplatform.PipelineJob(
+        display_name="shadow",
+        template_path=str(plain),
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+    )
+    job.submit(service_account=PIPELINE_SA)
+    verdict = check(job.job_id, audit)
+    assert not verdict.verified
+    assert "ZT601" in verdict.report.codes()
+
+
+def test_no_approval_in_the_audit_log_is_caught(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    job = submit(template, audit)
+    verdict = check(job.job_id, AuditLog(tmp_path / "other.jsonl"))
+    assert not verdict.verified
+    assert "ZT602" in verdict.report.codes()
+
+
+def test_a_tampered_audit_log_is_not_trusted(emu: Emulator, template: str, audit: AuditLog) -> None:
+    job = submit(template, audit)
+    lines = audit.path.read_bytes().splitlines()
+    record = json.loads(lines[0])
+    record["reason"] = "edited"
+    audit.path.write_bytes(json.dumps(record).encode() + b"\n" + b"\n".join(lines[1:]))
+    verdict = check(job.job_id, audit, record=False)
+    assert not verdict.verified
+    assert "ZT614" in verdict.report.codes()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("aiplatform.pipelineJobs.get", code="UNAVAILABLE"),
+        Fault("aiplatform.pipelineJobs.get", code="PERMISSION_DENIED"),
+        Fault("aiplatform.pipelineJobs.get", malformed=True),
+        Fault("aiplatform.customJobs.*", code="UNAVAILABLE"),
+        Fault("aiplatform.customJobs.*", code="PERMISSION_DENIED"),
+        Fault("aiplatform.customJobs.*", reset=True),
+        Fault("aiplatform.customJobs.*", malformed=True),
+    ],
+    ids=lambda f: f"{f.method}-{f.code or ('malformed' if f.malformed else 'reset')}",
+)
+def test_a_failed_read_never_yields_verified(
+    emu: Emulator, template: str, audit: AuditLog, fault: Fault
+) -> None:
+    job = submit(template, audit)
+    emu.add_fault(fault)
+    verdict = check(job.job_id, audit)
+    assert not verdict.verified
+    assert "ZT600" in verdict.report.codes()
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_a_transient_failure_is_retried_and_then_verifies(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    job = submit(template, audit)
+    emu.add_fault(Fault("aiplatform.pipelineJobs.get", code="UNAVAILABLE", times=1))
+    assert check(job.job_id, audit).verified
+
+
+def test_verify_run_cli_exit_codes(
+    emu: Emulator,
+    template: str,
+    audit: AuditLog,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+    base = [
+        "verify-run",
+        "--project",
+        PROJECT,
+        "--location",
+        LOCATION,
+        "--audit-log",
+        str(audit.path),
+    ]
+    good = submit(template, audit)
+    with pytest.raises(SystemExit) as ok:
+        main([*base, good.job_id])
+    assert ok.value.code == 0
+    emu.script_run(RunScript(task="train", service_account=LEGACY_SA))  # runs end when read
+    bad = submit(template, audit)
+    with pytest.raises(SystemExit) as refused:
+        main([*base, bad.job_id, "--format", "json"])
+    assert refused.value.code == 1
+    out = capsys.readouterr().out
+    assert '"ZT605"' in out
+
+
+def test_expected_tasks_read_identity_and_image_from_the_approved_spec(template: str) -> None:
+    import yaml
+
+    from zt_pipelines.spec import rewrite_pipeline
+
+    docs = list(yaml.safe_load_all(Path(template).read_text()))
+    result = rewrite_pipeline(
+        docs[0],
+        platform_docs=tuple(docs[1:]),
+        project=PROJECT,
+        pipeline_service_account=PIPELINE_SA,
+    )
+    expected = expected_tasks(result.spec)
+    assert expected["train"].kind == "custom_job"
+    assert expected["train"].service_account == TRAIN_SA
+    assert expected["train"].images == (EXAMPLES.IMAGE,)
+    assert {p for p, e in expected.items() if e.kind == "custom_job"} == {
+        "ingest",
+        "train",
+        "evaluate-and-upload",
+    }
+
+
+def test_submit_verify_after_verifies_when_the_run_ends(
+    emu: Emulator, template: str, audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(AUDITOR_AND_SUBMITTER),
+        audit_log=audit,
+    )
+    job.submit(service_account=PIPELINE_SA, verify_after=True)
+    assert job.last_run_report.allowed
+    assert [r["action"] for r in audit.records()] == ["submit", "verify-run"]
+
+
+def test_run_verify_after_raises_when_the_run_deviates(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from zt_pipelines.errors import ZeroTrustViolation
+
+    emu.script_run(RunScript(task="train", service_account=LEGACY_SA))
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(AUDITOR_AND_SUBMITTER),
+        audit_log=audit,
+    )
+    with pytest.raises(ZeroTrustViolation) as raised:
+        job.run(service_account=PIPELINE_SA, verify_after=True)
+    assert "ZT605" in raised.value.report.codes()
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_verify_after_needs_a_synchronous_run(template: str, audit: AuditLog) -> None:
+    from zt_pipelines.errors import InputError
+
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        audit_log=audit,
+        project=PROJECT,
+        location=LOCATION,
+        credentials=emulator_credentials(SUBMITTER),
+    )
+    with pytest.raises(InputError):
+        job.run(service_account=PIPELINE_SA, sync=False, verify_after=True)
+    assert audit.records() == []

@@ -1,0 +1,463 @@
+"""Post-run verification at the IO edge: read the run, read the audit log, decide, record.
+
+The reads go through :mod:`zt_pipelines.gcp.vertex_jobs` (official clients, one retry policy,
+failures kept as findings); the decision is the pure
+:func:`zt_pipelines.monitor.runs.evaluate_run`; the result is appended to the audit log as a
+post-run record (action ``verify-run``: ``allowed`` when verified, ``refused`` otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
+from zt_pipelines.errors import ZtError
+from zt_pipelines.gcp.clients import ClientFactory
+from zt_pipelines.gcp.retry import RetryPolicy
+from zt_pipelines.monitor.runs import RunVerdict, evaluate_run
+
+POST_RUN_ACTION = "verify-run"
+
+
+def _spec_hash(spec: dict[str, Any]) -> str:
+    from zt_pipelines.job import spec_sha256
+
+    return spec_sha256(spec)
+
+
+def _labels() -> tuple[tuple[str, str], str]:
+    from zt_pipelines.job import SPEC_LABELS, VERIFIED_LABEL
+
+    return (SPEC_LABELS[0], SPEC_LABELS[1]), VERIFIED_LABEL
+
+
+def open_audit_log(audit_log: str | os.PathLike[str] | AuditLog | None, clock: Any) -> AuditLog:
+    """The audit log to read approvals from and append results to."""
+    if isinstance(audit_log, AuditLog):
+        return audit_log
+    return AuditLog(audit_log or default_audit_log(), clock=clock)
+
+
+def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
+    """The audit records and, if the chain does not verify, why (approvals then untrusted)."""
+    try:
+        chain = log.verify()
+        records = log.records()
+    except (ZtError, ValueError) as exc:
+        return [], f"cannot read {log.path}: {exc}"
+    if not getattr(chain, "ok", True):
+        problems = getattr(chain, "problems", ())
+        first = problems[0] if problems else None
+        return records, str(getattr(first, "message", first) or "the chain is broken")
+    return records, ""
+
+
+def verify_run(
+    job: str,
+    *,
+    project: str,
+    location: str,
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    credentials: Any = None,
+    factory: ClientFactory | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    record: bool = True,
+) -> RunVerdict:
+    """Verify a pipeline run against its approval and (by default) record the result.
+
+    Args:
+        job: the pipeline job id or full name.
+        project: the project (id) the job was submitted to.
+        location: its region.
+        audit_log: where the approvals are (and the post-run record goes).
+        credentials: google-auth credentials (default: ADC, or the emulator caller).
+        factory: an existing client factory (takes precedence over ``credentials``).
+        retry: the retry policy for every read.
+        clock: the current time (the report and the audit record).
+        record: append the post-run record.
+
+    Raises:
+        ApiError: the post-run record could not be appended.
+    """
+    from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+
+    factory = factory or ClientFactory(credentials, project=project)
+    adapter = VertexJobsAdapter(factory, retry)
+    run = adapter.read_run(job, project=project, location=location, spec_hash=_spec_hash)
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    spec_labels, verified_label = _labels()
+    verdict = evaluate_run(
+        run,
+        records,
+        now=clock(),
+        spec_labels=spec_labels,
+        verified_label=verified_label,
+        chain_problem=chain_problem,
+    )
+    if record:
+        log.append(post_run_decision(verdict, submitter=_who(factory)))
+    return verdict
+
+
+def _who(factory: ClientFactory) -> str:
+    from zt_pipelines.gcp.submitter import submitter_of
+
+    try:
+        return submitter_of(factory.credentials)
+    except ZtError:
+        return "unknown"
+
+
+def post_run_decision(verdict: RunVerdict, *, submitter: str) -> Decision:
+    """The audit record of a post-run verification."""
+    run = verdict.run
+    report = verdict.report
+    identities = [AuditIdentity("pipeline", run.service_account, source="observed")]
+    for task in run.tasks:
+        for name in task.job_names:
+            job = run.jobs.get(name)
+            if job is not None:
+                identities.append(
+                    AuditIdentity("step", job.service_account, task=task.path, source="observed")
+                )
+    errors = report.errors
+    reason = (
+        f"verified: the run matches approval seq {verdict.approval.get('seq')}"
+        if verdict.verified and verdict.approval is not None
+        else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+    )
+    return Decision(
+        action=POST_RUN_ACTION,
+        outcome="allowed" if verdict.verified else "refused",
+        submitter=submitter,
+        project=run.project,
+        location=run.location,
+        pipeline=report.pipeline,
+        spec_sha256=run.spec_sha256,
+        identities=tuple(identities),
+        findings=tuple(f.to_dict() for f in report.findings),
+        job_id=run.job_id,
+        reason=reason,
+    )
+
+
+DRIFT_ACTION = "drift"
+
+
+def relevant_approvals(
+    records: list[dict[str, Any]], *, now: datetime, since: timedelta
+) -> list[dict[str, Any]]:
+    """The approvals drift re-evaluates: the latest per job (or schedule) approved within
+    ``since``, and every schedule approval (its runs keep starting)."""
+    from zt_pipelines.monitor.runs import approving
+
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        if not approving(record):
+            continue
+        try:
+            when = datetime.fromisoformat(str(record.get("time", "")).replace("Z", "+00:00"))
+        except ValueError:
+            when = now  # a record without a readable time is kept: fail towards checking
+        scheduled = str(record.get("action", "")).endswith("schedule")
+        if not scheduled and now - when > since:
+            continue
+        key = (
+            str(record.get("project")),
+            str(record.get("location")),
+            str(record.get("job_id") or record.get("spec_sha256")),
+        )
+        latest[key] = record
+    return list(latest.values())
+
+
+def drift(
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    *,
+    snapshot: Any = None,
+    since: timedelta = timedelta(days=30),
+    credentials: Any = None,
+    emulator_host: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    record: bool = True,
+) -> list[Any]:
+    """Re-evaluate every still-relevant approval against today's IAM (``snapshot`` — a file or
+    :class:`~zt_pipelines.policy.snapshot.Snapshot` — or live) and return one
+    :class:`~zt_pipelines.monitor.drift.DriftVerdict` per approval; each result is appended to
+    the audit log (action ``drift``) and is the next check's posture baseline."""
+    from zt_pipelines.monitor.drift import DriftVerdict, baseline_from
+    from zt_pipelines.policy.report import Finding, Report, Severity
+
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    now = clock()
+    if chain_problem:
+        report = Report(
+            findings=(
+                Finding(
+                    "ZT614", Severity.ERROR, f"the audit log does not verify ({chain_problem})"
+                ),
+            ),
+            checked_at=now.isoformat(),
+        )
+        return [DriftVerdict({}, report)]
+    verdicts = []
+    loaded = _load_snapshot(snapshot)
+    for approval in relevant_approvals(records, now=now, since=since):
+        verdict = _drift_one(
+            approval,
+            loaded,
+            credentials=credentials,
+            emulator_host=emulator_host,
+            now=now,
+            baseline=baseline_from(records, approval),
+        )
+        verdicts.append(verdict)
+        if record:
+            log.append(_drift_decision(verdict, submitter=_who(ClientFactory(credentials))))
+    return verdicts
+
+
+def _load_snapshot(snapshot: Any) -> Any:
+    from zt_pipelines.policy.snapshot import Snapshot
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    if snapshot is None or isinstance(snapshot, Snapshot):
+        return snapshot
+    return load_snapshot(snapshot)
+
+
+def _drift_one(
+    approval: dict[str, Any],
+    snapshot: Any,
+    *,
+    credentials: Any,
+    emulator_host: str | None,
+    now: datetime,
+    baseline: Any,
+) -> Any:
+    from types import SimpleNamespace
+
+    from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
+    from zt_pipelines.policy.engine import Evaluator, evaluate
+    from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
+
+    project = str(approval.get("project", ""))
+    location = str(approval.get("location", ""))
+    pipeline_sa, steps, has_needs = approved_identities(approval)
+    result = SimpleNamespace(steps=steps)
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_sa,
+        pipeline_root=None,
+        submitter=None,
+    )
+    unreadable: list[str] = []
+    world = snapshot
+    if world is None:
+        from zt_pipelines.gcp import fetch_snapshot
+
+        needs = needed_nodes(
+            requirements,
+            steps=steps,
+            pipeline_service_account=pipeline_sa,
+            project=project,
+            location=location,
+        )
+        try:
+            world = fetch_snapshot(
+                resources=needs.resources,
+                service_accounts=needs.service_accounts,
+                principals=needs.principals,
+                projects=needs.projects,
+                credentials=credentials,
+                emulator_host=emulator_host,
+                use_cache=False,  # drift is about now: never a cached answer
+            )
+        except ZtError as exc:
+            return evaluate_drift(
+                approval, None, (), baseline, now=now, unreadable=(f"IAM state ({exc})",)
+            )
+    unreadable.extend(f"{u.what} of {u.target} ({u.reason})" for u in world.unreadable)
+    evaluator = Evaluator(world)
+    context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
+    report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
+    identities = dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)])
+    postures = [posture_of(email, evaluator, now=now) for email in identities if email]
+    return evaluate_drift(
+        approval,
+        report,
+        postures,
+        baseline,
+        now=now,
+        unreadable=unreadable,
+        has_needs=has_needs,
+    )
+
+
+def _drift_decision(verdict: Any, *, submitter: str) -> Decision:
+    approval = verdict.approval
+    report = verdict.report
+    errors = report.errors
+    summary = (
+        "no drift"
+        if not errors
+        else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+    )
+    return Decision(
+        action=DRIFT_ACTION,
+        outcome="refused" if verdict.drifted else "allowed",
+        submitter=submitter,
+        project=str(approval.get("project", "")),
+        location=str(approval.get("location", "")),
+        pipeline=str(approval.get("pipeline", "")),
+        spec_sha256=str(approval.get("spec_sha256", "")),
+        identities=tuple(
+            AuditIdentity(
+                str(i.get("role", "step")),  # type: ignore[arg-type]
+                str(i.get("service_account", "")),
+                task=str(i.get("task", "")),
+                source="approved",
+            )
+            for i in approval.get("identities") or ()
+            if isinstance(i, dict)
+        ),
+        findings=tuple(f.to_dict() for f in report.findings),
+        job_id=str(approval.get("job_id", "")),
+        reason=f"approval seq {approval.get('seq')}: {summary}",
+    )
+
+
+USAGE_ACTION = "usage"
+
+
+def usage(
+    project: str,
+    *,
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    since: timedelta = timedelta(days=30),
+    credentials: Any = None,
+    factory: ClientFactory | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    record: bool = True,
+) -> Any:
+    """Compare what the step identities of ``project``'s approved runs did (Cloud Audit Logs,
+    over ``since``) with what they declared; return a
+    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it."""
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+    from zt_pipelines.monitor.drift import approved_identities
+    from zt_pipelines.monitor.runs import approving
+    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+
+    factory = factory or ClientFactory(credentials, project=project)
+    now = clock()
+    start = now - since
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    unreadable: list[str] = []
+    if chain_problem:
+        unreadable.append(f"the audit log ({chain_problem})")
+    jobs = VertexJobsAdapter(factory, retry)
+    windows: list[StepWindow] = []
+    identities: set[str] = set()
+    approvals = [
+        r for r in records if approving(r) and r.get("project") == project and r.get("job_id")
+    ]
+    for approval in approvals:
+        _pipeline_sa, steps, _has_needs = approved_identities(approval)
+        for step in steps:
+            if step.service_account:
+                identities.add(step.service_account)
+        if _parse_time(str(approval.get("time", ""))) < start - timedelta(days=1):
+            continue  # its runs ended before the window (runs are at most a day... or read)
+        run = jobs.read_run(
+            str(approval["job_id"]),
+            project=project,
+            location=str(approval.get("location", "")),
+            spec_hash=_spec_hash,
+            read_jobs=False,
+        )
+        unreadable.extend(f"{u.what} of {u.target} ({u.error})" for u in run.unreadable)
+        by_task = {t.path: t for t in run.tasks}
+        for step in steps:
+            task = by_task.get(step.task)
+            if task is None or not step.service_account or not task.start_time:
+                continue
+            windows.append(
+                StepWindow(
+                    run=run.job_id,
+                    task=step.task,
+                    service_account=step.service_account,
+                    start=_parse_time(task.start_time),
+                    end=_parse_time(task.end_time) if task.end_time else now,
+                    needs=step.needs,
+                    pipeline_root=run.pipeline_root or None,
+                )
+            )
+    logs = AuditLogsAdapter(factory, retry)
+    accesses = []
+    configs: dict[str, set[str]] | None = None
+    try:
+        configs = logs.audit_configs(project)
+    except ApiError as exc:
+        unreadable.append(f"the project's audit configuration ({exc.message})")
+    if identities:
+        try:
+            accesses = logs.accesses(project, identities, start, now)
+        except ApiError as exc:
+            unreadable.append(f"Cloud Audit Logs ({exc.message})")
+    verdict = evaluate_usage(
+        windows,
+        accesses,
+        audit_configs=configs,
+        now=now,
+        project=project,
+        unreadable=unreadable,
+        since=start,
+    )
+    if record:
+        log.append(_usage_decision(verdict, project, submitter=_who(factory)))
+    return verdict
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        from datetime import timezone
+
+        return datetime.now(timezone.utc)  # unknown: treat as recent (read, never skip)
+    if value.tzinfo is None:
+        from datetime import timezone
+
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _usage_decision(verdict: Any, project: str, *, submitter: str) -> Decision:
+    report = verdict.report
+    errors = report.errors
+    return Decision(
+        action=USAGE_ACTION,
+        outcome="allowed" if verdict.clean else "refused",
+        submitter=submitter,
+        project=project,
+        location="",
+        pipeline="",
+        findings=tuple(f.to_dict() for f in report.findings),
+        reason=(
+            "usage within declared needs"
+            if not errors
+            else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+        ),
+    )
