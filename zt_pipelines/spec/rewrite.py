@@ -523,7 +523,7 @@ class _Walker:
             new_task["componentRef"]["name"] = name
             return new_task
         decl = self._declaration(path, label)
-        kind = self._kind(container, where)
+        kind = self._kind(container, where, decl)
         if kind is not None and not kind.wrap:
             return self._launcher_task(new_task, path, ref, child, label, executor, env, decl, kind)
         params: dict[str, Any] = (child.get("inputDefinitions") or {}).get("parameters") or {}
@@ -539,7 +539,14 @@ class _Walker:
             )
         sa, source = self._identity(path, decl, env)
         launched, launched_field, serving = self._job_identity_inputs(
-            bindings, params, env, path, sa, kind, skip=None
+            bindings,
+            params,
+            env,
+            path,
+            sa,
+            kind,
+            skip=None,
+            serving_declared=decl.serving_service_account,
         )
         if kind is not None and kind.identity.kind == "args_flag":
             launched, launched_field = self._pin_args_flag(bindings, params, env, kind, sa, where)
@@ -652,12 +659,22 @@ class _Walker:
 
     # -- GCPC launchers --------------------------------------------------------------------
 
-    def _kind(self, container: dict[str, Any], where: str) -> LauncherKind | None:
-        """The catalogue entry for a container; refuses unknown and unsupported launchers."""
+    def _kind(
+        self, container: dict[str, Any], where: str, decl: StepDeclaration
+    ) -> LauncherKind | None:
+        """The catalogue entry for a container; refuses unknown and unsupported launchers
+        (an unknown one declared ``launcher: caller`` in a manifest is wrapped)."""
         kind = identify_launcher(container)
+        if kind is not None and decl.launcher is not None:
+            raise DeclarationError(
+                f"launcher: {decl.launcher} is declared, but zt-pipelines knows this launcher "
+                f"({kind.name}): {kind.identity.what}",
+                where=where,
+                fix="remove `launcher` from the manifest entry",
+            )
         if kind is None:
             module = is_gcpc_launcher_module(container)
-            if module is not None:
+            if module is not None and decl.launcher != "caller":
                 shown = launcher_type(container)
                 raise TemplateError(
                     f"unknown GCPC launcher {module}"
@@ -665,9 +682,9 @@ class _Walker:
                     + ": zt-pipelines does not know where its job's identity is set, and will "
                     "not run it as the pipeline's service account",
                     where=where,
-                    fix="upgrade zt-pipelines, or wrap the step as a plain container: in a "
-                    "manifest, declare the task with `launcher: caller` when its job runs as "
-                    "the caller (then it runs in a CustomJob as the step's identity)",
+                    fix="upgrade zt-pipelines; or, when its job runs as the caller (its API "
+                    "calls carry no identity of their own), declare the task in a manifest with "
+                    "`launcher: caller` — it then runs in a CustomJob as the step's identity",
                 )
             return None
         if not kind.supported:
@@ -748,7 +765,14 @@ class _Walker:
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
-            bindings, params, env, path, sa, inner, skip=identity_input
+            bindings,
+            params,
+            env,
+            path,
+            sa,
+            inner,
+            skip=identity_input,
+            serving_declared=decl.serving_service_account,
         )
         if launched is None and kind.name != "CustomJob":  # the job runs as the step itself
             launched, launched_field = sa, f"payload {'.'.join(identity_path)}"
@@ -926,6 +950,7 @@ class _Walker:
         kind: LauncherKind | None,
         *,
         skip: str | None,
+        serving_declared: str | None = None,
     ) -> tuple[str | None, str, str | None]:
         """Pin inputs that name a launched job's identity (``dataflow_service_account``, ...)
         and a deploy step's serving identity. Returns ``(launched, field, serving)``."""
@@ -933,6 +958,12 @@ class _Walker:
         serving_input = (
             kind.serving_identity.input if kind is not None and kind.serving_identity else None
         )
+        if serving_declared is not None and serving_input is None:
+            raise DeclarationError(
+                "serving_service_account is declared, but the step deploys no model",
+                where=where,
+                fix="declare it on the deploy step (ModelDeployOp)",
+            )
         serving: str | None = None
         launched: str | None = None
         field = ""
@@ -970,6 +1001,16 @@ class _Walker:
                         + ") or set a dedicated service account",
                     )
             if name == serving_input:
+                declared = serving_declared
+                if declared is not None and value not in _UNSET and value != declared:
+                    raise DeclarationError(
+                        f"declared serving identity {declared!r} but the deploy step passes "
+                        f"{value!r}",
+                        where=where,
+                        fix="declare the serving identity in one place",
+                    )
+                if declared is not None:
+                    value = declared
                 serving = (
                     self._check(value, where)
                     if value not in _UNSET
