@@ -79,6 +79,10 @@ class StepDeclaration:
         needs: the resources and permissions the step needs.
         job: CustomJob fields for the step.
         source: where the declaration came from (for error messages).
+        serving_service_account: for a deploy step, the identity its deployed model serves as
+            (from a manifest's ``serving_service_account``); ``None`` to derive one.
+        launcher: ``"caller"`` (from a manifest's ``launcher``): an unknown GCPC launcher's job
+            runs as the caller, so the step is wrapped like any container.
         service_account_parameter: the name of the pipeline parameter (as seen by the task's
             parent DAG) that holds the identity, when declared with ``zt.step.on(task,
             service_account=<pipeline parameter>)``; resolved and pinned by the rewrite.
@@ -89,6 +93,8 @@ class StepDeclaration:
     job: JobFields = field(default_factory=JobFields)
     source: str = "decorator"
     service_account_parameter: str | None = None
+    serving_service_account: str | None = None
+    launcher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,9 @@ class StepIdentity:
             corrupts the payload or rewrites it (down to its service account). For the policy
             engine to report; the rewrite cannot decide it offline.
         job_kind: the GCPC launcher kind of the step (:attr:`zt_pipelines.spec.gcpc.
-            LauncherKind.name`, e.g. ``"BigqueryQueryJob"``), ``""`` for a plain container.
+            LauncherKind.name`, e.g. ``"BigqueryQueryJob"``); ``"CustomJob"`` for a container
+            step (it runs as a CustomJob) and for GCPC's own custom jobs; ``""`` only for a step
+            not produced by the rewrite.
         launched_service_account: the identity the job the step launches runs as (a
             CustomJob, BatchPredictionJob, Dataflow or Dataproc job, or a job started by a
             component through an input such as ``dataflow_service_account``); ``None`` when
@@ -133,6 +141,9 @@ class StepIdentity:
             call) is made in, resolved before submission; ``None`` = the pipeline's own.
         job_network: the VPC network the launched job is peered with, if any.
         job_kms_key: the CMEK key the launched job's resources are encrypted with, if any.
+        job_runtime_fields: which of ``project``, ``location``, ``network``, ``CMEK key`` an
+            input sets from a value known only at run time (an upstream output): not pinned,
+            for the policy to judge (a launcher's own project or network never is: refused).
     """
 
     task: str
@@ -154,6 +165,7 @@ class StepIdentity:
     job_location: str | None = None
     job_network: str | None = None
     job_kms_key: str | None = None
+    job_runtime_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

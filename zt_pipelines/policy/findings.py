@@ -73,6 +73,7 @@ def build_report(
     notes += excess_notes
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
+    raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
     raw += _org_policy_findings(steps, policy, context)
     raw += gcpc_findings(steps, evaluator.snapshot, policy, context)
     if evaluator.catalogue_used:

@@ -30,6 +30,8 @@ from zt_pipelines.policy.deny import normalize_attachment_point
 
 _CRM = "//cloudresourcemanager.googleapis.com/"
 _PROJECT_NUMBER = re.compile(r"^//cloudresourcemanager\.googleapis\.com/projects/([0-9]+)$")
+_PROJECTS = _CRM + "projects/"
+_SA_SET_PROJECTS = "principalSet://cloudresourcemanager.googleapis.com/projects/"
 _SA_SET_NUMBER = re.compile(
     r"^principalSet://cloudresourcemanager\.googleapis\.com/projects/([0-9]+)/type/ServiceAccount$"
 )
@@ -185,6 +187,9 @@ class PersistentResource:
 #: attached to it, or its place in the hierarchy (hence every ancestor's policies).
 ReadHides = Literal["allow", "deny", "ancestry"]
 
+#: Google's role launch stages (``Role.stage``), exactly as the IAM API spells them.
+ROLE_STAGES: tuple[str, ...] = ("ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP")
+
 _ALLOW: frozenset[ReadHides] = frozenset({"allow"})
 _DENY: frozenset[ReadHides] = frozenset({"deny"})
 _ANCESTRY: frozenset[ReadHides] = frozenset({"ancestry"})
@@ -277,6 +282,8 @@ class Snapshot:
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
+        notes: ``(code, message)`` findings about the snapshot itself that every report
+            carries (e.g. ZT401: a snapshot file without an integrity digest).
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -288,6 +295,7 @@ class Snapshot:
     complete_bindings_for: frozenset[str] = frozenset()
     segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+    notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
 
     _project_names: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -350,25 +358,25 @@ def _normalise_identities(snap: Snapshot) -> None:
     """Rewrite project numbers to id-based names everywhere in ``snap`` (in place, once)."""
     names: dict[str, str] = {}
     for name, node in snap.nodes.items():
-        if node.kind == "project" and node.project_number and not _PROJECT_NUMBER.match(name):
+        if node.kind == "project" and node.project_number and not _is_number_name(name):
             names.setdefault(node.project_number, name)
     object.__setattr__(snap, "_project_names", names)
 
     def canon(name: str | None) -> str | None:
-        if name is None or not name.startswith(_CRM + "projects/"):
-            return name
-        return snap.canonical(name)
+        return snap.canonical(name) if name is not None and _is_number_name(name) else name
 
     nodes: dict[str, Node] = {}
     changed = False
     for key, node in snap.nodes.items():
-        match = _PROJECT_NUMBER.match(node.name) if node.kind == "project" else None
-        if match is not None and node.project_number is None:
-            node = replace(node, project_number=match.group(1))  # a number names itself
+        original = node
+        if node.kind == "project" and node.project_number is None and _is_number_name(node.name):
+            node = replace(node, project_number=node.name[len(_PROJECTS) :])  # names itself
         name, parent = canon(node.name) or node.name, canon(node.parent)
         if name != node.name or parent != node.parent:
             node = replace(node, name=name, parent=parent)
-        if node is not snap.nodes[key] or key != name:
+        if names and node.policy is not None:
+            node = _with_sa_sets(node, names)
+        if node is not original or key != name:
             changed = True
         if name in nodes:
             first, second = (nodes[name], node) if key != name else (node, nodes[name])
@@ -381,11 +389,12 @@ def _normalise_identities(snap: Snapshot) -> None:
     denies = []
     for dp in snap.deny_policies:
         point = snap.canonical(normalize_attachment_point(dp.attachment_point))
-        denies.append(dp if point == dp.attachment_point else replace(dp, attachment_point=point))
+        if point != dp.attachment_point:
+            dp = replace(dp, attachment_point=point)
+        denies.append(_deny_sa_sets(dp, names) if names else dp)
     object.__setattr__(snap, "deny_policies", tuple(denies))
 
     if names:
-        _normalise_principal_sets(snap, names)
         unreadable = tuple(
             replace(u, target=t) if (t := snap.canonical(u.target)) != u.target else u
             for u in snap.unreadable
@@ -400,43 +409,50 @@ def _normalise_identities(snap: Snapshot) -> None:
         object.__setattr__(snap, "service_accounts", sas)
 
 
-def _normalise_principal_sets(snap: Snapshot, names: dict[str, str]) -> None:
-    """``principalSet://.../projects/NUMBER/type/ServiceAccount`` → the project id, when known
-    (allow-binding members and deny-rule principals alike)."""
+def _is_number_name(name: str) -> bool:
+    tail = name[len(_PROJECTS) :]
+    return name.startswith(_PROJECTS) and tail.isdigit() and tail.isascii()
 
-    def one(member: str) -> str:
-        match = _SA_SET_NUMBER.match(member)
-        if match is None or match.group(1) not in names:
-            return member
-        pid = names[match.group(1)].rsplit("/", 1)[1]
-        return (
-            f"principalSet://cloudresourcemanager.googleapis.com/projects/{pid}/type/ServiceAccount"
+
+def _sa_set(member: str, names: dict[str, str]) -> str:
+    """``principalSet://.../projects/NUMBER/type/ServiceAccount`` → the project id, if known."""
+    if not member.startswith(_SA_SET_PROJECTS):
+        return member
+    match = _SA_SET_NUMBER.match(member)
+    if match is None or match.group(1) not in names:
+        return member
+    pid = names[match.group(1)].rsplit("/", 1)[1]
+    return f"{_SA_SET_PROJECTS}{pid}/type/ServiceAccount"
+
+
+def _sa_sets(members: tuple[str, ...], names: dict[str, str]) -> tuple[str, ...]:
+    return tuple(_sa_set(m, names) for m in members)
+
+
+def _with_sa_sets(node: Node, names: dict[str, str]) -> Node:
+    """A node whose bindings name service-account sets by project id, not number."""
+    assert node.policy is not None
+    bindings = node.policy.bindings
+    if not any(m.startswith(_SA_SET_PROJECTS) for b in bindings for m in b.members):
+        return node
+    fixed = tuple(replace(b, members=_sa_sets(b.members, names)) for b in bindings)
+    return replace(node, policy=replace(node.policy, bindings=fixed))
+
+
+def _deny_sa_sets(dp: DenyPolicy, names: dict[str, str]) -> DenyPolicy:
+    """A deny policy whose rules name service-account sets by project id, not number."""
+    if not any(
+        m.startswith(_SA_SET_PROJECTS)
+        for r in dp.rules
+        for m in r.denied_principals + r.exception_principals
+    ):
+        return dp
+    rules = tuple(
+        replace(
+            r,
+            denied_principals=_sa_sets(r.denied_principals, names),
+            exception_principals=_sa_sets(r.exception_principals, names),
         )
-
-    def many(members: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(one(m) for m in members)
-
-    def touched(members: tuple[str, ...]) -> bool:
-        return any(m.startswith("principalSet://cloudresourcemanager") for m in members)
-
-    nodes = dict(snap.nodes)
-    for name, node in snap.nodes.items():
-        if node.policy is None or not any(touched(b.members) for b in node.policy.bindings):
-            continue
-        bindings = tuple(replace(b, members=many(b.members)) for b in node.policy.bindings)
-        nodes[name] = replace(node, policy=replace(node.policy, bindings=bindings))
-    object.__setattr__(snap, "nodes", nodes)
-    denies = []
-    for dp in snap.deny_policies:
-        if any(touched(r.denied_principals + r.exception_principals) for r in dp.rules):
-            rules = tuple(
-                replace(
-                    r,
-                    denied_principals=many(r.denied_principals),
-                    exception_principals=many(r.exception_principals),
-                )
-                for r in dp.rules
-            )
-            dp = replace(dp, rules=rules)
-        denies.append(dp)
-    object.__setattr__(snap, "deny_policies", tuple(denies))
+        for r in dp.rules
+    )
+    return replace(dp, rules=rules)
