@@ -329,6 +329,8 @@ def _run(tree: Any, attrs: RequestAttributes, now: datetime) -> ConditionResult:
         value = _Walk(attrs, now).eval(tree)
     except RecursionError:
         return ConditionResult(Tri.UNKNOWN, "the condition is nested too deeply")
+    except Exception as exc:  # anything unforeseen in a hostile expression: never a decision
+        return ConditionResult(Tri.UNKNOWN, f"could not evaluate: {type(exc).__name__}")
     if isinstance(value, _Unknown):
         return ConditionResult(Tri.UNKNOWN, value.reason)
     if isinstance(value, bool):

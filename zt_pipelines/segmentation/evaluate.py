@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.orgpolicy import policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding, Severity
 from zt_pipelines.policy.requirements import CheckContext, Requirement
 from zt_pipelines.policy.snapshot import Snapshot
@@ -486,9 +487,10 @@ def _source(
             )
         if (
             required_network
-            and not re.fullmatch(required_network, att.network)
+            and not policy_fullmatch(required_network, att.network)  # RE2: linear time
             and not any(
-                re.fullmatch(required_network, f) for f in _network_forms(att.network, by_number)
+                policy_fullmatch(required_network, f)
+                for f in _network_forms(att.network, by_number)
             )
         ):
             out.add(
