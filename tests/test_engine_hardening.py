@@ -257,3 +257,18 @@ def test_all_authenticated_users_covers_a_v2_google_account_subject() -> None:
     data = grant(world_dict(), FEATURES, "roles/storage.admin", "allAuthenticatedUsers")
     who = "principal://goog/subject/Bob@Gmail.com"
     assert _state(data, who, perm="storage.objects.delete") == "granted"
+
+
+@pytest.mark.parametrize(
+    ("denied", "state"),
+    [
+        (f"{_POOL}/*", "denied"),
+        (f"{_POOL}/group/admins", "unverifiable"),
+        (f"{_WF}/other/*", "granted"),
+        ("principalSet://goog/public:all", "denied"),  # every principal, federated ones too
+    ],
+)
+def test_deny_rules_on_workforce_pool_sets(denied: str, state: str) -> None:
+    data = grant(world_dict(), FEATURES, "roles/storage.admin", f"{_POOL}/*")
+    data = deny(data, PROJECT, [denied], ["storage.googleapis.com/objects.delete"])
+    assert _state(data, WORKFORCE, perm="storage.objects.delete") == state

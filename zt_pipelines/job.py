@@ -43,7 +43,6 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -71,49 +70,20 @@ from zt_pipelines.errors import (
     ZeroTrustViolation,
     ZtError,
 )
+from zt_pipelines.fingerprint import (
+    DECISION_LABELS,
+    SPEC_LABELS,
+    VERIFIED_LABEL,
+    canonical_spec_bytes,
+    decision_sha256,
+    spec_sha256,
+)
 from zt_pipelines.gcp.submitter import submitter_of
 from zt_pipelines.identity import DEFAULT_NAME_TEMPLATE, classify_identity
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
-SPEC_LABELS = ("zt-spec-sha256-a", "zt-spec-sha256-b")
-"""Job labels holding the two halves of the verified spec's sha256 (label values max 63 chars)."""
-DECISION_LABELS = ("zt-decision-sha256-a", "zt-decision-sha256-b")
-"""Job labels holding the two halves of the decision's sha256 (the audit record's
-``decision_sha256``: everything that was judged, see :func:`decision_sha256`)."""
-VERIFIED_LABEL = "zt-verified"
 _ZT_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
 _LOG = logging.getLogger("zt_pipelines.job")
-
-
-def canonical_spec_bytes(spec: Mapping[str, Any]) -> bytes:
-    """The bytes that are verified, hashed and submitted: canonical JSON of ``spec``.
-
-    Sorted keys, compact separators, UTF-8, and integral floats written as integers — the
-    Vertex API carries the spec as a ``google.protobuf.Struct`` whose numbers are doubles, so
-    ``3`` and ``3.0`` are the same value there and must hash the same here.
-    """
-    return json.dumps(
-        _normalise_numbers(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
-
-
-def spec_sha256(spec: Mapping[str, Any]) -> str:
-    """Hex sha256 of :func:`canonical_spec_bytes`."""
-    return hashlib.sha256(canonical_spec_bytes(spec)).hexdigest()
-
-
-def _normalise_numbers(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return int(value)
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalise_numbers(v) for v in value]
-    raise InputError(f"pipeline spec holds a {type(value).__name__}, which JSON cannot carry")
 
 
 def decision_document(request: Any, steps: Any, *, target: CallTarget) -> dict[str, Any]:
@@ -136,11 +106,6 @@ def decision_document(request: Any, steps: Any, *, target: CallTarget) -> dict[s
         },
         "steps": [_plain(dataclasses.asdict(step)) for step in steps],
     }
-
-
-def decision_sha256(document: Mapping[str, Any]) -> str:
-    """Hex sha256 of a :func:`decision_document` (canonical JSON)."""
-    return hashlib.sha256(canonical_spec_bytes(document)).hexdigest()
 
 
 def _plain(value: Any) -> Any:
