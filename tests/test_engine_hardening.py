@@ -272,3 +272,17 @@ def test_deny_rules_on_workforce_pool_sets(denied: str, state: str) -> None:
     data = grant(world_dict(), FEATURES, "roles/storage.admin", f"{_POOL}/*")
     data = deny(data, PROJECT, [denied], ["storage.googleapis.com/objects.delete"])
     assert _state(data, WORKFORCE, perm="storage.objects.delete") == state
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        _sas("folders/0200"),
+        _sas("organizations/org-100"),
+        _CRM_SET + "folders/\uff12\uff10\uff10/type/ServiceAccount",  # full-width digits
+        _sas("projects/0123456789012"),
+    ],
+)
+def test_a_non_canonical_sa_set_in_a_deny_rule_may_apply(members: str) -> None:
+    data = deny(world_dict(), ORG, [members], ["storage.googleapis.com/objects.get"])
+    assert _state(data, TRAIN) == "unverifiable"
