@@ -1,13 +1,14 @@
-"""``make demo``: one allowed submission and three refusals, against the built-in emulator.
+"""``make demo``: one allowed submission and four refusals, against the built-in emulator.
 
 Starts the emulator with the example world (``examples/world.yaml``), compiles the example
 training pipeline (``examples/pipeline.py``: ingest → train → evaluate-and-upload, each declared
 with ``@zt.step``), verifies and submits it through :class:`zt_pipelines.PipelineJob` — the real
-aiplatform client over REST to the emulator — and then shows three refused attempts:
+aiplatform client over REST to the emulator — and then shows four refused attempts:
 
 1. no service account (Vertex would use the Compute Engine default identity) → ZT100;
 2. a step whose identity lacks a permission it declared → ZT200;
-3. a step whose identity holds ``roles/editor`` → ZT211.
+3. a step whose identity holds ``roles/editor`` → ZT211;
+4. a step on a VPC whose firewall lets it reach beyond its declared ``reach`` → ZT522.
 
 Each refusal is checked against the emulator's request log: no write reached it. Every decision
 is appended to a hash-chained audit log, which is verified at the end. IO: this module starts a
@@ -60,12 +61,13 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
-        """The demo showed what it promises: one allowed job, three refusals, no writes."""
+        """The demo showed what it promises: one allowed job, four refusals, no writes."""
         return (
             bool(self.submitted)
             and self.refusals.get("no service account", set()) >= {"ZT100"}
             and self.refusals.get("missing permission", set()) >= {"ZT200"}
             and self.refusals.get("roles/editor", set()) >= {"ZT211"}
+            and self.refusals.get("segmentation", set()) >= {"ZT522"}
             and self.writes_during_refusals == 0
             and self.audit_ok
         )
@@ -212,6 +214,12 @@ def run_demo(
                     "editor",
                     examples.PIPELINE_SA,
                     "evaluate-and-upload runs as legacy-sa",
+                ),
+                (
+                    "segmentation",
+                    "open-egress",
+                    examples.PIPELINE_SA,
+                    "ingest on ml-vpc declares Cloud Storage, the firewall opens HTTPS anywhere",
                 ),
             ]
             for number, (label, name, account, why) in enumerate(attempts, start=2):
