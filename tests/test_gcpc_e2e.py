@@ -153,3 +153,71 @@ def test_plan_apply_check_submit_every_custom_job_as_its_own_sa(
     # every container step ran as a CustomJob under its own, distinct identity
     assert sorted(accounts.values()) == sorted(ex.IDENTITIES.values()), accounts
     assert accounts["exit-handler-1-condition-2-model-deploy"] == ex.IDENTITIES["model-deploy"]
+
+
+# -- serving identities, through a real GCPC compile -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deploy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from google_cloud_pipeline_components.v1.endpoint import EndpointCreateOp, ModelDeployOp
+    from google_cloud_pipeline_components.v1.model import ModelGetOp
+    from kfp import compiler, dsl
+
+    @dsl.pipeline(name="deploy-only", pipeline_root="gs://zt-demo-pipeline-root/deploy")
+    def deploy_only(serving: str = ""):  # type: ignore[no-untyped-def]
+        model = ModelGetOp(model_name="projects/zt-demo/locations/us-central1/models/1")
+        zt.step.on(model, ex.sa("get-model"))
+        endpoint = EndpointCreateOp(display_name="e")
+        zt.step.on(endpoint, ex.sa("create-endpoint"))
+        deploy = ModelDeployOp(
+            model=model.outputs["model"],
+            endpoint=endpoint.outputs["endpoint"],
+            dedicated_resources_machine_type="n1-standard-2",
+            dedicated_resources_min_replica_count=1,
+            service_account=serving,
+        )
+        zt.step.on(deploy, ex.sa("deploy-model"))
+
+    path = tmp_path_factory.mktemp("deploy") / "deploy.yaml"
+    compiler.Compiler().compile(deploy_only, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("serving", "code"),
+    [
+        ("service-123456789012@gcp-sa-aiplatform.iam.gserviceaccount.com", "ZT100"),
+        ("123456789012-compute@developer.gserviceaccount.com", "ZT100"),
+        (ex.sa("create-endpoint"), "ZT123"),  # serves with the endpoint creator's rights
+    ],
+)
+def test_a_default_or_shared_serving_identity_is_refused(
+    deploy_template: Path, serving: str, code: str
+) -> None:
+    report = zt.check(
+        deploy_template,
+        project=ex.PROJECT,
+        location=ex.LOCATION,
+        pipeline_service_account=ex.PIPELINE_SA,
+        parameter_values={"serving": serving},
+        snapshot=EXAMPLES / "world.yaml",
+    )
+    assert not report.allowed
+    assert any(f.code == code and f.step == "model-deploy" for f in report.errors), str(report)
+
+
+def test_the_deploy_step_needs_act_as_on_its_serving_identity(deploy_template: Path) -> None:
+    serving = ex.sa("model-serving")
+    plan = zt.plan(
+        deploy_template,
+        project=ex.PROJECT,
+        location=ex.LOCATION,
+        pipeline_service_account=ex.PIPELINE_SA,
+        parameter_values={"serving": serving},
+    )
+    node = f"//iam.googleapis.com/projects/{ex.PROJECT}/serviceAccounts/{serving}"
+    assert [g.member for g in plan.grants if g.resource == node] == [
+        f"serviceAccount:{ex.sa('deploy-model')}"
+    ]
+    assert serving in {a.email for a in plan.accounts}  # plan creates the serving identity
