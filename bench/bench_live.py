@@ -254,7 +254,6 @@ def run() -> list[str]:
                     emulator_host=emu.address,
                     cache_dir=cache,
                     retry=retry,
-                    max_workers=64,
                     strategy=strategy,
                 )
                 wall = time.perf_counter() - start

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "zt-demo"
 LOCATION = "us-central1"
 PROJECT_NODE = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
+ORG_NODE = "//cloudresourcemanager.googleapis.com/organizations/100"
 AUDITOR = "user:auditor@example.com"
+#: submits (as alice may) and reads runs (as the auditor may): for verify_after
+AUDITOR_AND_SUBMITTER = "user:alice@example.com"
 SUBMITTER = "user:alice@example.com"
 PIPELINE_SA = f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com"
 TRAIN_SA = f"train-sa@{PROJECT}.iam.gserviceaccount.com"
@@ -68,13 +71,28 @@ def monitor_world() -> Snapshot:
     roles = dict(base.roles)
     roles["roles/zt.monitor"] = Role("roles/zt.monitor", MONITOR_PERMISSIONS)
     nodes = dict(base.nodes)
+    org = nodes[ORG_NODE]
+    assert org.policy is not None
+    nodes[ORG_NODE] = dataclasses.replace(
+        org,
+        policy=dataclasses.replace(
+            org.policy,
+            bindings=(
+                *org.policy.bindings,
+                Binding("organizations/100/roles/ztChecker", (AUDITOR,)),
+            ),
+        ),
+    )
     project = nodes[PROJECT_NODE]
     assert project.policy is not None
     nodes[PROJECT_NODE] = dataclasses.replace(
         project,
         policy=dataclasses.replace(
             project.policy,
-            bindings=(*project.policy.bindings, Binding("roles/zt.monitor", (AUDITOR,))),
+            bindings=(
+                *project.policy.bindings,
+                Binding("roles/zt.monitor", (AUDITOR, AUDITOR_AND_SUBMITTER)),
+            ),
         ),
     )
     return dataclasses.replace(base, roles=roles, nodes=nodes)

@@ -200,3 +200,36 @@ def test_object_prefix_startswith_still_decides_the_prefix_need() -> None:
     data = grant(world_dict(), RAW, "roles/storage.objectViewer", TRAIN, condition=cond)
     ref = normalize_resource("gs://zt-raw-data/in/sub/")
     assert decide(TRAIN, ref, "storage.objects.get", load_snapshot(data), now=NOW).granted
+
+
+BUCKET = RequestAttributes(
+    "projects/_/buckets/b", None, "storage.googleapis.com/Bucket", "storage.googleapis.com"
+)
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
+        ('resource.name.matches("^projects/_/buckets/b$")', Tri.TRUE),
+        ('resource.name.matches("buckets/[a-c]")', Tri.TRUE),  # unanchored, as CEL's
+        ('resource.name.matches("^buckets/")', Tri.FALSE),
+        ('resource.name.matches("(b)\\\\1")', Tri.UNKNOWN),  # a backreference: not RE2
+        ('resource.name.matches("(a+)+$")', Tri.FALSE),  # linear time, no backtracking
+        ('request.time < timestamp("2027-01-01t00:00:00z")', Tri.UNKNOWN),  # not RFC 3339 for CEL
+        ('request.time < timestamp("2027-01-01T00:00:00.123456789+02:00")', Tri.TRUE),
+    ],
+)
+def test_matches_and_timestamps_on_known_values(expression: str, value: Tri) -> None:
+    assert _value(expression, BUCKET) is value
+
+
+def test_a_gke_service_account_may_be_in_a_workload_pool_set() -> None:
+    ksa = "serviceAccount:ml-prod.svc.id.goog[training/trainer]"
+    pool = (
+        "principalSet://iam.googleapis.com/projects/123456789012/locations/global/"
+        "workloadIdentityPools/ml-prod.svc.id.goog/*"
+    )
+    data = grant(world_dict(), FEATURES, "roles/storage.admin", ksa)
+    data = deny(data, PROJECT, [pool], ["storage.googleapis.com/objects.delete"])
+    d = decide(ksa, FEATURES, "storage.objects.delete", load_snapshot(data), now=NOW)
+    assert d.state == "unverifiable", d

@@ -14,6 +14,7 @@ from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
 from monitor_world import (
     AUDITOR,
+    AUDITOR_AND_SUBMITTER,
     EXAMPLES,
     LEGACY_SA,
     LOCATION,
@@ -287,3 +288,56 @@ def test_expected_tasks_read_identity_and_image_from_the_approved_spec(template:
         "train",
         "evaluate-and-upload",
     }
+
+
+def test_submit_verify_after_verifies_when_the_run_ends(
+    emu: Emulator, template: str, audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(AUDITOR_AND_SUBMITTER),
+        audit_log=audit,
+    )
+    job.submit(service_account=PIPELINE_SA, verify_after=True)
+    assert job.last_run_report.allowed
+    assert [r["action"] for r in audit.records()] == ["submit", "verify-run"]
+
+
+def test_run_verify_after_raises_when_the_run_deviates(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from zt_pipelines.errors import ZeroTrustViolation
+
+    emu.script_run(RunScript(task="train", service_account=LEGACY_SA))
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(AUDITOR_AND_SUBMITTER),
+        audit_log=audit,
+    )
+    with pytest.raises(ZeroTrustViolation) as raised:
+        job.run(service_account=PIPELINE_SA, verify_after=True)
+    assert "ZT605" in raised.value.report.codes()
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
+def test_verify_after_needs_a_synchronous_run(template: str, audit: AuditLog) -> None:
+    from zt_pipelines.errors import InputError
+
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        audit_log=audit,
+        project=PROJECT,
+        location=LOCATION,
+        credentials=emulator_credentials(SUBMITTER),
+    )
+    with pytest.raises(InputError):
+        job.run(service_account=PIPELINE_SA, sync=False, verify_after=True)
+    assert audit.records() == []

@@ -15,7 +15,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Input, Output
 
 import zt_pipelines as zt
-from zt_pipelines.errors import DeclarationError, IdentityError, TemplateError
+from zt_pipelines.errors import DeclarationError, IdentityError
 from zt_pipelines.model import JobFields
 from zt_pipelines.spec import (
     dump_template,
@@ -395,9 +395,23 @@ def test_a_look_alike_launcher_in_another_image_is_not_trusted(control_flow_path
     assert is_custom_job_launcher(container)
     container["image"] = "evil.example.com/launcher:1"  # would run as the pipeline SA
     assert not is_custom_job_launcher(container)
-    # treated as a plain container, its launcher-named inputs are refused: nothing is trusted
-    with pytest.raises(TemplateError, match=re.escape(f"task {step.task!r}")):
-        rewrite_pipeline(forged, project=PROJECT)
+    # treated as a plain container: it is wrapped in a CustomJob (GCPC's own launcher image)
+    # and runs there as the step's identity, never as the pipeline SA
+    again = rewrite_pipeline(forged, project=PROJECT)
+    (wrapped,) = [s for s in again.steps if s.task == step.task]
+    outer = again.spec["deploymentSpec"]["executors"][wrapped.executor]["container"]
+    assert is_custom_job_launcher(outer) and outer["image"] != container["image"]
+    assert wrapped.image == "evil.example.com/launcher:1" and not wrapped.wrapped_launcher
+    assert wrapped.service_account == step.service_account
+    # the look-alike's own service_account input is pinned to the step's identity too
+    (task,) = [
+        t
+        for t in again.spec["root"]["dag"]["tasks"].values()
+        if t["componentRef"]["name"] == wrapped.component
+    ] or [None]
+    if task is not None:
+        pinned = task["inputs"]["parameters"]["service_account"]
+        assert pinned == {"runtimeValue": {"constant": step.service_account}}
 
 
 @dsl.container_component

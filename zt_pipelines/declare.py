@@ -161,6 +161,10 @@ def _job_value(name: str, value: Any, at: str) -> Any:
                 fix="projects/PROJECT_NUMBER/global/networks/NETWORK",
             )
         return value
+    if name == "reach":
+        from zt_pipelines.segmentation.model import parse_reach
+
+        return tuple(e.text for e in parse_reach(value, where=at))
     if name == "reserved_ip_ranges":
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise DeclarationError(f"{value!r} is not a list of range names", where=at)

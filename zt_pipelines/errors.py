@@ -124,6 +124,11 @@ class StateChangedError(ZtError):
     account, network) changed before the action it approved: refused, nothing was sent."""
 
 
+class PipelineRootOwnerError(ZtError):
+    """The pipeline-root bucket belongs to another project than the job's (bucket squatting):
+    refused, nothing was sent."""
+
+
 class ApiError(ZtError):
     """A Google API call failed in a way that stops verification (after retries)."""
 

@@ -1,22 +1,35 @@
-"""Drop-in ``zt_pipelines.PipelineJob``: rewrite → verify → audit → submit the exact verified spec.
+"""Drop-in ``zt_pipelines.PipelineJob``: rewrite → verify → audit → submit the verified request.
 
 Change one import (``from zt_pipelines import PipelineJob``) and nothing reaches Vertex unless it
 is verified. Every path that can start a pipeline run — :meth:`PipelineJob.submit`,
-:meth:`~PipelineJob.run` (sync and async), :meth:`~PipelineJob.create_schedule`, and an
-``aiplatform.PipelineJobSchedule`` built from the job — goes through one decision
+:meth:`~PipelineJob.run` (sync and async), :meth:`~PipelineJob.create_schedule`, an
+``aiplatform.PipelineJobSchedule`` built from the job, a :meth:`~PipelineJob.clone` and a job
+fetched with ``PipelineJob.get``/``list`` — goes through one decision
 (:meth:`PipelineJob._decide`) that
 
 1. resolves the pipeline service account exactly as aiplatform does (argument, else
    ``aiplatform.init(service_account=...)``, else none → Vertex would use the Compute Engine
    default SA → ZT100);
-2. rewrites the template so every step runs as its own service account (:mod:`zt_pipelines.spec`);
-3. serialises the rewritten spec to canonical bytes and verifies *those bytes*
-   (:func:`zt_pipelines.verification.check_rewritten`, against ``snapshot=`` or live);
-4. appends the decision to the audit log;
-5. refuses with :class:`~zt_pipelines.errors.ZeroTrustViolation` — before aiplatform's
-   ``submit()`` reaches ``create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist``, so no
-   bucket, no IAM grant, no job — or installs the verified bytes as the job's spec, labels the job
-   with their sha256, and lets aiplatform submit them.
+2. takes every parameter value from every source, merged as aiplatform merges them (the
+   template's own ``runtimeConfig.parameterValues`` when it is a PipelineJob JSON, then the
+   constructor's), and the pipeline root that will be sent;
+3. rewrites the template so every step runs as its own service account (:mod:`zt_pipelines.spec`)
+   with those values and that root;
+4. builds the whole ``CreatePipelineJob`` request (spec, runtime config, service account,
+   network, reserved ranges, labels, encryption, template URI) and verifies it
+   (:func:`zt_pipelines.verification.check_rewritten`, against ``snapshot=`` or live, at the
+   endpoint captured when the job was built);
+5. appends the decision to the audit log, identified by the sha256 of everything judged;
+6. refuses with :class:`~zt_pipelines.errors.ZeroTrustViolation` — or sends exactly the approved
+   request, with the client, endpoint, project, location and credentials captured when the job
+   was built. If any of those (or the service account/network) changed between construction,
+   decision and submission, it refuses with :class:`~zt_pipelines.errors.StateChangedError`.
+
+aiplatform's ``submit`` also creates the pipeline-root bucket when it is missing and checks the
+bucket's project (its "bucket squatting" check, which asks Resource Manager outside any
+configured endpoint and logs a traceback when it cannot). This class sends the request itself:
+the pipeline root must exist and grant what the run needs, or verification refuses, and the
+bucket's project is checked through the captured endpoint (see docs/threat-model.md).
 
 This module does IO (files, the clock, Google APIs through aiplatform and :mod:`zt_pipelines.gcp`);
 the decisions themselves are made by the pure :mod:`zt_pipelines.spec` and
@@ -25,11 +38,15 @@ the decisions themselves are made by the pure :mod:`zt_pipelines.spec` and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
+import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -41,17 +58,31 @@ from google.auth import credentials as auth_credentials
 from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform import pipeline_jobs as _pipeline_jobs
+from google.cloud.aiplatform.utils import pipeline_utils as _pipeline_utils
 from google.cloud.aiplatform_v1.types import pipeline_job as _gca_pipeline_job
 
 from zt_pipelines.audit import AuditLog, Decision, default_audit_log, identities_from, utc_now
-from zt_pipelines.errors import InputError, ZeroTrustViolation, ZtError
+from zt_pipelines.errors import (
+    InputError,
+    MissingCredentialsError,
+    PipelineRootOwnerError,
+    StateChangedError,
+    TemplateError,
+    ZeroTrustViolation,
+    ZtError,
+)
 from zt_pipelines.gcp.submitter import submitter_of
 from zt_pipelines.identity import DEFAULT_NAME_TEMPLATE, classify_identity
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
 SPEC_LABELS = ("zt-spec-sha256-a", "zt-spec-sha256-b")
 """Job labels holding the two halves of the verified spec's sha256 (label values max 63 chars)."""
+DECISION_LABELS = ("zt-decision-sha256-a", "zt-decision-sha256-b")
+"""Job labels holding the two halves of the decision's sha256 (the audit record's
+``decision_sha256``: everything that was judged, see :func:`decision_sha256`)."""
 VERIFIED_LABEL = "zt-verified"
+_ZT_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
+_LOG = logging.getLogger("zt_pipelines.job")
 
 
 def canonical_spec_bytes(spec: Mapping[str, Any]) -> bytes:
@@ -85,9 +116,78 @@ def _normalise_numbers(value: Any) -> Any:
     raise InputError(f"pipeline spec holds a {type(value).__name__}, which JSON cannot carry")
 
 
+def decision_document(request: Any, steps: Any, *, target: CallTarget) -> dict[str, Any]:
+    """Everything one decision judged, as plain JSON: the request as it is (or would be) sent
+    — minus our own labels, with the spec as its sha256 — where it goes, and every step's
+    identity, needs and job fields."""
+    from google.protobuf import json_format
+
+    sent = json_format.MessageToDict(type(request).pb(request), preserving_proto_field_name=True)
+    spec = sent.pop("pipeline_spec", {})
+    sent["labels"] = {k: v for k, v in sent.get("labels", {}).items() if k not in _ZT_LABELS}
+    return {
+        "request": sent,
+        "spec_sha256": spec_sha256(spec),
+        "target": {
+            "project": target.project,
+            "location": target.location,
+            "endpoint": target.api_endpoint,
+            "emulator": target.emulator_host,
+        },
+        "steps": [_plain(dataclasses.asdict(step)) for step in steps],
+    }
+
+
+def decision_sha256(document: Mapping[str, Any]) -> str:
+    """Hex sha256 of a :func:`decision_document` (canonical JSON)."""
+    return hashlib.sha256(canonical_spec_bytes(document)).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass fields as JSON values (enums and resource refs by their text)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """Where and as whom this job talks to Google, captured once (at construction).
+
+    Attributes:
+        project, location: the job's.
+        api_endpoint: ``aiplatform.init(api_endpoint=...)`` when the job's client was built
+            (``""`` for Google's regional endpoint).
+        emulator_host: ``$ZT_EMULATOR_HOST`` then (``""`` when unset).
+        credentials: the job's credentials object (compared by identity).
+    """
+
+    project: str
+    location: str
+    api_endpoint: str
+    emulator_host: str
+    credentials: Any = dataclasses.field(compare=False, repr=False)
+
+    def changes(self, now: CallTarget) -> list[str]:
+        """What differs in ``now`` (empty when nothing did)."""
+        found = [
+            f"{name} {getattr(self, name)!r} → {getattr(now, name)!r}"
+            for name in ("project", "location", "api_endpoint", "emulator_host")
+            if getattr(self, name) != getattr(now, name)
+        ]
+        if now.credentials is not self.credentials:
+            found.append("credentials were replaced")
+        return found
+
+
 @dataclass(frozen=True)
 class Approval:
-    """An allowed decision: the exact bytes that were verified and may now be submitted.
+    """An allowed decision: the exact request that was verified and may now be sent.
 
     Attributes:
         service_account: the pipeline service account that was verified.
@@ -95,6 +195,11 @@ class Approval:
         spec_bytes: :func:`canonical_spec_bytes` of the rewritten spec.
         sha256: their hex sha256 (also in the job labels and the audit record).
         report: the verification report (allowed; may hold warnings).
+        runtime_config: the serialised ``RuntimeConfig`` verified with the spec.
+        request: the serialised ``PipelineJob`` resource that is sent.
+        decision_sha256: sha256 of everything judged (the audit record's).
+        target: where and as whom it was decided.
+        reserved_ip_ranges: the ranges that were verified with the network.
     """
 
     service_account: str
@@ -103,12 +208,19 @@ class Approval:
     sha256: str
     report: Any
     runtime_config: bytes = b""
-    """The serialised ``RuntimeConfig`` verified with the spec (parameters, pipeline root)."""
+    request: bytes = b""
+    decision_sha256: str = ""
+    target: CallTarget | None = None
+    reserved_ip_ranges: tuple[str, ...] = ()
 
     def spec(self) -> dict[str, Any]:
         """A fresh dict parsed from :attr:`spec_bytes` (what is handed to aiplatform)."""
         value: dict[str, Any] = json.loads(self.spec_bytes)
         return value
+
+    def resource(self) -> Any:
+        """A fresh ``PipelineJob`` resource parsed from :attr:`request`."""
+        return _gca_pipeline_job.PipelineJob.deserialize(self.request)
 
 
 def use_emulator_if_configured() -> str | None:
@@ -145,11 +257,16 @@ class PipelineJob(  # type: ignore[misc]
             templates compiled elsewhere.
         policy: an organisation policy file (``zt-policy.yaml``) or loaded policy.
         snapshot: verify against this snapshot file (or loaded
-            :class:`~zt_pipelines.policy.snapshot.Snapshot`) instead of live IAM state.
+            :class:`~zt_pipelines.policy.snapshot.Snapshot`) instead of live IAM state; the
+            job can then be built and verified without any Google credentials.
         audit_log: where decisions are appended (a path or an
             :class:`~zt_pipelines.audit.AuditLog`); default :func:`default_audit_log`.
         naming_template: the naming template for derived step identities.
         clock: returns the current time (audit records and condition evaluation).
+
+    Raises:
+        InputError: no project is configured, or a template/argument is malformed.
+        MissingCredentialsError: a remote template and no credentials anywhere.
     """
 
     def __init__(
@@ -175,12 +292,18 @@ class PipelineJob(  # type: ignore[misc]
         naming_template: str | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        credentials = credentials or _emulator_default_credentials()
-        use_emulator_if_configured()
         from zt_pipelines.gcp.templates import fetch_template_text
 
-        text = fetch_template_text(template_path, project=project, credentials=credentials)
+        use_emulator_if_configured()
+        credentials, missing = _credentials_or_placeholder(credentials)
+        text = fetch_template_text(
+            template_path,
+            project=project or initializer.global_config._project,
+            credentials=None if missing else credentials,
+        )
         first, platform_docs = _split_documents(text, where=template_path)
+        job_doc = _as_job_document(first, where=template_path)
+        project = _project_or_error(project, have_credentials=not missing)
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
         with tempfile.TemporaryDirectory(prefix="zt-template-") as tmp:
@@ -205,24 +328,60 @@ class PipelineJob(  # type: ignore[misc]
             template_path
         ) or _pipeline_jobs._VALID_HTTPS_URL.match(template_path):
             self._gca_resource.template_uri = template_path
-        # The template as aiplatform loaded it (enable_caching applied), before any rewrite.
-        self._zt_source: dict[str, Any] = json.loads(
-            canonical_spec_bytes(_struct_to_dict(self._gca_resource.pipeline_spec))
+        # every parameter value from every source, merged exactly as aiplatform merged them
+        merged = _merged_parameters(job_doc, parameter_values)
+        _require_same_keys(merged, self._gca_resource.runtime_config, where=template_path)
+        self._zt_init(
+            source=json.loads(
+                canonical_spec_bytes(_struct_to_dict(self._gca_resource.pipeline_spec))
+            ),
+            platform_docs=platform_docs,
+            parameter_values=merged,
+            options={
+                "manifest": manifest,
+                "policy": policy,
+                "snapshot": snapshot,
+                "audit": audit_log,
+                "naming_template": naming_template,
+            },
+            clock=clock or utc_now,
+            template_path=template_path,
+            credentials_missing=missing,
         )
+
+    def _zt_init(
+        self,
+        *,
+        source: dict[str, Any],
+        platform_docs: tuple[dict[str, Any], ...],
+        parameter_values: dict[str, Any],
+        options: Mapping[str, Any],
+        clock: Callable[[], datetime],
+        template_path: str,
+        credentials_missing: bool,
+        origin: str = "",
+    ) -> None:
+        """The state every instance carries, however aiplatform built it (``__init__``,
+        ``clone``, ``get``, ``list``): what is verified and where it is sent."""
+        self._zt_source = source
         self._zt_platform_docs = platform_docs
-        self._zt_parameter_values = dict(parameter_values or {})
+        self._zt_parameter_values = parameter_values
         self._zt_runtime = _runtime_bytes(self._gca_resource.runtime_config)
-        self._zt_manifest = manifest
-        self._zt_policy = policy
-        self._zt_snapshot = snapshot
-        self._zt_audit = audit_log
-        self._zt_naming_template = naming_template
-        self._zt_clock = clock or utc_now
+        # the request as built: later edits of the resource never reach Vertex
+        self._zt_base = _gca_pipeline_job.PipelineJob.serialize(self._gca_resource)
+        self._zt_manifest: Any = options.get("manifest")
+        self._zt_policy: Any = options.get("policy")
+        self._zt_snapshot: Any = options.get("snapshot")
+        self._zt_audit: Any = options.get("audit")
+        self._zt_naming_template: str | None = options.get("naming_template")
+        self._zt_clock = clock
         self._zt_template_path = template_path
+        self._zt_credentials_missing = credentials_missing
         self._zt_approval: Approval | None = None
         self._zt_pending: Approval | None = None
         self._zt_scheduling: Approval | None = None
-        self._zt_origin = ""  # "cli" when the zt-pipelines CLI drives the job (audit action)
+        self._zt_origin = origin  # "cli" when the zt-pipelines CLI drives the job (audit action)
+        self._zt_target = self._zt_current_target()
         self.last_report: Any = None
 
     # ------------------------------------------------------------------ public API
@@ -299,23 +458,28 @@ class PipelineJob(  # type: ignore[misc]
         *,
         experiment: Any = None,
         enable_preflight_validations: bool | None = False,
+        verify_after: bool = False,
     ) -> None:
-        """Verify, then submit the verified spec (aiplatform's ``submit``).
+        """Verify, then send exactly the verified request (aiplatform's ``submit``).
+
+        With ``verify_after=True``, wait for the run to end and verify it against its approval
+        (:meth:`verify_run`).
 
         Raises:
-            ZeroTrustViolation: verification found an error; nothing was created.
+            ZeroTrustViolation: verification found an error; nothing was created — or, with
+                ``verify_after``, the run did not verify.
+            StateChangedError: endpoint, project, location, credentials, service account or
+                network changed since the job was built or verified; nothing was created.
+            MissingCredentialsError: no credentials to submit with.
         """
+        self._zt_ensure()
         sa, net = _resolve(service_account, network)
-        approval = self._take_pending(sa, net) or self._decide("submit", sa, net)
-        self._install(approval)
-        super().submit(
-            service_account=sa,
-            network=net,
-            reserved_ip_ranges=reserved_ip_ranges,
-            create_request_timeout=create_request_timeout,
-            experiment=experiment,
-            enable_preflight_validations=enable_preflight_validations,
-        )
+        ranges = tuple(reserved_ip_ranges or ())
+        approval = self._take_pending(sa, net, ranges) or self._decide("submit", sa, net, ranges)
+        self._zt_require_unchanged(approval, "submit", sa, net)
+        self._zt_send(approval, create_request_timeout, experiment, enable_preflight_validations)
+        if verify_after:
+            self._zt_verify_after()
 
     def run(
         self,
@@ -325,11 +489,22 @@ class PipelineJob(  # type: ignore[misc]
         sync: bool | None = True,
         create_request_timeout: float | None = None,
         enable_preflight_validations: bool | None = False,
+        *,
+        verify_after: bool = False,
     ) -> None:
         """Verify in the caller's thread (so a refusal raises here even with ``sync=False``),
-        then run as aiplatform does."""
+        then run as aiplatform does; ``verify_after=True`` (with ``sync=True``) verifies the
+        run once it ended (:meth:`verify_run`) and raises ZeroTrustViolation if it does not."""
+        self._zt_ensure()
+        if verify_after and not sync:
+            raise InputError(
+                "verify_after needs sync=True",
+                where="PipelineJob.run",
+                fix="or call job.wait() and then job.verify_run()",
+            )
         sa, net = _resolve(service_account, network)
-        self._zt_pending = self._decide("run", sa, net)
+        ranges = tuple(reserved_ip_ranges or ())
+        self._zt_pending = self._decide("run", sa, net, ranges)
         super().run(
             service_account=sa,
             network=net,
@@ -338,6 +513,8 @@ class PipelineJob(  # type: ignore[misc]
             create_request_timeout=create_request_timeout,
             enable_preflight_validations=enable_preflight_validations,
         )
+        if verify_after:
+            self._zt_verify_after()
 
     def create_schedule(
         self,
@@ -357,9 +534,12 @@ class PipelineJob(  # type: ignore[misc]
 
         Raises:
             ZeroTrustViolation: verification found an error; no schedule was created.
+            StateChangedError: what the decision was taken against changed; no schedule.
         """
+        self._zt_ensure()
         sa, net = _resolve(service_account, network)
         approval = self._decide("schedule", sa, net)
+        self._zt_require_unchanged(approval, "schedule", sa, net)
         self._install(approval)
         self._zt_scheduling = approval  # the schedule built below reads pipeline_spec
         try:
@@ -383,51 +563,57 @@ class PipelineJob(  # type: ignore[misc]
     def pipeline_spec(self) -> Any:
         """The spec, verified first when it leaves this object.
 
-        ``aiplatform.PipelineJobSchedule(pipeline_job=job, ...)`` reads this property: an
-        unverified job is verified here against the pipeline SA from ``aiplatform.init`` (the
-        one the schedule will use when ``create()`` gets none), and a refusal raises
-        :class:`ZeroTrustViolation` before any schedule exists.
+        ``aiplatform.PipelineJobSchedule(pipeline_job=job, ...)`` reads this property: the job
+        is verified here against the pipeline SA from ``aiplatform.init`` (the one the
+        schedule will use when ``create()`` gets none), a refusal raises
+        :class:`ZeroTrustViolation` before any schedule exists, and the schedule is bound to
+        the approval: its ``create()`` refuses (:class:`StateChangedError`) to run under
+        another service account, network, endpoint or credentials.
         """
         approval = self._exported_approval()
-        return self._gca_resource.pipeline_spec if approval is None else approval.spec()
+        if approval is None:
+            return self._gca_resource.pipeline_spec
+        _bind_reading_schedule(self, approval)
+        return approval.spec()
 
     @property
     def runtime_config(self) -> Any:
-        """The runtime config that verification uses: the constructor's parameters (an edit on
-        the resource is discarded) and today's pipeline root. The schedule reads it before
-        :attr:`pipeline_spec`, so it must not carry an unverified edit."""
-        if not hasattr(self, "_zt_source"):  # fetched with get()/list(): already on Vertex
-            return self._gca_resource.runtime_config
+        """The runtime config that is verified: every parameter value as merged at
+        construction and the pipeline root then (an edit on the resource is discarded). The
+        schedule reads it before :attr:`pipeline_spec`, so it must not carry an unverified
+        edit."""
+        self._zt_ensure()
         if self._zt_scheduling is not None:
             return _RuntimeConfig.deserialize(self._zt_scheduling.runtime_config)
-        return self._zt_verified_runtime()
+        return _RuntimeConfig.deserialize(self._zt_runtime)
 
     def _exported_approval(self) -> Approval | None:
         """The approval an exported spec must come from: decided afresh on every export (an
-        earlier submit's approval is not reused for a schedule); ``None`` for a job fetched
-        with get()/list(), already on Vertex."""
-        if not hasattr(self, "_zt_source"):
-            return None
+        earlier submit's approval is not reused for a schedule)."""
+        self._zt_ensure()
         if self._zt_scheduling is not None:  # inside create_schedule(), verified for its SA
             return self._zt_scheduling
         sa, net = _resolve(None, None)
         approval = self._decide("export", sa, net)
+        self._zt_require_unchanged(approval, "export", sa, net)
         self._install(approval)
         return approval
-
-    def _zt_verified_runtime(self) -> Any:
-        """The constructor's runtime config with the resource's current pipeline root."""
-        runtime = _RuntimeConfig.deserialize(self._zt_runtime)
-        runtime.gcs_output_directory = self._gca_resource.runtime_config.gcs_output_directory
-        return runtime
 
     @property
     def verified_sha256(self) -> str | None:
         """The sha256 of the spec last verified and installed, if any."""
-        return self._zt_approval.sha256 if self._zt_approval else None
+        approval = getattr(self, "_zt_approval", None)
+        return approval.sha256 if approval else None
+
+    @property
+    def decision_sha256(self) -> str | None:
+        """The sha256 of everything the last approval judged (the audit record's
+        ``decision_sha256`` and the job's ``zt-decision-sha256-*`` labels), if any."""
+        approval = getattr(self, "_zt_approval", None)
+        return approval.decision_sha256 if approval else None
 
     def _repr_html_(self) -> str:
-        report = self.last_report
+        report = getattr(self, "last_report", None)
         head = (
             f"<p><b>zt_pipelines.PipelineJob</b> {self._gca_resource.display_name} "
             f"({self.project}/{self.location})</p>"
@@ -436,62 +622,167 @@ class PipelineJob(  # type: ignore[misc]
             return head + "<p>not verified yet: call <code>verify()</code></p>"
         return head + str(report._repr_html_())
 
-    # ------------------------------------------------------------------ the decision
+    # ------------------------------------------------------------------ clone, get, list
 
     def clone(self, *args: Any, **kwargs: Any) -> PipelineJob:
-        """aiplatform's ``clone``; the copy keeps this job's options and is verified on submit
-        like any other job (aiplatform builds it without calling ``__init__``)."""
+        """aiplatform's ``clone``; the copy keeps this job's template, declarations and
+        options, merges ``parameter_values`` over this job's as aiplatform does, and is
+        verified on submit like any other job (aiplatform builds it without ``__init__``)."""
+        self._zt_ensure()
         cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
-        cloned._zt_adopt(self, kwargs.get("parameter_values"))
+        bound = inspect.signature(aiplatform.PipelineJob.clone).bind(self, *args, **kwargs)
+        new_values = bound.arguments.get("parameter_values")
+        source = self._zt_source
+        if bound.arguments.get("enable_caching") is not None:
+            source = json.loads(json.dumps(source))
+            _pipeline_jobs._set_enable_caching_value(source, bound.arguments["enable_caching"])
+        cloned._zt_init(
+            source=source,
+            platform_docs=self._zt_platform_docs,
+            parameter_values=_merge_over(source, self._zt_parameter_values, new_values),
+            options={n: getattr(self, f"_zt_{n}") for n in _OPTIONS},
+            clock=self._zt_clock,
+            template_path=self._zt_template_path,
+            credentials_missing=self._zt_credentials_missing
+            and cloned.credentials is self.credentials,
+            origin=self._zt_origin,
+        )
+        _require_same_keys(
+            cloned._zt_parameter_values, cloned._gca_resource.runtime_config, where="clone"
+        )
         return cloned
 
-    def _zt_adopt(self, parent: PipelineJob | None, parameter_values: Any = None) -> None:
-        """State for an instance aiplatform built without ``__init__`` (clone, get, list)."""
-        self._zt_source = json.loads(
-            canonical_spec_bytes(_struct_to_dict(self._gca_resource.pipeline_spec))
+    def _zt_ensure(self) -> None:
+        """State for an instance aiplatform built without ``__init__`` (``get``, ``list``):
+        its spec, parameters and pipeline root as Vertex holds them, verified all the same."""
+        if "_zt_source" in vars(self):
+            return
+        runtime = self._gca_resource.runtime_config
+        if str(self.project).isdigit():  # Vertex names jobs by project number: find the id
+            self.project = _project_id_of(str(self.project), self.credentials)
+        self._parent = initializer.global_config.common_location_path(
+            project=self.project, location=self.location
         )
-        self._zt_platform_docs = parent._zt_platform_docs if parent else ()
-        merged = dict(parent._zt_parameter_values) if parent else {}
-        merged.update(parameter_values or {})
-        self._zt_parameter_values = merged
-        self._zt_runtime = _runtime_bytes(self._gca_resource.runtime_config)
-        for name in ("manifest", "policy", "snapshot", "audit", "naming_template"):
-            setattr(self, f"_zt_{name}", getattr(parent, f"_zt_{name}", None))
-        self._zt_clock = parent._zt_clock if parent else utc_now
-        self._zt_template_path = parent._zt_template_path if parent else ""
-        self._zt_approval = self._zt_pending = self._zt_scheduling = None
-        self._zt_origin = parent._zt_origin if parent else ""
-        self.last_report = None
+        if not getattr(self, "job_id", None):  # a new run of a fetched job: a new id
+            name = str(self._gca_resource.pipeline_spec.get("pipelineInfo", {}).get("name", ""))
+            self.job_id = "{}-{}".format(
+                re.sub("[^-0-9a-z]+", "-", name.lower()).strip("-") or "pipeline",
+                _pipeline_jobs._get_current_time().strftime("%Y%m%d%H%M%S"),
+            )
+        self._zt_init(
+            source=json.loads(
+                canonical_spec_bytes(_struct_to_dict(self._gca_resource.pipeline_spec))
+            ),
+            platform_docs=(),
+            parameter_values=_parameters_from_runtime(runtime),
+            options={},
+            clock=utc_now,
+            template_path=str(self._gca_resource.template_uri or ""),
+            credentials_missing=False,
+        )
+        # a fetched job carries Vertex's output-only fields; what is sent again is the request
+        base = _gca_pipeline_job.PipelineJob(
+            display_name=self._gca_resource.display_name,
+            pipeline_spec=self._gca_resource.pipeline_spec,
+            runtime_config=runtime,
+            labels=dict(self._gca_resource.labels),
+            encryption_spec=self._gca_resource.encryption_spec,
+            template_uri=self._gca_resource.template_uri,
+        )
+        self._zt_base = _gca_pipeline_job.PipelineJob.serialize(base)
 
-    def _take_pending(self, sa: str | None, net: str | None) -> Approval | None:
+    # ------------------------------------------------------------------ the decision
+
+    def _take_pending(
+        self, sa: str | None, net: str | None, ranges: tuple[str, ...]
+    ) -> Approval | None:
         pending, self._zt_pending = self._zt_pending, None
-        if pending is not None and (pending.service_account, pending.network) == (sa, net):
+        if pending is not None and (
+            pending.service_account,
+            pending.network,
+            pending.reserved_ip_ranges,
+        ) == (sa, net, ranges):
             return pending
         return None
 
     def _install(self, approval: Approval) -> None:
-        """Make the verified bytes, runtime config, SA and network the job's, and label the job
-        with the spec's hash (aiplatform keeps a resource field it is not given a value for)."""
-        self._gca_resource.pipeline_spec = approval.spec()
-        self._gca_resource.runtime_config = _RuntimeConfig.deserialize(approval.runtime_config)
-        self._gca_resource.service_account = approval.service_account
-        self._gca_resource.network = approval.network or ""
-        labels = dict(self._gca_resource.labels)
-        labels[SPEC_LABELS[0]] = approval.sha256[:32]
-        labels[SPEC_LABELS[1]] = approval.sha256[32:]
-        labels[VERIFIED_LABEL] = "true"
-        self._gca_resource.labels = labels
+        """Make the approved request the job's resource (aiplatform's schedule reads it)."""
+        self._gca_resource = approval.resource()
         self._zt_approval = approval
 
-    def _decide(self, action: str, sa: str | None, net: str | None) -> Approval:
-        """Rewrite, verify, audit; return the approval or raise (after auditing the refusal)."""
-        if not hasattr(self, "_zt_source"):  # fetched with get()/list(): verify it all the same
-            self._zt_adopt(None)
+    def _zt_current_target(self) -> CallTarget:
+        from zt_pipelines.gcp.clients import emulator_host_from_env
+
+        return CallTarget(
+            project=str(self.project),
+            location=str(self.location),
+            api_endpoint=str(initializer.global_config.api_endpoint or ""),
+            emulator_host=emulator_host_from_env() or "",
+            credentials=self.credentials,
+        )
+
+    def _zt_require_unchanged(
+        self, approval: Approval, action: str, sa: str | None, net: str | None
+    ) -> None:
+        """Refuse (audited) when what ``approval`` was decided against is no longer what the
+        action would use."""
+        changed: list[str] = []
+        if approval.target is not None:
+            changed = approval.target.changes(self._zt_current_target())
+        if (approval.service_account, approval.network) != (sa, net):
+            changed.append(
+                f"service account/network {approval.service_account!r}/{approval.network!r} "
+                f"→ {sa!r}/{net!r}"
+            )
+        if changed:
+            self._zt_refuse_changed(action, sa, net, changed)
+
+    def _zt_refuse_changed(
+        self, action: str, sa: str | None, net: str | None, changed: list[str]
+    ) -> None:
+        error = StateChangedError(
+            "refused: " + "; ".join(changed),
+            where=f"{action} of job {self.job_id}",
+            fix="build a new job (and verify it) after changing aiplatform.init, the "
+            "credentials or ZT_EMULATOR_HOST",
+        )
         self._zt_approval = None
+        _DecisionContext(self, self._zt_action(action), sa, net).record(
+            "refused", reason=error.message
+        )
+        raise error
+
+    def _zt_action(self, action: str) -> str:
         origin = getattr(self, "_zt_origin", "")
-        base = _DecisionContext(self, f"{origin}-{action}" if origin else action, sa, net)
+        return f"{origin}-{action}" if origin else action
+
+    def _decide(
+        self, action: str, sa: str | None, net: str | None, ranges: tuple[str, ...] = ()
+    ) -> Approval:
+        """Rewrite, verify, audit; return the approval or raise (after auditing the refusal)."""
+        self._zt_ensure()
+        self._zt_approval = None
+        base = _DecisionContext(self, self._zt_action(action), sa, net)
         try:
-            report, spec_bytes, result, runtime = self._verify_bytes(sa, net)
+            changed = self._zt_target.changes(self._zt_current_target())
+            if changed:
+                raise StateChangedError(
+                    "refused: changed since the job was built: " + "; ".join(changed),
+                    where=f"{action} of job {self.job_id}",
+                    fix="build a new job after changing aiplatform.init, the credentials or "
+                    "ZT_EMULATOR_HOST",
+                )
+            if self._zt_credentials_missing and (
+                action not in ("verify",) or self._zt_snapshot is None
+            ):
+                raise MissingCredentialsError(
+                    "no Google credentials to "
+                    + ("verify live IAM state" if action == "verify" else action + " with"),
+                    where=f"job {self.job_id}",
+                    fix="call aiplatform.init(credentials=...) or run `gcloud auth "
+                    "application-default login`; verify(snapshot=...) works offline",
+                )
+            report, spec_bytes, result, runtime, request = self._verify_request(sa, net, ranges)
         except ZeroTrustViolation as exc:
             self.last_report = exc.report
             base.record("refused", report=exc.report, reason=exc.what)
@@ -503,15 +794,45 @@ class PipelineJob(  # type: ignore[misc]
             base.record("refused", reason=f"{type(exc).__name__}: {exc}")
             raise
         digest = hashlib.sha256(spec_bytes).hexdigest()
+        document = decision_document(request, result.steps, target=self._zt_target)
+        decided = decision_sha256(document)
         self.last_report = report
         if not report.allowed:
-            base.record("refused", report=report, sha256=digest, steps=result.steps)
+            base.record(
+                "refused", report=report, sha256=digest, steps=result.steps, decision=decided
+            )
             raise ZeroTrustViolation(report, what=f"refused: {_summary(report)}")
-        base.record("allowed", report=report, sha256=digest, steps=result.steps)
+        base.record("allowed", report=report, sha256=digest, steps=result.steps, decision=decided)
         assert sa is not None  # an allowed report always has a pipeline SA
-        return Approval(sa, net, spec_bytes, digest, report, runtime)
+        labels = dict(request.labels)
+        labels.update(
+            {
+                SPEC_LABELS[0]: digest[:32],
+                SPEC_LABELS[1]: digest[32:],
+                DECISION_LABELS[0]: decided[:32],
+                DECISION_LABELS[1]: decided[32:],
+                VERIFIED_LABEL: "true",
+            }
+        )
+        request.labels = labels
+        return Approval(
+            sa,
+            net,
+            spec_bytes,
+            digest,
+            report,
+            runtime,
+            _gca_pipeline_job.PipelineJob.serialize(request),
+            decided,
+            self._zt_target,
+            ranges,
+        )
 
-    def _verify_bytes(self, sa: str | None, net: str | None) -> tuple[Any, bytes, Any, bytes]:
+    def _verify_request(
+        self, sa: str | None, net: str | None, ranges: tuple[str, ...]
+    ) -> tuple[Any, bytes, Any, bytes, Any]:
+        """Rewrite with every parameter value and the pipeline root that will be sent, build
+        the request, and verify it: (report, spec bytes, rewrite result, runtime, request)."""
         from zt_pipelines.errors import DefaultIdentityError, UnpinnedIdentityError
         from zt_pipelines.spec import rewrite_pipeline
         from zt_pipelines.verification import check_rewritten
@@ -523,15 +844,22 @@ class PipelineJob(  # type: ignore[misc]
                 _default_identity_report(self, pipeline_name, sa, identity.description),
                 what="refused: the pipeline would run as a default identity (ZT100)",
             )
+        runtime = _RuntimeConfig.deserialize(self._zt_runtime)
+        pipeline_root = runtime.gcs_output_directory or None
+        options: dict[str, Any] = {}
+        if _REWRITE_TAKES_PIPELINE_ROOT:
+            options["pipeline_root"] = pipeline_root
         try:
             result = rewrite_pipeline(
                 self._zt_source,
                 platform_docs=self._zt_platform_docs,
-                parameter_values=self._zt_parameter_values,
+                parameter_values=dict(self._zt_parameter_values),
                 manifest=self._zt_manifest,
-                project=self.project,
+                project=self._zt_target.project,
+                location=self._zt_target.location,
                 pipeline_service_account=identity.email,
                 naming_template=self._zt_naming_template or DEFAULT_NAME_TEMPLATE,
+                **options,
             )
         except DefaultIdentityError as exc:  # a step declared a default identity
             raise ZeroTrustViolation(
@@ -546,16 +874,19 @@ class PipelineJob(  # type: ignore[misc]
         spec_bytes = canonical_spec_bytes(result.spec)
         # Verify exactly what will be submitted: the rewrite result re-read from those bytes.
         verified = replace(result, spec=json.loads(spec_bytes))
-        # The parameters verified are the constructor's (edits on the resource are discarded);
-        # the pipeline root is today's value, and both are submitted as verified.
-        runtime = self._zt_verified_runtime()
+        request = _gca_pipeline_job.PipelineJob.deserialize(self._zt_base)
+        request.pipeline_spec = json.loads(spec_bytes)
+        request.runtime_config = runtime
+        request.service_account = identity.email
+        request.network = net or ""
+        request.reserved_ip_ranges = list(ranges)
         submitter = self._submitter()
         report = check_rewritten(
             verified,
-            project=self.project,
-            location=self.location,
+            project=self._zt_target.project,
+            location=self._zt_target.location,
             pipeline_service_account=identity.email,
-            pipeline_root=runtime.gcs_output_directory or None,
+            pipeline_root=pipeline_root,
             network=net,
             policy=self._zt_policy,
             snapshot=self._zt_snapshot,
@@ -565,17 +896,91 @@ class PipelineJob(  # type: ignore[misc]
                 if submitter
                 else None
             ),
-            credentials=self.credentials,
+            credentials=None if self._zt_credentials_missing else self.credentials,
             now=self._zt_clock(),
             template=self._zt_template_path,
+            emulator_host=self._zt_target.emulator_host,
         )
-        return report, spec_bytes, verified, _runtime_bytes(runtime)
+        return report, spec_bytes, verified, _runtime_bytes(runtime), request
+
+    def _zt_send(
+        self,
+        approval: Approval,
+        create_request_timeout: float | None,
+        experiment: Any,
+        enable_preflight_validations: bool | None,
+    ) -> None:
+        """Send the approved request with the client built at construction (aiplatform's
+        ``submit`` without its bucket create-or-check, see the module docstring)."""
+        self._install(approval)
+        self._zt_check_pipeline_root_owner(approval)
+        if experiment:
+            self._validate_experiment(experiment)
+        _pipeline_jobs._LOGGER.log_create_with_lro(self.__class__)
+        request = approval.resource()
+        if enable_preflight_validations:
+            request.preflight_validations = True
+        self._gca_resource = self.api_client.create_pipeline_job(
+            parent=self._parent,
+            pipeline_job=request,
+            pipeline_job_id=self.job_id,
+            timeout=create_request_timeout,
+        )
+        _pipeline_jobs._LOGGER.log_create_complete_with_getter(
+            self.__class__, self._gca_resource, "pipeline_job"
+        )
+        _pipeline_jobs._LOGGER.info(f"View Pipeline Job:\n{self._dashboard_uri()}")
+        if experiment:
+            self._associate_to_experiment(experiment)
+
+    def _zt_check_pipeline_root_owner(self, approval: Approval) -> None:
+        """aiplatform's bucket-squatting check, through the captured endpoint: a pipeline root
+        in a bucket of another project refuses; a check that cannot run is logged (as
+        aiplatform does) without a traceback."""
+        root = _RuntimeConfig.deserialize(approval.runtime_config).gcs_output_directory
+        if not root.startswith("gs://"):
+            return
+        bucket = root[len("gs://") :].split("/", 1)[0]
+        target = approval.target or self._zt_target
+        try:
+            from zt_pipelines.gcp.clients import ClientFactory
+
+            factory = ClientFactory(
+                self.credentials, emulator_host=target.emulator_host, project=target.project
+            )
+            owner = str(factory.storage().get_bucket(bucket).project_number or "")
+            project = factory.projects().get_project(name=f"projects/{target.project}")
+            expected = str(project.name).rsplit("/", 1)[-1]
+        except Exception as exc:  # aiplatform logs and goes on; so do we, in one line
+            _LOG.info(
+                "could not check the project of pipeline-root bucket %s (%s)",
+                bucket,
+                type(exc).__name__,
+            )
+            return
+        finally:
+            if "factory" in locals():
+                factory.close()
+        if owner and owner != expected:
+            error = PipelineRootOwnerError(
+                f"refused: the pipeline-root bucket {bucket!r} belongs to project number "
+                f"{owner}, not to {target.project} ({expected}) — a bucket squatting attack?",
+                where=root,
+                fix="use a pipeline root in a bucket of the job's project",
+            )
+            self._zt_approval = None
+            _DecisionContext(
+                self, self._zt_action("submit"), approval.service_account, approval.network
+            ).record("refused", reason=error.message)
+            raise error
 
     def _submitter(self) -> Any:
         """Who is submitting (``None`` when the credentials do not say); resolved once per job
         and credentials, since end-user credentials cost a tokeninfo call."""
         from zt_pipelines.gcp import describe_submitter
 
+        if getattr(self, "_zt_credentials_missing", False):
+            return None
         cached = getattr(self, "_zt_submitter", None)
         if cached is not None and cached[0] is self.credentials:
             return cached[1]
@@ -591,6 +996,71 @@ class PipelineJob(  # type: ignore[misc]
         if isinstance(target, AuditLog):
             return target
         return AuditLog(target or default_audit_log(), clock=self._zt_clock)
+
+    # ------------------------------------------------------------------ after the run
+
+    def verify_run(self, *, record: bool = True) -> Any:
+        """Verify this run after the fact against its approval in the audit log: every task
+        ran as the approved identity, image, network, key, project and location
+        (:mod:`zt_pipelines.monitor`; docs/monitoring.md). Returns the
+        :class:`~zt_pipelines.policy.report.Report` (``allowed`` means verified; a read that
+        failed is an error, never "verified") and appends a ``verify-run`` audit record unless
+        ``record=False``."""
+        from zt_pipelines.monitor.service import verify_run
+
+        self._zt_ensure()  # fetched with get()/list()
+        verdict = verify_run(
+            self.resource_name,
+            project=str(self.project),
+            location=str(self.location),
+            audit_log=self._audit_log(),
+            credentials=self.credentials,
+            clock=self._zt_clock,
+            record=record,
+        )
+        self.last_run_report = verdict.report
+        return verdict.report
+
+    def _zt_verify_after(self) -> None:
+        """``verify_after=True``: wait for the run to end, verify it, raise if it does not."""
+        self.wait()  # type: ignore[no-untyped-call]
+        report = self.verify_run()
+        if not report.allowed:
+            raise ZeroTrustViolation(report, what="the run does not verify against its approval")
+
+
+_OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template")
+
+
+def _project_id_of(number: str, credentials: Any) -> str:
+    """The project id of project ``number`` (Resource Manager, at the configured endpoint).
+
+    Raises:
+        ApiError: it cannot be read (a fetched job is then not verified, nor sent).
+    """
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.clients import ClientFactory
+
+    factory = ClientFactory(credentials)
+    try:
+        return str(factory.projects().get_project(name=f"projects/{number}").project_id)
+    except Exception as exc:  # any API failure: we cannot know what we would verify
+        raise ApiError(
+            f"cannot resolve project number {number} to its id ({type(exc).__name__})",
+            where="PipelineJob.get",
+            fix="grant resourcemanager.projects.get, or build the job from its template",
+        ) from exc
+    finally:
+        factory.close()
+
+
+def _rewrite_takes_pipeline_root() -> bool:
+    from zt_pipelines.spec import rewrite_pipeline
+
+    return "pipeline_root" in inspect.signature(rewrite_pipeline).parameters
+
+
+_REWRITE_TAKES_PIPELINE_ROOT = _rewrite_takes_pipeline_root()
 
 
 class _DecisionContext:
@@ -610,10 +1080,11 @@ class _DecisionContext:
         reason: str = "",
         sha256: str = "",
         steps: Any = (),
+        decision: str = "",
     ) -> None:
         job = self.job
         findings = tuple(f.to_dict() for f in getattr(report, "findings", ()))
-        decision = Decision(
+        decision_record = Decision(
             action=self.action,
             outcome="allowed" if outcome == "allowed" else "refused",
             submitter=_member_or_unknown(job),
@@ -629,13 +1100,18 @@ class _DecisionContext:
             findings=findings,
             job_id=str(job.job_id),
             reason=reason or (_summary(report) if report is not None else ""),
+            decision_sha256=decision,
         )
-        job._audit_log().append(decision)
+        job._audit_log().append(decision_record)
 
 
 def _member_or_unknown(job: PipelineJob) -> str:
     submitter = job._submitter()
-    return str(submitter.member) if submitter else submitter_of(job.credentials)
+    if submitter:
+        return str(submitter.member)
+    if getattr(job, "_zt_credentials_missing", False):
+        return "unknown"
+    return submitter_of(job.credentials)
 
 
 def _resolve(service_account: str | None, network: str | None) -> tuple[str | None, str | None]:
@@ -680,14 +1156,164 @@ def _default_identity_report(job: PipelineJob, pipeline: str, sa: str | None, wh
     )
 
 
-def _emulator_default_credentials() -> Any:
-    """With ``$ZT_EMULATOR_HOST`` set and no credentials anywhere, the emulator's anonymous
-    caller (aiplatform would otherwise look for Application Default Credentials)."""
-    if not os.environ.get(EMULATOR_ENV) or initializer.global_config._credentials is not None:
-        return None
-    from zt_pipelines.gcp.clients import ClientFactory
+class _NoCredentials(auth_credentials.AnonymousCredentials):  # type: ignore[misc]
+    """Stands in for credentials that do not exist, so an offline (snapshot) job can be built
+    and verified; any call that needs Google refuses with :class:`MissingCredentialsError`."""
 
-    return ClientFactory().credentials
+
+def _credentials_or_placeholder(credentials: Any) -> tuple[Any, bool]:
+    """(credentials, missing): the argument, else ``aiplatform.init``'s, else the emulator's
+    caller (with ``$ZT_EMULATOR_HOST``), else Application Default Credentials — asked once,
+    quietly — else a placeholder (``missing``)."""
+    if credentials is not None:
+        return credentials, False
+    configured = initializer.global_config._credentials
+    if configured is not None:
+        return configured, False
+    from zt_pipelines.gcp.clients import ClientFactory, emulator_host_from_env
+
+    if emulator_host_from_env():
+        return ClientFactory().credentials, False
+    from zt_pipelines.gcp.clients import default_credentials
+
+    try:
+        found, _project = default_credentials()
+    except InputError:
+        return _NoCredentials(), True  # type: ignore[no-untyped-call]
+    return found, False
+
+
+def _project_or_error(project: str | None, *, have_credentials: bool) -> str:
+    """The project as aiplatform resolves it, without ever printing google-auth's multi-line
+    error: the argument, ``aiplatform.init``'s, ADC's, ``$GOOGLE_CLOUD_PROJECT``."""
+    found: str | None = project or initializer.global_config._project
+    if not found and have_credentials:
+        try:
+            found = initializer.global_config.project
+        except Exception:  # google.auth's GoogleAuthError: we say it in one line below
+            found = None
+    found = found or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+    if not found:
+        raise InputError(
+            "no Google Cloud project",
+            where="PipelineJob",
+            fix="pass project=... or call aiplatform.init(project=..., location=...)",
+        )
+    return str(found)
+
+
+def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """The template as aiplatform reads it (a PipelineJob JSON, or a spec wrapped in one),
+    checked for what aiplatform's constructor indexes (it raises ``KeyError`` otherwise)."""
+    if "pipelineSpec" in first:
+        runtime = first.get("runtimeConfig")
+        if not isinstance(runtime, dict):
+            raise TemplateError(
+                "a PipelineJob template must have a runtimeConfig mapping", where=where
+            )
+        values = runtime.get("parameterValues", {})
+        if values is not None and not isinstance(values, dict):
+            raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
+        job = first
+    else:
+        job = {"pipelineSpec": first, "runtimeConfig": {}}
+    spec = job["pipelineSpec"]
+    if not isinstance(spec.get("schemaVersion"), str) or not spec["schemaVersion"]:
+        raise TemplateError(
+            "the pipeline has no schemaVersion",
+            where=where,
+            fix="compile it with kfp.compiler.Compiler (KFP v2 IR)",
+        )
+    return job
+
+
+def _merged_parameters(job_doc: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """aiplatform's own merge (``PipelineRuntimeConfigBuilder``): the template's runtime
+    parameters, then ``values`` over them (JSON-encoded for schema ≤ 2.0.0), ``None`` dropped."""
+    builder = _pipeline_utils.PipelineRuntimeConfigBuilder.from_job_spec_json(job_doc)
+    builder.update_runtime_parameters(values)
+    merged: dict[str, Any] = builder._parameter_values
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _merge_over(
+    source: Mapping[str, Any], base: Mapping[str, Any], values: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``values`` merged over ``base`` as aiplatform's clone merges them."""
+    builder = _pipeline_utils.PipelineRuntimeConfigBuilder(
+        pipeline_root="gs://unused",
+        schema_version=str(source.get("schemaVersion", "2.1.0")),
+        parameter_types={},
+        parameter_values=dict(base),
+    )
+    builder.update_runtime_parameters(values)
+    merged: dict[str, Any] = builder._parameter_values
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _parameters_from_runtime(runtime: Any) -> dict[str, Any]:
+    """The parameter values a runtime config carries (``parameterValues``, or the typed
+    ``parameters`` of schema ≤ 2.0.0), as plain Python values."""
+    values: dict[str, Any] = {}
+    for name, value in runtime.parameter_values.items():
+        values[str(name)] = _struct_to_dict(value)
+    for name, typed in runtime.parameters.items():
+        kind = type(typed).pb(typed).WhichOneof("value")
+        values[str(name)] = getattr(typed, kind) if kind else None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _require_same_keys(values: Mapping[str, Any], runtime: Any, *, where: str) -> None:
+    """The parameters verified are the parameters sent: the same names, or refuse."""
+    sent = {str(k) for k in runtime.parameter_values} | {str(k) for k in runtime.parameters}
+    if sent != set(values):
+        raise InputError(
+            f"the runtime config aiplatform built carries parameters {sorted(sent)}, but the "
+            f"merged values are {sorted(values)}",
+            where=where,
+        )
+
+
+def _bind_reading_schedule(job: PipelineJob, approval: Approval) -> None:
+    """When ``aiplatform.PipelineJobSchedule(pipeline_job=job)`` is reading the spec, make
+    that schedule refuse to run under anything but what was approved."""
+    from google.cloud.aiplatform import pipeline_job_schedules
+
+    frame: Any = sys._getframe(2)
+    for _ in range(4):  # the property, maybe a wrapper, then PipelineJobSchedule.__init__
+        if frame is None:
+            return
+        reader = frame.f_locals.get("self")
+        if isinstance(reader, pipeline_job_schedules.PipelineJobSchedule):
+            if not isinstance(reader, _BoundSchedule):
+                reader.__class__ = _BoundSchedule
+            assert isinstance(reader, _BoundSchedule)
+            reader._zt_job = job
+            reader._zt_bound = approval
+            return
+        frame = frame.f_back
+
+
+class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
+    """A schedule built from a verified job: ``create()`` resolves the service account and
+    network as aiplatform does and refuses (audited) unless they, the endpoint and the
+    credentials are the ones approved."""
+
+    _zt_job: PipelineJob
+    _zt_bound: Approval
+
+    def create(self, *args: Any, **kwargs: Any) -> None:
+        """aiplatform's ``create``, after checking it would run as approved."""
+        bound = inspect.signature(aiplatform.PipelineJobSchedule.create).bind(self, *args, **kwargs)
+        sa, net = _resolve(bound.arguments.get("service_account"), bound.arguments.get("network"))
+        job = self._zt_job
+        job._zt_require_unchanged(self._zt_bound, "schedule-create", sa, net)
+        target = self._zt_bound.target
+        if target is not None and self.credentials is not target.credentials:
+            job._zt_refuse_changed(
+                "schedule-create", sa, net, ["the schedule's credentials are not the job's"]
+            )
+        super().create(*args, **kwargs)
 
 
 def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:

@@ -643,6 +643,28 @@ def _scalar_text(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
 
 
+_FLOW_SCALARS = (str, int, bool, type(None))
+
+
+def _flow(value: dict[str, Any] | list[Any]) -> str | None:
+    """A small collection of plain scalars as one JSON flow line (JSON is YAML), else None.
+
+    Floats are left to the block writer (JSON's ``1e-05`` is a string to a YAML 1.1 reader).
+    """
+    if len(value) > 16:
+        return None
+    items = value.values() if type(value) is dict else value
+    for item in items:
+        if type(item) not in _FLOW_SCALARS or (type(item) is str and len(item) > 200):
+            return None
+    if type(value) is dict and any(type(k) is not str or len(k) > 200 for k in value):
+        return None
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if _YAML_UNSAFE.search(text):
+        text = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
 class _Emitter:
     """Writes block YAML lines; renders of keys and short strings are cached per dump."""
 
@@ -697,8 +719,12 @@ class _Emitter:
                 if kind is str:
                     out.append(head + " " + (strings.get(child) or self.scalar(child)))
                 elif (kind is dict or kind is list) and child:
-                    out.append(head)
-                    self.emit(child, inner, inner_pad)
+                    flow = _flow(child)
+                    if flow is None:
+                        out.append(head)
+                        self.emit(child, inner, inner_pad)
+                    else:
+                        out.append(head + " " + flow)
                 else:
                     out.append(head + " " + self.scalar(child))
         elif type(value) is list and value:

@@ -39,7 +39,9 @@ class Need:
 class JobFields:
     """CustomJob fields for a step. ``None`` means "not set here" (fall back to a default).
 
-    Names follow GCPC's ``create_custom_training_job_from_component`` keyword arguments.
+    Names follow GCPC's ``create_custom_training_job_from_component`` keyword arguments,
+    except ``reach``: the step's network intent (what it may reach, see
+    :func:`zt_pipelines.segmentation.model.parse_reach`), verified, never sent to Vertex.
     """
 
     network: str | None = None
@@ -54,6 +56,7 @@ class JobFields:
     boot_disk_type: str | None = None
     boot_disk_size_gb: int | None = None
     labels: dict[str, str] | None = None
+    reach: tuple[str, ...] | None = None
     # a Vertex persistent resource (same project and location as the job) to run on: jobs
     # start in seconds instead of minutes of provisioning; it must allow custom SAs
     persistent_resource_id: str | None = None
@@ -114,7 +117,9 @@ class StepIdentity:
             corrupts the payload or rewrites it (down to its service account). For the policy
             engine to report; the rewrite cannot decide it offline.
         job_kind: the GCPC launcher kind of the step (:attr:`zt_pipelines.spec.gcpc.
-            LauncherKind.name`, e.g. ``"BigqueryQueryJob"``), ``""`` for a plain container.
+            LauncherKind.name`, e.g. ``"BigqueryQueryJob"``); ``"CustomJob"`` for a container
+            step (it runs as a CustomJob) and for GCPC's own custom jobs; ``""`` only for a step
+            not produced by the rewrite.
         launched_service_account: the identity the job the step launches runs as (a
             CustomJob, BatchPredictionJob, Dataflow or Dataproc job, or a job started by a
             component through an input such as ``dataflow_service_account``); ``None`` when
@@ -130,6 +135,9 @@ class StepIdentity:
             call) is made in, resolved before submission; ``None`` = the pipeline's own.
         job_network: the VPC network the launched job is peered with, if any.
         job_kms_key: the CMEK key the launched job's resources are encrypted with, if any.
+        job_runtime_fields: which of ``project``, ``location``, ``network``, ``CMEK key`` an
+            input sets from a value known only at run time (an upstream output): not pinned,
+            for the policy to judge (a launcher's own project or network never is: refused).
     """
 
     task: str
@@ -151,6 +159,7 @@ class StepIdentity:
     job_location: str | None = None
     job_network: str | None = None
     job_kms_key: str | None = None
+    job_runtime_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

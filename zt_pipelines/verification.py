@@ -206,6 +206,19 @@ def check_rewritten(
         project=project,
         location=location,
     )
+    if snapshot is None:  # live: the perimeters and networks the policy and steps call for
+        from zt_pipelines.gcp.segmentation import fetch_segmentation, reads_needed
+
+        perimeters, networks = reads_needed(org_policy, result.steps)
+        world = fetch_segmentation(
+            world,
+            result.steps,
+            project=project,
+            perimeters=perimeters,
+            networks=networks,
+            credentials=credentials,
+            emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+        )
     ctx = CheckContext(
         project=project,
         location=location,
@@ -217,8 +230,9 @@ def check_rewritten(
         template=template,
     )
     from zt_pipelines.policy.engine import evaluate
+    from zt_pipelines.segmentation import check_segmentation
 
-    return evaluate(
+    report = evaluate(
         requirements,
         result.steps,
         world,
@@ -226,6 +240,9 @@ def check_rewritten(
         now=when,
         context=ctx,
         pipeline=result.pipeline_name,
+    )
+    return check_segmentation(
+        report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
 
 

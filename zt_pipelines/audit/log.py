@@ -60,12 +60,15 @@ class AuditIdentity:
         task: the task path for steps (empty for the pipeline).
         service_account: the email (empty when none was resolved).
         source: where the identity came from (``declared``, ``derived``, ``argument`` ...).
+        needs: the step's declared needs that were judged, as ``RESOURCE PERM,PERM`` lines
+            (written only when there are some).
     """
 
     role: Literal["pipeline", "step"]
     service_account: str
     task: str = ""
     source: str = ""
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class Decision:
         findings: the report's findings as plain mappings (code, severity, step, ...).
         job_id: the Vertex job or schedule id, when one was (or would have been) created.
         reason: a one-line summary (the error for refusals before verification).
+        decision_sha256: sha256 of everything that was judged — the request as it is (or
+            would be) sent (spec, runtime config, service account, network, labels, ...) and
+            every step's identity and needs (see docs/audit.md); written when set.
     """
 
     action: str
@@ -99,10 +105,11 @@ class Decision:
     findings: tuple[Mapping[str, Any], ...] = ()
     job_id: str = ""
     reason: str = ""
+    decision_sha256: str = ""
 
     def to_body(self, time: datetime) -> dict[str, Any]:
         """The record body (before chaining) for a decision taken at ``time``."""
-        return {
+        body = {
             "time": time.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
             "action": self.action,
             "outcome": self.outcome,
@@ -117,6 +124,7 @@ class Decision:
                     "task": i.task,
                     "service_account": i.service_account,
                     "source": i.source,
+                    **({"needs": list(i.needs)} if i.needs else {}),
                 }
                 for i in self.identities
             ],
@@ -124,6 +132,9 @@ class Decision:
             "job_id": self.job_id,
             "reason": self.reason,
         }
+        if self.decision_sha256:
+            body["decision_sha256"] = self.decision_sha256
+        return body
 
 
 @dataclass(frozen=True)
@@ -288,6 +299,17 @@ def identities_from(
                 getattr(step, "service_account", None) or "",
                 task=str(getattr(step, "task", "")),
                 source=str(getattr(step, "source", "")),
+                needs=tuple(_need_line(n) for n in getattr(step, "needs", ())),
             )
         )
     return tuple(found)
+
+
+def _need_line(need: Any) -> str:
+    """``RESOURCE[/PREFIX] perm,perm`` for one :class:`~zt_pipelines.model.Need`."""
+    ref = need.resource
+    where = str(getattr(ref, "name", ref))
+    prefix = getattr(ref, "prefix", None)
+    if prefix:
+        where += f" (objects {prefix}*)"
+    return f"{where} {','.join(need.permissions)}"

@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "apply": "provision",
     "precommit-check": "precommit",
     "verify-run": "monitor",
+    "drift": "monitor",
 }
 
 

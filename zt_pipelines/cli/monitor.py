@@ -6,13 +6,16 @@ failed: fail closed), 2 bad input.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from zt_pipelines.cli import require_writable, write_output
 from zt_pipelines.cli.check import format_option, render_report
-from zt_pipelines.cli.options import location_option, project_option
+from zt_pipelines.cli.options import location_option, project_option, snapshot_option
+from zt_pipelines.errors import InputError
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -57,4 +60,74 @@ def verify_run_command(
     return 0 if verdict.verified else 1
 
 
-commands: dict[str, click.Command] = {"verify-run": verify_run_command}
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """``30d``, ``12h``, ``45m`` or ``90s`` as a timedelta.
+
+    Raises:
+        InputError: anything else (exit 2).
+    """
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise InputError(
+            f"{text!r} is not a duration", where=option, fix="write e.g. 30d, 12h, 45m or 90s"
+        )
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _combined(reports: list[Any], what: str) -> Any:
+    """Several reports as one (for JSON/SARIF output and the exit code)."""
+    from zt_pipelines.policy.report import Report, sort_findings
+
+    findings = [f for r in reports for f in r.findings]
+    notes = [n for r in reports for n in r.notes]
+    checked = reports[0].checked_at if reports else ""
+    return Report(
+        findings=sort_findings(findings), pipeline=what, checked_at=checked, notes=tuple(notes)
+    )
+
+
+@click.command("drift")
+@click.argument("audit_log", required=False, type=click.Path(path_type=Path))
+@snapshot_option()
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    help="Re-evaluate approvals of runs from this long ago (schedules: always).",
+)
+@click.option("--no-record", is_flag=True, help="Do not append drift records (nor baselines).")
+@format_option()
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def drift_command(
+    audit_log: Path | None,
+    snapshot: Path | None,
+    since: str,
+    no_record: bool,
+    fmt: str,
+    output: Path | None,
+) -> int:
+    """Re-evaluate every still-relevant approval in AUDIT_LOG against today's IAM (live, or
+    --snapshot FILE): grants added, keys, identities re-enabled, deny policies removed, new
+    impersonation paths. Exit 1 on drift (or when IAM could not be read), 0 otherwise."""
+    from zt_pipelines.monitor.service import drift
+
+    if output is not None:
+        require_writable(output)
+    window = parse_duration(since, option="--since")
+    verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
+    reports = [v.report for v in verdicts]
+    if fmt == "text":
+        parts = [
+            f"approval seq {v.approval.get('seq', '?')} (job {v.approval.get('job_id') or '-'}): "
+            + str(v.report)
+            for v in verdicts
+        ]
+        text = "\n\n".join(parts) or "no approvals to re-evaluate"
+    else:
+        text = render_report(_combined(reports, "drift"), fmt)
+    _emit(text, output)
+    return 1 if any(v.drifted for v in verdicts) else 0
+
+
+commands: dict[str, click.Command] = {"verify-run": verify_run_command, "drift": drift_command}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -36,6 +37,11 @@ from zt_pipelines.cli.options import (
 @click.option(
     "--naming-template", default=None, help="Derived account ids, e.g. 'zt-{pipeline}-{task}'."
 )
+@click.option(
+    "--pipeline-root",
+    default=None,
+    help="The gs:// pipeline root Vertex substitutes for {{$.pipeline_root}} (checked).",
+)
 def command(
     template: str,
     output: Path,
@@ -44,6 +50,7 @@ def command(
     project: str | None,
     pipeline_sa: str | None,
     naming_template: str | None,
+    pipeline_root: str | None,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
@@ -58,10 +65,11 @@ def command(
         project=project,
         pipeline_service_account=pipeline_sa,
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
+        pipeline_root=pipeline_root,
     )
     write_output(output, dump_template(result))
     for step in result.steps:
-        click.echo(f"{step.task}\t{step.service_account}\t{step.source}")
+        click.echo(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
         if step.unescaped_payload_inputs:
             # not refused here (a rewrite decides nothing); `check` and submit refuse it (ZT102)
             names = ", ".join(repr(n) for n in step.unescaped_payload_inputs)
@@ -71,3 +79,18 @@ def command(
                 err=True,
             )
     click.echo(f"wrote {output} ({len(result.steps)} steps)", err=True)
+
+
+def _jobs(step: Any) -> str:
+    """Extra tab-separated columns: the GCPC job kind and the identities of launched jobs."""
+    out = ""
+    if (step.job_kind and step.job_kind != "CustomJob") or step.wrapped_launcher:
+        how = "wrapped in a CustomJob" if step.wrapped_launcher else "launched"
+        out += f"\t{step.job_kind} ({how})"
+    if step.launched_service_account and (
+        step.launched_identity_field.startswith("input") or step.job_kind != "CustomJob"
+    ):
+        out += f"\tjob runs as {step.launched_service_account} [{step.launched_identity_field}]"
+    if step.serving_service_account:
+        out += f"\tserves as {step.serving_service_account}"
+    return out

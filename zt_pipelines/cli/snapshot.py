@@ -117,7 +117,7 @@ def command(
 ) -> int:
     """Read live IAM state (or the emulator's, with ZT_EMULATOR_HOST) into a snapshot file."""
     from zt_pipelines.gcp import fetch_snapshot
-    from zt_pipelines.policy.snapshot_file import dump_snapshot
+    from zt_pipelines.policy.snapshot_file import dump_snapshot, seal
 
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
@@ -145,12 +145,12 @@ def command(
             use_cache=not no_cache,
             persistent_resources=sorted(persistent),
         )
-    data = dump_snapshot(snap)
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    data = seal(dump_snapshot(snap))  # every section present; the digest `check` verifies
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output.endswith((".yaml", ".yml")):
-        import yaml
+        from zt_pipelines.loaders import dump_yaml
 
-        text = yaml.safe_dump(data, sort_keys=True)
+        text = dump_yaml([data])
     write_output(output, text)
     click.echo(
         f"wrote {output}: {len(snap.nodes)} nodes, {len(snap.roles)} roles, "

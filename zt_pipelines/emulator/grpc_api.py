@@ -76,8 +76,10 @@ def build_handlers(
     world: World, gate: Gate, reset_peer: Callable[[str], None]
 ) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for every served method, grouped by service."""
+    from zt_pipelines.emulator.segmentation_api import METHODS as SEGMENTATION_METHODS
+
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for method in METHODS:
+    for method in (*METHODS, *SEGMENTATION_METHODS):
         by_service.setdefault(method.service, {})[method.name] = (
             grpc.unary_unary_rpc_method_handler(
                 _wrap(method, world, gate, reset_peer),
@@ -491,6 +493,11 @@ def _normal_point(point: str) -> str:
     return point if point.startswith("//") else "//" + point
 
 
+def _point_of(world: World, policy: Any) -> str:
+    """A stored policy's attachment point as requests name it (a project number -> its id)."""
+    return _attachment(world, urllib.parse.quote(_normal_point(policy.attachment_point)[2:]))
+
+
 def _deny_message(world: World, policy: Any) -> iam_v2.Policy:
     point = _normal_point(policy.attachment_point)
     encoded = urllib.parse.quote(point[2:], safe="")
@@ -535,7 +542,7 @@ def list_policies(world: World, request: Any, caller: str | None) -> Any:
     point = _deny_parent(world, request.parent)
     world.authorize(caller, "iam.denypolicies.list", point)
     with world.lock:
-        found = [p for p in world.deny_policies if _normal_point(p.attachment_point) == point]
+        found = [p for p in world.deny_policies if _point_of(world, p) == point]
     items, token = page(found, request.page_size, request.page_token, 1000)
     return iam_v2.ListPoliciesResponse(
         policies=[_deny_message(world, p) for p in items], next_page_token=token
@@ -549,10 +556,7 @@ def get_policy(world: World, request: Any, caller: str | None) -> Any:
     world.authorize(caller, "iam.denypolicies.get", point)
     with world.lock:
         for policy in world.deny_policies:
-            if (
-                _normal_point(policy.attachment_point) == point
-                and policy.name.rsplit("/", 1)[-1] == policy_id
-            ):
+            if _point_of(world, policy) == point and policy.name.rsplit("/", 1)[-1] == policy_id:
                 return _deny_message(world, policy)
     raise EmulatorError("NOT_FOUND", f"policy {request.name} not found")
 

@@ -945,6 +945,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def all_routes() -> tuple[Route, ...]:
+    """Every served route: these, then the ones of the emulator's other modules."""
+    from zt_pipelines.emulator.segmentation_api import ROUTES as SEGMENTATION_ROUTES
+
+    return (*ROUTES, *SEGMENTATION_ROUTES)
+
+
 def error_body(code: str, message: str, status: int) -> dict[str, Any]:
     """Google's JSON error envelope."""
     reason = {403: "forbidden", 404: "notFound", 412: "conditionNotMet", 401: "required"}
@@ -1008,7 +1015,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         if region is not None:  # an Artifact Registry KFP host: the path is PROJECT/REPO/...
             self._artifact_registry(verb, path, region, caller)
             return
-        for route in ROUTES:
+        for route in all_routes():
             if route.verb != verb:
                 continue
             match = route.pattern.match(path)

@@ -116,7 +116,7 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
         self._executor = futures.ThreadPoolExecutor(
-            max_workers=128, thread_name_prefix="zt-emulator-grpc"
+            max_workers=512, thread_name_prefix="zt-emulator-grpc"
         )
         self._grpc = grpc.server(
             self._executor,

@@ -80,7 +80,7 @@ def fetch_snapshot(
     cache_dir: str | Path | None = None,
     cache_ttl: float = DEFAULT_TTL,
     use_cache: bool = True,
-    max_workers: int = 16,
+    max_workers: int = 128,
     retry: RetryPolicy | None = None,
     progress: Progress | None = None,
     adapters: Adapters | None = None,

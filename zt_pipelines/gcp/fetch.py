@@ -96,7 +96,7 @@ class FetchPlan:
         adapters: Adapters,
         *,
         cache: DiskCache | None = None,
-        max_workers: int = 16,
+        max_workers: int = 128,
         progress: Progress | None = None,
         search_batch: int = DEFAULT_SEARCH_BATCH,
         strategy: str = "direct",

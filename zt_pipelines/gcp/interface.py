@@ -203,6 +203,13 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "cloudasset.assets.searchAllResources",
         # only when a step runs on a persistent resource
         "aiplatform.persistentResources.get",
+        # segmentation: perimeters under requirePerimeter, networks of steps that have one
+        "cloudasset.assets.listAccessPolicy",
+        "compute.networks.get",
+        "compute.subnetworks.get",
+        "compute.networkAttachments.get",
+        "compute.firewalls.list",
+        "compute.globalAddresses.list",
     }
 )
 

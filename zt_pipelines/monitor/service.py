@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
@@ -143,4 +143,193 @@ def post_run_decision(verdict: RunVerdict, *, submitter: str) -> Decision:
         findings=tuple(f.to_dict() for f in report.findings),
         job_id=run.job_id,
         reason=reason,
+    )
+
+
+DRIFT_ACTION = "drift"
+
+
+def relevant_approvals(
+    records: list[dict[str, Any]], *, now: datetime, since: timedelta
+) -> list[dict[str, Any]]:
+    """The approvals drift re-evaluates: the latest per job (or schedule) approved within
+    ``since``, and every schedule approval (its runs keep starting)."""
+    from zt_pipelines.monitor.runs import approving
+
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        if not approving(record):
+            continue
+        try:
+            when = datetime.fromisoformat(str(record.get("time", "")).replace("Z", "+00:00"))
+        except ValueError:
+            when = now  # a record without a readable time is kept: fail towards checking
+        scheduled = str(record.get("action", "")).endswith("schedule")
+        if not scheduled and now - when > since:
+            continue
+        key = (
+            str(record.get("project")),
+            str(record.get("location")),
+            str(record.get("job_id") or record.get("spec_sha256")),
+        )
+        latest[key] = record
+    return list(latest.values())
+
+
+def drift(
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    *,
+    snapshot: Any = None,
+    since: timedelta = timedelta(days=30),
+    credentials: Any = None,
+    emulator_host: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    record: bool = True,
+) -> list[Any]:
+    """Re-evaluate every still-relevant approval against today's IAM (``snapshot`` — a file or
+    :class:`~zt_pipelines.policy.snapshot.Snapshot` — or live) and return one
+    :class:`~zt_pipelines.monitor.drift.DriftVerdict` per approval; each result is appended to
+    the audit log (action ``drift``) and is the next check's posture baseline."""
+    from zt_pipelines.monitor.drift import DriftVerdict, baseline_from
+    from zt_pipelines.policy.report import Finding, Report, Severity
+
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    now = clock()
+    if chain_problem:
+        report = Report(
+            findings=(
+                Finding(
+                    "ZT614", Severity.ERROR, f"the audit log does not verify ({chain_problem})"
+                ),
+            ),
+            checked_at=now.isoformat(),
+        )
+        return [DriftVerdict({}, report)]
+    verdicts = []
+    loaded = _load_snapshot(snapshot)
+    for approval in relevant_approvals(records, now=now, since=since):
+        verdict = _drift_one(
+            approval,
+            loaded,
+            credentials=credentials,
+            emulator_host=emulator_host,
+            now=now,
+            baseline=baseline_from(records, approval),
+        )
+        verdicts.append(verdict)
+        if record:
+            log.append(_drift_decision(verdict, submitter=_who(ClientFactory(credentials))))
+    return verdicts
+
+
+def _load_snapshot(snapshot: Any) -> Any:
+    from zt_pipelines.policy.snapshot import Snapshot
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    if snapshot is None or isinstance(snapshot, Snapshot):
+        return snapshot
+    return load_snapshot(snapshot)
+
+
+def _drift_one(
+    approval: dict[str, Any],
+    snapshot: Any,
+    *,
+    credentials: Any,
+    emulator_host: str | None,
+    now: datetime,
+    baseline: Any,
+) -> Any:
+    from types import SimpleNamespace
+
+    from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
+    from zt_pipelines.policy.engine import Evaluator, evaluate
+    from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
+
+    project = str(approval.get("project", ""))
+    location = str(approval.get("location", ""))
+    pipeline_sa, steps, has_needs = approved_identities(approval)
+    result = SimpleNamespace(steps=steps)
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=pipeline_sa,
+        pipeline_root=None,
+        submitter=None,
+    )
+    unreadable: list[str] = []
+    world = snapshot
+    if world is None:
+        from zt_pipelines.gcp import fetch_snapshot
+
+        needs = needed_nodes(
+            requirements,
+            steps=steps,
+            pipeline_service_account=pipeline_sa,
+            project=project,
+            location=location,
+        )
+        try:
+            world = fetch_snapshot(
+                resources=needs.resources,
+                service_accounts=needs.service_accounts,
+                principals=needs.principals,
+                projects=needs.projects,
+                credentials=credentials,
+                emulator_host=emulator_host,
+                use_cache=False,  # drift is about now: never a cached answer
+            )
+        except ZtError as exc:
+            return evaluate_drift(
+                approval, None, (), baseline, now=now, unreadable=(f"IAM state ({exc})",)
+            )
+    unreadable.extend(f"{u.what} of {u.target} ({u.reason})" for u in world.unreadable)
+    evaluator = Evaluator(world)
+    context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
+    report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
+    identities = dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)])
+    postures = [posture_of(email, evaluator, now=now) for email in identities if email]
+    return evaluate_drift(
+        approval,
+        report,
+        postures,
+        baseline,
+        now=now,
+        unreadable=unreadable,
+        has_needs=has_needs,
+    )
+
+
+def _drift_decision(verdict: Any, *, submitter: str) -> Decision:
+    approval = verdict.approval
+    report = verdict.report
+    errors = report.errors
+    summary = (
+        "no drift"
+        if not errors
+        else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+    )
+    return Decision(
+        action=DRIFT_ACTION,
+        outcome="refused" if verdict.drifted else "allowed",
+        submitter=submitter,
+        project=str(approval.get("project", "")),
+        location=str(approval.get("location", "")),
+        pipeline=str(approval.get("pipeline", "")),
+        spec_sha256=str(approval.get("spec_sha256", "")),
+        identities=tuple(
+            AuditIdentity(
+                str(i.get("role", "step")),  # type: ignore[arg-type]
+                str(i.get("service_account", "")),
+                task=str(i.get("task", "")),
+                source="approved",
+            )
+            for i in approval.get("identities") or ()
+            if isinstance(i, dict)
+        ),
+        findings=tuple(f.to_dict() for f in report.findings),
+        job_id=str(approval.get("job_id", "")),
+        reason=f"approval seq {approval.get('seq')}: {summary}",
     )

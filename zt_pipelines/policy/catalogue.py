@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from zt_pipelines.policy.snapshot import Role
+from zt_pipelines.policy.snapshot import ROLE_STAGES, Role
 
 #: Basic (primitive) roles: each grants thousands of permissions across every service (ZT211).
 BASIC_ROLES: frozenset[str] = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
@@ -115,12 +115,20 @@ def roles_from_catalogue(data: dict[str, object]) -> dict[str, Role]:
         perms = spec.get("includedPermissions", [])
         if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
             raise SnapshotError("includedPermissions must be a list of strings", where=where)
+        stage = spec.get("stage", "GA")
+        if stage not in ROLE_STAGES:  # never coerced: "disabled" or "DISABLED " is not a stage
+            raise SnapshotError(
+                f"stage {stage!r} is not one of {', '.join(ROLE_STAGES)}", where=where + ".stage"
+            )
+        deleted = spec.get("deleted", False)
+        if not isinstance(deleted, bool):
+            raise SnapshotError(f"deleted {deleted!r} is not true or false", where=where)
         roles[name] = Role(
             name=name,
             permissions=frozenset(perms),
             title=str(spec.get("title", "")),
-            stage=str(spec.get("stage", "GA")),
-            deleted=bool(spec.get("deleted", False)),
+            stage=stage,
+            deleted=deleted,
         )
     return roles
 

@@ -3,9 +3,10 @@
 cel-python parses the expression; this module walks the syntax tree itself and models only
 what it can decide exactly: ``&&``/``||``/``!``/``?:`` (Kleene logic), comparisons of strings,
 integers, booleans and timestamps, ``in`` on list literals, ``startsWith``/``endsWith``/
-``contains`` on strings, ``timestamp("RFC 3339")``, and the request attributes below — written
-as ``a.b``, ``a["b"]`` or in parentheses alike. Any other node, function, method or attribute
-is **unknown**, and unknown never proves a grant (nor rules out a deny).
+``contains``/``matches`` (RE2, unanchored) on strings, ``timestamp("RFC 3339")``, and the
+request attributes below — written as ``a.b``, ``a["b"]`` or in parentheses alike. Any other
+node, function, method or attribute is **unknown**, and unknown never proves a grant (nor rules
+out a deny).
 
 A condition is evaluated with the attributes of the *request* the step will make: the accessed
 resource's ``resource.name`` / ``resource.type`` / ``resource.service`` and ``request.time``
@@ -36,6 +37,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from zt_pipelines.policy.deny import to_v2
@@ -294,9 +296,7 @@ _TIME_ACCESSORS = frozenset(
         "getSeconds",
     }
 )
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 _SKIP = frozenset({"expr", "conditionalor", "conditionaland", "relation", "addition"})
 _SKIP |= {"multiplication", "unary", "member", "primary", "paren_expr"}
 
@@ -441,6 +441,8 @@ class _Walk:
                 return arg
         if method in ("startsWith", "endsWith", "contains") and len(args) == 1:
             return _string_test(method, target, args[0])
+        if method == "matches" and len(args) == 1:
+            return _matches(target, args[0])
         return _Unknown(f"the method {method}() is not modelled")
 
     def _ident_arg(self, kids: list[Any]) -> _Value:
@@ -450,7 +452,7 @@ class _Walk:
             if not _RFC3339.match(args[0]):
                 return _Unknown(f"timestamp({args[0]!r}) is not an RFC 3339 time")
             try:
-                parsed = datetime.fromisoformat(args[0].upper().replace("Z", "+00:00"))
+                parsed = datetime.fromisoformat(args[0].replace("Z", "+00:00"))
             except ValueError:
                 return _Unknown(f"timestamp({args[0]!r}) is not a valid time")
             return _Time(parsed)
@@ -569,3 +571,30 @@ def _string_test(method: str, target: _Value, arg: _Value) -> _Value:
     if method == "endsWith":
         return target.endswith(arg)
     return arg in target
+
+
+def _matches(target: _Value, pattern: _Value) -> _Value:
+    """CEL ``matches``: an unanchored RE2 search (linear time), decided on known strings."""
+    if isinstance(target, _Prefixed):
+        return _Unknown(_NAME_DEPENDS)
+    if not isinstance(target, str) or not isinstance(pattern, str):
+        return _Unknown("matches() on a value that is not a string")
+    compiled = _re2(pattern)
+    if compiled is None:
+        return _Unknown(f"{pattern[:80]!r} is not an RE2 regular expression we can run")
+    return compiled.search(target) is not None
+
+
+@lru_cache(maxsize=256)
+def _re2(pattern: str) -> Any:
+    import re2  # type: ignore[import-not-found, import-untyped]
+
+    if len(pattern) > 1000:
+        return None
+    options = re2.Options()
+    options.max_mem = 8 << 20
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error:
+        return None

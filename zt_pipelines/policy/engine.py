@@ -110,8 +110,14 @@ class Evaluator:
         self._nodes: dict[str, _NodeIndex] = {}
         self._chains: dict[str, tuple[tuple[Node, ...], str]] = {}
         self._deny: dict[str, list[DenyPolicy]] = defaultdict(list)
+        # attached to a project number no project in the snapshot has: may be any project
+        # whose number is unknown (never simply absent)
+        self._unplaced: list[DenyPolicy] = []
         for dp in snapshot.deny_policies:
-            self._deny[dp.attachment_point].append(dp)
+            if snapshot.unplaced_number(dp.attachment_point) is not None:
+                self._unplaced.append(dp)
+            else:
+                self._deny[dp.attachment_point].append(dp)
         self._unreadable: dict[str, list[Unreadable]] = defaultdict(list)
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
@@ -235,6 +241,7 @@ class Evaluator:
             name, prefix = resource.name, resource.prefix
         else:
             name, prefix = resource, None
+        name = self.snapshot.canonical(name)  # a project named by its number
         chain, gap = self.chain(name)
         if not chain:
             return Decision(
@@ -257,13 +264,21 @@ class Evaluator:
             uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
 
         # 1. deny before allow
-        for node in chain if (self._deny or self._unreadable) else ():
-            for u in self._unreadable.get(node.name, ()):
+        sites = [(node, self._deny.get(node.name, ()), "") for node in chain]
+        if self._unplaced:
+            for node in chain:
+                if node.kind == "project" and not node.project_number:
+                    why = f"its number is unknown, so {node.name} may be that project"
+                    sites.append((node, self._unplaced, why))
+        for node, policies, maybe in (
+            sites if (self._deny or self._unreadable or self._unplaced) else ()
+        ):
+            for u in self._unreadable.get(node.name, ()) if not maybe else ():
                 # deny policies attach only to organisations, folders and projects
                 if "deny" in read_hides(u.what) and node.kind in _DENY_POINTS:
                     why = f"deny policies on {node.name} could not be read: {u.reason}"
                     uncertain.append((Evidence("unreadable", node=node.name, detail=why), why))
-            for dp in self._deny.get(node.name, ()):
+            for dp in policies:
                 for i, rule in enumerate(dp.rules):
                     if not any(permission_matches(p, permission) for p in rule.denied_permissions):
                         continue
@@ -294,6 +309,7 @@ class Evaluator:
                         who[0].match is Match.YES
                         and exc[0].match is Match.NO
                         and cond.value is Tri.TRUE
+                        and not maybe
                     ):
                         return Decision(
                             "denied",
@@ -309,6 +325,7 @@ class Evaluator:
                             who[0].reason if who[0].match is Match.UNKNOWN else "",
                             exc[0].reason if exc[0].match is Match.UNKNOWN else "",
                             cond.reason,
+                            f"attached to {dp.attachment_point}; {maybe}" if maybe else "",
                         )
                         if r
                     )

@@ -73,6 +73,7 @@ def build_report(
     notes += excess_notes
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
+    raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
     raw += _org_policy_findings(steps, policy, context)
     raw += gcpc_findings(steps, evaluator.snapshot, policy, context)
     if evaluator.catalogue_used:
@@ -534,8 +535,11 @@ def _org_policy_findings(
         )
     for s in steps:
         job = s.job
-        if policy.required_network and (
-            not job.network or not policy_fullmatch(policy.required_network, job.network)
+        # a PSC step has no network (GCPC refuses both): segmentation checks its attachment's
+        if (
+            policy.required_network
+            and not job.psc_interface_config
+            and (not job.network or not policy_fullmatch(policy.required_network, job.network))
         ):
             out.append(
                 _f(

@@ -181,7 +181,7 @@ class MemberResolver:
         return _NO
 
     def _convenience(self, role: str, project: str, principal: str) -> MemberMatch:
-        node = self._snapshot.nodes.get(f"{CRM}projects/{project}")
+        node = self._snapshot.nodes.get(self._snapshot.canonical(f"{CRM}projects/{project}"))
         if node is None:
             return MemberMatch(Match.UNKNOWN, f"project {project} is not in the snapshot")
         if node.policy is None:
@@ -208,6 +208,9 @@ class MemberResolver:
             return MemberMatch(Match.UNKNOWN, f"{member} is not a principal set we understand")
         mine = _POOL.match(principal)
         if mine is None:
+            if is_gke_workload_identity(principal) and "/workloadIdentityPools/" in pool.group(1):
+                # a GKE KSA is an identity of its project's PROJECT.svc.id.goog pool
+                return MemberMatch(Match.UNKNOWN, f"{principal} may be in {member}")
             return _NO  # pool sets hold federated identities only
         if mine.group(1) != pool.group(1):
             return _NO
@@ -281,6 +284,9 @@ class MemberResolver:
             ):
                 return MemberMatch(Match.YES, f"service account in project {ident}")
             if project.project_number is None and ident.isdigit():
+                other = self._snapshot.project_by_number(ident)
+                if other is not None and other.name != project.name:
+                    return _NO  # that number is another project's
                 return MemberMatch(
                     Match.UNKNOWN,
                     f"the number of project {sa.project_id} is not known: it may be {ident}",

@@ -23,18 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import PolicyFileError
-from zt_pipelines.policy.report import CODES, Severity
+from zt_pipelines.policy.report import CODES, WARNING_CODES, Severity
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy.schema.json"
 
 #: default severity of every code: strict.
 DEFAULT_SEVERITIES: dict[str, Severity] = {
-    code: (Severity.WARNING if code == "ZT210" else Severity.ERROR) for code in CODES
+    code: (Severity.WARNING if code in WARNING_CODES else Severity.ERROR) for code in CODES
 }
+# a hand-written snapshot is legitimate; the report says its completeness is not proven
+DEFAULT_SEVERITIES["ZT401"] = Severity.NOTE
 
 #: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
-#: could not complete (ZT400) always refuse — the check proved nothing it could be waived on.
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400"})
+#: could not complete (ZT400, ZT530 for segmentation) always refuse — the check proved nothing
+#: it could be waived on.
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class OrgPolicy:
     allowed_submitters: tuple[str, ...] | None = None
     suppressions: tuple[Suppression, ...] = ()
     source: str = "<strict defaults>"
+    require_perimeter: bool = False
+    require_isolation: bool = False
+    allowed_reach: tuple[str, ...] | None = None
 
     def severity(self, code: str) -> Severity:
         """The severity configured for ``code`` (error for unknown codes and for
@@ -292,6 +298,18 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
             )
         )
     network = data.get("network", {})
+    segmentation = data.get("segmentation", {})
+    reach = segmentation.get("allowedReach")
+    if reach is not None:
+        from zt_pipelines.errors import DeclarationError
+        from zt_pipelines.segmentation.model import parse_reach
+
+        try:
+            reach = tuple(e.text for e in parse_reach(reach, where="allowedReach"))
+        except DeclarationError as exc:
+            raise PolicyFileError(
+                exc.what, where=f"{source}: $.segmentation.allowedReach"
+            ) from None
     images = data.get("images", {})
     submitters = data.get("submitters", {})
     regions = data.get("regions")
@@ -312,4 +330,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         allowed_submitters=tuple(allowed) if allowed is not None else None,
         suppressions=tuple(suppressions),
         source=source,
+        require_perimeter=segmentation.get("requirePerimeter", False),
+        require_isolation=segmentation.get("requireIsolation", False),
+        allowed_reach=reach,
     )

@@ -61,7 +61,22 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
+    "ZT401": ("SnapshotUnsealed", "the snapshot file carries no integrity digest"),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
+    "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
+    "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),
+    "ZT512": ("DryRunPerimeter", "the project is protected by a dry-run perimeter only"),
+    "ZT513": ("ServiceNotRestricted", "the perimeter does not restrict a service the steps use"),
+    "ZT514": ("VpcServicesOpen", "the perimeter does not limit VPC-accessible services"),
+    "ZT515": ("PerimeterEgressOpen", "a perimeter egress rule reaches beyond the needs"),
+    "ZT516": ("PerimeterIngressOpen", "a perimeter ingress rule admits beyond the needs"),
+    "ZT520": ("NoNetwork", "a step has no VPC network under an isolation policy"),
+    "ZT521": ("NetworkMissing", "a step's network, subnet, attachment or range does not exist"),
+    "ZT522": ("EgressBeyondReach", "the firewall allows egress beyond the step's reach"),
+    "ZT523": ("UndeclaredEndpoint", "a step can reach a Vertex endpoint it does not declare"),
+    "ZT524": ("ReachNotAllowed", "a step declares reach the policy does not allow"),
+    "ZT525": ("ReachBlocked", "the firewall blocks a step's declared reach"),
+    "ZT530": ("SegmentationUnverifiable", "perimeters or networks could not be verified"),
     # post-run verification (zt_pipelines.monitor)
     "ZT600": ("RunUnreadable", "a read post-run verification needs failed: not verified"),
     "ZT601": ("NotSubmittedThroughZt", "a job carries no zt-pipelines labels"),
@@ -78,10 +93,29 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT612": ("ImageNotPinned", "an approved image is a tag, not a digest"),
     "ZT613": ("RunNotFinished", "the run has not ended: only the tasks so far were verified"),
     "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
+    # drift (zt_pipelines.monitor.drift)
+    "ZT620": ("GrantAdded", "an approved identity was granted more since its approval"),
+    "ZT621": ("KeyAdded", "an approved identity has a new user-managed key"),
+    "ZT622": ("IdentityReenabled", "a disabled or missing approved identity is usable again"),
+    "ZT623": ("DenyRemoved", "a deny policy that named an approved identity no longer does"),
+    "ZT624": ("NewImpersonationPath", "an approved identity can now become another identity"),
+    "ZT625": ("ApprovalNoLongerHolds", "the approval would be refused today"),
+    "ZT626": ("DriftUnverifiable", "IAM state drift needs could not be read"),
+    "ZT629": ("PostureRecorded", "an approved identity's posture (the next drift baseline)"),
 }
 
+#: codes whose default severity is a warning (every other code is an error by default)
+WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525", "ZT612", "ZT613"})
+
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
-_DEFAULT_LEVEL = {"ZT210": "warning", "ZT612": "warning", "ZT613": "warning"}
+_DEFAULT_LEVEL = {
+    "ZT210": "warning",
+    "ZT612": "warning",
+    "ZT613": "warning",
+    "ZT629": "note",
+    "ZT512": "warning",
+    "ZT525": "warning",
+}
 
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 

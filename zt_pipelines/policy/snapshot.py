@@ -6,12 +6,35 @@ anything else. Keys are Cloud Asset full resource names (see :mod:`zt_pipelines.
 
 Reads that failed are part of the snapshot (``unreadable``): the engine turns them into
 ZT201/ZT400 findings instead of treating a missing policy as an empty one. Fail closed.
+
+Resource identities are normalised once, here, whoever builds the snapshot (file, live fetch,
+emulator): a project named by its number (``//cloudresourcemanager.googleapis.com/projects/
+123``, as Cloud Asset and IAM v2 attachment points write it) becomes the project's id-based name
+wherever the number is known — node names and parents, deny attachment points (also
+``%2F``-encoded ones), unreadable targets, service accounts' projects and the service-account
+principal sets of allow bindings and deny rules. A deny policy attached
+to a project number nobody in the snapshot has stays as it is: the engine treats it as possibly
+attached to every project whose number is unknown (unverifiable), never as absent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from zt_pipelines.segmentation.model import SegmentationState
+
+from zt_pipelines.policy.deny import normalize_attachment_point
+
+_CRM = "//cloudresourcemanager.googleapis.com/"
+_PROJECT_NUMBER = re.compile(r"^//cloudresourcemanager\.googleapis\.com/projects/([0-9]+)$")
+_PROJECTS = _CRM + "projects/"
+_SA_SET_PROJECTS = "principalSet://cloudresourcemanager.googleapis.com/projects/"
+_SA_SET_NUMBER = re.compile(
+    r"^principalSet://cloudresourcemanager\.googleapis\.com/projects/([0-9]+)/type/ServiceAccount$"
+)
 
 NodeKind = Literal[
     "organization",
@@ -164,6 +187,9 @@ class PersistentResource:
 #: attached to it, or its place in the hierarchy (hence every ancestor's policies).
 ReadHides = Literal["allow", "deny", "ancestry"]
 
+#: Google's role launch stages (``Role.stage``), exactly as the IAM API spells them.
+ROLE_STAGES: tuple[str, ...] = ("ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP")
+
 _ALLOW: frozenset[ReadHides] = frozenset({"allow"})
 _DENY: frozenset[ReadHides] = frozenset({"deny"})
 _ANCESTRY: frozenset[ReadHides] = frozenset({"ancestry"})
@@ -251,9 +277,13 @@ class Snapshot:
         complete_bindings_for: principals (``serviceAccount:EMAIL``) for which *every* binding
             anywhere is known to be in the snapshot (e.g. from Cloud Asset
             ``SearchAllIamPolicies``); excess-privilege checks are complete only for these.
+        segmentation: perimeters and networks (:mod:`zt_pipelines.segmentation`); ``None``
+            when not read (unknown).
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
+        notes: ``(code, message)`` findings about the snapshot itself that every report
+            carries (e.g. ZT401: a snapshot file without an integrity digest).
     """
 
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -263,7 +293,32 @@ class Snapshot:
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()
     complete_bindings_for: frozenset[str] = frozenset()
+    segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+    notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
+
+    _project_names: dict[str, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        _normalise_identities(self)
+
+    def canonical(self, name: str) -> str:
+        """The snapshot's name for a resource: a project number becomes the project's id-based
+        name when the number is known; anything else is returned as it is."""
+        match = _PROJECT_NUMBER.match(name)
+        if match is None:
+            return name
+        return self._project_names.get(match.group(1), name)
+
+    def unplaced_number(self, point: str) -> str | None:
+        """The project number of ``point`` when it names a project by a number no project in
+        the snapshot has (it may be any project whose number is unknown), else ``None``."""
+        match = _PROJECT_NUMBER.match(point)
+        if match is None or point in self.nodes:
+            return None
+        return match.group(1) if match.group(1) not in self._project_names else None
 
     def ancestors(self, name: str) -> list[Node]:
         """The node itself, then its parents up to the root, as far as they are known."""
@@ -278,7 +333,126 @@ class Snapshot:
 
     def project_by_number(self, number: str) -> Node | None:
         """The project node with this number, if known."""
-        for node in self.nodes.values():
-            if node.kind == "project" and node.project_number == number:
-                return node
-        return None
+        name = self._project_names.get(number)
+        if name is not None:
+            return self.nodes.get(name)
+        node = self.nodes.get(f"{_CRM}projects/{number}")
+        return node if node is not None and node.kind == "project" else None
+
+
+def _merge(a: Node, b: Node) -> Node:
+    """One project known under its id (``a``) and its number (``b``): one node."""
+    policy = a.policy
+    if b.policy is not None:
+        bindings = (a.policy.bindings if a.policy else ()) + b.policy.bindings
+        policy = AllowPolicy(bindings, a.policy.etag if a.policy else b.policy.etag)
+    parent = a.parent
+    if b.parent is not None and parent is not None and b.parent != parent:
+        parent = None  # the two say different things: the ancestry is unknown (fail closed)
+    elif parent is None:
+        parent = b.parent
+    return replace(a, policy=policy, parent=parent, display_name=a.display_name or b.display_name)
+
+
+def _normalise_identities(snap: Snapshot) -> None:
+    """Rewrite project numbers to id-based names everywhere in ``snap`` (in place, once)."""
+    names: dict[str, str] = {}
+    for name, node in snap.nodes.items():
+        if node.kind == "project" and node.project_number and not _is_number_name(name):
+            names.setdefault(node.project_number, name)
+    object.__setattr__(snap, "_project_names", names)
+
+    def canon(name: str | None) -> str | None:
+        return snap.canonical(name) if name is not None and _is_number_name(name) else name
+
+    nodes: dict[str, Node] = {}
+    changed = False
+    for key, node in snap.nodes.items():
+        original = node
+        if node.kind == "project" and node.project_number is None and _is_number_name(node.name):
+            node = replace(node, project_number=node.name[len(_PROJECTS) :])  # names itself
+        name, parent = canon(node.name) or node.name, canon(node.parent)
+        if name != node.name or parent != node.parent:
+            node = replace(node, name=name, parent=parent)
+        if names and node.policy is not None:
+            node = _with_sa_sets(node, names)
+        if node is not original or key != name:
+            changed = True
+        if name in nodes:
+            first, second = (nodes[name], node) if key != name else (node, nodes[name])
+            node = _merge(first, second)
+            changed = True
+        nodes[name] = node
+    if changed:
+        object.__setattr__(snap, "nodes", nodes)
+
+    denies = []
+    for dp in snap.deny_policies:
+        point = snap.canonical(normalize_attachment_point(dp.attachment_point))
+        if point != dp.attachment_point:
+            dp = replace(dp, attachment_point=point)
+        denies.append(_deny_sa_sets(dp, names) if names else dp)
+    object.__setattr__(snap, "deny_policies", tuple(denies))
+
+    if names:
+        unreadable = tuple(
+            replace(u, target=t) if (t := snap.canonical(u.target)) != u.target else u
+            for u in snap.unreadable
+        )
+        object.__setattr__(snap, "unreadable", unreadable)
+        sas = {}
+        for email, sa in snap.service_accounts.items():
+            pid = sa.project_id
+            if pid.isdigit() and pid in names:
+                sa = replace(sa, project_id=names[pid].rsplit("/", 1)[1])
+            sas[email] = sa
+        object.__setattr__(snap, "service_accounts", sas)
+
+
+def _is_number_name(name: str) -> bool:
+    tail = name[len(_PROJECTS) :]
+    return name.startswith(_PROJECTS) and tail.isdigit() and tail.isascii()
+
+
+def _sa_set(member: str, names: dict[str, str]) -> str:
+    """``principalSet://.../projects/NUMBER/type/ServiceAccount`` → the project id, if known."""
+    if not member.startswith(_SA_SET_PROJECTS):
+        return member
+    match = _SA_SET_NUMBER.match(member)
+    if match is None or match.group(1) not in names:
+        return member
+    pid = names[match.group(1)].rsplit("/", 1)[1]
+    return f"{_SA_SET_PROJECTS}{pid}/type/ServiceAccount"
+
+
+def _sa_sets(members: tuple[str, ...], names: dict[str, str]) -> tuple[str, ...]:
+    return tuple(_sa_set(m, names) for m in members)
+
+
+def _with_sa_sets(node: Node, names: dict[str, str]) -> Node:
+    """A node whose bindings name service-account sets by project id, not number."""
+    assert node.policy is not None
+    bindings = node.policy.bindings
+    if not any(m.startswith(_SA_SET_PROJECTS) for b in bindings for m in b.members):
+        return node
+    fixed = tuple(replace(b, members=_sa_sets(b.members, names)) for b in bindings)
+    return replace(node, policy=replace(node.policy, bindings=fixed))
+
+
+def _deny_sa_sets(dp: DenyPolicy, names: dict[str, str]) -> DenyPolicy:
+    """A deny policy whose rules name service-account sets by project id, not number."""
+    if not any(
+        m.startswith(_SA_SET_PROJECTS)
+        for r in dp.rules
+        for m in r.denied_principals + r.exception_principals
+    ):
+        return dp
+    rules = tuple(
+        replace(
+            r,
+            denied_principals=_sa_sets(r.denied_principals, names),
+            exception_principals=_sa_sets(r.exception_principals, names),
+        )
+        for r in dp.rules
+    )
+    return replace(dp, rules=rules)

@@ -22,7 +22,7 @@ from typing import Any
 
 from zt_pipelines.errors import IdentityError, InputError, SnapshotError
 from zt_pipelines.identity import classify_identity
-from zt_pipelines.loaders import load_file
+from zt_pipelines.loaders import check_plain_data, load_file
 from zt_pipelines.policy.catalogue import roles_from_catalogue
 from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
 from zt_pipelines.policy.deny import V2_PERMISSION, normalize_attachment_point
@@ -125,17 +125,100 @@ def load_snapshot(
     Raises:
         SnapshotError: naming the file (or ``<snapshot>``) and the JSON path.
     """
+    from_file = not isinstance(path_or_dict, dict)
     if isinstance(path_or_dict, dict):
         data: Any = path_or_dict
         source = "<snapshot>"
+        check_plain_data(data, where=source, kind="snapshot", error=SnapshotError)
     else:
         source = str(path_or_dict)
         data = read_document(path_or_dict)
     if not isinstance(data, dict):
         raise SnapshotError("a snapshot must be a mapping at the top level", where=f"{source}: $")
+    check_integrity(data, source)  # first: a cut file is named as cut, not by what broke
     validate_schema(data, SCHEMA_PATH, source, SnapshotError)
     snapshot = _build(data, source)
+    if from_file:  # a file can be cut or hand-written: say what it does not prove
+        snapshot = _file_caveats(snapshot, data, source)
     return with_roles(snapshot, roles) if roles else snapshot
+
+
+#: the key of the integrity digest ``zt-pipelines snapshot`` writes into a snapshot file
+INTEGRITY = "integrity"
+
+
+def integrity_digest(data: dict[str, Any]) -> str:
+    """sha256 of the snapshot's canonical JSON (sorted keys, no spaces), ``integrity`` left out.
+
+    The same for the YAML and the JSON form of one snapshot.
+    """
+    import hashlib
+
+    body = {k: v for k, v in data.items() if k != INTEGRITY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its integrity digest (what ``zt-pipelines snapshot`` writes)."""
+    body = {k: v for k, v in data.items() if k != INTEGRITY}
+    return {**body, INTEGRITY: {"sha256": integrity_digest(body)}}
+
+
+def check_integrity(data: dict[str, Any], source: str) -> None:
+    """Refuse a snapshot whose integrity digest does not match its content.
+
+    The digest catches a file cut at a line boundary or edited by hand after
+    ``zt-pipelines snapshot`` wrote it. It is a checksum, not a signature: whoever can write
+    the file can also write a new digest (keep snapshots where only CI writes).
+
+    Raises:
+        SnapshotError: naming ``$.integrity.sha256``.
+    """
+    seal_ = data.get(INTEGRITY)
+    if not isinstance(seal_, dict) or not isinstance(seal_.get("sha256"), str):
+        return  # absent (a hand-written world), or malformed: the schema names it
+    if seal_["sha256"] != integrity_digest(data):
+        raise SnapshotError(
+            "the snapshot does not match its integrity digest: it was cut or edited after "
+            "zt-pipelines snapshot wrote it",
+            where=f"{source}: $.{INTEGRITY}.sha256",
+            fix="take the snapshot again (zt-pipelines snapshot -o FILE)",
+        )
+
+
+def _file_caveats(snapshot: Snapshot, data: dict[str, Any], source: str) -> Snapshot:
+    """Absent sections are unknown, never empty; an unsealed file is noted (ZT401)."""
+    notes = list(snapshot.notes)
+    if INTEGRITY not in data:
+        notes.append(
+            (
+                "ZT401",
+                f"the snapshot {source} carries no integrity digest (hand-written or edited): "
+                "that it is complete and uncut is not proven; take snapshots with "
+                "zt-pipelines snapshot",
+            )
+        )
+    extra: list[Unreadable] = []
+    if "denyPolicies" not in data:
+        why = (
+            "the snapshot file has no denyPolicies section: the deny policies are unknown "
+            "(write denyPolicies: [] when there are none)"
+        )
+        extra += [
+            Unreadable(node.name, "denyPolicies", why)
+            for node in snapshot.nodes.values()
+            if node.kind in ("organization", "folder", "project")
+        ]
+    if "unreadable" not in data:
+        why = (
+            "the snapshot file has no unreadable section: which reads failed is unknown "
+            "(write unreadable: [] when every read succeeded)"
+        )
+        extra += [Unreadable(name, "snapshot", why) for name in snapshot.nodes]
+    if not extra and len(notes) == len(snapshot.notes):
+        return snapshot
+    return replace(snapshot, unreadable=(*snapshot.unreadable, *extra), notes=tuple(notes))
 
 
 def with_roles(snapshot: Snapshot, roles: dict[str, Role]) -> Snapshot:
@@ -324,6 +407,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         )
 
     groups: dict[str, tuple[str, ...]] = {}
+    spelled: dict[str, str] = {}
     for g, members in data.get("groups", {}).items():
         if not re.match(rf"^{_EMAIL}$", g):
             raise b.fail(
@@ -331,6 +415,13 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
                 f"$.groups[{g!r}]",
                 "key groups by their email, without the group: prefix",
             )
+        if g.lower() in spelled:  # emails are case-insensitive: one would overwrite the other
+            raise b.fail(
+                f"groups {spelled[g.lower()]!r} and {g!r} are the same group (emails ignore case)",
+                f"$.groups[{g!r}]",
+                "list the group once, with all its members",
+            )
+        spelled[g.lower()] = g
         groups[g.lower()] = tuple(
             b.member(m, f"$.groups[{g!r}][{k}]") for k, m in enumerate(members)
         )
@@ -358,8 +449,18 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         groups=groups,
         unreadable=unreadable,
         complete_bindings_for=complete,
+        segmentation=_segmentation(data, source),
         persistent_resources=persistent,
     )
+
+
+def _segmentation(data: dict[str, Any], source: str) -> Any:
+    """The ``segmentation`` section, parsed by its own module (absent: ``None``, unknown)."""
+    if "segmentation" not in data:
+        return None
+    from zt_pipelines.segmentation.snapshot import load_section
+
+    return load_section(data["segmentation"], source)
 
 
 def _check_cycles(nodes: dict[str, Node], b: _Builder) -> None:
@@ -471,6 +572,10 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "completeBindingsFor": sorted(snapshot.complete_bindings_for),
     }
+    if snapshot.segmentation is not None:
+        from zt_pipelines.segmentation.snapshot import dump_section
+
+        out["segmentation"] = dump_section(snapshot.segmentation)
     if snapshot.persistent_resources:
         out["persistentResources"] = [
             {

@@ -167,7 +167,7 @@ def plan(
         ):
             if email and email != step.service_account and not classify_identity(email).is_default:
                 step_accounts.setdefault(email, []).append(f"{step.task} ({role})")
-    return build_plan(
+    planned = build_plan(
         wants,
         project=project,
         pipeline_service_account=pipeline_service_account,
@@ -179,6 +179,38 @@ def plan(
         organization=organization,
         catalogue=load_catalogue(catalogue) if catalogue is not None else None,
     )
+    return _with_segmentation(
+        planned, result, state, project=project, location=location, pipeline_root=pipeline_root
+    )
+
+
+def _with_segmentation(
+    planned: Plan,
+    result: RewriteResult,
+    state: Snapshot | None,
+    *,
+    project: str,
+    location: str,
+    pipeline_root: str | None,
+) -> Plan:
+    """The plan with the missing segmentation pieces, when the state holds segmentation."""
+    if state is None or state.segmentation is None:
+        return planned
+    from dataclasses import replace
+
+    from zt_pipelines.policy.requirements import derive_requirements, pipeline_root_of
+    from zt_pipelines.segmentation.plan import plan_segmentation
+
+    requirements = derive_requirements(
+        result,
+        project=project,
+        location=location,
+        pipeline_service_account=planned.pipeline_service_account,
+        pipeline_root=pipeline_root_of(result, pipeline_root),
+        submitter=None,
+    )
+    seg = plan_segmentation(requirements, result.steps, state, project=project)
+    return replace(planned, segmentation=seg)
 
 
 def _rewrite(

@@ -54,4 +54,18 @@ def read_state(
         emulator_host=emulator_host or os.environ.get("ZT_EMULATOR_HOST") or None,
         use_cache=False,
     )
-    return snapshot
+    from zt_pipelines.gcp.segmentation import fetch_segmentation
+
+    # perimeters and the steps' networks, so the plan can emit what segmentation lacks
+    networked = any(
+        s.job.network or s.job.psc_interface_config or s.job.reach is not None for s in result.steps
+    )
+    return fetch_segmentation(
+        snapshot,
+        result.steps,
+        project=project,
+        perimeters=True,
+        networks=networked,
+        credentials=credentials,
+        emulator_host=emulator_host or os.environ.get("ZT_EMULATOR_HOST") or None,
+    )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from zt_pipelines.errors import InputError, ZtError
 from zt_pipelines.policy.snapshot import Condition
 from zt_pipelines.provision.cover import Cover
 from zt_pipelines.provision.custom_roles import CustomRole
 from zt_pipelines.resources import ResourceRef, display_uri
+
+if TYPE_CHECKING:
+    from zt_pipelines.segmentation.plan import SegmentationPlan
 
 RoleMode = Literal["custom", "predefined"]
 SERVICE_ACCOUNT_USER = "roles/iam.serviceAccountUser"
@@ -183,6 +186,9 @@ class Plan:
     removals: tuple[Grant, ...]
     covers: tuple[StepCover, ...] = ()
     wants: tuple[Want, ...] = field(default=(), repr=False)
+    # the missing perimeter / firewall / PSC pieces (zt_pipelines.segmentation.plan); rendered,
+    # never applied
+    segmentation: SegmentationPlan | None = None
 
     @property
     def is_noop(self) -> bool:

@@ -100,6 +100,13 @@ def render_table(plan: Plan) -> str:
     )
     lines.append("")
     lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
+    seg = plan.segmentation
+    if seg is not None and not seg.is_noop:
+        lines.append(
+            f"Segmentation (not applied; see --format terraform/gcloud): "
+            f"{'perimeter changes, ' if seg.perimeter else ''}{len(seg.firewalls)} firewall "
+            f"rule(s), {len(seg.attachments)} network attachment(s) to add"
+        )
     return "\n".join(lines)
 
 
@@ -310,6 +317,10 @@ def render_terraform(plan: Plan) -> str:
         lines = ["# Bindings to remove (--prune); Terraform did not create them, so remove with:"]
         lines += [f"#   {cmd}" for cmd in (_binding_command(g, "remove") for g in plan.removals)]
         blocks.append("\n".join(lines))
+    if plan.segmentation is not None:
+        from zt_pipelines.segmentation.plan import render_terraform as segmentation_terraform
+
+        blocks.append(segmentation_terraform(plan.segmentation).rstrip("\n"))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -439,6 +450,10 @@ def render_gcloud(plan: Plan) -> str:
         lines.append(_binding_command(grant, "remove"))
     if plan.is_noop:
         lines.append("# nothing to do")
+    if plan.segmentation is not None:
+        from zt_pipelines.segmentation.plan import render_gcloud as segmentation_gcloud
+
+        lines.append(segmentation_gcloud(plan.segmentation).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -110,6 +110,7 @@ class CustomJobSettings:
     reserved_ip_ranges: tuple[str, ...] | None = None
     labels: dict[str, str] | None = None
     psc_interface_config: dict[str, Any] | None = None
+    persistent_resource_id: str | None = None
 
 
 def is_custom_job_launcher(container: dict[str, Any]) -> bool:
@@ -190,13 +191,35 @@ def _runs_as_service_account_input(payload: str) -> bool:
     )
 
 
-def launcher_executor() -> dict[str, Any]:
-    """The launcher executor, as GCPC's component compiles it."""
+def launcher_executor(literals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The launcher executor, as GCPC's component compiles it.
+
+    ``literals`` maps launcher inputs the *component* also declares (``project``,
+    ``location``, ``service_account``, ...) to the value the CustomJob itself must use: the
+    payload carries that value as a literal instead of the input placeholder, and ``--project``
+    / ``--location`` name the running pipeline's, so the component's own input reaches the
+    component unchanged and never steers the CustomJob that wraps it.
+    """
+    args = list(LAUNCHER_ARGS)
+    for name, value in sorted((literals or {}).items()):
+        placeholder = f"{{{{$.inputs.parameters['{name}']}}}}"
+        if name in ("project", "location"):
+            system = "{{$.pipeline_google_cloud_project_id}}"
+            if name == "location":
+                system = "{{$.pipeline_google_cloud_location}}"
+            args = [system if a == placeholder else a for a in args]
+            continue
+        at = args.index("--payload") + 1
+        args[at] = (
+            args[at]
+            .replace(f'"{placeholder}"', json.dumps(value))
+            .replace(placeholder, json.dumps(value))
+        )
     return {
         "container": {
             "image": LAUNCHER_IMAGE,
             "command": list(LAUNCHER_COMMAND),
-            "args": list(LAUNCHER_ARGS),
+            "args": args,
         }
     }
 
@@ -246,13 +269,18 @@ def custom_job_component(
     *,
     executor_label: str,
     where: str,
-) -> dict[str, Any]:
-    """The launcher component replacing ``component`` (whose executor is ``container``).
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The launcher component replacing ``component`` (whose executor is ``container``), and
+    the launcher executor.
+
+    A component parameter with the name of a launcher input (``project``, ``location``,
+    ``service_account``, ... as GCPC's own components have) keeps its definition and reaches
+    the component unchanged; the CustomJob uses its own value for that field, written into the
+    launcher's payload as a literal (see :func:`launcher_executor`).
 
     Raises:
-        TemplateError: the component has an input or output whose name the launcher uses
-            (it would let a task argument steer the CustomJob, e.g. its service account), or
-            the container uses a field a CustomJob cannot carry.
+        TemplateError: the container uses a field a CustomJob cannot carry, or a job value
+            could rewrite the payload.
     """
     unknown = set(container) - _CONTAINER_KEYS
     if unknown:
@@ -268,14 +296,6 @@ def custom_job_component(
         )
     user_in = (component.get("inputDefinitions") or {}).get("parameters") or {}
     user_out = (component.get("outputDefinitions") or {}).get("parameters") or {}
-    clash = sorted((set(user_in) & CUSTOM_JOB_INPUT_NAMES) | (set(user_out) & {"gcp_resources"}))
-    if clash:
-        raise TemplateError(
-            f"component parameter {clash[0]!r} has the name of a CustomJob launcher input; "
-            "as a CustomJob it would steer the job instead of reaching the step",
-            where=where,
-            fix=f"rename the component's {clash[0]!r} parameter",
-        )
     defaults: dict[str, Any] = {
         "display_name": settings.display_name,
         "worker_pool_specs": worker_pool_specs(container, settings),
@@ -299,6 +319,8 @@ def custom_job_component(
             else None
         ),
     }
+    if settings.persistent_resource_id is not None:
+        defaults["persistent_resource_id"] = settings.persistent_resource_id
     for name in QUOTED_PAYLOAD_INPUTS:
         if name in defaults and not is_safe_payload_string(defaults[name]):
             raise TemplateError(
@@ -318,6 +340,8 @@ def custom_job_component(
         if "defaultValue" in param:
             param["isOptional"] = True  # KFP marks inputs with a default optional on load
         params[name] = param
+    clash = sorted(set(user_in) & CUSTOM_JOB_INPUT_NAMES)
+    literals = {name: _literal(name, defaults, params) for name in clash}
     params.update(_copy(user_in))
     outputs: dict[str, Any] = {
         name: {k: v for k, v in definition.items() if k != "description"}
@@ -332,11 +356,30 @@ def custom_job_component(
         inputs_def["artifacts"] = _copy(in_artifacts)
     if out_artifacts:
         outputs_def["artifacts"] = _copy(out_artifacts)
-    return {
+    new_component = {
         "executorLabel": executor_label,
         "inputDefinitions": inputs_def,
         "outputDefinitions": outputs_def,
     }
+    return new_component, launcher_executor(literals)
+
+
+_EMPTY_RAW: dict[str, Any] = {
+    "reserved_ip_ranges": [],
+    "labels": {},
+    "psc_interface_config": {},
+    "worker_pool_specs": [],
+}
+
+
+def _literal(name: str, defaults: dict[str, Any], params: dict[str, Any]) -> Any:
+    """The CustomJob's own value for a launcher input the component also declares."""
+    value = defaults.get(name)
+    if value is None:
+        value = (params.get(name) or {}).get("defaultValue")
+    if value is None:
+        value = _EMPTY_RAW.get(name, "")
+    return value
 
 
 _PLACEHOLDER = re.compile(r"^\{\{\$\.[^{}]+\}\}$")

@@ -232,6 +232,8 @@ def job_settings(
         encryption_spec_key_name=step.encryption_spec_key_name,
         enable_web_access=step.enable_web_access,
         labels=step.labels,
+        persistent_resource_id=step.persistent_resource_id,
+        reach=step.reach,
     ).merged_over(GCPC_DEFAULTS)
     count = final.accelerator_count
     if final.network and final.psc_interface_config:
@@ -254,6 +256,7 @@ def job_settings(
         reserved_ip_ranges=final.reserved_ip_ranges,
         labels=final.labels,
         psc_interface_config=final.psc_interface_config,
+        persistent_resource_id=final.persistent_resource_id,
     )
     if not isinstance(count, int):  # a run-time placeholder: not a number we can report
         final = replace(final, accelerator_count=None)

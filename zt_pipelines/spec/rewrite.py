@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from zt_pipelines.declare import (
 )
 from zt_pipelines.errors import (
     DeclarationError,
+    DefaultIdentityError,
     IdentityError,
     ManifestError,
     PipelineIdentityReuseError,
@@ -52,16 +54,38 @@ from zt_pipelines.model import (
     StepDeclaration,
     StepIdentity,
 )
+from zt_pipelines.spec.gcpc import (
+    JOB_IDENTITY_INPUTS,
+    LauncherKind,
+    identify_launcher,
+    is_gcpc_launcher_module,
+    launcher_module,
+    launcher_type,
+)
+from zt_pipelines.spec.jobs import (
+    SERVICE_ACCOUNT_KEY,
+    check_launcher_container,
+    check_pipeline_root,
+    input_binding,
+    input_placeholder,
+    payload_slot_verdicts,
+    payload_value,
+    trusted_launcher_image,
+)
 from zt_pipelines.spec.launcher import (
     CUSTOM_JOB_INPUT_NAMES,
-    QUOTED_PAYLOAD_INPUTS,
-    RAW_PAYLOAD_INPUTS,
     _copy,
     custom_job_component,
-    is_custom_job_launcher,
     is_safe_payload_string,
-    launcher_executor,
-    reads_service_account_input,
+)
+from zt_pipelines.spec.payload import (
+    ParsedPayload,
+    PayloadError,
+    Raw,
+    field_at,
+    insert_field,
+    keys_named,
+    parse_payload,
 )
 from zt_pipelines.spec.resolve import (
     Bound,
@@ -79,8 +103,12 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
+# values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
+# the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
+_UNSET = (None, "", "{{$.pipeline_service_account}}")
 # CustomJob inputs a declaration may set on an existing GCPC custom-job task.
 _GCPC_TASK_FIELDS = (
+    "persistent_resource_id",
     "network",
     "encryption_spec_key_name",
     "enable_web_access",
@@ -111,6 +139,7 @@ def rewrite(
     naming_template: str = DEFAULT_NAME_TEMPLATE,
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
+    pipeline_root: str | None = None,
 ) -> dict[str, Any]:
     """Rewrite ``spec`` and return only the new IR; the arguments are
     :func:`rewrite_pipeline`'s (spelled out so ``help()`` and IDEs show them)."""
@@ -124,6 +153,7 @@ def rewrite(
         naming_template=naming_template,
         defaults=defaults,
         platform_docs=platform_docs,
+        pipeline_root=pipeline_root,
     ).spec
 
 
@@ -138,6 +168,7 @@ def rewrite_pipeline(
     naming_template: str = DEFAULT_NAME_TEMPLATE,
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
+    pipeline_root: str | None = None,
 ) -> RewriteResult:
     """Rewrite every container step of a pipeline into a CustomJob under its own identity.
 
@@ -156,6 +187,9 @@ def rewrite_pipeline(
         naming_template: template of derived account ids (``{pipeline}``, ``{task}``).
         defaults: CustomJob fields for every step that does not declare its own.
         platform_docs: PlatformSpec documents of the template, when ``spec`` is a dict.
+        pipeline_root: the verified pipeline root Vertex substitutes for
+            ``{{$.pipeline_root}}`` (``None``: Vertex's default root). It lands inside launcher
+            payloads, so it must be a ``gs://`` URI without quotes, backslashes or braces.
 
     Raises:
         TemplateError: the template is not a pipeline, or a step cannot become a CustomJob.
@@ -165,6 +199,7 @@ def rewrite_pipeline(
             the pipeline SA, or not known before submission — naming the task.
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
+    check_pipeline_root(pipeline_root)
     ir, docs = _split_input(spec, platform_docs)
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
@@ -347,6 +382,8 @@ class _Walker:
         self.executors: dict[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
         self.declarations = declarations
         self.env = root_env(ir, parameter_values)
+        self.explicit_parameters = frozenset(parameter_values or {})
+        self._runtime_placement: tuple[str, ...] = ()
         self.project = project
         self.pipeline_sa = pipeline_sa
         self.naming_template = naming_template
@@ -486,11 +523,13 @@ class _Walker:
             new_task["componentRef"]["name"] = name
             return new_task
         decl = self._declaration(path, label)
-        if is_custom_job_launcher(container):
-            return self._gcpc_task(new_task, path, ref, child, label, executor, env, decl)
-        steering = sorted(
-            set((task.get("inputs") or {}).get("parameters") or {}) & CUSTOM_JOB_INPUT_NAMES
-        )
+        kind = self._kind(container, where)
+        if kind is not None and not kind.wrap:
+            return self._launcher_task(new_task, path, ref, child, label, executor, env, decl, kind)
+        params: dict[str, Any] = (child.get("inputDefinitions") or {}).get("parameters") or {}
+        bindings: dict[str, Any] = dict((task.get("inputs") or {}).get("parameters") or {})
+        before = dict(bindings)
+        steering = sorted((set(bindings) & CUSTOM_JOB_INPUT_NAMES) - set(params))
         if steering:
             raise TemplateError(
                 f"the task passes {steering[0]!r}, which its component does not declare; as a "
@@ -499,6 +538,12 @@ class _Walker:
                 fix="remove the argument from the task",
             )
         sa, source = self._identity(path, decl, env)
+        launched, launched_field, serving = self._job_identity_inputs(
+            bindings, params, env, path, sa, kind, skip=None
+        )
+        if kind is not None and kind.identity.kind == "args_flag":
+            launched, launched_field = self._pin_args_flag(bindings, params, env, kind, sa, where)
+        placed = self._placement(container, bindings, params, env, kind, where)
         settings, job = job_settings(
             display_name=ref.removeprefix("comp-"),
             service_account=sa,
@@ -507,12 +552,19 @@ class _Walker:
             resources=container.get("resources"),
             where=where,
         )
-        component = custom_job_component(child, container, settings, executor_label="", where=where)
-        params = component["inputDefinitions"]["parameters"]
-        runtime_inputs = _raw_payload_inputs(
-            params["worker_pool_specs"]["defaultValue"], params, task, env
+        component, new_executor = custom_job_component(
+            child, container, settings, executor_label="", where=where
         )
-        name = self._emit(ref, component, label, launcher_executor())
+        if bindings != before:
+            new_task.setdefault("inputs", {})["parameters"] = bindings
+        merged = component["inputDefinitions"]["parameters"]
+        runtime_inputs = _raw_payload_inputs(
+            merged["worker_pool_specs"]["defaultValue"],
+            merged,
+            {"inputs": {"parameters": bindings}},
+            env,
+        )
+        name = self._emit(ref, component, label, new_executor)
         new_task["componentRef"]["name"] = name
         self.steps.append(
             StepIdentity(
@@ -525,6 +577,16 @@ class _Walker:
                 image=str(container.get("image", "")),
                 job=job,
                 unescaped_payload_inputs=runtime_inputs,
+                job_kind=kind.name if kind is not None else "CustomJob",
+                launched_service_account=launched,
+                launched_identity_field=launched_field,
+                serving_service_account=serving,
+                wrapped_launcher=kind is not None,
+                job_project=placed["job_project"],
+                job_location=placed["job_location"],
+                job_network=placed["job_network"],
+                job_kms_key=placed["job_kms_key"],
+                job_runtime_fields=self._runtime_placement,
             )
         )
         return new_task
@@ -553,7 +615,7 @@ class _Walker:
             return self._derive(path), "derived"
         return self._check(value, where), source
 
-    def _derive(self, path: str) -> str:
+    def _derive(self, path: str, *, suffix: str = "") -> str:
         where = f"task {path!r}"
         if self.project is None:
             raise IdentityError(
@@ -561,18 +623,18 @@ class _Walker:
                 where=where,
                 fix="pass project=PROJECT_ID (--project) or declare the step's identity",
             )
-        account = derive_account_id(
-            self.pipeline_name, self.keys[path], template=self.naming_template
-        )
+        key = self.keys[path] + (f"/{suffix}" if suffix else "")
+        account = derive_account_id(self.pipeline_name, key, template=self.naming_template)
         email = service_account_email(account, self.project)
+        tag = path + (f"#{suffix}" if suffix else "")
         other = self._derived.get(email)
-        if other is not None and other != path:  # backstop: 24-40 hash bits make it unlikely
+        if other is not None and other != tag:  # backstop: 24-40 hash bits make it unlikely
             raise IdentityError(
                 f"derived identity {email!r} is shared with task {other!r}",
                 where=where,
                 fix="change naming_template",
             )
-        self._derived[email] = path
+        self._derived[email] = tag
         return self._check(email, where)
 
     def _check(self, value: Any, where: str) -> str:
@@ -588,9 +650,37 @@ class _Walker:
             )
         return email
 
-    # -- existing GCPC custom jobs ---------------------------------------------------------
+    # -- GCPC launchers --------------------------------------------------------------------
 
-    def _gcpc_task(
+    def _kind(self, container: dict[str, Any], where: str) -> LauncherKind | None:
+        """The catalogue entry for a container; refuses unknown and unsupported launchers."""
+        kind = identify_launcher(container)
+        if kind is None:
+            module = is_gcpc_launcher_module(container)
+            if module is not None:
+                shown = launcher_type(container)
+                raise TemplateError(
+                    f"unknown GCPC launcher {module}"
+                    + (f" --type {shown}" if shown else "")
+                    + ": zt-pipelines does not know where its job's identity is set, and will "
+                    "not run it as the pipeline's service account",
+                    where=where,
+                    fix="upgrade zt-pipelines, or wrap the step as a plain container: in a "
+                    "manifest, declare the task with `launcher: caller` when its job runs as "
+                    "the caller (then it runs in a CustomJob as the step's identity)",
+                )
+            return None
+        if not kind.supported:
+            raise TemplateError(
+                f"{kind.name} ({launcher_module(container)}): {kind.refusal}",
+                where=where,
+                fix="replace the step (see docs/rewrite.md, Google Cloud Pipeline Components)",
+            )
+        if not kind.wrap and not trusted_launcher_image(container.get("image")):
+            return None  # a look-alike in another image runs as a plain container, wrapped
+        return kind
+
+    def _launcher_task(
         self,
         task: dict[str, Any],
         path: str,
@@ -600,51 +690,92 @@ class _Walker:
         executor: dict[str, Any],
         env: Env,
         decl: StepDeclaration,
+        kind: LauncherKind,
     ) -> dict[str, Any]:
+        """A launcher whose job carries its own identity: pin the step's identity there."""
         where = f"task {path!r}"
         container = executor["container"]
-        params = (component.get("inputDefinitions") or {}).get("parameters") or {}
-        if not reads_service_account_input(container) or "service_account" not in params:
-            raise TemplateError(
-                "this custom job sets its service account in a way zt-pipelines cannot read",
-                where=where,
-                fix="build it with GCPC's CustomTrainingJobOp or "
-                "create_custom_training_job_from_component",
-            )
+        check_launcher_container(container, kind, where)
+        params: dict[str, Any] = (component.get("inputDefinitions") or {}).get("parameters") or {}
         bindings: dict[str, Any] = dict((task.get("inputs") or {}).get("parameters") or {})
         before = dict(bindings)
-        source: IdentitySource = "gcpc"
-        found: Any = None
-        pin = False
-        if "service_account" in bindings:
-            value, parameter = resolve_identity_binding(
-                bind(bindings["service_account"], env), where=where
+        args: list[str] = list(container["args"])
+        at = args.index("--payload") + 1
+        parsed = self._parse(args[at], task, params, where)
+        identity_path = kind.identity.payload_path
+        stray = [p for p in keys_named(parsed.tree, SERVICE_ACCOUNT_KEY) if p != identity_path]
+        if stray:
+            raise TemplateError(
+                f"the {kind.name} payload sets an identity at {'.'.join(map(str, stray[0]))}, "
+                f"where zt-pipelines does not pin one (GCPC sets it at "
+                f"{'.'.join(identity_path)})",
+                where=where,
+                fix="rebuild the step with the GCPC component, unmodified",
             )
-            found = value if value is not None else ""
-            if parameter is not None:
-                source, pin = "parameter", True
-        else:
-            found = params["service_account"].get("defaultValue") or None
+        node = field_at(parsed.tree, identity_path)
+        source: IdentitySource = "gcpc"
         declared = decl.service_account
-        if found is None:  # absent (GCPC's '' default): declared, parameter or derived
+        identity_input: str | None = None
+        if node is None:  # absent: GCPC's job would run as a service agent
             sa, source = self._identity(path, decl, env)
-            pin = True
+            try:
+                args[at] = insert_field(args[at], parsed, identity_path[:-1], identity_path[-1], sa)
+            except PayloadError as exc:
+                raise TemplateError(
+                    f"cannot pin the identity into the {kind.name} payload: {exc}", where=where
+                ) from None
+        elif isinstance(node, str) and input_placeholder(node) is not None:
+            identity_input = input_placeholder(node)
+            assert identity_input is not None
+            sa, source = self._pinned_input(
+                identity_input, bindings, params, env, path, decl, what=kind.identity.what
+            )
+        elif isinstance(node, str) and "{{" not in node and node:
+            sa = self._check(node, where)
         else:
-            sa = self._check(found, where)
-            if declared is not None and declared != sa:
-                raise DeclarationError(
-                    f"declared {declared!r} but the custom job runs as {sa!r}",
-                    where=where,
-                    fix="declare the identity in one place",
+            raise TemplateError(
+                f"the {kind.name} payload sets its identity ({'.'.join(identity_path)}) to "
+                f"{node!r}, which zt-pipelines cannot pin",
+                where=where,
+                fix="rebuild the step with the GCPC component, unmodified",
+            )
+        if declared is not None and declared != sa:
+            raise DeclarationError(
+                f"declared {declared!r} but the {kind.name} runs as {sa!r}",
+                where=where,
+                fix="declare the identity in one place",
+            )
+        pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
+        inner = _inner_kind(pools) if kind.name == "CustomJob" else None
+        launched, launched_field, serving = self._job_identity_inputs(
+            bindings, params, env, path, sa, inner, skip=identity_input
+        )
+        if launched is None and kind.name != "CustomJob":  # the job runs as the step itself
+            launched, launched_field = sa, f"payload {'.'.join(identity_path)}"
+        placed = self._placement(container, bindings, params, env, inner or kind, where)
+        job = JobFields()
+        if kind.name == "CustomJob":
+            self._apply_gcpc_fields(bindings, params, parsed, decl, where)
+            job = _payload_job(parsed, bindings, params, env)
+        runtime = self._payload_runtime(parsed, bindings, params, env, kind, where)
+        if kind.name == "CustomJob" and pools is not None:
+            runtime = tuple(
+                sorted(
+                    {
+                        *runtime,
+                        *_raw_payload_inputs(
+                            pools, params, {"inputs": {"parameters": bindings}}, env
+                        ),
+                    }
                 )
-        if pin:
-            bindings["service_account"] = {"runtimeValue": {"constant": sa}}
-        self._apply_gcpc_fields(bindings, params, decl, where)
-        runtime_raw = _check_payload_inputs(bindings, params, env, where)
+            )
         if bindings != before:
             task.setdefault("inputs", {})["parameters"] = bindings
-        name = self._emit(ref, _copy(component), label, _copy(executor))
+        new_executor = _copy(executor)
+        new_executor["container"]["args"] = args
+        name = self._emit(ref, _copy(component), label, new_executor)
         task["componentRef"]["name"] = name
+        image = _pool_image(pools) if kind.name == "CustomJob" else str(container.get("image", ""))
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -653,30 +784,321 @@ class _Walker:
                 service_account=sa,
                 source=source,
                 needs=decl.needs,
-                image=_gcpc_image(bindings, params, env),
-                job=_gcpc_job(bindings, params, env),
-                already_custom_job=True,
-                unescaped_payload_inputs=tuple(
-                    sorted(
-                        {
-                            *runtime_raw,
-                            *_raw_payload_inputs(
-                                _constant("worker_pool_specs", bindings, params, env),
-                                params,
-                                {"inputs": {"parameters": bindings}},
-                                env,
-                            ),
-                        }
-                    )
+                image=image,
+                job=replace(
+                    job,
+                    reach=decl.job.reach if decl.job.reach is not None else self.defaults.reach,
                 ),
+                already_custom_job=kind.name == "CustomJob",
+                unescaped_payload_inputs=runtime,
+                job_kind=inner.name if inner is not None else kind.name,
+                launched_service_account=launched,
+                launched_identity_field=launched_field,
+                serving_service_account=serving,
+                wrapped_launcher=inner is not None,
+                job_project=placed["job_project"],
+                job_location=placed["job_location"],
+                job_network=placed["job_network"],
+                job_kms_key=placed["job_kms_key"],
+                job_runtime_fields=self._runtime_placement,
             )
         )
         return task
+
+    def _parse(
+        self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str
+    ) -> ParsedPayload:
+        inputs = task.get("inputs") or {}
+        given = set(inputs.get("parameters") or {}) | set(inputs.get("artifacts") or {})
+
+        def present(name: str) -> bool:
+            definition = params.get(name)
+            return name in given or (isinstance(definition, dict) and "defaultValue" in definition)
+
+        try:
+            return parse_payload(payload, present)
+        except PayloadError as exc:
+            raise TemplateError(
+                f"the launcher payload cannot be read exactly: {exc}",
+                where=where,
+                fix="rebuild the step with the GCPC component, unmodified",
+            ) from None
+
+    def _pinned_input(
+        self,
+        name: str,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        path: str,
+        decl: StepDeclaration,
+        *,
+        what: str,
+    ) -> tuple[str, IdentitySource]:
+        """The step identity held by input ``name`` (pinned as a constant); ``""`` gets the
+        declared or derived identity."""
+        where = f"task {path!r}"
+        bound = input_binding(name, bindings, params, env)
+        value: Any = None
+        source: IdentitySource = "gcpc"
+        if bound is not None:
+            try:
+                value, parameter = resolve_identity_binding(bound, where=where)
+            except UnpinnedIdentityError as exc:
+                raise UnpinnedIdentityError(
+                    f"{what} (input {name!r}): {exc.what}", where=where, fix=exc.fix
+                ) from None
+            if parameter is not None and value not in _UNSET:
+                source = "parameter"
+            if value in ("", None) and self._explicit(name, bindings, parameter):
+                raise DefaultIdentityError(
+                    f"{what} (input {name!r}) is set explicitly to an empty value: the job "
+                    "would run as a Google-managed default identity (a service agent)",
+                    where=where,
+                    fix=f"leave {name!r} unset (zt-pipelines then pins the step's own "
+                    "identity) or set a dedicated service account",
+                )
+        if value in _UNSET:  # GCPC's '' default: a service agent would run the job
+            sa, source = self._identity(path, decl, env)
+        else:
+            sa = self._check(value, where)
+        if bindings.get(name) != {"runtimeValue": {"constant": sa}} and (
+            name in bindings or value in _UNSET or source == "parameter"
+        ):
+            bindings[name] = {"runtimeValue": {"constant": sa}}
+        return sa, source
+
+    def _pin_args_flag(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        kind: LauncherKind,
+        step_sa: str,
+        where: str,
+    ) -> tuple[str, str]:
+        """Pin the launched job's identity as a flag in a list input (Dataflow python's
+        ``--service_account_email`` in ``args``), as a user would pass it to GCPC."""
+        name, flag = kind.identity.input, kind.identity.flag
+        field = f"input {name} {flag}"
+        bound = input_binding(name, bindings, params, env)
+        values: Any = [] if bound is None else bound.value
+        if bound is not None and bound.kind != "constant":
+            raise UnpinnedIdentityError(
+                f"input {name!r} holds the {kind.name}'s arguments, including its worker "
+                f"identity ({flag}), and comes from {bound.what or 'a run-time value'}",
+                where=where,
+                fix=f"bind {name!r} to a constant list or a pipeline parameter with a value",
+            )
+        if isinstance(values, str):
+            try:
+                values = json.loads(values)
+            except ValueError:
+                values = None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise TemplateError(
+                f"input {name!r} of the {kind.name} is not a list of strings", where=where
+            )
+        found = [
+            (values[i + 1] if v == flag and i + 1 < len(values) else v.partition("=")[2])
+            for i, v in enumerate(values)
+            if v == flag or v.startswith(flag + "=")
+        ]
+        if len(found) > 1:
+            raise TemplateError(f"{flag} is given twice in input {name!r}", where=where)
+        if found:
+            return self._check(found[0], where), field
+        bindings[name] = {"runtimeValue": {"constant": [*values, flag, step_sa]}}
+        return step_sa, field
+
+    def _explicit(self, name: str, bindings: dict[str, Any], parameter: str | None) -> bool:
+        """True when a user chose the value: a task constant, or a parameter value passed in
+        (a parameter left at its template default is not a choice)."""
+        return name in bindings and (parameter is None or parameter in self.explicit_parameters)
+
+    def _job_identity_inputs(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        path: str,
+        step_sa: str,
+        kind: LauncherKind | None,
+        *,
+        skip: str | None,
+    ) -> tuple[str | None, str, str | None]:
+        """Pin inputs that name a launched job's identity (``dataflow_service_account``, ...)
+        and a deploy step's serving identity. Returns ``(launched, field, serving)``."""
+        where = f"task {path!r}"
+        serving_input = (
+            kind.serving_identity.input if kind is not None and kind.serving_identity else None
+        )
+        serving: str | None = None
+        launched: str | None = None
+        field = ""
+        for name in sorted(set(params) & set(JOB_IDENTITY_INPUTS)):
+            if name == skip:
+                continue
+            bound = input_binding(name, bindings, params, env)
+            value: Any = ""
+            if bound is not None:
+                try:
+                    value, parameter = resolve_identity_binding(bound, where=where)
+                except UnpinnedIdentityError as exc:
+                    raise UnpinnedIdentityError(
+                        f"input {name!r} sets the identity of the job the step launches: "
+                        f"{exc.what}",
+                        where=where,
+                        fix=exc.fix,
+                    ) from None
+                if value in ("", None) and self._explicit(name, bindings, parameter):
+                    whose = (
+                        "the deploy step's serving identity"
+                        if name == serving_input
+                        else "the identity of the job the step launches"
+                    )
+                    raise DefaultIdentityError(
+                        f"{whose} (input {name!r}) is set explicitly to an empty value: it "
+                        "would run as a Google-managed default identity (a service agent)",
+                        where=where,
+                        fix=f"leave {name!r} unset (zt-pipelines then pins "
+                        + (
+                            "a derived serving identity"
+                            if name == serving_input
+                            else "the step's own identity"
+                        )
+                        + ") or set a dedicated service account",
+                    )
+            if name == serving_input:
+                serving = (
+                    self._check(value, where)
+                    if value not in _UNSET
+                    else self._derive(path, suffix="serving")
+                )
+                if serving == step_sa:
+                    raise IdentityError(
+                        f"the serving identity {serving!r} is the deploying step's own identity",
+                        where=where,
+                        fix="give the deployed model its own service account",
+                    )
+                bindings[name] = {"runtimeValue": {"constant": serving}}
+                continue
+            sa = self._check(value, where) if value not in _UNSET else step_sa
+            bindings[name] = {"runtimeValue": {"constant": sa}}
+            if launched is None or sa != step_sa:
+                launched, field = sa, f"input {name}"
+        return launched, field, serving
+
+    def _placement(
+        self,
+        container: dict[str, Any],
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        kind: LauncherKind | None,
+        where: str,
+    ) -> dict[str, str | None]:
+        """Resolve (and pin) what steers where the job runs: project, location, network, CMEK.
+
+        A constant or a pipeline parameter's value is pinned as a constant (the component
+        receives exactly the value it received before); a value known only at run time is
+        refused, because it would move the job somewhere nobody verified.
+        """
+        found: dict[str, str | None] = {
+            "job_project": None,
+            "job_location": None,
+            "job_network": None,
+            "job_kms_key": None,
+        }
+        names: dict[str, tuple[str, ...]] = {
+            "job_project": ("project",),
+            "job_location": ("location",),
+            "job_network": kind.network_inputs[:1] if kind else ("network",),
+            "job_kms_key": kind.cmek_inputs if kind else ("encryption_spec_key_name",),
+        }
+        if kind is not None:  # the launcher's own --project/--location arguments say which
+            args = container.get("args") or []
+            for key, flag in (("job_project", "--project"), ("job_location", "--location")):
+                if flag in args[:-1]:
+                    value = args[args.index(flag) + 1]
+                    name = input_placeholder(value)
+                    if name is not None:
+                        names[key] = (name,)
+                    elif isinstance(value, str) and value and "{{" not in value:
+                        found[key] = value
+        runtime: list[str] = []
+        for key, candidates in names.items():
+            for name in candidates:
+                if name not in params:
+                    continue
+                bound = input_binding(name, bindings, params, env)
+                if bound is None:
+                    continue
+                what = key.removeprefix("job_").replace("kms_key", "CMEK key")
+                if bound.kind != "constant":
+                    if (
+                        kind is not None
+                        and key in ("job_project", "job_network")
+                        and bound.kind == "runtime"
+                    ):
+                        raise UnpinnedIdentityError(
+                            f"input {name!r} sets the {what} of the job the step's launcher "
+                            f"creates, and comes from {bound.what or 'a run-time value'}; a "
+                            "value known only at run time would move the job where nobody "
+                            "verified it",
+                            where=where,
+                            fix=f"bind {name!r} to a constant or a pipeline parameter with a value",
+                        )
+                    runtime.append(what)  # reported: IAM still bounds the step's calls
+                    continue
+                value = bound.value
+                if bound.parameter is not None and name in bindings:
+                    bindings[name] = {"runtimeValue": {"constant": value}}
+                own = isinstance(value, str) and value and not value.startswith("{{$.pipeline_")
+                if own and found[key] is None:
+                    found[key] = value
+        self._runtime_placement = tuple(sorted(set(runtime)))
+        return found
+
+    def _payload_runtime(
+        self,
+        parsed: ParsedPayload,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        kind: LauncherKind,
+        where: str,
+    ) -> tuple[str, ...]:
+        """Refuse values that would change the payload's structure; return the run-time ones."""
+        identity = kind.identity.payload_path
+        runtime: set[str] = set()
+        for verdict in payload_slot_verdicts(parsed, bindings, params, env):
+            spot = ".".join(map(str, verdict.path)) or "(root)"
+            if verdict.verdict == "unsafe":
+                raise TemplateError(
+                    f"the {kind.name} payload's {spot} gets {verdict.name!r} = {verdict.detail}; "
+                    "pasted into the payload it could change the job's structure, down to its "
+                    "identity",
+                    where=where,
+                    fix="pass a value without quotes, backslashes or placeholders (a list or "
+                    "mapping only where GCPC pastes one unquoted)",
+                )
+            if verdict.verdict == "runtime":
+                if verdict.path[: len(identity)] == identity:
+                    raise UnpinnedIdentityError(
+                        f"the {kind.name} identity comes from {verdict.name!r}, known only at "
+                        "run time",
+                        where=where,
+                        fix="an identity must be known before submission",
+                    )
+                runtime.add(verdict.name)
+        return tuple(sorted(runtime))
 
     def _apply_gcpc_fields(
         self,
         bindings: dict[str, Any],
         params: dict[str, Any],
+        parsed: ParsedPayload,
         decl: StepDeclaration,
         where: str,
     ) -> None:
@@ -687,10 +1109,17 @@ class _Walker:
                     where=where,
                     fix="set it in the custom job's worker_pool_specs",
                 )
+        used = {input_placeholder(s.placeholder) for s in parsed.slots}
         for name in _GCPC_TASK_FIELDS:
             value = getattr(decl.job, name)
-            if value is None or name not in params:
+            if value is None:
                 continue
+            if name not in params or name not in used:
+                raise DeclarationError(
+                    f"{name} is declared, but this custom job's payload takes no {name!r} input",
+                    where=where,
+                    fix="set it on the GCPC component itself",
+                )
             value = list(value) if isinstance(value, tuple) else value
             current = bindings.get(name)
             if current is None:
@@ -788,54 +1217,6 @@ def _raw_payload_inputs(
     return tuple(sorted(set(runtime)))
 
 
-def _check_payload_inputs(
-    bindings: dict[str, Any], params: dict[str, Any], env: Env, where: str
-) -> tuple[str, ...]:
-    """Refuse launcher inputs that could rewrite the payload JSON they are pasted into; return
-    the unquoted ones known only at run time (for ``unescaped_payload_inputs``).
-
-    Vertex substitutes ``{{$.inputs.parameters['x']}}`` into the ``--payload`` string as is:
-    a run-time value, or a constant holding a quote, could add a second ``service_account``
-    the launcher's JSON parser would take instead of the one we checked. An unquoted slot
-    (``"labels": {{...}}``) holding a *string* constant would be pasted as JSON text, so its
-    constant must be a value of the slot's own JSON type.
-    """
-    runtime: list[str] = []
-    for name in (*QUOTED_PAYLOAD_INPUTS, *RAW_PAYLOAD_INPUTS):
-        if name in bindings:
-            bound = bind(bindings[name], env)
-        elif "defaultValue" in (params.get(name) or {}):
-            bound = Bound("constant", params[name]["defaultValue"])
-        else:
-            continue
-        if name in RAW_PAYLOAD_INPUTS:
-            expected = RAW_PAYLOAD_INPUTS[name]
-            if bound.kind != "constant":
-                runtime.append(name)
-            elif not isinstance(bound.value, expected):
-                raise TemplateError(
-                    f"the custom job's {name!r} is {bound.value!r}, not a {expected.__name__}; "
-                    "pasted unquoted into the launcher payload it could rewrite the job",
-                    where=where,
-                )
-            continue
-        if bound.kind != "constant":
-            raise UnpinnedIdentityError(
-                f"the custom job's {name!r} comes from {bound.what or 'a run-time value'}; it is "
-                "pasted into the launcher payload, where a run-time value could change the job's "
-                "service account",
-                where=where,
-                fix=f"bind {name!r} to a constant or a pipeline parameter with a value",
-            )
-        if not is_safe_payload_string(bound.value):
-            raise TemplateError(
-                f"the custom job's {name!r} value {bound.value!r} holds a quote, a backslash or "
-                "a placeholder; pasted into the launcher payload it could rewrite the job",
-                where=where,
-            )
-    return tuple(runtime)
-
-
 def _unique(name: str, used: set[str]) -> str:
     index = 2
     while f"{name}-{index}" in used:
@@ -850,37 +1231,6 @@ def _constant(name: str, bindings: dict[str, Any], params: dict[str, Any], env: 
     return (params.get(name) or {}).get("defaultValue")
 
 
-def _gcpc_image(bindings: dict[str, Any], params: dict[str, Any], env: Env) -> str:
-    pools = _constant("worker_pool_specs", bindings, params, env)
-    try:
-        return str(pools[0]["container_spec"]["image_uri"])
-    except (TypeError, KeyError, IndexError):
-        return ""
-
-
-def _gcpc_job(bindings: dict[str, Any], params: dict[str, Any], env: Env) -> JobFields:
-    """The job fields of an existing custom job, read the way the rewrite writes them."""
-    values: dict[str, Any] = {}
-    for name in _GCPC_TASK_FIELDS:
-        value = _constant(name, bindings, params, env)
-        if isinstance(value, list):
-            value = tuple(value)
-        if isinstance(value, (str, bool, tuple, dict)):
-            values[name] = value
-    pools = _constant("worker_pool_specs", bindings, params, env)
-    if isinstance(pools, list) and pools and all(isinstance(p, dict) for p in pools):
-        machine = pools[0].get("machine_spec") or {}
-        disk = pools[0].get("disk_spec") or {}
-        values["machine_type"] = machine.get("machine_type")
-        values["accelerator_type"] = machine.get("accelerator_type", "")
-        values["accelerator_count"] = _int(machine.get("accelerator_count", 1))
-        values["replica_count"] = _int(sum(_int(p.get("replica_count", 1)) or 0 for p in pools))
-        values["boot_disk_type"] = disk.get("boot_disk_type")
-        values["boot_disk_size_gb"] = _int(disk.get("boot_disk_size_gb"))
-    values = {k: v for k, v in values.items() if isinstance(v, (str, int, bool, tuple, dict))}
-    return JobFields(**values)
-
-
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -889,3 +1239,68 @@ def _int(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None  # a run-time placeholder
+
+
+def _inner_kind(pools: Any) -> LauncherKind | None:
+    """The GCPC launcher a CustomJob wraps (from its first worker pool), if it is one the
+    rewrite wraps: a second rewrite then reports the same job kind as the first."""
+    try:
+        spec = pools[0]["container_spec"]
+        container = {"command": spec.get("command") or [], "args": spec.get("args") or []}
+    except (TypeError, KeyError, IndexError, AttributeError):
+        return None
+    kind = identify_launcher(container)
+    return kind if kind is not None and kind.wrap and kind.supported else None
+
+
+def _pool_image(pools: Any) -> str:
+    try:
+        return str(pools[0]["container_spec"]["image_uri"])
+    except (TypeError, KeyError, IndexError):
+        return ""
+
+
+_JOB_PATHS: dict[str, tuple[str, ...]] = {
+    "network": ("job_spec", "network"),
+    "encryption_spec_key_name": ("encryption_spec", "kms_key_name"),
+    "enable_web_access": ("job_spec", "enable_web_access"),
+    "reserved_ip_ranges": ("job_spec", "reserved_ip_ranges"),
+    "labels": ("labels",),
+    "psc_interface_config": ("job_spec", "psc_interface_config"),
+    "persistent_resource_id": ("job_spec", "persistent_resource_id"),
+}
+
+
+def _payload_job(
+    parsed: ParsedPayload, bindings: dict[str, Any], params: dict[str, Any], env: Env
+) -> JobFields:
+    """The job fields of an existing custom job, read from its payload."""
+    values: dict[str, Any] = {}
+    for name, path in _JOB_PATHS.items():
+        value = payload_value(parsed, path, bindings, params, env)
+        node = field_at(parsed.tree, path)
+        literal = input_placeholder(node.placeholder if isinstance(node, Raw) else node) is None
+        if literal and value in ({}, []):
+            continue  # our wrap's stand-in for a field the step does not set (see launcher.py)
+        if isinstance(value, list):
+            value = tuple(value)
+        if name == "persistent_resource_id" and (
+            not isinstance(value, str) or not value or value.startswith("{{")
+        ):
+            continue  # the pipeline's persistent resource (or none): on demand
+        if isinstance(value, (str, bool, tuple, dict)):
+            values[name] = value
+    pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
+    if isinstance(pools, list) and pools and all(isinstance(p, dict) for p in pools):
+        machine = pools[0].get("machine_spec")
+        disk = pools[0].get("disk_spec")
+        machine = machine if isinstance(machine, dict) else {}
+        disk = disk if isinstance(disk, dict) else {}
+        values["machine_type"] = machine.get("machine_type")
+        values["accelerator_type"] = machine.get("accelerator_type", "")
+        values["accelerator_count"] = _int(machine.get("accelerator_count", 1))
+        values["replica_count"] = _int(sum(_int(p.get("replica_count", 1)) or 0 for p in pools))
+        values["boot_disk_type"] = disk.get("boot_disk_type")
+        values["boot_disk_size_gb"] = _int(disk.get("boot_disk_size_gb"))
+    values = {k: v for k, v in values.items() if isinstance(v, (str, int, bool, tuple, dict))}
+    return JobFields(**values)

@@ -34,6 +34,10 @@ def load_template(
             the file.
     """
     if isinstance(template, Mapping):
+        # built in Python, not parsed: still bounded (depth, size) before anything walks it
+        loaders.check_plain_data(
+            dict(template), where="template", kind="template", error=TemplateError
+        )
         return _pipeline_from(dict(template), (), "template")
     path = Path(template)
     text = loaders.read_text(path, kind="template", error=TemplateError)  # bounded, strict

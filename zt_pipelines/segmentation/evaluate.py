@@ -1,0 +1,686 @@
+"""Segmentation checks: perimeters and networks, decided offline from the snapshot (pure).
+
+:func:`segmentation_findings` turns the pipeline's steps and requirements plus the snapshot's
+segmentation section into findings ZT510–ZT530 (see docs/findings.md and
+docs/segmentation.md). Nothing here reads anything: an absent section is *unknown* and,
+where a policy requires segmentation or a step declares reach, unverifiable (ZT530).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.report import Evidence, Finding, Severity
+from zt_pipelines.policy.requirements import CheckContext, Requirement
+from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.segmentation.firewall import Box, Source, egress_boxes
+from zt_pipelines.segmentation.model import (
+    PORTED,
+    Perimeter,
+    PerimeterConfig,
+    Range,
+    ReachEntry,
+    SegmentationState,
+    format_range,
+    network_key,
+    parse_reach,
+    regional_key,
+)
+
+#: services a pipeline's permissions map to that VPC Service Controls can restrict
+PERMISSION_SERVICES: dict[str, str] = {
+    "aiplatform": "aiplatform.googleapis.com",
+    "storage": "storage.googleapis.com",
+    "bigquery": "bigquery.googleapis.com",
+    "artifactregistry": "artifactregistry.googleapis.com",
+    "secretmanager": "secretmanager.googleapis.com",
+    "cloudkms": "cloudkms.googleapis.com",
+    "pubsub": "pubsub.googleapis.com",
+    "dataflow": "dataflow.googleapis.com",
+    "dataproc": "dataproc.googleapis.com",
+    "notebooks": "notebooks.googleapis.com",
+    "spanner": "spanner.googleapis.com",
+    "bigtable": "bigtableadmin.googleapis.com",
+    "logging": "logging.googleapis.com",
+}
+_WARNING_CODES = frozenset({"ZT512", "ZT525"})
+_ANY_IDENTITY = {"ANY_IDENTITY", "ANY_USER_ACCOUNT", "ANY_SERVICE_ACCOUNT"}
+
+
+@dataclass(frozen=True)
+class SegmentationPolicy:
+    """The segmentation keys of ``zt-policy.yaml`` (``segmentation:``)."""
+
+    require_perimeter: bool = False
+    require_isolation: bool = False
+    allowed_reach: tuple[ReachEntry, ...] | None = None
+
+
+@dataclass
+class _Out:
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, code: str, message: str, **kw: object) -> None:
+        severity = Severity.WARNING if code in _WARNING_CODES else Severity.ERROR
+        self.findings.append(Finding(code, severity, message, **kw))  # type: ignore[arg-type]
+
+
+def segmentation_findings(
+    requirements: Iterable[Requirement],
+    steps: Iterable[StepIdentity],
+    snapshot: Snapshot,
+    policy: SegmentationPolicy,
+    context: CheckContext,
+    *,
+    required_network: str | None = None,
+) -> tuple[list[Finding], list[str]]:
+    """Every segmentation finding (default severities) and coverage note.
+
+    ``required_network`` is the organisation policy's ``network.required`` pattern, checked
+    here against the network of a PSC step's attachment (such a step has no ``network``).
+    """
+    steps = tuple(steps)
+    requirements = tuple(requirements)
+    state: SegmentationState | None = getattr(snapshot, "segmentation", None)
+    # the same condition as the live reads (gcp.segmentation.reads_needed): a snapshot file
+    # and a live check decide alike
+    networked = any(
+        s.job.network or s.job.psc_interface_config or s.job.reach is not None for s in steps
+    )
+    active = (
+        policy.require_perimeter
+        or policy.require_isolation
+        or policy.allowed_reach is not None
+        or networked
+    )
+    out = _Out()
+    if not active:
+        return out.findings, out.notes
+    for u in state.unreadable if state else ():
+        out.add(
+            "ZT530",
+            f"segmentation state could not be read ({u.what}): what it holds is unverifiable",
+            resource=u.target,
+            evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
+        )
+    numbers = _numbers(snapshot, state)
+    _perimeter_checks(out, requirements, steps, snapshot, state, policy, context, numbers)
+    for step in steps:
+        _step_checks(out, step, state, policy, context, numbers, required_network)
+    return out.findings, out.notes
+
+
+# -- perimeters -------------------------------------------------------------------------------
+
+
+def _numbers(snapshot: Snapshot, state: SegmentationState | None) -> dict[str, str]:
+    """Project id -> number, from the IAM snapshot's project nodes and the section's table."""
+    out = dict(state.project_numbers) if state else {}
+    for node in snapshot.nodes.values():
+        if node.kind == "project" and node.project_number:
+            out.setdefault(node.name.rsplit("/", 1)[1], node.project_number)
+    return out
+
+
+_PROJECT_IN_NAME = re.compile(r"/projects/([a-z][a-z0-9-]{4,28}[a-z0-9])(?:/|$)")
+
+
+def _project_of(snapshot: Snapshot, resource: str) -> str | None:
+    for node in snapshot.ancestors(resource):
+        if node.kind == "project":
+            return node.name.rsplit("/", 1)[1]
+    m = _PROJECT_IN_NAME.search(resource)
+    return m.group(1) if m else None
+
+
+def needed_services(
+    requirements: Iterable[Requirement], steps: Iterable[StepIdentity]
+) -> list[str]:
+    """The restrictable services the pipeline uses: Vertex AI always, the services of every
+    required permission, and every Google API a step declares in its reach."""
+    out = {"aiplatform.googleapis.com"}
+    for r in requirements:
+        service = PERMISSION_SERVICES.get(r.permission.split(".", 1)[0])
+        if service:
+            out.add(service)
+    for s in steps:
+        for entry in _reach(s):
+            if entry.kind == "google-api":
+                out.add(entry.service)
+    return sorted(out)
+
+
+def _reach(step: StepIdentity) -> tuple[ReachEntry, ...]:
+    if step.job.reach is None:
+        return ()
+    return parse_reach(list(step.job.reach), where=f"task {step.task!r}")
+
+
+def _restricts(config: PerimeterConfig, service: str) -> bool:
+    return service in config.restricted_services or "*" in config.restricted_services
+
+
+def _acm(name: str) -> str:
+    """The Cloud Asset full resource name of a perimeter (what suppressions name)."""
+    return f"//accesscontextmanager.googleapis.com/{name}"
+
+
+def _gce(name: str) -> str:
+    """The full resource name of a Compute network, subnet, attachment or firewall rule."""
+    return f"//compute.googleapis.com/{name}"
+
+
+def _vertex(name: str) -> str:
+    """The full resource name of a Vertex AI resource."""
+    return f"//aiplatform.googleapis.com/{name}"
+
+
+def _pev(p: Perimeter, detail: str) -> Evidence:
+    return Evidence("perimeter", node=p.name, detail=detail)
+
+
+def _perimeter_checks(
+    out: _Out,
+    requirements: tuple[Requirement, ...],
+    steps: tuple[StepIdentity, ...],
+    snapshot: Snapshot,
+    state: SegmentationState | None,
+    policy: SegmentationPolicy,
+    ctx: CheckContext,
+    numbers: dict[str, str],
+) -> None:
+    if not policy.require_perimeter:
+        return  # perimeters are verified under segmentation.requirePerimeter
+    perimeters = state.perimeters if state else None
+    if perimeters is None:
+        out.add(
+            "ZT530",
+            "the policy requires a VPC Service Controls perimeter but the snapshot holds no "
+            "perimeters (not read): unverifiable",
+            resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+            evidence=(Evidence("missing", detail="segmentation.perimeters absent"),),
+        )
+        return
+    pipeline_number = numbers.get(ctx.project)
+    if pipeline_number is None:
+        out.add(
+            "ZT530",
+            f"the number of project {ctx.project} is unknown, so its perimeter cannot be found",
+            resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+            evidence=(Evidence("missing", detail="project number"),),
+        )
+        return
+    member = f"projects/{pipeline_number}"
+    regular = [p for p in perimeters if not p.bridge]
+    enforced = [p for p in regular if p.status and member in p.status.resources]
+    if not enforced:
+        dry = [p for p in regular if p.dry_run and member in p.dry_run.resources]
+        for p in dry:
+            out.add(
+                "ZT512",
+                f"project {ctx.project} is only in the dry-run configuration of perimeter "
+                f"{p.name}: violations are logged, not blocked",
+                resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+                evidence=(_pev(p, "dry-run only (spec, not status)"),),
+            )
+        out.add(
+            "ZT510",
+            f"project {ctx.project} ({member}) is in no enforced service perimeter",
+            resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
+            evidence=tuple(_pev(p, "dry-run only") for p in dry)
+            or (Evidence("perimeter", detail=f"{len(perimeters)} perimeter(s) read"),),
+        )
+        return
+    # every project holding a declared resource must share the perimeter (or a bridge)
+    seen: set[str] = set()
+    needed_numbers = {pipeline_number}
+    bridges = [p for p in perimeters if p.bridge and p.status]
+    for r in requirements:
+        resource = r.resource.name
+        if resource in seen:
+            continue
+        seen.add(resource)
+        project = _project_of(snapshot, resource)
+        number = numbers.get(project) if project else None
+        if number is None:
+            out.add(
+                "ZT530",
+                f"the project holding {resource} is unknown: its perimeter is unverifiable",
+                step=r.step,
+                resource=resource,
+                evidence=(Evidence("missing", node=resource, detail="project or project number"),),
+            )
+            continue
+        needed_numbers.add(number)
+        if number == pipeline_number:
+            continue
+        other = f"projects/{number}"
+        if any(p.status and other in p.status.resources for p in enforced):
+            continue
+        bridged = [
+            b
+            for b in bridges
+            if b.status and other in b.status.resources and member in b.status.resources
+        ]
+        if bridged:
+            continue
+        out.add(
+            "ZT511",
+            f"{resource} is in project {project} ({other}), outside the pipeline's perimeter "
+            f"{enforced[0].name} and joined by no bridge",
+            step=r.step,
+            resource=resource,
+            evidence=(_pev(enforced[0], f"does not hold {other}"),),
+        )
+    services = needed_services(requirements, steps)
+    identities = {f"serviceAccount:{s.service_account}" for s in steps if s.service_account} | {
+        f"serviceAccount:{ctx.pipeline_service_account}"
+    }
+    if ctx.submitter:
+        identities.add(ctx.submitter)
+    for p in enforced:
+        assert p.status is not None
+        _config_checks(out, p, p.status, services, needed_numbers, identities)
+
+
+def _config_checks(
+    out: _Out,
+    p: Perimeter,
+    config: PerimeterConfig,
+    services: list[str],
+    projects: set[str],
+    identities: set[str],
+) -> None:
+    for service in services:
+        if not _restricts(config, service):
+            out.add(
+                "ZT513",
+                f"perimeter {p.name} does not restrict {service}, which the pipeline uses",
+                resource=_acm(p.name),
+                evidence=(_pev(p, f"restrictedServices lacks {service}"),),
+            )
+    allowed = set(config.vpc_allowed_services)
+    if not config.vpc_restriction or "ALL-SERVICES" in allowed or "*" in allowed:
+        out.add(
+            "ZT514",
+            f"perimeter {p.name} does not limit the services reachable from its VPC networks",
+            resource=_acm(p.name),
+            evidence=(_pev(p, "vpcAccessibleServices.enableRestriction is off or allows all"),),
+        )
+    members = {f"projects/{n}" for n in projects}
+    for i, e in enumerate(config.egress):
+        if "*" in e.resources:
+            out.add(
+                "ZT515",
+                f"perimeter {p.name} egress rule {i} lets data leave to any project",
+                resource=_acm(p.name),
+                evidence=(_pev(p, f"egressPolicies[{i}].egressTo.resources = *"),),
+            )
+            continue
+        outside = sorted(set(e.resources) - members)
+        if outside:
+            out.add(
+                "ZT515",
+                f"perimeter {p.name} egress rule {i} opens {', '.join(outside)}, which no step "
+                "needs",
+                resource=_acm(p.name),
+                evidence=(_pev(p, f"egressPolicies[{i}].egressTo.resources"),),
+            )
+    for i, ing in enumerate(config.ingress):
+        opened = set(ing.services) & ({*services, "*"})
+        if not opened:
+            continue
+        if ing.identity_type in _ANY_IDENTITY or "*" in ing.sources:
+            who = ing.identity_type or "any source"
+            out.add(
+                "ZT516",
+                f"perimeter {p.name} ingress rule {i} opens {', '.join(sorted(opened))} to {who}",
+                resource=_acm(p.name),
+                evidence=(_pev(p, f"ingressPolicies[{i}]"),),
+            )
+            continue
+        strangers = sorted(set(ing.identities) - identities)
+        if strangers:
+            out.add(
+                "ZT516",
+                f"perimeter {p.name} ingress rule {i} opens {', '.join(sorted(opened))} to "
+                f"{', '.join(strangers)}, outside the pipeline's identities",
+                resource=_acm(p.name),
+                evidence=(_pev(p, f"ingressPolicies[{i}].ingressFrom.identities"),),
+            )
+
+
+# -- networks -------------------------------------------------------------------------------
+
+
+def _attachment_name(config: dict[str, object] | None) -> str | None:
+    if not config:
+        return None
+    value = config.get("network_attachment") or config.get("networkAttachment")
+    return value if isinstance(value, str) and value else None
+
+
+def _reach_allowed(entry: ReachEntry, allowed: tuple[ReachEntry, ...]) -> bool:
+    for a in allowed:
+        if entry.kind == "google-api" and a.kind == "google-api" and a.service == entry.service:
+            return True
+        if (
+            entry.kind == "vertex"
+            and a.kind == "vertex"
+            and fnmatch.fnmatchcase(entry.text, a.text)
+        ):
+            return True
+        if (
+            entry.kind in ("cidr", "host")
+            and a.kind in ("cidr", "host")
+            and entry.ranges
+            and all(any(x <= lo and hi <= y for x, y in a.ranges) for lo, hi in entry.ranges)
+        ):
+            return True
+    return False
+
+
+def _step_checks(
+    out: _Out,
+    step: StepIdentity,
+    state: SegmentationState | None,
+    policy: SegmentationPolicy,
+    ctx: CheckContext,
+    numbers: dict[str, str],
+    required_network: str | None,
+) -> None:
+    by_number = {n: p for p, n in numbers.items()}
+    reach = _reach(step)
+    if policy.allowed_reach is not None:
+        for entry in reach:
+            if not _reach_allowed(entry, policy.allowed_reach):
+                out.add(
+                    "ZT524",
+                    f"the step declares reach {entry.text!r}, which the policy does not allow",
+                    step=step.task,
+                    evidence=(Evidence("policy", detail="segmentation.allowedReach"),),
+                )
+    attachment = _attachment_name(step.job.psc_interface_config)
+    if not step.job.network and attachment is None:
+        if policy.require_isolation:
+            out.add(
+                "ZT520",
+                "the step has no VPC network or PSC interface: it runs on Google's network "
+                "with internet egress",
+                step=step.task,
+                evidence=(Evidence("policy", detail="segmentation.requireIsolation"),),
+            )
+        elif reach:
+            out.notes.append(f"{step.task}: reach declared but not enforced (no network)")
+        return
+    networks = state.networks if state else None
+    if networks is None:
+        if (
+            policy.require_isolation
+            or step.job.reach is not None
+            or (attachment is not None and required_network)
+        ):
+            out.add(
+                "ZT530",
+                "the snapshot holds no networks or firewall rules (not read): the step's "
+                "egress is unverifiable",
+                step=step.task,
+                evidence=(Evidence("missing", detail="segmentation.networks absent"),),
+            )
+        else:
+            out.notes.append(f"{step.task}: networks not read, egress not checked")
+        return
+    assert state is not None
+    source = _source(out, step, state, ctx, by_number, required_network, attachment)
+    if source is None:
+        return
+    if step.job.reach is None and not policy.require_isolation:
+        out.notes.append(f"{step.task}: no reach declared, egress not checked")
+        return
+    _egress(out, step, state, source, reach)
+
+
+def _source(
+    out: _Out,
+    step: StepIdentity,
+    state: SegmentationState,
+    ctx: CheckContext,
+    by_number: dict[str, str],
+    required_network: str | None,
+    attachment: str | None,
+) -> Source | None:
+    networks = state.networks or {}
+    sa = step.service_account
+    if attachment is not None:
+        key = regional_key(attachment, by_number)
+        att = state.attachments.get(key)
+        if att is None:
+            out.add(
+                "ZT521",
+                f"network attachment {attachment} does not exist",
+                step=step.task,
+                resource=_gce(key),
+                evidence=(Evidence("missing", node=key),),
+            )
+            return None
+        region = key.split("/")[3]
+        if region != ctx.location:
+            out.add(
+                "ZT521",
+                f"network attachment {key} is in {region}, not the pipeline's region "
+                f"{ctx.location}",
+                step=step.task,
+                resource=_gce(key),
+                evidence=(Evidence("missing", node=key, detail="region"),),
+            )
+        if (
+            required_network
+            and not re.fullmatch(required_network, att.network)
+            and not any(
+                re.fullmatch(required_network, f) for f in _network_forms(att.network, by_number)
+            )
+        ):
+            out.add(
+                "ZT500",
+                f"the step's PSC attachment is on {att.network}, which does not match the "
+                f"required {required_network}",
+                step=step.task,
+                evidence=(Evidence("policy", detail="network.required"),),
+            )
+        ranges: list[Range] = []
+        for sub in att.subnetworks:
+            subnet = state.subnetworks.get(regional_key(sub, by_number))
+            if subnet is None:
+                out.add(
+                    "ZT521",
+                    f"subnetwork {sub} of attachment {key} does not exist",
+                    step=step.task,
+                    resource=_gce(sub),
+                    evidence=(Evidence("missing", node=sub),),
+                )
+                return None
+            ranges.extend(subnet.ranges)
+        if not ranges:
+            out.add(
+                "ZT521",
+                f"network attachment {key} has no subnetwork",
+                step=step.task,
+                resource=_gce(key),
+                evidence=(Evidence("missing", node=key, detail="subnetworks"),),
+            )
+            return None
+        if att.network not in networks:
+            out.add(
+                "ZT521",
+                f"network {att.network} of attachment {key} does not exist",
+                step=step.task,
+                resource=_gce(att.network),
+                evidence=(Evidence("missing", node=att.network),),
+            )
+            return None
+        return Source(att.network, tuple(ranges), (), sa)
+    assert step.job.network is not None
+    net = network_key(step.job.network, by_number)
+    if net not in networks:
+        out.add(
+            "ZT521",
+            f"network {step.job.network} does not exist",
+            step=step.task,
+            resource=_gce(net),
+            evidence=(Evidence("missing", node=net),),
+        )
+        return None
+    allocated = [a for a in state.allocated_ranges if a.network == net]
+    wanted = step.job.reserved_ip_ranges
+    if wanted:
+        names = {a.name.rsplit("/", 1)[-1]: a for a in allocated}
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            out.add(
+                "ZT521",
+                f"reserved range(s) {', '.join(missing)} are not private services access "
+                f"ranges of {net}",
+                step=step.task,
+                resource=_gce(net),
+                evidence=(Evidence("missing", node=net, detail="allocated ranges"),),
+            )
+            return None
+        allocated = [names[w] for w in wanted]
+    if not allocated:
+        out.add(
+            "ZT521",
+            f"network {net} has no private services access range: Vertex cannot peer with it",
+            step=step.task,
+            resource=_gce(net),
+            evidence=(Evidence("missing", node=net, detail="purpose VPC_PEERING addresses"),),
+        )
+        return None
+    return Source(net, tuple(a.range for a in allocated), (), sa)
+
+
+def _network_forms(name: str, by_number: dict[str, str]) -> list[str]:
+    """The network in its project-id and project-number forms (Vertex uses the number)."""
+    forms = [name]
+    project = name.split("/")[1]
+    for number, pid in by_number.items():
+        if pid == project:
+            forms.append(name.replace(f"projects/{pid}/", f"projects/{number}/", 1))
+    return forms
+
+
+def _box_text(b: Box) -> str:
+    proto = "other protocols" if b.other else _proto_name(b.protocol)
+    if b.port_lo is not None and b.port_hi is not None and b.protocol in PORTED:
+        ports = str(b.port_lo) if b.port_lo == b.port_hi else f"{b.port_lo}-{b.port_hi}"
+        if (b.port_lo, b.port_hi) == (0, 65535):
+            ports = "all ports"
+        proto = f"{proto}:{ports}"
+    return f"{format_range((b.lo, b.hi))} {proto}"
+
+
+def _proto_name(number: int) -> str:
+    from zt_pipelines.segmentation.model import PROTOCOLS
+
+    for name, n in PROTOCOLS.items():
+        if n == number:
+            return name
+    return str(number)
+
+
+def _rule_text(b: Box) -> tuple[str, str]:
+    if b.rule is None:
+        return "", "the implied allow-egress rule (priority 65535)"
+    return b.rule.name, f"firewall rule {b.rule.name} (priority {b.rule.priority})"
+
+
+def _egress(
+    out: _Out,
+    step: StepIdentity,
+    state: SegmentationState,
+    source: Source,
+    reach: tuple[ReachEntry, ...],
+) -> None:
+    networks = state.networks or {}
+    own = networks.get(source.network)
+    linked = {source.network, *(own.peerings if own else ())}
+    resolved: list[ReachEntry] = []
+    for entry in reach:
+        if entry.kind == "vertex":
+            found = next((e for e in state.endpoints if e.name == entry.text.split()[0]), None)
+            if found is None:
+                out.notes.append(f"{step.task}: {entry.text} is not in the snapshot's endpoints")
+                continue
+            resolved.append(ReachEntry(entry.text, "vertex", found.ranges, entry.ports))
+        else:
+            resolved.append(entry)
+    declared = {e.text.split()[0] for e in reach if e.kind == "vertex"}
+    endpoints = [e for e in state.endpoints if e.network in linked and e.name not in declared]
+    extra_ranges = [r for e in resolved for r in e.ranges] + [
+        r for e in endpoints for r in e.ranges
+    ]
+    extra_ports: dict[int, list[Range]] = {}
+    for e in resolved:
+        for t in e.ports:
+            if t.protocol is not None:
+                extra_ports.setdefault(t.protocol, []).extend(t.ports)
+    boxes = egress_boxes(
+        state.firewalls, source, extra_ranges=extra_ranges, extra_ports=extra_ports
+    )
+    beyond: dict[str, list[Box]] = {}
+    hits: dict[tuple[str, str], list[Box]] = {}
+    for b in boxes:
+        if not b.allowed:
+            continue
+        if any(e.covers(b.lo, b.hi, b.protocol, b.port_lo, b.port_hi) for e in resolved):
+            continue
+        ep = next(
+            (e for e in endpoints if any(lo <= b.lo and b.hi <= hi for lo, hi in e.ranges)), None
+        )
+        if ep is not None:
+            hits.setdefault((ep.name, _rule_text(b)[0]), []).append(b)
+        else:
+            beyond.setdefault(_rule_text(b)[0], []).append(b)
+    for (endpoint, _), bs in sorted(hits.items()):
+        node, text = _rule_text(bs[0])
+        ep_net = next(e.network for e in endpoints if e.name == endpoint)
+        out.add(
+            "ZT523",
+            f"the step can reach {endpoint} on network {ep_net}, which it does not declare: "
+            f"{text} allows {_box_text(bs[0])}",
+            step=step.task,
+            resource=_vertex(endpoint),
+            evidence=(
+                Evidence("firewall", node=node, detail=f"{text} allows {_box_text(bs[0])}"),
+                Evidence("endpoint", node=endpoint, detail=f"on {ep_net}"),
+            ),
+        )
+    for _, bs in sorted(beyond.items()):
+        node, text = _rule_text(bs[0])
+        widest = max(bs, key=lambda b: b.hi - b.lo)
+        shown = ", ".join(_box_text(b) for b in sorted(bs, key=lambda b: b.lo - b.hi)[:3])
+        more = f" (+{len(bs) - 3} more)" if len(bs) > 3 else ""
+        out.add(
+            "ZT522",
+            f"{text} allows egress beyond the step's reach from {source.network}: "
+            f"{_box_text(widest)}",
+            step=step.task,
+            resource=_gce(node or source.network),
+            evidence=(Evidence("firewall", node=node or source.network, detail=shown + more),),
+        )
+    for entry in resolved:
+        if entry.ranges and not any(
+            b.allowed and any(lo <= b.lo and b.hi <= hi for lo, hi in entry.ranges) for b in boxes
+        ):
+            out.add(
+                "ZT525",
+                f"the firewall blocks the step's declared reach {entry.text!r}: the step will "
+                "fail to connect",
+                step=step.task,
+                resource=_gce(source.network),
+                evidence=(Evidence("firewall", node=source.network, detail="no allowed path"),),
+            )

@@ -1,0 +1,236 @@
+"""A static evaluator of VPC firewall semantics (pure, no IO).
+
+What it implements, from the VPC firewall rules documentation:
+
+* a rule applies to one network and one direction; a disabled rule applies to nothing;
+* targets: a rule with target service accounts applies to instances running as one of them,
+  one with target tags to instances carrying one of them, one with neither to every instance;
+* ingress sources: source ranges OR source tags OR source service accounts (tags and service
+  accounts only for instances of the same network); no source at all means ``0.0.0.0/0``;
+  optional destination ranges narrow the rule further;
+* egress: destination ranges (none means ``0.0.0.0/0``), optional source ranges;
+* protocols and ports: any listed ``allowed``/``denied`` entry matches;
+* order: the lowest priority number wins; at equal priority a deny rule wins over an allow;
+* implied rules at priority 65535: allow every egress, deny every ingress.
+
+:func:`decide_egress` / :func:`decide_ingress` decide one packet; :func:`egress_boxes` decides
+*every* packet a source could send, as a partition of (address, protocol, port) space into
+boxes on which the decision is constant — the static "connectivity test" the checks use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from zt_pipelines.segmentation.model import PORTED, FirewallRule, Range
+
+IMPLIED_PRIORITY = 65535
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One end of a connection: an address on a network, with its tags and identity."""
+
+    network: str
+    ip: int
+    tags: tuple[str, ...] = ()
+    service_account: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision and the rule that made it (``None``: the implied rule)."""
+
+    allowed: bool
+    rule: FirewallRule | None
+
+
+def ordered(rules: Iterable[FirewallRule]) -> list[FirewallRule]:
+    """Rules in evaluation order: priority, then deny before allow, then name (stable)."""
+    return sorted(rules, key=lambda r: (r.priority, r.allow, r.name))
+
+
+def _in(ranges: Sequence[Range], ip: int) -> bool:
+    return any(lo <= ip <= hi for lo, hi in ranges)
+
+
+def targets(rule: FirewallRule, instance: Instance) -> bool:
+    """Whether ``rule`` applies to ``instance`` as its target."""
+    if rule.target_service_accounts:
+        return instance.service_account is not None and (
+            instance.service_account.lower() in {s.lower() for s in rule.target_service_accounts}
+        )
+    if rule.target_tags:
+        return bool(set(rule.target_tags) & set(instance.tags))
+    return True
+
+
+def _traffic(rule: FirewallRule, protocol: int, port: int | None) -> bool:
+    return any(t.matches(protocol, port) for t in rule.traffic)
+
+
+def decide_egress(
+    rules: Iterable[FirewallRule], src: Instance, dst_ip: int, protocol: int, port: int | None
+) -> Verdict:
+    """The decision for one packet leaving ``src``."""
+    for rule in ordered(rules):
+        if rule.disabled or rule.direction != "EGRESS" or rule.network != src.network:
+            continue
+        if not targets(rule, src):
+            continue
+        if rule.destination_ranges and not _in(rule.destination_ranges, dst_ip):
+            continue
+        if rule.source_ranges and not _in(rule.source_ranges, src.ip):
+            continue
+        if _traffic(rule, protocol, port):
+            return Verdict(rule.allow, rule)
+    return Verdict(True, None)
+
+
+def decide_ingress(
+    rules: Iterable[FirewallRule],
+    dst: Instance,
+    src_ip: int,
+    protocol: int,
+    port: int | None,
+    *,
+    src: Instance | None = None,
+) -> Verdict:
+    """The decision for one packet arriving at ``dst`` from ``src_ip`` (``src``: the sending
+    instance, when it is a VM of the same network, for source tags / service accounts)."""
+    for rule in ordered(rules):
+        if rule.disabled or rule.direction != "INGRESS" or rule.network != dst.network:
+            continue
+        if not targets(rule, dst):
+            continue
+        if not _source_matches(rule, src_ip, src):
+            continue
+        if rule.destination_ranges and not _in(rule.destination_ranges, dst.ip):
+            continue
+        if _traffic(rule, protocol, port):
+            return Verdict(rule.allow, rule)
+    return Verdict(False, None)
+
+
+def _source_matches(rule: FirewallRule, src_ip: int, src: Instance | None) -> bool:
+    if not (rule.source_ranges or rule.source_tags or rule.source_service_accounts):
+        return True  # no source: 0.0.0.0/0
+    if _in(rule.source_ranges, src_ip):
+        return True
+    if src is None or src.network != rule.network:
+        return False
+    if rule.source_tags and set(rule.source_tags) & set(src.tags):
+        return True
+    return bool(
+        rule.source_service_accounts
+        and src.service_account is not None
+        and src.service_account.lower() in {s.lower() for s in rule.source_service_accounts}
+    )
+
+
+# -- the static partition ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a step's traffic leaves from: its network, the address ranges it may use, and what
+    a firewall rule could target it by."""
+
+    network: str
+    ranges: tuple[Range, ...]
+    tags: tuple[str, ...] = ()
+    service_account: str | None = None
+
+
+@dataclass(frozen=True)
+class Box:
+    """Addresses ``lo..hi``, one protocol (``other`` = any protocol no rule names), a port
+    interval (``None`` for protocols without ports), and the decision there."""
+
+    lo: int
+    hi: int
+    protocol: int
+    other: bool
+    port_lo: int | None
+    port_hi: int | None
+    allowed: bool
+    rule: FirewallRule | None
+
+
+def _applies(rule: FirewallRule, source: Source) -> bool:
+    """Whether ``rule`` may decide traffic from ``source``: an allow that applies to *some*
+    address of the source counts (it could open the path), a deny only if it covers *every*
+    address (it can be relied on) — fail closed both ways."""
+    if rule.disabled or rule.direction != "EGRESS" or rule.network != source.network:
+        return False
+    probe = Instance(source.network, 0, source.tags, source.service_account)
+    if not targets(rule, probe):
+        return False
+    if not rule.source_ranges:
+        return True
+    if rule.allow:
+        return any(lo <= b and a <= hi for a, b in source.ranges for lo, hi in rule.source_ranges)
+    return all(any(lo <= a and b <= hi for lo, hi in rule.source_ranges) for a, b in source.ranges)
+
+
+def _cuts(intervals: Iterable[Range], space: Range) -> list[int]:
+    """Sorted interval starts partitioning ``space`` at every boundary of ``intervals``."""
+    points = {space[0]}
+    for lo, hi in intervals:
+        if space[0] < lo <= space[1]:
+            points.add(lo)
+        if space[0] <= hi < space[1]:
+            points.add(hi + 1)
+    return sorted(points)
+
+
+def _spans(cuts: list[int], end: int) -> list[Range]:
+    return [(c, (cuts[i + 1] - 1) if i + 1 < len(cuts) else end) for i, c in enumerate(cuts)]
+
+
+def egress_boxes(
+    rules: Iterable[FirewallRule],
+    source: Source,
+    *,
+    extra_ranges: Iterable[Range] = (),
+    extra_ports: dict[int, list[Range]] | None = None,
+) -> list[Box]:
+    """Every egress decision for ``source``, as boxes on which the decision is constant.
+
+    ``extra_ranges`` / ``extra_ports`` add boundaries (e.g. the declared reach) so each box is
+    entirely inside or outside them.
+    """
+    applicable = [r for r in ordered(rules) if _applies(r, source)]
+    ip_bounds: list[Range] = list(extra_ranges)
+    protocols: set[int] = set()
+    port_bounds: dict[int, list[Range]] = {p: list(v) for p, v in (extra_ports or {}).items()}
+    for r in applicable:
+        ip_bounds.extend(r.destination_ranges)
+        for t in r.traffic:
+            if t.protocol is not None:
+                protocols.add(t.protocol)
+                if t.ports:
+                    port_bounds.setdefault(t.protocol, []).extend(t.ports)
+    protocols |= set(port_bounds)
+    other = next(p for p in range(256) if p not in protocols and p not in PORTED)
+    ip_cuts = _cuts(ip_bounds, (0, 2**32 - 1))
+    proto_spans: list[tuple[int, bool, int | None, int | None]] = []
+    for p in sorted(protocols):
+        if p in PORTED:
+            for lo, hi in _spans(_cuts(port_bounds.get(p, []), (0, 65535)), 65535):
+                proto_spans.append((p, False, lo, hi))
+        else:
+            proto_spans.append((p, False, None, None))
+    proto_spans.append((other, True, None, None))
+    boxes: list[Box] = []
+    for lo, hi in _spans(ip_cuts, 2**32 - 1):
+        here = [r for r in applicable if not r.destination_ranges or _in(r.destination_ranges, lo)]
+        for proto, is_other, plo, phi in proto_spans:
+            verdict = Verdict(True, None)
+            for r in here:
+                if _traffic(r, proto, plo):
+                    verdict = Verdict(r.allow, r)
+                    break
+            boxes.append(Box(lo, hi, proto, is_other, plo, phi, verdict.allowed, verdict.rule))
+    return boxes
