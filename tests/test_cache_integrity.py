@@ -195,3 +195,20 @@ def test_a_planted_role_in_the_cache_never_grants(
     assert "storage.objects.delete" not in snap.roles[VIEWER.name].permissions
     d = decide(f"serviceAccount:{train}", features, "storage.objects.delete", snap, now=NOW)
     assert not d.granted
+
+
+def test_concurrent_first_use_agrees_on_one_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = tmp_path / "config" / "cache.key"
+
+    def first_use(i: int) -> bytes | None:
+        c = DiskCache(tmp_path / "cache", key_path=key)
+        c.put_role(VIEWER)
+        return c._key()
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(first_use, range(16)))
+    assert keys == {key.read_bytes()}
+    assert DiskCache(tmp_path / "cache", key_path=key).get_role(VIEWER.name) == VIEWER
+    assert [p.name for p in key.parent.iterdir()] == ["cache.key"]  # no temporary left

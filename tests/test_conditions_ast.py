@@ -233,3 +233,41 @@ def test_a_gke_service_account_may_be_in_a_workload_pool_set() -> None:
     data = deny(data, PROJECT, [pool], ["storage.googleapis.com/objects.delete"])
     d = decide(ksa, FEATURES, "storage.objects.delete", load_snapshot(data), now=NOW)
     assert d.state == "unverifiable", d
+
+
+DATASET = "//bigquery.googleapis.com/projects/ml-prod/datasets/analytics"
+_SM = "//secretmanager.googleapis.com"
+_CRM = "//cloudresourcemanager.googleapis.com"
+
+
+@pytest.mark.parametrize(
+    ("expression", "state"),
+    [
+        # reading a dataset's tables is a request on each table, not on the dataset
+        ('resource.type == "bigquery.googleapis.com/Dataset"', "not_granted"),
+        ('resource.type == "bigquery.googleapis.com/Table"', "granted"),
+        ('resource.name.startsWith("projects/ml-prod/datasets/analytics/tables/")', "granted"),
+        ('resource.name == "projects/ml-prod/datasets/analytics"', "not_granted"),
+        ('resource.name.endsWith("/tables/events")', "not_granted"),  # not every table
+    ],
+)
+def test_table_requests_under_a_dataset_carry_table_attributes(expression: str, state: str) -> None:
+    data = grant(world_dict(), DATASET, "roles/bigquery.dataViewer", TRAIN, condition=expression)
+    d = decide(TRAIN, DATASET, "bigquery.tables.getData", load_snapshot(data), now=NOW)
+    assert d.state == state, d
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "permission"),
+    [
+        ("//storage.googleapis.com/b", "bucket", "storage.managedFolders.get"),
+        (_SM + "/projects/p/secrets/s", "secret", "secretmanager.versions.access"),
+        (_CRM + "/projects/p", "project", "resourcemanager.folders.get"),
+        ("//bigquery.googleapis.com/projects/p/datasets/d", "dataset", "bigquery.tables.list"),
+    ],
+)
+def test_a_request_on_another_kind_than_the_node_has_no_invented_type(
+    name: str, kind: str, permission: str
+) -> None:
+    attrs = request_attributes(name, None, permission, kind)
+    assert attrs.type is None and attrs.name is None and attrs.name_prefix is None

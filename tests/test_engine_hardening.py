@@ -251,3 +251,9 @@ def test_unreadable_deny_listing_on_the_hierarchy_still_blocks(target: str) -> N
     data = world_dict()
     data["unreadable"] = [{"target": target, "what": "listPolicies", "reason": "403"}]
     assert _state(data, TRAIN) == "unverifiable"
+
+
+def test_all_authenticated_users_covers_a_v2_google_account_subject() -> None:
+    data = grant(world_dict(), FEATURES, "roles/storage.admin", "allAuthenticatedUsers")
+    who = "principal://goog/subject/Bob@Gmail.com"
+    assert _state(data, who, perm="storage.objects.delete") == "granted"

@@ -232,3 +232,36 @@ def test_documented_cases() -> None:
     partial_deny = FirewallRule("pd", net, "EGRESS", 10, False, source_ranges=(half,))
     boxes = egress_boxes([partial_deny], Source(net, (_r("10.1.2.0/24"),)))
     assert all(b.allowed for b in boxes)
+
+
+@seed(20261129)
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(rules(), max_size=8),
+    st.sampled_from(NETWORKS),
+    IPS,
+    st.booleans(),
+)
+def test_fast_path_finds_exactly_the_allowed_boxes(
+    rules_: list[FirewallRule], network: str, src_ip: int, catch_all: bool
+) -> None:
+    """``allowed_only`` (the checks' fast path) skips what a catch-all deny decides: every
+    corner of every allowed box of the full enumeration is inside a fast-path box, and every
+    fast-path box is allowed by the reference."""
+    if catch_all:
+        rules_ = [*rules_, FirewallRule("deny-all", network, "EGRESS", 65000, False)]
+    source = Source(network, ((src_ip, src_ip),))
+    fast = egress_boxes(rules_, source, allowed_only=True)
+    for box in fast:
+        pkt = Packet(network, "EGRESS", src_ip, box.lo, box.protocol, box.port_lo, (), None)
+        assert box.allowed and reference(rules_, pkt)
+    for box in egress_boxes(rules_, source):
+        if not box.allowed:
+            continue
+        for ip in {box.lo, box.hi}:
+            assert any(
+                f.lo <= ip <= f.hi
+                and (f.protocol == box.protocol or (f.other and box.other))
+                and (f.port_lo is None or f.port_lo <= (box.port_lo or 0) <= (f.port_hi or 0))
+                for f in fast
+            ), (box, fast)

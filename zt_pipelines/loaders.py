@@ -414,7 +414,7 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
 
     parser = CParser(text)
     documents: list[Any] = []
-    # frames: [container, pending key (mappings), key mark]
+    # frames: [container, pending key (mappings only)]
     stack: list[list[Any]] = []
     root: Any = _NOKEY
     count = 0
@@ -422,9 +422,10 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
     max_depth = limits.max_depth
     scalar_cls = _ev.ScalarEvent
     slow_first = _SLOW_FIRST
+    get_event = parser.get_event
     try:
         while True:
-            event: Any = parser.get_event()
+            event: Any = get_event()
             cls = type(event)
             count += 1
             if count > max_nodes:

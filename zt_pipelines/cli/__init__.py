@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "precommit-check": "precommit",
     "verify-run": "monitor",
     "drift": "monitor",
+    "usage": "monitor",
 }
 
 

@@ -130,4 +130,53 @@ def drift_command(
     return 1 if any(v.drifted for v in verdicts) else 0
 
 
-commands: dict[str, click.Command] = {"verify-run": verify_run_command, "drift": drift_command}
+@click.command("usage")
+@project_option(help="Project whose approved runs' step identities are audited.")
+@click.option(
+    "--audit-log",
+    type=click.Path(path_type=Path),
+    help="Audit log holding the approvals (default: $ZT_AUDIT_LOG or the state directory).",
+)
+@click.option("--since", default="30d", show_default=True, help="How far back to read logs.")
+@click.option(
+    "--proposal",
+    type=click.Path(path_type=Path),
+    help="Write the tighter needs (a manifest: steps → service_account, needs) here.",
+)
+@click.option("--no-record", is_flag=True, help="Do not append the usage record.")
+@format_option()
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def usage_command(
+    project: str,
+    audit_log: Path | None,
+    since: str,
+    proposal: Path | None,
+    no_record: bool,
+    fmt: str,
+    output: Path | None,
+) -> int:
+    """Compare what step identities did (Cloud Audit Logs: Admin Activity and Data Access,
+    filtered server-side) with what they declared, run by run: unused declared permissions,
+    undeclared accesses, uses outside any approved run, logs that are off. Exit 1 on an error
+    finding (or logs that could not be read), 0 otherwise."""
+    import yaml
+
+    from zt_pipelines.monitor.service import usage
+
+    for path, option in ((output, "--output"), (proposal, "--proposal")):
+        if path is not None:
+            require_writable(path, option=option)
+    window = parse_duration(since, option="--since")
+    verdict = usage(project, audit_log=audit_log, since=window, record=not no_record)
+    if proposal is not None:
+        manifest = {"steps": {task: dict(entry) for task, entry in verdict.proposal.items()}}
+        write_output(proposal, yaml.safe_dump(manifest, sort_keys=True), option="--proposal")
+    _emit(render_report(verdict.report, fmt), output)
+    return 0 if verdict.clean else 1
+
+
+commands: dict[str, click.Command] = {
+    "verify-run": verify_run_command,
+    "drift": drift_command,
+    "usage": usage_command,
+}

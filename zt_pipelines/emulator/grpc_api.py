@@ -76,10 +76,11 @@ def build_handlers(
     world: World, gate: Gate, reset_peer: Callable[[str], None]
 ) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for every served method, grouped by service."""
+    from zt_pipelines.emulator.logging_api import METHODS as LOGGING_METHODS
     from zt_pipelines.emulator.segmentation_api import METHODS as SEGMENTATION_METHODS
 
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for method in (*METHODS, *SEGMENTATION_METHODS):
+    for method in (*METHODS, *SEGMENTATION_METHODS, *LOGGING_METHODS):
         by_service.setdefault(method.service, {})[method.name] = (
             grpc.unary_unary_rpc_method_handler(
                 _wrap(method, world, gate, reset_peer),
@@ -366,7 +367,14 @@ def _policy_reader(
         version = request.options.requested_policy_version
         policies.check_requested_version(version)
         world.authorize(caller, permission, full, parent=parent)
-        return policies.to_proto(world.policy_of(full), version)
+        message = policies.to_proto(world.policy_of(full), version)
+        if full.startswith(f"{CRM}projects/"):  # a project's auditConfigs (Data Access logs)
+            configs = world.log_store.audit_configs.get(full.rsplit("/", 1)[1], {})
+            for service, log_types in sorted(configs.items()):
+                config = message.audit_configs.add(service=service)
+                for log_type in log_types:
+                    config.audit_log_configs.add(log_type=log_type)  # type: ignore[arg-type]
+        return message
 
     return read
 

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from zt_pipelines.emulator import artifact_registry, policies
+from zt_pipelines.emulator.audit_logs import log_run
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.run_details import create_time_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
@@ -454,16 +455,18 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
     job.update(state=result.state, endTime=_now(), updateTime=_now())
     if result.error:
         job["error"] = {"code": 7, "message": result.error}  # google.rpc.Code PERMISSION_DENIED
-    world.step_runs.extend(
-        record_run(
-            job,
-            parent=parent,
-            runner=str(runner),
-            scripts=world.run_scripts.all(),
-            custom_jobs=world.custom_jobs,
-            succeeded=not result.error,
-        )
+    scripts = world.run_scripts.all()
+    steps = record_run(
+        job,
+        parent=parent,
+        runner=str(runner),
+        scripts=scripts,
+        custom_jobs=world.custom_jobs,
+        succeeded=not result.error,
     )
+    world.step_runs.extend(steps)
+    root = str((job.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "")
+    log_run(world.log_store, world.snapshot(), project, steps, scripts, root)
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:

@@ -34,6 +34,9 @@ class RunScript:
         kms_key: use this CMEK key instead.
         extra_task: add ``task`` as a task the spec does not contain (runs as
             ``service_account`` with ``image``).
+        accesses: extra ``(permission, full resource name)`` accesses the task makes (in the
+            synthesised Cloud Audit Logs).
+        omit: permissions the task does not use (left out of its default accesses).
     """
 
     task: str
@@ -42,6 +45,8 @@ class RunScript:
     network: str | None = None
     kms_key: str | None = None
     extra_task: bool = False
+    accesses: tuple[tuple[str, str], ...] = ()
+    omit: tuple[str, ...] = ()
 
 
 class RunScripts:

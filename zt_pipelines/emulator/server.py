@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import selectors
 import socket
 import struct
@@ -284,6 +285,37 @@ class Emulator:
     def clear_run_scripts(self) -> None:
         """Remove every run script."""
         self._world.run_scripts.clear()
+
+    def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
+        """Set a project's IAM ``auditConfigs``: service (or ``allServices``) → enabled log
+        types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``); Data Access entries are logged
+        only where enabled."""
+        self._world.log_store.set_audit_configs(project, configs)
+
+    def log_access(
+        self,
+        principal: str,
+        permission: str,
+        resource: str,
+        *,
+        at: datetime.datetime,
+        project: str,
+        granted: bool = True,
+    ) -> None:
+        """Write a Cloud Audit Log entry: ``principal`` (an email) used ``permission`` on
+        ``resource`` (a full resource name) at ``at`` (e.g. a use outside any run)."""
+        self._world.log_store.log_access(
+            project=project,
+            principal=principal,
+            permission=permission,
+            resource=resource,
+            at=at,
+            granted=granted,
+        )
+
+    def add_log_entries(self, entries: Any) -> None:
+        """Add prepared ``(timestamp, principal, log name, LogEntry)`` entries (benchmarks)."""
+        self._world.log_store.add_entries(entries)
 
     @property
     def step_runs(self) -> list[StepRun]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from zt_pipelines.emulator.audit_logs import AuditLogStore
 from zt_pipelines.emulator.run_details import RunScripts, StepRun
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.snapshot import AllowPolicy, Node, Role, ServiceAccount, Snapshot
@@ -127,6 +128,7 @@ class World:
         # simulated runs: scripted deviations and the step jobs they ran (for audit logs)
         self.run_scripts = RunScripts()
         self.step_runs: list[StepRun] = []
+        self.log_store = AuditLogStore()  # Cloud Audit Logs and project auditConfigs
         # dataset access entries that are not IAM members (views, routines): kept verbatim
         self.dataset_extras: dict[str, list[dict[str, Any]]] = {}
         self._frozen: Snapshot | None = None

@@ -31,6 +31,7 @@ Anything else is a miss (fail closed: a fresh read). Directories are created ``0
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -134,9 +135,16 @@ class DiskCache:
         try:
             if not key.exists():
                 key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(secrets.token_bytes(32))
+                # written whole, then linked into place: a concurrent process never reads half
+                # a key, and the first one to link wins
+                fd, tmp = tempfile.mkstemp(dir=key.parent, prefix=".cache-key-")
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(secrets.token_bytes(32))
+                    with contextlib.suppress(FileExistsError):
+                        os.link(tmp, key)
+                finally:
+                    os.unlink(tmp)
             if not (_private(key, secret=True) and _private(key.parent, secret=False)):
                 self.disabled = f"the cache key {key} could be read or written by others"
                 return None

@@ -177,9 +177,10 @@ class VertexJobsAdapter(Adapter):
         project: str,
         location: str,
         spec_hash: Callable[[dict[str, Any]], str],
+        read_jobs: bool = True,
     ) -> ObservedRun:
-        """Read a PipelineJob and every job its tasks created; failures are recorded, never
-        raised (the run then carries :class:`Unreadable` entries)."""
+        """Read a PipelineJob and (``read_jobs``) every job its tasks created; failures are
+        recorded, never raised (the run then carries :class:`Unreadable` entries)."""
         name = self.pipeline_job_name(job, project, location)
         job_id = name.rsplit("/", 1)[-1]
         client = self._client("pipeline", location)
@@ -211,7 +212,7 @@ class VertexJobsAdapter(Adapter):
         except Exception as exc:
             tasks = ()
             unreadable.append(Unreadable("the task details", str(pb.name), str(exc)))
-        wanted = sorted({n for t in tasks for n in t.job_names})
+        wanted = sorted({n for t in tasks for n in t.job_names}) if read_jobs else []
         jobs, failed = self.read_jobs(wanted, location=location, window=_window(raw))
         unreadable.extend(failed)
         return ObservedRun(
@@ -226,6 +227,7 @@ class VertexJobsAdapter(Adapter):
             network=str(pb.network),
             kms_key=str(pb.encryption_spec.kms_key_name),
             parameter_values=values,
+            pipeline_root=str(raw.runtime_config.gcs_output_directory),
             pipeline_spec=spec,
             tasks=tasks,
             jobs=jobs,

@@ -108,6 +108,7 @@ class ObservedRun:
         network: the pipeline's network.
         kms_key: the pipeline's CMEK key.
         parameter_values: ``runtimeConfig.parameterValues``.
+        pipeline_root: ``runtimeConfig.gcsOutputDirectory``.
         pipeline_spec: the spec as Vertex holds it (a plain dict).
         tasks: the task details.
         jobs: every job read, by name.
@@ -126,6 +127,7 @@ class ObservedRun:
     network: str = ""
     kms_key: str = ""
     parameter_values: dict[str, Any] = field(default_factory=dict)
+    pipeline_root: str = ""
     pipeline_spec: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[ObservedTask, ...] = ()
     jobs: dict[str, ObservedJob] = field(default_factory=dict)

@@ -333,3 +333,131 @@ def _drift_decision(verdict: Any, *, submitter: str) -> Decision:
         job_id=str(approval.get("job_id", "")),
         reason=f"approval seq {approval.get('seq')}: {summary}",
     )
+
+
+USAGE_ACTION = "usage"
+
+
+def usage(
+    project: str,
+    *,
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    since: timedelta = timedelta(days=30),
+    credentials: Any = None,
+    factory: ClientFactory | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    record: bool = True,
+) -> Any:
+    """Compare what the step identities of ``project``'s approved runs did (Cloud Audit Logs,
+    over ``since``) with what they declared; return a
+    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it."""
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+    from zt_pipelines.monitor.drift import approved_identities
+    from zt_pipelines.monitor.runs import approving
+    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+
+    factory = factory or ClientFactory(credentials, project=project)
+    now = clock()
+    start = now - since
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    unreadable: list[str] = []
+    if chain_problem:
+        unreadable.append(f"the audit log ({chain_problem})")
+    jobs = VertexJobsAdapter(factory, retry)
+    windows: list[StepWindow] = []
+    identities: set[str] = set()
+    approvals = [
+        r for r in records if approving(r) and r.get("project") == project and r.get("job_id")
+    ]
+    for approval in approvals:
+        _pipeline_sa, steps, _has_needs = approved_identities(approval)
+        for step in steps:
+            if step.service_account:
+                identities.add(step.service_account)
+        if _parse_time(str(approval.get("time", ""))) < start - timedelta(days=1):
+            continue  # its runs ended before the window (runs are at most a day... or read)
+        run = jobs.read_run(
+            str(approval["job_id"]),
+            project=project,
+            location=str(approval.get("location", "")),
+            spec_hash=_spec_hash,
+            read_jobs=False,
+        )
+        unreadable.extend(f"{u.what} of {u.target} ({u.error})" for u in run.unreadable)
+        by_task = {t.path: t for t in run.tasks}
+        for step in steps:
+            task = by_task.get(step.task)
+            if task is None or not step.service_account or not task.start_time:
+                continue
+            windows.append(
+                StepWindow(
+                    run=run.job_id,
+                    task=step.task,
+                    service_account=step.service_account,
+                    start=_parse_time(task.start_time),
+                    end=_parse_time(task.end_time) if task.end_time else now,
+                    needs=step.needs,
+                    pipeline_root=run.pipeline_root or None,
+                )
+            )
+    logs = AuditLogsAdapter(factory, retry)
+    accesses = []
+    configs: dict[str, set[str]] | None = None
+    try:
+        configs = logs.audit_configs(project)
+    except ApiError as exc:
+        unreadable.append(f"the project's audit configuration ({exc.message})")
+    if identities:
+        try:
+            accesses = logs.accesses(project, identities, start, now)
+        except ApiError as exc:
+            unreadable.append(f"Cloud Audit Logs ({exc.message})")
+    verdict = evaluate_usage(
+        windows,
+        accesses,
+        audit_configs=configs,
+        now=now,
+        project=project,
+        unreadable=unreadable,
+        since=start,
+    )
+    if record:
+        log.append(_usage_decision(verdict, project, submitter=_who(factory)))
+    return verdict
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        from datetime import timezone
+
+        return datetime.now(timezone.utc)  # unknown: treat as recent (read, never skip)
+    if value.tzinfo is None:
+        from datetime import timezone
+
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _usage_decision(verdict: Any, project: str, *, submitter: str) -> Decision:
+    report = verdict.report
+    errors = report.errors
+    return Decision(
+        action=USAGE_ACTION,
+        outcome="allowed" if verdict.clean else "refused",
+        submitter=submitter,
+        project=project,
+        location="",
+        pipeline="",
+        findings=tuple(f.to_dict() for f in report.findings),
+        reason=(
+            "usage within declared needs"
+            if not errors
+            else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+        ),
+    )

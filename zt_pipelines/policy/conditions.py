@@ -143,20 +143,43 @@ def request_attributes(
         )
     if request_service != service:
         return RequestAttributes(None, None, None, request_service)
+    collection = permission.split(".")[1] if permission.count(".") >= 2 else ""
     if service == "storage.googleapis.com":
         bucket = f"projects/_/buckets/{path}"
-        if permission.startswith("storage.objects.") and permission not in (
-            _OBJECT_LEVEL_EXCEPTIONS
-        ):
+        if collection == "objects" and permission not in _OBJECT_LEVEL_EXCEPTIONS:
             return RequestAttributes(
                 None, f"{bucket}/objects/{prefix or ''}", "storage.googleapis.com/Object", service
             )
-        return RequestAttributes(bucket, None, "storage.googleapis.com/Bucket", service)
+        if collection in ("buckets", "objects"):
+            return RequestAttributes(bucket, None, "storage.googleapis.com/Bucket", service)
+        # managed folders, folders, ...: a resource under the bucket we do not model
+        return RequestAttributes(None, None, None, service)
+    if kind == "dataset" and collection == "tables":
+        if permission in ("bigquery.tables.list", "bigquery.tables.create"):
+            return RequestAttributes(None, None, None, service)  # not modelled: unknown
+        # a need on a dataset's tables: every table request, named under the dataset
+        return RequestAttributes(None, f"{path}/tables/", "bigquery.googleapis.com/Table", service)
+    if _COLLECTIONS.get(kind or "") != collection:
+        # the request is on another kind of resource than the node (a secret version under
+        # a secret, a key version under a key): its type and name are not the node's
+        return RequestAttributes(None, None, None, service)
     rtype = _TYPES.get(kind or "")
     if rtype is not None and not rtype.startswith(service + "/"):
         rtype = None  # a kind that does not match the name's service: do not guess
     name = path if kind in _PATH_NAMED else None
     return RequestAttributes(name, None, rtype, service)
+
+
+#: the permission collection (``bigquery.datasets.get`` → ``datasets``) of requests on each kind
+_COLLECTIONS: dict[str, str] = {
+    "organization": "organizations",
+    "folder": "folders",
+    "project": "projects",
+    "dataset": "datasets",
+    "table": "tables",
+    "secret": "secrets",
+    "cryptoKey": "cryptoKeys",
+}
 
 
 # bucket left out as before: storage names are answered above, by name not kind
@@ -306,6 +329,8 @@ def _run(tree: Any, attrs: RequestAttributes, now: datetime) -> ConditionResult:
         value = _Walk(attrs, now).eval(tree)
     except RecursionError:
         return ConditionResult(Tri.UNKNOWN, "the condition is nested too deeply")
+    except Exception as exc:  # anything unforeseen in a hostile expression: never a decision
+        return ConditionResult(Tri.UNKNOWN, f"could not evaluate: {type(exc).__name__}")
     if isinstance(value, _Unknown):
         return ConditionResult(Tri.UNKNOWN, value.reason)
     if isinstance(value, bool):

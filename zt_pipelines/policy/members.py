@@ -61,10 +61,10 @@ _CONVENIENCE = {
 
 def normalize_principal(principal: str) -> str:
     """Lower-case the email of ``user:``/``serviceAccount:``/``group:`` principals; an IAM v2
-    service-account identifier becomes its ``serviceAccount:`` form (the same account)."""
+    service-account or Google-account identifier becomes its v1 form (the same account)."""
     v1 = v2_to_v1_principal(principal) if principal.startswith("principal://") else None
-    if v1 is not None and v1.startswith("serviceAccount:") and "@" in v1:
-        return v1
+    if v1 is not None and "@" in v1:
+        return v1  # principal://goog/subject/EMAIL is user:EMAIL
     kind, sep, rest = principal.partition(":")
     if sep and kind in ("user", "serviceAccount", "group", "domain") and "//" not in rest:
         return f"{kind}:{rest.lower()}"

@@ -102,10 +102,19 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT625": ("ApprovalNoLongerHolds", "the approval would be refused today"),
     "ZT626": ("DriftUnverifiable", "IAM state drift needs could not be read"),
     "ZT629": ("PostureRecorded", "an approved identity's posture (the next drift baseline)"),
+    # usage from Cloud Audit Logs (zt_pipelines.monitor.usage)
+    "ZT630": ("UnusedPermission", "a declared permission was never used in the runs read"),
+    "ZT631": ("UndeclaredAccess", "a step used a permission it did not declare"),
+    "ZT632": ("OutOfRunUse", "a step identity was used outside every approved run"),
+    "ZT633": ("DataAccessLogsOff", "Data Access logs are off: usage cannot be verified there"),
+    "ZT634": ("UsageUnreadable", "logs or runs could not be read: usage not verified"),
+    "ZT635": ("RefusedAccess", "a step tried an access that IAM refused"),
 }
 
 #: codes whose default severity is a warning (every other code is an error by default)
-WARNING_CODES: frozenset[str] = frozenset({"ZT210", "ZT512", "ZT525", "ZT612", "ZT613"})
+WARNING_CODES: frozenset[str] = frozenset(
+    {"ZT210", "ZT512", "ZT525", "ZT612", "ZT613", "ZT630", "ZT633", "ZT635"}
+)
 
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
 _DEFAULT_LEVEL = {
@@ -113,6 +122,9 @@ _DEFAULT_LEVEL = {
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",
+    "ZT630": "warning",
+    "ZT633": "warning",
+    "ZT635": "warning",
     "ZT512": "warning",
     "ZT525": "warning",
 }

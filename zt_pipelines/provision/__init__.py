@@ -20,8 +20,6 @@ roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -266,13 +264,11 @@ def load_catalogue(source: str | PathLike[str] | Mapping[str, Any]) -> dict[str,
             return {str(k): frozenset(v) for k, v in source.items()}  # name -> permissions
         data: Any = dict(source)
     else:
-        path = Path(source)
-        try:
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read role catalogue: {exc}", where=str(path)) from exc
+        from zt_pipelines.loaders import load_file
+
+        path = Path(source)  # strict and bounded (a gzip bomb stops at the catalogue limit)
+        documents = load_file(path, kind="catalogue", error=InputError)
+        data = documents[0] if len(documents) == 1 else None
     roles = roles_from_catalogue(data)
     return {
         name: role.permissions

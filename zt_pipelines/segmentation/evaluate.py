@@ -12,12 +12,14 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.orgpolicy import policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding, Severity
 from zt_pipelines.policy.requirements import CheckContext, Requirement
 from zt_pipelines.policy.snapshot import Snapshot
-from zt_pipelines.segmentation.firewall import Box, Source, egress_boxes
+from zt_pipelines.segmentation.firewall import Box, FirewallIndex, Source
 from zt_pipelines.segmentation.model import (
     PORTED,
     Perimeter,
@@ -25,6 +27,7 @@ from zt_pipelines.segmentation.model import (
     Range,
     ReachEntry,
     SegmentationState,
+    VertexEndpoint,
     format_range,
     network_key,
     parse_reach,
@@ -64,6 +67,8 @@ class SegmentationPolicy:
 class _Out:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    index: FirewallIndex = field(default_factory=lambda: FirewallIndex(()))
+    egress: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def add(self, code: str, message: str, **kw: object) -> None:
         severity = Severity.WARNING if code in _WARNING_CODES else Severity.ERROR
@@ -109,6 +114,8 @@ def segmentation_findings(
             evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
         )
     numbers = _numbers(snapshot, state)
+    if state is not None:
+        out.index = FirewallIndex(state.firewalls)
     _perimeter_checks(out, requirements, steps, snapshot, state, policy, context, numbers)
     for step in steps:
         _step_checks(out, step, state, policy, context, numbers, required_network)
@@ -480,9 +487,10 @@ def _source(
             )
         if (
             required_network
-            and not re.fullmatch(required_network, att.network)
+            and not policy_fullmatch(required_network, att.network)  # RE2: linear time
             and not any(
-                re.fullmatch(required_network, f) for f in _network_forms(att.network, by_number)
+                policy_fullmatch(required_network, f)
+                for f in _network_forms(att.network, by_number)
             )
         ):
             out.add(
@@ -598,6 +606,36 @@ def _rule_text(b: Box) -> tuple[str, str]:
     return b.rule.name, f"firewall rule {b.rule.name} (priority {b.rule.priority})"
 
 
+def _classify(
+    boxes: list[Box], resolved: list[ReachEntry], endpoints: list[VertexEndpoint]
+) -> tuple[dict[tuple[str, str], list[Box]], dict[str, list[Box]], list[ReachEntry]]:
+    """Allowed boxes sorted into: reaching an undeclared endpoint, beyond the reach (by the
+    rule that allows them), and the declared entries nothing is allowed to."""
+    beyond: dict[str, list[Box]] = {}
+    hits: dict[tuple[str, str], list[Box]] = {}
+    for b in boxes:
+        if not b.allowed:
+            continue
+        if any(e.covers(b.lo, b.hi, b.protocol, b.port_lo, b.port_hi) for e in resolved):
+            continue
+        ep = next(
+            (e for e in endpoints if any(lo <= b.lo and b.hi <= hi for lo, hi in e.ranges)), None
+        )
+        if ep is not None:
+            hits.setdefault((ep.name, _rule_text(b)[0]), []).append(b)
+        else:
+            beyond.setdefault(_rule_text(b)[0], []).append(b)
+    blocked = [
+        entry
+        for entry in resolved
+        if entry.ranges
+        and not any(
+            b.allowed and any(lo <= b.lo and b.hi <= hi for lo, hi in entry.ranges) for b in boxes
+        )
+    ]
+    return hits, beyond, blocked
+
+
 def _egress(
     out: _Out,
     step: StepIdentity,
@@ -628,23 +666,18 @@ def _egress(
         for t in e.ports:
             if t.protocol is not None:
                 extra_ports.setdefault(t.protocol, []).extend(t.ports)
-    boxes = egress_boxes(
-        state.firewalls, source, extra_ranges=extra_ranges, extra_ports=extra_ports
+    key = (
+        out.index.key(source, extra_ranges, extra_ports),
+        tuple(e.text for e in resolved),
+        tuple(e.name for e in endpoints),
     )
-    beyond: dict[str, list[Box]] = {}
-    hits: dict[tuple[str, str], list[Box]] = {}
-    for b in boxes:
-        if not b.allowed:
-            continue
-        if any(e.covers(b.lo, b.hi, b.protocol, b.port_lo, b.port_hi) for e in resolved):
-            continue
-        ep = next(
-            (e for e in endpoints if any(lo <= b.lo and b.hi <= hi for lo, hi in e.ranges)), None
+    cached = out.egress.get(key)
+    if cached is None:
+        cached = _classify(
+            out.index.allowed_boxes(source, extra_ranges, extra_ports), resolved, endpoints
         )
-        if ep is not None:
-            hits.setdefault((ep.name, _rule_text(b)[0]), []).append(b)
-        else:
-            beyond.setdefault(_rule_text(b)[0], []).append(b)
+        out.egress[key] = cached
+    hits, beyond, blocked = cached
     for (endpoint, _), bs in sorted(hits.items()):
         node, text = _rule_text(bs[0])
         ep_net = next(e.network for e in endpoints if e.name == endpoint)
@@ -672,15 +705,12 @@ def _egress(
             resource=_gce(node or source.network),
             evidence=(Evidence("firewall", node=node or source.network, detail=shown + more),),
         )
-    for entry in resolved:
-        if entry.ranges and not any(
-            b.allowed and any(lo <= b.lo and b.hi <= hi for lo, hi in entry.ranges) for b in boxes
-        ):
-            out.add(
-                "ZT525",
-                f"the firewall blocks the step's declared reach {entry.text!r}: the step will "
-                "fail to connect",
-                step=step.task,
-                resource=_gce(source.network),
-                evidence=(Evidence("firewall", node=source.network, detail="no allowed path"),),
-            )
+    for entry in blocked:
+        out.add(
+            "ZT525",
+            f"the firewall blocks the step's declared reach {entry.text!r}: the step will "
+            "fail to connect",
+            step=step.task,
+            resource=_gce(source.network),
+            evidence=(Evidence("firewall", node=source.network, detail="no allowed path"),),
+        )

@@ -20,6 +20,7 @@ boxes on which the decision is constant — the static "connectivity test" the c
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -58,8 +59,12 @@ def _in(ranges: Sequence[Range], ip: int) -> bool:
 def targets(rule: FirewallRule, instance: Instance) -> bool:
     """Whether ``rule`` applies to ``instance`` as its target."""
     if rule.target_service_accounts:
-        return instance.service_account is not None and (
-            instance.service_account.lower() in {s.lower() for s in rule.target_service_accounts}
+        sa = instance.service_account
+        if sa is None:
+            return False
+        sa = sa.lower()
+        return sa in rule.target_service_accounts or any(
+            s.lower() == sa for s in rule.target_service_accounts
         )
     if rule.target_tags:
         return bool(set(rule.target_tags) & set(instance.tags))
@@ -164,8 +169,9 @@ def _applies(rule: FirewallRule, source: Source) -> bool:
     address (it can be relied on) — fail closed both ways."""
     if rule.disabled or rule.direction != "EGRESS" or rule.network != source.network:
         return False
-    probe = Instance(source.network, 0, source.tags, source.service_account)
-    if not targets(rule, probe):
+    if (rule.target_service_accounts or rule.target_tags) and not targets(
+        rule, Instance(source.network, 0, source.tags, source.service_account)
+    ):
         return False
     if not rule.source_ranges:
         return True
@@ -185,8 +191,33 @@ def _cuts(intervals: Iterable[Range], space: Range) -> list[int]:
     return sorted(points)
 
 
+def _merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sorted, non-overlapping, non-adjacent union of ``ranges``."""
+    out: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def _spans(cuts: list[int], end: int) -> list[Range]:
     return [(c, (cuts[i + 1] - 1) if i + 1 < len(cuts) else end) for i, c in enumerate(cuts)]
+
+
+def _catch_all(rule: FirewallRule, source: Source) -> bool:
+    """Whether ``rule`` matches every packet from every address of ``source``: nothing after
+    it in evaluation order can decide anything."""
+    if not any(t.protocol is None for t in rule.traffic):
+        return False
+    if rule.destination_ranges and not any(
+        lo == 0 and hi == 2**32 - 1 for lo, hi in rule.destination_ranges
+    ):
+        return False
+    return not rule.source_ranges or all(
+        any(lo <= a and b <= hi for lo, hi in rule.source_ranges) for a, b in source.ranges
+    )
 
 
 def egress_boxes(
@@ -195,13 +226,24 @@ def egress_boxes(
     *,
     extra_ranges: Iterable[Range] = (),
     extra_ports: dict[int, list[Range]] | None = None,
+    allowed_only: bool = False,
+    presorted: bool = False,
 ) -> list[Box]:
     """Every egress decision for ``source``, as boxes on which the decision is constant.
 
     ``extra_ranges`` / ``extra_ports`` add boundaries (e.g. the declared reach) so each box is
-    entirely inside or outside them.
+    entirely inside or outside them. With ``allowed_only``, regions a catch-all deny decides
+    are skipped: the boxes returned are exactly the allowed ones (the fast path of the checks).
+    ``presorted``: ``rules`` are already in :func:`ordered` order.
     """
-    applicable = [r for r in ordered(rules) if _applies(r, source)]
+    applicable = []
+    for r in rules if presorted else ordered(rules):
+        if _applies(r, source):
+            applicable.append(r)
+            if _catch_all(r, source):
+                break  # later rules never decide
+    closed = bool(applicable) and not applicable[-1].allow and _catch_all(applicable[-1], source)
+    allows = [r for r in applicable if r.allow]
     ip_bounds: list[Range] = list(extra_ranges)
     protocols: set[int] = set()
     port_bounds: dict[int, list[Range]] = {p: list(v) for p, v in (extra_ports or {}).items()}
@@ -214,17 +256,40 @@ def egress_boxes(
                     port_bounds.setdefault(t.protocol, []).extend(t.ports)
     protocols |= set(port_bounds)
     other = next(p for p in range(256) if p not in protocols and p not in PORTED)
+    wanted: set[int] | None = None  # protocols an allow rule can open (None: every one)
+    interest: list[Range] | None = None
+    if allowed_only and closed:
+        if any(t.protocol is None for r in allows for t in r.traffic):
+            wanted = None
+        else:
+            wanted = {t.protocol for r in allows for t in r.traffic if t.protocol is not None}
+        interest = [d for r in allows for d in (r.destination_ranges or [(0, 2**32 - 1)])]
+    if interest is not None:
+        interest = _merge(interest)
+        starts = [a for a, _ in interest]
+
+        def touches(lo: int, hi: int) -> bool:
+            i = bisect.bisect_right(starts, hi) - 1  # the last interest range starting <= hi
+            return i >= 0 and interest[i][1] >= lo  # type: ignore[index]
+
+        # boundaries outside what an allow rule could open cut nothing we look at
+        ip_bounds = [(lo, hi) for lo, hi in ip_bounds if touches(lo, hi)] + interest
     ip_cuts = _cuts(ip_bounds, (0, 2**32 - 1))
     proto_spans: list[tuple[int, bool, int | None, int | None]] = []
     for p in sorted(protocols):
+        if wanted is not None and p not in wanted:
+            continue
         if p in PORTED:
             for lo, hi in _spans(_cuts(port_bounds.get(p, []), (0, 65535)), 65535):
                 proto_spans.append((p, False, lo, hi))
         else:
             proto_spans.append((p, False, None, None))
-    proto_spans.append((other, True, None, None))
+    if wanted is None:
+        proto_spans.append((other, True, None, None))
     boxes: list[Box] = []
     for lo, hi in _spans(ip_cuts, 2**32 - 1):
+        if interest is not None and not touches(lo, lo):
+            continue
         here = [r for r in applicable if not r.destination_ranges or _in(r.destination_ranges, lo)]
         for proto, is_other, plo, phi in proto_spans:
             verdict = Verdict(True, None)
@@ -232,5 +297,66 @@ def egress_boxes(
                 if _traffic(r, proto, plo):
                     verdict = Verdict(r.allow, r)
                     break
+            if allowed_only and not verdict.allowed:
+                continue
             boxes.append(Box(lo, hi, proto, is_other, plo, phi, verdict.allowed, verdict.rule))
     return boxes
+
+
+class FirewallIndex:
+    """The egress rules of a snapshot grouped by network, with :func:`egress_boxes` results
+    memoised per (source, the rules that target its identity, extra boundaries): steps that
+    share a network and differ only in an identity no rule names share one evaluation."""
+
+    def __init__(self, rules: Iterable[FirewallRule]) -> None:
+        self._by_network: dict[str, list[FirewallRule]] = {}
+        for r in ordered(rules):
+            if r.direction == "EGRESS" and not r.disabled:
+                self._by_network.setdefault(r.network, []).append(r)
+        self._targets = {
+            r.name: frozenset(s.lower() for s in r.target_service_accounts)
+            for rules_ in self._by_network.values()
+            for r in rules_
+            if r.target_service_accounts
+        }
+        self._cache: dict[tuple[object, ...], list[Box]] = {}
+
+    def key(
+        self,
+        source: Source,
+        extra_ranges: Iterable[Range] = (),
+        extra_ports: dict[int, list[Range]] | None = None,
+    ) -> tuple[object, ...]:
+        """What :meth:`allowed_boxes` depends on (equal keys, equal boxes)."""
+        rules = self._by_network.get(source.network, [])
+        sa = (source.service_account or "").lower()
+        named = tuple(r.name for r in rules if sa in self._targets.get(r.name, ()))
+        tags = set(source.tags)
+        tagged = tuple(r.name for r in rules if tags and tags & set(r.target_tags))
+        ranges = tuple(sorted(set(extra_ranges)))
+        ports = tuple(sorted((p, tuple(sorted(set(v)))) for p, v in (extra_ports or {}).items()))
+        return (source.network, source.ranges, named, tagged, ranges, ports)
+
+    def allowed_boxes(
+        self,
+        source: Source,
+        extra_ranges: Iterable[Range] = (),
+        extra_ports: dict[int, list[Range]] | None = None,
+    ) -> list[Box]:
+        """``egress_boxes(..., allowed_only=True)`` for ``source``, memoised."""
+        key = self.key(source, extra_ranges, extra_ports)
+        rules = self._by_network.get(source.network, [])
+        ranges = list(extra_ranges)
+        ports = {p: list(v) for p, v in (extra_ports or {}).items()}
+        found = self._cache.get(key)
+        if found is None:
+            found = egress_boxes(
+                rules,
+                source,
+                extra_ranges=ranges,
+                extra_ports=ports,
+                allowed_only=True,
+                presorted=True,
+            )
+            self._cache[key] = found
+        return found

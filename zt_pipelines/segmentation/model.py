@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from zt_pipelines.errors import DeclarationError
@@ -49,16 +50,23 @@ def parse_cidr(text: str, *, where: str = "cidr") -> Range:
     Raises:
         DeclarationError: not an IPv4 CIDR (IPv6 is not modelled: see docs/segmentation.md).
     """
-    try:
-        net = ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError as exc:
-        raise DeclarationError(f"{text!r} is not a CIDR range", where=where) from exc
-    if net.version != 4:
+    found = _cidr(text.strip())
+    if isinstance(found, str):
         raise DeclarationError(
-            f"{text!r} is IPv6, which segmentation does not model",
-            where=where,
-            fix="declare IPv4 ranges",
+            found, where=where, fix="declare IPv4 ranges" if "IPv6" in found else None
         )
+    return found
+
+
+@lru_cache(maxsize=65536)
+def _cidr(text: str) -> Range | str:
+    """The interval, or the error message (cached: snapshots repeat ranges)."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"{text!r} is not a CIDR range"
+    if net.version != 4:
+        return f"{text!r} is IPv6, which segmentation does not model"
     return int(net.network_address), int(net.broadcast_address)
 
 
@@ -208,8 +216,17 @@ def parse_reach(value: object, *, where: str) -> tuple[ReachEntry, ...]:
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise DeclarationError(f"reach entry {item!r} is not a non-empty string", where=where)
-        out.append(reach_entry(item, where=where))
+        try:
+            out.append(_reach_entry(item))
+        except DeclarationError as exc:
+            raise DeclarationError(exc.what, where=f"{where}: {exc.where}", fix=exc.fix) from None
     return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _reach_entry(text: str) -> ReachEntry:
+    """:func:`reach_entry` without a location, cached (entries are frozen)."""
+    return reach_entry(text, where="reach")
 
 
 def reach_entry(text: str, *, where: str) -> ReachEntry:

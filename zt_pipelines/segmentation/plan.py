@@ -138,7 +138,7 @@ def plan_segmentation(
             continue
         if step.job.reach is None or not source.ranges:
             continue
-        boxes = egress_boxes(state.firewalls, source)
+        boxes = egress_boxes(state.firewalls, source, allowed_only=True)
         beyond = [
             b
             for b in boxes

@@ -1,0 +1,303 @@
+"""Usage from Cloud Audit Logs: what step identities did, against what they declared (pure).
+
+Inputs are data: the approved steps with their declared needs and their runs' time windows
+(:class:`StepWindow`), the audit log entries read for those identities (:class:`Access`), the
+project's Data Access audit configuration and the reads that failed. Findings:
+
+- ZT630 a declared permission no step window ever used (the tighter needs are proposed);
+- ZT631 an access during a run outside the step's declared (and implicit) needs — an anomaly,
+  with the log entry as evidence;
+- ZT632 a step identity used outside every approved run window — possible credential misuse;
+- ZT633 Data Access logs are off for a service the steps use — usage cannot be verified there
+  (its permissions are then never called unused);
+- ZT634 the logs could not be read — nothing is verified (fail closed);
+- ZT635 an access the step tried and IAM refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from zt_pipelines.model import Need
+from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
+from zt_pipelines.policy.requirements import STEP_ARTIFACT_PERMISSIONS
+
+_ADMIN_VERBS = re.compile(r"(IamPolicy|\.create|\.delete|\.update|\.patch|\.upload|\.deploy)$")
+#: permissions a step uses on the pipeline root's artifacts (implicit needs, as the engine has)
+ARTIFACT_PERMISSIONS = STEP_ARTIFACT_PERMISSIONS
+
+
+def is_data_access(permission: str) -> bool:
+    """Whether Cloud Audit Logs record ``permission`` as Data Access (reads and writes of data;
+    off unless enabled) rather than Admin Activity (configuration changes; always on)."""
+    return _ADMIN_VERBS.search(permission) is None or permission.startswith("storage.objects.")
+
+
+def service_of(resource: str) -> str:
+    """The API service of a full resource name (``//storage.googleapis.com/b`` → storage)."""
+    return resource[2:].split("/", 1)[0] if resource.startswith("//") else ""
+
+
+def permission_service(permission: str) -> str:
+    """The service whose audit logs record ``permission`` (``storage.objects.get`` → storage)."""
+    return permission.split(".", 1)[0] + ".googleapis.com"
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """One step of one approved run: who ran it, when, and what it declared."""
+
+    run: str
+    task: str
+    service_account: str
+    start: datetime
+    end: datetime
+    needs: tuple[Need, ...] = ()
+    pipeline_root: str | None = None
+
+
+@dataclass(frozen=True)
+class Access:
+    """One audit log entry's access: who used which permission on what, when."""
+
+    time: datetime
+    principal: str
+    permission: str
+    resource: str
+    method: str = ""
+    granted: bool = True
+    insert_id: str = ""
+    log_name: str = ""
+
+    def evidence(self) -> Evidence:
+        """The log entry as evidence."""
+        return Evidence(
+            "log",
+            node=self.resource,
+            member=self.principal,
+            detail=f"{self.time.isoformat()} {self.method or self.permission} "
+            f"insertId={self.insert_id} {self.log_name}".strip(),
+        )
+
+
+def _log_form(full: str, prefix: str | None) -> tuple[str, ...]:
+    """Resource names an audit log shows for a need's resource (any of them covers)."""
+    service = service_of(full)
+    rest = full[2 + len(service) + 1 :] if service else full
+    if service == "storage.googleapis.com":
+        bucket = rest.partition("/")[0]
+        base = f"projects/_/buckets/{bucket}"
+        if prefix is not None:
+            return (f"{base}/objects/{prefix}",)
+        return (base,)
+    return (rest,)
+
+
+def covers(need: Need, permission: str, resource: str) -> bool:
+    """Whether a declared need covers ``permission`` used on ``resource`` (log form)."""
+    if permission not in need.permissions:
+        return False
+    prefix = need.resource.prefix
+    for form in _log_form(need.resource.name, prefix):
+        if prefix is not None:
+            bucket = form.split("/objects/", 1)[0]
+            if resource.startswith(form):
+                return True
+            if resource == bucket and permission == "storage.objects.list":
+                return True  # listing under a prefix names the bucket
+            continue
+        if resource == form or resource.startswith(form.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def _root_need(root: str | None) -> Need | None:
+    if not root or not root.startswith("gs://"):
+        return None
+    from zt_pipelines.resources import ResourceRef
+
+    bucket, _, prefix = root[len("gs://") :].partition("/")
+    return Need(
+        ResourceRef(f"//storage.googleapis.com/{bucket}", prefix or None),
+        ARTIFACT_PERMISSIONS,
+    )
+
+
+@dataclass(frozen=True)
+class UsageVerdict:
+    """The usage report and the tighter needs it proposes (task → resource → permissions)."""
+
+    report: Report
+    proposal: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def clean(self) -> bool:
+        """True when no error was found (a read that failed counts)."""
+        return self.report.allowed
+
+
+def evaluate_usage(
+    windows: Sequence[StepWindow],
+    accesses: Sequence[Access],
+    *,
+    audit_configs: Mapping[str, set[str]] | None,
+    now: datetime,
+    project: str,
+    unreadable: Sequence[str] = (),
+    since: datetime | None = None,
+) -> UsageVerdict:
+    """Compare what the step identities did with what they declared, run by run."""
+    findings: list[Finding] = []
+    notes: list[str] = []
+    for what in unreadable:
+        findings.append(
+            Finding("ZT634", Severity.ERROR, f"cannot read {what}: usage is not verified")
+        )
+    by_identity: dict[str, list[StepWindow]] = {}
+    for w in windows:
+        by_identity.setdefault(w.service_account.lower(), []).append(w)
+    logged_on = _logged_services(windows, audit_configs, findings)
+    used: set[tuple[str, str, str]] = set()  # (task, need resource, permission)
+    for access in accesses:
+        mine = by_identity.get(access.principal.lower(), [])
+        inside = [w for w in mine if w.start <= access.time <= w.end]
+        who = f"serviceAccount:{access.principal}"
+        if not inside:
+            findings.append(
+                Finding(
+                    "ZT632",
+                    Severity.ERROR,
+                    f"{access.principal} used {access.permission} on {access.resource} at "
+                    f"{access.time.isoformat()}, outside every approved run of its step(s): "
+                    "possible credential misuse",
+                    principal=who,
+                    resource=access.resource,
+                    permission=access.permission,
+                    evidence=(access.evidence(),),
+                )
+            )
+            continue
+        for w in inside:
+            if not access.granted:
+                findings.append(
+                    Finding(
+                        "ZT635",
+                        Severity.WARNING,
+                        f"task {w.task!r} (run {w.run}) tried {access.permission} on "
+                        f"{access.resource} and was refused",
+                        step=w.task,
+                        principal=who,
+                        resource=access.resource,
+                        permission=access.permission,
+                        evidence=(access.evidence(),),
+                    )
+                )
+                continue
+            root = _root_need(w.pipeline_root)
+            matched = [n for n in w.needs if covers(n, access.permission, access.resource)]
+            for n in matched:
+                used.add((w.task, n.resource.name + (n.resource.prefix or ""), access.permission))
+            if not matched and not (root and covers(root, access.permission, access.resource)):
+                findings.append(
+                    Finding(
+                        "ZT631",
+                        Severity.ERROR,
+                        f"task {w.task!r} (run {w.run}) used {access.permission} on "
+                        f"{access.resource}, which it did not declare",
+                        step=w.task,
+                        principal=who,
+                        resource=access.resource,
+                        permission=access.permission,
+                        evidence=(access.evidence(),),
+                    )
+                )
+    proposal: dict[str, dict[str, Any]] = {}
+    seen_tasks: set[str] = set()
+    for w in windows:
+        if w.task in seen_tasks:
+            continue
+        seen_tasks.add(w.task)
+        kept: dict[str, list[str]] = {}
+        for need in w.needs:
+            key = need.resource.name + (need.resource.prefix or "")
+            for permission in need.permissions:
+                service = permission_service(permission)
+                observable = not is_data_access(permission) or service in logged_on
+                if (w.task, key, permission) in used or not observable:
+                    kept.setdefault(_user_form(need), []).append(permission)
+                    continue
+                findings.append(
+                    Finding(
+                        "ZT630",
+                        Severity.WARNING,
+                        f"task {w.task!r} declared {permission} on {_user_form(need)} and "
+                        "never used it in the runs read",
+                        step=w.task,
+                        principal=f"serviceAccount:{w.service_account}",
+                        resource=need.resource.name,
+                        permission=permission,
+                    )
+                )
+        proposal[w.task] = {
+            "service_account": w.service_account,
+            "needs": {k: sorted(set(v)) for k, v in sorted(kept.items())},
+        }
+    runs = sorted({w.run for w in windows})
+    notes.append(
+        f"{len(accesses)} audit log entries read for {len(by_identity)} step identities over "
+        f"{len(runs)} run(s)" + (f" since {since.isoformat()}" if since else "")
+    )
+    report = Report(
+        findings=sort_findings(findings),
+        pipeline="usage",
+        project=project,
+        checked_at=now.isoformat(),
+        notes=tuple(notes),
+    )
+    return UsageVerdict(report, proposal)
+
+
+def _logged_services(
+    windows: Sequence[StepWindow],
+    audit_configs: Mapping[str, set[str]] | None,
+    findings: list[Finding],
+) -> set[str]:
+    """Services whose Data Access logs are on; a ZT633 for each used one that is off."""
+    used = sorted(
+        {permission_service(p) for w in windows for n in w.needs for p in n.permissions}
+        | ({"storage.googleapis.com"} if any(w.pipeline_root for w in windows) else set())
+    )
+    if audit_configs is None:
+        return set()  # unknown: the read failed (ZT634 says so); nothing counts as unused
+    on = {"bigquery.googleapis.com"}  # BigQuery's Data Access logs cannot be turned off
+    for service in used:
+        types = audit_configs.get(service, set()) | audit_configs.get("allServices", set())
+        if {"DATA_READ", "DATA_WRITE"} <= types or service in on:
+            on.add(service)
+        else:
+            missing = sorted({"DATA_READ", "DATA_WRITE"} - types)
+            findings.append(
+                Finding(
+                    "ZT633",
+                    Severity.WARNING,
+                    f"Data Access audit logs ({', '.join(missing)}) are off for {service}: "
+                    "what the steps did there cannot be verified",
+                    resource=service,
+                )
+            )
+    return on
+
+
+def _user_form(need: Need) -> str:
+    name = need.resource.name
+    if name.startswith("//storage.googleapis.com/"):
+        return (
+            "gs://"
+            + name[len("//storage.googleapis.com/") :]
+            + ("/" + need.resource.prefix if need.resource.prefix else "")
+        )
+    return name + (f" (objects {need.resource.prefix}*)" if need.resource.prefix else "")
