@@ -6,12 +6,14 @@ evaluates the model, writes it to the model bucket and uploads it to Vertex AI. 
 its own service account and declares exactly what it needs; artifacts under the pipeline root
 are implicit needs.
 
-Two broken variants show what zero trust refuses (see ``examples/world.yaml``):
+Broken variants show what zero trust refuses (see ``examples/world.yaml``):
 
 - :func:`pipeline_missing_permission` — ``train`` also reads ``gs://zt-demo-restricted``, which
   ``train-sa`` was never granted (ZT200);
 - :func:`pipeline_with_editor` — ``evaluate-and-upload`` runs as ``legacy-sa``, which holds
-  ``roles/editor`` on the project (ZT211).
+  ``roles/editor`` on the project (ZT211);
+- :func:`pipeline_open_egress` — ``ingest`` runs on the VPC ``ml-vpc`` declaring it reaches Cloud
+  Storage only, but a legacy firewall rule opens HTTPS to anywhere (ZT522, naming the rule).
 
 Compile with ``python examples/pipeline.py OUT.yaml``; the components are never run here.
 No ``from __future__ import annotations``: KFP reads the annotations as types.
@@ -123,10 +125,37 @@ def pipeline_with_editor(source: str = "gs://zt-demo-raw-data/2026-01/", epochs:
     )
 
 
+ATTACHMENT = f"projects/{PROJECT}/regions/{LOCATION}/networkAttachments/ml-attach"
+
+
+@zt.step(
+    INGEST_SA,
+    needs={"gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]},
+    psc_interface_config={"network_attachment": ATTACHMENT},
+    reach=["storage.googleapis.com"],
+)
+@dsl.component(base_image=IMAGE)
+def ingest_private(source: str, dataset: Output[Dataset]) -> None:
+    """Like :func:`ingest`, on ml-vpc's PSC interface, declared to reach Cloud Storage only."""
+    from pathlib import Path
+
+    Path(dataset.path).write_text(f"rows from {source}\n")
+
+
+@dsl.pipeline(name="zt-demo-open-egress", pipeline_root=PIPELINE_ROOT)
+def pipeline_open_egress(source: str = "gs://zt-demo-raw-data/2026-01/", epochs: int = 3) -> None:
+    """The training pipeline whose ingest runs on ml-vpc, where a legacy firewall rule lets it
+    reach any HTTPS host although it declares Cloud Storage only (ZT522)."""
+    data = ingest_private(source=source)
+    model = train(dataset=data.outputs["dataset"], epochs=epochs)
+    evaluate_and_upload(model=model.outputs["model"], destination="gs://zt-demo-models/latest")
+
+
 PIPELINES = {
     "training": training_pipeline,
     "missing-permission": pipeline_missing_permission,
     "editor": pipeline_with_editor,
+    "open-egress": pipeline_open_egress,
 }
 
 

@@ -1,4 +1,4 @@
-"""``make demo``: one allowed submission, three refusals, no writes, an intact audit chain."""
+"""``make demo``: one allowed submission, four refusals, no writes, an intact audit chain."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from zt_pipelines.demo import run_demo
 from zt_pipelines.errors import InputError
 
 
-def test_demo_allows_one_and_refuses_three(tmp_path: Path) -> None:
+def test_demo_allows_one_and_refuses_four(tmp_path: Path) -> None:
     out = io.StringIO()
     audit = tmp_path / "audit.jsonl"
     env_before = {k: os.environ.get(k) for k in ("ZT_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")}
@@ -30,8 +30,10 @@ def test_demo_allows_one_and_refuses_three(tmp_path: Path) -> None:
     assert "ZT100" in result.refusals["no service account"]
     assert "ZT200" in result.refusals["missing permission"]
     assert "ZT211" in result.refusals["roles/editor"]
+    assert "ZT522" in result.refusals["segmentation"]
     assert result.writes_during_refusals == 0
-    for shown in ("ALLOWED and submitted", "runs as train-sa@", "ZT100", "ZT200", "ZT211"):
+    shown_codes = ("ZT100", "ZT200", "ZT211", "ZT522", "legacy-allow-https-egress")
+    for shown in ("ALLOWED and submitted", "runs as train-sa@", *shown_codes):
         assert shown in text
     # the GCPC example: planned, applied, verified and submitted; every CustomJob its own SA
     assert result.gcpc_submitted
@@ -47,10 +49,10 @@ def test_demo_allows_one_and_refuses_three(tmp_path: Path) -> None:
     assert result.gcpc_custom_jobs["exit-handler-1-bigquery-query-job"] == (
         "gcpc-query@zt-demo.iam.gserviceaccount.com"
     )
-    assert "5. Google Cloud Pipeline Components" in text
+    assert "6. Google Cloud Pipeline Components" in text
     records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [r["outcome"] for r in records][:4] == ["allowed", "refused", "refused", "refused"]
-    assert [r["action"] for r in records][4] == "provision-apply"
+    assert [r["outcome"] for r in records][:5] == ["allowed", *["refused"] * 4]
+    assert [r["action"] for r in records][5] == "provision-apply"
     assert records[-1]["outcome"] == "allowed"
     assert "Traceback" not in text
     # the demo restores the environment it changed

@@ -38,12 +38,14 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
+from zt_pipelines.resources import ResourceRef
 
 NOW = datetime.fromtimestamp(ref.NOW_EPOCH, tz=timezone.utc)
 CRM = "//cloudresourcemanager.googleapis.com/"
 SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
 #: the budget (``make test`` runs the full 10,000; a quick local run may lower it)
 EXAMPLES = int(os.environ.get("ZT_DIFFERENTIAL_EXAMPLES", "10000"))
+PREFIX_EXAMPLES = max(1, EXAMPLES // 4)  # the prefix property (below) asks 7 objects a question
 QUESTIONS = 8  # per generated world
 PERMISSIONS = (
     "storage.objects.get",
@@ -209,7 +211,9 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
     roles = {
         f"roles/r{i}": set(d.some(lambda: d.pick(PERMISSIONS), 0, 4)) for i in range(d.int(1, 3))
     }
+    inactive = {r: d.pick(["DISABLED", "deleted"]) for r in roles if d.flag(6)}
     role_names = [*sorted(roles), "roles/undefined"]
+    uids = {e: str(5000 + i) for i, e in enumerate(sas)}
 
     def sa_set() -> str:
         kind = d.pick(["projects", "folders", "organizations"])
@@ -227,8 +231,10 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         m = d.pick(
             principals
             + [f"group:{g}" for g in group_names]
-            + ["domain:example.com", "allUsers", "allAuthenticatedUsers", "SASET"]
+            + ["domain:example.com", "allUsers", "allAuthenticatedUsers", "SASET", "DELETED"]
         )
+        if m == "DELETED":
+            return f"deleted:{d.pick(principals)}?uid={d.int(1, 9)}"
         return sa_set() if m == "SASET" else str(m)
 
     def spelled() -> Any:
@@ -246,7 +252,12 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
     ]
 
     def deny_principal() -> str:
-        kind = d.int(0, 4)
+        kind = d.int(0, 6)
+        if kind == 5:  # a service account by its unique id (one no account has, sometimes)
+            uid = d.pick([*uids.values(), "9999"])
+            return f"principal://iam.googleapis.com/projects/-/serviceAccounts/{uid}"
+        if kind == 6:
+            return "principalSet://goog/cloudIdentityCustomerId/C01234"
         if kind == 0:
             return "principalSet://goog/public:all"
         if kind == 1:
@@ -283,7 +294,8 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         buckets=buckets,
         service_accounts=sas,
         groups=groups,
-        roles=roles,
+        roles={r: set() if r in inactive else p for r, p in roles.items()},
+        sa_unique_ids=uids,
         bindings=[ref.Binding(b.node, b.role, b.members, plain(b.condition)) for b in bindings],
         denies=[
             ref.Deny(
@@ -304,7 +316,14 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         unreadable_allow=unreadable_allow,
         unreadable_deny=unreadable_deny,
     )
-    return world, _snapshot(world, bindings, denies)
+    snapshot = _snapshot(world, bindings, denies)
+    snapshot.roles.update(
+        {
+            r: Role(r, frozenset(roles[r]), stage=how, deleted=how == "deleted")
+            for r, how in inactive.items()
+        }
+    )  # an inactive role keeps its permissions; IAM ignores its bindings
+    return world, snapshot
 
 
 def _full(node: str, world: ref.World, *, by_number: bool = False) -> str:
@@ -376,7 +395,10 @@ def _snapshot(
         nodes=nodes,
         roles={name: Role(name, frozenset(perms)) for name, perms in world.roles.items()},
         deny_policies=deny_policies,
-        service_accounts={e: ServiceAccount(e, pid) for e, pid in world.service_accounts.items()},
+        service_accounts={
+            e: ServiceAccount(e, pid, unique_id=world.sa_unique_ids[e])
+            for e, pid in world.service_accounts.items()
+        },
         groups={g: tuple(m) for g, m in world.groups.items()},
         unreadable=unreadable,
     )
@@ -422,3 +444,51 @@ def test_engine_agrees_with_the_reference_evaluator(seed: int) -> None:
 def test_the_reference_shares_no_code_with_the_engine() -> None:
     source = Path(ref.__file__).read_text(encoding="utf-8")
     assert "zt_pipelines" not in source.replace("``zt_pipelines``", "")
+
+
+# -- needs on an object prefix: the engine's answer must hold for every object under it --------
+
+PREFIXES = ("", "data/", "tmp/", "data/x")
+OBJECT_PERMISSIONS = ("storage.objects.get", "storage.objects.create", "storage.objects.delete")
+
+
+def _witnesses(prefix: str) -> list[str]:
+    """Object names under ``prefix``: the engine's own probes and others a condition may tell
+    apart (``.csv`` / ``.tmp`` endings, the ``data/`` and ``tmp/`` folders)."""
+    tails = ["", "zt-probe/zt-probe.bin", "x.csv", "y.tmp", "data/x.csv", "tmp/y.tmp", "z"]
+    return [prefix + t for t in tails if prefix + t]  # an object name is never empty
+
+
+@settings(
+    max_examples=PREFIX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(st.integers(0, 2**64 - 1))
+def test_prefix_answers_hold_for_every_object_under_the_prefix(seed: int) -> None:
+    d = Draw(seed)
+    world, snapshot = worlds(d)
+    evaluator = Evaluator(snapshot)
+    evaluator.conditions = _CONDITIONS
+    principals = [f"serviceAccount:{e}" for e in world.service_accounts]
+    principals += [f"user:{u}" for u in USERS]
+    for _ in range(QUESTIONS):
+        principal, bucket = d.pick(principals), d.pick(BUCKETS)
+        permission, prefix = d.pick(OBJECT_PERMISSIONS), d.pick(PREFIXES)
+        got = evaluator.decide(
+            principal,
+            ResourceRef(f"//storage.googleapis.com/{bucket}", prefix),
+            permission,
+            now=NOW,
+        ).state
+        each = [ref.decide(world, principal, bucket, permission, o) for o in _witnesses(prefix)]
+        context = (principal, bucket, permission, prefix, each, world)
+        if got == "granted":  # granted for the whole prefix: for every object
+            assert set(each) == {"granted"}, context
+        elif got == "denied":  # denied for the whole prefix: for every object
+            assert set(each) == {"denied"}, context
+        elif got == "not_granted":  # some object under the prefix is not granted
+            assert "granted" not in each or set(each) != {"granted"}, context
+            assert "denied" not in each or set(each) != {"denied"}, context

@@ -14,16 +14,16 @@ import pytest
 from kfp import compiler, dsl
 
 from zt_pipelines.errors import (
+    DeclarationError,
     DefaultIdentityError,
+    ManifestError,
     TemplateError,
-    UnpinnedIdentityError,
 )
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.spec import load_template, rewrite_pipeline
 from zt_pipelines.spec.launcher import LAUNCHER_IMAGE, is_custom_job_launcher
 
 gcpc = pytest.importorskip("google_cloud_pipeline_components")
-from google_cloud_pipeline_components.types import artifact_types  # noqa: E402
 from google_cloud_pipeline_components.v1 import (  # noqa: E402
     batch_predict_job,
     bigquery,
@@ -300,91 +300,6 @@ def test_deploy_serving_identity_sits_where_gcpc_puts_it(tmp_path: Path) -> None
     ]
 
 
-# ----------------------------------------------------------------------- GCPC bad inputs
-
-
-def test_empty_serving_identity_is_refused(tmp_path: Path) -> None:
-    spec = _compile(tmp_path, _deploy_pipeline(service_account=""), "empty")
-    with pytest.raises(DefaultIdentityError, match="serving identity") as info:
-        rewrite_pipeline(spec, project=PROJECT)
-    assert "model-deploy" in str(info.value)
-
-
-def test_unknown_gcpc_launcher_is_refused_naming_its_module(tmp_path: Path) -> None:
-    spec = _compile(tmp_path, _deploy_pipeline(), "unknown")
-    task = _task(spec, "model-deploy")
-    container = _container(spec, task)
-    container["command"][-1] = "google_cloud_pipeline_components.container.v2.endpoint.new.launcher"
-    with pytest.raises(TemplateError) as info:
-        rewrite_pipeline(spec, project=PROJECT)
-    message = str(info.value)
-    assert "google_cloud_pipeline_components.container.v2.endpoint.new.launcher" in message
-    assert "manifest" in message and "model-deploy" in message
-
-
-def test_dynamic_project_of_a_launcher_is_refused(tmp_path: Path) -> None:
-    @dsl.component
-    def pick() -> str:
-        return "other-project"
-
-    @dsl.pipeline(name="dyn")
-    def p() -> None:
-        chosen = pick()
-        batch_predict_job.ModelBatchPredictOp(
-            job_display_name="b",
-            gcs_source_uris=["gs://b/in"],
-            gcs_destination_output_uri_prefix="gs://b/out",
-            project=chosen.output,
-        )
-
-    spec = _compile(tmp_path, p, "dyn")
-    with pytest.raises(UnpinnedIdentityError, match="project") as info:
-        rewrite_pipeline(spec, project=PROJECT)
-    assert "model-batch-predict" in str(info.value) and "run time" in str(info.value)
-
-
-def test_concat_payload_identity_from_an_upstream_output_is_refused(tmp_path: Path) -> None:
-    @dsl.component
-    def pick() -> str:
-        return ""
-
-    @dsl.pipeline(name="dynsa")
-    def p() -> None:
-        chosen = pick()
-        batch_predict_job.ModelBatchPredictOp(
-            job_display_name="b",
-            gcs_source_uris=["gs://b/in"],
-            gcs_destination_output_uri_prefix="gs://b/out",
-            service_account=chosen.output,
-        )
-
-    spec = _compile(tmp_path, p, "dynsa")
-    with pytest.raises(UnpinnedIdentityError, match="service_account") as info:
-        rewrite_pipeline(spec, project=PROJECT)
-    assert "model-batch-predict" in str(info.value)
-
-
-def test_unsupported_job_kinds_are_refused_with_a_reason(tmp_path: Path) -> None:
-    from google_cloud_pipeline_components.v1.automl import training_job
-
-    @dsl.pipeline(name="automl")
-    def p() -> None:
-        ds = dsl.importer(
-            artifact_uri="gs://b/ds", artifact_class=artifact_types.VertexDataset, metadata={}
-        )
-        training_job.AutoMLTabularTrainingJobRunOp(
-            display_name="a",
-            optimization_prediction_type="regression",
-            dataset=ds.output,
-            target_column="y",
-            project=PROJECT,
-        )
-
-    spec = _compile(tmp_path, p, "automl")
-    with pytest.raises(TemplateError, match="Service Agent"):
-        rewrite_pipeline(spec, project=PROJECT)
-
-
 # ------------------------------------------------------------- payload hardening (#10.1)
 
 EVIL = 'x", "service_account": "'
@@ -497,3 +412,91 @@ def test_run_time_values_in_a_launcher_payload_are_reported(tmp_path: Path) -> N
     result = rewrite_pipeline(spec, project=PROJECT)
     step = {s.task: s for s in result.steps}["model-batch-predict"]
     assert "gcs_destination_output_uri_prefix" in step.unescaped_payload_inputs
+
+
+# ------------------------------------------------------------------ manifest declarations
+
+
+def _deploy(**deploy: Any) -> Any:
+    @dsl.pipeline(name="deploy")
+    def p() -> None:
+        upload = model.ModelUploadOp(display_name="m", project=PROJECT, location="us-central1")
+        ep = endpoint.EndpointCreateOp(display_name="e", project=PROJECT, location="us-central1")
+        endpoint.ModelDeployOp(
+            model=upload.outputs["model"],
+            endpoint=ep.outputs["endpoint"],
+            dedicated_resources_machine_type="n1-standard-4",
+            dedicated_resources_min_replica_count=1,
+            **deploy,
+        )
+
+    return p
+
+
+def test_serving_identity_declared_in_a_manifest(tmp_path: Path) -> None:
+    spec = _compile(tmp_path, _deploy(), "deploy")
+    manifest = {"steps": {"model-deploy": {"serving_service_account": SERVING}}}
+    result = rewrite_pipeline(spec, project=PROJECT, manifest=manifest)
+    deploy = {s.task: s for s in result.steps}["model-deploy"]
+    assert deploy.serving_service_account == SERVING
+    bindings = _task(result.spec, "model-deploy")["inputs"]["parameters"]
+    assert bindings["service_account"] == {"runtimeValue": {"constant": SERVING}}
+    # the same identity passed to the component agrees; another one conflicts
+    agreeing = _compile(tmp_path, _deploy(service_account=SERVING), "agree")
+    rewrite_pipeline(agreeing, project=PROJECT, manifest=manifest)
+    other = _compile(tmp_path, _deploy(service_account=SA), "other")
+    with pytest.raises(DeclarationError, match="serving identity"):
+        rewrite_pipeline(other, project=PROJECT, manifest=manifest)
+    # on a step that deploys nothing
+    wrong = {"steps": {"model-upload": {"serving_service_account": SERVING}}}
+    with pytest.raises(DeclarationError, match="deploys no model"):
+        rewrite_pipeline(spec, project=PROJECT, manifest=wrong)
+    # a default identity as serving identity
+    default = {"steps": {"model-deploy": {"serving_service_account": ""}}}
+    with pytest.raises(DefaultIdentityError):
+        rewrite_pipeline(spec, project=PROJECT, manifest=default)
+
+
+def test_unknown_launcher_declared_as_caller_is_wrapped(tmp_path: Path) -> None:
+    spec = _compile(tmp_path, _deploy(), "unknown")
+    container = _container(spec, _task(spec, "model-deploy"))
+    module = "google_cloud_pipeline_components.container.v2.endpoint.new.launcher"
+    container["command"][-1] = module
+    manifest = {"steps": {"model-deploy": {"launcher": "caller"}}}
+    result = rewrite_pipeline(spec, project=PROJECT, manifest=manifest)
+    deploy = {s.task: s for s in result.steps}["model-deploy"]
+    outer = _container(result.spec, _task(result.spec, "model-deploy"))
+    assert is_custom_job_launcher(outer) and outer["image"] == LAUNCHER_IMAGE
+    assert not classify_identity(deploy.service_account).is_default
+    # only 'caller' is a launcher declaration, and only for a launcher zt-pipelines does not know
+    with pytest.raises(ManifestError, match="caller"):
+        rewrite_pipeline(
+            spec, project=PROJECT, manifest={"steps": {"model-deploy": {"launcher": "x"}}}
+        )
+    known = _compile(tmp_path, _deploy(), "known")
+    with pytest.raises(DeclarationError, match="knows this launcher"):
+        rewrite_pipeline(known, project=PROJECT, manifest=manifest)
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        {"parameterValues": {"dest": EVIL}},
+        {"parameters": {"dest": {"stringValue": EVIL}}},
+    ],
+)
+def test_a_pipeline_job_templates_own_runtime_values_are_judged(
+    tmp_path: Path, runtime: dict[str, Any]
+) -> None:
+    """A PipelineJob JSON carries runtimeConfig values Vertex substitutes: the rewrite judges
+    those, not the spec's defaults (dict and file alike)."""
+    job = {"pipelineSpec": _batch(tmp_path), "runtimeConfig": runtime}
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(job, project=PROJECT)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(path, project=PROJECT)
+    # values passed in override the template's (job.py passes the merged, complete values)
+    fine = rewrite_pipeline(path, project=PROJECT, parameter_values={"dest": "gs://b/ok"})
+    assert fine.steps[0].unescaped_payload_inputs == ()

@@ -340,3 +340,64 @@ def test_a_10000_node_parent_chain_loads() -> None:
     data["nodes"][-10_000]["parent"] = chain[-1]  # close the loop at the far end
     with pytest.raises(SnapshotError, match="cycle"):
         load_snapshot(data)
+
+
+# ------------------------------------------------------------------ through the CLI: exit 2
+
+
+CHECK_ARGS = [
+    "--project",
+    "ml-prod",
+    "--location",
+    "us-central1",
+    "--pipeline-sa",
+    "pipeline-sa@ml-prod.iam.gserviceaccount.com",
+    "--now",
+    "2026-11-25T12:00:00Z",
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "content"),
+    [
+        ("template", HOSTILE["billion-laughs"]),
+        ("template", HOSTILE["deep-json"]),
+        ("template", "fifo"),
+        ("--manifest", HOSTILE["dup-nested-yaml"]),
+        ("--manifest", "fifo"),
+        ("--policy", HOSTILE["huge-int-json"]),
+        ("--policy", "fifo"),
+        ("--snapshot", HOSTILE["binary-tag"]),
+        ("--snapshot", "fifo"),
+        ("--snapshot", "/dev/zero"),
+        ("--param", '{"a": 1, "a": 2}'),
+    ],
+)
+def test_check_cli_exits_2_on_hostile_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, content: Any
+) -> None:
+    from zt_pipelines.cli import main
+
+    template = write(tmp_path, "t.yaml", SPEC_YAML)
+    snapshot = write(tmp_path, "s.json", json.dumps(world_dict()))
+    target: Any = None
+    if option != "--param":
+        if content == "fifo":
+            target = tmp_path / "hostile.yaml"
+            os.mkfifo(target)
+        elif content == "/dev/zero":
+            target = Path(content)
+        else:
+            target = write(tmp_path, "hostile.json", content)
+    argv = ["check", str(target if option == "template" else template), *CHECK_ARGS]
+    if option != "--snapshot":
+        argv += ["--snapshot", str(snapshot)]
+    if option == "--param":
+        argv += ["--param", f"x={content}"]
+    elif option != "template":
+        argv += [option, str(target)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert err.startswith("zt-pipelines: error:") and "Traceback" not in err

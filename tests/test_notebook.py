@@ -41,6 +41,8 @@ def test_quickstart_notebook_runs_clean() -> None:
         ("exit-handler-1-condition-2-model-deploy", "gcpc-deploy"),
     ):
         assert f"{task:45} runs as {account}@zt-demo.iam.gserviceaccount.com" in text
+    # the happy path is quiet: no aiplatform "bucket squatting" traceback on stderr
+    assert "squatting" not in text and "Traceback" not in text
     # only the cell tagged raises-exception raised, and it raised a ZeroTrustViolation
     errors = [
         cell

@@ -618,3 +618,183 @@ def test_unquoted_launcher_inputs_known_only_at_run_time_are_reported(
     (job,) = [s for s in result.steps if s.already_custom_job]
     # the policy engine refuses them (ZT102): their text is pasted into the payload as is
     assert set(job.unescaped_payload_inputs) >= {"labels", "worker_pool_specs"}
+
+
+# ------------------------------------------------------------------ GCPC steps
+# Pipelines compiled from the installed GCPC components (a test dependency).
+
+GCPC_SA = "job-runner@zt-test-project.iam.gserviceaccount.com"
+
+
+def _gcpc(module: str) -> Any:
+    return pytest.importorskip(f"google_cloud_pipeline_components.{module}")
+
+
+def _gcpc_compile(tmp_path: Path, pipeline: Any, name: str) -> dict[str, Any]:
+    path = tmp_path / f"{name}.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    ir, _ = load_template(path)
+    return ir
+
+
+def _gcpc_task(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    stack = [spec["root"]]
+    while stack:
+        component = stack.pop()
+        for task_name, task in component.get("dag", {}).get("tasks", {}).items():
+            if task_name == name:
+                return task  # type: ignore[no-any-return]
+            child = spec["components"][task["componentRef"]["name"]]
+            if "dag" in child:
+                stack.append(child)
+    raise KeyError(name)
+
+
+def _gcpc_container(spec: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    return spec["deploymentSpec"]["executors"][label]["container"]  # type: ignore[no-any-return]
+
+
+def _deploy_pipeline(**deploy: Any) -> Any:
+    endpoint = pytest.importorskip("google_cloud_pipeline_components.v1.endpoint")
+    model = pytest.importorskip("google_cloud_pipeline_components.v1.model")
+
+    @dsl.pipeline(name="deploy")
+    def p() -> None:
+        upload = model.ModelUploadOp(display_name="m", project=PROJECT, location="us-central1")
+        ep = endpoint.EndpointCreateOp(display_name="e", project=PROJECT, location="us-central1")
+        endpoint.ModelDeployOp(
+            model=upload.outputs["model"],
+            endpoint=ep.outputs["endpoint"],
+            dedicated_resources_machine_type="n1-standard-4",
+            dedicated_resources_min_replica_count=1,
+            **deploy,
+        )
+
+    return p
+
+
+def test_empty_serving_identity_is_refused(tmp_path: Path) -> None:
+    spec = _gcpc_compile(tmp_path, _deploy_pipeline(service_account=""), "empty")
+    with pytest.raises(DefaultIdentityError, match="serving identity") as info:
+        rewrite_pipeline(spec, project=PROJECT)
+    assert "model-deploy" in str(info.value)
+
+
+def test_unknown_gcpc_launcher_is_refused_naming_its_module(tmp_path: Path) -> None:
+    spec = _gcpc_compile(tmp_path, _deploy_pipeline(), "unknown")
+    task = _gcpc_task(spec, "model-deploy")
+    container = _gcpc_container(spec, task)
+    container["command"][-1] = "google_cloud_pipeline_components.container.v2.endpoint.new.launcher"
+    with pytest.raises(TemplateError) as info:
+        rewrite_pipeline(spec, project=PROJECT)
+    message = str(info.value)
+    assert "google_cloud_pipeline_components.container.v2.endpoint.new.launcher" in message
+    assert "manifest" in message and "model-deploy" in message
+
+
+def test_dynamic_project_of_a_launcher_is_refused(tmp_path: Path) -> None:
+    @dsl.component
+    def pick() -> str:
+        return "other-project"
+
+    @dsl.pipeline(name="dyn")
+    def p() -> None:
+        chosen = pick()
+        _gcpc("v1.batch_predict_job").ModelBatchPredictOp(
+            job_display_name="b",
+            gcs_source_uris=["gs://b/in"],
+            gcs_destination_output_uri_prefix="gs://b/out",
+            project=chosen.output,
+        )
+
+    spec = _gcpc_compile(tmp_path, p, "dyn")
+    with pytest.raises(UnpinnedIdentityError, match="project") as info:
+        rewrite_pipeline(spec, project=PROJECT)
+    assert "model-batch-predict" in str(info.value) and "run time" in str(info.value)
+
+
+def test_concat_payload_identity_from_an_upstream_output_is_refused(tmp_path: Path) -> None:
+    @dsl.component
+    def pick() -> str:
+        return ""
+
+    @dsl.pipeline(name="dynsa")
+    def p() -> None:
+        chosen = pick()
+        _gcpc("v1.batch_predict_job").ModelBatchPredictOp(
+            job_display_name="b",
+            gcs_source_uris=["gs://b/in"],
+            gcs_destination_output_uri_prefix="gs://b/out",
+            service_account=chosen.output,
+        )
+
+    spec = _gcpc_compile(tmp_path, p, "dynsa")
+    with pytest.raises(UnpinnedIdentityError, match="service_account") as info:
+        rewrite_pipeline(spec, project=PROJECT)
+    assert "model-batch-predict" in str(info.value)
+
+
+def test_unsupported_job_kinds_are_refused_with_a_reason(tmp_path: Path) -> None:
+    from google_cloud_pipeline_components.v1.automl import training_job
+
+    @dsl.pipeline(name="automl")
+    def p() -> None:
+        ds = dsl.importer(
+            artifact_uri="gs://b/ds",
+            artifact_class=_gcpc("types.artifact_types").VertexDataset,
+            metadata={},
+        )
+        training_job.AutoMLTabularTrainingJobRunOp(
+            display_name="a",
+            optimization_prediction_type="regression",
+            dataset=ds.output,
+            target_column="y",
+            project=PROJECT,
+        )
+
+    spec = _gcpc_compile(tmp_path, p, "automl")
+    with pytest.raises(TemplateError, match="Service Agent"):
+        rewrite_pipeline(spec, project=PROJECT)
+
+
+def test_gcpc_mutations_never_raise_anything_but_input_errors(gcpc_corpus_dir: Path) -> None:
+    """Random edits of real GCPC pipelines — values anywhere, and text spliced into launcher
+    payloads (quotes, braces, placeholders, Concat/IfPresent fragments) — give typed errors."""
+    rng = random.Random(7)
+    names = ("starry_net", "bqml_arima_predict", "FeatureAttributionGraph", "infer_pipeline")
+    bases = [
+        load_template(path)
+        for path in sorted(gcpc_corpus_dir.glob("*/*.yaml"))
+        if any(n in path.name for n in names)
+    ]
+    snippets = [
+        '"',
+        "\\",
+        "{",
+        "}",
+        "{{",
+        "{{$.inputs.parameters['x']}}",
+        ', "service_account": ""',
+    ]
+    for _ in range(120):
+        spec, docs = copy.deepcopy(rng.choice(bases))
+        if rng.random() < 0.5:
+            texts = [p for p in _paths(spec) if p and isinstance(_at(spec, p), str)]
+            texts = [p for p in texts if len(_at(spec, p)) > 30] or texts
+            path = rng.choice(texts)
+            text = _at(spec, path)
+            i = rng.randint(0, len(text))
+            _at(spec, path[:-1])[path[-1]] = text[:i] + rng.choice(snippets) + text[i + 2 :]
+        else:
+            _mutate(spec, rng)
+        try:
+            rewrite_pipeline((spec, docs), project=PROJECT)
+        except InputError as exc:
+            assert exc.where, exc
+
+
+def _at(node: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        node = node[key]
+    return node

@@ -29,7 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,10 @@ def merge(first: StepDeclaration, second: StepDeclaration, *, where: str) -> Ste
     needs: dict[ResourceRef, set[str]] = {}
     for need in (*first.needs, *second.needs):
         needs.setdefault(need.resource, set()).update(need.permissions)
+    for name in ("serving_service_account", "launcher"):
+        a, b = getattr(first, name), getattr(second, name)
+        if a is not None and b is not None and a != b:
+            raise clash(name, a, b)
     sources = [s for s in (first.source, second.source) if s]
     return StepDeclaration(
         service_account=first.service_account or second.service_account,
@@ -341,6 +345,8 @@ def merge(first: StepDeclaration, second: StepDeclaration, *, where: str) -> Ste
         service_account_parameter=(
             first.service_account_parameter or second.service_account_parameter
         ),
+        serving_service_account=first.serving_service_account or second.serving_service_account,
+        launcher=first.launcher or second.launcher,
     )
 
 
@@ -553,7 +559,13 @@ step = _Step()
 
 # ------------------------------------------------------------------------------ manifest
 
-_MANIFEST_ENTRY_KEYS = {"service_account", "needs", *JOB_FIELD_NAMES}
+_MANIFEST_ENTRY_KEYS = {
+    "service_account",
+    "needs",
+    "serving_service_account",
+    "launcher",
+    *JOB_FIELD_NAMES,
+}
 
 
 def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, StepDeclaration]:
@@ -608,7 +620,8 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
             raise ManifestError(
                 f"unknown key {unknown[0]!r}",
                 where=where,
-                fix="known keys: service_account, needs, " + ", ".join(JOB_FIELD_NAMES),
+                fix="known keys: service_account, needs, serving_service_account, launcher, "
+                + ", ".join(JOB_FIELD_NAMES),
             )
         nulls = sorted(k for k, v in entry.items() if v is None)
         if nulls:  # `needs: null` is not "no needs": a value was cut or mistyped
@@ -618,11 +631,22 @@ def load_manifest(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[st
                 fix="give a value, or leave the key out",
             )
         job = {k: v for k, v in entry.items() if k in JOB_FIELD_NAMES}
-        out[task] = declaration(
+        decl = declaration(
             entry.get("service_account"),
             needs=entry.get("needs"),
             source="manifest",
             where=where,
             **job,
         )
+        launcher = entry.get("launcher")
+        if launcher is not None and launcher != "caller":
+            raise ManifestError(
+                f"launcher {launcher!r} is not 'caller'",
+                where=where,
+                fix="write launcher: caller for a GCPC launcher whose job runs as the caller",
+            )
+        serving = entry.get("serving_service_account")
+        if serving is not None:
+            serving = parse_service_account(serving, where=f"{where}.serving_service_account")
+        out[task] = replace(decl, serving_service_account=serving, launcher=launcher)
     return out

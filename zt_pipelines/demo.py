@@ -1,13 +1,14 @@
-"""``make demo``: one allowed submission and three refusals, against the built-in emulator.
+"""``make demo``: one allowed submission and four refusals, against the built-in emulator.
 
 Starts the emulator with the example world (``examples/world.yaml``), compiles the example
 training pipeline (``examples/pipeline.py``: ingest → train → evaluate-and-upload, each declared
 with ``@zt.step``), verifies and submits it through :class:`zt_pipelines.PipelineJob` — the real
-aiplatform client over REST to the emulator — and then shows three refused attempts:
+aiplatform client over REST to the emulator — and then shows four refused attempts:
 
 1. no service account (Vertex would use the Compute Engine default identity) → ZT100;
 2. a step whose identity lacks a permission it declared → ZT200;
-3. a step whose identity holds ``roles/editor`` → ZT211.
+3. a step whose identity holds ``roles/editor`` → ZT211;
+4. a step on a VPC whose firewall lets it reach beyond its declared ``reach`` → ZT522.
 
 Each refusal is checked against the emulator's request log: no write reached it.
 
@@ -73,12 +74,14 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
-        """The demo showed what it promises: one allowed job, three refusals, no writes."""
+        """The demo showed what it promises: one allowed job, four refusals, no writes, and
+        the GCPC example submitted with every CustomJob under its own identity."""
         return (
             bool(self.submitted)
             and self.refusals.get("no service account", set()) >= {"ZT100"}
             and self.refusals.get("missing permission", set()) >= {"ZT200"}
             and self.refusals.get("roles/editor", set()) >= {"ZT211"}
+            and self.refusals.get("segmentation", set()) >= {"ZT522"}
             and self.writes_during_refusals == 0
             and bool(self.gcpc_submitted)
             # every CustomJob of the GCPC run under its own, non-empty identity
@@ -244,6 +247,12 @@ def run_demo(
                     examples.PIPELINE_SA,
                     "evaluate-and-upload runs as legacy-sa",
                 ),
+                (
+                    "segmentation",
+                    "open-egress",
+                    examples.PIPELINE_SA,
+                    "ingest on ml-vpc declares Cloud Storage, the firewall opens HTTPS anywhere",
+                ),
             ]
             for number, (label, name, account, why) in enumerate(attempts, start=2):
                 say(f"{number}. Refused: {label} ({why})")
@@ -286,7 +295,7 @@ def _gcpc_section(
     alice: Any,
     log: Any,
 ) -> None:
-    """5. The GCPC example: plan → apply → verify and submit → the run's CustomJobs."""
+    """6. The GCPC example: plan → apply → verify and submit → the run's CustomJobs."""
     from google.cloud import aiplatform
 
     from zt_pipelines.emulator import emulator_credentials
@@ -295,7 +304,7 @@ def _gcpc_section(
     from zt_pipelines.provision import plan as make_plan
     from zt_pipelines.provision.apply import apply_plan
 
-    say("5. Google Cloud Pipeline Components (examples/gcpc_pipeline.py): BigQuery → preprocess")
+    say("6. Google Cloud Pipeline Components (examples/gcpc_pipeline.py): BigQuery → preprocess")
     say("   → CustomTrainingJobOp → evaluate → If → ModelUpload → EndpointCreate → ModelDeploy")
     plan = make_plan(
         str(template),

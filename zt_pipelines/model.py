@@ -79,6 +79,10 @@ class StepDeclaration:
         needs: the resources and permissions the step needs.
         job: CustomJob fields for the step.
         source: where the declaration came from (for error messages).
+        serving_service_account: for a deploy step, the identity its deployed model serves as
+            (from a manifest's ``serving_service_account``); ``None`` to derive one.
+        launcher: ``"caller"`` (from a manifest's ``launcher``): an unknown GCPC launcher's job
+            runs as the caller, so the step is wrapped like any container.
         service_account_parameter: the name of the pipeline parameter (as seen by the task's
             parent DAG) that holds the identity, when declared with ``zt.step.on(task,
             service_account=<pipeline parameter>)``; resolved and pinned by the rewrite.
@@ -89,6 +93,8 @@ class StepDeclaration:
     job: JobFields = field(default_factory=JobFields)
     source: str = "decorator"
     service_account_parameter: str | None = None
+    serving_service_account: str | None = None
+    launcher: str | None = None
 
 
 @dataclass(frozen=True)

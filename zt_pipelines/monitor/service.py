@@ -23,13 +23,13 @@ POST_RUN_ACTION = "verify-run"
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
-    from zt_pipelines.job import spec_sha256
+    from zt_pipelines.fingerprint import spec_sha256
 
     return spec_sha256(spec)
 
 
 def _labels() -> tuple[tuple[str, str], str]:
-    from zt_pipelines.job import SPEC_LABELS, VERIFIED_LABEL
+    from zt_pipelines.fingerprint import SPEC_LABELS, VERIFIED_LABEL
 
     return (SPEC_LABELS[0], SPEC_LABELS[1]), VERIFIED_LABEL
 

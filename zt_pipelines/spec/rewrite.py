@@ -97,7 +97,7 @@ from zt_pipelines.spec.resolve import (
     resolve_identity_binding,
     root_env,
 )
-from zt_pipelines.spec.template import check_pipeline, load_template
+from zt_pipelines.spec.template import check_pipeline, load_template_job
 
 __all__ = ["rewrite", "rewrite_pipeline"]
 
@@ -176,7 +176,9 @@ def rewrite_pipeline(
         spec: the pipeline IR (dict), a PipelineJob dict with ``pipelineSpec``, a path to a
             template, or the ``(ir, platform_docs)`` pair :func:`load_template` returns.
         parameter_values: pipeline parameter values; an identity taken from a parameter is
-            resolved from them (or the parameter's default) and pinned as a constant.
+            resolved from them (or the parameter's default) and pinned as a constant. A
+            PipelineJob template's ``runtimeConfig`` values are used under them (Vertex
+            substitutes those too); pass the complete values that will be sent.
         manifest: a manifest path/mapping (see :func:`zt_pipelines.declare.load_manifest`) or
             an already loaded ``{task: StepDeclaration}``.
         project: the project derived identities live in (required when a step has no
@@ -200,7 +202,9 @@ def rewrite_pipeline(
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
     check_pipeline_root(pipeline_root)
-    ir, docs = _split_input(spec, platform_docs)
+    ir, docs, template_values = _split_input(spec, platform_docs)
+    if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
+        parameter_values = {**template_values, **dict(parameter_values or {})}
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
@@ -247,14 +251,15 @@ def rewrite_pipeline(
 
 def _split_input(
     spec: Any, platform_docs: Any
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
+    values: dict[str, Any] = {}
     if isinstance(spec, (str, os.PathLike)):
-        ir, docs = load_template(Path(spec))
+        ir, docs, values = load_template_job(Path(spec))
     elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        ir, docs = load_template(spec[0])
+        ir, docs, values = load_template_job(spec[0])
         docs = tuple(spec[1])
     elif isinstance(spec, Mapping):
-        ir, docs = load_template(spec)
+        ir, docs, values = load_template_job(spec)
     else:
         raise TemplateError(
             f"cannot rewrite a {type(spec).__name__}",
@@ -267,7 +272,7 @@ def _split_input(
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
     check_pipeline(ir)
-    return ir, tuple(docs)
+    return ir, tuple(docs), values
 
 
 def _read_platform_docs(
@@ -523,7 +528,7 @@ class _Walker:
             new_task["componentRef"]["name"] = name
             return new_task
         decl = self._declaration(path, label)
-        kind = self._kind(container, where)
+        kind = self._kind(container, where, decl)
         if kind is not None and not kind.wrap:
             return self._launcher_task(new_task, path, ref, child, label, executor, env, decl, kind)
         params: dict[str, Any] = (child.get("inputDefinitions") or {}).get("parameters") or {}
@@ -539,7 +544,14 @@ class _Walker:
             )
         sa, source = self._identity(path, decl, env)
         launched, launched_field, serving = self._job_identity_inputs(
-            bindings, params, env, path, sa, kind, skip=None
+            bindings,
+            params,
+            env,
+            path,
+            sa,
+            kind,
+            skip=None,
+            serving_declared=decl.serving_service_account,
         )
         if kind is not None and kind.identity.kind == "args_flag":
             launched, launched_field = self._pin_args_flag(bindings, params, env, kind, sa, where)
@@ -652,12 +664,22 @@ class _Walker:
 
     # -- GCPC launchers --------------------------------------------------------------------
 
-    def _kind(self, container: dict[str, Any], where: str) -> LauncherKind | None:
-        """The catalogue entry for a container; refuses unknown and unsupported launchers."""
+    def _kind(
+        self, container: dict[str, Any], where: str, decl: StepDeclaration
+    ) -> LauncherKind | None:
+        """The catalogue entry for a container; refuses unknown and unsupported launchers
+        (an unknown one declared ``launcher: caller`` in a manifest is wrapped)."""
         kind = identify_launcher(container)
+        if kind is not None and decl.launcher is not None:
+            raise DeclarationError(
+                f"launcher: {decl.launcher} is declared, but zt-pipelines knows this launcher "
+                f"({kind.name}): {kind.identity.what}",
+                where=where,
+                fix="remove `launcher` from the manifest entry",
+            )
         if kind is None:
             module = is_gcpc_launcher_module(container)
-            if module is not None:
+            if module is not None and decl.launcher != "caller":
                 shown = launcher_type(container)
                 raise TemplateError(
                     f"unknown GCPC launcher {module}"
@@ -665,9 +687,9 @@ class _Walker:
                     + ": zt-pipelines does not know where its job's identity is set, and will "
                     "not run it as the pipeline's service account",
                     where=where,
-                    fix="upgrade zt-pipelines, or wrap the step as a plain container: in a "
-                    "manifest, declare the task with `launcher: caller` when its job runs as "
-                    "the caller (then it runs in a CustomJob as the step's identity)",
+                    fix="upgrade zt-pipelines; or, when its job runs as the caller (its API "
+                    "calls carry no identity of their own), declare the task in a manifest with "
+                    "`launcher: caller` — it then runs in a CustomJob as the step's identity",
                 )
             return None
         if not kind.supported:
@@ -748,7 +770,14 @@ class _Walker:
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
-            bindings, params, env, path, sa, inner, skip=identity_input
+            bindings,
+            params,
+            env,
+            path,
+            sa,
+            inner,
+            skip=identity_input,
+            serving_declared=decl.serving_service_account,
         )
         if launched is None and kind.name != "CustomJob":  # the job runs as the step itself
             launched, launched_field = sa, f"payload {'.'.join(identity_path)}"
@@ -926,6 +955,7 @@ class _Walker:
         kind: LauncherKind | None,
         *,
         skip: str | None,
+        serving_declared: str | None = None,
     ) -> tuple[str | None, str, str | None]:
         """Pin inputs that name a launched job's identity (``dataflow_service_account``, ...)
         and a deploy step's serving identity. Returns ``(launched, field, serving)``."""
@@ -933,6 +963,12 @@ class _Walker:
         serving_input = (
             kind.serving_identity.input if kind is not None and kind.serving_identity else None
         )
+        if serving_declared is not None and serving_input is None:
+            raise DeclarationError(
+                "serving_service_account is declared, but the step deploys no model",
+                where=where,
+                fix="declare it on the deploy step (ModelDeployOp)",
+            )
         serving: str | None = None
         launched: str | None = None
         field = ""
@@ -970,6 +1006,16 @@ class _Walker:
                         + ") or set a dedicated service account",
                     )
             if name == serving_input:
+                declared = serving_declared
+                if declared is not None and value not in _UNSET and value != declared:
+                    raise DeclarationError(
+                        f"declared serving identity {declared!r} but the deploy step passes "
+                        f"{value!r}",
+                        where=where,
+                        fix="declare the serving identity in one place",
+                    )
+                if declared is not None:
+                    value = declared
                 serving = (
                     self._check(value, where)
                     if value not in _UNSET
