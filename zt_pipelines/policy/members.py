@@ -51,6 +51,7 @@ _FEDERATED = _POOL
 _GKE_KSA = re.compile(r"^serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]$")
 #: ``principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/ID/type/ServiceAccount``
 _SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
+_NUMBER = re.compile(r"^[1-9][0-9]*$")
 _PUBLIC = frozenset({"allUsers", "allAuthenticatedUsers"})
 _CONVENIENCE = {
     "projectOwner": "roles/owner",
@@ -278,6 +279,9 @@ class MemberResolver:
         if project is None:
             return MemberMatch(Match.UNKNOWN, f"project {sa.project_id} is not in the snapshot")
         kind, ident = parts[0], parts[1]
+        if (kind != "projects" or ident.isdigit()) and not _NUMBER.match(ident):
+            # folders and organisations are numbers; "0200" or "２００" is no name we can place
+            return MemberMatch(Match.UNKNOWN, f"{member} does not name a node in a canonical form")
         if kind == "projects":
             if ident == sa.project_id or (
                 project.project_number and ident == project.project_number
