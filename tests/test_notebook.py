@@ -33,6 +33,8 @@ def test_quickstart_notebook_runs_clean() -> None:
     assert "writes that reached the emulator: 0" in text
     assert "train                runs as train-sa@zt-demo.iam.gserviceaccount.com" in text
     assert "chain intact" in text
+    # the happy path is quiet: no aiplatform "bucket squatting" traceback on stderr
+    assert "squatting" not in text and "Traceback" not in text
     # only the cell tagged raises-exception raised, and it raised a ZeroTrustViolation
     errors = [
         cell
