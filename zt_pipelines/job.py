@@ -1296,9 +1296,16 @@ def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[di
     from zt_pipelines.spec.template import parse_template_text
 
     parse_template_text(text, where=where)  # validates shape and raises TemplateError
-    import yaml
+    from zt_pipelines.errors import TemplateError
+    from zt_pipelines.loaders import parse_text
 
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    # the same strict loader: a second, laxer parse could read other values (YAML 1.1 `on:`
+    # keys, plain dates) or fail on what the first accepted (tab-indented JSON)
+    docs = [
+        d
+        for d in parse_text(text, where=where, kind="template", error=TemplateError)
+        if d is not None
+    ]
     return docs[0], tuple(docs[1:])
 
 

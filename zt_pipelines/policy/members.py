@@ -233,8 +233,8 @@ class MemberResolver:
                 return self._sa_by_unique_id(v1[len("serviceAccount:") :], principal)
             return MemberMatch(Match.YES, "named directly") if v1 == principal else _NO
         if deny_principal.startswith("principalSet://goog/cloudIdentityCustomerId/"):
-            if principal.startswith("serviceAccount:"):
-                return _NO  # service accounts are not Cloud Identity account members
+            if principal.startswith(("serviceAccount:", "principal://")):
+                return _NO  # service accounts and federated identities are not account members
             return MemberMatch(Match.UNKNOWN, f"{deny_principal} cannot be enumerated")
         if deny_principal.startswith(_SA_SET):
             return self._sa_set(deny_principal, principal)
