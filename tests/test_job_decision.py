@@ -527,4 +527,3 @@ def test_cli_submit_without_credentials_is_one_line_exit_2(
     assert info.value.code == 2
     assert "Traceback" not in err and "no Google credentials" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
-
