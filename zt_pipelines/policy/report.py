@@ -114,6 +114,9 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT633": ("DataAccessLogsOff", "Data Access logs are off: usage cannot be verified there"),
     "ZT634": ("UsageUnreadable", "logs or runs could not be read: usage not verified"),
     "ZT635": ("RefusedAccess", "a step tried an access that IAM refused"),
+    # shadow pipelines (zt_pipelines.monitor.shadow)
+    "ZT640": ("ShadowJob", "a pipeline job was not submitted through zt-pipelines"),
+    "ZT641": ("ShadowSchedule", "a schedule was not created through zt-pipelines"),
 }
 
 #: codes whose default severity is a warning (every other code is an error by default)
