@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "verify-run": "monitor",
     "drift": "monitor",
     "usage": "monitor",
+    "monitor": "monitor",
 }
 
 
