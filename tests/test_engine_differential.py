@@ -38,12 +38,14 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
+from zt_pipelines.resources import ResourceRef
 
 NOW = datetime.fromtimestamp(ref.NOW_EPOCH, tz=timezone.utc)
 CRM = "//cloudresourcemanager.googleapis.com/"
 SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
 #: the budget (``make test`` runs the full 10,000; a quick local run may lower it)
 EXAMPLES = int(os.environ.get("ZT_DIFFERENTIAL_EXAMPLES", "10000"))
+PREFIX_EXAMPLES = max(1, EXAMPLES // 4)  # the prefix property (below) asks 7 objects a question
 QUESTIONS = 8  # per generated world
 PERMISSIONS = (
     "storage.objects.get",
@@ -422,3 +424,51 @@ def test_engine_agrees_with_the_reference_evaluator(seed: int) -> None:
 def test_the_reference_shares_no_code_with_the_engine() -> None:
     source = Path(ref.__file__).read_text(encoding="utf-8")
     assert "zt_pipelines" not in source.replace("``zt_pipelines``", "")
+
+
+# -- needs on an object prefix: the engine's answer must hold for every object under it --------
+
+PREFIXES = ("", "data/", "tmp/", "data/x")
+OBJECT_PERMISSIONS = ("storage.objects.get", "storage.objects.create", "storage.objects.delete")
+
+
+def _witnesses(prefix: str) -> list[str]:
+    """Object names under ``prefix``: the engine's own probes and others a condition may tell
+    apart (``.csv`` / ``.tmp`` endings, the ``data/`` and ``tmp/`` folders)."""
+    tails = ["", "zt-probe/zt-probe.bin", "x.csv", "y.tmp", "data/x.csv", "tmp/y.tmp", "z"]
+    return [prefix + t for t in tails if prefix + t]  # an object name is never empty
+
+
+@settings(
+    max_examples=PREFIX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(st.integers(0, 2**64 - 1))
+def test_prefix_answers_hold_for_every_object_under_the_prefix(seed: int) -> None:
+    d = Draw(seed)
+    world, snapshot = worlds(d)
+    evaluator = Evaluator(snapshot)
+    evaluator.conditions = _CONDITIONS
+    principals = [f"serviceAccount:{e}" for e in world.service_accounts]
+    principals += [f"user:{u}" for u in USERS]
+    for _ in range(QUESTIONS):
+        principal, bucket = d.pick(principals), d.pick(BUCKETS)
+        permission, prefix = d.pick(OBJECT_PERMISSIONS), d.pick(PREFIXES)
+        got = evaluator.decide(
+            principal,
+            ResourceRef(f"//storage.googleapis.com/{bucket}", prefix),
+            permission,
+            now=NOW,
+        ).state
+        each = [ref.decide(world, principal, bucket, permission, o) for o in _witnesses(prefix)]
+        context = (principal, bucket, permission, prefix, each, world)
+        if got == "granted":  # granted for the whole prefix: for every object
+            assert set(each) == {"granted"}, context
+        elif got == "denied":  # denied for the whole prefix: for every object
+            assert set(each) == {"denied"}, context
+        elif got == "not_granted":  # some object under the prefix is not granted
+            assert "granted" not in each or set(each) != {"granted"}, context
+            assert "denied" not in each or set(each) != {"denied"}, context

@@ -476,3 +476,27 @@ def test_unknown_launcher_declared_as_caller_is_wrapped(tmp_path: Path) -> None:
     known = _compile(tmp_path, _deploy(), "known")
     with pytest.raises(DeclarationError, match="knows this launcher"):
         rewrite_pipeline(known, project=PROJECT, manifest=manifest)
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        {"parameterValues": {"dest": EVIL}},
+        {"parameters": {"dest": {"stringValue": EVIL}}},
+    ],
+)
+def test_a_pipeline_job_templates_own_runtime_values_are_judged(
+    tmp_path: Path, runtime: dict[str, Any]
+) -> None:
+    """A PipelineJob JSON carries runtimeConfig values Vertex substitutes: the rewrite judges
+    those, not the spec's defaults (dict and file alike)."""
+    job = {"pipelineSpec": _batch(tmp_path), "runtimeConfig": runtime}
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(job, project=PROJECT)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(path, project=PROJECT)
+    # values passed in override the template's (job.py passes the merged, complete values)
+    fine = rewrite_pipeline(path, project=PROJECT, parameter_values={"dest": "gs://b/ok"})
+    assert fine.steps[0].unescaped_payload_inputs == ()

@@ -114,6 +114,7 @@ class AuditLogStore:
         self._lock = threading.Lock()
         self._entries: list[StoredEntry] = []
         self._seq = 0
+        self._selected: dict[tuple[str, str], tuple[int, list[Any]]] = {}
         #: project id -> service -> enabled log types (``DATA_READ``, ``DATA_WRITE``, ...)
         self.audit_configs: dict[str, dict[str, tuple[str, ...]]] = {}
 
@@ -165,12 +166,23 @@ class AuditLogStore:
             self._seq += 1
             bisect.insort(self._entries, StoredEntry(at, self._seq, principal, log_name, entry))
 
-    def select(self, project: str, keep: Callable[[StoredEntry], bool]) -> list[Any]:
-        """The project's entries ``keep`` accepts, oldest first."""
+    def select(
+        self, project: str, keep: Callable[[StoredEntry], bool], *, key: str = ""
+    ) -> list[Any]:
+        """The project's entries ``keep`` accepts, oldest first. With a ``key`` (the filter
+        text) the result is kept until the next write, so paging through it is cheap."""
         prefix = f"projects/{project}/logs/"
         with self._lock:
+            cached = self._selected.get((project, key)) if key else None
+            if cached is not None and cached[0] == self._seq:
+                return cached[1]
             entries = list(self._entries)
-        return [s.entry for s in entries if s.log_name.startswith(prefix) and keep(s)]
+            seq = self._seq
+        found = [s.entry for s in entries if s.log_name.startswith(prefix) and keep(s)]
+        if key:
+            with self._lock:
+                self._selected[(project, key)] = (seq, found)
+        return found
 
 
 _TERM = re.compile(

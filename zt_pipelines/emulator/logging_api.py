@@ -38,7 +38,7 @@ def list_log_entries(world: World, request: Any, caller: str | None) -> Any:
         world.authorize(caller, "logging.logEntries.list", full)
         if DATA_ACCESS in request.filter or "logName" not in request.filter:
             world.authorize(caller, "logging.privateLogEntries.list", full)
-        found.extend(world.log_store.select(project, keep))
+        found.extend(world.log_store.select(project, keep, key=request.filter))
     size = min(request.page_size or 1000, 1000)
     items, token = page(found, size, request.page_token, 1000)
     response = _Response(next_page_token=token)

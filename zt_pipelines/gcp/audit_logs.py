@@ -10,6 +10,9 @@ per-entry wrapper objects), and each ``AuditLog`` payload is parsed once.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -23,7 +26,7 @@ ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
 DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
 #: principals per query: keeps the filter well under Logging's 20,000-character limit
 PRINCIPALS_PER_QUERY = 50
-_AUDIT_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
+_parse = audit_log_pb2.AuditLog.FromString
 
 
 def _stamp(moment: datetime) -> str:
@@ -40,43 +43,49 @@ def audit_filter(project: str, principals: Iterable[str], start: datetime, end: 
     )
 
 
-def accesses_of(entry: Any) -> list[Access]:
-    """The accesses one raw ``LogEntry`` records (one per authorization check)."""
+_DONE = object()
+_new = tuple.__new__  # builds the Access named tuples without their Python-level __new__
+
+
+def accesses_of(entry: Any, out: list[Access] | None = None) -> list[Access]:
+    """The accesses one raw ``LogEntry`` records (one per authorization check), appended to
+    ``out`` (a new list when ``None``). Hot: called once per entry read."""
+    found: list[Access] = [] if out is None else out
     payload = entry.proto_payload
     if not payload.type_url.endswith("google.cloud.audit.AuditLog"):
-        return []
-    audit = audit_log_pb2.AuditLog.FromString(payload.value)
-    when = datetime.fromtimestamp(
-        entry.timestamp.seconds + entry.timestamp.nanos / 1e9, tz=timezone.utc
-    )
+        return found
+    audit = _parse(payload.value)
+    stamp = entry.timestamp
+    ts = stamp.seconds + stamp.nanos / 1e9
     principal = audit.authentication_info.principal_email
+    method = audit.method_name
+    insert_id = entry.insert_id
+    log_name = entry.log_name
     infos = audit.authorization_info
     if not infos:
-        return [
-            Access(
-                when,
-                principal,
-                audit.method_name,
-                audit.resource_name,
-                audit.method_name,
-                True,
-                entry.insert_id,
-                entry.log_name,
-            )
-        ]
-    return [
-        Access(
-            when,
-            principal,
-            info.permission,
-            info.resource or audit.resource_name,
-            audit.method_name,
-            info.granted,
-            entry.insert_id,
-            entry.log_name,
+        resource = audit.resource_name
+        found.append(
+            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
         )
-        for info in infos
-    ]
+        return found
+    for info in infos:
+        resource = info.resource or audit.resource_name
+        found.append(
+            _new(
+                Access,
+                (
+                    ts,
+                    principal,
+                    info.permission,
+                    resource,
+                    method,
+                    info.granted,
+                    insert_id,
+                    log_name,
+                ),
+            )
+        )
+    return found
 
 
 class AuditLogsAdapter(Adapter):
@@ -108,12 +117,36 @@ class AuditLogsAdapter(Adapter):
         }
 
         def run() -> list[Access]:
+            # the next page is fetched while this one is parsed (a reader thread): reading
+            # waits on the network, parsing on the CPU
             found: list[Access] = []
-            pager = client.list_log_entries(request=request, **self.gapic_kwargs())
-            for page in pager.pages:
-                for entry in type(page).pb(page).entries:
-                    found.extend(accesses_of(entry))
-            return found
+            pages: queue.Queue[Any] = queue.Queue(maxsize=4)
+
+            def fetch() -> None:
+                try:
+                    pager = client.list_log_entries(request=request, **self.gapic_kwargs())
+                    for page in pager.pages:
+                        pages.put(type(page).pb(page).entries)
+                    pages.put(_DONE)
+                except BaseException as exc:  # handed to the parsing thread, raised there
+                    pages.put(exc)
+
+            reader = threading.Thread(target=fetch, name="zt-audit-log-pages", daemon=True)
+            reader.start()
+            try:
+                while True:
+                    item = pages.get()
+                    if item is _DONE:
+                        return found
+                    if isinstance(item, BaseException):
+                        raise item
+                    for entry in item:
+                        accesses_of(entry, found)
+            finally:
+                while reader.is_alive():  # let a failed parse not leave the reader blocked
+                    with contextlib.suppress(queue.Empty):
+                        pages.get(timeout=0.05)
+                reader.join()
 
         return self.call(run, what="entries.list", target=f"projects/{project}")
 

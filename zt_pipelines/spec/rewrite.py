@@ -97,7 +97,7 @@ from zt_pipelines.spec.resolve import (
     resolve_identity_binding,
     root_env,
 )
-from zt_pipelines.spec.template import check_pipeline, load_template
+from zt_pipelines.spec.template import check_pipeline, load_template_job
 
 __all__ = ["rewrite", "rewrite_pipeline"]
 
@@ -176,7 +176,9 @@ def rewrite_pipeline(
         spec: the pipeline IR (dict), a PipelineJob dict with ``pipelineSpec``, a path to a
             template, or the ``(ir, platform_docs)`` pair :func:`load_template` returns.
         parameter_values: pipeline parameter values; an identity taken from a parameter is
-            resolved from them (or the parameter's default) and pinned as a constant.
+            resolved from them (or the parameter's default) and pinned as a constant. A
+            PipelineJob template's ``runtimeConfig`` values are used under them (Vertex
+            substitutes those too); pass the complete values that will be sent.
         manifest: a manifest path/mapping (see :func:`zt_pipelines.declare.load_manifest`) or
             an already loaded ``{task: StepDeclaration}``.
         project: the project derived identities live in (required when a step has no
@@ -200,7 +202,9 @@ def rewrite_pipeline(
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
     check_pipeline_root(pipeline_root)
-    ir, docs = _split_input(spec, platform_docs)
+    ir, docs, template_values = _split_input(spec, platform_docs)
+    if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
+        parameter_values = {**template_values, **dict(parameter_values or {})}
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
@@ -247,14 +251,15 @@ def rewrite_pipeline(
 
 def _split_input(
     spec: Any, platform_docs: Any
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
+    values: dict[str, Any] = {}
     if isinstance(spec, (str, os.PathLike)):
-        ir, docs = load_template(Path(spec))
+        ir, docs, values = load_template_job(Path(spec))
     elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        ir, docs = load_template(spec[0])
+        ir, docs, values = load_template_job(spec[0])
         docs = tuple(spec[1])
     elif isinstance(spec, Mapping):
-        ir, docs = load_template(spec)
+        ir, docs, values = load_template_job(spec)
     else:
         raise TemplateError(
             f"cannot rewrite a {type(spec).__name__}",
@@ -267,7 +272,7 @@ def _split_input(
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
     check_pipeline(ir)
-    return ir, tuple(docs)
+    return ir, tuple(docs), values
 
 
 def _read_platform_docs(

@@ -51,6 +51,60 @@ _PYTHON_SOURCE = re.compile(
 )
 
 
+def load_template_job(
+    template: str | Path | Mapping[str, Any],
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
+    """Like :func:`load_template`, plus the parameter values a PipelineJob template carries in
+    its ``runtimeConfig`` (``parameterValues``, or the typed ``parameters`` of schema 2.0):
+    Vertex substitutes them, so the rewrite must judge them, not the spec's defaults.
+
+    Raises:
+        TemplateError: as :func:`load_template`, or a malformed ``runtimeConfig``.
+    """
+    if isinstance(template, Mapping):
+        ir, docs = load_template(template)
+        return ir, docs, runtime_parameter_values(template, where="template")
+    path = Path(template)
+    text = loaders.read_text(path, kind="template", error=TemplateError)
+    first, rest = _documents(text, str(path))
+    spec, others = _pipeline_from(first, tuple(rest), str(path))
+    check_envelope(first, where=str(path))
+    return spec, others, runtime_parameter_values(first, where=str(path))
+
+
+def runtime_parameter_values(document: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """The parameter values of a PipelineJob document's ``runtimeConfig`` (``{}`` for a spec)."""
+    if "pipelineSpec" not in document:
+        return {}
+    config = document.get("runtimeConfig")
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TemplateError("runtimeConfig is not a mapping", where=f"{where}: runtimeConfig")
+    values = config.get("parameterValues") or {}
+    typed = config.get("parameters") or {}
+    if not isinstance(values, Mapping) or not isinstance(typed, Mapping):
+        raise TemplateError(
+            "runtimeConfig.parameterValues / parameters is not a mapping",
+            where=f"{where}: runtimeConfig",
+        )
+    out = {str(k): v for k, v in values.items()}
+    for name, value in typed.items():
+        kinds = (
+            set(value) & {"stringValue", "intValue", "doubleValue"}
+            if isinstance(value, Mapping)
+            else set()
+        )
+        if len(kinds) != 1 or name in out:
+            raise TemplateError(
+                f"runtimeConfig.parameters[{name!r}] is not one typed value",
+                where=f"{where}: runtimeConfig",
+            )
+        raw = value[kinds.pop()]
+        out[str(name)] = int(raw) if "intValue" in value and isinstance(raw, str) else raw
+    return out
+
+
 def parse_template_text(
     text: str, *, where: str = "template"
 ) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
@@ -60,6 +114,13 @@ def parse_template_text(
     YAML tags beyond the JSON types, depth and size bounds are refused), then checked to be
     what aiplatform's ``PipelineJob`` accepts (:func:`check_envelope`).
     """
+    first, rest = _documents(text, where)
+    spec, others = _pipeline_from(first, tuple(rest), where)
+    check_envelope(first, where=where)
+    return spec, others
+
+
+def _documents(text: str, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if where.endswith(".py") or _PYTHON_SOURCE.search(text[:4096]):
         raise TemplateError(
             "this is Python source, not a compiled pipeline",
@@ -80,9 +141,7 @@ def parse_template_text(
     for index, doc in enumerate(rest, start=2):
         if not isinstance(doc, dict):
             raise TemplateError(f"document {index} is not a mapping", where=where)
-    spec, others = _pipeline_from(first, tuple(rest), where)
-    check_envelope(first, where=where)
-    return spec, others
+    return first, rest
 
 
 def check_envelope(document: Mapping[str, Any], *, where: str = "template") -> None:
