@@ -433,3 +433,23 @@ def test_reach_command_shows_what_each_step_can_reach(tmp_path: Path) -> None:
     )
     assert "train-open\n  declared reach: storage.googleapis.com\n  egress: no VPC" in run.output
     assert "allows 10.20.0.0/16 tcp:5432" in run.output  # ingest's targeted database rule
+
+
+def test_ipv6_only_rule_decides_no_ipv4_packet(templates: dict[str, str]) -> None:
+    """A deny whose only destination is IPv6 must not be read as deny 0.0.0.0/0."""
+    world = sw.clean()
+    world["segmentation"]["firewalls"] = [
+        f for f in world["segmentation"]["firewalls"] if f["name"] != "deny-all-egress"
+    ]
+    sw.add_firewall(
+        world, "deny-v6", "EGRESS", 100, denied=[{"IPProtocol": "all"}], destinationRanges=["::/0"]
+    )
+    report = run_file(templates["segmented"], world)
+    assert report.by_code("ZT522"), str(report)
+
+
+def test_reach_is_bounded() -> None:
+    import zt_pipelines as zt
+
+    with pytest.raises(DeclarationError, match="at most"):
+        zt.step(sw.INGEST_SA, reach=[f"10.0.{i // 256}.{i % 256}" for i in range(300)])
