@@ -47,7 +47,7 @@ NEED_PERMS = [
 ]
 
 
-def _world(roles_data: dict[str, Any]) -> tuple[Snapshot, RewriteResult]:
+def _world(roles_data: dict[str, Any], steps_count: int = STEPS) -> tuple[Snapshot, RewriteResult]:
     roles = roles_from_catalogue(roles_data)
     org = CRM + "organizations/1"
     project = CRM + f"projects/{PROJECT}"
@@ -66,7 +66,7 @@ def _world(roles_data: dict[str, Any]) -> tuple[Snapshot, RewriteResult]:
     grants: dict[str, list[Binding]] = {}
     steps = []
     sas: dict[str, ServiceAccount] = {PIPELINE_SA: ServiceAccount(PIPELINE_SA, PROJECT)}
-    for i in range(STEPS):
+    for i in range(steps_count):
         email = f"step-{i:04d}@{PROJECT}.iam.gserviceaccount.com"
         sas[email] = ServiceAccount(email, PROJECT)
         member = f"serviceAccount:{email}"
@@ -196,7 +196,39 @@ def run() -> list[str]:
         f"baseline B, naive allow-only scan (no deny/conditions/groups/evidence): "
         f"{naive_s:.3f} s, peak {naive_peak:.1f} MB, {granted_naive:,} granted "
         f"-> decide/B = {decide_s / naive_s:.2f}",
+        *_organisation_scale(raw, seconds),
         f"process max RSS (catalogue + world + all runs): {_max_rss_mb():.0f} MB",
+    ]
+
+
+def _organisation_scale(raw: dict[str, Any], small_seconds: float) -> list[str]:
+    """evaluate() of 10,000 steps x 5 needs: seconds, peak memory, and growth vs 1,000 steps
+    (10.0 = linear); goal <= 1.5 s."""
+    steps = 10 * STEPS
+    snap, result = _world(raw, steps)
+    ctx = CheckContext(PROJECT, "us-central1", PIPELINE_SA, "gs://bench-root/runs")
+    reqs = derive_requirements(
+        result,
+        project=PROJECT,
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        pipeline_root="gs://bench-root/runs",
+        submitter=None,
+    )
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        evaluate(reqs, result.steps, Evaluator(snap), None, now=NOW, context=ctx)
+        best = min(best, time.perf_counter() - start)
+    tracemalloc.start()
+    report = evaluate(reqs, result.steps, Evaluator(snap), None, now=NOW, context=ctx)
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return [
+        f"organisation scale: evaluate() of {steps:,} steps x {NEEDS} needs ({len(reqs):,} "
+        f"requirements): {best:.3f} s best of 2 (goal <= 1.5 s), peak {peak:.0f} MB traced, "
+        f"{len(report.findings):,} findings; growth vs {STEPS:,} steps = "
+        f"{best / small_seconds:.1f}x for 10x the steps (10.0 = linear)",
     ]
 
 

@@ -105,9 +105,10 @@ class World:
     buckets: dict[str, str]  # bucket -> project id
     service_accounts: dict[str, str]  # email -> project id
     groups: dict[str, list[str]]  # known groups only
-    roles: dict[str, set[str]]  # known roles only
+    roles: dict[str, set[str]]  # known roles only (a deleted or disabled role: empty)
     bindings: list[Binding]
     denies: list[Deny]
+    sa_unique_ids: dict[str, str] = field(default_factory=dict)  # email -> unique id
     unreadable_allow: set[str] = field(default_factory=set)  # nodes
     unreadable_deny: set[str] = field(default_factory=set)  # nodes
 
@@ -180,6 +181,8 @@ def _sa_in_node(world: World, principal: str, kind: str, ident: str) -> Tri:
 def allow_member(world: World, member: str, principal: str) -> Tri:
     """Does an allow-policy member cover ``principal``?"""
     google_account = principal.startswith(("user:", "serviceAccount:"))
+    if member.startswith("deleted:"):
+        return False  # a deleted account's bindings never apply to a re-created one
     if member == "allUsers":
         return True
     if member == "allAuthenticatedUsers":
@@ -204,7 +207,15 @@ def deny_member(world: World, member: str, principal: str) -> Tri:
         return True
     sa = "principal://iam.googleapis.com/projects/-/serviceAccounts/"
     if member.startswith(sa):
-        return principal.lower() == "serviceaccount:" + member[len(sa) :].lower()
+        ident = member[len(sa) :]
+        if "@" not in ident:  # the account's unique id
+            email = _email(principal) if principal.startswith("serviceAccount:") else ""
+            return world.sa_unique_ids.get(email) == ident
+        return principal.lower() == "serviceaccount:" + ident.lower()
+    if member.startswith("principalSet://goog/cloudIdentityCustomerId/"):
+        # the users and groups of a Cloud Identity / Workspace account: never a service account
+        # or a federated identity; whether a user belongs is not in the world
+        return None if principal.startswith("user:") else False
     if member.startswith("principal://goog/subject/"):
         return principal.lower() == "user:" + member.split("/")[-1].lower()
     if member.startswith("principalSet://goog/group/"):

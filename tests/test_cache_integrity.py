@@ -212,3 +212,13 @@ def test_concurrent_first_use_agrees_on_one_key(tmp_path: Path) -> None:
     assert keys == {key.read_bytes()}
     assert DiskCache(tmp_path / "cache", key_path=key).get_role(VIEWER.name) == VIEWER
     assert [p.name for p in key.parent.iterdir()] == ["cache.key"]  # no temporary left
+
+
+def test_a_cache_turned_off_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    c = DiskCache(tmp_path / "repo" / "cache", key_path=tmp_path / "config" / "cache.key")
+    with caplog.at_level("WARNING", logger="zt_pipelines.gcp"):
+        assert c.get_role(VIEWER.name) is None
+        c.put_role(VIEWER)
+    warnings = [r.getMessage() for r in caplog.records if "cache off" in r.getMessage()]
+    assert len(warnings) == 1 and "git checkout" in warnings[0]

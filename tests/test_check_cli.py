@@ -271,7 +271,11 @@ def test_cli_refused_world_file(template: Path, capsys: pytest.CaptureFixture[st
     assert code == 1
     findings = json.loads(out)["findings"]
     errors = {f["code"] for f in findings if f["severity"] == "error"}
-    assert errors == {"ZT111", "ZT202", "ZT211", "ZT212", "ZT213", "ZT400"}
+    assert errors == {"ZT111", "ZT202", "ZT211", "ZT212", "ZT213", "ZT214", "ZT216", "ZT400"}
+    # roles/editor on the project: broader than train's needs and reaching every SA below
+    scope = next(f for f in findings if f["code"] == "ZT214")
+    assert "gs://zt-features" in scope["message"]
+    assert any("train-sa → actAs → pipeline-sa" in f["message"] for f in findings)
     denied = next(f for f in findings if f["code"] == "ZT202")
     assert (denied["step"], denied["permission"]) == ("ingest", "storage.objects.create")
     assert denied["evidence"][0]["deny_policy"].endswith("no-writes-for-ingest")

@@ -112,7 +112,8 @@ def without_binding(data: dict[str, Any], name: str, role: str, member: str) -> 
 def test_clean_world_is_allowed_with_only_excess_warnings() -> None:
     report = run()
     assert report.allowed, str(report)
-    assert report.codes() == {"ZT210"}
+    # excess permissions, and the pipeline root granted bucket-wide where runs/ would do
+    assert report.codes() == {"ZT210", "ZT215"}
     assert all(f.severity is Severity.WARNING for f in report.findings)
 
 
@@ -411,7 +412,8 @@ def test_suppression_active_and_expired() -> None:
 def test_severity_override() -> None:
     assert not run(policy={"severities": {"ZT210": "error"}}).allowed
     data = grant(world_dict(), PROJECT, "roles/editor", TRAIN)
-    assert run(data, policy={"severities": {"ZT211": "warning", "ZT212": "warning"}}).allowed
+    relaxed = {c: "warning" for c in ("ZT211", "ZT212", "ZT214", "ZT216")}
+    assert run(data, policy={"severities": relaxed}).allowed
 
 
 @pytest.mark.parametrize("code", ["ZT100", "ZT400"])

@@ -211,7 +211,9 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
     roles = {
         f"roles/r{i}": set(d.some(lambda: d.pick(PERMISSIONS), 0, 4)) for i in range(d.int(1, 3))
     }
+    inactive = {r: d.pick(["DISABLED", "deleted"]) for r in roles if d.flag(6)}
     role_names = [*sorted(roles), "roles/undefined"]
+    uids = {e: str(5000 + i) for i, e in enumerate(sas)}
 
     def sa_set() -> str:
         kind = d.pick(["projects", "folders", "organizations"])
@@ -229,8 +231,10 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         m = d.pick(
             principals
             + [f"group:{g}" for g in group_names]
-            + ["domain:example.com", "allUsers", "allAuthenticatedUsers", "SASET"]
+            + ["domain:example.com", "allUsers", "allAuthenticatedUsers", "SASET", "DELETED"]
         )
+        if m == "DELETED":
+            return f"deleted:{d.pick(principals)}?uid={d.int(1, 9)}"
         return sa_set() if m == "SASET" else str(m)
 
     def spelled() -> Any:
@@ -248,7 +252,12 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
     ]
 
     def deny_principal() -> str:
-        kind = d.int(0, 4)
+        kind = d.int(0, 6)
+        if kind == 5:  # a service account by its unique id (one no account has, sometimes)
+            uid = d.pick([*uids.values(), "9999"])
+            return f"principal://iam.googleapis.com/projects/-/serviceAccounts/{uid}"
+        if kind == 6:
+            return "principalSet://goog/cloudIdentityCustomerId/C01234"
         if kind == 0:
             return "principalSet://goog/public:all"
         if kind == 1:
@@ -285,7 +294,8 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         buckets=buckets,
         service_accounts=sas,
         groups=groups,
-        roles=roles,
+        roles={r: set() if r in inactive else p for r, p in roles.items()},
+        sa_unique_ids=uids,
         bindings=[ref.Binding(b.node, b.role, b.members, plain(b.condition)) for b in bindings],
         denies=[
             ref.Deny(
@@ -306,7 +316,14 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         unreadable_allow=unreadable_allow,
         unreadable_deny=unreadable_deny,
     )
-    return world, _snapshot(world, bindings, denies)
+    snapshot = _snapshot(world, bindings, denies)
+    snapshot.roles.update(
+        {
+            r: Role(r, frozenset(roles[r]), stage=how, deleted=how == "deleted")
+            for r, how in inactive.items()
+        }
+    )  # an inactive role keeps its permissions; IAM ignores its bindings
+    return world, snapshot
 
 
 def _full(node: str, world: ref.World, *, by_number: bool = False) -> str:
@@ -378,7 +395,10 @@ def _snapshot(
         nodes=nodes,
         roles={name: Role(name, frozenset(perms)) for name, perms in world.roles.items()},
         deny_policies=deny_policies,
-        service_accounts={e: ServiceAccount(e, pid) for e, pid in world.service_accounts.items()},
+        service_accounts={
+            e: ServiceAccount(e, pid, unique_id=world.sa_unique_ids[e])
+            for e, pid in world.service_accounts.items()
+        },
         groups={g: tuple(m) for g, m in world.groups.items()},
         unreadable=unreadable,
     )

@@ -257,3 +257,32 @@ def test_all_authenticated_users_covers_a_v2_google_account_subject() -> None:
     data = grant(world_dict(), FEATURES, "roles/storage.admin", "allAuthenticatedUsers")
     who = "principal://goog/subject/Bob@Gmail.com"
     assert _state(data, who, perm="storage.objects.delete") == "granted"
+
+
+@pytest.mark.parametrize(
+    ("denied", "state"),
+    [
+        (f"{_POOL}/*", "denied"),
+        (f"{_POOL}/group/admins", "unverifiable"),
+        (f"{_WF}/other/*", "granted"),
+        ("principalSet://goog/public:all", "denied"),  # every principal, federated ones too
+    ],
+)
+def test_deny_rules_on_workforce_pool_sets(denied: str, state: str) -> None:
+    data = grant(world_dict(), FEATURES, "roles/storage.admin", f"{_POOL}/*")
+    data = deny(data, PROJECT, [denied], ["storage.googleapis.com/objects.delete"])
+    assert _state(data, WORKFORCE, perm="storage.objects.delete") == state
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        _sas("folders/0200"),
+        _sas("organizations/org-100"),
+        _CRM_SET + "folders/\uff12\uff10\uff10/type/ServiceAccount",  # full-width digits
+        _sas("projects/0123456789012"),
+    ],
+)
+def test_a_non_canonical_sa_set_in_a_deny_rule_may_apply(members: str) -> None:
+    data = deny(world_dict(), ORG, [members], ["storage.googleapis.com/objects.get"])
+    assert _state(data, TRAIN) == "unverifiable"

@@ -330,3 +330,49 @@ def test_fuzz_yaml_documents_round_trip(seed: int) -> None:
             assert list(yaml.safe_load_all(dump_yaml(docs))) == docs  # PyYAML agrees
 
     campaign(10 + seed, [TEMPLATE.encode(), MANIFEST.encode(), POLICY.encode()], run, (InputError,))
+
+
+# ------------------------------------------------------------------ the YAML writer, property
+
+
+def _json_values() -> Any:
+    from hypothesis import strategies as st
+
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(10**30), max_value=10**30)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+        | st.sampled_from(["yes", "on", "~", "null", "1e5", "0x1f", "1:30", "<<", "- a", "#x"])
+    )
+    keys = st.text(st.characters(exclude_categories=("Cs",)), max_size=20) | st.sampled_from(
+        ["on", "y", "1", "true", "<<", "", " a", "a: b", "? x", "-", "2026-12-31"]
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5),
+        max_leaves=40,
+    )
+
+
+def test_dump_yaml_round_trips_any_json_data() -> None:
+    """What the block YAML writer writes reads back equal, with our loader and with PyYAML's
+    (what aiplatform and kfp read templates with)."""
+    from hypothesis import HealthCheck, given, seed, settings
+
+    from zt_pipelines.loaders import dump_yaml, parse_yaml
+
+    @seed(20261129)
+    @settings(
+        max_examples=int(os.environ.get("ZT_FUZZ_RUNS", "150")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(_json_values())
+    def check(value: Any) -> None:
+        text = dump_yaml([value])
+        assert parse_yaml(text, where="w", kind="template", error=InputError) == [value]
+        assert list(yaml.load_all(text, Loader=yaml.CSafeLoader)) == [value]
+
+    check()

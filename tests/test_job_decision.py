@@ -496,3 +496,34 @@ def test_the_demo_happy_path_is_quiet(tmp_path: Path, caplog: pytest.LogCaptureF
     assert run_demo(out, audit_log=tmp_path / "audit.jsonl").ok, out.getvalue()
     noisy = [r.getMessage() for r in caplog.records if r.exc_info or "squatting" in r.getMessage()]
     assert noisy == []
+
+
+def test_cli_submit_without_credentials_is_one_line_exit_2(
+    no_google_credentials: None,
+    templates: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zt_pipelines.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "submit",
+                templates["training"],
+                "--project",
+                "zt-demo",
+                "--location",
+                "us-central1",
+                "--pipeline-sa",
+                PIPELINE_SA,
+                "--snapshot",
+                str(WORLD),
+                "--audit-log",
+                str(tmp_path / "audit.jsonl"),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "Traceback" not in err and "no Google credentials" in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1

@@ -53,6 +53,7 @@ def emulator() -> Iterator[Emulator]:
 def emu(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator.address}")
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # plain aiplatform's ADC: no metadata probe
     config = initializer.global_config
     saved = dict(vars(config))
     config.__init__()  # type: ignore[misc]
@@ -177,7 +178,9 @@ def test_a_job_submitted_with_plain_aiplatform_is_caught(
         display_name="shadow",
         template_path=str(plain),
         job_id=new_job_id(),
-        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        # a bucket that does not exist: aiplatform's ownership check of an existing one asks
+        # the real Resource Manager for the project number (no network here)
+        pipeline_root=f"gs://zt-shadow-{new_job_id()}/runs",
     )
     job.submit(service_account=PIPELINE_SA)
     verdict = check(job.job_id, audit)

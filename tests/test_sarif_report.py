@@ -57,7 +57,9 @@ def test_sarif_validates_against_the_official_schema() -> None:
 def test_sarif_of_a_clean_report_validates() -> None:
     sarif = run(policy={"excessThreshold": 100}).to_sarif()
     jsonschema.Draft4Validator(SCHEMA).validate(sarif)
-    assert sarif["runs"][0]["results"] == []
+    # only the bucket-wide pipeline-root grants of the test world (a warning) remain
+    assert {r["ruleId"] for r in sarif["runs"][0]["results"]} <= {"ZT215"}
+    assert all(r["level"] == "warning" for r in sarif["runs"][0]["results"])
 
 
 def test_schema_rejects_a_broken_log() -> None:

@@ -247,3 +247,50 @@ def test_null_in_a_manifest_is_refused_never_no_needs(tmp_path: Path, entry: str
     path.write_text(f"steps:\n  train:\n    {entry}\n")
     with pytest.raises(ManifestError, match="is null"):
         load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["denyPolicies"],
+        ["unreadable"],
+        ["groups"],
+        ["roles"],
+        ["nodes", 0, "parent"],
+        ["nodes", 0, "policy"],
+        ["roles", 0, "stage"],
+        ["roles", 0, "deleted"],
+        ["serviceAccounts", 0, "disabled"],
+    ],
+)
+def test_null_is_never_empty_or_default_in_a_snapshot(path: list[Any]) -> None:
+    data = world_dict()
+    target: Any = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = None
+    with pytest.raises(SnapshotError):
+        load_snapshot(data)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "severities: null\n",
+        "severities: {ZT210: null}\n",
+        "network: null\n",
+        "regions: null\n",
+        "suppressions: [null]\n",
+        "excessThreshold: null\n",
+        "severities: {ZT210: Warning}\n",  # enums are exact, never coerced
+        "severities: {ZT210: 'warning '}\n",
+    ],
+)
+def test_null_and_near_enums_in_a_policy_are_refused(tmp_path: Path, text: str) -> None:
+    from zt_pipelines.errors import PolicyFileError
+    from zt_pipelines.policy.orgpolicy import load_policy
+
+    path = tmp_path / "zt-policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError):
+        load_policy(path)

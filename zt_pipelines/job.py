@@ -86,10 +86,13 @@ _ZT_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
 _LOG = logging.getLogger("zt_pipelines.job")
 
 
-def decision_document(request: Any, steps: Any, *, target: CallTarget) -> dict[str, Any]:
+def decision_document(
+    request: Any, steps: Any, *, target: CallTarget, spec_digest: str | None = None
+) -> dict[str, Any]:
     """Everything one decision judged, as plain JSON: the request as it is (or would be) sent
     — minus our own labels, with the spec as its sha256 — where it goes, and every step's
-    identity, needs and job fields."""
+    identity, needs and job fields. ``spec_digest`` is the spec's sha256 when the caller has
+    it (the request's own ``pipeline_spec`` is then not read)."""
     from google.protobuf import json_format
 
     sent = json_format.MessageToDict(type(request).pb(request), preserving_proto_field_name=True)
@@ -97,7 +100,7 @@ def decision_document(request: Any, steps: Any, *, target: CallTarget) -> dict[s
     sent["labels"] = {k: v for k, v in sent.get("labels", {}).items() if k not in _ZT_LABELS}
     return {
         "request": sent,
-        "spec_sha256": spec_sha256(spec),
+        "spec_sha256": spec_digest if spec_digest is not None else spec_sha256(spec),
         "target": {
             "project": target.project,
             "location": target.location,
@@ -332,8 +335,8 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_platform_docs = platform_docs
         self._zt_parameter_values = parameter_values
         self._zt_runtime = _runtime_bytes(self._gca_resource.runtime_config)
-        # the request as built: later edits of the resource never reach Vertex
-        self._zt_base = _gca_pipeline_job.PipelineJob.serialize(self._gca_resource)
+        # the request as built (its spec is _zt_source): later edits never reach Vertex
+        self._zt_base = _request_bytes_without_spec(self._gca_resource)
         self._zt_manifest: Any = options.get("manifest")
         self._zt_policy: Any = options.get("policy")
         self._zt_snapshot: Any = options.get("snapshot")
@@ -654,7 +657,7 @@ class PipelineJob(  # type: ignore[misc]
             encryption_spec=self._gca_resource.encryption_spec,
             template_uri=self._gca_resource.template_uri,
         )
-        self._zt_base = _gca_pipeline_job.PipelineJob.serialize(base)
+        self._zt_base = _request_bytes_without_spec(base)
 
     # ------------------------------------------------------------------ the decision
 
@@ -747,7 +750,8 @@ class PipelineJob(  # type: ignore[misc]
                     fix="call aiplatform.init(credentials=...) or run `gcloud auth "
                     "application-default login`; verify(snapshot=...) works offline",
                 )
-            report, spec_bytes, result, runtime, request = self._verify_request(sa, net, ranges)
+            found = self._verify_request(sa, net, ranges)
+            report, spec_bytes, result, runtime, request, document = found
         except ZeroTrustViolation as exc:
             self.last_report = exc.report
             base.record("refused", report=exc.report, reason=exc.what)
@@ -759,7 +763,6 @@ class PipelineJob(  # type: ignore[misc]
             base.record("refused", reason=f"{type(exc).__name__}: {exc}")
             raise
         digest = hashlib.sha256(spec_bytes).hexdigest()
-        document = decision_document(request, result.steps, target=self._zt_target)
         decided = decision_sha256(document)
         self.last_report = report
         if not report.allowed:
@@ -795,9 +798,10 @@ class PipelineJob(  # type: ignore[misc]
 
     def _verify_request(
         self, sa: str | None, net: str | None, ranges: tuple[str, ...]
-    ) -> tuple[Any, bytes, Any, bytes, Any]:
+    ) -> tuple[Any, bytes, Any, bytes, Any, dict[str, Any]]:
         """Rewrite with every parameter value and the pipeline root that will be sent, build
-        the request, and verify it: (report, spec bytes, rewrite result, runtime, request)."""
+        the request, and verify it: (report, spec bytes, rewrite result, runtime, request,
+        decision document)."""
         from zt_pipelines.errors import DefaultIdentityError, UnpinnedIdentityError
         from zt_pipelines.spec import rewrite_pipeline
         from zt_pipelines.verification import check_rewritten
@@ -840,11 +844,17 @@ class PipelineJob(  # type: ignore[misc]
         # Verify exactly what will be submitted: the rewrite result re-read from those bytes.
         verified = replace(result, spec=json.loads(spec_bytes))
         request = _gca_pipeline_job.PipelineJob.deserialize(self._zt_base)
-        request.pipeline_spec = json.loads(spec_bytes)
         request.runtime_config = runtime
         request.service_account = identity.email
         request.network = net or ""
         request.reserved_ip_ranges = list(ranges)
+        document = decision_document(
+            request,
+            verified.steps,
+            target=self._zt_target,
+            spec_digest=hashlib.sha256(spec_bytes).hexdigest(),
+        )
+        request.pipeline_spec = verified.spec
         submitter = self._submitter()
         report = check_rewritten(
             verified,
@@ -866,7 +876,7 @@ class PipelineJob(  # type: ignore[misc]
             template=self._zt_template_path,
             emulator_host=self._zt_target.emulator_host,
         )
-        return report, spec_bytes, verified, _runtime_bytes(runtime), request
+        return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
 
     def _zt_send(
         self,
@@ -1170,26 +1180,15 @@ def _project_or_error(project: str | None, *, have_credentials: bool) -> str:
 def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
     """The template as aiplatform reads it (a PipelineJob JSON, or a spec wrapped in one),
     checked for what aiplatform's constructor indexes (it raises ``KeyError`` otherwise)."""
-    if "pipelineSpec" in first:
-        runtime = first.get("runtimeConfig")
-        if not isinstance(runtime, dict):
-            raise TemplateError(
-                "a PipelineJob template must have a runtimeConfig mapping", where=where
-            )
-        values = runtime.get("parameterValues", {})
-        if values is not None and not isinstance(values, dict):
-            raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
-        job = first
-    else:
-        job = {"pipelineSpec": first, "runtimeConfig": {}}
-    spec = job["pipelineSpec"]
-    if not isinstance(spec.get("schemaVersion"), str) or not spec["schemaVersion"]:
-        raise TemplateError(
-            "the pipeline has no schemaVersion",
-            where=where,
-            fix="compile it with kfp.compiler.Compiler (KFP v2 IR)",
-        )
-    return job
+    from zt_pipelines.spec.template import check_envelope
+
+    check_envelope(first, where=where)
+    if "pipelineSpec" not in first:
+        return {"pipelineSpec": first, "runtimeConfig": {}}
+    values = first["runtimeConfig"].get("parameterValues", {})
+    if values is not None and not isinstance(values, dict):
+        raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
+    return first
 
 
 def _merged_parameters(job_doc: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -1286,9 +1285,16 @@ def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[di
     from zt_pipelines.spec.template import parse_template_text
 
     parse_template_text(text, where=where)  # validates shape and raises TemplateError
-    import yaml
+    from zt_pipelines.errors import TemplateError
+    from zt_pipelines.loaders import parse_text
 
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    # the same strict loader: a second, laxer parse could read other values (YAML 1.1 `on:`
+    # keys, plain dates) or fail on what the first accepted (tab-indented JSON)
+    docs = [
+        d
+        for d in parse_text(text, where=where, kind="template", error=TemplateError)
+        if d is not None
+    ]
     return docs[0], tuple(docs[1:])
 
 
@@ -1326,6 +1332,16 @@ def _error_report(job: PipelineJob, pipeline: str, code: str, exc: ZtError) -> A
 
 
 _RuntimeConfig = _gca_pipeline_job.PipelineJob.RuntimeConfig
+
+
+def _request_bytes_without_spec(resource: Any) -> bytes:
+    """A serialised copy of a ``PipelineJob`` resource without its (large) pipeline spec."""
+    copy = _gca_pipeline_job.PipelineJob.deserialize(
+        _gca_pipeline_job.PipelineJob.serialize(resource)
+    )
+    _gca_pipeline_job.PipelineJob.pb(copy).ClearField("pipeline_spec")
+    data: bytes = _gca_pipeline_job.PipelineJob.serialize(copy)
+    return data
 
 
 def _runtime_bytes(runtime: Any) -> bytes:

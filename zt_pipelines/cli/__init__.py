@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "verify-run": "monitor",
     "drift": "monitor",
     "usage": "monitor",
+    "monitor": "monitor",
 }
 
 

@@ -74,7 +74,11 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
 @format_option()
 @output_option(help="Write the report here.")
-@click.option("--explain", is_flag=True, help="Text format: also list every grant and its binding.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Text format: also list every grant and its binding, and every reach path hop by hop.",
+)
 def command(
     template: str,
     project: str,
@@ -130,6 +134,12 @@ def command(
     text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:
         text += "\n\ngranted:\n" + report.explain()
+    if fmt == "text" and explain:
+        from zt_pipelines.policy.reach import explain_reach
+
+        paths = explain_reach(report.findings)
+        if paths:
+            text += "\n\nwho can become whom (path per hop):\n" + paths
     if output is not None:
         write_output(output, text + "\n")
     else:

@@ -175,8 +175,74 @@ def usage_command(
     return 0 if verdict.clean else 1
 
 
+@click.command("monitor")
+@project_option(help="Project whose pipeline jobs and schedules are monitored.")
+@location_option()
+@click.option(
+    "--audit-log",
+    type=click.Path(path_type=Path),
+    help="Audit log holding the approvals (default: $ZT_AUDIT_LOG or the state directory).",
+)
+@snapshot_option(help="IAM snapshot for the drift of active schedules (default: live).")
+@click.option("--watch", "watch", help="Repeat every INTERVAL (e.g. 5m) until interrupted.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="jsonl: one finding per line.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def monitor_command(
+    project: str,
+    location: str,
+    audit_log: Path | None,
+    snapshot: Path | None,
+    watch: str | None,
+    fmt: str,
+    output: Path | None,
+) -> int:
+    """List every pipeline job and schedule, flag those not submitted through zt-pipelines
+    (ZT640/ZT641), verify finished runs not yet verified (verify-run) and check active
+    schedules for drift. Exit 1 when anything is flagged (or a read failed), 0 otherwise;
+    with --watch, repeat until interrupted (exit code of the last pass)."""
+    import json
+    import sys
+    import time
+
+    from zt_pipelines.monitor.service import monitor_once
+
+    if output is not None:
+        require_writable(output)
+    interval = parse_duration(watch, option="--watch").total_seconds() if watch else None
+    on_terminal = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        if on_terminal:
+            click.echo(f"\r\033[K{text}", err=True, nl=False)
+
+    while True:
+        report, _results = monitor_once(
+            project, location, audit_log=audit_log, snapshot=snapshot, progress=progress
+        )
+        if on_terminal:
+            click.echo("\r\033[K", err=True, nl=False)
+        if fmt == "jsonl":
+            text = "\n".join(json.dumps(f.to_dict(), sort_keys=True) for f in report.findings)
+        else:
+            text = render_report(report, fmt)
+        if text:
+            _emit(text, output)
+        code = 0 if report.allowed else 1
+        if interval is None:
+            return code
+        time.sleep(interval)
+
+
 commands: dict[str, click.Command] = {
     "verify-run": verify_run_command,
     "drift": drift_command,
     "usage": usage_command,
+    "monitor": monitor_command,
 }

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -46,6 +47,7 @@ from typing import Any
 from zt_pipelines.policy.snapshot import Condition, DenyPolicy, DenyRule, Role
 
 DEFAULT_TTL = 7 * 24 * 3600.0
+_LOG = logging.getLogger("zt_pipelines.gcp")
 
 
 def default_cache_dir() -> Path:
@@ -122,14 +124,14 @@ class DiskCache:
         try:
             rkey, rroot = key.resolve(), root.resolve()
         except (OSError, RuntimeError):
-            self.disabled = "the cache paths cannot be resolved"
+            self._off("the cache paths cannot be resolved")
             return None
         if rkey == rroot or rroot in rkey.parents:
-            self.disabled = f"the cache key {key} lies inside the cache directory {root}"
+            self._off(f"the cache key {key} lies inside the cache directory {root}")
         elif inside_checkout(root):
-            self.disabled = f"the cache directory {root} lies inside a git checkout"
+            self._off(f"the cache directory {root} lies inside a git checkout")
         elif inside_checkout(key.parent):
-            self.disabled = f"the cache key {key} lies inside a git checkout"
+            self._off(f"the cache key {key} lies inside a git checkout")
         if self.disabled:
             return None
         try:
@@ -146,17 +148,22 @@ class DiskCache:
                 finally:
                     os.unlink(tmp)
             if not (_private(key, secret=True) and _private(key.parent, secret=False)):
-                self.disabled = f"the cache key {key} could be read or written by others"
+                self._off(f"the cache key {key} could be read or written by others")
                 return None
             data = key.read_bytes()
         except OSError as exc:
-            self.disabled = f"the cache key {key} cannot be used: {exc.strerror or exc}"
+            self._off(f"the cache key {key} cannot be used: {exc.strerror or exc}")
             return None
         if len(data) < 32:
-            self.disabled = f"the cache key {key} is too short"
+            self._off(f"the cache key {key} is too short")
             return None
         self._secret = data
         return data
+
+    def _off(self, why: str) -> None:
+        """Turn the cache off for this process, and say why (once)."""
+        self.disabled = why
+        _LOG.warning("zt-pipelines cache off (every read goes to the API): %s", why)
 
     def _mac(self, secret: bytes, kind: str, key: str, stored: Any, value: Any) -> str:
         body = json.dumps(

@@ -185,8 +185,10 @@ def drift(
     emulator_host: str | None = None,
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
+    approvals: list[dict[str, Any]] | None = None,
 ) -> list[Any]:
-    """Re-evaluate every still-relevant approval against today's IAM (``snapshot`` — a file or
+    """Re-evaluate every still-relevant approval (or just ``approvals``) against today's IAM
+    (``snapshot`` — a file or
     :class:`~zt_pipelines.policy.snapshot.Snapshot` — or live) and return one
     :class:`~zt_pipelines.monitor.drift.DriftVerdict` per approval; each result is appended to
     the audit log (action ``drift``) and is the next check's posture baseline."""
@@ -208,7 +210,10 @@ def drift(
         return [DriftVerdict({}, report)]
     verdicts = []
     loaded = _load_snapshot(snapshot)
-    for approval in relevant_approvals(records, now=now, since=since):
+    chosen = (
+        approvals if approvals is not None else relevant_approvals(records, now=now, since=since)
+    )
+    for approval in chosen:
         verdict = _drift_one(
             approval,
             loaded,
@@ -461,3 +466,128 @@ def _usage_decision(verdict: Any, project: str, *, submitter: str) -> Decision:
             else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
         ),
     )
+
+
+MONITOR_ACTION = "monitor"
+
+
+def monitor_once(
+    project: str,
+    location: str,
+    *,
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    credentials: Any = None,
+    factory: ClientFactory | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    snapshot: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, list[Any]]:
+    """One monitoring pass over a location: every pipeline job and schedule listed; shadows
+    flagged (ZT640/ZT641); finished zt runs not yet verified go through :func:`verify_run`;
+    active zt schedules through :func:`drift`. Returns the combined report and the per-item
+    results (verify-run and drift verdicts). A list that fails is ZT600 (fail closed)."""
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+    from zt_pipelines.monitor.shadow import JobSummary, ScheduleSummary, find_shadows
+    from zt_pipelines.policy.report import Finding, Report, Severity, sort_findings
+
+    say = progress or (lambda _text: None)
+    factory = factory or ClientFactory(credentials, project=project)
+    adapter = VertexJobsAdapter(factory, retry)
+    log = open_audit_log(audit_log, clock)
+    records, chain_problem = read_approvals(log)
+    findings: list[Finding] = []
+    if chain_problem:
+        findings.append(
+            Finding("ZT614", Severity.ERROR, f"the audit log does not verify ({chain_problem})")
+        )
+    jobs: list[JobSummary] = []
+    schedules: list[ScheduleSummary] = []
+    say(f"listing pipeline jobs and schedules in {project}/{location}")
+    try:
+        jobs = [
+            JobSummary(str(j.name), str(getattr(j.state, "name", j.state)), dict(j.labels))
+            for j in adapter.list_pipeline_jobs(project, location)
+        ]
+        schedules = [
+            ScheduleSummary(
+                str(s.name),
+                str(getattr(s.state, "name", s.state)),
+                dict(s.create_pipeline_job_request.pipeline_job.labels),
+                str(s.display_name),
+            )
+            for s in adapter.list_schedules(project, location)
+        ]
+    except ApiError as exc:
+        findings.append(
+            Finding("ZT600", Severity.ERROR, f"cannot list jobs or schedules: {exc.message}")
+        )
+    verified = {
+        str(r.get("job_id"))
+        for r in records
+        if r.get("action") == POST_RUN_ACTION and r.get("outcome") == "allowed"
+    }
+    spec_labels, _verified_label = _labels()
+    shadows = find_shadows(
+        jobs,
+        schedules,
+        records,
+        project=project,
+        location=location,
+        spec_labels=spec_labels,
+        verified=verified,
+    )
+    findings.extend(shadows.findings)
+    results: list[Any] = []
+    for index, job in enumerate(shadows.to_verify, start=1):
+        say(f"verify-run {index}/{len(shadows.to_verify)}: {job.job_id}")
+        verdict = verify_run(
+            job.name,
+            project=project,
+            location=location,
+            audit_log=log,
+            factory=factory,
+            retry=retry,
+            clock=clock,
+        )
+        results.append(verdict)
+        findings.extend(_tagged(verdict.report.findings, f"job {job.job_id}"))
+    if shadows.live_schedule_approvals:
+        say(f"drift of {len(shadows.live_schedule_approvals)} active schedule(s)")
+        drifted = drift(
+            log,
+            snapshot=snapshot,
+            credentials=factory.credentials,
+            emulator_host=factory.emulator_host,
+            clock=clock,
+            approvals=[dict(a) for a in shadows.live_schedule_approvals],
+        )
+        results.extend(drifted)
+        for d in drifted:
+            findings.extend(
+                _tagged(
+                    [f for f in d.report.findings if f.code != "ZT629"],
+                    f"schedule approval seq {d.approval.get('seq')}",
+                )
+            )
+    report = Report(
+        findings=sort_findings(findings),
+        pipeline="monitor",
+        project=project,
+        location=location,
+        checked_at=clock().isoformat(),
+        notes=(
+            f"{len(jobs)} pipeline job(s), {len(schedules)} schedule(s) listed; "
+            f"{len(shadows.to_verify)} run(s) verified, "
+            f"{len(shadows.live_schedule_approvals)} active schedule(s) checked for drift",
+        ),
+    )
+    return report, results
+
+
+def _tagged(findings: Any, where: str) -> list[Any]:
+    """Findings of a sub-check, their message prefixed with what they are about."""
+    from dataclasses import replace
+
+    return [replace(f, message=f"{where}: {f.message}") for f in findings]

@@ -16,6 +16,7 @@ Pure: no IO, no clock (``now`` is an argument).
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 _UNSET = object()
+_NAMED = MemberMatch(Match.YES, "named directly")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class Evaluator:
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
         self._role_cache: dict[str, object] = {}
+        self._principals: dict[str, str] = {}
+        self._cand: dict[tuple[str, str], tuple[tuple[str, Binding, MemberMatch], ...]] = {}
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
@@ -197,6 +201,11 @@ class Evaluator:
 
     def bindings_for(self, principal: str) -> list[tuple[Node, Binding, MemberMatch]]:
         """Every visible binding, anywhere, whose members cover ``principal`` (or may)."""
+        return [(n, b, mm) for n, b, mm, _ in self.member_bindings(principal)]
+
+    def member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
+        """:meth:`bindings_for`, each with the member entry that covers ``principal`` (the
+        principal itself, or the group/domain/principal set it may belong to)."""
         principal = normalize_principal(principal)
         if self._by_member is None:
             by_member: dict[str, list[tuple[Node, Binding]]] = defaultdict(list)
@@ -210,15 +219,30 @@ class Evaluator:
                 for node in self.snapshot.nodes.values()
                 for member, b in self._index(node).indirect
             ]
-        out = [
-            (n, b, MemberMatch(Match.YES, "named directly"))
-            for n, b in self._by_member.get(principal, ())
-        ]
+        out = [(n, b, _NAMED, principal) for n, b in self._by_member.get(principal, ())]
         for node, member, b in self._indirect_all:
             m = self.members.matches(member, principal)
             if m.match is not Match.NO:
-                out.append((node, b, m))
+                out.append((node, b, m, member))
         return out
+
+    def _candidates(
+        self, node: Node, principal: str
+    ) -> tuple[tuple[str, Binding, MemberMatch], ...]:
+        """The bindings on ``node`` whose members cover ``principal`` (or may), memoised: a
+        project's or organisation's bindings are asked about once per principal, not once per
+        requirement below them."""
+        key = (node.name, principal)
+        found = self._cand.get(key)
+        if found is None:
+            idx = self._index(node)
+            items = [(principal, b, _NAMED) for b in idx.direct.get(principal, ())]
+            for m, b in idx.indirect:
+                mm = self.members.matches(m, principal)
+                if mm.match is not Match.NO:
+                    items.append((m, b, mm))
+            found = self._cand[key] = tuple(items)
+        return found
 
     # -- decide --------------------------------------------------------------------------
 
@@ -236,7 +260,9 @@ class Evaluator:
         ``resource`` is a full resource name or a :class:`ResourceRef` (whose ``prefix`` names
         the objects under a bucket). ``object_name`` names one exact object in a bucket.
         """
-        principal = normalize_principal(member)
+        principal = self._principals.get(member)
+        if principal is None:
+            principal = self._principals[member] = normalize_principal(member)
         if isinstance(resource, ResourceRef):
             name, prefix = resource.name, resource.prefix
         else:
@@ -252,11 +278,19 @@ class Evaluator:
                 (Evidence("missing", node=name, detail="resource not in the snapshot"),),
                 (gap,),
             )
-        attrs = request_attributes(name, prefix, permission, chain[0].kind)
-        if object_name is not None and attrs.name_prefix is not None:
-            attrs = RequestAttributes(
-                attrs.name_prefix + object_name, None, attrs.type, attrs.service
-            )
+        computed: list[RequestAttributes] = []
+
+        def attrs() -> RequestAttributes:
+            # only a condition reads them: most decisions never pay for them
+            if not computed:
+                got = request_attributes(name, prefix, permission, chain[0].kind)
+                if object_name is not None and got.name_prefix is not None:
+                    got = RequestAttributes(
+                        got.name_prefix + object_name, None, got.type, got.service
+                    )
+                computed.append(got)
+            return computed[0]
+
         # what could block a grant (ancestry gaps, deny doubts) vs what only fails to prove one
         uncertain: list[tuple[Evidence, str]] = []
         allow_doubts: list[tuple[Evidence, str]] = []
@@ -293,7 +327,7 @@ class Evaluator:
                     cond = ConditionResult(Tri.TRUE)
                     if rule.denial_condition is not None:
                         cond = self.conditions.evaluate(
-                            rule.denial_condition, attrs, now, deny=True
+                            rule.denial_condition, attrs(), now, deny=True
                         )
                         if cond.value is Tri.FALSE:
                             continue
@@ -338,22 +372,13 @@ class Evaluator:
                 if "allow" in read_hides(u.what):
                     why = f"the allow policy of {node.name} could not be read: {u.reason}"
                     allow_doubts.append((Evidence("unreadable", node=node.name, detail=why), why))
-            idx = self._index(node)
-            candidates: list[tuple[str, Binding, MemberMatch]] = [
-                (principal, b, MemberMatch(Match.YES, "named directly"))
-                for b in idx.direct.get(principal, ())
-            ]
-            for m, b in idx.indirect:
-                mm = self.members.matches(m, principal)
-                if mm.match is not Match.NO:
-                    candidates.append((m, b, mm))
-            for m, b, mm in candidates:
+            for m, b, mm in self._candidates(node, principal):
                 perms = self.role_permissions(b.role)
                 if perms is not None and permission not in perms:
                     continue
                 cond = ConditionResult(Tri.TRUE)
                 if b.condition is not None:
-                    cond = self.conditions.evaluate(b.condition, attrs, now)
+                    cond = self.conditions.evaluate(b.condition, attrs(), now)
                     if cond.value is Tri.FALSE:
                         continue
                 ev = Evidence(
@@ -458,12 +483,21 @@ def evaluate(
     suppressions come from ``policy`` (strict defaults when ``None``).
     """
     evaluator = snapshot if isinstance(snapshot, Evaluator) else Evaluator(snapshot)
-    return build_report(
-        tuple(requirements),
-        tuple(steps),
-        evaluator,
-        policy,
-        now=now,
-        context=context,
-        pipeline=pipeline,
-    )
+    # The cyclic collector would walk every object of the snapshot over and over while the
+    # report allocates (cost grows with world x report: the superlinear part at 10,000 steps);
+    # evaluation creates no reference cycles, so it is paused for the call and restored.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return build_report(
+            tuple(requirements),
+            tuple(steps),
+            evaluator,
+            policy,
+            now=now,
+            context=context,
+            pipeline=pipeline,
+        )
+    finally:
+        if paused:
+            gc.enable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -26,6 +27,17 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
+from zt_pipelines.policy.reach import (
+    Holding,
+    Holdings,
+    path_evidence,
+    reach_graph,
+    render_path,
+    short,
+)
+from zt_pipelines.policy.reach import (
+    accounts_without_policy as graph_accounts_without_policy,
+)
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
@@ -35,6 +47,7 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
+from zt_pipelines.policy.scope import broad_grants
 from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -71,6 +84,10 @@ def build_report(
     excess, excess_notes = _excess_findings(requirements, steps, evaluator, policy, context)
     raw += excess
     notes += excess_notes
+    raw += _scope_findings(requirements, steps, evaluator, context)
+    reach, reach_notes = _reach_findings(requirements, steps, evaluator, context)
+    raw += reach
+    notes += reach_notes
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
     raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
@@ -378,7 +395,7 @@ def _excess_findings(
         for r in needed.get(principal, []):
             for n in ev.chain(r.resource.name)[0]:
                 required_at[n.name].add(r.permission)
-        for node, binding, mm in ev.bindings_for(principal):
+        for node, binding, mm, member in ev.member_bindings(principal):
             if mm.match is not Match.YES:
                 continue
             perms = ev.role_permissions(binding.role)
@@ -392,7 +409,7 @@ def _excess_findings(
                 "binding",
                 node=node.name,
                 role=binding.role,
-                member=_member_of(binding, principal),
+                member=member,
                 condition=binding.condition.expression if binding.condition else "",
                 detail=mm.reason,
             )
@@ -454,9 +471,191 @@ def _excess_findings(
     return out, notes
 
 
-def _member_of(binding: object, principal: str) -> str:
-    members = getattr(binding, "members", ())
-    return principal if principal in members else ", ".join(members)
+# -- excess by scope (ZT214, ZT215) ----------------------------------------------------------
+
+
+def _checked_identities(steps: tuple[StepIdentity, ...], ctx: CheckContext) -> dict[str, set[str]]:
+    """member -> the tasks it runs (empty for the pipeline SA)."""
+    principals: dict[str, set[str]] = defaultdict(set)
+    for s in steps:
+        if s.service_account:
+            principals[sa_member(s.service_account)].add(s.task)
+    principals.setdefault(sa_member(ctx.pipeline_service_account), set())
+    return principals
+
+
+def _scope_findings(
+    requirements: tuple[Requirement, ...],
+    steps: tuple[StepIdentity, ...],
+    ev: Evaluator,
+    ctx: CheckContext,
+) -> list[Finding]:
+    needed: dict[str, list[Requirement]] = defaultdict(list)
+    for r in requirements:
+        needed[r.principal].append(r)
+    out: list[Finding] = []
+    for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
+        step = ",".join(sorted(tasks)) if tasks else None
+        for g in broad_grants(ev, principal, needed.get(principal, [])):
+            perms = ", ".join(g.permissions[:_MAX_LISTED]) + (
+                " …" if len(g.permissions) > _MAX_LISTED else ""
+            )
+            there = ", ".join(g.narrower[:_MAX_LISTED]) + (
+                f" and {len(g.narrower) - _MAX_LISTED} more"
+                if len(g.narrower) > _MAX_LISTED
+                else ""
+            )
+            if g.kind == "hierarchy":
+                code = "ZT214"
+                text = (
+                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on everything "
+                    f"below it; its needs are only on {there}: grant it there instead"
+                )
+            else:
+                code = "ZT215"
+                text = (
+                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on every object "
+                    f"of the bucket; its needs are only under {there}: grant it with a "
+                    "resource.name.startsWith condition on that prefix"
+                )
+            out.append(
+                _f(
+                    code,
+                    text,
+                    step=step,
+                    principal=principal,
+                    resource=g.node,
+                    permission=g.permissions[0] if len(g.permissions) == 1 else None,
+                    evidence=(
+                        Evidence("binding", node=g.node, role=g.role, member=g.member),
+                        *(Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower),
+                    ),
+                )
+            )
+    return out
+
+
+# -- who can become whom (ZT216, ZT217, ZT218) -------------------------------------------------
+
+
+def _reach_findings(
+    requirements: tuple[Requirement, ...],
+    steps: tuple[StepIdentity, ...],
+    ev: Evaluator,
+    ctx: CheckContext,
+) -> tuple[list[Finding], list[str]]:
+    identities = _checked_identities(steps, ctx)
+    pipeline = sa_member(ctx.pipeline_service_account)
+    step_emails = {
+        m.partition(":")[2] for m, tasks in identities.items() if tasks and m != pipeline
+    }
+    starts = sorted(identities)
+    expected: dict[str, set[str]] = {pipeline: step_emails}
+    submitter = None
+    if ctx.submitter:
+        submitter = submitter_member(ctx.submitter)
+        if submitter not in identities:
+            starts.append(submitter)
+        expected[submitter] = {pipeline.partition(":")[2]}
+    graph = reach_graph(ev, starts, expected=expected)
+    needed_at: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in requirements:
+        for n in ev.chain(r.resource.name)[0]:
+            needed_at[r.principal][n.name].add(r.permission)
+    out: list[Finding] = []
+    index = Holdings(ev)
+    for hit in graph.reaches:
+        start, path, targets = hit.start, hit.path, hit.targets or (hit.target,)
+        tasks = identities.get(start, set())
+        needs = needed_at.get(start)
+        ranked = sorted(targets, key=lambda t: (not index.severe(t), t))
+        danger: list[Holding] = []
+        target = ranked[0]
+        for candidate in ranked[:_MAX_LISTED]:
+            danger = index.dangerous(candidate, needs, short(start))
+            if danger:
+                target = candidate
+                break
+        if not danger:
+            continue
+        worst = danger[0]
+        hops = (*path[:-1], replace(path[-1], target=target))
+        route = render_path(start, hops) + f" → {worst.role}"
+        many = (
+            f" — one of the {len(targets)} service accounts below {_uri(path[-1].node)} it can "
+            "become"
+            if len(targets) > 1
+            else ""
+        )
+        code = "ZT218" if start == submitter and start not in identities else "ZT216"
+        out.append(
+            _f(
+                code,
+                f"{start} can become {target} ({route}), which holds {worst.why} "
+                f"({worst.role} on {_uri(worst.node)})"
+                + (f" and {len(danger) - 1} more grant(s)" if len(danger) > 1 else "")
+                + many,
+                step=",".join(sorted(tasks)) or None,
+                principal=start,
+                resource=path[0].node,
+                evidence=(
+                    *path_evidence(start, hops),
+                    *(
+                        Evidence(
+                            "binding",
+                            node=h.node,
+                            role=h.role,
+                            member=f"serviceAccount:{target}",
+                            detail=f"{short(target)} holds {h.why}",
+                        )
+                        for h in danger[:_MAX_LISTED]
+                    ),
+                ),
+            )
+        )
+    seen: set[tuple[str, str, str, str]] = set()
+    for u in graph.unknown:
+        once = (u.start, u.node, u.role, u.reason)
+        if once in seen:
+            continue
+        seen.add(once)
+        tasks = identities.get(u.start, set())
+        prefix = render_path(u.start, u.path) if u.path else short(u.start)
+        what = f"{u.role} on {_uri(u.node)}" if u.role else _uri(u.node)
+        code = "ZT218" if u.start == submitter and u.start not in identities else "ZT217"
+        out.append(
+            _f(
+                code,
+                f"who {u.start} can become cannot be verified: {prefix} →? ({what}: {u.reason})",
+                step=",".join(sorted(tasks)) or None,
+                principal=u.start,
+                resource=u.node or None,
+                evidence=(
+                    *path_evidence(u.start, u.path),
+                    Evidence(
+                        "unreadable" if not u.role else "binding",
+                        node=u.node,
+                        role=u.role,
+                        member=u.via,
+                        detail=u.reason,
+                    ),
+                ),
+            )
+        )
+    notes = []
+    missing = [
+        e
+        for e in graph_accounts_without_policy(ev)
+        if e not in {m.partition(":")[2] for m in starts}
+    ]
+    if missing:
+        notes.append(
+            f"who can become whom: the own allow policies of {len(missing)} service account(s) "
+            "are not in the snapshot, so only project/folder/organisation grants reach them: "
+            + ", ".join(sorted(missing)[:_MAX_LISTED])
+            + (" …" if len(missing) > _MAX_LISTED else "")
+        )
+    return out, notes
 
 
 def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> list[Finding]:

@@ -51,6 +51,7 @@ _FEDERATED = _POOL
 _GKE_KSA = re.compile(r"^serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]$")
 #: ``principalSet://cloudresourcemanager.googleapis.com/{projects|folders|organizations}/ID/type/ServiceAccount``
 _SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
+_NUMBER = re.compile(r"^[1-9][0-9]*$")
 _PUBLIC = frozenset({"allUsers", "allAuthenticatedUsers"})
 _CONVENIENCE = {
     "projectOwner": "roles/owner",
@@ -232,8 +233,8 @@ class MemberResolver:
                 return self._sa_by_unique_id(v1[len("serviceAccount:") :], principal)
             return MemberMatch(Match.YES, "named directly") if v1 == principal else _NO
         if deny_principal.startswith("principalSet://goog/cloudIdentityCustomerId/"):
-            if principal.startswith("serviceAccount:"):
-                return _NO  # service accounts are not Cloud Identity account members
+            if principal.startswith(("serviceAccount:", "principal://")):
+                return _NO  # service accounts and federated identities are not account members
             return MemberMatch(Match.UNKNOWN, f"{deny_principal} cannot be enumerated")
         if deny_principal.startswith(_SA_SET):
             return self._sa_set(deny_principal, principal)
@@ -278,6 +279,9 @@ class MemberResolver:
         if project is None:
             return MemberMatch(Match.UNKNOWN, f"project {sa.project_id} is not in the snapshot")
         kind, ident = parts[0], parts[1]
+        if (kind != "projects" or ident.isdigit()) and not _NUMBER.match(ident):
+            # folders and organisations are numbers; "0200" or "２００" is no name we can place
+            return MemberMatch(Match.UNKNOWN, f"{member} does not name a node in a canonical form")
         if kind == "projects":
             if ident == sa.project_id or (
                 project.project_number and ident == project.project_number

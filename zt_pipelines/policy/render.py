@@ -51,6 +51,15 @@ FIXES: dict[str, str] = {
     "ZT211": "remove the basic role; grant only what the step needs",
     "ZT212": "remove the escalation-capable permission from the identity",
     "ZT213": "remove allUsers / allAuthenticatedUsers from the resource's policy",
+    "ZT214": "grant the role on the narrower scope the finding names (`zt-pipelines plan`), "
+    "then remove the broad binding (`plan --prune`)",
+    "ZT215": "grant the object permissions with a resource.name.startsWith condition on the "
+    "prefix (what `zt-pipelines plan` does)",
+    "ZT216": "remove the first hop of the path (the impersonation grant), or strip the reached "
+    "identity of what it holds beyond the step's needs",
+    "ZT217": "make the edge provable: a readable service-account policy, known group "
+    "membership, an unconditional (or removed) impersonation grant",
+    "ZT218": "review who the submitter can become; remove impersonation grants it does not need",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

@@ -55,6 +55,11 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT211": ("BasicRole", "a basic role (owner, editor, viewer)"),
     "ZT212": ("EscalationPermission", "an escalation-capable permission"),
     "ZT213": ("PublicResource", "a declared resource is public"),
+    "ZT214": ("BroaderScope", "a grant covers a need from a broader scope (project/folder/org)"),
+    "ZT215": ("BucketWideForPrefix", "a bucket-wide grant where only an object prefix is needed"),
+    "ZT216": ("CanBecomeIdentity", "an identity can become another one holding more"),
+    "ZT217": ("ReachUnverifiable", "who an identity can become cannot be verified"),
+    "ZT218": ("SubmitterCanBecome", "the submitter can become identities beyond the pipeline's"),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -109,16 +114,21 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT633": ("DataAccessLogsOff", "Data Access logs are off: usage cannot be verified there"),
     "ZT634": ("UsageUnreadable", "logs or runs could not be read: usage not verified"),
     "ZT635": ("RefusedAccess", "a step tried an access that IAM refused"),
+    # shadow pipelines (zt_pipelines.monitor.shadow)
+    "ZT640": ("ShadowJob", "a pipeline job was not submitted through zt-pipelines"),
+    "ZT641": ("ShadowSchedule", "a schedule was not created through zt-pipelines"),
 }
 
 #: codes whose default severity is a warning (every other code is an error by default)
 WARNING_CODES: frozenset[str] = frozenset(
-    {"ZT210", "ZT512", "ZT525", "ZT612", "ZT613", "ZT630", "ZT633", "ZT635"}
+    {"ZT210", "ZT215", "ZT218", "ZT512", "ZT525", "ZT612", "ZT613", "ZT630", "ZT633", "ZT635"}
 )
 
 # codes whose findings are warnings by default (SARIF defaultConfiguration)
 _DEFAULT_LEVEL = {
     "ZT210": "warning",
+    "ZT215": "warning",
+    "ZT218": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",

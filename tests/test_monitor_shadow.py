@@ -1,0 +1,170 @@
+"""Shadow pipelines: ``monitor`` lists every job and schedule through the real Vertex AI
+clients against the emulator, flags what zt-pipelines did not submit, verifies finished runs
+and checks active schedules for drift."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from google.cloud import aiplatform
+from google.cloud.aiplatform import initializer
+from monitor_world import (
+    AUDITOR,
+    EXAMPLES,
+    LOCATION,
+    PIPELINE_SA,
+    PROJECT,
+    SUBMITTER,
+    monitor_world,
+    new_job_id,
+)
+
+from zt_pipelines.audit import AuditLog
+from zt_pipelines.cli import main
+from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
+from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
+from zt_pipelines.gcp.retry import no_wait_policy
+from zt_pipelines.job import PipelineJob
+from zt_pipelines.monitor.service import monitor_once
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("tpl") / "training.yaml"
+    return str(EXAMPLES.compile_pipeline("training", str(out)))
+
+
+@pytest.fixture()
+def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with Emulator(monitor_world(), simulate_runs=True) as emulator:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emulator.address)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator.address}")
+        monkeypatch.setenv("NO_GCE_CHECK", "True")  # plain aiplatform's ADC: no metadata probe
+        config = initializer.global_config
+        saved = dict(vars(config))
+        config.__init__()  # type: ignore[misc]
+        aiplatform.init(project=PROJECT, location=LOCATION)
+        try:
+            yield emulator
+        finally:
+            vars(config).clear()
+            vars(config).update(saved)
+
+
+@pytest.fixture()
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+def zt_job(template: str, audit: AuditLog) -> PipelineJob:
+    return PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+        audit_log=audit,
+    )
+
+
+def plain_job(template: str, tmp_path: Path) -> aiplatform.PipelineJob:
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(next(yaml.safe_load_all(Path(template).read_text()))))
+    aiplatform.init(
+        project=PROJECT,
+        location=LOCATION,
+        **emulator_aiplatform_init_kwargs(emulator_credentials(SUBMITTER)),
+    )
+    return aiplatform.PipelineJob(
+        display_name="shadow",
+        template_path=str(plain),
+        job_id=new_job_id(),
+        # a bucket that does not exist: aiplatform's ownership check of an existing one asks
+        # the real Resource Manager for the project number (no network here)
+        pipeline_root=f"gs://zt-shadow-{new_job_id()}/runs",
+    )
+
+
+def once(audit: AuditLog) -> tuple[object, list[object]]:
+    return monitor_once(
+        PROJECT,
+        LOCATION,
+        audit_log=audit,
+        factory=ClientFactory(emulator_credentials(AUDITOR)),
+        retry=no_wait_policy(2),
+    )
+
+
+def test_shadow_jobs_and_schedules_are_flagged_and_zt_runs_verified(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    good = zt_job(template, audit)
+    good.submit(service_account=PIPELINE_SA)
+    good.wait()
+    zt_job(template, audit).create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    shadow = plain_job(template, tmp_path)
+    shadow.submit(service_account=PIPELINE_SA)
+    shadow.create_schedule(
+        cron="0 1 * * *", display_name="nightly-shadow", service_account=PIPELINE_SA
+    )
+    report, results = once(audit)
+    shadows = report.by_code("ZT640")  # type: ignore[attr-defined]
+    assert [f.resource.rsplit("/", 1)[-1] for f in shadows] == [shadow.job_id]
+    [schedule] = report.by_code("ZT641")  # type: ignore[attr-defined]
+    assert "nightly-shadow" in schedule.message
+    verified = [r for r in results if hasattr(r, "verified")]
+    assert [v.run.job_id for v in verified] == [good.job_id] and verified[0].verified
+    assert any(hasattr(r, "drifted") for r in results)  # the zt schedule's drift
+    assert not report.allowed  # type: ignore[attr-defined]
+    # a second pass does not verify the same run again
+    _report, again = once(audit)
+    assert not [r for r in again if hasattr(r, "verified")]
+
+
+def test_a_clean_location_is_allowed(emu: Emulator, template: str, audit: AuditLog) -> None:
+    job = zt_job(template, audit)
+    job.submit(service_account=PIPELINE_SA)
+    job.wait()
+    report, _ = once(audit)
+    assert report.allowed, report  # type: ignore[attr-defined]
+
+
+def test_a_failed_list_is_never_clean(emu: Emulator, template: str, audit: AuditLog) -> None:
+    emu.add_fault(Fault("aiplatform.pipelineJobs.list", code="UNAVAILABLE"))
+    report, _ = once(audit)
+    assert not report.allowed and "ZT600" in report.codes()  # type: ignore[attr-defined]
+
+
+def test_monitor_cli_prints_json_lines(
+    emu: Emulator,
+    template: str,
+    audit: AuditLog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plain_job(template, tmp_path).submit(service_account=PIPELINE_SA)
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "monitor",
+                "--project",
+                PROJECT,
+                "--location",
+                LOCATION,
+                "--audit-log",
+                str(audit.path),
+                "--format",
+                "jsonl",
+            ]
+        )
+    assert done.value.code == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert [line["code"] for line in lines] == ["ZT640"]

@@ -1,0 +1,133 @@
+"""Shadow pipelines: pipeline jobs and schedules not submitted through zt-pipelines (pure).
+
+A job or schedule is a *shadow* when it carries no zt-pipelines spec labels, or carries them
+but no approval in the audit log matches (labels copied from another job prove nothing). The
+inputs are plain summaries the adapters read; the output is ZT640 (job) / ZT641 (schedule)
+findings, and the list of jobs whose finished runs should be verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
+from zt_pipelines.policy.report import Finding, Severity
+
+_DONE = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A pipeline job as listed: name, state, labels."""
+
+    name: str
+    state: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    schedule: str = ""  # the schedule that created it, when Vertex says
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the name."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def finished(self) -> bool:
+        """True once the run has ended."""
+        return self.state in _DONE
+
+
+@dataclass(frozen=True)
+class ScheduleSummary:
+    """A schedule as listed: name, state and the labels of the job it creates."""
+
+    name: str
+    state: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    display_name: str = ""
+
+    @property
+    def active(self) -> bool:
+        """True while the schedule starts runs."""
+        return self.state == "ACTIVE"
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    """Findings about shadows, the zt jobs to verify and the schedule approvals still live."""
+
+    findings: tuple[Finding, ...]
+    to_verify: tuple[JobSummary, ...]
+    live_schedule_approvals: tuple[Mapping[str, object], ...]
+
+
+def find_shadows(
+    jobs: Sequence[JobSummary],
+    schedules: Sequence[ScheduleSummary],
+    records: Sequence[Mapping[str, object]],
+    *,
+    project: str,
+    location: str,
+    spec_labels: tuple[str, str],
+    verified: set[str] | frozenset[str] = frozenset(),
+) -> ShadowResult:
+    """Classify every job and schedule; ``verified``: job ids already verified clean."""
+    findings: list[Finding] = []
+    to_verify: list[JobSummary] = []
+    plain = [dict(r) for r in records]
+    for job in jobs:
+        digest = label_sha256(job.labels, spec_labels)
+        if not digest:
+            findings.append(
+                Finding(
+                    "ZT640",
+                    Severity.ERROR,
+                    f"pipeline job {job.job_id} ({job.state or 'state unknown'}) was not "
+                    "submitted through zt-pipelines: it carries no spec labels",
+                    resource=job.name,
+                )
+            )
+            continue
+        approval, why = approvals_for(
+            plain, sha256=digest, project=project, location=location, job_id=job.job_id
+        )
+        if approval is None:
+            findings.append(
+                Finding(
+                    "ZT640",
+                    Severity.ERROR,
+                    f"pipeline job {job.job_id} carries zt-pipelines labels but no approval "
+                    f"matches: {why}",
+                    resource=job.name,
+                )
+            )
+            continue
+        if job.finished and job.job_id not in verified:
+            to_verify.append(job)
+    live: list[Mapping[str, object]] = []
+    for schedule in schedules:
+        digest = label_sha256(schedule.labels, spec_labels)
+        matching = [
+            r
+            for r in plain
+            if approving(r)
+            and str(r.get("action", "")).endswith("schedule")
+            and r.get("spec_sha256") == digest
+            and r.get("project") == project
+            and r.get("location") == location
+        ]
+        if not digest or not matching:
+            findings.append(
+                Finding(
+                    "ZT641",
+                    Severity.ERROR,
+                    f"schedule {schedule.display_name or schedule.name} ({schedule.state}) was "
+                    "not created through zt-pipelines: "
+                    + ("its job carries no spec labels" if not digest else "no approval matches"),
+                    resource=schedule.name,
+                )
+            )
+            continue
+        if schedule.active:
+            live.append(matching[-1])
+    return ShadowResult(tuple(findings), tuple(to_verify), tuple(live))

@@ -1,0 +1,417 @@
+"""Who can become whom: the reach graph of a pipeline's identities (pure).
+
+An identity can obtain another service account's rights by acting as it, minting its tokens,
+signing as it, creating its keys or rewriting its allow policy — each granted on the service
+account itself or on any project, folder or organisation above it (which reaches every
+service account below). Following those edges transitively from every step SA, the pipeline
+SA and the submitter gives the identities each of them can become; a step that can become an
+identity holding more than the step's own needs, a basic role or an escalation-capable
+permission is refused with the whole path as evidence
+(``train-sa → actAs → legacy-sa → roles/editor``).
+
+Fail closed: an edge the snapshot cannot settle — a service account policy that could not be
+read, a group of unknown membership, a conditional grant, a role without a definition — is an
+unverifiable edge, reported, never ignored. Deny policies are not applied to edges (a deny can
+only remove an edge, so ignoring it over-reports reach, never under-reports it).
+
+Expected edges are not findings: the pipeline SA acting as its own step SAs through a grant on
+each step SA, and the submitter acting as the pipeline SA through a grant on it.
+
+Pure: no IO. Reads the snapshot through the engine's :class:`Evaluator` (passed in).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
+from zt_pipelines.policy.members import Match
+from zt_pipelines.policy.report import Evidence, Finding
+from zt_pipelines.policy.snapshot import read_hides
+from zt_pipelines.resources import CRM, IAM
+
+if TYPE_CHECKING:
+    from zt_pipelines.policy.engine import Evaluator
+    from zt_pipelines.policy.snapshot import Binding, Node
+
+#: permissions that let their holder become a service account, with the edge's label (most
+#: direct first). Granted on a project, folder or organisation they reach every SA below.
+EDGE_PERMISSIONS: dict[str, str] = {
+    "iam.serviceAccounts.actAs": "actAs",
+    "iam.serviceAccounts.getAccessToken": "getAccessToken",
+    "iam.serviceAccounts.getOpenIdToken": "getOpenIdToken",
+    "iam.serviceAccounts.signBlob": "signBlob",
+    "iam.serviceAccounts.signJwt": "signJwt",
+    "iam.serviceAccounts.implicitDelegation": "implicitDelegation",
+    "iam.serviceAccountKeys.create": "serviceAccountKeys.create",
+    "iam.serviceAccounts.setIamPolicy": "setIamPolicy",
+    # rewriting a project's, folder's or organisation's allow policy grants any of the above
+    "resourcemanager.projects.setIamPolicy": "setIamPolicy",
+    "resourcemanager.folders.setIamPolicy": "setIamPolicy",
+    "resourcemanager.organizations.setIamPolicy": "setIamPolicy",
+}
+_EDGE_SET = frozenset(EDGE_PERMISSIONS)
+_ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One edge of a path: ``source`` can become ``target`` through ``role`` on ``node``.
+
+    Attributes:
+        source: the member that holds the grant (``serviceAccount:...``, ``user:...``).
+        target: the service account it can become (email).
+        permission: the permission that makes the edge (the most direct one of the role).
+        role: the role of the binding.
+        node: where the binding is (the SA itself, or a project/folder/organisation above it).
+        via: the binding member that matched ``source`` (itself, or a group/domain).
+        condition: the binding's condition expression, if any.
+    """
+
+    source: str
+    target: str
+    permission: str
+    role: str
+    node: str
+    via: str
+    condition: str = ""
+
+    @property
+    def label(self) -> str:
+        """The short name of the edge (``actAs``, ``getAccessToken`` ...)."""
+        return EDGE_PERMISSIONS.get(self.permission, self.permission)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """An identity ``start`` can become ``target`` along ``path`` (first hop first).
+
+    A last hop granted above the accounts (project, folder, organisation) reaches all of them
+    at once: ``target`` is then ``*`` and ``targets`` lists the accounts newly reached."""
+
+    start: str
+    target: str
+    path: tuple[Hop, ...]
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnknownEdge:
+    """An edge the snapshot cannot settle, reached from ``start`` after ``path``."""
+
+    start: str
+    path: tuple[Hop, ...]
+    source: str
+    reason: str
+    node: str = ""
+    role: str = ""
+    via: str = ""
+
+
+@dataclass(frozen=True)
+class ReachGraph:
+    """What every start identity can become, and the edges that could not be settled."""
+
+    reaches: tuple[Reach, ...]
+    unknown: tuple[UnknownEdge, ...]
+    #: service accounts known to the snapshot, for the report's coverage note
+    accounts: int = 0
+
+
+def short(member: str) -> str:
+    """A compact name for paths: the account id of a service account, else the email."""
+    kind, _, rest = member.partition(":")
+    email = rest if kind in ("serviceAccount", "user", "group") else member
+    if email.endswith(".iam.gserviceaccount.com"):
+        return email.split("@", 1)[0]
+    return email
+
+
+def render_path(start: str, path: tuple[Hop, ...]) -> str:
+    """``train-sa → actAs → sa2 → getAccessToken → sa3``."""
+    parts = [short(start)]
+    for hop in path:
+        parts += [hop.label, short(hop.target)]
+    return " → ".join(parts)
+
+
+class _Graph:
+    """The edge index over one snapshot: which service accounts sit below each node, and which
+    bindings there carry an edge permission (or a role of unknown definition)."""
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.ev = ev
+        snap = ev.snapshot
+        emails = {e.lower() for e in snap.service_accounts}
+        for name, node in snap.nodes.items():
+            if node.kind == "serviceAccount" and "/serviceAccounts/" in name:
+                emails.add(name.rsplit("/", 1)[1].lower())
+        self.accounts = sorted(emails)
+        self.node_of: dict[str, str] = {}
+        self.below: dict[str, list[str]] = {}
+        self.gaps: dict[str, str] = {}
+        for email in self.accounts:
+            name = self._sa_node(email)
+            self.node_of[email] = name
+            for n in self._chain(email, name):
+                self.below.setdefault(n.name, []).append(email)
+        self.edge_roles: dict[str, frozenset[str] | None] = {}
+
+    def _sa_node(self, email: str) -> str:
+        for name in (
+            f"{IAM}projects/{self._project(email)}/serviceAccounts/{email}",
+            f"{IAM}projects/-/serviceAccounts/{email}",
+        ):
+            if name in self.ev.snapshot.nodes:
+                return name
+        return f"{IAM}projects/{self._project(email)}/serviceAccounts/{email}"
+
+    def _project(self, email: str) -> str:
+        record = self.ev.snapshot.service_accounts.get(email)
+        if record is not None and record.project_id:
+            return record.project_id
+        domain = email.partition("@")[2]
+        return domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else "-"
+
+    def _chain(self, email: str, name: str) -> tuple[Node, ...]:
+        chain, _gap = self.ev.chain(name)
+        if chain:
+            return chain
+        # the account's own policy is not in the snapshot: grants above it still reach it
+        project = CRM + "projects/" + self._project(email)
+        above, _ = self.ev.chain(project)
+        return above
+
+    def edge_permissions(self, role: str) -> frozenset[str] | None:
+        """The edge permissions ``role`` includes (``None``: definition unknown)."""
+        if role not in self.edge_roles:
+            perms = self.ev.role_permissions(role)
+            self.edge_roles[role] = None if perms is None else perms & _EDGE_SET
+        return self.edge_roles[role]
+
+    def out_edges(self, member: str) -> tuple[list[Hop], list[UnknownEdge]]:
+        """Every edge out of ``member`` (settled), and the ones that cannot be settled."""
+        hops: list[Hop] = []
+        unknown: list[UnknownEdge] = []
+        for node, binding, mm, via in self.ev.member_bindings(member):
+            targets = self.below.get(node.name)
+            if not targets:
+                continue
+            perms = self.edge_permissions(binding.role)
+            cond = binding.condition.expression if binding.condition else ""
+            if perms is None:
+                unknown.append(_unknown(member, node, binding, via, "role definition unknown"))
+                continue
+            if not perms:
+                continue
+            if mm.match is Match.UNKNOWN:
+                unknown.append(_unknown(member, node, binding, via, mm.reason))
+                continue
+            if cond:
+                unknown.append(
+                    _unknown(member, node, binding, via, f"a conditional grant ({cond})")
+                )
+                continue
+            best = min(perms, key=_ORDER.__getitem__)
+            if node.kind != "serviceAccount":  # every account below, as one hop
+                hops.append(Hop(member, "*", best, binding.role, node.name, via, cond))
+                continue
+            for target in targets:
+                if target == member.partition(":")[2]:
+                    continue
+                hops.append(Hop(member, target, best, binding.role, node.name, via, cond))
+        return hops, unknown
+
+    def unreadable_policies(self) -> list[tuple[str, str]]:
+        """(node, why) for every node above some service account whose allow policy (or
+        ancestry) could not be read: who can become those accounts is unknown."""
+        out = []
+        for u in self.ev.snapshot.unreadable:
+            hides = read_hides(u.what)
+            if ("allow" in hides or "ancestry" in hides) and (
+                u.target in self.below or u.target.startswith(IAM)
+            ):
+                out.append((u.target, f"{u.what} failed: {u.reason}"))
+        return out
+
+
+def _unknown(member: str, node: Node, binding: Binding, via: str, why: str) -> UnknownEdge:
+    return UnknownEdge(member, (), member, why, node.name, binding.role, via)
+
+
+def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str]]) -> ReachGraph:
+    """Breadth-first from every start member over the impersonation edges of the snapshot.
+
+    Args:
+        ev: the engine's evaluator over the snapshot.
+        starts: members to start from (``serviceAccount:EMAIL``, ``user:EMAIL``).
+        expected: start member → service-account emails it is expected to become through a
+            grant on the account itself (the pipeline SA's step SAs; the submitter's pipeline
+            SA). Those hops are neither reported nor followed.
+
+    Returns:
+        The shortest path to every identity each start can become, and unsettled edges.
+    """
+    graph = _Graph(ev)
+    cache: dict[str, tuple[list[Hop], list[UnknownEdge]]] = {}
+    blind = graph.unreadable_policies()
+    reaches: list[Reach] = []
+    unknown: list[UnknownEdge] = []
+    for start in starts:
+        seen = {start.partition(":")[2]} if start.startswith("serviceAccount:") else set()
+        allowed = expected.get(start, set())
+        queue: deque[tuple[str, tuple[Hop, ...]]] = deque([(start, ())])
+        for node, why in blind:
+            unknown.append(UnknownEdge(start, (), start, why, node))
+        while queue:
+            member, path = queue.popleft()
+            if member not in cache:
+                cache[member] = graph.out_edges(member)
+            hops, unsure = cache[member]
+            unknown.extend(
+                UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via) for u in unsure
+            )
+            for hop in hops:
+                if hop.target == "*":
+                    fresh = tuple(t for t in graph.below.get(hop.node, ()) if t not in seen)
+                    if fresh:
+                        seen.update(fresh)
+                        reaches.append(Reach(start, "*", (*path, hop), fresh))
+                    # the accounts' own onward edges are not followed: any account with an
+                    # edge holds an escalation-capable permission, so this hop is refused
+                    # already (reported once, naming the worst account it reaches)
+                    continue
+                if hop.target in seen:
+                    continue
+                if not path and hop.target in allowed and hop.node == graph.node_of[hop.target]:
+                    seen.add(hop.target)
+                    continue  # by design: launched by / submitted as, granted on the SA itself
+                seen.add(hop.target)
+                walked = (*path, hop)
+                reaches.append(Reach(start, hop.target, walked))
+                queue.append((f"serviceAccount:{hop.target}", walked))
+    return ReachGraph(tuple(reaches), tuple(unknown), len(graph.accounts))
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a reached identity holds that makes reaching it dangerous."""
+
+    node: str
+    role: str
+    why: str
+
+
+class Holdings:
+    """What each reached identity holds, indexed once per identity (the start-independent part:
+    basic roles, escalation-capable permissions, unknown roles) and filtered per start."""
+
+    _RANK = ("a basic role", "escalation-capable", "a role of unknown")
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.ev = ev
+        self._grants: dict[str, list[tuple[str, str, frozenset[str], str]]] = {}
+
+    def _of(self, email: str) -> list[tuple[str, str, frozenset[str], str]]:
+        found = self._grants.get(email)
+        if found is None:
+            found = []
+            for node, binding, mm, _via in self.ev.member_bindings(f"serviceAccount:{email}"):
+                if mm.match is not Match.YES:
+                    continue
+                perms = self.ev.role_permissions(binding.role)
+                if perms is None:
+                    found.append((node.name, binding.role, frozenset(), self._RANK[2]))
+                elif is_basic_role(binding.role):
+                    why = f"a basic role ({len(perms):,} permissions)"
+                    found.append((node.name, binding.role, perms, why))
+                else:
+                    risky = sorted((p for p in perms if escalation_reason(p)), key=escalation_rank)
+                    why = f"escalation-capable {', '.join(risky[:3])}" if risky else ""
+                    found.append((node.name, binding.role, perms, why))
+            self._grants[email] = found
+        return found
+
+    def severe(self, email: str) -> bool:
+        """True when ``email`` holds a basic role, an escalation-capable permission or a role
+        of unknown definition (dangerous to reach, whatever the start needs)."""
+        return any(why for _n, _r, _p, why in self._of(email))
+
+    def dangerous(
+        self, email: str, needed_at: dict[str, set[str]] | None, start: str = "the start"
+    ) -> list[Holding]:
+        """The grants of ``email`` that give a basic role, an escalation-capable permission, a
+        role of unknown definition, or more than ``needed_at`` (node → permissions the start
+        itself needs on that node or below) — the most dangerous first."""
+        out: list[Holding] = []
+        for node, role, perms, why in self._of(email):
+            if why:
+                out.append(Holding(node, role, why))
+                continue
+            beyond = perms - (needed_at or {}).get(node, set())
+            if beyond:
+                text = f"{len(beyond)} permission(s) beyond {start}'s needs, e.g. "
+                out.append(Holding(node, role, text + ", ".join(sorted(beyond)[:3])))
+        out.sort(
+            key=lambda h: next((i for i, r in enumerate(self._RANK) if h.why.startswith(r)), 3)
+        )
+        return out
+
+
+def dangerous_holdings(
+    ev: Evaluator, email: str, needed_at: dict[str, set[str]] | None, start: str = "the start"
+) -> list[Holding]:
+    """One-shot :meth:`Holdings.dangerous`."""
+    return Holdings(ev).dangerous(email, needed_at, start)
+
+
+def path_evidence(start: str, path: tuple[Hop, ...]) -> tuple[Evidence, ...]:
+    """One evidence link per hop, in order."""
+    return tuple(
+        Evidence(
+            "binding",
+            node=h.node,
+            role=h.role,
+            member=h.via,
+            condition=h.condition,
+            detail=f"hop {i + 1}: {short(h.source)} → {h.label} → {short(h.target)}",
+        )
+        for i, h in enumerate(path)
+    )
+
+
+def accounts_without_policy(ev: Evaluator) -> list[str]:
+    """Service accounts the snapshot knows whose own allow policy it does not hold (and that
+    are not reported unreadable): grants on them are invisible to the reach graph."""
+    held = {
+        name.rsplit("/", 1)[1].lower()
+        for name in ev.snapshot.nodes
+        if name.startswith(IAM) and "/serviceAccounts/" in name
+    }
+    held |= {
+        u.target.rsplit("/", 1)[1].lower()
+        for u in ev.snapshot.unreadable
+        if "/serviceAccounts/" in u.target
+    }
+    return [e for e in ev.snapshot.service_accounts if e.lower() not in held]
+
+
+REACH_CODES = ("ZT216", "ZT217", "ZT218")
+
+
+def explain_reach(findings: Iterable[Finding]) -> str:
+    """``check --explain``: every reach finding's path, one hop per line with its binding."""
+    lines: list[str] = []
+    for f in findings:
+        if f.code not in REACH_CODES:
+            continue
+        lines.append(f"{f.code} {f.principal}: {f.message}")
+        for e in f.evidence:
+            where = f"{e.role} on {e.node}" if e.role else e.node
+            cond = f" if {e.condition}" if e.condition else ""
+            via = f" (as {e.member})" if e.member and e.detail.startswith("hop") else ""
+            lines.append(f"    {e.detail}: {where}{cond}{via}")
+    return "\n".join(lines)
