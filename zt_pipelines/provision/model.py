@@ -221,6 +221,7 @@ class Plan:
         """True when a declared need was held back (escalation-capable): the rest is planned,
         a person decides about these (the CLI exits with :data:`REVIEW_EXIT_CODE`)."""
         return bool(self.held_back)
+
     # the missing perimeter / firewall / PSC pieces (zt_pipelines.segmentation.plan); rendered,
     # never applied
     segmentation: SegmentationPlan | None = None
