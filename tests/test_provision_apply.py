@@ -250,11 +250,14 @@ def test_end_to_end_plan_apply_check_noop_shrink_prune(
     # the pipeline SA may act as each step SA — bound on the step SA, not on the project
     for email in (PREP_SA, TRAIN_SA, derived.email):
         node = f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{email}"
-        assert ("roles/iam.serviceAccountUser", f"serviceAccount:{PIPE_SA}", "") in members_of(
-            state, node
-        )
+        held = [r for r, m, _ in members_of(state, node) if m == f"serviceAccount:{PIPE_SA}"]
+        assert [state.roles[r].permissions for r in held] == [
+            frozenset({"iam.serviceAccounts.actAs"})
+        ]
     assert not any(
-        r == "roles/iam.serviceAccountUser" for r, _, _ in members_of(state, CRM + PROJECT)
+        "iam.serviceAccounts.actAs" in state.roles[r].permissions
+        for r, _, _ in members_of(state, CRM + PROJECT)
+        if r in state.roles
     )
     # the bystander's bindings are untouched
     assert ("roles/storage.objectViewer", BYSTANDER, "") in members_of(
@@ -473,9 +476,11 @@ def test_submitter_grants_make_the_submitter_checks_pass(
     planned = make_plan(template, FULL_NEEDS, emulator.state, submitter=alice)
     mine = [g for g in planned.grants if g.member == alice]
     assert {
-        (g.role, g.resource.rsplit("/", 1)[1]) for g in mine if g.role.startswith("roles/")
+        (g.permissions, g.resource.rsplit("/", 1)[1])
+        for g in mine
+        if "/serviceAccounts/" in g.resource
     } == {
-        ("roles/iam.serviceAccountUser", PIPE_SA)  # actAs on the pipeline SA only
+        (("iam.serviceAccounts.actAs",), PIPE_SA)  # actAs on the pipeline SA only
     }
     apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
     report = check(template, FULL_NEEDS, emulator.state, submitter=alice)

@@ -140,7 +140,10 @@ def test_identical_permission_sets_share_one_role_and_replanning_is_stable() -> 
 
 def test_pipeline_sa_can_act_as_each_step_sa_bound_on_the_step_sa() -> None:
     p = make_plan()
-    act_as = [g for g in p.grants if g.role == "roles/iam.serviceAccountUser"]
+    # custom mode: a custom role of exactly actAs (no serviceAccountUser get/list to report)
+    act_as = [g for g in p.grants if "/serviceAccounts/" in g.resource]
+    assert all(g.permissions == ("iam.serviceAccounts.actAs",) and not g.excess for g in act_as)
+    assert all(g.role.startswith(f"projects/{PROJECT}/roles/zt_") for g in act_as)
     assert {(g.resource, g.member) for g in act_as} == {
         (
             f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{sa}",
@@ -158,7 +161,7 @@ def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
     declared = {"gs://raw-data", "bq://zt-demo-proj.features", "gs://models", "gs://zt-root"}
     allowed_targets = declared | {f"projects/{PROJECT}"}
     for g in p.grants:
-        if g.role == "roles/iam.serviceAccountUser":
+        if "/serviceAccounts/" in g.resource:
             continue
         assert g.uri in allowed_targets
         assert g.role not in ("roles/owner", "roles/editor", "roles/viewer")

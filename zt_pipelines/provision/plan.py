@@ -141,9 +141,22 @@ def build_plan(
     for (member, resource, expression), (perms, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
         condition = _prefix_condition(resource, expression) if expression else None
-        if perms == {ACT_AS} and resource.startswith(IAM):
-            # The one escalation the pipeline needs: act as its step SAs, bound on each SA.
-            grants.append(Grant(resource, SERVICE_ACCOUNT_USER, member, None, step, (ACT_AS,), ()))
+        if perms == {ACT_AS} and resource.startswith(IAM) and roles == "predefined":
+            # The one escalation the pipeline needs: act as its step SAs, bound on each SA —
+            # with the role's other permissions disclosed as excess (custom mode grants a
+            # custom role of exactly actAs instead, so its check has nothing to report)
+            extra = role_table.get(SERVICE_ACCOUNT_USER, frozenset({ACT_AS})) - {ACT_AS}
+            grants.append(
+                Grant(
+                    resource,
+                    SERVICE_ACCOUNT_USER,
+                    member,
+                    None,
+                    step,
+                    (ACT_AS,),
+                    tuple(sorted(extra)),
+                )
+            )
             continue
         reused = _equivalent_binding(state, resource, member, condition, perms)
         if reused is not None:
