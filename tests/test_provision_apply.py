@@ -594,3 +594,28 @@ def test_apply_refuses_before_any_write_when_the_audit_log_cannot_be_written(
             planned, factory=factory, retry=no_wait_policy(), audit_log=blocker / "audit.jsonl"
         )
     assert emulator.writes() == []
+
+
+def test_escalation_need_is_held_back_the_rest_applied_and_the_exit_code_asks_for_review(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zt_pipelines.cli import main
+
+    needs = json.loads(json.dumps(FULL_NEEDS))
+    needs["steps"]["train"]["needs"][f"projects/{PROJECT}"] = ["iam.serviceAccounts.getAccessToken"]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(needs))
+    args = [str(template), "--project", PROJECT, "--pipeline-sa", PIPE_SA]
+    args += ["--pipeline-root", ROOT, "--manifest", str(manifest)]
+    with Emulator(empty_project(), enforce_iam=False) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("ZT_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+        for verb in (["plan"], ["apply", "--yes"]):
+            with pytest.raises(SystemExit) as info:
+                main([*verb, *args])
+            assert info.value.code == 3, verb
+        report = check(template, needs, emu.state)
+    # everything else is granted; the held-back permission is the only thing missing
+    assert {(f.code, f.permission) for f in report.errors} == {
+        ("ZT200", "iam.serviceAccounts.getAccessToken")
+    }

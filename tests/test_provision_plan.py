@@ -23,7 +23,6 @@ from zt_pipelines.policy.snapshot import (
     Unreadable,
 )
 from zt_pipelines.provision import (
-    ProvisioningRefused,
     UnsupportedResourceError,
     Want,
     build_plan,
@@ -177,11 +176,31 @@ def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
         "resourcemanager.projects.setIamPolicy",
     ],
 )
-def test_escalation_capable_needs_are_refused(perm: str) -> None:
-    bad = result(step("train", TRAIN_SA, need("projects/zt-demo-proj", perm)))
-    with pytest.raises(ProvisioningRefused, match=perm.replace(".", r"\.")) as info:
-        make_plan(bad)
-    assert info.value.exit_code == 1 and "train" in str(info.value)
+def test_escalation_capable_needs_are_held_back_and_the_rest_is_planned(perm: str) -> None:
+    bad = result(
+        step(
+            "train",
+            TRAIN_SA,
+            need("projects/zt-demo-proj", perm),
+            need("gs://raw-data", "storage.objects.get"),
+        )
+    )
+    planned = make_plan(bad)
+    assert planned.needs_review
+    (held,) = planned.held_back
+    assert (held.permission, held.step, held.member) == (
+        perm,
+        "train",
+        f"serviceAccount:{TRAIN_SA}",
+    )
+    assert held.reason and held.uri == "projects/zt-demo-proj"
+    # never provisioned, and the rest of the plan goes ahead
+    mine = [g for g in planned.grants if g.member == f"serviceAccount:{TRAIN_SA}"]
+    assert all(perm not in g.permissions for g in mine)
+    assert any("storage.objects.get" in g.permissions and g.uri == "gs://raw-data" for g in mine)
+    table = render_table(planned)
+    assert "Held back for review" in table and perm in table and "exit code 3" in table
+    assert json.loads(render_json(planned))["held_back"][0]["permission"] == perm
 
 
 def test_unsupported_resource_is_a_typed_error() -> None:

@@ -47,6 +47,7 @@ from zt_pipelines.provision.model import (
     SUBMITTER_STEP,
     AccountSpec,
     Grant,
+    HeldBack,
     Plan,
     ProvisioningRefused,
     RoleMode,
@@ -72,6 +73,7 @@ __all__ = [  # the plan's data lives in .model; re-exported where callers have a
     "SUBMITTER_STEP",
     "AccountSpec",
     "Grant",
+    "HeldBack",
     "Plan",
     "ProvisioningRefused",
     "RoleMode",
@@ -116,8 +118,8 @@ def build_plan(
             shipped catalogue, overridden by the ``roles/...`` definitions of the snapshot.
 
     Raises:
-        ProvisioningRefused: a need asks for an escalation-capable permission or a role
-            chosen for it would be basic/escalating.
+        ProvisioningRefused: a role chosen for a need would be basic/escalating. (A declared
+            escalation-capable need is not an error: it is held back, ``Plan.held_back``.)
         UnsupportedResourceError: a need names a resource we cannot grant on.
         CoverError: ``predefined`` mode and no allowed role grants a permission.
     """
@@ -128,7 +130,7 @@ def build_plan(
     parent = f"organizations/{organization}" if organization else f"projects/{project}"
     for want in wants:  # a misspelt permission would become a role IAM refuses
         validate_permissions(want.permissions, where=f"step {want.step!r}")
-    _refuse_escalating_needs(wants)
+    wants, held = _hold_back_escalating_needs(wants)
     groups = _group(wants)
 
     role_specs: dict[str, CustomRole] = {}
@@ -226,6 +228,7 @@ def build_plan(
         removals=extras if prune else (),
         covers=tuple(covers),
         wants=tuple(sorted(wants, key=want_order)),
+        held_back=held,
     )
 
 
@@ -400,19 +403,26 @@ def check_submitter(submitter: str) -> str:
     return submitter_member(submitter, where="submitter")
 
 
-def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
+def _hold_back_escalating_needs(
+    wants: Sequence[Want],
+) -> tuple[list[Want], tuple[HeldBack, ...]]:
+    """Split declared escalation-capable permissions off: never provisioned, listed for review
+    (the rest of the plan goes ahead). Implicit needs are the pipeline's own (actAs on its step
+    SAs, launching) and stay."""
+    kept: list[Want] = []
+    held: list[HeldBack] = []
     for want in wants:
         if not want.declared:
-            continue  # implicit needs are the pipeline's own (actAs on step SAs, launching)
-        for perm in want.permissions:
-            reason = escalation_reason(perm)
-            if reason is not None:
-                raise ProvisioningRefused(
-                    f"refusing to grant {perm} ({reason}) on {want.resource.uri}",
-                    where=f"step {want.step!r}",
-                    fix="escalation-capable permissions are never provisioned; if the step "
-                    "truly needs it, grant it by hand after review",
-                )
+            kept.append(want)
+            continue
+        risky = {p: r for p in want.permissions if (r := escalation_reason(p)) is not None}
+        held += (
+            HeldBack(want.member, want.resource.name, p, want.step, r) for p, r in risky.items()
+        )
+        rest = tuple(p for p in want.permissions if p not in risky)
+        if rest:
+            kept.append(dataclasses.replace(want, permissions=rest))
+    return kept, tuple(sorted(held, key=lambda h: (h.step, h.member, h.resource, h.permission)))
 
 
 def escalating_permissions(roles: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
