@@ -34,6 +34,12 @@ def _labels() -> tuple[tuple[str, str], str]:
     return (SPEC_LABELS[0], SPEC_LABELS[1]), VERIFIED_LABEL
 
 
+def _decision_labels() -> tuple[str, str]:
+    from zt_pipelines.fingerprint import DECISION_LABELS
+
+    return DECISION_LABELS[0], DECISION_LABELS[1]
+
+
 def open_audit_log(audit_log: str | os.PathLike[str] | AuditLog | None, clock: Any) -> AuditLog:
     """The audit log to read approvals from and append results to."""
     if isinstance(audit_log, AuditLog):
@@ -98,6 +104,7 @@ def verify_run(
         spec_labels=spec_labels,
         verified_label=verified_label,
         chain_problem=chain_problem,
+        decision_labels=_decision_labels(),
     )
     if record:
         log.append(post_run_decision(verdict, submitter=_who(factory)))
