@@ -35,8 +35,25 @@ def test_demo_allows_one_and_refuses_four(tmp_path: Path) -> None:
     shown_codes = ("ZT100", "ZT200", "ZT211", "ZT522", "legacy-allow-https-egress")
     for shown in ("ALLOWED and submitted", "runs as train-sa@", *shown_codes):
         assert shown in text
+    # the GCPC example: planned, applied, verified and submitted; every CustomJob its own SA
+    assert result.gcpc_submitted
+    assert set(result.gcpc_custom_jobs) >= {
+        "exit-handler-1-bigquery-query-job",
+        "exit-handler-1-custom-training-job",
+        "exit-handler-1-condition-2-model-upload",
+        "exit-handler-1-condition-2-endpoint-create",
+        "exit-handler-1-condition-2-model-deploy",
+        "notify",
+    }
+    assert len(set(result.gcpc_custom_jobs.values())) == len(result.gcpc_custom_jobs)
+    assert result.gcpc_custom_jobs["exit-handler-1-bigquery-query-job"] == (
+        "gcpc-query@zt-demo.iam.gserviceaccount.com"
+    )
+    assert "6. Google Cloud Pipeline Components" in text
     records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [r["outcome"] for r in records] == ["allowed", *["refused"] * 4]
+    assert [r["outcome"] for r in records][:5] == ["allowed", *["refused"] * 4]
+    assert [r["action"] for r in records][5] == "provision-apply"
+    assert records[-1]["outcome"] == "allowed"
     assert "Traceback" not in text
     # the demo restores the environment it changed
     assert {k: os.environ.get(k) for k in env_before} == env_before

@@ -244,3 +244,30 @@ def test_requirements_are_typed_and_sorted() -> None:
     assert all(isinstance(r, Requirement) for r in out)
     upload = [r for r in out if r.permission == "aiplatform.models.upload"]
     assert [(r.principal, r.code) for r in upload] == [(m(STEP), "ZT200")]
+
+
+def test_live_mode_reads_the_launched_and_serving_identities() -> None:
+    from zt_pipelines.policy.requirements import needed_nodes
+
+    worker = f"worker-sa@{P}.iam.gserviceaccount.com"
+    steps = (
+        gcpc_step("DeployModel", serving_service_account=SERVING),
+        replace(gcpc_step("DataflowPythonJob", launched_service_account=worker), task="df"),
+    )
+    needs = needed_nodes((), steps=steps, pipeline_service_account=PIPE)
+    assert {SERVING, worker, STEP, PIPE} <= set(needs.service_accounts)
+
+
+def test_a_launched_identity_of_its_own_is_checked_like_a_step_identity() -> None:
+    worker = f"worker-sa@{P}.iam.gserviceaccount.com"
+    step = gcpc_step("DataflowPythonJob", launched_service_account=worker)
+    missing = [c for c, _, msg in findings(world(PIPE, STEP), step) if worker in msg]
+    assert "ZT110" in missing
+    keyed = Snapshot(
+        service_accounts={
+            PIPE: ServiceAccount(PIPE, P),
+            STEP: ServiceAccount(STEP, P),
+            worker: ServiceAccount(worker, P, user_managed_keys=("k1",)),
+        }
+    )
+    assert "ZT111" in {c for c, _, msg in findings(keyed, step) if worker in msg}

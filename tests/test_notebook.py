@@ -33,6 +33,14 @@ def test_quickstart_notebook_runs_clean() -> None:
     assert "writes that reached the emulator: 0" in text
     assert "train                runs as train-sa@zt-demo.iam.gserviceaccount.com" in text
     assert "chain intact" in text
+    # the GCPC example: planned, applied, submitted, and every CustomJob ran as its own SA
+    assert "run: PIPELINE_STATE_SUCCEEDED" in text
+    for task, account in (
+        ("exit-handler-1-bigquery-query-job", "gcpc-query"),
+        ("exit-handler-1-custom-training-job", "gcpc-train"),
+        ("exit-handler-1-condition-2-model-deploy", "gcpc-deploy"),
+    ):
+        assert f"{task:45} runs as {account}@zt-demo.iam.gserviceaccount.com" in text
     # the happy path is quiet: no aiplatform "bucket squatting" traceback on stderr
     assert "squatting" not in text and "Traceback" not in text
     # only the cell tagged raises-exception raised, and it raised a ZeroTrustViolation

@@ -228,3 +228,57 @@ def test_emulator_refuses_a_custom_sa_job_on_a_resource_that_does_not_allow_it(
         client.create_custom_job(parent=parent, custom_job=job("fixed-sa-pool"))
     with pytest.raises(gexc.NotFound):
         client.create_custom_job(parent=parent, custom_job=job("gone"))
+
+
+# -- through a real compile and the rewrite ---------------------------------------------------
+
+
+def test_a_declared_persistent_resource_reaches_the_payload_and_the_check(tmp_path: Path) -> None:
+    from kfp import compiler, dsl
+
+    import zt_pipelines as zt
+    from zt_pipelines.spec import rewrite_pipeline
+
+    @zt.step(STEP_SA, persistent_resource_id="warm-pool")
+    @dsl.component(base_image="python:3.11-slim")
+    def fast():  # type: ignore[no-untyped-def]  # kfp reads annotations; this file defers them
+        pass
+
+    @zt.step("step-two@proj-alpha.iam.gserviceaccount.com")
+    @dsl.component(base_image="python:3.11-slim")
+    def default_pool():  # type: ignore[no-untyped-def]
+        pass
+
+    @dsl.pipeline(name="warm")
+    def warm():  # type: ignore[no-untyped-def]
+        fast()
+        default_pool()
+
+    path = tmp_path / "warm.yaml"
+    compiler.Compiler().compile(warm, str(path))
+    kwargs: dict[str, Any] = {
+        "project": "proj-alpha",
+        "location": LOCATION,
+        "pipeline_service_account": PIPELINE_SA,
+    }
+    result = rewrite_pipeline(path, **kwargs)
+    steps = {s.task: s for s in result.steps}
+    assert steps["fast"].job.persistent_resource_id == "warm-pool"
+    # the pipeline default applies to the steps that do not declare their own
+    with_default = rewrite_pipeline(
+        path, defaults=JobFields(persistent_resource_id="fixed-sa-pool"), **kwargs
+    )
+    chosen = {s.task: s.job.persistent_resource_id for s in with_default.steps}
+    assert chosen == {"fast": "warm-pool", "default-pool": "fixed-sa-pool"}
+    component = result.spec["components"]["comp-fast"]
+    default = component["inputDefinitions"]["parameters"]["persistent_resource_id"]
+    assert default["defaultValue"] == "warm-pool"  # what the launcher puts in job_spec
+
+    def codes(snapshot: Any) -> set[str]:
+        report = zt.check(path, snapshot=snapshot, now=NOW, **kwargs)
+        return {f.code for f in report.findings}
+
+    assert not {"ZT120", "ZT121"} & codes(_world())
+    assert "ZT121" in codes(replace(_world(), persistent_resources={}))
+    closed = {OPEN: PersistentResource(OPEN, False)}
+    assert "ZT120" in codes(replace(_world(), persistent_resources=closed))

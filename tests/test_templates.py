@@ -110,6 +110,11 @@ def test_registry_template_with_aiplatform_init_credentials(
     [download] = [r for r in emu.request_log if r.api == "artifactregistry"]
     assert download.caller == ALICE and download.status == "OK"
     assert download.target.endswith("/zt-demo/pipelines/training/v1")
+    # submitted as aiplatform would: the registry URI rides along, and is part of the decision
+    job.submit(service_account=PIPELINE_SA)
+    [sent] = [j for j in emu.pipeline_jobs.values() if j.get("templateUri") == tag_url]
+    assert sent["labels"]["zt-verified"] == "true"
+    assert audit.records()[-1]["outcome"] == "allowed"
     assert no_dns == []
 
 

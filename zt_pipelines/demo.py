@@ -10,9 +10,18 @@ aiplatform client over REST to the emulator — and then shows four refused atte
 3. a step whose identity holds ``roles/editor`` → ZT211;
 4. a step on a VPC whose firewall lets it reach beyond its declared ``reach`` → ZT522.
 
-Each refusal is checked against the emulator's request log: no write reached it. Every decision
-is appended to a hash-chained audit log, which is verified at the end. IO: this module starts a
-server, sets environment variables for its duration and prints.
+Each refusal is checked against the emulator's request log: no write reached it.
+
+Then Google Cloud Pipeline Components (``examples/gcpc_pipeline.py``, submitted as its shipped
+compile ``examples/gcpc_pipeline.yaml``, so GCPC need not be installed): BigQuery query →
+preprocessing → ``CustomTrainingJobOp`` → evaluation → ``dsl.If`` → ``ModelUploadOp`` →
+``EndpointCreateOp`` → ``ModelDeployOp`` in a ``dsl.ExitHandler``. None of its identities
+exist: ``plan`` derives them and every implicit GCPC need, ``apply`` (as the platform engineer)
+creates them, the drop-in job verifies and submits, and the emulator runs it — every CustomJob
+under its own service account.
+
+Every decision is appended to a hash-chained audit log, which is verified at the end. IO: this
+module starts a server, sets environment variables for its duration and prints.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ class DemoResult:
         writes_during_refusals: emulator writes seen while the refusals ran (must be 0).
         audit_ok: the audit chain verified intact.
         audit_records: records in the audit log.
+        gcpc_submitted: resource name of the GCPC example's pipeline job (empty if refused).
+        gcpc_custom_jobs: task → service account of every CustomJob the emulator ran for it.
         seconds: wall time.
     """
 
@@ -57,11 +68,14 @@ class DemoResult:
     writes_during_refusals: int = 0
     audit_ok: bool = False
     audit_records: int = 0
+    gcpc_submitted: str = ""
+    gcpc_custom_jobs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """The demo showed what it promises: one allowed job, four refusals, no writes."""
+        """The demo showed what it promises: one allowed job, four refusals, no writes, and
+        the GCPC example submitted with every CustomJob under its own identity."""
         return (
             bool(self.submitted)
             and self.refusals.get("no service account", set()) >= {"ZT100"}
@@ -69,6 +83,11 @@ class DemoResult:
             and self.refusals.get("roles/editor", set()) >= {"ZT211"}
             and self.refusals.get("segmentation", set()) >= {"ZT522"}
             and self.writes_during_refusals == 0
+            and bool(self.gcpc_submitted)
+            # every CustomJob of the GCPC run under its own, non-empty identity
+            and bool(self.gcpc_custom_jobs)
+            and all(self.gcpc_custom_jobs.values())
+            and len(set(self.gcpc_custom_jobs.values())) == len(self.gcpc_custom_jobs)
             and self.audit_ok
         )
 
@@ -86,7 +105,11 @@ def load_examples(examples_dir: Path = EXAMPLES_DIR) -> ModuleType:
             where=str(examples_dir),
             fix="run the demo from a source checkout (make demo) or pass --examples DIR",
         )
-    spec = importlib.util.spec_from_file_location("zt_examples_pipeline", path)
+    return _import(path, "zt_examples_pipeline")
+
+
+def _import(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
         raise InputError("cannot import the example pipeline", where=str(path))
     module = importlib.util.module_from_spec(spec)
@@ -154,13 +177,22 @@ def run_demo(
     from zt_pipelines.policy.snapshot_file import load_snapshot
 
     world = load_snapshot(examples_dir / "world.yaml")
+    gcpc_template = examples_dir / "gcpc_pipeline.yaml"
+    gcpc_files = ("gcpc_pipeline.py", "zt-policy.yaml")
+    if not gcpc_template.is_file() or not all((examples_dir / f).is_file() for f in gcpc_files):
+        raise InputError(
+            "the GCPC example pipeline is missing",
+            where=str(examples_dir),
+            fix="run the demo from a source checkout (make demo) or pass --examples DIR",
+        )
+    gcpc = _import(examples_dir / "gcpc_pipeline.py", "zt_examples_gcpc_pipeline")
     with tempfile.TemporaryDirectory(prefix="zt-demo-") as tmp:
         log = AuditLog(audit_log or Path(tmp) / "audit.jsonl")
         templates = {
             name: examples.compile_pipeline(name, str(Path(tmp) / f"{name}.yaml"))
             for name in examples.PIPELINES
         }
-        with Emulator(world) as emu, _environment(emu.address):
+        with Emulator(world, simulate_runs=True) as emu, _environment(emu.address):
             aiplatform.init(project=examples.PROJECT, location=examples.LOCATION)
             alice = emulator_credentials(examples.SUBMITTER)
             say(f"zt-pipelines demo — emulator on {emu.address}, world {examples_dir}/world.yaml")
@@ -237,6 +269,9 @@ def run_demo(
                 say(f"   emulator writes during this attempt: {written}")
                 say()
 
+            _gcpc_section(say, result, gcpc, gcpc_template, emu, alice, log)
+            say()
+
         chain = log.verify()
         result.audit_ok = chain.ok
         result.audit_records = chain.records
@@ -249,6 +284,78 @@ def run_demo(
     result.seconds = time.monotonic() - started
     say(f"{'OK' if result.ok else 'FAILED'}: demo finished in {result.seconds:.1f} s")
     return result
+
+
+def _gcpc_section(
+    say: Any,
+    result: DemoResult,
+    gcpc: ModuleType,
+    template: Path,
+    emu: Any,
+    alice: Any,
+    log: Any,
+) -> None:
+    """6. The GCPC example: plan → apply → verify and submit → the run's CustomJobs."""
+    from google.cloud import aiplatform
+
+    from zt_pipelines.emulator import emulator_credentials
+    from zt_pipelines.gcp.clients import ClientFactory
+    from zt_pipelines.job import PipelineJob
+    from zt_pipelines.provision import plan as make_plan
+    from zt_pipelines.provision.apply import apply_plan
+
+    say("6. Google Cloud Pipeline Components (examples/gcpc_pipeline.py): BigQuery → preprocess")
+    say("   → CustomTrainingJobOp → evaluate → If → ModelUpload → EndpointCreate → ModelDeploy")
+    plan = make_plan(
+        str(template),
+        project=gcpc.PROJECT,
+        location=gcpc.LOCATION,
+        pipeline_service_account=gcpc.PIPELINE_SA,
+        snapshot=emu.state,
+        submitter=gcpc.SUBMITTER,
+    )
+    created = [a for a in plan.accounts if a.state == "create"]
+    say(
+        f"   plan: {len(created)} service accounts to create, {len(plan.grants)} grants "
+        "(declared data access + every implicit GCPC need)"
+    )
+    factory = ClientFactory(
+        emulator_credentials(gcpc.PLATFORM), emulator_host=emu.address, project=gcpc.PROJECT
+    )
+    try:
+        apply_plan(plan, factory=factory, audit_log=log)
+    finally:
+        factory.close()
+    say(f"   applied as {gcpc.PLATFORM}")
+    job = PipelineJob(
+        display_name="demo-gcpc",
+        template_path=str(template),
+        job_id=f"zt-demo-gcpc-{uuid.uuid4().hex[:8]}",
+        credentials=alice,
+        audit_log=log,
+        policy=template.parent / "zt-policy.yaml",
+    )
+    try:
+        job.submit(service_account=gcpc.PIPELINE_SA)
+    except ZeroTrustViolation as exc:
+        say("   !! the GCPC example was refused:")
+        _show_errors(say, exc.report)
+        return
+    result.gcpc_submitted = job.resource_name
+    say(f"   ALLOWED and submitted: {job.resource_name}")
+    suppressed = len(job.last_report.suppressed) if job.last_report else 0
+    say(f"   policy       examples/zt-policy.yaml ({suppressed} justified suppressions)")
+    # reading the job back lets the emulator run it: one CustomJob per step, as Vertex would
+    before = set(emu.custom_jobs)
+    ran = aiplatform.PipelineJob.get(job.resource_name, credentials=alice)
+    say(f"   run state    {ran.state.name if ran.state is not None else '?'}")
+    for name, custom in sorted(emu.custom_jobs.items(), key=lambda i: str(i[1]["displayName"])):
+        if name in before:
+            continue
+        task = str(custom.get("displayName", ""))
+        account = str((custom.get("jobSpec") or {}).get("serviceAccount", ""))
+        result.gcpc_custom_jobs[task] = account
+        say(f"   CustomJob {task:<42} runs as {account or '(the Custom Code Service Agent!)'}")
 
 
 def _show_errors(say: Any, report: Any) -> None:

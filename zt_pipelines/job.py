@@ -1180,26 +1180,15 @@ def _project_or_error(project: str | None, *, have_credentials: bool) -> str:
 def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
     """The template as aiplatform reads it (a PipelineJob JSON, or a spec wrapped in one),
     checked for what aiplatform's constructor indexes (it raises ``KeyError`` otherwise)."""
-    if "pipelineSpec" in first:
-        runtime = first.get("runtimeConfig")
-        if not isinstance(runtime, dict):
-            raise TemplateError(
-                "a PipelineJob template must have a runtimeConfig mapping", where=where
-            )
-        values = runtime.get("parameterValues", {})
-        if values is not None and not isinstance(values, dict):
-            raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
-        job = first
-    else:
-        job = {"pipelineSpec": first, "runtimeConfig": {}}
-    spec = job["pipelineSpec"]
-    if not isinstance(spec.get("schemaVersion"), str) or not spec["schemaVersion"]:
-        raise TemplateError(
-            "the pipeline has no schemaVersion",
-            where=where,
-            fix="compile it with kfp.compiler.Compiler (KFP v2 IR)",
-        )
-    return job
+    from zt_pipelines.spec.template import check_envelope
+
+    check_envelope(first, where=where)
+    if "pipelineSpec" not in first:
+        return {"pipelineSpec": first, "runtimeConfig": {}}
+    values = first["runtimeConfig"].get("parameterValues", {})
+    if values is not None and not isinstance(values, dict):
+        raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
+    return first
 
 
 def _merged_parameters(job_doc: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -1296,9 +1285,16 @@ def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[di
     from zt_pipelines.spec.template import parse_template_text
 
     parse_template_text(text, where=where)  # validates shape and raises TemplateError
-    import yaml
+    from zt_pipelines.errors import TemplateError
+    from zt_pipelines.loaders import parse_text
 
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    # the same strict loader: a second, laxer parse could read other values (YAML 1.1 `on:`
+    # keys, plain dates) or fail on what the first accepted (tab-indented JSON)
+    docs = [
+        d
+        for d in parse_text(text, where=where, kind="template", error=TemplateError)
+        if d is not None
+    ]
     return docs[0], tuple(docs[1:])
 
 

@@ -10,6 +10,8 @@ with the step named. Decisions come from the caller's ``decide`` (our engine); n
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,19 +51,36 @@ def _dags(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield component["dag"]
 
 
-def _launcher_components(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _launcher_components(spec: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """Custom-job launcher components, each with the service account its payload names: a
+    constant (``None`` when the payload takes it from the ``service_account`` input)."""
     executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
-    launchers = {
-        label
-        for label, executor in executors.items()
-        if _LAUNCHER
-        in " ".join(str(c) for c in (executor.get("container") or {}).get("command") or [])
-    }
+    launchers: dict[str, str | None] = {}
+    for label, executor in executors.items():
+        container = executor.get("container") or {}
+        if _LAUNCHER not in " ".join(str(c) for c in container.get("command") or []):
+            continue
+        launchers[label] = _payload_account(container.get("args") or [])
     return {
-        name: component
+        name: (component, launchers[component["executorLabel"]])
         for name, component in (spec.get("components") or {}).items()
         if isinstance(component, dict) and component.get("executorLabel") in launchers
     }
+
+
+# the launcher reads job_spec.service_account from its --payload (a JSON template): a pinned
+# constant there is what the CustomJob runs as, whatever the component's inputs say
+_PAYLOAD_ACCOUNT = re.compile(r'"service_account":\s*"([^"]*)"')
+_INPUT_PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['service_account'\]\}\}$")
+
+
+def _payload_account(args: list[Any]) -> str | None:
+    for flag, value in itertools.pairwise(args):
+        if flag == "--payload" and isinstance(value, str):
+            found = _PAYLOAD_ACCOUNT.search(value)
+            if found and not _INPUT_PLACEHOLDER.match(found.group(1)):
+                return found.group(1)
+    return None
 
 
 def step_launches(job: dict[str, Any]) -> list[StepLaunch]:
@@ -73,8 +92,12 @@ def step_launches(job: dict[str, Any]) -> list[StepLaunch]:
     launches: list[StepLaunch] = []
     for dag in _dags(spec):
         for task_name, task in sorted((dag.get("tasks") or {}).items()):
-            component = components.get((task.get("componentRef") or {}).get("name", ""))
-            if component is None:
+            found = components.get((task.get("componentRef") or {}).get("name", ""))
+            if found is None:
+                continue
+            component, pinned = found
+            if pinned is not None and "{{" not in pinned:
+                launches.append(StepLaunch(task_name, pinned))
                 continue
             declared = (component.get("inputDefinitions") or {}).get("parameters") or {}
             default = (declared.get("service_account") or {}).get("defaultValue", "")

@@ -28,14 +28,15 @@ from zt_pipelines.errors import (
     TemplateError,
     ZtError,
 )
+from zt_pipelines.loaders import LIMITS
 
 # aiplatform's patterns (google.cloud.aiplatform.constants.pipeline), kept here so that the
 # CLI can fetch without importing aiplatform
 AR_URL = re.compile(r"^https:\/\/([\w-]+)-kfp\.pkg\.dev\/.*", re.IGNORECASE)
 HTTPS_URL = re.compile(r"^https:\/\/([\.\/\w-]+)\/.*(json|yaml|yml)$")
-MAX_TEMPLATE_BYTES = 64 * 1024 * 1024
-"""A template larger than this is refused before it is parsed (a compiled pipeline of
-thousands of tasks is a few MB)."""
+MAX_TEMPLATE_BYTES = LIMITS["template"].max_bytes
+"""A template larger than this is refused while it is read, before it is parsed (the strict
+loader's template limit; a compiled pipeline of thousands of tasks is a few MB)."""
 TIMEOUT_S = 60.0
 
 

@@ -11,6 +11,8 @@ guessed.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -161,6 +163,10 @@ def _expected(
             values[name] = None
             runtime.append(name)
     sa = values["service_account"]
+    pinned = _payload_service_account(container.get("args"))
+    if pinned is not None:  # the launcher reads the job's identity from its payload
+        sa = pinned
+        runtime = [r for r in runtime if r != "service_account"]
     return ExpectedTask(
         path,
         "custom_job",
@@ -174,3 +180,19 @@ def _expected(
         location=str(values["location"] or PIPELINE_LOCATION),
         runtime=tuple(runtime),
     )
+
+
+# a wrapped GCPC launcher's CustomJob identity is pinned as a constant in the --payload, while
+# the component keeps GCPC's own `service_account` input (for ModelDeployOp: the serving one)
+_PAYLOAD_ACCOUNT = re.compile(r'"service_account":\s*"([^"{}]*)"')
+
+
+def _payload_service_account(args: Any) -> str | None:
+    """The constant ``service_account`` a custom-job launcher's ``--payload`` names, if any."""
+    if not isinstance(args, list):
+        return None
+    for flag, value in itertools.pairwise(args):
+        if flag == "--payload" and isinstance(value, str):
+            found = _PAYLOAD_ACCOUNT.search(value)
+            return found.group(1) if found and found.group(1) else None
+    return None

@@ -45,6 +45,7 @@ def gcpc_findings(
         if kind is None:
             continue
         out += _serving_findings(step, kind, steps, snapshot, ctx)
+        out += _launched_findings(step, snapshot)
         out += _placement_findings(step, kind, policy, ctx)
         out += _job_policy_findings(step, kind, policy)
     return out
@@ -107,19 +108,68 @@ def _serving_findings(
                 evidence=tuple(Evidence("identity", detail=f"used by {t}") for t in sharers),
             )
         )
-    node = service_account_resource(serving)
-    unreadable = {u.target for u in snapshot.unreadable}
-    if serving not in snapshot.service_accounts and not unreadable & {serving, node, who}:
-        out.append(
+    return out + _account_findings(serving, "serving identity", step.task, snapshot)
+
+
+def _launched_findings(step: StepIdentity, snapshot: Snapshot) -> list[Finding]:
+    """A launched identity other than the step's own (e.g. a Dataflow worker) is checked
+    like a step identity: it must exist, be enabled and hold no user-managed keys."""
+    launched = (step.launched_service_account or "").lower()
+    if not launched or launched == (step.service_account or "").lower():
+        return []
+    if classify_identity(launched, where=f"task {step.task!r}: launched identity").is_default:
+        return [
+            _f(
+                "ZT100",
+                f"the job the step launches would run as a default identity ({launched})",
+                step=step.task,
+                principal=sa_member(launched),
+            )
+        ]
+    return _account_findings(launched, "launched job identity", step.task, snapshot)
+
+
+def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> list[Finding]:
+    node = service_account_resource(email)
+    who = sa_member(email)
+    record = snapshot.service_accounts.get(email)
+    if record is None:
+        unreadable = {u.target for u in snapshot.unreadable}
+        if unreadable & {email, node, who}:
+            return []  # reported as ZT400: we could not look
+        return [
             _f(
                 "ZT110",
-                f"serving identity {serving} does not exist",
-                step=step.task,
+                f"{what} {email} does not exist",
+                step=task,
                 principal=who,
                 resource=node,
                 evidence=(
                     Evidence("missing", node=node, detail="not in the snapshot's service accounts"),
                 ),
+            )
+        ]
+    out: list[Finding] = []
+    if record.disabled:
+        out.append(
+            _f(
+                "ZT110",
+                f"{what} {email} is disabled",
+                step=task,
+                principal=who,
+                resource=node,
+                evidence=(Evidence("identity", node=node, detail="disabled"),),
+            )
+        )
+    if record.user_managed_keys:
+        keys = ", ".join(record.user_managed_keys[:8])
+        out.append(
+            _f(
+                "ZT111",
+                f"{what} {email} has {len(record.user_managed_keys)} user-managed key(s): {keys}",
+                step=task,
+                principal=who,
+                resource=node,
             )
         )
     return out

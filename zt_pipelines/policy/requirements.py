@@ -311,6 +311,11 @@ def needed_nodes(
     """
     resources = {r.resource.name for r in requirements}
     emails = {s.service_account.lower() for s in steps if s.service_account}
+    # a GCPC step's launched and serving identities are checked too (existence, keys)
+    for step in steps:
+        for other in (step.launched_service_account, step.serving_service_account):
+            if other and not classify_identity(other).is_default:
+                emails.add(other.lower())
     if pipeline_service_account:
         emails.add(pipeline_service_account.lower())
     for r in requirements:
