@@ -293,8 +293,9 @@ def _compare(
             f"(approval seq {approval.get('seq', '?')}, {approval.get('time', '?')})"
         )
     notes.append(
-        "the approval record does not hold the parameter values: a parameter that changes "
-        "only a step's command line (not its identity, image, network or key) is not compared"
+        "the run's parameter values are not re-hashed against the approval's decision: a "
+        "parameter that changes only a step's command line (not its identity, image, network "
+        "or key) is not compared"
     )
     return out
 
