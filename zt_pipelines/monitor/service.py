@@ -383,7 +383,13 @@ def usage(
     windows: list[StepWindow] = []
     identities: set[str] = set()
     approvals = [
-        r for r in records if approving(r) and r.get("project") == project and r.get("job_id")
+        r
+        for r in records
+        if approving(r)
+        and r.get("project") == project
+        and r.get("job_id")
+        # a schedule's id is not a run: its runs are not enumerated here (docs/monitoring.md)
+        and not str(r.get("action", "")).endswith("schedule")
     ]
     for approval in approvals:
         _pipeline_sa, steps, _has_needs = approved_identities(approval)
