@@ -324,7 +324,7 @@ def _batch(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
         {"dest": EVIL},  # quoted slot, closing the string
         {"dest": "gs://b/\\u0022"},  # a backslash escape
         {"dest": 'gs://b/{{$.pipeline_job_name}}"}'},  # a safe placeholder plus a quote
-        {"dest": "gs://b/\n"},  # a control character
+        {"dest": "gs://b/x}}"},  # a placeholder's end
         {"uris": '[], "service_account": ""'},  # raw list slot fed a string
     ],
 )
@@ -500,3 +500,107 @@ def test_a_pipeline_job_templates_own_runtime_values_are_judged(
     # values passed in override the template's (job.py passes the merged, complete values)
     fine = rewrite_pipeline(path, project=PROJECT, parameter_values={"dest": "gs://b/ok"})
     assert fine.steps[0].unescaped_payload_inputs == ()
+
+
+@pytest.mark.parametrize("bad", ['b", "service_account": "', "b\\\\", "b{{x}}", "b\n"])
+def test_a_task_name_pasted_into_payloads_must_be_inert(tmp_path: Path, bad: str) -> None:
+    """``{{$.pipeline_task_name}}`` is a task's name from the IR: a hand-written name holding a
+    quote would close a payload string where GCPC pastes it."""
+    spec = _batch(tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks[bad] = tasks.pop("model-batch-predict")
+    with pytest.raises(TemplateError, match="task name"):
+        rewrite_pipeline(spec, project=PROJECT)
+
+
+def _pool_args(spec: dict[str, Any], task_name: str) -> list[str]:
+    task = _task(spec, task_name)
+    params = spec["components"][task["componentRef"]["name"]]["inputDefinitions"]["parameters"]
+    return params["worker_pool_specs"]["defaultValue"][0]["container_spec"]["args"]  # type: ignore[no-any-return]
+
+
+def test_a_wrapped_launcher_gets_its_known_values_inlined_and_escaped(tmp_path: Path) -> None:
+    """Nothing known before submission is pasted into a CustomJob payload at run time: a
+    wrapped GCPC launcher's constant inputs are written into its arguments, escaped as their
+    JSON needs; its absent IfPresent arguments are resolved away."""
+
+    @dsl.pipeline(name="bq")
+    def p(query: str = "SELECT 1") -> None:
+        bigquery.BigqueryQueryJobOp(query=query, labels={"team": "ml"}, project=PROJECT)
+
+    spec = _compile(tmp_path, p, "bq")
+    result = rewrite_pipeline(spec, project=PROJECT)
+    (step,) = result.steps
+    assert step.unescaped_payload_inputs == ()
+    args = _pool_args(result.spec, "bigquery-query-job")
+    text = json.dumps(args)
+    assert "{{$.inputs.parameters[" not in text  # every input was known: all inlined
+    payload = json.loads(args[args.index("--payload") + 1])
+    assert "".join(p for p in payload["Concat"] if isinstance(p, str)).count('"team": "ml"') == 1
+    assert rewrite_pipeline(result.spec, project=PROJECT).spec == result.spec
+    # a value that would break the launcher's own payload string is refused
+    with pytest.raises(TemplateError, match="structure"):
+        rewrite_pipeline(
+            spec, project=PROJECT, parameter_values={"query": 'SELECT "x", "service_account"'}
+        )
+
+
+def test_artifacts_a_gcpc_launcher_wrote_are_inert_others_are_reported(tmp_path: Path) -> None:
+    result = rewrite_pipeline(_compile(tmp_path, _deploy(), "deploy"), project=PROJECT)
+    assert all(s.unescaped_payload_inputs == () for s in result.steps)
+
+    @dsl.component
+    def fake_model(model: dsl.Output[dsl.Artifact]) -> None:
+        model.metadata["resourceName"] = "x"
+
+    @dsl.pipeline(name="fake")
+    def p() -> None:
+        made = fake_model()
+        batch_predict_job.ModelBatchPredictOp(
+            job_display_name="b",
+            model=made.outputs["model"],
+            gcs_source_uris=["gs://b/in"],
+            gcs_destination_output_uri_prefix="gs://b/out",
+        )
+
+    fake = rewrite_pipeline(_compile(tmp_path, p, "fake"), project=PROJECT)
+    step = {s.task: s for s in fake.steps}["model-batch-predict"]
+    assert any("model" in name for name in step.unescaped_payload_inputs)
+
+
+def test_the_rewrite_cli_shows_launched_and_serving_identities(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zt_pipelines.cli import main
+
+    path = tmp_path / "deploy.yaml"
+    compiler.Compiler().compile(_deploy(), str(path))
+    out = tmp_path / "out.yaml"
+    args = ["rewrite", str(path), "-o", str(out), "--project", PROJECT]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--pipeline-root", "gs://zt-root/p"])
+    assert info.value.code == 0
+    lines = {line.split("\t")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "DeployModel (wrapped in a CustomJob)" in lines["model-deploy"]
+    assert "\tserves as " in lines["model-deploy"]
+    assert "UploadModel (wrapped in a CustomJob)" in lines["model-upload"]
+    batch = tmp_path / "bp.yaml"
+    compiler.Compiler().compile(_batch_pipeline(), str(batch))
+    with pytest.raises(SystemExit) as info:
+        main(["rewrite", str(batch), "-o", str(out), "--project", PROJECT])
+    assert info.value.code == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("model-batch")]
+    assert "BatchPredictionJob (launched)\tjob runs as " in line
+    assert "[payload service_account]" in line
+
+
+def _batch_pipeline() -> Any:
+    @dsl.pipeline(name="bp")
+    def p() -> None:
+        batch_predict_job.ModelBatchPredictOp(
+            job_display_name="b",
+            gcs_source_uris=["gs://b/in"],
+            gcs_destination_output_uri_prefix="gs://b/out",
+        )
+
+    return p

@@ -59,7 +59,7 @@ def test_deny_attached_to_an_unknown_number_is_unverifiable_when_ours_is_unknown
     )
     d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
     assert d.state == "unverifiable"
-    assert any("projects/999" in r and "number is unknown" in r for r in d.reasons), d.reasons
+    assert any("projects/999" in r and "is unknown, so" in r for r in d.reasons), d.reasons
 
 
 def test_deny_attached_to_another_known_number_does_not_apply() -> None:
@@ -235,3 +235,29 @@ def test_service_account_principal_sets_by_number_are_rewritten_once() -> None:
     rule = snap.deny_policies[0].rules[0]
     assert rule.denied_principals == rule.exception_principals == (by_id,)
     assert decide(TRAIN, bucket, "storage.objects.get", snap, now=NOW).granted
+
+
+def test_deny_by_id_on_a_project_known_only_by_number_is_unverifiable() -> None:
+    # Cloud Asset style: the bucket's project is known by its number only, the deny by id
+    data = world_dict()
+    node(data, FEATURES)["parent"] = "//cloudresourcemanager.googleapis.com/projects/777"
+    data["nodes"].append(
+        {
+            "name": "//cloudresourcemanager.googleapis.com/projects/777",
+            "kind": "project",
+            "parent": FOLDER,
+        }
+    )
+    data = deny(
+        data, "//cloudresourcemanager.googleapis.com/projects/hidden-proj", [v2_sa(TRAIN_SA)], GET
+    )
+    d = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
+    assert d.state == "unverifiable" and any("by its number only" in r for r in d.reasons), d
+    # a project known by both names is not in doubt
+    data2 = deny(
+        world_dict(),
+        "//cloudresourcemanager.googleapis.com/projects/hidden-proj",
+        [v2_sa(TRAIN_SA)],
+        GET,
+    )
+    assert _state(data2) == "granted"

@@ -35,7 +35,7 @@ def test_every_corpus_pipeline_plans(corpus_dir: Path) -> None:
             mine = [g for g in plan.grants if g.member == f"serviceAccount:{account.email}"]
             assert mine and all(g.resource == "//storage.googleapis.com/corpus-root" for g in mine)
             assert any(
-                g.role == "roles/iam.serviceAccountUser"
+                g.permissions == ("iam.serviceAccounts.actAs",)
                 and g.member == f"serviceAccount:{PIPE_SA}"
                 and g.resource.endswith(f"/serviceAccounts/{account.email}")
                 for g in plan.grants

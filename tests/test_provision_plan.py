@@ -23,7 +23,6 @@ from zt_pipelines.policy.snapshot import (
     Unreadable,
 )
 from zt_pipelines.provision import (
-    ProvisioningRefused,
     UnsupportedResourceError,
     Want,
     build_plan,
@@ -140,7 +139,10 @@ def test_identical_permission_sets_share_one_role_and_replanning_is_stable() -> 
 
 def test_pipeline_sa_can_act_as_each_step_sa_bound_on_the_step_sa() -> None:
     p = make_plan()
-    act_as = [g for g in p.grants if g.role == "roles/iam.serviceAccountUser"]
+    # custom mode: a custom role of exactly actAs (no serviceAccountUser get/list to report)
+    act_as = [g for g in p.grants if "/serviceAccounts/" in g.resource]
+    assert all(g.permissions == ("iam.serviceAccounts.actAs",) and not g.excess for g in act_as)
+    assert all(g.role.startswith(f"projects/{PROJECT}/roles/zt_") for g in act_as)
     assert {(g.resource, g.member) for g in act_as} == {
         (
             f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{sa}",
@@ -158,7 +160,7 @@ def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
     declared = {"gs://raw-data", "bq://zt-demo-proj.features", "gs://models", "gs://zt-root"}
     allowed_targets = declared | {f"projects/{PROJECT}"}
     for g in p.grants:
-        if g.role == "roles/iam.serviceAccountUser":
+        if "/serviceAccounts/" in g.resource:
             continue
         assert g.uri in allowed_targets
         assert g.role not in ("roles/owner", "roles/editor", "roles/viewer")
@@ -174,11 +176,31 @@ def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
         "resourcemanager.projects.setIamPolicy",
     ],
 )
-def test_escalation_capable_needs_are_refused(perm: str) -> None:
-    bad = result(step("train", TRAIN_SA, need("projects/zt-demo-proj", perm)))
-    with pytest.raises(ProvisioningRefused, match=perm.replace(".", r"\.")) as info:
-        make_plan(bad)
-    assert info.value.exit_code == 1 and "train" in str(info.value)
+def test_escalation_capable_needs_are_held_back_and_the_rest_is_planned(perm: str) -> None:
+    bad = result(
+        step(
+            "train",
+            TRAIN_SA,
+            need("projects/zt-demo-proj", perm),
+            need("gs://raw-data", "storage.objects.get"),
+        )
+    )
+    planned = make_plan(bad)
+    assert planned.needs_review
+    (held,) = planned.held_back
+    assert (held.permission, held.step, held.member) == (
+        perm,
+        "train",
+        f"serviceAccount:{TRAIN_SA}",
+    )
+    assert held.reason and held.uri == "projects/zt-demo-proj"
+    # never provisioned, and the rest of the plan goes ahead
+    mine = [g for g in planned.grants if g.member == f"serviceAccount:{TRAIN_SA}"]
+    assert all(perm not in g.permissions for g in mine)
+    assert any("storage.objects.get" in g.permissions and g.uri == "gs://raw-data" for g in mine)
+    table = render_table(planned)
+    assert "Held back for review" in table and perm in table and "exit code 3" in table
+    assert json.loads(render_json(planned))["held_back"][0]["permission"] == perm
 
 
 def test_unsupported_resource_is_a_typed_error() -> None:
@@ -561,3 +583,23 @@ def test_parameters_or_manifest_with_an_already_rewritten_pipeline_are_refused()
         make_plan(parameter_values={"sa": TRAIN_SA})
     with pytest.raises(InputError, match="already rewritten"):
         make_plan(manifest={"steps": {}})
+
+
+def test_a_pipeline_sa_is_derived_per_pipeline_when_none_is_given() -> None:
+    first = plan(PIPELINE, project=PROJECT)
+    other = plan(
+        RewriteResult(spec={"defaultPipelineRoot": ROOT}, pipeline_name="other", steps=()),
+        project=PROJECT,
+    )
+    again = plan(PIPELINE, project=PROJECT)
+    assert first.pipeline_service_account == again.pipeline_service_account  # stable
+    assert first.pipeline_service_account != other.pipeline_service_account  # never shared
+    assert first.pipeline_service_account.endswith(f"@{PROJECT}.iam.gserviceaccount.com")
+    account = next(a for a in first.accounts if a.email == first.pipeline_service_account)
+    assert account.steps == ("(pipeline)",) and account.state == "create"
+    # it is the one launching the steps: actAs on each step SA
+    assert any(
+        g.member == f"serviceAccount:{first.pipeline_service_account}"
+        and g.permissions == ("iam.serviceAccounts.actAs",)
+        for g in first.grants
+    )

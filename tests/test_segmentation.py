@@ -400,3 +400,56 @@ def test_reach_is_carried_by_template_and_manifest(
     manifest.write_text("steps:\n  train-open:\n    reach: [storage.googleapis.com]\n")
     result = rewrite_pipeline(templates["segmented_open"], project=sw.PROJECT, manifest=manifest)
     assert {s.task: s.job.reach for s in result.steps}["train-open"] == ("storage.googleapis.com",)
+
+
+def test_reach_command_shows_what_each_step_can_reach(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from zt_pipelines.cli import cli
+
+    template = str(tmp_path / "open.yaml")
+    sw.compile_segmented(template, variant="segmented_open")
+    world = sw.clean()
+    sw.add_firewall(
+        world,
+        "allow-all-https",
+        "EGRESS",
+        900,
+        allowed=[{"IPProtocol": "tcp", "ports": ["443"]}],
+        destinationRanges=["0.0.0.0/0"],
+    )
+    snap = tmp_path / "world.yaml"
+    import yaml
+
+    snap.write_text(yaml.safe_dump(world))
+    run = CliRunner().invoke(
+        cli,
+        ["reach", template, "--project", sw.PROJECT, "--snapshot", str(snap)],
+        standalone_mode=False,
+    )
+    assert run.exception is None, run.output
+    assert "allows 0.0.0.0/0 tcp:443  (projects/zt-demo/global/firewalls/allow-all-https)" in (
+        run.output
+    )
+    assert "train-open\n  declared reach: storage.googleapis.com\n  egress: no VPC" in run.output
+    assert "allows 10.20.0.0/16 tcp:5432" in run.output  # ingest's targeted database rule
+
+
+def test_ipv6_only_rule_decides_no_ipv4_packet(templates: dict[str, str]) -> None:
+    """A deny whose only destination is IPv6 must not be read as deny 0.0.0.0/0."""
+    world = sw.clean()
+    world["segmentation"]["firewalls"] = [
+        f for f in world["segmentation"]["firewalls"] if f["name"] != "deny-all-egress"
+    ]
+    sw.add_firewall(
+        world, "deny-v6", "EGRESS", 100, denied=[{"IPProtocol": "all"}], destinationRanges=["::/0"]
+    )
+    report = run_file(templates["segmented"], world)
+    assert report.by_code("ZT522"), str(report)
+
+
+def test_reach_is_bounded() -> None:
+    import zt_pipelines as zt
+
+    with pytest.raises(DeclarationError, match="at most"):
+        zt.step(sw.INGEST_SA, reach=[f"10.0.{i // 256}.{i % 256}" for i in range(300)])

@@ -81,7 +81,8 @@ def test_terraform_parses_and_has_the_planned_structure(tmp_path: Path) -> None:
     expressions = {c["condition"][0]["expression"] for c in conditional}
     assert 'resource.name.startsWith("projects/_/buckets/models/objects/train")' in expressions
     for body in sa_members.values():
-        assert unquote(body["role"]) == "roles/iam.serviceAccountUser"
+        # a custom role of exactly actAs, referenced so Terraform creates it first
+        assert "google_project_iam_custom_role." in body["role"]
         # bound on the step SA itself, referencing the managed account
         assert "google_service_account." in body["service_account_id"]
     for body in buckets.values():

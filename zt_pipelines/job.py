@@ -473,14 +473,18 @@ class PipelineJob(  # type: ignore[misc]
         sa, net = _resolve(service_account, network)
         ranges = tuple(reserved_ip_ranges or ())
         self._zt_pending = self._decide("run", sa, net, ranges)
-        super().run(
-            service_account=sa,
-            network=net,
-            reserved_ip_ranges=reserved_ip_ranges,
-            sync=sync,
-            create_request_timeout=create_request_timeout,
-            enable_preflight_validations=enable_preflight_validations,
-        )
+        try:
+            super().run(
+                service_account=sa,
+                network=net,
+                reserved_ip_ranges=reserved_ip_ranges,
+                sync=sync,
+                create_request_timeout=create_request_timeout,
+                enable_preflight_validations=enable_preflight_validations,
+            )
+        finally:
+            if sync:  # an approval is for this run only: never left for a later submit()
+                self._zt_pending = None
         if verify_after:
             self._zt_verify_after()
 

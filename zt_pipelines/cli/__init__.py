@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "plan": "provision",
     "apply": "provision",
     "precommit-check": "precommit",
+    "reach": "reach",
     "verify-run": "monitor",
     "drift": "monitor",
     "usage": "monitor",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -21,28 +21,13 @@ from google.type import expr_pb2
 
 from zt_pipelines.emulator import asset_query, policies
 from zt_pipelines.emulator.gate import Gate, Outcome
+from zt_pipelines.emulator.routing import GrpcMethod, Impl
 from zt_pipelines.emulator.world import EmulatorError, World, etag_bytes, page
 from zt_pipelines.policy.snapshot import ASSET_TYPES, AllowPolicy, Node, Role, ServiceAccount
 from zt_pipelines.resources import CRM, IAM
 
 # bytes no protobuf parser accepts: field 1, length-delimited, with an impossible length
 MALFORMED_BYTES = b"\x0a\xff\xff\xff\xff\x0f\x00"
-
-Impl = Callable[[World, Any, "str | None"], Any]
-
-
-@dataclass(frozen=True)
-class GrpcMethod:
-    """One served gRPC method."""
-
-    service: str
-    name: str
-    request_type: Any
-    response_type: Any
-    target: Callable[[Any], str]
-    write: bool
-    impl: Impl
-    api: str
 
 
 def _deserializer(kind: Any) -> Callable[[bytes], Any]:

@@ -19,13 +19,13 @@ import struct
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from zt_pipelines.emulator import artifact_registry, policies
 from zt_pipelines.emulator.audit_logs import log_run
 from zt_pipelines.emulator.gate import Gate
+from zt_pipelines.emulator.routing import Body, Handler, Request, Route
 from zt_pipelines.emulator.run_details import create_time_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
@@ -53,50 +53,6 @@ HTTP_STATUS = {
     "UNAUTHENTICATED": 401,
 }
 MALFORMED_BODY = b'{"kind": "storage#bucket", "name": '
-
-
-@dataclass(frozen=True)
-class Request:
-    """One parsed HTTP request."""
-
-    verb: str
-    path: str
-    segments: dict[str, str]
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    caller: str | None
-    query_list: tuple[tuple[str, str], ...] = ()
-
-    def json(self) -> Any:
-        """The body as JSON.
-
-        Raises:
-            EmulatorError: INVALID_ARGUMENT when it is not JSON.
-        """
-        if not self.body:
-            return {}
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise EmulatorError("INVALID_ARGUMENT", f"request body is not JSON: {exc}") from exc
-
-
-Body = Any  # a JSON-able value, or (bytes, content type) for media
-Handler = Callable[[World, Request], tuple[int, Body]]
-
-
-@dataclass(frozen=True)
-class Route:
-    """One served HTTP method."""
-
-    verb: str
-    pattern: re.Pattern[str]
-    api: str
-    method: str
-    write: bool
-    handler: Handler
-    target: Callable[[Request], str]
 
 
 def _now() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from google.cloud.logging_v2.types import logging as logging_types
 
 from zt_pipelines.emulator.audit_logs import DATA_ACCESS, parse_filter
-from zt_pipelines.emulator.grpc_api import GrpcMethod
+from zt_pipelines.emulator.routing import GrpcMethod
 from zt_pipelines.emulator.world import EmulatorError, World, page
 from zt_pipelines.resources import CRM
 

@@ -15,8 +15,8 @@ from google.cloud import asset_v1
 from google.identity.accesscontextmanager.v1 import service_perimeter_pb2
 from google.protobuf import json_format
 
-from zt_pipelines.emulator.grpc_api import GrpcMethod
-from zt_pipelines.emulator.http_api import Body, Request, Route, _route
+from zt_pipelines.emulator.routing import Body, GrpcMethod, Request, Route
+from zt_pipelines.emulator.routing import route as _route
 from zt_pipelines.emulator.world import EmulatorError, World, page
 from zt_pipelines.resources import CRM
 from zt_pipelines.segmentation.model import SegmentationState, format_range

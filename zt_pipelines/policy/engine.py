@@ -89,6 +89,7 @@ class _NodeIndex:
 
 
 _DENY_POINTS = ("organization", "folder", "project")
+_PROJECTS = "//cloudresourcemanager.googleapis.com/projects/"
 _INDIRECT_KINDS = (
     "group:",
     "domain:",
@@ -112,14 +113,14 @@ class Evaluator:
         self._nodes: dict[str, _NodeIndex] = {}
         self._chains: dict[str, tuple[tuple[Node, ...], str]] = {}
         self._deny: dict[str, list[DenyPolicy]] = defaultdict(list)
-        # attached to a project number no project in the snapshot has: may be any project
-        # whose number is unknown (never simply absent)
+        # attached to a project the snapshot has under no such name: may be a project known
+        # here by its other name only (never simply absent)
         self._unplaced: list[DenyPolicy] = []
         for dp in snapshot.deny_policies:
-            if snapshot.unplaced_number(dp.attachment_point) is not None:
-                self._unplaced.append(dp)
-            else:
-                self._deny[dp.attachment_point].append(dp)
+            point = dp.attachment_point
+            if point.startswith(_PROJECTS) and point not in snapshot.nodes:
+                self._unplaced.append(dp)  # a project known here under another name, maybe
+            self._deny[point].append(dp)
         self._unreadable: dict[str, list[Unreadable]] = defaultdict(list)
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
@@ -299,11 +300,11 @@ class Evaluator:
 
         # 1. deny before allow
         sites = [(node, self._deny.get(node.name, ()), "") for node in chain]
-        if self._unplaced:
-            for node in chain:
-                if node.kind == "project" and not node.project_number:
-                    why = f"its number is unknown, so {node.name} may be that project"
-                    sites.append((node, self._unplaced, why))
+        for node in chain if self._unplaced else ():
+            for dp in self._unplaced:
+                why = self.snapshot.may_be(dp.attachment_point, node)
+                if why:
+                    sites.append((node, [dp], why))
         for node, policies, maybe in (
             sites if (self._deny or self._unreadable or self._unplaced) else ()
         ):

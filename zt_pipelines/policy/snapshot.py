@@ -13,8 +13,9 @@ emulator): a project named by its number (``//cloudresourcemanager.googleapis.co
 wherever the number is known — node names and parents, deny attachment points (also
 ``%2F``-encoded ones), unreadable targets, service accounts' projects and the service-account
 principal sets of allow bindings and deny rules. A deny policy attached
-to a project number nobody in the snapshot has stays as it is: the engine treats it as possibly
-attached to every project whose number is unknown (unverifiable), never as absent.
+to a project nobody in the snapshot has under that name stays as it is: the engine treats a
+number as possibly attached to every project whose number is unknown, and an id as possibly
+attached to every project known only by its number (unverifiable), never as absent.
 """
 
 from __future__ import annotations
@@ -311,6 +312,20 @@ class Snapshot:
         if match is None:
             return name
         return self._project_names.get(match.group(1), name)
+
+    def may_be(self, point: str, project: Node) -> str:
+        """Why the project ``point`` (not in the snapshot under that name) may be ``project``,
+        or ``""``: a number may be a project whose number is unknown; an id may be a project
+        the snapshot knows only by its number."""
+        if point in self.nodes or not point.startswith(_PROJECTS) or project.kind != "project":
+            return ""
+        if self.unplaced_number(point) is not None:
+            if project.project_number:
+                return ""
+            return f"the number of {project.name} is unknown, so it may be that project"
+        if _is_number_name(point) or not _is_number_name(project.name):
+            return ""  # a known number is placed by canonical(); a known id is not this one
+        return f"{project.name} is known here by its number only, so it may be that project"
 
     def unplaced_number(self, point: str) -> str | None:
         """The project number of ``point`` when it names a project by a number no project in

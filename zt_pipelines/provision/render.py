@@ -98,8 +98,24 @@ def render_table(plan: Plan) -> str:
         f"{sum(r.state != 'exists' for r in plan.custom_roles)} role(s) to create/update, "
         f"{len(plan.additions)} binding(s) to add, {len(plan.removals)} to remove"
     )
+    if plan.via_groups:
+        lines.append("Already granted through groups of known membership (not duplicated):")
+        for g in plan.via_groups:
+            lines.append(
+                f"  = {g.member} {g.role} on {_short(g.resource)}  [{g.step}]: "
+                + ", ".join(g.permissions)
+            )
+    if plan.held_back:
+        lines.append("Held back for review (escalation-capable, never provisioned):")
+        for h in plan.held_back:
+            lines.append(f"  ! {h.member} {h.permission} on {h.uri}  [{h.step}]: {h.reason}")
     lines.append("")
     lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
+    if plan.held_back:
+        lines.append(
+            f"Review needed: {len(plan.held_back)} declared permission(s) held back; grant by "
+            "hand after review if truly needed (exit code 3)."
+        )
     seg = plan.segmentation
     if seg is not None and not seg.is_noop:
         lines.append(
@@ -151,6 +167,18 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "additions": [_grant_dict(g) for g in plan.additions],
         "extras": [_grant_dict(g) for g in plan.extras],
         "removals": [_grant_dict(g) for g in plan.removals],
+        "via_groups": [_grant_dict(g) for g in plan.via_groups],
+        "held_back": [
+            {
+                "member": h.member,
+                "resource": h.resource,
+                "uri": h.uri,
+                "permission": h.permission,
+                "step": h.step,
+                "reason": h.reason,
+            }
+            for h in plan.held_back
+        ],
         "covers": [
             {
                 "step": c.step,

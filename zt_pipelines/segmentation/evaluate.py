@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zt_pipelines.model import StepIdentity
@@ -600,6 +600,39 @@ def _proto_name(number: int) -> str:
     return str(number)
 
 
+def _merge_boxes(boxes: list[Box]) -> list[Box]:
+    """Adjacent address ranges of one protocol/port span as one box (for messages)."""
+    out: list[Box] = []
+    for b in sorted(boxes, key=lambda b: (b.protocol, b.other, b.port_lo or 0, b.lo)):
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and (last.protocol, last.other, last.port_lo, last.port_hi)
+            == (b.protocol, b.other, b.port_lo, b.port_hi)
+            and last.hi + 1 == b.lo
+        ):
+            out[-1] = replace(last, hi=b.hi)
+        else:
+            out.append(b)
+    return out
+
+
+def _rule_scope(b: Box) -> str:
+    """`` (it opens tcp:443 to 0.0.0.0/0)`` for a rule; nothing for the implied rule."""
+    rule = b.rule
+    if rule is None:
+        return " (no deny rule covers it)"
+    dests = ", ".join(format_range(r) for r in rule.destination_ranges) or "0.0.0.0/0"
+    traffic = " ".join(
+        "all"
+        if t.protocol is None
+        else _proto_name(t.protocol)
+        + (":" + ",".join(str(a) if a == z else f"{a}-{z}" for a, z in t.ports) if t.ports else "")
+        for t in rule.traffic
+    )
+    return f" (it opens {traffic} to {dests})"
+
+
 def _rule_text(b: Box) -> tuple[str, str]:
     if b.rule is None:
         return "", "the implied allow-egress rule (priority 65535)"
@@ -694,13 +727,15 @@ def _egress(
         )
     for _, bs in sorted(beyond.items()):
         node, text = _rule_text(bs[0])
+        bs = _merge_boxes(bs)
         widest = max(bs, key=lambda b: b.hi - b.lo)
         shown = ", ".join(_box_text(b) for b in sorted(bs, key=lambda b: b.lo - b.hi)[:3])
         more = f" (+{len(bs) - 3} more)" if len(bs) > 3 else ""
+        opens = _rule_scope(bs[0])
         out.add(
             "ZT522",
-            f"{text} allows egress beyond the step's reach from {source.network}: "
-            f"{_box_text(widest)}",
+            f"{text} allows egress beyond the step's reach from {source.network}"
+            f"{opens}: e.g. {_box_text(widest)}",
             step=step.task,
             resource=_gce(node or source.network),
             evidence=(Evidence("firewall", node=node or source.network, detail=shown + more),),

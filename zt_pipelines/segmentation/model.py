@@ -155,6 +155,8 @@ def parse_port_rules(text: str, *, where: str) -> tuple[PortRule, ...]:
 # -- reach ------------------------------------------------------------------------------------
 
 ReachKind = Literal["google-api", "cidr", "host", "vertex"]
+#: most entries one step's ``reach`` may list (bounds the static evaluation)
+MAX_REACH = 256
 _GOOGLE_API = re.compile(r"^[a-z][a-z0-9-]*\.googleapis\.com$")
 _VERTEX = re.compile(
     r"^projects/[^/\s]+/locations/[^/\s]+/(?:endpoints|indexEndpoints|featureOnlineStores)"
@@ -211,6 +213,12 @@ def parse_reach(value: object, *, where: str) -> tuple[ReachEntry, ...]:
             f"reach must be a list of strings, not {value!r}",
             where=where,
             fix='write reach=["storage.googleapis.com", "10.2.0.0/16 tcp:5432"]',
+        )
+    if len(value) > MAX_REACH:
+        raise DeclarationError(
+            f"reach lists {len(value)} entries; at most {MAX_REACH}",
+            where=where,
+            fix="declare ranges (10.20.0.0/16) instead of single addresses",
         )
     out: list[ReachEntry] = []
     for item in value:

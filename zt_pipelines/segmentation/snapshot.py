@@ -8,12 +8,15 @@ and a file share one parser. Networks use the Compute API's field names. An abse
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import DeclarationError, SnapshotError
 from zt_pipelines.segmentation.model import (
     ALL_TRAFFIC,
+    PORTED,
     AllocatedRange,
     EgressPolicy,
     FirewallRule,
@@ -45,9 +48,7 @@ def load_section(data: Any, source: str) -> SegmentationState:
     Raises:
         SnapshotError: naming ``source`` and the JSON path under ``$.segmentation``.
     """
-    from zt_pipelines.policy.snapshot_file import validate_schema
-
-    validate_schema(data, SCHEMA_PATH, f"{source} (segmentation)", SnapshotError)
+    _validate(data, source)
     numbers = {str(k): str(v) for k, v in (data.get("projectNumbers") or {}).items()}
     by_number = {v: k for k, v in numbers.items()}
 
@@ -132,6 +133,27 @@ def load_section(data: Any, source: str) -> SegmentationState:
         project_numbers=numbers,
         unreadable=unreadable,
     )
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def _validate(data: Any, source: str) -> None:
+    """Validate against segmentation.schema.json; the error names ``$.segmentation...``."""
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = errors[0]
+        path = "$.segmentation" + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in best.absolute_path
+        )
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise SnapshotError(
+            best.message + more, where=f"{source}: {path}", fix=f"see {SCHEMA_PATH.name}"
+        )
 
 
 def _strings(raw: Any, where: str) -> tuple[str, ...]:
@@ -225,7 +247,8 @@ def _traffic(entries: list[dict[str, Any]], where: str) -> tuple[PortRule, ...]:
             ports = parse_ports(e.get("ports", []))
         except DeclarationError as exc:
             raise SnapshotError(exc.what, where=f"{where}[{i}]") from None
-        out.append(PortRule(number, () if number is None else ports))
+        # ports only qualify tcp/udp/sctp (the API refuses them elsewhere): never narrow others
+        out.append(PortRule(number, ports if number in PORTED else ()))
     return tuple(out)
 
 
@@ -255,6 +278,9 @@ def firewall_from_wire(raw: dict[str, Any], where: str, by_number: dict[str, str
 
     src, v6a = ranges("sourceRanges")
     dst, v6b = ranges("destinationRanges")
+    # a range list holding IPv6 ranges only matches no IPv4 packet: the rule decides nothing
+    # here (read as "no ranges" it would cover 0.0.0.0/0 — a deny that protects nothing)
+    ipv6_only = (v6a and not src) or (v6b and not dst)
     name = raw["name"]
     network = network_key(raw["network"], by_number)
     if "/" not in name:
@@ -272,7 +298,7 @@ def firewall_from_wire(raw: dict[str, Any], where: str, by_number: dict[str, str
         target_tags=tuple(raw.get("targetTags", [])),
         source_service_accounts=tuple(raw.get("sourceServiceAccounts", [])),
         target_service_accounts=tuple(raw.get("targetServiceAccounts", [])),
-        disabled=bool(raw.get("disabled", False)),
+        disabled=bool(raw.get("disabled", False)) or ipv6_only,
         has_ipv6=v6a or v6b,
     )
 

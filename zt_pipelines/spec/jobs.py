@@ -191,11 +191,20 @@ class SlotVerdict:
 
 
 def payload_slot_verdicts(
-    parsed: ParsedPayload, bindings: Mapping[str, Any], params: Mapping[str, Any], env: Env
+    parsed: ParsedPayload,
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    safe: frozenset[str] = frozenset(),
 ) -> list[SlotVerdict]:
-    """A verdict for every placeholder Vertex substitutes into a launcher payload."""
+    """A verdict for every placeholder Vertex substitutes into a launcher payload; ``safe``
+    placeholders (artifact fields a GCPC launcher wrote) count as safe inside strings."""
     out: list[SlotVerdict] = []
     for slot in parsed.slots:
+        if slot.placeholder in safe and slot.quoted:
+            out.append(SlotVerdict("safe", slot.placeholder, slot.path))
+            continue
         verdict, name, detail = _verdict(
             slot.placeholder, slot.quoted, bindings, params, env, depth=0
         )
@@ -255,13 +264,10 @@ def _value_verdict(
             if verdict != "safe":
                 return verdict, name, repr(value)[:80]
         rest = _PLACEHOLDER.sub("", value)
-    if '"' in rest or "\\" in rest or "{{" in rest or "}}" in rest or _control(rest):
+    # control characters are text to GCPC's launchers (json.loads(..., strict=False))
+    if '"' in rest or "\\" in rest or "{{" in rest or "}}" in rest:
         return "unsafe", name, repr(value)[:80]
     return "safe", name, ""
-
-
-def _control(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def payload_value(

@@ -103,6 +103,7 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
+_UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
 _UNSET = (None, "", "{{$.pipeline_service_account}}")
@@ -389,6 +390,7 @@ class _Walker:
         self.env = root_env(ir, parameter_values)
         self.explicit_parameters = frozenset(parameter_values or {})
         self._runtime_placement: tuple[str, ...] = ()
+        self._siblings: dict[str, Any] = {}
         self.project = project
         self.pipeline_sa = pipeline_sa
         self.naming_template = naming_template
@@ -442,6 +444,14 @@ class _Walker:
         for name, task in sorted(self._tasks(component, f"DAG {prefix or 'root'}").items()):
             path = prefix + name
             where = f"task {path!r}"
+            if _UNSAFE_NAME.search(name):
+                raise TemplateError(
+                    "the task name holds a quote, backslash, brace or control character; "
+                    "Vertex pastes it into launcher payloads ({{$.pipeline_task_name}}), where "
+                    "it could rewrite the job",
+                    where=where,
+                    fix="recompile the pipeline (kfp writes task names of [a-z0-9-])",
+                )
             ref = task["componentRef"].get("name")
             child = self._component(ref, where)
             self.all_paths.append(path)
@@ -506,8 +516,10 @@ class _Walker:
         new = {k: _copy(v) for k, v in component.items() if k != "dag"}
         dag = {k: _copy(v) for k, v in component["dag"].items() if k != "tasks"}
         tasks: dict[str, Any] = {}
+        outer, self._siblings = self._siblings, component["dag"].get("tasks") or {}
         for name, task in sorted((component["dag"].get("tasks") or {}).items()):
             tasks[name] = self._task(task, prefix + name, env)
+        self._siblings = outer
         dag["tasks"] = tasks
         new["dag"] = dag
         return new
@@ -564,8 +576,14 @@ class _Walker:
             resources=container.get("resources"),
             where=where,
         )
+        inner = container
+        safe = self._safe_artifacts(task)  # artifact fields a GCPC launcher wrote: inert
+        if kind is not None:  # a GCPC launcher: what is known now is inlined, escaped
+            inner = self._inline_constants(
+                container, bindings, params, env, kind, where, _given(task, params)
+            )
         component, new_executor = custom_job_component(
-            child, container, settings, executor_label="", where=where
+            child, inner, settings, executor_label="", where=where
         )
         if bindings != before:
             new_task.setdefault("inputs", {})["parameters"] = bindings
@@ -575,6 +593,7 @@ class _Walker:
             merged,
             {"inputs": {"parameters": bindings}},
             env,
+            safe=safe,
         )
         name = self._emit(ref, component, label, new_executor)
         new_task["componentRef"]["name"] = name
@@ -786,14 +805,15 @@ class _Walker:
         if kind.name == "CustomJob":
             self._apply_gcpc_fields(bindings, params, parsed, decl, where)
             job = _payload_job(parsed, bindings, params, env)
-        runtime = self._payload_runtime(parsed, bindings, params, env, kind, where)
+        safe = self._safe_artifacts(task)
+        runtime = self._payload_runtime(parsed, bindings, params, env, kind, where, safe)
         if kind.name == "CustomJob" and pools is not None:
             runtime = tuple(
                 sorted(
                     {
                         *runtime,
                         *_raw_payload_inputs(
-                            pools, params, {"inputs": {"parameters": bindings}}, env
+                            pools, params, {"inputs": {"parameters": bindings}}, env, safe=safe
                         ),
                     }
                 )
@@ -896,6 +916,85 @@ class _Walker:
         ):
             bindings[name] = {"runtimeValue": {"constant": sa}}
         return sa, source
+
+    def _safe_artifacts(self, task: dict[str, Any]) -> frozenset[str]:
+        """Artifact placeholders whose values a GCPC launcher wrote from a Google API response
+        (an upstream ModelUploadOp's model resource name, an endpoint's): inert in a payload."""
+        safe: set[str] = set()
+        artifacts = (task.get("inputs") or {}).get("artifacts") or {}
+        for name, binding in artifacts.items() if isinstance(artifacts, dict) else ():
+            out = binding.get("taskOutputArtifact") if isinstance(binding, dict) else None
+            producer = (
+                self._siblings.get(str(out.get("producerTask"))) if isinstance(out, dict) else None
+            )
+            if not isinstance(producer, dict):
+                continue
+            component = self.components.get(str((producer.get("componentRef") or {}).get("name")))
+            label = component.get("executorLabel") if isinstance(component, dict) else None
+            executor = self.executors.get(label) if isinstance(label, str) else None
+            container = executor.get("container") if isinstance(executor, dict) else None
+            if not isinstance(container, dict) or not trusted_launcher_image(
+                container.get("image")
+            ):
+                continue
+            kind = identify_launcher(container)
+            if kind is not None and kind.name == "CustomJob":
+                # a CustomJob's outputs are written by the code it runs: only a GCPC launcher
+                # we wrapped (from a Google image) writes them from an API response
+                inputs = component.get("inputDefinitions") if isinstance(component, dict) else {}
+                params = (inputs or {}).get("parameters") or {}
+                pools = (params.get("worker_pool_specs") or {}).get("defaultValue")
+                kind = _inner_kind(pools) if trusted_launcher_image(_pool_image(pools)) else None
+            if kind is not None:
+                safe.add(f"{{{{$.inputs.artifacts['{name}'].metadata['resourceName']}}}}")
+                safe.add(f"{{{{$.inputs.artifacts['{name}'].uri}}}}")
+        return frozenset(safe)
+
+    def _inline_constants(
+        self,
+        container: dict[str, Any],
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        env: Env,
+        kind: LauncherKind,
+        where: str,
+        given: frozenset[str],
+    ) -> dict[str, Any]:
+        """A wrapped GCPC launcher's container with every input known now written into its
+        arguments (escaped as the arguments' own JSON needs) and its top-level IfPresent
+        arguments resolved as the task takes them (``given``: the inputs it provides): nothing
+        known before submission is pasted into the CustomJob payload at run time. Its payload
+        must then still parse.
+        """
+        values: dict[str, str] = {}
+        for name, definition in params.items():
+            bound = input_binding(name, bindings, params, env)
+            if bound is not None and bound.kind == "constant":
+                kind_of = definition.get("parameterType") if isinstance(definition, dict) else None
+                values[name] = _render(bound.value, kind_of)
+        new: dict[str, Any] = _copy(container)
+        for key in ("command", "args"):
+            parts = new.get(key)
+            if not isinstance(parts, list):
+                continue
+            parts = _resolve_if_present(parts, given)
+            inlined = [_inline_text(p, values) if isinstance(p, str) else p for p in parts]
+            for before, after in zip(parts, inlined, strict=True):
+                if before == after or not _is_json_template(before):
+                    continue
+                try:  # JSON before (placeholders stood in for), so JSON after
+                    parse_payload(after, lambda name: True)
+                except PayloadError as exc:
+                    raise TemplateError(
+                        f"with its inputs' values an argument of the {kind.name} launcher is "
+                        f"no longer the JSON it was ({exc}): a value would change its "
+                        "structure",
+                        where=where,
+                        fix="pass values without quotes or backslashes where GCPC pastes "
+                        "them into a string",
+                    ) from None
+            new[key] = inlined
+        return new
 
     def _pin_args_flag(
         self,
@@ -1114,11 +1213,12 @@ class _Walker:
         env: Env,
         kind: LauncherKind,
         where: str,
+        safe: frozenset[str] = frozenset(),
     ) -> tuple[str, ...]:
         """Refuse values that would change the payload's structure; return the run-time ones."""
         identity = kind.identity.payload_path
         runtime: set[str] = set()
-        for verdict in payload_slot_verdicts(parsed, bindings, params, env):
+        for verdict in payload_slot_verdicts(parsed, bindings, params, env, safe=safe):
             spot = ".".join(map(str, verdict.path)) or "(root)"
             if verdict.verdict == "unsafe":
                 raise TemplateError(
@@ -1222,6 +1322,8 @@ def _raw_payload_inputs(
     definitions: dict[str, Any],
     task: dict[str, Any],
     env: Env,
+    *,
+    safe: frozenset[str] = frozenset(),
 ) -> tuple[str, ...]:
     """Inputs pasted verbatim into the payload via the worker pools whose values are not proven
     safe: known only at run time, or constants holding quotes or backslashes (see
@@ -1233,7 +1335,9 @@ def _raw_payload_inputs(
         item = stack.pop()
         if isinstance(item, str):
             names.update(_INPUT_PLACEHOLDER.findall(item))
-            runtime += _ARTIFACT_PLACEHOLDER.findall(item)  # always a run-time value
+            runtime += [  # a run-time value, unless a GCPC launcher wrote it (``safe``)
+                m.group(1) for m in _ARTIFACT_PLACEHOLDER.finditer(item) if m.group(0) not in safe
+            ]
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
@@ -1350,3 +1454,85 @@ def _payload_job(
         values["boot_disk_size_gb"] = _int(disk.get("boot_disk_size_gb"))
     values = {k: v for k, v in values.items() if isinstance(v, (str, int, bool, tuple, dict))}
     return JobFields(**values)
+
+
+def _render(value: Any, parameter_type: Any) -> str:
+    """The text Vertex substitutes for an input placeholder holding ``value``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if parameter_type == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _inline_text(text: str, values: dict[str, str]) -> str:
+    """``text`` with known input placeholders replaced; inside a Concat/IfPresent argument the
+    values go into its JSON strings (so they are escaped as that JSON needs)."""
+    if text.lstrip().startswith(('{"Concat"', '{"IfPresent"')):
+        try:
+            tree = json.loads(text)
+        except ValueError:
+            return text  # not KFP's form: left for the payload reader to refuse
+        return json.dumps(_inline_tree(tree, values))
+    return _replace_inputs(text, values)
+
+
+def _inline_tree(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        return _replace_inputs(node, values)
+    if isinstance(node, list):
+        return [_inline_tree(v, values) for v in node]
+    if isinstance(node, dict):
+        return {k: (v if k == "InputName" else _inline_tree(v, values)) for k, v in node.items()}
+    return node
+
+
+def _replace_inputs(text: str, values: dict[str, str]) -> str:
+    for _ in range(8):  # a constant may hold placeholders of its own (KFP string concatenation)
+        new = _INPUT_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+        if new == text:
+            break
+        text = new
+    return text
+
+
+def _given(task: dict[str, Any], params: dict[str, Any]) -> frozenset[str]:
+    """The inputs a task provides: bound, or defaulted by the component."""
+    inputs = task.get("inputs") or {}
+    names = set(inputs.get("parameters") or {}) | set(inputs.get("artifacts") or {})
+    names |= {n for n, d in params.items() if isinstance(d, dict) and "defaultValue" in d}
+    return frozenset(names)
+
+
+def _resolve_if_present(parts: list[Any], given: frozenset[str]) -> list[Any]:
+    """Top-level ``{"IfPresent": ...}`` arguments replaced by the branch the task takes (KFP's
+    own rule: the input is provided, by a binding or a default)."""
+    out: list[Any] = []
+    for part in parts:
+        spec: Any = None
+        if isinstance(part, str) and part.lstrip().startswith('{"IfPresent"'):
+            try:
+                spec = json.loads(part).get("IfPresent")
+            except (ValueError, AttributeError):
+                spec = None
+        if not isinstance(spec, dict) or not isinstance(spec.get("InputName"), str):
+            out.append(part)
+            continue
+        branch = spec.get("Then" if spec["InputName"] in given else "Else")
+        items = branch if isinstance(branch, list) else ([] if branch is None else [branch])
+        for item in items:
+            out.append(item if isinstance(item, str) else json.dumps(item))
+    return out
+
+
+def _is_json_template(text: Any) -> bool:
+    stripped = text.lstrip() if isinstance(text, str) else ""
+    if not stripped.startswith(("{", "[")) or stripped.startswith("{{"):
+        return False  # not JSON text (a lone placeholder is a value, not a template)
+    try:
+        parse_payload(text, lambda name: True)
+    except PayloadError:
+        return False
+    return True
