@@ -401,3 +401,13 @@ def test_check_cli_exits_2_on_hostile_input(
     err = capsys.readouterr().err
     assert info.value.code == 2, err
     assert err.startswith("zt-pipelines: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["excessThreshold = " + "9" * 41, "excessThreshold = inf", "excessThreshold = nan"],
+)
+def test_pyproject_numbers_are_bounded_like_json_and_yaml(tmp_path: Path, line: str) -> None:
+    text = f"[tool.zt-pipelines]\n{line}\n"
+    with pytest.raises(PolicyFileError, match=r"digits|finite"):
+        load_policy(write(tmp_path, "pyproject.toml", text))
