@@ -604,3 +604,30 @@ def _batch_pipeline() -> Any:
         )
 
     return p
+
+
+@pytest.mark.parametrize(
+    "display",
+    [
+        'x", "service_account": "',  # a second serving identity (a duplicate key)
+        'x", "y": {"service_account": ""}, "z": "',  # an identity where GCPC sets none
+        'x\\", "a": "',  # a backslash
+    ],
+)
+def test_values_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
+    tmp_path: Path, display: str
+) -> None:
+    @dsl.pipeline(name="deploy")
+    def p() -> None:
+        upload = model.ModelUploadOp(display_name="m", project=PROJECT, location="us-central1")
+        ep = endpoint.EndpointCreateOp(display_name="e", project=PROJECT, location="us-central1")
+        endpoint.ModelDeployOp(
+            model=upload.outputs["model"],
+            endpoint=ep.outputs["endpoint"],
+            dedicated_resources_machine_type=display,  # pasted between quotes by GCPC
+            dedicated_resources_min_replica_count=1,
+        )
+
+    spec = _compile(tmp_path, p, "deploy")
+    with pytest.raises(TemplateError, match="structure"):
+        rewrite_pipeline(spec, project=PROJECT)

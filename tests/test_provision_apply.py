@@ -36,6 +36,7 @@ from zt_pipelines.policy.snapshot import (
 )
 from zt_pipelines.provision import Grant, ProvisioningRefused, Want, build_plan
 from zt_pipelines.provision.apply import apply_plan
+from zt_pipelines.provision.render import render_table
 from zt_pipelines.resources import ResourceRef
 
 PROJECT = "zt-e2e-proj"
@@ -619,3 +620,34 @@ def test_escalation_need_is_held_back_the_rest_applied_and_the_exit_code_asks_fo
     assert {(f.code, f.permission) for f in report.errors} == {
         ("ZT200", "iam.serviceAccounts.getAccessToken")
     }
+
+
+def test_a_grant_through_a_group_of_known_membership_is_not_duplicated(
+    emulator: Emulator, factory: ClientFactory, template: Path
+) -> None:
+    state = emulator.state
+    raw = "//storage.googleapis.com/zt-e2e-raw"
+    node = state.nodes[raw]
+    assert node.policy is not None
+    team = "group:readers@example.com"
+    grouped = dataclasses.replace(
+        node,
+        policy=AllowPolicy((*node.policy.bindings, Binding("roles/storage.objectViewer", (team,)))),
+    )
+    known = dataclasses.replace(
+        state,
+        nodes={**state.nodes, raw: grouped},
+        groups={"readers@example.com": (f"serviceAccount:{PREP_SA}",)},
+    )
+    planned = make_plan(template, FULL_NEEDS, known)
+    prep_raw = [g for g in planned.grants if g.resource == raw and PREP_SA in g.member]
+    assert prep_raw == []  # objects.get/list on gs://zt-e2e-raw come from the group already
+    assert [(g.member, g.role) for g in planned.via_groups if g.resource == raw] == [
+        (team, "roles/storage.objectViewer")
+    ]
+    assert "Already granted through groups" in render_table(planned)
+    # unknown membership proves nothing: the direct grant is planned
+    unknown = dataclasses.replace(known, groups={})
+    again = make_plan(template, FULL_NEEDS, unknown)
+    assert [g for g in again.grants if g.resource == raw and PREP_SA in g.member]
+    assert again.via_groups == ()

@@ -583,3 +583,23 @@ def test_parameters_or_manifest_with_an_already_rewritten_pipeline_are_refused()
         make_plan(parameter_values={"sa": TRAIN_SA})
     with pytest.raises(InputError, match="already rewritten"):
         make_plan(manifest={"steps": {}})
+
+
+def test_a_pipeline_sa_is_derived_per_pipeline_when_none_is_given() -> None:
+    first = plan(PIPELINE, project=PROJECT)
+    other = plan(
+        RewriteResult(spec={"defaultPipelineRoot": ROOT}, pipeline_name="other", steps=()),
+        project=PROJECT,
+    )
+    again = plan(PIPELINE, project=PROJECT)
+    assert first.pipeline_service_account == again.pipeline_service_account  # stable
+    assert first.pipeline_service_account != other.pipeline_service_account  # never shared
+    assert first.pipeline_service_account.endswith(f"@{PROJECT}.iam.gserviceaccount.com")
+    account = next(a for a in first.accounts if a.email == first.pipeline_service_account)
+    assert account.steps == ("(pipeline)",) and account.state == "create"
+    # it is the one launching the steps: actAs on each step SA
+    assert any(
+        g.member == f"serviceAccount:{first.pipeline_service_account}"
+        and g.permissions == ("iam.serviceAccounts.actAs",)
+        for g in first.grants
+    )

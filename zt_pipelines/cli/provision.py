@@ -30,7 +30,11 @@ def _options(fn: Any) -> Any:
     decorators = [
         click.argument("template"),
         project_option(),
-        pipeline_sa_option(),
+        pipeline_sa_option(
+            required=False,
+            help="The pipeline service account (it launches the steps); default: one derived "
+            "from the pipeline's name, created by apply.",
+        ),
         location_option(),
         click.option("--pipeline-root", help="gs:// root for artifacts (default: template's)."),
         click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations."),

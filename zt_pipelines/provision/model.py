@@ -215,6 +215,9 @@ class Plan:
     covers: tuple[StepCover, ...] = ()
     wants: tuple[Want, ...] = field(default=(), repr=False)
     held_back: tuple[HeldBack, ...] = ()
+    #: existing bindings to groups the member provably belongs to that already grant a need
+    #: (on the need's resource, same condition): not duplicated by a direct grant
+    via_groups: tuple[Grant, ...] = ()
 
     @property
     def needs_review(self) -> bool:

@@ -36,7 +36,12 @@ from typing import Literal
 from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
-from zt_pipelines.policy.role_catalogue import predefined_roles, validate_permissions
+from zt_pipelines.policy.members import Match, MemberResolver
+from zt_pipelines.policy.role_catalogue import (
+    catalogue_role,
+    predefined_roles,
+    validate_permissions,
+)
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
 from zt_pipelines.provision.cover import Cover, find_cover, permission_index
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
@@ -140,9 +145,16 @@ def build_plan(
     cover_cache: dict[frozenset[str], Cover] = {}
     index = permission_index(role_table) if role_table else {}
     escalating = escalating_permissions(role_table) if role_table else {}
-    for (member, resource, expression), (perms, served) in sorted(groups.items()):
+    via_groups: list[Grant] = []
+    resolver = MemberResolver(state)
+    for (member, resource, expression), (needed, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
         condition = _prefix_condition(resource, expression) if expression else None
+        found = _granted_via_groups(state, resolver, resource, member, condition, needed)
+        via_groups += (dataclasses.replace(g, step=step) for g in found)
+        perms = needed - {p for g in found for p in g.permissions}
+        if not perms:
+            continue  # a group the member provably belongs to grants all of it already
         if perms == {ACT_AS} and resource.startswith(IAM) and roles == "predefined":
             # The one escalation the pipeline needs: act as its step SAs, bound on each SA —
             # with the role's other permissions disclosed as excess (custom mode grants a
@@ -229,6 +241,7 @@ def build_plan(
         covers=tuple(covers),
         wants=tuple(sorted(wants, key=want_order)),
         held_back=held,
+        via_groups=tuple(via_groups),
     )
 
 
@@ -360,6 +373,38 @@ def _merge_same_binding(grants: list[Grant]) -> list[Grant]:
         excess = tuple(sorted(set(seen.excess) | set(grant.excess)))
         merged[grant.key] = dataclasses.replace(seen, step=steps, permissions=perms, excess=excess)
     return sorted(merged.values(), key=lambda g: (g.member.lower(), g.resource, g.role, g.key))
+
+
+def _granted_via_groups(
+    state: Snapshot,
+    resolver: MemberResolver,
+    resource: str,
+    member: str,
+    condition: Condition | None,
+    wanted: set[str],
+) -> list[Grant]:
+    """Existing bindings on ``resource`` itself (same condition) to a group ``member`` provably
+    belongs to (membership known in the snapshot) that grant some of ``wanted``: a direct grant
+    of the same would duplicate them. Unknown membership never counts (fail closed: the plan
+    then grants directly)."""
+    node = state.nodes.get(resource)
+    if node is None or node.policy is None:
+        return []
+    found: list[Grant] = []
+    for binding in node.policy.bindings:
+        if _expr(binding.condition) != _expr(condition) or is_basic_role(binding.role):
+            continue
+        role = state.roles.get(binding.role) or catalogue_role(binding.role)
+        if role is None or role.deleted or role.stage == "DISABLED":
+            continue
+        covered = tuple(sorted(wanted & role.permissions))
+        if not covered:
+            continue
+        for group in binding.members:
+            if group.startswith("group:") and resolver.matches(group, member).match is Match.YES:
+                found.append(Grant(resource, binding.role, group, binding.condition, "", covered))
+                break
+    return found
 
 
 def _equivalent_binding(

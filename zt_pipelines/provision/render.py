@@ -98,6 +98,13 @@ def render_table(plan: Plan) -> str:
         f"{sum(r.state != 'exists' for r in plan.custom_roles)} role(s) to create/update, "
         f"{len(plan.additions)} binding(s) to add, {len(plan.removals)} to remove"
     )
+    if plan.via_groups:
+        lines.append("Already granted through groups of known membership (not duplicated):")
+        for g in plan.via_groups:
+            lines.append(
+                f"  = {g.member} {g.role} on {_short(g.resource)}  [{g.step}]: "
+                + ", ".join(g.permissions)
+            )
     if plan.held_back:
         lines.append("Held back for review (escalation-capable, never provisioned):")
         for h in plan.held_back:
@@ -160,6 +167,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "additions": [_grant_dict(g) for g in plan.additions],
         "extras": [_grant_dict(g) for g in plan.extras],
         "removals": [_grant_dict(g) for g in plan.removals],
+        "via_groups": [_grant_dict(g) for g in plan.via_groups],
         "held_back": [
             {
                 "member": h.member,
