@@ -337,6 +337,11 @@ def test_a_10000_node_parent_chain_loads() -> None:
             node["parent"] = chain[i - 1]
         data["nodes"].append(node)
     assert len(load_snapshot(data).nodes) >= 10_000
+    # large documents are validated by the compiled schema first; a problem is still named
+    bad = json.loads(json.dumps(data))
+    bad["nodes"][-1]["kind"] = "galaxy"
+    with pytest.raises(SnapshotError, match=r"\$\.nodes\[\d+\]\.kind"):
+        load_snapshot(bad)
     data["nodes"][-10_000]["parent"] = chain[-1]  # close the loop at the far end
     with pytest.raises(SnapshotError, match="cycle"):
         load_snapshot(data)

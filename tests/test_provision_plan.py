@@ -431,7 +431,18 @@ def test_custom_role_ids_are_valid_and_order_independent() -> None:
 def test_table_lists_changes_and_marks_extras() -> None:
     text = render_table(make_plan())
     assert "+ " + TRAIN_SA in text
-    assert "Plan: 3 account(s) to create" in text
+    assert "Plan: 3 accounts to create" in text and "(s)" not in text
+    # the excess column is filled in custom mode too: exactly the needs, 0 beyond
+    header = next(line for line in text.splitlines() if line.strip().startswith("step"))
+    assert header.rstrip().endswith("excess")
+    rows = [
+        line for line in text.splitlines() if line.startswith("  + ") and "serviceAccount:" in line
+    ]
+    assert rows and all(line.rstrip().endswith(" 0") for line in rows)
+    one = render_table(
+        make_plan(result(step("train", TRAIN_SA, need("gs://raw-data", "storage.objects.get"))))
+    )
+    assert "1 binding to add" in one or "bindings to add" in one
 
 
 def test_prefix_condition_escapes_quotes() -> None:
