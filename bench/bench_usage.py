@@ -42,10 +42,10 @@ def run() -> list[str]:
     from zt_pipelines.audit import AuditLog, Decision, identities_from
     from zt_pipelines.emulator import Emulator, emulator_credentials
     from zt_pipelines.emulator.audit_logs import build_entry
+    from zt_pipelines.fingerprint import SPEC_LABELS, VERIFIED_LABEL, spec_sha256
     from zt_pipelines.gcp.audit_logs import audit_filter
     from zt_pipelines.gcp.clients import ClientFactory
     from zt_pipelines.gcp.retry import no_wait_policy
-    from zt_pipelines.job import SPEC_LABELS, VERIFIED_LABEL, spec_sha256
     from zt_pipelines.monitor.service import usage
     from zt_pipelines.policy.snapshot_file import load_snapshot
     from zt_pipelines.spec import rewrite_pipeline

@@ -17,6 +17,7 @@ No ``from __future__ import annotations``: KFP reads the annotations as types.
 """
 
 import sys
+from typing import Any
 
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
@@ -82,87 +83,95 @@ def notify(message: str) -> None:
     print(message)
 
 
-@dsl.pipeline(name="zt-demo-gcpc-training", pipeline_root=PIPELINE_ROOT)
-def gcpc_pipeline(since: str = "2026-01-01", threshold: float = 0.9) -> None:
-    """BigQuery → preprocess → custom training → evaluate → if good: upload, create, deploy."""
+def build_pipeline() -> Any:
+    """The GCPC pipeline. kfp builds a pipeline when it is defined, which needs GCPC installed,
+    so it is defined on demand: importing this module (for its constants) does not need GCPC."""
     from google_cloud_pipeline_components.types import artifact_types
     from google_cloud_pipeline_components.v1.bigquery import BigqueryQueryJobOp
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
     from google_cloud_pipeline_components.v1.endpoint import EndpointCreateOp, ModelDeployOp
     from google_cloud_pipeline_components.v1.model import ModelUploadOp
 
-    exit_task = notify(message="zt-demo-gcpc-training finished")
-    with dsl.ExitHandler(exit_task, name="train-and-deploy"):
-        query = BigqueryQueryJobOp(
-            query=QUERY,
-            location="US",
-            query_parameters=[
-                {"name": "since", "parameterType": {"type": "STRING"}, "parameterValue": {}}
-            ],
-        )
-        zt.step.on(
-            query,
-            IDENTITIES["bigquery-query-job"],
-            needs={
-                f"bq://{PROJECT}.sales": ["bigquery.tables.get", "bigquery.tables.getData"],
-                f"bq://{PROJECT}.scratch": ["bigquery.tables.create", "bigquery.tables.updateData"],
-            },
-        )
-        features = preprocess(table=query.outputs["destination_table"])
-        train = CustomTrainingJobOp(
-            display_name="zt-demo-gcpc-train",
-            worker_pool_specs=[
-                {
-                    "machine_spec": {"machine_type": "n1-standard-4"},
-                    "replica_count": 1,
-                    "container_spec": {
-                        "image_uri": TRAINER_IMAGE,
-                        "args": ["--model-dir", MODEL_DIR],
-                    },
-                }
-            ],
-            base_output_directory=MODEL_DIR,
-        ).after(features)
-        zt.step.on(
-            train,
-            IDENTITIES["custom-training-job"],
-            needs={MODEL_DIR: ["storage.objects.create", "storage.objects.get"]},
-        )
-        metric = evaluate(model_dir=MODEL_DIR).after(train)
-        with dsl.If(metric.output >= threshold, name="good-enough"):
-            unmanaged = dsl.importer(
-                artifact_uri=MODEL_DIR,
-                artifact_class=artifact_types.UnmanagedContainerModel,
-                metadata={"containerSpec": {"imageUri": SERVING_IMAGE}},
-            )
-            upload = ModelUploadOp(
-                display_name="zt-demo-gcpc-model",
-                unmanaged_container_model=unmanaged.outputs["artifact"],
+    @dsl.pipeline(name="zt-demo-gcpc-training", pipeline_root=PIPELINE_ROOT)
+    def gcpc_pipeline(since: str = "2026-01-01", threshold: float = 0.9) -> None:
+        """BigQuery → preprocess → custom training → evaluate → if good: upload, create, deploy."""
+        exit_task = notify(message="zt-demo-gcpc-training finished")
+        with dsl.ExitHandler(exit_task, name="train-and-deploy"):
+            query = BigqueryQueryJobOp(
+                query=QUERY,
+                location="US",
+                query_parameters=[
+                    {"name": "since", "parameterType": {"type": "STRING"}, "parameterValue": {}}
+                ],
             )
             zt.step.on(
-                upload,
-                IDENTITIES["model-upload"],
-                needs={MODEL_DIR: ["storage.objects.get", "storage.objects.list"]},
+                query,
+                IDENTITIES["bigquery-query-job"],
+                needs={
+                    f"bq://{PROJECT}.sales": ["bigquery.tables.get", "bigquery.tables.getData"],
+                    f"bq://{PROJECT}.scratch": [
+                        "bigquery.tables.create",
+                        "bigquery.tables.updateData",
+                    ],
+                },
             )
-            endpoint = EndpointCreateOp(display_name="zt-demo-gcpc-endpoint")
-            zt.step.on(endpoint, IDENTITIES["endpoint-create"])
-            deploy = ModelDeployOp(
-                model=upload.outputs["model"],
-                endpoint=endpoint.outputs["endpoint"],
-                dedicated_resources_machine_type="n1-standard-2",
-                dedicated_resources_min_replica_count=1,
-                dedicated_resources_max_replica_count=1,
-                service_account=SERVING_SA,
+            features = preprocess(table=query.outputs["destination_table"])
+            train = CustomTrainingJobOp(
+                display_name="zt-demo-gcpc-train",
+                worker_pool_specs=[
+                    {
+                        "machine_spec": {"machine_type": "n1-standard-4"},
+                        "replica_count": 1,
+                        "container_spec": {
+                            "image_uri": TRAINER_IMAGE,
+                            "args": ["--model-dir", MODEL_DIR],
+                        },
+                    }
+                ],
+                base_output_directory=MODEL_DIR,
+            ).after(features)
+            zt.step.on(
+                train,
+                IDENTITIES["custom-training-job"],
+                needs={MODEL_DIR: ["storage.objects.create", "storage.objects.get"]},
             )
-            zt.step.on(deploy, IDENTITIES["model-deploy"])
+            metric = evaluate(model_dir=MODEL_DIR).after(train)
+            with dsl.If(metric.output >= threshold, name="good-enough"):
+                unmanaged = dsl.importer(
+                    artifact_uri=MODEL_DIR,
+                    artifact_class=artifact_types.UnmanagedContainerModel,
+                    metadata={"containerSpec": {"imageUri": SERVING_IMAGE}},
+                )
+                upload = ModelUploadOp(
+                    display_name="zt-demo-gcpc-model",
+                    unmanaged_container_model=unmanaged.outputs["artifact"],
+                )
+                zt.step.on(
+                    upload,
+                    IDENTITIES["model-upload"],
+                    needs={MODEL_DIR: ["storage.objects.get", "storage.objects.list"]},
+                )
+                endpoint = EndpointCreateOp(display_name="zt-demo-gcpc-endpoint")
+                zt.step.on(endpoint, IDENTITIES["endpoint-create"])
+                deploy = ModelDeployOp(
+                    model=upload.outputs["model"],
+                    endpoint=endpoint.outputs["endpoint"],
+                    dedicated_resources_machine_type="n1-standard-2",
+                    dedicated_resources_min_replica_count=1,
+                    dedicated_resources_max_replica_count=1,
+                    service_account=SERVING_SA,
+                )
+                zt.step.on(deploy, IDENTITIES["model-deploy"])
+
+    return gcpc_pipeline
 
 
-PIPELINES = {"gcpc-training": gcpc_pipeline}
+PIPELINES = {"gcpc-training": build_pipeline}
 
 
 def compile_pipeline(name: str, path: str) -> str:
     """Compile the named example pipeline to ``path`` (YAML) and return ``path``."""
-    compiler.Compiler().compile(PIPELINES[name], package_path=path)
+    compiler.Compiler().compile(PIPELINES[name](), package_path=path)
     return path
 
 

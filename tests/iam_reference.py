@@ -116,10 +116,17 @@ class World:
 # -- the resource hierarchy ------------------------------------------------------------------
 
 
-def ancestry(world: World, bucket: str) -> tuple[list[str], bool]:
-    """(the bucket and its ancestors as far as known, whether the chain is complete)."""
-    project = world.buckets[bucket]
-    chain = [f"bucket:{bucket}", f"project:{project}"]
+def ancestry(world: World, resource: str) -> tuple[list[str], bool]:
+    """(the resource and its ancestors as far as known, whether the chain is complete).
+
+    ``resource`` is a bucket name or ``sa:EMAIL`` (a service account, a resource of its
+    project)."""
+    if resource.startswith("sa:"):
+        project = world.service_accounts[resource[3:]]
+        chain = [resource, f"project:{project}"]
+    else:
+        project = world.buckets[resource]
+        chain = [f"bucket:{resource}", f"project:{project}"]
     parent = world.projects[project].parent
     while parent is not None:
         chain.append(parent)
@@ -247,24 +254,29 @@ def v2_matches(pattern: str, permission: str) -> bool:
 # -- conditions ----------------------------------------------------------------------------------
 
 
-def request_attributes(bucket: str, permission: str, obj: str) -> dict[str, str]:
-    """The Cloud Storage resource attributes of a request."""
+def request_attributes(resource: str, permission: str, obj: str) -> dict[str, str] | None:
+    """The resource attributes of a request: Cloud Storage has them; IAM (service accounts) is
+    not among the services that do, so a condition cannot read them there (``None``)."""
+    if not permission.startswith("storage."):
+        return None
     if permission.startswith("storage.objects.") and permission != "storage.objects.list":
         return {
-            "name": f"projects/_/buckets/{bucket}/objects/{obj}",
+            "name": f"projects/_/buckets/{resource}/objects/{obj}",
             "type": "storage.googleapis.com/Object",
             "service": "storage.googleapis.com",
         }
     return {
-        "name": f"projects/_/buckets/{bucket}",
+        "name": f"projects/_/buckets/{resource}",
         "type": "storage.googleapis.com/Bucket",
         "service": "storage.googleapis.com",
     }
 
 
-def condition(cond: Any, attrs: dict[str, str]) -> Tri:
+def condition(cond: Any, attrs: dict[str, str] | None) -> Tri:
     """Evaluate a condition AST (tuples, see the test's generator)."""
     op = cond[0]
+    if attrs is None and op in ("eq", "starts", "ends"):
+        return None  # a resource attribute the request does not carry
     if op == "not":
         return t_not(condition(cond[1], attrs))
     if op == "and":
@@ -285,15 +297,16 @@ def condition(cond: Any, attrs: dict[str, str]) -> Tri:
 # -- the decision --------------------------------------------------------------------------------
 
 
-def decide(world: World, principal: str, bucket: str, permission: str, obj: str) -> str:
-    """``denied`` / ``granted`` / ``not_granted`` / ``unknown`` for one request."""
-    chain, complete = ancestry(world, bucket)
-    attrs = request_attributes(bucket, permission, obj)
+def decide(world: World, principal: str, resource: str, permission: str, obj: str) -> str:
+    """``denied`` / ``granted`` / ``not_granted`` / ``unknown`` for one request on a bucket
+    (its name) or a service account (``sa:EMAIL``)."""
+    chain, complete = ancestry(world, resource)
+    attrs = request_attributes(resource, permission, obj)
     numbers = {p.number: pid for pid, p in world.projects.items() if p.number}
 
     denied: list[Tri] = [] if complete else [None]  # unseen ancestors may hold deny policies
     for node in chain:
-        if node in world.unreadable_deny and not node.startswith("bucket:"):
+        if node in world.unreadable_deny and not node.startswith(("bucket:", "sa:")):
             denied.append(None)
     for policy in world.denies:
         where: Tri

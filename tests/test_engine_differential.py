@@ -63,7 +63,11 @@ V2_PATTERNS = (
     "storage.googleapis.com/*",
     "bigquery.googleapis.com/*",
     "*",
+    "iam.googleapis.com/serviceAccounts.actAs",
+    "iam.googleapis.com/*",
 )
+#: asked on service accounts (IAM requests carry no resource attributes)
+SA_PERMISSIONS = ("iam.serviceAccounts.actAs", "iam.serviceAccounts.get")
 USERS = ("alice@example.com", "bob@other.org")
 WORKFORCE = "principal://iam.googleapis.com/locations/global/workforcePools/corp/subject/eve"
 OBJECTS = ("data/x.csv", "tmp/y.tmp")
@@ -209,7 +213,8 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         ]
 
     roles = {
-        f"roles/r{i}": set(d.some(lambda: d.pick(PERMISSIONS), 0, 4)) for i in range(d.int(1, 3))
+        f"roles/r{i}": set(d.some(lambda: d.pick(PERMISSIONS + SA_PERMISSIONS), 0, 4))
+        for i in range(d.int(1, 3))
     }
     inactive = {r: d.pick(["DISABLED", "deleted"]) for r in roles if d.flag(6)}
     role_names = [*sorted(roles), "roles/undefined"]
@@ -245,6 +250,7 @@ def worlds(d: Draw) -> tuple[ref.World, Snapshot]:
         *parents[1:],
         *(f"project:{p}" for p in pids),
         *(f"bucket:{b}" for b in BUCKETS),
+        *(f"sa:{e}" for e in sas),
     ]
     bindings = [
         ref.Binding(d.pick(nodes), d.pick(role_names), d.some(member, 1, 2), spelled())
@@ -339,6 +345,10 @@ def _full(node: str, world: ref.World, *, by_number: bool = False) -> str:
         return f"{CRM}projects/{ident}"
     if kind == "number":
         return f"cloudresourcemanager.googleapis.com%2Fprojects%2F{ident}"
+    if kind == "sa":
+        return (
+            f"//iam.googleapis.com/projects/{world.service_accounts[ident]}/serviceAccounts/{ident}"
+        )
     return f"//storage.googleapis.com/{ident}"
 
 
@@ -369,6 +379,8 @@ def _snapshot(
         )
     for b, pid in world.buckets.items():
         add(_full(f"bucket:{b}", world), "bucket", _full(f"project:{pid}", world))
+    for e, pid in world.service_accounts.items():
+        add(_full(f"sa:{e}", world), "serviceAccount", _full(f"project:{pid}", world))
     deny_policies = tuple(
         DenyPolicy(
             f"policies/x/denypolicies/d{i}",
@@ -431,14 +443,15 @@ def test_engine_agrees_with_the_reference_evaluator(seed: int) -> None:
     evaluator.conditions = _CONDITIONS
     principals = [f"serviceAccount:{e}" for e in world.service_accounts]
     principals += [f"user:{u}" for u in USERS] + [WORKFORCE]
+    resources = [*BUCKETS, *(f"sa:{e}" for e in world.service_accounts)]
     for _ in range(QUESTIONS):
-        principal, bucket = d.pick(principals), d.pick(BUCKETS)
-        permission, obj = d.pick(PERMISSIONS), d.pick(OBJECTS)
-        want = ref.decide(world, principal, bucket, permission, obj)
-        got = evaluator.decide(
-            principal, f"//storage.googleapis.com/{bucket}", permission, now=NOW, object_name=obj
-        )
-        assert _ENGINE_STATE[got.state] == want, (principal, bucket, permission, obj, got, world)
+        principal, resource, obj = d.pick(principals), d.pick(resources), d.pick(OBJECTS)
+        on_sa = resource.startswith("sa:")
+        permission = d.pick(SA_PERMISSIONS if on_sa else PERMISSIONS)
+        name = _full(resource if on_sa else f"bucket:{resource}", world)
+        want = ref.decide(world, principal, resource, permission, obj)
+        got = evaluator.decide(principal, name, permission, now=NOW, object_name=obj)
+        assert _ENGINE_STATE[got.state] == want, (principal, resource, permission, obj, got, world)
 
 
 def test_the_reference_shares_no_code_with_the_engine() -> None:

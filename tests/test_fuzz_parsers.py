@@ -376,3 +376,56 @@ def test_dump_yaml_round_trips_any_json_data() -> None:
         assert list(yaml.load_all(text, Loader=yaml.CSafeLoader)) == [value]
 
     check()
+
+
+@pytest.mark.shared
+def test_the_strict_loader_and_writer_agree_with_pyyaml_on_the_whole_corpus(
+    corpus_dir: Path, gcpc_corpus_dir: Path
+) -> None:
+    """Every real template (113 kfp + 41 GCPC): the strict loader reads what PyYAML's C loader
+    reads, and the block YAML writer's text reads back equal with both."""
+    from zt_pipelines.loaders import dump_yaml, parse_text
+
+    files = sorted([*corpus_dir.rglob("*.yaml"), *gcpc_corpus_dir.rglob("*.yaml")])
+    assert len(files) >= 154
+    for path in files:
+        text = path.read_text()
+        ours = parse_text(text, where=str(path), kind="template", error=InputError)
+        docs = [d for d in ours if d is not None]
+        assert docs == [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
+        written = dump_yaml(docs)
+        assert list(yaml.load_all(written, Loader=yaml.CSafeLoader)) == docs, path
+        assert parse_text(written, where="w", kind="template", error=InputError) == docs, path
+
+
+@pytest.mark.parametrize("schema", ["snapshot", "policy"])
+def test_the_compiled_schema_validator_agrees_with_jsonschema(schema: str) -> None:
+    """The fast path for large snapshots must never accept what jsonschema refuses."""
+    import fastjsonschema
+
+    from zt_pipelines.loaders import parse_text
+    from zt_pipelines.policy import orgpolicy, snapshot_file
+    from zt_pipelines.policy.snapshot_file import _fast_validator, _validator
+
+    path = str(snapshot_file.SCHEMA_PATH if schema == "snapshot" else orgpolicy.SCHEMA_PATH)
+    fast, slow = _fast_validator(path), _validator(path)
+    seed_text = (
+        json.dumps(yaml.safe_load(WORLD_FILE.read_bytes())) if schema == "snapshot" else POLICY
+    )
+    rng = random.Random(42)
+    compared = 0
+    for _ in range(RUNS * 2):
+        data = mutate(rng, seed_text.encode())
+        try:
+            docs = parse_text(data.decode("utf-8"), where="f", kind="snapshot", error=InputError)
+        except (InputError, UnicodeDecodeError):
+            continue
+        for doc in docs:
+            try:
+                fast(doc)
+                fast_ok = True
+            except fastjsonschema.JsonSchemaException:
+                fast_ok = False
+            assert fast_ok == slow.is_valid(doc), doc
+            compared += 1
+    assert compared > RUNS / 4

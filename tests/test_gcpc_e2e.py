@@ -228,3 +228,51 @@ def test_the_deploy_step_needs_act_as_on_its_serving_identity(deploy_template: P
         f"serviceAccount:{ex.sa('deploy-model')}"
     ]
     assert serving in {a.email for a in plan.accounts}  # plan creates the serving identity
+
+
+# -- where launched jobs run, through a real GCPC compile --------------------------------------
+
+
+def test_a_job_sent_to_another_project_or_region_is_reported_until_declared(
+    tmp_path: Path,
+) -> None:
+    from google_cloud_pipeline_components.v1.bigquery import BigqueryQueryJobOp
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+    from kfp import compiler, dsl
+
+    @dsl.pipeline(name="elsewhere", pipeline_root="gs://zt-demo-pipeline-root/elsewhere")
+    def elsewhere(bq_project: str = "data-lake", region: str = "europe-west4"):  # type: ignore[no-untyped-def]
+        query = BigqueryQueryJobOp(query="SELECT 1", project=bq_project, location="EU")
+        zt.step.on(query, ex.sa("elsewhere-query"))
+        train = CustomTrainingJobOp(
+            display_name="t",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": "python:3.11"},
+                }
+            ],
+            location=region,
+        )
+        zt.step.on(train, ex.sa("elsewhere-train"))
+
+    path = tmp_path / "elsewhere.yaml"
+    compiler.Compiler().compile(elsewhere, str(path))
+
+    def zt122(**kw: Any) -> set[str | None]:
+        report = zt.check(
+            path,
+            project=ex.PROJECT,
+            location=ex.LOCATION,
+            pipeline_service_account=ex.PIPELINE_SA,
+            snapshot=EXAMPLES / "world.yaml",
+            **kw,
+        )
+        return {f.step for f in report.findings if f.code == "ZT122"}
+
+    assert zt122() == {"bigquery-query-job", "custom-training-job"}
+    # the pipeline's own project and region: nothing to declare
+    assert zt122(parameter_values={"bq_project": ex.PROJECT, "region": ex.LOCATION}) == set()
+    # the region allowed by the policy file: only the other project is left
+    assert zt122(policy={"regions": [ex.LOCATION, "europe-west4"]}) == {"bigquery-query-job"}

@@ -566,3 +566,68 @@ def test_artifacts_a_gcpc_launcher_wrote_are_inert_others_are_reported(tmp_path:
     fake = rewrite_pipeline(_compile(tmp_path, p, "fake"), project=PROJECT)
     step = {s.task: s for s in fake.steps}["model-batch-predict"]
     assert any("model" in name for name in step.unescaped_payload_inputs)
+
+
+def test_the_rewrite_cli_shows_launched_and_serving_identities(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zt_pipelines.cli import main
+
+    path = tmp_path / "deploy.yaml"
+    compiler.Compiler().compile(_deploy(), str(path))
+    out = tmp_path / "out.yaml"
+    args = ["rewrite", str(path), "-o", str(out), "--project", PROJECT]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--pipeline-root", "gs://zt-root/p"])
+    assert info.value.code == 0
+    lines = {line.split("\t")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "DeployModel (wrapped in a CustomJob)" in lines["model-deploy"]
+    assert "\tserves as " in lines["model-deploy"]
+    assert "UploadModel (wrapped in a CustomJob)" in lines["model-upload"]
+    batch = tmp_path / "bp.yaml"
+    compiler.Compiler().compile(_batch_pipeline(), str(batch))
+    with pytest.raises(SystemExit) as info:
+        main(["rewrite", str(batch), "-o", str(out), "--project", PROJECT])
+    assert info.value.code == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("model-batch")]
+    assert "BatchPredictionJob (launched)\tjob runs as " in line
+    assert "[payload service_account]" in line
+
+
+def _batch_pipeline() -> Any:
+    @dsl.pipeline(name="bp")
+    def p() -> None:
+        batch_predict_job.ModelBatchPredictOp(
+            job_display_name="b",
+            gcs_source_uris=["gs://b/in"],
+            gcs_destination_output_uri_prefix="gs://b/out",
+        )
+
+    return p
+
+
+@pytest.mark.parametrize(
+    "display",
+    [
+        'x", "service_account": "',  # a second serving identity (a duplicate key)
+        'x", "y": {"service_account": ""}, "z": "',  # an identity where GCPC sets none
+        'x\\", "a": "',  # a backslash
+    ],
+)
+def test_values_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
+    tmp_path: Path, display: str
+) -> None:
+    @dsl.pipeline(name="deploy")
+    def p() -> None:
+        upload = model.ModelUploadOp(display_name="m", project=PROJECT, location="us-central1")
+        ep = endpoint.EndpointCreateOp(display_name="e", project=PROJECT, location="us-central1")
+        endpoint.ModelDeployOp(
+            model=upload.outputs["model"],
+            endpoint=ep.outputs["endpoint"],
+            dedicated_resources_machine_type=display,  # pasted between quotes by GCPC
+            dedicated_resources_min_replica_count=1,
+        )
+
+    spec = _compile(tmp_path, p, "deploy")
+    with pytest.raises(TemplateError, match="structure"):
+        rewrite_pipeline(spec, project=PROJECT)

@@ -337,6 +337,11 @@ def test_a_10000_node_parent_chain_loads() -> None:
             node["parent"] = chain[i - 1]
         data["nodes"].append(node)
     assert len(load_snapshot(data).nodes) >= 10_000
+    # large documents are validated by the compiled schema first; a problem is still named
+    bad = json.loads(json.dumps(data))
+    bad["nodes"][-1]["kind"] = "galaxy"
+    with pytest.raises(SnapshotError, match=r"\$\.nodes\[\d+\]\.kind"):
+        load_snapshot(bad)
     data["nodes"][-10_000]["parent"] = chain[-1]  # close the loop at the far end
     with pytest.raises(SnapshotError, match="cycle"):
         load_snapshot(data)
@@ -401,3 +406,13 @@ def test_check_cli_exits_2_on_hostile_input(
     err = capsys.readouterr().err
     assert info.value.code == 2, err
     assert err.startswith("zt-pipelines: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["excessThreshold = " + "9" * 41, "excessThreshold = inf", "excessThreshold = nan"],
+)
+def test_pyproject_numbers_are_bounded_like_json_and_yaml(tmp_path: Path, line: str) -> None:
+    text = f"[tool.zt-pipelines]\n{line}\n"
+    with pytest.raises(PolicyFileError, match=r"digits|finite"):
+        load_policy(write(tmp_path, "pyproject.toml", text))

@@ -213,3 +213,16 @@ def test_usage_cli(
     assert manifest["steps"]["ingest"]["needs"] == {
         "gs://zt-demo-raw-data": ["storage.objects.get"]
     }
+
+
+def test_the_emulator_refuses_a_filter_it_does_not_understand(emu: Emulator) -> None:
+    from google.api_core import exceptions
+    from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+    client = ClientFactory(emulator_credentials(AUDITOR))._gapic(LoggingServiceV2Client)
+    with pytest.raises(exceptions.InvalidArgument):
+        list(
+            client.list_log_entries(
+                request={"resource_names": [f"projects/{PROJECT}"], "filter": "severity>=ERROR"}
+            )
+        )

@@ -344,3 +344,75 @@ def test_verify_after_needs_a_synchronous_run(template: str, audit: AuditLog) ->
     with pytest.raises(InputError):
         job.run(service_account=PIPELINE_SA, sync=False, verify_after=True)
     assert audit.records() == []
+
+
+def test_a_succeeded_run_whose_task_details_hide_a_task_is_not_verified() -> None:
+    """Pure: task details that leave out a job task of a succeeded run never verify."""
+    import datetime
+
+    import yaml
+
+    from zt_pipelines.fingerprint import SPEC_LABELS, VERIFIED_LABEL, spec_sha256
+    from zt_pipelines.monitor.model import ObservedRun, ObservedTask
+    from zt_pipelines.monitor.runs import evaluate_run
+    from zt_pipelines.spec import rewrite_pipeline
+
+    out = Path(EXAMPLES.compile_pipeline("training", "/tmp/zt-monitor-hidden.yaml"))
+    docs = list(yaml.safe_load_all(out.read_text()))
+    spec = rewrite_pipeline(
+        docs[0],
+        platform_docs=tuple(docs[1:]),
+        project=PROJECT,
+        pipeline_service_account=PIPELINE_SA,
+    ).spec
+    digest = spec_sha256(spec)
+    run = ObservedRun(
+        name=f"projects/1/locations/{LOCATION}/pipelineJobs/j",
+        job_id="j",
+        project=PROJECT,
+        location=LOCATION,
+        state="PIPELINE_STATE_SUCCEEDED",
+        labels={SPEC_LABELS[0]: digest[:32], SPEC_LABELS[1]: digest[32:], VERIFIED_LABEL: "true"},
+        spec_sha256=digest,
+        service_account=PIPELINE_SA,
+        pipeline_spec=spec,
+        tasks=(ObservedTask("1", "", "SUCCEEDED"),),
+    )
+    approval = {
+        "action": "submit",
+        "outcome": "allowed",
+        "spec_sha256": digest,
+        "project": PROJECT,
+        "location": LOCATION,
+        "job_id": "j",
+        "identities": [{"role": "pipeline", "service_account": PIPELINE_SA}],
+    }
+    verdict = evaluate_run(
+        run,
+        [approval],
+        now=datetime.datetime.now(datetime.timezone.utc),
+        spec_labels=SPEC_LABELS,
+        verified_label=VERIFIED_LABEL,
+    )
+    assert not verdict.verified
+    assert {f.step for f in verdict.report.by_code("ZT611")} == {
+        "ingest",
+        "train",
+        "evaluate-and-upload",
+    }
+
+
+def test_decision_labels_that_are_not_the_approvals_are_caught(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from zt_pipelines.fingerprint import DECISION_LABELS
+
+    job = submit(template, audit)
+    record = audit.records()[-1]
+    assert record.get("decision_sha256")
+    stored = emu._world.served_jobs  # a label edit after submission (as a job update would)
+    [name] = [n for n in stored if n.endswith(job.job_id)]
+    stored[name]["labels"][DECISION_LABELS[0]] = "0" * 32
+    verdict = check(job.job_id, audit)
+    assert not verdict.verified
+    assert any("decision labels" in f.message for f in verdict.report.by_code("ZT603"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import zt_pipelines as zt
 
 
@@ -44,3 +46,46 @@ def test_every_lazy_name_is_public() -> None:
     import zt_pipelines as zt
 
     assert set(zt._LAZY) <= set(zt.__all__)
+
+
+def test_the_examples_ship_inside_the_package(tmp_path: Path) -> None:
+    """The notebook and the demo find the example world in an installed package: build the
+    wheel, unpack it away from the checkout, and load the examples from there."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("zt_pipelines-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(site)
+    assert {"zt_pipelines/examples/world.yaml", "zt_pipelines/examples/pipeline.py"} <= names
+    probe = (
+        "import zt_pipelines, zt_pipelines.demo as d;"
+        f"assert zt_pipelines.__file__.startswith({str(site)!r}), zt_pipelines.__file__;"
+        "w = zt_pipelines.load_snapshot(d.EXAMPLES_DIR / 'world.yaml');"
+        "print(len(w.nodes), d.load_examples().PIPELINE_SA)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "pipeline-sa@zt-demo" in run.stdout
+
+
+def test_the_notebook_does_not_look_for_a_checkout() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "notebooks" / "quickstart.ipynb").read_text()
+    assert "Path.cwd()" not in text and "EXAMPLES_DIR" in text

@@ -146,6 +146,14 @@ def test_needed_nodes_lists_the_resources_in_the_pipelines_project_and_location(
     steps = (_step("a", "warm-pool"), _step("b", None))
     needs = needed_nodes((), steps=steps, project="proj-alpha", location=LOCATION)
     assert needs.persistent_resources == (OPEN,)
+    # a custom-job step that pins its own region runs on a resource there
+    pinned = replace(_step("c", "warm-pool"), job_kind="CustomJob", job_location="europe-west4")
+    wrapped = replace(pinned, task="d", wrapped_launcher=True)  # its CustomJob: the pipeline's
+    names = needed_nodes((), steps=(pinned, wrapped), project="proj-alpha", location=LOCATION)
+    assert names.persistent_resources == (
+        OPEN.replace(LOCATION, "europe-west4"),
+        OPEN,
+    )
     assert needed_nodes((), steps=steps).persistent_resources == ()
 
 

@@ -36,6 +36,7 @@ from zt_pipelines.policy.snapshot import (
 )
 from zt_pipelines.provision import Grant, ProvisioningRefused, Want, build_plan
 from zt_pipelines.provision.apply import apply_plan
+from zt_pipelines.provision.render import render_table
 from zt_pipelines.resources import ResourceRef
 
 PROJECT = "zt-e2e-proj"
@@ -594,3 +595,59 @@ def test_apply_refuses_before_any_write_when_the_audit_log_cannot_be_written(
             planned, factory=factory, retry=no_wait_policy(), audit_log=blocker / "audit.jsonl"
         )
     assert emulator.writes() == []
+
+
+def test_escalation_need_is_held_back_the_rest_applied_and_the_exit_code_asks_for_review(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zt_pipelines.cli import main
+
+    needs = json.loads(json.dumps(FULL_NEEDS))
+    needs["steps"]["train"]["needs"][f"projects/{PROJECT}"] = ["iam.serviceAccounts.getAccessToken"]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(needs))
+    args = [str(template), "--project", PROJECT, "--pipeline-sa", PIPE_SA]
+    args += ["--pipeline-root", ROOT, "--manifest", str(manifest)]
+    with Emulator(empty_project(), enforce_iam=False) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("ZT_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+        for verb in (["plan"], ["apply", "--yes"]):
+            with pytest.raises(SystemExit) as info:
+                main([*verb, *args])
+            assert info.value.code == 3, verb
+        report = check(template, needs, emu.state)
+    # everything else is granted; the held-back permission is the only thing missing
+    assert {(f.code, f.permission) for f in report.errors} == {
+        ("ZT200", "iam.serviceAccounts.getAccessToken")
+    }
+
+
+def test_a_grant_through_a_group_of_known_membership_is_not_duplicated(
+    emulator: Emulator, factory: ClientFactory, template: Path
+) -> None:
+    state = emulator.state
+    raw = "//storage.googleapis.com/zt-e2e-raw"
+    node = state.nodes[raw]
+    assert node.policy is not None
+    team = "group:readers@example.com"
+    grouped = dataclasses.replace(
+        node,
+        policy=AllowPolicy((*node.policy.bindings, Binding("roles/storage.objectViewer", (team,)))),
+    )
+    known = dataclasses.replace(
+        state,
+        nodes={**state.nodes, raw: grouped},
+        groups={"readers@example.com": (f"serviceAccount:{PREP_SA}",)},
+    )
+    planned = make_plan(template, FULL_NEEDS, known)
+    prep_raw = [g for g in planned.grants if g.resource == raw and PREP_SA in g.member]
+    assert prep_raw == []  # objects.get/list on gs://zt-e2e-raw come from the group already
+    assert [(g.member, g.role) for g in planned.via_groups if g.resource == raw] == [
+        (team, "roles/storage.objectViewer")
+    ]
+    assert "Already granted through groups" in render_table(planned)
+    # unknown membership proves nothing: the direct grant is planned
+    unknown = dataclasses.replace(known, groups={})
+    again = make_plan(template, FULL_NEEDS, unknown)
+    assert [g for g in again.grants if g.resource == raw and PREP_SA in g.member]
+    assert again.via_groups == ()

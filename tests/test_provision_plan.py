@@ -23,7 +23,6 @@ from zt_pipelines.policy.snapshot import (
     Unreadable,
 )
 from zt_pipelines.provision import (
-    ProvisioningRefused,
     UnsupportedResourceError,
     Want,
     build_plan,
@@ -177,11 +176,31 @@ def test_no_grant_on_an_undeclared_resource_and_no_basic_roles() -> None:
         "resourcemanager.projects.setIamPolicy",
     ],
 )
-def test_escalation_capable_needs_are_refused(perm: str) -> None:
-    bad = result(step("train", TRAIN_SA, need("projects/zt-demo-proj", perm)))
-    with pytest.raises(ProvisioningRefused, match=perm.replace(".", r"\.")) as info:
-        make_plan(bad)
-    assert info.value.exit_code == 1 and "train" in str(info.value)
+def test_escalation_capable_needs_are_held_back_and_the_rest_is_planned(perm: str) -> None:
+    bad = result(
+        step(
+            "train",
+            TRAIN_SA,
+            need("projects/zt-demo-proj", perm),
+            need("gs://raw-data", "storage.objects.get"),
+        )
+    )
+    planned = make_plan(bad)
+    assert planned.needs_review
+    (held,) = planned.held_back
+    assert (held.permission, held.step, held.member) == (
+        perm,
+        "train",
+        f"serviceAccount:{TRAIN_SA}",
+    )
+    assert held.reason and held.uri == "projects/zt-demo-proj"
+    # never provisioned, and the rest of the plan goes ahead
+    mine = [g for g in planned.grants if g.member == f"serviceAccount:{TRAIN_SA}"]
+    assert all(perm not in g.permissions for g in mine)
+    assert any("storage.objects.get" in g.permissions and g.uri == "gs://raw-data" for g in mine)
+    table = render_table(planned)
+    assert "Held back for review" in table and perm in table and "exit code 3" in table
+    assert json.loads(render_json(planned))["held_back"][0]["permission"] == perm
 
 
 def test_unsupported_resource_is_a_typed_error() -> None:
@@ -412,7 +431,18 @@ def test_custom_role_ids_are_valid_and_order_independent() -> None:
 def test_table_lists_changes_and_marks_extras() -> None:
     text = render_table(make_plan())
     assert "+ " + TRAIN_SA in text
-    assert "Plan: 3 account(s) to create" in text
+    assert "Plan: 3 accounts to create" in text and "(s)" not in text
+    # the excess column is filled in custom mode too: exactly the needs, 0 beyond
+    header = next(line for line in text.splitlines() if line.strip().startswith("step"))
+    assert header.rstrip().endswith("excess")
+    rows = [
+        line for line in text.splitlines() if line.startswith("  + ") and "serviceAccount:" in line
+    ]
+    assert rows and all(line.rstrip().endswith(" 0") for line in rows)
+    one = render_table(
+        make_plan(result(step("train", TRAIN_SA, need("gs://raw-data", "storage.objects.get"))))
+    )
+    assert "1 binding to add" in one or "bindings to add" in one
 
 
 def test_prefix_condition_escapes_quotes() -> None:
@@ -564,3 +594,23 @@ def test_parameters_or_manifest_with_an_already_rewritten_pipeline_are_refused()
         make_plan(parameter_values={"sa": TRAIN_SA})
     with pytest.raises(InputError, match="already rewritten"):
         make_plan(manifest={"steps": {}})
+
+
+def test_a_pipeline_sa_is_derived_per_pipeline_when_none_is_given() -> None:
+    first = plan(PIPELINE, project=PROJECT)
+    other = plan(
+        RewriteResult(spec={"defaultPipelineRoot": ROOT}, pipeline_name="other", steps=()),
+        project=PROJECT,
+    )
+    again = plan(PIPELINE, project=PROJECT)
+    assert first.pipeline_service_account == again.pipeline_service_account  # stable
+    assert first.pipeline_service_account != other.pipeline_service_account  # never shared
+    assert first.pipeline_service_account.endswith(f"@{PROJECT}.iam.gserviceaccount.com")
+    account = next(a for a in first.accounts if a.email == first.pipeline_service_account)
+    assert account.steps == ("(pipeline)",) and account.state == "create"
+    # it is the one launching the steps: actAs on each step SA
+    assert any(
+        g.member == f"serviceAccount:{first.pipeline_service_account}"
+        and g.permissions == ("iam.serviceAccounts.actAs",)
+        for g in first.grants
+    )

@@ -43,7 +43,8 @@ from typing import Any, TextIO
 
 from zt_pipelines.errors import InputError, ZeroTrustViolation
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+# the examples ship inside the package (zt_pipelines/examples links to the checkout's examples/)
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 
 @dataclass
@@ -103,7 +104,7 @@ def load_examples(examples_dir: Path = EXAMPLES_DIR) -> ModuleType:
         raise InputError(
             "the example pipeline and world are missing",
             where=str(examples_dir),
-            fix="run the demo from a source checkout (make demo) or pass --examples DIR",
+            fix="reinstall zt-pipelines (the examples ship inside it) or pass --examples DIR",
         )
     return _import(path, "zt_examples_pipeline")
 
@@ -183,7 +184,7 @@ def run_demo(
         raise InputError(
             "the GCPC example pipeline is missing",
             where=str(examples_dir),
-            fix="run the demo from a source checkout (make demo) or pass --examples DIR",
+            fix="reinstall zt-pipelines (the examples ship inside it) or pass --examples DIR",
         )
     gcpc = _import(examples_dir / "gcpc_pipeline.py", "zt_examples_gcpc_pipeline")
     with tempfile.TemporaryDirectory(prefix="zt-demo-") as tmp:

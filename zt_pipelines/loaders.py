@@ -284,7 +284,8 @@ def parse_json(text: str, *, where: str, kind: str, error: type[InputError]) -> 
 
 
 def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputError]) -> None:
-    """Refuse data nested deeper than the kind's limit or holding more values than it allows.
+    """Refuse data nested deeper than the kind's limit, holding more values than it allows,
+    integers beyond the digit limit or non-finite floats (TOML and Python-built data).
 
     Works without recursion, so it is safe on any input (also dicts built in Python).
     """
@@ -301,6 +302,10 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
         elif isinstance(node, list):
             children = node
         else:
+            if type(node) is int and node.bit_length() > limits.max_int_digits * 3.33:
+                _fail(error, f"an integer longer than {limits.max_int_digits} digits", where)
+            if type(node) is float and not math.isfinite(node):
+                _fail(error, f"{node!r} is not a finite number", where)
             continue
         if depth > limits.max_depth:
             _fail(error, f"nested deeper than {limits.max_depth} levels", where)

@@ -206,7 +206,7 @@ def monitor_command(
     """List every pipeline job and schedule, flag those not submitted through zt-pipelines
     (ZT640/ZT641), verify finished runs not yet verified (verify-run) and check active
     schedules for drift. Exit 1 when anything is flagged (or a read failed), 0 otherwise;
-    with --watch, repeat until interrupted (exit code of the last pass)."""
+    with --watch, repeat every INTERVAL until interrupted."""
     import json
     import sys
     import time

@@ -22,6 +22,7 @@ from zt_pipelines.cli.options import (
     snapshot_option,
 )
 from zt_pipelines.errors import InputError
+from zt_pipelines.provision.model import REVIEW_EXIT_CODE
 
 
 def _options(fn: Any) -> Any:
@@ -29,7 +30,11 @@ def _options(fn: Any) -> Any:
     decorators = [
         click.argument("template"),
         project_option(),
-        pipeline_sa_option(),
+        pipeline_sa_option(
+            required=False,
+            help="The pipeline service account (it launches the steps); default: one derived "
+            "from the pipeline's name, created by apply.",
+        ),
         location_option(),
         click.option("--pipeline-root", help="gs:// root for artifacts (default: template's)."),
         click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations."),
@@ -101,7 +106,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     show_default=True,
 )
 @output_option(help="Write the plan here instead of printing it.")
-def plan_command(fmt: str, output: Path | None, **opts: Any) -> None:
+def plan_command(fmt: str, output: Path | None, **opts: Any) -> int:
     """Show the service accounts, roles and bindings TEMPLATE needs, as a diff."""
     from zt_pipelines.provision import render
 
@@ -118,6 +123,7 @@ def plan_command(fmt: str, output: Path | None, **opts: Any) -> None:
         write_output(output, text.rstrip("\n") + "\n")
     else:
         click.echo(text.rstrip("\n"))
+    return REVIEW_EXIT_CODE if result.needs_review else 0
 
 
 @click.command("apply")
@@ -126,19 +132,21 @@ def plan_command(fmt: str, output: Path | None, **opts: Any) -> None:
 @click.option(
     "--audit-log", type=click.Path(path_type=Path), help="Append an audit record to this file."
 )
-def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> None:
+def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
     """Create the service accounts and roles TEMPLATE needs and write its bindings."""
     from zt_pipelines.provision.apply import apply_plan
     from zt_pipelines.provision.render import render_table
 
     result = _make_plan(opts)
     click.echo(render_table(result))
+    review = REVIEW_EXIT_CODE if result.needs_review else 0
     if result.is_noop:
-        return
+        return review
     if not yes:
         click.confirm("Apply these changes?", abort=True)
     outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
     click.echo(str(outcome))
+    return review
 
 
 commands = {"plan": plan_command, "apply": apply_command}

@@ -185,6 +185,10 @@ class AuditLogStore:
         return found
 
 
+class FilterError(ValueError):
+    """A Logging filter the emulator does not understand (answered with INVALID_ARGUMENT)."""
+
+
 _TERM = re.compile(
     r"^\s*(logName|protoPayload\.authenticationInfo\.principalEmail|timestamp)\s*"
     r'(>=|<=|=|>|<)\s*(\(.*\)|"[^"]*")\s*$'
@@ -195,19 +199,18 @@ def parse_filter(text: str) -> Callable[[StoredEntry], bool]:
     """A predicate for the supported subset of the Logging query language.
 
     Raises:
-        EmulatorError: INVALID_ARGUMENT for anything else (never silently ignored).
+        FilterError: anything else (never silently ignored; INVALID_ARGUMENT on the wire).
     """
-    from zt_pipelines.emulator.world import EmulatorError  # world imports this module
 
     checks: list[Callable[[StoredEntry], bool]] = []
     for part in _split_and(text):
         match = _TERM.match(part)
         if match is None:
-            raise EmulatorError("INVALID_ARGUMENT", f"unsupported filter term {part!r}")
+            raise FilterError(f"unsupported filter term {part!r}")
         field, op, raw = match.groups()
         values = [v for v in re.findall(r'"([^"]*)"', raw)]
         if raw.startswith("(") and not re.fullmatch(r'\(\s*"[^"]*"(\s+OR\s+"[^"]*")*\s*\)', raw):
-            raise EmulatorError("INVALID_ARGUMENT", f"unsupported value group {raw!r}")
+            raise FilterError(f"unsupported value group {raw!r}")
         checks.append(_check(field, op, values))
     return lambda stored: all(check(stored) for check in checks)
 
@@ -236,11 +239,9 @@ def _split_and(text: str) -> list[str]:
 
 def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bool]:
 
-    from zt_pipelines.emulator.world import EmulatorError  # world imports this module
-
     if field == "timestamp":
         if len(values) != 1:
-            raise EmulatorError("INVALID_ARGUMENT", "timestamp takes one value")
+            raise FilterError("timestamp takes one value")
         bound = _time(values[0])
         ops: dict[str, Callable[[datetime.datetime], bool]] = {
             ">=": lambda t: t >= bound,
@@ -252,7 +253,7 @@ def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bo
         compare = ops[op]
         return lambda s: compare(s.timestamp)
     if op != "=":
-        raise EmulatorError("INVALID_ARGUMENT", f"{field} supports = only")
+        raise FilterError(f"{field} supports = only")
     allowed = set(values)
     if field == "logName":
         return lambda s: s.log_name in allowed
@@ -261,12 +262,10 @@ def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bo
 
 def _time(text: str) -> datetime.datetime:
 
-    from zt_pipelines.emulator.world import EmulatorError  # world imports this module
-
     try:
         value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise EmulatorError("INVALID_ARGUMENT", f"bad timestamp {text!r}") from exc
+        raise FilterError(f"bad timestamp {text!r}") from exc
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.cloud.logging_v2.types import logging as logging_types
 
-from zt_pipelines.emulator.audit_logs import DATA_ACCESS, parse_filter
+from zt_pipelines.emulator.audit_logs import DATA_ACCESS, FilterError, parse_filter
 from zt_pipelines.emulator.routing import GrpcMethod
 from zt_pipelines.emulator.world import EmulatorError, World, page
 from zt_pipelines.resources import CRM
@@ -27,7 +27,10 @@ def list_log_entries(world: World, request: Any, caller: str | None) -> Any:
         raise EmulatorError("INVALID_ARGUMENT", "resource_names is required")
     if request.order_by and request.order_by.replace(" ", "") not in ("timestampasc", "timestamp"):
         raise EmulatorError("INVALID_ARGUMENT", f"order_by {request.order_by!r} is not supported")
-    keep = parse_filter(request.filter) if request.filter.strip() else (lambda _s: True)
+    try:
+        keep = parse_filter(request.filter) if request.filter.strip() else (lambda _s: True)
+    except FilterError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", str(exc)) from exc
     found: list[Any] = []
     for name in request.resource_names:
         kind, _, ref = name.partition("/")

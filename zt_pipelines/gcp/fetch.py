@@ -11,6 +11,10 @@ hierarchy shape and predefined roles are known up front, so everything is asked 
 first wave; the fresh parents that come back are still what the snapshot records (the cached
 shape only decides what to prefetch).
 
+This module fetches; it does not decide. Every answer (or failure) is recorded as it came back
+in :class:`~zt_pipelines.policy.assembly.Reads`, and the pure
+:func:`~zt_pipelines.policy.assembly.assemble` decides what the answers mean.
+
 Fail closed: a read that fails after retries becomes ``Snapshot.unreadable`` — never an empty
 policy, never a missing node that looks like "no grants".
 """
@@ -20,20 +24,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp.cache import DiskCache
-from zt_pipelines.gcp.interface import Adapters, KeyHit, PolicySearchHit
+from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.policy.assembly import (
+    Reads,
+    assemble,
+    dump_name,
+    project_dumps_failed,
+    project_of_name,
+    sa_project,
+)
 from zt_pipelines.policy.snapshot import (
-    ASSET_TYPES,
     AllowPolicy,
-    DenyPolicy,
     Node,
-    NodeKind,
-    Role,
-    ServiceAccount,
     Snapshot,
     Unreadable,
 )
@@ -46,33 +53,6 @@ _MAX_SEARCH_SPLITS = 3
 #: principals per Cloud Asset query by default: all of a pipeline's in one (split if refused)
 DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
-
-_ASSET_KINDS: dict[str, NodeKind] = {t: kind for kind, t in ASSET_TYPES.items()}
-
-
-@dataclass
-class _State:
-    """Everything read so far (guarded by ``FetchPlan._lock``)."""
-
-    nodes: dict[str, Node] = field(default_factory=dict)
-    policies: dict[str, AllowPolicy] = field(default_factory=dict)
-    roles: dict[str, Role] = field(default_factory=dict)
-    deny: dict[str, DenyPolicy] = field(default_factory=dict)
-    accounts: dict[str, ServiceAccount] = field(default_factory=dict)
-    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    listed_projects: set[str] = field(default_factory=set)
-    numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
-    hits: list[PolicySearchHit] = field(default_factory=list)
-    searched: dict[str, set[str]] = field(default_factory=dict)  # principal -> roots searched
-    roots: set[str] = field(default_factory=set)  # fresh hierarchy roots (org or project)
-    unreadable: list[Unreadable] = field(default_factory=list)
-    failed_keys: set[tuple[str, ...]] = field(default_factory=set)
-    pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
-    # inventory strategy: per-project policy dumps and key searches
-    dump_hits: list[PolicySearchHit] = field(default_factory=list)
-    dumped: set[str] = field(default_factory=set)  # project ids whose dump succeeded
-    key_hits: list[KeyHit] = field(default_factory=list)
-    keys_searched: set[str] = field(default_factory=set)  # roots whose key search succeeded
 
 
 class FetchPlan:
@@ -117,7 +97,7 @@ class FetchPlan:
         self._done = 0
         self._pool: ThreadPoolExecutor | None = None
         self._held: list[tuple[tuple[str, ...], Callable[[], None]]] | None = None
-        self.s = _State()
+        self.s = Reads()
         self.principals: list[str] = []
         self.declared: list[str] = []
         self.calls: dict[str, int] = {}
@@ -186,11 +166,11 @@ class FetchPlan:
         names = sorted(set(resources))
         self.declared = names
         for email in emails:
-            project = _sa_project(email)
+            project = sa_project(email)
             if project:
                 project_ids.add(project)
         for name in names:
-            project = _project_of_name(name)
+            project = project_of_name(name)
             if project:
                 project_ids.add(project)
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
@@ -213,7 +193,13 @@ class FetchPlan:
                 if not self._follow_ups():
                     break
             self._pool = None
-        return self._assemble(names)
+        return assemble(
+            self.s,
+            names,
+            declared=self.declared,
+            principals=self.principals,
+            inventory=self.inventory,
+        )
 
     # -- hierarchy -------------------------------------------------------------------------------
 
@@ -469,7 +455,7 @@ class FetchPlan:
     # -- service accounts ------------------------------------------------------------------------
 
     def _account(self, email: str) -> None:
-        project = _sa_project(email)
+        project = sa_project(email)
         name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
         if project:
 
@@ -570,7 +556,7 @@ class FetchPlan:
     def _inventory_gaps(self) -> None:
         """Declared things the dumps did not settle: read them directly (fail-safe)."""
         with self._lock:
-            found = {_dump_name(h, self.s) for h in self.s.dump_hits}
+            found = {dump_name(h, self.s) for h in self.s.dump_hits}
             dumped = set(self.s.dumped)
             failed = project_dumps_failed(self.s)
         for failed_project in failed:  # the project's own policy was to come from its dump
@@ -582,205 +568,18 @@ class FetchPlan:
         for name in self.declared:
             if name in found or name.startswith(CRM):
                 continue
-            owner = _project_of_name(name)
+            owner = project_of_name(name)
             if owner is not None and owner in dumped:
                 continue  # its project's dump succeeded: no policy is set on it
             self._resource(name)  # buckets (project unknown) and undumped projects
         for email in self.principals:
-            project = _sa_project(email)
+            project = sa_project(email)
             sa_name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
             if sa_name in found or (project is not None and project in dumped):
                 continue
             self._account_reads(email, sa_name, project)
 
     # -- assembly ----------------------------------------------------------------------------
-
-    def _assemble_inventory(self) -> None:
-        """Turn dump hits into policies and nodes, key hits into key lists."""
-        s = self.s
-        for hit in s.dump_hits:
-            name = _dump_name(hit, s)
-            if name in s.policies:
-                continue  # a direct read (fallback) wins
-            s.policies[name] = hit.policy
-            if name not in s.nodes:
-                kind = _ASSET_KINDS.get(hit.asset_type, _kind_of(name))
-                parent = _parent_guess(name)
-                number = hit.project.removeprefix("projects/")
-                if kind not in ("project", "table") and number in s.numbers:
-                    parent = CRM + "projects/" + s.numbers[number]
-                if kind == "serviceAccount":
-                    owner = name.split("/")[4]
-                    parent = CRM + "projects/" + owner if owner != "-" else None
-                if kind != "project":
-                    s.nodes[name] = Node(name, kind, parent=parent)
-        # declared things a successful dump did not return carry no policy at all
-        for wanted in [*self.declared, *self.principals]:
-            project: str | None = None
-            if "@" in wanted and not wanted.startswith("//"):
-                project = _sa_project(wanted)
-                name = f"{IAM}projects/{project or '-'}/serviceAccounts/{wanted}"
-            else:
-                name, project = wanted, _project_of_name(wanted)
-            if name in s.policies or project is None or project not in s.dumped:
-                continue
-            if name.startswith(CRM):
-                continue
-            s.policies[name] = AllowPolicy()
-            s.nodes.setdefault(name, Node(name, _kind_of(name), parent=_parent_guess(name)))
-            if name.startswith(IAM):
-                s.nodes[name] = Node(name, "serviceAccount", parent=CRM + "projects/" + project)
-        for project in s.dumped:  # a project without bindings is not in its own dump
-            s.policies.setdefault(CRM + "projects/" + project, AllowPolicy())
-        for project in project_dumps_failed(s):
-            if CRM + "projects/" + project not in s.policies:
-                s.unreadable.append(
-                    Unreadable(CRM + "projects/" + project, "getIamPolicy", "dump failed")
-                )
-        keys: dict[str, list[str]] = {}
-        uid = {sa.unique_id: e for e, sa in s.accounts.items() if sa.unique_id}
-        for key in s.key_hits:
-            if key.key_type == "SYSTEM_MANAGED":
-                continue
-            email = key.account if "@" in key.account else uid.get(key.account, key.account)
-            keys.setdefault(email, []).append(key.name)
-        declared_accounts = [
-            n.rsplit("/", 1)[1].lower()
-            for n in self.declared
-            if n.startswith(IAM) and "/serviceAccounts/" in n
-        ]
-        for email in {*self.principals, *declared_accounts}:
-            if email in s.keys:
-                continue  # read directly (fallback)
-            root = self._root_of(_sa_project(email))
-            if root is not None and root in s.keys_searched:
-                s.keys[email] = tuple(sorted(keys.get(email, ())))
-
-    def _root_of(self, project: str | None) -> str | None:
-        """The fresh root above ``project`` (following parents read in this fetch)."""
-        if project is None:
-            return None
-        name: str | None = CRM + "projects/" + project
-        seen: set[str] = set()
-        while name is not None and name not in seen:
-            seen.add(name)
-            node = self.s.nodes.get(name)
-            if node is None:
-                return None
-            if node.parent is None:
-                return name if name in self.s.roots else None
-            if node.parent.startswith(CRM + "organizations/"):
-                return node.parent if node.parent in self.s.roots else None
-            name = node.parent
-        return None
-
-    def _assemble(self, names: list[str]) -> Snapshot:
-        s = self.s
-        if self.inventory:
-            self._assemble_inventory()
-        nodes = dict(s.nodes)
-        unreadable = list(s.unreadable)
-        for name, policy in s.policies.items():
-            node = nodes.get(name) or Node(name, _kind_of(name), parent=_parent_guess(name))
-            nodes[name] = replace(node, policy=policy)
-        for bucket, number in s.pending_buckets.items():  # project never resolved
-            unreadable.append(
-                Unreadable(STORAGE + bucket, "getAncestry", f"project number {number} unresolved")
-            )
-        # search hits: filtered bindings on nodes we did not read directly
-        failed = {u.target for u in unreadable}
-        for hit in s.hits:
-            # Cloud Asset names projects by number and accounts by unique id: use our keys
-            name = _dump_name(hit, s)
-            # a direct read is authoritative; when it failed, the index must not stand in for it
-            if name in s.policies or name in failed:
-                continue
-            existing = nodes.get(name)
-            merged = _merge(existing.policy if existing else None, hit.policy)
-            if existing is not None:
-                nodes[name] = replace(existing, policy=merged)
-                continue
-            kind = _ASSET_KINDS.get(hit.asset_type, "other")
-            parent = None
-            number = hit.project.removeprefix("projects/")
-            if number in s.numbers and kind != "project":
-                parent = CRM + "projects/" + s.numbers[number]
-            nodes[name] = Node(name, kind, parent, merged)
-        accounts: dict[str, ServiceAccount] = {}
-        for email, sa in s.accounts.items():
-            if email in self.principals or any(
-                n.endswith("/serviceAccounts/" + email) for n in names
-            ):
-                accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()))
-        for email in self.principals:  # a failed listing: the account is unknown, not absent
-            project = _sa_project(email)
-            if project and ("serviceAccounts.list", project) in s.failed_keys:
-                unreadable.append(
-                    Unreadable(
-                        f"{IAM}projects/{project}/serviceAccounts/{email}",
-                        "serviceAccounts.get",
-                        f"listing the service accounts of {project} failed",
-                    )
-                )
-        missing_keys = [e for e in accounts if e not in s.keys]
-        unreadable = [u for u in unreadable if not _absent_account_noise(u, s, accounts)]
-        for email in missing_keys:
-            if not any(u.target.endswith("/serviceAccounts/" + email) for u in unreadable):
-                unreadable.append(
-                    Unreadable(IAM + f"serviceAccounts/{email}", "serviceAccountKeys.list", "")
-                )
-        complete = frozenset(
-            f"serviceAccount:{email}"
-            for email, roots in s.searched.items()
-            if s.roots and s.roots <= roots
-        )
-        return Snapshot(
-            nodes=nodes,
-            roles=dict(s.roles),
-            deny_policies=tuple(s.deny[k] for k in sorted(s.deny)),
-            service_accounts=accounts,
-            unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
-            complete_bindings_for=complete,
-        )
-
-
-def _dump_name(hit: PolicySearchHit, s: _State) -> str:
-    """The snapshot key of a dumped resource (Cloud Asset names projects and accounts by
-    number / unique id; the snapshot by id / email)."""
-    name = hit.resource
-    if name.startswith(CRM + "projects/"):
-        ref = name.rsplit("/", 1)[1]
-        return CRM + "projects/" + s.numbers.get(ref, ref)
-    if name.startswith(IAM) and "/serviceAccounts/" in name:
-        head, _, account = name.rpartition("/")
-        if "@" not in account:
-            for sa in s.accounts.values():
-                if sa.unique_id and sa.unique_id == account:
-                    return f"{head}/{sa.email}"
-        return f"{head}/{account.lower()}"
-    return name
-
-
-def _absent_account_noise(u: Unreadable, s: _State, accounts: dict[str, ServiceAccount]) -> bool:
-    """A NOT_FOUND on a service account that a successful listing proved does not exist."""
-    if "/serviceAccounts/" not in u.target or not u.reason.startswith("NOT_FOUND"):
-        return False
-    email = u.target.rsplit("/", 1)[1].lower()
-    return email not in accounts and _sa_project(email) in s.listed_projects
-
-
-def project_dumps_failed(s: _State) -> list[str]:
-    """Projects whose inventory dump failed (their policies are unreadable unless read)."""
-    return sorted(k[1] for k in s.failed_keys if k[0] == "searchAllIamPolicies(dump)")
-
-
-def _merge(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPolicy:
-    if existing is None:
-        return extra
-    seen = set(existing.bindings)
-    return replace(
-        existing, bindings=existing.bindings + tuple(b for b in extra.bindings if b not in seen)
-    )
 
 
 def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
@@ -798,47 +597,3 @@ def _raise_unsupported(name: str) -> None:
 
 def _raise_unknown_parent(name: str) -> None:
     raise ApiError(f"unknown kind of parent {name}", where=name, code="UNIMPLEMENTED")
-
-
-def _sa_project(email: str) -> str | None:
-    domain = email.partition("@")[2]
-    if domain.endswith(".iam.gserviceaccount.com"):
-        return domain.removesuffix(".iam.gserviceaccount.com").rsplit(".", 1)[-1]
-    return None
-
-
-def _project_of_name(name: str) -> str | None:
-    if name.startswith(BIGQUERY + "projects/"):
-        return name.removeprefix(BIGQUERY).split("/")[1]
-    if name.startswith(CRM + "projects/"):
-        return name.removeprefix(CRM).split("/")[1]
-    if name.startswith(IAM) and "/serviceAccounts/" in name:
-        return _sa_project(name.rsplit("/", 1)[1])
-    return None
-
-
-def _kind_of(name: str) -> NodeKind:
-    if name.startswith(STORAGE):
-        return "bucket"
-    if name.startswith(IAM):
-        return "serviceAccount"
-    if name.startswith(BIGQUERY):
-        return "table" if "/tables/" in name else "dataset"
-    short = name.removeprefix(CRM)
-    if short.startswith("projects/"):
-        return "project"
-    if short.startswith("folders/"):
-        return "folder"
-    if short.startswith("organizations/"):
-        return "organization"
-    return "other"
-
-
-def _parent_guess(name: str) -> str | None:
-    """Parents we know from the name alone (datasets, tables); otherwise unknown."""
-    if name.startswith(BIGQUERY):
-        parts = name.removeprefix(BIGQUERY).split("/")
-        if len(parts) == 6:
-            return BIGQUERY + "/".join(parts[:4])
-        return CRM + "projects/" + parts[1]
-    return None

@@ -102,6 +102,7 @@ def evaluate_run(
     spec_labels: tuple[str, str],
     verified_label: str,
     chain_problem: str = "",
+    decision_labels: tuple[str, str] | None = None,
 ) -> RunVerdict:
     """Compare ``run`` with its approval among ``records``; never "verified" on doubt."""
     findings: list[Finding] = []
@@ -154,6 +155,19 @@ def evaluate_run(
         if approval is None:
             add(Finding("ZT602", _E, f"no approval for this run: {why}", resource=run.name))
     if approval is not None:
+        decided = str(approval.get("decision_sha256") or "")
+        carried = label_sha256(run.labels, decision_labels) if decision_labels else ""
+        if decided and decision_labels and carried != decided:
+            add(
+                Finding(
+                    "ZT603",
+                    _E,
+                    f"the job's decision labels ({carried[:16] or 'none'}…) are not the "
+                    f"approval's decision ({decided[:16]}…): the request that ran is not the "
+                    "one approved",
+                    resource=run.name,
+                )
+            )
         findings.extend(_compare(run, approval, notes, spec_ok=run.spec_sha256 == labelled))
     if run.name and not run.finished:
         add(
@@ -256,14 +270,32 @@ def _compare(
             continue
         checked += 1
         out.extend(_check_task(run, task, exp, pinned_warned))
+    if spec_ok and run.state == "PIPELINE_STATE_SUCCEEDED":
+        # a run that succeeded ran every job task outside a condition: one missing from the
+        # task details is a job nobody can say anything about (fail closed)
+        seen = {t.path for t in run.tasks} | {t.path.rsplit("/", 1)[-1] for t in run.tasks}
+        for path, exp in sorted(expected.items()):
+            conditional = any(p.startswith("condition") for p in path.split("/")[:-1])
+            if exp.kind in ("custom_job", "container") and not conditional and path not in seen:
+                out.append(
+                    Finding(
+                        "ZT611",
+                        _E,
+                        f"the run succeeded but its task details do not show task {path!r}: "
+                        "what it ran as is unknown",
+                        step=path,
+                        resource=run.name,
+                    )
+                )
     if spec_ok:
         notes.append(
             f"{checked} task(s) that ran were compared with the approved spec "
             f"(approval seq {approval.get('seq', '?')}, {approval.get('time', '?')})"
         )
     notes.append(
-        "the approval record does not hold the parameter values: a parameter that changes "
-        "only a step's command line (not its identity, image, network or key) is not compared"
+        "the run's parameter values are not re-hashed against the approval's decision: a "
+        "parameter that changes only a step's command line (not its identity, image, network "
+        "or key) is not compared"
     )
     return out
 

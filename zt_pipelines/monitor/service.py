@@ -34,6 +34,12 @@ def _labels() -> tuple[tuple[str, str], str]:
     return (SPEC_LABELS[0], SPEC_LABELS[1]), VERIFIED_LABEL
 
 
+def _decision_labels() -> tuple[str, str]:
+    from zt_pipelines.fingerprint import DECISION_LABELS
+
+    return DECISION_LABELS[0], DECISION_LABELS[1]
+
+
 def open_audit_log(audit_log: str | os.PathLike[str] | AuditLog | None, clock: Any) -> AuditLog:
     """The audit log to read approvals from and append results to."""
     if isinstance(audit_log, AuditLog):
@@ -98,6 +104,7 @@ def verify_run(
         spec_labels=spec_labels,
         verified_label=verified_label,
         chain_problem=chain_problem,
+        decision_labels=_decision_labels(),
     )
     if record:
         log.append(post_run_decision(verdict, submitter=_who(factory)))
@@ -376,7 +383,13 @@ def usage(
     windows: list[StepWindow] = []
     identities: set[str] = set()
     approvals = [
-        r for r in records if approving(r) and r.get("project") == project and r.get("job_id")
+        r
+        for r in records
+        if approving(r)
+        and r.get("project") == project
+        and r.get("job_id")
+        # a schedule's id is not a run: its runs are not enumerated here (docs/monitoring.md)
+        and not str(r.get("action", "")).endswith("schedule")
     ]
     for approval in approvals:
         _pipeline_sa, steps, _has_needs = approved_identities(approval)

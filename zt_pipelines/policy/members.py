@@ -45,7 +45,6 @@ _POOL = re.compile(
     r"(locations/global/workforcePools/[^/]+|projects/[^/]+/locations/global/workloadIdentityPools/[^/]+)"
     r"/(.+)$"
 )
-_FEDERATED = _POOL
 #: GKE Workload Identity: ``serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]`` is a Kubernetes
 #: service account, a federated identity; never a Google service account
 _GKE_KSA = re.compile(r"^serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[^\]/\s]+\]$")
@@ -240,7 +239,7 @@ class MemberResolver:
             return self._sa_set(deny_principal, principal)
         if deny_principal == principal:
             return MemberMatch(Match.YES, "named directly")
-        if _FEDERATED.match(deny_principal):
+        if _POOL.match(deny_principal):
             if deny_principal.startswith("principalSet://"):
                 return self._principal_set(deny_principal, principal)
             return _NO  # one federated identity, and not ``principal`` (checked above)

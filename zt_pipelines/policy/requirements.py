@@ -140,11 +140,16 @@ def step_principal(step: StepIdentity, pipeline_service_account: str) -> str:
 def persistent_resource_name(step: StepIdentity, project: str, location: str) -> str | None:
     """``projects/P/locations/L/persistentResources/ID`` a step's CustomJob runs on, or ``None``.
 
-    A persistent resource is always in the job's own project and location.
+    A persistent resource is always in the job's own project and location: the pipeline's,
+    or the ones an existing custom-job step pins (a wrapped launcher's CustomJob runs in the
+    pipeline's; its ``job_project`` is where its inner API call goes).
     """
     resource_id = step.job.persistent_resource_id
     if not resource_id:
         return None
+    if not step.wrapped_launcher:  # an existing CustomJob launcher may pin its own place
+        project = step.job_project or project
+        location = step.job_location or location
     return f"projects/{project}/locations/{location}/persistentResources/{resource_id}"
 
 

@@ -84,7 +84,7 @@ def plan(
     template: str | PathLike[str] | dict[str, Any] | RewriteResult,
     *,
     project: str,
-    pipeline_service_account: str,
+    pipeline_service_account: str | None = None,
     location: str = "us-central1",
     pipeline_root: str | None = None,
     parameter_values: Mapping[str, Any] | None = None,
@@ -102,7 +102,9 @@ def plan(
         template: a compiled pipeline (path or IR dict), or an already rewritten
             :class:`~zt_pipelines.model.RewriteResult`.
         project: the project the pipeline runs in (custom roles are created here).
-        pipeline_service_account: the pipeline identity (it launches the steps).
+        pipeline_service_account: the pipeline identity (it launches the steps). ``None``:
+            a dedicated one is derived from the pipeline's name (``zt-NAME-pipeline-HASH``,
+            created by ``apply``), so two pipelines never share a pipeline identity.
         location: the Vertex region.
         pipeline_root: ``gs://`` root for artifacts (default: the template's).
         parameter_values: pipeline parameters (identities bound to parameters).
@@ -133,6 +135,14 @@ def plan(
         parameter_values=parameter_values,
         manifest=manifest,
     )
+    if pipeline_service_account is None:
+        # one pipeline SA per pipeline: derived from its name, never shared with another
+        from zt_pipelines.identity import derive_account_id, service_account_email
+        from zt_pipelines.provision.model import PIPELINE_STEP
+
+        pipeline_service_account = service_account_email(
+            derive_account_id(result.pipeline_name or "pipeline", PIPELINE_STEP), project
+        )
     if snapshot == "live":
         from zt_pipelines.provision.live import read_state
 
@@ -216,7 +226,7 @@ def _rewrite(
     *,
     project: str,
     location: str,
-    pipeline_service_account: str,
+    pipeline_service_account: str | None,
     parameter_values: Mapping[str, Any] | None,
     manifest: str | PathLike[str] | Mapping[str, Any] | None,
 ) -> RewriteResult:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from zt_pipelines.segmentation.plan import SegmentationPlan
 
 RoleMode = Literal["custom", "predefined"]
+#: exit code of ``plan``/``apply`` when the plan held a declared need back for review
+REVIEW_EXIT_CODE = 3
 SERVICE_ACCOUNT_USER = "roles/iam.serviceAccountUser"
 ACT_AS = "iam.serviceAccounts.actAs"
 PIPELINE_STEP = "(pipeline)"
@@ -66,6 +68,31 @@ def want_order(want: Want) -> tuple[str, str, str, tuple[str, ...], str]:
         want.permissions,
         want.step,
     )
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A declared need the plan does not grant, and why: an escalation-capable permission is
+    never provisioned; a person reviews it and grants it by hand if it is truly needed.
+
+    Attributes:
+        member: who needs it.
+        resource: where (full resource name; ``uri`` for display).
+        permission: the escalation-capable permission.
+        step: the task that declared it.
+        reason: what the permission lets its holder do.
+    """
+
+    member: str
+    resource: str
+    permission: str
+    step: str
+    reason: str
+
+    @property
+    def uri(self) -> str:
+        """The resource in the short form users write."""
+        return display_uri(self.resource)
 
 
 @dataclass(frozen=True)
@@ -169,7 +196,8 @@ class Plan:
         extras: bindings on step identities that the plan does not need.
         removals: ``extras`` when ``prune`` is set, else empty.
         covers: predefined-role covers (``--roles predefined`` only).
-        wants: the requirements the plan was computed from.
+        wants: the requirements the plan was computed from (held-back needs excluded).
+        held_back: declared escalation-capable needs the plan does not grant, with why.
     """
 
     project: str
@@ -186,6 +214,17 @@ class Plan:
     removals: tuple[Grant, ...]
     covers: tuple[StepCover, ...] = ()
     wants: tuple[Want, ...] = field(default=(), repr=False)
+    held_back: tuple[HeldBack, ...] = ()
+    #: existing bindings to groups the member provably belongs to that already grant a need
+    #: (on the need's resource, same condition): not duplicated by a direct grant
+    via_groups: tuple[Grant, ...] = ()
+
+    @property
+    def needs_review(self) -> bool:
+        """True when a declared need was held back (escalation-capable): the rest is planned,
+        a person decides about these (the CLI exits with :data:`REVIEW_EXIT_CODE`)."""
+        return bool(self.held_back)
+
     # the missing perimeter / firewall / PSC pieces (zt_pipelines.segmentation.plan); rendered,
     # never applied
     segmentation: SegmentationPlan | None = None

@@ -36,7 +36,12 @@ from typing import Literal
 from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
-from zt_pipelines.policy.role_catalogue import predefined_roles, validate_permissions
+from zt_pipelines.policy.members import Match, MemberResolver
+from zt_pipelines.policy.role_catalogue import (
+    catalogue_role,
+    predefined_roles,
+    validate_permissions,
+)
 from zt_pipelines.policy.snapshot import AllowPolicy, Condition, Snapshot
 from zt_pipelines.provision.cover import Cover, find_cover, permission_index
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for
@@ -47,6 +52,7 @@ from zt_pipelines.provision.model import (
     SUBMITTER_STEP,
     AccountSpec,
     Grant,
+    HeldBack,
     Plan,
     ProvisioningRefused,
     RoleMode,
@@ -72,6 +78,7 @@ __all__ = [  # the plan's data lives in .model; re-exported where callers have a
     "SUBMITTER_STEP",
     "AccountSpec",
     "Grant",
+    "HeldBack",
     "Plan",
     "ProvisioningRefused",
     "RoleMode",
@@ -116,8 +123,8 @@ def build_plan(
             shipped catalogue, overridden by the ``roles/...`` definitions of the snapshot.
 
     Raises:
-        ProvisioningRefused: a need asks for an escalation-capable permission or a role
-            chosen for it would be basic/escalating.
+        ProvisioningRefused: a role chosen for a need would be basic/escalating. (A declared
+            escalation-capable need is not an error: it is held back, ``Plan.held_back``.)
         UnsupportedResourceError: a need names a resource we cannot grant on.
         CoverError: ``predefined`` mode and no allowed role grants a permission.
     """
@@ -128,7 +135,7 @@ def build_plan(
     parent = f"organizations/{organization}" if organization else f"projects/{project}"
     for want in wants:  # a misspelt permission would become a role IAM refuses
         validate_permissions(want.permissions, where=f"step {want.step!r}")
-    _refuse_escalating_needs(wants)
+    wants, held = _hold_back_escalating_needs(wants)
     groups = _group(wants)
 
     role_specs: dict[str, CustomRole] = {}
@@ -138,9 +145,16 @@ def build_plan(
     cover_cache: dict[frozenset[str], Cover] = {}
     index = permission_index(role_table) if role_table else {}
     escalating = escalating_permissions(role_table) if role_table else {}
-    for (member, resource, expression), (perms, served) in sorted(groups.items()):
+    via_groups: list[Grant] = []
+    resolver = MemberResolver(state)
+    for (member, resource, expression), (needed, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
         condition = _prefix_condition(resource, expression) if expression else None
+        found = _granted_via_groups(state, resolver, resource, member, condition, needed)
+        via_groups += (dataclasses.replace(g, step=step) for g in found)
+        perms = needed - {p for g in found for p in g.permissions}
+        if not perms:
+            continue  # a group the member provably belongs to grants all of it already
         if perms == {ACT_AS} and resource.startswith(IAM) and roles == "predefined":
             # The one escalation the pipeline needs: act as its step SAs, bound on each SA —
             # with the role's other permissions disclosed as excess (custom mode grants a
@@ -226,6 +240,8 @@ def build_plan(
         removals=extras if prune else (),
         covers=tuple(covers),
         wants=tuple(sorted(wants, key=want_order)),
+        held_back=held,
+        via_groups=tuple(via_groups),
     )
 
 
@@ -359,6 +375,38 @@ def _merge_same_binding(grants: list[Grant]) -> list[Grant]:
     return sorted(merged.values(), key=lambda g: (g.member.lower(), g.resource, g.role, g.key))
 
 
+def _granted_via_groups(
+    state: Snapshot,
+    resolver: MemberResolver,
+    resource: str,
+    member: str,
+    condition: Condition | None,
+    wanted: set[str],
+) -> list[Grant]:
+    """Existing bindings on ``resource`` itself (same condition) to a group ``member`` provably
+    belongs to (membership known in the snapshot) that grant some of ``wanted``: a direct grant
+    of the same would duplicate them. Unknown membership never counts (fail closed: the plan
+    then grants directly)."""
+    node = state.nodes.get(resource)
+    if node is None or node.policy is None:
+        return []
+    found: list[Grant] = []
+    for binding in node.policy.bindings:
+        if _expr(binding.condition) != _expr(condition) or is_basic_role(binding.role):
+            continue
+        role = state.roles.get(binding.role) or catalogue_role(binding.role)
+        if role is None or role.deleted or role.stage == "DISABLED":
+            continue
+        covered = tuple(sorted(wanted & role.permissions))
+        if not covered:
+            continue
+        for group in binding.members:
+            if group.startswith("group:") and resolver.matches(group, member).match is Match.YES:
+                found.append(Grant(resource, binding.role, group, binding.condition, "", covered))
+                break
+    return found
+
+
 def _equivalent_binding(
     state: Snapshot,
     resource: str,
@@ -400,19 +448,26 @@ def check_submitter(submitter: str) -> str:
     return submitter_member(submitter, where="submitter")
 
 
-def _refuse_escalating_needs(wants: Iterable[Want]) -> None:
+def _hold_back_escalating_needs(
+    wants: Sequence[Want],
+) -> tuple[list[Want], tuple[HeldBack, ...]]:
+    """Split declared escalation-capable permissions off: never provisioned, listed for review
+    (the rest of the plan goes ahead). Implicit needs are the pipeline's own (actAs on its step
+    SAs, launching) and stay."""
+    kept: list[Want] = []
+    held: list[HeldBack] = []
     for want in wants:
         if not want.declared:
-            continue  # implicit needs are the pipeline's own (actAs on step SAs, launching)
-        for perm in want.permissions:
-            reason = escalation_reason(perm)
-            if reason is not None:
-                raise ProvisioningRefused(
-                    f"refusing to grant {perm} ({reason}) on {want.resource.uri}",
-                    where=f"step {want.step!r}",
-                    fix="escalation-capable permissions are never provisioned; if the step "
-                    "truly needs it, grant it by hand after review",
-                )
+            kept.append(want)
+            continue
+        risky = {p: r for p in want.permissions if (r := escalation_reason(p)) is not None}
+        held += (
+            HeldBack(want.member, want.resource.name, p, want.step, r) for p, r in risky.items()
+        )
+        rest = tuple(p for p in want.permissions if p not in risky)
+        if rest:
+            kept.append(dataclasses.replace(want, permissions=rest))
+    return kept, tuple(sorted(held, key=lambda h: (h.step, h.member, h.resource, h.permission)))
 
 
 def escalating_permissions(roles: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.policy.render import plural
 from zt_pipelines.policy.snapshot import Condition
 from zt_pipelines.provision.model import AccountSpec, Grant, Plan
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
@@ -65,12 +66,12 @@ def render_table(plan: Plan) -> str:
             g.member,
             _short(g.resource) + (" [prefix]" if g.condition else ""),
             g.role,
-            str(len(g.excess)) if plan.roles_mode == "predefined" else "",
+            str(len(g.excess)),  # permissions the role grants beyond the need (custom: 0)
         )
         for g in plan.grants
     ]
     rows += [
-        ("-" if plan.prune else "?", g.step, g.member, _short(g.resource), g.role, "")
+        ("-" if plan.prune else "?", g.step, g.member, _short(g.resource), g.role, "all")
         for g in plan.extras
     ]
     header = ("", "step", "member", "resource", "role", "excess")
@@ -83,23 +84,42 @@ def render_table(plan: Plan) -> str:
         for c in plan.covers:
             lines.append(
                 f"  {c.step} on {display_uri(c.resource)}: {', '.join(c.cover.roles)} — "
-                f"{len(c.cover.excess)} excess permission(s), {c.cover.method}"
+                f"{plural(len(c.cover.excess), 'excess permission')}, {c.cover.method}"
             )
         lines.append("Excess permissions by step (granted beyond the needs):")
         for step, count in plan.excess_by_step().items():
             lines.append(f"  {step}: {count}")
     if plan.extras and not plan.prune:
         lines.append(
-            f"{len(plan.extras)} binding(s) marked '?' are not needed; re-plan with --prune "
+            f"{plural(len(plan.extras), 'binding')} marked '?' "
+            f"{'is' if len(plan.extras) == 1 else 'are'} not needed; re-plan with --prune "
             "to remove them"
         )
     summary = (
-        f"{sum(a.state == 'create' for a in plan.accounts)} account(s) to create, "
-        f"{sum(r.state != 'exists' for r in plan.custom_roles)} role(s) to create/update, "
-        f"{len(plan.additions)} binding(s) to add, {len(plan.removals)} to remove"
+        f"{plural(sum(a.state == 'create' for a in plan.accounts), 'account')} to create, "
+        f"{plural(sum(r.state != 'exists' for r in plan.custom_roles), 'role')} to "
+        f"create/update, {plural(len(plan.additions), 'binding')} to add, "
+        f"{len(plan.removals)} to remove"
     )
+    if plan.via_groups:
+        lines.append("Already granted through groups of known membership (not duplicated):")
+        for g in plan.via_groups:
+            lines.append(
+                f"  = {g.member} {g.role} on {_short(g.resource)}  [{g.step}]: "
+                + ", ".join(g.permissions)
+            )
+    if plan.held_back:
+        lines.append("Held back for review (escalation-capable, never provisioned):")
+        for h in plan.held_back:
+            lines.append(f"  ! {h.member} {h.permission} on {h.uri}  [{h.step}]: {h.reason}")
     lines.append("")
     lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
+    if plan.held_back:
+        lines.append(
+            f"Review needed: {plural(len(plan.held_back), 'declared permission')} held back; "
+            "grant by "
+            "hand after review if truly needed (exit code 3)."
+        )
     seg = plan.segmentation
     if seg is not None and not seg.is_noop:
         lines.append(
@@ -151,6 +171,18 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "additions": [_grant_dict(g) for g in plan.additions],
         "extras": [_grant_dict(g) for g in plan.extras],
         "removals": [_grant_dict(g) for g in plan.removals],
+        "via_groups": [_grant_dict(g) for g in plan.via_groups],
+        "held_back": [
+            {
+                "member": h.member,
+                "resource": h.resource,
+                "uri": h.uri,
+                "permission": h.permission,
+                "step": h.step,
+                "reason": h.reason,
+            }
+            for h in plan.held_back
+        ],
         "covers": [
             {
                 "step": c.step,

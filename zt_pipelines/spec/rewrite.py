@@ -103,6 +103,7 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
+_SA = SERVICE_ACCOUNT_KEY
 _UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
@@ -983,7 +984,7 @@ class _Walker:
                 if before == after or not _is_json_template(before):
                     continue
                 try:  # JSON before (placeholders stood in for), so JSON after
-                    parse_payload(after, lambda name: True)
+                    parsed = parse_payload(after, lambda name: True)
                 except PayloadError as exc:
                     raise TemplateError(
                         f"with its inputs' values an argument of the {kind.name} launcher is "
@@ -993,6 +994,17 @@ class _Walker:
                         fix="pass values without quotes or backslashes where GCPC pastes "
                         "them into a string",
                     ) from None
+                allowed = {kind.serving_identity.payload_path} if kind.serving_identity else set()
+                before_keys = set(keys_named(parse_payload(before, lambda n: True).tree, _SA))
+                stray = set(keys_named(parsed.tree, _SA)) - before_keys - allowed
+                if stray:
+                    raise TemplateError(
+                        f"with its inputs' values the {kind.name} launcher's argument sets an "
+                        f"identity at {'.'.join(map(str, sorted(stray, key=repr)[0]))}: a value "
+                        "would change its structure",
+                        where=where,
+                        fix="pass values without quotes where GCPC pastes them into a string",
+                    )
             new[key] = inlined
         return new
 

@@ -1,0 +1,310 @@
+"""From what a live fetch read to a :class:`Snapshot`: the decisions, kept out of the IO.
+
+:mod:`zt_pipelines.gcp.fetch` only schedules and performs reads and records each answer (or
+failure) in :class:`Reads`. Everything that *decides* what the answers mean lives here, pure:
+a direct read is authoritative over the asset index, a failed direct read is never replaced by
+the index, a failed account listing makes an account unknown rather than absent, a NOT_FOUND
+proven by a successful listing is not a failure, a principal's bindings are complete only when
+every root was searched, a failed inventory dump leaves the project's policy unreadable.
+
+Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from zt_pipelines.policy.snapshot import (
+    ASSET_TYPES,
+    AllowPolicy,
+    DenyPolicy,
+    Node,
+    NodeKind,
+    Role,
+    ServiceAccount,
+    Snapshot,
+    Unreadable,
+)
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+_ASSET_KINDS: dict[str, NodeKind] = {t: kind for kind, t in ASSET_TYPES.items()}
+
+
+@dataclass
+class Reads:
+    """Everything a live fetch read, as it came back (the fetch fills it; :func:`assemble`
+    decides what it means)."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    policies: dict[str, AllowPolicy] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    deny: dict[str, DenyPolicy] = field(default_factory=dict)
+    accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    listed_projects: set[str] = field(default_factory=set)
+    numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
+    hits: list[Any] = field(default_factory=list)
+    searched: dict[str, set[str]] = field(default_factory=dict)  # principal -> roots searched
+    roots: set[str] = field(default_factory=set)  # fresh hierarchy roots (org or project)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    failed_keys: set[tuple[str, ...]] = field(default_factory=set)
+    pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
+    # inventory strategy: per-project policy dumps and key searches
+    dump_hits: list[Any] = field(default_factory=list)
+    dumped: set[str] = field(default_factory=set)  # project ids whose dump succeeded
+    key_hits: list[Any] = field(default_factory=list)
+    keys_searched: set[str] = field(default_factory=set)  # roots whose key search succeeded
+
+
+def _copy(reads: Reads) -> Reads:
+    """A copy deep enough that assembling never changes what was read."""
+    return copy.copy(
+        replace(
+            reads,
+            **{
+                f: copy.copy(getattr(reads, f))
+                for f in reads.__dataclass_fields__
+                if isinstance(getattr(reads, f), (dict, list, set))
+            },
+        )
+    )
+
+
+def assemble(
+    reads: Reads,
+    names: list[str],
+    *,
+    declared: list[str],
+    principals: list[str],
+    inventory: bool,
+) -> Snapshot:
+    s = _copy(reads)  # the reads stay as fetched: assembling decides, it does not mutate
+    if inventory:
+        _assemble_inventory(s, declared, principals)
+    nodes = dict(s.nodes)
+    unreadable = list(s.unreadable)
+    for name, policy in s.policies.items():
+        node = nodes.get(name) or Node(name, kind_of(name), parent=parent_guess(name))
+        nodes[name] = replace(node, policy=policy)
+    for bucket, number in s.pending_buckets.items():  # project never resolved
+        unreadable.append(
+            Unreadable(STORAGE + bucket, "getAncestry", f"project number {number} unresolved")
+        )
+    # search hits: filtered bindings on nodes we did not read directly
+    failed = {u.target for u in unreadable}
+    for hit in s.hits:
+        # Cloud Asset names projects by number and accounts by unique id: use our keys
+        name = dump_name(hit, s)
+        # a direct read is authoritative; when it failed, the index must not stand in for it
+        if name in s.policies or name in failed:
+            continue
+        existing = nodes.get(name)
+        merged = merge_policies(existing.policy if existing else None, hit.policy)
+        if existing is not None:
+            nodes[name] = replace(existing, policy=merged)
+            continue
+        kind = _ASSET_KINDS.get(hit.asset_type, "other")
+        parent = None
+        number = hit.project.removeprefix("projects/")
+        if number in s.numbers and kind != "project":
+            parent = CRM + "projects/" + s.numbers[number]
+        nodes[name] = Node(name, kind, parent, merged)
+    accounts: dict[str, ServiceAccount] = {}
+    for email, sa in s.accounts.items():
+        if email in principals or any(n.endswith("/serviceAccounts/" + email) for n in names):
+            accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()))
+    for email in principals:  # a failed listing: the account is unknown, not absent
+        project = sa_project(email)
+        if project and ("serviceAccounts.list", project) in s.failed_keys:
+            unreadable.append(
+                Unreadable(
+                    f"{IAM}projects/{project}/serviceAccounts/{email}",
+                    "serviceAccounts.get",
+                    f"listing the service accounts of {project} failed",
+                )
+            )
+    missing_keys = [e for e in accounts if e not in s.keys]
+    unreadable = [u for u in unreadable if not _absent_account_noise(u, s, accounts)]
+    for email in missing_keys:
+        if not any(u.target.endswith("/serviceAccounts/" + email) for u in unreadable):
+            unreadable.append(
+                Unreadable(IAM + f"serviceAccounts/{email}", "serviceAccountKeys.list", "")
+            )
+    complete = frozenset(
+        f"serviceAccount:{email}"
+        for email, roots in s.searched.items()
+        if s.roots and s.roots <= roots
+    )
+    return Snapshot(
+        nodes=nodes,
+        roles=dict(s.roles),
+        deny_policies=tuple(s.deny[k] for k in sorted(s.deny)),
+        service_accounts=accounts,
+        unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
+        complete_bindings_for=complete,
+    )
+
+
+def _assemble_inventory(s: Reads, declared: list[str], principals: list[str]) -> None:
+    """Turn dump hits into policies and nodes, key hits into key lists (on ``s``, a copy)."""
+    for hit in s.dump_hits:
+        name = dump_name(hit, s)
+        if name in s.policies:
+            continue  # a direct read (fallback) wins
+        s.policies[name] = hit.policy
+        if name not in s.nodes:
+            kind = _ASSET_KINDS.get(hit.asset_type, kind_of(name))
+            parent = parent_guess(name)
+            number = hit.project.removeprefix("projects/")
+            if kind not in ("project", "table") and number in s.numbers:
+                parent = CRM + "projects/" + s.numbers[number]
+            if kind == "serviceAccount":
+                owner = name.split("/")[4]
+                parent = CRM + "projects/" + owner if owner != "-" else None
+            if kind != "project":
+                s.nodes[name] = Node(name, kind, parent=parent)
+    # declared things a successful dump did not return carry no policy at all
+    for wanted in [*declared, *principals]:
+        project: str | None = None
+        if "@" in wanted and not wanted.startswith("//"):
+            project = sa_project(wanted)
+            name = f"{IAM}projects/{project or '-'}/serviceAccounts/{wanted}"
+        else:
+            name, project = wanted, project_of_name(wanted)
+        if name in s.policies or project is None or project not in s.dumped:
+            continue
+        if name.startswith(CRM):
+            continue
+        s.policies[name] = AllowPolicy()
+        s.nodes.setdefault(name, Node(name, kind_of(name), parent=parent_guess(name)))
+        if name.startswith(IAM):
+            s.nodes[name] = Node(name, "serviceAccount", parent=CRM + "projects/" + project)
+    for project in s.dumped:  # a project without bindings is not in its own dump
+        s.policies.setdefault(CRM + "projects/" + project, AllowPolicy())
+    for project in project_dumps_failed(s):
+        if CRM + "projects/" + project not in s.policies:
+            s.unreadable.append(
+                Unreadable(CRM + "projects/" + project, "getIamPolicy", "dump failed")
+            )
+    keys: dict[str, list[str]] = {}
+    uid = {sa.unique_id: e for e, sa in s.accounts.items() if sa.unique_id}
+    for key in s.key_hits:
+        if key.key_type == "SYSTEM_MANAGED":
+            continue
+        email = key.account if "@" in key.account else uid.get(key.account, key.account)
+        keys.setdefault(email, []).append(key.name)
+    declared_accounts = [
+        n.rsplit("/", 1)[1].lower()
+        for n in declared
+        if n.startswith(IAM) and "/serviceAccounts/" in n
+    ]
+    for email in {*principals, *declared_accounts}:
+        if email in s.keys:
+            continue  # read directly (fallback)
+        root = root_of(s, sa_project(email))
+        if root is not None and root in s.keys_searched:
+            s.keys[email] = tuple(sorted(keys.get(email, ())))
+
+
+def root_of(s: Reads, project: str | None) -> str | None:
+    """The fresh root above ``project`` (following parents read in this fetch)."""
+    if project is None:
+        return None
+    name: str | None = CRM + "projects/" + project
+    seen: set[str] = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        node = s.nodes.get(name)
+        if node is None:
+            return None
+        if node.parent is None:
+            return name if name in s.roots else None
+        if node.parent.startswith(CRM + "organizations/"):
+            return node.parent if node.parent in s.roots else None
+        name = node.parent
+    return None
+
+
+def dump_name(hit: Any, s: Reads) -> str:
+    """The snapshot key of a dumped resource (Cloud Asset names projects and accounts by
+    number / unique id; the snapshot by id / email)."""
+    name: str = hit.resource
+    if name.startswith(CRM + "projects/"):
+        ref = name.rsplit("/", 1)[1]
+        return CRM + "projects/" + s.numbers.get(ref, ref)
+    if name.startswith(IAM) and "/serviceAccounts/" in name:
+        head, _, account = name.rpartition("/")
+        if "@" not in account:
+            for sa in s.accounts.values():
+                if sa.unique_id and sa.unique_id == account:
+                    return f"{head}/{sa.email}"
+        return f"{head}/{account.lower()}"
+    return name
+
+
+def _absent_account_noise(u: Unreadable, s: Reads, accounts: dict[str, ServiceAccount]) -> bool:
+    """A NOT_FOUND on a service account that a successful listing proved does not exist."""
+    if "/serviceAccounts/" not in u.target or not u.reason.startswith("NOT_FOUND"):
+        return False
+    email = u.target.rsplit("/", 1)[1].lower()
+    return email not in accounts and sa_project(email) in s.listed_projects
+
+
+def project_dumps_failed(s: Reads) -> list[str]:
+    """Projects whose inventory dump failed (their policies are unreadable unless read)."""
+    return sorted(k[1] for k in s.failed_keys if k[0] == "searchAllIamPolicies(dump)")
+
+
+def merge_policies(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPolicy:
+    if existing is None:
+        return extra
+    seen = set(existing.bindings)
+    return replace(
+        existing, bindings=existing.bindings + tuple(b for b in extra.bindings if b not in seen)
+    )
+
+
+def sa_project(email: str) -> str | None:
+    domain = email.partition("@")[2]
+    if domain.endswith(".iam.gserviceaccount.com"):
+        return domain.removesuffix(".iam.gserviceaccount.com").rsplit(".", 1)[-1]
+    return None
+
+
+def project_of_name(name: str) -> str | None:
+    if name.startswith(BIGQUERY + "projects/"):
+        return name.removeprefix(BIGQUERY).split("/")[1]
+    if name.startswith(CRM + "projects/"):
+        return name.removeprefix(CRM).split("/")[1]
+    if name.startswith(IAM) and "/serviceAccounts/" in name:
+        return sa_project(name.rsplit("/", 1)[1])
+    return None
+
+
+def kind_of(name: str) -> NodeKind:
+    if name.startswith(STORAGE):
+        return "bucket"
+    if name.startswith(IAM):
+        return "serviceAccount"
+    if name.startswith(BIGQUERY):
+        return "table" if "/tables/" in name else "dataset"
+    short = name.removeprefix(CRM)
+    if short.startswith("projects/"):
+        return "project"
+    if short.startswith("folders/"):
+        return "folder"
+    if short.startswith("organizations/"):
+        return "organization"
+    return "other"
+
+
+def parent_guess(name: str) -> str | None:
+    """Parents we know from the name alone (datasets, tables); otherwise unknown."""
+    if name.startswith(BIGQUERY):
+        parts = name.removeprefix(BIGQUERY).split("/")
+        if len(parts) == 6:
+            return BIGQUERY + "/".join(parts[:4])
+        return CRM + "projects/" + parts[1]
+    return None
