@@ -94,6 +94,8 @@ FIXES: dict[str, str] = {
     "ZT633": "enable Data Access audit logs for the service (auditConfigs)",
     "ZT634": "give the reading identity logging.logEntries.list and privateLogEntries.list",
     "ZT635": "find out why the step's code asks for an access it was not granted",
+    "ZT640": "find who submitted the job; require zt-pipelines (submit, PipelineJob) for it",
+    "ZT641": "pause the schedule and re-create it with PipelineJob.create_schedule",
     "ZT510": "add the project to an enforced service perimeter (`zt-pipelines plan` emits it)",
     "ZT511": "move the resource's project into the perimeter, or bridge the two projects",
     "ZT512": "enforce the dry-run perimeter configuration once its logs are clean",

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tenacity
+
 from zt_pipelines.errors import ApiError, ZtError
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
@@ -404,22 +406,32 @@ def _read_modify_write(
     rng: random.Random,
     conflicts: _Conflicts,
 ) -> tuple[list[Grant], list[Grant], bool]:
-    for attempt in range(1, attempts + 1):
-        policy = store.get()
-        added, removed = _modify(policy, adds, removes)
-        if not added and not removed:
-            return [], [], False  # already as planned: no write (idempotent)
-        try:
-            store.set(policy)
-        except ApiError as exc:
-            if exc.code not in CONFLICT_CODES or attempt == attempts:
-                raise
-            conflicts.count += 1
-            # someone wrote in between: back off (full jitter) and redo on fresh state
-            sleep(rng.uniform(0, min(2.0, 0.05 * 2 ** min(attempt, 6))))
-            continue
-        return added, removed, True
-    raise AssertionError("unreachable")  # pragma: no cover
+    outcome: tuple[list[Grant], list[Grant], bool] = ([], [], False)
+
+    def conflicted(state: tenacity.RetryCallState) -> None:
+        conflicts.count += 1
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        # someone wrote in between: back off (full jitter) and redo on fresh state
+        wait=lambda state: rng.uniform(0, min(2.0, 0.05 * 2 ** min(state.attempt_number, 6))),
+        retry=tenacity.retry_if_exception(
+            lambda exc: isinstance(exc, ApiError) and exc.code in CONFLICT_CODES
+        ),
+        sleep=sleep,
+        before_sleep=conflicted,
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            policy = store.get()
+            added, removed = _modify(policy, adds, removes)
+            if not added and not removed:
+                outcome = ([], [], False)  # already as planned: no write (idempotent)
+            else:
+                store.set(policy)
+                outcome = (added, removed, True)
+    return outcome
 
 
 # -- accounts and roles ----------------------------------------------------------------------
