@@ -631,3 +631,36 @@ def test_values_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
     spec = _compile(tmp_path, p, "deploy")
     with pytest.raises(TemplateError, match="structure"):
         rewrite_pipeline(spec, project=PROJECT)
+
+
+def test_serving_identity_declared_on_the_deploy_task(tmp_path: Path) -> None:
+    import zt_pipelines as zt
+
+    @dsl.pipeline(name="deploy")
+    def p() -> None:
+        upload = model.ModelUploadOp(display_name="m", project=PROJECT, location="us-central1")
+        ep = endpoint.EndpointCreateOp(display_name="e", project=PROJECT, location="us-central1")
+        deploy = endpoint.ModelDeployOp(
+            model=upload.outputs["model"],
+            endpoint=ep.outputs["endpoint"],
+            dedicated_resources_machine_type="n1-standard-4",
+            dedicated_resources_min_replica_count=1,
+        )
+        zt.step.on(deploy, SA, serving_service_account=SERVING)
+
+    path = tmp_path / "deploy.yaml"
+    compiler.Compiler().compile(p, str(path))
+    result = rewrite_pipeline(path, project=PROJECT)
+    deploy = {s.task: s for s in result.steps}["model-deploy"]
+    assert (deploy.service_account, deploy.serving_service_account) == (SA, SERVING)
+    assert "servingServiceAccount" not in json.dumps(result.spec)  # our key is stripped
+    with pytest.raises(DefaultIdentityError):
+
+        @dsl.pipeline(name="bad")
+        def bad() -> None:
+            zt.step.on(
+                model.ModelUploadOp(display_name="m", project=PROJECT),
+                serving_service_account="",
+            )
+
+        compiler.Compiler().compile(bad, str(tmp_path / "bad.yaml"))

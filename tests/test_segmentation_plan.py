@@ -4,6 +4,7 @@ and what it emits is what makes the check pass."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ import segmentation_world as sw
 
 from zt_pipelines.policy.snapshot_file import load_snapshot
 from zt_pipelines.provision import plan
-from zt_pipelines.provision.render import render_gcloud, render_table, render_terraform
+from zt_pipelines.provision.render import (
+    render_gcloud,
+    render_json,
+    render_table,
+    render_terraform,
+)
 from zt_pipelines.segmentation.plan import firewall_wire
 from zt_pipelines.verification import check
 
@@ -104,6 +110,9 @@ def test_plan_emits_what_the_check_misses_and_it_suffices(template: str) -> None
     assert "gcloud compute firewall-rules create zt-deny-all-egress-" in gcloud
     assert "--rules=tcp:5432" in gcloud
     assert "Segmentation (not applied" in render_table(result)
+    data = json.loads(render_json(result))["segmentation"]
+    assert data["perimeter"]["add_resources"] == [f"projects/{sw.DATA_NUMBER}"]
+    assert len(data["firewalls"]) == len(seg.firewalls)
 
 
 def test_an_open_rule_is_named_for_review(template: str) -> None:

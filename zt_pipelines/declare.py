@@ -232,6 +232,8 @@ def to_struct(decl: StepDeclaration) -> dict[str, Any]:
         out["serviceAccount"] = decl.service_account
     if decl.service_account_parameter is not None:
         out["serviceAccount"] = {"componentInputParameter": decl.service_account_parameter}
+    if decl.serving_service_account is not None:
+        out["servingServiceAccount"] = decl.serving_service_account
     if decl.needs:
         out["needs"] = {_canonical_uri(n.resource): list(n.permissions) for n in decl.needs}
     job = {
@@ -252,7 +254,14 @@ def from_struct(data: Any, *, where: str) -> StepDeclaration:
     """
     if not isinstance(data, Mapping):
         raise DeclarationError(f"{PLATFORM_KEY} declaration is not a mapping", where=where)
-    unknown = set(data) - {"version", "source", "serviceAccount", "needs", "job"}
+    unknown = set(data) - {
+        "version",
+        "source",
+        "serviceAccount",
+        "servingServiceAccount",
+        "needs",
+        "job",
+    }
     if unknown:
         raise DeclarationError(
             f"unknown key(s) {sorted(unknown)} in the {PLATFORM_KEY} declaration", where=where
@@ -281,6 +290,9 @@ def from_struct(data: Any, *, where: str) -> StepDeclaration:
         job=parse_job_fields(job, where=where),
         source=source,
         service_account_parameter=parameter,
+        serving_service_account=parse_service_account(
+            data.get("servingServiceAccount"), where=f"{where}: servingServiceAccount"
+        ),
     )
 
 
@@ -480,12 +492,15 @@ class _Step:
         service_account: Any = None,
         *,
         needs: Mapping[str, Any] | None = None,
+        serving_service_account: str | None = None,
         **job: Any,
     ) -> Any:
         """Declare the identity of one task (returns the task, for chaining).
 
         ``service_account`` may be a constant or a pipeline parameter (resolved from
         ``parameter_values`` at rewrite time and pinned); an upstream task output is refused.
+        ``serving_service_account`` is, for a GCPC deploy task (``ModelDeployOp``), the
+        identity its deployed model serves as.
 
         Raises:
             DeclarationError: (or a subclass) for a malformed, duplicate or conflicting
@@ -507,6 +522,13 @@ class _Step:
             register = getattr(task, "register_pipeline_channels", None)
             if callable(register):
                 register([service_account_channel])
+        if serving_service_account is not None:
+            decl = replace(
+                decl,
+                serving_service_account=parse_service_account(
+                    serving_service_account, where=f"{where}: serving_service_account"
+                ),
+            )
         _attach(task, decl, where=where)
         return task
 

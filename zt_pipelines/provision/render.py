@@ -195,6 +195,26 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
             }
             for c in plan.covers
         ],
+        **(
+            {"segmentation": _segmentation_dict(plan.segmentation)}
+            if plan.segmentation is not None
+            else {}
+        ),
+    }
+
+
+def _segmentation_dict(seg: Any) -> dict[str, Any]:
+    """The missing segmentation pieces (never applied), JSON-ready."""
+    from dataclasses import asdict
+
+    from zt_pipelines.segmentation.plan import firewall_wire
+
+    return {
+        "perimeter": asdict(seg.perimeter) if seg.perimeter is not None else None,
+        "firewalls": [firewall_wire(f) for f in seg.firewalls],
+        "attachments": [asdict(a) for a in seg.attachments],
+        "reviewRules": list(seg.offending),
+        "notes": list(seg.notes),
     }
 
 
