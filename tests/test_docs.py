@@ -197,3 +197,83 @@ def test_every_python_import_shown_resolves() -> None:
                     if not hasattr(mod, name):
                         wrong.append(f"{page.name}: {module} has no {name}")
     assert not wrong, wrong
+
+
+def test_every_zt_pipelines_name_shown_exists() -> None:
+    """`zt_pipelines.a.b` named in README or docs is a module or attribute that exists."""
+    import importlib
+    import re
+
+    def resolves(name: str) -> bool:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            for part in parts[cut:]:
+                if not hasattr(obj, part):
+                    return False
+                obj = getattr(obj, part)
+            return True
+        return False
+
+    wrong = []
+    for page in _doc_pages():
+        names = set(re.findall(r"\bzt_pipelines(?:\.[A-Za-z_]\w*)+", page.read_text()))
+        wrong += [f"{page.name}: {name}" for name in sorted(names) if not resolves(name)]
+    assert not wrong, wrong
+
+
+def test_every_policy_key_shown_is_in_the_schema() -> None:
+    """`section.key` of the policy file (e.g. `segmentation.allowedReach`) is a key the loader
+    accepts."""
+    import json
+    import re
+
+    schema = json.loads((ROOT / "zt_pipelines" / "schemas" / "policy.schema.json").read_text())
+    sections = {
+        name: set((spec.get("properties") or {}).keys())
+        for name, spec in schema["properties"].items()
+        if isinstance(spec, dict) and spec.get("properties")
+    }
+    wrong = []
+    for page in _doc_pages():
+        if page.name in ("emulator.md", "snapshot.md", "live-mode.md"):
+            continue  # these speak of the snapshot's sections, which share some names
+        for section, key in set(re.findall(r"`([a-zA-Z]+)\.([a-zA-Z]+)`", page.read_text())):
+            if section in sections and key not in sections[section]:
+                wrong.append(f"{page.name}: {section}.{key}")
+    assert not wrong, wrong
+
+
+def test_cli_page_lists_only_options_of_its_subcommand() -> None:
+    """In docs/cli.md's section of a subcommand, every `--option` named belongs to it."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    wrong = []
+    for section in re.split(r"\n## ", page)[1:]:
+        head, _, body = section.partition("\n")
+        verbs = re.findall(r"zt-pipelines ([a-z-]+)", head)
+        if not verbs:
+            continue
+        names = {"--help"}
+        for verb in verbs:
+            command = _LazyGroup._load(verb)
+            assert command is not None, verb
+            group = list(command.commands.values()) if isinstance(command, click.Group) else []
+            for each in (command, *group):
+                names |= {o for p in each.params for o in (*p.opts, *p.secondary_opts)}
+        for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", body, flags=re.S)):
+            first = span.split()[0]
+            if first in SUBCOMMANDS and first not in verbs:
+                continue  # `check --snapshot FILE` names another subcommand's option
+            for option in re.findall(r"(?:^|\s)(--?[a-z][\w-]*)", span):
+                if option not in names:
+                    wrong.append(f"{verbs}: {option}")
+    assert not wrong, wrong
