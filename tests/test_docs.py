@@ -119,3 +119,81 @@ def test_policy_file_examples_load(tmp_path: Path) -> None:
             path.write_text(text)
         policy = load_policy(path)
         assert policy is not None, f"example {index} ({kind})"
+
+
+def _doc_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _code_snippets(text: str) -> list[str]:
+    """Fenced blocks (lines joined at ``\\`` continuations) and inline code spans."""
+    import re
+
+    fenced = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+    lines = [
+        line for block in fenced.findall(text) for line in block.replace("\\\n", " ").splitlines()
+    ]
+    return lines + re.findall(r"`([^`\n]+)`", fenced.sub("", text))
+
+
+def test_every_cli_command_and_option_shown_exists() -> None:
+    """`zt-pipelines VERB --option` in README or docs is a command a reader can type."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    # at the start of a command line (after `$ `, `&&`, `|`, `(`, a venv's bin/), not in prose
+    call = re.compile(
+        r"(?:^|&&|[|;(]|\$ |/bin/)\s*zt-pipelines\s+([a-z][\w-]*)(.*?)(?=$|[|;&]|zt-pipelines)"
+    )
+    wrong = []
+    for page in _doc_pages():
+        for snippet in _code_snippets(page.read_text()):
+            for match in call.finditer(snippet):
+                verb, rest = match.group(1), match.group(2)
+                if verb not in SUBCOMMANDS:
+                    wrong.append(f"{page.name}: no subcommand {verb!r}: {snippet.strip()}")
+                    continue
+                command = _LazyGroup._load(verb)
+                assert command is not None, verb
+                words = rest.split()
+                if isinstance(command, click.Group) and words and words[0] in command.commands:
+                    command = command.commands[words[0]]
+                names = {"--help"} | {
+                    o for p in command.params for o in (*p.opts, *p.secondary_opts)
+                }
+                for option in re.findall(r"(?:^|\s)(--?[a-zA-Z][\w-]*)", rest):
+                    if option not in names:
+                        wrong.append(f"{page.name}: {verb} has no {option}: {snippet.strip()}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_finding_code_named_exists() -> None:
+    import re
+
+    from zt_pipelines.policy.report import CODES
+
+    wrong = []
+    for page in _doc_pages():
+        # "ZT510–ZT599" names a range, not a code
+        text = re.sub(r"ZT\d{3}\s*[–-]\s*ZT\d{3}", "", page.read_text())
+        wrong += [f"{page.name}: {c}" for c in re.findall(r"\bZT\d{3}\b", text) if c not in CODES]
+    assert not wrong, wrong
+
+
+def test_every_python_import_shown_resolves() -> None:
+    """`from zt_pipelines.X import a, b` in a Python example names things that exist."""
+    import importlib
+    import re
+
+    wrong = []
+    for page in _doc_pages():
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+            for module, names in re.findall(r"from (zt_pipelines[\w.]*) import ([^\n]+)", block):
+                mod = importlib.import_module(module)
+                for name in re.findall(r"\w+", names.split("#")[0].replace(" as ", " # ")):
+                    if not hasattr(mod, name):
+                        wrong.append(f"{page.name}: {module} has no {name}")
+    assert not wrong, wrong
