@@ -277,3 +277,17 @@ def test_cli_page_lists_only_options_of_its_subcommand() -> None:
                 if option not in names:
                     wrong.append(f"{verbs}: {option}")
     assert not wrong, wrong
+
+
+def test_snapshot_page_round_trip_holds_with_every_predefined_role() -> None:
+    """docs/snapshot.md: `load_snapshot(dump_snapshot(snap)) == snap` with the real catalogue
+    (whose permissions include names like `networkservices.route_views.get`)."""
+    from conftest import ROLES_FILE, require_shared
+
+    from zt_pipelines.policy.snapshot_file import dump_snapshot, load_catalogue_file, load_snapshot
+
+    catalogue = require_shared(ROLES_FILE)
+    page = (ROOT / "docs" / "snapshot.md").read_text()
+    assert "assert load_snapshot(dump_snapshot(snap)) == snap" in page
+    snap = load_snapshot(ROOT / "examples" / "world.yaml", roles=load_catalogue_file(catalogue))
+    assert load_snapshot(dump_snapshot(snap)) == snap
