@@ -291,3 +291,43 @@ def test_snapshot_page_round_trip_holds_with_every_predefined_role() -> None:
     assert "assert load_snapshot(dump_snapshot(snap)) == snap" in page
     snap = load_snapshot(ROOT / "examples" / "world.yaml", roles=load_catalogue_file(catalogue))
     assert load_snapshot(dump_snapshot(snap)) == snap
+
+
+def test_findings_table_severities_are_the_defaults() -> None:
+    """docs/findings.md's severity column, docs/policy-file.md's defaults row and the SARIF
+    rules' default level all state the default severity the policy applies."""
+    import re
+
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
+    from zt_pipelines.policy.report import CODES, Report
+
+    table = re.findall(
+        r"^\| \[(ZT\d{3})\]\(#zt\d{3}\) \| (\w+) \|",
+        (ROOT / "docs" / "findings.md").read_text(),
+        re.M,
+    )
+    assert sorted(code for code, _ in table) == sorted(CODES)
+    wrong = [(c, s) for c, s in table if DEFAULT_SEVERITIES[c].value != s]
+    assert not wrong, f"findings.md severity differs from the default: {wrong}"
+    rules = Report(findings=()).to_sarif()["runs"][0]["tool"]["driver"]["rules"]
+    sarif = {r["id"]: r["defaultConfiguration"]["level"] for r in rules}
+    assert {c: sarif[c] for c in CODES if c in sarif} == {
+        c: DEFAULT_SEVERITIES[c].value for c in CODES if c in sarif
+    }
+    row = next(
+        line
+        for line in (ROOT / "docs" / "policy-file.md").read_text().splitlines()
+        if line.startswith("| severities |")
+    )
+    named = set(re.findall(r"ZT\d{3}", row))
+    assert named == {c for c in CODES if DEFAULT_SEVERITIES[c].value != "error"}, row
+
+
+def test_policy_page_names_exactly_the_unrelaxable_codes() -> None:
+    import re
+
+    from zt_pipelines.policy.orgpolicy import UNRELAXABLE
+
+    page = (ROOT / "docs" / "policy-file.md").read_text()
+    section = page.split("## What no policy can relax", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"\*\*(ZT\d{3})\*\*", section)) == set(UNRELAXABLE)
