@@ -119,3 +119,175 @@ def test_policy_file_examples_load(tmp_path: Path) -> None:
             path.write_text(text)
         policy = load_policy(path)
         assert policy is not None, f"example {index} ({kind})"
+
+
+def _doc_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _code_snippets(text: str) -> list[str]:
+    """Fenced blocks (lines joined at ``\\`` continuations) and inline code spans."""
+    import re
+
+    fenced = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+    lines = [
+        line for block in fenced.findall(text) for line in block.replace("\\\n", " ").splitlines()
+    ]
+    return lines + re.findall(r"`([^`\n]+)`", fenced.sub("", text))
+
+
+def test_every_cli_command_and_option_shown_exists() -> None:
+    """`zt-pipelines VERB --option` in README or docs is a command a reader can type."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    # at the start of a command line (after `$ `, `&&`, `|`, `(`, a venv's bin/), not in prose
+    call = re.compile(
+        r"(?:^|&&|[|;(]|\$ |/bin/)\s*zt-pipelines\s+([a-z][\w-]*)(.*?)(?=$|[|;&]|zt-pipelines)"
+    )
+    wrong = []
+    for page in _doc_pages():
+        for snippet in _code_snippets(page.read_text()):
+            for match in call.finditer(snippet):
+                verb, rest = match.group(1), match.group(2)
+                if verb not in SUBCOMMANDS:
+                    wrong.append(f"{page.name}: no subcommand {verb!r}: {snippet.strip()}")
+                    continue
+                command = _LazyGroup._load(verb)
+                assert command is not None, verb
+                words = rest.split()
+                if isinstance(command, click.Group) and words and words[0] in command.commands:
+                    command = command.commands[words[0]]
+                names = {"--help"} | {
+                    o for p in command.params for o in (*p.opts, *p.secondary_opts)
+                }
+                for option in re.findall(r"(?:^|\s)(--?[a-zA-Z][\w-]*)", rest):
+                    if option not in names:
+                        wrong.append(f"{page.name}: {verb} has no {option}: {snippet.strip()}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_finding_code_named_exists() -> None:
+    import re
+
+    from zt_pipelines.policy.report import CODES
+
+    wrong = []
+    for page in _doc_pages():
+        # "ZT510–ZT599" names a range, not a code
+        text = re.sub(r"ZT\d{3}\s*[–-]\s*ZT\d{3}", "", page.read_text())
+        wrong += [f"{page.name}: {c}" for c in re.findall(r"\bZT\d{3}\b", text) if c not in CODES]
+    assert not wrong, wrong
+
+
+def test_every_python_import_shown_resolves() -> None:
+    """`from zt_pipelines.X import a, b` in a Python example names things that exist."""
+    import importlib
+    import re
+
+    wrong = []
+    for page in _doc_pages():
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+            for module, names in re.findall(r"from (zt_pipelines[\w.]*) import ([^\n]+)", block):
+                mod = importlib.import_module(module)
+                for name in re.findall(r"\w+", names.split("#")[0].replace(" as ", " # ")):
+                    if not hasattr(mod, name):
+                        wrong.append(f"{page.name}: {module} has no {name}")
+    assert not wrong, wrong
+
+
+def test_every_zt_pipelines_name_shown_exists() -> None:
+    """`zt_pipelines.a.b` named in README or docs is a module or attribute that exists."""
+    import importlib
+    import re
+
+    def resolves(name: str) -> bool:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            for part in parts[cut:]:
+                if not hasattr(obj, part):
+                    return False
+                obj = getattr(obj, part)
+            return True
+        return False
+
+    wrong = []
+    for page in _doc_pages():
+        names = set(re.findall(r"\bzt_pipelines(?:\.[A-Za-z_]\w*)+", page.read_text()))
+        wrong += [f"{page.name}: {name}" for name in sorted(names) if not resolves(name)]
+    assert not wrong, wrong
+
+
+def test_every_policy_key_shown_is_in_the_schema() -> None:
+    """`section.key` of the policy file (e.g. `segmentation.allowedReach`) is a key the loader
+    accepts."""
+    import json
+    import re
+
+    schema = json.loads((ROOT / "zt_pipelines" / "schemas" / "policy.schema.json").read_text())
+    sections = {
+        name: set((spec.get("properties") or {}).keys())
+        for name, spec in schema["properties"].items()
+        if isinstance(spec, dict) and spec.get("properties")
+    }
+    wrong = []
+    for page in _doc_pages():
+        if page.name in ("emulator.md", "snapshot.md", "live-mode.md"):
+            continue  # these speak of the snapshot's sections, which share some names
+        for section, key in set(re.findall(r"`([a-zA-Z]+)\.([a-zA-Z]+)`", page.read_text())):
+            if section in sections and key not in sections[section]:
+                wrong.append(f"{page.name}: {section}.{key}")
+    assert not wrong, wrong
+
+
+def test_cli_page_lists_only_options_of_its_subcommand() -> None:
+    """In docs/cli.md's section of a subcommand, every `--option` named belongs to it."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    wrong = []
+    for section in re.split(r"\n## ", page)[1:]:
+        head, _, body = section.partition("\n")
+        verbs = re.findall(r"zt-pipelines ([a-z-]+)", head)
+        if not verbs:
+            continue
+        names = {"--help"}
+        for verb in verbs:
+            command = _LazyGroup._load(verb)
+            assert command is not None, verb
+            group = list(command.commands.values()) if isinstance(command, click.Group) else []
+            for each in (command, *group):
+                names |= {o for p in each.params for o in (*p.opts, *p.secondary_opts)}
+        for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", body, flags=re.S)):
+            first = span.split()[0]
+            if first in SUBCOMMANDS and first not in verbs:
+                continue  # `check --snapshot FILE` names another subcommand's option
+            for option in re.findall(r"(?:^|\s)(--?[a-z][\w-]*)", span):
+                if option not in names:
+                    wrong.append(f"{verbs}: {option}")
+    assert not wrong, wrong
+
+
+def test_snapshot_page_round_trip_holds_with_every_predefined_role() -> None:
+    """docs/snapshot.md: `load_snapshot(dump_snapshot(snap)) == snap` with the real catalogue
+    (whose permissions include names like `networkservices.route_views.get`)."""
+    from conftest import ROLES_FILE, require_shared
+
+    from zt_pipelines.policy.snapshot_file import dump_snapshot, load_catalogue_file, load_snapshot
+
+    catalogue = require_shared(ROLES_FILE)
+    page = (ROOT / "docs" / "snapshot.md").read_text()
+    assert "assert load_snapshot(dump_snapshot(snap)) == snap" in page
+    snap = load_snapshot(ROOT / "examples" / "world.yaml", roles=load_catalogue_file(catalogue))
+    assert load_snapshot(dump_snapshot(snap)) == snap

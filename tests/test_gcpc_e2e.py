@@ -63,9 +63,6 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         yield emu
 
 
-POLICY = EXAMPLES / "zt-policy.yaml"  # justified ZT102 suppressions (see the file)
-
-
 def _check(template: Path, state: Any) -> "zt.Report":
     return zt.check(
         template,
@@ -74,7 +71,6 @@ def _check(template: Path, state: Any) -> "zt.Report":
         pipeline_service_account=ex.PIPELINE_SA,
         snapshot=state,
         submitter=ex.SUBMITTER,
-        policy=POLICY,
     )
 
 
@@ -131,8 +127,7 @@ def test_plan_apply_check_submit_every_custom_job_as_its_own_sa(
 
     after = _check(template, emulator.state)
     assert after.allowed, str(after)
-    # what is suppressed is only the payload-escaping note on the wrapped launchers
-    assert {s.finding.code for s in after.suppressed} <= {"ZT102"}
+    assert not after.suppressed  # under the strict defaults, nothing waived
 
     job = zt.PipelineJob(
         display_name="gcpc-e2e",
@@ -142,7 +137,6 @@ def test_plan_apply_check_submit_every_custom_job_as_its_own_sa(
         project=ex.PROJECT,
         location=ex.LOCATION,
         audit_log=tmp_path / "audit.jsonl",
-        policy=POLICY,
     )
     job.submit(service_account=ex.PIPELINE_SA)  # verified live against the emulator
     assert job.last_report is not None and job.last_report.allowed

@@ -329,6 +329,34 @@ def test_schedule_create_variants_are_refused(
     assert created_schedules(emu) == {}
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"location": "europe-west4"},
+        {"project": "other-proj"},
+        {"project": "other-proj", "location": "europe-west4"},
+        {"parent": "projects/other-proj/locations/us-central1"},
+    ],
+)
+def test_a_schedule_in_another_project_or_location_is_refused(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog, where: dict[str, str]
+) -> None:
+    """The verified spec runs where it was verified: PipelineJobSchedule(pipeline_job=job,
+    project=..., location=...) names another place (red-team finding: created in the emulator)."""
+    aiplatform.init(service_account=PIPELINE_SA)
+    job = make_job(templates["training"], audit)
+    place = {k: v for k, v in where.items() if k != "parent"}
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="nightly", credentials=job.credentials, **place
+    )
+    if "parent" in where:  # edited after construction, as a caller could
+        schedule._gca_resource.create_pipeline_job_request.parent = where["parent"]
+    with pytest.raises(StateChangedError, match="schedule"):
+        schedule.create(cron="0 3 * * *")
+    assert created_schedules(emu) == {}
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
 def test_a_schedule_created_as_approved_runs_under_the_approved_sa(
     emu: Emulator, templates: dict[str, str], audit: AuditLog
 ) -> None:
@@ -486,6 +514,27 @@ def test_a_pipeline_root_in_another_projects_bucket_is_refused(
     assert audit.records()[-1]["outcome"] == "refused"
 
 
+@pytest.mark.parametrize("code", ["PERMISSION_DENIED", "NOT_FOUND"])
+def test_a_pipeline_root_whose_owner_cannot_be_read_is_refused(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog, code: str
+) -> None:
+    """aiplatform logs a failed squatting check and submits; a bucket that cannot be read (or
+    does not exist yet) may belong to another project by run time, so the drop-in refuses."""
+    from test_job import WORLD
+
+    from zt_pipelines.emulator.faults import Fault
+
+    job = make_job(templates["training"], audit, snapshot=str(WORLD))  # verified offline
+    emu.add_fault(Fault(method="storage.buckets.get", code=code))
+    try:
+        with pytest.raises(zt.PipelineRootOwnerError, match="could not be read"):
+            job.submit(service_account=PIPELINE_SA)
+    finally:
+        emu.clear_faults()
+    assert created_jobs(emu) == {}
+    assert audit.records()[-1]["outcome"] == "refused"
+
+
 def test_the_demo_happy_path_is_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import io
 
@@ -527,3 +576,22 @@ def test_cli_submit_without_credentials_is_one_line_exit_2(
     assert info.value.code == 2
     assert "Traceback" not in err and "no Google credentials" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.parametrize("legacy", ["abc", "x", ""])
+def test_a_runtime_config_naming_a_parameter_twice_is_refused(legacy: str) -> None:
+    """parameterValues and the legacy typed parameters both naming ``tb``: Vertex would use one
+    of them, so verifying either is verifying a guess (red-team finding rt06)."""
+    from google.cloud.aiplatform_v1.types import pipeline_job as gca
+    from google.cloud.aiplatform_v1.types import value as gca_value
+
+    from zt_pipelines.job import _parameters_from_runtime
+
+    runtime = gca.PipelineJob.RuntimeConfig(
+        parameter_values={"tb": 'x", "service_account": "other@p.iam.gserviceaccount.com"'},
+        parameters={"tb": gca_value.Value(string_value=legacy)},
+    )
+    with pytest.raises(zt.InputError, match="twice"):
+        _parameters_from_runtime(runtime)
+    alone = gca.PipelineJob.RuntimeConfig(parameters={"tb": gca_value.Value(string_value="abc")})
+    assert _parameters_from_runtime(alone) == {"tb": "abc"}

@@ -226,3 +226,24 @@ def test_the_emulator_refuses_a_filter_it_does_not_understand(emu: Emulator) -> 
                 request={"resource_names": [f"projects/{PROJECT}"], "filter": "severity>=ERROR"}
             )
         )
+
+
+def test_an_access_iam_refused_during_a_run_is_a_warning(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.set_audit_configs(PROJECT, LOGS_ON)
+    run_pipeline(template, audit)
+    [ingest] = [s for s in emu.step_runs if s.task == "ingest"]
+    during = ingest.start + (ingest.end - ingest.start) / 2
+    emu.log_access(
+        INGEST_SA,
+        "storage.objects.delete",
+        RAW + "/rows.csv",
+        at=during,
+        project=PROJECT,
+        granted=False,
+    )
+    verdict = check(audit)
+    [refused] = verdict.report.by_code("ZT635")
+    assert refused.step == "ingest" and refused.permission == "storage.objects.delete"
+    assert not verdict.report.by_code("ZT631")  # refused: nothing happened, not an anomaly

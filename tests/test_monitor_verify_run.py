@@ -416,3 +416,41 @@ def test_decision_labels_that_are_not_the_approvals_are_caught(
     verdict = check(job.job_id, audit)
     assert not verdict.verified
     assert any("decision labels" in f.message for f in verdict.report.by_code("ZT603"))
+
+
+def test_a_run_that_has_not_ended_is_verified_only_so_far() -> None:
+    """Pure: a running run gets ZT613 (a warning) and nothing is claimed for the rest."""
+    import datetime
+
+    from zt_pipelines.fingerprint import SPEC_LABELS, VERIFIED_LABEL
+    from zt_pipelines.monitor.model import ObservedRun
+    from zt_pipelines.monitor.runs import evaluate_run
+
+    run = ObservedRun(
+        name=f"projects/1/locations/{LOCATION}/pipelineJobs/j",
+        job_id="j",
+        project=PROJECT,
+        location=LOCATION,
+        state="PIPELINE_STATE_RUNNING",
+        labels={SPEC_LABELS[0]: "a" * 32, SPEC_LABELS[1]: "b" * 32, VERIFIED_LABEL: "true"},
+        spec_sha256="a" * 32 + "b" * 32,
+        service_account=PIPELINE_SA,
+    )
+    approval = {
+        "action": "submit",
+        "outcome": "allowed",
+        "spec_sha256": "a" * 32 + "b" * 32,
+        "project": PROJECT,
+        "location": LOCATION,
+        "job_id": "j",
+        "identities": [{"role": "pipeline", "service_account": PIPELINE_SA}],
+    }
+    verdict = evaluate_run(
+        run,
+        [approval],
+        now=datetime.datetime.now(datetime.timezone.utc),
+        spec_labels=SPEC_LABELS,
+        verified_label=VERIFIED_LABEL,
+    )
+    assert [f.code for f in verdict.report.findings] == ["ZT613"]
+    assert verdict.verified  # a warning: what ran so far matches

@@ -139,25 +139,27 @@ def test_cli_on_a_terminal_is_coloured_and_fits_it(tmp_path: pytest.TempPathFact
     subprocess.run([sys.executable, str(pipeline)], check=True)
     main, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "72", "LINES": "40", "TERM": "xterm"}
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-c", "from zt_pipelines.cli import main; main()", "check",
          str(root / "p.yaml"), "--project", "ml-prod", "--location", "us-central1",
          "--pipeline-sa", PIPELINE_SA, "--snapshot", str(world)],
-        stdout=follower, stderr=subprocess.PIPE, env=env, timeout=120,
+        stdout=follower, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     os.close(follower)
     chunks = []
-    while True:
+    while True:  # read while it writes: a report larger than the pty buffer must not block it
         try:
             data = os.read(main, 65536)
-        except OSError:
+        except OSError:  # EIO: the child closed the terminal
             break
         if not data:
             break
         chunks.append(data)
     os.close(main)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    proc.wait(timeout=120)
     text = b"".join(chunks).decode()
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 1, stderr
     assert "\x1b[" in text and "REFUSED" in text
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert max(len(line.rstrip("\r")) for line in plain.splitlines()) <= 72

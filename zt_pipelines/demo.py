@@ -179,8 +179,7 @@ def run_demo(
 
     world = load_snapshot(examples_dir / "world.yaml")
     gcpc_template = examples_dir / "gcpc_pipeline.yaml"
-    gcpc_files = ("gcpc_pipeline.py", "zt-policy.yaml")
-    if not gcpc_template.is_file() or not all((examples_dir / f).is_file() for f in gcpc_files):
+    if not gcpc_template.is_file() or not (examples_dir / "gcpc_pipeline.py").is_file():
         raise InputError(
             "the GCPC example pipeline is missing",
             where=str(examples_dir),
@@ -334,7 +333,6 @@ def _gcpc_section(
         job_id=f"zt-demo-gcpc-{uuid.uuid4().hex[:8]}",
         credentials=alice,
         audit_log=log,
-        policy=template.parent / "zt-policy.yaml",
     )
     try:
         job.submit(service_account=gcpc.PIPELINE_SA)
@@ -344,8 +342,6 @@ def _gcpc_section(
         return
     result.gcpc_submitted = job.resource_name
     say(f"   ALLOWED and submitted: {job.resource_name}")
-    suppressed = len(job.last_report.suppressed) if job.last_report else 0
-    say(f"   policy       examples/zt-policy.yaml ({suppressed} justified suppressions)")
     # reading the job back lets the emulator run it: one CustomJob per step, as Vertex would
     before = set(emu.custom_jobs)
     ran = aiplatform.PipelineJob.get(job.resource_name, credentials=alice)

@@ -914,8 +914,8 @@ class PipelineJob(  # type: ignore[misc]
 
     def _zt_check_pipeline_root_owner(self, approval: Approval) -> None:
         """aiplatform's bucket-squatting check, through the captured endpoint: a pipeline root
-        in a bucket of another project refuses; a check that cannot run is logged (as
-        aiplatform does) without a traceback."""
+        in a bucket of another project refuses, and so does one whose owner cannot be read
+        (missing, unreadable): fail closed, where aiplatform logs and goes on."""
         root = _RuntimeConfig.deserialize(approval.runtime_config).gcs_output_directory
         if not root.startswith("gs://"):
             return
@@ -930,22 +930,25 @@ class PipelineJob(  # type: ignore[misc]
             owner = str(factory.storage().get_bucket(bucket).project_number or "")
             project = factory.projects().get_project(name=f"projects/{target.project}")
             expected = str(project.name).rsplit("/", 1)[-1]
-        except Exception as exc:  # aiplatform logs and goes on; so do we, in one line
-            _LOG.info(
-                "could not check the project of pipeline-root bucket %s (%s)",
-                bucket,
-                type(exc).__name__,
+        except Exception as exc:
+            # aiplatform logs this and goes on; a zero-trust submit does not: a bucket that
+            # cannot be read (or does not exist yet) may be another project's by run time
+            owner, expected = "", ""
+            why = f"its owner could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        else:
+            why = (
+                f"it belongs to project number {owner}, not to {target.project} ({expected})"
+                " — a bucket squatting attack?"
             )
-            return
         finally:
             if "factory" in locals():
                 factory.close()
-        if owner and owner != expected:
+        if not owner or owner != expected:
             error = PipelineRootOwnerError(
-                f"refused: the pipeline-root bucket {bucket!r} belongs to project number "
-                f"{owner}, not to {target.project} ({expected}) — a bucket squatting attack?",
+                f"refused: the pipeline-root bucket {bucket!r}: {why}",
                 where=root,
-                fix="use a pipeline root in a bucket of the job's project",
+                fix="use a pipeline root in an existing bucket of the job's project that the "
+                "submitter can read (storage.buckets.get)",
             )
             self._zt_approval = None
             _DecisionContext(
@@ -1225,6 +1228,14 @@ def _parameters_from_runtime(runtime: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in runtime.parameter_values.items():
         values[str(name)] = _struct_to_dict(value)
+    both = sorted(set(values) & {str(k) for k in runtime.parameters})
+    if both:  # which of the two Vertex would use cannot be known: never verify one, send both
+        raise InputError(
+            f"the runtime config gives parameter {both[0]!r} twice, in parameterValues and in "
+            "the legacy typed parameters",
+            where="runtimeConfig",
+            fix="give each parameter once (parameterValues)",
+        )
     for name, typed in runtime.parameters.items():
         kind = type(typed).pb(typed).WhichOneof("value")
         values[str(name)] = getattr(typed, kind) if kind else None
@@ -1276,11 +1287,29 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         sa, net = _resolve(bound.arguments.get("service_account"), bound.arguments.get("network"))
         job = self._zt_job
         job._zt_require_unchanged(self._zt_bound, "schedule-create", sa, net)
-        target = self._zt_bound.target
-        if target is not None and self.credentials is not target.credentials:
-            job._zt_refuse_changed(
-                "schedule-create", sa, net, ["the schedule's credentials are not the job's"]
+        target = self._zt_bound.target or job._zt_target
+        changed = []
+        if self.credentials is not target.credentials:
+            changed.append("the schedule's credentials are not the job's")
+        # PipelineJobSchedule(pipeline_job=job, project=..., location=...) may name another
+        # place: the verified spec would run where nobody verified IAM
+        parent = f"projects/{target.project}/locations/{target.location}"
+        request_parent = getattr(
+            getattr(self._gca_resource, "create_pipeline_job_request", None), "parent", parent
+        )
+        if (self.project, self.location) != (target.project, target.location):
+            changed.append(
+                f"the schedule is in {self.project}/{self.location}, the approval for "
+                f"{target.project}/{target.location}"
             )
+        for name, value in (
+            ("parent", getattr(self, "_parent", parent)),
+            ("request", request_parent),
+        ):
+            if value != parent:
+                changed.append(f"the schedule's {name} is {value!r}, not {parent!r}")
+        if changed:
+            job._zt_refuse_changed("schedule-create", sa, net, changed)
         super().create(*args, **kwargs)
 
 

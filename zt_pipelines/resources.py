@@ -44,7 +44,7 @@ _BQ_NAME = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _NUMERIC = re.compile(r"^[0-9]{1,30}$")
 _FULL_NAME = re.compile(r"^//([a-z0-9-]+(?:\.[a-z0-9-]+)*\.googleapis\.com)/(\S+)$")
 # Permissions are service.resource.verb (verbs and resources are camelCase, may contain digits).
-_PERMISSION = re.compile(r"^[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9]*){2,}$")
+_PERMISSION = re.compile(r"^[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9_]*){2,}$")
 
 
 @dataclass(frozen=True)

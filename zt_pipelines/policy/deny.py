@@ -23,7 +23,7 @@ _SERVICE_FQDN = {
 
 V2_PERMISSION = re.compile(
     r"^(?:\*|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.googleapis\.com/"
-    r"(?:\*|(?:\*|[a-zA-Z][a-zA-Z0-9]*)(?:\.(?:\*|[a-zA-Z][a-zA-Z0-9]*))+))$"
+    r"(?:\*|(?:\*|[a-zA-Z][a-zA-Z0-9_]*)(?:\.(?:\*|[a-zA-Z][a-zA-Z0-9_]*))+))$"
 )
 
 

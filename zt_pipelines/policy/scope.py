@@ -73,24 +73,32 @@ def broad_grants(
 ) -> list[BroadGrant]:
     """Every binding of ``principal`` (named directly or through a group of known membership)
     that serves one of its ``requirements`` from a broader scope than the requirement's."""
-    # node -> (permission -> the requirements below it, at it) it would serve there
-    below: dict[str, dict[str, set[tuple[str, str | None]]]] = defaultdict(lambda: defaultdict(set))
+    held = [
+        (node, binding, member)
+        for node, binding, mm, member in ev.member_bindings(principal)
+        if mm.match is Match.YES and binding.condition is None
+    ]
+    if not held or not requirements:
+        return []
+    interest = {node.name for node, _b, _m in held}
+    # node -> (permission -> the requirements below it) it would serve there; only the nodes
+    # where the principal holds something are indexed
+    below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
     at: dict[str, set[str]] = defaultdict(set)
-    prefixed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    prefixed: dict[str, dict[str, set[str]]] = {}
+    whole_at: dict[str, set[str]] = defaultdict(set)
     for r in requirements:
         name, prefix = r.resource.name, r.resource.prefix
-        chain = ev.chain(name)[0]
-        if not chain:
-            continue
         at[name].add(r.permission)
-        for node in chain[1:]:
-            below[node.name][r.permission].add((name, prefix))
-        if prefix and object_level(name, r.permission):
-            prefixed[name][r.permission].add(prefix)
+        if not prefix:
+            whole_at[name].add(r.permission)
+        elif name in interest and object_level(name, r.permission):
+            prefixed.setdefault(name, {}).setdefault(r.permission, set()).add(prefix)
+        for node in ev.chain(name)[0][1:]:
+            if node.name in interest:
+                below.setdefault(node.name, {}).setdefault(r.permission, set()).add((name, prefix))
     out: list[BroadGrant] = []
-    for node, binding, mm, member in ev.member_bindings(principal):
-        if mm.match is not Match.YES or binding.condition is not None:
-            continue
+    for node, binding, member in held:
         perms = ev.role_permissions(binding.role)
         if not perms:
             continue
@@ -114,11 +122,7 @@ def broad_grants(
         objects = prefixed.get(node.name)
         if objects:
             # an unconditional bucket grant is broad unless some need here is bucket-wide
-            whole = {
-                r.permission
-                for r in requirements
-                if r.resource.name == node.name and not r.resource.prefix
-            }
+            whole = whole_at.get(node.name, set())
             broad = sorted(p for p in objects if p in perms and p not in whole)
             if broad:
                 where = sorted({display_uri(node.name, pre) for p in broad for pre in objects[p]})

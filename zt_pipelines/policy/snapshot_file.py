@@ -65,7 +65,7 @@ _MEMBER = re.compile(
 )
 _DENY_PRINCIPAL = re.compile(r"^(?:deleted:)?principal(?:Set)?://[^\s]+$")
 _PERMISSION = re.compile(
-    r"^(?:[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9]*){2,}|[a-z0-9.-]+\.[a-z]{2,}/[A-Za-z0-9.]+)$"
+    r"^(?:[a-z][a-z0-9]*(?:\.[a-zA-Z][a-zA-Z0-9_]*){2,}|[a-z0-9.-]+\.[a-z]{2,}/[A-Za-z0-9_.]+)$"
 )
 _ROLE = re.compile(
     r"^(?:roles/[A-Za-z0-9_.]+|(?:projects|organizations)/[a-z0-9.:-]+/roles/[A-Za-z0-9_.]+)$"
