@@ -27,11 +27,15 @@ from zt_pipelines.segmentation.snapshot import load_section
 def reads_needed(policy: OrgPolicy, steps: Iterable[StepIdentity]) -> tuple[bool, bool]:
     """``(perimeters, networks)``: which segmentation state a live check must read."""
     steps = tuple(steps)
-    networked = any(
-        s.job.network or s.job.psc_interface_config or s.job.reach is not None for s in steps
-    )
+    # a step on a network that declares no reach is not verified (a note), so reading its
+    # network would only add permissions a check needs; a PSC step under network.required is
+    # matched through its attachment's network, so that one is read
+    declared = any(s.job.reach is not None for s in steps)
+    psc_required = bool(policy.required_network) and any(_attachment(s) for s in steps)
     perimeters = policy.require_perimeter
-    networks = policy.require_isolation or networked or policy.allowed_reach is not None
+    networks = (
+        policy.require_isolation or declared or psc_required or policy.allowed_reach is not None
+    )
     return perimeters, networks
 
 

@@ -425,22 +425,24 @@ def _step_checks(
         elif reach:
             out.notes.append(f"{step.task}: reach declared but not enforced (no network)")
         return
+    # what is verified here is what gcp.segmentation.reads_needed reads live: a snapshot file
+    # and a live check decide alike
+    if not (
+        policy.require_isolation
+        or step.job.reach is not None
+        or (attachment is not None and required_network)
+    ):
+        out.notes.append(f"{step.task}: no reach declared, egress not checked")
+        return
     networks = state.networks if state else None
     if networks is None:
-        if (
-            policy.require_isolation
-            or step.job.reach is not None
-            or (attachment is not None and required_network)
-        ):
-            out.add(
-                "ZT530",
-                "the snapshot holds no networks or firewall rules (not read): the step's "
-                "egress is unverifiable",
-                step=step.task,
-                evidence=(Evidence("missing", detail="segmentation.networks absent"),),
-            )
-        else:
-            out.notes.append(f"{step.task}: networks not read, egress not checked")
+        out.add(
+            "ZT530",
+            "the snapshot holds no networks or firewall rules (not read): the step's "
+            "egress is unverifiable",
+            step=step.task,
+            evidence=(Evidence("missing", detail="segmentation.networks absent"),),
+        )
         return
     assert state is not None
     source = _source(out, step, state, ctx, by_number, required_network, attachment)
