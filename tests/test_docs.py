@@ -164,7 +164,7 @@ def test_every_cli_command_and_option_shown_exists() -> None:
                 names = {"--help"} | {
                     o for p in command.params for o in (*p.opts, *p.secondary_opts)
                 }
-                for option in re.findall(r"(?:^|\s)(--?[a-zA-Z][\w-]*)", rest):
+                for option in re.findall(r"(?:^|[\s[(])(--?[a-zA-Z][\w-]*)", rest):
                     if option not in names:
                         wrong.append(f"{page.name}: {verb} has no {option}: {snippet.strip()}")
     assert not wrong, "\n".join(wrong)
@@ -273,7 +273,7 @@ def test_cli_page_lists_only_options_of_its_subcommand() -> None:
             first = span.split()[0]
             if first in SUBCOMMANDS and first not in verbs:
                 continue  # `check --snapshot FILE` names another subcommand's option
-            for option in re.findall(r"(?:^|\s)(--?[a-z][\w-]*)", span):
+            for option in re.findall(r"(?:^|[\s[(])(--?[a-z][\w-]*)", span):
                 if option not in names:
                     wrong.append(f"{verbs}: {option}")
     assert not wrong, wrong
@@ -331,3 +331,28 @@ def test_policy_page_names_exactly_the_unrelaxable_codes() -> None:
     page = (ROOT / "docs" / "policy-file.md").read_text()
     section = page.split("## What no policy can relax", 1)[1].split("\n## ", 1)[0]
     assert set(re.findall(r"\*\*(ZT\d{3})\*\*", section)) == set(UNRELAXABLE)
+
+
+def test_snapshot_and_manifest_examples_load() -> None:
+    """The YAML fragments of docs/snapshot.md (with the `segmentation` section of
+    docs/segmentation.md) form a snapshot the loader accepts; docs/declarations.md's manifests
+    load."""
+    import re
+
+    from zt_pipelines.declare import load_manifest
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    def blocks(name: str) -> list[object]:
+        text = (ROOT / "docs" / name).read_text()
+        return [yaml.safe_load(b) for b in re.findall(r"```ya?ml\n(.*?)```", text, re.S)]
+
+    document: dict[str, object] = {"version": 1}
+    for block in blocks("snapshot.md") + blocks("segmentation.md"):
+        assert isinstance(block, dict)
+        document.update(block)
+    assert {"nodes", "roles", "denyPolicies", "segmentation"} <= set(document)
+    load_snapshot(document)
+    manifests = [b for b in blocks("declarations.md") if isinstance(b, dict) and "steps" in b]
+    assert manifests
+    for manifest in manifests:
+        load_manifest(manifest)
