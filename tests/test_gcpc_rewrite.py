@@ -664,3 +664,65 @@ def test_serving_identity_declared_on_the_deploy_task(tmp_path: Path) -> None:
             )
 
         compiler.Compiler().compile(bad, str(tmp_path / "bad.yaml"))
+
+
+def test_an_ifpresent_branch_whose_presence_is_known_only_at_run_time_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A CustomJob payload written as IfPresent on an input bound to a pipeline parameter with
+    no value: Vertex may take the Else branch, which would then run unverified (red-team
+    finding rt10: the Else branch ran the job as another identity)."""
+    import json as _json
+    from typing import Optional
+
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+
+    from zt_pipelines.errors import TemplateError
+    from zt_pipelines.spec import load_template
+
+    other = "other-sa@zt-test-project.iam.gserviceaccount.com"
+
+    @dsl.pipeline(name="ifp")
+    def ifp(opt: Optional[str] = None) -> None:  # noqa: UP045 (kfp reads the annotation)
+        CustomTrainingJobOp(
+            display_name="t",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": "python:3.11", "command": ["echo"]},
+                }
+            ],
+        )
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(ifp, str(path))
+    ir, _ = load_template(path)
+    component = next(c for c in ir["components"].values() if "executorLabel" in c)
+    component["inputDefinitions"]["parameters"]["x"] = {
+        "parameterType": "STRING",
+        "isOptional": True,
+    }
+    (task,) = ir["root"]["dag"]["tasks"].values()
+    task["inputs"]["parameters"]["x"] = {"componentInputParameter": "opt"}
+    args = next(iter(ir["deploymentSpec"]["executors"].values()))["container"]["args"]
+    at = args.index("--payload") + 1
+    then = (
+        _json.loads(args[at])
+        if args[at].lstrip().startswith('{"Concat"')
+        else {"Concat": [args[at]]}
+    )
+    evil = {
+        "Concat": [
+            '{"display_name": "t", "job_spec": {"worker_pool_specs": [], '
+            f'"service_account": "{other}"}}}}'
+        ]
+    }
+    args[at] = _json.dumps(
+        {"Concat": [{"IfPresent": {"InputName": "x", "Then": then, "Else": evil}}]}
+    )
+    with pytest.raises(TemplateError, match="known only at run time"):
+        rewrite_pipeline(ir, project="zt-test-project")  # no value for `opt`
+    # with a value the branch is known: Then, the verified one
+    result = rewrite_pipeline(ir, project="zt-test-project", parameter_values={"opt": "v"})
+    assert other not in _json.dumps(result.steps[0].__dict__, default=str)

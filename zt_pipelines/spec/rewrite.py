@@ -581,7 +581,7 @@ class _Walker:
         safe = self._safe_artifacts(task)  # artifact fields a GCPC launcher wrote: inert
         if kind is not None:  # a GCPC launcher: what is known now is inlined, escaped
             inner = self._inline_constants(
-                container, bindings, params, env, kind, where, _given(task, params)
+                container, bindings, params, env, kind, where, _given(task, params, env)
             )
         component, new_executor = custom_job_component(
             child, inner, settings, executor_label="", where=where
@@ -743,7 +743,7 @@ class _Walker:
         before = dict(bindings)
         args: list[str] = list(container["args"])
         at = args.index("--payload") + 1
-        parsed = self._parse(args[at], task, params, where)
+        parsed = self._parse(args[at], task, params, where, env)
         identity_path = kind.identity.payload_path
         stray = [p for p in keys_named(parsed.tree, SERVICE_ACCOUNT_KEY) if p != identity_path]
         if stray:
@@ -856,14 +856,14 @@ class _Walker:
         return task
 
     def _parse(
-        self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str
+        self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str, env: Env
     ) -> ParsedPayload:
-        inputs = task.get("inputs") or {}
-        given = set(inputs.get("parameters") or {}) | set(inputs.get("artifacts") or {})
+        given, unknown = _given(task, params, env)
 
         def present(name: str) -> bool:
-            definition = params.get(name)
-            return name in given or (isinstance(definition, dict) and "defaultValue" in definition)
+            if name in unknown:  # Vertex may take the other branch: it was never verified
+                raise PayloadError(_UNKNOWN_PRESENCE.format(name=name))
+            return name in given
 
         try:
             return parse_payload(payload, present)
@@ -959,7 +959,7 @@ class _Walker:
         env: Env,
         kind: LauncherKind,
         where: str,
-        given: frozenset[str],
+        given: tuple[frozenset[str], frozenset[str]],
     ) -> dict[str, Any]:
         """A wrapped GCPC launcher's container with every input known now written into its
         arguments (escaped as the arguments' own JSON needs) and its top-level IfPresent
@@ -978,7 +978,7 @@ class _Walker:
             parts = new.get(key)
             if not isinstance(parts, list):
                 continue
-            parts = _resolve_if_present(parts, given)
+            parts = _resolve_if_present(parts, given[0])
             inlined = [_inline_text(p, values) if isinstance(p, str) else p for p in parts]
             for before, after in zip(parts, inlined, strict=True):
                 if before == after or not _is_json_template(before):
@@ -1510,17 +1510,32 @@ def _replace_inputs(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def _given(task: dict[str, Any], params: dict[str, Any]) -> frozenset[str]:
-    """The inputs a task provides: bound, or defaulted by the component."""
+_UNKNOWN_PRESENCE = (
+    "whether input {name!r} is present is known only at run time (it is bound to a pipeline "
+    "parameter that has no value and no default), so the IfPresent branch Vertex takes was "
+    "never verified"
+)
+
+
+def _given(
+    task: dict[str, Any], params: dict[str, Any], env: Env
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The inputs a task provides (bound, or defaulted by the component), and those whose
+    presence is unknown before submission: bound to a pipeline parameter with no value and no
+    default, which Vertex may leave out at run time."""
     inputs = task.get("inputs") or {}
-    names = set(inputs.get("parameters") or {}) | set(inputs.get("artifacts") or {})
-    names |= {n for n, d in params.items() if isinstance(d, dict) and "defaultValue" in d}
-    return frozenset(names)
+    bound = dict(inputs.get("parameters") or {})
+    names = set(bound) | set(inputs.get("artifacts") or {})
+    unknown = {n for n, spec in bound.items() if bind(spec, env).kind == "unresolved"}
+    defaulted = {n for n, d in params.items() if isinstance(d, dict) and "defaultValue" in d}
+    unknown -= defaulted  # absent at run time, the component's default stands in: present
+    return frozenset((names | defaulted) - unknown), frozenset(unknown)
 
 
-def _resolve_if_present(parts: list[Any], given: frozenset[str]) -> list[Any]:
-    """Top-level ``{"IfPresent": ...}`` arguments replaced by the branch the task takes (KFP's
-    own rule: the input is provided, by a binding or a default)."""
+def _resolve_if_present(parts: list[Any], provided: frozenset[str]) -> list[Any]:
+    """Top-level ``{"IfPresent": ...}`` arguments of a wrapped launcher replaced by the branch
+    the task takes (KFP's rule: the input is provided, by a binding or a default; one bound to
+    a parameter with no value is not)."""
     out: list[Any] = []
     for part in parts:
         spec: Any = None
@@ -1532,7 +1547,9 @@ def _resolve_if_present(parts: list[Any], given: frozenset[str]) -> list[Any]:
         if not isinstance(spec, dict) or not isinstance(spec.get("InputName"), str):
             out.append(part)
             continue
-        branch = spec.get("Then" if spec["InputName"] in given else "Else")
+        # baked in now, so Vertex evaluates no IfPresent here: what is verified is what runs;
+        # an input bound to a parameter with no value is absent at run time (the Else branch)
+        branch = spec.get("Then" if spec["InputName"] in provided else "Else")
         items = branch if isinstance(branch, list) else ([] if branch is None else [branch])
         for item in items:
             out.append(item if isinstance(item, str) else json.dumps(item))
