@@ -164,7 +164,7 @@ def test_every_cli_command_and_option_shown_exists() -> None:
                 names = {"--help"} | {
                     o for p in command.params for o in (*p.opts, *p.secondary_opts)
                 }
-                for option in re.findall(r"(?:^|\s)(--?[a-zA-Z][\w-]*)", rest):
+                for option in re.findall(r"(?:^|[\s[(])(--?[a-zA-Z][\w-]*)", rest):
                     if option not in names:
                         wrong.append(f"{page.name}: {verb} has no {option}: {snippet.strip()}")
     assert not wrong, "\n".join(wrong)
@@ -273,7 +273,7 @@ def test_cli_page_lists_only_options_of_its_subcommand() -> None:
             first = span.split()[0]
             if first in SUBCOMMANDS and first not in verbs:
                 continue  # `check --snapshot FILE` names another subcommand's option
-            for option in re.findall(r"(?:^|\s)(--?[a-z][\w-]*)", span):
+            for option in re.findall(r"(?:^|[\s[(])(--?[a-z][\w-]*)", span):
                 if option not in names:
                     wrong.append(f"{verbs}: {option}")
     assert not wrong, wrong
@@ -291,3 +291,85 @@ def test_snapshot_page_round_trip_holds_with_every_predefined_role() -> None:
     assert "assert load_snapshot(dump_snapshot(snap)) == snap" in page
     snap = load_snapshot(ROOT / "examples" / "world.yaml", roles=load_catalogue_file(catalogue))
     assert load_snapshot(dump_snapshot(snap)) == snap
+
+
+def test_findings_table_severities_are_the_defaults() -> None:
+    """docs/findings.md's severity column, docs/policy-file.md's defaults row and the SARIF
+    rules' default level all state the default severity the policy applies."""
+    import re
+
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
+    from zt_pipelines.policy.report import CODES, Report
+
+    table = re.findall(
+        r"^\| \[(ZT\d{3})\]\(#zt\d{3}\) \| (\w+) \|",
+        (ROOT / "docs" / "findings.md").read_text(),
+        re.M,
+    )
+    assert sorted(code for code, _ in table) == sorted(CODES)
+    wrong = [(c, s) for c, s in table if DEFAULT_SEVERITIES[c].value != s]
+    assert not wrong, f"findings.md severity differs from the default: {wrong}"
+    rules = Report(findings=()).to_sarif()["runs"][0]["tool"]["driver"]["rules"]
+    sarif = {r["id"]: r["defaultConfiguration"]["level"] for r in rules}
+    assert {c: sarif[c] for c in CODES if c in sarif} == {
+        c: DEFAULT_SEVERITIES[c].value for c in CODES if c in sarif
+    }
+    row = next(
+        line
+        for line in (ROOT / "docs" / "policy-file.md").read_text().splitlines()
+        if line.startswith("| severities |")
+    )
+    named = set(re.findall(r"ZT\d{3}", row))
+    assert named == {c for c in CODES if DEFAULT_SEVERITIES[c].value != "error"}, row
+
+
+def test_policy_page_names_exactly_the_unrelaxable_codes() -> None:
+    import re
+
+    from zt_pipelines.policy.orgpolicy import UNRELAXABLE
+
+    page = (ROOT / "docs" / "policy-file.md").read_text()
+    section = page.split("## What no policy can relax", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"\*\*(ZT\d{3})\*\*", section)) == set(UNRELAXABLE)
+
+
+def test_snapshot_and_manifest_examples_load() -> None:
+    """The YAML fragments of docs/snapshot.md (with the `segmentation` section of
+    docs/segmentation.md) form a snapshot the loader accepts; docs/declarations.md's manifests
+    load."""
+    import re
+
+    from zt_pipelines.declare import load_manifest
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    def blocks(name: str) -> list[object]:
+        text = (ROOT / "docs" / name).read_text()
+        return [yaml.safe_load(b) for b in re.findall(r"```ya?ml\n(.*?)```", text, re.S)]
+
+    document: dict[str, object] = {"version": 1}
+    for block in blocks("snapshot.md") + blocks("segmentation.md"):
+        assert isinstance(block, dict)
+        document.update(block)
+    assert {"nodes", "roles", "denyPolicies", "segmentation"} <= set(document)
+    load_snapshot(document)
+    manifests = [b for b in blocks("declarations.md") if isinstance(b, dict) and "steps" in b]
+    assert manifests
+    for manifest in manifests:
+        load_manifest(manifest)
+
+
+def test_every_repository_path_named_exists() -> None:
+    """`examples/...`, `tests/...`, `bench/...`, `notebooks/...`, `zt_pipelines/...` and
+    `docs/...` named in README or docs exist (a module path named relative to the package,
+    e.g. `gcp/retry.py`, too)."""
+    import re
+
+    top = r"(?:examples|tests|bench|notebooks|zt_pipelines|docs)/[\w./-]*\w"
+    package = r"(?:cli|gcp|policy|provision|spec|monitor|segmentation|audit|emulator)/\w+\.py"
+    wrong = []
+    for page in _doc_pages():
+        for span in _code_snippets(page.read_text()):
+            for path in re.findall(rf"(?<![\w./-])({top}|{package})(?![\w/])", span):
+                if not ((ROOT / path).exists() or (ROOT / "zt_pipelines" / path).exists()):
+                    wrong.append(f"{page.name}: {path}")
+    assert not wrong, sorted(set(wrong))

@@ -33,6 +33,7 @@ DEFAULT_SEVERITIES: dict[str, Severity] = {
 }
 # a hand-written snapshot is legitimate; the report says its completeness is not proven
 DEFAULT_SEVERITIES["ZT401"] = Severity.NOTE
+DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a verdict
 
 #: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
 #: could not complete (ZT400, ZT530 for segmentation) always refuse — the check proved nothing

@@ -132,6 +132,7 @@ _DEFAULT_LEVEL = {
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",
+    "ZT401": "note",
     "ZT630": "warning",
     "ZT633": "warning",
     "ZT635": "warning",

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from zt_pipelines.errors import InputError
@@ -37,6 +37,28 @@ _TERRAFORM_HEADER = """terraform {
 
 
 # -- table ----------------------------------------------------------------------------------
+
+
+def _columns(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Aligned columns, one line per row (rich lays them out; nothing wraps, so a row stays
+    greppable), indented by two spaces."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style=None)
+    for name in header:
+        table.add_column(name, no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: "[prefix]" is not markup
+    console = Console(
+        file=io.StringIO(), width=100_000, color_system=None, no_color=True, highlight=False
+    )
+    console.print(table)
+    out = str(console.file.getvalue())  # type: ignore[attr-defined]
+    return [("  " + line).rstrip() for line in out.rstrip("\n").splitlines()]
 
 
 def render_table(plan: Plan) -> str:
@@ -74,11 +96,7 @@ def render_table(plan: Plan) -> str:
         ("-" if plan.prune else "?", g.step, g.member, _short(g.resource), g.role, "all")
         for g in plan.extras
     ]
-    header = ("", "step", "member", "resource", "role", "excess")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        lines.append(("  " + "  ".join(cells)).rstrip())
+    lines.extend(_columns(("", "step", "member", "resource", "role", "excess"), rows))
     if plan.covers:
         lines.append("Predefined-role covers:")
         for c in plan.covers:
