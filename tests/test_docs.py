@@ -356,3 +356,20 @@ def test_snapshot_and_manifest_examples_load() -> None:
     assert manifests
     for manifest in manifests:
         load_manifest(manifest)
+
+
+def test_every_repository_path_named_exists() -> None:
+    """`examples/...`, `tests/...`, `bench/...`, `notebooks/...`, `zt_pipelines/...` and
+    `docs/...` named in README or docs exist (a module path named relative to the package,
+    e.g. `gcp/retry.py`, too)."""
+    import re
+
+    top = r"(?:examples|tests|bench|notebooks|zt_pipelines|docs)/[\w./-]*\w"
+    package = r"(?:cli|gcp|policy|provision|spec|monitor|segmentation|audit|emulator)/\w+\.py"
+    wrong = []
+    for page in _doc_pages():
+        for span in _code_snippets(page.read_text()):
+            for path in re.findall(rf"(?<![\w./-])({top}|{package})(?![\w/])", span):
+                if not ((ROOT / path).exists() or (ROOT / "zt_pipelines" / path).exists()):
+                    wrong.append(f"{page.name}: {path}")
+    assert not wrong, sorted(set(wrong))
