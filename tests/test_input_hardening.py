@@ -416,3 +416,22 @@ def test_pyproject_numbers_are_bounded_like_json_and_yaml(tmp_path: Path, line: 
     text = f"[tool.zt-pipelines]\n{line}\n"
     with pytest.raises(PolicyFileError, match=r"digits|finite"):
         load_policy(write(tmp_path, "pyproject.toml", text))
+
+
+def test_policy_patterns_are_only_ever_matched_through_re2() -> None:
+    """Class 12, every path: a policy pattern (network.required, cmek.keyPattern) reaches no
+    backtracking matcher anywhere in the package (red-team finding rt08: GCPC job checks used
+    re.fullmatch, and `(a+)+b` took seconds on a 24-character network name)."""
+    import re as _re
+    from pathlib import Path as _Path
+
+    package = _Path(__file__).resolve().parent.parent / "zt_pipelines"
+    call = _re.compile(
+        r"\bre\.(?:fullmatch|match|search|compile)\(\s*[\w.]*(?:required_network|cmek_key_pattern)"
+    )
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if call.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

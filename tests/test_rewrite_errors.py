@@ -798,3 +798,27 @@ def _at(node: Any, path: tuple[Any, ...]) -> Any:
     for key in path:
         node = node[key]
     return node
+
+
+@pytest.mark.parametrize("name", ["sub/ingest", "/x", "a/", "a//b", ""])
+def test_a_task_name_that_could_collide_with_a_task_path_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    """Task paths join names with "/": a root task named "sub/ingest" would take the manifest
+    entry (and identity) meant for the sub-pipeline's step (red-team finding rt07)."""
+
+    @dsl.component(base_image="python:3.11")
+    def ingest() -> None:
+        pass
+
+    @dsl.pipeline(name="collide")
+    def collide() -> None:
+        ingest()
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(collide, str(path))
+    ir, _ = load_template(path)
+    tasks = ir["root"]["dag"]["tasks"]
+    tasks[name] = tasks.pop("ingest")
+    with pytest.raises(TemplateError, match="may not be empty or contain '/'"):
+        rewrite_pipeline(ir, project="zt-test-project")

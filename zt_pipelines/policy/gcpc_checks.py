@@ -20,11 +20,9 @@ Called through :func:`zt_pipelines.policy.findings.build_report`. Pure: no IO, n
 
 from __future__ import annotations
 
-import re
-
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
-from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy
+from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy, policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, persistent_resource_name, sa_member
 from zt_pipelines.policy.snapshot import Snapshot
@@ -219,7 +217,7 @@ def _job_policy_findings(
     src = Evidence("policy", detail=f"organisation policy {policy.source}")
     if policy.cmek_key_pattern and kind.cmek_inputs:
         key = step.job_kms_key
-        if not key or not re.fullmatch(policy.cmek_key_pattern, key):
+        if not key or not policy_fullmatch(policy.cmek_key_pattern, key):
             out.append(
                 _f(
                     "ZT500",
@@ -233,7 +231,7 @@ def _job_policy_findings(
         policy.required_network
         and kind.network_inputs
         and step.job_network is not None
-        and not re.fullmatch(policy.required_network, step.job_network)
+        and not policy_fullmatch(policy.required_network, step.job_network)
     ):
         out.append(
             _f(

@@ -273,6 +273,10 @@ def _component(component: Any, at: str, where: str) -> None:
     dag = component["dag"]
     for task_name, task in _named_mappings(dag.get("tasks"), f"{at}: dag.tasks", where).items():
         task_at = f"{at}: task {task_name!r}"
+        if "/" in task_name or not task_name:
+            # task paths join names with "/": a root task named "sub/ingest" would be the
+            # sub-pipeline's step to a manifest (KFP never writes "/" in a task name)
+            _bad(f"{task_at}: a task name may not be empty or contain '/'", where)
         ref = _mapping(task.get("componentRef"), f"{task_at}: componentRef", where)
         if not isinstance(ref.get("name"), str):
             _bad(f"{task_at}: componentRef.name is not a string", where)
