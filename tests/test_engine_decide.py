@@ -471,3 +471,32 @@ def test_a_looping_hierarchy_is_unverifiable() -> None:
     d = decide(TRAIN, FEATURES, "storage.objects.get", replace(snap, nodes=nodes), now=NOW)
     assert d.state == "unverifiable" and "loops" in d.reasons[0]
     assert decide(TRAIN, FEATURES, "storage.objects.get", snap, now=NOW).granted
+
+
+@pytest.mark.parametrize(
+    ("role", "granted"),
+    [
+        ("projects/other-proj/roles/reader", False),  # another project's custom role
+        ("organizations/999/roles/reader", False),  # another organisation's
+        ("projects/ml-prod/roles/reader", True),  # the bucket's own project
+        ("organizations/100/roles/reader", True),  # the organisation above it
+    ],
+)
+def test_a_custom_role_grants_only_inside_its_own_project_or_organisation(
+    role: str, granted: bool
+) -> None:
+    """IAM refuses to bind a custom role outside its project / organisation, so a snapshot
+    holding such a binding (hand-made or forged) must not prove a grant (red-team rt09)."""
+    from policy_worlds import FEATURES, NOW, TRAIN_SA, grant, node, world_dict
+
+    from zt_pipelines.policy.engine import decide
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    data = world_dict()
+    node(data, FEATURES)["policy"]["bindings"] = []
+    data["roles"].append({"name": role, "title": "r", "permissions": ["storage.objects.get"]})
+    grant(data, FEATURES, role, f"serviceAccount:{TRAIN_SA}")
+    state = decide(
+        f"serviceAccount:{TRAIN_SA}", FEATURES, "storage.objects.get", load_snapshot(data), now=NOW
+    ).state
+    assert (state == "granted") is granted, state

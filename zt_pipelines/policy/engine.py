@@ -102,6 +102,20 @@ _INDIRECT_KINDS = (
 )
 
 
+_CRM = "//cloudresourcemanager.googleapis.com/"
+
+
+def custom_role_applies(role: str, ancestors: tuple[Node, ...] | list[Node]) -> bool:
+    """Whether a binding of ``role`` on ``ancestors[0]`` can grant anything: a custom role
+    ``projects/P/roles/R`` is usable only in project P's policies and below it, one of
+    ``organizations/O/roles/R`` only inside organisation O. Predefined roles apply anywhere."""
+    kind, _, rest = role.partition("/")
+    if kind not in ("projects", "organizations") or "/roles/" not in role:
+        return True
+    owner = _CRM + kind + "/" + rest.split("/", 1)[0]
+    return any(n.name == owner for n in ancestors)
+
+
 class Evaluator:
     """Indexes a snapshot once (members per node, role expansion, deny policies) and answers
     :meth:`decide` questions quickly. Treat the snapshot as immutable while in use."""
@@ -368,7 +382,7 @@ class Evaluator:
 
         # 2. allow bindings on the resource and every ancestor
         grants: list[Evidence] = []
-        for node in chain:
+        for depth, node in enumerate(chain):
             for u in self._unreadable.get(node.name, ()) if self._unreadable else ():
                 if "allow" in read_hides(u.what):
                     why = f"the allow policy of {node.name} could not be read: {u.reason}"
@@ -377,6 +391,8 @@ class Evaluator:
                 perms = self.role_permissions(b.role)
                 if perms is not None and permission not in perms:
                     continue
+                if not custom_role_applies(b.role, chain[depth:]):
+                    continue  # IAM refuses such a binding: only a hand-made snapshot has it
                 cond = ConditionResult(Tri.TRUE)
                 if b.condition is not None:
                     cond = self.conditions.evaluate(b.condition, attrs(), now)
