@@ -55,3 +55,15 @@ def test_quickstart_notebook_runs_clean() -> None:
         str(o["data"]["text/html"]) for o in refused.outputs if "text/html" in o.get("data", {})
     ]
     assert shown and "REFUSED" in shown[0] and "ZT200" in shown[0]  # the report, not a traceback
+
+
+def test_the_committed_notebook_carries_its_outputs() -> None:
+    """It reads on a code host without running: the refusal, the allowed report and the
+    audit trail are in the committed file (regenerate with nbclient after changing a cell)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    outputs = _outputs(nb)
+    html = [str(o["data"]["text/html"]) for o in outputs if "text/html" in o.get("data", {})]
+    text = "".join(str(o.get("text", "")) for o in outputs)
+    assert any("REFUSED" in h for h in html) and any("ALLOWED" in h for h in html)
+    assert "writes that reached the emulator: 0" in text and "chain intact" in text
+    assert not any(o.get("name") == "stderr" for o in outputs)
