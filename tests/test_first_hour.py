@@ -95,3 +95,21 @@ def test_a_prefix_with_a_trailing_slash_is_checked_and_planned(tmp_path: Path) -
     )
     assert not [f for f in report.findings if f.code in ("ZT200", "ZT201")], str(report)
     assert any(g.permission == "storage.objects.list" for g in report.granted)
+
+
+def test_default_paths_are_the_platforms_user_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cache, cache key and audit log live where platformdirs says (XDG on Linux)."""
+    import platformdirs
+
+    from zt_pipelines.audit.log import default_audit_log
+    from zt_pipelines.gcp.cache import default_cache_dir, default_key_path
+
+    monkeypatch.delenv("ZT_AUDIT_LOG", raising=False)
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    assert default_cache_dir() == Path(platformdirs.user_cache_dir("zt-pipelines", False))
+    assert default_cache_dir().is_relative_to(tmp_path / "XDG_CACHE_HOME")
+    assert default_key_path().is_relative_to(tmp_path / "XDG_CONFIG_HOME")
+    assert default_audit_log() == tmp_path / "XDG_STATE_HOME" / "zt-pipelines" / "audit.jsonl"

@@ -32,12 +32,15 @@ AUDIT_ENV = "ZT_AUDIT_LOG"
 
 
 def default_audit_log() -> Path:
-    """``$ZT_AUDIT_LOG``, else ``$XDG_STATE_HOME/zt-pipelines/audit.jsonl`` (~/.local/state)."""
+    """``$ZT_AUDIT_LOG``, else ``audit.jsonl`` in the platform's user state directory
+    (platformdirs: ``$XDG_STATE_HOME/zt-pipelines`` or ``~/.local/state/zt-pipelines`` on
+    Linux)."""
     configured = os.environ.get(AUDIT_ENV)
     if configured:
         return Path(configured)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "zt-pipelines" / "audit.jsonl"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("zt-pipelines", appauthor=False)) / "audit.jsonl"
 
 
 _LOG = logging.getLogger("zt_pipelines.audit")

@@ -44,22 +44,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from zt_pipelines.policy.snapshot import Condition, DenyPolicy, DenyRule, Role
 
 DEFAULT_TTL = 7 * 24 * 3600.0
 _LOG = logging.getLogger("zt_pipelines.gcp")
+APP_NAME = "zt-pipelines"
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/zt-pipelines`` or ``~/.cache/zt-pipelines``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zt-pipelines"
+    """The platform's user cache directory (platformdirs: ``$XDG_CACHE_HOME/zt-pipelines`` or
+    ``~/.cache/zt-pipelines`` on Linux, ``~/Library/Caches/zt-pipelines`` on macOS)."""
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def default_key_path() -> Path:
-    """``$XDG_CONFIG_HOME/zt-pipelines/cache.key`` or ``~/.config/zt-pipelines/cache.key``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "zt-pipelines" / "cache.key"
+    """``cache.key`` in the platform's user config directory (``$XDG_CONFIG_HOME/zt-pipelines``
+    or ``~/.config/zt-pipelines`` on Linux): outside the cache directory."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "cache.key"
 
 
 def inside_checkout(path: Path) -> bool:
