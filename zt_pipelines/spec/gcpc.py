@@ -163,6 +163,32 @@ def _bq(module: str, job_type: str, *extra: str) -> LauncherKind:
 
 _BQ_READ_MODEL = ("bigquery.models.getData", "bigquery.models.getMetadata")
 
+
+def _automl_training(
+    name: str, module: str, job_types: tuple[str, ...], source: str
+) -> LauncherKind:
+    """An AutoML training launcher: refused, its pipeline runs as the Vertex AI Service Agent."""
+    return LauncherKind(
+        name=name,
+        job="aiplatform.trainingPipelines",
+        modules=(module,),
+        job_types=job_types,
+        identity=JobIdentity("service_agent", what="the Vertex AI Service Agent"),
+        wrap=True,
+        caller_permissions=(
+            "aiplatform.trainingPipelines.create",
+            "aiplatform.trainingPipelines.get",
+            "aiplatform.datasets.get",
+        ),
+        cmek_inputs=("training_encryption_spec_key_name", "model_encryption_spec_key_name"),
+        payload_flag="",
+        supported=False,
+        refusal="an AutoML training pipeline runs as the Vertex AI Service Agent, and no field "
+        "can give it an identity of its own",
+        source=source,
+    )
+
+
 CATALOGUE: tuple[LauncherKind, ...] = (
     # ---- jobs that carry their own identity: pinned in place, launcher runs as pipeline SA
     LauncherKind(
@@ -490,43 +516,17 @@ CATALOGUE: tuple[LauncherKind, ...] = (
         source="container/v1/vertex_notification_email; v1/vertex_notification_email",
     ),
     # ---- jobs no rewrite can give an identity of their own: refused
-    LauncherKind(
-        name="AutoMLTrainingJob",
-        job="aiplatform.trainingPipelines",
-        modules=(f"{_V1}aiplatform.remote_runner",),
-        job_types=(),
-        identity=JobIdentity("service_agent", what="the Vertex AI Service Agent"),
-        wrap=True,
-        caller_permissions=(
-            "aiplatform.trainingPipelines.create",
-            "aiplatform.trainingPipelines.get",
-            "aiplatform.datasets.get",
-        ),
-        cmek_inputs=("training_encryption_spec_key_name", "model_encryption_spec_key_name"),
-        payload_flag="",
-        supported=False,
-        refusal="an AutoML training pipeline runs as the Vertex AI Service Agent, and no field "
-        "can give it an identity of its own",
-        source="container/v1/aiplatform/remote_runner.py; v1/automl/training_job",
+    _automl_training(
+        "AutoMLTrainingJob",
+        f"{_V1}aiplatform.remote_runner",
+        (),
+        "container/v1/aiplatform/remote_runner.py; v1/automl/training_job",
     ),
-    LauncherKind(
-        name="AutoMLImageTrainingJob",
-        job="aiplatform.trainingPipelines",
-        modules=(f"{_V1}automl_training_job.image.launcher",),
-        job_types=("AutoMLImageTrainingJob",),
-        identity=JobIdentity("service_agent", what="the Vertex AI Service Agent"),
-        wrap=True,
-        caller_permissions=(
-            "aiplatform.trainingPipelines.create",
-            "aiplatform.trainingPipelines.get",
-            "aiplatform.datasets.get",
-        ),
-        cmek_inputs=("training_encryption_spec_key_name", "model_encryption_spec_key_name"),
-        payload_flag="",
-        supported=False,
-        refusal="an AutoML training pipeline runs as the Vertex AI Service Agent, and no field "
-        "can give it an identity of its own",
-        source="container/v1/automl_training_job/image; v1/automl/training_job",
+    _automl_training(
+        "AutoMLImageTrainingJob",
+        f"{_V1}automl_training_job.image.launcher",
+        ("AutoMLImageTrainingJob",),
+        "container/v1/automl_training_job/image; v1/automl/training_job",
     ),
     LauncherKind(
         name="InfraValidationJob",
