@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -483,6 +484,11 @@ def test_a_pipeline_root_in_another_projects_bucket_is_refused(
     attacker = "//cloudresourcemanager.googleapis.com/projects/attacker-proj"
     with world.lock:
         world.project_numbers["attacker-proj"] = "999999999999"
+        # the attacker's own copies of the roles (a custom role grants only in its project)
+        for name in ("artifactReadWrite", "bucketReader"):
+            role = world.roles[f"projects/zt-demo/roles/{name}"]
+            copied = replace(role, name=f"projects/attacker-proj/roles/{name}")
+            world.roles[copied.name] = copied
     world.add_node(
         Node(
             attacker,
@@ -498,8 +504,8 @@ def test_a_pipeline_root_in_another_projects_bucket_is_refused(
             parent=attacker,
             policy=AllowPolicy(
                 bindings=(
-                    Binding("projects/zt-demo/roles/artifactReadWrite", members),
-                    Binding("projects/zt-demo/roles/bucketReader", members),
+                    Binding("projects/attacker-proj/roles/artifactReadWrite", members),
+                    Binding("projects/attacker-proj/roles/bucketReader", members),
                 ),
                 etag="BwSquat",
             ),
