@@ -32,7 +32,8 @@ FIXES: dict[str, str] = {
     "@zt.step) or let `zt-pipelines plan/apply` create derived ones",
     "ZT101": "declare @zt.step(...) on the component or a manifest entry for the task",
     "ZT102": "bind the value to a constant or a pipeline parameter given in parameter_values",
-    "ZT103": "one service account per step (or identities.allowShared in the policy file)",
+    "ZT103": "one service account per step and per launched job (or identities.allowShared "
+    "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
     "ZT111": "delete the user-managed keys and set iam.disableServiceAccountKeyCreation",
     "ZT120": "use a persistent resource created with custom service accounts enabled, "

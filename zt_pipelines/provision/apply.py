@@ -23,10 +23,10 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -38,6 +38,8 @@ from zt_pipelines.provision.render import render_json
 from zt_pipelines.provision.support import assess, refuse_unsupported
 from zt_pipelines.provision.support import warnings as support_warnings
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+T = TypeVar("T")
 
 #: codes a stale etag produces: gRPC ABORTED (HTTP 409) and HTTP 412 Precondition Failed
 CONFLICT_CODES = frozenset({"ABORTED", "FAILED_PRECONDITION", "HTTP_412", "HTTP_409"})
@@ -452,11 +454,44 @@ def _exists(retry: Any, fn: Callable[[], Any], what: str, target: str) -> Any | 
         raise
 
 
-def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
+def _progress(plan: Plan, resources: list[str]) -> Callable[[], None]:
+    """A tick per write unit (account, custom role, resource policy) for the progress reporter
+    the CLI installed (:mod:`zt_pipelines.gcp.progress`), if any."""
+    from zt_pipelines.gcp.progress import current
+
+    report = current()
+    total = (
+        sum(1 for a in plan.accounts if a.state == "create")
+        + sum(1 for r in plan.custom_roles if r.state != "exists")
+        + len(resources)
+    )
+    done = 0
+    if report is not None:
+        report(0, total)
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(done, total)
+
+    return tick
+
+
+def _ticked(items: Sequence[T], tick: Callable[[], None]) -> Iterator[T]:
+    """``items``, ticking after the loop body finished with each (``continue`` included)."""
+    for item in items:
+        yield item
+        tick()
+
+
+def _create_accounts(
+    plan: Plan, factory: Any, retry: Any, tick: Callable[[], None] = lambda: None
+) -> list[str]:
     created: list[str] = []
     todo = [acct for acct in plan.accounts if acct.state == "create"]
     client: Any = factory.iam_admin() if todo else None
-    for acct in todo:
+    for acct in _ticked(todo, tick):
         name = f"projects/{acct.project}/serviceAccounts/{acct.email}"
         found = _exists(
             retry,
@@ -485,12 +520,14 @@ def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
     return created
 
 
-def _sync_roles(plan: Plan, factory: Any, retry: Any) -> tuple[list[str], list[str]]:
+def _sync_roles(
+    plan: Plan, factory: Any, retry: Any, tick: Callable[[], None] = lambda: None
+) -> tuple[list[str], list[str]]:
     created: list[str] = []
     updated: list[str] = []
     todo = [spec for spec in plan.custom_roles if spec.state != "exists"]
     client: Any = factory.iam_admin() if todo else None
-    for spec in todo:
+    for spec in _ticked(todo, tick):
         role = spec.role
         body = {
             "title": role.title,
@@ -610,13 +647,15 @@ def apply_plan(
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
         raise
     conflicts = _Conflicts()
+    resources = sorted({g.resource for g in (*plan.grants, *plan.removals)})
+    tick = _progress(plan, resources)
     try:
-        accounts = _create_accounts(plan, factory, retry)
-        roles_created, roles_updated = _sync_roles(plan, factory, retry)
+        accounts = _create_accounts(plan, factory, retry, tick)
+        roles_created, roles_updated = _sync_roles(plan, factory, retry, tick)
         added: list[Grant] = []
         removed: list[Grant] = []
         written: list[str] = []
-        for name in sorted({g.resource for g in (*plan.grants, *plan.removals)}):
+        for name in _ticked(resources, tick):
             store = _store_for(factory, retry, name)
             adds = [g for g in plan.grants if g.resource == name]
             removes = [g for g in plan.removals if g.resource == name]
