@@ -179,9 +179,7 @@ def test_apply_with_testing_permissions_warns_and_closes(
 ) -> None:
     with Emulator(empty_project(), permission_support={TRIAL: "TESTING"}) as emu:
         planned = make_plan(template, FULL_NEEDS, emu.state)
-        result = apply_plan(
-            planned, factory=_factory(emu), retry=no_wait_policy(), audit_log=False
-        )
+        result = apply_plan(planned, factory=_factory(emu), retry=no_wait_policy(), audit_log=False)
         assert any(w.startswith(TRIAL) and "TESTING" in w for w in result.warnings)
         assert f"Warning: {TRIAL}" in str(result)
         assert check(template, FULL_NEEDS, emu.state).allowed
