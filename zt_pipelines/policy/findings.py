@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings
+from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_uses
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -236,19 +236,11 @@ def _identity_findings(
             )
         users[sa].append(step.task)
     if not policy.allow_shared_identities:
-        for sa, tasks in users.items():
-            if len(tasks) > 1:
-                out.append(
-                    _f(
-                        "ZT103",
-                        f"{sa} is shared by {len(tasks)} steps: " + ", ".join(sorted(tasks)),
-                        step=sorted(tasks)[0],
-                        principal=sa_member(sa),
-                        evidence=tuple(
-                            Evidence("identity", detail=f"used by {t}") for t in sorted(tasks)
-                        ),
-                    )
-                )
+        jobs = launched_identity_uses(steps)  # GCPC jobs run as their own identity too
+        for sa in sorted(set(users) | set(jobs)):
+            tasks = users.get(sa, [])
+            if len(tasks) + len(jobs.get(sa, ())) > 1:
+                out.append(_shared_identity(sa, sorted(tasks), sorted(jobs.get(sa, ()))))
     unreadable = {u.target for u in ev.snapshot.unreadable}
     for sa in sorted({pipeline_sa, *users}):
         if not sa or classify_identity(sa).is_default:
@@ -305,6 +297,40 @@ def _identity_findings(
 
 
 # -- requirements ----------------------------------------------------------------------------
+
+
+def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> Finding:
+    """ZT103 for one identity used by several steps and/or by the jobs steps launch (a GCPC
+    ``service_account`` / ``dataflow_service_account`` value fed to many components)."""
+    evidence = [Evidence("identity", detail=f"used by {t}") for t in tasks]
+    evidence += [
+        Evidence("identity", detail=f"used by the job {t} launches" + (f" ({f})" if f else ""))
+        for t, f in jobs
+    ]
+    users = [*tasks, *(f"the job {t} launches" for t, _ in jobs)]
+    shown = ", ".join(users[:_SHOWN]) + (
+        f" and {len(users) - _SHOWN} more" if len(users) > _SHOWN else ""
+    )
+    if not jobs:
+        message = f"{sa} is shared by {len(tasks)} steps: {shown}"
+    else:
+        fields = ", ".join(sorted({f for _, f in jobs if f})) or "a component input"
+        message = (
+            f"{sa} is shared by "
+            + (
+                f"{len(users)} steps and launched jobs"
+                if tasks
+                else f"the jobs of {len(jobs)} steps"
+            )
+            + f": {shown}; it is set "
+            f"through {fields}: give each job an identity of its own, or leave it empty and "
+            "each job runs as its step's"
+        )
+    first = sorted([*tasks, *(t for t, _ in jobs)])[0]
+    return _f("ZT103", message, step=first, principal=sa_member(sa), evidence=tuple(evidence))
+
+
+_SHOWN = 4  # users named in a ZT103 message; the evidence lists all of them
 
 
 def _decide_all(
