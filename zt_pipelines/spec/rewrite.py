@@ -1062,9 +1062,7 @@ class _Walker:
         if len(found) > 1:
             raise TemplateError(f"{flag} is given twice in input {name!r}", where=where)
         other = [
-            v
-            for v in values
-            if identity_option(v) and v != flag and not v.startswith(flag + "=")
+            v for v in values if identity_option(v) and v != flag and not v.startswith(flag + "=")
         ]
         if other:
             raise TemplateError(
