@@ -255,6 +255,11 @@ def test_fast_path_finds_exactly_the_allowed_boxes(
     for box in fast:
         pkt = Packet(network, "EGRESS", src_ip, box.lo, box.protocol, box.port_lo, (), None)
         assert box.allowed and reference(rules_, pkt)
+        # the evidence: the rule named is the one that decides the packet
+        verdict = decide_egress(
+            rules_, Instance(network, src_ip), box.lo, box.protocol, box.port_lo
+        )
+        assert verdict.rule == box.rule, (box, verdict)
     for box in egress_boxes(rules_, source):
         if not box.allowed:
             continue

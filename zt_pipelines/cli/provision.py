@@ -147,7 +147,8 @@ def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
         return review
     if not yes:
         click.confirm("Apply these changes?", abort=True)
-    outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
+    with live_progress("applying changes"):
+        outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
     click.echo(str(outcome))
     return review
 

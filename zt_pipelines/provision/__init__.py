@@ -20,12 +20,13 @@ roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.errors import InputError
+from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import JobFields, RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
@@ -51,6 +52,8 @@ from zt_pipelines.provision.render import (
     render_terraform,
 )
 from zt_pipelines.provision.requirements import wants_for
+
+_log = logging.getLogger("zt_pipelines.provision")
 
 __all__ = [
     "AccountSpec",
@@ -147,8 +150,10 @@ def plan(
         pipeline_service_account = service_account_email(
             derive_account_id(result.pipeline_name or "pipeline", PIPELINE_STEP), project
         )
+    support: dict[str, str] | None = None
+    support_source = ""
     if snapshot == "live":
-        from zt_pipelines.provision.live import read_state
+        from zt_pipelines.provision.live import read_state, read_support
 
         state: Snapshot | None = read_state(
             result,
@@ -158,6 +163,13 @@ def plan(
             pipeline_root=pipeline_root,
             submitter=submitter,
         )
+        if roles == "custom":
+            parent = f"organizations/{organization}" if organization else f"projects/{project}"
+            try:  # what IAM itself says a custom role there may hold
+                support = read_support(parent)
+                support_source = f"live: {parent}"
+            except ApiError as exc:  # the catalogue's levels, and apply re-reads before writing
+                _log.warning("custom-role support levels of %s not read live: %s", parent, exc)
     else:
         state = _snapshot(snapshot)
     wants = wants_for(
@@ -190,6 +202,8 @@ def plan(
         prune=prune,
         organization=organization,
         catalogue=load_catalogue(catalogue) if catalogue is not None else None,
+        support_levels=support,
+        support_source=support_source,
     )
     return _with_segmentation(
         planned, result, state, project=project, location=location, pipeline_root=pipeline_root
