@@ -26,6 +26,7 @@ __all__ = [
     "check_pipeline_root",
     "identity_option",
     "identity_spots",
+    "inert_json",
     "input_binding",
     "input_placeholder",
     "payload_slot_verdicts",
@@ -266,7 +267,7 @@ def _value_verdict(
     shown = repr(value)[:80]
     if not isinstance(value, str):
         if quoted:  # Vertex pastes a list/struct as JSON text: its quotes end the string
-            return "unsafe", name, shown
+            return ("safe" if inert_json(value) else "unsafe"), name, shown
         # pasted whole as JSON text (its own strings escaped), then every placeholder nested in
         # those strings (KFP compiles ``args=[task.output]`` so) is substituted there as text,
         # unescaped: each is judged as if quoted, and reported under its own name (the name a
@@ -340,6 +341,24 @@ def _strings(value: Any) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+def inert_json(value: Any) -> bool:
+    """True for a list (of lists) of numbers, booleans and nulls: its JSON text holds no quote,
+    backslash or brace, so pasted inside a JSON string it stays text (``[]``, ``[0.1, 0.5]``)."""
+    stack, seen = [value], 0
+    if not isinstance(value, list):
+        return False
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > _MAX_NODES:
+            return False
+        if isinstance(item, list):
+            stack.extend(item)
+        elif not (item is None or isinstance(item, (bool, int, float))):
+            return False
+    return True
 
 
 def identity_option(text: str) -> bool:

@@ -69,6 +69,7 @@ from zt_pipelines.spec.jobs import (
     check_pipeline_root,
     identity_option,
     identity_spots,
+    inert_json,
     input_binding,
     input_placeholder,
     payload_slot_verdicts,
@@ -1424,7 +1425,7 @@ def _raw_payload_inputs(
             seen.update(nested)
             todo.extend(nested)
             value = _INPUT_PLACEHOLDER.sub("", value)
-        if not is_safe_payload_string(value):
+        if not is_safe_payload_string(value) and not inert_json(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
     return tuple(sorted(set(runtime)))
 
