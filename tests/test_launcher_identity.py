@@ -57,6 +57,8 @@ def _flex(**kwargs: Any) -> Any:
         {"parameters": {"serviceAccount": OTHER}},
         {"parameters": {"impersonateServiceAccount": OTHER}},
         {"parameters": {"SERVICE_ACCOUNT": OTHER}},
+        {"parameters": {"service-account": "x"}},  # any separator, any value
+        {"parameters": {"worker.service.account": "x"}},
         {"launch_options": {"impersonate_service_account": OTHER}},
         # a value naming a service account under an innocent key
         {"parameters": {"workerIdentity": OTHER}},
@@ -175,6 +177,8 @@ def test_identity_keys_in_constants_of_any_launcher_are_refused(
         ["--serviceAccount", "x@p.iam.gserviceaccount.com"],
         ["--service_account=x@p.iam.gserviceaccount.com"],  # a prefix of the flag
         ["--SERVICE_ACCOUNT_EMAIL=x@p.iam.gserviceaccount.com"],
+        ["--service-account-email=x@p.iam.gserviceaccount.com"],
+        ["-impersonate_service_account", "x@p.iam.gserviceaccount.com"],
     ],
 )
 def test_dataflow_python_args_naming_another_identity_are_refused(

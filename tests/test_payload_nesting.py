@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kfp import compiler, dsl
 
-from zt_pipelines.errors import TemplateError
+from zt_pipelines.errors import TemplateError, UnpinnedIdentityError
 from zt_pipelines.spec import load_template, rewrite_pipeline
 from zt_pipelines.spec.jobs import payload_slot_verdicts
 from zt_pipelines.spec.payload import parse_payload
@@ -267,3 +267,25 @@ def test_a_huge_constant_is_not_walked_forever() -> None:
     bindings = {"args": {"runtimeValue": {"constant": [["x"] * 10] * 20_000}}}
     (verdict,) = payload_slot_verdicts(parsed, bindings, {}, {})
     assert verdict.verdict == "unsafe"
+
+
+@pytest.mark.parametrize("field", ["project", "network"])
+def test_placement_from_an_upstream_value_nested_in_a_constant_is_refused(
+    tmp_path: Path, field: str
+) -> None:
+    """A launcher's project or network written as a constant that holds an upstream value
+    (``f"projects/{task.output}"``) moves the job at run time: refused like the value itself."""
+
+    @dsl.pipeline(name="placement")
+    def p() -> None:
+        made = prod()
+        value = f"projects/p/global/networks/{made.output}" if field == "network" else made.output
+        kwargs: dict[str, Any] = {field: value}
+        if field == "project":
+            kwargs[field] = f"{made.output}-x"
+        custom_job.CustomTrainingJobOp(display_name="t", worker_pool_specs=_pools(["x"]), **kwargs)
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    with pytest.raises(UnpinnedIdentityError, match="nested in a constant"):
+        rewrite_pipeline(path, project=PROJECT)

@@ -41,10 +41,10 @@ _GOOGLE_IMAGE = re.compile(
 )
 SERVICE_ACCOUNT_KEY = re.compile(r"service_?account", re.IGNORECASE)
 """Payload keys that name an identity (``service_account``, ``serviceAccount``, ``..._email``)."""
-IDENTITY_KEY = re.compile(r"service_?account|impersonat", re.IGNORECASE)
+IDENTITY_KEY = re.compile(r"service[\W_]*account|impersonat", re.IGNORECASE)
 """Keys (and option names) that choose an identity: a service account, or one to impersonate."""
 _IDENTITY_OPTION = re.compile(
-    r"^\s*-{1,2}[A-Za-z0-9_.-]*(?:service_?account|impersonat)", re.IGNORECASE
+    r"^\s*-{1,2}[A-Za-z0-9_.-]*(?:service[\W_]*account|impersonat)", re.IGNORECASE
 )
 _SA_EMAIL = re.compile(r"@[A-Za-z0-9.-]*gserviceaccount\.com", re.IGNORECASE)
 
@@ -447,6 +447,26 @@ def payload_value(
         return None
     bound = input_binding(name, bindings, params, env)
     return bound.value if bound is not None and bound.kind == "constant" else None
+
+
+def runtime_nested(
+    value: Any, bindings: Mapping[str, Any], params: Mapping[str, Any], env: Env
+) -> str | None:
+    """What makes a constant known only at run time: the first input placeholder nested in it
+    (at any depth of constants holding placeholders) that is bound to a run-time value."""
+    todo, seen = [value], 0
+    while todo:
+        seen += 1
+        if seen > _MAX_NESTED * 8:
+            return "a placeholder nested too deeply"
+        for name in nested_inputs(todo.pop()):
+            bound = input_binding(name, bindings, params, env)
+            if bound is None:
+                continue  # an optional input left unset: Vertex pastes nothing
+            if bound.kind != "constant":
+                return bound.what or f"input {name!r}"
+            todo.append(bound.value)
+    return None
 
 
 def nested_inputs(value: Any) -> list[str]:

@@ -74,6 +74,7 @@ from zt_pipelines.spec.jobs import (
     input_placeholder,
     payload_slot_verdicts,
     payload_value,
+    runtime_nested,
     trusted_launcher_image,
 )
 from zt_pipelines.spec.launcher import (
@@ -1219,6 +1220,10 @@ class _Walker:
                 if bound is None:
                     continue
                 what = key.removeprefix("job_").replace("kms_key", "CMEK key")
+                if bound.kind == "constant":  # a constant holding an upstream value's placeholder
+                    hidden = runtime_nested(bound.value, bindings, params, env)
+                    if hidden is not None:
+                        bound = Bound("runtime", what=f"{hidden}, nested in a constant")
                 if bound.kind != "constant":
                     if (
                         kind is not None
