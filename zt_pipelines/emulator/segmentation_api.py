@@ -4,8 +4,9 @@ format), Vertex AI ``endpoints.list`` (REST, the aiplatform JSON wire format) an
 
 The world's ``segmentation`` section is what they serve; every route enforces IAM on its
 caller (``compute.*.get/list`` and ``aiplatform.endpoints.list`` on the project,
-``cloudasset.assets.listAccessPolicy`` on the organisation) and runs through the shared gate, so scripted faults apply by method name
-(``compute.firewalls.list``, ``google.cloud.asset.v1.AssetService/ListAssets``).
+``cloudasset.assets.listAccessPolicy`` on the organisation) and runs through the shared gate,
+so scripted faults apply by method name (``compute.firewalls.list``,
+``aiplatform.endpoints.list``, ``google.cloud.asset.v1.AssetService/ListAssets``).
 """
 
 from __future__ import annotations
