@@ -774,8 +774,15 @@ class PipelineJob(  # type: ignore[misc]
                 "refused", report=report, sha256=digest, steps=result.steps, decision=decided
             )
             raise ZeroTrustViolation(report, what=f"refused: {_summary(report)}")
-        base.record("allowed", report=report, sha256=digest, steps=result.steps, decision=decided)
         assert sa is not None  # an allowed report always has a pipeline SA
+        base.record(
+            "allowed",
+            report=report,
+            sha256=digest,
+            steps=result.steps,
+            decision=decided,
+            baseline=self._zt_baseline(sa, result.steps, request),
+        )
         labels = dict(request.labels)
         labels.update(
             {
@@ -860,6 +867,7 @@ class PipelineJob(  # type: ignore[misc]
         )
         request.pipeline_spec = verified.spec
         submitter = self._submitter()
+        self._zt_seen = None  # set by check_rewritten (on_snapshot) to the state it decides on
         report = check_rewritten(
             verified,
             project=self._zt_target.project,
@@ -879,8 +887,43 @@ class PipelineJob(  # type: ignore[misc]
             now=self._zt_clock(),
             template=self._zt_template_path,
             emulator_host=self._zt_target.emulator_host,
+            on_snapshot=self._zt_saw,
         )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
+
+    def _zt_saw(self, snapshot: Any) -> None:
+        """The IAM state the decision is taken on (kept for the approval's baseline)."""
+        self._zt_seen = snapshot
+
+    def _zt_baseline(self, sa: str, steps: Any, request: Any) -> dict[str, Any]:
+        """What this approval saw, for drift and verify-run (:mod:`zt_pipelines.monitor.baseline`);
+        if it cannot be computed, the record says why and drift reports it (ZT629)."""
+        from google.protobuf import json_format
+
+        from zt_pipelines.monitor.baseline import approval_baseline, runtime_parts
+
+        try:
+            runtime = request.runtime_config
+            parts = runtime_parts(
+                json_format.MessageToDict(
+                    type(runtime).pb(runtime), preserving_proto_field_name=True
+                ),
+                labels=dict(request.labels),
+                network=str(request.network),
+                reserved_ip_ranges=[str(r) for r in request.reserved_ip_ranges],
+                kms_key=str(request.encryption_spec.kms_key_name),
+            )
+            return approval_baseline(
+                getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
+                [sa, *(s.service_account or "" for s in steps)],
+                now=self._zt_clock(),
+                pipeline_root=str(runtime.gcs_output_directory) or None,
+                runtime=parts,
+                source="snapshot" if self._zt_snapshot is not None else "live",
+            )
+        except Exception as exc:  # a baseline is for later checks: never what refuses a run
+            _LOG.warning("the approval's baseline could not be recorded: %s", exc)
+            return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
     def _zt_send(
         self,
@@ -1063,6 +1106,7 @@ class _DecisionContext:
         sha256: str = "",
         steps: Any = (),
         decision: str = "",
+        baseline: Mapping[str, Any] | None = None,
     ) -> None:
         job = self.job
         findings = tuple(f.to_dict() for f in getattr(report, "findings", ()))
@@ -1083,6 +1127,7 @@ class _DecisionContext:
             job_id=str(job.job_id),
             reason=reason or (_summary(report) if report is not None else ""),
             decision_sha256=decision,
+            baseline=baseline,
         )
         job._audit_log().append(decision_record)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ def check_rewritten(
     now: datetime | None = None,
     template: str = "",
     emulator_host: str | None = None,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
@@ -172,7 +174,8 @@ def check_rewritten(
     ``pipeline_root`` the template's ``defaultPipelineRoot`` is used, as a run (and
     provisioning) would. ``emulator_host`` pins where live state is read (the drop-in job
     passes the address it captured, so a later change of ``$ZT_EMULATOR_HOST`` is not read);
-    default ``$ZT_EMULATOR_HOST``.
+    default ``$ZT_EMULATOR_HOST``. ``on_snapshot`` is handed the IAM state the decision is
+    taken on (the drop-in job records the approved identities' posture from it).
     """
     _require_location(location)
     _require_submitter(submitter)
@@ -232,6 +235,8 @@ def check_rewritten(
     from zt_pipelines.policy.engine import evaluate
     from zt_pipelines.segmentation import check_segmentation
 
+    if on_snapshot is not None:
+        on_snapshot(world)
     report = evaluate(
         requirements,
         result.steps,

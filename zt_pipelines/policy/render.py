@@ -83,6 +83,7 @@ FIXES: dict[str, str] = {
     "ZT612": "pin images by digest (image@sha256:...); the policy file can require it",
     "ZT613": "verify again when the run has ended (submit(..., verify_after=True) does)",
     "ZT614": "run `zt-pipelines audit verify` to see what changed; restore the log from its mirror",
+    "ZT615": "treat the run as unverified; find who started it with other values (audit logs)",
     "ZT620": "remove the grant, or re-approve the pipeline with the need declared",
     "ZT621": "delete the key and find who created it (Admin Activity audit logs)",
     "ZT622": "disable the identity again if that was deliberate, and find who re-enabled it",
