@@ -902,6 +902,31 @@ def _org_policy_findings(
 # -- suppressions ----------------------------------------------------------------------------
 
 
+def apply_policy(
+    findings: list[Finding], policy: OrgPolicy, *, now: datetime
+) -> tuple[list[Finding], list[SuppressedFinding]]:
+    """Findings raised outside this module (e.g. by :mod:`zt_pipelines.segmentation`) as the
+    report carries them: duplicates dropped, the organisation policy's severities applied, then
+    its suppressions (an unrelaxable code is never suppressed).
+
+    Expired suppressions are not reported here: :func:`build_report` reports each one once.
+
+    Args:
+        findings: the findings at their default severities.
+        policy: the organisation policy.
+        now: the time suppressions' expiry dates are compared with.
+
+    Returns:
+        ``(active, suppressed)``.
+    """
+    levelled = [
+        f if policy.severity(f.code) is f.severity else replace(f, severity=policy.severity(f.code))
+        for f in _dedupe(findings)
+    ]
+    active, suppressed, _expired = _apply_suppressions(levelled, policy, now)
+    return active, suppressed
+
+
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False

@@ -217,12 +217,12 @@ def needed_services(
     """The restrictable services the pipeline uses: Vertex AI always, the services of every
     required permission, and every Google API a step declares in its reach."""
     out = {"aiplatform.googleapis.com"}
-    for r in requirements:
-        service = PERMISSION_SERVICES.get(r.permission.split(".", 1)[0])
+    for prefix in {r.permission.partition(".")[0] for r in requirements}:
+        service = PERMISSION_SERVICES.get(prefix)
         if service:
             out.add(service)
-    for s in steps:
-        for entry in _reach(s):
+    for step in {tuple(s.job.reach): s for s in steps if s.job.reach}.values():  # one per reach
+        for entry in _reach(step):
             if entry.kind == "google-api":
                 out.add(entry.service)
     return sorted(out)

@@ -251,7 +251,7 @@ def _relevant(applicable: list[FirewallRule], allows: list[FirewallRule]) -> lis
             and (every or r.protocols is None or not r.protocols.isdisjoint(protocols))
         ):
             continue
-        match = (r.destination_ranges, r.traffic)
+        match = r.match_key
         if match in seen:
             continue
         seen.add(match)

@@ -415,6 +415,7 @@ class FirewallRule:
     all_destinations: bool = field(init=False, repr=False, compare=False)
     protocols: frozenset[int] | None = field(init=False, repr=False, compare=False)
     targeted_accounts: frozenset[str] = field(init=False, repr=False, compare=False)
+    match_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         every = any(t.protocol is None for t in self.traffic)
@@ -428,6 +429,12 @@ class FirewallRule:
         object.__setattr__(self, "protocols", None if every else protocols)
         object.__setattr__(
             self, "targeted_accounts", frozenset(s.lower() for s in self.target_service_accounts)
+        )
+        # what a packet must be for the rule to match it, as plain (fast-hashing) tuples
+        object.__setattr__(
+            self,
+            "match_key",
+            (self.destination_ranges, tuple((t.protocol, t.ports) for t in self.traffic)),
         )
 
 
@@ -484,7 +491,8 @@ class EgressTable:
     accounts (lower-cased) and network tags they target.
 
     Attributes:
-        by_network: network -> its egress rules, in :func:`rule_order`.
+        by_network: network -> its egress rules that can decide a packet, in
+            :func:`rule_order`.
         by_sa: network -> service account -> the names of the rules targeting it.
         by_tag: network -> tag -> the names of the rules targeting it.
         sa_rules: service account -> the names of the rules (any network) targeting it.
@@ -502,9 +510,21 @@ class EgressTable:
         by_sa: dict[str, dict[str, tuple[str, ...]]] = {}
         by_tag: dict[str, dict[str, tuple[str, ...]]] = {}
         sa_rules: dict[str, tuple[str, ...]] = {}
+        # shadowed rules are dropped here, once: a rule that applies to every source (no
+        # targets, no source ranges) decides every packet it matches, so a later rule matching
+        # exactly the same packets, or any rule after one matching every packet, never decides
+        shadowing: dict[str, set[tuple[object, ...]]] = {}
+        closed: set[str] = set()
         for r in sorted(rules, key=rule_order):
-            if r.direction != "EGRESS" or r.disabled:
+            if r.direction != "EGRESS" or r.disabled or r.network in closed:
                 continue
+            seen = shadowing.setdefault(r.network, set())
+            if r.match_key in seen:
+                continue
+            if not (r.target_service_accounts or r.target_tags or r.source_ranges):
+                seen.add(r.match_key)
+                if r.all_traffic and r.all_destinations:
+                    closed.add(r.network)
             by_network.setdefault(r.network, []).append(r)
             for sa in {s.lower() for s in r.target_service_accounts}:
                 per = by_sa.setdefault(r.network, {})
