@@ -21,7 +21,6 @@ the world sealed as ``zt-pipelines snapshot`` would write it (so no ZT401 note).
 import importlib.util
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -102,7 +101,8 @@ def _loop(
         again = zt.plan(path, snapshot=emu.state, roles=roles, prune=True, **kw)  # type: ignore[arg-type]
         assert again.is_noop, (path, again.additions, again.removals)
         writes = len(emu.writes())
-        assert not apply_plan(again, factory=factory, retry=no_wait_policy(), audit_log=False).changed
+        second = apply_plan(again, factory=factory, retry=no_wait_policy(), audit_log=False)
+        assert not second.changed
         assert len(emu.writes()) == writes, path  # the second apply writes nothing
     finally:
         factory.close()
