@@ -168,3 +168,23 @@ class IamAdminAdapter(Adapter):
             what="roles.list",
             target=parent,
         )
+
+    def query_testable_permissions(self, full_resource_name: str) -> dict[str, str]:
+        """Permission → custom-role support level (``SUPPORTED``, ``TESTING``,
+        ``NOT_SUPPORTED``) for every permission testable on ``full_resource_name`` (a
+        ``//cloudresourcemanager.googleapis.com/projects/P`` or ``.../organizations/O``): what
+        a custom role created there may contain (all pages)."""
+        from google.cloud import iam_admin_v1
+
+        client = self.factory.iam_admin()
+        levels = iam_admin_v1.Permission.CustomRolesSupportLevel
+        request = {"full_resource_name": full_resource_name, "page_size": self.page(1000)}
+        return self.call(
+            lambda: {
+                # proto3: an absent level reads SUPPORTED, as IAM documents for the field
+                str(p.name): levels(p.custom_roles_support_level).name
+                for p in client.query_testable_permissions(request=request, **self.gapic_kwargs())
+            },
+            what="permissions.queryTestablePermissions",
+            target=full_resource_name,
+        )

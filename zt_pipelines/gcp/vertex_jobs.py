@@ -228,6 +228,10 @@ class VertexJobsAdapter(Adapter):
             kms_key=str(pb.encryption_spec.kms_key_name),
             parameter_values=values,
             pipeline_root=str(raw.runtime_config.gcs_output_directory),
+            runtime_config=json_format.MessageToDict(
+                raw.runtime_config, preserving_proto_field_name=True
+            ),
+            reserved_ip_ranges=tuple(str(r) for r in raw.reserved_ip_ranges),
             pipeline_spec=spec,
             tasks=tasks,
             jobs=jobs,

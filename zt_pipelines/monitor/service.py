@@ -255,6 +255,7 @@ def _drift_one(
 ) -> Any:
     from types import SimpleNamespace
 
+    from zt_pipelines.monitor.baseline import recorded_baseline, restricted, scope
     from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
     from zt_pipelines.policy.engine import Evaluator, evaluate
     from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
@@ -262,27 +263,31 @@ def _drift_one(
     project = str(approval.get("project", ""))
     location = str(approval.get("location", ""))
     pipeline_sa, steps, has_needs = approved_identities(approval)
+    at_approval, no_baseline = recorded_baseline(approval)
+    recorded = approval.get("baseline")
+    seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
+    root = str(recorded.get("pipeline_root") or "") if isinstance(recorded, dict) else ""
     result = SimpleNamespace(steps=steps)
     requirements = derive_requirements(
         result,
         project=project,
         location=location,
         pipeline_service_account=pipeline_sa,
-        pipeline_root=None,
+        pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
         submitter=None,
+    )
+    needs = needed_nodes(
+        requirements,
+        steps=steps,
+        pipeline_service_account=pipeline_sa,
+        project=project,
+        location=location,
     )
     unreadable: list[str] = []
     world = snapshot
     if world is None:
         from zt_pipelines.gcp import fetch_snapshot
 
-        needs = needed_nodes(
-            requirements,
-            steps=steps,
-            pipeline_service_account=pipeline_sa,
-            project=project,
-            location=location,
-        )
         try:
             world = fetch_snapshot(
                 resources=needs.resources,
@@ -295,14 +300,36 @@ def _drift_one(
             )
         except ZtError as exc:
             return evaluate_drift(
-                approval, None, (), baseline, now=now, unreadable=(f"IAM state ({exc})",)
+                approval,
+                None,
+                (),
+                baseline,
+                now=now,
+                unreadable=(f"IAM state ({exc})",),
+                at_approval=at_approval,
+                no_approval_baseline=no_baseline,
             )
     unreadable.extend(f"{u.what} of {u.target} ({u.reason})" for u in world.unreadable)
     evaluator = Evaluator(world)
     context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
     report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
-    identities = dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)])
-    postures = [posture_of(email, evaluator, now=now) for email in identities if email]
+    identities = [
+        e for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)]) if e
+    ]
+    postures = [posture_of(email, evaluator, now=now) for email in identities]
+    scoped = []
+    if at_approval is not None:
+        # today's posture over what the approval saw (plus nodes today's needs newly reach):
+        # a snapshot or read wider than the approval's is not a wider grant
+        account_nodes = [
+            name
+            for name in world.nodes
+            if any(name.endswith(f"/serviceAccounts/{email}") for email in identities)
+        ]
+        nodes = set(seen_then if isinstance(seen_then, list) else ())
+        nodes |= scope(world, [*needs.resources, *account_nodes])
+        narrowed = Evaluator(restricted(world, nodes))
+        scoped = [posture_of(email, narrowed, now=now) for email in identities]
     return evaluate_drift(
         approval,
         report,
@@ -311,6 +338,9 @@ def _drift_one(
         now=now,
         unreadable=unreadable,
         has_needs=has_needs,
+        at_approval=at_approval,
+        scoped=scoped,
+        no_approval_baseline=no_baseline,
     )
 
 

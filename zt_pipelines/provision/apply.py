@@ -35,6 +35,8 @@ from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
 from zt_pipelines.provision.plan import check_plan
 from zt_pipelines.provision.render import render_json
+from zt_pipelines.provision.support import assess, refuse_unsupported
+from zt_pipelines.provision.support import warnings as support_warnings
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 T = TypeVar("T")
@@ -55,6 +57,7 @@ class ApplyResult:
         removed: bindings removed (member removed; ``prune``).
         policies_written: full names of the resources whose allow policy was written.
         conflicts: etag conflicts met and retried.
+        warnings: custom-role permissions IAM is still testing (``TESTING``, read live).
     """
 
     created_accounts: tuple[str, ...] = ()
@@ -64,6 +67,7 @@ class ApplyResult:
     removed: tuple[Grant, ...] = ()
     policies_written: tuple[str, ...] = ()
     conflicts: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -77,15 +81,16 @@ class ApplyResult:
         )
 
     def __str__(self) -> str:
+        notes = "".join(f"\nWarning: {w}" for w in self.warnings)
         if not self.changed:
-            return "Apply complete: no changes."
+            return "Apply complete: no changes." + notes
         return (
             f"Apply complete: {len(self.created_accounts)} account(s) created, "
             f"{len(self.created_roles) + len(self.updated_roles)} role(s) created/updated, "
             f"{len(self.added)} binding(s) added, {len(self.removed)} removed "
             f"({len(self.policies_written)} policy write(s), "
             f"{self.conflicts} etag conflict(s) retried)."
-        )
+        ) + notes
 
 
 @dataclass
@@ -613,6 +618,8 @@ def apply_plan(
     Raises:
         ProvisioningRefused: the plan grants or removes something planning would refuse
             (:func:`~zt_pipelines.provision.plan.check_plan`; before any write happens).
+        CustomRoleSupportError: a custom role to create or update holds a permission IAM
+            does not allow in custom roles (read live; before any write happens).
         UnsupportedResourceError: a grant is on a resource apply cannot write (before any
             write happens).
         ApiError: an API call failed after retries (what was done before stays done; a
@@ -635,6 +642,7 @@ def apply_plan(
     _require_audit_writable(audit_log)  # no grant may be written without its record
     try:
         _refuse_before_writing(plan)
+        warnings = _verify_support(plan, factory, retry)
     except ZtError as exc:  # a refused apply is a decision too: recorded like a refused submit
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
         raise
@@ -672,6 +680,7 @@ def apply_plan(
             tuple(removed),
             tuple(written),
             conflicts.count,
+            warnings,
         )
     except Exception as exc:
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
@@ -690,6 +699,40 @@ def _refuse_before_writing(plan: Plan) -> None:
                 where=f"step {grant.step!r}",
                 fix="use plan --format terraform or --format gcloud for this resource",
             )
+
+
+def _verify_support(plan: Plan, factory: Any, retry: Any) -> tuple[str, ...]:
+    """Read the custom-role support levels live for every role about to be created or updated
+    and refuse, before any write, what IAM would reject; TESTING permissions come back as
+    warnings. A read that fails refuses too (fail closed: an unverified role is not written).
+
+    Raises:
+        CustomRoleSupportError: a permission is NOT_SUPPORTED or not testable on the parent.
+        ApiError: the levels could not be read.
+    """
+    from zt_pipelines.gcp.iam_admin import IamAdminAdapter
+
+    todo: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for spec in plan.custom_roles:
+        if spec.state != "exists":
+            todo.setdefault(spec.role.parent, []).append((spec.role.name, spec.role.permissions))
+    found: list[str] = []
+    for parent, roles in sorted(todo.items()):
+        try:
+            levels = IamAdminAdapter(factory, retry).query_testable_permissions(CRM + parent)
+        except ApiError as exc:
+            raise ApiError(
+                f"the custom-role support levels of {parent} could not be read ({exc.what}); "
+                "no role is written unverified",
+                where="apply",
+                fix="let the applying identity call permissions.queryTestablePermissions "
+                f"on {parent}, or apply with --roles predefined",
+                code=exc.code,
+            ) from exc
+        issues = assess(roles, levels, source=f"live: {parent}")
+        refuse_unsupported(issues, where="apply")
+        found += support_warnings(issues)
+    return tuple(found)
 
 
 def _require_audit_writable(audit_log: Any) -> None:
