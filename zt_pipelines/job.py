@@ -80,6 +80,7 @@ from zt_pipelines.fingerprint import (
 )
 from zt_pipelines.gcp.submitter import submitter_of
 from zt_pipelines.identity import DEFAULT_NAME_TEMPLATE, classify_identity
+from zt_pipelines.model import JobFields
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
 _ZT_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
@@ -231,6 +232,10 @@ class PipelineJob(  # type: ignore[misc]
             :class:`~zt_pipelines.audit.AuditLog`); default :func:`default_audit_log`.
         naming_template: the naming template for derived step identities.
         clock: returns the current time (audit records and condition evaluation).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields), e.g.
+            ``{"persistent_resource_id": "train-pool"}`` to start every step on a Vertex
+            persistent resource; verified like a step's own.
 
     Raises:
         InputError: no project is configured, or a template/argument is malformed.
@@ -259,9 +264,12 @@ class PipelineJob(  # type: ignore[misc]
         audit_log: str | os.PathLike[str] | AuditLog | None = None,
         naming_template: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        step_defaults: JobFields | Mapping[str, Any] | None = None,
     ) -> None:
+        from zt_pipelines.declare import step_defaults as parse_step_defaults
         from zt_pipelines.gcp.templates import fetch_template_text
 
+        defaults = parse_step_defaults(step_defaults)  # bad input fails before any fetch
         use_emulator_if_configured()
         credentials, missing = _credentials_or_placeholder(credentials)
         text = fetch_template_text(
@@ -311,6 +319,7 @@ class PipelineJob(  # type: ignore[misc]
                 "snapshot": snapshot,
                 "audit": audit_log,
                 "naming_template": naming_template,
+                "step_defaults": defaults,
             },
             clock=clock or utc_now,
             template_path=template_path,
@@ -342,6 +351,7 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_snapshot: Any = options.get("snapshot")
         self._zt_audit: Any = options.get("audit")
         self._zt_naming_template: str | None = options.get("naming_template")
+        self._zt_step_defaults: JobFields | None = options.get("step_defaults")
         self._zt_clock = clock
         self._zt_template_path = template_path
         self._zt_credentials_missing = credentials_missing
@@ -839,6 +849,7 @@ class PipelineJob(  # type: ignore[misc]
                 location=self._zt_target.location,
                 pipeline_service_account=identity.email,
                 naming_template=self._zt_naming_template or DEFAULT_NAME_TEMPLATE,
+                defaults=self._zt_step_defaults,
                 **options,
             )
         except DefaultIdentityError as exc:  # a step declared a default identity
@@ -1054,7 +1065,7 @@ class PipelineJob(  # type: ignore[misc]
             raise ZeroTrustViolation(report, what="the run does not verify against its approval")
 
 
-_OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template")
+_OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template", "step_defaults")
 
 
 def _project_id_of(number: str, credentials: Any) -> str:

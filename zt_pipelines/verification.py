@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from zt_pipelines.errors import (
     ZtError,
 )
 from zt_pipelines.identity import classify_identity, submitter_member
-from zt_pipelines.model import RewriteResult
+from zt_pipelines.model import JobFields, RewriteResult
 from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import (
@@ -63,6 +63,7 @@ def check(
     credentials: Any = None,
     roles: str | Path | dict[str, Role] | None = None,
     now: datetime | None = None,
+    step_defaults: JobFields | Mapping[str, Any] | None = None,
 ) -> Report:
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
@@ -85,11 +86,17 @@ def check(
         credentials: google-auth credentials for live mode.
         roles: a predefined-role catalogue (path or ``{name: Role}``) to add to a snapshot.
         now: the time conditions and suppressions are evaluated at (default: the clock).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields, e.g.
+            ``{"persistent_resource_id": "train-pool"}``).
 
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
     """
+    from zt_pipelines.declare import step_defaults as parse_step_defaults
     from zt_pipelines.spec import rewrite_pipeline
+
+    defaults = parse_step_defaults(step_defaults)
 
     _require_location(location)
     _require_submitter(submitter)
@@ -123,6 +130,7 @@ def check(
             project=project,
             location=location,
             pipeline_service_account=sa.email or None,
+            defaults=defaults,
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)

@@ -28,7 +28,7 @@ from typing import Any
 
 from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import classify_identity
-from zt_pipelines.model import RewriteResult
+from zt_pipelines.model import JobFields, RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for, role_id_for
@@ -98,6 +98,7 @@ def plan(
     organization: str | None = None,
     catalogue: str | PathLike[str] | Mapping[str, Any] | None = None,
     submitter: str | None = None,
+    step_defaults: JobFields | Mapping[str, Any] | None = None,
 ) -> Plan:
     """Plan the service accounts, roles and bindings a pipeline needs.
 
@@ -123,6 +124,8 @@ def plan(
             for ``predefined`` mode when the snapshot has no role definitions.
         submitter: also grant this principal what submitting needs (actAs on the pipeline SA,
             ``aiplatform.pipelineJobs.create``).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields).
 
     Raises:
         InputError: bad template, manifest, snapshot or arguments.
@@ -137,6 +140,7 @@ def plan(
         pipeline_service_account=pipeline_service_account,
         parameter_values=parameter_values,
         manifest=manifest,
+        step_defaults=step_defaults,
     )
     if pipeline_service_account is None:
         # one pipeline SA per pipeline: derived from its name, never shared with another
@@ -243,12 +247,16 @@ def _rewrite(
     pipeline_service_account: str | None,
     parameter_values: Mapping[str, Any] | None,
     manifest: str | PathLike[str] | Mapping[str, Any] | None,
+    step_defaults: JobFields | Mapping[str, Any] | None,
 ) -> RewriteResult:
+    from zt_pipelines.declare import step_defaults as parse_step_defaults
+
+    defaults = parse_step_defaults(step_defaults)
     if isinstance(template, RewriteResult):
-        if parameter_values or manifest is not None:
+        if parameter_values or manifest is not None or defaults is not None:
             raise InputError(
-                "parameter_values and manifest apply to the rewrite, and this pipeline is "
-                "already rewritten: they would be ignored",
+                "parameter_values, manifest and step_defaults apply to the rewrite, and this "
+                "pipeline is already rewritten: they would be ignored",
                 where="plan",
                 fix="pass them to rewrite_pipeline, or pass the template instead",
             )
@@ -262,6 +270,7 @@ def _rewrite(
         pipeline_service_account=pipeline_service_account,
         parameter_values=parameter_values,
         manifest=manifest,
+        defaults=defaults,
     )
 
 
