@@ -299,6 +299,37 @@ def test_warm_cache_prefetches_and_skips_role_reads(emulator: Emulator, tmp_path
     assert warm.deny_policies == cold.deny_policies
 
 
+def test_a_second_check_reuses_connections_and_rereads_every_policy(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Warm in one process: the clients are the first check's, but no policy, key list or
+    account comes from the first check — a read that now fails is unreadable, never stale."""
+    from zt_pipelines.gcp.clients import shared_factory
+
+    creds = emulator_credentials(sa_member(READER))
+    first = fetch(emulator, tmp_path, credentials=creds)
+    cold = emulator.counts()
+    factory = shared_factory(creds, emulator_host=emulator.address)
+    assert shared_factory(creds, emulator_host=emulator.address) is factory
+    assert (
+        shared_factory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+        is not factory
+    )
+    emulator.clear_log()
+    second = fetch(emulator, tmp_path, credentials=creds)
+    assert second.nodes == first.nodes and not second.unreadable
+    for method, n in cold.items():
+        if method.endswith(
+            ("GetIamPolicy", "getIamPolicy", "ListServiceAccountKeys", "ListPolicies")
+        ):
+            assert emulator.counts()[method] == n, method
+    emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="PERMISSION_DENIED"))
+    emulator.add_fault(Fault(method="*IAM/GetIamPolicy", code="PERMISSION_DENIED"))
+    third = fetch(emulator, tmp_path, credentials=creds)
+    assert {u.target for u in third.unreadable} >= {BUCKET, SA_NODE}
+    assert BUCKET not in third.nodes or third.nodes[BUCKET].policy is None
+
+
 def test_stale_hierarchy_cache_never_leaks_into_the_snapshot(
     emulator: Emulator, tmp_path: Path
 ) -> None:
