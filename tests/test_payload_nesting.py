@@ -289,3 +289,13 @@ def test_placement_from_an_upstream_value_nested_in_a_constant_is_refused(
     compiler.Compiler().compile(p, str(path))
     with pytest.raises(UnpinnedIdentityError, match="nested in a constant"):
         rewrite_pipeline(path, project=PROJECT)
+
+
+def test_a_trailing_newline_does_not_pass_as_a_placeholder_or_a_root() -> None:
+    """``$`` matches before a final newline: every exact-form check is a full match."""
+    from zt_pipelines.spec.jobs import check_pipeline_root, input_placeholder
+
+    assert input_placeholder("{{$.inputs.parameters['x']}}") == "x"
+    assert input_placeholder("{{$.inputs.parameters['x']}}\n") is None
+    with pytest.raises(TemplateError):
+        check_pipeline_root("gs://zt-bucket/runs\n")

@@ -155,3 +155,20 @@ def test_a_list_of_numbers_stays_text_inside_a_payload_string(value: Any, verdic
     (found,) = payload_slot_verdicts(parsed, bindings, {}, {})
     assert found.verdict == verdict
     assert inert_json(value) is (verdict == "safe")
+
+
+def test_a_waiver_never_covers_a_step_whose_name_lists_it() -> None:
+    """A finding's step is matched exactly: a (hand-built) step named "train,evil" does not
+    borrow the waiver for "train" (task names are refused in that form when a template loads;
+    tests/test_rewrite_errors.py)."""
+    evil = StepIdentity(
+        task="train,evil",
+        component="comp-evil",
+        executor="exec-evil",
+        service_account=INGEST_SA,
+        source="declared",
+        unescaped_payload_inputs=("tensorboard",),
+    )
+    report = _check(load_policy({"suppressions": [_waiver(step="train")]}), (TRAIN, evil))
+    assert [f.step for f in report.by_code("ZT102")] == ["train,evil"]
+    assert not report.allowed

@@ -106,7 +106,7 @@ def check_pipeline_root(root: str | None) -> str | None:
     """
     if root is None:
         return None  # Vertex's default root: gs://<bucket derived from project/location>/
-    if not isinstance(root, str) or not _ROOT.match(root):
+    if not isinstance(root, str) or not _ROOT.fullmatch(root):
         raise TemplateError(
             f"pipeline root {root!r} is not a gs:// URI zt-pipelines can prove safe: "
             "{{$.pipeline_root}} is pasted into launcher payloads, where a quote, backslash or "
@@ -188,7 +188,7 @@ def check_launcher_container(container: Mapping[str, Any], kind: LauncherKind, w
 def input_placeholder(value: Any) -> str | None:
     """The input name when ``value`` is exactly ``{{$.inputs.parameters['NAME']}}``."""
     if isinstance(value, str):
-        match = _INPUT.match(value)
+        match = _INPUT.fullmatch(value)
         if match:
             return match.group(1)
     return None
