@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kfp import compiler, dsl
 
-from zt_pipelines.errors import TemplateError
+from zt_pipelines.errors import TemplateError, UnpinnedIdentityError
 from zt_pipelines.spec import load_template, rewrite_pipeline
 
 pytest.importorskip("google_cloud_pipeline_components")
@@ -196,3 +196,39 @@ def test_dataflow_python_args_naming_another_identity_are_refused(
     ir = _compile(tmp_path, p)
     with pytest.raises(TemplateError, match="another identity"):
         rewrite_pipeline(ir, project=PROJECT)
+
+
+def test_dataflow_python_identity_from_a_pipeline_parameter_in_args(tmp_path: Path) -> None:
+    """``args=["--service_account_email", trainer]`` with ``trainer`` a pipeline parameter: its
+    value is the worker identity; without a value it is known only at run time (refused);
+    a value that is another identity option is refused like a literal one."""
+
+    @dsl.pipeline(name="py-param")
+    def p(trainer: str) -> None:
+        dataflow.DataflowPythonJobOp(
+            project=PROJECT,
+            python_module_path="gs://b/main.py",
+            temp_location="gs://b/tmp",
+            args=["--service_account_email", trainer],
+        )
+
+    ir = _compile(tmp_path, p)
+    (step,) = rewrite_pipeline(ir, project=PROJECT, parameter_values={"trainer": SA}).steps
+    assert step.launched_service_account == SA
+    with pytest.raises(UnpinnedIdentityError):
+        rewrite_pipeline(ir, project=PROJECT)
+
+    @dsl.pipeline(name="py-param-2")
+    def q(extra: str) -> None:
+        dataflow.DataflowPythonJobOp(
+            project=PROJECT,
+            python_module_path="gs://b/main.py",
+            temp_location="gs://b/tmp",
+            args=["--runner", "DataflowRunner", extra],
+        )
+
+    ir = _compile(tmp_path, q)
+    with pytest.raises(TemplateError, match="another identity"):
+        rewrite_pipeline(
+            ir, project=PROJECT, parameter_values={"extra": "--impersonate_service_account=x"}
+        )

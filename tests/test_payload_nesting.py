@@ -299,3 +299,34 @@ def test_a_trailing_newline_does_not_pass_as_a_placeholder_or_a_root() -> None:
     assert input_placeholder("{{$.inputs.parameters['x']}}\n") is None
     with pytest.raises(TemplateError):
         check_pipeline_root("gs://zt-bucket/runs\n")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{$.inputs.parameters['project']}}-x",
+        "x{{$.pipeline_google_cloud_project_id}}",
+        "{{$.inputs.parameters['pipelinechannel--prod-Output']}}",
+    ],
+)
+def test_a_launcher_project_argument_that_cannot_be_pinned_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    @dsl.pipeline(name="flag")
+    def p() -> None:
+        prod()
+        dataproc.DataprocPySparkBatchOp(project=PROJECT, main_python_file_uri="gs://b/main.py")
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    ir, _ = load_template(path)
+    for executor in ir["deploymentSpec"]["executors"].values():
+        args = executor["container"].get("args") or []
+        if "--project" in args:
+            args[args.index("--project") + 1] = value
+    task = ir["root"]["dag"]["tasks"]["dataproc-create-pyspark-batch"]
+    task["inputs"]["parameters"]["pipelinechannel--prod-Output"] = {
+        "taskOutputParameter": {"producerTask": "prod", "outputParameterKey": "Output"}
+    }
+    with pytest.raises((TemplateError, UnpinnedIdentityError)):
+        rewrite_pipeline(ir, project=PROJECT)
