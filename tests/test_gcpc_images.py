@@ -103,7 +103,9 @@ def test_every_worker_pool_image_is_judged(pools: list[dict[str, Any]], tmp_path
 
 def test_every_worker_pool_image_must_be_pinned_by_digest(tmp_path: Path) -> None:
     unpinned = "us-docker.pkg.dev/ml-prod/train/eval:latest"
-    report = _check(_training([container_pool(GOOD), container_pool(unpinned)]), tmp_path, DIGEST_POLICY)
+    report = _check(
+        _training([container_pool(GOOD), container_pool(unpinned)]), tmp_path, DIGEST_POLICY
+    )
     assert _images(report) == [f"image {unpinned} is not pinned by digest"]
 
 
@@ -113,12 +115,12 @@ def test_good_images_in_every_pool_pass_the_images_rules(tmp_path: Path) -> None
 
 
 def test_a_tuning_jobs_trial_image_is_judged(tmp_path: Path) -> None:
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
     from google_cloud_pipeline_components.v1.hyperparameter_tuning_job import (
         HyperparameterTuningJobRunOp,
         serialize_metrics,
         serialize_parameters,
     )
-    from google.cloud.aiplatform import hyperparameter_tuning as hpt
     from kfp import dsl
 
     @dsl.pipeline(name="tuning", pipeline_root="gs://zt-demo-pipeline-root/x")
