@@ -619,6 +619,9 @@ class _Walker:
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
+                # the wrapper CustomJob runs exactly the container's image (as a rewrite of
+                # the rewritten spec reads it back from the pool: idempotent)
+                job_images=(str(container["image"]),) if container.get("image") else (),
             )
         )
         return new_task
