@@ -203,3 +203,41 @@ def test_google_automl_job_images_are_all_judged(gcpc_corpus_dir: Path) -> None:
     assert {f.step for f in report.findings if f.code == "ZT124"} >= {
         "exit-handler-1/condition-2/condition-3/model-batch-predict"
     }
+
+
+def test_the_example_judges_training_images_and_reports_serving_containers(
+    tmp_path: Path,
+) -> None:
+    """examples/gcpc_pipeline.py: the training job's image is judged; the uploaded and the
+    deployed model's serving container is an artifact's, read at run time (ZT124)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "zt_gcpc_example_images", EXAMPLES / "gcpc_pipeline.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example
+    spec.loader.exec_module(example)
+    path = Path(example.compile_pipeline("gcpc-training", str(tmp_path / "gcpc.yaml")))
+    report = zt.check(
+        path,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=example.PIPELINE_SA,
+        snapshot=EXAMPLES / "world.yaml",
+        policy={"images": {"allowedRegistries": ["gcr.io/ml-pipeline/", "python:"]}},
+    )
+    unknown = {f.step.rsplit("/", 1)[-1] for f in report.findings if f.code == "ZT124" and f.step}
+    assert unknown == {"model-upload", "model-deploy"}
+    assert (
+        "ZT124"
+        not in zt.check(
+            path,
+            project=PROJECT,
+            location=LOCATION,
+            pipeline_service_account=example.PIPELINE_SA,
+            snapshot=EXAMPLES / "world.yaml",
+        ).codes()
+    )

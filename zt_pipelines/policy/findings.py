@@ -52,6 +52,7 @@ from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
+    from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
 _uri = lru_cache(maxsize=65536)(display_uri)
@@ -467,7 +468,7 @@ def _excess_findings(
             for n in ev.chain(r.resource.name)[0]:
                 required_at[n.name].add(r.permission)
         for node, binding, mm, member in ev.member_bindings(principal):
-            if mm.match is not Match.YES:
+            if mm.match is Match.NO:
                 continue
             perms = ev.role_permissions(binding.role)
             if perms is None:
@@ -476,6 +477,12 @@ def _excess_findings(
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
             excess = perms - here
+            if mm.match is Match.UNKNOWN:
+                # a group/principal set whose membership is unknown: the principal MAY hold it
+                found = _may_hold(principal, step, node, binding, member, mm.reason, excess)
+                if found is not None:
+                    out.append(found)
+                continue
             ev_binding = Evidence(
                 "binding",
                 node=node.name,
@@ -540,6 +547,51 @@ def _excess_findings(
                     )
                 )
     return out, notes
+
+
+def _may_hold(
+    principal: str,
+    step: str | None,
+    node: Node,
+    binding: Binding,
+    member: str,
+    reason: str,
+    excess: frozenset[str] | set[str],
+) -> Finding | None:
+    """ZT219: a basic role or unneeded escalation-capable permissions granted to a member
+    whose membership cannot be settled (a group of unknown membership, a principal set): the
+    principal may hold them. Unverifiable, so never skipped; other excess through such a
+    member stays a coverage note."""
+    basic = is_basic_role(binding.role)
+    risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
+    if not basic and not risky:
+        return None
+    what = (
+        f"the basic role {binding.role}"
+        if basic
+        else f"{binding.role} with {len(risky)} escalation-capable permission(s) it does not "
+        f"need: {', '.join(risky[:_MAX_LISTED])}" + (" …" if len(risky) > _MAX_LISTED else "")
+    )
+    return _f(
+        "ZT219",
+        f"{principal} may hold {what} on {_uri(node.name)} through {member}, whose membership "
+        "cannot be verified",
+        step=step,
+        principal=principal,
+        resource=node.name,
+        permission=risky[0] if len(risky) == 1 and not basic else None,
+        evidence=(
+            Evidence(
+                "binding",
+                node=node.name,
+                role=binding.role,
+                member=member,
+                condition=binding.condition.expression if binding.condition else "",
+                detail=reason or "membership unknown",
+            ),
+            *(Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]),
+        ),
+    )
 
 
 # -- excess by scope (ZT214, ZT215) ----------------------------------------------------------

@@ -63,6 +63,8 @@ FIXES: dict[str, str] = {
     "ZT217": "make the edge provable: a readable service-account policy, known group "
     "membership, an unconditional (or removed) impersonation grant",
     "ZT218": "review who the submitter can become; remove impersonation grants it does not need",
+    "ZT219": "put the group's membership in the snapshot (or read it live), or remove the "
+    "basic role / escalation-capable grant from that group",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

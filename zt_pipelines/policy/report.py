@@ -64,6 +64,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT216": ("CanBecomeIdentity", "an identity can become another one holding more"),
     "ZT217": ("ReachUnverifiable", "who an identity can become cannot be verified"),
     "ZT218": ("SubmitterCanBecome", "the submitter can become identities beyond the pipeline's"),
+    "ZT219": (
+        "MayHoldThroughUnknownMember",
+        "may hold a basic role or escalation permission through a group of unknown membership",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
