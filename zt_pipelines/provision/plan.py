@@ -195,7 +195,12 @@ def build_plan(
                     perms, parent=parent, support=support_levels, support_source=support_source
                 )
             except CustomRoleSupportError as exc:  # name them all at once, then refuse
-                unsupported.append(exc)
+                needed_by = f" (needed by {step} on {display_uri(resource)})"
+                unsupported.append(
+                    CustomRoleSupportError(
+                        exc.what + needed_by, fix=exc.fix, permissions=exc.permissions
+                    )
+                )
                 continue
             role_specs[role.name] = role
             grants.append(Grant(resource, role.name, member, condition, step, role.permissions))

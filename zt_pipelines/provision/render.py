@@ -69,6 +69,11 @@ def render_table(plan: Plan) -> str:
     ]
     if not plan.against_state:
         lines.append("  no snapshot given: planned against an empty project")
+    # check and submit need it: say it even when plan derived it
+    lines.append(
+        f"  pipeline identity {plan.pipeline_service_account} "
+        f"(check/submit with --pipeline-sa {plan.pipeline_service_account})"
+    )
     lines.append("")
     lines.append("Service accounts:")
     for acct in plan.accounts:
