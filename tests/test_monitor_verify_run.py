@@ -506,3 +506,48 @@ def test_the_runtime_config_is_rehashed_against_the_approval(
         other = {**params, name: ["changed"]}
         report = rerun(runtime_config={**run.runtime_config, "parameter_values": other})
         assert f"parameter {name} differs" in report.by_code("ZT615")[0].message
+
+
+def test_a_scheduled_run_verifies_and_a_copy_with_other_parameters_is_caught(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+        audit_log=audit,
+    )
+    schedule = job.create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    fired = emu.run_schedule(str(schedule.resource_name))
+    verdict = check(fired, audit)
+    assert verdict.verified, verdict.report
+    assert verdict.approval is not None and verdict.approval["action"] == "schedule"
+    assert any("is the approved one" in n for n in verdict.report.notes)
+    # the same spec and labels, started by hand with another source: the schedule's approval
+    # matches by spec hash, the runtime config does not
+    sent = dict(emu.pipeline_jobs[fired])
+    sent["runtimeConfig"].setdefault("parameterValues", {})["source"] = "gs://attacker/exfil/"
+    copy = aiplatform_v1.PipelineJob.pb(aiplatform_v1.PipelineJob())
+    json_format.ParseDict(sent, copy, ignore_unknown_fields=True)
+    client = aiplatform_v1.PipelineServiceClient(
+        credentials=emulator_credentials(SUBMITTER),
+        transport="rest",
+        client_options={"api_endpoint": f"http://{emu.address}"},
+    )
+    other = client.create_pipeline_job(
+        parent=f"projects/{PROJECT}/locations/{LOCATION}",
+        pipeline_job=aiplatform_v1.PipelineJob.wrap(copy),
+        pipeline_job_id=new_job_id(),
+    )
+    caught = check(other.name, audit)
+    assert not caught.verified
+    [finding] = caught.report.by_code("ZT615")
+    assert "parameter source" in finding.message
+    assert "attacker" not in finding.message  # values are hashed, never shown or stored

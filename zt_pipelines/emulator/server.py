@@ -284,6 +284,13 @@ class Emulator:
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
 
+    def run_schedule(self, schedule: str) -> str:
+        """Fire ``schedule`` (its resource name) once, as Vertex does at its cron time: a
+        pipeline job with ``scheduleName`` set, simulated to its end; the job's name."""
+        from zt_pipelines.emulator.http_api import start_scheduled_run
+
+        return start_scheduled_run(self._world, schedule)
+
     def script_run(self, script: RunScript) -> None:
         """Make simulated runs deviate from their spec (see :class:`RunScript`)."""
         self._world.run_scripts.add(script)

@@ -301,11 +301,14 @@ class VertexJobsAdapter(Adapter):
             target=parent,
         )
 
-    def list_pipeline_jobs(self, project: str, location: str) -> list[Any]:
-        """Every pipeline job of the location (protos; all pages)."""
+    def list_pipeline_jobs(self, project: str, location: str, *, filter: str = "") -> list[Any]:
+        """Every pipeline job of the location (protos; all pages), ``filter`` applied
+        server-side (e.g. ``schedule_name=NAME AND create_time>="T"``)."""
         client = self._client("pipeline", location)
         parent = f"projects/{project}/locations/{location}"
-        request = {"parent": parent, "page_size": self.page(100)}
+        request: dict[str, Any] = {"parent": parent, "page_size": self.page(100)}
+        if filter:
+            request["filter"] = filter
         return self.call(
             lambda: list(client.list_pipeline_jobs(request=request, **self.gapic_kwargs())),
             what="pipelineJobs.list",

@@ -65,6 +65,7 @@ from zt_pipelines.spec.gcpc import (
 from zt_pipelines.spec.jobs import (
     SAFE_SYSTEM_PLACEHOLDERS,
     SERVICE_ACCOUNT_KEY,
+    check_default_root,
     check_launcher_container,
     check_pipeline_root,
     identity_option,
@@ -207,7 +208,10 @@ def rewrite_pipeline(
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
     check_pipeline_root(pipeline_root)
-    ir, docs, template_values = _split_input(spec, platform_docs)
+    ir, docs, template_values, default_roots = _split_input(spec, platform_docs)
+    if pipeline_root is None:  # a root the template names may be the one Vertex pastes
+        for root in default_roots:
+            check_default_root(root)
     if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
         parameter_values = {**template_values, **dict(parameter_values or {})}
     declarations, kept_docs = _read_platform_docs(docs)
@@ -256,15 +260,14 @@ def rewrite_pipeline(
 
 def _split_input(
     spec: Any, platform_docs: Any
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
-    values: dict[str, Any] = {}
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any], tuple[str, ...]]:
     if isinstance(spec, (str, os.PathLike)):
-        ir, docs, values = load_template_job(Path(spec))
+        ir, docs, values, roots = load_template_job(Path(spec))
     elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        ir, docs, values = load_template_job(spec[0])
+        ir, docs, values, roots = load_template_job(spec[0])
         docs = tuple(spec[1])
     elif isinstance(spec, Mapping):
-        ir, docs, values = load_template_job(spec)
+        ir, docs, values, roots = load_template_job(spec)
     else:
         raise TemplateError(
             f"cannot rewrite a {type(spec).__name__}",
@@ -277,7 +280,7 @@ def _split_input(
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
     check_pipeline(ir)
-    return ir, tuple(docs), values
+    return ir, tuple(docs), values, roots
 
 
 def _read_platform_docs(
