@@ -39,7 +39,8 @@ class SupportIssue:
         level: ``TESTING`` (warning), ``UNKNOWN`` (not verified offline), ``NOT_SUPPORTED`` or
             ``NOT_TESTABLE`` (refused).
         roles: the custom roles (full names) that hold it.
-        source: where the level comes from (``live: projects/P`` or ``shipped catalogue, public levels as of DATE``).
+        source: where the level comes from (``live: projects/P``, or the shipped catalogue
+            with the date of its public levels).
     """
 
     permission: str
