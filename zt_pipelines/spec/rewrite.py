@@ -1244,7 +1244,7 @@ class _Walker:
                         names[key] = (name,)
                     elif isinstance(value, str) and value and "{{" not in value:
                         found[key] = value
-                    elif value not in SAFE_SYSTEM_PLACEHOLDERS:
+                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
                         # text around a placeholder: the place is known only when Vertex fills it
                         raise TemplateError(
                             f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
