@@ -230,6 +230,8 @@ def check_rewritten(
             project=project,
             perimeters=perimeters,
             networks=networks,
+            location=location,
+            endpoint_projects=org_policy.endpoint_projects,
             credentials=credentials,
             emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
         )
