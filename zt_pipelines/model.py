@@ -7,7 +7,7 @@ These are the contracts between the parts (declarations → ``spec`` → ``polic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from zt_pipelines.resources import ResourceRef
@@ -68,6 +68,16 @@ class JobFields:
             for name in self.__dataclass_fields__
         }
         return JobFields(**values)
+
+    def under_defaults(self, defaults: JobFields) -> JobFields:
+        """These fields over pipeline-wide ``defaults``: like :meth:`merged_over`, except that
+        a step with its own network or PSC interface keeps its whole network placement (a
+        default network, PSC interface or reserved range never mixes into it)."""
+        if self.network or self.psc_interface_config:
+            defaults = replace(
+                defaults, network=None, psc_interface_config=None, reserved_ip_ranges=None
+            )
+        return self.merged_over(defaults)
 
 
 @dataclass(frozen=True)
