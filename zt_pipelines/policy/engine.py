@@ -211,6 +211,9 @@ class Evaluator:
         self._cand: dict[tuple[str, str], tuple[_Candidate, ...]] = {}
         self._canon: dict[str, str] = {}
         self._held: dict[str, list[tuple[Node, Binding, MemberMatch, str]]] = {}
+        # principal -> node name -> its candidates there, for principals whose bindings were
+        # all looked up (member_bindings): decide() then skips every node without one
+        self._held_at: dict[str, dict[str, tuple[_Candidate, ...]]] = {}
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
@@ -296,7 +299,15 @@ class Evaluator:
         returned every time, so callers must not change it."""
         held = self._held.get(principal)
         if held is None:
-            held = self._held[principal] = self._member_bindings(normalize_principal(principal))
+            normal = normalize_principal(principal)
+            held = self._member_bindings(normal)
+            at: dict[str, list[_Candidate]] = {}
+            for node, b, mm, member in held:
+                at.setdefault(node.name, []).append(
+                    _Candidate(member, b, mm, self.role_permissions(b.role))
+                )
+            self._held_at[normal] = {name: tuple(cands) for name, cands in at.items()}
+            self._held[principal] = held
         return held
 
     def binding_evidence(
@@ -307,7 +318,9 @@ class Evaluator:
         normal = self._principals.get(principal)
         if normal is None:
             normal = self._principals[principal] = normalize_principal(principal)
-        for c in self._candidates(node, normal):
+        held = self._held_at.get(normal)
+        found = held.get(node.name, ()) if held is not None else self._candidates(node, normal)
+        for c in found:
             if c.binding is binding and c.member == member:
                 return c.evidence(node.name, False)
         return None
@@ -408,15 +421,22 @@ class Evaluator:
         attrs: RequestAttributes | None = None  # only a condition reads them: computed then
         unreadable = self._unreadable
         indexes = self._nodes
+        held = self._held_at.get(principal)  # every binding of the principal, by node
         for depth, node in enumerate(chain):
             for u in unreadable.get(node.name, ()) if unreadable else ():
                 if "allow" in read_hides(u.what):
                     why = f"the allow policy of {node.name} could not be read: {u.reason}"
                     allow_doubts.append((Evidence("unreadable", node=node.name, detail=why), why))
-            idx = indexes.get(node.name) or self._index(node)
-            if not idx.indirect and principal not in idx.direct:
-                continue  # nothing on this node can name the principal (the common case)
-            for c in self._candidates(node, principal):
+            if held is not None:
+                found = held.get(node.name)
+                if found is None:
+                    continue  # no binding here names the principal (the common case)
+            else:
+                idx = indexes.get(node.name) or self._index(node)
+                if not idx.indirect and principal not in idx.direct:
+                    continue  # nothing on this node can name the principal
+                found = self._candidates(node, principal)
+            for c in found:
                 perms = c.perms
                 if perms is not None and permission not in perms:
                     continue

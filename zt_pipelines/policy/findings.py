@@ -90,6 +90,8 @@ def build_report(
             "pipeline root unknown (no --pipeline-root, no defaultPipelineRoot): the run would "
             "use a new bucket named at submit time, so artifact access was not checked"
         )
+    for principal in {r.principal for r in requirements}:
+        evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
     grouped = _Needs(requirements, evaluator)
@@ -117,12 +119,13 @@ def build_report(
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
+    severity = {code: policy.severity(code) for code in {f.code for f in raw}}
     findings = [
         f
-        if policy.severity(f.code) is f.severity
+        if severity[f.code] is f.severity
         else Finding(
             f.code,
-            policy.severity(f.code),
+            severity[f.code],
             f.message,
             f.step,
             f.principal,
