@@ -214,3 +214,36 @@ def test_persistent_transient_fault_exhausts_the_budget_and_fails_closed(
     assert [u.target for u in snap.unreadable] == [BUCKET]
     after = decide(f"serviceAccount:{TRAIN}", BUCKET, "storage.objects.list", snap, now=NOW)
     assert not after.granted
+
+
+@pytest.mark.parametrize("fault", ["UNAVAILABLE", "reset", "malformed", "timeout"])
+@pytest.mark.parametrize(
+    "method",
+    ["google.iam.admin.v1.IAM/GetIamPolicy", "google.iam.admin.v1.IAM/ListServiceAccountKeys"],
+)
+def test_a_read_started_without_a_thread_keeps_the_retry_budget_and_fails_closed(
+    emu: Emulator, method: str, fault: str
+) -> None:
+    """The per-identity reads start as gRPC futures; their retries still stop at five attempts
+    per target, and what never answered is unreadable — never an empty policy or no keys."""
+    spec = {"UNAVAILABLE": {"code": "UNAVAILABLE"}}.get(fault) or TRANSIENT[fault]
+    snap = run_with_fault(
+        emu,
+        Fault(method=method, **spec),  # type: ignore[arg-type]
+        0.15 if fault == "timeout" else 2.0,
+    )
+    settle(emu)
+    asked = Counter(r.target for r in emu.request_log if r.method == method)
+    # a reset drops the shared connection, so other calls in flight on it fail unlogged
+    assert asked and set(asked.values()) <= ({1, 2, 3, 4, 5} if fault == "reset" else {5}), asked
+    what = (
+        "serviceAccounts.getIamPolicy"
+        if method.endswith("GetIamPolicy")
+        else "serviceAccountKeys.list"
+    )
+    failed = {u.target for u in snap.unreadable if u.what == what}
+    assert {t.rsplit("/", 1)[1] for t in failed} == {TRAIN, PIPE}
+    if what == "serviceAccounts.getIamPolicy":
+        member, resource, permission = CALL_SITES[method]  # type: ignore[misc]
+        after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
+        assert after.state == "unverifiable", after

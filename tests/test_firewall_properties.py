@@ -12,19 +12,20 @@ service accounts and ranges from a small universe so collisions are common.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from zt_pipelines.segmentation.firewall import (
+    FirewallIndex,
     Instance,
     Source,
     decide_egress,
     decide_ingress,
     egress_boxes,
 )
-from zt_pipelines.segmentation.model import FirewallRule, PortRule
+from zt_pipelines.segmentation.model import EgressTable, FirewallRule, PortRule
 
 NETWORKS = ["projects/p/global/networks/a", "projects/p/global/networks/b"]
 TAGS = ["web", "db", "ml"]
@@ -255,6 +256,11 @@ def test_fast_path_finds_exactly_the_allowed_boxes(
     for box in fast:
         pkt = Packet(network, "EGRESS", src_ip, box.lo, box.protocol, box.port_lo, (), None)
         assert box.allowed and reference(rules_, pkt)
+        # the evidence: the rule named is the one that decides the packet
+        verdict = decide_egress(
+            rules_, Instance(network, src_ip), box.lo, box.protocol, box.port_lo
+        )
+        assert verdict.rule == box.rule, (box, verdict)
     for box in egress_boxes(rules_, source):
         if not box.allowed:
             continue
@@ -265,3 +271,47 @@ def test_fast_path_finds_exactly_the_allowed_boxes(
                 and (f.port_lo is None or f.port_lo <= (box.port_lo or 0) <= (f.port_hi or 0))
                 for f in fast
             ), (box, fast)
+
+
+@seed(20261129)
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(rules(), max_size=8),
+    st.lists(st.tuples(st.integers(0, 7), st.sampled_from([0, 10, 1000]), st.booleans())),
+    st.sampled_from(NETWORKS),
+    IPS,
+    st.tuples(st.lists(st.sampled_from(TAGS), max_size=1), st.sampled_from([None, *SAS])),
+    st.booleans(),
+)
+def test_the_index_decides_like_the_rules(
+    rules_: list[FirewallRule],
+    copies: list[tuple[int, int, bool]],
+    network: str,
+    src_ip: int,
+    who: tuple[list[str], str | None],
+    catch_all: bool,
+) -> None:
+    """The snapshot's index (shadowed rules dropped at load, rules by network and targeted
+    identity) gives exactly the boxes — and deciding rules — of the raw rule list."""
+    # copies of drawn rules under other names/priorities/targets: shadowing is common
+    for i, priority, untarget in copies:
+        if i < len(rules_):
+            r = rules_[i]
+            rules_.append(
+                replace(
+                    r,
+                    name=f"{r.name}-copy{len(rules_)}",
+                    priority=priority,
+                    target_tags=() if untarget else r.target_tags,
+                    target_service_accounts=() if untarget else r.target_service_accounts,
+                    source_ranges=() if untarget else r.source_ranges,
+                )
+            )
+    if catch_all:
+        rules_.append(FirewallRule("deny-all", network, "EGRESS", 1000, False))
+    source = Source(network, ((src_ip, src_ip),), tuple(who[0]), who[1])
+    extra = [_r("10.1.0.0/16")]
+    ports = {6: [(80, 90)]}
+    direct = egress_boxes(rules_, source, extra_ranges=extra, extra_ports=ports, allowed_only=True)
+    index = FirewallIndex(EgressTable.of(rules_))
+    assert index.allowed_boxes(source, extra, ports) == direct

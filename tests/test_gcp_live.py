@@ -299,6 +299,37 @@ def test_warm_cache_prefetches_and_skips_role_reads(emulator: Emulator, tmp_path
     assert warm.deny_policies == cold.deny_policies
 
 
+def test_a_second_check_reuses_connections_and_rereads_every_policy(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Warm in one process: the clients are the first check's, but no policy, key list or
+    account comes from the first check — a read that now fails is unreadable, never stale."""
+    from zt_pipelines.gcp.clients import shared_factory
+
+    creds = emulator_credentials(sa_member(READER))
+    first = fetch(emulator, tmp_path, credentials=creds)
+    cold = emulator.counts()
+    factory = shared_factory(creds, emulator_host=emulator.address)
+    assert shared_factory(creds, emulator_host=emulator.address) is factory
+    assert (
+        shared_factory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+        is not factory
+    )
+    emulator.clear_log()
+    second = fetch(emulator, tmp_path, credentials=creds)
+    assert second.nodes == first.nodes and not second.unreadable
+    for method, n in cold.items():
+        if method.endswith(
+            ("GetIamPolicy", "getIamPolicy", "ListServiceAccountKeys", "ListPolicies")
+        ):
+            assert emulator.counts()[method] == n, method
+    emulator.add_fault(Fault(method="storage.buckets.getIamPolicy", code="PERMISSION_DENIED"))
+    emulator.add_fault(Fault(method="*IAM/GetIamPolicy", code="PERMISSION_DENIED"))
+    third = fetch(emulator, tmp_path, credentials=creds)
+    assert {u.target for u in third.unreadable} >= {BUCKET, SA_NODE}
+    assert BUCKET not in third.nodes or third.nodes[BUCKET].policy is None
+
+
 def test_stale_hierarchy_cache_never_leaks_into_the_snapshot(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -470,3 +501,24 @@ def test_a_reporter_installed_around_a_live_read_hears_every_read(emulator: Emul
     assert current() is None  # scoped to the block
     assert heard and heard[-1][0] == heard[-1][1] == sum(emulator.counts().values())
     assert [done for done, _ in heard] == list(range(1, len(heard) + 1))
+
+
+def test_http_clients_read_proxy_settings_once_and_keep_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The environment's proxies (with NO_PROXY) and CA bundle are read when the client is
+    built, as requests would per request; many keep-alive connections per host."""
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    factory = ClientFactory(emulator_credentials("user:a@example.com"), emulator_host="10.1.2.3:8")
+    for client in (factory.storage(), factory.bigquery()):
+        session = client._http
+        assert session.proxies.get("http") == "http://proxy.example:3128"
+        assert session.verify == str(bundle)
+        assert session.get_adapter("http://10.1.2.3:8")._pool_maxsize >= 64
+    monkeypatch.setenv("NO_PROXY", "10.1.2.3")
+    bypass = ClientFactory(emulator_credentials("user:a@example.com"), emulator_host="10.1.2.3:8")
+    assert "http" not in bypass.storage()._http.proxies

@@ -230,3 +230,88 @@ def test_drift_cli_exit_codes(audit: AuditLog, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as bad:
         main(["drift", str(audit.path), "--since", "soon"])
     assert bad.value.code == 2
+
+
+# ---------------------------------------------------------------- the baseline at approval
+
+NARROW = "//storage.googleapis.com/zt-demo-raw-data"
+
+
+def approval_of(audit: AuditLog) -> dict[str, object]:
+    [record] = [r for r in audit.records() if r["action"] == "submit"]
+    return record
+
+
+def test_the_approval_records_the_posture_it_was_decided_on(audit: AuditLog) -> None:
+    baseline = approval_of(audit)["baseline"]
+    assert isinstance(baseline, dict) and baseline["source"] == "live"
+    posture = baseline["posture"]
+    assert {PIPELINE_SA, TRAIN_SA} <= set(posture)
+    assert posture[TRAIN_SA]["state"] == "enabled" and posture[TRAIN_SA]["keys"] == []
+    root_grant = "projects/zt-demo/roles/artifactReadWrite on //storage.googleapis.com/"
+    assert root_grant + "zt-demo-pipeline-root" in posture[TRAIN_SA]["grants"]
+    assert NARROW in baseline["nodes"] and PROJECT_NODE in baseline["nodes"]
+    assert baseline["pipeline_root"] == EXAMPLES.PIPELINE_ROOT
+    assert (
+        len(baseline["runtime_sha256"]) == 64
+        and "runtime gcs_output_directory" in (baseline["runtime"])
+    )
+
+
+def test_a_narrow_grant_before_the_first_drift_check_is_caught(audit: AuditLog) -> None:
+    changed = with_binding(
+        monitor_world(), NARROW, "roles/storage.objectViewer", f"serviceAccount:{TRAIN_SA}"
+    )
+    [verdict] = drift(audit, snapshot=changed)  # the first check: no drift record before it
+    assert verdict.drifted
+    [grant] = [f for f in verdict.report.by_code("ZT620") if f.resource == NARROW]
+    assert "since the approval" in grant.message and "roles/storage.objectViewer" in grant.message
+    # it is the baseline that catches it: re-evaluating the approval alone does not
+    bare = {k: v for k, v in approval_of(audit).items() if k != "baseline"}
+    [without] = drift(audit, snapshot=changed, approvals=[bare], record=False)
+    assert not [f for f in without.report.by_code("ZT620") if f.resource == NARROW]
+    [said] = [f for f in without.report.by_code("ZT629") if f.principal is None]
+    assert "holds no posture baseline" in said.message
+    # and it stays drift on every later check: the approval is the baseline, not the last check
+    [again] = drift(audit, snapshot=changed)
+    assert [f for f in again.report.by_code("ZT620") if f.resource == NARROW]
+
+
+def test_a_key_and_an_impersonation_path_before_the_first_check_are_caught(
+    audit: AuditLog,
+) -> None:
+    keyed = with_account(monitor_world(), TRAIN_SA, user_managed_keys=("keys/k1",))
+    changed = with_binding(
+        keyed,
+        f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{PIPELINE_SA}",
+        "roles/iam.serviceAccountTokenCreator",
+        f"serviceAccount:{TRAIN_SA}",
+    )
+    [verdict] = drift(audit, snapshot=changed)
+    assert any("keys/k1 since the approval" in f.message for f in verdict.report.by_code("ZT621"))
+    [path] = verdict.report.by_code("ZT624")
+    assert PIPELINE_SA in path.message and "at the approval" in path.message
+
+
+def test_an_unreadable_baseline_is_said(audit: AuditLog) -> None:
+    broken = dict(approval_of(audit), baseline={"unavailable": "KeyError: x"})
+    [verdict] = drift(audit, snapshot=monitor_world(), approvals=[broken], record=False)
+    [said] = [f for f in verdict.report.by_code("ZT629") if f.principal is None]
+    assert "unavailable (KeyError: x)" in said.message
+    malformed = dict(approval_of(audit), baseline={"posture": {TRAIN_SA: {"state": "odd"}}})
+    [verdict] = drift(audit, snapshot=monitor_world(), approvals=[malformed], record=False)
+    assert any("malformed" in f.message for f in verdict.report.by_code("ZT629"))
+
+
+def test_a_grant_added_live_after_the_approval_is_caught(
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed = with_binding(
+        monitor_world(), PROJECT_NODE, "roles/storage.objectViewer", f"serviceAccount:{TRAIN_SA}"
+    )
+    with Emulator(changed) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+        [verdict] = drift(audit)
+    assert verdict.drifted
+    assert [f for f in verdict.report.by_code("ZT620") if "since the approval" in f.message]

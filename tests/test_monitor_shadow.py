@@ -168,3 +168,17 @@ def test_monitor_cli_prints_json_lines(
     assert done.value.code == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     assert [line["code"] for line in lines] == ["ZT640"]
+
+
+def test_runs_a_zt_schedule_started_are_verified_not_flagged(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    schedule = zt_job(template, audit).create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    fired = emu.run_schedule(str(schedule.resource_name))
+    report, results = once(audit)
+    assert not report.by_code("ZT640")  # type: ignore[attr-defined]
+    verified = [r for r in results if hasattr(r, "verified")]
+    assert [v.run.name for v in verified] == [fired] and verified[0].verified
+    assert report.allowed, report  # type: ignore[attr-defined]

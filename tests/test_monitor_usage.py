@@ -247,3 +247,53 @@ def test_an_access_iam_refused_during_a_run_is_a_warning(
     [refused] = verdict.report.by_code("ZT635")
     assert refused.step == "ingest" and refused.permission == "storage.objects.delete"
     assert not verdict.report.by_code("ZT631")  # refused: nothing happened, not an anomaly
+
+
+def schedule_pipeline(template: str, audit: AuditLog) -> str:
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+        audit_log=audit,
+    )
+    schedule = job.create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    return str(schedule.resource_name)
+
+
+def test_runs_a_schedule_started_are_usage_windows(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.set_audit_configs(PROJECT, LOGS_ON)
+    schedule = schedule_pipeline(template, audit)
+    fired = [emu.run_schedule(schedule) for _ in range(2)]
+    emu.clear_log()
+    verdict = check(audit)
+    # the steps' accesses during the scheduled runs are inside approved windows: no ZT632
+    assert verdict.clean, [f.message for f in verdict.report.findings]
+    assert not verdict.report.by_code("ZT632")
+    assert verdict.proposal["ingest"]["needs"] == {
+        "gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]
+    }
+    assert emu.counts().get("aiplatform.pipelineJobs.get") == len(fired)
+    # an access outside both runs is still outside every approved run
+    at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    emu.log_access(INGEST_SA, "storage.objects.get", RAW + "/rows.csv", at=at, project=PROJECT)
+    assert check(audit).report.by_code("ZT632")
+
+
+def test_a_schedule_list_that_fails_is_never_clean(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.set_audit_configs(PROJECT, LOGS_ON)
+    schedule = schedule_pipeline(template, audit)
+    emu.run_schedule(schedule)
+    for method in ("aiplatform.schedules.list", "aiplatform.pipelineJobs.list"):
+        emu.clear_faults()
+        emu.add_fault(Fault(method, code="PERMISSION_DENIED"))
+        verdict = check(audit)
+        assert not verdict.clean
+        assert any("schedule" in f.message for f in verdict.report.by_code("ZT634")), method

@@ -454,3 +454,100 @@ def test_a_run_that_has_not_ended_is_verified_only_so_far() -> None:
     )
     assert [f.code for f in verdict.report.findings] == ["ZT613"]
     assert verdict.verified  # a warning: what ran so far matches
+
+
+def test_the_runtime_config_is_rehashed_against_the_approval(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from zt_pipelines.fingerprint import DECISION_LABELS, SPEC_LABELS, VERIFIED_LABEL
+    from zt_pipelines.monitor import evaluate_run
+
+    job = submit(template, audit)
+    verdict = check(job.job_id, audit, record=False)
+    assert verdict.verified, verdict.report
+    assert any("is the approved one" in n for n in verdict.report.notes)
+    run = verdict.run
+    assert run.runtime_config.get("gcs_output_directory") == EXAMPLES.PIPELINE_ROOT
+
+    def rerun(**changes: Any) -> Any:
+        return evaluate_run(
+            dataclasses.replace(run, **changes),
+            audit.records(),
+            now=datetime.now(timezone.utc),
+            spec_labels=SPEC_LABELS,
+            verified_label=VERIFIED_LABEL,
+            decision_labels=DECISION_LABELS,
+        ).report
+
+    # Vertex's own labels are not the user's: they do not count
+    same = rerun(labels={**run.labels, "vertex-ai-pipelines-run-billing-id": "123"})
+    assert same.allowed, same
+    params = dict(run.runtime_config.get("parameter_values") or {})
+    cases = {
+        "parameter epochs is set but was not approved": {
+            "runtime_config": {**run.runtime_config, "parameter_values": {**params, "epochs": 9}}
+        },
+        "runtime gcs_output_directory differs": {
+            "runtime_config": {**run.runtime_config, "gcs_output_directory": "gs://elsewhere/r"}
+        },
+        "label team is set but was not approved": {"labels": {**run.labels, "team": "x"}},
+        "network is set but was not approved": {"network": "projects/1/global/networks/n"},
+    }
+    for expected, changes in cases.items():
+        report = rerun(**changes)
+        [finding] = report.by_code("ZT615")
+        assert expected in finding.message, (expected, finding.message)
+        assert not report.allowed
+    if params:
+        name = sorted(params)[0]
+        other = {**params, name: ["changed"]}
+        report = rerun(runtime_config={**run.runtime_config, "parameter_values": other})
+        assert f"parameter {name} differs" in report.by_code("ZT615")[0].message
+
+
+def test_a_scheduled_run_verifies_and_a_copy_with_other_parameters_is_caught(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    job = PipelineJob(
+        display_name="training",
+        template_path=template,
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+        audit_log=audit,
+    )
+    schedule = job.create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    fired = emu.run_schedule(str(schedule.resource_name))
+    verdict = check(fired, audit)
+    assert verdict.verified, verdict.report
+    assert verdict.approval is not None and verdict.approval["action"] == "schedule"
+    assert any("is the approved one" in n for n in verdict.report.notes)
+    # the same spec and labels, started by hand with another source: the schedule's approval
+    # matches by spec hash, the runtime config does not
+    sent = dict(emu.pipeline_jobs[fired])
+    sent["runtimeConfig"].setdefault("parameterValues", {})["source"] = "gs://attacker/exfil/"
+    copy = aiplatform_v1.PipelineJob.pb(aiplatform_v1.PipelineJob())
+    json_format.ParseDict(sent, copy, ignore_unknown_fields=True)
+    client = aiplatform_v1.PipelineServiceClient(
+        credentials=emulator_credentials(SUBMITTER),
+        transport="rest",
+        client_options={"api_endpoint": f"http://{emu.address}"},
+    )
+    other = client.create_pipeline_job(
+        parent=f"projects/{PROJECT}/locations/{LOCATION}",
+        pipeline_job=aiplatform_v1.PipelineJob.wrap(copy),
+        pipeline_job_id=new_job_id(),
+    )
+    caught = check(other.name, audit)
+    assert not caught.verified
+    [finding] = caught.report.by_code("ZT615")
+    assert "parameter source" in finding.message
+    assert "attacker" not in finding.message  # values are hashed, never shown or stored

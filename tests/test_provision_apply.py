@@ -402,6 +402,33 @@ def test_twenty_concurrent_applies_on_one_bucket_lose_no_binding(
     print(f"\n20 concurrent applies: {sum(conflicts)} etag conflicts retried, none lost")
 
 
+def test_apply_reports_progress_per_write_unit(
+    emulator: Emulator, factory: ClientFactory, template: Path
+) -> None:
+    """The CLI's bar for apply's writes: one tick per account, custom role and resource
+    policy, from (0, total) to (total, total), a re-apply's read-only checks included."""
+    from zt_pipelines.gcp.progress import reporting
+
+    planned = make_plan(template, FULL_NEEDS, emulator.state)
+    units = (
+        len([a for a in planned.accounts if a.state == "create"])
+        + len([r for r in planned.custom_roles if r.state != "exists"])
+        + len({g.resource for g in (*planned.grants, *planned.removals)})
+    )
+    heard: list[tuple[int, int]] = []
+    with reporting(lambda done, total: heard.append((done, total))):
+        apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
+    assert units >= 8  # four accounts, custom roles, the buckets, table and dataset
+    assert heard == [(n, units) for n in range(units + 1)]
+    heard.clear()
+    emulator.clear_log()
+    again = make_plan(template, FULL_NEEDS, emulator.state)
+    with reporting(lambda done, total: heard.append((done, total))):
+        apply_plan(again, factory=factory, retry=no_wait_policy(), audit_log=False)
+    assert emulator.writes() == []
+    assert heard[0] == (0, heard[-1][1]) and heard[-1][0] == heard[-1][1]
+
+
 @pytest.mark.shared
 def test_predefined_roles_apply_then_check_is_allowed(
     emulator: Emulator, factory: ClientFactory, template: Path, predefined_roles: dict

@@ -234,3 +234,56 @@ def test_check_explain_prints_reach_paths(
     assert code == 1
     assert "who can become whom" in out
     assert "hop 1: pipeline-sa → actAs → legacy-sa: roles/iam.serviceAccountUser on" in out
+
+
+# -- basic roles / escalation through members of unknown membership (ZT219) -------------------
+
+OPS = "group:ops@example.com"  # not under `groups`: membership unknown
+
+
+def test_basic_role_through_a_group_of_unknown_membership_is_a_may_hold_error() -> None:
+    report = run(grant(world_dict(), PROJECT, "roles/editor", OPS))
+    assert not report.allowed
+    found = [f for f in report.by_code("ZT219") if f.principal == TRAIN]
+    assert len(found) == 1, str(report)
+    f = found[0]
+    assert f.severity is Severity.ERROR and f.step == "train" and f.resource == PROJECT
+    assert "may hold the basic role roles/editor" in f.message and OPS in f.message
+    assert f.evidence[0].member == OPS and f.evidence[0].role == "roles/editor"
+    # the pipeline identity is in the same position, and so reported too
+    assert [f for f in report.by_code("ZT219") if f.principal == PIPELINE]
+
+
+def test_escalation_permissions_through_a_group_of_unknown_membership_are_named() -> None:
+    data = grant(world_dict(), PROJECT, "roles/resourcemanager.projectIamAdmin", OPS)
+    found = [f for f in run(data).by_code("ZT219") if f.principal == TRAIN]
+    assert len(found) == 1
+    assert "resourcemanager.projects.setIamPolicy" in found[0].message
+    assert any(
+        e.kind == "permission" and e.detail.startswith("resourcemanager.projects.setIamPolicy")
+        for e in found[0].evidence
+    )
+
+
+def test_known_membership_decides_and_harmless_roles_stay_a_note() -> None:
+    # the same group, membership known and without train-sa: nothing to report for train
+    data = grant(world_dict(), PROJECT, "roles/editor", OPS)
+    data.setdefault("groups", {})["ops@example.com"] = [ALICE]
+    assert not [f for f in run(data).findings if f.principal == TRAIN and f.code == "ZT219"]
+    # membership known and WITH train-sa: a proven basic role (ZT211), not a "may hold"
+    data["groups"]["ops@example.com"] = [TRAIN]
+    report = run(data)
+    assert [f for f in report.by_code("ZT211") if f.principal == TRAIN]
+    assert not [f for f in report.by_code("ZT219") if f.principal == TRAIN]
+    # a narrow read role through an unknown group: no may-hold error
+    harmless = grant(world_dict(), ROOT_BUCKET, "roles/storage.objectViewer", OPS)
+    assert not run(harmless).by_code("ZT219")
+
+
+def test_may_hold_through_a_known_group_that_nests_an_unknown_one() -> None:
+    # ml-team is known, but one of its members is a group nobody listed: still unknown
+    data = grant(world_dict(), PROJECT, "roles/owner", "group:ml-team@example.com")
+    data["groups"]["ml-team@example.com"].append(OPS)
+    found = [f for f in run(data).by_code("ZT219") if f.principal == TRAIN]
+    assert len(found) == 1 and "group:ml-team@example.com" in found[0].message
+    assert "roles/owner" in found[0].message

@@ -127,6 +127,46 @@ def parse_job_fields(values: Mapping[str, Any], *, where: str) -> JobFields:
     return JobFields(**out)
 
 
+def step_defaults(value: Any, *, where: str = "step_defaults") -> JobFields | None:
+    """Validate pipeline-wide CustomJob fields for every step that does not set its own
+    (``zt.PipelineJob(step_defaults=)``, ``zt.check``, ``zt.plan``, the CLI's step options).
+
+    Args:
+        value: a :class:`~zt_pipelines.model.JobFields`, a mapping with its field names (e.g.
+            ``{"persistent_resource_id": "train-pool"}``), or ``None``.
+        where: what to name in errors.
+
+    Returns:
+        The fields, or ``None`` when nothing is set.
+
+    Raises:
+        DeclarationError: not a JobFields or mapping, an unknown or malformed field, or an
+            identity (``service_account``/``needs`` are per step, never pipeline-wide).
+    """
+    if value is None:
+        return None
+    if isinstance(value, JobFields):
+        values: dict[Any, Any] = {name: getattr(value, name) for name in JOB_FIELD_NAMES}
+    elif isinstance(value, Mapping):
+        values = dict(value)
+    else:
+        raise DeclarationError(
+            f"step defaults must be a JobFields or a mapping of its fields, not "
+            f"{type(value).__name__}",
+            where=where,
+            fix="e.g. step_defaults={'persistent_resource_id': 'train-pool'}",
+        )
+    for name in ("service_account", "needs"):
+        if name in values:
+            raise DeclarationError(
+                f"{name!r} cannot be a pipeline-wide default: every step has its own",
+                where=where,
+                fix=f"declare {name} per step (@zt.step, zt.step.on or a manifest)",
+            )
+    parsed = parse_job_fields(values, where=where)
+    return None if parsed == JobFields() else parsed
+
+
 def _job_value(name: str, value: Any, at: str) -> Any:
     if name in _INT_FIELDS:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():

@@ -84,6 +84,29 @@ class UnknownPermissionError(PermissionFormatError):
         super().__init__(what, where=where, fix=fix)
 
 
+class CustomRoleSupportError(ZtError):
+    """A custom role would hold a permission IAM does not allow in custom roles
+    (``customRolesSupportLevel`` ``NOT_SUPPORTED``, or not testable where the role lives):
+    refused before anything is written. Exit code 1.
+
+    Attributes:
+        permissions: the refused permissions, sorted.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        permissions: tuple[str, ...] = (),
+    ) -> None:
+        self.permissions = permissions
+        super().__init__(what, where=where, fix=fix)
+
+
 class ManifestError(DeclarationError):
     """A manifest file is malformed, or names a task the pipeline does not have."""
 

@@ -80,6 +80,7 @@ from zt_pipelines.fingerprint import (
 )
 from zt_pipelines.gcp.submitter import submitter_of
 from zt_pipelines.identity import DEFAULT_NAME_TEMPLATE, classify_identity
+from zt_pipelines.model import JobFields
 
 EMULATOR_ENV = "ZT_EMULATOR_HOST"
 _ZT_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
@@ -231,6 +232,10 @@ class PipelineJob(  # type: ignore[misc]
             :class:`~zt_pipelines.audit.AuditLog`); default :func:`default_audit_log`.
         naming_template: the naming template for derived step identities.
         clock: returns the current time (audit records and condition evaluation).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields), e.g.
+            ``{"persistent_resource_id": "train-pool"}`` to start every step on a Vertex
+            persistent resource; verified like a step's own.
 
     Raises:
         InputError: no project is configured, or a template/argument is malformed.
@@ -259,9 +264,12 @@ class PipelineJob(  # type: ignore[misc]
         audit_log: str | os.PathLike[str] | AuditLog | None = None,
         naming_template: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        step_defaults: JobFields | Mapping[str, Any] | None = None,
     ) -> None:
+        from zt_pipelines.declare import step_defaults as parse_step_defaults
         from zt_pipelines.gcp.templates import fetch_template_text
 
+        defaults = parse_step_defaults(step_defaults)  # bad input fails before any fetch
         use_emulator_if_configured()
         credentials, missing = _credentials_or_placeholder(credentials)
         text = fetch_template_text(
@@ -311,6 +319,7 @@ class PipelineJob(  # type: ignore[misc]
                 "snapshot": snapshot,
                 "audit": audit_log,
                 "naming_template": naming_template,
+                "step_defaults": defaults,
             },
             clock=clock or utc_now,
             template_path=template_path,
@@ -342,6 +351,7 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_snapshot: Any = options.get("snapshot")
         self._zt_audit: Any = options.get("audit")
         self._zt_naming_template: str | None = options.get("naming_template")
+        self._zt_step_defaults: JobFields | None = options.get("step_defaults")
         self._zt_clock = clock
         self._zt_template_path = template_path
         self._zt_credentials_missing = credentials_missing
@@ -774,8 +784,15 @@ class PipelineJob(  # type: ignore[misc]
                 "refused", report=report, sha256=digest, steps=result.steps, decision=decided
             )
             raise ZeroTrustViolation(report, what=f"refused: {_summary(report)}")
-        base.record("allowed", report=report, sha256=digest, steps=result.steps, decision=decided)
         assert sa is not None  # an allowed report always has a pipeline SA
+        base.record(
+            "allowed",
+            report=report,
+            sha256=digest,
+            steps=result.steps,
+            decision=decided,
+            baseline=self._zt_baseline(sa, result.steps, request),
+        )
         labels = dict(request.labels)
         labels.update(
             {
@@ -832,6 +849,7 @@ class PipelineJob(  # type: ignore[misc]
                 location=self._zt_target.location,
                 pipeline_service_account=identity.email,
                 naming_template=self._zt_naming_template or DEFAULT_NAME_TEMPLATE,
+                defaults=self._zt_step_defaults,
                 **options,
             )
         except DefaultIdentityError as exc:  # a step declared a default identity
@@ -860,6 +878,7 @@ class PipelineJob(  # type: ignore[misc]
         )
         request.pipeline_spec = verified.spec
         submitter = self._submitter()
+        self._zt_seen = None  # set by check_rewritten (on_snapshot) to the state it decides on
         report = check_rewritten(
             verified,
             project=self._zt_target.project,
@@ -879,8 +898,43 @@ class PipelineJob(  # type: ignore[misc]
             now=self._zt_clock(),
             template=self._zt_template_path,
             emulator_host=self._zt_target.emulator_host,
+            on_snapshot=self._zt_saw,
         )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
+
+    def _zt_saw(self, snapshot: Any) -> None:
+        """The IAM state the decision is taken on (kept for the approval's baseline)."""
+        self._zt_seen = snapshot
+
+    def _zt_baseline(self, sa: str, steps: Any, request: Any) -> dict[str, Any]:
+        """What this approval saw, for drift and verify-run (:mod:`zt_pipelines.monitor.baseline`);
+        if it cannot be computed, the record says why and drift reports it (ZT629)."""
+        from google.protobuf import json_format
+
+        from zt_pipelines.monitor.baseline import approval_baseline, runtime_parts
+
+        try:
+            runtime = request.runtime_config
+            parts = runtime_parts(
+                json_format.MessageToDict(
+                    type(runtime).pb(runtime), preserving_proto_field_name=True
+                ),
+                labels=dict(request.labels),
+                network=str(request.network),
+                reserved_ip_ranges=[str(r) for r in request.reserved_ip_ranges],
+                kms_key=str(request.encryption_spec.kms_key_name),
+            )
+            return approval_baseline(
+                getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
+                [sa, *(s.service_account or "" for s in steps)],
+                now=self._zt_clock(),
+                pipeline_root=str(runtime.gcs_output_directory) or None,
+                runtime=parts,
+                source="snapshot" if self._zt_snapshot is not None else "live",
+            )
+        except Exception as exc:  # a baseline is for later checks: never what refuses a run
+            _LOG.warning("the approval's baseline could not be recorded: %s", exc)
+            return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
     def _zt_send(
         self,
@@ -1011,7 +1065,7 @@ class PipelineJob(  # type: ignore[misc]
             raise ZeroTrustViolation(report, what="the run does not verify against its approval")
 
 
-_OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template")
+_OPTIONS = ("manifest", "policy", "snapshot", "audit", "naming_template", "step_defaults")
 
 
 def _project_id_of(number: str, credentials: Any) -> str:
@@ -1063,6 +1117,7 @@ class _DecisionContext:
         sha256: str = "",
         steps: Any = (),
         decision: str = "",
+        baseline: Mapping[str, Any] | None = None,
     ) -> None:
         job = self.job
         findings = tuple(f.to_dict() for f in getattr(report, "findings", ()))
@@ -1083,6 +1138,7 @@ class _DecisionContext:
             job_id=str(job.job_id),
             reason=reason or (_summary(report) if report is not None else ""),
             decision_sha256=decision,
+            baseline=baseline,
         )
         job._audit_log().append(decision_record)
 

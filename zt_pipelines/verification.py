@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from zt_pipelines.errors import (
     ZtError,
 )
 from zt_pipelines.identity import classify_identity, submitter_member
-from zt_pipelines.model import RewriteResult
+from zt_pipelines.model import JobFields, RewriteResult
 from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import (
@@ -62,6 +63,7 @@ def check(
     credentials: Any = None,
     roles: str | Path | dict[str, Role] | None = None,
     now: datetime | None = None,
+    step_defaults: JobFields | Mapping[str, Any] | None = None,
 ) -> Report:
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
@@ -84,11 +86,17 @@ def check(
         credentials: google-auth credentials for live mode.
         roles: a predefined-role catalogue (path or ``{name: Role}``) to add to a snapshot.
         now: the time conditions and suppressions are evaluated at (default: the clock).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields, e.g.
+            ``{"persistent_resource_id": "train-pool"}``).
 
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
     """
+    from zt_pipelines.declare import step_defaults as parse_step_defaults
     from zt_pipelines.spec import rewrite_pipeline
+
+    defaults = parse_step_defaults(step_defaults)
 
     _require_location(location)
     _require_submitter(submitter)
@@ -100,10 +108,12 @@ def check(
         from zt_pipelines.gcp.templates import fetch_template_text, is_remote
 
         if is_remote(template):
-            from zt_pipelines.spec.template import parse_template_text
+            from zt_pipelines.spec.template import parse_template_documents
 
             text = fetch_template_text(template, credentials=credentials, project=project)
-            source = parse_template_text(text, where=template)
+            # whole documents: a PipelineJob template's runtimeConfig reaches Vertex too
+            first, rest = parse_template_documents(text, where=template)
+            source = (first, tuple(rest))
     ctx = CheckContext(
         project=project,
         location=location,
@@ -122,6 +132,8 @@ def check(
             project=project,
             location=location,
             pipeline_service_account=sa.email or None,
+            defaults=defaults,
+            pipeline_root=pipeline_root,  # pasted into launcher payloads: judged as sent
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)
@@ -164,6 +176,7 @@ def check_rewritten(
     now: datetime | None = None,
     template: str = "",
     emulator_host: str | None = None,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
@@ -172,7 +185,8 @@ def check_rewritten(
     ``pipeline_root`` the template's ``defaultPipelineRoot`` is used, as a run (and
     provisioning) would. ``emulator_host`` pins where live state is read (the drop-in job
     passes the address it captured, so a later change of ``$ZT_EMULATOR_HOST`` is not read);
-    default ``$ZT_EMULATOR_HOST``.
+    default ``$ZT_EMULATOR_HOST``. ``on_snapshot`` is handed the IAM state the decision is
+    taken on (the drop-in job records the approved identities' posture from it).
     """
     _require_location(location)
     _require_submitter(submitter)
@@ -216,6 +230,8 @@ def check_rewritten(
             project=project,
             perimeters=perimeters,
             networks=networks,
+            location=location,
+            endpoint_projects=org_policy.endpoint_projects,
             credentials=credentials,
             emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
         )
@@ -232,6 +248,8 @@ def check_rewritten(
     from zt_pipelines.policy.engine import evaluate
     from zt_pipelines.segmentation import check_segmentation
 
+    if on_snapshot is not None:
+        on_snapshot(world)
     report = evaluate(
         requirements,
         result.steps,

@@ -95,6 +95,9 @@ class Decision:
         decision_sha256: sha256 of everything that was judged — the request as it is (or
             would be) sent (spec, runtime config, service account, network, labels, ...) and
             every step's identity and needs (see docs/audit.md); written when set.
+        baseline: what an approval saw, for the checks after submission (docs/monitoring.md):
+            the posture of every approved identity, the nodes read, and hashes of the runtime
+            config's parts; written when set.
     """
 
     action: str
@@ -109,10 +112,11 @@ class Decision:
     job_id: str = ""
     reason: str = ""
     decision_sha256: str = ""
+    baseline: Mapping[str, Any] | None = None
 
     def to_body(self, time: datetime) -> dict[str, Any]:
         """The record body (before chaining) for a decision taken at ``time``."""
-        body = {
+        body: dict[str, Any] = {
             "time": time.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
             "action": self.action,
             "outcome": self.outcome,
@@ -137,6 +141,8 @@ class Decision:
         }
         if self.decision_sha256:
             body["decision_sha256"] = self.decision_sha256
+        if self.baseline is not None:
+            body["baseline"] = dict(self.baseline)
         return body
 
 

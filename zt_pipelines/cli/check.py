@@ -19,6 +19,7 @@ from zt_pipelines.cli.options import (
     policy_option,
     project_option,
     snapshot_option,
+    step_defaults_options,
 )
 from zt_pipelines.errors import InputError
 
@@ -71,6 +72,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @click.option("--submitter", help="Submitting principal, e.g. user:alice@example.com.")
 @click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
 @click.option("--network", help="The pipeline job's network.")
+@step_defaults_options()
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
 @format_option()
 @output_option(help="Write the report here.")
@@ -93,6 +95,7 @@ def command(
     submitter: str | None,
     submitter_credentials: str | None,
     network: str | None,
+    step_defaults: Any,
     now_text: str | None,
     fmt: str,
     output: Path | None,
@@ -130,6 +133,7 @@ def command(
             network=network,
             roles=roles,
             now=now,
+            step_defaults=step_defaults,
         )
     text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted:

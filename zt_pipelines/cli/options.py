@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,3 +167,91 @@ def live_progress(what: str = "reading IAM state") -> Iterator[None]:
 
         with reporting(progress):
             yield
+
+
+@dataclass(frozen=True)
+class StepDefaultFlag:
+    """One CLI flag that sets a pipeline-wide step default (a :class:`JobFields` field).
+
+    Attributes:
+        flag: the option as typed (``--persistent-resource-id``).
+        dest: the click parameter name (never seen by the command).
+        metavar: the value's name in ``--help``.
+        help: the ``--help`` text.
+        field: the JobFields field it sets, unless ``convert`` builds the fields.
+        envvar: the environment variable it also reads, if any.
+        multiple: repeatable; the value is the tuple of every occurrence.
+        convert: the flag's value → JobFields keyword arguments (default ``{field: value}``).
+    """
+
+    flag: str
+    dest: str
+    metavar: str
+    help: str
+    field: str = ""
+    envvar: str | None = None
+    multiple: bool = False
+    convert: Callable[[Any], dict[str, Any]] | None = None
+
+
+STEP_DEFAULT_FLAGS: tuple[StepDefaultFlag, ...] = (
+    StepDefaultFlag(
+        "--persistent-resource-id",
+        "step_persistent_resource_id",
+        "ID",
+        "Run every step without its own persistent_resource_id on this Vertex persistent "
+        "resource (same project and location; it must allow custom service accounts).",
+        field="persistent_resource_id",
+        envvar="ZT_PERSISTENT_RESOURCE_ID",
+    ),
+)
+"""Every step-default flag, in ``--help`` order; a new one is one entry here."""
+
+
+def step_defaults_options() -> Callable[[_F], _F]:
+    """The step-default flags (:data:`STEP_DEFAULT_FLAGS`), folded into ONE keyword argument
+    of the command, ``step_defaults``: a validated
+    :class:`~zt_pipelines.model.JobFields`, or ``None`` when no flag is given.
+
+    Each flag is validated on its own (errors name the flag), then together (a network with a
+    PSC interface is refused naming both).
+    """
+    import functools
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            kwargs["step_defaults"] = _fold_step_defaults(
+                {flag.dest: kwargs.pop(flag.dest, None) for flag in STEP_DEFAULT_FLAGS}
+            )
+            return fn(*args, **kwargs)
+
+        for flag in reversed(STEP_DEFAULT_FLAGS):
+            command = click.option(
+                flag.flag,
+                flag.dest,
+                metavar=flag.metavar,
+                multiple=flag.multiple,
+                envvar=flag.envvar,
+                show_envvar=flag.envvar is not None,
+                help=flag.help,
+            )(command)
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def _fold_step_defaults(raw: dict[str, Any]) -> Any:
+    from zt_pipelines.declare import step_defaults
+
+    values: dict[str, Any] = {}
+    given: list[str] = []
+    for flag in STEP_DEFAULT_FLAGS:
+        value = raw.get(flag.dest)
+        if value is None or (flag.multiple and not value):
+            continue
+        fields = flag.convert(value) if flag.convert else {flag.field: value}
+        step_defaults(fields, where=flag.flag)  # each flag's own error names it
+        values.update(fields)
+        given.append(flag.flag)
+    return step_defaults(values, where=" / ".join(given)) if values else None

@@ -20,6 +20,7 @@ from zt_pipelines.cli.options import (
     pipeline_sa_option,
     project_option,
     snapshot_option,
+    step_defaults_options,
 )
 from zt_pipelines.errors import InputError
 from zt_pipelines.provision.model import REVIEW_EXIT_CODE
@@ -58,6 +59,7 @@ def _options(fn: Any) -> Any:
         click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
         click.option("--organization", help="Organisation number to hold the custom roles."),
         click.option("--submitter", help="Also grant this principal what submitting needs."),
+        step_defaults_options(),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -93,6 +95,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
             organization=opts["organization"],
             catalogue=opts["catalogue"],
             submitter=opts["submitter"],
+            step_defaults=opts["step_defaults"],
         )
 
 
@@ -144,7 +147,8 @@ def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
         return review
     if not yes:
         click.confirm("Apply these changes?", abort=True)
-    outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
+    with live_progress("applying changes"):
+        outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
     click.echo(str(outcome))
     return review
 

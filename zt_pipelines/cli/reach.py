@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
 from zt_pipelines.cli import parse_parameters
-from zt_pipelines.cli.options import location_option, pipeline_sa_option, project_option
+from zt_pipelines.cli.options import (
+    location_option,
+    pipeline_sa_option,
+    project_option,
+    step_defaults_options,
+)
 
 
 @click.command("reach")
@@ -26,6 +32,7 @@ from zt_pipelines.cli.options import location_option, pipeline_sa_option, projec
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@step_defaults_options()
 def command(
     template: str,
     project: str,
@@ -35,6 +42,7 @@ def command(
     manifest: Path | None,
     params: tuple[str, ...],
     fmt: str,
+    step_defaults: Any,
 ) -> None:
     """Show, per step, its network, declared reach and every egress its firewall allows
     (the static evaluation behind ZT520-ZT525). Offline: needs --snapshot."""
@@ -51,6 +59,7 @@ def command(
         project=project,
         location=location,
         pipeline_service_account=pipeline_sa,
+        defaults=step_defaults,
     )
     ctx = CheckContext(
         project=project, location=location, pipeline_service_account=pipeline_sa or ""

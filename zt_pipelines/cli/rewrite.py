@@ -10,6 +10,7 @@ import click
 from zt_pipelines.cli.options import (
     pipeline_sa_option,
     project_option,
+    step_defaults_options,
 )
 
 
@@ -42,6 +43,7 @@ from zt_pipelines.cli.options import (
     default=None,
     help="The gs:// pipeline root Vertex substitutes for {{$.pipeline_root}} (checked).",
 )
+@step_defaults_options()
 def command(
     template: str,
     output: Path,
@@ -51,6 +53,7 @@ def command(
     pipeline_sa: str | None,
     naming_template: str | None,
     pipeline_root: str | None,
+    step_defaults: Any,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
@@ -66,6 +69,7 @@ def command(
         pipeline_service_account=pipeline_sa,
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
         pipeline_root=pipeline_root,
+        defaults=step_defaults,
     )
     write_output(output, dump_template(result))
     for step in result.steps:

@@ -17,6 +17,7 @@ from zt_pipelines.cli.options import (
     location_option,
     pipeline_sa_option,
     project_option,
+    step_defaults_options,
 )
 from zt_pipelines.errors import InputError
 from zt_pipelines.resources import normalize_resource
@@ -30,6 +31,7 @@ def _needs(
     pipeline_sa: str | None,
     pipeline_root: str | None,
     parameter_values: dict[str, Any] | None = None,
+    step_defaults: Any = None,
 ) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
     """(resources, service accounts, principals, projects, persistent resources) the
     templates' check needs."""
@@ -64,6 +66,7 @@ def _needs(
             project=project,
             location=location,
             pipeline_service_account=pipeline_sa,
+            defaults=step_defaults,
         )
         requirements = derive_requirements(
             result,
@@ -101,6 +104,7 @@ def _needs(
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Role cache directory.")
 @click.option("--no-cache", is_flag=True, help="Read everything fresh; write no cache.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File.")
+@step_defaults_options()
 def command(
     project: str,
     location: str,
@@ -114,6 +118,7 @@ def command(
     cache_dir: str | None,
     no_cache: bool,
     output: str,
+    step_defaults: Any,
 ) -> int:
     """Read live IAM state (or the emulator's, with ZT_EMULATOR_HOST) into a snapshot file."""
     from zt_pipelines.gcp import fetch_snapshot
@@ -129,6 +134,7 @@ def command(
         pipeline_sa,
         pipeline_root,
         parse_parameters(params) or None,
+        step_defaults,
     )
     for uri in resources:
         names.add(normalize_resource(uri, where="--resource").name)

@@ -20,6 +20,7 @@ from zt_pipelines.cli.options import (
     policy_option,
     project_option,
     snapshot_option,
+    step_defaults_options,
 )
 from zt_pipelines.errors import InputError, ZeroTrustViolation
 
@@ -57,6 +58,7 @@ def _build_job(**kwargs: Any) -> Any:
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
 @policy_option()
 @click.option("--network", help="The pipeline job's VPC network.")
+@step_defaults_options()
 @click.option(
     "--audit-log",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -82,6 +84,7 @@ def command(
     manifest: Path | None,
     policy: Path | None,
     network: str | None,
+    step_defaults: Any,
     audit_log: Path | None,
     emulator_principal: str | None,
     fmt: str,
@@ -122,6 +125,7 @@ def command(
             policy=policy,
             snapshot=snapshot,
             audit_log=audit_log,
+            step_defaults=step_defaults,
         )
     except ValueError as exc:
         raise InputError(str(exc).split("\n")[0][:300], where="submit arguments") from exc

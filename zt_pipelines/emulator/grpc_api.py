@@ -19,7 +19,7 @@ from google.cloud import asset_v1, iam_admin_v1, iam_v2, policytroubleshooter_v1
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.type import expr_pb2
 
-from zt_pipelines.emulator import asset_query, policies
+from zt_pipelines.emulator import asset_query, permissions, policies
 from zt_pipelines.emulator.gate import Gate, Outcome
 from zt_pipelines.emulator.routing import GrpcMethod, Impl
 from zt_pipelines.emulator.world import EmulatorError, World, etag_bytes, page
@@ -307,6 +307,7 @@ def create_role(world: World, request: Any, caller: str | None) -> Any:
     if not re.match(r"^[a-zA-Z0-9_.]{3,64}$", request.role_id):
         raise EmulatorError("INVALID_ARGUMENT", f"invalid role id {request.role_id!r}")
     name = f"{request.parent}/roles/{request.role_id}"
+    permissions.check_custom_role(world, request.parent, request.role.included_permissions)
     stage = iam_admin_v1.Role.RoleLaunchStage(request.role.stage).name
     role = Role(
         name=name,
@@ -336,6 +337,9 @@ def update_role(world: World, request: Any, caller: str | None) -> Any:
         if "title" in paths:
             role = replace(role, title=request.role.title)
         if "included_permissions" in paths:
+            permissions.check_custom_role(
+                world, parent.removeprefix(CRM), request.role.included_permissions
+            )
             role = replace(role, permissions=frozenset(request.role.included_permissions))
         if "stage" in paths:
             role = replace(role, stage=iam_admin_v1.Role.RoleLaunchStage(request.role.stage).name)
@@ -789,6 +793,16 @@ METHODS: tuple[GrpcMethod, ...] = (
         "iam",
     ),
     GrpcMethod(_IAM, "UpdateRole", t.UpdateRoleRequest, t.Role, _name, True, update_role, "iam"),
+    GrpcMethod(
+        _IAM,
+        "QueryTestablePermissions",
+        t.QueryTestablePermissionsRequest,
+        t.QueryTestablePermissionsResponse,
+        lambda r: str(r.full_resource_name),
+        False,
+        permissions.query_testable_permissions,
+        "iam",
+    ),
     GrpcMethod(
         _IAM,
         "GetIamPolicy",

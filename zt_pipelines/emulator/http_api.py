@@ -26,7 +26,7 @@ from zt_pipelines.emulator import artifact_registry, policies
 from zt_pipelines.emulator.audit_logs import log_run
 from zt_pipelines.emulator.gate import Gate
 from zt_pipelines.emulator.routing import Body, Handler, Request, Route
-from zt_pipelines.emulator.run_details import create_time_filter, record_run
+from zt_pipelines.emulator.run_details import create_time_filter, pipeline_job_filter, record_run
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
 from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
@@ -426,10 +426,52 @@ def _finish_pipeline_job(world: World, job: dict[str, Any], project: str, parent
 
 
 def pipeline_job_list(world: World, req: Request) -> tuple[int, Body]:
-    """aiplatform.pipelineJobs.list (paginated)."""
-    return _vertex_list(
-        world, req, "aiplatform.pipelineJobs.list", world.served_jobs, "pipelineJobs"
-    )
+    """aiplatform.pipelineJobs.list (paginated; ``schedule_name`` and ``create_time`` filters
+    applied, any other is INVALID_ARGUMENT)."""
+    try:
+        keep = pipeline_job_filter(req.query.get("filter", ""))
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", f"filter: {exc}") from exc
+    store = world.served_jobs
+    if keep is not None:
+        with world.lock:
+            store = {n: j for n, j in world.served_jobs.items() if keep(j)}
+    return _vertex_list(world, req, "aiplatform.pipelineJobs.list", store, "pipelineJobs")
+
+
+def start_scheduled_run(world: World, schedule_name: str) -> str:
+    """Start one run of a schedule as Vertex does when it fires: a pipeline job from the
+    schedule's ``createPipelineJobRequest`` with ``scheduleName`` set, run to its end; its name.
+
+    Raises:
+        EmulatorError: NOT_FOUND when there is no such schedule.
+    """
+    with world.lock:
+        schedule = _served(world.schedules, schedule_name, "schedule")
+        request = schedule.get("createPipelineJobRequest") or {}
+        sent = deep_copy_json(request.get("pipelineJob") or {})
+        parent = schedule_name.rsplit("/schedules/", 1)[0]
+        project = world.project_id(parent.split("/")[1]) or parent.split("/")[1]
+        count = int(schedule.get("startedRunCount") or 0) + 1
+        base = re.sub(r"[^a-z0-9-]", "-", str(sent.get("displayName") or "run").lower())
+        name = f"{parent}/pipelineJobs/{base[:40].strip('-') or 'run'}-{uuid.uuid4().hex[:12]}"
+        served = deep_copy_json(sent)
+        served.update(
+            name=name,
+            state="PIPELINE_STATE_PENDING",
+            createTime=_now(),
+            updateTime=_now(),
+            scheduleName=schedule_name,
+        )
+        world.pipeline_jobs[name] = deep_copy_json(sent)
+        world.served_jobs[name] = served
+        schedule["startedRunCount"] = str(count)
+        schedule["lastScheduledRunResponse"] = {
+            "scheduledRunTime": served["createTime"],
+            "runResponse": name,
+        }
+        _finish_pipeline_job(world, served, project, parent)
+    return name
 
 
 def pipeline_job_cancel(world: World, req: Request) -> tuple[int, Body]:

@@ -269,6 +269,37 @@ def create_time_filter(text: str) -> Any:
     return keep
 
 
+_SCHEDULE_TERM = re.compile(r'^\s*schedule_name\s*=\s*"?([^"\s]+)"?\s*$')
+
+
+def pipeline_job_filter(text: str) -> Any:
+    """A predicate over served pipeline jobs for a pipelineJobs.list filter: ``schedule_name=``
+    (quoted or not, as aiplatform writes it) and ``create_time`` comparisons, ``AND``-joined;
+    ``None`` for an empty filter.
+
+    Raises:
+        ValueError: any other filter (the emulator does not pretend to apply it).
+    """
+    if not text.strip():
+        return None
+    schedules: list[str] = []
+    times: list[str] = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _SCHEDULE_TERM.match(part)
+        if match is not None:
+            schedules.append(match.group(1))
+        else:
+            times.append(part)
+    by_time = create_time_filter(" AND ".join(times)) if times else None
+
+    def keep(job: dict[str, Any]) -> bool:
+        if any(job.get("scheduleName") != s for s in schedules):
+            return False
+        return by_time is None or bool(by_time(job))
+
+    return keep
+
+
 def _parse_time(text: str) -> datetime.datetime:
     value = text.strip().replace("Z", "+00:00")
     if "." in value:  # fromisoformat wants at most 6 fractional digits

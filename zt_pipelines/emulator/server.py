@@ -58,6 +58,10 @@ class Emulator:
         simulate_runs: end pipeline jobs the way Vertex would once they run: FAILED when the
             run-as SA cannot write the pipeline root or launch a step's CustomJob (create, and
             actAs on the step SA); otherwise SUCCEEDED with one custom job per launched step.
+        permission_support: permission → custom-role support level (``SUPPORTED``,
+            ``TESTING``, ``NOT_SUPPORTED``) served by ``queryTestablePermissions`` and enforced
+            by ``CreateRole``/``UpdateRole``; unnamed permissions keep the catalogue's level
+            (``SUPPORTED`` when it has none).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -73,6 +77,7 @@ class Emulator:
         project_numbers: dict[str, str] | None = None,
         authorizer: Authorizer | None = None,
         simulate_runs: bool = False,
+        permission_support: dict[str, str] | None = None,
     ) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
@@ -82,6 +87,7 @@ class Emulator:
             authorizer=authorizer,
             enforce_iam=enforce_iam,
             simulate_runs=simulate_runs,
+            permission_support=permission_support,
         )
         self._host = host
         self._requested_port = port
@@ -277,6 +283,13 @@ class Emulator:
         """Created schedules by resource name, as served."""
         with self._world.lock:
             return {k: dict(v) for k, v in self._world.schedules.items()}
+
+    def run_schedule(self, schedule: str) -> str:
+        """Fire ``schedule`` (its resource name) once, as Vertex does at its cron time: a
+        pipeline job with ``scheduleName`` set, simulated to its end; the job's name."""
+        from zt_pipelines.emulator.http_api import start_scheduled_run
+
+        return start_scheduled_run(self._world, schedule)
 
     def script_run(self, script: RunScript) -> None:
         """Make simulated runs deviate from their spec (see :class:`RunScript`)."""

@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -101,8 +101,17 @@ class World:
         authorizer: Authorizer | None = None,
         enforce_iam: bool = True,
         simulate_runs: bool = False,
+        permission_support: Mapping[str, str] | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # permission -> custom-role support level (queryTestablePermissions; SUPPORTED unless
+        # named): the catalogue's known levels, overridden by the emulator's owner
+        from zt_pipelines.policy.role_catalogue import support_levels
+
+        self.permission_support: dict[str, str] = {
+            **support_levels(),
+            **(permission_support or {}),
+        }
         self.enforce_iam = enforce_iam
         self.simulate_runs = simulate_runs
         self._authorizer = authorizer

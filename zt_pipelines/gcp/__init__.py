@@ -17,7 +17,11 @@ from zt_pipelines.errors import InputError
 from zt_pipelines.gcp.asset import AssetAdapter
 from zt_pipelines.gcp.bigquery import BigQueryAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
-from zt_pipelines.gcp.clients import ClientFactory, emulator_aiplatform_init_kwargs
+from zt_pipelines.gcp.clients import (
+    ClientFactory,
+    emulator_aiplatform_init_kwargs,
+    shared_factory,
+)
 from zt_pipelines.gcp.deny import DenyAdapter
 from zt_pipelines.gcp.fetch import DEFAULT_SEARCH_BATCH, STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
@@ -120,7 +124,8 @@ def fetch_snapshot(
     Returns:
         The snapshot; reads that failed after retries are in ``Snapshot.unreadable``.
     """
-    factory = ClientFactory(credentials, emulator_host=emulator_host)
+    # connections and clients outlive one check (a second check reuses them); reads do not
+    factory = shared_factory(credentials, emulator_host=emulator_host)
     chosen = adapters or build_adapters(factory, retry)
     cache = None
     # an emulator's world lives as long as its process: cache it only where asked to
@@ -144,23 +149,20 @@ def fetch_snapshot(
     )
     from zt_pipelines.policy.role_catalogue import with_catalogue_roles
 
-    try:
-        snapshot = plan.run(
-            resources=resources,
-            service_accounts=service_accounts,
-            principals=principals,
-            projects=projects,
+    snapshot = plan.run(
+        resources=resources,
+        service_accounts=service_accounts,
+        principals=principals,
+        projects=projects,
+    )
+    wanted = tuple(persistent_resources)
+    if wanted:
+        found, failed = read_persistent_resources(VertexAdapter(factory, retry), wanted)
+        snapshot = replace(
+            snapshot,
+            persistent_resources={**snapshot.persistent_resources, **found},
+            unreadable=(*snapshot.unreadable, *failed),
         )
-        wanted = tuple(persistent_resources)
-        if wanted:
-            found, failed = read_persistent_resources(VertexAdapter(factory, retry), wanted)
-            snapshot = replace(
-                snapshot,
-                persistent_resources={**snapshot.persistent_resources, **found},
-                unreadable=(*snapshot.unreadable, *failed),
-            )
-        # live definitions win; predefined roles a read could not return come from the
-        # shipped catalogue instead of refusing as unreadable
-        return with_catalogue_roles(snapshot)
-    finally:
-        factory.close()
+    # live definitions win; predefined roles a read could not return come from the
+    # shipped catalogue instead of refusing as unreadable
+    return with_catalogue_roles(snapshot)

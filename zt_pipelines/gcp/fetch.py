@@ -25,9 +25,10 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from zt_pipelines.errors import ApiError
+from zt_pipelines.gcp._base import Started
 from zt_pipelines.gcp.cache import DiskCache
 from zt_pipelines.gcp.interface import Adapters
 from zt_pipelines.policy.assembly import (
@@ -46,6 +47,7 @@ from zt_pipelines.policy.snapshot import (
 )
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 STRATEGIES = ("direct", "inventory")
 #: how often a refused principal search is halved (1 query -> at most 2**3 = 8 queries)
@@ -96,7 +98,7 @@ class FetchPlan:
         self._outstanding = 0
         self._done = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._held: list[tuple[tuple[str, ...], Callable[[], None]]] | None = None
+        self._held: list[Callable[[], None]] | None = None
         self.s = Reads()
         self.principals: list[str] = []
         self.declared: list[str] = []
@@ -104,35 +106,105 @@ class FetchPlan:
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+    def _claim(self, key: tuple[str, ...]) -> bool:
+        """Count ``key`` as scheduled; False when it already was (every read runs once)."""
         with self._lock:
             if key in self._scheduled:
-                return
+                return False
             self._scheduled.add(key)
             self._outstanding += 1
             self.calls[key[0]] = self.calls.get(key[0], 0) + 1
-        if self._held is not None:  # planning the first wave: start it all at once
-            self._held.append((key, fn))
+            return True
+
+    def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+        if not self._claim(key):
             return
+        self._dispatch(lambda: self._to_pool(key, fn))
+
+    def _dispatch(self, begin: Callable[[], None]) -> None:
+        if self._held is not None:  # planning the first wave: start it all at once
+            self._held.append(begin)
+        else:
+            begin()
+
+    def _to_pool(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
         assert self._pool is not None
         self._pool.submit(self._run, key, fn)
 
     def _run(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+        try:
+            self._attempt(key, fn)
+        finally:
+            self._finish()
+
+    def _attempt(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
         try:
             fn()
         except ApiError as exc:
             self._fail(key, exc.where or "/".join(key[1:]), key[0], exc)
         except Exception as exc:  # a bug or an unexpected shape: unreadable, never a pass
             self._fail(key, "/".join(key[1:]), key[0], exc)
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            self._done += 1
+            done, total = self._done, len(self._scheduled)
+            if self._outstanding == 0:
+                self._idle.notify_all()
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def _submit_started(
+        self,
+        key: tuple[str, ...],
+        start: Callable[[], Started[T] | None],
+        handle: Callable[[T], None],
+        blocking: Callable[[bool], None],
+    ) -> None:
+        """A read whose first attempt holds no thread while it waits (:class:`Started`).
+
+        ``handle`` gets the answer. When the read cannot start that way, ``blocking(False)``
+        does it on the pool; when its first attempt fails transiently, ``blocking(True)`` does
+        the attempts left. A final failure is unreadable, as with :meth:`_submit`.
+        """
+        if not self._claim(key):
+            return
+
+        def begin() -> None:
+            try:
+                started = start()
+            except Exception:  # e.g. the client cannot be built: the blocking read reports it
+                started = None
+            if started is None:
+                self._to_pool(key, lambda: blocking(False))
+            else:
+                started.add_done_callback(
+                    lambda done: self._landed(key, done, handle, lambda: blocking(True))
+                )
+
+        self._dispatch(begin)
+
+    def _landed(
+        self,
+        key: tuple[str, ...],
+        started: Started[T],
+        handle: Callable[[T], None],
+        retry: Callable[[], None],
+    ) -> None:
+        try:
+            value = started.outcome()
+        except ApiError as exc:
+            if exc.transient:
+                self._to_pool(key, retry)  # the retry's own run finishes the read
+                return
+            self._fail(key, exc.where or "/".join(key[1:]), key[0], exc)
+            self._finish()
+            return
+        try:
+            self._attempt(key, lambda: handle(value))
         finally:
-            with self._lock:
-                self._outstanding -= 1
-                self._done += 1
-                done, total = self._done, len(self._scheduled)
-                if self._outstanding == 0:
-                    self._idle.notify_all()
-            if self.progress is not None:
-                self.progress(done, total)
+            self._finish()
 
     def _fail(self, key: tuple[str, ...], target: str, what: str, exc: BaseException) -> None:
         reason = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
@@ -185,8 +257,8 @@ class FetchPlan:
             for email in emails:
                 self._account(email)
             held, self._held = self._held, None
-            for key, fn in held:
-                pool.submit(self._run, key, fn)
+            for begin in held:
+                begin()
             # rounds: drain, then schedule what only the whole picture reveals
             while True:
                 self._wait()
@@ -480,22 +552,32 @@ class FetchPlan:
         self._account_reads(email, name, project)
 
     def _account_reads(self, email: str, name: str, project: str | None) -> None:
-        """Direct strategy: the account's user-managed keys and its allow policy."""
+        """Direct strategy: the account's user-managed keys and its allow policy (one pair per
+        identity, the bulk of a check: issued without a thread each)."""
 
-        def keys() -> None:
-            found = self.a.iam.list_user_managed_keys(email)
+        def keys(found: tuple[str, ...]) -> None:
             with self._lock:
                 self.s.keys[email] = found
 
-        def policy() -> None:
-            got = self.a.iam.get_service_account_policy(email)
+        def policy(got: AllowPolicy) -> None:
             with self._lock:
                 parent = CRM + "projects/" + project if project else None
                 self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
             self._store_policy(name, got)
 
-        self._submit(("serviceAccountKeys.list", email), keys)
-        self._submit(("serviceAccounts.getIamPolicy", email), policy)
+        iam = self.a.iam
+        self._submit_started(
+            ("serviceAccountKeys.list", email),
+            lambda: _start(iam, "start_list_user_managed_keys", email),
+            keys,
+            lambda again: keys(_retried(iam, again).list_user_managed_keys(email)),
+        )
+        self._submit_started(
+            ("serviceAccounts.getIamPolicy", email),
+            lambda: _start(iam, "start_service_account_policy", email),
+            policy,
+            lambda again: policy(_retried(iam, again).get_service_account_policy(email)),
+        )
 
     # -- roles -----------------------------------------------------------------------------------
 
@@ -580,6 +662,19 @@ class FetchPlan:
             self._account_reads(email, sa_name, project)
 
     # -- assembly ----------------------------------------------------------------------------
+
+
+def _start(adapter: Any, method: str, *args: Any) -> Any:
+    """``adapter.method(*args)`` when the adapter can start reads without waiting, else
+    ``None`` (adapters for tests, REST transports)."""
+    begin = getattr(adapter, method, None)
+    return begin(*args) if begin is not None else None
+
+
+def _retried(adapter: Any, again: bool) -> Any:
+    """The adapter for the attempts after a failed first one (``again``), else itself."""
+    retried = getattr(adapter, "retried", None) if again else None
+    return retried() if retried is not None else adapter
 
 
 def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.gcp._base import Adapter, Started
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.policy.snapshot import AllowPolicy, Role, ServiceAccount
 from zt_pipelines.resources import service_account_resource
@@ -32,6 +32,34 @@ def _role(proto: Any) -> Role:
         title=str(proto.title or ""),
         stage=stage,
         deleted=bool(proto.deleted),
+    )
+
+
+def _keys_request(email: str) -> Any:
+    from google.cloud import iam_admin_v1
+
+    return iam_admin_v1.ListServiceAccountKeysRequest(
+        name=f"projects/-/serviceAccounts/{email}",
+        key_types=[iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
+    )
+
+
+def _key_names(response: Any) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            str(key.name)
+            for key in response.keys
+            if getattr(key.key_type, "name", "") != "SYSTEM_MANAGED"
+        )
+    )
+
+
+def _policy_request(email: str) -> Any:
+    from google.iam.v1 import iam_policy_pb2, options_pb2
+
+    return iam_policy_pb2.GetIamPolicyRequest(
+        resource=f"projects/-/serviceAccounts/{email}",
+        options=options_pb2.GetPolicyOptions(requested_policy_version=3),
     )
 
 
@@ -66,41 +94,54 @@ class IamAdminAdapter(Adapter):
 
     def list_user_managed_keys(self, email: str) -> tuple[str, ...]:
         """Names of the account's user-managed keys."""
-        from google.cloud import iam_admin_v1
-
         client = self.factory.iam_admin()
-        request = {
-            "name": f"projects/-/serviceAccounts/{email}",
-            "key_types": [iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
-        }
-
-        def run() -> tuple[str, ...]:
-            response = client.list_service_account_keys(request=request, **self.gapic_kwargs())
-            return tuple(
-                sorted(
-                    str(key.name)
-                    for key in response.keys
-                    if getattr(key.key_type, "name", "") != "SYSTEM_MANAGED"
-                )
-            )
-
+        request = _keys_request(email)
         return self.call(
-            run, what="serviceAccountKeys.list", target=service_account_resource(email)
+            lambda: _key_names(
+                client.list_service_account_keys(request=request, **self.gapic_kwargs())
+            ),
+            what="serviceAccountKeys.list",
+            target=service_account_resource(email),
+        )
+
+    def start_list_user_managed_keys(self, email: str) -> Started[tuple[str, ...]] | None:
+        """:meth:`list_user_managed_keys`'s first attempt, without waiting (``None``: the
+        transport cannot; use the blocking method)."""
+        request = _keys_request(email)
+        return self.start(
+            self.factory.iam_admin(),
+            "list_service_account_keys",
+            request,
+            _key_names,
+            what="serviceAccountKeys.list",
+            target=service_account_resource(email),
+            routing=(("name", request.name),),
         )
 
     def get_service_account_policy(self, email: str) -> AllowPolicy:
         """The allow policy on the service account as a resource."""
         client = self.factory.iam_admin()
-        request = {
-            "resource": f"projects/-/serviceAccounts/{email}",
-            "options": {"requested_policy_version": 3},
-        }
+        request = _policy_request(email)
         return self.call(
             lambda: policy_from_proto(
                 client.get_iam_policy(request=request, **self.gapic_kwargs())
             ),
             what="serviceAccounts.getIamPolicy",
             target=service_account_resource(email),
+        )
+
+    def start_service_account_policy(self, email: str) -> Started[AllowPolicy] | None:
+        """:meth:`get_service_account_policy`'s first attempt, without waiting (``None``: the
+        transport cannot; use the blocking method)."""
+        request = _policy_request(email)
+        return self.start(
+            self.factory.iam_admin(),
+            "get_iam_policy",
+            request,
+            policy_from_proto,
+            what="serviceAccounts.getIamPolicy",
+            target=service_account_resource(email),
+            routing=(("resource", request.resource),),
         )
 
     def get_role(self, name: str) -> Role:
@@ -126,4 +167,24 @@ class IamAdminAdapter(Adapter):
             lambda: [_role(r) for r in client.list_roles(request=request, **self.gapic_kwargs())],
             what="roles.list",
             target=parent,
+        )
+
+    def query_testable_permissions(self, full_resource_name: str) -> dict[str, str]:
+        """Permission → custom-role support level (``SUPPORTED``, ``TESTING``,
+        ``NOT_SUPPORTED``) for every permission testable on ``full_resource_name`` (a
+        ``//cloudresourcemanager.googleapis.com/projects/P`` or ``.../organizations/O``): what
+        a custom role created there may contain (all pages)."""
+        from google.cloud import iam_admin_v1
+
+        client = self.factory.iam_admin()
+        levels = iam_admin_v1.Permission.CustomRolesSupportLevel
+        request = {"full_resource_name": full_resource_name, "page_size": self.page(1000)}
+        return self.call(
+            lambda: {
+                # proto3: an absent level reads SUPPORTED, as IAM documents for the field
+                str(p.name): levels(p.custom_roles_support_level).name
+                for p in client.query_testable_permissions(request=request, **self.gapic_kwargs())
+            },
+            what="permissions.queryTestablePermissions",
+            target=full_resource_name,
         )

@@ -106,6 +106,11 @@ class IamAdminReader(Protocol):
         """Every custom role of ``projects/P`` or ``organizations/O``, with permissions."""
         ...
 
+    def query_testable_permissions(self, full_resource_name: str) -> dict[str, str]:
+        """Permission → custom-role support level, for every permission testable on the
+        resource (``queryTestablePermissions``; all pages)."""
+        ...
+
 
 class StorageReader(Protocol):
     """Cloud Storage buckets (JSON API)."""
@@ -210,6 +215,7 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "compute.networkAttachments.get",
         "compute.firewalls.list",
         "compute.globalAddresses.list",
+        "aiplatform.endpoints.list",
     }
 )
 

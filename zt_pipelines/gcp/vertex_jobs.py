@@ -228,6 +228,10 @@ class VertexJobsAdapter(Adapter):
             kms_key=str(pb.encryption_spec.kms_key_name),
             parameter_values=values,
             pipeline_root=str(raw.runtime_config.gcs_output_directory),
+            runtime_config=json_format.MessageToDict(
+                raw.runtime_config, preserving_proto_field_name=True
+            ),
+            reserved_ip_ranges=tuple(str(r) for r in raw.reserved_ip_ranges),
             pipeline_spec=spec,
             tasks=tasks,
             jobs=jobs,
@@ -297,11 +301,14 @@ class VertexJobsAdapter(Adapter):
             target=parent,
         )
 
-    def list_pipeline_jobs(self, project: str, location: str) -> list[Any]:
-        """Every pipeline job of the location (protos; all pages)."""
+    def list_pipeline_jobs(self, project: str, location: str, *, filter: str = "") -> list[Any]:
+        """Every pipeline job of the location (protos; all pages), ``filter`` applied
+        server-side (e.g. ``schedule_name=NAME AND create_time>="T"``)."""
         client = self._client("pipeline", location)
         parent = f"projects/{project}/locations/{location}"
-        request = {"parent": parent, "page_size": self.page(100)}
+        request: dict[str, Any] = {"parent": parent, "page_size": self.page(100)}
+        if filter:
+            request["filter"] = filter
         return self.call(
             lambda: list(client.list_pipeline_jobs(request=request, **self.gapic_kwargs())),
             what="pipelineJobs.list",

@@ -123,7 +123,14 @@ def posture_of(email: str, evaluator: Evaluator, *, now: datetime) -> Posture:
         }
     )
     targets = []
-    for other, sa in sorted(snapshot.service_accounts.items()):
+    # only a role that holds an impersonation permission (or one not known) can open a path:
+    # without one, the per-account decisions below cannot find any (and cost O(accounts))
+    roles = {binding.role for _node, binding, _match in evaluator.bindings_for(member)}
+    known = [snapshot.roles.get(r) for r in roles]
+    may_impersonate = any(
+        role is None or not role.permissions.isdisjoint(IMPERSONATION_PERMISSIONS) for role in known
+    )
+    for other, sa in sorted(snapshot.service_accounts.items()) if may_impersonate else ():
         if other == email:
             continue
         resource = f"//iam.googleapis.com/projects/{sa.project_id}/serviceAccounts/{sa.email}"
@@ -220,8 +227,17 @@ def evaluate_drift(
     now: datetime,
     unreadable: Sequence[str] = (),
     has_needs: bool = True,
+    at_approval: Mapping[str, Posture] | None = None,
+    scoped: Sequence[Posture] = (),
+    no_approval_baseline: str = "",
 ) -> DriftVerdict:
-    """Compare an approval with today's evaluation and postures (and the last baseline)."""
+    """Compare an approval with today's evaluation and postures.
+
+    ``at_approval`` is the posture the approval record holds (compared with ``scoped``, today's
+    posture over the resources the approval saw); ``baseline`` the one the last drift check of
+    the approval recorded (compared with ``postures``, today's over everything read). A change
+    either comparison shows is drift; one both show is reported once, as since the approval.
+    Without ``at_approval``, ``no_approval_baseline`` says why (a ZT629 note)."""
     findings: list[Finding] = []
     notes: list[str] = []
     for what in unreadable:
@@ -253,9 +269,17 @@ def evaluate_drift(
             "the approval record holds no declared needs: excess privilege is tracked through "
             "the posture baseline only"
         )
+    seen: set[tuple[str, ...]] = set()
+    for posture in scoped:
+        then = at_approval.get(posture.identity) if at_approval is not None else None
+        for f in _posture_drift(posture, then, "the approval"):
+            seen.add(_same(f))
+            findings.append(f)
     for posture in postures:
         old = (baseline or {}).get(posture.identity)
-        findings.extend(_posture_drift(posture, old))
+        for f in _posture_drift(posture, old, "the last drift check"):
+            if _same(f) not in seen:
+                findings.append(f)
         findings.append(
             Finding(
                 POSTURE_CODE,
@@ -267,11 +291,21 @@ def evaluate_drift(
                 evidence=posture.evidence(),
             )
         )
-    if baseline is None:
-        notes.append(
-            "first drift check of this approval: its posture is recorded as the baseline; "
-            "only the re-evaluation compares with the approval itself"
+    if at_approval is None:
+        findings.append(
+            Finding(
+                POSTURE_CODE,
+                _N,
+                f"{no_approval_baseline or 'the approval record holds no posture baseline'}: "
+                "changes made between the approval and the first drift check show only where "
+                "they make the approval fail",
+            )
         )
+        if baseline is None:
+            notes.append(
+                "first drift check of this approval: its posture is recorded as the baseline; "
+                "only the re-evaluation compares with the approval itself"
+            )
     report = Report(
         findings=sort_findings(findings),
         pipeline=str(approval.get("pipeline", "")),
@@ -283,7 +317,12 @@ def evaluate_drift(
     return DriftVerdict(approval, report, tuple(postures))
 
 
-def _posture_drift(now: Posture, old: Posture | None) -> list[Finding]:
+def _same(f: Finding) -> tuple[str, ...]:
+    """What makes two posture changes the same change (whatever baseline showed it)."""
+    return (f.code, f.principal or "", f.resource or "", repr(f.evidence))
+
+
+def _posture_drift(now: Posture, old: Posture | None, since: str) -> list[Finding]:
     if old is None:
         return []
     who = f"serviceAccount:{now.identity}"
@@ -294,28 +333,45 @@ def _posture_drift(now: Posture, old: Posture | None) -> list[Finding]:
             Finding(
                 "ZT620",
                 _E,
-                f"{now.identity} was granted {grant} since the last check",
+                f"{now.identity} was granted {grant} since {since}",
                 principal=who,
                 resource=node.split(" if ")[0],
-                evidence=(Evidence("binding", node=node.split(" if ")[0], role=role, member=who),),
+                evidence=(
+                    Evidence(
+                        "binding", node=node.split(" if ")[0], role=role, member=who, detail=grant
+                    ),
+                ),
             )
         )
     for key in sorted(set(now.keys) - set(old.keys)):
         out.append(
-            Finding("ZT621", _E, f"{now.identity} has a new user-managed key {key}", principal=who)
+            Finding(
+                "ZT621",
+                _E,
+                f"{now.identity} has a new user-managed key {key} since {since}",
+                principal=who,
+                resource=key,
+            )
         )
     if now.exists and not now.disabled and (not old.exists or old.disabled):
         was = "missing" if not old.exists else "disabled"
         out.append(
-            Finding("ZT622", _E, f"{now.identity} was {was} and is usable again", principal=who)
+            Finding(
+                "ZT622",
+                _E,
+                f"{now.identity} was {was} at {since} and is usable again",
+                principal=who,
+            )
         )
     for policy in sorted(set(old.deny) - set(now.deny)):
         out.append(
             Finding(
                 "ZT623",
                 _E,
-                f"deny policy {policy} no longer applies to {now.identity} (removed or changed)",
+                f"deny policy {policy} no longer applies to {now.identity} (removed or "
+                f"changed since {since})",
                 principal=who,
+                resource=policy,
                 evidence=(Evidence("deny", deny_policy=policy, member=who),),
             )
         )
@@ -324,7 +380,7 @@ def _posture_drift(now: Posture, old: Posture | None) -> list[Finding]:
             Finding(
                 "ZT624",
                 _E,
-                f"{now.identity} can now act as {target}",
+                f"{now.identity} can act as {target}, which it could not at {since}",
                 principal=who,
                 resource=f"serviceAccount:{target}",
             )

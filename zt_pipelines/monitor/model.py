@@ -109,6 +109,8 @@ class ObservedRun:
         kms_key: the pipeline's CMEK key.
         parameter_values: ``runtimeConfig.parameterValues``.
         pipeline_root: ``runtimeConfig.gcsOutputDirectory``.
+        runtime_config: the whole ``runtimeConfig`` as JSON with proto field names.
+        reserved_ip_ranges: the job's reserved IP ranges.
         pipeline_spec: the spec as Vertex holds it (a plain dict).
         tasks: the task details.
         jobs: every job read, by name.
@@ -128,6 +130,8 @@ class ObservedRun:
     kms_key: str = ""
     parameter_values: dict[str, Any] = field(default_factory=dict)
     pipeline_root: str = ""
+    runtime_config: dict[str, Any] = field(default_factory=dict)
+    reserved_ip_ranges: tuple[str, ...] = ()
     pipeline_spec: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[ObservedTask, ...] = ()
     jobs: dict[str, ObservedJob] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from zt_pipelines.monitor.baseline import runtime_differences, runtime_parts, runtime_sha256
 from zt_pipelines.monitor.expect import (
     PIPELINE_LOCATION,
     PIPELINE_PROJECT,
@@ -292,12 +293,49 @@ def _compare(
             f"{checked} task(s) that ran were compared with the approved spec "
             f"(approval seq {approval.get('seq', '?')}, {approval.get('time', '?')})"
         )
-    notes.append(
-        "the run's parameter values are not re-hashed against the approval's decision: a "
-        "parameter that changes only a step's command line (not its identity, image, network "
-        "or key) is not compared"
-    )
+    out.extend(_runtime(run, approval, notes))
     return out
+
+
+def _runtime(run: ObservedRun, approval: Mapping[str, Any], notes: list[str]) -> list[Finding]:
+    """The run's runtime config (parameter values, pipeline root, labels, network, key)
+    re-hashed part by part against the approval's (ZT615)."""
+    recorded = approval.get("baseline")
+    if (
+        not isinstance(recorded, Mapping)
+        or not isinstance(recorded.get("runtime"), Mapping)
+        or "runtime_sha256" not in recorded
+    ):
+        notes.append(
+            "the approval record holds no runtime-config hashes (recorded before they were "
+            "kept): the run's parameter values and pipeline root were not compared"
+        )
+        return []
+    approved: Mapping[str, Any] = recorded["runtime"]
+    if not run.name:
+        return []  # nothing was read: ZT600 already says so
+    observed = runtime_parts(
+        run.runtime_config,
+        labels=run.labels,
+        network=run.network,
+        reserved_ip_ranges=run.reserved_ip_ranges,
+        kms_key=run.kms_key,
+    )
+    differences = runtime_differences(approved, observed)
+    if not differences and runtime_sha256(observed) == str(recorded["runtime_sha256"]):
+        notes.append(
+            "the run's runtime config (parameter values, pipeline root, labels) is the approved one"
+        )
+        return []
+    return [
+        Finding(
+            "ZT615",
+            _E,
+            "the run was started with another runtime config than the approved one: "
+            + ("; ".join(differences) or "its hash differs"),
+            resource=run.name,
+        )
+    ]
 
 
 def _unapproved_spec_task(

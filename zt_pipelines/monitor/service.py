@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
@@ -255,6 +255,7 @@ def _drift_one(
 ) -> Any:
     from types import SimpleNamespace
 
+    from zt_pipelines.monitor.baseline import recorded_baseline, restricted, scope
     from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
     from zt_pipelines.policy.engine import Evaluator, evaluate
     from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
@@ -262,27 +263,31 @@ def _drift_one(
     project = str(approval.get("project", ""))
     location = str(approval.get("location", ""))
     pipeline_sa, steps, has_needs = approved_identities(approval)
+    at_approval, no_baseline = recorded_baseline(approval)
+    recorded = approval.get("baseline")
+    seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
+    root = str(recorded.get("pipeline_root") or "") if isinstance(recorded, dict) else ""
     result = SimpleNamespace(steps=steps)
     requirements = derive_requirements(
         result,
         project=project,
         location=location,
         pipeline_service_account=pipeline_sa,
-        pipeline_root=None,
+        pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
         submitter=None,
+    )
+    needs = needed_nodes(
+        requirements,
+        steps=steps,
+        pipeline_service_account=pipeline_sa,
+        project=project,
+        location=location,
     )
     unreadable: list[str] = []
     world = snapshot
     if world is None:
         from zt_pipelines.gcp import fetch_snapshot
 
-        needs = needed_nodes(
-            requirements,
-            steps=steps,
-            pipeline_service_account=pipeline_sa,
-            project=project,
-            location=location,
-        )
         try:
             world = fetch_snapshot(
                 resources=needs.resources,
@@ -295,14 +300,36 @@ def _drift_one(
             )
         except ZtError as exc:
             return evaluate_drift(
-                approval, None, (), baseline, now=now, unreadable=(f"IAM state ({exc})",)
+                approval,
+                None,
+                (),
+                baseline,
+                now=now,
+                unreadable=(f"IAM state ({exc})",),
+                at_approval=at_approval,
+                no_approval_baseline=no_baseline,
             )
     unreadable.extend(f"{u.what} of {u.target} ({u.reason})" for u in world.unreadable)
     evaluator = Evaluator(world)
     context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
     report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
-    identities = dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)])
-    postures = [posture_of(email, evaluator, now=now) for email in identities if email]
+    identities = [
+        e for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)]) if e
+    ]
+    postures = [posture_of(email, evaluator, now=now) for email in identities]
+    scoped = []
+    if at_approval is not None:
+        # today's posture over what the approval saw (plus nodes today's needs newly reach):
+        # a snapshot or read wider than the approval's is not a wider grant
+        account_nodes = [
+            name
+            for name in world.nodes
+            if any(name.endswith(f"/serviceAccounts/{email}") for email in identities)
+        ]
+        nodes = set(seen_then if isinstance(seen_then, list) else ())
+        nodes |= scope(world, [*needs.resources, *account_nodes])
+        narrowed = Evaluator(restricted(world, nodes))
+        scoped = [posture_of(email, narrowed, now=now) for email in identities]
     return evaluate_drift(
         approval,
         report,
@@ -311,6 +338,9 @@ def _drift_one(
         now=now,
         unreadable=unreadable,
         has_needs=has_needs,
+        at_approval=at_approval,
+        scoped=scoped,
+        no_approval_baseline=no_baseline,
     )
 
 
@@ -382,24 +412,25 @@ def usage(
     jobs = VertexJobsAdapter(factory, retry)
     windows: list[StepWindow] = []
     identities: set[str] = set()
-    approvals = [
-        r
-        for r in records
-        if approving(r)
-        and r.get("project") == project
-        and r.get("job_id")
-        # a schedule's id is not a run: its runs are not enumerated here (docs/monitoring.md)
-        and not str(r.get("action", "")).endswith("schedule")
-    ]
+    approvals = [r for r in records if approving(r) and r.get("project") == project]
+    # (approval, run): single runs by their job id; a schedule's runs as Vertex lists them
+    runs: dict[str, tuple[dict[str, Any], str]] = {}
     for approval in approvals:
         _pipeline_sa, steps, _has_needs = approved_identities(approval)
-        for step in steps:
-            if step.service_account:
-                identities.add(step.service_account)
+        identities.update(s.service_account for s in steps if s.service_account)
+        if _is_schedule(approval) or not approval.get("job_id"):
+            continue
         if _parse_time(str(approval.get("time", ""))) < start - timedelta(days=1):
             continue  # its runs ended before the window (runs are at most a day... or read)
+        runs[str(approval["job_id"])] = (approval, str(approval["job_id"]))
+    for name, approval in _scheduled_runs(
+        jobs, project, [a for a in approvals if _is_schedule(a)], start, unreadable
+    ).items():
+        runs[name] = (approval, name)
+    for approval, job in runs.values():
+        _pipeline_sa, steps, _has_needs = approved_identities(approval)
         run = jobs.read_run(
-            str(approval["job_id"]),
+            job,
             project=project,
             location=str(approval.get("location", "")),
             spec_hash=_spec_hash,
@@ -446,6 +477,62 @@ def usage(
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
+
+
+def _is_schedule(approval: dict[str, Any]) -> bool:
+    return str(approval.get("action", "")).endswith("schedule")
+
+
+def _scheduled_runs(
+    jobs: Any,
+    project: str,
+    approvals: list[dict[str, Any]],
+    start: datetime,
+    unreadable: list[str],
+) -> dict[str, dict[str, Any]]:
+    """The runs the approved schedules started since ``start`` (a day earlier: a run that
+    began before the window may still act in it), by job name → its schedule's approval.
+
+    A schedule is the approval's when the job it creates carries the approval's spec (and
+    decision) hash labels; the latest approval wins. A list that fails is recorded in
+    ``unreadable`` (usage is then not verified)."""
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.monitor.runs import label_sha256
+
+    spec_labels, _verified = _labels()
+    out: dict[str, dict[str, Any]] = {}
+    since = (start - timedelta(days=1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for location in sorted({str(a.get("location", "")) for a in approvals}):
+        try:
+            schedules = jobs.list_schedules(project, location)
+        except ApiError as exc:
+            unreadable.append(f"the schedules of {project}/{location} ({exc.message})")
+            continue
+        here = [a for a in approvals if a.get("location") == location]
+        for schedule in schedules:
+            labels = dict(schedule.create_pipeline_job_request.pipeline_job.labels)
+            digest = label_sha256(labels, spec_labels)
+            decided = label_sha256(labels, _decision_labels())
+            matching = [
+                a
+                for a in here
+                if a.get("spec_sha256") == digest
+                and (not a.get("decision_sha256") or a.get("decision_sha256") == decided)
+            ]
+            if not digest or not matching:
+                continue  # not an approved schedule: `monitor` flags it (ZT641)
+            try:
+                listed = jobs.list_pipeline_jobs(
+                    project,
+                    location,
+                    filter=f'schedule_name={schedule.name} AND create_time>="{since}"',
+                )
+            except ApiError as exc:
+                unreadable.append(f"the runs of schedule {schedule.name} ({exc.message})")
+                continue
+            for job in listed:
+                out[str(job.name)] = matching[-1]
+    return out
 
 
 def _parse_time(text: str) -> datetime:

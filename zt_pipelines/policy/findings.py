@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings
+from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_uses
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -51,6 +51,7 @@ from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
+    from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
 _URIS: dict[tuple[str, str | None], str] = {}
@@ -256,19 +257,11 @@ def _identity_findings(
             )
         users[sa].append(step.task)
     if not policy.allow_shared_identities:
-        for sa, tasks in users.items():
-            if len(tasks) > 1:
-                out.append(
-                    _f(
-                        "ZT103",
-                        f"{sa} is shared by {len(tasks)} steps: " + ", ".join(sorted(tasks)),
-                        step=sorted(tasks)[0],
-                        principal=sa_member(sa),
-                        evidence=tuple(
-                            Evidence("identity", detail=f"used by {t}") for t in sorted(tasks)
-                        ),
-                    )
-                )
+        jobs = launched_identity_uses(steps)  # GCPC jobs run as their own identity too
+        for sa in sorted(set(users) | set(jobs)):
+            tasks = users.get(sa, [])
+            if len(tasks) + len(jobs.get(sa, ())) > 1:
+                out.append(_shared_identity(sa, sorted(tasks), sorted(jobs.get(sa, ()))))
     unreadable = {u.target for u in ev.snapshot.unreadable}
     for sa in sorted({pipeline_sa, *users}):
         if not sa or kinds[sa].is_default:
@@ -325,6 +318,40 @@ def _identity_findings(
 
 
 # -- requirements ----------------------------------------------------------------------------
+
+
+def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> Finding:
+    """ZT103 for one identity used by several steps and/or by the jobs steps launch (a GCPC
+    ``service_account`` / ``dataflow_service_account`` value fed to many components)."""
+    evidence = [Evidence("identity", detail=f"used by {t}") for t in tasks]
+    evidence += [
+        Evidence("identity", detail=f"used by the job {t} launches" + (f" ({f})" if f else ""))
+        for t, f in jobs
+    ]
+    users = [*tasks, *(f"the job {t} launches" for t, _ in jobs)]
+    shown = ", ".join(users[:_SHOWN]) + (
+        f" and {len(users) - _SHOWN} more" if len(users) > _SHOWN else ""
+    )
+    if not jobs:
+        message = f"{sa} is shared by {len(tasks)} steps: {shown}"
+    else:
+        fields = ", ".join(sorted({f for _, f in jobs if f})) or "a component input"
+        message = (
+            f"{sa} is shared by "
+            + (
+                f"{len(users)} steps and launched jobs"
+                if tasks
+                else f"the jobs of {len(jobs)} steps"
+            )
+            + f": {shown}; it is set "
+            f"through {fields}: give each job an identity of its own, or leave it empty and "
+            "each job runs as its step's"
+        )
+    first = sorted([*tasks, *(t for t, _ in jobs)])[0]
+    return _f("ZT103", message, step=first, principal=sa_member(sa), evidence=tuple(evidence))
+
+
+_SHOWN = 4  # users named in a ZT103 message; the evidence lists all of them
 
 
 def _decide_all(
@@ -460,7 +487,7 @@ def _excess_findings(
             )
         required_at = grouped.at.get(principal, {})
         for node, binding, mm, member in ev.member_bindings(principal):
-            if mm.match is not Match.YES:
+            if mm.match is Match.NO:
                 continue
             perms = ev.role_permissions(binding.role)
             if perms is None:
@@ -468,13 +495,19 @@ def _excess_findings(
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
+            if mm.match is Match.UNKNOWN:
+                # a group/principal set whose membership is unknown: the principal MAY hold it
+                found = _may_hold(principal, step, node, binding, member, mm.reason, perms - here)
+                if found is not None:
+                    out.append(found)
+                continue
             # what the role gives beyond `here` depends on (role, here) only: worked out once
             # per pair (thousands of steps hold the same role for the same needs)
             key = (binding.role, frozenset(here))
-            found = beyond.get(key)
-            if found is None:
-                found = beyond[key] = _beyond(perms, here)
-            n_excess, risky, risky_ev, sample = found
+            known = beyond.get(key)
+            if known is None:
+                known = beyond[key] = _beyond(perms, here)
+            n_excess, risky, risky_ev, sample = known
             ev_binding = ev.binding_evidence(node, principal, binding, member) or Evidence(
                 "binding",
                 node=node.name,
@@ -530,6 +563,51 @@ def _excess_findings(
                     )
                 )
     return out, notes
+
+
+def _may_hold(
+    principal: str,
+    step: str | None,
+    node: Node,
+    binding: Binding,
+    member: str,
+    reason: str,
+    excess: frozenset[str] | set[str],
+) -> Finding | None:
+    """ZT219: a basic role or unneeded escalation-capable permissions granted to a member
+    whose membership cannot be settled (a group of unknown membership, a principal set): the
+    principal may hold them. Unverifiable, so never skipped; other excess through such a
+    member stays a coverage note."""
+    basic = is_basic_role(binding.role)
+    risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
+    if not basic and not risky:
+        return None
+    what = (
+        f"the basic role {binding.role}"
+        if basic
+        else f"{binding.role} with {len(risky)} escalation-capable permission(s) it does not "
+        f"need: {', '.join(risky[:_MAX_LISTED])}" + (" …" if len(risky) > _MAX_LISTED else "")
+    )
+    return _f(
+        "ZT219",
+        f"{principal} may hold {what} on {_uri(node.name)} through {member}, whose membership "
+        "cannot be verified",
+        step=step,
+        principal=principal,
+        resource=node.name,
+        permission=risky[0] if len(risky) == 1 and not basic else None,
+        evidence=(
+            Evidence(
+                "binding",
+                node=node.name,
+                role=binding.role,
+                member=member,
+                condition=binding.condition.expression if binding.condition else "",
+                detail=reason or "membership unknown",
+            ),
+            *(Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]),
+        ),
+    )
 
 
 # -- excess by scope (ZT214, ZT215) ----------------------------------------------------------
@@ -880,6 +958,31 @@ def _org_policy_findings(
 
 
 # -- suppressions ----------------------------------------------------------------------------
+
+
+def apply_policy(
+    findings: list[Finding], policy: OrgPolicy, *, now: datetime
+) -> tuple[list[Finding], list[SuppressedFinding]]:
+    """Findings raised outside this module (e.g. by :mod:`zt_pipelines.segmentation`) as the
+    report carries them: duplicates dropped, the organisation policy's severities applied, then
+    its suppressions (an unrelaxable code is never suppressed).
+
+    Expired suppressions are not reported here: :func:`build_report` reports each one once.
+
+    Args:
+        findings: the findings at their default severities.
+        policy: the organisation policy.
+        now: the time suppressions' expiry dates are compared with.
+
+    Returns:
+        ``(active, suppressed)``.
+    """
+    levelled = [
+        f if policy.severity(f.code) is f.severity else replace(f, severity=policy.severity(f.code))
+        for f in _dedupe(findings)
+    ]
+    active, suppressed, _expired = _apply_suppressions(levelled, policy, now)
+    return active, suppressed
 
 
 def _matches(s: Suppression, f: Finding) -> bool:

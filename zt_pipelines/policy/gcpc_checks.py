@@ -49,6 +49,23 @@ def gcpc_findings(
     return out
 
 
+def launched_identity_uses(steps: tuple[StepIdentity, ...]) -> dict[str, list[tuple[str, str]]]:
+    """Every identity a step's launched job runs as, other than the step's own:
+    ``{email: [(task, where it was pinned), ...]}``.
+
+    A user-set launched identity (a GCPC ``service_account`` or ``dataflow_service_account``
+    pipeline parameter feeding many components) is shared by every job it feeds; the shared
+    identity check (ZT103) counts these uses with the steps' own.
+    """
+    uses: dict[str, list[tuple[str, str]]] = {}
+    for step in steps:
+        launched = (step.launched_service_account or "").lower()
+        if not launched or launched == (step.service_account or "").lower():
+            continue
+        uses.setdefault(launched, []).append((step.task, step.launched_identity_field))
+    return uses
+
+
 def _kind(step: StepIdentity) -> LauncherKind | None:
     if not step.job_kind:
         return None

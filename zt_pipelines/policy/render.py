@@ -32,7 +32,8 @@ FIXES: dict[str, str] = {
     "@zt.step) or let `zt-pipelines plan/apply` create derived ones",
     "ZT101": "declare @zt.step(...) on the component or a manifest entry for the task",
     "ZT102": "bind the value to a constant or a pipeline parameter given in parameter_values",
-    "ZT103": "one service account per step (or identities.allowShared in the policy file)",
+    "ZT103": "one service account per step and per launched job (or identities.allowShared "
+    "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
     "ZT111": "delete the user-managed keys and set iam.disableServiceAccountKeyCreation",
     "ZT120": "use a persistent resource created with custom service accounts enabled, "
@@ -60,6 +61,8 @@ FIXES: dict[str, str] = {
     "ZT217": "make the edge provable: a readable service-account policy, known group "
     "membership, an unconditional (or removed) impersonation grant",
     "ZT218": "review who the submitter can become; remove impersonation grants it does not need",
+    "ZT219": "put the group's membership in the snapshot (or read it live), or remove the "
+    "basic role / escalation-capable grant from that group",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
@@ -80,6 +83,7 @@ FIXES: dict[str, str] = {
     "ZT612": "pin images by digest (image@sha256:...); the policy file can require it",
     "ZT613": "verify again when the run has ended (submit(..., verify_after=True) does)",
     "ZT614": "run `zt-pipelines audit verify` to see what changed; restore the log from its mirror",
+    "ZT615": "treat the run as unverified; find who started it with other values (audit logs)",
     "ZT620": "remove the grant, or re-approve the pipeline with the need declared",
     "ZT621": "delete the key and find who created it (Admin Activity audit logs)",
     "ZT622": "disable the identity again if that was deliberate, and find who re-enabled it",

@@ -65,6 +65,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT216": ("CanBecomeIdentity", "an identity can become another one holding more"),
     "ZT217": ("ReachUnverifiable", "who an identity can become cannot be verified"),
     "ZT218": ("SubmitterCanBecome", "the submitter can become identities beyond the pipeline's"),
+    "ZT219": (
+        "MayHoldThroughUnknownMember",
+        "may hold a basic role or escalation permission through a group of unknown membership",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -103,6 +107,7 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT612": ("ImageNotPinned", "an approved image is a tag, not a digest"),
     "ZT613": ("RunNotFinished", "the run has not ended: only the tasks so far were verified"),
     "ZT614": ("AuditChainBroken", "the audit log fails verification: approvals untrusted"),
+    "ZT615": ("RuntimeConfigChanged", "the run's parameters, root or labels are not approved"),
     # drift (zt_pipelines.monitor.drift)
     "ZT620": ("GrantAdded", "an approved identity was granted more since its approval"),
     "ZT621": ("KeyAdded", "an approved identity has a new user-managed key"),

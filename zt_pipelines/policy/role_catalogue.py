@@ -11,9 +11,11 @@ docs/dependencies.md and :func:`catalogue_info`). It serves two purposes:
   files, plans) must be one the catalogue knows; an unknown one is an
   :class:`~zt_pipelines.errors.UnknownPermissionError` naming the closest known names.
 
-What is *not* checked: whether a permission may be used in a custom role (IAM's
-``customRolesSupportLevel``). The public dataset does not carry it, so ``plan`` cannot refuse
-``NOT_SUPPORTED`` permissions offline; IAM refuses them when ``apply`` creates the role.
+It also carries each permission's **custom-role support level** (IAM's
+``customRolesSupportLevel``: ``SUPPORTED``, ``TESTING``, ``NOT_SUPPORTED``) where public data
+says (:func:`support_level`). Where it does not, the level is ``UNKNOWN`` offline: ``plan``
+says so, and ``apply`` reads the levels live (``queryTestablePermissions``) before it creates
+or updates any custom role (see :mod:`zt_pipelines.provision.support`).
 
 Reads one static package file, once (cached); otherwise pure.
 """
@@ -26,7 +28,7 @@ import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from zt_pipelines.errors import UnknownPermissionError
 from zt_pipelines.policy.snapshot import Role, Snapshot
@@ -34,6 +36,10 @@ from zt_pipelines.resources import check_permission
 
 FORMAT = "zt-pipelines/role-catalogue@1"
 _FILE = "predefined_roles.json.gz"
+
+#: IAM's ``Permission.CustomRolesSupportLevel``, plus ``UNKNOWN`` (no source says)
+SupportLevel = Literal["SUPPORTED", "TESTING", "NOT_SUPPORTED", "UNKNOWN"]
+SUPPORT_LEVELS: tuple[str, ...] = ("SUPPORTED", "TESTING", "NOT_SUPPORTED")
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,20 @@ class CatalogueInfo:
         date: the dataset's date (``YYYY-MM-DD``).
         roles: how many predefined roles it holds.
         permissions: how many distinct permissions.
+        support_source: where the custom-role support levels come from (``""``: none).
+        support_date: their date.
+        support_complete: True when the levels cover every permission (an unlisted one is
+            then ``SUPPORTED``); False when only some are known (an unlisted one is
+            ``UNKNOWN``).
     """
 
     source: str
     date: str
     roles: int
     permissions: int
+    support_source: str = ""
+    support_date: str = ""
+    support_complete: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -64,8 +78,34 @@ def _document() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def known_permissions() -> frozenset[str]:
-    """Every permission some predefined role includes (13,000+ names)."""
-    return frozenset(_document()["permissions"])
+    """Every permission some predefined role includes (13,000+ names), and every permission
+    the support-level source names."""
+    return frozenset(_document()["permissions"]) | frozenset(_support_table())
+
+
+@lru_cache(maxsize=1)
+def _support_table() -> dict[str, str]:
+    support = _document().get("support") or {}
+    return {p: level for level in SUPPORT_LEVELS for p in support.get("levels", {}).get(level, ())}
+
+
+def support_level(permission: str) -> SupportLevel:
+    """The custom-role support level of ``permission`` according to the shipped catalogue.
+
+    ``UNKNOWN`` when no public source the catalogue was built from says (and the source is not
+    complete). A live read (``permissions.queryTestablePermissions``) is the authority; this
+    is the offline answer.
+    """
+    found = _support_table().get(permission)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    complete = bool((_document().get("support") or {}).get("complete"))
+    return "SUPPORTED" if complete and permission in known_permissions() else "UNKNOWN"
+
+
+def support_levels() -> dict[str, str]:
+    """Every permission whose level the catalogue records explicitly (level per name)."""
+    return dict(_support_table())
 
 
 @lru_cache(maxsize=1)
@@ -94,7 +134,16 @@ def catalogue_role(name: str) -> Role | None:
 def catalogue_info() -> CatalogueInfo:
     """Source, date and size of the shipped catalogue."""
     doc = _document()
-    return CatalogueInfo(doc["source"], doc["date"], len(doc["roles"]), len(doc["permissions"]))
+    support = doc.get("support") or {}
+    return CatalogueInfo(
+        doc["source"],
+        doc["date"],
+        len(doc["roles"]),
+        len(known_permissions()),
+        support_source=str(support.get("source", "")),
+        support_date=str(support.get("date", "")),
+        support_complete=bool(support.get("complete")),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -20,14 +20,15 @@ roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.errors import InputError
+from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import classify_identity
-from zt_pipelines.model import RewriteResult
+from zt_pipelines.model import JobFields, RewriteResult
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for, role_id_for
@@ -51,6 +52,8 @@ from zt_pipelines.provision.render import (
     render_terraform,
 )
 from zt_pipelines.provision.requirements import wants_for
+
+_log = logging.getLogger("zt_pipelines.provision")
 
 __all__ = [
     "AccountSpec",
@@ -95,6 +98,7 @@ def plan(
     organization: str | None = None,
     catalogue: str | PathLike[str] | Mapping[str, Any] | None = None,
     submitter: str | None = None,
+    step_defaults: JobFields | Mapping[str, Any] | None = None,
 ) -> Plan:
     """Plan the service accounts, roles and bindings a pipeline needs.
 
@@ -120,6 +124,8 @@ def plan(
             for ``predefined`` mode when the snapshot has no role definitions.
         submitter: also grant this principal what submitting needs (actAs on the pipeline SA,
             ``aiplatform.pipelineJobs.create``).
+        step_defaults: CustomJob fields for every step that does not set its own (a
+            :class:`~zt_pipelines.model.JobFields` or a mapping of its fields).
 
     Raises:
         InputError: bad template, manifest, snapshot or arguments.
@@ -134,6 +140,7 @@ def plan(
         pipeline_service_account=pipeline_service_account,
         parameter_values=parameter_values,
         manifest=manifest,
+        step_defaults=step_defaults,
     )
     if pipeline_service_account is None:
         # one pipeline SA per pipeline: derived from its name, never shared with another
@@ -143,8 +150,10 @@ def plan(
         pipeline_service_account = service_account_email(
             derive_account_id(result.pipeline_name or "pipeline", PIPELINE_STEP), project
         )
+    support: dict[str, str] | None = None
+    support_source = ""
     if snapshot == "live":
-        from zt_pipelines.provision.live import read_state
+        from zt_pipelines.provision.live import read_state, read_support
 
         state: Snapshot | None = read_state(
             result,
@@ -154,6 +163,13 @@ def plan(
             pipeline_root=pipeline_root,
             submitter=submitter,
         )
+        if roles == "custom":
+            parent = f"organizations/{organization}" if organization else f"projects/{project}"
+            try:  # what IAM itself says a custom role there may hold
+                support = read_support(parent)
+                support_source = f"live: {parent}"
+            except ApiError as exc:  # the catalogue's levels, and apply re-reads before writing
+                _log.warning("custom-role support levels of %s not read live: %s", parent, exc)
     else:
         state = _snapshot(snapshot)
     wants = wants_for(
@@ -186,6 +202,8 @@ def plan(
         prune=prune,
         organization=organization,
         catalogue=load_catalogue(catalogue) if catalogue is not None else None,
+        support_levels=support,
+        support_source=support_source,
     )
     return _with_segmentation(
         planned, result, state, project=project, location=location, pipeline_root=pipeline_root
@@ -229,12 +247,16 @@ def _rewrite(
     pipeline_service_account: str | None,
     parameter_values: Mapping[str, Any] | None,
     manifest: str | PathLike[str] | Mapping[str, Any] | None,
+    step_defaults: JobFields | Mapping[str, Any] | None,
 ) -> RewriteResult:
+    from zt_pipelines.declare import step_defaults as parse_step_defaults
+
+    defaults = parse_step_defaults(step_defaults)
     if isinstance(template, RewriteResult):
-        if parameter_values or manifest is not None:
+        if parameter_values or manifest is not None or defaults is not None:
             raise InputError(
-                "parameter_values and manifest apply to the rewrite, and this pipeline is "
-                "already rewritten: they would be ignored",
+                "parameter_values, manifest and step_defaults apply to the rewrite, and this "
+                "pipeline is already rewritten: they would be ignored",
                 where="plan",
                 fix="pass them to rewrite_pipeline, or pass the template instead",
             )
@@ -248,6 +270,7 @@ def _rewrite(
         pipeline_service_account=pipeline_service_account,
         parameter_values=parameter_values,
         manifest=manifest,
+        defaults=defaults,
     )
 
 

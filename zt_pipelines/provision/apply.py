@@ -23,10 +23,10 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -35,7 +35,11 @@ from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
 from zt_pipelines.provision.plan import check_plan
 from zt_pipelines.provision.render import render_json
+from zt_pipelines.provision.support import assess, refuse_unsupported
+from zt_pipelines.provision.support import warnings as support_warnings
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+
+T = TypeVar("T")
 
 #: codes a stale etag produces: gRPC ABORTED (HTTP 409) and HTTP 412 Precondition Failed
 CONFLICT_CODES = frozenset({"ABORTED", "FAILED_PRECONDITION", "HTTP_412", "HTTP_409"})
@@ -53,6 +57,7 @@ class ApplyResult:
         removed: bindings removed (member removed; ``prune``).
         policies_written: full names of the resources whose allow policy was written.
         conflicts: etag conflicts met and retried.
+        warnings: custom-role permissions IAM is still testing (``TESTING``, read live).
     """
 
     created_accounts: tuple[str, ...] = ()
@@ -62,6 +67,7 @@ class ApplyResult:
     removed: tuple[Grant, ...] = ()
     policies_written: tuple[str, ...] = ()
     conflicts: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -75,15 +81,16 @@ class ApplyResult:
         )
 
     def __str__(self) -> str:
+        notes = "".join(f"\nWarning: {w}" for w in self.warnings)
         if not self.changed:
-            return "Apply complete: no changes."
+            return "Apply complete: no changes." + notes
         return (
             f"Apply complete: {len(self.created_accounts)} account(s) created, "
             f"{len(self.created_roles) + len(self.updated_roles)} role(s) created/updated, "
             f"{len(self.added)} binding(s) added, {len(self.removed)} removed "
             f"({len(self.policies_written)} policy write(s), "
             f"{self.conflicts} etag conflict(s) retried)."
-        )
+        ) + notes
 
 
 @dataclass
@@ -447,11 +454,44 @@ def _exists(retry: Any, fn: Callable[[], Any], what: str, target: str) -> Any | 
         raise
 
 
-def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
+def _progress(plan: Plan, resources: list[str]) -> Callable[[], None]:
+    """A tick per write unit (account, custom role, resource policy) for the progress reporter
+    the CLI installed (:mod:`zt_pipelines.gcp.progress`), if any."""
+    from zt_pipelines.gcp.progress import current
+
+    report = current()
+    total = (
+        sum(1 for a in plan.accounts if a.state == "create")
+        + sum(1 for r in plan.custom_roles if r.state != "exists")
+        + len(resources)
+    )
+    done = 0
+    if report is not None:
+        report(0, total)
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(done, total)
+
+    return tick
+
+
+def _ticked(items: Sequence[T], tick: Callable[[], None]) -> Iterator[T]:
+    """``items``, ticking after the loop body finished with each (``continue`` included)."""
+    for item in items:
+        yield item
+        tick()
+
+
+def _create_accounts(
+    plan: Plan, factory: Any, retry: Any, tick: Callable[[], None] = lambda: None
+) -> list[str]:
     created: list[str] = []
     todo = [acct for acct in plan.accounts if acct.state == "create"]
     client: Any = factory.iam_admin() if todo else None
-    for acct in todo:
+    for acct in _ticked(todo, tick):
         name = f"projects/{acct.project}/serviceAccounts/{acct.email}"
         found = _exists(
             retry,
@@ -480,12 +520,14 @@ def _create_accounts(plan: Plan, factory: Any, retry: Any) -> list[str]:
     return created
 
 
-def _sync_roles(plan: Plan, factory: Any, retry: Any) -> tuple[list[str], list[str]]:
+def _sync_roles(
+    plan: Plan, factory: Any, retry: Any, tick: Callable[[], None] = lambda: None
+) -> tuple[list[str], list[str]]:
     created: list[str] = []
     updated: list[str] = []
     todo = [spec for spec in plan.custom_roles if spec.state != "exists"]
     client: Any = factory.iam_admin() if todo else None
-    for spec in todo:
+    for spec in _ticked(todo, tick):
         role = spec.role
         body = {
             "title": role.title,
@@ -576,6 +618,8 @@ def apply_plan(
     Raises:
         ProvisioningRefused: the plan grants or removes something planning would refuse
             (:func:`~zt_pipelines.provision.plan.check_plan`; before any write happens).
+        CustomRoleSupportError: a custom role to create or update holds a permission IAM
+            does not allow in custom roles (read live; before any write happens).
         UnsupportedResourceError: a grant is on a resource apply cannot write (before any
             write happens).
         ApiError: an API call failed after retries (what was done before stays done; a
@@ -598,17 +642,20 @@ def apply_plan(
     _require_audit_writable(audit_log)  # no grant may be written without its record
     try:
         _refuse_before_writing(plan)
+        warnings = _verify_support(plan, factory, retry)
     except ZtError as exc:  # a refused apply is a decision too: recorded like a refused submit
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
         raise
     conflicts = _Conflicts()
+    resources = sorted({g.resource for g in (*plan.grants, *plan.removals)})
+    tick = _progress(plan, resources)
     try:
-        accounts = _create_accounts(plan, factory, retry)
-        roles_created, roles_updated = _sync_roles(plan, factory, retry)
+        accounts = _create_accounts(plan, factory, retry, tick)
+        roles_created, roles_updated = _sync_roles(plan, factory, retry, tick)
         added: list[Grant] = []
         removed: list[Grant] = []
         written: list[str] = []
-        for name in sorted({g.resource for g in (*plan.grants, *plan.removals)}):
+        for name in _ticked(resources, tick):
             store = _store_for(factory, retry, name)
             adds = [g for g in plan.grants if g.resource == name]
             removes = [g for g in plan.removals if g.resource == name]
@@ -633,6 +680,7 @@ def apply_plan(
             tuple(removed),
             tuple(written),
             conflicts.count,
+            warnings,
         )
     except Exception as exc:
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
@@ -651,6 +699,40 @@ def _refuse_before_writing(plan: Plan) -> None:
                 where=f"step {grant.step!r}",
                 fix="use plan --format terraform or --format gcloud for this resource",
             )
+
+
+def _verify_support(plan: Plan, factory: Any, retry: Any) -> tuple[str, ...]:
+    """Read the custom-role support levels live for every role about to be created or updated
+    and refuse, before any write, what IAM would reject; TESTING permissions come back as
+    warnings. A read that fails refuses too (fail closed: an unverified role is not written).
+
+    Raises:
+        CustomRoleSupportError: a permission is NOT_SUPPORTED or not testable on the parent.
+        ApiError: the levels could not be read.
+    """
+    from zt_pipelines.gcp.iam_admin import IamAdminAdapter
+
+    todo: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for spec in plan.custom_roles:
+        if spec.state != "exists":
+            todo.setdefault(spec.role.parent, []).append((spec.role.name, spec.role.permissions))
+    found: list[str] = []
+    for parent, roles in sorted(todo.items()):
+        try:
+            levels = IamAdminAdapter(factory, retry).query_testable_permissions(CRM + parent)
+        except ApiError as exc:
+            raise ApiError(
+                f"the custom-role support levels of {parent} could not be read ({exc.what}); "
+                "no role is written unverified",
+                where="apply",
+                fix="let the applying identity call permissions.queryTestablePermissions "
+                f"on {parent}, or apply with --roles predefined",
+                code=exc.code,
+            ) from exc
+        issues = assess(roles, levels, source=f"live: {parent}")
+        refuse_unsupported(issues, where="apply")
+        found += support_warnings(issues)
+    return tuple(found)
 
 
 def _require_audit_writable(audit_log: Any) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from zt_pipelines.errors import InputError
 from zt_pipelines.policy.role_catalogue import validate_permission
+from zt_pipelines.provision.support import assess, refuse_unsupported
 
 ROLE_ID_PREFIX = "zt_"
 _ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
@@ -65,14 +66,29 @@ def role_id_for(permissions: Iterable[str]) -> str:
     return role_id
 
 
-def custom_role_for(permissions: Iterable[str], *, parent: str) -> CustomRole:
+def custom_role_for(
+    permissions: Iterable[str],
+    *,
+    parent: str,
+    support: Mapping[str, str] | None = None,
+    support_source: str = "",
+) -> CustomRole:
     """Build the hash-named custom role granting exactly ``permissions`` under ``parent``.
+
+    Args:
+        permissions: what the role grants.
+        parent: ``projects/PROJECT_ID`` or ``organizations/ORG_NUMBER``.
+        support: permission → custom-role support level read live for ``parent``
+            (authoritative); ``None`` uses the shipped catalogue's levels.
+        support_source: names where ``support`` came from, for the error message.
 
     Raises:
         InputError: ``parent`` is not ``projects/ID`` / ``organizations/NUMBER``.
         PermissionFormatError: a permission is malformed (or, as
             :class:`~zt_pipelines.errors.UnknownPermissionError`, unknown: IAM would refuse
             the role).
+        CustomRoleSupportError: a permission IAM does not allow in custom roles
+            (``NOT_SUPPORTED``, or not testable on ``parent``), with the reason.
     """
     if not _PARENT.match(parent):
         raise InputError(
@@ -82,6 +98,8 @@ def custom_role_for(permissions: Iterable[str], *, parent: str) -> CustomRole:
         )
     perms = tuple(sorted({validate_permission(p, where="custom role") for p in permissions}))
     role_id = role_id_for(perms)
+    issues = assess([(f"{parent}/roles/{role_id}", perms)], support, source=support_source)
+    refuse_unsupported(issues, where=f"custom role {parent}/roles/{role_id}")
     services = sorted({p.split(".", 1)[0] for p in perms})
     title = f"zt-pipelines {'/'.join(services)} ({len(perms)} permissions)"
     if len(title) > _TITLE_MAX:

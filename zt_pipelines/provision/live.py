@@ -69,3 +69,27 @@ def read_state(
         credentials=credentials,
         emulator_host=emulator_host or os.environ.get("ZT_EMULATOR_HOST") or None,
     )
+
+
+def read_support(
+    parent: str,
+    *,
+    credentials: Any = None,
+    emulator_host: str | None = None,
+    factory: Any = None,
+) -> dict[str, str]:
+    """Permission → custom-role support level for every permission a custom role under
+    ``parent`` (``projects/P`` or ``organizations/O``) may name, read live
+    (``permissions.queryTestablePermissions``).
+
+    Raises:
+        ApiError: the read failed (after retries).
+    """
+    from zt_pipelines.gcp.clients import ClientFactory
+    from zt_pipelines.gcp.iam_admin import IamAdminAdapter
+    from zt_pipelines.resources import CRM
+
+    factory = factory or ClientFactory(
+        credentials, emulator_host=emulator_host or os.environ.get("ZT_EMULATOR_HOST") or None
+    )
+    return IamAdminAdapter(factory).query_testable_permissions(CRM + parent)

@@ -15,6 +15,7 @@ from zt_pipelines.errors import InputError, ZtError
 from zt_pipelines.policy.snapshot import Condition
 from zt_pipelines.provision.cover import Cover
 from zt_pipelines.provision.custom_roles import CustomRole
+from zt_pipelines.provision.support import SupportIssue, warnings
 from zt_pipelines.resources import ResourceRef, display_uri
 
 if TYPE_CHECKING:
@@ -198,6 +199,11 @@ class Plan:
         covers: predefined-role covers (``--roles predefined`` only).
         wants: the requirements the plan was computed from (held-back needs excluded).
         held_back: declared escalation-capable needs the plan does not grant, with why.
+        via_groups: existing bindings to groups the member provably belongs to that already
+            grant a need (not duplicated by a direct grant).
+        custom_role_support: permissions of the plan's custom roles whose support level is
+            ``TESTING`` (a warning) or ``UNKNOWN`` offline (apply verifies them live before
+            writing); refused levels never reach a plan.
     """
 
     project: str
@@ -215,9 +221,18 @@ class Plan:
     covers: tuple[StepCover, ...] = ()
     wants: tuple[Want, ...] = field(default=(), repr=False)
     held_back: tuple[HeldBack, ...] = ()
-    #: existing bindings to groups the member provably belongs to that already grant a need
-    #: (on the need's resource, same condition): not duplicated by a direct grant
     via_groups: tuple[Grant, ...] = ()
+    custom_role_support: tuple[SupportIssue, ...] = ()
+
+    @property
+    def support_warnings(self) -> tuple[str, ...]:
+        """One line per custom-role permission IAM is still testing (``TESTING``)."""
+        return warnings(self.custom_role_support)
+
+    @property
+    def support_unverified(self) -> tuple[str, ...]:
+        """Custom-role permissions whose support level is unknown offline (sorted)."""
+        return tuple(i.permission for i in self.custom_role_support if i.level == "UNKNOWN")
 
     @property
     def needs_review(self) -> bool:

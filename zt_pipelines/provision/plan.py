@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
-from zt_pipelines.errors import ApiError, InputError
+from zt_pipelines.errors import ApiError, CustomRoleSupportError, InputError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
 from zt_pipelines.policy.members import Match, MemberResolver
@@ -62,6 +62,7 @@ from zt_pipelines.provision.model import (
     Want,
     want_order,
 )
+from zt_pipelines.provision.support import assess
 from zt_pipelines.resources import (
     BIGQUERY,
     CRM,
@@ -106,6 +107,8 @@ def build_plan(
     prune: bool = False,
     organization: str | None = None,
     catalogue: Mapping[str, frozenset[str]] | None = None,
+    support_levels: Mapping[str, str] | None = None,
+    support_source: str = "",
 ) -> Plan:
     """Compute the plan for ``wants`` against ``snapshot`` (an empty project when ``None``).
 
@@ -121,10 +124,16 @@ def build_plan(
         organization: an organisation number to hold the custom roles instead of the project.
         catalogue: predefined role → permissions (``predefined`` mode); defaults to the
             shipped catalogue, overridden by the ``roles/...`` definitions of the snapshot.
+        support_levels: permission → custom-role support level read live for the roles'
+            parent (``custom`` mode; authoritative); ``None`` uses the catalogue's levels.
+        support_source: where ``support_levels`` came from (``live: projects/P``).
 
     Raises:
         ProvisioningRefused: a role chosen for a need would be basic/escalating. (A declared
             escalation-capable need is not an error: it is held back, ``Plan.held_back``.)
+        CustomRoleSupportError: ``custom`` mode and a needed permission cannot be in a custom
+            role (``NOT_SUPPORTED`` / not testable on the parent); every such permission is
+            named with its reason.
         UnsupportedResourceError: a need names a resource we cannot grant on.
         CoverError: ``predefined`` mode and no allowed role grants a permission.
     """
@@ -146,6 +155,7 @@ def build_plan(
     index = permission_index(role_table) if role_table else {}
     escalating = escalating_permissions(role_table) if role_table else {}
     via_groups: list[Grant] = []
+    unsupported: list[CustomRoleSupportError] = []
     resolver = MemberResolver(state)
     for (member, resource, expression), (needed, served) in sorted(groups.items()):
         step = ", ".join(sorted(served))
@@ -180,7 +190,13 @@ def build_plan(
         if roles == "custom":
             if not organization:
                 _check_role_scope(resource, project, state, step)
-            role = custom_role_for(perms, parent=parent)
+            try:
+                role = custom_role_for(
+                    perms, parent=parent, support=support_levels, support_source=support_source
+                )
+            except CustomRoleSupportError as exc:  # name them all at once, then refuse
+                unsupported.append(exc)
+                continue
             role_specs[role.name] = role
             grants.append(Grant(resource, role.name, member, condition, step, role.permissions))
             continue
@@ -210,6 +226,19 @@ def build_plan(
                     tuple(sorted(role_perms - perms)),
                 )
             )
+    if unsupported:
+        permissions = tuple(sorted({p for exc in unsupported for p in exc.permissions}))
+        raise CustomRoleSupportError(
+            "; ".join(exc.what for exc in unsupported),
+            where="plan --roles custom",
+            fix=unsupported[0].fix,
+            permissions=permissions,
+        )
+    support = assess(
+        ((name, role.permissions) for name, role in sorted(role_specs.items())),
+        support_levels,
+        source=support_source,
+    )
     grants = _merge_same_binding(grants)
     known = {name: r.permissions for name, r in state.roles.items() if not r.deleted}
     _refuse_unsafe_grants(grants, wants, role_specs, {**known, **role_table})
@@ -225,6 +254,12 @@ def build_plan(
     }
     wanted = {g.key for g in grants}
     extras = tuple(_extras(state, ours, wanted, steps_by_account))
+    specs = tuple(_role_specs(role_specs, state))
+    # an unknown level matters only where IAM will judge it: a role to create or update
+    written = {spec.role.name for spec in specs if spec.state != "exists"}
+    support = tuple(
+        i for i in support if i.level != "UNKNOWN" or any(r in written for r in i.roles)
+    )
     return Plan(
         project=project,
         pipeline_name=pipeline_name,
@@ -233,7 +268,7 @@ def build_plan(
         prune=prune,
         against_state=snapshot is not None,
         accounts=tuple(_account_specs(steps_by_account, state)),
-        custom_roles=tuple(_role_specs(role_specs, state)),
+        custom_roles=specs,
         grants=tuple(grants),
         additions=additions,
         extras=extras,
@@ -242,6 +277,7 @@ def build_plan(
         wants=tuple(sorted(wants, key=want_order)),
         held_back=held,
         via_groups=tuple(via_groups),
+        custom_role_support=support,
     )
 
 

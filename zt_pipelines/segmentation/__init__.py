@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.findings import apply_policy
 from zt_pipelines.policy.orgpolicy import OrgPolicy
-from zt_pipelines.policy.report import Finding, Report, sort_findings
+from zt_pipelines.policy.report import Report, sort_findings
 from zt_pipelines.policy.requirements import CheckContext, Requirement
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.segmentation.evaluate import SegmentationPolicy, segmentation_findings
@@ -51,8 +52,6 @@ def check_segmentation(
 
     The organisation policy's severities and suppressions apply to them as to every finding.
     """
-    from zt_pipelines.policy.findings import _apply_suppressions
-
     raw, notes = segmentation_findings(
         requirements,
         steps,
@@ -63,16 +62,7 @@ def check_segmentation(
     )
     if not raw and not notes:
         return report
-    seen: set[tuple[object, ...]] = set()
-    findings: list[Finding] = []
-    for f in raw:
-        key = (f.code, f.step, f.resource, f.message)
-        if key in seen:
-            continue
-        seen.add(key)
-        level = policy.severity(f.code)
-        findings.append(f if level is f.severity else replace(f, severity=level))
-    active, suppressed, _expired = _apply_suppressions(findings, policy, now)
+    active, suppressed = apply_policy(raw, policy, now=now)
     return replace(
         report,
         findings=sort_findings([*report.findings, *active]),

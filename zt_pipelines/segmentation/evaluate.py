@@ -32,6 +32,7 @@ from zt_pipelines.segmentation.model import (
     network_key,
     parse_reach,
     regional_key,
+    vertex_key,
 )
 
 #: services a pipeline's permissions map to that VPC Service Controls can restrict
@@ -63,6 +64,10 @@ class SegmentationPolicy:
     allowed_reach: tuple[ReachEntry, ...] | None = None
 
 
+def _severity(code: str) -> Severity:
+    return Severity.WARNING if code in _WARNING_CODES else Severity.ERROR
+
+
 @dataclass
 class _Out:
     findings: list[Finding] = field(default_factory=list)
@@ -71,8 +76,61 @@ class _Out:
     egress: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def add(self, code: str, message: str, **kw: object) -> None:
-        severity = Severity.WARNING if code in _WARNING_CODES else Severity.ERROR
-        self.findings.append(Finding(code, severity, message, **kw))  # type: ignore[arg-type]
+        self.findings.append(Finding(code, _severity(code), message, **kw))  # type: ignore[arg-type]
+
+
+@dataclass
+class _StepOut:
+    """One step's outcome without its task name: steps with the same network intent and the
+    same firewall-targeted identity share it (the checks depend on nothing else)."""
+
+    index: FirewallIndex
+    egress: dict[tuple[object, ...], Any]
+    pending: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, code: str, message: str, **kw: Any) -> None:
+        self.pending.append((code, message, kw))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def emit(self, out: _Out, task: str) -> None:
+        """The findings and notes for the step ``task``."""
+        for code, message, kw in self.pending:
+            out.findings.append(Finding(code, _severity(code), message, step=task, **kw))
+        out.notes.extend(f"{task}: {text}" for text in self.notes)
+
+
+def _step_key(
+    step: StepIdentity,
+    index: FirewallIndex,
+    state: SegmentationState | None,
+    by_number: dict[str, str],
+    networks: dict[tuple[str | None, str | None], str | None],
+) -> tuple[object, ...]:
+    """What :func:`_step_checks` reads of a step besides its task name: its network intent and
+    the rules of its network that target its identity (``networks`` memoises where a network
+    or attachment name leads)."""
+    job = step.job
+    attachment = _attachment_name(job.psc_interface_config)
+    where = (job.network, attachment)
+    if where in networks:
+        net = networks[where]
+    else:
+        net = None
+        if attachment is not None:
+            att = state.attachments.get(regional_key(attachment, by_number)) if state else None
+            net = att.network if att else None
+        elif job.network:
+            net = network_key(job.network, by_number)
+        networks[where] = net
+    return (
+        where,
+        None if job.reserved_ip_ranges is None else tuple(job.reserved_ip_ranges),
+        None if job.reach is None else tuple(job.reach),
+        index.targeting(net, step.service_account) if net else (),
+    )
 
 
 def segmentation_findings(
@@ -115,10 +173,19 @@ def segmentation_findings(
         )
     numbers = _numbers(snapshot, state)
     if state is not None:
-        out.index = FirewallIndex(state.firewalls)
+        out.index = FirewallIndex(state.egress_table)
     _perimeter_checks(out, requirements, steps, snapshot, state, policy, context, numbers)
+    by_number = {n: p for p, n in numbers.items()}
+    outcomes: dict[tuple[object, ...], _StepOut] = {}
+    networks: dict[tuple[str | None, str | None], str | None] = {}
     for step in steps:
-        _step_checks(out, step, state, policy, context, numbers, required_network)
+        key = _step_key(step, out.index, state, by_number, networks)
+        outcome = outcomes.get(key)
+        if outcome is None:
+            outcome = _StepOut(out.index, out.egress)
+            _step_checks(outcome, step, state, policy, context, by_number, required_network)
+            outcomes[key] = outcome
+        outcome.emit(out, step.task)
     return out.findings, out.notes
 
 
@@ -151,12 +218,12 @@ def needed_services(
     """The restrictable services the pipeline uses: Vertex AI always, the services of every
     required permission, and every Google API a step declares in its reach."""
     out = {"aiplatform.googleapis.com"}
-    for r in requirements:
-        service = PERMISSION_SERVICES.get(r.permission.split(".", 1)[0])
+    for prefix in {r.permission.partition(".")[0] for r in requirements}:
+        service = PERMISSION_SERVICES.get(prefix)
         if service:
             out.add(service)
-    for s in steps:
-        for entry in _reach(s):
+    for step in {tuple(s.job.reach): s for s in steps if s.job.reach}.values():  # one per reach
+        for entry in _reach(step):
             if entry.kind == "google-api":
                 out.add(entry.service)
     return sorted(out)
@@ -393,15 +460,14 @@ def _reach_allowed(entry: ReachEntry, allowed: tuple[ReachEntry, ...]) -> bool:
 
 
 def _step_checks(
-    out: _Out,
+    out: _StepOut,
     step: StepIdentity,
     state: SegmentationState | None,
     policy: SegmentationPolicy,
     ctx: CheckContext,
-    numbers: dict[str, str],
+    by_number: dict[str, str],
     required_network: str | None,
 ) -> None:
-    by_number = {n: p for p, n in numbers.items()}
     reach = _reach(step)
     if policy.allowed_reach is not None:
         for entry in reach:
@@ -409,7 +475,6 @@ def _step_checks(
                 out.add(
                     "ZT524",
                     f"the step declares reach {entry.text!r}, which the policy does not allow",
-                    step=step.task,
                     evidence=(Evidence("policy", detail="segmentation.allowedReach"),),
                 )
     attachment = _attachment_name(step.job.psc_interface_config)
@@ -419,11 +484,10 @@ def _step_checks(
                 "ZT520",
                 "the step has no VPC network or PSC interface: it runs on Google's network "
                 "with internet egress",
-                step=step.task,
                 evidence=(Evidence("policy", detail="segmentation.requireIsolation"),),
             )
         elif reach:
-            out.notes.append(f"{step.task}: reach declared but not enforced (no network)")
+            out.note("reach declared but not enforced (no network)")
         return
     # what is verified here is what gcp.segmentation.reads_needed reads live: a snapshot file
     # and a live check decide alike
@@ -432,7 +496,7 @@ def _step_checks(
         or step.job.reach is not None
         or (attachment is not None and required_network)
     ):
-        out.notes.append(f"{step.task}: no reach declared, egress not checked")
+        out.note("no reach declared, egress not checked")
         return
     networks = state.networks if state else None
     if networks is None:
@@ -440,7 +504,6 @@ def _step_checks(
             "ZT530",
             "the snapshot holds no networks or firewall rules (not read): the step's "
             "egress is unverifiable",
-            step=step.task,
             evidence=(Evidence("missing", detail="segmentation.networks absent"),),
         )
         return
@@ -449,13 +512,13 @@ def _step_checks(
     if source is None:
         return
     if step.job.reach is None and not policy.require_isolation:
-        out.notes.append(f"{step.task}: no reach declared, egress not checked")
+        out.note("no reach declared, egress not checked")
         return
-    _egress(out, step, state, source, reach)
+    _egress(out, step, state, source, reach, by_number)
 
 
 def _source(
-    out: _Out,
+    out: _StepOut,
     step: StepIdentity,
     state: SegmentationState,
     ctx: CheckContext,
@@ -472,7 +535,6 @@ def _source(
             out.add(
                 "ZT521",
                 f"network attachment {attachment} does not exist",
-                step=step.task,
                 resource=_gce(key),
                 evidence=(Evidence("missing", node=key),),
             )
@@ -483,7 +545,6 @@ def _source(
                 "ZT521",
                 f"network attachment {key} is in {region}, not the pipeline's region "
                 f"{ctx.location}",
-                step=step.task,
                 resource=_gce(key),
                 evidence=(Evidence("missing", node=key, detail="region"),),
             )
@@ -499,7 +560,6 @@ def _source(
                 "ZT500",
                 f"the step's PSC attachment is on {att.network}, which does not match the "
                 f"required {required_network}",
-                step=step.task,
                 evidence=(Evidence("policy", detail="network.required"),),
             )
         ranges: list[Range] = []
@@ -509,7 +569,6 @@ def _source(
                 out.add(
                     "ZT521",
                     f"subnetwork {sub} of attachment {key} does not exist",
-                    step=step.task,
                     resource=_gce(sub),
                     evidence=(Evidence("missing", node=sub),),
                 )
@@ -519,7 +578,6 @@ def _source(
             out.add(
                 "ZT521",
                 f"network attachment {key} has no subnetwork",
-                step=step.task,
                 resource=_gce(key),
                 evidence=(Evidence("missing", node=key, detail="subnetworks"),),
             )
@@ -528,7 +586,6 @@ def _source(
             out.add(
                 "ZT521",
                 f"network {att.network} of attachment {key} does not exist",
-                step=step.task,
                 resource=_gce(att.network),
                 evidence=(Evidence("missing", node=att.network),),
             )
@@ -540,7 +597,6 @@ def _source(
         out.add(
             "ZT521",
             f"network {step.job.network} does not exist",
-            step=step.task,
             resource=_gce(net),
             evidence=(Evidence("missing", node=net),),
         )
@@ -555,7 +611,6 @@ def _source(
                 "ZT521",
                 f"reserved range(s) {', '.join(missing)} are not private services access "
                 f"ranges of {net}",
-                step=step.task,
                 resource=_gce(net),
                 evidence=(Evidence("missing", node=net, detail="allocated ranges"),),
             )
@@ -565,7 +620,6 @@ def _source(
         out.add(
             "ZT521",
             f"network {net} has no private services access range: Vertex cannot peer with it",
-            step=step.task,
             resource=_gce(net),
             evidence=(Evidence("missing", node=net, detail="purpose VPC_PEERING addresses"),),
         )
@@ -672,26 +726,30 @@ def _classify(
 
 
 def _egress(
-    out: _Out,
+    out: _StepOut,
     step: StepIdentity,
     state: SegmentationState,
     source: Source,
     reach: tuple[ReachEntry, ...],
+    by_number: dict[str, str],
 ) -> None:
     networks = state.networks or {}
     own = networks.get(source.network)
     linked = {source.network, *(own.peerings if own else ())}
     resolved: list[ReachEntry] = []
+    declared: set[str] = set()
     for entry in reach:
         if entry.kind == "vertex":
-            found = next((e for e in state.endpoints if e.name == entry.text.split()[0]), None)
-            if found is None:
-                out.notes.append(f"{step.task}: {entry.text} is not in the snapshot's endpoints")
+            name = vertex_key(entry.text.split()[0], by_number)
+            declared.add(name)
+            # one endpoint may be on several networks (PSC endpoints): every address counts
+            ranges = tuple(r for e in state.endpoints if e.name == name for r in e.ranges)
+            if not any(e.name == name for e in state.endpoints):
+                out.note(f"{entry.text} is not in the snapshot's endpoints")
                 continue
-            resolved.append(ReachEntry(entry.text, "vertex", found.ranges, entry.ports))
+            resolved.append(ReachEntry(entry.text, "vertex", ranges, entry.ports))
         else:
             resolved.append(entry)
-    declared = {e.text.split()[0] for e in reach if e.kind == "vertex"}
     endpoints = [e for e in state.endpoints if e.network in linked and e.name not in declared]
     extra_ranges = [r for e in resolved for r in e.ranges] + [
         r for e in endpoints for r in e.ranges
@@ -720,7 +778,6 @@ def _egress(
             "ZT523",
             f"the step can reach {endpoint} on network {ep_net}, which it does not declare: "
             f"{text} allows {_box_text(bs[0])}",
-            step=step.task,
             resource=_vertex(endpoint),
             evidence=(
                 Evidence("firewall", node=node, detail=f"{text} allows {_box_text(bs[0])}"),
@@ -738,7 +795,6 @@ def _egress(
             "ZT522",
             f"{text} allows egress beyond the step's reach from {source.network}"
             f"{opens}: e.g. {_box_text(widest)}",
-            step=step.task,
             resource=_gce(node or source.network),
             evidence=(Evidence("firewall", node=node or source.network, detail=shown + more),),
         )
@@ -747,7 +803,6 @@ def _egress(
             "ZT525",
             f"the firewall blocks the step's declared reach {entry.text!r}: the step will "
             "fail to connect",
-            step=step.task,
             resource=_gce(source.network),
             evidence=(Evidence("firewall", node=source.network, detail="no allowed path"),),
         )

@@ -13,10 +13,10 @@ from zt_pipelines.segmentation.evaluate import (
     _attachment_name,
     _box_text,
     _numbers,
-    _Out,
     _reach,
     _rule_text,
     _source,
+    _StepOut,
 )
 from zt_pipelines.segmentation.firewall import Box, FirewallIndex
 from zt_pipelines.segmentation.model import format_range
@@ -51,7 +51,7 @@ def explain_reach(
     state = snapshot.segmentation
     numbers = _numbers(snapshot, state)
     by_number = {n: p for p, n in numbers.items()}
-    index = FirewallIndex(state.firewalls if state else ())
+    index = FirewallIndex(state.egress_table if state else ())
     out: list[StepReach] = []
     for step in steps:
         declared = step.job.reach
@@ -62,10 +62,10 @@ def explain_reach(
         if state is None or state.networks is None:
             out.append(StepReach(step.task, "", (), declared, problem="networks not read"))
             continue
-        scratch = _Out()
+        scratch = _StepOut(index, {})
         source = _source(scratch, step, state, context, by_number, None, attachment)
         if source is None:
-            why = "; ".join(f.message for f in scratch.findings) or "no source"
+            why = "; ".join(message for _, message, _ in scratch.pending) or "no source"
             out.append(StepReach(step.task, "", (), declared, problem=why))
             continue
         extra = [r for e in _reach(step) for r in e.ranges]

@@ -24,7 +24,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from zt_pipelines.segmentation.model import PORTED, FirewallRule, Range
+from zt_pipelines.segmentation.model import PORTED, EgressTable, FirewallRule, Range, rule_order
 
 IMPLIED_PRIORITY = 65535
 
@@ -49,7 +49,7 @@ class Verdict:
 
 def ordered(rules: Iterable[FirewallRule]) -> list[FirewallRule]:
     """Rules in evaluation order: priority, then deny before allow, then name (stable)."""
-    return sorted(rules, key=lambda r: (r.priority, r.allow, r.name))
+    return sorted(rules, key=rule_order)
 
 
 def _in(ranges: Sequence[Range], ip: int) -> bool:
@@ -169,15 +169,24 @@ def _applies(rule: FirewallRule, source: Source) -> bool:
     address (it can be relied on) — fail closed both ways."""
     if rule.disabled or rule.direction != "EGRESS" or rule.network != source.network:
         return False
-    if (rule.target_service_accounts or rule.target_tags) and not targets(
-        rule, Instance(source.network, 0, source.tags, source.service_account)
-    ):
+    if rule.target_service_accounts:
+        sa = source.service_account
+        if sa is None or sa.lower() not in rule.targeted_accounts:
+            return False
+    elif rule.target_tags and not set(rule.target_tags) & set(source.tags):
         return False
     if not rule.source_ranges:
         return True
     if rule.allow:
         return any(lo <= b and a <= hi for a, b in source.ranges for lo, hi in rule.source_ranges)
-    return all(any(lo <= a and b <= hi for lo, hi in rule.source_ranges) for a, b in source.ranges)
+    return _covers_source(rule, source)
+
+
+def _covers_source(rule: FirewallRule, source: Source) -> bool:
+    """Whether the rule's source ranges (if any) hold every address of ``source``."""
+    return not rule.source_ranges or all(
+        any(lo <= a and b <= hi for lo, hi in rule.source_ranges) for a, b in source.ranges
+    )
 
 
 def _cuts(intervals: Iterable[Range], space: Range) -> list[int]:
@@ -209,15 +218,45 @@ def _spans(cuts: list[int], end: int) -> list[Range]:
 def _catch_all(rule: FirewallRule, source: Source) -> bool:
     """Whether ``rule`` matches every packet from every address of ``source``: nothing after
     it in evaluation order can decide anything."""
-    if not any(t.protocol is None for t in rule.traffic):
+    return rule.all_traffic and rule.all_destinations and _covers_source(rule, source)
+
+
+def _relevant(applicable: list[FirewallRule], allows: list[FirewallRule]) -> list[FirewallRule]:
+    """The rules that can decide a packet some allow rule could open (behind a catch-all deny).
+
+    A deny rule that shares no address or no protocol with every allow rule decides only
+    packets the catch-all denies anyway; a rule matching exactly what an earlier rule matches
+    is never reached (first match wins). Dropping both leaves every allowed box, and the rule
+    that allows it, unchanged.
+    """
+    every = any(r.all_traffic for r in allows)
+    protocols = {p for r in allows for p in r.protocols or ()}
+    interest = _merge(d for r in allows for d in (r.destination_ranges or [(0, 2**32 - 1)]))
+    starts = [a for a, _ in interest]
+
+    def touches(ranges: tuple[Range, ...]) -> bool:
+        if not ranges:
+            return bool(interest)
+        for lo, hi in ranges:
+            i = bisect.bisect_right(starts, hi) - 1
+            if i >= 0 and interest[i][1] >= lo:
+                return True
         return False
-    if rule.destination_ranges and not any(
-        lo == 0 and hi == 2**32 - 1 for lo, hi in rule.destination_ranges
-    ):
-        return False
-    return not rule.source_ranges or all(
-        any(lo <= a and b <= hi for lo, hi in rule.source_ranges) for a, b in source.ranges
-    )
+
+    out: list[FirewallRule] = []
+    seen: set[tuple[object, ...]] = set()
+    for r in applicable:
+        if not r.allow and not (
+            touches(r.destination_ranges)
+            and (every or r.protocols is None or not r.protocols.isdisjoint(protocols))
+        ):
+            continue
+        match = r.match_key
+        if match in seen:
+            continue
+        seen.add(match)
+        out.append(r)
+    return out
 
 
 def egress_boxes(
@@ -237,13 +276,23 @@ def egress_boxes(
     ``presorted``: ``rules`` are already in :func:`ordered` order.
     """
     applicable = []
+    closed = False
+    network = source.network
     for r in rules if presorted else ordered(rules):
-        if _applies(r, source):
-            applicable.append(r)
-            if _catch_all(r, source):
-                break  # later rules never decide
-    closed = bool(applicable) and not applicable[-1].allow and _catch_all(applicable[-1], source)
+        if r.network != network or not (
+            # the common rule (no targets, no source ranges) applies to every source
+            _applies(r, source)
+            if r.target_service_accounts or r.target_tags or r.source_ranges
+            else not r.disabled and r.direction == "EGRESS"
+        ):
+            continue
+        applicable.append(r)
+        if _catch_all(r, source):
+            closed = not r.allow
+            break  # later rules never decide
     allows = [r for r in applicable if r.allow]
+    if allowed_only and closed:
+        applicable = _relevant(applicable, allows)
     ip_bounds: list[Range] = list(extra_ranges)
     protocols: set[int] = set()
     port_bounds: dict[int, list[Range]] = {p: list(v) for p, v in (extra_ports or {}).items()}
@@ -286,40 +335,64 @@ def egress_boxes(
             proto_spans.append((p, False, None, None))
     if wanted is None:
         proto_spans.append((other, True, None, None))
+    # first match as bit arithmetic: bit i = applicable[i]; the lowest set bit of (rules whose
+    # destination holds the span) & (rules whose traffic matches the protocol span) decides
+    proto_masks = []
+    for proto, _, plo, _ in proto_spans:
+        mask = 0
+        for i, r in enumerate(applicable):
+            if _traffic(r, proto, plo):
+                mask |= 1 << i
+        proto_masks.append(mask)
+    everywhere = 0
+    for i, r in enumerate(applicable):
+        if not r.destination_ranges:
+            everywhere |= 1 << i
+    ranged = [(i, r.destination_ranges) for i, r in enumerate(applicable) if r.destination_ranges]
     boxes: list[Box] = []
     for lo, hi in _spans(ip_cuts, 2**32 - 1):
         if interest is not None and not touches(lo, lo):
             continue
-        here = [r for r in applicable if not r.destination_ranges or _in(r.destination_ranges, lo)]
-        for proto, is_other, plo, phi in proto_spans:
-            verdict = Verdict(True, None)
-            for r in here:
-                if _traffic(r, proto, plo):
-                    verdict = Verdict(r.allow, r)
-                    break
-            if allowed_only and not verdict.allowed:
+        here = everywhere
+        for i, dests in ranged:
+            if _in(dests, lo):
+                here |= 1 << i
+        for (proto, is_other, plo, phi), mask in zip(proto_spans, proto_masks, strict=True):
+            hit = here & mask
+            if hit:
+                rule: FirewallRule | None = applicable[(hit & -hit).bit_length() - 1]
+                allowed = rule.allow  # type: ignore[union-attr]
+            else:
+                rule, allowed = None, True
+            if allowed_only and not allowed:
                 continue
-            boxes.append(Box(lo, hi, proto, is_other, plo, phi, verdict.allowed, verdict.rule))
+            boxes.append(Box(lo, hi, proto, is_other, plo, phi, allowed, rule))
     return boxes
 
 
 class FirewallIndex:
-    """The egress rules of a snapshot grouped by network, with :func:`egress_boxes` results
-    memoised per (source, the rules that target its identity, extra boundaries): steps that
-    share a network and differ only in an identity no rule names share one evaluation."""
+    """The egress rules of a snapshot grouped by network in evaluation order, indexed by the
+    service accounts and tags they target, with :func:`egress_boxes` results memoised per
+    (source, the rules that target its identity, extra boundaries): steps that share a network
+    and differ only in an identity no rule names share one evaluation."""
 
-    def __init__(self, rules: Iterable[FirewallRule]) -> None:
-        self._by_network: dict[str, list[FirewallRule]] = {}
-        for r in ordered(rules):
-            if r.direction == "EGRESS" and not r.disabled:
-                self._by_network.setdefault(r.network, []).append(r)
-        self._targets = {
-            r.name: frozenset(s.lower() for s in r.target_service_accounts)
-            for rules_ in self._by_network.values()
-            for r in rules_
-            if r.target_service_accounts
-        }
+    def __init__(self, rules: Iterable[FirewallRule] | EgressTable) -> None:
+        table = rules if isinstance(rules, EgressTable) else EgressTable.of(list(rules))
+        self._by_network = table.by_network
+        self._by_sa = table.by_sa
+        self._by_tag = table.by_tag
+        self._sa_rules = table.sa_rules
         self._cache: dict[tuple[object, ...], list[Box]] = {}
+
+    def targeting(self, network: str | None, service_account: str | None) -> tuple[str, ...]:
+        """The names of ``network``'s egress rules that target ``service_account`` (any
+        network's when ``network`` is ``None``)."""
+        sa = (service_account or "").lower()
+        if not sa:
+            return ()
+        if network is None:
+            return self._sa_rules.get(sa, ())
+        return self._by_sa.get(network, {}).get(sa, ())
 
     def key(
         self,
@@ -328,11 +401,12 @@ class FirewallIndex:
         extra_ports: dict[int, list[Range]] | None = None,
     ) -> tuple[object, ...]:
         """What :meth:`allowed_boxes` depends on (equal keys, equal boxes)."""
-        rules = self._by_network.get(source.network, [])
         sa = (source.service_account or "").lower()
-        named = tuple(r.name for r in rules if sa in self._targets.get(r.name, ()))
-        tags = set(source.tags)
-        tagged = tuple(r.name for r in rules if tags and tags & set(r.target_tags))
+        named = self._by_sa.get(source.network, {}).get(sa, ()) if sa else ()
+        tagged: tuple[str, ...] = ()
+        if source.tags:
+            by_tag = self._by_tag.get(source.network, {})
+            tagged = tuple(sorted({n for t in source.tags for n in by_tag.get(t, ())}))
         ranges = tuple(sorted(set(extra_ranges)))
         ports = tuple(sorted((p, tuple(sorted(set(v)))) for p, v in (extra_ports or {}).items()))
         return (source.network, source.ranges, named, tagged, ranges, ports)
@@ -344,17 +418,15 @@ class FirewallIndex:
         extra_ports: dict[int, list[Range]] | None = None,
     ) -> list[Box]:
         """``egress_boxes(..., allowed_only=True)`` for ``source``, memoised."""
-        key = self.key(source, extra_ranges, extra_ports)
-        rules = self._by_network.get(source.network, [])
         ranges = list(extra_ranges)
-        ports = {p: list(v) for p, v in (extra_ports or {}).items()}
+        key = self.key(source, ranges, extra_ports)
         found = self._cache.get(key)
         if found is None:
             found = egress_boxes(
-                rules,
+                self._by_network.get(source.network, ()),
                 source,
                 extra_ranges=ranges,
-                extra_ports=ports,
+                extra_ports={p: list(v) for p, v in (extra_ports or {}).items()},
                 allowed_only=True,
                 presorted=True,
             )

@@ -410,15 +410,50 @@ class FirewallRule:
     target_service_accounts: tuple[str, ...] = ()
     disabled: bool = False
     has_ipv6: bool = False
+    # derived once (the evaluator asks them of every rule for every source)
+    all_traffic: bool = field(init=False, repr=False, compare=False)
+    all_destinations: bool = field(init=False, repr=False, compare=False)
+    protocols: frozenset[int] | None = field(init=False, repr=False, compare=False)
+    targeted_accounts: frozenset[str] = field(init=False, repr=False, compare=False)
+    match_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        every = any(t.protocol is None for t in self.traffic)
+        protocols = frozenset(t.protocol for t in self.traffic if t.protocol is not None)
+        object.__setattr__(self, "all_traffic", every)
+        object.__setattr__(
+            self,
+            "all_destinations",
+            not self.destination_ranges or IPV4_SPACE in self.destination_ranges,
+        )
+        object.__setattr__(self, "protocols", None if every else protocols)
+        object.__setattr__(
+            self, "targeted_accounts", frozenset(s.lower() for s in self.target_service_accounts)
+        )
+        # what a packet must be for the rule to match it, as plain (fast-hashing) tuples
+        object.__setattr__(
+            self,
+            "match_key",
+            (self.destination_ranges, tuple((t.protocol, t.ports) for t in self.traffic)),
+        )
 
 
 @dataclass(frozen=True)
 class VertexEndpoint:
-    """A Vertex resource reachable on a VPC (e.g. a production private endpoint)."""
+    """A Vertex resource reachable on a VPC (e.g. a production private endpoint).
+
+    Attributes:
+        name: ``projects/PROJECT_ID/locations/L/endpoints/E`` (normalised like networks).
+        network: the VPC network it is reachable on.
+        ranges: the addresses it answers on there.
+        via: ``peering`` (a private endpoint over private services access) or ``psc`` (a
+            Private Service Connect endpoint in the network).
+    """
 
     name: str
     network: str
     ranges: tuple[Range, ...] = ()
+    via: str = "peering"
 
 
 @dataclass(frozen=True)
@@ -447,6 +482,67 @@ class SegmentationState:
     endpoints: tuple[VertexEndpoint, ...] = ()
     project_numbers: dict[str, str] = field(default_factory=dict)
     unreadable: tuple[SegUnreadable, ...] = ()
+    egress_table: EgressTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # indexed once when the snapshot is built, like the IAM snapshot's own indexes
+        object.__setattr__(self, "egress_table", EgressTable.of(self.firewalls))
+
+
+def rule_order(rule: FirewallRule) -> tuple[int, bool, str]:
+    """The evaluation order of firewall rules: priority, then deny before allow, then name."""
+    return (rule.priority, rule.allow, rule.name)
+
+
+@dataclass(frozen=True)
+class EgressTable:
+    """The enabled egress rules by network in evaluation order, and the rules by the service
+    accounts (lower-cased) and network tags they target.
+
+    Attributes:
+        by_network: network -> its egress rules that can decide a packet, in
+            :func:`rule_order`.
+        by_sa: network -> service account -> the names of the rules targeting it.
+        by_tag: network -> tag -> the names of the rules targeting it.
+        sa_rules: service account -> the names of the rules (any network) targeting it.
+    """
+
+    by_network: dict[str, tuple[FirewallRule, ...]]
+    by_sa: dict[str, dict[str, tuple[str, ...]]]
+    by_tag: dict[str, dict[str, tuple[str, ...]]]
+    sa_rules: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, rules: tuple[FirewallRule, ...] | list[FirewallRule]) -> EgressTable:
+        """The table of ``rules`` (any order)."""
+        by_network: dict[str, list[FirewallRule]] = {}
+        by_sa: dict[str, dict[str, tuple[str, ...]]] = {}
+        by_tag: dict[str, dict[str, tuple[str, ...]]] = {}
+        sa_rules: dict[str, tuple[str, ...]] = {}
+        # shadowed rules are dropped here, once: a rule that applies to every source (no
+        # targets, no source ranges) decides every packet it matches, so a later rule matching
+        # exactly the same packets, or any rule after one matching every packet, never decides
+        shadowing: dict[str, set[tuple[object, ...]]] = {}
+        closed: set[str] = set()
+        for r in sorted(rules, key=rule_order):
+            if r.direction != "EGRESS" or r.disabled or r.network in closed:
+                continue
+            seen = shadowing.setdefault(r.network, set())
+            if r.match_key in seen:
+                continue
+            if not (r.target_service_accounts or r.target_tags or r.source_ranges):
+                seen.add(r.match_key)
+                if r.all_traffic and r.all_destinations:
+                    closed.add(r.network)
+            by_network.setdefault(r.network, []).append(r)
+            for sa in {s.lower() for s in r.target_service_accounts}:
+                per = by_sa.setdefault(r.network, {})
+                per[sa] = (*per.get(sa, ()), r.name)
+                sa_rules[sa] = (*sa_rules.get(sa, ()), r.name)
+            for tag in set(r.target_tags):
+                tags = by_tag.setdefault(r.network, {})
+                tags[tag] = (*tags.get(tag, ()), r.name)
+        return cls({n: tuple(v) for n, v in by_network.items()}, by_sa, by_tag, sa_rules)
 
 
 _NET = re.compile(r"(?:^|/)projects/([^/]+)/global/networks/([^/]+)$")
@@ -467,6 +563,18 @@ def network_key(name: str, numbers: dict[str, str] | None = None) -> str:
     if numbers and project in numbers:
         project = numbers[project]
     return f"projects/{project}/global/networks/{m.group(2)}"
+
+
+_VERTEX_NAME = re.compile(r"^projects/([^/]+)/(locations/[^/]+/[A-Za-z]+/[^/]+)$")
+
+
+def vertex_key(name: str, numbers: dict[str, str] | None = None) -> str:
+    """``projects/PROJECT_ID/locations/L/endpoints/E`` from the number form Vertex returns
+    (``numbers`` maps project numbers to ids)."""
+    m = _VERTEX_NAME.match(name.strip())
+    if not m or not numbers or m.group(1) not in numbers:
+        return name.strip()
+    return f"projects/{numbers[m.group(1)]}/{m.group(2)}"
 
 
 def regional_key(name: str, numbers: dict[str, str] | None = None) -> str:

@@ -18,11 +18,15 @@ from zt_pipelines.spec.payload import ParsedPayload, Raw, field_at
 from zt_pipelines.spec.resolve import Bound, Env, bind
 
 __all__ = [
+    "IDENTITY_KEY",
     "SAFE_SYSTEM_PLACEHOLDERS",
     "SERVICE_ACCOUNT_KEY",
     "Verdict",
+    "check_default_root",
     "check_launcher_container",
     "check_pipeline_root",
+    "identity_option",
+    "identity_spots",
     "input_binding",
     "input_placeholder",
     "payload_slot_verdicts",
@@ -37,6 +41,12 @@ _GOOGLE_IMAGE = re.compile(
 )
 SERVICE_ACCOUNT_KEY = re.compile(r"service_?account", re.IGNORECASE)
 """Payload keys that name an identity (``service_account``, ``serviceAccount``, ``..._email``)."""
+IDENTITY_KEY = re.compile(r"service_?account|impersonat", re.IGNORECASE)
+"""Keys (and option names) that choose an identity: a service account, or one to impersonate."""
+_IDENTITY_OPTION = re.compile(
+    r"^\s*-{1,2}[A-Za-z0-9_.-]*(?:service_?account|impersonat)", re.IGNORECASE
+)
+_SA_EMAIL = re.compile(r"@[A-Za-z0-9.-]*gserviceaccount\.com", re.IGNORECASE)
 
 _INPUT = re.compile(r"^\{\{\$\.inputs\.parameters\['([^'{}]+)'\]\}\}$")
 _ANY_INPUT = re.compile(r"\{\{\$\.inputs\.parameters\['([^'{}]+)'\]\}\}")
@@ -102,6 +112,32 @@ def check_pipeline_root(root: str | None) -> str | None:
             "brace could rewrite the job",
             where="pipeline_root",
             fix="use gs://BUCKET/PATH without quotes, backslashes, braces or control characters",
+        )
+    return root
+
+
+_ROOT_UNSAFE = re.compile(r"[\"\\{}\x00-\x1f\x7f]")
+
+
+def check_default_root(root: str) -> str:
+    """Refuse a pipeline root the template names (``defaultPipelineRoot``, a PipelineJob's
+    ``gcsOutputDirectory``) that could change a launcher payload's structure if a submission
+    without an explicit root used it.
+
+    Any other scheme passes here (Vertex refuses a root that is not on Cloud Storage, and an
+    explicit root is judged by :func:`check_pipeline_root`); only characters that could close
+    a JSON string or open a placeholder are refused.
+
+    Raises:
+        TemplateError: the root holds a quote, backslash, brace or control character.
+    """
+    if _ROOT_UNSAFE.search(root):
+        raise TemplateError(
+            f"the template's pipeline root {root!r} holds a quote, backslash, brace or control "
+            "character: {{$.pipeline_root}} is pasted into launcher payloads, where it could "
+            "rewrite the job",
+            where="defaultPipelineRoot",
+            fix="recompile with pipeline_root='gs://BUCKET/PATH', or pass a safe pipeline_root",
         )
     return root
 
@@ -202,14 +238,16 @@ def payload_slot_verdicts(
     placeholders (artifact fields a GCPC launcher wrote) count as safe inside strings."""
     out: list[SlotVerdict] = []
     for slot in parsed.slots:
-        if slot.placeholder in safe and slot.quoted:
-            out.append(SlotVerdict("safe", slot.placeholder, slot.path))
-            continue
         verdict, name, detail = _verdict(
-            slot.placeholder, slot.quoted, bindings, params, env, depth=0
+            slot.placeholder, slot.quoted, bindings, params, env, safe=safe, depth=0
         )
         out.append(SlotVerdict(verdict, name, slot.path, detail))
     return out
+
+
+_RANK: dict[Verdict, int] = {"safe": 0, "runtime": 1, "unsafe": 2}
+_MAX_NESTED = 8  # placeholders inside constants inside constants ...: deeper is refused
+_MAX_NODES = 100_000  # a constant pasted into a payload is walked at most this far
 
 
 def _verdict(
@@ -219,8 +257,11 @@ def _verdict(
     params: Mapping[str, Any],
     env: Env,
     *,
+    safe: frozenset[str],
     depth: int,
 ) -> tuple[Verdict, str, str]:
+    if placeholder in safe and quoted:
+        return "safe", placeholder, ""
     if placeholder in SAFE_SYSTEM_PLACEHOLDERS or _OUTPUT.match(placeholder):
         return ("safe" if quoted else "unsafe"), placeholder, "" if quoted else "unquoted"
     name = input_placeholder(placeholder)
@@ -231,7 +272,7 @@ def _verdict(
         return "safe", name, ""  # an optional input left unset: Vertex pastes nothing
     if bound.kind != "constant":
         return "runtime", name, ""
-    return _value_verdict(bound.value, name, quoted, bindings, params, env, depth=depth)
+    return _value_verdict(bound.value, name, quoted, bindings, params, env, safe=safe, depth=depth)
 
 
 def _value_verdict(
@@ -242,32 +283,155 @@ def _value_verdict(
     params: Mapping[str, Any],
     env: Env,
     *,
+    safe: frozenset[str],
     depth: int,
 ) -> tuple[Verdict, str, str]:
     if isinstance(value, bool) or value is None:
         return "safe", name, ""
     if isinstance(value, (int, float)):
         return "safe", name, ""
+    shown = repr(value)[:80]
     if not isinstance(value, str):
-        # Vertex pastes a list/struct as JSON text: a whole value unquoted, never in a string
-        return ("unsafe" if quoted else "safe"), name, repr(value)[:80]
+        if quoted:  # Vertex pastes a list/struct as JSON text: its quotes end the string
+            return "unsafe", name, shown
+        # pasted whole as JSON text (its own strings escaped), then every placeholder nested in
+        # those strings (KFP compiles ``args=[task.output]`` so) is substituted there as text,
+        # unescaped: each is judged as if quoted, and reported under its own name (the name a
+        # second rewrite, reading the pasted text, finds too)
+        worst: tuple[Verdict, str, str] = ("safe", name, "")
+        for text in _strings(value):
+            found = _nested_verdict(
+                text, bindings, params, env, safe=safe, depth=depth, opener="{{$"
+            )
+            if _RANK[found[0]] > _RANK[worst[0]]:
+                worst = found
+        return worst
     if not quoted:
         try:
             json.loads(value)
-        except ValueError:
-            return "unsafe", name, repr(value)[:80]
-        return ("safe" if "{{" not in value else "unsafe"), name, repr(value)[:80]
-    rest = value
-    if depth < 8:
-        for nested in _PLACEHOLDER.findall(value):  # KFP string concatenation nests them
-            verdict, _, _ = _verdict(nested, True, bindings, params, env, depth=depth + 1)
-            if verdict != "safe":
-                return verdict, name, repr(value)[:80]
-        rest = _PLACEHOLDER.sub("", value)
-    # control characters are text to GCPC's launchers (json.loads(..., strict=False))
-    if '"' in rest or "\\" in rest or "{{" in rest or "}}" in rest:
-        return "unsafe", name, repr(value)[:80]
-    return "safe", name, ""
+        except (ValueError, RecursionError):
+            return "unsafe", name, shown
+        return ("safe" if "{{" not in value else "unsafe"), name, shown
+    verdict, _, _ = _nested_verdict(value, bindings, params, env, safe=safe, depth=depth)
+    if verdict == "safe":
+        rest = _PLACEHOLDER.sub("", value) if depth < _MAX_NESTED else value
+        # control characters are text to GCPC's launchers (json.loads(..., strict=False))
+        if '"' in rest or "\\" in rest:
+            verdict = "unsafe"
+    return verdict, name, ("" if verdict == "safe" else shown)
+
+
+def _nested_verdict(
+    text: str,
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    safe: frozenset[str],
+    depth: int,
+    opener: str = "{{",
+) -> tuple[Verdict, str, str]:
+    """The worst verdict of the placeholders in ``text`` (pasted inside a JSON string), with
+    the name it concerns; text outside placeholders that could start one (``opener``, or a
+    closing ``}}`` in a bare string) is unsafe."""
+    worst: tuple[Verdict, str, str] = ("safe", "", "")
+    rest = text
+    if depth < _MAX_NESTED:
+        for nested in _PLACEHOLDER.findall(text):  # KFP string concatenation nests them
+            found = _verdict(nested, True, bindings, params, env, safe=safe, depth=depth + 1)
+            if _RANK[found[0]] > _RANK[worst[0]]:
+                worst = found
+        rest = _PLACEHOLDER.sub("", text)
+    if opener in rest or (opener == "{{" and "}}" in rest):
+        return "unsafe", text[:80], repr(text)[:80]
+    return worst
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string (keys included) in a list/struct constant that may hold a placeholder.
+
+    Serialised as JSON each sits between quotes, so a placeholder can only form inside one."""
+    found: list[str] = []
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > _MAX_NODES:
+            return ["{{$"]  # too large to walk: not proven safe
+        if isinstance(item, str):
+            if "{{$" in item:
+                found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def identity_option(text: str) -> bool:
+    """True for a command-line option that chooses an identity (``--serviceAccount=x``,
+    ``--service_account_email``, ``--impersonate_service_account``, any prefix or case)."""
+    return _IDENTITY_OPTION.match(text) is not None
+
+
+def identity_spots(
+    parsed: ParsedPayload,
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    allowed: tuple[str, ...],
+    options: bool,
+) -> list[str]:
+    """Where a launcher payload names an identity anywhere but at ``allowed`` (the field the
+    rewrite pins): a key naming a service account or impersonation, in the payload's own text or
+    in a constant Vertex pastes into it (a mapping, a list, JSON text). With ``options`` (the
+    payload's strings are job options, as in a Dataflow flex launch) also an option string that
+    chooses an identity or a value holding a service-account email. Each spot as text.
+    """
+    found: list[str] = []
+    stack: list[tuple[tuple[str | int, ...], Any, str]] = [((), parsed.tree, "")]
+    walked = 0
+    while stack and len(found) < 8:
+        path, node, via = stack.pop()
+        walked += 1
+        if walked > _MAX_NODES:
+            return [*found, "(a constant too large to check)"]
+        spot = ".".join(map(str, path)) or "(root)"
+        where = f"{spot}{via}"
+        if isinstance(node, Raw):
+            name = input_placeholder(node.placeholder)
+            bound = input_binding(name, bindings, params, env) if name is not None else None
+            if bound is not None and bound.kind == "constant":
+                value = bound.value
+                if isinstance(value, str):
+                    try:  # JSON text pasted as a value
+                        value = json.loads(value)
+                    except (ValueError, RecursionError):
+                        continue
+                stack.append((path, value, f" (input {name!r})"))
+            continue
+        if isinstance(node, dict):
+            for key, value in node.items():
+                child = (*path, key)
+                if child != allowed and isinstance(key, str) and IDENTITY_KEY.search(key):
+                    found.append(f"{'.'.join(map(str, child))}{via}")
+                elif child != allowed:
+                    stack.append((child, value, via))
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v, via) for i, v in enumerate(node))
+        elif isinstance(node, str) and options:
+            texts = [node]
+            for nested in _ANY_INPUT.findall(node):  # a constant pasted into this string
+                bound = input_binding(nested, bindings, params, env)
+                if bound is not None and bound.kind == "constant":
+                    texts.append(
+                        json.dumps(bound.value) if not isinstance(bound.value, str) else bound.value
+                    )
+            if any(identity_option(t) or _SA_EMAIL.search(t) for t in texts):
+                found.append(where)
+    return sorted(set(found))
 
 
 def payload_value(

@@ -63,9 +63,13 @@ from zt_pipelines.spec.gcpc import (
     launcher_type,
 )
 from zt_pipelines.spec.jobs import (
+    SAFE_SYSTEM_PLACEHOLDERS,
     SERVICE_ACCOUNT_KEY,
+    check_default_root,
     check_launcher_container,
     check_pipeline_root,
+    identity_option,
+    identity_spots,
     input_binding,
     input_placeholder,
     payload_slot_verdicts,
@@ -204,7 +208,10 @@ def rewrite_pipeline(
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
     check_pipeline_root(pipeline_root)
-    ir, docs, template_values = _split_input(spec, platform_docs)
+    ir, docs, template_values, default_roots = _split_input(spec, platform_docs)
+    if pipeline_root is None:  # a root the template names may be the one Vertex pastes
+        for root in default_roots:
+            check_default_root(root)
     if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
         parameter_values = {**template_values, **dict(parameter_values or {})}
     declarations, kept_docs = _read_platform_docs(docs)
@@ -253,15 +260,14 @@ def rewrite_pipeline(
 
 def _split_input(
     spec: Any, platform_docs: Any
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
-    values: dict[str, Any] = {}
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any], tuple[str, ...]]:
     if isinstance(spec, (str, os.PathLike)):
-        ir, docs, values = load_template_job(Path(spec))
+        ir, docs, values, roots = load_template_job(Path(spec))
     elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        ir, docs, values = load_template_job(spec[0])
+        ir, docs, values, roots = load_template_job(spec[0])
         docs = tuple(spec[1])
     elif isinstance(spec, Mapping):
-        ir, docs, values = load_template_job(spec)
+        ir, docs, values, roots = load_template_job(spec)
     else:
         raise TemplateError(
             f"cannot rewrite a {type(spec).__name__}",
@@ -274,7 +280,7 @@ def _split_input(
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
     check_pipeline(ir)
-    return ir, tuple(docs), values
+    return ir, tuple(docs), values, roots
 
 
 def _read_platform_docs(
@@ -745,14 +751,23 @@ class _Walker:
         at = args.index("--payload") + 1
         parsed = self._parse(args[at], task, params, where, env)
         identity_path = kind.identity.payload_path
-        stray = [p for p in keys_named(parsed.tree, SERVICE_ACCOUNT_KEY) if p != identity_path]
+        stray = identity_spots(
+            parsed,
+            bindings,
+            params,
+            env,
+            allowed=identity_path,
+            options=kind.name in _OPTION_PAYLOADS,
+        )
         if stray:
             raise TemplateError(
-                f"the {kind.name} payload sets an identity at {'.'.join(map(str, stray[0]))}, "
-                f"where zt-pipelines does not pin one (GCPC sets it at "
-                f"{'.'.join(identity_path)})",
+                f"the {kind.name} payload names an identity at {stray[0]}, where zt-pipelines "
+                f"does not pin one (it pins the job's identity at {'.'.join(identity_path)}, "
+                "and verifies no other)",
                 where=where,
-                fix="rebuild the step with the GCPC component, unmodified",
+                fix="rebuild the step with the GCPC component, unmodified, without it: the job "
+                "runs as the step's identity (declare that one), and nothing else in the job "
+                "may choose or impersonate another",
             )
         node = field_at(parsed.tree, identity_path)
         source: IdentitySource = "gcpc"
@@ -807,7 +822,10 @@ class _Walker:
             self._apply_gcpc_fields(bindings, params, parsed, decl, where)
             job = _payload_job(parsed, bindings, params, env)
         safe = self._safe_artifacts(task)
-        runtime = self._payload_runtime(parsed, bindings, params, env, kind, where, safe)
+        # a constant worker_pool_specs is judged string by string below, as a wrapped step's is
+        # (the same names on a second rewrite, which reads the wrapper as a CustomJob)
+        pooled = ("job_spec", "worker_pool_specs") if kind.name == "CustomJob" and pools else None
+        runtime = self._payload_runtime(parsed, bindings, params, env, kind, where, safe, pooled)
         if kind.name == "CustomJob" and pools is not None:
             runtime = tuple(
                 sorted(
@@ -1046,6 +1064,17 @@ class _Walker:
         ]
         if len(found) > 1:
             raise TemplateError(f"{flag} is given twice in input {name!r}", where=where)
+        other = [
+            v for v in values if identity_option(v) and v != flag and not v.startswith(flag + "=")
+        ]
+        if other:
+            raise TemplateError(
+                f"input {name!r} of the {kind.name} passes {other[0].split('=')[0]!r}, which "
+                f"could run or submit the job as another identity than {flag}",
+                where=where,
+                fix=f"remove it; set the worker identity with {flag} (or let zt-pipelines pin "
+                "the step's own)",
+            )
         if found:
             return self._check(found[0], where), field
         bindings[name] = {"runtimeValue": {"constant": [*values, flag, step_sa]}}
@@ -1226,11 +1255,15 @@ class _Walker:
         kind: LauncherKind,
         where: str,
         safe: frozenset[str] = frozenset(),
+        pooled: tuple[str, ...] | None = None,
     ) -> tuple[str, ...]:
-        """Refuse values that would change the payload's structure; return the run-time ones."""
+        """Refuse values that would change the payload's structure; return the run-time ones
+        (a raw slot at ``pooled`` is left to :func:`_raw_payload_inputs`)."""
         identity = kind.identity.payload_path
         runtime: set[str] = set()
         for verdict in payload_slot_verdicts(parsed, bindings, params, env, safe=safe):
+            if verdict.path == pooled and not _quoted_slot(parsed, verdict.path):
+                continue
             spot = ".".join(map(str, verdict.path)) or "(root)"
             if verdict.verdict == "unsafe":
                 raise TemplateError(
@@ -1324,9 +1357,18 @@ class _Walker:
         return new_name
 
 
+# launchers whose payload strings are job options (a Dataflow flex launch's parameters,
+# launch options, experiments): an option or value there can choose the job's identity too
+_OPTION_PAYLOADS = frozenset({"DataflowFlexTemplateJob"})
 _INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 # an input artifact's uri/path/metadata: the producing step can set its output's URI
 _ARTIFACT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['([^']+)'\]\.[^}]*\}\}")
+_ANY_PLACEHOLDER = re.compile(r"\{\{\$[^{}]*\}\}")
+_PIPELINE_PLACEHOLDER = re.compile(r"^\{\{\$\.pipeline_[a-z_]+\}\}$")  # ids Vertex fills
+_OUTPUT_PLACEHOLDER = re.compile(
+    r"^\{\{\$\.outputs\.(?:parameters\['[^'{}]+'\]\.output_file|"
+    r"artifacts\['[^'{}]+'\]\.(?:path|uri))\}\}$"
+)
 
 
 def _raw_payload_inputs(
@@ -1350,7 +1392,18 @@ def _raw_payload_inputs(
             runtime += [  # a run-time value, unless a GCPC launcher wrote it (``safe``)
                 m.group(1) for m in _ARTIFACT_PLACEHOLDER.finditer(item) if m.group(0) not in safe
             ]
+            runtime += [  # any other placeholder Vertex may fill: not proven inert either
+                p
+                for p in _ANY_PLACEHOLDER.findall(item)
+                if not _INPUT_PLACEHOLDER.fullmatch(p)
+                and not _ARTIFACT_PLACEHOLDER.fullmatch(p)
+                and p not in SAFE_SYSTEM_PLACEHOLDERS
+                and not _PIPELINE_PLACEHOLDER.match(p)
+                and not _OUTPUT_PLACEHOLDER.match(p)
+                and p != "{{$}}"
+            ]
         elif isinstance(item, dict):
+            stack.extend(item.keys())  # a key is pasted as text too
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
@@ -1377,6 +1430,10 @@ def _raw_payload_inputs(
         if not is_safe_payload_string(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
     return tuple(sorted(set(runtime)))
+
+
+def _quoted_slot(parsed: ParsedPayload, path: tuple[str | int, ...]) -> bool:
+    return any(slot.quoted for slot in parsed.slots if slot.path == path)
 
 
 def _unique(name: str, used: set[str]) -> str:
