@@ -320,6 +320,51 @@ def _identity_findings(
 # -- requirements ----------------------------------------------------------------------------
 
 
+def _image_findings(s: StepIdentity, policy: OrgPolicy, src: Evidence) -> list[Finding]:
+    """The policy's ``images`` rules on EVERY image the step runs: its own and each one its
+    launched job runs (all worker pools, tuning trials); an image known only at run time
+    cannot be judged (ZT124)."""
+    if policy.allowed_image_registries is None and not policy.require_image_digest:
+        return []
+    out: list[Finding] = []
+    unknown = list(s.job_images_unknown)
+    if "{{" in s.image and not unknown:  # a placeholder is not an image: never judged as one
+        unknown.append(f"the step's image {s.image} (known only at run time)")
+    for image in dict.fromkeys(i for i in (s.image, *s.job_images) if "{{" not in i):
+        if policy.allowed_image_registries is not None and not any(
+            image.startswith(p) for p in policy.allowed_image_registries
+        ):
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {image or '(none)'} is not from an allowed registry "
+                    f"({', '.join(policy.allowed_image_registries)})",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+        if policy.require_image_digest and "@sha256:" not in image:
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {image or '(none)'} is not pinned by digest",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+    for where in unknown:
+        out.append(
+            _f(
+                "ZT124",
+                f"the job the step launches runs an image zt-pipelines cannot read before "
+                f"submission: {where}; the policy's images rules cannot be verified for it",
+                step=s.task,
+                evidence=(src, Evidence("policy", detail=where)),
+            )
+        )
+    return out
+
+
 def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> Finding:
     """ZT103 for one identity used by several steps and/or by the jobs steps launch (a GCPC
     ``service_account`` / ``dataflow_service_account`` value fed to many components)."""
@@ -910,27 +955,7 @@ def _org_policy_findings(
             out.append(
                 _f("ZT500", "the step enables interactive web access", step=s.task, evidence=(src,))
             )
-        if policy.allowed_image_registries is not None and not any(
-            s.image.startswith(p) for p in policy.allowed_image_registries
-        ):
-            out.append(
-                _f(
-                    "ZT500",
-                    f"image {s.image or '(none)'} is not from an allowed registry "
-                    f"({', '.join(policy.allowed_image_registries)})",
-                    step=s.task,
-                    evidence=(src,),
-                )
-            )
-        if policy.require_image_digest and "@sha256:" not in s.image:
-            out.append(
-                _f(
-                    "ZT500",
-                    f"image {s.image or '(none)'} is not pinned by digest",
-                    step=s.task,
-                    evidence=(src,),
-                )
-            )
+        out += _image_findings(s, policy, src)
     if policy.refuse_key_file_credentials and ctx.submitter_credentials == "service_account_key":
         out.append(
             _f(

@@ -53,6 +53,10 @@ CODES: dict[str, tuple[str, str]] = {
         "SharedServingIdentity",
         "a deployed model's serving identity also runs a step or the pipeline",
     ),
+    "ZT124": (
+        "LaunchedImageUnknown",
+        "an image a launched job runs is known only at run time (images policy unverifiable)",
+    ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
     "ZT202": ("Denied", "a required permission is denied by a deny policy"),
