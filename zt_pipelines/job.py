@@ -279,6 +279,7 @@ class PipelineJob(  # type: ignore[misc]
         )
         first, platform_docs = _split_documents(text, where=template_path)
         job_doc = _as_job_document(first, where=template_path)
+        _require_known_parameters(job_doc, parameter_values, where=template_path)
         project = _project_or_error(project, have_credentials=not missing)
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
@@ -1261,6 +1262,29 @@ def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
     if values is not None and not isinstance(values, dict):
         raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
     return first
+
+
+def _require_known_parameters(
+    job_doc: dict[str, Any], values: Mapping[str, Any] | None, *, where: str
+) -> None:
+    """A parameter value the pipeline has no parameter for is a typo: say which, and the
+    closest name (aiplatform raises a bare ``ValueError`` for it)."""
+    import difflib
+
+    root = job_doc["pipelineSpec"].get("root", {})
+    known = sorted((root.get("inputDefinitions") or {}).get("parameters") or {})
+    for name in values or {}:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1)
+        pipeline = job_doc["pipelineSpec"].get("pipelineInfo", {}).get("name", "")
+        shown = ", ".join(known[:12]) + (f" … ({len(known)} in all)" if len(known) > 12 else "")
+        raise InputError(
+            f"parameter_values names {name!r}, which pipeline {pipeline!r} does not have",
+            where=where,
+            fix=(f"did you mean {close[0]!r}? " if close else "")
+            + (f"its parameters: {shown}" if known else "it takes no parameters"),
+        )
 
 
 def _merged_parameters(job_doc: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
