@@ -154,6 +154,13 @@ class StepIdentity:
         job_runtime_fields: which of ``project``, ``location``, ``network``, ``CMEK key`` an
             input sets from a value known only at run time (an upstream output): not pinned,
             for the policy to judge (a launcher's own project or network never is: refused).
+        job_images: every container image the job the step launches runs, known before
+            submission (each worker pool's ``container_spec.image_uri`` and
+            ``python_package_spec.executor_image_uri``, a tuning job's trial pools), besides
+            ``image``; judged by the policy file's ``images`` rules like ``image``.
+        job_images_unknown: where the launched job takes an image only known at run time (a
+            pool list or image from an upstream output, a model's serving container, a
+            Dataflow template file): unverifiable, a finding under an ``images`` policy.
     """
 
     task: str
@@ -176,6 +183,8 @@ class StepIdentity:
     job_network: str | None = None
     job_kms_key: str | None = None
     job_runtime_fields: tuple[str, ...] = ()
+    job_images: tuple[str, ...] = ()
+    job_images_unknown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
