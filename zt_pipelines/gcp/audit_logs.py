@@ -11,6 +11,7 @@ per-entry wrapper objects), and each ``AuditLog`` payload is parsed once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import threading
 from collections.abc import Iterable
@@ -62,7 +63,26 @@ def accesses_of(entry: Any, out: list[Access] | None = None) -> list[Access]:
     insert_id = entry.insert_id
     log_name = entry.log_name
     infos = audit.authorization_info
-    if not infos:
+    count = len(infos)
+    if count == 1:  # the common case: indexing is much cheaper than iterating a repeated field
+        info = infos[0]
+        found.append(
+            _new(
+                Access,
+                (
+                    ts,
+                    principal,
+                    info.permission,
+                    info.resource or audit.resource_name,
+                    method,
+                    info.granted,
+                    insert_id,
+                    log_name,
+                ),
+            )
+        )
+        return found
+    if not count:
         resource = audit.resource_name
         found.append(
             _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
@@ -133,6 +153,10 @@ class AuditLogsAdapter(Adapter):
 
             reader = threading.Thread(target=fetch, name="zt-audit-log-pages", daemon=True)
             reader.start()
+            # hundreds of thousands of small acyclic tuples: the cyclic collector would scan
+            # the whole heap again and again for nothing while they are built
+            collecting = gc.isenabled()
+            gc.disable()
             try:
                 while True:
                     item = pages.get()
@@ -143,6 +167,8 @@ class AuditLogsAdapter(Adapter):
                     for entry in item:
                         accesses_of(entry, found)
             finally:
+                if collecting:
+                    gc.enable()
                 while reader.is_alive():  # let a failed parse not leave the reader blocked
                     with contextlib.suppress(queue.Empty):
                         pages.get(timeout=0.05)
