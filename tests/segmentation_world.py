@@ -182,7 +182,16 @@ SECTION: dict[str, Any] = {
             sourceRanges=["35.235.240.0/20"],
         ),
     ],
-    "endpoints": [{"name": ENDPOINT, "network": NETWORK, "ranges": ["10.30.0.0/24"]}],
+    # a production private endpoint (project zt-prod) peered into ml-vpc: its deployed model
+    # answers on 10.30.0.5
+    "endpoints": [{"name": ENDPOINT, "network": NETWORK, "ranges": ["10.30.0.5/32"]}],
+}
+#: the production project whose endpoints a live check lists (segmentation.endpointProjects)
+PROD_PROJECT = {
+    "name": "//cloudresourcemanager.googleapis.com/projects/zt-prod",
+    "kind": "project",
+    "parent": "//cloudresourcemanager.googleapis.com/folders/200",
+    "projectNumber": "333333333333",
 }
 
 
@@ -191,6 +200,7 @@ def clean() -> dict[str, Any]:
     world = yaml.safe_load((ROOT / "examples" / "world.yaml").read_text())
     world.pop("segmentation", None)
     world["segmentation"] = copy.deepcopy(SECTION)
+    world["nodes"].append(copy.deepcopy(PROD_PROJECT))
     return world
 
 

@@ -22,6 +22,7 @@ from test_provision_apply import (
     template,  # noqa: F401 - the compiled e2e pipeline fixture
 )
 
+import zt_pipelines as zt
 from zt_pipelines.audit import AuditLog
 from zt_pipelines.cli import main
 from zt_pipelines.emulator import Emulator, emulator_credentials
@@ -186,3 +187,23 @@ def test_apply_with_testing_permissions_warns_and_closes(
         # the roles exist now: a re-plan has nothing left to verify
         again = make_plan(template, FULL_NEEDS, emu.state)
         assert again.is_noop and not again.support_unverified
+
+
+@pytest.mark.parametrize("bad", ["storage.objects.list", "storage.objects.list=MAYBE", "x=TESTING"])
+def test_emulator_cli_refuses_a_malformed_support_level(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = Path(__file__).resolve().parent.parent / "examples" / "world.yaml"
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--snapshot", str(world), "--permission-support", bad])
+    assert info.value.code == 2
+    assert "--permission-support" in capsys.readouterr().err
+
+
+def test_plan_names_its_pipeline_identity_for_check_and_submit(template: Path) -> None:  # noqa: F811
+    planned = zt.plan(
+        template, project=PROJECT, pipeline_root="gs://zt-e2e-root/runs", manifest=FULL_NEEDS
+    )
+    derived = planned.pipeline_service_account
+    assert derived.startswith("zt-")  # derived from the pipeline's name
+    assert f"check/submit with --pipeline-sa {derived}" in render_table(planned)

@@ -501,3 +501,24 @@ def test_a_reporter_installed_around_a_live_read_hears_every_read(emulator: Emul
     assert current() is None  # scoped to the block
     assert heard and heard[-1][0] == heard[-1][1] == sum(emulator.counts().values())
     assert [done for done, _ in heard] == list(range(1, len(heard) + 1))
+
+
+def test_http_clients_read_proxy_settings_once_and_keep_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The environment's proxies (with NO_PROXY) and CA bundle are read when the client is
+    built, as requests would per request; many keep-alive connections per host."""
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    factory = ClientFactory(emulator_credentials("user:a@example.com"), emulator_host="10.1.2.3:8")
+    for client in (factory.storage(), factory.bigquery()):
+        session = client._http
+        assert session.proxies.get("http") == "http://proxy.example:3128"
+        assert session.verify == str(bundle)
+        assert session.get_adapter("http://10.1.2.3:8")._pool_maxsize >= 64
+    monkeypatch.setenv("NO_PROXY", "10.1.2.3")
+    bypass = ClientFactory(emulator_credentials("user:a@example.com"), emulator_host="10.1.2.3:8")
+    assert "http" not in bypass.storage()._http.proxies

@@ -204,3 +204,33 @@ def test_demo_world_with_the_submitter_leaves_only_its_preexisting_reach(
     assert pipe_policy is not None
     assert any(examples.SUBMITTER in b.members for b in pipe_policy.bindings)  # pre-existing
     assert not any(shared in g.member for g in planned.grants)  # the plan never used it
+
+
+@pytest.mark.parametrize("name", ["training", "editor"])
+def test_demo_world_shared_pipeline_identity_reports_only_what_the_plan_disclosed(
+    emulator: Emulator, examples: ModuleType, pipelines: dict[str, str], name: str
+) -> None:
+    """With the demo's own pipeline identity (shared by its four Kubeflow pipelines), the plan
+    never prunes that identity — another pipeline uses it — but lists every binding of it this
+    pipeline does not need; after apply, check reports nothing else."""
+    factory = ClientFactory(emulator_credentials(PLATFORM), emulator_host=emulator.address)
+    kw = dict(
+        project=examples.PROJECT,
+        location=examples.LOCATION,
+        pipeline_service_account=examples.PIPELINE_SA,
+    )
+    try:
+        planned = zt.plan(pipelines[name], snapshot=emulator.state, prune=True, **kw)  # type: ignore[arg-type]
+        apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
+    finally:
+        factory.close()
+    report = zt.check(pipelines[name], snapshot=emulator.state, **kw)  # type: ignore[arg-type]
+    kept = {(g.resource, g.role) for g in planned.pipeline_extras}
+    assert kept and report.findings
+    shared = f"serviceAccount:{examples.PIPELINE_SA}"
+    assert all(g.member == shared for g in planned.pipeline_extras)
+    assert not any(g.member == shared for g in planned.removals)  # never pruned
+    for f in report.findings:
+        assert f.principal == shared, f
+        assert (f.evidence[0].node, f.evidence[0].role) in kept, f
+    assert (report.allowed, name) in {(True, "training"), (False, "editor")}

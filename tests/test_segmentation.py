@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import segmentation_world as sw
 
-from zt_pipelines.emulator import Emulator
+from zt_pipelines.emulator import Emulator, Fault
 from zt_pipelines.errors import DeclarationError, PolicyFileError, SnapshotError
 from zt_pipelines.policy.orgpolicy import load_policy
 from zt_pipelines.policy.report import Report, Severity
@@ -76,6 +76,7 @@ def run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_pat
         if (policy or {}).get("segmentation", {}).get("requirePerimeter"):
             assert "google.cloud.asset.v1.AssetService/ListAssets" in methods
         assert any(m.startswith("compute.") for m in methods)
+        assert "aiplatform.endpoints.list" in methods
         return report
 
     return live
@@ -240,10 +241,13 @@ def test_implied_allow_egress_without_a_deny_all(run: Runner, templates: dict[st
     assert found and all("implied allow-egress" in f.message for f in found)
 
 
-def test_step_reaching_an_undeclared_production_endpoint(templates: dict[str, str]) -> None:
-    """Snapshot file only: live mode does not read Vertex endpoints yet (docs/segmentation.md)."""
-    run = run_file
-    world = sw.clean()
+#: the policy that also names the production project whose endpoints a live check lists
+PROD_POLICY: dict[str, Any] = {
+    "segmentation": {**sw.POLICY["segmentation"], "endpointProjects": ["zt-prod"]}
+}
+
+
+def _allow_to_serving(world: dict[str, Any]) -> None:
     sw.add_firewall(
         world,
         "allow-to-serving",
@@ -252,14 +256,102 @@ def test_step_reaching_an_undeclared_production_endpoint(templates: dict[str, st
         allowed=[{"IPProtocol": "tcp", "ports": ["443", "8080"]}],
         destinationRanges=["10.30.0.0/16"],
     )
-    report = run(templates["segmented"], world)
+
+
+def test_step_reaching_an_undeclared_production_endpoint(
+    run: Runner, templates: dict[str, str]
+) -> None:
+    """Live, the endpoint is read through the aiplatform EndpointService (its deployed model's
+    private address); from a file, from the snapshot's ``endpoints``."""
+    world = sw.clean()
+    _allow_to_serving(world)
+    report = run(templates["segmented"], world, PROD_POLICY)
     found = report.by_code("ZT523")
     assert {f.step for f in found} == {"ingest", "train", "upload"}
     for f in found:
         assert f.resource == "//aiplatform.googleapis.com/" + sw.ENDPOINT
         assert f.evidence[0].node == f"projects/{sw.PROJECT}/global/firewalls/allow-to-serving"
+        assert "10.30.0.5/32" in f.message
     # the rest of 10.30.0.0/16 is not the endpoint: plain egress beyond reach
     assert report.by_code("ZT522")
+    if run is not run_file:  # live lists zt-prod's endpoints only when the policy names it
+        assert not run(templates["segmented"], world).by_code("ZT523")
+
+
+def test_declared_endpoint_is_reach_not_a_finding(run: Runner, templates: dict[str, str]) -> None:
+    """A step that declares the endpoint may reach it; the others may not."""
+    world = sw.clean()
+    sw.add_firewall(
+        world,
+        "allow-to-endpoint",
+        "EGRESS",
+        1000,
+        allowed=[{"IPProtocol": "tcp", "ports": ["8080"]}],
+        destinationRanges=["10.30.0.5/32"],
+        targetServiceAccounts=[sw.INGEST_SA],
+    )
+    report = run(templates["segmented"], world, PROD_POLICY)
+    assert {f.step for f in report.by_code("ZT523")} == {"ingest"}
+    world_ = copy.deepcopy(world)
+    for f in world_["segmentation"]["firewalls"]:
+        if f["name"] == "allow-to-endpoint":
+            f["targetServiceAccounts"] = [sw.TRAIN_SA]
+    # train declares nothing of the endpoint either: refused for train, not for ingest
+    report = run(templates["segmented"], world_, PROD_POLICY)
+    assert {f.step for f in report.by_code("ZT523")} == {"train"}
+
+
+def test_psc_endpoint_in_the_step_network(run: Runner, templates: dict[str, str]) -> None:
+    """A Private Service Connect endpoint (automation config into ml-vpc) is found too."""
+    world = sw.clean()
+    world["segmentation"]["endpoints"] = [
+        {"name": sw.ENDPOINT, "network": sw.NETWORK, "ranges": ["10.30.7.7/32"], "via": "psc"}
+    ]
+    _allow_to_serving(world)
+    report = run(templates["segmented"], world, PROD_POLICY)
+    found = report.by_code("ZT523")
+    assert found and all("10.30.7.7/32" in f.message for f in found)
+
+
+def test_endpoint_without_an_address_is_anywhere_in_its_range(
+    run: Runner, templates: dict[str, str]
+) -> None:
+    """A private endpoint with no deployed model yet has no address: live, it counts as
+    anywhere in the network's private services access ranges (fail closed)."""
+    world = sw.clean()
+    world["segmentation"]["allocatedRanges"] = [
+        {"name": "psa", "network": sw.NETWORK, "range": "10.30.0.0/16"}
+    ]
+    world["segmentation"]["endpoints"] = [
+        {"name": sw.ENDPOINT, "network": sw.NETWORK, "ranges": ["10.30.0.0/16"]}
+    ]
+    _allow_to_serving(world)
+    report = run(templates["segmented"], world, PROD_POLICY)
+    assert {f.step for f in report.by_code("ZT523")} == {"ingest", "train", "upload"}
+    assert not report.by_code("ZT522")  # all of 10.30.0.0/16 is the endpoint's
+
+
+def test_endpoint_list_denied_is_unverifiable(
+    templates: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Live: a project whose endpoints cannot be listed leaves the step's reach unknown."""
+    world = sw.clean()
+    with Emulator(load_snapshot(copy.deepcopy(world))) as emu:
+        emu.add_fault(Fault(method="aiplatform.endpoints.list", code="PERMISSION_DENIED"))
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("ZT_EMULATOR_CALLER", sw.SUBMITTER)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        report = check(
+            templates["segmented"],
+            project=sw.PROJECT,
+            location=sw.LOCATION,
+            pipeline_service_account=sw.PIPELINE_SA,
+            submitter=sw.SUBMITTER,
+            policy=PROD_POLICY,
+            now=NOW,
+        )
+    assert not report.allowed
+    assert any("aiplatform.endpoints.list" in f.message for f in report.by_code("ZT530"))
 
 
 def test_declared_reach_blocked_is_a_warning(run: Runner, templates: dict[str, str]) -> None:

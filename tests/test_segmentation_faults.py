@@ -1,5 +1,6 @@
 """Fault matrix for the segmentation reads: every new call site × every kind of failure,
-against the emulator with the real clients (Cloud Asset gRPC, Compute REST).
+against the emulator with the real clients (Cloud Asset gRPC, Compute REST, aiplatform
+EndpointService REST).
 
 Transient faults on the first two calls are retried away and give exactly the clean state;
 PERMISSION_DENIED (and a fault that never clears) leaves the part unread and refuses (ZT530).
@@ -31,6 +32,7 @@ CALL_SITES = (
     "compute.networks.get",
     "compute.firewalls.list",
     "compute.globalAddresses.list",
+    "aiplatform.endpoints.list",
 )
 TRANSIENT = {
     "timeout": {"delay_ms": 400},
@@ -71,6 +73,8 @@ def fetch(
         project=sw.PROJECT,
         perimeters=True,
         networks=True,
+        location=sw.LOCATION,
+        endpoint_projects=("zt-prod",),
         credentials=emulator_credentials(sw.SUBMITTER),
         emulator_host=emu.address,
         retry=RetryPolicy(max_attempts=5, sleep=lambda _s: None, attempt_timeout=deadline),
@@ -111,6 +115,7 @@ def test_clean_read_is_complete(
     assert snap.segmentation is not None and snap.segmentation.unreadable == ()
     assert {r.method for r in emu.request_log} >= set(CALL_SITES)
     assert codes(snap, steps) == set()
+    assert [e.name for e in snap.segmentation.endpoints] == [sw.ENDPOINT]
 
 
 @pytest.mark.parametrize("fault", sorted(TRANSIENT))

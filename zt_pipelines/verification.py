@@ -108,10 +108,12 @@ def check(
         from zt_pipelines.gcp.templates import fetch_template_text, is_remote
 
         if is_remote(template):
-            from zt_pipelines.spec.template import parse_template_text
+            from zt_pipelines.spec.template import parse_template_documents
 
             text = fetch_template_text(template, credentials=credentials, project=project)
-            source = parse_template_text(text, where=template)
+            # whole documents: a PipelineJob template's runtimeConfig reaches Vertex too
+            first, rest = parse_template_documents(text, where=template)
+            source = (first, tuple(rest))
     ctx = CheckContext(
         project=project,
         location=location,
@@ -131,6 +133,7 @@ def check(
             location=location,
             pipeline_service_account=sa.email or None,
             defaults=defaults,
+            pipeline_root=pipeline_root,  # pasted into launcher payloads: judged as sent
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)
@@ -227,6 +230,8 @@ def check_rewritten(
             project=project,
             perimeters=perimeters,
             networks=networks,
+            location=location,
+            endpoint_projects=org_policy.endpoint_projects,
             credentials=credentials,
             emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
         )

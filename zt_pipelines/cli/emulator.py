@@ -18,6 +18,24 @@ from zt_pipelines.cli import require_writable
 from zt_pipelines.errors import InputError
 
 
+def _support_levels(pairs: tuple[str, ...]) -> dict[str, str]:
+    from zt_pipelines.policy.role_catalogue import SUPPORT_LEVELS
+    from zt_pipelines.resources import check_permission
+
+    levels: dict[str, str] = {}
+    for pair in pairs:
+        permission, sep, level = pair.partition("=")
+        if not sep or level not in SUPPORT_LEVELS:
+            raise InputError(
+                f"--permission-support {pair!r} is not PERMISSION=LEVEL",
+                where="--permission-support",
+                fix=f"LEVEL is one of {', '.join(SUPPORT_LEVELS)}, e.g. "
+                "--permission-support storage.objects.list=NOT_SUPPORTED",
+            )
+        levels[check_permission(permission, where="--permission-support")] = level
+    return levels
+
+
 def _project_numbers(pairs: tuple[str, ...]) -> dict[str, str]:
     numbers: dict[str, str] = {}
     for pair in pairs:
@@ -69,6 +87,13 @@ def _is_loopback(host: str) -> bool:
     help="Project numbers the snapshot does not record.",
 )
 @click.option(
+    "--permission-support",
+    "permission_support",
+    multiple=True,
+    metavar="PERMISSION=LEVEL",
+    help="Custom-role support level to serve (SUPPORTED, TESTING, NOT_SUPPORTED).",
+)
+@click.option(
     "--request-log",
     "request_log",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -102,6 +127,7 @@ def command(
     latency_ms: int,
     faults: tuple[str, ...],
     project_numbers: tuple[str, ...],
+    permission_support: tuple[str, ...],
     request_log: Path | None,
     dump_state: Path | None,
     simulate_runs: bool,
@@ -119,6 +145,7 @@ def command(
         require_writable(dump_state, option="--dump-state")
     parsed = [Fault.parse(spec) for spec in faults]
     numbers = _project_numbers(project_numbers)
+    levels = _support_levels(permission_support)
     if not snapshot_path.is_file():
         raise InputError(
             f"snapshot file {str(snapshot_path)!r} does not exist",
@@ -146,6 +173,7 @@ def command(
         enforce_iam=not no_enforce_iam,
         project_numbers=numbers,
         simulate_runs=simulate_runs,
+        permission_support=levels,
     )
     for fault in parsed:
         emulator.add_fault(fault)

@@ -1,10 +1,12 @@
 """Emulator routes for segmentation: the Compute networking reads (REST, the Compute JSON wire
-format) and Cloud Asset ``ListAssets`` for ``ACCESS_POLICY`` perimeters (gRPC).
+format), Vertex AI ``endpoints.list`` (REST, the aiplatform JSON wire format) and Cloud Asset
+``ListAssets`` for ``ACCESS_POLICY`` perimeters (gRPC).
 
 The world's ``segmentation`` section is what they serve; every route enforces IAM on its
-caller (``compute.*.get/list`` on the project, ``cloudasset.assets.listAccessPolicy`` on the
-organisation) and runs through the shared gate, so scripted faults apply by method name
-(``compute.firewalls.list``, ``google.cloud.asset.v1.AssetService/ListAssets``).
+caller (``compute.*.get/list`` and ``aiplatform.endpoints.list`` on the project,
+``cloudasset.assets.listAccessPolicy`` on the organisation) and runs through the shared gate,
+so scripted faults apply by method name (``compute.firewalls.list``,
+``aiplatform.endpoints.list``, ``google.cloud.asset.v1.AssetService/ListAssets``).
 """
 
 from __future__ import annotations
@@ -169,7 +171,83 @@ def address_list(world: World, req: Request) -> tuple[int, Body]:
     return 200, body
 
 
+def _number_form(world: World, name: str) -> str:
+    """``projects/NUMBER/...`` (how Vertex writes names) from an id-based name."""
+    parts = name.split("/")
+    if len(parts) > 1 and parts[0] == "projects" and not parts[1].isdigit():
+        parts[1] = world.project_number(parts[1])
+    return "/".join(parts)
+
+
+def endpoint_list(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.endpoints.list (paged): the world's endpoints on VPC networks, as Vertex
+    returns them — a private endpoint with ``network`` and its deployed models' private URIs
+    (one per single-address range), a PSC endpoint with its automation configs."""
+    ref, location = req.segments["project"], req.segments["location"]
+    project = world.project_id(ref) or ref
+    world.authorize(req.caller, "aiplatform.endpoints.list", f"{CRM}projects/{project}")
+    number = world.project_number(project)
+    grouped: dict[str, dict[str, Any]] = {}
+    for e in _state(world).endpoints:
+        parts = e.name.split("/")
+        if len(parts) != 6 or parts[1] not in (project, number) or parts[3] != location:
+            continue
+        name = f"projects/{number}/locations/{location}/endpoints/{parts[5]}"
+        body = grouped.setdefault(name, {"name": name, "displayName": parts[5]})
+        addresses = [
+            format_range(r).split("/")[0] for r in e.ranges if r[0] == r[1]
+        ]  # a wider range has no one address: no deployed model shows where it answers
+        if e.via == "psc":
+            config = body.setdefault(
+                "privateServiceConnectConfig",
+                {"enablePrivateServiceConnect": True, "pscAutomationConfigs": []},
+            )
+            for address in addresses:
+                config["pscAutomationConfigs"].append(
+                    {
+                        "projectId": e.network.split("/")[1],
+                        "network": e.network,
+                        "ipAddress": address,
+                        "state": "PSC_AUTOMATION_STATE_SUCCESSFUL",
+                    }
+                )
+            continue
+        body["network"] = _number_form(world, e.network)
+        models = body.setdefault("deployedModels", [])
+        for address in addresses:
+            model = str(len(models) + 1)
+            uri = f"http://{address}:8080/v1/models/{model}"
+            models.append(
+                {
+                    "id": model,
+                    "model": f"projects/{number}/locations/{location}/models/m{model}",
+                    "privateEndpoints": {
+                        "predictHttpUri": uri + ":predict",
+                        "healthHttpUri": uri,
+                    },
+                }
+            )
+    items = [grouped[n] for n in sorted(grouped)]
+    try:
+        size = int(req.query.get("pageSize", "0") or 0)
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", "pageSize is not a number") from exc
+    shown, token = page(items, size, req.query.get("pageToken", ""), 100)
+    out: dict[str, Any] = {"endpoints": shown}
+    if token:
+        out["nextPageToken"] = token
+    return 200, out
+
+
 ROUTES: tuple[Route, ...] = (
+    _route(
+        "GET",
+        r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/endpoints",
+        "aiplatform",
+        "aiplatform.endpoints.list",
+        False,
+        endpoint_list,
+    ),
     _route(
         "GET",
         _C + r"/global/networks/(?P<name>[^/]+)",

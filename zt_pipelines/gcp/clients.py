@@ -160,14 +160,30 @@ def emulator_channel(address: str, credentials: Any) -> Any:
 HTTP_POOL_SIZE = 128
 
 
-def widen_http_pool(session: Any, size: int = HTTP_POOL_SIZE) -> None:
-    """Let ``session`` keep ``size`` connections per host (plain adapters only: an mTLS
-    adapter google-auth mounted stays as it is)."""
+def prepare_http_session(session: Any, endpoint: str, size: int = HTTP_POOL_SIZE) -> None:
+    """Fit an HTTP client's ``requests`` session for many small concurrent reads of one API.
+
+    * keep ``size`` connections to the host (plain adapters only: an mTLS adapter google-auth
+      mounted stays as it is);
+    * read the environment's proxy and CA-bundle settings for ``endpoint`` once, here, instead
+      of on every request (``requests`` walks the whole environment twice per request: a fifth
+      of the client's CPU in a live check). ``~/.netrc`` passwords are not sent to the API
+      either (its bearer token is the only credential).
+    """
     from requests.adapters import HTTPAdapter  # type: ignore[import-untyped]
+    from requests.utils import get_environ_proxies  # type: ignore[import-untyped]
 
     for prefix, adapter in list(getattr(session, "adapters", {}).items()):
         if type(adapter) is HTTPAdapter:
             session.mount(prefix, HTTPAdapter(pool_maxsize=size, max_retries=adapter.max_retries))
+    if not getattr(session, "trust_env", False):
+        return
+    for scheme, proxy in get_environ_proxies(endpoint).items():
+        session.proxies.setdefault(scheme, proxy)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
 
 
 class ClientFactory:
@@ -302,7 +318,7 @@ class ClientFactory:
             # every bucket call: one hidden extra request per bucket, outside our retries
             if getattr(client, "_bucket_metadata_cache", None) is not None:
                 client._bucket_metadata_cache = None
-            widen_http_pool(client._http)
+            prepare_http_session(client._http, str(client._connection.API_BASE_URL))
             return client
 
         return self._get("storage", build)
@@ -319,7 +335,7 @@ class ClientFactory:
                 credentials=creds,
                 client_options=options,
             )
-            widen_http_pool(client._http)
+            prepare_http_session(client._http, str(client._connection.API_BASE_URL))
             return client
 
         return self._get("bigquery", build)

@@ -215,6 +215,7 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "compute.networkAttachments.get",
         "compute.firewalls.list",
         "compute.globalAddresses.list",
+        "aiplatform.endpoints.list",
     }
 )
 

@@ -118,6 +118,10 @@ def _transport_code(exc: BaseException) -> str:
     # missing field): the next attempt may get a whole response.
     if isinstance(exc, json.JSONDecodeError | ValueError | KeyError | TypeError):
         return "MALFORMED"
+    from google.protobuf import json_format
+
+    if isinstance(exc, json_format.ParseError):  # every gapic REST transport's bad body
+        return "MALFORMED"
     return "UNKNOWN"
 
 

@@ -52,14 +52,22 @@ def fetch_segmentation(
     project: str,
     perimeters: bool,
     networks: bool,
+    location: str | None = None,
+    endpoint_projects: Iterable[str] = (),
     credentials: Any = None,
     emulator_host: str | None = None,
     retry: RetryPolicy | None = None,
     factory: ClientFactory | None = None,
 ) -> Snapshot:
-    """``snapshot`` with its ``segmentation`` section read live (what was asked for)."""
+    """``snapshot`` with its ``segmentation`` section read live (what was asked for).
+
+    With ``networks``, the Vertex endpoints of the pipeline's project and of
+    ``endpoint_projects`` (the policy's ``segmentation.endpointProjects``) in ``location``, and
+    each endpoint a step declares in its reach, are listed too.
+    """
     from zt_pipelines.gcp.access_policy import AccessPolicyAdapter
     from zt_pipelines.gcp.compute import ComputeAdapter
+    from zt_pipelines.gcp.vertex_endpoints import VertexEndpointsAdapter
 
     if not perimeters and not networks:
         return snapshot
@@ -93,7 +101,11 @@ def fetch_segmentation(
             except ApiError as exc:
                 failed(scope, "listAssets(ACCESS_POLICY)", exc)
     if networks:
-        _read_networks(ComputeAdapter(factory, retry), tuple(steps), numbers, section, failed)
+        steps = tuple(steps)
+        read = _read_networks(ComputeAdapter(factory, retry), steps, numbers, section, failed)
+        if read is not None:
+            wanted = _endpoint_places(steps, project, location, endpoint_projects)
+            _read_endpoints(VertexEndpointsAdapter(factory, retry), wanted, section, failed)
     try:
         state = load_section(section, "live segmentation read")
     except SnapshotError as exc:  # a response our parser refuses: nothing of it is trusted
@@ -116,7 +128,9 @@ def _read_networks(
     numbers: dict[str, str],
     section: dict[str, Any],
     failed: Any,
-) -> None:
+) -> set[str] | None:
+    """Read the networks into ``section``; the projects whose networks were read (``None``
+    when a read failed: the networks stay absent)."""
     by_number = {v: k for k, v in numbers.items()}
     nets: set[str] = set()
     attachments: set[str] = set()
@@ -173,9 +187,72 @@ def _read_networks(
         ok = False
         failed(exc.where or "compute", "compute", exc)
     if not ok:
-        return  # networks stay absent: unknown, so unverifiable
+        return None  # networks stay absent: unknown, so unverifiable
     section["networks"] = out_nets
     section["subnetworks"] = out_subnets
     section["networkAttachments"] = out_atts
     section["firewalls"] = firewalls
     section["allocatedRanges"] = ranges
+    return projects
+
+
+def _endpoint_places(
+    steps: tuple[StepIdentity, ...],
+    project: str,
+    location: str | None,
+    endpoint_projects: Iterable[str],
+) -> set[tuple[str, str]]:
+    """The (project, location) pairs whose Vertex endpoints a check lists: the pipeline's
+    project and the policy's ``endpointProjects`` in the pipeline's location, and each endpoint
+    a step declares. (A network's host project is not listed unless named: it often has the
+    Vertex AI API disabled, which Google answers with PERMISSION_DENIED.)"""
+    from zt_pipelines.segmentation.model import parse_reach
+
+    places: set[tuple[str, str]] = set()
+    if location:
+        for p in {project, *endpoint_projects}:
+            places.add((p, location))
+    for s in steps:
+        if not s.job.reach:
+            continue
+        for entry in parse_reach(list(s.job.reach), where=f"task {s.task!r}"):
+            if entry.kind == "vertex":
+                parts = entry.text.split()[0].split("/")
+                places.add((parts[1], parts[3]))
+    return places
+
+
+def _read_endpoints(
+    vertex: Any,
+    places: set[tuple[str, str]],
+    section: dict[str, Any],
+    failed: Any,
+) -> None:
+    """List the endpoints of ``places`` into ``section["endpoints"]``; a failure leaves the
+    networks absent (what a step can reach is then unknown: ZT530)."""
+    numbers: dict[str, str] = section["projectNumbers"]
+    found: list[dict[str, Any]] = []
+    try:
+        for project, location in sorted(places):
+            for entry in vertex.endpoints(project, location):
+                number = entry["name"].split("/")[1]
+                if number.isdigit() and not project.isdigit():
+                    numbers.setdefault(project, number)  # learned: the list names by number
+                found.append(entry)
+    except ApiError as exc:
+        failed(exc.where or "aiplatform", "aiplatform.endpoints.list", exc)
+        for key in ("networks", "subnetworks", "networkAttachments", "firewalls"):
+            section.pop(key, None)
+        return
+    by_number = {v: k for k, v in numbers.items()}
+    psa: dict[str, list[str]] = {}
+    for r in section.get("allocatedRanges", []):
+        psa.setdefault(network_key(r["network"], by_number), []).append(r["range"])
+    out = []
+    for entry in found:
+        network = network_key(entry["network"], by_number)
+        ranges = entry["ranges"]
+        if ranges is None:  # no address yet: anywhere in the network's PSA ranges
+            ranges = psa.get(network, [])
+        out.append({**entry, "network": network, "ranges": ranges})
+    section["endpoints"] = out

@@ -98,6 +98,7 @@ class OrgPolicy:
     require_perimeter: bool = False
     require_isolation: bool = False
     allowed_reach: tuple[str, ...] | None = None
+    endpoint_projects: tuple[str, ...] = ()
 
     def severity(self, code: str) -> Severity:
         """The severity configured for ``code`` (error for unknown codes and for
@@ -334,4 +335,5 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         require_perimeter=segmentation.get("requirePerimeter", False),
         require_isolation=segmentation.get("requireIsolation", False),
         allowed_reach=reach,
+        endpoint_projects=tuple(segmentation.get("endpointProjects", ())),
     )

@@ -44,6 +44,8 @@ FIXES: dict[str, str] = {
     "(regions) in the policy file",
     "ZT123": "give the deployed model a serving identity of its own (ModelDeployOp "
     "service_account)",
+    "ZT124": "pass the job's worker pools (and their images) as constants or pipeline "
+    "parameters, or accept the image source with a justified suppression for the step",
     "ZT200": "grant the permission on the resource: `zt-pipelines plan` prints the binding",
     "ZT201": "make the grant provable: known group membership, a decidable condition, "
     "a readable policy",

@@ -201,6 +201,9 @@ class Plan:
         held_back: declared escalation-capable needs the plan does not grant, with why.
         via_groups: existing bindings to groups the member provably belongs to that already
             grant a need (not duplicated by a direct grant).
+        pipeline_extras: bindings naming the pipeline identity that this pipeline does not
+            need; never pruned (other pipelines may use the identity), listed so that what
+            ``check`` reports about them is disclosed.
         custom_role_support: permissions of the plan's custom roles whose support level is
             ``TESTING`` (a warning) or ``UNKNOWN`` offline (apply verifies them live before
             writing); refused levels never reach a plan.
@@ -223,6 +226,7 @@ class Plan:
     held_back: tuple[HeldBack, ...] = ()
     via_groups: tuple[Grant, ...] = ()
     custom_role_support: tuple[SupportIssue, ...] = ()
+    pipeline_extras: tuple[Grant, ...] = ()
 
     @property
     def support_warnings(self) -> tuple[str, ...]:

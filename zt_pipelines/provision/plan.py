@@ -195,7 +195,12 @@ def build_plan(
                     perms, parent=parent, support=support_levels, support_source=support_source
                 )
             except CustomRoleSupportError as exc:  # name them all at once, then refuse
-                unsupported.append(exc)
+                needed_by = f" (needed by {step} on {display_uri(resource)})"
+                unsupported.append(
+                    CustomRoleSupportError(
+                        exc.what + needed_by, fix=exc.fix, permissions=exc.permissions
+                    )
+                )
                 continue
             role_specs[role.name] = role
             grants.append(Grant(resource, role.name, member, condition, step, role.permissions))
@@ -254,6 +259,11 @@ def build_plan(
     }
     wanted = {g.key for g in grants}
     extras = tuple(_extras(state, ours, wanted, steps_by_account))
+    # the pipeline identity's bindings this pipeline does not need: never pruned (another
+    # pipeline may use the same identity), but disclosed — check reports what they give
+    pipeline_extras = tuple(
+        _extras(state, {f"serviceaccount:{pipeline_sa}"}, wanted, steps_by_account)
+    )
     specs = tuple(_role_specs(role_specs, state))
     # an unknown level matters only where IAM will judge it: a role to create or update
     written = {spec.role.name for spec in specs if spec.state != "exists"}
@@ -278,6 +288,7 @@ def build_plan(
         held_back=held,
         via_groups=tuple(via_groups),
         custom_role_support=support,
+        pipeline_extras=pipeline_extras,
     )
 
 

@@ -69,6 +69,11 @@ def render_table(plan: Plan) -> str:
     ]
     if not plan.against_state:
         lines.append("  no snapshot given: planned against an empty project")
+    # check and submit need it: say it even when plan derived it
+    lines.append(
+        f"  pipeline identity {plan.pipeline_service_account} "
+        f"(check/submit with --pipeline-sa {plan.pipeline_service_account})"
+    )
     lines.append("")
     lines.append("Service accounts:")
     for acct in plan.accounts:
@@ -126,6 +131,13 @@ def render_table(plan: Plan) -> str:
                 f"  = {g.member} {g.role} on {_short(g.resource)}  [{g.step}]: "
                 + ", ".join(g.permissions)
             )
+    if plan.pipeline_extras:
+        lines.append(
+            "Not needed by this pipeline, kept (the pipeline identity may serve other "
+            "pipelines; check reports what they give):"
+        )
+        for g in plan.pipeline_extras:
+            lines.append(f"  ? {g.member} {g.role} on {_short(g.resource)}")
     if plan.held_back:
         lines.append("Held back for review (escalation-capable, never provisioned):")
         for h in plan.held_back:
@@ -220,6 +232,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "extras": [_grant_dict(g) for g in plan.extras],
         "removals": [_grant_dict(g) for g in plan.removals],
         "via_groups": [_grant_dict(g) for g in plan.via_groups],
+        "pipeline_extras": [_grant_dict(g) for g in plan.pipeline_extras],
         "custom_role_support": [
             {
                 "permission": i.permission,

@@ -39,7 +39,8 @@ class SupportIssue:
         level: ``TESTING`` (warning), ``UNKNOWN`` (not verified offline), ``NOT_SUPPORTED`` or
             ``NOT_TESTABLE`` (refused).
         roles: the custom roles (full names) that hold it.
-        source: where the level comes from (``live: projects/P`` or ``catalogue (DATE)``).
+        source: where the level comes from (``live: projects/P``, or the shipped catalogue
+            with the date of its public levels).
     """
 
     permission: str
@@ -68,7 +69,8 @@ class SupportIssue:
 
 def catalogue_source() -> str:
     """How the offline levels are named in plans."""
-    return f"catalogue ({catalogue_info().support_date or catalogue_info().date})"
+    info = catalogue_info()
+    return f"shipped catalogue, public levels as of {info.support_date or info.date}"
 
 
 def assess(

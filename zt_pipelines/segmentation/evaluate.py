@@ -32,6 +32,7 @@ from zt_pipelines.segmentation.model import (
     network_key,
     parse_reach,
     regional_key,
+    vertex_key,
 )
 
 #: services a pipeline's permissions map to that VPC Service Controls can restrict
@@ -513,7 +514,7 @@ def _step_checks(
     if step.job.reach is None and not policy.require_isolation:
         out.note("no reach declared, egress not checked")
         return
-    _egress(out, step, state, source, reach)
+    _egress(out, step, state, source, reach, by_number)
 
 
 def _source(
@@ -730,21 +731,25 @@ def _egress(
     state: SegmentationState,
     source: Source,
     reach: tuple[ReachEntry, ...],
+    by_number: dict[str, str],
 ) -> None:
     networks = state.networks or {}
     own = networks.get(source.network)
     linked = {source.network, *(own.peerings if own else ())}
     resolved: list[ReachEntry] = []
+    declared: set[str] = set()
     for entry in reach:
         if entry.kind == "vertex":
-            found = next((e for e in state.endpoints if e.name == entry.text.split()[0]), None)
-            if found is None:
+            name = vertex_key(entry.text.split()[0], by_number)
+            declared.add(name)
+            # one endpoint may be on several networks (PSC endpoints): every address counts
+            ranges = tuple(r for e in state.endpoints if e.name == name for r in e.ranges)
+            if not any(e.name == name for e in state.endpoints):
                 out.note(f"{entry.text} is not in the snapshot's endpoints")
                 continue
-            resolved.append(ReachEntry(entry.text, "vertex", found.ranges, entry.ports))
+            resolved.append(ReachEntry(entry.text, "vertex", ranges, entry.ports))
         else:
             resolved.append(entry)
-    declared = {e.text.split()[0] for e in reach if e.kind == "vertex"}
     endpoints = [e for e in state.endpoints if e.network in linked and e.name not in declared]
     extra_ranges = [r for e in resolved for r in e.ranges] + [
         r for e in endpoints for r in e.ranges

@@ -440,11 +440,20 @@ class FirewallRule:
 
 @dataclass(frozen=True)
 class VertexEndpoint:
-    """A Vertex resource reachable on a VPC (e.g. a production private endpoint)."""
+    """A Vertex resource reachable on a VPC (e.g. a production private endpoint).
+
+    Attributes:
+        name: ``projects/PROJECT_ID/locations/L/endpoints/E`` (normalised like networks).
+        network: the VPC network it is reachable on.
+        ranges: the addresses it answers on there.
+        via: ``peering`` (a private endpoint over private services access) or ``psc`` (a
+            Private Service Connect endpoint in the network).
+    """
 
     name: str
     network: str
     ranges: tuple[Range, ...] = ()
+    via: str = "peering"
 
 
 @dataclass(frozen=True)
@@ -554,6 +563,18 @@ def network_key(name: str, numbers: dict[str, str] | None = None) -> str:
     if numbers and project in numbers:
         project = numbers[project]
     return f"projects/{project}/global/networks/{m.group(2)}"
+
+
+_VERTEX_NAME = re.compile(r"^projects/([^/]+)/(locations/[^/]+/[A-Za-z]+/[^/]+)$")
+
+
+def vertex_key(name: str, numbers: dict[str, str] | None = None) -> str:
+    """``projects/PROJECT_ID/locations/L/endpoints/E`` from the number form Vertex returns
+    (``numbers`` maps project numbers to ids)."""
+    m = _VERTEX_NAME.match(name.strip())
+    if not m or not numbers or m.group(1) not in numbers:
+        return name.strip()
+    return f"projects/{numbers[m.group(1)]}/{m.group(2)}"
 
 
 def regional_key(name: str, numbers: dict[str, str] | None = None) -> str:

@@ -37,6 +37,7 @@ from zt_pipelines.segmentation.model import (
     parse_ports,
     protocol_number,
     regional_key,
+    vertex_key,
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "segmentation.schema.json"
@@ -113,9 +114,10 @@ def load_section(data: Any, source: str) -> SegmentationState:
     )
     endpoints = tuple(
         VertexEndpoint(
-            e["name"],
+            vertex_key(e["name"], by_number),
             network_key(e["network"], by_number),
             cidrs(e.get("ranges", []), f"endpoints[{i}].ranges"),
+            e.get("via", "peering"),
         )
         for i, e in enumerate(data.get("endpoints", []))
     )
@@ -426,7 +428,12 @@ def dump_section(state: SegmentationState) -> dict[str, Any]:
         fws.append(raw_fw)
     out["firewalls"] = fws
     out["endpoints"] = [
-        {"name": e.name, "network": e.network, "ranges": [format_range(r) for r in e.ranges]}
+        {
+            "name": e.name,
+            "network": e.network,
+            "ranges": [format_range(r) for r in e.ranges],
+            **({"via": e.via} if e.via != "peering" else {}),
+        }
         for e in state.endpoints
     ]
     out["unreadable"] = [

@@ -22,6 +22,7 @@ __all__ = [
     "SAFE_SYSTEM_PLACEHOLDERS",
     "SERVICE_ACCOUNT_KEY",
     "Verdict",
+    "check_default_root",
     "check_launcher_container",
     "check_pipeline_root",
     "identity_option",
@@ -111,6 +112,32 @@ def check_pipeline_root(root: str | None) -> str | None:
             "brace could rewrite the job",
             where="pipeline_root",
             fix="use gs://BUCKET/PATH without quotes, backslashes, braces or control characters",
+        )
+    return root
+
+
+_ROOT_UNSAFE = re.compile(r"[\"\\{}\x00-\x1f\x7f]")
+
+
+def check_default_root(root: str) -> str:
+    """Refuse a pipeline root the template names (``defaultPipelineRoot``, a PipelineJob's
+    ``gcsOutputDirectory``) that could change a launcher payload's structure if a submission
+    without an explicit root used it.
+
+    Any other scheme passes here (Vertex refuses a root that is not on Cloud Storage, and an
+    explicit root is judged by :func:`check_pipeline_root`); only characters that could close
+    a JSON string or open a placeholder are refused.
+
+    Raises:
+        TemplateError: the root holds a quote, backslash, brace or control character.
+    """
+    if _ROOT_UNSAFE.search(root):
+        raise TemplateError(
+            f"the template's pipeline root {root!r} holds a quote, backslash, brace or control "
+            "character: {{$.pipeline_root}} is pasted into launcher payloads, where it could "
+            "rewrite the job",
+            where="defaultPipelineRoot",
+            fix="recompile with pipeline_root='gs://BUCKET/PATH', or pass a safe pipeline_root",
         )
     return root
 

@@ -65,6 +65,7 @@ from zt_pipelines.spec.gcpc import (
 from zt_pipelines.spec.jobs import (
     SAFE_SYSTEM_PLACEHOLDERS,
     SERVICE_ACCOUNT_KEY,
+    check_default_root,
     check_launcher_container,
     check_pipeline_root,
     identity_option,
@@ -207,7 +208,10 @@ def rewrite_pipeline(
     """
     del location  # the launcher reads {{$.pipeline_google_cloud_location}} at run time
     check_pipeline_root(pipeline_root)
-    ir, docs, template_values = _split_input(spec, platform_docs)
+    ir, docs, template_values, default_roots = _split_input(spec, platform_docs)
+    if pipeline_root is None:  # a root the template names may be the one Vertex pastes
+        for root in default_roots:
+            check_default_root(root)
     if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
         parameter_values = {**template_values, **dict(parameter_values or {})}
     declarations, kept_docs = _read_platform_docs(docs)
@@ -256,15 +260,14 @@ def rewrite_pipeline(
 
 def _split_input(
     spec: Any, platform_docs: Any
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
-    values: dict[str, Any] = {}
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any], tuple[str, ...]]:
     if isinstance(spec, (str, os.PathLike)):
-        ir, docs, values = load_template_job(Path(spec))
+        ir, docs, values, roots = load_template_job(Path(spec))
     elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        ir, docs, values = load_template_job(spec[0])
+        ir, docs, values, roots = load_template_job(spec[0])
         docs = tuple(spec[1])
     elif isinstance(spec, Mapping):
-        ir, docs, values = load_template_job(spec)
+        ir, docs, values, roots = load_template_job(spec)
     else:
         raise TemplateError(
             f"cannot rewrite a {type(spec).__name__}",
@@ -277,7 +280,7 @@ def _split_input(
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
     check_pipeline(ir)
-    return ir, tuple(docs), values
+    return ir, tuple(docs), values, roots
 
 
 def _read_platform_docs(
@@ -622,6 +625,14 @@ class _Walker:
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
+                # the wrapper CustomJob runs exactly the container's image (as a rewrite of
+                # the rewritten spec reads it back from the pool: idempotent)
+                job_images=(str(container["image"]),) if container.get("image") else (),
+                job_images_unknown=(
+                    (_IMAGES_ELSEWHERE[kind.name],)
+                    if kind and kind.name in _IMAGES_ELSEWHERE
+                    else ()
+                ),
             )
         )
         return new_task
@@ -841,6 +852,10 @@ class _Walker:
         name = self._emit(ref, _copy(component), label, new_executor)
         task["componentRef"]["name"] = name
         image = _pool_image(pools) if kind.name == "CustomJob" else str(container.get("image", ""))
+        # every image the launched job runs (all pools, trial pools), not only pool 0's
+        images, unknown_images = _job_images(parsed, kind.name, bindings, params, env)
+        if inner is not None and inner.name in _IMAGES_ELSEWHERE:  # a wrapped launcher's job
+            unknown_images += (_IMAGES_ELSEWHERE[inner.name],)
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -866,6 +881,8 @@ class _Walker:
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
+                job_images=images,
+                job_images_unknown=unknown_images,
             )
         )
         return task
@@ -1467,6 +1484,59 @@ def _inner_kind(pools: Any) -> LauncherKind | None:
         return None
     kind = identify_launcher(container)
     return kind if kind is not None and kind.wrap and kind.supported else None
+
+
+# where a launched job kind takes its container images; kinds that run an image the payload
+# does not name (a model's serving container, a Dataflow template) are in _IMAGES_ELSEWHERE
+_POOL_PATHS: dict[str, tuple[str, ...]] = {
+    "CustomJob": ("job_spec", "worker_pool_specs"),
+    "HyperparameterTuningJob": ("trial_job_spec", "worker_pool_specs"),
+}
+_IMAGES_ELSEWHERE: dict[str, str] = {
+    "BatchPredictionJob": "the model's serving container (an artifact read at run time)",
+    "DataflowFlexTemplateJob": "the flex template's container (in the template file)",
+    "UploadModel": "the uploaded model's serving container (an artifact read at run time)",
+    "DeployModel": "the deployed model's serving container (the model's, read at run time)",
+    "DataflowPythonJob": "the Dataflow workers' SDK container (chosen by Beam at run time)",
+}
+
+
+def _job_images(
+    parsed: ParsedPayload, kind: str, bindings: dict[str, Any], params: dict[str, Any], env: Env
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every image the launched job runs, known now; where it runs one known only later)."""
+    if kind in _IMAGES_ELSEWHERE:
+        return (), (_IMAGES_ELSEWHERE[kind],)
+    path = _POOL_PATHS.get(kind)
+    if path is None:
+        return (), ()
+    pools = payload_value(parsed, path, bindings, params, env)
+    where = ".".join(path)
+    if not isinstance(pools, list) or not pools:
+        return (), (f"{where} (known only at run time)",)
+    images: list[str] = []
+    unknown: list[str] = []
+    for i, pool in enumerate(pools):
+        if not isinstance(pool, dict):
+            unknown.append(f"{where}[{i}] (known only at run time)")
+            continue
+        found = False
+        for spec_key, image_key in (
+            ("container_spec", "image_uri"),
+            ("python_package_spec", "executor_image_uri"),
+        ):
+            spec = pool.get(spec_key)
+            if spec is None:
+                continue
+            found = True
+            image = spec.get(image_key) if isinstance(spec, dict) else None
+            if isinstance(image, str) and image and "{{" not in image:
+                images.append(image)
+            else:
+                unknown.append(f"{where}[{i}].{spec_key}.{image_key} (known only at run time)")
+        if not found and pool:  # an empty {} pool is GCPC's placeholder for "no pool here"
+            unknown.append(f"{where}[{i}] (no container_spec or python_package_spec)")
+    return tuple(dict.fromkeys(images)), tuple(unknown)
 
 
 def _pool_image(pools: Any) -> str:

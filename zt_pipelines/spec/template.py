@@ -53,23 +53,66 @@ _PYTHON_SOURCE = re.compile(
 
 def load_template_job(
     template: str | Path | Mapping[str, Any],
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any]]:
-    """Like :func:`load_template`, plus the parameter values a PipelineJob template carries in
-    its ``runtimeConfig`` (``parameterValues``, or the typed ``parameters`` of schema 2.0):
-    Vertex substitutes them, so the rewrite must judge them, not the spec's defaults.
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], dict[str, Any], tuple[str, ...]]:
+    """Like :func:`load_template`, plus what a PipelineJob template carries in its
+    ``runtimeConfig`` that Vertex substitutes at run time, so the rewrite must judge it: the
+    parameter values (``parameterValues``, or the typed ``parameters`` of schema 2.0) and the
+    pipeline roots a submission may use when none is given (the spec's
+    ``defaultPipelineRoot``, the job's ``gcsOutputDirectory``).
 
     Raises:
         TemplateError: as :func:`load_template`, or a malformed ``runtimeConfig``.
     """
     if isinstance(template, Mapping):
         ir, docs = load_template(template)
-        return ir, docs, runtime_parameter_values(template, where="template")
-    path = Path(template)
-    text = loaders.read_text(path, kind="template", error=TemplateError)
-    first, rest = _documents(text, str(path))
-    spec, others = _pipeline_from(first, tuple(rest), str(path))
-    check_envelope(first, where=str(path))
-    return spec, others, runtime_parameter_values(first, where=str(path))
+        where = "template"
+        document: Mapping[str, Any] = template
+    else:
+        where = str(template)
+        text = loaders.read_text(Path(template), kind="template", error=TemplateError)
+        document, rest = _documents(text, where)
+        ir, docs = _pipeline_from(document, tuple(rest), where)
+        check_envelope(document, where=where)
+    values = runtime_parameter_values(document, where=where)
+    return ir, docs, values, default_pipeline_roots(document, ir, where=where)
+
+
+def parse_template_documents(
+    text: str, *, where: str = "template"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The documents of template text, envelope checked: ``(first, PlatformSpec documents)``.
+
+    Unlike :func:`parse_template_text` the first document is returned whole, so a PipelineJob
+    template keeps its ``runtimeConfig`` (its parameter values and root reach Vertex).
+    """
+    first, rest = _documents(text, where)
+    _pipeline_from(first, tuple(rest), where)  # a pipeline first, then aiplatform's envelope
+    check_envelope(first, where=where)
+    return first, rest
+
+
+def default_pipeline_roots(
+    document: Mapping[str, Any], ir: Mapping[str, Any], *, where: str
+) -> tuple[str, ...]:
+    """The pipeline roots a run may get when the submitter names none: the spec's
+    ``defaultPipelineRoot`` and a PipelineJob document's ``runtimeConfig.gcsOutputDirectory``.
+
+    Raises:
+        TemplateError: either is present but not a string.
+    """
+    config = document.get("runtimeConfig") if "pipelineSpec" in document else None
+    found = {
+        "defaultPipelineRoot": ir.get("defaultPipelineRoot"),
+        "runtimeConfig.gcsOutputDirectory": (
+            config.get("gcsOutputDirectory") if isinstance(config, Mapping) else None
+        ),
+    }
+    for field, value in found.items():
+        if value is not None and not isinstance(value, str):
+            raise TemplateError(
+                f"{field} is a {type(value).__name__}, not a string", where=f"{where}: {field}"
+            )
+    return tuple(v for v in found.values() if isinstance(v, str) and v)
 
 
 def runtime_parameter_values(document: Mapping[str, Any], *, where: str) -> dict[str, Any]:
