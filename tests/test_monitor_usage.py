@@ -156,6 +156,7 @@ def test_data_access_logs_off_is_said_and_nothing_is_called_unused(
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="UNAVAILABLE"),
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="PERMISSION_DENIED"),
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", malformed=True),
+        Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", reset=True),
         Fault("*Projects/GetIamPolicy", code="UNAVAILABLE"),
         Fault("aiplatform.pipelineJobs.get", code="UNAVAILABLE"),
     ],
