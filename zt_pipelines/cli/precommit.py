@@ -45,11 +45,40 @@ def _is_template(path: Path) -> bool:
             error=TemplateError,
         )
     except InputError:
-        return b"pipelineInfo" in raw
+        # the strict loader refuses it; aiplatform's lax reader (PyYAML) may still read a
+        # pipeline (an escaped key, a duplicate key, an alias...): then `check` must refuse it
+        return _laxly_a_pipeline(raw) or any(key in raw for key in _PIPELINE_KEYS)
     first = next((d for d in documents if d is not None), None)
     if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
         first = first["pipelineSpec"]
     return isinstance(first, dict) and "pipelineInfo" in first and "root" in first
+
+
+_PIPELINE_KEYS = (b"pipelineInfo", b"pipelineSpec", b"deploymentSpec")
+
+
+def _laxly_a_pipeline(raw: bytes) -> bool:
+    """Whether a lax reader — PyYAML's ``safe_load`` as aiplatform uses it, or ``json`` —
+    reads ``raw`` as something with a pipeline's keys (only to classify: never to check)."""
+    import yaml
+
+    text = raw.decode("utf-8", errors="replace")
+    readers = (
+        lambda: next(
+            iter(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))), None
+        ),
+        lambda: json.loads(text),
+    )
+    for read in readers:
+        try:
+            first = read()
+        except Exception:
+            continue
+        if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
+            first = first["pipelineSpec"]
+        if isinstance(first, dict) and ({"pipelineInfo", "root", "deploymentSpec"} & set(first)):
+            return True
+    return False
 
 
 @click.command("precommit-check")
