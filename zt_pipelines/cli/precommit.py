@@ -8,6 +8,7 @@ Exit 0 when every template is allowed, 1 when any is refused, 2 on bad input.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,15 @@ def _laxly_a_pipeline(raw: bytes) -> bool:
     import yaml
 
     text = raw.decode("utf-8", errors="replace")
-    readers = (
-        lambda: next(
-            iter(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))), None
-        ),
-        lambda: json.loads(text),
-    )
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def first_yaml() -> Any:
+        return next(iter(yaml.load_all(text, Loader=loader)), None)
+
+    def first_json() -> Any:
+        return json.loads(text)
+
+    readers: tuple[Callable[[], Any], ...] = (first_yaml, first_json)
     for read in readers:
         try:
             first = read()
