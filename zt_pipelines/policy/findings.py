@@ -156,6 +156,9 @@ def build_report(
         checked_at=now.isoformat(),
         notes=tuple(notes),
         template=context.template,
+        step_identities=tuple(
+            (s.task, sa_member(s.service_account)) for s in steps if s.service_account
+        ),
     )
 
 
