@@ -207,3 +207,50 @@ def test_plan_names_its_pipeline_identity_for_check_and_submit(template: Path) -
     derived = planned.pipeline_service_account
     assert derived.startswith("zt-")  # derived from the pipeline's name
     assert f"check/submit with --pipeline-sa {derived}" in render_table(planned)
+
+
+def test_build_plan_names_every_refused_permission_with_its_step_at_once() -> None:
+    from zt_pipelines.provision import Want, build_plan
+    from zt_pipelines.resources import normalize_resource as parse_resource
+
+    sa = "{}@" + PROJECT + ".iam.gserviceaccount.com"
+    wants = [
+        Want(
+            f"serviceAccount:{sa.format('prep-sa')}", parse_resource("gs://raw"), (BANNED,), "prep"
+        ),
+        Want(
+            f"serviceAccount:{sa.format('train-sa')}", parse_resource("gs://raw"), (TRIAL,), "train"
+        ),
+        Want(
+            f"serviceAccount:{sa.format('train-sa')}",
+            parse_resource(f"bq://{PROJECT}.features"),
+            ("bigquery.tables.list",),
+            "train",
+        ),
+    ]
+    levels = {TRIAL: "NOT_SUPPORTED", BANNED: "NOT_SUPPORTED", "bigquery.tables.list": "TESTING"}
+    with pytest.raises(CustomRoleSupportError) as info:
+        build_plan(
+            wants,
+            project=PROJECT,
+            pipeline_service_account=f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com",
+            support_levels=levels,
+            support_source=f"live: projects/{PROJECT}",
+        )
+    text = str(info.value)
+    assert set(info.value.permissions) == {BANNED, TRIAL}
+    assert "needed by prep on gs://raw" in text and "needed by train on gs://raw" in text
+    # once allowed, the TESTING one is a warning of the plan (JSON and table)
+    levels.update({TRIAL: "SUPPORTED", BANNED: "SUPPORTED"})
+    planned = build_plan(
+        wants,
+        project=PROJECT,
+        pipeline_service_account=f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com",
+        support_levels=levels,
+        support_source=f"live: projects/{PROJECT}",
+    )
+    (warning,) = planned.support_warnings
+    assert warning.startswith("bigquery.tables.list in projects/")
+    assert f"Warning: {warning}" in render_table(planned)
+    entry = json.loads(render_json(planned))["custom_role_support"][0]
+    assert entry["level"] == "TESTING" and entry["source"] == f"live: projects/{PROJECT}"
