@@ -279,6 +279,7 @@ class PipelineJob(  # type: ignore[misc]
         )
         first, platform_docs = _split_documents(text, where=template_path)
         job_doc = _as_job_document(first, where=template_path)
+        _require_known_parameters(job_doc, parameter_values, where=template_path)
         project = _project_or_error(project, have_credentials=not missing)
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
@@ -611,7 +612,16 @@ class PipelineJob(  # type: ignore[misc]
         options, merges ``parameter_values`` over this job's as aiplatform does, and is
         verified on submit like any other job (aiplatform builds it without ``__init__``)."""
         self._zt_ensure()
-        cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
+        # aiplatform's clone copies runtime config, labels and encryption spec from
+        # _gca_resource: hand it the request captured at construction, never a later edit
+        captured = _gca_pipeline_job.PipelineJob.deserialize(self._zt_base)
+        captured.runtime_config = _RuntimeConfig.deserialize(self._zt_runtime)
+        captured.pipeline_spec = self._zt_source
+        edited, self._gca_resource = self._gca_resource, captured
+        try:
+            cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
+        finally:
+            self._gca_resource = edited
         bound = inspect.signature(aiplatform.PipelineJob.clone).bind(self, *args, **kwargs)
         new_values = bound.arguments.get("parameter_values")
         source = self._zt_source
@@ -1254,6 +1264,29 @@ def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
     return first
 
 
+def _require_known_parameters(
+    job_doc: dict[str, Any], values: Mapping[str, Any] | None, *, where: str
+) -> None:
+    """A parameter value the pipeline has no parameter for is a typo: say which, and the
+    closest name (aiplatform raises a bare ``ValueError`` for it)."""
+    import difflib
+
+    root = job_doc["pipelineSpec"].get("root", {})
+    known = sorted((root.get("inputDefinitions") or {}).get("parameters") or {})
+    for name in values or {}:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1)
+        pipeline = job_doc["pipelineSpec"].get("pipelineInfo", {}).get("name", "")
+        shown = ", ".join(known[:12]) + (f" … ({len(known)} in all)" if len(known) > 12 else "")
+        raise InputError(
+            f"parameter_values names {name!r}, which pipeline {pipeline!r} does not have",
+            where=where,
+            fix=(f"did you mean {close[0]!r}? " if close else "")
+            + (f"its parameters: {shown}" if known else "it takes no parameters"),
+        )
+
+
 def _merged_parameters(job_doc: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
     """aiplatform's own merge (``PipelineRuntimeConfigBuilder``): the template's runtime
     parameters, then ``values`` over them (JSON-encoded for schema ≤ 2.0.0), ``None`` dropped."""
@@ -1364,9 +1397,36 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         ):
             if value != parent:
                 changed.append(f"the schedule's {name} is {value!r}, not {parent!r}")
+        changed.extend(_request_edits(self._gca_resource, self._zt_bound))
         if changed:
             job._zt_refuse_changed("schedule-create", sa, net, changed)
         super().create(*args, **kwargs)
+
+
+# what a schedule's request copies from the verified job (PipelineJobSchedule.__init__)
+_SCHEDULED_FIELDS = (
+    "pipeline_spec",
+    "runtime_config",
+    "template_uri",
+    "labels",
+    "encryption_spec",
+    "reserved_ip_ranges",
+)
+
+
+def _request_edits(schedule: Any, approval: Approval) -> list[str]:
+    """The fields of a schedule's ``create_pipeline_job_request.pipeline_job`` that differ
+    from the approved request (an edit of the schedule's resource before ``create()``)."""
+    sent = getattr(getattr(schedule, "create_pipeline_job_request", None), "pipeline_job", None)
+    if sent is None:
+        return ["the schedule carries no pipeline job request"]
+    approved = approval.resource()
+    pb_sent, pb_approved = type(sent).pb(sent), type(approved).pb(approved)
+    edits = []
+    for name in _SCHEDULED_FIELDS:
+        if getattr(pb_sent, name) != getattr(pb_approved, name):
+            edits.append(f"the schedule's pipeline job {name} is not the approved one")
+    return edits
 
 
 def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:

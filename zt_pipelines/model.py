@@ -7,7 +7,7 @@ These are the contracts between the parts (declarations → ``spec`` → ``polic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from zt_pipelines.resources import ResourceRef
@@ -68,6 +68,16 @@ class JobFields:
             for name in self.__dataclass_fields__
         }
         return JobFields(**values)
+
+    def under_defaults(self, defaults: JobFields) -> JobFields:
+        """These fields over pipeline-wide ``defaults``: like :meth:`merged_over`, except that
+        a step with its own network or PSC interface keeps its whole network placement (a
+        default network, PSC interface or reserved range never mixes into it)."""
+        if self.network or self.psc_interface_config:
+            defaults = replace(
+                defaults, network=None, psc_interface_config=None, reserved_ip_ranges=None
+            )
+        return self.merged_over(defaults)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,13 @@ class StepIdentity:
         job_runtime_fields: which of ``project``, ``location``, ``network``, ``CMEK key`` an
             input sets from a value known only at run time (an upstream output): not pinned,
             for the policy to judge (a launcher's own project or network never is: refused).
+        job_images: every container image the job the step launches runs, known before
+            submission (each worker pool's ``container_spec.image_uri`` and
+            ``python_package_spec.executor_image_uri``, a tuning job's trial pools), besides
+            ``image``; judged by the policy file's ``images`` rules like ``image``.
+        job_images_unknown: where the launched job takes an image only known at run time (a
+            pool list or image from an upstream output, a model's serving container, a
+            Dataflow template file): unverifiable, a finding under an ``images`` policy.
     """
 
     task: str
@@ -166,6 +183,8 @@ class StepIdentity:
     job_network: str | None = None
     job_kms_key: str | None = None
     job_runtime_fields: tuple[str, ...] = ()
+    job_images: tuple[str, ...] = ()
+    job_images_unknown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

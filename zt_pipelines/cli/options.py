@@ -204,6 +204,43 @@ STEP_DEFAULT_FLAGS: tuple[StepDefaultFlag, ...] = (
         field="persistent_resource_id",
         envvar="ZT_PERSISTENT_RESOURCE_ID",
     ),
+    StepDefaultFlag(
+        "--step-network",
+        "step_network",
+        "NETWORK",
+        "Peer every step without its own network or PSC interface with this VPC "
+        "(projects/PROJECT_NUMBER/global/networks/NAME).",
+        field="network",
+        envvar="ZT_STEP_NETWORK",
+    ),
+    StepDefaultFlag(
+        "--step-psc-attachment",
+        "step_psc_attachment",
+        "ATTACHMENT",
+        "Give every step without its own network or PSC interface a PSC interface through this "
+        "network attachment (projects/P/regions/R/networkAttachments/NAME).",
+        envvar="ZT_STEP_PSC_ATTACHMENT",
+        convert=lambda value: {"psc_interface_config": {"network_attachment": value}},
+    ),
+    StepDefaultFlag(
+        "--step-reserved-ip-range",
+        "step_reserved_ip_ranges",
+        "NAME",
+        "A private services access range every peered step without its own may use (repeatable).",
+        field="reserved_ip_ranges",
+        multiple=True,
+        convert=lambda value: {"reserved_ip_ranges": list(value)},
+    ),
+    StepDefaultFlag(
+        "--step-reach",
+        "step_reach",
+        "ENTRY",
+        "What every step without its own reach may reach (repeatable), e.g. "
+        "storage.googleapis.com or '10.20.0.0/16 tcp:5432'; see docs/segmentation.md.",
+        field="reach",
+        multiple=True,
+        convert=lambda value: {"reach": list(value)},
+    ),
 )
 """Every step-default flag, in ``--help`` order; a new one is one entry here."""
 

@@ -81,7 +81,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     from zt_pipelines.cli.templates import template_source
 
     with live_progress():
-        return plan(
+        planned = plan(
             template_source(opts["template"], project=opts["project"]),
             project=opts["project"],
             pipeline_service_account=opts["pipeline_sa"],
@@ -97,6 +97,26 @@ def _make_plan(opts: dict[str, Any]) -> Any:
             submitter=opts["submitter"],
             step_defaults=opts["step_defaults"],
         )
+    if not opts["pipeline_root"] and not any(
+        not w.declared and w.resource.name.startswith("//storage.googleapis.com/")
+        for w in planned.wants
+    ):
+        # no --pipeline-root and no defaultPipelineRoot: the steps' artifact grants are not in
+        # this plan, and `check --pipeline-root` would then refuse every step (ZT200)
+        click.echo(
+            "zt-pipelines: note: no pipeline root (no --pipeline-root, and the template has no "
+            "defaultPipelineRoot): the steps' artifact grants are not planned; pass the "
+            "--pipeline-root you will submit with",
+            err=True,
+        )
+    if not opts["pipeline_sa"]:
+        click.echo(
+            f"zt-pipelines: note: the pipeline service account is "
+            f"{planned.pipeline_service_account} (derived from the pipeline's name); pass "
+            f"--pipeline-sa {planned.pipeline_service_account} to check and submit",
+            err=True,
+        )
+    return planned
 
 
 @click.command("plan")

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zt_pipelines.gcp._base import Adapter
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.gcp.interface import KeyHit, PolicySearchHit
 
 KEY_ASSET_TYPE = "iam.googleapis.com/ServiceAccountKey"
+
+
+def _policy_hit(hit: Any) -> PolicySearchHit:
+    # the protobuf under the proto-plus wrapper: a search returns hundreds of hits, and each
+    # wrapped field access costs more than the whole conversion of the raw message
+    raw = type(hit).pb(hit)
+    return PolicySearchHit(
+        resource=str(raw.resource),
+        asset_type=str(raw.asset_type),
+        project=str(raw.project or ""),
+        folders=tuple(str(f) for f in raw.folders),
+        organization=str(raw.organization or ""),
+        policy=policy_from_proto(raw.policy),
+    )
 
 
 class AssetAdapter(Adapter):
@@ -18,14 +34,7 @@ class AssetAdapter(Adapter):
         request = {"scope": scope, "query": query, "page_size": self.page(500)}
         return self.call(
             lambda: [
-                PolicySearchHit(
-                    resource=str(hit.resource),
-                    asset_type=str(hit.asset_type),
-                    project=str(hit.project or ""),
-                    folders=tuple(str(f) for f in hit.folders),
-                    organization=str(hit.organization or ""),
-                    policy=policy_from_proto(hit.policy),
-                )
+                _policy_hit(hit)
                 for hit in client.search_all_iam_policies(request=request, **self.gapic_kwargs())
             ],
             what="searchAllIamPolicies",

@@ -52,10 +52,12 @@ if TYPE_CHECKING:
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 _UNSET = object()
+_SET = object.__setattr__
 _NAMED = MemberMatch(Match.YES, "named directly")
+_TRUE = ConditionResult(Tri.TRUE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Decision:
     """The answer to one (member, resource, permission) question.
 
@@ -76,6 +78,30 @@ class Decision:
     evidence: tuple[Evidence, ...] = ()
     reasons: tuple[str, ...] = ()
 
+    # hand-written: the generated frozen __init__ sets each field through object.__setattr__,
+    # 3x slower, and evaluate() makes one Decision per requirement (80,000 at organisation scale)
+    def __init__(
+        self,
+        state: DecisionState,
+        member: str,
+        resource: str,
+        permission: str,
+        evidence: tuple[Evidence, ...] = (),
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        _SET(
+            self,
+            "__dict__",
+            {
+                "state": state,
+                "member": member,
+                "resource": resource,
+                "permission": permission,
+                "evidence": evidence,
+                "reasons": reasons,
+            },
+        )
+
     @property
     def granted(self) -> bool:
         """True only for *granted*: fail closed."""
@@ -86,6 +112,48 @@ class Decision:
 class _NodeIndex:
     direct: dict[str, tuple[Binding, ...]]
     indirect: tuple[tuple[str, Binding], ...]
+
+
+class _Candidate:
+    """A binding on one node whose members cover one principal (or may), with what decide()
+    needs of it precomputed once: the role's permissions and the evidence it gives."""
+
+    __slots__ = ("_direct", "_inherited", "binding", "custom", "match", "member", "perms")
+
+    def __init__(
+        self,
+        member: str,
+        binding: Binding,
+        match: MemberMatch,
+        perms: frozenset[str] | None,
+    ) -> None:
+        self.member = member
+        self.binding = binding
+        self.match = match
+        self.perms = perms
+        kind = binding.role.partition("/")[0]
+        self.custom = kind in ("projects", "organizations")
+        self._direct: Evidence | None = None
+        self._inherited: Evidence | None = None
+
+    def evidence(self, node: str, inherited: bool) -> Evidence:
+        """The binding evidence, on the resource itself or inherited from an ancestor."""
+        ev = self._inherited if inherited else self._direct
+        if ev is None:
+            b = self.binding
+            ev = Evidence(
+                "binding",
+                node=node,
+                role=b.role,
+                member=self.member,
+                condition=b.condition.expression if b.condition else "",
+                detail=f"{self.match.reason}; inherited" if inherited else self.match.reason,
+            )
+            if inherited:
+                self._inherited = ev
+            else:
+                self._direct = ev
+        return ev
 
 
 _DENY_POINTS = ("organization", "folder", "project")
@@ -140,7 +208,12 @@ class Evaluator:
             self._unreadable[u.target].append(u)
         self._role_cache: dict[str, object] = {}
         self._principals: dict[str, str] = {}
-        self._cand: dict[tuple[str, str], tuple[tuple[str, Binding, MemberMatch], ...]] = {}
+        self._cand: dict[tuple[str, str], tuple[_Candidate, ...]] = {}
+        self._canon: dict[str, str] = {}
+        self._held: dict[str, list[tuple[Node, Binding, MemberMatch, str]]] = {}
+        # principal -> node name -> its candidates there, for principals whose bindings were
+        # all looked up (member_bindings): decide() then skips every node without one
+        self._held_at: dict[str, dict[str, tuple[_Candidate, ...]]] = {}
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
@@ -220,8 +293,39 @@ class Evaluator:
 
     def member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
         """:meth:`bindings_for`, each with the member entry that covers ``principal`` (the
-        principal itself, or the group/domain/principal set it may belong to)."""
-        principal = normalize_principal(principal)
+        principal itself, or the group/domain/principal set it may belong to).
+
+        Memoised per principal (the excess, scope and reach checks each ask): the same list is
+        returned every time, so callers must not change it."""
+        held = self._held.get(principal)
+        if held is None:
+            normal = normalize_principal(principal)
+            held = self._member_bindings(normal)
+            at: dict[str, list[_Candidate]] = {}
+            for node, b, mm, member in held:
+                at.setdefault(node.name, []).append(
+                    _Candidate(member, b, mm, self.role_permissions(b.role))
+                )
+            self._held_at[normal] = {name: tuple(cands) for name, cands in at.items()}
+            self._held[principal] = held
+        return held
+
+    def binding_evidence(
+        self, node: Node, principal: str, binding: Binding, member: str
+    ) -> Evidence | None:
+        """The evidence :meth:`decide` gives for ``binding`` on ``node`` itself when it covers
+        ``principal`` through ``member`` (shared, not rebuilt), or ``None`` if it does not."""
+        normal = self._principals.get(principal)
+        if normal is None:
+            normal = self._principals[principal] = normalize_principal(principal)
+        held = self._held_at.get(normal)
+        found = held.get(node.name, ()) if held is not None else self._candidates(node, normal)
+        for c in found:
+            if c.binding is binding and c.member == member:
+                return c.evidence(node.name, False)
+        return None
+
+    def _member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
         if self._by_member is None:
             by_member: dict[str, list[tuple[Node, Binding]]] = defaultdict(list)
             for node in self.snapshot.nodes.values():
@@ -241,9 +345,7 @@ class Evaluator:
                 out.append((node, b, m, member))
         return out
 
-    def _candidates(
-        self, node: Node, principal: str
-    ) -> tuple[tuple[str, Binding, MemberMatch], ...]:
+    def _candidates(self, node: Node, principal: str) -> tuple[_Candidate, ...]:
         """The bindings on ``node`` whose members cover ``principal`` (or may), memoised: a
         project's or organisation's bindings are asked about once per principal, not once per
         requirement below them."""
@@ -251,11 +353,15 @@ class Evaluator:
         found = self._cand.get(key)
         if found is None:
             idx = self._index(node)
-            items = [(principal, b, _NAMED) for b in idx.direct.get(principal, ())]
+            role_permissions = self.role_permissions
+            items = [
+                _Candidate(principal, b, _NAMED, role_permissions(b.role))
+                for b in idx.direct.get(principal, ())
+            ]
             for m, b in idx.indirect:
                 mm = self.members.matches(m, principal)
                 if mm.match is not Match.NO:
-                    items.append((m, b, mm))
+                    items.append(_Candidate(m, b, mm, role_permissions(b.role)))
             found = self._cand[key] = tuple(items)
         return found
 
@@ -282,7 +388,10 @@ class Evaluator:
             name, prefix = resource.name, resource.prefix
         else:
             name, prefix = resource, None
-        name = self.snapshot.canonical(name)  # a project named by its number
+        canon = self._canon.get(name)
+        if canon is None:
+            canon = self._canon[name] = self.snapshot.canonical(name)  # a project by its number
+        name = canon
         chain, gap = self.chain(name)
         if not chain:
             return Decision(
@@ -293,35 +402,123 @@ class Evaluator:
                 (Evidence("missing", node=name, detail="resource not in the snapshot"),),
                 (gap,),
             )
-        computed: list[RequestAttributes] = []
-
-        def attrs() -> RequestAttributes:
-            # only a condition reads them: most decisions never pay for them
-            if not computed:
-                got = request_attributes(name, prefix, permission, chain[0].kind)
-                if object_name is not None and got.name_prefix is not None:
-                    got = RequestAttributes(
-                        got.name_prefix + object_name, None, got.type, got.service
-                    )
-                computed.append(got)
-            return computed[0]
-
         # what could block a grant (ancestry gaps, deny doubts) vs what only fails to prove one
         uncertain: list[tuple[Evidence, str]] = []
-        allow_doubts: list[tuple[Evidence, str]] = []
         if gap:
             uncertain.append((Evidence("missing", node=chain[-1].name, detail=gap), gap))
 
         # 1. deny before allow
-        sites = [(node, self._deny.get(node.name, ()), "") for node in chain]
+        if self._deny or self._unreadable or self._unplaced:
+            denied = self._deny_phase(
+                principal, name, prefix, permission, chain, now, object_name, uncertain
+            )
+            if denied is not None:
+                return denied
+
+        # 2. allow bindings on the resource and every ancestor
+        grants: list[Evidence] = []
+        allow_doubts: list[tuple[Evidence, str]] = []
+        attrs: RequestAttributes | None = None  # only a condition reads them: computed then
+        unreadable = self._unreadable
+        indexes = self._nodes
+        held = self._held_at.get(principal)  # every binding of the principal, by node
+        for depth, node in enumerate(chain):
+            for u in unreadable.get(node.name, ()) if unreadable else ():
+                if "allow" in read_hides(u.what):
+                    why = f"the allow policy of {node.name} could not be read: {u.reason}"
+                    allow_doubts.append((Evidence("unreadable", node=node.name, detail=why), why))
+            if held is not None:
+                found = held.get(node.name)
+                if found is None:
+                    continue  # no binding here names the principal (the common case)
+            else:
+                idx = indexes.get(node.name) or self._index(node)
+                if not idx.indirect and principal not in idx.direct:
+                    continue  # nothing on this node can name the principal
+                found = self._candidates(node, principal)
+            for c in found:
+                perms = c.perms
+                if perms is not None and permission not in perms:
+                    continue
+                b = c.binding
+                if c.custom and not custom_role_applies(b.role, chain[depth:]):
+                    continue  # IAM refuses such a binding: only a hand-made snapshot has it
+                cond = _TRUE
+                if b.condition is not None:
+                    if attrs is None:
+                        attrs = _request(name, prefix, permission, chain[0].kind, object_name)
+                    cond = self.conditions.evaluate(b.condition, attrs, now)
+                    if cond.value is Tri.FALSE:
+                        continue
+                ev = c.evidence(node.name, depth > 0)
+                m, mm = c.member, c.match
+                if perms is None:
+                    why = (
+                        f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
+                    )
+                    allow_doubts.append((ev, why))
+                elif mm.match is Match.UNKNOWN:
+                    allow_doubts.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
+                elif cond.value is Tri.UNKNOWN:
+                    allow_doubts.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
+                else:
+                    grants.append(ev)
+
+        if grants:
+            if not uncertain:
+                if len(grants) > 1:
+                    grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
+                return Decision("granted", principal, name, permission, tuple(grants))
+            return Decision(
+                "unverifiable",
+                principal,
+                name,
+                permission,
+                tuple(e for e, _ in uncertain) + tuple(grants),
+                tuple(w for _, w in uncertain),
+            )
+        doubts = uncertain + allow_doubts
+        if doubts:
+            return Decision(
+                "unverifiable",
+                principal,
+                name,
+                permission,
+                tuple(e for e, _ in doubts),
+                tuple(w for _, w in doubts),
+            )
+        return Decision(
+            "not_granted",
+            principal,
+            name,
+            permission,
+            (),
+            (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
+        )
+
+    def _deny_phase(
+        self,
+        principal: str,
+        name: str,
+        prefix: str | None,
+        permission: str,
+        chain: tuple[Node, ...],
+        now: datetime,
+        object_name: str | None,
+        uncertain: list[tuple[Evidence, str]],
+    ) -> Decision | None:
+        """Deny policies on the chain: the *denied* decision, or ``None`` with every deny rule
+        that may apply (and every unreadable deny policy) added to ``uncertain``."""
+        attrs: RequestAttributes | None = None
+        sites: list[tuple[Node, list[DenyPolicy] | tuple[()], str]] = [
+            (node, self._deny.get(node.name, ()), "") for node in chain
+        ]
         for node in chain if self._unplaced else ():
             for dp in self._unplaced:
                 why = self.snapshot.may_be(dp.attachment_point, node)
                 if why:
                     sites.append((node, [dp], why))
-        for node, policies, maybe in (
-            sites if (self._deny or self._unreadable or self._unplaced) else ()
-        ):
+        for node, policies, maybe in sites:
             for u in self._unreadable.get(node.name, ()) if not maybe else ():
                 # deny policies attach only to organisations, folders and projects
                 if "deny" in read_hides(u.what) and node.kind in _DENY_POINTS:
@@ -339,10 +536,12 @@ class Evaluator:
                     exc = _best(self.members, rule.exception_principals, principal)
                     if exc[0].match is Match.YES:
                         continue
-                    cond = ConditionResult(Tri.TRUE)
+                    cond = _TRUE
                     if rule.denial_condition is not None:
+                        if attrs is None:
+                            attrs = _request(name, prefix, permission, chain[0].kind, object_name)
                         cond = self.conditions.evaluate(
-                            rule.denial_condition, attrs(), now, deny=True
+                            rule.denial_condition, attrs, now, deny=True
                         )
                         if cond.value is Tri.FALSE:
                             continue
@@ -379,75 +578,17 @@ class Evaluator:
                         if r
                     )
                     uncertain.append((ev, f"deny rule {i} of {dp.name} may apply: {why}"))
+        return None
 
-        # 2. allow bindings on the resource and every ancestor
-        grants: list[Evidence] = []
-        for depth, node in enumerate(chain):
-            for u in self._unreadable.get(node.name, ()) if self._unreadable else ():
-                if "allow" in read_hides(u.what):
-                    why = f"the allow policy of {node.name} could not be read: {u.reason}"
-                    allow_doubts.append((Evidence("unreadable", node=node.name, detail=why), why))
-            for m, b, mm in self._candidates(node, principal):
-                perms = self.role_permissions(b.role)
-                if perms is not None and permission not in perms:
-                    continue
-                if not custom_role_applies(b.role, chain[depth:]):
-                    continue  # IAM refuses such a binding: only a hand-made snapshot has it
-                cond = ConditionResult(Tri.TRUE)
-                if b.condition is not None:
-                    cond = self.conditions.evaluate(b.condition, attrs(), now)
-                    if cond.value is Tri.FALSE:
-                        continue
-                ev = Evidence(
-                    "binding",
-                    node=node.name,
-                    role=b.role,
-                    member=m,
-                    condition=b.condition.expression if b.condition else "",
-                    detail=mm.reason if node is chain[0] else f"{mm.reason}; inherited",
-                )
-                if perms is None:
-                    why = (
-                        f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
-                    )
-                    allow_doubts.append((ev, why))
-                elif mm.match is Match.UNKNOWN:
-                    allow_doubts.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
-                elif cond.value is Tri.UNKNOWN:
-                    allow_doubts.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
-                else:
-                    grants.append(ev)
 
-        if grants:
-            if not uncertain:
-                grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
-                return Decision("granted", principal, name, permission, tuple(grants))
-            return Decision(
-                "unverifiable",
-                principal,
-                name,
-                permission,
-                tuple(e for e, _ in uncertain) + tuple(grants),
-                tuple(w for _, w in uncertain),
-            )
-        doubts = uncertain + allow_doubts
-        if doubts:
-            return Decision(
-                "unverifiable",
-                principal,
-                name,
-                permission,
-                tuple(e for e, _ in doubts),
-                tuple(w for _, w in doubts),
-            )
-        return Decision(
-            "not_granted",
-            principal,
-            name,
-            permission,
-            (),
-            (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
-        )
+def _request(
+    name: str, prefix: str | None, permission: str, kind: str, object_name: str | None
+) -> RequestAttributes:
+    """The request attributes a condition reads (``object_name`` names one exact object)."""
+    got = request_attributes(name, prefix, permission, kind)
+    if object_name is not None and got.name_prefix is not None:
+        got = RequestAttributes(got.name_prefix + object_name, None, got.type, got.service)
+    return got
 
 
 def _best(

@@ -11,7 +11,6 @@ import fnmatch
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
@@ -21,6 +20,7 @@ from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_use
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
+    STEP_WAIVER_ONLY,
     STRICT,
     UNRELAXABLE,
     OrgPolicy,
@@ -55,7 +55,19 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
     from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
-_uri = lru_cache(maxsize=65536)(display_uri)
+_URIS: dict[tuple[str, str | None], str] = {}
+
+
+def _uri(name: str, prefix: str | None = None) -> str:
+    """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
+    step's prefix is another key)."""
+    key = (name, prefix)
+    got = _URIS.get(key)
+    if got is None:
+        if len(_URIS) >= 1 << 18:
+            _URIS.clear()  # bounded: one huge check does not keep its names for ever
+        got = _URIS[key] = display_uri(name, prefix)
+    return got
 
 
 def build_report(
@@ -80,13 +92,18 @@ def build_report(
             "pipeline root unknown (no --pipeline-root, no defaultPipelineRoot): the run would "
             "use a new bucket named at submit time, so artifact access was not checked"
         )
+    for principal in {r.principal for r in requirements}:
+        evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
-    excess, excess_notes = _excess_findings(requirements, steps, evaluator, policy, context)
+    grouped = _Needs(requirements, evaluator)
+    excess, excess_notes = _excess_findings(
+        requirements, steps, evaluator, policy, context, grouped
+    )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context)
-    reach, reach_notes = _reach_findings(requirements, steps, evaluator, context)
+    raw += _scope_findings(requirements, steps, evaluator, context, grouped)
+    reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
     raw += _public_findings(requirements, evaluator)
@@ -104,12 +121,13 @@ def build_report(
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
+    severity = {code: policy.severity(code) for code in {f.code for f in raw}}
     findings = [
         f
-        if policy.severity(f.code) is f.severity
+        if severity[f.code] is f.severity
         else Finding(
             f.code,
-            policy.severity(f.code),
+            severity[f.code],
             f.message,
             f.step,
             f.principal,
@@ -125,8 +143,8 @@ def build_report(
         Grant(
             r.principal, _uri(r.resource.name, r.resource.prefix), r.permission, r.step, d.evidence
         )
-        for r in requirements
-        if (d := decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]).granted
+        for r, d in zip(requirements, decisions, strict=True)
+        if d.state == "granted"
     )
     return Report(
         granted=granted,
@@ -138,6 +156,9 @@ def build_report(
         checked_at=now.isoformat(),
         notes=tuple(notes),
         template=context.template,
+        step_identities=tuple(
+            (s.task, sa_member(s.service_account)) for s in steps if s.service_account
+        ),
     )
 
 
@@ -176,6 +197,7 @@ def _identity_findings(
             )
         )
     users: dict[str, list[str]] = defaultdict(list)
+    kinds = {pipeline_sa: found}  # each email classified once (thousands of steps)
     for step in steps:
         sa = (step.service_account or "").lower()
         if not sa:
@@ -215,7 +237,9 @@ def _identity_findings(
                     ),
                 )
             )
-        kind = classify_identity(sa, where=f"task {step.task!r}")
+        kind = kinds.get(sa)
+        if kind is None:
+            kind = kinds[sa] = classify_identity(sa, where=f"task {step.task!r}")
         if kind.is_default:
             out.append(
                 _f(
@@ -244,7 +268,7 @@ def _identity_findings(
                 out.append(_shared_identity(sa, sorted(tasks), sorted(jobs.get(sa, ()))))
     unreadable = {u.target for u in ev.snapshot.unreadable}
     for sa in sorted({pipeline_sa, *users}):
-        if not sa or classify_identity(sa).is_default:
+        if not sa or kinds[sa].is_default:
             continue
         tasks = users.get(sa, [])
         step_names = ",".join(sorted(tasks)) if tasks else None
@@ -300,6 +324,51 @@ def _identity_findings(
 # -- requirements ----------------------------------------------------------------------------
 
 
+def _image_findings(s: StepIdentity, policy: OrgPolicy, src: Evidence) -> list[Finding]:
+    """The policy's ``images`` rules on EVERY image the step runs: its own and each one its
+    launched job runs (all worker pools, tuning trials); an image known only at run time
+    cannot be judged (ZT124)."""
+    if policy.allowed_image_registries is None and not policy.require_image_digest:
+        return []
+    out: list[Finding] = []
+    unknown = list(s.job_images_unknown)
+    if "{{" in s.image and not unknown:  # a placeholder is not an image: never judged as one
+        unknown.append(f"the step's image {s.image} (known only at run time)")
+    for image in dict.fromkeys(i for i in (s.image, *s.job_images) if "{{" not in i):
+        if policy.allowed_image_registries is not None and not any(
+            image.startswith(p) for p in policy.allowed_image_registries
+        ):
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {image or '(none)'} is not from an allowed registry "
+                    f"({', '.join(policy.allowed_image_registries)})",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+        if policy.require_image_digest and "@sha256:" not in image:
+            out.append(
+                _f(
+                    "ZT500",
+                    f"image {image or '(none)'} is not pinned by digest",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
+    for where in unknown:
+        out.append(
+            _f(
+                "ZT124",
+                f"the job the step launches runs an image zt-pipelines cannot read before "
+                f"submission: {where}; the policy's images rules cannot be verified for it",
+                step=s.task,
+                evidence=(src, Evidence("policy", detail=where)),
+            )
+        )
+    return out
+
+
 def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> Finding:
     """ZT103 for one identity used by several steps and/or by the jobs steps launch (a GCPC
     ``service_account`` / ``dataflow_service_account`` value fed to many components)."""
@@ -336,12 +405,18 @@ _SHOWN = 4  # users named in a ZT103 message; the evidence lists all of them
 
 def _decide_all(
     requirements: tuple[Requirement, ...], ev: Evaluator, now: datetime
-) -> dict[tuple[str, str, str | None, str], Decision]:
-    out: dict[tuple[str, str, str | None, str], Decision] = {}
+) -> list[Decision]:
+    """One decision per requirement, in order (a repeated question is decided once)."""
+    seen: dict[tuple[str, str, str | None, str], Decision] = {}
+    out: list[Decision] = []
+    decide = ev.decide
     for r in requirements:
-        key = (r.principal, r.resource.name, r.resource.prefix, r.permission)
-        if key not in out:
-            out[key] = ev.decide(r.principal, r.resource, r.permission, now=now)
+        res = r.resource
+        key = (r.principal, res.name, res.prefix, r.permission)
+        d = seen.get(key)
+        if d is None:
+            d = seen[key] = decide(r.principal, res, r.permission, now=now)
+        out.append(d)
     return out
 
 
@@ -356,13 +431,11 @@ _KIND_TEXT = {
 
 
 def _permission_findings(
-    requirements: tuple[Requirement, ...],
-    decisions: dict[tuple[str, str, str | None, str], Decision],
+    requirements: tuple[Requirement, ...], decisions: list[Decision]
 ) -> list[Finding]:
     out: list[Finding] = []
-    for r in requirements:
-        d = decisions[(r.principal, r.resource.name, r.resource.prefix, r.permission)]
-        if d.granted:
+    for r, d in zip(requirements, decisions, strict=True):
+        if d.state == "granted":
             continue
         where = _uri(r.resource.name, r.resource.prefix)
         why = f" ({_KIND_TEXT[r.kind]})"
@@ -389,7 +462,50 @@ def _permission_findings(
     return out
 
 
+# -- what each principal needs where (shared by the excess, scope and reach checks) ---------
+
+
+class _Needs:
+    """Requirements grouped once per principal: the list, and node → the permissions needed
+    on that node or below it (the resource and each of its ancestors)."""
+
+    def __init__(self, requirements: tuple[Requirement, ...], ev: Evaluator) -> None:
+        self.of: dict[str, list[Requirement]] = defaultdict(list)
+        self.at: dict[str, dict[str, set[str]]] = {}
+        chains: dict[str, tuple[str, ...]] = {}
+        for r in requirements:
+            self.of[r.principal].append(r)
+            name = r.resource.name
+            names = chains.get(name)
+            if names is None:
+                names = chains[name] = tuple(n.name for n in ev.chain(name)[0])
+            at = self.at.get(r.principal)
+            if at is None:
+                at = self.at[r.principal] = {}
+            for n in names:
+                perms = at.get(n)
+                if perms is None:
+                    at[n] = {r.permission}
+                else:
+                    perms.add(r.permission)
+
+
 # -- excess privilege ------------------------------------------------------------------------
+
+#: (how many permissions beyond, the escalation-capable ones in rank order, their evidence,
+#: the ZT210 sample text)
+_Beyond = tuple[int, list[str], tuple[Evidence, ...], str]
+
+
+def _beyond(perms: frozenset[str], here: set[str] | frozenset[str]) -> _Beyond:
+    """What a role with ``perms`` gives beyond the permissions needed ``here``."""
+    excess = perms - here
+    risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
+    risky_ev = tuple(
+        Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
+    )
+    sample = ", ".join(sorted(excess)[:_MAX_LISTED]) + (" …" if len(excess) > _MAX_LISTED else "")
+    return len(excess), risky, risky_ev, sample
 
 
 def _excess_findings(
@@ -398,7 +514,9 @@ def _excess_findings(
     ev: Evaluator,
     policy: OrgPolicy,
     ctx: CheckContext,
+    grouped: _Needs | None = None,
 ) -> tuple[list[Finding], list[str]]:
+    grouped = grouped or _Needs(requirements, ev)
     out: list[Finding] = []
     notes: list[str] = []
     principals: dict[str, set[str]] = defaultdict(set)
@@ -407,9 +525,7 @@ def _excess_findings(
             principals[sa_member(s.service_account)].add(s.task)
     pipeline = sa_member(ctx.pipeline_service_account)
     principals.setdefault(pipeline, set())
-    needed: dict[str, list[Requirement]] = defaultdict(list)
-    for r in requirements:
-        needed[r.principal].append(r)
+    beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
     for principal in sorted(principals):
         tasks = principals[principal]
         step = ",".join(sorted(tasks)) if tasks else None
@@ -418,10 +534,7 @@ def _excess_findings(
                 f"excess-privilege check for {principal} covers only the bindings in the "
                 "snapshot (no complete binding search for this principal)"
             )
-        required_at: dict[str, set[str]] = defaultdict(set)
-        for r in needed.get(principal, []):
-            for n in ev.chain(r.resource.name)[0]:
-                required_at[n.name].add(r.permission)
+        required_at = grouped.at.get(principal, {})
         for node, binding, mm, member in ev.member_bindings(principal):
             if mm.match is Match.NO:
                 continue
@@ -431,14 +544,20 @@ def _excess_findings(
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
-            excess = perms - here
             if mm.match is Match.UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
-                found = _may_hold(principal, step, node, binding, member, mm.reason, excess)
+                found = _may_hold(principal, step, node, binding, member, mm.reason, perms - here)
                 if found is not None:
                     out.append(found)
                 continue
-            ev_binding = Evidence(
+            # what the role gives beyond `here` depends on (role, here) only: worked out once
+            # per pair (thousands of steps hold the same role for the same needs)
+            key = (binding.role, frozenset(here))
+            known = beyond.get(key)
+            if known is None:
+                known = beyond[key] = _beyond(perms, here)
+            n_excess, risky, risky_ev, sample = known
+            ev_binding = ev.binding_evidence(node, principal, binding, member) or Evidence(
                 "binding",
                 node=node.name,
                 role=binding.role,
@@ -460,7 +579,6 @@ def _excess_findings(
                         evidence=(ev_binding,),
                     )
                 )
-            risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
             if risky:
                 listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
                 out.append(
@@ -473,28 +591,20 @@ def _excess_findings(
                         principal=principal,
                         resource=node.name,
                         permission=risky[0] if len(risky) == 1 else None,
-                        evidence=(
-                            ev_binding,
-                            *(
-                                Evidence("permission", detail=f"{p}: {escalation_reason(p)}")
-                                for p in risky[:20]
-                            ),
-                        ),
+                        evidence=(ev_binding, *risky_ev),
                     )
                 )
-            if not basic and len(excess) > policy.excess_threshold:
+            if not basic and n_excess > policy.excess_threshold:
                 scope = (
                     "on a resource no step need covers"
                     if not here
-                    else f"{len(excess)} of {len(perms)} beyond what is needed there"
+                    else f"{n_excess} of {len(perms)} beyond what is needed there"
                 )
-                sample = ", ".join(sorted(excess)[:_MAX_LISTED])
                 out.append(
                     _f(
                         "ZT210",
                         f"{binding.role} on {where} gives {principal} "
-                        f"{len(excess)} permission(s) beyond its needs ({scope}): {sample}"
-                        + (" …" if len(excess) > _MAX_LISTED else ""),
+                        f"{n_excess} permission(s) beyond its needs ({scope}): {sample}",
                         step=step,
                         principal=principal,
                         resource=node.name,
@@ -567,10 +677,9 @@ def _scope_findings(
     steps: tuple[StepIdentity, ...],
     ev: Evaluator,
     ctx: CheckContext,
+    grouped: _Needs | None = None,
 ) -> list[Finding]:
-    needed: dict[str, list[Requirement]] = defaultdict(list)
-    for r in requirements:
-        needed[r.principal].append(r)
+    needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
@@ -621,6 +730,7 @@ def _reach_findings(
     steps: tuple[StepIdentity, ...],
     ev: Evaluator,
     ctx: CheckContext,
+    grouped: _Needs | None = None,
 ) -> tuple[list[Finding], list[str]]:
     identities = _checked_identities(steps, ctx)
     pipeline = sa_member(ctx.pipeline_service_account)
@@ -636,10 +746,7 @@ def _reach_findings(
             starts.append(submitter)
         expected[submitter] = {pipeline.partition(":")[2]}
     graph = reach_graph(ev, starts, expected=expected)
-    needed_at: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for r in requirements:
-        for n in ev.chain(r.resource.name)[0]:
-            needed_at[r.principal][n.name].add(r.permission)
+    needed_at = (grouped or _Needs(requirements, ev)).at
     out: list[Finding] = []
     index = Holdings(ev)
     for hit in graph.reaches:
@@ -859,27 +966,7 @@ def _org_policy_findings(
             out.append(
                 _f("ZT500", "the step enables interactive web access", step=s.task, evidence=(src,))
             )
-        if policy.allowed_image_registries is not None and not any(
-            s.image.startswith(p) for p in policy.allowed_image_registries
-        ):
-            out.append(
-                _f(
-                    "ZT500",
-                    f"image {s.image or '(none)'} is not from an allowed registry "
-                    f"({', '.join(policy.allowed_image_registries)})",
-                    step=s.task,
-                    evidence=(src,),
-                )
-            )
-        if policy.require_image_digest and "@sha256:" not in s.image:
-            out.append(
-                _f(
-                    "ZT500",
-                    f"image {s.image or '(none)'} is not pinned by digest",
-                    step=s.task,
-                    evidence=(src,),
-                )
-            )
+        out += _image_findings(s, policy, src)
     if policy.refuse_key_file_credentials and ctx.submitter_credentials == "service_account_key":
         out.append(
             _f(
@@ -937,6 +1024,8 @@ def apply_policy(
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False
+    if s.code in STEP_WAIVER_ONLY and (not s.step or s.step != f.step):
+        return False  # one step, exactly: never everywhere, never one of a list
     if s.step is not None and s.step not in (f.step or "").split(","):
         return False
     if s.resource is not None and s.resource != f.resource:

@@ -44,6 +44,8 @@ FIXES: dict[str, str] = {
     "(regions) in the policy file",
     "ZT123": "give the deployed model a serving identity of its own (ModelDeployOp "
     "service_account)",
+    "ZT124": "pass the job's worker pools (and their images) as constants or pipeline "
+    "parameters, or accept the image source with a justified suppression for the step",
     "ZT200": "grant the permission on the resource: `zt-pipelines plan` prints the binding",
     "ZT201": "make the grant provable: known group membership, a decidable condition, "
     "a readable policy",
@@ -185,7 +187,12 @@ def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding
     return ordered
 
 
-def _identity(step: str | None, findings: list[Finding], granted: Iterable[Grant]) -> str:
+def _identity(
+    step: str | None, findings: list[Finding], granted: Iterable[Grant], report: Report
+) -> str:
+    own = dict(report.step_identities).get(step or "")
+    if own:  # the step's own identity, whoever its findings are about
+        return own
     for f in findings:
         if f.principal:
             return f.principal
@@ -221,7 +228,7 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     if cause:
         console.print(Text(cause, style="bold"), overflow="fold")
     for step, findings in _by_step(report.findings):
-        who = _identity(step, findings, report.granted)
+        who = _identity(step, findings, report.granted, report)
         title = f"step {step}" if step is not None else "pipeline"
         console.print()
         console.print(
@@ -371,7 +378,7 @@ def _step_rows(report: Report) -> list[tuple[str, str, list[Grant], int, list[st
     for step in order:
         findings = [f for f in report.findings if f.step == step]
         grants = [g for g in report.granted if g.step == step]
-        who = _identity(step, findings, grants)
+        who = _identity(step, findings, grants, report)
         missing = sum(1 for f in findings if f.code in _NOT_GRANTED)
         codes = sorted({f.code for f in findings})
         rows.append((step or "(pipeline)", who, grants, missing, codes))

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+# Evidence, Finding and Grant have hand-written __init__s: the generated frozen one sets each
+# field through object.__setattr__, 2-3x slower, and an organisation-scale check makes hundreds
+# of thousands of them. Same fields, equality, hash and repr as the generated one.
+_SET = object.__setattr__
+
 
 class Severity(str, Enum):
     """How a finding counts: only ``error`` refuses."""
@@ -47,6 +52,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT123": (
         "SharedServingIdentity",
         "a deployed model's serving identity also runs a step or the pipeline",
+    ),
+    "ZT124": (
+        "LaunchedImageUnknown",
+        "an image a launched job runs is known only at run time (images policy unverifiable)",
     ),
     "ZT200": ("NotGranted", "a required permission is not granted"),
     "ZT201": ("Unverifiable", "a required permission cannot be verified"),
@@ -148,7 +157,7 @@ _DEFAULT_LEVEL = {
 DOCS_URL = "https://zt-pipelines.readthedocs.io/en/latest/findings/"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Evidence:
     """One link in the chain that explains a decision or a finding.
 
@@ -172,6 +181,30 @@ class Evidence:
     deny_policy: str = ""
     detail: str = ""
 
+    def __init__(
+        self,
+        kind: str,
+        node: str = "",
+        role: str = "",
+        member: str = "",
+        condition: str = "",
+        deny_policy: str = "",
+        detail: str = "",
+    ) -> None:
+        _SET(
+            self,
+            "__dict__",
+            {
+                "kind": kind,
+                "node": node,
+                "role": role,
+                "member": member,
+                "condition": condition,
+                "deny_policy": deny_policy,
+                "detail": detail,
+            },
+        )
+
     def to_dict(self) -> dict[str, str]:
         """The non-empty fields, for JSON and SARIF."""
         return {k: v for k, v in self.__dict__.items() if v}
@@ -193,7 +226,7 @@ class Evidence:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Finding:
     """One thing verification found.
 
@@ -216,6 +249,32 @@ class Finding:
     resource: str | None = None
     permission: str | None = None
     evidence: tuple[Evidence, ...] = ()
+
+    def __init__(
+        self,
+        code: str,
+        severity: Severity,
+        message: str,
+        step: str | None = None,
+        principal: str | None = None,
+        resource: str | None = None,
+        permission: str | None = None,
+        evidence: tuple[Evidence, ...] = (),
+    ) -> None:
+        _SET(
+            self,
+            "__dict__",
+            {
+                "code": code,
+                "severity": severity,
+                "message": message,
+                "step": step,
+                "principal": principal,
+                "resource": resource,
+                "permission": permission,
+                "evidence": evidence,
+            },
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -240,7 +299,7 @@ class SuppressedFinding:
     expires: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Grant:
     """A required permission that was proven granted, with the binding(s) that grant it."""
 
@@ -249,6 +308,26 @@ class Grant:
     permission: str
     step: str | None = None
     evidence: tuple[Evidence, ...] = ()
+
+    def __init__(
+        self,
+        principal: str,
+        resource: str,
+        permission: str,
+        step: str | None = None,
+        evidence: tuple[Evidence, ...] = (),
+    ) -> None:
+        _SET(
+            self,
+            "__dict__",
+            {
+                "principal": principal,
+                "resource": resource,
+                "permission": permission,
+                "step": step,
+                "evidence": evidence,
+            },
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -275,6 +354,9 @@ class Report:
         notes: coverage notes (e.g. excess-privilege check limited to visible bindings).
         template: the template path, when known (used as the SARIF artifact).
         granted: every required permission proven granted, with its evidence (the "why").
+        step_identities: each step's own identity, ``(task, member)``: what a rendered report
+            shows beside the step (a finding's principal may be another identity: the
+            pipeline SA launching it, a job it launches, a serving identity).
     """
 
     findings: tuple[Finding, ...]
@@ -286,6 +368,7 @@ class Report:
     notes: tuple[str, ...] = ()
     template: str = ""
     granted: tuple[Grant, ...] = ()
+    step_identities: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool:

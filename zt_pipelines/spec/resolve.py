@@ -195,7 +195,7 @@ def job_settings(
                 where=where,
                 fix="declare it in one place",
             )
-    step = declared.merged_over(defaults)
+    step = declared.under_defaults(defaults)
     machine = declared.machine_type
     if machine is None and ("cpu" in recorded or "memory" in recorded):
         machine = _machine_for(recorded.get("cpu", 0.0), recorded.get("memory", 0.0))

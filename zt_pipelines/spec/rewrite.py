@@ -70,10 +70,13 @@ from zt_pipelines.spec.jobs import (
     check_pipeline_root,
     identity_option,
     identity_spots,
+    inert_json,
     input_binding,
     input_placeholder,
+    nested_inputs,
     payload_slot_verdicts,
     payload_value,
+    runtime_nested,
     trusted_launcher_image,
 )
 from zt_pipelines.spec.launcher import (
@@ -625,6 +628,14 @@ class _Walker:
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
+                # the wrapper CustomJob runs exactly the container's image (as a rewrite of
+                # the rewritten spec reads it back from the pool: idempotent)
+                job_images=(str(container["image"]),) if container.get("image") else (),
+                job_images_unknown=(
+                    (_IMAGES_ELSEWHERE[kind.name],)
+                    if kind and kind.name in _IMAGES_ELSEWHERE
+                    else ()
+                ),
             )
         )
         return new_task
@@ -844,6 +855,10 @@ class _Walker:
         name = self._emit(ref, _copy(component), label, new_executor)
         task["componentRef"]["name"] = name
         image = _pool_image(pools) if kind.name == "CustomJob" else str(container.get("image", ""))
+        # every image the launched job runs (all pools, trial pools), not only pool 0's
+        images, unknown_images = _job_images(parsed, kind.name, bindings, params, env)
+        if inner is not None and inner.name in _IMAGES_ELSEWHERE:  # a wrapped launcher's job
+            unknown_images += (_IMAGES_ELSEWHERE[inner.name],)
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -869,6 +884,8 @@ class _Walker:
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
+                job_images=images,
+                job_images_unknown=unknown_images,
             )
         )
         return task
@@ -1057,6 +1074,14 @@ class _Walker:
             raise TemplateError(
                 f"input {name!r} of the {kind.name} is not a list of strings", where=where
             )
+        # items holding a pipeline parameter (``args=["--service_account_email", trainer]``)
+        # are judged with its value, as the wrapper's arguments will carry it
+        known: dict[str, str] = {}
+        for nested in nested_inputs(values):
+            held = input_binding(nested, bindings, params, env)
+            if held is not None and held.kind == "constant":
+                known[nested] = _render(held.value, None)
+        values = [_replace_inputs(v, known) for v in values]
         found = [
             (values[i + 1] if v == flag and i + 1 < len(values) else v.partition("=")[2])
             for i, v in enumerate(values)
@@ -1076,6 +1101,13 @@ class _Walker:
                 "the step's own)",
             )
         if found:
+            if "{{" in found[0]:
+                raise UnpinnedIdentityError(
+                    f"the {kind.name}'s worker identity ({flag} in input {name!r}) comes from "
+                    f"{runtime_nested(found[0], bindings, params, env) or 'a run-time value'}",
+                    where=where,
+                    fix=f"pass {flag} a service account or a pipeline parameter with a value",
+                )
             return self._check(found[0], where), field
         bindings[name] = {"runtimeValue": {"constant": [*values, flag, step_sa]}}
         return step_sa, field
@@ -1212,15 +1244,26 @@ class _Walker:
                         names[key] = (name,)
                     elif isinstance(value, str) and value and "{{" not in value:
                         found[key] = value
+                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
+                        # text around a placeholder: the place is known only when Vertex fills it
+                        raise TemplateError(
+                            f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
+                            where=where,
+                            fix="rebuild the step with the GCPC component, unmodified",
+                        )
         runtime: list[str] = []
         for key, candidates in names.items():
             for name in candidates:
-                if name not in params:
+                if name not in params and name not in bindings:
                     continue
                 bound = input_binding(name, bindings, params, env)
                 if bound is None:
                     continue
                 what = key.removeprefix("job_").replace("kms_key", "CMEK key")
+                if bound.kind == "constant":  # a constant holding an upstream value's placeholder
+                    hidden = runtime_nested(bound.value, bindings, params, env)
+                    if hidden is not None:
+                        bound = Bound("runtime", what=f"{hidden}, nested in a constant")
                 if bound.kind != "constant":
                     if (
                         kind is not None
@@ -1427,7 +1470,7 @@ def _raw_payload_inputs(
             seen.update(nested)
             todo.extend(nested)
             value = _INPUT_PLACEHOLDER.sub("", value)
-        if not is_safe_payload_string(value):
+        if not is_safe_payload_string(value) and not inert_json(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
     return tuple(sorted(set(runtime)))
 
@@ -1470,6 +1513,59 @@ def _inner_kind(pools: Any) -> LauncherKind | None:
         return None
     kind = identify_launcher(container)
     return kind if kind is not None and kind.wrap and kind.supported else None
+
+
+# where a launched job kind takes its container images; kinds that run an image the payload
+# does not name (a model's serving container, a Dataflow template) are in _IMAGES_ELSEWHERE
+_POOL_PATHS: dict[str, tuple[str, ...]] = {
+    "CustomJob": ("job_spec", "worker_pool_specs"),
+    "HyperparameterTuningJob": ("trial_job_spec", "worker_pool_specs"),
+}
+_IMAGES_ELSEWHERE: dict[str, str] = {
+    "BatchPredictionJob": "the model's serving container (an artifact read at run time)",
+    "DataflowFlexTemplateJob": "the flex template's container (in the template file)",
+    "UploadModel": "the uploaded model's serving container (an artifact read at run time)",
+    "DeployModel": "the deployed model's serving container (the model's, read at run time)",
+    "DataflowPythonJob": "the Dataflow workers' SDK container (chosen by Beam at run time)",
+}
+
+
+def _job_images(
+    parsed: ParsedPayload, kind: str, bindings: dict[str, Any], params: dict[str, Any], env: Env
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every image the launched job runs, known now; where it runs one known only later)."""
+    if kind in _IMAGES_ELSEWHERE:
+        return (), (_IMAGES_ELSEWHERE[kind],)
+    path = _POOL_PATHS.get(kind)
+    if path is None:
+        return (), ()
+    pools = payload_value(parsed, path, bindings, params, env)
+    where = ".".join(path)
+    if not isinstance(pools, list) or not pools:
+        return (), (f"{where} (known only at run time)",)
+    images: list[str] = []
+    unknown: list[str] = []
+    for i, pool in enumerate(pools):
+        if not isinstance(pool, dict):
+            unknown.append(f"{where}[{i}] (known only at run time)")
+            continue
+        found = False
+        for spec_key, image_key in (
+            ("container_spec", "image_uri"),
+            ("python_package_spec", "executor_image_uri"),
+        ):
+            spec = pool.get(spec_key)
+            if spec is None:
+                continue
+            found = True
+            image = spec.get(image_key) if isinstance(spec, dict) else None
+            if isinstance(image, str) and image and "{{" not in image:
+                images.append(image)
+            else:
+                unknown.append(f"{where}[{i}].{spec_key}.{image_key} (known only at run time)")
+        if not found and pool:  # an empty {} pool is GCPC's placeholder for "no pool here"
+            unknown.append(f"{where}[{i}] (no container_spec or python_package_spec)")
+    return tuple(dict.fromkeys(images)), tuple(unknown)
 
 
 def _pool_image(pools: Any) -> str:
