@@ -63,8 +63,8 @@ from zt_pipelines.spec.gcpc import (
     launcher_type,
 )
 from zt_pipelines.spec.jobs import (
+    IDENTITY_KEY,
     SAFE_SYSTEM_PLACEHOLDERS,
-    SERVICE_ACCOUNT_KEY,
     check_default_root,
     check_launcher_container,
     check_pipeline_root,
@@ -110,7 +110,7 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
-_SA = SERVICE_ACCOUNT_KEY
+_SA = IDENTITY_KEY  # keys a value inlined into a wrapped launcher may not add
 _UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
