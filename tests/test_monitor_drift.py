@@ -315,3 +315,30 @@ def test_a_grant_added_live_after_the_approval_is_caught(
         [verdict] = drift(audit)
     assert verdict.drifted
     assert [f for f in verdict.report.by_code("ZT620") if "since the approval" in f.message]
+
+
+@pytest.mark.parametrize(
+    "baseline",
+    [
+        None,
+        "text",
+        [],
+        {"posture": []},
+        {"posture": {TRAIN_SA: None}},
+        {"posture": {TRAIN_SA: {"state": "enabled", "grants": "roles/x on y"}}},
+        {"posture": {}, "nodes": "//x", "pipeline_root": {"a": 1}},
+        {"posture": {}, "nodes": [1, None], "pipeline_root": "s3://elsewhere"},
+        {"runtime": [], "runtime_sha256": 5},
+    ],
+)
+def test_a_malformed_baseline_never_breaks_drift_or_passes_silently(
+    audit: AuditLog, baseline: object
+) -> None:
+    record = dict(approval_of(audit), baseline=baseline)
+    if baseline is None:
+        del record["baseline"]
+    [verdict] = drift(audit, snapshot=monitor_world(), approvals=[record], record=False)
+    assert not verdict.drifted, verdict.report  # nothing changed: no drift, whatever it holds
+    changed = with_account(monitor_world(), TRAIN_SA, user_managed_keys=("keys/k9",))
+    [keyed] = drift(audit, snapshot=changed, approvals=[record], record=False)
+    assert keyed.drifted and "ZT621" in keyed.report.codes()  # the re-evaluation still sees it

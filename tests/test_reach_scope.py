@@ -287,3 +287,13 @@ def test_may_hold_through_a_known_group_that_nests_an_unknown_one() -> None:
     found = [f for f in run(data).by_code("ZT219") if f.principal == TRAIN]
     assert len(found) == 1 and "group:ml-team@example.com" in found[0].message
     assert "roles/owner" in found[0].message
+
+
+def test_reach_of_a_principal_without_a_complete_binding_search_is_a_coverage_note() -> None:
+    # the clean world searched every step identity completely, not the submitter
+    covered = [n for n in run().notes if n.startswith("who ") and "complete binding" in n]
+    assert len(covered) == 1 and ALICE in covered[0]
+    data = world_dict()
+    data["completeBindingsFor"] = [m for m in data["completeBindingsFor"] if "train-sa" not in m]
+    covered = [n for n in run(data).notes if n.startswith("who ") and "complete binding" in n]
+    assert any(TRAIN in n for n in covered) and not any(PIPELINE in n for n in covered)

@@ -266,7 +266,8 @@ def _drift_one(
     at_approval, no_baseline = recorded_baseline(approval)
     recorded = approval.get("baseline")
     seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
-    root = str(recorded.get("pipeline_root") or "") if isinstance(recorded, dict) else ""
+    root = recorded.get("pipeline_root") if isinstance(recorded, dict) else None
+    root = root if isinstance(root, str) and root.startswith("gs://") else ""
     result = SimpleNamespace(steps=steps)
     requirements = derive_requirements(
         result,

@@ -63,17 +63,20 @@ from zt_pipelines.spec.gcpc import (
     launcher_type,
 )
 from zt_pipelines.spec.jobs import (
+    IDENTITY_KEY,
     SAFE_SYSTEM_PLACEHOLDERS,
-    SERVICE_ACCOUNT_KEY,
     check_default_root,
     check_launcher_container,
     check_pipeline_root,
     identity_option,
     identity_spots,
+    inert_json,
     input_binding,
     input_placeholder,
+    nested_inputs,
     payload_slot_verdicts,
     payload_value,
+    runtime_nested,
     trusted_launcher_image,
 )
 from zt_pipelines.spec.launcher import (
@@ -107,7 +110,7 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
-_SA = SERVICE_ACCOUNT_KEY
+_SA = IDENTITY_KEY  # keys a value inlined into a wrapped launcher may not add
 _UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
@@ -1071,6 +1074,14 @@ class _Walker:
             raise TemplateError(
                 f"input {name!r} of the {kind.name} is not a list of strings", where=where
             )
+        # items holding a pipeline parameter (``args=["--service_account_email", trainer]``)
+        # are judged with its value, as the wrapper's arguments will carry it
+        known: dict[str, str] = {}
+        for nested in nested_inputs(values):
+            held = input_binding(nested, bindings, params, env)
+            if held is not None and held.kind == "constant":
+                known[nested] = _render(held.value, None)
+        values = [_replace_inputs(v, known) for v in values]
         found = [
             (values[i + 1] if v == flag and i + 1 < len(values) else v.partition("=")[2])
             for i, v in enumerate(values)
@@ -1090,6 +1101,13 @@ class _Walker:
                 "the step's own)",
             )
         if found:
+            if "{{" in found[0]:
+                raise UnpinnedIdentityError(
+                    f"the {kind.name}'s worker identity ({flag} in input {name!r}) comes from "
+                    f"{runtime_nested(found[0], bindings, params, env) or 'a run-time value'}",
+                    where=where,
+                    fix=f"pass {flag} a service account or a pipeline parameter with a value",
+                )
             return self._check(found[0], where), field
         bindings[name] = {"runtimeValue": {"constant": [*values, flag, step_sa]}}
         return step_sa, field
@@ -1226,15 +1244,26 @@ class _Walker:
                         names[key] = (name,)
                     elif isinstance(value, str) and value and "{{" not in value:
                         found[key] = value
+                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
+                        # text around a placeholder: the place is known only when Vertex fills it
+                        raise TemplateError(
+                            f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
+                            where=where,
+                            fix="rebuild the step with the GCPC component, unmodified",
+                        )
         runtime: list[str] = []
         for key, candidates in names.items():
             for name in candidates:
-                if name not in params:
+                if name not in params and name not in bindings:
                     continue
                 bound = input_binding(name, bindings, params, env)
                 if bound is None:
                     continue
                 what = key.removeprefix("job_").replace("kms_key", "CMEK key")
+                if bound.kind == "constant":  # a constant holding an upstream value's placeholder
+                    hidden = runtime_nested(bound.value, bindings, params, env)
+                    if hidden is not None:
+                        bound = Bound("runtime", what=f"{hidden}, nested in a constant")
                 if bound.kind != "constant":
                     if (
                         kind is not None
@@ -1441,7 +1470,7 @@ def _raw_payload_inputs(
             seen.update(nested)
             todo.extend(nested)
             value = _INPUT_PLACEHOLDER.sub("", value)
-        if not is_safe_payload_string(value):
+        if not is_safe_payload_string(value) and not inert_json(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
     return tuple(sorted(set(runtime)))
 
