@@ -185,12 +185,12 @@ def _interleaved(
         gc.collect()
         gc.disable()  # as timeit does: one run's garbage is not collected in the other's time
         try:
-            start = time.perf_counter()
+            start = time.process_time()
             first()
-            a = time.perf_counter() - start
-            start = time.perf_counter()
+            a = time.process_time() - start
+            start = time.process_time()
             second()
-            b = time.perf_counter() - start
+            b = time.process_time() - start
         finally:
             gc.enable()
         a_best, b_best = min(a_best, a), min(b_best, b)
