@@ -160,3 +160,34 @@ def test_automl_tabular_plan_apply_check_submit_from_the_cli_and_python(
             parameter_values={**PARAMS, "root_dirr": "gs://x"},
         )
     assert "did you mean 'root_dir'?" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("project", "said"),
+    [
+        # a snapshot of another project: one line says so, instead of a ZT201 per permission
+        ("ml-prod", "project ml-prod is not in the snapshot: was it taken for another project?"),
+        # before apply: nothing exists yet, and plan/apply is the next step
+        (
+            PROJECT,
+            "48 service accounts this pipeline runs as do not exist yet: `zt-pipelines plan`",
+        ),
+    ],
+)
+def test_a_first_check_of_google_automl_says_the_one_next_step(
+    automl: Path, project: str, said: str
+) -> None:
+    from zt_pipelines.policy.render import render_html, render_text
+
+    report = zt.check(
+        automl,
+        project=project,
+        location=LOCATION,
+        pipeline_service_account=f"zt-automl-pipeline@{project}.iam.gserviceaccount.com",
+        parameter_values={**PARAMS, "project": project},
+        snapshot=ROOT / "examples" / "world.yaml",
+    )
+    assert not report.allowed
+    text = render_text(report, width=400)
+    assert text.splitlines()[1].startswith(said), text.splitlines()[:2]
+    assert said in render_html(report)

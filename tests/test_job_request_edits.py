@@ -121,7 +121,7 @@ def test_a_clone_with_new_values_is_verified_with_them(emu: Emulator, tmp_path: 
     assert not [r for r in emu.writes() if r.method.endswith("pipelineJobs.create")]
 
 
-@pytest.mark.parametrize("edit", [*EDITS, "spec"])
+@pytest.mark.parametrize("edit", [*EDITS, "spec", "network", "psc"])
 def test_a_schedule_whose_request_was_edited_is_refused(
     emu: Emulator, tmp_path: Path, edit: str
 ) -> None:
@@ -132,9 +132,15 @@ def test_a_schedule_whose_request_was_edited_is_refused(
     request = schedule._gca_resource.create_pipeline_job_request.pipeline_job
     if edit == "spec":
         request.pipeline_spec["pipelineInfo"] = {"name": "other"}
+    elif edit == "network":
+        request.network = f"projects/{PROJECT}/global/networks/other"
+    elif edit == "psc":
+        request.psc_interface_config.network_attachment = (
+            f"projects/{PROJECT}/regions/{LOCATION}/networkAttachments/other"
+        )
     else:
         EDITS[edit](request)
-    with pytest.raises(StateChangedError, match="not the approved one"):
+    with pytest.raises(StateChangedError, match=r"not the approved one|was not approved"):
         schedule.create(cron="0 1 * * *", service_account=PIPELINE_SA)
     assert not [r for r in emu.writes() if r.method.endswith("schedules.create")]
 

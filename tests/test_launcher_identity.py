@@ -137,6 +137,14 @@ def test_a_hand_edited_flex_payload_option_list_is_refused(tmp_path: Path) -> No
             main_python_file_uri="gs://b/main.py",
             runtime_config_properties={"spark.x.serviceAccountName": OTHER},
         ),
+        # the GCS connector's impersonation property: Spark's storage calls as another SA
+        lambda: dataproc.DataprocPySparkBatchOp(
+            project=PROJECT,
+            main_python_file_uri="gs://b/main.py",
+            runtime_config_properties={
+                "spark.hadoop.fs.gs.auth.impersonation.service.account": OTHER
+            },
+        ),
         # a CustomJob whose constant worker pools smuggle an identity key
         lambda: custom_job.CustomTrainingJobOp(
             display_name="t",
@@ -232,3 +240,29 @@ def test_dataflow_python_identity_from_a_pipeline_parameter_in_args(tmp_path: Pa
         rewrite_pipeline(
             ir, project=PROJECT, parameter_values={"extra": "--impersonate_service_account=x"}
         )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"query": {"query": "SELECT 1"}, "impersonateServiceAccount": OTHER},
+        {"query": {"query": "SELECT 1", "service-account": OTHER}},
+        {"query": {"query": "SELECT 1"}, "impersonate": OTHER},
+    ],
+)
+def test_a_value_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """Launchers that run as their caller are wrapped (they run as the step's identity); a value
+    inlined into their arguments still may not add a key naming another identity."""
+    from google_cloud_pipeline_components.v1 import bigquery
+
+    @dsl.pipeline(name="bq")
+    def p() -> None:
+        bigquery.BigqueryQueryJobOp(
+            project=PROJECT, location="US", query="SELECT 1", job_configuration_query=config
+        )
+
+    ir = _compile(tmp_path, p)
+    with pytest.raises(TemplateError, match="sets an identity"):
+        rewrite_pipeline(ir, project=PROJECT)

@@ -1397,7 +1397,7 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         ):
             if value != parent:
                 changed.append(f"the schedule's {name} is {value!r}, not {parent!r}")
-        changed.extend(_request_edits(self._gca_resource, self._zt_bound))
+        changed.extend(_request_edits(self._gca_resource, self._zt_bound, sa, net))
         if changed:
             job._zt_refuse_changed("schedule-create", sa, net, changed)
         super().create(*args, **kwargs)
@@ -1414,9 +1414,11 @@ _SCHEDULED_FIELDS = (
 )
 
 
-def _request_edits(schedule: Any, approval: Approval) -> list[str]:
-    """The fields of a schedule's ``create_pipeline_job_request.pipeline_job`` that differ
-    from the approved request (an edit of the schedule's resource before ``create()``)."""
+def _request_edits(schedule: Any, approval: Approval, sa: str | None, net: str | None) -> list[str]:
+    """How a schedule's ``create_pipeline_job_request.pipeline_job`` differs from the approved
+    request (an edit of the schedule's resource before ``create()``): the fields the schedule
+    copies from the job, the SA and network ``create()`` leaves alone when it resolves none
+    (``sa``/``net``), and any other field (a PSC interface, ...), which the approval never saw."""
     sent = getattr(getattr(schedule, "create_pipeline_job_request", None), "pipeline_job", None)
     if sent is None:
         return ["the schedule carries no pipeline job request"]
@@ -1426,6 +1428,13 @@ def _request_edits(schedule: Any, approval: Approval) -> list[str]:
     for name in _SCHEDULED_FIELDS:
         if getattr(pb_sent, name) != getattr(pb_approved, name):
             edits.append(f"the schedule's pipeline job {name} is not the approved one")
+    for name, resolved in (("service_account", sa), ("network", net)):
+        if (resolved or getattr(pb_sent, name)) != getattr(pb_approved, name):
+            edits.append(f"the schedule's pipeline job {name} is not the approved one")
+    judged = {*_SCHEDULED_FIELDS, "service_account", "network"}
+    for field, _ in pb_sent.ListFields():
+        if field.name not in judged:
+            edits.append(f"the schedule's pipeline job sets {field.name}, which was not approved")
     return edits
 
 

@@ -828,6 +828,13 @@ def _reach_findings(
             )
         )
     notes = []
+    searched = ev.snapshot.complete_bindings_for
+    for start in starts:
+        if start not in searched:  # its grants on accounts outside the snapshot are not seen
+            notes.append(
+                f"who {start} can become covers only the service-account policies in the "
+                "snapshot (no complete binding search for this principal)"
+            )
     missing = [
         e
         for e in graph_accounts_without_policy(ev)

@@ -155,14 +155,15 @@ _DENIED = ("denied", "403", "forbidden", "unauthenticated", "401")
 
 
 def headline(report: Report) -> str | None:
-    """What explains most of a refusal, when one cause does: failed reads (ZT400).
+    """What explains most of a refusal, when one cause does: failed reads (ZT400), a snapshot
+    of another project, or identities not created yet (a first check before ``apply``).
 
     A live check by an identity that cannot read IAM fails dozens of reads; the reader needs
     the one cause and the one fix, not the count.
     """
     failed = [f for f in report.findings if f.code == "ZT400"]
     if not failed:
-        return None
+        return _setup_headline(report)
     denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
     if denied:
         return (
@@ -175,6 +176,32 @@ def headline(report: Report) -> str | None:
         f"verification is incomplete: {plural(len(failed), 'read')} failed (ZT400 below); "
         "findings below may follow from them"
     )
+
+
+def _setup_headline(report: Report) -> str | None:
+    """A snapshot without the pipeline's project, or several identities that do not exist:
+    the one setup step that explains the findings below."""
+    if report.project:
+        absent = f"//cloudresourcemanager.googleapis.com/projects/{report.project} is not in"
+        if any(f.code == "ZT201" and absent in f.message for f in report.findings):
+            return (
+                f"project {report.project} is not in the snapshot: was it taken for another "
+                f"project? Take one with `zt-pipelines snapshot --project {report.project}` "
+                "(or check live); findings below follow from it"
+            )
+    missing = {
+        f.principal
+        for f in report.findings
+        if f.code == "ZT110" and f.principal and "does not exist" in f.message
+    }
+    if len(missing) >= 2:
+        return (
+            f"{plural(len(missing), 'service account')} this pipeline runs as "
+            f"{'does' if len(missing) == 1 else 'do'} not exist yet: `zt-pipelines plan` "
+            "lists them with the grants they need, `zt-pipelines apply` creates them; "
+            "findings below may follow from that"
+        )
+    return None
 
 
 def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding]]]:
