@@ -401,6 +401,8 @@ class _Walker:
         self.explicit_parameters = frozenset(parameter_values or {})
         self._runtime_placement: tuple[str, ...] = ()
         self._siblings: dict[str, Any] = {}
+        # input artifacts of the DAG being walked: True when surely provided, else unknown
+        self._artifacts: dict[str, bool] = _root_artifacts(ir.get("root") or {})
         self.project = project
         self.pipeline_sa = pipeline_sa
         self.naming_template = naming_template
@@ -540,7 +542,9 @@ class _Walker:
         child = self.components[ref]
         new_task: dict[str, Any] = _copy(task)
         if "dag" in child:
-            rewritten = self._dag(child, path + "/", child_env(task, env))
+            outer, self._artifacts = self._artifacts, _child_artifacts(task, self._artifacts)
+            rewritten = self._dag(child, path + "/", child_env(task, env, child))
+            self._artifacts = outer
             new_task["componentRef"]["name"] = self._emit(ref, rewritten, None, None)
             return new_task
         label, executor = self._executor(child, where)
@@ -590,7 +594,13 @@ class _Walker:
         safe = self._safe_artifacts(task)  # artifact fields a GCPC launcher wrote: inert
         if kind is not None:  # a GCPC launcher: what is known now is inlined, escaped
             inner = self._inline_constants(
-                container, bindings, params, env, kind, where, _given(task, params, env)
+                container,
+                bindings,
+                params,
+                env,
+                kind,
+                where,
+                _given(task, params, env, self._artifacts),
             )
         component, new_executor = custom_job_component(
             child, inner, settings, executor_label="", where=where
@@ -893,7 +903,7 @@ class _Walker:
     def _parse(
         self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str, env: Env
     ) -> ParsedPayload:
-        given, unknown = _given(task, params, env)
+        given, unknown = _given(task, params, env, self._artifacts)
 
         def present(name: str) -> bool:
             if name in unknown:  # Vertex may take the other branch: it was never verified
@@ -1665,21 +1675,65 @@ def _replace_inputs(text: str, values: dict[str, str]) -> str:
 
 _UNKNOWN_PRESENCE = (
     "whether input {name!r} is present is known only at run time (it is bound to a pipeline "
-    "parameter that has no value and no default), so the IfPresent branch Vertex takes was "
+    "parameter that has no value and no default, to a sub-pipeline input its parent leaves "
+    "unset, or to an optional input artifact), so the IfPresent branch Vertex takes was "
     "never verified"
 )
 
 
+def _root_artifacts(root: dict[str, Any]) -> dict[str, bool]:
+    """The pipeline's input artifacts a run surely provides (the required ones)."""
+    declared = (root.get("inputDefinitions") or {}).get("artifacts") or {}
+    return {
+        name: not (isinstance(d, dict) and d.get("isOptional"))
+        for name, d in (declared.items() if isinstance(declared, dict) else ())
+    }
+
+
+def _child_artifacts(task: dict[str, Any], outer: dict[str, bool]) -> dict[str, bool]:
+    """A sub-pipeline's input artifacts as the task that runs it provides them."""
+    bound = (task.get("inputs") or {}).get("artifacts") or {}
+    out: dict[str, bool] = {}
+    for name, spec in bound.items() if isinstance(bound, dict) else ():
+        if isinstance(spec, dict) and "componentInputArtifact" in spec:
+            out[name] = outer.get(str(spec["componentInputArtifact"]), False)
+        else:
+            out[name] = isinstance(spec, dict)  # an upstream task's output, an importer's
+    iterator = task.get("artifactIterator")
+    item = iterator.get("itemInput") if isinstance(iterator, dict) else None
+    if isinstance(item, str):
+        out[item] = True
+    return out
+
+
 def _given(
-    task: dict[str, Any], params: dict[str, Any], env: Env
+    task: dict[str, Any],
+    params: dict[str, Any],
+    env: Env,
+    artifacts: Mapping[str, bool] | None = None,
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The inputs a task provides (bound, or defaulted by the component), and those whose
     presence is unknown before submission: bound to a pipeline parameter with no value and no
-    default, which Vertex may leave out at run time."""
+    default, which Vertex may leave out at run time, or to a sub-pipeline input its parent
+    leaves unset (or that nothing declares)."""
     inputs = task.get("inputs") or {}
     bound = dict(inputs.get("parameters") or {})
     names = set(bound) | set(inputs.get("artifacts") or {})
-    unknown = {n for n, spec in bound.items() if bind(spec, env).kind == "unresolved"}
+    unknown = {
+        n
+        for n, spec in bound.items()
+        if bind(spec, env).kind == "unresolved"
+        # an enclosing DAG input nobody declared or bound: nothing says it is there
+        or (
+            isinstance(spec, dict)
+            and "componentInputParameter" in spec
+            and str(spec["componentInputParameter"]) not in env
+        )
+    }
+    for name, spec in (inputs.get("artifacts") or {}).items():
+        source = spec.get("componentInputArtifact") if isinstance(spec, dict) else None
+        if source is not None and not (artifacts or {}).get(str(source), False):
+            unknown.add(name)  # an enclosing DAG's optional (or unset) input artifact
     defaulted = {n for n, d in params.items() if isinstance(d, dict) and "defaultValue" in d}
     unknown -= defaulted  # absent at run time, the component's default stands in: present
     return frozenset((names | defaulted) - unknown), frozenset(unknown)
