@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from zt_pipelines.model import StepIdentity
@@ -667,7 +667,9 @@ def _merge_boxes(boxes: list[Box]) -> list[Box]:
             == (b.protocol, b.other, b.port_lo, b.port_hi)
             and last.hi + 1 == b.lo
         ):
-            out[-1] = replace(last, hi=b.hi)
+            out[-1] = Box(
+                last.lo, b.hi, b.protocol, b.other, b.port_lo, b.port_hi, b.allowed, last.rule
+            )  # (dataclasses.replace is several times slower)
         else:
             out.append(b)
     return out

@@ -17,7 +17,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from zt_pipelines.errors import DeclarationError
 
@@ -511,6 +511,9 @@ class EgressTable:
     by_sa: dict[str, dict[str, tuple[str, ...]]]
     by_tag: dict[str, dict[str, tuple[str, ...]]]
     sa_rules: dict[str, tuple[str, ...]]
+    # network -> its firewall compiled for a source no conditional rule applies to
+    # (:func:`zt_pipelines.segmentation.firewall.compile_table`, when the snapshot is loaded)
+    compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, rules: tuple[FirewallRule, ...] | list[FirewallRule]) -> EgressTable:
