@@ -75,8 +75,13 @@ def format_range(r: Range) -> str:
     lo, hi = r
     size = hi - lo + 1
     if size & (size - 1) == 0 and lo % size == 0:
-        return f"{ipaddress.IPv4Address(lo)}/{32 - size.bit_length() + 1}"
-    return f"{ipaddress.IPv4Address(lo)}-{ipaddress.IPv4Address(hi)}"
+        return f"{_dotted(lo)}/{32 - size.bit_length() + 1}"
+    return f"{_dotted(lo)}-{_dotted(hi)}"
+
+
+def _dotted(ip: int) -> str:
+    """``a.b.c.d`` (what ``str(IPv4Address(ip))`` gives, without building one)."""
+    return f"{ip >> 24 & 255}.{ip >> 16 & 255}.{ip >> 8 & 255}.{ip & 255}"
 
 
 def protocol_number(name: str, *, where: str = "protocol") -> int | None:
