@@ -414,13 +414,25 @@ def _egress(
 
 def compile_table(table: EgressTable) -> None:
     """Fill ``table.compiled``: per network without source-ranged egress rules, the allowed
-    boxes of a source no targeted rule applies to — what most steps are. Built once with the
-    snapshot; :meth:`FirewallIndex.allowed_boxes` then only cuts them at a step's reach."""
+    boxes of a source no targeted rule applies to — what most steps are — and of each service
+    account its rules target. Built once with the snapshot; :meth:`FirewallIndex.allowed_boxes`
+    then only cuts them at a step's reach."""
     for network, rules in table.by_network.items():
         if any(r.source_ranges for r in rules):
             continue  # which rules apply depends on the step's own addresses
         common = [r for r in rules if not (r.target_service_accounts or r.target_tags)]
         table.compiled[network] = _egress(common, Source(network, ((0, 0),)), (), None, True, True)
+        # and for each service account a rule of the network targets (tagged sources are
+        # evaluated in full: Vertex steps carry no network tags)
+        for sa in table.by_sa.get(network, {}):
+            own = [
+                r
+                for r in rules
+                if not (r.target_service_accounts or r.target_tags) or sa in r.targeted_accounts
+            ]
+            table.compiled[(network, sa)] = _egress(
+                own, Source(network, ((0, 0),), (), sa), (), None, True, True
+            )
 
 
 def _pieces(lo: int, hi: int, points: list[int]) -> list[Range]:
@@ -511,8 +523,11 @@ class FirewallIndex:
         ranges = list(extra_ranges)
         key = self.key(source, ranges, extra_ports)
         found = self._cache.get(key)
-        compiled = self._compiled.get(source.network)
-        if found is None and compiled is not None and not key[2] and not key[3]:
+        compiled = None
+        if not key[3]:  # no rule targets the source's tags
+            sa = (source.service_account or "").lower()
+            compiled = self._compiled.get((source.network, sa) if key[2] else source.network)
+        if found is None and compiled is not None:
             found = _split(compiled, ranges, {p: list(v) for p, v in (extra_ports or {}).items()})
             if found is not None:
                 self._cache[key] = found

@@ -516,9 +516,10 @@ class EgressTable:
     by_sa: dict[str, dict[str, tuple[str, ...]]]
     by_tag: dict[str, dict[str, tuple[str, ...]]]
     sa_rules: dict[str, tuple[str, ...]]
-    # network -> its firewall compiled for a source no conditional rule applies to
-    # (:func:`zt_pipelines.segmentation.firewall.compile_table`, when the snapshot is loaded)
-    compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # network (or (network, service account)) -> its firewall compiled for a source no other
+    # conditional rule applies to (:func:`zt_pipelines.segmentation.firewall.compile_table`,
+    # when the snapshot is loaded)
+    compiled: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, rules: tuple[FirewallRule, ...] | list[FirewallRule]) -> EgressTable:
