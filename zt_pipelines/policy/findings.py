@@ -140,7 +140,11 @@ def build_report(
     active += expired
     granted = tuple(
         Grant(
-            r.principal, _uri(r.resource.name, r.resource.prefix), r.permission, r.step, d.evidence
+            r.principal,
+            display_uri(r.resource.name, r.resource.prefix),
+            r.permission,
+            r.step,
+            d.evidence,
         )
         for r, d in zip(requirements, decisions, strict=True)
         if d.state == "granted"
@@ -531,10 +535,11 @@ def _excess_findings(
                 "snapshot (no complete binding search for this principal)"
             )
         required_at = grouped.at.get(principal, {})
-        for node, binding, mm, member in ev.member_bindings(principal):
+        for node, held in ev.held_candidates(principal):
+            mm = held.match
             if mm.match is Match.NO:
                 continue
-            perms = ev.role_permissions(binding.role)
+            binding, member, perms = held.binding, held.member, held.perms
             if perms is None:
                 notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
                 continue
@@ -553,14 +558,7 @@ def _excess_findings(
             if known is None:
                 known = beyond[key] = _beyond(perms, here)
             n_excess, risky, risky_ev, sample = known
-            ev_binding = ev.binding_evidence(node, principal, binding, member) or Evidence(
-                "binding",
-                node=node.name,
-                role=binding.role,
-                member=member,
-                condition=binding.condition.expression if binding.condition else "",
-                detail=mm.reason,
-            )
+            ev_binding = held.evidence(node.name, False)  # the one decide() gives: shared
             where = _uri(node.name)
             basic = is_basic_role(binding.role)
             if basic:
