@@ -11,6 +11,7 @@ import fnmatch
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
@@ -167,11 +168,14 @@ def _f(code: str, message: str, **kw: object) -> Finding:
     return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
+_SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
+
+
 def _dedupe(findings: list[Finding]) -> list[Finding]:
     seen: set[tuple[object, ...]] = set()
     out = []
     for f in findings:
-        key = (f.code, f.step, f.principal, f.resource, f.permission, f.message)
+        key = _SAME(f)
         if key not in seen:
             seen.add(key)
             out.append(f)
@@ -709,7 +713,7 @@ def _scope_findings(
                     permission=g.permissions[0] if len(g.permissions) == 1 else None,
                     evidence=(
                         Evidence("binding", node=g.node, role=g.role, member=g.member),
-                        *(Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower),
+                        *[Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower],
                     ),
                 )
             )

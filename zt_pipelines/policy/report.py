@@ -526,17 +526,19 @@ class Report:
 def sort_findings(findings: list[Finding] | tuple[Finding, ...]) -> tuple[Finding, ...]:
     """Errors first, then by code, step, principal, resource, permission (deterministic)."""
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
-    return tuple(
-        sorted(
-            findings,
-            key=lambda f: (
-                order[f.severity],
-                f.code,
-                f.step or "",
-                f.principal or "",
-                f.resource or "",
-                f.permission or "",
-                f.message,
-            ),
+    # keys built in one comprehension (no call per finding); the index keeps the sort stable
+    keyed = [
+        (
+            order[f.severity],
+            f.code,
+            f.step or "",
+            f.principal or "",
+            f.resource or "",
+            f.permission or "",
+            f.message,
+            i,
         )
-    )
+        for i, f in enumerate(findings)
+    ]
+    keyed.sort()
+    return tuple(findings[k[-1]] for k in keyed)
