@@ -52,12 +52,11 @@ if TYPE_CHECKING:
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 _UNSET = object()
-_SET = object.__setattr__
 _NAMED = MemberMatch(Match.YES, "named directly")
 _TRUE = ConditionResult(Tri.TRUE)
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Decision:
     """The answer to one (member, resource, permission) question.
 
@@ -77,30 +76,6 @@ class Decision:
     permission: str
     evidence: tuple[Evidence, ...] = ()
     reasons: tuple[str, ...] = ()
-
-    # hand-written: the generated frozen __init__ sets each field through object.__setattr__,
-    # 3x slower, and evaluate() makes one Decision per requirement (80,000 at organisation scale)
-    def __init__(
-        self,
-        state: DecisionState,
-        member: str,
-        resource: str,
-        permission: str,
-        evidence: tuple[Evidence, ...] = (),
-        reasons: tuple[str, ...] = (),
-    ) -> None:
-        _SET(
-            self,
-            "__dict__",
-            {
-                "state": state,
-                "member": member,
-                "resource": resource,
-                "permission": permission,
-                "evidence": evidence,
-                "reasons": reasons,
-            },
-        )
 
     @property
     def granted(self) -> bool:

@@ -33,11 +33,10 @@ if TYPE_CHECKING:
 ScopeKind = Literal["hierarchy", "prefix"]
 
 _BUCKET_LEVEL_OBJECT_PERMISSIONS = frozenset({"storage.objects.list"})
-_SET = object.__setattr__
 _NOTHING: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class BroadGrant:
     """One binding that serves ``permissions`` from broader than the needs' scope.
 
@@ -58,32 +57,6 @@ class BroadGrant:
     kind: ScopeKind
     permissions: tuple[str, ...]
     narrower: tuple[str, ...]
-
-    # hand-written: the generated frozen __init__ is ~3x slower (one per step and bucket at
-    # organisation scale); same fields, equality, hash and repr
-    def __init__(
-        self,
-        principal: str,
-        node: str,
-        role: str,
-        member: str,
-        kind: ScopeKind,
-        permissions: tuple[str, ...],
-        narrower: tuple[str, ...],
-    ) -> None:
-        _SET(
-            self,
-            "__dict__",
-            {
-                "principal": principal,
-                "node": node,
-                "role": role,
-                "member": member,
-                "kind": kind,
-                "permissions": permissions,
-                "narrower": narrower,
-            },
-        )
 
 
 def object_level(resource: str, permission: str) -> bool:
