@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -97,3 +98,65 @@ def test_hook_json_and_sarif(compiled: dict[str, Path], capsys: pytest.CaptureFi
     sarif = json.loads(out)
     assert code == 1 and sarif["version"] == "2.1.0" and len(sarif["runs"]) == 2
     assert "ZT211" in {r["ruleId"] for r in sarif["runs"][1]["results"]}
+
+
+def _disguise(text: str, how: str) -> str:
+    """A template aiplatform's lax reader (PyYAML) still reads, the strict loader refuses, and
+    whose bytes need not name ``pipelineInfo``."""
+    if how == "escaped key + duplicate key":
+        data = next(yaml.safe_load_all(text))
+        body = json.dumps(data)
+        body = body.replace('"pipelineInfo"', '"pipeline\\u0049nfo"', 1)
+        return body[:-1] + ', "sdkVersion": "a", "sdkVersion": "b"}'
+    if how == "alias":
+        return text.replace("pipelineInfo:", "pipelineInfo: &info", 1) + "x: *info\n"
+    if how == "yaml tag":
+        return "zt: !!binary aGk=\n" + text
+    if how == "escaped key + NaN":
+        data = next(yaml.safe_load_all(text))
+        body = json.dumps(data).replace('"pipelineInfo"', '"pipeline\\u0049nfo"', 1)
+        return body[:-1] + ', "zt": NaN}'
+    if how == "escaped key in a job envelope + duplicate":
+        data = next(yaml.safe_load_all(text))
+        job = json.dumps({"pipelineSpec": data, "runtimeConfig": {}})
+        job = job.replace('"pipelineSpec"', '"pipeline\\u0053pec"', 1)
+        return job[:-1] + ', "displayName": "a", "displayName": "b"}'
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "escaped key + duplicate key",
+        "alias",
+        "yaml tag",
+        "escaped key + NaN",
+        "escaped key in a job envelope + duplicate",
+    ],
+)
+def test_a_template_the_strict_loader_refuses_is_never_skipped(
+    compiled: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """What aiplatform would read as a pipeline is checked (and refused), never skipped."""
+    text = (
+        compiled["minimal"].read_text()
+        if "minimal" in compiled
+        else next(iter(compiled.values())).read_text()
+    )
+    path = tmp_path / "disguised.yaml"
+    path.write_text(_disguise(text, how))
+    code, out = run([*hook_argv(), *ARGS, str(path)], capsys)
+    assert code == 2, out
+    assert "disguised.yaml" in out
+
+
+def test_broken_yaml_that_is_no_pipeline_is_still_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Helm template (not YAML until rendered) in the same repository is not a pipeline."""
+    helm = tmp_path / "deployment.yaml"
+    helm.write_text("apiVersion: apps/v1\nkind: Deployment\n{{- if .Values.x }}\n  a: b\n")
+    dupe = tmp_path / "config.yaml"
+    dupe.write_text("a: 1\na: 2\n")
+    code, out = run([*hook_argv(), *ARGS, str(helm), str(dupe)], capsys)
+    assert code == 0, out

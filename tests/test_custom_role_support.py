@@ -7,8 +7,10 @@ when a level is unknown offline.
 (No ``from __future__ import annotations`` here: KFP reads the component annotations.)
 """
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -207,3 +209,92 @@ def test_plan_names_its_pipeline_identity_for_check_and_submit(template: Path) -
     derived = planned.pipeline_service_account
     assert derived.startswith("zt-")  # derived from the pipeline's name
     assert f"check/submit with --pipeline-sa {derived}" in render_table(planned)
+
+
+def test_build_plan_names_every_refused_permission_with_its_step_at_once() -> None:
+    from zt_pipelines.provision import Want, build_plan
+    from zt_pipelines.resources import normalize_resource as parse_resource
+
+    sa = "{}@" + PROJECT + ".iam.gserviceaccount.com"
+    wants = [
+        Want(
+            f"serviceAccount:{sa.format('prep-sa')}", parse_resource("gs://raw"), (BANNED,), "prep"
+        ),
+        Want(
+            f"serviceAccount:{sa.format('train-sa')}", parse_resource("gs://raw"), (TRIAL,), "train"
+        ),
+        Want(
+            f"serviceAccount:{sa.format('train-sa')}",
+            parse_resource(f"bq://{PROJECT}.features"),
+            ("bigquery.tables.list",),
+            "train",
+        ),
+    ]
+    levels = {TRIAL: "NOT_SUPPORTED", BANNED: "NOT_SUPPORTED", "bigquery.tables.list": "TESTING"}
+    with pytest.raises(CustomRoleSupportError) as info:
+        build_plan(
+            wants,
+            project=PROJECT,
+            pipeline_service_account=f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com",
+            support_levels=levels,
+            support_source=f"live: projects/{PROJECT}",
+        )
+    text = str(info.value)
+    assert set(info.value.permissions) == {BANNED, TRIAL}
+    assert "needed by prep on gs://raw" in text and "needed by train on gs://raw" in text
+    # once allowed, the TESTING one is a warning of the plan (JSON and table)
+    levels.update({TRIAL: "SUPPORTED", BANNED: "SUPPORTED"})
+    planned = build_plan(
+        wants,
+        project=PROJECT,
+        pipeline_service_account=f"pipeline-sa@{PROJECT}.iam.gserviceaccount.com",
+        support_levels=levels,
+        support_source=f"live: projects/{PROJECT}",
+    )
+    (warning,) = planned.support_warnings
+    assert warning.startswith("bigquery.tables.list in projects/")
+    assert f"Warning: {warning}" in render_table(planned)
+    entry = json.loads(render_json(planned))["custom_role_support"][0]
+    assert entry["level"] == "TESTING" and entry["source"] == f"live: projects/{PROJECT}"
+
+
+def _build_tool() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "tools" / "build_role_catalogue.py"
+    spec = importlib.util.spec_from_file_location("zt_build_role_catalogue", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.shared
+def test_the_shipped_catalogue_is_rebuilt_byte_for_byte_with_its_support_levels(
+    tmp_path: Path,
+) -> None:
+    from conftest import ROLES_FILE, require_shared
+
+    tool = _build_tool()
+    out = tmp_path / "catalogue.json.gz"
+    assert tool.main(["build", str(require_shared(ROLES_FILE)), "2026-08-22", str(out)]) == 0
+    shipped = Path(__file__).resolve().parent.parent / "zt_pipelines" / "data"
+    assert out.read_bytes() == (shipped / "predefined_roles.json.gz").read_bytes()
+
+
+@pytest.mark.shared
+def test_a_gcloud_listing_makes_the_catalogue_levels_complete(tmp_path: Path) -> None:
+    from conftest import ROLES_FILE, require_shared
+
+    listing = tmp_path / "testable.json"  # gcloud iam list-testable-permissions --format=json
+    listing.write_text(
+        json.dumps(
+            [
+                {"name": "storage.objects.get", "stage": "GA"},
+                {"name": BANNED, "stage": "GA", "customRolesSupportLevel": "NOT_SUPPORTED"},
+                {"name": TRIAL, "stage": "GA", "customRolesSupportLevel": "TESTING"},
+            ]
+        )
+    )
+    doc = _build_tool().build(require_shared(ROLES_FILE), "2026-08-22", listing)
+    support = doc["support"]
+    assert support["complete"] is True
+    assert support["levels"] == {"NOT_SUPPORTED": [BANNED], "TESTING": [TRIAL]}

@@ -374,6 +374,65 @@ def test_service_account_key_file_credentials_are_flagged() -> None:
     who = describe_submitter(creds)
     assert who.member == "serviceAccount:ci@proj-a1.iam.gserviceaccount.com"
     assert who.key_file
+    # "load a key, impersonate the deployer" still authenticates with the key, however deep
+    from google.auth import downscoped, impersonated_credentials
+
+    deployer = "deployer@proj-a1.iam.gserviceaccount.com"
+    chains = {
+        "impersonated": impersonated_credentials.Credentials(
+            source_credentials=creds, target_principal=deployer, target_scopes=["x"]
+        ),
+        "impersonated twice": impersonated_credentials.Credentials(
+            source_credentials=impersonated_credentials.Credentials(
+                source_credentials=creds, target_principal=deployer, target_scopes=["x"]
+            ),
+            target_principal="final@proj-a1.iam.gserviceaccount.com",
+            target_scopes=["x"],
+        ),
+        "id token": impersonated_credentials.IDTokenCredentials(
+            impersonated_credentials.Credentials(
+                source_credentials=creds, target_principal=deployer, target_scopes=["x"]
+            ),
+            target_audience="https://example.com",
+        ),
+        "downscoped": downscoped.Credentials(
+            source_credentials=creds,
+            credential_access_boundary=downscoped.CredentialAccessBoundary(
+                rules=[
+                    downscoped.AccessBoundaryRule(
+                        available_resource="//storage.googleapis.com/projects/_/buckets/b",
+                        available_permissions=["inRole:roles/storage.objectViewer"],
+                    )
+                ]
+            ),
+        ),
+    }
+    for name, chain in chains.items():
+        assert _key_flag(chain), name
+
+
+def _key_flag(credentials: object) -> bool:
+    from zt_pipelines.gcp import describe_submitter
+    from zt_pipelines.gcp.submitter import _key_in_chain
+
+    if hasattr(credentials, "_target_principal"):  # names its principal offline
+        return describe_submitter(credentials).key_file
+    return _key_in_chain(credentials)  # would ask tokeninfo: the chain alone is checked here
+
+
+def test_a_member_attribute_is_believed_only_on_emulator_credentials() -> None:
+    from google.auth.credentials import AnonymousCredentials
+
+    from zt_pipelines.errors import IdentityError
+    from zt_pipelines.gcp import describe_submitter
+
+    forged = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    forged.member = "serviceAccount:approved-ci@proj-a1.iam.gserviceaccount.com"  # type: ignore[attr-defined]
+    with pytest.raises(IdentityError):
+        describe_submitter(forged)
+    assert describe_submitter(emulator_credentials("user:a@example.com")).member == (
+        "user:a@example.com"
+    )
 
 
 def test_hierarchy_adapter_reads_an_organisation(emulator: Emulator) -> None:

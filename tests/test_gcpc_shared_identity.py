@@ -131,3 +131,22 @@ def test_automl_tabular_with_one_dataflow_service_account(gcpc_corpus_dir: Path)
     assert len(shared) == 1
     assert len(shared[0].evidence) == 9 and "and 5 more" in shared[0].message
     assert _zt103(_check(template, {**params, "dataflow_service_account": ""})) == []
+
+
+def test_the_text_report_heads_each_step_with_its_own_identity(evaluations: Path) -> None:
+    """A ZT103 about the Dataflow identity sits under the step, which is headed by the step's
+    OWN identity (text and HTML), not by the finding's principal."""
+    from zt_pipelines.policy.render import render_html, render_text
+
+    report = _check(evaluations, {"dataflow_sa": sa("dataflow-runner")})
+    text = render_text(report, width=200)
+    header = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("step model-evaluation-classification ")
+    )
+    assert header.endswith(f"serviceAccount:{sa('eval-a')}") or header.endswith(
+        f"serviceAccount:{sa('eval-b')}"
+    ), header
+    assert "dataflow-runner" not in header
+    assert f"serviceAccount:{sa('dataflow-runner')}" not in render_html(report).split("ZT103")[0]

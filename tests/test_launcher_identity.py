@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kfp import compiler, dsl
 
-from zt_pipelines.errors import TemplateError
+from zt_pipelines.errors import TemplateError, UnpinnedIdentityError
 from zt_pipelines.spec import load_template, rewrite_pipeline
 
 pytest.importorskip("google_cloud_pipeline_components")
@@ -57,6 +57,8 @@ def _flex(**kwargs: Any) -> Any:
         {"parameters": {"serviceAccount": OTHER}},
         {"parameters": {"impersonateServiceAccount": OTHER}},
         {"parameters": {"SERVICE_ACCOUNT": OTHER}},
+        {"parameters": {"service-account": "x"}},  # any separator, any value
+        {"parameters": {"worker.service.account": "x"}},
         {"launch_options": {"impersonate_service_account": OTHER}},
         # a value naming a service account under an innocent key
         {"parameters": {"workerIdentity": OTHER}},
@@ -175,6 +177,8 @@ def test_identity_keys_in_constants_of_any_launcher_are_refused(
         ["--serviceAccount", "x@p.iam.gserviceaccount.com"],
         ["--service_account=x@p.iam.gserviceaccount.com"],  # a prefix of the flag
         ["--SERVICE_ACCOUNT_EMAIL=x@p.iam.gserviceaccount.com"],
+        ["--service-account-email=x@p.iam.gserviceaccount.com"],
+        ["-impersonate_service_account", "x@p.iam.gserviceaccount.com"],
     ],
 )
 def test_dataflow_python_args_naming_another_identity_are_refused(
@@ -191,4 +195,66 @@ def test_dataflow_python_args_naming_another_identity_are_refused(
 
     ir = _compile(tmp_path, p)
     with pytest.raises(TemplateError, match="another identity"):
+        rewrite_pipeline(ir, project=PROJECT)
+
+
+def test_dataflow_python_identity_from_a_pipeline_parameter_in_args(tmp_path: Path) -> None:
+    """``args=["--service_account_email", trainer]`` with ``trainer`` a pipeline parameter: its
+    value is the worker identity; without a value it is known only at run time (refused);
+    a value that is another identity option is refused like a literal one."""
+
+    @dsl.pipeline(name="py-param")
+    def p(trainer: str) -> None:
+        dataflow.DataflowPythonJobOp(
+            project=PROJECT,
+            python_module_path="gs://b/main.py",
+            temp_location="gs://b/tmp",
+            args=["--service_account_email", trainer],
+        )
+
+    ir = _compile(tmp_path, p)
+    (step,) = rewrite_pipeline(ir, project=PROJECT, parameter_values={"trainer": SA}).steps
+    assert step.launched_service_account == SA
+    with pytest.raises(UnpinnedIdentityError):
+        rewrite_pipeline(ir, project=PROJECT)
+
+    @dsl.pipeline(name="py-param-2")
+    def q(extra: str) -> None:
+        dataflow.DataflowPythonJobOp(
+            project=PROJECT,
+            python_module_path="gs://b/main.py",
+            temp_location="gs://b/tmp",
+            args=["--runner", "DataflowRunner", extra],
+        )
+
+    ir = _compile(tmp_path, q)
+    with pytest.raises(TemplateError, match="another identity"):
+        rewrite_pipeline(
+            ir, project=PROJECT, parameter_values={"extra": "--impersonate_service_account=x"}
+        )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"query": {"query": "SELECT 1"}, "impersonateServiceAccount": OTHER},
+        {"query": {"query": "SELECT 1", "service-account": OTHER}},
+        {"query": {"query": "SELECT 1"}, "impersonate": OTHER},
+    ],
+)
+def test_a_value_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """Launchers that run as their caller are wrapped (they run as the step's identity); a value
+    inlined into their arguments still may not add a key naming another identity."""
+    from google_cloud_pipeline_components.v1 import bigquery
+
+    @dsl.pipeline(name="bq")
+    def p() -> None:
+        bigquery.BigqueryQueryJobOp(
+            project=PROJECT, location="US", query="SELECT 1", job_configuration_query=config
+        )
+
+    ir = _compile(tmp_path, p)
+    with pytest.raises(TemplateError, match="sets an identity"):
         rewrite_pipeline(ir, project=PROJECT)

@@ -315,3 +315,81 @@ def test_a_grant_added_live_after_the_approval_is_caught(
         [verdict] = drift(audit)
     assert verdict.drifted
     assert [f for f in verdict.report.by_code("ZT620") if "since the approval" in f.message]
+
+
+@pytest.mark.parametrize(
+    "baseline",
+    [
+        None,
+        "text",
+        [],
+        {"posture": []},
+        {"posture": {TRAIN_SA: None}},
+        {"posture": {TRAIN_SA: {"state": "enabled", "grants": "roles/x on y"}}},
+        {"posture": {}, "nodes": "//x", "pipeline_root": {"a": 1}},
+        {"posture": {}, "nodes": [1, None], "pipeline_root": "s3://elsewhere"},
+        {"runtime": [], "runtime_sha256": 5},
+    ],
+)
+def test_a_malformed_baseline_never_breaks_drift_or_passes_silently(
+    audit: AuditLog, baseline: object
+) -> None:
+    record = dict(approval_of(audit), baseline=baseline)
+    if baseline is None:
+        del record["baseline"]
+    [verdict] = drift(audit, snapshot=monitor_world(), approvals=[record], record=False)
+    assert not verdict.drifted, verdict.report  # nothing changed: no drift, whatever it holds
+    changed = with_account(monitor_world(), TRAIN_SA, user_managed_keys=("keys/k9",))
+    [keyed] = drift(audit, snapshot=changed, approvals=[record], record=False)
+    assert keyed.drifted and "ZT621" in keyed.report.codes()  # the re-evaluation still sees it
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("identities", True),
+        ("identities", [{"role": "step", "needs": "x"}]),
+        ("findings", 5),
+        ("time", 12),
+        ("project", None),
+        ("baseline", "x"),
+    ],
+)
+def test_a_chained_record_of_the_wrong_shape_is_a_finding_never_a_traceback(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    from zt_pipelines.audit.chain import GENESIS, seal
+
+    record = {
+        "action": "submit",
+        "outcome": "allowed",
+        "project": PROJECT,
+        "location": LOCATION,
+        "job_id": "j1",
+        "spec_sha256": "a" * 64,
+        "pipeline": "p",
+        "submitter": "user:alice@example.com",
+        "time": datetime.now(timezone.utc).isoformat(),
+        "identities": [{"role": "pipeline", "service_account": PIPELINE_SA}],
+        "findings": [],
+        "reason": "",
+        field: value,
+    }
+    log = tmp_path / "audit.jsonl"
+    log.write_bytes(seal(record, prev=GENESIS, seq=0) + b"\n")
+    [verdict] = drift(AuditLog(log), snapshot=monitor_world(), record=False)
+    [broken] = verdict.report.by_code("ZT614")
+    assert "malformed" in broken.message
+    with pytest.raises(SystemExit) as code:
+        main(["drift", str(log), "--snapshot", str(EXAMPLES_WORLD), "--no-record"])
+    assert code.value.code == 1
+
+
+EXAMPLES_WORLD = Path(__file__).resolve().parent.parent / "examples" / "world.yaml"
+
+
+def test_durations_are_bounded() -> None:
+    for option in (["drift", "--since", "99999999999d"], ["monitor", "--watch", "9999999h"]):
+        with pytest.raises(SystemExit) as code:
+            main([*option, "--project", PROJECT] if option[0] == "monitor" else option)
+        assert code.value.code == 2

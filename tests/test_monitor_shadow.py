@@ -182,3 +182,29 @@ def test_runs_a_zt_schedule_started_are_verified_not_flagged(
     verified = [r for r in results if hasattr(r, "verified")]
     assert [v.run.name for v in verified] == [fired] and verified[0].verified
     assert report.allowed, report  # type: ignore[attr-defined]
+
+
+def test_an_early_verify_run_does_not_exempt_the_run_from_monitor(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from zt_pipelines.audit import Decision
+
+    job = zt_job(template, audit)
+    job.submit(service_account=PIPELINE_SA)
+    job.wait()
+    # an older log: a verify-run recorded "allowed" while the run had not ended (ZT613)
+    audit.append(
+        Decision(
+            action="verify-run",
+            outcome="allowed",
+            submitter="user:ci@example.com",
+            project=PROJECT,
+            location=LOCATION,
+            pipeline="zt-demo-training",
+            findings=({"code": "ZT613", "severity": "warning", "message": "running"},),
+            job_id=job.job_id,
+        )
+    )
+    _report, results = once(audit)
+    verified = [r for r in results if hasattr(r, "verified")]
+    assert [v.run.job_id for v in verified] == [job.job_id] and verified[0].verified

@@ -156,6 +156,7 @@ def test_data_access_logs_off_is_said_and_nothing_is_called_unused(
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="UNAVAILABLE"),
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="PERMISSION_DENIED"),
         Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", malformed=True),
+        Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", reset=True),
         Fault("*Projects/GetIamPolicy", code="UNAVAILABLE"),
         Fault("aiplatform.pipelineJobs.get", code="UNAVAILABLE"),
     ],
@@ -297,3 +298,41 @@ def test_a_schedule_list_that_fails_is_never_clean(
         verdict = check(audit)
         assert not verdict.clean
         assert any("schedule" in f.message for f in verdict.report.by_code("ZT634")), method
+
+
+def test_the_compiled_matching_decides_as_covers() -> None:
+    """evaluate_usage's hot loop (needs compiled by permission) against covers(), need by need."""
+    from itertools import product
+
+    from zt_pipelines.model import Need
+    from zt_pipelines.monitor.usage import Access, StepWindow, covers, evaluate_usage
+    from zt_pipelines.resources import ResourceRef
+
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    end = start + datetime.timedelta(hours=1)
+    needs = [
+        Need(ResourceRef("//storage.googleapis.com/raw", None), ("storage.objects.get",)),
+        Need(ResourceRef("//storage.googleapis.com/pre", "2026/"), ("storage.objects.list",)),
+        Need(ResourceRef("//storage.googleapis.com/pre", "2026/"), ("storage.objects.get",)),
+        Need(ResourceRef("//bigquery.googleapis.com/projects/p/datasets/d", None), ("x.y.z",)),
+    ]
+    resources = [
+        "projects/_/buckets/raw",
+        "projects/_/buckets/raw/objects/a.csv",
+        "projects/_/buckets/rawer/objects/a.csv",
+        "projects/_/buckets/pre",
+        "projects/_/buckets/pre/objects/2026/a",
+        "projects/_/buckets/pre/objects/2025/a",
+        "projects/p/datasets/d",
+        "projects/p/datasets/d/tables/t",
+        "projects/p/datasets/dd",
+    ]
+    permissions = ["storage.objects.get", "storage.objects.list", "x.y.z", "other.p.q"]
+    for need, resource, permission in product(needs, resources, permissions):
+        window = StepWindow("r", "t", "sa@p.iam.gserviceaccount.com", start, end, needs=(need,))
+        access = Access(start.timestamp() + 1, "sa@p.iam.gserviceaccount.com", permission, resource)
+        verdict = evaluate_usage(
+            [window], [access], audit_configs={}, now=end, project="p", since=start
+        )
+        undeclared = bool(verdict.report.by_code("ZT631"))
+        assert undeclared is not covers(need, permission, resource), (need, resource, permission)

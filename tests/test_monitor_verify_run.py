@@ -454,6 +454,11 @@ def test_a_run_that_has_not_ended_is_verified_only_so_far() -> None:
     )
     assert [f.code for f in verdict.report.findings] == ["ZT613"]
     assert verdict.verified  # a warning: what ran so far matches
+    # ... but it is not recorded as verified: monitor must verify the run again once it ends
+    from zt_pipelines.monitor.service import post_run_decision
+
+    record = post_run_decision(verdict, submitter="user:ci@example.com")
+    assert record.outcome == "refused" and "not complete" in record.reason
 
 
 def test_the_runtime_config_is_rehashed_against_the_approval(
@@ -551,3 +556,52 @@ def test_a_scheduled_run_verifies_and_a_copy_with_other_parameters_is_caught(
     [finding] = caught.report.by_code("ZT615")
     assert "parameter source" in finding.message
     assert "attacker" not in finding.message  # values are hashed, never shown or stored
+
+
+@pytest.mark.parametrize(
+    ("action", "approves"),
+    [
+        ("submit", True),
+        ("run", True),
+        ("schedule", True),
+        ("export", True),
+        ("cli-submit", True),
+        ("cli-run", True),
+        ("cli-schedule", True),
+        ("verify", False),
+        ("cli-verify", False),
+        ("verify-run", False),
+        ("cli-verify-run", False),
+        ("drift", False),
+        ("usage", False),
+        ("monitor", False),
+        ("provision-apply", False),
+        ("x-submit", False),
+        ("submit-run", False),
+    ],
+)
+def test_only_submitting_actions_approve(action: str, approves: bool) -> None:
+    from zt_pipelines.monitor.runs import approving
+
+    assert approving({"action": action, "outcome": "allowed"}) is approves
+    assert not approving({"action": action, "outcome": "refused"})
+
+
+def test_a_verify_run_record_never_replaces_the_approval(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from datetime import timedelta
+
+    from zt_pipelines.monitor.service import relevant_approvals
+
+    job = submit(template, audit)
+    assert check(job.job_id, audit).verified
+    [approval] = relevant_approvals(audit.records(), now=datetime_now(), since=timedelta(days=1))
+    assert approval["action"] == "submit"
+    assert any(i.get("needs") for i in approval["identities"])
+
+
+def datetime_now() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kfp import compiler, dsl
 
-from zt_pipelines.errors import TemplateError
+from zt_pipelines.errors import TemplateError, UnpinnedIdentityError
 from zt_pipelines.spec import load_template, rewrite_pipeline
 from zt_pipelines.spec.jobs import payload_slot_verdicts
 from zt_pipelines.spec.payload import parse_payload
@@ -267,3 +267,66 @@ def test_a_huge_constant_is_not_walked_forever() -> None:
     bindings = {"args": {"runtimeValue": {"constant": [["x"] * 10] * 20_000}}}
     (verdict,) = payload_slot_verdicts(parsed, bindings, {}, {})
     assert verdict.verdict == "unsafe"
+
+
+@pytest.mark.parametrize("field", ["project", "network"])
+def test_placement_from_an_upstream_value_nested_in_a_constant_is_refused(
+    tmp_path: Path, field: str
+) -> None:
+    """A launcher's project or network written as a constant that holds an upstream value
+    (``f"projects/{task.output}"``) moves the job at run time: refused like the value itself."""
+
+    @dsl.pipeline(name="placement")
+    def p() -> None:
+        made = prod()
+        value = f"projects/p/global/networks/{made.output}" if field == "network" else made.output
+        kwargs: dict[str, Any] = {field: value}
+        if field == "project":
+            kwargs[field] = f"{made.output}-x"
+        custom_job.CustomTrainingJobOp(display_name="t", worker_pool_specs=_pools(["x"]), **kwargs)
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    with pytest.raises(UnpinnedIdentityError, match="nested in a constant"):
+        rewrite_pipeline(path, project=PROJECT)
+
+
+def test_a_trailing_newline_does_not_pass_as_a_placeholder_or_a_root() -> None:
+    """``$`` matches before a final newline: every exact-form check is a full match."""
+    from zt_pipelines.spec.jobs import check_pipeline_root, input_placeholder
+
+    assert input_placeholder("{{$.inputs.parameters['x']}}") == "x"
+    assert input_placeholder("{{$.inputs.parameters['x']}}\n") is None
+    with pytest.raises(TemplateError):
+        check_pipeline_root("gs://zt-bucket/runs\n")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{$.inputs.parameters['project']}}-x",
+        "x{{$.pipeline_google_cloud_project_id}}",
+        "{{$.inputs.parameters['pipelinechannel--prod-Output']}}",
+    ],
+)
+def test_a_launcher_project_argument_that_cannot_be_pinned_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    @dsl.pipeline(name="flag")
+    def p() -> None:
+        prod()
+        dataproc.DataprocPySparkBatchOp(project=PROJECT, main_python_file_uri="gs://b/main.py")
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    ir, _ = load_template(path)
+    for executor in ir["deploymentSpec"]["executors"].values():
+        args = executor["container"].get("args") or []
+        if "--project" in args:
+            args[args.index("--project") + 1] = value
+    task = ir["root"]["dag"]["tasks"]["dataproc-create-pyspark-batch"]
+    task["inputs"]["parameters"]["pipelinechannel--prod-Output"] = {
+        "taskOutputParameter": {"producerTask": "prod", "outputParameterKey": "Output"}
+    }
+    with pytest.raises((TemplateError, UnpinnedIdentityError)):
+        rewrite_pipeline(ir, project=PROJECT)

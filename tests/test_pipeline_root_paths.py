@@ -173,3 +173,30 @@ def test_a_remote_pipeline_job_template_keeps_its_runtime_config(
                 pipeline_service_account=PIPELINE_SA,
                 snapshot=world,
             )
+
+
+def test_the_report_says_where_the_iam_state_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report read from an emulator (one CI variable away) never looks like Google's."""
+    from zt_pipelines.emulator import Emulator, emulator_credentials
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    world = Path(zt.__file__).parent / "examples" / "world.yaml"
+    path = _compile(tmp_path, None)
+    kw: dict[str, Any] = {
+        "project": PROJECT,
+        "location": "us-central1",
+        "pipeline_service_account": PIPELINE_SA,
+        "pipeline_root": "gs://zt-demo-pipeline-root/runs",
+    }
+    offline = zt.check(path, snapshot=world, **kw)
+    assert any("from the snapshot" in n and "world.yaml" in n for n in offline.notes)
+    with Emulator(load_snapshot(world)) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        live = zt.check(path, credentials=emulator_credentials("user:alice@example.com"), **kw)
+    note = next(n for n in live.notes if "read live" in n)
+    assert f"emulator at {emu.address}" in note and "not from Google" in note
+    sarif = live.to_sarif()["runs"][0]["invocations"][0]
+    assert any(emu.address in str(n) for n in sarif.get("toolExecutionNotifications", []))
+    assert emu.address in str(live) and emu.address in live._repr_html_()

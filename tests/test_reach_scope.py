@@ -287,3 +287,27 @@ def test_may_hold_through_a_known_group_that_nests_an_unknown_one() -> None:
     found = [f for f in run(data).by_code("ZT219") if f.principal == TRAIN]
     assert len(found) == 1 and "group:ml-team@example.com" in found[0].message
     assert "roles/owner" in found[0].message
+
+
+def test_reach_of_a_principal_without_a_complete_binding_search_is_a_coverage_note() -> None:
+    # the clean world searched every step identity completely, not the submitter
+    covered = [n for n in run().notes if n.startswith("who ") and "complete binding" in n]
+    assert len(covered) == 1 and ALICE in covered[0]
+    data = world_dict()
+    data["completeBindingsFor"] = [m for m in data["completeBindingsFor"] if "train-sa" not in m]
+    covered = [n for n in run(data).notes if n.startswith("who ") and "complete binding" in n]
+    assert any(TRAIN in n for n in covered) and not any(PIPELINE in n for n in covered)
+
+
+def test_reaching_an_identity_that_may_hold_a_basic_role_through_an_unknown_group_is_refused() -> (
+    None
+):
+    # train can act as legacy-sa; legacy-sa holds nothing itself, but ops (membership unknown)
+    # holds roles/editor on the project: legacy-sa may be in it
+    data = with_account(world_dict(), LEGACY_SA, ("roles/iam.serviceAccountTokenCreator", TRAIN))
+    data = grant(data, PROJECT, "roles/editor", OPS)
+    found = [
+        f for f in run(data).by_code("ZT216") if f.principal == TRAIN and LEGACY_SA in f.message
+    ]
+    assert len(found) == 1, [f.message for f in run(data).findings]
+    assert "possibly a basic role (through group:ops@example.com" in found[0].message

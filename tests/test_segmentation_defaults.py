@@ -77,10 +77,12 @@ def _seg(report: zt.Report) -> set[tuple[str, str | None]]:
 
 
 def test_the_defaults_place_only_steps_without_their_own(template: Path) -> None:
-    steps = {
-        s.task: s.job
-        for s in rewrite_pipeline(template, project=sw.PROJECT, defaults=step_defaults(PSC)).steps
-    }
+    result = rewrite_pipeline(template, project=sw.PROJECT, defaults=step_defaults(PSC))
+    steps = {s.task: s.job for s in result.steps}
+    # the placement checked is the one submitted: train's CustomJob payload carries it
+    payload = json.dumps(result.spec)
+    assert payload.count(sw.ATTACHMENT) == 1
+    assert '"psc_interface_config": {"defaultValue": {"network_attachment"' in payload
     assert steps["plain-train"].psc_interface_config == PSC["psc_interface_config"]
     assert steps["plain-train"].reach == tuple(REACH)
     upload = steps["peered-upload"]

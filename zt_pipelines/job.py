@@ -612,7 +612,16 @@ class PipelineJob(  # type: ignore[misc]
         options, merges ``parameter_values`` over this job's as aiplatform does, and is
         verified on submit like any other job (aiplatform builds it without ``__init__``)."""
         self._zt_ensure()
-        cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
+        # aiplatform's clone copies runtime config, labels and encryption spec from
+        # _gca_resource: hand it the request captured at construction, never a later edit
+        captured = _gca_pipeline_job.PipelineJob.deserialize(self._zt_base)
+        captured.runtime_config = _RuntimeConfig.deserialize(self._zt_runtime)
+        captured.pipeline_spec = self._zt_source
+        edited, self._gca_resource = self._gca_resource, captured
+        try:
+            cloned: PipelineJob = super().clone(*args, **kwargs)  # type: ignore[assignment]
+        finally:
+            self._gca_resource = edited
         bound = inspect.signature(aiplatform.PipelineJob.clone).bind(self, *args, **kwargs)
         new_values = bound.arguments.get("parameter_values")
         source = self._zt_source
@@ -1388,9 +1397,45 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         ):
             if value != parent:
                 changed.append(f"the schedule's {name} is {value!r}, not {parent!r}")
+        changed.extend(_request_edits(self._gca_resource, self._zt_bound, sa, net))
         if changed:
             job._zt_refuse_changed("schedule-create", sa, net, changed)
         super().create(*args, **kwargs)
+
+
+# what a schedule's request copies from the verified job (PipelineJobSchedule.__init__)
+_SCHEDULED_FIELDS = (
+    "pipeline_spec",
+    "runtime_config",
+    "template_uri",
+    "labels",
+    "encryption_spec",
+    "reserved_ip_ranges",
+)
+
+
+def _request_edits(schedule: Any, approval: Approval, sa: str | None, net: str | None) -> list[str]:
+    """How a schedule's ``create_pipeline_job_request.pipeline_job`` differs from the approved
+    request (an edit of the schedule's resource before ``create()``): the fields the schedule
+    copies from the job, the SA and network ``create()`` leaves alone when it resolves none
+    (``sa``/``net``), and any other field (a PSC interface, ...), which the approval never saw."""
+    sent = getattr(getattr(schedule, "create_pipeline_job_request", None), "pipeline_job", None)
+    if sent is None:
+        return ["the schedule carries no pipeline job request"]
+    approved = approval.resource()
+    pb_sent, pb_approved = type(sent).pb(sent), type(approved).pb(approved)
+    edits = []
+    for name in _SCHEDULED_FIELDS:
+        if getattr(pb_sent, name) != getattr(pb_approved, name):
+            edits.append(f"the schedule's pipeline job {name} is not the approved one")
+    for name, resolved in (("service_account", sa), ("network", net)):
+        if (resolved or getattr(pb_sent, name)) != getattr(pb_approved, name):
+            edits.append(f"the schedule's pipeline job {name} is not the approved one")
+    judged = {*_SCHEDULED_FIELDS, "service_account", "network"}
+    for field, _ in pb_sent.ListFields():
+        if field.name not in judged:
+            edits.append(f"the schedule's pipeline job sets {field.name}, which was not approved")
+    return edits
 
 
 def _split_documents(text: str, *, where: str) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def check_rewritten(
             location=location,
             endpoint_projects=org_policy.endpoint_projects,
             credentials=credentials,
-            emulator_host=os.environ.get("ZT_EMULATOR_HOST") or None,
+            emulator_host=emulator or None,  # the endpoint the IAM state came from
         )
     ctx = CheckContext(
         project=project,
@@ -259,9 +260,24 @@ def check_rewritten(
         context=ctx,
         pipeline=result.pipeline_name,
     )
-    return check_segmentation(
+    report = check_segmentation(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
+    return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
+
+
+def _source_note(snapshot: SnapshotInput, emulator: str | None) -> str:
+    """Where the state the decision rests on came from (a report must say when it is not
+    Google's APIs: one CI variable, ``ZT_EMULATOR_HOST``, points every read elsewhere)."""
+    if snapshot is not None:
+        name = f" {snapshot}" if isinstance(snapshot, (str, Path)) else ""
+        return f"IAM state from the snapshot{name}, not read live"
+    if emulator:
+        return (
+            f"IAM state read live from the emulator at {emulator} (ZT_EMULATOR_HOST), "
+            "not from Google's APIs"
+        )
+    return "IAM state read live from Google's APIs"
 
 
 def _roles(roles: str | Path | dict[str, Role] | None) -> dict[str, Role]:

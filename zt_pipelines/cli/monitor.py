@@ -68,11 +68,21 @@ def parse_duration(text: str, *, option: str) -> timedelta:
     """
     units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) <= 0:
+    if unit not in units or not number.isascii() or not number.isdigit() or int(number) <= 0:
         raise InputError(
             f"{text!r} is not a duration", where=option, fix="write e.g. 30d, 12h, 45m or 90s"
         )
+    if len(number) > 7 or timedelta(**{units[unit]: int(number)}) > MAX_DURATION:
+        raise InputError(
+            f"{text!r} is longer than {MAX_DURATION.days} days",
+            where=option,
+            fix="audit logs are kept 400 days at most: write e.g. 400d",
+        )
     return timedelta(**{units[unit]: int(number)})
+
+
+#: the longest ``--since`` / ``--watch`` accepted (ten years: past any log retention)
+MAX_DURATION = timedelta(days=3650)
 
 
 def _combined(reports: list[Any], what: str) -> Any:

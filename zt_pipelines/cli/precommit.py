@@ -8,6 +8,7 @@ Exit 0 when every template is allowed, 1 when any is refused, 2 on bad input.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,43 @@ def _is_template(path: Path) -> bool:
             error=TemplateError,
         )
     except InputError:
-        return b"pipelineInfo" in raw
+        # the strict loader refuses it; aiplatform's lax reader (PyYAML) may still read a
+        # pipeline (an escaped key, a duplicate key, an alias...): then `check` must refuse it
+        return _laxly_a_pipeline(raw) or any(key in raw for key in _PIPELINE_KEYS)
     first = next((d for d in documents if d is not None), None)
     if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
         first = first["pipelineSpec"]
     return isinstance(first, dict) and "pipelineInfo" in first and "root" in first
+
+
+_PIPELINE_KEYS = (b"pipelineInfo", b"pipelineSpec", b"deploymentSpec")
+
+
+def _laxly_a_pipeline(raw: bytes) -> bool:
+    """Whether a lax reader — PyYAML's ``safe_load`` as aiplatform uses it, or ``json`` —
+    reads ``raw`` as something with a pipeline's keys (only to classify: never to check)."""
+    import yaml
+
+    text = raw.decode("utf-8", errors="replace")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def first_yaml() -> Any:
+        return next(iter(yaml.load_all(text, Loader=loader)), None)
+
+    def first_json() -> Any:
+        return json.loads(text)
+
+    readers: tuple[Callable[[], Any], ...] = (first_yaml, first_json)
+    for read in readers:
+        try:
+            first = read()
+        except Exception:
+            continue
+        if isinstance(first, dict) and isinstance(first.get("pipelineSpec"), dict):
+            first = first["pipelineSpec"]
+        if isinstance(first, dict) and ({"pipelineInfo", "root", "deploymentSpec"} & set(first)):
+            return True
+    return False
 
 
 @click.command("precommit-check")

@@ -141,8 +141,10 @@ def _sa_existing(world: World, name: str, caller: str | None, permission: str) -
     return sa
 
 
-def _sa_message(sa: ServiceAccount) -> iam_admin_v1.ServiceAccount:
-    return iam_admin_v1.ServiceAccount(
+def _sa_message(sa: ServiceAccount, *, raw: bool = False) -> Any:
+    """The account's message (``raw``: the protobuf, cheaper to build for a listing)."""
+    kind = iam_admin_v1.ServiceAccount.pb() if raw else iam_admin_v1.ServiceAccount
+    return kind(
         name=f"projects/{sa.project_id}/serviceAccounts/{sa.email}",
         project_id=sa.project_id,
         unique_id=sa.unique_id,
@@ -177,8 +179,8 @@ def list_service_accounts(world: World, request: Any, caller: str | None) -> Any
             key=lambda s: s.email,
         )
     items, token = page(accounts, request.page_size, request.page_token, 20)
-    return iam_admin_v1.ListServiceAccountsResponse(
-        accounts=[_sa_message(s) for s in items], next_page_token=token
+    return iam_admin_v1.ListServiceAccountsResponse.pb()(
+        accounts=[_sa_message(s, raw=True) for s in items], next_page_token=token
     )
 
 
@@ -223,14 +225,15 @@ def list_service_account_keys(world: World, request: Any, caller: str | None) ->
     wanted = set(request.key_types) or {user_managed, system}
     keys = []
     if user_managed in wanted:
+        key_type = iam_admin_v1.ServiceAccountKey.pb()
         for key_id in sa.user_managed_keys:
             keys.append(
-                iam_admin_v1.ServiceAccountKey(
+                key_type(
                     name=f"projects/{sa.project_id}/serviceAccounts/{sa.email}/keys/{key_id}",
-                    key_type=iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED,
+                    key_type=int(user_managed),
                 )
             )
-    return iam_admin_v1.ListServiceAccountKeysResponse(keys=keys)
+    return iam_admin_v1.ListServiceAccountKeysResponse.pb()(keys=keys)
 
 
 _STAGES: dict[str, Any] = {
@@ -575,7 +578,7 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
     except asset_query.QueryError as exc:
         raise EmulatorError("INVALID_ARGUMENT", f"query {request.query!r}: {exc}") from exc
     snapshot = world.snapshot()
-    results = []
+    matches = []
     for name in sorted(snapshot.nodes):
         node = snapshot.nodes[name]
         if node.policy is None:
@@ -588,12 +591,17 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
             for b in node.policy.bindings
             if asset_query.binding_matches(clauses, name, b, snapshot.roles.get)
         ]
-        if not bindings:
-            continue
-        matched = AllowPolicy(bindings=tuple(bindings), etag=node.policy.etag)
+        if bindings:
+            matches.append((name, node, chain, bindings))
+    items, token = page(matches, request.page_size, request.page_token, 100)
+    # raw protobuf messages, built for this page only (proto-plus wrappers cost more than
+    # the search itself, and the emulator's CPU is shared with the client it serves)
+    result_type = asset_v1.IamPolicySearchResult.pb()
+    results = []
+    for name, node, chain, bindings in items:
         project = next((n for n in chain if n.kind == "project"), None)
         results.append(
-            asset_v1.IamPolicySearchResult(
+            result_type(
                 resource=name,
                 asset_type=ASSET_TYPES.get(node.kind, ""),
                 project=(
@@ -603,11 +611,12 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
                 ),
                 folders=[_short(n.name) for n in chain if n.kind == "folder"],
                 organization=next((_short(n.name) for n in chain if n.kind == "organization"), ""),
-                policy=policies.to_proto(matched),
+                policy=policies.to_proto(
+                    AllowPolicy(bindings=tuple(bindings), etag=node.policy.etag)  # type: ignore[union-attr]
+                ),
             )
         )
-    items, token = page(results, request.page_size, request.page_token, 100)
-    return asset_v1.SearchAllIamPoliciesResponse(results=items, next_page_token=token)
+    return asset_v1.SearchAllIamPoliciesResponse.pb()(results=results, next_page_token=token)
 
 
 _KEY_TYPE = "iam.googleapis.com/ServiceAccountKey"

@@ -42,6 +42,7 @@ from zt_pipelines.policy.assembly import (
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Node,
+    Role,
     Snapshot,
     Unreadable,
 )
@@ -279,8 +280,7 @@ class FetchPlan:
         """Projects.get (fresh parent) + policy + deny + custom roles; prefetch cached ancestors."""
         full = CRM + "projects/" + ref
 
-        def get() -> None:
-            node = self.a.hierarchy.get_project(ref)
+        def got(node: Node) -> None:
             with self._lock:
                 self.s.nodes[node.name] = node
                 if node.project_number:
@@ -292,7 +292,13 @@ class FetchPlan:
                 self._project(node.name.rsplit("/", 1)[1])
             self._parent(node)
 
-        self._submit(("projects.get", ref), get)
+        hierarchy = self.a.hierarchy
+        self._submit_started(
+            ("projects.get", ref),
+            lambda: _start(hierarchy, "start_get_project", ref),
+            got,
+            lambda again: got(_retried(hierarchy, again).get_project(ref)),
+        )
         if ref.isdigit():
             return
         if self.inventory:
@@ -327,15 +333,20 @@ class FetchPlan:
         kind, _, ident = name.removeprefix(CRM).partition("/")
         if kind == "folders":
 
-            def get_folder() -> None:
-                node = self.a.hierarchy.get_folder(ident)
+            def got_folder(node: Node) -> None:
                 with self._lock:
                     self.s.nodes[node.name] = node
                 if self.cache is not None:
                     self.cache.put_parent(node.name, node.parent, None)
                 self._parent(node)
 
-            self._submit(("folders.get", ident), get_folder)
+            hierarchy = self.a.hierarchy
+            self._submit_started(
+                ("folders.get", ident),
+                lambda: _start(hierarchy, "start_get_folder", ident),
+                got_folder,
+                lambda again: got_folder(_retried(hierarchy, again).get_folder(ident)),
+            )
         elif kind == "organizations":
             # no organizations.get: an organisation has no parent, and its node comes with its
             # policy (a failed policy read leaves the folder's parent missing: fail closed).
@@ -351,12 +362,16 @@ class FetchPlan:
         """Allow policy and deny policies of a hierarchy node (custom roles are listed when a
         binding names one: most parents have none, and listing them costs a call each)."""
 
-        def read_policy() -> None:
-            got = self.a.hierarchy.get_iam_policy(name)
-            self._store_policy(name, got)
-
+        hierarchy = self.a.hierarchy
         if policy:
-            self._submit(("crm.getIamPolicy", name), read_policy)
+            self._submit_started(
+                ("crm.getIamPolicy", name),
+                lambda: _start(hierarchy, "start_get_iam_policy", name),
+                lambda got: self._store_policy(name, got),
+                lambda again: self._store_policy(
+                    name, _retried(hierarchy, again).get_iam_policy(name)
+                ),
+            )
         self._deny(name)
 
     def _deny(self, point: str) -> None:
@@ -605,14 +620,22 @@ class FetchPlan:
             with self._lock:
                 self.s.roles.setdefault(role, cached)
             return
-        self._submit(("roles.get", role), _bind(self._get_role, role))
+        self._role_read(role)
 
-    def _get_role(self, role: str) -> None:
-        got = self.a.iam.get_role(role)
-        with self._lock:
-            self.s.roles[got.name] = got
-        if self.cache is not None:
-            self.cache.put_role(got)
+    def _role_read(self, role: str) -> None:
+        def got(found: Role) -> None:
+            with self._lock:
+                self.s.roles[found.name] = found
+            if self.cache is not None:
+                self.cache.put_role(found)
+
+        iam = self.a.iam
+        self._submit_started(
+            ("roles.get", role),
+            lambda: _start(iam, "start_get_role", role),
+            got,
+            lambda again: got(_retried(iam, again).get_role(role)),
+        )
 
     def _follow_ups(self) -> bool:
         """After a drain: custom roles a listing did not return (maybe deleted), and buckets
@@ -628,7 +651,7 @@ class FetchPlan:
             missing = sorted(r for r in referenced if r not in self.s.roles)
             numbers = sorted(set(self.s.pending_buckets.values()) - set(self.s.numbers))
         for role in missing:
-            self._submit(("roles.get", role), _bind(self._get_role, role))
+            self._role_read(role)
         for number in numbers:
             self._project(number)
         if self.inventory:

@@ -174,6 +174,21 @@ class IamAdminAdapter(Adapter):
             target=name,
         )
 
+    def start_get_role(self, name: str) -> Started[Role] | None:
+        """:meth:`get_role`'s first attempt, without waiting (``None``: use the blocking
+        method)."""
+        from google.cloud import iam_admin_v1
+
+        return self.start(
+            self.factory.iam_admin(),
+            "get_role",
+            iam_admin_v1.GetRoleRequest(name=name),
+            _role,
+            what="roles.get",
+            target=name,
+            routing=(("name", name),),
+        )
+
     def list_custom_roles(self, parent: str) -> list[Role]:
         """Every custom role of ``projects/P`` or ``organizations/O`` (FULL view, all pages)."""
         from google.cloud import iam_admin_v1

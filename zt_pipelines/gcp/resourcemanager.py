@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.gcp._base import Adapter, Started
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.policy.snapshot import AllowPolicy, Node
 from zt_pipelines.resources import CRM
@@ -26,35 +26,55 @@ class ResourceManagerAdapter(Adapter):
     def get_project(self, project: str) -> Node:
         """The project (id or number) with parent and number."""
         client = self.factory.projects()
-        proto: Any = self.call(
-            lambda: client.get_project(name=f"projects/{project}", **self.gapic_kwargs()),
+        return self.call(
+            lambda: _project_node(
+                client.get_project(name=f"projects/{project}", **self.gapic_kwargs())
+            ),
             what="projects.get",
             target=crm_name(f"projects/{project}"),
         )
-        if not proto.project_id:
-            raise ValueError("project without an id")
-        number = str(proto.name).removeprefix("projects/")
-        return Node(
-            name=crm_name(f"projects/{proto.project_id}"),
-            kind="project",
-            parent=crm_name(proto.parent) if proto.parent else None,
-            project_number=number or None,
-            display_name=str(proto.display_name or ""),
+
+    def start_get_project(self, project: str) -> Started[Node] | None:
+        """:meth:`get_project`'s first attempt, without waiting (``None``: use the blocking
+        method)."""
+        from google.cloud import resourcemanager_v3
+
+        name = f"projects/{project}"
+        return self.start(
+            self.factory.projects(),
+            "get_project",
+            resourcemanager_v3.GetProjectRequest(name=name),
+            _project_node,
+            what="projects.get",
+            target=crm_name(name),
+            routing=(("name", name),),
         )
 
     def get_folder(self, folder_id: str) -> Node:
         """The folder with its parent."""
         client = self.factory.folders()
-        proto: Any = self.call(
-            lambda: client.get_folder(name=f"folders/{folder_id}", **self.gapic_kwargs()),
+        return self.call(
+            lambda: _folder_node(
+                folder_id, client.get_folder(name=f"folders/{folder_id}", **self.gapic_kwargs())
+            ),
             what="folders.get",
             target=crm_name(f"folders/{folder_id}"),
         )
-        return Node(
-            name=crm_name(f"folders/{folder_id}"),
-            kind="folder",
-            parent=crm_name(proto.parent) if proto.parent else None,
-            display_name=str(proto.display_name or ""),
+
+    def start_get_folder(self, folder_id: str) -> Started[Node] | None:
+        """:meth:`get_folder`'s first attempt, without waiting (``None``: use the blocking
+        method)."""
+        from google.cloud import resourcemanager_v3
+
+        name = f"folders/{folder_id}"
+        return self.start(
+            self.factory.folders(),
+            "get_folder",
+            resourcemanager_v3.GetFolderRequest(name=name),
+            lambda proto: _folder_node(folder_id, proto),
+            what="folders.get",
+            target=crm_name(name),
+            routing=(("name", name),),
         )
 
     def get_organization(self, org_id: str) -> Node:
@@ -75,11 +95,7 @@ class ResourceManagerAdapter(Adapter):
         """The allow policy (version 3) of an organisation, folder or project."""
         short = short_name(name)
         kind = short.split("/", 1)[0]
-        client = {
-            "projects": self.factory.projects,
-            "folders": self.factory.folders,
-            "organizations": self.factory.organizations,
-        }[kind]()
+        client = self._client_of(kind)
         request = {"resource": short, "options": {"requested_policy_version": 3}}
         return self.call(
             lambda: policy_from_proto(
@@ -88,3 +104,52 @@ class ResourceManagerAdapter(Adapter):
             what=f"{kind}.getIamPolicy",
             target=name,
         )
+
+    def start_get_iam_policy(self, name: str) -> Started[AllowPolicy] | None:
+        """:meth:`get_iam_policy`'s first attempt, without waiting (``None``: use the blocking
+        method)."""
+        from google.iam.v1 import iam_policy_pb2, options_pb2
+
+        short = short_name(name)
+        kind = short.split("/", 1)[0]
+        request = iam_policy_pb2.GetIamPolicyRequest(
+            resource=short, options=options_pb2.GetPolicyOptions(requested_policy_version=3)
+        )
+        return self.start(
+            self._client_of(kind),
+            "get_iam_policy",
+            request,
+            policy_from_proto,
+            what=f"{kind}.getIamPolicy",
+            target=name,
+            routing=(("resource", short),),
+        )
+
+    def _client_of(self, kind: str) -> Any:
+        return {
+            "projects": self.factory.projects,
+            "folders": self.factory.folders,
+            "organizations": self.factory.organizations,
+        }[kind]()
+
+
+def _project_node(proto: Any) -> Node:
+    if not proto.project_id:
+        raise ValueError("project without an id")
+    number = str(proto.name).removeprefix("projects/")
+    return Node(
+        name=crm_name(f"projects/{proto.project_id}"),
+        kind="project",
+        parent=crm_name(proto.parent) if proto.parent else None,
+        project_number=number or None,
+        display_name=str(proto.display_name or ""),
+    )
+
+
+def _folder_node(folder_id: str, proto: Any) -> Node:
+    return Node(
+        name=crm_name(f"folders/{folder_id}"),
+        kind="folder",
+        parent=crm_name(proto.parent) if proto.parent else None,
+        display_name=str(proto.display_name or ""),
+    )

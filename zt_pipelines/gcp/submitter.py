@@ -39,12 +39,13 @@ def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = N
         from zt_pipelines.gcp.clients import default_credentials
 
         credentials, _ = default_credentials()
+    from zt_pipelines.gcp.emulator_tokens import EmulatorCredentials
+
     kind = type(credentials).__name__
-    member = getattr(credentials, "member", None)  # emulator credentials
-    if isinstance(member, str) and ":" in member:
-        return Submitter(member, False, kind)
+    if isinstance(credentials, EmulatorCredentials):  # only these say who they are by name
+        return Submitter(credentials.member, False, kind)
     module = type(credentials).__module__
-    key_file = module == "google.oauth2.service_account" and kind == "Credentials"
+    key_file = _key_in_chain(credentials)
     for attr in ("service_account_email", "signer_email", "_target_principal"):
         email = getattr(credentials, attr, None)
         if isinstance(email, str) and "@" in email:
@@ -68,6 +69,31 @@ def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = N
         fix="use credentials that name their principal (a service account, or "
         "`gcloud auth application-default login` with the email scope)",
     )
+
+
+# credentials signed with a downloaded private key (a long-lived service-account key)
+_KEY_CREDENTIALS = {
+    ("google.oauth2.service_account", "Credentials"),
+    ("google.oauth2.service_account", "IDTokenCredentials"),
+    ("google.auth.jwt", "Credentials"),
+    ("google.auth.jwt", "OnDemandCredentials"),
+}
+
+
+def _key_in_chain(credentials: Any) -> bool:
+    """Whether a key file signs ``credentials`` or any credentials they are derived from
+    (impersonation, downscoping and ID-token wrappers keep their source): "load a key, then
+    impersonate the deployer" still authenticates with the key."""
+    seen: set[int] = set()
+    current = credentials
+    while current is not None and id(current) not in seen and len(seen) < 16:
+        seen.add(id(current))
+        if (type(current).__module__, type(current).__name__) in _KEY_CREDENTIALS:
+            return True
+        current = getattr(current, "_source_credentials", None) or getattr(
+            current, "_target_credentials", None
+        )
+    return False
 
 
 def resolve_submitter(credentials: Any = None, *, retry: RetryPolicy | None = None) -> str:

@@ -47,10 +47,20 @@ class RunVerdict:
         return self.report.allowed
 
 
+#: the prefixes a front end adds to the action it drove (``cli-submit``)
+ACTION_ORIGINS = ("cli-",)
+
+
 def approving(record: Mapping[str, Any]) -> bool:
-    """Whether an audit record approves a submission (allowed, and a submitting action)."""
-    action = str(record.get("action", ""))
-    return record.get("outcome") == "allowed" and action.rsplit("-", 1)[-1] in APPROVING_ACTIONS
+    """Whether an audit record approves a submission: allowed, and exactly one of the actions
+    that submit (``submit``, ``run``, ``schedule``, ``export``, as the Python API or a front
+    end wrote it). Results (``verify-run``, ``drift``, ``usage``, ``monitor``) never approve."""
+    action = record.get("action")
+    if not isinstance(action, str) or record.get("outcome") != "allowed":
+        return False
+    for origin in ACTION_ORIGINS:
+        action = action.removeprefix(origin)
+    return action in APPROVING_ACTIONS
 
 
 def approvals_for(

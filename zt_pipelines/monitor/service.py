@@ -58,7 +58,53 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
         problems = getattr(chain, "problems", ())
         first = problems[0] if problems else None
         return records, str(getattr(first, "message", first) or "the chain is broken")
+    for record in records:
+        problem = malformed(record)
+        if problem:  # chained but not what a writer writes: no approval in it is trusted
+            return [], f"record seq {record.get('seq', '?')} is malformed ({problem})"
     return records, ""
+
+
+_TEXT_FIELDS = (
+    "action",
+    "outcome",
+    "submitter",
+    "project",
+    "location",
+    "pipeline",
+    "spec_sha256",
+    "job_id",
+    "reason",
+    "time",
+    "decision_sha256",
+)
+
+
+def malformed(record: Any) -> str:
+    """Why an audit record is not of the shape the writer writes (empty when it is)."""
+    if not isinstance(record, dict):
+        return "not an object"
+    for name in _TEXT_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            return f"{name} is not a string"
+    identities = record.get("identities", [])
+    if not isinstance(identities, list):
+        return "identities is not a list"
+    for ident in identities:
+        if not isinstance(ident, dict):
+            return "an identity is not an object"
+        for name in ("role", "task", "service_account", "source"):
+            if name in ident and not isinstance(ident[name], str):
+                return f"an identity's {name} is not a string"
+        needs = ident.get("needs", [])
+        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+            return "an identity's needs are not a list of strings"
+    findings = record.get("findings", [])
+    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+        return "findings is not a list of objects"
+    if "baseline" in record and not isinstance(record["baseline"], dict):
+        return "baseline is not an object"
+    return ""
 
 
 def verify_run(
@@ -133,14 +179,18 @@ def post_run_decision(verdict: RunVerdict, *, submitter: str) -> Decision:
                     AuditIdentity("step", job.service_account, task=task.path, source="observed")
                 )
     errors = report.errors
-    reason = (
-        f"verified: the run matches approval seq {verdict.approval.get('seq')}"
-        if verdict.verified and verdict.approval is not None
-        else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
-    )
+    # a run that has not ended matched so far only: never recorded as verified (monitor would
+    # then skip it for good while its remaining tasks run unverified)
+    complete = verdict.verified and run.finished
+    if complete and verdict.approval is not None:
+        reason = f"verified: the run matches approval seq {verdict.approval.get('seq')}"
+    elif verdict.verified:
+        reason = f"not complete: the run is {run.state or 'in an unknown state'}; it matches so far"
+    else:
+        reason = f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
     return Decision(
         action=POST_RUN_ACTION,
-        outcome="allowed" if verdict.verified else "refused",
+        outcome="allowed" if complete else "refused",
         submitter=submitter,
         project=run.project,
         location=run.location,
@@ -266,7 +316,8 @@ def _drift_one(
     at_approval, no_baseline = recorded_baseline(approval)
     recorded = approval.get("baseline")
     seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
-    root = str(recorded.get("pipeline_root") or "") if isinstance(recorded, dict) else ""
+    root = recorded.get("pipeline_root") if isinstance(recorded, dict) else None
+    root = root if isinstance(root, str) and root.startswith("gs://") else ""
     result = SimpleNamespace(steps=steps)
     requirements = derive_requirements(
         result,
@@ -623,10 +674,14 @@ def monitor_once(
         findings.append(
             Finding("ZT600", Severity.ERROR, f"cannot list jobs or schedules: {exc.message}")
         )
-    verified = {
+    verified = {  # runs a clean record saw ended (older logs: an allowed record without ZT613)
         str(r.get("job_id"))
         for r in records
-        if r.get("action") == POST_RUN_ACTION and r.get("outcome") == "allowed"
+        if r.get("action") == POST_RUN_ACTION
+        and r.get("outcome") == "allowed"
+        and not any(
+            isinstance(f, dict) and f.get("code") == "ZT613" for f in _list(r.get("findings"))
+        )
     }
     spec_labels, _verified_label = _labels()
     shadows = find_shadows(
@@ -684,6 +739,10 @@ def monitor_once(
         ),
     )
     return report, results
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _tagged(findings: Any, where: str) -> list[Any]:

@@ -126,6 +126,25 @@ class _Matcher:
         return resource == self.exact or resource.startswith(self.exact.rstrip("/") + "/")
 
 
+_LIST = "storage.objects.list"
+_Rule = tuple[bool, str, str, tuple[str, str, str]]
+
+
+def _rules(task: str, matchers: Sequence[_Matcher]) -> dict[str, list[_Rule]]:
+    """:meth:`_Matcher.covers` for every need of a window, by permission (same decisions)."""
+    out: dict[str, list[_Rule]] = {}
+    for m in matchers:
+        key = m.need.resource.name + (m.need.resource.prefix or "")
+        for permission in m.permissions:
+            rule = (
+                (True, m.exact, m.bucket, (task, key, permission))
+                if m.prefix
+                else (False, m.exact, m.exact.rstrip("/") + "/", (task, key, permission))
+            )
+            out.setdefault(permission, []).append(rule)
+    return out
+
+
 def covers(need: Need, permission: str, resource: str) -> bool:
     """Whether a declared need covers ``permission`` used on ``resource`` (log form)."""
     return _Matcher(need).covers(permission, resource)
@@ -183,30 +202,35 @@ def evaluate_usage(
         )
     logged_on = _logged_services(windows, audit_configs, findings)
     used: set[tuple[str, str, str]] = set()  # (task, need resource, permission)
-    keys = {
-        id(m): m.need.resource.name + (m.need.resource.prefix or "")
-        for ws in by_identity.values()
-        for _s, _e, _w, ms in ws
-        for m in ms
+    # each window's needs compiled to permission → (is prefix, name, child/bucket, used key):
+    # the loop below runs once per log entry and must not call or allocate per need
+    compiled = {
+        identity: [(start, end, w, _rules(w.task, matchers)) for start, end, w, matchers in ws]
+        for identity, ws in by_identity.items()
     }
     for access in accesses:  # hot: once per entry read
         ts, principal, permission, resource = access[0], access[1], access[2], access[3]
-        mine = by_identity.get(principal)
+        mine = compiled.get(principal)
         if mine is None:
-            mine = by_identity.get(principal.lower(), [])
+            mine = compiled.get(principal.lower(), [])
         inside = False
-        for start, end, w, matchers in mine:
-            if not start <= ts <= end:
+        for start, end, w, rules in mine:
+            if ts < start or ts > end:
                 continue
             inside = True
-            if not access.granted:
+            if not access[5]:  # granted
                 findings.append(_refused(w, access))
                 continue
             matched = False
-            for m in matchers:
-                if m.covers(permission, resource):
+            for is_prefix, name, other, used_key in rules.get(permission, ()):
+                if is_prefix:
+                    hit = resource.startswith(name) or (resource == other and permission == _LIST)
+                else:
+                    hit = resource == name or resource.startswith(other)
+                if hit:
                     matched = True
-                    used.add((w.task, keys[id(m)], permission))
+                    if used_key not in used:
+                        used.add(used_key)
             if not matched:
                 findings.append(_undeclared(w, access))
         if not inside:

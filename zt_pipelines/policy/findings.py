@@ -21,6 +21,7 @@ from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_use
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
+    STEP_WAIVER_ONLY,
     STRICT,
     UNRELAXABLE,
     OrgPolicy,
@@ -160,6 +161,9 @@ def build_report(
         checked_at=now.isoformat(),
         notes=tuple(notes),
         template=context.template,
+        step_identities=tuple(
+            (s.task, sa_member(s.service_account)) for s in steps if s.service_account
+        ),
     )
 
 
@@ -826,6 +830,13 @@ def _reach_findings(
             )
         )
     notes = []
+    searched = ev.snapshot.complete_bindings_for
+    for start in starts:
+        if start not in searched:  # its grants on accounts outside the snapshot are not seen
+            notes.append(
+                f"who {start} can become covers only the service-account policies in the "
+                "snapshot (no complete binding search for this principal)"
+            )
     missing = [
         e
         for e in graph_accounts_without_policy(ev)
@@ -1015,6 +1026,8 @@ def apply_policy(
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False
+    if s.code in STEP_WAIVER_ONLY and (not s.step or s.step != f.step):
+        return False  # one step, exactly: never everywhere, never one of a list
     if s.step is not None and s.step not in (f.step or "").split(","):
         return False
     if s.resource is not None and s.resource != f.resource:

@@ -40,6 +40,11 @@ DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a 
 #: it could be waived on.
 UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
 
+#: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
+#: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a
+#: suppression must name the step it waives (justified, expiring, kept in the report).
+STEP_WAIVER_ONLY: frozenset[str] = frozenset({"ZT102"})
+
 
 @dataclass(frozen=True)
 class Suppression:
@@ -103,7 +108,7 @@ class OrgPolicy:
     def severity(self, code: str) -> Severity:
         """The severity configured for ``code`` (error for unknown codes and for
         :data:`UNRELAXABLE` ones, whatever the mapping says: fail closed)."""
-        if code in UNRELAXABLE:
+        if code in UNRELAXABLE or code in STEP_WAIVER_ONLY:
             return Severity.ERROR
         return self.severities.get(code, Severity.ERROR)
 
@@ -239,6 +244,14 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
                 "fix the cause instead",
             )
+        if code in STEP_WAIVER_ONLY and level != Severity.ERROR.value:
+            raise PolicyFileError(
+                f"{code} cannot be relaxed to {level!r}: a run-time value pasted into a job's "
+                "payload could rewrite the job down to its identity, in every step this covers",
+                where=f"{source}: $.severities.{code}",
+                fix="bind the value to a constant or a parameter with a value; or, for a step "
+                "whose value you have reviewed, add a suppression naming that step",
+            )
         severities[code] = Severity(level)
     for key, pattern in (
         ("network.required", data.get("network", {}).get("required")),
@@ -257,6 +270,13 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 where=where + ".code",
                 fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
                 "fix the cause instead",
+            )
+        if raw["code"] in STEP_WAIVER_ONLY and not raw.get("step"):
+            raise PolicyFileError(
+                f"a suppression of {raw['code']} must name the step it waives",
+                where=where,
+                fix="add `step: TASK` (the task path the finding names); each waived step is "
+                "listed on its own",
             )
         if not any(k in raw for k in ("step", "resource", "principal", "permission")):
             raise PolicyFileError(

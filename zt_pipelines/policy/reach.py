@@ -319,7 +319,12 @@ class Holdings:
         found = self._grants.get(email)
         if found is None:
             found = []
-            for node, binding, mm, _via in self.ev.member_bindings(f"serviceAccount:{email}"):
+            for node, binding, mm, via in self.ev.member_bindings(f"serviceAccount:{email}"):
+                if mm.match is Match.UNKNOWN:  # a group of unknown membership: MAY hold it
+                    maybe = self._maybe(binding.role, via)
+                    if maybe:
+                        found.append((node.name, binding.role, frozenset(), maybe))
+                    continue
                 if mm.match is not Match.YES:
                     continue
                 perms = self.ev.role_permissions(binding.role)
@@ -334,6 +339,21 @@ class Holdings:
                     found.append((node.name, binding.role, perms, why))
             self._grants[email] = found
         return found
+
+    def _maybe(self, role: str, via: str) -> str:
+        """Why a grant through a member of unknown membership matters (``""``: it does not)."""
+        perms = self.ev.role_permissions(role)
+        if perms is None:
+            return ""
+        if is_basic_role(role):
+            return f"possibly a basic role (through {via}, whose membership is unknown)"
+        risky = sorted((p for p in perms if escalation_reason(p)), key=escalation_rank)
+        if not risky:
+            return ""
+        return (
+            f"possibly escalation-capable {', '.join(risky[:3])} (through {via}, whose "
+            "membership is unknown)"
+        )
 
     def severe(self, email: str) -> bool:
         """True when ``email`` holds a basic role, an escalation-capable permission or a role

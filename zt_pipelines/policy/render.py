@@ -155,14 +155,15 @@ _DENIED = ("denied", "403", "forbidden", "unauthenticated", "401")
 
 
 def headline(report: Report) -> str | None:
-    """What explains most of a refusal, when one cause does: failed reads (ZT400).
+    """What explains most of a refusal, when one cause does: failed reads (ZT400), a snapshot
+    of another project, or identities not created yet (a first check before ``apply``).
 
     A live check by an identity that cannot read IAM fails dozens of reads; the reader needs
     the one cause and the one fix, not the count.
     """
     failed = [f for f in report.findings if f.code == "ZT400"]
     if not failed:
-        return None
+        return _setup_headline(report)
     denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
     if denied:
         return (
@@ -177,6 +178,32 @@ def headline(report: Report) -> str | None:
     )
 
 
+def _setup_headline(report: Report) -> str | None:
+    """A snapshot without the pipeline's project, or several identities that do not exist:
+    the one setup step that explains the findings below."""
+    if report.project:
+        absent = f"//cloudresourcemanager.googleapis.com/projects/{report.project} is not in"
+        if any(f.code == "ZT201" and absent in f.message for f in report.findings):
+            return (
+                f"project {report.project} is not in the snapshot: was it taken for another "
+                f"project? Take one with `zt-pipelines snapshot --project {report.project}` "
+                "(or check live); findings below follow from it"
+            )
+    missing = {
+        f.principal
+        for f in report.findings
+        if f.code == "ZT110" and f.principal and "does not exist" in f.message
+    }
+    if len(missing) >= 2:
+        return (
+            f"{plural(len(missing), 'service account')} this pipeline runs as "
+            f"{'does' if len(missing) == 1 else 'do'} not exist yet: `zt-pipelines plan` "
+            "lists them with the grants they need, `zt-pipelines apply` creates them; "
+            "findings below may follow from that"
+        )
+    return None
+
+
 def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding]]]:
     """Findings grouped by step; pipeline-level (``None``) first, then steps in first-seen
     order (the engine sorts errors first)."""
@@ -187,7 +214,12 @@ def _by_step(findings: Iterable[Finding]) -> list[tuple[str | None, list[Finding
     return ordered
 
 
-def _identity(step: str | None, findings: list[Finding], granted: Iterable[Grant]) -> str:
+def _identity(
+    step: str | None, findings: list[Finding], granted: Iterable[Grant], report: Report
+) -> str:
+    own = dict(report.step_identities).get(step or "")
+    if own:  # the step's own identity, whoever its findings are about
+        return own
     for f in findings:
         if f.principal:
             return f.principal
@@ -223,7 +255,7 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     if cause:
         console.print(Text(cause, style="bold"), overflow="fold")
     for step, findings in _by_step(report.findings):
-        who = _identity(step, findings, report.granted)
+        who = _identity(step, findings, report.granted, report)
         title = f"step {step}" if step is not None else "pipeline"
         console.print()
         console.print(
@@ -373,7 +405,7 @@ def _step_rows(report: Report) -> list[tuple[str, str, list[Grant], int, list[st
     for step in order:
         findings = [f for f in report.findings if f.step == step]
         grants = [g for g in report.granted if g.step == step]
-        who = _identity(step, findings, grants)
+        who = _identity(step, findings, grants, report)
         missing = sum(1 for f in findings if f.code in _NOT_GRANTED)
         codes = sorted({f.code for f in findings})
         rows.append((step or "(pipeline)", who, grants, missing, codes))

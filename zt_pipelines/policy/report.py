@@ -279,6 +279,9 @@ class Report:
         notes: coverage notes (e.g. excess-privilege check limited to visible bindings).
         template: the template path, when known (used as the SARIF artifact).
         granted: every required permission proven granted, with its evidence (the "why").
+        step_identities: each step's own identity, ``(task, member)``: what a rendered report
+            shows beside the step (a finding's principal may be another identity: the
+            pipeline SA launching it, a job it launches, a serving identity).
     """
 
     findings: tuple[Finding, ...]
@@ -290,6 +293,7 @@ class Report:
     notes: tuple[str, ...] = ()
     template: str = ""
     granted: tuple[Grant, ...] = ()
+    step_identities: tuple[tuple[str, str], ...] = ()
 
     @property
     def allowed(self) -> bool:

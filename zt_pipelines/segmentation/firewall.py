@@ -337,18 +337,44 @@ def egress_boxes(
         proto_spans.append((other, True, None, None))
     # first match as bit arithmetic: bit i = applicable[i]; the lowest set bit of (rules whose
     # destination holds the span) & (rules whose traffic matches the protocol span) decides
-    proto_masks = []
-    for proto, _, plo, _ in proto_spans:
-        mask = 0
-        for i, r in enumerate(applicable):
-            if _traffic(r, proto, plo):
-                mask |= 1 << i
-        proto_masks.append(mask)
+    proto_masks = [0] * len(proto_spans)
+    by_proto: dict[int, tuple[list[int], list[int]]] = {}  # protocol -> (port starts, spans)
+    for k, (proto, is_other, plo, _) in enumerate(proto_spans):
+        if not is_other:
+            port_starts, ks = by_proto.setdefault(proto, ([], []))
+            port_starts.append(plo if plo is not None else 0)
+            ks.append(k)
+    for i, r in enumerate(applicable):
+        bit = 1 << i
+        for t in r.traffic:
+            if t.protocol is None:
+                for k in range(len(proto_masks)):
+                    proto_masks[k] |= bit
+                break
+            found = by_proto.get(t.protocol)
+            if found is None:
+                continue  # a protocol no span stands for (not wanted here)
+            port_starts, ks = found
+            if not t.ports or t.protocol not in PORTED:
+                for k in ks:
+                    proto_masks[k] |= bit
+                continue
+            # port spans are cut at every port boundary: a span is inside a range iff it
+            # starts inside it
+            for lo, hi in t.ports:
+                for k in ks[
+                    bisect.bisect_left(port_starts, lo) : bisect.bisect_right(port_starts, hi)
+                ]:
+                    proto_masks[k] |= bit
+    allow_bits = 0
     everywhere = 0
     for i, r in enumerate(applicable):
+        if r.allow:
+            allow_bits |= 1 << i
         if not r.destination_ranges:
             everywhere |= 1 << i
     ranged = [(i, r.destination_ranges) for i, r in enumerate(applicable) if r.destination_ranges]
+    spans = list(zip(proto_spans, proto_masks, strict=True))
     boxes: list[Box] = []
     for lo, hi in _spans(ip_cuts, 2**32 - 1):
         if interest is not None and not touches(lo, lo):
@@ -357,7 +383,9 @@ def egress_boxes(
         for i, dests in ranged:
             if _in(dests, lo):
                 here |= 1 << i
-        for (proto, is_other, plo, phi), mask in zip(proto_spans, proto_masks, strict=True):
+        if allowed_only and closed and not here & allow_bits:
+            continue  # only denies match here (the catch-all among them)
+        for (proto, is_other, plo, phi), mask in spans:
             hit = here & mask
             if hit:
                 rule: FirewallRule | None = applicable[(hit & -hit).bit_length() - 1]

@@ -27,6 +27,7 @@ __all__ = [
     "check_pipeline_root",
     "identity_option",
     "identity_spots",
+    "inert_json",
     "input_binding",
     "input_placeholder",
     "payload_slot_verdicts",
@@ -41,10 +42,10 @@ _GOOGLE_IMAGE = re.compile(
 )
 SERVICE_ACCOUNT_KEY = re.compile(r"service_?account", re.IGNORECASE)
 """Payload keys that name an identity (``service_account``, ``serviceAccount``, ``..._email``)."""
-IDENTITY_KEY = re.compile(r"service_?account|impersonat", re.IGNORECASE)
+IDENTITY_KEY = re.compile(r"service[\W_]*account|impersonat", re.IGNORECASE)
 """Keys (and option names) that choose an identity: a service account, or one to impersonate."""
 _IDENTITY_OPTION = re.compile(
-    r"^\s*-{1,2}[A-Za-z0-9_.-]*(?:service_?account|impersonat)", re.IGNORECASE
+    r"^\s*-{1,2}[A-Za-z0-9_.-]*(?:service[\W_]*account|impersonat)", re.IGNORECASE
 )
 _SA_EMAIL = re.compile(r"@[A-Za-z0-9.-]*gserviceaccount\.com", re.IGNORECASE)
 
@@ -105,7 +106,7 @@ def check_pipeline_root(root: str | None) -> str | None:
     """
     if root is None:
         return None  # Vertex's default root: gs://<bucket derived from project/location>/
-    if not isinstance(root, str) or not _ROOT.match(root):
+    if not isinstance(root, str) or not _ROOT.fullmatch(root):
         raise TemplateError(
             f"pipeline root {root!r} is not a gs:// URI zt-pipelines can prove safe: "
             "{{$.pipeline_root}} is pasted into launcher payloads, where a quote, backslash or "
@@ -187,7 +188,7 @@ def check_launcher_container(container: Mapping[str, Any], kind: LauncherKind, w
 def input_placeholder(value: Any) -> str | None:
     """The input name when ``value`` is exactly ``{{$.inputs.parameters['NAME']}}``."""
     if isinstance(value, str):
-        match = _INPUT.match(value)
+        match = _INPUT.fullmatch(value)
         if match:
             return match.group(1)
     return None
@@ -293,7 +294,7 @@ def _value_verdict(
     shown = repr(value)[:80]
     if not isinstance(value, str):
         if quoted:  # Vertex pastes a list/struct as JSON text: its quotes end the string
-            return "unsafe", name, shown
+            return ("safe" if inert_json(value) else "unsafe"), name, shown
         # pasted whole as JSON text (its own strings escaped), then every placeholder nested in
         # those strings (KFP compiles ``args=[task.output]`` so) is substituted there as text,
         # unescaped: each is judged as if quoted, and reported under its own name (the name a
@@ -367,6 +368,24 @@ def _strings(value: Any) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+def inert_json(value: Any) -> bool:
+    """True for a list (of lists) of numbers, booleans and nulls: its JSON text holds no quote,
+    backslash or brace, so pasted inside a JSON string it stays text (``[]``, ``[0.1, 0.5]``)."""
+    stack, seen = [value], 0
+    if not isinstance(value, list):
+        return False
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > _MAX_NODES:
+            return False
+        if isinstance(item, list):
+            stack.extend(item)
+        elif not (item is None or isinstance(item, (bool, int, float))):
+            return False
+    return True
 
 
 def identity_option(text: str) -> bool:
@@ -455,6 +474,26 @@ def payload_value(
         return None
     bound = input_binding(name, bindings, params, env)
     return bound.value if bound is not None and bound.kind == "constant" else None
+
+
+def runtime_nested(
+    value: Any, bindings: Mapping[str, Any], params: Mapping[str, Any], env: Env
+) -> str | None:
+    """What makes a constant known only at run time: the first input placeholder nested in it
+    (at any depth of constants holding placeholders) that is bound to a run-time value."""
+    todo, seen = [value], 0
+    while todo:
+        seen += 1
+        if seen > _MAX_NESTED * 8:
+            return "a placeholder nested too deeply"
+        for name in nested_inputs(todo.pop()):
+            bound = input_binding(name, bindings, params, env)
+            if bound is None:
+                continue  # an optional input left unset: Vertex pastes nothing
+            if bound.kind != "constant":
+                return bound.what or f"input {name!r}"
+            todo.append(bound.value)
+    return None
 
 
 def nested_inputs(value: Any) -> list[str]:

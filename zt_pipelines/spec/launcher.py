@@ -391,7 +391,7 @@ def is_safe_payload_string(value: Any) -> bool:
         return True
     if not isinstance(value, str):
         return False
-    if _SYSTEM_PLACEHOLDER.match(value):
+    if _SYSTEM_PLACEHOLDER.fullmatch(value):
         return True  # resolved by Vertex to a project id / location / resource id
     return '"' not in value and "\\" not in value and "{{" not in value
 

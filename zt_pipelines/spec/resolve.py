@@ -99,10 +99,33 @@ def bind(value_spec: Any, env: Env) -> Bound:
     return Bound("runtime", what="a value computed at run time")
 
 
-def child_env(task: dict[str, Any], env: Env) -> dict[str, Bound]:
-    """Bindings of a DAG component's inputs as seen through the task that runs it."""
+def child_env(
+    task: dict[str, Any], env: Env, child: Mapping[str, Any] | None = None
+) -> dict[str, Bound]:
+    """Bindings of a DAG component's inputs as seen through the task that runs it.
+
+    With the DAG component ``child``: a loop's item input is a run-time value, and an input
+    it declares that the task leaves unset holds its default, else nothing
+    (``unresolved``: whether it is present is not a constant fact).
+    """
     params = (task.get("inputs") or {}).get("parameters") or {}
-    return {name: bind(spec, env) for name, spec in params.items()}
+    env_out = {name: bind(spec, env) for name, spec in params.items()}
+    iterator = task.get("parameterIterator")
+    item = iterator.get("itemInput") if isinstance(iterator, Mapping) else None
+    if isinstance(item, str):
+        env_out[item] = Bound("runtime", what="a loop item")
+    declared = ((child or {}).get("inputDefinitions") or {}).get("parameters") or {}
+    for name, definition in declared.items() if isinstance(declared, Mapping) else ():
+        if name in env_out:
+            continue
+        if isinstance(definition, Mapping) and "defaultValue" in definition:
+            env_out[name] = Bound("constant", definition["defaultValue"])
+        elif not name.startswith("pipelinechannel--loop-item"):
+            env_out[name] = Bound(
+                "unresolved",
+                what=f"the sub-pipeline's input {name!r}, which its parent leaves unset",
+            )
+    return env_out
 
 
 def resolve_identity_binding(bound: Bound, *, where: str) -> tuple[Any, str | None]:

@@ -63,17 +63,20 @@ from zt_pipelines.spec.gcpc import (
     launcher_type,
 )
 from zt_pipelines.spec.jobs import (
+    IDENTITY_KEY,
     SAFE_SYSTEM_PLACEHOLDERS,
-    SERVICE_ACCOUNT_KEY,
     check_default_root,
     check_launcher_container,
     check_pipeline_root,
     identity_option,
     identity_spots,
+    inert_json,
     input_binding,
     input_placeholder,
+    nested_inputs,
     payload_slot_verdicts,
     payload_value,
+    runtime_nested,
     trusted_launcher_image,
 )
 from zt_pipelines.spec.launcher import (
@@ -107,7 +110,7 @@ __all__ = ["rewrite", "rewrite_pipeline"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _MAX_DEPTH = 100
-_SA = SERVICE_ACCOUNT_KEY
+_SA = IDENTITY_KEY  # keys a value inlined into a wrapped launcher may not add
 _UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
@@ -398,6 +401,8 @@ class _Walker:
         self.explicit_parameters = frozenset(parameter_values or {})
         self._runtime_placement: tuple[str, ...] = ()
         self._siblings: dict[str, Any] = {}
+        # input artifacts of the DAG being walked: True when surely provided, else unknown
+        self._artifacts: dict[str, bool] = _root_artifacts(ir.get("root") or {})
         self.project = project
         self.pipeline_sa = pipeline_sa
         self.naming_template = naming_template
@@ -537,7 +542,9 @@ class _Walker:
         child = self.components[ref]
         new_task: dict[str, Any] = _copy(task)
         if "dag" in child:
-            rewritten = self._dag(child, path + "/", child_env(task, env))
+            outer, self._artifacts = self._artifacts, _child_artifacts(task, self._artifacts)
+            rewritten = self._dag(child, path + "/", child_env(task, env, child))
+            self._artifacts = outer
             new_task["componentRef"]["name"] = self._emit(ref, rewritten, None, None)
             return new_task
         label, executor = self._executor(child, where)
@@ -587,7 +594,13 @@ class _Walker:
         safe = self._safe_artifacts(task)  # artifact fields a GCPC launcher wrote: inert
         if kind is not None:  # a GCPC launcher: what is known now is inlined, escaped
             inner = self._inline_constants(
-                container, bindings, params, env, kind, where, _given(task, params, env)
+                container,
+                bindings,
+                params,
+                env,
+                kind,
+                where,
+                _given(task, params, env, self._artifacts),
             )
         component, new_executor = custom_job_component(
             child, inner, settings, executor_label="", where=where
@@ -890,7 +903,7 @@ class _Walker:
     def _parse(
         self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str, env: Env
     ) -> ParsedPayload:
-        given, unknown = _given(task, params, env)
+        given, unknown = _given(task, params, env, self._artifacts)
 
         def present(name: str) -> bool:
             if name in unknown:  # Vertex may take the other branch: it was never verified
@@ -1071,6 +1084,14 @@ class _Walker:
             raise TemplateError(
                 f"input {name!r} of the {kind.name} is not a list of strings", where=where
             )
+        # items holding a pipeline parameter (``args=["--service_account_email", trainer]``)
+        # are judged with its value, as the wrapper's arguments will carry it
+        known: dict[str, str] = {}
+        for nested in nested_inputs(values):
+            held = input_binding(nested, bindings, params, env)
+            if held is not None and held.kind == "constant":
+                known[nested] = _render(held.value, None)
+        values = [_replace_inputs(v, known) for v in values]
         found = [
             (values[i + 1] if v == flag and i + 1 < len(values) else v.partition("=")[2])
             for i, v in enumerate(values)
@@ -1090,6 +1111,13 @@ class _Walker:
                 "the step's own)",
             )
         if found:
+            if "{{" in found[0]:
+                raise UnpinnedIdentityError(
+                    f"the {kind.name}'s worker identity ({flag} in input {name!r}) comes from "
+                    f"{runtime_nested(found[0], bindings, params, env) or 'a run-time value'}",
+                    where=where,
+                    fix=f"pass {flag} a service account or a pipeline parameter with a value",
+                )
             return self._check(found[0], where), field
         bindings[name] = {"runtimeValue": {"constant": [*values, flag, step_sa]}}
         return step_sa, field
@@ -1226,15 +1254,26 @@ class _Walker:
                         names[key] = (name,)
                     elif isinstance(value, str) and value and "{{" not in value:
                         found[key] = value
+                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
+                        # text around a placeholder: the place is known only when Vertex fills it
+                        raise TemplateError(
+                            f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
+                            where=where,
+                            fix="rebuild the step with the GCPC component, unmodified",
+                        )
         runtime: list[str] = []
         for key, candidates in names.items():
             for name in candidates:
-                if name not in params:
+                if name not in params and name not in bindings:
                     continue
                 bound = input_binding(name, bindings, params, env)
                 if bound is None:
                     continue
                 what = key.removeprefix("job_").replace("kms_key", "CMEK key")
+                if bound.kind == "constant":  # a constant holding an upstream value's placeholder
+                    hidden = runtime_nested(bound.value, bindings, params, env)
+                    if hidden is not None:
+                        bound = Bound("runtime", what=f"{hidden}, nested in a constant")
                 if bound.kind != "constant":
                     if (
                         kind is not None
@@ -1441,7 +1480,7 @@ def _raw_payload_inputs(
             seen.update(nested)
             todo.extend(nested)
             value = _INPUT_PLACEHOLDER.sub("", value)
-        if not is_safe_payload_string(value):
+        if not is_safe_payload_string(value) and not inert_json(value):
             runtime.append(name)  # holds a quote or backslash: not proven safe either
     return tuple(sorted(set(runtime)))
 
@@ -1636,21 +1675,65 @@ def _replace_inputs(text: str, values: dict[str, str]) -> str:
 
 _UNKNOWN_PRESENCE = (
     "whether input {name!r} is present is known only at run time (it is bound to a pipeline "
-    "parameter that has no value and no default), so the IfPresent branch Vertex takes was "
+    "parameter that has no value and no default, to a sub-pipeline input its parent leaves "
+    "unset, or to an optional input artifact), so the IfPresent branch Vertex takes was "
     "never verified"
 )
 
 
+def _root_artifacts(root: dict[str, Any]) -> dict[str, bool]:
+    """The pipeline's input artifacts a run surely provides (the required ones)."""
+    declared = (root.get("inputDefinitions") or {}).get("artifacts") or {}
+    return {
+        name: not (isinstance(d, dict) and d.get("isOptional"))
+        for name, d in (declared.items() if isinstance(declared, dict) else ())
+    }
+
+
+def _child_artifacts(task: dict[str, Any], outer: dict[str, bool]) -> dict[str, bool]:
+    """A sub-pipeline's input artifacts as the task that runs it provides them."""
+    bound = (task.get("inputs") or {}).get("artifacts") or {}
+    out: dict[str, bool] = {}
+    for name, spec in bound.items() if isinstance(bound, dict) else ():
+        if isinstance(spec, dict) and "componentInputArtifact" in spec:
+            out[name] = outer.get(str(spec["componentInputArtifact"]), False)
+        else:
+            out[name] = isinstance(spec, dict)  # an upstream task's output, an importer's
+    iterator = task.get("artifactIterator")
+    item = iterator.get("itemInput") if isinstance(iterator, dict) else None
+    if isinstance(item, str):
+        out[item] = True
+    return out
+
+
 def _given(
-    task: dict[str, Any], params: dict[str, Any], env: Env
+    task: dict[str, Any],
+    params: dict[str, Any],
+    env: Env,
+    artifacts: Mapping[str, bool] | None = None,
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The inputs a task provides (bound, or defaulted by the component), and those whose
     presence is unknown before submission: bound to a pipeline parameter with no value and no
-    default, which Vertex may leave out at run time."""
+    default, which Vertex may leave out at run time, or to a sub-pipeline input its parent
+    leaves unset (or that nothing declares)."""
     inputs = task.get("inputs") or {}
     bound = dict(inputs.get("parameters") or {})
     names = set(bound) | set(inputs.get("artifacts") or {})
-    unknown = {n for n, spec in bound.items() if bind(spec, env).kind == "unresolved"}
+    unknown = {
+        n
+        for n, spec in bound.items()
+        if bind(spec, env).kind == "unresolved"
+        # an enclosing DAG input nobody declared or bound: nothing says it is there
+        or (
+            isinstance(spec, dict)
+            and "componentInputParameter" in spec
+            and str(spec["componentInputParameter"]) not in env
+        )
+    }
+    for name, spec in (inputs.get("artifacts") or {}).items():
+        source = spec.get("componentInputArtifact") if isinstance(spec, dict) else None
+        if source is not None and not (artifacts or {}).get(str(source), False):
+            unknown.add(name)  # an enclosing DAG's optional (or unset) input artifact
     defaulted = {n for n, d in params.items() if isinstance(d, dict) and "defaultValue" in d}
     unknown -= defaulted  # absent at run time, the component's default stands in: present
     return frozenset((names | defaulted) - unknown), frozenset(unknown)

@@ -300,6 +300,9 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
             _container(executor["container"], at, where)
 
 
+_TASK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,253}[a-z0-9])?$")
+
+
 def _component(component: Any, at: str, where: str) -> None:
     component = _mapping(component, at, where)
     label = component.get("executorLabel")
@@ -316,10 +319,15 @@ def _component(component: Any, at: str, where: str) -> None:
     dag = component["dag"]
     for task_name, task in _named_mappings(dag.get("tasks"), f"{at}: dag.tasks", where).items():
         task_at = f"{at}: task {task_name!r}"
-        if "/" in task_name or not task_name:
-            # task paths join names with "/": a root task named "sub/ingest" would be the
-            # sub-pipeline's step to a manifest (KFP never writes "/" in a task name)
-            _bad(f"{task_at}: a task name may not be empty or contain '/'", where)
+        if not _TASK_NAME.fullmatch(task_name):
+            # names are joined into paths ("/") and lists (","): "sub/ingest" would be the
+            # sub-pipeline's step to a manifest, "train,evil" would borrow train's waiver; KFP
+            # writes only lower-case letters, digits and inner dashes
+            _bad(
+                f"{task_at}: a task name must be KFP's form (lower-case letters, digits and "
+                "dashes, starting and ending with a letter or digit)",
+                where,
+            )
         ref = _mapping(task.get("componentRef"), f"{task_at}: componentRef", where)
         if not isinstance(ref.get("name"), str):
             _bad(f"{task_at}: componentRef.name is not a string", where)
