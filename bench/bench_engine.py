@@ -208,7 +208,7 @@ def _organisation_scale(raw: dict[str, Any], small_seconds: float) -> list[str]:
     Evaluator, so every index is rebuilt: what one ``check`` pays), peak traced memory, and the
     growth against 3,000 and 1,000 steps (10.0 = linear for 10x the steps)."""
     steps = 10 * STEPS
-    third, _ = _scaled(raw, 3 * STEPS)
+    third = _scaled(raw, 3 * STEPS)[0]
     best, peak, findings, requirements = _scaled(raw, steps)
     return [
         f"organisation scale: evaluate() of {steps:,} steps x {NEEDS} needs ({requirements:,} "
