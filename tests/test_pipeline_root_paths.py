@@ -200,3 +200,31 @@ def test_the_report_says_where_the_iam_state_came_from(
     sarif = live.to_sarif()["runs"][0]["invocations"][0]
     assert any(emu.address in str(n) for n in sarif.get("toolExecutionNotifications", []))
     assert emu.address in str(live) and emu.address in live._repr_html_()
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        {"parameterValues": {}, "parameters": {"tb": {"stringValue": "x"}}},
+        {"parameterValues": {"tb": "x"}, "parameters": {}},
+        {"parameterValues": {"tb": "x"}, "parameters": {"tb": {"stringValue": "y"}}},
+    ],
+)
+def test_a_pipeline_job_template_with_both_parameter_fields_is_refused(
+    tmp_path: Path, runtime: dict[str, Any]
+) -> None:
+    """aiplatform reads parameterValues whenever present and ignores the typed parameters:
+    zt must never judge values the SDK would not send (and the spec's default would run)."""
+    document = _job_document(_compile(tmp_path, None), runtime)
+    with pytest.raises(TemplateError, match="both parameterValues"):
+        rewrite_pipeline(document, project=PROJECT)
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match="both parameterValues"):
+        zt.check(
+            job_file,
+            project=PROJECT,
+            location="us-central1",
+            pipeline_service_account=PIPELINE_SA,
+            snapshot={"projects": {PROJECT: {}}},
+        )
