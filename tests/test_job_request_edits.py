@@ -174,3 +174,16 @@ def test_a_submit_whose_create_target_was_edited_is_refused(
     with pytest.raises(StateChangedError, match=r"parent|API client"):
         job.submit(service_account=PIPELINE_SA)
     assert not [r for r in emu.writes() if r.method.endswith("pipelineJobs.create")]
+
+
+def test_a_schedule_whose_api_client_was_replaced_is_refused(emu: Emulator, tmp_path: Path) -> None:
+    job = _job(tmp_path, "sched-client")
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="nightly", credentials=job.credentials
+    )
+    schedule.api_client = aiplatform.PipelineJobSchedule._instantiate_client(
+        location=LOCATION, credentials=emulator_credentials("user:mallory@example.com")
+    )
+    with pytest.raises(StateChangedError, match="API client"):
+        schedule.create(cron="0 1 * * *", service_account=PIPELINE_SA)
+    assert not [r for r in emu.writes() if r.method.endswith("schedules.create")]

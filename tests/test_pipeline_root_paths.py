@@ -228,3 +228,58 @@ def test_a_pipeline_job_template_with_both_parameter_fields_is_refused(
             pipeline_service_account=PIPELINE_SA,
             snapshot={"projects": {PROJECT: {}}},
         )
+
+
+def test_check_judges_the_root_a_pipeline_job_template_runs_with(tmp_path: Path) -> None:
+    """aiplatform runs a PipelineJob template with its runtimeConfig.gcsOutputDirectory when no
+    root is given: ``check`` verifies the same bucket (here one nobody granted anything on)."""
+    world = Path(zt.__file__).parent / "examples" / "world.yaml"
+    exfil = "gs://attacker-exfil-bucket/runs"
+    document = _job_document(_compile(tmp_path, None), {"gcsOutputDirectory": exfil})
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(document))
+    kw: dict[str, Any] = {
+        "project": PROJECT,
+        "location": "us-central1",
+        "pipeline_service_account": PIPELINE_SA,
+        "snapshot": world,
+    }
+    implicit = zt.check(job_file, **kw)
+    explicit = zt.check(job_file, pipeline_root=exfil, **kw)
+    assert not implicit.allowed
+    assert sorted(f.code for f in implicit.findings) == sorted(f.code for f in explicit.findings)
+    assert any("attacker-exfil-bucket" in f.resource for f in implicit.findings if f.resource)
+
+
+@pytest.mark.parametrize("where", ["argument", "template"])
+def test_a_null_parameter_value_means_the_default_as_aiplatform_sends_it(
+    tmp_path: Path, where: str
+) -> None:
+    """aiplatform drops None values, so Vertex runs the spec's default: that is what is judged."""
+
+    @dsl.pipeline(name="nulls")
+    def pipeline(tb: str = INJECTIONS[0]) -> None:
+        train = CustomTrainingJobOp(
+            display_name="t",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": "python:3.11"},
+                }
+            ],
+            tensorboard=tb,
+        )
+        zt.step.on(train, TRAIN_SA)
+
+    path = tmp_path / "nulls.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    if where == "argument":
+        source: Any = str(path)
+        values: dict[str, Any] | None = {"tb": None}
+    else:
+        source = {"pipelineSpec": load_template(path)[0], "runtimeConfig": {}}
+        source["runtimeConfig"]["parameterValues"] = {"tb": None}
+        values = None
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(source, project=PROJECT, parameter_values=values)

@@ -1368,6 +1368,7 @@ def _bind_reading_schedule(job: PipelineJob, approval: Approval) -> None:
             assert isinstance(reader, _BoundSchedule)
             reader._zt_job = job
             reader._zt_bound = approval
+            reader._zt_api_client = getattr(reader, "api_client", None)  # create() must use it
             return
         frame = frame.f_back
 
@@ -1379,6 +1380,7 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
 
     _zt_job: PipelineJob
     _zt_bound: Approval
+    _zt_api_client: Any
 
     def create(self, *args: Any, **kwargs: Any) -> None:
         """aiplatform's ``create``, after checking it would run as approved."""
@@ -1390,6 +1392,8 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         changed = []
         if self.credentials is not target.credentials:
             changed.append("the schedule's credentials are not the job's")
+        if self.api_client is not getattr(self, "_zt_api_client", self.api_client):
+            changed.append("the schedule's API client was replaced after construction")
         # PipelineJobSchedule(pipeline_job=job, project=..., location=...) may name another
         # place: the verified spec would run where nobody verified IAM
         parent = f"projects/{target.project}/locations/{target.location}"
