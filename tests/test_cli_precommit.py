@@ -132,6 +132,9 @@ def _disguise(text: str, how: str) -> str:
         "yaml tag",
         "escaped key + NaN",
         "escaped key in a job envelope + duplicate",
+        "utf-16-le bom",
+        "utf-16-be bom",
+        "utf-32-le bom",
     ],
 )
 def test_a_template_the_strict_loader_refuses_is_never_skipped(
@@ -144,7 +147,11 @@ def test_a_template_the_strict_loader_refuses_is_never_skipped(
         else next(iter(compiled.values())).read_text()
     )
     path = tmp_path / "disguised.yaml"
-    path.write_text(_disguise(text, how))
+    if how.startswith("utf-"):  # re-encoded with a byte-order mark (PyYAML reads it)
+        first = json.dumps(next(yaml.safe_load_all(text)))
+        path.write_bytes(("\ufeff" + first).encode(how[: -len(" bom")]))
+    else:
+        path.write_text(_disguise(text, how))
     code, out = run([*hook_argv(), *ARGS, str(path)], capsys)
     assert code == 2, out
     assert "disguised.yaml" in out

@@ -191,7 +191,15 @@ def test_apply_with_testing_permissions_warns_and_closes(
         assert again.is_noop and not again.support_unverified
 
 
-@pytest.mark.parametrize("bad", ["storage.objects.list", "storage.objects.list=MAYBE", "x=TESTING"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "storage.objects.list",
+        "storage.objects.list=MAYBE",
+        "x=TESTING",
+        "storage.objects.lst=TESTING",
+    ],
+)
 def test_emulator_cli_refuses_a_malformed_support_level(
     bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,7 +207,10 @@ def test_emulator_cli_refuses_a_malformed_support_level(
     with pytest.raises(SystemExit) as info:
         main(["emulator", "--snapshot", str(world), "--permission-support", bad])
     assert info.value.code == 2
-    assert "--permission-support" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--permission-support" in err
+    if "lst" in bad:  # a misspelt permission names the closest known one
+        assert "did you mean storage.objects.list" in err
 
 
 def test_plan_names_its_pipeline_identity_for_check_and_submit(template: Path) -> None:  # noqa: F811

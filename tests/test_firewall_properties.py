@@ -21,6 +21,7 @@ from zt_pipelines.segmentation.firewall import (
     FirewallIndex,
     Instance,
     Source,
+    compile_table,
     decide_egress,
     decide_ingress,
     egress_boxes,
@@ -274,7 +275,7 @@ def test_fast_path_finds_exactly_the_allowed_boxes(
 
 
 @seed(20261129)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.lists(rules(), max_size=8),
     st.lists(st.tuples(st.integers(0, 7), st.sampled_from([0, 10, 1000]), st.booleans())),
@@ -282,6 +283,12 @@ def test_fast_path_finds_exactly_the_allowed_boxes(
     IPS,
     st.tuples(st.lists(st.sampled_from(TAGS), max_size=1), st.sampled_from([None, *SAS])),
     st.booleans(),
+    st.lists(st.sampled_from(CIDRS), max_size=3),
+    st.dictionaries(
+        st.sampled_from([6, 17]),
+        st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)), min_size=1, max_size=2),
+        max_size=2,
+    ),
 )
 def test_the_index_decides_like_the_rules(
     rules_: list[FirewallRule],
@@ -290,9 +297,12 @@ def test_the_index_decides_like_the_rules(
     src_ip: int,
     who: tuple[list[str], str | None],
     catch_all: bool,
+    extra_cidrs: list[str],
+    extra_port_draw: dict[int, list[tuple[int, int]]],
 ) -> None:
     """The snapshot's index (shadowed rules dropped at load, rules by network and targeted
-    identity) gives exactly the boxes — and deciding rules — of the raw rule list."""
+    identity, each network compiled once for the common source and cut at the reach) gives
+    exactly the boxes — and deciding rules — of the raw rule list."""
     # copies of drawn rules under other names/priorities/targets: shadowing is common
     for i, priority, untarget in copies:
         if i < len(rules_):
@@ -310,8 +320,37 @@ def test_the_index_decides_like_the_rules(
     if catch_all:
         rules_.append(FirewallRule("deny-all", network, "EGRESS", 1000, False))
     source = Source(network, ((src_ip, src_ip),), tuple(who[0]), who[1])
-    extra = [_r("10.1.0.0/16")]
-    ports = {6: [(80, 90)]}
+    extra = [_r(c) for c in extra_cidrs]
+    ports = {p: [(lo, lo + n) for lo, n in v] for p, v in extra_port_draw.items()}
     direct = egress_boxes(rules_, source, extra_ranges=extra, extra_ports=ports, allowed_only=True)
-    index = FirewallIndex(EgressTable.of(rules_))
-    assert index.allowed_boxes(source, extra, ports) == direct
+    assert FirewallIndex(EgressTable.of(rules_)).allowed_boxes(source, extra, ports) == direct
+    compiled = EgressTable.of(rules_)
+    compile_table(compiled)
+    assert FirewallIndex(compiled).allowed_boxes(source, extra, ports) == direct
+
+
+def test_compiled_boxes_are_cut_at_the_reach() -> None:
+    """The compiled path cuts addresses and ports at the reach exactly as the evaluator does,
+    and leaves a protocol the reach names but no rule does to the evaluator."""
+    net = NETWORKS[0]
+    rules_ = [
+        FirewallRule("deny-all", net, "EGRESS", 65000, False),
+        FirewallRule(
+            "db", net, "EGRESS", 10, True, (PortRule(6, ((0, 100),)),), (), (_r("10.0.0.0/8"),)
+        ),
+        FirewallRule("dns", net, "EGRESS", 20, True, (PortRule(17, ((53, 53),)),)),
+    ]
+    table = EgressTable.of(rules_)
+    compile_table(table)
+    source = Source(net, ((1, 1),), (), SAS[0])
+    for extra, ports in (
+        ([_r("10.1.0.0/16")], {6: [(50, 60)]}),
+        ([_r("10.1.2.3/32"), _r("192.168.0.0/16")], {6: [(0, 0), (100, 120)], 17: [(53, 60)]}),
+        ([], {132: [(1, 2)]}),  # sctp: no rule names it, behind the catch-all: nothing opens it
+    ):
+        direct = egress_boxes(
+            rules_, source, extra_ranges=extra, extra_ports=ports, allowed_only=True
+        )
+        assert FirewallIndex(table).allowed_boxes(source, extra, ports) == direct
+    cut = FirewallIndex(table).allowed_boxes(source, [_r("10.1.0.0/16")], {6: [(50, 60)]})
+    assert len([b for b in cut if b.protocol == 6]) == 3 * 3  # 3 address pieces × 3 port pieces

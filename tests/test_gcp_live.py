@@ -581,3 +581,31 @@ def test_http_clients_read_proxy_settings_once_and_keep_them(
     monkeypatch.setenv("NO_PROXY", "10.1.2.3")
     bypass = ClientFactory(emulator_credentials("user:a@example.com"), emulator_host="10.1.2.3:8")
     assert "http" not in bypass.storage()._http.proxies
+
+
+def test_reads_started_without_a_thread_answer_as_the_blocking_ones(emulator: Emulator) -> None:
+    """The installed gapic transports expose the futures the fetch relies on (a library
+    upgrade that drops them would silently fall back to a thread per read), and a started
+    read answers exactly what the blocking read answers."""
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
+    adapters = build_adapters(factory, no_wait_policy())
+    iam, hierarchy = adapters.iam, adapters.hierarchy
+    pairs = [
+        (iam.start_service_account_policy(TRAIN), iam.get_service_account_policy(TRAIN)),  # type: ignore[attr-defined]
+        (iam.start_list_user_managed_keys(TRAIN), iam.list_user_managed_keys(TRAIN)),  # type: ignore[attr-defined]
+        (
+            iam.start_get_role("roles/storage.objectViewer"),
+            iam.get_role("roles/storage.objectViewer"),
+        ),  # type: ignore[attr-defined]
+        (hierarchy.start_get_project("proj-a1"), hierarchy.get_project("proj-a1")),  # type: ignore[attr-defined]
+        (hierarchy.start_get_folder("222"), hierarchy.get_folder("222")),  # type: ignore[attr-defined]
+        (hierarchy.start_get_iam_policy(ORG), hierarchy.get_iam_policy(ORG)),  # type: ignore[attr-defined]
+    ]
+    for started, blocking in pairs:
+        assert started is not None
+        assert started.outcome() == blocking
+    missing = iam.start_service_account_policy("nobody@proj-a1.iam.gserviceaccount.com")  # type: ignore[attr-defined]
+    with pytest.raises(ApiError) as caught:
+        missing.outcome()
+    assert caught.value.code == "NOT_FOUND" and not caught.value.transient
+    factory.close()

@@ -156,3 +156,34 @@ def test_an_unedited_schedule_is_created(emu: Emulator, tmp_path: Path) -> None:
     )._gca_resource.create_pipeline_job_request.pipeline_job
     assert got.runtime_config.parameter_values["tb"] == SAFE_TB
     assert got.service_account == PIPELINE_SA
+
+
+@pytest.mark.parametrize("edit", ["parent", "api client"])
+def test_a_submit_whose_create_target_was_edited_is_refused(
+    emu: Emulator, tmp_path: Path, edit: str
+) -> None:
+    """aiplatform creates under ``job._parent`` with ``job.api_client``: the approval's place
+    and the client built at construction, or nothing is sent."""
+    job = _job(tmp_path, f"target-{edit.replace(' ', '-')}")
+    if edit == "parent":
+        job._parent = f"projects/other-proj/locations/{LOCATION}"
+    else:
+        job.api_client = aiplatform.PipelineJob._instantiate_client(  # another client
+            location=LOCATION, credentials=job.credentials
+        )
+    with pytest.raises(StateChangedError, match=r"parent|API client"):
+        job.submit(service_account=PIPELINE_SA)
+    assert not [r for r in emu.writes() if r.method.endswith("pipelineJobs.create")]
+
+
+def test_a_schedule_whose_api_client_was_replaced_is_refused(emu: Emulator, tmp_path: Path) -> None:
+    job = _job(tmp_path, "sched-client")
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name="nightly", credentials=job.credentials
+    )
+    schedule.api_client = aiplatform.PipelineJobSchedule._instantiate_client(
+        location=LOCATION, credentials=emulator_credentials("user:mallory@example.com")
+    )
+    with pytest.raises(StateChangedError, match="API client"):
+        schedule.create(cron="0 1 * * *", service_account=PIPELINE_SA)
+    assert not [r for r in emu.writes() if r.method.endswith("schedules.create")]

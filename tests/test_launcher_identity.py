@@ -137,6 +137,14 @@ def test_a_hand_edited_flex_payload_option_list_is_refused(tmp_path: Path) -> No
             main_python_file_uri="gs://b/main.py",
             runtime_config_properties={"spark.x.serviceAccountName": OTHER},
         ),
+        # the GCS connector's impersonation property: Spark's storage calls as another SA
+        lambda: dataproc.DataprocPySparkBatchOp(
+            project=PROJECT,
+            main_python_file_uri="gs://b/main.py",
+            runtime_config_properties={
+                "spark.hadoop.fs.gs.auth.impersonation.service.account": OTHER
+            },
+        ),
         # a CustomJob whose constant worker pools smuggle an identity key
         lambda: custom_job.CustomTrainingJobOp(
             display_name="t",

@@ -200,3 +200,86 @@ def test_the_report_says_where_the_iam_state_came_from(
     sarif = live.to_sarif()["runs"][0]["invocations"][0]
     assert any(emu.address in str(n) for n in sarif.get("toolExecutionNotifications", []))
     assert emu.address in str(live) and emu.address in live._repr_html_()
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        {"parameterValues": {}, "parameters": {"tb": {"stringValue": "x"}}},
+        {"parameterValues": {"tb": "x"}, "parameters": {}},
+        {"parameterValues": {"tb": "x"}, "parameters": {"tb": {"stringValue": "y"}}},
+    ],
+)
+def test_a_pipeline_job_template_with_both_parameter_fields_is_refused(
+    tmp_path: Path, runtime: dict[str, Any]
+) -> None:
+    """aiplatform reads parameterValues whenever present and ignores the typed parameters:
+    zt must never judge values the SDK would not send (and the spec's default would run)."""
+    document = _job_document(_compile(tmp_path, None), runtime)
+    with pytest.raises(TemplateError, match="both parameterValues"):
+        rewrite_pipeline(document, project=PROJECT)
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match="both parameterValues"):
+        zt.check(
+            job_file,
+            project=PROJECT,
+            location="us-central1",
+            pipeline_service_account=PIPELINE_SA,
+            snapshot={"projects": {PROJECT: {}}},
+        )
+
+
+def test_check_judges_the_root_a_pipeline_job_template_runs_with(tmp_path: Path) -> None:
+    """aiplatform runs a PipelineJob template with its runtimeConfig.gcsOutputDirectory when no
+    root is given: ``check`` verifies the same bucket (here one nobody granted anything on)."""
+    world = Path(zt.__file__).parent / "examples" / "world.yaml"
+    exfil = "gs://attacker-exfil-bucket/runs"
+    document = _job_document(_compile(tmp_path, None), {"gcsOutputDirectory": exfil})
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(document))
+    kw: dict[str, Any] = {
+        "project": PROJECT,
+        "location": "us-central1",
+        "pipeline_service_account": PIPELINE_SA,
+        "snapshot": world,
+    }
+    implicit = zt.check(job_file, **kw)
+    explicit = zt.check(job_file, pipeline_root=exfil, **kw)
+    assert not implicit.allowed
+    assert sorted(f.code for f in implicit.findings) == sorted(f.code for f in explicit.findings)
+    assert any("attacker-exfil-bucket" in f.resource for f in implicit.findings if f.resource)
+
+
+@pytest.mark.parametrize("where", ["argument", "template"])
+def test_a_null_parameter_value_means_the_default_as_aiplatform_sends_it(
+    tmp_path: Path, where: str
+) -> None:
+    """aiplatform drops None values, so Vertex runs the spec's default: that is what is judged."""
+
+    @dsl.pipeline(name="nulls")
+    def pipeline(tb: str = INJECTIONS[0]) -> None:
+        train = CustomTrainingJobOp(
+            display_name="t",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": "python:3.11"},
+                }
+            ],
+            tensorboard=tb,
+        )
+        zt.step.on(train, TRAIN_SA)
+
+    path = tmp_path / "nulls.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    if where == "argument":
+        source: Any = str(path)
+        values: dict[str, Any] | None = {"tb": None}
+    else:
+        source = {"pipelineSpec": load_template(path)[0], "runtimeConfig": {}}
+        source["runtimeConfig"]["parameterValues"] = {"tb": None}
+        values = None
+    with pytest.raises(TemplateError, match="change the job's structure"):
+        rewrite_pipeline(source, project=PROJECT, parameter_values=values)

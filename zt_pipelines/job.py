@@ -361,6 +361,7 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_scheduling: Approval | None = None
         self._zt_origin = origin  # "cli" when the zt-pipelines CLI drives the job (audit action)
         self._zt_target = self._zt_current_target()
+        self._zt_api_client = getattr(self, "api_client", None)  # the client submit must use
         self.last_report: Any = None
 
     # ------------------------------------------------------------------ public API
@@ -955,6 +956,15 @@ class PipelineJob(  # type: ignore[misc]
     ) -> None:
         """Send the approved request with the client built at construction (aiplatform's
         ``submit`` without its bucket create-or-check, see the module docstring)."""
+        target = approval.target or self._zt_target
+        parent = f"projects/{target.project}/locations/{target.location}"
+        changed = []
+        if getattr(self, "_parent", parent) != parent:  # aiplatform's create target
+            changed.append(f"the job's parent is {self._parent!r}, the approval's {parent!r}")
+        if self.api_client is not getattr(self, "_zt_api_client", self.api_client):
+            changed.append("the job's API client was replaced after construction")
+        if changed:
+            self._zt_refuse_changed("submit", approval.service_account, approval.network, changed)
         self._install(approval)
         self._zt_check_pipeline_root_owner(approval)
         if experiment:
@@ -964,7 +974,7 @@ class PipelineJob(  # type: ignore[misc]
         if enable_preflight_validations:
             request.preflight_validations = True
         self._gca_resource = self.api_client.create_pipeline_job(
-            parent=self._parent,
+            parent=parent,
             pipeline_job=request,
             pipeline_job_id=self.job_id,
             timeout=create_request_timeout,
@@ -1358,6 +1368,7 @@ def _bind_reading_schedule(job: PipelineJob, approval: Approval) -> None:
             assert isinstance(reader, _BoundSchedule)
             reader._zt_job = job
             reader._zt_bound = approval
+            reader._zt_api_client = getattr(reader, "api_client", None)  # create() must use it
             return
         frame = frame.f_back
 
@@ -1369,6 +1380,7 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
 
     _zt_job: PipelineJob
     _zt_bound: Approval
+    _zt_api_client: Any
 
     def create(self, *args: Any, **kwargs: Any) -> None:
         """aiplatform's ``create``, after checking it would run as approved."""
@@ -1380,6 +1392,8 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         changed = []
         if self.credentials is not target.credentials:
             changed.append("the schedule's credentials are not the job's")
+        if self.api_client is not getattr(self, "_zt_api_client", self.api_client):
+            changed.append("the schedule's API client was replaced after construction")
         # PipelineJobSchedule(pipeline_job=job, project=..., location=...) may name another
         # place: the verified spec would run where nobody verified IAM
         parent = f"projects/{target.project}/locations/{target.location}"

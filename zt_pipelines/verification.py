@@ -125,6 +125,11 @@ def check(
         network=network,
         template=template_name,
     )
+    if pipeline_root is None:  # the root a run would get: the template's, as aiplatform picks
+        pipeline_root = _template_root(source)
+        explicit_root = None
+    else:
+        explicit_root = pipeline_root
     try:
         result = rewrite_pipeline(
             source,
@@ -134,7 +139,7 @@ def check(
             location=location,
             pipeline_service_account=sa.email or None,
             defaults=defaults,
-            pipeline_root=pipeline_root,  # pasted into launcher payloads: judged as sent
+            pipeline_root=explicit_root,  # pasted into launcher payloads: judged as sent
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)
@@ -278,6 +283,22 @@ def _source_note(snapshot: SnapshotInput, emulator: str | None) -> str:
             "not from Google's APIs"
         )
     return "IAM state read live from Google's APIs"
+
+
+def _template_root(source: Any) -> str | None:
+    """The pipeline root a run of this template gets when none is given, as aiplatform picks
+    it: the spec's ``defaultPipelineRoot``, else a PipelineJob template's
+    ``runtimeConfig.gcsOutputDirectory`` (only ``gs://`` roots: Vertex takes no other)."""
+    from zt_pipelines.spec.template import load_template_job
+
+    if isinstance(source, tuple):
+        document: Any = source[0]
+    elif isinstance(source, (str, Path, Mapping)):
+        document = source
+    else:
+        return None
+    roots = load_template_job(document)[3]  # in aiplatform's order: the first one is used
+    return roots[0] if roots and roots[0].startswith("gs://") else None
 
 
 def _roles(roles: str | Path | dict[str, Role] | None) -> dict[str, Role]:

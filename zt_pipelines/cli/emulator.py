@@ -19,8 +19,7 @@ from zt_pipelines.errors import InputError
 
 
 def _support_levels(pairs: tuple[str, ...]) -> dict[str, str]:
-    from zt_pipelines.policy.role_catalogue import SUPPORT_LEVELS
-    from zt_pipelines.resources import check_permission
+    from zt_pipelines.policy.role_catalogue import SUPPORT_LEVELS, validate_permission
 
     levels: dict[str, str] = {}
     for pair in pairs:
@@ -32,7 +31,9 @@ def _support_levels(pairs: tuple[str, ...]) -> dict[str, str]:
                 fix=f"LEVEL is one of {', '.join(SUPPORT_LEVELS)}, e.g. "
                 "--permission-support storage.objects.list=NOT_SUPPORTED",
             )
-        levels[check_permission(permission, where="--permission-support")] = level
+        # a misspelt name would serve a level for a permission no role has: refused, with
+        # the closest known names
+        levels[validate_permission(permission, where="--permission-support")] = level
     return levels
 
 

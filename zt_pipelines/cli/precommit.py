@@ -63,14 +63,13 @@ def _laxly_a_pipeline(raw: bytes) -> bool:
     reads ``raw`` as something with a pipeline's keys (only to classify: never to check)."""
     import yaml
 
-    text = raw.decode("utf-8", errors="replace")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     def first_yaml() -> Any:
-        return next(iter(yaml.load_all(text, Loader=loader)), None)
+        return next(iter(yaml.load_all(raw, Loader=loader)), None)  # bytes: BOMs honoured
 
     def first_json() -> Any:
-        return json.loads(text)
+        return json.loads(raw)  # bytes: UTF-8/16/32 detected, as json does
 
     readers: tuple[Callable[[], Any], ...] = (first_yaml, first_json)
     for read in readers:

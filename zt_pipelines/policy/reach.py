@@ -314,6 +314,7 @@ class Holdings:
     def __init__(self, ev: Evaluator) -> None:
         self.ev = ev
         self._grants: dict[str, list[tuple[str, str, frozenset[str], str]]] = {}
+        self._severe: dict[str, bool] = {}  # asked once per target of every path: memoised
 
     def _of(self, email: str) -> list[tuple[str, str, frozenset[str], str]]:
         found = self._grants.get(email)
@@ -358,7 +359,10 @@ class Holdings:
     def severe(self, email: str) -> bool:
         """True when ``email`` holds a basic role, an escalation-capable permission or a role
         of unknown definition (dangerous to reach, whatever the start needs)."""
-        return any(why for _n, _r, _p, why in self._of(email))
+        found = self._severe.get(email)
+        if found is None:
+            found = self._severe[email] = any(why for _n, _r, _p, why in self._of(email))
+        return found
 
     def dangerous(
         self, email: str, needed_at: dict[str, set[str]] | None, start: str = "the start"

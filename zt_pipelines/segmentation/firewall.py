@@ -275,6 +275,19 @@ def egress_boxes(
     are skipped: the boxes returned are exactly the allowed ones (the fast path of the checks).
     ``presorted``: ``rules`` are already in :func:`ordered` order.
     """
+    return _egress(rules, source, extra_ranges, extra_ports, allowed_only, presorted)[0]
+
+
+def _egress(
+    rules: Iterable[FirewallRule],
+    source: Source,
+    extra_ranges: Iterable[Range],
+    extra_ports: dict[int, list[Range]] | None,
+    allowed_only: bool,
+    presorted: bool,
+) -> tuple[list[Box], frozenset[int], frozenset[int] | None]:
+    """:func:`egress_boxes`, with the protocols that have spans of their own and the protocols
+    an allow rule can open (``None``: every one)."""
     applicable = []
     closed = False
     network = source.network
@@ -395,7 +408,67 @@ def egress_boxes(
             if allowed_only and not allowed:
                 continue
             boxes.append(Box(lo, hi, proto, is_other, plo, phi, allowed, rule))
-    return boxes
+    named = frozenset(p for p, is_other, _, _ in proto_spans if not is_other)
+    return boxes, named, None if wanted is None else frozenset(wanted)
+
+
+def compile_table(table: EgressTable) -> None:
+    """Fill ``table.compiled``: per network without source-ranged egress rules, the allowed
+    boxes of a source no targeted rule applies to — what most steps are — and of each service
+    account its rules target. Built once with the snapshot; :meth:`FirewallIndex.allowed_boxes`
+    then only cuts them at a step's reach."""
+    for network, rules in table.by_network.items():
+        if any(r.source_ranges for r in rules):
+            continue  # which rules apply depends on the step's own addresses
+        common = [r for r in rules if not (r.target_service_accounts or r.target_tags)]
+        table.compiled[network] = _egress(common, Source(network, ((0, 0),)), (), None, True, True)
+        # and for each service account a rule of the network targets (tagged sources are
+        # evaluated in full: Vertex steps carry no network tags)
+        for sa in table.by_sa.get(network, {}):
+            own = [
+                r
+                for r in rules
+                if not (r.target_service_accounts or r.target_tags) or sa in r.targeted_accounts
+            ]
+            table.compiled[(network, sa)] = _egress(
+                own, Source(network, ((0, 0),), (), sa), (), None, True, True
+            )
+
+
+def _pieces(lo: int, hi: int, points: list[int]) -> list[Range]:
+    """``lo..hi`` cut at every point inside it (a point starts a piece)."""
+    inside = points[bisect.bisect_right(points, lo) : bisect.bisect_right(points, hi)]
+    starts = [lo, *inside]
+    return [(a, (starts[i + 1] - 1) if i + 1 < len(starts) else hi) for i, a in enumerate(starts)]
+
+
+def _split(
+    compiled: tuple[list[Box], frozenset[int], frozenset[int] | None],
+    extra_ranges: list[Range],
+    extra_ports: dict[int, list[Range]],
+) -> list[Box] | None:
+    """The compiled boxes cut at the extra boundaries — exactly what :func:`egress_boxes` gives
+    with them — or ``None`` when an extra protocol would need spans of its own."""
+    boxes, named, wanted = compiled
+    if any(p not in named and (wanted is None or p in wanted) for p in extra_ports):
+        return None
+    if not extra_ranges and not extra_ports:
+        return boxes
+    ip_points = sorted({a for a, _ in extra_ranges} | {b + 1 for _, b in extra_ranges})
+    port_points = {
+        p: sorted({a for a, _ in v} | {b + 1 for _, b in v}) for p, v in extra_ports.items()
+    }
+    out: list[Box] = []
+    for b in boxes:
+        ips = _pieces(b.lo, b.hi, ip_points)
+        ports: list[tuple[int | None, int | None]] = [(b.port_lo, b.port_hi)]
+        if b.port_lo is not None and b.port_hi is not None and b.protocol in port_points:
+            ports = list(_pieces(b.port_lo, b.port_hi, port_points[b.protocol]))
+        for lo, hi in ips:
+            for plo, phi in ports:
+                out.append(Box(lo, hi, b.protocol, b.other, plo, phi, b.allowed, b.rule))
+    out.sort(key=lambda b: (b.lo, b.other, b.protocol, b.port_lo or 0))
+    return out
 
 
 class FirewallIndex:
@@ -410,6 +483,7 @@ class FirewallIndex:
         self._by_sa = table.by_sa
         self._by_tag = table.by_tag
         self._sa_rules = table.sa_rules
+        self._compiled = table.compiled
         self._cache: dict[tuple[object, ...], list[Box]] = {}
 
     def targeting(self, network: str | None, service_account: str | None) -> tuple[str, ...]:
@@ -449,6 +523,14 @@ class FirewallIndex:
         ranges = list(extra_ranges)
         key = self.key(source, ranges, extra_ports)
         found = self._cache.get(key)
+        compiled = None
+        if not key[3]:  # no rule targets the source's tags
+            sa = (source.service_account or "").lower()
+            compiled = self._compiled.get((source.network, sa) if key[2] else source.network)
+        if found is None and compiled is not None:
+            found = _split(compiled, ranges, {p: list(v) for p, v in (extra_ports or {}).items()})
+            if found is not None:
+                self._cache[key] = found
         if found is None:
             found = egress_boxes(
                 self._by_network.get(source.network, ()),

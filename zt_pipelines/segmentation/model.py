@@ -17,7 +17,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from zt_pipelines.errors import DeclarationError
 
@@ -75,8 +75,13 @@ def format_range(r: Range) -> str:
     lo, hi = r
     size = hi - lo + 1
     if size & (size - 1) == 0 and lo % size == 0:
-        return f"{ipaddress.IPv4Address(lo)}/{32 - size.bit_length() + 1}"
-    return f"{ipaddress.IPv4Address(lo)}-{ipaddress.IPv4Address(hi)}"
+        return f"{_dotted(lo)}/{32 - size.bit_length() + 1}"
+    return f"{_dotted(lo)}-{_dotted(hi)}"
+
+
+def _dotted(ip: int) -> str:
+    """``a.b.c.d`` (what ``str(IPv4Address(ip))`` gives, without building one)."""
+    return f"{ip >> 24 & 255}.{ip >> 16 & 255}.{ip >> 8 & 255}.{ip & 255}"
 
 
 def protocol_number(name: str, *, where: str = "protocol") -> int | None:
@@ -511,6 +516,10 @@ class EgressTable:
     by_sa: dict[str, dict[str, tuple[str, ...]]]
     by_tag: dict[str, dict[str, tuple[str, ...]]]
     sa_rules: dict[str, tuple[str, ...]]
+    # network (or (network, service account)) -> its firewall compiled for a source no other
+    # conditional rule applies to (:func:`zt_pipelines.segmentation.firewall.compile_table`,
+    # when the snapshot is loaded)
+    compiled: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, rules: tuple[FirewallRule, ...] | list[FirewallRule]) -> EgressTable:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import DeclarationError, SnapshotError
+from zt_pipelines.segmentation.firewall import compile_table
 from zt_pipelines.segmentation.model import (
     ALL_TRAFFIC,
     PORTED,
@@ -124,7 +125,7 @@ def load_section(data: Any, source: str) -> SegmentationState:
     unreadable = tuple(
         SegUnreadable(u["target"], u["what"], u["reason"]) for u in data.get("unreadable", [])
     )
-    return SegmentationState(
+    state = SegmentationState(
         perimeters=perimeters,
         networks=networks,
         subnetworks=subnets,
@@ -135,6 +136,8 @@ def load_section(data: Any, source: str) -> SegmentationState:
         project_numbers=numbers,
         unreadable=unreadable,
     )
+    compile_table(state.egress_table)  # once per snapshot, like its other indexes
+    return state
 
 
 @lru_cache(maxsize=1)

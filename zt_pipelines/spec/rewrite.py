@@ -217,6 +217,8 @@ def rewrite_pipeline(
             check_default_root(root)
     if template_values:  # a PipelineJob's runtimeConfig: Vertex substitutes these values
         parameter_values = {**template_values, **dict(parameter_values or {})}
+    if parameter_values is not None:  # aiplatform drops None: the spec's default then runs
+        parameter_values = {k: v for k, v in parameter_values.items() if v is not None}
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)

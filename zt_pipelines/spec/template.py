@@ -124,6 +124,15 @@ def runtime_parameter_values(document: Mapping[str, Any], *, where: str) -> dict
         return {}
     if not isinstance(config, Mapping):
         raise TemplateError("runtimeConfig is not a mapping", where=f"{where}: runtimeConfig")
+    if config.get("parameterValues") is not None and config.get("parameters") is not None:
+        # aiplatform reads parameterValues whenever present (even {}) and ignores parameters;
+        # another reader may not: one document, two answers — refuse it
+        raise TemplateError(
+            "runtimeConfig has both parameterValues and the legacy typed parameters; "
+            "aiplatform reads only parameterValues, so which values run is not certain",
+            where=f"{where}: runtimeConfig",
+            fix="keep one of the two fields (parameterValues)",
+        )
     values = config.get("parameterValues") or {}
     typed = config.get("parameters") or {}
     if not isinstance(values, Mapping) or not isinstance(typed, Mapping):
