@@ -150,3 +150,41 @@ def test_the_text_report_heads_each_step_with_its_own_identity(evaluations: Path
     ), header
     assert "dataflow-runner" not in header
     assert f"serviceAccount:{sa('dataflow-runner')}" not in render_html(report).split("ZT103")[0]
+
+
+def test_one_serving_identity_for_two_deployed_models_is_shared() -> None:
+    """Two endpoints' model servers (user code answering requests) under one identity share
+    its grants: ZT103, as for steps and launched jobs (and a launched job joining them)."""
+    from zt_pipelines.model import StepIdentity
+    from zt_pipelines.policy.gcpc_checks import launched_identity_uses
+
+    shared = "shared-runner@zt-demo.iam.gserviceaccount.com"
+    steps = (
+        StepIdentity(
+            task="deploy-a",
+            component="comp-deploy-a",
+            executor="exec-a",
+            source="gcpc",
+            service_account="deploy-a@zt-demo.iam.gserviceaccount.com",
+            serving_service_account=shared,
+        ),
+        StepIdentity(
+            task="deploy-b",
+            component="comp-deploy-b",
+            executor="exec-b",
+            source="gcpc",
+            service_account="deploy-b@zt-demo.iam.gserviceaccount.com",
+            serving_service_account=shared,
+        ),
+        StepIdentity(
+            task="deploy-c",
+            component="comp-deploy-c",
+            executor="exec-c",
+            source="gcpc",
+            service_account="deploy-c@zt-demo.iam.gserviceaccount.com",
+            serving_service_account="deploy-c@zt-demo.iam.gserviceaccount.com",  # its own
+        ),
+    )
+    uses = launched_identity_uses(steps)
+    assert sorted(t for t, _ in uses[shared]) == ["deploy-a", "deploy-b"]
+    assert "deploy-c@zt-demo.iam.gserviceaccount.com" not in uses

@@ -4,6 +4,7 @@ and checks active schedules for drift."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,62 @@ def test_an_early_verify_run_does_not_exempt_the_run_from_monitor(
     _report, results = once(audit)
     verified = [r for r in results if hasattr(r, "verified")]
     assert [v.run.job_id for v in verified] == [job.job_id] and verified[0].verified
+
+
+def test_a_schedule_with_copied_labels_is_a_shadow(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    good = zt_job(template, audit)
+    schedule = good.create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    copied = {k: v for k, v in good._gca_resource.labels.items() if k.startswith("zt-")}
+    # 1. plain aiplatform, the raw template, no service account, the approved labels copied
+    shadow = plain_job(template, tmp_path)
+    shadow._gca_resource.labels = copied
+    shadow.create_schedule(cron="0 1 * * *", display_name="copied-labels")
+    # 2. the approved request itself, re-created with another parameter value
+    sent = copy.deepcopy(emu.schedules[str(schedule.resource_name)])
+    request = sent["createPipelineJobRequest"]["pipelineJob"]
+    request["runtimeConfig"].setdefault("parameterValues", {})["source"] = "gs://attacker/x/"
+    other = aiplatform_v1.Schedule.pb(aiplatform_v1.Schedule())
+    json_format.ParseDict(
+        {k: v for k, v in sent.items() if k not in ("name", "state")}
+        | {"displayName": "other-parameters"},
+        other,
+        ignore_unknown_fields=True,
+    )
+    aiplatform_v1.ScheduleServiceClient(
+        credentials=emulator_credentials(SUBMITTER),
+        transport="rest",
+        client_options={"api_endpoint": f"http://{emu.address}"},
+    ).create_schedule(
+        parent=f"projects/{PROJECT}/locations/{LOCATION}",
+        schedule=aiplatform_v1.Schedule.wrap(other),
+    )
+    report, _results = once(audit)
+    flagged = {f.message.split(" (")[0]: f.message for f in report.by_code("ZT641")}  # type: ignore[attr-defined]
+    assert (
+        "schedule copied-labels" in flagged and "does not hash" in flagged["schedule copied-labels"]
+    )
+    assert "parameter source" in flagged["schedule other-parameters"]
+    assert "schedule hourly" not in flagged
+    # and the copies' runs are no usage windows of the approved step identities
+    emu.run_schedule(str(schedule.resource_name))
+    for name in emu.schedules:
+        if name != str(schedule.resource_name):
+            emu.run_schedule(name)
+    from zt_pipelines.monitor.service import usage
+
+    emu.set_audit_configs(PROJECT, {"allServices": ("DATA_READ", "DATA_WRITE")})
+    verdict = usage(
+        PROJECT,
+        audit_log=audit,
+        factory=ClientFactory(emulator_credentials(AUDITOR)),
+        retry=no_wait_policy(2),
+        record=False,
+    )
+    assert verdict.report.by_code("ZT632")  # the copies' step uses lie outside approved runs

@@ -456,10 +456,11 @@ def start_scheduled_run(world: World, schedule_name: str) -> str:
         base = re.sub(r"[^a-z0-9-]", "-", str(sent.get("displayName") or "run").lower())
         name = f"{parent}/pipelineJobs/{base[:40].strip('-') or 'run'}-{uuid.uuid4().hex[:12]}"
         served = deep_copy_json(sent)
-        served.update(
+        fired = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+        served.update(  # fired a moment ago: by now the run has ended
             name=name,
             state="PIPELINE_STATE_PENDING",
-            createTime=_now(),
+            createTime=fired.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             updateTime=_now(),
             scheduleName=schedule_name,
         )

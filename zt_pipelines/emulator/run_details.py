@@ -105,7 +105,13 @@ def record_run(
     location = parent.split("/")[3]
     spec = job.get("pipelineSpec") or {}
     values = (job.get("runtimeConfig") or {}).get("parameterValues") or {}
-    start = datetime.datetime.now(datetime.timezone.utc)
+    # the run started when it was created: its steps' times (and their audit log entries) lie
+    # between then and now, not in the future of whoever reads them right after
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        start = min(_parse_time(str(job.get("createTime") or "")), now)
+    except ValueError:
+        start = now
     root_state = "SUCCEEDED" if succeeded else "FAILED"
     details: list[dict[str, Any]] = [
         {

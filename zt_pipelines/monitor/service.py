@@ -525,9 +525,38 @@ def usage(
         unreadable=unreadable,
         since=start,
     )
+    # Cloud Audit Logs are kept by the project that owns the resource: say what was not read
+    others = sorted(
+        {
+            part
+            for w in windows
+            for n in w.needs
+            for part in _projects_named(n.resource.name)
+            if part != project
+        }
+    )
+    coverage = (
+        f"only project {project}'s audit logs were read: uses of the step identities logged in "
+        "other projects (their buckets, datasets, jobs"
+        + (f"; the declared needs name {', '.join(others)}" if others else "")
+        + ") are not seen — run usage for those projects too"
+    )
+    from dataclasses import replace
+
+    verdict = replace(
+        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, coverage))
+    )
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
+
+
+def _projects_named(resource: str) -> list[str]:
+    """The project ids a full resource name names (``.../projects/P/...``)."""
+    parts = resource.split("/")
+    return [
+        parts[i + 1] for i, p in enumerate(parts[:-1]) if p == "projects" and parts[i + 1] != "_"
+    ]
 
 
 def _is_schedule(approval: dict[str, Any]) -> bool:
@@ -548,7 +577,7 @@ def _scheduled_runs(
     decision) hash labels; the latest approval wins. A list that fails is recorded in
     ``unreadable`` (usage is then not verified)."""
     from zt_pipelines.errors import ApiError
-    from zt_pipelines.monitor.runs import label_sha256
+    from zt_pipelines.monitor.shadow import schedule_approval
 
     spec_labels, _verified = _labels()
     out: dict[str, dict[str, Any]] = {}
@@ -559,18 +588,17 @@ def _scheduled_runs(
         except ApiError as exc:
             unreadable.append(f"the schedules of {project}/{location} ({exc.message})")
             continue
-        here = [a for a in approvals if a.get("location") == location]
         for schedule in schedules:
-            labels = dict(schedule.create_pipeline_job_request.pipeline_job.labels)
-            digest = label_sha256(labels, spec_labels)
-            decided = label_sha256(labels, _decision_labels())
-            matching = [
-                a
-                for a in here
-                if a.get("spec_sha256") == digest
-                and (not a.get("decision_sha256") or a.get("decision_sha256") == decided)
-            ]
-            if not digest or not matching:
+            # labels are not evidence: only a schedule that carries out an approval (its
+            # spec, identity and runtime config re-read) lends its runs as usage windows
+            approval, _why = schedule_approval(
+                schedule_summary(schedule),
+                approvals,
+                spec_labels=spec_labels,
+                project=project,
+                location=location,
+            )
+            if approval is None:
                 continue  # not an approved schedule: `monitor` flags it (ZT641)
             try:
                 listed = jobs.list_pipeline_jobs(
@@ -582,7 +610,7 @@ def _scheduled_runs(
                 unreadable.append(f"the runs of schedule {schedule.name} ({exc.message})")
                 continue
             for job in listed:
-                out[str(job.name)] = matching[-1]
+                out[str(job.name)] = dict(approval)
     return out
 
 
@@ -661,15 +689,7 @@ def monitor_once(
             JobSummary(str(j.name), str(getattr(j.state, "name", j.state)), dict(j.labels))
             for j in adapter.list_pipeline_jobs(project, location)
         ]
-        schedules = [
-            ScheduleSummary(
-                str(s.name),
-                str(getattr(s.state, "name", s.state)),
-                dict(s.create_pipeline_job_request.pipeline_job.labels),
-                str(s.display_name),
-            )
-            for s in adapter.list_schedules(project, location)
-        ]
+        schedules = [schedule_summary(s) for s in adapter.list_schedules(project, location)]
     except ApiError as exc:
         findings.append(
             Finding("ZT600", Severity.ERROR, f"cannot list jobs or schedules: {exc.message}")
@@ -739,6 +759,39 @@ def monitor_once(
         ),
     )
     return report, results
+
+
+def schedule_summary(schedule: Any) -> Any:
+    """A listed schedule (``aiplatform_v1.Schedule``) as the shadow check reads it: its job's
+    labels, the sha256 of the spec it holds, its run-as account and runtime-config parts."""
+    from google.protobuf import json_format
+
+    from zt_pipelines.monitor.baseline import runtime_parts
+    from zt_pipelines.monitor.shadow import ScheduleSummary
+
+    job = schedule.create_pipeline_job_request.pipeline_job
+    raw = type(job).pb(job)
+    labels = dict(job.labels)
+    try:
+        digest: str | None = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
+        runtime: dict[str, str] | None = runtime_parts(
+            json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+            labels=labels,
+            network=str(job.network),
+            reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+            kms_key=str(job.encryption_spec.kms_key_name),
+        )
+    except Exception:  # a spec that cannot be hashed matches no approval (ZT641)
+        digest, runtime = None, None
+    return ScheduleSummary(
+        str(schedule.name),
+        str(getattr(schedule.state, "name", schedule.state)),
+        labels,
+        str(schedule.display_name),
+        spec_sha256=digest,
+        service_account=str(job.service_account),
+        runtime=runtime,
+    )
 
 
 def _list(value: Any) -> list[Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from zt_pipelines.fingerprint import DECISION_LABELS
+from zt_pipelines.monitor.baseline import runtime_differences
 from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
 from zt_pipelines.policy.report import Finding, Severity
 
@@ -45,6 +47,10 @@ class ScheduleSummary:
     state: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     display_name: str = ""
+    #: what the schedule's job holds, as read (``spec_sha256`` ``None``: its spec was not read)
+    spec_sha256: str | None = None
+    service_account: str = ""
+    runtime: Mapping[str, str] | None = None
 
     @property
     def active(self) -> bool:
@@ -106,28 +112,94 @@ def find_shadows(
             to_verify.append(job)
     live: list[Mapping[str, object]] = []
     for schedule in schedules:
-        digest = label_sha256(schedule.labels, spec_labels)
-        matching = [
-            r
-            for r in plain
-            if approving(r)
-            and str(r.get("action", "")).endswith("schedule")
-            and r.get("spec_sha256") == digest
-            and r.get("project") == project
-            and r.get("location") == location
-        ]
-        if not digest or not matching:
+        approval, why = schedule_approval(
+            schedule, plain, spec_labels=spec_labels, project=project, location=location
+        )
+        if approval is None:
             findings.append(
                 Finding(
                     "ZT641",
                     Severity.ERROR,
                     f"schedule {schedule.display_name or schedule.name} ({schedule.state}) was "
-                    "not created through zt-pipelines: "
-                    + ("its job carries no spec labels" if not digest else "no approval matches"),
+                    f"not created through zt-pipelines: {why or 'no approval matches'}",
                     resource=schedule.name,
                 )
             )
             continue
         if schedule.active:
-            live.append(matching[-1])
+            live.append(approval)
     return ShadowResult(tuple(findings), tuple(to_verify), tuple(live))
+
+
+def schedule_approval(
+    schedule: ScheduleSummary,
+    records: Sequence[Mapping[str, object]],
+    *,
+    spec_labels: tuple[str, str],
+    project: str,
+    location: str,
+    decision_labels: tuple[str, str] = DECISION_LABELS,
+) -> tuple[Mapping[str, object] | None, str]:
+    """The ``schedule`` approval that ``schedule`` carries out, or ``None`` and why not.
+
+    Labels are not evidence (anyone can copy them): the spec the schedule's job holds must hash
+    to its spec label, and its run-as service account, decision labels and runtime config
+    (parameter values, pipeline root, labels, network, key — part by part, when the approval
+    recorded them) must be the approval's. The latest approval that passes wins."""
+    digest = label_sha256(schedule.labels, spec_labels)
+    if not digest:
+        return None, "its job carries no spec labels"
+    if schedule.spec_sha256 != digest:
+        return None, (
+            "its job's spec was not read"
+            if schedule.spec_sha256 is None
+            else "its job's spec does not hash to its spec labels (copied labels?)"
+        )
+    candidates = [
+        r
+        for r in records
+        if approving(r)
+        and str(r.get("action", "")).endswith("schedule")
+        and r.get("spec_sha256") == digest
+        and r.get("project") == project
+        and r.get("location") == location
+    ]
+    if not candidates:
+        return None, "no schedule approval holds its spec"
+    why = ""
+    for approval in reversed(candidates):
+        why = _mismatch(schedule, approval, decision_labels)
+        if not why:
+            return approval, ""
+    return None, why
+
+
+def _mismatch(
+    schedule: ScheduleSummary, approval: Mapping[str, object], decision_labels: tuple[str, str]
+) -> str:
+    identities = approval.get("identities")
+    pipeline_sa = next(
+        (
+            str(i.get("service_account") or "").lower()
+            for i in (identities if isinstance(identities, list) else [])
+            if isinstance(i, Mapping) and i.get("role") == "pipeline"
+        ),
+        "",
+    )
+    if schedule.service_account.lower() != pipeline_sa:
+        return (
+            f"its job runs as {schedule.service_account or '(the default identity)'}, the "
+            f"approval as {pipeline_sa or '(none)'}"
+        )
+    decided = approval.get("decision_sha256")
+    if decided and label_sha256(schedule.labels, decision_labels) != decided:
+        return "its job's decision labels are not the approval's"
+    baseline = approval.get("baseline")
+    approved = baseline.get("runtime") if isinstance(baseline, Mapping) else None
+    if isinstance(approved, Mapping):
+        if schedule.runtime is None:
+            return "its job's runtime config was not read"
+        differences = runtime_differences(approved, schedule.runtime)
+        if differences:
+            return "its job's runtime config is not the approved one: " + "; ".join(differences)
+    return ""

@@ -52,12 +52,11 @@ if TYPE_CHECKING:
 
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 _UNSET = object()
-_SET = object.__setattr__
 _NAMED = MemberMatch(Match.YES, "named directly")
 _TRUE = ConditionResult(Tri.TRUE)
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Decision:
     """The answer to one (member, resource, permission) question.
 
@@ -78,40 +77,23 @@ class Decision:
     evidence: tuple[Evidence, ...] = ()
     reasons: tuple[str, ...] = ()
 
-    # hand-written: the generated frozen __init__ sets each field through object.__setattr__,
-    # 3x slower, and evaluate() makes one Decision per requirement (80,000 at organisation scale)
-    def __init__(
-        self,
-        state: DecisionState,
-        member: str,
-        resource: str,
-        permission: str,
-        evidence: tuple[Evidence, ...] = (),
-        reasons: tuple[str, ...] = (),
-    ) -> None:
-        _SET(
-            self,
-            "__dict__",
-            {
-                "state": state,
-                "member": member,
-                "resource": resource,
-                "permission": permission,
-                "evidence": evidence,
-                "reasons": reasons,
-            },
-        )
-
     @property
     def granted(self) -> bool:
         """True only for *granted*: fail closed."""
         return self.state == "granted"
 
 
-@dataclass(frozen=True)
 class _NodeIndex:
-    direct: dict[str, tuple[Binding, ...]]
-    indirect: tuple[tuple[str, Binding], ...]
+    """One node's bindings by the principal they name directly, and the indirect members
+    (groups, domains, principal sets, ...) that may cover a principal."""
+
+    __slots__ = ("direct", "indirect")
+
+    def __init__(
+        self, direct: dict[str, list[Binding]], indirect: tuple[tuple[str, Binding], ...]
+    ) -> None:
+        self.direct = direct
+        self.indirect = indirect
 
 
 class _Candidate:
@@ -214,6 +196,7 @@ class Evaluator:
         # principal -> node name -> its candidates there, for principals whose bindings were
         # all looked up (member_bindings): decide() then skips every node without one
         self._held_at: dict[str, dict[str, tuple[_Candidate, ...]]] = {}
+        self._held_list: dict[str, list[tuple[Node, _Candidate]]] = {}
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
@@ -224,15 +207,23 @@ class Evaluator:
     def _index(self, node: Node) -> _NodeIndex:
         idx = self._nodes.get(node.name)
         if idx is None:
-            direct: dict[str, list[Binding]] = defaultdict(list)
+            direct: dict[str, list[Binding]] = {}
             indirect: list[tuple[str, Binding]] = []
+            normal = self._principals  # member -> normalised, shared with decide()
             for b in node.policy.bindings if node.policy else ():
                 for m in b.members:
                     if m.startswith(_INDIRECT_KINDS):
                         indirect.append((m, b))
+                        continue
+                    p = normal.get(m)
+                    if p is None:
+                        p = normal[m] = normalize_principal(m)
+                    got = direct.get(p)
+                    if got is None:
+                        direct[p] = [b]
                     else:
-                        direct[normalize_principal(m)].append(b)
-            idx = _NodeIndex({k: tuple(v) for k, v in direct.items()}, tuple(indirect))
+                        got.append(b)
+            idx = _NodeIndex(direct, tuple(indirect))
             self._nodes[node.name] = idx
         return idx
 
@@ -302,13 +293,21 @@ class Evaluator:
             normal = normalize_principal(principal)
             held = self._member_bindings(normal)
             at: dict[str, list[_Candidate]] = {}
+            listed: list[tuple[Node, _Candidate]] = []
             for node, b, mm, member in held:
-                at.setdefault(node.name, []).append(
-                    _Candidate(member, b, mm, self.role_permissions(b.role))
-                )
+                c = _Candidate(member, b, mm, self.role_permissions(b.role))
+                at.setdefault(node.name, []).append(c)
+                listed.append((node, c))
             self._held_at[normal] = {name: tuple(cands) for name, cands in at.items()}
+            self._held_list[principal] = listed
             self._held[principal] = held
         return held
+
+    def held_candidates(self, principal: str) -> list[tuple[Node, _Candidate]]:
+        """:meth:`member_bindings` as (node, candidate) pairs, in the same order: each with
+        the role's permissions and the evidence :meth:`decide` gives for it (read-only)."""
+        self.member_bindings(principal)
+        return self._held_list[principal]
 
     def binding_evidence(
         self, node: Node, principal: str, binding: Binding, member: str
@@ -326,20 +325,23 @@ class Evaluator:
         return None
 
     def _member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
-        if self._by_member is None:
-            by_member: dict[str, list[tuple[Node, Binding]]] = defaultdict(list)
+        by_member, indirect_all = self._by_member, self._indirect_all
+        if by_member is None or indirect_all is None:
+            # one pass over the snapshot: every direct member's bindings, every indirect entry
+            by_member, indirect_all = {}, []
             for node in self.snapshot.nodes.values():
-                for member, bindings in self._index(node).direct.items():
-                    by_member[member].extend((node, b) for b in bindings)
-            self._by_member = by_member
-        if self._indirect_all is None:
-            self._indirect_all = [
-                (node, member, b)
-                for node in self.snapshot.nodes.values()
-                for member, b in self._index(node).indirect
-            ]
-        out = [(n, b, _NAMED, principal) for n, b in self._by_member.get(principal, ())]
-        for node, member, b in self._indirect_all:
+                idx = self._index(node)
+                for member, bindings in idx.direct.items():
+                    got = by_member.get(member)
+                    if got is None:
+                        got = by_member[member] = []
+                    for b in bindings:
+                        got.append((node, b))
+                for member, b in idx.indirect:
+                    indirect_all.append((node, member, b))
+            self._by_member, self._indirect_all = by_member, indirect_all
+        out = [(n, b, _NAMED, principal) for n, b in by_member.get(principal, ())]
+        for node, member, b in indirect_all:
             m = self.members.matches(member, principal)
             if m.match is not Match.NO:
                 out.append((node, b, m, member))

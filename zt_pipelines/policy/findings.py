@@ -11,6 +11,7 @@ import fnmatch
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
@@ -141,7 +142,11 @@ def build_report(
     active += expired
     granted = tuple(
         Grant(
-            r.principal, _uri(r.resource.name, r.resource.prefix), r.permission, r.step, d.evidence
+            r.principal,
+            display_uri(r.resource.name, r.resource.prefix),
+            r.permission,
+            r.step,
+            d.evidence,
         )
         for r, d in zip(requirements, decisions, strict=True)
         if d.state == "granted"
@@ -167,11 +172,14 @@ def _f(code: str, message: str, **kw: object) -> Finding:
     return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
+_SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
+
+
 def _dedupe(findings: list[Finding]) -> list[Finding]:
     seen: set[tuple[object, ...]] = set()
     out = []
     for f in findings:
-        key = (f.code, f.step, f.principal, f.resource, f.permission, f.message)
+        key = _SAME(f)
         if key not in seen:
             seen.add(key)
             out.append(f)
@@ -535,10 +543,11 @@ def _excess_findings(
                 "snapshot (no complete binding search for this principal)"
             )
         required_at = grouped.at.get(principal, {})
-        for node, binding, mm, member in ev.member_bindings(principal):
+        for node, held in ev.held_candidates(principal):
+            mm = held.match
             if mm.match is Match.NO:
                 continue
-            perms = ev.role_permissions(binding.role)
+            binding, member, perms = held.binding, held.member, held.perms
             if perms is None:
                 notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
                 continue
@@ -557,14 +566,7 @@ def _excess_findings(
             if known is None:
                 known = beyond[key] = _beyond(perms, here)
             n_excess, risky, risky_ev, sample = known
-            ev_binding = ev.binding_evidence(node, principal, binding, member) or Evidence(
-                "binding",
-                node=node.name,
-                role=binding.role,
-                member=member,
-                condition=binding.condition.expression if binding.condition else "",
-                detail=mm.reason,
-            )
+            ev_binding = held.evidence(node.name, False)  # the one decide() gives: shared
             where = _uri(node.name)
             basic = is_basic_role(binding.role)
             if basic:
@@ -715,7 +717,7 @@ def _scope_findings(
                     permission=g.permissions[0] if len(g.permissions) == 1 else None,
                     evidence=(
                         Evidence("binding", node=g.node, role=g.role, member=g.member),
-                        *(Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower),
+                        *[Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower],
                     ),
                 )
             )

@@ -50,8 +50,8 @@ def gcpc_findings(
 
 
 def launched_identity_uses(steps: tuple[StepIdentity, ...]) -> dict[str, list[tuple[str, str]]]:
-    """Every identity a step's launched job runs as, other than the step's own:
-    ``{email: [(task, where it was pinned), ...]}``.
+    """Every identity a step's launched job (or deployed model) runs as, other than the step's
+    own: ``{email: [(task, where it was pinned), ...]}``.
 
     A user-set launched identity (a GCPC ``service_account`` or ``dataflow_service_account``
     pipeline parameter feeding many components) is shared by every job it feeds; the shared
@@ -59,10 +59,16 @@ def launched_identity_uses(steps: tuple[StepIdentity, ...]) -> dict[str, list[tu
     """
     uses: dict[str, list[tuple[str, str]]] = {}
     for step in steps:
+        own = (step.service_account or "").lower()
         launched = (step.launched_service_account or "").lower()
-        if not launched or launched == (step.service_account or "").lower():
-            continue
-        uses.setdefault(launched, []).append((step.task, step.launched_identity_field))
+        if launched and launched != own:
+            uses.setdefault(launched, []).append((step.task, step.launched_identity_field))
+        # a deployed model's server runs user code as its serving identity: one per model
+        serving = (step.serving_service_account or "").lower()
+        if serving and serving not in (own, launched):
+            uses.setdefault(serving, []).append(
+                (step.task, "the deployed model's serving identity")
+            )
     return uses
 
 

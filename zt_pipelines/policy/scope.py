@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 ScopeKind = Literal["hierarchy", "prefix"]
 
 _BUCKET_LEVEL_OBJECT_PERMISSIONS = frozenset({"storage.objects.list"})
+_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,20 @@ def broad_grants(
     at: dict[str, set[str]] = defaultdict(set)
     prefixed: dict[str, dict[str, set[str]]] = {}
     whole_at: dict[str, set[str]] = defaultdict(set)
+    chain = ev.chain
     for r in requirements:
         name, prefix = r.resource.name, r.resource.prefix
-        at[name].add(r.permission)
+        permission = r.permission
+        at[name].add(permission)
         if not prefix:
-            whole_at[name].add(r.permission)
-        elif name in interest and object_level(name, r.permission):
-            prefixed.setdefault(name, {}).setdefault(r.permission, set()).add(prefix)
-        for node in ev.chain(name)[0][1:]:
-            if node.name in interest:
-                below.setdefault(node.name, {}).setdefault(r.permission, set()).add((name, prefix))
+            whole_at[name].add(permission)
+        elif name in interest and object_level(name, permission):
+            prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
+        ancestors = chain(name)[0]
+        for i in range(1, len(ancestors)):
+            above = ancestors[i].name
+            if above in interest:
+                below.setdefault(above, {}).setdefault(permission, set()).add((name, prefix))
     out: list[BroadGrant] = []
     for node, binding, member in held:
         perms = ev.role_permissions(binding.role)
@@ -122,7 +127,7 @@ def broad_grants(
         objects = prefixed.get(node.name)
         if objects:
             # an unconditional bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(node.name, set())
+            whole = whole_at.get(node.name, _NOTHING)
             broad = sorted(p for p in objects if p in perms and p not in whole)
             if broad:
                 where = sorted({display_uri(node.name, pre) for p in broad for pre in objects[p]})
