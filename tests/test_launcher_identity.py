@@ -266,3 +266,44 @@ def test_a_value_inlined_into_a_wrapped_launcher_cannot_add_an_identity(
     ir = _compile(tmp_path, p)
     with pytest.raises(TemplateError, match="sets an identity"):
         rewrite_pipeline(ir, project=PROJECT)
+
+
+def test_a_nested_ifpresent_branch_of_a_wrapped_launcher_is_checked(tmp_path: Path) -> None:
+    """A wrapped launcher's arguments keep IfPresent parts nested in a Concat for Vertex to
+    resolve: the branch the task takes is checked too, not only the Then branch."""
+    from google_cloud_pipeline_components.v1 import bigquery
+
+    @dsl.pipeline(name="bq-else")
+    def p() -> None:
+        bigquery.BigqueryQueryJobOp(
+            project=PROJECT,
+            location="US",
+            query="SELECT 1",
+            job_configuration_query={"impersonate": OTHER},
+        )
+
+    ir = _compile(tmp_path, p)
+    (executor,) = ir["deploymentSpec"]["executors"].values()
+    args = executor["container"]["args"]
+    at = args.index("--payload") + 1
+    concat = json.loads(args[at])
+    # the query configuration moves into the Else branch of an input the task never provides
+    concat["Concat"] = [
+        "{",
+        {
+            "IfPresent": {
+                "InputName": "never-provided",
+                "Then": '"labels": {}',
+                "Else": {
+                    "Concat": [
+                        '"configuration": ',
+                        "{{$.inputs.parameters['job_configuration_query']}}",
+                    ]
+                },
+            }
+        },
+        "}",
+    ]
+    args[at] = json.dumps(concat)
+    with pytest.raises(TemplateError, match="sets an identity"):
+        rewrite_pipeline(ir, project=PROJECT)

@@ -98,6 +98,8 @@ def test_runs_within_their_declared_needs_are_clean(
         "gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]
     }
     assert audit.records()[-1]["action"] == "usage"
+    # the logs of other projects were not read: the report says so
+    assert any(f"only project {PROJECT}'s audit logs were read" in n for n in verdict.report.notes)
 
 
 def test_an_unused_declared_permission_is_reported_with_a_tighter_proposal(

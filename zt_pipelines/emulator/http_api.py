@@ -30,7 +30,7 @@ from zt_pipelines.emulator.run_details import create_time_filter, pipeline_job_f
 from zt_pipelines.emulator.runs import simulate_run
 from zt_pipelines.emulator.world import EmulatorError, World, deep_copy_json, page
 from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
-from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, PersistentResource
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Condition, Node, PersistentResource
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
 
 HTTP_STATUS = {
@@ -610,7 +610,19 @@ def _bq_names(world: World, req: Request) -> tuple[str, str]:
 _SPECIAL = {"allAuthenticatedUsers": ("specialGroup", "allAuthenticatedUsers")}
 
 
-def _access_entry(role: str, member: str) -> dict[str, str]:
+def _access_entry(role: str, member: str, condition: Condition | None = None) -> dict[str, Any]:
+    entry = _access_entry_plain(role, member)
+    if condition is not None:
+        # BigQuery carries an access entry's IAM condition on the entry itself
+        entry["condition"] = {"expression": condition.expression}
+        if condition.title:
+            entry["condition"]["title"] = condition.title
+        if condition.description:
+            entry["condition"]["description"] = condition.description
+    return entry
+
+
+def _access_entry_plain(role: str, member: str) -> dict[str, Any]:
     kind, _, value = member.partition(":")
     if member in _SPECIAL:
         key, value = _SPECIAL[member]
@@ -624,6 +636,20 @@ def _access_entry(role: str, member: str) -> dict[str, str]:
     return {"role": role, "iamMember": member}
 
 
+def _entry_condition(entry: dict[str, Any]) -> Condition | None:
+    """The IAM condition of a sent access entry (``None``: unconditional)."""
+    raw = entry.get("condition")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("expression"), str):
+        raise EmulatorError("INVALID_ARGUMENT", f"malformed access entry condition {raw!r}")
+    if not raw["expression"].strip():
+        raise EmulatorError("INVALID_ARGUMENT", "an access entry condition needs an expression")
+    return Condition(
+        raw["expression"], str(raw.get("title") or ""), str(raw.get("description") or "")
+    )
+
+
 def dataset_get(world: World, req: Request) -> tuple[int, Body]:
     """bigquery.datasets.get: access entries from the dataset's allow policy."""
     name, _ = _bq_names(world, req)
@@ -634,9 +660,7 @@ def dataset_get(world: World, req: Request) -> tuple[int, Body]:
         )
     world.authorize(req.caller, "bigquery.datasets.get", name)
     policy = world.policy_of(name)
-    access = [
-        _access_entry(b.role, m) for b in policy.bindings if b.condition is None for m in b.members
-    ]
+    access = [_access_entry(b.role, m, b.condition) for b in policy.bindings for m in b.members]
     with world.lock:
         access.extend(deep_copy_json(e) for e in world.dataset_extras.get(name, []))
     project = name.split("/")[4]
@@ -695,7 +719,7 @@ def dataset_patch(world: World, req: Request) -> tuple[int, Body]:
         if "access" in sent:
             if not isinstance(sent["access"], list):
                 raise EmulatorError("INVALID_ARGUMENT", "access must be a list")
-            grants: dict[str, list[str]] = {}
+            grants: dict[tuple[str, Condition | None], list[str]] = {}
             extras: list[dict[str, Any]] = []
             for entry in sent["access"]:
                 if not isinstance(entry, dict) or not isinstance(entry.get("role") or "", str):
@@ -706,11 +730,15 @@ def dataset_patch(world: World, req: Request) -> tuple[int, Body]:
                 if member is None or not role:
                     extras.append(deep_copy_json(entry))
                 else:
-                    grants.setdefault(role, []).append(member)
+                    grants.setdefault((role, _entry_condition(entry)), []).append(member)
             bindings = tuple(
-                Binding(role=r, members=tuple(dict.fromkeys(m))) for r, m in grants.items()
+                Binding(role=r, members=tuple(dict.fromkeys(m)), condition=c)
+                for (r, c), m in grants.items()
             )
-            world.set_policy(name, AllowPolicy(bindings=bindings), etag_matches=True)
+            version = 3 if any(b.condition for b in bindings) else 1
+            world.set_policy(
+                name, AllowPolicy(bindings=bindings, version=version), etag_matches=True
+            )
             world.dataset_extras[name] = extras
     return dataset_get(world, req)
 

@@ -525,9 +525,38 @@ def usage(
         unreadable=unreadable,
         since=start,
     )
+    # Cloud Audit Logs are kept by the project that owns the resource: say what was not read
+    others = sorted(
+        {
+            part
+            for w in windows
+            for n in w.needs
+            for part in _projects_named(n.resource.name)
+            if part != project
+        }
+    )
+    coverage = (
+        f"only project {project}'s audit logs were read: uses of the step identities logged in "
+        "other projects (their buckets, datasets, jobs"
+        + (f"; the declared needs name {', '.join(others)}" if others else "")
+        + ") are not seen — run usage for those projects too"
+    )
+    from dataclasses import replace
+
+    verdict = replace(
+        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, coverage))
+    )
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
+
+
+def _projects_named(resource: str) -> list[str]:
+    """The project ids a full resource name names (``.../projects/P/...``)."""
+    parts = resource.split("/")
+    return [
+        parts[i + 1] for i, p in enumerate(parts[:-1]) if p == "projects" and parts[i + 1] != "_"
+    ]
 
 
 def _is_schedule(approval: dict[str, Any]) -> bool:

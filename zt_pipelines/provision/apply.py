@@ -286,34 +286,63 @@ class _DatasetStore(_Store):
             if member is None:
                 others.append(entry)  # views, routines, special groups: kept verbatim
                 continue
+            if "withcond" in str(entry.role or ""):
+                # BigQuery hides an entry's condition from a version-1 read: never rewrite it blind
+                raise UnsupportedResourceError(
+                    f"the access entry {entry.role} of {member} was read without its condition",
+                    where=self.name,
+                    fix="grant this dataset access with plan --format gcloud or terraform",
+                )
             # legacy names as the snapshot shows them, so planned removals match
             role = DATASET_LEGACY_ROLES.get(entry.role, entry.role)
-            bindings.append(_Binding(role, [member]))
-        return _Policy(bindings, raw.etag, 1, raw, {"others": others})
+            # the entry's IAM condition travels with it: a rewrite must never widen it
+            bindings.append(_Binding(role, [member], _entry_condition(entry)))
+        version = 3 if any(b.condition for b in bindings) else 1
+        return _Policy(bindings, raw.etag, version, raw, {"others": others})
 
     def set(self, policy: _Policy) -> None:
         from google.cloud.bigquery import AccessEntry
+        from google.cloud.bigquery.dataset import Condition
 
         entries = list(policy.extra["others"])
         for b in policy.bindings:
+            cond = None
             if b.condition:
-                raise UnsupportedResourceError(
-                    "conditional grants on BigQuery datasets are not supported", where=self.name
+                cond = Condition(
+                    b.condition["expression"],
+                    b.condition.get("title") or None,
+                    b.condition.get("description") or None,
                 )
             for member in sorted(b.members):
                 kind, _, email = member.partition(":")
                 if kind in ("user", "serviceAccount"):
-                    entries.append(AccessEntry(b.role, "userByEmail", email))
+                    entry = AccessEntry(b.role, "userByEmail", email)
                 elif kind == "group":
-                    entries.append(AccessEntry(b.role, "groupByEmail", email))
+                    entry = AccessEntry(b.role, "groupByEmail", email)
                 else:
-                    entries.append(AccessEntry(b.role, "iamMember", member))
+                    entry = AccessEntry(b.role, "iamMember", member)
+                if cond is not None:
+                    entry.condition = cond
+                entries.append(entry)
         raw = policy.raw
         raw.access_entries = entries
         self.call(
             lambda: self.client.update_dataset(raw, ["access_entries"], retry=None),
             "bigquery.datasets.update",
         )
+
+
+def _entry_condition(entry: Any) -> dict[str, str] | None:
+    """A dataset access entry's IAM condition as a binding condition (``None``: none)."""
+    cond = getattr(entry, "condition", None)
+    expression = getattr(cond, "expression", None)
+    if not expression:
+        return None
+    out = {"expression": str(expression), "title": str(getattr(cond, "title", "") or "")}
+    description = getattr(cond, "description", None)
+    if description:
+        out["description"] = str(description)
+    return out
 
 
 def _dataset_member(entry: Any) -> str | None:

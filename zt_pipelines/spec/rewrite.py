@@ -1030,8 +1030,11 @@ class _Walker:
             for before, after in zip(parts, inlined, strict=True):
                 if before == after or not _is_json_template(before):
                     continue
+                # an IfPresent inside the argument is left to Vertex: check the branches the
+                # task takes, and both where presence is known only at run time
                 try:  # JSON before (placeholders stood in for), so JSON after
-                    parsed = parse_payload(after, lambda name: True)
+                    parsed = parse_payload(after, (given[0] | given[1]).__contains__)
+                    other = parse_payload(after, given[0].__contains__)
                 except PayloadError as exc:
                     raise TemplateError(
                         f"with its inputs' values an argument of the {kind.name} launcher is "
@@ -1043,7 +1046,8 @@ class _Walker:
                     ) from None
                 allowed = {kind.serving_identity.payload_path} if kind.serving_identity else set()
                 before_keys = set(keys_named(parse_payload(before, lambda n: True).tree, _SA))
-                stray = set(keys_named(parsed.tree, _SA)) - before_keys - allowed
+                found = set(keys_named(parsed.tree, _SA)) | set(keys_named(other.tree, _SA))
+                stray = found - before_keys - allowed
                 if stray:
                     raise TemplateError(
                         f"with its inputs' values the {kind.name} launcher's argument sets an "
