@@ -187,6 +187,13 @@ def segmentation_findings(
             _step_checks(outcome, step, state, policy, context, by_number, required_network)
             outcomes[key] = outcome
         outcome.emit(out, step.task)
+    if policy.require_isolation or networked:
+        # what the static evaluation does not read must be said, not assumed empty
+        out.notes.append(
+            "egress was judged on the networks' VPC firewall rules only: hierarchical "
+            "(organization/folder) and network firewall policies — evaluated before them, "
+            "where an allow is final — routes, NAT and IPv6 rules were not read"
+        )
     return out.findings, out.notes
 
 
@@ -441,20 +448,43 @@ def _attachment_name(config: dict[str, object] | None) -> str | None:
 
 
 def _reach_allowed(entry: ReachEntry, allowed: tuple[ReachEntry, ...]) -> bool:
+    """Whether the policy's ``allowedReach`` covers the whole declared entry: every address
+    range AND every protocol and port of it (an all-ports entry is not inside one port)."""
+    if entry.kind == "google-api":
+        return any(a.kind == "google-api" and a.service == entry.service for a in allowed)
+    if entry.kind == "vertex":
+        resource = entry.text.split()[0]
+        return any(
+            a.kind == "vertex"
+            and fnmatch.fnmatchcase(resource, a.text.split()[0])
+            and all(_rule_admits(a.ports, rule) for rule in entry.ports)
+            for a in allowed
+        )
+    if not entry.ranges:
+        return False
+    return all(
+        any(
+            a.kind in ("cidr", "host")
+            and any(x <= lo and hi <= y for x, y in a.ranges)
+            and _rule_admits(a.ports, rule)
+            for a in allowed
+        )
+        for lo, hi in entry.ranges
+        for rule in entry.ports
+    )
+
+
+def _rule_admits(allowed: tuple[PortRule, ...], rule: PortRule) -> bool:
+    """Whether the allowed port rules admit all the traffic of ``rule``."""
     for a in allowed:
-        if entry.kind == "google-api" and a.kind == "google-api" and a.service == entry.service:
+        if a.protocol is None:
             return True
-        if (
-            entry.kind == "vertex"
-            and a.kind == "vertex"
-            and fnmatch.fnmatchcase(entry.text, a.text)
-        ):
+        if rule.protocol is None or a.protocol != rule.protocol:
+            continue
+        if not a.ports:
             return True
-        if (
-            entry.kind in ("cidr", "host")
-            and a.kind in ("cidr", "host")
-            and entry.ranges
-            and all(any(x <= lo and hi <= y for x, y in a.ranges) for lo, hi in entry.ranges)
+        if rule.ports and all(
+            any(x <= lo and hi <= y for x, y in a.ports) for lo, hi in rule.ports
         ):
             return True
     return False
