@@ -62,6 +62,22 @@ ESCALATION_PERMISSIONS: dict[str, str] = {
     "resourcemanager.projects.setIamPolicy": "grant any role on the project",
     "storage.hmacKeys.create": "create HMAC keys for a service account",
     "aiplatform.customJobs.create": "run code as a chosen service account (with actAs)",
+    # Google runs caller-chosen code as ANOTHER identity, with no actAs check on the caller
+    "dataproc.jobs.create": "run code on a Dataproc cluster as the cluster's service account",
+    "dataproc.workflowTemplates.instantiateInline": (
+        "run Dataproc jobs as a cluster's service account"
+    ),
+    "container.pods.exec": "run commands in a pod as its Kubernetes/node identity",
+    "container.pods.attach": "attach to a running pod's processes (its identity)",
+    "container.serviceAccounts.createToken": "mint tokens for a Kubernetes service account",
+    "run.jobs.runWithOverrides": "run a Cloud Run job's identity with a changed command",
+    "run.jobs.create": "deploy code that runs as a chosen service account",
+    "run.jobs.update": "change code that runs as a Cloud Run job's service account",
+    "deploymentmanager.deployments.update": "deploy resources as the Deployment Manager agent",
+    "composer.environments.update": (
+        "change a Composer environment's packages and settings (code as its service account)"
+    ),
+    "cloudbuild.builds.update": "change builds that run as the Cloud Build service account",
 }
 
 #: Permission suffixes/patterns that escalate wherever they appear, with why.
@@ -70,6 +86,15 @@ ESCALATION_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\.generateAccessToken$"), "mint access tokens"),
     (re.compile(r"\.impersonate[A-Za-z]*$"), "impersonate another principal"),
     (re.compile(r"\.actAs[A-Za-z]*$"), "act as another identity"),
+    # a workload object makes the cluster run caller-chosen containers as any Kubernetes SA of
+    # the namespace (and, through Workload Identity or the node, a Google identity)
+    (
+        re.compile(
+            r"^container\.(pods|deployments|daemonSets|statefulSets|jobs|cronJobs|replicaSets"
+            r"|replicationControllers)\.(create|update)$"
+        ),
+        "run containers in a cluster as its workload identities",
+    ),
 )
 
 
