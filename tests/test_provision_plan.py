@@ -30,6 +30,7 @@ from zt_pipelines.provision import (
     role_id_for,
 )
 from zt_pipelines.provision.custom_roles import custom_role_for, is_managed_role
+from zt_pipelines.provision.model import ACT_AS
 from zt_pipelines.provision.render import render_gcloud, render_json, render_table, render_terraform
 from zt_pipelines.resources import ResourceRef, normalize_resource
 
@@ -332,13 +333,20 @@ def test_plan_is_a_diff_and_prune_touches_only_our_identities() -> None:
     assert all(a.state == "exists" for a in p.accounts)
     assert all(r.state == "exists" for r in p.custom_roles)
     assert not any(g.uri == "gs://raw-data" for g in p.additions)
-    assert len(p.additions) == len(full.additions) - 2
+    # train-sa's old objectAdmin carries storage.objects.setIamPolicy: acting as it is held
+    # back for review (the pipeline SA would gain it) until --prune removes the binding
+    assert len(p.additions) == len(full.additions) - 3
+    [held] = p.held_back
+    assert (held.member, held.permission) == (f"serviceAccount:{PIPE_SA}", ACT_AS)
+    assert held.resource.endswith(f"/serviceAccounts/{TRAIN_SA}")
+    assert "roles/storage.objectAdmin" in held.reason
     assert [(g.role, g.member) for g in p.extras] == [
         ("roles/storage.objectAdmin", f"serviceAccount:{TRAIN_SA}")
     ]
     assert p.removals == ()  # not pruning: reported only
     pruned = make_plan(snapshot=snapshot, prune=True)
     assert pruned.removals == pruned.extras == p.extras
+    assert pruned.held_back == ()  # the risky binding goes, so acting as train-sa is planned
     assert "roles/storage.admin" not in {g.role for g in pruned.removals}
 
 

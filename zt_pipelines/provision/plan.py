@@ -36,7 +36,7 @@ from typing import Literal
 from zt_pipelines.errors import ApiError, CustomRoleSupportError, InputError
 from zt_pipelines.identity import require_user_managed, submitter_member
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
-from zt_pipelines.policy.members import Match, MemberResolver
+from zt_pipelines.policy.members import Match, MemberResolver, normalize_principal
 from zt_pipelines.policy.role_catalogue import (
     catalogue_role,
     predefined_roles,
@@ -145,6 +145,16 @@ def build_plan(
     for want in wants:  # a misspelt permission would become a role IAM refuses
         validate_permissions(want.permissions, where=f"step {want.step!r}")
     wants, held = _hold_back_escalating_needs(wants)
+    # with --prune the step accounts' unneeded bindings go: they do not make acting as one risky
+    pruned = {
+        email
+        for email, tasks in _accounts_by_step(wants, pipeline_sa, step_accounts).items()
+        if prune and tasks != (PIPELINE_STEP,)
+    }
+    wants, held_actas = _hold_back_actas_on_privileged(wants, state, pruned)
+    held = tuple(
+        sorted((*held, *held_actas), key=lambda h: (h.step, h.member, h.resource, h.permission))
+    )
     groups = _group(wants)
 
     role_specs: dict[str, CustomRole] = {}
@@ -515,6 +525,96 @@ def _hold_back_escalating_needs(
         if rest:
             kept.append(dataclasses.replace(want, permissions=rest))
     return kept, tuple(sorted(held, key=lambda h: (h.step, h.member, h.resource, h.permission)))
+
+
+def _sa_email(resource: str) -> str | None:
+    """The account a service-account resource name names (``None``: not one)."""
+    head, sep, email = resource.rpartition("/serviceAccounts/")
+    return email.lower() if sep and head.startswith(IAM + "projects/") and email else None
+
+
+def _hold_back_actas_on_privileged(
+    wants: Sequence[Want], state: Snapshot, pruned: set[str]
+) -> tuple[list[Want], tuple[HeldBack, ...]]:
+    """Hold back an implicit actAs on an EXISTING account that holds a basic role, an
+    escalation-capable permission the plan does not need there, or something we cannot see
+    (a role of unknown definition, a group of unknown membership): acting as it would hand
+    its holder that privilege. A person reviews it; nothing else of the plan changes. Direct
+    bindings of the accounts in ``pruned`` (lower-cased emails) are being removed: not counted."""
+    planned: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for w in wants:  # what the plan itself asks for, where: never a reason to hold back
+        planned[(w.member.lower(), w.resource.name)].update(w.permissions)
+    resolver = MemberResolver(state)
+    posture: dict[str, str | None] = {}
+    kept: list[Want] = []
+    held: list[HeldBack] = []
+    for want in wants:
+        email = _sa_email(want.resource.name)
+        if want.declared or ACT_AS not in want.permissions or email is None:
+            kept.append(want)
+            continue
+        exists = email in state.service_accounts or want.resource.name in state.nodes
+        if email not in posture:
+            posture[email] = (
+                _privileged(email, state, resolver, planned, email in pruned) if exists else None
+            )
+        reason = posture[email]
+        if reason is None:
+            kept.append(want)
+            continue
+        held.append(
+            HeldBack(
+                want.member,
+                want.resource.name,
+                ACT_AS,
+                want.step,
+                f"acting as {email} gives {want.member} what it holds: {reason}",
+            )
+        )
+        rest = tuple(p for p in want.permissions if p != ACT_AS)
+        if rest:
+            kept.append(dataclasses.replace(want, permissions=rest))
+    return kept, tuple(held)
+
+
+def _privileged(
+    email: str,
+    state: Snapshot,
+    resolver: MemberResolver,
+    planned: Mapping[tuple[str, str], set[str]],
+    pruning: bool,
+) -> str | None:
+    """Why the existing account ``email`` is privileged (``None``: provably it is not);
+    ``pruning``: its direct bindings are being removed, so only the others count."""
+    principal = f"serviceAccount:{email}"
+    for name in sorted(state.nodes):
+        policy = state.nodes[name].policy
+        if policy is None:
+            continue
+        for binding in policy.bindings:
+            members = [normalize_principal(m) for m in binding.members]
+            if pruning:
+                members = [m for m in members if m != principal]
+            matched = [resolver.matches(m, principal) for m in members]
+            if not any(m.match is not Match.NO for m in matched):
+                continue
+            unsure = all(m.match is not Match.YES for m in matched)
+            via = " through a group of unknown membership" if unsure else ""
+            where = display_uri(name)
+            if is_basic_role(binding.role):
+                return f"the basic role {binding.role} on {where}{via}"
+            role = state.roles.get(binding.role) or catalogue_role(binding.role)
+            if role is None or role.deleted:
+                return f"{binding.role} on {where}, whose definition is unknown{via}"
+            needed = planned.get((principal.lower(), name), set())
+            risky = sorted(
+                p for p in role.permissions if p not in needed and escalation_reason(p) is not None
+            )
+            if risky:
+                return f"{binding.role} on {where}{via}, with {', '.join(risky[:3])}" + (
+                    " …" if len(risky) > 3 else ""
+                )
+    return None
 
 
 def escalating_permissions(roles: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
