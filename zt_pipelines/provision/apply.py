@@ -18,11 +18,14 @@ This module does IO; every decision was made by :mod:`zt_pipelines.provision.pla
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -746,9 +749,10 @@ def _verify_support(plan: Plan, factory: Any, retry: Any) -> tuple[str, ...]:
         if spec.state != "exists":
             todo.setdefault(spec.role.parent, []).append((spec.role.name, spec.role.permissions))
     found: list[str] = []
+    adapter = IamAdminAdapter(factory, retry)
     for parent, roles in sorted(todo.items()):
         try:
-            levels = IamAdminAdapter(factory, retry).query_testable_permissions(CRM + parent)
+            levels = _support_levels(factory, parent, adapter.query_testable_permissions)
         except ApiError as exc:
             raise ApiError(
                 f"the custom-role support levels of {parent} could not be read ({exc.what}); "
@@ -762,6 +766,34 @@ def _verify_support(plan: Plan, factory: Any, retry: Any) -> tuple[str, ...]:
         refuse_unsupported(issues, where="apply")
         found += support_warnings(issues)
     return tuple(found)
+
+
+# Support levels read once per client factory (one endpoint, one caller) and parent, shared by
+# concurrent applies: they decide only whether a role may be written (IAM refuses the rest
+# anyway), never what is granted, so a cached read is no weaker evidence. Failures are not kept.
+_SUPPORT_CACHE: weakref.WeakKeyDictionary[Any, dict[str, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SUPPORT_LOCKS: dict[tuple[int, str], threading.Lock] = {}
+_SUPPORT_GUARD = threading.Lock()
+
+
+def _support_levels(
+    factory: Any, parent: str, read: Callable[[str], dict[str, str]]
+) -> dict[str, str]:
+    """The support levels of ``parent`` through ``factory``: read once, then shared."""
+    with _SUPPORT_GUARD:
+        lock = _SUPPORT_LOCKS.setdefault((id(factory), parent), threading.Lock())
+    with lock:  # concurrent applies wait for the one read instead of each making their own
+        with _SUPPORT_GUARD:
+            known = _SUPPORT_CACHE.get(factory, {}).get(parent)
+        if known is not None:
+            return known
+        levels = read(CRM + parent)
+        # a factory that cannot be weakly referenced is not cached
+        with _SUPPORT_GUARD, contextlib.suppress(TypeError):
+            _SUPPORT_CACHE.setdefault(factory, {})[parent] = levels
+        return levels
 
 
 def _require_audit_writable(audit_log: Any) -> None:
