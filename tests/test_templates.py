@@ -205,7 +205,10 @@ def test_every_cli_command_takes_remote_templates(
     assert code == 0, err
     assert "legacy-sa@zt-demo.iam.gserviceaccount.com" in out
     code, out, err = _run(["plan", uri, *common, *world, "--format", "json"], capsys)
-    assert code in (0, 1) and json.loads(out), err
+    # legacy-sa holds roles/editor: acting as it is held back for review (exit 3)
+    assert code == 3, err
+    held = json.loads(out)["held_back"]
+    assert any(h["resource"].endswith("/legacy-sa@zt-demo.iam.gserviceaccount.com") for h in held)
     code, out, err = _run(
         ["snapshot", "--template", uri, *common, "-o", str(tmp_path / "s.yaml")], capsys
     )
