@@ -107,56 +107,8 @@ _Page = _lite_page_type()
 def lite_accesses_of(entry: Any, out: list[Access]) -> list[Access]:
     """:func:`accesses_of` for an entry of a lite page (its payload already parsed). Hot."""
     payload = entry.proto_payload
-    if not payload.type_url.endswith("google.cloud.audit.AuditLog"):
-        return out
-    audit = payload.value
-    stamp = entry.timestamp
-    ts = stamp.seconds + stamp.nanos / 1e9
-    principal = audit.authentication_info.principal_email
-    method = audit.method_name
-    infos = audit.authorization_info
-    count = len(infos)
-    if count == 1:
-        info = infos[0]
-        out.append(
-            _new(
-                Access,
-                (
-                    ts,
-                    principal,
-                    info.permission,
-                    info.resource or audit.resource_name,
-                    method,
-                    info.granted,
-                    entry.insert_id,
-                    entry.log_name,
-                ),
-            )
-        )
-        return out
-    insert_id, log_name = entry.insert_id, entry.log_name
-    if not count:
-        resource = audit.resource_name
-        out.append(
-            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
-        )
-        return out
-    for info in infos:
-        out.append(
-            _new(
-                Access,
-                (
-                    ts,
-                    principal,
-                    info.permission,
-                    info.resource or audit.resource_name,
-                    method,
-                    info.granted,
-                    insert_id,
-                    log_name,
-                ),
-            )
-        )
+    if payload.type_url.endswith("google.cloud.audit.AuditLog"):
+        _append_accesses(entry, payload.value, out)
     return out
 
 
@@ -165,20 +117,30 @@ def accesses_of(entry: Any, out: list[Access] | None = None) -> list[Access]:
     ``out`` (a new list when ``None``). Hot: called once per entry read."""
     found: list[Access] = [] if out is None else out
     payload = entry.proto_payload
-    if not payload.type_url.endswith("google.cloud.audit.AuditLog"):
-        return found
-    audit = _parse(payload.value)
+    if payload.type_url.endswith("google.cloud.audit.AuditLog"):
+        _append_accesses(entry, _parse(payload.value), found)
+    return found
+
+
+def _append_accesses(entry: Any, audit: Any, out: list[Access]) -> None:
+    """One :class:`Access` per authorization check of ``audit`` (the entry's parsed AuditLog);
+    an entry without any records the method itself, granted."""
     stamp = entry.timestamp
     ts = stamp.seconds + stamp.nanos / 1e9
     principal = audit.authentication_info.principal_email
     method = audit.method_name
-    insert_id = entry.insert_id
-    log_name = entry.log_name
+    insert_id, log_name = entry.insert_id, entry.log_name
     infos = audit.authorization_info
     count = len(infos)
-    if count == 1:  # the common case: indexing is much cheaper than iterating a repeated field
-        info = infos[0]
-        found.append(
+    if not count:
+        resource = audit.resource_name
+        out.append(
+            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
+        )
+        return
+    # the common case is one check: indexing is much cheaper than iterating a repeated field
+    for info in (infos[0],) if count == 1 else infos:
+        out.append(
             _new(
                 Access,
                 (
@@ -193,31 +155,6 @@ def accesses_of(entry: Any, out: list[Access] | None = None) -> list[Access]:
                 ),
             )
         )
-        return found
-    if not count:
-        resource = audit.resource_name
-        found.append(
-            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
-        )
-        return found
-    for info in infos:
-        resource = info.resource or audit.resource_name
-        found.append(
-            _new(
-                Access,
-                (
-                    ts,
-                    principal,
-                    info.permission,
-                    resource,
-                    method,
-                    info.granted,
-                    insert_id,
-                    log_name,
-                ),
-            )
-        )
-    return found
 
 
 class AuditLogsAdapter(Adapter):
