@@ -297,6 +297,27 @@ def default_accesses(snapshot: Any, email: str, root: str = "") -> list[tuple[st
     return sorted(set(out))
 
 
+def owner_project(snapshot: Any, resource: str, default: str) -> str:
+    """The id of the project that owns ``resource`` (an object: its bucket), whose Cloud
+    Audit Logs record its use as on Google; ``default`` when the snapshot does not say."""
+    name = resource
+    if service_of(resource) == "storage.googleapis.com":
+        name = "/".join(resource.split("/", 4)[:4])  # //storage.googleapis.com/BUCKET
+    current: str | None = name
+    for _ in range(64):
+        node = snapshot.nodes.get(current) if current else None
+        if node is None:
+            break
+        if node.kind == "project":
+            return str(node.name).rsplit("/", 1)[-1]
+        current = node.parent
+    parts = resource.split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part == "projects" and parts[index + 1] not in ("", "_"):
+            return parts[index + 1]
+    return default
+
+
 def log_run(
     store: AuditLogStore,
     snapshot: Any,
@@ -305,7 +326,8 @@ def log_run(
     scripts: list[Any],
     root: str = "",
 ) -> None:
-    """Log what each step of a simulated run did, inside its task's window."""
+    """Log what each step of a simulated run did, inside its task's window, in the audit
+    logs of the project that owns each resource used (``project``: when none is known)."""
     for step in steps:
         if not step.service_account:
             continue
@@ -320,7 +342,7 @@ def log_run(
         for index, (permission, resource) in enumerate(accesses):
             at = step.start + span * (index + 1) / (len(accesses) + 1)
             store.log_access(
-                project=project,
+                project=owner_project(snapshot, resource, project),
                 principal=step.service_account,
                 permission=permission,
                 resource=resource,

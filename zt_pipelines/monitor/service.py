@@ -448,6 +448,7 @@ def usage(
     from zt_pipelines.errors import ApiError
     from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+    from zt_pipelines.monitor.coverage import owner_of, usage_scope
     from zt_pipelines.monitor.drift import approved_identities
     from zt_pipelines.monitor.runs import approving
     from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
@@ -504,59 +505,127 @@ def usage(
                     pipeline_root=run.pipeline_root or None,
                 )
             )
+    scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
+    owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses = []
-    configs: dict[str, set[str]] | None = None
-    try:
-        configs = logs.audit_configs(project)
-    except ApiError as exc:
-        unreadable.append(f"the project's audit configuration ({exc.message})")
-    if identities:
+    accesses: list[Any] = []
+    configs: dict[str, dict[str, set[str]] | None] = {}
+    for where in sorted(projects):
+        named = "; ".join(projects[where])
         try:
-            accesses = logs.accesses(project, identities, start, now)
+            configs[where] = logs.audit_configs(where)
         except ApiError as exc:
-            unreadable.append(f"Cloud Audit Logs ({exc.message})")
+            configs[where] = None
+            unreadable.append(
+                f"the audit configuration of project {where} ({named}) ({exc.message})"
+            )
+        if identities:
+            try:
+                accesses.extend(logs.accesses(where, identities, start, now))
+            except ApiError as exc:
+                configs[where] = None  # nothing there is seen: nothing is called unused
+                unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
     verdict = evaluate_usage(
         windows,
         accesses,
-        audit_configs=configs,
+        audit_configs=configs.get(project),
         now=now,
         project=project,
         unreadable=unreadable,
         since=start,
-    )
-    # Cloud Audit Logs are kept by the project that owns the resource: say what was not read
-    others = sorted(
-        {
-            part
+        project_configs={k: v for k, v in configs.items() if k != project},
+        owners={
+            n.resource.name: owner_of(n.resource.name, owners, project)
             for w in windows
             for n in w.needs
-            for part in _projects_named(n.resource.name)
-            if part != project
         }
+        | {f"//storage.googleapis.com/{b}": owners.get(b) for b in scope.buckets},
     )
-    coverage = (
-        f"only project {project}'s audit logs were read: uses of the step identities logged in "
-        "other projects (their buckets, datasets, jobs"
-        + (f"; the declared needs name {', '.join(others)}" if others else "")
-        + ") are not seen — run usage for those projects too"
+    # Cloud Audit Logs are kept by the project that owns the resource: say what was read
+    coverage = f"Cloud Audit Logs read in {len(projects)} project(s): " + "; ".join(
+        f"{p} ({', '.join(projects[p])})" for p in sorted(projects)
     )
+    notes = [
+        coverage,
+        "uses logged in other projects (ones no approval's project, identities, needs, "
+        "pipeline root or grants name) are not seen: read an organisation-level log view "
+        "(--logs-from) to see them",
+    ]
+    if scope.wide:
+        notes.append(
+            "grants on "
+            + ", ".join(scope.wide)
+            + " reach projects no approval names, whose logs were not read: read an "
+            "organisation-level log view (--logs-from) to see uses there"
+        )
     from dataclasses import replace
 
     verdict = replace(
-        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, coverage))
+        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, *notes))
     )
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
 
 
-def _projects_named(resource: str) -> list[str]:
-    """The project ids a full resource name names (``.../projects/P/...``)."""
-    parts = resource.split("/")
-    return [
-        parts[i + 1] for i, p in enumerate(parts[:-1]) if p == "projects" and parts[i + 1] != "_"
-    ]
+def _resolve_scope(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    scope: Any,
+    unreadable: list[str],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(bucket → owning project id, project id → what names it): buckets resolved through
+    ``storage.buckets.get`` and project numbers through ``projects.get``, concurrently. A
+    read that fails is recorded in ``unreadable`` naming the bucket or project (its usage is
+    then not verified) and that owner is left unknown."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+    from zt_pipelines.gcp.storage import StorageAdapter
+
+    storage = StorageAdapter(factory, retry)
+    crm = ResourceManagerAdapter(factory, retry)
+
+    def bucket_number(bucket: str) -> str | ApiError:
+        try:
+            return storage.get_bucket_project_number(bucket)
+        except ApiError as exc:
+            return exc
+
+    def project_id(number: str) -> str | ApiError:
+        try:
+            return crm.get_project(number).name.rsplit("/", 1)[-1]
+        except ApiError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        numbers = dict(zip(scope.buckets, pool.map(bucket_number, scope.buckets), strict=True))
+        wanted = sorted(
+            {n for n in numbers.values() if isinstance(n, str)}
+            | {p for p in scope.projects if p.isdigit()}
+        )
+        ids = dict(zip(wanted, pool.map(project_id, wanted), strict=True))
+    projects: dict[str, list[str]] = {}
+    for name, why in scope.projects.items():
+        resolved = ids.get(name, name) if name.isdigit() else name
+        if isinstance(resolved, ApiError):
+            unreadable.append(f"the id of project {name} ({'; '.join(why)}) ({resolved.message})")
+            continue
+        projects.setdefault(resolved, []).extend(why)
+    owners: dict[str, str] = {}
+    for bucket, number in numbers.items():
+        why = "; ".join(scope.buckets[bucket])
+        resolved = ids.get(number) if isinstance(number, str) else number
+        if isinstance(resolved, ApiError) or resolved is None:
+            message = resolved.message if isinstance(resolved, ApiError) else "unknown"
+            unreadable.append(
+                f"the project that owns bucket {bucket} ({why}): its audit logs ({message})"
+            )
+            continue
+        owners[bucket] = resolved
+        projects.setdefault(resolved, []).append(f"bucket {bucket}: {why}")
+    return owners, {k: list(dict.fromkeys(v)) for k, v in projects.items()}
 
 
 def _is_schedule(approval: dict[str, Any]) -> bool:
