@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
+from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
@@ -66,46 +67,9 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
     return records, ""
 
 
-_TEXT_FIELDS = (
-    "action",
-    "outcome",
-    "submitter",
-    "project",
-    "location",
-    "pipeline",
-    "spec_sha256",
-    "job_id",
-    "reason",
-    "time",
-    "decision_sha256",
-)
-
-
 def malformed(record: Any) -> str:
     """Why an audit record is not of the shape the writer writes (empty when it is)."""
-    if not isinstance(record, dict):
-        return "not an object"
-    for name in _TEXT_FIELDS:
-        if name in record and not isinstance(record[name], str):
-            return f"{name} is not a string"
-    identities = record.get("identities", [])
-    if not isinstance(identities, list):
-        return "identities is not a list"
-    for ident in identities:
-        if not isinstance(ident, dict):
-            return "an identity is not an object"
-        for name in ("role", "task", "service_account", "source"):
-            if name in ident and not isinstance(ident[name], str):
-                return f"an identity's {name} is not a string"
-        needs = ident.get("needs", [])
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-            return "an identity's needs are not a list of strings"
-    findings = record.get("findings", [])
-    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
-        return "findings is not a list of objects"
-    if "baseline" in record and not isinstance(record["baseline"], dict):
-        return "baseline is not an object"
-    return ""
+    return record_problem(record)
 
 
 def verify_run(
