@@ -46,6 +46,7 @@ def command(
 ) -> None:
     """Show, per step, its network, declared reach and every egress its firewall allows
     (the static evaluation behind ZT520-ZT525). Offline: needs --snapshot."""
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.policy.requirements import CheckContext
     from zt_pipelines.policy.snapshot_file import load_snapshot
     from zt_pipelines.segmentation.explain import explain_reach, render_reach
@@ -53,7 +54,7 @@ def command(
 
     world = load_snapshot(snapshot)
     result = rewrite_pipeline(
-        template,
+        template_source(template, project=project),
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,
