@@ -277,7 +277,8 @@ def test_every_catalogue_permission_is_matched_by_its_deny_forms() -> None:
 def test_a_deny_on_a_permission_named_in_v2_form_denies_it() -> None:
     perm = "iam.googleapis.com/workloadIdentityPoolProviders.create"
     data = world_dict()
-    data["roles"].append({"name": "projects/ml-prod/roles/wif", "title": "w", "permissions": [perm]})
+    role = {"name": "projects/ml-prod/roles/wif", "title": "w", "permissions": [perm]}
+    data["roles"].append(role)
     grant(data, PROJECT, "projects/ml-prod/roles/wif", TRAIN)
     assert decide(TRAIN, PROJECT, perm, load_snapshot(data), now=NOW).granted
     rule = ["iam.googleapis.com/workloadIdentityPoolProviders.*"]
