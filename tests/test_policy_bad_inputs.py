@@ -20,7 +20,8 @@ from zt_pipelines.errors import (
     SnapshotError,
     ZtError,
 )
-from zt_pipelines.policy.orgpolicy import load_policy
+from zt_pipelines.policy.orgpolicy import UNRELAXABLE, load_policy
+from zt_pipelines.policy.report import CODES
 from zt_pipelines.policy.snapshot_file import load_snapshot
 
 Mutation = Callable[[dict[str, Any]], Any]
@@ -460,3 +461,32 @@ def test_role_catalogue_holds_predefined_roles_only(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError) as info:
         load_catalogue_file(file)
     assert info.value.where == f"{file}: $.roles[{custom!r}]"
+
+
+@pytest.mark.parametrize("code", sorted(UNRELAXABLE))
+@pytest.mark.parametrize("how", ["severity", "suppression"])
+def test_an_unrelaxable_code_is_refused_naming_itself_and_why(
+    tmp_path: Path, code: str, how: str
+) -> None:
+    file = tmp_path / "zt-policy.yaml"
+    data: dict[str, Any] = (
+        {"severities": {code: "warning"}}
+        if how == "severity"
+        else {
+            "suppressions": [
+                {
+                    "code": code,
+                    "justification": "reviewed by the platform team",
+                    "expires": "2099-01-01",
+                }
+            ]
+        }
+    )
+    file.write_text(yaml.safe_dump(data))
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(file)
+    assert code in info.value.message
+    # the fix names every always-refusing code with what it means, this one included
+    for other in UNRELAXABLE:
+        assert f"{other} ({CODES[other][1]})" in (info.value.fix or "")
+    assert f"the cause of {code}" in (info.value.fix or "")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zt_pipelines.audit import AuditLog
+from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import InputError
 
 
@@ -71,12 +72,22 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path, exists=True))
 @click.option("--last", type=int, default=20, show_default=True, help="How many records.")
 def show(file: Path, last: int) -> int:
-    """Print the last records of FILE, one line each (unverified: run ``verify`` first)."""
+    """Print the last records of FILE, one line each (unverified: run ``verify`` first).
+
+    Exit 1 when a shown record is not of the shape zt-pipelines writes (each is named).
+    """
     try:
         records = AuditLog(file).records()
     except ValueError as exc:
         raise InputError(f"not an audit log ({exc})", where=str(file)) from exc
+    malformed = 0
     for record in records[-last:] if last > 0 else records:
+        problem = record_problem(record)
+        if problem:  # chained, but not what zt-pipelines writes: said, never half-printed
+            malformed += 1
+            seq = record.get("seq", "?") if isinstance(record, dict) else "?"
+            click.echo(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
+            continue
         sas = ", ".join(
             f"{i.get('task') or 'pipeline'}={i.get('service_account') or '-'}"
             for i in record.get("identities", [])
@@ -87,4 +98,4 @@ def show(file: Path, last: int) -> int:
             f"{record.get('action')} {record.get('pipeline')} by {record.get('submitter')} "
             f"[{sas}] codes={codes}"
         )
-    return 0
+    return 1 if malformed else 0

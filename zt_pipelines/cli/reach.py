@@ -14,6 +14,7 @@ from zt_pipelines.cli.options import (
     location_option,
     pipeline_sa_option,
     project_option,
+    snapshot_option,
     step_defaults_options,
 )
 
@@ -23,11 +24,8 @@ from zt_pipelines.cli.options import (
 @project_option()
 @location_option()
 @pipeline_sa_option(required=False)
-@click.option(
-    "--snapshot",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Snapshot file with a segmentation section (docs/segmentation.md).",
+@snapshot_option(
+    required=True, help="Snapshot file with a segmentation section (docs/segmentation.md)."
 )
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
@@ -46,6 +44,7 @@ def command(
 ) -> None:
     """Show, per step, its network, declared reach and every egress its firewall allows
     (the static evaluation behind ZT520-ZT525). Offline: needs --snapshot."""
+    from zt_pipelines.cli.templates import template_source
     from zt_pipelines.policy.requirements import CheckContext
     from zt_pipelines.policy.snapshot_file import load_snapshot
     from zt_pipelines.segmentation.explain import explain_reach, render_reach
@@ -53,7 +52,7 @@ def command(
 
     world = load_snapshot(snapshot)
     result = rewrite_pipeline(
-        template,
+        template_source(template, project=project),
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,

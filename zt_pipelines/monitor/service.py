@@ -9,11 +9,13 @@ post-run record (action ``verify-run``: ``allowed`` when verified, ``refused`` o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
+from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
@@ -65,46 +67,9 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
     return records, ""
 
 
-_TEXT_FIELDS = (
-    "action",
-    "outcome",
-    "submitter",
-    "project",
-    "location",
-    "pipeline",
-    "spec_sha256",
-    "job_id",
-    "reason",
-    "time",
-    "decision_sha256",
-)
-
-
 def malformed(record: Any) -> str:
     """Why an audit record is not of the shape the writer writes (empty when it is)."""
-    if not isinstance(record, dict):
-        return "not an object"
-    for name in _TEXT_FIELDS:
-        if name in record and not isinstance(record[name], str):
-            return f"{name} is not a string"
-    identities = record.get("identities", [])
-    if not isinstance(identities, list):
-        return "identities is not a list"
-    for ident in identities:
-        if not isinstance(ident, dict):
-            return "an identity is not an object"
-        for name in ("role", "task", "service_account", "source"):
-            if name in ident and not isinstance(ident[name], str):
-                return f"an identity's {name} is not a string"
-        needs = ident.get("needs", [])
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-            return "an identity's needs are not a list of strings"
-    findings = record.get("findings", [])
-    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
-        return "findings is not a list of objects"
-    if "baseline" in record and not isinstance(record["baseline"], dict):
-        return "baseline is not an object"
-    return ""
+    return record_problem(record)
 
 
 def verify_run(
@@ -441,17 +406,35 @@ def usage(
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
+    logs_from: str | None = None,
 ) -> Any:
     """Compare what the step identities of ``project``'s approved runs did (Cloud Audit Logs,
     over ``since``) with what they declared; return a
-    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it."""
+    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it.
+
+    With ``logs_from`` (a log view, ``projects/P/locations/L/buckets/B/views/V``, fed by an
+    aggregated Log Router sink) the entries of every project the view holds are read in one
+    stream; each project the approvals name that is not proven routed into it (its sinks
+    read) is read directly.
+
+    Raises:
+        InputError: ``logs_from`` is not a log view name.
+    """
     from zt_pipelines.errors import ApiError
     from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+    from zt_pipelines.monitor.coverage import owner_of, usage_scope
     from zt_pipelines.monitor.drift import approved_identities
     from zt_pipelines.monitor.runs import approving
     from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
 
+    if logs_from is not None and not LOG_VIEW.match(logs_from):
+        from zt_pipelines.errors import InputError
+
+        raise InputError(
+            f"--logs-from {logs_from!r} is not a log view "
+            "(projects/PROJECT/locations/LOCATION/buckets/BUCKET/views/VIEW)"
+        )
     factory = factory or ClientFactory(credentials, project=project)
     now = clock()
     start = now - since
@@ -504,59 +487,226 @@ def usage(
                     pipeline_root=run.pipeline_root or None,
                 )
             )
+    scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
+    owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses = []
-    configs: dict[str, set[str]] | None = None
-    try:
-        configs = logs.audit_configs(project)
-    except ApiError as exc:
-        unreadable.append(f"the project's audit configuration ({exc.message})")
-    if identities:
+    accesses: list[Any] = []
+    configs: dict[str, dict[str, set[str]] | None] = {}
+    direct = sorted(projects)
+    notes: list[str] = []
+    if logs_from is not None:
+        in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
+        if identities:
+            try:
+                viewed = logs.accesses(project, identities, start, now, view=logs_from)
+            except ApiError as exc:
+                unreadable.append(f"the log view {logs_from} ({exc.message})")
+                in_view, viewed = set(), []
+                why_not = dict.fromkeys(direct, "the view could not be read")
+        else:
+            viewed = []
+        direct = [p for p in direct if p not in in_view]
+        # a project read directly too: its entries come from there (never counted twice)
+        skip = tuple(f"projects/{p}/" for p in direct)
+        accesses.extend(a for a in viewed if not a.log_name.startswith(skip))
+        notes.append(
+            f"Cloud Audit Logs read from the log view {logs_from}: every project it holds, "
+            f"{len(in_view)} of the {len(projects)} the approvals name proven routed into it"
+            + (f" ({', '.join(sorted(in_view))})" if in_view else "")
+        )
+        if direct:
+            notes.append(
+                "read directly instead, not proven to be in the view: "
+                + "; ".join(f"{p} ({why_not.get(p, 'not routed')})" for p in direct)
+            )
+    for where in sorted(projects):
+        named = "; ".join(projects[where])
         try:
-            accesses = logs.accesses(project, identities, start, now)
+            configs[where] = logs.audit_configs(where)
         except ApiError as exc:
-            unreadable.append(f"Cloud Audit Logs ({exc.message})")
+            configs[where] = None
+            unreadable.append(
+                f"the audit configuration of project {where} ({named}) ({exc.message})"
+            )
+        if identities and where in direct:
+            try:
+                accesses.extend(logs.accesses(where, identities, start, now))
+            except ApiError as exc:
+                configs[where] = None  # nothing there is seen: nothing is called unused
+                unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
     verdict = evaluate_usage(
         windows,
         accesses,
-        audit_configs=configs,
+        audit_configs=configs.get(project),
         now=now,
         project=project,
         unreadable=unreadable,
         since=start,
-    )
-    # Cloud Audit Logs are kept by the project that owns the resource: say what was not read
-    others = sorted(
-        {
-            part
+        project_configs={k: v for k, v in configs.items() if k != project},
+        owners={
+            n.resource.name: owner_of(n.resource.name, owners, project)
             for w in windows
             for n in w.needs
-            for part in _projects_named(n.resource.name)
-            if part != project
         }
+        | {f"//storage.googleapis.com/{b}": owners.get(b) for b in scope.buckets},
     )
-    coverage = (
-        f"only project {project}'s audit logs were read: uses of the step identities logged in "
-        "other projects (their buckets, datasets, jobs"
-        + (f"; the declared needs name {', '.join(others)}" if others else "")
-        + ") are not seen — run usage for those projects too"
+    # Cloud Audit Logs are kept by the project that owns the resource: say what was read
+    notes.insert(
+        0,
+        f"Cloud Audit Logs of {len(projects)} project(s) compared: "
+        + "; ".join(f"{p} ({', '.join(projects[p])})" for p in sorted(projects)),
     )
+    if logs_from is None:
+        notes.append(
+            "uses logged in other projects (ones no approval's project, identities, needs, "
+            "pipeline root or grants name) are not seen: read an organisation-level log view "
+            "(--logs-from) to see them"
+        )
+        if scope.wide:
+            notes.append(
+                "grants on "
+                + ", ".join(scope.wide)
+                + " reach projects no approval names, whose logs were not read: read an "
+                "organisation-level log view (--logs-from) to see uses there"
+            )
     from dataclasses import replace
 
     verdict = replace(
-        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, coverage))
+        verdict, report=replace(verdict.report, notes=(*verdict.report.notes, *notes))
     )
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
 
 
-def _projects_named(resource: str) -> list[str]:
-    """The project ids a full resource name names (``.../projects/P/...``)."""
-    parts = resource.split("/")
-    return [
-        parts[i + 1] for i, p in enumerate(parts[:-1]) if p == "projects" and parts[i + 1] != "_"
-    ]
+LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
+
+
+def _view_coverage(
+    factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
+) -> tuple[set[str], dict[str, str]]:
+    """(the projects proven routed into ``view``'s bucket, why each other one is not): the
+    view's filter (``views.get``), each project's ancestry (``projects.get`` /
+    ``folders.get``) and the sinks on each (``sinks.list``), read concurrently. A read that
+    fails proves nothing (the project is then read directly)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.log_router import LogRouterAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+    from zt_pipelines.monitor.coverage import routing_sink
+
+    router = LogRouterAdapter(factory, retry)
+    crm = ResourceManagerAdapter(factory, retry)
+    bucket = view.rsplit("/views/", 1)[0]
+    try:
+        shown = router.view_filter(view)
+    except ApiError as exc:
+        return set(), dict.fromkeys(projects, f"the view's filter could not be read: {exc.message}")
+    if shown.strip():
+        return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
+
+    def ancestry(project: str) -> list[str] | None:
+        chain: list[str] = []
+        try:
+            parent = crm.get_project(project).parent
+            while parent and len(chain) < 32:
+                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+                chain.append(short)
+                if not short.startswith("folders/"):
+                    break
+                parent = crm.get_folder(short.removeprefix("folders/")).parent
+        except ApiError:
+            return None
+        return chain
+
+    def sinks_of(parent: str) -> Any:
+        try:
+            return router.list_sinks(parent)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(projects, pool.map(ancestry, projects), strict=True))
+        parents = sorted(
+            {f"projects/{p}" for p in projects}
+            | {a for chain in chains.values() for a in chain or ()}
+        )
+        read = dict(zip(parents, pool.map(sinks_of, parents), strict=True))
+    sinks = {k: v for k, v in read.items() if v is not None}
+    covered: set[str] = set()
+    why: dict[str, str] = {}
+    for project in projects:
+        chain = chains[project]
+        if chain is None:
+            why[project] = "its ancestry could not be read"
+            continue
+        sink, reason = routing_sink(project, chain, sinks, bucket)
+        if sink is None:
+            why[project] = reason
+        else:
+            covered.add(project)
+    return covered, why
+
+
+def _resolve_scope(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    scope: Any,
+    unreadable: list[str],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(bucket → owning project id, project id → what names it): buckets resolved through
+    ``storage.buckets.get`` and project numbers through ``projects.get``, concurrently. A
+    read that fails is recorded in ``unreadable`` naming the bucket or project (its usage is
+    then not verified) and that owner is left unknown."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+    from zt_pipelines.gcp.storage import StorageAdapter
+
+    storage = StorageAdapter(factory, retry)
+    crm = ResourceManagerAdapter(factory, retry)
+
+    def bucket_number(bucket: str) -> str | ApiError:
+        try:
+            return storage.get_bucket_project_number(bucket)
+        except ApiError as exc:
+            return exc
+
+    def project_id(number: str) -> str | ApiError:
+        try:
+            return crm.get_project(number).name.rsplit("/", 1)[-1]
+        except ApiError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        numbers = dict(zip(scope.buckets, pool.map(bucket_number, scope.buckets), strict=True))
+        wanted = sorted(
+            {n for n in numbers.values() if isinstance(n, str)}
+            | {p for p in scope.projects if p.isdigit()}
+        )
+        ids = dict(zip(wanted, pool.map(project_id, wanted), strict=True))
+    projects: dict[str, list[str]] = {}
+    for name, why in scope.projects.items():
+        resolved = ids.get(name, name) if name.isdigit() else name
+        if isinstance(resolved, ApiError):
+            unreadable.append(f"the id of project {name} ({'; '.join(why)}) ({resolved.message})")
+            continue
+        projects.setdefault(resolved, []).extend(why)
+    owners: dict[str, str] = {}
+    for bucket, number in numbers.items():
+        why = "; ".join(scope.buckets[bucket])
+        resolved = ids.get(number) if isinstance(number, str) else number
+        if isinstance(resolved, ApiError) or resolved is None:
+            message = resolved.message if isinstance(resolved, ApiError) else "unknown"
+            unreadable.append(
+                f"the project that owns bucket {bucket} ({why}): its audit logs ({message})"
+            )
+            continue
+        owners[bucket] = resolved
+        projects.setdefault(resolved, []).append(f"bucket {bucket}: {why}")
+    return owners, {k: list(dict.fromkeys(v)) for k, v in projects.items()}
 
 
 def _is_schedule(approval: dict[str, Any]) -> bool:

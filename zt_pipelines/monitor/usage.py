@@ -17,7 +17,7 @@ project's Data Access audit configuration and the reads that failed. Findings:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -184,8 +184,23 @@ def evaluate_usage(
     project: str,
     unreadable: Sequence[str] = (),
     since: datetime | None = None,
+    project_configs: Mapping[str, Mapping[str, set[str]] | None] | None = None,
+    owners: Mapping[str, str | None] | None = None,
 ) -> UsageVerdict:
-    """Compare what the step identities did with what they declared, run by run."""
+    """Compare what the step identities did with what they declared, run by run.
+
+    Args:
+        windows: the approved steps of the runs read, with their time windows and needs.
+        accesses: the audit log entries read for their identities.
+        audit_configs: ``project``'s ``auditConfigs`` (``None``: the read failed).
+        now: the time of the check.
+        project: the project usage was asked about.
+        unreadable: reads that failed (each a ZT634: nothing is verified).
+        since: the start of the window read.
+        project_configs: the ``auditConfigs`` of every other project read (``None``: failed).
+        owners: the project whose logs record a use of each need's resource (``None``: not
+            known; its Data Access use is then never called unused). Missing: ``project``.
+    """
     findings: list[Finding] = []
     notes: list[str] = []
     for what in unreadable:
@@ -200,7 +215,14 @@ def evaluate_usage(
         by_identity.setdefault(w.service_account.lower(), []).append(
             (w.start.timestamp(), w.end.timestamp(), w, matchers + implicit)
         )
-    logged_on = _logged_services(windows, audit_configs, findings)
+    configs: dict[str, Mapping[str, set[str]] | None] = dict(project_configs or {})
+    configs[project] = audit_configs
+    owner = dict(owners or {})
+
+    def owner_of(resource: str) -> str | None:
+        return owner.get(resource, project)
+
+    logged_on = _logged_services(windows, configs, owner_of, findings)
     used: set[tuple[str, str, str]] = set()  # (task, need resource, permission)
     # each window's needs compiled to permission → (is prefix, name, child/bucket, used key):
     # the loop below runs once per log entry and must not call or allocate per need
@@ -246,7 +268,8 @@ def evaluate_usage(
             key = need.resource.name + (need.resource.prefix or "")
             for permission in need.permissions:
                 service = permission_service(permission)
-                observable = not is_data_access(permission) or service in logged_on
+                where = owner_of(need.resource.name)
+                observable = not is_data_access(permission) or (where, service) in logged_on
                 if (w.task, key, permission) in used or not observable:
                     kept.setdefault(_user_form(need), []).append(permission)
                     continue
@@ -325,29 +348,40 @@ def _undeclared(w: StepWindow, access: Access) -> Finding:
 
 def _logged_services(
     windows: Sequence[StepWindow],
-    audit_configs: Mapping[str, set[str]] | None,
+    configs: Mapping[str, Mapping[str, set[str]] | None],
+    owner_of: Callable[[str], str | None],
     findings: list[Finding],
-) -> set[str]:
-    """Services whose Data Access logs are on; a ZT633 for each used one that is off."""
-    used = sorted(
-        {permission_service(p) for w in windows for n in w.needs for p in n.permissions}
-        | ({"storage.googleapis.com"} if any(w.pipeline_root for w in windows) else set())
-    )
-    if audit_configs is None:
-        return set()  # unknown: the read failed (ZT634 says so); nothing counts as unused
-    on = {"bigquery.googleapis.com"}  # BigQuery's Data Access logs cannot be turned off
-    for service in used:
-        types = audit_configs.get(service, set()) | audit_configs.get("allServices", set())
-        if {"DATA_READ", "DATA_WRITE"} <= types or service in on:
-            on.add(service)
+) -> set[tuple[str, str]]:
+    """(project, service) pairs whose Data Access logs are on; a ZT633 for each used one
+    that is off. A project whose configs could not be read (or a resource whose project is
+    unknown) has none on: ZT634 says why, and nothing there is called unused."""
+    used: set[tuple[str | None, str]] = {
+        (owner_of(n.resource.name), permission_service(p))
+        for w in windows
+        for n in w.needs
+        for p in n.permissions
+    }
+    for w in windows:
+        root = _root_need(w.pipeline_root)
+        if root is not None:
+            used.add((owner_of(root.resource.name), "storage.googleapis.com"))
+    always = {"bigquery.googleapis.com"}  # BigQuery's Data Access logs cannot be turned off
+    on: set[tuple[str, str]] = set()
+    for where, service in sorted(used, key=lambda u: (u[0] or "", u[1])):
+        config = configs.get(where) if where is not None else None
+        if where is None or config is None:
+            continue  # unknown: the read failed (ZT634 says so)
+        types = set(config.get(service, set())) | set(config.get("allServices", set()))
+        if {"DATA_READ", "DATA_WRITE"} <= types or service in always:
+            on.add((where, service))
         else:
             missing = sorted({"DATA_READ", "DATA_WRITE"} - types)
             findings.append(
                 Finding(
                     "ZT633",
                     Severity.WARNING,
-                    f"Data Access audit logs ({', '.join(missing)}) are off for {service}: "
-                    "what the steps did there cannot be verified",
+                    f"Data Access audit logs ({', '.join(missing)}) are off for {service} "
+                    f"in project {where}: what the steps did there cannot be verified",
                     resource=service,
                 )
             )

@@ -840,15 +840,32 @@ def _reach_findings(
 
 
 def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> list[Finding]:
+    """ZT213 for a public binding on any resource a step or the pipeline uses, or above it:
+    declared needs, the pipeline root (artifacts: anyone could replace what a later step
+    loads), GCPC jobs' resources, orchestration and launch. A declared resource is reported
+    on its own; elsewhere one finding per public binding (not one per artifact prefix)."""
     out: list[Finding] = []
     seen: set[str] = set()
+    reported: set[tuple[str, str, str]] = set()  # (node, role, condition) of non-declared ones
+    public_of: dict[str, list[tuple[Binding, list[str]]]] = {}  # node -> its public bindings
     for r in requirements:
-        if r.kind != "declared" or r.resource.name in seen:
+        if r.resource.name in seen:
             continue
         seen.add(r.resource.name)
         for node in ev.chain(r.resource.name)[0]:
-            for b in node.policy.bindings if node.policy else ():
-                public = [m for m in b.members if is_public_member(m)]
+            found = public_of.get(node.name)
+            if found is None:
+                found = public_of[node.name] = [
+                    (b, public)
+                    for b in (node.policy.bindings if node.policy else ())
+                    if (public := [m for m in b.members if is_public_member(m)])
+                ]
+            for b, public in found:
+                if r.kind != "declared":
+                    key = (node.name, b.role, b.condition.expression if b.condition else "")
+                    if key in reported:
+                        continue
+                    reported.add(key)
                 if public:
                     out.append(
                         _f(

@@ -50,6 +50,11 @@ FILL_IN = "FILL IN"
 _UPSTREAM = re.compile(r"[0-9a-f]{24}")
 
 
+def _unrelaxable_fix(code: str) -> str:
+    listed = "; ".join(f"{c} ({CODES[c][1]})" for c in sorted(UNRELAXABLE))
+    return f"{listed} always refuse; fix the cause of {code} instead"
+
+
 @dataclass(frozen=True)
 class Suppression:
     """A justified, expiring exception for findings of one code.
@@ -266,8 +271,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
             raise PolicyFileError(
                 f"{code} cannot be relaxed to {level!r}",
                 where=f"{source}: $.severities.{code}",
-                fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
-                "fix the cause instead",
+                fix=_unrelaxable_fix(code),
             )
         if code in STEP_WAIVER_ONLY and level != Severity.ERROR.value:
             raise PolicyFileError(
@@ -293,8 +297,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
             raise PolicyFileError(
                 f"{raw['code']} cannot be suppressed",
                 where=where + ".code",
-                fix="ZT100 (default identity) and ZT400 (verification incomplete) always refuse; "
-                "fix the cause instead",
+                fix=_unrelaxable_fix(raw["code"]),
             )
         if raw["code"] in STEP_WAIVER_ONLY and not raw.get("step"):
             raise PolicyFileError(

@@ -153,7 +153,8 @@ def summary_line(report: Report) -> str:
     return line
 
 
-_DENIED = ("denied", "403", "forbidden", "unauthenticated", "401")
+_DENIED = ("denied", "403", "forbidden")
+_UNAUTHENTICATED = ("unauthenticated", "401 ")
 
 
 def headline(report: Report) -> str | None:
@@ -166,6 +167,20 @@ def headline(report: Report) -> str | None:
     failed = [f for f in report.findings if f.code == "ZT400"]
     if not failed:
         return _setup_headline(report)
+    anonymous = [f for f in failed if any(w in f.message.lower() for w in _UNAUTHENTICATED)]
+    if anonymous:
+        emulator = any("from the emulator" in note for note in report.notes)
+        return (
+            f"the check ran without credentials: {len(anonymous)} of "
+            f"{plural(len(failed), 'read')} were refused as unauthenticated — "
+            + (
+                "against the emulator, set ZT_EMULATOR_CALLER=serviceAccount:EMAIL (or "
+                "user:EMAIL) to the identity that checks"
+                if emulator
+                else "run `gcloud auth application-default login` or pass credentials"
+            )
+            + " and re-run; findings below may follow from these failed reads"
+        )
     denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
     if denied:
         return (
@@ -222,9 +237,11 @@ def _identity(
     own = dict(report.step_identities).get(step or "")
     if own:  # the step's own identity, whoever its findings are about
         return own
-    for f in findings:
-        if f.principal:
-            return f.principal
+    # pipeline-level findings may be about several identities (the pipeline SA, the submitter):
+    # name each, not only the first
+    principals = list(dict.fromkeys(f.principal for f in findings if f.principal))
+    if principals:
+        return ", ".join(principals)
     for g in granted:
         if g.step == step and g.principal:
             return g.principal
@@ -287,21 +304,30 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
     if report.suppressed:
         console.print()
         console.print(Text(f"suppressed ({len(report.suppressed)}):", style="bold"))
-        for s in report.suppressed:
-            f = s.finding
-            console.print(
-                f"  {f.code} {f.step or '(pipeline)'}: {f.message} "
-                f"— {s.justification} (expires {s.expires})",
-                overflow="fold",
-                markup=False,
-            )
+        _print_items(
+            console,
+            (
+                f"{s.finding.code} {s.finding.step or '(pipeline)'}: {s.finding.message} "
+                f"— {s.justification} (expires {s.expires})"
+                for s in report.suppressed
+            ),
+        )
     if report.notes:
         console.print()
         console.print(Text(f"coverage notes ({len(report.notes)}):", style="bold"))
-        for note in report.notes:
-            console.print(f"  - {note}", overflow="fold", markup=False)
+        _print_items(console, report.notes)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in str(out).rstrip("\n").splitlines())
+
+
+def _print_items(console: Console, items: Iterable[str]) -> None:
+    """A dashed list whose long items wrap under their own text, not under the dash."""
+    table = Table.grid(padding=(0, 1, 0, 0), expand=True)
+    table.add_column(width=3, no_wrap=True)
+    table.add_column(ratio=1, overflow="fold")
+    for item in items:
+        table.add_row("  -", Text(item))
+    console.print(table)
 
 
 def render_html(report: Report) -> str:
