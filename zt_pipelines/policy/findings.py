@@ -521,6 +521,7 @@ def _excess_findings(
     pipeline = sa_member(ctx.pipeline_service_account)
     principals.setdefault(pipeline, set())
     beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
+    unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for principal in sorted(principals):
         tasks = principals[principal]
         step = ",".join(sorted(tasks)) if tasks else None
@@ -542,9 +543,12 @@ def _excess_findings(
             here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
             if mm.match is Match.UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
-                found = _may_hold(principal, step, node, binding, member, mm.reason, perms - here)
+                unsettled = perms - here
+                found = _may_hold(principal, step, node, binding, member, mm.reason, unsettled)
                 if found is not None:
                     out.append(found)
+                elif unsettled:  # not an escalation: said (once per binding), never skipped
+                    unsettled_by[(binding.role, node.name, member)].append(principal)
                 continue
             # what the role gives beyond `here` depends on (role, here) only: worked out once
             # per pair (thousands of steps hold the same role for the same needs)
@@ -600,6 +604,12 @@ def _excess_findings(
                         evidence=(ev_binding,),
                     )
                 )
+    for (role, node_name, member), who in unsettled_by.items():
+        notes.append(
+            f"{', '.join(who[:_MAX_LISTED])}{' …' if len(who) > _MAX_LISTED else ''} may hold "
+            f"{role} on {_uri(node_name)} through {member}, whose membership cannot be "
+            "verified: the permissions it gives beyond the needs there are not counted as excess"
+        )
     return out, notes
 
 
