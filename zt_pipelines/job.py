@@ -937,7 +937,18 @@ class PipelineJob(  # type: ignore[misc]
             )
             return approval_baseline(
                 getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
-                [sa, *(s.service_account or "" for s in steps)],
+                [
+                    sa,
+                    *(
+                        e or ""
+                        for s in steps
+                        for e in (
+                            s.service_account,
+                            s.launched_service_account,
+                            s.serving_service_account,
+                        )
+                    ),
+                ],
                 now=self._zt_clock(),
                 pipeline_root=str(runtime.gcs_output_directory) or None,
                 runtime=parts,

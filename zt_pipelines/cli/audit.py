@@ -89,7 +89,9 @@ def show(file: Path, last: int) -> int:
             click.echo(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
             continue
         sas = ", ".join(
-            f"{i.get('task') or 'pipeline'}={i.get('service_account') or '-'}"
+            f"{i.get('task') or 'pipeline'}"
+            + (f" ({i['role']})" if i.get("role") in ("launched", "serving") else "")
+            + f"={i.get('service_account') or '-'}"
             for i in record.get("identities", [])
         )
         codes = ",".join(sorted({f.get("code", "") for f in record.get("findings", [])}))
