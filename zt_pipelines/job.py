@@ -1195,7 +1195,7 @@ def _summary(report: Any) -> str:
     if not errors:
         return "allowed" if getattr(report, "allowed", False) else "refused"
     codes = sorted({f.code for f in errors})
-    return f"{len(errors)} error(s): {', '.join(codes)}"
+    return f"{len(errors)} error{'' if len(errors) == 1 else 's'}: {', '.join(codes)}"
 
 
 def _default_identity_report(job: PipelineJob, pipeline: str, sa: str | None, what: str) -> Any:

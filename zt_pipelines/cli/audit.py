@@ -62,7 +62,10 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
             "elsewhere (see docs/audit.md: Anchoring the head)"
         )
     else:
-        click.echo(f"{file}: {len(report.problems)} problem(s) in {report.records} records")
+        click.echo(
+            f"{file}: {len(report.problems)} problem{'' if len(report.problems) == 1 else 's'} "
+            f"in {report.records} records"
+        )
         for problem in report.problems:
             click.echo(f"  line {problem.line}: {problem.kind}: {problem.message}")
     return 0 if report.ok else 1
