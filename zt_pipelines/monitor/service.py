@@ -451,7 +451,7 @@ def usage(
     from zt_pipelines.monitor.coverage import owner_of, usage_scope
     from zt_pipelines.monitor.drift import approved_identities
     from zt_pipelines.monitor.runs import approving
-    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+    from zt_pipelines.monitor.usage import Accesses, StepWindow, evaluate_usage
 
     factory = factory or ClientFactory(credentials, project=project)
     now = clock()
@@ -508,7 +508,7 @@ def usage(
     scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
     owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses: list[Any] = []
+    accesses = Accesses()  # keeps the pages read column-wise (see evaluate_usage)
     configs: dict[str, dict[str, set[str]] | None] = {}
     for where in sorted(projects):
         named = "; ".join(projects[where])
