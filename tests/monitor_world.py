@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.policy.snapshot import Binding, Role, Snapshot
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, Role, Snapshot
 from zt_pipelines.policy.snapshot_file import load_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +100,41 @@ def monitor_world() -> Snapshot:
 
 def new_job_id() -> str:
     return f"m-{uuid.uuid4().hex[:12]}"
+
+
+LAKE = "zt-lake"
+LAKE_NODE = f"//cloudresourcemanager.googleapis.com/projects/{LAKE}"
+RAW = "//storage.googleapis.com/zt-demo-raw-data"
+
+
+def lake_world(*, auditor_reads_lake: bool = True) -> Snapshot:
+    """The monitor world with the raw-data bucket owned by another project, zt-lake."""
+    base = monitor_world()
+    nodes = dict(base.nodes)
+    folder = nodes[f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"].parent
+    bindings = (Binding("roles/zt.monitor", (AUDITOR,)),) if auditor_reads_lake else ()
+    nodes[LAKE_NODE] = Node(
+        LAKE_NODE,
+        "project",
+        parent=folder,
+        project_number="777000111",
+        policy=AllowPolicy(bindings=bindings),
+    )
+    # a project's custom role is grantable only in that project: the lake defines its own
+    reader = f"projects/{LAKE}/roles/objectReader"
+    roles = dict(base.roles)
+    roles[reader] = Role(reader, frozenset({"storage.objects.get", "storage.objects.list"}))
+    raw = nodes[RAW]
+    assert raw.policy is not None
+    nodes[RAW] = dataclasses.replace(
+        raw,
+        parent=LAKE_NODE,
+        policy=dataclasses.replace(
+            raw.policy,
+            bindings=tuple(
+                dataclasses.replace(b, role=reader) if b.role.endswith("/objectReader") else b
+                for b in raw.policy.bindings
+            ),
+        ),
+    )
+    return dataclasses.replace(base, nodes=nodes, roles=roles)

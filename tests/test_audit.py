@@ -344,3 +344,34 @@ def test_signed_url_signatures_are_redacted(param: str) -> None:
     cleaned = redact(f"cannot fetch the template at {url}")
     assert "5ecret0123abcdef" not in cleaned
     assert "storage.googleapis.com/b/p.yaml" in cleaned
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("identities", ["x"], "an identity is not an object"),
+        ("identities", 5, "identities is not a list"),
+        ("findings", [[1]], "a finding is not an object"),
+        ("findings", [{"code": 7}], "a finding's code is not a string"),
+        ("baseline", {"nodes": [{}]}, "baseline.nodes is not a list of strings"),
+        ("project", ["p"], "project is not a string"),
+    ],
+)
+def test_show_names_a_chained_record_of_another_shape_never_a_traceback(
+    tmp_path: Path, field: str, value: object, said: str
+) -> None:
+    from zt_pipelines.audit.chain import seal, sha256_hex
+
+    path = tmp_path / "log.jsonl"
+    write_log(path, 1)
+    [first] = lines_of(path)
+    odd = {**json.loads(first), field: value}
+    # a well-chained line of another shape: anyone who can write the file can append one
+    with path.open("ab") as fh:
+        fh.write(seal(odd, prev=sha256_hex(first), seq=1) + b"\n")
+    assert AuditLog(path).verify().ok
+    shown = CliRunner().invoke(cli, ["audit", "show", str(path)], standalone_mode=False)
+    assert shown.exception is None, shown.exception
+    assert shown.return_value == 1
+    assert f"#1 malformed record ({said})" in shown.output
+    assert "pipe-0" in shown.output  # the well-formed record is still shown

@@ -373,3 +373,143 @@ def test_every_repository_path_named_exists() -> None:
                 if not ((ROOT / path).exists() or (ROOT / "zt_pipelines" / path).exists()):
                     wrong.append(f"{page.name}: {path}")
     assert not wrong, sorted(set(wrong))
+
+
+def test_every_environment_variable_named_is_read_and_every_one_read_is_named() -> None:
+    """`ZT_...` in README or docs is a variable the code reads, and the docs name every one."""
+    import re
+
+    source = "\n".join(p.read_text() for p in (ROOT / "zt_pipelines").rglob("*.py"))
+    in_code = set(re.findall(r"[\"'](ZT_[A-Z_]*[A-Z])[\"']", source))
+    in_docs = {
+        v for page in _doc_pages() for v in re.findall(r"\bZT_[A-Z_]*[A-Z]\b", page.read_text())
+    }
+    assert in_docs - in_code == set(), "named in the docs, read nowhere"
+    assert in_code - in_docs == set(), "read by the code, named in no doc"
+
+
+def _public_callables() -> dict[str, list[object]]:
+    """Every public function, class and method of the package, by name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import zt_pipelines
+
+    index: dict[str, list[object]] = {}
+    for info in pkgutil.walk_packages(zt_pipelines.__path__, "zt_pipelines."):
+        if ".examples" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or not getattr(obj, "__module__", "").startswith(
+                "zt_pipelines"
+            ):
+                continue
+            if inspect.isclass(obj):
+                index.setdefault(name, []).append(obj)
+                for attr, value in vars(obj).items():
+                    if not attr.startswith("_") and callable(value):
+                        index.setdefault(attr, []).append(getattr(obj, attr))
+            elif inspect.isfunction(obj):
+                index.setdefault(name, []).append(obj)
+    for name in zt_pipelines.__all__:
+        index.setdefault(name, []).append(getattr(zt_pipelines, name))
+    return index
+
+
+def _keywords(function: object) -> set[str] | None:
+    """The keyword names ``function`` takes; ``None`` when it takes any (or has no signature)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def test_every_keyword_shown_in_a_python_example_is_taken() -> None:
+    """`PipelineJob(..., step_defaults=...)`, `job.verify(service_account=...)`, a lone
+    `snapshot=` in prose: every keyword argument the docs show is one a function of that name
+    (a zt_pipelines function, class or method) accepts."""
+    import ast
+    import re
+
+    index = _public_callables()
+
+    def accepted(name: str, keyword: str) -> bool:
+        takes = [_keywords(f) for f in index[name]]
+        return any(t is None or keyword in t for t in takes)
+
+    wrong, checked = [], 0
+    prose = re.compile(r"```.*?```", re.S)
+    call = re.compile(r"(?:^|[\s.(])([A-Za-z_]\w*)\(([^()`]*)\)")
+    every_keyword = {k for fs in index.values() for f in fs for k in (_keywords(f) or ())}
+    for page in _doc_pages():
+        text = page.read_text()
+        for block in re.findall(r"```python\n(.*?)```", text, re.S):
+            for node in ast.walk(ast.parse(block.replace("(...)", "()"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name not in index:
+                    continue  # kfp, aiplatform, the standard library
+                for kw in node.keywords:
+                    checked += 1
+                    if kw.arg and not accepted(name, kw.arg):
+                        wrong.append(f"{page.name}: {name}(..., {kw.arg}=)")
+        for span in re.findall(r"`([^`\n]+)`", prose.sub("", text)):
+            for name, args in call.findall(span):
+                for keyword in re.findall(r"(?:^|[,\s])([a-z_]\w*)=", args):
+                    if name in index:
+                        checked += 1
+                        if not accepted(name, keyword):
+                            wrong.append(f"{page.name}: {name}(..., {keyword}=) in `{span}`")
+            lone = re.fullmatch(r"([a-z_]\w*)=", span.strip())
+            if lone and lone.group(1) not in every_keyword:
+                wrong.append(f"{page.name}: no function takes `{span}`")
+    assert checked > 50
+    assert not wrong, "\n".join(wrong)
+
+
+def test_cli_page_option_defaults_are_the_options_environment_variables() -> None:
+    """docs/cli.md's shared-options table names, per option, exactly the environment variables
+    the option reads, and every step-default flag is taken by every subcommand it lists."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    shared = page.split("## Options every subcommand shares", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(--[\w-]+)[^|]*(\|.*)$", shared, re.M)
+    assert len(rows) >= 10, rows
+    commands = {verb: _LazyGroup._load(verb) for verb in SUBCOMMANDS}
+    wrong = []
+    for option, default in rows:
+        documented = set(re.findall(r"\b((?:ZT|GOOGLE|CLOUDSDK)_[A-Z_]+)\b", default))
+        for verb, command in commands.items():
+            each = command.commands.values() if isinstance(command, click.Group) else [command]
+            for sub in each:
+                for param in sub.params:
+                    if option in param.opts and (verb, option) != ("emulator", "--snapshot"):
+                        envvar = param.envvar or ()
+                        actual = {envvar} if isinstance(envvar, str) else set(envvar)
+                        if actual != documented:
+                            wrong.append(
+                                f"{verb} {option}: {sorted(actual)} != {sorted(documented)}"
+                            )
+    assert not wrong, "\n".join(sorted(set(wrong)))
+    listed = re.search(r"takes the same flags", shared)
+    assert listed
+    verbs = re.findall(r"`([a-z-]+)`", shared[shared.index("**Step defaults.**") : listed.end()])
+    flags = [o for o, _ in rows if o.startswith("--step-") or o == "--persistent-resource-id"]
+    assert verbs and flags
+    for verb in verbs:
+        names = {o for p in commands[verb].params for o in p.opts}
+        assert set(flags) <= names, (verb, set(flags) - names)

@@ -353,6 +353,13 @@ def test_a_malformed_baseline_never_breaks_drift_or_passes_silently(
         ("time", 12),
         ("project", None),
         ("baseline", "x"),
+        ("baseline", {"nodes": [{}]}),
+        ("baseline", {"posture": {PIPELINE_SA: [1]}}),
+        ("baseline", {"posture": {PIPELINE_SA: {"state": "enabled", "grants": "roles/x"}}}),
+        ("baseline", {"runtime": {"parameter x": 5}}),
+        ("identities", ["x"]),
+        ("findings", [[1]]),
+        ("findings", [{"code": 5}]),
     ],
 )
 def test_a_chained_record_of_the_wrong_shape_is_a_finding_never_a_traceback(

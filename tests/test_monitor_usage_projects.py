@@ -17,11 +17,14 @@ from google.cloud.aiplatform import initializer
 from monitor_world import (
     AUDITOR,
     EXAMPLES,
+    LAKE,
+    LAKE_NODE,
     LOCATION,
     PIPELINE_SA,
     PROJECT,
+    RAW,
     SUBMITTER,
-    monitor_world,
+    lake_world,
     new_job_id,
 )
 
@@ -32,46 +35,10 @@ from zt_pipelines.gcp.retry import no_wait_policy
 from zt_pipelines.job import PipelineJob
 from zt_pipelines.monitor.coverage import usage_scope
 from zt_pipelines.monitor.service import usage
-from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, Role, Snapshot
+from zt_pipelines.policy.snapshot import Binding, Node, Role, Snapshot
 
-LAKE = "zt-lake"
-LAKE_NODE = f"//cloudresourcemanager.googleapis.com/projects/{LAKE}"
-RAW = "//storage.googleapis.com/zt-demo-raw-data"
 INGEST_SA = f"ingest-sa@{PROJECT}.iam.gserviceaccount.com"
 LOGS_ON = {"allServices": ("DATA_READ", "DATA_WRITE")}
-
-
-def lake_world(*, auditor_reads_lake: bool = True) -> Snapshot:
-    """The monitor world with the raw-data bucket owned by another project, zt-lake."""
-    base = monitor_world()
-    nodes = dict(base.nodes)
-    folder = nodes[f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"].parent
-    bindings = (Binding("roles/zt.monitor", (AUDITOR,)),) if auditor_reads_lake else ()
-    nodes[LAKE_NODE] = Node(
-        LAKE_NODE,
-        "project",
-        parent=folder,
-        project_number="777000111",
-        policy=AllowPolicy(bindings=bindings),
-    )
-    # a project's custom role is grantable only in that project: the lake defines its own
-    reader = f"projects/{LAKE}/roles/objectReader"
-    roles = dict(base.roles)
-    roles[reader] = Role(reader, frozenset({"storage.objects.get", "storage.objects.list"}))
-    raw = nodes[RAW]
-    assert raw.policy is not None
-    nodes[RAW] = dataclasses.replace(
-        raw,
-        parent=LAKE_NODE,
-        policy=dataclasses.replace(
-            raw.policy,
-            bindings=tuple(
-                dataclasses.replace(b, role=reader) if b.role.endswith("/objectReader") else b
-                for b in raw.policy.bindings
-            ),
-        ),
-    )
-    return dataclasses.replace(base, nodes=nodes, roles=roles)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +105,7 @@ def test_the_logs_of_the_project_owning_a_steps_bucket_are_read(
         "gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]
     }
     notes = " ".join(verdict.report.notes)
-    assert "read in 2 project(s)" in notes and f"{LAKE} (bucket zt-demo-raw-data" in notes
+    assert "of 2 project(s) compared" in notes and f"{LAKE} (bucket zt-demo-raw-data" in notes
 
 
 def test_a_misuse_logged_in_another_project_is_caught(
@@ -252,3 +219,205 @@ def test_the_scope_names_every_project_an_approval_reaches() -> None:
     }
     assert set(scope.buckets) == {"bkt", "root-bucket", "other-bkt"}
     assert scope.wide == ("//cloudresourcemanager.googleapis.com/folders/9",)
+
+
+# -- organisation scale: usage --logs-from a log view fed by an aggregated sink ----------------
+
+SEC = "zt-sec"
+EXFIL = "exfil-project"
+BUCKET = f"projects/{SEC}/locations/global/buckets/org-audit"
+VIEW = f"{BUCKET}/views/all"
+ORG = "organizations/100"
+ORG_READS = frozenset(
+    {
+        "logging.sinks.list",
+        "logging.views.get",
+        "logging.views.access",
+        "resourcemanager.projects.get",
+        "resourcemanager.folders.get",
+    }
+)
+
+
+def org_world(*, view_access: bool = True) -> Snapshot:
+    """The lake world inside an organisation with a security project holding the log bucket
+    and a project no approval names (where a leaked key is used); the auditor reads the Log
+    Router configuration at the organisation."""
+    base = lake_world()
+    nodes = dict(base.nodes)
+    roles = dict(base.roles)
+    perms = ORG_READS if view_access else ORG_READS - {"logging.views.access"}
+    roles["roles/zt.orgAudit"] = Role("roles/zt.orgAudit", perms)
+    org_node = f"//cloudresourcemanager.googleapis.com/{ORG}"
+    org = nodes[org_node]
+    assert org.policy is not None
+    nodes[org_node] = dataclasses.replace(
+        org,
+        policy=dataclasses.replace(
+            org.policy,
+            bindings=(*org.policy.bindings, Binding("roles/zt.orgAudit", (AUDITOR,))),
+        ),
+    )
+    folder = nodes[LAKE_NODE].parent
+    for name, number in ((SEC, "777000222"), (EXFIL, "777000333")):
+        node = f"//cloudresourcemanager.googleapis.com/projects/{name}"
+        nodes[node] = Node(node, "project", parent=folder, project_number=number)
+    return dataclasses.replace(base, nodes=nodes, roles=roles)
+
+
+@pytest.fixture()
+def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    yield from _emulator(org_world(), monkeypatch)
+
+
+def _org_setup(emu: Emulator, **sink: Any) -> None:
+    for project in (PROJECT, LAKE, EXFIL):
+        emu.set_audit_configs(project, LOGS_ON)
+    sink.setdefault("filter", 'logName:"cloudaudit.googleapis.com"')
+    emu.add_log_sink(ORG, "zt-audit", BUCKET, **sink)
+    emu.add_log_view(VIEW)
+
+
+def _entries_reads(emu: Emulator) -> list[str]:
+    return [r.target for r in emu.request_log if r.method.endswith("ListLogEntries")]
+
+
+def test_a_log_view_shows_a_misuse_in_a_project_no_approval_names(
+    org: Emulator, template: str, audit: AuditLog
+) -> None:
+    _org_setup(org)
+    run_pipeline(template, audit)
+    at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    exfil = "//storage.googleapis.com/exfil-bucket/dump.csv"
+    org.log_access(INGEST_SA, "storage.objects.create", exfil, at=at, project=EXFIL)
+    # read project by project, the misuse is not seen (the report says what was read)
+    plain = check(audit, record=False)
+    assert not plain.report.by_code("ZT632")
+    assert any("other projects" in n and "--logs-from" in n for n in plain.report.notes)
+    org.clear_log()
+    verdict = check(audit, logs_from=VIEW)
+    [misuse] = verdict.report.by_code("ZT632")
+    assert "exfil-bucket" in (misuse.resource or "") and not verdict.clean
+    # one stream from the view, no per-project entries.list; the steps' own uses are there too
+    assert _entries_reads(org) == [VIEW]
+    assert not verdict.report.by_code("ZT630"), [f.message for f in verdict.report.findings]
+    notes = " ".join(verdict.report.notes)
+    assert f"log view {VIEW}" in notes and "2 of the 2" in notes
+
+
+def test_a_clean_run_through_a_log_view_is_clean(
+    org: Emulator, template: str, audit: AuditLog
+) -> None:
+    _org_setup(org)
+    run_pipeline(template, audit)
+    verdict = check(audit, logs_from=VIEW)
+    assert verdict.clean, [f.message for f in verdict.report.findings]
+    assert verdict.proposal["ingest"]["needs"] == {
+        "gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("sink", "why"),
+    [
+        ({"disabled": True}, "no enabled sink"),
+        ({"include_children": False}, "does not include children"),
+        ({"exclusions": ('logName="x"',)}, "has exclusions"),
+        ({"filter": 'log_id("cloudaudit.googleapis.com/activity")'}, "not proven"),
+    ],
+    ids=["disabled", "no-children", "exclusions", "activity-only"],
+)
+def test_projects_not_proven_in_the_view_are_read_directly(
+    org: Emulator, template: str, audit: AuditLog, sink: dict[str, Any], why: str
+) -> None:
+    _org_setup(org, **sink)
+    run_pipeline(template, audit)
+    at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    org.log_access(INGEST_SA, "storage.objects.get", RAW + "/x", at=at, project=LAKE)
+    org.clear_log()
+    verdict = check(audit, logs_from=VIEW)
+    # the lake's misuse is still caught: its logs were read directly, and counted once
+    [misuse] = verdict.report.by_code("ZT632")
+    assert misuse.evidence and f"projects/{LAKE}/logs/" in misuse.evidence[0].detail
+    reads = _entries_reads(org)
+    assert f"projects/{LAKE}" in reads and f"projects/{PROJECT}" in reads
+    notes = " ".join(verdict.report.notes)
+    assert "read directly instead" in notes and why in notes, notes
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="UNAVAILABLE", times=1),
+        Fault("google.logging.v2.LoggingServiceV2/ListLogEntries", code="PERMISSION_DENIED"),
+    ],
+    ids=["view-unavailable", "denied"],
+)
+def test_a_log_view_that_cannot_be_read_is_never_clean(
+    org: Emulator, template: str, audit: AuditLog, fault: Fault
+) -> None:
+    _org_setup(org)
+    run_pipeline(template, audit)
+    org.add_fault(dataclasses.replace(fault, times=None if fault.times is None else 10))
+    verdict = check(audit, logs_from=VIEW)
+    assert not verdict.clean
+    assert any(VIEW in f.message for f in verdict.report.by_code("ZT634"))
+
+
+def test_no_view_access_is_never_clean(
+    template: str, audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for emu in _emulator(org_world(view_access=False), monkeypatch):
+        _org_setup(emu)
+        run_pipeline(template, audit)
+        verdict = check(audit, logs_from=VIEW)
+        assert not verdict.clean
+        assert any(VIEW in f.message for f in verdict.report.by_code("ZT634"))
+        # the projects the approvals name were still read, directly
+        assert "read directly instead" in " ".join(verdict.report.notes)
+
+
+def test_a_sink_read_that_fails_proves_nothing(
+    org: Emulator, template: str, audit: AuditLog
+) -> None:
+    _org_setup(org)
+    run_pipeline(template, audit)
+    org.add_fault(Fault("google.logging.v2.ConfigServiceV2/ListSinks", code="UNAVAILABLE"))
+    verdict = check(audit, logs_from=VIEW)
+    notes = " ".join(verdict.report.notes)
+    assert "0 of the 2" in notes and "could not be read" in notes, notes
+    assert verdict.clean, [f.message for f in verdict.report.findings]
+
+
+def test_logs_from_must_name_a_log_view(audit: AuditLog) -> None:
+    from zt_pipelines.errors import InputError
+
+    for bad in ("projects/p", f"{BUCKET}", "bigquery.googleapis.com/projects/p/datasets/d"):
+        with pytest.raises(InputError, match="is not a log view"):
+            usage(PROJECT, audit_log=audit, logs_from=bad, record=False)
+
+
+def test_usage_cli_reads_a_log_view(
+    org: Emulator,
+    template: str,
+    audit: AuditLog,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zt_pipelines.cli import main
+
+    _org_setup(org)
+    run_pipeline(template, audit)
+    at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    exfil = "//storage.googleapis.com/exfil-bucket/dump.csv"
+    org.log_access(INGEST_SA, "storage.objects.create", exfil, at=at, project=EXFIL)
+    monkeypatch.setenv("ZT_EMULATOR_CALLER", AUDITOR)
+    base = ["usage", "--project", PROJECT, "--audit-log", str(audit.path), "--format", "json"]
+    with pytest.raises(SystemExit) as done:
+        main([*base, "--logs-from", VIEW])
+    assert done.value.code == 1
+    assert "ZT632" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main([*base, "--logs-from", "projects/p/datasets/d"])
+    assert done.value.code == 2
+    assert "is not a log view" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zt_pipelines.audit import AuditLog
+from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import InputError
 
 
@@ -61,7 +62,10 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
             "elsewhere (see docs/audit.md: Anchoring the head)"
         )
     else:
-        click.echo(f"{file}: {len(report.problems)} problem(s) in {report.records} records")
+        click.echo(
+            f"{file}: {len(report.problems)} problem{'' if len(report.problems) == 1 else 's'} "
+            f"in {report.records} records"
+        )
         for problem in report.problems:
             click.echo(f"  line {problem.line}: {problem.kind}: {problem.message}")
     return 0 if report.ok else 1
@@ -71,14 +75,26 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path, exists=True))
 @click.option("--last", type=int, default=20, show_default=True, help="How many records.")
 def show(file: Path, last: int) -> int:
-    """Print the last records of FILE, one line each (unverified: run ``verify`` first)."""
+    """Print the last records of FILE, one line each (unverified: run ``verify`` first).
+
+    Exit 1 when a shown record is not of the shape zt-pipelines writes (each is named).
+    """
     try:
         records = AuditLog(file).records()
     except ValueError as exc:
         raise InputError(f"not an audit log ({exc})", where=str(file)) from exc
+    malformed = 0
     for record in records[-last:] if last > 0 else records:
+        problem = record_problem(record)
+        if problem:  # chained, but not what zt-pipelines writes: said, never half-printed
+            malformed += 1
+            seq = record.get("seq", "?") if isinstance(record, dict) else "?"
+            click.echo(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
+            continue
         sas = ", ".join(
-            f"{i.get('task') or 'pipeline'}={i.get('service_account') or '-'}"
+            f"{i.get('task') or 'pipeline'}"
+            + (f" ({i['role']})" if i.get("role") in ("launched", "serving") else "")
+            + f"={i.get('service_account') or '-'}"
             for i in record.get("identities", [])
         )
         codes = ",".join(sorted({f.get("code", "") for f in record.get("findings", [])}))
@@ -87,4 +103,4 @@ def show(file: Path, last: int) -> int:
             f"{record.get('action')} {record.get('pipeline')} by {record.get('submitter')} "
             f"[{sas}] codes={codes}"
         )
-    return 0
+    return 1 if malformed else 0

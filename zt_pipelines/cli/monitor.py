@@ -153,6 +153,13 @@ def drift_command(
     type=click.Path(path_type=Path),
     help="Write the tighter needs (a manifest: steps → service_account, needs) here.",
 )
+@click.option(
+    "--logs-from",
+    metavar="VIEW",
+    help="Read the audit logs from this log view "
+    "(projects/P/locations/L/buckets/B/views/V, fed by an organisation-level aggregated "
+    "sink) instead of project by project.",
+)
 @click.option("--no-record", is_flag=True, help="Do not append the usage record.")
 @format_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
@@ -161,6 +168,7 @@ def usage_command(
     audit_log: Path | None,
     since: str,
     proposal: Path | None,
+    logs_from: str | None,
     no_record: bool,
     fmt: str,
     output: Path | None,
@@ -177,7 +185,9 @@ def usage_command(
         if path is not None:
             require_writable(path, option=option)
     window = parse_duration(since, option="--since")
-    verdict = usage(project, audit_log=audit_log, since=window, record=not no_record)
+    verdict = usage(
+        project, audit_log=audit_log, since=window, record=not no_record, logs_from=logs_from
+    )
     if proposal is not None:
         manifest = {"steps": {task: dict(entry) for task, entry in verdict.proposal.items()}}
         write_output(proposal, yaml.safe_dump(manifest, sort_keys=True), option="--proposal")

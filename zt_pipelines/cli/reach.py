@@ -14,6 +14,7 @@ from zt_pipelines.cli.options import (
     location_option,
     pipeline_sa_option,
     project_option,
+    snapshot_option,
     step_defaults_options,
 )
 
@@ -23,11 +24,8 @@ from zt_pipelines.cli.options import (
 @project_option()
 @location_option()
 @pipeline_sa_option(required=False)
-@click.option(
-    "--snapshot",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Snapshot file with a segmentation section (docs/segmentation.md).",
+@snapshot_option(
+    required=True, help="Snapshot file with a segmentation section (docs/segmentation.md)."
 )
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")

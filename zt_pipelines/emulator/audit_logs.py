@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from google.cloud.audit import audit_log_pb2
 from google.cloud.logging_v2.types import log_entry
@@ -117,11 +118,57 @@ class AuditLogStore:
         self._selected: dict[tuple[str, str], tuple[int, list[Any]]] = {}
         #: project id -> service -> enabled log types (``DATA_READ``, ``DATA_WRITE``, ...)
         self.audit_configs: dict[str, dict[str, tuple[str, ...]]] = {}
+        #: Log Router sinks by parent, and log views by name (organisation-scale reads)
+        self.sinks: dict[str, list[Any]] = {}
+        self.views: dict[str, Any] = {}
 
     def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
         """Set a project's ``auditConfigs``: service (or ``allServices``) → log types."""
         with self._lock:
             self.audit_configs[project] = dict(configs)
+
+    def add_sink(self, parent: str, sink: Any) -> None:
+        """Add a Log Router sink (a ``LogSink`` protobuf) on ``parent`` (``organizations/O``,
+        ``folders/F`` or ``projects/P``)."""
+        for text in (sink.filter, *(e.filter for e in sink.exclusions)):
+            if text.strip():
+                parse_filter(text)  # only filters this emulator can apply
+        with self._lock:
+            self.sinks.setdefault(parent, []).append(sink)
+            self._selected.clear()
+
+    def add_view(self, view: Any) -> None:
+        """Add a log view (a ``LogView`` protobuf named ``projects/P/locations/L/buckets/B/
+        views/V``) over its bucket's entries."""
+        if view.filter.strip():
+            parse_filter(view.filter)
+        with self._lock:
+            self.views[view.name] = view
+            self._selected.clear()
+
+    def routed(
+        self, bucket: str, projects: Iterable[str], ancestry: Callable[[str], list[str]]
+    ) -> list[tuple[str, list[Any]]]:
+        """(project id, the sinks that route it) for each of ``projects`` whose entries reach
+        the log bucket ``bucket`` through an enabled sink on it or (``includeChildren``) on an
+        ancestor; ``ancestry(project)`` lists its ancestors (``folders/F``, ``organizations/O``)."""
+        destination = f"logging.googleapis.com/{bucket}"
+        with self._lock:
+            sinks = {k: list(v) for k, v in self.sinks.items()}
+        out = []
+        for project in projects:
+            chain = [f"projects/{project}", *ancestry(project)]
+            routing = [
+                sink
+                for index, parent in enumerate(chain)
+                for sink in sinks.get(parent, ())
+                if sink.destination == destination
+                and not sink.disabled
+                and (index == 0 or sink.include_children)
+            ]
+            if routing:
+                out.append((project, routing))
+        return out
 
     def data_access_on(self, project: str, service: str, permission: str) -> bool:
         """Whether Data Access logs record ``permission`` on ``service`` in ``project``."""
@@ -166,6 +213,13 @@ class AuditLogStore:
             self._seq += 1
             bisect.insort(self._entries, StoredEntry(at, self._seq, principal, log_name, entry))
 
+    def select_stored(self, project: str, keep: Callable[[StoredEntry], bool]) -> list[StoredEntry]:
+        """The project's stored entries ``keep`` accepts, oldest first (log view reads)."""
+        prefix = f"projects/{project}/logs/"
+        with self._lock:
+            entries = list(self._entries)
+        return [s for s in entries if s.log_name.startswith(prefix) and keep(s)]
+
     def select(
         self, project: str, keep: Callable[[StoredEntry], bool], *, key: str = ""
     ) -> list[Any]:
@@ -191,7 +245,7 @@ class FilterError(ValueError):
 
 _TERM = re.compile(
     r"^\s*(logName|protoPayload\.authenticationInfo\.principalEmail|timestamp)\s*"
-    r'(>=|<=|=|>|<)\s*(\(.*\)|"[^"]*")\s*$'
+    r'(>=|<=|=|>|<|:)\s*(\(.*\)|"[^"]*")\s*$'
 )
 
 
@@ -204,6 +258,10 @@ def parse_filter(text: str) -> Callable[[StoredEntry], bool]:
 
     checks: list[Callable[[StoredEntry], bool]] = []
     for part in _split_and(text):
+        ids = _log_ids(part)
+        if ids is not None:
+            checks.append(_log_id_check(ids))
+            continue
         match = _TERM.match(part)
         if match is None:
             raise FilterError(f"unsupported filter term {part!r}")
@@ -213,6 +271,21 @@ def parse_filter(text: str) -> Callable[[StoredEntry], bool]:
             raise FilterError(f"unsupported value group {raw!r}")
         checks.append(_check(field, op, values))
     return lambda stored: all(check(stored) for check in checks)
+
+
+_LOG_ID = r'log_id\(\s*"([^"]*)"\s*\)'
+_LOG_IDS = re.compile(rf"^\s*\(?\s*{_LOG_ID}(\s+OR\s+{_LOG_ID})*\s*\)?\s*$")
+
+
+def _log_ids(part: str) -> frozenset[str] | None:
+    """The log ids of a ``log_id("...")`` term (or an ``OR`` group of them), else ``None``."""
+    if _LOG_IDS.match(part) is None:
+        return None
+    return frozenset(re.findall(_LOG_ID, part))
+
+
+def _log_id_check(ids: frozenset[str]) -> Callable[[StoredEntry], bool]:
+    return lambda s: unquote(s.log_name.partition("/logs/")[2]) in ids
 
 
 def _split_and(text: str) -> list[str]:
@@ -252,6 +325,8 @@ def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bo
         }
         compare = ops[op]
         return lambda s: compare(s.timestamp)
+    if op == ":" and field == "logName":  # "has": the log name contains the text
+        return lambda s: any(v in s.log_name for v in values)
     if op != "=":
         raise FilterError(f"{field} supports = only")
     allowed = set(values)

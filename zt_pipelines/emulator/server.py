@@ -326,6 +326,40 @@ class Emulator:
             granted=granted,
         )
 
+    def add_log_sink(
+        self,
+        parent: str,
+        sink_id: str,
+        bucket: str,
+        *,
+        filter: str = "",
+        include_children: bool = True,
+        disabled: bool = False,
+        exclusions: tuple[str, ...] = (),
+    ) -> None:
+        """Add a Log Router sink on ``parent`` (``organizations/O``, ``folders/F`` or
+        ``projects/P``) routing into the log bucket ``bucket``
+        (``projects/P/locations/L/buckets/B``), as ``gcloud logging sinks create`` does;
+        ``exclusions`` are exclusion filters."""
+        from google.cloud.logging_v2.types import logging_config
+
+        sink = logging_config.LogSink.pb()(
+            name=sink_id,
+            destination=f"logging.googleapis.com/{bucket}",
+            filter=filter,
+            include_children=include_children,
+            disabled=disabled,
+        )
+        for index, text in enumerate(exclusions):
+            sink.exclusions.add(name=f"exclusion-{index}", filter=text)
+        self._world.log_store.add_sink(parent, sink)
+
+    def add_log_view(self, view: str, *, filter: str = "") -> None:
+        """Add a log view ``projects/P/locations/L/buckets/B/views/V`` over its bucket."""
+        from google.cloud.logging_v2.types import logging_config
+
+        self._world.log_store.add_view(logging_config.LogView.pb()(name=view, filter=filter))
+
     def add_log_entries(self, entries: Any) -> None:
         """Add prepared ``(timestamp, principal, log name, LogEntry)`` entries (benchmarks)."""
         self._world.log_store.add_entries(entries)

@@ -36,12 +36,21 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def audit_filter(project: str, principals: Iterable[str], start: datetime, end: datetime) -> str:
-    """The server-side filter: both audit logs, these principals, this window."""
-    logs = " OR ".join(f'"projects/{project}/logs/{name}"' for name in (ACTIVITY, DATA_ACCESS))
+def audit_filter(
+    project: str | None, principals: Iterable[str], start: datetime, end: datetime
+) -> str:
+    """The server-side filter: both audit logs (of ``project``; ``None``: of every project,
+    for a log view), these principals, this window."""
+    if project is None:
+        logs = '(log_id("cloudaudit.googleapis.com/activity") OR ' + (
+            'log_id("cloudaudit.googleapis.com/data_access"))'
+        )
+    else:
+        names = (f'"projects/{project}/logs/{name}"' for name in (ACTIVITY, DATA_ACCESS))
+        logs = f"logName=({' OR '.join(names)})"
     who = " OR ".join(f'"{p}"' for p in principals)
     return (
-        f"logName=({logs}) AND protoPayload.authenticationInfo.principalEmail=({who}) "
+        f"{logs} AND protoPayload.authenticationInfo.principalEmail=({who}) "
         f'AND timestamp>="{_stamp(start)}" AND timestamp<="{_stamp(end)}"'
     )
 
@@ -304,20 +313,33 @@ class AuditLogsAdapter(Adapter):
         return self.factory._get("logging", lambda: self.factory._gapic(LoggingServiceV2Client))
 
     def accesses(
-        self, project: str, principals: Iterable[str], start: datetime, end: datetime
+        self,
+        project: str,
+        principals: Iterable[str],
+        start: datetime,
+        end: datetime,
+        *,
+        view: str | None = None,
     ) -> Accesses:
-        """Every access by ``principals`` in ``project`` between ``start`` and ``end``."""
+        """Every access by ``principals`` in ``project`` between ``start`` and ``end`` — or,
+        with ``view`` (``projects/P/locations/L/buckets/B/views/V``), in every project whose
+        audit logs the log view holds."""
         wanted = sorted({p.lower() for p in principals})
         out = Accesses()
         for index in range(0, len(wanted), PRINCIPALS_PER_QUERY):
             batch = wanted[index : index + PRINCIPALS_PER_QUERY]
-            out.extend(self._read(project, audit_filter(project, batch, start, end)))
+            if view is not None:
+                out.extend(self._read(view, audit_filter(None, batch, start, end)))
+            else:
+                out.extend(
+                    self._read(f"projects/{project}", audit_filter(project, batch, start, end))
+                )
         return out
 
-    def _read(self, project: str, text: str) -> Accesses:
+    def _read(self, resource: str, text: str) -> Accesses:
         client = self._logging()
         request = {
-            "resource_names": [f"projects/{project}"],
+            "resource_names": [resource],
             "filter": text,
             "order_by": "timestamp asc",
             "page_size": self.page(1000),
@@ -345,7 +367,7 @@ class AuditLogsAdapter(Adapter):
                     gc.enable()
             return found
 
-        return self.call(run, what="entries.list", target=f"projects/{project}")
+        return self.call(run, what="entries.list", target=resource)
 
     def _read_pages(self, channel: Any, request: dict[str, Any], out: Accesses) -> None:
         """Every page of ``entries.list`` through the Logging client's gRPC channel (the same

@@ -11,6 +11,7 @@ not.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,3 +139,82 @@ def owner_of(resource: str, bucket_projects: Mapping[str, str], default: str) ->
         return bucket_projects.get(bucket)
     named = projects_named(resource)
     return named[0] if named else default
+
+
+@dataclass(frozen=True)
+class SinkInfo:
+    """A Log Router sink as read (``exclusions``: the filters of its enabled exclusions)."""
+
+    parent: str
+    name: str
+    destination: str
+    filter: str = ""
+    include_children: bool = False
+    disabled: bool = False
+    exclusions: tuple[str, ...] = ()
+
+
+_AUDIT_TERMS = (
+    (re.compile(r'^logName:\s*"?cloudaudit\.googleapis\.com"?$'), {"activity", "data_access"}),
+    (re.compile(r'^log_id\("cloudaudit\.googleapis\.com/(activity|data_access)"\)$'), None),
+    (re.compile(r'^logName:\s*"?cloudaudit\.googleapis\.com%2F(activity|data_access)"?$'), None),
+)
+
+
+def routes_audit_logs(text: str) -> bool:
+    """Whether a sink filter certainly lets both audit logs (Admin Activity and Data Access)
+    through: empty, or an ``OR`` of terms that each select them. Anything else (an ``AND``, a
+    ``NOT``, another field) is not proven, so it is not taken as routing."""
+    text = text.strip()
+    if not text:
+        return True
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    kinds: set[str] = set()
+    for term in re.split(r"\s+OR\s+", text):
+        term = term.strip()
+        for pattern, covers in _AUDIT_TERMS:
+            match = pattern.match(term)
+            if match is not None:
+                kinds |= covers if covers is not None else {match.group(1)}
+                break
+        else:
+            return False
+    return {"activity", "data_access"} <= kinds
+
+
+def routing_sink(
+    project: str, ancestry: Iterable[str], sinks: Mapping[str, Iterable[SinkInfo]], bucket: str
+) -> tuple[SinkInfo | None, str]:
+    """The sink that provably routes ``project``'s audit logs into the log bucket ``bucket``
+    (``projects/P/locations/L/buckets/B``), or ``None`` and why none does.
+
+    Args:
+        project: the project id.
+        ancestry: its ancestors, nearest first (``folders/F`` ..., ``organizations/O``).
+        sinks: the sinks read, by parent (a parent missing here was not read).
+        bucket: the log bucket the view reads.
+    """
+    destination = f"logging.googleapis.com/{bucket}"
+    why = f"no enabled sink on projects/{project} or its ancestors routes into {bucket}"
+    unread: list[str] = []
+    for index, parent in enumerate([f"projects/{project}", *ancestry]):
+        if parent not in sinks:
+            unread.append(parent)
+            continue
+        for sink in sinks[parent]:
+            if sink.destination != destination or sink.disabled:
+                continue
+            if index and not sink.include_children:
+                why = f"sink {sink.name} on {parent} does not include children"
+                continue
+            if sink.exclusions:
+                why = f"sink {sink.name} on {parent} has exclusions"
+                continue
+            if not routes_audit_logs(sink.filter):
+                why = f"sink {sink.name} on {parent} has a filter not proven to keep audit logs"
+                continue
+            return sink, ""
+    if unread:
+        return None, f"the sinks of {', '.join(unread)} could not be read"
+    return None, why

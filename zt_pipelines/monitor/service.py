@@ -9,11 +9,13 @@ post-run record (action ``verify-run``: ``allowed`` when verified, ``refused`` o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
+from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
@@ -65,46 +67,9 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
     return records, ""
 
 
-_TEXT_FIELDS = (
-    "action",
-    "outcome",
-    "submitter",
-    "project",
-    "location",
-    "pipeline",
-    "spec_sha256",
-    "job_id",
-    "reason",
-    "time",
-    "decision_sha256",
-)
-
-
 def malformed(record: Any) -> str:
     """Why an audit record is not of the shape the writer writes (empty when it is)."""
-    if not isinstance(record, dict):
-        return "not an object"
-    for name in _TEXT_FIELDS:
-        if name in record and not isinstance(record[name], str):
-            return f"{name} is not a string"
-    identities = record.get("identities", [])
-    if not isinstance(identities, list):
-        return "identities is not a list"
-    for ident in identities:
-        if not isinstance(ident, dict):
-            return "an identity is not an object"
-        for name in ("role", "task", "service_account", "source"):
-            if name in ident and not isinstance(ident[name], str):
-                return f"an identity's {name} is not a string"
-        needs = ident.get("needs", [])
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-            return "an identity's needs are not a list of strings"
-    findings = record.get("findings", [])
-    if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
-        return "findings is not a list of objects"
-    if "baseline" in record and not isinstance(record["baseline"], dict):
-        return "baseline is not an object"
-    return ""
+    return record_problem(record)
 
 
 def verify_run(
@@ -303,30 +268,64 @@ def _drift_one(
     now: datetime,
     baseline: Any,
 ) -> Any:
+    import dataclasses
     from types import SimpleNamespace
 
     from zt_pipelines.monitor.baseline import recorded_baseline, restricted, scope
-    from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
+    from zt_pipelines.monitor.drift import (
+        approved_identities,
+        evaluate_drift,
+        other_identities,
+        posture_of,
+    )
     from zt_pipelines.policy.engine import Evaluator, evaluate
     from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
 
     project = str(approval.get("project", ""))
     location = str(approval.get("location", ""))
     pipeline_sa, steps, has_needs = approved_identities(approval)
+    # launched-job and serving identities: their records and grants are read and their
+    # posture followed; each step is re-evaluated with them, so the needs they imply (actAs
+    # on them) are derived as at the approval
+    others = [email for _role, _task, email in other_identities(approval)]
+    attached: dict[str, dict[str, str]] = {}
+    for role, task, email in other_identities(approval):
+        attached.setdefault(task, {})[f"{role}_service_account"] = email
+    steps = tuple(
+        dataclasses.replace(
+            s,
+            launched_service_account=attached[s.task].get("launched_service_account"),
+            serving_service_account=attached[s.task].get("serving_service_account"),
+        )
+        if s.task in attached
+        else s
+        for s in steps
+    )
     at_approval, no_baseline = recorded_baseline(approval)
     recorded = approval.get("baseline")
     seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
     root = recorded.get("pipeline_root") if isinstance(recorded, dict) else None
     root = root if isinstance(root, str) and root.startswith("gs://") else ""
     result = SimpleNamespace(steps=steps)
-    requirements = derive_requirements(
-        result,
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_sa,
-        pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
-        submitter=None,
-    )
+    try:
+        requirements = derive_requirements(
+            result,
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
+            submitter=None,
+        )
+    except ZtError as exc:  # e.g. a launcher kind this version does not know
+        return evaluate_drift(
+            approval,
+            None,
+            (),
+            None,
+            now=now,
+            unreadable=(f"the approval's steps ({exc})",),
+            no_approval_baseline="the approval's steps could not be re-derived",
+        )
     needs = needed_nodes(
         requirements,
         steps=steps,
@@ -365,7 +364,9 @@ def _drift_one(
     context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
     report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
     identities = [
-        e for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)]) if e
+        e
+        for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps), *others])
+        if e
     ]
     postures = [posture_of(email, evaluator, now=now) for email in identities]
     scoped = []
@@ -441,18 +442,35 @@ def usage(
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
+    logs_from: str | None = None,
 ) -> Any:
     """Compare what the step identities of ``project``'s approved runs did (Cloud Audit Logs,
     over ``since``) with what they declared; return a
-    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it."""
+    :class:`~zt_pipelines.monitor.usage.UsageVerdict` and (by default) record it.
+
+    With ``logs_from`` (a log view, ``projects/P/locations/L/buckets/B/views/V``, fed by an
+    aggregated Log Router sink) the entries of every project the view holds are read in one
+    stream; each project the approvals name that is not proven routed into it (its sinks
+    read) is read directly.
+
+    Raises:
+        InputError: ``logs_from`` is not a log view name.
+    """
     from zt_pipelines.errors import ApiError
     from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
     from zt_pipelines.monitor.coverage import owner_of, usage_scope
-    from zt_pipelines.monitor.drift import approved_identities
+    from zt_pipelines.monitor.drift import approved_identities, other_identities
     from zt_pipelines.monitor.runs import approving
     from zt_pipelines.monitor.usage import Accesses, StepWindow, evaluate_usage
 
+    if logs_from is not None and not LOG_VIEW.match(logs_from):
+        from zt_pipelines.errors import InputError
+
+        raise InputError(
+            f"--logs-from {logs_from!r} is not a log view "
+            "(projects/PROJECT/locations/LOCATION/buckets/BUCKET/views/VIEW)"
+        )
     factory = factory or ClientFactory(credentials, project=project)
     now = clock()
     start = now - since
@@ -467,9 +485,19 @@ def usage(
     approvals = [r for r in records if approving(r) and r.get("project") == project]
     # (approval, run): single runs by their job id; a schedule's runs as Vertex lists them
     runs: dict[str, tuple[dict[str, Any], str]] = {}
+    # a launched job's identity (not a step's own): its uses inside its step's windows are
+    # the job's, not compared with needs the record does not hold; outside them, misuse
+    launched: dict[str, list[tuple[float, float]]] = {}
+    serving: set[str] = set()
     for approval in approvals:
         _pipeline_sa, steps, _has_needs = approved_identities(approval)
         identities.update(s.service_account for s in steps if s.service_account)
+        for role, _task, email in other_identities(approval):
+            if role == "launched":
+                identities.add(email)
+                launched.setdefault(email, [])
+            else:
+                serving.add(email)
         if _is_schedule(approval) or not approval.get("job_id"):
             continue
         if _parse_time(str(approval.get("time", ""))) < start - timedelta(days=1):
@@ -505,11 +533,46 @@ def usage(
                     pipeline_root=run.pipeline_root or None,
                 )
             )
+        for role, task_path, email in other_identities(approval):
+            task = by_task.get(task_path)
+            if role == "launched" and task is not None and task.start_time:
+                launched.setdefault(email, []).append(
+                    (
+                        _parse_time(task.start_time).timestamp(),
+                        (_parse_time(task.end_time) if task.end_time else now).timestamp(),
+                    )
+                )
     scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
     owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
     accesses = Accesses()  # keeps the pages read column-wise (see evaluate_usage)
     configs: dict[str, dict[str, set[str]] | None] = {}
+    direct = sorted(projects)
+    notes: list[str] = []
+    if logs_from is not None:
+        in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
+        viewed: Sequence[Any] = []
+        if identities:
+            try:
+                viewed = logs.accesses(project, identities, start, now, view=logs_from)
+            except ApiError as exc:
+                unreadable.append(f"the log view {logs_from} ({exc.message})")
+                in_view, viewed = set(), []
+                why_not = dict.fromkeys(direct, "the view could not be read")
+        direct = [p for p in direct if p not in in_view]
+        # a project read directly too: its entries come from there (never counted twice)
+        skip = tuple(f"projects/{p}/" for p in direct)
+        accesses.extend(a for a in viewed if not a.log_name.startswith(skip))
+        notes.append(
+            f"Cloud Audit Logs read from the log view {logs_from}: every project it holds, "
+            f"{len(in_view)} of the {len(projects)} the approvals name proven routed into it"
+            + (f" ({', '.join(sorted(in_view))})" if in_view else "")
+        )
+        if direct:
+            notes.append(
+                "read directly instead, not proven to be in the view: "
+                + "; ".join(f"{p} ({why_not.get(p, 'not routed')})" for p in direct)
+            )
     for where in sorted(projects):
         named = "; ".join(projects[where])
         try:
@@ -519,12 +582,33 @@ def usage(
             unreadable.append(
                 f"the audit configuration of project {where} ({named}) ({exc.message})"
             )
-        if identities:
+        if identities and where in direct:
             try:
                 accesses.extend(logs.accesses(where, identities, start, now))
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    own = {w.service_account.lower() for w in windows}
+    spans = {e: w for e, w in launched.items() if e not in own}
+    if spans:
+        accesses = Accesses(
+            a
+            for a in accesses
+            if a.principal.lower() not in spans
+            or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
+        )
+        notes.append(
+            "launched-job identities ("
+            + ", ".join(sorted(spans))
+            + "): uses inside their steps' runs are the jobs' own (not compared with needs); "
+            "uses outside every run are reported"
+        )
+    if serving:
+        notes.append(
+            "serving identities ("
+            + ", ".join(sorted(serving))
+            + ") serve after their runs end: their uses are not compared (drift follows them)"
+        )
     verdict = evaluate_usage(
         windows,
         accesses,
@@ -542,22 +626,24 @@ def usage(
         | {f"//storage.googleapis.com/{b}": owners.get(b) for b in scope.buckets},
     )
     # Cloud Audit Logs are kept by the project that owns the resource: say what was read
-    coverage = f"Cloud Audit Logs read in {len(projects)} project(s): " + "; ".join(
-        f"{p} ({', '.join(projects[p])})" for p in sorted(projects)
+    notes.insert(
+        0,
+        f"Cloud Audit Logs of {len(projects)} project(s) compared: "
+        + "; ".join(f"{p} ({', '.join(projects[p])})" for p in sorted(projects)),
     )
-    notes = [
-        coverage,
-        "uses logged in other projects (ones no approval's project, identities, needs, "
-        "pipeline root or grants name) are not seen: read an organisation-level log view "
-        "(--logs-from) to see them",
-    ]
-    if scope.wide:
+    if logs_from is None:
         notes.append(
-            "grants on "
-            + ", ".join(scope.wide)
-            + " reach projects no approval names, whose logs were not read: read an "
-            "organisation-level log view (--logs-from) to see uses there"
+            "uses logged in other projects (ones no approval's project, identities, needs, "
+            "pipeline root or grants name) are not seen: read an organisation-level log view "
+            "(--logs-from) to see them"
         )
+        if scope.wide:
+            notes.append(
+                "grants on "
+                + ", ".join(scope.wide)
+                + " reach projects no approval names, whose logs were not read: read an "
+                "organisation-level log view (--logs-from) to see uses there"
+            )
     from dataclasses import replace
 
     verdict = replace(
@@ -566,6 +652,76 @@ def usage(
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
+
+
+LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
+
+
+def _view_coverage(
+    factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
+) -> tuple[set[str], dict[str, str]]:
+    """(the projects proven routed into ``view``'s bucket, why each other one is not): the
+    view's filter (``views.get``), each project's ancestry (``projects.get`` /
+    ``folders.get``) and the sinks on each (``sinks.list``), read concurrently. A read that
+    fails proves nothing (the project is then read directly)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.log_router import LogRouterAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+    from zt_pipelines.monitor.coverage import routing_sink
+
+    router = LogRouterAdapter(factory, retry)
+    crm = ResourceManagerAdapter(factory, retry)
+    bucket = view.rsplit("/views/", 1)[0]
+    try:
+        shown = router.view_filter(view)
+    except ApiError as exc:
+        return set(), dict.fromkeys(projects, f"the view's filter could not be read: {exc.message}")
+    if shown.strip():
+        return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
+
+    def ancestry(project: str) -> list[str] | None:
+        chain: list[str] = []
+        try:
+            parent = crm.get_project(project).parent
+            while parent and len(chain) < 32:
+                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+                chain.append(short)
+                if not short.startswith("folders/"):
+                    break
+                parent = crm.get_folder(short.removeprefix("folders/")).parent
+        except ApiError:
+            return None
+        return chain
+
+    def sinks_of(parent: str) -> Any:
+        try:
+            return router.list_sinks(parent)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(projects, pool.map(ancestry, projects), strict=True))
+        parents = sorted(
+            {f"projects/{p}" for p in projects}
+            | {a for chain in chains.values() for a in chain or ()}
+        )
+        read = dict(zip(parents, pool.map(sinks_of, parents), strict=True))
+    sinks = {k: v for k, v in read.items() if v is not None}
+    covered: set[str] = set()
+    why: dict[str, str] = {}
+    for project in projects:
+        chain = chains[project]
+        if chain is None:
+            why[project] = "its ancestry could not be read"
+            continue
+        sink, reason = routing_sink(project, chain, sinks, bucket)
+        if sink is None:
+            why[project] = reason
+        else:
+            covered.add(project)
+    return covered, why
 
 
 def _resolve_scope(

@@ -32,7 +32,7 @@ from zt_pipelines.policy.conditions import (
 from zt_pipelines.policy.deny import permission_matches
 from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
-from zt_pipelines.policy.report import Evidence
+from zt_pipelines.policy.report import Evidence, fast_init
 from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     Binding,
@@ -56,7 +56,8 @@ _NAMED = MemberMatch(Match.YES, "named directly")
 _TRUE = ConditionResult(Tri.TRUE)
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to one (member, resource, permission) question.
 

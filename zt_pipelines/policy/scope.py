@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from zt_pipelines.policy.members import Match
+from zt_pipelines.policy.report import fast_init
 from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ _BUCKET_LEVEL_OBJECT_PERMISSIONS = frozenset({"storage.objects.list"})
 _NOTHING: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class BroadGrant:
     """One binding that serves ``permissions`` from broader than the needs' scope.
 

@@ -94,6 +94,7 @@ from zt_pipelines.spec.payload import (
     keys_named,
     parse_payload,
 )
+from zt_pipelines.spec.provenance import payload_provenance
 from zt_pipelines.spec.resolve import (
     Bound,
     Env,
@@ -252,10 +253,16 @@ def rewrite_pipeline(
             fix="recompile the pipeline, or remove the stale declaration",
         )
     new_docs = _rebuild_platform_docs(kept_docs, walker.executor_origin)
+    steps = payload_provenance(  # what a ZT102 waiver of each pasting step must cover
+        new_spec,
+        walker.steps,
+        parameter_values={k: b.value for k, b in walker.env.items() if b.kind == "constant"},
+        identities=(pipeline_sa,),
+    )
     return RewriteResult(
         spec=new_spec,
         pipeline_name=walker.pipeline_name,
-        steps=tuple(walker.steps),
+        steps=tuple(steps),
         platform_docs=new_docs,
     )
 
