@@ -83,6 +83,8 @@ def _baseline_problem(baseline: Any) -> str:
         return "baseline.version is not an integer"
     if not _strings(baseline.get("nodes", [])):
         return "baseline.nodes is not a list of strings"
+    if not _strings(baseline.get("complete", [])):
+        return "baseline.complete is not a list of strings"
     runtime = baseline.get("runtime", {})
     if not isinstance(runtime, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in runtime.items()

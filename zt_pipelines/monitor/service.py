@@ -271,7 +271,12 @@ def _drift_one(
     import dataclasses
     from types import SimpleNamespace
 
-    from zt_pipelines.monitor.baseline import recorded_baseline, restricted, scope
+    from zt_pipelines.monitor.baseline import (
+        completely_searched,
+        recorded_baseline,
+        restricted,
+        scope,
+    )
     from zt_pipelines.monitor.drift import (
         approved_identities,
         evaluate_drift,
@@ -382,6 +387,19 @@ def _drift_one(
         nodes |= scope(world, [*needs.resources, *account_nodes])
         narrowed = Evaluator(restricted(world, nodes))
         scoped = [posture_of(email, narrowed, now=now) for email in identities]
+        # an identity whose every grant the approval held, and today's read holds too: its
+        # grants are compared on every node read today — one outside what the approval read
+        # was not there then (a complete search would have found it)
+        complete = completely_searched(approval)
+        full = {p.identity: p for p in postures}
+        scoped = [
+            dataclasses.replace(p, grants=full[p.identity].grants)
+            if p.identity in complete
+            and f"serviceAccount:{p.identity}" in world.complete_bindings_for
+            and p.identity in full
+            else p
+            for p in scoped
+        ]
     return evaluate_drift(
         approval,
         report,
