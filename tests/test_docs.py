@@ -536,3 +536,20 @@ def test_the_default_paths_the_docs_name_are_the_code_defaults(
         shown = "~/" + str(path.relative_to(tmp_path))
         assert shown in text or shown.replace("/zt-pipelines", "/...") in text, shown
     assert "~/.local/state/zt-pipelines/audit.jsonl" in text
+
+
+def test_the_architecture_page_names_every_top_level_module() -> None:
+    """docs/architecture.md's layout lists every module and package of zt_pipelines."""
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    layout = page.split("```", 2)[1]
+    named = set(re.findall(r"^  ([\w.]+)/?\s", layout, re.M))
+    package = ROOT / "zt_pipelines"
+    present = {
+        p.name
+        for p in package.iterdir()
+        if not p.name.startswith("_") and p.name != "py.typed" and p.name != "__pycache__"
+    }
+    assert present - named == set(), "not in the architecture page's layout"
+    assert named - present == set(), "named in the layout, not in the package"
