@@ -317,6 +317,22 @@ def test_zt213_public_declared_resource() -> None:
     assert "ZT213" not in run().codes()
 
 
+@pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers"])
+@pytest.mark.parametrize("role", ["roles/storage.objectViewer", "roles/storage.objectCreator"])
+def test_zt213_a_public_pipeline_root_refuses_once(member: str, role: str) -> None:
+    """Every step writes its artifacts to the root and later steps load them: a public reader
+    sees them all, a public writer can replace a model. One finding, not one per step."""
+    report = run(grant(world_dict(), ROOT_BUCKET, role, member))
+    [f] = report.by_code("ZT213")
+    assert f.evidence[0].member == member and f.evidence[0].node == ROOT_BUCKET
+    assert not report.allowed
+
+
+def test_zt213_a_public_project_above_the_launch_refuses() -> None:
+    data = grant(world_dict(), PROJECT, "roles/viewer", "allAuthenticatedUsers")
+    assert "ZT213" in run(data).codes()
+
+
 # -- unreadable ------------------------------------------------------------------------------
 
 

@@ -258,6 +258,36 @@ def test_deny_permission_wildcards(perm: str) -> None:
     )
 
 
+def test_every_catalogue_permission_is_matched_by_its_deny_forms() -> None:
+    """A deny rule names a permission as SERVICE_FQDN/RESOURCE.VERB (exactly, RESOURCE.* or
+    *.VERB); some catalogue permissions are named in that form already and must match too."""
+    from zt_pipelines.policy.deny import permission_matches, to_v2
+    from zt_pipelines.policy.role_catalogue import predefined_roles
+
+    permissions = {p for role in predefined_roles().values() for p in role.permissions}
+    assert any("/" in p for p in permissions)  # the v2-named ones this guards
+    for permission in permissions:
+        v2 = to_v2(permission)
+        service, _, rest = v2.partition("/")
+        resource, _, verb = rest.rpartition(".")
+        for form in (v2, f"{service}/{resource}.*", f"{service}/*.{verb}", f"{service}/*"):
+            assert permission_matches(form, permission), (form, permission)
+
+
+def test_a_deny_on_a_permission_named_in_v2_form_denies_it() -> None:
+    perm = "iam.googleapis.com/workloadIdentityPoolProviders.create"
+    data = world_dict()
+    role = {"name": "projects/ml-prod/roles/wif", "title": "w", "permissions": [perm]}
+    data["roles"].append(role)
+    grant(data, PROJECT, "projects/ml-prod/roles/wif", TRAIN)
+    assert decide(TRAIN, PROJECT, perm, load_snapshot(data), now=NOW).granted
+    rule = ["iam.googleapis.com/workloadIdentityPoolProviders.*"]
+    deny(data, PROJECT, ["principalSet://goog/public:all"], rule)
+    assert decide(TRAIN, PROJECT, perm, load_snapshot(data), now=NOW).state == "denied"
+    data["denyPolicies"][0]["rules"][0]["exceptionPermissions"] = [perm]  # lifts it again
+    assert decide(TRAIN, PROJECT, perm, load_snapshot(data), now=NOW).granted
+
+
 def test_deny_on_another_project_does_not_apply() -> None:
     data = deny(
         world_dict(),

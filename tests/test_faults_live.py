@@ -247,3 +247,26 @@ def test_a_read_started_without_a_thread_keeps_the_retry_budget_and_fails_closed
         member, resource, permission = CALL_SITES[method]  # type: ignore[misc]
         after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
         assert after.state == "unverifiable", after
+
+
+@pytest.mark.parametrize("fault", ["UNAVAILABLE", "reset", "malformed", "timeout"])
+@pytest.mark.parametrize("method", ["storage.buckets.get", "storage.buckets.getIamPolicy"])
+def test_a_read_sent_in_a_storage_batch_keeps_the_retry_budget_and_fails_closed(
+    emu: Emulator, method: str, fault: str
+) -> None:
+    """Bucket reads go as parts of one batch request: a part that fails (or a batch that fails
+    as a whole: reset, timeout) is retried on its own, five attempts in all, and a bucket that
+    never answered is unreadable — never an empty policy or a project of its own choosing."""
+    spec = {"UNAVAILABLE": {"code": "UNAVAILABLE"}}.get(fault) or TRANSIENT[fault]
+    snap = run_with_fault(
+        emu,
+        Fault(method=method, **spec),  # type: ignore[arg-type]
+        0.15 if fault == "timeout" else 2.0,
+    )
+    settle(emu)
+    asked = [r for r in emu.request_log if r.method == method]
+    assert len(asked) == 5 and asked[0].batched and not any(r.batched for r in asked[1:])
+    assert [u.target for u in snap.unreadable if u.what == method] == [BUCKET]
+    member, resource, permission = PROBE_GRANTED
+    after = decide(f"serviceAccount:{member}", resource, permission, snap, now=NOW)
+    assert after.state == "unverifiable", after

@@ -113,3 +113,28 @@ def test_default_paths_are_the_platforms_user_directories(
     assert default_cache_dir().is_relative_to(tmp_path / "XDG_CACHE_HOME")
     assert default_key_path().is_relative_to(tmp_path / "XDG_CONFIG_HOME")
     assert default_audit_log() == tmp_path / "XDG_STATE_HOME" / "zt-pipelines" / "audit.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "suggestion"),
+    [
+        ("policy", "version: 1\nregion: [us-central1]\n", "did you mean 'regions'"),
+        ("policy", "version: 1\nimages:\n  requireDigests: true\n", "did you mean 'requireDigest'"),
+        ("snapshot", "version: 1\nnode: []\n", "did you mean 'nodes'"),
+    ],
+)
+def test_a_mistyped_key_in_a_file_suggests_the_nearest_one(
+    tmp_path: Path, kind: str, text: str, suggestion: str
+) -> None:
+    from zt_pipelines.errors import PolicyFileError, SnapshotError
+    from zt_pipelines.policy.orgpolicy import load_policy
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(text)
+    load, error = (
+        (load_policy, PolicyFileError) if kind == "policy" else (load_snapshot, SnapshotError)
+    )
+    with pytest.raises(error) as info:
+        load(path)
+    assert suggestion in str(info.value), str(info.value)

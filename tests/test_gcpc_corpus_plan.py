@@ -7,7 +7,7 @@ The templates declare nothing, so every step gets a derived identity that ``plan
 their data access (the user's tables and files) is not derived, as it is not declared.
 ZT102 (a run-time value pasted into a payload) is a payload-safety finding, not a grant: no
 severity can lower it, so the policy waives it step by step, as a team that reviewed Google's
-templates would (a suppression naming each step).
+templates would (a suppression naming each step and the upstream digest of what feeds it).
 """
 
 from collections.abc import Iterator
@@ -49,6 +49,7 @@ def waivers(template: Path, params: dict[str, str]) -> OrgPolicy:
                 {
                     "code": "ZT102",
                     "step": s.task,
+                    "upstream": s.upstream_digest,
                     "justification": "Google's first-party template, reviewed",
                     "expires": "2099-01-01",
                 }

@@ -15,6 +15,18 @@ def _outputs(nb: nbformat.NotebookNode) -> list[dict[str, object]]:
     return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
 
 
+def _decisions_differ_where_specs_agree(text: str) -> None:
+    """The audit cell: the refused and the allowed verify of one pipeline share the spec hash
+    but not the decision hash (the record names exactly what was approved)."""
+    import re
+
+    rows = re.findall(r"^\d+\s+verify\s+(refused|allowed)\s+(\w{12}) (\w{12})$", text, re.M)
+    by = {outcome: (spec, decision) for outcome, spec, decision in rows}
+    assert set(by) == {"refused", "allowed"}, rows
+    assert by["refused"][0] == by["allowed"][0]
+    assert by["refused"][1] != by["allowed"][1]
+
+
 def test_quickstart_notebook_runs_clean() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
@@ -33,6 +45,7 @@ def test_quickstart_notebook_runs_clean() -> None:
     assert "writes that reached the emulator: 0" in text
     assert "train                runs as train-sa@zt-demo.iam.gserviceaccount.com" in text
     assert "chain intact" in text
+    _decisions_differ_where_specs_agree(text)
     # the GCPC example: planned, applied, submitted, and every CustomJob ran as its own SA
     assert "run: PIPELINE_STATE_SUCCEEDED" in text
     for task, account in (
@@ -66,4 +79,5 @@ def test_the_committed_notebook_carries_its_outputs() -> None:
     text = "".join(str(o.get("text", "")) for o in outputs)
     assert any("REFUSED" in h for h in html) and any("ALLOWED" in h for h in html)
     assert "writes that reached the emulator: 0" in text and "chain intact" in text
+    _decisions_differ_where_specs_agree(text)
     assert not any(o.get("name") == "stderr" for o in outputs)

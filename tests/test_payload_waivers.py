@@ -1,6 +1,7 @@
 """ZT102 — a run-time value pasted where it could rewrite a job's payload, down to its identity —
 cannot be lowered by a severity, in a file or in a hand-built policy; it can only be waived step
-by step, by a suppression naming the step (justified, expiring, listed in the report). The
+by step, by a suppression naming the step and the upstream digest of what feeds it (justified,
+expiring, listed in the report; tests/test_waiver_upstream.py holds the upstream cases). The
 review's case: `severities: {ZT102: warning}` turned the refusal into an allow for every step.
 
 Known values that stay text inside a payload string (lists of numbers: ``[]``, ``[0.1, 0.5]``)
@@ -9,6 +10,7 @@ are proven inert and need no waiver at all.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -30,6 +32,8 @@ TRAIN = StepIdentity(
     service_account=TRAIN_SA,
     source="declared",
     unescaped_payload_inputs=("tensorboard",),
+    payload_input_origins=(("tensorboard", "the output 'Output' of task 'pick'"),),
+    upstream_digest="a" * 24,
 )
 INGEST = StepIdentity(
     task="ingest",
@@ -38,7 +42,9 @@ INGEST = StepIdentity(
     service_account=INGEST_SA,
     source="declared",
     unescaped_payload_inputs=("query",),
+    upstream_digest="b" * 24,
 )
+UPSTREAM = {"train": "a" * 24, "ingest": "b" * 24}
 
 
 def _check(policy: Any, steps: tuple[StepIdentity, ...] = (TRAIN, INGEST)) -> Report:
@@ -56,10 +62,13 @@ def _check(policy: Any, steps: tuple[StepIdentity, ...] = (TRAIN, INGEST)) -> Re
 
 
 def _waiver(**fields: Any) -> dict[str, Any]:
+    """A ZT102 waiver; one naming a step names that step's upstream unless told otherwise."""
+    upstream = {"upstream": UPSTREAM[fields["step"]]} if fields.get("step") in UPSTREAM else {}
     return {
         "code": "ZT102",
         "justification": "tensorboard comes from our own trusted step",
         "expires": "2099-01-01",
+        **upstream,
         **fields,
     }
 
@@ -118,6 +127,36 @@ def test_a_step_waiver_covers_that_step_only() -> None:
     assert not report.allowed
     (waived,) = [s for s in report.suppressed if s.finding.code == "ZT102"]
     assert waived.finding.step == "train" and "tensorboard" in waived.finding.message
+    assert "task 'pick'" in waived.finding.message and "a" * 24 in waived.finding.message
+
+
+def test_a_step_waiver_covers_that_step_fed_as_reviewed_only() -> None:
+    """The step's name with another upstream (the step's pasted values now come from
+    elsewhere) matches nothing, and the finding says what changed."""
+    report = _check(load_policy({"suppressions": [_waiver(step="train", upstream="c" * 24)]}))
+    (finding,) = [f for f in report.by_code("ZT102") if f.step == "train"]
+    assert f"was for upstream {'c' * 24}, it is now {'a' * 24}" in finding.message
+    assert not report.allowed and not report.suppressed
+
+
+def test_an_untraced_step_and_a_hand_built_waiver_without_upstream_never_match() -> None:
+    untraced = StepIdentity(
+        task="train",
+        component="comp-train",
+        executor="exec-train",
+        service_account=TRAIN_SA,
+        source="declared",
+        unescaped_payload_inputs=("tensorboard",),
+    )
+    report = _check(load_policy({"suppressions": [_waiver(step="train")]}), (untraced,))
+    assert [f.step for f in report.by_code("ZT102")] == ["train"]
+    assert "cannot be waived" in report.by_code("ZT102")[0].message
+    bare = OrgPolicy(
+        suppressions=(
+            Suppression("ZT102", "reviewed, no upstream", date(2099, 1, 1), step="train"),
+        )
+    )
+    assert [f.step for f in _check(bare, (TRAIN,)).by_code("ZT102")] == ["train"]
 
 
 def test_an_expired_step_waiver_refuses_again() -> None:
@@ -169,6 +208,8 @@ def test_a_waiver_never_covers_a_step_whose_name_lists_it() -> None:
         source="declared",
         unescaped_payload_inputs=("tensorboard",),
     )
-    report = _check(load_policy({"suppressions": [_waiver(step="train")]}), (TRAIN, evil))
+    waiver = _waiver(step="train", upstream="a" * 24)
+    evil = dataclasses.replace(evil, upstream_digest="a" * 24)  # even fed the same way
+    report = _check(load_policy({"suppressions": [waiver]}), (TRAIN, evil))
     assert [f.step for f in report.by_code("ZT102")] == ["train,evil"]
     assert not report.allowed

@@ -275,9 +275,18 @@ def test_known_membership_decides_and_harmless_roles_stay_a_note() -> None:
     report = run(data)
     assert [f for f in report.by_code("ZT211") if f.principal == TRAIN]
     assert not [f for f in report.by_code("ZT219") if f.principal == TRAIN]
-    # a narrow read role through an unknown group: no may-hold error
+    # a narrow read role through an unknown group: no may-hold error, but a coverage note
     harmless = grant(world_dict(), ROOT_BUCKET, "roles/storage.objectViewer", OPS)
-    assert not run(harmless).by_code("ZT219")
+    report = run(harmless)
+    assert not report.by_code("ZT219")
+    said = [n for n in report.notes if OPS in n and TRAIN in n]
+    assert said and "roles/storage.objectViewer" in said[0] and "not counted" in said[0]
+
+
+@pytest.mark.parametrize("role", ["roles/storage.objectViewer", "roles/bigquery.dataViewer"])
+def test_org_wide_data_access_through_an_unknown_group_is_never_silent(role: str) -> None:
+    report = run(grant(world_dict(), ORG, role, OPS))
+    assert [n for n in report.notes if OPS in n and role in n and TRAIN in n], report.notes
 
 
 def test_may_hold_through_a_known_group_that_nests_an_unknown_one() -> None:

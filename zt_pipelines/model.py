@@ -132,6 +132,13 @@ class StepIdentity:
             payload is a JSON string; if Vertex substitutes such a value unescaped, a quote
             corrupts the payload or rewrites it (down to its service account). For the policy
             engine to report; the rewrite cannot decide it offline.
+        payload_input_origins: for each of ``unescaped_payload_inputs``, ``(input, origin)``:
+            where its value comes from, traced through sub-pipelines, loops and
+            ``dsl.OneOf`` to the producing task's output, a pipeline parameter or a constant.
+        upstream_digest: a short digest of what a reviewer of those values reviewed: the
+            step's component, each pasted input's origin, and every producer upstream of it
+            (component and bindings, recursively), pinned identities masked. A ZT102 waiver
+            names it; ``""`` when nothing is pasted (or the step was not traced).
         job_kind: the GCPC launcher kind of the step (:attr:`zt_pipelines.spec.gcpc.
             LauncherKind.name`, e.g. ``"BigqueryQueryJob"``); ``"CustomJob"`` for a container
             step (it runs as a CustomJob) and for GCPC's own custom jobs; ``""`` only for a step
@@ -173,6 +180,8 @@ class StepIdentity:
     job: JobFields = field(default_factory=JobFields)
     already_custom_job: bool = False
     unescaped_payload_inputs: tuple[str, ...] = ()
+    payload_input_origins: tuple[tuple[str, str], ...] = ()
+    upstream_digest: str = ""
     job_kind: str = ""
     launched_service_account: str | None = None
     launched_identity_field: str = ""

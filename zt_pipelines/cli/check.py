@@ -81,6 +81,13 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
     is_flag=True,
     help="Text format: also list every grant and its binding, and every reach path hop by hop.",
 )
+@click.option(
+    "--print-waivers",
+    is_flag=True,
+    help="Print, instead of the report, the ZT102 suppressions (step + upstream digest) a "
+    "reviewer would paste into the policy file; they load only once the justification and "
+    "expiry are filled in. The exit code is the check's.",
+)
 def command(
     template: str,
     project: str,
@@ -100,6 +107,7 @@ def command(
     fmt: str,
     output: Path | None,
     explain: bool,
+    print_waivers: bool,
 ) -> int:
     """Verify TEMPLATE: exit 0 when allowed, 1 when refused, 2 on bad input."""
     from datetime import datetime, timezone
@@ -135,10 +143,15 @@ def command(
             now=now,
             step_defaults=step_defaults,
         )
-    text = render_report(report, fmt, to_file=output is not None)
-    if fmt == "text" and explain and report.granted:
+    if print_waivers:
+        from zt_pipelines.policy.waivers import waivers_yaml
+
+        text = waivers_yaml(report).rstrip("\n")
+    else:
+        text = render_report(report, fmt, to_file=output is not None)
+    if fmt == "text" and explain and report.granted and not print_waivers:
         text += "\n\ngranted:\n" + report.explain()
-    if fmt == "text" and explain:
+    if fmt == "text" and explain and not print_waivers:
         from zt_pipelines.policy.reach import explain_reach
 
         paths = explain_reach(report.findings)

@@ -51,6 +51,10 @@ class Gate:
         with self._lock:
             return self._in_flight
 
+    def round_trip(self) -> None:
+        """The latency of one request that carries several calls (a batch request)."""
+        self._wait(self.latency_ms)
+
     def _wait(self, ms: int) -> None:
         if ms > 0:
             self._stopping.wait(ms / 1000.0)
@@ -64,12 +68,17 @@ class Gate:
         caller: str | None,
         write: bool,
         run: Callable[[], Any],
+        batched: bool = False,
     ) -> Outcome:
-        """Run ``run`` under latency and faults; never raises for Google errors."""
+        """Run ``run`` under latency and faults; never raises for Google errors.
+
+        ``batched``: a call inside a batch request, whose round trip is the batch's (see
+        :meth:`round_trip`); recorded as such.
+        """
         with self._lock:
             self._in_flight += 1
         try:
-            return self._call(api, method, target, caller, write, run)
+            return self._call(api, method, target, caller, write, run, batched)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -82,8 +91,10 @@ class Gate:
         caller: str | None,
         write: bool,
         run: Callable[[], Any],
+        batched: bool,
     ) -> Outcome:
-        self._wait(self.latency_ms)
+        if not batched:
+            self._wait(self.latency_ms)
         fault = self.faults.draw(method)
         if fault is not None:
             self._wait(fault.delay_ms)
@@ -112,6 +123,7 @@ class Gate:
                 caller=caller or "",
                 status=status,
                 write=write,
+                batched=batched,
             )
         )
         return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import email.message
 import email.parser
 import email.policy
 import json
@@ -19,6 +20,7 @@ import struct
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -982,6 +984,54 @@ def all_routes() -> tuple[Route, ...]:
     return (*ROUTES, *SEGMENTATION_ROUTES)
 
 
+STORAGE_BATCH_PATH = "/batch/storage/v1"
+#: Google's bound on the calls in one storage batch request
+STORAGE_BATCH_LIMIT = 100
+BatchCall = tuple[str, str, dict[str, str], bytes]
+
+
+def parse_batch(content_type: str, body: bytes) -> list[tuple[str, BatchCall]] | None:
+    """The calls of a ``multipart/mixed`` batch body: ``(Content-ID, (verb, target, headers,
+    body))`` in order; ``None`` when it is not one (no boundary, a part that is no request)."""
+    if not content_type.lower().startswith("multipart/mixed"):
+        return None
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = message.get_payload()
+    if not message.is_multipart() or not isinstance(parts, list):
+        return None
+    calls: list[tuple[str, BatchCall]] = []
+    for part in parts:
+        if not isinstance(part, email.message.Message):
+            return None
+        raw = part.get_payload()
+        if not isinstance(raw, str):
+            return None
+        call = _nested_request(raw.encode("latin-1", "replace"))
+        if call is None:
+            return None
+        calls.append((str(part.get("Content-ID") or "").strip().strip("<>"), call))
+    return calls
+
+
+def _nested_request(raw: bytes) -> BatchCall | None:
+    """``VERB TARGET HTTP/1.1``, headers, a blank line and a body (CRLF or LF lines)."""
+    normal = raw.replace(b"\r\n", b"\n")
+    head, _, rest = normal.lstrip(b"\n").partition(b"\n\n")
+    lines = head.decode("latin-1").split("\n")
+    words = lines[0].split(" ")
+    if len(words) != 3 or not words[2].startswith("HTTP/"):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            return None
+        headers[name.strip().lower()] = value.strip()
+    return words[0].upper(), words[1], headers, rest.rstrip(b"\n")
+
+
 def error_body(code: str, message: str, status: int) -> dict[str, Any]:
     """Google's JSON error envelope."""
     reason = {403: "forbidden", 404: "notFound", 412: "conditionNotMet", 401: "required"}
@@ -1033,7 +1083,6 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         path = split.path
         pairs = tuple(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
-        query = dict(pairs)
         body = self._read_body()
         if body is None:
             self._send_error(EmulatorError("INVALID_ARGUMENT", "malformed request body framing"))
@@ -1045,14 +1094,37 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         if region is not None:  # an Artifact Registry KFP host: the path is PROJECT/REPO/...
             self._artifact_registry(verb, path, region, caller)
             return
+        if verb == "POST" and path == STORAGE_BATCH_PATH:
+            self._storage_batch(headers, body)
+            return
+        answer = self._route(verb, path, pairs, headers, body, caller)
+        if answer is None:
+            self._reset()
+        else:
+            self._send(*answer)
+
+    def _route(
+        self,
+        verb: str,
+        path: str,
+        pairs: tuple[tuple[str, str], ...],
+        headers: dict[str, str],
+        body: bytes,
+        caller: str | None,
+        *,
+        api: str | None = None,
+        batched: bool = False,
+    ) -> tuple[int, bytes, str] | None:
+        """Serve one call: ``(status, body, content type)``, or ``None`` to reset the
+        connection. ``api``: only that API's routes (the calls of a batch request)."""
         for route in all_routes():
-            if route.verb != verb:
+            if route.verb != verb or (api is not None and route.api != api):
                 continue
             match = route.pattern.match(path)
             if match is None:
                 continue
             segments = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
-            req = Request(verb, path, segments, query, headers, body, caller, pairs)
+            req = Request(verb, path, segments, dict(pairs), headers, body, caller, pairs)
             outcome = self.gate.call(
                 api=route.api,
                 method=route.method,
@@ -1060,23 +1132,61 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 caller=caller,
                 write=route.write,
                 run=lambda route=route, req=req: route.handler(self.world, req),  # type: ignore[misc]
+                batched=batched,
             )
             if outcome.reset:
-                self._reset()
-                return
+                return None
             if outcome.malformed:
-                self._send(200, MALFORMED_BODY, "application/json; charset=UTF-8")
-                return
+                return 200, MALFORMED_BODY, "application/json; charset=UTF-8"
             if outcome.error is not None:
-                self._send_error(outcome.error)
-                return
+                return self._error_answer(outcome.error)
             _status, value = outcome.value
             if isinstance(value, tuple):
-                self._send(200, value[0], value[1])
-            else:
-                self._send(200, json.dumps(value).encode(), "application/json; charset=UTF-8")
+                return 200, value[0], value[1]
+            return 200, json.dumps(value).encode(), "application/json; charset=UTF-8"
+        return self._error_answer(
+            EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404
+        )
+
+    def _storage_batch(self, headers: dict[str, str], body: bytes) -> None:
+        """``POST /batch/storage/v1``: the calls in a ``multipart/mixed`` body, each served as
+        if it came alone (authorised, faulted and logged one by one, in order), answered in
+        one ``multipart/mixed`` response within one round trip. The outer request's headers
+        (``Authorization``) apply to every call that does not set its own."""
+        calls = parse_batch(headers.get("content-type", ""), body)
+        if calls is None or len(calls) > STORAGE_BATCH_LIMIT:
+            why = "not a multipart/mixed batch" if calls is None else "more than 100 calls"
+            self._send_error(EmulatorError("INVALID_ARGUMENT", f"batch request: {why}"))
             return
-        self._send_error(EmulatorError("UNIMPLEMENTED", f"{verb} {path} is not served"), 404)
+        self.gate.round_trip()
+        boundary = "batch_" + uuid.uuid4().hex
+        out: list[bytes] = []
+        for content_id, (verb, target, own_headers, own_body) in calls:
+            merged = {**headers, **own_headers}
+            merged.pop("content-type", None)
+            merged.pop("content-length", None)
+            merged.update((k, v) for k, v in own_headers.items() if k.startswith("content-"))
+            split = urllib.parse.urlsplit(target)
+            pairs = tuple(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+            caller = caller_from_authorization(merged.get("authorization"))
+            answer = self._route(
+                verb, split.path, pairs, merged, own_body, caller, api="storage", batched=True
+            )
+            if answer is None:  # a reset fault drops the whole connection, as it would
+                self._reset()
+                return
+            status, data, content_type = answer
+            reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "-"
+            head = f"--{boundary}\r\nContent-Type: application/http\r\n"
+            if content_id:
+                head += f"Content-ID: <response-{content_id}>\r\n"
+            head += (
+                f"\r\nHTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            )
+            out += [head.encode(), data, b"\r\n"]
+        out.append(f"--{boundary}--\r\n".encode())
+        self._send(200, b"".join(out), f"multipart/mixed; boundary={boundary}")
 
     def _artifact_registry(self, verb: str, path: str, region: str, caller: str | None) -> None:
         if verb != "GET":
@@ -1125,9 +1235,13 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send_error(self, error: EmulatorError, status: int | None = None) -> None:
+        self._send(*self._error_answer(error, status))
+
+    @staticmethod
+    def _error_answer(error: EmulatorError, status: int | None = None) -> tuple[int, bytes, str]:
         status = status or error.http_status or HTTP_STATUS.get(error.code, 500)
         body = json.dumps(error_body(error.code, error.message, status)).encode()
-        self._send(status, body, "application/json; charset=UTF-8")
+        return status, body, "application/json; charset=UTF-8"
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

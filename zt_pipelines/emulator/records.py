@@ -20,6 +20,7 @@ class RequestRecord:
         status: ``OK`` or the Google status code name (``PERMISSION_DENIED``, ``ABORTED``, ...);
             ``RESET`` for an injected connection reset, ``MALFORMED`` for an injected bad body.
         write: whether the method changes state (marked by method, whether or not it succeeded).
+        batched: the call came as a part of a batch request (Cloud Storage's batch endpoint).
     """
 
     api: str
@@ -28,6 +29,7 @@ class RequestRecord:
     caller: str
     status: str
     write: bool
+    batched: bool = False
 
 
 class RequestLog:

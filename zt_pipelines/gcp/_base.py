@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -115,25 +116,41 @@ class Adapter:
     def start(
         self,
         client: Any,
-        method: str,
+        path: str,
         request: Any,
+        response: Any,
         convert: Callable[[Any], T],
         *,
         what: str,
         target: str,
         routing: tuple[tuple[str, str], ...] = (),
     ) -> Started[T] | None:
-        """Issue ``request`` through the gapic transport's ``method`` without waiting.
+        """Issue ``request`` (a raw protobuf message) as the gRPC method ``path`` (e.g.
+        ``/google.iam.admin.v1.IAM/GetRole``) on ``client``'s own channel, without waiting;
+        the answer is parsed as ``response`` (a raw protobuf class) and ``convert``-ed.
 
-        Returns ``None`` when the transport cannot (not gRPC): use the blocking method.
+        This is what the gapic method sends (the channel's credentials, the client-info and
+        routing headers), minus what costs more client CPU than the read itself for small
+        reads: proto-plus wrappers around request and answer, and the transport's logging
+        interceptor. Returns ``None`` when the client has no gRPC channel (REST transports,
+        test doubles): use the blocking method.
         """
-        stub = getattr(getattr(client, "transport", None), method, None)
-        if stub is None or not hasattr(stub, "future"):
+        channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
+        if channel is None or not hasattr(channel, "unary_unary"):
             return None
-        from google.api_core.gapic_v1 import routing_header
-
+        stub = self.factory.stub(channel, path, response)
         metadata = _client_info_metadata()
         if routing:
-            metadata.append(routing_header.to_grpc_metadata(routing))  # type: ignore[no-untyped-call]
+            metadata.append(_routing_metadata(routing))
         future = stub.future(request, timeout=self.timeout, metadata=metadata)
         return Started(future, convert, what=what, target=target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _routing_metadata(params: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The ``x-goog-request-params`` header a gapic method sends for these routing params
+    (an encoding of names, kept: encoding it again per read cost more than the read)."""
+    from google.api_core.gapic_v1 import routing_header
+
+    header: tuple[str, str] = routing_header.to_grpc_metadata(params)  # type: ignore[no-untyped-call]
+    return header

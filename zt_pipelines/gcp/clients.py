@@ -210,6 +210,7 @@ class ClientFactory:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._channel: Any = None
+        self._stubs: dict[tuple[int, str], tuple[Any, Any]] = {}
 
     # -- credentials ------------------------------------------------------------------------
 
@@ -298,6 +299,24 @@ class ClientFactory:
             "troubleshooter", lambda: self._gapic(policytroubleshooter_v1.IamCheckerClient)
         )
 
+    def stub(self, channel: Any, path: str, response: Any) -> Any:
+        """A unary-unary callable for the gRPC method ``path`` on ``channel`` (one of this
+        factory's clients' channels) that sends raw protobuf requests and parses answers as
+        the raw protobuf class ``response`` (made once per channel and method)."""
+        key = (id(channel), path)
+        with self._lock:
+            found = self._stubs.get(key)
+            if found is not None and found[0] is channel:
+                return found[1]
+        made = channel.unary_unary(
+            path,
+            request_serializer=_serialize,
+            response_deserializer=response.FromString,
+        )
+        with self._lock:
+            self._stubs[key] = (channel, made)  # the channel is kept: its id stays unique
+        return made
+
     # -- HTTP clients ----------------------------------------------------------------------------
 
     def storage(self) -> Any:
@@ -356,8 +375,14 @@ class ClientFactory:
         """Close the emulator channel, if one was opened."""
         with self._lock:
             channel, self._channel = self._channel, None
+            self._stubs.clear()
         if channel is not None:
             channel.close()
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
 
 
 def emulator_aiplatform_init_kwargs(

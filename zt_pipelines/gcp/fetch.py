@@ -34,6 +34,7 @@ from zt_pipelines.gcp.interface import Adapters
 from zt_pipelines.policy.assembly import (
     Reads,
     assemble,
+    containing_sets,
     dump_name,
     project_dumps_failed,
     project_of_name,
@@ -99,9 +100,12 @@ class FetchPlan:
         self._outstanding = 0
         self._done = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._held: list[Callable[[], None]] | None = None
+        self._held: list[tuple[Callable[[], None], bool]] | None = None
+        self._batch: Any = None  # the storage reads not yet sent (a StorageBatch)
+        self._planner = threading.get_ident()
         self.s = Reads()
         self.principals: list[str] = []
+        self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
         self.declared: list[str] = []
         self.calls: dict[str, int] = {}
 
@@ -122,11 +126,44 @@ class FetchPlan:
             return
         self._dispatch(lambda: self._to_pool(key, fn))
 
-    def _dispatch(self, begin: Callable[[], None]) -> None:
+    def _dispatch(self, begin: Callable[[], None], batched: bool = False) -> None:
         if self._held is not None:  # planning the first wave: start it all at once
-            self._held.append(begin)
-        else:
-            begin()
+            self._held.append((begin, batched))
+            return
+        begin()
+        if batched and threading.get_ident() != self._planner:
+            self._flush()  # the planner flushes when it waits; nobody else would
+
+    def _batched(self, method: str, *args: Any) -> Started[Any] | None:
+        """Add a storage read to the batch being filled (``None``: the adapter cannot batch;
+        the read runs on its own). A full batch is sent at once."""
+        storage = self.a.storage
+        with self._lock:
+            batch = self._batch
+            if batch is None:
+                batch = _start(storage, "new_batch")
+                if batch is None:
+                    return None
+                self._batch = batch
+            started: Started[Any] = getattr(batch, method)(*args)
+            if batch.full:
+                self._batch = None
+            else:
+                batch = None
+        if batch is not None:
+            self._send(batch)
+        return started
+
+    def _flush(self) -> None:
+        """Send the batch being filled, if any."""
+        with self._lock:
+            batch, self._batch = self._batch, None
+        if batch is not None:
+            self._send(batch)
+
+    def _send(self, batch: Any) -> None:
+        assert self._pool is not None
+        self._pool.submit(batch.send)  # settles every part's read, whatever happens
 
     def _to_pool(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
         assert self._pool is not None
@@ -162,12 +199,15 @@ class FetchPlan:
         start: Callable[[], Started[T] | None],
         handle: Callable[[T], None],
         blocking: Callable[[bool], None],
+        *,
+        batched: bool = False,
     ) -> None:
         """A read whose first attempt holds no thread while it waits (:class:`Started`).
 
         ``handle`` gets the answer. When the read cannot start that way, ``blocking(False)``
         does it on the pool; when its first attempt fails transiently, ``blocking(True)`` does
         the attempts left. A final failure is unreadable, as with :meth:`_submit`.
+        ``batched``: the first attempt is a part of a batch request (:meth:`_batched`).
         """
         if not self._claim(key):
             return
@@ -184,7 +224,7 @@ class FetchPlan:
                     lambda done: self._landed(key, done, handle, lambda: blocking(True))
                 )
 
-        self._dispatch(begin)
+        self._dispatch(begin, batched)
 
     def _landed(
         self,
@@ -217,6 +257,7 @@ class FetchPlan:
             )
 
     def _wait(self) -> None:
+        self._flush()
         with self._lock:
             while self._outstanding:
                 self._idle.wait()
@@ -246,6 +287,7 @@ class FetchPlan:
             project = project_of_name(name)
             if project:
                 project_ids.add(project)
+        self._planner = threading.get_ident()
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
             self._pool = pool
             self._held = []
@@ -258,8 +300,11 @@ class FetchPlan:
             for email in emails:
                 self._account(email)
             held, self._held = self._held, None
-            for begin in held:
+            last = max((i for i, (_, batched) in enumerate(held) if batched), default=-1)
+            for i, (begin, _) in enumerate(held):
                 begin()
+                if i == last:
+                    self._flush()  # the batch leaves as soon as it is complete
             # rounds: drain, then schedule what only the whole picture reveals
             while True:
                 self._wait()
@@ -432,16 +477,35 @@ class FetchPlan:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
         if self.inventory:
             self._key_search(root)
+        self._principal_searches(root)
+
+    def _principal_searches(self, root: str) -> None:
+        """Search ``root`` for every identity and for the principal sets ("every service
+        account in project / folder / organisation N") that contain an identity whose
+        project's chain is known by now — a grant to such a set names no email — each value
+        asked once per root, all in as few ``OR`` queries as the batch allows. Sets of chains
+        known later are asked in a follow-up round; the assembly counts an identity complete
+        only when it and all its sets were searched at every root."""
+        with self._lock:
+            sets = {
+                one
+                for email in self.principals
+                for one in containing_sets(email, self.s.nodes) or ()
+            }
+            todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
+            self._asked.update((root, v) for v in todo)
         batch = self.search_batch
-        for start in range(0, len(self.principals), batch):
-            self._principal_search(root, tuple(self.principals[start : start + batch]))
+        for start in range(0, len(todo), batch):
+            self._principal_search(root, tuple(todo[start : start + batch]))
 
     def _principal_search(self, root: str, emails: tuple[str, ...], splits: int = 0) -> None:
         """One ``policy:(a OR b ...)`` search; a query Google refuses (INVALID_ARGUMENT, e.g.
         too long) is split in halves, at most :data:`_MAX_SEARCH_SPLITS` times — a search that
         still fails is unreadable, and its principals' bindings incomplete (fail closed)."""
         scope = root.removeprefix(CRM)
-        query = "policy:(" + " OR ".join(emails) + ")" if len(emails) > 1 else f"policy:{emails[0]}"
+        # a principal set's identifier holds ':' and '/': quoted, as Cloud Asset's syntax wants
+        words = [f'"{e}"' if ":" in e else e for e in emails]
+        query = "policy:(" + " OR ".join(words) + ")" if len(words) > 1 else f"policy:{words[0]}"
 
         def search() -> None:
             try:
@@ -483,19 +547,33 @@ class FetchPlan:
             self._submit(("unsupported", name), lambda: _raise_unsupported(name))
 
     def _bucket(self, bucket: str) -> None:
+        """A bucket's project (never cached: a deleted bucket's name can be taken in another
+        project) and its policy; both as parts of one storage batch request when possible."""
         full = STORAGE + bucket
 
-        def meta() -> None:
-            number = self.a.storage.get_bucket_project_number(bucket)
+        def meta(number: str) -> None:
             with self._lock:
                 self.s.pending_buckets[bucket] = number
             self._resolve_buckets()
 
-        def policy() -> None:
-            self._store_policy(full, self.a.storage.get_bucket_policy(bucket))
+        def policy(got: AllowPolicy) -> None:
+            self._store_policy(full, got)
 
-        self._submit(("storage.buckets.get", bucket), meta)
-        self._submit(("storage.buckets.getIamPolicy", bucket), policy)
+        storage = self.a.storage
+        self._submit_started(
+            ("storage.buckets.get", bucket),
+            lambda: self._batched("start_bucket_project_number", bucket),
+            meta,
+            lambda again: meta(_retried(storage, again).get_bucket_project_number(bucket)),
+            batched=True,
+        )
+        self._submit_started(
+            ("storage.buckets.getIamPolicy", bucket),
+            lambda: self._batched("start_bucket_policy", bucket),
+            policy,
+            lambda again: policy(_retried(storage, again).get_bucket_policy(bucket)),
+            batched=True,
+        )
 
     def _resolve_buckets(self) -> None:
         """Attach buckets to projects whose number is known (fetched or being fetched)."""
@@ -654,6 +732,10 @@ class FetchPlan:
             self._role_read(role)
         for number in numbers:
             self._project(number)
+        with self._lock:
+            roots = sorted(self.s.roots)
+        for root in roots:  # sets of chains completed after their root's searches went out
+            self._principal_searches(root)
         if self.inventory:
             self._inventory_gaps()
         return len(self._scheduled) > before

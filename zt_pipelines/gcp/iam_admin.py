@@ -66,13 +66,11 @@ def _keys_request(email: str) -> Any:
 
 
 def _key_names(response: Any) -> tuple[str, ...]:
-    return tuple(
-        sorted(
-            str(key.name)
-            for key in response.keys
-            if getattr(key.key_type, "name", "") != "SYSTEM_MANAGED"
-        )
-    )
+    from google.cloud import iam_admin_v1
+
+    system = int(iam_admin_v1.ListServiceAccountKeysRequest.KeyType.SYSTEM_MANAGED)
+    # proto-plus answers carry the enum, raw protobuf ones its number: compare numbers
+    return tuple(sorted(str(key.name) for key in response.keys if int(key.key_type) != system))
 
 
 def _policy_request(email: str) -> Any:
@@ -128,11 +126,18 @@ class IamAdminAdapter(Adapter):
     def start_list_user_managed_keys(self, email: str) -> Started[tuple[str, ...]] | None:
         """:meth:`list_user_managed_keys`'s first attempt, without waiting (``None``: the
         transport cannot; use the blocking method)."""
-        request = _keys_request(email)
+        from google.cloud import iam_admin_v1
+
+        kinds = iam_admin_v1.ListServiceAccountKeysRequest
+        request = kinds.pb()(
+            name=f"projects/-/serviceAccounts/{email}",
+            key_types=[int(kinds.KeyType.USER_MANAGED)],
+        )
         return self.start(
             self.factory.iam_admin(),
-            "list_service_account_keys",
+            "/google.iam.admin.v1.IAM/ListServiceAccountKeys",
             request,
+            iam_admin_v1.ListServiceAccountKeysResponse.pb(),
             _key_names,
             what="serviceAccountKeys.list",
             target=service_account_resource(email),
@@ -154,11 +159,14 @@ class IamAdminAdapter(Adapter):
     def start_service_account_policy(self, email: str) -> Started[AllowPolicy] | None:
         """:meth:`get_service_account_policy`'s first attempt, without waiting (``None``: the
         transport cannot; use the blocking method)."""
+        from google.iam.v1 import policy_pb2
+
         request = _policy_request(email)
         return self.start(
             self.factory.iam_admin(),
-            "get_iam_policy",
+            "/google.iam.admin.v1.IAM/GetIamPolicy",
             request,
+            policy_pb2.Policy,
             policy_from_proto,
             what="serviceAccounts.getIamPolicy",
             target=service_account_resource(email),
@@ -181,8 +189,9 @@ class IamAdminAdapter(Adapter):
 
         return self.start(
             self.factory.iam_admin(),
-            "get_role",
-            iam_admin_v1.GetRoleRequest(name=name),
+            "/google.iam.admin.v1.IAM/GetRole",
+            iam_admin_v1.GetRoleRequest.pb()(name=name),
+            iam_admin_v1.Role.pb(),
             _role,
             what="roles.get",
             target=name,

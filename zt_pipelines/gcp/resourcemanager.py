@@ -42,8 +42,9 @@ class ResourceManagerAdapter(Adapter):
         name = f"projects/{project}"
         return self.start(
             self.factory.projects(),
-            "get_project",
-            resourcemanager_v3.GetProjectRequest(name=name),
+            "/google.cloud.resourcemanager.v3.Projects/GetProject",
+            resourcemanager_v3.GetProjectRequest.pb()(name=name),
+            resourcemanager_v3.Project.pb(),
             _project_node,
             what="projects.get",
             target=crm_name(name),
@@ -69,8 +70,9 @@ class ResourceManagerAdapter(Adapter):
         name = f"folders/{folder_id}"
         return self.start(
             self.factory.folders(),
-            "get_folder",
-            resourcemanager_v3.GetFolderRequest(name=name),
+            "/google.cloud.resourcemanager.v3.Folders/GetFolder",
+            resourcemanager_v3.GetFolderRequest.pb()(name=name),
+            resourcemanager_v3.Folder.pb(),
             lambda proto: _folder_node(folder_id, proto),
             what="folders.get",
             target=crm_name(name),
@@ -108,17 +110,19 @@ class ResourceManagerAdapter(Adapter):
     def start_get_iam_policy(self, name: str) -> Started[AllowPolicy] | None:
         """:meth:`get_iam_policy`'s first attempt, without waiting (``None``: use the blocking
         method)."""
-        from google.iam.v1 import iam_policy_pb2, options_pb2
+        from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 
         short = short_name(name)
         kind = short.split("/", 1)[0]
         request = iam_policy_pb2.GetIamPolicyRequest(
             resource=short, options=options_pb2.GetPolicyOptions(requested_policy_version=3)
         )
+        service = {"projects": "Projects", "folders": "Folders", "organizations": "Organizations"}
         return self.start(
             self._client_of(kind),
-            "get_iam_policy",
+            f"/google.cloud.resourcemanager.v3.{service[kind]}/GetIamPolicy",
             request,
+            policy_pb2.Policy,
             policy_from_proto,
             what=f"{kind}.getIamPolicy",
             target=name,

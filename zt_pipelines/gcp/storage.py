@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.errors import ApiError
+from zt_pipelines.gcp._base import Adapter, Started
 from zt_pipelines.gcp.convert import policy_from_json
 from zt_pipelines.policy.snapshot import AllowPolicy
 from zt_pipelines.resources import STORAGE
+
+#: Google's bound on the calls in one batch request of the JSON API
+BATCH_LIMIT = 100
+
+
+def _project_number(meta: Any) -> str:
+    number = meta.get("projectNumber") if isinstance(meta, dict) else None
+    if not number:
+        raise ValueError("bucket metadata without projectNumber")
+    return str(number)
+
+
+def _policy(body: Any) -> AllowPolicy:
+    from google.api_core.iam import Policy
+
+    if not isinstance(body, dict):
+        raise ValueError("bucket IAM policy is not a JSON object")
+    policy: Any = Policy.from_api_repr(body)  # type: ignore[no-untyped-call]
+    return policy_from_json(policy.bindings, policy.etag or "", policy.version or 1)
+
+
+def _answer(response: Any) -> Any:
+    """The JSON body of one part of a batch response; an error status raises as the library's
+    own exception for it (so it is classified like the blocking read's)."""
+    from google.api_core import exceptions
+
+    if not 200 <= response.status_code < 300:
+        raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+    return response.json()
 
 
 class StorageAdapter(Adapter):
@@ -37,3 +69,101 @@ class StorageAdapter(Adapter):
             return policy_from_json(policy.bindings, policy.etag or "", policy.version or 1)
 
         return self.call(run, what="storage.buckets.getIamPolicy", target=STORAGE + bucket)
+
+    def new_batch(self) -> StorageBatch:
+        """Reads to send together through the JSON API's batch endpoint (see
+        :class:`StorageBatch`)."""
+        return StorageBatch(self)
+
+
+class StorageBatch:
+    """Bucket reads asked in one HTTP request: the JSON API's batch endpoint
+    (``POST /batch/storage/v1``, ``multipart/mixed``, at most :data:`BATCH_LIMIT` calls), sent
+    by the storage library's own ``Client.batch``.
+
+    Each call in it is still its own read with its own answer (the same ``buckets.get`` /
+    ``buckets.getIamPolicy`` the blocking methods make, authorised one by one), so nothing is
+    less authoritative; what is saved is an HTTP request per read in both processes. Each read
+    is a :class:`~zt_pipelines.gcp._base.Started` first attempt: a part that fails transiently
+    — or a batch that fails as a whole — is retried by the blocking method with the attempts
+    left, a part refused for good is that read's failure.
+    """
+
+    def __init__(self, adapter: StorageAdapter) -> None:
+        self._adapter = adapter
+        self._lock = threading.Lock()
+        self._parts: list[tuple[str, dict[str, str], Future[Any]]] = []
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._parts)
+
+    @property
+    def full(self) -> bool:
+        """Whether another read would exceed :data:`BATCH_LIMIT`."""
+        return len(self) >= BATCH_LIMIT
+
+    def _add(
+        self, path: str, query: dict[str, str], convert: Any, what: str, bucket: str
+    ) -> Started[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if len(self._parts) >= BATCH_LIMIT:
+                raise ValueError(f"a storage batch holds at most {BATCH_LIMIT} calls")
+            self._parts.append((path, query, future))
+        return Started(
+            future, lambda response: convert(_answer(response)), what=what, target=STORAGE + bucket
+        )
+
+    def start_bucket_project_number(self, bucket: str) -> Started[str]:
+        """:meth:`StorageAdapter.get_bucket_project_number` as a part of this batch."""
+        return self._add(
+            f"/b/{bucket}", {"projection": "noAcl"}, _project_number, "storage.buckets.get", bucket
+        )
+
+    def start_bucket_policy(self, bucket: str) -> Started[AllowPolicy]:
+        """:meth:`StorageAdapter.get_bucket_policy` as a part of this batch."""
+        return self._add(
+            f"/b/{bucket}/iam",
+            {"optionsRequestedPolicyVersion": "3"},
+            _policy,
+            "storage.buckets.getIamPolicy",
+            bucket,
+        )
+
+    def send(self) -> None:
+        """Send the batch and settle every part's read; never raises (a failure of the
+        whole request is every part's transient failure)."""
+        with self._lock:
+            parts, self._parts = self._parts, []
+        if not parts:
+            return
+        try:
+            responses = self._exchange(parts)
+        except BaseException as exc:  # every part must settle, whatever happened
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            for path, _, future in parts:
+                future.set_exception(
+                    ApiError(
+                        f"storage batch request failed: {reason}",
+                        where=STORAGE + path.split("/")[2],
+                        code="BATCH_FAILED",
+                        transient=True,
+                    )
+                )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), response in zip(parts, responses, strict=True):
+            future.set_result(response)
+
+    def _exchange(self, parts: list[tuple[str, dict[str, str], Future[Any]]]) -> list[Any]:
+        client = self._adapter.factory.storage()
+        timeout = self._adapter.timeout
+        with client.batch(raise_exception=False) as batch:
+            for path, query, _ in parts:
+                client._get_resource(path, query_params=dict(query), timeout=timeout, retry=None)
+        responses = list(getattr(batch, "_responses", None) or ())
+        if len(responses) != len(parts):
+            raise ValueError(f"the batch answered {len(responses)} of {len(parts)} calls")
+        return responses

@@ -28,7 +28,13 @@ V2_PERMISSION = re.compile(
 
 
 def to_v2(permission: str) -> str:
-    """``storage.objects.get`` → ``storage.googleapis.com/objects.get``."""
+    """``storage.objects.get`` → ``storage.googleapis.com/objects.get``.
+
+    A few permissions are named in the v2 form already, in roles too
+    (``iam.googleapis.com/workloadIdentityPoolProviders.create``): they stay as they are.
+    """
+    if "/" in permission:
+        return permission
     service, _, rest = permission.partition(".")
     fqdn = _SERVICE_FQDN.get(service, f"{service}.googleapis.com")
     return f"{fqdn}/{rest}"

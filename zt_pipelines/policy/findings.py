@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
     from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
+UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
 _URIS: dict[tuple[str, str | None], str] = {}
 
 
@@ -237,22 +238,8 @@ def _identity_findings(
                     )
                 )
             continue
-        unsafe = tuple(getattr(step, "unescaped_payload_inputs", ()))
-        if unsafe:
-            out.append(
-                _f(
-                    "ZT102",
-                    "the step pastes input(s) "
-                    + ", ".join(repr(i) for i in unsafe)
-                    + " unescaped into its CustomJob payload; a run-time or quoted value "
-                    "could rewrite the payload, down to its service account",
-                    step=step.task,
-                    principal=sa_member(sa),
-                    evidence=tuple(
-                        Evidence("identity", detail=f"input {i!r} not proven safe") for i in unsafe
-                    ),
-                )
-            )
+        if getattr(step, "unescaped_payload_inputs", ()):
+            out.append(_pasted_inputs(step, sa))
         kind = kinds.get(sa)
         if kind is None:
             kind = kinds[sa] = classify_identity(sa, where=f"task {step.task!r}")
@@ -557,6 +544,7 @@ def _excess_findings(
     pipeline = sa_member(ctx.pipeline_service_account)
     principals.setdefault(pipeline, set())
     beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
+    unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
     # strict defaults here (the policy's severities are applied once at the end); findings
     # built positionally: 100,000s of them at organisation scale
@@ -584,11 +572,13 @@ def _excess_findings(
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
             if mm.match is Match.UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
-                found = _may_hold(
-                    principal, step, node, binding, held.member, mm.reason, perms - here
-                )
+                unsettled = perms - here
+                member = held.member
+                found = _may_hold(principal, step, node, binding, member, mm.reason, unsettled)
                 if found is not None:
                     out.append(found)
+                elif unsettled:  # not an escalation: said (once per binding), never skipped
+                    unsettled_by[(binding.role, node.name, member)].append(principal)
                 continue
             # what the role gives beyond `here` depends on (role, here) only: worked out once
             # per pair (thousands of steps hold the same role for the same needs)
@@ -642,6 +632,12 @@ def _excess_findings(
                             (ev_binding,),
                         )
                     )
+    for (role, node_name, member), who in unsettled_by.items():
+        notes.append(
+            f"{', '.join(who[:_MAX_LISTED])}{' …' if len(who) > _MAX_LISTED else ''} may hold "
+            f"{role} on {_uri(node_name)} through {member}, whose membership cannot be "
+            "verified: the permissions it gives beyond the needs there are not counted as excess"
+        )
     return out, notes
 
 
@@ -888,15 +884,32 @@ def _reach_findings(
 
 
 def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> list[Finding]:
+    """ZT213 for a public binding on any resource a step or the pipeline uses, or above it:
+    declared needs, the pipeline root (artifacts: anyone could replace what a later step
+    loads), GCPC jobs' resources, orchestration and launch. A declared resource is reported
+    on its own; elsewhere one finding per public binding (not one per artifact prefix)."""
     out: list[Finding] = []
     seen: set[str] = set()
+    reported: set[tuple[str, str, str]] = set()  # (node, role, condition) of non-declared ones
+    public_of: dict[str, list[tuple[Binding, list[str]]]] = {}  # node -> its public bindings
     for r in requirements:
-        if r.kind != "declared" or r.resource.name in seen:
+        if r.resource.name in seen:
             continue
         seen.add(r.resource.name)
         for node in ev.chain(r.resource.name)[0]:
-            for b in node.policy.bindings if node.policy else ():
-                public = [m for m in b.members if is_public_member(m)]
+            found = public_of.get(node.name)
+            if found is None:
+                found = public_of[node.name] = [
+                    (b, public)
+                    for b in (node.policy.bindings if node.policy else ())
+                    if (public := [m for m in b.members if is_public_member(m)])
+                ]
+            for b, public in found:
+                if r.kind != "declared":
+                    key = (node.name, b.role, b.condition.expression if b.condition else "")
+                    if key in reported:
+                        continue
+                    reported.add(key)
                 if public:
                     out.append(
                         _f(
@@ -1058,11 +1071,47 @@ def apply_policy(
     return active, suppressed
 
 
+def _pasted_inputs(step: StepIdentity, sa: str) -> Finding:
+    """ZT102 for run-time values pasted into a payload: each input with its origin, and the
+    upstream digest a waiver must name (``""``: untraced, no waiver matches)."""
+    origins = dict(getattr(step, "payload_input_origins", ()))
+    shown = ", ".join(
+        f"{i!r} ({origins[i]})" if i in origins else repr(i) for i in step.unescaped_payload_inputs
+    )
+    digest = getattr(step, "upstream_digest", "")
+    return _f(
+        "ZT102",
+        f"the step pastes input(s) {shown} unescaped into its CustomJob payload; a run-time or "
+        "quoted value could rewrite the payload, down to its service account"
+        + (f" (upstream {digest})" if digest else " (upstream not traced: cannot be waived)"),
+        step=step.task,
+        principal=sa_member(sa),
+        evidence=(
+            *(
+                Evidence(
+                    "identity",
+                    detail=f"input {i!r} not proven safe"
+                    + (f", from {origins[i]}" if i in origins else ""),
+                )
+                for i in step.unescaped_payload_inputs
+            ),
+            *((Evidence(UPSTREAM, detail=digest),) if digest else ()),
+        ),
+    )
+
+
+def upstream_of(finding: Finding) -> str | None:
+    """The upstream digest a ZT102 finding carries (what a waiver of it must name)."""
+    return next((e.detail for e in finding.evidence if e.kind == UPSTREAM), None)
+
+
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False
-    if s.code in STEP_WAIVER_ONLY and (not s.step or s.step != f.step):
-        return False  # one step, exactly: never everywhere, never one of a list
+    if s.code in STEP_WAIVER_ONLY and (
+        not s.step or s.step != f.step or not s.upstream or s.upstream != upstream_of(f)
+    ):
+        return False  # one step, exactly, fed exactly as reviewed: never everywhere
     if s.step is not None and s.step not in (f.step or "").split(","):
         return False
     if s.resource is not None and s.resource != f.resource:
@@ -1070,6 +1119,27 @@ def _matches(s: Suppression, f: Finding) -> bool:
     if s.principal is not None and s.principal != f.principal:
         return False
     return s.permission is None or s.permission == f.permission
+
+
+def _stale_waiver(f: Finding, policy: OrgPolicy, today: date) -> Finding:
+    """A ZT102 its step's waiver no longer covers says so: the waiver was for another
+    upstream (a swapped or changed producer, another input pasted)."""
+    was = sorted(
+        {
+            s.upstream or "(none)"
+            for s in policy.suppressions
+            if s.code == f.code and s.step == f.step and not s.expired(today)
+        }
+    )
+    if not was:
+        return f
+    now = upstream_of(f) or "not traced"
+    return replace(
+        f,
+        message=f"{f.message}; the waiver for step {f.step} was for upstream "
+        f"{', '.join(was)}, it is now {now}: what feeds the step changed since it was "
+        "reviewed — review it again and renew the waiver (check --print-waivers)",
+    )
 
 
 def _apply_suppressions(
@@ -1085,7 +1155,7 @@ def _apply_suppressions(
             (s for s in policy.suppressions if not s.expired(today) and _matches(s, f)), None
         )
         if hit is None:
-            active.append(f)
+            active.append(_stale_waiver(f, policy, today) if f.code in STEP_WAIVER_ONLY else f)
         else:
             suppressed.append(SuppressedFinding(f, hit.justification, hit.expires.isoformat()))
     expired = [

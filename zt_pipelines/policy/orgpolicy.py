@@ -42,8 +42,12 @@ UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
 
 #: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
 #: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a
-#: suppression must name the step it waives (justified, expiring, kept in the report).
+#: suppression must name the step it waives and the ``upstream`` digest of what feeds the
+#: pasted values (justified, expiring, kept in the report).
 STEP_WAIVER_ONLY: frozenset[str] = frozenset({"ZT102"})
+#: what ``check --print-waivers`` writes where a reviewer must fill in: it never loads
+FILL_IN = "FILL IN"
+_UPSTREAM = re.compile(r"[0-9a-f]{24}")
 
 
 def _unrelaxable_fix(code: str) -> str:
@@ -57,7 +61,9 @@ class Suppression:
 
     A finding matches when its code is ``code`` and every field given here (step, resource,
     principal, permission) equals the finding's. Resources may be written as users write
-    them (``gs://bucket``); they are compared normalised.
+    them (``gs://bucket``); they are compared normalised. A ZT102 waiver also names
+    ``upstream``, the digest of what feeds the step's pasted values, and matches only while
+    the finding carries that digest.
     """
 
     code: str
@@ -67,6 +73,7 @@ class Suppression:
     resource: str | None = None
     principal: str | None = None
     permission: str | None = None
+    upstream: str | None = None
 
     def expired(self, today: date) -> bool:
         """A suppression is in force up to and including its expiry date."""
@@ -81,6 +88,7 @@ class Suppression:
                 ("resource", self.resource),
                 ("principal", self.principal),
                 ("permission", self.permission),
+                ("upstream", self.upstream),
             )
             if v
         )
@@ -229,10 +237,27 @@ def _compiled(pattern: str) -> Any:
     return compile_pattern(pattern, where="policy")
 
 
+def _no_placeholders(data: dict[str, Any], source: str) -> None:
+    """An entry ``check --print-waivers`` wrote and nobody filled in waives nothing: refused
+    with a message that says so (before the schema's generic one)."""
+    suppressions = data.get("suppressions")
+    for i, raw in enumerate(suppressions if isinstance(suppressions, list) else ()):
+        for key in ("justification", "expires"):
+            value = raw.get(key) if isinstance(raw, dict) else None
+            if isinstance(value, str) and value.startswith(FILL_IN):
+                raise PolicyFileError(
+                    f"the {key} of this suppression is still the placeholder {value!r}",
+                    where=f"{source}: $.suppressions[{i}].{key}",
+                    fix="write who reviewed which producers and why their values are safe, "
+                    "and an expiry date (YYYY-MM-DD)",
+                )
+
+
 def _build(data: dict[str, Any], source: str) -> OrgPolicy:
     from zt_pipelines.policy.snapshot_file import validate_schema
 
     data = _dates_as_text(data)
+    _no_placeholders(data, source)
     validate_schema(data, SCHEMA_PATH, source, PolicyFileError)
     severities = dict(DEFAULT_SEVERITIES)
     for code, level in data.get("severities", {}).items():
@@ -281,6 +306,19 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 fix="add `step: TASK` (the task path the finding names); each waived step is "
                 "listed on its own",
             )
+        if raw["code"] in STEP_WAIVER_ONLY and not _UPSTREAM.fullmatch(raw.get("upstream", "")):
+            raise PolicyFileError(
+                f"a suppression of {raw['code']} must name the upstream it was reviewed for",
+                where=where + ".upstream",
+                fix="add `upstream: DIGEST` as the finding shows it (`zt-pipelines check "
+                "--print-waivers` prints the entries); the waiver then stops matching when a "
+                "producer of the step's pasted values changes",
+            )
+        if "upstream" in raw and raw["code"] not in STEP_WAIVER_ONLY:
+            raise PolicyFileError(
+                "upstream names what feeds a ZT102 step; other codes do not carry it",
+                where=where + ".upstream",
+            )
         if not any(k in raw for k in ("step", "resource", "principal", "permission")):
             raise PolicyFileError(
                 "a suppression must name a step, resource, principal or permission",
@@ -320,6 +358,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 resource=resource,
                 principal=raw.get("principal"),
                 permission=permission,
+                upstream=raw.get("upstream"),
             )
         )
     network = data.get("network", {})

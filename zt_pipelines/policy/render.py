@@ -32,7 +32,8 @@ FIXES: dict[str, str] = {
     "@zt.step) or let `zt-pipelines plan/apply` create derived ones",
     "ZT101": "declare @zt.step(...) on the component or a manifest entry for the task",
     "ZT102": "bind the value to a constant or a pipeline parameter given in parameter_values; "
-    "or, once you have reviewed where it comes from, waive that step (a suppression naming it)",
+    "or, once you have reviewed where it comes from, waive that step (a suppression naming it "
+    "and its upstream digest: `check --print-waivers`)",
     "ZT103": "one service account per step and per launched job (or identities.allowShared "
     "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",

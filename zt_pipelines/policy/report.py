@@ -86,7 +86,7 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT210": ("ExcessPermissions", "permissions beyond the step's needs"),
     "ZT211": ("BasicRole", "a basic role (owner, editor, viewer)"),
     "ZT212": ("EscalationPermission", "an escalation-capable permission"),
-    "ZT213": ("PublicResource", "a declared resource is public"),
+    "ZT213": ("PublicResource", "a resource the pipeline uses is public"),
     "ZT214": ("BroaderScope", "a grant covers a need from a broader scope (project/folder/org)"),
     "ZT215": ("BucketWideForPrefix", "a bucket-wide grant where only an object prefix is needed"),
     "ZT216": ("CanBecomeIdentity", "an identity can become another one holding more"),

@@ -13,6 +13,7 @@ This module reads files (IO) but decides nothing about IAM.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import replace
@@ -152,8 +153,21 @@ def validate_schema(data: Any, schema_path: Path, source: str, error: Any) -> No
             f"{best.message}"
             + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""),
             where=f"{source}: {json_path(best.absolute_path)}",
-            fix=f"see the schema {schema_path.name}",
+            fix=_did_you_mean(best) + f"see the schema {schema_path.name}",
         )
+
+
+def _did_you_mean(error: Any) -> str:
+    """For a key the schema does not allow, the allowed key closest to it (a typo's fix)."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return ""
+    allowed = list((error.schema.get("properties") or {}).keys())
+    for key in error.instance:
+        if isinstance(key, str) and key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            if close:
+                return f"did you mean {close[0]!r} instead of {key!r}? "
+    return ""
 
 
 def load_snapshot(

@@ -94,6 +94,7 @@ from zt_pipelines.spec.payload import (
     keys_named,
     parse_payload,
 )
+from zt_pipelines.spec.provenance import payload_provenance
 from zt_pipelines.spec.resolve import (
     Bound,
     Env,
@@ -252,10 +253,16 @@ def rewrite_pipeline(
             fix="recompile the pipeline, or remove the stale declaration",
         )
     new_docs = _rebuild_platform_docs(kept_docs, walker.executor_origin)
+    steps = payload_provenance(  # what a ZT102 waiver of each pasting step must cover
+        new_spec,
+        walker.steps,
+        parameter_values={k: b.value for k, b in walker.env.items() if b.kind == "constant"},
+        identities=(pipeline_sa,),
+    )
     return RewriteResult(
         spec=new_spec,
         pipeline_name=walker.pipeline_name,
-        steps=tuple(walker.steps),
+        steps=tuple(steps),
         platform_docs=new_docs,
     )
 
@@ -608,7 +615,8 @@ class _Walker:
             child, inner, settings, executor_label="", where=where
         )
         if bindings != before:
-            new_task.setdefault("inputs", {})["parameters"] = bindings
+            # `inputs: null` reads as no inputs (the shape check allows it): not a mapping to fill
+            new_task["inputs"] = {**(new_task.get("inputs") or {}), "parameters": bindings}
         merged = component["inputDefinitions"]["parameters"]
         runtime_inputs = _raw_payload_inputs(
             merged["worker_pool_specs"]["defaultValue"],
@@ -861,7 +869,7 @@ class _Walker:
                 )
             )
         if bindings != before:
-            task.setdefault("inputs", {})["parameters"] = bindings
+            task["inputs"] = {**(task.get("inputs") or {}), "parameters": bindings}
         new_executor = _copy(executor)
         new_executor["container"]["args"] = args
         name = self._emit(ref, _copy(component), label, new_executor)

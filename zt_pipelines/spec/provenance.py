@@ -1,0 +1,418 @@
+"""Where the run-time values a step pastes into its payload come from, and a digest of it.
+
+A ZT102 waiver records a reviewer's judgement that the values a step pastes unescaped into its
+job payload are safe. That judgement is about the step *and* everything that can influence those
+values: the task that produces each one (through sub-pipelines, loops and ``dsl.OneOf``), that
+task's component and bindings, and, recursively, whatever feeds those. This module traces each
+pasted input of a rewritten step to its origin and condenses that upstream closure into a short
+digest (:func:`payload_provenance`); a waiver pins the digest, so swapping a producer, changing
+its component or re-feeding a sub-pipeline input no longer matches the old waiver.
+
+Pure: reads the *rewritten* IR (so a second rewrite, which returns the same IR, gives the same
+digest) and masks every identity the rewrite pinned (identities are verified on their own, and a
+derived identity changes with the project). See ``docs/policy-file.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from zt_pipelines.model import StepIdentity
+
+__all__ = ["DIGEST_LENGTH", "payload_provenance"]
+
+DIGEST_LENGTH = 24  # hex characters: 96 bits, beyond a second-preimage search
+_PLACEHOLDER = re.compile(r"^\{\{\$[^{}]*\}\}$")
+_INTEGRAL_FLOAT = re.compile(r"[0-9]\.0[,}\]]")  # how json writes 25.0 (a string may match)
+_INPUT_FORM = re.compile(r"^\{\{\$\.inputs\.(parameters|artifacts)\['([^']+)'\][^{}]*\}\}$")
+_IDENTITY_MASK = "<pinned-identity>"
+_MAX_TEXT = 400  # an origin's description (nested dsl.OneOf could grow it without bound)
+
+
+def payload_provenance(
+    ir: Mapping[str, Any],
+    steps: Iterable[StepIdentity],
+    *,
+    parameter_values: Mapping[str, Any],
+    identities: Iterable[str | None] = (),
+) -> list[StepIdentity]:
+    """``steps`` with ``payload_input_origins`` and ``upstream_digest`` set for every step that
+    pastes run-time values (``unescaped_payload_inputs``); the others unchanged.
+
+    Args:
+        ir: the rewritten pipeline IR the steps belong to.
+        steps: the rewrite's steps.
+        parameter_values: the pipeline parameters' known values (a value pasted directly is
+            part of what was reviewed; one that only feeds a producer is not).
+        identities: the identities the rewrite pinned, masked out of every fingerprint.
+    """
+    steps = list(steps)
+    if not any(s.unescaped_payload_inputs for s in steps):
+        return steps
+    masked = {e for e in identities if e}
+    masked.update(
+        e
+        for s in steps
+        for e in (s.service_account, s.launched_service_account, s.serving_service_account)
+        if e
+    )
+    tracer = _Tracer(ir, parameter_values, masked)
+    return [tracer.step(s) if s.unescaped_payload_inputs else s for s in steps]
+
+
+class _Tracer:
+    """One pass over a rewritten IR: task index, memoised producer closures."""
+
+    def __init__(self, ir: Mapping[str, Any], values: Mapping[str, Any], masked: set[str]) -> None:
+        self.components: Mapping[str, Any] = ir.get("components") or {}
+        self.executors: Mapping[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
+        self.values = values
+        # one pass masks every pinned identity (longest first: none hides inside another)
+        ordered = sorted(masked, key=lambda e: (-len(e), e))
+        self.masked = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.fingerprints: dict[str, str] = {}
+        self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
+        self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
+        self.closures: dict[str, str] = {}
+        self.outputs: dict[tuple[str, str, str], tuple[str, Any, frozenset[str]]] = {}
+        self._index(ir.get("root") or {}, "")
+
+    def _index(self, dag: Mapping[str, Any], at: str) -> None:
+        stack = [(dag, at)]
+        while stack:
+            component, prefix = stack.pop()
+            tasks = (component.get("dag") or {}).get("tasks") or {}
+            for name, task in tasks.items() if isinstance(tasks, dict) else ():
+                path = f"{prefix}/{name}" if prefix else name
+                self.tasks[path] = (task, prefix)
+                child = self._component_of(task)
+                if "dag" in child:
+                    self.dags[path] = child
+                    stack.append((child, path))
+
+    def _component_of(self, task: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = (task.get("componentRef") or {}).get("name")
+        found = self.components.get(ref) if isinstance(ref, str) else None
+        return found if isinstance(found, dict) else {}
+
+    # -- a step ---------------------------------------------------------------------------
+
+    def step(self, step: StepIdentity) -> StepIdentity:
+        entry = self.tasks.get(step.task)
+        if entry is None:  # not in this IR (a hand-built result): nothing to trace
+            return step
+        task, dag = entry
+        origins: list[tuple[str, str]] = []
+        pasted: dict[str, Any] = {}
+        producers: set[str] = set()
+        for name in step.unescaped_payload_inputs:
+            text, key = self._task_input(task, dag, name, producers, direct=True)
+            origins.append((name, text))
+            pasted[name] = key
+        self._close(producers)
+        document = {
+            "step": self._fingerprint(task),
+            "pasted": pasted,
+            "upstream": {p: self.closures[p] for p in sorted(producers)},
+        }
+        return replace(
+            step, payload_input_origins=tuple(origins), upstream_digest=self._digest(document)
+        )
+
+    # -- tracing bindings -----------------------------------------------------------------
+
+    def _task_input(
+        self,
+        task: Mapping[str, Any],
+        dag: str,
+        name: str,
+        producers: set[str],
+        *,
+        direct: bool,
+    ) -> tuple[str, Any]:
+        inputs = task.get("inputs") or {}
+        for kind in ("parameters", "artifacts"):
+            bindings = inputs.get(kind) or {}
+            if isinstance(bindings, dict) and name in bindings:
+                return self._binding(bindings[name], dag, kind, producers, direct=direct)
+        definitions = (self._component_of(task).get("inputDefinitions") or {}).get(
+            "parameters"
+        ) or {}
+        definition = definitions.get(name) if isinstance(definitions, dict) else None
+        if isinstance(definition, dict) and "defaultValue" in definition:
+            return "the component's default", {"constant": definition["defaultValue"]}
+        inner = _INPUT_FORM.match(name)
+        if inner and inner.group(2) != name:  # another form of an input (``.uri``, escaped)
+            text, key = self._task_input(task, dag, inner.group(2), producers, direct=direct)
+            return text, {"form": name, "of": key}
+        if _PLACEHOLDER.match(name):
+            return "a value Vertex fills in at run time", {"placeholder": name}
+        return "nothing bound", {"unbound": name}
+
+    def _binding(
+        self, spec: Any, dag: str, kind: str, producers: set[str], *, direct: bool
+    ) -> tuple[str, Any]:
+        if not isinstance(spec, dict):
+            return "a malformed binding", {"malformed": repr(spec)}
+        text, key = self._bound(spec, dag, kind, producers, direct=direct)
+        selector = spec.get("parameterExpressionSelector")
+        if selector:
+            text += f" (field {selector})"
+            key = {"select": selector, "of": key}
+        return text, key
+
+    def _bound(
+        self, spec: Mapping[str, Any], dag: str, kind: str, producers: set[str], *, direct: bool
+    ) -> tuple[str, Any]:
+        runtime = spec.get("runtimeValue")
+        if isinstance(runtime, dict) and "constant" in runtime:
+            return "a constant", {"constant": runtime["constant"]}
+        for field in ("componentInputParameter", "componentInputArtifact"):
+            if field in spec:
+                return self._dag_input(dag, str(spec[field]), kind, producers, direct=direct)
+        for field, key_name in (
+            ("taskOutputParameter", "outputParameterKey"),
+            ("taskOutputArtifact", "outputArtifactKey"),
+        ):
+            out = spec.get(field)
+            if isinstance(out, dict):
+                return self._output(
+                    dag, str(out.get("producerTask")), str(out.get(key_name)), kind, producers
+                )
+        status = spec.get("taskFinalStatus")
+        if isinstance(status, dict):
+            path = _join(dag, str(status.get("producerTask")))
+            producers.add(path)
+            return f"the final status of task {path!r}", {"final_status": path}
+        return "a value computed at run time", {"other": _plain(spec)}
+
+    def _dag_input(
+        self, dag: str, name: str, kind: str, producers: set[str], *, direct: bool
+    ) -> tuple[str, Any]:
+        if dag == "" or dag not in self.tasks:
+            if kind == "artifacts":
+                return f"the pipeline's input artifact {name!r}", {"pipeline_artifact": name}
+            key: dict[str, Any] = {"parameter": name}
+            if direct and name in self.values:  # the value pasted as it is: part of the review
+                key["value"] = self.values[name]
+            return f"pipeline parameter {name!r}", key
+        task, parent = self.tasks[dag]
+        for iterator_field, items_field in (
+            ("parameterIterator", "inputParameter"),
+            ("artifactIterator", "inputArtifact"),
+        ):
+            iterator = task.get(iterator_field)
+            if isinstance(iterator, dict) and iterator.get("itemInput") == name:
+                items = iterator.get("items") or {}
+                if isinstance(items, dict) and items_field in items:
+                    inner_text, inner = self._task_input(
+                        task, parent, str(items[items_field]), producers, direct=direct
+                    )
+                else:
+                    inner_text, inner = "a constant list", {"constant": _plain(items)}
+                return f"a loop item over {inner_text}", {"loop_item": inner}
+        bindings = (task.get("inputs") or {}).get(kind) or {}
+        if isinstance(bindings, dict) and name in bindings:
+            return self._binding(bindings[name], parent, kind, producers, direct=direct)
+        declared = ((self.dags[dag].get("inputDefinitions") or {}).get(kind) or {}).get(name)
+        if isinstance(declared, dict) and "defaultValue" in declared:
+            return f"the default of sub-pipeline {dag!r}", {"constant": declared["defaultValue"]}
+        return f"sub-pipeline {dag!r}'s input {name!r}, left unset", {"unset": [dag, name]}
+
+    def _output(
+        self, dag: str, producer: str, key: str, kind: str, producers: set[str]
+    ) -> tuple[str, Any]:
+        """An output of a task in ``dag``, traced into sub-pipelines (memoised: nested
+        ``dsl.OneOf`` selectors must not multiply)."""
+        memo = (_join(dag, producer), key, kind)
+        found = self.outputs.get(memo)
+        if found is None:
+            mine: set[str] = set()
+            text, traced = self._traced_output(dag, producer, key, kind, mine)
+            found = self.outputs[memo] = (text, traced, frozenset(mine))
+        producers.update(found[2])
+        return found[0], found[1]
+
+    def _traced_output(
+        self, dag: str, producer: str, key: str, kind: str, producers: set[str]
+    ) -> tuple[str, Any]:
+        path = _join(dag, producer)
+        entry = self.tasks.get(path)
+        child = self._component_of(entry[0]) if entry else {}
+        if "dag" not in child:
+            producers.add(path)
+            noun = "artifact" if kind == "artifacts" else "output"
+            return f"the {noun} {key!r} of task {path!r}", {"task": path, "output": key}
+        outputs = _dict(_dict(_dict(child.get("dag")).get("outputs")).get(kind))
+        spec = outputs.get(key) if isinstance(outputs, dict) else None
+        selectors: list[tuple[str, str]] = []
+        if isinstance(spec, dict):
+            one = spec.get("valueFromParameter")
+            if isinstance(one, dict):
+                selectors.append(
+                    (str(one.get("producerSubtask")), str(one.get("outputParameterKey")))
+                )
+            oneof = spec.get("valueFromOneof")
+            chosen = _list(oneof.get("parameterSelectors")) if isinstance(oneof, dict) else []
+            chosen = [*chosen, *_list(spec.get("artifactSelectors"))]
+            for sel in chosen:
+                if isinstance(sel, dict):
+                    sub_key = sel.get("outputParameterKey", sel.get("outputArtifactKey"))
+                    selectors.append((str(sel.get("producerSubtask")), str(sub_key)))
+        if not selectors:
+            return f"sub-pipeline {path!r}'s output {key!r}", {"dag_output": [path, key]}
+        traced = [self._output(path, sub, sub_key, kind, producers) for sub, sub_key in selectors]
+        if len(traced) == 1:
+            return traced[0]
+        text = "one of " + "; ".join(t for t, _ in traced)
+        if len(text) > _MAX_TEXT:
+            text = text[: _MAX_TEXT - 1] + "…"
+        return text, {"one_of": [self._digest(k) for _, k in traced]}
+
+    # -- producer closures ----------------------------------------------------------------
+
+    def _close(self, roots: set[str]) -> None:
+        """Closure digests of ``roots`` and everything upstream of them (iterative: a long
+        chain of producers cannot exhaust the stack)."""
+        stack = [(p, False) for p in sorted(roots) if p not in self.closures]
+        traced: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        visiting: set[str] = set()
+        while stack:
+            path, ready = stack.pop()
+            if path in self.closures:
+                continue
+            if not ready:
+                if path in visiting:  # a cycle (never valid KFP): stop here, fail-safe
+                    self.closures[path] = self._digest({"cycle": path})
+                    continue
+                visiting.add(path)
+                traced[path] = self._producer_inputs(path)
+                stack.append((path, True))
+                stack.extend((d, False) for d in sorted(traced[path][1]) if d not in self.closures)
+                continue
+            inputs, deps = traced[path]
+            entry = self.tasks.get(path)
+            self.closures[path] = self._digest(
+                {
+                    "task": path,
+                    "component": self._fingerprint(entry[0]) if entry else None,
+                    "inputs": inputs,
+                    "upstream": {d: self.closures.get(d, "") for d in sorted(deps)},
+                }
+            )
+            visiting.discard(path)
+
+    def _producer_inputs(self, path: str) -> tuple[dict[str, Any], set[str]]:
+        entry = self.tasks.get(path)
+        deps: set[str] = set()
+        if entry is None:
+            return {"missing": path}, deps
+        task, dag = entry
+        inputs: dict[str, Any] = {}
+        for kind in ("parameters", "artifacts"):
+            bindings = (task.get("inputs") or {}).get(kind) or {}
+            for name in sorted(bindings) if isinstance(bindings, dict) else ():
+                if kind == "parameters" and name in _JOB_SETTINGS:
+                    continue  # where and how the job runs (a warm pool, its machine) is not
+                    # what it produces: changing it needs no new review
+                _, key = self._binding(bindings[name], dag, kind, deps, direct=False)
+                if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
+                    key = {"constant": _workload(key["constant"])}
+                inputs[f"{kind}:{name}"] = key
+        return inputs, deps
+
+    def _fingerprint(self, task: Mapping[str, Any]) -> str:
+        """What a task runs: its component (without its name) and executor."""
+        ref = str((task.get("componentRef") or {}).get("name"))
+        found = self.fingerprints.get(ref)
+        if found is None:
+            found = self.fingerprints[ref] = self._component_fingerprint(task)
+        return found
+
+    def _component_fingerprint(self, task: Mapping[str, Any]) -> str:
+        component = self._component_of(task)
+        label = component.get("executorLabel")
+        executor = self.executors.get(label) if isinstance(label, str) else None
+        body = {k: v for k, v in component.items() if k != "executorLabel"}
+        definitions = (body.get("inputDefinitions") or {}).get("parameters")
+        if isinstance(definitions, dict):  # where and how the job runs is not what it makes
+            kept = {name: d for name, d in definitions.items() if name not in _JOB_SETTINGS}
+            pools = kept.get("worker_pool_specs")
+            if isinstance(pools, dict) and "defaultValue" in pools:
+                kept["worker_pool_specs"] = {
+                    **pools,
+                    "defaultValue": _workload(pools["defaultValue"]),
+                }
+            body["inputDefinitions"] = {**body["inputDefinitions"], "parameters": kept}
+        return self._digest({"component": body, "executor": executor})
+
+    def _digest(self, document: Any) -> str:
+        """A short SHA-256 of canonical JSON, every pinned identity masked (bindings carry them
+        too, and a derived identity changes with the project)."""
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        if _INTEGRAL_FLOAT.search(text):  # aiplatform's protobuf Struct turns 25 into 25.0
+            document = json.loads(text, parse_float=_number)
+            text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        if self.masked is not None:
+            text = self.masked.sub(_IDENTITY_MASK, text)
+        return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+# CustomJob settings of where and how a job runs (the wrapper's defaults, GCPC's job inputs)
+_JOB_SETTINGS = frozenset(
+    {
+        "service_account",
+        "persistent_resource_id",
+        "network",
+        "reserved_ip_ranges",
+        "labels",
+        "encryption_spec_key_name",
+        "enable_web_access",
+        "psc_interface_config",
+        "timeout",
+        "restart_job_on_worker_restart",
+        "strategy",
+        "max_wait_duration",
+    }
+)
+_POOL_WORKLOAD = ("container_spec", "python_package_spec")
+
+
+def _workload(value: Any) -> Any:
+    """A worker pool list without machines, replicas and disks: only what each pool runs."""
+    if not isinstance(value, list):
+        return value
+    return [
+        {k: v for k, v in pool.items() if k in _POOL_WORKLOAD} if isinstance(pool, dict) else pool
+        for pool in value
+    ]
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _join(dag: str, name: str) -> str:
+    return f"{dag}/{name}" if dag else name
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy (anything else as its repr)."""
+    try:
+        return json.loads(json.dumps(value, sort_keys=True))
+    except (TypeError, ValueError):
+        return repr(value)
