@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -119,3 +120,89 @@ def test_a_check_against_the_emulator_without_a_caller_says_so(
     assert run.returncode == 1, run.stderr
     head = " ".join(run.stdout.split("\n\n")[0].splitlines()[1:])  # under the verdict
     assert "without credentials" in head and "ZT_EMULATOR_CALLER=" in head, run.stdout[:600]
+
+
+def test_the_top_level_help_imports_neither_aiplatform_nor_grpc() -> None:
+    """docs/cli.md: subcommands load lazily, so `zt-pipelines --help` stays fast."""
+    code = (
+        "import sys\nfrom zt_pipelines.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('google.cloud.aiplatform', 'grpc', 'kfp', 'google.cloud.storage')\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "check" in run.stdout and "LOADED []" in run.stdout, run.stdout[-400:]
+
+
+def test_shell_completion_as_documented_completes_verbs_and_options() -> None:
+    """docs/cli.md's completion line (`_ZT_PIPELINES_COMPLETE=bash_source zt-pipelines`) emits a
+    script, and the completion it drives offers the verbs and a verb's options."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    for shell in ("bash", "zsh", "fish"):
+        assert f"_ZT_PIPELINES_COMPLETE={shell}_source zt-pipelines" in page
+    cli = [sys.executable, "-m", "zt_pipelines"]
+    env = dict(os.environ, _ZT_PIPELINES_COMPLETE="bash_source")
+    script = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert "complete " in script.stdout and "_ZT_PIPELINES_COMPLETE" in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = dict(
+            os.environ,
+            _ZT_PIPELINES_COMPLETE="bash_complete",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split()) - 1),
+        )
+        run = subprocess.run(cli, env=env, capture_output=True, text=True)
+        return [line.split(",", 1)[1] for line in run.stdout.splitlines() if "," in line]
+
+    assert "check" in complete("zt-pipelines ch")
+    assert "--pipeline-sa" in complete("zt-pipelines check --pipeline")
+
+
+def test_what_the_cli_plan_apply_and_the_drop_in_print_has_real_plurals() -> None:
+    """ "1 error(s)", "(1 permissions)": counts in what plan, apply, the CLI and the drop-in job
+    print are spelt out (``policy.render.plural``), never with "(s)"."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "zt_pipelines"
+    files = [*(package / "cli").glob("*.py"), *(package / "provision").glob("*.py")]
+    files += [package / "job.py", package / "policy" / "render.py"]
+    docstrings = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    wrong = []
+    for path in files:
+        tree = ast.parse(path.read_text())
+        skip = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, docstrings)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in skip
+                and "(s)" in node.value
+            ):
+                wrong.append(f"{path.relative_to(package)}:{node.lineno}: {node.value.strip()}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_verbose_says_where_the_state_came_from_what_was_read_and_the_decision(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`-v` (docs/cli.md: "logs what zt-pipelines does"): the endpoint, the caller, what was
+    read and the decision, on stderr; stdout is the report alone."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    argv = ["check", template, "-v", "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert f"read live from the emulator at {emulator.address}" in run.stderr, run.stderr
+    assert f"submitter {ALICE}" in run.stderr
+    assert re.search(r"IAM state: \d+ resources, \d+ service accounts", run.stderr)
+    assert re.search(r"(allowed|refused): \d+ of \d+ requirements granted", run.stderr)
+    assert "INFO" not in run.stdout

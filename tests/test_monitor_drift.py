@@ -400,3 +400,35 @@ def test_durations_are_bounded() -> None:
         with pytest.raises(SystemExit) as code:
             main([*option, "--project", PROJECT] if option[0] == "monitor" else option)
         assert code.value.code == 2
+
+
+def test_a_grant_outside_what_the_approval_read_is_caught_at_the_first_check(
+    audit: AuditLog,
+) -> None:
+    """The approval searched every grant of its identities: a grant today on a resource it
+    did not read was not there then — drift, from the first check on."""
+    approval = approval_of(audit)
+    baseline = approval["baseline"]
+    assert isinstance(baseline, dict)
+    other = "//storage.googleapis.com/zt-demo-restricted"
+    assert other not in baseline["nodes"]  # the approval never read this bucket
+    assert TRAIN_SA in baseline["complete"]
+    changed = with_binding(
+        monitor_world(), other, "roles/storage.objectViewer", f"serviceAccount:{TRAIN_SA}"
+    )
+    [verdict] = drift(audit, snapshot=changed, record=False)
+    [grant] = [f for f in verdict.report.by_code("ZT620") if f.resource == other]
+    assert "since the approval" in grant.message and TRAIN_SA in grant.message
+    # without the approval's complete search, it cannot be told from a grant it never read
+    partial = dict(approval, baseline={**baseline, "complete": []})
+    [unsure] = drift(audit, snapshot=changed, approvals=[partial], record=False)
+    assert not [f for f in unsure.report.by_code("ZT620") if f.resource == other]
+    # nor when today's state is not a complete search for the identity
+    cut = dataclasses.replace(
+        changed,
+        complete_bindings_for=frozenset(
+            m for m in changed.complete_bindings_for if TRAIN_SA not in m
+        ),
+    )
+    [today_partial] = drift(audit, snapshot=cut, record=False)
+    assert not [f for f in today_partial.report.by_code("ZT620") if f.resource == other]

@@ -339,7 +339,7 @@ def test_cli_plan_and_apply_against_the_emulator(
         assert {a["state"] for a in data["service_accounts"]} == {"create"}
         applied = runner.invoke(cli, ["apply", *args, "--yes"], catch_exceptions=False)
         assert applied.exit_code == 0, applied.output
-        assert "Apply complete: 4 account(s) created" in applied.output
+        assert "Apply complete: 4 accounts created" in applied.output
         emu.clear_log()
         again = runner.invoke(cli, ["apply", *args, "--yes"], catch_exceptions=False)
         assert again.exit_code == 0 and "No changes." in again.output

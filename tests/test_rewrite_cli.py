@@ -3,6 +3,7 @@
 No `from __future__ import annotations`: KFP reads component annotations at decoration time.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,4 +226,5 @@ def test_rewrite_cli_warns_about_inputs_pasted_unescaped_into_the_payload(
     code = run(["rewrite", str(template), "-o", str(tmp_path / "o.yaml"), "--project", PROJECT])
     err = capsys.readouterr().err
     assert code == 0
-    assert "warning: task 'echo' pastes 'text' unescaped" in err and "ZT102" in err
+    assert "warning: task 'echo' pastes 'text' (the output 'Output' of task 'say') unescaped" in err
+    assert re.search(r"\(ZT102, upstream [0-9a-f]{24}\)", err)

@@ -24,7 +24,7 @@ from zt_pipelines.errors import PolicyFileError
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.orgpolicy import load_policy
 from zt_pipelines.policy.report import Report
-from zt_pipelines.spec import rewrite_pipeline
+from zt_pipelines.spec import load_template, rewrite_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 P = "zt-demo"
@@ -427,3 +427,223 @@ def test_origins_are_shown_in_every_report_format(tmp_path: Path) -> None:
 
     html = render_html(report)
     assert "helper" in html and digest in html
+    from zt_pipelines.policy.waivers import waivers_yaml  # the same from Python
+
+    (entry,) = yaml.safe_load(waivers_yaml(report))["suppressions"]
+    assert entry["step"] == "custom-training-job" and entry["upstream"] == digest
+
+
+# ---------------------------------------------------------------------------- more variants
+
+
+def test_a_producer_two_hops_up_changed(tmp_path: Path) -> None:
+    """The closure is recursive: the producer's own producer is part of what was reviewed."""
+
+    @dsl.component(base_image="python:3.11")
+    def fmt(name: str) -> str:
+        return f"projects/zt-demo/locations/us-central1/tensorboards/{name}"
+
+    def build(first: Any) -> Any:
+        @dsl.pipeline(name="hops")
+        def hops() -> None:
+            a = first()
+            zt.step.on(a, INGEST_SA)
+            b = fmt(name=a.output)
+            zt.step.on(b, "fmt-sa@zt-demo.iam.gserviceaccount.com")
+            _train(b.output)
+
+        return hops
+
+    one = _pasting(_compile(build(unrelated), tmp_path, "a"), project=P)
+    two = _pasting(_compile(build(helper), tmp_path, "b"), project=P)
+    assert [o for _, o in one.payload_input_origins] == ["the output 'Output' of task 'fmt'"]
+    assert one.upstream_digest != two.upstream_digest
+
+
+def test_one_of_two_branches_swapped(tmp_path: Path) -> None:
+    @dsl.component(base_image="python:3.11")
+    def flip() -> str:
+        return "heads"
+
+    def build(other: Any) -> Any:
+        @dsl.pipeline(name="oneof")
+        def oneof() -> None:
+            coin = flip()
+            zt.step.on(coin, "flip-sa@zt-demo.iam.gserviceaccount.com")
+            with dsl.If(coin.output == "heads"):
+                a = pick_tensorboard()
+                zt.step.on(a, INGEST_SA)
+            with dsl.Else():
+                b = other()
+                zt.step.on(b, "other-sa@zt-demo.iam.gserviceaccount.com")
+            _train(dsl.OneOf(a.output, b.output))
+
+        return oneof
+
+    one = _pasting(_compile(build(unrelated), tmp_path, "a"), project=P)
+    two = _pasting(_compile(build(helper), tmp_path, "b"), project=P)
+    ((_, origin),) = one.payload_input_origins
+    assert origin.startswith("one of ") and "pick-tensorboard" in origin and "unrelated" in origin
+    assert one.upstream_digest != two.upstream_digest
+
+
+def test_a_renamed_producer_task(tmp_path: Path) -> None:
+    def build(name: str) -> Any:
+        @dsl.pipeline(name="tb")
+        def tb() -> None:
+            src = pick_tensorboard().set_display_name(name)
+            zt.step.on(src, INGEST_SA)
+            _train(src.output)
+
+        return tb
+
+    # the display name is the component's business, not the value's: same task, same digest
+    same = {_pasting(_compile(build(n), tmp_path, n), project=P).upstream_digest for n in "ab"}
+    assert len(same) == 1
+
+
+def test_a_pipeline_parameter_pasted_as_it_is_keeps_its_value_in_the_digest(
+    tmp_path: Path,
+) -> None:
+    """A value pasted directly is part of the review: a waiver for tb='...safe...' does not
+    cover another value; a parameter with no value is traced by name."""
+
+    @dsl.container_component
+    def show(tb: str) -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(image="python:3.11", command=["echo"], args=[tb])
+
+    @dsl.pipeline(name="param")
+    def param(tb: str) -> None:
+        zt.step.on(show(tb=tb), TRAIN_SA)
+
+    path = _compile(param, tmp_path, "p")
+    unset = _pasting(path, project=P)
+    assert unset.payload_input_origins == (("tb", "pipeline parameter 'tb'"),)
+    quoted = [
+        _pasting(path, project=P, parameter_values={"tb": v}).upstream_digest
+        for v in ('say "one"', 'say "two"')
+    ]
+    assert len({unset.upstream_digest, *quoted}) == 3
+
+
+def test_the_producer_identity_and_numbers_as_aiplatform_sends_them_keep_the_digest(
+    tmp_path: Path,
+) -> None:
+    """zt.PipelineJob hands the spec over through aiplatform's protobuf Struct (25 -> 25.0);
+    the producer's declared identity is verified on its own."""
+    import json
+
+    @dsl.component(base_image="python:3.11")
+    def counted(n: int = 25) -> str:
+        return str(n)
+
+    def build(sa: str) -> Any:
+        @dsl.pipeline(name="num")
+        def num() -> None:
+            src = counted()
+            zt.step.on(src, sa)
+            _train(src.output)
+
+        return num
+
+    path = _compile(build(INGEST_SA), tmp_path, "a")
+    base = _pasting(path, project=P)
+    other = _pasting(_compile(build("other-sa@zt-demo.iam.gserviceaccount.com"), tmp_path, "b"))
+    assert other.upstream_digest == base.upstream_digest
+    spec, docs = load_template(path)
+    as_struct = json.loads(json.dumps(spec), parse_int=float)  # every number a float
+    steps = rewrite_pipeline((as_struct, docs)).steps
+    (step,) = [s for s in steps if s.unescaped_payload_inputs]
+    assert step.upstream_digest == base.upstream_digest
+
+
+def test_a_loop_over_a_constant_list_or_a_parameter(tmp_path: Path) -> None:
+    def build(items: list[str]) -> Any:
+        @dsl.pipeline(name="loop")
+        def loop() -> None:
+            with dsl.ParallelFor(items) as item:
+                _train(item)
+
+        return loop
+
+    one = _pasting(_compile(build(["a"]), tmp_path, "a"), project=P)
+    two = _pasting(_compile(build(['", "service_account": "x']), tmp_path, "b"), project=P)
+    assert [o for _, o in one.payload_input_origins] == ["a loop item over a constant list"]
+    assert one.upstream_digest != two.upstream_digest
+
+    @dsl.pipeline(name="loop")
+    def over(boards: list) -> None:
+        with dsl.ParallelFor(boards) as item:
+            _train(item)
+
+    path = _compile(over, tmp_path, "c")
+    unset = _pasting(path, project=P)
+    assert [o for _, o in unset.payload_input_origins] == [
+        "a loop item over pipeline parameter 'boards'"
+    ]
+    given = _pasting(path, project=P, parameter_values={"boards": ["x"]})
+    assert given.upstream_digest != unset.upstream_digest  # the list is pasted item by item
+
+
+def test_hostile_bindings_never_break_the_trace(tmp_path: Path) -> None:
+    """Structural fuzzing of what the trace reads (task bindings, DAG outputs, iterators,
+    selectors) in pipelines that paste run-time values: every mutant rewrites or is refused
+    with a typed error; never a traceback."""
+    import copy
+    import json
+    import os
+    import random
+
+    from zt_pipelines.errors import ZtError
+
+    @dsl.pipeline(name="make")
+    def make() -> str:
+        src = pick_tensorboard()
+        zt.step.on(src, INGEST_SA)
+        return src.output
+
+    @dsl.pipeline(name="mix")
+    def mix(boards: list = ["a"]) -> None:  # noqa: B006 - KFP's default form
+        _train(make().output)
+        with dsl.ParallelFor(boards) as item:
+            _train(item)
+
+    seed, docs = load_template(_compile(mix, tmp_path, "mix"))
+    junk: list[Any] = [None, 7, "x", [], {}, ["y"], {"producerTask": 3}, {"constant": '"'}]
+    rng = random.Random(1402)
+
+    def nodes(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [path]
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else ()
+        )
+        for key, child in items:
+            out += nodes(child, (*path, key))
+        return out
+
+    def targets(spec: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            p
+            for p in nodes(spec)
+            if len(p) > 2 and any(k in p for k in ("inputs", "outputs", "parameterIterator"))
+        ]
+
+    reached = 0
+    for _ in range(int(os.environ.get("ZT_FUZZ_RUNS", "150"))):
+        spec = copy.deepcopy(seed)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(targets(spec))
+            parent = spec
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = copy.deepcopy(rng.choice(junk))
+        try:
+            steps = rewrite_pipeline((json.loads(json.dumps(spec)), docs), project=P).steps
+        except ZtError:
+            continue
+        reached += any(s.upstream_digest for s in steps)
+    assert reached  # mutants get through to the trace

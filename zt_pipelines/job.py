@@ -937,7 +937,18 @@ class PipelineJob(  # type: ignore[misc]
             )
             return approval_baseline(
                 getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
-                [sa, *(s.service_account or "" for s in steps)],
+                [
+                    sa,
+                    *(
+                        e or ""
+                        for s in steps
+                        for e in (
+                            s.service_account,
+                            s.launched_service_account,
+                            s.serving_service_account,
+                        )
+                    ),
+                ],
                 now=self._zt_clock(),
                 pipeline_root=str(runtime.gcs_output_directory) or None,
                 runtime=parts,
@@ -1184,7 +1195,7 @@ def _summary(report: Any) -> str:
     if not errors:
         return "allowed" if getattr(report, "allowed", False) else "refused"
     codes = sorted({f.code for f in errors})
-    return f"{len(errors)} error(s): {', '.join(codes)}"
+    return f"{len(errors)} error{'' if len(errors) == 1 else 's'}: {', '.join(codes)}"
 
 
 def _default_identity_report(job: PipelineJob, pipeline: str, sa: str | None, what: str) -> Any:

@@ -59,19 +59,30 @@ class AuditIdentity:
     """Who runs one part of the pipeline.
 
     Attributes:
-        role: ``"pipeline"`` for the pipeline service account, else ``"step"``.
+        role: ``"pipeline"`` for the pipeline service account, ``"step"`` for a step's own,
+            ``"launched"`` for the identity a step's launched job (CustomJob, Dataflow,
+            batch prediction ...) runs as when it is not the step's own, ``"serving"`` for a
+            deploy step's serving identity (both with the step's ``task``, never ``needs``).
         task: the task path for steps (empty for the pipeline).
         service_account: the email (empty when none was resolved).
         source: where the identity came from (``declared``, ``derived``, ``argument`` ...).
         needs: the step's declared needs that were judged, as ``RESOURCE PERM,PERM`` lines
             (written only when there are some).
+        job_kind / wrapped_launcher / job_project / job_location: for a GCPC step, its
+            launcher kind, whether it was wrapped in a CustomJob, and where its job runs
+            (written as ``job`` when there is a kind): drift re-derives the step's implicit
+            needs from them as the check did.
     """
 
-    role: Literal["pipeline", "step"]
+    role: Literal["pipeline", "step", "launched", "serving"]
     service_account: str
     task: str = ""
     source: str = ""
     needs: tuple[str, ...] = ()
+    job_kind: str = ""
+    wrapped_launcher: bool = False
+    job_project: str = ""
+    job_location: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,18 @@ class Decision:
                     "service_account": i.service_account,
                     "source": i.source,
                     **({"needs": list(i.needs)} if i.needs else {}),
+                    **(
+                        {
+                            "job": {
+                                "kind": i.job_kind,
+                                "wrapped": i.wrapped_launcher,
+                                "project": i.job_project,
+                                "location": i.job_location,
+                            }
+                        }
+                        if i.job_kind
+                        else {}
+                    ),
                 }
                 for i in self.identities
             ],
@@ -309,8 +332,29 @@ def identities_from(
                 task=str(getattr(step, "task", "")),
                 source=str(getattr(step, "source", "")),
                 needs=tuple(_need_line(n) for n in getattr(step, "needs", ())),
+                job_kind=str(getattr(step, "job_kind", "") or ""),
+                wrapped_launcher=bool(getattr(step, "wrapped_launcher", False)),
+                job_project=str(getattr(step, "job_project", None) or ""),
+                job_location=str(getattr(step, "job_location", None) or ""),
             )
         )
+        own = (getattr(step, "service_account", None) or "").lower()
+        for role, attribute in (
+            ("launched", "launched_service_account"),
+            ("serving", "serving_service_account"),
+        ):
+            other = getattr(step, attribute, None) or ""
+            if other and other.lower() != own:  # drift and usage follow it too
+                found.append(
+                    AuditIdentity(
+                        role,  # type: ignore[arg-type]
+                        other,
+                        task=str(getattr(step, "task", "")),
+                        source=str(getattr(step, "launched_identity_field", "") or role)
+                        if role == "launched"
+                        else "serving",
+                    )
+                )
     return tuple(found)
 
 

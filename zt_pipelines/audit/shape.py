@@ -54,6 +54,13 @@ def _identity_problem(ident: Any) -> str:
         return f"an identity's {problem}"
     if not _strings(ident.get("needs", [])):
         return "an identity's needs are not a list of strings"
+    if "job" in ident:
+        job = ident["job"]
+        if not isinstance(job, Mapping):
+            return "an identity's job is not an object"
+        problem = _text(job, ("kind", "project", "location"))
+        if problem or not isinstance(job.get("wrapped", False), bool):
+            return f"an identity's job {problem or 'wrapped is not a boolean'}"
     return ""
 
 
@@ -76,6 +83,8 @@ def _baseline_problem(baseline: Any) -> str:
         return "baseline.version is not an integer"
     if not _strings(baseline.get("nodes", [])):
         return "baseline.nodes is not a list of strings"
+    if not _strings(baseline.get("complete", [])):
+        return "baseline.complete is not a list of strings"
     runtime = baseline.get("runtime", {})
     if not isinstance(runtime, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in runtime.items()

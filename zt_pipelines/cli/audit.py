@@ -62,7 +62,10 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
             "elsewhere (see docs/audit.md: Anchoring the head)"
         )
     else:
-        click.echo(f"{file}: {len(report.problems)} problem(s) in {report.records} records")
+        click.echo(
+            f"{file}: {len(report.problems)} problem{'' if len(report.problems) == 1 else 's'} "
+            f"in {report.records} records"
+        )
         for problem in report.problems:
             click.echo(f"  line {problem.line}: {problem.kind}: {problem.message}")
     return 0 if report.ok else 1
@@ -89,7 +92,9 @@ def show(file: Path, last: int) -> int:
             click.echo(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
             continue
         sas = ", ".join(
-            f"{i.get('task') or 'pipeline'}={i.get('service_account') or '-'}"
+            f"{i.get('task') or 'pipeline'}"
+            + (f" ({i['role']})" if i.get("role") in ("launched", "serving") else "")
+            + f"={i.get('service_account') or '-'}"
             for i in record.get("identities", [])
         )
         codes = ",".join(sorted({f.get("code", "") for f in record.get("findings", [])}))

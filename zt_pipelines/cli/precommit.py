@@ -137,7 +137,8 @@ def command(
         if fmt != "text":
             continue
         if report.allowed:
-            click.echo(f"{path}: allowed ({len(report.findings)} warning(s)/note(s))")
+            n = len(report.findings)
+            click.echo(f"{path}: allowed ({n} finding{'' if n == 1 else 's'}, none an error)")
         else:
             click.echo(f"{path}:\n{report}\n")
     if fmt == "json":

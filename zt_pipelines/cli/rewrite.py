@@ -76,10 +76,15 @@ def command(
         click.echo(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
         if step.unescaped_payload_inputs:
             # not refused here (a rewrite decides nothing); `check` and submit refuse it (ZT102)
-            names = ", ".join(repr(n) for n in step.unescaped_payload_inputs)
+            origins = dict(step.payload_input_origins)
+            names = ", ".join(
+                f"{n!r} ({origins[n]})" if n in origins else repr(n)
+                for n in step.unescaped_payload_inputs
+            )
             click.echo(
                 f"warning: task {step.task!r} pastes {names} unescaped into its CustomJob "
-                "payload; check and submit refuse this (ZT102)",
+                "payload; check and submit refuse this (ZT102"
+                + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
                 err=True,
             )
     click.echo(f"wrote {output} ({len(result.steps)} steps)", err=True)

@@ -9,6 +9,8 @@ The drop-in job computes this when it approves and writes it into the approval's
   caught even when it does not make the approval fail (docs/monitoring.md).
 - ``nodes``: the resources that state held (drift compares grants on those, plus any node
   today's needs reach that the approval did not see).
+- ``complete``: the identities the state held every grant of (a complete binding search):
+  for them drift compares grants on every node read today, not only on ``nodes``.
 - ``pipeline_root``: drift re-evaluates the pipeline root's implicit needs too.
 - ``runtime``: a sha256 per part of the request's runtime config (each parameter value, the
   pipeline root, failure policy, each user label, network, reserved ranges, CMEK key) and
@@ -125,6 +127,9 @@ def approval_baseline(
         "source": source,
         "pipeline_root": pipeline_root or "",
         "nodes": sorted(snapshot.nodes),
+        # identities whose every grant that state held (a complete binding search): a grant
+        # to them on a node outside ``nodes`` today is new, not merely unread then
+        "complete": [e for e in emails if f"serviceAccount:{e}" in snapshot.complete_bindings_for],
         "posture": {e: posture_dict(posture_of(e, evaluator, now=now)) for e in emails},
         "runtime": dict(sorted(runtime.items())),
         "runtime_sha256": runtime_sha256(runtime),
@@ -180,6 +185,15 @@ def recorded_baseline(record: Mapping[str, Any]) -> tuple[dict[str, Posture] | N
             return None, f"the approval's posture baseline of {identity} is malformed"
         out[str(identity)] = posture
     return out, ""
+
+
+def completely_searched(record: Mapping[str, Any]) -> frozenset[str]:
+    """The identities whose every grant the approval's IAM state held (``complete``)."""
+    baseline = record.get("baseline")
+    found = baseline.get("complete") if isinstance(baseline, Mapping) else None
+    if not isinstance(found, list):
+        return frozenset()
+    return frozenset(str(e).lower() for e in found if isinstance(e, str))
 
 
 def restricted(snapshot: Snapshot, nodes: Iterable[str]) -> Snapshot:

@@ -168,9 +168,13 @@ def approved_identities(record: Mapping[str, Any]) -> tuple[str, tuple[StepIdent
         if ident.get("role") == "pipeline":
             pipeline = email
             continue
+        if ident.get("role") in ("launched", "serving"):
+            continue  # not a step's own: see other_identities()
         if "needs" in ident:
             has_needs = True
         needs = tuple(_need(line) for line in ident.get("needs") or ())
+        raw_job = ident.get("job")
+        job: Mapping[str, Any] = raw_job if isinstance(raw_job, Mapping) else {}
         steps.append(
             StepIdentity(
                 task=str(ident.get("task", "")),
@@ -179,9 +183,26 @@ def approved_identities(record: Mapping[str, Any]) -> tuple[str, tuple[StepIdent
                 service_account=email or None,
                 source="declared",
                 needs=tuple(n for n in needs if n is not None),
+                job_kind=str(job.get("kind") or ""),
+                wrapped_launcher=job.get("wrapped") is True,
+                job_project=str(job.get("project") or "") or None,
+                job_location=str(job.get("location") or "") or None,
             )
         )
     return pipeline, tuple(steps), has_needs
+
+
+def other_identities(record: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """(role, task, email) of every launched-job and serving identity an approval records:
+    identities a step makes run (a Dataflow worker, a launched CustomJob, a deployed model),
+    whose posture drift follows and whose uses ``usage`` reads."""
+    out: list[tuple[str, str, str]] = []
+    for ident in record.get("identities") or ():
+        if isinstance(ident, Mapping) and ident.get("role") in ("launched", "serving"):
+            email = str(ident.get("service_account") or "").lower()
+            if email:
+                out.append((str(ident["role"]), str(ident.get("task", "")), email))
+    return tuple(out)
 
 
 def _need(line: Any) -> Need | None:

@@ -201,6 +201,10 @@ def evaluate_run(
     return RunVerdict(report, approval, run)
 
 
+#: audit identities that are not a step's own: a launched job's and a serving identity
+LAUNCHED_ROLES = ("launched", "serving")
+
+
 def _approved_identities(approval: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     pipeline_sa = ""
     steps: dict[str, str] = {}
@@ -210,7 +214,7 @@ def _approved_identities(approval: Mapping[str, Any]) -> tuple[str, dict[str, st
         email = str(ident.get("service_account") or "").lower()
         if ident.get("role") == "pipeline":
             pipeline_sa = email
-        else:
+        elif ident.get("role") not in LAUNCHED_ROLES:
             steps[str(ident.get("task", ""))] = email
     return pipeline_sa, steps
 

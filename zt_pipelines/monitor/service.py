@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -268,30 +268,69 @@ def _drift_one(
     now: datetime,
     baseline: Any,
 ) -> Any:
+    import dataclasses
     from types import SimpleNamespace
 
-    from zt_pipelines.monitor.baseline import recorded_baseline, restricted, scope
-    from zt_pipelines.monitor.drift import approved_identities, evaluate_drift, posture_of
+    from zt_pipelines.monitor.baseline import (
+        completely_searched,
+        recorded_baseline,
+        restricted,
+        scope,
+    )
+    from zt_pipelines.monitor.drift import (
+        approved_identities,
+        evaluate_drift,
+        other_identities,
+        posture_of,
+    )
     from zt_pipelines.policy.engine import Evaluator, evaluate
     from zt_pipelines.policy.requirements import CheckContext, derive_requirements, needed_nodes
 
     project = str(approval.get("project", ""))
     location = str(approval.get("location", ""))
     pipeline_sa, steps, has_needs = approved_identities(approval)
+    # launched-job and serving identities: their records and grants are read and their
+    # posture followed; each step is re-evaluated with them, so the needs they imply (actAs
+    # on them) are derived as at the approval
+    others = [email for _role, _task, email in other_identities(approval)]
+    attached: dict[str, dict[str, str]] = {}
+    for role, task, email in other_identities(approval):
+        attached.setdefault(task, {})[f"{role}_service_account"] = email
+    steps = tuple(
+        dataclasses.replace(
+            s,
+            launched_service_account=attached[s.task].get("launched_service_account"),
+            serving_service_account=attached[s.task].get("serving_service_account"),
+        )
+        if s.task in attached
+        else s
+        for s in steps
+    )
     at_approval, no_baseline = recorded_baseline(approval)
     recorded = approval.get("baseline")
     seen_then = recorded.get("nodes") if isinstance(recorded, dict) else None
     root = recorded.get("pipeline_root") if isinstance(recorded, dict) else None
     root = root if isinstance(root, str) and root.startswith("gs://") else ""
     result = SimpleNamespace(steps=steps)
-    requirements = derive_requirements(
-        result,
-        project=project,
-        location=location,
-        pipeline_service_account=pipeline_sa,
-        pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
-        submitter=None,
-    )
+    try:
+        requirements = derive_requirements(
+            result,
+            project=project,
+            location=location,
+            pipeline_service_account=pipeline_sa,
+            pipeline_root=root or None,  # its implicit needs too, when the approval recorded it
+            submitter=None,
+        )
+    except ZtError as exc:  # e.g. a launcher kind this version does not know
+        return evaluate_drift(
+            approval,
+            None,
+            (),
+            None,
+            now=now,
+            unreadable=(f"the approval's steps ({exc})",),
+            no_approval_baseline="the approval's steps could not be re-derived",
+        )
     needs = needed_nodes(
         requirements,
         steps=steps,
@@ -330,7 +369,9 @@ def _drift_one(
     context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
     report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
     identities = [
-        e for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps)]) if e
+        e
+        for e in dict.fromkeys([pipeline_sa, *(s.service_account or "" for s in steps), *others])
+        if e
     ]
     postures = [posture_of(email, evaluator, now=now) for email in identities]
     scoped = []
@@ -346,6 +387,19 @@ def _drift_one(
         nodes |= scope(world, [*needs.resources, *account_nodes])
         narrowed = Evaluator(restricted(world, nodes))
         scoped = [posture_of(email, narrowed, now=now) for email in identities]
+        # an identity whose every grant the approval held, and today's read holds too: its
+        # grants are compared on every node read today — one outside what the approval read
+        # was not there then (a complete search would have found it)
+        complete = completely_searched(approval)
+        full = {p.identity: p for p in postures}
+        scoped = [
+            dataclasses.replace(p, grants=full[p.identity].grants)
+            if p.identity in complete
+            and f"serviceAccount:{p.identity}" in world.complete_bindings_for
+            and p.identity in full
+            else p
+            for p in scoped
+        ]
     return evaluate_drift(
         approval,
         report,
@@ -424,9 +478,9 @@ def usage(
     from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
     from zt_pipelines.monitor.coverage import owner_of, usage_scope
-    from zt_pipelines.monitor.drift import approved_identities
+    from zt_pipelines.monitor.drift import approved_identities, other_identities
     from zt_pipelines.monitor.runs import approving
-    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+    from zt_pipelines.monitor.usage import Accesses, StepWindow, evaluate_usage
 
     if logs_from is not None and not LOG_VIEW.match(logs_from):
         from zt_pipelines.errors import InputError
@@ -449,9 +503,19 @@ def usage(
     approvals = [r for r in records if approving(r) and r.get("project") == project]
     # (approval, run): single runs by their job id; a schedule's runs as Vertex lists them
     runs: dict[str, tuple[dict[str, Any], str]] = {}
+    # a launched job's identity (not a step's own): its uses inside its step's windows are
+    # the job's, not compared with needs the record does not hold; outside them, misuse
+    launched: dict[str, list[tuple[float, float]]] = {}
+    serving: set[str] = set()
     for approval in approvals:
         _pipeline_sa, steps, _has_needs = approved_identities(approval)
         identities.update(s.service_account for s in steps if s.service_account)
+        for role, _task, email in other_identities(approval):
+            if role == "launched":
+                identities.add(email)
+                launched.setdefault(email, [])
+            else:
+                serving.add(email)
         if _is_schedule(approval) or not approval.get("job_id"):
             continue
         if _parse_time(str(approval.get("time", ""))) < start - timedelta(days=1):
@@ -487,15 +551,25 @@ def usage(
                     pipeline_root=run.pipeline_root or None,
                 )
             )
+        for role, task_path, email in other_identities(approval):
+            task = by_task.get(task_path)
+            if role == "launched" and task is not None and task.start_time:
+                launched.setdefault(email, []).append(
+                    (
+                        _parse_time(task.start_time).timestamp(),
+                        (_parse_time(task.end_time) if task.end_time else now).timestamp(),
+                    )
+                )
     scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
     owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses: list[Any] = []
+    accesses = Accesses()  # keeps the pages read column-wise (see evaluate_usage)
     configs: dict[str, dict[str, set[str]] | None] = {}
     direct = sorted(projects)
     notes: list[str] = []
     if logs_from is not None:
         in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
+        viewed: Sequence[Any] = []
         if identities:
             try:
                 viewed = logs.accesses(project, identities, start, now, view=logs_from)
@@ -503,8 +577,6 @@ def usage(
                 unreadable.append(f"the log view {logs_from} ({exc.message})")
                 in_view, viewed = set(), []
                 why_not = dict.fromkeys(direct, "the view could not be read")
-        else:
-            viewed = []
         direct = [p for p in direct if p not in in_view]
         # a project read directly too: its entries come from there (never counted twice)
         skip = tuple(f"projects/{p}/" for p in direct)
@@ -534,6 +606,27 @@ def usage(
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    own = {w.service_account.lower() for w in windows}
+    spans = {e: w for e, w in launched.items() if e not in own}
+    if spans:
+        accesses = Accesses(
+            a
+            for a in accesses
+            if a.principal.lower() not in spans
+            or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
+        )
+        notes.append(
+            "launched-job identities ("
+            + ", ".join(sorted(spans))
+            + "): uses inside their steps' runs are the jobs' own (not compared with needs); "
+            "uses outside every run are reported"
+        )
+    if serving:
+        notes.append(
+            "serving identities ("
+            + ", ".join(sorted(serving))
+            + ") serve after their runs end: their uses are not compared (drift follows them)"
+        )
     verdict = evaluate_usage(
         windows,
         accesses,

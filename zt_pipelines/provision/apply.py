@@ -35,6 +35,7 @@ import tenacity
 
 from zt_pipelines.errors import ApiError, ZtError
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
+from zt_pipelines.policy.render import plural
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
 from zt_pipelines.provision.plan import check_plan
 from zt_pipelines.provision.render import render_json
@@ -88,11 +89,11 @@ class ApplyResult:
         if not self.changed:
             return "Apply complete: no changes." + notes
         return (
-            f"Apply complete: {len(self.created_accounts)} account(s) created, "
-            f"{len(self.created_roles) + len(self.updated_roles)} role(s) created/updated, "
-            f"{len(self.added)} binding(s) added, {len(self.removed)} removed "
-            f"({len(self.policies_written)} policy write(s), "
-            f"{self.conflicts} etag conflict(s) retried)."
+            f"Apply complete: {plural(len(self.created_accounts), 'account')} created, "
+            f"{plural(len(self.created_roles) + len(self.updated_roles), 'role')} "
+            f"created/updated, {plural(len(self.added), 'binding')} added, "
+            f"{len(self.removed)} removed ({plural(len(self.policies_written), 'policy write')}, "
+            f"{plural(self.conflicts, 'etag conflict')} retried)."
         ) + notes
 
 

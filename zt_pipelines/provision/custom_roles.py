@@ -101,9 +101,10 @@ def custom_role_for(
     issues = assess([(f"{parent}/roles/{role_id}", perms)], support, source=support_source)
     refuse_unsupported(issues, where=f"custom role {parent}/roles/{role_id}")
     services = sorted({p.split(".", 1)[0] for p in perms})
-    title = f"zt-pipelines {'/'.join(services)} ({len(perms)} permissions)"
+    count = f"{len(perms)} permission{'' if len(perms) == 1 else 's'}"
+    title = f"zt-pipelines {'/'.join(services)} ({count})"
     if len(title) > _TITLE_MAX:
-        title = f"zt-pipelines {len(services)} services ({len(perms)} permissions)"
+        title = f"zt-pipelines {len(services)} services ({count})"
     description = "Managed by zt-pipelines; exactly: " + ", ".join(perms)
     if len(description) > _DESCRIPTION_MAX:
         description = description[: _DESCRIPTION_MAX - 3] + "..."

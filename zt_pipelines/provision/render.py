@@ -155,8 +155,9 @@ def render_table(plan: Plan) -> str:
     if seg is not None and not seg.is_noop:
         lines.append(
             f"Segmentation (not applied; see --format terraform/gcloud): "
-            f"{'perimeter changes, ' if seg.perimeter else ''}{len(seg.firewalls)} firewall "
-            f"rule(s), {len(seg.attachments)} network attachment(s) to add"
+            f"{'perimeter changes, ' if seg.perimeter else ''}"
+            f"{plural(len(seg.firewalls), 'firewall rule')}, "
+            f"{plural(len(seg.attachments), 'network attachment')} to add"
         )
     return "\n".join(lines)
 

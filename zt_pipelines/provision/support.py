@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from zt_pipelines.errors import CustomRoleSupportError
+from zt_pipelines.policy.render import plural
 from zt_pipelines.policy.role_catalogue import catalogue_info, support_level
 
 Level = Literal["SUPPORTED", "TESTING", "NOT_SUPPORTED", "NOT_TESTABLE", "UNKNOWN"]
@@ -118,7 +119,7 @@ def refuse_unsupported(issues: Iterable[SupportIssue], *, where: str = "custom r
         return
     detail = "; ".join(f"{i.permission}: {i.reason} [{i.source}]" for i in refused)
     raise CustomRoleSupportError(
-        f"{len(refused)} permission(s) cannot be granted through a custom role: {detail}",
+        f"{plural(len(refused), 'permission')} cannot be granted through a custom role: {detail}",
         where=where,
         fix="grant them with --roles predefined (a predefined role may include them), or "
         "remove them from the step's declared needs",
