@@ -427,6 +427,10 @@ def test_origins_are_shown_in_every_report_format(tmp_path: Path) -> None:
 
     html = render_html(report)
     assert "helper" in html and digest in html
+    from zt_pipelines.policy.waivers import waivers_yaml  # the same from Python
+
+    (entry,) = yaml.safe_load(waivers_yaml(report))["suppressions"]
+    assert entry["step"] == "custom-training-job" and entry["upstream"] == digest
 
 
 # ---------------------------------------------------------------------------- more variants
@@ -579,3 +583,67 @@ def test_a_loop_over_a_constant_list_or_a_parameter(tmp_path: Path) -> None:
     ]
     given = _pasting(path, project=P, parameter_values={"boards": ["x"]})
     assert given.upstream_digest != unset.upstream_digest  # the list is pasted item by item
+
+
+def test_hostile_bindings_never_break_the_trace(tmp_path: Path) -> None:
+    """Structural fuzzing of what the trace reads (task bindings, DAG outputs, iterators,
+    selectors) in pipelines that paste run-time values: every mutant rewrites or is refused
+    with a typed error; never a traceback."""
+    import copy
+    import json
+    import os
+    import random
+
+    from zt_pipelines.errors import ZtError
+
+    @dsl.pipeline(name="make")
+    def make() -> str:
+        src = pick_tensorboard()
+        zt.step.on(src, INGEST_SA)
+        return src.output
+
+    @dsl.pipeline(name="mix")
+    def mix(boards: list = ["a"]) -> None:  # noqa: B006 - KFP's default form
+        _train(make().output)
+        with dsl.ParallelFor(boards) as item:
+            _train(item)
+
+    seed, docs = load_template(_compile(mix, tmp_path, "mix"))
+    junk: list[Any] = [None, 7, "x", [], {}, ["y"], {"producerTask": 3}, {"constant": '"'}]
+    rng = random.Random(1402)
+
+    def nodes(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [path]
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else ()
+        )
+        for key, child in items:
+            out += nodes(child, (*path, key))
+        return out
+
+    def targets(spec: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            p
+            for p in nodes(spec)
+            if len(p) > 2 and any(k in p for k in ("inputs", "outputs", "parameterIterator"))
+        ]
+
+    reached = 0
+    for _ in range(int(os.environ.get("ZT_FUZZ_RUNS", "150"))):
+        spec = copy.deepcopy(seed)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(targets(spec))
+            parent = spec
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = copy.deepcopy(rng.choice(junk))
+        try:
+            steps = rewrite_pipeline((json.loads(json.dumps(spec)), docs), project=P).steps
+        except ZtError:
+            continue
+        reached += any(s.upstream_digest for s in steps)
+    assert reached  # mutants get through to the trace

@@ -34,6 +34,7 @@ from zt_pipelines.gcp.interface import Adapters
 from zt_pipelines.policy.assembly import (
     Reads,
     assemble,
+    containing_sets,
     dump_name,
     project_dumps_failed,
     project_of_name,
@@ -104,6 +105,7 @@ class FetchPlan:
         self._planner = threading.get_ident()
         self.s = Reads()
         self.principals: list[str] = []
+        self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
         self.declared: list[str] = []
         self.calls: dict[str, int] = {}
 
@@ -475,16 +477,35 @@ class FetchPlan:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
         if self.inventory:
             self._key_search(root)
+        self._principal_searches(root)
+
+    def _principal_searches(self, root: str) -> None:
+        """Search ``root`` for every identity and for the principal sets ("every service
+        account in project / folder / organisation N") that contain an identity whose
+        project's chain is known by now — a grant to such a set names no email — each value
+        asked once per root, all in as few ``OR`` queries as the batch allows. Sets of chains
+        known later are asked in a follow-up round; the assembly counts an identity complete
+        only when it and all its sets were searched at every root."""
+        with self._lock:
+            sets = {
+                one
+                for email in self.principals
+                for one in containing_sets(email, self.s.nodes) or ()
+            }
+            todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
+            self._asked.update((root, v) for v in todo)
         batch = self.search_batch
-        for start in range(0, len(self.principals), batch):
-            self._principal_search(root, tuple(self.principals[start : start + batch]))
+        for start in range(0, len(todo), batch):
+            self._principal_search(root, tuple(todo[start : start + batch]))
 
     def _principal_search(self, root: str, emails: tuple[str, ...], splits: int = 0) -> None:
         """One ``policy:(a OR b ...)`` search; a query Google refuses (INVALID_ARGUMENT, e.g.
         too long) is split in halves, at most :data:`_MAX_SEARCH_SPLITS` times — a search that
         still fails is unreadable, and its principals' bindings incomplete (fail closed)."""
         scope = root.removeprefix(CRM)
-        query = "policy:(" + " OR ".join(emails) + ")" if len(emails) > 1 else f"policy:{emails[0]}"
+        # a principal set's identifier holds ':' and '/': quoted, as Cloud Asset's syntax wants
+        words = [f'"{e}"' if ":" in e else e for e in emails]
+        query = "policy:(" + " OR ".join(words) + ")" if len(words) > 1 else f"policy:{words[0]}"
 
         def search() -> None:
             try:
@@ -711,6 +732,10 @@ class FetchPlan:
             self._role_read(role)
         for number in numbers:
             self._project(number)
+        with self._lock:
+            roots = sorted(self.s.roots)
+        for root in roots:  # sets of chains completed after their root's searches went out
+            self._principal_searches(root)
         if self.inventory:
             self._inventory_gaps()
         return len(self._scheduled) > before

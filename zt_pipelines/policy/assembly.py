@@ -13,6 +13,7 @@ Pure: no IO, no clock.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +47,8 @@ class Reads:
     listed_projects: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
-    searched: dict[str, set[str]] = field(default_factory=dict)  # principal -> roots searched
+    # principal (an email, or a principal set containing one) -> roots searched for it
+    searched: dict[str, set[str]] = field(default_factory=dict)
     roots: set[str] = field(default_factory=set)  # fresh hierarchy roots (org or project)
     unreadable: list[Unreadable] = field(default_factory=list)
     failed_keys: set[tuple[str, ...]] = field(default_factory=set)
@@ -135,7 +137,7 @@ def assemble(
     complete = frozenset(
         f"serviceAccount:{email}"
         for email, roots in s.searched.items()
-        if s.roots and s.roots <= roots
+        if "@" in email and s.roots and s.roots <= roots and _sets_searched(s, email)
     )
     return Snapshot(
         nodes=nodes,
@@ -145,6 +147,13 @@ def assemble(
         unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
         complete_bindings_for=complete,
     )
+
+
+def _sets_searched(s: Reads, email: str) -> bool:
+    """Were the principal sets that contain ``email`` searched at every root? Grants to them
+    name no email, so the email's own search cannot find them."""
+    sets = containing_sets(email, s.nodes)
+    return sets is not None and all(s.roots <= s.searched.get(one, set()) for one in sets)
 
 
 def _assemble_inventory(s: Reads, declared: list[str], principals: list[str]) -> None:
@@ -264,6 +273,37 @@ def merge_policies(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPol
     return replace(
         existing, bindings=existing.bindings + tuple(b for b in extra.bindings if b not in seen)
     )
+
+
+_SA_SET = "principalSet://cloudresourcemanager.googleapis.com/{}/{}/type/ServiceAccount"
+
+
+def containing_sets(email: str, nodes: Mapping[str, Node]) -> tuple[str, ...] | None:
+    """The principal sets a service account is a member of by where it lives — "every service
+    account in" its project (by id and by number), each folder above it and its organisation —
+    or ``None`` when its project's chain is not known up to its root (then no search for those
+    sets can be complete)."""
+    project_id = sa_project(email)
+    if project_id is None:
+        return None
+    node = nodes.get(CRM + "projects/" + project_id)
+    if node is None or not node.project_number:
+        return None
+    sets = [_SA_SET.format("projects", project_id), _SA_SET.format("projects", node.project_number)]
+    parent, seen = node.parent, {node.name}
+    while parent is not None:
+        kind, _, ident = parent.removeprefix(CRM).partition("/")
+        if parent in seen or kind not in ("folders", "organizations"):
+            return None
+        seen.add(parent)
+        sets.append(_SA_SET.format(kind, ident))
+        if kind == "organizations":
+            break  # a root: nothing above it
+        above = nodes.get(parent)
+        if above is None:
+            return None
+        parent = above.parent
+    return tuple(sets)
 
 
 def sa_project(email: str) -> str | None:

@@ -31,6 +31,7 @@ _PLACEHOLDER = re.compile(r"^\{\{\$[^{}]*\}\}$")
 _INTEGRAL_FLOAT = re.compile(r"[0-9]\.0[,}\]]")  # how json writes 25.0 (a string may match)
 _INPUT_FORM = re.compile(r"^\{\{\$\.inputs\.(parameters|artifacts)\['([^']+)'\][^{}]*\}\}$")
 _IDENTITY_MASK = "<pinned-identity>"
+_MAX_TEXT = 400  # an origin's description (nested dsl.OneOf could grow it without bound)
 
 
 def payload_provenance(
@@ -78,6 +79,7 @@ class _Tracer:
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
         self.closures: dict[str, str] = {}
+        self.outputs: dict[tuple[str, str, str], tuple[str, Any, frozenset[str]]] = {}
         self._index(ir.get("root") or {}, "")
 
     def _index(self, dag: Mapping[str, Any], at: str) -> None:
@@ -225,6 +227,20 @@ class _Tracer:
     def _output(
         self, dag: str, producer: str, key: str, kind: str, producers: set[str]
     ) -> tuple[str, Any]:
+        """An output of a task in ``dag``, traced into sub-pipelines (memoised: nested
+        ``dsl.OneOf`` selectors must not multiply)."""
+        memo = (_join(dag, producer), key, kind)
+        found = self.outputs.get(memo)
+        if found is None:
+            mine: set[str] = set()
+            text, traced = self._traced_output(dag, producer, key, kind, mine)
+            found = self.outputs[memo] = (text, traced, frozenset(mine))
+        producers.update(found[2])
+        return found[0], found[1]
+
+    def _traced_output(
+        self, dag: str, producer: str, key: str, kind: str, producers: set[str]
+    ) -> tuple[str, Any]:
         path = _join(dag, producer)
         entry = self.tasks.get(path)
         child = self._component_of(entry[0]) if entry else {}
@@ -232,7 +248,7 @@ class _Tracer:
             producers.add(path)
             noun = "artifact" if kind == "artifacts" else "output"
             return f"the {noun} {key!r} of task {path!r}", {"task": path, "output": key}
-        outputs = ((child.get("dag") or {}).get("outputs") or {}).get(kind) or {}
+        outputs = _dict(_dict(_dict(child.get("dag")).get("outputs")).get(kind))
         spec = outputs.get(key) if isinstance(outputs, dict) else None
         selectors: list[tuple[str, str]] = []
         if isinstance(spec, dict):
@@ -242,9 +258,9 @@ class _Tracer:
                     (str(one.get("producerSubtask")), str(one.get("outputParameterKey")))
                 )
             oneof = spec.get("valueFromOneof")
-            chosen = (oneof.get("parameterSelectors") or []) if isinstance(oneof, dict) else []
-            chosen = [*chosen, *(spec.get("artifactSelectors") or [])]
-            for sel in chosen if isinstance(chosen, list) else ():
+            chosen = _list(oneof.get("parameterSelectors")) if isinstance(oneof, dict) else []
+            chosen = [*chosen, *_list(spec.get("artifactSelectors"))]
+            for sel in chosen:
                 if isinstance(sel, dict):
                     sub_key = sel.get("outputParameterKey", sel.get("outputArtifactKey"))
                     selectors.append((str(sel.get("producerSubtask")), str(sub_key)))
@@ -253,7 +269,10 @@ class _Tracer:
         traced = [self._output(path, sub, sub_key, kind, producers) for sub, sub_key in selectors]
         if len(traced) == 1:
             return traced[0]
-        return "one of " + "; ".join(t for t, _ in traced), {"one_of": [k for _, k in traced]}
+        text = "one of " + "; ".join(t for t, _ in traced)
+        if len(text) > _MAX_TEXT:
+            text = text[: _MAX_TEXT - 1] + "…"
+        return text, {"one_of": [self._digest(k) for _, k in traced]}
 
     # -- producer closures ----------------------------------------------------------------
 
@@ -377,6 +396,14 @@ def _workload(value: Any) -> Any:
 def _number(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _join(dag: str, name: str) -> str:

@@ -615,7 +615,8 @@ class _Walker:
             child, inner, settings, executor_label="", where=where
         )
         if bindings != before:
-            new_task.setdefault("inputs", {})["parameters"] = bindings
+            # `inputs: null` reads as no inputs (the shape check allows it): not a mapping to fill
+            new_task["inputs"] = {**(new_task.get("inputs") or {}), "parameters": bindings}
         merged = component["inputDefinitions"]["parameters"]
         runtime_inputs = _raw_payload_inputs(
             merged["worker_pool_specs"]["defaultValue"],
@@ -868,7 +869,7 @@ class _Walker:
                 )
             )
         if bindings != before:
-            task.setdefault("inputs", {})["parameters"] = bindings
+            task["inputs"] = {**(task.get("inputs") or {}), "parameters": bindings}
         new_executor = _copy(executor)
         new_executor["container"]["args"] = args
         name = self._emit(ref, _copy(component), label, new_executor)
