@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -187,3 +188,21 @@ def test_what_the_cli_plan_apply_and_the_drop_in_print_has_real_plurals() -> Non
             ):
                 wrong.append(f"{path.relative_to(package)}:{node.lineno}: {node.value.strip()}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_verbose_says_where_the_state_came_from_what_was_read_and_the_decision(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`-v` (docs/cli.md: "logs what zt-pipelines does"): the endpoint, the caller, what was
+    read and the decision, on stderr; stdout is the report alone."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    argv = ["check", template, "-v", "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert f"read live from the emulator at {emulator.address}" in run.stderr, run.stderr
+    assert f"submitter {ALICE}" in run.stderr
+    assert re.search(r"IAM state: \d+ resources, \d+ service accounts", run.stderr)
+    assert re.search(r"(allowed|refused): \d+ of \d+ requirements granted", run.stderr)
+    assert "INFO" not in run.stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -480,7 +480,7 @@ def usage(
     from zt_pipelines.monitor.coverage import owner_of, usage_scope
     from zt_pipelines.monitor.drift import approved_identities, other_identities
     from zt_pipelines.monitor.runs import approving
-    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+    from zt_pipelines.monitor.usage import Accesses, StepWindow, evaluate_usage
 
     if logs_from is not None and not LOG_VIEW.match(logs_from):
         from zt_pipelines.errors import InputError
@@ -563,12 +563,13 @@ def usage(
     scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
     owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses: list[Any] = []
+    accesses = Accesses()  # keeps the pages read column-wise (see evaluate_usage)
     configs: dict[str, dict[str, set[str]] | None] = {}
     direct = sorted(projects)
     notes: list[str] = []
     if logs_from is not None:
         in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
+        viewed: Sequence[Any] = []
         if identities:
             try:
                 viewed = logs.accesses(project, identities, start, now, view=logs_from)
@@ -576,8 +577,6 @@ def usage(
                 unreadable.append(f"the log view {logs_from} ({exc.message})")
                 in_view, viewed = set(), []
                 why_not = dict.fromkeys(direct, "the view could not be read")
-        else:
-            viewed = []
         direct = [p for p in direct if p not in in_view]
         # a project read directly too: its entries come from there (never counted twice)
         skip = tuple(f"projects/{p}/" for p in direct)
@@ -610,12 +609,12 @@ def usage(
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
-        accesses = [
+        accesses = Accesses(
             a
             for a in accesses
             if a.principal.lower() not in spans
             or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
-        ]
+        )
         notes.append(
             "launched-job identities ("
             + ", ".join(sorted(spans))
