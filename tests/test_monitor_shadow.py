@@ -268,3 +268,54 @@ def test_a_schedule_with_copied_labels_is_a_shadow(
         record=False,
     )
     assert verdict.report.by_code("ZT632")  # the copies' step uses lie outside approved runs
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (
+            "pscInterfaceConfig",
+            {"networkAttachment": "projects/attacker/regions/us-central1/networkAttachments/x"},
+        ),
+        ("templateUri", "https://us-central1-kfp.pkg.dev/attacker/repo/training/v1"),
+    ],
+)
+def test_a_schedule_patched_in_any_request_field_is_a_shadow_and_its_runs_differ(
+    emu: Emulator, template: str, audit: AuditLog, field: str, value: object
+) -> None:
+    """The approval hashes the whole request (minus output-only fields and what is compared
+    on its own), so a field nobody listed — a PSC interface into another project's VPC — is
+    covered by default."""
+    from zt_pipelines.monitor.service import verify_run
+
+    schedule = zt_job(template, audit).create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    name = str(schedule.resource_name)
+    report, _ = once(audit)
+    assert not report.by_code("ZT641")  # type: ignore[attr-defined]
+    # schedules.patch by someone outside zt-pipelines
+    emu._world.schedules[name]["createPipelineJobRequest"]["pipelineJob"][field] = value  # type: ignore[attr-defined]
+    report, _ = once(audit)
+    [shadow] = report.by_code("ZT641")  # type: ignore[attr-defined]
+    assert "request" in shadow.message, shadow.message
+    run = emu.run_schedule(name)
+    verdict = verify_run(
+        run,
+        project=PROJECT,
+        location=LOCATION,
+        audit_log=audit,
+        factory=ClientFactory(emulator_credentials(AUDITOR)),
+        retry=no_wait_policy(2),
+        record=False,
+    )
+    [changed] = verdict.report.by_code("ZT615")
+    assert "request" in changed.message and not verdict.verified
+
+
+def test_an_approval_before_request_hashes_is_compared_on_what_it_holds() -> None:
+    from zt_pipelines.monitor.baseline import comparable
+
+    observed = {"parameter x": "1", "request psc_interface_config": "2"}
+    assert comparable({"version": 1}, observed) == {"parameter x": "1"}
+    assert comparable({"version": 2}, observed) == observed

@@ -1009,7 +1009,7 @@ def schedule_summary(schedule: Any) -> Any:
     labels, the sha256 of the spec it holds, its run-as account and runtime-config parts."""
     from google.protobuf import json_format
 
-    from zt_pipelines.monitor.baseline import runtime_parts
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
     from zt_pipelines.monitor.shadow import ScheduleSummary
 
     job = schedule.create_pipeline_job_request.pipeline_job
@@ -1023,6 +1023,7 @@ def schedule_summary(schedule: Any) -> Any:
             network=str(job.network),
             reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
             kms_key=str(job.encryption_spec.kms_key_name),
+            request=request_fields(raw),
         )
     except Exception:  # a spec that cannot be hashed matches no approval (ZT641)
         digest, runtime = None, None

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zt_pipelines.fingerprint import DECISION_LABELS
-from zt_pipelines.monitor.baseline import runtime_differences
+from zt_pipelines.monitor.baseline import comparable, runtime_differences
 from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
 from zt_pipelines.policy.report import Finding, Severity
 
@@ -199,7 +199,8 @@ def _mismatch(
     if isinstance(approved, Mapping):
         if schedule.runtime is None:
             return "its job's runtime config was not read"
-        differences = runtime_differences(approved, schedule.runtime)
+        assert isinstance(baseline, Mapping)
+        differences = runtime_differences(approved, comparable(baseline, dict(schedule.runtime)))
         if differences:
             return "its job's runtime config is not the approved one: " + "; ".join(differences)
     return ""
