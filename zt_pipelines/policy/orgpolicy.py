@@ -61,8 +61,9 @@ class Suppression:
 
     A finding matches when its code is ``code`` and every field given here (step, resource,
     principal, permission) equals the finding's; ``step`` may list several steps
-    (comma-joined), and then covers a finding only if every step it is about is listed. Resources may be written as users write
-    them (``gs://bucket``); they are compared normalised. A ZT102 waiver also names
+    (comma-joined), and then covers a finding only if every step it is about is listed.
+    Resources may be written as users write them (``gs://bucket``); they are compared
+    normalised. A ZT102 waiver also names
     ``upstream``, the digest of what feeds the step's pasted values, and matches only while
     the finding carries that digest.
     """
