@@ -103,6 +103,7 @@ class FetchPlan:
         self._held: list[tuple[Callable[[], None], bool]] | None = None
         self._batch: Any = None  # the storage reads not yet sent (a StorageBatch)
         self._planner = threading.get_ident()
+        self._roles_asked: set[str] = set()
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -691,8 +692,10 @@ class FetchPlan:
 
     def _predefined_role(self, role: str) -> None:
         with self._lock:
-            if role in self.s.roles:
+            # every policy names its roles: look each one up (cache, then API) once per fetch
+            if role in self.s.roles or role in self._roles_asked:
                 return
+            self._roles_asked.add(role)
         cached = self.cache.get_role(role) if self.cache else None
         if cached is not None:
             with self._lock:
