@@ -553,3 +553,22 @@ def test_the_architecture_page_names_every_top_level_module() -> None:
     }
     assert present - named == set(), "not in the architecture page's layout"
     assert named - present == set(), "named in the layout, not in the package"
+
+
+def test_concepts_page_lists_exactly_the_drop_in_extras() -> None:
+    """docs/concepts.md: "the same constructor ... plus keyword-only extras: `a=`, `b=` ..."."""
+    import inspect
+    import re
+
+    from google.cloud import aiplatform
+
+    import zt_pipelines as zt
+
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    sentence = page.split("keyword-only extras:", 1)[1].split(". ", 1)[0]
+    documented = set(re.findall(r"`(\w+)=`", sentence))
+    base = inspect.signature(aiplatform.PipelineJob.__init__).parameters
+    ours = inspect.signature(zt.PipelineJob.__init__).parameters
+    extras = {n for n, p in ours.items() if n not in base}
+    assert documented == extras
+    assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY for n in extras)

@@ -391,6 +391,8 @@ def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> 
             f"through {fields}: give each job an identity of its own, or leave it empty and "
             "each job runs as its step's"
         )
+    # filed under the first user (one place in the report); a waiver must name every user,
+    # which the evidence lists (_steps_of)
     first = sorted([*tasks, *(t for t, _ in jobs)])[0]
     return _f("ZT103", message, step=first, principal=sa_member(sa), evidence=tuple(evidence))
 
@@ -1071,6 +1073,21 @@ def upstream_of(finding: Finding) -> str | None:
     return next((e.detail for e in finding.evidence if e.kind == UPSTREAM), None)
 
 
+def _steps_of(f: Finding) -> set[str]:
+    """Every step a finding is about: its (comma-joined) ``step``; a ZT103, filed under the
+    first of the steps sharing an identity, names all of them in its evidence
+    (``used by T`` / ``used by the job T launches``; a task path holds no space)."""
+    steps = set((f.step or "").split(","))
+    if f.code == "ZT103":
+        for e in f.evidence:
+            if e.kind == "identity" and e.detail.startswith("used by "):
+                rest = e.detail.removeprefix("used by ")
+                if rest.startswith("the job "):
+                    rest = rest.removeprefix("the job ").split(" launches", 1)[0]
+                steps.add(rest.split(" ", 1)[0])
+    return steps
+
+
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False
@@ -1078,8 +1095,8 @@ def _matches(s: Suppression, f: Finding) -> bool:
         not s.step or s.step != f.step or not s.upstream or s.upstream != upstream_of(f)
     ):
         return False  # one step, exactly, fed exactly as reviewed: never everywhere
-    if s.step is not None and s.step not in (f.step or "").split(","):
-        return False
+    if s.step is not None and not _steps_of(f) <= set(s.step.split(",")):
+        return False  # every step the finding is about was reviewed: none added since
     if s.resource is not None and s.resource != f.resource:
         return False
     if s.principal is not None and s.principal != f.principal:
