@@ -928,10 +928,7 @@ def monitor_once(
     schedules: list[ScheduleSummary] = []
     say(f"listing pipeline jobs and schedules in {project}/{location}")
     try:
-        jobs = [
-            JobSummary(str(j.name), str(getattr(j.state, "name", j.state)), dict(j.labels))
-            for j in adapter.list_pipeline_jobs(project, location)
-        ]
+        jobs = [job_summary(j) for j in adapter.list_pipeline_jobs(project, location)]
         schedules = [schedule_summary(s) for s in adapter.list_schedules(project, location)]
     except ApiError as exc:
         findings.append(
@@ -1002,6 +999,43 @@ def monitor_once(
         ),
     )
     return report, results
+
+
+def job_summary(job: Any) -> Any:
+    """A listed pipeline job (``aiplatform_v1.PipelineJob``) as the shadow check reads it: its
+    labels, schedule, the sha256 of the spec it holds, its run-as account and runtime-config
+    parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
+    from google.protobuf import json_format
+
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
+    from zt_pipelines.monitor.shadow import JobSummary
+
+    raw = type(job).pb(job)
+    labels = dict(job.labels)
+    digest: str | None = None
+    runtime: dict[str, str] | None = None
+    if raw.HasField("pipeline_spec"):
+        try:
+            digest = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
+            runtime = runtime_parts(
+                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+                labels=labels,
+                network=str(job.network),
+                reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+                kms_key=str(job.encryption_spec.kms_key_name),
+                request=request_fields(raw),
+            )
+        except Exception:  # a spec that cannot be hashed matches no approval (ZT640)
+            digest, runtime = None, None
+    return JobSummary(
+        str(job.name),
+        str(getattr(job.state, "name", job.state)),
+        labels,
+        schedule=str(job.schedule_name),
+        spec_sha256=digest,
+        service_account=str(job.service_account),
+        runtime=runtime,
+    )
 
 
 def schedule_summary(schedule: Any) -> Any:
