@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -513,3 +514,61 @@ def test_cli_page_option_defaults_are_the_options_environment_variables() -> Non
     for verb in verbs:
         names = {o for p in commands[verb].params for o in p.opts}
         assert set(flags) <= names, (verb, set(flags) - names)
+
+
+def test_the_default_paths_the_docs_name_are_the_code_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/.local/state/zt-pipelines/audit.jsonl`, `~/.cache/zt-pipelines`,
+    `~/.config/zt-pipelines/cache.key` (on Linux, no XDG overrides) are where the code looks."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the docs name the Linux paths")
+    from zt_pipelines.audit.log import default_audit_log
+    from zt_pipelines.gcp.cache import default_cache_dir, default_key_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    text = "\n".join(page.read_text() for page in _doc_pages())
+    for path in (default_audit_log(), default_cache_dir(), default_key_path().parent):
+        shown = "~/" + str(path.relative_to(tmp_path))
+        assert shown in text or shown.replace("/zt-pipelines", "/...") in text, shown
+    assert "~/.local/state/zt-pipelines/audit.jsonl" in text
+
+
+def test_the_architecture_page_names_every_top_level_module() -> None:
+    """docs/architecture.md's layout lists every module and package of zt_pipelines."""
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    layout = page.split("```", 2)[1]
+    named = set(re.findall(r"^  ([\w.]+)/?\s", layout, re.M))
+    package = ROOT / "zt_pipelines"
+    present = {
+        p.name
+        for p in package.iterdir()
+        if not p.name.startswith("_") and p.name != "py.typed" and p.name != "__pycache__"
+    }
+    assert present - named == set(), "not in the architecture page's layout"
+    assert named - present == set(), "named in the layout, not in the package"
+
+
+def test_concepts_page_lists_exactly_the_drop_in_extras() -> None:
+    """docs/concepts.md: "the same constructor ... plus keyword-only extras: `a=`, `b=` ..."."""
+    import inspect
+    import re
+
+    from google.cloud import aiplatform
+
+    import zt_pipelines as zt
+
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    sentence = page.split("keyword-only extras:", 1)[1].split(". ", 1)[0]
+    documented = set(re.findall(r"`(\w+)=`", sentence))
+    base = inspect.signature(aiplatform.PipelineJob.__init__).parameters
+    ours = inspect.signature(zt.PipelineJob.__init__).parameters
+    extras = {n for n, p in ours.items() if n not in base}
+    assert documented == extras
+    assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY for n in extras)

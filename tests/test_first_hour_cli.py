@@ -206,3 +206,38 @@ def test_verbose_says_where_the_state_came_from_what_was_read_and_the_decision(
     assert re.search(r"IAM state: \d+ resources, \d+ service accounts", run.stderr)
     assert re.search(r"(allowed|refused): \d+ of \d+ requirements granted", run.stderr)
     assert "INFO" not in run.stdout
+
+
+def test_a_live_check_by_an_identity_that_cannot_read_iam_gets_one_headline(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The checking identity exists but holds no read permission: one line under the verdict
+    says so and where the read permissions are listed, before the many failed reads."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    nobody = "serviceAccount:nobody@zt-demo.iam.gserviceaccount.com"
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=nobody)
+    argv = ["check", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 1, run.stderr
+    head = " ".join(run.stdout.split("\n\n")[0].splitlines()[1:])
+    assert "the checking identity lacks read access" in head, run.stdout[:600]
+    assert "READ_PERMISSIONS" in head and "docs/live-mode.md" in head
+
+
+def test_submit_prints_only_the_report_on_stdout(emulator: Emulator, tmp_path: Path) -> None:
+    """`submit --format json` is parseable: aiplatform's own lines ("Creating PipelineJob",
+    the console link) go to stderr with ours, not into the report."""
+    import json
+
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    argv = ["submit", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    argv += ["--audit-log", str(tmp_path / "a.jsonl"), "--format", "json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-800:]
+    assert json.loads(run.stdout)["allowed"] is True
+    assert "Creating PipelineJob" in run.stderr and "submitted projects/" in run.stderr

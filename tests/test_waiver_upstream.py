@@ -291,6 +291,19 @@ def test_an_artifact_uri_from_another_source(tmp_path: Path) -> None:
 
         return art
 
+    @dsl.pipeline(name="art")
+    def from_parameter(uri: str) -> None:
+        out = dsl.importer(artifact_uri=uri, artifact_class=dsl.Dataset).output
+        zt.step.on(consume(data=out), TRAIN_SA)
+
+    # an importer passes its URI through: the parameter's value is what is pasted
+    path = _compile(from_parameter, tmp_path, "p")
+    given = {
+        _pasting(path, project=P, parameter_values={"uri": u}).upstream_digest
+        for u in ("gs://zt-demo-raw-data/data", 'gs://b/", "service_account": "x')
+    }
+    assert len(given) == 2
+
     made = _pasting(_compile(build("make"), tmp_path, "a"), project=P)
     assert made.payload_input_origins == (("data", "the artifact 'data' of task 'make'"),)
     imported = _pasting(_compile(build("zt-demo-raw-data"), tmp_path, "b"), project=P)

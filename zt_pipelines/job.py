@@ -922,7 +922,11 @@ class PipelineJob(  # type: ignore[misc]
         if it cannot be computed, the record says why and drift reports it (ZT629)."""
         from google.protobuf import json_format
 
-        from zt_pipelines.monitor.baseline import approval_baseline, runtime_parts
+        from zt_pipelines.monitor.baseline import (
+            approval_baseline,
+            request_fields,
+            runtime_parts,
+        )
 
         try:
             runtime = request.runtime_config
@@ -934,6 +938,7 @@ class PipelineJob(  # type: ignore[misc]
                 network=str(request.network),
                 reserved_ip_ranges=[str(r) for r in request.reserved_ip_ranges],
                 kms_key=str(request.encryption_spec.kms_key_name),
+                request=request_fields(request),
             )
             return approval_baseline(
                 getattr(self, "_zt_seen", None),  # type: ignore[arg-type]

@@ -409,12 +409,21 @@ class AuditLogsAdapter(Adapter):
 
     def audit_configs(self, project: str) -> dict[str, set[str]]:
         """The project's ``auditConfigs``: service (or ``allServices``) → enabled log types."""
-        client = self.factory.projects()
-        request = {"resource": f"projects/{project}", "options": {"requested_policy_version": 3}}
+        return self.audit_configs_of(f"projects/{project}")
+
+    def audit_configs_of(self, name: str) -> dict[str, set[str]]:
+        """The ``auditConfigs`` of ``projects/P``, ``folders/F`` or ``organizations/O``."""
+        kind = name.split("/", 1)[0]
+        client = {
+            "projects": self.factory.projects,
+            "folders": self.factory.folders,
+            "organizations": self.factory.organizations,
+        }[kind]()
+        request = {"resource": name, "options": {"requested_policy_version": 3}}
         policy = self.call(
             lambda: client.get_iam_policy(request=request, **self.gapic_kwargs()),
-            what="projects.getIamPolicy (auditConfigs)",
-            target=f"//cloudresourcemanager.googleapis.com/projects/{project}",
+            what=f"{kind}.getIamPolicy (auditConfigs)",
+            target=f"//cloudresourcemanager.googleapis.com/{name}",
         )
         from google.iam.v1 import policy_pb2
 

@@ -314,13 +314,18 @@ class _Tracer:
             return {"missing": path}, deps
         task, dag = entry
         inputs: dict[str, Any] = {}
+        # an importer's output IS its URI input: a parameter feeding it is pasted as it is
+        label = self._component_of(task).get("executorLabel")
+        importer = "importer" in _dict(
+            self.executors.get(label) if isinstance(label, str) else None
+        )
         for kind in ("parameters", "artifacts"):
             bindings = (task.get("inputs") or {}).get(kind) or {}
             for name in sorted(bindings) if isinstance(bindings, dict) else ():
                 if kind == "parameters" and name in _JOB_SETTINGS:
                     continue  # where and how the job runs (a warm pool, its machine) is not
                     # what it produces: changing it needs no new review
-                _, key = self._binding(bindings[name], dag, kind, deps, direct=False)
+                _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
                 if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
                     key = {"constant": _workload(key["constant"])}
                 inputs[f"{kind}:{name}"] = key
