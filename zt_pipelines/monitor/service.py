@@ -628,6 +628,7 @@ def usage(
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    _inherited_configs(factory, retry, configs, notes)
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
@@ -697,6 +698,72 @@ def usage(
 LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
 
 
+def _ancestry(crm: Any, project: str) -> list[str] | None:
+    """``folders/F`` ... ``organizations/O`` above ``project``, nearest first (``None``: a read
+    failed)."""
+    from zt_pipelines.errors import ApiError
+
+    chain: list[str] = []
+    try:
+        parent = crm.get_project(project).parent
+        while parent and len(chain) < 32:
+            short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+            chain.append(short)
+            if not short.startswith("folders/"):
+                break
+            parent = crm.get_folder(short.removeprefix("folders/")).parent
+    except ApiError:
+        return None
+    return chain
+
+
+def _inherited_configs(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    configs: dict[str, dict[str, set[str]] | None],
+    notes: list[str],
+) -> None:
+    """Add to each project's ``auditConfigs`` those of its folders and organisation (they are
+    inherited). A read that fails only hides logs turned on there (ZT633 may then warn about
+    logs that are on: said in a note), so it is not a failed verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+
+    crm = ResourceManagerAdapter(factory, retry)
+    logs = AuditLogsAdapter(factory, retry)
+    read = sorted(p for p, c in configs.items() if c is not None)
+
+    def of(name: str) -> dict[str, set[str]] | None:
+        try:
+            return logs.audit_configs_of(name)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(read, pool.map(lambda p: _ancestry(crm, p), read), strict=True))
+        above = sorted({a for chain in chains.values() for a in chain or ()})
+        found = dict(zip(above, pool.map(of, above), strict=True))
+    unread = sorted(
+        {p for p, c in chains.items() if c is None} | {a for a, c in found.items() if c is None}
+    )
+    for project, chain in chains.items():
+        mine = configs[project]
+        assert mine is not None
+        for ancestor in chain or ():
+            for service, types in (found.get(ancestor) or {}).items():
+                mine.setdefault(service, set()).update(types)
+    if unread:
+        notes.append(
+            "the audit configuration inherited by "
+            + ", ".join(unread)
+            + " could not be read: Data Access logs turned on above a project are not seen "
+            "there (ZT633 may warn about logs that are on)"
+        )
+
+
 def _view_coverage(
     factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
 ) -> tuple[set[str], dict[str, str]]:
@@ -722,18 +789,7 @@ def _view_coverage(
         return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
 
     def ancestry(project: str) -> list[str] | None:
-        chain: list[str] = []
-        try:
-            parent = crm.get_project(project).parent
-            while parent and len(chain) < 32:
-                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
-                chain.append(short)
-                if not short.startswith("folders/"):
-                    break
-                parent = crm.get_folder(short.removeprefix("folders/")).parent
-        except ApiError:
-            return None
-        return chain
+        return _ancestry(crm, project)
 
     def sinks_of(parent: str) -> Any:
         try:
