@@ -585,3 +585,25 @@ def test_docs_never_tell_to_install_from_an_index_the_package_is_not_on() -> Non
         if re.search(r"pip install\s+['\"]?zt[-_]pipelines\b(?!\S*[/@])", line)
     ]
     assert not wrong, wrong
+
+
+def test_every_snapshot_and_policy_key_the_schemas_allow_is_documented() -> None:
+    """docs/snapshot.md's top-level table is exactly the snapshot schema's keys; every key of the
+    policy schema (top level and each section's) appears in docs/policy-file.md."""
+    import json
+    import re
+
+    schemas = ROOT / "zt_pipelines" / "schemas"
+    snapshot = json.loads((schemas / "snapshot.schema.json").read_text())
+    page = (ROOT / "docs" / "snapshot.md").read_text()
+    table = page.split("## Top level", 1)[1].split("\n\n", 2)[1]
+    assert set(re.findall(r"^\| `(\w+)`", table, re.M)) == set(snapshot["properties"])
+    policy = json.loads((schemas / "policy.schema.json").read_text())
+    page = (ROOT / "docs" / "policy-file.md").read_text()
+    missing = [
+        f"{top}.{key}" if key else top
+        for top, spec in policy["properties"].items()
+        for key in ["", *((spec.get("properties") or {}) if isinstance(spec, dict) else {})]
+        if not re.search(rf"\b{key or top}\b", page)
+    ]
+    assert not missing, missing
