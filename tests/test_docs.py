@@ -607,3 +607,32 @@ def test_every_snapshot_and_policy_key_the_schemas_allow_is_documented() -> None
         if not re.search(rf"\b{key or top}\b", page)
     ]
     assert not missing, missing
+
+
+def test_the_threat_models_limits_table_is_the_loaders_limits() -> None:
+    """docs/threat-model.md's "Limits" table (size, depth, values per file kind) and its
+    integer-digits sentence state exactly `zt_pipelines.loaders.LIMITS`."""
+    import re
+
+    from zt_pipelines.loaders import LIMITS
+
+    page = (ROOT / "docs" / "threat-model.md").read_text()
+    section = page.split("### Limits", 1)[1].split("\n#", 1)[0]
+    kinds = {
+        "template": "template",
+        "manifest": "manifest",
+        "policy file (YAML/JSON)": "policy",
+        "`pyproject.toml`": "pyproject",
+        "snapshot (decompressed)": "snapshot",
+        "role catalogue (decompressed)": "catalogue",
+        "one audit line": "audit line",
+        "one `--param` value": "param",
+    }
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) MiB \| (\d+) \| ([\d,]+) \|$", section, re.M)
+    assert {kinds[r[0]] for r in rows} == set(LIMITS), rows
+    for label, mib, depth, values in rows:
+        limits = LIMITS[kinds[label]]
+        shown = (int(mib) * 2**20, int(depth), int(values.replace(",", "")))
+        assert shown == (limits.max_bytes, limits.max_depth, limits.max_nodes), label
+    digits = {limits.max_int_digits for limits in LIMITS.values()}
+    assert f"at most {digits.pop()} digits everywhere" in section and not digits
