@@ -572,3 +572,16 @@ def test_concepts_page_lists_exactly_the_drop_in_extras() -> None:
     extras = {n for n, p in ours.items() if n not in base}
     assert documented == extras
     assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY for n in extras)
+
+
+def test_docs_never_tell_to_install_from_an_index_the_package_is_not_on() -> None:
+    """zt-pipelines is not published: install from a checkout, never `pip install zt-pipelines`."""
+    import re
+
+    wrong = [
+        f"{page.name}: {line.strip()}"
+        for page in _doc_pages()
+        for line in page.read_text().splitlines()
+        if re.search(r"pip install\s+['\"]?zt[-_]pipelines\b(?!\S*[/@])", line)
+    ]
+    assert not wrong, wrong
