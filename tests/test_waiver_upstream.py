@@ -660,3 +660,56 @@ def test_hostile_bindings_never_break_the_trace(tmp_path: Path) -> None:
             continue
         reached += any(s.upstream_digest for s in steps)
     assert reached  # mutants get through to the trace
+
+
+def test_a_name_bound_as_parameter_and_artifact_traces_both() -> None:
+    """Never KFP's output, but a hand-edited IR could bind one name twice: both producers are
+    in the digest, whichever Vertex pastes."""
+    from zt_pipelines.spec.provenance import payload_provenance
+
+    def ir(image: str) -> dict[str, Any]:
+        def comp(name: str) -> dict[str, Any]:
+            return {"executorLabel": f"exec-{name}"}
+
+        out = {"producerTask": "p2", "outputArtifactKey": "out"}
+        return {
+            "components": {"comp-p1": comp("p1"), "comp-p2": comp("p2"), "comp-c": comp("c")},
+            "deploymentSpec": {
+                "executors": {
+                    "exec-p1": {"container": {"image": "python:3.11"}},
+                    "exec-p2": {"container": {"image": image}},
+                    "exec-c": {"container": {"image": "python:3.11"}},
+                }
+            },
+            "root": {
+                "dag": {
+                    "tasks": {
+                        "p1": {"componentRef": {"name": "comp-p1"}},
+                        "p2": {"componentRef": {"name": "comp-p2"}},
+                        "c": {
+                            "componentRef": {"name": "comp-c"},
+                            "inputs": {
+                                "parameters": {
+                                    "x": {
+                                        "taskOutputParameter": {
+                                            "producerTask": "p1",
+                                            "outputParameterKey": "Output",
+                                        }
+                                    }
+                                },
+                                "artifacts": {"x": {"taskOutputArtifact": out}},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+
+    step = StepIdentity(
+        "c", "comp-c", "exec-c", TRAIN_SA, "declared", unescaped_payload_inputs=("x",)
+    )
+    (one,) = payload_provenance(ir("python:3.11"), [step], parameter_values={})
+    (two,) = payload_provenance(ir("evil:1"), [step], parameter_values={})
+    assert "task 'p1'" in one.payload_input_origins[0][1]
+    assert "task 'p2'" in one.payload_input_origins[0][1]
+    assert one.upstream_digest != two.upstream_digest
