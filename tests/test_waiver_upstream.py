@@ -348,6 +348,13 @@ def test_what_does_not_feed_the_values_keeps_the_digest(tmp_path: Path) -> None:
 
     other = _pasting(path, project="zt-other", defaults=JobFields(persistent_resource_id="warm"))
     assert other.upstream_digest == base.upstream_digest
+    elsewhere = JobFields(
+        machine_type="n1-highmem-8",
+        network="projects/123/global/networks/ml",
+        labels={"team": "ml"},
+        enable_web_access=False,
+    )
+    assert _pasting(path, project=P, defaults=elsewhere).upstream_digest == base.upstream_digest
     # rewriting the rewritten pipeline (what `rewrite` writes) reports the same
     result = rewrite_pipeline(str(path), project=P)
     again = rewrite_pipeline((result.spec, result.platform_docs), project=P)
