@@ -138,3 +138,23 @@ def test_a_mistyped_key_in_a_file_suggests_the_nearest_one(
     with pytest.raises(error) as info:
         load(path)
     assert suggestion in str(info.value), str(info.value)
+
+
+def test_help_shows_every_job_field_of_the_decorator_and_the_task_form() -> None:
+    """`help(zt.step)` / IDE tooltips list every keyword (not `**job`), while a misspelt one
+    still gets "did you mean"."""
+    import dataclasses
+    import inspect
+
+    from zt_pipelines.model import JobFields
+
+    job = {f.name for f in dataclasses.fields(JobFields)}
+    for function in (zt.step, zt.step.on):
+        parameters = inspect.signature(function).parameters
+        assert job | {"needs", "service_account"} <= set(parameters), function
+        assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    page = (Path(__file__).resolve().parent.parent / "docs" / "declarations.md").read_text()
+    table = page.split("Keyword arguments (all optional):", 1)[1].split("\n\n", 2)[1]
+    assert all(f"`{name}`" in table for name in job), "docs/declarations.md's table"
+    with pytest.raises(DeclarationError, match="did you mean 'reach'"):
+        zt.step(SA, reahc=["storage.googleapis.com"])

@@ -776,3 +776,18 @@ def test_an_identity_whose_sets_cannot_be_placed_is_not_complete(emulator: Emula
     snap = fetch(emulator)
     assert sa_member(TRAIN) not in snap.complete_bindings_for
     assert sa_member(PIPE) not in snap.complete_bindings_for
+
+
+def test_a_warm_check_asks_for_the_principal_sets_in_its_first_wave(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """With the hierarchy in the cache, the principal sets that contain the identities are
+    searched with them in one query of the first wave — not in a round after every other
+    read — and completeness is still judged on the fresh hierarchy."""
+    first = fetch(emulator, tmp_path)
+    emulator.clear_log()
+    again = fetch(emulator, tmp_path)
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 1
+    assert again.complete_bindings_for == first.complete_bindings_for
+    assert again.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
+    assert again.nodes == first.nodes

@@ -606,6 +606,7 @@ def usage(
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    _inherited_configs(factory, retry, configs, notes)
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
@@ -675,6 +676,72 @@ def usage(
 LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
 
 
+def _ancestry(crm: Any, project: str) -> list[str] | None:
+    """``folders/F`` ... ``organizations/O`` above ``project``, nearest first (``None``: a read
+    failed)."""
+    from zt_pipelines.errors import ApiError
+
+    chain: list[str] = []
+    try:
+        parent = crm.get_project(project).parent
+        while parent and len(chain) < 32:
+            short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+            chain.append(short)
+            if not short.startswith("folders/"):
+                break
+            parent = crm.get_folder(short.removeprefix("folders/")).parent
+    except ApiError:
+        return None
+    return chain
+
+
+def _inherited_configs(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    configs: dict[str, dict[str, set[str]] | None],
+    notes: list[str],
+) -> None:
+    """Add to each project's ``auditConfigs`` those of its folders and organisation (they are
+    inherited). A read that fails only hides logs turned on there (ZT633 may then warn about
+    logs that are on: said in a note), so it is not a failed verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+
+    crm = ResourceManagerAdapter(factory, retry)
+    logs = AuditLogsAdapter(factory, retry)
+    read = sorted(p for p, c in configs.items() if c is not None)
+
+    def of(name: str) -> dict[str, set[str]] | None:
+        try:
+            return logs.audit_configs_of(name)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(read, pool.map(lambda p: _ancestry(crm, p), read), strict=True))
+        above = sorted({a for chain in chains.values() for a in chain or ()})
+        found = dict(zip(above, pool.map(of, above), strict=True))
+    unread = sorted(
+        {p for p, c in chains.items() if c is None} | {a for a, c in found.items() if c is None}
+    )
+    for project, chain in chains.items():
+        mine = configs[project]
+        assert mine is not None
+        for ancestor in chain or ():
+            for service, types in (found.get(ancestor) or {}).items():
+                mine.setdefault(service, set()).update(types)
+    if unread:
+        notes.append(
+            "the audit configuration inherited by "
+            + ", ".join(unread)
+            + " could not be read: Data Access logs turned on above a project are not seen "
+            "there (ZT633 may warn about logs that are on)"
+        )
+
+
 def _view_coverage(
     factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
 ) -> tuple[set[str], dict[str, str]]:
@@ -700,18 +767,7 @@ def _view_coverage(
         return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
 
     def ancestry(project: str) -> list[str] | None:
-        chain: list[str] = []
-        try:
-            parent = crm.get_project(project).parent
-            while parent and len(chain) < 32:
-                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
-                chain.append(short)
-                if not short.startswith("folders/"):
-                    break
-                parent = crm.get_folder(short.removeprefix("folders/")).parent
-        except ApiError:
-            return None
-        return chain
+        return _ancestry(crm, project)
 
     def sinks_of(parent: str) -> Any:
         try:
@@ -928,10 +984,7 @@ def monitor_once(
     schedules: list[ScheduleSummary] = []
     say(f"listing pipeline jobs and schedules in {project}/{location}")
     try:
-        jobs = [
-            JobSummary(str(j.name), str(getattr(j.state, "name", j.state)), dict(j.labels))
-            for j in adapter.list_pipeline_jobs(project, location)
-        ]
+        jobs = [job_summary(j) for j in adapter.list_pipeline_jobs(project, location)]
         schedules = [schedule_summary(s) for s in adapter.list_schedules(project, location)]
     except ApiError as exc:
         findings.append(
@@ -1002,6 +1055,43 @@ def monitor_once(
         ),
     )
     return report, results
+
+
+def job_summary(job: Any) -> Any:
+    """A listed pipeline job (``aiplatform_v1.PipelineJob``) as the shadow check reads it: its
+    labels, schedule, the sha256 of the spec it holds, its run-as account and runtime-config
+    parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
+    from google.protobuf import json_format
+
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
+    from zt_pipelines.monitor.shadow import JobSummary
+
+    raw = type(job).pb(job)
+    labels = dict(job.labels)
+    digest: str | None = None
+    runtime: dict[str, str] | None = None
+    if raw.HasField("pipeline_spec"):
+        try:
+            digest = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
+            runtime = runtime_parts(
+                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+                labels=labels,
+                network=str(job.network),
+                reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+                kms_key=str(job.encryption_spec.kms_key_name),
+                request=request_fields(raw),
+            )
+        except Exception:  # a spec that cannot be hashed matches no approval (ZT640)
+            digest, runtime = None, None
+    return JobSummary(
+        str(job.name),
+        str(getattr(job.state, "name", job.state)),
+        labels,
+        schedule=str(job.schedule_name),
+        spec_sha256=digest,
+        service_account=str(job.service_account),
+        runtime=runtime,
+    )
 
 
 def schedule_summary(schedule: Any) -> Any:
