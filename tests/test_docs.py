@@ -636,3 +636,17 @@ def test_the_threat_models_limits_table_is_the_loaders_limits() -> None:
         assert shown == (limits.max_bytes, limits.max_depth, limits.max_nodes), label
     digits = {limits.max_int_digits for limits in LIMITS.values()}
     assert f"at most {digits.pop()} digits everywhere" in section and not digits
+
+
+def test_findings_intro_names_the_default_non_errors_and_the_unrelaxable_codes() -> None:
+    """The opening of docs/findings.md restates the defaults: it must name exactly the codes
+    that are not errors by default, the codes no policy can relax and the step-waiver-only one."""
+    import re
+
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, STEP_WAIVER_ONLY, UNRELAXABLE
+
+    page = (ROOT / "docs" / "findings.md").read_text()
+    intro = page.split("Severities:", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"ZT\d{3}", intro))
+    lenient = {c for c, s in DEFAULT_SEVERITIES.items() if s.value != "error"}
+    assert named == lenient | set(UNRELAXABLE) | set(STEP_WAIVER_ONLY), sorted(named)
