@@ -299,9 +299,15 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
             _fail(error, f"more than {limits.max_nodes} values", where)
         if isinstance(node, dict):
             children: Iterable[Any] = node.values()
+            for key in node:
+                if type(key) is str and _SURROGATE.search(key):
+                    _fail(error, f"the key {_shown(key)} is not valid Unicode text", where)
         elif isinstance(node, list):
             children = node
         else:
+            if type(node) is str and _SURROGATE.search(node):
+                # a lone UTF-16 surrogate (JSON "\ud800", a Python string): no API can send it
+                _fail(error, f"the text {_shown(node)} is not valid Unicode text", where)
             if type(node) is int and node.bit_length() > limits.max_int_digits * 3.33:
                 _fail(error, f"an integer longer than {limits.max_int_digits} digits", where)
             if type(node) is float and not math.isfinite(node):
@@ -310,6 +316,15 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
         if depth > limits.max_depth:
             _fail(error, f"nested deeper than {limits.max_depth} levels", where)
         stack.extend((child, depth + 1) for child in children)
+
+
+#: lone UTF-16 surrogates: JSON escapes and Python strings can hold them, UTF-8 cannot
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(text: str) -> str:
+    """``text`` as a short, printable literal for an error message."""
+    return ascii(text[:40] + ("…" if len(text) > 40 else ""))
 
 
 def _check_size(
