@@ -15,9 +15,9 @@ import functools
 import gc
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from itertools import repeat
-from operator import add, truediv
-from typing import Any
+from itertools import chain, repeat
+from operator import add, attrgetter, truediv
+from typing import Any, TypeVar
 
 from google.cloud.audit import audit_log_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -30,6 +30,7 @@ DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
 #: principals per query: keeps the filter well under Logging's 20,000-character limit
 PRINCIPALS_PER_QUERY = 50
 _parse = audit_log_pb2.AuditLog.FromString
+T = TypeVar("T")
 
 
 def _stamp(moment: datetime) -> str:
@@ -115,7 +116,7 @@ _COLUMNS: dict[str, _Shape] = {
         ("method_name", 8, _TEXT, _MANY, ""),
         ("authorization_info", 9, _MSG, _ONE, "CAuthorization"),
     ],
-    "CPayload": [("value", 2, _MSG, _ONE, "CAuditLog")],
+    "CPayload": [("type_url", 1, _TEXT, _MANY, ""), ("value", 2, _MSG, _ONE, "CAuditLog")],
     "CTimestamp": [("seconds", 1, _I64, _MANY, ""), ("nanos", 2, _I32, _MANY, "")],
     "CLogEntry": [
         ("proto_payload", 2, _MSG, _ONE, "CPayload"),
@@ -216,25 +217,34 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     structure = _StructurePage.FromString(data)
     count = len(structure.entries)
     structure.DiscardUnknownFields()
-    if structure != _expected_structure(count):
-        return None
     entries = page.entries
+    checks_per_entry: list[int] | None = None  # one each
+    if structure != _expected_structure(count):
+        # entries with several authorization checks (BigQuery's jobs, ...): counted one by
+        # one (still no Python object per field); an entry with none is read entry by entry
+        checks_per_entry = list(map(len, map(_checks_of, structure.entries)))
+        types = entries.proto_payload.type_url
+        if 0 in checks_per_entry or len(types) != count:
+            return None
+        if not all(url.endswith(_AUDIT_LOG) for url in set(types)):
+            return None
     audit = entries.proto_payload.value
     checks = audit.authorization_info
     stamps = entries.timestamp
     who = audit.authentication_info
-    columns = (
+    per_entry = (
         stamps.seconds,
         stamps.nanos,  # absent when 0 (proto3): such a page is read entry by entry
         who.principal_email,
-        checks.permission,
-        checks.resource,
         audit.method_name,
-        checks.granted,
         entries.insert_id,
         entries.log_name,
     )
-    if any(len(column) != count for column in columns):
+    total = count if checks_per_entry is None else sum(checks_per_entry)
+    per_check = (checks.permission, checks.resource, checks.granted)
+    if any(len(column) != count for column in per_entry):
+        return None
+    if any(len(column) != total for column in per_check):
         return None
     resources = list(checks.resource)
     if "" in resources:  # an empty check resource means the entry's resourceName
@@ -242,18 +252,36 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     page.DiscardUnknownFields()  # the fields not read: the comparison below is of principals
     principals: Sequence[str] = who.principal_email
     if count and who == _one_principal(principals[0], count):
-        principals = [principals[0]] * count  # one identity: one string, not one per entry
-    # the fields only findings read stay in the parsed page until one does
+        principals = [principals[0]] * total  # one identity: one string, not one per entry
+    elif checks_per_entry is not None:
+        principals = _each(principals, checks_per_entry)
+    times = list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9))))
+    if checks_per_entry is None:
+        # the fields only findings read stay in the parsed page until one does
+        methods, insert_ids, log_names = audit.method_name, entries.insert_id, entries.log_name
+    else:  # an entry's fields once for each of its checks
+        times = _each(times, checks_per_entry)
+        methods = _each(audit.method_name, checks_per_entry)
+        insert_ids = _each(entries.insert_id, checks_per_entry)
+        log_names = _each(entries.log_name, checks_per_entry)
     return AccessBatch(
-        list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9)))),
+        times,
         principals,
         list(checks.permission),
         resources,
-        audit.method_name,
+        methods,
         checks.granted,
-        entries.insert_id,
-        entries.log_name,
+        insert_ids,
+        log_names,
     )
+
+
+_checks_of = attrgetter("proto_payload.value.authorization_info")
+
+
+def _each(column: Iterable[T], times: Iterable[int]) -> list[T]:
+    """Each value of ``column`` as many times as ``times`` says, in order."""
+    return list(chain.from_iterable(map(repeat, column, times)))
 
 
 def lite_accesses_of(entry: Any, out: list[Access]) -> list[Access]:
