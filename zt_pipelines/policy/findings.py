@@ -106,7 +106,7 @@ def build_report(
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context, grouped)
+    raw += _scope_findings(requirements, steps, evaluator, context, grouped, now=now)
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
@@ -707,6 +707,8 @@ def _scope_findings(
     ev: Evaluator,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    *,
+    now: datetime,
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
@@ -714,7 +716,7 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
-        for g in broad_grants(ev, principal, needed.get(principal, [])):
+        for g in broad_grants(ev, principal, needed.get(principal, []), now):
             perms = ", ".join(g.permissions[:_MAX_LISTED]) + (
                 " …" if len(g.permissions) > _MAX_LISTED else ""
             )
@@ -726,13 +728,13 @@ def _scope_findings(
             if g.kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on everything "
+                    f"{g.role} on {_uri(g.node)} {g.gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on every object "
+                    f"{g.role} on {_uri(g.node)} {g.gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
@@ -751,7 +753,7 @@ def _scope_findings(
                     principal,
                     g.node,
                     g.permissions[0] if len(g.permissions) == 1 else None,
-                    (Evidence("binding", g.node, g.role, g.member), *scopes),
+                    (Evidence("binding", g.node, g.role, g.member, g.condition), *scopes),
                 )
             )
     return out
