@@ -563,9 +563,27 @@ def parse_text(
     return parse_yaml(text, where=where, kind=kind, error=error)
 
 
+_PYTHON_FIX = {
+    "manifest": "write the declarations as YAML keyed by task (docs/declarations.md), or "
+    "declare them in the pipeline's Python with @zt.step / zt.step.on",
+    "policy": "write the rules in zt-policy.yaml (docs/policy-file.md)",
+    "snapshot": "take a snapshot with `zt-pipelines snapshot` (docs/snapshot.md)",
+}
+
+
 def load_file(path: str | os.PathLike[str], *, kind: str, error: type[InputError]) -> list[Any]:
-    """Read and parse a file: ``.json``/``.json.gz`` as JSON, anything else as YAML/JSON."""
+    """Read and parse a file: ``.json``/``.json.gz`` as JSON, anything else as YAML/JSON.
+
+    Raises:
+        error: unreadable, too large, malformed, or Python source (named, with the fix).
+    """
     name = Path(path).name.removesuffix(".gz")
+    if name.endswith(".py"):  # a YAML error about line 6 of a script helps nobody
+        raise error(
+            f"this is Python source, not a {kind} file (YAML or JSON)",
+            where=str(path),
+            fix=_PYTHON_FIX.get(kind, f"pass the {kind} file itself"),
+        )
     text = read_text(path, kind=kind, error=error)
     fmt = "json" if name.endswith(".json") else "auto"
     return parse_text(text, where=str(path), kind=kind, error=error, fmt=fmt)
