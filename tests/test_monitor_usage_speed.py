@@ -130,14 +130,31 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 def test_every_other_page_shape_reads_as_the_official_parse() -> None:
-    """One odd entry among common ones: the page is read entry by entry, never misaligned."""
+    """One odd entry among common ones: the page is read entry by entry (or, for several
+    checks in an entry, column-wise with that entry's fields repeated), never misaligned."""
     for name, odd in SHAPES.items():
         entries = [_entry(insert_id=f"a{i}") for i in range(3)]
         entries.insert(1, _entry(**{"insert_id": "odd", **odd}))
         data = _page(entries)
         out, _token = _read(data)
         assert list(out) == _official(data), name
-        assert not any(isinstance(p, AccessBatch) for p in out.parts()), name
+        column_wise = any(isinstance(p, AccessBatch) for p in out.parts())
+        assert column_wise is (name == "two authorization checks"), name
+
+
+def test_entries_with_several_checks_are_read_column_wise() -> None:
+    entries = [
+        _entry(
+            principal=SA if i % 3 else OTHER_SA,
+            checks=tuple((f"r{i}/{j}", f"p.q.{j}", True) for j in range(1 + i % 3)),
+            insert_id=f"i{i}",
+        )
+        for i in range(30)
+    ]
+    data = _page(entries)
+    out, _token = _read(data)
+    assert [type(p) for p in out.parts()] == [AccessBatch]
+    assert list(out) == _official(data) and len(out) == 60
 
 
 def test_a_page_with_no_check_and_two_checks_is_not_misaligned() -> None:

@@ -19,7 +19,7 @@ from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
-from zt_pipelines.monitor.runs import RunVerdict, evaluate_run
+from zt_pipelines.monitor.runs import RunVerdict, approving, evaluate_run
 
 POST_RUN_ACTION = "verify-run"
 
@@ -64,7 +64,29 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
         problem = malformed(record)
         if problem:  # chained but not what a writer writes: no approval in it is trusted
             return [], f"record seq {record.get('seq', '?')} is malformed ({problem})"
-    return records, ""
+    return _without_void(records), ""
+
+
+def _without_void(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the approvals a later ``send-failed`` record voids (same job id, project and
+    location): Vertex never confirmed that create, so a job that shows up with that id is not
+    the approved run — it is judged as a shadow."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        action = str(record.get("action", ""))
+        if action.removeprefix("cli-") == "send-failed":
+            key = (record.get("job_id"), record.get("project"), record.get("location"))
+            out = [
+                r
+                for r in out
+                if not (
+                    approving(r)
+                    and r.get("job_id")
+                    and (r.get("job_id"), r.get("project"), r.get("location")) == key
+                )
+            ]
+        out.append(record)
+    return out
 
 
 def malformed(record: Any) -> str:

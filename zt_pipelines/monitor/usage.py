@@ -294,11 +294,18 @@ def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, 
             if len(permissions) == 1
             else list(compress(batch.resource, map(permission.__eq__, batch.permission)))
         )
+        # every string between the least and the greatest starts with what both start with
+        low, high = min(resources), max(resources)
         for rules in inside:
             covered: list[bool] | None = None
             for is_prefix, name, other, key in rules.get(permission, ()):
+                head = name if is_prefix else other
+                if low.startswith(head) and high.startswith(head):
+                    keys.add(key)  # the row loop's test holds for every access
+                    covered = [True]
+                    continue
                 # the row loop's test, one column at a time
-                hits = list(map(str.startswith, resources, repeat(name if is_prefix else other)))
+                hits = list(map(str.startswith, resources, repeat(head)))
                 if is_prefix:
                     if permission == _LIST:
                         hits = list(map(or_, hits, map(other.__eq__, resources)))
@@ -306,7 +313,8 @@ def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, 
                     hits = list(map(or_, hits, map(name.__eq__, resources)))
                 if any(hits):
                     keys.add(key)
-                covered = hits if covered is None else list(map(or_, covered, hits))
+                if covered != [True]:
+                    covered = hits if covered is None else list(map(or_, covered, hits))
             if covered is None or not all(covered):
                 return False  # an undeclared access: a finding
     used.update(keys)
