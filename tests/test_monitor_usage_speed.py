@@ -378,3 +378,26 @@ def test_a_batch_partly_inside_another_window_is_decided_row_by_row() -> None:
     assert '"ZT630"' not in report and proposal["t1"]["needs"] == {
         "gs://raw": ["storage.objects.get"]
     }
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_rows(), max_size=4), st.lists(st.booleans(), max_size=4))
+def test_where_filters_as_the_rows_and_keeps_batches_column_wise(
+    batches: list[list[Access]], as_rows: list[bool]
+) -> None:
+    accesses = Accesses()
+    for i, rows in enumerate(batches):
+        if i < len(as_rows) and as_rows[i]:
+            accesses.extend(rows)
+        else:
+            accesses.add(_batch(rows))
+
+    def keep(principal: str, ts: float) -> bool:
+        return principal != OTHER_SA or ts > T0 + 30
+
+    kept = accesses.where(keep, "principal", "ts")
+    assert list(kept) == [a for a in accesses if keep(a.principal, a.ts)]
+    batches_in = sum(
+        isinstance(p, AccessBatch) and any(map(keep, p.principal, p.ts)) for p in accesses.parts()
+    )
+    assert sum(isinstance(p, AccessBatch) for p in kept.parts()) == batches_in

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -591,18 +591,18 @@ def usage(
     notes: list[str] = []
     if logs_from is not None:
         in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
-        viewed: Sequence[Any] = []
+        viewed = Accesses()
         if identities:
             try:
                 viewed = logs.accesses(project, identities, start, now, view=logs_from)
             except ApiError as exc:
                 unreadable.append(f"the log view {logs_from} ({exc.message})")
-                in_view, viewed = set(), []
+                in_view, viewed = set(), Accesses()
                 why_not = dict.fromkeys(direct, "the view could not be read")
         direct = [p for p in direct if p not in in_view]
         # a project read directly too: its entries come from there (never counted twice)
         skip = tuple(f"projects/{p}/" for p in direct)
-        accesses.extend(a for a in viewed if not a.log_name.startswith(skip))
+        accesses.extend(viewed.where(lambda name: not name.startswith(skip), "log_name"))
         notes.append(
             f"Cloud Audit Logs read from the log view {logs_from}: every project it holds, "
             f"{len(in_view)} of the {len(projects)} the approvals name proven routed into it"
@@ -632,12 +632,13 @@ def usage(
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
-        accesses = Accesses(
-            a
-            for a in accesses
-            if a.principal.lower() not in spans
-            or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
-        )
+
+        def not_the_jobs_own(principal: str, ts: float) -> bool:
+            return principal.lower() not in spans or not any(
+                start <= ts <= end for start, end in spans[principal.lower()]
+            )
+
+        accesses = accesses.where(not_the_jobs_own, "principal", "ts")
         notes.append(
             "launched-job identities ("
             + ", ".join(sorted(spans))

@@ -167,6 +167,24 @@ class Accesses(Sequence[Access]):
             self._parts.append(rows)
             self._count += len(rows)
 
+    def where(self, keep: Callable[..., bool], *fields: str) -> Accesses:
+        """The accesses for which ``keep(*values of fields)`` is true, in order (batches stay
+        column-wise: ``keep`` is mapped over their columns)."""
+        if not fields or any(f not in Access._fields for f in fields):
+            raise ValueError(f"fields must name Access fields: {fields!r}")
+        out = Accesses()
+        for part in self._parts:
+            if isinstance(part, AccessBatch):
+                flags = list(map(keep, *(getattr(part, f) for f in fields)))
+                if all(flags):
+                    out.add(part)
+                elif any(flags):
+                    columns = (list(compress(getattr(part, f), flags)) for f in Access._fields)
+                    out.add(AccessBatch(*columns))
+            else:
+                out.extend(a for a in part if keep(*(getattr(a, f) for f in fields)))
+        return out
+
     def parts(self) -> tuple[AccessBatch | list[Access], ...]:
         """The batches and lists of single accesses, in order."""
         return tuple(self._parts)
