@@ -572,3 +572,81 @@ def test_concepts_page_lists_exactly_the_drop_in_extras() -> None:
     extras = {n for n, p in ours.items() if n not in base}
     assert documented == extras
     assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY for n in extras)
+
+
+def test_docs_never_tell_to_install_from_an_index_the_package_is_not_on() -> None:
+    """zt-pipelines is not published: install from a checkout, never `pip install zt-pipelines`."""
+    import re
+
+    wrong = [
+        f"{page.name}: {line.strip()}"
+        for page in _doc_pages()
+        for line in page.read_text().splitlines()
+        if re.search(r"pip install\s+['\"]?zt[-_]pipelines\b(?!\S*[/@])", line)
+    ]
+    assert not wrong, wrong
+
+
+def test_every_snapshot_and_policy_key_the_schemas_allow_is_documented() -> None:
+    """docs/snapshot.md's top-level table is exactly the snapshot schema's keys; every key of the
+    policy schema (top level and each section's) appears in docs/policy-file.md."""
+    import json
+    import re
+
+    schemas = ROOT / "zt_pipelines" / "schemas"
+    snapshot = json.loads((schemas / "snapshot.schema.json").read_text())
+    page = (ROOT / "docs" / "snapshot.md").read_text()
+    table = page.split("## Top level", 1)[1].split("\n\n", 2)[1]
+    assert set(re.findall(r"^\| `(\w+)`", table, re.M)) == set(snapshot["properties"])
+    policy = json.loads((schemas / "policy.schema.json").read_text())
+    page = (ROOT / "docs" / "policy-file.md").read_text()
+    missing = [
+        f"{top}.{key}" if key else top
+        for top, spec in policy["properties"].items()
+        for key in ["", *((spec.get("properties") or {}) if isinstance(spec, dict) else {})]
+        if not re.search(rf"\b{key or top}\b", page)
+    ]
+    assert not missing, missing
+
+
+def test_the_threat_models_limits_table_is_the_loaders_limits() -> None:
+    """docs/threat-model.md's "Limits" table (size, depth, values per file kind) and its
+    integer-digits sentence state exactly `zt_pipelines.loaders.LIMITS`."""
+    import re
+
+    from zt_pipelines.loaders import LIMITS
+
+    page = (ROOT / "docs" / "threat-model.md").read_text()
+    section = page.split("### Limits", 1)[1].split("\n#", 1)[0]
+    kinds = {
+        "template": "template",
+        "manifest": "manifest",
+        "policy file (YAML/JSON)": "policy",
+        "`pyproject.toml`": "pyproject",
+        "snapshot (decompressed)": "snapshot",
+        "role catalogue (decompressed)": "catalogue",
+        "one audit line": "audit line",
+        "one `--param` value": "param",
+    }
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) MiB \| (\d+) \| ([\d,]+) \|$", section, re.M)
+    assert {kinds[r[0]] for r in rows} == set(LIMITS), rows
+    for label, mib, depth, values in rows:
+        limits = LIMITS[kinds[label]]
+        shown = (int(mib) * 2**20, int(depth), int(values.replace(",", "")))
+        assert shown == (limits.max_bytes, limits.max_depth, limits.max_nodes), label
+    digits = {limits.max_int_digits for limits in LIMITS.values()}
+    assert f"at most {digits.pop()} digits everywhere" in section and not digits
+
+
+def test_findings_intro_names_the_default_non_errors_and_the_unrelaxable_codes() -> None:
+    """The opening of docs/findings.md restates the defaults: it must name exactly the codes
+    that are not errors by default, the codes no policy can relax and the step-waiver-only one."""
+    import re
+
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, STEP_WAIVER_ONLY, UNRELAXABLE
+
+    page = (ROOT / "docs" / "findings.md").read_text()
+    intro = page.split("Severities:", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"ZT\d{3}", intro))
+    lenient = {c for c, s in DEFAULT_SEVERITIES.items() if s.value != "error"}
+    assert named == lenient | set(UNRELAXABLE) | set(STEP_WAIVER_ONLY), sorted(named)

@@ -241,3 +241,42 @@ def test_submit_prints_only_the_report_on_stdout(emulator: Emulator, tmp_path: P
     assert run.returncode == 0, run.stderr[-800:]
     assert json.loads(run.stdout)["allowed"] is True
     assert "Creating PipelineJob" in run.stderr and "submitted projects/" in run.stderr
+
+
+def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The issue's "progress on live check, plan, apply": stderr on a terminal gets a progress
+    bar while IAM state is read; a pipe (CI logs) gets none."""
+    import pty
+
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(
+        os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE, TERM="xterm"
+    )
+    argv = [sys.executable, "-m", "zt_pipelines"]
+    for verb in ("check", "plan"):
+        args = [verb, template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+        emulator.latency_ms = 20  # long enough for the bar to be drawn
+        try:
+            main, follower = pty.openpty()
+            proc = subprocess.Popen(
+                [*argv, *args], stdout=subprocess.PIPE, stderr=follower, env=env
+            )
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(main, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            os.close(main)
+            proc.communicate(timeout=300)
+            assert "reading IAM state" in b"".join(chunks).decode(errors="replace"), verb
+            piped = subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
+            assert "reading IAM state" not in piped.stderr, verb
+        finally:
+            emulator.latency_ms = 0

@@ -130,14 +130,31 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 def test_every_other_page_shape_reads_as_the_official_parse() -> None:
-    """One odd entry among common ones: the page is read entry by entry, never misaligned."""
+    """One odd entry among common ones: the page is read entry by entry (or, for several
+    checks in an entry, column-wise with that entry's fields repeated), never misaligned."""
     for name, odd in SHAPES.items():
         entries = [_entry(insert_id=f"a{i}") for i in range(3)]
         entries.insert(1, _entry(**{"insert_id": "odd", **odd}))
         data = _page(entries)
         out, _token = _read(data)
         assert list(out) == _official(data), name
-        assert not any(isinstance(p, AccessBatch) for p in out.parts()), name
+        column_wise = any(isinstance(p, AccessBatch) for p in out.parts())
+        assert column_wise is (name == "two authorization checks"), name
+
+
+def test_entries_with_several_checks_are_read_column_wise() -> None:
+    entries = [
+        _entry(
+            principal=SA if i % 3 else OTHER_SA,
+            checks=tuple((f"r{i}/{j}", f"p.q.{j}", True) for j in range(1 + i % 3)),
+            insert_id=f"i{i}",
+        )
+        for i in range(30)
+    ]
+    data = _page(entries)
+    out, _token = _read(data)
+    assert [type(p) for p in out.parts()] == [AccessBatch]
+    assert list(out) == _official(data) and len(out) == 60
 
 
 def test_a_page_with_no_check_and_two_checks_is_not_misaligned() -> None:
@@ -361,3 +378,26 @@ def test_a_batch_partly_inside_another_window_is_decided_row_by_row() -> None:
     assert '"ZT630"' not in report and proposal["t1"]["needs"] == {
         "gs://raw": ["storage.objects.get"]
     }
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_rows(), max_size=4), st.lists(st.booleans(), max_size=4))
+def test_where_filters_as_the_rows_and_keeps_batches_column_wise(
+    batches: list[list[Access]], as_rows: list[bool]
+) -> None:
+    accesses = Accesses()
+    for i, rows in enumerate(batches):
+        if i < len(as_rows) and as_rows[i]:
+            accesses.extend(rows)
+        else:
+            accesses.add(_batch(rows))
+
+    def keep(principal: str, ts: float) -> bool:
+        return principal != OTHER_SA or ts > T0 + 30
+
+    kept = accesses.where(keep, "principal", "ts")
+    assert list(kept) == [a for a in accesses if keep(a.principal, a.ts)]
+    batches_in = sum(
+        isinstance(p, AccessBatch) and any(map(keep, p.principal, p.ts)) for p in accesses.parts()
+    )
+    assert sum(isinstance(p, AccessBatch) for p in kept.parts()) == batches_in

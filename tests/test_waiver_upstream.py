@@ -348,6 +348,13 @@ def test_what_does_not_feed_the_values_keeps_the_digest(tmp_path: Path) -> None:
 
     other = _pasting(path, project="zt-other", defaults=JobFields(persistent_resource_id="warm"))
     assert other.upstream_digest == base.upstream_digest
+    elsewhere = JobFields(
+        machine_type="n1-highmem-8",
+        network="projects/123/global/networks/ml",
+        labels={"team": "ml"},
+        enable_web_access=False,
+    )
+    assert _pasting(path, project=P, defaults=elsewhere).upstream_digest == base.upstream_digest
     # rewriting the rewritten pipeline (what `rewrite` writes) reports the same
     result = rewrite_pipeline(str(path), project=P)
     again = rewrite_pipeline((result.spec, result.platform_docs), project=P)
@@ -660,3 +667,56 @@ def test_hostile_bindings_never_break_the_trace(tmp_path: Path) -> None:
             continue
         reached += any(s.upstream_digest for s in steps)
     assert reached  # mutants get through to the trace
+
+
+def test_a_name_bound_as_parameter_and_artifact_traces_both() -> None:
+    """Never KFP's output, but a hand-edited IR could bind one name twice: both producers are
+    in the digest, whichever Vertex pastes."""
+    from zt_pipelines.spec.provenance import payload_provenance
+
+    def ir(image: str) -> dict[str, Any]:
+        def comp(name: str) -> dict[str, Any]:
+            return {"executorLabel": f"exec-{name}"}
+
+        out = {"producerTask": "p2", "outputArtifactKey": "out"}
+        return {
+            "components": {"comp-p1": comp("p1"), "comp-p2": comp("p2"), "comp-c": comp("c")},
+            "deploymentSpec": {
+                "executors": {
+                    "exec-p1": {"container": {"image": "python:3.11"}},
+                    "exec-p2": {"container": {"image": image}},
+                    "exec-c": {"container": {"image": "python:3.11"}},
+                }
+            },
+            "root": {
+                "dag": {
+                    "tasks": {
+                        "p1": {"componentRef": {"name": "comp-p1"}},
+                        "p2": {"componentRef": {"name": "comp-p2"}},
+                        "c": {
+                            "componentRef": {"name": "comp-c"},
+                            "inputs": {
+                                "parameters": {
+                                    "x": {
+                                        "taskOutputParameter": {
+                                            "producerTask": "p1",
+                                            "outputParameterKey": "Output",
+                                        }
+                                    }
+                                },
+                                "artifacts": {"x": {"taskOutputArtifact": out}},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+
+    step = StepIdentity(
+        "c", "comp-c", "exec-c", TRAIN_SA, "declared", unescaped_payload_inputs=("x",)
+    )
+    (one,) = payload_provenance(ir("python:3.11"), [step], parameter_values={})
+    (two,) = payload_provenance(ir("evil:1"), [step], parameter_values={})
+    assert "task 'p1'" in one.payload_input_origins[0][1]
+    assert "task 'p2'" in one.payload_input_origins[0][1]
+    assert one.upstream_digest != two.upstream_digest

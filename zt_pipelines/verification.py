@@ -102,6 +102,12 @@ def check(
     from zt_pipelines.spec import rewrite_pipeline
 
     defaults = parse_step_defaults(step_defaults)
+    if parameter_values is not None:  # built in Python: bounded and sendable, like a --param
+        from zt_pipelines.loaders import check_plain_data
+
+        check_plain_data(
+            dict(parameter_values), where="parameter_values", kind="param", error=InputError
+        )
 
     _require_location(location)
     _require_submitter(submitter)
@@ -209,7 +215,7 @@ def check_rewritten(
     pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
-    org_policy = load_policy(policy)
+    org_policy = resolve_policy(policy)
     requirements = derive_requirements(
         result,
         project=project,
@@ -413,6 +419,19 @@ def _require_location(location: str) -> None:
             where="location",
             fix="e.g. us-central1 or europe-west4",
         )
+
+
+def resolve_policy(policy: str | Path | dict[str, Any] | OrgPolicy | None) -> OrgPolicy:
+    """The organisation policy a check applies: ``policy``, else the file ``$ZT_POLICY`` names
+    (the same environment the CLI reads, so a notebook, a script, the drop-in job and the CLI
+    apply the same rules), else the strict defaults.
+
+    Raises:
+        PolicyFileError: the file is unreadable or invalid (naming it and the JSON path).
+    """
+    if policy is None and os.environ.get("ZT_POLICY"):
+        policy = os.environ["ZT_POLICY"]
+    return load_policy(policy)
 
 
 def _require_submitter(submitter: str | None) -> None:

@@ -138,6 +138,7 @@ class World:
         self.run_scripts = RunScripts()
         self.step_runs: list[StepRun] = []
         self.log_store = AuditLogStore()  # Cloud Audit Logs and project auditConfigs
+        self.log_store.ancestors = self._ancestors  # auditConfigs are inherited, as on Google
         # dataset access entries that are not IAM members (views, routines): kept verbatim
         self.dataset_extras: dict[str, list[dict[str, Any]]] = {}
         self._frozen: Snapshot | None = None
@@ -186,6 +187,15 @@ class World:
         return base64.b64encode(b"zt" + serial.to_bytes(6, "big")).decode()
 
     # -- names -------------------------------------------------------------------------------
+
+    def _ancestors(self, project: str) -> list[str]:
+        """``folders/F`` ... ``organizations/O`` above a project, nearest first."""
+        out: list[str] = []
+        node = self.node(f"{CRM}projects/{project}")
+        while node is not None and node.parent and len(out) < 64:
+            out.append(node.parent.removeprefix(CRM))
+            node = self.node(node.parent)
+        return out
 
     def project_id(self, ref: str) -> str | None:
         """The project id for ``ref`` (an id or a number), if the project is known."""

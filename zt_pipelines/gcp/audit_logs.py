@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from itertools import repeat
-from operator import add, truediv
-from typing import Any
+from itertools import chain, repeat
+from operator import add, attrgetter, truediv
+from typing import Any, TypeVar
 
 from google.cloud.audit import audit_log_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -30,6 +30,7 @@ DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
 #: principals per query: keeps the filter well under Logging's 20,000-character limit
 PRINCIPALS_PER_QUERY = 50
 _parse = audit_log_pb2.AuditLog.FromString
+T = TypeVar("T")
 
 
 def _stamp(moment: datetime) -> str:
@@ -125,23 +126,21 @@ _COLUMNS: dict[str, _Shape] = {
     ],
     "CPage": [("entries", 1, _MSG, _ONE, "CLogEntry"), ("next_page_token", 2, _TEXT, _ONE, "")],
 }
-#: The page's structure, entry by entry, without content (unknown fields are discarded): how
-#: many payloads, AuditLogs, timestamps, authentication and authorization records each entry
-#: has. The column view is used only when every entry has exactly one of each (equal to
-#: :func:`_expected_structure`); otherwise values could belong to another entry.
+#: The page's structure, entry by entry, without other content (unknown fields are
+#: discarded): each entry's payload type and how many authorization records its AuditLog has.
+#: The column view is used only when every entry is an AuditLog with exactly one (equal to
+#: :func:`_expected_structure`, compared in C); otherwise a value could belong to another
+#: entry. (Encoders write each non-repeated field at most once and leave out empty ones, so
+#: there equal column lengths mean one value per entry.)
 _STRUCTURE: dict[str, _Shape] = {
     "SNothing": [],
-    "SAuditLog": [
-        ("authentication_info", 3, _MSG, _MANY, "SNothing"),
-        ("authorization_info", 9, _MSG, _MANY, "SNothing"),
-    ],
-    "SPayload": [("value", 2, _MSG, _MANY, "SAuditLog")],
-    "SLogEntry": [
-        ("proto_payload", 2, _MSG, _MANY, "SPayload"),
-        ("timestamp", 9, _MSG, _MANY, "SNothing"),
-    ],
+    "SAuditLog": [("authorization_info", 9, _MSG, _MANY, "SNothing")],
+    "SPayload": [("type_url", 1, _TEXT, _MANY, ""), ("value", 2, _MSG, _ONE, "SAuditLog")],
+    "SLogEntry": [("proto_payload", 2, _MSG, _ONE, "SPayload")],
     "SPage": [("entries", 1, _MSG, _MANY, "SLogEntry")],
 }
+#: the payload type of Cloud Audit Logs entries
+AUDIT_LOG_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
 
 
 def _message_types(*views: dict[str, _Shape]) -> dict[str, Any]:
@@ -162,25 +161,30 @@ def _message_types(*views: dict[str, _Shape]) -> dict[str, Any]:
         name: message_factory.GetMessageClass(
             pool.FindMessageTypeByName(f"zt_pipelines.lite.{name}")
         )
-        for name in ("Page", "CPage", "SPage")
+        for name in ("Page", "CPage", "SPage", "CAuthentication")
     }
 
 
 _TYPES = _message_types(_ENTRIES, _COLUMNS, _STRUCTURE)
 _Page, _ColumnPage, _StructurePage = _TYPES["Page"], _TYPES["CPage"], _TYPES["SPage"]
+_Principals = _TYPES["CAuthentication"]
 
 
 @functools.lru_cache(maxsize=8)
 def _expected_structure(count: int) -> Any:
-    """The structure of a page of ``count`` entries each with one of everything."""
+    """The structure of a page of ``count`` AuditLog entries with one authorization each."""
     page = _StructurePage()
     for _ in range(count):
-        entry = page.entries.add()
-        entry.timestamp.add()
-        audit = entry.proto_payload.add().value.add()
-        audit.authentication_info.add()
-        audit.authorization_info.add()
+        payload = page.entries.add().proto_payload
+        payload.type_url.append(AUDIT_LOG_TYPE)
+        payload.value.authorization_info.add()
     return page
+
+
+@functools.lru_cache(maxsize=64)
+def _one_principal(principal: str, count: int) -> Any:
+    """The principal column of ``count`` entries all by ``principal``."""
+    return _Principals(principal_email=[principal] * count)
 
 
 def read_page(data: bytes, out: Accesses) -> str:
@@ -197,7 +201,7 @@ def read_page(data: bytes, out: Accesses) -> str:
 
 
 def _read_page(data: bytes, columns: Any, out: Accesses) -> None:
-    batch = _column_batch(data, columns.entries)
+    batch = _column_batch(data, columns)
     if batch is not None:
         out.add(batch)
         return
@@ -207,48 +211,77 @@ def _read_page(data: bytes, columns: Any, out: Accesses) -> None:
     out.extend(rows)
 
 
-def _column_batch(data: bytes, entries: Any) -> AccessBatch | None:
+def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     """The page's accesses column-wise (see :data:`_COLUMNS`); ``None`` when the page's
     structure does not allow it."""
     structure = _StructurePage.FromString(data)
     count = len(structure.entries)
     structure.DiscardUnknownFields()
+    entries = page.entries
+    checks_per_entry: list[int] | None = None  # one each
     if structure != _expected_structure(count):
-        return None
-    payload = entries.proto_payload
-    audit = payload.value
+        # entries with several authorization checks (BigQuery's jobs, ...): counted one by
+        # one (still no Python object per field); an entry with none is read entry by entry
+        checks_per_entry = list(map(len, map(_checks_of, structure.entries)))
+        types = entries.proto_payload.type_url
+        if 0 in checks_per_entry or len(types) != count:
+            return None
+        if not all(url.endswith(_AUDIT_LOG) for url in set(types)):
+            return None
+    audit = entries.proto_payload.value
     checks = audit.authorization_info
     stamps = entries.timestamp
-    columns = (
+    who = audit.authentication_info
+    per_entry = (
         stamps.seconds,
         stamps.nanos,  # absent when 0 (proto3): such a page is read entry by entry
-        audit.authentication_info.principal_email,
-        checks.permission,
-        checks.resource,
+        who.principal_email,
         audit.method_name,
-        checks.granted,
         entries.insert_id,
         entries.log_name,
-        payload.type_url,
     )
-    if any(len(column) != count for column in columns):
+    total = count if checks_per_entry is None else sum(checks_per_entry)
+    per_check = (checks.permission, checks.resource, checks.granted)
+    if any(len(column) != count for column in per_entry):
+        return None
+    if any(len(column) != total for column in per_check):
         return None
     resources = list(checks.resource)
     if "" in resources:  # an empty check resource means the entry's resourceName
         return None
-    if not all(url.endswith(_AUDIT_LOG) for url in set(payload.type_url)):
-        return None
-    # the fields only findings read stay in the parsed page until one does
+    page.DiscardUnknownFields()  # the fields not read: the comparison below is of principals
+    principals: Sequence[str] = who.principal_email
+    if count and who == _one_principal(principals[0], count):
+        principals = [principals[0]] * total  # one identity: one string, not one per entry
+    elif checks_per_entry is not None:
+        principals = _each(principals, checks_per_entry)
+    times = list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9))))
+    if checks_per_entry is None:
+        # the fields only findings read stay in the parsed page until one does
+        methods, insert_ids, log_names = audit.method_name, entries.insert_id, entries.log_name
+    else:  # an entry's fields once for each of its checks
+        times = _each(times, checks_per_entry)
+        methods = _each(audit.method_name, checks_per_entry)
+        insert_ids = _each(entries.insert_id, checks_per_entry)
+        log_names = _each(entries.log_name, checks_per_entry)
     return AccessBatch(
-        list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9)))),
-        audit.authentication_info.principal_email,
-        checks.permission,
+        times,
+        principals,
+        list(checks.permission),
         resources,
-        audit.method_name,
+        methods,
         checks.granted,
-        entries.insert_id,
-        entries.log_name,
+        insert_ids,
+        log_names,
     )
+
+
+_checks_of = attrgetter("proto_payload.value.authorization_info")
+
+
+def _each(column: Iterable[T], times: Iterable[int]) -> list[T]:
+    """Each value of ``column`` as many times as ``times`` says, in order."""
+    return list(chain.from_iterable(map(repeat, column, times)))
 
 
 def lite_accesses_of(entry: Any, out: list[Access]) -> list[Access]:
@@ -404,12 +437,21 @@ class AuditLogsAdapter(Adapter):
 
     def audit_configs(self, project: str) -> dict[str, set[str]]:
         """The project's ``auditConfigs``: service (or ``allServices``) → enabled log types."""
-        client = self.factory.projects()
-        request = {"resource": f"projects/{project}", "options": {"requested_policy_version": 3}}
+        return self.audit_configs_of(f"projects/{project}")
+
+    def audit_configs_of(self, name: str) -> dict[str, set[str]]:
+        """The ``auditConfigs`` of ``projects/P``, ``folders/F`` or ``organizations/O``."""
+        kind = name.split("/", 1)[0]
+        client = {
+            "projects": self.factory.projects,
+            "folders": self.factory.folders,
+            "organizations": self.factory.organizations,
+        }[kind]()
+        request = {"resource": name, "options": {"requested_policy_version": 3}}
         policy = self.call(
             lambda: client.get_iam_policy(request=request, **self.gapic_kwargs()),
-            what="projects.getIamPolicy (auditConfigs)",
-            target=f"//cloudresourcemanager.googleapis.com/projects/{project}",
+            what=f"{kind}.getIamPolicy (auditConfigs)",
+            target=f"//cloudresourcemanager.googleapis.com/{name}",
         )
         from google.iam.v1 import policy_pb2
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,7 +19,7 @@ from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
-from zt_pipelines.monitor.runs import RunVerdict, evaluate_run
+from zt_pipelines.monitor.runs import RunVerdict, approving, evaluate_run
 
 POST_RUN_ACTION = "verify-run"
 
@@ -64,7 +64,29 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
         problem = malformed(record)
         if problem:  # chained but not what a writer writes: no approval in it is trusted
             return [], f"record seq {record.get('seq', '?')} is malformed ({problem})"
-    return records, ""
+    return _without_void(records), ""
+
+
+def _without_void(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the approvals a later ``send-failed`` record voids (same job id, project and
+    location): Vertex never confirmed that create, so a job that shows up with that id is not
+    the approved run — it is judged as a shadow."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        action = str(record.get("action", ""))
+        if action.removeprefix("cli-") == "send-failed":
+            key = (record.get("job_id"), record.get("project"), record.get("location"))
+            out = [
+                r
+                for r in out
+                if not (
+                    approving(r)
+                    and r.get("job_id")
+                    and (r.get("job_id"), r.get("project"), r.get("location")) == key
+                )
+            ]
+        out.append(record)
+    return out
 
 
 def malformed(record: Any) -> str:
@@ -569,18 +591,18 @@ def usage(
     notes: list[str] = []
     if logs_from is not None:
         in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
-        viewed: Sequence[Any] = []
+        viewed = Accesses()
         if identities:
             try:
                 viewed = logs.accesses(project, identities, start, now, view=logs_from)
             except ApiError as exc:
                 unreadable.append(f"the log view {logs_from} ({exc.message})")
-                in_view, viewed = set(), []
+                in_view, viewed = set(), Accesses()
                 why_not = dict.fromkeys(direct, "the view could not be read")
         direct = [p for p in direct if p not in in_view]
         # a project read directly too: its entries come from there (never counted twice)
         skip = tuple(f"projects/{p}/" for p in direct)
-        accesses.extend(a for a in viewed if not a.log_name.startswith(skip))
+        accesses.extend(viewed.where(lambda name: not name.startswith(skip), "log_name"))
         notes.append(
             f"Cloud Audit Logs read from the log view {logs_from}: every project it holds, "
             f"{len(in_view)} of the {len(projects)} the approvals name proven routed into it"
@@ -606,15 +628,17 @@ def usage(
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    _inherited_configs(factory, retry, configs, notes)
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
-        accesses = Accesses(
-            a
-            for a in accesses
-            if a.principal.lower() not in spans
-            or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
-        )
+
+        def not_the_jobs_own(principal: str, ts: float) -> bool:
+            return principal.lower() not in spans or not any(
+                start <= ts <= end for start, end in spans[principal.lower()]
+            )
+
+        accesses = accesses.where(not_the_jobs_own, "principal", "ts")
         notes.append(
             "launched-job identities ("
             + ", ".join(sorted(spans))
@@ -675,6 +699,72 @@ def usage(
 LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
 
 
+def _ancestry(crm: Any, project: str) -> list[str] | None:
+    """``folders/F`` ... ``organizations/O`` above ``project``, nearest first (``None``: a read
+    failed)."""
+    from zt_pipelines.errors import ApiError
+
+    chain: list[str] = []
+    try:
+        parent = crm.get_project(project).parent
+        while parent and len(chain) < 32:
+            short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+            chain.append(short)
+            if not short.startswith("folders/"):
+                break
+            parent = crm.get_folder(short.removeprefix("folders/")).parent
+    except ApiError:
+        return None
+    return chain
+
+
+def _inherited_configs(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    configs: dict[str, dict[str, set[str]] | None],
+    notes: list[str],
+) -> None:
+    """Add to each project's ``auditConfigs`` those of its folders and organisation (they are
+    inherited). A read that fails only hides logs turned on there (ZT633 may then warn about
+    logs that are on: said in a note), so it is not a failed verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+
+    crm = ResourceManagerAdapter(factory, retry)
+    logs = AuditLogsAdapter(factory, retry)
+    read = sorted(p for p, c in configs.items() if c is not None)
+
+    def of(name: str) -> dict[str, set[str]] | None:
+        try:
+            return logs.audit_configs_of(name)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(read, pool.map(lambda p: _ancestry(crm, p), read), strict=True))
+        above = sorted({a for chain in chains.values() for a in chain or ()})
+        found = dict(zip(above, pool.map(of, above), strict=True))
+    unread = sorted(
+        {p for p, c in chains.items() if c is None} | {a for a, c in found.items() if c is None}
+    )
+    for project, chain in chains.items():
+        mine = configs[project]
+        assert mine is not None
+        for ancestor in chain or ():
+            for service, types in (found.get(ancestor) or {}).items():
+                mine.setdefault(service, set()).update(types)
+    if unread:
+        notes.append(
+            "the audit configuration inherited by "
+            + ", ".join(unread)
+            + " could not be read: Data Access logs turned on above a project are not seen "
+            "there (ZT633 may warn about logs that are on)"
+        )
+
+
 def _view_coverage(
     factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
 ) -> tuple[set[str], dict[str, str]]:
@@ -700,18 +790,7 @@ def _view_coverage(
         return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
 
     def ancestry(project: str) -> list[str] | None:
-        chain: list[str] = []
-        try:
-            parent = crm.get_project(project).parent
-            while parent and len(chain) < 32:
-                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
-                chain.append(short)
-                if not short.startswith("folders/"):
-                    break
-                parent = crm.get_folder(short.removeprefix("folders/")).parent
-        except ApiError:
-            return None
-        return chain
+        return _ancestry(crm, project)
 
     def sinks_of(parent: str) -> Any:
         try:

@@ -167,6 +167,24 @@ class Accesses(Sequence[Access]):
             self._parts.append(rows)
             self._count += len(rows)
 
+    def where(self, keep: Callable[..., bool], *fields: str) -> Accesses:
+        """The accesses for which ``keep(*values of fields)`` is true, in order (batches stay
+        column-wise: ``keep`` is mapped over their columns)."""
+        if not fields or any(f not in Access._fields for f in fields):
+            raise ValueError(f"fields must name Access fields: {fields!r}")
+        out = Accesses()
+        for part in self._parts:
+            if isinstance(part, AccessBatch):
+                flags = list(map(keep, *(getattr(part, f) for f in fields)))
+                if all(flags):
+                    out.add(part)
+                elif any(flags):
+                    columns = (list(compress(getattr(part, f), flags)) for f in Access._fields)
+                    out.add(AccessBatch(*columns))
+            else:
+                out.extend(a for a in part if keep(*(getattr(a, f) for f in fields)))
+        return out
+
     def parts(self) -> tuple[AccessBatch | list[Access], ...]:
         """The batches and lists of single accesses, in order."""
         return tuple(self._parts)
@@ -294,11 +312,18 @@ def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, 
             if len(permissions) == 1
             else list(compress(batch.resource, map(permission.__eq__, batch.permission)))
         )
+        # every string between the least and the greatest starts with what both start with
+        low, high = min(resources), max(resources)
         for rules in inside:
             covered: list[bool] | None = None
             for is_prefix, name, other, key in rules.get(permission, ()):
+                head = name if is_prefix else other
+                if low.startswith(head) and high.startswith(head):
+                    keys.add(key)  # the row loop's test holds for every access
+                    covered = [True]
+                    continue
                 # the row loop's test, one column at a time
-                hits = list(map(str.startswith, resources, repeat(name if is_prefix else other)))
+                hits = list(map(str.startswith, resources, repeat(head)))
                 if is_prefix:
                     if permission == _LIST:
                         hits = list(map(or_, hits, map(other.__eq__, resources)))
@@ -306,7 +331,8 @@ def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, 
                     hits = list(map(or_, hits, map(name.__eq__, resources)))
                 if any(hits):
                     keys.add(key)
-                covered = hits if covered is None else list(map(or_, covered, hits))
+                if covered != [True]:
+                    covered = hits if covered is None else list(map(or_, covered, hits))
             if covered is None or not all(covered):
                 return False  # an undeclared access: a finding
     used.update(keys)

@@ -136,10 +136,15 @@ class _Tracer:
         direct: bool,
     ) -> tuple[str, Any]:
         inputs = task.get("inputs") or {}
-        for kind in ("parameters", "artifacts"):
-            bindings = inputs.get(kind) or {}
-            if isinstance(bindings, dict) and name in bindings:
-                return self._binding(bindings[name], dag, kind, producers, direct=direct)
+        found = [
+            self._binding(bindings[name], dag, kind, producers, direct=direct)
+            for kind in ("parameters", "artifacts")
+            if isinstance(bindings := inputs.get(kind) or {}, dict) and name in bindings
+        ]
+        if len(found) == 1:
+            return found[0]
+        if found:  # bound as a parameter AND an artifact (never KFP's): both are traced
+            return " and ".join(t for t, _ in found), {"both": [k for _, k in found]}
         definitions = (self._component_of(task).get("inputDefinitions") or {}).get(
             "parameters"
         ) or {}
