@@ -75,16 +75,32 @@ def broad_grants(
 ) -> list[BroadGrant]:
     """Every binding of ``principal`` (named directly or through a group of known membership)
     that serves one of its ``requirements`` from a broader scope than the requirement's."""
+    return [
+        BroadGrant(principal, *found) for found in broad_grant_parts(ev, principal, requirements)
+    ]
+
+
+#: a :class:`BroadGrant`'s fields after ``principal``
+BroadGrantParts = tuple[str, str, str, ScopeKind, tuple[str, ...], tuple[str, ...]]
+
+_YES = Match.YES  # a plain global: Enum attributes go through EnumType.__getattr__ (3.11)
+
+
+def broad_grant_parts(
+    ev: Evaluator, principal: str, requirements: list[Requirement]
+) -> list[BroadGrantParts]:
+    """:func:`broad_grants` as tuples (node, role, member, kind, permissions, narrower): what
+    the report turns into findings at once, without a :class:`BroadGrant` each."""
     if not requirements:
         return []
-    held = [
-        (node, c)
-        for node, c in ev.held_candidates(principal)
-        if c.match.match is Match.YES and c.binding.condition is None
-    ]
+    held = []
+    interest = set()
+    for node, c in ev.held_candidates(principal):
+        if c.match.match is _YES and c.binding.condition is None:
+            held.append((node, c))
+            interest.add(node.name)
     if not held:
         return []
-    interest = {node.name for node, _c in held}
     # node -> (permission -> the requirements below it) it would serve there; only the nodes
     # where the principal holds something are indexed
     below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
@@ -109,48 +125,69 @@ def broad_grants(
                 else:
                     bucket_wide.add(permission)
             elif object_level(name, permission):
-                prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
+                by_perm = prefixed.get(name)
+                if by_perm is None:
+                    prefixed[name] = {permission: {prefix}}
+                elif permission in by_perm:
+                    by_perm[permission].add(prefix)
+                else:
+                    by_perm[permission] = {prefix}
         for above in above_of(name):
             if above in interest:
-                below.setdefault(above, {}).setdefault(permission, set()).add((name, prefix))
-    out: list[BroadGrant] = []
+                served_above = below.get(above)
+                if served_above is None:
+                    below[above] = {permission: {(name, prefix)}}
+                elif permission in served_above:
+                    served_above[permission].add((name, prefix))
+                else:
+                    served_above[permission] = {(name, prefix)}
+    out: list[BroadGrantParts] = []
     for node, c in held:
         perms = c.perms
         if not perms:
             continue
-        served = below.get(node.name)
+        name = node.name
+        served = below.get(name)
         if served:
             # needed at this node itself too: then the scope is right for those permissions
-            broad = sorted(p for p in served if p in perms and p not in at.get(node.name, ()))
+            needed_here = at.get(name, _NOTHING)
+            broad = []
+            for p in served:
+                if p in perms and p not in needed_here:
+                    broad.append(p)
             if broad:
-                where = sorted({display_uri(n, pre) for p in broad for n, pre in served[p]})
+                broad.sort()
+                resources = set(served[broad[0]])
+                for p in broad[1:]:
+                    resources |= served[p]
                 out.append(
-                    BroadGrant(
-                        principal,
-                        node.name,
-                        c.binding.role,
-                        c.member,
-                        "hierarchy",
-                        tuple(broad),
-                        tuple(where),
-                    )
+                    (name, c.binding.role, c.member, "hierarchy", tuple(broad), _shown(resources))
                 )
-        objects = prefixed.get(node.name)
+        objects = prefixed.get(name)
         if objects:
             # an unconditional bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(node.name, _NOTHING)
-            broad = sorted(p for p in objects if p in perms and p not in whole)
+            whole = whole_at.get(name, _NOTHING)
+            broad = []
+            for p in objects:
+                if p in perms and p not in whole:
+                    broad.append(p)
             if broad:
-                where = sorted({display_uri(node.name, pre) for p in broad for pre in objects[p]})
-                out.append(
-                    BroadGrant(
-                        principal,
-                        node.name,
-                        c.binding.role,
-                        c.member,
-                        "prefix",
-                        tuple(broad),
-                        tuple(where),
-                    )
+                broad.sort()
+                prefixes = objects[broad[0]]
+                for p in broad[1:]:
+                    prefixes = prefixes | objects[p]
+                where = (
+                    (display_uri(name, next(iter(prefixes))),)
+                    if len(prefixes) == 1
+                    else tuple(sorted({display_uri(name, pre) for pre in prefixes}))
                 )
+                out.append((name, c.binding.role, c.member, "prefix", tuple(broad), where))
     return out
+
+
+def _shown(resources: set[tuple[str, str | None]]) -> tuple[str, ...]:
+    """The display names of ``resources`` (name, prefix), sorted, each once."""
+    if len(resources) == 1:
+        (name, prefix) = next(iter(resources))
+        return (display_uri(name, prefix),)
+    return tuple(sorted({display_uri(n, pre) for n, pre in resources}))
