@@ -720,3 +720,20 @@ def test_a_name_bound_as_parameter_and_artifact_traces_both() -> None:
     assert "task 'p1'" in one.payload_input_origins[0][1]
     assert "task 'p2'" in one.payload_input_origins[0][1]
     assert one.upstream_digest != two.upstream_digest
+
+
+@pytest.mark.shared
+def test_googles_automl_waivers_hold_in_another_project(gcpc_corpus_dir: Path) -> None:
+    """The rewrite pins a launcher's project from the parameters into the rewritten
+    producers; parameter values (like the identities) are masked, so the waivers a team
+    reviewed hold in its dev and prod projects alike — and every traced step has its own."""
+    template = gcpc_corpus_dir / "shipped" / "v1.automl.tabular.automl_tabular_pipeline.yaml"
+
+    def digests(project: str) -> dict[str, str]:
+        values = {"project": project, "location": "us-central1", "root_dir": f"gs://{project}/a"}
+        steps = rewrite_pipeline(str(template), project=project, parameter_values=values).steps
+        return {s.task: s.upstream_digest for s in steps if s.unescaped_payload_inputs}
+
+    dev = digests("zt-dev-project")
+    assert len(dev) >= 20 and all(dev.values())
+    assert digests("zt-prod-project") == dev

@@ -49,7 +49,7 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
-from zt_pipelines.policy.scope import broad_grants
+from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
     from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
+_NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
 _URIS: dict[tuple[str, str | None], str] = {}
 
@@ -564,7 +565,7 @@ def _excess_findings(
         required_at = grouped.at.get(principal, {})
         for node, held in ev.held_candidates(principal):
             mm = held.match
-            if mm.match is Match.NO:
+            if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
             if perms is None:
@@ -572,7 +573,7 @@ def _excess_findings(
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
-            if mm.match is Match.UNKNOWN:
+            if mm.match is _UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
                 unsettled = perms - here
                 member = held.member
@@ -716,30 +717,30 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
-        for g in broad_grants(ev, principal, needed.get(principal, []), now):
-            perms = ", ".join(g.permissions[:_MAX_LISTED]) + (
-                " …" if len(g.permissions) > _MAX_LISTED else ""
+        for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
+            ev, principal, needed.get(principal, []), now
+        ):
+            perms = ", ".join(permissions[:_MAX_LISTED]) + (
+                " …" if len(permissions) > _MAX_LISTED else ""
             )
-            there = ", ".join(g.narrower[:_MAX_LISTED]) + (
-                f" and {len(g.narrower) - _MAX_LISTED} more"
-                if len(g.narrower) > _MAX_LISTED
-                else ""
+            there = ", ".join(where[:_MAX_LISTED]) + (
+                f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
             )
-            if g.kind == "hierarchy":
+            if kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{g.role} on {_uri(g.node)} {g.gives} {principal} {perms} on everything "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{g.role} on {_uri(g.node)} {g.gives} {principal} {perms} on every object "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
             scopes = []
-            for n in g.narrower:
+            for n in where:
                 e = narrower.get(n)
                 if e is None:
                     e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
@@ -751,9 +752,9 @@ def _scope_findings(
                     text,
                     step,
                     principal,
-                    g.node,
-                    g.permissions[0] if len(g.permissions) == 1 else None,
-                    (Evidence("binding", g.node, g.role, g.member, g.condition), *scopes),
+                    node,
+                    permissions[0] if len(permissions) == 1 else None,
+                    (Evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out

@@ -62,10 +62,10 @@ class BroadGrant:
         kind: ``hierarchy`` or ``prefix``.
         permissions: the needed permissions it serves from too broad a scope.
         narrower: where (``gs://b``, ``gs://b/runs/``, ``bq://p.d.t`` ...) it would suffice.
+        gives: the verb of the finding's sentence: ``gives``, or for a conditional binding
+            ``gives (its condition also holds outside the needs: …)`` / ``may give (its
+            condition cannot be ruled out outside the needs: …)``.
         condition: the binding's condition expression (``""``: unconditional).
-        certain: ``False`` when a condition could not be ruled out outside the needs (the
-            identity MAY hold the permissions there).
-        reason: why the condition counts (where it holds, or why it is undecided).
     """
 
     principal: str
@@ -75,18 +75,8 @@ class BroadGrant:
     kind: ScopeKind
     permissions: tuple[str, ...]
     narrower: tuple[str, ...]
+    gives: str = "gives"
     condition: str = ""
-    certain: bool = True
-    reason: str = ""
-
-    @property
-    def gives(self) -> str:
-        """The verb of the finding's sentence: ``gives`` / ``may give``, with the condition."""
-        if not self.condition:
-            return "gives"
-        if self.certain:
-            return f"gives (its condition also holds outside the needs: {self.reason})"
-        return f"may give (its condition cannot be ruled out outside the needs: {self.reason})"
 
 
 def object_level(resource: str, permission: str) -> bool:
@@ -106,12 +96,35 @@ def broad_grants(
     that serves one of its ``requirements`` from a broader scope than the requirement's.
 
     ``now`` is ``request.time`` for conditional bindings' probes (see the module text)."""
+    return [
+        BroadGrant(principal, *found)
+        for found in broad_grant_parts(ev, principal, requirements, now)
+    ]
+
+
+#: a :class:`BroadGrant`'s fields after ``principal``
+BroadGrantParts = tuple[str, str, str, ScopeKind, tuple[str, ...], tuple[str, ...], str, str]
+
+_GIVES = "gives"
+_YES = Match.YES  # a plain global: Enum attributes go through EnumType.__getattr__ (3.11)
+
+
+def broad_grant_parts(
+    ev: Evaluator, principal: str, requirements: list[Requirement], now: datetime
+) -> list[BroadGrantParts]:
+    """:func:`broad_grants` as tuples (node, role, member, kind, permissions, narrower, gives,
+    condition): what the report turns into findings at once, without a :class:`BroadGrant`
+    each."""
     if not requirements:
         return []
-    held = [(node, c) for node, c in ev.held_candidates(principal) if c.match.match is Match.YES]
+    held = []
+    interest = set()
+    for node, c in ev.held_candidates(principal):
+        if c.match.match is _YES:
+            held.append((node, c))
+            interest.add(node.name)
     if not held:
         return []
-    interest = {node.name for node, _c in held}
     # node -> (permission -> the requirements below it) it would serve there; only the nodes
     # where the principal holds something are indexed
     below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
@@ -136,92 +149,112 @@ def broad_grants(
                 else:
                     bucket_wide.add(permission)
             elif object_level(name, permission):
-                prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
+                by_perm = prefixed.get(name)
+                if by_perm is None:
+                    prefixed[name] = {permission: {prefix}}
+                elif permission in by_perm:
+                    by_perm[permission].add(prefix)
+                else:
+                    by_perm[permission] = {prefix}
         for above in above_of(name):
             if above in interest:
-                below.setdefault(above, {}).setdefault(permission, set()).add((name, prefix))
-    out: list[BroadGrant] = []
+                served_above = below.get(above)
+                if served_above is None:
+                    below[above] = {permission: {(name, prefix)}}
+                elif permission in served_above:
+                    served_above[permission].add((name, prefix))
+                else:
+                    served_above[permission] = {(name, prefix)}
+    out: list[BroadGrantParts] = []
     for node, c in held:
         perms = c.perms
         if not perms:
             continue
+        name = node.name
         condition = c.binding.condition
-        served = below.get(node.name)
+        served = below.get(name)
         if served:
             # needed at this node itself too: then the scope is right for those permissions
-            broad = sorted(p for p in served if p in perms and p not in at.get(node.name, ()))
-            if broad:
-                if condition is None:
-                    where = sorted({display_uri(n, pre) for p in broad for n, pre in served[p]})
-                    out.append(
-                        BroadGrant(
-                            principal,
-                            node.name,
-                            c.binding.role,
-                            c.member,
-                            "hierarchy",
-                            tuple(broad),
-                            tuple(where),
-                        )
-                    )
-                else:
-                    probes = {p: _sibling_probes(ev, p, served[p]) for p in broad}
-                    out += _conditional(
-                        ev,
-                        principal,
-                        node.name,
+            needed_here = at.get(name, _NOTHING)
+            broad = []
+            for p in served:
+                if p in perms and p not in needed_here:
+                    broad.append(p)
+            if broad and condition is not None:
+                broad.sort()
+                probes = {p: _sibling_probes(ev, p, served[p]) for p in broad}
+                parts = _conditional(
+                    ev,
+                    name,
+                    c.binding.role,
+                    c.member,
+                    condition,
+                    now,
+                    "hierarchy",
+                    probes,
+                    {p: served[p] for p in broad},
+                )
+                out += parts
+            elif broad:
+                broad.sort()
+                resources = set(served[broad[0]])
+                for p in broad[1:]:
+                    resources |= served[p]
+                out.append(
+                    (
+                        name,
                         c.binding.role,
                         c.member,
-                        condition,
-                        now,
                         "hierarchy",
-                        probes,
-                        {p: served[p] for p in broad},
+                        tuple(broad),
+                        _shown(resources),
+                        _GIVES,
+                        "",
                     )
-        objects = prefixed.get(node.name)
+                )
+        objects = prefixed.get(name)
         if objects:
             # a bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(node.name, _NOTHING)
-            broad = sorted(p for p in objects if p in perms and p not in whole)
-            if broad:
-                if condition is None:
-                    where = sorted(
-                        {display_uri(node.name, pre) for p in broad for pre in objects[p]}
-                    )
-                    out.append(
-                        BroadGrant(
-                            principal,
-                            node.name,
-                            c.binding.role,
-                            c.member,
-                            "prefix",
-                            tuple(broad),
-                            tuple(where),
-                        )
-                    )
-                else:
-                    probes = {p: _outside_prefixes(node.name, p, objects[p]) for p in broad}
-                    inside: dict[str, set[tuple[str, str | None]]] = {
-                        p: {(node.name, pre) for pre in objects[p]} for p in broad
-                    }
-                    out += _conditional(
-                        ev,
-                        principal,
-                        node.name,
-                        c.binding.role,
-                        c.member,
-                        condition,
-                        now,
-                        "prefix",
-                        probes,
-                        inside,
-                    )
+            whole = whole_at.get(name, _NOTHING)
+            broad = []
+            for p in objects:
+                if p in perms and p not in whole:
+                    broad.append(p)
+            if broad and condition is not None:
+                broad.sort()
+                probes = {p: _outside_prefixes(name, p, objects[p]) for p in broad}
+                inside: dict[str, set[tuple[str, str | None]]] = {
+                    p: {(name, pre) for pre in objects[p]} for p in broad
+                }
+                out += _conditional(
+                    ev, name, c.binding.role, c.member, condition, now, "prefix", probes, inside
+                )
+            elif broad:
+                broad.sort()
+                prefixes = objects[broad[0]]
+                for p in broad[1:]:
+                    prefixes = prefixes | objects[p]
+                where = (
+                    (display_uri(name, next(iter(prefixes))),)
+                    if len(prefixes) == 1
+                    else tuple(sorted({display_uri(name, pre) for pre in prefixes}))
+                )
+                out.append(
+                    (name, c.binding.role, c.member, "prefix", tuple(broad), where, _GIVES, "")
+                )
     return out
+
+
+def _shown(resources: set[tuple[str, str | None]]) -> tuple[str, ...]:
+    """The display names of ``resources`` (name, prefix), sorted, each once."""
+    if len(resources) == 1:
+        (name, prefix) = next(iter(resources))
+        return (display_uri(name, prefix),)
+    return tuple(sorted({display_uri(n, pre) for n, pre in resources}))
 
 
 def _conditional(
     ev: Evaluator,
-    principal: str,
     node: str,
     role: str,
     member: str,
@@ -230,9 +263,9 @@ def _conditional(
     kind: ScopeKind,
     probes: dict[str, list[RequestAttributes]],
     served: dict[str, set[tuple[str, str | None]]],
-) -> list[BroadGrant]:
+) -> list[BroadGrantParts]:
     """The broad grant of a conditional binding: the permissions whose condition is TRUE on a
-    probe outside the needs, else (``certain=False``) those where it is UNKNOWN, else none."""
+    probe outside the needs, else ("may") those where it is UNKNOWN, else none."""
     true: dict[str, ConditionResult] = {}
     unknown: dict[str, ConditionResult] = {}
     for permission, requests in probes.items():
@@ -249,28 +282,21 @@ def _conditional(
                 unknown[permission] = first_unknown or ConditionResult(
                     Tri.UNKNOWN, "no resource outside the needs could be named to probe it"
                 )
-    chosen, certain = (true, True) if true else (unknown, False)
-    if not chosen:
+    if true:
+        broad = sorted(true)
+        why = true[broad[0]].reason or "true for a resource the needs do not name"
+        gives = f"gives (its condition also holds outside the needs: {why})"
+    elif unknown:
+        broad = sorted(unknown)
+        why = unknown[broad[0]].reason or "undecided"
+        gives = f"may give (its condition cannot be ruled out outside the needs: {why})"
+    else:
         return []
-    broad = sorted(chosen)
-    first = chosen[broad[0]]
-    reason = first.reason or "true"
-    if certain and not first.reason:
-        reason = "true for a resource the needs do not name"
-    where = sorted({display_uri(n, pre) for p in broad for n, pre in served[p]})
+    resources: set[tuple[str, str | None]] = set()
+    for p in broad:
+        resources |= served[p]
     return [
-        BroadGrant(
-            principal,
-            node,
-            role,
-            member,
-            kind,
-            tuple(broad),
-            tuple(where),
-            condition.expression,
-            certain,
-            reason,
-        )
+        (node, role, member, kind, tuple(broad), _shown(resources), gives, condition.expression)
     ]
 
 
