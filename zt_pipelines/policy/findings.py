@@ -59,13 +59,13 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
 _MAX_LISTED = 8
 _NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
-_URIS: dict[tuple[str, str | None], str] = {}
+_URIS: dict[str | tuple[str, str], str] = {}
 
 
 def _uri(name: str, prefix: str | None = None) -> str:
     """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
     step's prefix is another key)."""
-    key = (name, prefix)
+    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
     got = _URIS.get(key)
     if got is None:
         if len(_URIS) >= 1 << 18:
