@@ -311,15 +311,20 @@ class Evaluator:
         returned every time, so callers must not change it."""
         held = self._held.get(principal)
         if held is None:
-            normal = normalize_principal(principal)
+            normal = self._principals.get(principal)
+            if normal is None:
+                normal = self._principals[principal] = normalize_principal(principal)
             held = self._member_bindings(normal)
-            at: dict[str, list[_Candidate]] = {}
+            at: dict[str, tuple[_Candidate, ...]] = {}
             listed: list[tuple[Node, _Candidate]] = []
+            role_permissions = self.role_permissions
             for node, b, mm, member in held:
-                c = _Candidate(member, b, mm, self.role_permissions(b.role))
-                at.setdefault(node.name, []).append(c)
+                c = _Candidate(member, b, mm, role_permissions(b.role))
+                name = node.name
+                there = at.get(name)
+                at[name] = (c,) if there is None else (*there, c)
                 listed.append((node, c))
-            self._held_at[normal] = {name: tuple(cands) for name, cands in at.items()}
+            self._held_at[normal] = at
             self._held_list[principal] = listed
             self._held[principal] = held
         return held

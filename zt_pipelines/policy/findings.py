@@ -107,7 +107,7 @@ def build_report(
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context, grouped)
+    raw += _scope_findings(requirements, steps, evaluator, context, grouped, now=now)
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
@@ -710,6 +710,8 @@ def _scope_findings(
     ev: Evaluator,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    *,
+    now: datetime,
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
@@ -717,8 +719,8 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
-        for node, role, member, kind, permissions, where in broad_grant_parts(
-            ev, principal, needed.get(principal, [])
+        for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
+            ev, principal, needed.get(principal, []), now
         ):
             perms = ", ".join(permissions[:_MAX_LISTED]) + (
                 " …" if len(permissions) > _MAX_LISTED else ""
@@ -729,13 +731,13 @@ def _scope_findings(
             if kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{role} on {_uri(node)} gives {principal} {perms} on everything "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{role} on {_uri(node)} gives {principal} {perms} on every object "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
@@ -754,7 +756,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member), *scopes),
+                    (Evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
