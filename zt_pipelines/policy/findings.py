@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -107,7 +107,7 @@ def build_report(
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context, grouped)
+    raw += _scope_findings(requirements, steps, evaluator, context, grouped, now=now)
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
@@ -306,19 +306,21 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and record.user_managed_keys:
-            keys = ", ".join(record.user_managed_keys[:_MAX_LISTED])
+        if record is not None and (record.user_managed_keys or record.hmac_keys):
             out.append(
                 _f(
                     "ZT111",
-                    f"service account {sa} has {len(record.user_managed_keys)} "
-                    f"user-managed key(s): {keys}",
+                    f"service account {sa} has {key_summary(record)}",
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
                     evidence=tuple(
                         Evidence("identity", node=node, detail=f"key {k}")
                         for k in record.user_managed_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"HMAC key {k}")
+                        for k in record.hmac_keys
                     ),
                 )
             )
@@ -708,6 +710,8 @@ def _scope_findings(
     ev: Evaluator,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    *,
+    now: datetime,
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
@@ -715,8 +719,8 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
-        for node, role, member, kind, permissions, where in broad_grant_parts(
-            ev, principal, needed.get(principal, [])
+        for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
+            ev, principal, needed.get(principal, []), now
         ):
             perms = ", ".join(permissions[:_MAX_LISTED]) + (
                 " …" if len(permissions) > _MAX_LISTED else ""
@@ -727,13 +731,13 @@ def _scope_findings(
             if kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{role} on {_uri(node)} gives {principal} {perms} on everything "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{role} on {_uri(node)} gives {principal} {perms} on every object "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
@@ -752,7 +756,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member), *scopes),
+                    (Evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
