@@ -648,7 +648,11 @@ def test_bucket_reads_go_in_one_batch_request_and_answer_as_the_blocking_ones(
     # a whole check: every bucket read travels in the batch, and the answer is unchanged
     emulator.clear_log()
     snap = fetch(emulator)
-    storage_calls = [r for r in emulator.request_log if r.api == "storage"]
+    storage_calls = [
+        r
+        for r in emulator.request_log
+        if r.api == "storage" and r.method != "storage.hmacKeys.list"  # a paged list, alone
+    ]
     assert {r.method for r in storage_calls} == {
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -59,13 +59,13 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
 _MAX_LISTED = 8
 _NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
-_URIS: dict[tuple[str, str | None], str] = {}
+_URIS: dict[str | tuple[str, str], str] = {}
 
 
 def _uri(name: str, prefix: str | None = None) -> str:
     """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
     step's prefix is another key)."""
-    key = (name, prefix)
+    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
     got = _URIS.get(key)
     if got is None:
         if len(_URIS) >= 1 << 18:
@@ -306,19 +306,21 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and record.user_managed_keys:
-            keys = ", ".join(record.user_managed_keys[:_MAX_LISTED])
+        if record is not None and (record.user_managed_keys or record.hmac_keys):
             out.append(
                 _f(
                     "ZT111",
-                    f"service account {sa} has {len(record.user_managed_keys)} "
-                    f"user-managed key(s): {keys}",
+                    f"service account {sa} has {key_summary(record)}",
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
                     evidence=tuple(
                         Evidence("identity", node=node, detail=f"key {k}")
                         for k in record.user_managed_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"HMAC key {k}")
+                        for k in record.hmac_keys
                     ),
                 )
             )
