@@ -387,7 +387,7 @@ class ClientFactory:
         def build() -> Any:
             creds = self.credentials
             if self.emulator_host:
-                options: dict[str, str] | None = {"api_endpoint": self.http_endpoint}
+                options: dict[str, str | None] | None = {"api_endpoint": self.http_endpoint}
             else:
                 pinned = live_endpoint("BigQuery", BIGQUERY_REDIRECT_ENV, GOOGLE_BIGQUERY_ENDPOINT)
                 options = {"api_endpoint": pinned} if pinned else None
