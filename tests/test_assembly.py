@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from zt_pipelines.gcp.interface import PolicySearchHit
-from zt_pipelines.policy.assembly import Reads, assemble
+from zt_pipelines.policy.assembly import Reads, assemble, containing_sets
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, ServiceAccount, Unreadable
 
 BUCKET = "//storage.googleapis.com/b-1"
@@ -47,5 +47,11 @@ def test_index_hits_fill_nodes_no_direct_read_covered_and_completeness_needs_eve
     assert node.policy.bindings[0].role == "roles/storage.admin"
     assert snap.complete_bindings_for == frozenset()  # no principal search recorded
     fetched.searched[SA] = {PROJECT}
+    snap = assemble(fetched, [BUCKET], declared=[BUCKET], principals=[SA], inventory=False)
+    # its own email is not enough: grants to everyone and to "every SA of p-1" name no email
+    assert snap.complete_bindings_for == frozenset()
+    for member in containing_sets(SA, fetched.nodes) or ():
+        fetched.searched[member] = {PROJECT}
+    assert set(containing_sets(SA, fetched.nodes) or ()) >= {"allUsers", "allAuthenticatedUsers"}
     snap = assemble(fetched, [BUCKET], declared=[BUCKET], principals=[SA], inventory=False)
     assert snap.complete_bindings_for == frozenset({f"serviceAccount:{SA}"})

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -513,3 +514,139 @@ def test_cli_page_option_defaults_are_the_options_environment_variables() -> Non
     for verb in verbs:
         names = {o for p in commands[verb].params for o in p.opts}
         assert set(flags) <= names, (verb, set(flags) - names)
+
+
+def test_the_default_paths_the_docs_name_are_the_code_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/.local/state/zt-pipelines/audit.jsonl`, `~/.cache/zt-pipelines`,
+    `~/.config/zt-pipelines/cache.key` (on Linux, no XDG overrides) are where the code looks."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the docs name the Linux paths")
+    from zt_pipelines.audit.log import default_audit_log
+    from zt_pipelines.gcp.cache import default_cache_dir, default_key_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    text = "\n".join(page.read_text() for page in _doc_pages())
+    for path in (default_audit_log(), default_cache_dir(), default_key_path().parent):
+        shown = "~/" + str(path.relative_to(tmp_path))
+        assert shown in text or shown.replace("/zt-pipelines", "/...") in text, shown
+    assert "~/.local/state/zt-pipelines/audit.jsonl" in text
+
+
+def test_the_architecture_page_names_every_top_level_module() -> None:
+    """docs/architecture.md's layout lists every module and package of zt_pipelines."""
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    layout = page.split("```", 2)[1]
+    named = set(re.findall(r"^  ([\w.]+)/?\s", layout, re.M))
+    package = ROOT / "zt_pipelines"
+    present = {
+        p.name
+        for p in package.iterdir()
+        if not p.name.startswith("_") and p.name != "py.typed" and p.name != "__pycache__"
+    }
+    assert present - named == set(), "not in the architecture page's layout"
+    assert named - present == set(), "named in the layout, not in the package"
+
+
+def test_concepts_page_lists_exactly_the_drop_in_extras() -> None:
+    """docs/concepts.md: "the same constructor ... plus keyword-only extras: `a=`, `b=` ..."."""
+    import inspect
+    import re
+
+    from google.cloud import aiplatform
+
+    import zt_pipelines as zt
+
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    sentence = page.split("keyword-only extras:", 1)[1].split(". ", 1)[0]
+    documented = set(re.findall(r"`(\w+)=`", sentence))
+    base = inspect.signature(aiplatform.PipelineJob.__init__).parameters
+    ours = inspect.signature(zt.PipelineJob.__init__).parameters
+    extras = {n for n, p in ours.items() if n not in base}
+    assert documented == extras
+    assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY for n in extras)
+
+
+def test_docs_never_tell_to_install_from_an_index_the_package_is_not_on() -> None:
+    """zt-pipelines is not published: install from a checkout, never `pip install zt-pipelines`."""
+    import re
+
+    wrong = [
+        f"{page.name}: {line.strip()}"
+        for page in _doc_pages()
+        for line in page.read_text().splitlines()
+        if re.search(r"pip install\s+['\"]?zt[-_]pipelines\b(?!\S*[/@])", line)
+    ]
+    assert not wrong, wrong
+
+
+def test_every_snapshot_and_policy_key_the_schemas_allow_is_documented() -> None:
+    """docs/snapshot.md's top-level table is exactly the snapshot schema's keys; every key of the
+    policy schema (top level and each section's) appears in docs/policy-file.md."""
+    import json
+    import re
+
+    schemas = ROOT / "zt_pipelines" / "schemas"
+    snapshot = json.loads((schemas / "snapshot.schema.json").read_text())
+    page = (ROOT / "docs" / "snapshot.md").read_text()
+    table = page.split("## Top level", 1)[1].split("\n\n", 2)[1]
+    assert set(re.findall(r"^\| `(\w+)`", table, re.M)) == set(snapshot["properties"])
+    policy = json.loads((schemas / "policy.schema.json").read_text())
+    page = (ROOT / "docs" / "policy-file.md").read_text()
+    missing = [
+        f"{top}.{key}" if key else top
+        for top, spec in policy["properties"].items()
+        for key in ["", *((spec.get("properties") or {}) if isinstance(spec, dict) else {})]
+        if not re.search(rf"\b{key or top}\b", page)
+    ]
+    assert not missing, missing
+
+
+def test_the_threat_models_limits_table_is_the_loaders_limits() -> None:
+    """docs/threat-model.md's "Limits" table (size, depth, values per file kind) and its
+    integer-digits sentence state exactly `zt_pipelines.loaders.LIMITS`."""
+    import re
+
+    from zt_pipelines.loaders import LIMITS
+
+    page = (ROOT / "docs" / "threat-model.md").read_text()
+    section = page.split("### Limits", 1)[1].split("\n#", 1)[0]
+    kinds = {
+        "template": "template",
+        "manifest": "manifest",
+        "policy file (YAML/JSON)": "policy",
+        "`pyproject.toml`": "pyproject",
+        "snapshot (decompressed)": "snapshot",
+        "role catalogue (decompressed)": "catalogue",
+        "one audit line": "audit line",
+        "one `--param` value": "param",
+    }
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) MiB \| (\d+) \| ([\d,]+) \|$", section, re.M)
+    assert {kinds[r[0]] for r in rows} == set(LIMITS), rows
+    for label, mib, depth, values in rows:
+        limits = LIMITS[kinds[label]]
+        shown = (int(mib) * 2**20, int(depth), int(values.replace(",", "")))
+        assert shown == (limits.max_bytes, limits.max_depth, limits.max_nodes), label
+    digits = {limits.max_int_digits for limits in LIMITS.values()}
+    assert f"at most {digits.pop()} digits everywhere" in section and not digits
+
+
+def test_findings_intro_names_the_default_non_errors_and_the_unrelaxable_codes() -> None:
+    """The opening of docs/findings.md restates the defaults: it must name exactly the codes
+    that are not errors by default, the codes no policy can relax and the step-waiver-only one."""
+    import re
+
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, STEP_WAIVER_ONLY, UNRELAXABLE
+
+    page = (ROOT / "docs" / "findings.md").read_text()
+    intro = page.split("Severities:", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"ZT\d{3}", intro))
+    lenient = {c for c, s in DEFAULT_SEVERITIES.items() if s.value != "error"}
+    assert named == lenient | set(UNRELAXABLE) | set(STEP_WAIVER_ONLY), sorted(named)

@@ -138,3 +138,40 @@ def test_a_mistyped_key_in_a_file_suggests_the_nearest_one(
     with pytest.raises(error) as info:
         load(path)
     assert suggestion in str(info.value), str(info.value)
+
+
+def test_help_shows_every_job_field_of_the_decorator_and_the_task_form() -> None:
+    """`help(zt.step)` / IDE tooltips list every keyword (not `**job`), while a misspelt one
+    still gets "did you mean"."""
+    import dataclasses
+    import inspect
+
+    from zt_pipelines.model import JobFields
+
+    job = {f.name for f in dataclasses.fields(JobFields)}
+    for function in (zt.step, zt.step.on):
+        parameters = inspect.signature(function).parameters
+        assert job | {"needs", "service_account"} <= set(parameters), function
+        assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    page = (Path(__file__).resolve().parent.parent / "docs" / "declarations.md").read_text()
+    table = page.split("Keyword arguments (all optional):", 1)[1].split("\n\n", 2)[1]
+    assert all(f"`{name}`" in table for name in job), "docs/declarations.md's table"
+    with pytest.raises(DeclarationError, match="did you mean 'reach'"):
+        zt.step(SA, reahc=["storage.googleapis.com"])
+
+
+@pytest.mark.parametrize("kind", ["manifest", "policy", "snapshot"])
+def test_python_source_given_as_a_manifest_policy_or_snapshot_says_what_to_pass(
+    tmp_path: Path, kind: str
+) -> None:
+    """Like a template: a `.py` is named as Python source with the fix, not as malformed YAML."""
+    from zt_pipelines.errors import InputError
+    from zt_pipelines.policy.orgpolicy import load_policy
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    path = tmp_path / "my_pipeline.py"
+    path.write_text("from kfp import dsl\nx = {'a': 1}\n")
+    load = {"manifest": zt.load_manifest, "policy": load_policy, "snapshot": load_snapshot}[kind]
+    with pytest.raises(InputError) as info:
+        load(path)
+    assert "Python source" in str(info.value) and "docs/" in str(info.value), str(info.value)

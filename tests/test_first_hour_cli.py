@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -187,3 +188,95 @@ def test_what_the_cli_plan_apply_and_the_drop_in_print_has_real_plurals() -> Non
             ):
                 wrong.append(f"{path.relative_to(package)}:{node.lineno}: {node.value.strip()}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_verbose_says_where_the_state_came_from_what_was_read_and_the_decision(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`-v` (docs/cli.md: "logs what zt-pipelines does"): the endpoint, the caller, what was
+    read and the decision, on stderr; stdout is the report alone."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    argv = ["check", template, "-v", "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert f"read live from the emulator at {emulator.address}" in run.stderr, run.stderr
+    assert f"submitter {ALICE}" in run.stderr
+    assert re.search(r"IAM state: \d+ resources, \d+ service accounts", run.stderr)
+    assert re.search(r"(allowed|refused): \d+ of \d+ requirements granted", run.stderr)
+    assert "INFO" not in run.stdout
+
+
+def test_a_live_check_by_an_identity_that_cannot_read_iam_gets_one_headline(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The checking identity exists but holds no read permission: one line under the verdict
+    says so and where the read permissions are listed, before the many failed reads."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    nobody = "serviceAccount:nobody@zt-demo.iam.gserviceaccount.com"
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=nobody)
+    argv = ["check", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 1, run.stderr
+    head = " ".join(run.stdout.split("\n\n")[0].splitlines()[1:])
+    assert "the checking identity lacks read access" in head, run.stdout[:600]
+    assert "READ_PERMISSIONS" in head and "docs/live-mode.md" in head
+
+
+def test_submit_prints_only_the_report_on_stdout(emulator: Emulator, tmp_path: Path) -> None:
+    """`submit --format json` is parseable: aiplatform's own lines ("Creating PipelineJob",
+    the console link) go to stderr with ours, not into the report."""
+    import json
+
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    argv = ["submit", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    argv += ["--audit-log", str(tmp_path / "a.jsonl"), "--format", "json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "zt_pipelines", *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-800:]
+    assert json.loads(run.stdout)["allowed"] is True
+    assert "Creating PipelineJob" in run.stderr and "submitted projects/" in run.stderr
+
+
+def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The issue's "progress on live check, plan, apply": stderr on a terminal gets a progress
+    bar while IAM state is read; a pipe (CI logs) gets none."""
+    import pty
+
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = dict(
+        os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE, TERM="xterm"
+    )
+    argv = [sys.executable, "-m", "zt_pipelines"]
+    for verb in ("check", "plan"):
+        args = [verb, template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+        emulator.latency_ms = 20  # long enough for the bar to be drawn
+        try:
+            main, follower = pty.openpty()
+            proc = subprocess.Popen(
+                [*argv, *args], stdout=subprocess.PIPE, stderr=follower, env=env
+            )
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(main, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            os.close(main)
+            proc.communicate(timeout=300)
+            assert "reading IAM state" in b"".join(chunks).decode(errors="replace"), verb
+            piped = subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
+            assert "reading IAM state" not in piped.stderr, verb
+        finally:
+            emulator.latency_ms = 0

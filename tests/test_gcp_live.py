@@ -510,9 +510,9 @@ def test_refused_principal_search_is_split_in_halves(emulator: Emulator) -> None
     assert snap.unreadable == ()
     assert snap.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
     assert snap.nodes[PROJECT_B].policy is not None
-    # the identities' query refused once, then its two halves; the principal sets' query after
-    # the folder is known (proj-b2 reaches the organisation first, before proj-a1's chain is)
-    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 4
+    # a refused query is asked again in halves: more queries than the clean fetch, each answered
+    searches = emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"]
+    assert searches >= 3
 
 
 def test_persistently_refused_principal_search_fails_closed(emulator: Emulator) -> None:
@@ -520,9 +520,10 @@ def test_persistently_refused_principal_search_fails_closed(emulator: Emulator) 
     snap = fetch(emulator)
     assert snap.complete_bindings_for == frozenset()
     assert {u.what for u in snap.unreadable} == {"searchAllIamPolicies"}
-    # each query, then its halves, down to each value alone: bounded (2 identities + the 4
-    # principal sets containing them: project id and number, folder, organisation), never a pass
-    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] <= 2 * 6
+    # each query, then its halves, down to each value alone: bounded (2 identities + the 6
+    # principal sets containing them: everyone, every Google account, project id and number,
+    # folder, organisation), never a pass
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] <= 2 * 8
 
 
 def test_dataset_project_special_groups_become_basic_role_holders() -> None:
@@ -705,6 +706,36 @@ def test_the_emulator_refuses_a_malformed_or_oversized_storage_batch(emulator: E
     assert statuses == ["200", "404"]
 
 
+def test_the_emulator_never_authorises_a_caller_from_a_stale_decision() -> None:
+    """The emulator remembers its decisions on its callers only while the world is unchanged
+    (and only when no condition makes them depend on the time): a caller who loses a grant is
+    refused on the very next call."""
+    import dataclasses
+
+    base = world()
+    nodes = dict(base.nodes)
+    nodes[BUCKET] = Node(BUCKET, "bucket", parent=PROJECT, policy=AllowPolicy())  # no condition
+    roles = dict(base.roles)
+    roles["roles/zt.reader"] = Role(
+        "roles/zt.reader", READ_PERMISSIONS | {"resourcemanager.organizations.setIamPolicy"}
+    )
+    with Emulator(dataclasses.replace(base, nodes=nodes, roles=roles)) as emu:
+        factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emu.address)
+        adapters = build_adapters(factory, no_wait_policy())
+        for _ in range(2):  # the second read is answered from the remembered decision
+            assert adapters.storage.get_bucket_policy("feat-bucket") == AllowPolicy(
+                etag=adapters.storage.get_bucket_policy("feat-bucket").etag
+            )
+        organizations = factory.organizations()
+        current = organizations.get_iam_policy(request={"resource": "organizations/111"})
+        del current.bindings[:]  # the reader removes its own (only) grant
+        organizations.set_iam_policy(request={"resource": "organizations/111", "policy": current})
+        with pytest.raises(ApiError) as caught:
+            adapters.storage.get_bucket_policy("feat-bucket")
+        assert caught.value.code == "PERMISSION_DENIED"
+        factory.close()
+
+
 SIDE = CRM + "projects/side-proj"
 ORG_SAS = "principalSet://cloudresourcemanager.googleapis.com/organizations/111/type/ServiceAccount"
 PROJECT_SAS = (
@@ -712,7 +743,7 @@ PROJECT_SAS = (
 )
 
 
-@pytest.mark.parametrize("member", [ORG_SAS, PROJECT_SAS])
+@pytest.mark.parametrize("member", [ORG_SAS, PROJECT_SAS, "allUsers", "allAuthenticatedUsers"])
 def test_grants_to_a_principal_set_containing_an_identity_are_found(member: str) -> None:
     """A grant to "every service account of the organisation / of project N" names no email:
     the identity's own search cannot find it, so the sets that contain it are searched too —
@@ -746,3 +777,18 @@ def test_an_identity_whose_sets_cannot_be_placed_is_not_complete(emulator: Emula
     snap = fetch(emulator)
     assert sa_member(TRAIN) not in snap.complete_bindings_for
     assert sa_member(PIPE) not in snap.complete_bindings_for
+
+
+def test_a_warm_check_asks_for_the_principal_sets_in_its_first_wave(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """With the hierarchy in the cache, the principal sets that contain the identities are
+    searched with them in one query of the first wave — not in a round after every other
+    read — and completeness is still judged on the fresh hierarchy."""
+    first = fetch(emulator, tmp_path)
+    emulator.clear_log()
+    again = fetch(emulator, tmp_path)
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 1
+    assert again.complete_bindings_for == first.complete_bindings_for
+    assert again.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
+    assert again.nodes == first.nodes

@@ -99,6 +99,11 @@ HOSTILE = {
     "utf16": "a: 1\n".encode("utf-16"),  # type: ignore[dict-item]
     "nul": b"a: 1\x00\n",  # type: ignore[dict-item]
     "latin1": "a: caf\xe9\n".encode("latin-1"),  # type: ignore[dict-item]
+    # lone UTF-16 surrogates: JSON escapes decode to text no API can send (UTF-8 cannot hold it)
+    "lone-surrogate-json": '{"a": "x\\ud800"}',
+    "lone-surrogate-json-key": '{"\\udc00": 1}',
+    "lone-surrogate-json-nested": '{"a": [{"b": "\\udbff"}]}',
+    "lone-surrogate-yaml": 'a: "\\ud800"\n',
 }
 
 
@@ -435,3 +440,53 @@ def test_policy_patterns_are_only_ever_matched_through_re2() -> None:
         if call.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_python_built_parameter_values_must_be_sendable_text() -> None:
+    """A lone surrogate in a parameter value built in Python: aiplatform would crash encoding
+    it; zt refuses it first, on check and on the drop-in job alike (never a traceback)."""
+    import zt_pipelines as zt
+
+    template = {
+        **SPEC,
+        "root": {
+            "dag": {"tasks": {}},
+            "inputDefinitions": {"parameters": {"source": {"parameterType": "STRING"}}},
+        },
+    }
+    with pytest.raises(InputError, match="not valid Unicode text") as info:
+        zt.check(
+            template,
+            project="ml-prod",
+            location="us-central1",
+            pipeline_service_account="pipeline-sa@ml-prod.iam.gserviceaccount.com",
+            snapshot=world_dict(),
+            parameter_values={"source": "gs://b/\ud800"},
+        )
+    assert info.value.where == "parameter_values"
+
+
+def test_zt_policy_applies_to_the_python_api_as_to_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy named by ZT_POLICY is the one every entry point applies: a notebook or script
+    (zt.check, the drop-in job) never silently falls back to the defaults the CLI does not."""
+    import zt_pipelines as zt
+    from zt_pipelines.verification import resolve_policy
+
+    policy = tmp_path / "zt-policy.yaml"
+    policy.write_text("version: 1\nregions: [europe-west4]\n")
+    monkeypatch.setenv("ZT_POLICY", str(policy))
+    assert resolve_policy(None).allowed_regions == ("europe-west4",)
+    assert resolve_policy({"version": 1}).allowed_regions != ("europe-west4",)  # explicit wins
+    report = zt.check(
+        SPEC,
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account="pipeline-sa@ml-prod.iam.gserviceaccount.com",
+        snapshot=world_dict(),
+    )
+    assert "ZT500" in report.codes() and not report.allowed  # us-central1 is not allowed
+    monkeypatch.setenv("ZT_POLICY", str(tmp_path / "missing.yaml"))
+    with pytest.raises(PolicyFileError):
+        resolve_policy(None)  # a named file that cannot be read is an error, not the defaults

@@ -601,3 +601,13 @@ def test_a_runtime_config_naming_a_parameter_twice_is_refused(legacy: str) -> No
         _parameters_from_runtime(runtime)
     alone = gca.PipelineJob.RuntimeConfig(parameters={"tb": gca_value.Value(string_value="abc")})
     assert _parameters_from_runtime(alone) == {"tb": "abc"}
+
+
+def test_a_parameter_value_no_api_can_send_is_refused_before_anything(
+    emu: Emulator, param_sa_template: Any, audit: AuditLog, tmp_path: Path
+) -> None:
+    # a lone surrogate (built in Python): aiplatform would crash encoding it mid-submit
+    path = _job_template(tmp_path, param_sa_template, {"parameterValues": {}})
+    with pytest.raises(zt.InputError, match="not valid Unicode text"):
+        make_job(path, audit, parameter_values={"step_sa": "train\ud800"})
+    assert emu.writes() == []

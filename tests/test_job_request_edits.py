@@ -187,3 +187,27 @@ def test_a_schedule_whose_api_client_was_replaced_is_refused(emu: Emulator, tmp_
     with pytest.raises(StateChangedError, match="API client"):
         schedule.create(cron="0 1 * * *", service_account=PIPELINE_SA)
     assert not [r for r in emu.writes() if r.method.endswith("schedules.create")]
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"])
+def test_a_create_vertex_does_not_confirm_is_typed_and_voids_its_approval(
+    emu: Emulator, tmp_path: Path, code: str
+) -> None:
+    from zt_pipelines.emulator import Fault
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.monitor.service import read_approvals
+
+    job = _job(tmp_path, f"lost-{code.lower().replace('_', '-')}")
+    emu.add_fault(Fault(method="*pipelineJobs.create", code=code, times=1))
+    with pytest.raises(ApiError, match="creating the pipeline job failed") as info:
+        job.submit(service_account=PIPELINE_SA)  # a typed error, not the client's traceback
+    assert info.value.where.endswith(f"/pipelineJobs/{job.job_id}")
+    records = job._audit_log().records()
+    assert [(r["action"], r["outcome"]) for r in records[-2:]] == [
+        ("submit", "allowed"),
+        ("send-failed", "refused"),
+    ]
+    # a job that shows up later with this id is not the approved run: no approval holds it
+    approvals, problem = read_approvals(job._audit_log())
+    assert not problem
+    assert not [r for r in approvals if r["outcome"] == "allowed" and r["job_id"] == job.job_id]

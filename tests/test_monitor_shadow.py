@@ -268,3 +268,104 @@ def test_a_schedule_with_copied_labels_is_a_shadow(
         record=False,
     )
     assert verdict.report.by_code("ZT632")  # the copies' step uses lie outside approved runs
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (
+            "pscInterfaceConfig",
+            {"networkAttachment": "projects/attacker/regions/us-central1/networkAttachments/x"},
+        ),
+        ("templateUri", "https://us-central1-kfp.pkg.dev/attacker/repo/training/v1"),
+    ],
+)
+def test_a_schedule_patched_in_any_request_field_is_a_shadow_and_its_runs_differ(
+    emu: Emulator, template: str, audit: AuditLog, field: str, value: object
+) -> None:
+    """The approval hashes the whole request (minus output-only fields and what is compared
+    on its own), so a field nobody listed — a PSC interface into another project's VPC — is
+    covered by default."""
+    from zt_pipelines.monitor.service import verify_run
+
+    schedule = zt_job(template, audit).create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    name = str(schedule.resource_name)
+    report, _ = once(audit)
+    assert not report.by_code("ZT641")  # type: ignore[attr-defined]
+    # schedules.patch by someone outside zt-pipelines
+    emu._world.schedules[name]["createPipelineJobRequest"]["pipelineJob"][field] = value  # type: ignore[attr-defined]
+    report, _ = once(audit)
+    [shadow] = report.by_code("ZT641")  # type: ignore[attr-defined]
+    assert "request" in shadow.message, shadow.message
+    run = emu.run_schedule(name)
+    verdict = verify_run(
+        run,
+        project=PROJECT,
+        location=LOCATION,
+        audit_log=audit,
+        factory=ClientFactory(emulator_credentials(AUDITOR)),
+        retry=no_wait_policy(2),
+        record=False,
+    )
+    [changed] = verdict.report.by_code("ZT615")
+    assert "request" in changed.message and not verdict.verified
+
+
+def test_an_approval_before_request_hashes_is_compared_on_what_it_holds() -> None:
+    from zt_pipelines.monitor.baseline import comparable
+
+    observed = {"parameter x": "1", "request psc_interface_config": "2"}
+    assert comparable({"version": 1}, observed) == {"parameter x": "1"}
+    assert comparable({"version": 2}, observed) == observed
+
+
+def test_a_job_with_copied_labels_is_a_shadow_while_it_runs(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    """Labels are not evidence for jobs either: a plain-aiplatform job of the raw template
+    (Compute default identity) with a zt schedule's labels, or with the labels and the job id
+    of a zt approval, is a shadow (its spec is re-hashed, its identity compared), whether or
+    not it has ended; the zt schedule's own runs are not."""
+    good = zt_job(template, audit)
+    schedule = good.create_schedule(
+        cron="0 * * * *", display_name="hourly", service_account=PIPELINE_SA
+    )
+    copied = {k: v for k, v in good._gca_resource.labels.items() if k.startswith("zt-")}
+    emu.run_schedule(str(schedule.resource_name))  # a genuine run of the approved schedule
+    shadow = plain_job(template, tmp_path)
+    shadow._gca_resource.labels = copied
+    shadow.submit()
+    direct = zt_job(template, audit)
+    direct.submit(service_account=PIPELINE_SA)  # a genuine direct run
+    report, _results = once(audit)
+    flagged = [f for f in report.by_code("ZT640")]  # type: ignore[attr-defined]
+    assert [f.resource for f in flagged] == [shadow.resource_name], [f.message for f in flagged]
+    assert "not what was approved" in flagged[0].message
+    # the same labels on a copy of the approved request whose run-as account differs
+    from zt_pipelines.fingerprint import SPEC_LABELS
+    from zt_pipelines.monitor.shadow import JobSummary, find_shadows
+
+    [approval] = [
+        r for r in audit.records() if r["action"] == "submit" and r["job_id"] == direct.job_id
+    ]
+    digest = str(approval["spec_sha256"])
+    twin = JobSummary(
+        f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/{direct.job_id}",
+        "PIPELINE_STATE_RUNNING",
+        {k: v for k, v in direct._gca_resource.labels.items()},
+        spec_sha256=digest,
+        service_account="someone-else@zt-demo.iam.gserviceaccount.com",
+        runtime={},
+    )
+    result = find_shadows(
+        [twin],
+        [],
+        audit.records(),
+        project=PROJECT,
+        location=LOCATION,
+        spec_labels=SPEC_LABELS,
+    )
+    [finding] = result.findings
+    assert finding.code == "ZT640" and "runs as someone-else" in finding.message

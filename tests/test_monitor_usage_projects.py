@@ -421,3 +421,18 @@ def test_usage_cli_reads_a_log_view(
         main([*base, "--logs-from", "projects/p/datasets/d"])
     assert done.value.code == 2
     assert "is not a log view" in capsys.readouterr().err
+
+
+def test_data_access_logs_turned_on_at_the_organisation_are_inherited(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    emu.set_audit_configs("organizations/100", LOGS_ON)  # no project sets anything itself
+    run_pipeline(template, audit)
+    verdict = check(audit)
+    assert not verdict.report.by_code("ZT633"), [f.message for f in verdict.report.findings]
+    assert verdict.clean and not verdict.report.by_code("ZT630")
+    # an inherited configuration that cannot be read hides only logs that are on: a note
+    emu.add_fault(Fault("*Organizations/GetIamPolicy", code="PERMISSION_DENIED"))
+    hidden = check(audit, record=False)
+    assert hidden.report.by_code("ZT633") and not hidden.report.by_code("ZT634")
+    assert any("organizations/100" in n and "inherited" in n for n in hidden.report.notes)

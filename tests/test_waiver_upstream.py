@@ -291,6 +291,19 @@ def test_an_artifact_uri_from_another_source(tmp_path: Path) -> None:
 
         return art
 
+    @dsl.pipeline(name="art")
+    def from_parameter(uri: str) -> None:
+        out = dsl.importer(artifact_uri=uri, artifact_class=dsl.Dataset).output
+        zt.step.on(consume(data=out), TRAIN_SA)
+
+    # an importer passes its URI through: the parameter's value is what is pasted
+    path = _compile(from_parameter, tmp_path, "p")
+    given = {
+        _pasting(path, project=P, parameter_values={"uri": u}).upstream_digest
+        for u in ("gs://zt-demo-raw-data/data", 'gs://b/", "service_account": "x')
+    }
+    assert len(given) == 2
+
     made = _pasting(_compile(build("make"), tmp_path, "a"), project=P)
     assert made.payload_input_origins == (("data", "the artifact 'data' of task 'make'"),)
     imported = _pasting(_compile(build("zt-demo-raw-data"), tmp_path, "b"), project=P)
@@ -335,6 +348,13 @@ def test_what_does_not_feed_the_values_keeps_the_digest(tmp_path: Path) -> None:
 
     other = _pasting(path, project="zt-other", defaults=JobFields(persistent_resource_id="warm"))
     assert other.upstream_digest == base.upstream_digest
+    elsewhere = JobFields(
+        machine_type="n1-highmem-8",
+        network="projects/123/global/networks/ml",
+        labels={"team": "ml"},
+        enable_web_access=False,
+    )
+    assert _pasting(path, project=P, defaults=elsewhere).upstream_digest == base.upstream_digest
     # rewriting the rewritten pipeline (what `rewrite` writes) reports the same
     result = rewrite_pipeline(str(path), project=P)
     again = rewrite_pipeline((result.spec, result.platform_docs), project=P)
@@ -647,3 +667,73 @@ def test_hostile_bindings_never_break_the_trace(tmp_path: Path) -> None:
             continue
         reached += any(s.upstream_digest for s in steps)
     assert reached  # mutants get through to the trace
+
+
+def test_a_name_bound_as_parameter_and_artifact_traces_both() -> None:
+    """Never KFP's output, but a hand-edited IR could bind one name twice: both producers are
+    in the digest, whichever Vertex pastes."""
+    from zt_pipelines.spec.provenance import payload_provenance
+
+    def ir(image: str) -> dict[str, Any]:
+        def comp(name: str) -> dict[str, Any]:
+            return {"executorLabel": f"exec-{name}"}
+
+        out = {"producerTask": "p2", "outputArtifactKey": "out"}
+        return {
+            "components": {"comp-p1": comp("p1"), "comp-p2": comp("p2"), "comp-c": comp("c")},
+            "deploymentSpec": {
+                "executors": {
+                    "exec-p1": {"container": {"image": "python:3.11"}},
+                    "exec-p2": {"container": {"image": image}},
+                    "exec-c": {"container": {"image": "python:3.11"}},
+                }
+            },
+            "root": {
+                "dag": {
+                    "tasks": {
+                        "p1": {"componentRef": {"name": "comp-p1"}},
+                        "p2": {"componentRef": {"name": "comp-p2"}},
+                        "c": {
+                            "componentRef": {"name": "comp-c"},
+                            "inputs": {
+                                "parameters": {
+                                    "x": {
+                                        "taskOutputParameter": {
+                                            "producerTask": "p1",
+                                            "outputParameterKey": "Output",
+                                        }
+                                    }
+                                },
+                                "artifacts": {"x": {"taskOutputArtifact": out}},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+
+    step = StepIdentity(
+        "c", "comp-c", "exec-c", TRAIN_SA, "declared", unescaped_payload_inputs=("x",)
+    )
+    (one,) = payload_provenance(ir("python:3.11"), [step], parameter_values={})
+    (two,) = payload_provenance(ir("evil:1"), [step], parameter_values={})
+    assert "task 'p1'" in one.payload_input_origins[0][1]
+    assert "task 'p2'" in one.payload_input_origins[0][1]
+    assert one.upstream_digest != two.upstream_digest
+
+
+@pytest.mark.shared
+def test_googles_automl_waivers_hold_in_another_project(gcpc_corpus_dir: Path) -> None:
+    """The rewrite pins a launcher's project from the parameters into the rewritten
+    producers; parameter values (like the identities) are masked, so the waivers a team
+    reviewed hold in its dev and prod projects alike — and every traced step has its own."""
+    template = gcpc_corpus_dir / "shipped" / "v1.automl.tabular.automl_tabular_pipeline.yaml"
+
+    def digests(project: str) -> dict[str, str]:
+        values = {"project": project, "location": "us-central1", "root_dir": f"gs://{project}/a"}
+        steps = rewrite_pipeline(str(template), project=project, parameter_values=values).steps
+        return {s.task: s.upstream_digest for s in steps if s.unescaped_payload_inputs}
+
+    dev = digests("zt-dev-project")
+    assert len(dev) >= 20 and all(dev.values())
+    assert digests("zt-prod-project") == dev

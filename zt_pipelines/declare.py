@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import json
 import linecache
 import math
@@ -613,6 +614,37 @@ def _channel_parameter(value: Any, *, where: str) -> str:
         )
     return name
 
+
+def _job_signature(*leading: inspect.Parameter) -> inspect.Signature:
+    """What ``help()`` and IDEs show for ``zt.step`` / ``zt.step.on``: every job field as a
+    keyword (the functions take ``**job`` only so that a misspelt one gets "did you mean")."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    job = [
+        inspect.Parameter(f.name, keyword, default=None, annotation=f.type)
+        for f in fields(JobFields)
+    ]
+    return inspect.Signature([*leading, *job], return_annotation="Any")
+
+
+_POSITIONAL = inspect.Parameter.POSITIONAL_ONLY
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+_Step.__call__.__signature__ = _job_signature(  # type: ignore[attr-defined]
+    inspect.Parameter("self", _POSITIONAL),
+    # a component in the call form (then service_account= names the identity), else the identity
+    inspect.Parameter(
+        "service_account", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any"
+    ),
+    inspect.Parameter("needs", _KEYWORD, default=None, annotation="Mapping[str, Any] | None"),
+)
+_Step.on.__signature__ = _job_signature(  # type: ignore[attr-defined]
+    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Any"),
+    inspect.Parameter(
+        "service_account", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any"
+    ),
+    inspect.Parameter("needs", _KEYWORD, default=None, annotation="Mapping[str, Any] | None"),
+    inspect.Parameter("serving_service_account", _KEYWORD, default=None, annotation="str | None"),
+)
 
 step = _Step()
 """Declare per-step identities; see :class:`_Step` (``@zt.step``, ``zt.step(c)``,

@@ -38,6 +38,7 @@ the decisions themselves are made by the pure :mod:`zt_pipelines.spec` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -62,6 +63,7 @@ from google.cloud.aiplatform_v1.types import pipeline_job as _gca_pipeline_job
 
 from zt_pipelines.audit import AuditLog, Decision, default_audit_log, identities_from, utc_now
 from zt_pipelines.errors import (
+    ApiError,
     InputError,
     MissingCredentialsError,
     PipelineRootOwnerError,
@@ -922,7 +924,11 @@ class PipelineJob(  # type: ignore[misc]
         if it cannot be computed, the record says why and drift reports it (ZT629)."""
         from google.protobuf import json_format
 
-        from zt_pipelines.monitor.baseline import approval_baseline, runtime_parts
+        from zt_pipelines.monitor.baseline import (
+            approval_baseline,
+            request_fields,
+            runtime_parts,
+        )
 
         try:
             runtime = request.runtime_config
@@ -934,6 +940,7 @@ class PipelineJob(  # type: ignore[misc]
                 network=str(request.network),
                 reserved_ip_ranges=[str(r) for r in request.reserved_ip_ranges],
                 kms_key=str(request.encryption_spec.kms_key_name),
+                request=request_fields(request),
             )
             return approval_baseline(
                 getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
@@ -984,18 +991,53 @@ class PipelineJob(  # type: ignore[misc]
         request = approval.resource()
         if enable_preflight_validations:
             request.preflight_validations = True
-        self._gca_resource = self.api_client.create_pipeline_job(
-            parent=parent,
-            pipeline_job=request,
-            pipeline_job_id=self.job_id,
-            timeout=create_request_timeout,
-        )
+        try:
+            self._gca_resource = self.api_client.create_pipeline_job(
+                parent=parent,
+                pipeline_job=request,
+                pipeline_job_id=self.job_id,
+                timeout=create_request_timeout,
+            )
+        except Exception as exc:
+            self._zt_send_failed(approval, parent, exc)
+            raise  # not reached: _zt_send_failed raises
         _pipeline_jobs._LOGGER.log_create_complete_with_getter(
             self.__class__, self._gca_resource, "pipeline_job"
         )
         _pipeline_jobs._LOGGER.info(f"View Pipeline Job:\n{self._dashboard_uri()}")
         if experiment:
             self._associate_to_experiment(experiment)
+
+    def _zt_send_failed(self, approval: Approval, parent: str, exc: BaseException) -> None:
+        """A create Vertex did not confirm: record it (the approval of this job id is void —
+        a job that shows up with that id later is judged a shadow, not the approved run) and
+        raise a typed error instead of the client's traceback. No retry: a create that timed
+        out may have happened, and a second one would be a second run."""
+        from google.api_core import exceptions as gexc
+
+        if not isinstance(exc, (gexc.GoogleAPIError, OSError)):
+            raise exc
+        code = getattr(exc, "code", None)
+        status = getattr(code, "name", "") or type(exc).__name__
+        text = str(getattr(exc, "message", "") or exc)
+        message = next((line.strip() for line in text.splitlines() if line.strip()), status)[:200]
+        context = _DecisionContext(self, "send-failed", approval.service_account, approval.network)
+        # if the audit log itself fails, the error below still says what happened
+        with contextlib.suppress(ZtError):
+            context.record(
+                "refused",
+                reason=f"creating the approved job failed ({status}: {message}); its approval "
+                "is void",
+                sha256=approval.sha256,
+                decision=approval.decision_sha256,
+            )
+        raise ApiError(
+            f"creating the pipeline job failed ({status}: {message})",
+            where=f"{parent}/pipelineJobs/{self.job_id}",
+            fix="Vertex did not confirm the create, so the job may or may not exist; its "
+            "approval is void in the audit log (a job with this id is reported as a shadow by "
+            "`zt-pipelines monitor`). Submit again: it verifies and sends anew",
+        ) from exc
 
     def _zt_check_pipeline_root_owner(self, approval: Approval) -> None:
         """aiplatform's bucket-squatting check, through the captured endpoint: a pipeline root
@@ -1292,6 +1334,10 @@ def _require_known_parameters(
     closest name (aiplatform raises a bare ``ValueError`` for it)."""
     import difflib
 
+    from zt_pipelines.loaders import check_plain_data
+
+    # built in Python, not parsed: bounded and sendable (no lone surrogate) like a --param
+    check_plain_data(dict(values or {}), where=where, kind="param", error=InputError)
     root = job_doc["pipelineSpec"].get("root", {})
     known = sorted((root.get("inputDefinitions") or {}).get("parameters") or {})
     for name in values or {}:

@@ -299,9 +299,15 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
             _fail(error, f"more than {limits.max_nodes} values", where)
         if isinstance(node, dict):
             children: Iterable[Any] = node.values()
+            for key in node:
+                if type(key) is str and _SURROGATE.search(key):
+                    _fail(error, f"the key {_shown(key)} is not valid Unicode text", where)
         elif isinstance(node, list):
             children = node
         else:
+            if type(node) is str and _SURROGATE.search(node):
+                # a lone UTF-16 surrogate (JSON "\ud800", a Python string): no API can send it
+                _fail(error, f"the text {_shown(node)} is not valid Unicode text", where)
             if type(node) is int and node.bit_length() > limits.max_int_digits * 3.33:
                 _fail(error, f"an integer longer than {limits.max_int_digits} digits", where)
             if type(node) is float and not math.isfinite(node):
@@ -310,6 +316,15 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
         if depth > limits.max_depth:
             _fail(error, f"nested deeper than {limits.max_depth} levels", where)
         stack.extend((child, depth + 1) for child in children)
+
+
+#: lone UTF-16 surrogates: JSON escapes and Python strings can hold them, UTF-8 cannot
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(text: str) -> str:
+    """``text`` as a short, printable literal for an error message."""
+    return ascii(text[:40] + ("…" if len(text) > 40 else ""))
 
 
 def _check_size(
@@ -548,9 +563,27 @@ def parse_text(
     return parse_yaml(text, where=where, kind=kind, error=error)
 
 
+_PYTHON_FIX = {
+    "manifest": "write the declarations as YAML keyed by task (docs/declarations.md), or "
+    "declare them in the pipeline's Python with @zt.step / zt.step.on",
+    "policy": "write the rules in zt-policy.yaml (docs/policy-file.md)",
+    "snapshot": "take a snapshot with `zt-pipelines snapshot` (docs/snapshot.md)",
+}
+
+
 def load_file(path: str | os.PathLike[str], *, kind: str, error: type[InputError]) -> list[Any]:
-    """Read and parse a file: ``.json``/``.json.gz`` as JSON, anything else as YAML/JSON."""
+    """Read and parse a file: ``.json``/``.json.gz`` as JSON, anything else as YAML/JSON.
+
+    Raises:
+        error: unreadable, too large, malformed, or Python source (named, with the fix).
+    """
     name = Path(path).name.removesuffix(".gz")
+    if name.endswith(".py"):  # a YAML error about line 6 of a script helps nobody
+        raise error(
+            f"this is Python source, not a {kind} file (YAML or JSON)",
+            where=str(path),
+            fix=_PYTHON_FIX.get(kind, f"pass the {kind} file itself"),
+        )
     text = read_text(path, kind=kind, error=error)
     fmt = "json" if name.endswith(".json") else "auto"
     return parse_text(text, where=str(path), kind=kind, error=error, fmt=fmt)

@@ -12,8 +12,10 @@ refusing finding (ZT100 / ZT102) rather than raised, so the report says everythi
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -39,6 +41,8 @@ from zt_pipelines.policy.requirements import (
     pipeline_root_of,
 )
 from zt_pipelines.policy.snapshot import Role, Snapshot
+
+_LOG = logging.getLogger("zt_pipelines.verification")
 
 # a Vertex region: letters and hyphens, then the zone digit(s) (us-central1, europe-west4)
 _LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]+$")
@@ -98,6 +102,12 @@ def check(
     from zt_pipelines.spec import rewrite_pipeline
 
     defaults = parse_step_defaults(step_defaults)
+    if parameter_values is not None:  # built in Python: bounded and sendable, like a --param
+        from zt_pipelines.loaders import check_plain_data
+
+        check_plain_data(
+            dict(parameter_values), where="parameter_values", kind="param", error=InputError
+        )
 
     _require_location(location)
     _require_submitter(submitter)
@@ -205,7 +215,7 @@ def check_rewritten(
     pipeline_root = pipeline_root_of(result, pipeline_root)
     when = now or datetime.now(timezone.utc)
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
-    org_policy = load_policy(policy)
+    org_policy = resolve_policy(policy)
     requirements = derive_requirements(
         result,
         project=project,
@@ -215,6 +225,15 @@ def check_rewritten(
         submitter=submitter,
     )
     extra_roles = _roles(roles)
+    started = time.perf_counter()
+    _LOG.info(
+        "checking %s in %s/%s: %s; submitter %s",
+        result.pipeline_name,
+        project,
+        location,
+        _source_note(snapshot, emulator).removeprefix("IAM state "),
+        submitter or "unknown",
+    )
     world = _snapshot(
         snapshot,
         requirements,
@@ -254,6 +273,14 @@ def check_rewritten(
     from zt_pipelines.policy.engine import evaluate
     from zt_pipelines.segmentation import check_segmentation
 
+    _LOG.info(
+        "IAM state: %d resources, %d service accounts, %d roles, %d unreadable (%.0f ms)",
+        len(world.nodes),
+        len(world.service_accounts),
+        len(world.roles),
+        len(world.unreadable),
+        (time.perf_counter() - started) * 1000,
+    )
     if on_snapshot is not None:
         on_snapshot(world)
     report = evaluate(
@@ -268,6 +295,16 @@ def check_rewritten(
     report = check_segmentation(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
+    if _LOG.isEnabledFor(logging.INFO):
+        from zt_pipelines.policy.render import plural
+
+        _LOG.info(
+            "%s: %d of %s granted, %s",
+            "allowed" if report.allowed else "refused",
+            len(report.granted),
+            plural(len(requirements), "requirement"),
+            plural(len(report.findings), "finding"),
+        )
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
 
 
@@ -382,6 +419,19 @@ def _require_location(location: str) -> None:
             where="location",
             fix="e.g. us-central1 or europe-west4",
         )
+
+
+def resolve_policy(policy: str | Path | dict[str, Any] | OrgPolicy | None) -> OrgPolicy:
+    """The organisation policy a check applies: ``policy``, else the file ``$ZT_POLICY`` names
+    (the same environment the CLI reads, so a notebook, a script, the drop-in job and the CLI
+    apply the same rules), else the strict defaults.
+
+    Raises:
+        PolicyFileError: the file is unreadable or invalid (naming it and the JSON path).
+    """
+    if policy is None and os.environ.get("ZT_POLICY"):
+        policy = os.environ["ZT_POLICY"]
+    return load_policy(policy)
 
 
 def _require_submitter(submitter: str | None) -> None:

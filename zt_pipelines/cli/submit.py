@@ -25,6 +25,20 @@ from zt_pipelines.cli.options import (
 from zt_pipelines.errors import InputError, ZeroTrustViolation
 
 
+def _aiplatform_logs_to_stderr() -> None:
+    """aiplatform's loggers print to stdout ("Creating PipelineJob", the console link); here
+    stdout is the report (JSON, SARIF), so their lines go to stderr with ours."""
+    import logging
+    import sys
+
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not name.startswith("google.cloud.aiplatform") or not isinstance(logger, logging.Logger):
+            continue
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr:
+                handler.setStream(sys.stderr)
+
+
 def _labels(pairs: tuple[str, ...]) -> dict[str, str] | None:
     labels: dict[str, str] = {}
     for pair in pairs:
@@ -130,6 +144,7 @@ def command(
     except ValueError as exc:
         raise InputError(str(exc).split("\n")[0][:300], where="submit arguments") from exc
     job._zt_origin = "cli"
+    _aiplatform_logs_to_stderr()
     try:
         job.submit(service_account=pipeline_sa, network=network)
     except ZeroTrustViolation as exc:

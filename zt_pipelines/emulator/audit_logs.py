@@ -118,12 +118,17 @@ class AuditLogStore:
         self._selected: dict[tuple[str, str], tuple[int, list[Any]]] = {}
         #: project id -> service -> enabled log types (``DATA_READ``, ``DATA_WRITE``, ...)
         self.audit_configs: dict[str, dict[str, tuple[str, ...]]] = {}
+        #: the ancestors (``folders/F``, ``organizations/O``) of a project: their auditConfigs
+        #: apply to it too
+        self.ancestors: Callable[[str], list[str]] = lambda _project: []
         #: Log Router sinks by parent, and log views by name (organisation-scale reads)
         self.sinks: dict[str, list[Any]] = {}
         self.views: dict[str, Any] = {}
 
     def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
-        """Set a project's ``auditConfigs``: service (or ``allServices``) → log types."""
+        """Set the ``auditConfigs`` of a project (by id) or of a folder or organisation
+        (``folders/F``, ``organizations/O``: inherited by every project below): service (or
+        ``allServices``) → log types."""
         with self._lock:
             self.audit_configs[project] = dict(configs)
 
@@ -174,10 +179,12 @@ class AuditLogStore:
         """Whether Data Access logs record ``permission`` on ``service`` in ``project``."""
         if service in _ALWAYS_ON:
             return True
-        configs = self.audit_configs.get(project, {})
         wanted = "DATA_READ" if permission.endswith((".get", ".list")) else "DATA_WRITE"
-        enabled = set(configs.get(service, ())) | set(configs.get("allServices", ()))
-        return wanted in enabled
+        for where in (project, *self.ancestors(project)):
+            configs = self.audit_configs.get(where, {})
+            if wanted in set(configs.get(service, ())) | set(configs.get("allServices", ())):
+                return True
+        return False
 
     def log_access(
         self,

@@ -360,8 +360,10 @@ def _policy_reader(
         policies.check_requested_version(version)
         world.authorize(caller, permission, full, parent=parent)
         message = policies.to_proto(world.policy_of(full), version)
-        if full.startswith(f"{CRM}projects/"):  # a project's auditConfigs (Data Access logs)
-            configs = world.log_store.audit_configs.get(full.rsplit("/", 1)[1], {})
+        if full.startswith(CRM):  # auditConfigs (Data Access logs) of a project, folder, org
+            short = full.removeprefix(CRM)
+            key = short.rsplit("/", 1)[1] if short.startswith("projects/") else short
+            configs = world.log_store.audit_configs.get(key, {})
             for service, log_types in sorted(configs.items()):
                 config = message.audit_configs.add(service=service)
                 for log_type in log_types:

@@ -300,9 +300,10 @@ class Emulator:
         self._world.run_scripts.clear()
 
     def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
-        """Set a project's IAM ``auditConfigs``: service (or ``allServices``) → enabled log
-        types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``); Data Access entries are logged
-        only where enabled."""
+        """Set the IAM ``auditConfigs`` of a project (its id), folder (``folders/F``) or
+        organisation (``organizations/O``; inherited below): service (or ``allServices``) →
+        enabled log types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``); Data Access entries
+        are logged only where enabled."""
         self._world.log_store.set_audit_configs(project, configs)
 
     def log_access(

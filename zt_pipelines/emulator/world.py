@@ -138,10 +138,13 @@ class World:
         self.run_scripts = RunScripts()
         self.step_runs: list[StepRun] = []
         self.log_store = AuditLogStore()  # Cloud Audit Logs and project auditConfigs
+        self.log_store.ancestors = self._ancestors  # auditConfigs are inherited, as on Google
         # dataset access entries that are not IAM members (views, routines): kept verbatim
         self.dataset_extras: dict[str, list[dict[str, Any]]] = {}
         self._frozen: Snapshot | None = None
         self._evaluator: Evaluator | None = None
+        # decisions of the current world when none can depend on the time (no condition)
+        self._decided: dict[tuple[str, str, str, str | None], str] | None = None
         for name, node in list(self.nodes.items()):
             if node.policy is not None and not node.policy.etag:
                 self.nodes[name] = replace(node, policy=replace(node.policy, etag=self.new_etag()))
@@ -176,6 +179,7 @@ class World:
         """Call after every write (under the lock): the next snapshot is rebuilt."""
         self._frozen = None
         self._evaluator = None
+        self._decided = None
 
     def new_etag(self) -> str:
         """A fresh etag (base64 text, as Google's JSON APIs show them)."""
@@ -183,6 +187,15 @@ class World:
         return base64.b64encode(b"zt" + serial.to_bytes(6, "big")).decode()
 
     # -- names -------------------------------------------------------------------------------
+
+    def _ancestors(self, project: str) -> list[str]:
+        """``folders/F`` ... ``organizations/O`` above a project, nearest first."""
+        out: list[str] = []
+        node = self.node(f"{CRM}projects/{project}")
+        while node is not None and node.parent and len(out) < 64:
+            out.append(node.parent.removeprefix(CRM))
+            node = self.node(node.parent)
+        return out
 
     def project_id(self, ref: str) -> str | None:
         """The project id for ``ref`` (an id or a number), if the project is known."""
@@ -275,14 +288,23 @@ class World:
     ) -> str:
         """Our engine's decision state (``granted``, ``not_granted``, ``unverifiable``,
         ``denied``) for the current world."""
+        key = (member, resource, permission, object_name)
         with self.lock:
             snapshot = self.snapshot()
             if self._evaluator is None:
                 self._evaluator = Evaluator(snapshot)
-            evaluator = self._evaluator
+                self._decided = {} if _timeless(snapshot) else None
+            evaluator, decided = self._evaluator, self._decided
+            if decided is not None and key in decided:
+                return decided[key]
         now = datetime.datetime.now(datetime.timezone.utc)
         decision = evaluator.decide(member, resource, permission, now=now, object_name=object_name)
-        return str(decision.state)
+        state = str(decision.state)
+        if decided is not None:
+            with self.lock:
+                if self._decided is decided:  # the world has not changed meanwhile
+                    decided[key] = state
+        return state
 
     def authorize(
         self,
@@ -319,6 +341,17 @@ class World:
                 f"Permission '{permission}' denied on resource '{resource}' for {caller} "
                 "(or it may not exist).",
             )
+
+
+def _timeless(snapshot: Snapshot) -> bool:
+    """Whether no decision in ``snapshot`` can depend on the time: no allow binding and no
+    deny rule has a condition (the engine's only use of the clock). Then a decision holds
+    until the world changes, and the emulator answers repeated checks of its callers from
+    memory (it authorises every call it serves: a live check makes hundreds)."""
+    for node in snapshot.nodes.values():
+        if node.policy is not None and any(b.condition for b in node.policy.bindings):
+            return False
+    return not any(r.denial_condition for p in snapshot.deny_policies for r in p.rules)
 
 
 def deep_copy_json(value: dict[str, Any]) -> dict[str, Any]:

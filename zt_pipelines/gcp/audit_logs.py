@@ -4,30 +4,33 @@ whether Data Access logs are on (the project's IAM ``auditConfigs``).
 Reads only, through the official ``google-cloud-logging`` gapic client
 (``LoggingServiceV2Client.list_log_entries``, gRPC) and ``google-cloud-resource-manager``.
 Filtering is server-side (log names, principals, time window); pages of 1000 entries (the
-API's largest) are walked to the end. Entries are read from the raw protobuf pages (no
-per-entry wrapper objects), and each ``AuditLog`` payload is parsed once.
+API's largest) are walked to the end. Pages are read from their serialized form into lite,
+wire-compatible views that hold only what usage reads: column-wise (one list per field, no
+Python object per entry) when the page's structure allows, else entry by entry.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import gc
-import queue
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from itertools import chain, repeat
+from operator import add, attrgetter, truediv
+from typing import Any, TypeVar
 
 from google.cloud.audit import audit_log_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from zt_pipelines.gcp._base import Adapter, _client_info_metadata
-from zt_pipelines.monitor.usage import Access
+from zt_pipelines.monitor.usage import Access, AccessBatch, Accesses
 
 ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
 DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
 #: principals per query: keeps the filter well under Logging's 20,000-character limit
 PRINCIPALS_PER_QUERY = 50
 _parse = audit_log_pb2.AuditLog.FromString
+T = TypeVar("T")
 
 
 def _stamp(moment: datetime) -> str:
@@ -53,70 +56,238 @@ def audit_filter(
     )
 
 
-_DONE = object()
 _new = tuple.__new__  # builds the Access named tuples without their Python-level __new__
 _LIST_METHOD = "/google.logging.v2.LoggingServiceV2/ListLogEntries"
+_AUDIT_LOG = "google.cloud.audit.AuditLog"
+
+# Field numbers of google/logging/v2/log_entry.proto, google/cloud/audit/audit_log.proto,
+# google/protobuf/any.proto and timestamp.proto: the lite views below are wire-compatible.
+_F = descriptor_pb2.FieldDescriptorProto
+_ONE, _MANY = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+_TEXT, _FLAG, _MSG, _I64, _I32 = (
+    _F.TYPE_STRING,
+    _F.TYPE_BOOL,
+    _F.TYPE_MESSAGE,
+    _F.TYPE_INT64,
+    _F.TYPE_INT32,
+)
+_Shape = list[tuple[str, int, int, int, str]]
+
+#: Entry by entry: each entry a message, its ``protoPayload`` (an ``Any``) read with ``value``
+#: typed as the AuditLog fields usage needs (an embedded message and ``bytes`` share one
+#: encoding), so a page is parsed once, in C, without the request/response structs entries carry.
+_ENTRIES: dict[str, _Shape] = {
+    "Authentication": [("principal_email", 1, _TEXT, _ONE, "")],
+    "Authorization": [
+        ("resource", 1, _TEXT, _ONE, ""),
+        ("permission", 2, _TEXT, _ONE, ""),
+        ("granted", 3, _FLAG, _ONE, ""),
+    ],
+    "AuditLog": [
+        ("authentication_info", 3, _MSG, _ONE, "Authentication"),
+        ("method_name", 8, _TEXT, _ONE, ""),
+        ("authorization_info", 9, _MSG, _MANY, "Authorization"),
+        ("resource_name", 11, _TEXT, _ONE, ""),
+    ],
+    "Payload": [("type_url", 1, _TEXT, _ONE, ""), ("value", 2, _MSG, _ONE, "AuditLog")],
+    "Timestamp": [("seconds", 1, _I64, _ONE, ""), ("nanos", 2, _I32, _ONE, "")],
+    "LogEntry": [
+        ("proto_payload", 2, _MSG, _ONE, "Payload"),
+        ("insert_id", 4, _TEXT, _ONE, ""),
+        ("timestamp", 9, _MSG, _ONE, "Timestamp"),
+        ("log_name", 12, _TEXT, _ONE, ""),
+    ],
+    "Page": [("entries", 1, _MSG, _MANY, "LogEntry"), ("next_page_token", 2, _TEXT, _ONE, "")],
+}
+#: Column-wise: the page's entries declared as ONE message, so the parser merges them (as it
+#: merges a non-repeated message field that occurs more than once) and every scalar below,
+#: declared repeated, becomes one list with one value per entry, in entry order — no Python
+#: object per entry or sub-message. Exact only when each entry has each value exactly once:
+#: the columns' lengths and :data:`_STRUCTURE` check that, page by page.
+_COLUMNS: dict[str, _Shape] = {
+    "CAuthentication": [("principal_email", 1, _TEXT, _MANY, "")],
+    "CAuthorization": [
+        ("resource", 1, _TEXT, _MANY, ""),
+        ("permission", 2, _TEXT, _MANY, ""),
+        ("granted", 3, _FLAG, _MANY, ""),
+    ],
+    "CAuditLog": [
+        ("authentication_info", 3, _MSG, _ONE, "CAuthentication"),
+        ("method_name", 8, _TEXT, _MANY, ""),
+        ("authorization_info", 9, _MSG, _ONE, "CAuthorization"),
+    ],
+    "CPayload": [("type_url", 1, _TEXT, _MANY, ""), ("value", 2, _MSG, _ONE, "CAuditLog")],
+    "CTimestamp": [("seconds", 1, _I64, _MANY, ""), ("nanos", 2, _I32, _MANY, "")],
+    "CLogEntry": [
+        ("proto_payload", 2, _MSG, _ONE, "CPayload"),
+        ("insert_id", 4, _TEXT, _MANY, ""),
+        ("timestamp", 9, _MSG, _ONE, "CTimestamp"),
+        ("log_name", 12, _TEXT, _MANY, ""),
+    ],
+    "CPage": [("entries", 1, _MSG, _ONE, "CLogEntry"), ("next_page_token", 2, _TEXT, _ONE, "")],
+}
+#: The page's structure, entry by entry, without other content (unknown fields are
+#: discarded): each entry's payload type and how many authorization records its AuditLog has.
+#: The column view is used only when every entry is an AuditLog with exactly one (equal to
+#: :func:`_expected_structure`, compared in C); otherwise a value could belong to another
+#: entry. (Encoders write each non-repeated field at most once and leave out empty ones, so
+#: there equal column lengths mean one value per entry.)
+_STRUCTURE: dict[str, _Shape] = {
+    "SNothing": [],
+    "SAuditLog": [("authorization_info", 9, _MSG, _MANY, "SNothing")],
+    "SPayload": [("type_url", 1, _TEXT, _MANY, ""), ("value", 2, _MSG, _ONE, "SAuditLog")],
+    "SLogEntry": [("proto_payload", 2, _MSG, _ONE, "SPayload")],
+    "SPage": [("entries", 1, _MSG, _MANY, "SLogEntry")],
+}
+#: the payload type of Cloud Audit Logs entries
+AUDIT_LOG_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
 
 
-def _lite_page_type() -> Any:
-    """A ``ListLogEntriesResponse`` reader that keeps only what usage reads.
-
-    Wire-compatible views of the real messages: each entry's ``protoPayload`` (an ``Any``) is
-    read with its ``value`` typed as the ``AuditLog`` fields usage needs (an embedded message
-    and ``bytes`` share one encoding), so a page is parsed once, in C, without the request,
-    response and metadata structs real entries carry. Field numbers are those of
-    ``google/logging/v2/log_entry.proto`` and ``google/cloud/audit/audit_log.proto``.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    field = descriptor_pb2.FieldDescriptorProto
-    one, many = field.LABEL_OPTIONAL, field.LABEL_REPEATED
-    text, flag, msg = field.TYPE_STRING, field.TYPE_BOOL, field.TYPE_MESSAGE
-    i64, i32 = field.TYPE_INT64, field.TYPE_INT32
-    shapes: dict[str, list[tuple[str, int, int, int, str]]] = {
-        "Authentication": [("principal_email", 1, text, one, "")],
-        "Authorization": [
-            ("resource", 1, text, one, ""),
-            ("permission", 2, text, one, ""),
-            ("granted", 3, flag, one, ""),
-        ],
-        "AuditLog": [
-            ("authentication_info", 3, msg, one, "Authentication"),
-            ("method_name", 8, text, one, ""),
-            ("authorization_info", 9, msg, many, "Authorization"),
-            ("resource_name", 11, text, one, ""),
-        ],
-        "Payload": [("type_url", 1, text, one, ""), ("value", 2, msg, one, "AuditLog")],
-        "Timestamp": [("seconds", 1, i64, one, ""), ("nanos", 2, i32, one, "")],
-        "LogEntry": [
-            ("proto_payload", 2, msg, one, "Payload"),
-            ("insert_id", 4, text, one, ""),
-            ("timestamp", 9, msg, one, "Timestamp"),
-            ("log_name", 12, text, one, ""),
-        ],
-        "Page": [("entries", 1, msg, many, "LogEntry"), ("next_page_token", 2, text, one, "")],
-    }
+def _message_types(*views: dict[str, _Shape]) -> dict[str, Any]:
+    """Message classes for the views (one private descriptor pool, built at import)."""
     file = descriptor_pb2.FileDescriptorProto(
         name="zt_pipelines/audit_log_page.proto", package="zt_pipelines.lite", syntax="proto3"
     )
-    for name, fields in shapes.items():
-        message = file.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            entry = message.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                entry.type_name = f".zt_pipelines.lite.{type_name}"
+    for view in views:
+        for name, fields in view.items():
+            message = file.message_type.add(name=name)
+            for field_name, number, kind, label, type_name in fields:
+                entry = message.field.add(name=field_name, number=number, type=kind, label=label)
+                if type_name:
+                    entry.type_name = f".zt_pipelines.lite.{type_name}"
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("zt_pipelines.lite.Page"))
+    return {
+        name: message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"zt_pipelines.lite.{name}")
+        )
+        for name in ("Page", "CPage", "SPage", "CAuthentication")
+    }
 
 
-_Page = _lite_page_type()
+_TYPES = _message_types(_ENTRIES, _COLUMNS, _STRUCTURE)
+_Page, _ColumnPage, _StructurePage = _TYPES["Page"], _TYPES["CPage"], _TYPES["SPage"]
+_Principals = _TYPES["CAuthentication"]
+
+
+@functools.lru_cache(maxsize=8)
+def _expected_structure(count: int) -> Any:
+    """The structure of a page of ``count`` AuditLog entries with one authorization each."""
+    page = _StructurePage()
+    for _ in range(count):
+        payload = page.entries.add().proto_payload
+        payload.type_url.append(AUDIT_LOG_TYPE)
+        payload.value.authorization_info.add()
+    return page
+
+
+@functools.lru_cache(maxsize=64)
+def _one_principal(principal: str, count: int) -> Any:
+    """The principal column of ``count`` entries all by ``principal``."""
+    return _Principals(principal_email=[principal] * count)
+
+
+def read_page(data: bytes, out: Accesses) -> str:
+    """Append the accesses of one serialized ``ListLogEntriesResponse`` page to ``out``;
+    return its next page token.
+
+    Column-wise when the page's structure allows it (one authorization check per AuditLog
+    entry, every field present — the common case), else entry by entry: both give the same
+    accesses in the same order.
+    """
+    columns = _ColumnPage.FromString(data)
+    _read_page(data, columns, out)
+    return str(columns.next_page_token)
+
+
+def _read_page(data: bytes, columns: Any, out: Accesses) -> None:
+    batch = _column_batch(data, columns)
+    if batch is not None:
+        out.add(batch)
+        return
+    rows: list[Access] = []
+    for entry in _Page.FromString(data).entries:
+        lite_accesses_of(entry, rows)
+    out.extend(rows)
+
+
+def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
+    """The page's accesses column-wise (see :data:`_COLUMNS`); ``None`` when the page's
+    structure does not allow it."""
+    structure = _StructurePage.FromString(data)
+    count = len(structure.entries)
+    structure.DiscardUnknownFields()
+    entries = page.entries
+    checks_per_entry: list[int] | None = None  # one each
+    if structure != _expected_structure(count):
+        # entries with several authorization checks (BigQuery's jobs, ...): counted one by
+        # one (still no Python object per field); an entry with none is read entry by entry
+        checks_per_entry = list(map(len, map(_checks_of, structure.entries)))
+        types = entries.proto_payload.type_url
+        if 0 in checks_per_entry or len(types) != count:
+            return None
+        if not all(url.endswith(_AUDIT_LOG) for url in set(types)):
+            return None
+    audit = entries.proto_payload.value
+    checks = audit.authorization_info
+    stamps = entries.timestamp
+    who = audit.authentication_info
+    per_entry = (
+        stamps.seconds,
+        stamps.nanos,  # absent when 0 (proto3): such a page is read entry by entry
+        who.principal_email,
+        audit.method_name,
+        entries.insert_id,
+        entries.log_name,
+    )
+    total = count if checks_per_entry is None else sum(checks_per_entry)
+    per_check = (checks.permission, checks.resource, checks.granted)
+    if any(len(column) != count for column in per_entry):
+        return None
+    if any(len(column) != total for column in per_check):
+        return None
+    resources = list(checks.resource)
+    if "" in resources:  # an empty check resource means the entry's resourceName
+        return None
+    page.DiscardUnknownFields()  # the fields not read: the comparison below is of principals
+    principals: Sequence[str] = who.principal_email
+    if count and who == _one_principal(principals[0], count):
+        principals = [principals[0]] * total  # one identity: one string, not one per entry
+    elif checks_per_entry is not None:
+        principals = _each(principals, checks_per_entry)
+    times = list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9))))
+    if checks_per_entry is None:
+        # the fields only findings read stay in the parsed page until one does
+        methods, insert_ids, log_names = audit.method_name, entries.insert_id, entries.log_name
+    else:  # an entry's fields once for each of its checks
+        times = _each(times, checks_per_entry)
+        methods = _each(audit.method_name, checks_per_entry)
+        insert_ids = _each(entries.insert_id, checks_per_entry)
+        log_names = _each(entries.log_name, checks_per_entry)
+    return AccessBatch(
+        times,
+        principals,
+        list(checks.permission),
+        resources,
+        methods,
+        checks.granted,
+        insert_ids,
+        log_names,
+    )
+
+
+_checks_of = attrgetter("proto_payload.value.authorization_info")
+
+
+def _each(column: Iterable[T], times: Iterable[int]) -> list[T]:
+    """Each value of ``column`` as many times as ``times`` says, in order."""
+    return list(chain.from_iterable(map(repeat, column, times)))
 
 
 def lite_accesses_of(entry: Any, out: list[Access]) -> list[Access]:
     """:func:`accesses_of` for an entry of a lite page (its payload already parsed). Hot."""
     payload = entry.proto_payload
-    if payload.type_url.endswith("google.cloud.audit.AuditLog"):
+    if payload.type_url.endswith(_AUDIT_LOG):
         _append_accesses(entry, payload.value, out)
     return out
 
@@ -126,7 +297,7 @@ def accesses_of(entry: Any, out: list[Access] | None = None) -> list[Access]:
     ``out`` (a new list when ``None``). Hot: called once per entry read."""
     found: list[Access] = [] if out is None else out
     payload = entry.proto_payload
-    if payload.type_url.endswith("google.cloud.audit.AuditLog"):
+    if payload.type_url.endswith(_AUDIT_LOG):
         _append_accesses(entry, _parse(payload.value), found)
     return found
 
@@ -182,12 +353,12 @@ class AuditLogsAdapter(Adapter):
         end: datetime,
         *,
         view: str | None = None,
-    ) -> list[Access]:
+    ) -> Accesses:
         """Every access by ``principals`` in ``project`` between ``start`` and ``end`` — or,
         with ``view`` (``projects/P/locations/L/buckets/B/views/V``), in every project whose
         audit logs the log view holds."""
         wanted = sorted({p.lower() for p in principals})
-        out: list[Access] = []
+        out = Accesses()
         for index in range(0, len(wanted), PRINCIPALS_PER_QUERY):
             batch = wanted[index : index + PRINCIPALS_PER_QUERY]
             if view is not None:
@@ -198,7 +369,7 @@ class AuditLogsAdapter(Adapter):
                 )
         return out
 
-    def _read(self, resource: str, text: str) -> list[Access]:
+    def _read(self, resource: str, text: str) -> Accesses:
         client = self._logging()
         request = {
             "resource_names": [resource],
@@ -207,84 +378,80 @@ class AuditLogsAdapter(Adapter):
             "page_size": self.page(1000),
         }
 
-        def run() -> list[Access]:
-            # the next page is fetched while this one is parsed (a reader thread): reading
-            # waits on the network, parsing on the CPU
-            found: list[Access] = []
-            pages: queue.Queue[Any] = queue.Queue(maxsize=4)
-
-            channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
-
-            def fetch() -> None:
-                try:
-                    if channel is None:  # not gRPC: the client's own pager
-                        pager = client.list_log_entries(request=request, **self.gapic_kwargs())
-                        for page in pager.pages:
-                            pages.put((accesses_of, type(page).pb(page).entries))
-                    else:  # the client's channel, each page read into the lite view
-                        for entries in self._lite_pages(channel, request):
-                            pages.put((lite_accesses_of, entries))
-                    pages.put(_DONE)
-                except BaseException as exc:  # handed to the parsing thread, raised there
-                    pages.put(exc)
-
-            reader = threading.Thread(target=fetch, name="zt-audit-log-pages", daemon=True)
-            reader.start()
+        def run() -> Accesses:
+            found = Accesses()
             # hundreds of thousands of small acyclic tuples: the cyclic collector would scan
             # the whole heap again and again for nothing while they are built
             collecting = gc.isenabled()
             gc.disable()
             try:
-                while True:
-                    item = pages.get()
-                    if item is _DONE:
-                        return found
-                    if isinstance(item, BaseException):
-                        raise item
-                    read, entries = item
-                    for entry in entries:
-                        read(entry, found)
+                channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
+                if channel is None:  # not gRPC: the client's own pager
+                    pager = client.list_log_entries(request=request, **self.gapic_kwargs())
+                    rows: list[Access] = []
+                    for page in pager.pages:
+                        for entry in type(page).pb(page).entries:
+                            accesses_of(entry, rows)
+                    found.extend(rows)
+                else:
+                    self._read_pages(channel, request, found)
             finally:
                 if collecting:
                     gc.enable()
-                while reader.is_alive():  # let a failed parse not leave the reader blocked
-                    with contextlib.suppress(queue.Empty):
-                        pages.get(timeout=0.05)
-                reader.join()
+            return found
 
         return self.call(run, what="entries.list", target=resource)
 
-    def _lite_pages(self, channel: Any, request: dict[str, Any]) -> Iterator[Any]:
-        """Every page of ``entries.list`` through the Logging client's gRPC channel, each
-        read into the lite view (the same request and method the gapic pager sends)."""
+    def _read_pages(self, channel: Any, request: dict[str, Any], out: Accesses) -> None:
+        """Every page of ``entries.list`` through the Logging client's gRPC channel (the same
+        request and method the gapic pager sends), each page read by :func:`read_page`. The
+        next page is requested before this one is read (a gRPC future, no thread of ours):
+        the server works on it while this one is parsed."""
         from google.cloud.logging_v2.types import ListLogEntriesRequest
 
         call = channel.unary_unary(
             _LIST_METHOD,
             request_serializer=ListLogEntriesRequest.serialize,
-            response_deserializer=_Page.FromString,
+            response_deserializer=None,  # the serialized page: read_page parses it
         )
         metadata = _client_info_metadata()
-        token = ""
-        while True:
-            page = call(
+
+        def start(token: str) -> Any:
+            return call.future(
                 ListLogEntriesRequest(**request, page_token=token),
                 timeout=self.timeout,
                 metadata=metadata,
             )
-            yield page.entries
-            token = page.next_page_token
-            if not token:
-                return
+
+        pending = start("")
+        try:
+            while pending is not None:
+                data = pending.result()
+                columns = _ColumnPage.FromString(data)
+                token = str(columns.next_page_token)
+                pending = start(token) if token else None
+                _read_page(data, columns, out)
+        finally:
+            if pending is not None:  # a failed read: do not leave the next page in flight
+                pending.cancel()
 
     def audit_configs(self, project: str) -> dict[str, set[str]]:
         """The project's ``auditConfigs``: service (or ``allServices``) → enabled log types."""
-        client = self.factory.projects()
-        request = {"resource": f"projects/{project}", "options": {"requested_policy_version": 3}}
+        return self.audit_configs_of(f"projects/{project}")
+
+    def audit_configs_of(self, name: str) -> dict[str, set[str]]:
+        """The ``auditConfigs`` of ``projects/P``, ``folders/F`` or ``organizations/O``."""
+        kind = name.split("/", 1)[0]
+        client = {
+            "projects": self.factory.projects,
+            "folders": self.factory.folders,
+            "organizations": self.factory.organizations,
+        }[kind]()
+        request = {"resource": name, "options": {"requested_policy_version": 3}}
         policy = self.call(
             lambda: client.get_iam_policy(request=request, **self.gapic_kwargs()),
-            what="projects.getIamPolicy (auditConfigs)",
-            target=f"//cloudresourcemanager.googleapis.com/projects/{project}",
+            what=f"{kind}.getIamPolicy (auditConfigs)",
+            target=f"//cloudresourcemanager.googleapis.com/{name}",
         )
         from google.iam.v1 import policy_pb2
 

@@ -103,6 +103,8 @@ class FetchPlan:
         self._held: list[tuple[Callable[[], None], bool]] | None = None
         self._batch: Any = None  # the storage reads not yet sent (a StorageBatch)
         self._planner = threading.get_ident()
+        self._roles_asked: set[str] = set()
+        self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache remembers them
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -355,12 +357,21 @@ class FetchPlan:
     def _prefetch_ancestors(self, name: str) -> None:
         assert self.cache is not None
         seen = {name}
-        hint = self.cache.get_parent(name)
-        while hint is not None and hint[0] and hint[0] not in seen:
-            parent = hint[0]
-            seen.add(parent)
-            self._ancestor(parent)
-            hint = self.cache.get_parent(parent)
+        current, hint = name, self.cache.get_parent(name)
+        while hint is not None:
+            with self._lock:  # the principal sets these hints name are prefetched too
+                self._hints[current] = Node(
+                    current,
+                    "project" if "/projects/" in current else "folder",
+                    parent=hint[0],
+                    project_number=hint[1],
+                )
+            if not hint[0] or hint[0] in seen:
+                break
+            current = hint[0]
+            seen.add(current)
+            self._ancestor(current)
+            hint = self.cache.get_parent(current)
 
     def _parent(self, node: Node) -> None:
         """Follow a *fresh* parent link; the root it reaches is what searches must cover."""
@@ -373,6 +384,12 @@ class FetchPlan:
             self._searches(root)
         if node.parent is not None:
             self._ancestor(node.parent)
+        # this node may complete a project's chain (e.g. a prefetched folder landed first):
+        # the principal sets it reveals are asked now, not a round trip after the drain
+        with self._lock:
+            roots = sorted(self.s.roots - {root})
+        for known in roots:
+            self._principal_searches(known)
 
     def _ancestor(self, name: str) -> None:
         kind, _, ident = name.removeprefix(CRM).partition("/")
@@ -487,11 +504,10 @@ class FetchPlan:
         known later are asked in a follow-up round; the assembly counts an identity complete
         only when it and all its sets were searched at every root."""
         with self._lock:
-            sets = {
-                one
-                for email in self.principals
-                for one in containing_sets(email, self.s.nodes) or ()
-            }
+            # fresh nodes decide completeness (the assembly); cached hints only add sets to
+            # ask now rather than a round trip later (a wrong hint costs a wasted value)
+            nodes = {**self._hints, **self.s.nodes} if self._hints else self.s.nodes
+            sets = {one for email in self.principals for one in containing_sets(email, nodes) or ()}
             todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
             self._asked.update((root, v) for v in todo)
         batch = self.search_batch
@@ -691,8 +707,10 @@ class FetchPlan:
 
     def _predefined_role(self, role: str) -> None:
         with self._lock:
-            if role in self.s.roles:
+            # every policy names its roles: look each one up (cache, then API) once per fetch
+            if role in self.s.roles or role in self._roles_asked:
                 return
+            self._roles_asked.add(role)
         cached = self.cache.get_role(role) if self.cache else None
         if cached is not None:
             with self._lock:

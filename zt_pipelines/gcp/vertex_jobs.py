@@ -198,6 +198,8 @@ class VertexJobsAdapter(Adapter):
                 location=location,
                 unreadable=(Unreadable("pipelineJobs.get", name, exc.message),),
             )
+        from zt_pipelines.monitor.baseline import request_fields
+
         raw = type(pb).pb(pb)
         spec = json_format.MessageToDict(raw.pipeline_spec)
         values = {k: _value(v) for k, v in raw.runtime_config.parameter_values.items()}
@@ -232,6 +234,7 @@ class VertexJobsAdapter(Adapter):
                 raw.runtime_config, preserving_proto_field_name=True
             ),
             reserved_ip_ranges=tuple(str(r) for r in raw.reserved_ip_ranges),
+            request=request_fields(raw),
             pipeline_spec=spec,
             tasks=tasks,
             jobs=jobs,

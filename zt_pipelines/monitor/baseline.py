@@ -32,7 +32,37 @@ from zt_pipelines.monitor.drift import Posture, posture_of
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.snapshot import Snapshot
 
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
+#: PipelineJob fields not hashed as ``request FIELD``: output-only, or compared on their own
+#: (spec hash, service account, runtime config, labels, network, ranges, key); every other
+#: field the request sets — ``psc_interface_config``, ``template_uri``, a field added to the
+#: API later — is covered by default
+_NOT_REQUEST_PARTS = frozenset(
+    {
+        "name",
+        "display_name",
+        "create_time",
+        "start_time",
+        "end_time",
+        "update_time",
+        "state",
+        "job_detail",
+        "error",
+        "template_metadata",
+        "schedule_name",
+        "satisfies_pzs",
+        "satisfies_pzi",
+        "pipeline_spec",
+        "service_account",
+        "runtime_config",
+        "labels",
+        "network",
+        "reserved_ip_ranges",
+        "encryption_spec",
+    }
+)
+#: parts whose names start so: hashed from baseline version 2 on
+REQUEST_PART = "request "
 #: labels that say nothing about what runs: ours (they carry the hashes themselves) and the
 #: ones Vertex sets on its own (billing ids on every pipeline run)
 _IGNORED_LABELS = frozenset((*SPEC_LABELS, *DECISION_LABELS, VERIFIED_LABEL))
@@ -51,6 +81,7 @@ def runtime_parts(
     network: str = "",
     reserved_ip_ranges: Iterable[str] = (),
     kms_key: str = "",
+    request: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """A sha256 per part of what a run is started with, besides its spec and identity.
 
@@ -61,6 +92,9 @@ def runtime_parts(
         network: the job's VPC network.
         reserved_ip_ranges: the job's reserved IP ranges.
         kms_key: the job's CMEK key.
+        request: the whole ``PipelineJob`` as JSON with proto field names: every field it
+            sets that is not output-only or compared above (e.g. ``psc_interface_config``)
+            becomes a ``request FIELD`` part.
     """
     parts: dict[str, str] = {}
     for key, value in runtime_config.items():
@@ -80,7 +114,47 @@ def runtime_parts(
     ):
         if value:
             parts[name] = _sha(value)
+    for key, value in (request or {}).items():
+        if key not in _NOT_REQUEST_PARTS and value not in (None, "", [], {}, False):
+            parts[f"{REQUEST_PART}{key}"] = _sha(value)
     return parts
+
+
+def comparable(baseline: Mapping[str, Any], observed: dict[str, str]) -> dict[str, str]:
+    """``observed`` without the ``request`` parts when the approval's baseline predates them
+    (version 1): such an approval says nothing about those fields."""
+    version = baseline.get("version")
+    if isinstance(version, int) and version >= 2:
+        return observed
+    return {k: v for k, v in observed.items() if not k.startswith(REQUEST_PART)}
+
+
+def request_fields(job: Any) -> dict[str, Any]:
+    """The fields of a ``PipelineJob`` protobuf (raw or proto-plus) that :func:`runtime_parts`
+    hashes as ``request`` parts, as JSON with proto field names (the spec and task details are
+    never converted: only the fields set outside :data:`_NOT_REQUEST_PARTS`)."""
+    from google.protobuf import json_format
+    from google.protobuf.descriptor import FieldDescriptor
+
+    raw = job if hasattr(job, "ListFields") else type(job).pb(job)
+    out: dict[str, Any] = {}
+    for descriptor, value in raw.ListFields():
+        if descriptor.name in _NOT_REQUEST_PARTS:
+            continue
+        if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            if descriptor.label == FieldDescriptor.LABEL_REPEATED:
+                out[descriptor.name] = [
+                    json_format.MessageToDict(v, preserving_proto_field_name=True) for v in value
+                ]
+            else:
+                out[descriptor.name] = json_format.MessageToDict(
+                    value, preserving_proto_field_name=True
+                )
+        elif descriptor.label == FieldDescriptor.LABEL_REPEATED:
+            out[descriptor.name] = list(value)
+        else:
+            out[descriptor.name] = value
+    return out
 
 
 def runtime_sha256(parts: Mapping[str, str]) -> str:

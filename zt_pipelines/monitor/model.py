@@ -111,6 +111,8 @@ class ObservedRun:
         pipeline_root: ``runtimeConfig.gcsOutputDirectory``.
         runtime_config: the whole ``runtimeConfig`` as JSON with proto field names.
         reserved_ip_ranges: the job's reserved IP ranges.
+        request: the job's other request fields (``psc_interface_config``, ``template_uri``
+            ...), as :func:`zt_pipelines.monitor.baseline.request_fields` reads them.
         pipeline_spec: the spec as Vertex holds it (a plain dict).
         tasks: the task details.
         jobs: every job read, by name.
@@ -132,6 +134,7 @@ class ObservedRun:
     pipeline_root: str = ""
     runtime_config: dict[str, Any] = field(default_factory=dict)
     reserved_ip_ranges: tuple[str, ...] = ()
+    request: dict[str, Any] = field(default_factory=dict)
     pipeline_spec: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[ObservedTask, ...] = ()
     jobs: dict[str, ObservedJob] = field(default_factory=dict)

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from zt_pipelines.monitor.baseline import runtime_differences, runtime_parts, runtime_sha256
+from zt_pipelines.monitor.baseline import (
+    comparable,
+    runtime_differences,
+    runtime_parts,
+    runtime_sha256,
+)
 from zt_pipelines.monitor.expect import (
     PIPELINE_LOCATION,
     PIPELINE_PROJECT,
@@ -334,7 +339,9 @@ def _runtime(run: ObservedRun, approval: Mapping[str, Any], notes: list[str]) ->
         network=run.network,
         reserved_ip_ranges=run.reserved_ip_ranges,
         kms_key=run.kms_key,
+        request=run.request,
     )
+    observed = comparable(recorded, observed)
     differences = runtime_differences(approved, observed)
     if not differences and runtime_sha256(observed) == str(recorded["runtime_sha256"]):
         notes.append(

@@ -19,7 +19,7 @@ from zt_pipelines.audit.shape import record_problem
 from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
-from zt_pipelines.monitor.runs import RunVerdict, evaluate_run
+from zt_pipelines.monitor.runs import RunVerdict, approving, evaluate_run
 
 POST_RUN_ACTION = "verify-run"
 
@@ -64,7 +64,29 @@ def read_approvals(log: AuditLog) -> tuple[list[dict[str, Any]], str]:
         problem = malformed(record)
         if problem:  # chained but not what a writer writes: no approval in it is trusted
             return [], f"record seq {record.get('seq', '?')} is malformed ({problem})"
-    return records, ""
+    return _without_void(records), ""
+
+
+def _without_void(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the approvals a later ``send-failed`` record voids (same job id, project and
+    location): Vertex never confirmed that create, so a job that shows up with that id is not
+    the approved run — it is judged as a shadow."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        action = str(record.get("action", ""))
+        if action.removeprefix("cli-") == "send-failed":
+            key = (record.get("job_id"), record.get("project"), record.get("location"))
+            out = [
+                r
+                for r in out
+                if not (
+                    approving(r)
+                    and r.get("job_id")
+                    and (r.get("job_id"), r.get("project"), r.get("location")) == key
+                )
+            ]
+        out.append(record)
+    return out
 
 
 def malformed(record: Any) -> str:
@@ -480,7 +502,7 @@ def usage(
     from zt_pipelines.monitor.coverage import owner_of, usage_scope
     from zt_pipelines.monitor.drift import approved_identities, other_identities
     from zt_pipelines.monitor.runs import approving
-    from zt_pipelines.monitor.usage import StepWindow, evaluate_usage
+    from zt_pipelines.monitor.usage import Accesses, StepWindow, evaluate_usage
 
     if logs_from is not None and not LOG_VIEW.match(logs_from):
         from zt_pipelines.errors import InputError
@@ -563,25 +585,24 @@ def usage(
     scope = usage_scope(project, approvals, pipeline_roots=[w.pipeline_root or "" for w in windows])
     owners, projects = _resolve_scope(factory, retry, scope, unreadable)
     logs = AuditLogsAdapter(factory, retry)
-    accesses: list[Any] = []
+    accesses = Accesses()  # keeps the pages read column-wise (see evaluate_usage)
     configs: dict[str, dict[str, set[str]] | None] = {}
     direct = sorted(projects)
     notes: list[str] = []
     if logs_from is not None:
         in_view, why_not = _view_coverage(factory, retry, logs_from, direct)
+        viewed = Accesses()
         if identities:
             try:
                 viewed = logs.accesses(project, identities, start, now, view=logs_from)
             except ApiError as exc:
                 unreadable.append(f"the log view {logs_from} ({exc.message})")
-                in_view, viewed = set(), []
+                in_view, viewed = set(), Accesses()
                 why_not = dict.fromkeys(direct, "the view could not be read")
-        else:
-            viewed = []
         direct = [p for p in direct if p not in in_view]
         # a project read directly too: its entries come from there (never counted twice)
         skip = tuple(f"projects/{p}/" for p in direct)
-        accesses.extend(a for a in viewed if not a.log_name.startswith(skip))
+        accesses.extend(viewed.where(lambda name: not name.startswith(skip), "log_name"))
         notes.append(
             f"Cloud Audit Logs read from the log view {logs_from}: every project it holds, "
             f"{len(in_view)} of the {len(projects)} the approvals name proven routed into it"
@@ -607,15 +628,17 @@ def usage(
             except ApiError as exc:
                 configs[where] = None  # nothing there is seen: nothing is called unused
                 unreadable.append(f"project {where}'s Cloud Audit Logs ({named}) ({exc.message})")
+    _inherited_configs(factory, retry, configs, notes)
     own = {w.service_account.lower() for w in windows}
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
-        accesses = [
-            a
-            for a in accesses
-            if a.principal.lower() not in spans
-            or not any(start <= a.ts <= end for start, end in spans[a.principal.lower()])
-        ]
+
+        def not_the_jobs_own(principal: str, ts: float) -> bool:
+            return principal.lower() not in spans or not any(
+                start <= ts <= end for start, end in spans[principal.lower()]
+            )
+
+        accesses = accesses.where(not_the_jobs_own, "principal", "ts")
         notes.append(
             "launched-job identities ("
             + ", ".join(sorted(spans))
@@ -676,6 +699,72 @@ def usage(
 LOG_VIEW = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/buckets/[^/\s]+/views/[^/\s]+$")
 
 
+def _ancestry(crm: Any, project: str) -> list[str] | None:
+    """``folders/F`` ... ``organizations/O`` above ``project``, nearest first (``None``: a read
+    failed)."""
+    from zt_pipelines.errors import ApiError
+
+    chain: list[str] = []
+    try:
+        parent = crm.get_project(project).parent
+        while parent and len(chain) < 32:
+            short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
+            chain.append(short)
+            if not short.startswith("folders/"):
+                break
+            parent = crm.get_folder(short.removeprefix("folders/")).parent
+    except ApiError:
+        return None
+    return chain
+
+
+def _inherited_configs(
+    factory: ClientFactory,
+    retry: RetryPolicy | None,
+    configs: dict[str, dict[str, set[str]] | None],
+    notes: list[str],
+) -> None:
+    """Add to each project's ``auditConfigs`` those of its folders and organisation (they are
+    inherited). A read that fails only hides logs turned on there (ZT633 may then warn about
+    logs that are on: said in a note), so it is not a failed verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zt_pipelines.errors import ApiError
+    from zt_pipelines.gcp.audit_logs import AuditLogsAdapter
+    from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
+
+    crm = ResourceManagerAdapter(factory, retry)
+    logs = AuditLogsAdapter(factory, retry)
+    read = sorted(p for p, c in configs.items() if c is not None)
+
+    def of(name: str) -> dict[str, set[str]] | None:
+        try:
+            return logs.audit_configs_of(name)
+        except ApiError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chains = dict(zip(read, pool.map(lambda p: _ancestry(crm, p), read), strict=True))
+        above = sorted({a for chain in chains.values() for a in chain or ()})
+        found = dict(zip(above, pool.map(of, above), strict=True))
+    unread = sorted(
+        {p for p, c in chains.items() if c is None} | {a for a, c in found.items() if c is None}
+    )
+    for project, chain in chains.items():
+        mine = configs[project]
+        assert mine is not None
+        for ancestor in chain or ():
+            for service, types in (found.get(ancestor) or {}).items():
+                mine.setdefault(service, set()).update(types)
+    if unread:
+        notes.append(
+            "the audit configuration inherited by "
+            + ", ".join(unread)
+            + " could not be read: Data Access logs turned on above a project are not seen "
+            "there (ZT633 may warn about logs that are on)"
+        )
+
+
 def _view_coverage(
     factory: ClientFactory, retry: RetryPolicy | None, view: str, projects: list[str]
 ) -> tuple[set[str], dict[str, str]]:
@@ -701,18 +790,7 @@ def _view_coverage(
         return set(), dict.fromkeys(projects, f"the view has a filter ({shown.strip()})")
 
     def ancestry(project: str) -> list[str] | None:
-        chain: list[str] = []
-        try:
-            parent = crm.get_project(project).parent
-            while parent and len(chain) < 32:
-                short = parent.removeprefix("//cloudresourcemanager.googleapis.com/")
-                chain.append(short)
-                if not short.startswith("folders/"):
-                    break
-                parent = crm.get_folder(short.removeprefix("folders/")).parent
-        except ApiError:
-            return None
-        return chain
+        return _ancestry(crm, project)
 
     def sinks_of(parent: str) -> Any:
         try:
@@ -929,10 +1007,7 @@ def monitor_once(
     schedules: list[ScheduleSummary] = []
     say(f"listing pipeline jobs and schedules in {project}/{location}")
     try:
-        jobs = [
-            JobSummary(str(j.name), str(getattr(j.state, "name", j.state)), dict(j.labels))
-            for j in adapter.list_pipeline_jobs(project, location)
-        ]
+        jobs = [job_summary(j) for j in adapter.list_pipeline_jobs(project, location)]
         schedules = [schedule_summary(s) for s in adapter.list_schedules(project, location)]
     except ApiError as exc:
         findings.append(
@@ -1005,12 +1080,49 @@ def monitor_once(
     return report, results
 
 
+def job_summary(job: Any) -> Any:
+    """A listed pipeline job (``aiplatform_v1.PipelineJob``) as the shadow check reads it: its
+    labels, schedule, the sha256 of the spec it holds, its run-as account and runtime-config
+    parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
+    from google.protobuf import json_format
+
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
+    from zt_pipelines.monitor.shadow import JobSummary
+
+    raw = type(job).pb(job)
+    labels = dict(job.labels)
+    digest: str | None = None
+    runtime: dict[str, str] | None = None
+    if raw.HasField("pipeline_spec"):
+        try:
+            digest = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
+            runtime = runtime_parts(
+                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+                labels=labels,
+                network=str(job.network),
+                reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+                kms_key=str(job.encryption_spec.kms_key_name),
+                request=request_fields(raw),
+            )
+        except Exception:  # a spec that cannot be hashed matches no approval (ZT640)
+            digest, runtime = None, None
+    return JobSummary(
+        str(job.name),
+        str(getattr(job.state, "name", job.state)),
+        labels,
+        schedule=str(job.schedule_name),
+        spec_sha256=digest,
+        service_account=str(job.service_account),
+        runtime=runtime,
+    )
+
+
 def schedule_summary(schedule: Any) -> Any:
     """A listed schedule (``aiplatform_v1.Schedule``) as the shadow check reads it: its job's
     labels, the sha256 of the spec it holds, its run-as account and runtime-config parts."""
     from google.protobuf import json_format
 
-    from zt_pipelines.monitor.baseline import runtime_parts
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
     from zt_pipelines.monitor.shadow import ScheduleSummary
 
     job = schedule.create_pipeline_job_request.pipeline_job
@@ -1024,6 +1136,7 @@ def schedule_summary(schedule: Any) -> Any:
             network=str(job.network),
             reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
             kms_key=str(job.encryption_spec.kms_key_name),
+            request=request_fields(raw),
         )
     except Exception:  # a spec that cannot be hashed matches no approval (ZT641)
         digest, runtime = None, None

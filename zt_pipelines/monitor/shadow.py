@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zt_pipelines.fingerprint import DECISION_LABELS
-from zt_pipelines.monitor.baseline import runtime_differences
+from zt_pipelines.monitor.baseline import comparable, runtime_differences
 from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
 from zt_pipelines.policy.report import Finding, Severity
 
@@ -27,6 +27,11 @@ class JobSummary:
     state: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     schedule: str = ""  # the schedule that created it, when Vertex says
+    #: what the job holds, as read: the sha256 of its spec (``None``: not read), its run-as
+    #: account and runtime-config parts (``None``: not read)
+    spec_sha256: str | None = None
+    service_account: str = ""
+    runtime: Mapping[str, str] | None = None
 
     @property
     def job_id(self) -> str:
@@ -81,6 +86,13 @@ def find_shadows(
     findings: list[Finding] = []
     to_verify: list[JobSummary] = []
     plain = [dict(r) for r in records]
+    passed = {
+        s.name: schedule_approval(
+            s, plain, spec_labels=spec_labels, project=project, location=location
+        )
+        for s in schedules
+    }
+    approved_schedules = {name for name, (a, _why) in passed.items() if a is not None}
     for job in jobs:
         digest = label_sha256(job.labels, spec_labels)
         if not digest:
@@ -108,13 +120,25 @@ def find_shadows(
                 )
             )
             continue
+        # labels are not evidence: the job must hold what the approval approved, and a job
+        # matched through a schedule approval must come from a schedule that carries it out
+        why = _job_mismatch(job, digest, approval, approved_schedules)
+        if why:
+            findings.append(
+                Finding(
+                    "ZT640",
+                    Severity.ERROR,
+                    f"pipeline job {job.job_id} carries zt-pipelines labels but is not what "
+                    f"was approved: {why}",
+                    resource=job.name,
+                )
+            )
+            continue
         if job.finished and job.job_id not in verified:
             to_verify.append(job)
     live: list[Mapping[str, object]] = []
     for schedule in schedules:
-        approval, why = schedule_approval(
-            schedule, plain, spec_labels=spec_labels, project=project, location=location
-        )
+        approval, why = passed.get(schedule.name, (None, ""))
         if approval is None:
             findings.append(
                 Finding(
@@ -174,8 +198,33 @@ def schedule_approval(
     return None, why
 
 
+def _job_mismatch(
+    job: JobSummary,
+    digest: str,
+    approval: Mapping[str, object],
+    approved_schedules: set[str],
+) -> str:
+    """Why ``job`` is not what ``approval`` approved (empty: it is)."""
+    if str(approval.get("action", "")).endswith("schedule") and approval.get("job_id") != (
+        job.job_id
+    ):
+        if not job.schedule:
+            return "it matches only a schedule approval and no schedule started it"
+        if job.schedule not in approved_schedules:
+            return f"it matches a schedule approval but its schedule {job.schedule} does not"
+    if job.spec_sha256 != digest:
+        return (
+            "its spec was not read"
+            if job.spec_sha256 is None
+            else "its spec does not hash to its spec labels (copied labels?)"
+        )
+    return _mismatch(job, approval, DECISION_LABELS)
+
+
 def _mismatch(
-    schedule: ScheduleSummary, approval: Mapping[str, object], decision_labels: tuple[str, str]
+    schedule: ScheduleSummary | JobSummary,
+    approval: Mapping[str, object],
+    decision_labels: tuple[str, str],
 ) -> str:
     identities = approval.get("identities")
     pipeline_sa = next(
@@ -199,7 +248,8 @@ def _mismatch(
     if isinstance(approved, Mapping):
         if schedule.runtime is None:
             return "its job's runtime config was not read"
-        differences = runtime_differences(approved, schedule.runtime)
+        assert isinstance(baseline, Mapping)
+        differences = runtime_differences(approved, comparable(baseline, dict(schedule.runtime)))
         if differences:
             return "its job's runtime config is not the approved one: " + "; ".join(differences)
     return ""

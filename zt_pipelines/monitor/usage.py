@@ -17,10 +17,13 @@ project's Data Access audit configuration and the reads that failed. Findings:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from functools import partial
+from itertools import chain, compress, repeat
+from operator import or_
+from typing import Any, NamedTuple, overload
 
 from zt_pipelines.model import Need
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
@@ -89,6 +92,131 @@ class Access(NamedTuple):
         )
 
 
+_make_access = partial(tuple.__new__, Access)  # an Access from a row, without Python calls
+
+
+class AccessBatch:
+    """Accesses read column-wise (e.g. one page of log entries): one sequence per
+    :class:`Access` field, one value per access, in order. Usage reads hundreds of thousands
+    of accesses; a Python object per access costs more than deciding on it, so a batch is
+    decided column-wise where it can be (see :func:`evaluate_usage`) and yields
+    :class:`Access` rows only where it cannot."""
+
+    __slots__ = Access._fields
+
+    def __init__(
+        self,
+        ts: Sequence[float],
+        principal: Sequence[str],
+        permission: Sequence[str],
+        resource: Sequence[str],
+        method: Sequence[str],
+        granted: Sequence[bool],
+        insert_id: Sequence[str],
+        log_name: Sequence[str],
+    ) -> None:
+        self.ts, self.principal, self.permission, self.resource = (
+            ts,
+            principal,
+            permission,
+            resource,
+        )
+        self.method, self.granted, self.insert_id, self.log_name = (
+            method,
+            granted,
+            insert_id,
+            log_name,
+        )
+        if any(len(getattr(self, name)) != len(ts) for name in Access._fields):
+            raise ValueError("an access batch needs one value per field for every access")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __iter__(self) -> Iterator[Access]:
+        return map(_make_access, zip(*(getattr(self, f) for f in Access._fields), strict=True))
+
+
+class Accesses(Sequence[Access]):
+    """The accesses read, in order: column-wise batches and single accesses.
+
+    A :class:`~collections.abc.Sequence` of :class:`Access` (rows are made on demand);
+    :func:`evaluate_usage` decides its batches column-wise."""
+
+    __slots__ = ("_count", "_parts")
+
+    def __init__(self, accesses: Iterable[Access] = ()) -> None:
+        self._parts: list[AccessBatch | list[Access]] = []
+        self._count = 0
+        self.extend(accesses)
+
+    def add(self, batch: AccessBatch) -> None:
+        """Append a batch."""
+        if len(batch):
+            self._parts.append(batch)
+            self._count += len(batch)
+
+    def extend(self, accesses: Iterable[Access]) -> None:
+        """Append accesses (another :class:`Accesses` keeps its batches)."""
+        if isinstance(accesses, Accesses):
+            self._parts.extend(accesses._parts)
+            self._count += accesses._count
+            return
+        rows = list(accesses)
+        if rows:
+            self._parts.append(rows)
+            self._count += len(rows)
+
+    def where(self, keep: Callable[..., bool], *fields: str) -> Accesses:
+        """The accesses for which ``keep(*values of fields)`` is true, in order (batches stay
+        column-wise: ``keep`` is mapped over their columns)."""
+        if not fields or any(f not in Access._fields for f in fields):
+            raise ValueError(f"fields must name Access fields: {fields!r}")
+        out = Accesses()
+        for part in self._parts:
+            if isinstance(part, AccessBatch):
+                flags = list(map(keep, *(getattr(part, f) for f in fields)))
+                if all(flags):
+                    out.add(part)
+                elif any(flags):
+                    columns = (list(compress(getattr(part, f), flags)) for f in Access._fields)
+                    out.add(AccessBatch(*columns))
+            else:
+                out.extend(a for a in part if keep(*(getattr(a, f) for f in fields)))
+        return out
+
+    def parts(self) -> tuple[AccessBatch | list[Access], ...]:
+        """The batches and lists of single accesses, in order."""
+        return tuple(self._parts)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Access]:
+        return chain.from_iterable(self._parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Access: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Access]: ...
+
+    def __getitem__(self, index: int | slice) -> Access | list[Access]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("access index out of range")
+        for part in self._parts:
+            if index < len(part):
+                if isinstance(part, AccessBatch):
+                    return _make_access(tuple(getattr(part, f)[index] for f in Access._fields))
+                return part[index]
+            index -= len(part)
+        raise IndexError("access index out of range")  # pragma: no cover - counted above
+
+
 def _log_form(full: str, prefix: str | None) -> tuple[str, ...]:
     """Resource names an audit log shows for a need's resource (any of them covers)."""
     service = service_of(full)
@@ -143,6 +271,72 @@ def _rules(task: str, matchers: Sequence[_Matcher]) -> dict[str, list[_Rule]]:
             )
             out.setdefault(permission, []).append(rule)
     return out
+
+
+#: a batch with more distinct permissions than this is decided row by row
+_BATCH_PERMISSIONS = 16
+_Compiled = Mapping[str, list[tuple[float, float, StepWindow, dict[str, list[_Rule]]]]]
+
+
+def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, str]]) -> bool:
+    """Decide ``batch`` column-wise when it yields no finding: one identity, every access
+    inside the same run windows of its step(s), granted, and covered by a declared need in each
+    of them. Then the needs it used are added to ``used`` — exactly what the row-by-row loop of
+    :func:`evaluate_usage` adds — and ``True`` is returned; otherwise nothing is added (the
+    batch is then decided row by row, findings and all)."""
+    if not len(batch):
+        return True
+    principals = set(batch.principal)
+    if len(principals) != 1:
+        return False
+    [principal] = principals
+    mine = compiled.get(principal)
+    if mine is None:
+        mine = compiled.get(principal.lower(), [])
+    first, last = min(batch.ts), max(batch.ts)
+    inside: list[dict[str, list[_Rule]]] = []
+    for start, end, _w, rules in mine:
+        if start <= first and last <= end:
+            inside.append(rules)
+        elif not (last < start or first > end):
+            return False  # some of the batch inside this window, some not
+    if not inside or not all(batch.granted):
+        return False
+    permissions = set(batch.permission)
+    if len(permissions) > _BATCH_PERMISSIONS:
+        return False
+    keys: set[tuple[str, str, str]] = set()
+    for permission in permissions:
+        resources: Sequence[str] = (
+            batch.resource
+            if len(permissions) == 1
+            else list(compress(batch.resource, map(permission.__eq__, batch.permission)))
+        )
+        # every string between the least and the greatest starts with what both start with
+        low, high = min(resources), max(resources)
+        for rules in inside:
+            covered: list[bool] | None = None
+            for is_prefix, name, other, key in rules.get(permission, ()):
+                head = name if is_prefix else other
+                if low.startswith(head) and high.startswith(head):
+                    keys.add(key)  # the row loop's test holds for every access
+                    covered = [True]
+                    continue
+                # the row loop's test, one column at a time
+                hits = list(map(str.startswith, resources, repeat(head)))
+                if is_prefix:
+                    if permission == _LIST:
+                        hits = list(map(or_, hits, map(other.__eq__, resources)))
+                else:
+                    hits = list(map(or_, hits, map(name.__eq__, resources)))
+                if any(hits):
+                    keys.add(key)
+                if covered != [True]:
+                    covered = hits if covered is None else list(map(or_, covered, hits))
+            if covered is None or not all(covered):
+                return False  # an undeclared access: a finding
+    used.update(keys)
+    return True
 
 
 def covers(need: Need, permission: str, resource: str) -> bool:
@@ -230,33 +424,43 @@ def evaluate_usage(
         identity: [(start, end, w, _rules(w.task, matchers)) for start, end, w, matchers in ws]
         for identity, ws in by_identity.items()
     }
-    for access in accesses:  # hot: once per entry read
-        ts, principal, permission, resource = access[0], access[1], access[2], access[3]
-        mine = compiled.get(principal)
-        if mine is None:
-            mine = compiled.get(principal.lower(), [])
-        inside = False
-        for start, end, w, rules in mine:
-            if ts < start or ts > end:
-                continue
-            inside = True
-            if not access[5]:  # granted
-                findings.append(_refused(w, access))
-                continue
-            matched = False
-            for is_prefix, name, other, used_key in rules.get(permission, ()):
-                if is_prefix:
-                    hit = resource.startswith(name) or (resource == other and permission == _LIST)
-                else:
-                    hit = resource == name or resource.startswith(other)
-                if hit:
-                    matched = True
-                    if used_key not in used:
-                        used.add(used_key)
-            if not matched:
-                findings.append(_undeclared(w, access))
-        if not inside:
-            findings.append(_out_of_run(access))
+
+    def decide(rows: Iterable[Access]) -> None:
+        for access in rows:  # hot: once per entry read (where a batch was not settled)
+            ts, principal, permission, resource = access[0], access[1], access[2], access[3]
+            mine = compiled.get(principal)
+            if mine is None:
+                mine = compiled.get(principal.lower(), [])
+            inside = False
+            for start, end, w, rules in mine:
+                if ts < start or ts > end:
+                    continue
+                inside = True
+                if not access[5]:  # granted
+                    findings.append(_refused(w, access))
+                    continue
+                matched = False
+                for is_prefix, name, other, used_key in rules.get(permission, ()):
+                    if is_prefix:
+                        hit = resource.startswith(name) or (
+                            resource == other and permission == _LIST
+                        )
+                    else:
+                        hit = resource == name or resource.startswith(other)
+                    if hit:
+                        matched = True
+                        if used_key not in used:
+                            used.add(used_key)
+                if not matched:
+                    findings.append(_undeclared(w, access))
+            if not inside:
+                findings.append(_out_of_run(access))
+
+    parts = accesses.parts() if isinstance(accesses, Accesses) else (accesses,)
+    for part in parts:
+        if not isinstance(part, AccessBatch) or not _settled(part, compiled, used):
+            decide(part)
+
     proposal: dict[str, dict[str, Any]] = {}
     seen_tasks: set[str] = set()
     for w in windows:

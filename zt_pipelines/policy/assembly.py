@@ -278,18 +278,27 @@ def merge_policies(existing: AllowPolicy | None, extra: AllowPolicy) -> AllowPol
 _SA_SET = "principalSet://cloudresourcemanager.googleapis.com/{}/{}/type/ServiceAccount"
 
 
+#: grants to these hold for every service account (searched like its own email)
+_PUBLIC_SETS = ("allUsers", "allAuthenticatedUsers")
+
+
 def containing_sets(email: str, nodes: Mapping[str, Node]) -> tuple[str, ...] | None:
-    """The principal sets a service account is a member of by where it lives — "every service
-    account in" its project (by id and by number), each folder above it and its organisation —
-    or ``None`` when its project's chain is not known up to its root (then no search for those
-    sets can be complete)."""
+    """The principal sets a service account is a member of — everyone (``allUsers``), every
+    Google account (``allAuthenticatedUsers``), and by where it lives "every service account in"
+    its project (by id and by number), each folder above it and its organisation — or ``None``
+    when its project's chain is not known up to its root (then no search for those sets can be
+    complete)."""
     project_id = sa_project(email)
     if project_id is None:
         return None
     node = nodes.get(CRM + "projects/" + project_id)
     if node is None or not node.project_number:
         return None
-    sets = [_SA_SET.format("projects", project_id), _SA_SET.format("projects", node.project_number)]
+    sets = [
+        *_PUBLIC_SETS,
+        _SA_SET.format("projects", project_id),
+        _SA_SET.format("projects", node.project_number),
+    ]
     parent, seen = node.parent, {node.name}
     while parent is not None:
         kind, _, ident = parent.removeprefix(CRM).partition("/")

@@ -45,6 +45,8 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.resources import ResourceRef
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from zt_pipelines.model import StepIdentity
     from zt_pipelines.policy.orgpolicy import OrgPolicy
     from zt_pipelines.policy.report import Report
@@ -177,6 +179,7 @@ class Evaluator:
         self.conditions = ConditionEvaluator()
         self._nodes: dict[str, _NodeIndex] = {}
         self._chains: dict[str, tuple[tuple[Node, ...], str]] = {}
+        self._above: dict[str, tuple[str, ...]] = {}
         self._deny: dict[str, list[DenyPolicy]] = defaultdict(list)
         # attached to a project the snapshot has under no such name: may be a project known
         # here by its other name only (never simply absent)
@@ -279,6 +282,14 @@ class Evaluator:
         self._chains[name] = cached
         return cached
 
+    def ancestor_names(self, name: str) -> tuple[str, ...]:
+        """The names of ``name``'s known ancestors, nearest first (without ``name`` itself):
+        :meth:`chain`'s nodes after the first, memoised."""
+        got = self._above.get(name)
+        if got is None:
+            got = self._above[name] = tuple(n.name for n in self.chain(name)[0][1:])
+        return got
+
     def bindings_for(self, principal: str) -> list[tuple[Node, Binding, MemberMatch]]:
         """Every visible binding, anywhere, whose members cover ``principal`` (or may)."""
         return [(n, b, mm) for n, b, mm, _ in self.member_bindings(principal)]
@@ -329,17 +340,23 @@ class Evaluator:
         by_member, indirect_all = self._by_member, self._indirect_all
         if by_member is None or indirect_all is None:
             # one pass over the snapshot: every direct member's bindings, every indirect entry
+            # (the same order as the node indexes: node by node, binding by binding)
             by_member, indirect_all = {}, []
+            normal = self._principals
             for node in self.snapshot.nodes.values():
-                idx = self._index(node)
-                for member, bindings in idx.direct.items():
-                    got = by_member.get(member)
-                    if got is None:
-                        got = by_member[member] = []
-                    for b in bindings:
-                        got.append((node, b))
-                for member, b in idx.indirect:
-                    indirect_all.append((node, member, b))
+                for b in node.policy.bindings if node.policy else ():
+                    for entry in b.members:
+                        if entry.startswith(_INDIRECT_KINDS):
+                            indirect_all.append((node, entry, b))
+                            continue
+                        p = normal.get(entry)
+                        if p is None:
+                            p = normal[entry] = normalize_principal(entry)
+                        got = by_member.get(p)
+                        if got is None:
+                            by_member[p] = [(node, b)]
+                        else:
+                            got.append((node, b))
             self._by_member, self._indirect_all = by_member, indirect_all
         out = [(n, b, _NAMED, principal) for n, b in by_member.get(principal, ())]
         for node, member, b in indirect_all:
@@ -498,6 +515,79 @@ class Evaluator:
             (),
             (f"no binding on {name} or its ancestors grants {permission} to {principal}",),
         )
+
+    def decide_many(
+        self, questions: Sequence[tuple[str, ResourceRef, str]], *, now: datetime
+    ) -> list[tuple[Evidence, ...] | Decision]:
+        """:meth:`decide` for each ``(member, resource, permission)``, in order; a repeated
+        question is decided once.
+
+        A *granted* answer comes back as its evidence tuple alone (what
+        ``decide(...).evidence`` would be) and every other answer as the :class:`Decision`.
+        The common case is answered without building a Decision: the principal's bindings are
+        indexed (:meth:`member_bindings`), the snapshot has no deny policy and no unreadable
+        read, the ancestry is complete, and every binding that carries the permission names the
+        principal without a condition. Anything else is :meth:`decide`'s.
+        """
+        simple = not (self._deny or self._unreadable or self._unplaced)
+        principals, canons, held_at = self._principals, self._canon, self._held_at
+        seen: dict[tuple[str, str, str | None, str], tuple[Evidence, ...] | Decision] = {}
+        out: list[tuple[Evidence, ...] | Decision] = []
+        for member, res, permission in questions:
+            key = (member, res.name, res.prefix, permission)
+            got = seen.get(key)
+            if got is None:
+                principal = principals.get(member)  # memoised as decide() does
+                if principal is None:
+                    principal = principals[member] = normalize_principal(member)
+                held = held_at.get(principal) if simple else None
+                if held is not None:
+                    name = canons.get(res.name)
+                    if name is None:
+                        name = canons[res.name] = self.snapshot.canonical(res.name)
+                    got = self._granted(name, permission, held, principal)
+                if got is None:
+                    decision = self.decide(member, res, permission, now=now)
+                    got = decision.evidence if decision.state == "granted" else decision
+                seen[key] = got
+            out.append(got)
+        return out
+
+    def _granted(
+        self,
+        name: str,
+        permission: str,
+        held: dict[str, tuple[_Candidate, ...]],
+        principal: str,
+    ) -> tuple[Evidence, ...] | None:
+        """decide()'s allow pass where it can only grant: the grants' evidence, or ``None``
+        when no binding grants or one needs decide()'s care (a condition, a membership or role
+        definition not known, a custom role, an incomplete ancestry)."""
+        chain, gap = self.chain(name)
+        if gap or not chain:
+            return None
+        grants: list[Evidence] = []
+        for depth, node in enumerate(chain):
+            found = held.get(node.name)
+            if found is None:
+                continue
+            for c in found:
+                perms = c.perms
+                if perms is not None and permission not in perms:
+                    continue
+                if (
+                    perms is None
+                    or c.custom
+                    or c.binding.condition is not None
+                    or c.match.match is not Match.YES
+                ):
+                    return None
+                grants.append(c.evidence(node.name, depth > 0))
+        if not grants:
+            return None
+        if len(grants) > 1:
+            grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
+        return tuple(grants)
 
     def _deny_phase(
         self,

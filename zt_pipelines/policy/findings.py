@@ -45,6 +45,7 @@ from zt_pipelines.policy.report import (
     Finding,
     Grant,
     Report,
+    Severity,
     SuppressedFinding,
     sort_findings,
 )
@@ -85,6 +86,7 @@ def build_report(
 ) -> Report:
     """Evaluate everything and return the report (see :func:`engine.evaluate`)."""
     policy = policy or STRICT
+    _URIS.clear()  # every check renders its own names (and pays for them: no warm start)
     raw: list[Finding] = []
     notes: list[str] = []
     raw += _identity_findings(steps, evaluator, policy, context)
@@ -127,34 +129,19 @@ def build_report(
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
-    severity = {code: policy.severity(code) for code in {f.code for f in raw}}
-    findings = [
-        f
-        if severity[f.code] is f.severity
-        else Finding(
-            f.code,
-            severity[f.code],
-            f.message,
-            f.step,
-            f.principal,
-            f.resource,
-            f.permission,
-            f.evidence,
-        )
-        for f in _dedupe(raw)
-    ]
+    findings = _levelled(raw, policy)
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
     granted = tuple(
         Grant(
             r.principal,
-            display_uri(r.resource.name, r.resource.prefix),
+            _uri(r.resource.name, r.resource.prefix),
             r.permission,
             r.step,
-            d.evidence,
+            d,
         )
         for r, d in zip(requirements, decisions, strict=True)
-        if d.state == "granted"
+        if isinstance(d, tuple)  # granted: its evidence
     )
     return Report(
         granted=granted,
@@ -188,6 +175,27 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
         if key not in seen:
             seen.add(key)
             out.append(f)
+    return out
+
+
+def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
+    """:func:`_dedupe`, with the organisation policy's severity applied (one pass)."""
+    severity: dict[str, Severity] = {}
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for f in raw:
+        key = _SAME(f)
+        if key in seen:
+            continue
+        seen.add(key)
+        level = severity.get(f.code)
+        if level is None:
+            level = severity[f.code] = policy.severity(f.code)
+        if level is not f.severity:
+            f = Finding(
+                f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
+            )
+        out.append(f)
     return out
 
 
@@ -395,6 +403,8 @@ def _shared_identity(sa: str, tasks: list[str], jobs: list[tuple[str, str]]) -> 
             f"through {fields}: give each job an identity of its own, or leave it empty and "
             "each job runs as its step's"
         )
+    # filed under the first user (one place in the report); a waiver must name every user,
+    # which the evidence lists (_steps_of)
     first = sorted([*tasks, *(t for t, _ in jobs)])[0]
     return _f("ZT103", message, step=first, principal=sa_member(sa), evidence=tuple(evidence))
 
@@ -404,19 +414,10 @@ _SHOWN = 4  # users named in a ZT103 message; the evidence lists all of them
 
 def _decide_all(
     requirements: tuple[Requirement, ...], ev: Evaluator, now: datetime
-) -> list[Decision]:
-    """One decision per requirement, in order (a repeated question is decided once)."""
-    seen: dict[tuple[str, str, str | None, str], Decision] = {}
-    out: list[Decision] = []
-    decide = ev.decide
-    for r in requirements:
-        res = r.resource
-        key = (r.principal, res.name, res.prefix, r.permission)
-        d = seen.get(key)
-        if d is None:
-            d = seen[key] = decide(r.principal, res, r.permission, now=now)
-        out.append(d)
-    return out
+) -> list[tuple[Evidence, ...] | Decision]:
+    """One answer per requirement, in order: a granted one as its evidence tuple, any other as
+    its Decision (:meth:`Evaluator.decide_many`)."""
+    return ev.decide_many([(r.principal, r.resource, r.permission) for r in requirements], now=now)
 
 
 _KIND_TEXT = {
@@ -430,11 +431,11 @@ _KIND_TEXT = {
 
 
 def _permission_findings(
-    requirements: tuple[Requirement, ...], decisions: list[Decision]
+    requirements: tuple[Requirement, ...], decisions: list[tuple[Evidence, ...] | Decision]
 ) -> list[Finding]:
     out: list[Finding] = []
     for r, d in zip(requirements, decisions, strict=True):
-        if d.state == "granted":
+        if isinstance(d, tuple):  # granted
             continue
         where = _uri(r.resource.name, r.resource.prefix)
         why = f" ({_KIND_TEXT[r.kind]})"
@@ -491,20 +492,44 @@ class _Needs:
 
 # -- excess privilege ------------------------------------------------------------------------
 
-#: (how many permissions beyond, the escalation-capable ones in rank order, their evidence,
-#: the ZT210 sample text)
-_Beyond = tuple[int, list[str], tuple[Evidence, ...], str]
+#: what a role gives beyond the needs, as message parts (each ``""`` when that finding is not
+#: raised): the ZT211 tail, the ZT212 tail, ZT212's one permission, ZT212's evidence, the ZT210
+#: tail
+_Beyond = tuple[str, str, str | None, tuple[Evidence, ...], str]
 
 
-def _beyond(perms: frozenset[str], here: set[str] | frozenset[str]) -> _Beyond:
-    """What a role with ``perms`` gives beyond the permissions needed ``here``."""
+def _beyond(
+    role: str, perms: frozenset[str], here: set[str] | frozenset[str], threshold: int
+) -> _Beyond:
+    """What ``role`` (with ``perms``) gives beyond the permissions needed ``here``."""
     excess = perms - here
+    n_excess = len(excess)
+    basic = is_basic_role(role)
     risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
-    risky_ev = tuple(
-        Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
+    risky_tail = ""
+    risky_ev: tuple[Evidence, ...] = ()
+    if risky:
+        listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
+        risky_tail = f"{len(risky)} escalation-capable permission(s) it does not need: {listed}"
+        risky_ev = tuple(
+            Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
+        )
+    excess_tail = ""
+    if not basic and n_excess > threshold:
+        sample = ", ".join(sorted(excess)[:_MAX_LISTED]) + (" …" if n_excess > _MAX_LISTED else "")
+        scope = (
+            "on a resource no step need covers"
+            if not here
+            else f"{n_excess} of {len(perms)} beyond what is needed there"
+        )
+        excess_tail = f"{n_excess} permission(s) beyond its needs ({scope}): {sample}"
+    return (
+        f" ({len(perms):,} permissions)" if basic else "",
+        risky_tail,
+        risky[0] if len(risky) == 1 else None,
+        risky_ev,
+        excess_tail,
     )
-    sample = ", ".join(sorted(excess)[:_MAX_LISTED]) + (" …" if len(excess) > _MAX_LISTED else "")
-    return len(excess), risky, risky_ev, sample
 
 
 def _excess_findings(
@@ -526,10 +551,16 @@ def _excess_findings(
     principals.setdefault(pipeline, set())
     beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    threshold = policy.excess_threshold
+    # strict defaults here (the policy's severities are applied once at the end); findings
+    # built positionally: 100,000s of them at organisation scale
+    zt210, zt211, zt212 = (DEFAULT_SEVERITIES[c] for c in ("ZT210", "ZT211", "ZT212"))
+    nothing: frozenset[str] = frozenset()
+    complete = ev.snapshot.complete_bindings_for
     for principal in sorted(principals):
         tasks = principals[principal]
         step = ",".join(sorted(tasks)) if tasks else None
-        if principal not in ev.snapshot.complete_bindings_for:
+        if principal not in complete:
             notes.append(
                 f"excess-privilege check for {principal} covers only the bindings in the "
                 "snapshot (no complete binding search for this principal)"
@@ -539,15 +570,16 @@ def _excess_findings(
             mm = held.match
             if mm.match is Match.NO:
                 continue
-            binding, member, perms = held.binding, held.member, held.perms
+            binding, perms = held.binding, held.perms
             if perms is None:
                 notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
                 continue
             # requirements this binding can serve: on this node or below it
-            here: set[str] | frozenset[str] = required_at.get(node.name, frozenset())
+            here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
             if mm.match is Match.UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
                 unsettled = perms - here
+                member = held.member
                 found = _may_hold(principal, step, node, binding, member, mm.reason, unsettled)
                 if found is not None:
                     out.append(found)
@@ -556,58 +588,56 @@ def _excess_findings(
                 continue
             # what the role gives beyond `here` depends on (role, here) only: worked out once
             # per pair (thousands of steps hold the same role for the same needs)
-            key = (binding.role, frozenset(here))
+            role = binding.role
+            key = (role, frozenset(here))
             known = beyond.get(key)
             if known is None:
-                known = beyond[key] = _beyond(perms, here)
-            n_excess, risky, risky_ev, sample = known
+                known = beyond[key] = _beyond(role, perms, here, threshold)
+            basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             ev_binding = held.evidence(node.name, False)  # the one decide() gives: shared
-            where = _uri(node.name)
-            basic = is_basic_role(binding.role)
-            if basic:
+            name = node.name
+            where = _uri(name)
+            if basic_tail:
                 out.append(
-                    _f(
+                    Finding(
                         "ZT211",
-                        f"{principal} holds the basic role {binding.role} on "
-                        f"{where} ({len(perms):,} permissions)",
-                        step=step,
-                        principal=principal,
-                        resource=node.name,
-                        evidence=(ev_binding,),
+                        zt211,
+                        f"{principal} holds the basic role {role} on {where}{basic_tail}",
+                        step,
+                        principal,
+                        name,
+                        None,
+                        (ev_binding,),
                     )
                 )
-            if risky:
-                listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
-                out.append(
-                    _f(
-                        "ZT212",
-                        f"{binding.role} on {where} gives {principal} "
-                        f"{len(risky)} escalation-capable permission(s) it does not need: "
-                        f"{listed}",
-                        step=step,
-                        principal=principal,
-                        resource=node.name,
-                        permission=risky[0] if len(risky) == 1 else None,
-                        evidence=(ev_binding, *risky_ev),
+            if risky_tail or excess_tail:
+                head = f"{role} on {where} gives {principal} "
+                if risky_tail:
+                    out.append(
+                        Finding(
+                            "ZT212",
+                            zt212,
+                            head + risky_tail,
+                            step,
+                            principal,
+                            name,
+                            risky_one,
+                            (ev_binding, *risky_ev),
+                        )
                     )
-                )
-            if not basic and n_excess > policy.excess_threshold:
-                scope = (
-                    "on a resource no step need covers"
-                    if not here
-                    else f"{n_excess} of {len(perms)} beyond what is needed there"
-                )
-                out.append(
-                    _f(
-                        "ZT210",
-                        f"{binding.role} on {where} gives {principal} "
-                        f"{n_excess} permission(s) beyond its needs ({scope}): {sample}",
-                        step=step,
-                        principal=principal,
-                        resource=node.name,
-                        evidence=(ev_binding,),
+                if excess_tail:
+                    out.append(
+                        Finding(
+                            "ZT210",
+                            zt210,
+                            head + excess_tail,
+                            step,
+                            principal,
+                            name,
+                            None,
+                            (ev_binding,),
+                        )
                     )
-                )
     for (role, node_name, member), who in unsettled_by.items():
         notes.append(
             f"{', '.join(who[:_MAX_LISTED])}{' …' if len(who) > _MAX_LISTED else ''} may hold "
@@ -684,6 +714,8 @@ def _scope_findings(
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
+    severity = {c: DEFAULT_SEVERITIES[c] for c in ("ZT214", "ZT215")}
+    narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
         for g in broad_grants(ev, principal, needed.get(principal, [])):
@@ -708,18 +740,22 @@ def _scope_findings(
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
+            scopes = []
+            for n in g.narrower:
+                e = narrower.get(n)
+                if e is None:
+                    e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
+                scopes.append(e)
             out.append(
-                _f(
+                Finding(
                     code,
+                    severity[code],
                     text,
-                    step=step,
-                    principal=principal,
-                    resource=g.node,
-                    permission=g.permissions[0] if len(g.permissions) == 1 else None,
-                    evidence=(
-                        Evidence("binding", node=g.node, role=g.role, member=g.member),
-                        *[Evidence("scope", detail=f"narrower scope: {n}") for n in g.narrower],
-                    ),
+                    step,
+                    principal,
+                    g.node,
+                    g.permissions[0] if len(g.permissions) == 1 else None,
+                    (Evidence("binding", g.node, g.role, g.member), *scopes),
                 )
             )
     return out
@@ -1075,6 +1111,21 @@ def upstream_of(finding: Finding) -> str | None:
     return next((e.detail for e in finding.evidence if e.kind == UPSTREAM), None)
 
 
+def _steps_of(f: Finding) -> set[str]:
+    """Every step a finding is about: its (comma-joined) ``step``; a ZT103, filed under the
+    first of the steps sharing an identity, names all of them in its evidence
+    (``used by T`` / ``used by the job T launches``; a task path holds no space)."""
+    steps = set((f.step or "").split(","))
+    if f.code == "ZT103":
+        for e in f.evidence:
+            if e.kind == "identity" and e.detail.startswith("used by "):
+                rest = e.detail.removeprefix("used by ")
+                if rest.startswith("the job "):
+                    rest = rest.removeprefix("the job ").split(" launches", 1)[0]
+                steps.add(rest.split(" ", 1)[0])
+    return steps
+
+
 def _matches(s: Suppression, f: Finding) -> bool:
     if s.code != f.code or f.code in UNRELAXABLE:
         return False
@@ -1082,8 +1133,8 @@ def _matches(s: Suppression, f: Finding) -> bool:
         not s.step or s.step != f.step or not s.upstream or s.upstream != upstream_of(f)
     ):
         return False  # one step, exactly, fed exactly as reviewed: never everywhere
-    if s.step is not None and s.step not in (f.step or "").split(","):
-        return False
+    if s.step is not None and not _steps_of(f) <= set(s.step.split(",")):
+        return False  # every step the finding is about was reviewed: none added since
     if s.resource is not None and s.resource != f.resource:
         return False
     if s.principal is not None and s.principal != f.principal:
@@ -1115,6 +1166,8 @@ def _stale_waiver(f: Finding, policy: OrgPolicy, today: date) -> Finding:
 def _apply_suppressions(
     findings: list[Finding], policy: OrgPolicy, now: datetime
 ) -> tuple[list[Finding], list[SuppressedFinding], list[Finding]]:
+    if not policy.suppressions:
+        return list(findings), [], []
     today = now.date()
     active: list[Finding] = []
     suppressed: list[SuppressedFinding] = []

@@ -60,8 +60,10 @@ class Suppression:
     """A justified, expiring exception for findings of one code.
 
     A finding matches when its code is ``code`` and every field given here (step, resource,
-    principal, permission) equals the finding's. Resources may be written as users write
-    them (``gs://bucket``); they are compared normalised. A ZT102 waiver also names
+    principal, permission) equals the finding's; ``step`` may list several steps
+    (comma-joined), and then covers a finding only if every step it is about is listed.
+    Resources may be written as users write them (``gs://bucket``); they are compared
+    normalised. A ZT102 waiver also names
     ``upstream``, the digest of what feeds the step's pasted values, and matches only while
     the finding carries that digest.
     """
@@ -299,6 +301,21 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 where=where + ".code",
                 fix=_unrelaxable_fix(raw["code"]),
             )
+        step = raw.get("step")
+        if isinstance(step, list):  # one waiver for a finding about several steps
+            if raw["code"] in STEP_WAIVER_ONLY:
+                raise PolicyFileError(
+                    f"a suppression of {raw['code']} waives one step",
+                    where=where + ".step",
+                    fix="write one suppression per step, each with its own upstream",
+                )
+            step = ",".join(sorted(set(step)))
+        elif isinstance(step, str) and "," in step:
+            raise PolicyFileError(
+                f"step {step!r} is a list written as text",
+                where=where + ".step",
+                fix="list the steps: `step: [a, b]` (a task name holds no comma)",
+            )
         if raw["code"] in STEP_WAIVER_ONLY and not raw.get("step"):
             raise PolicyFileError(
                 f"a suppression of {raw['code']} must name the step it waives",
@@ -354,7 +371,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
                 code=raw["code"],
                 justification=raw["justification"],
                 expires=expires,
-                step=raw.get("step"),
+                step=step,
                 resource=resource,
                 principal=raw.get("principal"),
                 permission=permission,

@@ -19,7 +19,6 @@ holds is decided per need by the engine). Pure: no IO; reads the snapshot throug
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -76,37 +75,47 @@ def broad_grants(
 ) -> list[BroadGrant]:
     """Every binding of ``principal`` (named directly or through a group of known membership)
     that serves one of its ``requirements`` from a broader scope than the requirement's."""
-    held = [
-        (node, binding, member)
-        for node, binding, mm, member in ev.member_bindings(principal)
-        if mm.match is Match.YES and binding.condition is None
-    ]
-    if not held or not requirements:
+    if not requirements:
         return []
-    interest = {node.name for node, _b, _m in held}
+    held = [
+        (node, c)
+        for node, c in ev.held_candidates(principal)
+        if c.match.match is Match.YES and c.binding.condition is None
+    ]
+    if not held:
+        return []
+    interest = {node.name for node, _c in held}
     # node -> (permission -> the requirements below it) it would serve there; only the nodes
     # where the principal holds something are indexed
     below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
-    at: dict[str, set[str]] = defaultdict(set)
+    at: dict[str, set[str]] = {}
     prefixed: dict[str, dict[str, set[str]]] = {}
-    whole_at: dict[str, set[str]] = defaultdict(set)
-    chain = ev.chain
+    whole_at: dict[str, set[str]] = {}
+    above_of = ev.ancestor_names
     for r in requirements:
-        name, prefix = r.resource.name, r.resource.prefix
+        res = r.resource
+        name, prefix = res.name, res.prefix
         permission = r.permission
-        at[name].add(permission)
-        if not prefix:
-            whole_at[name].add(permission)
-        elif name in interest and object_level(name, permission):
-            prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
-        ancestors = chain(name)[0]
-        for i in range(1, len(ancestors)):
-            above = ancestors[i].name
+        if name in interest:
+            here = at.get(name)
+            if here is None:
+                at[name] = {permission}
+            else:
+                here.add(permission)
+            if not prefix:
+                bucket_wide = whole_at.get(name)
+                if bucket_wide is None:
+                    whole_at[name] = {permission}
+                else:
+                    bucket_wide.add(permission)
+            elif object_level(name, permission):
+                prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
+        for above in above_of(name):
             if above in interest:
                 below.setdefault(above, {}).setdefault(permission, set()).add((name, prefix))
     out: list[BroadGrant] = []
-    for node, binding, member in held:
-        perms = ev.role_permissions(binding.role)
+    for node, c in held:
+        perms = c.perms
         if not perms:
             continue
         served = below.get(node.name)
@@ -119,8 +128,8 @@ def broad_grants(
                     BroadGrant(
                         principal,
                         node.name,
-                        binding.role,
-                        member,
+                        c.binding.role,
+                        c.member,
                         "hierarchy",
                         tuple(broad),
                         tuple(where),
@@ -137,8 +146,8 @@ def broad_grants(
                     BroadGrant(
                         principal,
                         node.name,
-                        binding.role,
-                        member,
+                        c.binding.role,
+                        c.member,
                         "prefix",
                         tuple(broad),
                         tuple(where),

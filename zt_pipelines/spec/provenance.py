@@ -30,7 +30,8 @@ DIGEST_LENGTH = 24  # hex characters: 96 bits, beyond a second-preimage search
 _PLACEHOLDER = re.compile(r"^\{\{\$[^{}]*\}\}$")
 _INTEGRAL_FLOAT = re.compile(r"[0-9]\.0[,}\]]")  # how json writes 25.0 (a string may match)
 _INPUT_FORM = re.compile(r"^\{\{\$\.inputs\.(parameters|artifacts)\['([^']+)'\][^{}]*\}\}$")
-_IDENTITY_MASK = "<pinned-identity>"
+_IDENTITY_MASK = "\0identity\0"
+_MIN_MASKED = 4  # shorter parameter values would mask common text (digits, "true")
 _MAX_TEXT = 400  # an origin's description (nested dsl.OneOf could grow it without bound)
 
 
@@ -73,7 +74,16 @@ class _Tracer:
         self.executors: Mapping[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
         self.values = values
         # one pass masks every pinned identity (longest first: none hides inside another)
-        ordered = sorted(masked, key=lambda e: (-len(e), e))
+        # and every string parameter value the rewrite may have pinned or inlined into a
+        # producer (a project, a location): a run in another project reviews the same
+        # closure. Tokens hold a NUL, which JSON text never does, so masking stays one-to-one.
+        self.tokens: dict[str, str] = {}
+        for name in sorted(values, reverse=True):  # the first name wins a shared value
+            value = values[name]
+            if isinstance(value, str) and len(value) >= _MIN_MASKED:
+                self.tokens[json.dumps(value, ensure_ascii=True)[1:-1]] = f"\0p:{name}\0"
+        self.tokens.update({email: _IDENTITY_MASK for email in masked})
+        ordered = sorted(self.tokens, key=lambda e: (-len(e), e))
         self.masked = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         self.fingerprints: dict[str, str] = {}
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
@@ -136,10 +146,15 @@ class _Tracer:
         direct: bool,
     ) -> tuple[str, Any]:
         inputs = task.get("inputs") or {}
-        for kind in ("parameters", "artifacts"):
-            bindings = inputs.get(kind) or {}
-            if isinstance(bindings, dict) and name in bindings:
-                return self._binding(bindings[name], dag, kind, producers, direct=direct)
+        found = [
+            self._binding(bindings[name], dag, kind, producers, direct=direct)
+            for kind in ("parameters", "artifacts")
+            if isinstance(bindings := inputs.get(kind) or {}, dict) and name in bindings
+        ]
+        if len(found) == 1:
+            return found[0]
+        if found:  # bound as a parameter AND an artifact (never KFP's): both are traced
+            return " and ".join(t for t, _ in found), {"both": [k for _, k in found]}
         definitions = (self._component_of(task).get("inputDefinitions") or {}).get(
             "parameters"
         ) or {}
@@ -199,7 +214,9 @@ class _Tracer:
                 return f"the pipeline's input artifact {name!r}", {"pipeline_artifact": name}
             key: dict[str, Any] = {"parameter": name}
             if direct and name in self.values:  # the value pasted as it is: part of the review
-                key["value"] = self.values[name]
+                key["value"] = hashlib.sha256(  # hashed: never masked away as a token
+                    json.dumps(self.values[name], sort_keys=True, default=repr).encode()
+                ).hexdigest()
             return f"pipeline parameter {name!r}", key
         task, parent = self.tasks[dag]
         for iterator_field, items_field in (
@@ -314,13 +331,18 @@ class _Tracer:
             return {"missing": path}, deps
         task, dag = entry
         inputs: dict[str, Any] = {}
+        # an importer's output IS its URI input: a parameter feeding it is pasted as it is
+        label = self._component_of(task).get("executorLabel")
+        importer = "importer" in _dict(
+            self.executors.get(label) if isinstance(label, str) else None
+        )
         for kind in ("parameters", "artifacts"):
             bindings = (task.get("inputs") or {}).get(kind) or {}
             for name in sorted(bindings) if isinstance(bindings, dict) else ():
                 if kind == "parameters" and name in _JOB_SETTINGS:
                     continue  # where and how the job runs (a warm pool, its machine) is not
                     # what it produces: changing it needs no new review
-                _, key = self._binding(bindings[name], dag, kind, deps, direct=False)
+                _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
                 if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
                     key = {"constant": _workload(key["constant"])}
                 inputs[f"{kind}:{name}"] = key
@@ -352,14 +374,14 @@ class _Tracer:
         return self._digest({"component": body, "executor": executor})
 
     def _digest(self, document: Any) -> str:
-        """A short SHA-256 of canonical JSON, every pinned identity masked (bindings carry them
-        too, and a derived identity changes with the project)."""
+        """A short SHA-256 of canonical JSON, pinned identities and parameter values masked
+        (bindings carry them too, and a derived identity changes with the project)."""
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         if _INTEGRAL_FLOAT.search(text):  # aiplatform's protobuf Struct turns 25 into 25.0
             document = json.loads(text, parse_float=_number)
             text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         if self.masked is not None:
-            text = self.masked.sub(_IDENTITY_MASK, text)
+            text = self.masked.sub(lambda m: self.tokens[m.group(0)], text)
         return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
 
