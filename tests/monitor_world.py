@@ -41,6 +41,7 @@ MONITOR_PERMISSIONS = frozenset(
         "iam.serviceAccounts.list",
         "iam.serviceAccounts.getIamPolicy",
         "iam.serviceAccountKeys.list",
+        "storage.hmacKeys.list",
         "iam.roles.get",
         "iam.roles.list",
         "iam.denypolicies.get",

@@ -47,6 +47,7 @@ ALL_ADMIN_PERMISSIONS = frozenset(
         "iam.serviceAccounts.getIamPolicy",
         "iam.serviceAccounts.setIamPolicy",
         "iam.serviceAccountKeys.list",
+        "storage.hmacKeys.list",
         "iam.roles.get",
         "iam.roles.list",
         "iam.roles.create",

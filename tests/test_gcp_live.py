@@ -234,8 +234,10 @@ def test_each_distinct_read_happens_once(emulator: Emulator) -> None:
     assert counts["google.cloud.resourcemanager.v3.Organizations/GetIamPolicy"] == 1
     assert counts["google.iam.admin.v1.IAM/ListServiceAccounts"] == 1
     # both principals in one policy:(a OR b) query; the principal sets containing them (by
-    # project, folder, organisation) in a second once proj-a1's chain is known
-    assert counts["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 2
+    # project, folder, organisation) in a second once proj-a1's chain is known — or all in
+    # one, when proj-a1's chain is complete before proj-b2 names the organisation (a race:
+    # no latency here); never a value asked twice
+    assert counts["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] in (1, 2)
     assert all(r.status == "OK" for r in emulator.request_log)
     assert not emulator.writes()
 
@@ -646,7 +648,11 @@ def test_bucket_reads_go_in_one_batch_request_and_answer_as_the_blocking_ones(
     # a whole check: every bucket read travels in the batch, and the answer is unchanged
     emulator.clear_log()
     snap = fetch(emulator)
-    storage_calls = [r for r in emulator.request_log if r.api == "storage"]
+    storage_calls = [
+        r
+        for r in emulator.request_log
+        if r.api == "storage" and r.method != "storage.hmacKeys.list"  # a paged list, alone
+    ]
     assert {r.method for r in storage_calls} == {
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",

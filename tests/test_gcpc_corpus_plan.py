@@ -71,6 +71,7 @@ def empty_project() -> Snapshot:
             "iam.serviceAccounts.getIamPolicy",
             "iam.serviceAccounts.setIamPolicy",
             "iam.serviceAccountKeys.list",
+            "storage.hmacKeys.list",
             "iam.roles.create",
             "iam.roles.get",
             "iam.roles.list",

@@ -191,6 +191,8 @@ def test_the_scope_names_every_project_an_approval_reaches() -> None:
                     "//storage.googleapis.com/bkt (objects a/*) storage.objects.get",
                     "//aiplatform.googleapis.com/projects/123456/locations/l "
                     "aiplatform.customJobs.create",
+                    "//iam.googleapis.com/projects/-/serviceAccounts/"
+                    "x@home-b.iam.gserviceaccount.com iam.serviceAccounts.actAs",
                 ],
             },
         ],

@@ -89,7 +89,7 @@ def classify_identity(email: str | None, *, where: str | None = None) -> Identit
             where=where,
             fix="service-account emails are ASCII only; this may be a look-alike character",
         )
-    if any(c in string.whitespace for c in email) or not email.isprintable():
+    if any(c in email for c in string.whitespace) or not email.isprintable():
         raise IdentityError(
             f"service account {email!r} contains whitespace or control characters", where=where
         )

@@ -278,6 +278,48 @@ def object_list(world: World, req: Request) -> tuple[int, Body]:
     return 200, body
 
 
+def hmac_key_list(world: World, req: Request) -> tuple[int, Body]:
+    """storage.hmacKeys.list: the project's HMAC keys (the snapshot's ``hmacKeys`` of its
+    service accounts, all ACTIVE), ``serviceAccountEmail`` filter, paginated."""
+    ref = req.segments["project"]
+    project = world.project_id(ref)
+    name = CRM + "projects/" + (project or ref)
+    world.authorize(req.caller, "storage.hmacKeys.list", name)
+    if project is None:
+        raise EmulatorError("NOT_FOUND", f"project {ref} not found")
+    wanted = req.query.get("serviceAccountEmail", "").lower()
+    with world.lock:
+        found = sorted(
+            (sa.email, access_id)
+            for sa in world.service_accounts.values()
+            if sa.project_id == project and (not wanted or sa.email.lower() == wanted)
+            for access_id in sa.hmac_keys
+        )
+    items, token = page(
+        found, int(req.query.get("maxResults", "0") or 0), req.query.get("pageToken", ""), 250
+    )
+    body: dict[str, Any] = {
+        "kind": "storage#hmacKeysMetadata",
+        "items": [
+            {
+                "kind": "storage#hmacKeyMetadata",
+                "id": f"{project}/{access_id}",
+                "accessId": access_id,
+                "projectId": project,
+                "serviceAccountEmail": email,
+                "state": "ACTIVE",
+                "timeCreated": "2026-01-01T00:00:00.000Z",
+                "updated": "2026-01-01T00:00:00.000Z",
+                "etag": "CAE=",
+            }
+            for email, access_id in items
+        ],
+    }
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
 # -- Vertex AI -----------------------------------------------------------------------------------
 
 
@@ -845,6 +887,14 @@ ROUTES: tuple[Route, ...] = (
         True,
         bucket_insert,
         _t_project,
+    ),
+    _route(
+        "GET",
+        rf"^/storage/v1/projects/{_P}/hmacKeys",
+        "storage",
+        "storage.hmacKeys.list",
+        False,
+        hmac_key_list,
     ),
     _route("GET", _B + "/o", "storage", "storage.objects.list", False, object_list, _t_bucket),
     _route("GET", _B + "/o/(?P<object>.+)", "storage", "storage.objects.get", False, object_get),

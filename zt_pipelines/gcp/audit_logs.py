@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import chain, repeat
 from operator import add, attrgetter, truediv
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from google.cloud.audit import audit_log_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -250,15 +250,24 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     if "" in resources:  # an empty check resource means the entry's resourceName
         return None
     page.DiscardUnknownFields()  # the fields not read: the comparison below is of principals
+    # no column may refer to the parsed page: its memory (every field of every entry) is
+    # freed as soon as this returns
     principals: Sequence[str] = who.principal_email
     if count and who == _one_principal(principals[0], count):
         principals = [principals[0]] * total  # one identity: one string, not one per entry
     elif checks_per_entry is not None:
         principals = _each(principals, checks_per_entry)
+    else:
+        principals = list(principals)
+    granted = [True] * total if all(checks.granted) else list(checks.granted)
     times = list(map(add, stamps.seconds, map(truediv, stamps.nanos, repeat(1e9))))
+    methods: Sequence[str]
+    insert_ids: Sequence[str]
+    log_names: Sequence[str]
     if checks_per_entry is None:
-        # the fields only findings read stay in the parsed page until one does
-        methods, insert_ids, log_names = audit.method_name, entries.insert_id, entries.log_name
+        # the fields only findings read: parsed again from the page when one first does
+        evidence = _Evidence(data)
+        methods, insert_ids, log_names = (_EvidenceColumn(evidence, i, count) for i in range(3))
     else:  # an entry's fields once for each of its checks
         times = _each(times, checks_per_entry)
         methods = _each(audit.method_name, checks_per_entry)
@@ -270,10 +279,58 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
         list(checks.permission),
         resources,
         methods,
-        checks.granted,
+        granted,
         insert_ids,
         log_names,
     )
+
+
+class _Evidence:
+    """The fields only findings read (method, insert id, log name), one entry each, of one
+    serialized page: parsed from it when a finding first reads them (most pages: never)."""
+
+    __slots__ = ("_columns", "_data")
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+        self._columns: tuple[list[str], list[str], list[str]] | None = None
+
+    def column(self, index: int) -> list[str]:
+        """Method names (0), insert ids (1) or log names (2)."""
+        if self._columns is None:
+            assert self._data is not None
+            entries = _ColumnPage.FromString(self._data).entries
+            self._columns = (
+                list(entries.proto_payload.value.method_name),
+                list(entries.insert_id),
+                list(entries.log_name),
+            )
+            self._data = None
+        return self._columns[index]
+
+
+class _EvidenceColumn(Sequence[str]):
+    """One column of :class:`_Evidence`, read on demand."""
+
+    __slots__ = ("_count", "_evidence", "_index")
+
+    def __init__(self, evidence: _Evidence, index: int, count: int) -> None:
+        self._evidence, self._index, self._count = evidence, index, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self._evidence.column(self._index)[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._evidence.column(self._index))
 
 
 _checks_of = attrgetter("proto_payload.value.authorization_info")

@@ -639,6 +639,7 @@ class FetchPlan:
         project = sa_project(email)
         name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
         if project:
+            self._hmac_keys(project)
 
             def list_accounts() -> None:
                 accounts = self.a.iam.list_service_accounts(project)
@@ -654,11 +655,24 @@ class FetchPlan:
                 sa = self.a.iam.get_service_account(email)
                 with self._lock:
                     self.s.accounts[sa.email.lower()] = sa
+                if sa.project_id:  # its HMAC keys live in the project the account names
+                    self._hmac_keys(sa.project_id)
 
             self._submit(("serviceAccounts.get", email), get_account)
         if self.inventory:
             return  # keys from the key search, the account's policy from its project's dump
         self._account_reads(email, name, project)
+
+    def _hmac_keys(self, project: str) -> None:
+        """The project's Cloud Storage HMAC keys: one listing per project (both strategies),
+        filtered per account when the snapshot is assembled."""
+
+        def list_keys() -> None:
+            found = self.a.storage.list_hmac_keys(project)
+            with self._lock:
+                self.s.hmac[project] = found
+
+        self._submit(("storage.hmacKeys.list", project), list_keys)
 
     def _account_reads(self, email: str, name: str, project: str | None) -> None:
         """Direct strategy: the account's user-managed keys and its allow policy (one pair per

@@ -123,6 +123,11 @@ class StorageReader(Protocol):
         """The bucket's allow policy (version 3, with conditions)."""
         ...
 
+    def list_hmac_keys(self, project: str) -> dict[str, tuple[str, ...]]:
+        """Service-account email (lower case) → access ids of its HMAC keys in ``project``
+        that are not deleted (ACTIVE or INACTIVE; all pages)."""
+        ...
+
 
 class BigQueryReader(Protocol):
     """BigQuery datasets (access entries) and tables (IAM)."""
@@ -202,6 +207,7 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "iam.denypolicies.list",
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",
+        "storage.hmacKeys.list",
         "bigquery.datasets.get",
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",

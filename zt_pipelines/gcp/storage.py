@@ -70,6 +70,33 @@ class StorageAdapter(Adapter):
 
         return self.call(run, what="storage.buckets.getIamPolicy", target=STORAGE + bucket)
 
+    def list_hmac_keys(self, project: str) -> dict[str, tuple[str, ...]]:
+        """Service-account email (lower case) → access ids of its HMAC keys in ``project``
+        that are not deleted (ACTIVE or INACTIVE: an inactive key can be re-activated).
+
+        One listing per project (``projects.hmacKeys.list`` without ``serviceAccountEmail``,
+        every page), filtered by account here: one call however many identities live there.
+        """
+        client = self.factory.storage()
+
+        def run() -> dict[str, tuple[str, ...]]:
+            found: dict[str, list[str]] = {}
+            keys: Any = client.list_hmac_keys(
+                project_id=project, show_deleted_keys=False, retry=None, timeout=self.timeout
+            )
+            for key in keys:
+                email, access_id = key.service_account_email, key.access_id
+                if not email or not access_id:
+                    raise ValueError("HMAC key metadata without serviceAccountEmail or accessId")
+                if key.state == "DELETED":  # gone for good; every other state can sign again
+                    continue
+                found.setdefault(str(email).lower(), []).append(str(access_id))
+            return {email: tuple(sorted(ids)) for email, ids in found.items()}
+
+        return self.call(
+            run, what="storage.hmacKeys.list", target=f"{STORAGE}projects/{project}/hmacKeys"
+        )
+
     def new_batch(self) -> StorageBatch:
         """Reads to send together through the JSON API's batch endpoint (see
         :class:`StorageBatch`)."""

@@ -26,7 +26,7 @@ def projects_named(resource: str) -> list[str]:
     return [
         parts[i + 1]
         for i, p in enumerate(parts[:-1])
-        if p == "projects" and parts[i + 1] not in ("", "_")
+        if p == "projects" and parts[i + 1] not in ("", "_", "-")  # "-": any project
     ]
 
 

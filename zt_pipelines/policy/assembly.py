@@ -44,6 +44,8 @@ class Reads:
     deny: dict[str, DenyPolicy] = field(default_factory=dict)
     accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # project id -> account email -> access ids of its HMAC keys (projects listed successfully)
+    hmac: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     listed_projects: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
@@ -116,7 +118,8 @@ def assemble(
     accounts: dict[str, ServiceAccount] = {}
     for email, sa in s.accounts.items():
         if email in principals or any(n.endswith("/serviceAccounts/" + email) for n in names):
-            accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()))
+            hmac = s.hmac.get(sa.project_id, {}).get(email, ())
+            accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()), hmac_keys=hmac)
     for email in principals:  # a failed listing: the account is unknown, not absent
         project = sa_project(email)
         if project and ("serviceAccounts.list", project) in s.failed_keys:
@@ -133,6 +136,18 @@ def assemble(
         if not any(u.target.endswith("/serviceAccounts/" + email) for u in unreadable):
             unreadable.append(
                 Unreadable(IAM + f"serviceAccounts/{email}", "serviceAccountKeys.list", "")
+            )
+    for email, sa in accounts.items():  # HMAC keys never listed: unknown, never "none"
+        if sa.project_id not in s.hmac and not any(
+            u.what == "storage.hmacKeys.list" and f"/projects/{sa.project_id}/" in u.target
+            for u in unreadable
+        ):
+            unreadable.append(
+                Unreadable(
+                    f"{STORAGE}projects/{sa.project_id}/hmacKeys",
+                    "storage.hmacKeys.list",
+                    f"the HMAC keys of {email} were not listed",
+                )
             )
     complete = frozenset(
         f"serviceAccount:{email}"

@@ -194,6 +194,7 @@ class ConditionEvaluator:
     def __init__(self) -> None:
         self._programs: dict[str, Any] = {}
         self._results: dict[tuple[str, RequestAttributes, datetime, bool], ConditionResult] = {}
+        self._somewhere: dict[tuple[str, RequestAttributes, datetime], ConditionResult] = {}
         self._env: Any = None
 
     def check_syntax(self, expression: str) -> None:
@@ -261,6 +262,38 @@ class ConditionEvaluator:
             ]
             if all(p.value is Tri.FALSE for p in probes):
                 return ConditionResult(Tri.FALSE)
+        return result
+
+    def holds_somewhere(
+        self, condition: Condition, attrs: RequestAttributes, now: datetime
+    ) -> ConditionResult:
+        """Whether ``condition`` is true for SOME request with ``attrs`` at ``now``.
+
+        The existential twin of :meth:`evaluate` (which asks "true for every object under the
+        prefix?"): TRUE when it holds for every such request or for a probe object name, FALSE
+        only when it is false for every name under the prefix, UNKNOWN otherwise. Used to ask
+        whether a conditional grant also reaches resources outside a step's needs.
+        """
+        key = (condition.expression, attrs, now)
+        cached = self._somewhere.get(key)
+        if cached is not None:
+            return cached
+        try:
+            tree = self._program(condition.expression)
+        except ConditionError as exc:
+            return ConditionResult(Tri.UNKNOWN, str(exc))
+        when = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        result = _run(tree, attrs, when)
+        if result.value is Tri.UNKNOWN and attrs.name is None and attrs.name_prefix is not None:
+            for s in _PROBE_SUFFIXES:
+                name = attrs.name_prefix + s
+                probe = _run(tree, replace(attrs, name=name, name_prefix=None), when)
+                if probe.value is Tri.TRUE:
+                    result = ConditionResult(Tri.TRUE, f"true for {name}")
+                    break
+        if len(self._somewhere) >= _MAX_MEMO:
+            self._somewhere.clear()
+        self._somewhere[key] = result
         return result
 
 

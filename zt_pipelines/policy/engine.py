@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 DecisionState = Literal["granted", "not_granted", "unverifiable", "denied"]
 _UNSET = object()
 _NAMED = MemberMatch(Match.YES, "named directly")
+# the members as plain globals: an Enum attribute goes through EnumType.__getattr__ (3.11)
+_YES, _NO, _UNKNOWN = Match.YES, Match.NO, Match.UNKNOWN
 _TRUE = ConditionResult(Tri.TRUE)
 
 
@@ -103,7 +105,7 @@ class _Candidate:
     """A binding on one node whose members cover one principal (or may), with what decide()
     needs of it precomputed once: the role's permissions and the evidence it gives."""
 
-    __slots__ = ("_direct", "_inherited", "binding", "custom", "match", "member", "perms")
+    __slots__ = ("_direct", "_inherited", "binding", "custom", "match", "member", "perms", "plain")
 
     def __init__(
         self,
@@ -116,8 +118,15 @@ class _Candidate:
         self.binding = binding
         self.match = match
         self.perms = perms
-        kind = binding.role.partition("/")[0]
-        self.custom = kind in ("projects", "organizations")
+        self.custom = binding.role.startswith(("projects/", "organizations/"))
+        # grants whatever it holds, wherever it is: named (or a member of known membership),
+        # no condition, a known predefined role
+        self.plain = (
+            perms is not None
+            and not self.custom
+            and binding.condition is None
+            and match.match is _YES
+        )
         self._direct: Evidence | None = None
         self._inherited: Evidence | None = None
 
@@ -302,15 +311,20 @@ class Evaluator:
         returned every time, so callers must not change it."""
         held = self._held.get(principal)
         if held is None:
-            normal = normalize_principal(principal)
+            normal = self._principals.get(principal)
+            if normal is None:
+                normal = self._principals[principal] = normalize_principal(principal)
             held = self._member_bindings(normal)
-            at: dict[str, list[_Candidate]] = {}
+            at: dict[str, tuple[_Candidate, ...]] = {}
             listed: list[tuple[Node, _Candidate]] = []
+            role_permissions = self.role_permissions
             for node, b, mm, member in held:
-                c = _Candidate(member, b, mm, self.role_permissions(b.role))
-                at.setdefault(node.name, []).append(c)
+                c = _Candidate(member, b, mm, role_permissions(b.role))
+                name = node.name
+                there = at.get(name)
+                at[name] = (c,) if there is None else (*there, c)
                 listed.append((node, c))
-            self._held_at[normal] = {name: tuple(cands) for name, cands in at.items()}
+            self._held_at[normal] = at
             self._held_list[principal] = listed
             self._held[principal] = held
         return held
@@ -361,7 +375,7 @@ class Evaluator:
         out = [(n, b, _NAMED, principal) for n, b in by_member.get(principal, ())]
         for node, member, b in indirect_all:
             m = self.members.matches(member, principal)
-            if m.match is not Match.NO:
+            if m.match is not _NO:
                 out.append((node, b, m, member))
         return out
 
@@ -380,7 +394,7 @@ class Evaluator:
             ]
             for m, b in idx.indirect:
                 mm = self.members.matches(m, principal)
-                if mm.match is not Match.NO:
+                if mm.match is not _NO:
                     items.append(_Candidate(m, b, mm, role_permissions(b.role)))
             found = self._cand[key] = tuple(items)
         return found
@@ -477,7 +491,7 @@ class Evaluator:
                         f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
                     )
                     allow_doubts.append((ev, why))
-                elif mm.match is Match.UNKNOWN:
+                elif mm.match is _UNKNOWN:
                     allow_doubts.append((ev, f"{b.role} on {node.name} via {m}: {mm.reason}"))
                 elif cond.value is Tri.UNKNOWN:
                     allow_doubts.append((ev, f"{b.role} on {node.name}: {cond.reason}"))
@@ -567,22 +581,19 @@ class Evaluator:
         if gap or not chain:
             return None
         grants: list[Evidence] = []
-        for depth, node in enumerate(chain):
+        inherited = False
+        for node in chain:
             found = held.get(node.name)
-            if found is None:
-                continue
-            for c in found:
-                perms = c.perms
-                if perms is not None and permission not in perms:
-                    continue
-                if (
-                    perms is None
-                    or c.custom
-                    or c.binding.condition is not None
-                    or c.match.match is not Match.YES
-                ):
-                    return None
-                grants.append(c.evidence(node.name, depth > 0))
+            if found is not None:
+                for c in found:
+                    perms = c.perms
+                    if perms is not None and permission not in perms:
+                        continue
+                    if not c.plain:
+                        return None  # decide()'s
+                    e = c._inherited if inherited else c._direct
+                    grants.append(e if e is not None else c.evidence(node.name, inherited))
+            inherited = True
         if not grants:
             return None
         if len(grants) > 1:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
 from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
@@ -50,7 +50,7 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
-from zt_pipelines.policy.scope import broad_grants
+from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -58,14 +58,15 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
     from zt_pipelines.policy.snapshot import Binding, Node
 
 _MAX_LISTED = 8
+_NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
-_URIS: dict[tuple[str, str | None], str] = {}
+_URIS: dict[str | tuple[str, str], str] = {}
 
 
 def _uri(name: str, prefix: str | None = None) -> str:
     """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
     step's prefix is another key)."""
-    key = (name, prefix)
+    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
     got = _URIS.get(key)
     if got is None:
         if len(_URIS) >= 1 << 18:
@@ -107,7 +108,7 @@ def build_report(
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context, grouped)
+    raw += _scope_findings(requirements, steps, evaluator, context, grouped, now=now)
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
@@ -309,19 +310,21 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and record.user_managed_keys:
-            keys = ", ".join(record.user_managed_keys[:_MAX_LISTED])
+        if record is not None and (record.user_managed_keys or record.hmac_keys):
             out.append(
                 _f(
                     "ZT111",
-                    f"service account {sa} has {len(record.user_managed_keys)} "
-                    f"user-managed key(s): {keys}",
+                    f"service account {sa} has {key_summary(record)}",
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
                     evidence=tuple(
                         Evidence("identity", node=node, detail=f"key {k}")
                         for k in record.user_managed_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"HMAC key {k}")
+                        for k in record.hmac_keys
                     ),
                 )
             )
@@ -568,7 +571,7 @@ def _excess_findings(
         required_at = grouped.at.get(principal, {})
         for node, held in ev.held_candidates(principal):
             mm = held.match
-            if mm.match is Match.NO:
+            if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
             if perms is None:
@@ -576,7 +579,7 @@ def _excess_findings(
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
-            if mm.match is Match.UNKNOWN:
+            if mm.match is _UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
                 unsettled = perms - here
                 member = held.member
@@ -711,6 +714,8 @@ def _scope_findings(
     ev: Evaluator,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    *,
+    now: datetime,
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
@@ -718,30 +723,30 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
         step = ",".join(sorted(tasks)) if tasks else None
-        for g in broad_grants(ev, principal, needed.get(principal, [])):
-            perms = ", ".join(g.permissions[:_MAX_LISTED]) + (
-                " …" if len(g.permissions) > _MAX_LISTED else ""
+        for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
+            ev, principal, needed.get(principal, []), now
+        ):
+            perms = ", ".join(permissions[:_MAX_LISTED]) + (
+                " …" if len(permissions) > _MAX_LISTED else ""
             )
-            there = ", ".join(g.narrower[:_MAX_LISTED]) + (
-                f" and {len(g.narrower) - _MAX_LISTED} more"
-                if len(g.narrower) > _MAX_LISTED
-                else ""
+            there = ", ".join(where[:_MAX_LISTED]) + (
+                f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
             )
-            if g.kind == "hierarchy":
+            if kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on everything "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{g.role} on {_uri(g.node)} gives {principal} {perms} on every object "
+                    f"{role} on {_uri(node)} {gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
             scopes = []
-            for n in g.narrower:
+            for n in where:
                 e = narrower.get(n)
                 if e is None:
                     e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
@@ -753,9 +758,9 @@ def _scope_findings(
                     text,
                     step,
                     principal,
-                    g.node,
-                    g.permissions[0] if len(g.permissions) == 1 else None,
-                    (Evidence("binding", g.node, g.role, g.member), *scopes),
+                    node,
+                    permissions[0] if len(permissions) == 1 else None,
+                    (Evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out

@@ -25,12 +25,24 @@ from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy, policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, persistent_resource_name, sa_member
-from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.policy.snapshot import ServiceAccount, Snapshot
 from zt_pipelines.resources import project_resource, service_account_resource
 from zt_pipelines.spec.gcpc import LauncherKind, by_name
 
 # job families whose location is a Vertex/Compute region (BigQuery's is a dataset location)
 _REGIONAL_JOBS = ("aiplatform.", "dataflow.", "dataproc.")
+
+
+def key_summary(record: ServiceAccount) -> str:
+    """``N user-managed key(s): K1, K2`` and/or ``M HMAC key(s): A1`` (ZT111's message)."""
+    parts = []
+    if record.user_managed_keys:
+        keys = ", ".join(record.user_managed_keys[:8])
+        parts.append(f"{len(record.user_managed_keys)} user-managed key(s): {keys}")
+    if record.hmac_keys:
+        keys = ", ".join(record.hmac_keys[:8])
+        parts.append(f"{len(record.hmac_keys)} Cloud Storage HMAC key(s): {keys}")
+    return " and ".join(parts)
 
 
 def gcpc_findings(
@@ -182,12 +194,11 @@ def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> l
                 evidence=(Evidence("identity", node=node, detail="disabled"),),
             )
         )
-    if record.user_managed_keys:
-        keys = ", ".join(record.user_managed_keys[:8])
+    if record.user_managed_keys or record.hmac_keys:
         out.append(
             _f(
                 "ZT111",
-                f"{what} {email} has {len(record.user_managed_keys)} user-managed key(s): {keys}",
+                f"{what} {email} has {key_summary(record)}",
                 step=task,
                 principal=who,
                 resource=node,

@@ -12,16 +12,24 @@ scope: every bucket of the project. Two shapes:
   narrower scope is the bucket with a ``resource.name.startsWith(...)`` condition (what
   ``zt-pipelines plan`` grants).
 
-A conditional binding is taken as already scoped (its condition is what narrows it; whether it
-holds is decided per need by the engine). Pure: no IO; reads the snapshot through the engine's
-:class:`Evaluator` (passed in).
+A conditional binding is narrow only when its condition is FALSE outside the needs. It is
+evaluated (three-valued, by the engine's condition evaluator) on probe requests for resources
+the needs do not name under the same node — a sibling bucket / dataset / table / project (a
+fixed name and the needed name with a suffix, so ``startsWith("…/buckets/features")`` is caught
+reaching ``features-other``), and for a prefix an object prefix outside the needed ones. TRUE
+on any probe: the same finding as an unconditional binding; UNKNOWN: the finding says "may".
+Only conditional bindings pay for the probes. Pure: no IO; reads the snapshot through the
+engine's :class:`Evaluator` (passed in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from zt_pipelines.policy.conditions import ConditionResult, RequestAttributes, Tri
+from zt_pipelines.policy.conditions import request_attributes as _attributes
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import fast_init
 from zt_pipelines.resources import display_uri
@@ -29,11 +37,16 @@ from zt_pipelines.resources import display_uri
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
     from zt_pipelines.policy.requirements import Requirement
+    from zt_pipelines.policy.snapshot import Condition
 
 ScopeKind = Literal["hierarchy", "prefix"]
 
 _BUCKET_LEVEL_OBJECT_PERMISSIONS = frozenset({"storage.objects.list"})
 _NOTHING: frozenset[str] = frozenset()
+#: a resource name (last path segment) no need names: the probe outside the needs
+_PROBE = "zt-probe-outside-the-needs"
+#: at most this many needed resources per (binding, permission) give a sibling probe
+_MAX_PROBED = 32
 
 
 @fast_init
@@ -49,6 +62,10 @@ class BroadGrant:
         kind: ``hierarchy`` or ``prefix``.
         permissions: the needed permissions it serves from too broad a scope.
         narrower: where (``gs://b``, ``gs://b/runs/``, ``bq://p.d.t`` ...) it would suffice.
+        gives: the verb of the finding's sentence: ``gives``, or for a conditional binding
+            ``gives (its condition also holds outside the needs: …)`` / ``may give (its
+            condition cannot be ruled out outside the needs: …)``.
+        condition: the binding's condition expression (``""``: unconditional).
     """
 
     principal: str
@@ -58,6 +75,8 @@ class BroadGrant:
     kind: ScopeKind
     permissions: tuple[str, ...]
     narrower: tuple[str, ...]
+    gives: str = "gives"
+    condition: str = ""
 
 
 def object_level(resource: str, permission: str) -> bool:
@@ -71,20 +90,41 @@ def object_level(resource: str, permission: str) -> bool:
 
 
 def broad_grants(
-    ev: Evaluator, principal: str, requirements: list[Requirement]
+    ev: Evaluator, principal: str, requirements: list[Requirement], now: datetime
 ) -> list[BroadGrant]:
     """Every binding of ``principal`` (named directly or through a group of known membership)
-    that serves one of its ``requirements`` from a broader scope than the requirement's."""
+    that serves one of its ``requirements`` from a broader scope than the requirement's.
+
+    ``now`` is ``request.time`` for conditional bindings' probes (see the module text)."""
+    return [
+        BroadGrant(principal, *found)
+        for found in broad_grant_parts(ev, principal, requirements, now)
+    ]
+
+
+#: a :class:`BroadGrant`'s fields after ``principal``
+BroadGrantParts = tuple[str, str, str, ScopeKind, tuple[str, ...], tuple[str, ...], str, str]
+
+_GIVES = "gives"
+_YES = Match.YES  # a plain global: Enum attributes go through EnumType.__getattr__ (3.11)
+
+
+def broad_grant_parts(
+    ev: Evaluator, principal: str, requirements: list[Requirement], now: datetime
+) -> list[BroadGrantParts]:
+    """:func:`broad_grants` as tuples (node, role, member, kind, permissions, narrower, gives,
+    condition): what the report turns into findings at once, without a :class:`BroadGrant`
+    each."""
     if not requirements:
         return []
-    held = [
-        (node, c)
-        for node, c in ev.held_candidates(principal)
-        if c.match.match is Match.YES and c.binding.condition is None
-    ]
+    held = []
+    interest = set()
+    for node, c in ev.held_candidates(principal):
+        if c.match.match is _YES:
+            held.append((node, c))
+            interest.add(node.name)
     if not held:
         return []
-    interest = {node.name for node, _c in held}
     # node -> (permission -> the requirements below it) it would serve there; only the nodes
     # where the principal holds something are indexed
     below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
@@ -109,48 +149,189 @@ def broad_grants(
                 else:
                     bucket_wide.add(permission)
             elif object_level(name, permission):
-                prefixed.setdefault(name, {}).setdefault(permission, set()).add(prefix)
+                by_perm = prefixed.get(name)
+                if by_perm is None:
+                    prefixed[name] = {permission: {prefix}}
+                elif permission in by_perm:
+                    by_perm[permission].add(prefix)
+                else:
+                    by_perm[permission] = {prefix}
         for above in above_of(name):
             if above in interest:
-                below.setdefault(above, {}).setdefault(permission, set()).add((name, prefix))
-    out: list[BroadGrant] = []
+                served_above = below.get(above)
+                if served_above is None:
+                    below[above] = {permission: {(name, prefix)}}
+                elif permission in served_above:
+                    served_above[permission].add((name, prefix))
+                else:
+                    served_above[permission] = {(name, prefix)}
+    out: list[BroadGrantParts] = []
     for node, c in held:
         perms = c.perms
         if not perms:
             continue
-        served = below.get(node.name)
+        name = node.name
+        condition = c.binding.condition
+        served = below.get(name)
         if served:
             # needed at this node itself too: then the scope is right for those permissions
-            broad = sorted(p for p in served if p in perms and p not in at.get(node.name, ()))
-            if broad:
-                where = sorted({display_uri(n, pre) for p in broad for n, pre in served[p]})
+            needed_here = at.get(name, _NOTHING)
+            broad = []
+            for p in served:
+                if p in perms and p not in needed_here:
+                    broad.append(p)
+            if broad and condition is not None:
+                broad.sort()
+                probes = {p: _sibling_probes(ev, p, served[p]) for p in broad}
+                parts = _conditional(
+                    ev,
+                    name,
+                    c.binding.role,
+                    c.member,
+                    condition,
+                    now,
+                    "hierarchy",
+                    probes,
+                    {p: served[p] for p in broad},
+                )
+                out += parts
+            elif broad:
+                broad.sort()
+                resources = set(served[broad[0]])
+                for p in broad[1:]:
+                    resources |= served[p]
                 out.append(
-                    BroadGrant(
-                        principal,
-                        node.name,
+                    (
+                        name,
                         c.binding.role,
                         c.member,
                         "hierarchy",
                         tuple(broad),
-                        tuple(where),
+                        _shown(resources),
+                        _GIVES,
+                        "",
                     )
                 )
-        objects = prefixed.get(node.name)
+        objects = prefixed.get(name)
         if objects:
-            # an unconditional bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(node.name, _NOTHING)
-            broad = sorted(p for p in objects if p in perms and p not in whole)
-            if broad:
-                where = sorted({display_uri(node.name, pre) for p in broad for pre in objects[p]})
-                out.append(
-                    BroadGrant(
-                        principal,
-                        node.name,
-                        c.binding.role,
-                        c.member,
-                        "prefix",
-                        tuple(broad),
-                        tuple(where),
-                    )
+            # a bucket grant is broad unless some need here is bucket-wide
+            whole = whole_at.get(name, _NOTHING)
+            broad = []
+            for p in objects:
+                if p in perms and p not in whole:
+                    broad.append(p)
+            if broad and condition is not None:
+                broad.sort()
+                probes = {p: _outside_prefixes(name, p, objects[p]) for p in broad}
+                inside: dict[str, set[tuple[str, str | None]]] = {
+                    p: {(name, pre) for pre in objects[p]} for p in broad
+                }
+                out += _conditional(
+                    ev, name, c.binding.role, c.member, condition, now, "prefix", probes, inside
                 )
+            elif broad:
+                broad.sort()
+                prefixes = objects[broad[0]]
+                for p in broad[1:]:
+                    prefixes = prefixes | objects[p]
+                where = (
+                    (display_uri(name, next(iter(prefixes))),)
+                    if len(prefixes) == 1
+                    else tuple(sorted({display_uri(name, pre) for pre in prefixes}))
+                )
+                out.append(
+                    (name, c.binding.role, c.member, "prefix", tuple(broad), where, _GIVES, "")
+                )
+    return out
+
+
+def _shown(resources: set[tuple[str, str | None]]) -> tuple[str, ...]:
+    """The display names of ``resources`` (name, prefix), sorted, each once."""
+    if len(resources) == 1:
+        (name, prefix) = next(iter(resources))
+        return (display_uri(name, prefix),)
+    return tuple(sorted({display_uri(n, pre) for n, pre in resources}))
+
+
+def _conditional(
+    ev: Evaluator,
+    node: str,
+    role: str,
+    member: str,
+    condition: Condition,
+    now: datetime,
+    kind: ScopeKind,
+    probes: dict[str, list[RequestAttributes]],
+    served: dict[str, set[tuple[str, str | None]]],
+) -> list[BroadGrantParts]:
+    """The broad grant of a conditional binding: the permissions whose condition is TRUE on a
+    probe outside the needs, else ("may") those where it is UNKNOWN, else none."""
+    true: dict[str, ConditionResult] = {}
+    unknown: dict[str, ConditionResult] = {}
+    for permission, requests in probes.items():
+        first_unknown: ConditionResult | None = None
+        for attrs in requests:
+            got = ev.conditions.holds_somewhere(condition, attrs, now)
+            if got.value is Tri.TRUE:
+                true[permission] = got
+                break
+            if got.value is Tri.UNKNOWN and first_unknown is None:
+                first_unknown = got
+        else:
+            if first_unknown is not None or not requests:
+                unknown[permission] = first_unknown or ConditionResult(
+                    Tri.UNKNOWN, "no resource outside the needs could be named to probe it"
+                )
+    if true:
+        broad = sorted(true)
+        why = true[broad[0]].reason or "true for a resource the needs do not name"
+        gives = f"gives (its condition also holds outside the needs: {why})"
+    elif unknown:
+        broad = sorted(unknown)
+        why = unknown[broad[0]].reason or "undecided"
+        gives = f"may give (its condition cannot be ruled out outside the needs: {why})"
+    else:
+        return []
+    resources: set[tuple[str, str | None]] = set()
+    for p in broad:
+        resources |= served[p]
+    return [
+        (node, role, member, kind, tuple(broad), _shown(resources), gives, condition.expression)
+    ]
+
+
+def _sibling_probes(
+    ev: Evaluator, permission: str, served: set[tuple[str, str | None]]
+) -> list[RequestAttributes]:
+    """Requests for ``permission`` on resources beside the needed ones that no need names: a
+    fixed name and each needed name with a suffix, of the same kind and parent."""
+    named = {name for name, _prefix in served}
+    seen: set[str] = set()
+    out: list[RequestAttributes] = []
+    for name in sorted(named)[:_MAX_PROBED]:
+        head, _, leaf = name.rpartition("/")
+        if not head or not leaf:
+            continue
+        sep = "_" if name.startswith("//bigquery.googleapis.com/") else "-"
+        kind = ev.chain(name)[0][0].kind if ev.chain(name)[0] else None
+        for sibling in (f"{head}/{_PROBE.replace('-', sep)}", f"{name}{sep}zt{sep}probe"):
+            if sibling in named or sibling in seen:
+                continue
+            seen.add(sibling)
+            out.append(_attributes(sibling, None, permission, kind))
+    return out
+
+
+def _outside_prefixes(bucket: str, permission: str, needed: set[str]) -> list[RequestAttributes]:
+    """Requests for ``permission`` on every object under a prefix of ``bucket`` outside the
+    needed prefixes: a fixed one, and each ``dir/`` prefix's sibling ``dir-zt-probe/``."""
+    candidates = [f"{_PROBE}/", f"~{_PROBE}/"]
+    candidates += [pre.rstrip("/") + "-zt-probe/" for pre in sorted(needed) if pre.endswith("/")]
+    out: list[RequestAttributes] = []
+    for pre in candidates:
+        if any(pre.startswith(n) or n.startswith(pre) for n in needed):
+            continue  # overlaps a need: not outside it
+        out.append(_attributes(bucket, pre, permission))
+        if len(out) > _MAX_PROBED:
+            break
     return out

@@ -164,6 +164,9 @@ class ServiceAccount:
     disabled: bool = False
     user_managed_keys: tuple[str, ...] = ()
     display_name: str = ""
+    #: access ids of its Cloud Storage HMAC keys (ACTIVE or INACTIVE: an inactive key can be
+    #: re-activated), a credential separate from the user-managed keys
+    hmac_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "roles.list": _NOTHING,
     "serviceAccounts.list": _NOTHING,
     "serviceAccountKeys.list": _NOTHING,
+    "storage.hmacKeys.list": _NOTHING,
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,

@@ -460,6 +460,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             disabled=raw.get("disabled", False),
             user_managed_keys=tuple(raw.get("userManagedKeys", [])),
             display_name=raw.get("displayName", ""),
+            hmac_keys=tuple(raw.get("hmacKeys", [])),
         )
 
     groups: dict[str, tuple[str, ...]] = {}
@@ -615,6 +616,8 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             raw_sa["userManagedKeys"] = list(sa.user_managed_keys)
         if sa.display_name:
             raw_sa["displayName"] = sa.display_name
+        if sa.hmac_keys:
+            raw_sa["hmacKeys"] = list(sa.hmac_keys)
         sas.append(raw_sa)
     out: dict[str, Any] = {
         "version": 1,
