@@ -18,6 +18,7 @@ from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
+from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -111,6 +112,9 @@ def build_report(
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
+    inbound, inbound_notes = inbound_findings(steps, evaluator, context)
+    raw += inbound
+    notes += inbound_notes
     raw += _public_findings(requirements, evaluator)
     raw += _unreadable_findings(evaluator)
     raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
