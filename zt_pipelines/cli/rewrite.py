@@ -56,13 +56,21 @@ def command(
     step_defaults: Any,
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
+    from zt_pipelines import loaders
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
     from zt_pipelines.cli.templates import template_source
+    from zt_pipelines.errors import TemplateError
     from zt_pipelines.spec import DEFAULT_NAME_TEMPLATE, dump_template, rewrite_pipeline
+    from zt_pipelines.spec.template import parse_template_documents
 
     require_writable(output)  # before the rewrite: a typo in -o should not cost the work
+    source = template_source(template, project=project)
+    if isinstance(source, Path):  # read once: the document written out is the one rewritten
+        text = loaders.read_text(source, kind="template", error=TemplateError)
+        first, rest = parse_template_documents(text, where=str(source))
+        source = (first, tuple(rest))
     result = rewrite_pipeline(
-        template_source(template, project=project),
+        source,
         parameter_values=parse_parameters(params),
         manifest=manifest,
         project=project,
@@ -71,7 +79,8 @@ def command(
         pipeline_root=pipeline_root,
         defaults=step_defaults,
     )
-    write_output(output, dump_template(result))
+    # a PipelineJob template keeps its runtimeConfig: the values check judged are the ones run
+    write_output(output, dump_template(result, job=source[0]))
     for step in result.steps:
         click.echo(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
         if step.unescaped_payload_inputs:

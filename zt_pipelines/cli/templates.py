@@ -2,7 +2,8 @@
 
 Remote templates are fetched once by :func:`zt_pipelines.gcp.templates.fetch_template_text`
 (the drop-in ``PipelineJob`` uses the same function) and parsed here, so each command hands
-the rewrite the same ``(pipeline IR, PlatformSpec documents)`` it would read from a file.
+the rewrite the same documents it would read from a file (a PipelineJob template whole, with
+its ``runtimeConfig``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def template_source(
     value: str | Path, *, credentials: Any = None, project: str | None = None
 ) -> Any:
     """What the rewrite takes: a local :class:`Path` unchanged, a remote template fetched and
-    parsed into ``(ir, platform_docs)``.
+    parsed into ``(first document, platform_docs)`` — the first document whole, so a
+    PipelineJob template keeps its ``runtimeConfig`` (Vertex substitutes its values).
 
     Raises:
         TemplateError: the template cannot be fetched or parsed (naming the URI).
@@ -30,7 +32,8 @@ def template_source(
     """
     if not is_remote(value):
         return Path(value)
-    from zt_pipelines.spec.template import parse_template_text
+    from zt_pipelines.spec.template import parse_template_documents
 
     text = fetch_template_text(str(value), credentials=credentials, project=project)
-    return parse_template_text(text, where=str(value))
+    first, rest = parse_template_documents(text, where=str(value))
+    return first, tuple(rest)

@@ -18,6 +18,7 @@ from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
+from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -59,13 +60,13 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
 _MAX_LISTED = 8
 _NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
-_URIS: dict[tuple[str, str | None], str] = {}
+_URIS: dict[str | tuple[str, str], str] = {}
 
 
 def _uri(name: str, prefix: str | None = None) -> str:
     """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
     step's prefix is another key)."""
-    key = (name, prefix)
+    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
     got = _URIS.get(key)
     if got is None:
         if len(_URIS) >= 1 << 18:
@@ -111,6 +112,9 @@ def build_report(
     reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
     raw += reach
     notes += reach_notes
+    inbound, inbound_notes = inbound_findings(steps, evaluator, context)
+    raw += inbound
+    notes += inbound_notes
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls

@@ -67,6 +67,8 @@ FIXES: dict[str, str] = {
     "ZT218": "review who the submitter can become; remove impersonation grants it does not need",
     "ZT219": "put the group's membership in the snapshot (or read it live), or remove the "
     "basic role / escalation-capable grant from that group",
+    "ZT220": "remove the impersonation grant on the identity (or above it): only the pipeline "
+    "identity may act as a step identity, only the submitter as the pipeline identity",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

@@ -96,6 +96,7 @@ CODES: dict[str, tuple[str, str]] = {
         "MayHoldThroughUnknownMember",
         "may hold a basic role or escalation permission through a group of unknown membership",
     ),
+    "ZT220": ("OthersCanBecomeIdentity", "another principal can become a pipeline identity"),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -162,7 +163,18 @@ CODES: dict[str, tuple[str, str]] = {
 
 #: codes whose default severity is a warning (every other code is an error by default)
 WARNING_CODES: frozenset[str] = frozenset(
-    {"ZT210", "ZT215", "ZT218", "ZT512", "ZT525", "ZT612", "ZT613", "ZT630", "ZT633", "ZT635"}
+    {
+        "ZT210",
+        "ZT215",
+        "ZT218",
+        "ZT512",
+        "ZT525",
+        "ZT612",
+        "ZT613",
+        "ZT630",
+        "ZT633",
+        "ZT635",
+    }
 )
 
 # codes whose findings are warnings by default (SARIF defaultConfiguration)

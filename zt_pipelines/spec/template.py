@@ -403,15 +403,28 @@ def _bad(what: str, where: str) -> NoReturn:
     )
 
 
-def dump_template(result: RewriteResult | dict[str, Any]) -> str:
+def dump_template(
+    result: RewriteResult | dict[str, Any], *, job: Mapping[str, Any] | None = None
+) -> str:
     """The deterministic YAML text of a rewritten pipeline (what is hashed and submitted).
 
     Keys are sorted; PlatformSpec documents follow the pipeline as extra YAML documents.
+
+    Args:
+        result: the rewrite (or a spec dict).
+        job: the template's first document when it was a PipelineJob (``pipelineSpec`` and
+            ``runtimeConfig``): the output is then that document with the rewritten spec, so its
+            parameter values and root still reach Vertex (dropping them would run the spec's
+            defaults, which nothing checked). A PipelineSpec document is ignored.
     """
+    spec = result.spec if isinstance(result, RewriteResult) else result
+    first: dict[str, Any] = spec
+    if job is not None and "pipelineSpec" in job:
+        first = {**job, "pipelineSpec": spec}
     if isinstance(result, RewriteResult):
-        documents: list[Any] = [result.spec, *result.platform_docs]
+        documents: list[Any] = [first, *result.platform_docs]
     else:
-        documents = [result]
+        documents = [first]
     return loaders.dump_yaml(documents)
 
 
