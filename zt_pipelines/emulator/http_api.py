@@ -83,7 +83,10 @@ def _bucket_json(world: World, node: Node) -> dict[str, Any]:
         "location": "US-CENTRAL1",
         "storageClass": "STANDARD",
         "etag": "CAE=",
-        "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}},
+        # a world bucket that does not say is uniform (the demo world's are)
+        "iamConfiguration": {
+            "uniformBucketLevelAccess": {"enabled": node.uniform_bucket_level_access is not False}
+        },
     }
     if node.parent and node.parent.startswith(CRM + "projects/"):
         body["projectNumber"] = world.project_number(project)

@@ -567,9 +567,10 @@ class FetchPlan:
         project) and its policy; both as parts of one storage batch request when possible."""
         full = STORAGE + bucket
 
-        def meta(number: str) -> None:
+        def meta(got: tuple[str, bool]) -> None:
             with self._lock:
-                self.s.pending_buckets[bucket] = number
+                self.s.pending_buckets[bucket] = got[0]
+                self.s.uniform_access[bucket] = got[1]
             self._resolve_buckets()
 
         def policy(got: AllowPolicy) -> None:
@@ -578,9 +579,9 @@ class FetchPlan:
         storage = self.a.storage
         self._submit_started(
             ("storage.buckets.get", bucket),
-            lambda: self._batched("start_bucket_project_number", bucket),
+            lambda: self._batched("start_bucket_meta", bucket),
             meta,
-            lambda again: meta(_retried(storage, again).get_bucket_project_number(bucket)),
+            lambda again: meta(_retried(storage, again).get_bucket_meta(bucket)),
             batched=True,
         )
         self._submit_started(
@@ -602,7 +603,12 @@ class FetchPlan:
             for bucket, project in ready.items():
                 del self.s.pending_buckets[bucket]
                 name = STORAGE + bucket
-                self.s.nodes[name] = Node(name, "bucket", parent=CRM + "projects/" + project)
+                self.s.nodes[name] = Node(
+                    name,
+                    "bucket",
+                    parent=CRM + "projects/" + project,
+                    uniform_bucket_level_access=self.s.uniform_access.get(bucket),
+                )
 
     def _bigquery(self, name: str) -> None:
         parts = name.removeprefix(BIGQUERY).split("/")

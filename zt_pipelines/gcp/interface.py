@@ -119,6 +119,11 @@ class StorageReader(Protocol):
         """The number of the project that owns ``bucket``."""
         ...
 
+    def get_bucket_meta(self, bucket: str) -> tuple[str, bool]:
+        """The owning project's number and whether uniform bucket-level access is on (one
+        ``buckets.get``)."""
+        ...
+
     def get_bucket_policy(self, bucket: str) -> AllowPolicy:
         """The bucket's allow policy (version 3, with conditions)."""
         ...

@@ -23,6 +23,18 @@ def _project_number(meta: Any) -> str:
     return str(number)
 
 
+def _uniform_access(meta: Any) -> bool:
+    """``iamConfiguration.uniformBucketLevelAccess.enabled``; absent is off (fail closed: its
+    ACLs are not proven off)."""
+    config = meta.get("iamConfiguration") if isinstance(meta, dict) else None
+    ubla = config.get("uniformBucketLevelAccess") if isinstance(config, dict) else None
+    return isinstance(ubla, dict) and ubla.get("enabled") is True
+
+
+def _bucket_meta(meta: Any) -> tuple[str, bool]:
+    return _project_number(meta), _uniform_access(meta)
+
+
 def _policy(body: Any) -> AllowPolicy:
     from google.api_core.iam import Policy
 
@@ -55,6 +67,17 @@ class StorageAdapter(Adapter):
             if not number:
                 raise ValueError("bucket metadata without projectNumber")
             return str(number)
+
+        return self.call(run, what="storage.buckets.get", target=STORAGE + bucket)
+
+    def get_bucket_meta(self, bucket: str) -> tuple[str, bool]:
+        """The number of the project that owns ``bucket``, and whether uniform bucket-level
+        access is on (the same ``buckets.get``)."""
+        client = self.factory.storage()
+
+        def run() -> tuple[str, bool]:
+            meta: Any = client.get_bucket(bucket, retry=None, timeout=self.timeout)
+            return _bucket_meta(meta._properties)
 
         return self.call(run, what="storage.buckets.get", target=STORAGE + bucket)
 
@@ -146,6 +169,12 @@ class StorageBatch:
         """:meth:`StorageAdapter.get_bucket_project_number` as a part of this batch."""
         return self._add(
             f"/b/{bucket}", {"projection": "noAcl"}, _project_number, "storage.buckets.get", bucket
+        )
+
+    def start_bucket_meta(self, bucket: str) -> Started[tuple[str, bool]]:
+        """:meth:`StorageAdapter.get_bucket_meta` as a part of this batch."""
+        return self._add(
+            f"/b/{bucket}", {"projection": "noAcl"}, _bucket_meta, "storage.buckets.get", bucket
         )
 
     def start_bucket_policy(self, bucket: str) -> Started[AllowPolicy]:

@@ -55,6 +55,7 @@ class Reads:
     unreadable: list[Unreadable] = field(default_factory=list)
     failed_keys: set[tuple[str, ...]] = field(default_factory=set)
     pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
+    uniform_access: dict[str, bool] = field(default_factory=dict)  # bucket -> UBLA on
     # inventory strategy: per-project policy dumps and key searches
     dump_hits: list[Any] = field(default_factory=list)
     dumped: set[str] = field(default_factory=set)  # project ids whose dump succeeded

@@ -51,7 +51,7 @@ from zt_pipelines.policy.report import (
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
-from zt_pipelines.resources import display_uri, service_account_resource
+from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
@@ -116,6 +116,9 @@ def build_report(
     raw += inbound
     notes += inbound_notes
     raw += _public_findings(requirements, evaluator)
+    acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
+    raw += acls
+    notes += acl_notes
     raw += _unreadable_findings(evaluator)
     raw += [_f(code, message) for code, message in evaluator.snapshot.notes]  # e.g. ZT401
     raw += _org_policy_findings(steps, policy, context)
@@ -941,6 +944,46 @@ def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> li
                         )
                     )
     return out
+
+
+def _bucket_acl_findings(
+    requirements: tuple[Requirement, ...], ev: Evaluator
+) -> tuple[list[Finding], list[str]]:
+    """ZT402 for every bucket a requirement names (declared, pipeline root, GCPC jobs') whose
+    uniform bucket-level access is off: its ACLs grant in parallel with IAM and are not read.
+    Unknown (a snapshot file that does not say) is a note, not a verdict."""
+    out: list[Finding] = []
+    notes: list[str] = []
+    names: set[str] = set()
+    buckets: set[str] = set()
+    for r in requirements:
+        if not r.resource.name.startswith(STORAGE) or r.resource.name in names:
+            continue
+        names.add(r.resource.name)
+        bucket = next((n for n in ev.chain(r.resource.name)[0] if n.kind == "bucket"), None)
+        if bucket is None or bucket.name in buckets:
+            continue  # not in the snapshot: its reads' own findings say so
+        buckets.add(bucket.name)
+        if bucket.uniform_bucket_level_access is False:
+            out.append(
+                _f(
+                    "ZT402",
+                    f"{_uri(bucket.name)} has fine-grained access control (uniform bucket-level "
+                    "access is off): its ACLs grant in parallel with IAM and were not read, so "
+                    "who can read or replace its objects is not verified",
+                    step=r.step,
+                    resource=bucket.name,
+                    evidence=(
+                        Evidence("policy", node=bucket.name, detail="uniformBucketLevelAccess off"),
+                    ),
+                )
+            )
+        elif bucket.uniform_bucket_level_access is None:
+            notes.append(
+                f"uniform bucket-level access of {_uri(bucket.name)} is unknown (not in the "
+                "snapshot): its ACLs, which grant in parallel with IAM, are not excluded"
+            )
+    return out, notes
 
 
 def _unreadable_findings(ev: Evaluator) -> list[Finding]:

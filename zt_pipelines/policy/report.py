@@ -104,6 +104,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT301": ("PipelineCannotLaunch", "the pipeline identity cannot launch a step"),
     "ZT400": ("VerificationIncomplete", "verification could not complete: refused"),
     "ZT401": ("SnapshotUnsealed", "the snapshot file carries no integrity digest"),
+    "ZT402": (
+        "BucketAclsNotExcluded",
+        "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+    ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
     "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),

@@ -144,6 +144,8 @@ class Node:
         policy: its allow policy; ``None`` when it has none recorded.
         project_number: for projects, the project number.
         display_name: optional.
+        uniform_bucket_level_access: for buckets, whether uniform bucket-level access is on
+            (only then are its ACLs off); ``None`` when unknown.
     """
 
     name: str
@@ -152,6 +154,7 @@ class Node:
     policy: AllowPolicy | None = None
     project_number: str | None = None
     display_name: str = ""
+    uniform_bucket_level_access: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,12 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             )
         if raw["kind"] == "project" and "projectNumber" not in raw:
             pass  # allowed: number unknown
+        if "uniformBucketLevelAccess" in raw and raw["kind"] != "bucket":
+            raise b.fail(
+                "uniformBucketLevelAccess is a bucket setting",
+                f"{path}.uniformBucketLevelAccess",
+                "remove it, or give the node kind: bucket",
+            )
         nodes[name] = Node(
             name=name,
             kind=raw["kind"],
@@ -379,6 +385,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             policy=policy,
             project_number=raw.get("projectNumber"),
             display_name=raw.get("displayName", ""),
+            uniform_bucket_level_access=raw.get("uniformBucketLevelAccess"),
         )
     _check_cycles(nodes, b)
 
@@ -564,6 +571,8 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             raw["projectNumber"] = n.project_number
         if n.display_name:
             raw["displayName"] = n.display_name
+        if n.uniform_bucket_level_access is not None:
+            raw["uniformBucketLevelAccess"] = n.uniform_bucket_level_access
         if n.policy is not None:
             bindings = []
             for bnd in n.policy.bindings:
