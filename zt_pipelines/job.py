@@ -198,7 +198,8 @@ def use_emulator_if_configured() -> str | None:
     """Point aiplatform (and google-cloud-storage) at ``$ZT_EMULATOR_HOST`` when it is set.
 
     Returns the ``host:port`` in use, or ``None``. Nothing else changes: the same code runs
-    against Vertex when the variable is unset.
+    against Vertex when the variable is unset (and a ``STORAGE_EMULATOR_HOST`` exported here
+    for an earlier emulator is taken back).
 
     Raises:
         InputError: the variable is set but is not ``HOST:PORT``.
@@ -207,12 +208,20 @@ def use_emulator_if_configured() -> str | None:
 
     host = emulator_host_from_env()
     if not host:
+        # the emulator is off: take back the variable exported for it (it would keep sending
+        # google-cloud-storage, and the caller's token, to the old address)
+        if _EXPORTED and os.environ.get("STORAGE_EMULATOR_HOST") == _EXPORTED.pop():
+            del os.environ["STORAGE_EMULATOR_HOST"]
         return None
     endpoint = f"http://{host}"
     if initializer.global_config.api_endpoint != endpoint:
         aiplatform.init(api_endpoint=endpoint, api_transport="rest")
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
+    _EXPORTED[:] = [endpoint]
     return host
+
+
+_EXPORTED: list[str] = []  # the STORAGE_EMULATOR_HOST value use_emulator_if_configured set
 
 
 class PipelineJob(  # type: ignore[misc]

@@ -5,12 +5,18 @@ emulator: gRPC clients get a channel to that address that still carries the call
 token (so the emulator can enforce IAM on its callers), HTTP clients (Cloud Storage, BigQuery,
 Vertex AI over REST) get ``http://HOST:PORT`` as their endpoint. Nothing else changes.
 
+It is the only switch: without it, the client libraries' own endpoint variables
+(``STORAGE_EMULATOR_HOST``, ``API_ENDPOINT_OVERRIDE``, ``BIGQUERY_EMULATOR_HOST``) would silently
+send live reads — and the caller's token, over plain HTTP — elsewhere while the report says they
+came from Google; live clients pin Google's endpoints when one is set (a warning names it).
+
 Clients are created lazily and once per factory; they are thread-safe, so one factory serves a
 whole concurrent fetch.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -22,6 +28,30 @@ EMULATOR_ENV = "ZT_EMULATOR_HOST"
 #: Who the emulator should see as the caller when no credentials are passed (an IAM member).
 EMULATOR_CALLER_ENV = "ZT_EMULATOR_CALLER"
 _CLOUD_PLATFORM = ("https://www.googleapis.com/auth/cloud-platform",)
+_log = logging.getLogger("zt_pipelines.gcp")
+
+#: Google's own endpoints, and the variables with which a client library would leave them
+GOOGLE_STORAGE_ENDPOINT = "https://storage.googleapis.com"
+GOOGLE_BIGQUERY_ENDPOINT = "https://bigquery.googleapis.com"
+STORAGE_REDIRECT_ENV = ("STORAGE_EMULATOR_HOST", "API_ENDPOINT_OVERRIDE")
+BIGQUERY_REDIRECT_ENV = ("BIGQUERY_EMULATOR_HOST",)
+
+
+def live_endpoint(service: str, variables: tuple[str, ...], google: str) -> str | None:
+    """``google`` when one of ``variables`` is set (it would redirect a live client: the library
+    reads it itself when no endpoint is passed), else ``None`` (the library's default, which
+    keeps its mTLS endpoint choice). Says which variable is ignored, once per call."""
+    found = [v for v in variables if os.environ.get(v)]
+    if not found:
+        return None
+    _log.warning(
+        "%s is set but ZT_EMULATOR_HOST is not: live %s reads go to %s (the emulator switch "
+        "is ZT_EMULATOR_HOST)",
+        ", ".join(found),
+        service,
+        google,
+    )
+    return google
 
 
 class EmulatorHostError(InputError):
@@ -332,7 +362,15 @@ class ClientFactory:
                     client_options={"api_endpoint": self.http_endpoint},
                 )
             else:
-                client = storage.Client(project=self._project, credentials=creds)
+                pinned = live_endpoint(
+                    "Cloud Storage", STORAGE_REDIRECT_ENV, GOOGLE_STORAGE_ENDPOINT
+                )
+                client = storage.Client(
+                    project=self._project,
+                    credentials=creds,
+                    client_options={"api_endpoint": pinned} if pinned else None,
+                )
+                client._is_emulator_set = False  # never the library's emulator shortcuts live
             # recent clients fetch bucket metadata for telemetry in a background thread on
             # every bucket call: one hidden extra request per bucket, outside our retries
             if getattr(client, "_bucket_metadata_cache", None) is not None:
@@ -348,7 +386,11 @@ class ClientFactory:
 
         def build() -> Any:
             creds = self.credentials
-            options = {"api_endpoint": self.http_endpoint} if self.emulator_host else None
+            if self.emulator_host:
+                options: dict[str, str | None] | None = {"api_endpoint": self.http_endpoint}
+            else:
+                pinned = live_endpoint("BigQuery", BIGQUERY_REDIRECT_ENV, GOOGLE_BIGQUERY_ENDPOINT)
+                options = {"api_endpoint": pinned} if pinned else None
             client = bigquery.Client(
                 project=self._project or "zt-emulator",
                 credentials=creds,
