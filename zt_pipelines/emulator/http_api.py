@@ -698,7 +698,18 @@ def _entry_condition(entry: dict[str, Any]) -> Condition | None:
 
 
 def dataset_get(world: World, req: Request) -> tuple[int, Body]:
-    """bigquery.datasets.get: access entries from the dataset's allow policy."""
+    """bigquery.datasets.get: access entries from the dataset's allow policy. Below
+    ``accessPolicyVersion=3`` (absent included) a conditional entry comes back as BigQuery
+    sends it: its role renamed ``ROLE_with_conditionalbinding_HASH``, without its condition."""
+    try:
+        version = int(req.query.get("accessPolicyVersion") or 1)
+    except ValueError as exc:
+        raise EmulatorError("INVALID_ARGUMENT", "bad accessPolicyVersion") from exc
+    policies.check_requested_version(version)
+    return _dataset_body(world, req, version)
+
+
+def _dataset_body(world: World, req: Request, version: int) -> tuple[int, Body]:
     name, _ = _bq_names(world, req)
     node = world.node(name)
     if node is None or node.kind != "dataset":
@@ -707,6 +718,8 @@ def dataset_get(world: World, req: Request) -> tuple[int, Body]:
         )
     world.authorize(req.caller, "bigquery.datasets.get", name)
     policy = world.policy_of(name)
+    if version < 3:
+        policy = policies.as_dataset_version_1(policy)
     access = [_access_entry(b.role, m, b.condition) for b in policy.bindings for m in b.members]
     with world.lock:
         access.extend(deep_copy_json(e) for e in world.dataset_extras.get(name, []))
@@ -787,7 +800,7 @@ def dataset_patch(world: World, req: Request) -> tuple[int, Body]:
                 name, AllowPolicy(bindings=bindings, version=version), etag_matches=True
             )
             world.dataset_extras[name] = extras
-    return dataset_get(world, req)
+    return _dataset_body(world, req, 3)  # the written entries, conditions included
 
 
 def _table_node(world: World, req: Request) -> Node:

@@ -44,6 +44,22 @@ def check_writable(policy: AllowPolicy, version: int) -> None:
         )
 
 
+def as_dataset_version_1(policy: AllowPolicy) -> AllowPolicy:
+    """What a BigQuery ``datasets.get`` below ``accessPolicyVersion=3`` returns: each
+    conditional entry's role gets ``_with_conditionalbinding_<hash>``, its condition hidden."""
+    bindings = []
+    for binding in policy.bindings:
+        if binding.condition is None:
+            bindings.append(binding)
+            continue
+        seed = f"{binding.condition.expression}\n{binding.condition.title}".encode()
+        digest = hashlib.sha256(seed).hexdigest()[:10]
+        bindings.append(
+            Binding(f"{binding.role}_with_conditionalbinding_{digest}", binding.members)
+        )
+    return AllowPolicy(bindings=tuple(bindings), etag=policy.etag, version=1)
+
+
 def as_version_1(policy: AllowPolicy) -> AllowPolicy:
     """What a version-1 reader sees: each conditional binding's role gets IAM's
     ``_withcond_<hash>`` suffix and its condition is hidden."""

@@ -10,6 +10,25 @@ from zt_pipelines.policy.snapshot import AllowPolicy
 from zt_pipelines.resources import BIGQUERY
 
 
+def get_dataset_v3(client: Any, project: str, dataset: str, *, timeout: Any = None) -> Any:
+    """``datasets.get`` with ``accessPolicyVersion=3`` as the library's ``Dataset``: below 3,
+    BigQuery renames a conditional access entry's role and drops its condition (the library's
+    ``get_dataset`` has no argument for the version, so the same call is made with it)."""
+    from google.cloud.bigquery import Dataset, DatasetReference
+
+    path = DatasetReference(project, dataset).path
+    body = client._call_api(
+        None,
+        span_name="BigQuery.getDataset",
+        span_attributes={"path": path},
+        method="GET",
+        path=path,
+        timeout=timeout,
+        query_params={"accessPolicyVersion": 3},
+    )
+    return Dataset.from_api_repr(body)
+
+
 class BigQueryAdapter(Adapter):
     """Implements :class:`~zt_pipelines.gcp.interface.BigQueryReader`."""
 
@@ -18,7 +37,7 @@ class BigQueryAdapter(Adapter):
         client = self.factory.bigquery()
 
         def run() -> AllowPolicy:
-            meta: Any = client.get_dataset(f"{project}.{dataset}", retry=None, timeout=self.timeout)
+            meta: Any = get_dataset_v3(client, project, dataset, timeout=self.timeout)
             return dataset_access_policy(meta.access_entries, meta.etag or "", project)
 
         return self.call(

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from zt_pipelines.errors import ApiError, ZtError
+from zt_pipelines.gcp.bigquery import get_dataset_v3
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.policy.render import plural
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
@@ -277,11 +278,12 @@ class _DatasetStore(_Store):
         super().__init__(factory, retry, name)
         parts = name[len(BIGQUERY) :].split("/")
         self.dataset = f"{parts[1]}.{parts[3]}"
+        self.project_dataset = (parts[1], parts[3])
         self.client = factory.bigquery()
 
     def get(self) -> _Policy:
         raw = self.call(
-            lambda: self.client.get_dataset(self.dataset, retry=None), "bigquery.datasets.get"
+            lambda: get_dataset_v3(self.client, *self.project_dataset), "bigquery.datasets.get"
         )
         bindings: list[_Binding] = []
         others = []
@@ -290,7 +292,9 @@ class _DatasetStore(_Store):
             if member is None:
                 others.append(entry)  # views, routines, special groups: kept verbatim
                 continue
-            if "withcond" in str(entry.role or ""):
+            if "withcond" in str(entry.role or "") or "_with_conditionalbinding_" in str(
+                entry.role or ""
+            ):
                 # BigQuery hides an entry's condition from a version-1 read: never rewrite it blind
                 raise UnsupportedResourceError(
                     f"the access entry {entry.role} of {member} was read without its condition",
