@@ -141,3 +141,40 @@ def test_unconditional_findings_are_unchanged() -> None:
     assert " gives serviceAccount:" in found[0].message  # type: ignore[attr-defined]
     assert found[0].evidence[0].condition == ""  # type: ignore[attr-defined]
     assert len(_root_creator_condition(None)) == 1
+
+
+@pytest.mark.parametrize(
+    ("condition", "broad"),
+    [
+        ("true", "projects/ml-prod/datasets/zt_probe_outside_the_needs"),
+        # no trailing slash: analytics_old is granted too
+        ('resource.name.startsWith("projects/ml-prod/datasets/analytics")', "analytics_zt_probe"),
+        (
+            'resource.name == "projects/ml-prod/datasets/analytics" '
+            '|| resource.name.startsWith("projects/ml-prod/datasets/analytics/")',
+            None,
+        ),
+    ],
+)
+def test_a_conditional_project_grant_for_a_dataset_need_is_probed_on_a_sibling_dataset(
+    condition: str, broad: str | None
+) -> None:
+    from dataclasses import replace
+
+    from test_check_codes import INGEST_STEP, TRAIN_STEP
+
+    from zt_pipelines.model import Need
+    from zt_pipelines.resources import normalize_resource
+
+    dataset = Need(
+        normalize_resource("bq://ml-prod.analytics"),
+        ("bigquery.datasets.get", "bigquery.tables.getData"),
+    )
+    steps = (INGEST_STEP, replace(TRAIN_STEP, needs=(*TRAIN_STEP.needs, dataset)))
+    data = grant(world_dict(), PROJECT, "roles/bigquery.dataViewer", TRAIN, condition)
+    found = [f for f in run(data, steps=steps).by_code("ZT214") if f.principal == TRAIN]
+    if broad is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and broad in found[0].message
+        assert "bq://ml-prod.analytics" in found[0].message

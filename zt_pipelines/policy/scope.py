@@ -273,7 +273,7 @@ def _conditional(
         for attrs in requests:
             got = ev.conditions.holds_somewhere(condition, attrs, now)
             if got.value is Tri.TRUE:
-                true[permission] = got
+                true[permission] = got if got.reason else ConditionResult(Tri.TRUE, _named(attrs))
                 break
             if got.value is Tri.UNKNOWN and first_unknown is None:
                 first_unknown = got
@@ -298,6 +298,15 @@ def _conditional(
     return [
         (node, role, member, kind, tuple(broad), _shown(resources), gives, condition.expression)
     ]
+
+
+def _named(attrs: RequestAttributes) -> str:
+    """Where a condition held, for the finding's sentence."""
+    if attrs.name:
+        return f"true for {attrs.name}"
+    if attrs.name_prefix:
+        return f"true for every resource under {attrs.name_prefix}"
+    return "true for a resource the needs do not name"
 
 
 def _sibling_probes(
