@@ -82,3 +82,27 @@ def test_a_live_check_reads_the_condition_and_proves_the_grant(emu: Emulator) ->
     )
     d = decide(sa_member(TRAIN), DATASET, "bigquery.tables.getData", snap, now=NOW)
     assert d.granted, d
+
+
+def test_table_policies_are_read_at_version_3_and_the_emulator_renames_below() -> None:
+    from test_gcp_live import TABLE
+
+    base = world()
+    nodes = dict(base.nodes)
+    conditional = Binding("roles/bigquery.dataEditor", (sa_member(TRAIN),), UNTIL)
+    nodes[TABLE] = replace(nodes[TABLE], policy=AllowPolicy((conditional,), version=3))
+    with Emulator(replace(base, nodes=nodes)) as emulator:
+        factory = ClientFactory(
+            emulator_credentials(sa_member(READER)), emulator_host=emulator.address
+        )
+        client = factory.bigquery()
+        v1 = client.get_iam_policy("proj-a1.features.rows", retry=None)  # the library: v1 only
+        assert [b["role"] for b in v1.bindings] != ["roles/bigquery.dataEditor"]
+        assert all("_withcond_" in b["role"] and not b.get("condition") for b in v1.bindings)
+        policy = build_adapters(factory, no_wait_policy()).bigquery.get_table_policy(
+            "proj-a1", "features", "rows"
+        )
+        factory.close()
+    [binding] = policy.bindings
+    assert binding.role == "roles/bigquery.dataEditor"
+    assert binding.condition is not None and binding.condition.expression == UNTIL.expression

@@ -812,10 +812,20 @@ def _table_node(world: World, req: Request) -> Node:
 
 
 def table_get_iam(world: World, req: Request) -> tuple[int, Body]:
-    """bigquery.tables.getIamPolicy."""
+    """bigquery.tables.getIamPolicy: below ``options.requestedPolicyVersion=3`` (absent
+    included) a conditional binding's role is renamed and its condition hidden, as IAM does."""
     node = _table_node(world, req)
+    sent = req.json()
+    options = sent.get("options") if isinstance(sent, dict) else None
+    raw = options.get("requestedPolicyVersion") if isinstance(options, dict) else None
+    try:
+        version = int(raw or 1)
+    except (TypeError, ValueError) as exc:
+        raise EmulatorError("INVALID_ARGUMENT", "bad options.requestedPolicyVersion") from exc
+    policies.check_requested_version(version)
     world.authorize(req.caller, "bigquery.tables.getIamPolicy", node.name)
-    return 200, policies.to_json(world.policy_of(node.name))
+    policy = world.policy_of(node.name)
+    return 200, policies.to_json(policies.as_version_1(policy) if version < 3 else policy)
 
 
 def table_set_iam(world: World, req: Request) -> tuple[int, Body]:

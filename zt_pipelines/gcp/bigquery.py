@@ -29,6 +29,26 @@ def get_dataset_v3(client: Any, project: str, dataset: str, *, timeout: Any = No
     return Dataset.from_api_repr(body)
 
 
+def get_table_policy_v3(client: Any, table: str, *, timeout: Any = None) -> Any:
+    """``tables.getIamPolicy`` at ``requestedPolicyVersion=3`` as an ``api_core`` ``Policy``
+    (``table``: ``PROJECT.DATASET.TABLE``): the library's ``get_iam_policy`` only asks version
+    1, where IAM renames a conditional binding's role and hides its condition."""
+    from google.api_core.iam import Policy
+    from google.cloud.bigquery import TableReference
+
+    path = TableReference.from_string(table).path + ":getIamPolicy"
+    body = client._call_api(
+        None,
+        span_name="BigQuery.getIamPolicy",
+        span_attributes={"path": path},
+        method="POST",
+        path=path,
+        data={"options": {"requestedPolicyVersion": 3}},
+        timeout=timeout,
+    )
+    return Policy.from_api_repr(body)  # type: ignore[no-untyped-call]
+
+
 class BigQueryAdapter(Adapter):
     """Implements :class:`~zt_pipelines.gcp.interface.BigQueryReader`."""
 
@@ -51,8 +71,8 @@ class BigQueryAdapter(Adapter):
         client = self.factory.bigquery()
 
         def run() -> AllowPolicy:
-            policy: Any = client.get_iam_policy(
-                f"{project}.{dataset}.{table}", retry=None, timeout=self.timeout
+            policy: Any = get_table_policy_v3(
+                client, f"{project}.{dataset}.{table}", timeout=self.timeout
             )
             return policy_from_json(policy.bindings, policy.etag or "", policy.version or 1)
 

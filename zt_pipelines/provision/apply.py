@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from zt_pipelines.errors import ApiError, ZtError
-from zt_pipelines.gcp.bigquery import get_dataset_v3
+from zt_pipelines.gcp.bigquery import get_dataset_v3, get_table_policy_v3
 from zt_pipelines.gcp.convert import DATASET_LEGACY_ROLES
 from zt_pipelines.policy.render import plural
 from zt_pipelines.provision.model import PIPELINE_STEP, Grant, Plan, UnsupportedResourceError
@@ -258,7 +258,7 @@ class _TableStore(_JsonPolicyStore):
     def get(self) -> _Policy:
         return self._read(
             self.call(
-                lambda: self.client.get_iam_policy(self.table, retry=None),
+                lambda: get_table_policy_v3(self.client, self.table),
                 "bigquery.tables.getIamPolicy",
             )
         )
