@@ -1080,36 +1080,41 @@ def monitor_once(
     return report, results
 
 
+def _spec_and_runtime(job: Any) -> tuple[str | None, dict[str, str] | None]:
+    """The sha256 of the spec a listed job (or a schedule's job) holds and its runtime-config
+    parts; ``(None, None)`` when the spec was not listed or cannot be hashed (it then matches no
+    approval: flagged, never passed)."""
+    from google.protobuf import json_format
+
+    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
+
+    raw = type(job).pb(job)
+    if not raw.HasField("pipeline_spec"):
+        return None, None
+    try:
+        return _spec_hash(json_format.MessageToDict(raw.pipeline_spec)), runtime_parts(
+            json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+            labels=dict(job.labels),
+            network=str(job.network),
+            reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+            kms_key=str(job.encryption_spec.kms_key_name),
+            request=request_fields(raw),
+        )
+    except Exception:  # a spec that cannot be hashed matches no approval (ZT640/ZT641)
+        return None, None
+
+
 def job_summary(job: Any) -> Any:
     """A listed pipeline job (``aiplatform_v1.PipelineJob``) as the shadow check reads it: its
     labels, schedule, the sha256 of the spec it holds, its run-as account and runtime-config
     parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
-    from google.protobuf import json_format
-
-    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
     from zt_pipelines.monitor.shadow import JobSummary
 
-    raw = type(job).pb(job)
-    labels = dict(job.labels)
-    digest: str | None = None
-    runtime: dict[str, str] | None = None
-    if raw.HasField("pipeline_spec"):
-        try:
-            digest = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
-            runtime = runtime_parts(
-                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
-                labels=labels,
-                network=str(job.network),
-                reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
-                kms_key=str(job.encryption_spec.kms_key_name),
-                request=request_fields(raw),
-            )
-        except Exception:  # a spec that cannot be hashed matches no approval (ZT640)
-            digest, runtime = None, None
+    digest, runtime = _spec_and_runtime(job)
     return JobSummary(
         str(job.name),
         str(getattr(job.state, "name", job.state)),
-        labels,
+        dict(job.labels),
         schedule=str(job.schedule_name),
         spec_sha256=digest,
         service_account=str(job.service_account),
@@ -1120,26 +1125,11 @@ def job_summary(job: Any) -> Any:
 def schedule_summary(schedule: Any) -> Any:
     """A listed schedule (``aiplatform_v1.Schedule``) as the shadow check reads it: its job's
     labels, the sha256 of the spec it holds, its run-as account and runtime-config parts."""
-    from google.protobuf import json_format
-
-    from zt_pipelines.monitor.baseline import request_fields, runtime_parts
     from zt_pipelines.monitor.shadow import ScheduleSummary
 
     job = schedule.create_pipeline_job_request.pipeline_job
-    raw = type(job).pb(job)
     labels = dict(job.labels)
-    try:
-        digest: str | None = _spec_hash(json_format.MessageToDict(raw.pipeline_spec))
-        runtime: dict[str, str] | None = runtime_parts(
-            json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
-            labels=labels,
-            network=str(job.network),
-            reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
-            kms_key=str(job.encryption_spec.kms_key_name),
-            request=request_fields(raw),
-        )
-    except Exception:  # a spec that cannot be hashed matches no approval (ZT641)
-        digest, runtime = None, None
+    digest, runtime = _spec_and_runtime(job)
     return ScheduleSummary(
         str(schedule.name),
         str(getattr(schedule.state, "name", schedule.state)),
