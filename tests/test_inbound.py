@@ -96,3 +96,16 @@ def test_one_finding_per_binding_names_every_identity_it_reaches() -> None:
     [f] = [f for f in zt220(grant(world_dict(), PROJECT, TOKEN_CREATOR, MALLORY))]
     assert PIPELINE.partition(":")[2] in f.message and TRAIN.partition(":")[2] in f.message
     assert {e.detail for e in f.evidence if e.kind == "identity"} >= {PIPELINE, TRAIN}
+
+
+def test_an_identity_of_another_project_is_named() -> None:
+    # its administrators there can become it: not under this pipeline's review (a note)
+    from dataclasses import replace
+
+    from test_check_codes import TRAIN_STEP
+
+    foreign = replace(TRAIN_STEP, service_account="robot-sa@other-proj.iam.gserviceaccount.com")
+    report = run(steps=(foreign,))
+    said = [n for n in report.notes if "live in another project than ml-prod" in n]
+    assert said and "robot-sa@other-proj.iam.gserviceaccount.com" in said[0]
+    assert not [n for n in run().notes if "another project" in n]

@@ -45,6 +45,14 @@ _MAX_LISTED = 5
 _ACT_AS = frozenset({"iam.serviceAccounts.actAs"})
 
 
+def _home(member: str) -> str | None:
+    """The project a user-managed service account lives in (``None`` for other members)."""
+    domain = member.partition("@")[2]
+    if not member.startswith("serviceAccount:") or not domain.endswith(".iam.gserviceaccount.com"):
+        return None
+    return domain.removesuffix(".iam.gserviceaccount.com")
+
+
 def _service_agent(member: str) -> bool:
     """Google-managed service agents (``service-N@gcp-sa-*.iam.gserviceaccount.com`` ...)."""
     email = member.partition(":")[2]
@@ -178,6 +186,18 @@ def inbound_findings(
         + (f" and {len(who) - _MAX_LISTED} more" if len(who) > _MAX_LISTED else "")
         for where, who in sorted(admins.items())
     ]
+    foreign = sorted(
+        i.partition(":")[2]
+        for i in identities
+        if ctx.project and _home(i) not in (None, ctx.project)
+    )
+    if foreign:  # whoever administers their projects can become them; not under this review
+        notes.append(
+            f"{len(foreign)} of the pipeline's identities live in another project than "
+            f"{ctx.project} (their administrators there can become them): "
+            + ", ".join(foreign[:_MAX_LISTED])
+            + (f" and {len(foreign) - _MAX_LISTED} more" if len(foreign) > _MAX_LISTED else "")
+        )
     notes += [
         f"{', '.join(sorted(set(who))[:_MAX_LISTED])}"
         + (f" and {len(set(who)) - _MAX_LISTED} more" if len(set(who)) > _MAX_LISTED else "")
