@@ -19,6 +19,7 @@ def reads() -> Reads:
     r.numbers["11"] = "p-1"
     r.accounts[SA] = ServiceAccount(SA, "p-1")
     r.keys[SA] = ()
+    r.hmac["p-1"] = {}  # the project's HMAC keys were listed: none
     index = AllowPolicy((Binding("roles/storage.admin", (f"serviceAccount:{SA}",)),))
     r.hits.append(
         PolicySearchHit(BUCKET, "storage.googleapis.com/Bucket", "projects/11", (), "", index)
