@@ -8,6 +8,7 @@ at run time (no import circle). Pure: no IO, no clock.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, datetime
@@ -796,15 +797,23 @@ def _reach_findings(
     needed_at = (grouped or _Needs(requirements, ev)).at
     out: list[Finding] = []
     index = Holdings(ev)
+    # what a target holds beyond a start's needs depends on (target, start) only: many paths
+    # from one start end at the same targets (every account below one project, ...)
+    dangers: dict[tuple[str, str], list[Holding]] = {}
     for hit in graph.reaches:
         start, path, targets = hit.start, hit.path, hit.targets or (hit.target,)
         tasks = identities.get(start, set())
         needs = needed_at.get(start)
-        ranked = sorted(targets, key=lambda t: (not index.severe(t), t))
+        ranked = heapq.nsmallest(_MAX_LISTED, targets, key=lambda t: (not index.severe(t), t))
         danger: list[Holding] = []
         target = ranked[0]
-        for candidate in ranked[:_MAX_LISTED]:
-            danger = index.dangerous(candidate, needs, short(start))
+        for candidate in ranked:
+            known = dangers.get((candidate, start))
+            if known is None:
+                known = dangers[(candidate, start)] = index.dangerous(
+                    candidate, needs, short(start)
+                )
+            danger = known
             if danger:
                 target = candidate
                 break
