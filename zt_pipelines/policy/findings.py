@@ -314,7 +314,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys):
+        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
             out.append(
                 _f(
                     "ZT111",
@@ -329,6 +329,10 @@ def _identity_findings(
                     + tuple(
                         Evidence("identity", node=node, detail=f"HMAC key {k}")
                         for k in record.hmac_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"API key {k}")
+                        for k in record.api_keys
                     ),
                 )
             )

@@ -34,7 +34,8 @@ _REGIONAL_JOBS = ("aiplatform.", "dataflow.", "dataproc.")
 
 
 def key_summary(record: ServiceAccount) -> str:
-    """``N user-managed key(s): K1, K2`` and/or ``M HMAC key(s): A1`` (ZT111's message)."""
+    """``N user-managed key(s): K1, K2``, ``M HMAC key(s): A1`` and/or ``L API key(s) bound
+    to it: U1`` (ZT111's message)."""
     parts = []
     if record.user_managed_keys:
         keys = ", ".join(record.user_managed_keys[:8])
@@ -42,6 +43,9 @@ def key_summary(record: ServiceAccount) -> str:
     if record.hmac_keys:
         keys = ", ".join(record.hmac_keys[:8])
         parts.append(f"{len(record.hmac_keys)} Cloud Storage HMAC key(s): {keys}")
+    if record.api_keys:
+        keys = ", ".join(record.api_keys[:8])
+        parts.append(f"{len(record.api_keys)} API key(s) bound to it: {keys}")
     return " and ".join(parts)
 
 
@@ -194,7 +198,7 @@ def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> l
                 evidence=(Evidence("identity", node=node, detail="disabled"),),
             )
         )
-    if record.user_managed_keys or record.hmac_keys:
+    if record.user_managed_keys or record.hmac_keys or record.api_keys:
         out.append(
             _f(
                 "ZT111",

@@ -47,6 +47,9 @@ EDGE_PERMISSIONS: dict[str, str] = {
     "iam.serviceAccounts.signJwt": "signJwt",
     "iam.serviceAccounts.implicitDelegation": "implicitDelegation",
     "iam.serviceAccountKeys.create": "serviceAccountKeys.create",
+    # an API key bound to the account authenticates as it (with apikeys.keys.create in some
+    # project, which is not provably absent: the binding right alone is the edge, fail closed)
+    "iam.serviceAccountApiKeyBindings.create": "bind an API key",
     "iam.serviceAccounts.setIamPolicy": "setIamPolicy",
     # rewriting a project's, folder's or organisation's allow policy grants any of the above
     "resourcemanager.projects.setIamPolicy": "setIamPolicy",

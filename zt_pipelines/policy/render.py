@@ -37,7 +37,8 @@ FIXES: dict[str, str] = {
     "ZT103": "one service account per step and per launched job (or identities.allowShared "
     "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
-    "ZT111": "delete the user-managed and HMAC keys; set iam.disableServiceAccountKeyCreation",
+    "ZT111": "delete the user-managed, HMAC and bound API keys; set "
+    "iam.disableServiceAccountKeyCreation",
     "ZT120": "use a persistent resource created with custom service accounts enabled, "
     "or drop persistent_resource_id for the step",
     "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
