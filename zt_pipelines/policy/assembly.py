@@ -179,6 +179,7 @@ def assemble(
         service_accounts=accounts,
         unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
         complete_bindings_for=complete,
+        live=True,
     )
 
 
