@@ -44,10 +44,12 @@ from zt_pipelines.policy.reach import (
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
-    Grant,
     Report,
     Severity,
     SuppressedFinding,
+    new_evidence,
+    new_finding,
+    new_grant,
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
@@ -138,7 +140,7 @@ def build_report(
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
     granted = tuple(
-        Grant(
+        new_grant(
             r.principal,
             _uri(r.resource.name, r.resource.prefix),
             r.permission,
@@ -166,7 +168,7 @@ def build_report(
 
 def _f(code: str, message: str, **kw: object) -> Finding:
     # the strict default here; the organisation policy's severity is applied once at the end
-    return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
+    return new_finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
 _SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
@@ -197,7 +199,7 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
         if level is None:
             level = severity[f.code] = policy.severity(f.code)
         if level is not f.severity:
-            f = Finding(
+            f = new_finding(
                 f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
             )
         out.append(f)
@@ -606,7 +608,7 @@ def _excess_findings(
             where = _uri(name)
             if basic_tail:
                 out.append(
-                    Finding(
+                    new_finding(
                         "ZT211",
                         zt211,
                         f"{principal} holds the basic role {role} on {where}{basic_tail}",
@@ -621,7 +623,7 @@ def _excess_findings(
                 head = f"{role} on {where} gives {principal} "
                 if risky_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT212",
                             zt212,
                             head + risky_tail,
@@ -634,7 +636,7 @@ def _excess_findings(
                     )
                 if excess_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT210",
                             zt210,
                             head + excess_tail,
@@ -753,10 +755,10 @@ def _scope_findings(
             for n in where:
                 e = narrower.get(n)
                 if e is None:
-                    e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
+                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
                 scopes.append(e)
             out.append(
-                Finding(
+                new_finding(
                     code,
                     severity[code],
                     text,
@@ -764,7 +766,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member, condition), *scopes),
+                    (new_evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
