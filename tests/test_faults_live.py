@@ -50,6 +50,7 @@ CALL_SITES: dict[str, tuple[str, str, str] | None] = {
     "storage.buckets.get": PROBE_GRANTED,
     "storage.buckets.getIamPolicy": PROBE_GRANTED,
     "storage.hmacKeys.list": None,
+    "apikeys.keys.list": None,
     "bigquery.datasets.get": (TRAIN, DATASET, "bigquery.tables.getData"),
     "bigquery.tables.getIamPolicy": (TRAIN, TABLE, "bigquery.tables.updateData"),
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.gcp.apikeys import ApiKeysAdapter
 from zt_pipelines.gcp.asset import AssetAdapter
 from zt_pipelines.gcp.bigquery import BigQueryAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
@@ -70,6 +71,7 @@ def build_adapters(
         deny=DenyAdapter(factory, policy, **kw),
         search=AssetAdapter(factory, policy, **kw),
         troubleshooter=TroubleshooterAdapter(factory, policy, **kw),
+        apikeys=ApiKeysAdapter(factory, policy, **kw),
     )
 
 

@@ -401,6 +401,22 @@ class ClientFactory:
 
         return self._get("bigquery", build)
 
+    def rest_session(self, service: str) -> tuple[Any, str]:
+        """A google-auth ``AuthorizedSession`` with these credentials and the base URL of
+        ``service`` (e.g. ``apikeys``): for APIs whose Python client lacks a field we read."""
+
+        def build() -> Any:
+            from google.auth.transport.requests import AuthorizedSession
+
+            session = AuthorizedSession(self.credentials)  # type: ignore[no-untyped-call]
+            prepare_http_session(session, self._rest_base(service))
+            return session
+
+        return self._get("rest:" + service, build), self._rest_base(service)
+
+    def _rest_base(self, service: str) -> str:
+        return self.http_endpoint or f"https://{service}.googleapis.com"
+
     def aiplatform_init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``aiplatform.init`` that point Vertex AI at this target.
 

@@ -47,7 +47,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, STORAGE
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -646,6 +646,7 @@ class FetchPlan:
         name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
         if project:
             self._hmac_keys(project)
+            self._api_keys(project)
 
             def list_accounts() -> None:
                 accounts = self.a.iam.list_service_accounts(project)
@@ -663,6 +664,7 @@ class FetchPlan:
                     self.s.accounts[sa.email.lower()] = sa
                 if sa.project_id:  # its HMAC keys live in the project the account names
                     self._hmac_keys(sa.project_id)
+                    self._api_keys(sa.project_id)
 
             self._submit(("serviceAccounts.get", email), get_account)
         if self.inventory:
@@ -679,6 +681,24 @@ class FetchPlan:
                 self.s.hmac[project] = found
 
         self._submit(("storage.hmacKeys.list", project), list_keys)
+
+    def _api_keys(self, project: str) -> None:
+        """The project's API keys bound to service accounts: one listing per project, in the
+        same wave as the account listing (both strategies)."""
+
+        def list_keys() -> None:
+            reader = self.a.apikeys
+            if reader is None:
+                raise ApiError(
+                    "no API keys reader",
+                    where=f"{APIKEYS}projects/{project}/locations/global/keys",
+                    code="UNIMPLEMENTED",
+                )
+            found = reader.list_bound_keys(project)
+            with self._lock:
+                self.s.apikeys[project] = found
+
+        self._submit(("apikeys.keys.list", project), list_keys)
 
     def _account_reads(self, email: str, name: str, project: str | None) -> None:
         """Direct strategy: the account's user-managed keys and its allow policy (one pair per

@@ -134,6 +134,15 @@ class StorageReader(Protocol):
         ...
 
 
+class ApiKeysReader(Protocol):
+    """API Keys (v2): keys bound to a service account."""
+
+    def list_bound_keys(self, project: str) -> dict[str, tuple[str, ...]]:
+        """Service-account email (lower case) → uids of the API keys of ``project`` bound to
+        it (``serviceAccountEmail``; deleted keys excluded; all pages)."""
+        ...
+
+
 class BigQueryReader(Protocol):
     """BigQuery datasets (access entries) and tables (IAM)."""
 
@@ -190,6 +199,8 @@ class Adapters:
     deny: DenyReader
     search: PolicySearcher
     troubleshooter: AccessTroubleshooter | None = None
+    #: API keys bound to service accounts; ``None``: not readable (every listing unreadable)
+    apikeys: ApiKeysReader | None = None
 
 
 # Every permission live mode exercises on the resources it reads: the role to give the identity
@@ -213,6 +224,7 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",
         "storage.hmacKeys.list",
+        "apikeys.keys.list",
         "bigquery.datasets.get",
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
@@ -235,6 +247,7 @@ __all__: Sequence[str] = (
     "READ_PERMISSIONS",
     "AccessTroubleshooter",
     "Adapters",
+    "ApiKeysReader",
     "BigQueryReader",
     "DenyPolicyRef",
     "DenyReader",

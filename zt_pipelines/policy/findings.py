@@ -54,6 +54,7 @@ from zt_pipelines.policy.report import (
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -131,7 +132,8 @@ def build_report(
 
         used = sorted(evaluator.catalogue_used)
         notes.append(
-            f"the snapshot lacks the definition of {len(used)} predefined role(s); the shipped "
+            "the snapshot lacks the definition of "
+            f"{plural(len(used), 'predefined role')}; the shipped "
             f"catalogue's ({catalogue_info().date}) was used: "
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
@@ -316,7 +318,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys):
+        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
             out.append(
                 _f(
                     "ZT111",
@@ -331,6 +333,10 @@ def _identity_findings(
                     + tuple(
                         Evidence("identity", node=node, detail=f"HMAC key {k}")
                         for k in record.hmac_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"API key {k}")
+                        for k in record.api_keys
                     ),
                 )
             )
@@ -519,7 +525,9 @@ def _beyond(
     risky_ev: tuple[Evidence, ...] = ()
     if risky:
         listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
-        risky_tail = f"{len(risky)} escalation-capable permission(s) it does not need: {listed}"
+        risky_tail = (
+            f"{plural(len(risky), 'escalation-capable permission')} it does not need: {listed}"
+        )
         risky_ev = tuple(
             Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
         )
@@ -531,7 +539,7 @@ def _beyond(
             if not here
             else f"{n_excess} of {len(perms)} beyond what is needed there"
         )
-        excess_tail = f"{n_excess} permission(s) beyond its needs ({scope}): {sample}"
+        excess_tail = f"{plural(n_excess, 'permission')} beyond its needs ({scope}): {sample}"
     return (
         f" ({len(perms):,} permissions)" if basic else "",
         risky_tail,
@@ -676,8 +684,9 @@ def _may_hold(
     what = (
         f"the basic role {binding.role}"
         if basic
-        else f"{binding.role} with {len(risky)} escalation-capable permission(s) it does not "
-        f"need: {', '.join(risky[:_MAX_LISTED])}" + (" …" if len(risky) > _MAX_LISTED else "")
+        else f"{binding.role} with {plural(len(risky), 'escalation-capable permission')} "
+        f"it does not need: {', '.join(risky[:_MAX_LISTED])}"
+        + (" …" if len(risky) > _MAX_LISTED else "")
     )
     return _f(
         "ZT219",
@@ -836,7 +845,7 @@ def _reach_findings(
                 code,
                 f"{start} can become {target} ({route}), which holds {worst.why} "
                 f"({worst.role} on {_uri(worst.node)})"
-                + (f" and {len(danger) - 1} more grant(s)" if len(danger) > 1 else "")
+                + (f" and {plural(len(danger) - 1, 'more grant')}" if len(danger) > 1 else "")
                 + many,
                 step=",".join(sorted(tasks)) or None,
                 principal=start,
@@ -900,7 +909,8 @@ def _reach_findings(
     ]
     if missing:
         notes.append(
-            f"who can become whom: the own allow policies of {len(missing)} service account(s) "
+            "who can become whom: the own allow policies of "
+            f"{plural(len(missing), 'service account')} "
             "are not in the snapshot, so only project/folder/organisation grants reach them: "
             + ", ".join(sorted(missing)[:_MAX_LISTED])
             + (" …" if len(missing) > _MAX_LISTED else "")
@@ -1146,7 +1156,8 @@ def _pasted_inputs(step: StepIdentity, sa: str) -> Finding:
     digest = getattr(step, "upstream_digest", "")
     return _f(
         "ZT102",
-        f"the step pastes input(s) {shown} unescaped into its CustomJob payload; a run-time or "
+        f"the step pastes {noun(len(step.unescaped_payload_inputs), 'input')} {shown} unescaped "
+        "into its CustomJob payload; a run-time or "
         "quoted value could rewrite the payload, down to its service account"
         + (f" (upstream {digest})" if digest else " (upstream not traced: cannot be waived)"),
         step=step.task,

@@ -170,6 +170,9 @@ class ServiceAccount:
     #: access ids of its Cloud Storage HMAC keys (ACTIVE or INACTIVE: an inactive key can be
     #: re-activated), a credential separate from the user-managed keys
     hmac_keys: tuple[str, ...] = ()
+    #: ids (``uid``) of API keys bound to it (API Keys ``serviceAccountEmail``): a static
+    #: string whose requests run as the account (Vertex AI accepts them)
+    api_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "serviceAccounts.list": _NOTHING,
     "serviceAccountKeys.list": _NOTHING,
     "storage.hmacKeys.list": _NOTHING,
+    "apikeys.keys.list": _NOTHING,
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,

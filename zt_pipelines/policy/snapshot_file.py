@@ -468,6 +468,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             user_managed_keys=tuple(raw.get("userManagedKeys", [])),
             display_name=raw.get("displayName", ""),
             hmac_keys=tuple(raw.get("hmacKeys", [])),
+            api_keys=tuple(raw.get("apiKeys", [])),
         )
 
     groups: dict[str, tuple[str, ...]] = {}
@@ -627,6 +628,8 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             raw_sa["displayName"] = sa.display_name
         if sa.hmac_keys:
             raw_sa["hmacKeys"] = list(sa.hmac_keys)
+        if sa.api_keys:
+            raw_sa["apiKeys"] = list(sa.api_keys)
         sas.append(raw_sa)
     out: dict[str, Any] = {
         "version": 1,
