@@ -27,6 +27,7 @@ from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
 from zt_pipelines.policy.snapshot import Entitlement
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
@@ -119,12 +120,12 @@ def _finding(
         sample = ", ".join(sorted(excess)[:_MAX_LISTED]) + (
             " …" if len(excess) > _MAX_LISTED else ""
         )
-        parts.append(f"{len(excess)} permission(s) beyond its needs there: {sample}")
+        parts.append(f"{plural(len(excess), 'permission')} beyond its needs there: {sample}")
     risky = sorted((p for p in excess if escalation_reason(p)), key=escalation_rank)
     if risky:
         parts.append(f"escalation-capable: {', '.join(risky[:_MAX_LISTED])}")
     if unknown:
-        parts.append(f"role definition(s) unknown: {', '.join(unknown)}")
+        parts.append(f"unknown {noun(len(unknown), 'role')}: {', '.join(unknown)}")
     conditions = [r.condition for r in e.roles if r.condition]
     message = (
         f"{principal} {who} eligible for the Privileged Access Manager entitlement {e.name} "
