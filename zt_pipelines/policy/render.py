@@ -21,6 +21,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from zt_pipelines.policy.wording import plural
+
 if TYPE_CHECKING:
     from zt_pipelines.policy.report import Finding, Grant, Report
 
@@ -127,11 +129,6 @@ FIXES: dict[str, str] = {
 _DOCS = "docs/findings.md"
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 _COLOUR = {"error": "#cf222e", "warning": "#9a6700", "note": "#0969da"}
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 error``, ``2 errors``, ``1 step``, ``0 steps`` (English plural by ``s``)."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def fix_for(code: str) -> str:
