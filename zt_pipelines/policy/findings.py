@@ -35,6 +35,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
+from zt_pipelines.policy.pam import pam_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -49,10 +50,12 @@ from zt_pipelines.policy.reach import (
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
-    Grant,
     Report,
     Severity,
     SuppressedFinding,
+    new_evidence,
+    new_finding,
+    new_grant,
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
@@ -122,6 +125,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += pam_findings(steps, evaluator, context, grouped.at)
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls
@@ -145,7 +149,7 @@ def build_report(
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
     granted = tuple(
-        Grant(
+        new_grant(
             r.principal,
             _uri(r.resource.name, r.resource.prefix),
             r.permission,
@@ -173,7 +177,7 @@ def build_report(
 
 def _f(code: str, message: str, **kw: object) -> Finding:
     # the strict default here; the organisation policy's severity is applied once at the end
-    return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
+    return new_finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
 _SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
@@ -204,7 +208,7 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
         if level is None:
             level = severity[f.code] = policy.severity(f.code)
         if level is not f.severity:
-            f = Finding(
+            f = new_finding(
                 f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
             )
         out.append(f)
@@ -587,8 +591,21 @@ def _excess_findings(
             if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
-            if perms is None:
-                notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
+            if perms is None:  # it may carry anything, an escalation-capable permission too
+                out.append(
+                    Finding(
+                        "ZT212",
+                        zt212,
+                        f"{binding.role} on {_uri(node.name)} gives {principal} permissions "
+                        "that cannot be known: the role's definition is not in the IAM state "
+                        "(it may carry an escalation-capable one)",
+                        step,
+                        principal,
+                        node.name,
+                        None,
+                        (held.evidence(node.name, False),),
+                    )
+                )
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
@@ -615,7 +632,7 @@ def _excess_findings(
             where = _uri(name)
             if basic_tail:
                 out.append(
-                    Finding(
+                    new_finding(
                         "ZT211",
                         zt211,
                         f"{principal} holds the basic role {role} on {where}{basic_tail}",
@@ -630,7 +647,7 @@ def _excess_findings(
                 head = f"{role} on {where} gives {principal} "
                 if risky_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT212",
                             zt212,
                             head + risky_tail,
@@ -643,7 +660,7 @@ def _excess_findings(
                     )
                 if excess_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT210",
                             zt210,
                             head + excess_tail,
@@ -763,10 +780,10 @@ def _scope_findings(
             for n in where:
                 e = narrower.get(n)
                 if e is None:
-                    e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
+                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
                 scopes.append(e)
             out.append(
-                Finding(
+                new_finding(
                     code,
                     severity[code],
                     text,
@@ -774,7 +791,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member, condition), *scopes),
+                    (new_evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
