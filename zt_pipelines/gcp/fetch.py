@@ -708,12 +708,6 @@ class FetchPlan:
             with self._lock:
                 self.s.keys[email] = found
 
-        def policy(got: AllowPolicy) -> None:
-            with self._lock:
-                parent = CRM + "projects/" + project if project else None
-                self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
-            self._store_policy(name, got)
-
         iam = self.a.iam
         self._submit_started(
             ("serviceAccountKeys.list", email),
@@ -721,6 +715,32 @@ class FetchPlan:
             keys,
             lambda again: keys(_retried(iam, again).list_user_managed_keys(email)),
         )
+        self._account_policy(email, name, project, 0)
+
+    def _account_policy(self, email: str, name: str, project: str | None, depth: int) -> None:
+        """An account's allow policy. Another user-managed service account named in it may run
+        as the account: its own policy (and its project's ancestry) is read too, so that who can
+        become *it* is known (followed to the depth the inbound check follows)."""
+
+        def policy(got: AllowPolicy) -> None:
+            with self._lock:
+                parent = CRM + "projects/" + project if project else None
+                self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
+            self._store_policy(name, got)
+            if depth >= _UPSTREAM_DEPTH:
+                return
+            for binding in got.bindings:
+                for member in binding.members:
+                    other = _user_managed_account(member)
+                    if other is None or other == email:
+                        continue
+                    home = sa_project(other)
+                    if home:
+                        self._project(home)  # its project's grants reach it too (deduplicated)
+                    node = f"{IAM}projects/{home or '-'}/serviceAccounts/{other}"
+                    self._account_policy(other, node, home, depth + 1)
+
+        iam = self.a.iam
         self._submit_started(
             ("serviceAccounts.getIamPolicy", email),
             lambda: _start(iam, "start_service_account_policy", email),
@@ -851,6 +871,21 @@ def _raise_unsupported(name: str) -> None:
         code="UNIMPLEMENTED",
         fix="check this resource with a snapshot file",
     )
+
+
+#: how many accounts deep the policies of accounts that may run as an identity are read
+_UPSTREAM_DEPTH = 6
+
+
+def _user_managed_account(member: str) -> str | None:
+    """The email of a user-managed service account member (``None`` for anything else: people,
+    groups, Google's service agents, GKE Kubernetes service accounts)."""
+    kind, _, email = member.partition(":")
+    email = email.lower()
+    domain = email.partition("@")[2]
+    if kind != "serviceAccount" or not domain.endswith(".iam.gserviceaccount.com"):
+        return None
+    return None if domain.startswith("gcp-sa-") else email
 
 
 def _raise_unknown_parent(name: str) -> None:

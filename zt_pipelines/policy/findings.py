@@ -644,8 +644,21 @@ def _excess_findings(
             if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
-            if perms is None:
-                notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
+            if perms is None:  # it may carry anything, an escalation-capable permission too
+                out.append(
+                    Finding(
+                        "ZT212",
+                        zt212,
+                        f"{binding.role} on {_uri(node.name)} gives {principal} permissions "
+                        "that cannot be known: the role's definition is not in the IAM state "
+                        "(it may carry an escalation-capable one)",
+                        step,
+                        principal,
+                        node.name,
+                        None,
+                        (held.evidence(node.name, False),),
+                    )
+                )
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
