@@ -145,9 +145,12 @@ def build_report(
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
-    findings = _levelled(raw, policy)
-    active, suppressed, expired = _apply_suppressions(findings, policy, now)
-    active += expired
+    suppressed: list[SuppressedFinding] = []
+    if policy.suppressions:
+        active, suppressed, expired = _apply_suppressions(_levelled(raw, policy), policy, now)
+        ordered = sort_findings(active + expired)
+    else:
+        ordered = _levelled_sorted(raw, policy)  # the same, in one pass
     granted = tuple(
         new_grant(
             r.principal,
@@ -161,7 +164,7 @@ def build_report(
     )
     return Report(
         granted=granted,
-        findings=sort_findings(active),
+        findings=ordered,
         suppressed=tuple(suppressed),
         pipeline=pipeline,
         project=context.project,
@@ -213,6 +216,59 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
             )
         out.append(f)
     return out
+
+
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+
+
+def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ...]:
+    """``sort_findings(_levelled(raw, policy))`` without a suppression in between: one key
+    per finding, sorted, then duplicates dropped (a duplicate sorts right after the first of
+    its kind, which it follows in ``raw``: that one is kept, as :func:`_dedupe` keeps it)."""
+    rank: dict[str, tuple[int, Severity]] = {}
+    keyed = []
+    for i, f in enumerate(raw):
+        code = f.code
+        got = rank.get(code)
+        if got is None:
+            level = policy.severity(code)
+            got = rank[code] = (_ORDER[level], level)
+        keyed.append(
+            (
+                got[0],
+                code,
+                f.step or "",
+                f.principal or "",
+                f.resource or "",
+                f.permission or "",
+                f.message,
+                i,
+            )
+        )
+    keyed.sort()
+    out: list[Finding] = []
+    prev: tuple[object, ...] = ()
+    first = raw[0] if raw else None  # the first finding of the current run of equal sort keys
+    run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
+    for k in keyed:
+        f = raw[k[7]]
+        if prev and k[6] == prev[6] and k[:7] == prev[:7]:
+            # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
+            if run is None:
+                run = {_SAME(first)}
+            same = _SAME(f)
+            if same in run:
+                continue
+            run.add(same)
+        else:
+            prev, first, run = k, f, None
+        level = rank[f.code][1]
+        if level is not f.severity:
+            f = new_finding(
+                f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
+            )
+        out.append(f)
+    return tuple(out)
 
 
 # -- identities ------------------------------------------------------------------------------
