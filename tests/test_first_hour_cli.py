@@ -336,3 +336,66 @@ def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
             assert "reading IAM state" not in piped.stderr, verb
         finally:
             emulator.latency_ms = 0
+
+
+def _every_command() -> Iterator[tuple[str, click.Command]]:
+    for verb in SUBCOMMANDS:
+        command = _LazyGroup._load(verb)
+        assert command is not None, verb
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield f"{verb} {name}", sub
+        else:
+            yield verb, command
+
+
+def test_every_verbs_help_shows_the_environment_it_reads() -> None:
+    """`--help` of every verb names each environment variable that changes what it does: every
+    option's variable, the audit log's default, and — where Google is called — the emulator
+    switch and its caller, and the live strategy where IAM is read live."""
+    import ast
+
+    shown_anywhere: set[str] = set()
+    for verb, command in _every_command():
+        text = CliRunnerLike.help(verb)
+        shown_anywhere |= set(re.findall(r"ZT_[A-Z_]+", text))
+        names = {p.name for p in command.params}
+        for option in command.params:
+            if isinstance(option, click.Option) and option.envvar:
+                variables = [option.envvar] if isinstance(option.envvar, str) else option.envvar
+                assert option.show_envvar, (verb, option.name)
+                assert all(v in text for v in variables), (verb, option.name, text)
+        if verb in ("demo", "emulator"):
+            continue  # they start their own emulator and keep their own log
+        if "audit_log" in names:
+            assert "$ZT_AUDIT_LOG" in text, verb
+        snapshot = next((p for p in command.params if p.name == "snapshot"), None)
+        if snapshot is not None and not snapshot.required:  # without it, IAM is read live
+            assert "ZT_LIVE_STRATEGY=direct|inventory" in text, verb
+        if (snapshot is not None and not snapshot.required) or names & {"template", "job"}:
+            assert "ZT_EMULATOR_HOST=HOST:PORT" in text and "ZT_EMULATOR_CALLER" in text, verb
+    package = Path(__file__).resolve().parent.parent / "zt_pipelines"
+    read = {
+        node.value
+        for path in package.rglob("*.py")
+        if "emulator" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"ZT_[A-Z_]+", node.value)
+    }
+    assert read - shown_anywhere == set(), "read but in no --help"
+
+
+class CliRunnerLike:
+    """``zt-pipelines VERB --help`` at a fixed width, in process."""
+
+    @staticmethod
+    def help(verb: str) -> str:
+        from click.testing import CliRunner
+
+        from zt_pipelines.cli import cli
+
+        run = CliRunner().invoke(cli, [*verb.split(), "--help"], terminal_width=200)
+        assert run.exit_code == 0, run.output
+        return run.output

@@ -15,6 +15,7 @@ import click
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     location_option,
     pipeline_sa_option,
     policy_option,
@@ -55,7 +56,7 @@ def _build_job(**kwargs: Any) -> Any:
     return PipelineJob(**kwargs)
 
 
-@click.command("submit")
+@click.command("submit", epilog=LIVE_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()
