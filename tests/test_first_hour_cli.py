@@ -299,43 +299,61 @@ def test_submit_prints_only_the_report_on_stdout(emulator: Emulator, tmp_path: P
     assert "Creating PipelineJob" in run.stderr and "submitted projects/" in run.stderr
 
 
-def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    """The issue's "progress on live check, plan, apply": stderr on a terminal gets a progress
-    bar while IAM state is read; a pipe (CI logs) gets none."""
+def _stderr_on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
+    """Run ``argv`` with stderr on a pseudo-terminal; what it drew there."""
     import pty
 
-    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
-    env = dict(
-        os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE, TERM="xterm"
-    )
-    argv = [sys.executable, "-m", "zt_pipelines"]
-    for verb in ("check", "plan"):
-        args = [verb, template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
-        emulator.latency_ms = 20  # long enough for the bar to be drawn
+    main, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
         try:
-            main, follower = pty.openpty()
-            proc = subprocess.Popen(
-                [*argv, *args], stdout=subprocess.PIPE, stderr=follower, env=env
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    proc.communicate(timeout=300)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
+    tmp_path: Path,
+) -> None:
+    """Progress on live `check`, `plan`, `apply` and `submit`: stderr on a terminal gets a
+    progress bar while IAM state is read (and while apply writes); a pipe (CI logs) gets none."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    argv = [sys.executable, "-m", "zt_pipelines"]
+    common = [template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    runs = {
+        "check": (["check", *common], ["reading IAM state"]),
+        "plan": (["plan", *common], ["reading IAM state"]),
+        "apply": (
+            ["apply", *common, "--yes", "--audit-log", str(tmp_path / "apply.jsonl")],
+            ["reading IAM state", "applying changes"],
+        ),
+        "submit": (
+            ["submit", *common, "--audit-log", str(tmp_path / "submit.jsonl")],
+            ["reading IAM state"],
+        ),
+    }
+    for verb, (args, bars) in runs.items():
+        # a fresh world each time (apply and submit write), slow enough for the bar to be drawn
+        with Emulator(load_snapshot(WORLD), latency_ms=20) as emu:
+            caller = "user:platform@example.com" if verb == "apply" else ALICE
+            env = dict(
+                os.environ, ZT_EMULATOR_HOST=emu.address, ZT_EMULATOR_CALLER=caller, TERM="xterm"
             )
-            os.close(follower)
-            chunks = []
-            while True:
-                try:
-                    data = os.read(main, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            os.close(main)
-            proc.communicate(timeout=300)
-            assert "reading IAM state" in b"".join(chunks).decode(errors="replace"), verb
+            drawn = _stderr_on_a_terminal([*argv, *args], env)
+            for bar in bars:
+                assert bar in drawn, (verb, bar, drawn[-2000:])
+        with Emulator(load_snapshot(WORLD)) as emu:
+            env = dict(os.environ, ZT_EMULATOR_HOST=emu.address, ZT_EMULATOR_CALLER=caller)
             piped = subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
-            assert "reading IAM state" not in piped.stderr, verb
-        finally:
-            emulator.latency_ms = 0
+            assert not any(bar in piped.stderr for bar in bars), (verb, piped.stderr)
 
 
 def _every_command() -> Iterator[tuple[str, click.Command]]:
@@ -370,9 +388,10 @@ def test_every_verbs_help_shows_the_environment_it_reads() -> None:
         if "audit_log" in names:
             assert "$ZT_AUDIT_LOG" in text, verb
         snapshot = next((p for p in command.params if p.name == "snapshot"), None)
-        if snapshot is not None and not snapshot.required:  # without it, IAM is read live
-            assert "ZT_LIVE_STRATEGY=direct|inventory" in text, verb
-        if (snapshot is not None and not snapshot.required) or names & {"template", "job"}:
+        # without --snapshot (or always, for `snapshot` itself) IAM state is read live
+        live = verb == "snapshot" or (snapshot is not None and not snapshot.required)
+        assert ("ZT_LIVE_STRATEGY=direct|inventory" in text) == live, verb
+        if live or names & {"template", "job"}:
             assert "ZT_EMULATOR_HOST=HOST:PORT" in text and "ZT_EMULATOR_CALLER" in text, verb
     package = Path(__file__).resolve().parent.parent / "zt_pipelines"
     read = {

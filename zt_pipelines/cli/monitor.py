@@ -17,6 +17,7 @@ from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.cli.options import (
     EMULATOR_ENVIRONMENT,
     LIVE_ENVIRONMENT,
+    live_progress,
     location_option,
     project_option,
     snapshot_option,
@@ -132,7 +133,8 @@ def drift_command(
     if output is not None:
         require_writable(output)
     window = parse_duration(since, option="--since")
-    verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
+    with live_progress():  # live IAM reads, on a terminal only
+        verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
     reports = [v.report for v in verdicts]
     if fmt == "text":
         parts = [

@@ -11,7 +11,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.options import (
-    LIVE_ENVIRONMENT,
+    EMULATOR_ENVIRONMENT,
     location_option,
     pipeline_sa_option,
     project_option,
@@ -20,7 +20,7 @@ from zt_pipelines.cli.options import (
 )
 
 
-@click.command("reach", epilog=LIVE_ENVIRONMENT)
+@click.command("reach", epilog=EMULATOR_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()

@@ -16,6 +16,7 @@ from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.cli.options import (
     LIVE_ENVIRONMENT,
+    live_progress,
     location_option,
     pipeline_sa_option,
     policy_option,
@@ -147,7 +148,8 @@ def command(
     job._zt_origin = "cli"
     _aiplatform_logs_to_stderr()
     try:
-        job.submit(service_account=pipeline_sa, network=network)
+        with live_progress():  # live IAM reads, on a terminal only
+            job.submit(service_account=pipeline_sa, network=network)
     except ZeroTrustViolation as exc:
         click.echo(render_report(exc.report, fmt))
         click.echo(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)
