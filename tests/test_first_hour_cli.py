@@ -160,13 +160,13 @@ def test_shell_completion_as_documented_completes_verbs_and_options() -> None:
 
 
 def test_what_the_cli_plan_apply_and_the_drop_in_print_has_real_plurals() -> None:
-    """ "1 error(s)", "(1 permissions)": counts in what plan, apply, the CLI and the drop-in job
-    print are spelt out (``policy.render.plural``), never with "(s)"."""
+    """ "1 error(s)", "(1 permissions)", "deny policy(ies)": counts in every message of the
+    package — findings, monitoring, segmentation, plan, apply, the CLI, the drop-in job — are
+    spelt out (``policy.wording.plural``), never with "(s)", "(es)" or "(ies)"."""
     import ast
 
     package = Path(__file__).resolve().parent.parent / "zt_pipelines"
-    files = [*(package / "cli").glob("*.py"), *(package / "provision").glob("*.py")]
-    files += [package / "job.py", package / "policy" / "render.py"]
+    files = sorted(package.rglob("*.py"))
     docstrings = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     wrong = []
     for path in files:
@@ -184,9 +184,65 @@ def test_what_the_cli_plan_apply_and_the_drop_in_print_has_real_plurals() -> Non
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
                 and id(node) not in skip
-                and "(s)" in node.value
+                and any(mark in node.value for mark in ("(s)", "(es)", "(ies)"))
             ):
                 wrong.append(f"{path.relative_to(package)}:{node.lineno}: {node.value.strip()}")
+    assert not wrong, "\n".join(wrong)
+
+
+# counts that are never 1 where they are printed (a limit exceeded, a basic role's thousands of
+# permissions, an identity shared by several steps, a debug line)
+_NEVER_ONE = {
+    ("loaders.py", " characters"),
+    ("loaders.py", " digits"),
+    ("policy/conditions.py", " characters"),
+    ("segmentation/model.py", " entries"),
+    ("policy/findings.py", " steps"),
+    ("policy/findings.py", " permissions"),
+    ("policy/reach.py", " permissions"),
+    ("provision/custom_roles.py", " services"),
+    ("gcp/storage.py", " calls"),
+    ("policy/report.py", " warnings"),
+}
+
+
+def test_a_counted_noun_agrees_with_its_count() -> None:
+    """ "wrote t.yaml (1 steps)", "serving 1 roles": an f-string that prints ``{len(x)}``
+    followed by a plural noun reads wrong for one; such counts go through ``plural()``."""
+    import ast
+
+    from zt_pipelines.policy.gcpc_checks import key_summary
+    from zt_pipelines.policy.snapshot import ServiceAccount
+    from zt_pipelines.policy.wording import noun, plural
+
+    assert [plural(n, "step") for n in (1, 2, 0)] == ["1 step", "2 steps", "0 steps"]
+    assert plural(1, "deny policy", "deny policies") == "1 deny policy"
+    assert plural(3, "deny policy", "deny policies") == "3 deny policies"
+    assert (noun(1, "key"), noun(2, "key")) == ("key", "keys")
+    one = ServiceAccount("a@p.iam.gserviceaccount.com", "p", user_managed_keys=("k1",))
+    assert key_summary(one) == "1 user-managed key: k1"
+
+    package = Path(__file__).resolve().parent.parent / "zt_pipelines"
+    wrong = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        if where.startswith("emulator/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for value, after in zip(node.values, node.values[1:], strict=False):
+                if not (
+                    isinstance(value, ast.FormattedValue)
+                    and ast.unparse(value.value).startswith("len(")
+                    and isinstance(after, ast.Constant)
+                    and isinstance(after.value, str)
+                ):
+                    continue
+                word = re.match(r" [a-z][a-z-]*s\b", after.value)
+                if word and (where, word.group()) not in _NEVER_ONE:
+                    shown = f"{{{ast.unparse(value.value)}}}{word.group()}"
+                    wrong.append(f"{where}:{node.lineno}: {shown}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -18,6 +18,7 @@ from zt_pipelines.cli.options import (
     location_option,
     output_option,
     pipeline_sa_option,
+    policy_option,
     project_option,
     snapshot_option,
     step_defaults_options,
@@ -59,11 +60,27 @@ def _options(fn: Any) -> Any:
         click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
         click.option("--organization", help="Organisation number to hold the custom roles."),
         click.option("--submitter", help="Also grant this principal what submitting needs."),
+        click.option(
+            "--allow-identity-project",
+            "identity_projects",
+            multiple=True,
+            metavar="PROJECT",
+            envvar="ZT_ALLOW_IDENTITY_PROJECT",
+            show_envvar=True,
+            help="Also provision pipeline identities living in PROJECT (repeatable; the "
+            "variable takes a comma- or space-separated list). Identities of any other "
+            "project than --project are held back (exit 3).",
+        ),
+        policy_option(),
         step_defaults_options(),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+def _count_identities(count: int) -> str:
+    return f"{count} identit{'y' if count == 1 else 'ies'}"
 
 
 def _make_plan(opts: dict[str, Any]) -> Any:
@@ -96,6 +113,25 @@ def _make_plan(opts: dict[str, Any]) -> Any:
             catalogue=opts["catalogue"],
             submitter=opts["submitter"],
             step_defaults=opts["step_defaults"],
+            identity_projects=[p for v in opts["identity_projects"] for p in v.split(",") if p],
+            policy=opts["policy"],
+        )
+    if planned.foreign_identities:
+        named = "; ".join(
+            f"{f.email} (project {f.project}; {', '.join(f.steps)})"
+            for f in planned.foreign_identities
+        )
+        projects = " ".join(
+            f"--allow-identity-project {p}"
+            for p in sorted({f.project for f in planned.foreign_identities})
+        )
+        click.echo(
+            f"zt-pipelines: held back: {_count_identities(len(planned.foreign_identities))} "
+            f"of another project than {opts['project']} (whoever administers that project "
+            f"can become them): {named}. Nothing is provisioned for them (no account, grant "
+            f"or actAs). After review, allow with {projects} (or ZT_ALLOW_IDENTITY_PROJECT, or "
+            "identities.allowedProjects in the policy file).",
+            err=True,
         )
     if not opts["pipeline_root"] and not any(
         not w.declared and w.resource.name.startswith("//storage.googleapis.com/")

@@ -60,6 +60,7 @@ def command(
     from zt_pipelines.cli import parse_parameters, require_writable, write_output
     from zt_pipelines.cli.templates import template_source
     from zt_pipelines.errors import TemplateError
+    from zt_pipelines.policy.wording import plural
     from zt_pipelines.spec import DEFAULT_NAME_TEMPLATE, dump_template, rewrite_pipeline
     from zt_pipelines.spec.template import parse_template_documents
 
@@ -96,7 +97,7 @@ def command(
                 + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
                 err=True,
             )
-    click.echo(f"wrote {output} ({len(result.steps)} steps)", err=True)
+    click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)
 
 
 def _jobs(step: Any) -> str:

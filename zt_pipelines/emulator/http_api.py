@@ -323,6 +323,46 @@ def hmac_key_list(world: World, req: Request) -> tuple[int, Body]:
     return 200, body
 
 
+def api_key_list(world: World, req: Request) -> tuple[int, Body]:
+    """apikeys.keys.list (v2): the project's API keys — the snapshot's ``apiKeys`` of its
+    service accounts, each bound to its account (``serviceAccountEmail``) — paginated."""
+    ref = req.segments["project"]
+    if req.segments["location"] != "global":
+        raise EmulatorError("INVALID_ARGUMENT", "API keys live in location global")
+    project = world.project_id(ref)
+    world.authorize(req.caller, "apikeys.keys.list", CRM + "projects/" + (project or ref))
+    if project is None:
+        raise EmulatorError("NOT_FOUND", f"project {ref} not found")
+    with world.lock:
+        found = sorted(
+            (sa.email, uid)
+            for sa in world.service_accounts.values()
+            if sa.project_id == project
+            for uid in sa.api_keys
+        )
+    items, token = page(
+        found, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 300
+    )
+    number = world.project_number(project)
+    body: dict[str, Any] = {
+        "keys": [
+            {
+                "name": f"projects/{number}/locations/global/keys/{uid}",
+                "uid": uid,
+                "displayName": f"bound to {email}",
+                "createTime": "2026-01-01T00:00:00Z",
+                "updateTime": "2026-01-01T00:00:00Z",
+                "serviceAccountEmail": email,
+                "etag": f'W/"{uid}"',
+            }
+            for email, uid in items
+        ]
+    }
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
 # -- Vertex AI -----------------------------------------------------------------------------------
 
 
@@ -921,6 +961,14 @@ ROUTES: tuple[Route, ...] = (
         "storage.hmacKeys.list",
         False,
         hmac_key_list,
+    ),
+    _route(
+        "GET",
+        rf"^/v2/projects/{_P}/locations/{_L}/keys",
+        "apikeys",
+        "apikeys.keys.list",
+        False,
+        api_key_list,
     ),
     _route("GET", _B + "/o", "storage", "storage.objects.list", False, object_list, _t_bucket),
     _route("GET", _B + "/o/(?P<object>.+)", "storage", "storage.objects.get", False, object_get),

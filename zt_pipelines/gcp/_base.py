@@ -60,12 +60,17 @@ def _google_error(exc: BaseException) -> BaseException:
 
 
 @functools.cache
-def _client_info_metadata() -> tuple[str, str]:
+def _client_info_header() -> tuple[str, str]:
     """The ``x-goog-api-client`` header a gapic method sends (computed once)."""
     from google.api_core.gapic_v1.client_info import ClientInfo
 
     header: tuple[str, str] = ClientInfo().to_grpc_metadata()  # type: ignore[no-untyped-call]
     return header
+
+
+def _client_info_metadata() -> list[tuple[str, str]]:
+    """The metadata of a gapic call without routing headers: the client-info header."""
+    return [_client_info_header()]
 
 
 class Adapter:
@@ -136,9 +141,9 @@ class Adapter:
             return None
         stub = self.factory.stub(channel, path, response)
         metadata = (
-            (_client_info_metadata(), _routing_metadata(routing))
+            (_client_info_header(), _routing_metadata(routing))
             if routing
-            else (_client_info_metadata(),)
+            else (_client_info_header(),)
         )
         future = stub.future(request, timeout=self.timeout, metadata=metadata)
         _LOG.debug("call %s %s", what, target)  # as RetryPolicy.call logs a blocking read (-vv)

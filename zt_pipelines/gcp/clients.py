@@ -352,6 +352,15 @@ class ClientFactory:
             "troubleshooter", lambda: self._gapic(policytroubleshooter_v1.IamCheckerClient)
         )
 
+    def pam(self) -> Any:
+        """``google.cloud.privilegedaccessmanager_v1.PrivilegedAccessManagerClient``."""
+        from google.cloud import privilegedaccessmanager_v1
+
+        return self._get(
+            "pam",
+            lambda: self._gapic(privilegedaccessmanager_v1.PrivilegedAccessManagerClient),
+        )
+
     def stub(self, channel: Any, path: str, response: Any) -> Stub:
         """The gRPC method ``path`` on ``channel`` (one of this factory's clients' channels),
         sending raw protobuf requests and parsing answers as the raw protobuf class
@@ -432,6 +441,22 @@ class ClientFactory:
             return client
 
         return self._get("bigquery", build)
+
+    def rest_session(self, service: str) -> tuple[Any, str]:
+        """A google-auth ``AuthorizedSession`` with these credentials and the base URL of
+        ``service`` (e.g. ``apikeys``): for APIs whose Python client lacks a field we read."""
+
+        def build() -> Any:
+            from google.auth.transport.requests import AuthorizedSession
+
+            session = AuthorizedSession(self.credentials)  # type: ignore[no-untyped-call]
+            prepare_http_session(session, self._rest_base(service))
+            return session
+
+        return self._get("rest:" + service, build), self._rest_base(service)
+
+    def _rest_base(self, service: str) -> str:
+        return self.http_endpoint or f"https://{service}.googleapis.com"
 
     def aiplatform_init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``aiplatform.init`` that point Vertex AI at this target.

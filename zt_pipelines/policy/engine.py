@@ -32,7 +32,7 @@ from zt_pipelines.policy.conditions import (
 from zt_pipelines.policy.deny import permission_matches
 from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
-from zt_pipelines.policy.report import Evidence, fast_init
+from zt_pipelines.policy.report import Evidence, fast_init, new_evidence
 from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     Binding,
@@ -135,13 +135,14 @@ class _Candidate:
         ev = self._inherited if inherited else self._direct
         if ev is None:
             b = self.binding
-            ev = Evidence(
+            ev = new_evidence(
                 "binding",
-                node=node,
-                role=b.role,
-                member=self.member,
-                condition=b.condition.expression if b.condition else "",
-                detail=f"{self.match.reason}; inherited" if inherited else self.match.reason,
+                node,
+                b.role,
+                self.member,
+                b.condition.expression if b.condition else "",
+                "",
+                f"{self.match.reason}; inherited" if inherited else self.match.reason,
             )
             if inherited:
                 self._inherited = ev

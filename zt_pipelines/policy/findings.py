@@ -30,6 +30,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
+from zt_pipelines.policy.pam import pam_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -44,14 +45,17 @@ from zt_pipelines.policy.reach import (
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
-    Grant,
     Report,
     Severity,
     SuppressedFinding,
+    new_evidence,
+    new_finding,
+    new_grant,
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -116,6 +120,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += pam_findings(steps, evaluator, context, grouped.at)
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls
@@ -129,7 +134,8 @@ def build_report(
 
         used = sorted(evaluator.catalogue_used)
         notes.append(
-            f"the snapshot lacks the definition of {len(used)} predefined role(s); the shipped "
+            "the snapshot lacks the definition of "
+            f"{plural(len(used), 'predefined role')}; the shipped "
             f"catalogue's ({catalogue_info().date}) was used: "
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
@@ -138,7 +144,7 @@ def build_report(
     active, suppressed, expired = _apply_suppressions(findings, policy, now)
     active += expired
     granted = tuple(
-        Grant(
+        new_grant(
             r.principal,
             _uri(r.resource.name, r.resource.prefix),
             r.permission,
@@ -166,7 +172,7 @@ def build_report(
 
 def _f(code: str, message: str, **kw: object) -> Finding:
     # the strict default here; the organisation policy's severity is applied once at the end
-    return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
+    return new_finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
 _SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
@@ -197,7 +203,7 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
         if level is None:
             level = severity[f.code] = policy.severity(f.code)
         if level is not f.severity:
-            f = Finding(
+            f = new_finding(
                 f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
             )
         out.append(f)
@@ -314,7 +320,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys):
+        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
             out.append(
                 _f(
                     "ZT111",
@@ -329,6 +335,10 @@ def _identity_findings(
                     + tuple(
                         Evidence("identity", node=node, detail=f"HMAC key {k}")
                         for k in record.hmac_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"API key {k}")
+                        for k in record.api_keys
                     ),
                 )
             )
@@ -517,7 +527,9 @@ def _beyond(
     risky_ev: tuple[Evidence, ...] = ()
     if risky:
         listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
-        risky_tail = f"{len(risky)} escalation-capable permission(s) it does not need: {listed}"
+        risky_tail = (
+            f"{plural(len(risky), 'escalation-capable permission')} it does not need: {listed}"
+        )
         risky_ev = tuple(
             Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
         )
@@ -529,7 +541,7 @@ def _beyond(
             if not here
             else f"{n_excess} of {len(perms)} beyond what is needed there"
         )
-        excess_tail = f"{n_excess} permission(s) beyond its needs ({scope}): {sample}"
+        excess_tail = f"{plural(n_excess, 'permission')} beyond its needs ({scope}): {sample}"
     return (
         f" ({len(perms):,} permissions)" if basic else "",
         risky_tail,
@@ -578,8 +590,21 @@ def _excess_findings(
             if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
-            if perms is None:
-                notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
+            if perms is None:  # it may carry anything, an escalation-capable permission too
+                out.append(
+                    Finding(
+                        "ZT212",
+                        zt212,
+                        f"{binding.role} on {_uri(node.name)} gives {principal} permissions "
+                        "that cannot be known: the role's definition is not in the IAM state "
+                        "(it may carry an escalation-capable one)",
+                        step,
+                        principal,
+                        node.name,
+                        None,
+                        (held.evidence(node.name, False),),
+                    )
+                )
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
@@ -606,7 +631,7 @@ def _excess_findings(
             where = _uri(name)
             if basic_tail:
                 out.append(
-                    Finding(
+                    new_finding(
                         "ZT211",
                         zt211,
                         f"{principal} holds the basic role {role} on {where}{basic_tail}",
@@ -621,7 +646,7 @@ def _excess_findings(
                 head = f"{role} on {where} gives {principal} "
                 if risky_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT212",
                             zt212,
                             head + risky_tail,
@@ -634,7 +659,7 @@ def _excess_findings(
                     )
                 if excess_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT210",
                             zt210,
                             head + excess_tail,
@@ -674,8 +699,9 @@ def _may_hold(
     what = (
         f"the basic role {binding.role}"
         if basic
-        else f"{binding.role} with {len(risky)} escalation-capable permission(s) it does not "
-        f"need: {', '.join(risky[:_MAX_LISTED])}" + (" …" if len(risky) > _MAX_LISTED else "")
+        else f"{binding.role} with {plural(len(risky), 'escalation-capable permission')} "
+        f"it does not need: {', '.join(risky[:_MAX_LISTED])}"
+        + (" …" if len(risky) > _MAX_LISTED else "")
     )
     return _f(
         "ZT219",
@@ -753,10 +779,10 @@ def _scope_findings(
             for n in where:
                 e = narrower.get(n)
                 if e is None:
-                    e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
+                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
                 scopes.append(e)
             out.append(
-                Finding(
+                new_finding(
                     code,
                     severity[code],
                     text,
@@ -764,7 +790,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member, condition), *scopes),
+                    (new_evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
@@ -834,7 +860,7 @@ def _reach_findings(
                 code,
                 f"{start} can become {target} ({route}), which holds {worst.why} "
                 f"({worst.role} on {_uri(worst.node)})"
-                + (f" and {len(danger) - 1} more grant(s)" if len(danger) > 1 else "")
+                + (f" and {plural(len(danger) - 1, 'more grant')}" if len(danger) > 1 else "")
                 + many,
                 step=",".join(sorted(tasks)) or None,
                 principal=start,
@@ -898,7 +924,8 @@ def _reach_findings(
     ]
     if missing:
         notes.append(
-            f"who can become whom: the own allow policies of {len(missing)} service account(s) "
+            "who can become whom: the own allow policies of "
+            f"{plural(len(missing), 'service account')} "
             "are not in the snapshot, so only project/folder/organisation grants reach them: "
             + ", ".join(sorted(missing)[:_MAX_LISTED])
             + (" …" if len(missing) > _MAX_LISTED else "")
@@ -1144,7 +1171,8 @@ def _pasted_inputs(step: StepIdentity, sa: str) -> Finding:
     digest = getattr(step, "upstream_digest", "")
     return _f(
         "ZT102",
-        f"the step pastes input(s) {shown} unescaped into its CustomJob payload; a run-time or "
+        f"the step pastes {noun(len(step.unescaped_payload_inputs), 'input')} {shown} unescaped "
+        "into its CustomJob payload; a run-time or "
         "quoted value could rewrite the payload, down to its service account"
         + (f" (upstream {digest})" if digest else " (upstream not traced: cannot be waived)"),
         step=step.task,

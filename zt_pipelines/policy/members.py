@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from zt_pipelines.policy.snapshot import Node, Snapshot, read_hides
+from zt_pipelines.policy.wording import noun
 from zt_pipelines.resources import CRM
 
 
@@ -144,7 +145,8 @@ class MemberResolver:
             return MemberMatch(Match.YES, f"member of group:{group}")
         if unknown:
             names = ", ".join(sorted(unknown))
-            return MemberMatch(Match.UNKNOWN, f"membership of group(s) {names} is unknown")
+            groups = f"{noun(len(unknown), 'group')} {names}"
+            return MemberMatch(Match.UNKNOWN, f"membership of {groups} is unknown")
         return _NO
 
     def matches(self, member: str, principal: str) -> MemberMatch:

@@ -111,6 +111,7 @@ class OrgPolicy:
     require_image_digest: bool = False
     allow_web_access: bool = False
     allow_shared_identities: bool = False
+    allowed_identity_projects: tuple[str, ...] = ()
     refuse_key_file_credentials: bool = True
     allowed_submitters: tuple[str, ...] | None = None
     suppressions: tuple[Suppression, ...] = ()
@@ -407,6 +408,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         require_image_digest=images.get("requireDigest", False),
         allow_web_access=data.get("jobs", {}).get("allowWebAccess", False),
         allow_shared_identities=data.get("identities", {}).get("allowShared", False),
+        allowed_identity_projects=tuple(data.get("identities", {}).get("allowedProjects", ())),
         refuse_key_file_credentials=submitters.get("refuseKeyFileCredentials", True),
         allowed_submitters=tuple(allowed) if allowed is not None else None,
         suppressions=tuple(suppressions),

@@ -21,6 +21,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from zt_pipelines.policy.wording import plural
+
 if TYPE_CHECKING:
     from zt_pipelines.policy.report import Finding, Grant, Report
 
@@ -37,7 +39,8 @@ FIXES: dict[str, str] = {
     "ZT103": "one service account per step and per launched job (or identities.allowShared "
     "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
-    "ZT111": "delete the user-managed and HMAC keys; set iam.disableServiceAccountKeyCreation",
+    "ZT111": "delete the user-managed, HMAC and bound API keys; set "
+    "iam.disableServiceAccountKeyCreation",
     "ZT120": "use a persistent resource created with custom service accounts enabled, "
     "or drop persistent_resource_id for the step",
     "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
@@ -69,6 +72,10 @@ FIXES: dict[str, str] = {
     "basic role / escalation-capable grant from that group",
     "ZT220": "remove the impersonation grant on the identity (or above it): only the pipeline "
     "identity may act as a step identity, only the submitter as the pipeline identity",
+    "ZT221": "remove the identity from the entitlement's eligible principals (or narrow its "
+    "roles to the needs); require an approval",
+    "ZT222": "remove the identity from the entitlement's eligible principals, or narrow its roles "
+    "to the needs",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
@@ -126,11 +133,6 @@ FIXES: dict[str, str] = {
 _DOCS = "docs/findings.md"
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 _COLOUR = {"error": "#cf222e", "warning": "#9a6700", "note": "#0969da"}
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 error``, ``2 errors``, ``1 step``, ``0 steps`` (English plural by ``s``)."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def fix_for(code: str) -> str:

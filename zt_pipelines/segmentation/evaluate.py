@@ -19,6 +19,7 @@ from zt_pipelines.policy.orgpolicy import policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding, Severity
 from zt_pipelines.policy.requirements import CheckContext, Requirement
 from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.segmentation.firewall import Box, FirewallIndex, Source
 from zt_pipelines.segmentation.model import (
     PORTED,
@@ -315,7 +316,7 @@ def _perimeter_checks(
             f"project {ctx.project} ({member}) is in no enforced service perimeter",
             resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
             evidence=tuple(_pev(p, "dry-run only") for p in dry)
-            or (Evidence("perimeter", detail=f"{len(perimeters)} perimeter(s) read"),),
+            or (Evidence("perimeter", detail=f"{plural(len(perimeters), 'perimeter')} read"),),
         )
         return
     # every project holding a declared resource must share the perimeter (or a bridge)
@@ -640,7 +641,8 @@ def _source(
         if missing:
             out.add(
                 "ZT521",
-                f"reserved range(s) {', '.join(missing)} are not private services access "
+                f"reserved {noun(len(missing), 'range')} {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not private services access "
                 f"ranges of {net}",
                 resource=_gce(net),
                 evidence=(Evidence("missing", node=net, detail="allocated ranges"),),
