@@ -276,13 +276,13 @@ class Evaluator:
         nodes = tuple(self.snapshot.ancestors(name))
         gap = ""
         if not nodes:
-            gap = f"{name} is not in the snapshot"
+            gap = f"{name} {self.snapshot.absent(name)}"
         else:
             top = nodes[-1]
             if top.parent is None and top.kind != "organization":
                 gap = f"the ancestry of {top.name} is unknown"
             elif top.parent and top.parent not in self.snapshot.nodes:
-                gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
+                gap = f"{top.parent} (parent of {top.name}) {self.snapshot.absent(top.parent)}"
             elif top.parent:  # the walk stopped at a known parent: the hierarchy loops
                 gap = f"the ancestry of {name} loops through {top.parent}"
             for n in nodes:
@@ -445,7 +445,7 @@ class Evaluator:
                 principal,
                 name,
                 permission,
-                (Evidence("missing", node=name, detail="resource not in the snapshot"),),
+                (Evidence("missing", node=name, detail=f"resource {self.snapshot.absent(name)}"),),
                 (gap,),
             )
         # what could block a grant (ancestry gaps, deny doubts) vs what only fails to prove one
@@ -500,7 +500,8 @@ class Evaluator:
                 m, mm = c.member, c.match
                 if perms is None:
                     why = (
-                        f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
+                        f"the definition of {b.role} (bound on {node.name}) "
+                        f"{self.snapshot.absent(b.role)}"
                     )
                     allow_doubts.append((ev, why))
                 elif mm.match is _UNKNOWN:

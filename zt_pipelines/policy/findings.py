@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import (
+    accounts_absent,
+    gcpc_findings,
+    key_summary,
+    launched_identity_uses,
+)
 from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
@@ -355,11 +360,7 @@ def _identity_findings(
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
-                    evidence=(
-                        Evidence(
-                            "missing", node=node, detail="not in the snapshot's service accounts"
-                        ),
-                    ),
+                    evidence=(Evidence("missing", node=node, detail=accounts_absent(ev.snapshot)),),
                 )
             )
         elif record.disabled:
@@ -644,8 +645,8 @@ def _excess_findings(
         step = ",".join(sorted(tasks)) if tasks else None
         if principal not in complete:
             notes.append(
-                f"excess-privilege check for {principal} covers only the bindings in the "
-                "snapshot (no complete binding search for this principal)"
+                f"excess-privilege check for {principal} covers only the bindings "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
         required_at = grouped.at.get(principal, {})
         for node, held in ev.held_candidates(principal):
@@ -977,8 +978,8 @@ def _reach_findings(
     for start in starts:
         if start not in searched:  # its grants on accounts outside the snapshot are not seen
             notes.append(
-                f"who {start} can become covers only the service-account policies in the "
-                "snapshot (no complete binding search for this principal)"
+                f"who {start} can become covers only the service-account policies "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
     missing = [
         e
@@ -989,7 +990,8 @@ def _reach_findings(
         notes.append(
             "who can become whom: the own allow policies of "
             f"{plural(len(missing), 'service account')} "
-            "are not in the snapshot, so only project/folder/organisation grants reach them: "
+            + ("were not read" if ev.snapshot.live else "are not in the snapshot")
+            + ", so only project/folder/organisation grants reach them: "
             + ", ".join(sorted(missing)[:_MAX_LISTED])
             + (" …" if len(missing) > _MAX_LISTED else "")
         )
@@ -1089,7 +1091,12 @@ def _unreadable_findings(ev: Evaluator) -> list[Finding]:
     return [
         _f(
             "ZT400",
-            f"{u.what} on {u.target} could not be read ({u.reason}); verification is incomplete",
+            (
+                f"{u.target} was not found ({u.what}: {u.reason}); verification is incomplete"
+                if u.reason.startswith("NOT_FOUND")
+                else f"{u.what} on {u.target} could not be read ({u.reason}); "
+                "verification is incomplete"
+            ),
             resource=u.target,
             evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
         )
