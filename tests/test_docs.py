@@ -723,3 +723,29 @@ def test_what_the_pipeline_identity_needs_is_the_same_in_the_docs_and_the_check(
     # (the actAs row goes on to name the excess of the predefined role: not a need)
     table = set().union(*(_expanded(row.split("|")[3].split(":")[0]) for row in rows))
     assert table == required
+
+
+def test_the_checking_identitys_permissions_are_the_ones_live_mode_reads_with() -> None:
+    """Every "lacks read access" headline and ZT400 fix sends users to live-mode.md: its
+    custom-role command grants exactly READ_PERMISSIONS, and the predefined roles it names
+    cover every one of them (the page once named two roles that left ten uncovered)."""
+    import re
+
+    from zt_pipelines.gcp.interface import READ_PERMISSIONS
+    from zt_pipelines.policy.role_catalogue import catalogue_role
+
+    page = (ROOT / "docs" / "live-mode.md").read_text()
+    section = page.split("## The checking identity", 1)[1].split("\n## ", 1)[0]
+    command = section.split("```bash", 1)[1].split("```", 1)[0]
+    granted = command.split("--permissions=", 1)[1].split("\ngcloud", 1)[0]
+    listed = {p.strip(" \\\n") for p in granted.replace("\\\n", "").split(",")}
+    assert listed == set(READ_PERMISSIONS)
+    predefined = section.split("Predefined roles cover them", 1)[1].split("\n\n", 1)[0]
+    roles = re.findall(r"`(roles/[a-zA-Z.]+)`", predefined)
+    assert len(roles) >= 2
+    covered: set[str] = set()
+    for name in roles:
+        role = catalogue_role(name)
+        assert role is not None, name
+        covered |= set(role.permissions)
+    assert set(READ_PERMISSIONS) - covered == set()
