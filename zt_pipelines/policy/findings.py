@@ -50,6 +50,7 @@ from zt_pipelines.policy.reach import (
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
+    Grant,
     Report,
     Severity,
     SuppressedFinding,
@@ -60,6 +61,7 @@ from zt_pipelines.policy.report import (
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
@@ -112,6 +114,7 @@ def build_report(
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
+    raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     grouped = _Needs(requirements, evaluator)
     excess, excess_notes = _excess_findings(
         requirements, steps, evaluator, policy, context, grouped
@@ -151,19 +154,15 @@ def build_report(
         ordered = sort_findings(active + expired)
     else:
         ordered = _levelled_sorted(raw, policy)  # the same, in one pass
-    granted = tuple(
-        new_grant(
-            r.principal,
-            _uri(r.resource.name, r.resource.prefix),
-            r.permission,
-            r.step,
-            d,
-        )
-        for r, d in zip(requirements, decisions, strict=True)
-        if isinstance(d, tuple)  # granted: its evidence
-    )
+    granted: list[Grant] = []
+    for r, d in zip(requirements, decisions, strict=True):
+        if isinstance(d, tuple):  # granted: its evidence
+            res = r.resource
+            # a prefixed name is the step's own: display_uri() costs less than a memo miss
+            where = _uri(res.name) if res.prefix is None else display_uri(res.name, res.prefix)
+            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
-        granted=granted,
+        granted=tuple(granted),
         findings=ordered,
         suppressed=tuple(suppressed),
         pipeline=pipeline,
@@ -544,24 +543,34 @@ class _Needs:
     on that node or below it (the resource and each of its ancestors)."""
 
     def __init__(self, requirements: tuple[Requirement, ...], ev: Evaluator) -> None:
-        self.of: dict[str, list[Requirement]] = defaultdict(list)
+        self.of: dict[str, list[Requirement]] = {}
         self.at: dict[str, dict[str, set[str]]] = {}
         chains: dict[str, tuple[str, ...]] = {}
+        last = None
+        mine: list[Requirement] = []
+        at: dict[str, set[str]] = {}
         for r in requirements:
-            self.of[r.principal].append(r)
+            principal = r.principal
+            if principal != last:  # a principal's requirements mostly come in a row
+                last = principal
+                got = self.of.get(principal)
+                if got is None:
+                    mine = self.of[principal] = []
+                    at = self.at[principal] = {}
+                else:
+                    mine, at = got, self.at[principal]
+            mine.append(r)
             name = r.resource.name
             names = chains.get(name)
             if names is None:
                 names = chains[name] = tuple(n.name for n in ev.chain(name)[0])
-            at = self.at.get(r.principal)
-            if at is None:
-                at = self.at[r.principal] = {}
+            permission = r.permission
             for n in names:
                 perms = at.get(n)
                 if perms is None:
-                    at[n] = {r.permission}
+                    at[n] = {permission}
                 else:
-                    perms.add(r.permission)
+                    perms.add(permission)
 
 
 # -- excess privilege ------------------------------------------------------------------------
