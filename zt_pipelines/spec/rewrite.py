@@ -558,7 +558,7 @@ class _Walker:
             return new_task
         label, executor = self._executor(child, where)
         container = executor.get("container")
-        if not isinstance(container, dict):  # importer, resolver: left alone
+        if not isinstance(container, dict):  # an importer: left alone (other kinds are refused on load)
             name = self._emit(ref, _copy(child), label, _copy(executor))
             new_task["componentRef"]["name"] = name
             return new_task
