@@ -296,7 +296,7 @@ def check_pipeline(spec: Any, *, where: str = "template") -> None:
 
 
 #: the executor kinds the rewrite models: a container (rewritten to run as its step identity)
-#: and an importer (no code runs; its URI is judged). KFP's IR also has ``resolver`` and the
+#: and an importer (no code runs: it records an artifact URI). KFP's IR also has ``resolver`` and the
 #: deprecated ``customJob`` (a CustomJob body Vertex launches itself): refused.
 _EXECUTOR_KINDS = frozenset({"container", "importer"})
 
