@@ -329,6 +329,15 @@ class ClientFactory:
             "troubleshooter", lambda: self._gapic(policytroubleshooter_v1.IamCheckerClient)
         )
 
+    def pam(self) -> Any:
+        """``google.cloud.privilegedaccessmanager_v1.PrivilegedAccessManagerClient``."""
+        from google.cloud import privilegedaccessmanager_v1
+
+        return self._get(
+            "pam",
+            lambda: self._gapic(privilegedaccessmanager_v1.PrivilegedAccessManagerClient),
+        )
+
     def stub(self, channel: Any, path: str, response: Any) -> Any:
         """A unary-unary callable for the gRPC method ``path`` on ``channel`` (one of this
         factory's clients' channels) that sends raw protobuf requests and parses answers as

@@ -47,7 +47,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, PAM, STORAGE
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -435,6 +435,25 @@ class FetchPlan:
                 ),
             )
         self._deny(name)
+        self._entitlements(name)
+
+    def _entitlements(self, node: str) -> None:
+        """The node's Privileged Access Manager entitlements (eligibility to roles on
+        request): one listing per hierarchy node, beside its deny listing."""
+
+        def list_entitlements() -> None:
+            reader = self.a.pam
+            if reader is None:
+                raise ApiError(
+                    "no Privileged Access Manager reader",
+                    where=PAM + node.removeprefix(CRM) + "/locations/global",
+                    code="UNIMPLEMENTED",
+                )
+            found = reader.list_entitlements(node)
+            with self._lock:
+                self.s.entitlements[node] = found
+
+        self._submit(("privilegedaccessmanager.entitlements.list", node), list_entitlements)
 
     def _deny(self, point: str) -> None:
         def list_deny() -> None:

@@ -30,6 +30,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
+from zt_pipelines.policy.pam import pam_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -119,6 +120,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += pam_findings(steps, evaluator, context, grouped.at)
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls

@@ -72,6 +72,10 @@ FIXES: dict[str, str] = {
     "basic role / escalation-capable grant from that group",
     "ZT220": "remove the impersonation grant on the identity (or above it): only the pipeline "
     "identity may act as a step identity, only the submitter as the pipeline identity",
+    "ZT221": "remove the identity from the entitlement's eligible principals (or narrow its "
+    "roles to the needs); require an approval",
+    "ZT222": "remove the identity from the entitlement's eligible principals, or narrow its roles "
+    "to the needs",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

@@ -133,6 +133,15 @@ CODES: dict[str, tuple[str, str]] = {
         "may hold a basic role or escalation permission through a group of unknown membership",
     ),
     "ZT220": ("OthersCanBecomeIdentity", "another principal can become a pipeline identity"),
+    "ZT221": (
+        "PamSelfElevation",
+        "an identity can grant itself roles beyond its needs through a PAM entitlement "
+        "without approval",
+    ),
+    "ZT222": (
+        "PamEligibleWithApproval",
+        "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -203,6 +212,7 @@ WARNING_CODES: frozenset[str] = frozenset(
         "ZT210",
         "ZT215",
         "ZT218",
+        "ZT222",
         "ZT512",
         "ZT525",
         "ZT612",
@@ -218,6 +228,7 @@ _DEFAULT_LEVEL = {
     "ZT210": "warning",
     "ZT215": "warning",
     "ZT218": "warning",
+    "ZT222": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",

@@ -193,6 +193,41 @@ class PersistentResource:
     state: str = ""
 
 
+@dataclass(frozen=True)
+class EntitlementRole:
+    """One role a Privileged Access Manager entitlement grants, with its optional condition."""
+
+    role: str
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """A Privileged Access Manager entitlement: who may ask for which roles on a node.
+
+    An eligible principal that requests a grant gets the roles on ``node`` (and so on
+    everything below it) for up to ``max_duration``; without an approval workflow the grant
+    is immediate. Requesters need no PAM permission of their own.
+
+    Attributes:
+        name: ``{projects|folders|organizations}/ID/locations/L/entitlements/E``.
+        node: the full resource name of the organisation, folder or project it is on.
+        eligible: the principals (allow-policy identifiers) who may request it.
+        roles: what a grant gives on ``node``.
+        approval_required: whether a grant needs an approval (an approval workflow is set).
+        max_duration: the longest grant, as Google writes durations (``3600s``).
+        state: ``AVAILABLE``, ``CREATING``, ``UPDATING``, ``DELETING`` or ``DELETED``.
+    """
+
+    name: str
+    node: str
+    eligible: tuple[str, ...]
+    roles: tuple[EntitlementRole, ...]
+    approval_required: bool = False
+    max_duration: str = ""
+    state: str = "AVAILABLE"
+
+
 #: What a failed read hides from the engine: the allow policy of its target, the deny policies
 #: attached to it, or its place in the hierarchy (hence every ancestor's policies).
 ReadHides = Literal["allow", "deny", "ancestry"]
@@ -245,6 +280,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "serviceAccountKeys.list": _NOTHING,
     "storage.hmacKeys.list": _NOTHING,
     "apikeys.keys.list": _NOTHING,
+    "privilegedaccessmanager.entitlements.list": _NOTHING,
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,
@@ -294,6 +330,8 @@ class Snapshot:
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
+        entitlements: Privileged Access Manager entitlements on the nodes read (eligibility
+            to grants on request); a failed listing is in ``unreadable``.
         notes: ``(code, message)`` findings about the snapshot itself that every report
             carries (e.g. ZT401: a snapshot file without an integrity digest).
     """
@@ -307,6 +345,7 @@ class Snapshot:
     complete_bindings_for: frozenset[str] = frozenset()
     segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+    entitlements: tuple[Entitlement, ...] = ()
     notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
 
     _project_names: dict[str, str] = field(
