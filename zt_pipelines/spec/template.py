@@ -296,8 +296,8 @@ def check_pipeline(spec: Any, *, where: str = "template") -> None:
 
 
 #: the executor kinds the rewrite models: a container (rewritten to run as its step identity)
-#: and an importer (no code runs: it records an artifact URI). KFP's IR also has ``resolver`` and the
-#: deprecated ``customJob`` (a CustomJob body Vertex launches itself): refused.
+#: and an importer (no code runs: it records an artifact URI). KFP's IR also has ``resolver``
+#: and the deprecated ``customJob`` (a CustomJob body Vertex launches itself): refused.
 _EXECUTOR_KINDS = frozenset({"container", "importer"})
 
 
