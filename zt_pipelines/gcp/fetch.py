@@ -526,7 +526,13 @@ class FetchPlan:
             # fresh nodes decide completeness (the assembly); cached hints only add sets to
             # ask now rather than a round trip later (a wrong hint costs a wasted value)
             nodes = {**self._hints, **self.s.nodes} if self._hints else self.s.nodes
-            sets = {one for email in self.principals for one in containing_sets(email, nodes) or ()}
+            # an account's sets depend only on its project: worked out once per project
+            by_project: dict[str | None, tuple[str, ...] | None] = {}
+            for email in self.principals:
+                project = sa_project(email)
+                if project not in by_project:
+                    by_project[project] = containing_sets(email, nodes)
+            sets = {one for found in by_project.values() for one in found or ()}
             todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
             self._asked.update((root, v) for v in todo)
         batch = self.search_batch

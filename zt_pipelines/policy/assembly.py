@@ -183,6 +183,7 @@ def assemble(
         unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
         complete_bindings_for=complete,
         entitlements=tuple(e for node in sorted(s.entitlements) for e in s.entitlements[node]),
+        live=True,
     )
 
 

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import (
+    accounts_absent,
+    gcpc_findings,
+    key_summary,
+    launched_identity_uses,
+)
 from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
@@ -45,6 +50,7 @@ from zt_pipelines.policy.reach import (
 from zt_pipelines.policy.report import (
     Evidence,
     Finding,
+    Grant,
     Report,
     Severity,
     SuppressedFinding,
@@ -140,23 +146,22 @@ def build_report(
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
-    findings = _levelled(raw, policy)
-    active, suppressed, expired = _apply_suppressions(findings, policy, now)
-    active += expired
-    granted = tuple(
-        new_grant(
-            r.principal,
-            _uri(r.resource.name, r.resource.prefix),
-            r.permission,
-            r.step,
-            d,
-        )
-        for r, d in zip(requirements, decisions, strict=True)
-        if isinstance(d, tuple)  # granted: its evidence
-    )
+    suppressed: list[SuppressedFinding] = []
+    if policy.suppressions:
+        active, suppressed, expired = _apply_suppressions(_levelled(raw, policy), policy, now)
+        ordered = sort_findings(active + expired)
+    else:
+        ordered = _levelled_sorted(raw, policy)  # the same, in one pass
+    granted: list[Grant] = []
+    for r, d in zip(requirements, decisions, strict=True):
+        if isinstance(d, tuple):  # granted: its evidence
+            res = r.resource
+            # a prefixed name is the step's own: display_uri() costs less than a memo miss
+            where = _uri(res.name) if res.prefix is None else display_uri(res.name, res.prefix)
+            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
-        granted=granted,
-        findings=sort_findings(active),
+        granted=tuple(granted),
+        findings=ordered,
         suppressed=tuple(suppressed),
         pipeline=pipeline,
         project=context.project,
@@ -208,6 +213,59 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
             )
         out.append(f)
     return out
+
+
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+
+
+def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ...]:
+    """``sort_findings(_levelled(raw, policy))`` without a suppression in between: one key
+    per finding, sorted, then duplicates dropped (a duplicate sorts right after the first of
+    its kind, which it follows in ``raw``: that one is kept, as :func:`_dedupe` keeps it)."""
+    rank: dict[str, tuple[int, Severity]] = {}
+    keyed = []
+    for i, f in enumerate(raw):
+        code = f.code
+        got = rank.get(code)
+        if got is None:
+            level = policy.severity(code)
+            got = rank[code] = (_ORDER[level], level)
+        keyed.append(
+            (
+                got[0],
+                code,
+                f.step or "",
+                f.principal or "",
+                f.resource or "",
+                f.permission or "",
+                f.message,
+                i,
+            )
+        )
+    keyed.sort()
+    out: list[Finding] = []
+    prev: tuple[object, ...] = ()
+    first = raw[0] if raw else None  # the first finding of the current run of equal sort keys
+    run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
+    for k in keyed:
+        f = raw[k[7]]
+        if prev and k[6] == prev[6] and k[:7] == prev[:7]:
+            # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
+            if run is None:
+                run = {_SAME(first)}
+            same = _SAME(f)
+            if same in run:
+                continue
+            run.add(same)
+        else:
+            prev, first, run = k, f, None
+        level = rank[f.code][1]
+        if level is not f.severity:
+            f = new_finding(
+                f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
+            )
+        out.append(f)
+    return tuple(out)
 
 
 # -- identities ------------------------------------------------------------------------------
@@ -302,11 +360,7 @@ def _identity_findings(
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
-                    evidence=(
-                        Evidence(
-                            "missing", node=node, detail="not in the snapshot's service accounts"
-                        ),
-                    ),
+                    evidence=(Evidence("missing", node=node, detail=accounts_absent(ev.snapshot)),),
                 )
             )
         elif record.disabled:
@@ -487,24 +541,34 @@ class _Needs:
     on that node or below it (the resource and each of its ancestors)."""
 
     def __init__(self, requirements: tuple[Requirement, ...], ev: Evaluator) -> None:
-        self.of: dict[str, list[Requirement]] = defaultdict(list)
+        self.of: dict[str, list[Requirement]] = {}
         self.at: dict[str, dict[str, set[str]]] = {}
         chains: dict[str, tuple[str, ...]] = {}
+        last = None
+        mine: list[Requirement] = []
+        at: dict[str, set[str]] = {}
         for r in requirements:
-            self.of[r.principal].append(r)
+            principal = r.principal
+            if principal != last:  # a principal's requirements mostly come in a row
+                last = principal
+                got = self.of.get(principal)
+                if got is None:
+                    mine = self.of[principal] = []
+                    at = self.at[principal] = {}
+                else:
+                    mine, at = got, self.at[principal]
+            mine.append(r)
             name = r.resource.name
             names = chains.get(name)
             if names is None:
                 names = chains[name] = tuple(n.name for n in ev.chain(name)[0])
-            at = self.at.get(r.principal)
-            if at is None:
-                at = self.at[r.principal] = {}
+            permission = r.permission
             for n in names:
                 perms = at.get(n)
                 if perms is None:
-                    at[n] = {r.permission}
+                    at[n] = {permission}
                 else:
-                    perms.add(r.permission)
+                    perms.add(permission)
 
 
 # -- excess privilege ------------------------------------------------------------------------
@@ -581,8 +645,8 @@ def _excess_findings(
         step = ",".join(sorted(tasks)) if tasks else None
         if principal not in complete:
             notes.append(
-                f"excess-privilege check for {principal} covers only the bindings in the "
-                "snapshot (no complete binding search for this principal)"
+                f"excess-privilege check for {principal} covers only the bindings "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
         required_at = grouped.at.get(principal, {})
         for node, held in ev.held_candidates(principal):
@@ -914,8 +978,8 @@ def _reach_findings(
     for start in starts:
         if start not in searched:  # its grants on accounts outside the snapshot are not seen
             notes.append(
-                f"who {start} can become covers only the service-account policies in the "
-                "snapshot (no complete binding search for this principal)"
+                f"who {start} can become covers only the service-account policies "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
     missing = [
         e
@@ -926,7 +990,8 @@ def _reach_findings(
         notes.append(
             "who can become whom: the own allow policies of "
             f"{plural(len(missing), 'service account')} "
-            "are not in the snapshot, so only project/folder/organisation grants reach them: "
+            + ("were not read" if ev.snapshot.live else "are not in the snapshot")
+            + ", so only project/folder/organisation grants reach them: "
             + ", ".join(sorted(missing)[:_MAX_LISTED])
             + (" …" if len(missing) > _MAX_LISTED else "")
         )
@@ -1026,7 +1091,12 @@ def _unreadable_findings(ev: Evaluator) -> list[Finding]:
     return [
         _f(
             "ZT400",
-            f"{u.what} on {u.target} could not be read ({u.reason}); verification is incomplete",
+            (
+                f"{u.target} was not found ({u.what}: {u.reason}); verification is incomplete"
+                if u.reason.startswith("NOT_FOUND")
+                else f"{u.what} on {u.target} could not be read ({u.reason}); "
+                "verification is incomplete"
+            ),
             resource=u.target,
             evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
         )

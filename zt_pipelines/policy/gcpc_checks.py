@@ -34,6 +34,13 @@ from zt_pipelines.spec.gcpc import LauncherKind, by_name
 _REGIONAL_JOBS = ("aiplatform.", "dataflow.", "dataproc.")
 
 
+def accounts_absent(snapshot: Snapshot) -> str:
+    """ZT110's evidence: where the missing account was looked for."""
+    if snapshot.live:
+        return "not found among the service accounts listed"
+    return "not in the snapshot's service accounts"
+
+
 def key_summary(record: ServiceAccount) -> str:
     """``N user-managed keys: K1, K2``, ``1 Cloud Storage HMAC key: A1`` and/or ``L API keys
     bound to it: U1`` (ZT111's message)."""
@@ -182,9 +189,7 @@ def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> l
                 step=task,
                 principal=who,
                 resource=node,
-                evidence=(
-                    Evidence("missing", node=node, detail="not in the snapshot's service accounts"),
-                ),
+                evidence=(Evidence("missing", node=node, detail=accounts_absent(snapshot)),),
             )
         ]
     out: list[Finding] = []
@@ -303,8 +308,13 @@ def persistent_resource_findings(
             out.append(
                 _f(
                     "ZT121",
-                    f"persistent resource {name} is unknown (not in the snapshot, or it does "
-                    "not exist): whether it runs jobs as their own service account cannot be "
+                    f"persistent resource {name} is unknown ("
+                    + (
+                        "not found"
+                        if snapshot.live
+                        else "not in the snapshot, or it does not exist"
+                    )
+                    + "): whether it runs jobs as their own service account cannot be "
                     "verified",
                     step=step.task,
                     principal=who,

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from zt_pipelines.policy.wording import plural
+from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.report import Finding, Grant, Report
@@ -142,6 +143,17 @@ def fix_for(code: str) -> str:
     return FIXES.get(code) or f"see {_DOCS}#{code.lower()}"
 
 
+_NOT_FOUND_FIX = "check the name (the resource does not exist), or create it, then re-run"
+
+
+def _fix(finding: Finding) -> str:
+    """The fix shown under ``finding``: its code's, except a read that found nothing (ZT400
+    whose resource does not exist: no read role helps)."""
+    if finding.code == "ZT400" and " was not found (" in finding.message:
+        return _NOT_FOUND_FIX
+    return fix_for(finding.code)
+
+
 def summary_line(report: Report) -> str:
     """The one-line verdict: ``REFUSED: pipe in p/l — 2 errors, 1 warning, 3 suppressed``
     (warnings, notes and suppressed only when there are any)."""
@@ -187,6 +199,16 @@ def headline(report: Report) -> str | None:
                 else "run `gcloud auth application-default login` or pass credentials"
             )
             + " and re-run; findings below may follow from these failed reads"
+        )
+    missing = [f for f in failed if " was not found (" in f.message]
+    if len(missing) == len(failed):
+        names = sorted({display_uri(f.resource or "") for f in missing})
+        shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+        return (
+            f"{plural(len(names), 'resource')} the pipeline uses "
+            f"{'was' if len(names) == 1 else 'were'} not found ({shown}): check the names in "
+            "the template, its declarations and parameters, or create them, and re-run; "
+            "findings below follow from it"
         )
     denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
     if denied:
@@ -303,7 +325,7 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
             if subject:
                 lines.append(Text(subject, style="dim"))
             lines.extend(Text(f"- {e}", style="dim") for e in f.evidence)
-            lines.append(Text(f"fix: {fix_for(f.code)}", style="italic"))
+            lines.append(Text(f"fix: {_fix(f)}", style="italic"))
             table.add_row(
                 Text(f.severity.value, style=_STYLE[f.severity.value]), f.code, Group(*lines)
             )
@@ -401,7 +423,7 @@ def render_html(report: Report) -> str:
                 body.append(
                     "<ul>" + "".join(f"<li>{esc(str(e))}</li>" for e in f.evidence) + "</ul>"
                 )
-            body.append(f"<div><i>fix:</i> {esc(fix_for(f.code))}</div>")
+            body.append(f"<div><i>fix:</i> {esc(_fix(f))}</div>")
             out.append(
                 f'<details style="margin:.2em 0"><summary>{head}</summary>'
                 f'<div style="margin-left:1.5em">{"".join(body)}</div></details>'

@@ -347,6 +347,9 @@ class Snapshot:
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
     entitlements: tuple[Entitlement, ...] = ()
     notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
+    #: read live (Google or the emulator), not loaded from a file: what is absent then was not
+    #: found or could not be read, and messages say so (:meth:`absent`, :attr:`held`)
+    live: bool = field(default=False, compare=False)
 
     _project_names: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -354,6 +357,23 @@ class Snapshot:
 
     def __post_init__(self) -> None:
         _normalise_identities(self)
+
+    def absent(self, name: str) -> str:
+        """Why ``name`` is not among what the snapshot knows, in the words of where the state
+        came from: ``is not in the snapshot`` (a file), ``was not found`` or ``could not be read
+        (READ)`` (read live; from the failed read of ``name``, if any)."""
+        if not self.live:
+            return "is not in the snapshot"
+        failed = [u for u in self.unreadable if u.target == name]
+        if not failed or any(u.reason.startswith("NOT_FOUND") for u in failed):
+            return "was not found"
+        return f"could not be read ({failed[0].what})"
+
+    @property
+    def held(self) -> str:
+        """``in the snapshot`` (a file) or ``read`` (live): where a message says the state's
+        bindings and policies come from ("covers only the bindings read")."""
+        return "read" if self.live else "in the snapshot"
 
     def canonical(self, name: str) -> str:
         """The snapshot's name for a resource: a project number becomes the project's id-based

@@ -152,6 +152,7 @@ def segmentation_findings(
     steps = tuple(steps)
     requirements = tuple(requirements)
     state: SegmentationState | None = getattr(snapshot, "segmentation", None)
+    live = bool(getattr(snapshot, "live", False))
     # the same condition as the live reads (gcp.segmentation.reads_needed): a snapshot file
     # and a live check decide alike
     networked = any(
@@ -185,7 +186,7 @@ def segmentation_findings(
         outcome = outcomes.get(key)
         if outcome is None:
             outcome = _StepOut(out.index, out.egress)
-            _step_checks(outcome, step, state, policy, context, by_number, required_network)
+            _step_checks(outcome, step, state, policy, context, by_number, required_network, live)
             outcomes[key] = outcome
         outcome.emit(out, step.task)
     if policy.require_isolation or networked:
@@ -499,6 +500,7 @@ def _step_checks(
     ctx: CheckContext,
     by_number: dict[str, str],
     required_network: str | None,
+    live: bool = False,
 ) -> None:
     reach = _reach(step)
     if policy.allowed_reach is not None:
@@ -546,7 +548,7 @@ def _step_checks(
     if step.job.reach is None and not policy.require_isolation:
         out.note("no reach declared, egress not checked")
         return
-    _egress(out, step, state, source, reach, by_number)
+    _egress(out, step, state, source, reach, by_number, live)
 
 
 def _source(
@@ -780,6 +782,7 @@ def _egress(
     source: Source,
     reach: tuple[ReachEntry, ...],
     by_number: dict[str, str],
+    live: bool = False,
 ) -> None:
     networks = state.networks or {}
     own = networks.get(source.network)
@@ -793,7 +796,8 @@ def _egress(
             # one endpoint may be on several networks (PSC endpoints): every address counts
             ranges = tuple(r for e in state.endpoints if e.name == name for r in e.ranges)
             if not any(e.name == name for e in state.endpoints):
-                out.note(f"{entry.text} is not in the snapshot's endpoints")
+                where = "among the Vertex endpoints read" if live else "in the snapshot's endpoints"
+                out.note(f"{entry.text} is not {where}")
                 continue
             resolved.append(ReachEntry(entry.text, "vertex", ranges, entry.ports))
         else:
