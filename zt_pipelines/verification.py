@@ -36,6 +36,7 @@ from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import (
     CheckContext,
+    RunWindow,
     derive_requirements,
     needed_nodes,
     pipeline_root_of,
@@ -69,6 +70,7 @@ def check(
     roles: str | Path | dict[str, Role] | None = None,
     now: datetime | None = None,
     step_defaults: JobFields | Mapping[str, Any] | None = None,
+    run_window: RunWindow | None = None,
 ) -> Report:
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
@@ -94,6 +96,9 @@ def check(
         step_defaults: CustomJob fields for every step that does not set its own (a
             :class:`~zt_pipelines.model.JobFields` or a mapping of its fields, e.g.
             ``{"persistent_resource_id": "train-pool"}``).
+        run_window: until when the grants must hold: a run's timeout, a schedule's end
+            (:func:`~zt_pipelines.policy.timewindow.schedule_window`); default: a run of
+            seven days. A grant that expires inside it is ZT223.
 
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
@@ -172,6 +177,7 @@ def check(
         roles=roles,
         now=when,
         template=template_name,
+        run_window=run_window,
     )
 
 
@@ -193,6 +199,7 @@ def check_rewritten(
     template: str = "",
     emulator_host: str | None = None,
     on_snapshot: Callable[[Snapshot], None] | None = None,
+    run_window: RunWindow | None = None,
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
@@ -203,6 +210,7 @@ def check_rewritten(
     passes the address it captured, so a later change of ``$ZT_EMULATOR_HOST`` is not read);
     default ``$ZT_EMULATOR_HOST``. ``on_snapshot`` is handed the IAM state the decision is
     taken on (the drop-in job records the approved identities' posture from it).
+    ``run_window``: until when the grants must hold (as :func:`check`).
     """
     _require_location(location)
     _require_submitter(submitter)
@@ -269,6 +277,7 @@ def check_rewritten(
         submitter_credentials=submitter_credentials,
         network=network,
         template=template,
+        run_window=run_window,
     )
     from zt_pipelines.policy.engine import evaluate
     from zt_pipelines.segmentation import check_segmentation

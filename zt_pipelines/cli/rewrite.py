@@ -8,13 +8,14 @@ from typing import Any
 import click
 
 from zt_pipelines.cli.options import (
+    EMULATOR_ENVIRONMENT,
     pipeline_sa_option,
     project_option,
     step_defaults_options,
 )
 
 
-@click.command("rewrite")
+@click.command("rewrite", epilog=EMULATOR_ENVIRONMENT)
 @click.argument("template")
 @click.option(
     "-o",

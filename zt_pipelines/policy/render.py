@@ -77,6 +77,8 @@ FIXES: dict[str, str] = {
     "roles to the needs); require an approval",
     "ZT222": "remove the identity from the entitlement's eligible principals, or narrow its roles "
     "to the needs",
+    "ZT223": "extend the grant's expiry past the run's or schedule's end (or give the "
+    "schedule an end time before the grant expires)",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

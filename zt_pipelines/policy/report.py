@@ -142,6 +142,10 @@ CODES: dict[str, tuple[str, str]] = {
         "PamEligibleWithApproval",
         "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
     ),
+    "ZT223": (
+        "GrantLapsesInWindow",
+        "a needed grant stops holding while the run or schedule still needs it",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
