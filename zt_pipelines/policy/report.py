@@ -157,6 +157,10 @@ CODES: dict[str, tuple[str, str]] = {
         "BucketAclsNotExcluded",
         "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
     ),
+    "ZT410": (
+        "CredentialInSpec",
+        "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
+    ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
     "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),
