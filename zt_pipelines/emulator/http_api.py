@@ -1282,7 +1282,6 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             why = "not a multipart/mixed batch" if calls is None else "more than 100 calls"
             self._send_error(EmulatorError("INVALID_ARGUMENT", f"batch request: {why}"))
             return
-        self.gate.round_trip()
         boundary = "batch_" + uuid.uuid4().hex
         out: list[bytes] = []
         for content_id, (verb, target, own_headers, own_body) in calls:
@@ -1297,6 +1296,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 verb, split.path, pairs, merged, own_body, caller, api="storage", batched=True
             )
             if answer is None:  # a reset fault drops the whole connection, as it would
+                self.gate.round_trip()
                 self._reset()
                 return
             status, data, content_type = answer
@@ -1310,6 +1310,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             )
             out += [head.encode(), data, b"\r\n"]
         out.append(f"--{boundary}--\r\n".encode())
+        self.gate.round_trip()  # answered on arrival, held for one round trip (as Gate.call)
         self._send(200, b"".join(out), f"multipart/mixed; boundary={boundary}")
 
     def _artifact_registry(self, verb: str, path: str, region: str, caller: str | None) -> None:

@@ -27,6 +27,7 @@ from zt_pipelines.gcp.deny import DenyAdapter
 from zt_pipelines.gcp.fetch import DEFAULT_SEARCH_BATCH, STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
 from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.gcp.pam import PamAdapter
 from zt_pipelines.gcp.progress import current as current_progress
 from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
 from zt_pipelines.gcp.retry import RetryPolicy
@@ -72,6 +73,7 @@ def build_adapters(
         search=AssetAdapter(factory, policy, **kw),
         troubleshooter=TroubleshooterAdapter(factory, policy, **kw),
         apikeys=ApiKeysAdapter(factory, policy, **kw),
+        pam=PamAdapter(factory, policy, **kw),
     )
 
 

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from zt_pipelines.policy.snapshot import AllowPolicy, DenyPolicy, Node, Role, ServiceAccount
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    DenyPolicy,
+    Entitlement,
+    Node,
+    Role,
+    ServiceAccount,
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,15 @@ class ApiKeysReader(Protocol):
         ...
 
 
+class PamReader(Protocol):
+    """Privileged Access Manager: who may request which roles on a node."""
+
+    def list_entitlements(self, node: str) -> list[Entitlement]:
+        """Every entitlement on ``node`` (an organisation, folder or project full resource
+        name; location ``global``; all pages)."""
+        ...
+
+
 class BigQueryReader(Protocol):
     """BigQuery datasets (access entries) and tables (IAM)."""
 
@@ -201,6 +217,8 @@ class Adapters:
     troubleshooter: AccessTroubleshooter | None = None
     #: API keys bound to service accounts; ``None``: not readable (every listing unreadable)
     apikeys: ApiKeysReader | None = None
+    #: Privileged Access Manager; ``None``: not readable (every listing unreadable)
+    pam: PamReader | None = None
 
 
 # Every permission live mode exercises on the resources it reads: the role to give the identity
@@ -225,6 +243,7 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "storage.buckets.getIamPolicy",
         "storage.hmacKeys.list",
         "apikeys.keys.list",
+        "privilegedaccessmanager.entitlements.list",
         "bigquery.datasets.get",
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
@@ -254,6 +273,7 @@ __all__: Sequence[str] = (
     "HierarchyReader",
     "IamAdminReader",
     "KeyHit",
+    "PamReader",
     "PolicySearchHit",
     "PolicySearcher",
     "StorageReader",

@@ -21,6 +21,7 @@ from zt_pipelines.policy.snapshot import (
     ASSET_TYPES,
     AllowPolicy,
     DenyPolicy,
+    Entitlement,
     Node,
     NodeKind,
     Role,
@@ -48,6 +49,8 @@ class Reads:
     hmac: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # project id -> account email -> uids of the API keys bound to it (projects listed)
     apikeys: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # hierarchy node -> its Privileged Access Manager entitlements (nodes listed)
+    entitlements: dict[str, list[Entitlement]] = field(default_factory=dict)
     listed_projects: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
@@ -179,6 +182,8 @@ def assemble(
         service_accounts=accounts,
         unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
         complete_bindings_for=complete,
+        entitlements=tuple(e for node in sorted(s.entitlements) for e in s.entitlements[node]),
+        live=True,
     )
 
 

@@ -31,6 +31,7 @@ from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.snapshot import read_hides
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import CRM, IAM
 
 if TYPE_CHECKING:
@@ -380,7 +381,7 @@ class Holdings:
                 continue
             beyond = perms - (needed_at or {}).get(node, set())
             if beyond:
-                text = f"{len(beyond)} permission(s) beyond {start}'s needs, e.g. "
+                text = f"{plural(len(beyond), 'permission')} beyond {start}'s needs, e.g. "
                 out.append(Holding(node, role, text + ", ".join(sorted(beyond)[:3])))
         out.sort(
             key=lambda h: next((i for i, r in enumerate(self._RANK) if h.why.startswith(r)), 3)
