@@ -117,11 +117,6 @@ _UNSAFE_NAME = re.compile(r'["\\{}\x00-\x1f\x7f]')
 # values of an identity input that leave the job to a default: GCPC's '' (a service agent) and
 # the pipeline's own SA (what Google's StarryNet passes for its Dataflow workers)
 _UNSET = (None, "", "{{$.pipeline_service_account}}")
-# a launcher's --project/--location set to these runs its job where the pipeline runs
-_PIPELINE_PLACE = {
-    "job_project": "{{$.pipeline_google_cloud_project_id}}",
-    "job_location": "{{$.pipeline_google_cloud_location}}",
-}
 # CustomJob inputs a declaration may set on an existing GCPC custom-job task.
 _GCPC_TASK_FIELDS = (
     "persistent_resource_id",
@@ -1291,10 +1286,6 @@ class _Walker:
                     name = input_placeholder(value)
                     if name is not None:
                         names[key] = (name,)
-                    elif value == _PIPELINE_PLACE[key]:
-                        # the pipeline's own project/location: an input of the same name is
-                        # something else (Google's LLM steps name their image registry project)
-                        names[key] = ()
                     elif isinstance(value, str) and value and "{{" not in value:
                         found[key] = value
                     elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
