@@ -201,6 +201,11 @@ class ConditionEvaluator:
         """Raise :class:`ConditionError` when ``expression`` does not parse as CEL."""
         self._program(expression)
 
+    def expressions_seen(self) -> tuple[str, ...]:
+        """Every expression this evaluator has parsed so far (each once), in no order: the
+        conditions its decisions depended on."""
+        return tuple(self._programs)
+
     def _program(self, expression: str) -> Any:
         program = self._programs.get(expression)
         if program is None:

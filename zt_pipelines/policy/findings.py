@@ -61,6 +61,7 @@ from zt_pipelines.policy.report import (
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
@@ -113,6 +114,7 @@ def build_report(
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
+    raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     grouped = _Needs(requirements, evaluator)
     identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
     checked = _checked_steps(identities)

@@ -77,11 +77,15 @@ FIXES: dict[str, str] = {
     "roles to the needs); require an approval",
     "ZT222": "remove the identity from the entitlement's eligible principals, or narrow its roles "
     "to the needs",
+    "ZT223": "extend the grant's expiry past the run's or schedule's end (or give the "
+    "schedule an end time before the grant expires)",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
     "ZT401": "take the snapshot with zt-pipelines snapshot (it writes the integrity digest)",
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
+    "ZT410": "remove the credential from the component; give the step an identity that holds "
+    "the access, and read secrets from Secret Manager at run time",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
     "ZT600": "give the verifying identity aiplatform.pipelineJobs.get and customJobs.get/list",
     "ZT601": "submit through zt_pipelines.PipelineJob or `zt-pipelines submit`; find who did not",

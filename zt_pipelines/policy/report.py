@@ -142,6 +142,10 @@ CODES: dict[str, tuple[str, str]] = {
         "PamEligibleWithApproval",
         "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
     ),
+    "ZT223": (
+        "GrantLapsesInWindow",
+        "a needed grant stops holding while the run or schedule still needs it",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -152,6 +156,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT402": (
         "BucketAclsNotExcluded",
         "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+    ),
+    "ZT410": (
+        "CredentialInSpec",
+        "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
     ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
