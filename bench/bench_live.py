@@ -328,11 +328,43 @@ def run() -> list[str]:
                 f"({served_cpu * 1000:.0f} ms)"
             )
         lines.append(f"  {strategy} warm calls by method: {methods[strategy]}")
+    lines += _floor_lines(results["direct"]["warm"])
     lines.append(
         "direct and inventory give the same decision on every baseline tuple: "
         + ("yes" if same else "NO")
     )
     lines.append(_engine_line(answers["inventory"], tuples))
+    return lines
+
+
+def _floor_lines(warm: tuple[int, float, int, float, float]) -> list[str]:
+    """The grpcio echo floor for a wave of the warm check's size, what the check adds above
+    it per call, and — when warm misses 2 RTT — the bound its CPU sets (the reason)."""
+    from bench.grpc_floor import measure
+
+    calls, wall, _, client_cpu, served_cpu = warm
+    floor = measure(calls, LATENCY_MS)
+    rtt, cores = LATENCY_MS / 1000, os.cpu_count() or 1
+    lines = [
+        f"floor: grpcio unary echo (no zt-pipelines or emulator code), {calls} calls at once "
+        f"with a {LATENCY_MS} ms wait in the server: {floor.wall * 1000:.0f} ms = "
+        f"{floor.wall / rtt:.1f} RTT; cpu per call: client {floor.client_cpu * 1000:.2f} ms, "
+        f"server {floor.server_cpu * 1000:.2f} ms",
+        f"  direct warm above the floor, per call: client "
+        f"{(client_cpu / calls - floor.client_cpu) * 1000:+.2f} ms, emulator "
+        f"{(served_cpu / calls - floor.server_cpu) * 1000:+.2f} ms; wall "
+        f"{wall / floor.wall:.2f}x the floor's",
+    ]
+    if wall > 2 * rtt:
+        bound = rtt + (client_cpu + served_cpu) / cores
+        lines.append(
+            f"  why direct warm misses 2 RTT: its {calls} reads cost {client_cpu * 1000:.0f} ms "
+            f"of client and {served_cpu * 1000:.0f} ms of emulator CPU on {cores} shared cores, "
+            f"so a wave takes at least {rtt * 1000:.0f} ms + "
+            f"{(client_cpu + served_cpu) * 1000 / cores:.0f} ms = {bound * 1000:.0f} ms "
+            f"({bound / rtt:.1f} RTT) even perfectly parallel; the echo alone needs "
+            f"{floor.wall / rtt:.1f} RTT for as many calls"
+        )
     return lines
 
 

@@ -42,6 +42,8 @@ MONITOR_PERMISSIONS = frozenset(
         "iam.serviceAccounts.getIamPolicy",
         "iam.serviceAccountKeys.list",
         "storage.hmacKeys.list",
+        "apikeys.keys.list",
+        "privilegedaccessmanager.entitlements.list",
         "iam.roles.get",
         "iam.roles.list",
         "iam.denypolicies.get",

@@ -20,6 +20,7 @@ def reads() -> Reads:
     r.accounts[SA] = ServiceAccount(SA, "p-1")
     r.keys[SA] = ()
     r.hmac["p-1"] = {}  # the project's HMAC keys were listed: none
+    r.apikeys["p-1"] = {}  # and its API keys: none bound
     index = AllowPolicy((Binding("roles/storage.admin", (f"serviceAccount:{SA}",)),))
     r.hits.append(
         PolicySearchHit(BUCKET, "storage.googleapis.com/Bucket", "projects/11", (), "", index)

@@ -60,6 +60,8 @@ def test_a_pipeline_root_without_uniform_access_is_zt402_live(
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",
         "storage.hmacKeys.list",
+        "apikeys.keys.list",
+        "privilegedaccessmanager.entitlements.list",
     }
 
 

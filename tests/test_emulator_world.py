@@ -48,6 +48,8 @@ ALL_ADMIN_PERMISSIONS = frozenset(
         "iam.serviceAccounts.setIamPolicy",
         "iam.serviceAccountKeys.list",
         "storage.hmacKeys.list",
+        "apikeys.keys.list",
+        "privilegedaccessmanager.entitlements.list",
         "iam.roles.get",
         "iam.roles.list",
         "iam.roles.create",

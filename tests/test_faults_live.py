@@ -50,6 +50,8 @@ CALL_SITES: dict[str, tuple[str, str, str] | None] = {
     "storage.buckets.get": PROBE_GRANTED,
     "storage.buckets.getIamPolicy": PROBE_GRANTED,
     "storage.hmacKeys.list": None,
+    "apikeys.keys.list": None,
+    "google.cloud.privilegedaccessmanager.v1.PrivilegedAccessManager/ListEntitlements": None,
     "bigquery.datasets.get": (TRAIN, DATASET, "bigquery.tables.getData"),
     "bigquery.tables.getIamPolicy": (TRAIN, TABLE, "bigquery.tables.updateData"),
 }

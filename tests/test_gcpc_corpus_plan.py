@@ -72,6 +72,8 @@ def empty_project() -> Snapshot:
             "iam.serviceAccounts.setIamPolicy",
             "iam.serviceAccountKeys.list",
             "storage.hmacKeys.list",
+            "apikeys.keys.list",
+            "privilegedaccessmanager.entitlements.list",
             "iam.roles.create",
             "iam.roles.get",
             "iam.roles.list",

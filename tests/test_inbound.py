@@ -73,23 +73,138 @@ def test_what_a_pipeline_needs_is_not_reported() -> None:
 
 def test_administrators_and_other_service_accounts_are_named_not_refused() -> None:
     data = grant(world_dict(), PROJECT, "roles/editor", MALLORY)
-    grant(
-        data,
-        sa_node(TRAIN_SA),
-        "roles/iam.serviceAccountUser",
-        "serviceAccount:ci@p.iam.gserviceaccount.com",
+    data["serviceAccounts"].append({"email": CI, "projectId": "ml-prod", "uniqueId": "1009"})
+    data["nodes"].append(
+        {"name": sa_node(CI), "kind": "serviceAccount", "parent": PROJECT, "policy": {}}
     )
+    grant(data, sa_node(TRAIN_SA), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
     report = run(data)
-    assert not [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert not report.by_code("ZT220"), str(report)
     assert [n for n in report.notes if n.startswith("administrators of") and MALLORY in n]
-    assert [n for n in report.notes if "ci@p.iam.gserviceaccount.com may run as" in n]
+    assert [n for n in report.notes if f"{CI} may run as" in n]
+    # mallory, editor of ml-prod, administers ci-runner too: named once per path
+    assert [n for n in report.notes if f"can become {CI}, which may run as" in n]
 
 
-def test_service_agents_and_deleted_principals_are_not_reported() -> None:
-    agent = "serviceAccount:service-123@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
-    data = grant(world_dict(), sa_node(TRAIN_SA), TOKEN_CREATOR, agent)
+VERTEX_AGENT = "serviceAccount:service-123456789012@gcp-sa-aiplatform.iam.gserviceaccount.com"
+CC_AGENT = "serviceAccount:service-123456789012@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+CI = "ci-runner@ml-prod.iam.gserviceaccount.com"
+
+
+def test_deputy_service_agents_and_deleted_principals_are_not_reported() -> None:
+    # the Vertex AI Service Agent of the pipeline's project acts for callers Vertex checked
+    data = grant(world_dict(), PROJECT, "roles/aiplatform.serviceAgent", VERTEX_AGENT)
+    grant(data, sa_node(TRAIN_SA), TOKEN_CREATOR, VERTEX_AGENT)
     grant(data, sa_node(TRAIN_SA), TOKEN_CREATOR, "deleted:user:old@example.com?uid=1")
     assert not zt220(data)
+
+
+def test_the_custom_code_service_agent_is_reported_with_who_can_run_code_as_it() -> None:
+    # a CustomJob without a service account runs as this agent: its default project role
+    # mints tokens for every account of the project
+    data = grant(world_dict(), PROJECT, "roles/aiplatform.customCodeServiceAgent", CC_AGENT)
+    grant(data, PROJECT, "roles/aiplatform.user", MALLORY)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == CC_AGENT]
+    assert "Custom Code Service Agent" in f.message and MALLORY in f.message
+    assert TRAIN_SA in f.message and PIPELINE_SA in f.message
+    assert f.permission == "iam.serviceAccounts.getAccessToken" and not report.allowed
+
+
+@pytest.mark.parametrize(
+    ("member", "role"),
+    [
+        # a look-alike: any project may be called gcp-sa-...
+        ("serviceAccount:mallory@gcp-sa-evil.iam.gserviceaccount.com", TOKEN_CREATOR),
+        ("serviceAccount:service-1@gcp-sa-evil.iam.gserviceaccount.com", TOKEN_CREATOR),
+        # an agent of a project this IAM state does not know
+        (
+            "serviceAccount:service-999999999999@gcp-sa-aiplatform.iam.gserviceaccount.com",
+            TOKEN_CREATOR,
+        ),
+        # the pipeline project's own agent, holding what no deputy needs
+        (VERTEX_AGENT, "roles/iam.serviceAccountKeyAdmin"),
+    ],
+)
+def test_a_service_agent_exemption_is_not_decided_by_its_name(member: str, role: str) -> None:
+    report = run(grant(world_dict(), sa_node(TRAIN_SA), role, member))
+    assert [f for f in report.by_code("ZT220") if f.principal == member], str(report)
+
+
+def test_a_role_whose_definition_is_unknown_may_carry_impersonation() -> None:
+    data = grant(world_dict(), sa_node(TRAIN_SA), "projects/ml-prod/roles/mystery", MALLORY)
+    [f] = [f for f in zt220(data) if f.principal == MALLORY]
+    assert "not known" in f.message
+
+
+@pytest.mark.parametrize(
+    "ksa",
+    [
+        "serviceAccount:ml-prod.svc.id.goog[default/runner]",
+        "principal://iam.googleapis.com/projects/123456789012/locations/global/"
+        "workloadIdentityPools/ml-prod.svc.id.goog/subject/ns/default/sa/runner",
+    ],
+)
+def test_a_kubernetes_service_account_with_act_as_refuses_in_either_spelling(ksa: str) -> None:
+    for target in (TRAIN_SA, PIPELINE_SA):
+        data = grant(world_dict(), sa_node(target), "roles/iam.serviceAccountUser", ksa)
+        assert [f for f in zt220(data) if f.principal == ksa], target
+
+
+def with_ci_runner(target: str, role: str, member: str) -> dict[str, Any]:
+    """ci-runner may act as ``target``; ``member`` holds ``role`` on ci-runner."""
+    data = world_dict()
+    data["serviceAccounts"].append({"email": CI, "projectId": "ml-prod", "uniqueId": "1009"})
+    data["nodes"].append(
+        {"name": sa_node(CI), "kind": "serviceAccount", "parent": PROJECT, "policy": {}}
+    )
+    grant(data, sa_node(target), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
+    return grant(data, sa_node(CI), role, member)
+
+
+@pytest.mark.parametrize(
+    ("target", "role", "member"),
+    [
+        (TRAIN_SA, TOKEN_CREATOR, MALLORY),
+        (PIPELINE_SA, "roles/iam.serviceAccountKeyAdmin", MALLORY),
+        (TRAIN_SA, "roles/iam.workloadIdentityUser", POOL),
+        (TRAIN_SA, "roles/iam.serviceAccountUser", "group:ml-team@example.com"),
+    ],
+)
+def test_who_can_become_a_service_account_that_may_run_as_an_identity_is_judged(
+    target: str, role: str, member: str
+) -> None:
+    report = run(with_ci_runner(target, role, member))
+    [f] = [f for f in report.by_code("ZT220") if f.principal == member]
+    assert target in f.message and f"through {CI}" in f.message and not report.allowed
+    # the evidence is the whole path: the member's grant on ci-runner, ci-runner's on the target
+    assert [e.member for e in f.evidence if e.kind == "binding"] == [member, f"serviceAccount:{CI}"]
+
+
+def test_a_chain_of_service_accounts_is_followed_and_named() -> None:
+    email = "deploy@ml-prod.iam.gserviceaccount.com"
+    data = with_ci_runner(TRAIN_SA, TOKEN_CREATOR, f"serviceAccount:{email}")
+    data["serviceAccounts"].append({"email": email, "projectId": "ml-prod", "uniqueId": "1010"})
+    deploy = sa_node(email)
+    data["nodes"].append({"name": deploy, "kind": "serviceAccount", "parent": PROJECT})
+    clean = run(data)
+    assert not clean.by_code("ZT220"), str(clean)  # service accounts all the way: notes
+    assert [n for n in clean.notes if "deploy@" in n and f"through {CI}" in n]
+    grant(data, deploy, TOKEN_CREATOR, MALLORY)
+    [f] = [f for f in zt220(data) if f.principal == MALLORY]
+    assert f"through deploy@ml-prod.iam.gserviceaccount.com -> {CI}" in f.message
+
+
+def test_an_account_that_may_run_as_an_identity_and_whose_policy_is_unread_refuses() -> None:
+    data = grant(
+        world_dict(),
+        sa_node(TRAIN_SA),
+        "roles/iam.serviceAccountUser",
+        "serviceAccount:ci@other-proj.iam.gserviceaccount.com",
+    )
+    [f] = zt220(data)
+    assert "who can become it is not known" in f.message
+    assert f.principal == "serviceAccount:ci@other-proj.iam.gserviceaccount.com"
 
 
 def test_one_finding_per_binding_names_every_identity_it_reaches() -> None:

@@ -297,3 +297,41 @@ def test_snapshot_command_reads_the_template_default_pipeline_root(
     from_file = run_check(templates["training"], out, pipeline_root=None)
     assert essence(from_file) == essence(run_check(templates["training"], pipeline_root=None))
     assert from_file.allowed, str(from_file)
+
+
+def test_who_can_become_an_account_that_may_run_as_a_step_identity_is_read_live(
+    templates: dict[str, str],
+) -> None:
+    """ci-runner may act as the train identity; mallory can mint ci-runner's tokens: the live
+    check reads ci-runner's policy too (it is no pipeline identity) and refuses, as offline."""
+    from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node
+
+    world = example_world()
+    ci = f"ci-runner@{EX.PROJECT}.iam.gserviceaccount.com"
+    project_node = f"//cloudresourcemanager.googleapis.com/projects/{EX.PROJECT}"
+    ci_node = f"//iam.googleapis.com/projects/{EX.PROJECT}/serviceAccounts/{ci}"
+    train_node = f"//iam.googleapis.com/projects/{EX.PROJECT}/serviceAccounts/{EX.TRAIN_SA}"
+    nodes = dict(world.nodes)
+    nodes[ci_node] = Node(
+        ci_node,
+        "serviceAccount",
+        parent=project_node,
+        policy=AllowPolicy(
+            (Binding("roles/iam.serviceAccountTokenCreator", ("user:mallory@example.com",)),)
+        ),
+    )
+    train = nodes.get(train_node) or Node(train_node, "serviceAccount", parent=project_node)
+    bindings = (train.policy.bindings if train.policy else ()) + (
+        Binding("roles/iam.serviceAccountUser", (f"serviceAccount:{ci}",)),
+    )
+    nodes[train_node] = replace(train, policy=AllowPolicy(bindings))
+    accounts = dict(world.service_accounts)
+    accounts[ci] = ServiceAccount(ci, EX.PROJECT, unique_id="4242")
+    changed = replace(world, nodes=nodes, service_accounts=accounts)
+    with Emulator(changed) as emu, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZT_EMULATOR_HOST", emu.address)
+        mp.setenv("ZT_EMULATOR_CALLER", EX.SUBMITTER)
+        report = run_check(templates["training"])
+    [f] = [f for f in report.by_code("ZT220") if f.principal == "user:mallory@example.com"]
+    assert f"through {ci}" in f.message and EX.TRAIN_SA in f.message and not report.allowed
+    assert essence(report) == essence(run_check(templates["training"], changed))

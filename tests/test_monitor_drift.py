@@ -153,6 +153,17 @@ def test_a_new_user_managed_key_is_drift(audit: AuditLog) -> None:
     assert any(TRAIN_SA in (f.principal or "") for f in verdict.report.by_code("ZT621"))
 
 
+def test_a_new_hmac_key_is_drift(audit: AuditLog) -> None:
+    """An HMAC key is a Cloud Storage credential of the account like a user-managed key."""
+    world = monitor_world()
+    drift(audit, snapshot=world)  # baseline
+    changed = with_account(world, TRAIN_SA, hmac_keys=("GOOG1EXAMPLEACCESSID",))
+    [verdict] = drift(audit, snapshot=changed)
+    assert verdict.drifted
+    [key] = verdict.report.by_code("ZT621")
+    assert TRAIN_SA in (key.principal or "") and "GOOG1EXAMPLEACCESSID" in key.message
+
+
 def test_a_removed_deny_policy_is_drift(audit: AuditLog) -> None:
     guarded = dataclasses.replace(monitor_world(), deny_policies=(DENY,))
     [baseline] = drift(audit, snapshot=guarded)

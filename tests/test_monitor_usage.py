@@ -100,7 +100,7 @@ def test_runs_within_their_declared_needs_are_clean(
     assert audit.records()[-1]["action"] == "usage"
     # the report says which projects' logs were read
     assert any(
-        f"Cloud Audit Logs of 1 project(s) compared: {PROJECT}" in n for n in verdict.report.notes
+        f"Cloud Audit Logs of 1 project compared: {PROJECT}" in n for n in verdict.report.notes
     )
 
 

@@ -105,7 +105,7 @@ def test_the_logs_of_the_project_owning_a_steps_bucket_are_read(
         "gs://zt-demo-raw-data": ["storage.objects.get", "storage.objects.list"]
     }
     notes = " ".join(verdict.report.notes)
-    assert "of 2 project(s) compared" in notes and f"{LAKE} (bucket zt-demo-raw-data" in notes
+    assert "of 2 projects compared" in notes and f"{LAKE} (bucket zt-demo-raw-data" in notes
 
 
 def test_a_misuse_logged_in_another_project_is_caught(

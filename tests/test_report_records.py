@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import pickle
 
 import pytest
 
 from zt_pipelines.policy.engine import Decision
-from zt_pipelines.policy.report import Evidence, Finding, Grant, Severity, SuppressedFinding
+from zt_pipelines.policy.report import (
+    Evidence,
+    Finding,
+    Grant,
+    Severity,
+    SuppressedFinding,
+    new_evidence,
+    new_finding,
+    new_grant,
+)
 from zt_pipelines.policy.scope import BroadGrant
 
 RECORDS = (Evidence, Finding, Grant, SuppressedFinding, Decision, BroadGrant)
@@ -56,3 +66,41 @@ def test_records_stay_frozen_comparable_and_hashable() -> None:
         Finding("ZT210", Severity.WARNING)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         Evidence("binding", nod="x")  # type: ignore[call-arg]
+
+
+MAKERS = ((new_evidence, Evidence), (new_finding, Finding), (new_grant, Grant))
+
+
+@pytest.mark.parametrize(("make", "cls"), MAKERS, ids=lambda x: getattr(x, "__name__", ""))
+def test_makers_have_the_class_signature(make: object, cls: type) -> None:
+    assert inspect.signature(make).parameters.keys() == inspect.signature(cls).parameters.keys()
+    for p, q in zip(
+        inspect.signature(make).parameters.values(),
+        inspect.signature(cls).parameters.values(),
+        strict=True,
+    ):
+        assert p.default == q.default and p.kind == q.kind
+
+
+def test_made_records_are_the_class_records() -> None:
+    ev = new_evidence("binding", "//n", "roles/x", detail="named directly")
+    assert type(ev) is Evidence and ev == Evidence(
+        "binding", node="//n", role="roles/x", detail="named directly"
+    )
+    f = new_finding("ZT210", Severity.WARNING, "m", step="s", evidence=(ev,))
+    made = Finding("ZT210", Severity.WARNING, "m", step="s", evidence=(ev,))
+    assert type(f) is Finding and f == made and hash(f) == hash(made) and repr(f) == repr(made)
+    assert f.to_dict() == made.to_dict() and not hasattr(f, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.message = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.node = "x"  # type: ignore[misc]
+    assert dataclasses.replace(f, message="n").message == "n" and f.message == "m"
+    assert pickle.loads(pickle.dumps(f)) == f
+    g = new_grant("serviceAccount:a@p.iam.gserviceaccount.com", "gs://b", "storage.objects.get")
+    assert type(g) is Grant and g == Grant(g.principal, g.resource, g.permission)
+    assert g.step is None and g.evidence == ()
+    with pytest.raises(TypeError):
+        new_finding("ZT210", Severity.WARNING)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        new_evidence("binding", nod="x")  # type: ignore[call-arg]

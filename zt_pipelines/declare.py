@@ -38,6 +38,7 @@ from zt_pipelines.errors import DeclarationError, ManifestError
 from zt_pipelines.identity import require_user_managed
 from zt_pipelines.model import JobFields, Need, StepDeclaration
 from zt_pipelines.policy.role_catalogue import validate_permission
+from zt_pipelines.policy.wording import noun
 from zt_pipelines.resources import ResourceRef, normalize_resource
 
 PLATFORM_KEY = "zt_pipelines"
@@ -305,7 +306,9 @@ def from_struct(data: Any, *, where: str) -> StepDeclaration:
     }
     if unknown:
         raise DeclarationError(
-            f"unknown key(s) {sorted(unknown)} in the {PLATFORM_KEY} declaration", where=where
+            f"unknown {noun(len(unknown), 'key')} {sorted(unknown)} in the {PLATFORM_KEY} "
+            "declaration",
+            where=where,
         )
     version = data.get("version", _STRUCT_VERSION)
     if version not in (_STRUCT_VERSION, float(_STRUCT_VERSION)):

@@ -301,6 +301,7 @@ def _gcpc_section(
     from zt_pipelines.emulator import emulator_credentials
     from zt_pipelines.gcp.clients import ClientFactory
     from zt_pipelines.job import PipelineJob
+    from zt_pipelines.policy.wording import plural
     from zt_pipelines.provision import plan as make_plan
     from zt_pipelines.provision.apply import apply_plan
 
@@ -316,7 +317,8 @@ def _gcpc_section(
     )
     created = [a for a in plan.accounts if a.state == "create"]
     say(
-        f"   plan: {len(created)} service accounts to create, {len(plan.grants)} grants "
+        f"   plan: {plural(len(created), 'service account')} to create, "
+        f"{plural(len(plan.grants), 'grant')} "
         "(declared data access + every implicit GCPC need)"
     )
     factory = ClientFactory(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from zt_pipelines.errors import DefaultIdentityError, IdentityError
@@ -205,6 +206,29 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
 def service_account_email(account_id: str, project: str) -> str:
     """``ACCOUNT_ID@PROJECT.iam.gserviceaccount.com`` for a user-managed service account."""
     return f"{account_id}@{project}.iam.gserviceaccount.com"
+
+
+def home_project(email: str) -> str | None:
+    """The project a user-managed service account lives in, as its email names it
+    (``None`` for other principals). ``serviceAccount:`` is accepted and dropped."""
+    domain = email.removeprefix("serviceAccount:").lower().partition("@")[2]
+    if not domain.endswith(".iam.gserviceaccount.com") or domain.startswith("gcp-sa-"):
+        return None
+    return domain.removesuffix(".iam.gserviceaccount.com")
+
+
+def in_projects(email: str, projects: Iterable[str]) -> bool:
+    """True when the user-managed account ``email`` lives in one of ``projects`` (project
+    ids; a domain-scoped ``example.com:proj`` matches the email's ``example.com.proj`` and
+    ``proj.example.com`` forms). Other principals are in no project: False."""
+    home = home_project(email)
+    if home is None:
+        return False
+    for project in projects:
+        domain, colon, name = project.lower().rpartition(":")
+        if home == project.lower() or (colon and home in (f"{domain}.{name}", f"{name}.{domain}")):
+            return True
+    return False
 
 
 _EMAIL = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+$")

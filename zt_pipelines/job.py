@@ -370,6 +370,7 @@ class PipelineJob(  # type: ignore[misc]
         self._zt_approval: Approval | None = None
         self._zt_pending: Approval | None = None
         self._zt_scheduling: Approval | None = None
+        self._zt_window: Any = None  # a schedule's RunWindow while one is being verified
         self._zt_origin = origin  # "cli" when the zt-pipelines CLI drives the job (audit action)
         self._zt_target = self._zt_current_target()
         self._zt_api_client = getattr(self, "api_client", None)  # the client submit must use
@@ -533,7 +534,14 @@ class PipelineJob(  # type: ignore[misc]
         """
         self._zt_ensure()
         sa, net = _resolve(service_account, network)
-        approval = self._decide("schedule", sa, net)
+        from zt_pipelines.policy.timewindow import schedule_window
+
+        # the schedule's runs need the grants until its end time (for ever without one)
+        self._zt_window = schedule_window(end_time)
+        try:
+            approval = self._decide("schedule", sa, net)
+        finally:
+            self._zt_window = None
         self._zt_require_unchanged(approval, "schedule", sa, net)
         self._install(approval)
         self._zt_scheduling = approval  # the schedule built below reads pipeline_spec
@@ -589,7 +597,14 @@ class PipelineJob(  # type: ignore[misc]
         if self._zt_scheduling is not None:  # inside create_schedule(), verified for its SA
             return self._zt_scheduling
         sa, net = _resolve(None, None)
-        approval = self._decide("export", sa, net)
+        from zt_pipelines.policy.timewindow import schedule_window
+
+        # an exported spec feeds a schedule whose end is not known here: for ever (fail closed)
+        self._zt_window = schedule_window(None)
+        try:
+            approval = self._decide("export", sa, net)
+        finally:
+            self._zt_window = None
         self._zt_require_unchanged(approval, "export", sa, net)
         self._install(approval)
         return approval
@@ -921,6 +936,7 @@ class PipelineJob(  # type: ignore[misc]
             template=self._zt_template_path,
             emulator_host=self._zt_target.emulator_host,
             on_snapshot=self._zt_saw,
+            run_window=getattr(self, "_zt_window", None),
         )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
 

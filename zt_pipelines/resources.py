@@ -35,6 +35,8 @@ CRM = "//cloudresourcemanager.googleapis.com/"
 STORAGE = "//storage.googleapis.com/"
 BIGQUERY = "//bigquery.googleapis.com/"
 IAM = "//iam.googleapis.com/"
+APIKEYS = "//apikeys.googleapis.com/"
+PAM = "//privilegedaccessmanager.googleapis.com/"
 
 # GCS bucket names: 3-63 chars (up to 222 with dots), lowercase letters, digits, -, _ and dots.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")

@@ -36,6 +36,7 @@ from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import (
     CheckContext,
+    RunWindow,
     derive_requirements,
     needed_nodes,
     pipeline_root_of,
@@ -69,6 +70,7 @@ def check(
     roles: str | Path | dict[str, Role] | None = None,
     now: datetime | None = None,
     step_defaults: JobFields | Mapping[str, Any] | None = None,
+    run_window: RunWindow | None = None,
 ) -> Report:
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
@@ -94,6 +96,9 @@ def check(
         step_defaults: CustomJob fields for every step that does not set its own (a
             :class:`~zt_pipelines.model.JobFields` or a mapping of its fields, e.g.
             ``{"persistent_resource_id": "train-pool"}``).
+        run_window: until when the grants must hold: a run's timeout, a schedule's end
+            (:func:`~zt_pipelines.policy.timewindow.schedule_window`); default: a run of
+            seven days. A grant that expires inside it is ZT223.
 
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
@@ -172,6 +177,7 @@ def check(
         roles=roles,
         now=when,
         template=template_name,
+        run_window=run_window,
     )
 
 
@@ -193,6 +199,7 @@ def check_rewritten(
     template: str = "",
     emulator_host: str | None = None,
     on_snapshot: Callable[[Snapshot], None] | None = None,
+    run_window: RunWindow | None = None,
 ) -> Report:
     """Verify an already rewritten pipeline (the exact spec the drop-in ``PipelineJob`` submits).
 
@@ -203,6 +210,7 @@ def check_rewritten(
     passes the address it captured, so a later change of ``$ZT_EMULATOR_HOST`` is not read);
     default ``$ZT_EMULATOR_HOST``. ``on_snapshot`` is handed the IAM state the decision is
     taken on (the drop-in job records the approved identities' posture from it).
+    ``run_window``: until when the grants must hold (as :func:`check`).
     """
     _require_location(location)
     _require_submitter(submitter)
@@ -269,6 +277,7 @@ def check_rewritten(
         submitter_credentials=submitter_credentials,
         network=network,
         template=template,
+        run_window=run_window,
     )
     from zt_pipelines.policy.engine import evaluate
     from zt_pipelines.segmentation import check_segmentation
@@ -295,6 +304,7 @@ def check_rewritten(
     report = check_segmentation(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
+    report = _credentials_in_spec(report, result.spec)
     if _LOG.isEnabledFor(logging.INFO):
         from zt_pipelines.policy.render import plural
 
@@ -306,6 +316,56 @@ def check_rewritten(
             plural(len(report.findings), "finding"),
         )
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
+
+
+def _credentials_in_spec(report: Report, spec: Mapping[str, Any]) -> Report:
+    """ZT410 for every string of the spec that holds a key or a token (the step would act as
+    whoever it belongs to; Vertex stores the spec for every reader of the job)."""
+    import json
+
+    from zt_pipelines.credentials import credential_kinds, credential_paths
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
+
+    if not credential_kinds(json.dumps(spec, ensure_ascii=False)):
+        return report
+    found = [
+        Finding(
+            "ZT410",
+            DEFAULT_SEVERITIES["ZT410"],
+            f"the pipeline spec holds {kind} at {path} (not shown): the step would act as "
+            "whoever it belongs to, and Vertex keeps the spec for every reader of the job",
+            step=_step_of(spec, path),
+            evidence=(Evidence("policy", detail=path),),
+        )
+        for path, kind in credential_paths(spec)
+    ]
+    return replace(report, findings=sort_findings([*report.findings, *found]))
+
+
+def _step_of(spec: Mapping[str, Any], path: str) -> str | None:
+    """The tasks a spec path belongs to: ``deploymentSpec.executors.E...`` (the components run
+    by executor E) or ``components.C...``, then every task of any DAG that runs them."""
+    parts = path.split(".")
+    components = spec.get("components") or {}
+    if len(parts) > 2 and parts[:2] == ["deploymentSpec", "executors"]:
+        wanted = {
+            name
+            for name, c in components.items()
+            if isinstance(c, Mapping) and c.get("executorLabel") == parts[2]
+        }
+    elif len(parts) > 1 and parts[0] == "components":
+        wanted = {parts[1]}
+    else:
+        return None
+    dags = [spec.get("root") or {}, *components.values()]
+    tasks = sorted(
+        str(task_name)
+        for dag in dags
+        if isinstance(dag, Mapping)
+        for task_name, task in ((dag.get("dag") or {}).get("tasks") or {}).items()
+        if isinstance(task, Mapping) and (task.get("componentRef") or {}).get("name") in wanted
+    )
+    return ",".join(tasks) or None
 
 
 def _source_note(snapshot: SnapshotInput, emulator: str | None) -> str:

@@ -12,6 +12,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     output_option,
@@ -58,7 +59,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
     return str(report)
 
 
-@click.command("check")
+@click.command("check", epilog=LIVE_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()
@@ -74,6 +75,14 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @click.option("--network", help="The pipeline job's network.")
 @step_defaults_options()
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")
+@click.option(
+    "--holds-until",
+    "holds_until",
+    metavar="WHEN",
+    help="Until when the grants must hold: a run's timeout (12h, 3d), a run's or schedule's "
+    "end (ISO 8601), or 'forever' (an open-ended schedule). Default: 7 days from the check. "
+    "A grant that expires before is ZT223.",
+)
 @format_option()
 @output_option(help="Write the report here.")
 @click.option(
@@ -104,6 +113,7 @@ def command(
     network: str | None,
     step_defaults: Any,
     now_text: str | None,
+    holds_until: str | None,
     fmt: str,
     output: Path | None,
     explain: bool,
@@ -125,6 +135,14 @@ def command(
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
+    window = None
+    if holds_until:
+        from zt_pipelines.policy.timewindow import parse_window
+
+        try:
+            window = parse_window(holds_until, now or datetime.now(timezone.utc))
+        except ValueError as exc:
+            raise InputError(str(exc), where="--holds-until") from None
     with live_progress():
         report = check(
             template_location(template),
@@ -142,6 +160,7 @@ def command(
             roles=roles,
             now=now,
             step_defaults=step_defaults,
+            run_window=window,
         )
     if print_waivers:
         from zt_pipelines.policy.waivers import waivers_yaml

@@ -138,6 +138,7 @@ def command(
     """Serve a snapshot as the Google APIs zt-pipelines uses (gRPC and HTTP on one port)."""
     from zt_pipelines.emulator import Emulator, Fault
     from zt_pipelines.policy.snapshot_file import load_snapshot
+    from zt_pipelines.policy.wording import plural
 
     # an unwritable output is bad input now, not after a whole session has been served
     if request_log is not None:
@@ -194,8 +195,9 @@ def command(
     previous = signal.signal(signal.SIGTERM, _stop)
     click.echo(f"ZT_EMULATOR_HOST={emulator.address}")
     click.echo(
-        f"serving {len(snapshot.nodes)} resources, {len(snapshot.service_accounts)} service "
-        f"accounts, {len(snapshot.roles)} roles; Ctrl-C to stop",
+        f"serving {plural(len(snapshot.nodes), 'resource')}, "
+        f"{plural(len(snapshot.service_accounts), 'service account')}, "
+        f"{plural(len(snapshot.roles), 'role')}; Ctrl-C to stop",
         err=True,
     )
     try:
@@ -208,7 +210,7 @@ def command(
         signal.signal(signal.SIGTERM, previous)
     _write_outputs(emulator, request_log, dump_state)
     counts = emulator.counts()
-    click.echo(f"stopped after {sum(counts.values())} calls", err=True)
+    click.echo(f"stopped after {plural(sum(counts.values()), 'call')}", err=True)
     return 0
 
 

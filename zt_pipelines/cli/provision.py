@@ -14,10 +14,12 @@ from typing import Any
 import click
 
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     output_option,
     pipeline_sa_option,
+    policy_option,
     project_option,
     snapshot_option,
     step_defaults_options,
@@ -59,11 +61,27 @@ def _options(fn: Any) -> Any:
         click.option("--prune", is_flag=True, help="Remove unneeded bindings on step SAs."),
         click.option("--organization", help="Organisation number to hold the custom roles."),
         click.option("--submitter", help="Also grant this principal what submitting needs."),
+        click.option(
+            "--allow-identity-project",
+            "identity_projects",
+            multiple=True,
+            metavar="PROJECT",
+            envvar="ZT_ALLOW_IDENTITY_PROJECT",
+            show_envvar=True,
+            help="Also provision pipeline identities living in PROJECT (repeatable; the "
+            "variable takes a comma- or space-separated list). Identities of any other "
+            "project than --project are held back (exit 3).",
+        ),
+        policy_option(),
         step_defaults_options(),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+def _count_identities(count: int) -> str:
+    return f"{count} identit{'y' if count == 1 else 'ies'}"
 
 
 def _make_plan(opts: dict[str, Any]) -> Any:
@@ -96,6 +114,25 @@ def _make_plan(opts: dict[str, Any]) -> Any:
             catalogue=opts["catalogue"],
             submitter=opts["submitter"],
             step_defaults=opts["step_defaults"],
+            identity_projects=[p for v in opts["identity_projects"] for p in v.split(",") if p],
+            policy=opts["policy"],
+        )
+    if planned.foreign_identities:
+        named = "; ".join(
+            f"{f.email} (project {f.project}; {', '.join(f.steps)})"
+            for f in planned.foreign_identities
+        )
+        projects = " ".join(
+            f"--allow-identity-project {p}"
+            for p in sorted({f.project for f in planned.foreign_identities})
+        )
+        click.echo(
+            f"zt-pipelines: held back: {_count_identities(len(planned.foreign_identities))} "
+            f"of another project than {opts['project']} (whoever administers that project "
+            f"can become them): {named}. Nothing is provisioned for them (no account, grant "
+            f"or actAs). After review, allow with {projects} (or ZT_ALLOW_IDENTITY_PROJECT, or "
+            "identities.allowedProjects in the policy file).",
+            err=True,
         )
     if not opts["pipeline_root"] and not any(
         not w.declared and w.resource.name.startswith("//storage.googleapis.com/")
@@ -119,7 +156,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     return planned
 
 
-@click.command("plan")
+@click.command("plan", epilog=LIVE_ENVIRONMENT)
 @_options
 @click.option(
     "--format",
@@ -149,11 +186,14 @@ def plan_command(fmt: str, output: Path | None, **opts: Any) -> int:
     return REVIEW_EXIT_CODE if result.needs_review else 0
 
 
-@click.command("apply")
+@click.command("apply", epilog=LIVE_ENVIRONMENT)
 @_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
-    "--audit-log", type=click.Path(path_type=Path), help="Append an audit record to this file."
+    "--audit-log",
+    type=click.Path(path_type=Path),
+    help="Append the audit record to this file (default: $ZT_AUDIT_LOG or "
+    "~/.local/state/zt-pipelines/audit.jsonl).",
 )
 def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
     """Create the service accounts and roles TEMPLATE needs and write its bindings."""

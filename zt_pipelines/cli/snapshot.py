@@ -13,6 +13,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     pipeline_sa_option,
@@ -91,7 +92,7 @@ def _needs(
     return resources, accounts, principals, projects, persistent
 
 
-@click.command("snapshot")
+@click.command("snapshot", epilog=LIVE_ENVIRONMENT)
 @project_option()
 @location_option()
 @click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")
@@ -123,6 +124,7 @@ def command(
     """Read live IAM state (or the emulator's, with ZT_EMULATOR_HOST) into a snapshot file."""
     from zt_pipelines.gcp import fetch_snapshot
     from zt_pipelines.policy.snapshot_file import dump_snapshot, seal
+    from zt_pipelines.policy.wording import plural
 
     require_writable(output)
     normalize_resource(f"projects/{project}", where="--project")  # a valid project id
@@ -159,8 +161,9 @@ def command(
         text = dump_yaml([data])
     write_output(output, text)
     click.echo(
-        f"wrote {output}: {len(snap.nodes)} nodes, {len(snap.roles)} roles, "
-        f"{len(snap.service_accounts)} service accounts, {len(snap.unreadable)} unreadable",
+        f"wrote {output}: {plural(len(snap.nodes), 'node')}, {plural(len(snap.roles), 'role')}, "
+        f"{plural(len(snap.service_accounts), 'service account')}, "
+        f"{len(snap.unreadable)} unreadable",
         err=True,
     )
     return 0

@@ -161,6 +161,10 @@ class FaultPlan:
             self._fired.clear()
             self._rngs.clear()
 
+    def __bool__(self) -> bool:
+        """Whether any fault is in force."""
+        return bool(self._faults)
+
     def draw(self, method: str) -> Fault | None:
         """The fault that fires for this call of ``method``, if any (first match wins)."""
         with self._lock:

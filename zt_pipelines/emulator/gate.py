@@ -93,11 +93,11 @@ class Gate:
         run: Callable[[], Any],
         batched: bool,
     ) -> Outcome:
-        if not batched:
-            self._wait(self.latency_ms)
-        fault = self.faults.draw(method)
-        if fault is not None:
-            self._wait(fault.delay_ms)
+        # the call is answered on arrival and its answer held for the latency (and a delay
+        # fault's time): a network's round trip, as the client sees it. Holding the call
+        # first instead would wake every held call at once and answer them one by one: a
+        # queue at the end of each wave that Google's servers do not have.
+        fault = self.faults.draw(method) if self.faults else None
         outcome: Outcome
         if fault is not None and fault.reset:
             outcome, status = Outcome(reset=True), "RESET"
@@ -115,6 +115,7 @@ class Gate:
                 _LOG.exception("emulator error in %s", method)
                 error = EmulatorError("INTERNAL", f"emulator error in {method}: {exc!r}")
                 outcome, status = Outcome(error=error), "INTERNAL"
+        self._wait((0 if batched else self.latency_ms) + (fault.delay_ms if fault else 0))
         self.log.append(
             RequestRecord(
                 api=api,

@@ -8,6 +8,7 @@ shared latency/fault/log gate and turns errors into real gRPC status codes.
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -49,12 +50,19 @@ def _serializer(kind: Any) -> Callable[[Any], bytes]:
 
 def caller_from_metadata(context: grpc.ServicerContext) -> str | None:
     """The caller named by the ``authorization`` metadata, if any."""
-    from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
-
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
-            return caller_from_authorization(str(value))
+            return _caller(str(value))
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _caller(header: str) -> str | None:
+    """:func:`caller_from_authorization`, remembered (a client sends the same token on
+    every call)."""
+    from zt_pipelines.gcp.emulator_tokens import caller_from_authorization
+
+    return caller_from_authorization(header)
 
 
 def build_handlers(
@@ -62,10 +70,11 @@ def build_handlers(
 ) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for every served method, grouped by service."""
     from zt_pipelines.emulator.logging_api import METHODS as LOGGING_METHODS
+    from zt_pipelines.emulator.pam_api import METHODS as PAM_METHODS
     from zt_pipelines.emulator.segmentation_api import METHODS as SEGMENTATION_METHODS
 
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for method in (*METHODS, *SEGMENTATION_METHODS, *LOGGING_METHODS):
+    for method in (*METHODS, *SEGMENTATION_METHODS, *LOGGING_METHODS, *PAM_METHODS):
         by_service.setdefault(method.service, {})[method.name] = (
             grpc.unary_unary_rpc_method_handler(
                 _wrap(method, world, gate, reset_peer),
@@ -220,20 +229,23 @@ def create_service_account(world: World, request: Any, caller: str | None) -> An
 def list_service_account_keys(world: World, request: Any, caller: str | None) -> Any:
     """ListServiceAccountKeys: the user-managed keys the snapshot records."""
     sa = _sa_existing(world, request.name, caller, "iam.serviceAccountKeys.list")
-    user_managed = iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED
-    system = iam_admin_v1.ListServiceAccountKeysRequest.KeyType.SYSTEM_MANAGED
-    wanted = set(request.key_types) or {user_managed, system}
+    wanted = set(request.key_types) or {_USER_MANAGED, _SYSTEM_MANAGED}
     keys = []
-    if user_managed in wanted:
-        key_type = iam_admin_v1.ServiceAccountKey.pb()
+    if _USER_MANAGED in wanted:
         for key_id in sa.user_managed_keys:
             keys.append(
-                key_type(
+                _KEY(
                     name=f"projects/{sa.project_id}/serviceAccounts/{sa.email}/keys/{key_id}",
-                    key_type=int(user_managed),
+                    key_type=_USER_MANAGED,
                 )
             )
-    return iam_admin_v1.ListServiceAccountKeysResponse.pb()(keys=keys)
+    return _KEYS(keys=keys)
+
+
+_USER_MANAGED = int(iam_admin_v1.ListServiceAccountKeysRequest.KeyType.USER_MANAGED)
+_SYSTEM_MANAGED = int(iam_admin_v1.ListServiceAccountKeysRequest.KeyType.SYSTEM_MANAGED)
+_KEY = iam_admin_v1.ServiceAccountKey.pb()
+_KEYS = iam_admin_v1.ListServiceAccountKeysResponse.pb()
 
 
 _STAGES: dict[str, Any] = {
@@ -775,7 +787,7 @@ METHODS: tuple[GrpcMethod, ...] = (
     GrpcMethod(
         _IAM,
         "ListServiceAccountKeys",
-        t.ListServiceAccountKeysRequest,
+        t.ListServiceAccountKeysRequest.pb(),  # raw: a key list is asked once per identity
         t.ListServiceAccountKeysResponse,
         _name,
         False,

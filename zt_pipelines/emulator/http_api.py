@@ -323,6 +323,46 @@ def hmac_key_list(world: World, req: Request) -> tuple[int, Body]:
     return 200, body
 
 
+def api_key_list(world: World, req: Request) -> tuple[int, Body]:
+    """apikeys.keys.list (v2): the project's API keys — the snapshot's ``apiKeys`` of its
+    service accounts, each bound to its account (``serviceAccountEmail``) — paginated."""
+    ref = req.segments["project"]
+    if req.segments["location"] != "global":
+        raise EmulatorError("INVALID_ARGUMENT", "API keys live in location global")
+    project = world.project_id(ref)
+    world.authorize(req.caller, "apikeys.keys.list", CRM + "projects/" + (project or ref))
+    if project is None:
+        raise EmulatorError("NOT_FOUND", f"project {ref} not found")
+    with world.lock:
+        found = sorted(
+            (sa.email, uid)
+            for sa in world.service_accounts.values()
+            if sa.project_id == project
+            for uid in sa.api_keys
+        )
+    items, token = page(
+        found, int(req.query.get("pageSize", "0") or 0), req.query.get("pageToken", ""), 300
+    )
+    number = world.project_number(project)
+    body: dict[str, Any] = {
+        "keys": [
+            {
+                "name": f"projects/{number}/locations/global/keys/{uid}",
+                "uid": uid,
+                "displayName": f"bound to {email}",
+                "createTime": "2026-01-01T00:00:00Z",
+                "updateTime": "2026-01-01T00:00:00Z",
+                "serviceAccountEmail": email,
+                "etag": f'W/"{uid}"',
+            }
+            for email, uid in items
+        ]
+    }
+    if token:
+        body["nextPageToken"] = token
+    return 200, body
+
+
 # -- Vertex AI -----------------------------------------------------------------------------------
 
 
@@ -922,6 +962,14 @@ ROUTES: tuple[Route, ...] = (
         False,
         hmac_key_list,
     ),
+    _route(
+        "GET",
+        rf"^/v2/projects/{_P}/locations/{_L}/keys",
+        "apikeys",
+        "apikeys.keys.list",
+        False,
+        api_key_list,
+    ),
     _route("GET", _B + "/o", "storage", "storage.objects.list", False, object_list, _t_bucket),
     _route("GET", _B + "/o/(?P<object>.+)", "storage", "storage.objects.get", False, object_get),
     _route(
@@ -1234,7 +1282,6 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             why = "not a multipart/mixed batch" if calls is None else "more than 100 calls"
             self._send_error(EmulatorError("INVALID_ARGUMENT", f"batch request: {why}"))
             return
-        self.gate.round_trip()
         boundary = "batch_" + uuid.uuid4().hex
         out: list[bytes] = []
         for content_id, (verb, target, own_headers, own_body) in calls:
@@ -1249,6 +1296,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
                 verb, split.path, pairs, merged, own_body, caller, api="storage", batched=True
             )
             if answer is None:  # a reset fault drops the whole connection, as it would
+                self.gate.round_trip()
                 self._reset()
                 return
             status, data, content_type = answer
@@ -1262,6 +1310,7 @@ class EmulatorHttpHandler(BaseHTTPRequestHandler):
             )
             out += [head.encode(), data, b"\r\n"]
         out.append(f"--{boundary}--\r\n".encode())
+        self.gate.round_trip()  # answered on arrival, held for one round trip (as Gate.call)
         self._send(200, b"".join(out), f"multipart/mixed; boundary={boundary}")
 
     def _artifact_registry(self, verb: str, path: str, region: str, caller: str | None) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import InputError
+from zt_pipelines.gcp.apikeys import ApiKeysAdapter
 from zt_pipelines.gcp.asset import AssetAdapter
 from zt_pipelines.gcp.bigquery import BigQueryAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
@@ -26,6 +27,7 @@ from zt_pipelines.gcp.deny import DenyAdapter
 from zt_pipelines.gcp.fetch import DEFAULT_SEARCH_BATCH, STRATEGIES, FetchPlan, Progress
 from zt_pipelines.gcp.iam_admin import IamAdminAdapter
 from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.gcp.pam import PamAdapter
 from zt_pipelines.gcp.progress import current as current_progress
 from zt_pipelines.gcp.resourcemanager import ResourceManagerAdapter
 from zt_pipelines.gcp.retry import RetryPolicy
@@ -70,6 +72,8 @@ def build_adapters(
         deny=DenyAdapter(factory, policy, **kw),
         search=AssetAdapter(factory, policy, **kw),
         troubleshooter=TroubleshooterAdapter(factory, policy, **kw),
+        apikeys=ApiKeysAdapter(factory, policy, **kw),
+        pam=PamAdapter(factory, policy, **kw),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import threading
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -12,6 +12,7 @@ from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy, to_api_error
 
 T = TypeVar("T")
+_LOG = logging.getLogger("zt_pipelines.gcp")
 
 
 class Started(Generic[T]):
@@ -58,18 +59,18 @@ def _google_error(exc: BaseException) -> BaseException:
     return exc
 
 
-_CLIENT_INFO: list[tuple[str, str]] = []
-_CLIENT_INFO_LOCK = threading.Lock()
+@functools.cache
+def _client_info_header() -> tuple[str, str]:
+    """The ``x-goog-api-client`` header a gapic method sends (computed once)."""
+    from google.api_core.gapic_v1.client_info import ClientInfo
+
+    header: tuple[str, str] = ClientInfo().to_grpc_metadata()  # type: ignore[no-untyped-call]
+    return header
 
 
 def _client_info_metadata() -> list[tuple[str, str]]:
-    """The ``x-goog-api-client`` header a gapic method sends (computed once)."""
-    with _CLIENT_INFO_LOCK:
-        if not _CLIENT_INFO:
-            from google.api_core.gapic_v1.client_info import ClientInfo
-
-            _CLIENT_INFO.append(ClientInfo().to_grpc_metadata())  # type: ignore[no-untyped-call]
-        return list(_CLIENT_INFO)
+    """The metadata of a gapic call without routing headers: the client-info header."""
+    return [_client_info_header()]
 
 
 class Adapter:
@@ -139,10 +140,13 @@ class Adapter:
         if channel is None or not hasattr(channel, "unary_unary"):
             return None
         stub = self.factory.stub(channel, path, response)
-        metadata = _client_info_metadata()
-        if routing:
-            metadata.append(_routing_metadata(routing))
+        metadata = (
+            (_client_info_header(), _routing_metadata(routing))
+            if routing
+            else (_client_info_header(),)
+        )
         future = stub.future(request, timeout=self.timeout, metadata=metadata)
+        _LOG.debug("call %s %s", what, target)  # as RetryPolicy.call logs a blocking read (-vv)
         return Started(future, convert, what=what, target=target)
 
 

@@ -194,28 +194,40 @@ class DiskCache:
 
     def get(self, kind: str, key: str) -> Any:
         """The fresh value stored under ``(kind, key)``, or ``None`` (also when the entry could
-        have been written by someone else)."""
+        have been written by someone else). Each lookup is logged at INFO (``-v``): a hit, or
+        a miss and why."""
+        value, miss = self._lookup(kind, key)
+        if miss:
+            _LOG.info("cache miss (%s): %s %s", miss, kind, key)
+        else:
+            _LOG.info("cache hit: %s %s", kind, key)
+        return value
+
+    def _lookup(self, kind: str, key: str) -> tuple[Any, str]:
+        """``(value, "")`` for a fresh entry of ours, else ``(None, why not)``."""
         secret = self._key()
         if secret is None:
-            return None
+            return None, "cache off"
         path = self._path(kind, key)
         if not self._trusted(path):
-            return None
+            return None, "entry not private to this user" if path.exists() else "not cached"
         try:
             with open(path, encoding="utf-8") as fh:
                 entry = json.load(fh)
+        except FileNotFoundError:
+            return None, "not cached"
         except (OSError, ValueError, RecursionError):
-            return None
+            return None, "unreadable entry"
         if not isinstance(entry, dict) or entry.get("key") != key:
-            return None
+            return None, "unreadable entry"
         stored, value, mac = entry.get("stored"), entry.get("value"), entry.get("mac")
         if not isinstance(mac, str) or not hmac.compare_digest(
             mac, self._mac(secret, kind, key, stored, value)
         ):
-            return None  # not written by us (or edited since): never evidence
+            return None, "not written by us"  # or edited since: never evidence
         if not isinstance(stored, int | float) or not 0 <= self.clock() - stored <= self.ttl:
-            return None
-        return value
+            return None, "expired"
+        return value, ""
 
     def put(self, kind: str, key: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable); failures to write are ignored (it is a cache)."""

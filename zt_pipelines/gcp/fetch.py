@@ -47,7 +47,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, PAM, STORAGE
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -435,6 +435,25 @@ class FetchPlan:
                 ),
             )
         self._deny(name)
+        self._entitlements(name)
+
+    def _entitlements(self, node: str) -> None:
+        """The node's Privileged Access Manager entitlements (eligibility to roles on
+        request): one listing per hierarchy node, beside its deny listing."""
+
+        def list_entitlements() -> None:
+            reader = self.a.pam
+            if reader is None:
+                raise ApiError(
+                    "no Privileged Access Manager reader",
+                    where=PAM + node.removeprefix(CRM) + "/locations/global",
+                    code="UNIMPLEMENTED",
+                )
+            found = reader.list_entitlements(node)
+            with self._lock:
+                self.s.entitlements[node] = found
+
+        self._submit(("privilegedaccessmanager.entitlements.list", node), list_entitlements)
 
     def _deny(self, point: str) -> None:
         def list_deny() -> None:
@@ -507,7 +526,13 @@ class FetchPlan:
             # fresh nodes decide completeness (the assembly); cached hints only add sets to
             # ask now rather than a round trip later (a wrong hint costs a wasted value)
             nodes = {**self._hints, **self.s.nodes} if self._hints else self.s.nodes
-            sets = {one for email in self.principals for one in containing_sets(email, nodes) or ()}
+            # an account's sets depend only on its project: worked out once per project
+            by_project: dict[str | None, tuple[str, ...] | None] = {}
+            for email in self.principals:
+                project = sa_project(email)
+                if project not in by_project:
+                    by_project[project] = containing_sets(email, nodes)
+            sets = {one for found in by_project.values() for one in found or ()}
             todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
             self._asked.update((root, v) for v in todo)
         batch = self.search_batch
@@ -646,6 +671,7 @@ class FetchPlan:
         name = f"{IAM}projects/{project or '-'}/serviceAccounts/{email}"
         if project:
             self._hmac_keys(project)
+            self._api_keys(project)
 
             def list_accounts() -> None:
                 accounts = self.a.iam.list_service_accounts(project)
@@ -663,6 +689,7 @@ class FetchPlan:
                     self.s.accounts[sa.email.lower()] = sa
                 if sa.project_id:  # its HMAC keys live in the project the account names
                     self._hmac_keys(sa.project_id)
+                    self._api_keys(sa.project_id)
 
             self._submit(("serviceAccounts.get", email), get_account)
         if self.inventory:
@@ -680,6 +707,24 @@ class FetchPlan:
 
         self._submit(("storage.hmacKeys.list", project), list_keys)
 
+    def _api_keys(self, project: str) -> None:
+        """The project's API keys bound to service accounts: one listing per project, in the
+        same wave as the account listing (both strategies)."""
+
+        def list_keys() -> None:
+            reader = self.a.apikeys
+            if reader is None:
+                raise ApiError(
+                    "no API keys reader",
+                    where=f"{APIKEYS}projects/{project}/locations/global/keys",
+                    code="UNIMPLEMENTED",
+                )
+            found = reader.list_bound_keys(project)
+            with self._lock:
+                self.s.apikeys[project] = found
+
+        self._submit(("apikeys.keys.list", project), list_keys)
+
     def _account_reads(self, email: str, name: str, project: str | None) -> None:
         """Direct strategy: the account's user-managed keys and its allow policy (one pair per
         identity, the bulk of a check: issued without a thread each)."""
@@ -688,12 +733,6 @@ class FetchPlan:
             with self._lock:
                 self.s.keys[email] = found
 
-        def policy(got: AllowPolicy) -> None:
-            with self._lock:
-                parent = CRM + "projects/" + project if project else None
-                self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
-            self._store_policy(name, got)
-
         iam = self.a.iam
         self._submit_started(
             ("serviceAccountKeys.list", email),
@@ -701,6 +740,32 @@ class FetchPlan:
             keys,
             lambda again: keys(_retried(iam, again).list_user_managed_keys(email)),
         )
+        self._account_policy(email, name, project, 0)
+
+    def _account_policy(self, email: str, name: str, project: str | None, depth: int) -> None:
+        """An account's allow policy. Another user-managed service account named in it may run
+        as the account: its own policy (and its project's ancestry) is read too, so that who can
+        become *it* is known (followed to the depth the inbound check follows)."""
+
+        def policy(got: AllowPolicy) -> None:
+            with self._lock:
+                parent = CRM + "projects/" + project if project else None
+                self.s.nodes[name] = Node(name, "serviceAccount", parent=parent)
+            self._store_policy(name, got)
+            if depth >= _UPSTREAM_DEPTH:
+                return
+            for binding in got.bindings:
+                for member in binding.members:
+                    other = _user_managed_account(member)
+                    if other is None or other == email:
+                        continue
+                    home = sa_project(other)
+                    if home:
+                        self._project(home)  # its project's grants reach it too (deduplicated)
+                    node = f"{IAM}projects/{home or '-'}/serviceAccounts/{other}"
+                    self._account_policy(other, node, home, depth + 1)
+
+        iam = self.a.iam
         self._submit_started(
             ("serviceAccounts.getIamPolicy", email),
             lambda: _start(iam, "start_service_account_policy", email),
@@ -831,6 +896,21 @@ def _raise_unsupported(name: str) -> None:
         code="UNIMPLEMENTED",
         fix="check this resource with a snapshot file",
     )
+
+
+#: how many accounts deep the policies of accounts that may run as an identity are read
+_UPSTREAM_DEPTH = 6
+
+
+def _user_managed_account(member: str) -> str | None:
+    """The email of a user-managed service account member (``None`` for anything else: people,
+    groups, Google's service agents, GKE Kubernetes service accounts)."""
+    kind, _, email = member.partition(":")
+    email = email.lower()
+    domain = email.partition("@")[2]
+    if kind != "serviceAccount" or not domain.endswith(".iam.gserviceaccount.com"):
+        return None
+    return None if domain.startswith("gcp-sa-") else email
 
 
 def _raise_unknown_parent(name: str) -> None:

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from zt_pipelines.policy.snapshot import AllowPolicy, DenyPolicy, Node, Role, ServiceAccount
+from zt_pipelines.policy.snapshot import (
+    AllowPolicy,
+    DenyPolicy,
+    Entitlement,
+    Node,
+    Role,
+    ServiceAccount,
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,24 @@ class StorageReader(Protocol):
         ...
 
 
+class ApiKeysReader(Protocol):
+    """API Keys (v2): keys bound to a service account."""
+
+    def list_bound_keys(self, project: str) -> dict[str, tuple[str, ...]]:
+        """Service-account email (lower case) → uids of the API keys of ``project`` bound to
+        it (``serviceAccountEmail``; deleted keys excluded; all pages)."""
+        ...
+
+
+class PamReader(Protocol):
+    """Privileged Access Manager: who may request which roles on a node."""
+
+    def list_entitlements(self, node: str) -> list[Entitlement]:
+        """Every entitlement on ``node`` (an organisation, folder or project full resource
+        name; location ``global``; all pages)."""
+        ...
+
+
 class BigQueryReader(Protocol):
     """BigQuery datasets (access entries) and tables (IAM)."""
 
@@ -190,6 +215,10 @@ class Adapters:
     deny: DenyReader
     search: PolicySearcher
     troubleshooter: AccessTroubleshooter | None = None
+    #: API keys bound to service accounts; ``None``: not readable (every listing unreadable)
+    apikeys: ApiKeysReader | None = None
+    #: Privileged Access Manager; ``None``: not readable (every listing unreadable)
+    pam: PamReader | None = None
 
 
 # Every permission live mode exercises on the resources it reads: the role to give the identity
@@ -213,6 +242,8 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "storage.buckets.get",
         "storage.buckets.getIamPolicy",
         "storage.hmacKeys.list",
+        "apikeys.keys.list",
+        "privilegedaccessmanager.entitlements.list",
         "bigquery.datasets.get",
         "bigquery.tables.getIamPolicy",
         "cloudasset.assets.searchAllIamPolicies",
@@ -235,12 +266,14 @@ __all__: Sequence[str] = (
     "READ_PERMISSIONS",
     "AccessTroubleshooter",
     "Adapters",
+    "ApiKeysReader",
     "BigQueryReader",
     "DenyPolicyRef",
     "DenyReader",
     "HierarchyReader",
     "IamAdminReader",
     "KeyHit",
+    "PamReader",
     "PolicySearchHit",
     "PolicySearcher",
     "StorageReader",

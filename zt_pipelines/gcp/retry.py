@@ -205,7 +205,7 @@ class RetryPolicy:
                 type(exc).__name__ if exc else "?",
             )
 
-        _LOG.debug("%s %s", what, target)
+        _LOG.debug("call %s %s", what, target)
         try:
             return self.retrying().copy(before_sleep=log_retry)(fn)
         except ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -14,6 +15,7 @@ from zt_pipelines.resources import STORAGE
 
 #: Google's bound on the calls in one batch request of the JSON API
 BATCH_LIMIT = 100
+_LOG = logging.getLogger("zt_pipelines.gcp")
 
 
 def _project_number(meta: Any) -> str:
@@ -161,6 +163,7 @@ class StorageBatch:
             if len(self._parts) >= BATCH_LIMIT:
                 raise ValueError(f"a storage batch holds at most {BATCH_LIMIT} calls")
             self._parts.append((path, query, future))
+        _LOG.debug("call %s %s (in a batch request)", what, STORAGE + bucket)
         return Started(
             future, lambda response: convert(_answer(response)), what=what, target=STORAGE + bucket
         )
@@ -194,6 +197,7 @@ class StorageBatch:
             parts, self._parts = self._parts, []
         if not parts:
             return
+        _LOG.debug("storage batch request: %d calls", len(parts))
         try:
             responses = self._exchange(parts)
         except BaseException as exc:  # every part must settle, whatever happened

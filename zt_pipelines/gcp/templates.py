@@ -13,6 +13,7 @@ nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ MAX_TEMPLATE_BYTES = LIMITS["template"].max_bytes
 """A template larger than this is refused while it is read, before it is parsed (the strict
 loader's template limit; a compiled pipeline of thousands of tasks is a few MB)."""
 TIMEOUT_S = 60.0
+_LOG = logging.getLogger("zt_pipelines.gcp")
 
 
 TemplateFetchError = TemplateError
@@ -173,6 +175,7 @@ def _fetch_gcs(uri: str, credentials: Any, project: str | None, host: str | None
         raise TemplateFetchError("not gs://BUCKET/OBJECT", where=uri)
     creds = resolve_credentials(credentials, emulator_host=host)
     factory = ClientFactory(creds, emulator_host=host or "", project=project)  # "": Google
+    _LOG.debug("call storage.objects.get %s", uri)
     try:
         blob = factory.storage().bucket(bucket).blob(name)
         # one byte past the limit is enough to know it is too large (_decode refuses it)
@@ -226,6 +229,7 @@ def _token(credentials: Any, where: str) -> str | None:
 
 def _get(url: str, *, headers: dict[str, str], where: str | None = None) -> bytes:
     where = where or url
+    _LOG.debug("call templates.download %s", where)
     req = urllib_request.Request(url, headers=headers)
     try:
         with urllib_request.urlopen(req, timeout=TIMEOUT_S) as response:

@@ -28,6 +28,7 @@ from zt_pipelines.model import Need, StepIdentity
 from zt_pipelines.policy.engine import Evaluator
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import ResourceRef
 
 #: the note code that carries an identity's posture in a drift record (evidence kind "posture")
@@ -305,9 +306,10 @@ def evaluate_drift(
             Finding(
                 POSTURE_CODE,
                 _N,
-                f"posture of {posture.identity}: {len(posture.grants)} grant(s), "
-                f"{len(posture.keys)} key(s), {len(posture.deny)} deny policy(ies), "
-                f"{len(posture.can_act_as)} impersonation target(s)",
+                f"posture of {posture.identity}: {plural(len(posture.grants), 'grant')}, "
+                f"{plural(len(posture.keys), 'key')}, "
+                f"{plural(len(posture.deny), 'deny policy', 'deny policies')}, "
+                f"{plural(len(posture.can_act_as), 'impersonation target')}",
                 principal=f"serviceAccount:{posture.identity}",
                 evidence=posture.evidence(),
             )

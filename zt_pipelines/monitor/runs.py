@@ -28,6 +28,7 @@ from zt_pipelines.monitor.expect import (
 )
 from zt_pipelines.monitor.model import ObservedJob, ObservedRun, ObservedTask
 from zt_pipelines.policy.report import Finding, Report, Severity, sort_findings
+from zt_pipelines.policy.wording import noun, plural
 
 #: the last part of an audit action that approves a run (``submit``, ``cli-submit`` ...);
 #: ``verify`` decisions approve nothing, post-run records are results, not approvals.
@@ -97,7 +98,8 @@ def approvals_for(
         return (exact or scheduled)[-1], ""
     if same_spec:
         ids = sorted({str(r.get("job_id", "")) for r in same_spec})
-        return None, f"the spec was approved for job(s) {', '.join(ids)}, not for {job_id}"
+        jobs = f"{noun(len(ids), 'job')} {', '.join(ids)}"
+        return None, f"the spec was approved for {jobs}, not for {job_id}"
     refused = [r for r in records if r.get("spec_sha256") == sha256 and not approving(r)]
     if refused:
         return None, "the only audit records for this spec are not approvals (refused or verify)"
@@ -309,7 +311,8 @@ def _compare(
                 )
     if spec_ok:
         notes.append(
-            f"{checked} task(s) that ran were compared with the approved spec "
+            f"{plural(checked, 'task')} that ran {'was' if checked == 1 else 'were'} compared with "
+            "the approved spec "
             f"(approval seq {approval.get('seq', '?')}, {approval.get('time', '?')})"
         )
     out.extend(_runtime(run, approval, notes))
@@ -458,8 +461,9 @@ def _check_task(
                 Finding(
                     "ZT606",
                     _E,
-                    f"{where} ran image(s) {', '.join(job.images) or '(none)'}, approved: "
-                    f"{', '.join(exp.images) or '(none)'}",
+                    f"{where} ran {noun(len(job.images), 'image')} "
+                    f"{', '.join(job.images) or '(none)'}, "
+                    f"approved: {', '.join(exp.images) or '(none)'}",
                     step=task.path,
                     resource=job.name,
                 )

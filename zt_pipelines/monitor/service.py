@@ -20,6 +20,7 @@ from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.monitor.runs import RunVerdict, approving, evaluate_run
+from zt_pipelines.policy.wording import plural
 
 POST_RUN_ACTION = "verify-run"
 
@@ -174,7 +175,7 @@ def post_run_decision(verdict: RunVerdict, *, submitter: str) -> Decision:
     elif verdict.verified:
         reason = f"not complete: the run is {run.state or 'in an unknown state'}; it matches so far"
     else:
-        reason = f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+        reason = f"{plural(len(errors), 'error')}: {', '.join(sorted({f.code for f in errors}))}"
     return Decision(
         action=POST_RUN_ACTION,
         outcome="allowed" if complete else "refused",
@@ -443,7 +444,7 @@ def _drift_decision(verdict: Any, *, submitter: str) -> Decision:
     summary = (
         "no drift"
         if not errors
-        else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+        else f"{plural(len(errors), 'error')}: {', '.join(sorted({f.code for f in errors}))}"
     )
     return Decision(
         action=DRIFT_ACTION,
@@ -670,7 +671,7 @@ def usage(
     # Cloud Audit Logs are kept by the project that owns the resource: say what was read
     notes.insert(
         0,
-        f"Cloud Audit Logs of {len(projects)} project(s) compared: "
+        f"Cloud Audit Logs of {plural(len(projects), 'project')} compared: "
         + "; ".join(f"{p} ({', '.join(projects[p])})" for p in sorted(projects)),
     )
     if logs_from is None:
@@ -964,7 +965,7 @@ def _usage_decision(verdict: Any, project: str, *, submitter: str) -> Decision:
         reason=(
             "usage within declared needs"
             if not errors
-            else f"{len(errors)} error(s): {', '.join(sorted({f.code for f in errors}))}"
+            else f"{plural(len(errors), 'error')}: {', '.join(sorted({f.code for f in errors}))}"
         ),
     )
 
@@ -1048,7 +1049,7 @@ def monitor_once(
         results.append(verdict)
         findings.extend(_tagged(verdict.report.findings, f"job {job.job_id}"))
     if shadows.live_schedule_approvals:
-        say(f"drift of {len(shadows.live_schedule_approvals)} active schedule(s)")
+        say(f"drift of {plural(len(shadows.live_schedule_approvals), 'active schedule')}")
         drifted = drift(
             log,
             snapshot=snapshot,
@@ -1072,9 +1073,9 @@ def monitor_once(
         location=location,
         checked_at=clock().isoformat(),
         notes=(
-            f"{len(jobs)} pipeline job(s), {len(schedules)} schedule(s) listed; "
-            f"{len(shadows.to_verify)} run(s) verified, "
-            f"{len(shadows.live_schedule_approvals)} active schedule(s) checked for drift",
+            f"{plural(len(jobs), 'pipeline job')}, {plural(len(schedules), 'schedule')} listed; "
+            f"{plural(len(shadows.to_verify), 'run')} verified, "
+            f"{plural(len(shadows.live_schedule_approvals), 'active schedule')} checked for drift",
         ),
     )
     return report, results

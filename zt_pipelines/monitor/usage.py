@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, overload
 from zt_pipelines.model import Need
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import STEP_ARTIFACT_PERMISSIONS
+from zt_pipelines.policy.wording import plural
 
 _ADMIN_VERBS = re.compile(r"(IamPolicy|\.create|\.delete|\.update|\.patch|\.upload|\.deploy)$")
 #: permissions a step uses on the pipeline root's artifacts (implicit needs, as the engine has)
@@ -496,7 +497,7 @@ def evaluate_usage(
     runs = sorted({w.run for w in windows})
     notes.append(
         f"{len(accesses)} audit log entries read for {len(by_identity)} step identities over "
-        f"{len(runs)} run(s)" + (f" since {since.isoformat()}" if since else "")
+        f"{plural(len(runs), 'run')}" + (f" since {since.isoformat()}" if since else "")
     )
     report = Report(
         findings=sort_findings(findings),
@@ -513,7 +514,7 @@ def _out_of_run(access: Access) -> Finding:
         "ZT632",
         Severity.ERROR,
         f"{access.principal} used {access.permission} on {access.resource} at "
-        f"{access.time.isoformat()}, outside every approved run of its step(s): "
+        f"{access.time.isoformat()}, outside every approved run of the steps it runs: "
         "possible credential misuse",
         principal=f"serviceAccount:{access.principal}",
         resource=access.resource,

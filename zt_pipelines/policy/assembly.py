@@ -21,6 +21,7 @@ from zt_pipelines.policy.snapshot import (
     ASSET_TYPES,
     AllowPolicy,
     DenyPolicy,
+    Entitlement,
     Node,
     NodeKind,
     Role,
@@ -28,7 +29,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, STORAGE
 
 _ASSET_KINDS: dict[str, NodeKind] = {t: kind for kind, t in ASSET_TYPES.items()}
 
@@ -46,6 +47,10 @@ class Reads:
     keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # project id -> account email -> access ids of its HMAC keys (projects listed successfully)
     hmac: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # project id -> account email -> uids of the API keys bound to it (projects listed)
+    apikeys: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # hierarchy node -> its Privileged Access Manager entitlements (nodes listed)
+    entitlements: dict[str, list[Entitlement]] = field(default_factory=dict)
     listed_projects: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
@@ -120,7 +125,10 @@ def assemble(
     for email, sa in s.accounts.items():
         if email in principals or any(n.endswith("/serviceAccounts/" + email) for n in names):
             hmac = s.hmac.get(sa.project_id, {}).get(email, ())
-            accounts[email] = replace(sa, user_managed_keys=s.keys.get(email, ()), hmac_keys=hmac)
+            bound = s.apikeys.get(sa.project_id, {}).get(email, ())
+            accounts[email] = replace(
+                sa, user_managed_keys=s.keys.get(email, ()), hmac_keys=hmac, api_keys=bound
+            )
     for email in principals:  # a failed listing: the account is unknown, not absent
         project = sa_project(email)
         if project and ("serviceAccounts.list", project) in s.failed_keys:
@@ -150,6 +158,18 @@ def assemble(
                     f"the HMAC keys of {email} were not listed",
                 )
             )
+    for email, sa in accounts.items():  # bound API keys never listed: unknown, never "none"
+        if sa.project_id not in s.apikeys and not any(
+            u.what == "apikeys.keys.list" and f"/projects/{sa.project_id}/" in u.target
+            for u in unreadable
+        ):
+            unreadable.append(
+                Unreadable(
+                    f"{APIKEYS}projects/{sa.project_id}/locations/global/keys",
+                    "apikeys.keys.list",
+                    f"the API keys bound to {email} were not listed",
+                )
+            )
     complete = frozenset(
         f"serviceAccount:{email}"
         for email, roots in s.searched.items()
@@ -162,6 +182,8 @@ def assemble(
         service_accounts=accounts,
         unreadable=tuple(sorted(set(unreadable), key=lambda u: (u.target, u.what))),
         complete_bindings_for=complete,
+        entitlements=tuple(e for node in sorted(s.entitlements) for e in s.entitlements[node]),
+        live=True,
     )
 
 

@@ -201,6 +201,11 @@ class ConditionEvaluator:
         """Raise :class:`ConditionError` when ``expression`` does not parse as CEL."""
         self._program(expression)
 
+    def expressions_seen(self) -> tuple[str, ...]:
+        """Every expression this evaluator has parsed so far (each once), in no order: the
+        conditions its decisions depended on."""
+        return tuple(self._programs)
+
     def _program(self, expression: str) -> Any:
         program = self._programs.get(expression)
         if program is None:
@@ -353,6 +358,19 @@ _TIME_ACCESSORS = frozenset(
     }
 )
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
+
+
+def _iso(text: str) -> str:
+    """An RFC 3339 time as every supported Python's ``fromisoformat`` reads it: ``Z`` as
+    ``+00:00`` and the fraction as six digits (CEL allows nine; 3.10 reads only 3 or 6)."""
+    text = text.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if not dot:
+        return text
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
+
+
 _SKIP = frozenset({"expr", "conditionalor", "conditionaland", "relation", "addition"})
 _SKIP |= {"multiplication", "unary", "member", "primary", "paren_expr"}
 
@@ -510,7 +528,7 @@ class _Walk:
             if not _RFC3339.match(args[0]):
                 return _Unknown(f"timestamp({args[0]!r}) is not an RFC 3339 time")
             try:
-                parsed = datetime.fromisoformat(args[0].replace("Z", "+00:00"))
+                parsed = datetime.fromisoformat(_iso(args[0]))
             except ValueError:
                 return _Unknown(f"timestamp({args[0]!r}) is not a valid time")
             return _Time(parsed)

@@ -32,7 +32,7 @@ from zt_pipelines.policy.conditions import (
 from zt_pipelines.policy.deny import permission_matches
 from zt_pipelines.policy.findings import build_report
 from zt_pipelines.policy.members import Match, MemberMatch, MemberResolver, normalize_principal
-from zt_pipelines.policy.report import Evidence, fast_init
+from zt_pipelines.policy.report import Evidence, fast_init, new_evidence
 from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     Binding,
@@ -135,13 +135,14 @@ class _Candidate:
         ev = self._inherited if inherited else self._direct
         if ev is None:
             b = self.binding
-            ev = Evidence(
+            ev = new_evidence(
                 "binding",
-                node=node,
-                role=b.role,
-                member=self.member,
-                condition=b.condition.expression if b.condition else "",
-                detail=f"{self.match.reason}; inherited" if inherited else self.match.reason,
+                node,
+                b.role,
+                self.member,
+                b.condition.expression if b.condition else "",
+                "",
+                f"{self.match.reason}; inherited" if inherited else self.match.reason,
             )
             if inherited:
                 self._inherited = ev
@@ -214,6 +215,7 @@ class Evaluator:
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
         self._indirect_all: list[tuple[Node, str, Binding]] | None = None
+        self._parents: frozenset[str] | None = None
 
     # -- indexes -------------------------------------------------------------------------
 
@@ -274,13 +276,13 @@ class Evaluator:
         nodes = tuple(self.snapshot.ancestors(name))
         gap = ""
         if not nodes:
-            gap = f"{name} is not in the snapshot"
+            gap = f"{name} {self.snapshot.absent(name)}"
         else:
             top = nodes[-1]
             if top.parent is None and top.kind != "organization":
                 gap = f"the ancestry of {top.name} is unknown"
             elif top.parent and top.parent not in self.snapshot.nodes:
-                gap = f"{top.parent} (parent of {top.name}) is not in the snapshot"
+                gap = f"{top.parent} (parent of {top.name}) {self.snapshot.absent(top.parent)}"
             elif top.parent:  # the walk stopped at a known parent: the hierarchy loops
                 gap = f"the ancestry of {name} loops through {top.parent}"
             for n in nodes:
@@ -297,6 +299,16 @@ class Evaluator:
         got = self._above.get(name)
         if got is None:
             got = self._above[name] = tuple(n.name for n in self.chain(name)[0][1:])
+        return got
+
+    def parent_names(self) -> frozenset[str]:
+        """The names of every node that is some node's parent (memoised)."""
+        got = self._parents
+        if got is None:
+            nodes = self.snapshot.nodes
+            got = self._parents = frozenset(
+                nodes[n.parent].name for n in nodes.values() if n.parent and n.parent in nodes
+            )
         return got
 
     def bindings_for(self, principal: str) -> list[tuple[Node, Binding, MemberMatch]]:
@@ -433,7 +445,7 @@ class Evaluator:
                 principal,
                 name,
                 permission,
-                (Evidence("missing", node=name, detail="resource not in the snapshot"),),
+                (Evidence("missing", node=name, detail=f"resource {self.snapshot.absent(name)}"),),
                 (gap,),
             )
         # what could block a grant (ancestry gaps, deny doubts) vs what only fails to prove one
@@ -488,7 +500,8 @@ class Evaluator:
                 m, mm = c.member, c.match
                 if perms is None:
                     why = (
-                        f"the definition of {b.role} (bound on {node.name}) is not in the snapshot"
+                        f"the definition of {b.role} (bound on {node.name}) "
+                        f"{self.snapshot.absent(b.role)}"
                     )
                     allow_doubts.append((ev, why))
                 elif mm.match is _UNKNOWN:
@@ -544,61 +557,62 @@ class Evaluator:
         principal without a condition. Anything else is :meth:`decide`'s.
         """
         simple = not (self._deny or self._unreadable or self._unplaced)
-        principals, canons, held_at = self._principals, self._canon, self._held_at
+        principals, held_at = self._principals, self._held_at
+        # resource name -> the names of its node and ancestors, or () when decide() must
+        # answer (not in the snapshot, incomplete ancestry)
+        above: dict[str, tuple[str, ...]] = {}
         seen: dict[tuple[str, str, str | None, str], tuple[Evidence, ...] | Decision] = {}
         out: list[tuple[Evidence, ...] | Decision] = []
         for member, res, permission in questions:
+            principal = principals.get(member)  # memoised as decide() does
+            if principal is None:
+                principal = principals[member] = normalize_principal(member)
+            held = held_at.get(principal) if simple else None
+            if held is not None:
+                name = res.name
+                names = above.get(name)
+                if names is None:
+                    canon = self._canon.get(name)
+                    if canon is None:
+                        canon = self._canon[name] = self.snapshot.canonical(name)
+                    chain, gap = self.chain(canon)
+                    names = above[name] = tuple(n.name for n in chain) if not gap else ()
+                if names:
+                    # decide()'s allow pass where it can only grant: every binding that carries
+                    # the permission is plain (else decide() answers)
+                    grants: list[Evidence] = []
+                    inherited = plain = False
+                    for n in names:
+                        found = held.get(n)
+                        if found is not None:
+                            for c in found:
+                                perms = c.perms
+                                if perms is not None and permission not in perms:
+                                    continue
+                                if not c.plain:
+                                    break  # decide()'s
+                                e = c._inherited if inherited else c._direct
+                                grants.append(e if e is not None else c.evidence(n, inherited))
+                            else:
+                                inherited = True
+                                continue
+                            grants = []
+                            break
+                        inherited = True
+                    else:
+                        plain = bool(grants)
+                    if plain:
+                        if len(grants) > 1:
+                            grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
+                        out.append(tuple(grants))
+                        continue
             key = (member, res.name, res.prefix, permission)
             got = seen.get(key)
             if got is None:
-                principal = principals.get(member)  # memoised as decide() does
-                if principal is None:
-                    principal = principals[member] = normalize_principal(member)
-                held = held_at.get(principal) if simple else None
-                if held is not None:
-                    name = canons.get(res.name)
-                    if name is None:
-                        name = canons[res.name] = self.snapshot.canonical(res.name)
-                    got = self._granted(name, permission, held, principal)
-                if got is None:
-                    decision = self.decide(member, res, permission, now=now)
-                    got = decision.evidence if decision.state == "granted" else decision
-                seen[key] = got
+                decision = self.decide(member, res, permission, now=now)
+                got = seen[key] = decision.evidence if decision.state == "granted" else decision
             out.append(got)
         return out
-
-    def _granted(
-        self,
-        name: str,
-        permission: str,
-        held: dict[str, tuple[_Candidate, ...]],
-        principal: str,
-    ) -> tuple[Evidence, ...] | None:
-        """decide()'s allow pass where it can only grant: the grants' evidence, or ``None``
-        when no binding grants or one needs decide()'s care (a condition, a membership or role
-        definition not known, a custom role, an incomplete ancestry)."""
-        chain, gap = self.chain(name)
-        if gap or not chain:
-            return None
-        grants: list[Evidence] = []
-        inherited = False
-        for node in chain:
-            found = held.get(node.name)
-            if found is not None:
-                for c in found:
-                    perms = c.perms
-                    if perms is not None and permission not in perms:
-                        continue
-                    if not c.plain:
-                        return None  # decide()'s
-                    e = c._inherited if inherited else c._direct
-                    grants.append(e if e is not None else c.evidence(node.name, inherited))
-            inherited = True
-        if not grants:
-            return None
-        if len(grants) > 1:
-            grants.sort(key=lambda e: (bool(e.condition), e.member != principal))
-        return tuple(grants)
 
     def _deny_phase(
         self,

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
-from zt_pipelines.policy.gcpc_checks import gcpc_findings, key_summary, launched_identity_uses
+from zt_pipelines.policy.gcpc_checks import (
+    accounts_absent,
+    gcpc_findings,
+    key_summary,
+    launched_identity_uses,
+)
 from zt_pipelines.policy.inbound import inbound_findings
 from zt_pipelines.policy.members import Match, is_public_member
 from zt_pipelines.policy.orgpolicy import (
@@ -30,6 +35,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
+from zt_pipelines.policy.pam import pam_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -48,10 +54,15 @@ from zt_pipelines.policy.report import (
     Report,
     Severity,
     SuppressedFinding,
+    new_evidence,
+    new_finding,
+    new_grant,
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.timewindow import lapse_findings
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
@@ -103,6 +114,7 @@ def build_report(
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
+    raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     grouped = _Needs(requirements, evaluator)
     excess, excess_notes = _excess_findings(
         requirements, steps, evaluator, policy, context, grouped
@@ -116,6 +128,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += pam_findings(steps, evaluator, context, grouped.at)
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls
@@ -129,28 +142,28 @@ def build_report(
 
         used = sorted(evaluator.catalogue_used)
         notes.append(
-            f"the snapshot lacks the definition of {len(used)} predefined role(s); the shipped "
+            "the snapshot lacks the definition of "
+            f"{plural(len(used), 'predefined role')}; the shipped "
             f"catalogue's ({catalogue_info().date}) was used: "
             + ", ".join(used[:_MAX_LISTED])
             + (" …" if len(used) > _MAX_LISTED else "")
         )
-    findings = _levelled(raw, policy)
-    active, suppressed, expired = _apply_suppressions(findings, policy, now)
-    active += expired
-    granted = tuple(
-        Grant(
-            r.principal,
-            _uri(r.resource.name, r.resource.prefix),
-            r.permission,
-            r.step,
-            d,
-        )
-        for r, d in zip(requirements, decisions, strict=True)
-        if isinstance(d, tuple)  # granted: its evidence
-    )
+    suppressed: list[SuppressedFinding] = []
+    if policy.suppressions:
+        active, suppressed, expired = _apply_suppressions(_levelled(raw, policy), policy, now)
+        ordered = sort_findings(active + expired)
+    else:
+        ordered = _levelled_sorted(raw, policy)  # the same, in one pass
+    granted: list[Grant] = []
+    for r, d in zip(requirements, decisions, strict=True):
+        if isinstance(d, tuple):  # granted: its evidence
+            res = r.resource
+            # a prefixed name is the step's own: display_uri() costs less than a memo miss
+            where = _uri(res.name) if res.prefix is None else display_uri(res.name, res.prefix)
+            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
-        granted=granted,
-        findings=sort_findings(active),
+        granted=tuple(granted),
+        findings=ordered,
         suppressed=tuple(suppressed),
         pipeline=pipeline,
         project=context.project,
@@ -166,7 +179,7 @@ def build_report(
 
 def _f(code: str, message: str, **kw: object) -> Finding:
     # the strict default here; the organisation policy's severity is applied once at the end
-    return Finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
+    return new_finding(code, DEFAULT_SEVERITIES[code], message, **kw)  # type: ignore[arg-type]
 
 
 _SAME = attrgetter("code", "step", "principal", "resource", "permission", "message")
@@ -197,11 +210,64 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
         if level is None:
             level = severity[f.code] = policy.severity(f.code)
         if level is not f.severity:
-            f = Finding(
+            f = new_finding(
                 f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
             )
         out.append(f)
     return out
+
+
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+
+
+def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ...]:
+    """``sort_findings(_levelled(raw, policy))`` without a suppression in between: one key
+    per finding, sorted, then duplicates dropped (a duplicate sorts right after the first of
+    its kind, which it follows in ``raw``: that one is kept, as :func:`_dedupe` keeps it)."""
+    rank: dict[str, tuple[int, Severity]] = {}
+    keyed = []
+    for i, f in enumerate(raw):
+        code = f.code
+        got = rank.get(code)
+        if got is None:
+            level = policy.severity(code)
+            got = rank[code] = (_ORDER[level], level)
+        keyed.append(
+            (
+                got[0],
+                code,
+                f.step or "",
+                f.principal or "",
+                f.resource or "",
+                f.permission or "",
+                f.message,
+                i,
+            )
+        )
+    keyed.sort()
+    out: list[Finding] = []
+    prev: tuple[object, ...] = ()
+    first = raw[0] if raw else None  # the first finding of the current run of equal sort keys
+    run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
+    for k in keyed:
+        f = raw[k[7]]
+        if prev and k[6] == prev[6] and k[:7] == prev[:7]:
+            # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
+            if run is None:
+                run = {_SAME(first)}
+            same = _SAME(f)
+            if same in run:
+                continue
+            run.add(same)
+        else:
+            prev, first, run = k, f, None
+        level = rank[f.code][1]
+        if level is not f.severity:
+            f = new_finding(
+                f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
+            )
+        out.append(f)
+    return tuple(out)
 
 
 # -- identities ------------------------------------------------------------------------------
@@ -296,11 +362,7 @@ def _identity_findings(
                     step=step_names,
                     principal=sa_member(sa),
                     resource=node,
-                    evidence=(
-                        Evidence(
-                            "missing", node=node, detail="not in the snapshot's service accounts"
-                        ),
-                    ),
+                    evidence=(Evidence("missing", node=node, detail=accounts_absent(ev.snapshot)),),
                 )
             )
         elif record.disabled:
@@ -314,7 +376,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys):
+        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
             out.append(
                 _f(
                     "ZT111",
@@ -329,6 +391,10 @@ def _identity_findings(
                     + tuple(
                         Evidence("identity", node=node, detail=f"HMAC key {k}")
                         for k in record.hmac_keys
+                    )
+                    + tuple(
+                        Evidence("identity", node=node, detail=f"API key {k}")
+                        for k in record.api_keys
                     ),
                 )
             )
@@ -477,24 +543,34 @@ class _Needs:
     on that node or below it (the resource and each of its ancestors)."""
 
     def __init__(self, requirements: tuple[Requirement, ...], ev: Evaluator) -> None:
-        self.of: dict[str, list[Requirement]] = defaultdict(list)
+        self.of: dict[str, list[Requirement]] = {}
         self.at: dict[str, dict[str, set[str]]] = {}
         chains: dict[str, tuple[str, ...]] = {}
+        last = None
+        mine: list[Requirement] = []
+        at: dict[str, set[str]] = {}
         for r in requirements:
-            self.of[r.principal].append(r)
+            principal = r.principal
+            if principal != last:  # a principal's requirements mostly come in a row
+                last = principal
+                got = self.of.get(principal)
+                if got is None:
+                    mine = self.of[principal] = []
+                    at = self.at[principal] = {}
+                else:
+                    mine, at = got, self.at[principal]
+            mine.append(r)
             name = r.resource.name
             names = chains.get(name)
             if names is None:
                 names = chains[name] = tuple(n.name for n in ev.chain(name)[0])
-            at = self.at.get(r.principal)
-            if at is None:
-                at = self.at[r.principal] = {}
+            permission = r.permission
             for n in names:
                 perms = at.get(n)
                 if perms is None:
-                    at[n] = {r.permission}
+                    at[n] = {permission}
                 else:
-                    perms.add(r.permission)
+                    perms.add(permission)
 
 
 # -- excess privilege ------------------------------------------------------------------------
@@ -517,7 +593,9 @@ def _beyond(
     risky_ev: tuple[Evidence, ...] = ()
     if risky:
         listed = ", ".join(risky[:_MAX_LISTED]) + (" …" if len(risky) > _MAX_LISTED else "")
-        risky_tail = f"{len(risky)} escalation-capable permission(s) it does not need: {listed}"
+        risky_tail = (
+            f"{plural(len(risky), 'escalation-capable permission')} it does not need: {listed}"
+        )
         risky_ev = tuple(
             Evidence("permission", detail=f"{p}: {escalation_reason(p)}") for p in risky[:20]
         )
@@ -529,7 +607,7 @@ def _beyond(
             if not here
             else f"{n_excess} of {len(perms)} beyond what is needed there"
         )
-        excess_tail = f"{n_excess} permission(s) beyond its needs ({scope}): {sample}"
+        excess_tail = f"{plural(n_excess, 'permission')} beyond its needs ({scope}): {sample}"
     return (
         f" ({len(perms):,} permissions)" if basic else "",
         risky_tail,
@@ -569,8 +647,8 @@ def _excess_findings(
         step = ",".join(sorted(tasks)) if tasks else None
         if principal not in complete:
             notes.append(
-                f"excess-privilege check for {principal} covers only the bindings in the "
-                "snapshot (no complete binding search for this principal)"
+                f"excess-privilege check for {principal} covers only the bindings "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
         required_at = grouped.at.get(principal, {})
         for node, held in ev.held_candidates(principal):
@@ -578,8 +656,21 @@ def _excess_findings(
             if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
-            if perms is None:
-                notes.append(f"{binding.role} on {node.name}: definition unknown, not counted")
+            if perms is None:  # it may carry anything, an escalation-capable permission too
+                out.append(
+                    Finding(
+                        "ZT212",
+                        zt212,
+                        f"{binding.role} on {_uri(node.name)} gives {principal} permissions "
+                        "that cannot be known: the role's definition is not in the IAM state "
+                        "(it may carry an escalation-capable one)",
+                        step,
+                        principal,
+                        node.name,
+                        None,
+                        (held.evidence(node.name, False),),
+                    )
+                )
                 continue
             # requirements this binding can serve: on this node or below it
             here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
@@ -606,7 +697,7 @@ def _excess_findings(
             where = _uri(name)
             if basic_tail:
                 out.append(
-                    Finding(
+                    new_finding(
                         "ZT211",
                         zt211,
                         f"{principal} holds the basic role {role} on {where}{basic_tail}",
@@ -621,7 +712,7 @@ def _excess_findings(
                 head = f"{role} on {where} gives {principal} "
                 if risky_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT212",
                             zt212,
                             head + risky_tail,
@@ -634,7 +725,7 @@ def _excess_findings(
                     )
                 if excess_tail:
                     out.append(
-                        Finding(
+                        new_finding(
                             "ZT210",
                             zt210,
                             head + excess_tail,
@@ -674,8 +765,9 @@ def _may_hold(
     what = (
         f"the basic role {binding.role}"
         if basic
-        else f"{binding.role} with {len(risky)} escalation-capable permission(s) it does not "
-        f"need: {', '.join(risky[:_MAX_LISTED])}" + (" …" if len(risky) > _MAX_LISTED else "")
+        else f"{binding.role} with {plural(len(risky), 'escalation-capable permission')} "
+        f"it does not need: {', '.join(risky[:_MAX_LISTED])}"
+        + (" …" if len(risky) > _MAX_LISTED else "")
     )
     return _f(
         "ZT219",
@@ -753,10 +845,10 @@ def _scope_findings(
             for n in where:
                 e = narrower.get(n)
                 if e is None:
-                    e = narrower[n] = Evidence("scope", detail=f"narrower scope: {n}")
+                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
                 scopes.append(e)
             out.append(
-                Finding(
+                new_finding(
                     code,
                     severity[code],
                     text,
@@ -764,7 +856,7 @@ def _scope_findings(
                     principal,
                     node,
                     permissions[0] if len(permissions) == 1 else None,
-                    (Evidence("binding", node, role, member, condition), *scopes),
+                    (new_evidence("binding", node, role, member, condition), *scopes),
                 )
             )
     return out
@@ -834,7 +926,7 @@ def _reach_findings(
                 code,
                 f"{start} can become {target} ({route}), which holds {worst.why} "
                 f"({worst.role} on {_uri(worst.node)})"
-                + (f" and {len(danger) - 1} more grant(s)" if len(danger) > 1 else "")
+                + (f" and {plural(len(danger) - 1, 'more grant')}" if len(danger) > 1 else "")
                 + many,
                 step=",".join(sorted(tasks)) or None,
                 principal=start,
@@ -888,8 +980,8 @@ def _reach_findings(
     for start in starts:
         if start not in searched:  # its grants on accounts outside the snapshot are not seen
             notes.append(
-                f"who {start} can become covers only the service-account policies in the "
-                "snapshot (no complete binding search for this principal)"
+                f"who {start} can become covers only the service-account policies "
+                f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
     missing = [
         e
@@ -898,8 +990,10 @@ def _reach_findings(
     ]
     if missing:
         notes.append(
-            f"who can become whom: the own allow policies of {len(missing)} service account(s) "
-            "are not in the snapshot, so only project/folder/organisation grants reach them: "
+            "who can become whom: the own allow policies of "
+            f"{plural(len(missing), 'service account')} "
+            + ("were not read" if ev.snapshot.live else "are not in the snapshot")
+            + ", so only project/folder/organisation grants reach them: "
             + ", ".join(sorted(missing)[:_MAX_LISTED])
             + (" …" if len(missing) > _MAX_LISTED else "")
         )
@@ -999,7 +1093,12 @@ def _unreadable_findings(ev: Evaluator) -> list[Finding]:
     return [
         _f(
             "ZT400",
-            f"{u.what} on {u.target} could not be read ({u.reason}); verification is incomplete",
+            (
+                f"{u.target} was not found ({u.what}: {u.reason}); verification is incomplete"
+                if u.reason.startswith("NOT_FOUND")
+                else f"{u.what} on {u.target} could not be read ({u.reason}); "
+                "verification is incomplete"
+            ),
             resource=u.target,
             evidence=(Evidence("unreadable", node=u.target, detail=f"{u.what}: {u.reason}"),),
         )
@@ -1144,7 +1243,8 @@ def _pasted_inputs(step: StepIdentity, sa: str) -> Finding:
     digest = getattr(step, "upstream_digest", "")
     return _f(
         "ZT102",
-        f"the step pastes input(s) {shown} unescaped into its CustomJob payload; a run-time or "
+        f"the step pastes {noun(len(step.unescaped_payload_inputs), 'input')} {shown} unescaped "
+        "into its CustomJob payload; a run-time or "
         "quoted value could rewrite the payload, down to its service account"
         + (f" (upstream {digest})" if digest else " (upstream not traced: cannot be waived)"),
         step=step.task,

@@ -26,6 +26,7 @@ from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES, OrgPolicy, policy_
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, persistent_resource_name, sa_member
 from zt_pipelines.policy.snapshot import ServiceAccount, Snapshot
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import project_resource, service_account_resource
 from zt_pipelines.spec.gcpc import LauncherKind, by_name
 
@@ -33,15 +34,26 @@ from zt_pipelines.spec.gcpc import LauncherKind, by_name
 _REGIONAL_JOBS = ("aiplatform.", "dataflow.", "dataproc.")
 
 
+def accounts_absent(snapshot: Snapshot) -> str:
+    """ZT110's evidence: where the missing account was looked for."""
+    if snapshot.live:
+        return "not found among the service accounts listed"
+    return "not in the snapshot's service accounts"
+
+
 def key_summary(record: ServiceAccount) -> str:
-    """``N user-managed key(s): K1, K2`` and/or ``M HMAC key(s): A1`` (ZT111's message)."""
+    """``N user-managed keys: K1, K2``, ``1 Cloud Storage HMAC key: A1`` and/or ``L API keys
+    bound to it: U1`` (ZT111's message)."""
     parts = []
     if record.user_managed_keys:
         keys = ", ".join(record.user_managed_keys[:8])
-        parts.append(f"{len(record.user_managed_keys)} user-managed key(s): {keys}")
+        parts.append(f"{plural(len(record.user_managed_keys), 'user-managed key')}: {keys}")
     if record.hmac_keys:
         keys = ", ".join(record.hmac_keys[:8])
-        parts.append(f"{len(record.hmac_keys)} Cloud Storage HMAC key(s): {keys}")
+        parts.append(f"{plural(len(record.hmac_keys), 'Cloud Storage HMAC key')}: {keys}")
+    if record.api_keys:
+        keys = ", ".join(record.api_keys[:8])
+        parts.append(f"{plural(len(record.api_keys), 'API key')} bound to it: {keys}")
     return " and ".join(parts)
 
 
@@ -177,9 +189,7 @@ def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> l
                 step=task,
                 principal=who,
                 resource=node,
-                evidence=(
-                    Evidence("missing", node=node, detail="not in the snapshot's service accounts"),
-                ),
+                evidence=(Evidence("missing", node=node, detail=accounts_absent(snapshot)),),
             )
         ]
     out: list[Finding] = []
@@ -194,7 +204,7 @@ def _account_findings(email: str, what: str, task: str, snapshot: Snapshot) -> l
                 evidence=(Evidence("identity", node=node, detail="disabled"),),
             )
         )
-    if record.user_managed_keys or record.hmac_keys:
+    if record.user_managed_keys or record.hmac_keys or record.api_keys:
         out.append(
             _f(
                 "ZT111",
@@ -298,8 +308,13 @@ def persistent_resource_findings(
             out.append(
                 _f(
                     "ZT121",
-                    f"persistent resource {name} is unknown (not in the snapshot, or it does "
-                    "not exist): whether it runs jobs as their own service account cannot be "
+                    f"persistent resource {name} is unknown ("
+                    + (
+                        "not found"
+                        if snapshot.live
+                        else "not in the snapshot, or it does not exist"
+                    )
+                    + "): whether it runs jobs as their own service account cannot be "
                     "verified",
                     step=step.task,
                     principal=who,

@@ -22,17 +22,20 @@ of the same pipeline (what they can become is judged by ZT216/ZT217). Everything
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
-from zt_pipelines.policy.members import is_public_member, normalize_principal
+from zt_pipelines.policy.members import is_google_account, is_public_member, normalize_principal
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.reach import EDGE_PERMISSIONS
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
-from zt_pipelines.resources import display_uri, service_account_resource
+from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
@@ -53,12 +56,77 @@ def _home(member: str) -> str | None:
     return domain.removesuffix(".iam.gserviceaccount.com")
 
 
-def _service_agent(member: str) -> bool:
-    """Google-managed service agents (``service-N@gcp-sa-*.iam.gserviceaccount.com`` ...)."""
-    email = member.partition(":")[2]
-    domain = email.partition("@")[2]
-    return member.startswith("serviceAccount:") and (
-        domain.startswith("gcp-sa-") or domain.endswith(".gcp-sa.iam.gserviceaccount.com")
+#: a Google service agent: ``service-NUMBER@gcp-sa-SERVICE.iam.gserviceaccount.com`` (also of
+#: an organisation or folder: ``service-org-NUMBER@``)
+_AGENT = re.compile(
+    r"^serviceAccount:service-(?:org-|folder-)?([0-9]+)@(gcp-sa-[a-z0-9-]+)\.iam\.gserviceaccount\.com$"
+)
+#: the Vertex AI Custom Code Service Agent: a CustomJob (hyperparameter tuning job, custom
+#: training pipeline) created without a service account runs its code as this agent
+CUSTOM_CODE_AGENT_DOMAIN = "gcp-sa-aiplatform-cc"
+#: what a deputy service agent may hold on an identity: it acts as the account for a caller
+#: the service has already checked (actAs); a key or a policy rewrite is never a deputy's
+_DEPUTY_PERMISSIONS = frozenset(
+    {
+        "iam.serviceAccounts.actAs",
+        "iam.serviceAccounts.getAccessToken",
+        "iam.serviceAccounts.getOpenIdToken",
+        "iam.serviceAccounts.implicitDelegation",
+        "iam.serviceAccounts.signBlob",
+        "iam.serviceAccounts.signJwt",
+    }
+)
+#: creating one of these without a service account runs code as the Custom Code Service Agent
+_RUNS_AS_CUSTOM_CODE_AGENT = frozenset(
+    {
+        "aiplatform.customJobs.create",
+        "aiplatform.hyperparameterTuningJobs.create",
+        "aiplatform.trainingPipelines.create",
+    }
+)
+#: how many service accounts deep "who can become the one that may run as it" is followed
+_MAX_DEPTH = 6
+
+
+def _custom_code_agent(member: str) -> str | None:
+    """The project number of a Vertex AI Custom Code Service Agent (``None``: not one)."""
+    m = _AGENT.match(member)
+    return m.group(1) if m and m.group(2) == CUSTOM_CODE_AGENT_DOMAIN else None
+
+
+def _deputy(member: str, granted: frozenset[str], numbers: frozenset[str]) -> bool:
+    """A service agent of one of the snapshot's own projects (folders, organisation) holding
+    only what a deputy needs: it acts for callers its service checked. Not the Custom Code
+    Service Agent (it runs whatever code a job creator gives it), not an agent of a project
+    the snapshot does not know (its number cannot be told from a look-alike account of a
+    project named ``gcp-sa-...``), never for keys or a policy rewrite."""
+    m = _AGENT.match(member)
+    return (
+        m is not None
+        and m.group(2) != CUSTOM_CODE_AGENT_DOMAIN
+        and m.group(1) in numbers
+        and granted <= _DEPUTY_PERMISSIONS
+    )
+
+
+def _known_numbers(ev: Evaluator) -> frozenset[str]:
+    """Project numbers (and folder / organisation ids) of the snapshot's hierarchy."""
+    out: set[str] = set()
+    for node in ev.snapshot.nodes.values():
+        if node.kind == "project" and node.project_number:
+            out.add(node.project_number)
+        elif node.kind in ("folder", "organization"):
+            out.add(node.name.rsplit("/", 1)[-1])
+    return frozenset(out)
+
+
+def _google_service_account(member: str) -> bool:
+    """A Google service account (not a GKE Kubernetes service account, which is a federated
+    workload of a pool, nor a service agent)."""
+    return (
+        member.startswith("serviceAccount:")
+        and is_google_account(member)
+        and _AGENT.match(member) is None
     )
 
 
@@ -87,104 +155,280 @@ def _identities(
     return out
 
 
+@dataclass(frozen=True)
+class _Hold:
+    """A binding member holding an impersonation or policy-rewrite permission over a service
+    account, on the account (``depth`` 0) or on a project, folder or organisation above it."""
+
+    node: str
+    depth: int
+    role: str
+    raw: str
+    member: str
+    condition: str
+    impersonate: frozenset[str]
+    administer: frozenset[str]
+    unknown: bool  # the role's definition is not known: it may carry any of them
+
+    @property
+    def beyond_act_as(self) -> bool:
+        """A token, a signature, a key or a policy rewrite: more than attaching the account."""
+        return self.unknown or bool(self.impersonate - _ACT_AS) or bool(self.administer)
+
+    @property
+    def admin(self) -> bool:
+        """Administration above the account: a basic role or a policy rewrite (a note)."""
+        return (
+            not self.unknown
+            and self.depth > 0
+            and (is_basic_role(self.role) or not self.impersonate)
+        )
+
+    def permission(self) -> str:
+        """The permission a finding names (the most telling one)."""
+        if self.unknown:
+            return "an unknown set of permissions"
+        return min((self.impersonate - _ACT_AS) or self.impersonate or self.administer)
+
+
+def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
+    """Who holds what over ``email``, and whether the account's own allow policy is missing
+    from the IAM state (then only its project's ancestry was searched)."""
+    nodes, _gap = ev.chain(service_account_resource(email))
+    missing = not nodes
+    if missing:
+        home = _home(f"serviceAccount:{email}")
+        nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+    out: list[_Hold] = []
+    for depth, node in enumerate(nodes, start=1 if missing else 0):
+        for binding in node.policy.bindings if node.policy else ():
+            perms = ev.role_permissions(binding.role)
+            unknown = perms is None
+            impersonate = perms & IMPERSONATION_PERMISSIONS if perms else frozenset()
+            administer = perms & _ADMIN_PERMISSIONS if perms else frozenset()
+            if not unknown and not impersonate and not administer:
+                continue
+            condition = binding.condition.expression if binding.condition else ""
+            for raw in binding.members:
+                member = normalize_principal(raw)
+                if member.startswith("deleted:"):
+                    continue
+                out.append(
+                    _Hold(
+                        node.name,
+                        depth,
+                        binding.role,
+                        raw,
+                        member,
+                        condition,
+                        impersonate,
+                        administer,
+                        unknown,
+                    )
+                )
+    return out, missing
+
+
+def _custom_code_creators(ev: Evaluator, number: str) -> list[str]:
+    """Who can create a job that runs as project ``number``'s Custom Code Service Agent."""
+    project = ev.snapshot.project_by_number(number)
+    if project is None:
+        return []
+    found: set[str] = set()
+    for node in ev.chain(project.name)[0]:
+        for binding in node.policy.bindings if node.policy else ():
+            perms = ev.role_permissions(binding.role)
+            if perms is None or not perms.isdisjoint(_RUNS_AS_CUSTOM_CODE_AGENT):
+                found.update(binding.members)
+    return sorted(found)
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
 def inbound_findings(
     steps: tuple[StepIdentity, ...], ev: Evaluator, ctx: CheckContext
 ) -> tuple[list[Finding], list[str]]:
     """ZT220 for every principal, other than the expected ones, that can become one of the
     pipeline's identities (see the module docstring): one finding per binding, naming every
-    identity it reaches; and a note naming the administrators above them."""
+    identity it reaches; and notes naming the administrators above them and the other service
+    accounts that may run as them.
+
+    Another service account that may run as an identity is followed: whoever can become *it*
+    (at any depth) is judged as if it held the grant on the identity itself."""
     identities = _identities(steps, ctx)
     ours = set(identities)
     pipeline = sa_member(ctx.pipeline_service_account)
-    # (code, node, role, member, condition) -> the identities it can become
-    reached: dict[tuple[str, str, str, str, str], list[str]] = {}
-    permission_of: dict[tuple[str, str, str, str, str], str] = {}
+    numbers = _known_numbers(ev)
+    # (code, node, role, member, condition, path) -> the identities it can become
+    reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
+    hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
+    holds_cache: dict[str, tuple[list[_Hold], bool]] = {}
+
+    def holds(email: str) -> tuple[list[_Hold], bool]:
+        found = holds_cache.get(email)
+        if found is None:
+            found = holds_cache[email] = _holds(ev, email)
+        return found
+
+    def record(kind: str, h: _Hold, identity: str, chain: tuple[_Hold, ...]) -> None:
+        path = " -> ".join(c.member.partition(":")[2] for c in reversed(chain))
+        key = (kind, h.node, h.role, h.raw, h.condition, path)
+        targets = reached.setdefault(key, [])
+        if identity not in targets:
+            targets.append(identity)
+        hold_of[key] = (h, chain)
+
+    # service accounts that may run as an identity: who can become them is asked next
+    upstream: deque[tuple[str, str, tuple[_Hold, ...]]] = deque()
     for identity in sorted(identities):
         allowed = identities[identity][1]
-        email = identity.partition(":")[2]
-        nodes, _gap = ev.chain(service_account_resource(email))
-        for depth, node in enumerate(nodes):
-            for binding in node.policy.bindings if node.policy else ():
-                perms = ev.role_permissions(binding.role)
-                if not perms:
+        for h in holds(identity.partition(":")[2])[0]:
+            member = h.member
+            if member == identity:
+                continue
+            # the launcher / the submitter may act as it — nothing more (keys, tokens, a policy
+            # rewrite would outlive the run); the pipeline's other identities' reach is judged
+            # by ZT216/ZT217
+            if (member in allowed or member in ours) and not h.beyond_act_as:
+                continue
+            if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
+                continue
+            if h.admin and _custom_code_agent(member) is None:
+                record("admin", h, identity, ())
+                continue
+            # actAs alone attaches the identity to what its holder creates: another Google
+            # service account (another pipeline, automation: who can become it is followed) or,
+            # with the submitter unknown, whoever may submit as the pipeline identity — named
+            # in a note; a person or an outside principal that can run as it — ZT220
+            if not h.beyond_act_as and _custom_code_agent(member) is None:
+                if _google_service_account(member):
+                    record("act-as", h, identity, ())
+                    upstream.append((member, identity, (h,)))
                     continue
-                impersonate = perms & IMPERSONATION_PERMISSIONS
-                administer = perms & _ADMIN_PERMISSIONS
-                if not impersonate and not administer:
+                if not ctx.submitter and identity == pipeline:
+                    record("act-as", h, identity, ())
                     continue
-                # on the account itself any of them is ZT220; above it, an impersonation role
-                # proper is ZT220, a basic role or a policy rewrite is administration (a note)
-                admin = depth > 0 and (is_basic_role(binding.role) or not impersonate)
-                code = "admin" if admin else "ZT220"
-                condition = binding.condition.expression if binding.condition else ""
-                beyond_act_as = bool(impersonate - _ACT_AS) or bool(administer)
-                for raw in binding.members:
-                    member = normalize_principal(raw)
-                    if member.startswith("deleted:") or member == identity:
-                        continue
-                    # the launcher / the submitter may act as it — nothing more (keys, tokens,
-                    # a policy rewrite would outlive the run); the pipeline's other identities'
-                    # reach is judged by ZT216/ZT217
-                    if (member in allowed or member in ours) and not beyond_act_as:
-                        continue
-                    if _service_agent(member):
-                        continue
-                    # actAs alone attaches the identity to what its holder creates: another
-                    # service account (another pipeline, automation) or, with the submitter
-                    # unknown, whoever may submit as the pipeline identity — named in a note;
-                    # a person or an outside principal that can run as it — ZT220
-                    kind = code
-                    if (
-                        kind == "ZT220"
-                        and not beyond_act_as
-                        and (
-                            member.startswith("serviceAccount:")
-                            or (not ctx.submitter and identity == pipeline)
-                        )
-                    ):
-                        kind = "act-as"
-                    key = (kind, node.name, binding.role, raw, condition)
-                    reached.setdefault(key, []).append(identity)
-                    permission_of[key] = min((impersonate - _ACT_AS) or impersonate or administer)
+            record("ZT220", h, identity, ())
+    seen: set[tuple[str, str]] = set()
+    while upstream:
+        account, identity, chain = upstream.popleft()
+        if (account, identity) in seen:
+            continue
+        seen.add((account, identity))
+        allowed = identities[identity][1]
+        found, missing = holds(account.partition(":")[2])
+        if missing:  # who can become it cannot be told: fail closed
+            record("unread", chain[-1], identity, chain[:-1])
+        for h in found:
+            member = h.member
+            if member in (account, identity) or member in ours or member in allowed:
+                continue  # the pipeline's own identities: their reach is ZT216/ZT217's
+            if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
+                continue
+            if h.admin and _custom_code_agent(member) is None:
+                record("admin", h, identity, chain)
+            elif _google_service_account(member) and not h.unknown:
+                if len(chain) >= _MAX_DEPTH:
+                    record("deep", h, identity, chain)
+                else:  # whatever it holds over the account, it can run as the identity
+                    record("act-as", h, identity, chain)
+                    upstream.append((member, identity, (*chain, h)))
+            else:
+                record("ZT220", h, identity, chain)
+    return _report(reached, hold_of, identities, ev, ctx)
+
+
+def _report(
+    reached: dict[tuple[str, str, str, str, str, str], list[str]],
+    hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]],
+    identities: dict[str, tuple[set[str], set[str]]],
+    ev: Evaluator,
+    ctx: CheckContext,
+) -> tuple[list[Finding], list[str]]:
     out: list[Finding] = []
-    admins: dict[str, list[str]] = {}  # node -> "member (role)" of its administrators
-    act_as: dict[str, list[str]] = {}  # identity -> the others that may run as it (actAs)
+    admins: dict[tuple[str, str], tuple[list[str], set[str]]] = {}  # -> who, identities
+    act_as: dict[tuple[str, str], list[str]] = {}  # (identity, path) -> who may run as it
     for key, targets in sorted(reached.items()):
-        code, where, role, member, condition = key
+        code, where, role, member, condition, path = key
+        h, chain = hold_of[key]
+        names = _listed([t.partition(":")[2] for t in targets])
+        through = f" through {path}" if path else ""
         if code == "admin":
-            admins.setdefault(where, []).append(f"{member} ({role})")
+            who_, over = admins.setdefault((where, path), ([], set()))
+            who_.append(f"{member} ({role})")
+            over.update(targets)
             continue
         if code == "act-as":
             for target in targets:
-                act_as.setdefault(target, []).append(member)
+                act_as.setdefault((target, path), []).append(member)
             continue
         tasks = sorted({t for target in targets for t in identities[target][0]})
-        names = ", ".join(t.partition(":")[2] for t in targets[:_MAX_LISTED]) + (
-            f" and {len(targets) - _MAX_LISTED} more" if len(targets) > _MAX_LISTED else ""
-        )
         who = "anyone" if is_public_member(member) else member
         when = " (when its condition holds)" if condition else ""
+        if code == "unread":
+            message = (
+                f"{h.member} may run as {names}{through}, and who can become it is not known: "
+                f"its allow policy is not in the IAM state (read it, or remove its grant)"
+            )
+            member, where, role = h.member, h.node, h.role
+        elif code == "deep":
+            message = (
+                f"{who} can become {names}{through}: a chain of more than {_MAX_DEPTH} service "
+                f"accounts, not followed further"
+            )
+        else:
+            number = _custom_code_agent(normalize_principal(member))
+            message = (
+                f"{who} can become {names}{through}: it holds {h.permission()} through {role} "
+                f"on {display_uri(where)}{when}"
+            )
+            if h.unknown:
+                message += " (the role's definition is not known: it may carry any of them)"
+            if number is not None:
+                creators = _custom_code_creators(ev, number)
+                message += (
+                    "; it is the Vertex AI Custom Code Service Agent: whoever can create a "
+                    f"CustomJob without a service account in project {number} runs code as it"
+                    + (f" ({_listed(creators)})" if creators else "")
+                )
         out.append(
             Finding(
-                code,
-                DEFAULT_SEVERITIES[code],
-                f"{who} can become {names}: it holds {permission_of[key]} through {role} on "
-                f"{display_uri(where)}{when}",
+                "ZT220",
+                DEFAULT_SEVERITIES["ZT220"],
+                message,
                 step=",".join(tasks) or None,
                 principal=member,
                 resource=where,
-                permission=permission_of[key],
+                permission=h.permission() if code not in ("unread", "deep") else None,
                 evidence=(
                     Evidence("binding", node=where, role=role, member=member, condition=condition),
+                    *(
+                        Evidence(
+                            "binding",
+                            node=c.node,
+                            role=c.role,
+                            member=c.raw,
+                            condition=c.condition,
+                        )
+                        for c in reversed(chain if code != "unread" else chain[:-1])
+                    ),
                     *(Evidence("identity", detail=t) for t in targets[:20]),
                 ),
             )
         )
     notes = [
-        f"administrators of {display_uri(where)} can become the pipeline's identities below it "
-        f"(a basic role or a policy rewrite): {', '.join(who[:_MAX_LISTED])}"
-        + (f" and {len(who) - _MAX_LISTED} more" if len(who) > _MAX_LISTED else "")
-        for where, who in sorted(admins.items())
+        (
+            f"administrators of {display_uri(where)} can become {path.split(' -> ')[0]}, which "
+            f"may run as {_listed(sorted(t.partition(':')[2] for t in over))}"
+            if path
+            else f"administrators of {display_uri(where)} can become the pipeline's identities "
+            "below it"
+        )
+        + f" (a basic role or a policy rewrite): {_listed(who)}"
+        for (where, path), (who, over) in sorted(admins.items())
     ]
     foreign = sorted(
         i.partition(":")[2]
@@ -194,14 +438,12 @@ def inbound_findings(
     if foreign:  # whoever administers their projects can become them; not under this review
         notes.append(
             f"{len(foreign)} of the pipeline's identities live in another project than "
-            f"{ctx.project} (their administrators there can become them): "
-            + ", ".join(foreign[:_MAX_LISTED])
-            + (f" and {len(foreign) - _MAX_LISTED} more" if len(foreign) > _MAX_LISTED else "")
+            f"{ctx.project} (their administrators there can become them): " + _listed(foreign)
         )
     notes += [
-        f"{', '.join(sorted(set(who))[:_MAX_LISTED])}"
-        + (f" and {len(set(who)) - _MAX_LISTED} more" if len(set(who)) > _MAX_LISTED else "")
-        + f" may run as {target.partition(':')[2]} (actAs: attach it to what they create)"
-        for target, who in sorted(act_as.items())
+        _listed(sorted(set(who)))
+        + f" may run as {target.partition(':')[2]}"
+        + (f" through {path}" if path else " (actAs: attach it to what they create)")
+        for (target, path), who in sorted(act_as.items())
     ]
     return out, notes

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from zt_pipelines.policy.snapshot import Node, Snapshot, read_hides
+from zt_pipelines.policy.wording import noun
 from zt_pipelines.resources import CRM
 
 
@@ -144,7 +145,8 @@ class MemberResolver:
             return MemberMatch(Match.YES, f"member of group:{group}")
         if unknown:
             names = ", ".join(sorted(unknown))
-            return MemberMatch(Match.UNKNOWN, f"membership of group(s) {names} is unknown")
+            groups = f"{noun(len(unknown), 'group')} {names}"
+            return MemberMatch(Match.UNKNOWN, f"membership of {groups} is unknown")
         return _NO
 
     def matches(self, member: str, principal: str) -> MemberMatch:
@@ -183,7 +185,8 @@ class MemberResolver:
     def _convenience(self, role: str, project: str, principal: str) -> MemberMatch:
         node = self._snapshot.nodes.get(self._snapshot.canonical(f"{CRM}projects/{project}"))
         if node is None:
-            return MemberMatch(Match.UNKNOWN, f"project {project} is not in the snapshot")
+            absent = self._snapshot.absent(f"{CRM}projects/{project}")
+            return MemberMatch(Match.UNKNOWN, f"project {project} {absent}")
         if node.policy is None:
             return _NO
         unknown = ""
@@ -273,10 +276,11 @@ class MemberResolver:
             return _NO
         sa = self._snapshot.service_accounts.get(principal[len("serviceAccount:") :])
         if sa is None:
-            return MemberMatch(Match.UNKNOWN, f"{principal} is not in the snapshot")
+            return MemberMatch(Match.UNKNOWN, f"{principal} {self._snapshot.absent(principal)}")
         project = self._snapshot.nodes.get(f"{CRM}projects/{sa.project_id}")
         if project is None:
-            return MemberMatch(Match.UNKNOWN, f"project {sa.project_id} is not in the snapshot")
+            absent = self._snapshot.absent(f"{CRM}projects/{sa.project_id}")
+            return MemberMatch(Match.UNKNOWN, f"project {sa.project_id} {absent}")
         kind, ident = parts[0], parts[1]
         if (kind != "projects" or ident.isdigit()) and not _NUMBER.match(ident):
             # folders and organisations are numbers; "0200" or "２００" is no name we can place
@@ -312,7 +316,7 @@ class MemberResolver:
         if top.parent is None and top.kind != "organization":
             return f"the ancestry of {top.name} is unknown"  # "" marks a known root
         if top.parent and top.parent not in self._snapshot.nodes:
-            return f"{top.parent} (parent of {top.name}) is not in the snapshot"
+            return f"{top.parent} (parent of {top.name}) {self._snapshot.absent(top.parent)}"
         elif top.parent:
             return f"the ancestry of {chain[0].name} loops through {top.parent}"
         for node in chain:

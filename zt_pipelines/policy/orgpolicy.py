@@ -35,10 +35,10 @@ DEFAULT_SEVERITIES: dict[str, Severity] = {
 DEFAULT_SEVERITIES["ZT401"] = Severity.NOTE
 DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a verdict
 
-#: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
-#: could not complete (ZT400, ZT530 for segmentation) always refuse — the check proved nothing
-#: it could be waived on.
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
+#: codes no policy can relax or suppress: a default identity (ZT100), a verification that
+#: could not complete (ZT400, ZT530 for segmentation) and a credential in the spec (ZT410:
+#: it leaks to every reader of the job whatever anyone decides) always refuse.
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT410", "ZT530"})
 
 #: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
 #: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a
@@ -111,6 +111,7 @@ class OrgPolicy:
     require_image_digest: bool = False
     allow_web_access: bool = False
     allow_shared_identities: bool = False
+    allowed_identity_projects: tuple[str, ...] = ()
     refuse_key_file_credentials: bool = True
     allowed_submitters: tuple[str, ...] | None = None
     suppressions: tuple[Suppression, ...] = ()
@@ -407,6 +408,7 @@ def _build(data: dict[str, Any], source: str) -> OrgPolicy:
         require_image_digest=images.get("requireDigest", False),
         allow_web_access=data.get("jobs", {}).get("allowWebAccess", False),
         allow_shared_identities=data.get("identities", {}).get("allowShared", False),
+        allowed_identity_projects=tuple(data.get("identities", {}).get("allowedProjects", ())),
         refuse_key_file_credentials=submitters.get("refuseKeyFileCredentials", True),
         allowed_submitters=tuple(allowed) if allowed is not None else None,
         suppressions=tuple(suppressions),

@@ -31,6 +31,7 @@ from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.snapshot import read_hides
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import CRM, IAM
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ EDGE_PERMISSIONS: dict[str, str] = {
     "iam.serviceAccounts.signJwt": "signJwt",
     "iam.serviceAccounts.implicitDelegation": "implicitDelegation",
     "iam.serviceAccountKeys.create": "serviceAccountKeys.create",
+    # an API key bound to the account authenticates as it (with apikeys.keys.create in some
+    # project, which is not provably absent: the binding right alone is the edge, fail closed)
+    "iam.serviceAccountApiKeyBindings.create": "bind an API key",
     "iam.serviceAccounts.setIamPolicy": "setIamPolicy",
     # rewriting a project's, folder's or organisation's allow policy grants any of the above
     "resourcemanager.projects.setIamPolicy": "setIamPolicy",
@@ -377,7 +381,7 @@ class Holdings:
                 continue
             beyond = perms - (needed_at or {}).get(node, set())
             if beyond:
-                text = f"{len(beyond)} permission(s) beyond {start}'s needs, e.g. "
+                text = f"{plural(len(beyond), 'permission')} beyond {start}'s needs, e.g. "
                 out.append(Holding(node, role, text + ", ".join(sorted(beyond)[:3])))
         out.sort(
             key=lambda h: next((i for i, r in enumerate(self._RANK) if h.why.startswith(r)), 3)

@@ -21,6 +21,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from zt_pipelines.policy.wording import plural
+from zt_pipelines.resources import display_uri
+
 if TYPE_CHECKING:
     from zt_pipelines.policy.report import Finding, Grant, Report
 
@@ -37,7 +40,8 @@ FIXES: dict[str, str] = {
     "ZT103": "one service account per step and per launched job (or identities.allowShared "
     "in the policy file)",
     "ZT110": "create or enable the service account (`zt-pipelines plan` / `apply`)",
-    "ZT111": "delete the user-managed and HMAC keys; set iam.disableServiceAccountKeyCreation",
+    "ZT111": "delete the user-managed, HMAC and bound API keys; set "
+    "iam.disableServiceAccountKeyCreation",
     "ZT120": "use a persistent resource created with custom service accounts enabled, "
     "or drop persistent_resource_id for the step",
     "ZT121": "check the step's persistent_resource_id (an ID in the pipeline's project and "
@@ -69,11 +73,19 @@ FIXES: dict[str, str] = {
     "basic role / escalation-capable grant from that group",
     "ZT220": "remove the impersonation grant on the identity (or above it): only the pipeline "
     "identity may act as a step identity, only the submitter as the pipeline identity",
+    "ZT221": "remove the identity from the entitlement's eligible principals (or narrow its "
+    "roles to the needs); require an approval",
+    "ZT222": "remove the identity from the entitlement's eligible principals, or narrow its roles "
+    "to the needs",
+    "ZT223": "extend the grant's expiry past the run's or schedule's end (or give the "
+    "schedule an end time before the grant expires)",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
     "ZT401": "take the snapshot with zt-pipelines snapshot (it writes the integrity digest)",
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
+    "ZT410": "remove the credential from the component; give the step an identity that holds "
+    "the access, and read secrets from Secret Manager at run time",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
     "ZT600": "give the verifying identity aiplatform.pipelineJobs.get and customJobs.get/list",
     "ZT601": "submit through zt_pipelines.PipelineJob or `zt-pipelines submit`; find who did not",
@@ -128,14 +140,20 @@ _STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 _COLOUR = {"error": "#cf222e", "warning": "#9a6700", "note": "#0969da"}
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 error``, ``2 errors``, ``1 step``, ``0 steps`` (English plural by ``s``)."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def fix_for(code: str) -> str:
     """The one-line fix for ``code`` (or where to read about it)."""
     return FIXES.get(code) or f"see {_DOCS}#{code.lower()}"
+
+
+_NOT_FOUND_FIX = "check the name (the resource does not exist), or create it, then re-run"
+
+
+def _fix(finding: Finding) -> str:
+    """The fix shown under ``finding``: its code's, except a read that found nothing (ZT400
+    whose resource does not exist: no read role helps)."""
+    if finding.code == "ZT400" and " was not found (" in finding.message:
+        return _NOT_FOUND_FIX
+    return fix_for(finding.code)
 
 
 def summary_line(report: Report) -> str:
@@ -183,6 +201,16 @@ def headline(report: Report) -> str | None:
                 else "run `gcloud auth application-default login` or pass credentials"
             )
             + " and re-run; findings below may follow from these failed reads"
+        )
+    missing = [f for f in failed if " was not found (" in f.message]
+    if len(missing) == len(failed):
+        names = sorted({display_uri(f.resource or "") for f in missing})
+        shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+        return (
+            f"{plural(len(names), 'resource')} the pipeline uses "
+            f"{'was' if len(names) == 1 else 'were'} not found ({shown}): check the names in "
+            "the template, its declarations and parameters, or create them, and re-run; "
+            "findings below follow from it"
         )
     denied = [f for f in failed if any(word in f.message.lower() for word in _DENIED)]
     if denied:
@@ -299,7 +327,7 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
             if subject:
                 lines.append(Text(subject, style="dim"))
             lines.extend(Text(f"- {e}", style="dim") for e in f.evidence)
-            lines.append(Text(f"fix: {fix_for(f.code)}", style="italic"))
+            lines.append(Text(f"fix: {_fix(f)}", style="italic"))
             table.add_row(
                 Text(f.severity.value, style=_STYLE[f.severity.value]), f.code, Group(*lines)
             )
@@ -397,7 +425,7 @@ def render_html(report: Report) -> str:
                 body.append(
                     "<ul>" + "".join(f"<li>{esc(str(e))}</li>" for e in f.evidence) + "</ul>"
                 )
-            body.append(f"<div><i>fix:</i> {esc(fix_for(f.code))}</div>")
+            body.append(f"<div><i>fix:</i> {esc(_fix(f))}</div>")
             out.append(
                 f'<details style="margin:.2em 0"><summary>{head}</summary>'
                 f'<div style="margin-left:1.5em">{"".join(body)}</div></details>'

@@ -10,12 +10,14 @@ Renderings: ``str(report)`` (a readable table), :meth:`Report.to_json`, :meth:`R
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from enum import Enum
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def fast_init(cls: type[_T]) -> type[_T]:
@@ -41,6 +43,40 @@ def fast_init(cls: type[_T]) -> type[_T]:
     init.__annotations__ = dict(cls.__init__.__annotations__)
     setattr(cls, "__init__", init)  # noqa: B010 (mypy refuses assigning a method)
     return cls
+
+
+def record_maker(cls: Callable[_P, _T]) -> Callable[_P, _T]:
+    """A constructor of ``cls`` (a frozen, slotted dataclass) with its ``__init__``'s signature
+    and defaults, about 3x cheaper than calling the class: the fields are stored on a
+    mutable twin with the same slots, then the object becomes a ``cls`` (a compatible layout:
+    ``__class__`` assignment is allowed). The result is an ordinary ``cls`` in every way
+    (frozen, equal and hashing as one built by ``cls(...)``). For the hot paths that build
+    100,000s of report records; everything else calls the class."""
+    names: list[str] = []
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_twin": type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__}),  # type: ignore[attr-defined]
+        "_cls": cls,
+        "__name__": cls.__module__,  # the function's __module__
+    }
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not MISSING or not f.init:
+            raise TypeError(f"record_maker: {cls.__name__}.{f.name} needs the generated __init__")
+        if f.default is MISSING:
+            names.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            names.append(f"{f.name}=_default_{f.name}")
+    body = "".join(f"    o.{f.name} = {f.name}\n" for f in fields(cls))  # type: ignore[arg-type]
+    exec(
+        f"def {cls.__name__.lower()}({', '.join(names)}):\n    o = _new(_twin)\n{body}"
+        "    o.__class__ = _cls\n    return o\n",
+        namespace,
+    )
+    make: Callable[_P, _T] = namespace[cls.__name__.lower()]
+    make.__qualname__ = make.__name__ = f"new_{cls.__name__.lower()}"
+    make.__doc__ = f"``{cls.__name__}(...)``, faster (see :func:`record_maker`)."
+    return make
 
 
 class Severity(str, Enum):
@@ -97,6 +133,19 @@ CODES: dict[str, tuple[str, str]] = {
         "may hold a basic role or escalation permission through a group of unknown membership",
     ),
     "ZT220": ("OthersCanBecomeIdentity", "another principal can become a pipeline identity"),
+    "ZT221": (
+        "PamSelfElevation",
+        "an identity can grant itself roles beyond its needs through a PAM entitlement "
+        "without approval",
+    ),
+    "ZT222": (
+        "PamEligibleWithApproval",
+        "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
+    ),
+    "ZT223": (
+        "GrantLapsesInWindow",
+        "a needed grant stops holding while the run or schedule still needs it",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -107,6 +156,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT402": (
         "BucketAclsNotExcluded",
         "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+    ),
+    "ZT410": (
+        "CredentialInSpec",
+        "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
     ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
@@ -167,6 +220,7 @@ WARNING_CODES: frozenset[str] = frozenset(
         "ZT210",
         "ZT215",
         "ZT218",
+        "ZT222",
         "ZT512",
         "ZT525",
         "ZT612",
@@ -182,6 +236,7 @@ _DEFAULT_LEVEL = {
     "ZT210": "warning",
     "ZT215": "warning",
     "ZT218": "warning",
+    "ZT222": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",
@@ -315,6 +370,11 @@ class Grant:
             "permission": self.permission,
             "evidence": [e.to_dict() for e in self.evidence],
         }
+
+
+new_evidence = record_maker(Evidence)
+new_finding = record_maker(Finding)
+new_grant = record_maker(Grant)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ Pure: no IO.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from zt_pipelines.errors import TemplateError
@@ -91,6 +92,20 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class RunWindow:
+    """Until when the grants a check proves must keep holding (see
+    :mod:`zt_pipelines.policy.timewindow`).
+
+    Attributes:
+        until: the end of the window; ``None`` for ever (an open-ended schedule).
+        why: what the window is, for messages.
+    """
+
+    until: datetime | None
+    why: str
+
+
+@dataclass(frozen=True)
 class CheckContext:
     """Everything about the submission that is not the pipeline or the IAM world.
 
@@ -104,6 +119,8 @@ class CheckContext:
             (``user``, ``service_account_key``, ``impersonated``, ``metadata``, ...), if known.
         network: the pipeline job's network, if set.
         template: the template path (for SARIF).
+        run_window: until when the grants must hold (a run's timeout, a schedule's end);
+            ``None``: a run of unknown timeout (the default window).
     """
 
     project: str
@@ -114,6 +131,7 @@ class CheckContext:
     submitter_credentials: str | None = None
     network: str | None = None
     template: str = ""
+    run_window: RunWindow | None = None
 
 
 def sa_member(email: str) -> str:

@@ -43,6 +43,7 @@ ScopeKind = Literal["hierarchy", "prefix"]
 
 _BUCKET_LEVEL_OBJECT_PERMISSIONS = frozenset({"storage.objects.list"})
 _NOTHING: frozenset[str] = frozenset()
+_STORAGE = "//storage.googleapis.com/"
 #: a resource name (last path segment) no need names: the probe outside the needs
 _PROBE = "zt-probe-outside-the-needs"
 #: at most this many needed resources per (binding, permission) give a sibling probe
@@ -131,12 +132,15 @@ def broad_grant_parts(
     at: dict[str, set[str]] = {}
     prefixed: dict[str, dict[str, set[str]]] = {}
     whole_at: dict[str, set[str]] = {}
-    above_of = ev.ancestor_names
+    # a need is served from above only by a held node that is some node's parent: none of them
+    # (a step holding grants on buckets and datasets only), no ancestry walk per need
+    above_of = ev.ancestor_names if not interest.isdisjoint(ev.parent_names()) else None
     for r in requirements:
         res = r.resource
-        name, prefix = res.name, res.prefix
-        permission = r.permission
+        name = res.name
         if name in interest:
+            permission = r.permission
+            prefix = res.prefix
             here = at.get(name)
             if here is None:
                 at[name] = {permission}
@@ -148,7 +152,11 @@ def broad_grant_parts(
                     whole_at[name] = {permission}
                 else:
                     bucket_wide.add(permission)
-            elif object_level(name, permission):
+            elif (
+                permission.startswith("storage.objects.")
+                and name.startswith(_STORAGE)
+                and permission not in _BUCKET_LEVEL_OBJECT_PERMISSIONS
+            ):  # object_level(), inline
                 by_perm = prefixed.get(name)
                 if by_perm is None:
                     prefixed[name] = {permission: {prefix}}
@@ -156,15 +164,17 @@ def broad_grant_parts(
                     by_perm[permission].add(prefix)
                 else:
                     by_perm[permission] = {prefix}
-        for above in above_of(name):
-            if above in interest:
-                served_above = below.get(above)
-                if served_above is None:
-                    below[above] = {permission: {(name, prefix)}}
-                elif permission in served_above:
-                    served_above[permission].add((name, prefix))
-                else:
-                    served_above[permission] = {(name, prefix)}
+        if above_of is not None:
+            for above in above_of(name):
+                if above in interest:
+                    permission = r.permission
+                    served_above = below.get(above)
+                    if served_above is None:
+                        below[above] = {permission: {(name, res.prefix)}}
+                    elif permission in served_above:
+                        served_above[permission].add((name, res.prefix))
+                    else:
+                        served_above[permission] = {(name, res.prefix)}
     out: list[BroadGrantParts] = []
     for node, c in held:
         perms = c.perms

@@ -170,6 +170,9 @@ class ServiceAccount:
     #: access ids of its Cloud Storage HMAC keys (ACTIVE or INACTIVE: an inactive key can be
     #: re-activated), a credential separate from the user-managed keys
     hmac_keys: tuple[str, ...] = ()
+    #: ids (``uid``) of API keys bound to it (API Keys ``serviceAccountEmail``): a static
+    #: string whose requests run as the account (Vertex AI accepts them)
+    api_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,41 @@ class PersistentResource:
     name: str
     enable_custom_service_account: bool = False
     state: str = ""
+
+
+@dataclass(frozen=True)
+class EntitlementRole:
+    """One role a Privileged Access Manager entitlement grants, with its optional condition."""
+
+    role: str
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """A Privileged Access Manager entitlement: who may ask for which roles on a node.
+
+    An eligible principal that requests a grant gets the roles on ``node`` (and so on
+    everything below it) for up to ``max_duration``; without an approval workflow the grant
+    is immediate. Requesters need no PAM permission of their own.
+
+    Attributes:
+        name: ``{projects|folders|organizations}/ID/locations/L/entitlements/E``.
+        node: the full resource name of the organisation, folder or project it is on.
+        eligible: the principals (allow-policy identifiers) who may request it.
+        roles: what a grant gives on ``node``.
+        approval_required: whether a grant needs an approval (an approval workflow is set).
+        max_duration: the longest grant, as Google writes durations (``3600s``).
+        state: ``AVAILABLE``, ``CREATING``, ``UPDATING``, ``DELETING`` or ``DELETED``.
+    """
+
+    name: str
+    node: str
+    eligible: tuple[str, ...]
+    roles: tuple[EntitlementRole, ...]
+    approval_required: bool = False
+    max_duration: str = ""
+    state: str = "AVAILABLE"
 
 
 #: What a failed read hides from the engine: the allow policy of its target, the deny policies
@@ -241,6 +279,8 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "serviceAccounts.list": _NOTHING,
     "serviceAccountKeys.list": _NOTHING,
     "storage.hmacKeys.list": _NOTHING,
+    "apikeys.keys.list": _NOTHING,
+    "privilegedaccessmanager.entitlements.list": _NOTHING,
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,
@@ -290,6 +330,8 @@ class Snapshot:
         persistent_resources: Vertex persistent resources by name
             (``projects/P/locations/L/persistentResources/ID``); one a step runs on that is
             not here is unknown, so unverifiable.
+        entitlements: Privileged Access Manager entitlements on the nodes read (eligibility
+            to grants on request); a failed listing is in ``unreadable``.
         notes: ``(code, message)`` findings about the snapshot itself that every report
             carries (e.g. ZT401: a snapshot file without an integrity digest).
     """
@@ -303,7 +345,11 @@ class Snapshot:
     complete_bindings_for: frozenset[str] = frozenset()
     segmentation: SegmentationState | None = None
     persistent_resources: dict[str, PersistentResource] = field(default_factory=dict)
+    entitlements: tuple[Entitlement, ...] = ()
     notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # provenance only
+    #: read live (Google or the emulator), not loaded from a file: what is absent then was not
+    #: found or could not be read, and messages say so (:meth:`absent`, :attr:`held`)
+    live: bool = field(default=False, compare=False)
 
     _project_names: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -311,6 +357,23 @@ class Snapshot:
 
     def __post_init__(self) -> None:
         _normalise_identities(self)
+
+    def absent(self, name: str) -> str:
+        """Why ``name`` is not among what the snapshot knows, in the words of where the state
+        came from: ``is not in the snapshot`` (a file), ``was not found`` or ``could not be read
+        (READ)`` (read live; from the failed read of ``name``, if any)."""
+        if not self.live:
+            return "is not in the snapshot"
+        failed = [u for u in self.unreadable if u.target == name]
+        if not failed or any(u.reason.startswith("NOT_FOUND") for u in failed):
+            return "was not found"
+        return f"could not be read ({failed[0].what})"
+
+    @property
+    def held(self) -> str:
+        """``in the snapshot`` (a file) or ``read`` (live): where a message says the state's
+        bindings and policies come from ("covers only the bindings read")."""
+        return "read" if self.live else "in the snapshot"
 
     def canonical(self, name: str) -> str:
         """The snapshot's name for a resource: a project number becomes the project's id-based

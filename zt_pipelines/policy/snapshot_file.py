@@ -33,6 +33,8 @@ from zt_pipelines.policy.snapshot import (
     Condition,
     DenyPolicy,
     DenyRule,
+    Entitlement,
+    EntitlementRole,
     Node,
     PersistentResource,
     Role,
@@ -40,6 +42,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
+from zt_pipelines.resources import CRM
 
 __all__ = [
     "SnapshotError",
@@ -468,6 +471,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             user_managed_keys=tuple(raw.get("userManagedKeys", [])),
             display_name=raw.get("displayName", ""),
             hmac_keys=tuple(raw.get("hmacKeys", [])),
+            api_keys=tuple(raw.get("apiKeys", [])),
         )
 
     groups: dict[str, tuple[str, ...]] = {}
@@ -502,6 +506,24 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         persistent[raw["name"]] = PersistentResource(
             raw["name"], raw.get("enableCustomServiceAccount", False), raw.get("state", "")
         )
+    entitlements = []
+    for i, raw in enumerate(data.get("entitlements", [])):
+        where = f"$.entitlements[{i}]"
+        entitlements.append(
+            Entitlement(
+                name=raw["name"],
+                node=CRM + raw["name"].split("/locations/", 1)[0],
+                eligible=tuple(
+                    b.member(m, f"{where}.eligible[{k}]") for k, m in enumerate(raw["eligible"])
+                ),
+                roles=tuple(
+                    EntitlementRole(r["role"], r.get("condition", "")) for r in raw["roles"]
+                ),
+                approval_required=raw.get("approvalRequired", False),
+                max_duration=raw.get("maxDuration", ""),
+                state=raw.get("state", "AVAILABLE"),
+            )
+        )
     complete = frozenset(data.get("completeBindingsFor", []))
     for k, p in enumerate(sorted(complete)):
         b.member(p, f"$.completeBindingsFor[{k}]")
@@ -515,6 +537,7 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
         complete_bindings_for=complete,
         segmentation=_segmentation(data, source),
         persistent_resources=persistent,
+        entitlements=tuple(entitlements),
     )
 
 
@@ -627,6 +650,8 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             raw_sa["displayName"] = sa.display_name
         if sa.hmac_keys:
             raw_sa["hmacKeys"] = list(sa.hmac_keys)
+        if sa.api_keys:
+            raw_sa["apiKeys"] = list(sa.api_keys)
         sas.append(raw_sa)
     out: dict[str, Any] = {
         "version": 1,
@@ -652,5 +677,20 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
                 **({"state": r.state} if r.state else {}),
             }
             for r in snapshot.persistent_resources.values()
+        ]
+    if snapshot.entitlements:
+        out["entitlements"] = [
+            {
+                "name": e.name,
+                "eligible": list(e.eligible),
+                "roles": [
+                    {"role": r.role, **({"condition": r.condition} if r.condition else {})}
+                    for r in e.roles
+                ],
+                "approvalRequired": e.approval_required,
+                **({"maxDuration": e.max_duration} if e.max_duration else {}),
+                "state": e.state,
+            }
+            for e in snapshot.entitlements
         ]
     return out

@@ -21,7 +21,8 @@ roles), :mod:`.render` (outputs), :mod:`.apply` (IO). See docs/provisioning.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from zt_pipelines.errors import ApiError, InputError
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import JobFields, RewriteResult
+from zt_pipelines.policy.orgpolicy import OrgPolicy
 from zt_pipelines.policy.snapshot import Snapshot
 from zt_pipelines.provision.cover import Cover, CoverError, find_cover
 from zt_pipelines.provision.custom_roles import CustomRole, custom_role_for, role_id_for
@@ -66,6 +68,7 @@ __all__ = [
     "RoleSpec",
     "UnsupportedResourceError",
     "Want",
+    "allowed_identity_projects",
     "apply_plan",
     "build_plan",
     "check_plan",
@@ -99,6 +102,8 @@ def plan(
     catalogue: str | PathLike[str] | Mapping[str, Any] | None = None,
     submitter: str | None = None,
     step_defaults: JobFields | Mapping[str, Any] | None = None,
+    identity_projects: Sequence[str] | None = None,
+    policy: str | PathLike[str] | Mapping[str, Any] | OrgPolicy | None = None,
 ) -> Plan:
     """Plan the service accounts, roles and bindings a pipeline needs.
 
@@ -126,6 +131,13 @@ def plan(
             ``aiplatform.pipelineJobs.create``).
         step_defaults: CustomJob fields for every step that does not set its own (a
             :class:`~zt_pipelines.model.JobFields` or a mapping of its fields).
+        identity_projects: projects besides ``project`` whose service accounts may be
+            pipeline identities (``None``: ``$ZT_ALLOW_IDENTITY_PROJECT``, comma- or
+            space-separated). Identities of any other project are held back whole
+            (``Plan.foreign_identities``, exit code 3 in the CLI): whoever administers
+            their project can become them.
+        policy: the organisation policy file (``None``: ``$ZT_POLICY``, else the strict
+            defaults); its ``identities.allowedProjects`` extends ``identity_projects``.
 
     Raises:
         InputError: bad template, manifest, snapshot or arguments.
@@ -204,10 +216,38 @@ def plan(
         catalogue=load_catalogue(catalogue) if catalogue is not None else None,
         support_levels=support,
         support_source=support_source,
+        identity_projects=allowed_identity_projects(identity_projects, policy),
     )
     return _with_segmentation(
         planned, result, state, project=project, location=location, pipeline_root=pipeline_root
     )
+
+
+def allowed_identity_projects(
+    projects: Sequence[str] | None,
+    policy: str | PathLike[str] | Mapping[str, Any] | OrgPolicy | None = None,
+) -> tuple[str, ...]:
+    """The projects besides the pipeline's whose identities may be provisioned: ``projects``
+    (``None``: ``$ZT_ALLOW_IDENTITY_PROJECT``, comma- or space-separated) plus the policy
+    file's ``identities.allowedProjects`` (``policy``, else ``$ZT_POLICY``).
+
+    Raises:
+        PolicyFileError: the policy file is unreadable or invalid.
+    """
+    from zt_pipelines.policy.orgpolicy import load_policy
+
+    if projects is None:
+        projects = os.environ.get("ZT_ALLOW_IDENTITY_PROJECT", "").replace(",", " ").split()
+    elif isinstance(projects, str):
+        projects = projects.replace(",", " ").split()
+    if policy is None and os.environ.get("ZT_POLICY"):
+        policy = os.environ["ZT_POLICY"]
+    if isinstance(policy, Mapping):
+        policy = dict(policy)
+    elif isinstance(policy, PathLike):
+        policy = Path(policy)
+    loaded = load_policy(policy)
+    return tuple(dict.fromkeys((*projects, *loaded.allowed_identity_projects)))
 
 
 def _with_segmentation(

@@ -13,12 +13,18 @@ This module does IO; every decision was made by :mod:`zt_pipelines.provision.pla
 - Idempotent: a policy that already holds every planned binding is not written at all; an
   account or role that already exists is left alone (a hand-edited managed role is corrected).
 - Policy version 3 whenever a binding has a condition (required by IAM).
+- All or nothing per step: a step's bindings (its own grants and the actAs on its account)
+  are written completely or not at all. Policies are still written once per resource (a
+  bucket shared by many steps gets one write); when a write fails, the bindings already
+  written for every unfinished step are removed again and :class:`ApplyIncomplete` names the
+  steps provisioned, the steps rolled back, and anything that could not be undone.
 - Every apply writes an audit record when an audit log is given.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -42,7 +48,7 @@ from zt_pipelines.provision.plan import check_plan
 from zt_pipelines.provision.render import render_json
 from zt_pipelines.provision.support import assess, refuse_unsupported
 from zt_pipelines.provision.support import warnings as support_warnings
-from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
 
 T = TypeVar("T")
 
@@ -659,8 +665,10 @@ def apply_plan(
             does not allow in custom roles (read live; before any write happens).
         UnsupportedResourceError: a grant is on a resource apply cannot write (before any
             write happens).
-        ApiError: an API call failed after retries (what was done before stays done; a
-            re-run continues where it stopped, because every step is idempotent).
+        ApplyIncomplete: a write failed after retries: all or nothing per step — the
+            bindings this apply wrote for every step not finished are rolled back (named,
+            with any that could not be), the finished steps stay; a re-run continues where it
+            stopped, because every step is idempotent. An :class:`ApiError`.
     """
     from zt_pipelines.gcp.clients import ClientFactory
     from zt_pipelines.gcp.retry import RetryPolicy
@@ -687,43 +695,209 @@ def apply_plan(
     resources = sorted({g.resource for g in (*plan.grants, *plan.removals)})
     tick = _progress(plan, resources)
     try:
-        accounts = _create_accounts(plan, factory, retry, tick)
-        roles_created, roles_updated = _sync_roles(plan, factory, retry, tick)
-        added: list[Grant] = []
-        removed: list[Grant] = []
-        written: list[str] = []
+        try:
+            accounts = _create_accounts(plan, factory, retry, tick)
+            roles_created, roles_updated = _sync_roles(plan, factory, retry, tick)
+        except ZtError as exc:  # before any binding: no step is half provisioned
+            raise ApplyIncomplete(
+                f"{exc.what}; no binding was written (accounts and roles created before "
+                "it stay: they grant nothing); re-run apply to continue",
+                where=exc.where,
+                fix=exc.fix,
+                code=getattr(exc, "code", None),
+                failed_steps=tuple(_unit_label(plan, u) for u in sorted(_units(plan))),
+            ) from exc
+        done: list[tuple[str, list[Grant], list[Grant]]] = []
         for name in _ticked(resources, tick):
             store = _store_for(factory, retry, name)
             adds = [g for g in plan.grants if g.resource == name]
             removes = [g for g in plan.removals if g.resource == name]
-            a, r, wrote = _read_modify_write(
-                store,
-                adds,
-                removes,
-                attempts=conflict_attempts,
-                sleep=sleep,
-                rng=rng,
-                conflicts=conflicts,
-            )
-            added += a
-            removed += r
-            if wrote:
-                written.append(name)
+            try:
+                a, r, _wrote = _read_modify_write(
+                    store,
+                    adds,
+                    removes,
+                    attempts=conflict_attempts,
+                    sleep=sleep,
+                    rng=rng,
+                    conflicts=conflicts,
+                )
+            except ZtError as exc:  # all or nothing per step: undo the unfinished steps
+                partial = _roll_back(
+                    plan, exc, name, done, factory, retry, conflict_attempts, sleep, rng
+                )
+                partial.result = dataclasses.replace(
+                    partial.result,
+                    created_accounts=tuple(accounts),
+                    created_roles=tuple(roles_created),
+                    updated_roles=tuple(roles_updated),
+                    conflicts=conflicts.count,
+                    warnings=warnings,
+                )
+                raise partial from exc
+            if a or r:
+                done.append((name, a, r))
         result = ApplyResult(
             tuple(accounts),
             tuple(roles_created),
             tuple(roles_updated),
-            tuple(added),
-            tuple(removed),
-            tuple(written),
+            tuple(g for _, a, _ in done for g in a),
+            tuple(g for _, _, r in done for g in r),
+            tuple(name for name, _, _ in done),
             conflicts.count,
             warnings,
         )
+    except ApplyIncomplete as exc:
+        _audit(plan, audit_log, submitter or "unknown", location, exc.result, str(exc), exc)
+        raise
     except Exception as exc:
         _audit(plan, audit_log, submitter or "unknown", location, None, str(exc))
         raise
     _audit(plan, audit_log, submitter or "unknown", location, result, str(result))
     return result
+
+
+class ApplyIncomplete(ApiError):
+    """A write failed part-way: every step whose bindings were not all written had the ones
+    this apply wrote for it undone (all or nothing per step); the steps finished before the
+    failure stay provisioned. Re-running apply continues (every write is idempotent).
+
+    Attributes:
+        result: what stays written (the finished steps' bindings, accounts, roles).
+        completed_steps: the steps (identities) fully provisioned.
+        failed_steps: the steps not provisioned (their bindings undone or never written).
+        rolled_back: the bindings written (or removed) for a failed step and undone again.
+        not_rolled_back: bindings that could not be undone (named in the message: remove
+            them by hand).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        code: str | None = None,
+        result: ApplyResult | None = None,
+        completed_steps: tuple[str, ...] = (),
+        failed_steps: tuple[str, ...] = (),
+        rolled_back: tuple[Grant, ...] = (),
+        not_rolled_back: tuple[Grant, ...] = (),
+    ) -> None:
+        self.result = result or ApplyResult()
+        self.completed_steps = completed_steps
+        self.failed_steps = failed_steps
+        self.rolled_back = rolled_back
+        self.not_rolled_back = not_rolled_back
+        super().__init__(what, where=where, fix=fix, code=code)
+
+
+def _units(plan: Plan) -> dict[str, list[Grant]]:
+    """The plan's grants and removals by the identity they provision: a step account's own
+    bindings and the actAs on it are one unit (all or nothing); the pipeline identity's and
+    the submitter's are units of their own."""
+    steps = {a.email.lower() for a in plan.step_accounts}
+    units: dict[str, list[Grant]] = {}
+    for grant in (*plan.grants, *plan.removals):
+        units.setdefault(_unit_of(grant, steps, plan), []).append(grant)
+    return units
+
+
+def _unit_of(grant: Grant, steps: set[str], plan: Plan) -> str:
+    kind, _, email = grant.member.partition(":")
+    if kind == "serviceAccount" and email.lower() in steps:
+        return email.lower()
+    head, sep, target = grant.resource.rpartition("/serviceAccounts/")
+    if sep and head.startswith(IAM) and target.lower() in steps:
+        return target.lower()
+    if grant.member.lower() == f"serviceaccount:{plan.pipeline_service_account.lower()}":
+        return PIPELINE_STEP
+    return grant.member.lower()
+
+
+def _unit_label(plan: Plan, unit: str) -> str:
+    for account in plan.accounts:
+        if account.email.lower() == unit:
+            return f"{', '.join(account.steps)} ({account.email})"
+    return unit
+
+
+def _roll_back(
+    plan: Plan,
+    exc: ZtError,
+    failed_at: str,
+    done: Sequence[tuple[str, list[Grant], list[Grant]]],
+    factory: Any,
+    retry: Any,
+    attempts: int,
+    sleep: Callable[[float], None],
+    rng: random.Random,
+) -> ApplyIncomplete:
+    """Undo what was written for every unit that is not complete, and say what happened."""
+    units = _units(plan)
+    steps = {a.email.lower() for a in plan.step_accounts}
+    written = {name for name, _, _ in done}
+    failed = sorted(
+        unit for unit, grants in units.items() if any(g.resource not in written for g in grants)
+    )
+    rolled: list[Grant] = []
+    stuck: list[Grant] = []
+    kept_added: list[Grant] = []
+    kept_removed: list[Grant] = []
+    kept_written: list[str] = []
+    for name, added, removed in reversed(done):
+        undo_add = [g for g in added if _unit_of(g, steps, plan) in failed]
+        undo_remove = [g for g in removed if _unit_of(g, steps, plan) in failed]
+        kept_added += (g for g in added if g not in undo_add)
+        kept_removed += (g for g in removed if g not in undo_remove)
+        if len(undo_add) + len(undo_remove) < len(added) + len(removed):
+            kept_written.append(name)
+        if not undo_add and not undo_remove:
+            continue
+        try:  # the inverse change: re-add what was removed, remove what was added
+            _read_modify_write(
+                _store_for(factory, retry, name),
+                undo_remove,
+                undo_add,
+                attempts=attempts,
+                sleep=sleep,
+                rng=rng,
+                conflicts=_Conflicts(),
+            )
+            rolled += (*undo_add, *undo_remove)
+        except ZtError:
+            stuck += (*undo_add, *undo_remove)
+    failed_labels = tuple(_unit_label(plan, u) for u in failed)
+    completed = tuple(_unit_label(plan, u) for u in sorted(units) if u not in failed)
+    what = (
+        f"apply stopped at {display_uri(failed_at)} ({exc.what}): "
+        f"not provisioned: {'; '.join(failed_labels)}"
+        + (
+            f" — {plural(len(rolled), 'binding')} written for them in this apply rolled back"
+            if rolled
+            else " — nothing had been written for them"
+        )
+        + (f"; provisioned completely: {'; '.join(completed)}" if completed else "")
+    )
+    if stuck:
+        what += "; COULD NOT ROLL BACK (remove by hand): " + "; ".join(
+            f"{g.member} {g.role} on {g.uri}" for g in stuck
+        )
+    return ApplyIncomplete(
+        what,
+        where="apply",
+        fix=exc.fix or "fix the cause and re-run apply: it continues where it stopped",
+        code=getattr(exc, "code", None),
+        result=ApplyResult(
+            added=tuple(reversed(kept_added)),
+            removed=tuple(reversed(kept_removed)),
+            policies_written=tuple(reversed(kept_written)),
+        ),
+        completed_steps=completed,
+        failed_steps=failed_labels,
+        rolled_back=tuple(rolled),
+        not_rolled_back=tuple(stuck),
+    )
 
 
 def _refuse_before_writing(plan: Plan) -> None:
@@ -830,6 +1004,7 @@ def _audit(
     location: str,
     result: ApplyResult | None,
     reason: str,
+    incomplete: ApplyIncomplete | None = None,
 ) -> None:
     if audit_log is False or audit_log is None:
         return
@@ -852,10 +1027,13 @@ def _audit(
         changes += [_change("role-updated", name) for name in result.updated_roles]
         changes += [_grant_change("binding-added", g) for g in result.added]
         changes += [_grant_change("binding-removed", g) for g in result.removed]
+    if incomplete is not None:  # what was undone (and what could not be) is part of the record
+        changes += [_grant_change("rolled-back", g) for g in incomplete.rolled_back]
+        changes += [_grant_change("rollback-failed", g) for g in incomplete.not_rolled_back]
     log.append(
         Decision(
             action="provision-apply",
-            outcome="allowed" if result is not None else "refused",
+            outcome="allowed" if result is not None and incomplete is None else "refused",
             submitter=submitter,
             project=plan.project,
             location=location,

@@ -97,6 +97,23 @@ class HeldBack:
 
 
 @dataclass(frozen=True)
+class ForeignIdentity:
+    """A pipeline identity that lives in another project than the pipeline's and in no
+    project of the allow-list: the plan provisions nothing for it (no account, no grant, no
+    actAs on it), because whoever administers that project can become it at any time.
+
+    Attributes:
+        email: the service account.
+        project: the project it lives in (as its email names it).
+        steps: the tasks it serves (``(pipeline)`` for the pipeline identity).
+    """
+
+    email: str
+    project: str
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Grant:
     """One role granted to one member on one resource, optionally under a condition.
 
@@ -201,6 +218,10 @@ class Plan:
         held_back: declared escalation-capable needs the plan does not grant, with why.
         via_groups: existing bindings to groups the member provably belongs to that already
             grant a need (not duplicated by a direct grant).
+        foreign_identities: pipeline identities of another project than ``project`` that no
+            allow-list entry names: held back whole (their needs are in ``held_back``).
+        identity_projects: the projects besides ``project`` whose identities may be
+            provisioned (the allow-list this plan was made with).
         pipeline_extras: bindings naming the pipeline identity that this pipeline does not
             need; never pruned (other pipelines may use the identity), listed so that what
             ``check`` reports about them is disclosed.
@@ -227,6 +248,8 @@ class Plan:
     via_groups: tuple[Grant, ...] = ()
     custom_role_support: tuple[SupportIssue, ...] = ()
     pipeline_extras: tuple[Grant, ...] = ()
+    foreign_identities: tuple[ForeignIdentity, ...] = ()
+    identity_projects: tuple[str, ...] = ()
 
     @property
     def support_warnings(self) -> tuple[str, ...]:
@@ -240,9 +263,10 @@ class Plan:
 
     @property
     def needs_review(self) -> bool:
-        """True when a declared need was held back (escalation-capable): the rest is planned,
-        a person decides about these (the CLI exits with :data:`REVIEW_EXIT_CODE`)."""
-        return bool(self.held_back)
+        """True when something was held back (an escalation-capable need, an identity of
+        another project): the rest is planned, a person decides about these (the CLI exits
+        with :data:`REVIEW_EXIT_CODE`)."""
+        return bool(self.held_back or self.foreign_identities)
 
     # the missing perimeter / firewall / PSC pieces (zt_pipelines.segmentation.plan); rendered,
     # never applied

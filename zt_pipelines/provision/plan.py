@@ -34,7 +34,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from zt_pipelines.errors import ApiError, CustomRoleSupportError, InputError
-from zt_pipelines.identity import require_user_managed, submitter_member
+from zt_pipelines.identity import (
+    home_project,
+    in_projects,
+    require_user_managed,
+    submitter_member,
+)
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
 from zt_pipelines.policy.members import Match, MemberResolver, normalize_principal
 from zt_pipelines.policy.role_catalogue import (
@@ -51,6 +56,7 @@ from zt_pipelines.provision.model import (
     SERVICE_ACCOUNT_USER,
     SUBMITTER_STEP,
     AccountSpec,
+    ForeignIdentity,
     Grant,
     HeldBack,
     Plan,
@@ -109,6 +115,7 @@ def build_plan(
     catalogue: Mapping[str, frozenset[str]] | None = None,
     support_levels: Mapping[str, str] | None = None,
     support_source: str = "",
+    identity_projects: Iterable[str] = (),
 ) -> Plan:
     """Compute the plan for ``wants`` against ``snapshot`` (an empty project when ``None``).
 
@@ -127,6 +134,9 @@ def build_plan(
         support_levels: permission → custom-role support level read live for the roles'
             parent (``custom`` mode; authoritative); ``None`` uses the catalogue's levels.
         support_source: where ``support_levels`` came from (``live: projects/P``).
+        identity_projects: projects besides ``project`` whose service accounts may be
+            pipeline identities; an identity living anywhere else is held back whole
+            (``Plan.foreign_identities``): its administrators there can become it.
 
     Raises:
         ProvisioningRefused: a role chosen for a need would be basic/escalating. (A declared
@@ -144,7 +154,13 @@ def build_plan(
     parent = f"organizations/{organization}" if organization else f"projects/{project}"
     for want in wants:  # a misspelt permission would become a role IAM refuses
         validate_permissions(want.permissions, where=f"step {want.step!r}")
+    allowed = _identity_projects(project, identity_projects, state)
+    foreign = _foreign_identities(wants, pipeline_sa, step_accounts, (project, *allowed))
+    wants, held_foreign = _hold_back_foreign(wants, foreign, project)
+    if foreign:  # no account, no grant, no actAs for them: nothing of theirs is provisioned
+        step_accounts = {e: t for e, t in (step_accounts or {}).items() if e.lower() not in foreign}
     wants, held = _hold_back_escalating_needs(wants)
+    held = (*held_foreign, *held)
     # with --prune the step accounts' unneeded bindings go: they do not make acting as one risky
     pruned = {
         email
@@ -259,6 +275,8 @@ def build_plan(
     _refuse_unsafe_grants(grants, wants, role_specs, {**known, **role_table})
 
     steps_by_account = _accounts_by_step(wants, pipeline_sa, step_accounts)
+    for email in foreign:
+        steps_by_account.pop(email, None)
     _require_readable(state, grants, role_specs, steps_by_account)
     present = _present_keys(state)
     additions = tuple(g for g in grants if g.key not in present)
@@ -299,7 +317,92 @@ def build_plan(
         via_groups=tuple(via_groups),
         custom_role_support=support,
         pipeline_extras=pipeline_extras,
+        foreign_identities=tuple(foreign.values()),
+        identity_projects=allowed,
     )
+
+
+# -- identities of other projects ------------------------------------------------------------
+
+_PROJECT_ID = re.compile(r"^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def _identity_projects(project: str, extra: Iterable[str], state: Snapshot) -> tuple[str, ...]:
+    """The allow-list, checked, plus the project's id when ``project`` is its number."""
+    if isinstance(extra, str):
+        extra = (extra,)
+    found: list[str] = []
+    for entry in extra:
+        if not isinstance(entry, str) or not _PROJECT_ID.match(entry):
+            raise InputError(
+                f"{entry!r} is not a project id",
+                where="allowed identity projects",
+                fix="list project ids (no wildcards): e.g. ml-shared-identities",
+            )
+        found.append(entry)
+    if project.isdigit():  # identities' emails name the project id, never its number
+        found += (
+            name.rsplit("/", 1)[1]
+            for name, node in state.nodes.items()
+            if node.kind == "project" and node.project_number == project
+        )
+    return tuple(sorted(set(found) - {project}))
+
+
+def _foreign_identities(
+    wants: Sequence[Want],
+    pipeline_sa: str,
+    step_accounts: Mapping[str, Sequence[str]] | None,
+    allowed: Sequence[str],
+) -> dict[str, ForeignIdentity]:
+    """Pipeline identities (the pipeline SA, step, launched and serving accounts) that live
+    in none of ``allowed`` (lower-cased email → what it serves). A submitter is no pipeline
+    identity: who submits is its own decision (``--submitter``)."""
+    steps: dict[str, set[str]] = defaultdict(set)
+    steps[pipeline_sa.lower()].add(PIPELINE_STEP)
+    for email, tasks in (step_accounts or {}).items():
+        steps[email.lower()].update(tasks)
+    for want in wants:
+        kind, _, email = want.member.partition(":")
+        if kind == "serviceAccount" and want.step != SUBMITTER_STEP:
+            steps[email.lower()].add(want.step)
+    return {
+        email: ForeignIdentity(email, home_project(email) or "?", tuple(sorted(tasks)))
+        for email, tasks in sorted(steps.items())
+        if home_project(email) is not None and not in_projects(email, allowed)
+    }
+
+
+def _foreign_reason(identity: ForeignIdentity, project: str) -> str:
+    return (
+        f"{identity.email} lives in project {identity.project}, not {project}: whoever "
+        f"administers {identity.project} can become it (provision it only after review: "
+        f"--allow-identity-project {identity.project})"
+    )
+
+
+def _hold_back_foreign(
+    wants: Sequence[Want], foreign: Mapping[str, ForeignIdentity], project: str
+) -> tuple[list[Want], tuple[HeldBack, ...]]:
+    """Every need of a foreign identity, and every actAs on one, is held back."""
+    if not foreign:
+        return list(wants), ()
+    kept: list[Want] = []
+    held: list[HeldBack] = []
+    for want in wants:
+        kind, _, email = want.member.partition(":")
+        who = foreign.get(email.lower()) if kind == "serviceAccount" else None
+        if who is None or want.step == SUBMITTER_STEP:
+            who = foreign.get(_sa_email(want.resource.name) or "")
+        if who is None:
+            kept.append(want)
+            continue
+        reason = _foreign_reason(who, project)
+        held += (
+            HeldBack(want.member, want.resource.name, p, want.step, reason)
+            for p in want.permissions
+        )
+    return kept, tuple(held)
 
 
 # -- grouping -------------------------------------------------------------------------------
@@ -683,6 +786,7 @@ def check_plan(plan: Plan) -> None:
                 *grant.excess,
             }
     _refuse_unsafe_grants(plan.grants, plan.wants, custom, granted)
+    _refuse_foreign(plan)
     ours = {f"serviceaccount:{account.email.lower()}" for account in plan.step_accounts}
     for grant in plan.removals:
         if grant.member.lower() not in ours:
@@ -691,6 +795,41 @@ def check_plan(plan: Plan) -> None:
                 "plan's own step identities",
                 where=f"step {grant.step!r}",
             )
+
+
+def _refuse_foreign(plan: Plan) -> None:
+    """No account, grant or actAs for an identity outside the plan's projects (the plan's
+    own and its allow-list): whoever administers another project can become its accounts."""
+    allowed = (plan.project, *plan.identity_projects)
+    listed = ", ".join(plan.identity_projects) or "empty"
+    submitters = {w.member.lower() for w in plan.wants if w.step == SUBMITTER_STEP}
+
+    def outside(email: str | None) -> bool:
+        return (
+            bool(email)
+            and home_project(email or "") is not None
+            and not in_projects(email or "", allowed)
+        )
+
+    for account in plan.accounts:
+        if outside(account.email):
+            raise ProvisioningRefused(
+                f"refusing to provision {account.email}: it lives in another project than "
+                f"{plan.project} and the allow-list ({listed})",
+                where=f"identity of {', '.join(account.steps)}",
+            )
+    for grant in plan.grants:
+        kind, _, email = grant.member.partition(":")
+        member = (
+            email if kind == "serviceAccount" and grant.member.lower() not in submitters else None
+        )
+        for who in (member, _sa_email(grant.resource)):
+            if outside(who):
+                raise ProvisioningRefused(
+                    f"refusing {grant.role} for {grant.member} on {grant.uri}: {who} lives in "
+                    f"another project than {plan.project} and the allow-list ({listed})",
+                    where=f"step {grant.step!r}",
+                )
 
 
 def _refuse_unsafe_grants(

@@ -21,7 +21,7 @@ from typing import Any
 from zt_pipelines.errors import InputError
 from zt_pipelines.policy.render import plural
 from zt_pipelines.policy.snapshot import Condition
-from zt_pipelines.provision.model import AccountSpec, Grant, Plan
+from zt_pipelines.provision.model import AccountSpec, Grant, HeldBack, Plan
 from zt_pipelines.resources import BIGQUERY, CRM, IAM, STORAGE, display_uri
 
 _SECRETS = "//secretmanager.googleapis.com/"
@@ -138,18 +138,39 @@ def render_table(plan: Plan) -> str:
         )
         for g in plan.pipeline_extras:
             lines.append(f"  ? {g.member} {g.role} on {_short(g.resource)}")
-    if plan.held_back:
-        lines.append("Held back for review (escalation-capable, never provisioned):")
+    if plan.foreign_identities:
+        lines.append(
+            f"Held back: identities of another project than {plan.project} (whoever "
+            "administers that project can become them; no account, grant or actAs is "
+            "provisioned for them):"
+        )
+        for f in plan.foreign_identities:
+            lines.append(f"  ! {f.email}  project {f.project}  [{', '.join(f.steps)}]")
+    held = [h for h in plan.held_back if _foreign_of(h, plan) is None]
+    for f in plan.foreign_identities:
         for h in plan.held_back:
+            if _foreign_of(h, plan) == f.email:
+                lines.append(f"      {h.member} {h.permission} on {h.uri}  [{h.step}]")
+    if held:
+        lines.append("Held back for review (escalation-capable, never provisioned):")
+        for h in held:
             lines.append(f"  ! {h.member} {h.permission} on {h.uri}  [{h.step}]: {h.reason}")
     lines += _support_lines(plan)
     lines.append("")
     lines.append("No changes." if plan.is_noop else f"Plan: {summary}.")
-    if plan.held_back:
+    if held:
         lines.append(
-            f"Review needed: {plural(len(plan.held_back), 'declared permission')} held back; "
+            f"Review needed: {plural(len(held), 'declared permission')} held back; "
             "grant by "
             "hand after review if truly needed (exit code 3)."
+        )
+    if plan.foreign_identities:
+        projects = sorted({f.project for f in plan.foreign_identities})
+        lines.append(
+            f"Review needed: {len(plan.foreign_identities)} of the pipeline's identities "
+            f"live in {', '.join(projects)}, not {plan.project}; after review, re-plan with "
+            + " ".join(f"--allow-identity-project {p}" for p in projects)
+            + " (exit code 3)."
         )
     seg = plan.segmentation
     if seg is not None and not seg.is_noop:
@@ -198,6 +219,18 @@ def _short(resource: str) -> str:
     return display_uri(resource)
 
 
+def _foreign_of(held: HeldBack, plan: Plan) -> str | None:
+    """The foreign identity a held-back need was held back for (``None``: another reason)."""
+    emails = {f.email for f in plan.foreign_identities}
+    for email in (
+        held.member.partition(":")[2].lower(),
+        held.resource.rpartition("/serviceAccounts/")[2].lower(),
+    ):
+        if email in emails and held.reason.startswith(email + " lives in project"):
+            return email
+    return None
+
+
 def _mark(state: str) -> str:
     return {"create": "+", "exists": "=", "update": "~", "disabled": "!"}.get(state, "?")
 
@@ -243,6 +276,11 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                 "reason": i.reason,
             }
             for i in plan.custom_role_support
+        ],
+        "identity_projects": list(plan.identity_projects),
+        "foreign_identities": [
+            {"email": f.email, "project": f.project, "steps": list(f.steps)}
+            for f in plan.foreign_identities
         ],
         "held_back": [
             {

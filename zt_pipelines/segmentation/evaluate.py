@@ -19,6 +19,7 @@ from zt_pipelines.policy.orgpolicy import policy_fullmatch
 from zt_pipelines.policy.report import Evidence, Finding, Severity
 from zt_pipelines.policy.requirements import CheckContext, Requirement
 from zt_pipelines.policy.snapshot import Snapshot
+from zt_pipelines.policy.wording import noun, plural
 from zt_pipelines.segmentation.firewall import Box, FirewallIndex, Source
 from zt_pipelines.segmentation.model import (
     PORTED,
@@ -151,6 +152,7 @@ def segmentation_findings(
     steps = tuple(steps)
     requirements = tuple(requirements)
     state: SegmentationState | None = getattr(snapshot, "segmentation", None)
+    live = bool(getattr(snapshot, "live", False))
     # the same condition as the live reads (gcp.segmentation.reads_needed): a snapshot file
     # and a live check decide alike
     networked = any(
@@ -184,7 +186,7 @@ def segmentation_findings(
         outcome = outcomes.get(key)
         if outcome is None:
             outcome = _StepOut(out.index, out.egress)
-            _step_checks(outcome, step, state, policy, context, by_number, required_network)
+            _step_checks(outcome, step, state, policy, context, by_number, required_network, live)
             outcomes[key] = outcome
         outcome.emit(out, step.task)
     if policy.require_isolation or networked:
@@ -315,7 +317,7 @@ def _perimeter_checks(
             f"project {ctx.project} ({member}) is in no enforced service perimeter",
             resource=f"//cloudresourcemanager.googleapis.com/projects/{ctx.project}",
             evidence=tuple(_pev(p, "dry-run only") for p in dry)
-            or (Evidence("perimeter", detail=f"{len(perimeters)} perimeter(s) read"),),
+            or (Evidence("perimeter", detail=f"{plural(len(perimeters), 'perimeter')} read"),),
         )
         return
     # every project holding a declared resource must share the perimeter (or a bridge)
@@ -498,6 +500,7 @@ def _step_checks(
     ctx: CheckContext,
     by_number: dict[str, str],
     required_network: str | None,
+    live: bool = False,
 ) -> None:
     reach = _reach(step)
     if policy.allowed_reach is not None:
@@ -545,7 +548,7 @@ def _step_checks(
     if step.job.reach is None and not policy.require_isolation:
         out.note("no reach declared, egress not checked")
         return
-    _egress(out, step, state, source, reach, by_number)
+    _egress(out, step, state, source, reach, by_number, live)
 
 
 def _source(
@@ -640,7 +643,8 @@ def _source(
         if missing:
             out.add(
                 "ZT521",
-                f"reserved range(s) {', '.join(missing)} are not private services access "
+                f"reserved {noun(len(missing), 'range')} {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not private services access "
                 f"ranges of {net}",
                 resource=_gce(net),
                 evidence=(Evidence("missing", node=net, detail="allocated ranges"),),
@@ -778,6 +782,7 @@ def _egress(
     source: Source,
     reach: tuple[ReachEntry, ...],
     by_number: dict[str, str],
+    live: bool = False,
 ) -> None:
     networks = state.networks or {}
     own = networks.get(source.network)
@@ -791,7 +796,8 @@ def _egress(
             # one endpoint may be on several networks (PSC endpoints): every address counts
             ranges = tuple(r for e in state.endpoints if e.name == name for r in e.ranges)
             if not any(e.name == name for e in state.endpoints):
-                out.note(f"{entry.text} is not in the snapshot's endpoints")
+                where = "among the Vertex endpoints read" if live else "in the snapshot's endpoints"
+                out.note(f"{entry.text} is not {where}")
                 continue
             resolved.append(ReachEntry(entry.text, "vertex", ranges, entry.ports))
         else:

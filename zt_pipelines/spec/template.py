@@ -295,6 +295,12 @@ def check_pipeline(spec: Any, *, where: str = "template") -> None:
 # once, with a TemplateError naming the component/executor, instead of a traceback later.
 
 
+#: the executor kinds the rewrite models: a container (rewritten to run as its step identity)
+#: and an importer (no code runs: it records an artifact URI). KFP's IR also has ``resolver``
+#: and the deprecated ``customJob`` (a CustomJob body Vertex launches itself): refused.
+_EXECUTOR_KINDS = frozenset({"container", "importer"})
+
+
 def _check_shapes(spec: dict[str, Any], where: str) -> None:
     params = _mapping(spec["root"].get("inputDefinitions"), "root.inputDefinitions", where)
     _named_mappings(params.get("parameters"), "root.inputDefinitions.parameters", where)
@@ -305,6 +311,17 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
     for label, executor in executors.items():
         at = f"executor {label!r}"
         executor = _mapping(executor, at, where)
+        kinds = sorted(k for k in executor if k in _EXECUTOR_KINDS)
+        if len(kinds) != 1:
+            found = ", ".join(sorted(map(str, executor))) or "nothing"
+            raise TemplateError(
+                f"{at} is not a container or an importer (it has {found}): a customJob or "
+                "resolver executor, or one of several kinds, runs something no step identity "
+                "was checked for",
+                where=where,
+                fix="compile the step as a container component (kfp's @dsl.component or "
+                "@dsl.container_component); GCPC job components are container steps too",
+            )
         if "container" in executor:
             _container(executor["container"], at, where)
 
