@@ -265,7 +265,8 @@ def test_an_account_whose_ancestry_is_unknown_fails_closed() -> None:
         "roles/iam.serviceAccountUser",
         "serviceAccount:ci@lost-proj.iam.gserviceaccount.com",
     )
-    node = "//iam.googleapis.com/projects/lost-proj/serviceAccounts/" + "ci@lost-proj.iam.gserviceaccount.com"
+    node = "//iam.googleapis.com/projects/lost-proj/serviceAccounts/ci@lost-proj.iam"
+    node += ".gserviceaccount.com"
     data["nodes"].append(
         {
             "name": node,
