@@ -111,7 +111,11 @@ def check(
         from zt_pipelines.loaders import check_plain_data
 
         check_plain_data(
-            dict(parameter_values), where="parameter_values", kind="param", error=InputError
+            dict(parameter_values),
+            where="parameter_values",
+            kind="param",
+            error=InputError,
+            json_only=True,
         )
 
     _require_location(location)

@@ -106,6 +106,7 @@ from zt_pipelines.spec.resolve import (
     root_env,
 )
 from zt_pipelines.spec.template import check_pipeline, load_template_job
+from zt_pipelines.spec.vertex_rules import check_parameter_types
 
 __all__ = ["rewrite", "rewrite_pipeline"]
 
@@ -221,6 +222,8 @@ def rewrite_pipeline(
     if parameter_values is not None:  # aiplatform drops None: the spec's default then runs
         parameter_values = {k: v for k, v in parameter_values.items() if v is not None}
         _refuse_credentials(parameter_values)
+    if parameter_values:  # schema 2.0.0 and older: aiplatform takes values of three types only
+        check_parameter_types(ir, list(parameter_values), where="parameter_values")
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
