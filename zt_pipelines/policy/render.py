@@ -84,6 +84,8 @@ FIXES: dict[str, str] = {
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
     "ZT401": "take the snapshot with zt-pipelines snapshot (it writes the integrity digest)",
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
+    "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
+    "access)",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
     "ZT600": "give the verifying identity aiplatform.pipelineJobs.get and customJobs.get/list",
     "ZT601": "submit through zt_pipelines.PipelineJob or `zt-pipelines submit`; find who did not",

@@ -155,7 +155,11 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT401": ("SnapshotUnsealed", "the snapshot file carries no integrity digest"),
     "ZT402": (
         "BucketAclsNotExcluded",
-        "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+        "a bucket the pipeline uses has no uniform bucket-level access: ACLs grant beside IAM",
+    ),
+    "ZT403": (
+        "BucketAclGrantsIdentity",
+        "a bucket ACL grants a pipeline identity access outside IAM",
     ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
