@@ -7,7 +7,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 # majors, and GCPC (a test dependency of .venv) pins aiplatform<2, so 2.x needs its own venv.
 AIP2 ?= .venv-aip2
 AIP2_PY := $(AIP2)/bin/python
-AIP2_TESTS := tests/test_job.py tests/test_cli_submit.py tests/test_demo.py tests/test_audit.py tests/test_vertex_endpoints.py
+AIP2_TESTS := tests/test_job.py tests/test_vertex_rules.py tests/test_cli_submit.py tests/test_demo.py tests/test_audit.py tests/test_vertex_endpoints.py
 
 .PHONY: test test-aip2 demo bench lint docs clean
 

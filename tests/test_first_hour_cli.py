@@ -299,40 +299,122 @@ def test_submit_prints_only_the_report_on_stdout(emulator: Emulator, tmp_path: P
     assert "Creating PipelineJob" in run.stderr and "submitted projects/" in run.stderr
 
 
-def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    """The issue's "progress on live check, plan, apply": stderr on a terminal gets a progress
-    bar while IAM state is read; a pipe (CI logs) gets none."""
+def _stderr_on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
+    """Run ``argv`` with stderr on a pseudo-terminal; what it drew there."""
     import pty
 
-    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
-    env = dict(
-        os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE, TERM="xterm"
-    )
-    argv = [sys.executable, "-m", "zt_pipelines"]
-    for verb in ("check", "plan"):
-        args = [verb, template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
-        emulator.latency_ms = 20  # long enough for the bar to be drawn
+    main, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
         try:
-            main, follower = pty.openpty()
-            proc = subprocess.Popen(
-                [*argv, *args], stdout=subprocess.PIPE, stderr=follower, env=env
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    proc.communicate(timeout=300)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_live_check_on_a_terminal_shows_progress_and_in_a_pipe_does_not(
+    tmp_path: Path,
+) -> None:
+    """Progress on live `check`, `plan`, `apply` and `submit`: stderr on a terminal gets a
+    progress bar while IAM state is read (and while apply writes); a pipe (CI logs) gets none."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    argv = [sys.executable, "-m", "zt_pipelines"]
+    common = [template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    runs = {
+        "check": (["check", *common], ["reading IAM state"]),
+        "plan": (["plan", *common], ["reading IAM state"]),
+        "apply": (
+            ["apply", *common, "--yes", "--audit-log", str(tmp_path / "apply.jsonl")],
+            ["reading IAM state", "applying changes"],
+        ),
+        "submit": (
+            ["submit", *common, "--audit-log", str(tmp_path / "submit.jsonl")],
+            ["reading IAM state"],
+        ),
+    }
+    for verb, (args, bars) in runs.items():
+        # a fresh world each time (apply and submit write), slow enough for the bar to be drawn
+        with Emulator(load_snapshot(WORLD), latency_ms=20) as emu:
+            caller = "user:platform@example.com" if verb == "apply" else ALICE
+            env = dict(
+                os.environ, ZT_EMULATOR_HOST=emu.address, ZT_EMULATOR_CALLER=caller, TERM="xterm"
             )
-            os.close(follower)
-            chunks = []
-            while True:
-                try:
-                    data = os.read(main, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            os.close(main)
-            proc.communicate(timeout=300)
-            assert "reading IAM state" in b"".join(chunks).decode(errors="replace"), verb
+            drawn = _stderr_on_a_terminal([*argv, *args], env)
+            for bar in bars:
+                assert bar in drawn, (verb, bar, drawn[-2000:])
+        with Emulator(load_snapshot(WORLD)) as emu:
+            env = dict(os.environ, ZT_EMULATOR_HOST=emu.address, ZT_EMULATOR_CALLER=caller)
             piped = subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
-            assert "reading IAM state" not in piped.stderr, verb
-        finally:
-            emulator.latency_ms = 0
+            assert not any(bar in piped.stderr for bar in bars), (verb, piped.stderr)
+
+
+def _every_command() -> Iterator[tuple[str, click.Command]]:
+    for verb in SUBCOMMANDS:
+        command = _LazyGroup._load(verb)
+        assert command is not None, verb
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield f"{verb} {name}", sub
+        else:
+            yield verb, command
+
+
+def test_every_verbs_help_shows_the_environment_it_reads() -> None:
+    """`--help` of every verb names each environment variable that changes what it does: every
+    option's variable, the audit log's default, and — where Google is called — the emulator
+    switch and its caller, and the live strategy where IAM is read live."""
+    import ast
+
+    shown_anywhere: set[str] = set()
+    for verb, command in _every_command():
+        text = CliRunnerLike.help(verb)
+        shown_anywhere |= set(re.findall(r"ZT_[A-Z_]+", text))
+        names = {p.name for p in command.params}
+        for option in command.params:
+            if isinstance(option, click.Option) and option.envvar:
+                variables = [option.envvar] if isinstance(option.envvar, str) else option.envvar
+                assert option.show_envvar, (verb, option.name)
+                assert all(v in text for v in variables), (verb, option.name, text)
+        if verb in ("demo", "emulator"):
+            continue  # they start their own emulator and keep their own log
+        if "audit_log" in names:
+            assert "$ZT_AUDIT_LOG" in text, verb
+        snapshot = next((p for p in command.params if p.name == "snapshot"), None)
+        # without --snapshot (or always, for `snapshot` itself) IAM state is read live
+        live = verb == "snapshot" or (snapshot is not None and not snapshot.required)
+        assert ("ZT_LIVE_STRATEGY=direct|inventory" in text) == live, verb
+        if live or names & {"template", "job"}:
+            assert "ZT_EMULATOR_HOST=HOST:PORT" in text and "ZT_EMULATOR_CALLER" in text, verb
+    package = Path(__file__).resolve().parent.parent / "zt_pipelines"
+    read = {
+        node.value
+        for path in package.rglob("*.py")
+        if "emulator" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"ZT_[A-Z_]+", node.value)
+    }
+    assert read - shown_anywhere == set(), "read but in no --help"
+
+
+class CliRunnerLike:
+    """``zt-pipelines VERB --help`` at a fixed width, in process."""
+
+    @staticmethod
+    def help(verb: str) -> str:
+        from click.testing import CliRunner
+
+        from zt_pipelines.cli import cli
+
+        run = CliRunner().invoke(cli, [*verb.split(), "--help"], terminal_width=200)
+        assert run.exit_code == 0, run.output
+        return run.output

@@ -284,6 +284,25 @@ def test_template_without_what_aiplatform_reads_is_refused(text: str, needle: st
         parse_template_text(text)
 
 
+@pytest.mark.parametrize(
+    "executor",
+    [
+        {"customJob": {"customJob": {"jobSpec": {"serviceAccount": SA}}}},  # Vertex launches it
+        {"resolver": {"outputArtifactQueries": {}}},
+        {},
+        {"container": {"image": "python:3.11"}, "importer": {"artifactUri": {}}},
+    ],
+    ids=["customJob", "resolver", "none", "several"],
+)
+def test_an_executor_the_rewrite_does_not_model_is_refused(executor: dict[str, Any]) -> None:
+    # only a container (rewritten to run as its identity) or an importer (no code) is judged;
+    # anything else would run without any identity being checked (red team in_12)
+    spec = json.loads(json.dumps(SPEC))
+    spec["deploymentSpec"] = {"executors": {"exec-side": executor}}
+    with pytest.raises(TemplateError, match="executor 'exec-side' is not a container or an"):
+        parse_template_text(json.dumps(spec))
+
+
 def test_tab_indented_json_template_loads() -> None:
     text = json.dumps(SPEC, indent="\t")
     assert parse_template_text(text) == (SPEC, ())

@@ -288,13 +288,20 @@ class PipelineJob(  # type: ignore[misc]
             project=project or initializer.global_config._project,
             credentials=None if missing else credentials,
         )
-        first, platform_docs = _split_documents(text, where=template_path)
-        job_doc = _as_job_document(first, where=template_path)
-        _require_known_parameters(job_doc, parameter_values, where=template_path)
+        refusal = _BuildRefusal(audit_log, clock, credentials, project, location, job_id)
+        with refusal.recorded(template_path):  # what aiplatform would refuse, refused here
+            first, platform_docs = _split_documents(text, where=template_path)
+            refusal.named(first)
+            job_doc = _as_job_document(first, where=template_path, job_id=job_id)
+            _require_known_parameters(job_doc, parameter_values, where=template_path)
         project = _project_or_error(project, have_credentials=not missing)
+        refusal.project = project
         # aiplatform reads one YAML document only: hand it the first (the PipelineSpec or
         # PipelineJob) and keep the PlatformSpec documents (our declarations) for the rewrite.
-        with tempfile.TemporaryDirectory(prefix="zt-template-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="zt-template-") as tmp,
+            refusal.recorded(template_path, by_aiplatform=True),
+        ):
             first_path = os.path.join(tmp, "template.json")
             Path(first_path).write_text(json.dumps(first))
             super().__init__(
@@ -546,7 +553,8 @@ class PipelineJob(  # type: ignore[misc]
         self._install(approval)
         self._zt_scheduling = approval  # the schedule built below reads pipeline_spec
         try:
-            return super().create_schedule(
+            return self._zt_create_schedule(
+                approval,
                 cron=cron,
                 display_name=display_name,
                 start_time=start_time,
@@ -561,6 +569,34 @@ class PipelineJob(  # type: ignore[misc]
             )
         finally:
             self._zt_scheduling = None
+
+    def _zt_create_schedule(self, approval: Approval, **kwargs: Any) -> Any:
+        """aiplatform's ``create_schedule``; what it refuses itself (a display name over 128
+        characters ...) becomes a typed error with a record voiding the approval."""
+        try:
+            return super().create_schedule(**kwargs)
+        except _AIPLATFORM_REFUSALS as exc:
+            raise self._zt_refused_before_send(approval, "create_schedule", exc) from exc
+
+    def _zt_refused_before_send(self, approval: Approval, where: str, exc: Exception) -> ZtError:
+        """aiplatform refused an argument after the decision: nothing was sent. Recorded as
+        ``send-failed`` (the approval is void) and returned as a typed error."""
+        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        error = InputError(
+            f"aiplatform refused the {where} argument ({type(exc).__name__}: {text[:300]}); "
+            "nothing was sent",
+            where=f"job {self.job_id}",
+            fix="correct the argument and submit again: it verifies and sends anew",
+        )
+        context = _DecisionContext(self, "send-failed", approval.service_account, approval.network)
+        with contextlib.suppress(ZtError):
+            context.record(
+                "refused",
+                reason=error.message,
+                sha256=approval.sha256,
+                decision=approval.decision_sha256,
+            )
+        return error
 
     @property
     def pipeline_spec(self) -> Any:
@@ -1011,7 +1047,10 @@ class PipelineJob(  # type: ignore[misc]
         self._install(approval)
         self._zt_check_pipeline_root_owner(approval)
         if experiment:
-            self._validate_experiment(experiment)
+            try:
+                self._validate_experiment(experiment)
+            except Exception as exc:  # aiplatform's ValueError/RuntimeError: typed, recorded
+                raise self._zt_refused_before_send(approval, "experiment", exc) from exc
         _pipeline_jobs._LOGGER.log_create_with_lro(self.__class__)
         request = approval.resource()
         if enable_preflight_validations:
@@ -1338,18 +1377,105 @@ def _project_or_error(project: str | None, *, have_credentials: bool) -> str:
     return str(found)
 
 
-def _as_job_document(first: dict[str, Any], *, where: str) -> dict[str, Any]:
+def _as_job_document(
+    first: dict[str, Any], *, where: str, job_id: str | None = None
+) -> dict[str, Any]:
     """The template as aiplatform reads it (a PipelineJob JSON, or a spec wrapped in one),
-    checked for what aiplatform's constructor indexes (it raises ``KeyError`` otherwise)."""
+    checked for everything aiplatform's constructor refuses (:mod:`.spec.vertex_rules`)."""
     from zt_pipelines.spec.template import check_envelope
 
-    check_envelope(first, where=where)
+    check_envelope(first, where=where, job_id=job_id)
     if "pipelineSpec" not in first:
         return {"pipelineSpec": first, "runtimeConfig": {}}
     values = first["runtimeConfig"].get("parameterValues", {})
     if values is not None and not isinstance(values, dict):
         raise TemplateError("runtimeConfig.parameterValues is not a mapping", where=where)
     return first
+
+
+# what aiplatform's constructor raises for arguments and templates it refuses
+_AIPLATFORM_REFUSALS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+class _BuildRefusal:
+    """Turns a refusal while the job is built into a typed error with an audit record: the
+    rules aiplatform applies (checked first, :mod:`.spec.vertex_rules`) and anything its
+    constructor still raises. There is no job yet, so the record names what is known."""
+
+    def __init__(
+        self,
+        audit_log: Any,
+        clock: Callable[[], datetime] | None,
+        credentials: Any,
+        project: str | None,
+        location: str | None,
+        job_id: str | None,
+    ) -> None:
+        self.audit_log = audit_log
+        self.clock = clock or utc_now
+        self.credentials = credentials
+        self.project = project
+        self.location = location
+        self.job_id = job_id
+        self.pipeline = ""
+
+    def named(self, first: Mapping[str, Any]) -> None:
+        """The pipeline's name, for the record, once the template is read."""
+        spec = first.get("pipelineSpec", first)
+        info = spec.get("pipelineInfo") if isinstance(spec, Mapping) else None
+        name = info.get("name") if isinstance(info, Mapping) else None
+        self.pipeline = name if isinstance(name, str) else ""
+
+    @contextlib.contextmanager
+    def recorded(self, where: str, *, by_aiplatform: bool = False) -> Any:
+        try:
+            yield
+        except ZtError as exc:
+            self._record(exc.message)
+            raise
+        except Exception as exc:
+            if not by_aiplatform:
+                raise
+            from google.protobuf.json_format import ParseError
+
+            kind = f"{type(exc).__module__}.{type(exc).__name__}"
+            text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), kind)
+            error: ZtError
+            if isinstance(exc, (*_AIPLATFORM_REFUSALS, ParseError)):
+                error = InputError(
+                    f"aiplatform refused to build the job ({type(exc).__name__}: {text[:300]})",
+                    where=where,
+                    fix="correct the argument or template field it names",
+                )
+            else:
+                error = ApiError(
+                    f"aiplatform failed to build the job ({type(exc).__name__}: {text[:300]})",
+                    where=where,
+                )
+            self._record(error.message)
+            raise error from exc
+
+    def _record(self, reason: str) -> None:
+        target = self.audit_log
+        log = (
+            target
+            if isinstance(target, AuditLog)
+            else AuditLog(target or default_audit_log(), clock=self.clock)
+        )
+        location = self.location or initializer.global_config.location
+        with contextlib.suppress(ZtError):  # the error raised still says what happened
+            log.append(
+                Decision(
+                    action="build",
+                    outcome="refused",
+                    submitter=submitter_of(self.credentials),
+                    project=str(self.project or initializer.global_config._project or ""),
+                    location=str(location or ""),
+                    pipeline=self.pipeline,
+                    job_id=str(self.job_id or ""),
+                    reason=reason.splitlines()[0][:500] if reason else "",
+                )
+            )
 
 
 def _require_known_parameters(
@@ -1362,9 +1488,16 @@ def _require_known_parameters(
     from zt_pipelines.loaders import check_plain_data
 
     # built in Python, not parsed: bounded and sendable (no lone surrogate) like a --param
-    check_plain_data(dict(values or {}), where=where, kind="param", error=InputError)
+    check_plain_data(
+        dict(values or {}), where=where, kind="param", error=InputError, json_only=True
+    )
     root = job_doc["pipelineSpec"].get("root", {})
     known = sorted((root.get("inputDefinitions") or {}).get("parameters") or {})
+    given = [k for k, v in (values or {}).items() if v is not None and k in known]
+    if given:  # schema 2.0.0 and older: values for three parameter types only
+        from zt_pipelines.spec.vertex_rules import check_parameter_types
+
+        check_parameter_types(job_doc["pipelineSpec"], given, where=where)
     for name in values or {}:
         if name in known:
             continue

@@ -283,9 +283,14 @@ def parse_json(text: str, *, where: str, kind: str, error: type[InputError]) -> 
     return value
 
 
-def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputError]) -> None:
+def check_plain_data(
+    value: Any, *, where: str, kind: str, error: type[InputError], json_only: bool = False
+) -> None:
     """Refuse data nested deeper than the kind's limit, holding more values than it allows,
     integers beyond the digit limit or non-finite floats (TOML and Python-built data).
+    ``json_only``: also refuse what is not JSON data — a mapping key that is not text, a value
+    that is not text, a number, a boolean, ``None``, a list or a mapping (bytes, dates, sets:
+    aiplatform cannot send them as a protobuf ``Struct``).
 
     Works without recursion, so it is safe on any input (also dicts built in Python).
     """
@@ -300,11 +305,16 @@ def check_plain_data(value: Any, *, where: str, kind: str, error: type[InputErro
         if isinstance(node, dict):
             children: Iterable[Any] = node.values()
             for key in node:
+                if json_only and not isinstance(key, str):
+                    _fail(error, f"the mapping key {_shown(repr(key))} is not text", where)
                 if type(key) is str and _SURROGATE.search(key):
                     _fail(error, f"the key {_shown(key)} is not valid Unicode text", where)
         elif isinstance(node, list):
             children = node
         else:
+            if json_only and not isinstance(node, (str, int, float, type(None))):
+                shown = _shown(repr(node)[:40])
+                _fail(error, f"{shown} ({type(node).__name__}) is not JSON data", where)
             if type(node) is str and _SURROGATE.search(node):
                 # a lone UTF-16 surrogate (JSON "\ud800", a Python string): no API can send it
                 _fail(error, f"the text {_shown(node)} is not valid Unicode text", where)

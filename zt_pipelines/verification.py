@@ -111,7 +111,11 @@ def check(
         from zt_pipelines.loaders import check_plain_data
 
         check_plain_data(
-            dict(parameter_values), where="parameter_values", kind="param", error=InputError
+            dict(parameter_values),
+            where="parameter_values",
+            kind="param",
+            error=InputError,
+            json_only=True,
         )
 
     _require_location(location)
@@ -304,6 +308,7 @@ def check_rewritten(
     report = check_segmentation(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
+    report = _credentials_in_spec(report, result.spec)
     if _LOG.isEnabledFor(logging.INFO):
         from zt_pipelines.policy.render import plural
 
@@ -315,6 +320,56 @@ def check_rewritten(
             plural(len(report.findings), "finding"),
         )
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
+
+
+def _credentials_in_spec(report: Report, spec: Mapping[str, Any]) -> Report:
+    """ZT410 for every string of the spec that holds a key or a token (the step would act as
+    whoever it belongs to; Vertex stores the spec for every reader of the job)."""
+    import json
+
+    from zt_pipelines.credentials import credential_kinds, credential_paths
+    from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
+
+    if not credential_kinds(json.dumps(spec, ensure_ascii=False)):
+        return report
+    found = [
+        Finding(
+            "ZT410",
+            DEFAULT_SEVERITIES["ZT410"],
+            f"the pipeline spec holds {kind} at {path} (not shown): the step would act as "
+            "whoever it belongs to, and Vertex keeps the spec for every reader of the job",
+            step=_step_of(spec, path),
+            evidence=(Evidence("policy", detail=path),),
+        )
+        for path, kind in credential_paths(spec)
+    ]
+    return replace(report, findings=sort_findings([*report.findings, *found]))
+
+
+def _step_of(spec: Mapping[str, Any], path: str) -> str | None:
+    """The tasks a spec path belongs to: ``deploymentSpec.executors.E...`` (the components run
+    by executor E) or ``components.C...``, then every task of any DAG that runs them."""
+    parts = path.split(".")
+    components = spec.get("components") or {}
+    if len(parts) > 2 and parts[:2] == ["deploymentSpec", "executors"]:
+        wanted = {
+            name
+            for name, c in components.items()
+            if isinstance(c, Mapping) and c.get("executorLabel") == parts[2]
+        }
+    elif len(parts) > 1 and parts[0] == "components":
+        wanted = {parts[1]}
+    else:
+        return None
+    dags = [spec.get("root") or {}, *components.values()]
+    tasks = sorted(
+        str(task_name)
+        for dag in dags
+        if isinstance(dag, Mapping)
+        for task_name, task in ((dag.get("dag") or {}).get("tasks") or {}).items()
+        if isinstance(task, Mapping) and (task.get("componentRef") or {}).get("name") in wanted
+    )
+    return ",".join(tasks) or None
 
 
 def _source_note(snapshot: SnapshotInput, emulator: str | None) -> str:

@@ -21,20 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from zt_pipelines.credentials import SHAPES
+
 GENESIS = "0" * 64
 FORMAT_VERSION = 1
 
 # Secrets that must never reach a record or a log line, whatever a caller puts into one.
 _SECRET_PATTERNS = (
-    re.compile(
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-    ),
+    # the shapes a pipeline spec is refused for (ZT410)
+    *(pattern for _kind, _markers, pattern in SHAPES),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"\bya29\.[A-Za-z0-9._-]+"),  # Google OAuth2 access tokens
-    re.compile(r"\b1//[A-Za-z0-9._-]{20,}"),  # Google refresh tokens
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),  # JWTs / ID tokens
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # API keys
-    re.compile(r"\bGOCSPX-[0-9A-Za-z_-]{20,}"),  # OAuth client secrets
     # signed-URL credentials (GCS V2/V4, S3, Azure SAS) in a query string, e.g. a template URL
     re.compile(
         r"(?i)(?<=[?&])(?:x-goog-signature|x-goog-credential|x-amz-signature|x-amz-credential|signature|sig)=[^&#\s\"']*"

@@ -12,6 +12,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     output_option,
@@ -58,7 +59,7 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
     return str(report)
 
 
-@click.command("check")
+@click.command("check", epilog=LIVE_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()

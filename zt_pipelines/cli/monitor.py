@@ -14,7 +14,14 @@ import click
 
 from zt_pipelines.cli import require_writable, write_output
 from zt_pipelines.cli.check import format_option, render_report
-from zt_pipelines.cli.options import location_option, project_option, snapshot_option
+from zt_pipelines.cli.options import (
+    EMULATOR_ENVIRONMENT,
+    LIVE_ENVIRONMENT,
+    live_progress,
+    location_option,
+    project_option,
+    snapshot_option,
+)
 from zt_pipelines.errors import InputError
 
 
@@ -25,7 +32,7 @@ def _emit(text: str, output: Path | None) -> None:
         click.echo(text)
 
 
-@click.command("verify-run")
+@click.command("verify-run", epilog=EMULATOR_ENVIRONMENT)
 @click.argument("job")
 @project_option(help="Project the job was submitted to.")
 @location_option()
@@ -97,7 +104,7 @@ def _combined(reports: list[Any], what: str) -> Any:
     )
 
 
-@click.command("drift")
+@click.command("drift", epilog=LIVE_ENVIRONMENT)
 @click.argument("audit_log", required=False, type=click.Path(path_type=Path))
 @snapshot_option()
 @click.option(
@@ -117,15 +124,17 @@ def drift_command(
     fmt: str,
     output: Path | None,
 ) -> int:
-    """Re-evaluate every still-relevant approval in AUDIT_LOG against today's IAM (live, or
-    --snapshot FILE): grants added, keys, identities re-enabled, deny policies removed, new
-    impersonation paths. Exit 1 on drift (or when IAM could not be read), 0 otherwise."""
+    """Re-evaluate every still-relevant approval in AUDIT_LOG (default: $ZT_AUDIT_LOG or
+    ~/.local/state/zt-pipelines/audit.jsonl) against today's IAM (live, or --snapshot FILE):
+    grants added, keys, identities re-enabled, deny policies removed, new impersonation paths.
+    Exit 1 on drift (or when IAM could not be read), 0 otherwise."""
     from zt_pipelines.monitor.service import drift
 
     if output is not None:
         require_writable(output)
     window = parse_duration(since, option="--since")
-    verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
+    with live_progress():  # live IAM reads, on a terminal only
+        verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
     reports = [v.report for v in verdicts]
     if fmt == "text":
         parts = [
@@ -140,7 +149,7 @@ def drift_command(
     return 1 if any(v.drifted for v in verdicts) else 0
 
 
-@click.command("usage")
+@click.command("usage", epilog=EMULATOR_ENVIRONMENT)
 @project_option(help="Project whose approved runs' step identities are audited.")
 @click.option(
     "--audit-log",
@@ -195,7 +204,7 @@ def usage_command(
     return 0 if verdict.clean else 1
 
 
-@click.command("monitor")
+@click.command("monitor", epilog=LIVE_ENVIRONMENT)
 @project_option(help="Project whose pipeline jobs and schedules are monitored.")
 @location_option()
 @click.option(

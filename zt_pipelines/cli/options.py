@@ -29,6 +29,21 @@ PROJECT_ENVVARS = ("ZT_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"
 LOCATION_ENVVARS = ("ZT_LOCATION", "GOOGLE_CLOUD_REGION", "CLOUDSDK_AI_REGION")
 
 
+EMULATOR_ENVIRONMENT = (
+    "Environment: ZT_EMULATOR_HOST=HOST:PORT sends every Google call (ours and aiplatform's) "
+    "to the zt-pipelines emulator; ZT_EMULATOR_CALLER=MEMBER (user:EMAIL or "
+    "serviceAccount:EMAIL) is who calls it."
+)
+"""The ``--help`` epilog of every command that calls Google (templates, runs, logs)."""
+
+LIVE_ENVIRONMENT = (
+    EMULATOR_ENVIRONMENT + " ZT_LIVE_STRATEGY=direct|inventory: how live IAM state is read "
+    "(default: direct, every policy from its own API; inventory: Cloud Asset in bulk, "
+    "eventually consistent)."
+)
+"""The ``--help`` epilog of every command that reads IAM state live."""
+
+
 def gcloud_project() -> str | None:
     """The project in gcloud's active configuration (``gcloud config set project``), if any.
 

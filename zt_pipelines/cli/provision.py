@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     output_option,
@@ -155,7 +156,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     return planned
 
 
-@click.command("plan")
+@click.command("plan", epilog=LIVE_ENVIRONMENT)
 @_options
 @click.option(
     "--format",
@@ -185,11 +186,14 @@ def plan_command(fmt: str, output: Path | None, **opts: Any) -> int:
     return REVIEW_EXIT_CODE if result.needs_review else 0
 
 
-@click.command("apply")
+@click.command("apply", epilog=LIVE_ENVIRONMENT)
 @_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
-    "--audit-log", type=click.Path(path_type=Path), help="Append an audit record to this file."
+    "--audit-log",
+    type=click.Path(path_type=Path),
+    help="Append the audit record to this file (default: $ZT_AUDIT_LOG or "
+    "~/.local/state/zt-pipelines/audit.jsonl).",
 )
 def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
     """Create the service accounts and roles TEMPLATE needs and write its bindings."""

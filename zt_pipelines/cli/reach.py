@@ -11,6 +11,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.options import (
+    EMULATOR_ENVIRONMENT,
     location_option,
     pipeline_sa_option,
     project_option,
@@ -19,7 +20,7 @@ from zt_pipelines.cli.options import (
 )
 
 
-@click.command("reach")
+@click.command("reach", epilog=EMULATOR_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()

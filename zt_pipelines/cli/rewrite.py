@@ -8,13 +8,14 @@ from typing import Any
 import click
 
 from zt_pipelines.cli.options import (
+    EMULATOR_ENVIRONMENT,
     pipeline_sa_option,
     project_option,
     step_defaults_options,
 )
 
 
-@click.command("rewrite")
+@click.command("rewrite", epilog=EMULATOR_ENVIRONMENT)
 @click.argument("template")
 @click.option(
     "-o",
@@ -81,7 +82,9 @@ def command(
         defaults=step_defaults,
     )
     # a PipelineJob template keeps its runtimeConfig: the values check judged are the ones run
-    write_output(output, dump_template(result, job=source[0]))
+    text = dump_template(result, job=source[0])
+    _refuse_credentials(text, result.spec)
+    write_output(output, text)
     for step in result.steps:
         click.echo(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
         if step.unescaped_payload_inputs:
@@ -113,3 +116,21 @@ def _jobs(step: Any) -> str:
     if step.serving_service_account:
         out += f"\tserves as {step.serving_service_account}"
     return out
+
+
+def _refuse_credentials(text: str, spec: Any) -> None:
+    """A key or a token in the spec is not written out (ZT410: it would act as whoever it
+    belongs to, and leak to every reader of the job)."""
+    from zt_pipelines.credentials import credential_kinds, credential_paths
+    from zt_pipelines.errors import TemplateError
+
+    if not credential_kinds(text):
+        return
+    found = credential_paths(spec) or [("the template", credential_kinds(text)[0])]
+    path, kind = found[0]
+    raise TemplateError(
+        f"the pipeline holds {kind} at {path} (not shown); not written (ZT410)",
+        where="template",
+        fix="remove the credential from the component; give the step an identity that holds "
+        "the access, and read secrets from Secret Manager at run time",
+    )

@@ -13,6 +13,7 @@ import click
 
 from zt_pipelines.cli import parse_parameters, require_writable, write_output
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
     live_progress,
     location_option,
     pipeline_sa_option,
@@ -91,7 +92,7 @@ def _needs(
     return resources, accounts, principals, projects, persistent
 
 
-@click.command("snapshot")
+@click.command("snapshot", epilog=LIVE_ENVIRONMENT)
 @project_option()
 @location_option()
 @click.option("--template", "templates", multiple=True, help="Compiled pipeline (repeatable).")

@@ -15,6 +15,8 @@ import click
 from zt_pipelines.cli import parse_parameters
 from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.cli.options import (
+    LIVE_ENVIRONMENT,
+    live_progress,
     location_option,
     pipeline_sa_option,
     policy_option,
@@ -55,7 +57,7 @@ def _build_job(**kwargs: Any) -> Any:
     return PipelineJob(**kwargs)
 
 
-@click.command("submit")
+@click.command("submit", epilog=LIVE_ENVIRONMENT)
 @click.argument("template")
 @project_option()
 @location_option()
@@ -146,7 +148,8 @@ def command(
     job._zt_origin = "cli"
     _aiplatform_logs_to_stderr()
     try:
-        job.submit(service_account=pipeline_sa, network=network)
+        with live_progress():  # live IAM reads, on a terminal only
+            job.submit(service_account=pipeline_sa, network=network)
     except ZeroTrustViolation as exc:
         click.echo(render_report(exc.report, fmt))
         click.echo(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)

@@ -104,6 +104,7 @@ class FetchPlan:
         self._batch: Any = None  # the storage reads not yet sent (a StorageBatch)
         self._planner = threading.get_ident()
         self._roles_asked: set[str] = set()
+        self._projects_planned: set[str] = set()
         self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache remembers them
         self.s = Reads()
         self.principals: list[str] = []
@@ -324,7 +325,15 @@ class FetchPlan:
     # -- hierarchy -------------------------------------------------------------------------------
 
     def _project(self, ref: str) -> None:
-        """Projects.get (fresh parent) + policy + deny + custom roles; prefetch cached ancestors."""
+        """Projects.get (fresh parent) + policy + deny + custom roles; prefetch cached ancestors.
+
+        Planned once per fetch: every read in it runs once anyway, and an account policy
+        naming an account of this project asks again (the cache lookups and principal-set
+        work of planning it again cost more than a read)."""
+        with self._lock:
+            if ref in self._projects_planned:
+                return
+            self._projects_planned.add(ref)
         full = CRM + "projects/" + ref
 
         def got(node: Node) -> None:

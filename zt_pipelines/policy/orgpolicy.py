@@ -35,10 +35,10 @@ DEFAULT_SEVERITIES: dict[str, Severity] = {
 DEFAULT_SEVERITIES["ZT401"] = Severity.NOTE
 DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a verdict
 
-#: codes no policy can relax or suppress: a default identity (ZT100) and a verification that
-#: could not complete (ZT400, ZT530 for segmentation) always refuse — the check proved nothing
-#: it could be waived on.
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT530"})
+#: codes no policy can relax or suppress: a default identity (ZT100), a verification that
+#: could not complete (ZT400, ZT530 for segmentation) and a credential in the spec (ZT410:
+#: it leaks to every reader of the job whatever anyone decides) always refuse.
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT410", "ZT530"})
 
 #: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
 #: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a

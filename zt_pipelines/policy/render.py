@@ -86,6 +86,8 @@ FIXES: dict[str, str] = {
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
     "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
     "access)",
+    "ZT410": "remove the credential from the component; give the step an identity that holds "
+    "the access, and read secrets from Secret Manager at run time",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
     "ZT600": "give the verifying identity aiplatform.pipelineJobs.get and customJobs.get/list",
     "ZT601": "submit through zt_pipelines.PipelineJob or `zt-pipelines submit`; find who did not",

@@ -161,6 +161,10 @@ CODES: dict[str, tuple[str, str]] = {
         "BucketAclGrantsIdentity",
         "a bucket ACL grants a pipeline identity access outside IAM",
     ),
+    "ZT410": (
+        "CredentialInSpec",
+        "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
+    ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
     "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),

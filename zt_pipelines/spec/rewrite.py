@@ -106,6 +106,7 @@ from zt_pipelines.spec.resolve import (
     root_env,
 )
 from zt_pipelines.spec.template import check_pipeline, load_template_job
+from zt_pipelines.spec.vertex_rules import check_parameter_types
 
 __all__ = ["rewrite", "rewrite_pipeline"]
 
@@ -220,6 +221,9 @@ def rewrite_pipeline(
         parameter_values = {**template_values, **dict(parameter_values or {})}
     if parameter_values is not None:  # aiplatform drops None: the spec's default then runs
         parameter_values = {k: v for k, v in parameter_values.items() if v is not None}
+        _refuse_credentials(parameter_values)
+    if parameter_values:  # schema 2.0.0 and older: aiplatform takes values of three types only
+        check_parameter_types(ir, list(parameter_values), where="parameter_values")
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
@@ -268,6 +272,22 @@ def rewrite_pipeline(
 
 
 # ------------------------------------------------------------------------------ inputs
+
+
+def _refuse_credentials(values: Mapping[str, Any]) -> None:
+    """A parameter value holding a key or a token: the step would act as whoever it belongs
+    to, and Vertex stores the value for every reader of the job."""
+    from zt_pipelines.credentials import credential_paths
+
+    found = credential_paths(dict(values))
+    if found:
+        path, kind = found[0]
+        raise TemplateError(
+            f"parameter {path.split('.')[0].split('[')[0]!r} holds {kind} (value not shown)",
+            where="parameter values",
+            fix="give the step an identity of its own that holds the access instead; pass "
+            "secrets through Secret Manager, never as parameter values",
+        )
 
 
 def _split_input(
@@ -558,7 +578,7 @@ class _Walker:
             return new_task
         label, executor = self._executor(child, where)
         container = executor.get("container")
-        if not isinstance(container, dict):  # importer, resolver: left alone
+        if not isinstance(container, dict):  # an importer: left alone (others refused on load)
             name = self._emit(ref, _copy(child), label, _copy(executor))
             new_task["componentRef"]["name"] = name
             return new_task

@@ -36,7 +36,7 @@ def load_template(
     if isinstance(template, Mapping):
         # built in Python, not parsed: still bounded (depth, size) before anything walks it
         loaders.check_plain_data(
-            dict(template), where="template", kind="template", error=TemplateError
+            dict(template), where="template", kind="template", error=TemplateError, json_only=True
         )
         return _pipeline_from(dict(template), (), "template")
     path = Path(template)
@@ -67,6 +67,7 @@ def load_template_job(
         ir, docs = load_template(template)
         where = "template"
         document: Mapping[str, Any] = template
+        check_envelope(document, where=where)
     else:
         where = str(template)
         text = loaders.read_text(Path(template), kind="template", error=TemplateError)
@@ -196,31 +197,22 @@ def _documents(text: str, where: str) -> tuple[dict[str, Any], list[dict[str, An
     return first, rest
 
 
-def check_envelope(document: Mapping[str, Any], *, where: str = "template") -> None:
-    """Refuse a template aiplatform's ``PipelineJob`` constructor would fail on with a
-    ``KeyError``: a PipelineSpec needs ``schemaVersion``; a PipelineJob (``pipelineSpec``
-    inside) also needs a ``runtimeConfig`` mapping.
+def check_envelope(
+    document: Mapping[str, Any], *, where: str = "template", job_id: str | None = None
+) -> None:
+    """Refuse a template aiplatform's ``PipelineJob`` constructor would refuse with its own
+    exception: a PipelineSpec needs a ``schemaVersion`` that is a version and a
+    ``pipelineInfo.name`` that makes a valid job id; a PipelineJob (``pipelineSpec`` inside)
+    also needs a well-formed ``runtimeConfig`` mapping (the rules:
+    :mod:`zt_pipelines.spec.vertex_rules`).
 
     Raises:
-        TemplateError: naming ``where`` and the missing field.
+        TemplateError: naming ``where``, the field and the rule.
+        InputError: ``job_id`` (given instead of the derived one) is not a job id.
     """
-    spec = document.get("pipelineSpec", document)
-    if "pipelineSpec" in document:
-        config = document.get("runtimeConfig")
-        if not isinstance(config, Mapping):
-            raise TemplateError(
-                "a PipelineJob template needs a runtimeConfig mapping"
-                + ("" if config is None else f", not {type(config).__name__}"),
-                where=f"{where}: runtimeConfig",
-                fix="write runtimeConfig: {} (or pass the pipelineSpec alone)",
-            )
-    version = spec.get("schemaVersion") if isinstance(spec, Mapping) else None
-    if not isinstance(version, str) or not version:
-        raise TemplateError(
-            "the pipeline has no schemaVersion",
-            where=f"{where}: schemaVersion",
-            fix="pass a pipeline compiled with kfp.compiler.Compiler (it writes schemaVersion)",
-        )
+    from zt_pipelines.spec.vertex_rules import check_vertex_rules
+
+    check_vertex_rules(document, where=where, job_id=job_id)
 
 
 def refuse_aliases(documents: list[Any], where: str) -> None:
@@ -295,6 +287,12 @@ def check_pipeline(spec: Any, *, where: str = "template") -> None:
 # once, with a TemplateError naming the component/executor, instead of a traceback later.
 
 
+#: the executor kinds the rewrite models: a container (rewritten to run as its step identity)
+#: and an importer (no code runs: it records an artifact URI). KFP's IR also has ``resolver``
+#: and the deprecated ``customJob`` (a CustomJob body Vertex launches itself): refused.
+_EXECUTOR_KINDS = frozenset({"container", "importer"})
+
+
 def _check_shapes(spec: dict[str, Any], where: str) -> None:
     params = _mapping(spec["root"].get("inputDefinitions"), "root.inputDefinitions", where)
     _named_mappings(params.get("parameters"), "root.inputDefinitions.parameters", where)
@@ -305,6 +303,17 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
     for label, executor in executors.items():
         at = f"executor {label!r}"
         executor = _mapping(executor, at, where)
+        kinds = sorted(k for k in executor if k in _EXECUTOR_KINDS)
+        if len(kinds) != 1:
+            found = ", ".join(sorted(map(str, executor))) or "nothing"
+            raise TemplateError(
+                f"{at} is not a container or an importer (it has {found}): a customJob or "
+                "resolver executor, or one of several kinds, runs something no step identity "
+                "was checked for",
+                where=where,
+                fix="compile the step as a container component (kfp's @dsl.component or "
+                "@dsl.container_component); GCPC job components are container steps too",
+            )
         if "container" in executor:
             _container(executor["container"], at, where)
 

@@ -1,0 +1,113 @@
+"""ZT410: a key or a token anywhere in the pipeline spec or its parameter values is refused by
+check, the drop-in job and ``rewrite`` — never written, never shown."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from policy_worlds import PIPELINE_SA, WORLD_FILE
+from test_check_cli import NOW, cli, template  # noqa: F401  (the compiled demo pipeline)
+
+import zt_pipelines as zt
+from zt_pipelines.audit import AuditLog
+from zt_pipelines.credentials import credential_kinds, credential_paths
+from zt_pipelines.errors import TemplateError
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+KEY_FILE = json.dumps({"type": "service_account", "private_key": PEM, "client_email": "x@p.iam"})
+SECRETS = {
+    "a private key": KEY_FILE,
+    "an OAuth access token": "ya29.a0AfH6SMBexampletokenvalue",
+    "an OAuth refresh token": "1//0gExampleRefreshTokenValue-abcdefgh",
+    "a JWT or ID token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJl",
+    "an API key": "AIza" + "A" * 35,
+    "an OAuth client secret": "GOCSPX-" + "a" * 28,
+    "a signed-URL signature": "https://storage.googleapis.com/b/o?X-Goog-Signature=abc123",
+}
+
+
+def with_env(compiled: Path, tmp_path: Path, value: str) -> Path:
+    docs = list(yaml.safe_load_all(compiled.read_text()))
+    executor = docs[0]["deploymentSpec"]["executors"]["exec-train"]["container"]
+    executor["env"] = [{"name": "CREDS", "value": value}]
+    out = tmp_path / "creds.yaml"
+    out.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    return out
+
+
+def check(path: Path, **kw: Any) -> Any:
+    return zt.check(
+        str(path),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        pipeline_root="gs://zt-pipeline-root/runs",
+        snapshot=str(WORLD_FILE),
+        submitter="user:alice@example.com",
+        now=NOW,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(SECRETS))
+def test_every_credential_shape_is_found_and_only_there(kind: str) -> None:
+    assert credential_kinds(f"x {SECRETS[kind]} y") == [kind]
+    assert credential_paths({"a": [{"b": SECRETS[kind]}]}) == [("a[0].b", kind)]
+    # code that merely talks about tokens is no credential
+    assert not credential_kinds('headers = {"Authorization": f"Bearer {token}"}  # ya29 eyJ')
+
+
+@pytest.mark.parametrize("kind", ["a private key", "an OAuth access token"])
+def test_check_refuses_a_credential_in_a_container_and_names_where(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    report = check(with_env(template, tmp_path, SECRETS[kind]))
+    [f] = report.by_code("ZT410")
+    assert not report.allowed and kind in f.message and f.step == "train"
+    assert "env[0].value" in f.message
+    assert "PRIVATE KEY" not in report.to_json() and "ya29." not in report.to_json()
+
+
+def test_a_credential_cannot_be_waived(template: Path, tmp_path: Path) -> None:  # noqa: F811
+    policy = {"severities": {"ZT410": "note"}}
+    with pytest.raises(zt.PolicyFileError if hasattr(zt, "PolicyFileError") else Exception):
+        check(with_env(template, tmp_path, SECRETS["an API key"]), policy=policy)
+
+
+def test_the_drop_in_refuses_and_records_it(template: Path, tmp_path: Path) -> None:  # noqa: F811
+    log = AuditLog(tmp_path / "audit.jsonl")
+    job = zt.PipelineJob(
+        display_name="creds",
+        template_path=str(with_env(template, tmp_path, SECRETS["an OAuth access token"])),
+        project="ml-prod",
+        location="us-central1",
+        pipeline_root="gs://zt-pipeline-root/runs",
+        snapshot=str(WORLD_FILE),
+        audit_log=log,
+    )
+    report = job.verify(service_account=PIPELINE_SA)
+    assert not report.allowed and report.by_code("ZT410")
+    [record] = log.records()
+    assert record["outcome"] == "refused" and "ZT410" in json.dumps(record)
+    assert "ya29." not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_rewrite_does_not_write_a_credential(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out.yaml"
+    path = with_env(template, tmp_path, SECRETS["a private key"])
+    argv = ["rewrite", str(path), "--project", "ml-prod", "--pipeline-sa", PIPELINE_SA]
+    code, _, err = cli([*argv, "-o", str(out)], capsys)
+    assert code == 2 and "ZT410" in err and "PRIVATE KEY-----" not in err and not out.exists()
+
+
+def test_a_parameter_value_holding_a_token_is_refused(template: Path) -> None:  # noqa: F811
+    with pytest.raises(TemplateError, match="parameter 'p' holds an OAuth access token"):
+        zt.rewrite(str(template), parameter_values={"p": SECRETS["an OAuth access token"]})
