@@ -775,3 +775,17 @@ def test_cli_page_option_defaults_are_the_commands_defaults() -> None:
             assert str(options[flag].default) == value, (heading.group(1), flag)
             checked += 1
     assert checked >= 2
+
+
+def test_the_derived_identity_examples_are_what_the_code_derives() -> None:
+    """declarations.md shows derived account ids "for task T of pipeline P": each is
+    ``derive_account_id(P, T)`` (a change of the naming scheme must change the page)."""
+    import re
+
+    from zt_pipelines.identity import derive_account_id
+
+    page = (ROOT / "docs" / "declarations.md").read_text().replace("\n", " ")
+    examples = re.findall(r"`(zt-[a-z0-9-]+)` for task `([^`]+)` of pipeline `([^`]+)`", page)
+    assert len(examples) >= 2
+    for shown, task, pipeline in examples:
+        assert derive_account_id(pipeline, task) == shown, (pipeline, task)
