@@ -609,10 +609,12 @@ class FetchPlan:
         project) and its policy; both as parts of one storage batch request when possible."""
         full = STORAGE + bucket
 
-        def meta(got: tuple[str, bool]) -> None:
+        def meta(got: Any) -> None:
             with self._lock:
                 self.s.pending_buckets[bucket] = got[0]
                 self.s.uniform_access[bucket] = got[1]
+                if len(got) > 3:  # the ACLs of a bucket without uniform access
+                    self.s.acls[bucket] = (got[2], got[3])
             self._resolve_buckets()
 
         def policy(got: AllowPolicy) -> None:
@@ -650,6 +652,8 @@ class FetchPlan:
                     "bucket",
                     parent=CRM + "projects/" + project,
                     uniform_bucket_level_access=self.s.uniform_access.get(bucket),
+                    acl=self.s.acls.get(bucket, (None, None))[0],
+                    default_object_acl=self.s.acls.get(bucket, (None, None))[1],
                 )
 
     def _bigquery(self, name: str) -> None:

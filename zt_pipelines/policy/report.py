@@ -155,7 +155,11 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT401": ("SnapshotUnsealed", "the snapshot file carries no integrity digest"),
     "ZT402": (
         "BucketAclsNotExcluded",
-        "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+        "a bucket the pipeline uses has no uniform bucket-level access: ACLs grant beside IAM",
+    ),
+    "ZT403": (
+        "BucketAclGrantsIdentity",
+        "a bucket ACL grants a pipeline identity access outside IAM",
     ),
     "ZT410": (
         "CredentialInSpec",
