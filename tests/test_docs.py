@@ -749,3 +749,29 @@ def test_the_checking_identitys_permissions_are_the_ones_live_mode_reads_with() 
         assert role is not None, name
         covered |= set(role.permissions)
     assert set(READ_PERMISSIONS) - covered == set()
+
+
+def test_cli_page_option_defaults_are_the_commands_defaults() -> None:
+    """In cli.md, "`--since`, default `30d`" (and "(default `30d`") under a verb's heading is
+    that verb's option default."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import _LazyGroup
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    checked = 0
+    for section in re.split(r"\n## ", page)[1:]:
+        heading = re.match(r"`zt-pipelines ([a-z-]+)", section)
+        if heading is None:
+            continue
+        command = _LazyGroup._load(heading.group(1))
+        if command is None or isinstance(command, click.Group):
+            continue
+        options = {o.opts[-1]: o for o in command.params if isinstance(o, click.Option)}
+        for flag, value in re.findall(r"`(--[a-z-]+)`[^`]{0,20}default `([^`$]+)`", section):
+            assert flag in options, (heading.group(1), flag)
+            assert str(options[flag].default) == value, (heading.group(1), flag)
+            checked += 1
+    assert checked >= 2
