@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.acl import acl_findings, acl_summary
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.gcpc_checks import (
     accounts_absent,
@@ -35,7 +36,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
-from zt_pipelines.policy.pam import pam_findings
+from zt_pipelines.policy.pam import pam_findings, pam_inbound_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -135,6 +136,9 @@ def build_report(
     raw += inbound
     notes += inbound_notes
     raw += pam_findings(steps, evaluator, context, grouped.at)
+    pam_in, pam_notes = pam_inbound_findings(steps, evaluator, context)
+    raw += pam_in
+    notes += pam_notes
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls
@@ -1073,6 +1077,7 @@ def _bucket_acl_findings(
     notes: list[str] = []
     names: set[str] = set()
     buckets: set[str] = set()
+    principals = {r.principal for r in requirements}
     for r in requirements:
         if not r.resource.name.startswith(STORAGE) or r.resource.name in names:
             continue
@@ -1082,11 +1087,17 @@ def _bucket_acl_findings(
             continue  # not in the snapshot: its reads' own findings say so
         buckets.add(bucket.name)
         if bucket.uniform_bucket_level_access is False:
+            summary = acl_summary(bucket)
+            read = (
+                f"were read ({summary}), but access is not governed by IAM alone"
+                if summary
+                else "were not read"
+            )
             out.append(
                 _f(
                     "ZT402",
                     f"{_uri(bucket.name)} has fine-grained access control (uniform bucket-level "
-                    "access is off): its ACLs grant in parallel with IAM and were not read, so "
+                    f"access is off): its ACLs grant in parallel with IAM and {read}, so "
                     "who can read or replace its objects is not verified",
                     step=r.step,
                     resource=bucket.name,
@@ -1095,6 +1106,8 @@ def _bucket_acl_findings(
                     ),
                 )
             )
+            identities = {p for p in principals if p.startswith("serviceAccount:")}
+            out += acl_findings(bucket, r.step, identities, ev)
         elif bucket.uniform_bucket_level_access is None:
             notes.append(
                 f"uniform bucket-level access of {_uri(bucket.name)} is unknown (not in the "
