@@ -36,7 +36,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
-from zt_pipelines.policy.pam import pam_findings
+from zt_pipelines.policy.pam import pam_findings, pam_inbound_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -136,6 +136,9 @@ def build_report(
     raw += inbound
     notes += inbound_notes
     raw += pam_findings(steps, evaluator, context, grouped.at)
+    pam_in, pam_notes = pam_inbound_findings(steps, evaluator, context)
+    raw += pam_in
+    notes += pam_notes
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls

@@ -140,7 +140,8 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "ZT222": (
         "PamEligibleWithApproval",
-        "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
+        "eligibility for a PAM entitlement behind an approval: beyond an identity's needs, "
+        "or to become it",
     ),
     "ZT223": (
         "GrantLapsesInWindow",
