@@ -848,3 +848,22 @@ def test_cli_page_names_exactly_the_verbs_with_an_output_file() -> None:
     assert "require it" in need
     assert set(re.findall(r"`([a-z-]+)`", instead)) == optional
     assert set(re.findall(r"`([a-z-]+)`", need)) == required
+
+
+def test_audit_page_names_every_action_the_package_records() -> None:
+    """audit.md's "`action` is ..." sentence names every action a record can carry: the
+    drop-in's decisions, the CLI's `cli-` form, `build`, `provision-apply` and the monitors'."""
+    import re
+
+    package = ROOT / "zt_pipelines"
+    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    constants = dict(re.findall(r"^([A-Z_]+_ACTION) = \"([a-z-]+)\"", source, re.M))
+    written = set(re.findall(r"_decide\(\"([a-z-]+)\"", source))
+    written |= set(re.findall(r"\baction=\"([a-z-]+)\"", source))
+    written |= {constants[n] for n in re.findall(r"\baction=([A-Z_]+_ACTION)\b", source)}
+    written.add("cli-submit")  # the CLI's prefix on the drop-in's submit
+    assert {"submit", "verify", "build", "verify-run", "drift"} <= written
+    page = (ROOT / "docs" / "audit.md").read_text()
+    sentence = page.split("`action` is ", 1)[1].split("\n\n", 1)[0].split(". ", 1)[0]
+    named = set(re.findall(r"`([a-z-]+)`", sentence))
+    assert written <= named, sorted(written - named)
