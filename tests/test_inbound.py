@@ -276,3 +276,26 @@ def test_an_account_whose_ancestry_is_unknown_fails_closed() -> None:
     )
     [f] = zt220(data)
     assert "who can become it is not known" in f.message
+
+
+@pytest.mark.parametrize(
+    ("agent", "edge"),
+    [
+        (CC_AGENT, "a CustomJob without a service account"),
+        (
+            "serviceAccount:service-123456789012@gcp-sa-aiplatform-re.iam.gserviceaccount.com",
+            "an Agent Engine without a service account",
+        ),
+    ],
+)
+def test_whoever_can_hand_code_to_a_service_agent_reaches_what_it_holds(
+    agent: str, edge: str
+) -> None:
+    # the pipeline identity creates CustomJobs (so could one without a service account); the
+    # reasoning engine agent is reached by whoever may deploy an Agent Engine (the world's
+    # aiplatform.user is a trimmed copy: the catalogue's Vertex AI Administrator here)
+    data = grant(world_dict(), PROJECT, "roles/storage.objectViewer", agent)
+    grant(data, PROJECT, "roles/aiplatform.admin", PIPELINE)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT216") if agent.partition(":")[2] in f.message]
+    assert f.principal == PIPELINE and edge in f.message and not report.allowed

@@ -192,7 +192,7 @@ def _identities(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Hold:
     """A binding member holding an impersonation or policy-rewrite permission over a service
     account, on the account (``depth`` 0) or on a project, folder or organisation above it."""
