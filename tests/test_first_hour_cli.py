@@ -429,3 +429,36 @@ class CliRunnerLike:
         run = CliRunner().invoke(cli, [*verb.split(), "--help"], terminal_width=200)
         assert run.exit_code == 0, run.output
         return run.output
+
+
+def test_the_readmes_ci_block_runs_as_written(emulator: Emulator, tmp_path: Path) -> None:
+    """README's "In CI" commands, run as written (my-proj is the example world's zt-demo):
+    `snapshot` with credentials (the emulator), the offline SARIF `check`, the `plan`. It once
+    lacked the --pipeline-sa `snapshot --template` requires (exit 2)."""
+    import json
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## In CI", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [
+        re.sub(r"\s+#.*$", "", line).strip()
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip()
+    ]
+    assert [c.split()[1] for c in commands] == ["snapshot", "check", "plan"]
+    EXAMPLES.compile_pipeline("training", str(tmp_path / "pipeline.yaml"))
+    live = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("ZT_EMULATOR")}
+    for command in commands:
+        argv = shlex.split(command.replace("my-proj", "zt-demo"))
+        assert argv[0] == "zt-pipelines"
+        run = subprocess.run(
+            [sys.executable, "-m", "zt_pipelines", *argv[1:]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=offline if "--snapshot" in argv else live,
+        )
+        assert run.returncode in (0, 3), (command, run.returncode, run.stderr[-2000:])
+    assert json.loads((tmp_path / "zt.sarif").read_text())["version"] == "2.1.0"
+    assert "google_service_account" in run.stdout or "resource " in run.stdout
