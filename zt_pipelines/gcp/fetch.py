@@ -553,9 +553,12 @@ class FetchPlan:
             sets = {one for found in by_project.values() for one in found or ()}
             # the service agents that run a caller's code (a CustomJob without an account) in
             # the projects known by now: what they hold is reached by whoever creates such jobs
+            numbers = set(self.s.numbers) | {
+                n.project_number for n in nodes.values() if n.kind == "project" and n.project_number
+            }
             agents = {
                 f"service-{number}@{domain}.iam.gserviceaccount.com"
-                for number in self.s.numbers
+                for number in numbers
                 for domain in CODE_RUNNER_EDGES
             }
             todo = [
