@@ -650,3 +650,128 @@ def test_findings_intro_names_the_default_non_errors_and_the_unrelaxable_codes()
     named = set(re.findall(r"ZT\d{3}", intro))
     lenient = {c for c, s in DEFAULT_SEVERITIES.items() if s.value != "error"}
     assert named == lenient | set(UNRELAXABLE) | set(STEP_WAIVER_ONLY), sorted(named)
+
+
+def test_every_permission_named_in_the_docs_exists() -> None:
+    """A permission in backticks (`storage.objects.get`, or the short form
+    `aiplatform.customJobs.create/get/cancel`) is one some predefined role includes: a typo in
+    a permission the docs tell users to grant is a grant that never works. (emulator.md names
+    API methods, `storage.objects.insert`, which are not permissions.)"""
+    import re
+
+    from zt_pipelines.policy.role_catalogue import known_permissions
+
+    known = known_permissions()
+    services = {p.split(".")[0] for p in known}
+    shape = re.compile(r"[a-z][a-zA-Z0-9]*\.[a-zA-Z][a-zA-Z0-9]*\.[a-zA-Z][a-zA-Z0-9/]*[a-zA-Z]")
+    unknown, checked = [], 0
+    pages = [p for p in sorted((ROOT / "docs").glob("*.md")) if p.name != "emulator.md"]
+    for page in [*pages, ROOT / "README.md"]:
+        text = page.read_text()
+        for match in re.finditer(r"`([^`\s]+)`", text):
+            token = match.group(1)
+            if "googleapis" in token or not shape.fullmatch(token):
+                continue
+            service, resource, verbs = token.split(".")
+            if service not in services:
+                continue
+            for verb in verbs.split("/"):
+                checked += 1
+                if f"{service}.{resource}.{verb}" not in known:
+                    line = text[: match.start()].count("\n") + 1
+                    unknown.append(f"{page.name}:{line}: {service}.{resource}.{verb}")
+    assert checked > 100  # the check reads the docs' permissions at all
+    assert not unknown, "\n".join(unknown)
+
+
+def _expanded(text: str) -> set[str]:
+    """Every permission in backticks in ``text``, the short form `a.b.c/d` expanded."""
+    import re
+
+    found = set()
+    for token in re.findall(r"`([a-z]+\.[a-zA-Z]+\.[a-zA-Z/]+)`", text):
+        service, resource, verbs = token.split(".")
+        found |= {f"{service}.{resource}.{verb}" for verb in verbs.split("/")}
+    return found
+
+
+def test_what_the_pipeline_identity_needs_is_the_same_in_the_docs_and_the_check() -> None:
+    """concepts.md's "the pipeline SA only launches steps" sentence and provisioning.md's
+    pipeline-SA rows name exactly what the check requires of the pipeline identity (it once
+    left out the metadata store and the pipeline root)."""
+    import re
+
+    from zt_pipelines.policy import requirements as r
+
+    required = {
+        *r.LAUNCH_PERMISSIONS,
+        *r.PIPELINE_PROJECT_PERMISSIONS,
+        *r.PIPELINE_BUCKET_PERMISSIONS,
+        *r.PIPELINE_ROOT_PERMISSIONS,
+        r.ACT_AS,
+    }
+    concepts = (ROOT / "docs" / "concepts.md").read_text()
+    sentence = re.search(r"After the rewrite the pipeline SA only \*launches\*.*?;", concepts, re.S)
+    assert sentence is not None
+    said = _expanded(sentence.group(0) + ";" + concepts[sentence.end() :].split(";")[0])
+    assert said == required
+    rows = [
+        line
+        for line in (ROOT / "docs" / "provisioning.md").read_text().splitlines()
+        if line.startswith("| pipeline SA |")
+    ]
+    # (the actAs row goes on to name the excess of the predefined role: not a need)
+    table = set().union(*(_expanded(row.split("|")[3].split(":")[0]) for row in rows))
+    assert table == required
+
+
+def test_the_checking_identitys_permissions_are_the_ones_live_mode_reads_with() -> None:
+    """Every "lacks read access" headline and ZT400 fix sends users to live-mode.md: its
+    custom-role command grants exactly READ_PERMISSIONS, and the predefined roles it names
+    cover every one of them (the page once named two roles that left ten uncovered)."""
+    import re
+
+    from zt_pipelines.gcp.interface import READ_PERMISSIONS
+    from zt_pipelines.policy.role_catalogue import catalogue_role
+
+    page = (ROOT / "docs" / "live-mode.md").read_text()
+    section = page.split("## The checking identity", 1)[1].split("\n## ", 1)[0]
+    command = section.split("```bash", 1)[1].split("```", 1)[0]
+    granted = command.split("--permissions=", 1)[1].split("\ngcloud", 1)[0]
+    listed = {p.strip(" \\\n") for p in granted.replace("\\\n", "").split(",")}
+    assert listed == set(READ_PERMISSIONS)
+    predefined = section.split("Predefined roles cover them", 1)[1].split("\n\n", 1)[0]
+    roles = re.findall(r"`(roles/[a-zA-Z.]+)`", predefined)
+    assert len(roles) >= 2
+    covered: set[str] = set()
+    for name in roles:
+        role = catalogue_role(name)
+        assert role is not None, name
+        covered |= set(role.permissions)
+    assert set(READ_PERMISSIONS) - covered == set()
+
+
+def test_cli_page_option_defaults_are_the_commands_defaults() -> None:
+    """In cli.md, "`--since`, default `30d`" (and "(default `30d`") under a verb's heading is
+    that verb's option default."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import _LazyGroup
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    checked = 0
+    for section in re.split(r"\n## ", page)[1:]:
+        heading = re.match(r"`zt-pipelines ([a-z-]+)", section)
+        if heading is None:
+            continue
+        command = _LazyGroup._load(heading.group(1))
+        if command is None or isinstance(command, click.Group):
+            continue
+        options = {o.opts[-1]: o for o in command.params if isinstance(o, click.Option)}
+        for flag, value in re.findall(r"`(--[a-z-]+)`[^`]{0,20}default `([^`$]+)`", section):
+            assert flag in options, (heading.group(1), flag)
+            assert str(options[flag].default) == value, (heading.group(1), flag)
+            checked += 1
+    assert checked >= 2

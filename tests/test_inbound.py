@@ -92,8 +92,21 @@ CI = "ci-runner@ml-prod.iam.gserviceaccount.com"
 
 
 def test_deputy_service_agents_and_deleted_principals_are_not_reported() -> None:
-    # the Vertex AI Service Agent of the pipeline's project acts for callers Vertex checked
+    # the Vertex AI Service Agent of the pipeline's project acts for callers Vertex checked;
+    # so do the agents whose default project roles carry actAs / tokens (Compute, Pub/Sub)
     data = grant(world_dict(), PROJECT, "roles/aiplatform.serviceAgent", VERTEX_AGENT)
+    grant(
+        data,
+        PROJECT,
+        "roles/compute.serviceAgent",
+        "serviceAccount:service-123456789012@compute-system.iam.gserviceaccount.com",
+    )
+    grant(
+        data,
+        PROJECT,
+        "roles/pubsub.serviceAgent",
+        "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com",
+    )
     grant(data, sa_node(TRAIN_SA), TOKEN_CREATOR, VERTEX_AGENT)
     grant(data, sa_node(TRAIN_SA), TOKEN_CREATOR, "deleted:user:old@example.com?uid=1")
     assert not zt220(data)
@@ -114,9 +127,18 @@ def test_the_custom_code_service_agent_is_reported_with_who_can_run_code_as_it()
 @pytest.mark.parametrize(
     ("member", "role"),
     [
-        # a look-alike: any project may be called gcp-sa-...
+        # a look-alike: any project may be called gcp-sa-..., any account service-NUMBER
         ("serviceAccount:mallory@gcp-sa-evil.iam.gserviceaccount.com", TOKEN_CREATOR),
         ("serviceAccount:service-1@gcp-sa-evil.iam.gserviceaccount.com", TOKEN_CREATOR),
+        (
+            "serviceAccount:service-123456789012@gcp-sa-evil.iam.gserviceaccount.com",
+            TOKEN_CREATOR,
+        ),
+        # an agent that runs the code a caller deploys (Agent Engine without an account)
+        (
+            "serviceAccount:service-123456789012@gcp-sa-aiplatform-re.iam.gserviceaccount.com",
+            TOKEN_CREATOR,
+        ),
         # an agent of a project this IAM state does not know
         (
             "serviceAccount:service-999999999999@gcp-sa-aiplatform.iam.gserviceaccount.com",
@@ -224,3 +246,56 @@ def test_an_identity_of_another_project_is_named() -> None:
     said = [n for n in report.notes if "live in another project than ml-prod" in n]
     assert said and "robot-sa@other-proj.iam.gserviceaccount.com" in said[0]
     assert not [n for n in run().notes if "another project" in n]
+
+
+def test_who_can_become_an_administering_account_is_named() -> None:
+    # ci-runner administers ml-prod (an editor: a note); mallory can mint its tokens: she
+    # administers too, and the notes say so
+    data = with_ci_runner(TRAIN_SA, "roles/iam.serviceAccountTokenCreator", MALLORY)
+    grant(data, PROJECT, "roles/editor", f"serviceAccount:{CI}")
+    report = run(data)
+    assert [n for n in report.notes if MALLORY in n and CI in n], report.notes
+
+
+def test_an_account_whose_ancestry_is_unknown_fails_closed() -> None:
+    # ci-runner lives in a project whose parent is not in the IAM state: grants above it unknown
+    data = grant(
+        world_dict(),
+        sa_node(TRAIN_SA),
+        "roles/iam.serviceAccountUser",
+        "serviceAccount:ci@lost-proj.iam.gserviceaccount.com",
+    )
+    node = "//iam.googleapis.com/projects/lost-proj/serviceAccounts/ci@lost-proj.iam"
+    node += ".gserviceaccount.com"
+    data["nodes"].append(
+        {
+            "name": node,
+            "kind": "serviceAccount",
+            "parent": "//cloudresourcemanager.googleapis.com/projects/lost-proj",
+        }
+    )
+    [f] = zt220(data)
+    assert "who can become it is not known" in f.message
+
+
+@pytest.mark.parametrize(
+    ("agent", "edge"),
+    [
+        (CC_AGENT, "a CustomJob without a service account"),
+        (
+            "serviceAccount:service-123456789012@gcp-sa-aiplatform-re.iam.gserviceaccount.com",
+            "an Agent Engine without a service account",
+        ),
+    ],
+)
+def test_whoever_can_hand_code_to_a_service_agent_reaches_what_it_holds(
+    agent: str, edge: str
+) -> None:
+    # the pipeline identity creates CustomJobs (so could one without a service account); the
+    # reasoning engine agent is reached by whoever may deploy an Agent Engine (the world's
+    # aiplatform.user is a trimmed copy: the catalogue's Vertex AI Administrator here)
+    data = grant(world_dict(), PROJECT, "roles/storage.objectViewer", agent)
+    grant(data, PROJECT, "roles/aiplatform.admin", PIPELINE)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT216") if agent.partition(":")[2] in f.message]
+    assert f.principal == PIPELINE and edge in f.message and not report.allowed

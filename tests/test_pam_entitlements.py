@@ -157,6 +157,34 @@ def test_an_entitlement_inherited_from_the_organisation_counts(
     assert any("escalation-capable" in m and "organizations/100" in m for m in messages), messages
 
 
+def test_another_principal_eligible_to_impersonate_is_zt220(templates: dict[str, str]) -> None:
+    """Inward: an outsider eligible, without approval, for Token Creator on the identities'
+    project can become every step identity; with an approval it is a warning (ZT222)."""
+    tokens = "roles/iam.serviceAccountTokenCreator"
+    world = entitled(example_world(), "user:mallory@example.com", role=tokens)
+    report = run_check(templates["training"], world)
+    inbound = [
+        f
+        for f in report.findings
+        if f.code == "ZT220" and f.principal == "user:mallory@example.com"
+    ]
+    assert inbound and EX.TRAIN_SA in inbound[0].message and NAME in inbound[0].message
+    assert not report.allowed
+    gated = run_check(
+        templates["training"],
+        entitled(example_world(), "group:oncall@example.com", role=tokens, approval=True),
+    )
+    assert any("oncall" in m and EX.TRAIN_SA in m for m in found(gated, "ZT222"))
+    assert not [f for f in gated.findings if f.code == "ZT220" and "oncall" in f.message]
+    # a role that cannot impersonate: not an inbound edge
+    reader = entitled(
+        example_world(), "user:mallory@example.com", role="roles/storage.objectViewer"
+    )
+    assert not [
+        f for f in run_check(templates["training"], reader).findings if "mallory" in f.message
+    ]
+
+
 @pytest.mark.parametrize("code", ["PERMISSION_DENIED", "INTERNAL"])
 def test_a_failed_listing_is_unreadable_never_none(
     eligible_world: Emulator, templates: dict[str, str], code: str

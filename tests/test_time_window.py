@@ -128,6 +128,58 @@ def test_a_deny_rule_that_starts_inside_the_window_lapses_the_grant(
     assert any("objects.get" in m and EX.TRAIN_SA in m for m in zt223(report)), zt223(report)
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'request["time"] < timestamp("{t}")',
+        '(request).time < timestamp("{t}")',
+        'request.time < timestamp("{tz}")',
+        'request.time < timestamp("{t}") || request.time > timestamp("{later}")',
+    ],
+)
+def test_every_spelling_of_the_time_and_of_a_timestamp_is_read(
+    templates: dict[str, str], expression: str
+) -> None:
+    """Read from the parsed condition, not its text: ``request["time"]``, parentheses, an
+    escaped ``Z``, a gap inside the window."""
+    t = NOW + timedelta(hours=1)
+    text = expression.format(
+        t=_ts(t), tz=_ts(t).replace("Z", "\\u005A"), later=_ts(NOW + timedelta(days=2))
+    )
+    member = f"serviceAccount:{EX.TRAIN_SA}"
+    nodes = {}
+    for name, node in example_world().nodes.items():
+        if node.policy is not None and any(member in b.members for b in node.policy.bindings):
+            bindings = []
+            for b in node.policy.bindings:
+                if member in b.members:
+                    rest = tuple(m for m in b.members if m != member)
+                    if rest:
+                        bindings.append(replace(b, members=rest))
+                    bindings.append(Binding(b.role, (member,), Condition(text)))
+                else:
+                    bindings.append(b)
+            node = replace(node, policy=replace(node.policy, bindings=tuple(bindings), version=3))
+        nodes[name] = node
+    report = run_check(templates["training"], replace(example_world(), nodes=nodes))
+    assert zt223(report), (text, sorted(f.code for f in report.findings))
+
+
+def test_a_naive_check_time_is_no_traceback(templates: dict[str, str]) -> None:
+    world = expiring(example_world(), EX.TRAIN_SA, NOW + timedelta(minutes=5))
+    report = zt.check(
+        templates["training"],
+        project=EX.PROJECT,
+        location=EX.LOCATION,
+        pipeline_service_account=EX.PIPELINE_SA,
+        pipeline_root=EX.PIPELINE_ROOT,
+        submitter=EX.SUBMITTER,
+        snapshot=world,
+        now=NOW.replace(tzinfo=None),
+    )
+    assert zt223(report)
+
+
 def test_without_time_conditions_nothing_is_probed(templates: dict[str, str]) -> None:
     assert not zt223(run_check(templates["training"], example_world()))
 

@@ -444,13 +444,19 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
 
     parser = CParser(text)
     documents: list[Any] = []
-    # frames: [container, pending key (mappings only)]
-    stack: list[list[Any]] = []
+    # the open container (None at the top), whether it is a list, and a mapping's pending
+    # key; the enclosing ones wait on the stack (their pending key is always consumed)
+    container: Any = None
+    is_list = False
+    key: Any = _NOKEY
+    stack: list[tuple[Any, bool]] = []
     root: Any = _NOKEY
     count = 0
     max_nodes = limits.max_nodes
     max_depth = limits.max_depth
     scalar_cls = _ev.ScalarEvent
+    mapping_start = _ev.MappingStartEvent
+    sequence_start = _ev.SequenceStartEvent
     slow_first = _SLOW_FIRST
     get_event = parser.get_event
     try:
@@ -466,56 +472,53 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
                         "YAML anchors and aliases (&x / *x) are not accepted", event.start_mark
                     )
                 value = event.value
-                # fast path: untagged and quoted, or plain and no resolver can type it
-                fast = event.tag is None and (not event.implicit[0] or value[:1] not in slow_first)
-                if stack:
-                    frame = stack[-1]
-                    container = frame[0]
-                    if type(container) is list:
-                        container.append(value if fast else _scalar(event, limits, False))
-                    elif frame[1] is _NOKEY:
-                        key = value if fast else _scalar(event, limits, True)
-                        if key in container:
-                            raise _YamlRefused(f"duplicate key {key!r}", event.start_mark)
-                        frame[1] = key
-                    else:
-                        container[frame[1]] = value if fast else _scalar(event, limits, False)
-                        frame[1] = _NOKEY
+                # slow path: tagged, or plain with a first character a resolver may type
+                if event.tag is not None or (event.implicit[0] and value[:1] in slow_first):
+                    is_key = not is_list and key is _NOKEY and container is not None
+                    value = _scalar(event, limits, is_key)
+                if is_list:
+                    container.append(value)
+                elif container is None:
+                    root = value
+                elif key is _NOKEY:
+                    if value in container:
+                        raise _YamlRefused(f"duplicate key {value!r}", event.start_mark)
+                    key = value
                 else:
-                    root = value if fast else _scalar(event, limits, False)
+                    container[key] = value
+                    key = _NOKEY
                 continue
-            if cls is _ev.MappingStartEvent or cls is _ev.SequenceStartEvent:
+            if cls is mapping_start or cls is sequence_start:
                 if event.anchor is not None:
                     raise _YamlRefused(
                         "YAML anchors and aliases (&x / *x) are not accepted", event.start_mark
                     )
-                is_map = cls is _ev.MappingStartEvent
+                is_map = cls is mapping_start
                 if event.tag not in (None, "!", _MAP if is_map else _SEQ):
                     raise _YamlRefused(
                         f"the YAML tag {event.tag!r} is not accepted", event.start_mark
                     )
                 new: Any = {} if is_map else []
-                if stack:
-                    frame = stack[-1]
-                    container = frame[0]
-                    if type(container) is list:
-                        container.append(new)
-                    elif frame[1] is _NOKEY:
-                        raise _YamlRefused(
-                            "a mapping key must be a string, not a mapping or a list",
-                            event.start_mark,
-                        )
-                    else:
-                        container[frame[1]] = new
-                        frame[1] = _NOKEY
-                else:
+                if is_list:
+                    container.append(new)
+                elif container is None:
                     root = new
+                elif key is _NOKEY:
+                    raise _YamlRefused(
+                        "a mapping key must be a string, not a mapping or a list",
+                        event.start_mark,
+                    )
+                else:
+                    container[key] = new
+                    key = _NOKEY
                 if len(stack) >= max_depth:
                     raise _YamlRefused(f"nested deeper than {max_depth} levels", event.start_mark)
-                stack.append([new, _NOKEY])
+                stack.append((container, is_list))
+                container = new
+                is_list = not is_map
                 continue
             if cls is _ev.MappingEndEvent or cls is _ev.SequenceEndEvent:
-                stack.pop()
+                container, is_list = stack.pop()
                 continue
             if cls is _ev.AliasEvent:
                 raise _YamlRefused(
@@ -654,8 +657,14 @@ _PLAIN_SAFE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@+-]*\Z")
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
+# json.dumps(x, ensure_ascii=False) / json.dumps(x, sort_keys=True, ensure_ascii=False), without
+# building an encoder per call
+_JSON_STRING: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_JSON_SORTED = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+
+
 def _quote(text: str) -> str:
-    out = json.dumps(text, ensure_ascii=False)
+    out = _JSON_STRING(text)
     if _YAML_UNSAFE.search(out):
         out = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
     return out
@@ -708,19 +717,41 @@ def _flow(value: dict[str, Any] | list[Any]) -> str | None:
             return None
     if type(value) is dict and any(type(k) is not str or len(k) > 200 for k in value):
         return None
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = _JSON_SORTED(value)
     if _YAML_UNSAFE.search(text):
         text = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
 
 class _Emitter:
-    """Writes block YAML lines; renders of keys and short strings are cached per dump."""
+    """Writes block YAML lines; renders of keys, short strings and flow lines are cached per
+    dump (a rewritten template repeats the same small mappings in every step)."""
 
     def __init__(self) -> None:
         self.out: list[str] = []
         self.keys: dict[str, str] = {}
         self.strings: dict[str, str] = {}
+        self.flows: dict[tuple[Any, ...], str | None] = {}
+
+    def flow(self, value: dict[str, Any] | list[Any]) -> str | None:
+        """:func:`_flow`, cached by content: the cache key holds every key and value and their
+        types (``True == 1`` and ``1 == 1.0`` in Python, not in YAML): equal keys, equal text."""
+        if len(value) > 16:
+            return None
+        try:
+            if type(value) is dict:
+                names = tuple(value)
+                values = tuple(value.values())
+                types = (*map(type, names), *map(type, values))
+                key: tuple[Any, ...] = (names, values, types)
+            else:
+                key = (tuple(value), tuple(map(type, value)))
+            text = self.flows.get(key, _NOKEY)
+        except TypeError:  # an unhashable item (a list or mapping): never a flow line
+            return None
+        if text is _NOKEY:
+            text = self.flows[key] = _flow(value)
+        return text  # type: ignore[return-value]
 
     def key(self, key: Any) -> str:
         text = self.keys.get(key)
@@ -736,7 +767,7 @@ class _Emitter:
             text = self.strings.get(value)
             if text is None:
                 text = _scalar_text(value)
-                if len(value) < 256:
+                if len(value) < 65536:
                     self.strings[value] = text
             return text
         if kind is dict:
@@ -768,7 +799,7 @@ class _Emitter:
                 if kind is str:
                     out.append(head + " " + (strings.get(child) or self.scalar(child)))
                 elif (kind is dict or kind is list) and child:
-                    flow = _flow(child)
+                    flow = self.flow(child)
                     if flow is None:
                         out.append(head)
                         self.emit(child, inner, inner_pad)

@@ -24,7 +24,14 @@ from zt_pipelines.emulator import asset_query, permissions, policies
 from zt_pipelines.emulator.gate import Gate, Outcome
 from zt_pipelines.emulator.routing import GrpcMethod, Impl
 from zt_pipelines.emulator.world import EmulatorError, World, etag_bytes, page
-from zt_pipelines.policy.snapshot import ASSET_TYPES, AllowPolicy, Node, Role, ServiceAccount
+from zt_pipelines.policy.snapshot import (
+    ASSET_TYPES,
+    AllowPolicy,
+    Node,
+    Role,
+    ServiceAccount,
+    Snapshot,
+)
 from zt_pipelines.resources import CRM, IAM
 
 # bytes no protobuf parser accepts: field 1, length-delimited, with an impossible length
@@ -592,21 +599,18 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
     except asset_query.QueryError as exc:
         raise EmulatorError("INVALID_ARGUMENT", f"query {request.query!r}: {exc}") from exc
     snapshot = world.snapshot()
-    matches = []
-    for name in sorted(snapshot.nodes):
-        node = snapshot.nodes[name]
-        if node.policy is None:
-            continue
-        chain = snapshot.ancestors(name)
-        if scope not in {n.name for n in chain}:
-            continue
-        bindings = [
-            b
-            for b in node.policy.bindings
-            if asset_query.binding_matches(clauses, name, b, snapshot.roles.get)
-        ]
-        if bindings:
-            matches.append((name, node, chain, bindings))
+    # the same search of the same world has the same matches (every page of a search, and a
+    # live check asks the same one each time): worked out once per world version
+    with world.lock:
+        held, memo = world.search_memo
+        if held is not snapshot:
+            memo = {}
+            world.search_memo = (snapshot, memo)
+        matches = memo.get((scope, request.query))
+    if matches is None:
+        matches = _search_matches(snapshot, scope, clauses)
+        with world.lock:
+            memo[(scope, request.query)] = matches
     items, token = page(matches, request.page_size, request.page_token, 100)
     # raw protobuf messages, built for this page only (proto-plus wrappers cost more than
     # the search itself, and the emulator's CPU is shared with the client it serves)
@@ -631,6 +635,26 @@ def search_all_iam_policies(world: World, request: Any, caller: str | None) -> A
             )
         )
     return asset_v1.SearchAllIamPoliciesResponse.pb()(results=results, next_page_token=token)
+
+
+def _search_matches(snapshot: Snapshot, scope: str, clauses: Any) -> list[Any]:
+    """``(name, node, ancestors, matching bindings)`` of every policy under ``scope``."""
+    matches = []
+    for name in sorted(snapshot.nodes):
+        node = snapshot.nodes[name]
+        if node.policy is None:
+            continue
+        chain = snapshot.ancestors(name)
+        if scope not in {n.name for n in chain}:
+            continue
+        bindings = [
+            b
+            for b in node.policy.bindings
+            if asset_query.binding_matches(clauses, name, b, snapshot.roles.get)
+        ]
+        if bindings:
+            matches.append((name, node, chain, bindings))
+    return matches
 
 
 _KEY_TYPE = "iam.googleapis.com/ServiceAccountKey"

@@ -98,7 +98,37 @@ def bucket_get(world: World, req: Request) -> tuple[int, Body]:
     bucket = req.segments["bucket"]
     node = _bucket_node(world, bucket)
     world.authorize(req.caller, "storage.buckets.get", node.name)
-    return 200, _bucket_json(world, node)
+    body = _bucket_json(world, node)
+    if req.query.get("projection") == "full":
+        # ACLs are part of the bucket's access control: Google wants getIamPolicy for them
+        world.authorize(req.caller, "storage.buckets.getIamPolicy", node.name)
+        if node.uniform_bucket_level_access is False:  # with uniform access there are none
+            body["acl"] = _acl_json(node.acl or (), name=node.name, kind="bucketAccessControl")
+            body["defaultObjectAcl"] = _acl_json(
+                node.default_object_acl or (), name=node.name, kind="objectAccessControl"
+            )
+    return 200, body
+
+
+def _acl_json(entries: Any, *, name: str, kind: str) -> list[dict[str, Any]]:
+    """ACL entries as the JSON API writes them (``entity``, ``role``, ``email`` ...)."""
+    bucket = name[len(STORAGE) :]
+    out = []
+    for e in entries:
+        item: dict[str, Any] = {
+            "kind": f"storage#{kind}",
+            "bucket": bucket,
+            "entity": e.entity,
+            "role": e.role,
+            "etag": "CAE=",
+        }
+        head, _, tail = e.entity.partition("-")
+        if head in ("user", "group") and "@" in tail:
+            item["email"] = tail
+        elif head == "domain":
+            item["domain"] = tail
+        out.append(item)
+    return out
 
 
 def bucket_get_iam(world: World, req: Request) -> tuple[int, Body]:

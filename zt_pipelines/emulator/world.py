@@ -145,6 +145,9 @@ class World:
         self._evaluator: Evaluator | None = None
         # decisions of the current world when none can depend on the time (no condition)
         self._decided: dict[tuple[str, str, str, str | None], str] | None = None
+        #: Cloud Asset searches' matches for one frozen world: (that snapshot, (scope, query)
+        #: -> matches); a new snapshot (after any write) starts afresh
+        self.search_memo: tuple[Snapshot | None, dict[tuple[str, str], list[Any]]] = (None, {})
         for name, node in list(self.nodes.items()):
             if node.policy is not None and not node.policy.etag:
                 self.nodes[name] = replace(node, policy=replace(node.policy, etag=self.new_etag()))

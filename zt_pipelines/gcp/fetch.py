@@ -57,6 +57,10 @@ _MAX_SEARCH_SPLITS = 3
 #: principals per Cloud Asset query by default: all of a pipeline's in one (split if refused)
 DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
+#: the parts of the first wave, in the order they go out: reads started without a thread
+#: (quick to issue, the bulk of a check), then the storage batch, then the reads that take a
+#: pool thread each (a running thread competes with the planner for the interpreter)
+_STARTED, _BATCHED, _POOLED = 0, 1, 2
 
 
 class FetchPlan:
@@ -100,7 +104,7 @@ class FetchPlan:
         self._outstanding = 0
         self._done = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._held: list[tuple[Callable[[], None], bool]] | None = None
+        self._held: list[tuple[int, Callable[[], None]]] | None = None
         self._batch: Any = None  # the storage reads not yet sent (a StorageBatch)
         self._planner = threading.get_ident()
         self._roles_asked: set[str] = set()
@@ -127,11 +131,14 @@ class FetchPlan:
     def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
         if not self._claim(key):
             return
-        self._dispatch(lambda: self._to_pool(key, fn))
+        self._dispatch(lambda: self._to_pool(key, fn), _POOLED)
 
-    def _dispatch(self, begin: Callable[[], None], batched: bool = False) -> None:
+    def _dispatch(self, begin: Callable[[], None], order: int) -> None:
+        """Start a read, or hold it while the first wave is planned (``order``: which part of
+        the wave it goes out with, see :data:`_STARTED`)."""
+        batched = order == _BATCHED
         if self._held is not None:  # planning the first wave: start it all at once
-            self._held.append((begin, batched))
+            self._held.append((order, begin))
             return
         begin()
         if batched and threading.get_ident() != self._planner:
@@ -227,7 +234,7 @@ class FetchPlan:
                     lambda done: self._landed(key, done, handle, lambda: blocking(True))
                 )
 
-        self._dispatch(begin, batched)
+        self._dispatch(begin, _BATCHED if batched else _STARTED)
 
     def _landed(
         self,
@@ -303,8 +310,9 @@ class FetchPlan:
             for email in emails:
                 self._account(email)
             held, self._held = self._held, None
-            last = max((i for i, (_, batched) in enumerate(held) if batched), default=-1)
-            for i, (begin, _) in enumerate(held):
+            held.sort(key=lambda item: item[0])  # stable: planned order within each part
+            last = max((i for i, (order, _) in enumerate(held) if order == _BATCHED), default=-1)
+            for i, (_, begin) in enumerate(held):
                 begin()
                 if i == last:
                     self._flush()  # the batch leaves as soon as it is complete
@@ -601,10 +609,12 @@ class FetchPlan:
         project) and its policy; both as parts of one storage batch request when possible."""
         full = STORAGE + bucket
 
-        def meta(got: tuple[str, bool]) -> None:
+        def meta(got: Any) -> None:
             with self._lock:
                 self.s.pending_buckets[bucket] = got[0]
                 self.s.uniform_access[bucket] = got[1]
+                if len(got) > 3:  # the ACLs of a bucket without uniform access
+                    self.s.acls[bucket] = (got[2], got[3])
             self._resolve_buckets()
 
         def policy(got: AllowPolicy) -> None:
@@ -642,6 +652,8 @@ class FetchPlan:
                     "bucket",
                     parent=CRM + "projects/" + project,
                     uniform_bucket_level_access=self.s.uniform_access.get(bucket),
+                    acl=self.s.acls.get(bucket, (None, None))[0],
+                    default_object_acl=self.s.acls.get(bucket, (None, None))[1],
                 )
 
     def _bigquery(self, name: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zt_pipelines.policy.snapshot import (
+    AclEntry,
     AllowPolicy,
     DenyPolicy,
     Entitlement,
@@ -126,9 +127,12 @@ class StorageReader(Protocol):
         """The number of the project that owns ``bucket``."""
         ...
 
-    def get_bucket_meta(self, bucket: str) -> tuple[str, bool]:
-        """The owning project's number and whether uniform bucket-level access is on (one
-        ``buckets.get``)."""
+    def get_bucket_meta(
+        self, bucket: str
+    ) -> tuple[str, bool, tuple[AclEntry, ...] | None, tuple[AclEntry, ...] | None]:
+        """The owning project's number, whether uniform bucket-level access is on, and when
+        it is off the bucket ACL and default object ACL (``None``: not in the answer); one
+        ``buckets.get`` with ``projection=full``."""
         ...
 
     def get_bucket_policy(self, bucket: str) -> AllowPolicy:

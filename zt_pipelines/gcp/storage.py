@@ -10,7 +10,7 @@ from typing import Any
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp._base import Adapter, Started
 from zt_pipelines.gcp.convert import policy_from_json
-from zt_pipelines.policy.snapshot import AllowPolicy
+from zt_pipelines.policy.snapshot import AclEntry, AllowPolicy
 from zt_pipelines.resources import STORAGE
 
 #: Google's bound on the calls in one batch request of the JSON API
@@ -33,8 +33,29 @@ def _uniform_access(meta: Any) -> bool:
     return isinstance(ubla, dict) and ubla.get("enabled") is True
 
 
-def _bucket_meta(meta: Any) -> tuple[str, bool]:
-    return _project_number(meta), _uniform_access(meta)
+def _acl(meta: Any, key: str) -> tuple[AclEntry, ...] | None:
+    """The ACL entries under ``key`` (``acl`` / ``defaultObjectAcl``; ``projection=full``);
+    ``None`` when the answer has none (not readable), never "no entries"."""
+    raw = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not entry.get("entity") or not entry.get("role"):
+            raise ValueError(f"bucket {key} entry without entity or role")
+        out.append(AclEntry(str(entry["entity"]), str(entry["role"])))
+    return tuple(out)
+
+
+#: (project number, uniform bucket-level access on, bucket ACL, default object ACL)
+BucketMeta = tuple[str, bool, "tuple[AclEntry, ...] | None", "tuple[AclEntry, ...] | None"]
+
+
+def _bucket_meta(meta: Any) -> BucketMeta:
+    uniform = _uniform_access(meta)
+    if uniform:  # ACLs are off: Google sends none, and none would grant anything
+        return _project_number(meta), True, None, None
+    return _project_number(meta), False, _acl(meta, "acl"), _acl(meta, "defaultObjectAcl")
 
 
 def _policy(body: Any) -> AllowPolicy:
@@ -72,13 +93,15 @@ class StorageAdapter(Adapter):
 
         return self.call(run, what="storage.buckets.get", target=STORAGE + bucket)
 
-    def get_bucket_meta(self, bucket: str) -> tuple[str, bool]:
-        """The number of the project that owns ``bucket``, and whether uniform bucket-level
-        access is on (the same ``buckets.get``)."""
+    def get_bucket_meta(self, bucket: str) -> BucketMeta:
+        """The number of the project that owns ``bucket``, whether uniform bucket-level
+        access is on, and — when it is off — its ACL and default object ACL (the same
+        ``buckets.get``, ``projection=full``)."""
         client = self.factory.storage()
 
-        def run() -> tuple[str, bool]:
-            meta: Any = client.get_bucket(bucket, retry=None, timeout=self.timeout)
+        def run() -> BucketMeta:
+            meta: Any = client.bucket(bucket)
+            meta.reload(projection="full", retry=None, timeout=self.timeout)
             return _bucket_meta(meta._properties)
 
         return self.call(run, what="storage.buckets.get", target=STORAGE + bucket)
@@ -174,10 +197,10 @@ class StorageBatch:
             f"/b/{bucket}", {"projection": "noAcl"}, _project_number, "storage.buckets.get", bucket
         )
 
-    def start_bucket_meta(self, bucket: str) -> Started[tuple[str, bool]]:
+    def start_bucket_meta(self, bucket: str) -> Started[BucketMeta]:
         """:meth:`StorageAdapter.get_bucket_meta` as a part of this batch."""
         return self._add(
-            f"/b/{bucket}", {"projection": "noAcl"}, _bucket_meta, "storage.buckets.get", bucket
+            f"/b/{bucket}", {"projection": "full"}, _bucket_meta, "storage.buckets.get", bucket
         )
 
     def start_bucket_policy(self, bucket: str) -> Started[AllowPolicy]:

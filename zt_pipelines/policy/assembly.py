@@ -61,6 +61,8 @@ class Reads:
     failed_keys: set[tuple[str, ...]] = field(default_factory=set)
     pending_buckets: dict[str, str] = field(default_factory=dict)  # bucket -> project number
     uniform_access: dict[str, bool] = field(default_factory=dict)  # bucket -> UBLA on
+    # bucket -> (bucket ACL, default object ACL) as buckets.get?projection=full answered
+    acls: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     # inventory strategy: per-project policy dumps and key searches
     dump_hits: list[Any] = field(default_factory=list)
     dumped: set[str] = field(default_factory=set)  # project ids whose dump succeeded

@@ -195,11 +195,30 @@ class ConditionEvaluator:
         self._programs: dict[str, Any] = {}
         self._results: dict[tuple[str, RequestAttributes, datetime, bool], ConditionResult] = {}
         self._somewhere: dict[tuple[str, RequestAttributes, datetime], ConditionResult] = {}
+        self._time_points: dict[str, tuple[bool, tuple[datetime, ...]]] = {}
         self._env: Any = None
 
     def check_syntax(self, expression: str) -> None:
         """Raise :class:`ConditionError` when ``expression`` does not parse as CEL."""
         self._program(expression)
+
+    def time_points(self, expression: str) -> tuple[bool, tuple[datetime, ...]]:
+        """Whether ``expression`` reads ``request.time`` (in any spelling: ``request.time``,
+        ``request["time"]``, parenthesised ...) and every timestamp value it names (literals
+        decoded as CEL decodes them, sums with durations where modelled), read from the
+        parsed expression, never from its text. An expression that does not parse reads
+        nothing (it is unknown wherever it is evaluated)."""
+        found = self._time_points.get(expression)
+        if found is not None:
+            return found
+        try:
+            tree = self._program(expression)
+        except ConditionError:
+            found = (False, ())
+        else:
+            found = _time_points(tree)
+        self._time_points[expression] = found
+        return found
 
     def expressions_seen(self) -> tuple[str, ...]:
         """Every expression this evaluator has parsed so far (each once), in no order: the
@@ -387,6 +406,32 @@ def _run(tree: Any, attrs: RequestAttributes, now: datetime) -> ConditionResult:
     if isinstance(value, bool):
         return ConditionResult(Tri.TRUE if value else Tri.FALSE)
     return ConditionResult(Tri.UNKNOWN, "the condition is not boolean")
+
+
+_PROBE_NOW = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _time_points(tree: Any) -> tuple[bool, tuple[datetime, ...]]:
+    """Every subexpression of ``tree`` evaluated on its own: a ``request.time`` value marks
+    the read, any other timestamp value is collected (branches a decision may skip too)."""
+    walk = _Walk(RequestAttributes(None, unavailable="probing for times"), _PROBE_NOW)
+    reads = False
+    stamps: set[datetime] = set()
+    try:
+        subtrees = list(tree.iter_subtrees())
+    except RecursionError:
+        return True, ()  # too deep to read: assume it reads the time (probe the window's end)
+    for sub in subtrees:
+        try:
+            value = walk.eval(sub)
+        except Exception:  # RecursionError or a shape the walk does not expect
+            continue
+        if isinstance(value, _Time):
+            if value.request:
+                reads = True
+            else:
+                stamps.add(value.value)
+    return reads, tuple(sorted(stamps))
 
 
 class _Walk:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.policy.acl import acl_findings, acl_summary
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.gcpc_checks import (
     accounts_absent,
@@ -25,7 +26,7 @@ from zt_pipelines.policy.gcpc_checks import (
     launched_identity_uses,
 )
 from zt_pipelines.policy.inbound import inbound_findings
-from zt_pipelines.policy.members import Match, is_public_member
+from zt_pipelines.policy.members import PUBLIC_MEMBERS, Match
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
     STEP_WAIVER_ONLY,
@@ -35,7 +36,7 @@ from zt_pipelines.policy.orgpolicy import (
     Suppression,
     policy_fullmatch,
 )
-from zt_pipelines.policy.pam import pam_findings
+from zt_pipelines.policy.pam import pam_findings, pam_inbound_findings
 from zt_pipelines.policy.reach import (
     Holding,
     Holdings,
@@ -124,19 +125,28 @@ def build_report(
     raw += _permission_findings(requirements, decisions)
     raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     grouped = _Needs(requirements, evaluator)
+    identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
+    checked = _checked_steps(identities)
     excess, excess_notes = _excess_findings(
-        requirements, steps, evaluator, policy, context, grouped
+        requirements, steps, evaluator, policy, context, grouped, checked
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(requirements, steps, evaluator, context, grouped, now=now)
-    reach, reach_notes = _reach_findings(requirements, steps, evaluator, context, grouped)
+    raw += _scope_findings(
+        requirements, steps, evaluator, context, grouped, now=now, checked=checked
+    )
+    reach, reach_notes = _reach_findings(
+        requirements, steps, evaluator, context, grouped, identities
+    )
     raw += reach
     notes += reach_notes
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
     raw += pam_findings(steps, evaluator, context, grouped.at)
+    pam_in, pam_notes = pam_inbound_findings(steps, evaluator, context)
+    raw += pam_in
+    notes += pam_notes
     raw += _public_findings(requirements, evaluator)
     acls, acl_notes = _bucket_acl_findings(requirements, evaluator)
     raw += acls
@@ -632,16 +642,11 @@ def _excess_findings(
     policy: OrgPolicy,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    checked: list[tuple[str, str | None]] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     grouped = grouped or _Needs(requirements, ev)
     out: list[Finding] = []
     notes: list[str] = []
-    principals: dict[str, set[str]] = defaultdict(set)
-    for s in steps:
-        if s.service_account:
-            principals[sa_member(s.service_account)].add(s.task)
-    pipeline = sa_member(ctx.pipeline_service_account)
-    principals.setdefault(pipeline, set())
     beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
@@ -650,9 +655,7 @@ def _excess_findings(
     zt210, zt211, zt212 = (DEFAULT_SEVERITIES[c] for c in ("ZT210", "ZT211", "ZT212"))
     nothing: frozenset[str] = frozenset()
     complete = ev.snapshot.complete_bindings_for
-    for principal in sorted(principals):
-        tasks = principals[principal]
-        step = ",".join(sorted(tasks)) if tasks else None
+    for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         if principal not in complete:
             notes.append(
                 f"excess-privilege check for {principal} covers only the bindings "
@@ -812,6 +815,15 @@ def _checked_identities(steps: tuple[StepIdentity, ...], ctx: CheckContext) -> d
     return principals
 
 
+def _checked_steps(identities: dict[str, set[str]]) -> list[tuple[str, str | None]]:
+    """(member, its tasks comma-joined or ``None``), sorted by member: the excess and scope
+    checks' order."""
+    return [
+        (principal, ",".join(sorted(tasks)) if tasks else None)
+        for principal, tasks in sorted(identities.items())
+    ]
+
+
 def _scope_findings(
     requirements: tuple[Requirement, ...],
     steps: tuple[StepIdentity, ...],
@@ -820,13 +832,13 @@ def _scope_findings(
     grouped: _Needs | None = None,
     *,
     now: datetime,
+    checked: list[tuple[str, str | None]] | None = None,
 ) -> list[Finding]:
     needed = (grouped or _Needs(requirements, ev)).of
     out: list[Finding] = []
     severity = {c: DEFAULT_SEVERITIES[c] for c in ("ZT214", "ZT215")}
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
-    for principal, tasks in sorted(_checked_identities(steps, ctx).items()):
-        step = ",".join(sorted(tasks)) if tasks else None
+    for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
             ev, principal, needed.get(principal, []), now
         ):
@@ -879,8 +891,9 @@ def _reach_findings(
     ev: Evaluator,
     ctx: CheckContext,
     grouped: _Needs | None = None,
+    identities: dict[str, set[str]] | None = None,
 ) -> tuple[list[Finding], list[str]]:
-    identities = _checked_identities(steps, ctx)
+    identities = identities if identities is not None else _checked_identities(steps, ctx)
     pipeline = sa_member(ctx.pipeline_service_account)
     step_emails = {
         m.partition(":")[2] for m, tasks in identities.items() if tasks and m != pipeline
@@ -1025,9 +1038,9 @@ def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> li
             found = public_of.get(node.name)
             if found is None:
                 found = public_of[node.name] = [
-                    (b, public)
+                    (b, [m for m in b.members if m in PUBLIC_MEMBERS])
                     for b in (node.policy.bindings if node.policy else ())
-                    if (public := [m for m in b.members if is_public_member(m)])
+                    if not PUBLIC_MEMBERS.isdisjoint(b.members)  # one C-level scan of the members
                 ]
             for b, public in found:
                 if r.kind != "declared":
@@ -1067,6 +1080,7 @@ def _bucket_acl_findings(
     notes: list[str] = []
     names: set[str] = set()
     buckets: set[str] = set()
+    principals = {r.principal for r in requirements}
     for r in requirements:
         if not r.resource.name.startswith(STORAGE) or r.resource.name in names:
             continue
@@ -1076,11 +1090,17 @@ def _bucket_acl_findings(
             continue  # not in the snapshot: its reads' own findings say so
         buckets.add(bucket.name)
         if bucket.uniform_bucket_level_access is False:
+            summary = acl_summary(bucket)
+            read = (
+                f"were read ({summary}), but access is not governed by IAM alone"
+                if summary
+                else "were not read"
+            )
             out.append(
                 _f(
                     "ZT402",
                     f"{_uri(bucket.name)} has fine-grained access control (uniform bucket-level "
-                    "access is off): its ACLs grant in parallel with IAM and were not read, so "
+                    f"access is off): its ACLs grant in parallel with IAM and {read}, so "
                     "who can read or replace its objects is not verified",
                     step=r.step,
                     resource=bucket.name,
@@ -1089,6 +1109,8 @@ def _bucket_acl_findings(
                     ),
                 )
             )
+            identities = {p for p in principals if p.startswith("serviceAccount:")}
+            out += acl_findings(bucket, r.step, identities, ev)
         elif bucket.uniform_bucket_level_access is None:
             notes.append(
                 f"uniform bucket-level access of {_uri(bucket.name)} is unknown (not in the "

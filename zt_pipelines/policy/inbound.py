@@ -56,14 +56,57 @@ def _home(member: str) -> str | None:
     return domain.removesuffix(".iam.gserviceaccount.com")
 
 
-#: a Google service agent: ``service-NUMBER@gcp-sa-SERVICE.iam.gserviceaccount.com`` (also of
-#: an organisation or folder: ``service-org-NUMBER@``)
+#: a Google service agent: ``service-NUMBER@DOMAIN.iam.gserviceaccount.com`` (also of an
+#: organisation or folder: ``service-org-NUMBER@``); which DOMAINs are Google's is listed below
 _AGENT = re.compile(
-    r"^serviceAccount:service-(?:org-|folder-)?([0-9]+)@(gcp-sa-[a-z0-9-]+)\.iam\.gserviceaccount\.com$"
+    r"^serviceAccount:service-(?:org-|folder-)?([0-9]+)@([a-z0-9-]+)\.iam\.gserviceaccount\.com$"
+)
+#: service agents that act as an account only for a caller their service checked (``actAs``
+#: on the account it names) and run no code the caller hands them: deputies. An allow-list of
+#: Google's own domains (projects nobody else can own), so a look-alike account
+#: ``service-N@gcp-sa-evil...`` is never one; an agent not listed here is judged like any other
+#: principal.
+_DEPUTY_DOMAINS = frozenset(
+    {
+        "gcp-sa-aiplatform",  # Vertex AI Service Agent: runs pipelines and jobs as the SA named
+        "gcp-sa-cloudbuild",
+        "gcp-sa-cloudscheduler",
+        "gcp-sa-cloudtasks",
+        "gcp-sa-eventarc",
+        "gcp-sa-pubsub",
+        "gcp-sa-workflows",
+        "cloudcomposer-accounts",
+        "compute-system",
+        "container-engine-robot",
+        "dataflow-service-producer-prod",
+        "dataproc-accounts",
+        "gcf-admin-robot",
+        "serverless-robot-prod",
+    }
 )
 #: the Vertex AI Custom Code Service Agent: a CustomJob (hyperparameter tuning job, custom
 #: training pipeline) created without a service account runs its code as this agent
 CUSTOM_CODE_AGENT_DOMAIN = "gcp-sa-aiplatform-cc"
+#: service agents that run code a caller hands them, with no actAs asked — never deputies:
+#: domain -> (what it is, the permissions that hand it code)
+_CODE_RUNNING_AGENTS: dict[str, tuple[str, frozenset[str]]] = {
+    CUSTOM_CODE_AGENT_DOMAIN: (
+        "the Vertex AI Custom Code Service Agent: whoever can create a CustomJob without a "
+        "service account",
+        frozenset(
+            {
+                "aiplatform.customJobs.create",
+                "aiplatform.hyperparameterTuningJobs.create",
+                "aiplatform.trainingPipelines.create",
+            }
+        ),
+    ),
+    "gcp-sa-aiplatform-re": (
+        "the Vertex AI Reasoning Engine Service Agent: whoever can deploy an Agent Engine "
+        "without a service account",
+        frozenset({"aiplatform.reasoningEngines.create", "aiplatform.reasoningEngines.update"}),
+    ),
+}
 #: what a deputy service agent may hold on an identity: it acts as the account for a caller
 #: the service has already checked (actAs); a key or a policy rewrite is never a deputy's
 _DEPUTY_PERMISSIONS = frozenset(
@@ -76,34 +119,26 @@ _DEPUTY_PERMISSIONS = frozenset(
         "iam.serviceAccounts.signJwt",
     }
 )
-#: creating one of these without a service account runs code as the Custom Code Service Agent
-_RUNS_AS_CUSTOM_CODE_AGENT = frozenset(
-    {
-        "aiplatform.customJobs.create",
-        "aiplatform.hyperparameterTuningJobs.create",
-        "aiplatform.trainingPipelines.create",
-    }
-)
 #: how many service accounts deep "who can become the one that may run as it" is followed
 _MAX_DEPTH = 6
 
 
-def _custom_code_agent(member: str) -> str | None:
-    """The project number of a Vertex AI Custom Code Service Agent (``None``: not one)."""
+def _code_runner(member: str) -> tuple[str, str] | None:
+    """(project number, domain) of a Google service agent that runs callers' code (``None``:
+    not one)."""
     m = _AGENT.match(member)
-    return m.group(1) if m and m.group(2) == CUSTOM_CODE_AGENT_DOMAIN else None
+    return (m.group(1), m.group(2)) if m and m.group(2) in _CODE_RUNNING_AGENTS else None
 
 
 def _deputy(member: str, granted: frozenset[str], numbers: frozenset[str]) -> bool:
-    """A service agent of one of the snapshot's own projects (folders, organisation) holding
-    only what a deputy needs: it acts for callers its service checked. Not the Custom Code
-    Service Agent (it runs whatever code a job creator gives it), not an agent of a project
-    the snapshot does not know (its number cannot be told from a look-alike account of a
-    project named ``gcp-sa-...``), never for keys or a policy rewrite."""
+    """A deputy service agent (:data:`_DEPUTY_DOMAINS`) of one of the IAM state's own projects
+    (folders, organisation) holding only what a deputy needs: never an agent that runs callers'
+    code, never one of a project the state does not know, never for keys or a policy
+    rewrite."""
     m = _AGENT.match(member)
     return (
         m is not None
-        and m.group(2) != CUSTOM_CODE_AGENT_DOMAIN
+        and m.group(2) in _DEPUTY_DOMAINS
         and m.group(1) in numbers
         and granted <= _DEPUTY_PERMISSIONS
     )
@@ -121,12 +156,14 @@ def _known_numbers(ev: Evaluator) -> frozenset[str]:
 
 
 def _google_service_account(member: str) -> bool:
-    """A Google service account (not a GKE Kubernetes service account, which is a federated
-    workload of a pool, nor a service agent)."""
+    """A user-managed Google service account (not a GKE Kubernetes service account, which is a
+    federated workload of a pool, nor one of Google's service agents)."""
+    m = _AGENT.match(member)
     return (
         member.startswith("serviceAccount:")
         and is_google_account(member)
-        and _AGENT.match(member) is None
+        and not (m and (m.group(2) in _DEPUTY_DOMAINS or m.group(2) in _CODE_RUNNING_AGENTS))
+        and not member.partition("@")[2].startswith("gcp-sa-")
     )
 
 
@@ -155,7 +192,7 @@ def _identities(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Hold:
     """A binding member holding an impersonation or policy-rewrite permission over a service
     account, on the account (``depth`` 0) or on a project, folder or organisation above it."""
@@ -192,15 +229,16 @@ class _Hold:
 
 
 def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
-    """Who holds what over ``email``, and whether the account's own allow policy is missing
-    from the IAM state (then only its project's ancestry was searched)."""
-    nodes, _gap = ev.chain(service_account_resource(email))
-    missing = not nodes
-    if missing:
+    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
+    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
+    nodes, gap = ev.chain(service_account_resource(email))
+    own = bool(nodes)
+    if not own:
         home = _home(f"serviceAccount:{email}")
         nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+    missing = not own or bool(gap)
     out: list[_Hold] = []
-    for depth, node in enumerate(nodes, start=1 if missing else 0):
+    for depth, node in enumerate(nodes, start=0 if own else 1):
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
             unknown = perms is None
@@ -229,16 +267,17 @@ def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
     return out, missing
 
 
-def _custom_code_creators(ev: Evaluator, number: str) -> list[str]:
-    """Who can create a job that runs as project ``number``'s Custom Code Service Agent."""
+def _code_givers(ev: Evaluator, number: str, domain: str) -> list[str]:
+    """Who can hand code to project ``number``'s agent of ``domain`` (a code runner)."""
     project = ev.snapshot.project_by_number(number)
     if project is None:
         return []
+    gives = _CODE_RUNNING_AGENTS[domain][1]
     found: set[str] = set()
     for node in ev.chain(project.name)[0]:
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
-            if perms is None or not perms.isdisjoint(_RUNS_AS_CUSTOM_CODE_AGENT):
+            if perms is None or not perms.isdisjoint(gives):
                 found.update(binding.members)
     return sorted(found)
 
@@ -282,7 +321,8 @@ def inbound_findings(
         hold_of[key] = (h, chain)
 
     # service accounts that may run as an identity: who can become them is asked next
-    upstream: deque[tuple[str, str, tuple[_Hold, ...]]] = deque()
+    # (account, identity, path, what its upstream holders are: "ZT220" or "admin")
+    upstream: deque[tuple[str, str, tuple[_Hold, ...], str]] = deque()
     for identity in sorted(identities):
         allowed = identities[identity][1]
         for h in holds(identity.partition(":")[2])[0]:
@@ -296,31 +336,34 @@ def inbound_findings(
                 continue
             if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
                 continue
-            if h.admin and _custom_code_agent(member) is None:
+            if h.admin and _code_runner(member) is None:
                 record("admin", h, identity, ())
+                if _google_service_account(member) and member not in ours:
+                    # whoever can become an administering account administers too: named
+                    upstream.append((member, identity, (h,), "admin"))
                 continue
             # actAs alone attaches the identity to what its holder creates: another Google
             # service account (another pipeline, automation: who can become it is followed) or,
             # with the submitter unknown, whoever may submit as the pipeline identity — named
             # in a note; a person or an outside principal that can run as it — ZT220
-            if not h.beyond_act_as and _custom_code_agent(member) is None:
+            if not h.beyond_act_as and _code_runner(member) is None:
                 if _google_service_account(member):
                     record("act-as", h, identity, ())
-                    upstream.append((member, identity, (h,)))
+                    upstream.append((member, identity, (h,), "ZT220"))
                     continue
                 if not ctx.submitter and identity == pipeline:
                     record("act-as", h, identity, ())
                     continue
             record("ZT220", h, identity, ())
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     while upstream:
-        account, identity, chain = upstream.popleft()
-        if (account, identity) in seen:
+        account, identity, chain, mode = upstream.popleft()
+        if (account, identity, mode) in seen:
             continue
-        seen.add((account, identity))
+        seen.add((account, identity, mode))
         allowed = identities[identity][1]
         found, missing = holds(account.partition(":")[2])
-        if missing:  # who can become it cannot be told: fail closed
+        if missing and mode == "ZT220":  # who can become it cannot be told: fail closed
             record("unread", chain[-1], identity, chain[:-1])
         for h in found:
             member = h.member
@@ -328,14 +371,16 @@ def inbound_findings(
                 continue  # the pipeline's own identities: their reach is ZT216/ZT217's
             if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
                 continue
-            if h.admin and _custom_code_agent(member) is None:
+            if (h.admin or mode == "admin") and _code_runner(member) is None:
                 record("admin", h, identity, chain)
+                if _google_service_account(member) and len(chain) < _MAX_DEPTH:
+                    upstream.append((member, identity, (*chain, h), "admin"))
             elif _google_service_account(member) and not h.unknown:
                 if len(chain) >= _MAX_DEPTH:
                     record("deep", h, identity, chain)
                 else:  # whatever it holds over the account, it can run as the identity
                     record("act-as", h, identity, chain)
-                    upstream.append((member, identity, (*chain, h)))
+                    upstream.append((member, identity, (*chain, h), mode))
             else:
                 record("ZT220", h, identity, chain)
     return _report(reached, hold_of, identities, ev, ctx)
@@ -380,19 +425,19 @@ def _report(
                 f"accounts, not followed further"
             )
         else:
-            number = _custom_code_agent(normalize_principal(member))
+            runner = _code_runner(normalize_principal(member))
             message = (
                 f"{who} can become {names}{through}: it holds {h.permission()} through {role} "
                 f"on {display_uri(where)}{when}"
             )
             if h.unknown:
                 message += " (the role's definition is not known: it may carry any of them)"
-            if number is not None:
-                creators = _custom_code_creators(ev, number)
+            if runner is not None:
+                number, domain = runner
+                givers = _code_givers(ev, number, domain)
                 message += (
-                    "; it is the Vertex AI Custom Code Service Agent: whoever can create a "
-                    f"CustomJob without a service account in project {number} runs code as it"
-                    + (f" ({_listed(creators)})" if creators else "")
+                    f"; it is {_CODE_RUNNING_AGENTS[domain][0]} in project {number} runs code "
+                    "as it" + (f" ({_listed(givers)})" if givers else "")
                 )
         out.append(
             Finding(

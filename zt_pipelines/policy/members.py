@@ -53,6 +53,8 @@ _GKE_KSA = re.compile(r"^serviceAccount:[a-z0-9.:-]+\.svc\.id\.goog\[[^\]/\s]+/[
 _SA_SET = "principalSet://cloudresourcemanager.googleapis.com/"
 _NUMBER = re.compile(r"^[1-9][0-9]*$")
 _PUBLIC = frozenset({"allUsers", "allAuthenticatedUsers"})
+#: the members :func:`is_public_member` is true for
+PUBLIC_MEMBERS = _PUBLIC | {"principalSet://goog/public:all"}
 _CONVENIENCE = {
     "projectOwner": "roles/owner",
     "projectEditor": "roles/editor",
@@ -90,7 +92,7 @@ def is_google_account(principal: str) -> bool:
 
 def is_public_member(member: str) -> bool:
     """True for ``allUsers`` / ``allAuthenticatedUsers`` (and their v2 deny form)."""
-    return member in _PUBLIC or member == "principalSet://goog/public:all"
+    return member in PUBLIC_MEMBERS
 
 
 class MemberResolver:

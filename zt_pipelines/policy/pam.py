@@ -9,10 +9,16 @@ a grant is active. Judged like a binding, against what the identity needs on tha
 - **ZT221** (error) — eligible, no approval needed, and the roles give permissions beyond the
   identity's needs there (or a role whose definition is unknown);
 - **ZT222** (warning) — the same behind an approval workflow (someone must approve at run
-  time; the eligibility itself is still beyond least privilege).
+  time; the eligibility itself is still beyond least privilege); also another principal's
+  approval-gated eligibility to become an identity (below).
 
 Eligibility through a group of unknown membership is "may be eligible": the same codes (fail
 closed). A failed listing is an unreadable read (ZT400), never "no entitlements".
+
+Inward: another principal eligible for an entitlement, on an identity's service account, its
+project, folder or organisation, whose roles can impersonate or rewrite the policy of the
+accounts there, can become the identity whenever it asks — **ZT220** without approval (as a
+standing binding would be), ZT222 (warning) with one.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
 from zt_pipelines.policy.snapshot import Entitlement
 from zt_pipelines.policy.wording import noun, plural
-from zt_pipelines.resources import display_uri
+from zt_pipelines.resources import display_uri, service_account_resource
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
@@ -151,3 +157,92 @@ def _finding(
             for r in e.roles
         ),
     )
+
+
+def pam_inbound_findings(
+    steps: tuple[StepIdentity, ...], ev: Evaluator, ctx: CheckContext
+) -> tuple[list[Finding], list[str]]:
+    """ZT220 (no approval) or ZT222 (approval) for every principal other than the
+    pipeline's identities eligible for an entitlement on an identity's account or an ancestor
+    whose roles carry an impersonation or policy-rewrite permission; one per (entitlement,
+    principal), naming every identity it reaches."""
+    from zt_pipelines.policy.inbound import IMPERSONATION_PERMISSIONS
+    from zt_pipelines.policy.reach import EDGE_PERMISSIONS
+
+    entitlements = [e for e in ev.snapshot.entitlements if e.state != "DELETED"]
+    if not entitlements:
+        return [], []
+    tasks: dict[str, set[str]] = {}
+    for s in steps:
+        if s.service_account:
+            tasks.setdefault(sa_member(s.service_account), set()).add(s.task)
+    pipeline = sa_member(ctx.pipeline_service_account)
+    tasks.setdefault(pipeline, set())
+    edges = frozenset(EDGE_PERMISSIONS)
+    # (entitlement, member) -> (permission, the identities reached)
+    reached: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    by_name = {e.name: e for e in entitlements}
+    for identity in sorted(tasks):
+        email = identity.partition(":")[2]
+        chain = {n.name for n in ev.chain(service_account_resource(email))[0]}
+        for e in entitlements:
+            if e.node not in chain:
+                continue
+            perms: set[str] = set()
+            for r in e.roles:
+                perms |= ev.role_permissions(r.role) or set()
+            carried = sorted(perms & edges)
+            unknown_role = any(ev.role_permissions(r.role) is None for r in e.roles)
+            if not carried and not unknown_role:
+                continue
+            for member in e.eligible:
+                if member.lower() in tasks:
+                    continue  # a pipeline identity: judged as its own eligibility (ZT221/222)
+                expected = (
+                    identity == pipeline
+                    and ctx.submitter is not None
+                    and member.lower() == ctx.submitter.lower()
+                    and set(carried) <= {"iam.serviceAccounts.actAs"}
+                    and not unknown_role
+                )
+                if expected:
+                    continue  # the submitter acting as the pipeline identity
+                key = (e.name, member)
+                impersonate = [p for p in carried if p in IMPERSONATION_PERMISSIONS]
+                why = (impersonate or carried or ["a role whose definition is unknown"])[0]
+                found = reached.setdefault(key, (why, []))
+                found[1].append(identity)
+    out: list[Finding] = []
+    notes: list[str] = []
+    for (name, member), (permission, identities) in sorted(reached.items()):
+        e = by_name[name]
+        roles = ", ".join(r.role for r in e.roles)
+        who = ", ".join(i.partition(":")[2] for i in identities)
+        code = "ZT222" if e.approval_required else "ZT220"
+        how = "with an approval" if e.approval_required else "without approval"
+        step_names = sorted({t for i in identities for t in tasks.get(i, set())})
+        out.append(
+            Finding(
+                code,
+                DEFAULT_SEVERITIES[code],
+                f"{member} can become {who}: it is eligible, {how}, for the "
+                f"Privileged Access Manager entitlement {name} ({roles} on "
+                f"{display_uri(e.node)}), which carries {permission}",
+                step=",".join(step_names) or None,
+                principal=member,
+                resource=e.node,
+                permission=permission if permission.count(".") >= 2 else None,
+                evidence=tuple(
+                    Evidence(
+                        "policy",
+                        node=e.node,
+                        role=r.role,
+                        member=member,
+                        detail=f"PAM entitlement {name}: approval "
+                        + ("required" if e.approval_required else "not required"),
+                    )
+                    for r in e.roles
+                ),
+            )
+        )
+    return out, notes

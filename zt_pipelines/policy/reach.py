@@ -60,6 +60,26 @@ EDGE_PERMISSIONS: dict[str, str] = {
 _EDGE_SET = frozenset(EDGE_PERMISSIONS)
 _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
 
+#: Google service agents that run the code a caller hands them, with no actAs asked: whoever
+#: can create such a job or deployment in a project runs as that project's agent
+#: (``service-NUMBER@DOMAIN.iam.gserviceaccount.com``). domain -> (permissions, edge label)
+CODE_RUNNER_EDGES: dict[str, tuple[frozenset[str], str]] = {
+    "gcp-sa-aiplatform-cc": (
+        frozenset(
+            {
+                "aiplatform.customJobs.create",
+                "aiplatform.hyperparameterTuningJobs.create",
+                "aiplatform.trainingPipelines.create",
+            }
+        ),
+        "a CustomJob without a service account",
+    ),
+    "gcp-sa-aiplatform-re": (
+        frozenset({"aiplatform.reasoningEngines.create", "aiplatform.reasoningEngines.update"}),
+        "an Agent Engine without a service account",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Hop:
@@ -85,7 +105,8 @@ class Hop:
 
     @property
     def label(self) -> str:
-        """The short name of the edge (``actAs``, ``getAccessToken`` ...)."""
+        """The short name of the edge (``actAs``, ``getAccessToken`` ... or the job that runs
+        as a code-running service agent)."""
         return EDGE_PERMISSIONS.get(self.permission, self.permission)
 
 
@@ -163,6 +184,15 @@ class _Graph:
             for n in self._chain(email, name):
                 self.below.setdefault(n.name, []).append(email)
         self.edge_roles: dict[str, frozenset[str] | None] = {}
+        # hierarchy node -> the code-running agents of the projects at or below it
+        self.agents_below: dict[str, list[tuple[str, frozenset[str], str]]] = {}
+        for project in snap.nodes.values():
+            if project.kind != "project" or not project.project_number:
+                continue
+            for domain, (gives, label) in CODE_RUNNER_EDGES.items():
+                agent = f"service-{project.project_number}@{domain}.iam.gserviceaccount.com"
+                for n in ev.chain(project.name)[0]:
+                    self.agents_below.setdefault(n.name, []).append((agent, gives, label))
 
     def _sa_node(self, email: str) -> str:
         for name in (
@@ -201,11 +231,14 @@ class _Graph:
         hops: list[Hop] = []
         unknown: list[UnknownEdge] = []
         for node, binding, mm, via in self.ev.member_bindings(member):
+            cond = binding.condition.expression if binding.condition else ""
+            agents = self.agents_below.get(node.name)
+            if agents:
+                hops += self._runner_hops(member, node, binding, mm.match, via, cond, agents)
             targets = self.below.get(node.name)
             if not targets:
                 continue
             perms = self.edge_permissions(binding.role)
-            cond = binding.condition.expression if binding.condition else ""
             if perms is None:
                 unknown.append(_unknown(member, node, binding, via, "role definition unknown"))
                 continue
@@ -228,6 +261,28 @@ class _Graph:
                     continue
                 hops.append(Hop(member, target, best, binding.role, node.name, via, cond))
         return hops, unknown
+
+    def _runner_hops(
+        self,
+        member: str,
+        node: Node,
+        binding: Binding,
+        match: Match,
+        via: str,
+        cond: str,
+        agents: list[tuple[str, frozenset[str], str]],
+    ) -> list[Hop]:
+        """Hops to the code-running service agents ``member`` can hand a job to. Only settled
+        grants: an unknown role or membership, or a condition, is no proven edge to an agent
+        (the agent's own grants are still judged when someone reaches it)."""
+        perms = self.ev.role_permissions(binding.role)
+        if not perms or match is Match.UNKNOWN or cond:
+            return []
+        return [
+            Hop(member, agent, label, binding.role, node.name, via, cond)
+            for agent, gives, label in agents
+            if not perms.isdisjoint(gives) and agent != member.partition(":")[2]
+        ]
 
     def unreadable_policies(self) -> list[tuple[str, str]]:
         """(node, why) for every node above some service account whose allow policy (or
@@ -290,7 +345,7 @@ def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str
                     continue
                 if hop.target in seen:
                     continue
-                if not path and hop.target in allowed and hop.node == graph.node_of[hop.target]:
+                if not path and hop.target in allowed and hop.node == graph.node_of.get(hop.target):
                     seen.add(hop.target)
                     continue  # by design: launched by / submitted as, granted on the SA itself
                 seen.add(hop.target)

@@ -84,6 +84,8 @@ FIXES: dict[str, str] = {
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",
     "ZT401": "take the snapshot with zt-pipelines snapshot (it writes the integrity digest)",
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
+    "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
+    "access)",
     "ZT410": "remove the credential from the component; give the step an identity that holds "
     "the access, and read secrets from Secret Manager at run time",
     "ZT419": "pass the pipeline root you submit with (--pipeline-root, pipeline_root=), a "

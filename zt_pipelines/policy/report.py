@@ -140,7 +140,8 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "ZT222": (
         "PamEligibleWithApproval",
-        "an identity is eligible for a PAM entitlement (approval required) beyond its needs",
+        "eligibility for a PAM entitlement behind an approval: beyond an identity's needs, "
+        "or to become it",
     ),
     "ZT223": (
         "GrantLapsesInWindow",
@@ -155,7 +156,11 @@ CODES: dict[str, tuple[str, str]] = {
     "ZT401": ("SnapshotUnsealed", "the snapshot file carries no integrity digest"),
     "ZT402": (
         "BucketAclsNotExcluded",
-        "a bucket the pipeline uses has no uniform bucket-level access: its ACLs are not read",
+        "a bucket the pipeline uses has no uniform bucket-level access: ACLs grant beside IAM",
+    ),
+    "ZT403": (
+        "BucketAclGrantsIdentity",
+        "a bucket ACL grants a pipeline identity access outside IAM",
     ),
     "ZT410": (
         "CredentialInSpec",

@@ -133,6 +133,17 @@ class Role:
 
 
 @dataclass(frozen=True)
+class AclEntry:
+    """One Cloud Storage ACL entry: ``entity`` (``allUsers``, ``allAuthenticatedUsers``,
+    ``user-EMAIL`` — service accounts too —, ``group-EMAIL``, ``domain-DOMAIN``,
+    ``project-owners|editors|viewers-NUMBER``) holds ``role`` (``OWNER``, ``WRITER``,
+    ``READER``)."""
+
+    entity: str
+    role: str
+
+
+@dataclass(frozen=True)
 class Node:
     """A resource in the hierarchy.
 
@@ -146,6 +157,9 @@ class Node:
         display_name: optional.
         uniform_bucket_level_access: for buckets, whether uniform bucket-level access is on
             (only then are its ACLs off); ``None`` when unknown.
+        acl: for buckets without uniform access, the bucket ACL; ``None`` when not read.
+        default_object_acl: for the same buckets, the ACL new objects get; ``None`` when not
+            read.
     """
 
     name: str
@@ -155,6 +169,8 @@ class Node:
     project_number: str | None = None
     display_name: str = ""
     uniform_bucket_level_access: bool | None = None
+    acl: tuple[AclEntry, ...] | None = None
+    default_object_acl: tuple[AclEntry, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from zt_pipelines.policy.catalogue import roles_from_catalogue
 from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
 from zt_pipelines.policy.deny import V2_PERMISSION, normalize_attachment_point
 from zt_pipelines.policy.snapshot import (
+    AclEntry,
     AllowPolicy,
     Binding,
     Condition,
@@ -375,12 +376,13 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             )
         if raw["kind"] == "project" and "projectNumber" not in raw:
             pass  # allowed: number unknown
-        if "uniformBucketLevelAccess" in raw and raw["kind"] != "bucket":
-            raise b.fail(
-                "uniformBucketLevelAccess is a bucket setting",
-                f"{path}.uniformBucketLevelAccess",
-                "remove it, or give the node kind: bucket",
-            )
+        for key in ("uniformBucketLevelAccess", "acl", "defaultObjectAcl"):
+            if key in raw and raw["kind"] != "bucket":
+                raise b.fail(
+                    f"{key} is a bucket setting",
+                    f"{path}.{key}",
+                    "remove it, or give the node kind: bucket",
+                )
         nodes[name] = Node(
             name=name,
             kind=raw["kind"],
@@ -389,6 +391,8 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
             project_number=raw.get("projectNumber"),
             display_name=raw.get("displayName", ""),
             uniform_bucket_level_access=raw.get("uniformBucketLevelAccess"),
+            acl=_acl(raw.get("acl")),
+            default_object_acl=_acl(raw.get("defaultObjectAcl")),
         )
     _check_cycles(nodes, b)
 
@@ -541,6 +545,13 @@ def _build(data: dict[str, Any], source: str) -> Snapshot:
     )
 
 
+def _acl(raw: Any) -> tuple[AclEntry, ...] | None:
+    """A bucket's ACL entries from the file (absent: not read)."""
+    if raw is None:
+        return None
+    return tuple(AclEntry(e["entity"], e["role"]) for e in raw)
+
+
 def _segmentation(data: dict[str, Any], source: str) -> Any:
     """The ``segmentation`` section, parsed by its own module (absent: ``None``, unknown)."""
     if "segmentation" not in data:
@@ -596,6 +607,12 @@ def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
             raw["displayName"] = n.display_name
         if n.uniform_bucket_level_access is not None:
             raw["uniformBucketLevelAccess"] = n.uniform_bucket_level_access
+        if n.acl is not None:
+            raw["acl"] = [{"entity": e.entity, "role": e.role} for e in n.acl]
+        if n.default_object_acl is not None:
+            raw["defaultObjectAcl"] = [
+                {"entity": e.entity, "role": e.role} for e in n.default_object_acl
+            ]
         if n.policy is not None:
             bindings = []
             for bnd in n.policy.bindings:

@@ -20,7 +20,7 @@ depended on a time condition pay for the probes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 DEFAULT_RUN_WINDOW = timedelta(days=7)
 #: "for ever" as a probe: the last time a timestamp can name
 _FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
-_TIMESTAMP = re.compile(r"""timestamp\(\s*(?:"([^"]+)"|'([^']+)')\s*\)""")
 _SECOND = timedelta(seconds=1)
 
 
@@ -98,32 +97,24 @@ def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _expressions(ev: Evaluator) -> Iterator[str]:
-    """Every condition expression the evaluator's decisions so far depended on (allow
-    bindings and deny rules it evaluated) that reads ``request.time``: only those can change
-    a decision taken at the check time (a condition never evaluated never mattered)."""
-    for expression in ev.conditions.expressions_seen():
-        if "request.time" in expression:
-            yield expression
-
-
 def probe_times(ev: Evaluator, now: datetime, window: RunWindow) -> list[datetime]:
-    """The times inside ``(now, end]`` at which a time condition the decisions depended on can
-    change its answer (each timestamp it names, a second either side), and the end; empty
-    when no such condition reads ``request.time``."""
+    """The times inside ``(now, end]`` at which a condition the decisions depended on and that
+    reads ``request.time`` can change its answer (each timestamp it names, a second either
+    side), and the end; empty when no such condition was evaluated. Read from the parsed
+    conditions (any spelling of ``request.time``, escaped timestamp text), never their text."""
+    if now.tzinfo is None:  # as the condition evaluator reads a naive time: UTC
+        now = now.replace(tzinfo=timezone.utc)
     end = window.until or _FOREVER
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
     found: set[datetime] = set()
     any_time = False
-    for expression in _expressions(ev):
+    for expression in ev.conditions.expressions_seen():
+        reads, stamps = ev.conditions.time_points(expression)
+        if not reads:
+            continue
         any_time = True
-        for match in _TIMESTAMP.finditer(expression):
-            text = match.group(1) or match.group(2)
-            try:
-                t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                continue  # the condition evaluator reports an unparsable timestamp itself
-            if t.tzinfo is None:
-                t = t.replace(tzinfo=timezone.utc)
+        for t in stamps:
             found.update(x for x in (t - _SECOND, t, t + _SECOND) if now < x <= end)
     if not any_time:
         return []
@@ -149,6 +140,8 @@ def lapse_findings(
         now: the check time.
         window: until when the grants must hold (``None``: :func:`default_window`).
     """
+    if now.tzinfo is None:  # as the condition evaluator reads a naive time: UTC
+        now = now.replace(tzinfo=timezone.utc)
     window = window or default_window(now)
     probes = probe_times(ev, now, window)
     if not probes:

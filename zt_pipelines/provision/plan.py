@@ -909,7 +909,8 @@ def _require_readable(
         creatable = entry.target in roles or entry.target.startswith(IAM)
         if entry.reason.startswith("NOT_FOUND") and creatable:
             continue
-        problems.append(f"{display_uri(entry.target)} ({entry.what}: {entry.reason[:160]})")
+        reason = entry.reason if len(entry.reason) <= 160 else entry.reason[:159] + "…"
+        problems.append(f"{display_uri(entry.target)} ({entry.what}: {reason})")
     if problems:
         raise ApiError(
             f"the current state could not be read, so the plan cannot be a diff: "

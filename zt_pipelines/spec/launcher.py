@@ -262,6 +262,17 @@ def worker_pool_specs(container: dict[str, Any], settings: CustomJobSettings) ->
     return pools
 
 
+# GCPC's reloaded component drops the launcher's input and output descriptions
+_INPUT_DEFINITIONS = {
+    name: {k: v for k, v in definition.items() if k != "description"}
+    for name, definition in CUSTOM_JOB_INPUTS.items()
+}
+_OUTPUT_DEFINITIONS = {
+    name: {k: v for k, v in definition.items() if k != "description"}
+    for name, definition in CUSTOM_JOB_OUTPUTS.items()
+}
+
+
 def custom_job_component(
     component: dict[str, Any],
     container: dict[str, Any],
@@ -329,9 +340,10 @@ def custom_job_component(
                 where=where,
             )
     params: dict[str, Any] = {}
-    for name, definition in CUSTOM_JOB_INPUTS.items():
-        # GCPC's reloaded component drops the launcher's input descriptions
-        param = {k: _copy(v) for k, v in definition.items() if k != "description"}
+    for name, definition in _INPUT_DEFINITIONS.items():
+        param = dict(definition)
+        if type(param.get("defaultValue")) in (dict, list):
+            param["defaultValue"] = _copy(param["defaultValue"])
         if name in defaults:
             if defaults[name] is None:
                 param.pop("defaultValue", None)
@@ -343,10 +355,7 @@ def custom_job_component(
     clash = sorted(set(user_in) & CUSTOM_JOB_INPUT_NAMES)
     literals = {name: _literal(name, defaults, params) for name in clash}
     params.update(_copy(user_in))
-    outputs: dict[str, Any] = {
-        name: {k: v for k, v in definition.items() if k != "description"}
-        for name, definition in CUSTOM_JOB_OUTPUTS.items()
-    }
+    outputs: dict[str, Any] = {name: dict(d) for name, d in _OUTPUT_DEFINITIONS.items()}
     outputs.update(_copy(user_out))
     inputs_def: dict[str, Any] = {"parameters": params}
     outputs_def: dict[str, Any] = {"parameters": outputs}

@@ -105,7 +105,7 @@ from zt_pipelines.spec.resolve import (
     resolve_identity_binding,
     root_env,
 )
-from zt_pipelines.spec.template import check_pipeline, load_template_job
+from zt_pipelines.spec.template import load_template_job
 from zt_pipelines.spec.vertex_rules import check_parameter_types
 
 __all__ = ["rewrite", "rewrite_pipeline"]
@@ -311,7 +311,7 @@ def _split_input(
     for index, doc in enumerate(docs, start=2):
         if not isinstance(doc, Mapping) or set(doc) - {"platforms"}:
             raise TemplateError(f"document {index} is not a PlatformSpec", where="platform_docs")
-    check_pipeline(ir)
+    # ``ir`` passed check_pipeline in load_template_job: once, it walks every task
     return ir, tuple(docs), values, roots
 
 
@@ -443,7 +443,9 @@ class _Walker:
         self.new_components: dict[str, Any] = {}
         self.new_executors: dict[str, Any] = {}
         self.executor_origin: dict[str, str] = {}
-        self._versions: dict[str, list[tuple[str, str, str | None]]] = {}
+        # per original component name: [content key (None until compared), final name,
+        # final label, (component, executor, label) as emitted]
+        self._versions: dict[str, list[list[Any]]] = {}
         self._used_components = set(self.components)
         self._used_executors = set(self.executors)
         self._derived: dict[str, str] = {}
@@ -543,7 +545,14 @@ class _Walker:
     # -- walk -----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        out = {k: _copy(v) for k, v in self.ir.items() if k not in ("components", "root")}
+        out: dict[str, Any] = {}
+        for k, v in self.ir.items():
+            if k in ("components", "root"):
+                continue
+            if k == "deploymentSpec" and type(v) is dict:  # its executors are rebuilt below
+                out[k] = {d: None if d == "executors" else _copy(e) for d, e in v.items()}
+            else:
+                out[k] = _copy(v)
         out["root"] = self._dag(self.ir["root"], "", self.env)
         if self.new_components or "components" in self.ir:
             out["components"] = dict(sorted(self.new_components.items()))
@@ -1419,11 +1428,16 @@ class _Walker:
     ) -> str:
         """Add a (possibly rewritten) component; return its final name."""
         component.pop("executorLabel", None)
-        key = json.dumps([component, executor, label], sort_keys=True, default=repr)
+        emitted = (component, executor, label)  # nothing changes them after this call
         versions = self._versions.setdefault(name, [])
-        for existing_key, existing_name, _ in versions:
-            if existing_key == key:
-                return existing_name
+        key: str | None = None
+        if versions:  # keyed only when compared: most components are used by one task
+            key = _content_key(component, executor, label)
+            for version in versions:
+                if version[0] is None:
+                    version[0] = _content_key(*version[3])
+                if version[0] == key:
+                    return str(version[1])
         if not versions and name not in self.new_components:
             new_name = name
         else:
@@ -1439,7 +1453,7 @@ class _Walker:
             self.new_executors[new_label] = executor
             self.executor_origin[new_label] = label
             component = {"executorLabel": new_label, **component}
-        versions.append((key, new_name, new_label))
+        versions.append([key, new_name, new_label, emitted])
         self.new_components[new_name] = component
         return new_name
 
@@ -1475,6 +1489,8 @@ def _raw_payload_inputs(
     while stack:
         item = stack.pop()
         if isinstance(item, str):
+            if "{{$" not in item:  # every placeholder starts so: most strings hold none
+                continue
             names.update(_INPUT_PLACEHOLDER.findall(item))
             runtime += [  # a run-time value, unless a GCPC launcher wrote it (``safe``)
                 m.group(1) for m in _ARTIFACT_PLACEHOLDER.finditer(item) if m.group(0) not in safe
@@ -1521,6 +1537,12 @@ def _raw_payload_inputs(
 
 def _quoted_slot(parsed: ParsedPayload, path: tuple[str | int, ...]) -> bool:
     return any(slot.quoted for slot in parsed.slots if slot.path == path)
+
+
+def _content_key(component: Any, executor: Any, label: str | None) -> str:
+    """What makes two rewritten versions of one component the same (JSON: 1, 1.0 and true
+    differ)."""
+    return json.dumps([component, executor, label], sort_keys=True, default=repr)
 
 
 def _unique(name: str, used: set[str]) -> str:
