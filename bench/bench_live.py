@@ -388,8 +388,18 @@ def _engine_line(snap: Snapshot, tuples: list[tuple[str, str, str]]) -> str:
 def _median(
     runs: list[tuple[int, float, int, float, float]],
 ) -> tuple[int, float, int, float, float]:
-    """The run with the median wall time (calls and unreadable are the same in every run)."""
-    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+    """The median wall time with the median client and emulator CPU of the same runs (each
+    its own median: one run's CPU moves with the load as much as its wall time); calls and
+    unreadable are the same in every run."""
+    middle = len(runs) // 2
+    calls, wall, bad, _, _ = sorted(runs, key=lambda r: r[1])[middle]
+    return (
+        calls,
+        wall,
+        bad,
+        sorted(r[3] for r in runs)[middle],
+        sorted(r[4] for r in runs)[middle],
+    )
 
 
 def _same_answers(a: Snapshot, b: Snapshot, tuples: list[tuple[str, str, str]]) -> bool:

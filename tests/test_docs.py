@@ -775,3 +775,51 @@ def test_cli_page_option_defaults_are_the_commands_defaults() -> None:
             assert str(options[flag].default) == value, (heading.group(1), flag)
             checked += 1
     assert checked >= 2
+
+
+def test_the_derived_identity_examples_are_what_the_code_derives() -> None:
+    """declarations.md shows derived account ids "for task T of pipeline P": each is
+    ``derive_account_id(P, T)`` (a change of the naming scheme must change the page)."""
+    import re
+
+    from zt_pipelines.identity import derive_account_id
+
+    page = (ROOT / "docs" / "declarations.md").read_text().replace("\n", " ")
+    examples = re.findall(r"`(zt-[a-z0-9-]+)` for task `([^`]+)` of pipeline `([^`]+)`", page)
+    assert len(examples) >= 2
+    for shown, task, pipeline in examples:
+        assert derive_account_id(pipeline, task) == shown, (pipeline, task)
+
+
+def test_every_docs_page_a_message_points_to_exists() -> None:
+    """A message that says "see docs/X.md#anchor" (fixes, errors, help texts) points at a page
+    and a heading that exist: a user who follows it finds it."""
+    import re
+
+    headings: dict[str, set[str]] = {}
+    for page in (ROOT / "docs").glob("*.md"):
+        slugs = set()
+        for line in page.read_text().splitlines():
+            if line.startswith("#"):
+                text = line.lstrip("#").strip().lower()
+                slugs.add(re.sub(r"[^a-z0-9 _-]", "", text).replace(" ", "-"))
+        headings[page.name] = slugs
+    missing = []
+    for path in sorted((ROOT / "zt_pipelines").rglob("*.py")):
+        for page, anchor in re.findall(r"docs/([a-z-]+\.md)(?:#([a-z0-9_-]+))?", path.read_text()):
+            if page not in headings or (anchor and anchor not in headings[page]):
+                missing.append(f"{path.relative_to(ROOT)}: docs/{page}#{anchor}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_finding_code_has_its_section_where_sarif_links_to() -> None:
+    """SARIF's helpUri and every fallback fix point at docs/findings.md#ztNNN: each code of
+    ``CODES`` has its ``## ZTNNN`` section, in numeric order, and no section names a code the
+    package does not have."""
+    import re
+
+    from zt_pipelines.policy.report import CODES
+
+    sections = re.findall(r"^## (ZT\d{3})$", (ROOT / "docs" / "findings.md").read_text(), re.M)
+    assert sorted(sections) == sorted(CODES)
+    assert sections == sorted(sections)

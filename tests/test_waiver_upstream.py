@@ -737,3 +737,36 @@ def test_googles_automl_waivers_hold_in_another_project(gcpc_corpus_dir: Path) -
     dev = digests("zt-dev-project")
     assert len(dev) >= 20 and all(dev.values())
     assert digests("zt-prod-project") == dev
+
+
+def test_a_producer_whose_code_holds_a_parameter_value_or_an_identity_changes_the_digest(
+    tmp_path: Path,
+) -> None:
+    """Masking is for the values the rewrite pins (whole values, payload literals): text in a
+    producer's code that equals a parameter value or a pinned identity is code, and editing it
+    (while passing the edited text as the parameter) changes the digest (red team in_18)."""
+
+    def producer(marker: str) -> Any:
+        @dsl.component(base_image="python:3.11")
+        def pick_tensorboard(tag: str) -> str:
+            return "projects/zt-demo/locations/us-central1/tensorboards/1"
+
+        # the marker sits in the component's code, exactly as the parameter value is passed
+        pick_tensorboard.component_spec.implementation.container.command[-1] += f"\n# {marker}"
+        return pick_tensorboard
+
+    def build(marker: str) -> Any:
+        @dsl.pipeline(name="tb")
+        def tb(tag: str) -> None:
+            src = producer(marker)(tag=tag)
+            zt.step.on(src, INGEST_SA)
+            _train(src.output)
+
+        return tb
+
+    digests = []
+    for i, marker in enumerate(("zt-demo-tag", 'x", "service_account": "legacy@zt-demo', TRAIN_SA)):
+        path = _compile(build(marker), tmp_path, f"m{i}")
+        step = _pasting(path, project=P, parameter_values={"tag": marker})
+        digests.append(step.upstream_digest)
+    assert len(set(digests)) == 3

@@ -535,6 +535,9 @@ class PipelineJob(  # type: ignore[misc]
     ) -> Any:
         """Verify, then create a schedule whose runs use the verified spec and pipeline SA.
 
+        A grant with a ``request.time`` condition must hold until ``end_time`` (for ever
+        without one), or the schedule is refused (ZT223).
+
         Raises:
             ZeroTrustViolation: verification found an error; no schedule was created.
             StateChangedError: what the decision was taken against changed; no schedule.

@@ -496,7 +496,8 @@ def evaluate_usage(
         }
     runs = sorted({w.run for w in windows})
     notes.append(
-        f"{len(accesses)} audit log entries read for {len(by_identity)} step identities over "
+        f"{plural(len(accesses), 'audit log entry', 'audit log entries')} read for "
+        f"{plural(len(by_identity), 'step identity', 'step identities')} over "
         f"{plural(len(runs), 'run')}" + (f" since {since.isoformat()}" if since else "")
     )
     report = Report(

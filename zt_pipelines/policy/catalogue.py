@@ -61,6 +61,7 @@ ESCALATION_PERMISSIONS: dict[str, str] = {
     "iam.googleapis.com/workloadIdentityPoolProviders.update": "trust outside identities",
     "resourcemanager.projects.setIamPolicy": "grant any role on the project",
     "storage.hmacKeys.create": "create HMAC keys for a service account",
+    "storage.hmacKeys.update": "re-activate an inactive HMAC key of a service account",
     # a key bound to the account is a static string its requests run as (Vertex AI takes it)
     "iam.serviceAccountApiKeyBindings.create": "bind an API key to a service account",
     "aiplatform.customJobs.create": "run code as a chosen service account (with actAs)",

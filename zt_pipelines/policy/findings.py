@@ -366,9 +366,14 @@ def _identity_findings(
     for sa in sorted({pipeline_sa, *users}):
         if not sa or kinds[sa].is_default:
             continue
+        record = ev.snapshot.service_accounts.get(sa)
+        keys = record is not None and bool(
+            record.user_managed_keys or record.hmac_keys or record.api_keys
+        )
+        if record is not None and not record.disabled and not keys:
+            continue  # nothing below applies (the common case: no name worked out for it)
         tasks = users.get(sa, [])
         step_names = ",".join(sorted(tasks)) if tasks else None
-        record = ev.snapshot.service_accounts.get(sa)
         node = service_account_resource(sa)
         if record is None:
             if sa in unreadable or node in unreadable or sa_member(sa) in unreadable:
@@ -394,7 +399,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
+        if record is not None and keys:
             out.append(
                 _f(
                     "ZT111",

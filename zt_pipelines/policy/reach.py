@@ -51,6 +51,10 @@ EDGE_PERMISSIONS: dict[str, str] = {
     # an API key bound to the account authenticates as it (with apikeys.keys.create in some
     # project, which is not provably absent: the binding right alone is the edge, fail closed)
     "iam.serviceAccountApiKeyBindings.create": "bind an API key",
+    # HMAC keys are created for any account of the project with this project-level permission
+    # alone (none on the account); update re-activates an INACTIVE one: Cloud Storage as it
+    "storage.hmacKeys.create": "create an HMAC key",
+    "storage.hmacKeys.update": "re-activate an HMAC key",
     "iam.serviceAccounts.setIamPolicy": "setIamPolicy",
     # rewriting a project's, folder's or organisation's allow policy grants any of the above
     "resourcemanager.projects.setIamPolicy": "setIamPolicy",

@@ -43,6 +43,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import CRM
 
 __all__ = [
@@ -155,7 +156,7 @@ def validate_schema(data: Any, schema_path: Path, source: str, error: Any) -> No
         best = errors[0]
         raise error(
             f"{best.message}"
-            + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""),
+            + (f" (and {plural(len(errors) - 1, 'more problem')})" if len(errors) > 1 else ""),
             where=f"{source}: {json_path(best.absolute_path)}",
             fix=_did_you_mean(best) + f"see the schema {schema_path.name}",
         )

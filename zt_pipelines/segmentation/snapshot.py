@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zt_pipelines.errors import DeclarationError, SnapshotError
+from zt_pipelines.policy.wording import plural
 from zt_pipelines.segmentation.firewall import compile_table
 from zt_pipelines.segmentation.model import (
     ALL_TRAFFIC,
@@ -155,7 +156,7 @@ def _validate(data: Any, source: str) -> None:
         path = "$.segmentation" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in best.absolute_path
         )
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        more = f" (and {plural(len(errors) - 1, 'more problem')})" if len(errors) > 1 else ""
         raise SnapshotError(
             best.message + more, where=f"{source}: {path}", fix=f"see {SCHEMA_PATH.name}"
         )

@@ -77,14 +77,23 @@ class _Tracer:
         # and every string parameter value the rewrite may have pinned or inlined into a
         # producer (a project, a location): a run in another project reviews the same
         # closure. Tokens hold a NUL, which JSON text never does, so masking stays one-to-one.
+        # Only a whole string value is masked (a binding's constant, a payload field once the
+        # payload JSON is parsed), never text inside one: a value that also occurs in a
+        # producer's code must not hide an edit of that code.
         self.tokens: dict[str, str] = {}
         for name in sorted(values, reverse=True):  # the first name wins a shared value
             value = values[name]
             if isinstance(value, str) and len(value) >= _MIN_MASKED:
-                self.tokens[json.dumps(value, ensure_ascii=True)[1:-1]] = f"\0p:{name}\0"
+                self.tokens[value] = f"\0p:{name}\0"
         self.tokens.update({email: _IDENTITY_MASK for email in masked})
-        ordered = sorted(self.tokens, key=lambda e: (-len(e), e))
-        self.masked = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # inside a launcher's payload (the JSON text GCPC builds, often as Concat fragments
+        # that are no JSON on their own) a value is a quoted JSON string literal
+        escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
+        self.literal_tokens = escaped
+        ordered = sorted(escaped, key=lambda e: (-len(e), e))
+        self.literals = (
+            re.compile('"(' + "|".join(map(re.escape, ordered)) + ')"') if ordered else None
+        )
         self.fingerprints: dict[str, str] = {}
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
@@ -380,9 +389,45 @@ class _Tracer:
         if _INTEGRAL_FLOAT.search(text):  # aiplatform's protobuf Struct turns 25 into 25.0
             document = json.loads(text, parse_float=_number)
             text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        if self.masked is not None:
-            text = self.masked.sub(lambda m: self.tokens[m.group(0)], text)
+        if self.tokens:
+            document = self._mask(json.loads(text, parse_float=_number))
+            text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+    def _mask(self, value: Any, payload: bool = False) -> Any:
+        """``value`` with every string that IS a pinned identity or a parameter value replaced
+        by its token — and, inside a launcher's ``--payload`` (where the rewrite pins them),
+        every such value written as a quoted JSON string literal. Text inside any other
+        string (a producer's code) is never touched: an edit there changes the digest."""
+        if isinstance(value, str):
+            token = self.tokens.get(value)
+            if token is not None:
+                return token
+            if value[:1] in ("{", "[") and value[-1:] in ("}", "]"):
+                try:
+                    inner = json.loads(value)
+                except ValueError:
+                    inner = None
+                if isinstance(inner, (dict, list)):
+                    masked = self._mask(inner, payload)
+                    if masked != inner:
+                        return "\0json\0" + json.dumps(
+                            masked, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+                        )
+                    return value
+            if payload and self.literals is not None:
+                return self.literals.sub(
+                    lambda m: '"' + self.literal_tokens[m.group(1)] + '"', value
+                )
+            return value
+        if isinstance(value, dict):
+            return {k: self._mask(v, payload) for k, v in value.items()}
+        if isinstance(value, list):
+            return [
+                self._mask(v, payload or (i > 0 and value[i - 1] == "--payload"))
+                for i, v in enumerate(value)
+            ]
+        return value
 
 
 # CustomJob settings of where and how a job runs (the wrapper's defaults, GCPC's job inputs)
