@@ -708,9 +708,9 @@ def _excess_findings(
             if known is None:
                 known = beyond[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
-            ev_binding = held.evidence(node.name, False)  # the one decide() gives: shared
             name = node.name
-            where = _uri(name)
+            ev_binding = held.evidence(name, False)  # the one decide() gives: shared
+            where = _URIS.get(name) or _uri(name)
             if basic_tail:
                 out.append(
                     new_finding(
