@@ -85,6 +85,7 @@ def zt_refuses(document: dict[str, Any]) -> str | None:
 
 LONG = "a" * 113
 PIPE_SA = "pipeline-sa@zt-demo.iam.gserviceaccount.com"
+WORLD = str(Path(__file__).resolve().parent.parent / "examples" / "world.yaml")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +196,7 @@ def test_check_and_rewrite_refuse_with_exit_2(
 ) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(named(base(templates), "2026-13-45")))
-    check = ["check", "--snapshot", "examples/world.yaml", "--pipeline-sa", PIPE_SA]
+    check = ["check", "--snapshot", WORLD, "--pipeline-sa", PIPE_SA]
     for verb in (check, ["rewrite", "-o", str(tmp_path / "out.yaml")]):
         with pytest.raises(SystemExit) as ended:
             main([*verb[:1], str(path), "--project", "zt-demo", *verb[1:]])
@@ -286,6 +287,24 @@ def test_python_built_templates_and_values_must_be_json_data(
             project="zt-demo",
             location="us-central1",
             pipeline_service_account=PIPE_SA,
-            snapshot="examples/world.yaml",
+            snapshot=WORLD,
             parameter_values={"source": {"gs://x"}},
         )
+
+
+def test_drop_in_hands_aiplatform_floats_its_yaml_reader_keeps_as_numbers(
+    emu: Emulator,  # noqa: F811
+    templates: dict[str, str],  # noqa: F811
+    audit: AuditLog,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """aiplatform reads the template with PyYAML (YAML 1.1), which takes ``1e-05`` for text:
+    a 0.00001 default must reach the request as the number it is."""
+    spec = base(templates)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    params["lr"] = {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-05, "isOptional": True}
+    path = tmp_path / "lr.json"
+    path.write_text(json.dumps(spec))
+    job = make_job(str(path), audit)
+    sent = job._gca_resource.pipeline_spec["root"]["inputDefinitions"]["parameters"]["lr"]
+    assert sent["defaultValue"] == 1e-05 and isinstance(sent["defaultValue"], float)
