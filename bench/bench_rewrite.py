@@ -2,15 +2,20 @@
 
 * rewrite: a generated 500-task pipeline (chains, a loop, a condition, a sub-pipeline) is
   compiled by kfp (baseline) and rewritten by zt (measured); ratio = rewrite / compile
-  (goal <= 0.2). Median of several repeats, each in this process.
+  (goal <= 0.2).
 * load + rewrite + dump: what every CLI call does (template file -> rewritten YAML text);
   ratio = that / compile (goal <= 0.3, issue #14), with the strict libyaml loader and the
   block YAML writer of ``zt_pipelines.loaders``; PyYAML's own CSafeLoader + CSafeDumper on the
   same file are printed as a second baseline.
+* Rounds: each round runs the compile and every measured thing back to back (the order
+  rotating from round to round, ``gc.collect()`` before each), and a ratio is the median of
+  the rounds' own ratios (with their range): load drifting between rounds cancels out.
+  Process-CPU ratios are printed too (a busy machine moves wall time more than CPU).
 * import: the time of ``import X`` measured inside fresh interpreters (subprocesses);
   ratio = zt_pipelines / kfp (goal <= 1.1). Median of several repeats.
 """
 
+import gc
 import statistics
 import subprocess
 import sys
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 TASKS = 500
-REPEATS = 5
+ROUNDS = 7
 IMPORT_REPEATS = 7
 
 
@@ -56,13 +61,33 @@ def _build_pipeline(n_tasks: int) -> Any:
     return pipeline
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _rounds(
+    fns: dict[str, Callable[[], object]], rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """(wall, process CPU) seconds of each function in each round; the order rotates."""
+    names = list(fns)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            gc.collect()  # no side pays for another's garbage
+            started, used = time.perf_counter(), time.process_time()
+            fns[name]()
+            times[name].append((time.perf_counter() - started, time.process_time() - used))
+    return times
+
+
+def _ratio(times: dict[str, list[tuple[float, float]]], name: str, base: str) -> str:
+    """Median of the rounds' wall ratios (range), and of their process-CPU ratios."""
+    walls = sorted(m[0] / b[0] for m, b in zip(times[name], times[base], strict=True))
+    cpus = sorted(m[1] / b[1] for m, b in zip(times[name], times[base], strict=True))
+    return (
+        f"ratio {statistics.median(walls):.3f} (rounds {walls[0]:.3f}-{walls[-1]:.3f}; "
+        f"process CPU {statistics.median(cpus):.3f})"
+    )
+
+
+def _ms(times: dict[str, list[tuple[float, float]]], name: str) -> str:
+    return f"{statistics.median(t[0] for t in times[name]) * 1000:.1f} ms"
 
 
 def _import_time(modules: str, repeats: int) -> float:
@@ -94,29 +119,31 @@ def run() -> list[str]:
     pipeline = _build_pipeline(TASKS)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
-        compile_s = _median_time(lambda: compiler.Compiler().compile(pipeline, str(path)), REPEATS)
+        compiler.Compiler().compile(pipeline, str(path))
         spec, docs = load_template(path)
-        rewrite_s = _median_time(
-            lambda: rewrite_pipeline((spec, docs), project="bench-project"), REPEATS
-        )
-        full_s = _median_time(
-            lambda: dump_template(rewrite_pipeline(path, project="bench-project")), REPEATS
-        )
         steps = len(rewrite_pipeline((spec, docs), project="bench-project").steps)
-        pyyaml_s = _median_time(lambda: _pyyaml_round_trip(path), REPEATS)
+        times = _rounds(
+            {
+                "compile": lambda: compiler.Compiler().compile(pipeline, str(path)),
+                "rewrite": lambda: rewrite_pipeline((spec, docs), project="bench-project"),
+                "full": lambda: dump_template(rewrite_pipeline(path, project="bench-project")),
+                "pyyaml": lambda: _pyyaml_round_trip(path),
+            },
+            ROUNDS,
+        )
 
     kfp_s = _import_time("kfp", IMPORT_REPEATS)
     zt_s = _import_time("zt_pipelines", IMPORT_REPEATS)
     spec_s = _import_time("zt_pipelines.spec, zt_pipelines.declare", IMPORT_REPEATS)
     return [
-        f"pipeline: {steps} container tasks; kfp compile {compile_s * 1000:.0f} ms (median of "
-        f"{REPEATS})",
-        f"rewrite (IR in memory): {rewrite_s * 1000:.1f} ms -> ratio {rewrite_s / compile_s:.3f} "
-        "(goal <= 0.2)",
-        f"load + rewrite + dump (file to YAML text): {full_s * 1000:.1f} ms -> ratio "
-        f"{full_s / compile_s:.3f} (goal <= 0.3)",
+        f"pipeline: {steps} container tasks; kfp compile {_ms(times, 'compile')} (median of "
+        f"{ROUNDS} rounds)",
+        f"rewrite (IR in memory): {_ms(times, 'rewrite')} -> {_ratio(times, 'rewrite', 'compile')}"
+        " (goal <= 0.2)",
+        f"load + rewrite + dump (file to YAML text): {_ms(times, 'full')} -> "
+        f"{_ratio(times, 'full', 'compile')} (goal <= 0.3)",
         f"  baseline: PyYAML CSafeLoader load + CSafeDumper dump alone (no rewrite): "
-        f"{pyyaml_s * 1000:.1f} ms -> ratio {pyyaml_s / compile_s:.3f}",
+        f"{_ms(times, 'pyyaml')} -> {_ratio(times, 'pyyaml', 'compile')}",
         f"import (fresh interpreter, median of {IMPORT_REPEATS}): "
         f"kfp {kfp_s * 1000:.0f} ms, zt_pipelines {zt_s * 1000:.1f} ms -> ratio "
         f"{zt_s / kfp_s:.3f} (goal <= 1.1)",

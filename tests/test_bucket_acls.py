@@ -114,6 +114,26 @@ def test_groups_and_project_teams_reach_identities(templates: dict[str, str]) ->
     assert found(report, "ZT402")  # another principal's entry: still not governed by IAM alone
 
 
+def test_an_entity_by_numeric_id_is_matched_or_unknown(templates: dict[str, str]) -> None:
+    """``user-ID`` / ``group-ID`` are documented entity forms: a service account's id is its
+    unique id; an id the check cannot place is "may hold", never "not this identity"."""
+    world = example_world()
+    accounts = dict(world.service_accounts)
+    accounts[EX.TRAIN_SA] = replace(accounts[EX.TRAIN_SA], unique_id="1003")
+    world = replace(world, service_accounts=accounts)
+    by_id = with_acls(world, (AclEntry("user-1003", "OWNER"),))
+    assert any(
+        EX.TRAIN_SA in m and "holds OWNER" in m
+        for m in found(run_check(templates["training"], by_id), "ZT403")
+    )
+    other = with_acls(world, (AclEntry("user-2004", "OWNER"),))
+    assert not [
+        m for m in found(run_check(templates["training"], other), "ZT403") if EX.TRAIN_SA in m
+    ]
+    group = with_acls(world, (AclEntry("group-00abc", "OWNER"),))
+    assert any("may hold" in m for m in found(run_check(templates["training"], group), "ZT403"))
+
+
 def test_acls_on_a_non_bucket_node_are_refused(tmp_path: Path) -> None:
     data = dump_snapshot(example_world())
     project = next(n for n in data["nodes"] if n["kind"] == "project")

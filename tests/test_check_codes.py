@@ -464,13 +464,18 @@ def test_default_identity_and_incomplete_verification_cannot_be_relaxed(code: st
     assert not report.suppressed or all(s.finding.code != code for s in report.suppressed)
 
 
-def test_no_pipeline_root_means_no_artifact_needs() -> None:
+def test_no_pipeline_root_is_an_error_not_a_guess() -> None:
+    # aiplatform would create a bucket named at submit time: nothing about it can be verified
     data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)
     report = run(data, pipeline_root=None)
-    assert "ZT200" not in report.codes()
-    # not checked is said, never silent
-    assert any("artifact access was not checked" in n for n in report.notes)
-    assert not any("pipeline root unknown" in n for n in run(data).notes)
+    assert "ZT200" not in report.codes()  # no artifact needs on a bucket nobody named
+    [finding] = report.by_code("ZT419")
+    assert finding.severity.value == "error" and not report.allowed
+    assert "vertex-pipelines" in finding.message and "<random>" in finding.message
+    assert "ZT419" not in run(data).codes()
+    # an organisation that accepts it says so in its policy
+    relaxed = run(data, pipeline_root=None, policy={"version": 1, "severities": {"ZT419": "note"}})
+    assert "ZT419" not in {f.code for f in relaxed.errors}
 
 
 def test_template_default_pipeline_root_is_checked_when_none_is_given() -> None:

@@ -58,3 +58,19 @@ def test_a_step_that_can_create_hmac_keys_reaches_the_projects_accounts(
         example_world(), PROJECT, "roles/storage.hmacKeyAdmin", f"serviceAccount:{EX.TRAIN_SA}"
     )
     assert {"ZT212", "ZT216"} <= codes(run_check(templates["training"], world))
+
+
+def test_reading_api_key_strings_is_escalation_capable(templates: dict[str, str]) -> None:
+    """A key bound to an account is that account's credential: whoever can read key strings
+    in its project can use it (roles/serviceusage.apiKeysViewer holds getKeyString)."""
+    assert escalation_reason("apikeys.keys.getKeyString") is not None
+    world = with_grant(
+        example_world(),
+        PROJECT,
+        "roles/serviceusage.apiKeysViewer",
+        f"serviceAccount:{EX.TRAIN_SA}",
+    )
+    report = run_check(templates["training"], world)
+    assert any(f.code == "ZT212" and "getKeyString" in f.message for f in report.findings), sorted(
+        codes(report)
+    )

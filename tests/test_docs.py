@@ -823,3 +823,47 @@ def test_every_finding_code_has_its_section_where_sarif_links_to() -> None:
     sections = re.findall(r"^## (ZT\d{3})$", (ROOT / "docs" / "findings.md").read_text(), re.M)
     assert sorted(sections) == sorted(CODES)
     assert sections == sorted(sections)
+
+
+def test_cli_page_names_exactly_the_verbs_with_an_output_file() -> None:
+    """cli.md's `-o/--output` sentence lists the verbs where it is optional (instead of stdout)
+    and those that require it, as the commands define it."""
+    import re
+
+    import click
+
+    from zt_pipelines.cli import SUBCOMMANDS, _LazyGroup
+
+    optional, required = set(), set()
+    for verb in SUBCOMMANDS:
+        command = _LazyGroup._load(verb)
+        if command is None or isinstance(command, click.Group):
+            continue
+        for p in command.params:
+            if p.name == "output":
+                (required if p.required else optional).add(verb)
+    page = (ROOT / "docs" / "cli.md").read_text()
+    sentence = page.split("`-o/--output FILE` writes", 1)[1].split("\n\n", 1)[0]
+    instead, _, need = sentence.partition(";")
+    assert "require it" in need
+    assert set(re.findall(r"`([a-z-]+)`", instead)) == optional
+    assert set(re.findall(r"`([a-z-]+)`", need)) == required
+
+
+def test_audit_page_names_every_action_the_package_records() -> None:
+    """audit.md's "`action` is ..." sentence names every action a record can carry: the
+    drop-in's decisions, the CLI's `cli-` form, `build`, `provision-apply` and the monitors'."""
+    import re
+
+    package = ROOT / "zt_pipelines"
+    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    constants = dict(re.findall(r"^([A-Z_]+_ACTION) = \"([a-z-]+)\"", source, re.M))
+    written = set(re.findall(r"_decide\(\"([a-z-]+)\"", source))
+    written |= set(re.findall(r"\baction=\"([a-z-]+)\"", source))
+    written |= {constants[n] for n in re.findall(r"\baction=([A-Z_]+_ACTION)\b", source)}
+    written.add("cli-submit")  # the CLI's prefix on the drop-in's submit
+    assert {"submit", "verify", "build", "verify-run", "drift"} <= written
+    page = (ROOT / "docs" / "audit.md").read_text()
+    sentence = page.split("`action` is ", 1)[1].split("\n\n", 1)[0].split(". ", 1)[0]
+    named = set(re.findall(r"`([a-z-]+)`", sentence))
+    assert written <= named, sorted(written - named)

@@ -429,3 +429,79 @@ class CliRunnerLike:
         run = CliRunner().invoke(cli, [*verb.split(), "--help"], terminal_width=200)
         assert run.exit_code == 0, run.output
         return run.output
+
+
+def test_the_readmes_ci_block_runs_as_written(emulator: Emulator, tmp_path: Path) -> None:
+    """README's "In CI" commands, run as written (my-proj is the example world's zt-demo):
+    `snapshot` with credentials (the emulator), the offline SARIF `check`, the `plan`. It once
+    lacked the --pipeline-sa `snapshot --template` requires (exit 2)."""
+    import json
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## In CI", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [
+        re.sub(r"\s+#.*$", "", line).strip()
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip()
+    ]
+    assert [c.split()[1] for c in commands] == ["snapshot", "check", "plan"]
+    EXAMPLES.compile_pipeline("training", str(tmp_path / "pipeline.yaml"))
+    live = dict(os.environ, ZT_EMULATOR_HOST=emulator.address, ZT_EMULATOR_CALLER=ALICE)
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("ZT_EMULATOR")}
+    for command in commands:
+        argv = shlex.split(command.replace("my-proj", "zt-demo"))
+        assert argv[0] == "zt-pipelines"
+        run = subprocess.run(
+            [sys.executable, "-m", "zt_pipelines", *argv[1:]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=offline if "--snapshot" in argv else live,
+        )
+        assert run.returncode in (0, 3), (command, run.returncode, run.stderr[-2000:])
+    assert json.loads((tmp_path / "zt.sarif").read_text())["version"] == "2.1.0"
+    assert "google_service_account" in run.stdout or "resource " in run.stdout
+
+
+def test_every_command_a_message_tells_to_run_exists() -> None:
+    """A fix, an error or a help text saying "run `zt-pipelines VERB --option`" names a verb
+    and options that exist (docs are checked by tests/test_docs.py; this is the messages)."""
+    import ast
+
+    call = re.compile(r"zt-pipelines\s+([a-z][\w-]*)((?:\s+(?:--?[a-zA-Z][\w-]*|[A-Z_./]+))*)")
+    package = Path(__file__).resolve().parent.parent / "zt_pipelines"
+    wrong, checked = [], 0
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            for match in call.finditer(node.value):
+                verb, rest = match.group(1), match.group(2)
+                if verb not in SUBCOMMANDS:
+                    continue  # prose: "what zt-pipelines does"
+                checked += 1
+                command = _LazyGroup._load(verb)
+                assert command is not None, verb
+                words = rest.split()
+                if isinstance(command, click.Group) and words and words[0] in command.commands:
+                    command = command.commands[words[0]]
+                names = {"--help"}
+                names |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+                for option in re.findall(r"(?:^|\s)(--?[a-zA-Z][\w-]*)", rest):
+                    if option not in names:
+                        wrong.append(f"{path.relative_to(package)}:{node.lineno}: {verb} {option}")
+    assert checked > 20
+    assert not wrong, "\n".join(wrong)
+
+
+def test_an_offline_check_on_a_terminal_draws_no_reading_bar(tmp_path: Path) -> None:
+    """Against a snapshot file nothing is read live: no "reading IAM state" bar flashes."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZT_EMULATOR")}
+    env["TERM"] = "xterm"
+    args = ["check", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    drawn = _stderr_on_a_terminal(
+        [sys.executable, "-m", "zt_pipelines", *args, "--snapshot", str(WORLD)], env
+    )
+    assert "reading IAM state" not in drawn, drawn[-2000:]

@@ -97,7 +97,7 @@ def test_malformed_emails_raise_identity_errors(email: str, needle: str) -> None
 def test_derived_ids_are_valid_stable_and_hash_suffixed() -> None:
     one = derive_account_id("training-pipeline", "train")
     assert one == derive_account_id("training-pipeline", "train")
-    assert ACCOUNT_ID.match(one) and one.startswith("zt-training-pipelin-")
+    assert ACCOUNT_ID.match(one) and one.startswith("zt-training-p-train-")
     long = derive_account_id("a-very-long-pipeline-name-indeed", "and-a-long-task-name")
     assert len(long) <= 30 and ACCOUNT_ID.match(long)
     assert service_account_email(one, "my-proj-1") == f"{one}@my-proj-1.iam.gserviceaccount.com"
@@ -288,3 +288,64 @@ def test_submitter_member_refuses_anything_else(submitter: str) -> None:
     with pytest.raises(IdentityError) as info:
         submitter_member(submitter, where="--submitter")
     assert info.value.where == "--submitter"
+
+
+# the readable part of a long derived id keeps the task (the hash keeps it unique)
+GOLDEN = {
+    ("x", "prep"): "zt-x-prep-221a43",  # short: unchanged since the first release
+    ("training-pipeline", "train"): "zt-training-p-train-b8b9636db8",
+    ("customer-churn-training", "evaluate-model"): "zt-custo-evaluate-m-6d02de79db",
+    ("customer-churn-training", "(pipeline)"): "zt-custome-pipeline-2f9fc404aa",
+}
+
+
+@pytest.mark.parametrize(("names", "expected"), sorted(GOLDEN.items()))
+def test_derived_ids_are_stable(names: tuple[str, str], expected: str) -> None:
+    assert derive_account_id(*names) == expected
+
+
+def test_long_named_pipelines_identities_read_differently() -> None:
+    pipeline = "evaluation-automl-tabular-feature-selection-pipeline"
+    tasks = ["(pipeline)", "model-evaluation", "model-evaluation-2", "feature-attribution"]
+    ids = [derive_account_id(pipeline, t) for t in tasks]
+    readable = [i.rsplit("-", 1)[0] for i in ids]
+    assert all(len(i) == 30 for i in ids)
+    # the pipeline identity and the steps no longer share one truncated prefix
+    assert readable[0].endswith("pipeline") and "model-eval" in readable[1]
+    assert len({r for r in readable}) >= 3  # model-evaluation and -2 may read alike: hash differs
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("length", [20, 21, 22, 23, 24, 25, 40, 80])
+def test_at_the_30_character_limit(length: int) -> None:
+    # the rendered name around the 23-character switch between the short and long forms
+    task = "t" * max(1, length - len("zt-p-"))
+    found = derive_account_id("p", task)
+    assert ACCOUNT_ID.match(found) and 6 <= len(found) <= 30
+    rendered = len(f"zt-p-{task}")
+    assert len(found.rsplit("-", 1)[1]) == (6 if rendered <= 23 else 10)
+    if rendered > 23:
+        assert len(found) == 30
+
+
+def test_collisions_between_tasks_cut_to_the_same_readable_part() -> None:
+    # 5,000 tasks of a long-named pipeline whose names differ only after the cut
+    pipeline = "customer-churn-training-pipeline"
+    tasks = [f"evaluate-the-model-on-slice-{i}" for i in range(5_000)]
+    ids = {derive_account_id(pipeline, t) for t in tasks}
+    assert len(ids) == 5_000
+    assert {i.rsplit("-", 1)[0] for i in ids} == {"zt-custo-evaluate-t"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pipeline=st.text(min_size=1, max_size=80),
+    task=st.text(min_size=1, max_size=80),
+    template=st.sampled_from(
+        [DEFAULT_NAME_TEMPLATE, "{task}", "{pipeline}-{task}", "x-{task}-{pipeline}", "a" * 40]
+    ),
+)
+def test_any_name_and_template_gives_a_valid_id(pipeline: str, task: str, template: str) -> None:
+    found = derive_account_id(pipeline, task, template=template)
+    assert ACCOUNT_ID.match(found)
+    assert found == derive_account_id(pipeline, task, template=template)

@@ -176,6 +176,12 @@ def test_another_principal_eligible_to_impersonate_is_zt220(templates: dict[str,
     )
     assert any("oncall" in m and EX.TRAIN_SA in m for m in found(gated, "ZT222"))
     assert not [f for f in gated.findings if f.code == "ZT220" and "oncall" in f.message]
+    # a pipeline identity named in another spelling is judged as its own eligibility (ZT221),
+    # not as an outsider (ZT220)
+    upper = f"serviceAccount:{EX.TRAIN_SA.upper()}"
+    own = run_check(templates["training"], entitled(example_world(), upper, role=tokens))
+    assert found(own, "ZT221")
+    assert not [f for f in own.findings if f.code == "ZT220" and f.principal == upper]
     # a role that cannot impersonate: not an inbound edge
     reader = entitled(
         example_world(), "user:mallory@example.com", role="roles/storage.objectViewer"

@@ -311,3 +311,40 @@ def test_steps_finished_before_the_failure_stay(template: Path, tmp_path: Path) 
         for resource, member in kept:
             assert any(m == member for _, m, _ in members_of(emu.state, resource))
         factory.close()
+
+
+def test_a_binding_that_cannot_be_rolled_back_is_named(template: Path, tmp_path: Path) -> None:
+    """The rollback itself fails (the service-account policies cannot be written any more):
+    the error says which bindings to remove by hand, and the audit record lists them."""
+    from zt_pipelines.gcp.progress import reporting
+
+    audit = tmp_path / "audit.jsonl"
+    with Emulator(empty_project()) as emu:
+        factory = ClientFactory(
+            emulator_credentials(ADMIN), emulator_host=emu.address, project=PROJECT
+        )
+        planned = make_plan(template, FULL_NEEDS, emu.state)
+        before_buckets = (
+            sum(a.state == "create" for a in planned.accounts)
+            + sum(r.state != "exists" for r in planned.custom_roles)
+            + len({g.resource for g in planned.grants if not g.resource.startswith("//storage")})
+        )
+
+        def tick(done: int, total: int) -> None:
+            if done == before_buckets:  # every policy but the buckets' is written: now fail
+                emu.add_fault(Fault(method="storage.buckets.setIamPolicy", code="UNAVAILABLE"))
+                emu.add_fault(
+                    Fault(method="google.iam.admin.v1.IAM/SetIamPolicy", code="PERMISSION_DENIED")
+                )
+
+        with reporting(tick), pytest.raises(ApplyIncomplete) as info:
+            apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=audit)
+        exc = info.value
+        assert exc.not_rolled_back and all(
+            g.resource.startswith("//iam.googleapis.com/") for g in exc.not_rolled_back
+        )
+        assert "COULD NOT ROLL BACK (remove by hand)" in exc.what
+        [record] = AuditLog(audit).records()
+        changes = {f["change"] for f in record["findings"]}
+        assert {"rolled-back", "rollback-failed"} <= changes
+        factory.close()

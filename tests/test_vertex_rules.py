@@ -85,6 +85,7 @@ def zt_refuses(document: dict[str, Any]) -> str | None:
 
 LONG = "a" * 113
 PIPE_SA = "pipeline-sa@zt-demo.iam.gserviceaccount.com"
+WORLD = str(Path(__file__).resolve().parent.parent / "examples" / "world.yaml")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +196,7 @@ def test_check_and_rewrite_refuse_with_exit_2(
 ) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(named(base(templates), "2026-13-45")))
-    check = ["check", "--snapshot", "examples/world.yaml", "--pipeline-sa", PIPE_SA]
+    check = ["check", "--snapshot", WORLD, "--pipeline-sa", PIPE_SA]
     for verb in (check, ["rewrite", "-o", str(tmp_path / "out.yaml")]):
         with pytest.raises(SystemExit) as ended:
             main([*verb[:1], str(path), "--project", "zt-demo", *verb[1:]])
@@ -286,6 +287,6 @@ def test_python_built_templates_and_values_must_be_json_data(
             project="zt-demo",
             location="us-central1",
             pipeline_service_account=PIPE_SA,
-            snapshot="examples/world.yaml",
+            snapshot=WORLD,
             parameter_values={"source": {"gs://x"}},
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -90,7 +89,9 @@ def classify_identity(email: str | None, *, where: str | None = None) -> Identit
             where=where,
             fix="service-account emails are ASCII only; this may be a look-alike character",
         )
-    if any(c in email for c in string.whitespace) or not email.isprintable():
+    # every whitespace character but the space is unprintable: the same test as a scan of
+    # string.whitespace, without a generator per email (thousands of steps)
+    if " " in email or not email.isprintable():
         raise IdentityError(
             f"service account {email!r} contains whitespace or control characters", where=where
         )
@@ -179,9 +180,13 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     template) triple, so distinct tasks never share an id and the same task always gets the
     same id. The hash is unconditional: without it ``("a-b", "c")`` and ``("a", "b-c")`` both
     render ``zt-a-b-c``, and a template without ``{task}`` would give every task of a pipeline
-    one identity. A name that fits in 23 characters gets 6 hex digits; a longer one is cut to
-    19 characters and gets 10, because then the hash alone tells tasks apart (with 6, a
-    pipeline with a long name and 1,000 tasks would meet a shared id ~3% of the time).
+    one identity. A name that fits in 23 characters gets 6 hex digits (``zt-x-prep-221a43``).
+    A longer one gets 10 (with 6, a pipeline with a long name and 1,000 tasks would meet a
+    shared id ~3% of the time) and 19 readable characters, shortened so that the task still
+    shows: the pipeline's name first, down to 5 characters, then the task's, down to 5
+    (``zt-custo-evaluate-m-<10 hex>`` for task ``evaluate-model`` of
+    ``customer-churn-training``), so the pipeline identity and every step identity of a
+    long-named pipeline differ where a person reads them.
     """
     try:
         raw = template.format(pipeline=pipeline, task=task)
@@ -190,17 +195,47 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
             f"naming template {template!r} is invalid ({exc})",
             fix="use only {pipeline} and {task} placeholders",
         ) from exc
-    slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
-    if not slug or not slug[0].isalpha():
-        slug = "zt-" + slug
+    slug = _slug(raw)
     digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()
     if len(slug) <= 23:
         slug = slug.rstrip("-") + "-" + digest[:6]
-    else:  # truncated: task names may be cut away, so the hash must carry the difference
-        slug = slug[:19].rstrip("-") + "-" + digest[:10]
+    else:  # shortened: the hash carries the difference, the readable part keeps the task
+        slug = _shortened(template, pipeline, task, 19) + "-" + digest[:10]
     if not _ACCOUNT_ID.match(slug):  # pragma: no cover - construction above guarantees it
         raise IdentityError(f"derived account id {slug!r} is invalid")
     return slug
+
+
+def _slug(raw: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = "zt-" + slug
+    return slug
+
+
+_KEEP = 5  # characters of each part kept before the other part is cut further
+
+
+def _shortened(template: str, pipeline: str, task: str, budget: int) -> str:
+    """The template rendered in ``budget`` characters: the pipeline's part is cut first (down
+    to ``_KEEP``), then the task's (down to ``_KEEP``), then both to nothing; a template whose
+    own text is longer is cut at the end."""
+    parts = [
+        re.sub(r"[^a-z0-9]+", "-", pipeline.lower()).strip("-"),
+        re.sub(r"[^a-z0-9]+", "-", task.lower()).strip("-"),
+    ]
+
+    def render() -> str:
+        p, t = (part.rstrip("-") for part in parts)
+        return _slug(template.format(pipeline=p, task=t))
+
+    excess = len(render()) - budget
+    for index, floor in ((0, _KEEP), (1, _KEEP), (0, 0), (1, 0)):  # one pass, then one render
+        cut = min(excess, max(0, len(parts[index]) - floor))
+        if cut > 0:
+            parts[index] = parts[index][: len(parts[index]) - cut]
+            excess -= cut
+    return render()[:budget].rstrip("-")
 
 
 def service_account_email(account_id: str, project: str) -> str:

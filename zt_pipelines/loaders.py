@@ -33,7 +33,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -295,37 +295,73 @@ def check_plain_data(
     Works without recursion, so it is safe on any input (also dicts built in Python).
     """
     limits = _limits(kind)
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    count = 0
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > limits.max_nodes:
-            _fail(error, f"more than {limits.max_nodes} values", where)
-        if isinstance(node, dict):
-            children: Iterable[Any] = node.values()
-            for key in node:
-                if json_only and not isinstance(key, str):
-                    _fail(error, f"the mapping key {_shown(repr(key))} is not text", where)
-                if type(key) is str and _SURROGATE.search(key):
-                    _fail(error, f"the key {_shown(key)} is not valid Unicode text", where)
-        elif isinstance(node, list):
-            children = node
-        else:
-            if json_only and not isinstance(node, (str, int, float, type(None))):
-                shown = _shown(repr(node)[:40])
-                _fail(error, f"{shown} ({type(node).__name__}) is not JSON data", where)
-            if type(node) is str and _SURROGATE.search(node):
-                # a lone UTF-16 surrogate (JSON "\ud800", a Python string): no API can send it
-                _fail(error, f"the text {_shown(node)} is not valid Unicode text", where)
-            if type(node) is int and node.bit_length() > limits.max_int_digits * 3.33:
-                _fail(error, f"an integer longer than {limits.max_int_digits} digits", where)
-            if type(node) is float and not math.isfinite(node):
-                _fail(error, f"{node!r} is not a finite number", where)
-            continue
+    max_bits = limits.max_int_digits * 3.33
+
+    def scalar(node: Any) -> None:  # one value that is neither a mapping nor a list
+        if json_only and not isinstance(node, (str, int, float, type(None))):
+            shown = _shown(repr(node)[:40])
+            _fail(error, f"{shown} ({type(node).__name__}) is not JSON data", where)
+        if type(node) is str and _SURROGATE.search(node):
+            # a lone UTF-16 surrogate (JSON "\ud800", a Python string): no API can send it
+            _fail(error, f"the text {_shown(node)} is not valid Unicode text", where)
+        if type(node) is int and node.bit_length() > max_bits:
+            _fail(error, f"an integer longer than {limits.max_int_digits} digits", where)
+        if type(node) is float and not math.isfinite(node):
+            _fail(error, f"{node!r} is not a finite number", where)
+
+    if not isinstance(value, (dict, list)):
+        scalar(value)
+        return
+    # level by level (the containers at one depth): a container's children are sorted by
+    # type in C, and the texts of a level are searched for surrogates in one pass
+    level: list[Any] = [value]
+    depth, count = 1, 1
+    while level:
         if depth > limits.max_depth:
             _fail(error, f"nested deeper than {limits.max_depth} levels", where)
-        stack.extend((child, depth + 1) for child in children)
+        below: list[Any] = []
+        keys: list[str] = []
+        texts: list[str] = []
+        for node in level:
+            if isinstance(node, dict):
+                key_types = set(map(type, node))
+                if key_types == _TEXT_ONLY:
+                    keys += node
+                elif key_types:
+                    for key in node:
+                        if json_only and not isinstance(key, str):
+                            _fail(error, f"the mapping key {_shown(repr(key))} is not text", where)
+                        if type(key) is str:
+                            keys.append(key)
+                children: list[Any] = list(node.values())
+            else:
+                children = node
+            count += len(children)
+            if count > limits.max_nodes:
+                _fail(error, f"more than {limits.max_nodes} values", where)
+            types = set(map(type, children))
+            if types == _TEXT_ONLY:
+                texts += children
+                continue
+            if str in types:
+                texts += [c for c in children if type(c) is str]
+            if not types <= _PLAIN_TYPES:  # containers, numbers or anything else
+                for child in children:
+                    if isinstance(child, (dict, list)):
+                        below.append(child)
+                    elif type(child) is not str:
+                        scalar(child)
+        if _SURROGATE.search("".join(keys)):
+            key = next(k for k in keys if _SURROGATE.search(k))
+            _fail(error, f"the key {_shown(key)} is not valid Unicode text", where)
+        if _SURROGATE.search("".join(texts)):
+            scalar(next(t for t in texts if _SURROGATE.search(t)))
+        level = below
+        depth += 1
+
+
+_TEXT_ONLY = {str}
+_PLAIN_TYPES = {str, bool, type(None)}  # values that need no check beyond surrogates
 
 
 #: lone UTF-16 surrogates: JSON escapes and Python strings can hold them, UTF-8 cannot
@@ -458,6 +494,7 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
     mapping_start = _ev.MappingStartEvent
     sequence_start = _ev.SequenceStartEvent
     slow_first = _SLOW_FIRST
+    plain: dict[str, Any] = {}  # plain scalar text -> its value (typed like PyYAML's)
     get_event = parser.get_event
     try:
         while True:
@@ -475,7 +512,16 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
                 # slow path: tagged, or plain with a first character a resolver may type
                 if event.tag is not None or (event.implicit[0] and value[:1] in slow_first):
                     is_key = not is_list and key is _NOKEY and container is not None
-                    value = _scalar(event, limits, is_key)
+                    if event.tag is not None:
+                        value = _scalar(event, limits, is_key)
+                    elif is_key:  # a plain key is text as written; "<<" is refused there
+                        if value == "<<":
+                            _scalar(event, limits, is_key)
+                    else:  # a plain value: typed by its text alone (once per text)
+                        typed = plain.get(value, _NOKEY)
+                        if typed is _NOKEY:
+                            typed = plain[value] = _scalar(event, limits, False)
+                        value = typed
                 if is_list:
                     container.append(value)
                 elif container is None:
@@ -738,27 +784,35 @@ class _Emitter:
         types (``True == 1`` and ``1 == 1.0`` in Python, not in YAML): equal keys, equal text."""
         if len(value) > 16:
             return None
+        if type(value) is dict:
+            values = tuple(value.values())
+            types = tuple(map(type, values))
+            if dict in types or list in types:  # never a flow line (and not hashable)
+                return None
+            names = tuple(value)
+            key: tuple[Any, ...] = (names, values, types, tuple(map(type, names)))
+        else:
+            types = tuple(map(type, value))
+            if dict in types or list in types:
+                return None
+            key = (tuple(value), types)
         try:
-            if type(value) is dict:
-                names = tuple(value)
-                values = tuple(value.values())
-                types = (*map(type, names), *map(type, values))
-                key: tuple[Any, ...] = (names, values, types)
-            else:
-                key = (tuple(value), tuple(map(type, value)))
             text = self.flows.get(key, _NOKEY)
-        except TypeError:  # an unhashable item (a list or mapping): never a flow line
+        except TypeError:  # another unhashable item (a set ...): never a flow line either
             return None
         if text is _NOKEY:
             text = self.flows[key] = _flow(value)
         return text  # type: ignore[return-value]
 
     def key(self, key: Any) -> str:
+        """``key:``, or ``?key`` for a key longer than libyaml reads as an implicit key (1024
+        characters): it is written in the explicit ``? key`` form."""
         text = self.keys.get(key)
         if text is None:
             if type(key) is not str:
                 raise TypeError(f"cannot write a {type(key).__name__} mapping key as YAML")
-            text = self.keys[key] = _key(key)
+            text = _key(key)
+            text = self.keys[key] = f"?{text}" if len(text) > 1000 else f"{text}:"
         return text
 
     def scalar(self, value: Any) -> str:
@@ -787,26 +841,24 @@ class _Emitter:
             inner_pad = " " * inner
             lead = prefix
             for key in sorted(value):
-                written = keys.get(key) or self.key(key)
-                if len(written) > 1000:  # libyaml reads implicit keys of 1024 characters at most
-                    out.append(lead + "? " + written)
-                    head = pad + ":"
-                else:
-                    head = lead + written + ":"
-                lead = pad
+                written = keys.get(key) or self.key(key)  # "key:"
+                if written[0] == "?":  # a rendered key never starts so: a long one
+                    out.append(f"{lead}? {written[1:]}")
+                    lead, written = pad, ":"
                 child = value[key]
                 kind = type(child)
                 if kind is str:
-                    out.append(head + " " + (strings.get(child) or self.scalar(child)))
+                    out.append(f"{lead}{written} {strings.get(child) or self.scalar(child)}")
                 elif (kind is dict or kind is list) and child:
                     flow = self.flow(child)
                     if flow is None:
-                        out.append(head)
+                        out.append(lead + written)
                         self.emit(child, inner, inner_pad)
                     else:
-                        out.append(head + " " + flow)
+                        out.append(f"{lead}{written} {flow}")
                 else:
-                    out.append(head + " " + self.scalar(child))
+                    out.append(f"{lead}{written} {self.scalar(child)}")
+                lead = pad
         elif type(value) is list and value:
             lead = prefix + "- "
             item_lead = pad + "- "

@@ -389,7 +389,11 @@ def _drift_one(
             )
     unreadable.extend(f"{u.what} of {u.target} ({u.reason})" for u in world.unreadable)
     evaluator = Evaluator(world)
-    context = CheckContext(project=project, location=location, pipeline_service_account=pipeline_sa)
+    # the approved run had its root (judged then, ZT419): posture is what drifts; "" when the
+    # approval did not record it
+    context = CheckContext(
+        project=project, location=location, pipeline_service_account=pipeline_sa, pipeline_root=root
+    )
     report = evaluate(requirements, steps, evaluator, None, now=now, context=context)
     identities = [
         e

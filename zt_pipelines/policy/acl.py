@@ -60,6 +60,13 @@ def _entity_match(ev: Evaluator, entity: str, principal: str) -> MemberMatch:
     """Does the ACL ``entity`` cover the IAM ``principal`` (``serviceAccount:EMAIL``)?"""
     kind, _, rest = entity.partition("-")
     email = principal.partition(":")[2].lower()
+    if kind in ("user", "group") and "@" not in rest:
+        # ``user-ID`` / ``group-ID``: a numeric id (a service account's is its unique id)
+        record = ev.snapshot.service_accounts.get(email)
+        if kind == "user" and record is not None and record.unique_id:
+            same = record.unique_id == rest
+            return MemberMatch(Match.YES, f"unique id {rest}") if same else MemberMatch(Match.NO)
+        return MemberMatch(Match.UNKNOWN, f"{entity} names an id this check cannot place")
     if kind == "user":  # service accounts are ``user-EMAIL`` entities in ACLs
         return MemberMatch(Match.YES, "named") if rest.lower() == email else MemberMatch(Match.NO)
     if kind == "group":

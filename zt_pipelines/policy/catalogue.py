@@ -64,6 +64,8 @@ ESCALATION_PERMISSIONS: dict[str, str] = {
     "storage.hmacKeys.update": "re-activate an inactive HMAC key of a service account",
     # a key bound to the account is a static string its requests run as (Vertex AI takes it)
     "iam.serviceAccountApiKeyBindings.create": "bind an API key to a service account",
+    # the string of a key bound to an account is that account's credential (Vertex AI)
+    "apikeys.keys.getKeyString": "read API key strings, including keys bound to service accounts",
     "aiplatform.customJobs.create": "run code as a chosen service account (with actAs)",
     # Google runs caller-chosen code as ANOTHER identity, with no actAs check on the caller
     "dataproc.jobs.create": "run code on a Dataproc cluster as the cluster's service account",

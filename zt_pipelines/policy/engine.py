@@ -216,6 +216,7 @@ class Evaluator:
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
         self._indirect_all: list[tuple[Node, str, Binding]] | None = None
         self._parents: frozenset[str] | None = None
+        self._walking: set[str] = set()  # names whose chain() is being worked out
 
     # -- indexes -------------------------------------------------------------------------
 
@@ -273,6 +274,28 @@ class Evaluator:
         cached = self._chains.get(name)
         if cached is not None:
             return cached
+        node = self.snapshot.nodes.get(name)
+        walking = self._walking
+        if (
+            node is not None
+            and node.parent
+            and node.parent in self.snapshot.nodes
+            and name not in walking  # a loop: the walk below says so
+            and len(walking) < 64  # no deep recursion: the walk below
+        ):
+            # the parent's chain, memoised, when it is complete (thousands of accounts and
+            # buckets share one project's): what snapshot.ancestors() would walk again
+            walking.add(name)
+            try:
+                above, gap = self.chain(node.parent)
+            finally:
+                walking.discard(name)
+            if not gap:  # complete: ends at an organisation, no loop (so not through node)
+                for u in self._unreadable.get(node.name, ()):
+                    if "ancestry" in read_hides(u.what):
+                        gap = gap or f"{u.what} on {node.name} failed: {u.reason}"
+                cached = self._chains[name] = ((node, *above), gap)
+                return cached
         nodes = tuple(self.snapshot.ancestors(name))
         gap = ""
         if not nodes:

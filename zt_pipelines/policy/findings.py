@@ -106,10 +106,18 @@ def build_report(
     raw += _identity_findings(steps, evaluator, policy, context)
     if context.submitter is None:
         notes.append("submitter unknown: its actAs/pipelineJobs.create (ZT300) were not checked")
-    if context.pipeline_root is None:
-        notes.append(
-            "pipeline root unknown (no --pipeline-root, no defaultPipelineRoot): the run would "
-            "use a new bucket named at submit time, so artifact access was not checked"
+    if context.pipeline_root is None:  # nothing proven about where the artifacts go
+        raw.append(
+            Finding(
+                "ZT419",
+                policy.severity("ZT419"),
+                "no pipeline root (no --pipeline-root / pipeline_root=, no defaultPipelineRoot, "
+                "no runtimeConfig.gcsOutputDirectory, no staging bucket): aiplatform would "
+                f"create a bucket named gs://{context.project}-vertex-pipelines-"
+                f"{context.location}-<random> at submit time, so its owner and the steps' "
+                "artifact access cannot be verified",
+                evidence=(Evidence("policy", detail="pipeline_root"),),
+            )
         )
     for principal in {r.principal for r in requirements}:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
@@ -358,9 +366,14 @@ def _identity_findings(
     for sa in sorted({pipeline_sa, *users}):
         if not sa or kinds[sa].is_default:
             continue
+        record = ev.snapshot.service_accounts.get(sa)
+        keys = record is not None and bool(
+            record.user_managed_keys or record.hmac_keys or record.api_keys
+        )
+        if record is not None and not record.disabled and not keys:
+            continue  # nothing below applies (the common case: no name worked out for it)
         tasks = users.get(sa, [])
         step_names = ",".join(sorted(tasks)) if tasks else None
-        record = ev.snapshot.service_accounts.get(sa)
         node = service_account_resource(sa)
         if record is None:
             if sa in unreadable or node in unreadable or sa_member(sa) in unreadable:
@@ -386,7 +399,7 @@ def _identity_findings(
                     evidence=(Evidence("identity", node=node, detail="disabled"),),
                 )
             )
-        if record is not None and (record.user_managed_keys or record.hmac_keys or record.api_keys):
+        if record is not None and keys:
             out.append(
                 _f(
                     "ZT111",
@@ -695,9 +708,9 @@ def _excess_findings(
             if known is None:
                 known = beyond[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
-            ev_binding = held.evidence(node.name, False)  # the one decide() gives: shared
             name = node.name
-            where = _uri(name)
+            ev_binding = held.evidence(name, False)  # the one decide() gives: shared
+            where = _URIS.get(name) or _uri(name)
             if basic_tail:
                 out.append(
                     new_finding(
@@ -832,7 +845,7 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
-            ev, principal, needed.get(principal, []), now
+            ev, principal, needed.get(principal, []), now, ctx.run_window
         ):
             perms = ", ".join(permissions[:_MAX_LISTED]) + (
                 " …" if len(permissions) > _MAX_LISTED else ""

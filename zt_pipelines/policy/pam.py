@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason
-from zt_pipelines.policy.members import Match, MemberMatch
+from zt_pipelines.policy.members import Match, MemberMatch, normalize_principal
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
@@ -196,12 +196,12 @@ def pam_inbound_findings(
             if not carried and not unknown_role:
                 continue
             for member in e.eligible:
-                if member.lower() in tasks:
+                if normalize_principal(member) in tasks:
                     continue  # a pipeline identity: judged as its own eligibility (ZT221/222)
                 expected = (
                     identity == pipeline
                     and ctx.submitter is not None
-                    and member.lower() == ctx.submitter.lower()
+                    and normalize_principal(member) == normalize_principal(ctx.submitter)
                     and set(carried) <= {"iam.serviceAccounts.actAs"}
                     and not unknown_role
                 )

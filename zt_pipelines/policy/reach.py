@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.members import Match
-from zt_pipelines.policy.report import Evidence, Finding
+from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.policy.wording import plural
 from zt_pipelines.resources import CRM, IAM
@@ -85,7 +85,7 @@ CODE_RUNNER_EDGES: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hop:
     """One edge of a path: ``source`` can become ``target`` through ``role`` on ``node``.
 
@@ -112,6 +112,9 @@ class Hop:
         """The short name of the edge (``actAs``, ``getAccessToken`` ... or the job that runs
         as a code-running service agent)."""
         return EDGE_PERMISSIONS.get(self.permission, self.permission)
+
+
+_new_hop = record_maker(Hop)  # out_edges() makes one per account below a binding: 10,000s
 
 
 @dataclass(frozen=True)
@@ -258,12 +261,13 @@ class _Graph:
                 continue
             best = min(perms, key=_ORDER.__getitem__)
             if node.kind != "serviceAccount":  # every account below, as one hop
-                hops.append(Hop(member, "*", best, binding.role, node.name, via, cond))
+                hops.append(_new_hop(member, "*", best, binding.role, node.name, via, cond))
                 continue
+            own = member.partition(":")[2]
             for target in targets:
-                if target == member.partition(":")[2]:
+                if target == own:
                     continue
-                hops.append(Hop(member, target, best, binding.role, node.name, via, cond))
+                hops.append(_new_hop(member, target, best, binding.role, node.name, via, cond))
         return hops, unknown
 
     def _runner_hops(

@@ -88,6 +88,8 @@ FIXES: dict[str, str] = {
     "access)",
     "ZT410": "remove the credential from the component; give the step an identity that holds "
     "the access, and read secrets from Secret Manager at run time",
+    "ZT419": "pass the pipeline root you submit with (--pipeline-root, pipeline_root=), a "
+    "bucket of the job's project, or compile the pipeline with one",
     "ZT500": "change the pipeline to meet the organisation policy, or suppress with a reason",
     "ZT600": "give the verifying identity aiplatform.pipelineJobs.get and customJobs.get/list",
     "ZT601": "submit through zt_pipelines.PipelineJob or `zt-pipelines submit`; find who did not",

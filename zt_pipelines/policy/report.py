@@ -166,6 +166,11 @@ CODES: dict[str, tuple[str, str]] = {
         "CredentialInSpec",
         "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
     ),
+    "ZT419": (
+        "PipelineRootUnknown",
+        "no pipeline root: the run would write its artifacts to a bucket created and named at "
+        "submit time, which cannot be verified",
+    ),
     "ZT500": ("OrgPolicyViolation", "an organisation policy rule is violated"),
     "ZT510": ("NotInPerimeter", "the pipeline's project is in no enforced service perimeter"),
     "ZT511": ("OutsidePerimeter", "a declared resource's project is outside the perimeter"),

@@ -122,7 +122,7 @@ def _job_name(spec: Mapping[str, Any], where: str) -> None:
         if not stem
         else "it does not start with a letter"
         if not stem[0].isalpha()
-        else f"it is {len(stem)} characters (at most {128 - _TIMESTAMP})"
+        else f"its length is {len(stem)}, more than {128 - _TIMESTAMP}"
     )
     raise TemplateError(
         f"pipelineInfo.name {name[:80]!r} gives no valid Vertex job id: aiplatform makes "
