@@ -109,6 +109,14 @@ def _loop(
     return planned, report
 
 
+def _leftover_paths(report: zt.Report) -> list[zt.Finding]:
+    """ZT220 for the demo world's previous pipeline identity: pipeline-sa still holds actAs on
+    the step accounts, and alice may act as pipeline-sa — a path the plan does not own (prune
+    never removes another principal), which check names (who can become a step identity is
+    followed through other service accounts)."""
+    return [f for f in report.findings if f.code == "ZT220" and "through pipeline-sa@" in f.message]
+
+
 def _where(examples: ModuleType, name: str) -> tuple[str, str]:
     if name == "gcpc":
         gcpc = _gcpc_module()
@@ -133,13 +141,17 @@ def test_demo_world_custom_mode_closes_with_zero_findings(
 ) -> None:
     project, location = _where(examples, name)
     planned, report = _loop(emulator, pipelines[name], project, location, "custom", None)
+    leftover = _leftover_paths(report)
     if name == SEGMENTATION_DEMO:
         # the firewall rule is segmentation, which the plan lists but never applies
-        assert [f.code for f in report.findings] == ["ZT522"], str(report)
-        assert _segmentation_disclosed(planned, report.findings[0]), planned.segmentation
+        rest = [f for f in report.findings if f not in leftover]
+        assert leftover and [f.code for f in rest] == ["ZT522"], str(report)
+        assert _segmentation_disclosed(planned, rest[0]), planned.segmentation
         return
-    assert report.allowed, str(report)
-    assert report.findings == (), [f.message for f in report.findings]
+    if name != "gcpc":  # the demo world's previous pipeline identity (see _leftover_paths)
+        assert leftover, str(report)
+    rest = [f for f in report.findings if f not in leftover]
+    assert rest == [], [f.message for f in rest]
     if name == "editor":  # legacy-sa's roles/editor on the project was pruned
         assert any(g.role == "roles/editor" for g in planned.removals)
 
@@ -152,12 +164,13 @@ def test_demo_world_predefined_mode_reports_only_the_disclosed_excess(
     planned, report = _loop(emulator, pipelines[name], project, location, "predefined", None)
     disclosed = {(g.resource, g.role, g.member.lower()) for g in planned.grants if g.excess}
     assert disclosed  # predefined roles carry excess, and the plan says which
+    leftover = _leftover_paths(report)
+    assert leftover  # the demo world's previous pipeline identity (see _leftover_paths)
     for f in report.findings:
-        if _segmentation_disclosed(planned, f):
+        if _segmentation_disclosed(planned, f) or f in leftover:
             continue
         assert f.code == "ZT210" and f.severity.value == "warning", (name, f)
         assert (f.resource, f.evidence[0].role, (f.principal or "").lower()) in disclosed, f
-    assert report.allowed == (name != SEGMENTATION_DEMO)
 
 
 @pytest.mark.parametrize("name", ["editor", "gcpc"])
