@@ -493,3 +493,15 @@ def test_every_command_a_message_tells_to_run_exists() -> None:
                         wrong.append(f"{path.relative_to(package)}:{node.lineno}: {verb} {option}")
     assert checked > 20
     assert not wrong, "\n".join(wrong)
+
+
+def test_an_offline_check_on_a_terminal_draws_no_reading_bar(tmp_path: Path) -> None:
+    """Against a snapshot file nothing is read live: no "reading IAM state" bar flashes."""
+    template = EXAMPLES.compile_pipeline("training", str(tmp_path / "t.yaml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZT_EMULATOR")}
+    env["TERM"] = "xterm"
+    args = ["check", template, "--project", "zt-demo", "--pipeline-sa", PIPELINE_SA]
+    drawn = _stderr_on_a_terminal(
+        [sys.executable, "-m", "zt_pipelines", *args, "--snapshot", str(WORLD)], env
+    )
+    assert "reading IAM state" not in drawn, drawn[-2000:]

@@ -494,6 +494,7 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
     mapping_start = _ev.MappingStartEvent
     sequence_start = _ev.SequenceStartEvent
     slow_first = _SLOW_FIRST
+    plain: dict[str, Any] = {}  # plain scalar text -> its value (typed like PyYAML's)
     get_event = parser.get_event
     try:
         while True:
@@ -511,7 +512,16 @@ def _yaml_documents(text: str, limits: Limits) -> list[Any]:
                 # slow path: tagged, or plain with a first character a resolver may type
                 if event.tag is not None or (event.implicit[0] and value[:1] in slow_first):
                     is_key = not is_list and key is _NOKEY and container is not None
-                    value = _scalar(event, limits, is_key)
+                    if event.tag is not None:
+                        value = _scalar(event, limits, is_key)
+                    elif is_key:  # a plain key is text as written; "<<" is refused there
+                        if value == "<<":
+                            _scalar(event, limits, is_key)
+                    else:  # a plain value: typed by its text alone (once per text)
+                        typed = plain.get(value, _NOKEY)
+                        if typed is _NOKEY:
+                            typed = plain[value] = _scalar(event, limits, False)
+                        value = typed
                 if is_list:
                     container.append(value)
                 elif container is None:

@@ -63,11 +63,13 @@ class JobFields:
 
     def merged_over(self, base: JobFields) -> JobFields:
         """Return these fields with every ``None`` filled from ``base``."""
-        values = {
-            name: getattr(self, name) if getattr(self, name) is not None else getattr(base, name)
-            for name in self.__dataclass_fields__
-        }
-        return JobFields(**values)
+        mine = {k: v for k, v in vars(self).items() if v is not None}
+        if len(mine) == len(self.__dataclass_fields__):
+            return self  # nothing to fill (frozen: sharing is safe)
+        theirs = {k: v for k, v in vars(base).items() if v is not None and k not in mine}
+        if not theirs:
+            return self
+        return JobFields(**mine, **theirs)
 
     def under_defaults(self, defaults: JobFields) -> JobFields:
         """These fields over pipeline-wide ``defaults``: like :meth:`merged_over`, except that

@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,7 +166,8 @@ def output_option(
 @contextmanager
 def live_progress(what: str = "reading IAM state") -> Iterator[None]:
     """A transient progress bar on stderr for the live reads made inside the block, when
-    stderr is a terminal; nothing otherwise (CI logs stay clean)."""
+    stderr is a terminal; nothing otherwise (CI logs stay clean), nor before the first read (an
+    offline check against a snapshot file shows none)."""
     from zt_pipelines.gcp.progress import reporting
 
     if not sys.stderr.isatty():
@@ -175,10 +177,14 @@ def live_progress(what: str = "reading IAM state") -> Iterator[None]:
     from rich.progress import Progress
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=None)
+        tasks: list[Any] = []  # the bar appears with the first read: offline, never
+        lock = threading.Lock()  # reads report from the fetch's threads
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            with lock:
+                if not tasks:
+                    tasks.append(bar.add_task(what, total=None))
+            bar.update(tasks[0], completed=done, total=total)
 
         with reporting(progress):
             yield

@@ -845,7 +845,7 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
-            ev, principal, needed.get(principal, []), now
+            ev, principal, needed.get(principal, []), now, ctx.run_window
         ):
             perms = ", ".join(permissions[:_MAX_LISTED]) + (
                 " …" if len(permissions) > _MAX_LISTED else ""
