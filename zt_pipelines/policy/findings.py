@@ -119,12 +119,12 @@ def build_report(
                 evidence=(Evidence("policy", detail="pipeline_root"),),
             )
         )
-    for principal in {r.principal for r in requirements}:
+    grouped = _Needs(requirements, evaluator)
+    for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
     raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
-    grouped = _Needs(requirements, evaluator)
     identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
     checked = _checked_steps(identities)
     excess, excess_notes = _excess_findings(
