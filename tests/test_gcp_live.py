@@ -540,8 +540,9 @@ def test_persistently_refused_principal_search_fails_closed(emulator: Emulator) 
     assert {u.what for u in snap.unreadable} == {"searchAllIamPolicies"}
     # each query, then its halves, down to each value alone: bounded (2 identities + the 6
     # principal sets containing them: everyone, every Google account, project id and number,
-    # folder, organisation), never a pass
-    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] <= 2 * 8
+    # folder, organisation + the project's 2 code-running service agents, asked in a later
+    # query once the project's number is known), never a pass
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] <= 2 * 12
 
 
 def test_dataset_project_special_groups_become_basic_role_holders() -> None:
@@ -813,11 +814,13 @@ def test_a_warm_check_asks_for_the_principal_sets_in_its_first_wave(
 ) -> None:
     """With the hierarchy in the cache, the principal sets that contain the identities are
     searched with them in one query of the first wave — not in a round after every other
-    read — and completeness is still judged on the fresh hierarchy."""
+    read — and completeness is still judged on the fresh hierarchy. (A second query of the
+    same wave asks for the code-running service agents of the second project, whose number
+    the cache gives once that project is planned.)"""
     first = fetch(emulator, tmp_path)
     emulator.clear_log()
     again = fetch(emulator, tmp_path)
-    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] == 1
+    assert emulator.counts()["google.cloud.asset.v1.AssetService/SearchAllIamPolicies"] <= 2
     assert again.complete_bindings_for == first.complete_bindings_for
     assert again.complete_bindings_for == {sa_member(TRAIN), sa_member(PIPE)}
     assert again.nodes == first.nodes

@@ -300,6 +300,34 @@ def test_deploy_serving_identity_sits_where_gcpc_puts_it(tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.parametrize(
+    "insert",
+    [
+        ', "service_account": "legacy-sa@zt-test-project.iam.gserviceaccount.com"',  # a second
+        ', "serviceAccount": "legacy-sa@zt-test-project.iam.gserviceaccount.com"',  # camelCase
+        ', "shared_resources": "projects/p/locations/l/deploymentResourcePools/pool"',
+    ],
+    ids=["duplicate", "camelCase", "shared-pool"],
+)
+def test_a_wrapped_launchers_payload_names_no_identity_but_the_pinned_one(
+    tmp_path: Path, insert: str
+) -> None:
+    """GCPC's deploy launcher json.loads its payload (the last key wins) and POSTs it: every
+    JSON argument of a wrapped launcher is read strictly, as for launchers left in place."""
+    spec = _compile(tmp_path, _deploy_pipeline(), "plain")
+    executor = spec["deploymentSpec"]["executors"]
+    [label] = [k for k in executor if "model-deploy" in k]
+    args = executor[label]["container"]["args"]
+    i = args.index("--payload") + 1
+    payload = json.loads(args[i])
+    parts = payload["Concat"]
+    at = next(n for n, part in enumerate(parts) if isinstance(part, str) and part.endswith("}"))
+    parts[at] = parts[at][:-1] + insert + "}"
+    args[i] = json.dumps(payload)
+    with pytest.raises(TemplateError, match="DeployModel launcher"):
+        rewrite_pipeline(spec, project=PROJECT)
+
+
 # ------------------------------------------------------------- payload hardening (#10.1)
 
 EVIL = 'x", "service_account": "'

@@ -299,3 +299,17 @@ def test_whoever_can_hand_code_to_a_service_agent_reaches_what_it_holds(
     report = run(data)
     [f] = [f for f in report.by_code("ZT216") if agent.partition(":")[2] in f.message]
     assert f.principal == PIPELINE and edge in f.message and not report.allowed
+
+
+def test_an_expected_act_as_never_hides_a_stronger_edge_whatever_the_read_order() -> None:
+    # the pipeline identity's actAs on its steps is expected; its token grant on the folder is
+    # not: ZT216 names the step identity's extra role in either order of the nodes
+    data = grant(world_dict(), FOLDER, TOKEN_CREATOR, PIPELINE)
+    grant(data, PROJECT, "roles/viewer", TRAIN)
+    found = []
+    for order in (1, -1):
+        shuffled = dict(data, nodes=data["nodes"][::order])
+        found.append(
+            sorted(f.message for f in run(shuffled).by_code("ZT216") if f.principal == PIPELINE)
+        )
+    assert found[0] and found[0] == found[1]

@@ -335,3 +335,31 @@ def test_who_can_become_an_account_that_may_run_as_a_step_identity_is_read_live(
     [f] = [f for f in report.by_code("ZT220") if f.principal == "user:mallory@example.com"]
     assert f"through {ci}" in f.message and EX.TRAIN_SA in f.message and not report.allowed
     assert essence(report) == essence(run_check(templates["training"], changed))
+
+
+def test_what_the_custom_code_agent_holds_is_searched_live(templates: dict[str, str]) -> None:
+    """The pipeline identity can create a CustomJob without an account, which runs as the
+    project's Custom Code Service Agent: its grants on any resource are searched live, as a
+    snapshot file would hold them (red team round 5 #21)."""
+    from zt_pipelines.policy.snapshot import AllowPolicy, Binding
+
+    world = example_world()
+    [number] = [n.project_number for n in world.nodes.values() if n.kind == "project"][:1]
+    agent = f"serviceAccount:service-{number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    bucket = "//storage.googleapis.com/zt-demo-restricted"  # not one the training pipeline uses
+    nodes = dict(world.nodes)
+    node = nodes[bucket]
+    bindings = (node.policy.bindings if node.policy else ()) + (
+        Binding("roles/storage.objectAdmin", (agent,)),
+    )
+    nodes[bucket] = replace(node, policy=AllowPolicy(bindings))
+    changed = replace(world, nodes=nodes)
+    with Emulator(changed) as emu, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZT_EMULATOR_HOST", emu.address)
+        mp.setenv("ZT_EMULATOR_CALLER", EX.SUBMITTER)
+        report = run_check(templates["training"])
+    offline = run_check(templates["training"], changed)
+    assert [f for f in offline.by_code("ZT216") if "gcp-sa-aiplatform-cc" in f.message]
+    assert sorted(f.message for f in report.by_code("ZT216")) == sorted(
+        f.message for f in offline.by_code("ZT216")
+    )

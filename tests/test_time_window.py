@@ -180,6 +180,40 @@ def test_a_naive_check_time_is_no_traceback(templates: dict[str, str]) -> None:
     assert zt223(report)
 
 
+def test_a_broad_grant_that_starts_inside_the_window_is_zt214(templates: dict[str, str]) -> None:
+    """The mirror of a lapse: an organisation-wide grant false at the check but true an hour
+    into the run reaches every bucket of the organisation from then (ZT214, naming when)."""
+    org = f"{CRM}organizations/100"
+    starts = NOW + timedelta(hours=1)
+    nodes = dict(example_world().nodes)
+    policy = nodes[org].policy
+    assert policy is not None
+    grant = Binding(
+        "roles/storage.objectViewer",
+        (f"serviceAccount:{EX.TRAIN_SA}",),
+        Condition(f'request.time > timestamp("{_ts(starts)}")', "later"),
+    )
+    nodes[org] = replace(
+        nodes[org], policy=replace(policy, bindings=(*policy.bindings, grant), version=3)
+    )
+    report = run_check(templates["training"], replace(example_world(), nodes=nodes))
+    broad = [f.message for f in report.findings if f.code == "ZT214" and EX.TRAIN_SA in f.message]
+    assert any("inside the run's window" in m for m in broad), sorted(
+        (f.code, f.message[:80]) for f in report.findings
+    )
+    # starting after the window (the default 7 days) it is not reported as broad
+    later = replace(
+        grant, condition=Condition(f'request.time > timestamp("{_ts(NOW + timedelta(days=30))}")')
+    )
+    nodes[org] = replace(
+        nodes[org], policy=replace(policy, bindings=(*policy.bindings, later), version=3)
+    )
+    report = run_check(templates["training"], replace(example_world(), nodes=nodes))
+    assert not [f for f in report.findings if f.code == "ZT214" and "objectViewer" in f.message], [
+        f.message for f in report.findings if f.code == "ZT214"
+    ]
+
+
 def test_without_time_conditions_nothing_is_probed(templates: dict[str, str]) -> None:
     assert not zt223(run_check(templates["training"], example_world()))
 

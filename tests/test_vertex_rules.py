@@ -290,3 +290,21 @@ def test_python_built_templates_and_values_must_be_json_data(
             snapshot=WORLD,
             parameter_values={"source": {"gs://x"}},
         )
+
+
+def test_drop_in_hands_aiplatform_floats_its_yaml_reader_keeps_as_numbers(
+    emu: Emulator,  # noqa: F811
+    templates: dict[str, str],  # noqa: F811
+    audit: AuditLog,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """aiplatform reads the template with PyYAML (YAML 1.1), which takes ``1e-05`` for text:
+    a 0.00001 default must reach the request as the number it is."""
+    spec = base(templates)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    params["lr"] = {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-05, "isOptional": True}
+    path = tmp_path / "lr.json"
+    path.write_text(json.dumps(spec))
+    job = make_job(str(path), audit)
+    sent = job._gca_resource.pipeline_spec["root"]["inputDefinitions"]["parameters"]["lr"]
+    assert sent["defaultValue"] == 1e-05 and isinstance(sent["defaultValue"], float)

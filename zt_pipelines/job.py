@@ -303,7 +303,7 @@ class PipelineJob(  # type: ignore[misc]
             refusal.recorded(template_path, by_aiplatform=True),
         ):
             first_path = os.path.join(tmp, "template.json")
-            Path(first_path).write_text(json.dumps(first))
+            Path(first_path).write_text(_yaml11_json(first))
             super().__init__(
                 display_name=display_name,
                 template_path=first_path,
@@ -1392,6 +1392,20 @@ def _project_or_error(project: str | None, *, have_credentials: bool) -> str:
             fix="pass project=... or call aiplatform.init(project=..., location=...)",
         )
     return str(found)
+
+
+# a JSON string (skipped whole) or a number with an exponent and no fraction (``1e-05``)
+_EXPONENT_ONLY = re.compile(r'"(?:\\.|[^"\\])*"|(?<![\d.])(-?\d+)(e[-+]\d+)')
+
+
+def _yaml11_json(document: Mapping[str, Any]) -> str:
+    """``document`` as JSON that aiplatform's YAML 1.1 reader (PyYAML ``safe_load``) types
+    as JSON does: PyYAML reads ``1e-05`` (no fraction) as the string ``"1e-05"``, so such a
+    float is written ``1.0e-05`` — otherwise a 0.00001 default would reach Vertex as text."""
+    return _EXPONENT_ONLY.sub(
+        lambda m: f"{m.group(1)}.0{m.group(2)}" if m.group(1) else m.group(0),
+        json.dumps(document),
+    )
 
 
 def _as_job_document(

@@ -40,6 +40,7 @@ from zt_pipelines.policy.assembly import (
     project_of_name,
     sa_project,
 )
+from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Node,
@@ -550,7 +551,21 @@ class FetchPlan:
                 if project not in by_project:
                     by_project[project] = containing_sets(email, nodes)
             sets = {one for found in by_project.values() for one in found or ()}
-            todo = [v for v in (*self.principals, *sorted(sets)) if (root, v) not in self._asked]
+            # the service agents that run a caller's code (a CustomJob without an account) in
+            # the projects known by now: what they hold is reached by whoever creates such jobs
+            numbers = set(self.s.numbers) | {
+                n.project_number for n in nodes.values() if n.kind == "project" and n.project_number
+            }
+            agents = {
+                f"service-{number}@{domain}.iam.gserviceaccount.com"
+                for number in numbers
+                for domain in CODE_RUNNER_EDGES
+            }
+            todo = [
+                v
+                for v in (*self.principals, *sorted(sets), *sorted(agents))
+                if (root, v) not in self._asked
+            ]
             self._asked.update((root, v) for v in todo)
         batch = self.search_batch
         for start in range(0, len(todo), batch):

@@ -78,7 +78,8 @@ def _entity_match(ev: Evaluator, entity: str, principal: str) -> MemberMatch:
             return MemberMatch(Match.UNKNOWN, f"ACL entity {entity} is not one we know")
         project = ev.snapshot.project_by_number(number)
         if project is None:
-            return MemberMatch(Match.UNKNOWN, f"project number {number} is not in the snapshot")
+            where = "among the projects read" if ev.snapshot.live else "in the snapshot"
+            return MemberMatch(Match.UNKNOWN, f"project number {number} is not {where}")
         return ev.members.matches(f"{member}:{project.name.rsplit('/', 1)[1]}", principal)
     return MemberMatch(Match.NO)  # domain-, allUsers ...: never a service account here
 

@@ -119,12 +119,12 @@ def build_report(
                 evidence=(Evidence("policy", detail="pipeline_root"),),
             )
         )
-    for principal in {r.principal for r in requirements}:
+    grouped = _Needs(requirements, evaluator)
+    for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
     raw += _permission_findings(requirements, decisions)
     raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
-    grouped = _Needs(requirements, evaluator)
     identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
     checked = _checked_steps(identities)
     excess, excess_notes = _excess_findings(
@@ -845,7 +845,7 @@ def _scope_findings(
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
     for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
-            ev, principal, needed.get(principal, []), now
+            ev, principal, needed.get(principal, []), now, ctx.run_window
         ):
             perms = ", ".join(permissions[:_MAX_LISTED]) + (
                 " …" if len(permissions) > _MAX_LISTED else ""

@@ -341,6 +341,14 @@ def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str
             unknown.extend(
                 UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via) for u in unsure
             )
+            if not path and allowed:
+                # an expected hop (the launcher's actAs on its own step) must not hide a
+                # stronger edge to the same account (a token grant on the folder): whatever
+                # order the policies were read in, the unexpected hops go first
+                hops = sorted(
+                    hops,
+                    key=lambda h: h.target in allowed and h.node == graph.node_of.get(h.target),
+                )
             for hop in hops:
                 if hop.target == "*":
                     fresh = tuple(t for t in graph.below.get(hop.node, ()) if t not in seen)

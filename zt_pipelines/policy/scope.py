@@ -32,6 +32,8 @@ from zt_pipelines.policy.conditions import ConditionResult, RequestAttributes, T
 from zt_pipelines.policy.conditions import request_attributes as _attributes
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import fast_init
+from zt_pipelines.policy.requirements import RunWindow
+from zt_pipelines.policy.timewindow import later_times
 from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
@@ -91,15 +93,21 @@ def object_level(resource: str, permission: str) -> bool:
 
 
 def broad_grants(
-    ev: Evaluator, principal: str, requirements: list[Requirement], now: datetime
+    ev: Evaluator,
+    principal: str,
+    requirements: list[Requirement],
+    now: datetime,
+    window: RunWindow | None = None,
 ) -> list[BroadGrant]:
     """Every binding of ``principal`` (named directly or through a group of known membership)
     that serves one of its ``requirements`` from a broader scope than the requirement's.
 
-    ``now`` is ``request.time`` for conditional bindings' probes (see the module text)."""
+    ``now`` is ``request.time`` for conditional bindings' probes (see the module text); a
+    condition that reads the time is probed over ``window`` too (a grant that starts during
+    the run is broad from then)."""
     return [
         BroadGrant(principal, *found)
-        for found in broad_grant_parts(ev, principal, requirements, now)
+        for found in broad_grant_parts(ev, principal, requirements, now, window)
     ]
 
 
@@ -111,7 +119,11 @@ _YES = Match.YES  # a plain global: Enum attributes go through EnumType.__getatt
 
 
 def broad_grant_parts(
-    ev: Evaluator, principal: str, requirements: list[Requirement], now: datetime
+    ev: Evaluator,
+    principal: str,
+    requirements: list[Requirement],
+    now: datetime,
+    window: RunWindow | None = None,
 ) -> list[BroadGrantParts]:
     """:func:`broad_grants` as tuples (node, role, member, kind, permissions, narrower, gives,
     condition): what the report turns into findings at once, without a :class:`BroadGrant`
@@ -199,7 +211,7 @@ def broad_grant_parts(
                     c.binding.role,
                     c.member,
                     condition,
-                    now,
+                    (now, window),
                     "hierarchy",
                     probes,
                     {p: served[p] for p in broad},
@@ -237,7 +249,15 @@ def broad_grant_parts(
                     p: {(name, pre) for pre in objects[p]} for p in broad
                 }
                 out += _conditional(
-                    ev, name, c.binding.role, c.member, condition, now, "prefix", probes, inside
+                    ev,
+                    name,
+                    c.binding.role,
+                    c.member,
+                    condition,
+                    (now, window),
+                    "prefix",
+                    probes,
+                    inside,
                 )
             elif broad:
                 broad.sort()
@@ -269,24 +289,33 @@ def _conditional(
     role: str,
     member: str,
     condition: Condition,
-    now: datetime,
+    when: tuple[datetime, RunWindow | None],
     kind: ScopeKind,
     probes: dict[str, list[RequestAttributes]],
     served: dict[str, set[tuple[str, str | None]]],
 ) -> list[BroadGrantParts]:
     """The broad grant of a conditional binding: the permissions whose condition is TRUE on a
-    probe outside the needs, else ("may") those where it is UNKNOWN, else none."""
+    probe outside the needs — at the check time or at a time inside the run's window where a
+    time condition changes —, else ("may") those where it is UNKNOWN, else none."""
+    now, window = when
+    times = (now, *later_times(ev, condition.expression, now, window))
     true: dict[str, ConditionResult] = {}
     unknown: dict[str, ConditionResult] = {}
     for permission, requests in probes.items():
         first_unknown: ConditionResult | None = None
         for attrs in requests:
-            got = ev.conditions.holds_somewhere(condition, attrs, now)
-            if got.value is Tri.TRUE:
-                true[permission] = got if got.reason else ConditionResult(Tri.TRUE, _named(attrs))
+            for t in times:
+                got = ev.conditions.holds_somewhere(condition, attrs, t)
+                if got.value is Tri.TRUE:
+                    reason = got.reason or _named(attrs)
+                    if t is not now:
+                        reason += f", from {t.isoformat()} (inside the run's window)"
+                    true[permission] = ConditionResult(Tri.TRUE, reason)
+                    break
+                if got.value is Tri.UNKNOWN and first_unknown is None:
+                    first_unknown = got
+            if permission in true:
                 break
-            if got.value is Tri.UNKNOWN and first_unknown is None:
-                first_unknown = got
         else:
             if first_unknown is not None or not requests:
                 unknown[permission] = first_unknown or ConditionResult(

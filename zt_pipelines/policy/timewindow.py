@@ -122,6 +122,26 @@ def probe_times(ev: Evaluator, now: datetime, window: RunWindow) -> list[datetim
     return sorted(found)
 
 
+def later_times(
+    ev: Evaluator, expression: str, now: datetime, window: RunWindow | None
+) -> list[datetime]:
+    """The times inside the window after ``now`` at which ``expression`` (one condition) can
+    change its answer: each timestamp it names (±1 s) and the window's end; empty when it does
+    not read ``request.time``. Used to judge a grant that STARTS inside the window (ZT214)."""
+    reads, stamps = ev.conditions.time_points(expression)
+    if not reads:
+        return []
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    window = window or default_window(now)
+    end = window.until or _FOREVER
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    found = {x for t in stamps for x in (t - _SECOND, t, t + _SECOND) if now < x <= end}
+    found.add(end)
+    return sorted(found)
+
+
 def lapse_findings(
     requirements: Sequence[Requirement],
     decisions: Sequence[tuple[Evidence, ...] | Decision],

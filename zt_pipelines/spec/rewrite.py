@@ -1064,6 +1064,8 @@ class _Walker:
                 continue
             parts = _resolve_if_present(parts, given[0])
             inlined = [_inline_text(p, values) if isinstance(p, str) else p for p in parts]
+            for before in parts:
+                _strict_payload(before, kind, where)
             for before, after in zip(parts, inlined, strict=True):
                 if before == after or not _is_json_template(before):
                     continue
@@ -1817,6 +1819,46 @@ def _resolve_if_present(parts: list[Any], provided: frozenset[str]) -> list[Any]
         for item in items:
             out.append(item if isinstance(item, str) else json.dumps(item))
     return out
+
+
+#: payload keys that hand a deployed model to what another resource runs as (a deployment
+#: resource pool serves every model on it as the pool's own service account)
+_SHARED_SERVING = re.compile(r"shared[\W_]*resources", re.IGNORECASE)
+
+
+def _strict_payload(text: Any, kind: LauncherKind, where: str) -> None:
+    """A wrapped launcher's JSON argument, read as GCPC reads it: it must parse exactly (a
+    duplicate key — ``json.loads`` keeps the last — or any other ambiguity is refused), and
+    it may name an identity only where the rewrite pins one (the serving identity's path),
+    never under another spelling (``serviceAccount``) or through a shared resource pool."""
+    stripped = text.lstrip() if isinstance(text, str) else ""
+    if not stripped.startswith(("{", "[")) or stripped.startswith("{{"):
+        return  # a value, not JSON text
+    try:
+        parsed = parse_payload(text, lambda name: True)
+    except PayloadError as exc:
+        raise TemplateError(
+            f"an argument of the {kind.name} launcher is not the exact JSON GCPC reads ({exc})",
+            where=where,
+            fix="recompile the step from Google's component; do not edit its payload",
+        ) from None
+    allowed = {kind.serving_identity.payload_path} if kind.serving_identity else set()
+    stray = [p for p in keys_named(parsed.tree, _SA) if p not in allowed]
+    pooled = keys_named(parsed.tree, _SHARED_SERVING)
+    if stray or pooled:
+        path = ".".join(map(str, (stray or pooled)[0]))
+        raise TemplateError(
+            f"the {kind.name} launcher's payload names "
+            + (
+                f"an identity at {path}, where the rewrite pins none"
+                if stray
+                else f"a shared resource pool at {path}: a model there serves as the pool's "
+                "account, which nothing verifies"
+            ),
+            where=where,
+            fix="recompile the step from Google's component; declare the serving identity "
+            "with serving_service_account",
+        )
 
 
 def _is_json_template(text: Any) -> bool:
