@@ -291,3 +291,28 @@ def test_cli_explain(template: Path, capsys: pytest.CaptureFixture[str]) -> None
         "storage.objects.get on gs://zt-features — granted by roles/storage.objectViewer on "
         "//storage.googleapis.com/zt-features"
     ) in out
+
+
+@pytest.mark.parametrize(
+    ("given", "kind"),
+    [
+        ("SERVICE_ACCOUNT_KEY", "service_account_key"),
+        ("service-account-key", "service_account_key"),
+        ("serviceAccountKey", "service_account_key"),
+        ("service_account_key ", "service_account_key"),
+        ("user", "user"),
+    ],
+)
+def test_submitter_credential_kinds_are_normalised(given: str, kind: str) -> None:
+    from zt_pipelines.policy.requirements import submitter_credential_kind
+
+    assert submitter_credential_kind(given) == kind
+
+
+def test_an_unknown_submitter_credential_kind_exits_2(
+    template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a typo must never switch the key-file rule off (red team in_20)
+    argv = ["check", str(template), *ARGS, "--snapshot", str(WORLD_FILE)]
+    code, _, err = cli([*argv, "--submitter-credentials", "/home/ci/key.json"], capsys)
+    assert code == 2 and "service_account_key" in err

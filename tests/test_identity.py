@@ -349,3 +349,24 @@ def test_any_name_and_template_gives_a_valid_id(pipeline: str, task: str, templa
     found = derive_account_id(pipeline, task, template=template)
     assert ACCOUNT_ID.match(found)
     assert found == derive_account_id(pipeline, task, template=template)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{task.__init__.__globals__}",
+        "{pipeline.__class__}",
+        "{task.upper}",
+        "{task[0]}",
+        "{task!r}",
+        "{task:>30}",
+        "{other}",
+        "{0}",
+        "zt-{task",
+    ],
+)
+def test_a_naming_template_takes_only_bare_pipeline_and_task_fields(template: str) -> None:
+    # a format string would otherwise reach attributes, indexes and conversions (red team in_24)
+    with pytest.raises(IdentityError, match="naming template"):
+        derive_account_id("p", "t", template=template)
+    assert derive_account_id("p", "t", template="x-{{lit}}-{pipeline}-{task}")

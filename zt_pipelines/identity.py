@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -188,14 +189,8 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     ``customer-churn-training``), so the pipeline identity and every step identity of a
     long-named pipeline differ where a person reads them.
     """
-    try:
-        raw = template.format(pipeline=pipeline, task=task)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise IdentityError(
-            f"naming template {template!r} is invalid ({exc})",
-            fix="use only {pipeline} and {task} placeholders",
-        ) from exc
-    slug = _slug(raw)
+    _check_naming_template(template)
+    slug = _slug(template.format(pipeline=pipeline, task=task))
     digest = hashlib.sha256(f"{pipeline}\x00{task}\x00{template}".encode()).hexdigest()
     if len(slug) <= 23:
         slug = slug.rstrip("-") + "-" + digest[:6]
@@ -204,6 +199,36 @@ def derive_account_id(pipeline: str, task: str, *, template: str = DEFAULT_NAME_
     if not _ACCOUNT_ID.match(slug):  # pragma: no cover - construction above guarantees it
         raise IdentityError(f"derived account id {slug!r} is invalid")
     return slug
+
+
+def _check_naming_template(template: str) -> None:
+    """Only bare ``{pipeline}`` and ``{task}`` fields: a format string would otherwise reach
+    attributes (``{task.__class__}``), indexes, conversions and format specs of its values."""
+    try:
+        fields = [
+            (name, conversion, spec)
+            for _text, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise IdentityError(
+            f"naming template {template!r} is invalid ({exc})",
+            fix="use only {pipeline} and {task} placeholders (write {{ and }} for braces)",
+        ) from None
+    for name, conversion, spec in fields:
+        if name not in ("pipeline", "task") or conversion or spec:
+            shown = (
+                "{"
+                + name
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            raise IdentityError(
+                f"naming template {template!r} has the field {shown}: only {{pipeline}} and "
+                "{task} are allowed, with no attribute, index, conversion or format",
+                fix="use only {pipeline} and {task} placeholders",
+            )
 
 
 def _slug(raw: str) -> str:

@@ -40,6 +40,7 @@ from zt_pipelines.policy.requirements import (
     derive_requirements,
     needed_nodes,
     pipeline_root_of,
+    submitter_credential_kind,
 )
 from zt_pipelines.policy.snapshot import Role, Snapshot
 
@@ -107,6 +108,7 @@ def check(
     from zt_pipelines.spec import rewrite_pipeline
 
     defaults = parse_step_defaults(step_defaults)
+    submitter_credentials = submitter_credential_kind(submitter_credentials)
     if parameter_values is not None:  # built in Python: bounded and sendable, like a --param
         from zt_pipelines.loaders import check_plain_data
 

@@ -71,7 +71,11 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @policy_option()
 @click.option("--roles", type=click.Path(path_type=Path), help="Predefined-role catalogue file.")
 @click.option("--submitter", help="Submitting principal, e.g. user:alice@example.com.")
-@click.option("--submitter-credentials", help="user, service_account_key, impersonated, ...")
+@click.option(
+    "--submitter-credentials",
+    help="the kind of credentials the submitter uses: user, service_account_key, "
+    "impersonated, metadata or external_account (for the policy's submitter rules)",
+)
 @click.option("--network", help="The pipeline job's network.")
 @step_defaults_options()
 @click.option("--now", "now_text", help="Evaluate at this ISO 8601 time instead of the clock.")

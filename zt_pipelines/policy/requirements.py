@@ -27,6 +27,7 @@ Pure: no IO.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -103,6 +104,39 @@ class RunWindow:
 
     until: datetime | None
     why: str
+
+
+#: the kinds of submitter credential a caller may name (``--submitter-credentials``)
+SUBMITTER_CREDENTIAL_KINDS = (
+    "user",
+    "service_account_key",
+    "impersonated",
+    "metadata",
+    "external_account",
+)
+
+
+def submitter_credential_kind(value: str | None) -> str | None:
+    """A caller-given credential kind, normalised (``Service-Account-Key``,
+    ``serviceAccountKey`` -> ``service_account_key``); anything else is refused, so a typo can
+    never switch a submitter rule off.
+
+    Raises:
+        InputError: a kind that is not one of :data:`SUBMITTER_CREDENTIAL_KINDS`.
+    """
+    if value is None:
+        return None
+    from zt_pipelines.errors import InputError
+
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(value).strip())
+    kind = re.sub(r"[\s-]+", "_", text).lower()
+    if kind not in SUBMITTER_CREDENTIAL_KINDS:
+        raise InputError(
+            f"submitter credentials {value!r} is not a kind zt-pipelines knows",
+            where="submitter_credentials",
+            fix="one of " + ", ".join(SUBMITTER_CREDENTIAL_KINDS),
+        )
+    return kind
 
 
 @dataclass(frozen=True)
