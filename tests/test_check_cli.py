@@ -316,3 +316,31 @@ def test_an_unknown_submitter_credential_kind_exits_2(
     argv = ["check", str(template), *ARGS, "--snapshot", str(WORLD_FILE)]
     code, _, err = cli([*argv, "--submitter-credentials", "/home/ci/key.json"], capsys)
     assert code == 2 and "service_account_key" in err
+
+
+def test_the_step_default_variables_are_read_by_every_entry_point(
+    template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the CLI's flags read ZT_STEP_* / ZT_PERSISTENT_RESOURCE_ID: zt.check and the drop-in
+    # must judge the same placement (red team in_17)
+    from zt_pipelines.declare import resolve_step_defaults
+
+    monkeypatch.setenv("ZT_PERSISTENT_RESOURCE_ID", "train-pool")
+    resolved = resolve_step_defaults(None)
+    assert resolved is not None and resolved.persistent_resource_id == "train-pool"
+    mine = resolve_step_defaults({"persistent_resource_id": "mine"})
+    assert mine is not None and mine.persistent_resource_id == "mine"  # the caller's wins
+    report = zt.check(
+        template,
+        project="ml-prod",
+        location="us-central1",
+        pipeline_service_account=PIPELINE_SA,
+        pipeline_root="gs://zt-pipeline-root/runs",
+        snapshot=WORLD_FILE,
+        submitter="user:alice@example.com",
+        now=NOW,
+    )
+    assert {"ZT120", "ZT121"} & set(report.codes()), str(report)  # the pool is judged
+    monkeypatch.setenv("ZT_STEP_NETWORK", "not a network")
+    with pytest.raises(zt.DeclarationError, match="ZT_STEP_NETWORK"):
+        resolve_step_defaults(None)

@@ -169,6 +169,41 @@ def step_defaults(value: Any, *, where: str = "step_defaults") -> JobFields | No
     return None if parsed == JobFields() else parsed
 
 
+#: the environment's step defaults (the CLI's --persistent-resource-id, --step-network and
+#: --step-psc-attachment read the same variables): every entry point applies them
+STEP_DEFAULT_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("ZT_PERSISTENT_RESOURCE_ID", "persistent_resource_id"),
+    ("ZT_STEP_NETWORK", "network"),
+    ("ZT_STEP_PSC_ATTACHMENT", "psc_interface_config"),
+)
+
+
+def resolve_step_defaults(value: Any, *, where: str = "step_defaults") -> JobFields | None:
+    """:func:`step_defaults` with the environment's defaults filling the fields the caller
+    left unset — as the CLI's flags read them — so ``zt.check``, ``zt.plan``, the drop-in job
+    and the CLI judge and run the same placement.
+
+    Raises:
+        DeclarationError: as :func:`step_defaults`, naming the variable when its value is bad.
+    """
+    given = step_defaults(value, where=where)
+    fields: dict[str, Any] = {}
+    for variable, name in STEP_DEFAULT_VARIABLES:
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            continue
+        item = {"network_attachment": raw} if name == "psc_interface_config" else raw
+        step_defaults({name: item}, where=f"${variable}")  # its own error names it
+        fields[name] = item
+    if not fields:
+        return given
+    if given is not None:
+        fields.update(
+            {n: getattr(given, n) for n in JOB_FIELD_NAMES if getattr(given, n) is not None}
+        )
+    return step_defaults(fields, where=where if given is not None else "the ZT_ step defaults")
+
+
 def _job_value(name: str, value: Any, at: str) -> Any:
     if name in _INT_FIELDS:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():

@@ -277,10 +277,10 @@ class PipelineJob(  # type: ignore[misc]
         clock: Callable[[], datetime] | None = None,
         step_defaults: JobFields | Mapping[str, Any] | None = None,
     ) -> None:
-        from zt_pipelines.declare import step_defaults as parse_step_defaults
+        from zt_pipelines.declare import resolve_step_defaults
         from zt_pipelines.gcp.templates import fetch_template_text
 
-        defaults = parse_step_defaults(step_defaults)  # bad input fails before any fetch
+        defaults = resolve_step_defaults(step_defaults)  # bad input fails before any fetch
         use_emulator_if_configured()
         credentials, missing = _credentials_or_placeholder(credentials)
         text = fetch_template_text(

@@ -104,10 +104,10 @@ def check(
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
     """
-    from zt_pipelines.declare import step_defaults as parse_step_defaults
+    from zt_pipelines.declare import resolve_step_defaults
     from zt_pipelines.spec import rewrite_pipeline
 
-    defaults = parse_step_defaults(step_defaults)
+    defaults = resolve_step_defaults(step_defaults)
     submitter_credentials = submitter_credential_kind(submitter_credentials)
     if parameter_values is not None:  # built in Python: bounded and sendable, like a --param
         from zt_pipelines.loaders import check_plain_data

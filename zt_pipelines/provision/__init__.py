@@ -289,9 +289,9 @@ def _rewrite(
     manifest: str | PathLike[str] | Mapping[str, Any] | None,
     step_defaults: JobFields | Mapping[str, Any] | None,
 ) -> RewriteResult:
-    from zt_pipelines.declare import step_defaults as parse_step_defaults
+    from zt_pipelines.declare import resolve_step_defaults
 
-    defaults = parse_step_defaults(step_defaults)
+    defaults = resolve_step_defaults(step_defaults)
     if isinstance(template, RewriteResult):
         if parameter_values or manifest is not None or defaults is not None:
             raise InputError(
