@@ -72,7 +72,10 @@ def test_rewrite_cli_success(
     )
     assert code == 0
     spec, docs = load_template(out)
-    assert spec == rewrite_pipeline(template, project=PROJECT, manifest=manifest).spec
+    expected = rewrite_pipeline(template, project=PROJECT, manifest=manifest).spec
+    # the --param value judged is the output's default (a plain submission runs it)
+    expected["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] = 3
+    assert spec == expected
     assert docs == ()
     stdout = capsys.readouterr().out
     assert f"inner/say\t{PARAM_SA}\tmanifest" in stdout
@@ -228,3 +231,31 @@ def test_rewrite_cli_warns_about_inputs_pasted_unescaped_into_the_payload(
     assert code == 0
     assert "warning: task 'echo' pastes 'text' (the output 'Output' of task 'say') unescaped" in err
     assert re.search(r"\(ZT102, upstream [0-9a-f]{24}\)", err)
+
+
+def test_the_output_runs_the_values_the_rewrite_judged(template: Path, tmp_path: Path) -> None:
+    """--param and --pipeline-root are written where a plain submission of the output reads
+    them: a spec's defaults and default root, a PipelineJob file's runtimeConfig (red team
+    in_13) — never the file's own values, which nothing judged."""
+    import json
+
+    sa = f"say-sa@{PROJECT}.iam.gserviceaccount.com"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"steps": {"say": {"service_account": sa}}}))
+    common = ["--project", PROJECT, "--manifest", str(manifest)]
+    common += ["--param", "n=7", "--pipeline-root", "gs://judged-root/runs"]
+    out = tmp_path / "spec-out.yaml"
+    assert run(["rewrite", str(template), *common, "-o", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] == 7
+    assert spec["defaultPipelineRoot"] == "gs://judged-root/runs"
+    job = {
+        "pipelineSpec": yaml.safe_load(template.read_text()),
+        "runtimeConfig": {"parameterValues": {"n": 1}, "gcsOutputDirectory": "gs://other/r"},
+    }
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job))
+    out = tmp_path / "job-out.yaml"
+    assert run(["rewrite", str(job_file), *common, "-o", str(out)]) == 0
+    runtime = yaml.safe_load(out.read_text())["runtimeConfig"]
+    assert runtime == {"parameterValues": {"n": 7}, "gcsOutputDirectory": "gs://judged-root/runs"}

@@ -71,9 +71,10 @@ def command(
         text = loaders.read_text(source, kind="template", error=TemplateError)
         first, rest = parse_template_documents(text, where=str(source))
         source = (first, tuple(rest))
+    values = parse_parameters(params)
     result = rewrite_pipeline(
         source,
-        parameter_values=parse_parameters(params),
+        parameter_values=values,
         manifest=manifest,
         project=project,
         pipeline_service_account=pipeline_sa,
@@ -82,7 +83,10 @@ def command(
         defaults=step_defaults,
     )
     # a PipelineJob template keeps its runtimeConfig: the values check judged are the ones run
-    text = dump_template(result, job=source[0])
+    job = _job_as_judged(source[0], values, pipeline_root)
+    if not (isinstance(job, dict) and "pipelineSpec" in job):  # a spec: its defaults carry them
+        result = _spec_as_judged(result, values, pipeline_root)
+    text = dump_template(result, job=job)
     _refuse_credentials(text, result.spec)
     write_output(output, text)
     for step in result.steps:
@@ -134,3 +138,45 @@ def _refuse_credentials(text: str, spec: Any) -> None:
         fix="remove the credential from the component; give the step an identity that holds "
         "the access, and read secrets from Secret Manager at run time",
     )
+
+
+def _job_as_judged(job: Any, values: dict[str, Any] | None, pipeline_root: str | None) -> Any:
+    """A PipelineJob document with the --param values and --pipeline-root the rewrite judged
+    written into its runtimeConfig: the file carries exactly what was checked (plain
+    aiplatform would otherwise run the file's own values)."""
+    from zt_pipelines.errors import TemplateError
+
+    if not isinstance(job, dict) or "pipelineSpec" not in job or not (values or pipeline_root):
+        return job
+    runtime = dict(job.get("runtimeConfig") or {})
+    if values:
+        if "parameters" in runtime and "parameterValues" not in runtime:
+            raise TemplateError(
+                "--param cannot be merged into this PipelineJob file's typed runtimeConfig "
+                "(schema 2.0 'parameters')",
+                where="runtimeConfig.parameters",
+                fix="write the values into the file, or rewrite the pipeline spec itself",
+            )
+        runtime["parameterValues"] = {**(runtime.get("parameterValues") or {}), **values}
+    if pipeline_root:
+        runtime["gcsOutputDirectory"] = pipeline_root
+    return {**job, "runtimeConfig": runtime}
+
+
+def _spec_as_judged(result: Any, values: dict[str, Any] | None, pipeline_root: str | None) -> Any:
+    """A pipeline spec whose parameter defaults and default root are the --param values and
+    --pipeline-root the rewrite judged: submitted without values (plain aiplatform), it runs
+    exactly what was checked, never a default nobody judged."""
+    import copy
+    import dataclasses
+
+    if not (values or pipeline_root):
+        return result
+    spec = copy.deepcopy(result.spec)
+    declared = ((spec.get("root") or {}).get("inputDefinitions") or {}).get("parameters") or {}
+    for name, value in (values or {}).items():
+        if isinstance(declared.get(name), dict):
+            declared[name]["defaultValue"] = value
+    if pipeline_root:
+        spec["defaultPipelineRoot"] = pipeline_root
+    return dataclasses.replace(result, spec=spec)
