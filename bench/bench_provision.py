@@ -21,10 +21,10 @@ import json
 import random
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from bench.bench_rewrite import _median_time
 
 STEPS = 1_000
 NEEDS_PER_STEP = 5
@@ -53,6 +53,16 @@ NEED_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("cloudkms.cryptoKeyVersions.useToDecrypt", "cloudkms.cryptoKeyVersions.useToEncrypt"),
     ),
 )
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _compile(path: Path) -> None:
