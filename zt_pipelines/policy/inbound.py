@@ -32,7 +32,7 @@ from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
 from zt_pipelines.policy.members import is_google_account, is_public_member, normalize_principal
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
-from zt_pipelines.policy.reach import EDGE_PERMISSIONS
+from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
@@ -90,22 +90,19 @@ CUSTOM_CODE_AGENT_DOMAIN = "gcp-sa-aiplatform-cc"
 #: service agents that run code a caller hands them, with no actAs asked — never deputies:
 #: domain -> (what it is, the permissions that hand it code)
 _CODE_RUNNING_AGENTS: dict[str, tuple[str, frozenset[str]]] = {
-    CUSTOM_CODE_AGENT_DOMAIN: (
-        "the Vertex AI Custom Code Service Agent: whoever can create a CustomJob without a "
-        "service account",
-        frozenset(
-            {
-                "aiplatform.customJobs.create",
-                "aiplatform.hyperparameterTuningJobs.create",
-                "aiplatform.trainingPipelines.create",
-            }
+    domain: (what, CODE_RUNNER_EDGES[domain][0])
+    for domain, what in (
+        (
+            CUSTOM_CODE_AGENT_DOMAIN,
+            "the Vertex AI Custom Code Service Agent: whoever can create a CustomJob without a "
+            "service account",
         ),
-    ),
-    "gcp-sa-aiplatform-re": (
-        "the Vertex AI Reasoning Engine Service Agent: whoever can deploy an Agent Engine "
-        "without a service account",
-        frozenset({"aiplatform.reasoningEngines.create", "aiplatform.reasoningEngines.update"}),
-    ),
+        (
+            "gcp-sa-aiplatform-re",
+            "the Vertex AI Reasoning Engine Service Agent: whoever can deploy an Agent Engine "
+            "without a service account",
+        ),
+    )
 }
 #: what a deputy service agent may hold on an identity: it acts as the account for a caller
 #: the service has already checked (actAs); a key or a policy rewrite is never a deputy's
