@@ -21,6 +21,7 @@ policy, never a missing node that looks like "no grants".
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -196,13 +197,18 @@ class FetchPlan:
 
     def _finish(self) -> None:
         with self._lock:
-            self._outstanding -= 1
             self._done += 1
             done, total = self._done, len(self._scheduled)
-            if self._outstanding == 0:
-                self._idle.notify_all()
-        if self.progress is not None:
-            self.progress(done, total)
+        try:
+            if self.progress is not None:
+                self.progress(done, total)
+        finally:
+            # counted down last: the pool outlives the fetch, so nothing of this read may run
+            # after the planner saw it finished
+            with self._lock:
+                self._outstanding -= 1
+                if self._outstanding == 0:
+                    self._idle.notify_all()
 
     def _submit_started(
         self,
@@ -299,8 +305,8 @@ class FetchPlan:
             if project:
                 project_ids.add(project)
         self._planner = threading.get_ident()
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
-            self._pool = pool
+        self._pool = _shared_pool(self.max_workers)
+        try:
             self._held = []
             for project in sorted(project_ids):
                 self._project(project)
@@ -322,6 +328,8 @@ class FetchPlan:
                 self._wait()
                 if not self._follow_ups():
                     break
+        finally:
+            self._wait()  # (after an error too) no read of this fetch is left on the pool
             self._pool = None
         return assemble(
             self.s,
@@ -933,6 +941,29 @@ def _raise_unsupported(name: str) -> None:
         fix="check this resource with a snapshot file",
     )
 
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _shared_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's fetch threads of this bound, kept between checks: a check runs about 30
+    reads on the pool, and starting a thread for each cost more client CPU than the read.
+    Reads never wait for one another on it, so checks at the same time can share it."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="zt-fetch")
+        return pool
+
+
+def _forget_pools() -> None:
+    global _POOLS_LOCK
+    _POOLS.clear()  # a forked child has none of its parent's threads
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 #: how many accounts deep the policies of accounts that may run as an identity are read
 _UPSTREAM_DEPTH = 6
