@@ -61,6 +61,7 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
+from zt_pipelines.policy.rootowner import root_owner_findings
 from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
@@ -119,6 +120,7 @@ def build_report(
                 evidence=(Evidence("policy", detail="pipeline_root"),),
             )
         )
+    raw += root_owner_findings(evaluator.snapshot, context)  # ZT404, as submit() refuses
     grouped = _Needs(requirements, evaluator)
     for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
