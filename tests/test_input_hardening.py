@@ -291,8 +291,22 @@ def test_template_without_what_aiplatform_reads_is_refused(text: str, needle: st
         {"resolver": {"outputArtifactQueries": {}}},
         {},
         {"container": {"image": "python:3.11"}, "importer": {"artifactUri": {}}},
+        # red team round 5: two kinds where one is modelled, the other a Vertex-launched job
+        {"importer": {"artifactUri": {}}, "customJob": {"customJob": {}}},
+        {"importer": {"artifactUri": {}}, "custom_job": {"customJob": {}}},
+        {"container": {"image": "python:3.11"}, "resolver": {}},
+        {"container": {"image": "python:3.11"}, "extra": {}},
     ],
-    ids=["customJob", "resolver", "none", "several"],
+    ids=[
+        "customJob",
+        "resolver",
+        "none",
+        "several",
+        "importer+customJob",
+        "importer+custom_job",
+        "container+resolver",
+        "container+unknown",
+    ],
 )
 def test_an_executor_the_rewrite_does_not_model_is_refused(executor: dict[str, Any]) -> None:
     # only a container (rewritten to run as its identity) or an importer (no code) is judged;
@@ -301,6 +315,52 @@ def test_an_executor_the_rewrite_does_not_model_is_refused(executor: dict[str, A
     spec["deploymentSpec"] = {"executors": {"exec-side": executor}}
     with pytest.raises(TemplateError, match="executor 'exec-side' is not a container or an"):
         parse_template_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("importer", "needle"),
+    [
+        ({"artifactUri": {}, "customJob": {"customJob": {}}}, "'customJob', which is no field"),
+        ({"artifactUri": {}, "container": {"image": "x"}}, "'container', which is no field"),
+    ],
+)
+def test_an_importer_carrying_anything_but_importer_fields_is_refused(
+    importer: dict[str, Any], needle: str
+) -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec["deploymentSpec"] = {"executors": {"exec-side": {"importer": importer}}}
+    with pytest.raises(TemplateError, match=needle):
+        parse_template_text(json.dumps(spec))
+    # every field of the IR's ImporterSpec, in either spelling, is accepted
+    fields = {
+        "artifact_uri": {},
+        "typeSchema": {},
+        "metadata": {},
+        "reimport": False,
+        "download_to_workspace": False,
+    }
+    spec["deploymentSpec"] = {"executors": {"exec-side": {"importer": fields}}}
+    parse_template_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("component", "needle"),
+    [
+        ({"dag": {"tasks": {}}, "executorLabel": "exec-side"}, "both a dag and an executorLabel"),
+        ({"executor_label": "exec-side"}, "executor_label"),
+    ],
+)
+def test_a_component_is_a_dag_or_an_executor_never_both(
+    component: dict[str, Any], needle: str
+) -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec.setdefault("components", {})["comp-side"] = component
+    with pytest.raises(TemplateError, match=needle):
+        parse_template_text(json.dumps(spec))
+    root = json.loads(json.dumps(SPEC))
+    root["root"]["executorLabel"] = "exec-side"
+    with pytest.raises(TemplateError, match="both a dag and an executorLabel"):
+        parse_template_text(json.dumps(root))
 
 
 def test_tab_indented_json_template_loads() -> None:

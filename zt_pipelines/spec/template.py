@@ -303,8 +303,10 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
     for label, executor in executors.items():
         at = f"executor {label!r}"
         executor = _mapping(executor, at, where)
-        kinds = sorted(k for k in executor if k in _EXECUTOR_KINDS)
-        if len(kinds) != 1:
+        # exactly one member of the IR's executor oneof, and one the rewrite models: a second
+        # member (customJob, custom_job, resolver beside an importer) or any other key is
+        # something a parser may honour that nothing here reads
+        if len(executor) != 1 or next(iter(executor)) not in _EXECUTOR_KINDS:
             found = ", ".join(sorted(map(str, executor))) or "nothing"
             raise TemplateError(
                 f"{at} is not a container or an importer (it has {found}): a customJob or "
@@ -316,6 +318,37 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
             )
         if "container" in executor:
             _container(executor["container"], at, where)
+        else:
+            _importer(executor["importer"], at, where)
+
+
+#: the fields of the IR's ImporterSpec, in both spellings a protobuf JSON parser accepts
+_IMPORTER_FIELDS = frozenset(
+    {
+        "artifactUri",
+        "artifact_uri",
+        "typeSchema",
+        "type_schema",
+        "properties",
+        "customProperties",
+        "custom_properties",
+        "reimport",
+        "metadata",
+        "downloadToWorkspace",
+        "download_to_workspace",
+    }
+)
+
+
+def _importer(importer: Any, at: str, where: str) -> None:
+    importer = _mapping(importer, f"{at}: importer", where)
+    unknown = sorted(str(k) for k in importer if k not in _IMPORTER_FIELDS)
+    if unknown:
+        _bad(
+            f"{at}: the importer has {unknown[0]!r}, which is no field of an importer (it "
+            "records an artifact URI and runs nothing; anything else is not verified)",
+            where,
+        )
 
 
 _TASK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,253}[a-z0-9])?$")
@@ -323,6 +356,10 @@ _TASK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,253}[a-z0-9])?$")
 
 def _component(component: Any, at: str, where: str) -> None:
     component = _mapping(component, at, where)
+    if "executor_label" in component:  # a parser may read it; the rewrite reads executorLabel
+        _bad(f"{at}: executor_label (write executorLabel, as KFP does)", where)
+    if "dag" in component and "executorLabel" in component:
+        _bad(f"{at}: both a dag and an executorLabel (a component is one or the other)", where)
     label = component.get("executorLabel")
     if label is not None and not isinstance(label, str):
         _bad(f"{at}: executorLabel is not a string", where)
