@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 from policy_worlds import world_dict
 
+import zt_pipelines as zt
 from zt_pipelines import loaders
 from zt_pipelines.cli import cli, parse_parameters
 from zt_pipelines.declare import load_manifest
@@ -361,6 +362,38 @@ def test_a_component_is_a_dag_or_an_executor_never_both(
     root["root"]["executorLabel"] = "exec-side"
     with pytest.raises(TemplateError, match="both a dag and an executorLabel"):
         parse_template_text(json.dumps(root))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("serviceAccount", "legacy-sa@zt-demo.iam.gserviceaccount.com"),
+        ("service_account", "legacy-sa@zt-demo.iam.gserviceaccount.com"),
+        ("network", "projects/999/global/networks/attacker"),
+        ("pscInterfaceConfig", {"networkAttachment": "projects/x/regions/r/networkAttachments/a"}),
+        ("reservedIpRanges", ["r1"]),
+        ("encryptionSpec", {"kmsKeyName": "projects/x/locations/l/keyRings/k/cryptoKeys/c"}),
+        ("serviceAccount", ""),  # even empty: the document is not where identity is decided
+    ],
+)
+def test_a_pipelinejob_documents_own_identity_and_placement_are_refused(
+    field: str, value: Any, tmp_path: Path
+) -> None:
+    # red team in_23: sent as the create request (REST, gcloud, Terraform) the document runs as
+    # and where it says; check, rewrite and the drop-in judge the submission's arguments
+    document = {"displayName": "t", "pipelineSpec": SPEC, "runtimeConfig": {}, field: value}
+    with pytest.raises(TemplateError, match=f"sets {field}") as refused:
+        parse_template_text(json.dumps(document))
+    assert refused.value.fix and "remove" in refused.value.fix
+    with pytest.raises(TemplateError, match=f"sets {field}"):
+        zt.rewrite(document, project="zt-demo")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match=f"sets {field}"):
+        zt.PipelineJob(display_name="t", template_path=str(path), project="zt-demo")
+    # the same document without it loads (labels, displayName ... are not placement)
+    del document[field]
+    parse_template_text(json.dumps({**document, "labels": {"a": "b"}}))
 
 
 def test_tab_indented_json_template_loads() -> None:

@@ -213,6 +213,40 @@ def check_envelope(
     from zt_pipelines.spec.vertex_rules import check_vertex_rules
 
     check_vertex_rules(document, where=where, job_id=job_id)
+    if "pipelineSpec" in document:
+        _refuse_job_placement(document, where)
+
+
+#: fields of a PipelineJob document that decide who the job runs as and where, when the
+#: document itself is the create request (REST, gcloud, Terraform): aiplatform ignores them,
+#: so nothing here judges them — refused instead of passed through (both spellings, as a
+#: protobuf JSON parser reads either)
+_JOB_PLACEMENT_FIELDS = {
+    "serviceAccount": "--pipeline-sa / service_account=",
+    "service_account": "--pipeline-sa / service_account=",
+    "network": "the submission's network= argument",
+    "pscInterfaceConfig": "the submission's psc_interface_config= argument",
+    "psc_interface_config": "the submission's psc_interface_config= argument",
+    "reservedIpRanges": "the submission's reserved_ip_ranges= argument",
+    "reserved_ip_ranges": "the submission's reserved_ip_ranges= argument",
+    "encryptionSpec": "encryption_spec_key_name=",
+    "encryption_spec": "encryption_spec_key_name=",
+}
+
+
+def _refuse_job_placement(document: Mapping[str, Any], where: str) -> None:
+    """A PipelineJob document's own identity and placement fields are refused, whatever
+    their value: check, rewrite and the drop-in judge the submission's arguments, and a
+    document sent as-is would run as (and where) the document says, unverified."""
+    for field, instead in _JOB_PLACEMENT_FIELDS.items():
+        if field in document:
+            raise TemplateError(
+                f"the PipelineJob document sets {field}, which decides who the job runs as "
+                "or where when the document is sent as the create request; zt-pipelines "
+                "judges the submission's own arguments, never the document's",
+                where=f"{where}: {field}",
+                fix=f"remove {field} from the document and pass it as {instead}",
+            )
 
 
 def refuse_aliases(documents: list[Any], where: str) -> None:
