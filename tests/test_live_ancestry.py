@@ -46,9 +46,7 @@ def _same(a: Snapshot, b: Snapshot) -> bool:
 
 
 def test_the_emulator_answers_a_projects_ancestry_bottom_to_top(emulator: Emulator) -> None:
-    factory = ClientFactory(
-        emulator_credentials(sa_member(READER)), emulator_host=emulator.address
-    )
+    factory = ClientFactory(emulator_credentials(sa_member(READER)), emulator_host=emulator.address)
     hierarchy = build_adapters(factory, no_wait_policy()).hierarchy
     assert hierarchy.get_ancestry("proj-a1") == (PROJECT, FOLDER, ORG)  # type: ignore[attr-defined]
     assert hierarchy.get_ancestry("proj-b2") == (  # type: ignore[attr-defined]
