@@ -45,6 +45,7 @@ def payload_provenance(
     *,
     parameter_values: Mapping[str, Any],
     identities: Iterable[str | None] = (),
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> list[StepIdentity]:
     """``steps`` with ``payload_input_origins`` and ``upstream_digest`` set for every step that
     pastes run-time values (``unescaped_payload_inputs``); the others unchanged.
@@ -55,6 +56,8 @@ def payload_provenance(
         parameter_values: the pipeline parameters' known values (a value pasted directly is
             part of what was reviewed; one that only feeds a producer is not).
         identities: the identities the rewrite pinned, masked out of every fingerprint.
+        input_artifacts: the pipeline's input artifacts a run is given (name -> Vertex ML
+            Metadata artifact id); an artifact pasted as it is is part of what was reviewed.
     """
     steps = list(steps)
     if not any(s.unescaped_payload_inputs for s in steps):
@@ -66,17 +69,24 @@ def payload_provenance(
         for e in (s.service_account, s.launched_service_account, s.serving_service_account)
         if e
     )
-    tracer = _Tracer(ir, parameter_values, masked)
+    tracer = _Tracer(ir, parameter_values, masked, input_artifacts or {})
     return [tracer.step(s) if s.unescaped_payload_inputs else s for s in steps]
 
 
 class _Tracer:
     """One pass over a rewritten IR: task index, memoised producer closures."""
 
-    def __init__(self, ir: Mapping[str, Any], values: Mapping[str, Any], masked: set[str]) -> None:
+    def __init__(
+        self,
+        ir: Mapping[str, Any],
+        values: Mapping[str, Any],
+        masked: set[str],
+        artifacts: Mapping[str, str],
+    ) -> None:
         self.components: Mapping[str, Any] = ir.get("components") or {}
         self.executors: Mapping[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
         self.values = values
+        self.artifacts = artifacts
         # A pinned identity or a string parameter value the rewrite pinned or inlined into a
         # producer (a project, a location) is masked, so a run in another project reviews the
         # same closure — but only where the rewrite writes such values (see _pinned_input,
@@ -216,7 +226,12 @@ class _Tracer:
     ) -> tuple[str, Any]:
         if dag == "" or dag not in self.tasks:
             if kind == "artifacts":
-                return f"the pipeline's input artifact {name!r}", {"pipeline_artifact": name}
+                artifact: dict[str, Any] = {"pipeline_artifact": name}
+                text = f"the pipeline's input artifact {name!r}"
+                if direct and name in self.artifacts:  # what is pasted is this artifact's
+                    artifact["artifact_id"] = self.artifacts[name]
+                    text += f" (artifact {self.artifacts[name]})"
+                return text, artifact
             key: dict[str, Any] = {"parameter": name}
             if direct and name in self.values:  # the value pasted as it is: part of the review
                 key["value"] = hashlib.sha256(  # hashed: never masked away as a token

@@ -151,6 +151,7 @@ def rewrite(
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
     pipeline_root: str | None = None,
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Rewrite ``spec`` and return only the new IR; the arguments are
     :func:`rewrite_pipeline`'s (spelled out so ``help()`` and IDEs show them)."""
@@ -165,6 +166,7 @@ def rewrite(
         defaults=defaults,
         platform_docs=platform_docs,
         pipeline_root=pipeline_root,
+        input_artifacts=input_artifacts,
     ).spec
 
 
@@ -180,6 +182,7 @@ def rewrite_pipeline(
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
     pipeline_root: str | None = None,
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> RewriteResult:
     """Rewrite every container step of a pipeline into a CustomJob under its own identity.
 
@@ -203,6 +206,9 @@ def rewrite_pipeline(
         pipeline_root: the verified pipeline root Vertex substitutes for
             ``{{$.pipeline_root}}`` (``None``: Vertex's default root). It lands inside launcher
             payloads, so it must be a ``gs://`` URI without quotes, backslashes or braces.
+        input_artifacts: the pipeline's input artifacts the run is given (name -> Vertex ML
+            Metadata artifact id, as ``PipelineJob(input_artifacts=...)`` takes them); a step
+            that pastes one has its id in the ZT102 ``upstream`` digest.
 
     Raises:
         TemplateError: the template is not a pipeline, or a step cannot become a CustomJob.
@@ -224,6 +230,7 @@ def rewrite_pipeline(
         _refuse_credentials(parameter_values)
     if parameter_values:  # schema 2.0.0 and older: aiplatform takes values of three types only
         check_parameter_types(ir, list(parameter_values), where="parameter_values")
+    artifacts = _input_artifacts(ir, input_artifacts)
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
@@ -262,6 +269,7 @@ def rewrite_pipeline(
         walker.steps,
         parameter_values={k: b.value for k, b in walker.env.items() if b.kind == "constant"},
         identities=(pipeline_sa,),
+        input_artifacts=artifacts,
     )
     return RewriteResult(
         spec=new_spec,
@@ -272,6 +280,40 @@ def rewrite_pipeline(
 
 
 # ------------------------------------------------------------------------------ inputs
+
+
+def _input_artifacts(ir: dict[str, Any], given: Mapping[str, str] | None) -> dict[str, str]:
+    """The run's input artifact ids, each naming an input artifact the pipeline declares."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise TemplateError(
+            f"input_artifacts is a {type(given).__name__}, not a mapping",
+            where="input_artifacts",
+            fix='pass {"artifact name": "artifact id"}',
+        )
+    declared = _root_artifacts(ir.get("root") or {})
+    out: dict[str, str] = {}
+    for name, artifact_id in given.items():
+        where = f"input_artifacts[{name!r}]"
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "(none)"
+            raise TemplateError(
+                f"pipeline {ir['pipelineInfo']['name']!r} has no input artifact {name!r}",
+                where=where,
+                fix=f"its input artifacts: {known}",
+            )
+        if not isinstance(artifact_id, str) or not _ARTIFACT_ID.fullmatch(artifact_id):
+            raise TemplateError(
+                f"artifact id {artifact_id!r} is not a Vertex ML Metadata artifact id",
+                where=where,
+                fix="pass the artifact's id (the last part of its resource name)",
+            )
+        out[str(name)] = artifact_id
+    return out
+
+
+_ARTIFACT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # Vertex ML Metadata's artifact ids
 
 
 def _refuse_credentials(values: Mapping[str, Any]) -> None:
