@@ -81,9 +81,11 @@ from zt_pipelines.spec.jobs import (
 )
 from zt_pipelines.spec.launcher import (
     CUSTOM_JOB_INPUT_NAMES,
+    PIPELINE_PLACE,
     _copy,
     custom_job_component,
     is_safe_payload_string,
+    wrapper_code_inputs,
 )
 from zt_pipelines.spec.payload import (
     ParsedPayload,
@@ -714,8 +716,12 @@ class _Walker:
                 launched_identity_field=launched_field,
                 serving_service_account=serving,
                 wrapped_launcher=kind is not None,
-                job_project=placed["job_project"],
-                job_location=placed["job_location"],
+                # a container's CustomJob runs in the pipeline's place; its own project and
+                # location inputs say where its code is pointed
+                job_project=placed["job_project"] if kind is not None else None,
+                job_location=placed["job_location"] if kind is not None else None,
+                code_project=placed["job_project"] if kind is None else None,
+                code_location=placed["job_location"] if kind is None else None,
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
@@ -918,7 +924,17 @@ class _Walker:
         )
         if launched is None and kind.name != "CustomJob":  # the job runs as the step itself
             launched, launched_field = sa, f"payload {'.'.join(identity_path)}"
-        placed = self._placement(container, bindings, params, env, inner or kind, where)
+        # a CustomJob zt-pipelines wrapped around a step (a second rewrite) is placed as the
+        # first rewrite placed it: by the wrapped launcher's own flags (in its worker pool), or,
+        # for a container, its project/location inputs are where its code is pointed
+        ours = wrapper_code_inputs(container) if kind.name == "CustomJob" else frozenset()
+        code = bool(ours) and inner is None
+        if ours and inner is not None:
+            placed = self._placement(_pool_container(pools), bindings, params, env, inner, where)
+        else:
+            placed = self._placement(
+                container, bindings, params, env, None if code else inner or kind, where
+            )
         job = JobFields()
         if kind.name == "CustomJob":
             self._apply_gcpc_fields(bindings, params, parsed, decl, where)
@@ -970,8 +986,10 @@ class _Walker:
                 launched_identity_field=launched_field,
                 serving_service_account=serving,
                 wrapped_launcher=inner is not None,
-                job_project=placed["job_project"],
-                job_location=placed["job_location"],
+                job_project=None if code else placed["job_project"],
+                job_location=None if code else placed["job_location"],
+                code_project=placed["job_project"] if code else None,
+                code_location=placed["job_location"] if code else None,
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
@@ -1340,10 +1358,18 @@ class _Walker:
                     name = input_placeholder(value)
                     if name is not None:
                         names[key] = (name,)
-                    elif isinstance(value, str) and value and "{{" not in value:
-                        found[key] = value
-                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
-                        # text around a placeholder: the place is known only when Vertex fills it
+                    elif value == PIPELINE_PLACE[flag[2:]]:
+                        # the running pipeline's: an input of that name is data for the job's
+                        # code (Google's LLM components pass their image registry's project)
+                        names[key] = ()
+                    elif isinstance(value, str) and "{{" not in value:
+                        # empty: the launcher reads its place from the resource (a deploy:
+                        # the endpoint's) — the inputs below say which
+                        if value:
+                            found[key] = value
+                    else:
+                        # another placeholder, or text around one: the place is known only
+                        # when Vertex fills it
                         raise TemplateError(
                             f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
                             where=where,
@@ -1785,6 +1811,12 @@ def _opens_to_callers(
         for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
         if value is _RUNTIME or value not in (False, None, "", "false")
     )
+
+
+def _pool_container(pools: Any) -> dict[str, Any]:
+    """The first worker pool's container as a launcher container (command and args)."""
+    spec = pools[0]["container_spec"]
+    return {"command": spec.get("command") or [], "args": spec.get("args") or []}
 
 
 def _pool_image(pools: Any) -> str:
