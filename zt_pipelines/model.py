@@ -170,6 +170,9 @@ class StepIdentity:
         job_images_unknown: where the launched job takes an image only known at run time (a
             pool list or image from an upstream output, a model's serving container, a
             Dataflow template file): unverifiable, a finding under an ``images`` policy.
+        job_opens_to_callers: payload fields of a launched job that open it to HTTP callers
+            (``job_spec.enable_dashboard_access``, a trial spec's ``enable_web_access``), set
+            or known only at run time; judged by the policy's ``jobs.allowWebAccess``.
     """
 
     task: str
@@ -196,6 +199,7 @@ class StepIdentity:
     job_runtime_fields: tuple[str, ...] = ()
     job_images: tuple[str, ...] = ()
     job_images_unknown: tuple[str, ...] = ()
+    job_opens_to_callers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

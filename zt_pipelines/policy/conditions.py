@@ -6,7 +6,10 @@ integers, booleans and timestamps, ``in`` on list literals, ``startsWith``/``end
 ``contains``/``matches`` (RE2, unanchored) on strings, ``timestamp("RFC 3339")``, and the
 request attributes below — written as ``a.b``, ``a["b"]`` or in parentheses alike. Any other
 node, function, method or attribute is **unknown**, and unknown never proves a grant (nor rules
-out a deny).
+out a deny). Before any evaluation the expression is type-checked as IAM does
+(:mod:`zt_pipelines.policy.conditions_types`): an ill-typed condition (``1 ? true : true``,
+``true || "x"``) is a :class:`ConditionError` — refused in a snapshot file, unknown wherever
+else it is evaluated.
 
 A condition is evaluated with the attributes of the *request* the step will make: the accessed
 resource's ``resource.name`` / ``resource.type`` / ``resource.service`` and ``request.time``
@@ -40,6 +43,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
+from zt_pipelines.policy.conditions_types import CelTypeError, check_boolean
 from zt_pipelines.policy.deny import to_v2
 from zt_pipelines.policy.snapshot import ASSET_TYPES, Condition
 
@@ -243,6 +247,12 @@ class ConditionEvaluator:
                 raise ConditionError("the condition is nested too deeply") from None
             except Exception as exc:  # celpy raises CELParseError and lark errors
                 raise ConditionError(f"invalid CEL: {exc}".splitlines()[0]) from exc
+            try:
+                check_boolean(program)  # IAM type-checks before it evaluates: so do we
+            except RecursionError:
+                raise ConditionError("the condition is nested too deeply") from None
+            except CelTypeError as exc:
+                raise ConditionError(str(exc)) from None
             self._programs[expression] = program
         return program
 
@@ -465,10 +475,8 @@ class _Walk:
             return self.eval(kids[1])
         if cond is False:
             return self.eval(kids[2])
-        a, b = self.eval(kids[1]), self.eval(kids[2])
-        if _definite(a) and _definite(b) and type(a) is type(b) and a == b:
-            return a
-        return cond if isinstance(cond, _Unknown) else _Unknown("the condition is not boolean")
+        # an unknown test may be an error at run time, which no branch value hides
+        return cond if isinstance(cond, _Unknown) else _Unknown("the test of ?: is not boolean")
 
     def _conditionalor(self, kids: list[Any]) -> _Value:
         return _kleene(self.eval(kids[0]), self.eval(kids[1]), absorbing=True)
@@ -608,12 +616,13 @@ class _Walk:
         return tuple(self.eval(k) for k in kids[0].children) if kids else ()
 
 
-def _definite(value: _Value) -> bool:
-    return isinstance(value, (bool, int, str, _Time))
-
-
 def _kleene(left: _Value, right: _Value, *, absorbing: bool) -> _Value:
-    """``||`` (``absorbing`` = True) or ``&&``: a definite absorbing side decides the whole."""
+    """``||`` (``absorbing`` = True) or ``&&``: a definite absorbing side decides the whole,
+    unless the other side is a definite value that is not boolean (ill-typed: never a
+    decision)."""
+    for v in (left, right):
+        if not isinstance(v, (bool, _Unknown)):
+            return _Unknown("a logical operator on a value that is not boolean")
     if left is absorbing or right is absorbing:
         return absorbing
     if left is (not absorbing) and right is (not absorbing):

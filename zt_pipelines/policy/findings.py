@@ -1217,6 +1217,20 @@ def _org_policy_findings(
             out.append(
                 _f("ZT500", "the step enables interactive web access", step=s.task, evidence=(src,))
             )
+        opened = [  # the launched job's own fields (a dashboard, a tuning trial's shell)
+            f
+            for f in s.job_opens_to_callers
+            if not (job.enable_web_access and f == "job_spec.enable_web_access")
+        ]
+        if opened and not policy.allow_web_access:
+            out.append(
+                _f(
+                    "ZT500",
+                    f"the job the step launches is opened to HTTP callers: {', '.join(opened)}",
+                    step=s.task,
+                    evidence=(src,),
+                )
+            )
         out += _image_findings(s, policy, src)
     if policy.refuse_key_file_credentials and ctx.submitter_credentials == "service_account_key":
         out.append(

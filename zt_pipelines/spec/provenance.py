@@ -9,8 +9,11 @@ digest (:func:`payload_provenance`); a waiver pins the digest, so swapping a pro
 its component or re-feeding a sub-pipeline input no longer matches the old waiver.
 
 Pure: reads the *rewritten* IR (so a second rewrite, which returns the same IR, gives the same
-digest) and masks every identity the rewrite pinned (identities are verified on their own, and a
-derived identity changes with the project). See ``docs/policy-file.md``.
+digest). It masks a pinned identity or a parameter value only at the places the rewrite writes
+one — a task input it pins (identity, project, location, network, CMEK key), the identity field of
+a launcher's ``--payload``, the arguments of a GCPC launcher it wrapped (where it inlines the
+task's known inputs) — never a producer's image, code, command, arguments or environment:
+those are what a reviewer reviewed. See ``docs/policy-file.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.spec.gcpc import CATALOGUE, JOB_IDENTITY_INPUTS, identify_launcher
 
 __all__ = ["DIGEST_LENGTH", "payload_provenance"]
 
@@ -73,28 +77,20 @@ class _Tracer:
         self.components: Mapping[str, Any] = ir.get("components") or {}
         self.executors: Mapping[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
         self.values = values
-        # one pass masks every pinned identity (longest first: none hides inside another)
-        # and every string parameter value the rewrite may have pinned or inlined into a
-        # producer (a project, a location): a run in another project reviews the same
-        # closure. Tokens hold a NUL, which JSON text never does, so masking stays one-to-one.
-        # Only a whole string value is masked (a binding's constant, a payload field once the
-        # payload JSON is parsed), never text inside one: a value that also occurs in a
-        # producer's code must not hide an edit of that code.
+        # A pinned identity or a string parameter value the rewrite pinned or inlined into a
+        # producer (a project, a location) is masked, so a run in another project reviews the
+        # same closure — but only where the rewrite writes such values (see _pinned_input,
+        # _component_fingerprint), never wherever the text occurs: an image, code or argument
+        # that equals a parameter value is what was reviewed, and swapping it together with the
+        # value must change the digest. Tokens hold a NUL, which JSON text never does.
         self.tokens: dict[str, str] = {}
         for name in sorted(values, reverse=True):  # the first name wins a shared value
             value = values[name]
             if isinstance(value, str) and len(value) >= _MIN_MASKED:
                 self.tokens[value] = f"\0p:{name}\0"
-        self.tokens.update({email: _IDENTITY_MASK for email in masked})
-        # inside a launcher's payload (the JSON text GCPC builds, often as Concat fragments
-        # that are no JSON on their own) a value is a quoted JSON string literal
-        escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
-        self.literal_tokens = escaped
-        ordered = sorted(escaped, key=lambda e: (-len(e), e))
-        self.literals = (
-            re.compile('"(' + "|".join(map(re.escape, ordered)) + ')"') if ordered else None
-        )
-        self.fingerprints: dict[str, str] = {}
+        self.identities = _Masks({email: _IDENTITY_MASK for email in masked})
+        self._masks: dict[frozenset[str], _Masks] = {}
+        self.fingerprints: dict[tuple[str, frozenset[str]], str] = {}
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
         self.closures: dict[str, str] = {}
@@ -135,7 +131,7 @@ class _Tracer:
             pasted[name] = key
         self._close(producers)
         document = {
-            "step": self._fingerprint(task),
+            "step": self._fingerprint(task, dag),
             "pasted": pasted,
             "upstream": {p: self.closures[p] for p in sorted(producers)},
         }
@@ -326,7 +322,7 @@ class _Tracer:
             self.closures[path] = self._digest(
                 {
                     "task": path,
-                    "component": self._fingerprint(entry[0]) if entry else None,
+                    "component": self._fingerprint(*entry) if entry else None,
                     "inputs": inputs,
                     "upstream": {d: self.closures.get(d, "") for d in sorted(deps)},
                 }
@@ -354,18 +350,69 @@ class _Tracer:
                 _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
                 if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
                     key = {"constant": _workload(key["constant"])}
+                if kind == "parameters" and isinstance(key, dict) and set(key) == {"constant"}:
+                    key = {"constant": self._pinned_input(name, key["constant"])}
                 inputs[f"{kind}:{name}"] = key
         return inputs, deps
 
-    def _fingerprint(self, task: Mapping[str, Any]) -> str:
-        """What a task runs: its component (without its name) and executor."""
+    def _pinned_input(self, name: str, value: Any) -> Any:
+        """A task input's constant, masked where the rewrite pins one: an identity input
+        (the step's or its job's identity), a placement input (a project, location, network or
+        CMEK key taken from a pipeline parameter), a worker identity flag in a list input."""
+        if name in _IDENTITY_INPUTS:
+            return self.identities.whole(value)
+        if name in _PLACEMENT_INPUTS and isinstance(value, str):
+            return self.tokens.get(value, value)
+        if name in _FLAG_INPUTS and isinstance(value, list):
+            return [
+                self.identities.whole(v) if i and value[i - 1] in _FLAG_INPUTS[name] else v
+                for i, v in enumerate(value)
+            ]
+        return value
+
+    def _fingerprint(self, task: Mapping[str, Any], dag: str) -> str:
+        """What a task runs: its component (without its name) and executor; the parameter
+        values the task receives masked where the rewrite inlined them."""
         ref = str((task.get("componentRef") or {}).get("name"))
-        found = self.fingerprints.get(ref)
+        fed = self._fed_values(task, dag)
+        found = self.fingerprints.get((ref, fed))
         if found is None:
-            found = self.fingerprints[ref] = self._component_fingerprint(task)
+            found = self.fingerprints[(ref, fed)] = self._component_fingerprint(task, fed)
         return found
 
-    def _component_fingerprint(self, task: Mapping[str, Any]) -> str:
+    def _fed_values(self, task: Mapping[str, Any], dag: str) -> frozenset[str]:
+        """The masked parameter values a task's inputs carry: a pipeline parameter bound
+        (through enclosing sub-pipelines) by name, or a placement constant the rewrite pinned
+        from one. Only these can the rewrite have inlined into the task's launcher."""
+        if not self.tokens:
+            return frozenset()
+        fed: set[str] = set()
+        bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+        for name, spec in bindings.items():
+            value: Any = None
+            if isinstance(spec, dict) and "componentInputParameter" in spec:
+                root = self._root_parameter(dag, str(spec["componentInputParameter"]))
+                value = self.values.get(root) if root is not None else None
+            elif isinstance(spec, dict) and name in _PLACEMENT_INPUTS:
+                value = _dict(spec.get("runtimeValue")).get("constant")
+            if isinstance(value, str) and value in self.tokens:
+                fed.add(value)
+        return frozenset(fed)
+
+    def _root_parameter(self, dag: str, name: str) -> str | None:
+        """The pipeline parameter a DAG input is bound to, through enclosing sub-pipelines
+        (``None``: a constant, a loop item, an upstream output)."""
+        for _ in range(len(self.dags) + 1):
+            if dag == "" or dag not in self.tasks:
+                return name
+            task, parent = self.tasks[dag]
+            spec = _dict(_dict(task.get("inputs")).get("parameters")).get(name)
+            if not isinstance(spec, dict) or "componentInputParameter" not in spec:
+                return None
+            dag, name = parent, str(spec["componentInputParameter"])
+        return None
+
+    def _component_fingerprint(self, task: Mapping[str, Any], fed: frozenset[str]) -> str:
         component = self._component_of(task)
         label = component.get("executorLabel")
         executor = self.executors.get(label) if isinstance(label, str) else None
@@ -373,32 +420,92 @@ class _Tracer:
         definitions = (body.get("inputDefinitions") or {}).get("parameters")
         if isinstance(definitions, dict):  # where and how the job runs is not what it makes
             kept = {name: d for name, d in definitions.items() if name not in _JOB_SETTINGS}
+            for name in _IDENTITY_INPUTS & set(kept):  # a pinned identity as the default
+                if isinstance(kept[name], dict) and "defaultValue" in kept[name]:
+                    default = self.identities.whole(kept[name]["defaultValue"])
+                    kept[name] = {**kept[name], "defaultValue": default}
             pools = kept.get("worker_pool_specs")
             if isinstance(pools, dict) and "defaultValue" in pools:
                 kept["worker_pool_specs"] = {
                     **pools,
-                    "defaultValue": _workload(pools["defaultValue"]),
+                    "defaultValue": self._wrapped(_workload(pools["defaultValue"]), fed),
                 }
             body["inputDefinitions"] = {**body["inputDefinitions"], "parameters": kept}
-        return self._digest({"component": body, "executor": executor})
+        return self._digest({"component": body, "executor": self._launcher(executor)})
+
+    def _launcher(self, executor: Any) -> Any:
+        """An executor with the identity the rewrite pinned into its launcher's ``--payload``
+        masked (any other identity there is refused by the rewrite)."""
+        container = _dict(_dict(executor).get("container"))
+        args = container.get("args")
+        if not isinstance(args, list) or "--payload" not in args[:-1]:
+            return executor
+        masked = [
+            self.identities.written(v) if i and args[i - 1] == "--payload" else v
+            for i, v in enumerate(args)
+        ]
+        return {**_dict(executor), "container": {**container, "args": masked}}
+
+    def _wrapped(self, pools: Any, fed: frozenset[str]) -> Any:
+        """A wrapper's worker pools with the values the rewrite inlined into a GCPC launcher
+        it wrapped (its command and arguments; the task's parameter values and pinned
+        identities) masked. Any other pool — a container's image, code, arguments or
+        environment — is hashed as it is."""
+        if not isinstance(pools, list):
+            return pools
+        out: list[Any] = []
+        for pool in pools:
+            spec = _dict(pool).get("container_spec")
+            kind = identify_launcher(spec) if isinstance(spec, dict) else None
+            if kind is None or not kind.wrap or not isinstance(spec, dict):
+                out.append(pool)
+                continue
+            masks = self._masks_for(fed)
+            spec = dict(spec)
+            for key in ("command", "args"):
+                if isinstance(spec.get(key), list):
+                    spec[key] = [masks.written(v) for v in spec[key]]
+            out.append({**pool, "container_spec": spec})
+        return out
+
+    def _masks_for(self, fed: frozenset[str]) -> _Masks:
+        found = self._masks.get(fed)
+        if found is None:
+            tokens = {v: self.tokens[v] for v in fed}
+            tokens.update(self.identities.tokens)
+            found = self._masks[fed] = _Masks(tokens)
+        return found
 
     def _digest(self, document: Any) -> str:
-        """A short SHA-256 of canonical JSON, pinned identities and parameter values masked
-        (bindings carry them too, and a derived identity changes with the project)."""
+        """A short SHA-256 of canonical JSON (numbers as aiplatform's Struct sends them)."""
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         if _INTEGRAL_FLOAT.search(text):  # aiplatform's protobuf Struct turns 25 into 25.0
             document = json.loads(text, parse_float=_number)
             text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        if self.tokens:
-            document = self._mask(json.loads(text, parse_float=_number))
-            text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
-    def _mask(self, value: Any, payload: bool = False) -> Any:
-        """``value`` with every string that IS a pinned identity or a parameter value replaced
-        by its token — and, inside a launcher's ``--payload`` (where the rewrite pins them),
-        every such value written as a quoted JSON string literal. Text inside any other
-        string (a producer's code) is never touched: an edit there changes the digest."""
+
+class _Masks:
+    """Tokens for values at a place the rewrite writes them: as a whole string, and inside JSON
+    text it wrote into (a launcher's payload, often Concat fragments that are no JSON on their
+    own) as a quoted JSON string literal."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self.tokens = dict(tokens)
+        escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
+        self.literal_tokens = escaped
+        ordered = sorted(escaped, key=lambda e: (-len(e), e))  # longest first: none hides
+        self.literals = (
+            re.compile('"(' + "|".join(map(re.escape, ordered)) + ')"') if ordered else None
+        )
+
+    def whole(self, value: Any) -> Any:
+        """``value`` replaced by its token when it IS one of the values."""
+        return self.tokens.get(value, value) if isinstance(value, str) else value
+
+    def written(self, value: Any) -> Any:
+        """``value`` (an argument the rewrite wrote into) with each of the values masked as a
+        whole string, inside its JSON text, or as a quoted JSON literal; other text is kept."""
         if isinstance(value, str):
             token = self.tokens.get(value)
             if token is not None:
@@ -409,24 +516,21 @@ class _Tracer:
                 except ValueError:
                     inner = None
                 if isinstance(inner, (dict, list)):
-                    masked = self._mask(inner, payload)
+                    masked = self.written(inner)
                     if masked != inner:
                         return "\0json\0" + json.dumps(
                             masked, sort_keys=True, separators=(",", ":"), ensure_ascii=True
                         )
                     return value
-            if payload and self.literals is not None:
+            if self.literals is not None:
                 return self.literals.sub(
                     lambda m: '"' + self.literal_tokens[m.group(1)] + '"', value
                 )
             return value
         if isinstance(value, dict):
-            return {k: self._mask(v, payload) for k, v in value.items()}
+            return {k: self.written(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [
-                self._mask(v, payload or (i > 0 and value[i - 1] == "--payload"))
-                for i, v in enumerate(value)
-            ]
+            return [self.written(v) for v in value]
         return value
 
 
@@ -448,6 +552,29 @@ _JOB_SETTINGS = frozenset(
     }
 )
 _POOL_WORKLOAD = ("container_spec", "python_package_spec")
+# task inputs the rewrite pins a value into (spec/rewrite.py _pinned_input, _job_identity_inputs,
+# _pin_args_flag, _placement): only there is a binding constant masked
+_IDENTITY_INPUTS = frozenset(
+    {*JOB_IDENTITY_INPUTS}
+    | {k.identity.input for k in CATALOGUE if k.identity.input and k.identity.kind == "payload"}
+    | {k.serving_identity.input for k in CATALOGUE if k.serving_identity is not None}
+) - {""}
+_FLAG_INPUTS: dict[str, frozenset[str]] = {
+    name: frozenset(
+        k.identity.flag
+        for k in CATALOGUE
+        if k.identity.kind == "args_flag" and k.identity.input == name
+    )
+    for name in {k.identity.input for k in CATALOGUE if k.identity.kind == "args_flag"} - {""}
+}
+_PLACEMENT_INPUTS = frozenset(
+    {"project", "location", "network", "encryption_spec_key_name"}
+    | {
+        name
+        for k in CATALOGUE
+        for name in (*k.project_inputs, *k.location_inputs, *k.network_inputs, *k.cmek_inputs)
+    }
+)
 
 
 def _workload(value: Any) -> Any:

@@ -935,6 +935,7 @@ class _Walker:
                 job_runtime_fields=self._runtime_placement,
                 job_images=images,
                 job_images_unknown=unknown_images,
+                job_opens_to_callers=_opens_to_callers(parsed.tree, bindings, params, env),
             )
         )
         return task
@@ -1601,18 +1602,28 @@ _IMAGES_ELSEWHERE: dict[str, str] = {
 def _job_images(
     parsed: ParsedPayload, kind: str, bindings: dict[str, Any], params: dict[str, Any], env: Env
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(every image the launched job runs, known now; where it runs one known only later)."""
-    if kind in _IMAGES_ELSEWHERE:
-        return (), (_IMAGES_ELSEWHERE[kind],)
+    """(every image the launched job runs, known now; where it runs one known only later).
+
+    Three sources, for every kind: the kind's worker pools (:data:`_POOL_PATHS`), an image the
+    job takes from elsewhere (:data:`_IMAGES_ELSEWHERE`), and every image-named field anywhere
+    in the payload (:func:`_payload_images`: a Dataproc batch's ``runtime_config.
+    container_image``, a flex template's ``sdk_container_image`` or inline ``container_spec.
+    image``, a field a new GCPC version adds) — so no image field of any payload goes unjudged.
+    """
     path = _POOL_PATHS.get(kind)
+    images, unknown = _payload_images(parsed.tree, bindings, params, env, skip=path)
+    if kind in _IMAGES_ELSEWHERE:
+        unknown.append(_IMAGES_ELSEWHERE[kind])
     if path is None:
-        return (), ()
+        return tuple(dict.fromkeys(images)), tuple(dict.fromkeys(unknown))
     pools = payload_value(parsed, path, bindings, params, env)
     where = ".".join(path)
     if not isinstance(pools, list) or not pools:
-        return (), (f"{where} (known only at run time)",)
-    images: list[str] = []
-    unknown: list[str] = []
+        return tuple(dict.fromkeys(images)), (*unknown, f"{where} (known only at run time)")
+    # any other image-named field of a pool (``containerSpec.imageUri``, a new spec kind)
+    more, more_unknown = _payload_images(pools, bindings, params, env, skip=None, at=path)
+    images += more
+    unknown += more_unknown
     for i, pool in enumerate(pools):
         if not isinstance(pool, dict):
             unknown.append(f"{where}[{i}] (known only at run time)")
@@ -1633,7 +1644,105 @@ def _job_images(
                 unknown.append(f"{where}[{i}].{spec_key}.{image_key} (known only at run time)")
         if not found and pool:  # an empty {} pool is GCPC's placeholder for "no pool here"
             unknown.append(f"{where}[{i}] (no container_spec or python_package_spec)")
-    return tuple(dict.fromkeys(images)), tuple(unknown)
+    return tuple(dict.fromkeys(images)), tuple(dict.fromkeys(unknown))
+
+
+_IMAGE_KEY = re.compile(r"(?i)image(_?uri)?$")
+"""A payload key naming a container image, in either spelling the launchers' protobuf
+parsers accept (``container_image``/``containerImage``, ``image_uri``, ``image``,
+``executor_image_uri``, ``sdk_container_image``, ``worker_harness_container_image``)."""
+
+_MAX_FIELD_WALK = 20_000  # payload nodes visited (constants included) before giving up
+_RUNTIME = object()  # a field's value is known only when the pipeline runs
+
+
+def _payload_fields(
+    tree: Any,
+    key: re.Pattern[str],
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    skip: tuple[str, ...] | None = None,
+    at: tuple[str | int, ...] = (),
+) -> list[tuple[str, Any]]:
+    """Every field of a (parsed) launcher payload ``tree`` (found at path ``at``) whose key
+    matches ``key``, at any depth and through constant inputs, as ``(where, value)``; the value
+    is ``_RUNTIME`` when it is known only at run time. ``skip``: a path read separately."""
+    found: list[tuple[str, Any]] = []
+    todo: list[tuple[tuple[str | int, ...], Any, bool]] = [(at, tree, False)]
+    seen = 0
+    while todo:
+        path, node, hit = todo.pop()
+        seen += 1
+        if seen > _MAX_FIELD_WALK:
+            found.append(("the payload (too large to read every field)", _RUNTIME))
+            break
+        if skip is not None and path[: len(skip)] == skip:
+            continue
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        placeholder = input_placeholder(node.placeholder if isinstance(node, Raw) else node)
+        if placeholder is not None:
+            bound = input_binding(placeholder, bindings, params, env)
+            if bound is None:
+                continue  # an optional input left unset: nothing is pasted
+            node = bound.value if bound.kind == "constant" else _RUNTIME
+        elif isinstance(node, Raw) or (isinstance(node, str) and "{{" in node):
+            node = _RUNTIME
+        if hit:
+            found.append((where, node))
+        elif isinstance(node, dict):
+            todo += [
+                ((*path, k), v, isinstance(k, str) and bool(key.search(k)))
+                for k, v in reversed(node.items())
+            ]
+        elif isinstance(node, list):
+            todo += [((*path, i), v, False) for i, v in reversed(list(enumerate(node)))]
+    return found
+
+
+def _payload_images(
+    tree: Any,
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    skip: tuple[str, ...] | None,
+    at: tuple[str | int, ...] = (),
+) -> tuple[list[str], list[str]]:
+    """Every image-named field of a launcher payload (:func:`_payload_fields`): (images known
+    now, where an image is known only at run time). An empty value is the service's default
+    image (Google's), judged by no registry rule."""
+    images: list[str] = []
+    unknown: list[str] = []
+    for where, value in _payload_fields(tree, _IMAGE_KEY, bindings, params, env, skip=skip, at=at):
+        if value is _RUNTIME:
+            unknown.append(f"{where} (known only at run time)")
+        elif isinstance(value, str):
+            if value:
+                images.append(value)
+        elif value is not None:
+            unknown.append(f"{where} (not an image name)")
+    return images, unknown
+
+
+_OPENS_JOB = re.compile(r"(?i)^enable_?(web|dashboard)_?access$")
+"""Payload keys that open a running job to HTTP callers through its ``web_access_uris``:
+Vertex's interactive shell (``enable_web_access``) and the chief container's dashboard
+(``enable_dashboard_access``: Ray's accepts jobs), in a CustomJob or a tuning job's trial
+spec, in either spelling."""
+
+
+def _opens_to_callers(
+    tree: Any, bindings: Mapping[str, Any], params: Mapping[str, Any], env: Env
+) -> tuple[str, ...]:
+    """The payload fields that open the launched job to callers: set to anything but
+    ``false``/empty, or known only at run time (never proven closed)."""
+    return tuple(
+        where if value is not _RUNTIME else f"{where} (known only at run time)"
+        for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
+        if value is _RUNTIME or value not in (False, None, "", "false")
+    )
 
 
 def _pool_image(pools: Any) -> str:
