@@ -21,6 +21,7 @@ GAPI = f"serviceAccount:{NUMBER}@cloudservices.gserviceaccount.com"
 VERTEX_AGENT = f"serviceAccount:service-{NUMBER}@gcp-sa-aiplatform.iam.gserviceaccount.com"
 CONNECTION = f"serviceAccount:bqcx-{NUMBER}-k3xq@gcp-sa-bigquery-condel.iam.gserviceaccount.com"
 CI = "ci-runner@ml-prod.iam.gserviceaccount.com"
+DM_EDITOR = "roles/deploymentmanager.editor"
 TRAIN_MEMBER = f"serviceAccount:{TRAIN_SA}"
 
 
@@ -201,3 +202,58 @@ def test_custom_roles_held_only_by_the_pipelines_identities_name_nobody() -> Non
     grant(data, PROJECT, "projects/ml-prod/roles/featureReader", TRAIN_MEMBER)
     report = run(data)
     assert not [n for n in report.notes if "bob@example.com" in n and "decide" in n]
+
+
+# -- variants -----------------------------------------------------------------------------------
+
+
+def test_another_projects_agent_is_driven_from_its_own_project() -> None:
+    # other-proj's Google APIs agent is editor of ml-prod: whoever deploys in other-proj
+    other = "serviceAccount:222222222222@cloudservices.gserviceaccount.com"
+    data = grant(world_dict(), PROJECT, "roles/editor", other)
+    grant(data, "//cloudresourcemanager.googleapis.com/projects/other-proj", DM_EDITOR, MALLORY)
+    assert [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_an_agent_of_a_project_outside_the_state_fails_closed() -> None:
+    stranger = "serviceAccount:999999999999@cloudservices.gserviceaccount.com"
+    report = run(grant(world_dict(), PROJECT, "roles/editor", stranger))
+    [f] = [f for f in report.by_code("ZT220") if f.principal == stranger]
+    assert "not known" in f.message and "999999999999" in f.message
+
+
+def test_a_conditional_or_custom_deploy_grant_still_drives_the_agent() -> None:
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    data["roles"].append(
+        {
+            "name": "projects/ml-prod/roles/dmUpdate",
+            "permissions": ["deploymentmanager.deployments.update"],
+        }
+    )
+    grant(data, PROJECT, "projects/ml-prod/roles/dmUpdate", MALLORY)
+    grant(
+        data,
+        PROJECT,
+        DM_EDITOR,
+        "user:eve@example.com",
+        'request.time < timestamp("2027-01-01T00:00:00Z")',
+    )
+    report = run(data)
+    assert [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    [f] = [f for f in report.by_code("ZT220") if "eve" in f.principal]
+    assert "when its condition holds" in f.message
+
+
+def test_an_org_custom_role_bound_on_the_folder_or_the_account() -> None:
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/tiny", "permissions": ["iam.roles.get"]})
+    grant(data, sa_node(TRAIN_SA), "organizations/100/roles/tiny", MALLORY)
+    grant(data, ORG, "roles/iam.organizationRoleAdmin", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert "organizations/100/roles/tiny" in f.message and TRAIN_SA in f.message
+    # an editor of ml-prod's roles cannot change an organisation's role
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/tiny", "permissions": ["iam.roles.get"]})
+    grant(data, FOLDER, "organizations/100/roles/tiny", MALLORY)
+    grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
+    assert not [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]

@@ -45,6 +45,7 @@ from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
+    from zt_pipelines.policy.snapshot import Node
 
 #: policy rewrites: whoever holds them can grant themselves any of the others
 _ADMIN_PERMISSIONS = frozenset(p for p in EDGE_PERMISSIONS if p.endswith(".setIamPolicy"))
@@ -462,6 +463,9 @@ def _judge_drivers(
     lent = _lent(account)
     if lent is None:
         return
+    if ev.snapshot.project_by_number(lent[0]) is None:  # who can make it act: unknown
+        record("undriven", chain[-1], identity, chain[:-1])
+        return
     for d in _drivers(ev, *lent):
         member = d.member
         if member in (account, identity) or member in skip:
@@ -513,6 +517,16 @@ def _report(
                 f"its allow policy is not in the IAM state (read it, or remove its grant)"
             )
             member, where, role = h.member, h.node, h.role
+        elif code == "undriven":
+            number, lender = _lent(h.member) or ("?", None)
+            message = (
+                f"{h.member} can become {names}{through}, and who can make Google act as it is "
+                f"not known: it is "
+                + (lender.what if lender else "a lent identity")
+                + f" of project {number}, which is not in the IAM state (read that project, or "
+                "remove its grant)"
+            )
+            member, where, role = h.member, h.node, h.role
         elif code == "deep":
             message = (
                 f"{who} can become {names}{through}: a chain of more than {_MAX_DEPTH} service "
@@ -544,7 +558,7 @@ def _report(
                 step=",".join(tasks) or None,
                 principal=member,
                 resource=where,
-                permission=h.permission() if code not in ("unread", "deep") else None,
+                permission=h.permission() if code not in ("unread", "deep", "undriven") else None,
                 evidence=(
                     Evidence("binding", node=where, role=role, member=member, condition=condition),
                     *(
@@ -555,7 +569,9 @@ def _report(
                             member=c.raw,
                             condition=c.condition,
                         )
-                        for c in reversed(chain if code != "unread" else chain[:-1])
+                        for c in reversed(
+                            chain if code not in ("unread", "undriven") else chain[:-1]
+                        )
                     ),
                     *(Evidence("identity", detail=t) for t in targets[:20]),
                 ),
@@ -616,6 +632,9 @@ def _role_editor_findings(
     ours = set(identities)
     # (role, node where it is bound) -> the identities below, the other members bound to it
     bound: dict[tuple[str, str], tuple[list[str], set[str], str]] = {}
+    # node -> its custom-role bindings naming someone else (read once per node, not per
+    # identity: a project's bindings are above all of its accounts)
+    custom: dict[str, list[tuple[str, set[str], str]]] = {}
     for identity in sorted(identities):
         email = identity.partition(":")[2]
         nodes, _gap = ev.chain(service_account_resource(email))
@@ -623,17 +642,11 @@ def _role_editor_findings(
             home = _home(identity)
             nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
         for node in nodes:
-            for binding in node.policy.bindings if node.policy else ():
-                if _role_home(binding.role) is None:
-                    continue
-                others = {normalize_principal(m) for m in binding.members} - ours
-                others = {m for m in others if not m.startswith("deleted:")}
-                if not others:
-                    continue  # only the pipeline's own identities: what they hold is ZT21x's
-                targets, members, condition = bound.setdefault(
-                    (binding.role, node.name),
-                    ([], set(), binding.condition.expression if binding.condition else ""),
-                )
+            found = custom.get(node.name)
+            if found is None:
+                found = custom[node.name] = _custom_bindings(node, ours)
+            for role, others, condition in found:
+                targets, members, _ = bound.setdefault((role, node.name), ([], set(), condition))
                 if identity not in targets:
                     targets.append(identity)
                 members.update(others)
@@ -682,6 +695,21 @@ def _role_editor_findings(
                 "decide what it grants, and so who can become them: " + _listed(sorted(admins))
             )
     return out, notes
+
+
+def _custom_bindings(node: Node, ours: set[str]) -> list[tuple[str, set[str], str]]:
+    """(role, members other than the pipeline's identities, condition) of every binding of a
+    custom role on ``node`` that names someone else (the pipeline's own: ZT21x's concern)."""
+    out = []
+    for binding in node.policy.bindings if node.policy else ():
+        if _role_home(binding.role) is None:
+            continue
+        others = {normalize_principal(m) for m in binding.members} - ours
+        others = {m for m in others if not m.startswith("deleted:")}
+        if others:
+            condition = binding.condition.expression if binding.condition else ""
+            out.append((binding.role, others, condition))
+    return out
 
 
 def _role_editors(ev: Evaluator, home: str, ours: set[str]) -> list[tuple[str, str, str, str]]:
