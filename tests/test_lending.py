@@ -257,3 +257,16 @@ def test_an_org_custom_role_bound_on_the_folder_or_the_account() -> None:
     grant(data, FOLDER, "organizations/100/roles/tiny", MALLORY)
     grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
     assert not [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_a_part_lent_identity_lends_none_of_its_edges() -> None:
+    # the Vertex AI Service Agent mints tokens for every account of the project (its default
+    # role) and here holds Token Creator on an editor account: the uploader reaches neither
+    editor = "editor-sa@ml-prod.iam.gserviceaccount.com"
+    data = _uploader(_with_account(world_dict(), editor))
+    grant(data, PROJECT, "roles/aiplatform.serviceAgent", VERTEX_AGENT)
+    grant(data, sa_node(editor), "roles/iam.serviceAccountTokenCreator", VERTEX_AGENT)
+    grant(data, PROJECT, "roles/editor", f"serviceAccount:{editor}")
+    report = run(data)
+    assert not [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER], str(report)
+    assert [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]

@@ -230,6 +230,8 @@ class _Graph:
         """Every edge out of ``member`` (settled), and the ones that cannot be settled."""
         hops: list[Hop] = []
         unknown: list[UnknownEdge] = []
+        if lent_permissions(member.partition(":")[2]) is not None:
+            return hops, unknown  # lent only in part (its reads): none of its edges are
         for node, binding, mm, via in self.ev.member_bindings(member):
             cond = binding.condition.expression if binding.condition else ""
             agents = self.agents_below.get(node.name)
