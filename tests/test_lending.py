@@ -270,3 +270,19 @@ def test_a_part_lent_identity_lends_none_of_its_edges() -> None:
     report = run(data)
     assert not [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER], str(report)
     assert [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
+
+
+def test_deputy_agents_that_build_for_their_callers_are_not_drivers() -> None:
+    # Cloud Run's and Cloud Functions' agents start builds for callers their service checked;
+    # a look-alike of another "project" is judged like anyone
+    compute = f"serviceAccount:{NUMBER}-compute@developer.gserviceaccount.com"
+    data = grant(world_dict(), PROJECT, "roles/editor", compute)
+    for agent in (
+        f"serviceAccount:service-{NUMBER}@serverless-robot-prod.iam.gserviceaccount.com",
+        f"serviceAccount:service-{NUMBER}@gcf-admin-robot.iam.gserviceaccount.com",
+        f"serviceAccount:service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com",
+    ):
+        grant(data, PROJECT, "roles/cloudbuild.builds.editor", agent)
+    found = {f.principal for f in run(data).by_code("ZT220")}
+    assert f"serviceAccount:service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com" in found
+    assert not {p for p in found if "robot" in p}, found
