@@ -378,6 +378,7 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
                         gives,
                         frozenset(),
                         perms is None,
+                        perms is None or bool(gives - _ACT_AS),
                     )
                 )
     return out
