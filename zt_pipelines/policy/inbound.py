@@ -35,6 +35,7 @@ from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import CheckContext, sa_member
+from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
@@ -189,6 +190,14 @@ def _identities(
     return out
 
 
+def identities_of(
+    steps: Iterable[StepIdentity], ctx: CheckContext
+) -> dict[str, tuple[set[str], set[str]]]:
+    """The pipeline's identities (``serviceAccount:EMAIL``) -> (the tasks each serves, the
+    members expected to become it: itself, the pipeline identity, the submitter)."""
+    return _identities(steps, ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class _Hold:
     """A binding member holding an impersonation or policy-rewrite permission over a service
@@ -225,15 +234,24 @@ class _Hold:
         return min((self.impersonate - _ACT_AS) or self.impersonate or self.administer)
 
 
-def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
-    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
-    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
-    nodes, gap = ev.chain(service_account_resource(email))
+def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], str]:
+    """Who holds what over ``email``, and why the IAM state misses part of what grants over it
+    (its own allow policy — then only its project's ancestry is searched —, an ancestor, or an
+    allow policy on the chain that could not be read), or ``""``."""
+    name = service_account_resource(email)
+    nodes, gap = ev.chain(name)
     own = bool(nodes)
     if not own:
         home = _home(f"serviceAccount:{email}")
         nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
-    missing = not own or bool(gap)
+    missing = "" if own else f"its allow policy ({name}) {ev.snapshot.absent(name)}"
+    missing = missing or gap
+    if not missing and ev.snapshot.unreadable:
+        on_chain = {n.name for n in nodes}
+        for u in ev.snapshot.unreadable:
+            if u.target in on_chain and "allow" in read_hides(u.what):
+                missing = f"the allow policy of {u.target} could not be read ({u.reason})"
+                break
     out: list[_Hold] = []
     for depth, node in enumerate(nodes, start=0 if own else 1):
         for binding in node.policy.bindings if node.policy else ():
@@ -301,9 +319,9 @@ def inbound_findings(
     # (code, node, role, member, condition, path) -> the identities it can become
     reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
-    holds_cache: dict[str, tuple[list[_Hold], bool]] = {}
+    holds_cache: dict[str, tuple[list[_Hold], str]] = {}
 
-    def holds(email: str) -> tuple[list[_Hold], bool]:
+    def holds(email: str) -> tuple[list[_Hold], str]:
         found = holds_cache.get(email)
         if found is None:
             found = holds_cache[email] = _holds(ev, email)
@@ -320,9 +338,15 @@ def inbound_findings(
     # service accounts that may run as an identity: who can become them is asked next
     # (account, identity, path, what its upstream holders are: "ZT220" or "admin")
     upstream: deque[tuple[str, str, tuple[_Hold, ...], str]] = deque()
+    # the pipeline's own identities whose grants cannot all be read: who can become them is
+    # not known (fail closed, as for an upstream account)
+    unknown: list[tuple[str, str]] = []
     for identity in sorted(identities):
         allowed = identities[identity][1]
-        for h in holds(identity.partition(":")[2])[0]:
+        found_here, why = holds(identity.partition(":")[2])
+        if why:
+            unknown.append((identity, why))
+        for h in found_here:
             member = h.member
             if member == identity:
                 continue
@@ -380,7 +404,26 @@ def inbound_findings(
                     upstream.append((member, identity, (*chain, h), mode))
             else:
                 record("ZT220", h, identity, chain)
-    return _report(reached, hold_of, identities, ev, ctx)
+    out, notes = _report(reached, hold_of, identities, ev, ctx)
+    for identity, why in unknown:
+        email = identity.partition(":")[2]
+        tasks = sorted(identities[identity][0])
+        role = "the pipeline identity" if identity == pipeline else "a step identity"
+        out.append(
+            Finding(
+                "ZT220",
+                DEFAULT_SEVERITIES["ZT220"],
+                f"who can become {email} ({role}) is not known: {why} (read it — a snapshot "
+                "taken for this pipeline includes it — or name another identity)",
+                step=",".join(tasks) or None,
+                resource=service_account_resource(email),
+                evidence=(
+                    Evidence("unreadable", node=service_account_resource(email), detail=why),
+                    Evidence("identity", detail=identity),
+                ),
+            )
+        )
+    return out, notes
 
 
 def _report(
