@@ -348,6 +348,13 @@ def _lent(member: str) -> tuple[str, Lender] | None:
     return found if found is not None and found[1].lends is None else None
 
 
+def _google_lent(member: str) -> bool:
+    """An identity lent in full that lives in a Google-owned project (an agent, the Google APIs
+    and legacy Cloud Build accounts): nobody is granted anything on it, so who can become it is
+    exactly who can make its service act (:func:`_drivers`) — its allow policy is never read."""
+    return _lent(member) is not None and not member.endswith("@developer.gserviceaccount.com")
+
+
 def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
     """Who can make ``lender``'s service act as its identity of project ``number``: every
     member of a binding on the project (or above it) whose role carries a lending permission —
@@ -356,7 +363,26 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
     if project is None:
         return []
     out: list[_Hold] = []
-    for node in ev.chain(project.name)[0]:
+    chain = ev.chain(project.name)[0]
+    names = {n.name for n in chain}
+    # eligibility without approval is a grant whenever asked (with one: ZT222's concern)
+    for e in ev.snapshot.entitlements:
+        if e.node not in names or e.state == "DELETED" or e.approval_required:
+            continue
+        for r in e.roles:
+            perms = ev.role_permissions(r.role)
+            gives = lender.permissions & perms if perms is not None else frozenset()
+            if perms is not None and not gives:
+                continue
+            role = f"{r.role} (eligible without approval, PAM entitlement {e.name})"
+            for raw in e.eligible:
+                member = normalize_principal(raw)
+                out.append(
+                    _Hold(
+                        e.node, 1, role, raw, member, r.condition, gives, frozenset(), perms is None
+                    )
+                )
+    for node in chain:
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
             gives = lender.permissions & perms if perms is not None else frozenset()
@@ -471,8 +497,8 @@ def inbound_findings(
             _judge_drivers(account, identity, chain, ev, ours | allowed, numbers, record, upstream)
             continue
         found, missing = holds(account.partition(":")[2])
-        if missing and mode == "ZT220":  # who can become it cannot be told: fail closed
-            record("unread", chain[-1], identity, chain[:-1])
+        if missing and mode == "ZT220" and not _google_lent(account):
+            record("unread", chain[-1], identity, chain[:-1])  # unknown who: fail closed
         for h in found:
             member = h.member
             if member in (account, identity) or member in ours or member in allowed:
