@@ -1,4 +1,4 @@
-"""ZT224: dormant grants — a disabled or deleted custom role, a deleted principal — never grant
+"""ZT225: dormant grants — a disabled or deleted custom role, a deleted principal — never grant
 now, but are reported when they would let someone become a pipeline identity or give one
 permissions back, naming who can wake them."""
 
@@ -25,7 +25,7 @@ def with_role(data: dict[str, Any], name: str, perms: list[str], **extra: Any) -
 
 
 def zt224(report: Any, needle: str) -> list[Any]:
-    return [f for f in report.by_code("ZT224") if needle in f.message]
+    return [f for f in report.by_code("ZT225") if needle in f.message]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_a_dormant_impersonation_role_on_an_identity_is_reported_not_granted(
     active = with_role(world_dict(), TOKENS, ["iam.serviceAccounts.getAccessToken"])
     active_report = run(grant(active, where, TOKENS, MALLORY))
     assert [g for g in active_report.by_code("ZT220") if g.principal == MALLORY]
-    assert not active_report.by_code("ZT224")
+    assert not active_report.by_code("ZT225")
 
 
 def test_a_dormant_escalation_role_held_by_an_identity_is_reported() -> None:
@@ -68,7 +68,7 @@ def test_a_dormant_escalation_role_held_by_an_identity_is_reported() -> None:
         stage="DISABLED",
     )
     report = run(grant(data, PROJECT, "projects/ml-prod/roles/admin", TRAIN))
-    [f] = [f for f in report.by_code("ZT224") if f.principal == TRAIN]
+    [f] = [f for f in report.by_code("ZT225") if f.principal == TRAIN]
     assert "resourcemanager.projects.setIamPolicy" in f.message and "disabled" in f.message
     assert f.permission == "resourcemanager.projects.setIamPolicy" and f.resource == PROJECT
     assert "ZT212" not in report.codes() and "ZT211" not in report.codes()
@@ -87,7 +87,7 @@ def test_a_deleted_principal_that_could_become_an_identity_is_reported(
 ) -> None:
     data = grant(world_dict(), sa_node(TRAIN_SA), "roles/iam.serviceAccountTokenCreator", member)
     report = run(data)
-    [f] = [f for f in report.by_code("ZT224") if f.principal == member]
+    [f] = [f for f in report.by_code("ZT225") if f.principal == member]
     assert words in f.message and "a deleted principal" in f.message
     assert not [g for g in report.by_code("ZT220") if g.principal == member]
 
@@ -95,7 +95,7 @@ def test_a_deleted_principal_that_could_become_an_identity_is_reported(
 def test_who_can_undelete_an_account_is_named() -> None:
     data = grant(world_dict(), sa_node(PIPELINE_SA), "roles/iam.serviceAccountTokenCreator", OLD_CI)
     grant(data, PROJECT, "roles/iam.serviceAccountAdmin", BOB)  # carries undelete
-    [f] = [f for f in run(data).by_code("ZT224") if f.principal == OLD_CI]
+    [f] = [f for f in run(data).by_code("ZT225") if f.principal == OLD_CI]
     assert f.step is None and f"could become {PIPELINE_SA}" in f.message
     assert "iam.serviceAccounts.undelete on projects/ml-prod: user:bob@example.com" in f.message
 
@@ -108,4 +108,4 @@ def test_the_expected_dormant_act_as_and_unrelated_dormant_bindings_are_not_repo
     # a dormant role with no permission over accounts, held by someone else
     with_role(data, "projects/ml-prod/roles/reader", ["storage.objects.get"], stage="DISABLED")
     grant(data, PROJECT, "projects/ml-prod/roles/reader", MALLORY)
-    assert not run(data).by_code("ZT224")
+    assert not run(data).by_code("ZT225")

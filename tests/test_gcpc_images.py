@@ -241,3 +241,141 @@ def test_the_example_judges_training_images_and_reports_serving_containers(
             snapshot=EXAMPLES / "world.yaml",
         ).codes()
     )
+
+
+def _dataproc(op_name: str, **extra: Any) -> Any:
+    from google_cloud_pipeline_components.v1 import dataproc
+    from kfp import dsl
+
+    op = getattr(dataproc, op_name)
+    required = {
+        "DataprocPySparkBatchOp": {"main_python_file_uri": "gs://zt-demo-models/x.py"},
+        "DataprocSparkBatchOp": {"main_class": "a.B"},
+        "DataprocSparkRBatchOp": {"main_r_file_uri": "gs://zt-demo-models/x.r"},
+        "DataprocSparkSqlBatchOp": {"query_file_uri": "gs://zt-demo-models/x.sql"},
+    }[op_name]
+
+    @dsl.pipeline(name="dataproc", pipeline_root="gs://zt-demo-pipeline-root/x")
+    def pipeline(runtime_image: str = GOOD):  # type: ignore[no-untyped-def]
+        args = {k: (runtime_image if v == "PARAM" else v) for k, v in extra.items()}
+        batch = op(batch_id="b1", **required, **args)
+        zt.step.on(batch, f"gcpc-spark@{PROJECT}.iam.gserviceaccount.com")
+
+    return pipeline
+
+
+@pytest.mark.parametrize(
+    "op_name",
+    [
+        "DataprocPySparkBatchOp",
+        "DataprocSparkBatchOp",
+        "DataprocSparkRBatchOp",
+        "DataprocSparkSqlBatchOp",
+    ],
+)
+def test_a_dataproc_batchs_container_image_is_judged(op_name: str, tmp_path: Path) -> None:
+    """Red team in_14: Dataproc Serverless runs the driver and executors in
+    ``runtime_config.container_image``; every batch kind's image is judged like a pool's."""
+    report = _check(_dataproc(op_name, container_image=EVIL), tmp_path, POLICY)
+    assert _images(report) == [
+        f"image {EVIL} is not from an allowed registry "
+        "(us-docker.pkg.dev/ml-prod/, gcr.io/ml-pipeline/)"
+    ]
+    assert not report.allowed
+    # Dataproc's own runtime image (no container_image) is Google's: nothing to judge
+    plain = _check(_dataproc(op_name), tmp_path, POLICY)
+    assert _images(plain) == [] and "ZT124" not in plain.codes()
+
+
+def test_a_dataproc_image_from_a_parameter_is_judged_with_its_value(tmp_path: Path) -> None:
+    pipeline = _dataproc("DataprocPySparkBatchOp", container_image="PARAM")
+    assert _images(_check(pipeline, tmp_path, POLICY)) == []
+    assert EVIL in " ".join(_images(_check(pipeline, tmp_path, POLICY, runtime_image=EVIL)))
+    unpinned = _images(_check(pipeline, tmp_path, DIGEST_POLICY, runtime_image="gcr.io/x/y:1"))
+    assert "image gcr.io/x/y:1 is not pinned by digest" in unpinned
+
+
+def test_a_dataproc_image_known_only_at_run_time_is_zt124(tmp_path: Path) -> None:
+    from google_cloud_pipeline_components.v1.dataproc import DataprocPySparkBatchOp
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11-slim")
+    def pick() -> str:
+        return "docker.io/evil/x:1"
+
+    @dsl.pipeline(name="late-image", pipeline_root="gs://zt-demo-pipeline-root/x")
+    def late():  # type: ignore[no-untyped-def]
+        image = pick()
+        zt.step.on(image, f"gcpc-pick@{PROJECT}.iam.gserviceaccount.com")
+        batch = DataprocPySparkBatchOp(
+            main_python_file_uri="gs://zt-demo-models/x.py",
+            batch_id="b1",
+            container_image=image.output,
+        )
+        zt.step.on(batch, f"gcpc-spark@{PROJECT}.iam.gserviceaccount.com")
+
+    report = _check(late, tmp_path, POLICY)
+    (finding,) = [f for f in report.findings if f.code == "ZT124"]
+    assert "runtime_config.container_image (known only at run time)" in finding.message
+    assert not report.allowed
+
+
+def test_a_flex_templates_sdk_container_image_is_judged(tmp_path: Path) -> None:
+    from google_cloud_pipeline_components.v1.dataflow import DataflowFlexTemplateJobOp
+    from kfp import dsl
+
+    @dsl.pipeline(name="flex", pipeline_root="gs://zt-demo-pipeline-root/x")
+    def flex():  # type: ignore[no-untyped-def]
+        job = DataflowFlexTemplateJobOp(
+            container_spec_gcs_path="gs://zt-demo-models/flex.json", sdk_container_image=EVIL
+        )
+        zt.step.on(job, f"gcpc-flex@{PROJECT}.iam.gserviceaccount.com")
+
+    report = _check(flex, tmp_path, POLICY)
+    assert EVIL in " ".join(_images(report))
+    # the template file's own container is still unreadable before submission
+    assert any(f.code == "ZT124" for f in report.findings)
+
+
+def _hand_edited(tmp_path: Path, old: str, new: str) -> Path:
+    """A compiled Dataproc batch whose payload text is edited by hand (what a compiled file
+    can carry that GCPC's Python never writes)."""
+    import json
+
+    import yaml
+    from kfp import compiler
+
+    path = tmp_path / "dp.yaml"
+    compiler.Compiler().compile(_dataproc("DataprocPySparkBatchOp"), str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    (executor,) = docs[0]["deploymentSpec"]["executors"].values()
+    parts = executor["container"]["args"]
+    at = parts.index("--payload") + 1
+    payload = json.loads(parts[at])
+    payload["Concat"][payload["Concat"].index(old)] = new
+    parts[at] = json.dumps(payload)
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        # camelCase: the launcher's protobuf parser accepts both spellings
+        ', "runtime_config": {"containerImage": "' + EVIL + '", ',
+        # an image field nested anywhere else in the payload
+        ', "runtime_config": {"peripherals": {"spark_history": {"image": "' + EVIL + '"}}, ',
+    ],
+    ids=["camel-case", "nested"],
+)
+def test_any_image_field_of_a_payload_is_judged(new: str, tmp_path: Path) -> None:
+    path = _hand_edited(tmp_path, ', "runtime_config": {', new)
+    report = zt.check(
+        path,
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPELINE_SA,
+        snapshot=EXAMPLES / "world.yaml",
+        policy=POLICY,
+    )
+    assert EVIL in " ".join(_images(report)) and not report.allowed

@@ -926,6 +926,8 @@ class PipelineJob(  # type: ignore[misc]
                 pipeline_service_account=identity.email,
                 naming_template=self._zt_naming_template or DEFAULT_NAME_TEMPLATE,
                 defaults=self._zt_step_defaults,
+                # the artifacts the run is given: a waived step pasting one covers that one
+                input_artifacts={k: v.artifact_id for k, v in runtime.input_artifacts.items()},
                 **options,
             )
         except DefaultIdentityError as exc:  # a step declared a default identity

@@ -157,7 +157,8 @@ class StepIdentity:
             made by ``service_account``; ``False`` for a launcher left as GCPC built it (its
             calls are made by the pipeline SA, which needs actAs on the launched identity).
         job_project / job_location: the project / location the launched job (or the API
-            call) is made in, resolved before submission; ``None`` = the pipeline's own.
+            call) is made in, resolved before submission; ``None`` = the pipeline's own. A
+            container step's CustomJob always runs in the pipeline's (``None``).
         job_network: the VPC network the launched job is peered with, if any.
         job_kms_key: the CMEK key the launched job's resources are encrypted with, if any.
         job_runtime_fields: which of ``project``, ``location``, ``network``, ``CMEK key`` an
@@ -170,6 +171,12 @@ class StepIdentity:
         job_images_unknown: where the launched job takes an image only known at run time (a
             pool list or image from an upstream output, a model's serving container, a
             Dataflow template file): unverifiable, a finding under an ``images`` policy.
+        job_opens_to_callers: payload fields of a launched job that open it to HTTP callers
+            (``job_spec.enable_dashboard_access``, a trial spec's ``enable_web_access``), set
+            or known only at run time; judged by the policy's ``jobs.allowWebAccess``.
+        code_project / code_location: for a container step, the value of its own
+            ``project`` / ``location`` input: where its code is pointed (its CustomJob runs
+            in the pipeline's project and location all the same); ``None`` when it takes none.
     """
 
     task: str
@@ -196,6 +203,9 @@ class StepIdentity:
     job_runtime_fields: tuple[str, ...] = ()
     job_images: tuple[str, ...] = ()
     job_images_unknown: tuple[str, ...] = ()
+    job_opens_to_callers: tuple[str, ...] = ()
+    code_project: str | None = None
+    code_location: str | None = None
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def check(
     now: datetime | None = None,
     step_defaults: JobFields | Mapping[str, Any] | None = None,
     run_window: RunWindow | None = None,
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> Report:
     """Rewrite ``template`` as it would be submitted and verify every identity in it.
 
@@ -100,6 +101,9 @@ def check(
         run_window: until when the grants must hold: a run's timeout, a schedule's end
             (:func:`~zt_pipelines.policy.timewindow.schedule_window`); default: a run of
             seven days. A grant that expires inside it is ZT223.
+        input_artifacts: the pipeline's input artifacts the run is given (name -> artifact
+            id, as ``PipelineJob(input_artifacts=...)``): a step pasting one is judged, and
+            its ZT102 waiver matched, for that artifact.
 
     Raises:
         InputError: (or a subclass) for unreadable or malformed inputs (exit code 2).
@@ -161,6 +165,7 @@ def check(
             pipeline_service_account=sa.email or None,
             defaults=defaults,
             pipeline_root=explicit_root,  # pasted into launcher payloads: judged as sent
+            input_artifacts=input_artifacts,
         )
     except DefaultIdentityError as exc:
         return _refusal("ZT100", exc, ctx, when)

@@ -67,6 +67,14 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
 @snapshot_option()
 @click.option("--pipeline-root", help="gs://bucket/prefix for pipeline artifacts.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Pipeline parameter.")
+@click.option(
+    "--input-artifact",
+    "artifacts",
+    multiple=True,
+    metavar="NAME=ID",
+    help="A pipeline input artifact the run is given (its Vertex ML Metadata artifact id), as "
+    "PipelineJob(input_artifacts=...) passes it; a step pasting it is waived for that artifact.",
+)
 @click.option("--manifest", type=click.Path(path_type=Path), help="Per-task declarations.")
 @policy_option()
 @click.option("--roles", type=click.Path(path_type=Path), help="Predefined-role catalogue file.")
@@ -109,6 +117,7 @@ def command(
     snapshot: Path | None,
     pipeline_root: str | None,
     params: tuple[str, ...],
+    artifacts: tuple[str, ...],
     manifest: Path | None,
     policy: Path | None,
     roles: Path | None,
@@ -127,6 +136,7 @@ def command(
     from datetime import datetime, timezone
 
     from zt_pipelines.cli.templates import template_location
+    from zt_pipelines.policy.conditions import parse_rfc3339
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -134,7 +144,7 @@ def command(
     now = None
     if now_text:
         try:
-            now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+            now = parse_rfc3339(now_text)
         except ValueError:
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:
@@ -165,6 +175,7 @@ def command(
             now=now,
             step_defaults=step_defaults,
             run_window=window,
+            input_artifacts=_input_artifacts(artifacts),
         )
     if print_waivers:
         from zt_pipelines.policy.waivers import waivers_yaml
@@ -185,3 +196,22 @@ def command(
     else:
         click.echo(text)
     return 0 if report.allowed else 1
+
+
+def _input_artifacts(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """``--input-artifact NAME=ID`` pairs (``None`` when none is given)."""
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, artifact_id = pair.partition("=")
+        if not sep or not name or not artifact_id:
+            raise InputError(
+                f"--input-artifact {pair!r} is not NAME=ID",
+                where="--input-artifact",
+                fix="e.g. --input-artifact model=4567",
+            )
+        if name in out:
+            raise InputError(f"--input-artifact {name!r} is given twice", where="--input-artifact")
+        out[name] = artifact_id
+    return out

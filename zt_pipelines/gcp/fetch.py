@@ -5,11 +5,12 @@ unlocks (a project's parent folder, the roles its bindings name, the organisatio
 policies ...), so independent chains run side by side on one bounded pool and the wall time is
 the longest chain, not the number of reads. Every read has a key and runs at most once.
 
-Cold, the longest chain is four round trips: project → folder → organisation (policy, deny
-list, custom roles, principal search) → the roles those bindings name. With a warm cache the
-hierarchy shape and predefined roles are known up front, so everything is asked for in the
-first wave; the fresh parents that come back are still what the snapshot records (the cached
-shape only decides what to prefetch).
+Cold, the longest chain is three round trips: the project's ancestry (one read naming every
+folder and the organisation) → organisation (policy, deny list, custom roles, principal search)
+→ the roles those bindings name. With a warm cache the hierarchy shape and predefined roles are
+known up front, so everything is asked for in the first wave. Either way the fresh parents that
+come back are what the snapshot records (the cached shape or the ancestry only decides what to
+prefetch).
 
 This module fetches; it does not decide. Every answer (or failure) is recorded as it came back
 in :class:`~zt_pipelines.policy.assembly.Reads`, and the pure
@@ -21,6 +22,8 @@ policy, never a missing node that looks like "no grants".
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +43,11 @@ from zt_pipelines.policy.assembly import (
     project_of_name,
     sa_project,
 )
-from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
+from zt_pipelines.policy.lending import lent_accounts
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Node,
+    NodeKind,
     Role,
     Snapshot,
     Unreadable,
@@ -51,6 +55,7 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, PAM, STORAGE
 
 T = TypeVar("T")
+_LOG = logging.getLogger("zt_pipelines.gcp")
 Progress = Callable[[int, int], None]
 STRATEGIES = ("direct", "inventory")
 #: how often a refused principal search is halved (1 query -> at most 2**3 = 8 queries)
@@ -58,10 +63,11 @@ _MAX_SEARCH_SPLITS = 3
 #: principals per Cloud Asset query by default: all of a pipeline's in one (split if refused)
 DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
-#: the parts of the first wave, in the order they go out: reads started without a thread
-#: (quick to issue, the bulk of a check), then the storage batch, then the reads that take a
-#: pool thread each (a running thread competes with the planner for the interpreter)
-_STARTED, _BATCHED, _POOLED = 0, 1, 2
+#: the parts of the first wave, in the order they go out: the ancestries (the head of the
+#: longest chain of a first check), reads started without a thread (quick to issue, the bulk of
+#: a check), then the storage batch, then the reads that take a pool thread each (a running
+#: thread competes with the planner for the interpreter)
+_FIRST, _STARTED, _BATCHED, _POOLED = -1, 0, 1, 2
 
 
 class FetchPlan:
@@ -110,7 +116,8 @@ class FetchPlan:
         self._planner = threading.get_ident()
         self._roles_asked: set[str] = set()
         self._projects_planned: set[str] = set()
-        self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache remembers them
+        self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache or ancestry has them
+        self._search_roots: set[str] = set()  # roots searched so far (fresh or prefetched)
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -129,10 +136,10 @@ class FetchPlan:
             self.calls[key[0]] = self.calls.get(key[0], 0) + 1
             return True
 
-    def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+    def _submit(self, key: tuple[str, ...], fn: Callable[[], None], order: int = _POOLED) -> None:
         if not self._claim(key):
             return
-        self._dispatch(lambda: self._to_pool(key, fn), _POOLED)
+        self._dispatch(lambda: self._to_pool(key, fn), order)
 
     def _dispatch(self, begin: Callable[[], None], order: int) -> None:
         """Start a read, or hold it while the first wave is planned (``order``: which part of
@@ -196,13 +203,18 @@ class FetchPlan:
 
     def _finish(self) -> None:
         with self._lock:
-            self._outstanding -= 1
             self._done += 1
             done, total = self._done, len(self._scheduled)
-            if self._outstanding == 0:
-                self._idle.notify_all()
-        if self.progress is not None:
-            self.progress(done, total)
+        try:
+            if self.progress is not None:
+                self.progress(done, total)
+        finally:
+            # counted down last: the pool outlives the fetch, so nothing of this read may run
+            # after the planner saw it finished
+            with self._lock:
+                self._outstanding -= 1
+                if self._outstanding == 0:
+                    self._idle.notify_all()
 
     def _submit_started(
         self,
@@ -299,8 +311,8 @@ class FetchPlan:
             if project:
                 project_ids.add(project)
         self._planner = threading.get_ident()
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="zt-fetch") as pool:
-            self._pool = pool
+        self._pool = _shared_pool(self.max_workers)
+        try:
             self._held = []
             for project in sorted(project_ids):
                 self._project(project)
@@ -322,6 +334,8 @@ class FetchPlan:
                 self._wait()
                 if not self._follow_ups():
                     break
+        finally:
+            self._wait()  # (after an error too) no read of this fetch is left on the pool
             self._pool = None
         return assemble(
             self.s,
@@ -369,13 +383,17 @@ class FetchPlan:
         if self.inventory:
             self._dump(ref)
         self._crm_node_reads(full, policy=not self.inventory)
-        if self.cache is not None:
-            self._prefetch_ancestors(full)
+        if not self._prefetch_ancestors(full):
+            self._ancestry(ref)
 
-    def _prefetch_ancestors(self, name: str) -> None:
-        assert self.cache is not None
+    def _prefetch_ancestors(self, name: str) -> bool:
+        """Ask the reads of the ancestors the cache remembers above ``name`` now; whether it
+        remembered any shape for it."""
+        if self.cache is None:
+            return False
         seen = {name}
         current, hint = name, self.cache.get_parent(name)
+        known = hint is not None
         while hint is not None:
             with self._lock:  # the principal sets these hints name are prefetched too
                 self._hints[current] = Node(
@@ -390,6 +408,32 @@ class FetchPlan:
             seen.add(current)
             self._ancestor(current)
             hint = self.cache.get_parent(current)
+        return known
+
+    def _ancestry(self, project: str) -> None:
+        """A project whose shape nothing remembers (a first check): its ancestors in one read,
+        so that their reads go out a round trip after the check starts, not one round trip per
+        level as fresh parents come back. The ancestry is a hint like the cache's: the fresh
+        parent reads still decide what the snapshot holds, and a failed ancestry read costs
+        only that round trip (it is never unreadable, never retried)."""
+        read = getattr(self.a.hierarchy, "get_ancestry", None)
+        if read is None:
+            return
+
+        def ancestry() -> None:
+            try:
+                chain: tuple[str, ...] = read(project)
+            except ApiError as exc:
+                _LOG.info("ancestry of %s not read (%s): parents are followed", project, exc.code)
+                return
+            with self._lock:
+                for i, name in enumerate(chain):
+                    above = chain[i + 1] if i + 1 < len(chain) else None
+                    self._hints.setdefault(name, Node(name, _KINDS[name.split("/")[3]], above))
+            for name in chain[1:]:
+                self._ancestor(name)
+
+        self._submit(("projects.getAncestry", project), ancestry, _FIRST)
 
     def _parent(self, node: Node) -> None:
         """Follow a *fresh* parent link; the root it reaches is what searches must cover."""
@@ -403,9 +447,10 @@ class FetchPlan:
         if node.parent is not None:
             self._ancestor(node.parent)
         # this node may complete a project's chain (e.g. a prefetched folder landed first):
-        # the principal sets it reveals are asked now, not a round trip after the drain
+        # the principal sets it reveals are asked now, not a round trip after the drain (at
+        # the roots searched so far, prefetched ones included)
         with self._lock:
-            roots = sorted(self.s.roots - {root})
+            roots = sorted((self.s.roots | self._search_roots) - {root})
         for known in roots:
             self._principal_searches(known)
 
@@ -529,6 +574,8 @@ class FetchPlan:
 
     def _searches(self, root: str) -> None:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
+        with self._lock:
+            self._search_roots.add(root)
         if self.inventory:
             self._key_search(root)
         self._principal_searches(root)
@@ -551,16 +598,13 @@ class FetchPlan:
                 if project not in by_project:
                     by_project[project] = containing_sets(email, nodes)
             sets = {one for found in by_project.values() for one in found or ()}
-            # the service agents that run a caller's code (a CustomJob without an account) in
-            # the projects known by now: what they hold is reached by whoever creates such jobs
+            # the identities Google services lend their callers (a CustomJob without an account,
+            # a deployment, a model upload) in the projects known by now: what they hold is
+            # reached by whoever holds the lending permission (policy/lending.py)
             numbers = set(self.s.numbers) | {
                 n.project_number for n in nodes.values() if n.kind == "project" and n.project_number
             }
-            agents = {
-                f"service-{number}@{domain}.iam.gserviceaccount.com"
-                for number in numbers
-                for domain in CODE_RUNNER_EDGES
-            }
+            agents = {email for number in numbers for email, _ in lent_accounts(number)}
             todo = [
                 v
                 for v in (*self.principals, *sorted(sets), *sorted(agents))
@@ -933,6 +977,34 @@ def _raise_unsupported(name: str) -> None:
         fix="check this resource with a snapshot file",
     )
 
+
+_KINDS: dict[str, NodeKind] = {
+    "projects": "project",
+    "folders": "folder",
+    "organizations": "organization",
+}
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _shared_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's fetch threads of this bound, kept between checks: a check runs about 30
+    reads on the pool, and starting a thread for each cost more client CPU than the read.
+    Reads never wait for one another on it, so checks at the same time can share it."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="zt-fetch")
+        return pool
+
+
+def _forget_pools() -> None:
+    global _POOLS_LOCK
+    _POOLS.clear()  # a forked child has none of its parent's threads
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 #: how many accounts deep the policies of accounts that may run as an identity are read
 _UPSTREAM_DEPTH = 6

@@ -1,4 +1,4 @@
-"""Dormant grants (ZT224): bindings that grant nothing now but come back without any change to
+"""Dormant grants (ZT225): bindings that grant nothing now but come back without any change to
 an allow policy.
 
 * A custom role at stage ``DISABLED``: IAM inactivates its bindings; setting the stage back
@@ -131,7 +131,7 @@ class _Wakers:
 def dormant_findings(
     steps: tuple[StepIdentity, ...], ev: Evaluator, ctx: CheckContext
 ) -> list[Finding]:
-    """ZT224 for every dormant binding that would let another principal become one of the
+    """ZT225 for every dormant binding that would let another principal become one of the
     pipeline's identities, or would give one of them permissions, if it woke."""
     snapshot = ev.snapshot
     dormant_roles = {name: why for name, r in snapshot.roles.items() if (why := _dormant(r))}
@@ -204,8 +204,8 @@ def dormant_findings(
                     permission = min(over - _ACT_AS or over)
                     out.append(
                         Finding(
-                            "ZT224",
-                            DEFAULT_SEVERITIES["ZT224"],
+                            "ZT225",
+                            DEFAULT_SEVERITIES["ZT225"],
                             f"{raw} could become {email} if its grant woke: it holds "
                             f"{permission} through {b.role} on {display_uri(node.name)} "
                             f"({state}): it grants nothing now, but " + "; ".join(wake),
@@ -262,8 +262,8 @@ def dormant_findings(
                     email = identity.partition(":")[2]
                     out.append(
                         Finding(
-                            "ZT224",
-                            DEFAULT_SEVERITIES["ZT224"],
+                            "ZT225",
+                            DEFAULT_SEVERITIES["ZT225"],
                             f"{email} holds {b.role} on {display_uri(node.name)}, a {why_role} "
                             f"role: it grants nothing now, but it would give {what} back — "
                             + wakers.of_role(b.role, why_role),

@@ -222,20 +222,29 @@ def _placement_findings(
 ) -> list[Finding]:
     out: list[Finding] = []
     project = step.job_project
+    said = f"the step's {kind.name} job runs in project {project}"
+    if not project and step.code_project:
+        # a container step's CustomJob runs in the pipeline's place; its own project input
+        # says where its code is pointed: undeclared, the same surprise
+        project = step.code_project
+        said = f"the step's code is pointed at project {project} (its project input)"
     if project and project != ctx.project:
         declared = {n.resource.name for n in step.needs}
         if project_resource(project) not in declared:
             out.append(
                 _f(
                     "ZT122",
-                    f"the step's {kind.name} job runs in project {project}, not the "
-                    f"pipeline's {ctx.project}, and the step does not declare it",
+                    f"{said}, not the pipeline's {ctx.project}, and the step does not declare it",
                     step=step.task,
                     resource=project_resource(project),
                     evidence=(Evidence("policy", detail=f"job project {project}"),),
                 )
             )
     location = step.job_location
+    said = f"the step's {kind.name} job runs in {location}"
+    if not location and step.code_location:
+        location = step.code_location
+        said = f"the step's code is pointed at {location} (its location input)"
     if (
         location
         and location != ctx.location
@@ -245,8 +254,8 @@ def _placement_findings(
         out.append(
             _f(
                 "ZT122",
-                f"the step's {kind.name} job runs in {location}, not the pipeline's "
-                f"{ctx.location}, and the policy file does not allow that region",
+                f"{said}, not the pipeline's {ctx.location}, and the policy file does not "
+                "allow that region",
                 step=step.task,
                 evidence=(Evidence("policy", detail=f"job location {location}"),),
             )

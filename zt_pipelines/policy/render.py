@@ -79,7 +79,9 @@ FIXES: dict[str, str] = {
     "to the needs",
     "ZT223": "extend the grant's expiry past the run's or schedule's end (or give the "
     "schedule an end time before the grant expires)",
-    "ZT224": "remove the dormant binding (a disabled or deleted role's, a deleted principal's): "
+    "ZT224": "remove the permission that makes the service act (a step that needs it: narrow "
+    "what the service's identity holds to what the step needs)",
+    "ZT225": "remove the dormant binding (a disabled or deleted role's, a deleted principal's): "
     "re-enabling or undeleting the role, or undeleting the principal, revives it unchanged",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
@@ -88,6 +90,7 @@ FIXES: dict[str, str] = {
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
     "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
     "access)",
+    "ZT404": "use a pipeline root in a bucket of the job's project (one the checker can read)",
     "ZT410": "remove the credential from the component; give the step an identity that holds "
     "the access, and read secrets from Secret Manager at run time",
     "ZT419": "pass the pipeline root you submit with (--pipeline-root, pipeline_root=), a "

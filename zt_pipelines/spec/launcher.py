@@ -33,11 +33,13 @@ __all__ = [
     "GCPC_DEFAULTS",
     "GCPC_VERSION",
     "LAUNCHER_IMAGE",
+    "PIPELINE_PLACE",
     "CustomJobSettings",
     "custom_job_component",
     "is_custom_job_launcher",
     "launcher_executor",
     "worker_pool_specs",
+    "wrapper_code_inputs",
 ]
 
 CUSTOM_JOB_INPUT_NAMES = frozenset(CUSTOM_JOB_INPUTS)
@@ -203,11 +205,8 @@ def launcher_executor(literals: dict[str, Any] | None = None) -> dict[str, Any]:
     args = list(LAUNCHER_ARGS)
     for name, value in sorted((literals or {}).items()):
         placeholder = f"{{{{$.inputs.parameters['{name}']}}}}"
-        if name in ("project", "location"):
-            system = "{{$.pipeline_google_cloud_project_id}}"
-            if name == "location":
-                system = "{{$.pipeline_google_cloud_location}}"
-            args = [system if a == placeholder else a for a in args]
+        if name in PIPELINE_PLACE:
+            args = [PIPELINE_PLACE[name] if a == placeholder else a for a in args]
             continue
         at = args.index("--payload") + 1
         args[at] = (
@@ -222,6 +221,92 @@ def launcher_executor(literals: dict[str, Any] | None = None) -> dict[str, Any]:
             "args": args,
         }
     }
+
+
+PIPELINE_PLACE = {
+    "project": "{{$.pipeline_google_cloud_project_id}}",
+    "location": "{{$.pipeline_google_cloud_location}}",
+}
+"""What :func:`launcher_executor` passes as ``--project`` / ``--location`` for a component
+that declares an input of that name: the running pipeline's."""
+
+
+def wrapper_code_inputs(container: dict[str, Any]) -> frozenset[str]:
+    """The inputs (``project``, ``location``) a CustomJob launcher built by
+    :func:`custom_job_component` left to the wrapped component's code.
+
+    Such a launcher (ours: zt-pipelines wrapped a container step) runs its CustomJob in the
+    running pipeline's project and location and hands the component's own ``project`` /
+    ``location`` inputs to its code unchanged: they say where the step's code calls, not where
+    the job runs. A launcher GCPC built itself takes its place from ``--project`` /
+    ``--location``; one whose flags name the running pipeline's and whose payload is not the
+    standard custom-job payload (Google's LLM components: the worker pool inline) hands its
+    inputs to Google's code, which is told nothing about where the job runs. Empty when the
+    container is not such a wrapper — or when the wrapped component declared neither input,
+    where the two cannot be told apart and both run the job in the pipeline's place.
+    """
+    args = container.get("args")
+    if (
+        not is_custom_job_launcher(container)
+        or container.get("command") != list(LAUNCHER_COMMAND)
+        or not isinstance(args, list)
+        or len(args) != len(LAUNCHER_ARGS)
+    ):
+        return frozenset()
+    at = LAUNCHER_ARGS.index("--payload") + 1
+    found: set[str] = set()
+    for i, (arg, standard) in enumerate(zip(args, LAUNCHER_ARGS, strict=True)):
+        if i == at or arg == standard:
+            continue
+        flag = LAUNCHER_ARGS[i - 1].removeprefix("--")
+        if PIPELINE_PLACE.get(flag) != arg:
+            return frozenset()
+        found.add(flag)
+    if not found or not _standard_payload(args[at]):
+        return frozenset()
+    return frozenset(found)
+
+
+_MARKER = "@zt-input"
+
+
+def _marked(payload: str) -> Any:
+    """The payload as JSON, every input placeholder (quoted or bare) a marker; ``None`` when
+    it does not parse."""
+    text = _QUOTED_INPUT.sub(f'"{_MARKER}"', payload)
+    text = _RAW_INPUT.sub(f'"{_MARKER}"', text)
+    try:  # a placeholder left bare does not parse; one inside a string literal is text
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _standard_payload(payload: Any) -> bool:
+    """True when ``payload`` is GCPC's standard custom-job payload, some inputs written in as
+    literals (as :func:`launcher_executor` writes a component's clashing inputs)."""
+    if not isinstance(payload, str):
+        return False
+    standard = _marked(LAUNCHER_ARGS[LAUNCHER_ARGS.index("--payload") + 1])
+    actual = _marked(payload)
+    return actual is not None and _same_shape(standard, actual)
+
+
+def _same_shape(standard: Any, actual: Any) -> bool:
+    if standard == _MARKER:  # an input: its placeholder, or a literal in its place
+        return True
+    if isinstance(standard, dict):
+        return (
+            isinstance(actual, dict)
+            and list(actual) == list(standard)
+            and all(_same_shape(standard[k], actual[k]) for k in standard)
+        )
+    if isinstance(standard, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(standard)
+            and all(_same_shape(s, a) for s, a in zip(standard, actual, strict=True))
+        )
+    return bool(standard == actual)
 
 
 def _escape(parts: list[Any]) -> list[Any]:

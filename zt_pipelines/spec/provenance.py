@@ -9,12 +9,16 @@ digest (:func:`payload_provenance`); a waiver pins the digest, so swapping a pro
 its component or re-feeding a sub-pipeline input no longer matches the old waiver.
 
 Pure: reads the *rewritten* IR (so a second rewrite, which returns the same IR, gives the same
-digest) and masks every identity the rewrite pinned (identities are verified on their own, and a
-derived identity changes with the project). See ``docs/policy-file.md``.
+digest). It masks a pinned identity or a parameter value only at the places the rewrite writes
+one — a task input it pins (identity, project, location, network, CMEK key), the identity field of
+a launcher's ``--payload``, the arguments of a GCPC launcher it wrapped (where it inlines the
+task's known inputs) — never a producer's image, code, command, arguments or environment:
+those are what a reviewer reviewed. See ``docs/policy-file.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -23,6 +27,8 @@ from dataclasses import replace
 from typing import Any
 
 from zt_pipelines.model import StepIdentity
+from zt_pipelines.spec.gcpc import CATALOGUE, JOB_IDENTITY_INPUTS, identify_launcher
+from zt_pipelines.spec.payload import PayloadError, parse_payload
 
 __all__ = ["DIGEST_LENGTH", "payload_provenance"]
 
@@ -41,6 +47,7 @@ def payload_provenance(
     *,
     parameter_values: Mapping[str, Any],
     identities: Iterable[str | None] = (),
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> list[StepIdentity]:
     """``steps`` with ``payload_input_origins`` and ``upstream_digest`` set for every step that
     pastes run-time values (``unescaped_payload_inputs``); the others unchanged.
@@ -51,6 +58,8 @@ def payload_provenance(
         parameter_values: the pipeline parameters' known values (a value pasted directly is
             part of what was reviewed; one that only feeds a producer is not).
         identities: the identities the rewrite pinned, masked out of every fingerprint.
+        input_artifacts: the pipeline's input artifacts a run is given (name -> Vertex ML
+            Metadata artifact id); an artifact pasted as it is is part of what was reviewed.
     """
     steps = list(steps)
     if not any(s.unescaped_payload_inputs for s in steps):
@@ -62,39 +71,40 @@ def payload_provenance(
         for e in (s.service_account, s.launched_service_account, s.serving_service_account)
         if e
     )
-    tracer = _Tracer(ir, parameter_values, masked)
+    tracer = _Tracer(ir, parameter_values, masked, input_artifacts or {})
     return [tracer.step(s) if s.unescaped_payload_inputs else s for s in steps]
 
 
 class _Tracer:
     """One pass over a rewritten IR: task index, memoised producer closures."""
 
-    def __init__(self, ir: Mapping[str, Any], values: Mapping[str, Any], masked: set[str]) -> None:
+    def __init__(
+        self,
+        ir: Mapping[str, Any],
+        values: Mapping[str, Any],
+        masked: set[str],
+        artifacts: Mapping[str, str],
+    ) -> None:
         self.components: Mapping[str, Any] = ir.get("components") or {}
         self.executors: Mapping[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
         self.values = values
-        # one pass masks every pinned identity (longest first: none hides inside another)
-        # and every string parameter value the rewrite may have pinned or inlined into a
-        # producer (a project, a location): a run in another project reviews the same
-        # closure. Tokens hold a NUL, which JSON text never does, so masking stays one-to-one.
-        # Only a whole string value is masked (a binding's constant, a payload field once the
-        # payload JSON is parsed), never text inside one: a value that also occurs in a
-        # producer's code must not hide an edit of that code.
+        self.artifacts = artifacts
+        # A pinned identity or a string parameter value the rewrite pinned or inlined into a
+        # producer (a project, a location) is masked, so a run in another project reviews the
+        # same closure — but only where the rewrite writes such values (see _pinned_input,
+        # _component_fingerprint), never wherever the text occurs: an image, code or argument
+        # that equals a parameter value is what was reviewed, and swapping it together with the
+        # value must change the digest. Tokens hold a NUL, which JSON text never does.
         self.tokens: dict[str, str] = {}
         for name in sorted(values, reverse=True):  # the first name wins a shared value
             value = values[name]
             if isinstance(value, str) and len(value) >= _MIN_MASKED:
                 self.tokens[value] = f"\0p:{name}\0"
-        self.tokens.update({email: _IDENTITY_MASK for email in masked})
-        # inside a launcher's payload (the JSON text GCPC builds, often as Concat fragments
-        # that are no JSON on their own) a value is a quoted JSON string literal
-        escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
-        self.literal_tokens = escaped
-        ordered = sorted(escaped, key=lambda e: (-len(e), e))
-        self.literals = (
-            re.compile('"(' + "|".join(map(re.escape, ordered)) + ')"') if ordered else None
-        )
-        self.fingerprints: dict[str, str] = {}
+        self.identities = _Masks({email: _IDENTITY_MASK for email in masked}, _IDENTITY_KEYS)
+        self._masks: dict[frozenset[str], _Masks] = {}
+        self.fingerprints: dict[tuple[str, frozenset[str], frozenset[str]], str] = {}
+        self.launcher_settings: dict[str, frozenset[str]] = {}
+        self.task_settings: dict[int, frozenset[str]] = {}  # by id(): self.tasks holds each
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
         self.closures: dict[str, str] = {}
@@ -135,7 +145,7 @@ class _Tracer:
             pasted[name] = key
         self._close(producers)
         document = {
-            "step": self._fingerprint(task),
+            "step": self._fingerprint(task, dag),
             "pasted": pasted,
             "upstream": {p: self.closures[p] for p in sorted(producers)},
         }
@@ -220,9 +230,19 @@ class _Tracer:
     ) -> tuple[str, Any]:
         if dag == "" or dag not in self.tasks:
             if kind == "artifacts":
-                return f"the pipeline's input artifact {name!r}", {"pipeline_artifact": name}
+                artifact: dict[str, Any] = {"pipeline_artifact": name}
+                text = f"the pipeline's input artifact {name!r}"
+                # whoever may create an artifact writes its metadata: no code reviewed for one
+                # artifact covers another, pasted as it is or read by a producer
+                if name in self.artifacts:
+                    artifact["artifact_id"] = self.artifacts[name]
+                    text += f" (artifact {self.artifacts[name]})"
+                return text, artifact
             key: dict[str, Any] = {"parameter": name}
-            if direct and name in self.values:  # the value pasted as it is: part of the review
+            # the value pasted as it is is part of the review; one feeding a producer is too
+            # when it could change the structure of JSON it lands in (a quote, a backslash, a
+            # control character): the code reviewed with a tag "1" may pass it through
+            if name in self.values and (direct or not _inert(self.values[name])):
                 key["value"] = hashlib.sha256(  # hashed: never masked away as a token
                     json.dumps(self.values[name], sort_keys=True, default=repr).encode()
                 ).hexdigest()
@@ -326,7 +346,7 @@ class _Tracer:
             self.closures[path] = self._digest(
                 {
                     "task": path,
-                    "component": self._fingerprint(entry[0]) if entry else None,
+                    "component": self._fingerprint(*entry) if entry else None,
                     "inputs": inputs,
                     "upstream": {d: self.closures.get(d, "") for d in sorted(deps)},
                 }
@@ -345,60 +365,236 @@ class _Tracer:
         importer = "importer" in _dict(
             self.executors.get(label) if isinstance(label, str) else None
         )
+        settings = self._settings(task)
         for kind in ("parameters", "artifacts"):
             bindings = (task.get("inputs") or {}).get(kind) or {}
             for name in sorted(bindings) if isinstance(bindings, dict) else ():
-                if kind == "parameters" and name in _JOB_SETTINGS:
+                if kind == "parameters" and name in settings:
                     continue  # where and how the job runs (a warm pool, its machine) is not
                     # what it produces: changing it needs no new review
                 _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
                 if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
                     key = {"constant": _workload(key["constant"])}
+                if kind == "parameters" and isinstance(key, dict) and set(key) == {"constant"}:
+                    key = {"constant": self._pinned_input(name, key["constant"])}
                 inputs[f"{kind}:{name}"] = key
         return inputs, deps
 
-    def _fingerprint(self, task: Mapping[str, Any]) -> str:
-        """What a task runs: its component (without its name) and executor."""
+    def _pinned_input(self, name: str, value: Any) -> Any:
+        """A task input's constant, masked where the rewrite pins one: an identity input
+        (the step's or its job's identity), a placement input (a project, location, network or
+        CMEK key taken from a pipeline parameter), a worker identity flag in a list input."""
+        if name in _IDENTITY_INPUTS:
+            return self.identities.whole(value)
+        if name in _PLACEMENT_INPUTS and isinstance(value, str):
+            return self.tokens.get(value, value)
+        if name in _FLAG_INPUTS and isinstance(value, list):
+            return [
+                self.identities.whole(v) if i and value[i - 1] in _FLAG_INPUTS[name] else v
+                for i, v in enumerate(value)
+            ]
+        return value
+
+    def _fingerprint(self, task: Mapping[str, Any], dag: str) -> str:
+        """What a task runs: its component (without its name) and executor; the parameter
+        values the task receives masked where the rewrite inlined them."""
         ref = str((task.get("componentRef") or {}).get("name"))
-        found = self.fingerprints.get(ref)
+        fed = self._fed_values(task, dag)
+        settings = self._settings(task)
+        found = self.fingerprints.get((ref, fed, settings))
         if found is None:
-            found = self.fingerprints[ref] = self._component_fingerprint(task)
+            found = self._component_fingerprint(task, fed, settings)
+            self.fingerprints[(ref, fed, settings)] = found
         return found
 
-    def _component_fingerprint(self, task: Mapping[str, Any]) -> str:
+    def _settings(self, task: Mapping[str, Any]) -> frozenset[str]:
+        """The task's inputs that only set where and how its launcher's job runs (network,
+        labels, timeouts, a warm pool ...): each fills, as a whole value, the member of that
+        name in the launcher's ``--payload`` and nothing else — not the job's code (its worker
+        pools), not another input. An input of that name that a component's own code reads is
+        what it produces, and is hashed."""
+        found = self.task_settings.get(id(task))
+        if found is not None:
+            return found
+        ref = str((task.get("componentRef") or {}).get("name"))
+        candidates = self.launcher_settings.get(ref)
+        if candidates is None:
+            candidates = self.launcher_settings[ref] = self._launcher_settings(task)
+        found = candidates
+        if candidates:
+            bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+            text = {k: json.dumps(v, sort_keys=True) for k, v in bindings.items()}
+            found = frozenset(
+                name
+                for name in candidates
+                if not any(_placeholder(name) in t for k, t in text.items() if k != name)
+            )
+        self.task_settings[id(task)] = found
+        return found
+
+    def _launcher_settings(self, task: Mapping[str, Any]) -> frozenset[str]:
+        component = self._component_of(task)
+        label = component.get("executorLabel")
+        container = _dict(
+            _dict(self.executors.get(label) if isinstance(label, str) else None).get("container")
+        )
+        args = container.get("args")
+        if identify_launcher(container) is None or not isinstance(args, list):
+            return frozenset()
+        at = [i + 1 for i, a in enumerate(args[:-1]) if a == "--payload"]
+        if len(at) != 1 or not isinstance(args[at[0]], str):
+            return frozenset()
+        candidates = _payload_settings(args[at[0]])
+        if not candidates:
+            return candidates
+        rest = json.dumps(
+            [component, container.get("command"), [a for i, a in enumerate(args) if i != at[0]]],
+            sort_keys=True,
+        )
+        return frozenset(name for name in candidates if _placeholder(name) not in rest)
+
+    def _fed_values(self, task: Mapping[str, Any], dag: str) -> frozenset[str]:
+        """The masked values a task's inputs carry: a pipeline parameter bound (through
+        enclosing sub-pipelines) by name, a placement constant the rewrite pinned from one, an
+        identity it pinned. Only these can the rewrite have inlined into the task's launcher."""
+        fed: set[str] = set()
+        bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+        for name, spec in bindings.items():
+            if not isinstance(spec, dict):
+                continue
+            constant = _dict(spec.get("runtimeValue")).get("constant")
+            values: list[Any] = []
+            if "componentInputParameter" in spec:
+                root = self._root_parameter(dag, str(spec["componentInputParameter"]))
+                values.append(self.values.get(root) if root is not None else None)
+            elif name in _PLACEMENT_INPUTS:
+                values.append(constant)
+            if name in _IDENTITY_INPUTS:
+                values.append(constant)
+            elif name in _FLAG_INPUTS and isinstance(constant, list):
+                values += [
+                    v for i, v in enumerate(constant) if i and constant[i - 1] in _FLAG_INPUTS[name]
+                ]
+            fed.update(
+                v
+                for v in values
+                if isinstance(v, str) and (v in self.tokens or v in self.identities.tokens)
+            )
+        return frozenset(fed)
+
+    def _root_parameter(self, dag: str, name: str) -> str | None:
+        """The pipeline parameter a DAG input is bound to, through enclosing sub-pipelines
+        (``None``: a constant, a loop item, an upstream output)."""
+        for _ in range(len(self.dags) + 1):
+            if dag == "" or dag not in self.tasks:
+                return name
+            task, parent = self.tasks[dag]
+            spec = _dict(_dict(task.get("inputs")).get("parameters")).get(name)
+            if not isinstance(spec, dict) or "componentInputParameter" not in spec:
+                return None
+            dag, name = parent, str(spec["componentInputParameter"])
+        return None
+
+    def _component_fingerprint(
+        self, task: Mapping[str, Any], fed: frozenset[str], settings: frozenset[str]
+    ) -> str:
         component = self._component_of(task)
         label = component.get("executorLabel")
         executor = self.executors.get(label) if isinstance(label, str) else None
         body = {k: v for k, v in component.items() if k != "executorLabel"}
         definitions = (body.get("inputDefinitions") or {}).get("parameters")
         if isinstance(definitions, dict):  # where and how the job runs is not what it makes
-            kept = {name: d for name, d in definitions.items() if name not in _JOB_SETTINGS}
+            kept = {name: d for name, d in definitions.items() if name not in settings}
+            for name in _IDENTITY_INPUTS & set(kept):  # a pinned identity as the default
+                if isinstance(kept[name], dict) and "defaultValue" in kept[name]:
+                    default = self.identities.whole(kept[name]["defaultValue"])
+                    kept[name] = {**kept[name], "defaultValue": default}
             pools = kept.get("worker_pool_specs")
             if isinstance(pools, dict) and "defaultValue" in pools:
                 kept["worker_pool_specs"] = {
                     **pools,
-                    "defaultValue": _workload(pools["defaultValue"]),
+                    "defaultValue": self._wrapped(_workload(pools["defaultValue"]), fed),
                 }
             body["inputDefinitions"] = {**body["inputDefinitions"], "parameters": kept}
-        return self._digest({"component": body, "executor": executor})
+        return self._digest({"component": body, "executor": self._launcher(executor)})
+
+    def _launcher(self, executor: Any) -> Any:
+        """An executor with the identity the rewrite pinned into its launcher's ``--payload``
+        masked (any other identity there is refused by the rewrite)."""
+        container = _dict(_dict(executor).get("container"))
+        args = container.get("args")
+        if not isinstance(args, list) or "--payload" not in args[:-1]:
+            return executor
+        masked = [
+            self.identities.written(v) if i and args[i - 1] == "--payload" else v
+            for i, v in enumerate(args)
+        ]
+        return {**_dict(executor), "container": {**container, "args": masked}}
+
+    def _wrapped(self, pools: Any, fed: frozenset[str]) -> Any:
+        """A wrapper's worker pools with the values the rewrite inlined into a GCPC launcher
+        it wrapped (its command and arguments; the task's parameter values and pinned
+        identities) masked. Any other pool — a container's image, code, arguments or
+        environment — is hashed as it is."""
+        if not isinstance(pools, list):
+            return pools
+        out: list[Any] = []
+        for pool in pools:
+            spec = _dict(pool).get("container_spec")
+            kind = identify_launcher(spec) if isinstance(spec, dict) else None
+            if kind is None or not kind.wrap or not isinstance(spec, dict):
+                out.append(pool)
+                continue
+            masks = self._masks_for(fed)
+            spec = dict(spec)
+            for key in ("command", "args"):
+                if isinstance(spec.get(key), list):
+                    spec[key] = [masks.written(v) for v in spec[key]]
+            out.append({**pool, "container_spec": spec})
+        return out
+
+    def _masks_for(self, fed: frozenset[str]) -> _Masks:
+        found = self._masks.get(fed)
+        if found is None:
+            tokens = {v: self.tokens[v] for v in fed if v in self.tokens}
+            tokens.update({v: _IDENTITY_MASK for v in fed if v in self.identities.tokens})
+            found = self._masks[fed] = _Masks(tokens)
+        return found
 
     def _digest(self, document: Any) -> str:
-        """A short SHA-256 of canonical JSON, pinned identities and parameter values masked
-        (bindings carry them too, and a derived identity changes with the project)."""
+        """A short SHA-256 of canonical JSON (numbers as aiplatform's Struct sends them)."""
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         if _INTEGRAL_FLOAT.search(text):  # aiplatform's protobuf Struct turns 25 into 25.0
             document = json.loads(text, parse_float=_number)
             text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        if self.tokens:
-            document = self._mask(json.loads(text, parse_float=_number))
-            text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
-    def _mask(self, value: Any, payload: bool = False) -> Any:
-        """``value`` with every string that IS a pinned identity or a parameter value replaced
-        by its token — and, inside a launcher's ``--payload`` (where the rewrite pins them),
-        every such value written as a quoted JSON string literal. Text inside any other
-        string (a producer's code) is never touched: an edit there changes the digest."""
+
+class _Masks:
+    """Tokens for values at a place the rewrite writes them: as a whole string, and inside JSON
+    text it wrote into (a launcher's payload, often Concat fragments that are no JSON on their
+    own) as a quoted JSON string literal."""
+
+    def __init__(self, tokens: Mapping[str, str], keys: Iterable[str] = ()) -> None:
+        self.tokens = dict(tokens)
+        escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
+        self.literal_tokens = escaped
+        ordered = sorted(escaped, key=lambda e: (-len(e), e))  # longest first: none hides
+        # with ``keys``: a literal only as the value of one of those members
+        member = '("(?:' + "|".join(map(re.escape, sorted(keys))) + r')"\s*:\s*)' if keys else "()"
+        self.literals = (
+            re.compile(member + '"(' + "|".join(map(re.escape, ordered)) + ')"')
+            if ordered
+            else None
+        )
+
+    def whole(self, value: Any) -> Any:
+        """``value`` replaced by its token when it IS one of the values."""
+        return self.tokens.get(value, value) if isinstance(value, str) else value
+
+    def written(self, value: Any) -> Any:
+        """``value`` (an argument the rewrite wrote into) with each of the values masked as a
+        whole string, inside its JSON text, or as a quoted JSON literal; other text is kept."""
         if isinstance(value, str):
             token = self.tokens.get(value)
             if token is not None:
@@ -409,24 +605,21 @@ class _Tracer:
                 except ValueError:
                     inner = None
                 if isinstance(inner, (dict, list)):
-                    masked = self._mask(inner, payload)
+                    masked = self.written(inner)
                     if masked != inner:
                         return "\0json\0" + json.dumps(
                             masked, sort_keys=True, separators=(",", ":"), ensure_ascii=True
                         )
                     return value
-            if payload and self.literals is not None:
+            if self.literals is not None:
                 return self.literals.sub(
-                    lambda m: '"' + self.literal_tokens[m.group(1)] + '"', value
+                    lambda m: m.group(1) + '"' + self.literal_tokens[m.group(2)] + '"', value
                 )
             return value
         if isinstance(value, dict):
-            return {k: self._mask(v, payload) for k, v in value.items()}
+            return {k: self.written(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [
-                self._mask(v, payload or (i > 0 and value[i - 1] == "--payload"))
-                for i, v in enumerate(value)
-            ]
+            return [self.written(v) for v in value]
         return value
 
 
@@ -447,7 +640,42 @@ _JOB_SETTINGS = frozenset(
         "max_wait_duration",
     }
 )
+# the payload member a job setting fills when it is not its own name
+_SETTING_MEMBERS = {"encryption_spec_key_name": "kms_key_name"}
 _POOL_WORKLOAD = ("container_spec", "python_package_spec")
+# task inputs the rewrite pins a value into (spec/rewrite.py _pinned_input, _job_identity_inputs,
+# _pin_args_flag, _placement): only there is a binding constant masked
+_IDENTITY_INPUTS = frozenset(
+    {*JOB_IDENTITY_INPUTS}
+    | {k.identity.input for k in CATALOGUE if k.identity.input and k.identity.kind == "payload"}
+    | {k.serving_identity.input for k in CATALOGUE if k.serving_identity is not None}
+) - {""}
+_FLAG_INPUTS: dict[str, frozenset[str]] = {
+    name: frozenset(
+        k.identity.flag
+        for k in CATALOGUE
+        if k.identity.kind == "args_flag" and k.identity.input == name
+    )
+    for name in {k.identity.input for k in CATALOGUE if k.identity.kind == "args_flag"} - {""}
+}
+# payload members the rewrite pins an identity into (a launcher's job, a deployed model's)
+_IDENTITY_KEYS = frozenset(
+    path[-1]
+    for k in CATALOGUE
+    for path in (
+        k.identity.payload_path,
+        k.serving_identity.payload_path if k.serving_identity else (),
+    )
+    if path
+)
+_PLACEMENT_INPUTS = frozenset(
+    {"project", "location", "network", "encryption_spec_key_name"}
+    | {
+        name
+        for k in CATALOGUE
+        for name in (*k.project_inputs, *k.location_inputs, *k.network_inputs, *k.cmek_inputs)
+    }
+)
 
 
 def _workload(value: Any) -> Any:
@@ -458,6 +686,44 @@ def _workload(value: Any) -> Any:
         {k: v for k, v in pool.items() if k in _POOL_WORKLOAD} if isinstance(pool, dict) else pool
         for pool in value
     ]
+
+
+def _inert(value: Any) -> bool:
+    """True when no string in ``value`` can leave a JSON string it is pasted into."""
+    if isinstance(value, str):
+        return _BREAKS_JSON.search(value) is None
+    if isinstance(value, dict):
+        return all(_inert(k) and _inert(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_inert(v) for v in value)
+    return True
+
+
+_BREAKS_JSON = re.compile(r'["\\\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=256)  # zt's wrapper payload is one text for every wrapped step
+def _payload_settings(payload: str) -> frozenset[str]:
+    """Job settings whose input fills, as a whole value, exactly one payload member of its
+    name (an unreadable payload has none)."""
+    try:
+        parsed = parse_payload(payload, lambda name: True)
+    except PayloadError:
+        return frozenset()  # unreadable: nothing is taken for a mere setting
+    found = set()
+    for name in _JOB_SETTINGS:
+        slots = [s for s in parsed.slots if s.placeholder == _placeholder(name)]
+        if (
+            len(slots) == 1
+            and slots[0].whole
+            and slots[0].path[-1:] == (_SETTING_MEMBERS.get(name, name),)
+        ):
+            found.add(name)
+    return frozenset(found)
+
+
+def _placeholder(name: str) -> str:
+    return "{{$.inputs.parameters['" + name + "']}}"
 
 
 def _number(text: str) -> int | float:

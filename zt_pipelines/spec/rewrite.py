@@ -81,9 +81,11 @@ from zt_pipelines.spec.jobs import (
 )
 from zt_pipelines.spec.launcher import (
     CUSTOM_JOB_INPUT_NAMES,
+    PIPELINE_PLACE,
     _copy,
     custom_job_component,
     is_safe_payload_string,
+    wrapper_code_inputs,
 )
 from zt_pipelines.spec.payload import (
     ParsedPayload,
@@ -151,6 +153,7 @@ def rewrite(
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
     pipeline_root: str | None = None,
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Rewrite ``spec`` and return only the new IR; the arguments are
     :func:`rewrite_pipeline`'s (spelled out so ``help()`` and IDEs show them)."""
@@ -165,6 +168,7 @@ def rewrite(
         defaults=defaults,
         platform_docs=platform_docs,
         pipeline_root=pipeline_root,
+        input_artifacts=input_artifacts,
     ).spec
 
 
@@ -180,6 +184,7 @@ def rewrite_pipeline(
     defaults: JobFields | None = None,
     platform_docs: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
     pipeline_root: str | None = None,
+    input_artifacts: Mapping[str, str] | None = None,
 ) -> RewriteResult:
     """Rewrite every container step of a pipeline into a CustomJob under its own identity.
 
@@ -203,6 +208,9 @@ def rewrite_pipeline(
         pipeline_root: the verified pipeline root Vertex substitutes for
             ``{{$.pipeline_root}}`` (``None``: Vertex's default root). It lands inside launcher
             payloads, so it must be a ``gs://`` URI without quotes, backslashes or braces.
+        input_artifacts: the pipeline's input artifacts the run is given (name -> Vertex ML
+            Metadata artifact id, as ``PipelineJob(input_artifacts=...)`` takes them); a step
+            that pastes one has its id in the ZT102 ``upstream`` digest.
 
     Raises:
         TemplateError: the template is not a pipeline, or a step cannot become a CustomJob.
@@ -224,6 +232,7 @@ def rewrite_pipeline(
         _refuse_credentials(parameter_values)
     if parameter_values:  # schema 2.0.0 and older: aiplatform takes values of three types only
         check_parameter_types(ir, list(parameter_values), where="parameter_values")
+    artifacts = _input_artifacts(ir, input_artifacts)
     declarations, kept_docs = _read_platform_docs(docs)
     decls = _manifest_declarations(manifest)
     pipeline_sa = _pipeline_sa(pipeline_service_account)
@@ -262,6 +271,7 @@ def rewrite_pipeline(
         walker.steps,
         parameter_values={k: b.value for k, b in walker.env.items() if b.kind == "constant"},
         identities=(pipeline_sa,),
+        input_artifacts=artifacts,
     )
     return RewriteResult(
         spec=new_spec,
@@ -272,6 +282,40 @@ def rewrite_pipeline(
 
 
 # ------------------------------------------------------------------------------ inputs
+
+
+def _input_artifacts(ir: dict[str, Any], given: Mapping[str, str] | None) -> dict[str, str]:
+    """The run's input artifact ids, each naming an input artifact the pipeline declares."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise TemplateError(
+            f"input_artifacts is a {type(given).__name__}, not a mapping",
+            where="input_artifacts",
+            fix='pass {"artifact name": "artifact id"}',
+        )
+    declared = _root_artifacts(ir.get("root") or {})
+    out: dict[str, str] = {}
+    for name, artifact_id in given.items():
+        where = f"input_artifacts[{name!r}]"
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "(none)"
+            raise TemplateError(
+                f"pipeline {ir['pipelineInfo']['name']!r} has no input artifact {name!r}",
+                where=where,
+                fix=f"its input artifacts: {known}",
+            )
+        if not isinstance(artifact_id, str) or not _ARTIFACT_ID.fullmatch(artifact_id):
+            raise TemplateError(
+                f"artifact id {artifact_id!r} is not a Vertex ML Metadata artifact id",
+                where=where,
+                fix="pass the artifact's id (the last part of its resource name)",
+            )
+        out[str(name)] = artifact_id
+    return out
+
+
+_ARTIFACT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # Vertex ML Metadata's artifact ids
 
 
 def _refuse_credentials(values: Mapping[str, Any]) -> None:
@@ -672,8 +716,12 @@ class _Walker:
                 launched_identity_field=launched_field,
                 serving_service_account=serving,
                 wrapped_launcher=kind is not None,
-                job_project=placed["job_project"],
-                job_location=placed["job_location"],
+                # a container's CustomJob runs in the pipeline's place; its own project and
+                # location inputs say where its code is pointed
+                job_project=placed["job_project"] if kind is not None else None,
+                job_location=placed["job_location"] if kind is not None else None,
+                code_project=placed["job_project"] if kind is None else None,
+                code_location=placed["job_location"] if kind is None else None,
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
@@ -862,6 +910,8 @@ class _Walker:
                 where=where,
                 fix="declare the identity in one place",
             )
+        if kind.name != "CustomJob":  # a CustomJob's are applied below, to its payload
+            self._apply_launcher_fields(bindings, params, parsed, decl, kind, where)
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
@@ -876,7 +926,17 @@ class _Walker:
         )
         if launched is None and kind.name != "CustomJob":  # the job runs as the step itself
             launched, launched_field = sa, f"payload {'.'.join(identity_path)}"
-        placed = self._placement(container, bindings, params, env, inner or kind, where)
+        # a CustomJob zt-pipelines wrapped around a step (a second rewrite) is placed as the
+        # first rewrite placed it: by the wrapped launcher's own flags (in its worker pool), or,
+        # for a container, its project/location inputs are where its code is pointed
+        ours = wrapper_code_inputs(container) if kind.name == "CustomJob" else frozenset()
+        code = bool(ours) and inner is None
+        if ours and inner is not None:
+            placed = self._placement(_pool_container(pools), bindings, params, env, inner, where)
+        else:
+            placed = self._placement(
+                container, bindings, params, env, None if code else inner or kind, where
+            )
         job = JobFields()
         if kind.name == "CustomJob":
             self._apply_gcpc_fields(bindings, params, parsed, decl, where)
@@ -928,13 +988,16 @@ class _Walker:
                 launched_identity_field=launched_field,
                 serving_service_account=serving,
                 wrapped_launcher=inner is not None,
-                job_project=placed["job_project"],
-                job_location=placed["job_location"],
+                job_project=None if code else placed["job_project"],
+                job_location=None if code else placed["job_location"],
+                code_project=placed["job_project"] if code else None,
+                code_location=placed["job_location"] if code else None,
                 job_network=placed["job_network"],
                 job_kms_key=placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
                 job_images=images,
                 job_images_unknown=unknown_images,
+                job_opens_to_callers=_opens_to_callers(parsed.tree, bindings, params, env),
             )
         )
         return task
@@ -1297,10 +1360,18 @@ class _Walker:
                     name = input_placeholder(value)
                     if name is not None:
                         names[key] = (name,)
-                    elif isinstance(value, str) and value and "{{" not in value:
-                        found[key] = value
-                    elif "{{" in str(value) and value not in SAFE_SYSTEM_PLACEHOLDERS:
-                        # text around a placeholder: the place is known only when Vertex fills it
+                    elif value == PIPELINE_PLACE[flag[2:]]:
+                        # the running pipeline's: an input of that name is data for the job's
+                        # code (Google's LLM components pass their image registry's project)
+                        names[key] = ()
+                    elif isinstance(value, str) and "{{" not in value:
+                        # empty: the launcher reads its place from the resource (a deploy:
+                        # the endpoint's) — the inputs below say which
+                        if value:
+                            found[key] = value
+                    else:
+                        # another placeholder, or text around one: the place is known only
+                        # when Vertex fills it
                         raise TemplateError(
                             f"the launcher's {flag} is {value!r}, which zt-pipelines cannot pin",
                             where=where,
@@ -1398,26 +1469,39 @@ class _Walker:
                     where=where,
                     fix="set it in the custom job's worker_pool_specs",
                 )
-        used = {input_placeholder(s.placeholder) for s in parsed.slots}
         for name in _GCPC_TASK_FIELDS:
             value = getattr(decl.job, name)
-            if value is None:
+            if value is not None:
+                _bind_declared(bindings, params, parsed, name, name, value, "custom job", where)
+
+    def _apply_launcher_fields(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        parsed: ParsedPayload,
+        decl: StepDeclaration,
+        kind: LauncherKind,
+        where: str,
+    ) -> None:
+        """Every job field declared for a GCPC launcher left in place that is not a CustomJob
+        (Dataproc, batch prediction, Dataflow flex, tuning) goes into the input of the kind
+        that carries it (:data:`_LAUNCHER_JOB_INPUTS`), or is refused: never dropped."""
+        inputs = _LAUNCHER_JOB_INPUTS.get(kind.name, {})
+        for name in JobFields.__dataclass_fields__:
+            value = getattr(decl.job, name)
+            if value is None or name == "reach":  # reach is verified, never sent
                 continue
-            if name not in params or name not in used:
+            input_name = inputs.get(name)
+            if input_name is None:
+                takes = ", ".join(sorted(inputs)) or "none"
                 raise DeclarationError(
-                    f"{name} is declared, but this custom job's payload takes no {name!r} input",
+                    f"{name} is declared, but a {kind.name} job has no such field "
+                    f"(the fields a declaration can set on it: {takes})",
                     where=where,
-                    fix="set it on the GCPC component itself",
+                    fix="remove it from the declaration, or set what the job has on the GCPC "
+                    "component itself",
                 )
-            value = list(value) if isinstance(value, tuple) else value
-            current = bindings.get(name)
-            if current is None:
-                bindings[name] = {"runtimeValue": {"constant": value}}
-            elif current != {"runtimeValue": {"constant": value}}:
-                raise DeclarationError(
-                    f"declared {name} {value!r} but the custom job task sets it already",
-                    where=where,
-                )
+            _bind_declared(bindings, params, parsed, name, input_name, value, kind.name, where)
 
     # -- interning ------------------------------------------------------------------------
 
@@ -1458,6 +1542,77 @@ class _Walker:
         versions.append([key, new_name, new_label, emitted])
         self.new_components[new_name] = component
         return new_name
+
+
+_DATAPROC_INPUTS = {
+    "network": "network_uri",
+    "encryption_spec_key_name": "kms_key",
+    "labels": "labels",
+}
+_LAUNCHER_JOB_INPUTS: dict[str, dict[str, str]] = {
+    "HyperparameterTuningJob": {
+        "network": "network",
+        "encryption_spec_key_name": "encryption_spec_key_name",
+    },
+    "BatchPredictionJob": {
+        "encryption_spec_key_name": "encryption_spec_key_name",
+        "labels": "labels",
+        "machine_type": "machine_type",
+        "accelerator_type": "accelerator_type",
+        "accelerator_count": "accelerator_count",
+    },
+    # Dataflow's `network` is a bare network name, never Vertex's projects/N/global/networks/X
+    # form a declaration holds: not translated, refused (set network/subnetwork on the op)
+    "DataflowFlexTemplateJob": {
+        "encryption_spec_key_name": "kms_key_name",
+        "labels": "additional_user_labels",
+        "machine_type": "machine_type",
+    },
+    **{
+        name: _DATAPROC_INPUTS
+        for name in (
+            "DataprocPySparkBatch",
+            "DataprocSparkBatch",
+            "DataprocSparkRBatch",
+            "DataprocSparkSqlBatch",
+        )
+    },
+}
+"""For GCPC launchers left in place that are not CustomJobs: which component input carries a
+declared job field (:class:`JobFields` name → input). A declared field not listed is refused."""
+
+
+def _bind_declared(
+    bindings: dict[str, Any],
+    params: dict[str, Any],
+    parsed: ParsedPayload,
+    name: str,
+    input_name: str,
+    value: Any,
+    what: str,
+    where: str,
+) -> None:
+    """Bind declared job field ``name`` to component input ``input_name`` as a constant.
+
+    Raises:
+        DeclarationError: the payload takes no such input, or the task sets another value.
+    """
+    used = {input_placeholder(s.placeholder) for s in parsed.slots}
+    if input_name not in params or input_name not in used:
+        raise DeclarationError(
+            f"{name} is declared, but this {what}'s payload takes no {input_name!r} input",
+            where=where,
+            fix="set it on the GCPC component itself",
+        )
+    value = list(value) if isinstance(value, tuple) else value
+    current = bindings.get(input_name)
+    if current is None:
+        bindings[input_name] = {"runtimeValue": {"constant": value}}
+    elif current != {"runtimeValue": {"constant": value}}:
+        raise DeclarationError(
+            f"declared {name} {value!r} but the {what} task sets {input_name!r} already",
+            where=where,
+        )
 
 
 # launchers whose payload strings are job options (a Dataflow flex launch's parameters,
@@ -1601,18 +1756,28 @@ _IMAGES_ELSEWHERE: dict[str, str] = {
 def _job_images(
     parsed: ParsedPayload, kind: str, bindings: dict[str, Any], params: dict[str, Any], env: Env
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(every image the launched job runs, known now; where it runs one known only later)."""
-    if kind in _IMAGES_ELSEWHERE:
-        return (), (_IMAGES_ELSEWHERE[kind],)
+    """(every image the launched job runs, known now; where it runs one known only later).
+
+    Three sources, for every kind: the kind's worker pools (:data:`_POOL_PATHS`), an image the
+    job takes from elsewhere (:data:`_IMAGES_ELSEWHERE`), and every image-named field anywhere
+    in the payload (:func:`_payload_images`: a Dataproc batch's ``runtime_config.
+    container_image``, a flex template's ``sdk_container_image`` or inline ``container_spec.
+    image``, a field a new GCPC version adds) — so no image field of any payload goes unjudged.
+    """
     path = _POOL_PATHS.get(kind)
+    images, unknown = _payload_images(parsed.tree, bindings, params, env, skip=path)
+    if kind in _IMAGES_ELSEWHERE:
+        unknown.append(_IMAGES_ELSEWHERE[kind])
     if path is None:
-        return (), ()
+        return tuple(dict.fromkeys(images)), tuple(dict.fromkeys(unknown))
     pools = payload_value(parsed, path, bindings, params, env)
     where = ".".join(path)
     if not isinstance(pools, list) or not pools:
-        return (), (f"{where} (known only at run time)",)
-    images: list[str] = []
-    unknown: list[str] = []
+        return tuple(dict.fromkeys(images)), (*unknown, f"{where} (known only at run time)")
+    # any other image-named field of a pool (``containerSpec.imageUri``, a new spec kind)
+    more, more_unknown = _payload_images(pools, bindings, params, env, skip=None, at=path)
+    images += more
+    unknown += more_unknown
     for i, pool in enumerate(pools):
         if not isinstance(pool, dict):
             unknown.append(f"{where}[{i}] (known only at run time)")
@@ -1633,7 +1798,111 @@ def _job_images(
                 unknown.append(f"{where}[{i}].{spec_key}.{image_key} (known only at run time)")
         if not found and pool:  # an empty {} pool is GCPC's placeholder for "no pool here"
             unknown.append(f"{where}[{i}] (no container_spec or python_package_spec)")
-    return tuple(dict.fromkeys(images)), tuple(unknown)
+    return tuple(dict.fromkeys(images)), tuple(dict.fromkeys(unknown))
+
+
+_IMAGE_KEY = re.compile(r"(?i)image(_?uri)?$")
+"""A payload key naming a container image, in either spelling the launchers' protobuf
+parsers accept (``container_image``/``containerImage``, ``image_uri``, ``image``,
+``executor_image_uri``, ``sdk_container_image``, ``worker_harness_container_image``)."""
+
+_MAX_FIELD_WALK = 20_000  # payload nodes visited (constants included) before giving up
+_RUNTIME = object()  # a field's value is known only when the pipeline runs
+
+
+def _payload_fields(
+    tree: Any,
+    key: re.Pattern[str],
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    skip: tuple[str, ...] | None = None,
+    at: tuple[str | int, ...] = (),
+) -> list[tuple[str, Any]]:
+    """Every field of a (parsed) launcher payload ``tree`` (found at path ``at``) whose key
+    matches ``key``, at any depth and through constant inputs, as ``(where, value)``; the value
+    is ``_RUNTIME`` when it is known only at run time. ``skip``: a path read separately."""
+    found: list[tuple[str, Any]] = []
+    todo: list[tuple[tuple[str | int, ...], Any, bool]] = [(at, tree, False)]
+    seen = 0
+    while todo:
+        path, node, hit = todo.pop()
+        seen += 1
+        if seen > _MAX_FIELD_WALK:
+            found.append(("the payload (too large to read every field)", _RUNTIME))
+            break
+        if skip is not None and path[: len(skip)] == skip:
+            continue
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        placeholder = input_placeholder(node.placeholder if isinstance(node, Raw) else node)
+        if placeholder is not None:
+            bound = input_binding(placeholder, bindings, params, env)
+            if bound is None:
+                continue  # an optional input left unset: nothing is pasted
+            node = bound.value if bound.kind == "constant" else _RUNTIME
+        elif isinstance(node, Raw) or (isinstance(node, str) and "{{" in node):
+            node = _RUNTIME
+        if hit:
+            found.append((where, node))
+        elif isinstance(node, dict):
+            todo += [
+                ((*path, k), v, isinstance(k, str) and bool(key.search(k)))
+                for k, v in reversed(node.items())
+            ]
+        elif isinstance(node, list):
+            todo += [((*path, i), v, False) for i, v in reversed(list(enumerate(node)))]
+    return found
+
+
+def _payload_images(
+    tree: Any,
+    bindings: Mapping[str, Any],
+    params: Mapping[str, Any],
+    env: Env,
+    *,
+    skip: tuple[str, ...] | None,
+    at: tuple[str | int, ...] = (),
+) -> tuple[list[str], list[str]]:
+    """Every image-named field of a launcher payload (:func:`_payload_fields`): (images known
+    now, where an image is known only at run time). An empty value is the service's default
+    image (Google's), judged by no registry rule."""
+    images: list[str] = []
+    unknown: list[str] = []
+    for where, value in _payload_fields(tree, _IMAGE_KEY, bindings, params, env, skip=skip, at=at):
+        if value is _RUNTIME:
+            unknown.append(f"{where} (known only at run time)")
+        elif isinstance(value, str):
+            if value:
+                images.append(value)
+        elif value is not None:
+            unknown.append(f"{where} (not an image name)")
+    return images, unknown
+
+
+_OPENS_JOB = re.compile(r"(?i)^enable_?(web|dashboard)_?access$")
+"""Payload keys that open a running job to HTTP callers through its ``web_access_uris``:
+Vertex's interactive shell (``enable_web_access``) and the chief container's dashboard
+(``enable_dashboard_access``: Ray's accepts jobs), in a CustomJob or a tuning job's trial
+spec, in either spelling."""
+
+
+def _opens_to_callers(
+    tree: Any, bindings: Mapping[str, Any], params: Mapping[str, Any], env: Env
+) -> tuple[str, ...]:
+    """The payload fields that open the launched job to callers: set to anything but
+    ``false``/empty, or known only at run time (never proven closed)."""
+    return tuple(
+        where if value is not _RUNTIME else f"{where} (known only at run time)"
+        for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
+        if value is _RUNTIME or value not in (False, None, "", "false")
+    )
+
+
+def _pool_container(pools: Any) -> dict[str, Any]:
+    """The first worker pool's container as a launcher container (command and args)."""
+    spec = pools[0]["container_spec"]
+    return {"command": spec.get("command") or [], "args": spec.get("args") or []}
 
 
 def _pool_image(pools: Any) -> str:
