@@ -39,7 +39,7 @@ from zt_pipelines.policy.members import (
 )
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
-from zt_pipelines.policy.report import Evidence, Finding
+from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.requirements import CheckContext, sa_member
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
@@ -210,11 +210,8 @@ class _Hold:
     impersonate: frozenset[str]
     administer: frozenset[str]
     unknown: bool  # the role's definition is not known: it may carry any of them
-
-    @property
-    def beyond_act_as(self) -> bool:
-        """A token, a signature, a key or a policy rewrite: more than attaching the account."""
-        return self.unknown or bool(self.impersonate - _ACT_AS) or bool(self.administer)
+    #: a token, a signature, a key or a policy rewrite: more than attaching the account
+    beyond_act_as: bool
 
     @property
     def admin(self) -> bool:
@@ -232,31 +229,66 @@ class _Hold:
         return min((self.impersonate - _ACT_AS) or self.impersonate or self.administer)
 
 
-def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
-    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
-    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
-    nodes, gap = ev.chain(service_account_resource(email))
-    own = bool(nodes)
-    if not own:
-        home = _home(f"serviceAccount:{email}")
-        nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
-    missing = not own or bool(gap)
-    out: list[_Hold] = []
-    for depth, node in enumerate(nodes, start=0 if own else 1):
+_new_hold = record_maker(_Hold)
+#: what a role gives over an account: (impersonate, administer, unknown, beyond actAs)
+_RoleHolds = tuple[frozenset[str], frozenset[str], bool, bool]
+_NO_HOLDS: _RoleHolds = (frozenset(), frozenset(), False, False)
+
+
+class _HoldIndex:
+    """:func:`_holds` for one check, memoised: what each role gives over an account, each
+    member's normal form and the holds of each ancestor (a project's, folder's and
+    organisation's bindings are the same for every account below them)."""
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.ev = ev
+        self.roles: dict[str, _RoleHolds] = {}
+        self.members: dict[str, str] = {}
+        self.at: dict[tuple[str, int], list[_Hold]] = {}
+
+    def role(self, role: str) -> _RoleHolds:
+        got = self.roles.get(role)
+        if got is None:
+            perms = self.ev.role_permissions(role)
+            if perms is None:
+                got = (frozenset(), frozenset(), True, True)
+            else:
+                impersonate = perms & IMPERSONATION_PERMISSIONS
+                administer = perms & _ADMIN_PERMISSIONS
+                got = (
+                    (
+                        impersonate,
+                        administer,
+                        False,
+                        bool(impersonate - _ACT_AS) or bool(administer),
+                    )
+                    if impersonate or administer
+                    else _NO_HOLDS
+                )
+            self.roles[role] = got
+        return got
+
+    def node(self, node: Node, depth: int) -> list[_Hold]:
+        """The holds of ``node``'s bindings, at ``depth`` above the account."""
+        key = (node.name, depth)
+        got = self.at.get(key)
+        if got is not None:
+            return got
+        out: list[_Hold] = []
+        members = self.members
         for binding in node.policy.bindings if node.policy else ():
-            perms = ev.role_permissions(binding.role)
-            unknown = perms is None
-            impersonate = perms & IMPERSONATION_PERMISSIONS if perms else frozenset()
-            administer = perms & _ADMIN_PERMISSIONS if perms else frozenset()
+            impersonate, administer, unknown, beyond = self.role(binding.role)
             if not unknown and not impersonate and not administer:
                 continue
             condition = binding.condition.expression if binding.condition else ""
             for raw in binding.members:
-                member = normalize_principal(raw)
+                member = members.get(raw)
+                if member is None:
+                    member = members[raw] = normalize_principal(raw)
                 if member.startswith("deleted:"):
                     continue
                 out.append(
-                    _Hold(
+                    _new_hold(
                         node.name,
                         depth,
                         binding.role,
@@ -266,8 +298,29 @@ def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
                         impersonate,
                         administer,
                         unknown,
+                        beyond,
                     )
                 )
+        if depth > 0:  # an account's own policy is asked about once: not kept
+            self.at[key] = out
+        return out
+
+
+def _holds(ev: Evaluator, email: str, index: _HoldIndex | None = None) -> tuple[list[_Hold], bool]:
+    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
+    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
+    index = index or _HoldIndex(ev)
+    nodes, gap = ev.chain(service_account_resource(email))
+    own = bool(nodes)
+    if not own:
+        home = _home(f"serviceAccount:{email}")
+        nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+    missing = not own or bool(gap)
+    out: list[_Hold] = []
+    for depth, node in enumerate(nodes, start=0 if own else 1):
+        found = index.node(node, depth)
+        if found:
+            out += found
     return out, missing
 
 
@@ -295,6 +348,13 @@ def _lent(member: str) -> tuple[str, Lender] | None:
     return found if found is not None and found[1].lends is None else None
 
 
+def _google_lent(member: str) -> bool:
+    """An identity lent in full that lives in a Google-owned project (an agent, the Google APIs
+    and legacy Cloud Build accounts): nobody is granted anything on it, so who can become it is
+    exactly who can make its service act (:func:`_drivers`) — its allow policy is never read."""
+    return _lent(member) is not None and not member.endswith("@developer.gserviceaccount.com")
+
+
 def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
     """Who can make ``lender``'s service act as its identity of project ``number``: every
     member of a binding on the project (or above it) whose role carries a lending permission —
@@ -303,7 +363,35 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
     if project is None:
         return []
     out: list[_Hold] = []
-    for node in ev.chain(project.name)[0]:
+    chain = ev.chain(project.name)[0]
+    names = {n.name for n in chain}
+    # eligibility without approval is a grant whenever asked (with one: ZT222's concern)
+    for e in ev.snapshot.entitlements:
+        if e.node not in names or e.state == "DELETED" or e.approval_required:
+            continue
+        for r in e.roles:
+            perms = ev.role_permissions(r.role)
+            gives = lender.permissions & perms if perms is not None else frozenset()
+            if perms is not None and not gives:
+                continue
+            role = f"{r.role} (eligible without approval, PAM entitlement {e.name})"
+            for raw in e.eligible:
+                member = normalize_principal(raw)
+                out.append(
+                    _Hold(
+                        e.node,
+                        1,
+                        role,
+                        raw,
+                        member,
+                        r.condition,
+                        gives,
+                        frozenset(),
+                        perms is None,
+                        perms is None or bool(gives - _ACT_AS),
+                    )
+                )
+    for node in chain:
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
             gives = lender.permissions & perms if perms is not None else frozenset()
@@ -325,6 +413,7 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
                         gives,
                         frozenset(),
                         perms is None,
+                        perms is None or bool(gives - _ACT_AS),
                     )
                 )
     return out
@@ -353,11 +442,12 @@ def inbound_findings(
     reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
     holds_cache: dict[str, tuple[list[_Hold], bool]] = {}
+    index = _HoldIndex(ev)
 
     def holds(email: str) -> tuple[list[_Hold], bool]:
         found = holds_cache.get(email)
         if found is None:
-            found = holds_cache[email] = _holds(ev, email)
+            found = holds_cache[email] = _holds(ev, email, index)
         return found
 
     def record(kind: str, h: _Hold, identity: str, chain: tuple[_Hold, ...]) -> None:
@@ -416,8 +506,8 @@ def inbound_findings(
             _judge_drivers(account, identity, chain, ev, ours | allowed, numbers, record, upstream)
             continue
         found, missing = holds(account.partition(":")[2])
-        if missing and mode == "ZT220":  # who can become it cannot be told: fail closed
-            record("unread", chain[-1], identity, chain[:-1])
+        if missing and mode == "ZT220" and not _google_lent(account):
+            record("unread", chain[-1], identity, chain[:-1])  # unknown who: fail closed
         for h in found:
             member = h.member
             if member in (account, identity) or member in ours or member in allowed:
