@@ -379,7 +379,16 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
                 member = normalize_principal(raw)
                 out.append(
                     _Hold(
-                        e.node, 1, role, raw, member, r.condition, gives, frozenset(), perms is None
+                        e.node,
+                        1,
+                        role,
+                        raw,
+                        member,
+                        r.condition,
+                        gives,
+                        frozenset(),
+                        perms is None,
+                        perms is None or bool(gives - _ACT_AS),
                     )
                 )
     for node in chain:
