@@ -286,3 +286,35 @@ def test_deputy_agents_that_build_for_their_callers_are_not_drivers() -> None:
     found = {f.principal for f in run(data).by_code("ZT220")}
     assert f"serviceAccount:service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com" in found
     assert not {p for p in found if "robot" in p}, found
+
+
+@pytest.mark.parametrize("approval", [False, True])
+def test_eligibility_for_deploying_drives_the_agent_too(approval: bool) -> None:
+    # a PAM entitlement without approval is a grant whenever asked (with one: not a driver)
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    data["entitlements"] = [
+        {
+            "name": "projects/ml-prod/locations/global/entitlements/deployers",
+            "eligible": [MALLORY],
+            "roles": [{"role": DM_EDITOR}],
+            "approvalRequired": approval,
+        }
+    ]
+    found = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert bool(found) is not approval
+    if found:
+        assert "entitlements/deployers" in found[0].message
+
+
+def test_a_lent_account_upstream_of_an_account_that_may_run_as_a_step() -> None:
+    # ci-runner may run as train-sa; the Google APIs agent mints ci-runner's tokens; whoever
+    # deploys can make it do so
+    data = _with_account(world_dict(), CI)
+    grant(data, sa_node(TRAIN_SA), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
+    grant(data, sa_node(CI), "roles/iam.serviceAccountTokenCreator", GAPI)
+    grant(data, PROJECT, DM_EDITOR, MALLORY)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert CI in f.message and TRAIN_SA in f.message and "cloudservices" in f.message
+    # the agent's own allow policy is Google's: who can become it is who can deploy
+    assert not [f for f in report.by_code("ZT220") if f.principal == GAPI]

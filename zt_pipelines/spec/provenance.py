@@ -18,6 +18,7 @@ those are what a reviewer reviewed. See ``docs/policy-file.md``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -103,6 +104,7 @@ class _Tracer:
         self._masks: dict[frozenset[str], _Masks] = {}
         self.fingerprints: dict[tuple[str, frozenset[str], frozenset[str]], str] = {}
         self.launcher_settings: dict[str, frozenset[str]] = {}
+        self.task_settings: dict[int, frozenset[str]] = {}  # by id(): self.tasks holds each
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
         self.closures: dict[str, str] = {}
@@ -411,19 +413,24 @@ class _Tracer:
         name in the launcher's ``--payload`` and nothing else — not the job's code (its worker
         pools), not another input. An input of that name that a component's own code reads is
         what it produces, and is hashed."""
+        found = self.task_settings.get(id(task))
+        if found is not None:
+            return found
         ref = str((task.get("componentRef") or {}).get("name"))
         candidates = self.launcher_settings.get(ref)
         if candidates is None:
             candidates = self.launcher_settings[ref] = self._launcher_settings(task)
-        if not candidates:
-            return candidates
-        bindings = _dict(_dict(task.get("inputs")).get("parameters"))
-        return frozenset(
-            name
-            for name in candidates
-            if _placeholder(name)
-            not in json.dumps({k: v for k, v in bindings.items() if k != name}, sort_keys=True)
-        )
+        found = candidates
+        if candidates:
+            bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+            text = {k: json.dumps(v, sort_keys=True) for k, v in bindings.items()}
+            found = frozenset(
+                name
+                for name in candidates
+                if not any(_placeholder(name) in t for k, t in text.items() if k != name)
+            )
+        self.task_settings[id(task)] = found
+        return found
 
     def _launcher_settings(self, task: Mapping[str, Any]) -> frozenset[str]:
         component = self._component_of(task)
@@ -437,25 +444,14 @@ class _Tracer:
         at = [i + 1 for i, a in enumerate(args[:-1]) if a == "--payload"]
         if len(at) != 1 or not isinstance(args[at[0]], str):
             return frozenset()
-        try:
-            parsed = parse_payload(args[at[0]], lambda name: True)
-        except PayloadError:
-            return frozenset()  # unreadable: nothing is taken for a mere setting
+        candidates = _payload_settings(args[at[0]])
+        if not candidates:
+            return candidates
         rest = json.dumps(
             [component, container.get("command"), [a for i, a in enumerate(args) if i != at[0]]],
             sort_keys=True,
         )
-        found = set()
-        for name in _JOB_SETTINGS:
-            slots = [s for s in parsed.slots if s.placeholder == _placeholder(name)]
-            if (
-                len(slots) == 1
-                and slots[0].whole
-                and slots[0].path[-1:] == (_SETTING_MEMBERS.get(name, name),)
-                and _placeholder(name) not in rest
-            ):
-                found.add(name)
-        return frozenset(found)
+        return frozenset(name for name in candidates if _placeholder(name) not in rest)
 
     def _fed_values(self, task: Mapping[str, Any], dag: str) -> frozenset[str]:
         """The masked values a task's inputs carry: a pipeline parameter bound (through
@@ -704,6 +700,26 @@ def _inert(value: Any) -> bool:
 
 
 _BREAKS_JSON = re.compile(r'["\\\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=256)  # zt's wrapper payload is one text for every wrapped step
+def _payload_settings(payload: str) -> frozenset[str]:
+    """Job settings whose input fills, as a whole value, exactly one payload member of its
+    name (an unreadable payload has none)."""
+    try:
+        parsed = parse_payload(payload, lambda name: True)
+    except PayloadError:
+        return frozenset()  # unreadable: nothing is taken for a mere setting
+    found = set()
+    for name in _JOB_SETTINGS:
+        slots = [s for s in parsed.slots if s.placeholder == _placeholder(name)]
+        if (
+            len(slots) == 1
+            and slots[0].whole
+            and slots[0].path[-1:] == (_SETTING_MEMBERS.get(name, name),)
+        ):
+            found.add(name)
+    return frozenset(found)
 
 
 def _placeholder(name: str) -> str:
