@@ -311,6 +311,33 @@ def object_list(world: World, req: Request) -> tuple[int, Body]:
     return 200, body
 
 
+def project_get_ancestry(world: World, req: Request) -> tuple[int, Body]:
+    """cloudresourcemanager v1 projects.getAncestry: the project and its ancestors, bottom to
+    top; needs ``resourcemanager.projects.get``, and an unknown project is PERMISSION_DENIED
+    (as Google answers for containers the caller cannot see)."""
+    ref = req.segments["project"]
+    project = world.project_id(ref)
+    name = CRM + "projects/" + (project or ref)
+    if project is None:
+        raise EmulatorError(
+            "PERMISSION_DENIED",
+            f"The caller does not have permission on projects/{ref} (or it does not exist)",
+        )
+    world.authorize(req.caller, "resourcemanager.projects.get", name)
+    chain = [name]
+    with world.lock:
+        node = world.nodes.get(name)
+        while node is not None and node.parent and len(chain) < 64:
+            chain.append(node.parent)
+            node = world.nodes.get(node.parent)
+    singular = {"projects": "project", "folders": "folder", "organizations": "organization"}
+    ancestors = []
+    for full in chain:
+        kind, _, ident = full.removeprefix(CRM).partition("/")
+        ancestors.append({"resourceId": {"type": singular.get(kind, kind), "id": ident}})
+    return 200, {"ancestor": ancestors}
+
+
 def hmac_key_list(world: World, req: Request) -> tuple[int, Body]:
     """storage.hmacKeys.list: the project's HMAC keys (the snapshot's ``hmacKeys`` of its
     service accounts, all ACTIVE), ``serviceAccountEmail`` filter, paginated."""
@@ -983,6 +1010,14 @@ ROUTES: tuple[Route, ...] = (
         True,
         bucket_insert,
         _t_project,
+    ),
+    _route(
+        "POST",
+        rf"^/v1/projects/{_P}:getAncestry",
+        "cloudresourcemanager",
+        "projects.getAncestry",
+        False,
+        project_get_ancestry,
     ),
     _route(
         "GET",

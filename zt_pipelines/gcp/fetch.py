@@ -5,11 +5,12 @@ unlocks (a project's parent folder, the roles its bindings name, the organisatio
 policies ...), so independent chains run side by side on one bounded pool and the wall time is
 the longest chain, not the number of reads. Every read has a key and runs at most once.
 
-Cold, the longest chain is four round trips: project → folder → organisation (policy, deny
-list, custom roles, principal search) → the roles those bindings name. With a warm cache the
-hierarchy shape and predefined roles are known up front, so everything is asked for in the
-first wave; the fresh parents that come back are still what the snapshot records (the cached
-shape only decides what to prefetch).
+Cold, the longest chain is three round trips: the project's ancestry (one read naming every
+folder and the organisation) → organisation (policy, deny list, custom roles, principal search)
+→ the roles those bindings name. With a warm cache the hierarchy shape and predefined roles are
+known up front, so everything is asked for in the first wave. Either way the fresh parents that
+come back are what the snapshot records (the cached shape or the ancestry only decides what to
+prefetch).
 
 This module fetches; it does not decide. Every answer (or failure) is recorded as it came back
 in :class:`~zt_pipelines.policy.assembly.Reads`, and the pure
@@ -21,6 +22,7 @@ policy, never a missing node that looks like "no grants".
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -45,6 +47,7 @@ from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Node,
+    NodeKind,
     Role,
     Snapshot,
     Unreadable,
@@ -52,6 +55,7 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, PAM, STORAGE
 
 T = TypeVar("T")
+_LOG = logging.getLogger("zt_pipelines.gcp")
 Progress = Callable[[int, int], None]
 STRATEGIES = ("direct", "inventory")
 #: how often a refused principal search is halved (1 query -> at most 2**3 = 8 queries)
@@ -59,10 +63,11 @@ _MAX_SEARCH_SPLITS = 3
 #: principals per Cloud Asset query by default: all of a pipeline's in one (split if refused)
 DEFAULT_SEARCH_BATCH = 1000
 KEY_ASSET = "iam.googleapis.com/ServiceAccountKey"
-#: the parts of the first wave, in the order they go out: reads started without a thread
-#: (quick to issue, the bulk of a check), then the storage batch, then the reads that take a
-#: pool thread each (a running thread competes with the planner for the interpreter)
-_STARTED, _BATCHED, _POOLED = 0, 1, 2
+#: the parts of the first wave, in the order they go out: the ancestries (the head of the
+#: longest chain of a first check), reads started without a thread (quick to issue, the bulk of
+#: a check), then the storage batch, then the reads that take a pool thread each (a running
+#: thread competes with the planner for the interpreter)
+_FIRST, _STARTED, _BATCHED, _POOLED = -1, 0, 1, 2
 
 
 class FetchPlan:
@@ -111,7 +116,8 @@ class FetchPlan:
         self._planner = threading.get_ident()
         self._roles_asked: set[str] = set()
         self._projects_planned: set[str] = set()
-        self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache remembers them
+        self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache or ancestry has them
+        self._search_roots: set[str] = set()  # roots searched so far (fresh or prefetched)
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -130,10 +136,10 @@ class FetchPlan:
             self.calls[key[0]] = self.calls.get(key[0], 0) + 1
             return True
 
-    def _submit(self, key: tuple[str, ...], fn: Callable[[], None]) -> None:
+    def _submit(self, key: tuple[str, ...], fn: Callable[[], None], order: int = _POOLED) -> None:
         if not self._claim(key):
             return
-        self._dispatch(lambda: self._to_pool(key, fn), _POOLED)
+        self._dispatch(lambda: self._to_pool(key, fn), order)
 
     def _dispatch(self, begin: Callable[[], None], order: int) -> None:
         """Start a read, or hold it while the first wave is planned (``order``: which part of
@@ -377,13 +383,17 @@ class FetchPlan:
         if self.inventory:
             self._dump(ref)
         self._crm_node_reads(full, policy=not self.inventory)
-        if self.cache is not None:
-            self._prefetch_ancestors(full)
+        if not self._prefetch_ancestors(full):
+            self._ancestry(ref)
 
-    def _prefetch_ancestors(self, name: str) -> None:
-        assert self.cache is not None
+    def _prefetch_ancestors(self, name: str) -> bool:
+        """Ask the reads of the ancestors the cache remembers above ``name`` now; whether it
+        remembered any shape for it."""
+        if self.cache is None:
+            return False
         seen = {name}
         current, hint = name, self.cache.get_parent(name)
+        known = hint is not None
         while hint is not None:
             with self._lock:  # the principal sets these hints name are prefetched too
                 self._hints[current] = Node(
@@ -398,6 +408,32 @@ class FetchPlan:
             seen.add(current)
             self._ancestor(current)
             hint = self.cache.get_parent(current)
+        return known
+
+    def _ancestry(self, project: str) -> None:
+        """A project whose shape nothing remembers (a first check): its ancestors in one read,
+        so that their reads go out a round trip after the check starts, not one round trip per
+        level as fresh parents come back. The ancestry is a hint like the cache's: the fresh
+        parent reads still decide what the snapshot holds, and a failed ancestry read costs
+        only that round trip (it is never unreadable, never retried)."""
+        read = getattr(self.a.hierarchy, "get_ancestry", None)
+        if read is None:
+            return
+
+        def ancestry() -> None:
+            try:
+                chain: tuple[str, ...] = read(project)
+            except ApiError as exc:
+                _LOG.info("ancestry of %s not read (%s): parents are followed", project, exc.code)
+                return
+            with self._lock:
+                for i, name in enumerate(chain):
+                    above = chain[i + 1] if i + 1 < len(chain) else None
+                    self._hints.setdefault(name, Node(name, _KINDS[name.split("/")[3]], above))
+            for name in chain[1:]:
+                self._ancestor(name)
+
+        self._submit(("projects.getAncestry", project), ancestry, _FIRST)
 
     def _parent(self, node: Node) -> None:
         """Follow a *fresh* parent link; the root it reaches is what searches must cover."""
@@ -411,9 +447,10 @@ class FetchPlan:
         if node.parent is not None:
             self._ancestor(node.parent)
         # this node may complete a project's chain (e.g. a prefetched folder landed first):
-        # the principal sets it reveals are asked now, not a round trip after the drain
+        # the principal sets it reveals are asked now, not a round trip after the drain (at
+        # the roots searched so far, prefetched ones included)
         with self._lock:
-            roots = sorted(self.s.roots - {root})
+            roots = sorted((self.s.roots | self._search_roots) - {root})
         for known in roots:
             self._principal_searches(known)
 
@@ -537,6 +574,8 @@ class FetchPlan:
 
     def _searches(self, root: str) -> None:
         """``SearchAllIamPolicies`` at ``root`` for every principal, batched with ``OR``."""
+        with self._lock:
+            self._search_roots.add(root)
         if self.inventory:
             self._key_search(root)
         self._principal_searches(root)
@@ -942,6 +981,11 @@ def _raise_unsupported(name: str) -> None:
     )
 
 
+_KINDS: dict[str, NodeKind] = {
+    "projects": "project",
+    "folders": "folder",
+    "organizations": "organization",
+}
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from zt_pipelines.gcp._base import Adapter, Started
@@ -79,6 +80,36 @@ class ResourceManagerAdapter(Adapter):
             routing=(("name", name),),
         )
 
+    def get_ancestry(self, project: str) -> tuple[str, ...]:
+        """Full names of the project (its id) and its ancestors, bottom to top: Resource
+        Manager v1 ``projects.getAncestry`` (REST; v3 has no such method), which needs only
+        ``resourcemanager.projects.get``.
+
+        One attempt, no retries: a live fetch uses the answer only to ask the ancestors' reads
+        a round trip earlier than following parents one by one allows (their own fresh reads
+        still decide), so it never waits to retry it.
+        """
+        session, base = self.factory.rest_session("cloudresourcemanager")
+        url = f"{base}/v1/projects/{project}:getAncestry"
+
+        def run() -> tuple[str, ...]:
+            body = _json(session.post(url, json={}, timeout=self.timeout))
+            chain = []
+            for entry in body.get("ancestor") or ():
+                ident = entry.get("resourceId") if isinstance(entry, dict) else None
+                if not isinstance(ident, dict):
+                    raise ValueError("ancestor without a resourceId")
+                kind = _PLURAL.get(str(ident.get("type", "")))
+                if kind is None or not ident.get("id"):
+                    raise ValueError(f"ancestor of unknown type or without id: {ident!r}")
+                chain.append(crm_name(f"{kind}/{ident['id']}"))
+            if not chain or not chain[0].startswith(crm_name("projects/")):
+                raise ValueError(f"the ancestry of {project} does not start with a project")
+            return tuple(chain)
+
+        once = replace(self.retry, max_attempts=1)
+        return once.call(run, what="projects.getAncestry", target=crm_name(f"projects/{project}"))
+
     def get_organization(self, org_id: str) -> Node:
         """The organisation."""
         client = self.factory.organizations()
@@ -135,6 +166,22 @@ class ResourceManagerAdapter(Adapter):
             "folders": self.factory.folders,
             "organizations": self.factory.organizations,
         }[kind]()
+
+
+_PLURAL = {"project": "projects", "folder": "folders", "organization": "organizations"}
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The JSON body; an error status raises as google-api-core's exception for it (so it is
+    classified like every other client's)."""
+    from google.api_core import exceptions
+
+    if not 200 <= response.status_code < 300:
+        raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("Resource Manager answer is not a JSON object")
+    return body
 
 
 def _project_node(proto: Any) -> Node:

@@ -61,10 +61,13 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
+from zt_pipelines.policy.rootowner import root_owner_findings
+from zt_pipelines.policy.scope import URIS as _URIS
 from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.scope import uri as _uri
 from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
-from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
+from zt_pipelines.resources import STORAGE, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
@@ -73,19 +76,6 @@ if TYPE_CHECKING:  # types only: the engine calls this module, never the other w
 _MAX_LISTED = 8
 _NO, _UNKNOWN = Match.NO, Match.UNKNOWN  # plain globals: Enum attributes are slow in loops
 UPSTREAM = "upstream"  # the evidence kind carrying a ZT102 finding's upstream digest
-_URIS: dict[str | tuple[str, str], str] = {}
-
-
-def _uri(name: str, prefix: str | None = None) -> str:
-    """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
-    step's prefix is another key)."""
-    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
-    got = _URIS.get(key)
-    if got is None:
-        if len(_URIS) >= 1 << 18:
-            _URIS.clear()  # bounded: one huge check does not keep its names for ever
-        got = _URIS[key] = display_uri(name, prefix)
-    return got
 
 
 def build_report(
@@ -119,6 +109,7 @@ def build_report(
                 evidence=(Evidence("policy", detail="pipeline_root"),),
             )
         )
+    raw += root_owner_findings(evaluator.snapshot, context)  # ZT404, as submit() refuses
     grouped = _Needs(requirements, evaluator)
     for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
@@ -176,9 +167,10 @@ def build_report(
     for r, d in zip(requirements, decisions, strict=True):
         if isinstance(d, tuple):  # granted: its evidence
             res = r.resource
-            # a prefixed name is the step's own: display_uri() costs less than a memo miss
-            where = _uri(res.name) if res.prefix is None else display_uri(res.name, res.prefix)
-            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
+            # memoised: the scope check has named most prefixes already (ZT215)
+            granted.append(
+                new_grant(r.principal, _uri(res.name, res.prefix), r.permission, r.step, d)
+            )
     return Report(
         granted=tuple(granted),
         findings=ordered,
@@ -843,35 +835,50 @@ def _scope_findings(
     out: list[Finding] = []
     severity = {c: DEFAULT_SEVERITIES[c] for c in ("ZT214", "ZT215")}
     narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
+    listed: dict[tuple[str, ...], str] = {}  # permissions -> their text (a few distinct ones)
+    window = ctx.run_window
     for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
         for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
-            ev, principal, needed.get(principal, []), now, ctx.run_window
+            ev, principal, needed.get(principal, []), now, window
         ):
-            perms = ", ".join(permissions[:_MAX_LISTED]) + (
-                " …" if len(permissions) > _MAX_LISTED else ""
-            )
-            there = ", ".join(where[:_MAX_LISTED]) + (
-                f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
-            )
+            perms = listed.get(permissions)
+            if perms is None:
+                perms = listed[permissions] = ", ".join(permissions[:_MAX_LISTED]) + (
+                    " …" if len(permissions) > _MAX_LISTED else ""
+                )
+            if len(where) == 1:
+                there = where[0]
+                scope = narrower.get(there)
+                if scope is None:
+                    scope = narrower[there] = new_evidence(
+                        "scope", detail=f"narrower scope: {there}"
+                    )
+                scopes: tuple[Evidence, ...] = (scope,)
+            else:
+                there = ", ".join(where[:_MAX_LISTED]) + (
+                    f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
+                )
+                found = []
+                for n in where:
+                    e = narrower.get(n)
+                    if e is None:
+                        e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
+                    found.append(e)
+                scopes = tuple(found)
+            shown = _URIS.get(node) or _uri(node)
             if kind == "hierarchy":
                 code = "ZT214"
                 text = (
-                    f"{role} on {_uri(node)} {gives} {principal} {perms} on everything "
+                    f"{role} on {shown} {gives} {principal} {perms} on everything "
                     f"below it; its needs are only on {there}: grant it there instead"
                 )
             else:
                 code = "ZT215"
                 text = (
-                    f"{role} on {_uri(node)} {gives} {principal} {perms} on every object "
+                    f"{role} on {shown} {gives} {principal} {perms} on every object "
                     f"of the bucket; its needs are only under {there}: grant it with a "
                     "resource.name.startsWith condition on that prefix"
                 )
-            scopes = []
-            for n in where:
-                e = narrower.get(n)
-                if e is None:
-                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
-                scopes.append(e)
             out.append(
                 new_finding(
                     code,

@@ -82,6 +82,39 @@ class BroadGrant:
     condition: str = ""
 
 
+def _on_object(permission: str) -> bool:
+    """An object permission that a prefix condition can narrow (not a bucket-level one)."""
+    return (
+        permission.startswith("storage.objects.")
+        and permission not in _BUCKET_LEVEL_OBJECT_PERMISSIONS
+    )
+
+
+_OBJECT_PERMISSION: dict[str, bool] = {}  # permission -> _on_object(permission)
+_IN_STORAGE: dict[str, bool] = {}  # resource name -> a Cloud Storage name
+#: display names (:func:`display_uri`) by name or (name, prefix); cleared by every check
+URIS: dict[str | tuple[str, str], str] = {}
+
+
+def uri(name: str, prefix: str | None = None) -> str:
+    """:func:`display_uri`, memoised (a bounded LRU thrashes at organisation scale: every
+    step's prefix is another key)."""
+    key = name if prefix is None else (name, prefix)  # no tuple for a plain name
+    got = URIS.get(key)
+    if got is None:
+        if len(URIS) >= 1 << 18:
+            URIS.clear()  # bounded: one huge check does not keep its names for ever
+        got = URIS[key] = display_uri(name, prefix)
+    return got
+
+
+def _remember(memo: dict[str, bool], key: str, value: bool) -> bool:
+    if len(memo) >= 1 << 16:
+        memo.clear()  # bounded: names come from the checked pipelines
+    memo[key] = value
+    return value
+
+
 def object_level(resource: str, permission: str) -> bool:
     """True when IAM authorises ``permission`` on an object of a bucket (so a prefix condition
     can narrow it), not on the bucket itself."""
@@ -164,18 +197,23 @@ def broad_grant_parts(
                     whole_at[name] = {permission}
                 else:
                     bucket_wide.add(permission)
-            elif (
-                permission.startswith("storage.objects.")
-                and name.startswith(_STORAGE)
-                and permission not in _BUCKET_LEVEL_OBJECT_PERMISSIONS
-            ):  # object_level(), inline
-                by_perm = prefixed.get(name)
-                if by_perm is None:
-                    prefixed[name] = {permission: {prefix}}
-                elif permission in by_perm:
-                    by_perm[permission].add(prefix)
-                else:
-                    by_perm[permission] = {prefix}
+            else:
+                # object_level(), by two memos (a str.startswith costs more than a dict lookup)
+                on_object = _OBJECT_PERMISSION.get(permission)
+                if on_object is None:
+                    on_object = _remember(_OBJECT_PERMISSION, permission, _on_object(permission))
+                if on_object:
+                    in_storage = _IN_STORAGE.get(name)
+                    if in_storage is None:
+                        in_storage = _remember(_IN_STORAGE, name, name.startswith(_STORAGE))
+                    if in_storage:
+                        by_perm = prefixed.get(name)
+                        if by_perm is None:
+                            prefixed[name] = {permission: {prefix}}
+                        elif permission in by_perm:
+                            by_perm[permission].add(prefix)
+                        else:
+                            by_perm[permission] = {prefix}
         if above_of is not None:
             for above in above_of(name):
                 if above in interest:
@@ -194,7 +232,7 @@ def broad_grant_parts(
             continue
         name = node.name
         condition = c.binding.condition
-        served = below.get(name)
+        served = below.get(name) if below else None
         if served:
             # needed at this node itself too: then the scope is right for those permissions
             needed_here = at.get(name, _NOTHING)
@@ -234,10 +272,10 @@ def broad_grant_parts(
                         "",
                     )
                 )
-        objects = prefixed.get(name)
+        objects = prefixed.get(name) if prefixed else None
         if objects:
             # a bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(name, _NOTHING)
+            whole = whole_at.get(name, _NOTHING) if whole_at else _NOTHING
             broad = []
             for p in objects:
                 if p in perms and p not in whole:
@@ -260,14 +298,17 @@ def broad_grant_parts(
                     inside,
                 )
             elif broad:
-                broad.sort()
-                prefixes = objects[broad[0]]
-                for p in broad[1:]:
-                    prefixes = prefixes | objects[p]
+                if len(broad) == 1:
+                    prefixes = objects[broad[0]]
+                else:
+                    broad.sort()
+                    prefixes = objects[broad[0]]
+                    for p in broad[1:]:
+                        prefixes = prefixes | objects[p]
                 where = (
-                    (display_uri(name, next(iter(prefixes))),)
+                    (uri(name, next(iter(prefixes))),)
                     if len(prefixes) == 1
-                    else tuple(sorted({display_uri(name, pre) for pre in prefixes}))
+                    else tuple(sorted({uri(name, pre) for pre in prefixes}))
                 )
                 out.append(
                     (name, c.binding.role, c.member, "prefix", tuple(broad), where, _GIVES, "")
