@@ -227,3 +227,30 @@ def test_monitoring_and_the_run_read_the_identity_pinned_in_an_automl_concat_pay
     }
     leaf = {t.rsplit("/", 1)[-1]: sa for t, sa in concat.items()}
     assert {t: launches[t] for t in leaf} == leaf
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--project", "evil-proj"],  # argparse keeps the last of two
+        ["--project=evil-proj"],
+        ["--proj", "evil-proj"],  # a unique abbreviation
+        ["--loc=europe-west4"],
+        ["--location", "europe-west4"],
+    ],
+)
+def test_a_wrapped_launcher_given_its_place_twice_or_abbreviated_is_refused(
+    extra: list[str],
+) -> None:
+    """A wrapped GCPC launcher (BigQuery here) runs as the step's identity with arguments that
+    are not a fixed set: its place must be read as its argparse reads it, or refused."""
+    template = GCPC_CORPUS / "shipped" / "v1.automl.forecasting.bqml_arima_train_pipeline.yaml"
+    spec, docs = load_template(require_shared(template))
+    values = {"project": P, "location": L, "root_dir": "gs://zt-demo-pipeline-root/a"}
+    assert rewrite_pipeline((spec, docs), project=P, parameter_values=values).steps
+    spec["deploymentSpec"]["executors"]["exec-bigquery-create-model-job"]["container"]["args"] += (
+        extra
+    )
+    with pytest.raises(TemplateError, match="zt-pipelines reads exactly one"):
+        rewrite_pipeline((spec, docs), project=P, parameter_values=values)
