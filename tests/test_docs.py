@@ -63,7 +63,10 @@ def test_cli_page_documents_every_subcommand() -> None:
 
 
 def test_dependencies_page_explains_every_dependency() -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     page = (ROOT / "docs" / "dependencies.md").read_text()

@@ -290,3 +290,32 @@ def test_a_rewritten_template_gives_the_same_digests(tmp_path: Path) -> None:
         )
         assert [s.upstream_digest for s in again.steps] == [s.upstream_digest for s in result.steps]
         assert any(s.upstream_digest for s in result.steps)
+
+
+def test_an_identity_elsewhere_in_a_launcher_producer_is_not_masked(tmp_path: Path) -> None:
+    """A pinned identity is masked only in the member the rewrite pins it into: the same
+    e-mail as another input of a launcher (a left-in-place job's display name, a wrapped
+    BigQuery job's query text, inlined into its payload) is what the job runs with."""
+
+    def launcher(name: str) -> Any:
+        @dsl.pipeline(name="pool")
+        def pool(project: str) -> None:
+            first = CustomTrainingJobOp(display_name=name, worker_pool_specs=POOLS)
+            zt.step.on(first, INGEST_SA)
+            _train(first.outputs["gcp_resources"])
+
+        return pool
+
+    def wrapped(name: str) -> Any:
+        @dsl.pipeline(name="bq")
+        def bq(project: str) -> None:
+            job = BigqueryQueryJobOp(project=project, location="US", query=name)
+            zt.step.on(job, INGEST_SA)
+            _train(job.outputs["gcp_resources"])
+
+        return bq
+
+    for i, build in enumerate((launcher, wrapped)):
+        one = _compile(build(TRAIN_SA), tmp_path, f"a{i}")
+        two = _compile(build(INGEST_SA), tmp_path, f"b{i}")
+        assert _digest(one, {"project": P}) != _digest(two, {"project": P}), build.__name__

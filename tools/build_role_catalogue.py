@@ -33,6 +33,7 @@ and date.
 from __future__ import annotations
 
 import gzip
+import zlib
 import json
 import sys
 from pathlib import Path
@@ -113,7 +114,10 @@ def main(argv: list[str]) -> int:
     doc = build(Path(argv[1]), argv[2], support)
     raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
     # mtime=0: the same input gives the same bytes (reviewable, reproducible)
-    out.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    # zlib's own gzip framing (mtime 0, OS byte 3) on every Python: 3.10's gzip.compress writes
+    # another OS byte than 3.11's, and the shipped file must rebuild byte for byte on both.
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out.write_bytes(packer.compress(raw) + packer.flush())
     print(
         f"{out}: {len(doc['roles'])} roles, {len(doc['permissions'])} permissions, "  # type: ignore[arg-type]
         f"{out.stat().st_size:,} bytes"

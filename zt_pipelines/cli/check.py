@@ -136,6 +136,7 @@ def command(
     from datetime import datetime, timezone
 
     from zt_pipelines.cli.templates import template_location
+    from zt_pipelines.policy.conditions import parse_rfc3339
     from zt_pipelines.verification import check
 
     if output is not None:
@@ -143,7 +144,7 @@ def command(
     now = None
     if now_text:
         try:
-            now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+            now = parse_rfc3339(now_text)
         except ValueError:
             raise InputError(f"--now {now_text!r} is not an ISO 8601 time", where="--now") from None
         if now.tzinfo is None:

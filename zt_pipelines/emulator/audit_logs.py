@@ -37,6 +37,7 @@ from google.cloud.audit import audit_log_pb2
 from google.cloud.logging_v2.types import log_entry
 
 from zt_pipelines.monitor.usage import is_data_access
+from zt_pipelines.policy.conditions import parse_rfc3339
 
 ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
 DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
@@ -345,7 +346,7 @@ def _check(field: str, op: str, values: list[str]) -> Callable[[StoredEntry], bo
 def _time(text: str) -> datetime.datetime:
 
     try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = parse_rfc3339(text)
     except ValueError as exc:
         raise FilterError(f"bad timestamp {text!r}") from exc
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)

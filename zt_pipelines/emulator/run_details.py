@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zt_pipelines.monitor.expect import PIPELINE_LOCATION, ExpectedTask, expected_tasks
+from zt_pipelines.policy.conditions import parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -307,13 +308,7 @@ def pipeline_job_filter(text: str) -> Any:
 
 
 def _parse_time(text: str) -> datetime.datetime:
-    value = text.strip().replace("Z", "+00:00")
-    if "." in value:  # fromisoformat wants at most 6 fractional digits
-        head, _, tail = value.partition(".")
-        digits = "".join(c for c in tail if c.isdigit())
-        zone = tail[len(digits) :]
-        value = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
-    moment = datetime.datetime.fromisoformat(value)
+    moment = parse_rfc3339(text)  # one reader of RFC 3339 for every supported Python
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment

@@ -20,6 +20,7 @@ from zt_pipelines.errors import ZtError
 from zt_pipelines.gcp.clients import ClientFactory
 from zt_pipelines.gcp.retry import RetryPolicy
 from zt_pipelines.monitor.runs import RunVerdict, approving, evaluate_run
+from zt_pipelines.policy.conditions import parse_rfc3339
 from zt_pipelines.policy.wording import plural
 
 POST_RUN_ACTION = "verify-run"
@@ -206,7 +207,7 @@ def relevant_approvals(
         if not approving(record):
             continue
         try:
-            when = datetime.fromisoformat(str(record.get("time", "")).replace("Z", "+00:00"))
+            when = parse_rfc3339(str(record.get("time", "")))
         except ValueError:
             when = now  # a record without a readable time is kept: fail towards checking
         scheduled = str(record.get("action", "")).endswith("schedule")
@@ -943,7 +944,7 @@ def _scheduled_runs(
 
 def _parse_time(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = parse_rfc3339(text)
     except ValueError:
         from datetime import timezone
 

@@ -400,6 +400,16 @@ def _iso(text: str) -> str:
     return f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
 
 
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 time (``Z`` or an offset, up to nine fractional digits) on every
+    supported Python (3.10's ``fromisoformat`` reads neither ``Z`` nor 4-5 or 7-9 digits).
+
+    Raises:
+        ValueError: not such a time.
+    """
+    return datetime.fromisoformat(_iso(text.strip()))
+
+
 _SKIP = frozenset({"expr", "conditionalor", "conditionaland", "relation", "addition"})
 _SKIP |= {"multiplication", "unary", "member", "primary", "paren_expr"}
 

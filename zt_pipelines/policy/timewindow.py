@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from zt_pipelines.policy.conditions import parse_rfc3339
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.report import Evidence, Finding
 from zt_pipelines.policy.requirements import Requirement, RunWindow
@@ -51,7 +52,7 @@ def schedule_window(end_time: str | datetime | None) -> RunWindow:
         end: datetime | None = end_time
     elif end_time:
         try:
-            end = datetime.fromisoformat(str(end_time).replace("Z", "+00:00"))
+            end = parse_rfc3339(str(end_time))
         except ValueError:
             end = None
     else:
@@ -83,7 +84,7 @@ def parse_window(text: str, now: datetime) -> RunWindow:
         span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         return RunWindow(now + span, f"the run (up to {value} from the check)")
     try:
-        end = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        end = parse_rfc3339(value)
     except ValueError:
         raise ValueError(
             f"{text!r} is neither 'forever', a duration (12h, 3d) nor an ISO 8601 time"

@@ -98,7 +98,7 @@ class _Tracer:
             value = values[name]
             if isinstance(value, str) and len(value) >= _MIN_MASKED:
                 self.tokens[value] = f"\0p:{name}\0"
-        self.identities = _Masks({email: _IDENTITY_MASK for email in masked})
+        self.identities = _Masks({email: _IDENTITY_MASK for email in masked}, _IDENTITY_KEYS)
         self._masks: dict[frozenset[str], _Masks] = {}
         self.fingerprints: dict[tuple[str, frozenset[str]], str] = {}
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
@@ -396,22 +396,32 @@ class _Tracer:
         return found
 
     def _fed_values(self, task: Mapping[str, Any], dag: str) -> frozenset[str]:
-        """The masked parameter values a task's inputs carry: a pipeline parameter bound
-        (through enclosing sub-pipelines) by name, or a placement constant the rewrite pinned
-        from one. Only these can the rewrite have inlined into the task's launcher."""
-        if not self.tokens:
-            return frozenset()
+        """The masked values a task's inputs carry: a pipeline parameter bound (through
+        enclosing sub-pipelines) by name, a placement constant the rewrite pinned from one, an
+        identity it pinned. Only these can the rewrite have inlined into the task's launcher."""
         fed: set[str] = set()
         bindings = _dict(_dict(task.get("inputs")).get("parameters"))
         for name, spec in bindings.items():
-            value: Any = None
-            if isinstance(spec, dict) and "componentInputParameter" in spec:
+            if not isinstance(spec, dict):
+                continue
+            constant = _dict(spec.get("runtimeValue")).get("constant")
+            values: list[Any] = []
+            if "componentInputParameter" in spec:
                 root = self._root_parameter(dag, str(spec["componentInputParameter"]))
-                value = self.values.get(root) if root is not None else None
-            elif isinstance(spec, dict) and name in _PLACEMENT_INPUTS:
-                value = _dict(spec.get("runtimeValue")).get("constant")
-            if isinstance(value, str) and value in self.tokens:
-                fed.add(value)
+                values.append(self.values.get(root) if root is not None else None)
+            elif name in _PLACEMENT_INPUTS:
+                values.append(constant)
+            if name in _IDENTITY_INPUTS:
+                values.append(constant)
+            elif name in _FLAG_INPUTS and isinstance(constant, list):
+                values += [
+                    v for i, v in enumerate(constant) if i and constant[i - 1] in _FLAG_INPUTS[name]
+                ]
+            fed.update(
+                v
+                for v in values
+                if isinstance(v, str) and (v in self.tokens or v in self.identities.tokens)
+            )
         return frozenset(fed)
 
     def _root_parameter(self, dag: str, name: str) -> str | None:
@@ -486,8 +496,8 @@ class _Tracer:
     def _masks_for(self, fed: frozenset[str]) -> _Masks:
         found = self._masks.get(fed)
         if found is None:
-            tokens = {v: self.tokens[v] for v in fed}
-            tokens.update(self.identities.tokens)
+            tokens = {v: self.tokens[v] for v in fed if v in self.tokens}
+            tokens.update({v: _IDENTITY_MASK for v in fed if v in self.identities.tokens})
             found = self._masks[fed] = _Masks(tokens)
         return found
 
@@ -505,13 +515,17 @@ class _Masks:
     text it wrote into (a launcher's payload, often Concat fragments that are no JSON on their
     own) as a quoted JSON string literal."""
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
+    def __init__(self, tokens: Mapping[str, str], keys: Iterable[str] = ()) -> None:
         self.tokens = dict(tokens)
         escaped = {json.dumps(v, ensure_ascii=True)[1:-1]: t for v, t in self.tokens.items()}
         self.literal_tokens = escaped
         ordered = sorted(escaped, key=lambda e: (-len(e), e))  # longest first: none hides
+        # with ``keys``: a literal only as the value of one of those members
+        member = '("(?:' + "|".join(map(re.escape, sorted(keys))) + r')"\s*:\s*)' if keys else "()"
         self.literals = (
-            re.compile('"(' + "|".join(map(re.escape, ordered)) + ')"') if ordered else None
+            re.compile(member + '"(' + "|".join(map(re.escape, ordered)) + ')"')
+            if ordered
+            else None
         )
 
     def whole(self, value: Any) -> Any:
@@ -539,7 +553,7 @@ class _Masks:
                     return value
             if self.literals is not None:
                 return self.literals.sub(
-                    lambda m: '"' + self.literal_tokens[m.group(1)] + '"', value
+                    lambda m: m.group(1) + '"' + self.literal_tokens[m.group(2)] + '"', value
                 )
             return value
         if isinstance(value, dict):
@@ -582,6 +596,16 @@ _FLAG_INPUTS: dict[str, frozenset[str]] = {
     )
     for name in {k.identity.input for k in CATALOGUE if k.identity.kind == "args_flag"} - {""}
 }
+# payload members the rewrite pins an identity into (a launcher's job, a deployed model's)
+_IDENTITY_KEYS = frozenset(
+    path[-1]
+    for k in CATALOGUE
+    for path in (
+        k.identity.payload_path,
+        k.serving_identity.payload_path if k.serving_identity else (),
+    )
+    if path
+)
 _PLACEMENT_INPUTS = frozenset(
     {"project", "location", "network", "encryption_spec_key_name"}
     | {
