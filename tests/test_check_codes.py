@@ -478,6 +478,72 @@ def test_no_pipeline_root_is_an_error_not_a_guess() -> None:
     assert "ZT419" not in {f.code for f in relaxed.errors}
 
 
+def _root_parent(parent: str | None) -> dict[str, Any]:
+    data = world_dict()
+    root = node(data, ROOT_BUCKET)
+    if parent is None:
+        root.pop("parent", None)
+    else:
+        root["parent"] = parent
+    return data
+
+
+def test_a_pipeline_root_in_another_projects_bucket_is_zt404() -> None:
+    # red team in_27: check refused nothing while the drop-in's submit() refused the bucket
+    assert "ZT404" not in run().codes()
+    foreign = run(_root_parent("//cloudresourcemanager.googleapis.com/projects/other-proj"))
+    finding = only(foreign, "ZT404")
+    assert finding.severity.value == "error" and not foreign.allowed
+    assert finding.resource == ROOT_BUCKET
+    assert "belongs to project other-proj, not to ml-prod" in finding.message
+    assert "gs://zt-pipeline-root/runs" in finding.message
+    # the template's defaultPipelineRoot is judged the same way
+    spec = {"defaultPipelineRoot": "gs://zt-pipeline-root/runs"}
+    assert (
+        "ZT404"
+        in run(
+            _root_parent("//cloudresourcemanager.googleapis.com/projects/other-proj"),
+            spec=spec,
+            pipeline_root=None,
+        ).codes()
+    )
+
+
+@pytest.mark.parametrize(
+    ("parent", "why"),
+    [
+        (None, "the bucket's project is unknown"),
+        (
+            "//cloudresourcemanager.googleapis.com/projects/999999999999",
+            "belongs to project number 999999999999, not to ml-prod",
+        ),
+        ("//cloudresourcemanager.googleapis.com/folders/7", "not a project"),
+    ],
+    ids=["no-parent", "unknown-number", "folder"],
+)
+def test_a_pipeline_root_whose_project_is_not_proven_is_zt404(parent: str | None, why: str) -> None:
+    assert why in only(run(_root_parent(parent)), "ZT404").message
+
+
+def test_a_pipeline_root_bucket_absent_from_the_snapshot_is_zt404() -> None:
+    data = world_dict()
+    data["nodes"] = [n for n in data["nodes"] if n["name"] != ROOT_BUCKET]
+    assert "is not in the snapshot" in only(run(data), "ZT404").message
+
+
+def test_a_pipeline_root_named_by_its_projects_number_is_the_projects() -> None:
+    own = "//cloudresourcemanager.googleapis.com/projects/123456789012"
+    assert "ZT404" not in run(_root_parent(own)).codes()
+
+
+def test_zt404_cannot_be_relaxed() -> None:
+    data = _root_parent("//cloudresourcemanager.googleapis.com/projects/other-proj")
+    with pytest.raises(PolicyFileError):
+        run(data, policy={"version": 1, "severities": {"ZT404": "note"}})
+    lenient = OrgPolicy(severities={"ZT404": Severity.NOTE})
+    assert "ZT404" in {f.code for f in run(data, policy=lenient).errors}
+
+
 def test_template_default_pipeline_root_is_checked_when_none_is_given() -> None:
     # as a run and provisioning would: the template's defaultPipelineRoot holds the artifacts
     data = without_binding(world_dict(), ROOT_BUCKET, "roles/storage.objectCreator", TRAIN)

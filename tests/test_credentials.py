@@ -111,3 +111,86 @@ def test_rewrite_does_not_write_a_credential(
 def test_a_parameter_value_holding_a_token_is_refused(template: Path) -> None:  # noqa: F811
     with pytest.raises(TemplateError, match="parameter 'p' holds an OAuth access token"):
         zt.rewrite(str(template), parameter_values={"p": SECRETS["an OAuth access token"]})
+
+
+# -- encoded forms (red team in_25): the shapes a key file or token travels in --------------
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def _encodings(secret: str) -> dict[str, str]:
+    import base64
+    import gzip
+    import textwrap
+    import zlib
+
+    raw = secret.encode()
+    return {
+        "base64": _b64(raw),  # IAM keys.create's privateKeyData, Terraform's private_key
+        "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "base64, wrapped at 76": "\n".join(textwrap.wrap(_b64(raw), 76)),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+        "gzip+base64": _b64(gzip.compress(raw)),
+        "zlib+base64": _b64(zlib.compress(raw)),
+        "base64 of base64": _b64(_b64(raw).encode()),
+        "after a name": "GOOGLE_CREDENTIALS=" + _b64(raw),
+    }
+
+
+REAL = {  # as incompressible as real ones (SECRETS' repeated letters compress to nothing)
+    "a private key": KEY_FILE,
+    "an OAuth refresh token": "1//0gK7xQ2mZ9pLwR4vT8nB3cY6hJ1sD5fG0kU",
+    "an API key": "AIzaSyB3xQ9kL2mN7pR4tV8wZ1cE5gH0jK6uYbQ",
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(_encodings("x")))
+@pytest.mark.parametrize("kind", sorted(REAL))
+def test_an_encoded_credential_is_found(kind: str, encoding: str) -> None:
+    assert credential_kinds(REAL[kind]) == [kind]
+    value = _encodings(REAL[kind])[encoding]
+    [found] = credential_kinds(f"--creds {value} --x")
+    assert found.startswith(kind) and "encoded" in found
+    [(path, _)] = credential_paths({"env": [{"value": value}]})
+    assert path == "env[0].value"
+    # a JSON dump of the spec (how check scans it first) escapes the line wraps
+    assert credential_kinds(json.dumps({"v": value}))
+
+
+def test_encoded_text_that_holds_no_credential_is_no_finding() -> None:
+    import os
+    import zlib
+
+    blobs = [
+        _b64(os.urandom(3000)),  # an embedded binary (a model, an image)
+        _b64(zlib.compress(b"print('hello')\n" * 50)),  # compressed code
+        _b64(b'{"type": "authorized_user_template", "note": "no secret here"}'),
+        "0123456789abcdef" * 20,  # a digest-like hex run
+        "pipelinechannel--encryption_spec_key_name-" * 3,
+    ]
+    for blob in blobs:
+        assert credential_kinds(blob) == [], blob[:40]
+
+
+def test_more_encoded_text_than_the_bounds_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zt_pipelines import credentials
+
+    monkeypatch.setattr(credentials, "_MAX_CANDIDATES", 3)
+    text = " ".join(_b64(f"harmless text number {i:04d} padded out".encode()) for i in range(5))
+    assert credential_kinds(text) == [credentials.TOO_MUCH]
+
+
+def test_check_refuses_an_encoded_key_file_in_env(template: Path, tmp_path: Path) -> None:  # noqa: F811
+    report = check(with_env(template, tmp_path, _encodings(KEY_FILE)["gzip+base64"]))
+    [f] = report.by_code("ZT410")
+    assert "a private key (gzip, base64-encoded)" in f.message and f.step == "train"
+
+
+def test_a_parameter_value_holding_an_encoded_key_is_refused(template: Path) -> None:  # noqa: F811
+    with pytest.raises(TemplateError, match="parameter 'p' holds a private key"):
+        zt.rewrite(str(template), parameter_values={"p": _b64(KEY_FILE.encode())})

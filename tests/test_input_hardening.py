@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 from policy_worlds import world_dict
 
+import zt_pipelines as zt
 from zt_pipelines import loaders
 from zt_pipelines.cli import cli, parse_parameters
 from zt_pipelines.declare import load_manifest
@@ -291,8 +292,22 @@ def test_template_without_what_aiplatform_reads_is_refused(text: str, needle: st
         {"resolver": {"outputArtifactQueries": {}}},
         {},
         {"container": {"image": "python:3.11"}, "importer": {"artifactUri": {}}},
+        # red team round 5: two kinds where one is modelled, the other a Vertex-launched job
+        {"importer": {"artifactUri": {}}, "customJob": {"customJob": {}}},
+        {"importer": {"artifactUri": {}}, "custom_job": {"customJob": {}}},
+        {"container": {"image": "python:3.11"}, "resolver": {}},
+        {"container": {"image": "python:3.11"}, "extra": {}},
     ],
-    ids=["customJob", "resolver", "none", "several"],
+    ids=[
+        "customJob",
+        "resolver",
+        "none",
+        "several",
+        "importer+customJob",
+        "importer+custom_job",
+        "container+resolver",
+        "container+unknown",
+    ],
 )
 def test_an_executor_the_rewrite_does_not_model_is_refused(executor: dict[str, Any]) -> None:
     # only a container (rewritten to run as its identity) or an importer (no code) is judged;
@@ -301,6 +316,84 @@ def test_an_executor_the_rewrite_does_not_model_is_refused(executor: dict[str, A
     spec["deploymentSpec"] = {"executors": {"exec-side": executor}}
     with pytest.raises(TemplateError, match="executor 'exec-side' is not a container or an"):
         parse_template_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("importer", "needle"),
+    [
+        ({"artifactUri": {}, "customJob": {"customJob": {}}}, "'customJob', which is no field"),
+        ({"artifactUri": {}, "container": {"image": "x"}}, "'container', which is no field"),
+    ],
+)
+def test_an_importer_carrying_anything_but_importer_fields_is_refused(
+    importer: dict[str, Any], needle: str
+) -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec["deploymentSpec"] = {"executors": {"exec-side": {"importer": importer}}}
+    with pytest.raises(TemplateError, match=needle):
+        parse_template_text(json.dumps(spec))
+    # every field of the IR's ImporterSpec, in either spelling, is accepted
+    fields = {
+        "artifact_uri": {},
+        "typeSchema": {},
+        "metadata": {},
+        "reimport": False,
+        "download_to_workspace": False,
+    }
+    spec["deploymentSpec"] = {"executors": {"exec-side": {"importer": fields}}}
+    parse_template_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("component", "needle"),
+    [
+        ({"dag": {"tasks": {}}, "executorLabel": "exec-side"}, "both a dag and an executorLabel"),
+        ({"executor_label": "exec-side"}, "executor_label"),
+    ],
+)
+def test_a_component_is_a_dag_or_an_executor_never_both(
+    component: dict[str, Any], needle: str
+) -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec.setdefault("components", {})["comp-side"] = component
+    with pytest.raises(TemplateError, match=needle):
+        parse_template_text(json.dumps(spec))
+    root = json.loads(json.dumps(SPEC))
+    root["root"]["executorLabel"] = "exec-side"
+    with pytest.raises(TemplateError, match="both a dag and an executorLabel"):
+        parse_template_text(json.dumps(root))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("serviceAccount", "legacy-sa@zt-demo.iam.gserviceaccount.com"),
+        ("service_account", "legacy-sa@zt-demo.iam.gserviceaccount.com"),
+        ("network", "projects/999/global/networks/attacker"),
+        ("pscInterfaceConfig", {"networkAttachment": "projects/x/regions/r/networkAttachments/a"}),
+        ("reservedIpRanges", ["r1"]),
+        ("encryptionSpec", {"kmsKeyName": "projects/x/locations/l/keyRings/k/cryptoKeys/c"}),
+        ("serviceAccount", ""),  # even empty: the document is not where identity is decided
+    ],
+)
+def test_a_pipelinejob_documents_own_identity_and_placement_are_refused(
+    field: str, value: Any, tmp_path: Path
+) -> None:
+    # red team in_23: sent as the create request (REST, gcloud, Terraform) the document runs as
+    # and where it says; check, rewrite and the drop-in judge the submission's arguments
+    document = {"displayName": "t", "pipelineSpec": SPEC, "runtimeConfig": {}, field: value}
+    with pytest.raises(TemplateError, match=f"sets {field}") as refused:
+        parse_template_text(json.dumps(document))
+    assert refused.value.fix and "remove" in refused.value.fix
+    with pytest.raises(TemplateError, match=f"sets {field}"):
+        zt.rewrite(document, project="zt-demo")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match=f"sets {field}"):
+        zt.PipelineJob(display_name="t", template_path=str(path), project="zt-demo")
+    # the same document without it loads (labels, displayName ... are not placement)
+    del document[field]
+    parse_template_text(json.dumps({**document, "labels": {"a": "b"}}))
 
 
 def test_tab_indented_json_template_loads() -> None:

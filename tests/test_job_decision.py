@@ -7,6 +7,7 @@ offline verification without credentials, and an audit hash that covers what was
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import uuid
@@ -472,7 +473,7 @@ def test_the_happy_path_logs_no_traceback(
 
 
 def test_a_pipeline_root_in_another_projects_bucket_is_refused(
-    emu: Emulator, templates: dict[str, str], audit: AuditLog
+    emu: Emulator, templates: dict[str, str], audit: AuditLog, tmp_path: Path
 ) -> None:
     # a look-alike bucket in an attacker's project grants everything the run needs, so the
     # IAM check passes; its projectNumber is not zt-demo's (aiplatform's squatting check, done
@@ -513,6 +514,35 @@ def test_a_pipeline_root_in_another_projects_bucket_is_refused(
     )
     job = make_job(
         templates["training"], audit, pipeline_root="gs://zt-demo-pipeline-root-squat/runs"
+    )
+    # the verification itself says so (ZT404), as `check` does: no promise submit() breaks
+    with pytest.raises(zt.ZeroTrustViolation) as refused:
+        job.submit(service_account=PIPELINE_SA)
+    (owner,) = [f for f in refused.value.report.errors if f.code == "ZT404"]
+    assert "belongs to project attacker-proj, not to zt-demo" in owner.message
+    assert created_jobs(emu) == {}
+    assert audit.records()[-1]["outcome"] == "refused"
+    # verified against a snapshot that says the bucket is zt-demo's (stale, or forged): the
+    # re-read right before the send still refuses
+    import yaml
+    from test_job import WORLD
+
+    world_doc = yaml.safe_load(WORLD.read_text())
+    root = next(
+        n
+        for n in world_doc["nodes"]
+        if n["name"] == "//storage.googleapis.com/zt-demo-pipeline-root"
+    )
+    world_doc["nodes"].append(
+        {**root, "name": "//storage.googleapis.com/zt-demo-pipeline-root-squat"}
+    )
+    stale = tmp_path / "stale.yaml"
+    stale.write_text(json.dumps(world_doc))  # JSON: YAML aliases of the shared node are refused
+    job = make_job(
+        templates["training"],
+        audit,
+        pipeline_root="gs://zt-demo-pipeline-root-squat/runs",
+        snapshot=str(stale),
     )
     with pytest.raises(zt.PipelineRootOwnerError, match="squatting"):
         job.submit(service_account=PIPELINE_SA)

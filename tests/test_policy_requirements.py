@@ -43,8 +43,9 @@ def test_declared_and_implicit_needs() -> None:
     ) in got
     # artifacts under the pipeline root, per step
     for perm in ("storage.objects.get", "storage.objects.create"):
-        assert (train, ROOT, "runs", perm, "train", "artifacts") in got
-        assert (pipe, ROOT, "runs", perm, None, "orchestration") in got
+        # the root is a folder: runs/ (never runs-prod/, another pipeline's root)
+        assert (train, ROOT, "runs/", perm, "train", "artifacts") in got
+        assert (pipe, ROOT, "runs/", perm, None, "orchestration") in got
     assert (pipe, ROOT, None, "storage.buckets.get", None, "orchestration") in got
     assert (pipe, PROJECT, None, "aiplatform.metadataStores.get", None, "orchestration") in got
     for perm in ("create", "get", "cancel"):

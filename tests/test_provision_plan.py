@@ -111,7 +111,7 @@ def test_every_step_gets_exactly_its_needs_as_custom_roles() -> None:
             "storage.objects.create"
         },
         # implicit: artifacts under the pipeline root
-        'gs://zt-root?resource.name.startsWith("projects/_/buckets/zt-root/objects/pipeline")': {
+        'gs://zt-root?resource.name.startsWith("projects/_/buckets/zt-root/objects/pipeline/")': {
             "storage.objects.create",
             "storage.objects.get",
         },

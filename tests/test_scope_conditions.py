@@ -124,12 +124,14 @@ def test_a_bucket_grant_whose_condition_holds_outside_the_prefix_is_zt215(condit
 
 
 def test_a_prefix_condition_as_plan_writes_it_stays_scoped() -> None:
-    assert _root_creator_condition(f'resource.name.startsWith("{ROOT_OBJECTS}runs")') == []
-    slash = "gs://zt-pipeline-root/runs/"
-    assert _root_creator_condition(f'resource.name.startsWith("{ROOT_OBJECTS}runs/")', slash) == []
-    # the need is runs/ but the condition has no slash: runs-old/ is granted too
-    trap = _root_creator_condition(f'resource.name.startsWith("{ROOT_OBJECTS}runs")', slash)
-    assert len(trap) == 1 and "also holds outside" in trap[0].message  # type: ignore[attr-defined]
+    # the root is a folder whether written gs://B/runs or gs://B/runs/ (red team in_19)
+    for root in ("gs://zt-pipeline-root/runs", "gs://zt-pipeline-root/runs/"):
+        assert (
+            _root_creator_condition(f'resource.name.startsWith("{ROOT_OBJECTS}runs/")', root) == []
+        )
+        # a condition without the slash also grants runs-old/, another pipeline's root
+        trap = _root_creator_condition(f'resource.name.startsWith("{ROOT_OBJECTS}runs")', root)
+        assert len(trap) == 1 and "also holds outside" in trap[0].message  # type: ignore[attr-defined]
     # and an undecidable one says "may"
     may = _root_creator_condition('resource.name.endsWith(".json")')
     assert len(may) == 1 and "may give" in may[0].message  # type: ignore[attr-defined]

@@ -348,13 +348,13 @@ def covers(need: Need, permission: str, resource: str) -> bool:
 def _root_need(root: str | None) -> Need | None:
     if not root or not root.startswith("gs://"):
         return None
-    from zt_pipelines.resources import ResourceRef
+    from zt_pipelines.errors import ResourceError
+    from zt_pipelines.policy.requirements import pipeline_root_ref
 
-    bucket, _, prefix = root[len("gs://") :].partition("/")
-    return Need(
-        ResourceRef(f"//storage.googleapis.com/{bucket}", prefix or None),
-        ARTIFACT_PERMISSIONS,
-    )
+    try:
+        return Need(pipeline_root_ref(root), ARTIFACT_PERMISSIONS)  # the root as a folder
+    except ResourceError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from zt_pipelines.policy.report import (
     sort_findings,
 )
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
+from zt_pipelines.policy.rootowner import root_owner_findings
 from zt_pipelines.policy.scope import URIS as _URIS
 from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.policy.scope import uri as _uri
@@ -108,6 +109,7 @@ def build_report(
                 evidence=(Evidence("policy", detail="pipeline_root"),),
             )
         )
+    raw += root_owner_findings(evaluator.snapshot, context)  # ZT404, as submit() refuses
     grouped = _Needs(requirements, evaluator)
     for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these

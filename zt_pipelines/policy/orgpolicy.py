@@ -37,8 +37,10 @@ DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a 
 
 #: codes no policy can relax or suppress: a default identity (ZT100), a verification that
 #: could not complete (ZT400, ZT530 for segmentation) and a credential in the spec (ZT410:
-#: it leaks to every reader of the job whatever anyone decides) always refuse.
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT410", "ZT530"})
+#: it leaks to every reader of the job whatever anyone decides) always refuse, and so does a
+#: pipeline root in another project's bucket (ZT404: the drop-in's submit refuses it whatever
+#: the policy says, and a check must not promise more).
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT404", "ZT410", "ZT530"})
 
 #: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
 #: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a

@@ -86,6 +86,7 @@ FIXES: dict[str, str] = {
     "ZT402": "enable uniform bucket-level access on the bucket (its ACLs then grant nothing)",
     "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
     "access)",
+    "ZT404": "use a pipeline root in a bucket of the job's project (one the checker can read)",
     "ZT410": "remove the credential from the component; give the step an identity that holds "
     "the access, and read secrets from Secret Manager at run time",
     "ZT419": "pass the pipeline root you submit with (--pipeline-root, pipeline_root=), a "

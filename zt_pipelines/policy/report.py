@@ -162,6 +162,10 @@ CODES: dict[str, tuple[str, str]] = {
         "BucketAclGrantsIdentity",
         "a bucket ACL grants a pipeline identity access outside IAM",
     ),
+    "ZT404": (
+        "PipelineRootForeign",
+        "the pipeline root is in a bucket of another project, or its project cannot be verified",
+    ),
     "ZT410": (
         "CredentialInSpec",
         "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",

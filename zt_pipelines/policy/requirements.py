@@ -215,6 +215,21 @@ def pipeline_root_of(result: RewriteResult | Any, pipeline_root: str | None) -> 
     return default if isinstance(default, str) and default.startswith("gs://") else None
 
 
+def pipeline_root_ref(pipeline_root: str, *, where: str = "pipeline_root") -> ResourceRef:
+    """The resource a pipeline root's artifacts live under: its bucket and the root as a
+    FOLDER (``gs://B/runs`` → prefix ``runs/``). Vertex writes ``ROOT/PROJECT_NUMBER/JOB_ID/
+    ...``, so a bare ``runs`` prefix would also cover ``gs://B/runs-prod/`` — another
+    pipeline's root in a shared bucket. One rule for plan, check and usage.
+
+    Raises:
+        ResourceError: not a valid ``gs://`` URI.
+    """
+    ref = normalize_resource(pipeline_root, where=where)
+    if ref.prefix and not ref.prefix.endswith("/"):
+        return ResourceRef(ref.name, ref.prefix + "/")
+    return ref
+
+
 def derive_requirements(
     result: RewriteResult | Any,
     *,
@@ -235,7 +250,7 @@ def derive_requirements(
     steps: tuple[StepIdentity, ...] = tuple(result.steps)
     pipeline = sa_member(pipeline_service_account)
     project_ref = ResourceRef(project_resource(project))
-    root = normalize_resource(pipeline_root, where="pipeline_root") if pipeline_root else None
+    root = pipeline_root_ref(pipeline_root) if pipeline_root else None
     out: set[Requirement] = set()
     for step in steps:
         who = step_principal(step, pipeline_service_account)

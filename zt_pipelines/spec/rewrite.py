@@ -910,6 +910,8 @@ class _Walker:
                 where=where,
                 fix="declare the identity in one place",
             )
+        if kind.name != "CustomJob":  # a CustomJob's are applied below, to its payload
+            self._apply_launcher_fields(bindings, params, parsed, decl, kind, where)
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
@@ -1467,26 +1469,39 @@ class _Walker:
                     where=where,
                     fix="set it in the custom job's worker_pool_specs",
                 )
-        used = {input_placeholder(s.placeholder) for s in parsed.slots}
         for name in _GCPC_TASK_FIELDS:
             value = getattr(decl.job, name)
-            if value is None:
+            if value is not None:
+                _bind_declared(bindings, params, parsed, name, name, value, "custom job", where)
+
+    def _apply_launcher_fields(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        parsed: ParsedPayload,
+        decl: StepDeclaration,
+        kind: LauncherKind,
+        where: str,
+    ) -> None:
+        """Every job field declared for a GCPC launcher left in place that is not a CustomJob
+        (Dataproc, batch prediction, Dataflow flex, tuning) goes into the input of the kind
+        that carries it (:data:`_LAUNCHER_JOB_INPUTS`), or is refused: never dropped."""
+        inputs = _LAUNCHER_JOB_INPUTS.get(kind.name, {})
+        for name in JobFields.__dataclass_fields__:
+            value = getattr(decl.job, name)
+            if value is None or name == "reach":  # reach is verified, never sent
                 continue
-            if name not in params or name not in used:
+            input_name = inputs.get(name)
+            if input_name is None:
+                takes = ", ".join(sorted(inputs)) or "none"
                 raise DeclarationError(
-                    f"{name} is declared, but this custom job's payload takes no {name!r} input",
+                    f"{name} is declared, but a {kind.name} job has no such field "
+                    f"(the fields a declaration can set on it: {takes})",
                     where=where,
-                    fix="set it on the GCPC component itself",
+                    fix="remove it from the declaration, or set what the job has on the GCPC "
+                    "component itself",
                 )
-            value = list(value) if isinstance(value, tuple) else value
-            current = bindings.get(name)
-            if current is None:
-                bindings[name] = {"runtimeValue": {"constant": value}}
-            elif current != {"runtimeValue": {"constant": value}}:
-                raise DeclarationError(
-                    f"declared {name} {value!r} but the custom job task sets it already",
-                    where=where,
-                )
+            _bind_declared(bindings, params, parsed, name, input_name, value, kind.name, where)
 
     # -- interning ------------------------------------------------------------------------
 
@@ -1527,6 +1542,77 @@ class _Walker:
         versions.append([key, new_name, new_label, emitted])
         self.new_components[new_name] = component
         return new_name
+
+
+_DATAPROC_INPUTS = {
+    "network": "network_uri",
+    "encryption_spec_key_name": "kms_key",
+    "labels": "labels",
+}
+_LAUNCHER_JOB_INPUTS: dict[str, dict[str, str]] = {
+    "HyperparameterTuningJob": {
+        "network": "network",
+        "encryption_spec_key_name": "encryption_spec_key_name",
+    },
+    "BatchPredictionJob": {
+        "encryption_spec_key_name": "encryption_spec_key_name",
+        "labels": "labels",
+        "machine_type": "machine_type",
+        "accelerator_type": "accelerator_type",
+        "accelerator_count": "accelerator_count",
+    },
+    # Dataflow's `network` is a bare network name, never Vertex's projects/N/global/networks/X
+    # form a declaration holds: not translated, refused (set network/subnetwork on the op)
+    "DataflowFlexTemplateJob": {
+        "encryption_spec_key_name": "kms_key_name",
+        "labels": "additional_user_labels",
+        "machine_type": "machine_type",
+    },
+    **{
+        name: _DATAPROC_INPUTS
+        for name in (
+            "DataprocPySparkBatch",
+            "DataprocSparkBatch",
+            "DataprocSparkRBatch",
+            "DataprocSparkSqlBatch",
+        )
+    },
+}
+"""For GCPC launchers left in place that are not CustomJobs: which component input carries a
+declared job field (:class:`JobFields` name → input). A declared field not listed is refused."""
+
+
+def _bind_declared(
+    bindings: dict[str, Any],
+    params: dict[str, Any],
+    parsed: ParsedPayload,
+    name: str,
+    input_name: str,
+    value: Any,
+    what: str,
+    where: str,
+) -> None:
+    """Bind declared job field ``name`` to component input ``input_name`` as a constant.
+
+    Raises:
+        DeclarationError: the payload takes no such input, or the task sets another value.
+    """
+    used = {input_placeholder(s.placeholder) for s in parsed.slots}
+    if input_name not in params or input_name not in used:
+        raise DeclarationError(
+            f"{name} is declared, but this {what}'s payload takes no {input_name!r} input",
+            where=where,
+            fix="set it on the GCPC component itself",
+        )
+    value = list(value) if isinstance(value, tuple) else value
+    current = bindings.get(input_name)
+    if current is None:
+        bindings[input_name] = {"runtimeValue": {"constant": value}}
+    elif current != {"runtimeValue": {"constant": value}}:
+        raise DeclarationError(
+            f"declared {name} {value!r} but the {what} task sets {input_name!r} already",
+            where=where,
+        )
 
 
 # launchers whose payload strings are job options (a Dataflow flex launch's parameters,

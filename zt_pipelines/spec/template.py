@@ -213,6 +213,40 @@ def check_envelope(
     from zt_pipelines.spec.vertex_rules import check_vertex_rules
 
     check_vertex_rules(document, where=where, job_id=job_id)
+    if "pipelineSpec" in document:
+        _refuse_job_placement(document, where)
+
+
+#: fields of a PipelineJob document that decide who the job runs as and where, when the
+#: document itself is the create request (REST, gcloud, Terraform): aiplatform ignores them,
+#: so nothing here judges them — refused instead of passed through (both spellings, as a
+#: protobuf JSON parser reads either)
+_JOB_PLACEMENT_FIELDS = {
+    "serviceAccount": "--pipeline-sa / service_account=",
+    "service_account": "--pipeline-sa / service_account=",
+    "network": "the submission's network= argument",
+    "pscInterfaceConfig": "the submission's psc_interface_config= argument",
+    "psc_interface_config": "the submission's psc_interface_config= argument",
+    "reservedIpRanges": "the submission's reserved_ip_ranges= argument",
+    "reserved_ip_ranges": "the submission's reserved_ip_ranges= argument",
+    "encryptionSpec": "encryption_spec_key_name=",
+    "encryption_spec": "encryption_spec_key_name=",
+}
+
+
+def _refuse_job_placement(document: Mapping[str, Any], where: str) -> None:
+    """A PipelineJob document's own identity and placement fields are refused, whatever
+    their value: check, rewrite and the drop-in judge the submission's arguments, and a
+    document sent as-is would run as (and where) the document says, unverified."""
+    for field, instead in _JOB_PLACEMENT_FIELDS.items():
+        if field in document:
+            raise TemplateError(
+                f"the PipelineJob document sets {field}, which decides who the job runs as "
+                "or where when the document is sent as the create request; zt-pipelines "
+                "judges the submission's own arguments, never the document's",
+                where=f"{where}: {field}",
+                fix=f"remove {field} from the document and pass it as {instead}",
+            )
 
 
 def refuse_aliases(documents: list[Any], where: str) -> None:
@@ -303,8 +337,10 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
     for label, executor in executors.items():
         at = f"executor {label!r}"
         executor = _mapping(executor, at, where)
-        kinds = sorted(k for k in executor if k in _EXECUTOR_KINDS)
-        if len(kinds) != 1:
+        # exactly one member of the IR's executor oneof, and one the rewrite models: a second
+        # member (customJob, custom_job, resolver beside an importer) or any other key is
+        # something a parser may honour that nothing here reads
+        if len(executor) != 1 or next(iter(executor)) not in _EXECUTOR_KINDS:
             found = ", ".join(sorted(map(str, executor))) or "nothing"
             raise TemplateError(
                 f"{at} is not a container or an importer (it has {found}): a customJob or "
@@ -316,6 +352,37 @@ def _check_shapes(spec: dict[str, Any], where: str) -> None:
             )
         if "container" in executor:
             _container(executor["container"], at, where)
+        else:
+            _importer(executor["importer"], at, where)
+
+
+#: the fields of the IR's ImporterSpec, in both spellings a protobuf JSON parser accepts
+_IMPORTER_FIELDS = frozenset(
+    {
+        "artifactUri",
+        "artifact_uri",
+        "typeSchema",
+        "type_schema",
+        "properties",
+        "customProperties",
+        "custom_properties",
+        "reimport",
+        "metadata",
+        "downloadToWorkspace",
+        "download_to_workspace",
+    }
+)
+
+
+def _importer(importer: Any, at: str, where: str) -> None:
+    importer = _mapping(importer, f"{at}: importer", where)
+    unknown = sorted(str(k) for k in importer if k not in _IMPORTER_FIELDS)
+    if unknown:
+        _bad(
+            f"{at}: the importer has {unknown[0]!r}, which is no field of an importer (it "
+            "records an artifact URI and runs nothing; anything else is not verified)",
+            where,
+        )
 
 
 _TASK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,253}[a-z0-9])?$")
@@ -323,6 +390,10 @@ _TASK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,253}[a-z0-9])?$")
 
 def _component(component: Any, at: str, where: str) -> None:
     component = _mapping(component, at, where)
+    if "executor_label" in component:  # a parser may read it; the rewrite reads executorLabel
+        _bad(f"{at}: executor_label (write executorLabel, as KFP does)", where)
+    if "dag" in component and "executorLabel" in component:
+        _bad(f"{at}: both a dag and an executorLabel (a component is one or the other)", where)
     label = component.get("executorLabel")
     if label is not None and not isinstance(label, str):
         _bad(f"{at}: executorLabel is not a string", where)
