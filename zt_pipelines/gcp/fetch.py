@@ -120,6 +120,9 @@ class FetchPlan:
         self._projects_planned: set[str] = set()
         self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache or ancestry has them
         self._search_roots: set[str] = set()  # roots searched so far (fresh or prefetched)
+        self._first_projects: set[str] = set()  # projects.get asked in the first wave
+        self._answered: set[str] = set()  # ... and answered or failed
+        self._ancestries: set[str] = set()  # projects whose ancestry is on its way
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -309,6 +312,8 @@ class FetchPlan:
         code = exc.code if isinstance(exc, ApiError) else "INTERNAL"
         with self._lock:
             self.s.failed_keys.add(key)
+            if key[0] == "projects.get":
+                self._answered.add(key[1])
             self.s.unreadable.append(
                 Unreadable(target=target, what=what, reason=f"{code}: {reason}")
             )
@@ -391,10 +396,13 @@ class FetchPlan:
             if ref in self._projects_planned:
                 return
             self._projects_planned.add(ref)
+            if self._held is not None and not ref.isdigit():  # planning the first wave
+                self._first_projects.add(ref)
         full = CRM + "projects/" + ref
 
         def got(node: Node) -> None:
             with self._lock:
+                self._answered.add(ref)
                 self.s.nodes[node.name] = node
                 if node.project_number:
                     self.s.numbers[node.project_number] = node.name.rsplit("/", 1)[1]
@@ -459,14 +467,20 @@ class FetchPlan:
                 chain: tuple[str, ...] = read(project)
             except ApiError as exc:
                 _LOG.info("ancestry of %s not read (%s): parents are followed", project, exc.code)
-                return
+                chain = ()
             with self._lock:
+                self._ancestries.discard(project)
                 for i, name in enumerate(chain):
                     above = chain[i + 1] if i + 1 < len(chain) else None
                     self._hints.setdefault(name, Node(name, _KINDS[name.split("/")[3]], above))
+                roots = sorted(self._search_roots)
             for name in chain[1:]:
                 self._ancestor(name)
+            for root in roots:  # searches held for this answer (see _principal_searches)
+                self._principal_searches(root)
 
+        with self._lock:
+            self._ancestries.add(project)
         self._submit(("projects.getAncestry", project), ancestry, _FIRST)
 
     def _parent(self, node: Node) -> None:
@@ -641,6 +655,14 @@ class FetchPlan:
             # fresh nodes decide completeness (the assembly); cached hints only add sets to
             # ask now rather than a round trip later (a wrong hint costs a wasted value)
             nodes = {**self._hints, **self.s.nodes} if self._hints else self.s.nodes
+            if self._ancestries or any(
+                not (nodes.get(CRM + "projects/" + p) or _NO_NUMBER).project_number
+                for p in self._first_projects - self._answered
+            ):
+                # the chain or number of a project of the first wave (they name principal
+                # sets and agents) is not known yet but on its way, within the same round
+                # trip: ask when it lands, in one query, rather than now and again then
+                return
             # an account's sets depend only on its project: worked out once per project
             by_project: dict[str | None, tuple[str, ...] | None] = {}
             for email in self.principals:
@@ -989,7 +1011,7 @@ class FetchPlan:
         for number in numbers:
             self._project(number)
         with self._lock:
-            roots = sorted(self.s.roots)
+            roots = sorted(self.s.roots | self._search_roots)
         for root in roots:  # sets of chains completed after their root's searches went out
             self._principal_searches(root)
         if self.inventory:
@@ -1065,6 +1087,7 @@ class _Continue(BaseException):  # not an Exception: no handler of a read may sw
         self.rest = rest
 
 
+_NO_NUMBER = Node("", "project")
 _KINDS: dict[str, NodeKind] = {
     "projects": "project",
     "folders": "folder",
