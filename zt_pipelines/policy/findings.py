@@ -27,7 +27,7 @@ from zt_pipelines.policy.gcpc_checks import (
     launched_identity_uses,
 )
 from zt_pipelines.policy.inbound import inbound_findings
-from zt_pipelines.policy.lending import lent_permissions
+from zt_pipelines.policy.lending import lent_permissions, lent_reads_only
 from zt_pipelines.policy.members import PUBLIC_MEMBERS, Match
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -961,7 +961,8 @@ def _reach_findings(
         code = "ZT218" if start == submitter and start not in identities else "ZT216"
         verb = "can become"
         if code == "ZT216" and lent_permissions(target) is not None:
-            code, verb = "ZT224", "has a Google service act for it as"  # a part, read for it
+            verb = "has a Google service act for it as"  # a part of it: reads, or writes
+            code = "ZT224" if lent_reads_only(target) else code
         out.append(
             _f(
                 code,
