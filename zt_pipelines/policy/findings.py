@@ -19,6 +19,7 @@ from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.acl import acl_findings, acl_summary
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
+from zt_pipelines.policy.dormant import dormant_findings
 from zt_pipelines.policy.gcpc_checks import (
     accounts_absent,
     gcpc_findings,
@@ -135,6 +136,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += dormant_findings(steps, evaluator, context)
     raw += pam_findings(steps, evaluator, context, grouped.at)
     pam_in, pam_notes = pam_inbound_findings(steps, evaluator, context)
     raw += pam_in
