@@ -104,6 +104,12 @@ def command(
                 + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
                 err=True,
             )
+        if step.job_defaults_unreached:
+            click.echo(
+                f"note: the step defaults {', '.join(step.job_defaults_unreached)} do not reach "
+                f"task {step.task!r}: its {step.job_kind} job has no such field",
+                err=True,
+            )
     click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)
 
 
