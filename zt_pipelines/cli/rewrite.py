@@ -86,6 +86,8 @@ def command(
     job = _job_as_judged(source[0], values, pipeline_root)
     if not (isinstance(job, dict) and "pipelineSpec" in job):  # a spec: its defaults carry them
         result = _spec_as_judged(result, values, pipeline_root)
+    elif pipeline_root:  # aiplatform takes the spec's defaultPipelineRoot before gcsOutputDirectory
+        result = _spec_as_judged(result, None, pipeline_root)
     text = dump_template(result, job=job)
     _refuse_credentials(text, result.spec)
     write_output(output, text)
