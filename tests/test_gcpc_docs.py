@@ -32,6 +32,8 @@ def _identity(kind: LauncherKind) -> str:
         where = "runs as the caller"
     elif ident.kind == "service_agent":
         where = "a Google service agent"
+    elif ident.kind == "lent":
+        where = ident.what
     else:
         where = "unreadable (templated)"
     if ident.input and ident.kind != "args_flag":

@@ -363,3 +363,44 @@ def test_what_the_custom_code_agent_holds_is_searched_live(templates: dict[str, 
     assert sorted(f.message for f in report.by_code("ZT216")) == sorted(
         f.message for f in offline.by_code("ZT216")
     )
+
+
+@pytest.mark.parametrize(
+    ("role", "account"),
+    [
+        ("roles/deploymentmanager.editor", "{number}@cloudservices.gserviceaccount.com"),
+        ("roles/cloudbuild.builds.editor", "{number}@cloudbuild.gserviceaccount.com"),
+    ],
+)
+def test_what_a_lent_identity_holds_is_searched_live(
+    templates: dict[str, str], role: str, account: str
+) -> None:
+    """A step that can make a Google service act as its own identity (a deployment as the
+    Google APIs Service Agent, a build as the legacy Cloud Build account) reaches what that
+    identity holds anywhere: searched live as a snapshot file holds it (policy/lending.py)."""
+    from zt_pipelines.policy.snapshot import AllowPolicy, Binding
+
+    world = example_world()
+    [number] = [n.project_number for n in world.nodes.values() if n.kind == "project"][:1]
+    agent = "serviceAccount:" + account.format(number=number)
+    bucket = "//storage.googleapis.com/zt-demo-restricted"  # not one the training pipeline uses
+    project = f"//cloudresourcemanager.googleapis.com/projects/{EX.PROJECT}"
+    nodes = dict(world.nodes)
+    for name, binding in (
+        (bucket, Binding("roles/storage.objectAdmin", (agent,))),
+        (project, Binding(role, (f"serviceAccount:{EX.TRAIN_SA}",))),
+    ):
+        node = nodes[name]
+        nodes[name] = replace(
+            node, policy=AllowPolicy((node.policy.bindings if node.policy else ()) + (binding,))
+        )
+    changed = replace(world, nodes=nodes)
+    with Emulator(changed) as emu, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZT_EMULATOR_HOST", emu.address)
+        mp.setenv("ZT_EMULATOR_CALLER", EX.SUBMITTER)
+        report = run_check(templates["training"])
+    offline = run_check(templates["training"], changed)
+    assert [f for f in offline.by_code("ZT216") if agent[15:] in f.message], str(offline)
+    assert sorted(f.message for f in report.by_code("ZT216")) == sorted(
+        f.message for f in offline.by_code("ZT216")
+    )

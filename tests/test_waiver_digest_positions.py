@@ -319,3 +319,169 @@ def test_an_identity_elsewhere_in_a_launcher_producer_is_not_masked(tmp_path: Pa
         one = _compile(build(TRAIN_SA), tmp_path, f"a{i}")
         two = _compile(build(INGEST_SA), tmp_path, f"b{i}")
         assert _digest(one, {"project": P}) != _digest(two, {"project": P}), build.__name__
+
+
+# ------------------------------------------------------------------ red team round 6
+
+
+def test_a_parameter_feeding_a_producer_is_in_the_digest_when_it_could_break_json(
+    tmp_path: Path,
+) -> None:
+    """in_06: a producer reviewed with ``tag=1`` may pass its input through into the pasted
+    value. A value that cannot leave a JSON string (ids, regions, URIs, tags) keeps the
+    digest, so the waiver holds for the next run; one holding a quote, a backslash or a
+    control character is part of the digest, so no waiver reviewed for another value covers
+    it."""
+
+    @dsl.component(base_image=IMAGE)
+    def tagged(tag: str) -> str:
+        return f"projects/zt-demo/locations/us-central1/tensorboards/{tag}"
+
+    @dsl.pipeline(name="tb")
+    def tb(tag: str = "1") -> None:
+        src = tagged(tag=tag)
+        zt.step.on(src, INGEST_SA)
+        _train(src.output)
+
+    path = _compile(tb, tmp_path, "tagged")
+    reviewed = _digest(path, {"tag": "1"})
+    assert _digest(path, {"tag": "2"}) == reviewed
+    injections = (
+        '1", "service_account": "legacy-sa@zt-demo.iam.gserviceaccount.com", "a": "',
+        "1\\u0022",
+        "1\n",
+        "1\\",
+    )
+    digests = {_digest(path, {"tag": value}) for value in injections}
+    assert reviewed not in digests and len(digests) == len(injections)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "network",
+        "timeout",
+        "labels",
+        "encryption_spec_key_name",
+        "persistent_resource_id",
+        "strategy",
+        "reserved_ip_ranges",
+    ],
+)
+def test_a_user_input_named_like_a_job_setting_is_hashed(tmp_path: Path, name: str) -> None:
+    """in_07: only a launcher's own job settings (the input fills the payload member of its
+    name and nothing else) leave the digest alone; a user component's input of that name is
+    data its code turns into the pasted value, whatever it is called — as a task constant and
+    as the component's default."""
+    import importlib.util
+
+    module = tmp_path / f"comp_{name}.py"  # kfp reads a component's source from its file
+    module.write_text(
+        "from kfp import dsl\n\n\n@dsl.component(base_image='python:3.11-slim')\n"
+        f"def make(text: str, {name}: str = 'zt-demo') -> str:\n"
+        f"    return f'projects/{{{name}}}/locations/us-central1/tensorboards/1'\n"
+    )
+    spec = importlib.util.spec_from_file_location(f"comp_{name}", module)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    make = loaded.make
+
+    def build(value: str | None) -> Any:
+        @dsl.pipeline(name="tb")
+        def tb() -> None:
+            src = make(text="x") if value is None else make(text="x", **{name: value})
+            zt.step.on(src, INGEST_SA)
+            _train(src.output)
+
+        return tb
+
+    evil = 'zt-demo/locations/x/tensorboards/1", "service_account": "legacy-sa@zt-demo'
+    given = {
+        _digest(_compile(build(v), tmp_path, f"v{i}"))
+        for i, v in enumerate(("zt-demo", "zt-other", evil))
+    }
+    assert len(given) == 3
+    default = _compile(build(None), tmp_path, "default")
+
+    def other_default(ir: dict[str, Any]) -> None:
+        ir["components"]["comp-make"]["inputDefinitions"]["parameters"][name]["defaultValue"] = evil
+
+    assert _digest(default) != _digest(_edited(default, tmp_path, "evil-default", other_default))
+
+
+# ------------------------------------------------------------------ Google's pipelines
+
+
+def _executor_of(ir: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The container executor of the task at ``path`` (``a/b/c``) in a compiled IR."""
+    component: dict[str, Any] = ir["root"]
+    for name in path.split("/"):
+        task = component.get("dag", {}).get("tasks", {}).get(name)
+        if task is None:
+            return None
+        component = ir["components"][task["componentRef"]["name"]]
+    label = component.get("executorLabel")
+    container = ir["deploymentSpec"]["executors"].get(label, {}).get("container")
+    return container if isinstance(container, dict) else None
+
+
+@pytest.mark.shared
+def test_googles_pipelines_any_producer_edit_changes_the_digest(
+    gcpc_corpus_dir: Path, tmp_path: Path
+) -> None:
+    """Metamorphic, over every GCPC pipeline that pastes run-time values: the first producer
+    feeding each pasting step gets a one-character edit of its image and of its last argument,
+    and a new pipeline parameter carries the text before and after (what masking by value used
+    to hide): the digest changes every time."""
+    import re
+
+    from zt_pipelines.errors import ZtError
+
+    tried = 0
+    for path in sorted(gcpc_corpus_dir.glob("*/*.yaml")):
+        ir, docs = load_template(path)
+        declared = ir["root"].get("inputDefinitions", {}).get("parameters", {})
+        values = {
+            k: v for k, v in {"project": P, "location": "us-central1"}.items() if k in declared
+        }
+        try:
+            steps = rewrite_pipeline((ir, docs), project=P, parameter_values=values).steps
+        except ZtError:  # refused for other reasons: not this test's
+            continue
+        traced = [s for s in steps if s.upstream_digest and s.payload_input_origins]
+        for step in traced[:2]:
+            producers = re.findall(
+                r"task '([^']+)'", " ".join(o for _, o in step.payload_input_origins)
+            )
+            container = next((c for p in producers if (c := _executor_of(ir, p))), None)
+            if container is None:
+                continue
+            for field in ("image", "args"):
+                if field == "args" and not container.get("args"):
+                    continue
+                before = container["image"] if field == "image" else container["args"][-1]
+                after = before + "x"
+                edited = copy.deepcopy(ir)
+                target = _executor_of(edited, next(p for p in producers if _executor_of(ir, p)))
+                assert target is not None
+                if field == "image":
+                    target["image"] = after
+                else:
+                    target["args"][-1] = after
+                digests = []
+                for spec, text in ((ir, before), (edited, after)):
+                    spec = copy.deepcopy(spec)
+                    spec["root"].setdefault("inputDefinitions", {}).setdefault("parameters", {})[
+                        "zt_probe"
+                    ] = {"parameterType": "STRING"}
+                    given = {**values, "zt_probe": text}
+                    again = rewrite_pipeline((spec, docs), project=P, parameter_values=given)
+                    (mine,) = [s for s in again.steps if s.task == step.task]
+                    digests.append(mine.upstream_digest)
+                assert digests[0] != digests[1], (path.name, step.task, field)
+                tried += 1
+        break_after = tried >= 40
+        if break_after:
+            break
+    assert tried >= 10, tried

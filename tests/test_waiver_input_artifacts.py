@@ -162,9 +162,10 @@ def test_input_artifacts_are_named_and_well_formed(template: Path) -> None:
             rewrite_pipeline(str(template), project=P, input_artifacts={"model": bad})  # type: ignore[dict-item]
 
 
-def test_an_artifact_only_a_reviewed_producer_reads_is_not_bound(tmp_path: Path) -> None:
-    """As with parameters: a producer's code was reviewed for any input it reads; only what
-    is pasted as it is binds its value."""
+def test_an_artifact_a_producer_reads_is_bound_too(tmp_path: Path) -> None:
+    """Whoever may create an artifact writes its metadata, and a reviewed producer may pass
+    it through (red team round 6, in_06 (b)): the artifact id is bound wherever it feeds the
+    pasted value."""
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
 
     @dsl.pipeline(name="rd")
@@ -191,4 +192,4 @@ def test_an_artifact_only_a_reviewed_producer_reads_is_not_bound(tmp_path: Path)
         (step,) = [s for s in steps if s.unescaped_payload_inputs]
         return step.upstream_digest
 
-    assert digest({"model": "111"}) == digest({"model": "999"})
+    assert len({digest({"model": "111"}), digest({"model": "999"}), digest({})}) == 3

@@ -8,6 +8,7 @@ under the lock, chains after it and fsyncs before releasing. The clock is passed
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from zt_pipelines.audit.bound import RecordTooLarge, bound
 from zt_pipelines.audit.chain import (
     GENESIS,
     ChainReport,
@@ -206,7 +208,15 @@ class AuditLog:
         Raises:
             ApiError: the file (or the mirror) could not be written.
         """
-        body = decision.to_body(self.clock())
+        try:
+            body = bound(decision.to_body(self.clock()))
+        except RecordTooLarge as exc:  # checked before anything is written
+            raise ApiError(
+                f"cannot write the audit record: {exc}",
+                where=str(self.path),
+                fix="split the pipeline into smaller ones; nothing is submitted without its "
+                "audit record",
+            ) from None
         try:
             with self._locked() as fd:
                 prev, seq = _last_link(fd)
@@ -214,13 +224,21 @@ class AuditLog:
                 os.lseek(fd, 0, os.SEEK_END)
                 os.write(fd, line + b"\n")
                 os.fsync(fd)
+        except _BrokenTail as exc:
+            raise ApiError(
+                f"cannot append to the audit log: {exc}",
+                where=str(self.path),
+                fix=f"run `zt-pipelines audit verify {self.path}` to see what happened to it; "
+                "keep the file as evidence and start a new log (ZT_AUDIT_LOG or audit_log=)",
+            ) from None
         except OSError as exc:
             raise ApiError(
                 f"cannot append to the audit log ({exc.strerror or exc})",
                 where=str(self.path),
                 fix="make the audit log writable; nothing is submitted without an audit record",
             ) from exc
-        entry = AuditEntry(seq=seq, line_sha256=sha256_hex(line), record=_loads(line))
+        record = json.loads(line)  # our own canonical line: no limits to apply
+        entry = AuditEntry(seq=seq, line_sha256=sha256_hex(line), record=record)
         _LOG.info(
             "audit seq=%d outcome=%s pipeline=%s spec=%s",
             seq,
@@ -274,6 +292,10 @@ class AuditLog:
             os.close(fd)  # closing releases the lock
 
 
+class _BrokenTail(OSError):
+    """The log's last line is not a record this chain can continue after."""
+
+
 def _last_link(fd: int) -> tuple[str, int]:
     """(sha256 of the last line, next seq) read from an open, locked log."""
     size = os.lseek(fd, 0, os.SEEK_END)
@@ -297,7 +319,9 @@ def _last_link(fd: int) -> tuple[str, int]:
     except (ValueError, TypeError):
         seq = -1
     if seq <= 0:
-        raise OSError(f"the last line of the audit log is not a chained record: {last[:60]!r}")
+        raise _BrokenTail(
+            f"its last line ({len(last):,} bytes) is not a chained record: {last[:60]!r}"
+        )
     return sha256_hex(last), seq
 
 

@@ -43,7 +43,7 @@ from zt_pipelines.policy.assembly import (
     project_of_name,
     sa_project,
 )
-from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
+from zt_pipelines.policy.lending import lent_accounts
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
     Node,
@@ -598,16 +598,13 @@ class FetchPlan:
                 if project not in by_project:
                     by_project[project] = containing_sets(email, nodes)
             sets = {one for found in by_project.values() for one in found or ()}
-            # the service agents that run a caller's code (a CustomJob without an account) in
-            # the projects known by now: what they hold is reached by whoever creates such jobs
+            # the identities Google services lend their callers (a CustomJob without an account,
+            # a deployment, a model upload) in the projects known by now: what they hold is
+            # reached by whoever holds the lending permission (policy/lending.py)
             numbers = set(self.s.numbers) | {
                 n.project_number for n in nodes.values() if n.kind == "project" and n.project_number
             }
-            agents = {
-                f"service-{number}@{domain}.iam.gserviceaccount.com"
-                for number in numbers
-                for domain in CODE_RUNNER_EDGES
-            }
+            agents = {email for number in numbers for email, _ in lent_accounts(number)}
             todo = [
                 v
                 for v in (*self.principals, *sorted(sets), *sorted(agents))

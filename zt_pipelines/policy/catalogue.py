@@ -83,6 +83,11 @@ ESCALATION_PERMISSIONS: dict[str, str] = {
         "change a Composer environment's packages and settings (code as its service account)"
     ),
     "cloudbuild.builds.update": "change builds that run as the Cloud Build service account",
+    # BigLake / external tables and remote functions reach data as the connection's account
+    "bigquery.connections.use": "read Cloud Storage and call services as a BigQuery "
+    "connection's service account",
+    "bigquery.connections.delegate": "attach a BigQuery connection's service account to "
+    "tables and routines",
 }
 
 #: Permission suffixes/patterns that escalate wherever they appear, with why.

@@ -107,28 +107,16 @@ class _Candidate:
 
     __slots__ = ("_direct", "_inherited", "binding", "custom", "match", "member", "perms", "plain")
 
-    def __init__(
-        self,
-        member: str,
-        binding: Binding,
-        match: MemberMatch,
-        perms: frozenset[str] | None,
-    ) -> None:
-        self.member = member
-        self.binding = binding
-        self.match = match
-        self.perms = perms
-        self.custom = binding.role.startswith(("projects/", "organizations/"))
-        # grants whatever it holds, wherever it is: named (or a member of known membership),
-        # no condition, a known predefined role
-        self.plain = (
-            perms is not None
-            and not self.custom
-            and binding.condition is None
-            and match.match is _YES
-        )
-        self._direct: Evidence | None = None
-        self._inherited: Evidence | None = None
+    member: str
+    binding: Binding
+    match: MemberMatch
+    perms: frozenset[str] | None
+    custom: bool
+    #: grants whatever it holds, wherever it is: named (or a member of known membership), no
+    #: condition, a known predefined role
+    plain: bool
+    _direct: Evidence | None
+    _inherited: Evidence | None
 
     def evidence(self, node: str, inherited: bool) -> Evidence:
         """The binding evidence, on the resource itself or inherited from an ancestor."""
@@ -151,6 +139,25 @@ class _Candidate:
         return ev
 
 
+def _candidate(
+    member: str, binding: Binding, match: MemberMatch, perms: frozenset[str] | None, custom: bool
+) -> _Candidate:
+    """A :class:`_Candidate` (no ``__init__``: the fields are stored here, once)."""
+    c = _Candidate()
+    c.member = member
+    c.binding = binding
+    c.match = match
+    c.perms = perms
+    c.custom = custom
+    c.plain = perms is not None and not custom and binding.condition is None and match.match is _YES
+    c._direct = c._inherited = None
+    return c
+
+
+def _is_custom(role: str) -> bool:
+    return role.startswith(("projects/", "organizations/"))
+
+
 _DENY_POINTS = ("organization", "folder", "project")
 _PROJECTS = "//cloudresourcemanager.googleapis.com/projects/"
 _INDIRECT_KINDS = (
@@ -166,6 +173,7 @@ _INDIRECT_KINDS = (
 
 
 _CRM = "//cloudresourcemanager.googleapis.com/"
+_INDIRECT_ENTRY = "<indirect>"  # compared by identity: no member's normal form is this object
 
 
 def custom_role_applies(role: str, ancestors: tuple[Node, ...] | list[Node]) -> bool:
@@ -203,6 +211,8 @@ class Evaluator:
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
         self._role_cache: dict[str, object] = {}
+        #: role -> (its permissions, a custom role): what each candidate binding needs of it
+        self._role_facts: dict[str, tuple[frozenset[str] | None, bool]] = {}
         self._principals: dict[str, str] = {}
         self._cand: dict[tuple[str, str], tuple[_Candidate, ...]] = {}
         self._canon: dict[str, str] = {}
@@ -338,6 +348,19 @@ class Evaluator:
         """Every visible binding, anywhere, whose members cover ``principal`` (or may)."""
         return [(n, b, mm) for n, b, mm, _ in self.member_bindings(principal)]
 
+    def names_deleted_member(self) -> bool:
+        """Whether any binding of the snapshot names a ``deleted:`` member (read from the index
+        :meth:`member_bindings` builds, when built: no second pass over every binding)."""
+        by_member = self._by_member
+        if by_member is not None:
+            return any(m.startswith("deleted:") for m in by_member)
+        return any(
+            m.startswith("deleted:")
+            for n in self.snapshot.nodes.values()
+            for b in (n.policy.bindings if n.policy else ())
+            for m in b.members
+        )
+
     def member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
         """:meth:`bindings_for`, each with the member entry that covers ``principal`` (the
         principal itself, or the group/domain/principal set it may belong to).
@@ -352,9 +375,24 @@ class Evaluator:
             held = self._member_bindings(normal)
             at: dict[str, tuple[_Candidate, ...]] = {}
             listed: list[tuple[Node, _Candidate]] = []
-            role_permissions = self.role_permissions
+            facts = self._role_facts
             for node, b, mm, member in held:
-                c = _Candidate(member, b, mm, role_permissions(b.role))
+                role = b.role
+                known = facts.get(role)
+                if known is None:
+                    known = facts[role] = (self.role_permissions(role), _is_custom(role))
+                perms, custom = known
+                # _candidate(), inline: organisation scale makes 100,000s
+                c = _Candidate()
+                c.member = member
+                c.binding = b
+                c.match = mm
+                c.perms = perms
+                c.custom = custom
+                c.plain = (
+                    perms is not None and not custom and b.condition is None and mm.match is _YES
+                )
+                c._direct = c._inherited = None
                 name = node.name
                 there = at.get(name)
                 at[name] = (c,) if there is None else (*there, c)
@@ -392,15 +430,24 @@ class Evaluator:
             # (the same order as the node indexes: node by node, binding by binding)
             by_member, indirect_all = {}, []
             normal = self._principals
+            # member entry -> its normal form, or "" for an indirect one: an account is named in
+            # many bindings, and str.startswith with 8 prefixes costs more than this lookup
+            direct: dict[str, str] = {}
             for node in self.snapshot.nodes.values():
                 for b in node.policy.bindings if node.policy else ():
                     for entry in b.members:
-                        if entry.startswith(_INDIRECT_KINDS):
+                        p = direct.get(entry)
+                        if p is None:
+                            if entry.startswith(_INDIRECT_KINDS):
+                                p = direct[entry] = _INDIRECT_ENTRY
+                            else:
+                                p = normal.get(entry)
+                                if p is None:
+                                    p = normal[entry] = normalize_principal(entry)
+                                direct[entry] = p
+                        if p is _INDIRECT_ENTRY:
                             indirect_all.append((node, entry, b))
                             continue
-                        p = normal.get(entry)
-                        if p is None:
-                            p = normal[entry] = normalize_principal(entry)
                         got = by_member.get(p)
                         if got is None:
                             by_member[p] = [(node, b)]
@@ -424,13 +471,13 @@ class Evaluator:
             idx = self._index(node)
             role_permissions = self.role_permissions
             items = [
-                _Candidate(principal, b, _NAMED, role_permissions(b.role))
+                _candidate(principal, b, _NAMED, role_permissions(b.role), _is_custom(b.role))
                 for b in idx.direct.get(principal, ())
             ]
             for m, b in idx.indirect:
                 mm = self.members.matches(m, principal)
                 if mm.match is not _NO:
-                    items.append(_Candidate(m, b, mm, role_permissions(b.role)))
+                    items.append(_candidate(m, b, mm, role_permissions(b.role), _is_custom(b.role)))
             found = self._cand[key] = tuple(items)
         return found
 

@@ -19,6 +19,7 @@ from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.acl import acl_findings, acl_summary
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
+from zt_pipelines.policy.dormant import dormant_findings
 from zt_pipelines.policy.gcpc_checks import (
     accounts_absent,
     gcpc_findings,
@@ -26,6 +27,7 @@ from zt_pipelines.policy.gcpc_checks import (
     launched_identity_uses,
 )
 from zt_pipelines.policy.inbound import inbound_findings
+from zt_pipelines.policy.lending import lent_permissions
 from zt_pipelines.policy.members import PUBLIC_MEMBERS, Match
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -134,6 +136,7 @@ def build_report(
     inbound, inbound_notes = inbound_findings(steps, evaluator, context)
     raw += inbound
     notes += inbound_notes
+    raw += dormant_findings(steps, evaluator, context)
     raw += pam_findings(steps, evaluator, context, grouped.at)
     pam_in, pam_notes = pam_inbound_findings(steps, evaluator, context)
     raw += pam_in
@@ -954,10 +957,13 @@ def _reach_findings(
             else ""
         )
         code = "ZT218" if start == submitter and start not in identities else "ZT216"
+        verb = "can become"
+        if code == "ZT216" and lent_permissions(target) is not None:
+            code, verb = "ZT224", "has a Google service act for it as"  # a part, read for it
         out.append(
             _f(
                 code,
-                f"{start} can become {target} ({route}), which holds {worst.why} "
+                f"{start} {verb} {target} ({route}), which holds {worst.why} "
                 f"({worst.role} on {_uri(worst.node)})"
                 + (f" and {plural(len(danger) - 1, 'more grant')}" if len(danger) > 1 else "")
                 + many,

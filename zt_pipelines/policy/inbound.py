@@ -24,21 +24,29 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
-from zt_pipelines.policy.members import is_google_account, is_public_member, normalize_principal
+from zt_pipelines.policy.lending import Lender, lender_of
+from zt_pipelines.policy.members import (
+    Match,
+    is_google_account,
+    is_public_member,
+    normalize_principal,
+)
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
-from zt_pipelines.policy.report import Evidence, Finding
+from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.requirements import CheckContext, sa_member
+from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
+    from zt_pipelines.policy.snapshot import Node
 
 #: policy rewrites: whoever holds them can grant themselves any of the others
 _ADMIN_PERMISSIONS = frozenset(p for p in EDGE_PERMISSIONS if p.endswith(".setIamPolicy"))
@@ -189,6 +197,14 @@ def _identities(
     return out
 
 
+def identities_of(
+    steps: Iterable[StepIdentity], ctx: CheckContext
+) -> dict[str, tuple[set[str], set[str]]]:
+    """The pipeline's identities (``serviceAccount:EMAIL``) -> (the tasks each serves, the
+    members expected to become it: itself, the pipeline identity, the submitter)."""
+    return _identities(steps, ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class _Hold:
     """A binding member holding an impersonation or policy-rewrite permission over a service
@@ -203,11 +219,8 @@ class _Hold:
     impersonate: frozenset[str]
     administer: frozenset[str]
     unknown: bool  # the role's definition is not known: it may carry any of them
-
-    @property
-    def beyond_act_as(self) -> bool:
-        """A token, a signature, a key or a policy rewrite: more than attaching the account."""
-        return self.unknown or bool(self.impersonate - _ACT_AS) or bool(self.administer)
+    #: a token, a signature, a key or a policy rewrite: more than attaching the account
+    beyond_act_as: bool
 
     @property
     def admin(self) -> bool:
@@ -225,31 +238,66 @@ class _Hold:
         return min((self.impersonate - _ACT_AS) or self.impersonate or self.administer)
 
 
-def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
-    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
-    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
-    nodes, gap = ev.chain(service_account_resource(email))
-    own = bool(nodes)
-    if not own:
-        home = _home(f"serviceAccount:{email}")
-        nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
-    missing = not own or bool(gap)
-    out: list[_Hold] = []
-    for depth, node in enumerate(nodes, start=0 if own else 1):
+_new_hold = record_maker(_Hold)
+#: what a role gives over an account: (impersonate, administer, unknown, beyond actAs)
+_RoleHolds = tuple[frozenset[str], frozenset[str], bool, bool]
+_NO_HOLDS: _RoleHolds = (frozenset(), frozenset(), False, False)
+
+
+class _HoldIndex:
+    """:func:`_holds` for one check, memoised: what each role gives over an account, each
+    member's normal form and the holds of each ancestor (a project's, folder's and
+    organisation's bindings are the same for every account below them)."""
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.ev = ev
+        self.roles: dict[str, _RoleHolds] = {}
+        self.members: dict[str, str] = {}
+        self.at: dict[tuple[str, int], list[_Hold]] = {}
+
+    def role(self, role: str) -> _RoleHolds:
+        got = self.roles.get(role)
+        if got is None:
+            perms = self.ev.role_permissions(role)
+            if perms is None:
+                got = (frozenset(), frozenset(), True, True)
+            else:
+                impersonate = perms & IMPERSONATION_PERMISSIONS
+                administer = perms & _ADMIN_PERMISSIONS
+                got = (
+                    (
+                        impersonate,
+                        administer,
+                        False,
+                        bool(impersonate - _ACT_AS) or bool(administer),
+                    )
+                    if impersonate or administer
+                    else _NO_HOLDS
+                )
+            self.roles[role] = got
+        return got
+
+    def node(self, node: Node, depth: int) -> list[_Hold]:
+        """The holds of ``node``'s bindings, at ``depth`` above the account."""
+        key = (node.name, depth)
+        got = self.at.get(key)
+        if got is not None:
+            return got
+        out: list[_Hold] = []
+        members = self.members
         for binding in node.policy.bindings if node.policy else ():
-            perms = ev.role_permissions(binding.role)
-            unknown = perms is None
-            impersonate = perms & IMPERSONATION_PERMISSIONS if perms else frozenset()
-            administer = perms & _ADMIN_PERMISSIONS if perms else frozenset()
+            impersonate, administer, unknown, beyond = self.role(binding.role)
             if not unknown and not impersonate and not administer:
                 continue
             condition = binding.condition.expression if binding.condition else ""
             for raw in binding.members:
-                member = normalize_principal(raw)
+                member = members.get(raw)
+                if member is None:
+                    member = members[raw] = normalize_principal(raw)
                 if member.startswith("deleted:"):
                     continue
                 out.append(
-                    _Hold(
+                    _new_hold(
                         node.name,
                         depth,
                         binding.role,
@@ -259,8 +307,37 @@ def _holds(ev: Evaluator, email: str) -> tuple[list[_Hold], bool]:
                         impersonate,
                         administer,
                         unknown,
+                        beyond,
                     )
                 )
+        if depth > 0:  # an account's own policy is asked about once: not kept
+            self.at[key] = out
+        return out
+
+
+def _holds(ev: Evaluator, email: str, index: _HoldIndex | None = None) -> tuple[list[_Hold], str]:
+    """Who holds what over ``email``, and why the IAM state misses part of what grants over it
+    (its own allow policy — then only its project's ancestry is searched —, an ancestor, or an
+    allow policy on the chain that could not be read), or ``""``."""
+    index = index or _HoldIndex(ev)
+    name = service_account_resource(email)
+    nodes, gap = ev.chain(name)
+    own = bool(nodes)
+    if not own:
+        home = _home(f"serviceAccount:{email}")
+        nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+    missing = gap if own else f"its allow policy ({name}) {ev.snapshot.absent(name)}"
+    if not missing and ev.snapshot.unreadable:
+        on_chain = {n.name for n in nodes}
+        for u in ev.snapshot.unreadable:
+            if u.target in on_chain and "allow" in read_hides(u.what):
+                missing = f"the allow policy of {u.target} could not be read ({u.reason})"
+                break
+    out: list[_Hold] = []
+    for depth, node in enumerate(nodes, start=0 if own else 1):
+        found = index.node(node, depth)
+        if found:
+            out += found
     return out, missing
 
 
@@ -277,6 +354,86 @@ def _code_givers(ev: Evaluator, number: str, domain: str) -> list[str]:
             if perms is None or not perms.isdisjoint(gives):
                 found.update(binding.members)
     return sorted(found)
+
+
+def _lent(member: str) -> tuple[str, Lender] | None:
+    """(project number, lender) of an identity a Google service lends whoever holds its
+    permission, in full (its code or declarations run as it): ``None`` for any other."""
+    if not member.startswith("serviceAccount:"):
+        return None
+    found = lender_of(member.partition(":")[2])
+    return found if found is not None and found[1].lends is None else None
+
+
+def _google_lent(member: str) -> bool:
+    """An identity lent in full that lives in a Google-owned project (an agent, the Google APIs
+    and legacy Cloud Build accounts): nobody is granted anything on it, so who can become it is
+    exactly who can make its service act (:func:`_drivers`) — its allow policy is never read."""
+    return _lent(member) is not None and not member.endswith("@developer.gserviceaccount.com")
+
+
+def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
+    """Who can make ``lender``'s service act as its identity of project ``number``: every
+    member of a binding on the project (or above it) whose role carries a lending permission —
+    or whose definition is unknown (it may) — as a hold over that identity."""
+    project = ev.snapshot.project_by_number(number)
+    if project is None:
+        return []
+    out: list[_Hold] = []
+    chain = ev.chain(project.name)[0]
+    names = {n.name for n in chain}
+    # eligibility without approval is a grant whenever asked (with one: ZT222's concern)
+    for e in ev.snapshot.entitlements:
+        if e.node not in names or e.state == "DELETED" or e.approval_required:
+            continue
+        for r in e.roles:
+            perms = ev.role_permissions(r.role)
+            gives = lender.permissions & perms if perms is not None else frozenset()
+            if perms is not None and not gives:
+                continue
+            role = f"{r.role} (eligible without approval, PAM entitlement {e.name})"
+            for raw in e.eligible:
+                member = normalize_principal(raw)
+                out.append(
+                    _Hold(
+                        e.node,
+                        1,
+                        role,
+                        raw,
+                        member,
+                        r.condition,
+                        gives,
+                        frozenset(),
+                        perms is None,
+                        perms is None or bool(gives - _ACT_AS),
+                    )
+                )
+    for node in chain:
+        for binding in node.policy.bindings if node.policy else ():
+            perms = ev.role_permissions(binding.role)
+            gives = lender.permissions & perms if perms is not None else frozenset()
+            if perms is not None and not gives:
+                continue
+            condition = binding.condition.expression if binding.condition else ""
+            for raw in binding.members:
+                member = normalize_principal(raw)
+                if member.startswith("deleted:"):
+                    continue
+                out.append(
+                    _Hold(
+                        node.name,
+                        1,
+                        binding.role,
+                        raw,
+                        member,
+                        condition,
+                        gives,
+                        frozenset(),
+                        perms is None,
+                        perms is None or bool(gives - _ACT_AS),
+                    )
+                )
+    return out
 
 
 def _listed(items: list[str]) -> str:
@@ -301,12 +458,13 @@ def inbound_findings(
     # (code, node, role, member, condition, path) -> the identities it can become
     reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
-    holds_cache: dict[str, tuple[list[_Hold], bool]] = {}
+    holds_cache: dict[str, tuple[list[_Hold], str]] = {}
+    index = _HoldIndex(ev)
 
-    def holds(email: str) -> tuple[list[_Hold], bool]:
+    def holds(email: str) -> tuple[list[_Hold], str]:
         found = holds_cache.get(email)
         if found is None:
-            found = holds_cache[email] = _holds(ev, email)
+            found = holds_cache[email] = _holds(ev, email, index)
         return found
 
     def record(kind: str, h: _Hold, identity: str, chain: tuple[_Hold, ...]) -> None:
@@ -320,9 +478,15 @@ def inbound_findings(
     # service accounts that may run as an identity: who can become them is asked next
     # (account, identity, path, what its upstream holders are: "ZT220" or "admin")
     upstream: deque[tuple[str, str, tuple[_Hold, ...], str]] = deque()
+    # the pipeline's own identities whose grants cannot all be read: who can become them is
+    # not known (fail closed, as for an upstream account)
+    unknown: list[tuple[str, str]] = []
     for identity in sorted(identities):
         allowed = identities[identity][1]
-        for h in holds(identity.partition(":")[2])[0]:
+        found_here, why = holds(identity.partition(":")[2])
+        if why:
+            unknown.append((identity, why))
+        for h in found_here:
             member = h.member
             if member == identity:
                 continue
@@ -333,6 +497,8 @@ def inbound_findings(
                 continue
             if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
                 continue
+            if _lent(member) is not None:  # whoever makes a Google service act as it can too
+                upstream.append((member, identity, (h,), "lent"))
             if h.admin and _code_runner(member) is None:
                 record("admin", h, identity, ())
                 if _google_service_account(member) and member not in ours:
@@ -359,15 +525,20 @@ def inbound_findings(
             continue
         seen.add((account, identity, mode))
         allowed = identities[identity][1]
+        if mode == "lent":
+            _judge_drivers(account, identity, chain, ev, ours | allowed, numbers, record, upstream)
+            continue
         found, missing = holds(account.partition(":")[2])
-        if missing and mode == "ZT220":  # who can become it cannot be told: fail closed
-            record("unread", chain[-1], identity, chain[:-1])
+        if missing and mode == "ZT220" and not _google_lent(account):
+            record("unread", chain[-1], identity, chain[:-1])  # unknown who: fail closed
         for h in found:
             member = h.member
             if member in (account, identity) or member in ours or member in allowed:
                 continue  # the pipeline's own identities: their reach is ZT216/ZT217's
             if not h.unknown and _deputy(member, h.impersonate | h.administer, numbers):
                 continue
+            if _lent(member) is not None and len(chain) < _MAX_DEPTH:
+                upstream.append((member, identity, (*chain, h), "lent"))
             if (h.admin or mode == "admin") and _code_runner(member) is None:
                 record("admin", h, identity, chain)
                 if _google_service_account(member) and len(chain) < _MAX_DEPTH:
@@ -380,7 +551,81 @@ def inbound_findings(
                     upstream.append((member, identity, (*chain, h), mode))
             else:
                 record("ZT220", h, identity, chain)
-    return _report(reached, hold_of, identities, ev, ctx)
+    out, notes = _report(reached, hold_of, identities, ev, ctx)
+    # administrators (a basic role, a policy rewrite above the identities) can become them
+    # anyway: editing a role adds nothing to what their note says
+    admins = {normalize_principal(k[3]) for k in reached if k[0] == "admin" and not k[5]}
+    editors, editor_notes = _role_editor_findings(identities, ev, admins)
+    return out + editors + _unknown_findings(unknown, identities, pipeline), notes + editor_notes
+
+
+def _unknown_findings(
+    unknown: list[tuple[str, str]],
+    identities: dict[str, tuple[set[str], set[str]]],
+    pipeline: str,
+) -> list[Finding]:
+    """ZT220 for each of the pipeline's own identities whose grants are not all in the IAM
+    state (``unknown``: identity, why): who can become it is not known."""
+    out: list[Finding] = []
+    for identity, why in unknown:
+        email = identity.partition(":")[2]
+        tasks = sorted(identities[identity][0])
+        role = "the pipeline identity" if identity == pipeline else "a step identity"
+        account = service_account_resource(email)
+        out.append(
+            Finding(
+                "ZT220",
+                DEFAULT_SEVERITIES["ZT220"],
+                f"who can become {email} ({role}) is not known: {why} (read it — a snapshot "
+                "taken for this pipeline includes it — or name another identity)",
+                step=",".join(tasks) or None,
+                resource=account,
+                evidence=(
+                    Evidence("unreadable", node=account, detail=why),
+                    Evidence("identity", detail=identity),
+                ),
+            )
+        )
+    return out
+
+
+def _judge_drivers(
+    account: str,
+    identity: str,
+    chain: tuple[_Hold, ...],
+    ev: Evaluator,
+    skip: set[str],
+    numbers: frozenset[str],
+    record: Callable[[str, _Hold, str, tuple[_Hold, ...]], None],
+    upstream: deque[tuple[str, str, tuple[_Hold, ...], str]],
+) -> None:
+    """Who can make a Google service act as ``account`` (lent in full: lending.LENDERS), which
+    can become ``identity`` along ``chain``: each is judged as if it held ``chain``'s first
+    grant itself — an administrator through a basic role is named in the note, another Google
+    service account is followed upstream, anyone else is ZT220."""
+    lent = _lent(account)
+    if lent is None:
+        return
+    if ev.snapshot.project_by_number(lent[0]) is None:  # who can make it act: unknown
+        record("undriven", chain[-1], identity, chain[:-1])
+        return
+    for d in _drivers(ev, *lent):
+        member = d.member
+        if member in (account, identity) or member in skip:
+            continue  # the pipeline's own identities: what they reach is ZT216's
+        m = _AGENT.match(member)
+        if m is not None and m.group(2) in _DEPUTY_DOMAINS and m.group(1) in numbers:
+            continue  # a deputy agent builds / deploys for callers its service checked
+        if d.admin:
+            record("admin", d, identity, chain)
+        elif _google_service_account(member) and not d.unknown:
+            if len(chain) >= _MAX_DEPTH:
+                record("deep", d, identity, chain)
+            else:
+                record("act-as", d, identity, chain)
+                upstream.append((member, identity, (*chain, d), "ZT220"))
+        else:
+            record("ZT220", d, identity, chain)
 
 
 def _report(
@@ -416,6 +661,16 @@ def _report(
                 f"its allow policy is not in the IAM state (read it, or remove its grant)"
             )
             member, where, role = h.member, h.node, h.role
+        elif code == "undriven":
+            number, lender = _lent(h.member) or ("?", None)
+            message = (
+                f"{h.member} can become {names}{through}, and who can make Google act as it is "
+                f"not known: it is "
+                + (lender.what if lender else "a lent identity")
+                + f" of project {number}, which is not in the IAM state (read that project, or "
+                "remove its grant)"
+            )
+            member, where, role = h.member, h.node, h.role
         elif code == "deep":
             message = (
                 f"{who} can become {names}{through}: a chain of more than {_MAX_DEPTH} service "
@@ -429,6 +684,9 @@ def _report(
             )
             if h.unknown:
                 message += " (the role's definition is not known: it may carry any of them)"
+            lent = _lent(chain[-1].member) if chain else None
+            if lent is not None and (h.unknown or h.impersonate & lent[1].permissions):
+                message += f" ({lent[1].label} acts as {lent[1].what} of project {lent[0]})"
             if runner is not None:
                 number, domain = runner
                 givers = _code_givers(ev, number, domain)
@@ -444,7 +702,7 @@ def _report(
                 step=",".join(tasks) or None,
                 principal=member,
                 resource=where,
-                permission=h.permission() if code not in ("unread", "deep") else None,
+                permission=h.permission() if code not in ("unread", "deep", "undriven") else None,
                 evidence=(
                     Evidence("binding", node=where, role=role, member=member, condition=condition),
                     *(
@@ -455,7 +713,9 @@ def _report(
                             member=c.raw,
                             condition=c.condition,
                         )
-                        for c in reversed(chain if code != "unread" else chain[:-1])
+                        for c in reversed(
+                            chain if code not in ("unread", "undriven") else chain[:-1]
+                        )
                     ),
                     *(Evidence("identity", detail=t) for t in targets[:20]),
                 ),
@@ -489,3 +749,125 @@ def _report(
         for (target, path), who in sorted(act_as.items())
     ]
     return out, notes
+
+
+# -- whoever can edit a custom role bound on an identity's chain ----------------------------
+
+#: permissions that change what an existing custom role grants (undelete brings one back)
+_ROLE_EDIT = frozenset({"iam.roles.update", "iam.roles.undelete"})
+
+
+def _role_home(role: str) -> str | None:
+    """The project or organisation a custom role is defined in (``None``: a predefined role)."""
+    kind, _, rest = role.partition("/")
+    if kind not in ("projects", "organizations") or "/roles/" not in rest:
+        return None
+    return f"{CRM}{kind}/{rest.split('/roles/', 1)[0]}"
+
+
+def _role_editor_findings(
+    identities: dict[str, tuple[set[str], set[str]]], ev: Evaluator, administer: set[str]
+) -> tuple[list[Finding], list[str]]:
+    """A custom role's definition decides what every binding of it grants: whoever can edit a
+    custom role bound to another principal on an identity's account, project, folder or
+    organisation can make that binding carry ``getAccessToken`` over the identity. ZT220 when
+    the editor is itself bound to the role there (and administers nothing above the identity
+    already, ``administer``); otherwise named as an administrator."""
+    ours = set(identities)
+    # (role, node where it is bound) -> the identities below, the other members bound to it
+    bound: dict[tuple[str, str], tuple[list[str], set[str], str]] = {}
+    # node -> its custom-role bindings naming someone else (read once per node, not per
+    # identity: a project's bindings are above all of its accounts)
+    custom: dict[str, list[tuple[str, set[str], str]]] = {}
+    for identity in sorted(identities):
+        email = identity.partition(":")[2]
+        nodes, _gap = ev.chain(service_account_resource(email))
+        if not nodes:
+            home = _home(identity)
+            nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+        for node in nodes:
+            found = custom.get(node.name)
+            if found is None:
+                found = custom[node.name] = _custom_bindings(node, ours)
+            for role, others, condition in found:
+                targets, members, _ = bound.setdefault((role, node.name), ([], set(), condition))
+                if identity not in targets:
+                    targets.append(identity)
+                members.update(others)
+    out: list[Finding] = []
+    notes: list[str] = []
+    editors_of: dict[str, list[tuple[str, str, str, str]]] = {}
+    for (role, where), (targets, members, condition) in sorted(bound.items()):
+        home = _role_home(role)
+        assert home is not None
+        editors = editors_of.get(home)
+        if editors is None:
+            editors = editors_of[home] = _role_editors(ev, home, ours)
+        names = _listed([t.partition(":")[2] for t in targets])
+        tasks = sorted({t for target in targets for t in identities[target][0]})
+        admins: list[str] = []
+        for at, editor_role, raw, member in editors:
+            # bound to the role itself, or through a group / domain it is (or may be) in
+            if member in administer:
+                continue  # named among the administrators already
+            if all(ev.members.matches(m, member).match is Match.NO for m in members):
+                admins.append(f"{raw} ({editor_role})")
+                continue
+            who = "anyone" if is_public_member(member) else raw
+            out.append(
+                Finding(
+                    "ZT220",
+                    DEFAULT_SEVERITIES["ZT220"],
+                    f"{who} can become {names} by editing {role}, bound to it on "
+                    f"{display_uri(where)}: it holds iam.roles.update through {editor_role} on "
+                    f"{display_uri(at)} (a role's definition decides what every binding of "
+                    "it grants)",
+                    step=",".join(tasks) or None,
+                    principal=raw,
+                    resource=where,
+                    permission="iam.roles.update",
+                    evidence=(
+                        Evidence("binding", node=at, role=editor_role, member=raw),
+                        Evidence("binding", node=where, role=role, member=raw, condition=condition),
+                        *(Evidence("identity", detail=t) for t in targets[:20]),
+                    ),
+                )
+            )
+        if admins:
+            notes.append(
+                f"administrators of {role} (bound on {display_uri(where)}, above {names}) "
+                "decide what it grants, and so who can become them: " + _listed(sorted(admins))
+            )
+    return out, notes
+
+
+def _custom_bindings(node: Node, ours: set[str]) -> list[tuple[str, set[str], str]]:
+    """(role, members other than the pipeline's identities, condition) of every binding of a
+    custom role on ``node`` that names someone else (the pipeline's own: ZT21x's concern)."""
+    out = []
+    for binding in node.policy.bindings if node.policy else ():
+        if _role_home(binding.role) is None:
+            continue
+        others = {normalize_principal(m) for m in binding.members} - ours
+        others = {m for m in others if not m.startswith("deleted:")}
+        if others:
+            condition = binding.condition.expression if binding.condition else ""
+            out.append((binding.role, others, condition))
+    return out
+
+
+def _role_editors(ev: Evaluator, home: str, ours: set[str]) -> list[tuple[str, str, str, str]]:
+    """(node, role, member as written, member) for everyone who can edit the custom roles
+    defined in ``home`` (a project or organisation): ``iam.roles.update`` / ``undelete`` there
+    or above. The pipeline's own identities are left out (their escalation is ZT212)."""
+    found: list[tuple[str, str, str, str]] = []
+    for node in ev.chain(home)[0]:
+        for binding in node.policy.bindings if node.policy else ():
+            perms = ev.role_permissions(binding.role)
+            if not perms or perms.isdisjoint(_ROLE_EDIT):
+                continue
+            for raw in binding.members:
+                member = normalize_principal(raw)
+                if member not in ours and not member.startswith("deleted:"):
+                    found.append((node.name, binding.role, raw, member))
+    return found

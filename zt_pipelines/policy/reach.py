@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
+from zt_pipelines.policy.lending import LENDERS, Lender, lent_permissions
 from zt_pipelines.policy.members import Match
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.snapshot import read_hides
@@ -66,22 +67,12 @@ _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
 
 #: Google service agents that run the code a caller hands them, with no actAs asked: whoever
 #: can create such a job or deployment in a project runs as that project's agent
-#: (``service-NUMBER@DOMAIN.iam.gserviceaccount.com``). domain -> (permissions, edge label)
+#: (``service-NUMBER@DOMAIN.iam.gserviceaccount.com``). domain -> (permissions, edge label).
+#: A view of :data:`zt_pipelines.policy.lending.LENDERS` (the one table), kept for its readers.
 CODE_RUNNER_EDGES: dict[str, tuple[frozenset[str], str]] = {
-    "gcp-sa-aiplatform-cc": (
-        frozenset(
-            {
-                "aiplatform.customJobs.create",
-                "aiplatform.hyperparameterTuningJobs.create",
-                "aiplatform.trainingPipelines.create",
-            }
-        ),
-        "a CustomJob without a service account",
-    ),
-    "gcp-sa-aiplatform-re": (
-        frozenset({"aiplatform.reasoningEngines.create", "aiplatform.reasoningEngines.update"}),
-        "an Agent Engine without a service account",
-    ),
+    lender.account.split("@", 1)[1].split(".", 1)[0]: (lender.permissions, lender.label)
+    for lender in LENDERS
+    if lender.lends is None and lender.account.startswith("service-{number}@")
 }
 
 
@@ -191,15 +182,17 @@ class _Graph:
             for n in self._chain(email, name):
                 self.below.setdefault(n.name, []).append(email)
         self.edge_roles: dict[str, frozenset[str] | None] = {}
-        # hierarchy node -> the code-running agents of the projects at or below it
-        self.agents_below: dict[str, list[tuple[str, frozenset[str], str]]] = {}
+        # hierarchy node -> the identities Google services lend in the projects at or below
+        # it: (project number, lender)
+        self.agents_below: dict[str, list[tuple[str, Lender]]] = {}
         for project in snap.nodes.values():
             if project.kind != "project" or not project.project_number:
                 continue
-            for domain, (gives, label) in CODE_RUNNER_EDGES.items():
-                agent = f"service-{project.project_number}@{domain}.iam.gserviceaccount.com"
-                for n in ev.chain(project.name)[0]:
-                    self.agents_below.setdefault(n.name, []).append((agent, gives, label))
+            for n in ev.chain(project.name)[0]:
+                self.agents_below.setdefault(n.name, []).extend(
+                    (project.project_number, lender) for lender in LENDERS
+                )
+        self._per_resource: list[str] | None = None
 
     def _sa_node(self, email: str) -> str:
         for name in (
@@ -237,6 +230,8 @@ class _Graph:
         """Every edge out of ``member`` (settled), and the ones that cannot be settled."""
         hops: list[Hop] = []
         unknown: list[UnknownEdge] = []
+        if lent_permissions(member.partition(":")[2]) is not None:
+            return hops, unknown  # lent only in part (its reads): none of its edges are
         for node, binding, mm, via in self.ev.member_bindings(member):
             cond = binding.condition.expression if binding.condition else ""
             agents = self.agents_below.get(node.name)
@@ -278,19 +273,38 @@ class _Graph:
         match: Match,
         via: str,
         cond: str,
-        agents: list[tuple[str, frozenset[str], str]],
+        agents: list[tuple[str, Lender]],
     ) -> list[Hop]:
-        """Hops to the code-running service agents ``member`` can hand a job to. Only settled
-        grants: an unknown role or membership, or a condition, is no proven edge to an agent
-        (the agent's own grants are still judged when someone reaches it)."""
+        """Hops to the identities Google services lend ``member`` (lending.LENDERS). Only
+        settled grants: an unknown role or membership, or a condition, is no proven edge to a
+        lent identity (its own grants are still judged when someone reaches it)."""
         perms = self.ev.role_permissions(binding.role)
         if not perms or match is Match.UNKNOWN or cond:
             return []
-        return [
-            Hop(member, agent, label, binding.role, node.name, via, cond)
-            for agent, gives, label in agents
-            if not perms.isdisjoint(gives) and agent != member.partition(":")[2]
-        ]
+        own = member.partition(":")[2]
+        hops = []
+        for number, lender in agents:
+            if perms.isdisjoint(lender.permissions):
+                continue
+            fixed = lender.email(number)
+            for agent in (fixed,) if fixed else self._accounts_lent(number, lender):
+                if agent != own:
+                    hops.append(Hop(member, agent, lender.label, binding.role, node.name, via))
+        return hops
+
+    def _accounts_lent(self, number: str, lender: Lender) -> list[str]:
+        """The per-resource accounts (a BigQuery connection's) of project ``number`` that the
+        IAM state names in a binding: the others hold nothing it knows of."""
+        if self._per_resource is None:
+            found = {
+                m.partition(":")[2].lower()
+                for n in self.ev.snapshot.nodes.values()
+                for b in (n.policy.bindings if n.policy else ())
+                for m in b.members
+                if m.startswith("serviceAccount:") and "@gcp-sa-bigquery-c" in m
+            }
+            self._per_resource = sorted(found)
+        return [e for e in self._per_resource if lender.matches(e, number)]
 
     def unreadable_policies(self) -> list[tuple[str, str]]:
         """(node, why) for every node above some service account whose allow policy (or
@@ -395,6 +409,7 @@ class Holdings:
         found = self._grants.get(email)
         if found is None:
             found = []
+            lent = lent_permissions(email)
             for node, binding, mm, via in self.ev.member_bindings(f"serviceAccount:{email}"):
                 if mm.match is Match.UNKNOWN:  # a group of unknown membership: MAY hold it
                     maybe = self._maybe(binding.role, via)
@@ -404,7 +419,15 @@ class Holdings:
                 if mm.match is not Match.YES:
                     continue
                 perms = self.ev.role_permissions(binding.role)
-                if perms is None:
+                if perms is not None and lent is not None:
+                    # a service lends only part of its identity: the rest is not reached; on
+                    # a project or above it reaches every resource there, beyond any need
+                    perms = perms & lent
+                    if perms:
+                        wide = node.kind in ("project", "folder", "organization")
+                        why = f"{', '.join(sorted(perms))} on every resource below" if wide else ""
+                        found.append((node.name, binding.role, perms, why))
+                elif perms is None:
                     found.append((node.name, binding.role, frozenset(), self._RANK[2]))
                 elif is_basic_role(binding.role):
                     why = f"a basic role ({len(perms):,} permissions)"

@@ -147,6 +147,16 @@ CODES: dict[str, tuple[str, str]] = {
         "GrantLapsesInWindow",
         "a needed grant stops holding while the run or schedule still needs it",
     ),
+    "ZT224": (
+        "LentAccessBeyondNeeds",
+        "a Google service reads or acts for an identity, as its own identity, beyond the "
+        "identity's needs",
+    ),
+    "ZT225": (
+        "DormantGrant",
+        "a dormant grant (a disabled or deleted role, a deleted principal) would let another "
+        "principal become a pipeline identity, or give one permissions, if woken",
+    ),
     "ZT300": (
         "SubmitterCannotSubmit",
         "the submitter cannot act as the pipeline SA or create the job",
@@ -235,6 +245,8 @@ WARNING_CODES: frozenset[str] = frozenset(
         "ZT215",
         "ZT218",
         "ZT222",
+        "ZT224",
+        "ZT225",
         "ZT512",
         "ZT525",
         "ZT612",
@@ -251,6 +263,8 @@ _DEFAULT_LEVEL = {
     "ZT215": "warning",
     "ZT218": "warning",
     "ZT222": "warning",
+    "ZT224": "warning",
+    "ZT225": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",

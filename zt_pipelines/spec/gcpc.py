@@ -44,6 +44,9 @@ IdentityKind = Literal[
     "args_flag",  # a flag inside a list input passed to the job (Dataflow python ``args``)
     "caller",  # the job runs as whoever calls the API: the launcher's own identity
     "service_agent",  # the job runs as a Google service agent; no field can change it
+    # the call runs as the caller, and a Google service agent reads or writes for it with its
+    # own identity (policy/lending.py: what it reaches is judged, ZT224)
+    "lent",
     "unreadable",  # the identity is set in a form zt-pipelines cannot read (templated)
 ]
 
@@ -362,7 +365,12 @@ CATALOGUE: tuple[LauncherKind, ...] = (
         job="aiplatform.models",
         modules=(f"{_V1}model.upload_model.launcher", "launcher"),
         job_types=("UploadModel",),
-        identity=_CALLER,
+        # GCPC's UploadModelRequest names no serviceAccount: Vertex reads the artifact URI as
+        # its service agent (models.upload reference, field serviceAccount)
+        identity=JobIdentity(
+            "lent",
+            what="runs as the caller; the Vertex AI Service Agent reads the model artifacts for it",
+        ),
         wrap=True,
         caller_permissions=("aiplatform.models.upload", "aiplatform.models.get"),
         cmek_inputs=("encryption_spec_key_name",),

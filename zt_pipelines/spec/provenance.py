@@ -18,6 +18,7 @@ those are what a reviewer reviewed. See ``docs/policy-file.md``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -27,6 +28,7 @@ from typing import Any
 
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.spec.gcpc import CATALOGUE, JOB_IDENTITY_INPUTS, identify_launcher
+from zt_pipelines.spec.payload import PayloadError, parse_payload
 
 __all__ = ["DIGEST_LENGTH", "payload_provenance"]
 
@@ -100,7 +102,9 @@ class _Tracer:
                 self.tokens[value] = f"\0p:{name}\0"
         self.identities = _Masks({email: _IDENTITY_MASK for email in masked}, _IDENTITY_KEYS)
         self._masks: dict[frozenset[str], _Masks] = {}
-        self.fingerprints: dict[tuple[str, frozenset[str]], str] = {}
+        self.fingerprints: dict[tuple[str, frozenset[str], frozenset[str]], str] = {}
+        self.launcher_settings: dict[str, frozenset[str]] = {}
+        self.task_settings: dict[int, frozenset[str]] = {}  # by id(): self.tasks holds each
         self.tasks: dict[str, tuple[dict[str, Any], str]] = {}  # path -> (task, its DAG path)
         self.dags: dict[str, Mapping[str, Any]] = {"": ir.get("root") or {}}
         self.closures: dict[str, str] = {}
@@ -228,12 +232,17 @@ class _Tracer:
             if kind == "artifacts":
                 artifact: dict[str, Any] = {"pipeline_artifact": name}
                 text = f"the pipeline's input artifact {name!r}"
-                if direct and name in self.artifacts:  # what is pasted is this artifact's
+                # whoever may create an artifact writes its metadata: no code reviewed for one
+                # artifact covers another, pasted as it is or read by a producer
+                if name in self.artifacts:
                     artifact["artifact_id"] = self.artifacts[name]
                     text += f" (artifact {self.artifacts[name]})"
                 return text, artifact
             key: dict[str, Any] = {"parameter": name}
-            if direct and name in self.values:  # the value pasted as it is: part of the review
+            # the value pasted as it is is part of the review; one feeding a producer is too
+            # when it could change the structure of JSON it lands in (a quote, a backslash, a
+            # control character): the code reviewed with a tag "1" may pass it through
+            if name in self.values and (direct or not _inert(self.values[name])):
                 key["value"] = hashlib.sha256(  # hashed: never masked away as a token
                     json.dumps(self.values[name], sort_keys=True, default=repr).encode()
                 ).hexdigest()
@@ -356,10 +365,11 @@ class _Tracer:
         importer = "importer" in _dict(
             self.executors.get(label) if isinstance(label, str) else None
         )
+        settings = self._settings(task)
         for kind in ("parameters", "artifacts"):
             bindings = (task.get("inputs") or {}).get(kind) or {}
             for name in sorted(bindings) if isinstance(bindings, dict) else ():
-                if kind == "parameters" and name in _JOB_SETTINGS:
+                if kind == "parameters" and name in settings:
                     continue  # where and how the job runs (a warm pool, its machine) is not
                     # what it produces: changing it needs no new review
                 _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
@@ -390,10 +400,58 @@ class _Tracer:
         values the task receives masked where the rewrite inlined them."""
         ref = str((task.get("componentRef") or {}).get("name"))
         fed = self._fed_values(task, dag)
-        found = self.fingerprints.get((ref, fed))
+        settings = self._settings(task)
+        found = self.fingerprints.get((ref, fed, settings))
         if found is None:
-            found = self.fingerprints[(ref, fed)] = self._component_fingerprint(task, fed)
+            found = self._component_fingerprint(task, fed, settings)
+            self.fingerprints[(ref, fed, settings)] = found
         return found
+
+    def _settings(self, task: Mapping[str, Any]) -> frozenset[str]:
+        """The task's inputs that only set where and how its launcher's job runs (network,
+        labels, timeouts, a warm pool ...): each fills, as a whole value, the member of that
+        name in the launcher's ``--payload`` and nothing else — not the job's code (its worker
+        pools), not another input. An input of that name that a component's own code reads is
+        what it produces, and is hashed."""
+        found = self.task_settings.get(id(task))
+        if found is not None:
+            return found
+        ref = str((task.get("componentRef") or {}).get("name"))
+        candidates = self.launcher_settings.get(ref)
+        if candidates is None:
+            candidates = self.launcher_settings[ref] = self._launcher_settings(task)
+        found = candidates
+        if candidates:
+            bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+            text = {k: json.dumps(v, sort_keys=True) for k, v in bindings.items()}
+            found = frozenset(
+                name
+                for name in candidates
+                if not any(_placeholder(name) in t for k, t in text.items() if k != name)
+            )
+        self.task_settings[id(task)] = found
+        return found
+
+    def _launcher_settings(self, task: Mapping[str, Any]) -> frozenset[str]:
+        component = self._component_of(task)
+        label = component.get("executorLabel")
+        container = _dict(
+            _dict(self.executors.get(label) if isinstance(label, str) else None).get("container")
+        )
+        args = container.get("args")
+        if identify_launcher(container) is None or not isinstance(args, list):
+            return frozenset()
+        at = [i + 1 for i, a in enumerate(args[:-1]) if a == "--payload"]
+        if len(at) != 1 or not isinstance(args[at[0]], str):
+            return frozenset()
+        candidates = _payload_settings(args[at[0]])
+        if not candidates:
+            return candidates
+        rest = json.dumps(
+            [component, container.get("command"), [a for i, a in enumerate(args) if i != at[0]]],
+            sort_keys=True,
+        )
+        return frozenset(name for name in candidates if _placeholder(name) not in rest)
 
     def _fed_values(self, task: Mapping[str, Any], dag: str) -> frozenset[str]:
         """The masked values a task's inputs carry: a pipeline parameter bound (through
@@ -437,14 +495,16 @@ class _Tracer:
             dag, name = parent, str(spec["componentInputParameter"])
         return None
 
-    def _component_fingerprint(self, task: Mapping[str, Any], fed: frozenset[str]) -> str:
+    def _component_fingerprint(
+        self, task: Mapping[str, Any], fed: frozenset[str], settings: frozenset[str]
+    ) -> str:
         component = self._component_of(task)
         label = component.get("executorLabel")
         executor = self.executors.get(label) if isinstance(label, str) else None
         body = {k: v for k, v in component.items() if k != "executorLabel"}
         definitions = (body.get("inputDefinitions") or {}).get("parameters")
         if isinstance(definitions, dict):  # where and how the job runs is not what it makes
-            kept = {name: d for name, d in definitions.items() if name not in _JOB_SETTINGS}
+            kept = {name: d for name, d in definitions.items() if name not in settings}
             for name in _IDENTITY_INPUTS & set(kept):  # a pinned identity as the default
                 if isinstance(kept[name], dict) and "defaultValue" in kept[name]:
                     default = self.identities.whole(kept[name]["defaultValue"])
@@ -580,6 +640,8 @@ _JOB_SETTINGS = frozenset(
         "max_wait_duration",
     }
 )
+# the payload member a job setting fills when it is not its own name
+_SETTING_MEMBERS = {"encryption_spec_key_name": "kms_key_name"}
 _POOL_WORKLOAD = ("container_spec", "python_package_spec")
 # task inputs the rewrite pins a value into (spec/rewrite.py _pinned_input, _job_identity_inputs,
 # _pin_args_flag, _placement): only there is a binding constant masked
@@ -624,6 +686,44 @@ def _workload(value: Any) -> Any:
         {k: v for k, v in pool.items() if k in _POOL_WORKLOAD} if isinstance(pool, dict) else pool
         for pool in value
     ]
+
+
+def _inert(value: Any) -> bool:
+    """True when no string in ``value`` can leave a JSON string it is pasted into."""
+    if isinstance(value, str):
+        return _BREAKS_JSON.search(value) is None
+    if isinstance(value, dict):
+        return all(_inert(k) and _inert(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_inert(v) for v in value)
+    return True
+
+
+_BREAKS_JSON = re.compile(r'["\\\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=256)  # zt's wrapper payload is one text for every wrapped step
+def _payload_settings(payload: str) -> frozenset[str]:
+    """Job settings whose input fills, as a whole value, exactly one payload member of its
+    name (an unreadable payload has none)."""
+    try:
+        parsed = parse_payload(payload, lambda name: True)
+    except PayloadError:
+        return frozenset()  # unreadable: nothing is taken for a mere setting
+    found = set()
+    for name in _JOB_SETTINGS:
+        slots = [s for s in parsed.slots if s.placeholder == _placeholder(name)]
+        if (
+            len(slots) == 1
+            and slots[0].whole
+            and slots[0].path[-1:] == (_SETTING_MEMBERS.get(name, name),)
+        ):
+            found.add(name)
+    return frozenset(found)
+
+
+def _placeholder(name: str) -> str:
+    return "{{$.inputs.parameters['" + name + "']}}"
 
 
 def _number(text: str) -> int | float:

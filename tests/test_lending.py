@@ -1,0 +1,320 @@
+"""Identities Google services lend their callers (policy/lending.py): one table, read outward
+by the reach graph (ZT216 / ZT224), inward by ZT220 (who can make the service act), and by
+the live fetch; plus whoever can edit a custom role bound above an identity (ZT220)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from policy_worlds import FOLDER, ORG, PROJECT, RAW, TRAIN_SA, grant, sa_node, world_dict
+from test_check_codes import run
+
+from zt_pipelines.policy.catalogue import escalation_reason
+from zt_pipelines.policy.lending import LENDERS, lender_of, lent_accounts, lent_permissions
+from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
+from zt_pipelines.spec.gcpc import by_name
+
+NUMBER = "123456789012"  # ml-prod's project number in the world
+MALLORY = "user:mallory@example.com"
+GAPI = f"serviceAccount:{NUMBER}@cloudservices.gserviceaccount.com"
+VERTEX_AGENT = f"serviceAccount:service-{NUMBER}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+CONNECTION = f"serviceAccount:bqcx-{NUMBER}-k3xq@gcp-sa-bigquery-condel.iam.gserviceaccount.com"
+CI = "ci-runner@ml-prod.iam.gserviceaccount.com"
+DM_EDITOR = "roles/deploymentmanager.editor"
+TRAIN_MEMBER = f"serviceAccount:{TRAIN_SA}"
+
+
+def _with_account(data: dict[str, Any], email: str) -> dict[str, Any]:
+    data["serviceAccounts"].append({"email": email, "projectId": "ml-prod", "uniqueId": "1077"})
+    data["nodes"].append(
+        {"name": sa_node(email), "kind": "serviceAccount", "parent": PROJECT, "policy": {}}
+    )
+    return data
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def test_every_lent_account_is_recognised_and_look_alikes_are_not() -> None:
+    for email, lender in lent_accounts(NUMBER):
+        assert lender_of(email) == (NUMBER, lender)
+    assert lender_of(CONNECTION.partition(":")[2]) is not None
+    for other in (
+        f"service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com",
+        f"{NUMBER}@cloudservices.gserviceaccount.com.evil.com",
+        f"bqcx-{NUMBER}-k3xq@gcp-sa-bigquery-condel.iam.gserviceaccount.com.x",
+        "train-sa@ml-prod.iam.gserviceaccount.com",
+    ):
+        assert lender_of(other) is None, other
+    # the code-running agents' view is derived from the one table
+    assert set(CODE_RUNNER_EDGES) == {"gcp-sa-aiplatform-cc", "gcp-sa-aiplatform-re"}
+    assert all(lender.source.startswith("https://cloud.google.com/") for lender in LENDERS)
+
+
+# -- inward: who can make the service act (ZT220) -------------------------------------------
+
+
+@pytest.mark.parametrize("where", [PROJECT, FOLDER, ORG])
+def test_whoever_can_run_deployment_manager_can_become_the_identities(where: str) -> None:
+    # red team #17: the Google APIs Service Agent is editor of the project by default and
+    # Deployment Manager creates what a deployment declares (keys for train-sa) as it
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    grant(data, where, "roles/deploymentmanager.editor", MALLORY)
+    report = run(data)
+    found = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert found and not report.allowed, str(report)
+    assert TRAIN_SA in found[0].message and "Deployment Manager" in found[0].message
+    assert found[0].evidence[0].role == "roles/deploymentmanager.editor"
+
+
+def test_deployment_manager_users_are_nobody_when_the_agent_holds_nothing_there() -> None:
+    # control: without the agent's grant above the identities there is nothing to lend
+    data = grant(world_dict(), PROJECT, "roles/deploymentmanager.editor", MALLORY)
+    assert not [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_deployment_manager_through_another_account_and_through_owners() -> None:
+    # a CI account that may deploy is followed upstream: whoever can become it is ZT220;
+    # an owner (a basic role) is named among the administrators, not refused for this
+    data = _with_account(grant(world_dict(), PROJECT, "roles/editor", GAPI), CI)
+    grant(data, PROJECT, "roles/deploymentmanager.editor", f"serviceAccount:{CI}")
+    grant(data, sa_node(CI), "roles/iam.serviceAccountTokenCreator", MALLORY)
+    grant(data, PROJECT, "roles/owner", "user:olivia@example.com")
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert CI in f.message and TRAIN_SA in f.message
+    assert not [f for f in report.by_code("ZT220") if "olivia" in f.principal]
+    assert [n for n in report.notes if "olivia" in n and n.startswith("administrators")]
+
+
+def test_a_build_runs_as_the_default_accounts_so_its_creators_are_judged() -> None:
+    # the Compute Engine default account, editor of the project, runs builds by default
+    compute = f"{NUMBER}-compute@developer.gserviceaccount.com"
+    data = grant(world_dict(), PROJECT, "roles/editor", f"serviceAccount:{compute}")
+    grant(data, PROJECT, "roles/cloudbuild.builds.editor", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert "a build without a service account" in f.message
+
+
+# -- outward: what a step reaches through the lent identity (ZT216, ZT224) ------------------
+
+
+def test_a_step_that_can_deploy_reaches_the_google_apis_agent() -> None:
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    grant(data, PROJECT, "roles/deploymentmanager.editor", TRAIN_MEMBER)
+    report = run(data)
+    found = [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER]
+    assert found and "a Deployment Manager deployment" in found[0].message, str(report)
+
+
+def _uploader(data: dict[str, Any]) -> dict[str, Any]:
+    data["roles"].append(
+        {
+            "name": "projects/ml-prod/roles/uploader",
+            "permissions": ["aiplatform.models.upload", "aiplatform.models.get"],
+        }
+    )
+    return grant(data, PROJECT, "projects/ml-prod/roles/uploader", TRAIN_MEMBER)
+
+
+def test_a_model_upload_reads_as_the_vertex_ai_service_agent() -> None:
+    # red team #8: GCPC's upload names no service account; the agent's default role reads
+    # every object of the project: only its reads are lent (a warning), never its tokens
+    assert by_name("UploadModel").identity.kind == "lent"
+    data = _uploader(grant(world_dict(), PROJECT, "roles/aiplatform.serviceAgent", VERTEX_AGENT))
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
+    assert "storage.objects.get" in f.message and "a model upload" in f.message
+    assert f.severity.value == "warning"
+    assert not [f for f in report.by_code("ZT216") if VERTEX_AGENT[15:] in f.message]
+    assert lent_permissions(VERTEX_AGENT[15:]) is not None
+
+
+def test_the_agent_reading_only_what_the_step_reads_is_not_reported() -> None:
+    # the agent's read of a bucket the step itself needs is nothing more
+    data = grant(
+        world_dict(),
+        "//storage.googleapis.com/zt-features",
+        "roles/storage.objectViewer",
+        VERTEX_AGENT,
+    )
+    _uploader(data)
+    assert not [f for f in run(data).by_code("ZT224") if f.principal == TRAIN_MEMBER]
+
+
+def test_a_bigquery_connection_lends_its_service_account() -> None:
+    # red team #18: unneeded connections.use is escalation-capable (ZT212); what the
+    # connection's account reads beyond the step's needs is ZT224
+    assert escalation_reason("bigquery.connections.use")
+    data = grant(world_dict(), PROJECT, "roles/bigquery.connectionUser", TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.objectViewer", CONNECTION)
+    report = run(data)
+    assert [f for f in report.by_code("ZT212") if f.principal == TRAIN_MEMBER]
+    [f] = [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
+    assert CONNECTION[15:] in f.message and "a BigQuery connection" in f.message
+    # another project's connection is not lent by a grant on ml-prod
+    other = CONNECTION.replace(NUMBER, "222222222222")
+    data = grant(world_dict(), PROJECT, "roles/bigquery.connectionUser", TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.objectViewer", other)
+    assert not run(data).by_code("ZT224")
+
+
+# -- whoever can edit a custom role bound above an identity (ZT220) -------------------------
+
+
+def _viewerish(data: dict[str, Any], member: str, where: str = PROJECT) -> dict[str, Any]:
+    data["roles"].append(
+        {"name": "projects/ml-prod/roles/viewerish", "permissions": ["iam.serviceAccounts.get"]}
+    )
+    return grant(data, where, "projects/ml-prod/roles/viewerish", member)
+
+
+@pytest.mark.parametrize("editor_at", [PROJECT, FOLDER, ORG])
+def test_a_custom_role_editor_bound_to_it_can_become_the_identities(editor_at: str) -> None:
+    # red team #22: mallory adds getAccessToken to her own harmless role
+    data = grant(_viewerish(world_dict(), MALLORY), editor_at, "roles/iam.roleAdmin", MALLORY)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert "projects/ml-prod/roles/viewerish" in f.message and TRAIN_SA in f.message
+    assert "train" in (f.step or "") and not report.allowed
+
+
+def test_a_custom_role_editor_through_a_group_and_one_not_bound() -> None:
+    # bound through a nested group (bob is in ml-admins, in ml-team), or a group of unknown
+    # membership (may be mallory: fail closed); carol's editor dave is bound to nothing
+    data = _viewerish(world_dict(), "group:ml-team@example.com", sa_node(TRAIN_SA))
+    grant(data, PROJECT, "roles/iam.roleAdmin", "user:bob@example.com")
+    assert [f for f in run(data).by_code("ZT220") if "bob" in f.principal]
+    data = _viewerish(world_dict(), "group:strangers@example.com")
+    grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
+    assert [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    data = _viewerish(world_dict(), "user:carol@example.com")
+    grant(data, PROJECT, "roles/iam.roleAdmin", "user:dave@example.com")
+    report = run(data)
+    assert not [f for f in report.by_code("ZT220") if "dave" in f.principal]
+    assert [n for n in report.notes if "dave@example.com" in n and "viewerish" in n]
+
+
+def test_custom_roles_held_only_by_the_pipelines_identities_name_nobody() -> None:
+    # the world binds custom roles to the pipeline's own identities only
+    data = grant(world_dict(), PROJECT, "roles/iam.roleAdmin", "user:bob@example.com")
+    grant(data, PROJECT, "projects/ml-prod/roles/featureReader", TRAIN_MEMBER)
+    report = run(data)
+    assert not [n for n in report.notes if "bob@example.com" in n and "decide" in n]
+
+
+# -- variants -----------------------------------------------------------------------------------
+
+
+def test_another_projects_agent_is_driven_from_its_own_project() -> None:
+    # other-proj's Google APIs agent is editor of ml-prod: whoever deploys in other-proj
+    other = "serviceAccount:222222222222@cloudservices.gserviceaccount.com"
+    data = grant(world_dict(), PROJECT, "roles/editor", other)
+    grant(data, "//cloudresourcemanager.googleapis.com/projects/other-proj", DM_EDITOR, MALLORY)
+    assert [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_an_agent_of_a_project_outside_the_state_fails_closed() -> None:
+    stranger = "serviceAccount:999999999999@cloudservices.gserviceaccount.com"
+    report = run(grant(world_dict(), PROJECT, "roles/editor", stranger))
+    [f] = [f for f in report.by_code("ZT220") if f.principal == stranger]
+    assert "not known" in f.message and "999999999999" in f.message
+
+
+def test_a_conditional_or_custom_deploy_grant_still_drives_the_agent() -> None:
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    data["roles"].append(
+        {
+            "name": "projects/ml-prod/roles/dmUpdate",
+            "permissions": ["deploymentmanager.deployments.update"],
+        }
+    )
+    grant(data, PROJECT, "projects/ml-prod/roles/dmUpdate", MALLORY)
+    grant(
+        data,
+        PROJECT,
+        DM_EDITOR,
+        "user:eve@example.com",
+        'request.time < timestamp("2027-01-01T00:00:00Z")',
+    )
+    report = run(data)
+    assert [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    [f] = [f for f in report.by_code("ZT220") if "eve" in f.principal]
+    assert "when its condition holds" in f.message
+
+
+def test_an_org_custom_role_bound_on_the_folder_or_the_account() -> None:
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/tiny", "permissions": ["iam.roles.get"]})
+    grant(data, sa_node(TRAIN_SA), "organizations/100/roles/tiny", MALLORY)
+    grant(data, ORG, "roles/iam.organizationRoleAdmin", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert "organizations/100/roles/tiny" in f.message and TRAIN_SA in f.message
+    # an editor of ml-prod's roles cannot change an organisation's role
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/tiny", "permissions": ["iam.roles.get"]})
+    grant(data, FOLDER, "organizations/100/roles/tiny", MALLORY)
+    grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
+    assert not [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_a_part_lent_identity_lends_none_of_its_edges() -> None:
+    # the Vertex AI Service Agent mints tokens for every account of the project (its default
+    # role) and here holds Token Creator on an editor account: the uploader reaches neither
+    editor = "editor-sa@ml-prod.iam.gserviceaccount.com"
+    data = _uploader(_with_account(world_dict(), editor))
+    grant(data, PROJECT, "roles/aiplatform.serviceAgent", VERTEX_AGENT)
+    grant(data, sa_node(editor), "roles/iam.serviceAccountTokenCreator", VERTEX_AGENT)
+    grant(data, PROJECT, "roles/editor", f"serviceAccount:{editor}")
+    report = run(data)
+    assert not [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER], str(report)
+    assert [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
+
+
+def test_deputy_agents_that_build_for_their_callers_are_not_drivers() -> None:
+    # Cloud Run's and Cloud Functions' agents start builds for callers their service checked;
+    # a look-alike of another "project" is judged like anyone
+    compute = f"serviceAccount:{NUMBER}-compute@developer.gserviceaccount.com"
+    data = grant(world_dict(), PROJECT, "roles/editor", compute)
+    for agent in (
+        f"serviceAccount:service-{NUMBER}@serverless-robot-prod.iam.gserviceaccount.com",
+        f"serviceAccount:service-{NUMBER}@gcf-admin-robot.iam.gserviceaccount.com",
+        f"serviceAccount:service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com",
+    ):
+        grant(data, PROJECT, "roles/cloudbuild.builds.editor", agent)
+    found = {f.principal for f in run(data).by_code("ZT220")}
+    assert f"serviceAccount:service-{NUMBER}@gcp-sa-evil.iam.gserviceaccount.com" in found
+    assert not {p for p in found if "robot" in p}, found
+
+
+@pytest.mark.parametrize("approval", [False, True])
+def test_eligibility_for_deploying_drives_the_agent_too(approval: bool) -> None:
+    # a PAM entitlement without approval is a grant whenever asked (with one: not a driver)
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    data["entitlements"] = [
+        {
+            "name": "projects/ml-prod/locations/global/entitlements/deployers",
+            "eligible": [MALLORY],
+            "roles": [{"role": DM_EDITOR}],
+            "approvalRequired": approval,
+        }
+    ]
+    found = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert bool(found) is not approval
+    if found:
+        assert "entitlements/deployers" in found[0].message
+
+
+def test_a_lent_account_upstream_of_an_account_that_may_run_as_a_step() -> None:
+    # ci-runner may run as train-sa; the Google APIs agent mints ci-runner's tokens; whoever
+    # deploys can make it do so
+    data = _with_account(world_dict(), CI)
+    grant(data, sa_node(TRAIN_SA), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
+    grant(data, sa_node(CI), "roles/iam.serviceAccountTokenCreator", GAPI)
+    grant(data, PROJECT, DM_EDITOR, MALLORY)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert CI in f.message and TRAIN_SA in f.message and "cloudservices" in f.message
+    # the agent's own allow policy is Google's: who can become it is who can deploy
+    assert not [f for f in report.by_code("ZT220") if f.principal == GAPI]

@@ -1,0 +1,167 @@
+"""Identities Google services lend their callers (pure data, one table).
+
+Some Google services act on a caller's request with an identity of their own — a service agent
+or a default service account — and ask the caller for no ``actAs`` on it. Whoever holds the
+permission that makes the request then uses that identity: all of what it holds (a job whose
+code runs as it, a deployment it carries out), or only some (the reads Vertex AI makes to
+upload a model). :data:`LENDERS` is the one table of them; the reach graph (ZT216/ZT224:
+what a pipeline identity reaches through them), the inbound check (ZT220: who can drive an
+identity that can become a pipeline identity) and the live fetch (which accounts to search)
+all read it.
+
+Each entry is checked against Google's documentation (``source``). Pure: no IO.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["LENDERS", "Lender", "lender_of", "lent_accounts", "lent_permissions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lender:
+    """A Google service that acts for its caller as its own identity.
+
+    Attributes:
+        permissions: the permissions whose holder (on a project, or above it) makes the
+            service act; held on a project, they lend that project's identity.
+        account: the lent account's email, ``{number}`` standing for the project number; a
+            regular expression (``re:``) for accounts created per resource (a BigQuery
+            connection's), matched against the accounts the IAM state names.
+        label: the edge's name in a path (``a CustomJob without a service account``).
+        what: the lent identity, for messages.
+        lends: the permissions of the identity the caller uses (``None``: everything it holds —
+            the caller's code or declarations run as it).
+        source: the Google documentation the entry is written from.
+    """
+
+    permissions: frozenset[str]
+    account: str
+    label: str
+    what: str
+    lends: frozenset[str] | None = None
+    source: str = ""
+
+    def email(self, number: str) -> str | None:
+        """The lent account of project ``number`` (``None``: one per resource, see
+        :meth:`matches`)."""
+        return None if self.account.startswith("re:") else self.account.format(number=number)
+
+    def matches(self, email: str, number: str) -> bool:
+        """``email`` is an account this service lends in project ``number``."""
+        if not self.account.startswith("re:"):
+            return email == self.account.format(number=number)
+        return re.fullmatch(self.account[3:].format(number=re.escape(number)), email) is not None
+
+
+_STORAGE_READ = frozenset({"storage.objects.get", "storage.objects.list"})
+
+#: permission -> the identity a Google service lends its holder (see :class:`Lender`)
+LENDERS: tuple[Lender, ...] = (
+    Lender(
+        frozenset(
+            {
+                "aiplatform.customJobs.create",
+                "aiplatform.hyperparameterTuningJobs.create",
+                "aiplatform.trainingPipelines.create",
+            }
+        ),
+        "service-{number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com",
+        "a CustomJob without a service account",
+        "the Vertex AI Custom Code Service Agent",
+        source="https://cloud.google.com/vertex-ai/docs/general/custom-service-account",
+    ),
+    Lender(
+        frozenset({"aiplatform.reasoningEngines.create", "aiplatform.reasoningEngines.update"}),
+        "service-{number}@gcp-sa-aiplatform-re.iam.gserviceaccount.com",
+        "an Agent Engine without a service account",
+        "the Vertex AI Reasoning Engine Service Agent",
+        source="https://cloud.google.com/vertex-ai/docs/reference/rest/v1/"
+        "projects.locations.reasoningEngines",
+    ),
+    Lender(
+        # a deployment creates whatever it declares (keys, bindings, VMs) as this account,
+        # which Google grants roles/editor on the project
+        frozenset({"deploymentmanager.deployments.create", "deploymentmanager.deployments.update"}),
+        "{number}@cloudservices.gserviceaccount.com",
+        "a Deployment Manager deployment",
+        "the Google APIs Service Agent",
+        source="https://cloud.google.com/iam/docs/service-agents",
+    ),
+    Lender(
+        # a build without a service account runs as one of the two, by organisation settings
+        frozenset({"cloudbuild.builds.create"}),
+        "{number}@cloudbuild.gserviceaccount.com",
+        "a build without a service account",
+        "the legacy Cloud Build service account",
+        source="https://cloud.google.com/build/docs/cloud-build-service-account",
+    ),
+    Lender(
+        frozenset({"cloudbuild.builds.create"}),
+        "{number}-compute@developer.gserviceaccount.com",
+        "a build without a service account",
+        "the Compute Engine default service account (Cloud Build's default by organisation "
+        "settings)",
+        source="https://cloud.google.com/build/docs/cloud-build-service-account",
+    ),
+    Lender(
+        # UploadModelRequest.serviceAccount empty (GCPC's upload never sets it): the agent
+        # reads the artifact URI the caller names, and the serving image
+        frozenset({"aiplatform.models.upload"}),
+        "service-{number}@gcp-sa-aiplatform.iam.gserviceaccount.com",
+        "a model upload",
+        "the Vertex AI Service Agent",
+        lends=_STORAGE_READ | {"artifactregistry.repositories.downloadArtifacts"},
+        source="https://cloud.google.com/vertex-ai/docs/reference/rest/v1/"
+        "projects.locations.models/upload",
+    ),
+    Lender(
+        # BigLake / external tables, remote functions and remote models reach Cloud Storage,
+        # Cloud Run / Functions and Vertex AI as the connection's account
+        frozenset({"bigquery.connections.use", "bigquery.connections.delegate"}),
+        r"re:(?:bqcx-{number}-[a-z0-9]+@gcp-sa-bigquery-condel"
+        r"|service-{number}@gcp-sa-bigquery-cloudresource)\.iam\.gserviceaccount\.com",
+        "a BigQuery connection",
+        "a BigQuery connection's service account",
+        lends=_STORAGE_READ
+        | {
+            "aiplatform.endpoints.predict",
+            "cloudfunctions.functions.invoke",
+            "run.routes.invoke",
+        },
+        source="https://cloud.google.com/bigquery/docs/create-cloud-resource-connection",
+    ),
+)
+
+#: every permission that lends an identity
+LENDING_PERMISSIONS: frozenset[str] = frozenset(p for lender in LENDERS for p in lender.permissions)
+
+_NUMBER = re.compile(r"(?:service-|bqcx-)?([0-9]+)(?:-compute|-[a-z0-9]+)?@")
+
+
+def lent_accounts(number: str) -> list[tuple[str, Lender]]:
+    """The fixed-name accounts project ``number`` lends (per-resource ones are not named)."""
+    return [(email, lender) for lender in LENDERS if (email := lender.email(number)) is not None]
+
+
+@lru_cache(maxsize=4096)
+def lender_of(email: str) -> tuple[str, Lender] | None:
+    """(project number, lender) of an account a Google service lends (``None``: not one)."""
+    m = _NUMBER.match(email)
+    if m is None:
+        return None
+    number = m.group(1)
+    for lender in LENDERS:
+        if lender.matches(email, number):
+            return number, lender
+    return None
+
+
+def lent_permissions(email: str) -> frozenset[str] | None:
+    """What a caller uses of ``email``'s permissions when a service lends it: only these
+    (``None``: all of them, or not a lent account)."""
+    found = lender_of(email)
+    return found[1].lends if found else None
