@@ -1358,8 +1358,9 @@ class _Walker:
         if kind is not None:  # the launcher's own --project/--location arguments say which
             args = container.get("args") or []
             for key, flag in (("job_project", "--project"), ("job_location", "--location")):
-                if flag in args[:-1]:
-                    value = args[args.index(flag) + 1]
+                at = _flag_value_at(args, flag, where)
+                if at is not None:
+                    value = args[at]
                     name = input_placeholder(value)
                     if name is not None:
                         names[key] = (name,)
@@ -1935,6 +1936,35 @@ def _opens_to_callers(
         for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
         if value is _RUNTIME or value not in (False, None, "", "false")
     )
+
+
+def _flag_value_at(args: list[Any], flag: str, where: str) -> int | None:
+    """Where the value of a launcher's ``flag`` is, read as the launcher's argparse reads it.
+
+    argparse keeps the *last* of two, and takes ``--flag=value`` and unique abbreviations
+    (``--proj``): a wrapped launcher (whose arguments are not otherwise GCPC's fixed set) given
+    its place twice, or in such a form, would call where the first one does not say — refused.
+    """
+    found = [
+        i
+        for i, arg in enumerate(args)
+        if isinstance(arg, str)
+        and arg.startswith("--")
+        and flag.startswith(arg.split("=", 1)[0])
+        and len(arg.split("=", 1)[0]) > 2
+    ]
+    if not found:
+        return None
+    if len(found) > 1 or args[found[0]] != flag or found[0] + 1 >= len(args):
+        raise TemplateError(
+            f"the launcher's {flag} is given as "
+            + ", ".join(repr(args[i]) for i in found)
+            + ": its launcher reads the last one, in any of these forms, and zt-pipelines "
+            "reads exactly one",
+            where=where,
+            fix="rebuild the step with the GCPC component, unmodified",
+        )
+    return found[0] + 1
 
 
 def _pool_container(pools: Any) -> dict[str, Any]:
