@@ -348,6 +348,19 @@ class Evaluator:
         """Every visible binding, anywhere, whose members cover ``principal`` (or may)."""
         return [(n, b, mm) for n, b, mm, _ in self.member_bindings(principal)]
 
+    def names_deleted_member(self) -> bool:
+        """Whether any binding of the snapshot names a ``deleted:`` member (read from the index
+        :meth:`member_bindings` builds, when built: no second pass over every binding)."""
+        by_member = self._by_member
+        if by_member is not None:
+            return any(m.startswith("deleted:") for m in by_member)
+        return any(
+            m.startswith("deleted:")
+            for n in self.snapshot.nodes.values()
+            for b in (n.policy.bindings if n.policy else ())
+            for m in b.members
+        )
+
     def member_bindings(self, principal: str) -> list[tuple[Node, Binding, MemberMatch, str]]:
         """:meth:`bindings_for`, each with the member entry that covers ``principal`` (the
         principal itself, or the group/domain/principal set it may belong to).
@@ -620,11 +633,17 @@ class Evaluator:
         above: dict[str, tuple[str, ...]] = {}
         seen: dict[tuple[str, str, str | None, str], tuple[Evidence, ...] | Decision] = {}
         out: list[tuple[Evidence, ...] | Decision] = []
+        last: str | None = None
+        held: dict[str, tuple[_Candidate, ...]] | None = None
+        principal = ""
         for member, res, permission in questions:
-            principal = principals.get(member)  # memoised as decide() does
-            if principal is None:
-                principal = principals[member] = normalize_principal(member)
-            held = held_at.get(principal) if simple else None
+            if member != last:  # a principal's questions mostly come in a row
+                last = member
+                got_principal = principals.get(member)  # memoised as decide() does
+                if got_principal is None:
+                    got_principal = principals[member] = normalize_principal(member)
+                principal = got_principal
+                held = held_at.get(principal) if simple else None
             if held is not None:
                 name = res.name
                 names = above.get(name)

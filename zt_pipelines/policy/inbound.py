@@ -41,6 +41,7 @@ from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.requirements import CheckContext, sa_member
+from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
@@ -196,6 +197,14 @@ def _identities(
     return out
 
 
+def identities_of(
+    steps: Iterable[StepIdentity], ctx: CheckContext
+) -> dict[str, tuple[set[str], set[str]]]:
+    """The pipeline's identities (``serviceAccount:EMAIL``) -> (the tasks each serves, the
+    members expected to become it: itself, the pipeline identity, the submitter)."""
+    return _identities(steps, ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class _Hold:
     """A binding member holding an impersonation or policy-rewrite permission over a service
@@ -306,16 +315,24 @@ class _HoldIndex:
         return out
 
 
-def _holds(ev: Evaluator, email: str, index: _HoldIndex | None = None) -> tuple[list[_Hold], bool]:
-    """Who holds what over ``email``, and whether the IAM state misses part of what grants over
-    it (its own allow policy — then only its project's ancestry is searched — or an ancestor)."""
+def _holds(ev: Evaluator, email: str, index: _HoldIndex | None = None) -> tuple[list[_Hold], str]:
+    """Who holds what over ``email``, and why the IAM state misses part of what grants over it
+    (its own allow policy — then only its project's ancestry is searched —, an ancestor, or an
+    allow policy on the chain that could not be read), or ``""``."""
     index = index or _HoldIndex(ev)
-    nodes, gap = ev.chain(service_account_resource(email))
+    name = service_account_resource(email)
+    nodes, gap = ev.chain(name)
     own = bool(nodes)
     if not own:
         home = _home(f"serviceAccount:{email}")
         nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
-    missing = not own or bool(gap)
+    missing = gap if own else f"its allow policy ({name}) {ev.snapshot.absent(name)}"
+    if not missing and ev.snapshot.unreadable:
+        on_chain = {n.name for n in nodes}
+        for u in ev.snapshot.unreadable:
+            if u.target in on_chain and "allow" in read_hides(u.what):
+                missing = f"the allow policy of {u.target} could not be read ({u.reason})"
+                break
     out: list[_Hold] = []
     for depth, node in enumerate(nodes, start=0 if own else 1):
         found = index.node(node, depth)
@@ -441,10 +458,10 @@ def inbound_findings(
     # (code, node, role, member, condition, path) -> the identities it can become
     reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
-    holds_cache: dict[str, tuple[list[_Hold], bool]] = {}
+    holds_cache: dict[str, tuple[list[_Hold], str]] = {}
     index = _HoldIndex(ev)
 
-    def holds(email: str) -> tuple[list[_Hold], bool]:
+    def holds(email: str) -> tuple[list[_Hold], str]:
         found = holds_cache.get(email)
         if found is None:
             found = holds_cache[email] = _holds(ev, email, index)
@@ -461,9 +478,15 @@ def inbound_findings(
     # service accounts that may run as an identity: who can become them is asked next
     # (account, identity, path, what its upstream holders are: "ZT220" or "admin")
     upstream: deque[tuple[str, str, tuple[_Hold, ...], str]] = deque()
+    # the pipeline's own identities whose grants cannot all be read: who can become them is
+    # not known (fail closed, as for an upstream account)
+    unknown: list[tuple[str, str]] = []
     for identity in sorted(identities):
         allowed = identities[identity][1]
-        for h in holds(identity.partition(":")[2])[0]:
+        found_here, why = holds(identity.partition(":")[2])
+        if why:
+            unknown.append((identity, why))
+        for h in found_here:
             member = h.member
             if member == identity:
                 continue
@@ -533,7 +556,37 @@ def inbound_findings(
     # anyway: editing a role adds nothing to what their note says
     admins = {normalize_principal(k[3]) for k in reached if k[0] == "admin" and not k[5]}
     editors, editor_notes = _role_editor_findings(identities, ev, admins)
-    return out + editors, notes + editor_notes
+    return out + editors + _unknown_findings(unknown, identities, pipeline), notes + editor_notes
+
+
+def _unknown_findings(
+    unknown: list[tuple[str, str]],
+    identities: dict[str, tuple[set[str], set[str]]],
+    pipeline: str,
+) -> list[Finding]:
+    """ZT220 for each of the pipeline's own identities whose grants are not all in the IAM
+    state (``unknown``: identity, why): who can become it is not known."""
+    out: list[Finding] = []
+    for identity, why in unknown:
+        email = identity.partition(":")[2]
+        tasks = sorted(identities[identity][0])
+        role = "the pipeline identity" if identity == pipeline else "a step identity"
+        account = service_account_resource(email)
+        out.append(
+            Finding(
+                "ZT220",
+                DEFAULT_SEVERITIES["ZT220"],
+                f"who can become {email} ({role}) is not known: {why} (read it — a snapshot "
+                "taken for this pipeline includes it — or name another identity)",
+                step=",".join(tasks) or None,
+                resource=account,
+                evidence=(
+                    Evidence("unreadable", node=account, detail=why),
+                    Evidence("identity", detail=identity),
+                ),
+            )
+        )
+    return out
 
 
 def _judge_drivers(

@@ -81,6 +81,8 @@ FIXES: dict[str, str] = {
     "schedule an end time before the grant expires)",
     "ZT224": "remove the permission that makes the service act (a step that needs it: narrow "
     "what the service's identity holds to what the step needs)",
+    "ZT225": "remove the dormant binding (a disabled or deleted role's, a deleted principal's): "
+    "re-enabling or undeleting the role, or undeleting the principal, revives it unchanged",
     "ZT300": "grant the submitter actAs on the pipeline SA and aiplatform.pipelineJobs.create",
     "ZT301": "grant the pipeline SA aiplatform.customJobs.create and actAs on each step SA",
     "ZT400": "give the checking identity the read role in docs/live-mode.md, then re-run",

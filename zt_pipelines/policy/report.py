@@ -149,8 +149,13 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "ZT224": (
         "LentAccessBeyondNeeds",
-        "a Google service reads or acts for an identity, as its own identity, beyond the "
+        "a Google service reads or calls for an identity, as its own identity, beyond the "
         "identity's needs",
+    ),
+    "ZT225": (
+        "DormantGrant",
+        "a dormant grant (a disabled or deleted role, a deleted principal) would let another "
+        "principal become a pipeline identity, or give one permissions, if woken",
     ),
     "ZT300": (
         "SubmitterCannotSubmit",
@@ -241,6 +246,7 @@ WARNING_CODES: frozenset[str] = frozenset(
         "ZT218",
         "ZT222",
         "ZT224",
+        "ZT225",
         "ZT512",
         "ZT525",
         "ZT612",
@@ -258,6 +264,7 @@ _DEFAULT_LEVEL = {
     "ZT218": "warning",
     "ZT222": "warning",
     "ZT224": "warning",
+    "ZT225": "warning",
     "ZT612": "warning",
     "ZT613": "warning",
     "ZT629": "note",
