@@ -137,3 +137,20 @@ def test_a_check_that_remembers_the_shape_reads_no_ancestry(
     second = fetch(emulator, tmp_path)
     assert ANCESTRY not in emulator.counts()
     assert _same(first, second)
+
+
+def test_the_organisation_is_searched_once_whichever_answer_comes_first(
+    emulator: Emulator,
+) -> None:
+    clean = fetch(emulator)
+    search = "google.cloud.asset.v1.AssetService/SearchAllIamPolicies"
+    # the ancestry names the organisation before the project's own answer (its number, which
+    # the principal sets need) is in: the search waits for it rather than going out twice
+    for late in (GET_FOLDER, "google.cloud.resourcemanager.v3.Projects/GetProject", ANCESTRY):
+        emulator.clear_log()
+        emulator.add_fault(Fault(method=late, delay_ms=300))
+        snap = fetch(emulator)
+        emulator.clear_faults()
+        asked = [r.target for r in emulator.request_log if r.method == search]
+        assert asked == ["organizations/111"], (late, asked)
+        assert _same(snap, clean)

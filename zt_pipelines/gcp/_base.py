@@ -48,6 +48,17 @@ class Started(Generic[T]):
             raise to_api_error(_google_error(exc), what=self.what, target=self.target) from exc
 
 
+class Page(Generic[T]):
+    """The first page of a listing read with :meth:`Adapter.start`: its items, and the token
+    of the next page (``""``: the listing is complete)."""
+
+    __slots__ = ("items", "next_token")
+
+    def __init__(self, items: list[T], next_token: str) -> None:
+        self.items = items
+        self.next_token = next_token
+
+
 def _google_error(exc: BaseException) -> BaseException:
     """A gRPC error as the google-api-core exception the gapic method would have raised."""
     import grpc

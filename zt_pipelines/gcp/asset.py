@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.gcp._base import Adapter, Page, Started
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.gcp.interface import KeyHit, PolicySearchHit
 
@@ -14,7 +14,8 @@ KEY_ASSET_TYPE = "iam.googleapis.com/ServiceAccountKey"
 def _policy_hit(hit: Any) -> PolicySearchHit:
     # the protobuf under the proto-plus wrapper: a search returns hundreds of hits, and each
     # wrapped field access costs more than the whole conversion of the raw message
-    raw = type(hit).pb(hit)
+    unwrap = getattr(type(hit), "pb", None)
+    raw = unwrap(hit) if unwrap is not None else hit
     return PolicySearchHit(
         resource=str(raw.resource),
         asset_type=str(raw.asset_type),
@@ -30,8 +31,36 @@ class AssetAdapter(Adapter):
 
     def search_policies(self, scope: str, query: str) -> list[PolicySearchHit]:
         """Every policy in ``scope`` matching ``query`` (all pages)."""
+        return self.search_policies_after(scope, query, "")
+
+    def start_search_policies(
+        self, scope: str, query: str
+    ) -> Started[Page[PolicySearchHit]] | None:
+        """The first page of :meth:`search_policies`, without waiting (``None``: use the
+        blocking method; a next page: :meth:`search_policies_after`)."""
+        from google.cloud import asset_v1
+
+        return self.start(
+            self.factory.asset(),
+            "/google.cloud.asset.v1.AssetService/SearchAllIamPolicies",
+            asset_v1.SearchAllIamPoliciesRequest.pb()(
+                scope=scope, query=query, page_size=self.page(500)
+            ),
+            asset_v1.SearchAllIamPoliciesResponse.pb(),
+            lambda response: Page(
+                [_policy_hit(hit) for hit in response.results], str(response.next_page_token)
+            ),
+            what="searchAllIamPolicies",
+            target=f"{scope} ({query})",
+            routing=(("scope", scope),),
+        )
+
+    def search_policies_after(self, scope: str, query: str, token: str) -> list[PolicySearchHit]:
+        """:meth:`search_policies` from the page ``token`` names on (``""``: all pages)."""
         client = self.factory.asset()
-        request = {"scope": scope, "query": query, "page_size": self.page(500)}
+        request: dict[str, Any] = {"scope": scope, "query": query, "page_size": self.page(500)}
+        if token:
+            request["page_token"] = token
         return self.call(
             lambda: [
                 _policy_hit(hit)

@@ -31,9 +31,9 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from zt_pipelines.errors import ApiError
-from zt_pipelines.gcp._base import Started
+from zt_pipelines.gcp._base import Page, Started
 from zt_pipelines.gcp.cache import DiskCache
-from zt_pipelines.gcp.interface import Adapters
+from zt_pipelines.gcp.interface import Adapters, DenyPolicyRef, PolicySearchHit
 from zt_pipelines.policy.assembly import (
     Reads,
     assemble,
@@ -46,9 +46,11 @@ from zt_pipelines.policy.assembly import (
 from zt_pipelines.policy.lending import lent_accounts
 from zt_pipelines.policy.snapshot import (
     AllowPolicy,
+    Entitlement,
     Node,
     NodeKind,
     Role,
+    ServiceAccount,
     Snapshot,
     Unreadable,
 )
@@ -118,6 +120,9 @@ class FetchPlan:
         self._projects_planned: set[str] = set()
         self._hints: dict[str, Node] = {}  # hierarchy nodes as the cache or ancestry has them
         self._search_roots: set[str] = set()  # roots searched so far (fresh or prefetched)
+        self._first_projects: set[str] = set()  # projects.get asked in the first wave
+        self._answered: set[str] = set()  # ... and answered or failed
+        self._ancestries: set[str] = set()  # projects whose ancestry is on its way
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -216,6 +221,28 @@ class FetchPlan:
                 if self._outstanding == 0:
                     self._idle.notify_all()
 
+    def _submit_listing(
+        self,
+        key: tuple[str, ...],
+        start: Callable[[], Started[Page[T]] | None],
+        rest: Callable[[str], list[T]],
+        handle: Callable[[list[T]], None],
+        blocking: Callable[[bool], None],
+        refused: Callable[[ApiError], bool] | None = None,
+    ) -> None:
+        """A paged listing whose first page is started without a thread (as
+        :meth:`_submit_started`); the pages after it — rare, the largest page is asked for —
+        are read by ``rest(token)`` on the pool, as the same read (its failure is the read's)."""
+
+        def first(page: Page[T]) -> None:
+            if not page.next_token:
+                handle(page.items)
+                return
+            token, items = page.next_token, page.items
+            raise _Continue(lambda: handle([*items, *rest(token)]))
+
+        self._submit_started(key, start, first, blocking, refused=refused)
+
     def _submit_started(
         self,
         key: tuple[str, ...],
@@ -224,12 +251,14 @@ class FetchPlan:
         blocking: Callable[[bool], None],
         *,
         batched: bool = False,
+        refused: Callable[[ApiError], bool] | None = None,
     ) -> None:
         """A read whose first attempt holds no thread while it waits (:class:`Started`).
 
         ``handle`` gets the answer. When the read cannot start that way, ``blocking(False)``
         does it on the pool; when its first attempt fails transiently, ``blocking(True)`` does
-        the attempts left. A final failure is unreadable, as with :meth:`_submit`.
+        the attempts left. A final failure is unreadable, as with :meth:`_submit`, unless
+        ``refused(error)`` says it dealt with it (e.g. split a search Google found too long).
         ``batched``: the first attempt is a part of a batch request (:meth:`_batched`).
         """
         if not self._claim(key):
@@ -244,7 +273,7 @@ class FetchPlan:
                 self._to_pool(key, lambda: blocking(False))
             else:
                 started.add_done_callback(
-                    lambda done: self._landed(key, done, handle, lambda: blocking(True))
+                    lambda done: self._landed(key, done, handle, lambda: blocking(True), refused)
                 )
 
         self._dispatch(begin, _BATCHED if batched else _STARTED)
@@ -255,6 +284,7 @@ class FetchPlan:
         started: Started[T],
         handle: Callable[[T], None],
         retry: Callable[[], None],
+        refused: Callable[[ApiError], bool] | None = None,
     ) -> None:
         try:
             value = started.outcome()
@@ -262,19 +292,28 @@ class FetchPlan:
             if exc.transient:
                 self._to_pool(key, retry)  # the retry's own run finishes the read
                 return
-            self._fail(key, exc.where or "/".join(key[1:]), key[0], exc)
+            if refused is None or not refused(exc):
+                self._fail(key, exc.where or "/".join(key[1:]), key[0], exc)
             self._finish()
             return
+        more: Callable[[], None] | None = None
         try:
             self._attempt(key, lambda: handle(value))
+        except _Continue as pages:
+            more = pages.rest
         finally:
-            self._finish()
+            if more is None:
+                self._finish()
+        if more is not None:
+            self._to_pool(key, more)  # the rest of a listing: its own run finishes the read
 
     def _fail(self, key: tuple[str, ...], target: str, what: str, exc: BaseException) -> None:
         reason = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
         code = exc.code if isinstance(exc, ApiError) else "INTERNAL"
         with self._lock:
             self.s.failed_keys.add(key)
+            if key[0] == "projects.get":
+                self._answered.add(key[1])
             self.s.unreadable.append(
                 Unreadable(target=target, what=what, reason=f"{code}: {reason}")
             )
@@ -357,10 +396,13 @@ class FetchPlan:
             if ref in self._projects_planned:
                 return
             self._projects_planned.add(ref)
+            if self._held is not None and not ref.isdigit():  # planning the first wave
+                self._first_projects.add(ref)
         full = CRM + "projects/" + ref
 
         def got(node: Node) -> None:
             with self._lock:
+                self._answered.add(ref)
                 self.s.nodes[node.name] = node
                 if node.project_number:
                     self.s.numbers[node.project_number] = node.name.rsplit("/", 1)[1]
@@ -425,14 +467,20 @@ class FetchPlan:
                 chain: tuple[str, ...] = read(project)
             except ApiError as exc:
                 _LOG.info("ancestry of %s not read (%s): parents are followed", project, exc.code)
-                return
+                chain = ()
             with self._lock:
+                self._ancestries.discard(project)
                 for i, name in enumerate(chain):
                     above = chain[i + 1] if i + 1 < len(chain) else None
                     self._hints.setdefault(name, Node(name, _KINDS[name.split("/")[3]], above))
+                roots = sorted(self._search_roots)
             for name in chain[1:]:
                 self._ancestor(name)
+            for root in roots:  # searches held for this answer (see _principal_searches)
+                self._principal_searches(root)
 
+        with self._lock:
+            self._ancestries.add(project)
         self._submit(("projects.getAncestry", project), ancestry, _FIRST)
 
     def _parent(self, node: Node) -> None:
@@ -504,7 +552,11 @@ class FetchPlan:
         """The node's Privileged Access Manager entitlements (eligibility to roles on
         request): one listing per hierarchy node, beside its deny listing."""
 
-        def list_entitlements() -> None:
+        def listed(found: list[Entitlement]) -> None:
+            with self._lock:
+                self.s.entitlements[node] = found
+
+        def list_entitlements(again: bool) -> None:
             reader = self.a.pam
             if reader is None:
                 raise ApiError(
@@ -512,15 +564,20 @@ class FetchPlan:
                     where=PAM + node.removeprefix(CRM) + "/locations/global",
                     code="UNIMPLEMENTED",
                 )
-            found = reader.list_entitlements(node)
-            with self._lock:
-                self.s.entitlements[node] = found
+            listed(_retried(reader, again).list_entitlements(node))
 
-        self._submit(("privilegedaccessmanager.entitlements.list", node), list_entitlements)
+        pam = self.a.pam
+        self._submit_listing(
+            ("privilegedaccessmanager.entitlements.list", node),
+            lambda: _start(pam, "start_list_entitlements", node),
+            lambda token: _after(pam, "list_entitlements_after", node, token),
+            listed,
+            list_entitlements,
+        )
 
     def _deny(self, point: str) -> None:
-        def list_deny() -> None:
-            for ref in self.a.deny.list_deny_policies(point):
+        def listed(refs: list[DenyPolicyRef]) -> None:
+            for ref in refs:
                 cached = self.cache.get_deny(ref.name, ref.etag) if self.cache else None
                 if cached is not None:
                     with self._lock:
@@ -528,7 +585,14 @@ class FetchPlan:
                     continue
                 self._submit(("denyPolicies.get", ref.name), _bind(self._get_deny, ref.name, point))
 
-        self._submit(("denyPolicies.list", point), list_deny)
+        deny = self.a.deny
+        self._submit_listing(
+            ("denyPolicies.list", point),
+            lambda: _start(deny, "start_list_deny_policies", point),
+            lambda token: _after(deny, "list_deny_policies_after", point, token),
+            listed,
+            lambda again: listed(_retried(deny, again).list_deny_policies(point)),
+        )
 
     def _get_deny(self, name: str, point: str) -> None:
         try:
@@ -591,6 +655,14 @@ class FetchPlan:
             # fresh nodes decide completeness (the assembly); cached hints only add sets to
             # ask now rather than a round trip later (a wrong hint costs a wasted value)
             nodes = {**self._hints, **self.s.nodes} if self._hints else self.s.nodes
+            if self._ancestries or any(
+                not (nodes.get(CRM + "projects/" + p) or _NO_NUMBER).project_number
+                for p in self._first_projects - self._answered
+            ):
+                # the chain or number of a project of the first wave (they name principal
+                # sets and agents) is not known yet but on its way, within the same round
+                # trip: ask when it lands, in one query, rather than now and again then
+                return
             # an account's sets depend only on its project: worked out once per project
             by_project: dict[str | None, tuple[str, ...] | None] = {}
             for email in self.principals:
@@ -624,18 +696,15 @@ class FetchPlan:
         words = [f'"{e}"' if ":" in e else e for e in emails]
         query = "policy:(" + " OR ".join(words) + ")" if len(words) > 1 else f"policy:{words[0]}"
 
-        def search() -> None:
-            try:
-                hits = self.a.search.search_policies(scope, query)
-            except ApiError as exc:
-                if exc.code != "INVALID_ARGUMENT" or len(emails) < 2:
-                    raise
-                if splits >= _MAX_SEARCH_SPLITS:
-                    raise
-                half = len(emails) // 2
-                self._principal_search(root, emails[:half], splits + 1)
-                self._principal_search(root, emails[half:], splits + 1)
-                return
+        def split(exc: ApiError) -> bool:
+            if exc.code != "INVALID_ARGUMENT" or len(emails) < 2 or splits >= _MAX_SEARCH_SPLITS:
+                return False
+            half = len(emails) // 2
+            self._principal_search(root, emails[:half], splits + 1)
+            self._principal_search(root, emails[half:], splits + 1)
+            return True
+
+        def found(hits: list[PolicySearchHit]) -> None:
             with self._lock:
                 self.s.hits.extend(hits)
                 for email in emails:
@@ -643,7 +712,24 @@ class FetchPlan:
             for hit in hits:
                 self._roles_of(hit.policy)
 
-        self._submit(("searchAllIamPolicies", scope, *emails), search)
+        def blocking(again: bool) -> None:
+            try:
+                hits = _retried(searcher, again).search_policies(scope, query)
+            except ApiError as exc:
+                if split(exc):
+                    return
+                raise
+            found(hits)
+
+        searcher = self.a.search
+        self._submit_listing(
+            ("searchAllIamPolicies", scope, *emails),
+            lambda: _start(searcher, "start_search_policies", scope, query),
+            lambda token: _after(searcher, "search_policies_after", scope, query, token),
+            found,
+            blocking,
+            refused=split,
+        )
 
     # -- declared resources --------------------------------------------------------------------
 
@@ -753,14 +839,20 @@ class FetchPlan:
             self._hmac_keys(project)
             self._api_keys(project)
 
-            def list_accounts() -> None:
-                accounts = self.a.iam.list_service_accounts(project)
+            def listed(accounts: list[ServiceAccount], project: str = project) -> None:
                 with self._lock:
                     self.s.listed_projects.add(project)
                     for sa in accounts:
                         self.s.accounts[sa.email.lower()] = sa
 
-            self._submit(("serviceAccounts.list", project), list_accounts)
+            iam = self.a.iam
+            self._submit_listing(
+                ("serviceAccounts.list", project),
+                lambda: _start(iam, "start_list_service_accounts", project),
+                lambda token: _after(iam, "list_service_accounts_after", project, token),
+                listed,
+                lambda again: listed(_retried(iam, again).list_service_accounts(project)),
+            )
         else:
 
             def get_account() -> None:
@@ -916,7 +1008,7 @@ class FetchPlan:
         for number in numbers:
             self._project(number)
         with self._lock:
-            roots = sorted(self.s.roots)
+            roots = sorted(self.s.roots | self._search_roots)
         for root in roots:  # sets of chains completed after their root's searches went out
             self._principal_searches(root)
         if self.inventory:
@@ -959,6 +1051,12 @@ def _start(adapter: Any, method: str, *args: Any) -> Any:
     return begin(*args) if begin is not None else None
 
 
+def _after(adapter: Any, method: str, *args: Any) -> Any:
+    """The pages of a listing after its started first page: only adapters that started it
+    (and so have ``method``) get here."""
+    return getattr(adapter, method)(*args)
+
+
 def _retried(adapter: Any, again: bool) -> Any:
     """The adapter for the attempts after a failed first one (``again``), else itself."""
     retried = getattr(adapter, "retried", None) if again else None
@@ -978,6 +1076,15 @@ def _raise_unsupported(name: str) -> None:
     )
 
 
+class _Continue(BaseException):  # not an Exception: no handler of a read may swallow it
+    """Raised by a listing's first-page handler: the rest of the read runs on the pool."""
+
+    def __init__(self, rest: Callable[[], None]) -> None:
+        super().__init__()
+        self.rest = rest
+
+
+_NO_NUMBER = Node("", "project")
 _KINDS: dict[str, NodeKind] = {
     "projects": "project",
     "folders": "folder",

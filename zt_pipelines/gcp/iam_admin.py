@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter, Started
+from zt_pipelines.gcp._base import Adapter, Page, Started
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.policy.snapshot import AllowPolicy, Role, ServiceAccount
 from zt_pipelines.resources import service_account_resource
@@ -87,8 +87,33 @@ class IamAdminAdapter(Adapter):
 
     def list_service_accounts(self, project: str) -> list[ServiceAccount]:
         """Every service account of ``project`` (all pages)."""
+        return self.list_service_accounts_after(project, "")
+
+    def start_list_service_accounts(self, project: str) -> Started[Page[ServiceAccount]] | None:
+        """The first page of :meth:`list_service_accounts`, without waiting (``None``: use the
+        blocking method; a next page: :meth:`list_service_accounts_after`)."""
+        from google.cloud import iam_admin_v1
+
+        name = f"projects/{project}"
+        return self.start(
+            self.factory.iam_admin(),
+            "/google.iam.admin.v1.IAM/ListServiceAccounts",
+            iam_admin_v1.ListServiceAccountsRequest.pb()(name=name, page_size=self.page(100)),
+            iam_admin_v1.ListServiceAccountsResponse.pb(),
+            lambda response: Page(
+                [_account(sa) for sa in response.accounts], str(response.next_page_token)
+            ),
+            what="serviceAccounts.list",
+            target=f"//cloudresourcemanager.googleapis.com/projects/{project}",
+            routing=(("name", name),),
+        )
+
+    def list_service_accounts_after(self, project: str, token: str) -> list[ServiceAccount]:
+        """:meth:`list_service_accounts` from the page ``token`` names on (``""``: all)."""
         client = self.factory.iam_admin()
-        request = {"name": f"projects/{project}", "page_size": self.page(100)}
+        request: dict[str, Any] = {"name": f"projects/{project}", "page_size": self.page(100)}
+        if token:
+            request["page_token"] = token
         return self.call(
             lambda: [
                 _account(sa)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.gcp._base import Adapter, Page, Started
 from zt_pipelines.policy.snapshot import Entitlement, EntitlementRole
 from zt_pipelines.resources import CRM, PAM
 
@@ -59,9 +59,38 @@ class PamAdapter(Adapter):
     def list_entitlements(self, node: str) -> list[Entitlement]:
         """Every entitlement on ``node`` (an organisation, folder or project full name), all
         pages, location ``global``."""
+        return self.list_entitlements_after(node, "")
+
+    def start_list_entitlements(self, node: str) -> Started[Page[Entitlement]] | None:
+        """The first page of :meth:`list_entitlements`, without waiting (``None``: use the
+        blocking method; a next page: :meth:`list_entitlements_after`)."""
+        from google.cloud import privilegedaccessmanager_v1 as pam
+
+        parent = entitlements_parent(node)
+        wrap = pam.Entitlement.wrap
+
+        def page(response: Any) -> Page[Entitlement]:
+            found = [entitlement_from_proto(wrap(e), node) for e in response.entitlements]
+            return Page(found, str(response.next_page_token))
+
+        return self.start(
+            self.factory.pam(),
+            "/google.cloud.privilegedaccessmanager.v1.PrivilegedAccessManager/ListEntitlements",
+            pam.ListEntitlementsRequest.pb()(parent=parent, page_size=self.page(_PAGE)),
+            pam.ListEntitlementsResponse.pb(),
+            page,
+            what="privilegedaccessmanager.entitlements.list",
+            target=PAM + parent,
+            routing=(("parent", parent),),
+        )
+
+    def list_entitlements_after(self, node: str, token: str) -> list[Entitlement]:
+        """:meth:`list_entitlements` from the page ``token`` names on (``""``: all pages)."""
         client = self.factory.pam()
         parent = entitlements_parent(node)
-        request = {"parent": parent, "page_size": self.page(_PAGE)}
+        request: dict[str, Any] = {"parent": parent, "page_size": self.page(_PAGE)}
+        if token:
+            request["page_token"] = token
         return self.call(
             lambda: [
                 entitlement_from_proto(e, node)
