@@ -28,6 +28,7 @@ from zt_pipelines.spec import load_template, rewrite_pipeline
 from zt_pipelines.spec.launcher import (
     CustomJobSettings,
     custom_job_component,
+    is_custom_job_launcher,
     wrapper_code_inputs,
 )
 from zt_pipelines.verification import check_rewritten
@@ -193,3 +194,63 @@ def test_a_launcher_place_that_is_another_placeholder_is_refused(value: str) -> 
     args[args.index("--project") + 1] = value
     with pytest.raises(TemplateError, match="cannot pin"):
         rewrite_pipeline((spec, docs), project=P, parameter_values=INFER_VALUES)
+
+
+@pytest.mark.shared
+def test_monitoring_and_the_run_read_the_identity_pinned_in_an_automl_concat_payload() -> None:
+    """AutoML's custom jobs build their payload with ``Concat``: the rewrite pins the step's
+    identity there, escaped. What monitoring expects a run's job to run as, and the actAs the
+    emulated run checks, are that identity — not the component's empty ``service_account``
+    input (an empty identity is the Custom Code Service Agent)."""
+    from zt_pipelines.emulator.runs import step_launches
+    from zt_pipelines.monitor.expect import expected_tasks
+
+    template = require_shared(
+        GCPC_CORPUS / "shipped" / "v1.automl.tabular.automl_tabular_pipeline.yaml"
+    )
+    values = {"project": P, "location": L, "root_dir": "gs://zt-demo-pipeline-root/a"}
+    result = rewrite_pipeline(template, project=P, parameter_values=values)
+    executors = result.spec["deploymentSpec"]["executors"]
+    containers = {s.task: executors[s.executor]["container"] for s in result.steps}
+    concat = {
+        s.task: s.service_account
+        for s in result.steps
+        if is_custom_job_launcher(containers[s.task])
+        and '{"Concat"' in str(containers[s.task]["args"])
+    }
+    assert len(concat) >= 5, concat
+    expected = expected_tasks(result.spec, values)
+    assert {t: expected[t].service_account for t in concat} == concat
+    launches = {
+        launch.task: launch.service_account
+        for launch in step_launches({"pipelineSpec": result.spec})
+    }
+    leaf = {t.rsplit("/", 1)[-1]: sa for t, sa in concat.items()}
+    assert {t: launches[t] for t in leaf} == leaf
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--project", "evil-proj"],  # argparse keeps the last of two
+        ["--project=evil-proj"],
+        ["--proj", "evil-proj"],  # a unique abbreviation
+        ["--loc=europe-west4"],
+        ["--location", "europe-west4"],
+    ],
+)
+def test_a_wrapped_launcher_given_its_place_twice_or_abbreviated_is_refused(
+    extra: list[str],
+) -> None:
+    """A wrapped GCPC launcher (BigQuery here) runs as the step's identity with arguments that
+    are not a fixed set: its place must be read as its argparse reads it, or refused."""
+    template = GCPC_CORPUS / "shipped" / "v1.automl.forecasting.bqml_arima_train_pipeline.yaml"
+    spec, docs = load_template(require_shared(template))
+    values = {"project": P, "location": L, "root_dir": "gs://zt-demo-pipeline-root/a"}
+    assert rewrite_pipeline((spec, docs), project=P, parameter_values=values).steps
+    spec["deploymentSpec"]["executors"]["exec-bigquery-create-model-job"]["container"]["args"] += (
+        extra
+    )
+    with pytest.raises(TemplateError, match="zt-pipelines reads exactly one"):
+        rewrite_pipeline((spec, docs), project=P, parameter_values=values)

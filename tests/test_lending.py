@@ -48,7 +48,11 @@ def test_every_lent_account_is_recognised_and_look_alikes_are_not() -> None:
     ):
         assert lender_of(other) is None, other
     # the code-running agents' view is derived from the one table
-    assert set(CODE_RUNNER_EDGES) == {"gcp-sa-aiplatform-cc", "gcp-sa-aiplatform-re"}
+    assert set(CODE_RUNNER_EDGES) == {
+        "gcp-sa-aiplatform-cc",
+        "gcp-sa-aiplatform-re",
+        "gcp-sa-dataform",
+    }
     assert all(lender.source.startswith("https://cloud.google.com/") for lender in LENDERS)
 
 
@@ -318,3 +322,82 @@ def test_a_lent_account_upstream_of_an_account_that_may_run_as_a_step() -> None:
     assert CI in f.message and TRAIN_SA in f.message and "cloudservices" in f.message
     # the agent's own allow policy is Google's: who can become it is who can deploy
     assert not [f for f in report.by_code("ZT220") if f.principal == GAPI]
+
+
+# -- the table against the catalogue (red team round 6 iam_01, iam_03) --------------------------
+
+
+def _catalogue_permissions() -> set[str]:
+    from zt_pipelines.policy.role_catalogue import known_permissions
+
+    return set(known_permissions())
+
+
+def test_every_lending_permission_exists_and_every_vertex_workload_create_is_reviewed() -> None:
+    import re
+
+    from zt_pipelines.policy.lending import LENDING_PERMISSIONS, REVIEWED
+
+    known = _catalogue_permissions()
+    assert known >= LENDING_PERMISSIONS, LENDING_PERMISSIONS - known
+    assert set(REVIEWED) <= known and not set(REVIEWED) & LENDING_PERMISSIONS
+    # a new Vertex AI job, pipeline or workload resource must be looked at: does it run code
+    # as an identity of Google's when none is named?
+    workloads = {
+        p
+        for p in known
+        if re.fullmatch(
+            r"aiplatform\.(\w+Jobs|\w+Pipelines|persistentResources|reasoningEngines)\.create", p
+        )
+    }
+    assert workloads - LENDING_PERMISSIONS - set(REVIEWED) == set()
+
+
+@pytest.mark.parametrize(
+    ("permission", "account"),
+    [
+        ("aiplatform.nasJobs.create", "service-{n}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"),
+        (
+            "aiplatform.persistentResources.create",
+            "service-{n}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com",
+        ),
+        ("dataform.repositories.create", "service-{n}@gcp-sa-dataform.iam.gserviceaccount.com"),
+        (
+            "dataform.workflowInvocations.create",
+            "service-{n}@gcp-sa-dataform.iam.gserviceaccount.com",
+        ),
+        ("cloudbuild.builds.create", "{n}@cloudbuild.gserviceaccount.com"),
+    ],
+)
+def test_another_projects_lent_identity_is_reached(permission: str, account: str) -> None:
+    # red team round 6: train-sa holds only the permission on other-proj, whose lent identity
+    # may administer a bucket train-sa must not touch
+    other = "//cloudresourcemanager.googleapis.com/projects/other-proj"
+    agent = account.format(n="222222222222")
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/runner", "permissions": [permission]})
+    grant(data, other, "organizations/100/roles/runner", TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.admin", f"serviceAccount:{agent}")
+    report = run(data)
+    assert [f for f in report.by_code("ZT216") if agent in f.message], str(report)
+    assert not report.allowed
+
+
+def test_a_pubsub_subscription_writes_as_the_pubsub_agent() -> None:
+    # a BigQuery / Cloud Storage subscription without an account writes as the agent where
+    # the caller says: what it can write beyond the step's needs is refused (ZT216), never
+    # its other permissions
+    agent = f"serviceAccount:service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    data = world_dict()
+    data["roles"].append(
+        {
+            "name": "projects/ml-prod/roles/subscriber",
+            "permissions": ["pubsub.subscriptions.create"],
+        }
+    )
+    grant(data, PROJECT, "projects/ml-prod/roles/subscriber", TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.admin", agent)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER]
+    assert "storage.objects.create" in f.message and "setIamPolicy" not in f.message
+    assert "a BigQuery or Cloud Storage subscription" in f.message and not report.allowed

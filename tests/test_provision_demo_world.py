@@ -9,6 +9,9 @@ Google clients:
   refusal naming ``--roles custom`` where no predefined role may grant a need;
 - with the submitter: what remains is the submitter's reach through the demo's *other*
   pipeline identity (pre-existing world grants no plan of this pipeline touches), as warnings;
+- the demo's previous pipeline identity (pipeline-sa, which alice may act as) held actAs on the
+  Kubeflow pipelines' step accounts: ``--prune`` removes those bindings from the step accounts'
+  own policies (who may act as a step identity is the plan's), so no path onto them is left;
 - a second plan is a no-op and a second apply writes nothing.
 
 Each run uses the default flow: a dedicated pipeline identity derived per pipeline, ``--prune``
@@ -110,11 +113,20 @@ def _loop(
 
 
 def _leftover_paths(report: zt.Report) -> list[zt.Finding]:
-    """ZT220 for the demo world's previous pipeline identity: pipeline-sa still holds actAs on
-    the step accounts, and alice may act as pipeline-sa — a path the plan does not own (prune
-    never removes another principal), which check names (who can become a step identity is
-    followed through other service accounts)."""
+    """ZT220 for the demo world's previous pipeline identity: pipeline-sa held actAs on the
+    step accounts, and alice may act as pipeline-sa — check would name that path (who can
+    become a step identity is followed through other service accounts), had prune left it."""
     return [f for f in report.findings if f.code == "ZT220" and "through pipeline-sa@" in f.message]
+
+
+def _pruned_inbound(planned: zt.Plan, examples: ModuleType) -> list[str]:
+    """The previous pipeline identity's bindings the plan removed from step accounts."""
+    return [
+        g.resource
+        for g in planned.removals
+        if g.member == f"serviceAccount:{examples.PIPELINE_SA}"
+        and "/serviceAccounts/" in g.resource
+    ]
 
 
 def _where(examples: ModuleType, name: str) -> tuple[str, str]:
@@ -141,17 +153,15 @@ def test_demo_world_custom_mode_closes_with_zero_findings(
 ) -> None:
     project, location = _where(examples, name)
     planned, report = _loop(emulator, pipelines[name], project, location, "custom", None)
-    leftover = _leftover_paths(report)
+    assert _leftover_paths(report) == []
+    if name != "gcpc":  # the demo world's previous pipeline identity's actAs: pruned
+        assert _pruned_inbound(planned, examples), planned.removals
     if name == SEGMENTATION_DEMO:
         # the firewall rule is segmentation, which the plan lists but never applies
-        rest = [f for f in report.findings if f not in leftover]
-        assert leftover and [f.code for f in rest] == ["ZT522"], str(report)
-        assert _segmentation_disclosed(planned, rest[0]), planned.segmentation
+        assert [f.code for f in report.findings] == ["ZT522"], str(report)
+        assert _segmentation_disclosed(planned, report.findings[0]), planned.segmentation
         return
-    if name != "gcpc":  # the demo world's previous pipeline identity (see _leftover_paths)
-        assert leftover, str(report)
-    rest = [f for f in report.findings if f not in leftover]
-    assert rest == [], [f.message for f in rest]
+    assert report.findings == (), [f.message for f in report.findings]
     if name == "editor":  # legacy-sa's roles/editor on the project was pruned
         assert any(g.role == "roles/editor" for g in planned.removals)
 
@@ -164,10 +174,9 @@ def test_demo_world_predefined_mode_reports_only_the_disclosed_excess(
     planned, report = _loop(emulator, pipelines[name], project, location, "predefined", None)
     disclosed = {(g.resource, g.role, g.member.lower()) for g in planned.grants if g.excess}
     assert disclosed  # predefined roles carry excess, and the plan says which
-    leftover = _leftover_paths(report)
-    assert leftover  # the demo world's previous pipeline identity (see _leftover_paths)
+    assert _leftover_paths(report) == [] and _pruned_inbound(planned, examples)
     for f in report.findings:
-        if _segmentation_disclosed(planned, f) or f in leftover:
+        if _segmentation_disclosed(planned, f):
             continue
         assert f.code == "ZT210" and f.severity.value == "warning", (name, f)
         assert (f.resource, f.evidence[0].role, (f.principal or "").lower()) in disclosed, f

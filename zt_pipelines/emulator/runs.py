@@ -10,13 +10,12 @@ with the step named. Decisions come from the caller's ``decide`` (our engine); n
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from zt_pipelines.resources import CRM, STORAGE, service_account_resource
+from zt_pipelines.spec.launcher import pinned_payload_account
 
 _LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 
@@ -68,19 +67,10 @@ def _launcher_components(spec: dict[str, Any]) -> dict[str, tuple[dict[str, Any]
     }
 
 
-# the launcher reads job_spec.service_account from its --payload (a JSON template): a pinned
-# constant there is what the CustomJob runs as, whatever the component's inputs say
-_PAYLOAD_ACCOUNT = re.compile(r'"service_account":\s*"([^"]*)"')
-_INPUT_PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['service_account'\]\}\}$")
-
-
 def _payload_account(args: list[Any]) -> str | None:
-    for flag, value in itertools.pairwise(args):
-        if flag == "--payload" and isinstance(value, str):
-            found = _PAYLOAD_ACCOUNT.search(value)
-            if found and not _INPUT_PLACEHOLDER.match(found.group(1)):
-                return found.group(1)
-    return None
+    # the launcher reads job_spec.service_account from its --payload (plain or a Concat): a
+    # pinned constant there is what the CustomJob runs as, whatever the component's inputs say
+    return pinned_payload_account(args)
 
 
 def step_launches(job: dict[str, Any]) -> list[StepLaunch]:

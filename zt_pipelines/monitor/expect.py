@@ -11,13 +11,11 @@ guessed.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zt_pipelines.spec.launcher import is_custom_job_launcher
+from zt_pipelines.spec.launcher import is_custom_job_launcher, pinned_payload_account
 from zt_pipelines.spec.resolve import Bound, bind
 
 TaskKind = Literal["custom_job", "container", "importer", "dag", "other"]
@@ -182,17 +180,9 @@ def _expected(
     )
 
 
-# a wrapped GCPC launcher's CustomJob identity is pinned as a constant in the --payload, while
-# the component keeps GCPC's own `service_account` input (for ModelDeployOp: the serving one)
-_PAYLOAD_ACCOUNT = re.compile(r'"service_account":\s*"([^"{}]*)"')
-
-
 def _payload_service_account(args: Any) -> str | None:
-    """The constant ``service_account`` a custom-job launcher's ``--payload`` names, if any."""
-    if not isinstance(args, list):
-        return None
-    for flag, value in itertools.pairwise(args):
-        if flag == "--payload" and isinstance(value, str):
-            found = _PAYLOAD_ACCOUNT.search(value)
-            return found.group(1) if found and found.group(1) else None
-    return None
+    """The constant ``service_account`` a custom-job launcher's ``--payload`` names, if any (a
+    wrapped GCPC launcher's identity is pinned there while the component keeps GCPC's own
+    ``service_account`` input — for ModelDeployOp the serving one; an AutoML ``Concat``
+    payload pins it escaped)."""
+    return pinned_payload_account(args)

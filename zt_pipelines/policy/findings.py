@@ -27,7 +27,7 @@ from zt_pipelines.policy.gcpc_checks import (
     launched_identity_uses,
 )
 from zt_pipelines.policy.inbound import inbound_findings
-from zt_pipelines.policy.lending import lent_permissions
+from zt_pipelines.policy.lending import lent_permissions, lent_reads_only
 from zt_pipelines.policy.members import PUBLIC_MEMBERS, Match
 from zt_pipelines.policy.orgpolicy import (
     DEFAULT_SEVERITIES,
@@ -264,7 +264,9 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
     run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
     for k in keyed:
         f = raw[k[7]]
-        if prev and k[6] == prev[6] and k[:7] == prev[:7]:
+        # the same sort key? The resource first (a shared, short name), then the message (long
+        # and far away in memory), then the whole key
+        if prev and k[4] == prev[4] and k[6] == prev[6] and k[:7] == prev[:7]:
             # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
             if run is None:
                 run = {_SAME(first)}
@@ -704,7 +706,7 @@ def _excess_findings(
                 known = beyond[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             name = node.name
-            ev_binding = held.evidence(name, False)  # the one decide() gives: shared
+            ev_binding = held._direct or held.evidence(name, False)  # decide()'s: shared
             where = _URIS.get(name) or _uri(name)
             if basic_tail:
                 out.append(
@@ -959,7 +961,8 @@ def _reach_findings(
         code = "ZT218" if start == submitter and start not in identities else "ZT216"
         verb = "can become"
         if code == "ZT216" and lent_permissions(target) is not None:
-            code, verb = "ZT224", "has a Google service act for it as"  # a part, read for it
+            verb = "has a Google service act for it as"  # a part of it: reads, or writes
+            code = "ZT224" if lent_reads_only(target) else code
         out.append(
             _f(
                 code,

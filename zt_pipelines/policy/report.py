@@ -149,7 +149,7 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "ZT224": (
         "LentAccessBeyondNeeds",
-        "a Google service reads or acts for an identity, as its own identity, beyond the "
+        "a Google service reads or calls for an identity, as its own identity, beyond the "
         "identity's needs",
     ),
     "ZT225": (

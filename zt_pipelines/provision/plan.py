@@ -19,8 +19,10 @@ Rules (docs/provisioning.md):
   ``storage.objects.list``) are granted on the bucket without a condition, because a
   ``resource.name`` condition on the prefix can never match them;
 - ``prune`` removes bindings that name one of the plan's *step* identities and that the plan
-  does not need — only that member, never another principal, never the pipeline SA (which
-  other pipelines may share).
+  does not need — only that member, never the pipeline SA (which other pipelines may share);
+  and, on a step identity's *own* allow policy, other principals' bindings the plan does not
+  need: who may act as a step identity is part of it, and only the pipeline SA may. A Google
+  service agent's binding there is never removed (its service may act for it).
 
 Pure: no IO, no clock.
 """
@@ -286,7 +288,15 @@ def build_plan(
         if steps != (PIPELINE_STEP,)
     }
     wanted = {g.key for g in grants}
-    extras = tuple(_extras(state, ours, wanted, steps_by_account))
+    extras = tuple(
+        sorted(
+            {
+                *_extras(state, ours, wanted, steps_by_account),
+                *_inbound_extras(state, ours, wanted, steps_by_account, pipeline_sa),
+            },
+            key=lambda g: g.key,
+        )
+    )
     # the pipeline identity's bindings this pipeline does not need: never pruned (another
     # pipeline may use the same identity), but disclosed — check reports what they give
     pipeline_extras = tuple(
@@ -788,11 +798,17 @@ def check_plan(plan: Plan) -> None:
     _refuse_unsafe_grants(plan.grants, plan.wants, custom, granted)
     _refuse_foreign(plan)
     ours = {f"serviceaccount:{account.email.lower()}" for account in plan.step_accounts}
+    # a step identity's own policy: who may act as it is the plan's (never the pipeline SA's)
+    own = {service_account_resource(account.email.lower()) for account in plan.step_accounts}
+    pipeline = f"serviceaccount:{plan.pipeline_service_account.lower()}"
     for grant in plan.removals:
-        if grant.member.lower() not in ours:
+        member = grant.member.lower()
+        inbound = grant.resource in own and member != pipeline
+        if member not in ours and not (inbound and not _SERVICE_AGENT.match(member)):
             raise ProvisioningRefused(
                 f"refusing to remove {grant.member} from {grant.uri}: prune only removes the "
-                "plan's own step identities",
+                "plan's own step identities' bindings, and other principals' bindings on "
+                "those identities",
                 where=f"step {grant.step!r}",
             )
 
@@ -960,6 +976,40 @@ def _extras(
                 step = ", ".join(steps_by_account.get(email, ()))
                 found.append(Grant(name, binding.role, member, binding.condition, step))
     return sorted(found, key=lambda g: g.key)
+
+
+# a Google service agent (``service-NUMBER@gcp-sa-SERVICE``): its service acts through it
+_SERVICE_AGENT = re.compile(
+    r"^serviceaccount:service-\d+@gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$"
+)
+
+
+def _inbound_extras(
+    state: Snapshot,
+    ours: set[str],
+    wanted: set[tuple[str, str, str, str]],
+    steps_by_account: Mapping[str, tuple[str, ...]],
+    pipeline_sa: str,
+) -> Iterable[Grant]:
+    """Other principals' bindings on a step identity's own allow policy that the plan does not
+    need: a previous pipeline identity's actAs, a person's token creator ... — each a path onto
+    the step identity (ZT220) that only the pipeline SA's actAs may be."""
+    kept = ours | {f"serviceaccount:{pipeline_sa}"}
+    for email, steps in steps_by_account.items():
+        if steps == (PIPELINE_STEP,):
+            continue
+        name = service_account_resource(email)
+        node = state.nodes.get(name)
+        if node is None or node.policy is None:
+            continue
+        for binding in node.policy.bindings:
+            for member in binding.members:
+                lowered = member.lower()
+                if lowered in kept or _SERVICE_AGENT.match(lowered):
+                    continue
+                key = (name, binding.role, lowered, _expr(binding.condition))
+                if key not in wanted:
+                    yield Grant(name, binding.role, member, binding.condition, ", ".join(steps))
 
 
 def _expr(condition: Condition | None) -> str:

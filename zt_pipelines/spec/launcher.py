@@ -12,6 +12,7 @@ test dependency; ``tests/test_gcpc_equivalence.py`` compiles both ways and compa
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from zt_pipelines.spec._gcpc import (
     LAUNCHER_COMMAND,
     LAUNCHER_IMAGE,
 )
+from zt_pipelines.spec.payload import PayloadError, field_at, parse_payload
 
 __all__ = [
     "CUSTOM_JOB_INPUT_NAMES",
@@ -38,6 +40,7 @@ __all__ = [
     "custom_job_component",
     "is_custom_job_launcher",
     "launcher_executor",
+    "pinned_payload_account",
     "worker_pool_specs",
     "wrapper_code_inputs",
 ]
@@ -155,6 +158,24 @@ def reads_service_account_input(container: dict[str, Any]) -> bool:
         return False
     payload = args[at]
     return isinstance(payload, str) and _runs_as_service_account_input(payload)
+
+
+def pinned_payload_account(args: Any) -> str | None:
+    """The constant ``job_spec.service_account`` a custom-job launcher's ``--payload`` pins —
+    plain JSON or a ``Concat`` (GCPC's AutoML launchers), where the rewrite pins it escaped —
+    or ``None`` when it takes the ``service_account`` input, holds a placeholder, is empty or
+    does not parse. The launcher (argparse) reads the last ``--payload``."""
+    if not isinstance(args, list):
+        return None
+    payloads = [v for f, v in itertools.pairwise(args) if f == "--payload"]
+    if not payloads or not isinstance(payloads[-1], str):
+        return None
+    try:
+        parsed = parse_payload(payloads[-1], lambda name: True)
+    except PayloadError:
+        return None
+    node = field_at(parsed.tree, ("job_spec", "service_account"))
+    return node if isinstance(node, str) and node and "{{" not in node else None
 
 
 _QUOTED_INPUT = re.compile(r"\"\{\{\$\.inputs\.parameters\['([a-z_]+)'\]\}\}\"")

@@ -910,8 +910,10 @@ class _Walker:
                 where=where,
                 fix="declare the identity in one place",
             )
+        unreached: tuple[str, ...] = ()
         if kind.name != "CustomJob":  # a CustomJob's are applied below, to its payload
             self._apply_launcher_fields(bindings, params, parsed, decl, kind, where)
+            unreached = self._apply_launcher_defaults(bindings, params, parsed, decl, kind)
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
@@ -998,6 +1000,7 @@ class _Walker:
                 job_images=images,
                 job_images_unknown=unknown_images,
                 job_opens_to_callers=_opens_to_callers(parsed.tree, bindings, params, env),
+                job_defaults_unreached=unreached,
             )
         )
         return task
@@ -1355,8 +1358,9 @@ class _Walker:
         if kind is not None:  # the launcher's own --project/--location arguments say which
             args = container.get("args") or []
             for key, flag in (("job_project", "--project"), ("job_location", "--location")):
-                if flag in args[:-1]:
-                    value = args[args.index(flag) + 1]
+                at = _flag_value_at(args, flag, where)
+                if at is not None:
+                    value = args[at]
                     name = input_placeholder(value)
                     if name is not None:
                         names[key] = (name,)
@@ -1503,6 +1507,39 @@ class _Walker:
                 )
             _bind_declared(bindings, params, parsed, name, input_name, value, kind.name, where)
 
+    def _apply_launcher_defaults(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        parsed: ParsedPayload,
+        decl: StepDeclaration,
+        kind: LauncherKind,
+    ) -> tuple[str, ...]:
+        """The pipeline-wide step defaults (``--step-network``, ``step_defaults=``, the ZT_
+        variables) for a GCPC launcher left in place that is not a CustomJob: each one the
+        step does not set itself goes into the kind's input that carries it
+        (:data:`_LAUNCHER_JOB_INPUTS`); the names of those it cannot reach are returned, for
+        the report to say so (a default is no declaration of this step: never an error)."""
+        inputs = _LAUNCHER_JOB_INPUTS.get(kind.name, {})
+        used = {input_placeholder(s.placeholder) for s in parsed.slots}
+        own_network = any(bindings.get(n) not in (None, _EMPTY) for n in kind.network_inputs)
+        unreached: list[str] = []
+        for name in JobFields.__dataclass_fields__:
+            value = getattr(self.defaults, name)
+            if value is None or name == "reach" or getattr(decl.job, name) is not None:
+                continue  # unset, verified only, or the step's own declaration wins
+            input_name = inputs.get(name)
+            if input_name is None or input_name not in params or input_name not in used:
+                unreached.append(name)
+                continue
+            if bindings.get(input_name) not in (None, _EMPTY):
+                continue  # the task sets it: the step's own value wins
+            if name == "network" and own_network:
+                continue  # the step has its own network (a subnetwork, tags ...)
+            value = list(value) if isinstance(value, tuple) else value
+            bindings[input_name] = {"runtimeValue": {"constant": value}}
+        return tuple(unreached)
+
     # -- interning ------------------------------------------------------------------------
 
     def _emit(
@@ -1543,6 +1580,8 @@ class _Walker:
         self.new_components[new_name] = component
         return new_name
 
+
+_EMPTY = {"runtimeValue": {"constant": ""}}  # what KFP binds for an input left at ''
 
 _DATAPROC_INPUTS = {
     "network": "network_uri",
@@ -1897,6 +1936,35 @@ def _opens_to_callers(
         for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
         if value is _RUNTIME or value not in (False, None, "", "false")
     )
+
+
+def _flag_value_at(args: list[Any], flag: str, where: str) -> int | None:
+    """Where the value of a launcher's ``flag`` is, read as the launcher's argparse reads it.
+
+    argparse keeps the *last* of two, and takes ``--flag=value`` and unique abbreviations
+    (``--proj``): a wrapped launcher (whose arguments are not otherwise GCPC's fixed set) given
+    its place twice, or in such a form, would call where the first one does not say — refused.
+    """
+    found = [
+        i
+        for i, arg in enumerate(args)
+        if isinstance(arg, str)
+        and arg.startswith("--")
+        and flag.startswith(arg.split("=", 1)[0])
+        and len(arg.split("=", 1)[0]) > 2
+    ]
+    if not found:
+        return None
+    if len(found) > 1 or args[found[0]] != flag or found[0] + 1 >= len(args):
+        raise TemplateError(
+            f"the launcher's {flag} is given as "
+            + ", ".join(repr(args[i]) for i in found)
+            + ": its launcher reads the last one, in any of these forms, and zt-pipelines "
+            "reads exactly one",
+            where=where,
+            fix="rebuild the step with the GCPC component, unmodified",
+        )
+    return found[0] + 1
 
 
 def _pool_container(pools: Any) -> dict[str, Any]:
