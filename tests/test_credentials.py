@@ -194,3 +194,14 @@ def test_check_refuses_an_encoded_key_file_in_env(template: Path, tmp_path: Path
 def test_a_parameter_value_holding_an_encoded_key_is_refused(template: Path) -> None:  # noqa: F811
     with pytest.raises(TemplateError, match="parameter 'p' holds a private key"):
         zt.rewrite(str(template), parameter_values={"p": _b64(KEY_FILE.encode())})
+
+
+def test_a_key_file_with_json_escaped_characters_is_found() -> None:
+    # what json.loads (google-auth's reader) turns back into the PEM markers
+    escaped = KEY_FILE.replace("-", "\\u002d")
+    assert "PRIVATE KEY-----" not in escaped
+    assert credential_kinds(escaped) == ["a private key"]
+    assert credential_kinds(json.dumps({"v": escaped})) == ["a private key"]  # a spec dump
+    [found] = credential_kinds(_b64(escaped.encode()))
+    assert found == "a private key (base64-encoded)"
+    assert credential_paths({"env": [escaped]}) == [("env[0]", "a private key")]

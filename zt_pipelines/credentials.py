@@ -57,12 +57,25 @@ def credential_kinds(text: str) -> list[str]:
     return found
 
 
+# a JSON \uXXXX escape (behind any number of backslashes: a JSON dump of the spec doubles
+# them), which a program reading the text as JSON turns back into the character
+_UNICODE_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
+
+
 def _clear_kinds(text: str) -> list[str]:
-    return [
+    found = [
         kind
         for kind, markers, pattern in SHAPES
         if any(m in text for m in markers) and pattern.search(text)
     ]
+    if not found and "\\u" in text:  # a key file's JSON with its characters escaped
+        unescaped = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+        found = [
+            kind
+            for kind, markers, pattern in SHAPES
+            if any(m in unescaped for m in markers) and pattern.search(unescaped)
+        ]
+    return found
 
 
 # encoded candidates: runs of the base64/base64url alphabet (hex is a subset), found with a

@@ -316,6 +316,7 @@ def check_rewritten(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
     report = _credentials_in_spec(report, result.spec)
+    report = _unreached_defaults(report, result.steps)
     if _LOG.isEnabledFor(logging.INFO):
         from zt_pipelines.policy.render import plural
 
@@ -327,6 +328,19 @@ def check_rewritten(
             plural(len(report.findings), "finding"),
         )
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
+
+
+def _unreached_defaults(report: Report, steps: Any) -> Report:
+    """A note per step whose launched job the pipeline-wide step defaults do not reach (a
+    Dataproc batch has no PSC interface, a batch prediction no network): the defaults are
+    applied to every job that has the field, and this says where they are not."""
+    notes = [
+        f"the step defaults {', '.join(s.job_defaults_unreached)} do not reach {s.task}: "
+        f"its {s.job_kind} job has no such field (it runs without them)"
+        for s in steps
+        if getattr(s, "job_defaults_unreached", ())
+    ]
+    return replace(report, notes=(*report.notes, *notes)) if notes else report
 
 
 def _credentials_in_spec(report: Report, spec: Mapping[str, Any]) -> Report:

@@ -86,6 +86,8 @@ def command(
     job = _job_as_judged(source[0], values, pipeline_root)
     if not (isinstance(job, dict) and "pipelineSpec" in job):  # a spec: its defaults carry them
         result = _spec_as_judged(result, values, pipeline_root)
+    elif pipeline_root:  # aiplatform takes the spec's defaultPipelineRoot before gcsOutputDirectory
+        result = _spec_as_judged(result, None, pipeline_root)
     text = dump_template(result, job=job)
     _refuse_credentials(text, result.spec)
     write_output(output, text)
@@ -102,6 +104,12 @@ def command(
                 f"warning: task {step.task!r} pastes {names} unescaped into its CustomJob "
                 "payload; check and submit refuse this (ZT102"
                 + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
+                err=True,
+            )
+        if step.job_defaults_unreached:
+            click.echo(
+                f"note: the step defaults {', '.join(step.job_defaults_unreached)} do not reach "
+                f"task {step.task!r}: its {step.job_kind} job has no such field",
                 err=True,
             )
     click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)

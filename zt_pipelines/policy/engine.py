@@ -633,11 +633,17 @@ class Evaluator:
         above: dict[str, tuple[str, ...]] = {}
         seen: dict[tuple[str, str, str | None, str], tuple[Evidence, ...] | Decision] = {}
         out: list[tuple[Evidence, ...] | Decision] = []
+        last: str | None = None
+        held: dict[str, tuple[_Candidate, ...]] | None = None
+        principal = ""
         for member, res, permission in questions:
-            principal = principals.get(member)  # memoised as decide() does
-            if principal is None:
-                principal = principals[member] = normalize_principal(member)
-            held = held_at.get(principal) if simple else None
+            if member != last:  # a principal's questions mostly come in a row
+                last = member
+                got_principal = principals.get(member)  # memoised as decide() does
+                if got_principal is None:
+                    got_principal = principals[member] = normalize_principal(member)
+                principal = got_principal
+                held = held_at.get(principal) if simple else None
             if held is not None:
                 name = res.name
                 names = above.get(name)

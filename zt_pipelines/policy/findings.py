@@ -264,7 +264,9 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
     run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
     for k in keyed:
         f = raw[k[7]]
-        if prev and k[6] == prev[6] and k[:7] == prev[:7]:
+        # the same sort key? The resource first (a shared, short name), then the message (long
+        # and far away in memory), then the whole key
+        if prev and k[4] == prev[4] and k[6] == prev[6] and k[:7] == prev[:7]:
             # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
             if run is None:
                 run = {_SAME(first)}
@@ -704,7 +706,7 @@ def _excess_findings(
                 known = beyond[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             name = node.name
-            ev_binding = held.evidence(name, False)  # the one decide() gives: shared
+            ev_binding = held._direct or held.evidence(name, False)  # decide()'s: shared
             where = _URIS.get(name) or _uri(name)
             if basic_tail:
                 out.append(

@@ -186,11 +186,12 @@ def broad_grant_parts(
         if name in interest:
             permission = r.permission
             prefix = res.prefix
-            here = at.get(name)
-            if here is None:
-                at[name] = {permission}
-            else:
-                here.add(permission)
+            if above_of is not None:  # what is needed on a node itself: read for hierarchy only
+                here = at.get(name)
+                if here is None:
+                    at[name] = {permission}
+                else:
+                    here.add(permission)
             if not prefix:
                 bucket_wide = whole_at.get(name)
                 if bucket_wide is None:

@@ -910,8 +910,10 @@ class _Walker:
                 where=where,
                 fix="declare the identity in one place",
             )
+        unreached: tuple[str, ...] = ()
         if kind.name != "CustomJob":  # a CustomJob's are applied below, to its payload
             self._apply_launcher_fields(bindings, params, parsed, decl, kind, where)
+            unreached = self._apply_launcher_defaults(bindings, params, parsed, decl, kind)
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
@@ -999,6 +1001,7 @@ class _Walker:
                 job_images=images,
                 job_images_unknown=unknown_images,
                 job_opens_to_callers=_opens_to_callers(parsed.tree, bindings, params, env),
+                job_defaults_unreached=unreached,
             )
         )
         return task
@@ -1575,6 +1578,39 @@ class _Walker:
                 )
             _bind_declared(bindings, params, parsed, name, input_name, value, kind.name, where)
 
+    def _apply_launcher_defaults(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        parsed: ParsedPayload,
+        decl: StepDeclaration,
+        kind: LauncherKind,
+    ) -> tuple[str, ...]:
+        """The pipeline-wide step defaults (``--step-network``, ``step_defaults=``, the ZT_
+        variables) for a GCPC launcher left in place that is not a CustomJob: each one the
+        step does not set itself goes into the kind's input that carries it
+        (:data:`_LAUNCHER_JOB_INPUTS`); the names of those it cannot reach are returned, for
+        the report to say so (a default is no declaration of this step: never an error)."""
+        inputs = _LAUNCHER_JOB_INPUTS.get(kind.name, {})
+        used = {input_placeholder(s.placeholder) for s in parsed.slots}
+        own_network = any(bindings.get(n) not in (None, _EMPTY) for n in kind.network_inputs)
+        unreached: list[str] = []
+        for name in JobFields.__dataclass_fields__:
+            value = getattr(self.defaults, name)
+            if value is None or name == "reach" or getattr(decl.job, name) is not None:
+                continue  # unset, verified only, or the step's own declaration wins
+            input_name = inputs.get(name)
+            if input_name is None or input_name not in params or input_name not in used:
+                unreached.append(name)
+                continue
+            if bindings.get(input_name) not in (None, _EMPTY):
+                continue  # the task sets it: the step's own value wins
+            if name == "network" and own_network:
+                continue  # the step has its own network (a subnetwork, tags ...)
+            value = list(value) if isinstance(value, tuple) else value
+            bindings[input_name] = {"runtimeValue": {"constant": value}}
+        return tuple(unreached)
+
     # -- interning ------------------------------------------------------------------------
 
     def _emit(
@@ -1615,6 +1651,8 @@ class _Walker:
         self.new_components[new_name] = component
         return new_name
 
+
+_EMPTY = {"runtimeValue": {"constant": ""}}  # what KFP binds for an input left at ''
 
 _DATAPROC_INPUTS = {
     "network": "network_uri",
