@@ -195,3 +195,78 @@ def test_the_binding_without_its_condition_is_unchanged() -> None:
     }
     got = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
     assert got.granted
+
+
+#: well-typed as far as we can tell, but naming what IAM Conditions does not document: never
+#: decided, however a definite operand beside it reads
+UNMODELLED = [
+    "resource.name.lowerAscii() || true",
+    'resource.name.split("/") || true',
+    "request.auth.claims || true",
+    'resource.labels["x"] || true',
+    'resource.labels.env == "x" || true',
+    'api.getAttribute("iam.googleapis.com/notDocumented", false) || true',
+    "x || true",
+    "dyn(true) || true",
+    "resource.hasNoSuchFunction() || true",
+    'true || resource.name.lowerAscii() == "x"',
+    '!(resource.name.lowerAscii() == "x" && false)',
+]
+
+#: documented attributes and functions with their documented types
+DOCUMENTED = [
+    'api.getAttribute("iam.googleapis.com/modifiedGrantsByRole", []).hasOnly(["roles/viewer"])',
+    '"accessPolicies/1/accessLevels/corp" in request.auth.access_levels',
+    'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("runs/")',
+    'destination.port == 22 && destination.ip == "10.0.0.1"',
+    "compute.isForwardingRuleCreationOperation()",
+    'compute.matchLoadBalancingSchemes(["INTERNAL"])',
+    'resource.hasTagKey("123/env") && resource.matchTagId("tagKeys/1", "tagValues/2")',
+    '[1, 2].exists(x, x > 1) && ["a"].all(y, y.startsWith("a"))',
+]
+
+
+@pytest.mark.parametrize("expression", UNMODELLED)
+def test_what_iam_does_not_document_is_never_decided(expression: str) -> None:
+    cel = ConditionEvaluator()
+    cel.check_syntax(expression)  # a snapshot Google may have written still loads
+    for is_deny in (False, True):
+        got = cel.evaluate(Condition(expression), OBJECT, NOW, deny=is_deny)
+        assert got.value is Tri.UNKNOWN and "does not document" in got.reason
+    assert cel.holds_somewhere(Condition(expression), OBJECT, NOW).value is Tri.UNKNOWN
+
+
+@pytest.mark.parametrize("expression", UNMODELLED[:5])
+def test_an_undocumented_condition_never_grants_a_need(expression: str) -> None:
+    data = world_dict()
+    node(data, FEATURES)["policy"]["bindings"][0]["condition"] = {"expression": expression}
+    got = decide(TRAIN, FEATURES, "storage.objects.get", load_snapshot(data), now=NOW)
+    assert got.state == "unverifiable" and not got.granted
+
+
+@pytest.mark.parametrize("expression", DOCUMENTED)
+def test_documented_attributes_are_typed_and_decided_where_they_can_be(expression: str) -> None:
+    cel = ConditionEvaluator()
+    cel.check_syntax(expression)
+    got = cel.evaluate(Condition(f"({expression}) || true"), OBJECT, NOW)
+    assert got.value is Tri.TRUE  # the documented unknown value is a boolean: true decides
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'api.getAttribute("iam.googleapis.com/modifiedGrantsByRole", []) || true',
+        'api.getAttribute("iam.googleapis.com/modifiedGrantsByRole", "x") == "x"',
+        'api.getAttribute("iam.googleapis.com/modifiedGrantsByRole", []) == "roles/x"',
+        "request.auth.access_levels || true",
+        'destination.port == "22" || true',
+        "destination.ip || true",
+        "compute.matchLoadBalancingSchemes(1) || true",
+        'compute.isForwardingRuleCreationOperation("x") || true',
+        '[1].hasOnly(["a"]) || true',
+        "resource.matchTag(1, 2) || true",
+    ],
+)
+def test_documented_attributes_used_with_the_wrong_type_are_refused(expression: str) -> None:
+    with pytest.raises(ConditionError, match="ill-typed"):
+        ConditionEvaluator().check_syntax(expression)

@@ -396,6 +396,49 @@ def test_a_pipelinejob_documents_own_identity_and_placement_are_refused(
     parse_template_text(json.dumps({**document, "labels": {"a": "b"}}))
 
 
+@pytest.mark.parametrize(
+    ("where", "field", "value"),
+    [
+        # red team round 6 in_02: every CustomJob step inherits the pipeline's runtime
+        (
+            "runtimeConfig",
+            "defaultRuntime",
+            {"persistentResourceRuntimeDetail": {"persistentResourceName": "projects/p/x"}},
+        ),
+        ("runtimeConfig", "default_runtime", {}),
+        ("runtimeConfig", "inputArtifacts", {"model": {"artifactId": "1"}}),
+        ("runtimeConfig", "somethingNew", 1),
+        (None, "templateUri", "https://us-kfp.pkg.dev/x/y/z/v1"),
+        (None, "originalPipelineJobId", "123"),
+        (None, "pipelineTaskRerunConfigs", []),
+        (None, "unknownField", 1),
+    ],
+)
+def test_a_pipelinejob_document_holds_only_what_is_judged(
+    where: str | None, field: str, value: Any
+) -> None:
+    document: dict[str, Any] = {"pipelineSpec": SPEC, "runtimeConfig": {}}
+    (document["runtimeConfig"] if where else document)[field] = value
+    shown = f"{where}.{field}" if where else field
+    with pytest.raises(TemplateError, match=f"sets {shown},"):
+        parse_template_text(json.dumps(document))
+
+
+def test_a_pipelinejob_read_back_from_vertex_loads() -> None:
+    # what pipelineJobs.get returns besides the spec: names, labels, output-only fields
+    document = {
+        "name": "projects/1/locations/us-central1/pipelineJobs/j",
+        "displayName": "t",
+        "labels": {"a": "b"},
+        "state": "PIPELINE_STATE_SUCCEEDED",
+        "createTime": "2026-01-01T00:00:00Z",
+        "jobDetail": {},
+        "pipelineSpec": SPEC,
+        "runtimeConfig": {"gcsOutputDirectory": "gs://b/r", "parameterValues": {}},
+    }
+    parse_template_text(json.dumps(document))
+
+
 def test_tab_indented_json_template_loads() -> None:
     text = json.dumps(SPEC, indent="\t")
     assert parse_template_text(text) == (SPEC, ())

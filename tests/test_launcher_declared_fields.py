@@ -234,3 +234,88 @@ def test_cli_rewrite_refuses_a_dropped_field_with_a_typed_error(
     assert code == 2 and "Traceback" not in err
     assert "network" in err and "model-batch-predict" in err
     assert not (tmp_path / "o.yaml").exists()
+
+
+def test_step_defaults_reach_every_launched_job_that_has_the_field(template: str) -> None:
+    """Red team round 6 in_10: a pipeline-wide default (`--step-network`, `step_defaults=`,
+    ZT_STEP_NETWORK) goes into each launcher's own input, like a declaration — except where the
+    step sets its own — and the steps it cannot reach are named, never passed over silently."""
+    from zt_pipelines.model import JobFields
+
+    result = rewrite_pipeline(
+        template,
+        project=PROJECT,
+        location="us-central1",
+        pipeline_service_account=PSA,
+        defaults=JobFields(network=NET, persistent_resource_id="pool"),
+    )
+    for task in DATAPROC:
+        assert _bound(result, task, "network_uri") == NET
+        assert _step(result, task).job_network == NET
+        assert _step(result, task).job_defaults_unreached == ("persistent_resource_id",)
+    assert _bound(result, "hyperparameter-tuning-job", "network") == NET
+    assert _step(result, "model-batch-predict").job_defaults_unreached == (
+        "network",
+        "persistent_resource_id",
+    )
+
+
+def test_a_step_default_never_overrides_the_steps_own_network(tmp_path: Path) -> None:
+    from google_cloud_pipeline_components.v1.dataproc import DataprocPySparkBatchOp
+    from kfp import dsl
+
+    from zt_pipelines.model import JobFields
+
+    @dsl.pipeline(name="own-subnet", pipeline_root="gs://zt-demo-pipeline-root/x")
+    def own():  # type: ignore[no-untyped-def]
+        DataprocPySparkBatchOp(
+            main_python_file_uri="gs://zt-demo-models/x.py",
+            batch_id="b1",
+            subnetwork_uri="projects/p/regions/us-central1/subnetworks/s",
+        )
+
+    result = rewrite_pipeline(
+        _compile(own, tmp_path),
+        project=PROJECT,
+        location="us-central1",
+        pipeline_service_account=PSA,
+        defaults=JobFields(network=NET),
+    )
+    task = result.spec["root"]["dag"]["tasks"]["dataproc-create-pyspark-batch"]
+    assert "network_uri" not in task["inputs"]["parameters"]  # network_uri and subnet: one of
+
+
+def test_check_and_rewrite_name_the_steps_a_default_does_not_reach(
+    template: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zt_pipelines as zt
+    from zt_pipelines.cli import main
+
+    report = zt.check(
+        template,
+        project=PROJECT,
+        location="us-central1",
+        pipeline_service_account=PSA,
+        snapshot=Path(__file__).resolve().parent.parent / "examples" / "world.yaml",
+        step_defaults={"network": NET},
+    )
+    assert any(
+        "do not reach model-batch-predict" in n and "BatchPredictionJob" in n for n in report.notes
+    )
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "rewrite",
+                template,
+                "--project",
+                PROJECT,
+                "--pipeline-sa",
+                PSA,
+                "--step-network",
+                NET,
+                "-o",
+                str(tmp_path / "o.yaml"),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert "the step defaults network do not reach task 'model-batch-predict'" in err

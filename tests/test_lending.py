@@ -224,6 +224,10 @@ def test_an_agent_of_a_project_outside_the_state_fails_closed() -> None:
     report = run(grant(world_dict(), PROJECT, "roles/editor", stranger))
     [f] = [f for f in report.by_code("ZT220") if f.principal == stranger]
     assert "not known" in f.message and "999999999999" in f.message
+    # a code-running agent's own token grant is ZT220 already: reported once, not twice
+    cc = "serviceAccount:service-999999999999@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    data = grant(world_dict(), sa_node(TRAIN_SA), "roles/iam.serviceAccountTokenCreator", cc)
+    assert len([f for f in run(data).by_code("ZT220") if f.principal == cc]) == 1
 
 
 def test_a_conditional_or_custom_deploy_grant_still_drives_the_agent() -> None:
@@ -401,3 +405,14 @@ def test_a_pubsub_subscription_writes_as_the_pubsub_agent() -> None:
     [f] = [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER]
     assert "storage.objects.create" in f.message and "setIamPolicy" not in f.message
     assert "a BigQuery or Cloud Storage subscription" in f.message and not report.allowed
+
+
+def test_a_custom_role_editor_above_an_account_that_may_run_as_a_step() -> None:
+    # ci-runner may run as train-sa; mallory, bound to a harmless custom role on ci-runner,
+    # can edit it into Token Creator: she becomes ci-runner, then train-sa
+    data = _with_account(world_dict(), CI)
+    grant(data, sa_node(TRAIN_SA), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
+    _viewerish(data, MALLORY, sa_node(CI))
+    grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert TRAIN_SA in f.message and "viewerish" in f.message and CI in f.message

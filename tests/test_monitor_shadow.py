@@ -369,3 +369,82 @@ def test_a_job_with_copied_labels_is_a_shadow_while_it_runs(
     )
     [finding] = result.findings
     assert finding.code == "ZT640" and "runs as someone-else" in finding.message
+
+
+def test_a_self_written_approval_of_a_job_submitted_around_zt_is_still_a_shadow(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    """Whoever can append to the log can chain a line saying "allowed" (the chain proves the
+    lines agree, not who wrote them): the job itself must hold a spec the rewrite could have
+    produced, and a raw template runs every step's code as the job's own account."""
+    from zt_pipelines.audit.chain import canonical, sha256_hex
+    from zt_pipelines.fingerprint import SPEC_LABELS, spec_sha256
+
+    good = zt_job(template, audit)
+    good.submit(service_account=PIPELINE_SA)
+    raw = next(yaml.safe_load_all(Path(template).read_text()))
+    shadow = plain_job(template, tmp_path)
+    digest = spec_sha256(raw)
+    shadow._gca_resource.labels = {SPEC_LABELS[0]: digest[:32], SPEC_LABELS[1]: digest[32:]}
+    shadow.submit(service_account=PIPELINE_SA)
+    last = audit.lines()[-1]
+    forged = {
+        "action": "submit",
+        "outcome": "allowed",
+        "time": "2026-11-30T02:00:00.000+00:00",
+        "submitter": SUBMITTER,
+        "project": PROJECT,
+        "location": LOCATION,
+        "pipeline": str(raw["pipelineInfo"]["name"]),
+        "job_id": shadow.job_id,
+        "spec_sha256": digest,
+        "identities": [
+            {"role": "pipeline", "task": "", "source": "argument", "service_account": PIPELINE_SA}
+        ],
+        "findings": [],
+        "reason": "allowed",
+        "seq": json.loads(last)["seq"] + 1,
+        "prev": sha256_hex(last),
+        "v": 1,
+    }
+    forged["hash"] = sha256_hex(canonical(forged))
+    with audit.path.open("ab") as fh:
+        fh.write(canonical(forged) + b"\n")
+    assert audit.verify().ok  # the chain holds: it is the job that gives the forgery away
+    report, _results = once(audit)
+    [flagged] = report.by_code("ZT640")  # type: ignore[attr-defined]
+    assert flagged.resource.endswith(shadow.job_id)
+    assert "is not what was approved" in flagged.message
+    assert "as the job's own account" in flagged.message
+
+
+@pytest.mark.shared
+def test_a_rewritten_spec_runs_no_code_as_the_jobs_account_and_a_raw_one_does(
+    corpus_dir: Path, gcpc_corpus_dir: Path
+) -> None:
+    """The invariant the check above rests on, over the Kubeflow corpus and Google's GCPC
+    pipelines: the rewrite leaves no executor running code as the job's own account."""
+    import zt_pipelines as zt
+    from zt_pipelines.monitor.shadow import unwrapped_executors
+    from zt_pipelines.spec.template import load_template
+
+    files = sorted(corpus_dir.rglob("*.yaml")) + sorted(gcpc_corpus_dir.rglob("*.yaml"))
+    rewritten = raw_running_code = 0
+    for path in files:
+        try:
+            spec = load_template(path)[0]
+        except Exception:  # the corpus's deliberately broken files are other tests' business
+            continue
+        raw_running_code += bool(unwrapped_executors(spec))
+        try:
+            out = zt.rewrite(
+                spec,
+                project=PROJECT,
+                location=LOCATION,
+                pipeline_service_account=PIPELINE_SA,
+            )
+        except Exception:  # refused templates are other tests' business
+            continue
+        rewritten += 1
+        assert unwrapped_executors(out) == (), path.name
+    assert rewritten >= 100 and raw_running_code >= 100

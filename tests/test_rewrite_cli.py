@@ -259,3 +259,31 @@ def test_the_output_runs_the_values_the_rewrite_judged(template: Path, tmp_path:
     assert run(["rewrite", str(job_file), *common, "-o", str(out)]) == 0
     runtime = yaml.safe_load(out.read_text())["runtimeConfig"]
     assert runtime == {"parameterValues": {"n": 7}, "gcsOutputDirectory": "gs://judged-root/runs"}
+
+
+def test_a_pipelinejob_files_own_spec_root_does_not_outrank_the_judged_one(
+    template: Path, tmp_path: Path
+) -> None:
+    """aiplatform reads a PipelineJob file's root as pipelineSpec.defaultPipelineRoot first,
+    runtimeConfig.gcsOutputDirectory second: the judged --pipeline-root goes into both (red team
+    round 6 in_08), so the output never runs in the spec's own (unjudged) bucket."""
+    import json
+
+    from google.cloud.aiplatform.utils import yaml_utils
+
+    spec = yaml.safe_load(template.read_text())
+    spec["defaultPipelineRoot"] = "gs://attacker-exfil/r"
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({"pipelineSpec": spec, "runtimeConfig": {}}))
+    sa = f"say-sa@{PROJECT}.iam.gserviceaccount.com"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"steps": {"say": {"service_account": sa}}}))
+    out = tmp_path / "job-out.json"
+    argv = ["rewrite", str(job_file), "--project", PROJECT, "--manifest", str(manifest)]
+    assert run([*argv, "--pipeline-root", "gs://judged-root/runs", "-o", str(out)]) == 0
+    written = yaml_utils.load_yaml(str(out))
+    root = written["pipelineSpec"].get("defaultPipelineRoot") or written["runtimeConfig"].get(
+        "gcsOutputDirectory"
+    )
+    assert root == "gs://judged-root/runs"  # aiplatform's own order
+    assert written["runtimeConfig"]["gcsOutputDirectory"] == "gs://judged-root/runs"

@@ -177,6 +177,9 @@ class StepIdentity:
         code_project / code_location: for a container step, the value of its own
             ``project`` / ``location`` input: where its code is pointed (its CustomJob runs
             in the pipeline's project and location all the same); ``None`` when it takes none.
+        job_defaults_unreached: pipeline-wide step defaults (``network``,
+            ``persistent_resource_id`` ...) the launched job has no field for: not applied to
+            it, and said in the report.
     """
 
     task: str
@@ -206,6 +209,7 @@ class StepIdentity:
     job_opens_to_callers: tuple[str, ...] = ()
     code_project: str | None = None
     code_location: str | None = None
+    job_defaults_unreached: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -316,6 +316,7 @@ def check_rewritten(
         report, requirements, result.steps, world, org_policy, now=when, context=ctx
     )
     report = _credentials_in_spec(report, result.spec)
+    report = _unreached_defaults(report, result.steps)
     if _LOG.isEnabledFor(logging.INFO):
         from zt_pipelines.policy.render import plural
 
@@ -329,15 +330,28 @@ def check_rewritten(
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
 
 
+def _unreached_defaults(report: Report, steps: Any) -> Report:
+    """A note per step whose launched job the pipeline-wide step defaults do not reach (a
+    Dataproc batch has no PSC interface, a batch prediction no network): the defaults are
+    applied to every job that has the field, and this says where they are not."""
+    notes = [
+        f"the step defaults {', '.join(s.job_defaults_unreached)} do not reach {s.task}: "
+        f"its {s.job_kind} job has no such field (it runs without them)"
+        for s in steps
+        if getattr(s, "job_defaults_unreached", ())
+    ]
+    return replace(report, notes=(*report.notes, *notes)) if notes else report
+
+
 def _credentials_in_spec(report: Report, spec: Mapping[str, Any]) -> Report:
     """ZT410 for every string of the spec that holds a key or a token (the step would act as
     whoever it belongs to; Vertex stores the spec for every reader of the job)."""
     import json
 
-    from zt_pipelines.credentials import credential_kinds, credential_paths
+    from zt_pipelines.credentials import credential_paths, may_hold_credentials
     from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 
-    if not credential_kinds(json.dumps(spec, ensure_ascii=False)):
+    if not may_hold_credentials(json.dumps(spec, ensure_ascii=False)):
         return report
     found = [
         Finding(

@@ -86,6 +86,8 @@ def command(
     job = _job_as_judged(source[0], values, pipeline_root)
     if not (isinstance(job, dict) and "pipelineSpec" in job):  # a spec: its defaults carry them
         result = _spec_as_judged(result, values, pipeline_root)
+    elif pipeline_root:  # aiplatform takes the spec's defaultPipelineRoot before gcsOutputDirectory
+        result = _spec_as_judged(result, None, pipeline_root)
     text = dump_template(result, job=job)
     _refuse_credentials(text, result.spec)
     write_output(output, text)
@@ -102,6 +104,12 @@ def command(
                 f"warning: task {step.task!r} pastes {names} unescaped into its CustomJob "
                 "payload; check and submit refuse this (ZT102"
                 + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
+                err=True,
+            )
+        if step.job_defaults_unreached:
+            click.echo(
+                f"note: the step defaults {', '.join(step.job_defaults_unreached)} do not reach "
+                f"task {step.task!r}: its {step.job_kind} job has no such field",
                 err=True,
             )
     click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)
@@ -125,12 +133,17 @@ def _jobs(step: Any) -> str:
 def _refuse_credentials(text: str, spec: Any) -> None:
     """A key or a token in the spec is not written out (ZT410: it would act as whoever it
     belongs to, and leak to every reader of the job)."""
-    from zt_pipelines.credentials import credential_kinds, credential_paths
+    import json
+
+    from zt_pipelines.credentials import credential_kinds, credential_paths, may_hold_credentials
     from zt_pipelines.errors import TemplateError
 
-    if not credential_kinds(text):
+    in_text = credential_kinds(text)
+    if not in_text and not may_hold_credentials(json.dumps(spec, ensure_ascii=False)):
         return
-    found = credential_paths(spec) or [("the template", credential_kinds(text)[0])]
+    found = credential_paths(spec) or [("the template", k) for k in in_text]
+    if not found:
+        return
     path, kind = found[0]
     raise TemplateError(
         f"the pipeline holds {kind} at {path} (not shown); not written (ZT410)",

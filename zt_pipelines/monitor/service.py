@@ -1086,28 +1086,37 @@ def monitor_once(
     return report, results
 
 
-def _spec_and_runtime(job: Any) -> tuple[str | None, dict[str, str] | None]:
-    """The sha256 of the spec a listed job (or a schedule's job) holds and its runtime-config
-    parts; ``(None, None)`` when the spec was not listed or cannot be hashed (it then matches no
-    approval: flagged, never passed)."""
+def _spec_and_runtime(
+    job: Any,
+) -> tuple[str | None, dict[str, str] | None, tuple[str, ...]]:
+    """The sha256 of the spec a listed job (or a schedule's job) holds, its runtime-config
+    parts and the executors running code as the job's own account; ``(None, None, ())`` when
+    the spec was not listed or cannot be hashed (it then matches no approval: flagged, never
+    passed)."""
     from google.protobuf import json_format
 
     from zt_pipelines.monitor.baseline import request_fields, runtime_parts
+    from zt_pipelines.monitor.shadow import unwrapped_executors
 
     raw = type(job).pb(job)
     if not raw.HasField("pipeline_spec"):
-        return None, None
+        return None, None, ()
     try:
-        return _spec_hash(json_format.MessageToDict(raw.pipeline_spec)), runtime_parts(
-            json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
-            labels=dict(job.labels),
-            network=str(job.network),
-            reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
-            kms_key=str(job.encryption_spec.kms_key_name),
-            request=request_fields(raw),
+        spec = json_format.MessageToDict(raw.pipeline_spec)
+        return (
+            _spec_hash(spec),
+            runtime_parts(
+                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+                labels=dict(job.labels),
+                network=str(job.network),
+                reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
+                kms_key=str(job.encryption_spec.kms_key_name),
+                request=request_fields(raw),
+            ),
+            unwrapped_executors(spec),
         )
     except Exception:  # a spec that cannot be hashed matches no approval (ZT640/ZT641)
-        return None, None
+        return None, None, ()
 
 
 def job_summary(job: Any) -> Any:
@@ -1116,7 +1125,7 @@ def job_summary(job: Any) -> Any:
     parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
     from zt_pipelines.monitor.shadow import JobSummary
 
-    digest, runtime = _spec_and_runtime(job)
+    digest, runtime, unwrapped = _spec_and_runtime(job)
     return JobSummary(
         str(job.name),
         str(getattr(job.state, "name", job.state)),
@@ -1125,6 +1134,7 @@ def job_summary(job: Any) -> Any:
         spec_sha256=digest,
         service_account=str(job.service_account),
         runtime=runtime,
+        unwrapped=unwrapped,
     )
 
 
@@ -1135,7 +1145,7 @@ def schedule_summary(schedule: Any) -> Any:
 
     job = schedule.create_pipeline_job_request.pipeline_job
     labels = dict(job.labels)
-    digest, runtime = _spec_and_runtime(job)
+    digest, runtime, unwrapped = _spec_and_runtime(job)
     return ScheduleSummary(
         str(schedule.name),
         str(getattr(schedule.state, "name", schedule.state)),
@@ -1144,6 +1154,7 @@ def schedule_summary(schedule: Any) -> Any:
         spec_sha256=digest,
         service_account=str(job.service_account),
         runtime=runtime,
+        unwrapped=unwrapped,
     )
 
 

@@ -4,6 +4,13 @@ A job or schedule is a *shadow* when it carries no zt-pipelines spec labels, or 
 but no approval in the audit log matches (labels copied from another job prove nothing). The
 inputs are plain summaries the adapters read; the output is ZT640 (job) / ZT641 (schedule)
 findings, and the list of jobs whose finished runs should be verified.
+
+An approval is a line anyone who can write the audit log could have written, so it is checked
+against what the job itself holds: its spec must hash to its labels, its run-as account,
+decision labels and runtime config must be the approval's, and its spec must be one the rewrite
+could have produced — every step's code in a job of its own identity
+(:func:`unwrapped_executors`). A job whose steps run their code as the job's own account was
+never approved by zt-pipelines, whatever the log says.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from zt_pipelines.fingerprint import DECISION_LABELS
 from zt_pipelines.monitor.baseline import comparable, runtime_differences
 from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
 from zt_pipelines.policy.report import Finding, Severity
+from zt_pipelines.policy.wording import noun
+from zt_pipelines.spec.gcpc import identify_launcher
+from zt_pipelines.spec.jobs import trusted_launcher_image
 
 _DONE = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 
@@ -32,6 +42,8 @@ class JobSummary:
     spec_sha256: str | None = None
     service_account: str = ""
     runtime: Mapping[str, str] | None = None
+    #: executors of its spec that run their code as the job's own account (not read: ``()``)
+    unwrapped: tuple[str, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -56,6 +68,8 @@ class ScheduleSummary:
     spec_sha256: str | None = None
     service_account: str = ""
     runtime: Mapping[str, str] | None = None
+    #: executors of its job's spec that run their code as the job's own account
+    unwrapped: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -226,6 +240,14 @@ def _mismatch(
     approval: Mapping[str, object],
     decision_labels: tuple[str, str],
 ) -> str:
+    if schedule.unwrapped:
+        return (
+            f"its spec runs the code of {noun(len(schedule.unwrapped), 'executor')} "
+            f"{', '.join(schedule.unwrapped[:5])} as the job's own account "
+            f"({schedule.service_account or 'the default identity'}): zt-pipelines never "
+            "approves a step whose code does not run as an identity of its own, so the "
+            "approval in the audit log was not written by a zt-pipelines check"
+        )
     identities = approval.get("identities")
     pipeline_sa = next(
         (
@@ -253,3 +275,24 @@ def _mismatch(
         if differences:
             return "its job's runtime config is not the approved one: " + "; ".join(differences)
     return ""
+
+
+def unwrapped_executors(spec: Mapping[str, object]) -> tuple[str, ...]:
+    """The executors of a pipeline spec that run code as the job's own account: a container
+    that is not a Google launcher known to zt-pipelines in one of Google's images (launchers
+    only launch jobs, each of its own identity; any other image or command — a Google training
+    image included — runs whatever code it is given). The rewrite leaves none; an importer
+    runs no code."""
+    deployment = spec.get("deploymentSpec")
+    executors = deployment.get("executors") if isinstance(deployment, Mapping) else None
+    if not isinstance(executors, Mapping):
+        return ()
+    out = []
+    for label, executor in executors.items():
+        container = executor.get("container") if isinstance(executor, Mapping) else None
+        if isinstance(container, Mapping) and not (
+            trusted_launcher_image(container.get("image"))
+            and identify_launcher(container) is not None
+        ):
+            out.append(str(label))
+    return tuple(sorted(out))

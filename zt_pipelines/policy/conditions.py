@@ -197,6 +197,8 @@ class ConditionEvaluator:
 
     def __init__(self) -> None:
         self._programs: dict[str, Any] = {}
+        #: expression -> why it is never decided (it names what IAM does not document), or ""
+        self._undecided: dict[str, str] = {}
         self._results: dict[tuple[str, RequestAttributes, datetime, bool], ConditionResult] = {}
         self._somewhere: dict[tuple[str, RequestAttributes, datetime], ConditionResult] = {}
         self._time_points: dict[str, tuple[bool, tuple[datetime, ...]]] = {}
@@ -248,7 +250,8 @@ class ConditionEvaluator:
             except Exception as exc:  # celpy raises CELParseError and lark errors
                 raise ConditionError(f"invalid CEL: {exc}".splitlines()[0]) from exc
             try:
-                check_boolean(program)  # IAM type-checks before it evaluates: so do we
+                # IAM type-checks before it evaluates: so do we
+                self._undecided[expression] = check_boolean(program)
             except RecursionError:
                 raise ConditionError("the condition is nested too deeply") from None
             except CelTypeError as exc:
@@ -281,6 +284,8 @@ class ConditionEvaluator:
             tree = self._program(expression)
         except ConditionError as exc:
             return ConditionResult(Tri.UNKNOWN, str(exc))
+        if self._undecided[expression]:
+            return ConditionResult(Tri.UNKNOWN, self._undecided[expression])
         when = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
         result = _run(tree, attrs, when)
         if (
@@ -316,6 +321,8 @@ class ConditionEvaluator:
             tree = self._program(condition.expression)
         except ConditionError as exc:
             return ConditionResult(Tri.UNKNOWN, str(exc))
+        if self._undecided[condition.expression]:
+            return ConditionResult(Tri.UNKNOWN, self._undecided[condition.expression])
         when = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
         result = _run(tree, attrs, when)
         if result.value is Tri.UNKNOWN and attrs.name is None and attrs.name_prefix is not None:

@@ -6,10 +6,14 @@ binding never grants and a deny rule carrying one never evaluates to false. The 
 :mod:`zt_pipelines.policy.conditions` decides values three-valued and would otherwise let a
 definite branch or operand decide an ill-typed whole.
 
-Types are inferred bottom-up over the parsed tree. What we do not know the type of (an attribute
-or function we do not model, a macro's variable) is ``dyn`` and compatible with everything: only a
-definite clash between types we know is an error, so a condition Google accepts is never refused
-here.
+Types are inferred bottom-up over the parsed tree. Every attribute and function IAM Conditions
+documents has its documented type (``api.getAttribute("iam.googleapis.com/modifiedGrantsByRole",
+[])`` is a list of strings, ``request.auth.access_levels`` too, ``destination.port`` an integer
+...). What IAM does not document (``resource.labels``, ``lowerAscii()``, an unknown
+``getAttribute`` key) cannot be typed: it is ``dyn`` here, so the load never refuses a condition
+Google may accept, but :func:`check_boolean` names it and the evaluator then never decides the
+condition (a definite ``|| true`` beside it proves nothing: IAM may refuse the whole). Only a
+definite clash between types we know is an error.
 
 Pure: no IO.
 """
@@ -35,10 +39,31 @@ _LITERALS = {
     "BOOL_LIT": "bool",
     "NULL_LIT": "null",
 }
+_STRINGS: CelType = ("list", "string")
 #: the attributes IAM documents with a fixed type (IAM Conditions attribute reference)
 _FIELDS: dict[str, dict[str, CelType]] = {
     "resource": {"name": "string", "type": "string", "service": "string"},
-    "request": {"time": "timestamp", "host": "string", "path": "string"},
+    "request": {"time": "timestamp", "host": "string", "path": "string", "auth": ("msg", "auth")},
+    "auth": {"access_levels": _STRINGS},
+    "destination": {"ip": "string", "port": "int"},
+    "api": {},
+    "compute": {},
+}
+#: the root variables a condition may name (``auth`` only as ``request.auth``)
+_ROOTS = frozenset(_FIELDS) - {"auth"}
+#: ``api.getAttribute(KEY, default)`` keys IAM documents, with their types
+_API_ATTRIBUTES: dict[str, CelType] = {
+    "iam.googleapis.com/modifiedGrantsByRole": _STRINGS,
+    "storage.googleapis.com/objectListPrefix": "string",
+}
+#: documented functions of a root variable: (root, name) -> (argument types, result)
+_ROOT_METHODS: dict[tuple[str, str], tuple[tuple[CelType, ...], CelType]] = {
+    ("resource", "matchTag"): (("string", "string"), "bool"),
+    ("resource", "matchTagId"): (("string", "string"), "bool"),
+    ("resource", "hasTagKey"): (("string",), "bool"),
+    ("resource", "hasTagKeyId"): (("string",), "bool"),
+    ("compute", "isForwardingRuleCreationOperation"): ((), "bool"),
+    ("compute", "matchLoadBalancingSchemes"): ((_STRINGS,), "bool"),
 }
 #: ``target.method(args)`` on a string: argument types -> result
 _STRING_METHODS: dict[str, tuple[tuple[str, ...], CelType]] = {
@@ -64,8 +89,6 @@ _TIME_METHODS = frozenset(
 )
 #: accessors a duration has too
 _DURATION_METHODS = frozenset({"getHours", "getMilliseconds", "getMinutes", "getSeconds"})
-#: ``resource.METHOD(strings...)`` tag functions (IAM "Resource tags"): arity -> bool
-_TAG_METHODS = {"matchTag": 2, "matchTagId": 2, "hasTagKey": 1, "hasTagKeyId": 1}
 #: global conversion/constructor functions: argument types each accepts -> result
 _FUNCTIONS: dict[str, tuple[frozenset[str], CelType]] = {
     "timestamp": (frozenset({"string", "timestamp", "int"}), "timestamp"),
@@ -88,12 +111,20 @@ class CelTypeError(ValueError):
     """The expression does not type-check (the message says where)."""
 
 
-def check_boolean(tree: Any) -> None:
+def check_boolean(tree: Any) -> str:
     """Raise :class:`CelTypeError` unless ``tree`` (cel-python's parse tree) is a well-typed
-    expression whose type is ``bool`` (or not known)."""
-    got = _Types().of(tree)
+    expression whose type is ``bool`` (or not known); return ``""``, or what it names that IAM
+    Conditions does not document (then its value is never decided)."""
+    types = _Types()
+    got = types.of(tree)
     if got not in ("bool", DYN):
         raise CelTypeError(f"the condition is {_show(got)}, not a boolean")
+    if types.unmodelled:
+        return (
+            f"the condition uses {types.unmodelled[0]}, which IAM Conditions does not document "
+            "(IAM may refuse the condition: it is never taken as true or false)"
+        )
+    return ""
 
 
 def _show(t: CelType) -> str:
@@ -134,6 +165,14 @@ def _comparable(a: CelType, b: CelType) -> bool:
 
 
 class _Types:
+    def __init__(self) -> None:
+        self.unmodelled: list[str] = []  # what cannot be typed: named, in order
+        self.bound: set[str] = set()  # a macro's variables, while its body is typed
+
+    def _unknown(self, what: str) -> CelType:
+        self.unmodelled.append(what)
+        return DYN
+
     def of(self, node: Any) -> CelType:
         from lark import Token
 
@@ -147,7 +186,7 @@ class _Types:
         if handler is None:
             for kid in kids:  # still check what is inside
                 self.of(kid)
-            return DYN
+            return self._unknown(rule.replace("_", " "))
         result: CelType = handler(kids)
         return result
 
@@ -255,7 +294,10 @@ class _Types:
         if target == DYN:
             return DYN
         if isinstance(target, tuple) and target[0] == "msg":
-            return _FIELDS.get(target[1], {}).get(name, DYN)
+            got = _FIELDS.get(target[1], {}).get(name)
+            if got is None:
+                return self._unknown(f"{target[1]}.{name}")
+            return got
         if isinstance(target, tuple) and target[0] == "map":
             return _part(target, 2)
         raise self._fail(f"the field {name!r} of {_show(target)}")
@@ -268,7 +310,9 @@ class _Types:
             if key not in ("string", DYN):
                 raise self._fail(f"{target[1]}[{_show(key)}]")
             literal = _string_literal(kids[1])
-            return self._field(target, literal) if literal is not None else DYN
+            if literal is None:
+                return self._unknown(f"{target[1]}[...]")
+            return self._field(target, literal)
         if isinstance(target, tuple) and target[0] == "list":
             if key not in ("int", "uint", DYN):
                 raise self._fail(f"a list indexed by {_show(key)}")
@@ -287,15 +331,33 @@ class _Types:
         if method in _MACROS_BOOL or method in ("map", "filter"):
             self.of(kids[0])
             body = kids[2].children if len(kids) > 2 else []
-            names = {_ident_name(b) for b in body[:1]}
-            if len(body) >= 2 and not names & set(_FIELDS):  # a shadowing variable: not typed
+            name = _ident_name(body[0]) if body else None
+            if len(body) < 2 or name is None or name in _FIELDS:  # not a macro IAM can take
+                return self._unknown(f"{method}()")
+            outer = set(self.bound)
+            self.bound.add(name)  # the macro's variable: some element, of no known type
+            try:
                 for b in body[1:]:
-                    got = self.of(b)  # the macro's variable is an unknown identifier: dyn
+                    got = self.of(b)
                     if method in _MACROS_BOOL | {"filter"} and got not in ("bool", DYN):
                         raise self._fail(f"the predicate of {method}() is {_show(got)}")
+            finally:
+                self.bound = outer
             return "bool" if method in _MACROS_BOOL else ("list", DYN)
         target = self.of(kids[0])
         args = self._args(kids, 2)
+        if target == ("msg", "api") and method == "getAttribute":
+            key = _string_literal(kids[2].children[0]) if len(kids) > 2 else None
+            if len(args) != 2 or args[0] not in ("string", DYN):
+                raise self._fail(f"api.getAttribute({', '.join(_show(a) for a in args)})")
+            typed = _API_ATTRIBUTES.get(key or "")
+            if typed is None:
+                return self._unknown(f"api.getAttribute({key!r})" if key else "api.getAttribute")
+            if _join(args[1], typed) is None:
+                raise self._fail(
+                    f"api.getAttribute({key!r}) is {_show(typed)}, its default {_show(args[1])}"
+                )
+            return typed
         return self._method(target, method, args)
 
     def _method(self, target: CelType, method: str, args: list[CelType]) -> CelType:
@@ -320,11 +382,28 @@ class _Types:
             if args or not _sized(target):
                 raise self._fail(where)
             return "int"
-        if isinstance(target, tuple) and target[0] == "msg" and method in _TAG_METHODS:
-            if len(args) != _TAG_METHODS[method] or any(a not in ("string", DYN) for a in args):
+        if method == "hasOnly" and (target == DYN or _is_list(target)):
+            if len(args) != 1 or not (args[0] == DYN or _is_list(args[0])):
+                raise self._fail(where)
+            if target != DYN and args[0] != DYN and _join(target, args[0]) is None:
                 raise self._fail(where)
             return "bool"
-        return DYN  # a function we do not know: not ours to refuse
+        if isinstance(target, tuple) and target[0] == "msg":
+            return self._root_method(target[1], method, args, where)
+        return self._unknown(f"{method}()")  # not ours to refuse: never decided either
+
+    def _root_method(self, root: str, method: str, args: list[CelType], where: str) -> CelType:
+        if root == "api" and method == "getAttribute":
+            return DYN  # typed by _member_dot_arg, which sees the key
+        found = _ROOT_METHODS.get((root, method))
+        if found is None:
+            return self._unknown(f"{root}.{method}()")
+        want, result = found
+        if len(args) != len(want) or any(
+            a != DYN and _join(a, w) is None for a, w in zip(args, want, strict=True)
+        ):
+            raise self._fail(where)
+        return result
 
     def _ident_arg(self, kids: list[Any]) -> CelType:
         func = str(kids[0].value)
@@ -345,15 +424,15 @@ class _Types:
             if len(args) != 2 or any(a not in ("string", DYN) for a in args):
                 raise self._fail(where)
             return "bool"
-        if func == "dyn":
-            return DYN
-        return DYN
+        return self._unknown(f"{func}()")
 
     def _ident(self, kids: list[Any]) -> CelType:
         name = str(kids[0].value)
-        if name in _FIELDS:
+        if name in self.bound:
+            return DYN
+        if name in _ROOTS:
             return ("msg", name)
-        return DYN
+        return self._unknown(name)
 
     def _literal(self, kids: list[Any]) -> CelType:
         return _LITERALS.get(kids[0].type, DYN)
@@ -386,6 +465,10 @@ def _part(t: tuple[Any, ...], i: int) -> CelType:
     """The element (1) or value (2) type of a list or map type."""
     got: CelType = t[i]
     return got
+
+
+def _is_list(t: CelType) -> bool:
+    return isinstance(t, tuple) and t[0] == "list"
 
 
 def _sized(t: CelType) -> bool:

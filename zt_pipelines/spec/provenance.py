@@ -28,6 +28,7 @@ from typing import Any
 
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.spec.gcpc import CATALOGUE, JOB_IDENTITY_INPUTS, identify_launcher
+from zt_pipelines.spec.launcher import is_custom_job_launcher
 from zt_pipelines.spec.payload import PayloadError, parse_payload
 
 __all__ = ["DIGEST_LENGTH", "payload_provenance"]
@@ -511,9 +512,13 @@ class _Tracer:
                     kept[name] = {**kept[name], "defaultValue": default}
             pools = kept.get("worker_pool_specs")
             if isinstance(pools, dict) and "defaultValue" in pools:
+                # the worker pool of a CustomJob launcher's component: where the rewrite puts
+                # the container (or GCPC launcher) it wraps
+                wrapper = is_custom_job_launcher(_dict(_dict(executor).get("container")))
+                workload = _workload(pools["defaultValue"])
                 kept["worker_pool_specs"] = {
                     **pools,
-                    "defaultValue": self._wrapped(_workload(pools["defaultValue"]), fed),
+                    "defaultValue": self._wrapped(workload, fed) if wrapper else workload,
                 }
             body["inputDefinitions"] = {**body["inputDefinitions"], "parameters": kept}
         return self._digest({"component": body, "executor": self._launcher(executor)})

@@ -217,36 +217,78 @@ def check_envelope(
         _refuse_job_placement(document, where)
 
 
-#: fields of a PipelineJob document that decide who the job runs as and where, when the
-#: document itself is the create request (REST, gcloud, Terraform): aiplatform ignores them,
-#: so nothing here judges them — refused instead of passed through (both spellings, as a
-#: protobuf JSON parser reads either)
-_JOB_PLACEMENT_FIELDS = {
+def _spellings(*names: str) -> frozenset[str]:
+    """Each camelCase field name and its snake_case twin: a protobuf JSON parser (the REST
+    API's) reads both."""
+    return frozenset(
+        spelling
+        for name in names
+        for spelling in (name, re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower())
+    )
+
+
+#: what a PipelineJob document may hold: what aiplatform reads (the spec, its runtimeConfig),
+#: names and labels, and what Vertex itself fills in (a job read back with pipelineJobs.get).
+#: Anything else decides who the job runs as or where when the document is the create request
+#: (REST, gcloud, Terraform) — serviceAccount, network, pscInterfaceConfig, reservedIpRanges,
+#: encryptionSpec, templateUri, a rerun's originalPipelineJobId / pipelineTaskRerunConfigs —
+#: and aiplatform ignores it, so nothing judges it: refused, never passed through.
+_JOB_FIELDS = _spellings(
+    "pipelineSpec",
+    "runtimeConfig",
+    "displayName",
+    "labels",
+    "description",
+    "preflightValidations",
+    # output only: a create ignores them
+    "name",
+    "createTime",
+    "startTime",
+    "endTime",
+    "updateTime",
+    "state",
+    "jobDetail",
+    "error",
+    "templateMetadata",
+    "scheduleName",
+    "satisfiesPzs",
+    "satisfiesPzi",
+)
+#: what a runtimeConfig may hold: what zt-pipelines judges. ``defaultRuntime`` (the pipeline's
+#: persistent resource every CustomJob step inherits) and ``inputArtifacts`` (the run's input
+#: artifacts) are refused: pass them as the submission's arguments, which are judged.
+_RUNTIME_FIELDS = _spellings("parameters", "parameterValues", "gcsOutputDirectory", "failurePolicy")
+_INSTEAD = {
     "serviceAccount": "--pipeline-sa / service_account=",
-    "service_account": "--pipeline-sa / service_account=",
     "network": "the submission's network= argument",
     "pscInterfaceConfig": "the submission's psc_interface_config= argument",
-    "psc_interface_config": "the submission's psc_interface_config= argument",
     "reservedIpRanges": "the submission's reserved_ip_ranges= argument",
-    "reserved_ip_ranges": "the submission's reserved_ip_ranges= argument",
     "encryptionSpec": "encryption_spec_key_name=",
-    "encryption_spec": "encryption_spec_key_name=",
+    "defaultRuntime": "--persistent-resource-id / persistent_resource_id= (judged: ZT120/ZT121)",
+    "inputArtifacts": "--input-artifact / input_artifacts=",
 }
 
 
 def _refuse_job_placement(document: Mapping[str, Any], where: str) -> None:
-    """A PipelineJob document's own identity and placement fields are refused, whatever
-    their value: check, rewrite and the drop-in judge the submission's arguments, and a
-    document sent as-is would run as (and where) the document says, unverified."""
-    for field, instead in _JOB_PLACEMENT_FIELDS.items():
-        if field in document:
-            raise TemplateError(
-                f"the PipelineJob document sets {field}, which decides who the job runs as "
-                "or where when the document is sent as the create request; zt-pipelines "
-                "judges the submission's own arguments, never the document's",
-                where=f"{where}: {field}",
-                fix=f"remove {field} from the document and pass it as {instead}",
-            )
+    """A PipelineJob document holds only what is judged (:data:`_JOB_FIELDS`,
+    :data:`_RUNTIME_FIELDS`): check, rewrite and the drop-in judge the submission's arguments,
+    and a document sent as-is would run as, where and with what its other fields say."""
+    config = document.get("runtimeConfig")
+    extra = [(f, f) for f in document if f not in _JOB_FIELDS]
+    if isinstance(config, Mapping):
+        extra += [(f"runtimeConfig.{f}", f) for f in config if f not in _RUNTIME_FIELDS]
+    if not extra:
+        return
+    field, name = sorted(extra, key=lambda e: str(e[0]))[0]
+    camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), str(name))
+    instead = _INSTEAD.get(camel)
+    raise TemplateError(
+        f"the PipelineJob document sets {field}, which zt-pipelines does not judge: sent as "
+        "the create request it would decide who the job runs as, where, or with what; "
+        "zt-pipelines judges the submission's own arguments, never the document's",
+        where=f"{where}: {field}",
+        fix=f"remove {field} from the document" + (f" and pass it as {instead}" if instead else ""),
+    )
 
 
 def refuse_aliases(documents: list[Any], where: str) -> None:
