@@ -205,11 +205,13 @@ def test_google_automl_job_images_are_all_judged(gcpc_corpus_dir: Path) -> None:
     }
 
 
-def test_the_example_judges_training_images_and_reports_serving_containers(
+def test_the_example_judges_training_images_and_its_constant_serving_container(
     tmp_path: Path,
 ) -> None:
-    """examples/gcpc_pipeline.py: the training job's image is judged; the uploaded and the
-    deployed model's serving container is an artifact's, read at run time (ZT124)."""
+    """examples/gcpc_pipeline.py: the training job's image is judged, and so is the uploaded
+    and deployed model's serving container — a constant in the importer's metadata the upload
+    takes, which the deploy's model comes from (GCPC's documented pattern): ZT500 naming it,
+    never ZT124 (red team in_05)."""
     import importlib.util
     import sys
 
@@ -229,8 +231,25 @@ def test_the_example_judges_training_images_and_reports_serving_containers(
         snapshot=EXAMPLES / "world.yaml",
         policy={"images": {"allowedRegistries": ["gcr.io/ml-pipeline/", "python:"]}},
     )
-    unknown = {f.step.rsplit("/", 1)[-1] for f in report.findings if f.code == "ZT124" and f.step}
-    assert unknown == {"model-upload", "model-deploy"}
+    assert "ZT124" not in report.codes()
+    serving = {
+        f.step.rsplit("/", 1)[-1]
+        for f in report.findings
+        if f.code == "ZT500" and f.step and example.SERVING_IMAGE in f.message
+    }
+    assert serving == {"model-upload", "model-deploy"}
+    allowed = ["gcr.io/ml-pipeline/", "python:", example.SERVING_IMAGE.split("/")[0] + "/"]
+    assert not any(
+        example.SERVING_IMAGE in f.message
+        for f in zt.check(
+            path,
+            project=PROJECT,
+            location=LOCATION,
+            pipeline_service_account=example.PIPELINE_SA,
+            snapshot=EXAMPLES / "world.yaml",
+            policy={"images": {"allowedRegistries": allowed}},
+        ).findings
+    )
     assert (
         "ZT124"
         not in zt.check(

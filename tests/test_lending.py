@@ -401,3 +401,14 @@ def test_a_pubsub_subscription_writes_as_the_pubsub_agent() -> None:
     [f] = [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER]
     assert "storage.objects.create" in f.message and "setIamPolicy" not in f.message
     assert "a BigQuery or Cloud Storage subscription" in f.message and not report.allowed
+
+
+def test_a_custom_role_editor_above_an_account_that_may_run_as_a_step() -> None:
+    # ci-runner may run as train-sa; mallory, bound to a harmless custom role on ci-runner,
+    # can edit it into Token Creator: she becomes ci-runner, then train-sa
+    data = _with_account(world_dict(), CI)
+    grant(data, sa_node(TRAIN_SA), "roles/iam.serviceAccountUser", f"serviceAccount:{CI}")
+    _viewerish(data, MALLORY, sa_node(CI))
+    grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert TRAIN_SA in f.message and "viewerish" in f.message and CI in f.message

@@ -555,7 +555,12 @@ def inbound_findings(
     # administrators (a basic role, a policy rewrite above the identities) can become them
     # anyway: editing a role adds nothing to what their note says
     admins = {normalize_principal(k[3]) for k in reached if k[0] == "admin" and not k[5]}
-    editors, editor_notes = _role_editor_findings(identities, ev, admins)
+    # accounts that may run as an identity: a custom role bound on their chain counts too
+    upstream_of: dict[str, set[str]] = {}
+    for account, identity, mode in seen:
+        if mode == "ZT220":
+            upstream_of.setdefault(account, set()).add(identity)
+    editors, editor_notes = _role_editor_findings(identities, ev, admins, upstream_of)
     return out + editors + _unknown_findings(unknown, identities, pipeline), notes + editor_notes
 
 
@@ -766,7 +771,10 @@ def _role_home(role: str) -> str | None:
 
 
 def _role_editor_findings(
-    identities: dict[str, tuple[set[str], set[str]]], ev: Evaluator, administer: set[str]
+    identities: dict[str, tuple[set[str], set[str]]],
+    ev: Evaluator,
+    administer: set[str],
+    upstream_of: dict[str, set[str]] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """A custom role's definition decides what every binding of it grants: whoever can edit a
     custom role bound to another principal on an identity's account, project, folder or
@@ -779,20 +787,29 @@ def _role_editor_findings(
     # node -> its custom-role bindings naming someone else (read once per node, not per
     # identity: a project's bindings are above all of its accounts)
     custom: dict[str, list[tuple[str, set[str], str]]] = {}
-    for identity in sorted(identities):
-        email = identity.partition(":")[2]
+    # each identity, and each account that may run as one (``upstream_of``: whoever becomes
+    # it becomes them): its chain's custom-role bindings naming someone else
+    subjects = {i: {i} for i in identities}
+    for account, reached in (upstream_of or {}).items():
+        subjects.setdefault(account, set()).update(reached)
+    for subject in sorted(subjects):
+        email = subject.partition(":")[2]
         nodes, _gap = ev.chain(service_account_resource(email))
         if not nodes:
-            home = _home(identity)
+            home = _home(subject)
             nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
         for node in nodes:
             found = custom.get(node.name)
             if found is None:
                 found = custom[node.name] = _custom_bindings(node, ours)
             for role, others, condition in found:
+                others = others - {subject}
+                if not others:
+                    continue
                 targets, members, _ = bound.setdefault((role, node.name), ([], set(), condition))
-                if identity not in targets:
-                    targets.append(identity)
+                for identity in sorted(subjects[subject]):
+                    if identity not in targets:
+                        targets.append(identity)
                 members.update(others)
     out: list[Finding] = []
     notes: list[str] = []

@@ -700,6 +700,7 @@ class _Walker:
         )
         name = self._emit(ref, component, label, new_executor)
         new_task["componentRef"]["name"] = name
+        served = self._elsewhere(kind.name, task) if kind is not None else ((), ())
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -727,12 +728,11 @@ class _Walker:
                 job_runtime_fields=self._runtime_placement,
                 # the wrapper CustomJob runs exactly the container's image (as a rewrite of
                 # the rewritten spec reads it back from the pool: idempotent)
-                job_images=(str(container["image"]),) if container.get("image") else (),
-                job_images_unknown=(
-                    (_IMAGES_ELSEWHERE[kind.name],)
-                    if kind and kind.name in _IMAGES_ELSEWHERE
-                    else ()
+                job_images=(
+                    *((str(container["image"]),) if container.get("image") else ()),
+                    *served[0],
                 ),
+                job_images_unknown=served[1],
             )
         )
         return new_task
@@ -968,8 +968,9 @@ class _Walker:
         image = _pool_image(pools) if kind.name == "CustomJob" else str(container.get("image", ""))
         # every image the launched job runs (all pools, trial pools), not only pool 0's
         images, unknown_images = _job_images(parsed, kind.name, bindings, params, env)
-        if inner is not None and inner.name in _IMAGES_ELSEWHERE:  # a wrapped launcher's job
-            unknown_images += (_IMAGES_ELSEWHERE[inner.name],)
+        if inner is not None:  # a wrapped launcher's job: its serving image, if it has one
+            known, elsewhere = self._elsewhere(inner.name, task)
+            images, unknown_images = (*images, *known), (*unknown_images, *elsewhere)
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -1004,6 +1005,76 @@ class _Walker:
             )
         )
         return task
+
+    def _elsewhere(
+        self, kind: str, task: dict[str, Any]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(images, where one is known only at run time) of a wrapped launcher whose job runs
+        an image its payload does not name. A model's serving container is known when it is a
+        constant: the importer metadata an upload step takes (GCPC's documented pattern,
+        ``containerSpec.imageUri``), or that of the upload step a deploy step's model is."""
+        if kind not in _IMAGES_ELSEWHERE:
+            return (), ()
+        image = self._serving_image(kind, task, depth=0)
+        if image is not None:
+            return (image,), ()
+        return (), (_IMAGES_ELSEWHERE[kind],)
+
+    def _serving_image(self, kind: str, task: dict[str, Any], depth: int) -> str | None:
+        """The constant serving image of an upload (or deploy) task, else ``None``."""
+        if kind == "UploadModel":
+            producer = self._producer(task, "unmanaged_container_model")
+            executor = self._executor_of(producer[0]) if producer else None
+            importer = executor.get("importer") if executor else None
+            metadata = importer.get("metadata") if isinstance(importer, dict) else None
+            spec = metadata.get("containerSpec") if isinstance(metadata, dict) else None
+            image = spec.get("imageUri") if isinstance(spec, dict) else None
+            ok = isinstance(image, str) and image.strip() == image and "{{" not in image
+            return image if ok and image else None
+        if kind == "DeployModel" and depth == 0:
+            producer = self._producer(task, "model")
+            if producer is None or producer[1] != "model":
+                return None
+            if self._launcher_kind_of(producer[0]) != "UploadModel":
+                return None
+            return self._serving_image("UploadModel", producer[0], depth + 1)
+        return None
+
+    def _producer(self, task: dict[str, Any], name: str) -> tuple[dict[str, Any], str] | None:
+        """The sibling task (and its output key) an artifact input of ``task`` comes from."""
+        artifacts = (task.get("inputs") or {}).get("artifacts") or {}
+        spec = artifacts.get(name) if isinstance(artifacts, dict) else None
+        if not isinstance(spec, dict) or len(spec) != 1:
+            return None
+        output = spec.get("taskOutputArtifact")
+        if not isinstance(output, dict):
+            return None
+        producer = self._siblings.get(str(output.get("producerTask")))
+        key = output.get("outputArtifactKey")
+        return (producer, key) if isinstance(producer, dict) and isinstance(key, str) else None
+
+    def _executor_of(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        ref = (task.get("componentRef") or {}).get("name")
+        component = self.components.get(ref) if isinstance(ref, str) else None
+        label = component.get("executorLabel") if isinstance(component, dict) else None
+        executor = self.executors.get(label) if isinstance(label, str) else None
+        return executor if isinstance(executor, dict) else None
+
+    def _launcher_kind_of(self, task: dict[str, Any]) -> str | None:
+        """The GCPC launcher kind a task runs — through zt's wrapper on a second rewrite."""
+        executor = self._executor_of(task)
+        container = executor.get("container") if executor else None
+        if not isinstance(container, dict):
+            return None
+        kind = identify_launcher(container)
+        if kind is not None and kind.name == "CustomJob":
+            ref = (task.get("componentRef") or {}).get("name")
+            component = self.components.get(ref) if isinstance(ref, str) else None
+            params = ((component or {}).get("inputDefinitions") or {}).get("parameters") or {}
+            pools = (params.get("worker_pool_specs") or {}).get("defaultValue")
+            inner = _inner_kind(pools)
+            return inner.name if inner is not None else None
+        return kind.name if kind is not None else None
 
     def _parse(
         self, payload: str, task: dict[str, Any], params: dict[str, Any], where: str, env: Env
