@@ -70,7 +70,7 @@ from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.policy.scope import uri as _uri
 from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
-from zt_pipelines.resources import STORAGE, service_account_resource
+from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
@@ -173,9 +173,10 @@ def build_report(
             res = r.resource
             # memoised: the scope check has named most prefixes already (ZT215)
             prefix = res.prefix
-            where = _URIS.get(res.name if prefix is None else (res.name, prefix))
-            if where is None:
-                where = _uri(res.name, prefix)
+            if prefix is None:
+                where = _URIS.get(res.name) or _uri(res.name)
+            else:  # a step's own prefix: looked up, not kept (100,000s of keys at scale)
+                where = _URIS.get((res.name, prefix)) or display_uri(res.name, prefix)
             granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
         granted=tuple(granted),
