@@ -12,7 +12,7 @@ from test_check_cli import NOW, cli, template  # noqa: F401  (the compiled demo 
 
 import zt_pipelines as zt
 from zt_pipelines.audit import AuditLog
-from zt_pipelines.credentials import credential_kinds, credential_paths
+from zt_pipelines.credentials import credential_kinds, credential_paths, may_hold_credentials
 from zt_pipelines.errors import TemplateError
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
@@ -205,3 +205,62 @@ def test_a_key_file_with_json_escaped_characters_is_found() -> None:
     [found] = credential_kinds(_b64(escaped.encode()))
     assert found == "a private key (base64-encoded)"
     assert credential_paths({"env": [escaped]}) == [("env[0]", "a private key")]
+
+
+# -- round 6 in_03: an HMAC key, a token split over a command's elements, binary key files ---
+
+HMAC_ID = "GOOG1EJ4ZQ2X7Q3VYDRWZ5N6H7K2T3L4M5P6Q7R8S9T0U1V2W3X4Y5Z6A7B"
+
+
+def _binary_keys() -> dict[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    der = serialization.Encoding.DER
+    none = serialization.NoEncryption()
+    return {
+        "a private key (a PKCS#12 key file)": pkcs12.serialize_key_and_certificates(
+            b"privatekey", rsa_key, None, None, serialization.BestAvailableEncryption(b"notasecret")
+        ),
+        "a private key (PKCS#8)": ec_key.private_bytes(
+            der, serialization.PrivateFormat.PKCS8, none
+        ),
+        "a private key (PKCS#1)": rsa_key.private_bytes(
+            der, serialization.PrivateFormat.TraditionalOpenSSL, none
+        ),
+    }
+
+
+def test_a_cloud_storage_hmac_key_is_found() -> None:
+    assert credential_kinds(f"AWS_ACCESS_KEY_ID={HMAC_ID}") == ["a Cloud Storage HMAC key"]
+    assert credential_kinds("GOOGTS7C7FUP3AIRVJTE2BCD") == ["a Cloud Storage HMAC key"]
+    # names that merely start like one are not
+    assert credential_kinds("GOOGLE_APPLICATION_CREDENTIALS GOOGLE_CLOUD_PROJECT") == []
+
+
+def test_a_token_split_over_a_commands_elements_is_found() -> None:
+    token = SECRETS["an OAuth access token"]
+    args = ["sh", "-c", 'export T="$0$1"; exec train', token[:4], token[4:]]
+    assert all(credential_kinds(a) == [] for a in args)
+    assert credential_paths({"args": args}) == [("args (elements joined)", "an OAuth access token")]
+    assert may_hold_credentials(json.dumps({"args": args}))
+
+
+@pytest.mark.parametrize("kind", sorted(_binary_keys()))
+def test_a_binary_key_file_encoded_is_found(kind: str) -> None:
+    import os
+
+    blob = _binary_keys()[kind]
+    assert credential_kinds(_b64(blob)) == [f"{kind} (base64-encoded)"]
+    assert credential_kinds(blob.hex()) == [f"{kind} (hex-encoded)"]
+    assert credential_kinds(_b64(os.urandom(len(blob)))) == []  # random bytes are no key
+
+
+def test_check_refuses_a_p12_key_file_in_env(template: Path, tmp_path: Path) -> None:  # noqa: F811
+    blob = _binary_keys()["a private key (a PKCS#12 key file)"]
+    report = check(with_env(template, tmp_path, _b64(blob)))
+    [f] = report.by_code("ZT410")
+    assert "PKCS#12" in f.message and f.step == "train"

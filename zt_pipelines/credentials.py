@@ -12,6 +12,7 @@ expressions run only when a marker occurs in the text.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,10 @@ SHAPES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     ),
     ("an API key", ("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
     ("an OAuth client secret", ("GOCSPX-",), re.compile(r"\bGOCSPX-[0-9A-Za-z_-]{20,}")),
+    # a Cloud Storage HMAC key's access id (61 characters for a service account's, 24 for a
+    # user's): its 40-character secret has no shape of its own, and beside it the pair signs
+    # requests as the key's account (boto/gsutil interoperability variables)
+    ("a Cloud Storage HMAC key", ("GOOG",), re.compile(r"\bGOOG[0-9A-Z]{20,}\b")),
     (
         "a signed-URL signature",
         ("ignature=", "redential=", "IGNATURE=", "REDENTIAL="),
@@ -137,6 +142,9 @@ def _encoded_kinds(text: str, budget: _Budget, layer: int) -> list[str]:
             try:
                 decoded = inflated.decode("utf-8")
             except UnicodeDecodeError:
+                der = _der_key(inflated)  # a binary key file: PKCS#12, PKCS#8, PKCS#1
+                if der:
+                    found.append(f"{der} ({how}-encoded)")
                 continue
             inner = _clear_kinds(decoded)
             if not inner and layer < _MAX_LAYERS:
@@ -145,6 +153,31 @@ def _encoded_kinds(text: str, budget: _Budget, layer: int) -> list[str]:
         if found:
             return list(dict.fromkeys(found))
     return found
+
+
+_PKCS7_DATA = bytes.fromhex("06092a864886f70d0107")  # the OID arc of PKCS#7 data / signedData
+_KEY_ALGORITHMS = (
+    bytes.fromhex("06092a864886f70d010101"),  # rsaEncryption
+    bytes.fromhex("06072a8648ce3d0201"),  # id-ecPublicKey
+    bytes.fromhex("06032b6570"),  # Ed25519
+)
+
+
+def _der_key(data: bytes) -> str:
+    """What binary key file ``data`` is, by its DER header (``""``: none): a PKCS#12 file
+    (what IAM's ``keys.create`` returns for ``TYPE_PKCS12_FILE``), a PKCS#8 or PKCS#1 private
+    key (a PEM's body without its armour). Fixed bytes at fixed places: random data never
+    matches."""
+    if len(data) < 32 or data[0] != 0x30:
+        return ""
+    head = data[:48]
+    if b"\x02\x01\x03\x30" in head[:12] and _PKCS7_DATA in head:
+        return "a private key (a PKCS#12 key file)"
+    if b"\x02\x01\x00\x30" in head[:12] and any(a in head for a in _KEY_ALGORITHMS):
+        return "a private key (PKCS#8)"
+    if b"\x02\x01\x00\x02\x82" in head[:12]:
+        return "a private key (PKCS#1)"
+    return ""
 
 
 def _inflated(data: bytes, how: str, budget: _Budget) -> tuple[bytes | None, str]:
@@ -167,6 +200,17 @@ def _inflated(data: bytes, how: str, budget: _Budget) -> tuple[bytes | None, str
     return out, f"{name}, {how}"
 
 
+def may_hold_credentials(dump: str) -> bool:
+    """Whether the JSON dump of a spec may hold a credential: :func:`credential_kinds` of it,
+    or of its lists' strings joined (``"ya29", ".a0…"`` a shell joins back with ``$0$1``).
+    Cheap; when it says yes, :func:`credential_paths` says where."""
+    if credential_kinds(dump):
+        return True
+    joined = dump.replace('", "', "")
+    # a marker that only the joining forms (a shape's word boundary may be glued away too)
+    return any(joined.count(m) > dump.count(m) for _, markers, _ in SHAPES for m in markers)
+
+
 def credential_paths(value: Any, path: str = "") -> list[tuple[str, str]]:
     """``(path, kind)`` of every string in ``value`` (mappings and lists, keys included) that
     holds a credential; paths like ``deploymentSpec.executors.exec-train.container.env[0].value``.
@@ -184,4 +228,13 @@ def credential_paths(value: Any, path: str = "") -> list[tuple[str, str]]:
                 stack.append((f"{at}.{key}".lstrip("."), child))
         elif isinstance(item, (list, tuple)):
             stack += [(f"{at}[{i}]", child) for i, child in enumerate(item)]
+            parts = [c for c in item if isinstance(c, str)]
+            if len(parts) > 1:  # a command's or a Concat's elements, joined by whoever runs it
+                alone = {k for p in parts for k in credential_kinds(p)}
+                joined = {  # all of them, and each neighbouring pair (a word before it)
+                    k
+                    for text in ("".join(parts), *map("".join, itertools.pairwise(parts)))
+                    for k in credential_kinds(text)
+                }
+                out += [(f"{at or '(value)'} (elements joined)", k) for k in sorted(joined - alone)]
     return sorted(out)

@@ -348,10 +348,10 @@ def _credentials_in_spec(report: Report, spec: Mapping[str, Any]) -> Report:
     whoever it belongs to; Vertex stores the spec for every reader of the job)."""
     import json
 
-    from zt_pipelines.credentials import credential_kinds, credential_paths
+    from zt_pipelines.credentials import credential_paths, may_hold_credentials
     from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
 
-    if not credential_kinds(json.dumps(spec, ensure_ascii=False)):
+    if not may_hold_credentials(json.dumps(spec, ensure_ascii=False)):
         return report
     found = [
         Finding(

@@ -133,12 +133,17 @@ def _jobs(step: Any) -> str:
 def _refuse_credentials(text: str, spec: Any) -> None:
     """A key or a token in the spec is not written out (ZT410: it would act as whoever it
     belongs to, and leak to every reader of the job)."""
-    from zt_pipelines.credentials import credential_kinds, credential_paths
+    import json
+
+    from zt_pipelines.credentials import credential_kinds, credential_paths, may_hold_credentials
     from zt_pipelines.errors import TemplateError
 
-    if not credential_kinds(text):
+    in_text = credential_kinds(text)
+    if not in_text and not may_hold_credentials(json.dumps(spec, ensure_ascii=False)):
         return
-    found = credential_paths(spec) or [("the template", credential_kinds(text)[0])]
+    found = credential_paths(spec) or [("the template", k) for k in in_text]
+    if not found:
+        return
     path, kind = found[0]
     raise TemplateError(
         f"the pipeline holds {kind} at {path} (not shown); not written (ZT410)",
