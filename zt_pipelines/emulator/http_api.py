@@ -949,6 +949,24 @@ _B = r"^/storage/v1/b/(?P<bucket>[^/]+)"
 _BQ = rf"^/bigquery/v2/projects/{_P}/datasets/(?P<dataset>[^/]+)"
 
 
+def tokeninfo(world: World, req: Request) -> tuple[int, Body]:
+    """OAuth 2.0 tokeninfo (``oauth2.googleapis.com/tokeninfo``): who an access token belongs
+    to. The emulator's tokens name their caller; any other token is ``invalid_token``, as
+    Google answers for a token it did not issue."""
+    member = caller_from_authorization("Bearer " + req.query.get("access_token", ""))
+    kind, _, email = (member or "").partition(":")
+    if kind not in ("user", "serviceAccount") or "@" not in email:
+        raise EmulatorError("INVALID_ARGUMENT", "invalid_token: Invalid Value")
+    return 200, {
+        "email": email,
+        "email_verified": "true",
+        "expires_in": "3599",
+        "access_type": "online",
+        "scope": "https://www.googleapis.com/auth/cloud-platform openid "
+        "https://www.googleapis.com/auth/userinfo.email",
+    }
+
+
 def _t_bucket(r: Request) -> str:
     return r.segments.get("bucket", "")
 
@@ -974,6 +992,7 @@ def _route(
 
 
 ROUTES: tuple[Route, ...] = (
+    _route("GET", r"^/tokeninfo", "oauth2", "oauth2.tokeninfo", False, tokeninfo),
     _route("GET", _B, "storage", "storage.buckets.get", False, bucket_get, _t_bucket),
     _route(
         "GET",
