@@ -224,6 +224,10 @@ def test_an_agent_of_a_project_outside_the_state_fails_closed() -> None:
     report = run(grant(world_dict(), PROJECT, "roles/editor", stranger))
     [f] = [f for f in report.by_code("ZT220") if f.principal == stranger]
     assert "not known" in f.message and "999999999999" in f.message
+    # a code-running agent's own token grant is ZT220 already: reported once, not twice
+    cc = "serviceAccount:service-999999999999@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    data = grant(world_dict(), sa_node(TRAIN_SA), "roles/iam.serviceAccountTokenCreator", cc)
+    assert len([f for f in run(data).by_code("ZT220") if f.principal == cc]) == 1
 
 
 def test_a_conditional_or_custom_deploy_grant_still_drives_the_agent() -> None:

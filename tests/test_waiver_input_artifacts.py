@@ -193,3 +193,24 @@ def test_an_artifact_a_producer_reads_is_bound_too(tmp_path: Path) -> None:
         return step.upstream_digest
 
     assert len({digest({"model": "111"}), digest({"model": "999"}), digest({})}) == 3
+
+
+def test_rewrite_cli_prints_the_digest_for_the_artifact(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`zt-pipelines rewrite --input-artifact` prints the upstream digest `check` and the
+    drop-in compute for that artifact."""
+    import re
+
+    out = tmp_path / "rewritten.yaml"
+    base = ["rewrite", str(template), "-o", str(out), "--project", P]
+    printed = {}
+    for ids in ([], ["--input-artifact", "model=111"]):
+        with pytest.raises(SystemExit) as info:
+            main([*base, *ids])
+        assert info.value.code in (0, None)
+        found = re.search(r"upstream ([0-9a-f]{24})", capsys.readouterr().err)
+        assert found is not None
+        printed[bool(ids)] = found.group(1)
+    assert printed[True] == _upstream(_check(template, {"model": "111"}))
+    assert printed[False] == _upstream(_check(template, None))

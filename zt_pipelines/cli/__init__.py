@@ -134,6 +134,31 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
+def parse_input_artifacts(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """``--input-artifact NAME=ID`` pairs (``None`` when none is given).
+
+    Raises:
+        InputError: a pair without ``=``, name or id, or a name given twice (exit 2).
+    """
+    from zt_pipelines.errors import InputError
+
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, artifact_id = pair.partition("=")
+        if not sep or not name or not artifact_id:
+            raise InputError(
+                f"--input-artifact {pair!r} is not NAME=ID",
+                where="--input-artifact",
+                fix="e.g. --input-artifact model=4567",
+            )
+        if name in out:
+            raise InputError(f"--input-artifact {name!r} is given twice", where="--input-artifact")
+        out[name] = artifact_id
+    return out
+
+
 def require_writable(path: str | Path, *, option: str = "--output") -> Path:
     """Refuse an output path whose directory does not exist (checked before slow work).
 

@@ -10,7 +10,12 @@ from typing import Any, TypeVar
 
 import click
 
-from zt_pipelines.cli import parse_parameters, require_writable, write_output
+from zt_pipelines.cli import (
+    parse_input_artifacts,
+    parse_parameters,
+    require_writable,
+    write_output,
+)
 from zt_pipelines.cli.options import (
     LIVE_ENVIRONMENT,
     live_progress,
@@ -175,7 +180,7 @@ def command(
             now=now,
             step_defaults=step_defaults,
             run_window=window,
-            input_artifacts=_input_artifacts(artifacts),
+            input_artifacts=parse_input_artifacts(artifacts),
         )
     if print_waivers:
         from zt_pipelines.policy.waivers import waivers_yaml
@@ -196,22 +201,3 @@ def command(
     else:
         click.echo(text)
     return 0 if report.allowed else 1
-
-
-def _input_artifacts(pairs: tuple[str, ...]) -> dict[str, str] | None:
-    """``--input-artifact NAME=ID`` pairs (``None`` when none is given)."""
-    if not pairs:
-        return None
-    out: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, artifact_id = pair.partition("=")
-        if not sep or not name or not artifact_id:
-            raise InputError(
-                f"--input-artifact {pair!r} is not NAME=ID",
-                where="--input-artifact",
-                fix="e.g. --input-artifact model=4567",
-            )
-        if name in out:
-            raise InputError(f"--input-artifact {name!r} is given twice", where="--input-artifact")
-        out[name] = artifact_id
-    return out

@@ -34,6 +34,14 @@ from zt_pipelines.cli.options import (
     metavar="KEY=VALUE",
     help="A pipeline parameter value (repeatable).",
 )
+@click.option(
+    "--input-artifact",
+    "artifacts",
+    multiple=True,
+    metavar="NAME=ID",
+    help="A pipeline input artifact the run is given (its Vertex ML Metadata artifact id): the "
+    "upstream digest printed for a step pasting it names that artifact, as check's does.",
+)
 @project_option(required=False, help="Project of derived per-step service accounts.")
 @pipeline_sa_option(required=False, help="The pipeline's SA (a step may not run as it).")
 @click.option(
@@ -50,6 +58,7 @@ def command(
     output: Path,
     manifest: Path | None,
     params: tuple[str, ...],
+    artifacts: tuple[str, ...],
     project: str | None,
     pipeline_sa: str | None,
     naming_template: str | None,
@@ -58,7 +67,12 @@ def command(
 ) -> None:
     """Rewrite TEMPLATE so every container step runs as its own service account."""
     from zt_pipelines import loaders
-    from zt_pipelines.cli import parse_parameters, require_writable, write_output
+    from zt_pipelines.cli import (
+        parse_input_artifacts,
+        parse_parameters,
+        require_writable,
+        write_output,
+    )
     from zt_pipelines.cli.templates import template_source
     from zt_pipelines.errors import TemplateError
     from zt_pipelines.policy.wording import plural
@@ -81,6 +95,7 @@ def command(
         naming_template=naming_template or DEFAULT_NAME_TEMPLATE,
         pipeline_root=pipeline_root,
         defaults=step_defaults,
+        input_artifacts=parse_input_artifacts(artifacts),
     )
     # a PipelineJob template keeps its runtimeConfig: the values check judged are the ones run
     job = _job_as_judged(source[0], values, pipeline_root)

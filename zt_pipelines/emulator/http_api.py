@@ -932,6 +932,7 @@ def table_set_iam(world: World, req: Request) -> tuple[int, Body]:
     sent = req.json()
     body = sent.get("policy") if isinstance(sent, dict) else None
     policy = policies.from_json(body, "bigquery.tables.setIamPolicy")
+    policies.check_conditions(policy)
     assert isinstance(body, dict)
     with world.lock:
         current = world.policy_of(node.name)
@@ -947,6 +948,24 @@ _L = r"(?P<location>[^/]+)"
 _V = rf"^/v1/projects/{_P}/locations/{_L}"
 _B = r"^/storage/v1/b/(?P<bucket>[^/]+)"
 _BQ = rf"^/bigquery/v2/projects/{_P}/datasets/(?P<dataset>[^/]+)"
+
+
+def tokeninfo(world: World, req: Request) -> tuple[int, Body]:
+    """OAuth 2.0 tokeninfo (``oauth2.googleapis.com/tokeninfo``): who an access token belongs
+    to. The emulator's tokens name their caller; any other token is ``invalid_token``, as
+    Google answers for a token it did not issue."""
+    member = caller_from_authorization("Bearer " + req.query.get("access_token", ""))
+    kind, _, email = (member or "").partition(":")
+    if kind not in ("user", "serviceAccount") or "@" not in email:
+        raise EmulatorError("INVALID_ARGUMENT", "invalid_token: Invalid Value")
+    return 200, {
+        "email": email,
+        "email_verified": "true",
+        "expires_in": "3599",
+        "access_type": "online",
+        "scope": "https://www.googleapis.com/auth/cloud-platform openid "
+        "https://www.googleapis.com/auth/userinfo.email",
+    }
 
 
 def _t_bucket(r: Request) -> str:
@@ -974,6 +993,7 @@ def _route(
 
 
 ROUTES: tuple[Route, ...] = (
+    _route("GET", r"^/tokeninfo", "oauth2", "oauth2.tokeninfo", False, tokeninfo),
     _route("GET", _B, "storage", "storage.buckets.get", False, bucket_get, _t_bucket),
     _route(
         "GET",

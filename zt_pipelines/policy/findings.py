@@ -15,6 +15,7 @@ from datetime import date, datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from zt_pipelines.errors import IdentityError
 from zt_pipelines.identity import classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.acl import acl_findings, acl_summary
@@ -171,9 +172,11 @@ def build_report(
         if isinstance(d, tuple):  # granted: its evidence
             res = r.resource
             # memoised: the scope check has named most prefixes already (ZT215)
-            granted.append(
-                new_grant(r.principal, _uri(res.name, res.prefix), r.permission, r.step, d)
-            )
+            prefix = res.prefix
+            where = _URIS.get(res.name if prefix is None else (res.name, prefix))
+            if where is None:
+                where = _uri(res.name, prefix)
+            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
         granted=tuple(granted),
         findings=ordered,
@@ -332,7 +335,10 @@ def _identity_findings(
             out.append(_pasted_inputs(step, sa))
         kind = kinds.get(sa)
         if kind is None:
-            kind = kinds[sa] = classify_identity(sa, where=f"task {step.task!r}")
+            try:  # where it is only named in the error (thousands of steps)
+                kind = kinds[sa] = classify_identity(sa)
+            except IdentityError:
+                kind = classify_identity(sa, where=f"task {step.task!r}")  # raises, naming it
         if kind.is_default:
             out.append(
                 _f(

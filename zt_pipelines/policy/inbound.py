@@ -551,6 +551,10 @@ def inbound_findings(
                     upstream.append((member, identity, (*chain, h), mode))
             else:
                 record("ZT220", h, identity, chain)
+    # a lent identity of an unknown project that is ZT220 on its own grant already: once
+    direct = {(k[1], k[2], k[3], k[4]) for k in reached if k[0] == "ZT220" and not k[5]}
+    for key in [k for k in reached if k[0] == "undriven" and (k[1], k[2], k[3], k[4]) in direct]:
+        del reached[key]
     out, notes = _report(reached, hold_of, identities, ev, ctx)
     # administrators (a basic role, a policy rewrite above the identities) can become them
     # anyway: editing a role adds nothing to what their note says

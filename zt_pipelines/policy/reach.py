@@ -232,12 +232,16 @@ class _Graph:
         unknown: list[UnknownEdge] = []
         if lent_permissions(member.partition(":")[2]) is not None:
             return hops, unknown  # lent only in part (its reads): none of its edges are
+        agents_below, below = self.agents_below, self.below
         for node, binding, mm, via in self.ev.member_bindings(member):
+            name = node.name
+            agents = agents_below.get(name)
+            targets = below.get(name)
+            if not agents and not targets:
+                continue  # no account at or below this node (a bucket, a dataset, ...)
             cond = binding.condition.expression if binding.condition else ""
-            agents = self.agents_below.get(node.name)
             if agents:
                 hops += self._runner_hops(member, node, binding, mm.match, via, cond, agents)
-            targets = self.below.get(node.name)
             if not targets:
                 continue
             perms = self.edge_permissions(binding.role)
