@@ -408,6 +408,11 @@ def test_a_pipelinejob_documents_own_identity_and_placement_are_refused(
         ("runtimeConfig", "default_runtime", {}),
         ("runtimeConfig", "inputArtifacts", {"model": {"artifactId": "1"}}),
         ("runtimeConfig", "somethingNew", 1),
+        # REST reads snake_case too; aiplatform (and so zt-pipelines) only camelCase
+        ("runtimeConfig", "parameter_values", {"p": "x"}),
+        ("runtimeConfig", "gcs_output_directory", "gs://attacker/r"),
+        (None, "runtime_config", {"gcsOutputDirectory": "gs://attacker/r"}),
+        (None, "pipeline_spec", {}),
         (None, "templateUri", "https://us-kfp.pkg.dev/x/y/z/v1"),
         (None, "originalPipelineJobId", "123"),
         (None, "pipelineTaskRerunConfigs", []),
