@@ -209,3 +209,36 @@ def test_an_exemption_of_another_identity_changes_nothing(
     assert verdict.clean and not verdict.report.by_code("ZT633"), [
         f.message for f in verdict.report.findings
     ]
+
+
+def test_pages_where_every_hop_is_a_service_agent_stay_column_wise(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    from google.cloud.logging_v2.types import ListLogEntriesResponse
+
+    from zt_pipelines.gcp.audit_logs import read_page
+    from zt_pipelines.monitor.usage import AccessBatch, Accesses
+
+    at = datetime.datetime(2026, 11, 29, 12, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+    agents = [entry(at, _agent_delegates)[3] for _ in range(30)]
+    page = ListLogEntriesResponse.pb()(entries=agents)
+    out = Accesses()
+    read_page(page.SerializeToString(), out)
+    [batch] = out.parts()
+    assert isinstance(batch, AccessBatch) and not any(batch.via) and len(batch) == 30
+    # one hop by someone else among them: read entry by entry, and named
+    mixed = ListLogEntriesResponse.pb()(
+        entries=[*agents, entry(at, _user_delegates)[3]]
+    )
+    out = Accesses()
+    read_page(mixed.SerializeToString(), out)
+    assert [a.via for a in out if a.via] == ["delegated by mallory@example.com"]
+    # end to end: inside the run, among the agent's own uses
+    emu.set_audit_configs(PROJECT, LOGS_ON)
+    run_pipeline(template, audit)
+    inside = _inside_ingest(emu)
+    emu.add_log_entries(
+        [*(entry(inside, _agent_delegates) for _ in range(30)), entry(inside, _user_delegates)]
+    )
+    verdict = check(audit)
+    assert [f.code for f in verdict.report.errors] == ["ZT632"]

@@ -180,13 +180,14 @@ def _message_types(*views: dict[str, _Shape]) -> dict[str, Any]:
         name: message_factory.GetMessageClass(
             pool.FindMessageTypeByName(f"zt_pipelines.lite.{name}")
         )
-        for name in ("Page", "CPage", "SPage", "CAuthentication")
+        for name in ("Page", "CPage", "SPage", "CAuthentication", "Delegation")
     }
 
 
 _TYPES = _message_types(_ENTRIES, _COLUMNS, _STRUCTURE)
 _Page, _ColumnPage, _StructurePage = _TYPES["Page"], _TYPES["CPage"], _TYPES["SPage"]
 _Principals = _TYPES["CAuthentication"]
+_Delegation = _TYPES["Delegation"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -253,8 +254,10 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     who = audit.authentication_info
     if who.third_party_principal or who.service_account_key_name:
         return None  # who really used the identity: decided entry by entry
-    if who.service_account_delegation_info:
-        return None
+    if who.service_account_delegation_info and not all(
+        map(_by_service_agent, set(who.service_account_delegation_info))
+    ):
+        return None  # only hops through Google service agents (how Vertex runs a job) pass
     per_entry = (
         stamps.seconds,
         stamps.nanos,  # absent when 0 (proto3): such a page is read entry by entry
@@ -311,6 +314,14 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
 #: Google-managed service agents (``service-NUMBER@gcp-sa-*.iam.gserviceaccount.com``,
 #: ``@compute-system...``): a job's attached identity is used through them
 _SERVICE_AGENT = re.compile(r"^service-\d+@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+
+
+@functools.lru_cache(maxsize=256)
+def _by_service_agent(hop: bytes) -> bool:
+    """Whether a serialized delegation hop is by a Google service agent."""
+    parsed = _Delegation.FromString(hop)
+    email = parsed.first_party_principal.principal_email
+    return parsed.HasField("first_party_principal") and bool(_SERVICE_AGENT.match(email.lower()))
 
 
 def credential_of(auth: Any) -> str:
