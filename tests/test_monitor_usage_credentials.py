@@ -227,9 +227,7 @@ def test_pages_where_every_hop_is_a_service_agent_stay_column_wise(
     [batch] = out.parts()
     assert isinstance(batch, AccessBatch) and not any(batch.via) and len(batch) == 30
     # one hop by someone else among them: read entry by entry, and named
-    mixed = ListLogEntriesResponse.pb()(
-        entries=[*agents, entry(at, _user_delegates)[3]]
-    )
+    mixed = ListLogEntriesResponse.pb()(entries=[*agents, entry(at, _user_delegates)[3]])
     out = Accesses()
     read_page(mixed.SerializeToString(), out)
     assert [a.via for a in out if a.via] == ["delegated by mallory@example.com"]
