@@ -87,6 +87,29 @@ def test_conditional_bucket_policy_needs_version_3(emu: Emulator) -> None:
         bucket.set_iam_policy(again)
 
 
+@pytest.mark.parametrize(
+    "expression", ["1 ? true : true", 'true || "x"', "resource.name.startsWith(", '"x"']
+)
+def test_a_condition_that_is_not_boolean_cel_is_refused_as_iam_does(
+    emu: Emulator, expression: str
+) -> None:
+    """IAM refuses a policy whose condition does not parse or type-check: nothing is stored."""
+    bucket = gcs().bucket("zt-root-bucket")
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.version = 3
+    policy.bindings.append(
+        {
+            "role": "roles/storage.objectViewer",
+            "members": {f"serviceAccount:{STEP_SA}"},
+            "condition": {"title": "bad", "expression": expression},
+        }
+    )
+    with pytest.raises(gexc.BadRequest, match=r"roles/storage\.objectViewer"):
+        bucket.set_iam_policy(policy)
+    stored = bucket.get_iam_policy(requested_policy_version=3)
+    assert all(expression != (b.get("condition") or {}).get("expression") for b in stored.bindings)
+
+
 def test_bucket_create_and_objects(emu: Emulator) -> None:
     client = gcs()
     created = client.create_bucket("zt-new-bucket", project="proj-alpha")

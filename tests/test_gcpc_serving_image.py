@@ -139,3 +139,30 @@ def test_an_importer_without_a_serving_image_stays_unverifiable(
 
     for known, unknown in _images(_compile(odd, tmp_path / "odd.yaml")).values():
         assert unknown, known
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"imageUri": ALLOWED, "image_uri": EVIL},  # GCPC snake-cases both: the last one wins
+        {"imageUri": ALLOWED, "ImageUri": EVIL},
+        {"image_uri": EVIL, "imageUri": ALLOWED},
+    ],
+)
+def test_two_spellings_of_the_serving_image_are_not_read_as_one(
+    spec: dict[str, Any], tmp_path: Path
+) -> None:
+    @dsl.pipeline(name="serve-twice")
+    def twice() -> None:
+        unmanaged = dsl.importer(
+            artifact_uri="gs://zt-demo-models/m",
+            artifact_class=artifact_types.UnmanagedContainerModel,
+            metadata={"containerSpec": spec},
+        )
+        upload = ModelUploadOp(
+            display_name="m", unmanaged_container_model=unmanaged.outputs["artifact"]
+        )
+        _deploy(upload.outputs["model"])
+
+    for known, unknown in _images(_compile(twice, tmp_path / "twice.yaml")).values():
+        assert ALLOWED not in known and unknown, known

@@ -408,6 +408,11 @@ def test_a_pipelinejob_documents_own_identity_and_placement_are_refused(
         ("runtimeConfig", "default_runtime", {}),
         ("runtimeConfig", "inputArtifacts", {"model": {"artifactId": "1"}}),
         ("runtimeConfig", "somethingNew", 1),
+        # REST reads snake_case too; aiplatform (and so zt-pipelines) only camelCase
+        ("runtimeConfig", "parameter_values", {"p": "x"}),
+        ("runtimeConfig", "gcs_output_directory", "gs://attacker/r"),
+        (None, "runtime_config", {"gcsOutputDirectory": "gs://attacker/r"}),
+        (None, "pipeline_spec", {}),
         (None, "templateUri", "https://us-kfp.pkg.dev/x/y/z/v1"),
         (None, "originalPipelineJobId", "123"),
         (None, "pipelineTaskRerunConfigs", []),
@@ -645,3 +650,11 @@ def test_zt_policy_applies_to_the_python_api_as_to_the_cli(
     monkeypatch.setenv("ZT_POLICY", str(tmp_path / "missing.yaml"))
     with pytest.raises(PolicyFileError):
         resolve_policy(None)  # a named file that cannot be read is an error, not the defaults
+
+
+@pytest.mark.parametrize("pair", ["epochs=\udcff", "\udcff=1", 'epochs=["\udcff"]'])
+def test_a_param_that_is_no_valid_text_is_refused_before_anything_is_written(pair: str) -> None:
+    # a non-UTF-8 byte of argv becomes a lone surrogate (PEP 383): every verb refuses it as
+    # check does, and rewrite never reaches its writer (red team round 6 in_14)
+    with pytest.raises(InputError, match="not valid Unicode text"):
+        parse_parameters((pair,))

@@ -99,3 +99,17 @@ def test_the_drop_in_never_judges_or_records_the_claimed_account(
     assert not report.allowed
     recorded = [json.loads(line).get("submitter") for line in audit.read_text().splitlines()]
     assert f"user:{ALICE}" not in recorded
+
+
+def test_only_google_auths_own_classes_name_their_account(emu: Emulator) -> None:
+    """A subclass (or any other object) carrying ``service_account_email`` says so itself: the
+    token decides."""
+
+    class Claims(user_credentials.Credentials):  # type: ignore[misc]
+        service_account_email = "approved-ci@zt-demo.iam.gserviceaccount.com"
+        signer_email = "approved-ci@zt-demo.iam.gserviceaccount.com"
+
+    got = describe_submitter(Claims(token=f"zt-emulator:user:{MALLORY}"))
+    assert got.member == f"user:{MALLORY}"
+    with pytest.raises(IdentityError):
+        describe_submitter(Claims(token="ya29.not-ours"))

@@ -485,3 +485,30 @@ def test_googles_pipelines_any_producer_edit_changes_the_digest(
         if break_after:
             break
     assert tried >= 10, tried
+
+
+def test_a_producer_worker_pool_nfs_share_is_in_the_digest(tmp_path: Path) -> None:
+    """in_13 (round 6): what a CustomJob producer's code reads from its pool's NFS share is what
+    it produces; another server or path changes the digest, another machine does not."""
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    def build(server: str, machine: str) -> Any:
+        job = create_custom_training_job_from_component(
+            make_tb,
+            machine_type=machine,
+            nfs_mounts=[{"server": server, "path": "/reviewed", "mount_point": "cfg"}],
+        )
+
+        @dsl.pipeline(name="nfs")
+        def nfs() -> None:
+            src = job()
+            zt.step.on(src, INGEST_SA)
+            _train(src.outputs["Output"])
+
+        return nfs
+
+    reviewed = _digest(_compile(build("10.0.0.5", "n1-standard-4"), tmp_path, "a"))
+    assert _digest(_compile(build("203.0.113.9", "n1-standard-4"), tmp_path, "b")) != reviewed
+    assert _digest(_compile(build("10.0.0.5", "n1-highmem-8"), tmp_path, "c")) == reviewed

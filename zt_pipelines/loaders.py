@@ -688,6 +688,8 @@ def parse_param_value(raw: str, *, where: str, error: type[InputError]) -> Any:
     """
     limits = _limits("param")
     _check_size(raw, limits, "param", where, error)
+    if _SURROGATE.search(raw):  # a non-UTF-8 byte of argv (PEP 383): no API can send it
+        _fail(error, f"the text {_shown(raw)} is not valid Unicode text", where)
     try:
         return parse_json(raw, where=where, kind="param", error=error)
     except InputError as exc:

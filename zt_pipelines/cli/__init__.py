@@ -129,6 +129,7 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, Any]:
             )
         if key in values:
             raise InputError(f"--param {key!r} is given twice", where="--param")
+        parse_param_value(key, where="--param (a name)", error=InputError)  # valid text
         # strict and bounded like every input: duplicate keys, depth, huge integers refused
         values[key] = parse_param_value(raw, where=f"--param {key}", error=InputError)
     return values

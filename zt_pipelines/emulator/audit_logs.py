@@ -176,16 +176,26 @@ class AuditLogStore:
                 out.append((project, routing))
         return out
 
-    def data_access_on(self, project: str, service: str, permission: str) -> bool:
-        """Whether Data Access logs record ``permission`` on ``service`` in ``project``."""
+    def data_access_on(
+        self, project: str, service: str, permission: str, principal: str = ""
+    ) -> bool:
+        """Whether Data Access logs record ``principal`` using ``permission`` on ``service``
+        in ``project`` (a log type entry ``"DATA_READ exempts serviceAccount:E"`` exempts E
+        at any level, as ``exemptedMembers`` does)."""
         if service in _ALWAYS_ON:
             return True
         wanted = "DATA_READ" if permission.endswith((".get", ".list")) else "DATA_WRITE"
+        exempt = f"{wanted} exempts serviceAccount:{principal}".lower()
+        enabled = False
         for where in (project, *self.ancestors(project)):
             configs = self.audit_configs.get(where, {})
-            if wanted in set(configs.get(service, ())) | set(configs.get("allServices", ())):
-                return True
-        return False
+            types = {
+                t.lower() for t in (*configs.get(service, ()), *configs.get("allServices", ()))
+            }
+            if exempt in types:
+                return False
+            enabled = enabled or wanted.lower() in types
+        return enabled
 
     def log_access(
         self,
@@ -199,7 +209,9 @@ class AuditLogStore:
     ) -> None:
         """Log one access (whether the project's audit configs would record it is checked)."""
         service = service_of(resource) or permission.split(".", 1)[0] + ".googleapis.com"
-        if is_data_access(permission) and not self.data_access_on(project, service, permission):
+        if is_data_access(permission) and not self.data_access_on(
+            project, service, permission, principal
+        ):
             return
         log_name, entry = build_entry(
             project=project,

@@ -385,8 +385,15 @@ def _policy_reader(
             configs = world.log_store.audit_configs.get(key, {})
             for service, log_types in sorted(configs.items()):
                 config = message.audit_configs.add(service=service)
-                for log_type in log_types:
-                    config.audit_log_configs.add(log_type=log_type)  # type: ignore[arg-type]
+                exempted: dict[str, list[str]] = {}
+                for log_type in log_types:  # "DATA_READ exempts serviceAccount:E": exemptedMembers
+                    kind, _, member = log_type.partition(" exempts ")
+                    exempted.setdefault(kind, []).extend([member] if member else [])
+                for kind, members in exempted.items():
+                    config.audit_log_configs.add(
+                        log_type=kind,  # type: ignore[arg-type]
+                        exempted_members=members,
+                    )
         return message
 
     return read

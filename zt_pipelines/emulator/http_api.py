@@ -932,6 +932,7 @@ def table_set_iam(world: World, req: Request) -> tuple[int, Body]:
     sent = req.json()
     body = sent.get("policy") if isinstance(sent, dict) else None
     policy = policies.from_json(body, "bigquery.tables.setIamPolicy")
+    policies.check_conditions(policy)
     assert isinstance(body, dict)
     with world.lock:
         current = world.policy_of(node.name)

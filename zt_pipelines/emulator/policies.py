@@ -9,6 +9,7 @@ from google.iam.v1 import policy_pb2
 from google.type import expr_pb2
 
 from zt_pipelines.emulator.world import EmulatorError, etag_bytes
+from zt_pipelines.policy.conditions import ConditionError, ConditionEvaluator
 from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Condition
 
 
@@ -30,13 +31,37 @@ def check_requested_version(version: int) -> None:
         )
 
 
+_CEL = ConditionEvaluator()
+
+
+def check_conditions(policy: AllowPolicy) -> None:
+    """IAM refuses a policy whose condition does not parse or type-check as a boolean CEL
+    expression (such a binding is never stored, so it never grants).
+
+    Raises:
+        EmulatorError: INVALID_ARGUMENT naming the binding's role and why.
+    """
+    for binding in policy.bindings:
+        if binding.condition is None:
+            continue
+        try:
+            _CEL.check_syntax(binding.condition.expression)
+        except ConditionError as exc:
+            raise EmulatorError(
+                "INVALID_ARGUMENT",
+                f"Condition for role {binding.role} is invalid: {exc}",
+            ) from None
+
+
 def check_writable(policy: AllowPolicy, version: int) -> None:
-    """IAM refuses conditional bindings in a policy written with a version below 3.
+    """IAM refuses conditional bindings in a policy written with a version below 3, and
+    conditions that are not valid CEL (:func:`check_conditions`).
 
     Raises:
         EmulatorError: INVALID_ARGUMENT.
     """
     check_requested_version(version)
+    check_conditions(policy)
     if version < 3 and any(b.condition is not None for b in policy.bindings):
         raise EmulatorError(
             "INVALID_ARGUMENT",

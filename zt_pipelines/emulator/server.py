@@ -302,8 +302,9 @@ class Emulator:
     def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
         """Set the IAM ``auditConfigs`` of a project (its id), folder (``folders/F``) or
         organisation (``organizations/O``; inherited below): service (or ``allServices``) →
-        enabled log types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``); Data Access entries
-        are logged only where enabled."""
+        enabled log types (``ADMIN_READ``, ``DATA_READ``, ``DATA_WRITE``; ``"DATA_READ exempts
+        serviceAccount:E"`` adds E to that type's ``exemptedMembers``); Data Access entries
+        are logged only where enabled and not exempted."""
         self._world.log_store.set_audit_configs(project, configs)
 
     def log_access(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import chain, repeat
@@ -23,7 +24,7 @@ from google.cloud.audit import audit_log_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from zt_pipelines.gcp._base import Adapter, _client_info_metadata
-from zt_pipelines.monitor.usage import Access, AccessBatch, Accesses
+from zt_pipelines.monitor.usage import Access, AccessBatch, Accesses, exemption
 
 ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
 DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
@@ -77,7 +78,18 @@ _Shape = list[tuple[str, int, int, int, str]]
 #: typed as the AuditLog fields usage needs (an embedded message and ``bytes`` share one
 #: encoding), so a page is parsed once, in C, without the request/response structs entries carry.
 _ENTRIES: dict[str, _Shape] = {
-    "Authentication": [("principal_email", 1, _TEXT, _ONE, "")],
+    "Authentication": [
+        ("principal_email", 1, _TEXT, _ONE, ""),
+        ("third_party_principal", 4, _MSG, _ONE, "Nothing"),
+        ("service_account_key_name", 5, _TEXT, _ONE, ""),
+        ("service_account_delegation_info", 6, _MSG, _MANY, "Delegation"),
+    ],
+    "Nothing": [],
+    "FirstParty": [("principal_email", 1, _TEXT, _ONE, "")],
+    "Delegation": [
+        ("first_party_principal", 1, _MSG, _ONE, "FirstParty"),
+        ("third_party_principal", 2, _MSG, _ONE, "Nothing"),
+    ],
     "Authorization": [
         ("resource", 1, _TEXT, _ONE, ""),
         ("permission", 2, _TEXT, _ONE, ""),
@@ -105,7 +117,14 @@ _ENTRIES: dict[str, _Shape] = {
 #: object per entry or sub-message. Exact only when each entry has each value exactly once:
 #: the columns' lengths and :data:`_STRUCTURE` check that, page by page.
 _COLUMNS: dict[str, _Shape] = {
-    "CAuthentication": [("principal_email", 1, _TEXT, _MANY, "")],
+    # who really authenticated (a key, a delegation, a federated principal): rare, so a page
+    # where any entry has one is read entry by entry (see _append_accesses)
+    "CAuthentication": [
+        ("principal_email", 1, _TEXT, _MANY, ""),
+        ("third_party_principal", 4, _F.TYPE_BYTES, _MANY, ""),
+        ("service_account_key_name", 5, _TEXT, _MANY, ""),
+        ("service_account_delegation_info", 6, _F.TYPE_BYTES, _MANY, ""),
+    ],
     "CAuthorization": [
         ("resource", 1, _TEXT, _MANY, ""),
         ("permission", 2, _TEXT, _MANY, ""),
@@ -161,13 +180,14 @@ def _message_types(*views: dict[str, _Shape]) -> dict[str, Any]:
         name: message_factory.GetMessageClass(
             pool.FindMessageTypeByName(f"zt_pipelines.lite.{name}")
         )
-        for name in ("Page", "CPage", "SPage", "CAuthentication")
+        for name in ("Page", "CPage", "SPage", "CAuthentication", "Delegation")
     }
 
 
 _TYPES = _message_types(_ENTRIES, _COLUMNS, _STRUCTURE)
 _Page, _ColumnPage, _StructurePage = _TYPES["Page"], _TYPES["CPage"], _TYPES["SPage"]
 _Principals = _TYPES["CAuthentication"]
+_Delegation = _TYPES["Delegation"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -232,6 +252,12 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     checks = audit.authorization_info
     stamps = entries.timestamp
     who = audit.authentication_info
+    if who.third_party_principal or who.service_account_key_name:
+        return None  # who really used the identity: decided entry by entry
+    if who.service_account_delegation_info and not all(
+        map(_by_service_agent, set(who.service_account_delegation_info))
+    ):
+        return None  # only hops through Google service agents (how Vertex runs a job) pass
     per_entry = (
         stamps.seconds,
         stamps.nanos,  # absent when 0 (proto3): such a page is read entry by entry
@@ -283,6 +309,40 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
         insert_ids,
         log_names,
     )
+
+
+#: Google-managed service agents (``service-NUMBER@gcp-sa-*.iam.gserviceaccount.com``,
+#: ``@compute-system...``): a job's attached identity is used through them
+_SERVICE_AGENT = re.compile(r"^service-\d+@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+
+
+@functools.lru_cache(maxsize=256)
+def _by_service_agent(hop: bytes) -> bool:
+    """Whether a serialized delegation hop is by a Google service agent."""
+    parsed = _Delegation.FromString(hop)
+    email = parsed.first_party_principal.principal_email
+    return parsed.HasField("first_party_principal") and bool(_SERVICE_AGENT.match(email.lower()))
+
+
+def credential_of(auth: Any) -> str:
+    """How an entry's identity authenticated when that is NOT how a Vertex job runs it (the
+    attached identity's short-lived credentials, perhaps through a Google service agent): a
+    user-managed key, a delegation by anyone else, a federated principal; ``""`` otherwise.
+    ``auth`` is the entry's ``authenticationInfo`` (full or lite message)."""
+    why: list[str] = []
+    key = auth.service_account_key_name
+    if key:
+        why.append(f"with the user-managed key {key}")
+    if auth.HasField("third_party_principal"):
+        why.append("as a third-party (federated) principal")
+    for hop in auth.service_account_delegation_info:
+        if hop.HasField("first_party_principal"):
+            email = hop.first_party_principal.principal_email
+            if not _SERVICE_AGENT.match(email.lower()):
+                why.append(f"delegated by {email or 'an unnamed principal'}")
+        elif hop.HasField("third_party_principal"):
+            why.append("delegated by a third-party (federated) principal")
+    return "; ".join(why)
 
 
 class _Evidence:
@@ -364,7 +424,10 @@ def _append_accesses(entry: Any, audit: Any, out: list[Access]) -> None:
     an entry without any records the method itself, granted."""
     stamp = entry.timestamp
     ts = stamp.seconds + stamp.nanos / 1e9
-    principal = audit.authentication_info.principal_email
+    auth = audit.authentication_info
+    principal = auth.principal_email
+    # more than the principal (its tag and length take at most 3 bytes): read who else
+    via = credential_of(auth) if auth.ByteSize() > len(principal.encode()) + 3 else ""
     method = audit.method_name
     insert_id, log_name = entry.insert_id, entry.log_name
     infos = audit.authorization_info
@@ -372,7 +435,7 @@ def _append_accesses(entry: Any, audit: Any, out: list[Access]) -> None:
     if not count:
         resource = audit.resource_name
         out.append(
-            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name))
+            _new(Access, (ts, principal, method, resource, method, True, insert_id, log_name, via))
         )
         return
     # the common case is one check: indexing is much cheaper than iterating a repeated field
@@ -389,6 +452,7 @@ def _append_accesses(entry: Any, audit: Any, out: list[Access]) -> None:
                     info.granted,
                     insert_id,
                     log_name,
+                    via,
                 ),
             )
         )
@@ -493,11 +557,13 @@ class AuditLogsAdapter(Adapter):
                 pending.cancel()
 
     def audit_configs(self, project: str) -> dict[str, set[str]]:
-        """The project's ``auditConfigs``: service (or ``allServices``) → enabled log types."""
+        """The project's ``auditConfigs`` (see :meth:`audit_configs_of`)."""
         return self.audit_configs_of(f"projects/{project}")
 
     def audit_configs_of(self, name: str) -> dict[str, set[str]]:
-        """The ``auditConfigs`` of ``projects/P``, ``folders/F`` or ``organizations/O``."""
+        """The ``auditConfigs`` of ``projects/P``, ``folders/F`` or ``organizations/O``:
+        service (or ``allServices``) → enabled log types, and an :func:`exemption` entry for
+        each of a type's ``exemptedMembers``."""
         kind = name.split("/", 1)[0]
         client = {
             "projects": self.factory.projects,
@@ -519,4 +585,6 @@ class AuditLogsAdapter(Adapter):
                 kind = log.log_type
                 name = getattr(kind, "name", None) or policy_pb2.AuditLogConfig.LogType.Name(kind)
                 types.add(str(name))
+                # identities that do not cause logging of this type: kept, usage decides
+                types.update(exemption(str(name), str(m)) for m in log.exempted_members)
         return out

@@ -50,10 +50,14 @@ def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = N
         return Submitter(credentials.member, False, kind)
     module = type(credentials).__module__
     key_file = _key_in_chain(credentials)
-    for attr in ("service_account_email", "signer_email", "_target_principal"):
-        email = getattr(credentials, attr, None)
-        if isinstance(email, str) and "@" in email:
-            return Submitter(f"serviceAccount:{email.lower()}", key_file, kind)
+    # only google-auth's own classes (exactly: a subclass may say anything) name the account
+    # Google acts as: the one their key signs for, they mint tokens for, or the metadata
+    # server's; any other object's attribute is self-declared
+    if (module, kind) in _NAME_THEIR_ACCOUNT:
+        for attr in ("service_account_email", "signer_email", "_target_principal"):
+            email = getattr(credentials, attr, None)
+            if isinstance(email, str) and "@" in email:
+                return Submitter(f"serviceAccount:{email.lower()}", key_file, kind)
     if module.startswith("google.auth.compute_engine"):
         email = _refreshed(credentials, "service_account_email", retry)
         if email:
@@ -80,6 +84,21 @@ def describe_submitter(credentials: Any = None, *, retry: RetryPolicy | None = N
         "`gcloud auth application-default login` with the email scope)",
     )
 
+
+_NAME_THEIR_ACCOUNT = {
+    ("google.oauth2.service_account", "Credentials"),
+    ("google.oauth2.service_account", "IDTokenCredentials"),
+    ("google.auth.jwt", "Credentials"),
+    ("google.auth.jwt", "OnDemandCredentials"),
+    ("google.auth.impersonated_credentials", "Credentials"),
+    ("google.auth.impersonated_credentials", "IDTokenCredentials"),
+    ("google.auth.compute_engine.credentials", "Credentials"),
+    ("google.auth.compute_engine.credentials", "IDTokenCredentials"),
+    # external accounts: the account their impersonation URL names (tokens are minted for it)
+    ("google.auth.identity_pool", "Credentials"),
+    ("google.auth.aws", "Credentials"),
+    ("google.auth.pluggable", "Credentials"),
+}
 
 # credentials signed with a downloaded private key (a long-lived service-account key)
 _KEY_CREDENTIALS = {

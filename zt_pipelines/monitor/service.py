@@ -639,12 +639,14 @@ def usage(
     spans = {e: w for e, w in launched.items() if e not in own}
     if spans:
 
-        def not_the_jobs_own(principal: str, ts: float) -> bool:
-            return principal.lower() not in spans or not any(
-                start <= ts <= end for start, end in spans[principal.lower()]
+        def not_the_jobs_own(principal: str, ts: float, via: str) -> bool:
+            return (
+                bool(via)
+                or principal.lower() not in spans
+                or not any(start <= ts <= end for start, end in spans[principal.lower()])
             )
 
-        accesses = accesses.where(not_the_jobs_own, "principal", "ts")
+        accesses = accesses.where(not_the_jobs_own, "principal", "ts", "via")
         notes.append(
             "launched-job identities ("
             + ", ".join(sorted(spans))

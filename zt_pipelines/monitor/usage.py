@@ -7,9 +7,11 @@ project's Data Access audit configuration and the reads that failed. Findings:
 - ZT630 a declared permission no step window ever used (the tighter needs are proposed);
 - ZT631 an access during a run outside the step's declared (and implicit) needs — an anomaly,
   with the log entry as evidence;
-- ZT632 a step identity used outside every approved run window — possible credential misuse;
-- ZT633 Data Access logs are off for a service the steps use — usage cannot be verified there
-  (its permissions are then never called unused);
+- ZT632 a step identity used outside every approved run window, or at any time with a
+  user-managed key, a delegation or a federated principal (never how a job runs it) —
+  possible credential misuse;
+- ZT633 Data Access logs are off for a service the steps use, or exempt a step identity —
+  usage cannot be verified there (its permissions are then never called unused);
 - ZT634 the logs could not be read — nothing is verified (fail closed);
 - ZT635 an access the step tried and IAM refused.
 """
@@ -76,6 +78,9 @@ class Access(NamedTuple):
     granted: bool = True
     insert_id: str = ""
     log_name: str = ""
+    #: how the identity authenticated when a Vertex job never does so (a user-managed key, a
+    #: delegation, a federated principal); "" for a job's own credentials
+    via: str = ""
 
     @property
     def time(self) -> datetime:
@@ -89,7 +94,8 @@ class Access(NamedTuple):
             node=self.resource,
             member=self.principal,
             detail=f"{self.time.isoformat()} {self.method or self.permission} "
-            f"insertId={self.insert_id} {self.log_name}".strip(),
+            f"insertId={self.insert_id} {self.log_name}".strip()
+            + (f" ({self.via})" if self.via else ""),
         )
 
 
@@ -115,6 +121,7 @@ class AccessBatch:
         granted: Sequence[bool],
         insert_id: Sequence[str],
         log_name: Sequence[str],
+        via: Sequence[str] | None = None,
     ) -> None:
         self.ts, self.principal, self.permission, self.resource = (
             ts,
@@ -128,6 +135,7 @@ class AccessBatch:
             insert_id,
             log_name,
         )
+        self.via: Sequence[str] = [""] * len(ts) if via is None else via
         if any(len(getattr(self, name)) != len(ts) for name in Access._fields):
             raise ValueError("an access batch needs one value per field for every access")
 
@@ -301,7 +309,7 @@ def _settled(batch: AccessBatch, compiled: _Compiled, used: set[tuple[str, str, 
             inside.append(rules)
         elif not (last < start or first > end):
             return False  # some of the batch inside this window, some not
-    if not inside or not all(batch.granted):
+    if not inside or not all(batch.granted) or any(batch.via):
         return False
     permissions = set(batch.permission)
     if len(permissions) > _BATCH_PERMISSIONS:
@@ -429,6 +437,9 @@ def evaluate_usage(
     def decide(rows: Iterable[Access]) -> None:
         for access in rows:  # hot: once per entry read (where a batch was not settled)
             ts, principal, permission, resource = access[0], access[1], access[2], access[3]
+            if access[8]:  # a key, a delegation: never a run's own use, wherever it falls
+                findings.append(_misused(access))
+                continue
             mine = compiled.get(principal)
             if mine is None:
                 mine = compiled.get(principal.lower(), [])
@@ -474,7 +485,10 @@ def evaluate_usage(
             for permission in need.permissions:
                 service = permission_service(permission)
                 where = owner_of(need.resource.name)
-                observable = not is_data_access(permission) or (where, service) in logged_on
+                observable = (
+                    not is_data_access(permission)
+                    or (where, service, w.service_account.lower()) in logged_on
+                )
                 if (w.task, key, permission) in used or not observable:
                     kept.setdefault(_user_form(need), []).append(permission)
                     continue
@@ -524,6 +538,20 @@ def _out_of_run(access: Access) -> Finding:
     )
 
 
+def _misused(access: Access) -> Finding:
+    return Finding(
+        "ZT632",
+        Severity.ERROR,
+        f"{access.principal} used {access.permission} on {access.resource} at "
+        f"{access.time.isoformat()} authenticated {access.via}: a Vertex job runs with its "
+        "attached identity's short-lived credentials, never so — possible credential misuse",
+        principal=f"serviceAccount:{access.principal}",
+        resource=access.resource,
+        permission=access.permission,
+        evidence=(access.evidence(),),
+    )
+
+
 def _refused(w: StepWindow, access: Access) -> Finding:
     return Finding(
         "ZT635",
@@ -552,35 +580,65 @@ def _undeclared(w: StepWindow, access: Access) -> Finding:
     )
 
 
+_EXEMPTS = " exempts "
+#: members that may contain a step identity without naming it (membership is not read)
+_GROUPS = ("group:", "domain:", "principalset:", "principal:")
+
+
+def exemption(log_type: str, member: str) -> str:
+    """The audit config entry saying ``member`` does not cause logging of ``log_type``
+    (an ``exemptedMembers`` entry), kept among the enabled log types of a service."""
+    return f"{log_type}{_EXEMPTS}{member}"
+
+
+def _exempting(types: Iterable[str], identity: str | None) -> list[str]:
+    """The exemptions among ``types`` that may cover ``identity`` (``None``: unknown, any
+    does): the identity itself, or a group, domain or principal set it may belong to."""
+    out = []
+    for entry in types:
+        kind, found, member = entry.partition(_EXEMPTS)
+        if not found or kind not in ("DATA_READ", "DATA_WRITE"):
+            continue
+        low = member.lower()
+        if identity is None or low == f"serviceaccount:{identity}" or low.startswith(_GROUPS):
+            out.append(entry)
+    return sorted(out)
+
+
 def _logged_services(
     windows: Sequence[StepWindow],
     configs: Mapping[str, Mapping[str, set[str]] | None],
     owner_of: Callable[[str], str | None],
     findings: list[Finding],
-) -> set[tuple[str, str]]:
-    """(project, service) pairs whose Data Access logs are on; a ZT633 for each used one
-    that is off. A project whose configs could not be read (or a resource whose project is
-    unknown) has none on: ZT634 says why, and nothing there is called unused."""
-    used: set[tuple[str | None, str]] = {
-        (owner_of(n.resource.name), permission_service(p))
-        for w in windows
-        for n in w.needs
-        for p in n.permissions
-    }
+) -> set[tuple[str, str, str]]:
+    """(project, service, step identity) triples whose Data Access logs are on (the
+    identity not exempted); a ZT633 for each used one that is off. A project whose configs
+    could not be read (or a resource whose project is unknown) has none on: ZT634 says why,
+    and nothing there is called unused."""
+    used: dict[tuple[str | None, str], set[str | None]] = {}
     for w in windows:
+        # the identity (lower case); a window without one: any exemption may cover it
+        who = getattr(w, "service_account", None)
+        identity = who.lower() if isinstance(who, str) else None
+        for n in w.needs:
+            for p in n.permissions:
+                used.setdefault((owner_of(n.resource.name), permission_service(p)), set()).add(
+                    identity
+                )
         root = _root_need(w.pipeline_root)
         if root is not None:
-            used.add((owner_of(root.resource.name), "storage.googleapis.com"))
+            key = (owner_of(root.resource.name), "storage.googleapis.com")
+            used.setdefault(key, set()).add(identity)
     always = {"bigquery.googleapis.com"}  # BigQuery's Data Access logs cannot be turned off
-    on: set[tuple[str, str]] = set()
-    for where, service in sorted(used, key=lambda u: (u[0] or "", u[1])):
+    on: set[tuple[str, str, str]] = set()
+    for (where, service), identities in sorted(
+        used.items(), key=lambda u: (u[0][0] or "", u[0][1])
+    ):
         config = configs.get(where) if where is not None else None
         if where is None or config is None:
             continue  # unknown: the read failed (ZT634 says so)
         types = set(config.get(service, set())) | set(config.get("allServices", set()))
-        if {"DATA_READ", "DATA_WRITE"} <= types or service in always:
-            on.add((where, service))
-        else:
+        if not ({"DATA_READ", "DATA_WRITE"} <= types or service in always):
             missing = sorted({"DATA_READ", "DATA_WRITE"} - types)
             findings.append(
                 Finding(
@@ -588,6 +646,24 @@ def _logged_services(
                     Severity.WARNING,
                     f"Data Access audit logs ({', '.join(missing)}) are off for {service} "
                     f"in project {where}: what the steps did there cannot be verified",
+                    resource=service,
+                )
+            )
+            continue
+        for identity in sorted(identities, key=lambda i: i or ""):
+            exempting = [] if service in always else _exempting(types, identity)
+            if not exempting:
+                if identity is not None:
+                    on.add((where, service, identity))
+                continue
+            whom = f"serviceAccount:{identity}" if identity else "a step identity"
+            findings.append(
+                Finding(
+                    "ZT633",
+                    Severity.WARNING,
+                    f"Data Access audit logs for {service} in project {where} exempt "
+                    f"{whom} ({'; '.join(exempting)}): what it did there cannot be verified",
+                    principal=f"serviceAccount:{identity}" if identity else None,
                     resource=service,
                 )
             )

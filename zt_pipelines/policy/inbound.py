@@ -49,7 +49,13 @@ if TYPE_CHECKING:
     from zt_pipelines.policy.snapshot import Node
 
 #: policy rewrites: whoever holds them can grant themselves any of the others
-_ADMIN_PERMISSIONS = frozenset(p for p in EDGE_PERMISSIONS if p.endswith(".setIamPolicy"))
+#: moving the project, or a folder above it, under a parent its mover controls: everything
+#: granted there is then inherited by every account below (administration by proxy, like a
+#: policy rewrite; meaningful on the project and above, never on an account itself)
+_MOVE_PERMISSIONS = frozenset({"resourcemanager.projects.move", "resourcemanager.folders.move"})
+_ADMIN_PERMISSIONS = (
+    frozenset(p for p in EDGE_PERMISSIONS if p.endswith(".setIamPolicy")) | _MOVE_PERMISSIONS
+)
 #: permissions that let their holder become a service account directly
 IMPERSONATION_PERMISSIONS = frozenset(EDGE_PERMISSIONS) - _ADMIN_PERMISSIONS
 _MAX_LISTED = 5
@@ -287,6 +293,9 @@ class _HoldIndex:
         members = self.members
         for binding in node.policy.bindings if node.policy else ():
             impersonate, administer, unknown, beyond = self.role(binding.role)
+            if depth == 0 and administer & _MOVE_PERMISSIONS:  # an account is never moved
+                administer = administer - _MOVE_PERMISSIONS
+                beyond = unknown or bool(impersonate - _ACT_AS) or bool(administer)
             if not unknown and not impersonate and not administer:
                 continue
             condition = binding.condition.expression if binding.condition else ""
@@ -738,7 +747,8 @@ def _report(
             else f"administrators of {display_uri(where)} can become the pipeline's identities "
             "below it"
         )
-        + f" (a basic role or a policy rewrite): {_listed(who)}"
+        + " (a basic role, a policy rewrite, or moving the project or a folder above it under "
+        + f"another parent): {_listed(who)}"
         for (where, path), (who, over) in sorted(admins.items())
     ]
     foreign = sorted(

@@ -647,7 +647,9 @@ _JOB_SETTINGS = frozenset(
 )
 # the payload member a job setting fills when it is not its own name
 _SETTING_MEMBERS = {"encryption_spec_key_name": "kms_key_name"}
-_POOL_WORKLOAD = ("container_spec", "python_package_spec")
+# what shape a worker pool runs on; everything else of a pool (its container or package, the
+# NFS shares its code reads, a field added later) decides what it runs and is hashed
+_POOL_SHAPE = frozenset({"machine_spec", "replica_count", "disk_spec"})
 # task inputs the rewrite pins a value into (spec/rewrite.py _pinned_input, _job_identity_inputs,
 # _pin_args_flag, _placement): only there is a binding constant masked
 _IDENTITY_INPUTS = frozenset(
@@ -684,11 +686,12 @@ _PLACEMENT_INPUTS = frozenset(
 
 
 def _workload(value: Any) -> Any:
-    """A worker pool list without machines, replicas and disks: only what each pool runs."""
+    """A worker pool list without machines, replicas and boot disks: what each pool runs and
+    reads (its container or package, NFS shares), not the shape it runs on."""
     if not isinstance(value, list):
         return value
     return [
-        {k: v for k, v in pool.items() if k in _POOL_WORKLOAD} if isinstance(pool, dict) else pool
+        {k: v for k, v in pool.items() if k not in _POOL_SHAPE} if isinstance(pool, dict) else pool
         for pool in value
     ]
 

@@ -1028,7 +1028,12 @@ class _Walker:
             importer = executor.get("importer") if executor else None
             metadata = importer.get("metadata") if isinstance(importer, dict) else None
             spec = metadata.get("containerSpec") if isinstance(metadata, dict) else None
-            image = spec.get("imageUri") if isinstance(spec, dict) else None
+            if not isinstance(spec, dict):
+                return None
+            # GCPC's upload snake-cases the spec's keys (imageUri, image_uri, ImageUri are all
+            # image_uri) and the last one wins: exactly one, or unknown
+            named = [v for k, v in spec.items() if _snake_case(str(k)) == "image_uri"]
+            image = named[0] if len(named) == 1 else None
             ok = isinstance(image, str) and image.strip() == image and "{{" not in image
             return image if ok and image else None
         if kind == "DeployModel" and depth == 0:
@@ -2007,6 +2012,11 @@ def _opens_to_callers(
         for where, value in _payload_fields(tree, _OPENS_JOB, bindings, params, env)
         if value is _RUNTIME or value not in (False, None, "", "false")
     )
+
+
+def _snake_case(key: str) -> str:
+    """A payload key as GCPC's launchers snake-case it (``json_util``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
 def _flag_value_at(args: list[Any], flag: str, where: str) -> int | None:

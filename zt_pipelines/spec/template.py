@@ -233,9 +233,7 @@ def _spellings(*names: str) -> frozenset[str]:
 #: (REST, gcloud, Terraform) — serviceAccount, network, pscInterfaceConfig, reservedIpRanges,
 #: encryptionSpec, templateUri, a rerun's originalPipelineJobId / pipelineTaskRerunConfigs —
 #: and aiplatform ignores it, so nothing judges it: refused, never passed through.
-_JOB_FIELDS = _spellings(
-    "pipelineSpec",
-    "runtimeConfig",
+_JOB_FIELDS = frozenset({"pipelineSpec", "runtimeConfig"}) | _spellings(
     "displayName",
     "labels",
     "description",
@@ -254,10 +252,14 @@ _JOB_FIELDS = _spellings(
     "satisfiesPzs",
     "satisfiesPzi",
 )
-#: what a runtimeConfig may hold: what zt-pipelines judges. ``defaultRuntime`` (the pipeline's
+#: what a runtimeConfig may hold: what zt-pipelines judges, only in the spelling aiplatform
+#: reads (REST would also read ``runtime_config``, ``parameter_values``,
+#: ``gcs_output_directory``, which nothing here reads). ``defaultRuntime`` (the pipeline's
 #: persistent resource every CustomJob step inherits) and ``inputArtifacts`` (the run's input
 #: artifacts) are refused: pass them as the submission's arguments, which are judged.
-_RUNTIME_FIELDS = _spellings("parameters", "parameterValues", "gcsOutputDirectory", "failurePolicy")
+_RUNTIME_FIELDS = frozenset(
+    {"parameters", "parameterValues", "gcsOutputDirectory", "failurePolicy"}
+)
 _INSTEAD = {
     "serviceAccount": "--pipeline-sa / service_account=",
     "network": "the submission's network= argument",
