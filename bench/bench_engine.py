@@ -217,8 +217,32 @@ def _organisation_scale(raw: dict[str, Any], small_seconds: float) -> list[str]:
         f"{findings:,} findings; growth vs {STEPS:,} steps = {best / small_seconds:.1f}x for "
         f"10x the steps (10.0 = linear), {3 * STEPS:,} steps took {third:.3f} s "
         f"({best / third:.1f}x for 3.3x)",
+        _fresh_process(steps),
         f"load average at the end (2 cores shared): {_load()}",
     ]
+
+
+def _fresh_process(steps: int) -> str:
+    """The same measurement in a new interpreter: what one ``check`` of a CLI process pays,
+    without the heap this benchmark has built by then (its 1,000-step world, baselines ...)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gzip, json; from bench.bench_engine import ROLES_FILE, _scaled; "
+        "raw = json.load(gzip.open(ROLES_FILE, 'rt'))['roles']; "
+        f"b = _scaled(raw, {steps}); print(f'{{b[0]:.3f}} {{b[4]:.3f}}')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if done.returncode != 0:
+        return f"organisation scale in a fresh process: failed ({done.stderr.strip()[-200:]})"
+    wall, cpu = done.stdout.split()
+    return (
+        f"organisation scale in a fresh process (what one CLI check pays): {wall} s best of 2 "
+        f"(process CPU {cpu} s)"
+    )
 
 
 def _scaled(raw: dict[str, Any], steps: int) -> tuple[float, float, int, int, float]:
