@@ -43,7 +43,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from zt_pipelines.policy.conditions_types import CelTypeError, check_boolean
+from zt_pipelines.policy.conditions_types import TIME_METHODS, CelTypeError, check_boolean
 from zt_pipelines.policy.deny import to_v2
 from zt_pipelines.policy.snapshot import ASSET_TYPES, Condition
 
@@ -379,20 +379,7 @@ class _Root:
 
 
 _Value = Any  # bool | int | str | _Time | _Prefixed | _Root | tuple | _Unknown
-_TIME_ACCESSORS = frozenset(
-    {
-        "getDate",
-        "getDayOfMonth",
-        "getDayOfWeek",
-        "getDayOfYear",
-        "getFullYear",
-        "getHours",
-        "getMilliseconds",
-        "getMinutes",
-        "getMonth",
-        "getSeconds",
-    }
-)
+_TIME_ACCESSORS = TIME_METHODS  # one list with the type check
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 
 

@@ -73,7 +73,8 @@ _STRING_METHODS: dict[str, tuple[tuple[str, ...], CelType]] = {
     "matches": (("string",), "bool"),
     "extract": (("string",), "string"),
 }
-_TIME_METHODS = frozenset(
+#: the accessors of a timestamp (the CEL standard library; IAM documents them all)
+TIME_METHODS = frozenset(
     {
         "getDate",
         "getDayOfMonth",
@@ -371,7 +372,7 @@ class _Types:
             if any(a not in (w, DYN) for a, w in zip(args, want, strict=True)):
                 raise self._fail(where)
             return result
-        if method in _TIME_METHODS:
+        if method in TIME_METHODS:
             ok = target in ("timestamp", DYN) or (
                 target == "duration" and method in _DURATION_METHODS and not args
             )
