@@ -65,6 +65,16 @@ def _user_delegates(auth: Any) -> None:
     hop.first_party_principal.principal_email = "mallory@example.com"
 
 
+def _look_alike_agent_delegates(auth: Any) -> None:  # `service-1` is a legal account id anywhere
+    hop = auth.service_account_delegation_info.add()
+    hop.first_party_principal.principal_email = "service-1@attacker-proj.iam.gserviceaccount.com"
+
+
+def _look_alike_agent_domain_delegates(auth: Any) -> None:
+    hop = auth.service_account_delegation_info.add()
+    hop.first_party_principal.principal_email = "service-1@gcp-sa-evil.iam.gserviceaccount.com"
+
+
 def _federated(auth: Any) -> None:
     hop = auth.service_account_delegation_info.add()
     hop.third_party_principal.third_party_claims["iss"] = "https://token.example"
@@ -89,6 +99,14 @@ def _inside_ingest(emu: Emulator) -> datetime.datetime:
     [
         (_key, f"with the user-managed key {KEY}"),
         (_user_delegates, "delegated by mallory@example.com"),
+        (
+            _look_alike_agent_delegates,
+            "delegated by service-1@attacker-proj.iam.gserviceaccount.com",
+        ),
+        (
+            _look_alike_agent_domain_delegates,
+            "delegated by service-1@gcp-sa-evil.iam.gserviceaccount.com",
+        ),
         (_federated, "delegated by a third-party (federated) principal"),
         (_federated_caller, "as a third-party (federated) principal"),
     ],

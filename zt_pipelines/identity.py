@@ -30,6 +30,36 @@ _GOOGLE_DOMAINS = (
     "cloudservices.gserviceaccount.com",
     "cloudbuild.gserviceaccount.com",
 )
+#: service agents that act as an account only for a caller their service checked (``actAs``
+#: on the account it names) and run no code the caller hands them: deputies. An allow-list of
+#: Google's own domains (projects nobody else can own), so a look-alike account
+#: ``service-N@gcp-sa-evil...`` is never one; an agent not listed here is judged like any other
+#: principal.
+DEPUTY_AGENT_DOMAINS: frozenset[str] = frozenset(
+    {
+        "gcp-sa-aiplatform",  # Vertex AI Service Agent: runs pipelines and jobs as the SA named
+        "gcp-sa-cloudbuild",
+        "gcp-sa-cloudscheduler",
+        "gcp-sa-cloudtasks",
+        "gcp-sa-eventarc",
+        "gcp-sa-pubsub",
+        "gcp-sa-workflows",
+        "cloudcomposer-accounts",
+        "compute-system",
+        "container-engine-robot",
+        "dataflow-service-producer-prod",
+        "dataproc-accounts",
+        "gcf-admin-robot",
+        "serverless-robot-prod",
+    }
+)
+#: the agents a Vertex job's attached identity is used through when it runs (the Vertex AI
+#: Custom Code and Reasoning Engine agents mint its tokens) and the deputies above: a
+#: delegation by anyone else is not how a job runs as its identity
+JOB_AGENT_DOMAINS: frozenset[str] = DEPUTY_AGENT_DOMAINS | {
+    "gcp-sa-aiplatform-cc",
+    "gcp-sa-aiplatform-re",
+}
 _SERVICE_AGENT_DOMAIN = re.compile(r"^gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$")
 # service agents outside gcp-sa-* domains (compute-system, container-engine-robot, ...) are
 # service-PROJECT_NUMBER (or service-org-/folder-NUMBER); "service-reader" is a user account.

@@ -24,6 +24,7 @@ from google.cloud.audit import audit_log_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from zt_pipelines.gcp._base import Adapter, _client_info_metadata
+from zt_pipelines.identity import JOB_AGENT_DOMAINS
 from zt_pipelines.monitor.usage import Access, AccessBatch, Accesses, exemption
 
 ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
@@ -311,9 +312,14 @@ def _column_batch(data: bytes, page: Any) -> AccessBatch | None:
     )
 
 
-#: Google-managed service agents (``service-NUMBER@gcp-sa-*.iam.gserviceaccount.com``,
-#: ``@compute-system...``): a job's attached identity is used through them
-_SERVICE_AGENT = re.compile(r"^service-\d+@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
+#: Google-managed service agents a job's attached identity is used through
+#: (``service-NUMBER@gcp-sa-aiplatform-cc...``): an allow-list of Google's own domains, so a
+#: look-alike ``service-1@any-project...`` (a legal account id anywhere) is never one
+_SERVICE_AGENT = re.compile(
+    r"^service-\d+@(?:"
+    + "|".join(map(re.escape, sorted(JOB_AGENT_DOMAINS)))
+    + r")\.iam\.gserviceaccount\.com$"
+)
 
 
 @functools.lru_cache(maxsize=256)

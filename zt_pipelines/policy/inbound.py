@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from zt_pipelines.identity import DEPUTY_AGENT_DOMAINS
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
 from zt_pipelines.policy.lending import Lender, lender_of
@@ -75,29 +76,8 @@ def _home(member: str) -> str | None:
 _AGENT = re.compile(
     r"^serviceAccount:service-(?:org-|folder-)?([0-9]+)@([a-z0-9-]+)\.iam\.gserviceaccount\.com$"
 )
-#: service agents that act as an account only for a caller their service checked (``actAs``
-#: on the account it names) and run no code the caller hands them: deputies. An allow-list of
-#: Google's own domains (projects nobody else can own), so a look-alike account
-#: ``service-N@gcp-sa-evil...`` is never one; an agent not listed here is judged like any other
-#: principal.
-_DEPUTY_DOMAINS = frozenset(
-    {
-        "gcp-sa-aiplatform",  # Vertex AI Service Agent: runs pipelines and jobs as the SA named
-        "gcp-sa-cloudbuild",
-        "gcp-sa-cloudscheduler",
-        "gcp-sa-cloudtasks",
-        "gcp-sa-eventarc",
-        "gcp-sa-pubsub",
-        "gcp-sa-workflows",
-        "cloudcomposer-accounts",
-        "compute-system",
-        "container-engine-robot",
-        "dataflow-service-producer-prod",
-        "dataproc-accounts",
-        "gcf-admin-robot",
-        "serverless-robot-prod",
-    }
-)
+#: deputies: agents that act as an account only for a caller their service checked
+_DEPUTY_DOMAINS = DEPUTY_AGENT_DOMAINS
 #: the Vertex AI Custom Code Service Agent: a CustomJob (hyperparameter tuning job, custom
 #: training pipeline) created without a service account runs its code as this agent
 CUSTOM_CODE_AGENT_DOMAIN = "gcp-sa-aiplatform-cc"
