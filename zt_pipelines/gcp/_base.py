@@ -169,3 +169,16 @@ def _routing_metadata(params: tuple[tuple[str, str], ...]) -> tuple[str, str]:
 
     header: tuple[str, str] = routing_header.to_grpc_metadata(params)  # type: ignore[no-untyped-call]
     return header
+
+
+def json_body(response: Any, api: str) -> dict[str, Any]:
+    """The JSON body of a REST answer; an error status raises as google-api-core's exception
+    for it (so it is classified like every other client's)."""
+    from google.api_core import exceptions
+
+    if not 200 <= response.status_code < 300:
+        raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError(f"{api} answer is not a JSON object")
+    return body

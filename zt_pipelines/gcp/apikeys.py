@@ -9,9 +9,7 @@ every other client).
 
 from __future__ import annotations
 
-from typing import Any
-
-from zt_pipelines.gcp._base import Adapter
+from zt_pipelines.gcp._base import Adapter, json_body
 from zt_pipelines.resources import APIKEYS
 
 #: the API's largest page (``pageSize`` is capped at 300)
@@ -38,7 +36,7 @@ class ApiKeysAdapter(Adapter):
                 params = {"pageSize": str(self.page(_PAGE))}
                 if token:
                     params["pageToken"] = token
-                body = _json(session.get(url, params=params, timeout=self.timeout))
+                body = json_body(session.get(url, params=params, timeout=self.timeout), "API keys")
                 for key in body.get("keys", []) or []:
                     if not isinstance(key, dict):
                         raise ValueError("API key entry is not a JSON object")
@@ -59,16 +57,3 @@ class ApiKeysAdapter(Adapter):
             what="apikeys.keys.list",
             target=f"{APIKEYS}projects/{project}/locations/global/keys",
         )
-
-
-def _json(response: Any) -> dict[str, Any]:
-    """The JSON body; an error status raises as google-api-core's exception for it (so it is
-    classified like every other client's)."""
-    from google.api_core import exceptions
-
-    if not 200 <= response.status_code < 300:
-        raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
-    body = response.json()
-    if not isinstance(body, dict):
-        raise ValueError("API keys answer is not a JSON object")
-    return body

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from zt_pipelines.gcp._base import Adapter, Started
+from zt_pipelines.gcp._base import Adapter, Started, json_body
 from zt_pipelines.gcp.convert import policy_from_proto
 from zt_pipelines.policy.snapshot import AllowPolicy, Node
 from zt_pipelines.resources import CRM
@@ -93,7 +93,7 @@ class ResourceManagerAdapter(Adapter):
         url = f"{base}/v1/projects/{project}:getAncestry"
 
         def run() -> tuple[str, ...]:
-            body = _json(session.post(url, json={}, timeout=self.timeout))
+            body = json_body(session.post(url, json={}, timeout=self.timeout), "Resource Manager")
             chain = []
             for entry in body.get("ancestor") or ():
                 ident = entry.get("resourceId") if isinstance(entry, dict) else None
@@ -169,19 +169,6 @@ class ResourceManagerAdapter(Adapter):
 
 
 _PLURAL = {"project": "projects", "folder": "folders", "organization": "organizations"}
-
-
-def _json(response: Any) -> dict[str, Any]:
-    """The JSON body; an error status raises as google-api-core's exception for it (so it is
-    classified like every other client's)."""
-    from google.api_core import exceptions
-
-    if not 200 <= response.status_code < 300:
-        raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
-    body = response.json()
-    if not isinstance(body, dict):
-        raise ValueError("Resource Manager answer is not a JSON object")
-    return body
 
 
 def _project_node(proto: Any) -> Node:

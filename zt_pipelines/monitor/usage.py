@@ -525,26 +525,26 @@ def evaluate_usage(
 
 
 def _out_of_run(access: Access) -> Finding:
-    return Finding(
-        "ZT632",
-        Severity.ERROR,
-        f"{access.principal} used {access.permission} on {access.resource} at "
-        f"{access.time.isoformat()}, outside every approved run of the steps it runs: "
-        "possible credential misuse",
-        principal=f"serviceAccount:{access.principal}",
-        resource=access.resource,
-        permission=access.permission,
-        evidence=(access.evidence(),),
+    return _zt632(
+        access, ", outside every approved run of the steps it runs: possible credential misuse"
     )
 
 
 def _misused(access: Access) -> Finding:
+    return _zt632(
+        access,
+        f" authenticated {access.via}: a Vertex job runs with its attached identity's "
+        "short-lived credentials, never so — possible credential misuse",
+    )
+
+
+def _zt632(access: Access, how: str) -> Finding:
+    """A use of a step identity that was not its run's (``how``: the message after its time)."""
     return Finding(
         "ZT632",
         Severity.ERROR,
         f"{access.principal} used {access.permission} on {access.resource} at "
-        f"{access.time.isoformat()} authenticated {access.via}: a Vertex job runs with its "
-        "attached identity's short-lived credentials, never so — possible credential misuse",
+        f"{access.time.isoformat()}{how}",
         principal=f"serviceAccount:{access.principal}",
         resource=access.resource,
         permission=access.permission,
