@@ -65,6 +65,27 @@ def decision_time(given: datetime | None) -> DecisionTime:
     return DecisionTime(given, machine)
 
 
+def what_if_message(judged: DecisionTime, *, what: str) -> str:
+    """The ZT405 message for a decision judged far from the machine's clock; ``what`` is
+    what was read as of that time."""
+    off = judged.judged_at - judged.machine
+    direction = "ahead of" if off.total_seconds() > 0 else "behind"
+    return (
+        f"judged as of {judged.judged_at.isoformat()}, {_span(abs(off))} {direction} the "
+        f"machine's clock ({judged.machine.isoformat(timespec='seconds')}): {what} — a "
+        "what-if, never an approval"
+    )
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def stamp(when: datetime) -> str:
     """A time as the audit log writes it (UTC, milliseconds)."""
     return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zt_pipelines.clock import DecisionTime, decision_time
+from zt_pipelines.clock import DecisionTime, decision_time, what_if_message
 from zt_pipelines.errors import (
     ApiError,
     DefaultIdentityError,
@@ -339,27 +339,17 @@ def _what_if(report: Report, judged: DecisionTime) -> Report:
     what-if and never allows a run."""
     if not judged.what_if:
         return report
-    off = judged.judged_at - judged.machine
-    direction = "ahead of" if off.total_seconds() > 0 else "behind"
     found = Finding(
         "ZT405",
         Severity.ERROR,
-        f"judged as of {judged.judged_at.isoformat()}, {_span(abs(off))} {direction} the "
-        f"machine's clock ({judged.machine.isoformat(timespec='seconds')}): suppression "
-        "expiries, time-bound grants and conditions were read at a time the run will not "
-        "have — a what-if, never an approval",
+        what_if_message(
+            judged,
+            what="suppression expiries, time-bound grants and conditions were read at a time "
+            "the run will not have",
+        ),
         evidence=(Evidence("policy", detail="clock= / now= / --now"),),
     )
     return replace(report, findings=sort_findings([*report.findings, found]))
-
-
-def _span(delta: Any) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds} seconds"
 
 
 def _unreached_defaults(report: Report, steps: Any) -> Report:
