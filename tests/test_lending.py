@@ -249,7 +249,7 @@ def test_a_conditional_or_custom_deploy_grant_still_drives_the_agent() -> None:
     report = run(data)
     assert [f for f in report.by_code("ZT220") if f.principal == MALLORY]
     [f] = [f for f in report.by_code("ZT220") if "eve" in f.principal]
-    assert "when its condition holds" in f.message
+    assert "its condition holds now" in f.message
 
 
 def test_an_org_custom_role_bound_on_the_folder_or_the_account() -> None:
@@ -416,3 +416,184 @@ def test_a_custom_role_editor_above_an_account_that_may_run_as_a_step() -> None:
     grant(data, PROJECT, "roles/iam.roleAdmin", MALLORY)
     [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
     assert TRAIN_SA in f.message and "viewerish" in f.message and CI in f.message
+
+
+# -- function and Cloud Run source deploys build as the default build account ----------------
+
+_COMPUTE = f"serviceAccount:{NUMBER}-compute@developer.gserviceaccount.com"
+_LEGACY_BUILD = f"serviceAccount:{NUMBER}@cloudbuild.gserviceaccount.com"
+
+
+@pytest.mark.parametrize("where", [PROJECT, FOLDER, ORG])
+@pytest.mark.parametrize(
+    ("role", "label"),
+    [
+        ("roles/cloudfunctions.developer", "a function deploy"),
+        ("roles/run.developer", "a Cloud Run source deploy"),
+    ],
+)
+@pytest.mark.parametrize("build", [_COMPUTE, _LEGACY_BUILD])
+def test_function_and_cloud_run_deployers_drive_the_default_build_account(
+    where: str, role: str, label: str, build: str
+) -> None:
+    # red team round 6 iam_06: the service checks actAs on the runtime account only; the
+    # build runs the deployer's source as the default build account (editor by default)
+    data = grant(world_dict(), PROJECT, "roles/editor", build)
+    grant(data, where, role, MALLORY)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    assert label in f.message and TRAIN_SA in f.message, f.message
+    assert not report.allowed
+
+
+@pytest.mark.parametrize(
+    "permissions",
+    [["cloudfunctions.functions.update"], ["run.services.create"], ["run.services.update"]],
+)
+def test_one_deploy_permission_in_a_custom_role_drives_it(permissions: list[str]) -> None:
+    data = grant(world_dict(), PROJECT, "roles/editor", _COMPUTE)
+    data["roles"].append({"name": "organizations/100/roles/deployer", "permissions": permissions})
+    grant(data, FOLDER, "organizations/100/roles/deployer", MALLORY)
+    assert [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_uploading_function_source_alone_builds_nothing() -> None:
+    # generateUploadUrl (sourceCodeSet) stores source; only a create / update builds it
+    data = grant(world_dict(), PROJECT, "roles/editor", _COMPUTE)
+    data["roles"].append(
+        {
+            "name": "organizations/100/roles/uploader",
+            "permissions": ["cloudfunctions.functions.sourceCodeSet"],
+        }
+    )
+    grant(data, PROJECT, "organizations/100/roles/uploader", MALLORY)
+    assert not [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+
+
+def test_a_step_that_can_deploy_a_function_reaches_the_build_account() -> None:
+    data = grant(world_dict(), PROJECT, "roles/editor", _COMPUTE)
+    grant(data, PROJECT, "roles/cloudfunctions.developer", TRAIN_MEMBER)
+    report = run(data)
+    found = [f for f in report.by_code("ZT216") if f.principal == TRAIN_MEMBER]
+    assert found and "a function deploy (its build)" in found[0].message, str(report)
+    assert _COMPUTE.partition(":")[2] in found[0].message and not report.allowed
+
+
+# -- a conditional grant of a lending permission (red team round 6 iam_04) -----------------
+
+_OTHER = "//cloudresourcemanager.googleapis.com/projects/other-proj"
+_OTHER_NUMBER = "222222222222"
+#: one permission of every lender, and the account it lends in other-proj
+_LENDS = [
+    (sorted(lender.permissions)[0], lender.email(_OTHER_NUMBER) or _CONNECTION_OTHER)
+    for lender in LENDERS
+    for _CONNECTION_OTHER in (
+        f"bqcx-{_OTHER_NUMBER}-k3xq@gcp-sa-bigquery-condel.iam.gserviceaccount.com",
+    )
+]
+_CONDITIONS = {
+    "unconditional": None,
+    # IAM's temporary-access pattern: true now and for the whole run
+    "true": 'request.time < timestamp("2099-01-01T00:00:00Z")',
+    # true only from two days after the check: inside the run's (default: 7 days) window
+    "true during the run": 'request.time > timestamp("2026-11-27T00:00:00Z")',
+    # an unmodelled attribute decides the whole condition: true for SOME request
+    "true for some request": 'resource.type == "aiplatform.googleapis.com/CustomJob" || true',
+    # a time-of-day accessor: not known before the request
+    "unknown": 'request.time.getHours("Europe/Berlin") < 12',
+    # expired before the check
+    "false": 'request.time < timestamp("2026-01-01T00:00:00Z")',
+    # starts after the run's window ends
+    "false in the window": 'request.time > timestamp("2027-06-01T00:00:00Z")',
+}
+
+
+def _lending_world(permission: str, condition: str | None, member: str) -> dict[str, Any]:
+    data = world_dict()
+    data["roles"].append({"name": "organizations/100/roles/lender", "permissions": [permission]})
+    return grant(data, _OTHER, "organizations/100/roles/lender", member, condition)
+
+
+@pytest.mark.parametrize(("permission", "account"), _LENDS)
+@pytest.mark.parametrize("case", sorted(_CONDITIONS))
+def test_a_conditional_lending_grant_is_judged_outward(
+    permission: str, account: str, case: str
+) -> None:
+    # train-sa may make other-proj's lent identity act; it administers a bucket train-sa must
+    # not reach: an edge when the condition holds now or during the run, ZT217 when it may,
+    # nothing when it cannot (reads-only lends are ZT224 warnings either way)
+    data = _lending_world(permission, _CONDITIONS[case], TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.admin", f"serviceAccount:{account}")
+    report = run(data)
+    named = [
+        f
+        for f in report.findings
+        if f.principal == TRAIN_MEMBER and account in f.message and f.code.startswith("ZT21")
+    ]
+    named += [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
+    reads_only = lent_permissions(account) is not None and "pubsub" not in account
+    if case.startswith("false"):
+        assert not named, str(report)
+        return
+    codes = {f.code for f in named}
+    if reads_only:
+        assert codes == {"ZT224"}, str(report)
+    elif case == "unknown":
+        assert codes == {"ZT217"} and not report.allowed, str(report)
+        assert "a conditional grant" in named[0].message
+    else:
+        assert codes == {"ZT216"} and not report.allowed, str(report)
+
+
+def test_an_unknown_lending_condition_to_a_harmless_identity_is_nothing() -> None:
+    # the lent identity holds nothing beyond the step's needs: reaching it would not matter
+    report = run(
+        _lending_world("aiplatform.customJobs.create", _CONDITIONS["unknown"], TRAIN_MEMBER)
+    )
+    assert not [f for f in report.findings if "aiplatform-cc" in f.message], str(report)
+
+
+def test_a_lending_grant_through_a_group_of_unknown_membership_may_reach() -> None:
+    cc = f"service-{_OTHER_NUMBER}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    data = _lending_world("aiplatform.customJobs.create", None, "group:unlisted@example.com")
+    grant(data, RAW, "roles/storage.admin", f"serviceAccount:{cc}")
+    report = run(data)
+    assert [
+        f for f in report.by_code("ZT217") if f.principal == TRAIN_MEMBER and cc in f.message
+    ], str(report)
+
+
+@pytest.mark.parametrize("case", sorted(_CONDITIONS))
+@pytest.mark.parametrize(
+    ("role", "build"),
+    [
+        (DM_EDITOR, GAPI),
+        (
+            "roles/cloudbuild.builds.editor",
+            f"serviceAccount:{NUMBER}-compute@developer.gserviceaccount.com",
+        ),
+        (
+            "roles/cloudfunctions.developer",
+            f"serviceAccount:{NUMBER}@cloudbuild.gserviceaccount.com",
+        ),
+        (
+            "roles/aiplatform.user",
+            f"serviceAccount:service-{NUMBER}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com",
+        ),
+    ],
+)
+def test_a_conditional_lending_grant_is_judged_inward(case: str, role: str, build: str) -> None:
+    # the lent identity is editor of ml-prod (it can become train-sa): mallory drives it when
+    # her grant's condition holds now or during the run (or may), never when it cannot
+    data = grant(world_dict(), PROJECT, "roles/editor", build)
+    grant(data, FOLDER, role, MALLORY, _CONDITIONS[case])
+    report = run(data)
+    found = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
+    if case.startswith("false"):
+        assert not found, str(report)
+        return
+    assert len(found) == 1 and TRAIN_SA in found[0].message and not report.allowed, str(report)
+    if case == "unknown":
+        assert "cannot be decided" in found[0].message
+    elif case == "true during the run":
+        assert "inside the run's window" in found[0].message

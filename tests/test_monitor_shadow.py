@@ -418,6 +418,70 @@ def test_a_self_written_approval_of_a_job_submitted_around_zt_is_still_a_shadow(
     assert "as the job's own account" in flagged.message
 
 
+def test_an_approval_naming_other_step_identities_than_the_spec_pins_is_a_shadow(
+    emu: Emulator, template: str, audit: AuditLog, tmp_path: Path
+) -> None:
+    """A spec of the rewrite's own shape with another identity pinned on one step, submitted
+    around zt with a self-written approval copying a genuine record's identities: while the job
+    runs, monitor compares each step's pinned identity with the approval's (as verify-run does
+    after the run) and flags it; the genuine job beside it stays approved."""
+    from zt_pipelines.audit.chain import canonical, sha256_hex
+    from zt_pipelines.fingerprint import SPEC_LABELS, spec_sha256
+
+    good = zt_job(template, audit)
+    good.submit(service_account=PIPELINE_SA)
+    genuine = json.loads(audit.lines()[-1])
+    train_sa = next(i["service_account"] for i in genuine["identities"] if i.get("task") == "train")
+    out = tmp_path / "rw.yaml"
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "rewrite",
+                template,
+                "--project",
+                PROJECT,
+                "--pipeline-sa",
+                PIPELINE_SA,
+                "-o",
+                str(out),
+            ]
+        )
+    assert done.value.code == 0
+    legacy = f"legacy-sa@{PROJECT}.iam.gserviceaccount.com"
+    text = json.dumps(next(yaml.safe_load_all(out.read_text())))
+    assert train_sa in text
+    spec = json.loads(text.replace(train_sa, legacy))
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(spec))
+    shadow = aiplatform.PipelineJob(
+        display_name="shadow",
+        template_path=str(plain),
+        job_id=new_job_id(),
+        pipeline_root=EXAMPLES.PIPELINE_ROOT,
+        credentials=emulator_credentials(SUBMITTER),
+    )
+    digest = spec_sha256(spec)
+    shadow._gca_resource.labels = {SPEC_LABELS[0]: digest[:32], SPEC_LABELS[1]: digest[32:]}
+    shadow.submit(service_account=PIPELINE_SA)
+    last = audit.lines()[-1]
+    forged = {
+        **{k: v for k, v in genuine.items() if k not in ("seq", "prev", "hash")},
+        "job_id": shadow.job_id,
+        "spec_sha256": digest,
+        "seq": json.loads(last)["seq"] + 1,
+        "prev": sha256_hex(last),
+    }
+    forged.pop("decision_sha256", None)  # the genuine decision labels are not the shadow's
+    forged["hash"] = sha256_hex(canonical(forged))
+    with audit.path.open("ab") as fh:
+        fh.write(canonical(forged) + b"\n")
+    assert audit.verify().ok
+    report, _results = once(audit)
+    flagged = report.by_code("ZT640")  # type: ignore[attr-defined]
+    assert [f.resource.rsplit("/", 1)[-1] for f in flagged] == [shadow.job_id]
+    assert f"runs task 'train' as {legacy}, the approval as {train_sa}" in flagged[0].message
+
+
 @pytest.mark.shared
 def test_a_rewritten_spec_runs_no_code_as_the_jobs_account_and_a_raw_one_does(
     corpus_dir: Path, gcpc_corpus_dir: Path

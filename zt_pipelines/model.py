@@ -178,8 +178,9 @@ class StepIdentity:
             ``project`` / ``location`` input: where its code is pointed (its CustomJob runs
             in the pipeline's project and location all the same); ``None`` when it takes none.
         job_defaults_unreached: pipeline-wide step defaults (``network``,
-            ``persistent_resource_id`` ...) the launched job has no field for: not applied to
-            it, and said in the report.
+            ``persistent_resource_id`` ...) the launched job takes no field for from its
+            component (a batch prediction's network; an AutoML CustomJob whose payload has no
+            network input): not applied to it, and said in the report.
     """
 
     task: str

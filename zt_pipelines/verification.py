@@ -358,7 +358,7 @@ def _unreached_defaults(report: Report, steps: Any) -> Report:
     applied to every job that has the field, and this says where they are not."""
     notes = [
         f"the step defaults {', '.join(s.job_defaults_unreached)} do not reach {s.task}: "
-        f"its {s.job_kind} job has no such field (it runs without them)"
+        f"its {s.job_kind} job takes no such field from its component (it runs without them)"
         for s in steps
         if getattr(s, "job_defaults_unreached", ())
     ]

@@ -124,7 +124,8 @@ def command(
         if step.job_defaults_unreached:
             click.echo(
                 f"note: the step defaults {', '.join(step.job_defaults_unreached)} do not reach "
-                f"task {step.task!r}: its {step.job_kind} job has no such field",
+                f"task {step.task!r}: its {step.job_kind} job takes no such field from its "
+                "component",
                 err=True,
             )
     click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)

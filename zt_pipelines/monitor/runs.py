@@ -212,7 +212,9 @@ def evaluate_run(
 LAUNCHED_ROLES = ("launched", "serving")
 
 
-def _approved_identities(approval: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+def approved_identities(approval: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """The pipeline identity an approval record names, and each step task's (by task path,
+    lower-cased; launched and serving identities left out)."""
     pipeline_sa = ""
     steps: dict[str, str] = {}
     for ident in approval.get("identities") or ():
@@ -230,7 +232,7 @@ def _compare(
     run: ObservedRun, approval: Mapping[str, Any], notes: list[str], *, spec_ok: bool
 ) -> list[Finding]:
     out: list[Finding] = []
-    pipeline_sa, approved_steps = _approved_identities(approval)
+    pipeline_sa, approved_steps = approved_identities(approval)
     if run.service_account.lower() != pipeline_sa:
         actual = run.service_account or "(none: the Compute Engine default)"
         out.append(

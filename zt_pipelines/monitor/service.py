@@ -1150,25 +1150,27 @@ def monitor_once(
 
 def _spec_and_runtime(
     job: Any,
-) -> tuple[str | None, dict[str, str] | None, tuple[str, ...]]:
+) -> tuple[str | None, dict[str, str] | None, tuple[str, ...], dict[str, str | None] | None]:
     """The sha256 of the spec a listed job (or a schedule's job) holds, its runtime-config
-    parts and the executors running code as the job's own account; ``(None, None, ())`` when
-    the spec was not listed or cannot be hashed (it then matches no approval: flagged, never
-    passed)."""
+    parts, the executors running code as the job's own account and the identity each
+    custom-job step runs as; ``(None, None, (), None)`` when the spec was not listed or cannot
+    be hashed (it then matches no approval: flagged, never passed)."""
     from google.protobuf import json_format
 
     from zt_pipelines.monitor.baseline import request_fields, runtime_parts
-    from zt_pipelines.monitor.shadow import unwrapped_executors
+    from zt_pipelines.monitor.shadow import pinned_step_accounts, unwrapped_executors
 
     raw = type(job).pb(job)
     if not raw.HasField("pipeline_spec"):
-        return None, None, ()
+        return None, None, (), None
     try:
         spec = json_format.MessageToDict(raw.pipeline_spec)
+        runtime = json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True)
+        values = runtime.get("parameter_values")
         return (
             _spec_hash(spec),
             runtime_parts(
-                json_format.MessageToDict(raw.runtime_config, preserving_proto_field_name=True),
+                runtime,
                 labels=dict(job.labels),
                 network=str(job.network),
                 reserved_ip_ranges=[str(r) for r in job.reserved_ip_ranges],
@@ -1176,9 +1178,10 @@ def _spec_and_runtime(
                 request=request_fields(raw),
             ),
             unwrapped_executors(spec),
+            pinned_step_accounts(spec, values if isinstance(values, dict) else None),
         )
     except Exception:  # a spec that cannot be hashed matches no approval (ZT640/ZT641)
-        return None, None, ()
+        return None, None, (), None
 
 
 def job_summary(job: Any) -> Any:
@@ -1187,7 +1190,7 @@ def job_summary(job: Any) -> Any:
     parts (a spec the list did not carry is "not read": the job is flagged, never passed)."""
     from zt_pipelines.monitor.shadow import JobSummary
 
-    digest, runtime, unwrapped = _spec_and_runtime(job)
+    digest, runtime, unwrapped, accounts = _spec_and_runtime(job)
     return JobSummary(
         str(job.name),
         str(getattr(job.state, "name", job.state)),
@@ -1197,6 +1200,7 @@ def job_summary(job: Any) -> Any:
         service_account=str(job.service_account),
         runtime=runtime,
         unwrapped=unwrapped,
+        step_accounts=accounts,
     )
 
 
@@ -1207,7 +1211,7 @@ def schedule_summary(schedule: Any) -> Any:
 
     job = schedule.create_pipeline_job_request.pipeline_job
     labels = dict(job.labels)
-    digest, runtime, unwrapped = _spec_and_runtime(job)
+    digest, runtime, unwrapped, accounts = _spec_and_runtime(job)
     return ScheduleSummary(
         str(schedule.name),
         str(getattr(schedule.state, "name", schedule.state)),
@@ -1217,6 +1221,7 @@ def schedule_summary(schedule: Any) -> Any:
         service_account=str(job.service_account),
         runtime=runtime,
         unwrapped=unwrapped,
+        step_accounts=accounts,
     )
 
 

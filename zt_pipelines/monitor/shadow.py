@@ -9,8 +9,10 @@ An approval is a line anyone who can write the audit log could have written, so 
 against what the job itself holds: its spec must hash to its labels, its run-as account,
 decision labels and runtime config must be the approval's, and its spec must be one the rewrite
 could have produced — every step's code in a job of its own identity
-(:func:`unwrapped_executors`). A job whose steps run their code as the job's own account was
-never approved by zt-pipelines, whatever the log says.
+(:func:`unwrapped_executors`) — and runs each step as the identity the approval names for it
+(:func:`pinned_step_accounts`). A job whose steps run their code as the job's own account, or as
+identities the approval does not name, was never approved by zt-pipelines, whatever the log
+says.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 
 from zt_pipelines.fingerprint import DECISION_LABELS
 from zt_pipelines.monitor.baseline import comparable, runtime_differences
-from zt_pipelines.monitor.runs import approvals_for, approving, label_sha256
+from zt_pipelines.monitor.expect import expected_tasks
+from zt_pipelines.monitor.runs import approvals_for, approved_identities, approving, label_sha256
 from zt_pipelines.policy.report import Finding, Severity
 from zt_pipelines.policy.wording import noun
 from zt_pipelines.spec.gcpc import identify_launcher
@@ -44,6 +47,9 @@ class JobSummary:
     runtime: Mapping[str, str] | None = None
     #: executors of its spec that run their code as the job's own account (not read: ``()``)
     unwrapped: tuple[str, ...] = ()
+    #: the identity each custom-job step of its spec runs as, by task path (``None`` for one
+    #: known only at run time); ``None``: the spec was not read
+    step_accounts: Mapping[str, str | None] | None = None
 
     @property
     def job_id(self) -> str:
@@ -70,6 +76,9 @@ class ScheduleSummary:
     runtime: Mapping[str, str] | None = None
     #: executors of its job's spec that run their code as the job's own account
     unwrapped: tuple[str, ...] = ()
+    #: the identity each custom-job step of its spec runs as, by task path (``None`` for one
+    #: known only at run time); ``None``: the spec was not read
+    step_accounts: Mapping[str, str | None] | None = None
 
     @property
     def active(self) -> bool:
@@ -256,6 +265,9 @@ def _mismatch(
             "approval in the audit log was not written by a zt-pipelines check"
         )
     identities = approval.get("identities")
+    why = _step_mismatch(schedule.step_accounts, approval)
+    if why:
+        return why
     pipeline_sa = next(
         (
             str(i.get("service_account") or "").lower()
@@ -282,6 +294,44 @@ def _mismatch(
         if differences:
             return "its job's runtime config is not the approved one: " + "; ".join(differences)
     return ""
+
+
+def _step_mismatch(pinned: Mapping[str, str | None] | None, approval: Mapping[str, object]) -> str:
+    """Why the steps of a spec do not run as the identities ``approval`` names for them (empty:
+    they do, or the spec was not read — flagged on its own). The comparison verify-run makes
+    after a run (ZT603), made while the job runs: an approval of a rewrite-shaped spec that
+    pins another identity on a step is not the record of a check of that spec."""
+    if pinned is None:
+        return ""
+    _pipeline, approved = approved_identities(approval)
+    wrong = []
+    for path, email in sorted(pinned.items()):
+        want = approved.get(path)
+        if email is None:
+            wrong.append(f"task {path!r} runs as an identity known only at run time")
+        elif want is None:
+            wrong.append(f"task {path!r} runs as {email}, for which the approval names no identity")
+        elif email.lower() != want:
+            wrong.append(f"its spec runs task {path!r} as {email}, the approval as {want}")
+    if not wrong:
+        return ""
+    return (
+        "; ".join(wrong[:3])
+        + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else "")
+        + ": the approval in the audit log is not the record of a check of this spec"
+    )
+
+
+def pinned_step_accounts(
+    spec: Mapping[str, object], parameter_values: Mapping[str, object] | None = None
+) -> dict[str, str | None]:
+    """The identity each custom-job step of a pipeline spec runs as, by task path, resolved
+    with the run's parameter values (``None``: known only at run time)."""
+    return {
+        path: task.service_account
+        for path, task in expected_tasks(spec, parameter_values).items()
+        if task.kind == "custom_job"
+    }
 
 
 def unwrapped_executors(spec: Mapping[str, object]) -> tuple[str, ...]:

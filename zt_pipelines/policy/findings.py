@@ -130,11 +130,11 @@ def build_report(
         requirements, steps, evaluator, context, grouped, now=now, checked=checked
     )
     reach, reach_notes = _reach_findings(
-        requirements, steps, evaluator, context, grouped, identities
+        requirements, steps, evaluator, context, grouped, identities, now=now
     )
     raw += reach
     notes += reach_notes
-    inbound, inbound_notes = inbound_findings(steps, evaluator, context)
+    inbound, inbound_notes = inbound_findings(steps, evaluator, context, now=now)
     raw += inbound
     notes += inbound_notes
     raw += dormant_findings(steps, evaluator, context)
@@ -916,6 +916,8 @@ def _reach_findings(
     ctx: CheckContext,
     grouped: _Needs | None = None,
     identities: dict[str, set[str]] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> tuple[list[Finding], list[str]]:
     identities = identities if identities is not None else _checked_identities(steps, ctx)
     pipeline = sa_member(ctx.pipeline_service_account)
@@ -930,7 +932,7 @@ def _reach_findings(
         if submitter not in identities:
             starts.append(submitter)
         expected[submitter] = {pipeline.partition(":")[2]}
-    graph = reach_graph(ev, starts, expected=expected)
+    graph = reach_graph(ev, starts, expected=expected, now=now, window=ctx.run_window)
     needed_at = (grouped or _Needs(requirements, ev)).at
     out: list[Finding] = []
     index = Holdings(ev)
@@ -996,6 +998,7 @@ def _reach_findings(
             )
         )
     seen: set[tuple[str, str, str, str]] = set()
+    settled: set[tuple[str, str]] | None = None  # (start, identity) reached by a settled path
     for u in graph.unknown:
         once = (u.start, u.node, u.role, u.reason)
         if once in seen:
@@ -1005,10 +1008,27 @@ def _reach_findings(
         prefix = render_path(u.start, u.path) if u.path else short(u.start)
         what = f"{u.role} on {_uri(u.node)}" if u.role else _uri(u.node)
         code = "ZT218" if u.start == submitter and u.start not in identities else "ZT217"
+        holds = ""
+        if u.target:  # a lent identity: unsure only matters if reaching it would
+            if settled is None:
+                settled = {(r.start, t) for r in graph.reaches for t in r.targets or (r.target,)}
+            if (u.start, u.target) in settled:
+                continue
+            risk = dangers.get((u.target, u.start))
+            if risk is None:
+                risk = dangers[(u.target, u.start)] = index.dangerous(
+                    u.target, needed_at.get(u.start), short(u.start)
+                )
+            if not risk:
+                continue
+            if code == "ZT217" and lent_reads_only(u.target):
+                code = "ZT224"  # reads only: no worse than the settled edge would be
+            holds = f", which holds {risk[0].why} ({risk[0].role} on {_uri(risk[0].node)})"
         out.append(
             _f(
                 code,
-                f"who {u.start} can become cannot be verified: {prefix} →? ({what}: {u.reason})",
+                f"who {u.start} can become cannot be verified: {prefix} →? ({what}: {u.reason})"
+                + holds,
                 step=",".join(sorted(tasks)) or None,
                 principal=u.start,
                 resource=u.node or None,

@@ -26,11 +26,13 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from zt_pipelines.identity import DEPUTY_AGENT_DOMAINS
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
+from zt_pipelines.policy.conditions import ConditionResult, Tri
 from zt_pipelines.policy.lending import Lender, lender_of
 from zt_pipelines.policy.members import (
     Match,
@@ -39,9 +41,10 @@ from zt_pipelines.policy.members import (
     normalize_principal,
 )
 from zt_pipelines.policy.orgpolicy import DEFAULT_SEVERITIES
-from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS
+from zt_pipelines.policy.reach import CODE_RUNNER_EDGES, EDGE_PERMISSIONS, judge_condition
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.requirements import CheckContext, sa_member
+from zt_pipelines.policy.snapshot import Condition as _Condition
 from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
@@ -431,7 +434,11 @@ def _listed(items: list[str]) -> str:
 
 
 def inbound_findings(
-    steps: tuple[StepIdentity, ...], ev: Evaluator, ctx: CheckContext
+    steps: tuple[StepIdentity, ...],
+    ev: Evaluator,
+    ctx: CheckContext,
+    *,
+    now: datetime | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """ZT220 for every principal, other than the expected ones, that can become one of the
     pipeline's identities (see the module docstring): one finding per binding, naming every
@@ -439,7 +446,10 @@ def inbound_findings(
     accounts that may run as them.
 
     Another service account that may run as an identity is followed: whoever can become *it*
-    (at any depth) is judged as if it held the grant on the identity itself."""
+    (at any depth) is judged as if it held the grant on the identity itself. A conditional
+    grant of a lending permission is judged at ``now`` and over the run's window: TRUE makes
+    its holders drivers, UNKNOWN too (the finding says it may), FALSE none (``now`` unknown:
+    UNKNOWN)."""
     identities = _identities(steps, ctx)
     ours = set(identities)
     pipeline = sa_member(ctx.pipeline_service_account)
@@ -449,6 +459,23 @@ def inbound_findings(
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}
     holds_cache: dict[str, tuple[list[_Hold], str]] = {}
     index = _HoldIndex(ev)
+    # (node, role, member, condition) of a conditional lending grant -> its judgement
+    judged: dict[tuple[str, str, str, str], ConditionResult] = {}
+    nodes = ev.snapshot.nodes
+
+    def judge(d: _Hold) -> ConditionResult:
+        key = (d.node, d.role, d.raw, d.condition)
+        found = judged.get(key)
+        if found is None:
+            node = nodes.get(d.node)
+            found = judged[key] = (
+                judge_condition(
+                    ev, _Condition(d.condition), node, d.impersonate, now, ctx.run_window
+                )
+                if node is not None and d.impersonate
+                else ConditionResult(Tri.UNKNOWN, "the grant's node or role is not known")
+            )
+        return found
 
     def holds(email: str) -> tuple[list[_Hold], str]:
         found = holds_cache.get(email)
@@ -515,7 +542,9 @@ def inbound_findings(
         seen.add((account, identity, mode))
         allowed = identities[identity][1]
         if mode == "lent":
-            _judge_drivers(account, identity, chain, ev, ours | allowed, numbers, record, upstream)
+            _judge_drivers(
+                account, identity, chain, ev, ours | allowed, numbers, record, upstream, judge
+            )
             continue
         found, missing = holds(account.partition(":")[2])
         if missing and mode == "ZT220" and not _google_lent(account):
@@ -544,7 +573,7 @@ def inbound_findings(
     direct = {(k[1], k[2], k[3], k[4]) for k in reached if k[0] == "ZT220" and not k[5]}
     for key in [k for k in reached if k[0] == "undriven" and (k[1], k[2], k[3], k[4]) in direct]:
         del reached[key]
-    out, notes = _report(reached, hold_of, identities, ev, ctx)
+    out, notes = _report(reached, hold_of, identities, ev, ctx, judged)
     # administrators (a basic role, a policy rewrite above the identities) can become them
     # anyway: editing a role adds nothing to what their note says
     admins = {normalize_principal(k[3]) for k in reached if k[0] == "admin" and not k[5]}
@@ -596,11 +625,13 @@ def _judge_drivers(
     numbers: frozenset[str],
     record: Callable[[str, _Hold, str, tuple[_Hold, ...]], None],
     upstream: deque[tuple[str, str, tuple[_Hold, ...], str]],
+    judge: Callable[[_Hold], ConditionResult],
 ) -> None:
     """Who can make a Google service act as ``account`` (lent in full: lending.LENDERS), which
     can become ``identity`` along ``chain``: each is judged as if it held ``chain``'s first
     grant itself — an administrator through a basic role is named in the note, another Google
-    service account is followed upstream, anyone else is ZT220."""
+    service account is followed upstream, anyone else is ZT220. A conditional grant
+    (``judge``) FALSE now and over the run's window drives nothing."""
     lent = _lent(account)
     if lent is None:
         return
@@ -614,6 +645,8 @@ def _judge_drivers(
         m = _AGENT.match(member)
         if m is not None and m.group(2) in _DEPUTY_DOMAINS and m.group(1) in numbers:
             continue  # a deputy agent builds / deploys for callers its service checked
+        if d.condition and judge(d).value is Tri.FALSE:
+            continue  # not now, nor at any time of the run's window
         if d.admin:
             record("admin", d, identity, chain)
         elif _google_service_account(member) and not d.unknown:
@@ -632,6 +665,7 @@ def _report(
     identities: dict[str, tuple[set[str], set[str]]],
     ev: Evaluator,
     ctx: CheckContext,
+    judged: dict[tuple[str, str, str, str], ConditionResult] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     out: list[Finding] = []
     admins: dict[tuple[str, str], tuple[list[str], set[str]]] = {}  # -> who, identities
@@ -653,6 +687,11 @@ def _report(
         tasks = sorted({t for target in targets for t in identities[target][0]})
         who = "anyone" if is_public_member(member) else member
         when = " (when its condition holds)" if condition else ""
+        verdict = (judged or {}).get((where, role, member, condition)) if condition else None
+        if verdict is not None and verdict.value is Tri.TRUE:
+            when = f" (its condition holds {verdict.reason or 'now'})"
+        elif verdict is not None and verdict.value is Tri.UNKNOWN:
+            when = f" (when its condition holds, which cannot be decided: {verdict.reason})"
         if code == "unread":
             message = (
                 f"{h.member} may run as {names}{through}, and who can become it is not known: "
@@ -684,7 +723,8 @@ def _report(
                 message += " (the role's definition is not known: it may carry any of them)"
             lent = _lent(chain[-1].member) if chain else None
             if lent is not None and (h.unknown or h.impersonate & lent[1].permissions):
-                message += f" ({lent[1].label} acts as {lent[1].what} of project {lent[0]})"
+                label = lent[1].label_for(h.impersonate) if not h.unknown else lent[1].label
+                message += f" ({label} acts as {lent[1].what} of project {lent[0]})"
             if runner is not None:
                 number, domain = runner
                 givers = _code_givers(ev, number, domain)

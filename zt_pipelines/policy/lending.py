@@ -46,6 +46,8 @@ class Lender:
         source: the Google documentation the entry is written from.
         writes: the lent part writes where the caller says (refused like a full lend, ZT216);
             reads and calls only are a warning (ZT224).
+        labels: (permission, edge name) where a permission makes the service act in another
+            way than ``label`` says (a function deploy builds as the default build account).
     """
 
     permissions: frozenset[str]
@@ -55,6 +57,15 @@ class Lender:
     lends: frozenset[str] | None = None
     source: str = ""
     writes: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label_for(self, granted: frozenset[str] | set[str]) -> str:
+        """The edge's name when ``granted`` (some of :attr:`permissions`) is what is held."""
+        if not self.labels:
+            return self.label
+        other = [label for permission, label in self.labels if permission in granted]
+        own = any(p in granted for p in self.permissions if p not in dict(self.labels))
+        return self.label if own or not other else other[0]
 
     def email(self, number: str) -> str | None:
         """The lent account of project ``number`` (``None``: one per resource, see
@@ -69,6 +80,22 @@ class Lender:
 
 
 _STORAGE_READ = frozenset({"storage.objects.get", "storage.objects.list"})
+
+#: who makes a build run as the project's default build account. A function deploy
+#: (https://cloud.google.com/functions/docs/securing/build-custom-sa: "By default, Cloud Run
+#: functions uses the default Cloud Build service account as the principal when performing
+#: your build") and a Cloud Run source deploy (a service's BuildConfig without a build
+#: service account: https://cloud.google.com/run/docs/configuring/services/build-service-account)
+#: check the deployer's actAs on the runtime account only; the build runs the deployer's
+#: source (install scripts, buildpacks) as the default build account, started by the
+#: service's agent. ``cloudfunctions.functions.sourceCodeSet`` only uploads source (no build).
+_DEFAULT_BUILD_LABELS: tuple[tuple[str, str], ...] = (
+    ("cloudfunctions.functions.create", "a function deploy (its build)"),
+    ("cloudfunctions.functions.update", "a function deploy (its build)"),
+    ("run.services.create", "a Cloud Run source deploy (its build)"),
+    ("run.services.update", "a Cloud Run source deploy (its build)"),
+)
+_DEFAULT_BUILD = frozenset({"cloudbuild.builds.create"} | {p for p, _ in _DEFAULT_BUILD_LABELS})
 
 #: permission -> the identity a Google service lends its holder (see :class:`Lender`)
 LENDERS: tuple[Lender, ...] = (
@@ -126,19 +153,21 @@ LENDERS: tuple[Lender, ...] = (
     ),
     Lender(
         # a build without a service account runs as one of the two, by organisation settings
-        frozenset({"cloudbuild.builds.create"}),
+        _DEFAULT_BUILD,
         "{number}@cloudbuild.gserviceaccount.com",
         "a build without a service account",
         "the legacy Cloud Build service account",
         source="https://cloud.google.com/build/docs/cloud-build-service-account",
+        labels=_DEFAULT_BUILD_LABELS,
     ),
     Lender(
-        frozenset({"cloudbuild.builds.create"}),
+        _DEFAULT_BUILD,
         "{number}-compute@developer.gserviceaccount.com",
         "a build without a service account",
         "the Compute Engine default service account (Cloud Build's default by organisation "
         "settings)",
         source="https://cloud.google.com/build/docs/cloud-build-service-account",
+        labels=_DEFAULT_BUILD_LABELS,
     ),
     Lender(
         # UploadModelRequest.serviceAccount empty (GCPC's upload never sets it): the agent

@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
+from zt_pipelines.policy.conditions import ConditionResult, Tri, request_attributes
 from zt_pipelines.policy.lending import LENDERS, Lender, lent_permissions
-from zt_pipelines.policy.members import Match
+from zt_pipelines.policy.members import Match, MemberMatch
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.snapshot import read_hides
 from zt_pipelines.policy.wording import plural
@@ -37,7 +39,8 @@ from zt_pipelines.resources import CRM, IAM
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
-    from zt_pipelines.policy.snapshot import Binding, Node
+    from zt_pipelines.policy.requirements import RunWindow
+    from zt_pipelines.policy.snapshot import Binding, Condition, Node
 
 #: permissions that let their holder become a service account, with the edge's label (most
 #: direct first). Granted on a project, folder or organisation they reach every SA below.
@@ -123,7 +126,10 @@ class Reach:
 
 @dataclass(frozen=True)
 class UnknownEdge:
-    """An edge the snapshot cannot settle, reached from ``start`` after ``path``."""
+    """An edge the snapshot cannot settle, reached from ``start`` after ``path``.
+
+    ``target``: the one identity it would reach (a lent identity, whose grants are known: the
+    edge matters only if reaching it would), or ``""`` (any account below ``node``)."""
 
     start: str
     path: tuple[Hop, ...]
@@ -132,6 +138,7 @@ class UnknownEdge:
     node: str = ""
     role: str = ""
     via: str = ""
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,8 +172,15 @@ class _Graph:
     """The edge index over one snapshot: which service accounts sit below each node, and which
     bindings there carry an edge permission (or a role of unknown definition)."""
 
-    def __init__(self, ev: Evaluator) -> None:
+    def __init__(
+        self, ev: Evaluator, now: datetime | None = None, window: RunWindow | None = None
+    ) -> None:
         self.ev = ev
+        self.now, self.window = now, window
+        # (role, node) -> the lenders the role's holders there make act: (number, lender,
+        # the lending permissions it carries, the edge's name); memoised per role and node
+        self._lends: dict[tuple[str, str], list[tuple[str, Lender, frozenset[str], str]]] = {}
+        self._lend_judged: dict[tuple[str, str, frozenset[str]], ConditionResult] = {}
         snap = ev.snapshot
         emails = {e.lower() for e in snap.service_accounts}
         for name, node in snap.nodes.items():
@@ -241,7 +255,7 @@ class _Graph:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
             cond = binding.condition.expression if binding.condition else ""
             if agents:
-                hops += self._runner_hops(member, node, binding, mm.match, via, cond, agents)
+                hops += self._runner_hops(member, node, binding, mm, via, agents, unknown, targets)
             if not targets:
                 continue
             perms = self.edge_permissions(binding.role)
@@ -274,27 +288,99 @@ class _Graph:
         member: str,
         node: Node,
         binding: Binding,
-        match: Match,
+        mm: MemberMatch,
         via: str,
-        cond: str,
         agents: list[tuple[str, Lender]],
+        unknown: list[UnknownEdge],
+        covered: list[str] | None,
     ) -> list[Hop]:
-        """Hops to the identities Google services lend ``member`` (lending.LENDERS). Only
-        settled grants: an unknown role or membership, or a condition, is no proven edge to a
-        lent identity (its own grants are still judged when someone reaches it)."""
-        perms = self.ev.role_permissions(binding.role)
-        if not perms or match is Match.UNKNOWN or cond:
+        """Hops to the identities Google services lend ``member`` (lending.LENDERS), judged as
+        a grant is: a condition TRUE now or at a time of the run's window where it can change
+        is an edge, FALSE none, UNKNOWN an unknown edge to that identity (as are a group of
+        unknown membership and a role of unknown definition — unless the binding is an
+        unknown edge to every account below already, ``covered``)."""
+        lends = self._lends.get((binding.role, node.name))
+        if lends is None:
+            lends = self._lends[(binding.role, node.name)] = self._lenders(binding.role, agents)
+        if not lends:
             return []
+        unsure = ""
+        if self.ev.role_permissions(binding.role) is None:
+            if covered:
+                return []  # an unknown edge to every account below already (ZT217)
+            unsure = "role definition unknown"
+        elif mm.match is Match.UNKNOWN:
+            unsure = mm.reason or "membership unknown"
         own = member.partition(":")[2]
+        condition = binding.condition
+        cond = condition.expression if condition else ""
         hops = []
-        for number, lender in agents:
-            if perms.isdisjoint(lender.permissions):
-                continue
+        for number, lender, gives, label in lends:
+            why = unsure
+            if condition is not None:
+                judged = self.lend_condition(condition, node, gives)
+                if judged.value is Tri.FALSE:
+                    continue  # not now, nor at any time of the run's window
+                if judged.value is Tri.UNKNOWN:
+                    why = "; ".join(
+                        w
+                        for w in (
+                            why,
+                            f"a conditional grant ({cond})"
+                            + (f": {judged.reason}" if judged.reason else ""),
+                        )
+                        if w
+                    )
             fixed = lender.email(number)
             for agent in (fixed,) if fixed else self._accounts_lent(number, lender):
-                if agent != own:
-                    hops.append(Hop(member, agent, lender.label, binding.role, node.name, via))
+                if agent == own:
+                    continue
+                if why:
+                    unknown.append(
+                        UnknownEdge(
+                            member,
+                            (),
+                            member,
+                            f"{label} would act as {lender.what}, {agent}: {why}",
+                            node.name,
+                            binding.role,
+                            via,
+                            agent,
+                        )
+                    )
+                else:
+                    hops.append(Hop(member, agent, label, binding.role, node.name, via, cond))
         return hops
+
+    def _lenders(
+        self, role: str, agents: list[tuple[str, Lender]]
+    ) -> list[tuple[str, Lender, frozenset[str], str]]:
+        """The lenders below a node whose permissions ``role`` carries (all of them when its
+        definition is unknown: it may)."""
+        perms = self.ev.role_permissions(role)
+        out = []
+        for number, lender in agents:
+            if perms is None:
+                out.append((number, lender, lender.permissions, lender.label))
+            elif not perms.isdisjoint(lender.permissions):
+                gives = perms & lender.permissions
+                out.append((number, lender, gives, lender.label_for(gives)))
+        return out
+
+    def lend_condition(
+        self, condition: Condition, node: Node, permissions: frozenset[str]
+    ) -> ConditionResult:
+        """A lending grant's condition, for a request for one of ``permissions`` on ``node``:
+        TRUE when it holds now or at a time inside the run's window where it can change (a
+        time-bound grant starting during the run), else UNKNOWN when it may, else FALSE.
+        Memoised per (expression, node, permissions): the same for every holder."""
+        key = (condition.expression, node.name, permissions)
+        found = self._lend_judged.get(key)
+        if found is None:
+            found = self._lend_judged[key] = judge_condition(
+                self.ev, condition, node, permissions, self.now, self.window
+            )
+        return found
 
     def _accounts_lent(self, number: str, lender: Lender) -> list[str]:
         """The per-resource accounts (a BigQuery connection's) of project ``number`` that the
@@ -323,11 +409,48 @@ class _Graph:
         return out
 
 
+def judge_condition(
+    ev: Evaluator,
+    condition: Condition,
+    node: Node,
+    permissions: frozenset[str],
+    now: datetime | None,
+    window: RunWindow | None,
+) -> ConditionResult:
+    """A grant's ``condition`` for a request for one of ``permissions`` on ``node``: TRUE when
+    it holds at ``now`` or at a time inside ``window`` where it can change (each timestamp it
+    names, the window's end), else UNKNOWN when it may at one of them, else FALSE. Without
+    ``now`` it is UNKNOWN (fail closed)."""
+    from zt_pipelines.policy.timewindow import later_times
+
+    if now is None:
+        return ConditionResult(Tri.UNKNOWN, "the check time is not known")
+    times = (now, *later_times(ev, condition.expression, now, window))
+    first_unknown: ConditionResult | None = None
+    for permission in sorted(permissions):
+        attrs = request_attributes(node.name, None, permission, node.kind)
+        for t in times:
+            got = ev.conditions.evaluate(condition, attrs, t)
+            if got.value is Tri.TRUE:
+                when = "" if t is now else f"from {t.isoformat()}, inside the run's window"
+                return ConditionResult(Tri.TRUE, when)
+            if got.value is Tri.UNKNOWN and first_unknown is None:
+                first_unknown = got
+    return first_unknown or ConditionResult(Tri.FALSE)
+
+
 def _unknown(member: str, node: Node, binding: Binding, via: str, why: str) -> UnknownEdge:
     return UnknownEdge(member, (), member, why, node.name, binding.role, via)
 
 
-def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str]]) -> ReachGraph:
+def reach_graph(
+    ev: Evaluator,
+    starts: list[str],
+    *,
+    expected: dict[str, set[str]],
+    now: datetime | None = None,
+    window: RunWindow | None = None,
+) -> ReachGraph:
     """Breadth-first from every start member over the impersonation edges of the snapshot.
 
     Args:
@@ -336,11 +459,14 @@ def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str
         expected: start member → service-account emails it is expected to become through a
             grant on the account itself (the pipeline SA's step SAs; the submitter's pipeline
             SA). Those hops are neither reported nor followed.
+        now: the check time: a conditional grant of a lending permission is judged at it and
+            over ``window`` (``None``: such a grant is an unknown edge).
+        window: until when the run uses its identities (``None``: the default run window).
 
     Returns:
         The shortest path to every identity each start can become, and unsettled edges.
     """
-    graph = _Graph(ev)
+    graph = _Graph(ev, now, window)
     cache: dict[str, tuple[list[Hop], list[UnknownEdge]]] = {}
     blind = graph.unreadable_policies()
     reaches: list[Reach] = []
@@ -357,7 +483,8 @@ def reach_graph(ev: Evaluator, starts: list[str], *, expected: dict[str, set[str
                 cache[member] = graph.out_edges(member)
             hops, unsure = cache[member]
             unknown.extend(
-                UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via) for u in unsure
+                UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via, u.target)
+                for u in unsure
             )
             if not path and allowed:
                 # an expected hop (the launcher's actAs on its own step) must not hide a

@@ -910,10 +910,14 @@ class _Walker:
                 where=where,
                 fix="declare the identity in one place",
             )
-        unreached: tuple[str, ...] = ()
-        if kind.name != "CustomJob":  # a CustomJob's are applied below, to its payload
+        if kind.name != "CustomJob":
             self._apply_launcher_fields(bindings, params, parsed, decl, kind, where)
-            unreached = self._apply_launcher_defaults(bindings, params, parsed, decl, kind)
+            unreached = self._apply_launcher_defaults(bindings, params, parsed, decl, kind, env)
+        else:  # before placement, so the job's network and CMEK key are the ones it runs with
+            self._apply_gcpc_fields(bindings, params, parsed, decl, where)
+            unreached = self._apply_custom_job_defaults(
+                bindings, params, parsed, decl, env, args[at]
+            )
         pools = payload_value(parsed, ("job_spec", "worker_pool_specs"), bindings, params, env)
         inner = _inner_kind(pools) if kind.name == "CustomJob" else None
         launched, launched_field, serving = self._job_identity_inputs(
@@ -941,7 +945,6 @@ class _Walker:
             )
         job = JobFields()
         if kind.name == "CustomJob":
-            self._apply_gcpc_fields(bindings, params, parsed, decl, where)
             job = _payload_job(parsed, bindings, params, env)
         safe = self._safe_artifacts(task)
         # a constant worker_pool_specs is judged string by string below, as a wrapped step's is
@@ -1590,6 +1593,7 @@ class _Walker:
         parsed: ParsedPayload,
         decl: StepDeclaration,
         kind: LauncherKind,
+        env: Env,
     ) -> tuple[str, ...]:
         """The pipeline-wide step defaults (``--step-network``, ``step_defaults=``, the ZT_
         variables) for a GCPC launcher left in place that is not a CustomJob: each one the
@@ -1598,7 +1602,7 @@ class _Walker:
         the report to say so (a default is no declaration of this step: never an error)."""
         inputs = _LAUNCHER_JOB_INPUTS.get(kind.name, {})
         used = {input_placeholder(s.placeholder) for s in parsed.slots}
-        own_network = any(bindings.get(n) not in (None, _EMPTY) for n in kind.network_inputs)
+        own_network = any(_input_set(n, bindings, params, env) for n in kind.network_inputs)
         unreached: list[str] = []
         for name in JobFields.__dataclass_fields__:
             value = getattr(self.defaults, name)
@@ -1608,10 +1612,51 @@ class _Walker:
             if input_name is None or input_name not in params or input_name not in used:
                 unreached.append(name)
                 continue
-            if bindings.get(input_name) not in (None, _EMPTY):
+            if _input_set(input_name, bindings, params, env):
                 continue  # the task sets it: the step's own value wins
             if name == "network" and own_network:
                 continue  # the step has its own network (a subnetwork, tags ...)
+            value = list(value) if isinstance(value, tuple) else value
+            bindings[input_name] = {"runtimeValue": {"constant": value}}
+        return tuple(unreached)
+
+    def _apply_custom_job_defaults(
+        self,
+        bindings: dict[str, Any],
+        params: dict[str, Any],
+        parsed: ParsedPayload,
+        decl: StepDeclaration,
+        env: Env,
+        payload: str,
+    ) -> tuple[str, ...]:
+        """The pipeline-wide step defaults for a CustomJob launcher left in place (GCPC's
+        ``CustomTrainingJobOp``, ``create_custom_training_job_from_component``, Google's own
+        jobs): each one the step does not set itself is bound to the input whose placeholder
+        is the whole value of that job field in the payload (:data:`_JOB_PATHS`); the names
+        of those the payload has no such input for are returned, for the report to say so
+        (Google's AutoML payloads have no network). Machine shape is never a default here: a
+        CustomJob's worker pools always set their own."""
+        own = {
+            name: _set_in_payload(parsed, _JOB_PATHS[name], bindings, params, env)
+            for name in _JOB_PATHS
+        }
+        # a step with its own network or PSC interface keeps its whole network placement
+        own_network = own["network"] or own["psc_interface_config"]
+        unreached: list[str] = []
+        for name in JobFields.__dataclass_fields__:
+            value = getattr(self.defaults, name)
+            path = _JOB_PATHS.get(name)
+            if value is None or path is None or getattr(decl.job, name) is not None:
+                continue  # unset, machine shape or reach, or the step's own declaration wins
+            if own[name] or (own_network and name in _NETWORK_FIELDS):
+                continue  # the step sets it: the step's own value wins
+            input_name = _sole_input_at(parsed, path)
+            if input_name is None or input_name not in params:
+                unreached.append(name)  # a literal, absent, or not the component's input
+                continue
+            if input_binding(input_name, bindings, params, env) is None and "IfPresent" in payload:
+                unreached.append(name)  # providing it could turn an IfPresent branch
+                continue
             value = list(value) if isinstance(value, tuple) else value
             bindings[input_name] = {"runtimeValue": {"constant": value}}
         return tuple(unreached)
@@ -1656,8 +1701,6 @@ class _Walker:
         self.new_components[new_name] = component
         return new_name
 
-
-_EMPTY = {"runtimeValue": {"constant": ""}}  # what KFP binds for an input left at ''
 
 _DATAPROC_INPUTS = {
     "network": "network_uri",
@@ -2070,6 +2113,68 @@ _JOB_PATHS: dict[str, tuple[str, ...]] = {
     "psc_interface_config": ("job_spec", "psc_interface_config"),
     "persistent_resource_id": ("job_spec", "persistent_resource_id"),
 }
+
+
+_NETWORK_FIELDS = frozenset({"network", "psc_interface_config", "reserved_ip_ranges"})
+
+
+def _set_in_payload(
+    parsed: ParsedPayload,
+    path: tuple[str, ...],
+    bindings: dict[str, Any],
+    params: dict[str, Any],
+    env: Env,
+) -> bool:
+    """Whether the payload's job field at ``path`` holds a value of the step's own: a literal
+    or an input that is set (empty text, ``{}``, ``[]``, a component's default ``false`` and
+    the pipeline's persistent-resource placeholder are "not set"; a value known only at run
+    time is the step's own — placement refuses it where it matters)."""
+    node = field_at(parsed.tree, path)
+    if node is None:
+        return False
+    name = input_placeholder(node.placeholder if isinstance(node, Raw) else node)
+    if name is None:  # a literal, or text around a placeholder (not known: named instead)
+        if isinstance(node, str) and "{{" in node and not _pipeline_default(node):
+            return False
+        return not (node in ("", {}, [], False) or _pipeline_default(node))
+    return _input_set(name, bindings, params, env)
+
+
+def _input_set(name: str, bindings: dict[str, Any], params: dict[str, Any], env: Env) -> bool:
+    """Whether input ``name`` holds a value of the step's own, as resolved (a pipeline
+    parameter left at ``''`` is not one: the first and a second rewrite must agree)."""
+    bound = input_binding(name, bindings, params, env)
+    if bound is None:
+        return False
+    if bound.kind != "constant":
+        return True
+    value = bound.value
+    if value is False:  # set only when the task passes it: GCPC's default is false
+        return name in bindings
+    return not (value is None or value in ("", {}, []) or _pipeline_default(value))
+
+
+def _pipeline_default(value: Any) -> bool:
+    """A placeholder Vertex fills from the pipeline job (GCPC's persistent resource id)."""
+    return isinstance(value, str) and bool(_PIPELINE_PLACEHOLDER.match(value))
+
+
+def _sole_input_at(parsed: ParsedPayload, path: tuple[str, ...]) -> str | None:
+    """The input whose placeholder is the whole value at ``path`` and used nowhere else in
+    the payload (a default bound to it changes that job field and nothing else), else
+    ``None``."""
+    node = field_at(parsed.tree, path)
+    if not isinstance(node, (str, Raw)):
+        return None
+    name = input_placeholder(node.placeholder if isinstance(node, Raw) else node)
+    if name is None:
+        return None
+    for slot in parsed.slots:
+        if input_placeholder(slot.placeholder) == name and (
+            tuple(slot.path) != path or not slot.whole
+        ):
+            return None
+    return name
 
 
 def _payload_job(
