@@ -41,6 +41,7 @@ from zt_pipelines.policy.assembly import (
     dump_name,
     project_dumps_failed,
     project_of_name,
+    reach_projects,
     sa_project,
 )
 from zt_pipelines.policy.lending import lent_accounts
@@ -410,7 +411,12 @@ class FetchPlan:
                 self.cache.put_parent(node.name, node.parent, node.project_number)
             self._resolve_buckets()
             if node.name != full:  # fetched by number: the id-keyed reads follow
-                self._project(node.name.rsplit("/", 1)[1])
+                ident = node.name.rsplit("/", 1)[1]
+                self._project(ident)
+                with self._lock:
+                    reached = ref in self.s.reach_projects
+                if reached:
+                    self._reach_project(ident)
             self._parent(node)
 
         hierarchy = self.a.hierarchy
@@ -838,21 +844,7 @@ class FetchPlan:
         if project:
             self._hmac_keys(project)
             self._api_keys(project)
-
-            def listed(accounts: list[ServiceAccount], project: str = project) -> None:
-                with self._lock:
-                    self.s.listed_projects.add(project)
-                    for sa in accounts:
-                        self.s.accounts[sa.email.lower()] = sa
-
-            iam = self.a.iam
-            self._submit_listing(
-                ("serviceAccounts.list", project),
-                lambda: _start(iam, "start_list_service_accounts", project),
-                lambda token: _after(iam, "list_service_accounts_after", project, token),
-                listed,
-                lambda again: listed(_retried(iam, again).list_service_accounts(project)),
-            )
+            self._list_accounts(project)
         else:
 
             def get_account() -> None:
@@ -867,6 +859,33 @@ class FetchPlan:
         if self.inventory:
             return  # keys from the key search, the account's policy from its project's dump
         self._account_reads(email, name, project)
+
+    def _list_accounts(self, project: str) -> None:
+        """The project's service accounts (one listing per project)."""
+
+        def listed(accounts: list[ServiceAccount]) -> None:
+            with self._lock:
+                self.s.listed_projects.add(project)
+                for sa in accounts:
+                    self.s.accounts[sa.email.lower()] = sa
+
+        iam = self.a.iam
+        self._submit_listing(
+            ("serviceAccounts.list", project),
+            lambda: _start(iam, "start_list_service_accounts", project),
+            lambda token: _after(iam, "list_service_accounts_after", project, token),
+            listed,
+            lambda again: listed(_retried(iam, again).list_service_accounts(project)),
+        )
+
+    def _reach_project(self, ref: str) -> None:
+        """A project a search found an edge grant on (:func:`reach_projects`): read like a
+        declared one (number, parent, policy) and list its accounts — whom the grant reaches."""
+        with self._lock:
+            self.s.reach_projects.add(ref)
+        self._project(ref)
+        if not ref.isdigit():  # by number: listed under its id once projects.get names it
+            self._list_accounts(ref)
 
     def _hmac_keys(self, project: str) -> None:
         """The project's Cloud Storage HMAC keys: one listing per project (both strategies),
@@ -1007,6 +1026,10 @@ class FetchPlan:
             self._role_read(role)
         for number in numbers:
             self._project(number)
+        with self._lock:
+            reached = reach_projects(self.s, self._projects_planned)
+        for ref in reached:
+            self._reach_project(ref)
         with self._lock:
             roots = sorted(self.s.roots | self._search_roots)
         for root in roots:  # sets of chains completed after their root's searches went out

@@ -13,10 +13,12 @@ Pure: no IO, no clock.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zt_pipelines.policy.lending import LENDING_PERMISSIONS
+from zt_pipelines.policy.reach import EDGE_PERMISSIONS
 from zt_pipelines.policy.snapshot import (
     ASSET_TYPES,
     AllowPolicy,
@@ -52,6 +54,9 @@ class Reads:
     # hierarchy node -> its Privileged Access Manager entitlements (nodes listed)
     entitlements: dict[str, list[Entitlement]] = field(default_factory=dict)
     listed_projects: set[str] = field(default_factory=set)
+    # projects read because a search found an edge grant on them (reach_projects): their
+    # listed accounts are kept in the snapshot, as a file holds every account
+    reach_projects: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
     # principal (an email, or a principal set containing one) -> roots searched for it
@@ -106,11 +111,21 @@ def assemble(
         )
     # search hits: filtered bindings on nodes we did not read directly
     failed = {u.target for u in unreadable}
+    # a project read only for whom its grants reach: a failed read must not lose the grant the
+    # search found (the project is then unlisted: reach cannot settle the edge, ZT217)
+    reached = {CRM + "projects/" + p for p in s.reach_projects}
+    reached |= {CRM + "projects/" + s.numbers[p] for p in s.reach_projects if p in s.numbers}
+    for name in sorted(reached):
+        ref = name.rsplit("/", 1)[1]
+        if ref not in s.listed_projects and ref not in s.numbers:
+            unreadable.append(
+                Unreadable(name, "serviceAccounts.list", "its service accounts were not listed")
+            )
     for hit in s.hits:
         # Cloud Asset names projects by number and accounts by unique id: use our keys
         name = dump_name(hit, s)
         # a direct read is authoritative; when it failed, the index must not stand in for it
-        if name in s.policies or name in failed:
+        if name in s.policies or (name in failed and name not in reached):
             continue
         existing = nodes.get(name)
         merged = merge_policies(existing.policy if existing else None, hit.policy)
@@ -172,6 +187,10 @@ def assemble(
                     f"the API keys bound to {email} were not listed",
                 )
             )
+    for email, sa in s.accounts.items():
+        # whom an edge grant on a project reaches: its accounts (keys not read: not identities)
+        if email not in accounts and sa.project_id in s.reach_projects:
+            accounts[email] = sa
     complete = frozenset(
         f"serviceAccount:{email}"
         for email, roots in s.searched.items()
@@ -187,6 +206,31 @@ def assemble(
         entitlements=tuple(e for node in sorted(s.entitlements) for e in s.entitlements[node]),
         live=True,
     )
+
+
+#: what a grant must carry for its project's accounts and lent agents to matter to reach
+_REACHING = frozenset(EDGE_PERMISSIONS) | LENDING_PERMISSIONS
+
+
+def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:
+    """Projects (id, or number when the id is not known) on which a principal search found a
+    grant that can make an edge — an impersonation or lending permission, or a role of
+    unknown definition — and that the fetch has not read. Whom such a grant reaches is every
+    service account and lent agent of the project, so its number, parent and accounts must be
+    read, as a snapshot file holds them; a search hit alone names none of them."""
+    out: set[str] = set()
+    for hit in s.hits:
+        if not hit.resource.startswith(CRM + "projects/"):
+            continue
+        ref = dump_name(hit, s).rsplit("/", 1)[1]
+        if ref in planned or ref in out or CRM + "projects/" + ref in s.nodes:
+            continue
+        for binding in hit.policy.bindings:
+            role = s.roles.get(binding.role)
+            if role is None or not role.permissions.isdisjoint(_REACHING):
+                out.add(ref)
+                break
+    return sorted(out)
 
 
 def _sets_searched(s: Reads, email: str) -> bool:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.conditions import ConditionResult, Tri, request_attributes
-from zt_pipelines.policy.lending import LENDERS, Lender, lent_permissions
+from zt_pipelines.policy.lending import LENDERS, LENDING_PERMISSIONS, Lender, lent_permissions
 from zt_pipelines.policy.members import Match, MemberMatch
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.snapshot import read_hides
@@ -66,6 +66,7 @@ EDGE_PERMISSIONS: dict[str, str] = {
     "resourcemanager.organizations.setIamPolicy": "setIamPolicy",
 }
 _EDGE_SET = frozenset(EDGE_PERMISSIONS)
+_REACHING = _EDGE_SET | LENDING_PERMISSIONS
 _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
 
 #: Google service agents that run the code a caller hands them, with no actAs asked: whoever
@@ -207,6 +208,11 @@ class _Graph:
                     (project.project_number, lender) for lender in LENDERS
                 )
         self._per_resource: list[str] | None = None
+        # projects whose service accounts could not be listed: whom an edge there reaches is
+        # unknown (live mode lists the identities' projects and those a search found edges on)
+        self.unlisted = frozenset(
+            u.target for u in snap.unreadable if u.what == "serviceAccounts.list"
+        )
 
     def _sa_node(self, email: str) -> str:
         for name in (
@@ -233,6 +239,11 @@ class _Graph:
         above, _ = self.ev.chain(project)
         return above
 
+    def _reaching(self, role: str) -> bool:
+        """Can a grant of ``role`` make an edge (impersonation or lending; unknown: yes)?"""
+        perms = self.ev.role_permissions(role)
+        return perms is None or not perms.isdisjoint(_REACHING)
+
     def edge_permissions(self, role: str) -> frozenset[str] | None:
         """The edge permissions ``role`` includes (``None``: definition unknown)."""
         if role not in self.edge_roles:
@@ -246,11 +257,15 @@ class _Graph:
         unknown: list[UnknownEdge] = []
         if lent_permissions(member.partition(":")[2]) is not None:
             return hops, unknown  # lent only in part (its reads): none of its edges are
-        agents_below, below = self.agents_below, self.below
+        agents_below, below, unlisted = self.agents_below, self.below, self.unlisted
         for node, binding, mm, via in self.ev.member_bindings(member):
             name = node.name
             agents = agents_below.get(name)
             targets = below.get(name)
+            if unlisted and name in unlisted and self._reaching(binding.role):
+                unknown.append(
+                    _unknown(member, node, binding, via, "its service accounts could not be listed")
+                )
             if not agents and not targets:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
             cond = binding.condition.expression if binding.condition else ""
