@@ -74,6 +74,9 @@ class AuditIdentity:
             launcher kind, whether it was wrapped in a CustomJob, and where its job runs
             (written as ``job`` when there is a kind): drift re-derives the step's implicit
             needs from them as the check did.
+        code_project / code_location: for a wrapped container step, where its own
+            ``project`` / ``location`` inputs point its code (its job runs in the pipeline's
+            place); written in ``job`` only when set.
     """
 
     role: Literal["pipeline", "step", "launched", "serving"]
@@ -85,6 +88,8 @@ class AuditIdentity:
     wrapped_launcher: bool = False
     job_project: str = ""
     job_location: str = ""
+    code_project: str = ""
+    code_location: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ class Decision:
                                 "wrapped": i.wrapped_launcher,
                                 "project": i.job_project,
                                 "location": i.job_location,
+                                **_code_place(i),
                             }
                         }
                         if i.job_kind
@@ -180,6 +186,17 @@ class Decision:
         if self.judged_at:
             body["judged_at"] = self.judged_at
         return body
+
+
+def _code_place(identity: AuditIdentity) -> dict[str, str]:
+    """Where a wrapped step's code is pointed, for its record's ``job`` (only what is set, so
+    the records of other steps stay as they were)."""
+    out = {}
+    if identity.code_project:
+        out["code_project"] = identity.code_project
+    if identity.code_location:
+        out["code_location"] = identity.code_location
+    return out
 
 
 @dataclass(frozen=True)
@@ -387,6 +404,8 @@ def identities_from(
                 wrapped_launcher=bool(getattr(step, "wrapped_launcher", False)),
                 job_project=str(getattr(step, "job_project", None) or ""),
                 job_location=str(getattr(step, "job_location", None) or ""),
+                code_project=str(getattr(step, "code_project", None) or ""),
+                code_location=str(getattr(step, "code_location", None) or ""),
             )
         )
         own = (getattr(step, "service_account", None) or "").lower()
