@@ -105,8 +105,13 @@ def find_shadows(
     location: str,
     spec_labels: tuple[str, str],
     verified: set[str] | frozenset[str] = frozenset(),
+    expect_policy: Sequence[str] = (),
 ) -> ShadowResult:
-    """Classify every job and schedule; ``verified``: job ids already verified clean."""
+    """Classify every job and schedule; ``verified``: job ids already verified clean;
+    ``expect_policy``: the policy digests every approval must name (ZT642/ZT643, none when
+    empty)."""
+    from zt_pipelines.monitor.authority import policy_findings
+
     findings: list[Finding] = []
     to_verify: list[JobSummary] = []
     plain = [dict(r) for r in records]
@@ -158,6 +163,7 @@ def find_shadows(
                 )
             )
             continue
+        findings.extend(policy_findings(approval, expect_policy, resource=job.name))
         if job.finished and job.job_id not in verified:
             to_verify.append(job)
     live: list[Mapping[str, object]] = []
@@ -174,6 +180,7 @@ def find_shadows(
                 )
             )
             continue
+        findings.extend(policy_findings(approval, expect_policy, resource=schedule.name))
         if schedule.active:
             live.append(approval)
     return ShadowResult(tuple(findings), tuple(to_verify), tuple(live))
