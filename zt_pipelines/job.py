@@ -670,11 +670,12 @@ class PipelineJob(  # type: ignore[misc]
         return approval.decision_sha256 if approval else None
 
     def _repr_html_(self) -> str:
+        import html
+
         report = getattr(self, "last_report", None)
-        head = (
-            f"<p><b>zt_pipelines.PipelineJob</b> {self._gca_resource.display_name} "
-            f"({self.project}/{self.location})</p>"
-        )
+        # the display name is any UTF-8 a project member chose (a job from get()/list()): text
+        where = html.escape(f"{self._gca_resource.display_name} ({self.project}/{self.location})")
+        head = f"<p><b>zt_pipelines.PipelineJob</b> {where}</p>"
         if report is None:
             return head + "<p>not verified yet: call <code>verify()</code></p>"
         return head + str(report._repr_html_())
