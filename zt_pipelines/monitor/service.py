@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
 from zt_pipelines.audit.shape import record_problem
@@ -24,6 +24,9 @@ from zt_pipelines.policy.conditions import parse_rfc3339
 from zt_pipelines.policy.wording import plural
 
 POST_RUN_ACTION = "verify-run"
+
+
+_V = TypeVar("_V")
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
@@ -107,6 +110,7 @@ def verify_run(
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
+    expect_policy: Sequence[str] | None = None,
 ) -> RunVerdict:
     """Verify a pipeline run against its approval and (by default) record the result.
 
@@ -120,11 +124,16 @@ def verify_run(
         retry: the retry policy for every read.
         clock: the current time (the report and the audit record).
         record: append the post-run record.
+        expect_policy: the policy digests the approval must name (ZT642/ZT643;
+            :func:`expected_policy`): ``None`` is the organisation's binding file, if any.
 
     Raises:
         ApiError: the post-run record could not be appended.
+        PolicyFileError: the expected policy cannot be read.
     """
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+
+    expected = expected_policy(expect_policy)
 
     factory = factory or ClientFactory(credentials, project=project)
     adapter = VertexJobsAdapter(factory, retry)
@@ -132,18 +141,79 @@ def verify_run(
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
     spec_labels, verified_label = _labels()
+    now, what_if = judged_now(clock)
     verdict = evaluate_run(
         run,
         records,
-        now=clock(),
+        now=now,
         spec_labels=spec_labels,
         verified_label=verified_label,
         chain_problem=chain_problem,
         decision_labels=_decision_labels(),
     )
+    verdict = _with_policy(verdict, expected, resource=run.name)
+    verdict = _with_findings(verdict, [what_if] if what_if else [])
     if record:
         log.append(post_run_decision(verdict, submitter=_who(factory)))
     return verdict
+
+
+def judged_now(clock: Callable[[], datetime]) -> tuple[datetime, Any]:
+    """The time a monitoring verb judges at, and ZT405 when ``clock`` is far from the machine's
+    (outside a test suite, :mod:`zt_pipelines.clock`): which approvals, runs and log entries
+    fall in a window was then decided as of another time — a past clock hides recent misuse, a
+    future one pushes approvals out of ``--since`` — so the result never passes."""
+    from zt_pipelines.clock import decision_time, what_if_message
+    from zt_pipelines.policy.report import Finding, Severity
+
+    judged = decision_time(clock())
+    if not judged.what_if:
+        return judged.judged_at, None
+    return judged.judged_at, Finding(
+        "ZT405",
+        Severity.ERROR,
+        what_if_message(
+            judged,
+            what="which approvals, runs and log entries fall in the window was decided at "
+            "a time that is not now",
+        ),
+    )
+
+
+def _with_findings(verdict: _V, found: Sequence[Any]) -> _V:
+    """``verdict`` (a run, drift or usage verdict) with ``found`` added to its report."""
+    import dataclasses
+
+    from zt_pipelines.policy.report import sort_findings
+
+    if not found:
+        return verdict
+    report: Any = getattr(verdict, "report")  # noqa: B009 - every verdict kind alike
+    report = dataclasses.replace(report, findings=sort_findings([*report.findings, *found]))
+    return dataclasses.replace(verdict, report=report)  # type: ignore[type-var]
+
+
+def expected_policy(expect_policy: Sequence[str] | None) -> tuple[str, ...]:
+    """The policy digests approvals must name: each of ``expect_policy`` (a sha256, or a
+    policy file: its two digests), or — ``None`` — the organisation's file when
+    ``ZT_POLICY_BINDING`` / ``ZT_POLICY_SHA256`` make it binding (else none: not checked).
+
+    Raises:
+        PolicyFileError: a file that cannot be read, or a misconfigured binding.
+    """
+    from zt_pipelines.authority import expected_policies, policy_digests
+
+    if expect_policy is None:
+        return expected_policies()
+    return tuple(dict.fromkeys(d for spec in expect_policy for d in policy_digests(spec)))
+
+
+def _with_policy(verdict: _V, expected: Sequence[str], *, resource: str = "") -> _V:
+    """``verdict`` (a run or drift verdict) with ZT642/ZT643 for its approval."""
+    from zt_pipelines.monitor.authority import policy_findings
+
+    approval: Any = getattr(verdict, "approval", None)
+    return _with_findings(verdict, policy_findings(approval or None, expected, resource=resource))
 
 
 def _who(factory: ClientFactory) -> str:
@@ -232,18 +302,26 @@ def drift(
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
     approvals: list[dict[str, Any]] | None = None,
+    expect_policy: Sequence[str] | None = None,
 ) -> list[Any]:
     """Re-evaluate every still-relevant approval (or just ``approvals``) against today's IAM
     (``snapshot`` — a file or
     :class:`~zt_pipelines.policy.snapshot.Snapshot` — or live) and return one
     :class:`~zt_pipelines.monitor.drift.DriftVerdict` per approval; each result is appended to
-    the audit log (action ``drift``) and is the next check's posture baseline."""
+    the audit log (action ``drift``) and is the next check's posture baseline.
+    ``expect_policy``: as :func:`verify_run` (an approval under another policy is ZT642, one
+    naming none ZT643).
+
+    Raises:
+        PolicyFileError: the expected policy cannot be read.
+    """
     from zt_pipelines.monitor.drift import DriftVerdict, baseline_from
     from zt_pipelines.policy.report import Finding, Report, Severity
 
+    expected = expected_policy(expect_policy)
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
-    now = clock()
+    now, what_if = judged_now(clock)
     if chain_problem:
         report = Report(
             findings=(
@@ -268,9 +346,12 @@ def drift(
             now=now,
             baseline=baseline_from(records, approval),
         )
+        verdict = _with_findings(_with_policy(verdict, expected), [what_if] if what_if else [])
         verdicts.append(verdict)
         if record:
             log.append(_drift_decision(verdict, submitter=_who(ClientFactory(credentials))))
+    if what_if and not verdicts:  # nothing in the window as of that time: still no pass
+        verdicts.append(DriftVerdict({}, Report(findings=(what_if,), checked_at=now.isoformat())))
     return verdicts
 
 
@@ -518,7 +599,7 @@ def usage(
             "(projects/PROJECT/locations/LOCATION/buckets/BUCKET/views/VIEW)"
         )
     factory = factory or ClientFactory(credentials, project=project)
-    now = clock()
+    now, what_if = judged_now(clock)
     start = now - since
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
@@ -699,6 +780,7 @@ def usage(
     verdict = replace(
         verdict, report=replace(verdict.report, notes=(*verdict.report.notes, *notes))
     )
+    verdict = _with_findings(verdict, [what_if] if what_if else [])
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
@@ -991,17 +1073,25 @@ def monitor_once(
     clock: Callable[[], datetime] = utc_now,
     snapshot: Any = None,
     progress: Callable[[str], None] | None = None,
+    expect_policy: Sequence[str] | None = None,
 ) -> tuple[Any, list[Any]]:
     """One monitoring pass over a location: every pipeline job and schedule listed; shadows
     flagged (ZT640/ZT641); finished zt runs not yet verified go through :func:`verify_run`;
     active zt schedules through :func:`drift`. Returns the combined report and the per-item
-    results (verify-run and drift verdicts). A list that fails is ZT600 (fail closed)."""
+    results (verify-run and drift verdicts). A list that fails is ZT600 (fail closed).
+    ``expect_policy``: as :func:`verify_run`, for every approval a job or schedule matches.
+
+    Raises:
+        PolicyFileError: the expected policy cannot be read.
+    """
     from zt_pipelines.errors import ApiError
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
     from zt_pipelines.monitor.shadow import JobSummary, ScheduleSummary, find_shadows
     from zt_pipelines.policy.report import Finding, Report, Severity, sort_findings
 
     say = progress or (lambda _text: None)
+    expected = expected_policy(expect_policy)
+    now, what_if = judged_now(clock)
     factory = factory or ClientFactory(credentials, project=project)
     adapter = VertexJobsAdapter(factory, retry)
     log = open_audit_log(audit_log, clock)
@@ -1039,8 +1129,11 @@ def monitor_once(
         location=location,
         spec_labels=spec_labels,
         verified=verified,
+        expect_policy=expected,
     )
     findings.extend(shadows.findings)
+    if what_if:  # said once for the pass (the runs and schedules below repeat it)
+        findings.append(what_if)
     results: list[Any] = []
     for index, job in enumerate(shadows.to_verify, start=1):
         say(f"verify-run {index}/{len(shadows.to_verify)}: {job.job_id}")
@@ -1052,9 +1145,12 @@ def monitor_once(
             factory=factory,
             retry=retry,
             clock=clock,
+            expect_policy=(),  # the listing above judged every approval's policy
         )
         results.append(verdict)
-        findings.extend(_tagged(verdict.report.findings, f"job {job.job_id}"))
+        findings.extend(
+            _tagged([f for f in verdict.report.findings if f.code != "ZT405"], f"job {job.job_id}")
+        )
     if shadows.live_schedule_approvals:
         say(f"drift of {plural(len(shadows.live_schedule_approvals), 'active schedule')}")
         drifted = drift(
@@ -1064,12 +1160,13 @@ def monitor_once(
             emulator_host=factory.emulator_host,
             clock=clock,
             approvals=[dict(a) for a in shadows.live_schedule_approvals],
+            expect_policy=(),  # judged with the schedules above
         )
         results.extend(drifted)
         for d in drifted:
             findings.extend(
                 _tagged(
-                    [f for f in d.report.findings if f.code != "ZT629"],
+                    [f for f in d.report.findings if f.code not in ("ZT629", "ZT405")],
                     f"schedule approval seq {d.approval.get('seq')}",
                 )
             )
@@ -1078,7 +1175,7 @@ def monitor_once(
         pipeline="monitor",
         project=project,
         location=location,
-        checked_at=clock().isoformat(),
+        checked_at=now.isoformat(),
         notes=(
             f"{plural(len(jobs), 'pipeline job')}, {plural(len(schedules), 'schedule')} listed; "
             f"{plural(len(shadows.to_verify), 'run')} verified, "
