@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ZT_SHARED_DIR", ROOT.parent / "shared"))
+# the suite judges fixtures at fixed times (2026-...): outside a test suite a time that far
+# from the machine's clock is a what-if (ZT405) and never dates a record (zt_pipelines.clock)
+os.environ.setdefault("ZT_TEST_CLOCK", "1")
 CORPUS = SHARED / "corpus" / "kfp-compiled"
 GCPC_CORPUS = SHARED / "corpus" / "gcpc-2.22"
 ROLES_FILE = SHARED / "data" / "gcp-predefined-roles.json.gz"

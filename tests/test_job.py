@@ -330,6 +330,24 @@ def test_verify_returns_a_report_and_writes_nothing(
     assert "<table" in bad._repr_html_()
 
 
+def test_notebook_views_show_untrusted_names_as_text(
+    emu: Emulator, templates: dict[str, str], audit: AuditLog
+) -> None:
+    """A display name is any UTF-8 a project member chose (a job from get()/list() included):
+    every HTML view shows it as text; so does a refusal without a report."""
+    name = 'x<img src=x onerror="alert(document.domain)"><script>alert(1)</script>'
+    job = make_job(templates["training"], audit)
+    job._gca_resource.display_name = name
+    for view in (
+        job._repr_html_(),
+        (job.verify(service_account=PIPELINE_SA), job._repr_html_())[1],
+    ):
+        assert "<img" not in view and "<script" not in view
+        assert "x&lt;img src=x onerror=&quot;alert(document.domain)&quot;&gt;" in view
+    bare = zt.ZeroTrustViolation(f"refused {name}")._repr_html_()
+    assert "<img" not in bare and "<script" not in bare and bare.startswith("<pre>")
+
+
 def test_create_schedule_uses_the_verified_spec(
     emu: Emulator, templates: dict[str, str], audit: AuditLog
 ) -> None:

@@ -298,7 +298,7 @@ def test_deputy_agents_that_build_for_their_callers_are_not_drivers() -> None:
 
 @pytest.mark.parametrize("approval", [False, True])
 def test_eligibility_for_deploying_drives_the_agent_too(approval: bool) -> None:
-    # a PAM entitlement without approval is a grant whenever asked (with one: not a driver)
+    # a PAM entitlement without approval is a grant whenever asked (with one: ZT222)
     data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
     data["entitlements"] = [
         {
@@ -308,10 +308,17 @@ def test_eligibility_for_deploying_drives_the_agent_too(approval: bool) -> None:
             "approvalRequired": approval,
         }
     ]
-    found = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    report = run(data)
+    found = [f for f in report.by_code("ZT220") if f.principal == MALLORY]
     assert bool(found) is not approval
     if found:
         assert "entitlements/deployers" in found[0].message
+    # behind an approval: a warning, as for an entitlement to impersonate (ZT222)
+    gated = [f for f in report.by_code("ZT222") if f.principal == MALLORY]
+    assert bool(gated) is approval, str(report)
+    if gated:
+        assert "once an approver grants it" in gated[0].message
+        assert "entitlements/deployers" in gated[0].message and TRAIN_SA in gated[0].message
 
 
 def test_a_lent_account_upstream_of_an_account_that_may_run_as_a_step() -> None:
@@ -597,3 +604,19 @@ def test_a_conditional_lending_grant_is_judged_inward(case: str, role: str, buil
         assert "cannot be decided" in found[0].message
     elif case == "true during the run":
         assert "inside the run's window" in found[0].message
+
+
+@pytest.mark.parametrize("where", [FOLDER, ORG])
+@pytest.mark.parametrize("case", ["true", "unknown", "false"])
+def test_a_conditional_lending_grant_above_the_project(where: str, case: str) -> None:
+    # granted on the folder or organisation: every project below lends (ml-prod's Google
+    # APIs agent is editor there)
+    data = grant(world_dict(), PROJECT, "roles/editor", GAPI)
+    grant(data, where, DM_EDITOR, TRAIN_MEMBER, _CONDITIONS[case])
+    report = run(data)
+    found = {
+        f.code
+        for f in report.findings
+        if f.principal == TRAIN_MEMBER and GAPI.partition(":")[2] in f.message
+    }
+    assert found == {"true": {"ZT216"}, "unknown": {"ZT217"}, "false": set()}[case], str(report)

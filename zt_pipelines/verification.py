@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from zt_pipelines.clock import DecisionTime, decision_time, what_if_message
 from zt_pipelines.errors import (
     ApiError,
     DefaultIdentityError,
@@ -32,7 +33,7 @@ from zt_pipelines.errors import (
 )
 from zt_pipelines.identity import classify_identity, submitter_member
 from zt_pipelines.model import JobFields, RewriteResult
-from zt_pipelines.policy.orgpolicy import OrgPolicy, load_policy
+from zt_pipelines.policy.orgpolicy import OrgPolicy
 from zt_pipelines.policy.report import Evidence, Finding, Report, Severity, sort_findings
 from zt_pipelines.policy.requirements import (
     CheckContext,
@@ -232,7 +233,8 @@ def check_rewritten(
             credentials, submitter_credentials, emulator or None
         )
     pipeline_root = pipeline_root_of(result, pipeline_root)
-    when = now or datetime.now(timezone.utc)
+    judged = decision_time(now)
+    when = judged.judged_at
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
     org_policy = resolve_policy(policy)
     requirements = derive_requirements(
@@ -317,6 +319,7 @@ def check_rewritten(
     )
     report = _credentials_in_spec(report, result.spec)
     report = _unreached_defaults(report, result.steps)
+    report = _what_if(report, judged)
     if _LOG.isEnabledFor(logging.INFO):
         from zt_pipelines.policy.render import plural
 
@@ -328,6 +331,25 @@ def check_rewritten(
             plural(len(report.findings), "finding"),
         )
     return replace(report, notes=(*report.notes, _source_note(snapshot, emulator)))
+
+
+def _what_if(report: Report, judged: DecisionTime) -> Report:
+    """ZT405 when the decision was judged at a time far from the machine's (outside a test
+    suite): waivers, expiries and conditions were read as of another time, so the report is a
+    what-if and never allows a run."""
+    if not judged.what_if:
+        return report
+    found = Finding(
+        "ZT405",
+        Severity.ERROR,
+        what_if_message(
+            judged,
+            what="suppression expiries, time-bound grants and conditions were read at a time "
+            "the run will not have",
+        ),
+        evidence=(Evidence("policy", detail="clock= / now= / --now"),),
+    )
+    return replace(report, findings=sort_findings([*report.findings, found]))
 
 
 def _unreached_defaults(report: Report, steps: Any) -> Report:
@@ -509,14 +531,19 @@ def _require_location(location: str) -> None:
 def resolve_policy(policy: str | Path | dict[str, Any] | OrgPolicy | None) -> OrgPolicy:
     """The organisation policy a check applies: ``policy``, else the file ``$ZT_POLICY`` names
     (the same environment the CLI reads, so a notebook, a script, the drop-in job and the CLI
-    apply the same rules), else the strict defaults.
+    apply the same rules), else the strict defaults — unless the organisation made its file
+    binding (``ZT_POLICY_BINDING=1`` / ``ZT_POLICY_SHA256``, :mod:`zt_pipelines.authority`):
+    then the file ``$ZT_POLICY`` names applies, and a ``policy`` that decides otherwise is
+    refused.
 
     Raises:
-        PolicyFileError: the file is unreadable or invalid (naming it and the JSON path).
+        PolicyFileError: the file is unreadable or invalid (naming the file and the JSON
+            path), or (``PolicyBindingError``) the organisation's binding policy is not the
+            one given.
     """
-    if policy is None and os.environ.get("ZT_POLICY"):
-        policy = os.environ["ZT_POLICY"]
-    return load_policy(policy)
+    from zt_pipelines.authority import resolve_policy as resolve
+
+    return resolve(policy)
 
 
 def _require_submitter(submitter: str | None) -> None:

@@ -74,6 +74,9 @@ class AuditIdentity:
             launcher kind, whether it was wrapped in a CustomJob, and where its job runs
             (written as ``job`` when there is a kind): drift re-derives the step's implicit
             needs from them as the check did.
+        code_project / code_location: for a wrapped container step, where its own
+            ``project`` / ``location`` inputs point its code (its job runs in the pipeline's
+            place); written in ``job`` only when set.
     """
 
     role: Literal["pipeline", "step", "launched", "serving"]
@@ -85,6 +88,8 @@ class AuditIdentity:
     wrapped_launcher: bool = False
     job_project: str = ""
     job_location: str = ""
+    code_project: str = ""
+    code_location: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ class Decision:
         baseline: what an approval saw, for the checks after submission (docs/monitoring.md):
             the posture of every approved identity, the nodes read, and hashes of the runtime
             config's parts; written when set.
+        policy: the organisation policy the decision was judged under (``source``,
+            ``sha256``, ``rules_sha256``, :func:`~zt_pipelines.policy.orgpolicy.policy_identity`);
+            written when set.
+        judged_at: the time the decision was judged at when it was not the record's own
+            (a what-if, ZT405); written when set.
     """
 
     action: str
@@ -126,6 +136,8 @@ class Decision:
     reason: str = ""
     decision_sha256: str = ""
     baseline: Mapping[str, Any] | None = None
+    policy: Mapping[str, str] | None = None
+    judged_at: str = ""
 
     def to_body(self, time: datetime) -> dict[str, Any]:
         """The record body (before chaining) for a decision taken at ``time``."""
@@ -152,6 +164,7 @@ class Decision:
                                 "wrapped": i.wrapped_launcher,
                                 "project": i.job_project,
                                 "location": i.job_location,
+                                **_code_place(i),
                             }
                         }
                         if i.job_kind
@@ -168,7 +181,22 @@ class Decision:
             body["decision_sha256"] = self.decision_sha256
         if self.baseline is not None:
             body["baseline"] = dict(self.baseline)
+        if self.policy is not None:
+            body["policy"] = dict(self.policy)
+        if self.judged_at:
+            body["judged_at"] = self.judged_at
         return body
+
+
+def _code_place(identity: AuditIdentity) -> dict[str, str]:
+    """Where a wrapped step's code is pointed, for its record's ``job`` (only what is set, so
+    the records of other steps stay as they were)."""
+    out = {}
+    if identity.code_project:
+        out["code_project"] = identity.code_project
+    if identity.code_location:
+        out["code_location"] = identity.code_location
+    return out
 
 
 @dataclass(frozen=True)
@@ -185,7 +213,9 @@ class AuditLog:
 
     Args:
         path: the log file (created with its parent directories, mode 0600).
-        clock: returns the current time (tests pass a fixed clock).
+        clock: returns the current time (tests pass a fixed clock; outside a test suite a
+            time more than five minutes from the machine's is kept as ``clock_time`` and the
+            record carries the machine's time).
         mirror: optional second sink (e.g. :class:`~zt_pipelines.audit.mirror.CloudLoggingMirror`)
             that receives every record after it is written; a mirror failure is an
             :class:`ApiError`, so a caller that requires the mirror fails closed.
@@ -209,7 +239,7 @@ class AuditLog:
             ApiError: the file (or the mirror) could not be written.
         """
         try:
-            body = bound(decision.to_body(self.clock()))
+            body = bound(_stamped(decision, self.clock()))
         except RecordTooLarge as exc:  # checked before anything is written
             raise ApiError(
                 f"cannot write the audit record: {exc}",
@@ -292,6 +322,20 @@ class AuditLog:
             os.close(fd)  # closing releases the lock
 
 
+def _stamped(decision: Decision, clock_time: datetime) -> dict[str, Any]:
+    """The record body at the machine's time: a clock far from it (outside a test suite,
+    :mod:`zt_pipelines.clock`) cannot date a record — its time is kept beside, as
+    ``clock_time``, so the record says what the caller claimed."""
+    from zt_pipelines.clock import decision_time
+
+    when = decision_time(clock_time)
+    if not when.what_if:
+        return decision.to_body(when.judged_at)
+    body = decision.to_body(when.machine)
+    body["clock_time"] = when.judged_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return body
+
+
 class _BrokenTail(OSError):
     """The log's last line is not a record this chain can continue after."""
 
@@ -360,6 +404,8 @@ def identities_from(
                 wrapped_launcher=bool(getattr(step, "wrapped_launcher", False)),
                 job_project=str(getattr(step, "job_project", None) or ""),
                 job_location=str(getattr(step, "job_location", None) or ""),
+                code_project=str(getattr(step, "code_project", None) or ""),
+                code_location=str(getattr(step, "code_location", None) or ""),
             )
         )
         own = (getattr(step, "service_account", None) or "").lower()

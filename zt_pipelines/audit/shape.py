@@ -25,10 +25,14 @@ TEXT_FIELDS = (
     "job_id",
     "reason",
     "decision_sha256",
+    "judged_at",
+    "clock_time",
 )
+_POLICY_TEXT = ("source", "sha256", "rules_sha256")
 _IDENTITY_TEXT = ("role", "task", "service_account", "source")
 _FINDING_TEXT = ("code", "severity", "step", "principal", "resource", "permission", "message")
 _BASELINE_TEXT = ("source", "pipeline_root", "runtime_sha256", "unavailable")
+_SNAPSHOT_TEXT = ("path", "sha256", "kind")
 _POSTURE_LISTS = ("keys", "grants", "deny", "act_as")
 
 
@@ -85,6 +89,12 @@ def _baseline_problem(baseline: Any) -> str:
         return "baseline.nodes is not a list of strings"
     if not _strings(baseline.get("complete", [])):
         return "baseline.complete is not a list of strings"
+    snapshot = baseline.get("snapshot", {})
+    if not isinstance(snapshot, Mapping):
+        return "baseline.snapshot is not an object"
+    problem = _text(snapshot, _SNAPSHOT_TEXT)
+    if problem:
+        return f"baseline.snapshot.{problem}"
     runtime = baseline.get("runtime", {})
     if not isinstance(runtime, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in runtime.items()
@@ -131,6 +141,13 @@ def record_problem(record: Any) -> str:
         problem = _finding_problem(finding)
         if problem:
             return problem
+    if "policy" in record:
+        policy = record["policy"]
+        if not isinstance(policy, Mapping):
+            return "policy is not an object"
+        problem = _text(policy, _POLICY_TEXT)
+        if problem:
+            return f"policy.{problem}"
     if "baseline" in record:
         return _baseline_problem(record["baseline"])
     return ""

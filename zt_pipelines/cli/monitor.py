@@ -17,6 +17,7 @@ from zt_pipelines.cli.check import format_option, render_report
 from zt_pipelines.cli.options import (
     EMULATOR_ENVIRONMENT,
     LIVE_ENVIRONMENT,
+    expect_policy_option,
     live_progress,
     location_option,
     project_option,
@@ -42,6 +43,7 @@ def _emit(text: str, output: Path | None) -> None:
     help="Audit log holding the approvals (default: $ZT_AUDIT_LOG or the state directory).",
 )
 @click.option("--no-record", is_flag=True, help="Do not append the post-run record.")
+@expect_policy_option()
 @format_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def verify_run_command(
@@ -50,6 +52,7 @@ def verify_run_command(
     location: str,
     audit_log: Path | None,
     no_record: bool,
+    expect_policy: tuple[str, ...],
     fmt: str,
     output: Path | None,
 ) -> int:
@@ -61,7 +64,12 @@ def verify_run_command(
     if output is not None:
         require_writable(output)
     verdict = verify_run(
-        job, project=project, location=location, audit_log=audit_log, record=not no_record
+        job,
+        project=project,
+        location=location,
+        audit_log=audit_log,
+        record=not no_record,
+        expect_policy=expect_policy or None,
     )
     _emit(render_report(verdict.report, fmt), output)
     return 0 if verdict.verified else 1
@@ -114,6 +122,7 @@ def _combined(reports: list[Any], what: str) -> Any:
     help="Re-evaluate approvals of runs from this long ago (schedules: always).",
 )
 @click.option("--no-record", is_flag=True, help="Do not append drift records (nor baselines).")
+@expect_policy_option()
 @format_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def drift_command(
@@ -121,6 +130,7 @@ def drift_command(
     snapshot: Path | None,
     since: str,
     no_record: bool,
+    expect_policy: tuple[str, ...],
     fmt: str,
     output: Path | None,
 ) -> int:
@@ -134,7 +144,13 @@ def drift_command(
         require_writable(output)
     window = parse_duration(since, option="--since")
     with live_progress():  # live IAM reads, on a terminal only
-        verdicts = drift(audit_log, snapshot=snapshot, since=window, record=not no_record)
+        verdicts = drift(
+            audit_log,
+            snapshot=snapshot,
+            since=window,
+            record=not no_record,
+            expect_policy=expect_policy or None,
+        )
     reports = [v.report for v in verdicts]
     if fmt == "text":
         parts = [
@@ -222,6 +238,7 @@ def usage_command(
     show_default=True,
     help="jsonl: one finding per line.",
 )
+@expect_policy_option()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def monitor_command(
     project: str,
@@ -229,6 +246,7 @@ def monitor_command(
     audit_log: Path | None,
     snapshot: Path | None,
     watch: str | None,
+    expect_policy: tuple[str, ...],
     fmt: str,
     output: Path | None,
 ) -> int:
@@ -253,7 +271,12 @@ def monitor_command(
 
     while True:
         report, _results = monitor_once(
-            project, location, audit_log=audit_log, snapshot=snapshot, progress=progress
+            project,
+            location,
+            audit_log=audit_log,
+            snapshot=snapshot,
+            progress=progress,
+            expect_policy=expect_policy or None,
         )
         if on_terminal:
             click.echo("\r\033[K", err=True, nl=False)

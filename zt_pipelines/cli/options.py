@@ -153,6 +153,21 @@ def policy_option() -> Callable[[_F], _F]:
     return option
 
 
+def expect_policy_option() -> Callable[[_F], _F]:
+    """``--expect-policy FILE|SHA256`` (repeatable): the policy approvals must name."""
+    option: Callable[[_F], _F] = click.option(
+        "--expect-policy",
+        "expect_policy",
+        multiple=True,
+        metavar="FILE|SHA256",
+        help="The organisation policy approvals must have been judged under: a policy file or "
+        "a sha256 of one (repeatable). An approval under another policy is ZT642, one naming "
+        "none ZT643. Default: the file ZT_POLICY names when ZT_POLICY_BINDING or "
+        "ZT_POLICY_SHA256 makes it binding, else not checked.",
+    )
+    return option
+
+
 def output_option(
     *, required: bool = False, help: str = "Write the output here."
 ) -> Callable[[_F], _F]:

@@ -188,6 +188,8 @@ def approved_identities(record: Mapping[str, Any]) -> tuple[str, tuple[StepIdent
                 wrapped_launcher=job.get("wrapped") is True,
                 job_project=str(job.get("project") or "") or None,
                 job_location=str(job.get("location") or "") or None,
+                code_project=str(job.get("code_project") or "") or None,
+                code_location=str(job.get("code_location") or "") or None,
             )
         )
     return pipeline, tuple(steps), has_needs

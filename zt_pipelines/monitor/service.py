@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from zt_pipelines.audit import AuditIdentity, AuditLog, Decision, default_audit_log, utc_now
 from zt_pipelines.audit.shape import record_problem
@@ -24,6 +24,9 @@ from zt_pipelines.policy.conditions import parse_rfc3339
 from zt_pipelines.policy.wording import plural
 
 POST_RUN_ACTION = "verify-run"
+
+
+_V = TypeVar("_V")
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
@@ -107,6 +110,7 @@ def verify_run(
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
+    expect_policy: Sequence[str] | None = None,
 ) -> RunVerdict:
     """Verify a pipeline run against its approval and (by default) record the result.
 
@@ -120,11 +124,16 @@ def verify_run(
         retry: the retry policy for every read.
         clock: the current time (the report and the audit record).
         record: append the post-run record.
+        expect_policy: the policy digests the approval must name (ZT642/ZT643;
+            :func:`expected_policy`): ``None`` is the organisation's binding file, if any.
 
     Raises:
         ApiError: the post-run record could not be appended.
+        PolicyFileError: the expected policy cannot be read.
     """
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
+
+    expected = expected_policy(expect_policy)
 
     factory = factory or ClientFactory(credentials, project=project)
     adapter = VertexJobsAdapter(factory, retry)
@@ -141,9 +150,41 @@ def verify_run(
         chain_problem=chain_problem,
         decision_labels=_decision_labels(),
     )
+    verdict = _with_policy(verdict, expected, resource=run.name)
     if record:
         log.append(post_run_decision(verdict, submitter=_who(factory)))
     return verdict
+
+
+def expected_policy(expect_policy: Sequence[str] | None) -> tuple[str, ...]:
+    """The policy digests approvals must name: each of ``expect_policy`` (a sha256, or a
+    policy file: its two digests), or — ``None`` — the organisation's file when
+    ``ZT_POLICY_BINDING`` / ``ZT_POLICY_SHA256`` make it binding (else none: not checked).
+
+    Raises:
+        PolicyFileError: a file that cannot be read, or a misconfigured binding.
+    """
+    from zt_pipelines.authority import expected_policies, policy_digests
+
+    if expect_policy is None:
+        return expected_policies()
+    return tuple(dict.fromkeys(d for spec in expect_policy for d in policy_digests(spec)))
+
+
+def _with_policy(verdict: _V, expected: Sequence[str], *, resource: str = "") -> _V:
+    """``verdict`` (a run or drift verdict) with ZT642/ZT643 for its approval."""
+    import dataclasses
+
+    from zt_pipelines.monitor.authority import policy_findings
+    from zt_pipelines.policy.report import sort_findings
+
+    approval: Any = getattr(verdict, "approval", None)
+    found = policy_findings(approval or None, expected, resource=resource)
+    if not found:
+        return verdict
+    report: Any = getattr(verdict, "report")  # noqa: B009 - RunVerdict and DriftVerdict alike
+    report = dataclasses.replace(report, findings=sort_findings([*report.findings, *found]))
+    return dataclasses.replace(verdict, report=report)  # type: ignore[type-var]
 
 
 def _who(factory: ClientFactory) -> str:
@@ -232,15 +273,23 @@ def drift(
     clock: Callable[[], datetime] = utc_now,
     record: bool = True,
     approvals: list[dict[str, Any]] | None = None,
+    expect_policy: Sequence[str] | None = None,
 ) -> list[Any]:
     """Re-evaluate every still-relevant approval (or just ``approvals``) against today's IAM
     (``snapshot`` — a file or
     :class:`~zt_pipelines.policy.snapshot.Snapshot` — or live) and return one
     :class:`~zt_pipelines.monitor.drift.DriftVerdict` per approval; each result is appended to
-    the audit log (action ``drift``) and is the next check's posture baseline."""
+    the audit log (action ``drift``) and is the next check's posture baseline.
+    ``expect_policy``: as :func:`verify_run` (an approval under another policy is ZT642, one
+    naming none ZT643).
+
+    Raises:
+        PolicyFileError: the expected policy cannot be read.
+    """
     from zt_pipelines.monitor.drift import DriftVerdict, baseline_from
     from zt_pipelines.policy.report import Finding, Report, Severity
 
+    expected = expected_policy(expect_policy)
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
     now = clock()
@@ -268,6 +317,7 @@ def drift(
             now=now,
             baseline=baseline_from(records, approval),
         )
+        verdict = _with_policy(verdict, expected)
         verdicts.append(verdict)
         if record:
             log.append(_drift_decision(verdict, submitter=_who(ClientFactory(credentials))))
@@ -991,17 +1041,24 @@ def monitor_once(
     clock: Callable[[], datetime] = utc_now,
     snapshot: Any = None,
     progress: Callable[[str], None] | None = None,
+    expect_policy: Sequence[str] | None = None,
 ) -> tuple[Any, list[Any]]:
     """One monitoring pass over a location: every pipeline job and schedule listed; shadows
     flagged (ZT640/ZT641); finished zt runs not yet verified go through :func:`verify_run`;
     active zt schedules through :func:`drift`. Returns the combined report and the per-item
-    results (verify-run and drift verdicts). A list that fails is ZT600 (fail closed)."""
+    results (verify-run and drift verdicts). A list that fails is ZT600 (fail closed).
+    ``expect_policy``: as :func:`verify_run`, for every approval a job or schedule matches.
+
+    Raises:
+        PolicyFileError: the expected policy cannot be read.
+    """
     from zt_pipelines.errors import ApiError
     from zt_pipelines.gcp.vertex_jobs import VertexJobsAdapter
     from zt_pipelines.monitor.shadow import JobSummary, ScheduleSummary, find_shadows
     from zt_pipelines.policy.report import Finding, Report, Severity, sort_findings
 
     say = progress or (lambda _text: None)
+    expected = expected_policy(expect_policy)
     factory = factory or ClientFactory(credentials, project=project)
     adapter = VertexJobsAdapter(factory, retry)
     log = open_audit_log(audit_log, clock)
@@ -1039,6 +1096,7 @@ def monitor_once(
         location=location,
         spec_labels=spec_labels,
         verified=verified,
+        expect_policy=expected,
     )
     findings.extend(shadows.findings)
     results: list[Any] = []
@@ -1052,6 +1110,7 @@ def monitor_once(
             factory=factory,
             retry=retry,
             clock=clock,
+            expect_policy=(),  # the listing above judged every approval's policy
         )
         results.append(verdict)
         findings.extend(_tagged(verdict.report.findings, f"job {job.job_id}"))
@@ -1064,6 +1123,7 @@ def monitor_once(
             emulator_host=factory.emulator_host,
             clock=clock,
             approvals=[dict(a) for a in shadows.live_schedule_approvals],
+            expect_policy=(),  # judged with the schedules above
         )
         results.extend(drifted)
         for d in drifted:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from zt_pipelines.errors import TemplateError
 from zt_pipelines.fingerprint import DECISION_LABELS
 from zt_pipelines.monitor.baseline import comparable, runtime_differences
 from zt_pipelines.monitor.expect import expected_tasks
@@ -27,7 +28,7 @@ from zt_pipelines.monitor.runs import approvals_for, approved_identities, approv
 from zt_pipelines.policy.report import Finding, Severity
 from zt_pipelines.policy.wording import noun
 from zt_pipelines.spec.gcpc import identify_launcher
-from zt_pipelines.spec.jobs import trusted_launcher_image
+from zt_pipelines.spec.jobs import check_launcher_container, trusted_launcher_image
 
 _DONE = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 
@@ -104,8 +105,13 @@ def find_shadows(
     location: str,
     spec_labels: tuple[str, str],
     verified: set[str] | frozenset[str] = frozenset(),
+    expect_policy: Sequence[str] = (),
 ) -> ShadowResult:
-    """Classify every job and schedule; ``verified``: job ids already verified clean."""
+    """Classify every job and schedule; ``verified``: job ids already verified clean;
+    ``expect_policy``: the policy digests every approval must name (ZT642/ZT643, none when
+    empty)."""
+    from zt_pipelines.monitor.authority import policy_findings
+
     findings: list[Finding] = []
     to_verify: list[JobSummary] = []
     plain = [dict(r) for r in records]
@@ -157,6 +163,7 @@ def find_shadows(
                 )
             )
             continue
+        findings.extend(policy_findings(approval, expect_policy, resource=job.name))
         if job.finished and job.job_id not in verified:
             to_verify.append(job)
     live: list[Mapping[str, object]] = []
@@ -173,6 +180,7 @@ def find_shadows(
                 )
             )
             continue
+        findings.extend(policy_findings(approval, expect_policy, resource=schedule.name))
         if schedule.active:
             live.append(approval)
     return ShadowResult(tuple(findings), tuple(to_verify), tuple(live))
@@ -328,21 +336,37 @@ def pinned_step_accounts(
 
 
 def unwrapped_executors(spec: Mapping[str, object]) -> tuple[str, ...]:
-    """The executors of a pipeline spec that run code as the job's own account: a container
-    that is not a Google launcher known to zt-pipelines in one of Google's images (launchers
-    only launch jobs, each of its own identity; any other image or command — a Google training
-    image included — runs whatever code it is given). The rewrite leaves none; an importer
-    runs no code."""
+    """The executors of a pipeline spec that may run code as the job's own account: a container
+    that is not exactly a Google launcher known to zt-pipelines — one of Google's images, the
+    command ``python3 -u -m MODULE`` and GCPC's flags once each, nothing else, the test the
+    rewrite applies (:func:`~zt_pipelines.spec.jobs.check_launcher_container`) — and every
+    executor of another kind but an importer (a ``customJob`` body, which the rewrite refuses,
+    or a kind unknown here). Launchers only launch jobs, each of its own identity; any other
+    container (a Google training image, or a launcher module named after ``sh -c`` code)
+    runs whatever code it is given. The rewrite leaves none; an importer runs no code."""
     deployment = spec.get("deploymentSpec")
     executors = deployment.get("executors") if isinstance(deployment, Mapping) else None
     if not isinstance(executors, Mapping):
         return ()
     out = []
     for label, executor in executors.items():
-        container = executor.get("container") if isinstance(executor, Mapping) else None
-        if isinstance(container, Mapping) and not (
-            trusted_launcher_image(container.get("image"))
-            and identify_launcher(container) is not None
-        ):
+        if not (isinstance(executor, Mapping) and _launches_only(executor, str(label))):
             out.append(str(label))
     return tuple(sorted(out))
+
+
+def _launches_only(executor: Mapping[str, object], label: str) -> bool:
+    """True for an importer, or a container that is exactly a known GCPC launcher."""
+    if set(executor) == {"importer"}:
+        return True
+    container = executor.get("container")
+    if set(executor) != {"container"} or not isinstance(container, Mapping):
+        return False
+    kind = identify_launcher(container) if trusted_launcher_image(container.get("image")) else None
+    if kind is None:
+        return False
+    try:
+        check_launcher_container(container, kind, f"executor {label!r}")
+    except TemplateError:
+        return False
+    return True

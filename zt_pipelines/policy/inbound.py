@@ -364,10 +364,11 @@ def _google_lent(member: str) -> bool:
     return _lent(member) is not None and not member.endswith("@developer.gserviceaccount.com")
 
 
-def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
+def _drivers(ev: Evaluator, number: str, lender: Lender, *, approval: bool = False) -> list[_Hold]:
     """Who can make ``lender``'s service act as its identity of project ``number``: every
     member of a binding on the project (or above it) whose role carries a lending permission —
-    or whose definition is unknown (it may) — as a hold over that identity."""
+    or whose definition is unknown (it may) — as a hold over that identity. ``approval``: only
+    the principals eligible for such a role through a PAM entitlement behind an approval."""
     project = ev.snapshot.project_by_number(number)
     if project is None:
         return []
@@ -376,14 +377,15 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
     names = {n.name for n in chain}
     # eligibility without approval is a grant whenever asked (with one: ZT222's concern)
     for e in ev.snapshot.entitlements:
-        if e.node not in names or e.state == "DELETED" or e.approval_required:
+        if e.node not in names or e.state == "DELETED" or e.approval_required is not approval:
             continue
         for r in e.roles:
             perms = ev.role_permissions(r.role)
             gives = lender.permissions & perms if perms is not None else frozenset()
             if perms is not None and not gives:
                 continue
-            role = f"{r.role} (eligible without approval, PAM entitlement {e.name})"
+            how = "with an approval" if approval else "without approval"
+            role = f"{r.role} (eligible {how}, PAM entitlement {e.name})"
             for raw in e.eligible:
                 member = normalize_principal(raw)
                 out.append(
@@ -400,6 +402,8 @@ def _drivers(ev: Evaluator, number: str, lender: Lender) -> list[_Hold]:
                         perms is None or bool(gives - _ACT_AS),
                     )
                 )
+    if approval:
+        return out
     for node in chain:
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
@@ -657,6 +661,12 @@ def _judge_drivers(
                 upstream.append((member, identity, (*chain, d), "ZT220"))
         else:
             record("ZT220", d, identity, chain)
+    for d in _drivers(ev, *lent, approval=True):  # once approved: a warning (ZT222)
+        if d.member in (account, identity) or d.member in skip:
+            continue
+        if d.condition and judge(d).value is Tri.FALSE:
+            continue
+        record("approval", d, identity, chain)
 
 
 def _report(
@@ -686,6 +696,7 @@ def _report(
             continue
         tasks = sorted({t for target in targets for t in identities[target][0]})
         who = "anyone" if is_public_member(member) else member
+        finding_code = "ZT222" if code == "approval" else "ZT220"
         when = " (when its condition holds)" if condition else ""
         verdict = (judged or {}).get((where, role, member, condition)) if condition else None
         if verdict is not None and verdict.value is Tri.TRUE:
@@ -732,10 +743,14 @@ def _report(
                     f"; it is {_CODE_RUNNING_AGENTS[domain][0]} in project {number} runs code "
                     "as it" + (f" ({_listed(givers)})" if givers else "")
                 )
+        if code == "approval":
+            message = message.replace(
+                ": it holds ", ", once an approver grants it: it may hold ", 1
+            )
         out.append(
             Finding(
-                "ZT220",
-                DEFAULT_SEVERITIES["ZT220"],
+                finding_code,
+                DEFAULT_SEVERITIES[finding_code],
                 message,
                 step=",".join(tasks) or None,
                 principal=member,

@@ -15,8 +15,10 @@ is the only IO here; expiry is decided later with the ``now`` the caller passes 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -39,8 +41,9 @@ DEFAULT_SEVERITIES["ZT629"] = Severity.NOTE  # a drift baseline record, never a 
 #: could not complete (ZT400, ZT530 for segmentation) and a credential in the spec (ZT410:
 #: it leaks to every reader of the job whatever anyone decides) always refuse, and so does a
 #: pipeline root in another project's bucket (ZT404: the drop-in's submit refuses it whatever
-#: the policy says, and a check must not promise more).
-UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT404", "ZT410", "ZT530"})
+#: the policy says, and a check must not promise more), and a decision judged at another time
+#: than the machine's (ZT405: a what-if is never an approval).
+UNRELAXABLE: frozenset[str] = frozenset({"ZT100", "ZT400", "ZT404", "ZT405", "ZT410", "ZT530"})
 
 #: codes no severity can lower, waivable only step by step: ZT102 (a run-time value pasted
 #: where it could rewrite a job's payload, down to its identity) stays an error everywhere; a
@@ -122,6 +125,9 @@ class OrgPolicy:
     require_isolation: bool = False
     allowed_reach: tuple[str, ...] | None = None
     endpoint_projects: tuple[str, ...] = ()
+    sha256: str = ""
+    """sha256 of what was loaded: the file's bytes (what ``sha256sum`` prints), or canonical
+    JSON of a dict; empty for a policy built in Python (:func:`rules_sha256` still names it)."""
 
     def severity(self, code: str) -> Severity:
         """The severity configured for ``code`` (error for unknown codes and for
@@ -148,20 +154,68 @@ def load_policy(path_or_dict: str | Path | dict[str, Any] | OrgPolicy | None) ->
     if isinstance(path_or_dict, OrgPolicy):
         return path_or_dict
     if isinstance(path_or_dict, dict):
-        return _build(path_or_dict, "<policy>")
+        built = _build(path_or_dict, "<policy>")
+        return replace(built, sha256=_sha256(_canonical(path_or_dict)))
+    from zt_pipelines import loaders
+
     path = Path(path_or_dict)
     source = str(path)
-    if path.name == "pyproject.toml":
-        data = _read_pyproject(path)
+    if path.name.removesuffix(".gz").endswith(".py"):
+        loaders.load_file(path, kind="policy", error=PolicyFileError)  # refuses, naming the fix
+    # one read: the bytes hashed are the bytes judged (a file swapped between reads is not)
+    pyproject = path.name == "pyproject.toml"
+    raw = loaders.read_bytes(
+        path, kind="pyproject" if pyproject else "policy", error=PolicyFileError
+    )
+    if pyproject:
+        data = _read_pyproject(path, raw)
     else:
-        from zt_pipelines.policy.snapshot_file import read_document
-
-        data = read_document(path, PolicyFileError, kind="policy")
+        documents = loaders.parse_text(
+            loaders.decode(raw, where=source, error=PolicyFileError),
+            where=source,
+            kind="policy",
+            error=PolicyFileError,
+            fmt="json" if path.name.removesuffix(".gz").endswith(".json") else "auto",
+        )
+        if len(documents) > 1:
+            raise PolicyFileError(f"expected one document, found {len(documents)}", where=source)
+        data = documents[0] if documents else None
         if data is None:
             data = {}
     if not isinstance(data, dict):
         raise PolicyFileError("a policy must be a mapping at the top level", where=f"{source}: $")
-    return _build(data, source)
+    return replace(_build(data, source), sha256=_sha256(raw))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    """Canonical JSON (sorted keys, compact); dates and other scalars as their text."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+def rules_sha256(policy: OrgPolicy) -> str:
+    """sha256 of the rules a policy applies, whatever it was written as: a file, the same
+    rules as a dict, or an :class:`OrgPolicy` built in Python hash alike (comments, key order
+    and the source do not count). Two policies with the same digest decide alike."""
+    rules = {
+        f.name: getattr(policy, f.name)
+        for f in fields(policy)
+        if f.name not in ("source", "sha256")
+    }
+    rules["severities"] = {k: v.value for k, v in sorted(policy.severities.items())}
+    rules["suppressions"] = [asdict(s) for s in policy.suppressions]
+    return _sha256(_canonical(rules))
+
+
+def policy_identity(policy: OrgPolicy) -> dict[str, str]:
+    """What names a policy in a decision record: where it came from and its two digests."""
+    rules = rules_sha256(policy)
+    return {"source": policy.source, "sha256": policy.sha256 or rules, "rules_sha256": rules}
 
 
 def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
@@ -180,10 +234,9 @@ def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "suppressions": fixed}
 
 
-def _read_pyproject(path: Path) -> Any:
+def _read_pyproject(path: Path, raw: bytes) -> Any:
     from zt_pipelines import loaders
 
-    raw = loaders.read_bytes(path, kind="pyproject", error=PolicyFileError)
     data = loaders.parse_toml(raw, where=str(path), kind="pyproject", error=PolicyFileError)
     tool = data.get("tool")
     if tool is not None and not isinstance(tool, dict):

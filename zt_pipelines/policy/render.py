@@ -91,6 +91,8 @@ FIXES: dict[str, str] = {
     "ZT403": "remove the ACL entry and grant the need in IAM (or enable uniform bucket-level "
     "access)",
     "ZT404": "use a pipeline root in a bucket of the job's project (one the checker can read)",
+    "ZT405": "judge at the machine's time: drop clock= / now= / --now (ZT_TEST_CLOCK=1 is for "
+    "test suites)",
     "ZT410": "remove the credential from the component; give the step an identity that holds "
     "the access, and read secrets from Secret Manager at run time",
     "ZT419": "pass the pipeline root you submit with (--pipeline-root, pipeline_root=), a "
@@ -128,6 +130,8 @@ FIXES: dict[str, str] = {
     "ZT635": "find out why the step's code asks for an access it was not granted",
     "ZT640": "find who submitted the job; require zt-pipelines (submit, PipelineJob) for it",
     "ZT641": "pause the schedule and re-create it with PipelineJob.create_schedule",
+    "ZT642": "find who judged it under their own policy; re-verify under the organisation's",
+    "ZT643": "re-verify the job with this version (its records name their policy)",
     "ZT510": "add the project to an enforced service perimeter (`zt-pipelines plan` emits it)",
     "ZT511": "move the resource's project into the perimeter, or bridge the two projects",
     "ZT512": "enforce the dry-run perimeter configuration once its logs are clean",

@@ -176,6 +176,10 @@ CODES: dict[str, tuple[str, str]] = {
         "PipelineRootForeign",
         "the pipeline root is in a bucket of another project, or its project cannot be verified",
     ),
+    "ZT405": (
+        "JudgedAtAnotherTime",
+        "the decision was judged at a time other than the machine's: a what-if, never an approval",
+    ),
     "ZT410": (
         "CredentialInSpec",
         "the pipeline spec holds a key or a token: the step would act as whoever it belongs to",
@@ -236,6 +240,15 @@ CODES: dict[str, tuple[str, str]] = {
     # shadow pipelines (zt_pipelines.monitor.shadow)
     "ZT640": ("ShadowJob", "a pipeline job was not submitted through zt-pipelines"),
     "ZT641": ("ShadowSchedule", "a schedule was not created through zt-pipelines"),
+    # decision authority (zt_pipelines.monitor.authority)
+    "ZT642": (
+        "ApprovalUnderOtherPolicy",
+        "an approval was judged under another policy than the organisation's",
+    ),
+    "ZT643": (
+        "ApprovalNamesNoPolicy",
+        "an approval does not name the policy it was judged under",
+    ),
 }
 
 #: codes whose default severity is a warning (every other code is an error by default)

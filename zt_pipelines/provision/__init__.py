@@ -229,24 +229,24 @@ def allowed_identity_projects(
 ) -> tuple[str, ...]:
     """The projects besides the pipeline's whose identities may be provisioned: ``projects``
     (``None``: ``$ZT_ALLOW_IDENTITY_PROJECT``, comma- or space-separated) plus the policy
-    file's ``identities.allowedProjects`` (``policy``, else ``$ZT_POLICY``).
+    file's ``identities.allowedProjects`` (``policy``, else ``$ZT_POLICY``; the organisation's
+    file when ``ZT_POLICY_BINDING`` makes it binding).
 
     Raises:
-        PolicyFileError: the policy file is unreadable or invalid.
+        PolicyFileError: the policy file is unreadable or invalid, or not the organisation's
+            binding one.
     """
-    from zt_pipelines.policy.orgpolicy import load_policy
+    from zt_pipelines.authority import resolve_policy
 
     if projects is None:
         projects = os.environ.get("ZT_ALLOW_IDENTITY_PROJECT", "").replace(",", " ").split()
     elif isinstance(projects, str):
         projects = projects.replace(",", " ").split()
-    if policy is None and os.environ.get("ZT_POLICY"):
-        policy = os.environ["ZT_POLICY"]
     if isinstance(policy, Mapping):
         policy = dict(policy)
     elif isinstance(policy, PathLike):
         policy = Path(policy)
-    loaded = load_policy(policy)
+    loaded = resolve_policy(policy)  # the organisation's file when it is binding
     return tuple(dict.fromkeys((*projects, *loaded.allowed_identity_projects)))
 
 
