@@ -426,3 +426,40 @@ def test_an_audit_log_with_a_far_clock_keeps_the_machines_time(
         timedelta(minutes=5)
     )
     assert log.verify().ok
+
+
+def test_monitoring_verbs_judge_at_the_machines_time(tmp_path: Path, real_clock: None) -> None:
+    from monitor_world import monitor_world
+
+    from zt_pipelines.monitor.service import drift
+
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    world = monitor_world()
+    future = datetime.now(timezone.utc) + timedelta(days=90)  # pushes approvals out of --since
+    [empty] = drift(audit, snapshot=world, record=False, clock=lambda: future)
+    assert empty.drifted and empty.report.by_code("ZT405")
+    audit.append(
+        Decision(
+            "submit",
+            "allowed",
+            "user:a@example.com",
+            "zt-demo",
+            "us-central1",
+            "p",
+            spec_sha256="c" * 64,
+            job_id="j",
+        )
+    )
+    [now] = drift(audit, snapshot=world, record=False)
+    assert not now.report.by_code("ZT405")
+    near = datetime.now(timezone.utc) + timedelta(minutes=1)
+    [skewed] = drift(audit, snapshot=world, record=False, clock=lambda: near)
+    assert not skewed.report.by_code("ZT405")
+    [past] = drift(audit, snapshot=world, clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc))
+    assert past.report.by_code("ZT405")
+    record = audit.records()[-1]
+    assert record["action"] == "drift"  # dated by the log's clock: the machine's
+    assert abs(datetime.fromisoformat(record["time"]) - datetime.now(timezone.utc)) < (
+        timedelta(minutes=5)
+    )
+    assert any(f["code"] == "ZT405" for f in record["findings"])

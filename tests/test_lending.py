@@ -620,3 +620,21 @@ def test_a_conditional_lending_grant_above_the_project(where: str, case: str) ->
         if f.principal == TRAIN_MEMBER and GAPI.partition(":")[2] in f.message
     }
     assert found == {"true": {"ZT216"}, "unknown": {"ZT217"}, "false": set()}[case], str(report)
+
+
+def test_a_project_without_its_number_lends_an_unattributed_account() -> None:
+    # other-proj's number is not in the state: its Custom Code agent is not known by name, but
+    # an agent of a project the state does not know holds storage.admin on raw data — it may
+    # be other-proj's (ZT217); with none such named, nothing is invented
+    cc = f"serviceAccount:service-{_OTHER_NUMBER}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+    data = _lending_world("aiplatform.customJobs.create", None, TRAIN_MEMBER)
+    for n in data["nodes"]:
+        if n["name"] == _OTHER:
+            n.pop("projectNumber")
+    clean = run(data)
+    assert not [f for f in clean.findings if "aiplatform-cc" in f.message], str(clean)
+    grant(data, RAW, "roles/storage.admin", cc)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT217") if cc.partition(":")[2] in f.message]
+    assert "the number of other-proj is not in the IAM state" in f.message
+    assert f.principal == TRAIN_MEMBER and not report.allowed
