@@ -70,7 +70,7 @@ from zt_pipelines.policy.scope import broad_grant_parts
 from zt_pipelines.policy.scope import uri as _uri
 from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
-from zt_pipelines.resources import STORAGE, display_uri, service_account_resource
+from zt_pipelines.resources import STORAGE, service_account_resource
 
 if TYPE_CHECKING:  # types only: the engine calls this module, never the other way round
     from zt_pipelines.policy.engine import Decision, Evaluator
@@ -117,7 +117,8 @@ def build_report(
     for principal in grouped.of:
         evaluator.member_bindings(principal)  # indexed once: decide() then visits only these
     decisions = _decide_all(requirements, evaluator, now)
-    raw += _permission_findings(requirements, decisions)
+    permission_findings, granted = _permission_findings(requirements, decisions)
+    raw += permission_findings
     raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
     checked = _checked_steps(identities)
@@ -167,17 +168,6 @@ def build_report(
         ordered = sort_findings(active + expired)
     else:
         ordered = _levelled_sorted(raw, policy)  # the same, in one pass
-    granted: list[Grant] = []
-    for r, d in zip(requirements, decisions, strict=True):
-        if isinstance(d, tuple):  # granted: its evidence
-            res = r.resource
-            # memoised: the scope check has named most prefixes already (ZT215)
-            prefix = res.prefix
-            if prefix is None:
-                where = _URIS.get(res.name) or _uri(res.name)
-            else:  # a step's own prefix: looked up, not kept (100,000s of keys at scale)
-                where = _URIS.get((res.name, prefix)) or display_uri(res.name, prefix)
-            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
     return Report(
         granted=tuple(granted),
         findings=ordered,
@@ -189,7 +179,7 @@ def build_report(
         notes=tuple(notes),
         template=context.template,
         step_identities=tuple(
-            (s.task, sa_member(s.service_account)) for s in steps if s.service_account
+            [(s.task, sa_member(s.service_account)) for s in steps if s.service_account]
         ),
     )
 
@@ -235,43 +225,78 @@ def _levelled(raw: list[Finding], policy: OrgPolicy) -> list[Finding]:
 
 
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.NOTE: 2}
+_IN_STEP = attrgetter("principal", "resource", "permission", "message")
+
+
+def _in_step_key(f: Finding) -> tuple[str, str, str, str]:
+    return (f.principal or "", f.resource or "", f.permission or "", f.message)
 
 
 def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ...]:
-    """``sort_findings(_levelled(raw, policy))`` without a suppression in between: one key
-    per finding, sorted, then duplicates dropped (a duplicate sorts right after the first of
-    its kind, which it follows in ``raw``: that one is kept, as :func:`_dedupe` keeps it)."""
-    rank: dict[str, tuple[int, Severity]] = {}
-    keyed = []
-    for i, f in enumerate(raw):
-        code = f.code
-        got = rank.get(code)
-        if got is None:
-            level = policy.severity(code)
-            got = rank[code] = (_ORDER[level], level)
-        keyed.append(
-            (
-                got[0],
-                code,
-                f.step or "",
-                f.principal or "",
-                f.resource or "",
-                f.permission or "",
-                f.message,
-                i,
-            )
-        )
-    keyed.sort()
+    """``sort_findings(_levelled(raw, policy))`` without a suppression in between, in one
+    pass: the findings are grouped by code, then by step (in ``raw``'s order); the codes are
+    ordered by severity, the steps by name, and only each group — a few findings — is sorted
+    (stable), by principal, resource, permission and message. A duplicate sorts right after
+    the first of its kind, which it follows in ``raw``: that one is kept, as :func:`_dedupe`
+    keeps it."""
+    by_code: dict[str, dict[str, list[Finding]]] = {}
+    code: str | None = None
+    steps: dict[str, list[Finding]] = {}
+    for f in raw:
+        if f.code is not code:  # findings come in long runs of one code
+            code = f.code
+            got_steps = by_code.get(code)
+            if got_steps is None:
+                got_steps = by_code[code] = {}
+            steps = got_steps
+        step = f.step or ""
+        group = steps.get(step)
+        if group is None:
+            steps[step] = [f]
+        else:
+            group.append(f)
+    levels = {c: policy.severity(c) for c in by_code}
     out: list[Finding] = []
-    prev: tuple[object, ...] = ()
-    first = raw[0] if raw else None  # the first finding of the current run of equal sort keys
+    for c in sorted(by_code, key=lambda c: (_ORDER[levels[c]], c)):
+        level = levels[c]
+        steps = by_code[c]
+        for step in sorted(steps):
+            group = steps[step]
+            if len(group) > 1:
+                _add_sorted(group, level, out)
+                continue
+            f = group[0]
+            if level is not f.severity:
+                f = _levelled_one(f, level)
+            out.append(f)
+    return tuple(out)
+
+
+def _levelled_one(f: Finding, level: Severity) -> Finding:
+    return new_finding(
+        f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
+    )
+
+
+def _add_sorted(group: list[Finding], level: Severity, out: list[Finding]) -> None:
+    """Add one (code, step) group to ``out`` at ``level``: sorted by principal, resource,
+    permission and message (``None`` as ``""``; stable), its duplicates dropped."""
+    try:  # the fields as they are: the same order unless a None meets a str (then it raises)
+        ordered = sorted(group, key=_IN_STEP)
+    except TypeError:
+        ordered = sorted(group, key=_in_step_key)
+    first = ordered[0]  # the first finding of the current run of equal sort keys
     run: set[tuple[object, ...]] | None = None  # its run's raw keys, once the run has two
-    for k in keyed:
-        f = raw[k[7]]
-        # the same sort key? The resource first (a shared, short name), then the message (long
-        # and far away in memory), then the whole key
-        if prev and k[4] == prev[4] and k[6] == prev[6] and k[:7] == prev[:7]:
-            # the same sort key: a duplicate, unless None and "" differ (the sort saw both as "")
+    out.append(first if level is first.severity else _levelled_one(first, level))
+    for f in ordered[1:]:
+        # the same sort key? The message first (it differs most), then the rest
+        if (
+            f.message == first.message
+            and (f.resource or "") == (first.resource or "")
+            and (f.principal or "") == (first.principal or "")
+            and (f.permission or "") == (first.permission or "")
+        ):
+            # a duplicate, unless None and "" differ (the sort saw both as "")
             if run is None:
                 run = {_SAME(first)}
             same = _SAME(f)
@@ -279,14 +304,8 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
                 continue
             run.add(same)
         else:
-            prev, first, run = k, f, None
-        level = rank[f.code][1]
-        if level is not f.severity:
-            f = new_finding(
-                f.code, level, f.message, f.step, f.principal, f.resource, f.permission, f.evidence
-            )
-        out.append(f)
-    return tuple(out)
+            first, run = f, None
+        out.append(f if level is f.severity else _levelled_one(f, level))
 
 
 # -- identities ------------------------------------------------------------------------------
@@ -517,7 +536,11 @@ def _decide_all(
 ) -> list[tuple[Evidence, ...] | Decision]:
     """One answer per requirement, in order: a granted one as its evidence tuple, any other as
     its Decision (:meth:`Evaluator.decide_many`)."""
-    return ev.decide_many([(r.principal, r.resource, r.permission) for r in requirements], now=now)
+    # one question at a time: 100,000s of tuples never held at once
+    return ev.decide_many(map(_QUESTION, requirements), now=now)
+
+
+_QUESTION = attrgetter("principal", "resource", "permission")
 
 
 _KIND_TEXT = {
@@ -532,10 +555,25 @@ _KIND_TEXT = {
 
 def _permission_findings(
     requirements: tuple[Requirement, ...], decisions: list[tuple[Evidence, ...] | Decision]
-) -> list[Finding]:
+) -> tuple[list[Finding], list[Grant]]:
+    """One pass over the decisions: a finding for each requirement not granted, a
+    :class:`Grant` (with its evidence) for each one granted, in order."""
     out: list[Finding] = []
+    granted: list[Grant] = []
+    # resource name -> its display name, and "gs://bucket/" for a bucket (a prefix follows)
+    shown: dict[str, tuple[str, str | None]] = {}
     for r, d in zip(requirements, decisions, strict=True):
-        if isinstance(d, tuple):  # granted
+        if isinstance(d, tuple):  # granted: its evidence
+            res = r.resource
+            name = res.name
+            got = shown.get(name)
+            if got is None:
+                where = _uri(name)
+                got = shown[name] = (where, where + "/" if name.startswith(STORAGE) else None)
+            prefix = res.prefix
+            # display_uri(name, prefix): a prefix shows only under a bucket
+            where = got[0] if not prefix or got[1] is None else got[1] + prefix
+            granted.append(new_grant(r.principal, where, r.permission, r.step, d))
             continue
         where = _uri(r.resource.name, r.resource.prefix)
         why = f" ({_KIND_TEXT[r.kind]})"
@@ -559,7 +597,7 @@ def _permission_findings(
                 evidence=d.evidence,
             )
         )
-    return out
+    return out, granted
 
 
 # -- what each principal needs where (shared by the excess, scope and reach checks) ---------
