@@ -73,6 +73,13 @@ EDGE_PERMISSIONS: dict[str, str] = {
 }
 _EDGE_SET = frozenset(EDGE_PERMISSIONS)
 _REACHING = _EDGE_SET | LENDING_PERMISSIONS
+#: the permissions that lend a BigQuery connection's own service account (one per connection)
+CONNECTION_PERMISSIONS: frozenset[str] = frozenset(
+    p
+    for lender in LENDERS
+    if "bigquery.connections.use" in lender.permissions
+    for p in lender.permissions
+)
 _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
 
 #: Google service agents that run the code a caller hands them, with no actAs asked: whoever
@@ -223,6 +230,15 @@ class _Graph:
         self.unlisted = frozenset(
             u.target for u in snap.unreadable if u.what == "serviceAccounts.list"
         )
+        # numbers of projects whose BigQuery connections could not be listed: whose accounts a
+        # grant of bigquery.connections.use there lends is unknown
+        no_connections: set[str] = set()
+        for u in snap.unreadable:
+            if u.what == "bigquery.connections.list":
+                listed = snap.nodes.get(u.target)
+                if listed is not None and listed.project_number:
+                    no_connections.add(listed.project_number)
+        self.no_connections = frozenset(no_connections)
 
     def _sa_node(self, email: str) -> str:
         for name in (
@@ -278,6 +294,8 @@ class _Graph:
                 )
             if not agents and not targets:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
+            if agents and self.no_connections:
+                self._connections_unknown(member, node, binding, via, agents, unknown)
             cond = binding.condition.expression if binding.condition else ""
             if agents:
                 hops += self._runner_hops(member, node, binding, mm, via, agents, unknown, targets)
@@ -419,6 +437,24 @@ class _Graph:
                 self.ev, condition, node, permissions, self.now, self.window
             )
         return found
+
+    def _connections_unknown(
+        self,
+        member: str,
+        node: Node,
+        binding: Binding,
+        via: str,
+        agents: list[tuple[str, Lender]],
+        unknown: list[UnknownEdge],
+    ) -> None:
+        """An unknown edge for a grant that lends the accounts of BigQuery connections in a
+        project whose connections could not be listed (which accounts it lends is unknown)."""
+        perms = self.ev.role_permissions(binding.role)
+        if perms is not None and perms.isdisjoint(CONNECTION_PERMISSIONS):
+            return
+        for number in sorted({n for n, _lender in agents if n in self.no_connections}):
+            why = f"the BigQuery connections of project {number} could not be listed"
+            unknown.append(_unknown(member, node, binding, via, why))
 
     def _unattributed(self, lender: Lender) -> list[str]:
         """The accounts of ``lender``'s form the IAM state names (a binding's member, a listed
