@@ -6,8 +6,8 @@ came from ``helper``, whose output closes the payload string and sets ``service_
 Now each ZT102 finding carries every pasted input with its origin and an ``upstream`` digest
 of the step's upstream closure; a waiver must name that digest, and a swapped or changed
 producer, a sub-pipeline input re-fed by its parent, a loop over other items or another
-artifact source changes it. What does not change what the values are (an unrelated step, the
-identities zt pins, the project, a warm pool) keeps it.
+artifact source changes it, and so does a producer's network. What does not change what the
+values are (an unrelated step, the identities zt pins, the project, a warm pool) keeps it.
 """
 
 from pathlib import Path
@@ -349,12 +349,12 @@ def test_what_does_not_feed_the_values_keeps_the_digest(tmp_path: Path) -> None:
     other = _pasting(path, project="zt-other", defaults=JobFields(persistent_resource_id="warm"))
     assert other.upstream_digest == base.upstream_digest
     elsewhere = JobFields(
-        machine_type="n1-highmem-8",
-        network="projects/123/global/networks/ml",
-        labels={"team": "ml"},
-        enable_web_access=False,
+        machine_type="n1-highmem-8", labels={"team": "ml"}, enable_web_access=False
     )
     assert _pasting(path, project=P, defaults=elsewhere).upstream_digest == base.upstream_digest
+    # a network does decide the values: on another VPC the producer's code reads other hosts
+    peered = JobFields(network="projects/123/global/networks/ml")
+    assert _pasting(path, project=P, defaults=peered).upstream_digest != base.upstream_digest
     # rewriting the rewritten pipeline (what `rewrite` writes) reports the same
     result = rewrite_pipeline(str(path), project=P)
     again = rewrite_pipeline((result.spec, result.platform_docs), project=P)

@@ -37,6 +37,7 @@ BIGQUERY = "//bigquery.googleapis.com/"
 IAM = "//iam.googleapis.com/"
 APIKEYS = "//apikeys.googleapis.com/"
 PAM = "//privilegedaccessmanager.googleapis.com/"
+BQCONNECTION = "//bigqueryconnection.googleapis.com/"
 
 # GCS bucket names: 3-63 chars (up to 222 with dots), lowercase letters, digits, -, _ and dots.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")

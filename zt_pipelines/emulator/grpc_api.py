@@ -76,12 +76,19 @@ def build_handlers(
     world: World, gate: Gate, reset_peer: Callable[[str], None]
 ) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for every served method, grouped by service."""
+    from zt_pipelines.emulator.bq_connection_api import METHODS as BQ_CONNECTION_METHODS
     from zt_pipelines.emulator.logging_api import METHODS as LOGGING_METHODS
     from zt_pipelines.emulator.pam_api import METHODS as PAM_METHODS
     from zt_pipelines.emulator.segmentation_api import METHODS as SEGMENTATION_METHODS
 
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for method in (*METHODS, *SEGMENTATION_METHODS, *LOGGING_METHODS, *PAM_METHODS):
+    for method in (
+        *METHODS,
+        *SEGMENTATION_METHODS,
+        *LOGGING_METHODS,
+        *PAM_METHODS,
+        *BQ_CONNECTION_METHODS,
+    ):
         by_service.setdefault(method.service, {})[method.name] = (
             grpc.unary_unary_rpc_method_handler(
                 _wrap(method, world, gate, reset_peer),

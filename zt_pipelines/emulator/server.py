@@ -299,6 +299,22 @@ class Emulator:
         """Remove every run script."""
         self._world.run_scripts.clear()
 
+    def add_bigquery_connection(
+        self,
+        project: str,
+        location: str,
+        connection_id: str,
+        account: str,
+        *,
+        kind: str = "cloud_resource",
+    ) -> None:
+        """Add a BigQuery connection acting as ``account`` (``kind``: ``cloud_resource``,
+        ``cloud_sql`` or ``spark``). The world already has one per connection account its IAM
+        state names (``bqcx-NUMBER-XXXX@gcp-sa-bigquery-condel``, location ``us``)."""
+        from zt_pipelines.emulator.bq_connection_api import Connection, add_connection
+
+        add_connection(self._world, Connection(project, location, connection_id, account, kind))
+
     def set_audit_configs(self, project: str, configs: dict[str, tuple[str, ...]]) -> None:
         """Set the IAM ``auditConfigs`` of a project (its id), folder (``folders/F``) or
         organisation (``organizations/O``; inherited below): service (or ``allServices``) →

@@ -17,6 +17,7 @@ from zt_pipelines.errors import InputError
 from zt_pipelines.gcp.apikeys import ApiKeysAdapter
 from zt_pipelines.gcp.asset import AssetAdapter
 from zt_pipelines.gcp.bigquery import BigQueryAdapter
+from zt_pipelines.gcp.bq_connections import BigQueryConnectionAdapter
 from zt_pipelines.gcp.cache import DEFAULT_TTL, DiskCache
 from zt_pipelines.gcp.clients import (
     ClientFactory,
@@ -74,6 +75,7 @@ def build_adapters(
         troubleshooter=TroubleshooterAdapter(factory, policy, **kw),
         apikeys=ApiKeysAdapter(factory, policy, **kw),
         pam=PamAdapter(factory, policy, **kw),
+        connections=BigQueryConnectionAdapter(factory, policy, **kw),
     )
 
 

@@ -361,6 +361,15 @@ class ClientFactory:
             lambda: self._gapic(privilegedaccessmanager_v1.PrivilegedAccessManagerClient),
         )
 
+    def bigquery_connection(self) -> Any:
+        """``google.cloud.bigquery_connection_v1.ConnectionServiceClient`` (gRPC)."""
+        from google.cloud import bigquery_connection_v1
+
+        return self._get(
+            "bigquery_connection",
+            lambda: self._gapic(bigquery_connection_v1.ConnectionServiceClient),
+        )
+
     def stub(self, channel: Any, path: str, response: Any) -> Stub:
         """The gRPC method ``path`` on ``channel`` (one of this factory's clients' channels),
         sending raw protobuf requests and parsing answers as the raw protobuf class

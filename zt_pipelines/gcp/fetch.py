@@ -32,11 +32,13 @@ from typing import Any, TypeVar
 
 from zt_pipelines.errors import ApiError
 from zt_pipelines.gcp._base import Page, Started
+from zt_pipelines.gcp.bq_connections import BIGQUERY_LOCATIONS
 from zt_pipelines.gcp.cache import DiskCache
 from zt_pipelines.gcp.interface import Adapters, DenyPolicyRef, PolicySearchHit
 from zt_pipelines.policy.assembly import (
     Reads,
     assemble,
+    connection_projects,
     containing_sets,
     dump_name,
     project_dumps_failed,
@@ -55,7 +57,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, PAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, BQCONNECTION, CRM, IAM, PAM, STORAGE
 
 T = TypeVar("T")
 _LOG = logging.getLogger("zt_pipelines.gcp")
@@ -683,6 +685,10 @@ class FetchPlan:
                 n.project_number for n in nodes.values() if n.kind == "project" and n.project_number
             }
             agents = {email for number in numbers for email, _ in lent_accounts(number)}
+            # and the accounts of the BigQuery connections listed (per connection, no fixed name)
+            agents.update(
+                e for found in self.s.connections.values() for got in found.values() for e in got
+            )
             todo = [
                 v
                 for v in (*self.principals, *sorted(sets), *sorted(agents))
@@ -887,6 +893,41 @@ class FetchPlan:
         if not ref.isdigit():  # by number: listed under its id once projects.get names it
             self._list_accounts(ref)
 
+    def _connections(self, project: str) -> None:
+        """The service accounts of the project's BigQuery connections, in every location
+        BigQuery serves (the API lists one location at a time): asked only when an identity
+        may hold ``bigquery.connections.use`` or ``delegate`` there (:func:`connection_projects`).
+        What the accounts found hold is searched with the identities' principals."""
+        with self._lock:
+            self.s.connection_projects.add(project)
+        reader = self.a.connections
+
+        for location in BIGQUERY_LOCATIONS:
+
+            def listed(accounts: list[str], location: str = location) -> None:
+                with self._lock:
+                    self.s.connections.setdefault(project, {})[location] = accounts
+                    roots = sorted(self.s.roots | self._search_roots) if accounts else []
+                for root in roots:  # what the connections' accounts hold, anywhere
+                    self._principal_searches(root)
+
+            def blocking(again: bool, location: str = location) -> None:
+                if reader is None:
+                    raise ApiError(
+                        "no BigQuery Connection reader",
+                        where=f"{BQCONNECTION}projects/{project}/locations/{location}",
+                        code="UNIMPLEMENTED",
+                    )
+                listed(_retried(reader, again).list_connection_accounts(project, location))
+
+            self._submit_listing(
+                ("bigquery.connections.list", project, location),
+                _bind_start(reader, project, location),
+                _bind_after(reader, project, location),
+                listed,
+                blocking,
+            )
+
     def _hmac_keys(self, project: str) -> None:
         """The project's Cloud Storage HMAC keys: one listing per project (both strategies),
         filtered per account when the snapshot is assembled."""
@@ -1028,8 +1069,11 @@ class FetchPlan:
             self._project(number)
         with self._lock:
             reached = reach_projects(self.s, self._projects_planned)
+            listed = connection_projects(self.s, self.principals)
         for ref in reached:
             self._reach_project(ref)
+        for project in listed:
+            self._connections(project)
         with self._lock:
             roots = sorted(self.s.roots | self._search_roots)
         for root in roots:  # sets of chains completed after their root's searches went out
@@ -1084,6 +1128,14 @@ def _retried(adapter: Any, again: bool) -> Any:
     """The adapter for the attempts after a failed first one (``again``), else itself."""
     retried = getattr(adapter, "retried", None) if again else None
     return retried() if retried is not None else adapter
+
+
+def _bind_start(reader: Any, project: str, location: str) -> Callable[[], Any]:
+    return lambda: _start(reader, "start_list_connection_accounts", project, location)
+
+
+def _bind_after(reader: Any, project: str, location: str) -> Callable[[str], Any]:
+    return lambda token: _after(reader, "list_connection_accounts_after", project, location, token)
 
 
 def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:

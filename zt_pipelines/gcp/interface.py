@@ -175,6 +175,14 @@ class BigQueryReader(Protocol):
         ...
 
 
+class ConnectionReader(Protocol):
+    """BigQuery connections: the service accounts they act as."""
+
+    def list_connection_accounts(self, project: str, location: str) -> list[str]:
+        """The service accounts of every connection of ``project`` in ``location``."""
+        ...
+
+
 class DenyReader(Protocol):
     """IAM v2 deny policies."""
 
@@ -223,6 +231,8 @@ class Adapters:
     apikeys: ApiKeysReader | None = None
     #: Privileged Access Manager; ``None``: not readable (every listing unreadable)
     pam: PamReader | None = None
+    #: BigQuery connections' accounts; ``None``: not readable (every listing unreadable)
+    connections: ConnectionReader | None = None
 
 
 # Every permission live mode exercises on the resources it reads: the role to give the identity
@@ -237,6 +247,8 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "resourcemanager.organizations.getIamPolicy",
         "iam.serviceAccounts.get",
         "iam.serviceAccounts.list",
+        # only when an identity holds bigquery.connections.use / delegate (lending.py)
+        "bigquery.connections.list",
         "iam.serviceAccounts.getIamPolicy",
         "iam.serviceAccountKeys.list",
         "iam.roles.get",

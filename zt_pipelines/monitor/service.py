@@ -141,19 +141,56 @@ def verify_run(
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
     spec_labels, verified_label = _labels()
+    now, what_if = judged_now(clock)
     verdict = evaluate_run(
         run,
         records,
-        now=clock(),
+        now=now,
         spec_labels=spec_labels,
         verified_label=verified_label,
         chain_problem=chain_problem,
         decision_labels=_decision_labels(),
     )
     verdict = _with_policy(verdict, expected, resource=run.name)
+    verdict = _with_findings(verdict, [what_if] if what_if else [])
     if record:
         log.append(post_run_decision(verdict, submitter=_who(factory)))
     return verdict
+
+
+def judged_now(clock: Callable[[], datetime]) -> tuple[datetime, Any]:
+    """The time a monitoring verb judges at, and ZT405 when ``clock`` is far from the machine's
+    (outside a test suite, :mod:`zt_pipelines.clock`): which approvals, runs and log entries
+    fall in a window was then decided as of another time — a past clock hides recent misuse, a
+    future one pushes approvals out of ``--since`` — so the result never passes."""
+    from zt_pipelines.clock import decision_time, what_if_message
+    from zt_pipelines.policy.report import Finding, Severity
+
+    judged = decision_time(clock())
+    if not judged.what_if:
+        return judged.judged_at, None
+    return judged.judged_at, Finding(
+        "ZT405",
+        Severity.ERROR,
+        what_if_message(
+            judged,
+            what="which approvals, runs and log entries fall in the window was decided at "
+            "a time that is not now",
+        ),
+    )
+
+
+def _with_findings(verdict: _V, found: Sequence[Any]) -> _V:
+    """``verdict`` (a run, drift or usage verdict) with ``found`` added to its report."""
+    import dataclasses
+
+    from zt_pipelines.policy.report import sort_findings
+
+    if not found:
+        return verdict
+    report: Any = getattr(verdict, "report")  # noqa: B009 - every verdict kind alike
+    report = dataclasses.replace(report, findings=sort_findings([*report.findings, *found]))
+    return dataclasses.replace(verdict, report=report)  # type: ignore[type-var]
 
 
 def expected_policy(expect_policy: Sequence[str] | None) -> tuple[str, ...]:
@@ -173,18 +210,10 @@ def expected_policy(expect_policy: Sequence[str] | None) -> tuple[str, ...]:
 
 def _with_policy(verdict: _V, expected: Sequence[str], *, resource: str = "") -> _V:
     """``verdict`` (a run or drift verdict) with ZT642/ZT643 for its approval."""
-    import dataclasses
-
     from zt_pipelines.monitor.authority import policy_findings
-    from zt_pipelines.policy.report import sort_findings
 
     approval: Any = getattr(verdict, "approval", None)
-    found = policy_findings(approval or None, expected, resource=resource)
-    if not found:
-        return verdict
-    report: Any = getattr(verdict, "report")  # noqa: B009 - RunVerdict and DriftVerdict alike
-    report = dataclasses.replace(report, findings=sort_findings([*report.findings, *found]))
-    return dataclasses.replace(verdict, report=report)  # type: ignore[type-var]
+    return _with_findings(verdict, policy_findings(approval or None, expected, resource=resource))
 
 
 def _who(factory: ClientFactory) -> str:
@@ -292,7 +321,7 @@ def drift(
     expected = expected_policy(expect_policy)
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
-    now = clock()
+    now, what_if = judged_now(clock)
     if chain_problem:
         report = Report(
             findings=(
@@ -317,10 +346,12 @@ def drift(
             now=now,
             baseline=baseline_from(records, approval),
         )
-        verdict = _with_policy(verdict, expected)
+        verdict = _with_findings(_with_policy(verdict, expected), [what_if] if what_if else [])
         verdicts.append(verdict)
         if record:
             log.append(_drift_decision(verdict, submitter=_who(ClientFactory(credentials))))
+    if what_if and not verdicts:  # nothing in the window as of that time: still no pass
+        verdicts.append(DriftVerdict({}, Report(findings=(what_if,), checked_at=now.isoformat())))
     return verdicts
 
 
@@ -568,7 +599,7 @@ def usage(
             "(projects/PROJECT/locations/LOCATION/buckets/BUCKET/views/VIEW)"
         )
     factory = factory or ClientFactory(credentials, project=project)
-    now = clock()
+    now, what_if = judged_now(clock)
     start = now - since
     log = open_audit_log(audit_log, clock)
     records, chain_problem = read_approvals(log)
@@ -749,6 +780,7 @@ def usage(
     verdict = replace(
         verdict, report=replace(verdict.report, notes=(*verdict.report.notes, *notes))
     )
+    verdict = _with_findings(verdict, [what_if] if what_if else [])
     if record:
         log.append(_usage_decision(verdict, project, submitter=_who(factory)))
     return verdict
@@ -1059,6 +1091,7 @@ def monitor_once(
 
     say = progress or (lambda _text: None)
     expected = expected_policy(expect_policy)
+    now, what_if = judged_now(clock)
     factory = factory or ClientFactory(credentials, project=project)
     adapter = VertexJobsAdapter(factory, retry)
     log = open_audit_log(audit_log, clock)
@@ -1099,6 +1132,8 @@ def monitor_once(
         expect_policy=expected,
     )
     findings.extend(shadows.findings)
+    if what_if:  # said once for the pass (the runs and schedules below repeat it)
+        findings.append(what_if)
     results: list[Any] = []
     for index, job in enumerate(shadows.to_verify, start=1):
         say(f"verify-run {index}/{len(shadows.to_verify)}: {job.job_id}")
@@ -1113,7 +1148,9 @@ def monitor_once(
             expect_policy=(),  # the listing above judged every approval's policy
         )
         results.append(verdict)
-        findings.extend(_tagged(verdict.report.findings, f"job {job.job_id}"))
+        findings.extend(
+            _tagged([f for f in verdict.report.findings if f.code != "ZT405"], f"job {job.job_id}")
+        )
     if shadows.live_schedule_approvals:
         say(f"drift of {plural(len(shadows.live_schedule_approvals), 'active schedule')}")
         drifted = drift(
@@ -1129,7 +1166,7 @@ def monitor_once(
         for d in drifted:
             findings.extend(
                 _tagged(
-                    [f for f in d.report.findings if f.code != "ZT629"],
+                    [f for f in d.report.findings if f.code not in ("ZT629", "ZT405")],
                     f"schedule approval seq {d.approval.get('seq')}",
                 )
             )
@@ -1138,7 +1175,7 @@ def monitor_once(
         pipeline="monitor",
         project=project,
         location=location,
-        checked_at=clock().isoformat(),
+        checked_at=now.isoformat(),
         notes=(
             f"{plural(len(jobs), 'pipeline job')}, {plural(len(schedules), 'schedule')} listed; "
             f"{plural(len(shadows.to_verify), 'run')} verified, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zt_pipelines.policy.lending import LENDING_PERMISSIONS
-from zt_pipelines.policy.reach import EDGE_PERMISSIONS
+from zt_pipelines.policy.reach import CONNECTION_PERMISSIONS, EDGE_PERMISSIONS
 from zt_pipelines.policy.snapshot import (
     ASSET_TYPES,
     AllowPolicy,
@@ -31,7 +31,7 @@ from zt_pipelines.policy.snapshot import (
     Snapshot,
     Unreadable,
 )
-from zt_pipelines.resources import APIKEYS, BIGQUERY, CRM, IAM, STORAGE
+from zt_pipelines.resources import APIKEYS, BIGQUERY, BQCONNECTION, CRM, IAM, STORAGE
 
 _ASSET_KINDS: dict[str, NodeKind] = {t: kind for kind, t in ASSET_TYPES.items()}
 
@@ -57,6 +57,9 @@ class Reads:
     # projects read because a search found an edge grant on them (reach_projects): their
     # listed accounts are kept in the snapshot, as a file holds every account
     reach_projects: set[str] = field(default_factory=set)
+    # project id -> BigQuery location -> the accounts its connections act as (listed there)
+    connections: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    connection_projects: set[str] = field(default_factory=set)  # projects whose were asked
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
     # principal (an email, or a principal set containing one) -> roots searched for it
@@ -110,6 +113,7 @@ def assemble(
             Unreadable(STORAGE + bucket, "getAncestry", f"project number {number} unresolved")
         )
     # search hits: filtered bindings on nodes we did not read directly
+    unreadable = _connection_listings(s, unreadable)
     failed = {u.target for u in unreadable}
     # a project read only for whom its grants reach: a failed read must not lose the grant the
     # search found (the project is then unlisted: reach cannot settle the edge, ZT217)
@@ -231,6 +235,78 @@ def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:
                 out.add(ref)
                 break
     return sorted(out)
+
+
+def _connection_listings(s: Reads, unreadable: list[Unreadable]) -> list[Unreadable]:
+    """One unreadable entry per project whose BigQuery connections could not all be listed
+    (against the project: whom a grant of ``bigquery.connections.use`` there lends is then
+    unknown), instead of one per location."""
+    out: list[Unreadable] = []
+    failed: dict[str, str] = {}
+    for u in unreadable:
+        if u.what != "bigquery.connections.list":
+            out.append(u)
+            continue
+        project = u.target.removeprefix(BQCONNECTION).split("/")[1]
+        failed.setdefault(project, u.reason)
+    for project in sorted(failed):
+        reason = f"the BigQuery connections could not be listed ({failed[project]})"
+        out.append(Unreadable(CRM + "projects/" + project, "bigquery.connections.list", reason))
+    return out
+
+
+def connection_projects(s: Reads, principals: Collection[str]) -> list[str]:
+    """Projects (ids) whose BigQuery connections must be listed, not yet asked: where a grant
+    of ``bigquery.connections.use`` / ``delegate`` (or a role of unknown definition) that may
+    reach an identity was read — naming it, or a principal set, group, domain or everyone —
+    on the project, on a connection in it, or on a folder or organisation above it. Whoever
+    holds it acts as every connection's own service account, which no binding names until the
+    connections are listed."""
+    mine = {e.lower() for e in principals}
+    projects = {n.name.rsplit("/", 1)[1]: n for n in s.nodes.values() if n.kind == "project"}
+    out: set[str] = set()
+    policies = [*s.policies.items(), *((dump_name(h, s), h.policy) for h in s.hits)]
+    for name, policy in policies:
+        for binding in policy.bindings:
+            role = s.roles.get(binding.role)
+            if role is not None and role.permissions.isdisjoint(CONNECTION_PERMISSIONS):
+                continue
+            if not any(
+                m.startswith(_OPEN) or (m.startswith("serviceAccount:") and m[15:].lower() in mine)
+                for m in binding.members
+            ):
+                continue
+            out.update(_projects_at(name, projects, s))
+    return sorted(out - s.connection_projects)
+
+
+#: members whose membership may include an identity without naming it
+_OPEN = ("principalSet://", "group:", "domain:", "allUsers", "allAuthenticatedUsers")
+
+
+def _projects_at(name: str, projects: Mapping[str, Node], s: Reads) -> list[str]:
+    """The known projects at or below ``name`` (a project, folder, organisation or a
+    connection)."""
+    if name.startswith(BQCONNECTION):
+        return [name.removeprefix(BQCONNECTION).split("/")[1]]
+    if name.startswith(CRM + "projects/"):
+        ref = name.rsplit("/", 1)[1]
+        return [s.numbers.get(ref, ref)]
+    if not name.startswith(CRM):
+        return []
+    out = []
+    for ident, node in projects.items():
+        seen: set[str] = set()
+        current: Node | None = node
+        while current is not None and current.parent and current.parent not in seen:
+            if current.parent == name:
+                out.append(ident)
+                break
+            seen.add(current.parent)
+            current = s.nodes.get(current.parent)
+            if current is None and name.startswith(CRM + "organizations/"):
+                break
+    return out
 
 
 def _sets_searched(s: Reads, email: str) -> bool:

@@ -45,7 +45,7 @@ from zt_pipelines.policy.snapshot import (
 from zt_pipelines.resources import ResourceRef
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable
 
     from zt_pipelines.model import StepIdentity
     from zt_pipelines.policy.orgpolicy import OrgPolicy
@@ -221,6 +221,9 @@ class Evaluator:
         # all looked up (member_bindings): decide() then skips every node without one
         self._held_at: dict[str, dict[str, tuple[_Candidate, ...]]] = {}
         self._held_list: dict[str, list[tuple[Node, _Candidate]]] = {}
+        #: principals (of _held_at) bound on no node that is some node's parent: a resource's
+        #: ancestors hold nothing of theirs, so decide_many() looks at the resource alone
+        self._low: set[str] = set()
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
         self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
@@ -398,6 +401,8 @@ class Evaluator:
                 at[name] = (c,) if there is None else (*there, c)
                 listed.append((node, c))
             self._held_at[normal] = at
+            if self.parent_names().isdisjoint(at):
+                self._low.add(normal)  # bound on no node that is another's parent
             self._held_list[principal] = listed
             self._held[principal] = held
         return held
@@ -614,7 +619,7 @@ class Evaluator:
         )
 
     def decide_many(
-        self, questions: Sequence[tuple[str, ResourceRef, str]], *, now: datetime
+        self, questions: Iterable[tuple[str, ResourceRef, str]], *, now: datetime
     ) -> list[tuple[Evidence, ...] | Decision]:
         """:meth:`decide` for each ``(member, resource, permission)``, in order; a repeated
         question is decided once.
@@ -627,7 +632,7 @@ class Evaluator:
         principal without a condition. Anything else is :meth:`decide`'s.
         """
         simple = not (self._deny or self._unreadable or self._unplaced)
-        principals, held_at = self._principals, self._held_at
+        principals, held_at, lows = self._principals, self._held_at, self._low
         # resource name -> the names of its node and ancestors, or () when decide() must
         # answer (not in the snapshot, incomplete ancestry)
         above: dict[str, tuple[str, ...]] = {}
@@ -636,6 +641,7 @@ class Evaluator:
         last: str | None = None
         held: dict[str, tuple[_Candidate, ...]] | None = None
         principal = ""
+        low = False
         for member, res, permission in questions:
             if member != last:  # a principal's questions mostly come in a row
                 last = member
@@ -644,6 +650,7 @@ class Evaluator:
                     got_principal = principals[member] = normalize_principal(member)
                 principal = got_principal
                 held = held_at.get(principal) if simple else None
+                low = principal in lows
             if held is not None:
                 name = res.name
                 names = above.get(name)
@@ -654,6 +661,14 @@ class Evaluator:
                     chain, gap = self.chain(canon)
                     names = above[name] = tuple(n.name for n in chain) if not gap else ()
                 if names:
+                    if low:  # the common case: one plain binding on the resource itself
+                        found = held.get(names[0])
+                        if found is not None and len(found) == 1:
+                            c = found[0]
+                            if c.plain and permission in c.perms:  # type: ignore[operator]
+                                e = c._direct
+                                out.append((e if e is not None else c.evidence(names[0], False),))
+                                continue
                     # decide()'s allow pass where it can only grant: every binding that carries
                     # the permission is plain (else decide() answers)
                     grants: list[Evidence] = []

@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING
 
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
 from zt_pipelines.policy.conditions import ConditionResult, Tri, request_attributes
-from zt_pipelines.policy.lending import LENDERS, LENDING_PERMISSIONS, Lender, lent_permissions
+from zt_pipelines.policy.lending import (
+    LENDERS,
+    LENDING_PERMISSIONS,
+    Lender,
+    lender_of,
+    lent_permissions,
+)
 from zt_pipelines.policy.members import Match, MemberMatch
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
 from zt_pipelines.policy.snapshot import read_hides
@@ -67,6 +73,13 @@ EDGE_PERMISSIONS: dict[str, str] = {
 }
 _EDGE_SET = frozenset(EDGE_PERMISSIONS)
 _REACHING = _EDGE_SET | LENDING_PERMISSIONS
+#: the permissions that lend a BigQuery connection's own service account (one per connection)
+CONNECTION_PERMISSIONS: frozenset[str] = frozenset(
+    p
+    for lender in LENDERS
+    if "bigquery.connections.use" in lender.permissions
+    for p in lender.permissions
+)
 _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
 
 #: Google service agents that run the code a caller hands them, with no actAs asked: whoever
@@ -199,20 +212,33 @@ class _Graph:
         self.edge_roles: dict[str, frozenset[str] | None] = {}
         # hierarchy node -> the identities Google services lend in the projects at or below
         # it: (project number, lender)
+        # it: (project number, lender); a project whose number the state lacks: ("?" + its
+        # name, lender) — its lent accounts are not known by name (see _unattributed)
         self.agents_below: dict[str, list[tuple[str, Lender]]] = {}
         for project in snap.nodes.values():
-            if project.kind != "project" or not project.project_number:
+            if project.kind != "project":
                 continue
+            number = project.project_number or "?" + project.name
             for n in ev.chain(project.name)[0]:
                 self.agents_below.setdefault(n.name, []).extend(
-                    (project.project_number, lender) for lender in LENDERS
+                    (number, lender) for lender in LENDERS
                 )
         self._per_resource: list[str] | None = None
+        self._orphans: list[tuple[str, str]] | None = None
         # projects whose service accounts could not be listed: whom an edge there reaches is
         # unknown (live mode lists the identities' projects and those a search found edges on)
         self.unlisted = frozenset(
             u.target for u in snap.unreadable if u.what == "serviceAccounts.list"
         )
+        # numbers of projects whose BigQuery connections could not be listed: whose accounts a
+        # grant of bigquery.connections.use there lends is unknown
+        no_connections: set[str] = set()
+        for u in snap.unreadable:
+            if u.what == "bigquery.connections.list":
+                listed = snap.nodes.get(u.target)
+                if listed is not None and listed.project_number:
+                    no_connections.add(listed.project_number)
+        self.no_connections = frozenset(no_connections)
 
     def _sa_node(self, email: str) -> str:
         for name in (
@@ -268,6 +294,8 @@ class _Graph:
                 )
             if not agents and not targets:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
+            if agents and self.no_connections:
+                self._connections_unknown(member, node, binding, via, agents, unknown)
             cond = binding.condition.expression if binding.condition else ""
             if agents:
                 hops += self._runner_hops(member, node, binding, mm, via, agents, unknown, targets)
@@ -346,8 +374,21 @@ class _Graph:
                         )
                         if w
                     )
-            fixed = lender.email(number)
-            for agent in (fixed,) if fixed else self._accounts_lent(number, lender):
+            if number.startswith("?"):  # which account it lends is not known by name
+                agents_lent = self._unattributed(lender)
+                why = "; ".join(
+                    w
+                    for w in (
+                        f"the number of {number[1:].rsplit('/', 2)[-1]} is not in the IAM "
+                        "state, and this account of an unknown project may be it",
+                        why,
+                    )
+                    if w
+                )
+            else:
+                fixed = lender.email(number)
+                agents_lent = [fixed] if fixed else self._accounts_lent(number, lender)
+            for agent in agents_lent:
                 if agent == own:
                     continue
                 if why:
@@ -396,6 +437,47 @@ class _Graph:
                 self.ev, condition, node, permissions, self.now, self.window
             )
         return found
+
+    def _connections_unknown(
+        self,
+        member: str,
+        node: Node,
+        binding: Binding,
+        via: str,
+        agents: list[tuple[str, Lender]],
+        unknown: list[UnknownEdge],
+    ) -> None:
+        """An unknown edge for a grant that lends the accounts of BigQuery connections in a
+        project whose connections could not be listed (which accounts it lends is unknown)."""
+        perms = self.ev.role_permissions(binding.role)
+        if perms is not None and perms.isdisjoint(CONNECTION_PERMISSIONS):
+            return
+        for number in sorted({n for n, _lender in agents if n in self.no_connections}):
+            why = f"the BigQuery connections of project {number} could not be listed"
+            unknown.append(_unknown(member, node, binding, via, why))
+
+    def _unattributed(self, lender: Lender) -> list[str]:
+        """The accounts of ``lender``'s form the IAM state names (a binding's member, a listed
+        account) whose project number is none of its projects': one may be what a project
+        whose number it lacks lends. Scanned once, only when such a project lends."""
+        if self._orphans is None:
+            snap = self.ev.snapshot
+            known = {n.project_number for n in snap.nodes.values() if n.project_number}
+            emails = {e.lower() for e in snap.service_accounts}
+            emails.update(
+                m.partition(":")[2].lower()
+                for n in snap.nodes.values()
+                for b in (n.policy.bindings if n.policy else ())
+                for m in b.members
+                if m.startswith("serviceAccount:")
+            )
+            orphans = []
+            for email in sorted(emails):
+                found = lender_of(email)
+                if found is not None and found[0] not in known:
+                    orphans.append((email, found[0]))
+            self._orphans = orphans
+        return [e for e, number in self._orphans if lender.matches(e, number)]
 
     def _accounts_lent(self, number: str, lender: Lender) -> list[str]:
         """The per-resource accounts (a BigQuery connection's) of project ``number`` that the

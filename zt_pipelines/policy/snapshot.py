@@ -297,6 +297,7 @@ UNREADABLE_WHAT: dict[str, frozenset[ReadHides]] = {
     "storage.hmacKeys.list": _NOTHING,
     "apikeys.keys.list": _NOTHING,
     "privilegedaccessmanager.entitlements.list": _NOTHING,
+    "bigquery.connections.list": _NOTHING,
     "searchAllIamPolicies": _NOTHING,
     "searchAllIamPolicies(dump)": _NOTHING,
     "searchAllResources(keys)": _NOTHING,

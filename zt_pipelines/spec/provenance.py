@@ -10,10 +10,10 @@ its component or re-feeding a sub-pipeline input no longer matches the old waive
 
 Pure: reads the *rewritten* IR (so a second rewrite, which returns the same IR, gives the same
 digest). It masks a pinned identity or a parameter value only at the places the rewrite writes
-one — a task input it pins (identity, project, location, network, CMEK key), the identity field of
+one — a task input it pins (identity, project, location, CMEK key), the identity field of
 a launcher's ``--payload``, the arguments of a GCPC launcher it wrapped (where it inlines the
-task's known inputs) — never a producer's image, code, command, arguments or environment:
-those are what a reviewer reviewed. See ``docs/policy-file.md``.
+task's known inputs) — never a producer's image, code, command, arguments, environment or
+network: those are what a reviewer reviewed. See ``docs/policy-file.md``.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ class _Tracer:
             self.closures[path] = self._digest(
                 {
                     "task": path,
-                    "component": self._fingerprint(*entry) if entry else None,
+                    "component": self._fingerprint(*entry, producer=True) if entry else None,
                     "inputs": inputs,
                     "upstream": {d: self.closures.get(d, "") for d in sorted(deps)},
                 }
@@ -366,14 +366,16 @@ class _Tracer:
         importer = "importer" in _dict(
             self.executors.get(label) if isinstance(label, str) else None
         )
-        settings = self._settings(task)
+        settings = self._settings(task, dag, producer=True)
         for kind in ("parameters", "artifacts"):
             bindings = (task.get("inputs") or {}).get(kind) or {}
             for name in sorted(bindings) if isinstance(bindings, dict) else ():
                 if kind == "parameters" and name in settings:
                     continue  # where and how the job runs (a warm pool, its machine) is not
                     # what it produces: changing it needs no new review
-                _, key = self._binding(bindings[name], dag, kind, deps, direct=importer)
+                # a network from a pipeline parameter: its value (what the job is peered with)
+                network = kind == "parameters" and name in _NETWORK_INPUTS
+                _, key = self._binding(bindings[name], dag, kind, deps, direct=importer or network)
                 if name == "worker_pool_specs" and isinstance(key, dict) and "constant" in key:
                     key = {"constant": _workload(key["constant"])}
                 if kind == "parameters" and isinstance(key, dict) and set(key) == {"constant"}:
@@ -382,12 +384,13 @@ class _Tracer:
         return inputs, deps
 
     def _pinned_input(self, name: str, value: Any) -> Any:
-        """A task input's constant, masked where the rewrite pins one: an identity input
-        (the step's or its job's identity), a placement input (a project, location, network or
-        CMEK key taken from a pipeline parameter), a worker identity flag in a list input."""
+        """A producer's input constant, masked where the rewrite pins one: an identity input
+        (the step's or its job's identity), a placement input (a project, location or CMEK key
+        taken from a pipeline parameter), a worker identity flag in a list input. Never its
+        network: which host a private address its code reads names depends on it."""
         if name in _IDENTITY_INPUTS:
             return self.identities.whole(value)
-        if name in _PLACEMENT_INPUTS and isinstance(value, str):
+        if name in _PLACEMENT_INPUTS and name not in _NETWORK_INPUTS and isinstance(value, str):
             return self.tokens.get(value, value)
         if name in _FLAG_INPUTS and isinstance(value, list):
             return [
@@ -396,24 +399,72 @@ class _Tracer:
             ]
         return value
 
-    def _fingerprint(self, task: Mapping[str, Any], dag: str) -> str:
+    def _fingerprint(self, task: Mapping[str, Any], dag: str, *, producer: bool = False) -> str:
         """What a task runs: its component (without its name) and executor; the parameter
-        values the task receives masked where the rewrite inlined them."""
+        values the task receives masked where the rewrite inlined them (a ``producer``'s
+        network is part of what it runs: see :meth:`_settings`)."""
         ref = str((task.get("componentRef") or {}).get("name"))
         fed = self._fed_values(task, dag)
-        settings = self._settings(task)
+        settings = self._settings(task, dag, producer=producer)
         found = self.fingerprints.get((ref, fed, settings))
         if found is None:
             found = self._component_fingerprint(task, fed, settings)
             self.fingerprints[(ref, fed, settings)] = found
         return found
 
-    def _settings(self, task: Mapping[str, Any]) -> frozenset[str]:
+    def _settings(
+        self, task: Mapping[str, Any], dag: str, *, producer: bool = False
+    ) -> frozenset[str]:
         """The task's inputs that only set where and how its launcher's job runs (network,
         labels, timeouts, a warm pool ...): each fills, as a whole value, the member of that
         name in the launcher's ``--payload`` and nothing else — not the job's code (its worker
         pools), not another input. An input of that name that a component's own code reads is
-        what it produces, and is hashed."""
+        what it produces, and is hashed. For a ``producer``, its network placement is hashed
+        too: a private address its code reads (an NFS share, ``http://10.0.0.5``) names
+        another host on another network — unlike the waived step's own network."""
+        found = self._all_settings(task)
+        if not producer or not found & _NETWORK_INPUTS:
+            return found
+        # only a network that is set: waivers of producers on no network stay as they were
+        bindings = _dict(_dict(task.get("inputs")).get("parameters"))
+        definitions = _dict(
+            _dict(self._component_of(task).get("inputDefinitions")).get("parameters")
+        )
+        placed = set()
+        for name in found & _NETWORK_INPUTS:
+            if name in bindings:
+                value = self._resolved(bindings[name], dag)
+            else:
+                value = _dict(definitions.get(name)).get("defaultValue")
+            if value is _RUNTIME or value not in _NO_NETWORK:
+                placed.add(name)
+        return found - placed
+
+    def _resolved(self, spec: Any, dag: str) -> Any:
+        """The constant a binding holds, through enclosing sub-pipelines to a pipeline
+        parameter's value or a default; ``_RUNTIME`` for anything else."""
+        for _ in range(len(self.dags) + 1):
+            spec = _dict(spec)
+            runtime = _dict(spec.get("runtimeValue"))
+            if "constant" in runtime:
+                return runtime["constant"]
+            name = spec.get("componentInputParameter")
+            if not isinstance(name, str):
+                return _RUNTIME
+            if dag == "" or dag not in self.tasks:
+                if name in self.values:
+                    return self.values[name]
+                root = _dict(_dict(self.dags[""].get("inputDefinitions")).get("parameters"))
+                return _dict(root.get(name)).get("defaultValue", _RUNTIME)
+            task, parent = self.tasks[dag]
+            bound = _dict(_dict(task.get("inputs")).get("parameters"))
+            if name not in bound:
+                declared = _dict(_dict(self.dags[dag].get("inputDefinitions")).get("parameters"))
+                return _dict(declared.get(name)).get("defaultValue", _RUNTIME)
+            spec, dag = bound[name], parent
+        return _RUNTIME
+
+    def _all_settings(self, task: Mapping[str, Any]) -> frozenset[str]:
         found = self.task_settings.get(id(task))
         if found is not None:
             return found
@@ -683,6 +734,15 @@ _PLACEMENT_INPUTS = frozenset(
         for name in (*k.project_inputs, *k.location_inputs, *k.network_inputs, *k.cmek_inputs)
     }
 )
+
+
+# what decides which network a job is on: there the same private address is another host, so
+# a producer's is hashed (never masked), however it was set — a default, a parameter, a constant
+_NETWORK_INPUTS = frozenset(
+    {"network", "psc_interface_config", "subnetwork", "network_uri", "subnetwork_uri"}
+)
+_NO_NETWORK: tuple[Any, ...] = (None, "", {}, [])
+_RUNTIME = object()  # a binding known only at run time
 
 
 def _workload(value: Any) -> Any:

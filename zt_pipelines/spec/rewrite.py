@@ -1764,6 +1764,8 @@ def _bind_declared(
         )
     value = list(value) if isinstance(value, tuple) else value
     current = bindings.get(input_name)
+    if current is None and (params.get(input_name) or {}).get("defaultValue") == value:
+        return  # the component holds it already (zt's own wrapper, on a second rewrite)
     if current is None:
         bindings[input_name] = {"runtimeValue": {"constant": value}}
     elif current != {"runtimeValue": {"constant": value}}:
