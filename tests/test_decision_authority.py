@@ -92,13 +92,13 @@ def test_every_record_names_the_policy_it_was_judged_under(
     monkeypatch.setenv("ZT_POLICY", str(org))
     refused, by_org = verify(template, offline / "a.jsonl")
     assert not refused.allowed and refused.by_code("ZT500")
-    assert by_org["policy"]["source"] == str(org)
+    assert by_org["policy"]["source"] == str(org.absolute())
     assert by_org["policy"]["sha256"] == sha(org)
     assert by_org["policy"]["rules_sha256"] == rules_sha256(load_policy(org))
 
     allowed, by_mine = verify(template, offline / "b.jsonl", policy=str(mine))
     assert allowed.allowed  # without a binding the argument still replaces the default ...
-    assert by_mine["policy"]["source"] == str(mine)  # ... but the approval says so
+    assert by_mine["policy"]["source"] == str(mine)  # ... but the approval says so (absolute)
     assert by_mine["policy"]["sha256"] == sha(mine)
 
     _, by_dict = verify(template, offline / "c.jsonl", policy={"version": 1})
@@ -463,3 +463,118 @@ def test_monitoring_verbs_judge_at_the_machines_time(tmp_path: Path, real_clock:
         timedelta(minutes=5)
     )
     assert any(f["code"] == "ZT405" for f in record["findings"])
+
+
+@pytest.fixture()
+def emulated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    from zt_pipelines.emulator import Emulator
+    from zt_pipelines.policy.snapshot_file import load_snapshot
+
+    for name in ("ZT_POLICY", "ZT_POLICY_BINDING", "ZT_POLICY_SHA256"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "org.yaml").write_text("version: 1\n")
+    (tmp_path / "mine.yaml").write_text(LAX_RULES)
+    config = initializer.global_config
+    saved = dict(vars(config))
+    with Emulator(load_snapshot(WORLD)) as emu:
+        monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emu.address}")
+        monkeypatch.setenv("NO_GCE_CHECK", "True")
+        try:
+            yield emu
+        finally:
+            vars(config).clear()
+            vars(config).update(saved)
+
+
+def submit_argv(template: str, log: Path, *extra: str) -> list[str]:
+    return [
+        "submit",
+        template,
+        "--project",
+        "zt-demo",
+        "--location",
+        "us-central1",
+        "--audit-log",
+        str(log),
+        "--emulator-principal",
+        "user:alice@example.com",
+        "--pipeline-sa",
+        PSA,
+        *extra,
+    ]
+
+
+def test_cli_submit_and_schedule_apply_the_binding_file(
+    emulated: Any, template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from google.cloud import aiplatform
+
+    from zt_pipelines.emulator import emulator_credentials
+
+    org, mine = tmp_path / "org.yaml", tmp_path / "mine.yaml"
+    monkeypatch.setenv("ZT_POLICY", str(org))
+    monkeypatch.setenv("ZT_POLICY_BINDING", "1")
+    log = tmp_path / "a.jsonl"
+    before = set(emulated.pipeline_jobs)
+    with pytest.raises(SystemExit) as info:
+        main(submit_argv(template, log, "--policy", str(mine)))
+    assert info.value.code == 2 and "binding" in capsys.readouterr().err
+    assert set(emulated.pipeline_jobs) == before  # nothing sent
+    refused = json.loads(log.read_text().splitlines()[-1])
+    assert refused["outcome"] == "refused" and "binding" in refused["reason"]
+    with pytest.raises(SystemExit) as info:
+        main(submit_argv(template, log))  # --policy defaults to ZT_POLICY: the same file
+    assert info.value.code == 0, capsys.readouterr().err
+    allowed = json.loads(log.read_text().splitlines()[-1])
+    assert allowed["action"] == "cli-submit" and allowed["outcome"] == "allowed"
+    assert allowed["policy"]["sha256"] == sha(org)
+    assert allowed["baseline"]["source"] == "live" and "snapshot" not in allowed["baseline"]
+    # a schedule built in Python with its own policy
+    aiplatform.init(project="zt-demo", location="us-central1")
+    job = zt.PipelineJob(
+        display_name="authority",
+        template_path=template,
+        credentials=emulator_credentials("user:alice@example.com"),
+        audit_log=str(log),
+        policy=str(mine),
+    )
+    with pytest.raises(PolicyBindingError):
+        job.create_schedule(cron="0 3 * * *", display_name="nightly", service_account=PSA)
+    assert json.loads(log.read_text().splitlines()[-1])["outcome"] == "refused"
+
+
+def test_a_policy_built_in_python_is_not_named_the_strict_defaults(
+    offline: Path, template: str
+) -> None:
+    from zt_pipelines.policy.orgpolicy import STRICT, OrgPolicy, Severity
+
+    lax = OrgPolicy(severities={**STRICT.severities, "ZT500": Severity.NOTE})
+    _, record = verify(template, offline / "a.jsonl", policy=lax)
+    assert record["policy"]["source"] == "<OrgPolicy built in Python>"
+    _, strict = verify(template, offline / "b.jsonl", policy=OrgPolicy())
+    assert strict["policy"]["source"] == "<strict defaults>"
+    assert strict["policy"]["rules_sha256"] != record["policy"]["rules_sha256"]
+
+
+@pytest.mark.parametrize("bad", ["2026-06-01", 1748736000, None])
+def test_a_clock_that_is_no_datetime_is_refused_typed(
+    offline: Path, template: str, bad: Any
+) -> None:
+    from zt_pipelines.errors import InputError
+
+    if bad is None:
+        with pytest.raises(InputError):
+            zt.check(
+                template,
+                project="zt-demo",
+                location="us-central1",
+                pipeline_service_account=PSA,
+                snapshot=str(WORLD),
+                now="yesterday",
+            )  # type: ignore[arg-type]
+        return
+    with pytest.raises(InputError) as info:
+        verify(template, offline / "a.jsonl", clock=lambda: bad)
+    assert "not a datetime" in info.value.message
+    assert json.loads((offline / "a.jsonl").read_text().splitlines()[-1])["outcome"] == "refused"

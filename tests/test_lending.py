@@ -638,3 +638,26 @@ def test_a_project_without_its_number_lends_an_unattributed_account() -> None:
     [f] = [f for f in report.by_code("ZT217") if cc.partition(":")[2] in f.message]
     assert "the number of other-proj is not in the IAM state" in f.message
     assert f.principal == TRAIN_MEMBER and not report.allowed
+
+
+@pytest.mark.parametrize(
+    ("permission", "account"),
+    [
+        (sorted(lender.permissions)[0], lender.email(NUMBER))
+        for lender in LENDERS
+        if lender.lends is None and lender.email(NUMBER)
+    ],
+)
+@pytest.mark.parametrize("case", ["unconditional", "true", "unknown", "false"])
+def test_every_full_lender_judges_a_conditional_driver(
+    permission: str, account: str, case: str
+) -> None:
+    # each identity lent in full is editor of ml-prod: mallory, holding one of its lending
+    # permissions in a custom role on the folder, drives it — unless her grant cannot hold
+    data = grant(world_dict(), PROJECT, "roles/editor", f"serviceAccount:{account}")
+    data["roles"].append({"name": "organizations/100/roles/driver", "permissions": [permission]})
+    grant(data, FOLDER, "organizations/100/roles/driver", MALLORY, _CONDITIONS[case])
+    found = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert bool(found) is (case != "false"), found
+    if case == "unknown":
+        assert "cannot be decided" in found[0].message

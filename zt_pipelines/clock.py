@@ -56,10 +56,22 @@ class DecisionTime:
 
 
 def decision_time(given: datetime | None) -> DecisionTime:
-    """The decision time for ``given`` (``None``: the machine's clock); a naive time is UTC."""
+    """The decision time for ``given`` (``None``: the machine's clock); a naive time is UTC.
+
+    Raises:
+        InputError: ``given`` is not a datetime (a clock returning anything else).
+    """
     machine = machine_now()
     if given is None:
         return DecisionTime(machine, machine)
+    if not isinstance(given, datetime):
+        from zt_pipelines.errors import InputError
+
+        raise InputError(
+            f"the time given is a {type(given).__name__}, not a datetime",
+            where="clock= / now=",
+            fix="pass a timezone-aware datetime (or nothing: the machine's clock)",
+        )
     if given.tzinfo is None:
         given = given.replace(tzinfo=timezone.utc)
     return DecisionTime(given, machine)

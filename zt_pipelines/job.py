@@ -1006,7 +1006,10 @@ class PipelineJob(  # type: ignore[misc]
 
         judged = decision_time(self._zt_clock())
         org_policy = resolve_policy(self._zt_policy)
-        under: dict[str, Any] = {"policy": policy_identity(org_policy)}
+        named = policy_identity(org_policy)
+        if not named["source"].startswith("<"):  # a file: which one, whatever the cwd was
+            named["source"] = str(Path(named["source"]).absolute())
+        under: dict[str, Any] = {"policy": named}
         snapshot = _snapshot_identity(self._zt_snapshot)
         if snapshot:
             under["snapshot"] = snapshot
@@ -1353,7 +1356,8 @@ def _snapshot_identity(snapshot: Any) -> dict[str, str]:
 
     if isinstance(snapshot, (str, os.PathLike)):
         raw = loaders.read_bytes(snapshot, kind="snapshot", error=SnapshotError)
-        return {"path": str(snapshot), "sha256": hashlib.sha256(raw).hexdigest()}
+        path = str(Path(snapshot).absolute())
+        return {"path": path, "sha256": hashlib.sha256(raw).hexdigest()}
     if isinstance(snapshot, Mapping):
         return {"kind": "dict", "sha256": decision_sha256(snapshot)}
     return {"kind": type(snapshot).__name__}

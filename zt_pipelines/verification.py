@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def check(
 
     _require_location(location)
     _require_submitter(submitter)
-    when = now or datetime.now(timezone.utc)
+    when = decision_time(now).judged_at  # a clock that is no datetime: typed, before anything
     sa = classify_identity(pipeline_service_account, where="pipeline service account")
     template_name = str(template) if isinstance(template, (str, Path)) else ""
     source: Any = template

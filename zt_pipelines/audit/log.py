@@ -326,8 +326,12 @@ def _stamped(decision: Decision, clock_time: datetime) -> dict[str, Any]:
     """The record body at the machine's time: a clock far from it (outside a test suite,
     :mod:`zt_pipelines.clock`) cannot date a record — its time is kept beside, as
     ``clock_time``, so the record says what the caller claimed."""
-    from zt_pipelines.clock import decision_time
+    from zt_pipelines.clock import decision_time, machine_now
 
+    if not isinstance(clock_time, datetime):  # the record of a refusal must still be written
+        body = decision.to_body(machine_now())
+        body["clock_time"] = f"(not a time: a {type(clock_time).__name__})"
+        return body
     when = decision_time(clock_time)
     if not when.what_if:
         return decision.to_body(when.judged_at)

@@ -215,7 +215,10 @@ def rules_sha256(policy: OrgPolicy) -> str:
 def policy_identity(policy: OrgPolicy) -> dict[str, str]:
     """What names a policy in a decision record: where it came from and its two digests."""
     rules = rules_sha256(policy)
-    return {"source": policy.source, "sha256": policy.sha256 or rules, "rules_sha256": rules}
+    source = policy.source
+    if not policy.sha256 and source == STRICT.source and rules != rules_sha256(STRICT):
+        source = "<OrgPolicy built in Python>"  # not the strict defaults its default says
+    return {"source": source, "sha256": policy.sha256 or rules, "rules_sha256": rules}
 
 
 def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
