@@ -42,7 +42,7 @@ def test_object_permission_memo_is_object_level() -> None:
     for _ in range(500):
         name, permission = rng.choice(NAMES), rng.choice(PERMISSIONS)
         memo = scope._OBJECT_PERMISSION.get(permission)
-        fresh = scope._on_object(permission)
+        fresh = scope.object_permission(permission)
         assert memo in (None, fresh)
         assert (fresh and name.startswith("//storage.googleapis.com/")) == scope.object_level(
             name, permission

@@ -119,6 +119,8 @@ def read_bytes(path: str | os.PathLike[str], *, kind: str, error: type[InputErro
         _fail(error, f"file {where!r} does not exist", where)
     except OSError as exc:
         _fail(error, f"cannot read the file ({exc.strerror or exc})", where)
+    except (ValueError, UnicodeError):  # a NUL byte, or a lone surrogate no file name holds
+        _fail(error, f"{where!r} is not a file path (it holds a character no file name can)", where)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -182,9 +182,10 @@ def write_output(path: str | Path, text: str, *, option: str = "--output") -> No
     out = require_writable(path, option=option)
     try:
         out.write_text(text, encoding="utf-8")
-    except OSError as exc:
+    except (OSError, ValueError, UnicodeError) as exc:  # ValueError: a NUL byte in the path
+        why = getattr(exc, "strerror", None) or "not a file path"
         raise InputError(
-            f"cannot write {str(out)!r}: {exc.strerror}", where=option, fix="choose a writable path"
+            f"cannot write {str(out)!r}: {why}", where=option, fix="choose a writable path"
         ) from None
 
 
@@ -193,7 +194,9 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         rv = cli.main(args=argv, prog_name="zt-pipelines", standalone_mode=False)
     except ZtError as exc:
-        click.echo(f"zt-pipelines: error: {exc.message}", err=True)
+        from zt_pipelines.cli.options import say
+
+        say(f"zt-pipelines: error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -9,6 +9,7 @@ import click
 
 from zt_pipelines.audit import AuditLog
 from zt_pipelines.audit.shape import record_problem
+from zt_pipelines.cli.options import say
 from zt_pipelines.errors import InputError
 
 
@@ -50,24 +51,24 @@ def verify(file: Path, expect_head: str | None, fmt: str) -> int:
             )
         )
     elif report.ok and report.anchored:
-        click.echo(
+        say(
             f"{file}: {report.records} records, chain intact; head {report.head} matches "
             "the expected head"
         )
     elif report.ok:
-        click.echo(f"{file}: {report.records} records, chain intact; head {report.head}")
-        click.echo(
+        say(f"{file}: {report.records} records, chain intact; head {report.head}")
+        say(
             "  no anchor: the lines agree with each other, but whoever can write the file "
             "could have rewritten it consistently; pass --expect-head with a head kept "
             "elsewhere (see docs/audit.md: Anchoring the head)"
         )
     else:
-        click.echo(
+        say(
             f"{file}: {len(report.problems)} problem{'' if len(report.problems) == 1 else 's'} "
             f"in {report.records} records"
         )
         for problem in report.problems:
-            click.echo(f"  line {problem.line}: {problem.kind}: {problem.message}")
+            say(f"  line {problem.line}: {problem.kind}: {problem.message}")
     return 0 if report.ok else 1
 
 
@@ -89,7 +90,7 @@ def show(file: Path, last: int) -> int:
         if problem:  # chained, but not what zt-pipelines writes: said, never half-printed
             malformed += 1
             seq = record.get("seq", "?") if isinstance(record, dict) else "?"
-            click.echo(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
+            say(f"#{seq} malformed record ({problem}): not written by zt-pipelines")
             continue
         sas = ", ".join(
             f"{i.get('task') or 'pipeline'}"
@@ -98,7 +99,7 @@ def show(file: Path, last: int) -> int:
             for i in record.get("identities", [])
         )
         codes = ",".join(sorted({f.get("code", "") for f in record.get("findings", [])}))
-        click.echo(
+        say(
             f"#{record.get('seq')} {record.get('time')} {record.get('outcome', '?'):8} "
             f"{record.get('action')} {record.get('pipeline')} by {record.get('submitter')} "
             f"[{sas}] codes={codes}"

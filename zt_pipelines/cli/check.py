@@ -28,6 +28,7 @@ from zt_pipelines.cli.options import (
     step_defaults_options,
 )
 from zt_pipelines.errors import InputError
+from zt_pipelines.policy.wording import shown
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -189,13 +190,13 @@ def command(
     else:
         text = render_report(report, fmt, to_file=output is not None)
     if fmt == "text" and explain and report.granted and not print_waivers:
-        text += "\n\ngranted:\n" + report.explain()
+        text += "\n\ngranted:\n" + shown(report.explain())
     if fmt == "text" and explain and not print_waivers:
         from zt_pipelines.policy.reach import explain_reach
 
         paths = explain_reach(report.findings)
         if paths:
-            text += "\n\nwho can become whom (path per hop):\n" + paths
+            text += "\n\nwho can become whom (path per hop):\n" + shown(paths)
     if output is not None:
         write_output(output, text + "\n")
     else:

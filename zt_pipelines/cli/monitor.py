@@ -24,6 +24,7 @@ from zt_pipelines.cli.options import (
     snapshot_option,
 )
 from zt_pipelines.errors import InputError
+from zt_pipelines.policy.wording import shown
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -267,7 +268,7 @@ def monitor_command(
 
     def progress(text: str) -> None:
         if on_terminal:
-            click.echo(f"\r\033[K{text}", err=True, nl=False)
+            click.echo(f"\r\033[K{shown(text)}", err=True, nl=False)
 
     while True:
         report, _results = monitor_once(

@@ -45,6 +45,16 @@ LIVE_ENVIRONMENT = (
 """The ``--help`` epilog of every command that reads IAM state live."""
 
 
+def say(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print human-readable text whose parts may come from a template, a log or an API: what a
+    terminal would act on (escape sequences, carriage returns, bidirectional overrides) is
+    shown as ``\\uXXXX`` (:func:`~zt_pipelines.policy.wording.shown`). Data (JSON, YAML) is
+    printed as it is: it carries its own escapes."""
+    from zt_pipelines.policy.wording import shown
+
+    click.echo(shown(text), err=err, nl=nl)
+
+
 def gcloud_project() -> str | None:
     """The project in gcloud's active configuration (``gcloud config set project``), if any.
 

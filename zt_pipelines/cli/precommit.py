@@ -21,6 +21,7 @@ from zt_pipelines.cli.options import (
     pipeline_sa_option,
     policy_option,
     project_option,
+    say,
     snapshot_option,
 )
 
@@ -138,9 +139,9 @@ def command(
             continue
         if report.allowed:
             n = len(report.findings)
-            click.echo(f"{path}: allowed ({n} finding{'' if n == 1 else 's'}, none an error)")
+            say(f"{path}: allowed ({n} finding{'' if n == 1 else 's'}, none an error)")
         else:
-            click.echo(f"{path}:\n{report}\n")
+            say(f"{path}:\n{report}\n")
     if fmt == "json":
         click.echo(json.dumps({p: r.to_dict() for p, r in reports.items()}, indent=2))
     elif fmt == "sarif":

@@ -21,10 +21,12 @@ from zt_pipelines.cli.options import (
     pipeline_sa_option,
     policy_option,
     project_option,
+    say,
     snapshot_option,
     step_defaults_options,
 )
 from zt_pipelines.errors import InputError
+from zt_pipelines.policy.wording import shown
 from zt_pipelines.provision.model import REVIEW_EXIT_CODE
 
 
@@ -126,7 +128,7 @@ def _make_plan(opts: dict[str, Any]) -> Any:
             f"--allow-identity-project {p}"
             for p in sorted({f.project for f in planned.foreign_identities})
         )
-        click.echo(
+        say(
             f"zt-pipelines: held back: {_count_identities(len(planned.foreign_identities))} "
             f"of another project than {opts['project']} (whoever administers that project "
             f"can become them): {named}. Nothing is provisioned for them (no account, grant "
@@ -140,14 +142,14 @@ def _make_plan(opts: dict[str, Any]) -> Any:
     ):
         # no --pipeline-root and no defaultPipelineRoot: the steps' artifact grants are not in
         # this plan, and `check --pipeline-root` would then refuse every step (ZT200)
-        click.echo(
+        say(
             "zt-pipelines: note: no pipeline root (no --pipeline-root, and the template has no "
             "defaultPipelineRoot): the steps' artifact grants are not planned; pass the "
             "--pipeline-root you will submit with",
             err=True,
         )
     if not opts["pipeline_sa"]:
-        click.echo(
+        say(
             f"zt-pipelines: note: the pipeline service account is "
             f"{planned.pipeline_service_account} (derived from the pipeline's name); pass "
             f"--pipeline-sa {planned.pipeline_service_account} to check and submit",
@@ -177,6 +179,8 @@ def plan_command(fmt: str, output: Path | None, **opts: Any) -> int:
         "gcloud": render.render_gcloud,
     }.get(fmt, render.render_table)
     text = renderer(result)
+    if renderer is render.render_table:  # text for people; json/terraform/gcloud are data
+        text = shown(text)
     if output is not None:
         from zt_pipelines.cli import write_output
 
@@ -201,7 +205,7 @@ def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
     from zt_pipelines.provision.render import render_table
 
     result = _make_plan(opts)
-    click.echo(render_table(result))
+    say(render_table(result))
     review = REVIEW_EXIT_CODE if result.needs_review else 0
     if result.is_noop:
         return review
@@ -209,7 +213,7 @@ def apply_command(yes: bool, audit_log: Path | None, **opts: Any) -> int:
         click.confirm("Apply these changes?", abort=True)
     with live_progress("applying changes"):
         outcome = apply_plan(result, audit_log=audit_log, location=opts["location"])
-    click.echo(str(outcome))
+    say(str(outcome))
     return review
 
 

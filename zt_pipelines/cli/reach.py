@@ -15,6 +15,7 @@ from zt_pipelines.cli.options import (
     location_option,
     pipeline_sa_option,
     project_option,
+    say,
     snapshot_option,
     step_defaults_options,
 )
@@ -68,4 +69,4 @@ def command(
     if fmt == "json":
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
     else:
-        click.echo(render_reach(rows))
+        say(render_reach(rows))

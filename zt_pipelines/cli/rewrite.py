@@ -11,6 +11,7 @@ from zt_pipelines.cli.options import (
     EMULATOR_ENVIRONMENT,
     pipeline_sa_option,
     project_option,
+    say,
     step_defaults_options,
 )
 
@@ -107,7 +108,7 @@ def command(
     _refuse_credentials(text, result.spec)
     write_output(output, text)
     for step in result.steps:
-        click.echo(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
+        say(f"{step.task}\t{step.service_account}\t{step.source}{_jobs(step)}")
         if step.unescaped_payload_inputs:
             # not refused here (a rewrite decides nothing); `check` and submit refuse it (ZT102)
             origins = dict(step.payload_input_origins)
@@ -115,20 +116,20 @@ def command(
                 f"{n!r} ({origins[n]})" if n in origins else repr(n)
                 for n in step.unescaped_payload_inputs
             )
-            click.echo(
+            say(
                 f"warning: task {step.task!r} pastes {names} unescaped into its CustomJob "
                 "payload; check and submit refuse this (ZT102"
                 + (f", upstream {step.upstream_digest})" if step.upstream_digest else ")"),
                 err=True,
             )
         if step.job_defaults_unreached:
-            click.echo(
+            say(
                 f"note: the step defaults {', '.join(step.job_defaults_unreached)} do not reach "
                 f"task {step.task!r}: its {step.job_kind} job takes no such field from its "
                 "component",
                 err=True,
             )
-    click.echo(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)
+    say(f"wrote {output} ({plural(len(result.steps), 'step')})", err=True)
 
 
 def _jobs(step: Any) -> str:

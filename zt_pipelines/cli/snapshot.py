@@ -18,6 +18,7 @@ from zt_pipelines.cli.options import (
     location_option,
     pipeline_sa_option,
     project_option,
+    say,
     step_defaults_options,
 )
 from zt_pipelines.errors import InputError
@@ -160,7 +161,7 @@ def command(
 
         text = dump_yaml([data])
     write_output(output, text)
-    click.echo(
+    say(
         f"wrote {output}: {plural(len(snap.nodes), 'node')}, {plural(len(snap.roles), 'role')}, "
         f"{plural(len(snap.service_accounts), 'service account')}, "
         f"{len(snap.unreadable)} unreadable",

@@ -21,6 +21,7 @@ from zt_pipelines.cli.options import (
     pipeline_sa_option,
     policy_option,
     project_option,
+    say,
     snapshot_option,
     step_defaults_options,
 )
@@ -152,8 +153,8 @@ def command(
             job.submit(service_account=pipeline_sa, network=network)
     except ZeroTrustViolation as exc:
         click.echo(render_report(exc.report, fmt))
-        click.echo(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)
+        say(f"zt-pipelines: refused; nothing was submitted ({exc.what})", err=True)
         return 1
     click.echo(render_report(job.last_report, fmt))
-    click.echo(f"submitted {job.resource_name} (spec sha256 {job.verified_sha256})", err=True)
+    say(f"submitted {job.resource_name} (spec sha256 {job.verified_sha256})", err=True)
     return 0

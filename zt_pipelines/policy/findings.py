@@ -66,7 +66,7 @@ from zt_pipelines.policy.report import (
 from zt_pipelines.policy.requirements import CheckContext, Requirement, sa_member, submitter_member
 from zt_pipelines.policy.rootowner import root_owner_findings
 from zt_pipelines.policy.scope import URIS as _URIS
-from zt_pipelines.policy.scope import broad_grant_parts
+from zt_pipelines.policy.scope import broad_grant_parts, object_grant, object_permission
 from zt_pipelines.policy.scope import uri as _uri
 from zt_pipelines.policy.timewindow import lapse_findings
 from zt_pipelines.policy.wording import noun, plural
@@ -122,14 +122,12 @@ def build_report(
     raw += lapse_findings(requirements, decisions, evaluator, now=now, window=context.run_window)
     identities = _checked_identities(steps, context)  # the excess, scope and reach checks'
     checked = _checked_steps(identities)
-    excess, excess_notes = _excess_findings(
-        requirements, steps, evaluator, policy, context, grouped, checked
+    excess, excess_notes, scoped = _excess_and_scope_findings(
+        requirements, steps, evaluator, policy, context, grouped, checked, now
     )
     raw += excess
     notes += excess_notes
-    raw += _scope_findings(
-        requirements, steps, evaluator, context, grouped, now=now, checked=checked
-    )
+    raw += scoped
     reach, reach_notes = _reach_findings(
         requirements, steps, evaluator, context, grouped, identities, now=now
     )
@@ -604,16 +602,21 @@ def _permission_findings(
 
 
 class _Needs:
-    """Requirements grouped once per principal: the list, and node → the permissions needed
-    on that node or below it (the resource and each of its ancestors)."""
+    """Requirements grouped once per principal: the list, node → the permissions needed on
+    that node or below it (the resource and each of its ancestors), and bucket → the
+    requirements of an object permission in it (the scope check's prefix shape)."""
 
     def __init__(self, requirements: tuple[Requirement, ...], ev: Evaluator) -> None:
         self.of: dict[str, list[Requirement]] = {}
         self.at: dict[str, dict[str, set[str]]] = {}
-        chains: dict[str, tuple[str, ...]] = {}
+        self.objects: dict[str, dict[str, list[Requirement]]] = {}
+        # name -> (its chain's names, a Cloud Storage name); permission -> an object one
+        chains: dict[str, tuple[tuple[str, ...], bool]] = {}
+        on_object: dict[str, bool] = {}
         last = None
         mine: list[Requirement] = []
         at: dict[str, set[str]] = {}
+        objects: dict[str, list[Requirement]] | None = None
         for r in requirements:
             principal = r.principal
             if principal != last:  # a principal's requirements mostly come in a row
@@ -624,11 +627,17 @@ class _Needs:
                     at = self.at[principal] = {}
                 else:
                     mine, at = got, self.at[principal]
+                objects = self.objects.get(principal)
             mine.append(r)
-            name = r.resource.name
-            names = chains.get(name)
-            if names is None:
-                names = chains[name] = tuple(n.name for n in ev.chain(name)[0])
+            res = r.resource
+            name = res.name
+            known = chains.get(name)
+            if known is None:
+                known = chains[name] = (
+                    tuple(n.name for n in ev.chain(name)[0]),
+                    name.startswith(STORAGE),
+                )
+            names, in_storage = known
             permission = r.permission
             for n in names:
                 perms = at.get(n)
@@ -636,6 +645,19 @@ class _Needs:
                     at[n] = {permission}
                 else:
                     perms.add(permission)
+            if in_storage:
+                objectwise = on_object.get(permission)
+                if objectwise is None:
+                    objectwise = on_object[permission] = object_permission(permission)
+                if objectwise:
+                    if objects is None:
+                        objects = self.objects[principal] = {name: [r]}
+                        continue
+                    on_bucket = objects.get(name)
+                    if on_bucket is None:
+                        objects[name] = [r]
+                    else:
+                        on_bucket.append(r)
 
 
 # -- excess privilege ------------------------------------------------------------------------
@@ -682,56 +704,73 @@ def _beyond(
     )
 
 
-def _excess_findings(
+def _excess_and_scope_findings(
     requirements: tuple[Requirement, ...],
     steps: tuple[StepIdentity, ...],
     ev: Evaluator,
     policy: OrgPolicy,
     ctx: CheckContext,
-    grouped: _Needs | None = None,
-    checked: list[tuple[str, str | None]] | None = None,
-) -> tuple[list[Finding], list[str]]:
-    grouped = grouped or _Needs(requirements, ev)
+    grouped: _Needs,
+    checked: list[tuple[str, str | None]],
+    now: datetime,
+) -> tuple[list[Finding], list[str], list[Finding]]:
+    """(excess findings ZT210-ZT212/ZT219, the excess check's notes, scope findings ZT214/ZT215)
+    in one walk over each checked principal's bindings: a binding on a bucket is judged for
+    both at once. A principal holding something on a node that is some node's parent (a
+    project, a folder, ...) gets the whole scope check (:func:`broad_grant_parts`)."""
     out: list[Finding] = []
+    scoped: list[Finding] = []
     notes: list[str] = []
-    beyond: dict[tuple[str, frozenset[str]], _Beyond] = {}
+    beyond: dict[tuple[str, frozenset[str] | str], _Beyond] = {}
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
     # strict defaults here (the policy's severities are applied once at the end); findings
     # built positionally: 100,000s of them at organisation scale
-    zt210, zt211, zt212 = (DEFAULT_SEVERITIES[c] for c in ("ZT210", "ZT211", "ZT212"))
+    zt210, zt211, zt212, zt215 = (
+        DEFAULT_SEVERITIES[c] for c in ("ZT210", "ZT211", "ZT212", "ZT215")
+    )
     nothing: frozenset[str] = frozenset()
     complete = ev.snapshot.complete_bindings_for
-    for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
+    parents = ev.parent_names()
+    needed_of, needed_at, objects_of = grouped.of, grouped.at, grouped.objects
+    window = ctx.run_window
+    scope_text = _ScopeText()
+    for principal, step in checked:
         if principal not in complete:
             notes.append(
                 f"excess-privilege check for {principal} covers only the bindings "
                 f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
-        required_at = grouped.at.get(principal, {})
+        required_at = needed_at.get(principal, {})
+        objects = objects_of.get(principal)
+        mark = len(scoped)
+        hierarchy = False  # a held node is some node's parent: the whole scope check
         for node, held in ev.held_candidates(principal):
             mm = held.match
             if mm.match is _NO:
                 continue
             binding, perms = held.binding, held.perms
+            name = node.name
             if perms is None:  # it may carry anything, an escalation-capable permission too
                 out.append(
                     Finding(
                         "ZT212",
                         zt212,
-                        f"{binding.role} on {_uri(node.name)} gives {principal} permissions "
+                        f"{binding.role} on {_uri(name)} gives {principal} permissions "
                         "that cannot be known: the role's definition is not in the IAM state "
                         "(it may carry an escalation-capable one)",
                         step,
                         principal,
-                        node.name,
+                        name,
                         None,
-                        (held.evidence(node.name, False),),
+                        (held.evidence(name, False),),
                     )
                 )
+                if mm.match is not _UNKNOWN and not hierarchy and name in parents:
+                    hierarchy = True
                 continue
             # requirements this binding can serve: on this node or below it
-            here: set[str] | frozenset[str] = required_at.get(node.name, nothing)
+            here: set[str] | frozenset[str] = required_at.get(name, nothing)
             if mm.match is _UNKNOWN:
                 # a group/principal set whose membership is unknown: the principal MAY hold it
                 unsettled = perms - here
@@ -740,40 +779,45 @@ def _excess_findings(
                 if found is not None:
                     out.append(found)
                 elif unsettled:  # not an escalation: said (once per binding), never skipped
-                    unsettled_by[(binding.role, node.name, member)].append(principal)
+                    unsettled_by[(binding.role, name, member)].append(principal)
                 continue
+            if not hierarchy and name in parents:
+                hierarchy = True
             # what the role gives beyond `here` depends on (role, here) only: worked out once
-            # per pair (thousands of steps hold the same role for the same needs)
+            # per pair (thousands of steps hold the same role for the same needs); one needed
+            # permission is its own key (no frozenset per binding)
             role = binding.role
-            key = (role, frozenset(here))
+            if len(here) == 1:
+                for only in here:
+                    key: tuple[str, frozenset[str] | str] = (role, only)
+            else:
+                key = (role, frozenset(here))
             known = beyond.get(key)
             if known is None:
                 known = beyond[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
-            name = node.name
-            ev_binding = held._direct or held.evidence(name, False)  # decide()'s: shared
             where = _URIS.get(name) or _uri(name)
-            if basic_tail:
-                out.append(
-                    new_finding(
-                        "ZT211",
-                        zt211,
-                        f"{principal} holds the basic role {role} on {where}{basic_tail}",
-                        step,
-                        principal,
-                        name,
-                        None,
-                        (ev_binding,),
+            if basic_tail or risky_tail or excess_tail:
+                ev_binding = held._direct or held.evidence(name, False)  # decide()'s: shared
+                if basic_tail:
+                    out.append(
+                        new_finding(
+                            "ZT211",
+                            zt211,
+                            f"{principal} holds the basic role {role} on {where}{basic_tail}",
+                            step,
+                            principal,
+                            name,
+                            None,
+                            (ev_binding,),
+                        )
                     )
-                )
-            if risky_tail or excess_tail:
-                head = f"{role} on {where} gives {principal} "
                 if risky_tail:
                     out.append(
                         new_finding(
                             "ZT212",
                             zt212,
-                            head + risky_tail,
+                            f"{role} on {where} gives {principal} {risky_tail}",
                             step,
                             principal,
                             name,
@@ -786,7 +830,7 @@ def _excess_findings(
                         new_finding(
                             "ZT210",
                             zt210,
-                            head + excess_tail,
+                            f"{role} on {where} gives {principal} {excess_tail}",
                             step,
                             principal,
                             name,
@@ -794,13 +838,26 @@ def _excess_findings(
                             (ev_binding,),
                         )
                     )
+            # excess by scope, prefix shape: object needs under prefixes of this bucket
+            if objects is not None and not hierarchy:
+                needed = objects.get(name)
+                if needed is not None:
+                    part = object_grant(ev, name, held, needed, now, window)
+                    if part is not None:
+                        scoped.append(scope_text.finding(principal, step, part, where, zt215))
+        if hierarchy:  # served from above too: the whole check, in its own order
+            del scoped[mark:]
+            needs = needed_of.get(principal)
+            if needs:
+                for part in broad_grant_parts(ev, principal, needs, now, window):
+                    scoped.append(scope_text.finding(principal, step, part, None, None))
     for (role, node_name, member), who in unsettled_by.items():
         notes.append(
             f"{', '.join(who[:_MAX_LISTED])}{' …' if len(who) > _MAX_LISTED else ''} may hold "
             f"{role} on {_uri(node_name)} through {member}, whose membership cannot be "
             "verified: the permissions it gives beyond the needs there are not counted as excess"
         )
-    return out, notes
+    return out, notes, scoped
 
 
 def _may_hold(
@@ -871,77 +928,80 @@ def _checked_steps(identities: dict[str, set[str]]) -> list[tuple[str, str | Non
     ]
 
 
-def _scope_findings(
-    requirements: tuple[Requirement, ...],
-    steps: tuple[StepIdentity, ...],
-    ev: Evaluator,
-    ctx: CheckContext,
-    grouped: _Needs | None = None,
-    *,
-    now: datetime,
-    checked: list[tuple[str, str | None]] | None = None,
-) -> list[Finding]:
-    needed = (grouped or _Needs(requirements, ev)).of
-    out: list[Finding] = []
-    severity = {c: DEFAULT_SEVERITIES[c] for c in ("ZT214", "ZT215")}
-    narrower: dict[str, Evidence] = {}  # one Evidence per narrower scope, shared (read-only)
-    listed: dict[tuple[str, ...], str] = {}  # permissions -> their text (a few distinct ones)
-    window = ctx.run_window
-    for principal, step in checked or _checked_steps(_checked_identities(steps, ctx)):
-        for node, role, member, kind, permissions, where, gives, condition in broad_grant_parts(
-            ev, principal, needed.get(principal, []), now, window
-        ):
-            perms = listed.get(permissions)
-            if perms is None:
-                perms = listed[permissions] = ", ".join(permissions[:_MAX_LISTED]) + (
+class _ScopeText:
+    """ZT214/ZT215 findings from :func:`broad_grant_parts`' tuples, with the texts and the
+    evidence they share made once per check (a few permission lists, one evidence per
+    narrower scope)."""
+
+    def __init__(self) -> None:
+        self.narrower: dict[str, Evidence] = {}  # shared, read-only
+        self.listed: dict[tuple[str, ...], str] = {}  # permissions -> their text
+
+    def finding(
+        self,
+        principal: str,
+        step: str | None,
+        part: tuple[str, str, str, str, tuple[str, ...], tuple[str, ...], str, str],
+        shown: str | None,
+        severity: Severity | None,
+    ) -> Finding:
+        """The finding of one broad grant (``shown``: its node's display name, if known)."""
+        node, role, member, kind, permissions, where, gives, condition = part
+        if len(permissions) == 1:
+            perms = permissions[0]
+        else:
+            perms_text = self.listed.get(permissions)
+            if perms_text is None:
+                perms_text = self.listed[permissions] = ", ".join(permissions[:_MAX_LISTED]) + (
                     " …" if len(permissions) > _MAX_LISTED else ""
                 )
-            if len(where) == 1:
-                there = where[0]
-                scope = narrower.get(there)
-                if scope is None:
-                    scope = narrower[there] = new_evidence(
-                        "scope", detail=f"narrower scope: {there}"
-                    )
-                scopes: tuple[Evidence, ...] = (scope,)
-            else:
-                there = ", ".join(where[:_MAX_LISTED]) + (
-                    f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
-                )
-                found = []
-                for n in where:
-                    e = narrower.get(n)
-                    if e is None:
-                        e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
-                    found.append(e)
-                scopes = tuple(found)
-            shown = _URIS.get(node) or _uri(node)
-            if kind == "hierarchy":
-                code = "ZT214"
-                text = (
-                    f"{role} on {shown} {gives} {principal} {perms} on everything "
-                    f"below it; its needs are only on {there}: grant it there instead"
-                )
-            else:
-                code = "ZT215"
-                text = (
-                    f"{role} on {shown} {gives} {principal} {perms} on every object "
-                    f"of the bucket; its needs are only under {there}: grant it with a "
-                    "resource.name.startsWith condition on that prefix"
-                )
-            out.append(
-                new_finding(
-                    code,
-                    severity[code],
-                    text,
-                    step,
-                    principal,
-                    node,
-                    permissions[0] if len(permissions) == 1 else None,
-                    (new_evidence("binding", node, role, member, condition), *scopes),
-                )
+            perms = perms_text
+        narrower = self.narrower
+        if len(where) == 1:
+            there = where[0]
+            scope = narrower.get(there)
+            if scope is None:
+                scope = narrower[there] = new_evidence("scope", detail=f"narrower scope: {there}")
+            evidence: tuple[Evidence, ...] = (
+                new_evidence("binding", node, role, member, condition),
+                scope,
             )
-    return out
+        else:
+            there = ", ".join(where[:_MAX_LISTED]) + (
+                f" and {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
+            )
+            found = [new_evidence("binding", node, role, member, condition)]
+            for n in where:
+                e = narrower.get(n)
+                if e is None:
+                    e = narrower[n] = new_evidence("scope", detail=f"narrower scope: {n}")
+                found.append(e)
+            evidence = tuple(found)
+        if shown is None:
+            shown = _URIS.get(node) or _uri(node)
+        if kind == "hierarchy":
+            code = "ZT214"
+            text = (
+                f"{role} on {shown} {gives} {principal} {perms} on everything "
+                f"below it; its needs are only on {there}: grant it there instead"
+            )
+        else:
+            code = "ZT215"
+            text = (
+                f"{role} on {shown} {gives} {principal} {perms} on every object "
+                f"of the bucket; its needs are only under {there}: grant it with a "
+                "resource.name.startsWith condition on that prefix"
+            )
+        return new_finding(
+            code,
+            DEFAULT_SEVERITIES[code] if severity is None else severity,
+            text,
+            step,
+            principal,
+            node,
+            permissions[0] if len(permissions) == 1 else None,
+            evidence,
+        )
 
 
 # -- who can become whom (ZT216, ZT217, ZT218) -------------------------------------------------

@@ -21,7 +21,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from zt_pipelines.policy.wording import plural
+from zt_pipelines.policy.wording import plural, shown
 from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
@@ -313,16 +313,17 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
         legacy_windows=False,
     )
     verdict_style = "bold green" if report.allowed else "bold red"
-    console.print(Text(summary_line(report), style=verdict_style), overflow="fold")
+    console.print(Text(shown(summary_line(report)), style=verdict_style), overflow="fold")
     cause = headline(report)
     if cause:
-        console.print(Text(cause, style="bold"), overflow="fold")
+        console.print(Text(shown(cause), style="bold"), overflow="fold")
     for step, findings in _by_step(report.findings):
         who = _identity(step, findings, report.granted, report)
         title = f"step {step}" if step is not None else "pipeline"
         console.print()
         console.print(
-            Text.assemble((title, "bold"), (f"  {who}" if who else "", "dim")), overflow="fold"
+            Text.assemble((shown(title), "bold"), (shown(f"  {who}") if who else "", "dim")),
+            overflow="fold",
         )
         table = Table(
             box=None,
@@ -335,12 +336,12 @@ def render_text(report: Report, *, width: int = 100, color: bool = False) -> str
         table.add_column("code", no_wrap=True, width=5)
         table.add_column("what", ratio=1, overflow="fold")
         for f in findings:
-            lines = [Text(f.message)]
+            lines = [Text(shown(f.message))]
             subject = _subject(f)
             if subject:
-                lines.append(Text(subject, style="dim"))
-            lines.extend(Text(f"- {e}", style="dim") for e in f.evidence)
-            lines.append(Text(f"fix: {_fix(f)}", style="italic"))
+                lines.append(Text(shown(subject), style="dim"))
+            lines.extend(Text(shown(f"- {e}"), style="dim") for e in f.evidence)
+            lines.append(Text(shown(f"fix: {_fix(f)}"), style="italic"))
             table.add_row(
                 Text(f.severity.value, style=_STYLE[f.severity.value]), f.code, Group(*lines)
             )
@@ -370,7 +371,7 @@ def _print_items(console: Console, items: Iterable[str]) -> None:
     table.add_column(width=3, no_wrap=True)
     table.add_column(ratio=1, overflow="fold")
     for item in items:
-        table.add_row("  -", Text(item))
+        table.add_row("  -", Text(shown(item)))
     console.print(table)
 
 

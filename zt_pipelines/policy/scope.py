@@ -37,7 +37,7 @@ from zt_pipelines.policy.timewindow import later_times
 from zt_pipelines.resources import display_uri
 
 if TYPE_CHECKING:
-    from zt_pipelines.policy.engine import Evaluator
+    from zt_pipelines.policy.engine import Evaluator, _Candidate
     from zt_pipelines.policy.requirements import Requirement
     from zt_pipelines.policy.snapshot import Condition
 
@@ -82,7 +82,7 @@ class BroadGrant:
     condition: str = ""
 
 
-def _on_object(permission: str) -> bool:
+def object_permission(permission: str) -> bool:
     """An object permission that a prefix condition can narrow (not a bucket-level one)."""
     return (
         permission.startswith("storage.objects.")
@@ -90,7 +90,7 @@ def _on_object(permission: str) -> bool:
     )
 
 
-_OBJECT_PERMISSION: dict[str, bool] = {}  # permission -> _on_object(permission)
+_OBJECT_PERMISSION: dict[str, bool] = {}  # permission -> object_permission(permission)
 _IN_STORAGE: dict[str, bool] = {}  # resource name -> a Cloud Storage name
 #: display names (:func:`display_uri`) by name or (name, prefix); cleared by every check
 URIS: dict[str | tuple[str, str], str] = {}
@@ -175,8 +175,8 @@ def broad_grant_parts(
     # where the principal holds something are indexed
     below: dict[str, dict[str, set[tuple[str, str | None]]]] = {}
     at: dict[str, set[str]] = {}
+    #: bucket -> object permission -> the prefixes it is needed under ("": the whole bucket)
     prefixed: dict[str, dict[str, set[str]]] = {}
-    whole_at: dict[str, set[str]] = {}
     # a need is served from above only by a held node that is some node's parent: none of them
     # (a step holding grants on buckets and datasets only), no ancestry walk per need
     above_of = ev.ancestor_names if not interest.isdisjoint(ev.parent_names()) else None
@@ -185,36 +185,29 @@ def broad_grant_parts(
         name = res.name
         if name in interest:
             permission = r.permission
-            prefix = res.prefix
             if above_of is not None:  # what is needed on a node itself: read for hierarchy only
                 here = at.get(name)
                 if here is None:
                     at[name] = {permission}
                 else:
                     here.add(permission)
-            if not prefix:
-                bucket_wide = whole_at.get(name)
-                if bucket_wide is None:
-                    whole_at[name] = {permission}
-                else:
-                    bucket_wide.add(permission)
-            else:
-                # object_level(), by two memos (a str.startswith costs more than a dict lookup)
-                on_object = _OBJECT_PERMISSION.get(permission)
-                if on_object is None:
-                    on_object = _remember(_OBJECT_PERMISSION, permission, _on_object(permission))
-                if on_object:
-                    in_storage = _IN_STORAGE.get(name)
-                    if in_storage is None:
-                        in_storage = _remember(_IN_STORAGE, name, name.startswith(_STORAGE))
-                    if in_storage:
-                        by_perm = prefixed.get(name)
-                        if by_perm is None:
-                            prefixed[name] = {permission: {prefix}}
-                        elif permission in by_perm:
-                            by_perm[permission].add(prefix)
-                        else:
-                            by_perm[permission] = {prefix}
+            # object_level(), by two memos (a str.startswith costs more than a dict lookup)
+            on_object = _OBJECT_PERMISSION.get(permission)
+            if on_object is None:
+                on_object = _remember(_OBJECT_PERMISSION, permission, object_permission(permission))
+            if on_object:
+                in_storage = _IN_STORAGE.get(name)
+                if in_storage is None:
+                    in_storage = _remember(_IN_STORAGE, name, name.startswith(_STORAGE))
+                if in_storage:
+                    prefix = res.prefix or ""
+                    by_perm = prefixed.get(name)
+                    if by_perm is None:
+                        prefixed[name] = {permission: {prefix}}
+                    elif permission in by_perm:
+                        by_perm[permission].add(prefix)
+                    else:
+                        by_perm[permission] = {prefix}
         if above_of is not None:
             for above in above_of(name):
                 if above in interest:
@@ -275,46 +268,103 @@ def broad_grant_parts(
                 )
         objects = prefixed.get(name) if prefixed else None
         if objects:
-            # a bucket grant is broad unless some need here is bucket-wide
-            whole = whole_at.get(name, _NOTHING) if whole_at else _NOTHING
-            broad = []
-            for p in objects:
-                if p in perms and p not in whole:
-                    broad.append(p)
-            if broad and condition is not None:
-                broad.sort()
-                probes = {p: _outside_prefixes(name, p, objects[p]) for p in broad}
-                inside: dict[str, set[tuple[str, str | None]]] = {
-                    p: {(name, pre) for pre in objects[p]} for p in broad
-                }
-                out += _conditional(
-                    ev,
-                    name,
-                    c.binding.role,
-                    c.member,
-                    condition,
-                    (now, window),
-                    "prefix",
-                    probes,
-                    inside,
-                )
-            elif broad:
-                if len(broad) == 1:
-                    prefixes = objects[broad[0]]
-                else:
-                    broad.sort()
-                    prefixes = objects[broad[0]]
-                    for p in broad[1:]:
-                        prefixes = prefixes | objects[p]
-                where = (
-                    (uri(name, next(iter(prefixes))),)
-                    if len(prefixes) == 1
-                    else tuple(sorted({uri(name, pre) for pre in prefixes}))
-                )
-                out.append(
-                    (name, c.binding.role, c.member, "prefix", tuple(broad), where, _GIVES, "")
-                )
+            found = _object_grant(ev, name, c, objects, now, window)
+            if found is not None:
+                out.append(found)
     return out
+
+
+def object_grant(
+    ev: Evaluator,
+    bucket: str,
+    c: _Candidate,
+    needs: list[Requirement],
+    now: datetime,
+    window: RunWindow | None = None,
+) -> BroadGrantParts | None:
+    """The prefix-shaped broad grant of one binding on ``bucket`` (held by the principal), or
+    ``None``: ``needs`` are the principal's requirements of object permissions in the bucket.
+    The binding is broad for the permissions it gives that are needed under prefixes only."""
+    perms = c.perms
+    if not perms:
+        return None
+    condition = c.binding.condition
+    if len(needs) == 1:  # the usual step: one need in a bucket
+        r = needs[0]
+        prefix = r.resource.prefix
+        permission = r.permission
+        if not prefix or permission not in perms:
+            return None
+        if condition is None:
+            where = (uri(bucket, prefix),)
+            return (bucket, c.binding.role, c.member, "prefix", (permission,), where, _GIVES, "")
+    return _object_grant(ev, bucket, c, _by_permission(needs), now, window)
+
+
+def _by_permission(needs: list[Requirement]) -> dict[str, set[str]]:
+    """Object permission -> the prefixes it is needed under (``""``: the whole bucket)."""
+    needed: dict[str, set[str]] = {}
+    for r in needs:
+        prefix = r.resource.prefix or ""
+        permission = r.permission
+        prefixes = needed.get(permission)
+        if prefixes is None:
+            needed[permission] = {prefix}
+        else:
+            prefixes.add(prefix)
+    return needed
+
+
+def _object_grant(
+    ev: Evaluator,
+    bucket: str,
+    c: _Candidate,
+    needed: dict[str, set[str]],
+    now: datetime,
+    window: RunWindow | None,
+) -> BroadGrantParts | None:
+    """:func:`object_grant` from permission -> prefixes (``""``: the whole bucket)."""
+    perms = c.perms
+    if not perms:
+        return None
+    broad = []
+    for p, prefixes in needed.items():
+        if p in perms and "" not in prefixes:
+            broad.append(p)
+    if not broad:
+        return None
+    condition = c.binding.condition
+    if condition is not None:
+        broad.sort()
+        probes = {p: _outside_prefixes(bucket, p, needed[p]) for p in broad}
+        inside: dict[str, set[tuple[str, str | None]]] = {
+            p: {(bucket, pre) for pre in needed[p]} for p in broad
+        }
+        found = _conditional(
+            ev,
+            bucket,
+            c.binding.role,
+            c.member,
+            condition,
+            (now, window),
+            "prefix",
+            probes,
+            inside,
+        )
+        return found[0] if found else None
+    if len(broad) == 1:
+        prefixes = needed[broad[0]]
+    else:
+        broad.sort()
+        prefixes = needed[broad[0]]
+        for p in broad[1:]:
+            prefixes = prefixes | needed[p]
+    where = (
+        (uri(bucket, next(iter(prefixes))),)
+        if len(prefixes) == 1
+        else tuple(sorted({uri(bucket, pre) for pre in prefixes}))
+    )
+    return (bucket, c.binding.role, c.member, "prefix", tuple(broad), where, _GIVES, "")
 
 
 def _shown(resources: set[tuple[str, str | None]]) -> tuple[str, ...]:
