@@ -993,6 +993,15 @@ class PipelineJob(  # type: ignore[misc]
             on_snapshot=self._zt_saw,
             run_window=getattr(self, "_zt_window", None),
         )
+        recorded = self._zt_judged_under.get("snapshot")
+        if recorded and "path" in recorded and _snapshot_identity(self._zt_snapshot) != recorded:
+            from zt_pipelines.errors import SnapshotError
+
+            raise SnapshotError(  # the record must name the file that was judged
+                "the snapshot file changed while it was read",
+                where=str(self._zt_snapshot),
+                fix="verify again once nothing writes to it",
+            )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
 
     def _zt_authority(self) -> tuple[Any, Any]:
