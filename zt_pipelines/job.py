@@ -1015,6 +1015,9 @@ class PipelineJob(  # type: ignore[misc]
             under["snapshot"] = snapshot
         if judged.far:
             under["judged_at"] = stamp(judged.judged_at)
+        window = getattr(self, "_zt_window", None)
+        if window is not None:  # a schedule's: judged until its end (for ever without one)
+            under["window"] = {"until": stamp(window.until) if window.until else ""}
         self._zt_judged_under = under
         self._zt_judged_at = judged.judged_at
         return judged, org_policy
@@ -1338,6 +1341,7 @@ class _DecisionContext:
             baseline=baseline,
             policy=under.get("policy"),
             judged_at=str(under.get("judged_at", "")),
+            window=under.get("window"),
         )
         job._audit_log().append(decision_record)
 

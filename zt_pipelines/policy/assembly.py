@@ -125,6 +125,7 @@ def assemble(
             unreadable.append(
                 Unreadable(name, "serviceAccounts.list", "its service accounts were not listed")
             )
+    unreadable.extend(_unlisted_folders(s))
     for hit in s.hits:
         # Cloud Asset names projects by number and accounts by unique id: use our keys
         name = dump_name(hit, s)
@@ -214,6 +215,26 @@ def assemble(
 
 #: what a grant must carry for its project's accounts and lent agents to matter to reach
 _REACHING = frozenset(EDGE_PERMISSIONS) | LENDING_PERMISSIONS
+
+
+def _unlisted_folders(s: Reads) -> list[Unreadable]:
+    """Folders and organisations known only from a search hit that carries a grant able to
+    make an edge: the projects below them (and so their accounts and lent agents) are not
+    read, so whom the grant reaches is unknown — an unverifiable edge, never none."""
+    out = []
+    known = {*s.nodes, *s.policies, *s.roots, *(u.target for u in s.unreadable)}
+    for hit in s.hits:
+        name = hit.resource
+        if not name.startswith((CRM + "folders/", CRM + "organizations/")) or name in known:
+            continue
+        if any(
+            (role := s.roles.get(b.role)) is None or not role.permissions.isdisjoint(_REACHING)
+            for b in hit.policy.bindings
+        ):
+            why = "the projects below it (and their service accounts) are not listed live"
+            out.append(Unreadable(name, "serviceAccounts.list", why))
+            known.add(name)
+    return out
 
 
 def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:

@@ -211,8 +211,9 @@ class Evaluator:
         for u in snapshot.unreadable:
             self._unreadable[u.target].append(u)
         self._role_cache: dict[str, object] = {}
-        #: role -> (its permissions, a custom role): what each candidate binding needs of it
-        self._role_facts: dict[str, tuple[frozenset[str] | None, bool]] = {}
+        #: role -> (its permissions, a custom role, known and predefined): what each candidate
+        #: binding needs of it
+        self._role_facts: dict[str, tuple[frozenset[str] | None, bool, bool]] = {}
         self._principals: dict[str, str] = {}
         self._cand: dict[tuple[str, str], tuple[_Candidate, ...]] = {}
         self._canon: dict[str, str] = {}
@@ -379,30 +380,35 @@ class Evaluator:
             at: dict[str, tuple[_Candidate, ...]] = {}
             listed: list[tuple[Node, _Candidate]] = []
             facts = self._role_facts
+            high = False  # bound on a node that is another's parent
+            parents = self._parents or self.parent_names()
             for node, b, mm, member in held:
                 role = b.role
                 known = facts.get(role)
                 if known is None:
-                    known = facts[role] = (self.role_permissions(role), _is_custom(role))
-                perms, custom = known
+                    perms = self.role_permissions(role)
+                    custom = _is_custom(role)
+                    known = facts[role] = (perms, custom, perms is not None and not custom)
                 # _candidate(), inline: organisation scale makes 100,000s
                 c = _Candidate()
                 c.member = member
                 c.binding = b
                 c.match = mm
-                c.perms = perms
-                c.custom = custom
-                c.plain = (
-                    perms is not None and not custom and b.condition is None and mm.match is _YES
-                )
+                c.perms, c.custom, plain = known
+                c.plain = plain and b.condition is None and (mm is _NAMED or mm.match is _YES)
                 c._direct = c._inherited = None
                 name = node.name
                 there = at.get(name)
-                at[name] = (c,) if there is None else (*there, c)
+                if there is None:
+                    at[name] = (c,)
+                    if not high and name in parents:
+                        high = True
+                else:
+                    at[name] = (*there, c)
                 listed.append((node, c))
             self._held_at[normal] = at
-            if self.parent_names().isdisjoint(at):
-                self._low.add(normal)  # bound on no node that is another's parent
+            if not high:
+                self._low.add(normal)  # a resource's ancestors hold nothing of theirs
             self._held_list[principal] = listed
             self._held[principal] = held
         return held
@@ -667,7 +673,17 @@ class Evaluator:
                             c = found[0]
                             if c.plain and permission in c.perms:  # type: ignore[operator]
                                 e = c._direct
-                                out.append((e if e is not None else c.evidence(names[0], False),))
+                                if e is None:  # c.evidence(names[0], False), inline: plain
+                                    e = c._direct = new_evidence(
+                                        "binding",
+                                        names[0],
+                                        c.binding.role,
+                                        c.member,
+                                        "",
+                                        "",
+                                        c.match.reason,
+                                    )
+                                out.append((e,))
                                 continue
                     # decide()'s allow pass where it can only grant: every binding that carries
                     # the permission is plain (else decide() answers)

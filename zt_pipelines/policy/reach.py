@@ -227,9 +227,13 @@ class _Graph:
         self._orphans: list[tuple[str, str]] | None = None
         # projects whose service accounts could not be listed: whom an edge there reaches is
         # unknown (live mode lists the identities' projects and those a search found edges on)
-        self.unlisted = frozenset(
-            u.target for u in snap.unreadable if u.what == "serviceAccounts.list"
-        )
+        self.unlisted = {
+            u.target: u.reason
+            if u.reason.startswith(("its ", "the "))
+            else f"its service accounts could not be listed ({u.reason})"
+            for u in snap.unreadable
+            if u.what == "serviceAccounts.list"
+        }
         # numbers of projects whose BigQuery connections could not be listed: whose accounts a
         # grant of bigquery.connections.use there lends is unknown
         no_connections: set[str] = set()
@@ -289,9 +293,7 @@ class _Graph:
             agents = agents_below.get(name)
             targets = below.get(name)
             if unlisted and name in unlisted and self._reaching(binding.role):
-                unknown.append(
-                    _unknown(member, node, binding, via, "its service accounts could not be listed")
-                )
+                unknown.append(_unknown(member, node, binding, via, unlisted[name]))
             if not agents and not targets:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
             if agents and self.no_connections:
