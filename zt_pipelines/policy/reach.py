@@ -245,7 +245,7 @@ class _Graph:
             u.target: u.reason
             if u.reason.startswith(("its ", "the "))
             else f"its service accounts could not be listed ({u.reason})"
-            for u in snap.unreadable
+            for u in sorted(snap.unreadable, key=lambda u: u.reason, reverse=True)
             if u.what == "serviceAccounts.list"
         }
         # numbers of projects whose BigQuery connections could not be listed: whose accounts a
