@@ -246,9 +246,9 @@ class _Graph:
             if node.kind in _HIERARCHY or not node.name.startswith(RESOURCE_PREFIXES):
                 continue
             lenders = on_resource(node.name)
-            home = next((n for n in ev.chain(node.name)[0] if n.kind == "project"), None)
-            if lenders and home is not None:
-                number = home.project_number or "?" + home.name
+            owner = next((n for n in ev.chain(node.name)[0] if n.kind == "project"), None)
+            if lenders and owner is not None:
+                number = owner.project_number or "?" + owner.name
                 self.agents_below[node.name] = [(number, lender) for lender in lenders]
         self._per_resource: list[str] | None = None
         self._orphans: list[tuple[str, str]] | None = None
