@@ -164,3 +164,36 @@ def test_a_search_hit_without_an_edge_reads_nothing_more(template: str, env: Non
     assert not [t for t in targets if "side-proj" in t or "555555555555" in t], targets
     offline = _check(template, world)
     assert _reach(live) >= _reach(offline)
+
+
+def test_an_edge_on_a_folder_found_by_search_is_never_silent(template: str, env: None) -> None:
+    """A folder outside every chain the check reads (its projects are not listed live): an
+    edge grant there reaches accounts live mode cannot name — ZT217, where the file names the
+    account it reaches (ZT216)."""
+    folder = "//cloudresourcemanager.googleapis.com/folders/300"
+    world = _world(side_sa_holds="roles/owner")
+    for node in world["nodes"]:
+        if node["name"] == SIDE:
+            node["parent"] = folder
+    world["nodes"].append(
+        {
+            "name": folder,
+            "kind": "folder",
+            "parent": "//cloudresourcemanager.googleapis.com/organizations/100",
+            "policy": {
+                "bindings": [
+                    {
+                        "role": "roles/iam.serviceAccountTokenCreator",
+                        "members": [f"serviceAccount:{EX.TRAIN_SA}"],
+                    }
+                ]
+            },
+        }
+    )
+    offline = _check(template, world)
+    live, _ = _live(template, world)
+    assert [m for m in _side(offline, "ZT216") if EX.TRAIN_SA in m], str(offline)
+    unknown = [f for f in live.by_code("ZT217") if f.resource == folder]
+    assert unknown and EX.TRAIN_SA in unknown[0].message, str(live)
+    assert "not listed" in unknown[0].message
+    assert not live.allowed

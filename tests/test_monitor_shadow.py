@@ -561,3 +561,34 @@ def test_a_rewritten_spec_runs_no_code_as_the_jobs_account_and_a_raw_one_does(
         rewritten += 1
         assert unwrapped_executors(out) == (), path.name
     assert rewritten >= 100 and raw_running_code >= 100
+
+
+def test_a_schedule_extended_beyond_the_window_it_was_judged_for_is_a_shadow(
+    emu: Emulator, template: str, audit: AuditLog
+) -> None:
+    """A schedule's grants are judged until its end time: the approval records that window
+    (and hashes it into decision_sha256), and a schedule whose end time was moved later or
+    removed (schedules.patch, aiplatform's update()) runs into grants nobody judged."""
+    schedule = zt_job(template, audit).create_schedule(
+        cron="0 * * * *",
+        display_name="until-2027",
+        end_time="2027-01-01T00:00:00Z",
+        service_account=PIPELINE_SA,
+    )
+    approval = audit.records()[-1]
+    assert approval["window"] == {"until": "2027-01-01T00:00:00.000+00:00"}
+    name = str(schedule.resource_name)
+    report, _ = once(audit)
+    assert not report.by_code("ZT641")  # type: ignore[attr-defined]
+    served = emu._world.schedules[name]  # type: ignore[attr-defined]
+    served["endTime"] = "2026-12-01T00:00:00Z"  # shortened: still inside the window
+    report, _ = once(audit)
+    assert not report.by_code("ZT641")  # type: ignore[attr-defined]
+    served["endTime"] = "2027-06-01T00:00:00Z"
+    report, _ = once(audit)
+    [later] = report.by_code("ZT641")  # type: ignore[attr-defined]
+    assert "after 2027-01-01" in later.message, later.message
+    del served["endTime"]
+    report, _ = once(audit)
+    [forever] = report.by_code("ZT641")  # type: ignore[attr-defined]
+    assert "runs for ever" in forever.message, forever.message

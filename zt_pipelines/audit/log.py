@@ -121,6 +121,8 @@ class Decision:
             written when set.
         judged_at: the time the decision was judged at when it was not the record's own
             (a what-if, ZT405); written when set.
+        window: until when a schedule's grants were judged to hold (``until``: its end
+            time, ``""`` for ever); written for schedule and export decisions.
     """
 
     action: str
@@ -138,6 +140,7 @@ class Decision:
     baseline: Mapping[str, Any] | None = None
     policy: Mapping[str, str] | None = None
     judged_at: str = ""
+    window: Mapping[str, str] | None = None
 
     def to_body(self, time: datetime) -> dict[str, Any]:
         """The record body (before chaining) for a decision taken at ``time``."""
@@ -185,6 +188,8 @@ class Decision:
             body["policy"] = dict(self.policy)
         if self.judged_at:
             body["judged_at"] = self.judged_at
+        if self.window is not None:
+            body["window"] = dict(self.window)
         return body
 
 

@@ -141,6 +141,10 @@ def record_problem(record: Any) -> str:
         problem = _finding_problem(finding)
         if problem:
             return problem
+    if "window" in record:
+        window = record["window"]
+        if not isinstance(window, Mapping) or not isinstance(window.get("until", ""), str):
+            return "window is not an object with a text until"
     if "policy" in record:
         policy = record["policy"]
         if not isinstance(policy, Mapping):

@@ -1259,7 +1259,19 @@ def schedule_summary(schedule: Any) -> Any:
         runtime=runtime,
         unwrapped=unwrapped,
         step_accounts=accounts,
+        end_time=_end_time(schedule),
     )
+
+
+def _end_time(schedule: Any) -> str | None:
+    """A listed schedule's end time as RFC 3339 (``""``: none; ``None``: not readable)."""
+    try:
+        if not type(schedule).pb(schedule).HasField("end_time"):
+            return ""
+        end = schedule.end_time
+        return str(end.isoformat()) if end is not None else ""
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _list(value: Any) -> list[Any]:

@@ -77,6 +77,8 @@ class ScheduleSummary:
     runtime: Mapping[str, str] | None = None
     #: executors of its job's spec that run their code as the job's own account
     unwrapped: tuple[str, ...] = ()
+    #: its end time as listed (RFC 3339; ``""``: none, it runs for ever; ``None``: not read)
+    end_time: str | None = None
     #: the identity each custom-job step of its spec runs as, by task path (``None`` for one
     #: known only at run time); ``None``: the spec was not read
     step_accounts: Mapping[str, str | None] | None = None
@@ -223,10 +225,37 @@ def schedule_approval(
         return None, "no schedule approval holds its spec"
     why = ""
     for approval in reversed(candidates):
-        why = _mismatch(schedule, approval, decision_labels)
+        why = _mismatch(schedule, approval, decision_labels) or _beyond_window(schedule, approval)
         if not why:
             return approval, ""
     return None, why
+
+
+def _beyond_window(schedule: ScheduleSummary, approval: Mapping[str, object]) -> str:
+    """Why ``schedule`` runs beyond the window its approval judged (empty when it does not):
+    its grants were judged until the approved end time, and an end time moved later (or
+    removed) by ``schedules.patch`` runs into grants nobody judged. Approvals that recorded no
+    window (older ones) are not compared; a schedule whose end time was not read is."""
+    window = approval.get("window")
+    until = window.get("until") if isinstance(window, Mapping) else None
+    if not isinstance(until, str) or not until:
+        return ""  # judged for ever (or before windows were recorded)
+    if schedule.end_time is None:
+        return f"its end time was not read (the approval judged it until {until})"
+    if not schedule.end_time:
+        return f"it has no end time: it runs for ever, the approval judged it until {until}"
+    from zt_pipelines.policy.conditions import parse_rfc3339
+
+    try:
+        later = parse_rfc3339(schedule.end_time) > parse_rfc3339(until)
+    except ValueError:
+        later = True  # fail closed
+    if later:
+        return (
+            f"its end time {schedule.end_time} is after {until}, the end the approval judged "
+            "its grants until"
+        )
+    return ""
 
 
 def _job_mismatch(

@@ -19,6 +19,7 @@ from typing import Any
 
 from zt_pipelines.policy.lending import LENDING_PERMISSIONS
 from zt_pipelines.policy.reach import CONNECTION_PERMISSIONS, EDGE_PERMISSIONS
+from zt_pipelines.policy.role_catalogue import catalogue_role
 from zt_pipelines.policy.snapshot import (
     ASSET_TYPES,
     AllowPolicy,
@@ -121,10 +122,12 @@ def assemble(
     reached |= {CRM + "projects/" + s.numbers[p] for p in s.reach_projects if p in s.numbers}
     for name in sorted(reached):
         ref = name.rsplit("/", 1)[1]
-        if ref not in s.listed_projects and ref not in s.numbers:
+        failed_listing = ("serviceAccounts.list", ref) in s.failed_keys  # unreadable already
+        if ref not in s.listed_projects and ref not in s.numbers and not failed_listing:
             unreadable.append(
                 Unreadable(name, "serviceAccounts.list", "its service accounts were not listed")
             )
+    unreadable.extend(_unlisted_folders(s))
     for hit in s.hits:
         # Cloud Asset names projects by number and accounts by unique id: use our keys
         name = dump_name(hit, s)
@@ -216,6 +219,34 @@ def assemble(
 _REACHING = frozenset(EDGE_PERMISSIONS) | LENDING_PERMISSIONS
 
 
+def _role(s: Reads, name: str) -> Role | None:
+    """A role as the engine will know it: read, else (predefined) the shipped catalogue's."""
+    found = s.roles.get(name)
+    if found is None and name.startswith("roles/"):
+        return catalogue_role(name)
+    return found
+
+
+def _unlisted_folders(s: Reads) -> list[Unreadable]:
+    """Folders and organisations known only from a search hit that carries a grant able to
+    make an edge: the projects below them (and so their accounts and lent agents) are not
+    read, so whom the grant reaches is unknown — an unverifiable edge, never none."""
+    out = []
+    known = {*s.nodes, *s.policies, *s.roots, *(u.target for u in s.unreadable)}
+    for hit in s.hits:
+        name = hit.resource
+        if not name.startswith((CRM + "folders/", CRM + "organizations/")) or name in known:
+            continue
+        if any(
+            (role := _role(s, b.role)) is None or not role.permissions.isdisjoint(_REACHING)
+            for b in hit.policy.bindings
+        ):
+            why = "the projects below it (and their service accounts) are not listed live"
+            out.append(Unreadable(name, "serviceAccounts.list", why))
+            known.add(name)
+    return out
+
+
 def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:
     """Projects (id, or number when the id is not known) on which a principal search found a
     grant that can make an edge — an impersonation or lending permission, or a role of
@@ -230,7 +261,7 @@ def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:
         if ref in planned or ref in out or CRM + "projects/" + ref in s.nodes:
             continue
         for binding in hit.policy.bindings:
-            role = s.roles.get(binding.role)
+            role = _role(s, binding.role)
             if role is None or not role.permissions.isdisjoint(_REACHING):
                 out.add(ref)
                 break
@@ -268,7 +299,7 @@ def connection_projects(s: Reads, principals: Collection[str]) -> list[str]:
     policies = [*s.policies.items(), *((dump_name(h, s), h.policy) for h in s.hits)]
     for name, policy in policies:
         for binding in policy.bindings:
-            role = s.roles.get(binding.role)
+            role = _role(s, binding.role)
             if role is not None and role.permissions.isdisjoint(CONNECTION_PERMISSIONS):
                 continue
             if not any(

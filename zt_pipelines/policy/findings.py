@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from zt_pipelines.errors import IdentityError
-from zt_pipelines.identity import classify_identity
+from zt_pipelines.identity import DEFAULT_KINDS, IdentityKinds, classify_identity
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.acl import acl_findings, acl_summary
 from zt_pipelines.policy.catalogue import escalation_rank, escalation_reason, is_basic_role
@@ -331,7 +331,10 @@ def _identity_findings(
             )
         )
     users: dict[str, list[str]] = defaultdict(list)
-    kinds = {pipeline_sa: found}  # each email classified once (thousands of steps)
+    # each email classified once (thousands of steps): its default kind, "" for a user-managed
+    # account (no record built per step)
+    kinds = {pipeline_sa: found.default_kind or ""}
+    identity_kind = IdentityKinds()
     for step in steps:
         sa = (step.service_account or "").lower()
         if not sa:
@@ -360,17 +363,18 @@ def _identity_findings(
         kind = kinds.get(sa)
         if kind is None:
             try:  # where it is only named in the error (thousands of steps)
-                kind = kinds[sa] = classify_identity(sa)
+                kind = kinds[sa] = identity_kind(sa) or ""
             except IdentityError:
-                kind = classify_identity(sa, where=f"task {step.task!r}")  # raises, naming it
-        if kind.is_default:
+                identity_kind(sa, where=f"task {step.task!r}")  # raises, naming it
+                raise
+        if kind:
             out.append(
                 _f(
                     "ZT100",
-                    f"the step would run as {kind.description} ({sa})",
+                    f"the step would run as {DEFAULT_KINDS[kind]} ({sa})",
                     step=step.task,
                     principal=sa_member(sa),
-                    evidence=(Evidence("identity", detail=kind.default_kind or ""),),
+                    evidence=(Evidence("identity", detail=kind),),
                 )
             )
         if sa == pipeline_sa:
@@ -391,7 +395,7 @@ def _identity_findings(
                 out.append(_shared_identity(sa, sorted(tasks), sorted(jobs.get(sa, ()))))
     unreadable = {u.target for u in ev.snapshot.unreadable}
     for sa in sorted({pipeline_sa, *users}):
-        if not sa or kinds[sa].is_default:
+        if not sa or kinds[sa]:
             continue
         record = ev.snapshot.service_accounts.get(sa)
         keys = record is not None and bool(
@@ -847,10 +851,38 @@ def _excess_and_scope_findings(
             # excess by scope, prefix shape: object needs under prefixes of this bucket
             if objects is not None and not hierarchy:
                 needed = objects.get(name)
-                if needed is not None:
-                    part = object_grant(ev, name, held, needed, now, window)
-                    if part is not None:
-                        scoped.append(scope_text.finding(principal, step, part, where, zt215))
+                if needed is None or not perms:
+                    continue
+                if len(needed) == 1 and binding.condition is None:
+                    # object_grant()'s usual case inline (one need in the bucket, no condition:
+                    # broad when it is under a prefix); 10,000s of steps at scale
+                    r = needed[0]
+                    prefix = r.resource.prefix
+                    permission = r.permission
+                    if prefix and permission in perms:
+                        there = f"{where}/{prefix}"  # display_uri(name, prefix)
+                        scoped.append(
+                            new_finding(
+                                "ZT215",
+                                zt215,
+                                f"{role} on {where} gives {principal} {permission} on every "
+                                f"object of the bucket; its needs are only under {there}: "
+                                "grant it with a resource.name.startsWith condition on that "
+                                "prefix",
+                                step,
+                                principal,
+                                name,
+                                permission,
+                                (
+                                    new_evidence("binding", name, role, held.member, ""),
+                                    new_evidence("scope", detail=f"narrower scope: {there}"),
+                                ),
+                            )
+                        )
+                    continue
+                part = object_grant(ev, name, held, needed, now, window)
+                if part is not None:
+                    scoped.append(scope_text.finding(principal, step, part, where, zt215))
         if hierarchy:  # served from above too: the whole check, in its own order
             del scoped[mark:]
             needs = needed_of.get(principal)
@@ -1156,11 +1188,10 @@ def _reach_findings(
                 f"who {start} can become covers only the service-account policies "
                 f"{ev.snapshot.held} (no complete binding search for this principal)"
             )
-    missing = [
-        e
-        for e in graph_accounts_without_policy(ev)
-        if e not in {m.partition(":")[2] for m in starts}
-    ]
+    missing = graph_accounts_without_policy(ev)
+    if missing:  # the starts' own policies are asked for anyway
+        started = {m.partition(":")[2] for m in starts}
+        missing = [e for e in missing if e not in started]
     if missing:
         notes.append(
             "who can become whom: the own allow policies of "

@@ -81,6 +81,7 @@ CONNECTION_PERMISSIONS: frozenset[str] = frozenset(
     for p in lender.permissions
 )
 _ORDER = {p: i for i, p in enumerate(EDGE_PERMISSIONS)}
+_UNKNOWN = Match.UNKNOWN  # an Enum attribute costs a lookup per binding
 
 #: Google service agents that run the code a caller hands them, with no actAs asked: whoever
 #: can create such a job or deployment in a project runs as that project's agent
@@ -204,14 +205,27 @@ class _Graph:
         self.node_of: dict[str, str] = {}
         self.below: dict[str, list[str]] = {}
         self.gaps: dict[str, str] = {}
-        for email in self.accounts:
-            name = self._sa_node(email)
-            self.node_of[email] = name
-            for n in self._chain(email, name):
-                self.below.setdefault(n.name, []).append(email)
+        nodes, chain, below, node_of = snap.nodes, ev.chain, self.below, self.node_of
+        for email in self.accounts:  # _sa_node() and _chain(), inline (10,000s of accounts)
+            home = self._project(email)
+            name = f"{IAM}projects/{home}/serviceAccounts/{email}"
+            if name not in nodes:
+                other = f"{IAM}projects/-/serviceAccounts/{email}"
+                if other in nodes:
+                    name = other
+            node_of[email] = name
+            # the account's own policy is not in the snapshot: grants above it still reach it
+            above = chain(name)[0] or chain(CRM + "projects/" + home)[0]
+            for n in above:
+                got = below.get(n.name)
+                if got is None:
+                    below[n.name] = [email]
+                else:
+                    got.append(email)
         self.edge_roles: dict[str, frozenset[str] | None] = {}
+        # role -> (its edge permissions or None: unknown, the most direct one): per role
+        self._edge_best: dict[str, tuple[frozenset[str] | None, str]] = {}
         # hierarchy node -> the identities Google services lend in the projects at or below
-        # it: (project number, lender)
         # it: (project number, lender); a project whose number the state lacks: ("?" + its
         # name, lender) — its lent accounts are not known by name (see _unattributed)
         self.agents_below: dict[str, list[tuple[str, Lender]]] = {}
@@ -227,9 +241,13 @@ class _Graph:
         self._orphans: list[tuple[str, str]] | None = None
         # projects whose service accounts could not be listed: whom an edge there reaches is
         # unknown (live mode lists the identities' projects and those a search found edges on)
-        self.unlisted = frozenset(
-            u.target for u in snap.unreadable if u.what == "serviceAccounts.list"
-        )
+        self.unlisted = {
+            u.target: u.reason
+            if u.reason.startswith(("its ", "the "))
+            else f"its service accounts could not be listed ({u.reason})"
+            for u in sorted(snap.unreadable, key=lambda u: u.reason, reverse=True)
+            if u.what == "serviceAccounts.list"
+        }
         # numbers of projects whose BigQuery connections could not be listed: whose accounts a
         # grant of bigquery.connections.use there lends is unknown
         no_connections: set[str] = set()
@@ -239,15 +257,9 @@ class _Graph:
                 if listed is not None and listed.project_number:
                     no_connections.add(listed.project_number)
         self.no_connections = frozenset(no_connections)
-
-    def _sa_node(self, email: str) -> str:
-        for name in (
-            f"{IAM}projects/{self._project(email)}/serviceAccounts/{email}",
-            f"{IAM}projects/-/serviceAccounts/{email}",
-        ):
-            if name in self.ev.snapshot.nodes:
-                return name
-        return f"{IAM}projects/{self._project(email)}/serviceAccounts/{email}"
+        # the nodes out_edges() looks at: accounts or lent agents at or below them, or accounts
+        # not listed (one lookup per binding; most bindings are on buckets, datasets ...)
+        self._relevant = frozenset(self.below) | frozenset(self.agents_below) | set(self.unlisted)
 
     def _project(self, email: str) -> str:
         record = self.ev.snapshot.service_accounts.get(email)
@@ -255,15 +267,6 @@ class _Graph:
             return record.project_id
         domain = email.partition("@")[2]
         return domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else "-"
-
-    def _chain(self, email: str, name: str) -> tuple[Node, ...]:
-        chain, _gap = self.ev.chain(name)
-        if chain:
-            return chain
-        # the account's own policy is not in the snapshot: grants above it still reach it
-        project = CRM + "projects/" + self._project(email)
-        above, _ = self.ev.chain(project)
-        return above
 
     def _reaching(self, role: str) -> bool:
         """Can a grant of ``role`` make an edge (impersonation or lending; unknown: yes)?"""
@@ -284,14 +287,16 @@ class _Graph:
         if lent_permissions(member.partition(":")[2]) is not None:
             return hops, unknown  # lent only in part (its reads): none of its edges are
         agents_below, below, unlisted = self.agents_below, self.below, self.unlisted
+        edge_best, relevant = self._edge_best, self._relevant
+        own = member.partition(":")[2]
         for node, binding, mm, via in self.ev.member_bindings(member):
             name = node.name
+            if name not in relevant:
+                continue  # no account at or below this node (a bucket, a dataset, ...)
             agents = agents_below.get(name)
             targets = below.get(name)
             if unlisted and name in unlisted and self._reaching(binding.role):
-                unknown.append(
-                    _unknown(member, node, binding, via, "its service accounts could not be listed")
-                )
+                unknown.append(_unknown(member, node, binding, via, unlisted[name]))
             if not agents and not targets:
                 continue  # no account at or below this node (a bucket, a dataset, ...)
             if agents and self.no_connections:
@@ -301,13 +306,21 @@ class _Graph:
                 hops += self._runner_hops(member, node, binding, mm, via, agents, unknown, targets)
             if not targets:
                 continue
-            perms = self.edge_permissions(binding.role)
+            role = binding.role
+            known = edge_best.get(role)
+            if known is None:
+                perms = self.edge_permissions(role)
+                known = edge_best[role] = (
+                    perms,
+                    min(perms, key=_ORDER.__getitem__) if perms else "",
+                )
+            perms, best = known
             if perms is None:
                 unknown.append(_unknown(member, node, binding, via, "role definition unknown"))
                 continue
             if not perms:
                 continue
-            if mm.match is Match.UNKNOWN:
+            if mm.match is _UNKNOWN:
                 unknown.append(_unknown(member, node, binding, via, mm.reason))
                 continue
             if cond:
@@ -315,11 +328,9 @@ class _Graph:
                     _unknown(member, node, binding, via, f"a conditional grant ({cond})")
                 )
                 continue
-            best = min(perms, key=_ORDER.__getitem__)
             if node.kind != "serviceAccount":  # every account below, as one hop
                 hops.append(_new_hop(member, "*", best, binding.role, node.name, via, cond))
                 continue
-            own = member.partition(":")[2]
             for target in targets:
                 if target == own:
                     continue
@@ -579,18 +590,26 @@ def reach_graph(
             if member not in cache:
                 cache[member] = graph.out_edges(member)
             hops, unsure = cache[member]
-            unknown.extend(
-                UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via, u.target)
-                for u in unsure
-            )
+            if unsure:
+                unknown.extend(
+                    UnknownEdge(start, path, u.source, u.reason, u.node, u.role, u.via, u.target)
+                    for u in unsure
+                )
+            # expected hops: by design (launched by / submitted as, granted on the SA itself)
+            expected_targets: list[str] = []
             if not path and allowed:
                 # an expected hop (the launcher's actAs on its own step) must not hide a
                 # stronger edge to the same account (a token grant on the folder): whatever
-                # order the policies were read in, the unexpected hops go first
-                hops = sorted(
-                    hops,
-                    key=lambda h: h.target in allowed and h.node == graph.node_of.get(h.target),
-                )
+                # order the policies were read in, the unexpected hops go first, and the
+                # expected ones are only marked seen
+                node_of = graph.node_of
+                unexpected = []
+                for h in hops:
+                    if h.target in allowed and h.node == node_of.get(h.target):
+                        expected_targets.append(h.target)
+                    else:
+                        unexpected.append(h)
+                hops = unexpected
             for hop in hops:
                 if hop.target == "*":
                     fresh = tuple(t for t in graph.below.get(hop.node, ()) if t not in seen)
@@ -603,13 +622,11 @@ def reach_graph(
                     continue
                 if hop.target in seen:
                     continue
-                if not path and hop.target in allowed and hop.node == graph.node_of.get(hop.target):
-                    seen.add(hop.target)
-                    continue  # by design: launched by / submitted as, granted on the SA itself
                 seen.add(hop.target)
                 walked = (*path, hop)
                 reaches.append(Reach(start, hop.target, walked))
                 queue.append((f"serviceAccount:{hop.target}", walked))
+            seen.update(expected_targets)
     return ReachGraph(tuple(reaches), tuple(unknown), len(graph.accounts))
 
 
@@ -736,10 +753,10 @@ def path_evidence(start: str, path: tuple[Hop, ...]) -> tuple[Evidence, ...]:
 def accounts_without_policy(ev: Evaluator) -> list[str]:
     """Service accounts the snapshot knows whose own allow policy it does not hold (and that
     are not reported unreadable): grants on them are invisible to the reach graph."""
-    held = {
-        name.rsplit("/", 1)[1].lower()
+    held = {  # the cheaper test first: most nodes are not service accounts
+        name.rpartition("/")[2].lower()
         for name in ev.snapshot.nodes
-        if name.startswith(IAM) and "/serviceAccounts/" in name
+        if "/serviceAccounts/" in name and name.startswith(IAM)
     }
     held |= {
         u.target.rsplit("/", 1)[1].lower()

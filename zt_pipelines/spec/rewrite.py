@@ -974,6 +974,13 @@ class _Walker:
         if inner is not None:  # a wrapped launcher's job: its serving image, if it has one
             known, elsewhere = self._elsewhere(inner.name, task)
             images, unknown_images = (*images, *known), (*unknown_images, *elsewhere)
+        elif kind.name in _MODEL_FIELD:  # a batch prediction: its model's constant container
+            served = self._serving_image(kind.name, task, depth=0)
+            if served is not None:
+                images = tuple(dict.fromkeys((*images, served)))
+                unknown_images = tuple(
+                    u for u in unknown_images if u != _IMAGES_ELSEWHERE[kind.name]
+                )
         self.steps.append(
             StepIdentity(
                 task=path,
@@ -1026,27 +1033,82 @@ class _Walker:
     def _serving_image(self, kind: str, task: dict[str, Any], depth: int) -> str | None:
         """The constant serving image of an upload (or deploy) task, else ``None``."""
         if kind == "UploadModel":
-            producer = self._producer(task, "unmanaged_container_model")
-            executor = self._executor_of(producer[0]) if producer else None
-            importer = executor.get("importer") if executor else None
-            metadata = importer.get("metadata") if isinstance(importer, dict) else None
-            spec = metadata.get("containerSpec") if isinstance(metadata, dict) else None
-            if not isinstance(spec, dict):
-                return None
-            # GCPC's upload snake-cases the spec's keys (imageUri, image_uri, ImageUri are all
-            # image_uri) and the last one wins: exactly one, or unknown
-            named = [v for k, v in spec.items() if _snake_case(str(k)) == "image_uri"]
-            image = named[0] if len(named) == 1 else None
-            ok = isinstance(image, str) and image.strip() == image and "{{" not in image
-            return image if ok and image else None
-        if kind == "DeployModel" and depth == 0:
+            return self._importer_image(
+                self._producer(task, "unmanaged_container_model"), whole=False
+            )
+        if kind in _MODEL_FIELD and depth == 0:
+            artifacts = (task.get("inputs") or {}).get("artifacts") or {}
+            if kind == "BatchPredictionJob" and "unmanaged_container_model" in artifacts:
+                if "model" in artifacts:
+                    return None  # both: which one the job serves is not ours to guess
+                return self._importer_image(
+                    self._producer(task, "unmanaged_container_model"), whole=True
+                )
             producer = self._producer(task, "model")
             if producer is None or producer[1] != "model":
                 return None
             if self._launcher_kind_of(producer[0]) != "UploadModel":
                 return None
+            if not self._takes_model_input(task, _MODEL_FIELD[kind]):
+                return None  # the payload names another model than the upload's
             return self._serving_image("UploadModel", producer[0], depth + 1)
         return None
+
+    def _importer_image(
+        self, producer: tuple[dict[str, Any], str] | None, *, whole: bool
+    ) -> str | None:
+        """The constant ``containerSpec.imageUri`` of an importer's metadata. GCPC's launchers
+        snake-case keys and keep the last of those that collide (``imageUri``/``image_uri``;
+        for a batch prediction, ``whole`` metadata: ``containerSpec``/``container_spec``
+        too): exactly one of each, or unknown."""
+        executor = self._executor_of(producer[0]) if producer else None
+        importer = executor.get("importer") if executor else None
+        metadata = importer.get("metadata") if isinstance(importer, dict) else None
+        if not isinstance(metadata, dict):
+            return None
+        if whole:
+            specs = [v for k, v in metadata.items() if _snake_case(str(k)) == "container_spec"]
+            spec = specs[0] if len(specs) == 1 else None
+        else:  # the upload reads this one key, as it is spelt
+            spec = metadata.get("containerSpec")
+        if not isinstance(spec, dict):
+            return None
+        named = [v for k, v in spec.items() if _snake_case(str(k)) == "image_uri"]
+        image = named[0] if len(named) == 1 else None
+        ok = isinstance(image, str) and image.strip() == image and "{{" not in image
+        return image if ok and image else None
+
+    def _takes_model_input(self, task: dict[str, Any], path: tuple[str, ...]) -> bool:
+        """Whether the launcher ``task`` runs (itself, or the one zt's wrapper holds) puts the
+        resource name of its ``model`` input artifact at ``path`` of its payload, as GCPC
+        writes it — not a literal model or another input's."""
+        executor = self._executor_of(task)
+        container = executor.get("container") if executor else None
+        if not isinstance(container, dict):
+            return False
+        kind = identify_launcher(container)
+        if kind is not None and kind.name == "CustomJob":  # zt's wrapper: the launcher inside
+            ref = (task.get("componentRef") or {}).get("name")
+            component = self.components.get(ref) if isinstance(ref, str) else None
+            params = ((component or {}).get("inputDefinitions") or {}).get("parameters") or {}
+            try:
+                container = _pool_container((params.get("worker_pool_specs") or {})["defaultValue"])
+            except (KeyError, IndexError, TypeError):
+                return False
+        args = container.get("args")
+        if not isinstance(args, list):
+            return False
+        at = [i + 1 for i, a in enumerate(args[:-1]) if a == "--payload"]
+        payload = args[at[0]] if len(at) == 1 else None
+        if not isinstance(payload, str):
+            return False
+        inputs = task.get("inputs") or {}
+        given = {*(inputs.get("artifacts") or {}), *(inputs.get("parameters") or {})}
+        try:
+            parsed = parse_payload(payload, lambda name: name in given)
+        except PayloadError:
+            return False
+        return bool(field_at(parsed.tree, path) == _MODEL_NAME)
 
     def _producer(self, task: dict[str, Any], name: str) -> tuple[dict[str, Any], str] | None:
         """The sibling task (and its output key) an artifact input of ``task`` comes from."""
@@ -1904,6 +1966,12 @@ _POOL_PATHS: dict[str, tuple[str, ...]] = {
     "CustomJob": ("job_spec", "worker_pool_specs"),
     "HyperparameterTuningJob": ("trial_job_spec", "worker_pool_specs"),
 }
+# where a launcher's payload names the model it serves: GCPC writes its model input there
+_MODEL_FIELD: dict[str, tuple[str, ...]] = {
+    "DeployModel": ("deployed_model", "model"),
+    "BatchPredictionJob": ("model",),
+}
+_MODEL_NAME = "{{$.inputs.artifacts['model'].metadata['resourceName']}}"
 _IMAGES_ELSEWHERE: dict[str, str] = {
     "BatchPredictionJob": "the model's serving container (an artifact read at run time)",
     "DataflowFlexTemplateJob": "the flex template's container (in the template file)",
