@@ -264,3 +264,63 @@ def test_check_refuses_a_p12_key_file_in_env(template: Path, tmp_path: Path) -> 
     report = check(with_env(template, tmp_path, _b64(blob)))
     [f] = report.by_code("ZT410")
     assert "PKCS#12" in f.message and f.step == "train"
+
+
+# -- round 7 in_04: the escapes a reader undoes before it uses the text ---------------------
+
+
+def _escapes(secret: str) -> dict[str, str]:
+    from urllib.parse import quote, urlencode
+
+    every = "".join(f"\\u{ord(c):04x}" for c in secret)
+    return {
+        "JSON \\uXXXX": every,
+        "JSON \\/ (PHP's, Java's writers)": secret.replace("/", "\\/"),
+        "\\xXX (YAML, Python, $'...')": "".join(f"\\x{ord(c):02x}" for c in secret),
+        "%XX (URL)": quote(secret, safe=""),
+        "form body": urlencode({"grant_type": "refresh_token", "refresh_token": secret}),
+        "%XX twice": quote(quote(secret, safe=""), safe=""),
+        "in a JSON dump": json.dumps({"v": secret.replace("/", "\\/")}),
+    }
+
+
+@pytest.mark.parametrize("escape", sorted(_escapes("x")))
+@pytest.mark.parametrize("kind", sorted(SECRETS))
+def test_an_escaped_credential_is_found(kind: str, escape: str) -> None:
+    value = _escapes(SECRETS[kind])[escape]
+    assert kind in credential_kinds(f"x {value} y"), value
+    assert credential_paths({"env": [{"value": value}]}), value
+
+
+def test_an_adc_file_written_with_escaped_slashes_is_found_encoded_too() -> None:
+    adc = json.dumps(
+        {
+            "type": "authorized_user",
+            "client_id": "c",
+            "refresh_token": REAL["an OAuth refresh token"],
+        }
+    ).replace("/", "\\/")
+    assert json.loads(adc)["refresh_token"] == REAL["an OAuth refresh token"]
+    assert credential_kinds(adc) == ["an OAuth refresh token"]
+    # a base64 key file whose / a JSON writer escaped splits the base64 runs: read back whole
+    encoded = _b64(KEY_FILE.encode()).replace("/", "\\/")
+    assert credential_kinds(json.dumps({"key": encoded}))
+
+
+def test_text_with_escapes_but_no_credential_is_no_finding() -> None:
+    for text in ("100%25 done", "a\\/b\\u0041\\x41 %2F%2F path", "printf '%s\\n' 50%"):
+        assert credential_kinds(text) == [], text
+
+
+def test_the_audit_log_redacts_an_escaped_or_encoded_credential_whole() -> None:
+    from zt_pipelines.audit.chain import REDACTED, redact
+
+    token = REAL["an OAuth refresh token"]
+    assert redact(f"token {token}") == f"token {REDACTED}"
+    for value in (
+        _escapes(token)["form body"],
+        _escapes(token)["JSON \\/ (PHP's, Java's writers)"],
+    ):
+        assert redact({"param": value}) == {"param": REDACTED}
+    assert redact({"param": _b64(KEY_FILE.encode())}) == {"param": REDACTED}
+    assert redact({"param": "gs://bucket/runs 100%25"}) == {"param": "gs://bucket/runs 100%25"}

@@ -578,3 +578,34 @@ def test_a_clock_that_is_no_datetime_is_refused_typed(
         verify(template, offline / "a.jsonl", clock=lambda: bad)
     assert "not a datetime" in info.value.message
     assert json.loads((offline / "a.jsonl").read_text().splitlines()[-1])["outcome"] == "refused"
+
+
+def test_a_snapshot_file_swapped_while_it_is_judged_is_refused(
+    offline: Path, template: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zt_pipelines.verification as verification
+    from zt_pipelines.errors import SnapshotError
+
+    copy = offline / "world.yaml"
+    copy.write_bytes(WORLD.read_bytes())
+    real = verification.check_rewritten
+
+    def swapping(*args: Any, **kwargs: Any) -> Any:
+        report = real(*args, **kwargs)
+        copy.write_bytes(WORLD.read_bytes() + b"\n# swapped after the read\n")
+        return report
+
+    monkeypatch.setattr(verification, "check_rewritten", swapping)
+    job = zt.PipelineJob(
+        display_name="authority",
+        template_path=template,
+        project="zt-demo",
+        location="us-central1",
+        snapshot=str(copy),
+        audit_log=str(offline / "a.jsonl"),
+        policy={"version": 1},
+    )
+    with pytest.raises(SnapshotError) as info:
+        job.verify(service_account=PSA)
+    assert "changed while it was read" in info.value.message
+    assert json.loads((offline / "a.jsonl").read_text().splitlines()[-1])["outcome"] == "refused"

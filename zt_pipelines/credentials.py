@@ -19,11 +19,13 @@ from typing import Any
 
 #: (what it is, a literal every match contains, the pattern)
 SHAPES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
-    (
+    (  # spaces may be a form body's "+"
         "a private key",
-        ("PRIVATE KEY-----",),
+        ("PRIVATE KEY-----", "PRIVATE+KEY-----"),
         re.compile(
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+            r"-----BEGIN[ +][A-Z +]*PRIVATE[ +]KEY-----.*?"
+            r"(?:-----END[ +][A-Z +]*PRIVATE[ +]KEY-----|$)",
+            re.S,
         ),
     ),
     ("an OAuth access token", ("ya29.",), re.compile(r"\bya29\.[A-Za-z0-9._-]+")),
@@ -55,32 +57,53 @@ def credential_kinds(text: str) -> list[str]:
     files and tokens travel: base64 or base64url (what IAM's ``keys.create`` returns as
     ``privateKeyData``, Terraform's key output, a CI secret), hex, either of them wrapped in
     lines or holding gzip/zlib data, up to :data:`_MAX_LAYERS` encodings deep (see
-    :func:`_encoded_kinds` for the bounds)."""
+    :func:`_encoded_kinds` for the bounds) — and behind the escapes a reader undoes before it
+    uses the text (:func:`unescaped`: JSON's ``\\uXXXX`` and ``\\/``, ``\\xXX``, URL and
+    form percent-encoding)."""
     found = _clear_kinds(text)
     if not found:
-        found = _encoded_kinds(text, _Budget(), 1)
+        budget = _Budget()
+        found = _encoded_kinds(text, budget, 1)
+        if not found:
+            plain = unescaped(text)
+            if plain != text:
+                found = _clear_kinds(plain) or _encoded_kinds(plain, budget, 1)
     return found
 
 
-# a JSON \uXXXX escape (behind any number of backslashes: a JSON dump of the spec doubles
-# them), which a program reading the text as JSON turns back into the character
-_UNICODE_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
+# a reversible escape a program undoes before it uses the text: JSON's \uXXXX and \/ (behind
+# any number of backslashes: a JSON dump of the spec doubles them; PHP's and Java's JSON
+# writers escape every /), \xXX (YAML double quotes, Python, a shell's $'...'), and URL / form
+# percent-encoding (%XX: how a refresh token travels to Google's token endpoint)
+_ESCAPED = re.compile(r"\\+(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(/))|%([0-9a-fA-F]{2})")
+_ESCAPE_MARKS = ("\\u", "\\x", "\\/", "%")
+_MAX_UNESCAPES = 3  # %252F (encoded twice) is read; deeper nesting is not looked for
+
+
+def _unescape_one(m: re.Match[str]) -> str:
+    code = m.group(1) or m.group(2) or m.group(4)
+    return chr(int(code, 16)) if code else "/"
+
+
+def unescaped(text: str) -> str:
+    """``text`` with every escape of :data:`_ESCAPED` undone, up to :data:`_MAX_UNESCAPES`
+    times (``text`` itself when it holds none)."""
+    for _ in range(_MAX_UNESCAPES):
+        if not any(mark in text for mark in _ESCAPE_MARKS):
+            break
+        plain = _ESCAPED.sub(_unescape_one, text)
+        if plain == text:
+            break
+        text = plain
+    return text
 
 
 def _clear_kinds(text: str) -> list[str]:
-    found = [
+    return [
         kind
         for kind, markers, pattern in SHAPES
         if any(m in text for m in markers) and pattern.search(text)
     ]
-    if not found and "\\u" in text:  # a key file's JSON with its characters escaped
-        unescaped = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-        found = [
-            kind
-            for kind, markers, pattern in SHAPES
-            if any(m in unescaped for m in markers) and pattern.search(unescaped)
-        ]
-    return found
 
 
 # encoded candidates: runs of the base64/base64url alphabet (hex is a subset), found with a
@@ -146,7 +169,7 @@ def _encoded_kinds(text: str, budget: _Budget, layer: int) -> list[str]:
                 if der:
                     found.append(f"{der} ({how}-encoded)")
                 continue
-            inner = _clear_kinds(decoded)
+            inner = _clear_kinds(decoded) or _clear_kinds(unescaped(decoded))
             if not inner and layer < _MAX_LAYERS:
                 inner = _encoded_kinds(decoded, budget, layer + 1)
             found += [k if k == TOO_MUCH else f"{k} ({how}-encoded)" for k in inner]

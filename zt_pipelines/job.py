@@ -243,14 +243,19 @@ class PipelineJob(  # type: ignore[misc]
     Args:
         manifest: a manifest file (or loaded mapping) declaring identities/needs per task for
             templates compiled elsewhere.
-        policy: an organisation policy file (``zt-policy.yaml``) or loaded policy.
+        policy: an organisation policy file (``zt-policy.yaml``) or loaded policy (default:
+            ``$ZT_POLICY``); refused (``PolicyBindingError``) when the organisation made its
+            file binding and this one decides otherwise. Every record names the policy used.
         snapshot: verify against this snapshot file (or loaded
             :class:`~zt_pipelines.policy.snapshot.Snapshot`) instead of live IAM state; the
             job can then be built and verified without any Google credentials.
         audit_log: where decisions are appended (a path or an
             :class:`~zt_pipelines.audit.AuditLog`); default :func:`default_audit_log`.
         naming_template: the naming template for derived step identities.
-        clock: returns the current time (audit records and condition evaluation).
+        clock: returns the current time (condition evaluation, suppression expiry) — for
+            tests: outside a test suite (``ZT_TEST_CLOCK=1``) a time more than five minutes
+            from the machine's clock is a what-if (ZT405, never allowed) and records carry
+            the machine's time.
         step_defaults: CustomJob fields for every step that does not set its own (a
             :class:`~zt_pipelines.model.JobFields` or a mapping of its fields), e.g.
             ``{"persistent_resource_id": "train-pool"}`` to start every step on a Vertex
@@ -993,6 +998,15 @@ class PipelineJob(  # type: ignore[misc]
             on_snapshot=self._zt_saw,
             run_window=getattr(self, "_zt_window", None),
         )
+        recorded = self._zt_judged_under.get("snapshot")
+        if recorded and "path" in recorded and _snapshot_identity(self._zt_snapshot) != recorded:
+            from zt_pipelines.errors import SnapshotError
+
+            raise SnapshotError(  # the record must name the file that was judged
+                "the snapshot file changed while it was read",
+                where=str(self._zt_snapshot),
+                fix="verify again once nothing writes to it",
+            )
         return report, spec_bytes, verified, _runtime_bytes(runtime), request, document
 
     def _zt_authority(self) -> tuple[Any, Any]:

@@ -88,14 +88,17 @@ def check(
         parameter_values: pipeline parameters (identities from parameters are pinned).
         manifest: per-task declarations for templates compiled elsewhere.
         policy: ``zt-policy.yaml`` / ``pyproject.toml`` path, a dict, or an :class:`OrgPolicy`;
-            strict defaults when ``None``.
+            ``$ZT_POLICY`` (else the strict defaults) when ``None``; the organisation's file
+            when ``ZT_POLICY_BINDING`` / ``ZT_POLICY_SHA256`` make it binding.
         snapshot: a snapshot file, dict or :class:`Snapshot`; ``None`` reads live state.
         submitter: the submitting principal (``user:...``), for ZT300 and submitter rules.
         submitter_credentials: ``user``, ``service_account_key``, ... for submitter rules.
         network: the pipeline job's network, if set.
         credentials: google-auth credentials for live mode.
         roles: a predefined-role catalogue (path or ``{name: Role}``) to add to a snapshot.
-        now: the time conditions and suppressions are evaluated at (default: the clock).
+        now: the time conditions and suppressions are evaluated at (default: the machine's
+            clock); more than five minutes from it, outside a test suite, the report is a
+            what-if and refuses (ZT405).
         step_defaults: CustomJob fields for every step that does not set its own (a
             :class:`~zt_pipelines.model.JobFields` or a mapping of its fields, e.g.
             ``{"persistent_resource_id": "train-pool"}``).

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zt_pipelines.credentials import SHAPES
+from zt_pipelines.credentials import SHAPES, credential_kinds
 
 GENESIS = "0" * 64
 FORMAT_VERSION = 1
@@ -55,14 +55,17 @@ REDACTED = "[REDACTED]"
 def redact(value: Any) -> Any:
     """Return ``value`` with every secret-looking string replaced by ``[REDACTED]``.
 
-    Strings are scanned for private keys, bearer/access/refresh/ID tokens and API keys; mapping
-    entries whose key names a secret (``private_key``, ``access_token`` ...) are dropped to
-    ``[REDACTED]`` whatever their value.
+    Strings are scanned for private keys, bearer/access/refresh/ID tokens and API keys (a
+    string still holding one escaped or encoded, which no pattern can cut out, is replaced
+    whole); mapping entries whose key names a secret (``private_key``, ``access_token`` ...)
+    are dropped to ``[REDACTED]`` whatever their value.
     """
     if isinstance(value, str):
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)
-        return value
+        # escaped or encoded (a key file's base64, a token behind JSON or URL escapes): the
+        # shapes cannot cut it out of the text, so the whole text goes
+        return REDACTED if credential_kinds(value) else value
     if isinstance(value, Mapping):
         return {
             str(k): (REDACTED if str(k).lower() in _SECRET_KEYS else redact(v))
