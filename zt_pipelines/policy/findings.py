@@ -239,20 +239,26 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
     keeps it."""
     by_code: dict[str, dict[str, list[Finding]]] = {}
     code: str | None = None
+    last: object = by_code  # the step of the previous finding (nothing is this object)
     steps: dict[str, list[Finding]] = {}
+    group: list[Finding] = []
     for f in raw:
-        if f.code is not code:  # findings come in long runs of one code
-            code = f.code
-            got_steps = by_code.get(code)
-            if got_steps is None:
-                got_steps = by_code[code] = {}
-            steps = got_steps
-        step = f.step or ""
-        group = steps.get(step)
-        if group is None:
-            steps[step] = [f]
-        else:
-            group.append(f)
+        step = f.step
+        # findings come in runs of one code and step: the same group (same objects) as before
+        if step is not last or f.code is not code:
+            if f.code is not code:
+                code = f.code
+                got_steps = by_code.get(code)
+                if got_steps is None:
+                    got_steps = by_code[code] = {}
+                steps = got_steps
+            last = step
+            key = step or ""
+            got = steps.get(key)
+            if got is None:
+                got = steps[key] = []
+            group = got
+        group.append(f)
     levels = {c: policy.severity(c) for c in by_code}
     out: list[Finding] = []
     for c in sorted(by_code, key=lambda c: (_ORDER[levels[c]], c)):
