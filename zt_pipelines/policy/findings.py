@@ -731,7 +731,7 @@ def _excess_and_scope_findings(
     out: list[Finding] = []
     scoped: list[Finding] = []
     notes: list[str] = []
-    beyond: dict[tuple[str, frozenset[str] | str], _Beyond] = {}
+    beyond: dict[str, dict[frozenset[str] | str, _Beyond]] = {}  # role -> here -> its parts
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
     # strict defaults here (the policy's severities are applied once at the end); findings
@@ -797,14 +797,17 @@ def _excess_and_scope_findings(
             # per pair (thousands of steps hold the same role for the same needs); one needed
             # permission is its own key (no frozenset per binding)
             role = binding.role
+            of_role = beyond.get(role)
+            if of_role is None:
+                of_role = beyond[role] = {}
             if len(here) == 1:
                 for only in here:
-                    key: tuple[str, frozenset[str] | str] = (role, only)
+                    key: frozenset[str] | str = only
             else:
-                key = (role, frozenset(here))
-            known = beyond.get(key)
+                key = frozenset(here)
+            known = of_role.get(key)
             if known is None:
-                known = beyond[key] = _beyond(role, perms, here, threshold)
+                known = of_role[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             where = _URIS.get(name) or _uri(name)
             if basic_tail or risky_tail or excess_tail:
