@@ -203,14 +203,23 @@ class _Graph:
         emails = {e.lower() for e in snap.service_accounts}
         for name, node in snap.nodes.items():
             if node.kind == "serviceAccount" and "/serviceAccounts/" in name:
-                emails.add(name.rsplit("/", 1)[1].lower())
+                emails.add(name.rpartition("/")[2].lower())
         self.accounts = sorted(emails)
         self.node_of: dict[str, str] = {}
         self.below: dict[str, list[str]] = {}
         self.gaps: dict[str, str] = {}
         nodes, chain, below, node_of = snap.nodes, ev.chain, self.below, self.node_of
-        for email in self.accounts:  # _sa_node() and _chain(), inline (10,000s of accounts)
-            home = self._project(email)
+        records = snap.service_accounts
+        for email in self.accounts:  # one pass, inline (10,000s of accounts)
+            # the account's project: its record's, else its email's (a Google-owned one: "-")
+            record = records.get(email)
+            if record is not None and record.project_id:
+                home = record.project_id
+            else:
+                domain = email.partition("@")[2]
+                home = (
+                    domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else "-"
+                )
             name = f"{IAM}projects/{home}/serviceAccounts/{email}"
             if name not in nodes:
                 other = f"{IAM}projects/-/serviceAccounts/{email}"
@@ -273,13 +282,6 @@ class _Graph:
         # the nodes out_edges() looks at: accounts or lent agents at or below them, or accounts
         # not listed (one lookup per binding; most bindings are on buckets, datasets ...)
         self._relevant = frozenset(self.below) | frozenset(self.agents_below) | set(self.unlisted)
-
-    def _project(self, email: str) -> str:
-        record = self.ev.snapshot.service_accounts.get(email)
-        if record is not None and record.project_id:
-            return record.project_id
-        domain = email.partition("@")[2]
-        return domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else "-"
 
     def _reaching(self, role: str) -> bool:
         """Can a grant of ``role`` make an edge (impersonation or lending; unknown: yes)?"""
@@ -593,6 +595,12 @@ def reach_graph(
     reaches: list[Reach] = []
     unknown: list[UnknownEdge] = []
     for start in starts:
+        if not blind:  # a start with no edge out reaches nothing (most step identities)
+            first = cache.get(start)
+            if first is None:
+                first = cache[start] = graph.out_edges(start)
+            if not first[0] and not first[1]:
+                continue
         seen = {start.partition(":")[2]} if start.startswith("serviceAccount:") else set()
         allowed = expected.get(start, set())
         queue: deque[tuple[str, tuple[Hop, ...]]] = deque([(start, ())])
