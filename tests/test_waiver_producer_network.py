@@ -144,3 +144,41 @@ def test_a_network_declared_or_defaulted_for_a_producer_is_in_the_digest(tmp_pat
     assert _digest(plain, tmp_path, defaults=JobFields(network=VPC)) == declared
     # a warm pool or labels for every step are still no part of it
     assert _digest(plain, tmp_path, defaults=JobFields(persistent_resource_id="warm")) == base
+
+
+def test_a_waived_step_that_also_produces_is_hashed_per_role(tmp_path: Path) -> None:
+    """A → B → C, where B pastes A's output and C pastes B's: B's network is no part of B's
+    own digest, and part of C's (B is C's producer)."""
+    from google_cloud_pipeline_components.v1.custom_job import (
+        CustomTrainingJobOp,
+        create_custom_training_job_from_component,
+    )
+
+    def chain(network: str) -> Any:
+        first = create_custom_training_job_from_component(read_tb, display_name="a")
+
+        @dsl.pipeline(name="chain", pipeline_root="gs://zt-demo-pipeline-root/nfs")
+        def pipe() -> None:
+            a = first()
+            b = CustomTrainingJobOp(
+                display_name="b",
+                worker_pool_specs=POOLS,
+                tensorboard=a.outputs["Output"],
+                network=network,
+            )
+            CustomTrainingJobOp(
+                display_name="c", worker_pool_specs=POOLS, tensorboard=b.outputs["gcp_resources"]
+            )
+
+        return pipe
+
+    def digests(network: str) -> dict[str, str]:
+        path = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
+        compiler.Compiler().compile(chain(network), str(path))
+        result = rewrite_pipeline(str(path), project=P, pipeline_service_account=PSA)
+        return {s.task: s.upstream_digest for s in result.steps if s.upstream_digest}
+
+    on_vpc, on_evil = digests(VPC), digests(EVIL)
+    assert set(on_vpc) == {"custom-training-job", "custom-training-job-2"}, on_vpc
+    assert on_vpc["custom-training-job"] == on_evil["custom-training-job"]  # its own network
+    assert on_vpc["custom-training-job-2"] != on_evil["custom-training-job-2"]  # its producer's

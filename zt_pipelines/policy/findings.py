@@ -845,10 +845,38 @@ def _excess_and_scope_findings(
             # excess by scope, prefix shape: object needs under prefixes of this bucket
             if objects is not None and not hierarchy:
                 needed = objects.get(name)
-                if needed is not None:
-                    part = object_grant(ev, name, held, needed, now, window)
-                    if part is not None:
-                        scoped.append(scope_text.finding(principal, step, part, where, zt215))
+                if needed is None or not perms:
+                    continue
+                if len(needed) == 1 and binding.condition is None:
+                    # object_grant()'s usual case inline (one need in the bucket, no condition:
+                    # broad when it is under a prefix); 10,000s of steps at scale
+                    r = needed[0]
+                    prefix = r.resource.prefix
+                    permission = r.permission
+                    if prefix and permission in perms:
+                        there = f"{where}/{prefix}"  # display_uri(name, prefix)
+                        scoped.append(
+                            new_finding(
+                                "ZT215",
+                                zt215,
+                                f"{role} on {where} gives {principal} {permission} on every "
+                                f"object of the bucket; its needs are only under {there}: "
+                                "grant it with a resource.name.startsWith condition on that "
+                                "prefix",
+                                step,
+                                principal,
+                                name,
+                                permission,
+                                (
+                                    new_evidence("binding", name, role, held.member, ""),
+                                    new_evidence("scope", detail=f"narrower scope: {there}"),
+                                ),
+                            )
+                        )
+                    continue
+                part = object_grant(ev, name, held, needed, now, window)
+                if part is not None:
+                    scoped.append(scope_text.finding(principal, step, part, where, zt215))
         if hierarchy:  # served from above too: the whole check, in its own order
             del scoped[mark:]
             needs = needed_of.get(principal)
