@@ -197,3 +197,28 @@ def test_an_edge_on_a_folder_found_by_search_is_never_silent(template: str, env:
     assert unknown and EX.TRAIN_SA in unknown[0].message, str(live)
     assert "not listed" in unknown[0].message
     assert not live.allowed
+
+
+@pytest.mark.parametrize("holds", ["roles/editor", "roles/storage.admin"])
+def test_an_account_reached_through_its_own_policy_is_searched(
+    template: str, env: None, holds: str
+) -> None:
+    """A step identity can mint tokens of an account of another project (a grant on that
+    account, found by the search): what that account holds anywhere is searched live, as the
+    file holds it, so reaching it is judged (ZT216) — never silence."""
+    world = _world(side_sa_holds=holds)
+    sa_node = f"//iam.googleapis.com/projects/side-proj/serviceAccounts/{SIDE_SA}"
+    for node in world["nodes"]:
+        if node["name"] == sa_node:
+            node["policy"]["bindings"].append(
+                {
+                    "role": "roles/iam.serviceAccountTokenCreator",
+                    "members": [f"serviceAccount:{EX.TRAIN_SA}"],
+                }
+            )
+    offline = _check(template, world)
+    live, _ = _live(template, world)
+    want = [m for m in _side(offline, "ZT216") if EX.TRAIN_SA in m and SIDE_SA in m]
+    assert want, str(offline)
+    assert [m for m in _side(live, "ZT216") if EX.TRAIN_SA in m and SIDE_SA in m], str(live)
+    assert _reach(live) >= _reach(offline)

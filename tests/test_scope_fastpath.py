@@ -142,7 +142,7 @@ def _report(seed: int, every_node_a_parent: bool) -> str:
     return report.to_json() + "\n" + repr(report)
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", range(100))
 def test_the_one_walk_reports_what_the_whole_scope_check_does(seed: int) -> None:
     assert _report(seed, False) == _report(seed, True)
 

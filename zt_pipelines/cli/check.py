@@ -96,7 +96,8 @@ def render_report(report: Any, fmt: str, *, to_file: bool = False) -> str:
     "--now",
     "now_text",
     help="Evaluate at this ISO 8601 time instead of the clock: a what-if — more than five "
-    "minutes from the machine's clock the report refuses (ZT405).",
+    "minutes from the machine's clock the report refuses (ZT405), unless ZT_TEST_CLOCK=1 "
+    "(test suites only).",
 )
 @click.option(
     "--holds-until",

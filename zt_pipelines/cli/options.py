@@ -158,7 +158,8 @@ def policy_option() -> Callable[[_F], _F]:
         envvar="ZT_POLICY",
         show_envvar=True,
         type=click.Path(path_type=Path, dir_okay=False),
-        help="zt-policy.yaml or pyproject.toml.",
+        help="zt-policy.yaml or pyproject.toml. ZT_POLICY_BINDING=1 or ZT_POLICY_SHA256 (the "
+        "file's pinned sha256) make the ZT_POLICY file binding: another policy is refused.",
     )
     return option
 

@@ -44,6 +44,7 @@ from zt_pipelines.policy.assembly import (
     project_dumps_failed,
     project_of_name,
     reach_projects,
+    reached_accounts,
     sa_project,
 )
 from zt_pipelines.policy.lending import lent_accounts
@@ -126,6 +127,7 @@ class FetchPlan:
         self._first_projects: set[str] = set()  # projects.get asked in the first wave
         self._answered: set[str] = set()  # ... and answered or failed
         self._ancestries: set[str] = set()  # projects whose ancestry is on its way
+        self._reach_rounds = 0  # rounds that looked for accounts an identity can become
         self.s = Reads()
         self.principals: list[str] = []
         self._asked: set[tuple[str, str]] = set()  # (root, principal or set) searched
@@ -689,6 +691,7 @@ class FetchPlan:
             agents.update(
                 e for found in self.s.connections.values() for got in found.values() for e in got
             )
+            agents.update(self.s.reached_accounts)  # accounts an identity can become
             todo = [
                 v
                 for v in (*self.principals, *sorted(sets), *sorted(agents))
@@ -1070,6 +1073,9 @@ class FetchPlan:
         with self._lock:
             reached = reach_projects(self.s, self._projects_planned)
             listed = connection_projects(self.s, self.principals)
+            if self._reach_rounds < _UPSTREAM_DEPTH:
+                self._reach_rounds += 1
+                self.s.reached_accounts.update(reached_accounts(self.s, self.principals))
         for ref in reached:
             self._reach_project(ref)
         for project in listed:

@@ -61,6 +61,9 @@ class Reads:
     # project id -> BigQuery location -> the accounts its connections act as (listed there)
     connections: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     connection_projects: set[str] = field(default_factory=set)  # projects whose were asked
+    # service accounts an identity can become through a grant on the account itself, found
+    # in a search hit (reached_accounts): searched like the identities
+    reached_accounts: set[str] = field(default_factory=set)
     numbers: dict[str, str] = field(default_factory=dict)  # project number -> id
     hits: list[Any] = field(default_factory=list)
     # principal (an email, or a principal set containing one) -> roots searched for it
@@ -247,6 +250,36 @@ def _unlisted_folders(s: Reads) -> list[Unreadable]:
     return out
 
 
+def reached_accounts(s: Reads, principals: Collection[str]) -> set[str]:
+    """Service accounts an identity — or an account reached so far — can become through an
+    edge grant on the account itself (an impersonation permission, or a role of unknown
+    definition) that the fetch read: what they hold anywhere must be searched, as a snapshot
+    file holds it, for the reach check to judge them (ZT216). The identities themselves are
+    searched already."""
+    mine = {e.lower() for e in principals}
+    sources = mine | s.reached_accounts
+    out: set[str] = set()
+    policies = [*s.policies.items(), *((dump_name(h, s), h.policy) for h in s.hits)]
+    for name, policy in policies:
+        if not name.startswith(IAM) or "/serviceAccounts/" not in name:
+            continue
+        email = name.rsplit("/", 1)[1].lower()
+        if email in sources or "@" not in email:
+            continue
+        for binding in policy.bindings:
+            role = _role(s, binding.role)
+            if role is not None and role.permissions.isdisjoint(EDGE_PERMISSIONS):
+                continue
+            if any(
+                m.startswith(_OPEN)
+                or (m.startswith("serviceAccount:") and m[15:].lower() in sources)
+                for m in binding.members
+            ):
+                out.add(email)
+                break
+    return out
+
+
 def reach_projects(s: Reads, planned: Collection[str]) -> list[str]:
     """Projects (id, or number when the id is not known) on which a principal search found a
     grant that can make an edge — an impersonation or lending permission, or a role of
@@ -292,8 +325,9 @@ def connection_projects(s: Reads, principals: Collection[str]) -> list[str]:
     reach an identity was read — naming it, or a principal set, group, domain or everyone —
     on the project, on a connection in it, or on a folder or organisation above it. Whoever
     holds it acts as every connection's own service account, which no binding names until the
-    connections are listed."""
-    mine = {e.lower() for e in principals}
+    connections are listed. An account an identity can become (:func:`reached_accounts`)
+    counts as an identity here."""
+    mine = {e.lower() for e in principals} | s.reached_accounts
     projects = {n.name.rsplit("/", 1)[1]: n for n in s.nodes.values() if n.kind == "project"}
     out: set[str] = set()
     policies = [*s.policies.items(), *((dump_name(h, s), h.policy) for h in s.hits)]

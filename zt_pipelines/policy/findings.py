@@ -239,20 +239,26 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
     keeps it."""
     by_code: dict[str, dict[str, list[Finding]]] = {}
     code: str | None = None
+    last: object = by_code  # the step of the previous finding (nothing is this object)
     steps: dict[str, list[Finding]] = {}
+    group: list[Finding] = []
     for f in raw:
-        if f.code is not code:  # findings come in long runs of one code
-            code = f.code
-            got_steps = by_code.get(code)
-            if got_steps is None:
-                got_steps = by_code[code] = {}
-            steps = got_steps
-        step = f.step or ""
-        group = steps.get(step)
-        if group is None:
-            steps[step] = [f]
-        else:
-            group.append(f)
+        step = f.step
+        # findings come in runs of one code and step: the same group (same objects) as before
+        if step is not last or f.code is not code:
+            if f.code is not code:
+                code = f.code
+                got_steps = by_code.get(code)
+                if got_steps is None:
+                    got_steps = by_code[code] = {}
+                steps = got_steps
+            last = step
+            key = step or ""
+            got = steps.get(key)
+            if got is None:
+                got = steps[key] = []
+            group = got
+        group.append(f)
     levels = {c: policy.severity(c) for c in by_code}
     out: list[Finding] = []
     for c in sorted(by_code, key=lambda c: (_ORDER[levels[c]], c)):
@@ -725,7 +731,7 @@ def _excess_and_scope_findings(
     out: list[Finding] = []
     scoped: list[Finding] = []
     notes: list[str] = []
-    beyond: dict[tuple[str, frozenset[str] | str], _Beyond] = {}
+    beyond: dict[str, dict[frozenset[str] | str, _Beyond]] = {}  # role -> here -> its parts
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
     # strict defaults here (the policy's severities are applied once at the end); findings
@@ -791,14 +797,17 @@ def _excess_and_scope_findings(
             # per pair (thousands of steps hold the same role for the same needs); one needed
             # permission is its own key (no frozenset per binding)
             role = binding.role
+            of_role = beyond.get(role)
+            if of_role is None:
+                of_role = beyond[role] = {}
             if len(here) == 1:
                 for only in here:
-                    key: tuple[str, frozenset[str] | str] = (role, only)
+                    key: frozenset[str] | str = only
             else:
-                key = (role, frozenset(here))
-            known = beyond.get(key)
+                key = frozenset(here)
+            known = of_role.get(key)
             if known is None:
-                known = beyond[key] = _beyond(role, perms, here, threshold)
+                known = of_role[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             where = _URIS.get(name) or _uri(name)
             if basic_tail or risky_tail or excess_tail:
@@ -845,10 +854,38 @@ def _excess_and_scope_findings(
             # excess by scope, prefix shape: object needs under prefixes of this bucket
             if objects is not None and not hierarchy:
                 needed = objects.get(name)
-                if needed is not None:
-                    part = object_grant(ev, name, held, needed, now, window)
-                    if part is not None:
-                        scoped.append(scope_text.finding(principal, step, part, where, zt215))
+                if needed is None or not perms:
+                    continue
+                if len(needed) == 1 and binding.condition is None:
+                    # object_grant()'s usual case inline (one need in the bucket, no condition:
+                    # broad when it is under a prefix); 10,000s of steps at scale
+                    r = needed[0]
+                    prefix = r.resource.prefix
+                    permission = r.permission
+                    if prefix and permission in perms:
+                        there = f"{where}/{prefix}"  # display_uri(name, prefix)
+                        scoped.append(
+                            new_finding(
+                                "ZT215",
+                                zt215,
+                                f"{role} on {where} gives {principal} {permission} on every "
+                                f"object of the bucket; its needs are only under {there}: "
+                                "grant it with a resource.name.startsWith condition on that "
+                                "prefix",
+                                step,
+                                principal,
+                                name,
+                                permission,
+                                (
+                                    new_evidence("binding", name, role, held.member, ""),
+                                    new_evidence("scope", detail=f"narrower scope: {there}"),
+                                ),
+                            )
+                        )
+                    continue
+                part = object_grant(ev, name, held, needed, now, window)
+                if part is not None:
+                    scoped.append(scope_text.finding(principal, step, part, where, zt215))
         if hierarchy:  # served from above too: the whole check, in its own order
             del scoped[mark:]
             needs = needed_of.get(principal)

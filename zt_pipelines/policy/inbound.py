@@ -33,7 +33,7 @@ from zt_pipelines.identity import DEPUTY_AGENT_DOMAINS
 from zt_pipelines.model import StepIdentity
 from zt_pipelines.policy.catalogue import is_basic_role
 from zt_pipelines.policy.conditions import ConditionResult, Tri
-from zt_pipelines.policy.lending import Lender, lender_of
+from zt_pipelines.policy.lending import RESOURCE_PREFIXES, Lender, lender_of, on_resource
 from zt_pipelines.policy.members import (
     Match,
     is_google_account,
@@ -404,10 +404,19 @@ def _drivers(ev: Evaluator, number: str, lender: Lender, *, approval: bool = Fal
                 )
     if approval:
         return out
-    for node in chain:
+    # and on the lending resources of the project themselves (a service, a function, a
+    # repository ...): what applies there (lending.on_resource)
+    on_resources = [
+        (n, lent.permissions)
+        for n in ev.snapshot.nodes.values()
+        if n.name.startswith(RESOURCE_PREFIXES) and n.policy and n.policy.bindings
+        for lent in on_resource(n.name)
+        if lent.account == lender.account and project.name in {c.name for c in ev.chain(n.name)[0]}
+    ]
+    for node, applies in [(n, lender.permissions) for n in chain] + on_resources:
         for binding in node.policy.bindings if node.policy else ():
             perms = ev.role_permissions(binding.role)
-            gives = lender.permissions & perms if perms is not None else frozenset()
+            gives = applies & perms if perms is not None else frozenset()
             if perms is not None and not gives:
                 continue
             condition = binding.condition.expression if binding.condition else ""

@@ -284,20 +284,8 @@ def object_grant(
 ) -> BroadGrantParts | None:
     """The prefix-shaped broad grant of one binding on ``bucket`` (held by the principal), or
     ``None``: ``needs`` are the principal's requirements of object permissions in the bucket.
-    The binding is broad for the permissions it gives that are needed under prefixes only."""
-    perms = c.perms
-    if not perms:
-        return None
-    condition = c.binding.condition
-    if len(needs) == 1:  # the usual step: one need in a bucket
-        r = needs[0]
-        prefix = r.resource.prefix
-        permission = r.permission
-        if not prefix or permission not in perms:
-            return None
-        if condition is None:
-            where = (uri(bucket, prefix),)
-            return (bucket, c.binding.role, c.member, "prefix", (permission,), where, _GIVES, "")
+    The binding is broad for the permissions it gives that are needed under prefixes only
+    (one need, no condition: when it is under a prefix and the role gives it)."""
     return _object_grant(ev, bucket, c, _by_permission(needs), now, window)
 
 
