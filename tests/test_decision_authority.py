@@ -476,7 +476,7 @@ def emulated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     (tmp_path / "mine.yaml").write_text(LAX_RULES)
     config = initializer.global_config
     saved = dict(vars(config))
-    with Emulator(load_snapshot(WORLD)) as emu:
+    with Emulator(_may_update_schedules(load_snapshot(WORLD))) as emu:
         monkeypatch.setenv("ZT_EMULATOR_HOST", emu.address)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{emu.address}")
         monkeypatch.setenv("NO_GCE_CHECK", "True")
@@ -485,6 +485,32 @@ def emulated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         finally:
             vars(config).clear()
             vars(config).update(saved)
+
+
+def _may_update_schedules(world: Any) -> Any:
+    """The example world where alice may also update schedules (schedules.patch)."""
+    import dataclasses
+
+    from zt_pipelines.policy.snapshot import Binding, Role
+
+    project = "//cloudresourcemanager.googleapis.com/projects/zt-demo"
+    roles = dict(world.roles)
+    roles["roles/zt.scheduleUpdater"] = Role(
+        "roles/zt.scheduleUpdater", frozenset({"aiplatform.schedules.update"})
+    )
+    nodes = dict(world.nodes)
+    node = nodes[project]
+    nodes[project] = dataclasses.replace(
+        node,
+        policy=dataclasses.replace(
+            node.policy,
+            bindings=(
+                *node.policy.bindings,
+                Binding("roles/zt.scheduleUpdater", ("user:alice@example.com",)),
+            ),
+        ),
+    )
+    return dataclasses.replace(world, roles=roles, nodes=nodes)
 
 
 def submit_argv(template: str, log: Path, *extra: str) -> list[str]:
@@ -609,3 +635,39 @@ def test_a_snapshot_file_swapped_while_it_is_judged_is_refused(
         job.verify(service_account=PSA)
     assert "changed while it was read" in info.value.message
     assert json.loads((offline / "a.jsonl").read_text().splitlines()[-1])["outcome"] == "refused"
+
+
+def test_a_bound_schedule_refuses_an_end_time_past_its_judged_window(
+    emulated: Any, template: str, tmp_path: Path
+) -> None:
+    from google.cloud import aiplatform
+
+    from zt_pipelines.emulator import emulator_credentials
+    from zt_pipelines.errors import StateChangedError
+
+    aiplatform.init(project="zt-demo", location="us-central1")
+    log = tmp_path / "a.jsonl"
+    job = zt.PipelineJob(
+        display_name="authority",
+        template_path=template,
+        credentials=emulator_credentials("user:alice@example.com"),
+        audit_log=str(log),
+        snapshot=str(WORLD),
+        policy={"version": 1},
+    )
+    schedule = job.create_schedule(
+        cron="0 3 * * *",
+        display_name="until-2027",
+        end_time="2027-01-01T00:00:00Z",
+        service_account=PSA,
+    )
+    name = str(schedule.resource_name)
+    with pytest.raises(StateChangedError) as info:
+        schedule.update(end_time="2027-06-01T00:00:00Z")
+    assert "judged until" in info.value.message
+    assert emulated.schedules[name].get("endTime", "").startswith("2027-01-01")  # unchanged
+    record = json.loads(log.read_text().splitlines()[-1])
+    assert record["action"] == "schedule-update" and record["outcome"] == "refused"
+    schedule.update(end_time="2026-12-31T00:00:00Z", display_name="shorter")  # inside: sent
+    assert emulated.schedules[name]["endTime"].startswith("2026-12-31")
+    assert emulated.schedules[name]["displayName"] == "shorter"

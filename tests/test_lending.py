@@ -661,3 +661,62 @@ def test_every_full_lender_judges_a_conditional_driver(
     assert bool(found) is (case != "false"), found
     if case == "unknown":
         assert "cannot be decided" in found[0].message
+
+
+# -- a grant on the lending resource itself (red team round 7 iam_02) -----------------------
+
+_RUN_SERVICE = "//run.googleapis.com/projects/ml-prod/locations/us-central1/services/svc"
+_FUNCTION = "//cloudfunctions.googleapis.com/projects/ml-prod/locations/us-central1/functions/fn"
+_REPOSITORY = "//dataform.googleapis.com/projects/ml-prod/locations/us-central1/repositories/repo"
+_CONNECTION = "//bigqueryconnection.googleapis.com/projects/ml-prod/locations/us/connections/c1"
+_DATAFORM = f"serviceAccount:service-{NUMBER}@gcp-sa-dataform.iam.gserviceaccount.com"
+
+
+def _resource(data: dict[str, Any], name: str) -> dict[str, Any]:
+    data["nodes"].append({"name": name, "kind": "other", "parent": PROJECT, "policy": {}})
+    return data
+
+
+@pytest.mark.parametrize(
+    ("resource", "permission", "account", "code"),
+    [
+        (_RUN_SERVICE, "run.services.update", _COMPUTE, "ZT216"),
+        (_FUNCTION, "cloudfunctions.functions.update", _COMPUTE, "ZT216"),
+        (_REPOSITORY, "dataform.workflowInvocations.create", _DATAFORM, "ZT216"),
+        (_CONNECTION, "bigquery.connections.use", CONNECTION, "ZT224"),
+    ],
+)
+def test_a_lending_grant_on_the_resource_itself_lends(
+    resource: str, permission: str, account: str, code: str
+) -> None:
+    data = _resource(world_dict(), resource)
+    data["roles"].append({"name": "organizations/100/roles/lender", "permissions": [permission]})
+    grant(data, resource, "organizations/100/roles/lender", TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.admin", account)
+    report = run(data)
+    assert [
+        f
+        for f in report.by_code(code)
+        if f.principal == TRAIN_MEMBER and account.partition(":")[2] in f.message
+    ], str(report)
+
+
+def test_only_what_applies_on_a_resource_lends_there() -> None:
+    # a role with a build permission granted on a Cloud Run service, or on a bucket, builds
+    # nothing (builds are created on the project)
+    data = _resource(world_dict(), _RUN_SERVICE)
+    grant(data, PROJECT, "roles/editor", _COMPUTE)
+    data["roles"].append(
+        {"name": "organizations/100/roles/builder", "permissions": ["cloudbuild.builds.create"]}
+    )
+    grant(data, _RUN_SERVICE, "organizations/100/roles/builder", TRAIN_MEMBER)
+    grant(data, RAW, "organizations/100/roles/builder", TRAIN_MEMBER)
+    report = run(data)
+    assert not [f for f in report.findings if f.code == "ZT216" and "compute" in f.message]
+
+
+def test_a_deployer_of_one_service_drives_the_build_account() -> None:
+    data = _resource(grant(world_dict(), PROJECT, "roles/editor", _COMPUTE), _RUN_SERVICE)
+    grant(data, _RUN_SERVICE, "roles/run.developer", MALLORY)
+    [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
+    assert "a Cloud Run source deploy" in f.message and TRAIN_SA in f.message

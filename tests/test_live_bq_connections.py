@@ -19,7 +19,7 @@ from test_live_check import EX, NOW, example_world, run_check, templates
 from zt_pipelines.emulator import Emulator, Fault, emulator_credentials
 from zt_pipelines.gcp.bq_connections import BIGQUERY_LOCATIONS
 from zt_pipelines.policy.report import Report
-from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, Role, Snapshot
+from zt_pipelines.policy.snapshot import AllowPolicy, Binding, Node, Role, ServiceAccount, Snapshot
 from zt_pipelines.resources import CRM, STORAGE
 from zt_pipelines.verification import check
 
@@ -253,3 +253,35 @@ def test_the_adapter_pages_through_the_emulator(served: Emulator) -> None:
     assert len(page.items) == 2 and page.next_token
     rest = adapter.list_connection_accounts_after(EX.PROJECT, "us", page.next_token)
     assert sorted([*page.items, *rest]) == sorted(got)
+
+
+def test_a_connection_lent_to_an_account_an_identity_can_become(
+    templates: dict[str, str], manifest: str
+) -> None:
+    """train-sa can mint tokens of an account of another project that holds
+    bigquery.connections.use: the connections are listed for it too (ZT224, as the file)."""
+    side = "side-sa@side-proj.iam.gserviceaccount.com"
+    world = lending_world(holder=f"serviceAccount:{side}")
+    side_project = f"{CRM}projects/side-proj"
+    side_node = f"//iam.googleapis.com/projects/side-proj/serviceAccounts/{side}"
+    token = Binding("roles/iam.serviceAccountTokenCreator", (f"serviceAccount:{EX.TRAIN_SA}",))
+    nodes = {
+        **world.nodes,
+        side_project: Node(
+            side_project,
+            "project",
+            parent="//cloudresourcemanager.googleapis.com/folders/200",
+            project_number="555555555555",
+            policy=AllowPolicy(()),
+        ),
+        side_node: Node(
+            side_node, "serviceAccount", parent=side_project, policy=AllowPolicy((token,))
+        ),
+    }
+    accounts = {**world.service_accounts, side: ServiceAccount(side, "side-proj", "7777")}
+    world = replace(world, nodes=nodes, service_accounts=accounts)
+    offline = _check(templates["training"], world, manifest)
+    live, log = _live(world, templates["training"], manifest)
+    assert [f for f in lent(offline) if EX.TRAIN_SA in f], str(offline)
+    assert lent(live) == lent(offline), str(live)
+    assert [r for r in log if r.method == LIST]

@@ -179,6 +179,8 @@ class Approval:
         decision_sha256: sha256 of everything judged (the audit record's).
         target: where and as whom it was decided.
         reserved_ip_ranges: the ranges that were verified with the network.
+        window_until: a schedule's end time its grants were judged until (RFC 3339; ``""``
+            for ever, or not a schedule).
     """
 
     service_account: str
@@ -191,6 +193,7 @@ class Approval:
     decision_sha256: str = ""
     target: CallTarget | None = None
     reserved_ip_ranges: tuple[str, ...] = ()
+    window_until: str = ""
 
     def spec(self) -> dict[str, Any]:
         """A fresh dict parsed from :attr:`spec_bytes` (what is handed to aiplatform)."""
@@ -906,6 +909,7 @@ class PipelineJob(  # type: ignore[misc]
             decided,
             self._zt_target,
             ranges,
+            window_until=str(self._zt_judged_under.get("window", {}).get("until", "")),
         )
 
     def _verify_request(
@@ -1745,6 +1749,33 @@ class _BoundSchedule(aiplatform.PipelineJobSchedule):  # type: ignore[misc]
         if changed:
             job._zt_refuse_changed("schedule-create", sa, net, changed)
         super().create(*args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """aiplatform's ``update``, refused (audited) when it moves the end time past the one
+        this schedule's grants were judged until: later runs would need grants nobody judged
+        (a new schedule is verified for its own window)."""
+        from zt_pipelines.policy.conditions import parse_rfc3339
+
+        bound = inspect.signature(aiplatform.PipelineJobSchedule.update).bind(self, *args, **kwargs)
+        end_time = bound.arguments.get("end_time")
+        until = self._zt_bound.window_until
+        if until and end_time is not None:
+            try:
+                later = parse_rfc3339(str(end_time)) > parse_rfc3339(until)
+            except ValueError:
+                later = True  # fail closed: an end time we cannot read may be any
+            if later:
+                self._zt_job._zt_refuse_changed(
+                    "schedule-update",
+                    self._zt_bound.service_account,
+                    self._zt_bound.network,
+                    [
+                        f"the new end time {end_time} is after {until}, the end this "
+                        "schedule's grants were judged until; create a new schedule (it is "
+                        "verified for its own window)"
+                    ],
+                )
+        super().update(*args, **kwargs)
 
 
 # what a schedule's request copies from the verified job (PipelineJobSchedule.__init__)

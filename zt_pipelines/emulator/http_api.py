@@ -736,6 +736,30 @@ def schedule_get(world: World, req: Request) -> tuple[int, Body]:
         return 200, deep_copy_json(_served(world.schedules, name, "schedule"))
 
 
+def schedule_patch(world: World, req: Request) -> tuple[int, Body]:
+    """aiplatform.schedules.update (schedules.patch): the fields ``updateMask`` names are set
+    from the body (camelCase, as the REST transport sends them); other fields are kept."""
+    _project, _parent, name = _vertex_named(world, req, "aiplatform.schedules.update", "schedules")
+    sent = req.json()
+    if not isinstance(sent, dict):
+        raise EmulatorError("INVALID_ARGUMENT", "the schedule must be a JSON object")
+    mask = [m for m in str(req.query.get("updateMask", "")).split(",") if m]
+    if not mask:
+        raise EmulatorError("INVALID_ARGUMENT", "updateMask is required")
+    with world.lock:
+        found = _served(world.schedules, name, "schedule")
+        for field in mask:
+            key = "".join(
+                part if i == 0 else part[:1].upper() + part[1:]
+                for i, part in enumerate(field.split("_"))
+            )
+            if key in sent:
+                found[key] = deep_copy_json(sent[key])
+            else:
+                found.pop(key, None)
+        return 200, deep_copy_json(found)
+
+
 def schedule_list(world: World, req: Request) -> tuple[int, Body]:
     """aiplatform.schedules.list (paginated)."""
     return _vertex_list(world, req, "aiplatform.schedules.list", world.schedules, "schedules")
@@ -1163,6 +1187,14 @@ ROUTES: tuple[Route, ...] = (
         "aiplatform.schedules.get",
         False,
         schedule_get,
+    ),
+    _route(
+        "PATCH",
+        _V + "/schedules/(?P<id>[^/:]+)",
+        "aiplatform",
+        "aiplatform.schedules.update",
+        True,
+        schedule_patch,
     ),
     _route("GET", _BQ, "bigquery", "bigquery.datasets.get", False, dataset_get),
     _route("PATCH", _BQ, "bigquery", "bigquery.datasets.update", True, dataset_patch),

@@ -325,8 +325,9 @@ def connection_projects(s: Reads, principals: Collection[str]) -> list[str]:
     reach an identity was read — naming it, or a principal set, group, domain or everyone —
     on the project, on a connection in it, or on a folder or organisation above it. Whoever
     holds it acts as every connection's own service account, which no binding names until the
-    connections are listed."""
-    mine = {e.lower() for e in principals}
+    connections are listed. An account an identity can become (:func:`reached_accounts`)
+    counts as an identity here."""
+    mine = {e.lower() for e in principals} | s.reached_accounts
     projects = {n.name.rsplit("/", 1)[1]: n for n in s.nodes.values() if n.kind == "project"}
     out: set[str] = set()
     policies = [*s.policies.items(), *((dump_name(h, s), h.policy) for h in s.hits)]

@@ -227,7 +227,8 @@ class Evaluator:
         self._low: set[str] = set()
         #: predefined roles whose definition came from the shipped catalogue
         self.catalogue_used: set[str] = set()
-        self._by_member: dict[str, list[tuple[Node, Binding]]] | None = None
+        #: normal member -> its bindings, as member_bindings() gives them (named directly)
+        self._by_member: dict[str, list[tuple[Node, Binding, MemberMatch, str]]] | None = None
         self._indirect_all: list[tuple[Node, str, Binding]] | None = None
         self._parents: frozenset[str] | None = None
         self._walking: set[str] = set()  # names whose chain() is being worked out
@@ -461,11 +462,14 @@ class Evaluator:
                             continue
                         got = by_member.get(p)
                         if got is None:
-                            by_member[p] = [(node, b)]
+                            by_member[p] = [(node, b, _NAMED, p)]
                         else:
-                            got.append((node, b))
+                            got.append((node, b, _NAMED, p))
             self._by_member, self._indirect_all = by_member, indirect_all
-        out = [(n, b, _NAMED, principal) for n, b in by_member.get(principal, ())]
+        named = by_member.get(principal)
+        if not indirect_all:  # the index's own list, shared (read-only, as member_bindings')
+            return named if named is not None else []
+        out = list(named) if named is not None else []
         for node, member, b in indirect_all:
             m = self.members.matches(member, principal)
             if m.match is not _NO:

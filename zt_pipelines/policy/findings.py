@@ -239,20 +239,26 @@ def _levelled_sorted(raw: list[Finding], policy: OrgPolicy) -> tuple[Finding, ..
     keeps it."""
     by_code: dict[str, dict[str, list[Finding]]] = {}
     code: str | None = None
+    last: object = by_code  # the step of the previous finding (nothing is this object)
     steps: dict[str, list[Finding]] = {}
+    group: list[Finding] = []
     for f in raw:
-        if f.code is not code:  # findings come in long runs of one code
-            code = f.code
-            got_steps = by_code.get(code)
-            if got_steps is None:
-                got_steps = by_code[code] = {}
-            steps = got_steps
-        step = f.step or ""
-        group = steps.get(step)
-        if group is None:
-            steps[step] = [f]
-        else:
-            group.append(f)
+        step = f.step
+        # findings come in runs of one code and step: the same group (same objects) as before
+        if step is not last or f.code is not code:
+            if f.code is not code:
+                code = f.code
+                got_steps = by_code.get(code)
+                if got_steps is None:
+                    got_steps = by_code[code] = {}
+                steps = got_steps
+            last = step
+            key = step or ""
+            got = steps.get(key)
+            if got is None:
+                got = steps[key] = []
+            group = got
+        group.append(f)
     levels = {c: policy.severity(c) for c in by_code}
     out: list[Finding] = []
     for c in sorted(by_code, key=lambda c: (_ORDER[levels[c]], c)):
@@ -725,7 +731,7 @@ def _excess_and_scope_findings(
     out: list[Finding] = []
     scoped: list[Finding] = []
     notes: list[str] = []
-    beyond: dict[tuple[str, frozenset[str] | str], _Beyond] = {}
+    beyond: dict[str, dict[frozenset[str] | str, _Beyond]] = {}  # role -> here -> its parts
     unsettled_by: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     threshold = policy.excess_threshold
     # strict defaults here (the policy's severities are applied once at the end); findings
@@ -791,14 +797,17 @@ def _excess_and_scope_findings(
             # per pair (thousands of steps hold the same role for the same needs); one needed
             # permission is its own key (no frozenset per binding)
             role = binding.role
+            of_role = beyond.get(role)
+            if of_role is None:
+                of_role = beyond[role] = {}
             if len(here) == 1:
                 for only in here:
-                    key: tuple[str, frozenset[str] | str] = (role, only)
+                    key: frozenset[str] | str = only
             else:
-                key = (role, frozenset(here))
-            known = beyond.get(key)
+                key = frozenset(here)
+            known = of_role.get(key)
             if known is None:
-                known = beyond[key] = _beyond(role, perms, here, threshold)
+                known = of_role[key] = _beyond(role, perms, here, threshold)
             basic_tail, risky_tail, risky_one, risky_ev, excess_tail = known
             where = _URIS.get(name) or _uri(name)
             if basic_tail or risky_tail or excess_tail:
@@ -1207,11 +1216,13 @@ def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> li
     seen: set[str] = set()
     reported: set[tuple[str, str, str]] = set()  # (node, role, condition) of non-declared ones
     public_of: dict[str, list[tuple[Binding, list[str]]]] = {}  # node -> its public bindings
+    chain = ev.chain
     for r in requirements:
-        if r.resource.name in seen:
+        name = r.resource.name
+        if name in seen:
             continue
-        seen.add(r.resource.name)
-        for node in ev.chain(r.resource.name)[0]:
+        seen.add(name)
+        for node in chain(name)[0]:
             found = public_of.get(node.name)
             if found is None:
                 found = public_of[node.name] = [
@@ -1255,14 +1266,17 @@ def _bucket_acl_findings(
     Unknown (a snapshot file that does not say) is a note, not a verdict."""
     out: list[Finding] = []
     notes: list[str] = []
-    names: set[str] = set()
+    names: set[str] = set()  # every name asked about, storage or not: tested once each
     buckets: set[str] = set()
-    principals = {r.principal for r in requirements}
+    identities: set[str] | None = None
     for r in requirements:
-        if not r.resource.name.startswith(STORAGE) or r.resource.name in names:
+        name = r.resource.name
+        if name in names:
             continue
-        names.add(r.resource.name)
-        bucket = next((n for n in ev.chain(r.resource.name)[0] if n.kind == "bucket"), None)
+        names.add(name)
+        if not name.startswith(STORAGE):
+            continue
+        bucket = next((n for n in ev.chain(name)[0] if n.kind == "bucket"), None)
         if bucket is None or bucket.name in buckets:
             continue  # not in the snapshot: its reads' own findings say so
         buckets.add(bucket.name)
@@ -1286,7 +1300,10 @@ def _bucket_acl_findings(
                     ),
                 )
             )
-            identities = {p for p in principals if p.startswith("serviceAccount:")}
+            if identities is None:  # the requirements' service accounts, once
+                identities = {
+                    q.principal for q in requirements if q.principal.startswith("serviceAccount:")
+                }
             out += acl_findings(bucket, r.step, identities, ev)
         elif bucket.uniform_bucket_level_access is None:
             notes.append(

@@ -15,17 +15,19 @@ Each entry is checked against Google's documentation (``source``). Pure: no IO.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 __all__ = [
     "LENDERS",
+    "RESOURCE_PREFIXES",
     "REVIEWED",
     "Lender",
     "lender_of",
     "lent_accounts",
     "lent_permissions",
     "lent_reads_only",
+    "on_resource",
 ]
 
 
@@ -249,6 +251,40 @@ REVIEWED: dict[str, str] = {
 
 #: every permission that lends an identity
 LENDING_PERMISSIONS: frozenset[str] = frozenset(p for lender in LENDERS for p in lender.permissions)
+
+#: resources below a project whose own allow policy can grant a lending permission (Google's
+#: per-resource sharing: a Cloud Run service, a function, a Dataform repository, a BigQuery
+#: connection, a Pub/Sub subscription, a deployment): full-name prefix -> the permission
+#: prefix that applies there
+_RESOURCE_SERVICES: dict[str, str] = {
+    "//run.googleapis.com/": "run.services.",
+    "//cloudfunctions.googleapis.com/": "cloudfunctions.functions.",
+    "//dataform.googleapis.com/": "dataform.",
+    "//bigqueryconnection.googleapis.com/": "bigquery.connections.",
+    "//pubsub.googleapis.com/": "pubsub.subscriptions.",
+    "//deploymentmanager.googleapis.com/": "deploymentmanager.deployments.",
+}
+RESOURCE_PREFIXES: tuple[str, ...] = tuple(_RESOURCE_SERVICES)
+
+
+@lru_cache(maxsize=64)
+def _restricted(lender: Lender, permissions: frozenset[str]) -> Lender:
+    return replace(lender, permissions=lender.permissions & permissions)
+
+
+def on_resource(name: str) -> list[Lender]:
+    """The lenders a grant on resource ``name`` (below a project) can make act, each reduced to
+    the lending permissions that apply on that resource (empty: none)."""
+    for prefix, permission_prefix in _RESOURCE_SERVICES.items():
+        if name.startswith(prefix):
+            applies = frozenset(p for p in LENDING_PERMISSIONS if p.startswith(permission_prefix))
+            return [
+                _restricted(lender, applies)
+                for lender in LENDERS
+                if not lender.permissions.isdisjoint(applies)
+            ]
+    return []
+
 
 _NUMBER = re.compile(r"(?:service-|bqcx-)?([0-9]+)(?:-compute|-[a-z0-9]+)?@")
 

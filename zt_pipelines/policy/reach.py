@@ -33,9 +33,11 @@ from zt_pipelines.policy.conditions import ConditionResult, Tri, request_attribu
 from zt_pipelines.policy.lending import (
     LENDERS,
     LENDING_PERMISSIONS,
+    RESOURCE_PREFIXES,
     Lender,
     lender_of,
     lent_permissions,
+    on_resource,
 )
 from zt_pipelines.policy.members import Match, MemberMatch
 from zt_pipelines.policy.report import Evidence, Finding, record_maker
@@ -72,6 +74,7 @@ EDGE_PERMISSIONS: dict[str, str] = {
     "resourcemanager.organizations.setIamPolicy": "setIamPolicy",
 }
 _EDGE_SET = frozenset(EDGE_PERMISSIONS)
+_HIERARCHY = frozenset({"project", "folder", "organization", "serviceAccount"})
 _REACHING = _EDGE_SET | LENDING_PERMISSIONS
 #: the permissions that lend a BigQuery connection's own service account (one per connection)
 CONNECTION_PERMISSIONS: frozenset[str] = frozenset(
@@ -237,6 +240,16 @@ class _Graph:
                 self.agents_below.setdefault(n.name, []).extend(
                     (number, lender) for lender in LENDERS
                 )
+        # a grant on a lending resource itself (a Cloud Run service, a function, a Dataform
+        # repository, a BigQuery connection ...): its project's lenders, for what applies there
+        for node in snap.nodes.values():
+            if node.kind in _HIERARCHY or not node.name.startswith(RESOURCE_PREFIXES):
+                continue
+            lenders = on_resource(node.name)
+            owner = next((n for n in ev.chain(node.name)[0] if n.kind == "project"), None)
+            if lenders and owner is not None:
+                number = owner.project_number or "?" + owner.name
+                self.agents_below[node.name] = [(number, lender) for lender in lenders]
         self._per_resource: list[str] | None = None
         self._orphans: list[tuple[str, str]] | None = None
         # projects whose service accounts could not be listed: whom an edge there reaches is
