@@ -134,7 +134,11 @@ def dormant_findings(
     """ZT225 for every dormant binding that would let another principal become one of the
     pipeline's identities, or would give one of them permissions, if it woke."""
     snapshot = ev.snapshot
-    dormant_roles = {name: why for name, r in snapshot.roles.items() if (why := _dormant(r))}
+    dormant_roles = {  # the catalogue's every role: the test inline, _dormant() only for hits
+        name: _dormant(r)
+        for name, r in snapshot.roles.items()
+        if r is not None and (r.deleted or r.stage == "DISABLED")
+    }
     # node -> its bindings with a dormant role or a deleted member (usually none)
     dormant_at: dict[str, list[tuple[Binding, str, list[str]]]] = {}
 

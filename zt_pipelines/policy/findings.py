@@ -1216,11 +1216,13 @@ def _public_findings(requirements: tuple[Requirement, ...], ev: Evaluator) -> li
     seen: set[str] = set()
     reported: set[tuple[str, str, str]] = set()  # (node, role, condition) of non-declared ones
     public_of: dict[str, list[tuple[Binding, list[str]]]] = {}  # node -> its public bindings
+    chain = ev.chain
     for r in requirements:
-        if r.resource.name in seen:
+        name = r.resource.name
+        if name in seen:
             continue
-        seen.add(r.resource.name)
-        for node in ev.chain(r.resource.name)[0]:
+        seen.add(name)
+        for node in chain(name)[0]:
             found = public_of.get(node.name)
             if found is None:
                 found = public_of[node.name] = [
@@ -1264,14 +1266,17 @@ def _bucket_acl_findings(
     Unknown (a snapshot file that does not say) is a note, not a verdict."""
     out: list[Finding] = []
     notes: list[str] = []
-    names: set[str] = set()
+    names: set[str] = set()  # every name asked about, storage or not: tested once each
     buckets: set[str] = set()
-    principals = {r.principal for r in requirements}
+    identities: set[str] | None = None
     for r in requirements:
-        if not r.resource.name.startswith(STORAGE) or r.resource.name in names:
+        name = r.resource.name
+        if name in names:
             continue
-        names.add(r.resource.name)
-        bucket = next((n for n in ev.chain(r.resource.name)[0] if n.kind == "bucket"), None)
+        names.add(name)
+        if not name.startswith(STORAGE):
+            continue
+        bucket = next((n for n in ev.chain(name)[0] if n.kind == "bucket"), None)
         if bucket is None or bucket.name in buckets:
             continue  # not in the snapshot: its reads' own findings say so
         buckets.add(bucket.name)
@@ -1295,7 +1300,10 @@ def _bucket_acl_findings(
                     ),
                 )
             )
-            identities = {p for p in principals if p.startswith("serviceAccount:")}
+            if identities is None:  # the requirements' service accounts, once
+                identities = {
+                    q.principal for q in requirements if q.principal.startswith("serviceAccount:")
+                }
             out += acl_findings(bucket, r.step, identities, ev)
         elif bucket.uniform_bucket_level_access is None:
             notes.append(

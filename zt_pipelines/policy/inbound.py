@@ -68,8 +68,10 @@ _ACT_AS = frozenset({"iam.serviceAccounts.actAs"})
 
 def _home(member: str) -> str | None:
     """The project a user-managed service account lives in (``None`` for other members)."""
+    if not member.startswith("serviceAccount:"):
+        return None
     domain = member.partition("@")[2]
-    if not member.startswith("serviceAccount:") or not domain.endswith(".iam.gserviceaccount.com"):
+    if not domain.endswith(".iam.gserviceaccount.com"):
         return None
     return domain.removesuffix(".iam.gserviceaccount.com")
 
@@ -169,10 +171,15 @@ def _identities(
     out: dict[str, tuple[set[str], set[str]]] = {}
 
     def add(member: str, task: str | None, *expected: str) -> None:
-        tasks, allowed = out.setdefault(member, (set(), {member}))
+        got = out.get(member)
+        if got is None:
+            got = out[member] = (set(), {member})
         if task:
-            tasks.add(task)
-        allowed.update(e for e in expected if e)
+            got[0].add(task)
+        allowed = got[1]
+        for e in expected:
+            if e:
+                allowed.add(e)
 
     add(pipeline, None, normalize_principal(ctx.submitter) if ctx.submitter else "")
     for step in steps:
@@ -180,9 +187,10 @@ def _identities(
             continue
         own = sa_member(step.service_account)
         add(own, step.task, pipeline)
-        for other in (step.launched_service_account, step.serving_service_account):
-            if other:
-                add(sa_member(other), step.task, own, pipeline)
+        if step.launched_service_account or step.serving_service_account:
+            for other in (step.launched_service_account, step.serving_service_account):
+                if other:
+                    add(sa_member(other), step.task, own, pipeline)
     return out
 
 
@@ -243,6 +251,8 @@ class _HoldIndex:
         self.roles: dict[str, _RoleHolds] = {}
         self.members: dict[str, str] = {}
         self.at: dict[tuple[str, int], list[_Hold]] = {}
+        #: account email -> the nodes _holds() read for it (the role-editor check reads the same)
+        self.chains: dict[str, tuple[Node, ...]] = {}
 
     def role(self, role: str) -> _RoleHolds:
         got = self.roles.get(role)
@@ -273,9 +283,13 @@ class _HoldIndex:
         if got is not None:
             return got
         out: list[_Hold] = []
-        members = self.members
+        members, roles = self.members, self.roles
         for binding in node.policy.bindings if node.policy else ():
-            impersonate, administer, unknown, beyond = self.role(binding.role)
+            impersonate, administer, unknown, beyond = roles.get(binding.role) or self.role(
+                binding.role
+            )
+            if not unknown and not impersonate and not administer:
+                continue  # the common case, first
             if depth == 0 and administer & _MOVE_PERMISSIONS:  # an account is never moved
                 administer = administer - _MOVE_PERMISSIONS
                 beyond = unknown or bool(impersonate - _ACT_AS) or bool(administer)
@@ -325,6 +339,7 @@ def _holds(ev: Evaluator, email: str, index: _HoldIndex | None = None) -> tuple[
             if u.target in on_chain and "allow" in read_hides(u.what):
                 missing = f"the allow policy of {u.target} could not be read ({u.reason})"
                 break
+    index.chains[email] = nodes
     out: list[_Hold] = []
     for depth, node in enumerate(nodes, start=0 if own else 1):
         found = index.node(node, depth)
@@ -595,7 +610,7 @@ def inbound_findings(
     for account, identity, mode in seen:
         if mode == "ZT220":
             upstream_of.setdefault(account, set()).add(identity)
-    editors, editor_notes = _role_editor_findings(identities, ev, admins, upstream_of)
+    editors, editor_notes = _role_editor_findings(identities, ev, admins, upstream_of, index.chains)
     return out + editors + _unknown_findings(unknown, identities, pipeline), notes + editor_notes
 
 
@@ -833,6 +848,7 @@ def _role_editor_findings(
     ev: Evaluator,
     administer: set[str],
     upstream_of: dict[str, set[str]] | None = None,
+    chains: dict[str, tuple[Node, ...]] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """A custom role's definition decides what every binding of it grants: whoever can edit a
     custom role bound to another principal on an identity's account, project, folder or
@@ -850,12 +866,18 @@ def _role_editor_findings(
     subjects = {i: {i} for i in identities}
     for account, reached in (upstream_of or {}).items():
         subjects.setdefault(account, set()).update(reached)
+    chains = chains or {}
     for subject in sorted(subjects):
         email = subject.partition(":")[2]
-        nodes, _gap = ev.chain(service_account_resource(email))
-        if not nodes:
-            home = _home(subject)
-            nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
+        # _holds() read the same nodes for an account it was asked about (``chains``)
+        found_chain = chains.get(email) if subject.startswith("serviceAccount:") else None
+        if found_chain is not None:
+            nodes = found_chain
+        else:
+            nodes, _gap = ev.chain(service_account_resource(email))
+            if not nodes:
+                home = _home(subject)
+                nodes = ev.chain(f"{CRM}projects/{home}")[0] if home else ()
         for node in nodes:
             found = custom.get(node.name)
             if found is None:
