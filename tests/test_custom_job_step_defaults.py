@@ -342,3 +342,27 @@ def test_googles_custom_jobs_take_the_defaults_or_are_named(
         }, path.name
     # Google's LLM / model-evaluation jobs take them; AutoML's payloads have no such input
     assert reached >= 6 and named >= 90, (reached, named, own)
+
+
+def test_a_wrapped_steps_job_network_is_its_jobs_not_its_codes_input(tmp_path: Path) -> None:
+    """A container step with an input called `network` (data for its code): its CustomJob runs
+    on the step default's network and key, on the first rewrite and on a second alike."""
+    from kfp import compiler, dsl
+
+    @dsl.component(base_image="python:3.11-slim")
+    def probe(network: str) -> str:
+        return network
+
+    @dsl.pipeline(name="probe", pipeline_root="gs://zt-demo-pipeline-root/x")
+    def pipeline():  # type: ignore[no-untyped-def]
+        probe(network="projects/9/global/networks/the-codes-target")
+
+    path = tmp_path / "probe.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    defaults = JobFields(network=NET, encryption_spec_key_name=KEY)
+    first = _rewrite(str(path), defaults)
+    again = _rewrite((first.spec, first.platform_docs), defaults)
+    for result in (first, again):
+        (step,) = result.steps
+        assert (step.job_network, step.job_kms_key) == (NET, KEY)
+        assert step.job.network == NET

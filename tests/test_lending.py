@@ -11,7 +11,13 @@ from policy_worlds import FOLDER, ORG, PROJECT, RAW, TRAIN_SA, grant, sa_node, w
 from test_check_codes import run
 
 from zt_pipelines.policy.catalogue import escalation_reason
-from zt_pipelines.policy.lending import LENDERS, lender_of, lent_accounts, lent_permissions
+from zt_pipelines.policy.lending import (
+    LENDERS,
+    lender_of,
+    lent_accounts,
+    lent_permissions,
+    lent_reads_only,
+)
 from zt_pipelines.policy.reach import CODE_RUNNER_EDGES
 from zt_pipelines.spec.gcpc import by_name
 
@@ -538,7 +544,7 @@ def test_a_conditional_lending_grant_is_judged_outward(
         if f.principal == TRAIN_MEMBER and account in f.message and f.code.startswith("ZT21")
     ]
     named += [f for f in report.by_code("ZT224") if f.principal == TRAIN_MEMBER]
-    reads_only = lent_permissions(account) is not None and "pubsub" not in account
+    reads_only = lent_reads_only(account)
     if case.startswith("false"):
         assert not named, str(report)
         return
@@ -720,3 +726,16 @@ def test_a_deployer_of_one_service_drives_the_build_account() -> None:
     grant(data, _RUN_SERVICE, "roles/run.developer", MALLORY)
     [f] = [f for f in run(data).by_code("ZT220") if f.principal == MALLORY]
     assert "a Cloud Run source deploy" in f.message and TRAIN_SA in f.message
+
+
+def test_a_storage_transfer_job_moves_data_as_the_transfer_agent() -> None:
+    # red team round 7 iam_01: the agent, not the caller, needs access to both buckets
+    agent = (
+        f"serviceAccount:project-{_OTHER_NUMBER}@storage-transfer-service.iam.gserviceaccount.com"
+    )
+    data = _lending_world("storagetransfer.jobs.create", None, TRAIN_MEMBER)
+    grant(data, RAW, "roles/storage.admin", agent)
+    report = run(data)
+    [f] = [f for f in report.by_code("ZT216") if agent.partition(":")[2] in f.message]
+    assert "a Storage Transfer job" in f.message and "setIamPolicy" not in f.message
+    assert lender_of(agent.partition(":")[2]) is not None and not report.allowed

@@ -4,9 +4,11 @@ Who may act as a step identity is part of that identity: only the pipeline ident
 actAs, which the plan grants). With ``--prune`` the plan removes, from each step identity's own
 allow policy, every other principal's binding it does not need — a previous pipeline identity's
 actAs, a person's token creator — so ``check`` has no such path left to refuse (ZT220). Never
-removed: the plan's pipeline identity's bindings (other pipelines may share it), a Google
-service agent's (its service acts through it), and grants on the project or elsewhere (they
-reach every account there: ``check`` keeps naming them, and the docs say how to remove them).
+removed: the plan's pipeline identity's bindings (other pipelines may share it), a deputy
+service agent's of the project's own (its service acts through it for callers it checked — what
+``check`` accepts there), and grants on the project or elsewhere (they reach every account
+there: ``check`` keeps naming them, and the docs say how to remove them). An agent that runs
+callers' code, or another project's agent, is removed like anyone's: ``check`` calls it ZT220.
 """
 
 from dataclasses import replace
@@ -31,6 +33,8 @@ PIPELINE = f"new-pipeline@{PROJECT}.iam.gserviceaccount.com"
 OLD = f"serviceAccount:old-pipeline@{PROJECT}.iam.gserviceaccount.com"
 BOB, CAROL = "user:bob@example.com", "user:carol@example.com"
 AGENT = "serviceAccount:service-777000777000@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+DEPUTY = "serviceAccount:service-777000777000@gcp-sa-aiplatform.iam.gserviceaccount.com"
+FOREIGN = "serviceAccount:service-999999999999@gcp-sa-aiplatform.iam.gserviceaccount.com"
 ACT_AS, TOKENS = f"projects/{PROJECT}/roles/actAs", f"projects/{PROJECT}/roles/tokens"
 CRM = "//cloudresourcemanager.googleapis.com/projects/"
 
@@ -54,11 +58,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _world(step: str) -> Snapshot:
     """The step identity exists already, and others may act as it: on its own policy the old
-    pipeline identity (actAs), bob (token creator) and Vertex's agent; on the project, carol."""
+    pipeline identity (actAs), bob (token creator), the project's own Vertex AI Service Agent
+    (a deputy), its Custom Code agent and another project's Vertex agent; on the project,
+    carol."""
     snap = empty_project()
     node = f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{step}"
     policy = AllowPolicy(
-        (Binding(ACT_AS, (OLD, AGENT)), Binding(TOKENS, (BOB,))),
+        (Binding(ACT_AS, (OLD, AGENT, DEPUTY, FOREIGN)), Binding(TOKENS, (BOB,))),
         etag="s0",
     )
     nodes = {**snap.nodes, node: Node(node, "serviceAccount", CRM + PROJECT, policy)}
@@ -92,12 +98,16 @@ def test_prune_removes_other_principals_paths_onto_a_step_identity(
 
         listed = zt.plan(template, snapshot=emu.state, **kw)  # type: ignore[arg-type]
         inbound = {(g.member, g.role) for g in listed.extras if sa in g.resource}
-        assert inbound == {(OLD, ACT_AS), (BOB, TOKENS)}  # disclosed, kept without --prune
+        paths = {(OLD, ACT_AS), (BOB, TOKENS), (AGENT, ACT_AS), (FOREIGN, ACT_AS)}
+        assert inbound == paths  # disclosed, kept without --prune
         assert listed.removals == ()
+        # what prune removes is what check calls a path onto the identity (ZT220)
+        assert all(any(m.split(":")[1] in z for z in before) for m, _ in paths - {(OLD, ACT_AS)})
+        assert not any(DEPUTY.split(":")[1] in z for z in before)
 
         planned = zt.plan(template, snapshot=emu.state, prune=True, **kw)  # type: ignore[arg-type]
         removed = {(g.member, g.role) for g in planned.removals}
-        assert removed == {(OLD, ACT_AS), (BOB, TOKENS)}  # never the agent, never carol's
+        assert removed == paths  # never the deputy, never carol's
         factory = ClientFactory(emulator_credentials(ADMIN), emulator_host=emu.address)
         try:
             apply_plan(planned, factory=factory, retry=no_wait_policy(), audit_log=False)
@@ -106,11 +116,12 @@ def test_prune_removes_other_principals_paths_onto_a_step_identity(
         node = emu.state.nodes[f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{sa}"]
         assert node.policy is not None
         members = {m for b in node.policy.bindings for m in b.members}
-        assert AGENT in members and f"serviceAccount:{PIPELINE}" in members
-        assert not members & {OLD, BOB}
+        assert DEPUTY in members and f"serviceAccount:{PIPELINE}" in members
+        assert not members & {OLD, BOB, AGENT, FOREIGN}
 
         after = _zt220(zt.check(template, snapshot=emu.state, **kw))  # type: ignore[arg-type]
         assert not any("old-pipeline@" in m or "bob@" in m for m in after), after
+        assert not any("service-" in m for m in after), after
         # a project-wide grant reaches every account of the project: named, never pruned
         assert any("carol@" in m for m in after), after
         assert zt.plan(template, snapshot=emu.state, prune=True, **kw).is_noop  # type: ignore[arg-type]
@@ -125,7 +136,6 @@ def test_a_plan_may_not_remove_other_principals_elsewhere(template: Path) -> Non
     node = f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{step.service_account}"
     forged = [
         Grant(CRM + PROJECT, ACT_AS, CAROL, step=step.task),  # not a step identity's policy
-        Grant(node, ACT_AS, AGENT, step=step.task),  # a Google service agent
         Grant(node, ACT_AS, f"serviceAccount:{PIPELINE}", step=step.task),  # the pipeline SA
     ]
     for grant in forged:

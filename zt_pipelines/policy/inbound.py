@@ -50,7 +50,7 @@ from zt_pipelines.resources import CRM, display_uri, service_account_resource
 
 if TYPE_CHECKING:
     from zt_pipelines.policy.engine import Evaluator
-    from zt_pipelines.policy.snapshot import Node
+    from zt_pipelines.policy.snapshot import Node, Snapshot
 
 #: policy rewrites: whoever holds them can grant themselves any of the others
 #: moving the project, or a folder above it, under a parent its mover controls: everything
@@ -140,10 +140,21 @@ def _deputy(member: str, granted: frozenset[str], numbers: frozenset[str]) -> bo
     )
 
 
-def _known_numbers(ev: Evaluator) -> frozenset[str]:
+def deputy_binding(member: str, permissions: frozenset[str] | None, snapshot: Snapshot) -> bool:
+    """Whether a binding of ``member`` carrying ``permissions`` (``None``: unknown) on a service
+    account's own policy is a deputy's, which :func:`inbound_findings` does not call a path onto
+    the account (ZT220): a deputy agent of one of the snapshot's projects that may only act as
+    it. What ``plan --prune`` keeps on a step identity is what the check accepts there."""
+    if permissions is None:
+        return False
+    granted = permissions & (IMPERSONATION_PERMISSIONS | _ADMIN_PERMISSIONS)
+    return _deputy(member, granted, known_numbers(snapshot))
+
+
+def known_numbers(snapshot: Snapshot) -> frozenset[str]:
     """Project numbers (and folder / organisation ids) of the snapshot's hierarchy."""
     out: set[str] = set()
-    for node in ev.snapshot.nodes.values():
+    for node in snapshot.nodes.values():
         if node.kind == "project" and node.project_number:
             out.add(node.project_number)
         elif node.kind in ("folder", "organization"):
@@ -481,7 +492,7 @@ def inbound_findings(
     identities = _identities(steps, ctx)
     ours = set(identities)
     pipeline = sa_member(ctx.pipeline_service_account)
-    numbers = _known_numbers(ev)
+    numbers = known_numbers(ev.snapshot)
     # (code, node, role, member, condition, path) -> the identities it can become
     reached: dict[tuple[str, str, str, str, str, str], list[str]] = {}
     hold_of: dict[tuple[str, str, str, str, str, str], tuple[_Hold, tuple[_Hold, ...]]] = {}

@@ -201,6 +201,18 @@ LENDERS: tuple[Lender, ...] = (
         writes=True,
     ),
     Lender(
+        # a transfer job copies between the buckets its creator names as the project's Storage
+        # Transfer agent (which, not the caller, needs access to them): reads and writes
+        frozenset({"storagetransfer.jobs.create", "storagetransfer.jobs.update"}),
+        "project-{number}@storage-transfer-service.iam.gserviceaccount.com",
+        "a Storage Transfer job",
+        "the Storage Transfer Service agent",
+        lends=_STORAGE_READ
+        | {"storage.buckets.get", "storage.objects.create", "storage.objects.delete"},
+        source="https://cloud.google.com/storage-transfer/docs/sink-cloud-storage",
+        writes=True,
+    ),
+    Lender(
         # BigLake / external tables, remote functions and remote models reach Cloud Storage,
         # Cloud Run / Functions and Vertex AI as the connection's account
         frozenset({"bigquery.connections.use", "bigquery.connections.delegate"}),
@@ -286,7 +298,7 @@ def on_resource(name: str) -> list[Lender]:
     return []
 
 
-_NUMBER = re.compile(r"(?:service-|bqcx-)?([0-9]+)(?:-compute|-[a-z0-9]+)?@")
+_NUMBER = re.compile(r"(?:service-|bqcx-|project-)?([0-9]+)(?:-compute|-[a-z0-9]+)?@")
 
 
 def lent_accounts(number: str) -> list[tuple[str, Lender]]:

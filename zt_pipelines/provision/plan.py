@@ -21,8 +21,11 @@ Rules (docs/provisioning.md):
 - ``prune`` removes bindings that name one of the plan's *step* identities and that the plan
   does not need — only that member, never the pipeline SA (which other pipelines may share);
   and, on a step identity's *own* allow policy, other principals' bindings the plan does not
-  need: who may act as a step identity is part of it, and only the pipeline SA may. A Google
-  service agent's binding there is never removed (its service may act for it).
+  need: who may act as a step identity is part of it, and only the pipeline SA may. A deputy
+  service agent's binding there is kept — one of the state's own projects' agents that acts
+  as the account only for callers its service checked, as the check accepts it
+  (:func:`zt_pipelines.policy.inbound.deputy_binding`); another project's agent, or one that
+  runs callers' code, is removed like any other principal's.
 
 Pure: no IO, no clock.
 """
@@ -43,6 +46,7 @@ from zt_pipelines.identity import (
     submitter_member,
 )
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
+from zt_pipelines.policy.inbound import deputy_binding
 from zt_pipelines.policy.members import Match, MemberResolver, normalize_principal
 from zt_pipelines.policy.role_catalogue import (
     catalogue_role,
@@ -804,7 +808,7 @@ def check_plan(plan: Plan) -> None:
     for grant in plan.removals:
         member = grant.member.lower()
         inbound = grant.resource in own and member != pipeline
-        if member not in ours and not (inbound and not _SERVICE_AGENT.match(member)):
+        if member not in ours and not inbound:
             raise ProvisioningRefused(
                 f"refusing to remove {grant.member} from {grant.uri}: prune only removes the "
                 "plan's own step identities' bindings, and other principals' bindings on "
@@ -978,10 +982,10 @@ def _extras(
     return sorted(found, key=lambda g: g.key)
 
 
-# a Google service agent (``service-NUMBER@gcp-sa-SERVICE``): its service acts through it
-_SERVICE_AGENT = re.compile(
-    r"^serviceaccount:service-\d+@gcp-sa-[a-z0-9-]+\.iam\.gserviceaccount\.com$"
-)
+def _permissions(state: Snapshot, role: str) -> frozenset[str] | None:
+    """What ``role`` carries in ``state`` (else the shipped catalogue); ``None``: unknown."""
+    found = state.roles.get(role) or catalogue_role(role)
+    return None if found is None or getattr(found, "deleted", False) else found.permissions
 
 
 def _inbound_extras(
@@ -1005,7 +1009,9 @@ def _inbound_extras(
         for binding in node.policy.bindings:
             for member in binding.members:
                 lowered = member.lower()
-                if lowered in kept or _SERVICE_AGENT.match(lowered):
+                if lowered in kept or deputy_binding(
+                    member, _permissions(state, binding.role), state
+                ):
                     continue
                 key = (name, binding.role, lowered, _expr(binding.condition))
                 if key not in wanted:

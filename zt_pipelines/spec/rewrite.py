@@ -723,8 +723,14 @@ class _Walker:
                 job_location=placed["job_location"] if kind is not None else None,
                 code_project=placed["job_project"] if kind is None else None,
                 code_location=placed["job_location"] if kind is None else None,
-                job_network=placed["job_network"],
-                job_kms_key=placed["job_kms_key"],
+                # a container's own `network` input is data for its code: its CustomJob runs
+                # on the network and key of its settings (as a second rewrite reads them back)
+                job_network=placed["job_network"] if kind is not None else job.network or None,
+                job_kms_key=(
+                    placed["job_kms_key"]
+                    if kind is not None
+                    else job.encryption_spec_key_name or None
+                ),
                 job_runtime_fields=self._runtime_placement,
                 # the wrapper CustomJob runs exactly the container's image (as a rewrite of
                 # the rewritten spec reads it back from the pool: idempotent)
@@ -969,6 +975,7 @@ class _Walker:
         name = self._emit(ref, _copy(component), label, new_executor)
         task["componentRef"]["name"] = name
         image = _pool_image(pools) if kind.name == "CustomJob" else str(container.get("image", ""))
+        own_job = kind.name == "CustomJob" and inner is None  # not a launcher zt wrapped
         # every image the launched job runs (all pools, trial pools), not only pool 0's
         images, unknown_images = _job_images(parsed, kind.name, bindings, params, env)
         if inner is not None:  # a wrapped launcher's job: its serving image, if it has one
@@ -1005,8 +1012,12 @@ class _Walker:
                 job_location=None if code else placed["job_location"],
                 code_project=placed["job_project"] if code else None,
                 code_location=placed["job_location"] if code else None,
-                job_network=placed["job_network"],
-                job_kms_key=placed["job_kms_key"],
+                # a custom job's are what its payload says (in zt's wrapper, an input of the
+                # container's called `network` is its code's, not the job's)
+                job_network=(job.network or None) if own_job else placed["job_network"],
+                job_kms_key=(job.encryption_spec_key_name or None)
+                if own_job
+                else placed["job_kms_key"],
                 job_runtime_fields=self._runtime_placement,
                 job_images=images,
                 job_images_unknown=unknown_images,
