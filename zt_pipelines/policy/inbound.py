@@ -140,15 +140,18 @@ def _deputy(member: str, granted: frozenset[str], numbers: frozenset[str]) -> bo
     )
 
 
-def deputy_binding(member: str, permissions: frozenset[str] | None, snapshot: Snapshot) -> bool:
+def deputy_binding(
+    member: str, permissions: frozenset[str] | None, numbers: frozenset[str]
+) -> bool:
     """Whether a binding of ``member`` carrying ``permissions`` (``None``: unknown) on a service
     account's own policy is a deputy's, which :func:`inbound_findings` does not call a path onto
-    the account (ZT220): a deputy agent of one of the snapshot's projects that may only act as
-    it. What ``plan --prune`` keeps on a step identity is what the check accepts there."""
+    the account (ZT220): a deputy agent of one of the projects ``numbers`` names
+    (:func:`known_numbers`) that may only act as it. What ``plan --prune`` keeps on a step
+    identity is what the check accepts there."""
     if permissions is None:
         return False
     granted = permissions & (IMPERSONATION_PERMISSIONS | _ADMIN_PERMISSIONS)
-    return _deputy(member, granted, known_numbers(snapshot))
+    return _deputy(member, granted, numbers)
 
 
 def known_numbers(snapshot: Snapshot) -> frozenset[str]:

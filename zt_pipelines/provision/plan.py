@@ -46,7 +46,7 @@ from zt_pipelines.identity import (
     submitter_member,
 )
 from zt_pipelines.policy.catalogue import escalation_reason, is_basic_role
-from zt_pipelines.policy.inbound import deputy_binding
+from zt_pipelines.policy.inbound import deputy_binding, known_numbers
 from zt_pipelines.policy.members import Match, MemberResolver, normalize_principal
 from zt_pipelines.policy.role_catalogue import (
     catalogue_role,
@@ -985,7 +985,7 @@ def _extras(
 def _permissions(state: Snapshot, role: str) -> frozenset[str] | None:
     """What ``role`` carries in ``state`` (else the shipped catalogue); ``None``: unknown."""
     found = state.roles.get(role) or catalogue_role(role)
-    return None if found is None or getattr(found, "deleted", False) else found.permissions
+    return None if found is None or found.deleted else found.permissions
 
 
 def _inbound_extras(
@@ -999,6 +999,7 @@ def _inbound_extras(
     need: a previous pipeline identity's actAs, a person's token creator ... — each a path onto
     the step identity (ZT220) that only the pipeline SA's actAs may be."""
     kept = ours | {f"serviceaccount:{pipeline_sa}"}
+    numbers = known_numbers(state)
     for email, steps in steps_by_account.items():
         if steps == (PIPELINE_STEP,):
             continue
@@ -1007,11 +1008,10 @@ def _inbound_extras(
         if node is None or node.policy is None:
             continue
         for binding in node.policy.bindings:
+            perms = _permissions(state, binding.role)
             for member in binding.members:
                 lowered = member.lower()
-                if lowered in kept or deputy_binding(
-                    member, _permissions(state, binding.role), state
-                ):
+                if lowered in kept or deputy_binding(member, perms, numbers):
                     continue
                 key = (name, binding.role, lowered, _expr(binding.condition))
                 if key not in wanted:
